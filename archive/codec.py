@@ -1,0 +1,73 @@
+"""Encoding of archive events: msgpack for storage, JSON for people and the API."""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+from .errors import EventDecodeError
+from .events import ArchiveEvent, Event, MessageCorrected, MessagePosted, MessageRetracted
+
+_msgpack_encoder = msgspec.msgpack.Encoder()
+_msgpack_decoder = msgspec.msgpack.Decoder(ArchiveEvent)
+_json_encoder = msgspec.json.Encoder()
+_json_decoder = msgspec.json.Decoder(ArchiveEvent)
+
+
+def to_msgpack(event: Event) -> bytes:
+    return _msgpack_encoder.encode(event)
+
+
+def from_msgpack(data: bytes) -> Event:
+    try:
+        return _msgpack_decoder.decode(data)
+    except msgspec.DecodeError as e:
+        raise EventDecodeError(f"not a valid archive event: {e}") from e
+
+
+def to_json(event: Event) -> bytes:
+    return _json_encoder.encode(event)
+
+
+def from_json(data: bytes | str) -> Event:
+    try:
+        return _json_decoder.decode(data)
+    except msgspec.DecodeError as e:
+        raise EventDecodeError(f"not a valid archive event: {e}") from e
+
+
+def event_from_builtins(data: object) -> Event:
+    """Validate an already-parsed mapping (e.g. from TOML or a form) into an event."""
+    try:
+        return msgspec.convert(data, ArchiveEvent)
+    except msgspec.ValidationError as e:
+        raise EventDecodeError(f"not a valid archive event: {e}") from e
+
+
+def idempotency_key(event: Event) -> str:
+    """The key under which an event is stored at most once.
+
+    - A message, correction or moderation that carries the room's stanza-id
+      (XEP-0359): ``sid:<room>:<stanza-id>``. The room issues it once per
+      message, so history replay, MAM backfill and live capture of the same
+      stanza all collapse onto it.
+    - Fallback for a message or correction without a stanza-id but with the
+      client's ``id`` attribute: room, type, sender, id and body. Clients make
+      ids unique per message, while the time differs between live capture
+      (receive time) and replay (delay stamp), so time is left out.
+    - Everything else: a hash of the whole event except ``recorded_at`` and
+      ``capture``, i.e. the same fact observed twice is stored once.
+    """
+    stanza_id = getattr(event, "stanza_id", None)
+    if stanza_id and isinstance(event, (MessagePosted, MessageCorrected, MessageRetracted)):
+        return f"sid:{event.room}:{stanza_id}"
+    if isinstance(event, (MessagePosted, MessageCorrected)) and event.message_id:
+        parts = (event.room, type(event).__name__, event.nick, event.message_id, event.body)
+    else:
+        fields = msgspec.structs.asdict(event)
+        fields.pop("recorded_at")
+        fields.pop("capture")
+        parts = (type(event).__name__, fields)
+    digest = hashlib.sha256(msgspec.msgpack.encode(parts)).hexdigest()
+    return f"h:{digest[:40]}"

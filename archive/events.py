@@ -1,0 +1,243 @@
+"""The archive's single event schema: msgspec Structs in one tagged union.
+
+The same Structs are stored (msgpack), replayed and served by the API (JSON).
+Every event names its room, when it happened by the server's clock where that is
+known (``occurred_at``), when the archive recorded it (``recorded_at``) and how
+it was captured.
+
+Schema evolution rules (stored events are immutable, so the schema only grows):
+
+1. Never rename or remove a field, never change its type, never reuse a tag.
+2. A new field is appended with a default (usually ``None``), so events stored
+   before it existed still decode.
+3. A new event type gets a new tag; readers that do not know a tag reject it
+   with ``EventDecodeError`` rather than guess.
+4. An enum may gain members, never lose them.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, Union
+
+import msgspec
+
+UtcTime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+class Capture(str, enum.Enum):
+    """How an event reached the archive."""
+
+    LIVE = "live"
+    HISTORY = "history"  # discussion history replayed by the room on join
+    BACKFILL = "backfill"  # fetched from the room's MAM archive after a gap
+    IMPORT = "import"  # imported from a whole MAM archive or a log file
+
+
+class LeaveReason(str, enum.Enum):
+    """Why an occupant stopped being in a room."""
+
+    LEFT = "left"
+    KICKED = "kicked"  # status 307
+    BANNED = "banned"  # status 301
+    REMOVED = "removed"  # status 321 (affiliation change) or 322 (members-only)
+    ROOM_DESTROYED = "room_destroyed"
+    SHUTDOWN = "shutdown"  # status 332: the service went down
+    LOST_SIGHT = "lost_sight"  # the listener lost its connection to the room
+
+
+class GapKind(str, enum.Enum):
+    """What an archive gap may be missing."""
+
+    PRESENCE = "presence"  # messages were recovered, presence was not
+    MESSAGES = "messages"  # the room serves no MAM: messages may be missing too
+    ALL = "all"
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+    """Fields every archive event carries."""
+
+    room: str
+    occurred_at: UtcTime
+    recorded_at: UtcTime
+    capture: Capture = Capture.LIVE
+
+
+class RoomDiscovered(Event, tag="room_discovered"):
+    """The listener found an existing room (service discovery, config, admin list)."""
+
+    name: str | None = None
+    description: str | None = None
+    features: tuple[str, ...] = ()
+
+
+class RoomCreated(Event, tag="room_created"):
+    """The room came into existence while the listener watched (status 201)."""
+
+    name: str | None = None
+
+
+class OccupantJoined(Event, tag="occupant_joined"):
+    """An occupant entered the room."""
+
+    nick: str
+    jid: str | None = None  # real JID, only where the room reveals it
+    role: str | None = None
+    affiliation: str | None = None
+    show: str | None = None
+    status: str | None = None
+    occupant_id: str | None = None  # XEP-0421 stable pseudonym
+
+
+class OccupantLeft(Event, tag="occupant_left"):
+    """An occupant stopped being in the room, and why."""
+
+    nick: str
+    reason: LeaveReason = LeaveReason.LEFT
+    jid: str | None = None
+    actor: str | None = None  # who kicked/banned, when given
+    reason_text: str | None = None
+    status: str | None = None  # the occupant's parting status text
+    occupant_id: str | None = None
+
+
+class PresenceChanged(Event, tag="presence_changed"):
+    """An occupant changed show (away, dnd, ...) or status text."""
+
+    nick: str
+    show: str | None = None
+    status: str | None = None
+    jid: str | None = None
+    occupant_id: str | None = None
+
+
+class NickChanged(Event, tag="nick_changed"):
+    """An occupant changed nickname (status 303)."""
+
+    old_nick: str
+    new_nick: str
+    jid: str | None = None
+    occupant_id: str | None = None
+
+
+class RoleChanged(Event, tag="role_changed"):
+    """An occupant's role changed (visitor, participant, moderator)."""
+
+    nick: str
+    role: str
+    jid: str | None = None
+    actor: str | None = None
+    reason_text: str | None = None
+    occupant_id: str | None = None
+
+
+class AffiliationChanged(Event, tag="affiliation_changed"):
+    """A user's affiliation changed (none, member, admin, owner, outcast)."""
+
+    affiliation: str
+    nick: str | None = None  # absent when the user is not in the room
+    jid: str | None = None
+    actor: str | None = None
+    reason_text: str | None = None
+    occupant_id: str | None = None
+
+
+class SubjectChanged(Event, tag="subject_changed"):
+    """The room's subject was set; ``nick`` is None when the room itself set it."""
+
+    subject: str
+    nick: str | None = None
+
+
+class MessagePosted(Event, tag="message_posted"):
+    """A groupchat message.
+
+    ``stanza_id`` is the room's XEP-0359 id (the MAM id); ``message_id`` is the
+    stanza's own ``id`` attribute, which XEP-0308 corrections point at.
+    """
+
+    nick: str
+    body: str
+    stanza_id: str | None = None
+    message_id: str | None = None
+    origin_id: str | None = None
+    jid: str | None = None
+    occupant_id: str | None = None
+    thread: str | None = None
+    lang: str | None = None
+
+
+class MessageCorrected(Event, tag="message_corrected"):
+    """XEP-0308: ``replaces_id`` is the corrected message's ``id`` attribute."""
+
+    nick: str
+    replaces_id: str
+    body: str
+    stanza_id: str | None = None
+    message_id: str | None = None
+    origin_id: str | None = None
+    jid: str | None = None
+    occupant_id: str | None = None
+
+
+class MessageRetracted(Event, tag="message_retracted"):
+    """XEP-0424 retraction by the author, or XEP-0425 moderation.
+
+    ``target_id`` is the stanza-id (moderation) or origin-id (self retraction)
+    of the removed message.
+    """
+
+    target_id: str
+    moderated: bool = False
+    by_nick: str | None = None
+    by_jid: str | None = None
+    reason: str | None = None
+    stanza_id: str | None = None
+    occupant_id: str | None = None
+
+
+class RoomDestroyed(Event, tag="room_destroyed"):
+    """The room was destroyed (XEP-0045 §10.9) or disappeared from the service."""
+
+    reason: str | None = None
+    alternate_room: str | None = None
+    actor: str | None = None
+
+
+class ArchiveGap(Event, tag="archive_gap"):
+    """A span in which the archive knows it may have missed events, and why."""
+
+    gap_start: UtcTime
+    gap_end: UtcTime
+    kind: GapKind = GapKind.PRESENCE
+    explanation: str = ""
+
+
+ArchiveEvent = Union[
+    RoomDiscovered,
+    RoomCreated,
+    OccupantJoined,
+    OccupantLeft,
+    PresenceChanged,
+    NickChanged,
+    RoleChanged,
+    AffiliationChanged,
+    SubjectChanged,
+    MessagePosted,
+    MessageCorrected,
+    MessageRetracted,
+    RoomDestroyed,
+    ArchiveGap,
+]
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__struct_config__.tag: cls for cls in ArchiveEvent.__args__  # type: ignore[attr-defined]
+}
+
+
+class Recorded(msgspec.Struct, frozen=True):
+    """An event with its position in the global log (strictly increasing; not gapless)."""
+
+    position: int
+    event: ArchiveEvent

@@ -1,0 +1,237 @@
+"""eventsourcing application recorders extended with the archive's side index.
+
+The library's ``stored_events`` table is kept exactly as eventsourcing defines
+it. Beside it, in the same transaction as every insert, the archive writes:
+
+- ``archive_event_index``: one row per event with its idempotency key (primary
+  key, so a duplicate can never be committed) and its ``occurred_at`` as epoch
+  seconds, for time-range reads of a room;
+- ``archive_rooms``: every room JID (originator id) that has events.
+
+Both recorders expose the same few extra queries, used by ``EventStore``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteConnectionPool, SQLiteFactory
+from psycopg.sql import SQL, Identifier
+
+# (idem_key, originator_id, originator_version, occurred_at epoch seconds)
+IndexRow = tuple[str, str, int, float]
+# (position, originator_version, state)
+RoomRow = tuple[int, int, bytes]
+
+
+class SQLiteArchiveRecorder(SQLiteApplicationRecorder):
+    """SQLite application recorder that also maintains the archive's side index."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            "CREATE TABLE IF NOT EXISTS archive_event_index ("
+            "idem_key TEXT PRIMARY KEY, originator_id TEXT NOT NULL, "
+            "originator_version INTEGER NOT NULL, occurred_at REAL NOT NULL) WITHOUT ROWID",
+            "CREATE INDEX IF NOT EXISTS archive_event_index_time "
+            "ON archive_event_index (originator_id, occurred_at)",
+            "CREATE TABLE IF NOT EXISTS archive_rooms (room TEXT PRIMARY KEY) WITHOUT ROWID",
+        ]
+
+    def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> list[int]:
+        # One executemany instead of the library's row-by-row inserts; rowids of a
+        # single transaction on a table without deletes are consecutive.
+        c.executemany(
+            self.insert_events_statement,
+            [(s.originator_id, s.originator_version, s.topic, s.state) for s in stored_events],
+        )
+        c.execute(self.select_max_notification_id_statement)
+        last = c.fetchone()[0]
+        index_rows: list[IndexRow] = kwargs.get("index_rows", [])
+        c.executemany(
+            "INSERT INTO archive_event_index VALUES (?,?,?,?)",
+            index_rows,
+        )
+        c.executemany(
+            "INSERT OR IGNORE INTO archive_rooms VALUES (?)",
+            [(room,) for room in kwargs.get("new_rooms", ())],
+        )
+        return list(range(last - len(stored_events) + 1, last + 1))
+
+    def known_keys(self, keys: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        with self.datastore.transaction(commit=False) as c:
+            for chunk in _chunks(keys, 500):
+                c.execute(
+                    "SELECT idem_key FROM archive_event_index WHERE idem_key IN "
+                    f"({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                found.update(row[0] for row in c.fetchall())
+        return found
+
+    def room_heads(self, originator_ids: Iterable[str]) -> dict[str, int]:
+        heads = {}
+        with self.datastore.transaction(commit=False) as c:
+            for oid in originator_ids:
+                c.execute(
+                    f"SELECT MAX(originator_version) FROM {self.events_table_name} WHERE originator_id=?",
+                    (oid,),
+                )
+                heads[oid] = c.fetchone()[0] or 0
+        return heads
+
+    def rooms(self) -> list[str]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT room FROM archive_rooms ORDER BY room")
+            return [row[0] for row in c.fetchall()]
+
+    def select_room(
+        self, oid: str, after_version: int, limit: int, t_from: float | None, t_to: float | None
+    ) -> list[RoomRow]:
+        if t_from is None and t_to is None:
+            sql = (
+                f"SELECT rowid, originator_version, state FROM {self.events_table_name} "
+                "WHERE originator_id=? AND originator_version>? ORDER BY originator_version LIMIT ?"
+            )
+            params: list[Any] = [oid, after_version, limit]
+        else:
+            sql = (
+                f"SELECT e.rowid, e.originator_version, e.state FROM archive_event_index i "
+                f"JOIN {self.events_table_name} e ON e.originator_id=i.originator_id "
+                "AND e.originator_version=i.originator_version "
+                "WHERE i.originator_id=? AND i.originator_version>? AND i.occurred_at>=? "
+                "AND i.occurred_at<? ORDER BY i.originator_version LIMIT ?"
+            )
+            params = [oid, after_version, _lo(t_from), _hi(t_to), limit]
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql, params)
+            return [(row[0], row[1], row[2]) for row in c.fetchall()]
+
+
+class PostgresArchiveRecorder(PostgresApplicationRecorder):
+    """PostgreSQL application recorder that also maintains the archive's side index."""
+
+    def __init__(self, datastore: Any, **kwargs: Any):
+        super().__init__(datastore, **kwargs)
+        schema = Identifier(self.datastore.schema)
+        self._index = SQL("{}.archive_event_index").format(schema)
+        self._rooms = SQL("{}.archive_rooms").format(schema)
+        self._events = SQL("{}.{}").format(schema, Identifier(self.events_table_name))
+        self.sql_create_statements += [
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (idem_key text PRIMARY KEY, "
+                "originator_id text NOT NULL, originator_version bigint NOT NULL, "
+                "occurred_at double precision NOT NULL)"
+            ).format(self._index),
+            SQL(
+                "CREATE INDEX IF NOT EXISTS archive_event_index_time ON {} (originator_id, occurred_at)"
+            ).format(self._index),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (room text PRIMARY KEY)"
+            ).format(self._rooms),
+        ]
+
+    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        # Runs inside the library's insert transaction, before the events themselves.
+        index_rows: list[IndexRow] = kwargs.get("index_rows", [])
+        if index_rows:
+            curs.executemany(SQL("INSERT INTO {} VALUES (%s,%s,%s,%s)").format(self._index), index_rows)
+        new_rooms = list(kwargs.get("new_rooms", ()))
+        if new_rooms:
+            curs.executemany(
+                SQL("INSERT INTO {} VALUES (%s) ON CONFLICT DO NOTHING").format(self._rooms),
+                [(room,) for room in new_rooms],
+            )
+
+    def known_keys(self, keys: Sequence[str]) -> set[str]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT idem_key FROM {} WHERE idem_key = ANY(%s)").format(self._index), (list(keys),))
+            return {row["idem_key"] for row in curs.fetchall()}
+
+    def room_heads(self, originator_ids: Iterable[str]) -> dict[str, int]:
+        heads = {}
+        with self.datastore.transaction(commit=False) as curs:
+            for oid in originator_ids:
+                curs.execute(
+                    SQL("SELECT MAX(originator_version) AS v FROM {} WHERE originator_id=%s").format(self._events),
+                    (oid,),
+                )
+                heads[oid] = curs.fetchone()["v"] or 0
+        return heads
+
+    def rooms(self) -> list[str]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT room FROM {} ORDER BY room").format(self._rooms))
+            return [row["room"] for row in curs.fetchall()]
+
+    def select_room(
+        self, oid: str, after_version: int, limit: int, t_from: float | None, t_to: float | None
+    ) -> list[RoomRow]:
+        if t_from is None and t_to is None:
+            sql = SQL(
+                "SELECT notification_id, originator_version, state FROM {} "
+                "WHERE originator_id=%s AND originator_version>%s ORDER BY originator_version LIMIT %s"
+            ).format(self._events)
+            params: list[Any] = [oid, after_version, limit]
+        else:
+            sql = SQL(
+                "SELECT e.notification_id, e.originator_version, e.state FROM {} i JOIN {} e "
+                "ON e.originator_id=i.originator_id AND e.originator_version=i.originator_version "
+                "WHERE i.originator_id=%s AND i.originator_version>%s AND i.occurred_at>=%s "
+                "AND i.occurred_at<%s ORDER BY i.originator_version LIMIT %s"
+            ).format(self._index, self._events)
+            params = [oid, after_version, _lo(t_from), _hi(t_to), limit]
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(sql, params)
+            return [
+                (row["notification_id"], row["originator_version"], bytes(row["state"]))
+                for row in curs.fetchall()
+            ]
+
+
+def _lo(t: float | None) -> float:
+    return float("-inf") if t is None else t
+
+
+def _hi(t: float | None) -> float:
+    return float("inf") if t is None else t
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class _ArchiveSQLitePool(SQLiteConnectionPool):
+    def __init__(self, *, synchronous: str, **kwargs: Any):
+        self.synchronous = synchronous
+        super().__init__(**kwargs)
+
+    def _create_connection(self) -> Any:
+        connection = super()._create_connection()
+        # WAL with synchronous=NORMAL never corrupts the database; a power loss
+        # may undo the last commits, which the listener's MAM backfill restores.
+        # FULL costs an fsync per commit (several times slower appends).
+        connection._sqlite_conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        return connection
+
+
+class ArchiveSQLiteFactory(SQLiteFactory):
+    """SQLite infrastructure with the archive recorder and a chosen sync level."""
+
+    application_recorder_class = SQLiteArchiveRecorder
+
+    def __init__(self, env: Any):
+        super().__init__(env)
+        synchronous = (self.env.get("SQLITE_SYNCHRONOUS") or "NORMAL").upper()
+        if synchronous not in ("NORMAL", "FULL", "EXTRA"):
+            raise OSError(f"SQLITE_SYNCHRONOUS must be NORMAL, FULL or EXTRA, not {synchronous!r}")
+        pool = self.datastore.pool
+        self.datastore.pool = _ArchiveSQLitePool(
+            synchronous=synchronous, db_name=pool.db_name, lock_timeout=pool.lock_timeout
+        )
+        pool.close()

@@ -1,0 +1,54 @@
+"""Parsing and formatting of the times people type and the API serves (UTC, ISO 8601)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+
+from .errors import InvalidQueryError
+
+_RELATIVE = re.compile(r"^([+-])(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_time(text: str, *, now: datetime | None = None) -> datetime:
+    """An aware UTC datetime from ISO 8601 (date or datetime; naive means UTC)
+    or a relative form such as ``-7d``, ``-2h``, ``+30m`` (relative to now)."""
+    text = text.strip()
+    match = _RELATIVE.match(text)
+    if match:
+        sign, amount, unit = match.groups()
+        delta = timedelta(**{_UNITS[unit]: int(amount)})
+        base = now or datetime.now(timezone.utc)
+        return base - delta if sign == "-" else base + delta
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T", 1))
+    except ValueError as e:
+        raise InvalidQueryError(
+            f"{text!r} is not a time: use ISO 8601 (2024-05-01, 2024-05-01T12:30:00Z) or -7d, -2h"
+        ) from e
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def parse_day(text: str) -> tuple[datetime, datetime]:
+    """The [start, end) UTC span of a calendar day given as YYYY-MM-DD."""
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError as e:
+        raise InvalidQueryError(f"{text!r} is not a day: use YYYY-MM-DD") from e
+    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    return start, start + timedelta(days=1)
+
+
+def format_time(moment: datetime) -> str:
+    """ISO 8601 in UTC with a Z, as the API serves times."""
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,1 @@
+"""Subcommands of the `chat-archive` CLI, one module per group."""

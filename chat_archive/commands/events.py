@@ -1,0 +1,64 @@
+"""`events ROOM` and `log`: print archived events as JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from archive.codec import to_json
+from archive.errors import InvalidQueryError
+from archive.times import parse_time
+
+from ..bootstrap import open_store
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    events = subparsers.add_parser("events", help="print a room's events as JSON lines, in order")
+    events.add_argument("room", help="room JID, e.g. lobby@conference.example.org")
+    events.add_argument("--from", dest="start", metavar="TIME", help="only events at or after TIME (ISO 8601 or -7d)")
+    events.add_argument("--to", dest="end", metavar="TIME", help="only events before TIME")
+    events.set_defaults(handler=print_room_events)
+
+    log = subparsers.add_parser("log", help="print the global event log from a position as JSON lines")
+    log.add_argument("--after", type=_position, default=0, metavar="N", help="start after global position N (default 0)")
+    log.add_argument("--limit", type=_position, default=None, metavar="N", help="print at most N events")
+    log.set_defaults(handler=print_log)
+
+
+def _position(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def print_room_events(args: argparse.Namespace, config) -> int:
+    start = parse_time(args.start) if args.start else None
+    end = parse_time(args.end) if args.end else None
+    if start and end and end <= start:
+        raise InvalidQueryError("--to must be later than --from")
+    with open_store(config) as store:
+        if args.room not in store.rooms():
+            print(f"chat-archive events: no events for room {args.room!r}", file=sys.stderr)
+            return 1
+        _write(store.read_room(args.room, start=start, end=end))
+    return 0
+
+
+def print_log(args: argparse.Namespace, config) -> int:
+    with open_store(config) as store:
+        records = store.read_log(args.after)
+        if args.limit is not None:
+            records = (r for i, r in zip(range(args.limit), records))
+        _write(records)
+    return 0
+
+
+def _write(records) -> None:
+    out = sys.stdout.buffer
+    for record in records:
+        out.write(b'{"position":%d,"event":%s}\n' % (record.position, to_json(record.event)))
+    out.flush()

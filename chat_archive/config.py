@@ -1,0 +1,123 @@
+"""The one configuration: a TOML file plus `CHAT_ARCHIVE_<SECTION>_<KEY>` overrides.
+
+Each part owns the Struct of its section; this module composes them, reads
+`chat-archive.toml` (or `--config FILE`), applies environment overrides and
+validates everything up front so that a typo fails at start, not hours later.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, get_origin
+
+import msgspec
+
+from archive.errors import ConfigError
+from archive.settings import StoreSettings
+from ingest.settings import XmppSettings
+from projections.settings import IndexSettings, ProjectionSettings
+from query_api.settings import ApiSettings
+
+DEFAULT_CONFIG_FILE = "chat-archive.toml"
+ENV_PREFIX = "CHAT_ARCHIVE_"
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The whole configuration, one attribute per TOML section."""
+
+    xmpp: XmppSettings = msgspec.field(default_factory=XmppSettings)
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    index: IndexSettings = msgspec.field(default_factory=IndexSettings)
+    projections: ProjectionSettings = msgspec.field(default_factory=ProjectionSettings)
+    api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+
+
+def sections() -> dict[str, type[msgspec.Struct]]:
+    """Section name -> settings Struct, in file order."""
+    return {f.name: f.type for f in msgspec.structs.fields(Config)}
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the config file (an explicit path must exist), then apply env overrides."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    file = Path(path) if path is not None else Path(DEFAULT_CONFIG_FILE)
+    if file.is_file():
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{file}: not valid TOML: {e}") from e
+    _apply_environment(data, environ)
+    try:
+        return msgspec.convert(data, Config, strict=False)
+    except msgspec.ValidationError as e:
+        raise ConfigError(f"invalid configuration: {e} (file {file}, or a {ENV_PREFIX}* variable)") from e
+
+
+def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    known = sections()
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        section, key = _split_env_name(name, known)
+        struct = known[section]
+        field = {f.name: f for f in msgspec.structs.fields(struct)}[key]
+        data.setdefault(section, {})[key] = _parse_env_value(value, field.type)
+
+
+def _split_env_name(name: str, known: dict[str, type]) -> tuple[str, str]:
+    rest = name[len(ENV_PREFIX) :].lower()
+    for section, struct in known.items():
+        if rest.startswith(section + "_"):
+            key = rest[len(section) + 1 :]
+            if key in {f.name for f in msgspec.structs.fields(struct)}:
+                return section, key
+    raise ConfigError(f"environment variable {name} names no setting (see the README's settings table)")
+
+
+def _parse_env_value(value: str, annotation: Any) -> Any:
+    if get_origin(annotation) in (list, tuple):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value  # msgspec converts "8080" -> 8080, "true" -> True with strict=False
+
+
+def settings_table() -> list[tuple[str, str, str, str]]:
+    """(setting, environment variable, default, meaning) for every setting, for the README."""
+    rows = []
+    for section, struct in sections().items():
+        docs = _field_docs(struct)
+        for field in msgspec.structs.fields(struct):
+            default = field.default if field.default is not msgspec.NODEFAULT else field.default_factory()
+            rows.append(
+                (
+                    f"[{section}] {field.name}",
+                    f"{ENV_PREFIX}{section.upper()}_{field.name.upper()}",
+                    msgspec.json.encode(default).decode(),
+                    docs.get(field.name, ""),
+                )
+            )
+    return rows
+
+
+def _field_docs(struct: type) -> dict[str, str]:
+    """Attribute docstrings (the string literal after each field) of a settings Struct."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(struct)))
+    body = tree.body[0].body
+    docs = {}
+    for node, following in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+        ):
+            docs[node.target.id] = following.value.value
+    return docs

@@ -1,0 +1,34 @@
+"""Settings of the XMPP listener."""
+
+import msgspec
+
+
+class XmppSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`[xmpp]`"""
+
+    jid: str = ""
+    """The listener's account, e.g. `archiver@example.org`. Empty: no listener (or demo traffic with `up --demo`)."""
+    password: str = ""
+    """The listener account's password."""
+    host: str = ""
+    """Server address to connect to; empty: the JID's domain."""
+    port: int = 5222
+    """Client-to-server port."""
+    tls: bool = True
+    """Require TLS (STARTTLS) on the connection."""
+    ca_certs: str = ""
+    """CA bundle (PEM) to verify the server's certificate; empty: the system's."""
+    nick: str = "archive"
+    """Nickname the listener uses in rooms."""
+    muc_services: tuple[str, ...] = ()
+    """MUC services whose rooms are discovered and joined, e.g. `conference.example.org`."""
+    include: tuple[str, ...] = ("*",)
+    """Room JID patterns (shell globs) to archive."""
+    exclude: tuple[str, ...] = ()
+    """Room JID patterns never to archive (wins over `include`)."""
+    rooms: tuple[str, ...] = ()
+    """Rooms to join even if service discovery does not list them (hidden rooms)."""
+    poll_interval: float = 5.0
+    """Seconds between service-discovery polls for new rooms."""
+    import_archive: bool = True
+    """On the first join of a room that serves MAM, import its whole archive."""

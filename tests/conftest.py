@@ -1,0 +1,4 @@
+"""Shared fixtures for the real services; each lives in tests/services/<name>.py."""
+
+from tests.services.postgres import postgres_url  # noqa: F401
+from tests.services.store import event_store, store_url  # noqa: F401

@@ -1,0 +1,104 @@
+"""Feeds a projection from the global event log, committing at an interval.
+
+A projection keeps its own position (the last global log position it has
+applied) in the same transaction or commit as its view, so that after a crash
+at any point it resumes exactly where its last commit left it: nothing lost,
+nothing applied twice. The follower only decides when to read and when to
+commit; the projection owns the storage.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from archive.events import Recorded
+from archive.store import EventStore
+
+
+class Projection(Protocol):
+    """What the follower needs from a projection."""
+
+    name: str
+
+    def position(self) -> int:
+        """The last global position committed (0 if none)."""
+
+    def apply(self, records: Sequence[Recorded]) -> None:
+        """Apply records to the pending (uncommitted) state of the view."""
+
+    def commit(self, position: int) -> None:
+        """Atomically make pending changes durable together with ``position``."""
+
+
+class LogFollower:
+    """Reads the log after a projection's position and applies it in pages.
+
+    ``commit_interval`` bounds how long applied records stay uncommitted;
+    ``idle_sleep`` is how long to wait when the log has nothing new.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        projection: Projection,
+        *,
+        commit_interval: float,
+        page_size: int = 1000,
+        idle_sleep: float = 0.05,
+        on_progress: Callable[[int], None] | None = None,
+    ):
+        self.store = store
+        self.projection = projection
+        self.commit_interval = commit_interval
+        self.page_size = page_size
+        self.idle_sleep = idle_sleep
+        self.on_progress = on_progress
+        self._applied = projection.position()
+        self._committed = self._applied
+
+    @property
+    def applied_position(self) -> int:
+        return self._applied
+
+    def catch_up(self) -> int:
+        """Apply everything in the log now and commit; returns the position reached."""
+        while self._step():
+            pass
+        self._commit()
+        return self._applied
+
+    def run(self, stop: threading.Event) -> None:
+        """Follow the log until ``stop`` is set; commit at the interval and on stop."""
+        last_commit = time.monotonic()
+        try:
+            while not stop.is_set():
+                got_any = self._step()
+                if time.monotonic() - last_commit >= self.commit_interval:
+                    self._commit()
+                    last_commit = time.monotonic()
+                if not got_any:
+                    stop.wait(self.idle_sleep)
+        finally:
+            self._commit()
+
+    def _step(self) -> bool:
+        page = []
+        for record in self.store.read_log(self._applied, page_size=self.page_size):
+            page.append(record)
+            if len(page) == self.page_size:
+                break
+        if not page:
+            return False
+        self.projection.apply(page)
+        self._applied = page[-1].position
+        if self.on_progress:
+            self.on_progress(self._applied)
+        return True
+
+    def _commit(self) -> None:
+        if self._applied != self._committed:
+            self.projection.commit(self._applied)
+            self._committed = self._applied

@@ -24,7 +24,7 @@ from datetime import datetime
 from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError, StoredEvent
 
 from .codec import from_msgpack, idempotency_key, to_msgpack
-from .errors import ConcurrencyError, StoreError
+from .errors import ConcurrencyError, EventDecodeError, StoreError
 from .events import Event, Recorded
 from .recorders import IndexRow
 
@@ -48,6 +48,8 @@ class EventStore:
         recorded: list[Recorded] = []
         batch: list[Event] = []
         for event in events:
+            if not isinstance(event, Event):
+                raise EventDecodeError(f"not an archive event: {event!r:.200}")
             batch.append(event)
             if len(batch) >= batch_size:
                 recorded += self._append_batch(batch)

@@ -1,0 +1,106 @@
+"""The event schema: every type round-trips; bad payloads are rejected clearly."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from archive import codec
+from archive import events as ev
+from archive.errors import EventDecodeError
+
+from tests.factories import T0, make
+
+aware_times = st.datetimes(timezones=st.just(__import__("datetime").timezone.utc))
+
+
+def event_strategy(cls: type[ev.Event]) -> st.SearchStrategy[ev.Event]:
+    """Any valid instance of ``cls``: hypothesis fills every field by its annotation."""
+    overrides = {
+        name: aware_times
+        for name in ("occurred_at", "recorded_at", "gap_start", "gap_end")
+        if name in cls.__struct_fields__
+    }
+    return st.builds(cls, **overrides)
+
+
+any_event = st.one_of([event_strategy(cls) for cls in ev.EVENT_TYPES.values()])
+
+
+@given(any_event)
+def test_every_event_round_trips_through_msgpack_and_json(event):
+    assert codec.from_msgpack(codec.to_msgpack(event)) == event
+    assert codec.from_json(codec.to_json(event)) == event
+
+
+def test_every_event_type_is_in_the_union_and_documented():
+    assert set(ev.EVENT_TYPES) == {cls.__struct_config__.tag for cls in ev.ArchiveEvent.__args__}
+    for cls in ev.EVENT_TYPES.values():
+        assert cls.__doc__ and cls.__doc__.strip(), f"{cls.__name__} has no docstring"
+
+
+def test_json_carries_the_type_tag_and_utc_times():
+    event = make(ev.OccupantJoined, nick="alice", role="participant")
+    data = msgspec.json.decode(codec.to_json(event))
+    assert data["type"] == "occupant_joined"
+    assert data["occurred_at"] == "2024-05-01T12:00:00Z"
+
+
+def test_unknown_type_is_rejected_with_a_clear_error():
+    with pytest.raises(EventDecodeError, match="Invalid value 'room_exploded'"):
+        codec.from_json(b'{"type":"room_exploded","room":"r","occurred_at":"2024-05-01T12:00:00Z","recorded_at":"2024-05-01T12:00:00Z"}')
+
+
+@pytest.mark.parametrize(
+    "payload, complaint",
+    [
+        (b"not json", "malformed"),
+        (b'{"type":"message_posted","room":"r"}', "missing required field"),
+        (b'{"type":"occupant_joined","room":"r","nick":"a","occurred_at":"2024-05-01T12:00:00",'
+         b'"recorded_at":"2024-05-01T12:00:00Z"}', "timezone"),
+        (b'{"type":"occupant_left","room":"r","nick":"a","reason":"vanished","occurred_at":"2024-05-01T12:00:00Z",'
+         b'"recorded_at":"2024-05-01T12:00:00Z"}', "Invalid enum value"),
+        (b'{"room":"r"}', "missing required field `type`"),
+    ],
+)
+def test_malformed_payloads_are_rejected(payload, complaint):
+    with pytest.raises(EventDecodeError, match=f"(?i){complaint}"):
+        codec.from_json(payload)
+
+
+def test_garbage_msgpack_is_rejected():
+    with pytest.raises(EventDecodeError):
+        codec.from_msgpack(b"\xc1\x00garbage")
+
+
+def test_an_old_event_without_a_newer_optional_field_still_decodes():
+    # Schema evolution rule 2: new fields have defaults, so old payloads decode.
+    old = b'{"type":"message_posted","room":"r","nick":"a","body":"hi","occurred_at":"2024-05-01T12:00:00Z","recorded_at":"2024-05-01T12:00:00Z"}'
+    event = codec.from_json(old)
+    assert event.thread is None and event.capture is ev.Capture.LIVE and event.occurred_at == T0
+
+
+class TestIdempotencyKey:
+    def test_the_rooms_stanza_id_identifies_a_message_however_it_was_captured(self):
+        live = make(ev.MessagePosted, 0, nick="a", body="hi", stanza_id="s1")
+        replayed = make(ev.MessagePosted, 3, nick="a", body="hi", stanza_id="s1", capture=ev.Capture.HISTORY)
+        assert codec.idempotency_key(live) == codec.idempotency_key(replayed) == "sid:lobby@conference.localhost:s1"
+
+    def test_the_same_stanza_id_in_two_rooms_is_two_messages(self):
+        a = make(ev.MessagePosted, nick="a", body="hi", stanza_id="s1", room="a@c")
+        b = make(ev.MessagePosted, nick="a", body="hi", stanza_id="s1", room="b@c")
+        assert codec.idempotency_key(a) != codec.idempotency_key(b)
+
+    def test_without_stanza_id_the_client_id_and_content_identify_a_message(self):
+        live = make(ev.MessagePosted, 0, nick="a", body="hi", message_id="m1")
+        replayed = make(ev.MessagePosted, 2, nick="a", body="hi", message_id="m1", capture=ev.Capture.HISTORY)
+        other = make(ev.MessagePosted, 0, nick="a", body="hi", message_id="m2")
+        assert codec.idempotency_key(live) == codec.idempotency_key(replayed) != codec.idempotency_key(other)
+
+    def test_other_events_are_identified_by_their_whole_content_but_not_recording(self):
+        first = make(ev.OccupantJoined, 0, nick="a")
+        again = make(ev.OccupantJoined, 0, nick="a", recorded_at=T0.replace(hour=13), capture=ev.Capture.IMPORT)
+        later = make(ev.OccupantJoined, 1, nick="a")
+        assert codec.idempotency_key(first) == codec.idempotency_key(again) != codec.idempotency_key(later)

@@ -1,0 +1,133 @@
+"""The event store, on SQLite and on PostgreSQL alike (``event_store`` runs each test on both)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from archive import events as ev
+from archive.application import StoreLocation, open_event_store
+from archive.errors import ConfigError, EventDecodeError, StoreError
+from tests.factories import at, make, message
+
+
+def test_appended_events_come_back_in_order_with_increasing_positions(event_store):
+    batch = [message(t, body=f"m{t}") for t in range(5)]
+    recorded = event_store.append(batch)
+    positions = [r.position for r in recorded]
+    assert positions == sorted(positions) and len(set(positions)) == 5
+    assert [r.event for r in recorded] == batch
+    assert list(event_store.read_log()) == recorded
+    assert event_store.head() == positions[-1]
+
+
+def test_appending_the_same_batch_twice_leaves_one_copy(event_store):
+    batch = [message(t) for t in range(10)] + [make(ev.OccupantJoined, 1, nick="bob")]
+    assert len(event_store.append(batch)) == 11
+    assert event_store.append(batch) == []
+    assert len(list(event_store.read_log())) == 11
+
+
+def test_a_replayed_message_is_not_stored_again_whatever_its_capture_and_time(event_store):
+    event_store.append([message(0, stanza_id="s1")])
+    replay = message(5, stanza_id="s1", capture=ev.Capture.HISTORY)
+    backfill = message(9, stanza_id="s1", capture=ev.Capture.BACKFILL)
+    assert event_store.append([replay, backfill, message(10, stanza_id="s2")])[0].event.stanza_id == "s2"
+    assert [r.event.stanza_id for r in event_store.read_log()] == ["s1", "s2"]
+
+
+def test_duplicates_inside_one_batch_are_stored_once(event_store):
+    recorded = event_store.append([message(0, stanza_id="s1"), message(0, stanza_id="s1")])
+    assert len(recorded) == 1
+
+
+def test_a_partly_known_batch_appends_only_the_new_events(event_store):
+    event_store.append([message(t) for t in range(3)])
+    recorded = event_store.append([message(t) for t in range(6)])
+    assert [r.event.occurred_at for r in recorded] == [at(3), at(4), at(5)]
+
+
+def test_read_log_pages_through_everything_after_a_position(event_store):
+    recorded = event_store.append([message(t) for t in range(25)], batch_size=7)
+    assert list(event_store.read_log(page_size=4)) == recorded
+    assert list(event_store.read_log(recorded[9].position, page_size=4)) == recorded[10:]
+    assert list(event_store.read_log(recorded[-1].position)) == []
+
+
+def test_read_room_returns_only_that_room_in_order_and_filters_by_time(event_store):
+    mixed = [message(t, room="a@c" if t % 2 else "b@c") for t in range(20)]
+    event_store.append(mixed, batch_size=6)
+    a_events = [r.event for r in event_store.read_room("a@c", page_size=3)]
+    assert a_events == [e for e in mixed if e.room == "a@c"]
+    window = [r.event.occurred_at for r in event_store.read_room("a@c", start=at(5), end=at(11), page_size=2)]
+    assert window == [at(5), at(7), at(9)]
+    assert event_store.rooms() == ["a@c", "b@c"]
+    assert list(event_store.read_room("nobody@c")) == []
+
+
+def test_read_room_carries_global_positions(event_store):
+    event_store.append([message(t, room="a@c" if t % 2 else "b@c") for t in range(6)])
+    by_position = {r.position: r.event for r in event_store.read_log()}
+    for record in event_store.read_room("a@c"):
+        assert by_position[record.position] == record.event
+
+
+def test_a_reopened_store_continues_each_room(store_url):
+    with open_event_store(store_url) as store:
+        store.append([message(t) for t in range(3)])
+    with open_event_store(store_url) as store:
+        store.append([message(t) for t in range(3, 6)])
+        assert [r.event.occurred_at for r in store.read_room("lobby@conference.localhost")] == [at(t) for t in range(6)]
+
+
+def test_concurrent_writers_lose_nothing_and_duplicate_nothing(store_url):
+    # Two independent stores (connections) race on the same room with overlapping
+    # batches: the optimistic concurrency conflicts must be absorbed by retries.
+    stores = [open_event_store(store_url) for _ in range(3)]
+    errors = []
+    in_step = threading.Barrier(len(stores))
+
+    def write(store, offset):
+        try:
+            for start in range(0, 60, 5):
+                in_step.wait()  # every round, all writers race for the same versions
+                store.append([message(t, stanza_id=f"s{t}") for t in range(start + offset, start + offset + 8)])
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(s, i)) for i, s in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    ids = [r.event.stanza_id for r in stores[0].read_room("lobby@conference.localhost")]
+    assert sorted(ids, key=lambda s: int(s[1:])) == [f"s{t}" for t in range(0, 65)]
+    assert len(ids) == len(set(ids))
+    for store in stores:
+        store.close()
+
+
+def test_a_non_event_is_rejected_and_nothing_of_its_batch_is_stored(event_store):
+    with pytest.raises(EventDecodeError):
+        event_store.append([message(0), {"type": "message_posted"}])
+    assert list(event_store.read_log()) == []
+
+
+@pytest.mark.parametrize("url", ["mysql://x", "sqlite://", "ftp:///tmp/x"])
+def test_a_bad_store_url_is_a_config_error(url):
+    with pytest.raises(ConfigError):
+        StoreLocation.parse(url)
+
+
+def test_an_unreachable_postgres_is_a_store_error():
+    with pytest.raises(StoreError, match="cannot reach PostgreSQL"):
+        open_event_store("postgresql://postgres@127.0.0.1:1/postgres")
+
+
+def test_sqlite_urls_take_relative_and_absolute_paths():
+    assert str(StoreLocation.parse("sqlite:///data/events.sqlite").path) == "data/events.sqlite"
+    assert str(StoreLocation.parse("sqlite:////var/lib/x.sqlite").path) == "/var/lib/x.sqlite"
+    pg = StoreLocation.parse("postgresql://u:p%40ss@db:6543/arch?schema=s1")
+    assert (pg.host, pg.port, pg.user, pg.password, pg.dbname, pg.schema) == ("db", 6543, "u", "p@ss", "arch", "s1")

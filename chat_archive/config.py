@@ -121,3 +121,15 @@ def _field_docs(struct: type) -> dict[str, str]:
         ):
             docs[node.target.id] = following.value.value
     return docs
+
+
+def print_settings_table() -> None:
+    """Print the README's settings table (Markdown) from the settings Structs."""
+    print("| setting | environment variable | default | meaning |")
+    print("|---|---|---|---|")
+    for setting, env, default, meaning in settings_table():
+        print(f"| `{setting}` | `{env}` | `{default}` | {meaning} |")
+
+
+if __name__ == "__main__":
+    print_settings_table()

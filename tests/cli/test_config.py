@@ -1,0 +1,84 @@
+"""Configuration: TOML file, environment overrides, validation, and the README's table."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from archive.errors import ConfigError
+from chat_archive.config import Config, load_config, settings_table
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_with_no_file_and_no_environment_everything_lives_under_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(environ={})
+    assert config == Config()
+    assert config.store.url == "sqlite:///data/events.sqlite"
+    assert config.index.path.startswith("data/")
+    assert config.projections.commit_interval == 60.0
+
+
+def test_the_file_in_the_working_directory_is_read(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "chat-archive.toml").write_text('[api]\nport = 9000\n[xmpp]\nmuc_services = ["conference.example.org"]\n')
+    config = load_config(environ={})
+    assert config.api.port == 9000
+    assert config.xmpp.muc_services == ("conference.example.org",)
+
+
+def test_environment_overrides_the_file(tmp_path):
+    file = tmp_path / "c.toml"
+    file.write_text('[store]\nurl = "sqlite:///a.sqlite"\n[api]\nport = 9000\n')
+    config = load_config(
+        file,
+        environ={
+            "CHAT_ARCHIVE_STORE_URL": "postgresql://postgres@127.0.0.1/postgres",
+            "CHAT_ARCHIVE_API_PORT": "9100",
+            "CHAT_ARCHIVE_XMPP_EXCLUDE": "secret*@conference.example.org, hr@conference.example.org",
+            "CHAT_ARCHIVE_XMPP_IMPORT_ARCHIVE": "false",
+            "PATH": "/usr/bin",
+        },
+    )
+    assert config.store.url.startswith("postgresql://")
+    assert config.api.port == 9100
+    assert config.xmpp.exclude == ("secret*@conference.example.org", "hr@conference.example.org")
+    assert config.xmpp.import_archive is False
+
+
+@pytest.mark.parametrize(
+    "toml, environ, complaint",
+    [
+        ("[api]\nport = 'eighty'\n", {}, r"\$\.api\.port"),
+        ("[api]\nprot = 80\n", {}, "prot"),
+        ("[nonsense]\nx = 1\n", {}, "nonsense"),
+        ("[api\n", {}, "not valid TOML"),
+        ("", {"CHAT_ARCHIVE_API_PROT": "80"}, "CHAT_ARCHIVE_API_PROT names no setting"),
+        ("", {"CHAT_ARCHIVE_PROJECTIONS_COMMIT_INTERVAL": "soon"}, "commit_interval"),
+    ],
+)
+def test_bad_configuration_is_a_clear_error(tmp_path, toml, environ, complaint):
+    file = tmp_path / "c.toml"
+    file.write_text(toml)
+    with pytest.raises(ConfigError, match=complaint):
+        load_config(file, environ=environ)
+
+
+def test_a_named_config_file_must_exist(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.toml", environ={})
+
+
+def test_every_setting_has_a_meaning():
+    for setting, _, _, meaning in settings_table():
+        assert meaning, f"{setting} has no docstring in its settings Struct"
+
+
+def test_the_readme_settings_table_matches_the_code():
+    rows = re.findall(r"^\| `(\[\w+\] \w+)` \| `(CHAT_ARCHIVE_\w+)` \| `(.*?)` \|", README.read_text(), re.M)
+    documented = {setting: (env, default) for setting, env, default in rows}
+    in_code = {setting: (env, default) for setting, env, default, _ in settings_table()}
+    assert documented == in_code, "regenerate with: .venv/bin/python -m chat_archive.config"

@@ -1,0 +1,86 @@
+"""`chat-archive events` and `chat-archive log`, run as real processes on both stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.factories import make, message
+from archive import events as ev
+
+CLI = [str(Path(sys.executable).with_name("chat-archive"))]
+
+
+def run_cli(*args, store_url, cwd=None):
+    env = {**os.environ, "CHAT_ARCHIVE_STORE_URL": store_url}
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+
+
+@pytest.fixture
+def filled_store(event_store):
+    event_store.append(
+        [make(ev.OccupantJoined, 0, nick="alice", role="participant")]
+        + [message(t, body=f"hello {t}") for t in range(1, 4)]
+        + [message(9, body="elsewhere", room="other@conference.localhost")]
+    )
+    return event_store
+
+
+def test_events_prints_a_rooms_events_as_json_lines(filled_store, store_url):
+    result = run_cli("events", "lobby@conference.localhost", store_url=store_url)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["event"]["type"] for line in lines] == ["occupant_joined"] + ["message_posted"] * 3
+    assert [line["event"].get("body") for line in lines[1:]] == ["hello 1", "hello 2", "hello 3"]
+    assert all(line["event"]["room"] == "lobby@conference.localhost" for line in lines)
+
+
+def test_events_filters_by_time(filled_store, store_url):
+    result = run_cli(
+        "events", "lobby@conference.localhost", "--from", "2024-05-01T12:00:02Z", "--to", "2024-05-01T12:00:03Z",
+        store_url=store_url,
+    )
+    assert [json.loads(line)["event"]["body"] for line in result.stdout.splitlines()] == ["hello 2"]
+
+
+def test_log_prints_the_global_log_after_a_position(filled_store, store_url):
+    everything = [json.loads(line) for line in run_cli("log", store_url=store_url).stdout.splitlines()]
+    assert len(everything) == 5
+    after = run_cli("log", "--after", str(everything[1]["position"]), "--limit", "2", store_url=store_url)
+    assert [json.loads(line) for line in after.stdout.splitlines()] == everything[2:4]
+
+
+@pytest.mark.parametrize(
+    "args, complaint",
+    [
+        (["log", "--after", "ten"], "'ten' is not a whole number"),
+        (["log", "--after", "-1"], "must not be negative"),
+        (["events", "lobby@conference.localhost", "--from", "yesterday"], "is not a time"),
+        (["events", "lobby@conference.localhost", "--from", "2024-05-02", "--to", "2024-05-01"], "later than"),
+        (["events", "nobody@conference.localhost"], "no events for room"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_give_a_message_and_a_non_zero_exit(filled_store, store_url, args, complaint):
+    result = run_cli(*args, store_url=store_url)
+    assert result.returncode != 0
+    assert complaint in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_store_url_is_reported_without_a_traceback(tmp_path):
+    result = run_cli("log", store_url="mysql://nowhere", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "scheme must be" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help_lists_every_command_with_one_line(tmp_path):
+    result = subprocess.run([*CLI, "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0
+    for command in ("events", "log"):
+        assert f"    {command} " in result.stdout

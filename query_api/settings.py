@@ -10,3 +10,27 @@ class ApiSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Address the HTTP server binds to."""
     port: int = 8080
     """Port the HTTP server listens on."""
+    threads: int = 16
+    """Worker threads of the HTTP server (waitress); each open `follow` stream holds one."""
+    anonymous_read: bool = False
+    """Let callers without a token read transcripts, presence and search of public rooms."""
+    public_rooms: tuple[str, ...] = ()
+    """Rooms (JIDs or shell globs) anonymous callers may read when `anonymous_read` is on."""
+    user_header: str = "X-Chat-Archive-User"
+    """Request header in which a `site` token names the site user it acts for."""
+    permission_url: str = ""
+    """URL the site is asked (`GET ?user=U&room=R`, answer `{"allowed": bool}`) whether a user may see a room; empty: the site token's static room list."""
+    permission_token: str = ""
+    """Bearer token sent to `permission_url`, so the site can tell the archive's calls apart."""
+    permission_timeout: float = 2.0
+    """Seconds to wait for the permission callback; no answer in time means not allowed."""
+    permission_cache_seconds: float = 30.0
+    """Seconds a permission answer is reused before the site is asked again."""
+    token_cache_seconds: float = 5.0
+    """Seconds a token lookup is reused: a revoked token stops working within this long."""
+    metrics_public: bool = False
+    """Serve `/metrics` without a token (for a scraper on a private network)."""
+    follow_heartbeat: float = 15.0
+    """Seconds between empty keep-alive lines on an idle `follow` stream (how a closed client is noticed)."""
+    max_page_size: int = 1000
+    """Largest `limit` a paged list accepts."""

@@ -1,0 +1,203 @@
+"""The presence timeline as SVG: a pure function from presence spans to markup.
+
+One row per occupant across the window, its bars coloured by status (show),
+and under them the room's occupancy over time as a step line. Every bar carries
+its nick and times as data attributes, so the page's small script can answer
+"who was here at T" for a click without asking the server again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+
+STATUS_COLOURS = {
+    "available": "#2e9d4f",
+    "chat": "#1b6e35",
+    "away": "#e0a800",
+    "xa": "#d9731a",
+    "dnd": "#c62828",
+}
+UNKNOWN_COLOUR = "#8a8a8a"
+
+WIDTH = 960
+LABEL_WIDTH = 150
+RIGHT_MARGIN = 20
+PLOT_WIDTH = WIDTH - LABEL_WIDTH - RIGHT_MARGIN
+AXIS_HEIGHT = 26
+ROW_HEIGHT = 20
+BAR_HEIGHT = 14
+OCCUPANCY_GAP = 22
+OCCUPANCY_HEIGHT = 70
+LEGEND_HEIGHT = 30
+
+
+@dataclass(frozen=True)
+class PresenceSpan:
+    """An occupant in the room with one status, from ``start`` until ``end`` (None: still there)."""
+
+    nick: str
+    start: datetime
+    end: datetime | None = None
+    show: str | None = None  # None means plain "available"
+
+
+def status_of(span: PresenceSpan) -> str:
+    return span.show or "available"
+
+
+def clip(spans: Iterable[PresenceSpan], start: datetime, end: datetime) -> list[PresenceSpan]:
+    """The parts of ``spans`` inside [start, end); open spans end at ``end``."""
+    clipped = []
+    for span in spans:
+        span_end = min(span.end or end, end)
+        span_start = max(span.start, start)
+        if span_start < span_end:
+            clipped.append(PresenceSpan(span.nick, span_start, span_end, span.show))
+    return clipped
+
+
+def occupants_at(spans: Iterable[PresenceSpan], moment: datetime) -> list[tuple[str, str]]:
+    """(nick, status) of everyone present at ``moment``, by nick."""
+    present = {
+        span.nick: status_of(span)
+        for span in spans
+        if span.start <= moment and (span.end is None or moment < span.end)
+    }
+    return sorted(present.items(), key=lambda item: item[0].casefold())
+
+
+def occupancy(spans: Sequence[PresenceSpan]) -> list[tuple[datetime, int]]:
+    """(time, number of distinct occupants from then on) at every change, in time order.
+
+    A nick with several overlapping or touching spans (status changes) counts once.
+    """
+    changes: dict[datetime, list[tuple[str, int]]] = {}
+    for span in spans:
+        changes.setdefault(span.start, []).append((span.nick, +1))
+        if span.end is not None:
+            changes.setdefault(span.end, []).append((span.nick, -1))
+    per_nick: dict[str, int] = {}
+    steps: list[tuple[datetime, int]] = []
+    for moment in sorted(changes):
+        for nick, delta in changes[moment]:
+            per_nick[nick] = per_nick.get(nick, 0) + delta
+        count = sum(1 for n in per_nick.values() if n > 0)
+        if not steps or steps[-1][1] != count:
+            steps.append((moment, count))
+    return steps
+
+
+def presence_svg(spans: Iterable[PresenceSpan], start: datetime, end: datetime, *, label: str = "") -> str:
+    """The SVG chart of ``spans`` over [start, end) (usually one UTC day)."""
+    spans = clip(spans, start, end)
+    rows = _rows(spans)
+    total = (end - start).total_seconds()
+
+    def x(moment: datetime) -> float:
+        return round(LABEL_WIDTH + PLOT_WIDTH * (moment - start).total_seconds() / total, 2)
+
+    bars_height = max(len(rows), 1) * ROW_HEIGHT
+    occupancy_top = AXIS_HEIGHT + bars_height + OCCUPANCY_GAP
+    height = occupancy_top + OCCUPANCY_HEIGHT + LEGEND_HEIGHT
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="presence-chart" width="{WIDTH}" height="{height}" '
+        f'viewBox="0 0 {WIDTH} {height}" role="img" aria-label="{escape(label or "presence timeline")}" '
+        f'data-start="{start.timestamp():.0f}" data-end="{end.timestamp():.0f}" '
+        f'data-plot-x="{LABEL_WIDTH}" data-plot-width="{PLOT_WIDTH}">',
+        f'<rect class="plot" x="{LABEL_WIDTH}" y="{AXIS_HEIGHT}" width="{PLOT_WIDTH}" '
+        f'height="{bars_height + OCCUPANCY_GAP + OCCUPANCY_HEIGHT}" fill="#fafafa" stroke="#ddd"/>',
+    ]
+    parts += _axis(start, end, x, AXIS_HEIGHT + bars_height + OCCUPANCY_GAP + OCCUPANCY_HEIGHT)
+    for index, (nick, nick_spans) in enumerate(rows):
+        top = AXIS_HEIGHT + index * ROW_HEIGHT
+        parts.append(
+            f'<text class="nick" x="{LABEL_WIDTH - 6}" y="{top + BAR_HEIGHT}" text-anchor="end" '
+            f'font-size="12" font-family="sans-serif">{escape(_shorten(nick))}</text>'
+        )
+        for span in nick_spans:
+            status = status_of(span)
+            left, right = x(span.start), x(span.end)
+            parts.append(
+                f'<rect class="bar" x="{left}" y="{top + (ROW_HEIGHT - BAR_HEIGHT) / 2}" '
+                f'width="{max(right - left, 1)}" height="{BAR_HEIGHT}" '
+                f'fill="{STATUS_COLOURS.get(status, UNKNOWN_COLOUR)}" data-nick="{escape(nick)}" '
+                f'data-status="{escape(status)}" data-start="{span.start.timestamp():.0f}" '
+                f'data-end="{span.end.timestamp():.0f}"><title>{escape(nick)}: {escape(status)}, '
+                f'{span.start:%H:%M}–{span.end:%H:%M}</title></rect>'
+            )
+    parts += _occupancy(spans, start, end, x, occupancy_top)
+    parts += _legend(height - LEGEND_HEIGHT + 18)
+    parts.append(
+        f'<line class="cursor" x1="{LABEL_WIDTH}" x2="{LABEL_WIDTH}" y1="{AXIS_HEIGHT}" '
+        f'y2="{occupancy_top + OCCUPANCY_HEIGHT}" stroke="#1a4d8f" stroke-width="2" visibility="hidden"/>'
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _rows(spans: list[PresenceSpan]) -> list[tuple[str, list[PresenceSpan]]]:
+    """Occupants in order of first appearance, each with its spans."""
+    rows: dict[str, list[PresenceSpan]] = {}
+    for span in sorted(spans, key=lambda s: (s.start, s.nick)):
+        rows.setdefault(span.nick, []).append(span)
+    return list(rows.items())
+
+
+def _shorten(nick: str, limit: int = 20) -> str:
+    return nick if len(nick) <= limit else nick[: limit - 1] + "…"
+
+
+def _axis(start: datetime, end: datetime, x, bottom: float) -> list[str]:
+    hours = max(int((end - start).total_seconds() // 3600), 1)
+    step = 1 if hours <= 12 else 2 if hours <= 24 else max(hours // 12, 1)
+    parts = []
+    for hour in range(0, hours + 1, step):
+        moment = start.timestamp() + hour * 3600
+        left = round(LABEL_WIDTH + PLOT_WIDTH * (moment - start.timestamp()) / (end - start).total_seconds(), 2)
+        parts.append(f'<line class="tick" x1="{left}" x2="{left}" y1="{AXIS_HEIGHT - 4}" y2="{bottom}" stroke="#e4e4e4"/>')
+        parts.append(
+            f'<text class="hour" x="{left}" y="{AXIS_HEIGHT - 8}" text-anchor="middle" font-size="11" '
+            f'font-family="sans-serif" fill="#555">{(start.hour + hour) % 24:02d}:00</text>'
+        )
+    return parts
+
+
+def _occupancy(spans, start: datetime, end: datetime, x, top: float) -> list[str]:
+    steps = occupancy(spans)
+    peak = max((count for _, count in steps), default=0)
+    bottom = top + OCCUPANCY_HEIGHT
+    scale = (OCCUPANCY_HEIGHT - 10) / peak if peak else 0
+
+    def y(count: int) -> float:
+        return round(bottom - count * scale, 2)
+
+    points = [(x(start), y(0))]
+    level = 0
+    for moment, count in steps:
+        points += [(x(moment), y(level)), (x(moment), y(count))]
+        level = count
+    points += [(x(end), y(level)), (x(end), y(0))]
+    path = " ".join(f"{px},{py}" for px, py in points)
+    return [
+        f'<text class="occupancy-label" x="{LABEL_WIDTH - 6}" y="{top + 14}" text-anchor="end" font-size="12" '
+        f'font-family="sans-serif">occupancy</text>',
+        f'<text class="occupancy-peak" x="{LABEL_WIDTH - 6}" y="{top + 30}" text-anchor="end" font-size="11" '
+        f'font-family="sans-serif" fill="#555">peak {peak}</text>',
+        f'<polygon class="occupancy" points="{path}" fill="#9ab8de" stroke="#1a4d8f" stroke-width="1" '
+        f'data-peak="{peak}"/>',
+    ]
+
+
+def _legend(baseline: float) -> list[str]:
+    parts = []
+    left = LABEL_WIDTH
+    for status, colour in STATUS_COLOURS.items():
+        parts.append(f'<rect class="legend" x="{left}" y="{baseline - 10}" width="12" height="12" fill="{colour}"/>')
+        parts.append(
+            f'<text x="{left + 16}" y="{baseline}" font-size="11" font-family="sans-serif">{status}</text>'
+        )
+        left += 90
+    return parts

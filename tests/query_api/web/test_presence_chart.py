@@ -1,0 +1,99 @@
+"""The presence chart is a pure function: spans in, SVG out."""
+
+from datetime import datetime, timedelta, timezone
+from xml.etree import ElementTree
+
+from query_api.web.presence_chart import (
+    LABEL_WIDTH,
+    PLOT_WIDTH,
+    STATUS_COLOURS,
+    PresenceSpan,
+    occupancy,
+    occupants_at,
+    presence_svg,
+)
+
+SVG = "{http://www.w3.org/2000/svg}"
+DAY = datetime(2024, 5, 1, tzinfo=timezone.utc)
+END = DAY + timedelta(days=1)
+
+
+def at(hours: float) -> datetime:
+    return DAY + timedelta(hours=hours)
+
+
+def bars(svg: str):
+    root = ElementTree.fromstring(svg)
+    return [r for r in root.iter(f"{SVG}rect") if r.get("class") == "bar"]
+
+
+SPANS = [
+    PresenceSpan("alice", at(6), at(12)),
+    PresenceSpan("alice", at(12), at(18), "away"),
+    PresenceSpan("bob", at(9), at(10), "dnd"),
+    PresenceSpan("carol", at(20), None),
+]
+
+
+def test_one_row_per_occupant_and_a_bar_per_span_coloured_by_status():
+    svg = presence_svg(SPANS, DAY, END)
+    root = ElementTree.fromstring(svg)
+    nicks = [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "nick"]
+    assert nicks == ["alice", "bob", "carol"]  # order of first appearance
+    found = [(b.get("data-nick"), b.get("data-status"), b.get("fill")) for b in bars(svg)]
+    assert found == [
+        ("alice", "available", STATUS_COLOURS["available"]),
+        ("alice", "away", STATUS_COLOURS["away"]),
+        ("bob", "dnd", STATUS_COLOURS["dnd"]),
+        ("carol", "available", STATUS_COLOURS["available"]),
+    ]
+    rows = {b.get("data-nick"): float(b.get("y")) for b in bars(svg)}
+    assert rows["alice"] < rows["bob"] < rows["carol"]
+
+
+def test_bars_are_placed_in_proportion_to_time_and_open_spans_run_to_the_end():
+    svg = presence_svg(SPANS, DAY, END)
+    alice = bars(svg)[0]
+    assert float(alice.get("x")) == LABEL_WIDTH + PLOT_WIDTH * 6 / 24
+    assert float(alice.get("width")) == PLOT_WIDTH * 6 / 24
+    carol = bars(svg)[-1]
+    assert float(carol.get("x")) + float(carol.get("width")) == LABEL_WIDTH + PLOT_WIDTH
+    assert int(carol.get("data-end")) == int(END.timestamp())
+
+
+def test_spans_outside_the_window_are_clipped_or_dropped():
+    spans = [PresenceSpan("early", at(-5), at(-1)), PresenceSpan("overnight", at(-3), at(2))]
+    found = bars(presence_svg(spans, DAY, END))
+    assert [b.get("data-nick") for b in found] == ["overnight"]
+    assert float(found[0].get("x")) == LABEL_WIDTH
+    assert int(found[0].get("data-start")) == int(DAY.timestamp())
+
+
+def test_occupancy_counts_distinct_occupants_at_each_change():
+    assert occupancy(SPANS) == [(at(6), 1), (at(9), 2), (at(10), 1), (at(18), 0), (at(20), 1)]
+    svg = presence_svg(SPANS, DAY, END)
+    polygon = next(ElementTree.fromstring(svg).iter(f"{SVG}polygon"))
+    assert polygon.get("data-peak") == "2"
+
+
+def test_who_was_here_at_a_moment():
+    assert occupants_at(SPANS, at(9.5)) == [("alice", "available"), ("bob", "dnd")]
+    assert occupants_at(SPANS, at(13)) == [("alice", "away")]
+    assert occupants_at(SPANS, at(18)) == []  # ends are exclusive
+    assert occupants_at(SPANS, at(23)) == [("carol", "available")]
+
+
+def test_nicks_are_escaped_and_the_svg_stays_well_formed():
+    nick = '<script>alert(1)</script>&"'
+    svg = presence_svg([PresenceSpan(nick, at(1), at(2))], DAY, END, label="<b>room</b>")
+    assert "<script>" not in svg
+    root = ElementTree.fromstring(svg)
+    assert [b.get("data-nick") for b in bars(svg)] == [nick]
+    assert root.get("aria-label") == "<b>room</b>"
+
+
+def test_an_empty_day_still_draws_a_chart():
+    svg = presence_svg([], DAY, END)
+    root = ElementTree.fromstring(svg)
+    assert bars(svg) == []
+    assert next(root.iter(f"{SVG}polygon")).get("data-peak") == "0"

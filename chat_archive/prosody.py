@@ -1,0 +1,165 @@
+"""A throwaway Prosody server on loopback, for tests and demo traffic.
+
+The Debian ``prosody`` package is used as installed; only the config file, data
+and log live in a directory of our own. The server runs in the foreground in a
+new process session and is stopped by pid.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from archive.errors import ChatArchiveError
+
+PROSODY = "prosody"
+PROSODYCTL = "prosodyctl"
+
+
+class ProsodyError(ChatArchiveError):
+    """The local Prosody server could not be started or driven."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ProsodyServer:
+    """One Prosody instance: ``start()``, ``register()`` accounts, ``stop()``.
+
+    ``admins`` are admins of the whole server (Prosody makes them owners of every
+    room). ``muc_options`` are extra Lua assignments for the MUC component.
+    """
+
+    directory: Path
+    domain: str = "localhost"
+    port: int = field(default_factory=free_port)
+    admins: tuple[str, ...] = ()
+    muc_options: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+
+    @property
+    def muc_service(self) -> str:
+        return f"conference.{self.domain}"
+
+    @property
+    def config_file(self) -> Path:
+        return self.directory / "prosody.cfg.lua"
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / "prosody.log"
+
+    def write_config(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "data").mkdir(exist_ok=True)
+        admins = ", ".join(f'"{a}"' for a in self.admins)
+        muc = {
+            "muc_log_all_rooms": "true",
+            "muc_room_default_public": "true",
+            "muc_room_default_persistent": "true",
+            "max_archive_query_results": "100",
+            **self.muc_options,
+        }
+        muc_lines = "\n".join(f"    {key} = {value}" for key, value in muc.items())
+        self.config_file.write_text(
+            f"""
+run_as_root = true
+daemonize = false
+pidfile = "{self.directory}/prosody.pid"
+data_path = "{self.directory}/data"
+log = {{ {{ levels = {{ min = "info" }}, to = "file", filename = "{self.log_file}" }} }}
+interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {self.port} }}
+c2s_direct_tls_ports = {{}}
+s2s_ports = {{}}
+admins = {{ {admins} }}
+modules_enabled = {{ "roster", "saslauth", "disco", "ping", "posix" }}
+modules_disabled = {{ "s2s", "tls" }}
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+authentication = "internal_hashed"
+storage = "internal"
+limits = {{ c2s = {{ rate = "10mb/s" }} }}
+
+VirtualHost "{self.domain}"
+
+Component "{self.muc_service}" "muc"
+    modules_enabled = {{ "muc_mam" }}
+{muc_lines}
+""",
+            encoding="utf-8",
+        )
+
+    def register(self, user: str, password: str) -> str:
+        """Create an account (works whether the server runs or not); return its JID."""
+        if not self.config_file.exists():
+            self.write_config()
+        result = subprocess.run(
+            [PROSODYCTL, "--config", str(self.config_file), "register", user, self.domain, password],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if result.returncode != 0:
+            raise ProsodyError(f"prosodyctl register {user} failed: {result.stderr or result.stdout}")
+        return f"{user}@{self.domain}"
+
+    def start(self, timeout: float = 15.0) -> None:
+        if not self.config_file.exists():
+            self.write_config()
+        log = open(self.directory / "prosody.stdout", "ab")
+        try:
+            self.process = subprocess.Popen(
+                [PROSODY, "--config", str(self.config_file), "-F"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as e:
+            raise ProsodyError(f"cannot run {PROSODY} (install the Debian package 'prosody'): {e}") from e
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ProsodyError(f"prosody exited with {self.process.returncode}: {self.log_tail()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise ProsodyError(f"prosody did not open port {self.port} within {timeout} s: {self.log_tail()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 20) -> str:
+        parts = []
+        for name in ("prosody.log", "prosody.stdout"):
+            path = self.directory / name
+            if path.exists():
+                parts += path.read_text(errors="replace").splitlines()[-lines:]
+        return "\n".join(parts)

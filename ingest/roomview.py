@@ -1,0 +1,117 @@
+"""What the listener knows about one room: who is present, the subject, the last archived message.
+
+A ``RoomView`` is a fold of the room's archive events, so the same code rebuilds
+it from the store at start-up and keeps it current while listening. The
+translator reads it (to tell a join from a status change, to close out
+occupants) and never writes it; the listener applies the translator's events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from archive import events as ev
+
+
+@dataclass(frozen=True)
+class Occupant:
+    nick: str
+    jid: str | None = None
+    role: str | None = None
+    affiliation: str | None = None
+    show: str | None = None
+    status: str | None = None
+    occupant_id: str | None = None
+
+
+@dataclass
+class RoomView:
+    room: str
+    occupants: dict[str, Occupant] = field(default_factory=dict)
+    subject: str | None = None
+    last_stanza_id: str | None = None  # the room's id of the newest archived message
+    last_message_at: datetime | None = None
+    last_event_at: datetime | None = None  # recorded_at of the newest event
+    destroyed: bool = False
+    joining: bool = False  # between sending the join and our own presence
+    seen: set[str] = field(default_factory=set)  # occupants announced during this join
+
+    @classmethod
+    def from_events(cls, room: str, events: Iterable[ev.Event]) -> RoomView:
+        view = cls(room)
+        for event in events:
+            view.apply(event)
+        return view
+
+    def apply(self, event: ev.Event) -> None:
+        if self.last_event_at is None or event.recorded_at > self.last_event_at:
+            self.last_event_at = event.recorded_at
+        handler = _APPLY.get(type(event))
+        if handler:
+            handler(self, event)
+
+    def begin_join(self) -> None:
+        self.joining = True
+        self.seen = set()
+
+
+def _joined(view: RoomView, e: ev.OccupantJoined) -> None:
+    view.destroyed = False
+    view.occupants[e.nick] = Occupant(e.nick, e.jid, e.role, e.affiliation, e.show, e.status, e.occupant_id)
+
+
+def _left(view: RoomView, e: ev.OccupantLeft) -> None:
+    view.occupants.pop(e.nick, None)
+
+
+def _presence(view: RoomView, e: ev.PresenceChanged) -> None:
+    if e.nick in view.occupants:
+        view.occupants[e.nick] = replace(view.occupants[e.nick], show=e.show, status=e.status)
+
+
+def _nick(view: RoomView, e: ev.NickChanged) -> None:
+    old = view.occupants.pop(e.old_nick, None) or Occupant(e.old_nick, e.jid, occupant_id=e.occupant_id)
+    view.occupants[e.new_nick] = replace(old, nick=e.new_nick)
+
+
+def _role(view: RoomView, e: ev.RoleChanged) -> None:
+    if e.nick in view.occupants:
+        view.occupants[e.nick] = replace(view.occupants[e.nick], role=e.role)
+
+
+def _affiliation(view: RoomView, e: ev.AffiliationChanged) -> None:
+    if e.nick in view.occupants:
+        view.occupants[e.nick] = replace(view.occupants[e.nick], affiliation=e.affiliation)
+
+
+def _subject(view: RoomView, e: ev.SubjectChanged) -> None:
+    view.subject = e.subject
+
+
+def _message(view: RoomView, e: ev.MessagePosted | ev.MessageCorrected | ev.MessageRetracted) -> None:
+    if e.stanza_id:
+        view.last_stanza_id = e.stanza_id
+    if view.last_message_at is None or e.occurred_at > view.last_message_at:
+        view.last_message_at = e.occurred_at
+
+
+def _destroyed(view: RoomView, e: ev.RoomDestroyed) -> None:
+    view.occupants.clear()
+    view.destroyed = True
+
+
+_APPLY = {
+    ev.OccupantJoined: _joined,
+    ev.OccupantLeft: _left,
+    ev.PresenceChanged: _presence,
+    ev.NickChanged: _nick,
+    ev.RoleChanged: _role,
+    ev.AffiliationChanged: _affiliation,
+    ev.SubjectChanged: _subject,
+    ev.MessagePosted: _message,
+    ev.MessageCorrected: _message,
+    ev.MessageRetracted: _message,
+    ev.RoomDestroyed: _destroyed,
+}

@@ -1,0 +1,197 @@
+"""Groupchat messages -> archive events, as pure functions.
+
+Covers XEP-0045 messages and subjects, XEP-0359 ids, XEP-0203 delays on replayed
+history, XEP-0308 corrections, XEP-0424 retractions and XEP-0425 moderation
+(current ``:1`` namespaces and the older fastening-based ``:0`` ones), affiliation
+notices for users not in the room, and XEP-0313 archive results.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from xml.etree.ElementTree import Element
+
+from archive import events as ev
+
+from .roomview import RoomView
+from .xmlutil import (
+    CLIENT,
+    CORRECT,
+    DELAY,
+    FASTEN,
+    FORWARD,
+    MAM,
+    MODERATE,
+    MODERATE_0,
+    MUC_USER,
+    RETRACT,
+    RETRACT_0,
+    MalformedStanza,
+    RoomContext,
+    actor_of,
+    bare,
+    child_text,
+    muc_user,
+    occupant_id,
+    origin_id,
+    parse_stamp,
+    q,
+    room_delay,
+    room_stanza_id,
+    split_jid,
+)
+
+log = logging.getLogger(__name__)
+
+
+def translate_message(
+    stanza: Element,
+    ctx: RoomContext,
+    view: RoomView,
+    now: datetime,
+    *,
+    archived: tuple[str, datetime, ev.Capture] | None = None,
+) -> list[ev.Event]:
+    """The events a groupchat message from the room means; [] for anything else.
+
+    ``archived`` = (archive id, archive stamp, capture) for a message unwrapped
+    from a MAM result: the archive's id is the room's stanza-id (XEP-0313 §5).
+    """
+    try:
+        return _translate(stanza, ctx, view, now, archived)
+    except MalformedStanza as e:
+        log.warning("skipping malformed message from %s: %s", stanza.get("from"), e)
+        return []
+
+
+def translate_archived(result: Element, ctx: RoomContext, view: RoomView, now: datetime, capture: ev.Capture):
+    """A MAM ``<message><result id=...><forwarded>`` wrapper -> events of the archived message."""
+    try:
+        found = result.find(q(MAM, "result"))
+        if found is None:
+            raise MalformedStanza("not a MAM result")
+        forwarded = found.find(q(FORWARD, "forwarded"))
+        inner = None if forwarded is None else forwarded.find(q(CLIENT, "message"))
+        delay = None if forwarded is None else forwarded.find(q(DELAY, "delay"))
+        if inner is None or delay is None or not found.get("id"):
+            raise MalformedStanza("MAM result without id, forwarded message or delay")
+        archived = (found.get("id"), parse_stamp(delay.get("stamp")), capture)
+    except MalformedStanza as e:
+        log.warning("skipping malformed archive result from %s: %s", result.get("from"), e)
+        return []
+    return translate_message(inner, ctx, view, now, archived=archived)
+
+
+def _translate(stanza, ctx, view, now, archived) -> list[ev.Event]:
+    room, nick = split_jid(stanza.get("from"))
+    if room != ctx.room or stanza.get("type") != "groupchat":
+        return []
+    if archived:
+        stanza_id, occurred_at, capture = archived
+    else:
+        stanza_id = room_stanza_id(stanza, ctx)
+        delayed = room_delay(stanza, ctx.room)
+        occurred_at = delayed or now
+        capture = ev.Capture.HISTORY if delayed else ev.Capture.LIVE
+    base = {"room": ctx.room, "occurred_at": occurred_at, "recorded_at": now, "capture": capture}
+    retraction = _retraction(stanza, nick, ctx, base, stanza_id)
+    if retraction:
+        return [retraction]
+    body = child_text(stanza, CLIENT, "body")
+    subject = child_text(stanza, CLIENT, "subject")
+    if body is None:
+        if subject is not None:
+            return _subject(subject, nick, view, base)
+        return _affiliation_notice(stanza, nick, base)
+    if not nick:
+        return []  # the room itself speaking (e.g. configuration notices)
+    ids = {
+        "stanza_id": stanza_id,
+        "message_id": stanza.get("id"),
+        "origin_id": origin_id(stanza),
+        "jid": _sender_jid(stanza, nick, view, capture),
+        "occupant_id": occupant_id(stanza, ctx),
+    }
+    replace = stanza.find(q(CORRECT, "replace"))
+    if replace is not None:
+        if not replace.get("id"):
+            raise MalformedStanza("correction without the id it replaces")
+        return [ev.MessageCorrected(**base, nick=nick, replaces_id=replace.get("id"), body=body, **ids)]
+    lang = stanza.get("{http://www.w3.org/XML/1998/namespace}lang")
+    thread = child_text(stanza, CLIENT, "thread")
+    return [ev.MessagePosted(**base, nick=nick, body=body, thread=thread or None, lang=lang, **ids)]
+
+
+def _sender_jid(stanza: Element, nick: str, view: RoomView, capture: ev.Capture) -> str | None:
+    """A real JID the room attached (MAM may), else the live occupant's known JID."""
+    x = muc_user(stanza)
+    item = None if x is None else x.find(q(MUC_USER, "item"))
+    if item is not None and item.get("jid"):
+        return bare(item.get("jid"))
+    if capture == ev.Capture.LIVE and nick in view.occupants:
+        return view.occupants[nick].jid
+    return None
+
+
+def _subject(subject: str, nick: str | None, view: RoomView, base: dict) -> list[ev.Event]:
+    # The room re-sends its subject on every join: that is current state, a
+    # change only if it differs from what the archive holds.
+    if view.joining and subject == (view.subject or ""):
+        return []
+    return [ev.SubjectChanged(**base, subject=subject, nick=nick)]
+
+
+def _affiliation_notice(stanza: Element, nick: str | None, base: dict) -> list[ev.Event]:
+    """XEP-0045 §9: the room tells of an affiliation change of someone not present."""
+    x = muc_user(stanza)
+    item = None if x is None or nick else x.find(q(MUC_USER, "item"))
+    if item is None or not item.get("affiliation"):
+        return []
+    return [
+        ev.AffiliationChanged(
+            **base,
+            affiliation=item.get("affiliation"),
+            nick=item.get("nick"),
+            jid=bare(item.get("jid")),
+            actor=actor_of(item),
+            reason_text=child_text(item, MUC_USER, "reason"),
+        )
+    ]
+
+
+def _retraction(stanza, nick, ctx, base, stanza_id) -> ev.MessageRetracted | None:
+    common = {"stanza_id": stanza_id, "occupant_id": occupant_id(stanza, ctx)}
+    retract = stanza.find(q(RETRACT, "retract"))
+    if retract is not None:
+        target = retract.get("id")
+        moderated = retract.find(q(MODERATE, "moderated"))
+        reason = child_text(retract, RETRACT, "reason")
+    else:
+        apply_to = stanza.find(q(FASTEN, "apply-to"))
+        if apply_to is None:
+            return None
+        target = apply_to.get("id")
+        moderated = apply_to.find(q(MODERATE_0, "moderated"))
+        if moderated is not None:
+            reason = child_text(moderated, MODERATE_0, "reason")
+        elif apply_to.find(q(RETRACT_0, "retract")) is not None:
+            reason = None
+        else:
+            return None  # some other fastening
+    if not target:
+        raise MalformedStanza("retraction without the id it retracts")
+    if moderated is None:
+        if not nick:
+            raise MalformedStanza("self-retraction not from an occupant")
+        return ev.MessageRetracted(**base, target_id=target, by_nick=nick, **common)
+    if nick:
+        raise MalformedStanza("moderation must come from the room itself")
+    by_nick = by_jid = None
+    if moderated.get("by"):
+        by_room, by_nick = split_jid(moderated.get("by"))
+        if by_room != ctx.room:  # older servers name the moderator's real JID
+            by_nick, by_jid = None, bare(moderated.get("by"))
+    return ev.MessageRetracted(
+        **base, target_id=target, moderated=True, by_nick=by_nick, by_jid=by_jid, reason=reason, **common
+    )

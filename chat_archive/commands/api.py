@@ -1,0 +1,91 @@
+"""`serve`: the query API over HTTP; `token create|list|revoke`: the API's bearer tokens."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from query_api.roles import TOKEN_ROLES, Role
+
+from ..bootstrap import open_store, open_tokens, start_api
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    serve = subparsers.add_parser("serve", help="serve the query API (waitress) until interrupted")
+    serve.add_argument("--host", help="address to bind (default: [api] host)")
+    serve.add_argument("--port", type=_port, help="port to listen on, 0 for any free one (default: [api] port)")
+    serve.set_defaults(handler=serve_api)
+
+    token = subparsers.add_parser("token", help="create, list and revoke API tokens")
+    actions = token.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser("create", help="create a token and print it (it is shown only this once)")
+    create.add_argument("--role", required=True, choices=[r.value for r in TOKEN_ROLES])
+    create.add_argument(
+        "--rooms", nargs="+", default=[], metavar="ROOM",
+        help="rooms granted (JIDs or shell globs): required for analyst; a site token's static list",
+    )  # fmt: skip
+    create.add_argument("--label", default="", help="a note saying who or what holds the token")
+    create.set_defaults(handler=create_token)
+    actions.add_parser("list", help="list tokens (never the tokens themselves)").set_defaults(handler=list_tokens)
+    revoke = actions.add_parser("revoke", help="revoke a token by its id (see `token list`)")
+    revoke.add_argument("id")
+    revoke.set_defaults(handler=revoke_token)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("must be between 0 and 65535")
+    return port
+
+
+def serve_api(args: argparse.Namespace, config) -> int:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with open_store(config) as store:
+        server = start_api(config, store, stop=stop, host=args.host, port=args.port)
+        print(f"chat-archive serve: listening on {server.url}", flush=True)
+        while server.is_alive():
+            server.join(0.5)
+    return 0
+
+
+def create_token(args: argparse.Namespace, config) -> int:
+    tokens = open_tokens(config)
+    try:
+        token, info = tokens.create(Role(args.role), tuple(args.rooms), args.label)
+    finally:
+        tokens.close()
+    print(token)
+    print(f"token {info.id} ({info.role.value}) created; it is not stored and cannot be shown again", file=sys.stderr)
+    return 0
+
+
+def list_tokens(args: argparse.Namespace, config) -> int:
+    tokens = open_tokens(config)
+    try:
+        rows = tokens.list()
+    finally:
+        tokens.close()
+    print(f"{'id':<12}  {'role':<10}  {'created':<27}  {'revoked':<27}  rooms / label")
+    for t in rows:
+        rooms = " ".join(t.rooms) or "-"
+        label = f"  ({t.label})" if t.label else ""
+        print(f"{t.id:<12}  {t.role.value:<10}  {t.created_at:<27}  {t.revoked_at or '-':<27}  {rooms}{label}")
+    return 0
+
+
+def revoke_token(args: argparse.Namespace, config) -> int:
+    tokens = open_tokens(config)
+    try:
+        info = tokens.revoke(args.id)
+    finally:
+        tokens.close()
+    print(f"token {info.id} revoked at {info.revoked_at}")
+    return 0

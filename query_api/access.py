@@ -1,0 +1,180 @@
+"""Who is calling and which rooms they may see: the one authorization interface.
+
+``Authorizer.caller_from_request`` turns a request's bearer token (and, for a
+``site`` token, the user it names) into a ``Caller``. Web pages that sign in
+with a session cookie use ``Authorizer.caller_for_token`` with the token the
+cookie stands for, so pages and API decide rooms exactly alike.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Protocol
+
+from .cache import TtlCache
+from .errors import ApiError, unauthorized
+from .roles import ROLE_CAPABILITIES, Capability, Role
+from .settings import ApiSettings
+from .tokens import TokenStore
+
+log = logging.getLogger(__name__)
+
+
+class RoomScope(Protocol):
+    """Which rooms a caller may see; ``everything`` lets searches skip the room filter."""
+
+    everything: bool
+
+    def allows(self, room: str) -> bool: ...
+
+
+class AllRooms:
+    everything = True
+
+    def allows(self, room: str) -> bool:
+        return True
+
+
+class RoomPatterns:
+    """Rooms named by JID or shell glob (``*@conference.example.org``)."""
+
+    everything = False
+
+    def __init__(self, patterns: Iterable[str]):
+        self.patterns = tuple(p.lower() for p in patterns)
+
+    def allows(self, room: str) -> bool:
+        room = room.lower()
+        return any(room == p or fnmatchcase(room, p) for p in self.patterns)
+
+
+class PermissionCallback:
+    """Asks the collaboration site whether a user may see a room, as Openfire asks Clearspace.
+
+    ``GET url?user=U&room=R`` answered with ``{"allowed": true|false}``. Answers
+    are cached for ``cache_seconds``; an error, a timeout or any other answer
+    means "not allowed" and is not cached, so the next request asks again.
+    """
+
+    def __init__(self, url: str, *, token: str = "", timeout: float = 2.0, cache_seconds: float = 30.0):
+        self.url = url
+        self.token = token
+        self.timeout = timeout
+        self._cache: TtlCache[bool | None] = TtlCache(cache_seconds)
+
+    def allowed(self, user: str, room: str) -> bool:
+        answer = self._cache.get_or_compute((user, room), lambda: self._ask(user, room), keep=lambda a: a is not None)
+        return bool(answer)
+
+    def _ask(self, user: str, room: str) -> bool | None:
+        separator = "&" if urllib.parse.urlparse(self.url).query else "?"
+        url = self.url + separator + urllib.parse.urlencode({"user": user, "room": room})
+        request = urllib.request.Request(url, headers={"Accept": "application/json"})
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                answer = json.loads(response.read(65536))
+        except (OSError, ValueError) as e:  # URLError, HTTPError, timeouts, bad JSON
+            log.warning("permission callback failed for room %s: %s", room, e)
+            return None
+        if not isinstance(answer, dict) or not isinstance(answer.get("allowed"), bool):
+            log.warning("permission callback answered without a boolean 'allowed' for room %s", room)
+            return None
+        return answer["allowed"]
+
+
+class SiteUserRooms:
+    """The rooms one site user may see, as the permission callback says."""
+
+    everything = False
+
+    def __init__(self, callback: PermissionCallback, user: str):
+        self.callback = callback
+        self.user = user
+
+    def allows(self, room: str) -> bool:
+        return self.callback.allowed(self.user, room)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller: a role, the rooms it may see, and for whom it acts."""
+
+    role: Role
+    scope: RoomScope
+    token_id: str | None = None
+    user: str | None = None
+
+    def can(self, capability: Capability) -> bool:
+        return capability in ROLE_CAPABILITIES[self.role]
+
+    def may_see(self, room: str) -> bool:
+        return self.scope.allows(room)
+
+    def visible(self, rooms: Iterable[str]) -> list[str]:
+        return list(rooms) if self.scope.everything else [r for r in rooms if self.scope.allows(r)]
+
+    @property
+    def sees_jids(self) -> bool:
+        """Real JIDs are for compliance only."""
+        return self.role is Role.COMPLIANCE
+
+    @property
+    def sees_originals(self) -> bool:
+        """Earlier versions of edited messages and retracted messages are for compliance only."""
+        return self.role is Role.COMPLIANCE
+
+
+class Authorizer:
+    """Resolves callers from tokens; the same rules for the API and the web pages."""
+
+    def __init__(self, settings: ApiSettings, tokens: TokenStore, permission: PermissionCallback | None = None):
+        self.settings = settings
+        self.tokens = tokens
+        if permission is None and settings.permission_url:
+            permission = PermissionCallback(
+                settings.permission_url,
+                token=settings.permission_token,
+                timeout=settings.permission_timeout,
+                cache_seconds=settings.permission_cache_seconds,
+            )
+        self.permission = permission
+
+    def caller_from_request(self, request) -> Caller:
+        """The caller of a Flask/Werkzeug request: 401 without a valid token (unless anonymous read is on)."""
+        header = request.headers.get("Authorization")
+        if header is None:
+            return self.anonymous()
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise unauthorized("use 'Authorization: Bearer <token>'")
+        return self.caller_for_token(token.strip(), request.headers.get(self.settings.user_header))
+
+    def caller_for_token(self, token: str, user: str | None = None) -> Caller:
+        """The caller a token stands for; ``user`` is the site user a ``site`` token acts for."""
+        info = self.tokens.lookup(token)
+        if info is None:
+            raise unauthorized("unknown or revoked token")
+        if info.role is Role.COMPLIANCE:
+            return Caller(Role.COMPLIANCE, AllRooms(), info.id)
+        if info.role is Role.ANALYST:
+            return Caller(Role.ANALYST, RoomPatterns(info.rooms), info.id)
+        user = (user or "").strip()
+        if not user or len(user) > 1024:
+            raise ApiError(400, "missing_user", f"a site token must name the user it acts for in {self.settings.user_header}")
+        if self.permission is not None:
+            return Caller(Role.SITE, SiteUserRooms(self.permission, user), info.id, user)
+        return Caller(Role.SITE, RoomPatterns(info.rooms), info.id, user)
+
+    def anonymous(self) -> Caller:
+        if not self.settings.anonymous_read:
+            raise unauthorized("a bearer token is required")
+        return Caller(Role.ANONYMOUS, RoomPatterns(self.settings.public_rooms))

@@ -1,0 +1,112 @@
+"""The composition root of the HTTP API: ``create_app`` wires the collaborators it is handed.
+
+Every endpoint lives under ``/api/v1`` except ``/healthz`` and ``/metrics``.
+The store, views, search index and token store are parameters, so a process
+(``chat-archive serve``, ``chat-archive up``) or a test builds them once and
+hands them in; what is not handed in is opened from the configuration.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+from archive.application import open_event_store
+from archive.errors import ChatArchiveError
+from archive.store import EventStore
+
+from . import export, openapi, replay
+from .access import Authorizer, PermissionCallback
+from .context import EXTENSION, ApiContext, api, caller, json_response
+from .errors import install_error_handlers
+from .roles import Capability
+from .tokens import TokenStore, open_token_store
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(
+    config: Any,
+    *,
+    store: EventStore | None = None,
+    views: Any = None,
+    search: Any = None,
+    tokens: TokenStore | None = None,
+    permission: PermissionCallback | None = None,
+    stopping: threading.Event | None = None,
+) -> Flask:
+    """The Flask app over ``store`` (and ``views``, ``search`` once built), configured by ``config.api``.
+
+    ``stopping`` is set by the server when it shuts down, which ends open ``follow`` streams.
+    """
+    settings = config.api
+    store = store if store is not None else open_event_store(config.store.url)
+    tokens = tokens if tokens is not None else open_token_store(config.store.url, cache_seconds=settings.token_cache_seconds)
+    app = Flask(__name__)
+    app.extensions[EXTENSION] = ApiContext(
+        settings=settings,
+        store=store,
+        authorizer=Authorizer(settings, tokens, permission),
+        views=views,
+        search=search,
+        stopping=stopping or threading.Event(),
+    )
+    install_error_handlers(app)
+    _install_request_metrics(app)
+    for blueprint in (replay.bp, export.bp, openapi.bp):
+        app.register_blueprint(blueprint, url_prefix=API_PREFIX)
+    app.add_url_rule("/healthz", view_func=healthz)
+    app.add_url_rule("/metrics", view_func=metrics)
+    return app
+
+
+def healthz() -> Response:
+    """Open to all: it says only whether the archive can be read, nothing about its content."""
+    try:
+        api().store.head()
+    except ChatArchiveError:
+        return json_response({"status": "unavailable"}, 503)
+    return json_response({"status": "ok"})
+
+
+def metrics() -> Response:
+    context = api()
+    if not context.settings.metrics_public:
+        caller(Capability.ROOMS)  # any valid token
+    text = context.metrics.render(_gauges(context))
+    return Response(text, mimetype="text/plain; version=0.0.4")
+
+
+def _gauges(context: ApiContext) -> dict:
+    head = context.store.head()
+    gauges = {
+        "chat_archive_events_appended_total": (
+            "Events appended to the log (its head position; positions may skip numbers).",
+            lambda: head,
+        ),
+    }
+    for name, part in (("projection", context.views), ("index", context.search)):
+        position = getattr(part, "position", None)
+        if callable(position):
+            gauges[f"chat_archive_{name}_lag_events"] = (
+                f"Log positions the {name} has not applied yet.",
+                lambda position=position: max(0, head - position()),
+            )
+    return gauges
+
+
+def _install_request_metrics(app: Flask) -> None:
+    @app.before_request
+    def start_clock() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def observe(response: Response) -> Response:
+        started = g.get("started")
+        if started is not None:
+            endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+            api().metrics.observe(endpoint, response.status_code, time.perf_counter() - started)
+        return response

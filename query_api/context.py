@@ -1,0 +1,73 @@
+"""What every endpoint needs: the app's collaborators, the caller, the room checks, JSON answers."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from flask import Response, current_app, g, request
+
+from archive.store import EventStore
+
+from .access import Authorizer, Caller
+from .cache import TtlCache
+from .errors import ApiError, forbidden, room_not_found
+from .metrics import RequestMetrics
+from .roles import Capability
+from .settings import ApiSettings
+
+EXTENSION = "chat_archive"
+_json = msgspec.json.Encoder()
+
+
+@dataclass
+class ApiContext:
+    """The collaborators handed to ``create_app``, shared by all requests."""
+
+    settings: ApiSettings
+    store: EventStore
+    authorizer: Authorizer
+    views: Any = None
+    search: Any = None
+    metrics: RequestMetrics = field(default_factory=RequestMetrics)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    _rooms: TtlCache = field(default_factory=lambda: TtlCache(1.0))
+
+    def known_rooms(self) -> list[str]:
+        """Every room with events (briefly cached: a new room shows up within a second)."""
+        return self._rooms.get_or_compute("rooms", self.store.rooms)
+
+
+def api() -> ApiContext:
+    return current_app.extensions[EXTENSION]
+
+
+def caller(capability: Capability) -> Caller:
+    """The request's caller, who must hold ``capability``: 401 if unknown, 403 if the role lacks it.
+
+    The role check comes before any room is looked at, so a 403 never says
+    anything about a room.
+    """
+    who = g.get("caller")
+    if who is None:
+        who = g.caller = api().authorizer.caller_from_request(request)
+    if not who.can(capability):
+        raise forbidden(f"the {who.role.value} role may not use {capability.value} endpoints")
+    return who
+
+
+def visible_room(who: Caller, room: str) -> str:
+    """``room`` if it exists and the caller may see it; otherwise the same 404 either way."""
+    if not who.may_see(room) or room not in set(api().known_rooms()):
+        raise room_not_found(room)
+    return room
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(_json.encode(body), status=status, mimetype="application/json")
+
+
+def unavailable(what: str) -> ApiError:
+    return ApiError(503, "unavailable", f"{what} is not available in this server process")

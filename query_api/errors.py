@@ -1,0 +1,91 @@
+"""Every error the API answers with, as JSON: `{"error": {"code": ..., "message": ...}}`.
+
+This is the one place where archive errors become HTTP statuses. Nothing is
+ever answered with a stack trace: an unexpected exception is logged here and
+answered as a plain 500 body in the same shape.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from archive.errors import ChatArchiveError, InvalidQueryError, NotFoundError, StoreError
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An answer other than success, raised anywhere in a request."""
+
+    def __init__(self, status: int, code: str, message: str, *, position: int | None = None, headers=None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.position = position
+        self.headers = headers or {}
+
+
+def bad_parameter(name: str, message: str) -> ApiError:
+    return ApiError(400, "invalid_parameter", f"{name}: {message}")
+
+
+def room_not_found(room: str) -> ApiError:
+    # The same answer whether the room does not exist or the caller may not see it.
+    return ApiError(404, "not_found", f"no room {room!r}")
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="chat-archive"'})
+
+
+def forbidden(message: str) -> ApiError:
+    return ApiError(403, "forbidden", message)
+
+
+def from_archive_error(error: ChatArchiveError) -> ApiError:
+    """The HTTP answer for an archive error (the only such mapping in the project)."""
+    if isinstance(error, InvalidQueryError):
+        return ApiError(400, "invalid_query", str(error), position=error.position)
+    if isinstance(error, NotFoundError):
+        return ApiError(404, "not_found", str(error))
+    if isinstance(error, StoreError):
+        log.warning("store unavailable: %s", error)
+        return ApiError(503, "unavailable", "the archive is temporarily unavailable, try again")
+    log.error("unexpected archive error: %s", error)
+    return ApiError(500, "internal", "internal error")
+
+
+def error_response(error: ApiError):
+    body: dict = {"code": error.code, "message": error.message}
+    if error.position is not None:
+        body["position"] = error.position
+    response = jsonify(error=body)
+    response.status_code = error.status
+    response.headers.update(error.headers)
+    return response
+
+
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+def install_error_handlers(app: Flask) -> None:
+    app.register_error_handler(ApiError, error_response)
+    app.register_error_handler(ChatArchiveError, lambda e: error_response(from_archive_error(e)))
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException):
+        status = e.code or 500
+        error = ApiError(status, _HTTP_CODES.get(status, "http_error"), e.description or e.name)
+        response = error_response(error)
+        if status == 405 and e.get_response().headers.get("Allow"):
+            response.headers["Allow"] = e.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(e: Exception):
+        log.exception("unhandled error in request")
+        return error_response(ApiError(500, "internal", "internal error"))

@@ -1,0 +1,114 @@
+"""Strict reading of query parameters: an unknown name or a bad value is a 400, never a guess."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable
+from datetime import datetime
+
+import msgspec
+from werkzeug.datastructures import MultiDict
+
+from archive.errors import InvalidQueryError
+from archive.times import parse_day, parse_time
+
+from .errors import ApiError, bad_parameter
+
+
+class Params:
+    """The query parameters of one request, checked against the names an endpoint accepts."""
+
+    def __init__(self, args: MultiDict, accepted: Iterable[str]):
+        accepted = set(accepted)
+        unknown = sorted(set(args) - accepted)
+        if unknown:
+            names = ", ".join(sorted(accepted)) or "none"
+            raise ApiError(400, "unknown_parameter", f"unknown parameter {unknown[0]!r} (accepted: {names})")
+        for name in args:
+            if len(args.getlist(name)) > 1:
+                raise bad_parameter(name, "given more than once")
+        self.args = args
+
+    def text(self, name: str, *, required: bool = False, max_length: int = 4096) -> str | None:
+        value = self.args.get(name)
+        if value is None or value == "":
+            if required:
+                raise bad_parameter(name, "is required")
+            return None
+        if len(value) > max_length:
+            raise bad_parameter(name, f"longer than {max_length} characters")
+        return value
+
+    def choice(self, name: str, options: tuple[str, ...], default: str) -> str:
+        value = self.text(name) or default
+        if value not in options:
+            raise bad_parameter(name, f"must be one of {', '.join(options)}, not {value!r}")
+        return value
+
+    def integer(self, name: str, default: int | None, *, minimum: int = 0, maximum: int | None = None) -> int | None:
+        value = self.text(name, max_length=20)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise bad_parameter(name, f"{value!r} is not a whole number") from None
+        if number < minimum or (maximum is not None and number > maximum):
+            bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+            raise bad_parameter(name, f"must be {bounds}")
+        return number
+
+    def boolean(self, name: str, default: bool = False) -> bool:
+        value = self.text(name, max_length=5)
+        if value is None:
+            return default
+        if value.lower() in ("true", "1", "yes"):
+            return True
+        if value.lower() in ("false", "0", "no"):
+            return False
+        raise bad_parameter(name, f"must be true or false, not {value!r}")
+
+    def time(self, name: str) -> datetime | None:
+        value = self.text(name, max_length=64)
+        if value is None:
+            return None
+        try:
+            return parse_time(value)
+        except (InvalidQueryError, OverflowError) as e:
+            raise bad_parameter(name, str(e)) from None
+
+    def day(self, name: str) -> tuple[datetime, datetime] | None:
+        value = self.text(name, max_length=10)
+        if value is None:
+            return None
+        try:
+            return parse_day(value)
+        except (InvalidQueryError, OverflowError) as e:
+            raise bad_parameter(name, str(e)) from None
+
+    def time_range(self, start: str = "from", end: str = "to") -> tuple[datetime | None, datetime | None]:
+        lo, hi = self.time(start), self.time(end)
+        if lo is not None and hi is not None and hi <= lo:
+            raise bad_parameter(end, f"must be later than {start}")
+        return lo, hi
+
+    def cursor(self, name: str = "cursor") -> dict | None:
+        value = self.text(name, max_length=2048)
+        return None if value is None else decode_cursor(value, name)
+
+
+def encode_cursor(state: dict) -> str:
+    """An opaque cursor: the state needed to resume a list, base64url-encoded JSON."""
+    return base64.urlsafe_b64encode(msgspec.json.encode(state)).decode().rstrip("=")
+
+
+def decode_cursor(text: str, name: str = "cursor") -> dict:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        state = msgspec.json.decode(raw)
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise bad_parameter(name, "is not a cursor this API issued") from None
+    if not isinstance(state, dict):
+        raise bad_parameter(name, "is not a cursor this API issued")
+    return state

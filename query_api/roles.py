@@ -1,0 +1,36 @@
+"""Who may do what: the roles a token carries and what each role may ask for.
+
+A role grants capabilities (kinds of endpoint); which rooms a caller may see is
+decided separately (``query_api.access``), per caller.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Role(str, enum.Enum):
+    COMPLIANCE = "compliance"  # every room, originals of edits and retractions, export, real JIDs
+    ANALYST = "analyst"  # replay, state and presence of the rooms granted
+    SITE = "site"  # the collaboration site, acting for one of its users
+    ANONYMOUS = "anonymous"  # no token, public rooms only, when configured (never stored)
+
+
+class Capability(str, enum.Enum):
+    ROOMS = "rooms"
+    SEARCH = "search"
+    TRANSCRIPT = "transcript"
+    PRESENCE = "presence"
+    REPLAY = "replay"
+    STATE = "state"
+    EXPORT = "export"
+
+
+ROLE_CAPABILITIES: dict[Role, frozenset[Capability]] = {
+    Role.COMPLIANCE: frozenset(Capability),
+    Role.ANALYST: frozenset({Capability.ROOMS, Capability.REPLAY, Capability.STATE, Capability.PRESENCE}),
+    Role.SITE: frozenset({Capability.ROOMS, Capability.TRANSCRIPT, Capability.PRESENCE, Capability.SEARCH}),
+    Role.ANONYMOUS: frozenset({Capability.ROOMS, Capability.TRANSCRIPT, Capability.PRESENCE, Capability.SEARCH}),
+}
+
+TOKEN_ROLES = (Role.COMPLIANCE, Role.ANALYST, Role.SITE)

@@ -1,0 +1,70 @@
+"""Serving the app with waitress in a thread of the calling process, with a clean stop.
+
+Why waitress: it is pure Python and multi-threaded in one process, with no
+fork. That lets ``chat-archive up`` run the API in a thread beside the
+listener and the projections (gunicorn wants to own the process, its signals
+and its workers), lets every request share one event store, one token cache
+and one open search index (forked workers would each hold their own), and
+behaves the same on SQLite and PostgreSQL. The work per request is short
+(views and index are precomputed), so threads are not a bottleneck here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from waitress import wasyncore
+from waitress.server import create_server
+
+from archive.errors import ConfigError
+
+LOOP_TIMEOUT = 0.2
+DRAIN_SECONDS = 5.0
+
+
+class ApiServer:
+    """A running server: ``url`` to reach it, ``stop()`` to end it (or set the ``stop`` event)."""
+
+    def __init__(self, app, host: str, port: int, *, threads: int, stop: threading.Event):
+        try:
+            self._server = create_server(app, host=host, port=port, threads=threads, ident="chat-archive")
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot listen on {host}:{port}: {e}") from e
+        self.host = self._server.effective_host
+        self.port = self._server.effective_port
+        self.stop_event = stop
+        self._thread = threading.Thread(target=self._run, name=f"api-{self.port}", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def _run(self) -> None:
+        server_map = self._server._map
+        while not self.stop_event.is_set():
+            wasyncore.loop(timeout=LOOP_TIMEOUT, map=server_map, use_poll=True, count=1)
+        # The stop event also ends open follow streams: serve I/O while requests finish.
+        dispatcher = self._server.task_dispatcher
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while dispatcher.active_count and time.monotonic() < deadline:
+            wasyncore.loop(timeout=0.05, map=server_map, use_poll=True, count=1)
+        dispatcher.shutdown(timeout=1)
+        wasyncore.close_all(server_map)
+
+    def stop(self, timeout: float = DRAIN_SECONDS + 5) -> None:
+        self.stop_event.set()
+        self.join(timeout)
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+
+def start_server(app, host: str, port: int, *, threads: int, stop: threading.Event) -> ApiServer:
+    """Bind ``host:port`` (port 0: any free port) and serve ``app`` until ``stop`` is set."""
+    return ApiServer(app, host, port, threads=threads, stop=stop)

@@ -1,0 +1,194 @@
+"""API tokens: created once, shown once, stored only as a SHA-256 hash.
+
+Tokens live in the event store's own database (table ``api_tokens``): in the
+SQLite file of a SQLite store, in the schema of a PostgreSQL store, so that a
+backup of the archive carries its tokens and no other file has to be managed.
+A token is 32 random bytes; its hash is the lookup key, so the database never
+holds anything that would let a reader act as a caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import threading
+from contextlib import closing
+from dataclasses import dataclass
+
+from archive.application import StoreLocation, ensure_postgres_schema
+from archive.errors import ConfigError, NotFoundError, StoreError
+from archive.times import format_time, utcnow
+
+from .cache import TtlCache
+from .roles import TOKEN_ROLES, Role
+
+TOKEN_PREFIX = "cat_"
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What a token stands for (never the token itself)."""
+
+    id: str
+    role: Role
+    rooms: tuple[str, ...]
+    label: str
+    created_at: str
+    revoked_at: str | None = None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenStore:
+    """Create, look up, list and revoke tokens in a SQLite file or a PostgreSQL schema."""
+
+    def __init__(self, database: _Database, *, cache_seconds: float = 5.0):
+        self._db = database
+        self._cache: TtlCache[TokenInfo | None] = TtlCache(cache_seconds)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS api_tokens (id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, "
+            "role TEXT NOT NULL, rooms TEXT NOT NULL, label TEXT NOT NULL, created_at TEXT NOT NULL, "
+            "revoked_at TEXT)"
+        )
+
+    def create(self, role: Role, rooms: tuple[str, ...] = (), label: str = "") -> tuple[str, TokenInfo]:
+        """A new token (to be shown once) and what it stands for."""
+        if role not in TOKEN_ROLES:
+            raise ConfigError(f"a token's role is one of {', '.join(r.value for r in TOKEN_ROLES)}")
+        if role is Role.ANALYST and not rooms:
+            raise ConfigError("an analyst token needs --rooms (room JIDs or shell globs such as '*@conference.example.org')")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        digest = hash_token(token)
+        info = TokenInfo(digest[:12], role, tuple(rooms), label, format_time(utcnow()))
+        self._db.execute(
+            "INSERT INTO api_tokens (id, hash, role, rooms, label, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (info.id, digest, role.value, json.dumps(list(rooms)), label, info.created_at),
+        )
+        return token, info
+
+    def lookup(self, token: str) -> TokenInfo | None:
+        """What a presented token stands for, or None if it is unknown or revoked."""
+        digest = hash_token(token)
+        return self._cache.get_or_compute(digest, lambda: self._lookup(digest))
+
+    def _lookup(self, digest: str) -> TokenInfo | None:
+        rows = self._db.query(
+            "SELECT id, role, rooms, label, created_at, revoked_at FROM api_tokens WHERE hash = ? AND revoked_at IS NULL",
+            (digest,),
+        )
+        return _info(rows[0]) if rows else None
+
+    def list(self) -> list[TokenInfo]:
+        rows = self._db.query("SELECT id, role, rooms, label, created_at, revoked_at FROM api_tokens ORDER BY created_at, id")
+        return [_info(row) for row in rows]
+
+    def revoke(self, token_id: str) -> TokenInfo:
+        """Revoke by id; takes effect everywhere within the lookup cache's lifetime."""
+        rows = self._db.query("SELECT id FROM api_tokens WHERE id = ? AND revoked_at IS NULL", (token_id,))
+        if not rows:
+            raise NotFoundError(f"no active token with id {token_id!r} (see `chat-archive token list`)")
+        self._db.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ?", (format_time(utcnow()), token_id))
+        self._cache.clear()
+        return next(t for t in self.list() if t.id == token_id)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _info(row) -> TokenInfo:
+    token_id, role, rooms, label, created_at, revoked_at = row
+    return TokenInfo(token_id, Role(role), tuple(json.loads(rooms)), label, created_at, revoked_at)
+
+
+def open_token_store(store_url: str, *, cache_seconds: float = 5.0) -> TokenStore:
+    """The token store inside the event store at ``store_url`` (created if needed)."""
+    location = StoreLocation.parse(store_url)
+    if location.kind == "sqlite":
+        location.path.parent.mkdir(parents=True, exist_ok=True)
+        return TokenStore(_SQLite(str(location.path)), cache_seconds=cache_seconds)
+    ensure_postgres_schema(location)
+    return TokenStore(_Postgres(location), cache_seconds=cache_seconds)
+
+
+class _Database:
+    def execute(self, sql: str, params: tuple = ()) -> None: ...
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]: ...
+    def close(self) -> None: ...
+
+
+class _SQLite(_Database):
+    """A connection per call: token traffic is light and the cache absorbs repeats."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def _run(self, sql: str, params: tuple) -> list[tuple]:
+        try:
+            with closing(sqlite3.connect(self.path, timeout=30)) as conn, conn:
+                return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise StoreError(f"token store {self.path}: {e}") from e
+
+    def execute(self, sql: str, params: tuple = ()) -> None:
+        self._run(sql, params)
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        return self._run(sql, params)
+
+    def close(self) -> None:
+        pass
+
+
+class _Postgres(_Database):
+    """One autocommit connection shared under a lock, reopened after a failure."""
+
+    def __init__(self, location: StoreLocation):
+        self.location = location
+        self._lock = threading.Lock()
+        self._conn = None
+
+    def _connect(self):
+        import psycopg
+
+        return psycopg.connect(
+            host=self.location.host,
+            port=self.location.port,
+            user=self.location.user,
+            password=self.location.password or None,
+            dbname=self.location.dbname,
+            autocommit=True,
+            connect_timeout=5,
+            options=f"-c search_path={self.location.schema}",
+        )
+
+    def _run(self, sql: str, params: tuple) -> list[tuple]:
+        import psycopg
+
+        sql = sql.replace("?", "%s")
+        with self._lock:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = self._connect()
+                cursor = self._conn.execute(sql, params)
+                return cursor.fetchall() if cursor.description else []
+            except psycopg.Error as e:
+                if self._conn is not None:
+                    self._conn.close()
+                self._conn = None
+                raise StoreError(f"token store in PostgreSQL schema {self.location.schema!r}: {e}") from e
+
+    def execute(self, sql: str, params: tuple = ()) -> None:
+        self._run(sql, params)
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        return self._run(sql, params)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

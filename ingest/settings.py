@@ -32,3 +32,7 @@ class XmppSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Seconds between service-discovery polls for new rooms."""
     import_archive: bool = True
     """On the first join of a room that serves MAM, import its whole archive."""
+    status_file: str = "data/listener-status.json"
+    """Where the listener writes its status (rooms joined and refused, connection, last event) for `chat-archive status`."""
+    retry_refused_after: float = 300.0
+    """Seconds before the listener tries again to enter a room that refused it (or that it was removed from)."""

@@ -14,8 +14,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from archive.errors import ChatArchiveError
 from archive.events import Recorded
 from archive.store import EventStore
+
+
+class ProjectionReset(ChatArchiveError):
+    """Raised by ``commit`` when the projection's storage was replaced under it
+    (a rebuild swapped in fresh tables). The projection has dropped its pending
+    changes; ``position()`` says where to resume."""
 
 
 class Projection(Protocol):
@@ -36,7 +43,8 @@ class Projection(Protocol):
 class LogFollower:
     """Reads the log after a projection's position and applies it in pages.
 
-    ``commit_interval`` bounds how long applied records stay uncommitted;
+    ``commit_interval`` bounds how long applied records stay uncommitted and
+    ``max_pending`` how many (so a long backlog does not pile up in memory);
     ``idle_sleep`` is how long to wait when the log has nothing new.
     """
 
@@ -48,6 +56,7 @@ class LogFollower:
         commit_interval: float,
         page_size: int = 1000,
         idle_sleep: float = 0.05,
+        max_pending: int = 200_000,
         on_progress: Callable[[int], None] | None = None,
     ):
         self.store = store
@@ -55,9 +64,12 @@ class LogFollower:
         self.commit_interval = commit_interval
         self.page_size = page_size
         self.idle_sleep = idle_sleep
+        self.max_pending = max_pending
         self.on_progress = on_progress
         self._applied = projection.position()
         self._committed = self._applied
+        self._applied_since_commit = 0
+        self._torn = False
 
     @property
     def applied_position(self) -> int:
@@ -66,7 +78,8 @@ class LogFollower:
     def catch_up(self) -> int:
         """Apply everything in the log now and commit; returns the position reached."""
         while self._step():
-            pass
+            if self._applied_since_commit >= self.max_pending:
+                self._commit()
         self._commit()
         return self._applied
 
@@ -76,13 +89,15 @@ class LogFollower:
         try:
             while not stop.is_set():
                 got_any = self._step()
-                if time.monotonic() - last_commit >= self.commit_interval:
+                due = time.monotonic() - last_commit >= self.commit_interval
+                if due or self._applied_since_commit >= self.max_pending:
                     self._commit()
                     last_commit = time.monotonic()
                 if not got_any:
                     stop.wait(self.idle_sleep)
         finally:
-            self._commit()
+            if not self._torn:
+                self._commit()
 
     def _step(self) -> bool:
         page = []
@@ -92,13 +107,23 @@ class LogFollower:
                 break
         if not page:
             return False
+        # A page that raised half-way leaves pending changes past ``_applied``:
+        # committing them under the old position would apply them twice later.
+        self._torn = True
         self.projection.apply(page)
+        self._torn = False
         self._applied = page[-1].position
+        self._applied_since_commit += len(page)
         if self.on_progress:
             self.on_progress(self._applied)
         return True
 
     def _commit(self) -> None:
         if self._applied != self._committed:
-            self.projection.commit(self._applied)
-            self._committed = self._applied
+            try:
+                self.projection.commit(self._applied)
+            except ProjectionReset:
+                self._applied = self._committed = self.projection.position()
+            else:
+                self._committed = self._applied
+        self._applied_since_commit = 0

@@ -1,0 +1,102 @@
+"""Base of the projections kept in view tables (transcripts, presence).
+
+A ``TableProjection`` is a ``follower.Projection`` and a ``rebuild.Rebuildable``:
+it applies records to in-memory pending state (through the subclass's pure
+logic), and ``commit`` writes the pending rows and the position in one
+transaction of its ``ViewRecorder``. Each instance works on one generation of
+its tables (see ``viewdb``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+
+from archive.events import Event, Recorded
+
+from .follower import ProjectionReset
+from .viewdb import GenerationChanged, Statements, ViewRecorder
+
+
+class TableProjection:
+    """Subclasses set ``name`` and ``ddl`` and implement ``_reset``, ``step`` and ``_statements``."""
+
+    name: str
+    ddl: tuple[str, ...]
+
+    def __init__(self, recorder: ViewRecorder, *, generation: int | None = None, building: bool = False):
+        self.recorder = recorder
+        if generation is None:
+            generation = recorder.generations(self.name)[0] or recorder.create_generation(
+                self.name, self.ddl, live=True
+            )
+        self.generation = generation
+        self.building = building
+        self._reset()
+
+    # -- Projection ----------------------------------------------------------
+
+    def position(self) -> int:
+        return self.recorder.position(self.name, self.generation)
+
+    def apply(self, records: Sequence[Recorded]) -> None:
+        step = self.step
+        for record in records:
+            step(record.position, record.event)
+
+    def commit(self, position: int) -> None:
+        try:
+            self.recorder.commit_batch(
+                self.name, self.generation, position, self._statements(), building=self.building
+            )
+        except GenerationChanged:
+            if self.building:
+                raise
+            self.generation = self.recorder.generations(self.name)[0]
+            self._reset()
+            raise ProjectionReset(f"{self.name} was rebuilt; resuming from generation {self.generation}") from None
+        self._committed()
+
+    # -- Rebuildable ---------------------------------------------------------
+
+    def begin_rebuild(self) -> TableProjection:
+        generation = self.recorder.create_generation(self.name, self.ddl, live=False)
+        return type(self)(self.recorder, generation=generation, building=True)
+
+    def finish_rebuild(self, fresh: TableProjection) -> None:
+        self.recorder.swap_in(self.name, fresh.generation)
+        self.generation = fresh.generation
+        self._reset()
+
+    def abort_rebuild(self, fresh: TableProjection) -> None:
+        self.recorder.drop_building(self.name, fresh.generation)
+
+    # -- for subclasses ------------------------------------------------------
+
+    def _reset(self) -> None:
+        """Drop pending state and load what the logic needs from the committed view."""
+        raise NotImplementedError
+
+    def step(self, position: int, event: Event) -> None:
+        raise NotImplementedError
+
+    def _statements(self) -> Statements:
+        """The writes that make the pending state durable."""
+        raise NotImplementedError
+
+    def _committed(self) -> None:
+        """Pending state is now durable: forget it."""
+        raise NotImplementedError
+
+
+def micros(moment: datetime) -> int:
+    """Epoch microseconds: the integer time the view tables order and filter by."""
+    return (moment - EPOCH) // MICROSECOND
+
+
+def from_micros(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MICROSECOND = timedelta(microseconds=1)

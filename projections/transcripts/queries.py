@@ -1,0 +1,193 @@
+"""Transcript queries (what the API serves). Every result is a msgspec Struct.
+
+``Transcripts(recorder)`` (get one from ``chat_archive.bootstrap.open_views``):
+
+- ``page(room, *, start=None, end=None, cursor=None, direction="forward",
+  limit=100, include_originals=False) -> TranscriptPage``: lines of ``room``
+  with ``start <= at < end`` (either bound optional), in transcript order
+  (``at``, then ``id``). Without a cursor, ``forward`` starts at the beginning
+  of the range and ``backward`` ends at its end (the latest lines). To page on,
+  pass ``page.next_cursor`` with ``direction="forward"`` or
+  ``page.prev_cursor`` with ``direction="backward"``; a cursor is None when
+  there is nothing more that way. Lines are always returned oldest first.
+- ``day(room, day, **same) -> TranscriptPage``: ``page`` over one UTC day
+  (``day`` a ``date`` or ``"YYYY-MM-DD"``).
+- ``context(room, ref, *, before=10, after=10, include_originals=False)
+  -> TranscriptContext``: the line ``ref`` and up to ``before``/``after``
+  lines around it.
+- ``line(room, ref, *, include_originals=False) -> Line``.
+
+``ref`` is a line id (``int``, or a string of digits) or a message's
+stanza-id, origin-id or ``id`` attribute. ``include_originals=False`` is the
+ordinary view (removed messages as tombstones: ``removed`` set, ``body``
+None; no ``versions``); ``True`` is the compliance view (original text of
+removed messages, every earlier version of corrected ones).
+``limit`` is 1..1000. Bad arguments raise ``InvalidQueryError``, an unknown
+line ``NotFoundError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import date, datetime
+
+import msgspec
+
+from archive.errors import InvalidQueryError, NotFoundError
+from archive.times import parse_day
+
+from ..tables import micros
+from ..viewdb import ViewRecorder
+from . import logic
+from .logic import Line
+from .view import NAME, REF_COLUMNS, decode_line
+
+MAX_LIMIT = 1000
+
+
+class TranscriptPage(msgspec.Struct, kw_only=True):
+    room: str
+    lines: list[Line]
+    next_cursor: str | None = None
+    prev_cursor: str | None = None
+
+
+class TranscriptContext(msgspec.Struct, kw_only=True):
+    room: str
+    target: Line
+    before: list[Line]
+    after: list[Line]
+
+
+class Transcripts:
+    def __init__(self, recorder: ViewRecorder):
+        self.recorder = recorder
+
+    def page(
+        self,
+        room: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        cursor: str | None = None,
+        direction: str = "forward",
+        limit: int = 100,
+        include_originals: bool = False,
+    ) -> TranscriptPage:
+        _check_limit(limit)
+        if direction not in ("forward", "backward"):
+            raise InvalidQueryError(f"direction must be forward or backward, not {direction!r}")
+        if start and end and end <= start:
+            raise InvalidQueryError("end must be later than start")
+        key = decode_cursor(cursor) if cursor else None
+        forward = direction == "forward"
+        bounds, params = ["room=?"], [room]
+        if start:
+            bounds.append("ts>=?")
+            params.append(micros(start))
+        if end:
+            bounds.append("ts<?")
+            params.append(micros(end))
+        where = " AND ".join(bounds)
+
+        def work(query, _generation):
+            this_way = f"{where} AND (ts, id) {'>' if forward else '<'} (?, ?)" if key else where
+            order = "ts, id" if forward else "ts DESC, id DESC"
+            rows = query(
+                f"SELECT ts, id, data FROM {{lines}} WHERE {this_way} ORDER BY {order} LIMIT ?",
+                (*params, *(key or ()), limit + 1),
+            )
+            more = len(rows) > limit
+            rows = rows[:limit] if forward else list(reversed(rows[:limit]))
+            if not rows:
+                return [], None, None
+            first, last = (rows[0]["ts"], rows[0]["id"]), (rows[-1]["ts"], rows[-1]["id"])
+            edge = first if forward else last
+            other = query(
+                f"SELECT 1 AS x FROM {{lines}} WHERE {where} AND (ts, id) {'<' if forward else '>'} (?, ?) LIMIT 1",
+                (*params, *edge),
+            )
+            has_next, has_prev = (more, bool(other)) if forward else (bool(other), more)
+            lines = [decode_line(bytes(row["data"])) for row in rows]
+            return lines, encode_cursor(*last) if has_next else None, encode_cursor(*first) if has_prev else None
+
+        lines, next_cursor, prev_cursor = self.recorder.read(NAME, work)
+        return TranscriptPage(
+            room=room, lines=_shown(lines, include_originals), next_cursor=next_cursor, prev_cursor=prev_cursor
+        )
+
+    def day(self, room: str, day: date | str, **options) -> TranscriptPage:
+        start, end = parse_day(day if isinstance(day, str) else day.isoformat())
+        return self.page(room, start=start, end=end, **options)
+
+    def context(
+        self, room: str, ref: int | str, *, before: int = 10, after: int = 10, include_originals: bool = False
+    ) -> TranscriptContext:
+        if not (0 <= before <= MAX_LIMIT and 0 <= after <= MAX_LIMIT):
+            raise InvalidQueryError(f"before and after must be 0..{MAX_LIMIT}")
+
+        def work(query, _generation):
+            target = _find(query, room, ref)
+            key = (micros(target.at), target.id)
+            earlier = query(
+                "SELECT data FROM {lines} WHERE room=? AND (ts, id) < (?, ?) ORDER BY ts DESC, id DESC LIMIT ?",
+                (room, *key, before),
+            )
+            later = query(
+                "SELECT data FROM {lines} WHERE room=? AND (ts, id) > (?, ?) ORDER BY ts, id LIMIT ?",
+                (room, *key, after),
+            )
+            return target, [decode_line(bytes(r["data"])) for r in reversed(earlier)], [
+                decode_line(bytes(r["data"])) for r in later
+            ]
+
+        target, earlier, later = self.recorder.read(NAME, work)
+        return TranscriptContext(
+            room=room,
+            target=_shown([target], include_originals)[0],
+            before=_shown(earlier, include_originals),
+            after=_shown(later, include_originals),
+        )
+
+    def line(self, room: str, ref: int | str, *, include_originals: bool = False) -> Line:
+        found = self.recorder.read(NAME, lambda query, _: _find(query, room, ref))
+        return _shown([found], include_originals)[0]
+
+
+def _find(query, room: str, ref: int | str) -> Line:
+    if isinstance(ref, int) or ref.isdigit():
+        rows = query("SELECT data FROM {lines} WHERE room=? AND id=?", (room, int(ref)))
+    else:
+        rows = []
+        for kind in logic.RETRACTION_REFS:
+            rows = query(
+                f"SELECT data FROM {{lines}} WHERE room=? AND {REF_COLUMNS[kind]}=? ORDER BY id LIMIT 1", (room, ref)
+            )
+            if rows:
+                break
+    if not rows:
+        raise NotFoundError(f"no line {ref!r} in room {room}")
+    return decode_line(bytes(rows[0]["data"]))
+
+
+def _shown(lines: list[Line], include_originals: bool) -> list[Line]:
+    return lines if include_originals else [logic.ordinary(line) for line in lines]
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidQueryError(f"limit must be 1..{MAX_LIMIT}, not {limit}")
+
+
+def encode_cursor(ts: int, line_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{ts}:{line_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ts, line_id = text.split(":")
+        return int(ts), int(line_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as e:
+        raise InvalidQueryError(f"{cursor!r} is not a transcript cursor") from e

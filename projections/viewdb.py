@@ -1,0 +1,327 @@
+"""Where the views live: eventsourcing tracking recorders that also own the view tables.
+
+A view database is SQLite (``views.sqlite`` beside a SQLite event store, by
+default) or PostgreSQL (the store's own schema, every table prefixed ``view_``).
+``[projections] url`` may name another place, in the same URL forms as the store.
+
+Generations: each projection's tables carry a generation number
+(``view_transcript_lines_g3``). ``view_generations`` records, per projection, the
+``live`` generation (the one queries read) and the ``building`` one (a rebuild in
+progress). The tracking position of a generation is eventsourcing's tracking row
+named ``<projection>#g<generation>``. A rebuild fills a new generation from
+position 0 and then, in one transaction, makes it live and drops the old one;
+a running projection notices at its next commit (``GenerationChanged``) and
+starts over from the new generation's position, so nothing is applied twice.
+
+SQL is written once with ``?`` placeholders and ``{name}`` table references;
+``ViewRecorder.sql`` turns it into the backend's form.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import InfrastructureFactory, PersistenceError, Tracking
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteTrackingRecorder
+from eventsourcing.utils import Environment
+
+from archive.application import StoreLocation, ensure_postgres_schema
+from archive.errors import ChatArchiveError, StoreError
+
+PREFIX = "view_"
+# (statement, rows) pairs executed with executemany inside one commit.
+Statements = list[tuple[str, Sequence[Sequence[Any]]]]
+
+_TABLE_REF = re.compile(r"\{(\w+)\}")
+_INDEX_REF = re.compile(r"\[(\w+)\]")
+
+
+class GenerationChanged(ChatArchiveError):
+    """A rebuild swapped in (or restarted) a projection's tables under a running writer."""
+
+
+class ViewRecorderMixin:
+    """What both backends share: generations, table naming, batched writes, reads."""
+
+    placeholder = "?"
+    row_lock = ""  # a commit's read of its generation must wait for a swap in progress
+
+    def _qualify(self, table: str) -> str:
+        return table
+
+    def table_name(self, projection: str, generation: int, table: str) -> str:
+        return f"{PREFIX}{projection}_{table}_g{generation}"
+
+    def sql(self, statement: str, projection: str, generation: int) -> str:
+        """``{lines}`` -> the generation's qualified table, ``[lines_ts]`` -> an index name
+        (unqualified: PostgreSQL creates it in the table's schema), ``?`` -> the backend's placeholder."""
+        text = _TABLE_REF.sub(
+            lambda m: self._qualify(self.table_name(projection, generation, m.group(1))), statement
+        )
+        text = _INDEX_REF.sub(lambda m: self.table_name(projection, generation, m.group(1)), text)
+        return text if self.placeholder == "?" else text.replace("?", self.placeholder)
+
+    def ddl_types(self, statement: str) -> str:
+        """DDL is written with SQLite's types."""
+        return statement
+
+    @staticmethod
+    def tracking_name(projection: str, generation: int) -> str:
+        return f"{projection}#g{generation}"
+
+    # -- generations ---------------------------------------------------------
+
+    def generations(self, projection: str) -> tuple[int, int | None]:
+        """(live, building) generations of ``projection``; live is 0 before the first one exists."""
+        rows = self.read_rows(
+            f"SELECT live, building FROM {self._qualify(PREFIX + 'generations')} WHERE projection=?",
+            (projection,),
+        )
+        if not rows:
+            return 0, None
+        return rows[0]["live"], rows[0]["building"]
+
+    def position(self, projection: str, generation: int) -> int:
+        try:
+            return self.max_tracking_id(self.tracking_name(projection, generation)) or 0
+        except PersistenceError as e:
+            raise StoreError(f"cannot read the position of projection {projection}: {e}") from e
+
+    def create_generation(self, projection: str, ddl: Iterable[str], *, live: bool) -> int:
+        """Create a new generation's tables; as live (first use) or as the one being built.
+
+        Starting a build drops any earlier, unfinished build of the same projection.
+        """
+        with self._write() as c:
+            self._lock_generations(c)
+            c.execute(self._g("SELECT live, building FROM {g} WHERE projection=?"), (projection,))
+            row = c.fetchone()
+            live_gen, building = (row["live"], row["building"]) if row else (0, None)
+            if live and live_gen:
+                return live_gen  # somebody else created it first
+            if building is not None:
+                self._drop(c, projection, building)
+            new = max(live_gen, building or 0) + 1
+            for statement in ddl:
+                c.execute(self.sql(self.ddl_types(statement), projection, new))
+            if row is None:
+                c.execute(
+                    self._g("INSERT INTO {g} (projection, live, building) VALUES (?,?,?)"),
+                    (projection, new if live else 0, None if live else new),
+                )
+            elif live:
+                c.execute(self._g("UPDATE {g} SET live=? WHERE projection=?"), (new, projection))
+            else:
+                c.execute(self._g("UPDATE {g} SET building=? WHERE projection=?"), (new, projection))
+        return new
+
+    def swap_in(self, projection: str, generation: int) -> None:
+        """Make the built ``generation`` live and drop the previous one, atomically."""
+        with self._write() as c:
+            self._lock_generations(c)
+            c.execute(self._g("SELECT live, building FROM {g} WHERE projection=?"), (projection,))
+            row = c.fetchone()
+            if row is None or row["building"] != generation:
+                raise GenerationChanged(f"another rebuild of {projection} replaced generation {generation}")
+            if row["live"]:
+                self._drop(c, projection, row["live"])
+            c.execute(
+                self._g("UPDATE {g} SET live=?, building=NULL WHERE projection=?"), (generation, projection)
+            )
+
+    def drop_building(self, projection: str, generation: int) -> None:
+        """Abandon an unfinished build."""
+        with self._write() as c:
+            self._lock_generations(c)
+            c.execute(self._g("SELECT building FROM {g} WHERE projection=?"), (projection,))
+            row = c.fetchone()
+            if row is not None and row["building"] == generation:
+                self._drop(c, projection, generation)
+                c.execute(self._g("UPDATE {g} SET building=NULL WHERE projection=?"), (projection,))
+
+    def _drop(self, c: Any, projection: str, generation: int) -> None:
+        for table in self._tables_of(c, projection, generation):
+            c.execute(f"DROP TABLE IF EXISTS {self._qualify(table)}")
+        c.execute(
+            self._g(f"DELETE FROM {self._qualify(self.tracking_table)} WHERE application_name=?"),
+            (self.tracking_name(projection, generation),),
+        )
+
+    def _g(self, statement: str) -> str:
+        text = statement.replace("{g}", self._qualify(PREFIX + "generations"))
+        return text if self.placeholder == "?" else text.replace("?", self.placeholder)
+
+    # -- writes and reads ----------------------------------------------------
+
+    def commit_batch(
+        self, projection: str, generation: int, position: int, statements: Statements, *, building: bool
+    ) -> None:
+        """Write ``statements`` and the generation's position in one transaction.
+
+        Raises GenerationChanged (and writes nothing) if ``generation`` is no
+        longer the live one (or, for a build, the one being built).
+        """
+        try:
+            with self._write() as c:
+                self._insert_tracking(c, Tracking(self.tracking_name(projection, generation), position))
+                c.execute(
+                    self._g("SELECT live, building FROM {g} WHERE projection=?" + self.row_lock), (projection,)
+                )
+                row = c.fetchone()
+                current = row and (row["building"] if building else row["live"])
+                if current != generation:
+                    raise GenerationChanged(f"{projection} generation {generation} is no longer current")
+                for statement, rows in statements:
+                    if rows:
+                        c.executemany(self.sql(statement, projection, generation), rows)
+        except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
+            raise StoreError(f"cannot commit projection {projection}: {e}") from e
+
+    def read(self, projection: str, work: Callable[[Callable[..., list], int], Any]) -> Any:
+        """Run ``work(query, generation)`` on the live generation in one read transaction.
+
+        ``query(statement, params)`` returns the rows (mappings by column name).
+        Retries once if a rebuild swapped the tables in between.
+        """
+        for attempt in (1, 2):
+            try:
+                with self._read() as c:
+                    c.execute(self._g("SELECT live FROM {g} WHERE projection=?"), (projection,))
+                    row = c.fetchone()
+                    generation = row["live"] if row else 0
+
+                    def query(statement: str, params: Sequence[Any] = ()) -> list:
+                        c.execute(self.sql(statement, projection, generation), params)
+                        return c.fetchall()
+
+                    return work(query, generation)
+            except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
+                if attempt == 2 or not _is_missing_table(e):
+                    raise StoreError(f"cannot read view {projection}: {e}") from e
+        raise AssertionError("unreachable")
+
+    def read_rows(self, statement: str, params: Sequence[Any] = ()) -> list:
+        text = statement if self.placeholder == "?" else statement.replace("?", self.placeholder)
+        try:
+            with self._read() as c:
+                c.execute(text, params)
+                return c.fetchall()
+        except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
+            raise StoreError(f"cannot read views: {e}") from e
+
+    @contextmanager
+    def _write(self):
+        with self.datastore.transaction(commit=True) as c:
+            yield c
+
+    @contextmanager
+    def _read(self):
+        with self.datastore.transaction(commit=False) as c:
+            yield c
+
+
+class SQLiteViewRecorder(ViewRecorderMixin, SQLiteTrackingRecorder):
+    """SQLite tracking recorder owning the view tables (one views file)."""
+
+    tracking_table = "tracking"
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            f"CREATE TABLE IF NOT EXISTS {PREFIX}generations (projection TEXT PRIMARY KEY, "
+            "live INTEGER NOT NULL, building INTEGER)",
+        ]
+
+    def _lock_generations(self, c: Any) -> None:
+        # A write first takes SQLite's write lock, so the read that follows cannot go stale.
+        c.execute(f"UPDATE {PREFIX}generations SET live=live WHERE 0")
+
+    def _tables_of(self, c: Any, projection: str, generation: int) -> list[str]:
+        c.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE ? ESCAPE '\\'",
+            (_like(f"{PREFIX}{projection}_") + "%" + _like(f"_g{generation}"),),
+        )
+        return [row["name"] for row in c.fetchall()]
+
+
+class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
+    """PostgreSQL tracking recorder owning the view tables (``view_*`` in one schema)."""
+
+    placeholder = "%s"
+    row_lock = " FOR SHARE"
+
+    def __init__(self, datastore: Any, **kwargs: Any):
+        super().__init__(datastore, **kwargs)
+        from psycopg.sql import SQL, Identifier
+
+        self.tracking_table = self.tracking_table_name
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {}.{} (projection text PRIMARY KEY, "
+                "live bigint NOT NULL, building bigint)"
+            ).format(Identifier(self.datastore.schema), Identifier(PREFIX + "generations"))
+        )
+
+    def _qualify(self, table: str) -> str:
+        return f'"{self.datastore.schema}"."{table}"'
+
+    def ddl_types(self, statement: str) -> str:
+        return statement.replace("INTEGER", "BIGINT").replace("BLOB", "BYTEA")
+
+    def _lock_generations(self, c: Any) -> None:
+        c.execute(f"LOCK TABLE {self._qualify(PREFIX + 'generations')} IN EXCLUSIVE MODE")
+
+    def _tables_of(self, c: Any, projection: str, generation: int) -> list[str]:
+        c.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname=%s AND tablename LIKE %s",
+            (self.datastore.schema, _like(f"{PREFIX}{projection}_") + "%" + _like(f"_g{generation}")),
+        )
+        return [row["tablename"] for row in c.fetchall()]
+
+
+ViewRecorder = SQLiteViewRecorder | PostgresViewRecorder
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
+
+
+def _is_missing_table(error: BaseException) -> bool:
+    text = str(error).lower()
+    return "no such table" in text or ("relation" in text and "does not exist" in text)
+
+
+def default_views_url(store_url: str) -> str:
+    """``views.sqlite`` beside a SQLite store; the store's own database and schema otherwise."""
+    location = StoreLocation.parse(store_url)
+    if location.kind == "sqlite":
+        return f"sqlite:///{location.path.parent / 'views.sqlite'}"
+    return store_url
+
+
+def open_view_recorder(url: str) -> tuple[ViewRecorder, Callable[[], None]]:
+    """The view recorder at ``url`` (tables created if needed) and a function that closes it."""
+    location = StoreLocation.parse(url)
+    if location.kind == "sqlite":
+        Path(location.path).parent.mkdir(parents=True, exist_ok=True)
+        env = location.environment("normal")
+        recorder_class: type = SQLiteViewRecorder
+    else:
+        ensure_postgres_schema(location)
+        env = location.environment()
+        env.pop("APPLICATION_RECORDER_TOPIC")
+        recorder_class = PostgresViewRecorder
+    try:
+        # The environment's name makes eventsourcing call the PostgreSQL table view_tracking.
+        factory = InfrastructureFactory.construct(Environment(name="view", env=env))
+        recorder = factory.tracking_recorder(recorder_class)
+    except (PersistenceError, OSError, psycopg.Error) as e:
+        raise StoreError(f"cannot open the views at {url!r}: {e}") from e
+    return recorder, factory.close

@@ -1,0 +1,196 @@
+"""Message documents: what the index keeps of a message, and how events change it.
+
+Pure functions from archive events to ``MessageDoc`` and back and forth with
+tantivy documents; the projection decides when to look up, add and replace.
+
+Rules (the test oracle restates them independently):
+
+- A message is one document; its ``key`` is the log position of the original.
+- A correction (XEP-0308) whose ``replaces_id`` names a message id in the same
+  room, sent by the same occupant (same occupant-id when both carry one, else
+  the same nick), replaces the text; the old text moves to ``history``. Its own
+  ids join the message's refs, so later corrections and retractions of it find
+  the message. A correction with no such message becomes a message of its own
+  (marked edited) that later corrections of the same id update; one by somebody
+  else is indexed on its own as well, but never attracts later corrections.
+- A retraction marks the message found by stanza-id, origin-id or message id as
+  retracted (a self-retraction only from its author). One that arrives before its
+  message leaves a tombstone, and the message is retracted when it comes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import msgspec
+import tantivy
+
+from archive.events import MessageCorrected, MessagePosted, MessageRetracted
+
+from .schema import FLAG_SET, bare_jid, ref_term
+
+
+class MessageDoc(msgspec.Struct, kw_only=True):
+    key: int
+    ts: int
+    room: str
+    nick: str
+    body: str
+    history: list[str] = []
+    jid: str | None = None
+    thread: str | None = None
+    capture: str = "live"
+    occupant_id: str | None = None
+    refs: list[str] = []
+    edited: bool = False
+    retracted: bool = False
+
+
+class Tombstone(msgspec.Struct, array_like=True, frozen=True):
+    """A retraction waiting for its message."""
+
+    moderated: bool
+    by_nick: str | None
+    occupant_id: str | None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_encode_tomb = msgspec.msgpack.Encoder().encode
+_decode_tomb = msgspec.msgpack.Decoder(Tombstone).decode
+
+
+def micros(moment) -> int:
+    """Microseconds since the epoch of an aware datetime, exactly."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def own_refs(event: MessagePosted | MessageCorrected) -> list[str]:
+    room = event.room
+    refs = []
+    if event.stanza_id:
+        refs.append(ref_term(room, "s", event.stanza_id))
+    if event.message_id:
+        refs.append(ref_term(room, "m", event.message_id))
+    if event.origin_id:
+        refs.append(ref_term(room, "o", event.origin_id))
+    return refs
+
+
+def retraction_refs(event: MessageRetracted) -> list[str]:
+    """The refs a retraction's target may be known by, most specific first."""
+    return [ref_term(event.room, kind, event.target_id) for kind in ("s", "o", "m")]
+
+
+def from_message(position: int, event: MessagePosted | MessageCorrected, *, edited: bool = False) -> MessageDoc:
+    return MessageDoc(
+        key=position,
+        ts=micros(event.occurred_at),
+        room=event.room.lower(),
+        nick=event.nick,
+        body=event.body,
+        jid=bare_jid(event.jid),
+        thread=getattr(event, "thread", None),
+        capture=event.capture.value,
+        occupant_id=event.occupant_id,
+        refs=own_refs(event),
+        edited=edited,
+    )
+
+
+def same_sender(doc: MessageDoc, nick: str | None, occupant_id: str | None) -> bool:
+    if doc.occupant_id and occupant_id:
+        return doc.occupant_id == occupant_id
+    return doc.nick == nick
+
+
+def corrected(doc: MessageDoc, correction: MessageCorrected) -> MessageDoc:
+    refs = doc.refs + [r for r in own_refs(correction) if r not in doc.refs]
+    return msgspec.structs.replace(
+        doc, body=correction.body, history=doc.history + [doc.body], edited=True, refs=refs
+    )
+
+
+def may_retract(doc: MessageDoc, tomb: Tombstone) -> bool:
+    """Moderators may retract anything; anybody else only their own messages."""
+    if tomb.moderated:
+        return True
+    if doc.occupant_id and tomb.occupant_id:
+        return doc.occupant_id == tomb.occupant_id
+    return tomb.by_nick is None or tomb.by_nick == doc.nick
+
+
+def tombstone_of(event: MessageRetracted) -> Tombstone:
+    return Tombstone(event.moderated, event.by_nick, event.occupant_id)
+
+
+def to_tantivy(doc: MessageDoc) -> tantivy.Document:
+    out = tantivy.Document()
+    out.add_unsigned("key", doc.key)
+    out.add_integer("ts", doc.ts)
+    out.add_text("body", doc.body)
+    out.add_text("words", doc.body)
+    for earlier in doc.history:
+        out.add_text("history", earlier)
+        out.add_text("hwords", earlier)
+    out.add_text("room", doc.room)
+    out.add_text("nick", doc.nick)
+    out.add_text("nick_lc", doc.nick.lower())
+    out.add_text("capture", doc.capture)
+    if doc.jid:
+        out.add_text("jid", doc.jid)
+    if doc.thread:
+        out.add_text("thread", doc.thread)
+    if doc.occupant_id:
+        out.add_text("occupant", doc.occupant_id)
+    for ref in doc.refs:
+        out.add_text("refs", ref)
+    if doc.edited:
+        out.add_unsigned("edited", FLAG_SET)
+    if doc.retracted:
+        out.add_unsigned("retracted", FLAG_SET)
+    return out
+
+
+def from_tantivy(stored: dict) -> MessageDoc:
+    """A MessageDoc from a stored document's ``to_dict()``."""
+    return MessageDoc(
+        key=stored["key"][0],
+        ts=stored["ts"][0],
+        room=stored["room"][0],
+        nick=stored["nick"][0],
+        body=stored["body"][0],
+        history=list(stored.get("history", [])),
+        jid=_first(stored, "jid"),
+        thread=_first(stored, "thread"),
+        capture=stored["capture"][0],
+        occupant_id=_first(stored, "occupant"),
+        refs=list(stored.get("refs", [])),
+        edited=bool(stored.get("edited")),
+        retracted=bool(stored.get("retracted")),
+    )
+
+
+def meta_document(position: int, version: int) -> tantivy.Document:
+    out = tantivy.Document()
+    out.add_unsigned("meta", FLAG_SET)
+    out.add_unsigned("position", position)
+    out.add_unsigned("version", version)
+    return out
+
+
+def tomb_document(term: str, tomb: Tombstone) -> tantivy.Document:
+    out = tantivy.Document()
+    out.add_text("tomb", term)
+    out.add_bytes("blob", _encode_tomb(tomb))
+    return out
+
+
+def tomb_from_tantivy(stored: dict) -> tuple[str, Tombstone]:
+    return stored["tomb"][0], _decode_tomb(bytes(stored["blob"][0]))
+
+
+def _first(stored: dict, name: str):
+    values = stored.get(name)
+    return values[0] if values else None
+

@@ -1,0 +1,288 @@
+"""The search query language: a pure parser from text to a small syntax tree.
+
+Grammar (``OR`` binds tighter than the implicit ``AND``, as in mail search)::
+
+    query  := and? EOF
+    and    := or ( ["AND"] or )*
+    or     := unary ( "OR" unary )*
+    unary  := "NOT" unary | "-" atom | atom
+    atom   := "(" and ")" | "word" | word | prefix* | word~ | word~2 | name:value
+
+``AND``/``OR``/``NOT`` are operators only in capitals. Filters: ``room:``,
+``from:`` (nick), ``jid:``, ``after:`` (at or after), ``before:`` (strictly
+before), ``on:`` (that UTC day), ``is:edited``, ``is:retracted``; a value may be
+quoted (``from:"Ann Lee"``). Anything else with a colon is an ordinary word.
+Errors raise ``InvalidQueryError`` whose ``position`` is the 0-based offset of
+the fault in the query text.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+import msgspec
+
+from archive.errors import InvalidQueryError
+from archive.times import parse_day, parse_time, utcnow
+
+
+class Word(msgspec.Struct, frozen=True):
+    text: str
+
+
+class Phrase(msgspec.Struct, frozen=True):
+    text: str
+
+
+class Prefix(msgspec.Struct, frozen=True):
+    text: str
+
+
+class Fuzzy(msgspec.Struct, frozen=True):
+    text: str
+    distance: int = 1
+
+
+class FieldIs(msgspec.Struct, frozen=True):
+    """``room:``, ``from:`` or ``jid:`` (field named as in the query), value normalised."""
+
+    field: str
+    value: str
+
+
+class TimeRange(msgspec.Struct, frozen=True):
+    """occurred_at in [start, end); either end open."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+class Flag(msgspec.Struct, frozen=True):
+    name: str  # "edited" | "retracted"
+
+
+class Not(msgspec.Struct, frozen=True):
+    child: Node
+
+
+class And(msgspec.Struct, frozen=True):
+    children: tuple[Node, ...]
+
+
+class Or(msgspec.Struct, frozen=True):
+    children: tuple[Node, ...]
+
+
+class Everything(msgspec.Struct, frozen=True):
+    """The empty query: every message in scope."""
+
+
+Node = Word | Phrase | Prefix | Fuzzy | FieldIs | TimeRange | Flag | Not | And | Or | Everything
+
+FIELDS = ("room", "from", "jid", "after", "before", "on", "is")
+FLAGS = ("edited", "retracted")
+_FIELD_PREFIX = re.compile(r"^(room|from|jid|after|before|on|is):", re.IGNORECASE)
+_FUZZY = re.compile(r"^(.*?)~(\d*)$", re.DOTALL)
+_BREAK = set('()"') | {" ", "\t", "\n", "\r"}
+
+
+class _Token(msgspec.Struct, frozen=True):
+    kind: str  # "word" "phrase" "lparen" "rparen" "and" "or" "not" "neg" "field"
+    text: str
+    pos: int
+    name: str = ""  # field name for "field"
+    value_pos: int = 0
+
+
+def parse(text: str, *, now: datetime | None = None) -> Node:
+    """The syntax tree of a query; relative times (``-7d``) count back from ``now``."""
+    parser = _Parser(_tokenize(text), len(text), now or utcnow())
+    return parser.parse()
+
+
+def _tokenize(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch.isspace():
+            i += 1
+        elif ch == "(":
+            tokens.append(_Token("lparen", ch, i))
+            i += 1
+        elif ch == ")":
+            tokens.append(_Token("rparen", ch, i))
+            i += 1
+        elif ch == '"':
+            value, i2 = _quoted(text, i)
+            tokens.append(_Token("phrase", value, i))
+            i = i2
+        elif ch == "-" and i + 1 < n and not text[i + 1].isspace() and text[i + 1] != "-":
+            tokens.append(_Token("neg", ch, i))
+            i += 1
+        else:
+            start = i
+            while i < n and text[i] not in _BREAK:
+                i += 1
+            word = text[start:i]
+            field = _FIELD_PREFIX.match(word)
+            if field:
+                name = field.group(1).lower()
+                value_pos = start + len(field.group(0))
+                if word == field.group(0) and i < n and text[i] == '"':
+                    value, i = _quoted(text, i)
+                else:
+                    value = word[len(field.group(0)) :]
+                if not value.strip():
+                    raise InvalidQueryError(f"{name}: needs a value at position {value_pos}", value_pos)
+                tokens.append(_Token("field", value, start, name=name, value_pos=value_pos))
+            elif word in ("AND", "OR", "NOT"):
+                tokens.append(_Token(word.lower(), word, start))
+            else:
+                tokens.append(_Token("word", word, start))
+    return tokens
+
+
+def _quoted(text: str, start: int) -> tuple[str, int]:
+    end = text.find('"', start + 1)
+    if end < 0:
+        raise InvalidQueryError(f'unterminated quote at position {start}: add the closing "', start)
+    return text[start + 1 : end], end + 1
+
+
+class _Parser:
+    def __init__(self, tokens: list[_Token], length: int, now: datetime):
+        self.tokens = tokens
+        self.length = length
+        self.now = now
+        self.i = 0
+
+    def peek(self) -> _Token | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self) -> _Token:
+        token = self.tokens[self.i]
+        self.i += 1
+        return token
+
+    def parse(self) -> Node:
+        if not self.tokens:
+            return Everything()
+        node = self.parse_and()
+        token = self.peek()
+        if token is not None:  # only a stray ")" stops parse_and early
+            raise InvalidQueryError(f"unmatched ) at position {token.pos}", token.pos)
+        return node
+
+    def parse_and(self) -> Node:
+        children = [self.parse_or()]
+        while True:
+            token = self.peek()
+            if token is None or token.kind == "rparen":
+                break
+            if token.kind == "and":
+                self.take()
+                nxt = self.peek()
+                if nxt is None or nxt.kind in ("and", "or", "rparen"):
+                    raise InvalidQueryError(f"AND at position {token.pos} needs a term after it", token.pos)
+            children.append(self.parse_or())
+        return children[0] if len(children) == 1 else And(tuple(children))
+
+    def parse_or(self) -> Node:
+        children = [self.parse_unary()]
+        while (token := self.peek()) is not None and token.kind == "or":
+            self.take()
+            nxt = self.peek()
+            if nxt is None or nxt.kind in ("and", "or", "rparen"):
+                raise InvalidQueryError(f"OR at position {token.pos} needs a term after it", token.pos)
+            children.append(self.parse_unary())
+        return children[0] if len(children) == 1 else Or(tuple(children))
+
+    def parse_unary(self) -> Node:
+        token = self.peek()
+        if token is None:
+            raise InvalidQueryError(f"the query ends where a term is expected (position {self.length})", self.length)
+        if token.kind == "not":
+            self.take()
+            if self.peek() is None:
+                raise InvalidQueryError(f"NOT at position {token.pos} needs a term after it", token.pos)
+            return Not(self.parse_unary())
+        if token.kind == "neg":
+            self.take()
+            return Not(self.parse_atom())
+        return self.parse_atom()
+
+    def parse_atom(self) -> Node:
+        token = self.peek()
+        if token is None:
+            raise InvalidQueryError(f"the query ends where a term is expected (position {self.length})", self.length)
+        if token.kind in ("and", "or"):
+            raise InvalidQueryError(
+                f"{token.text} at position {token.pos} needs a term before it", token.pos
+            )
+        if token.kind == "rparen":
+            raise InvalidQueryError(f"unexpected ) at position {token.pos}", token.pos)
+        self.take()
+        if token.kind == "lparen":
+            if (nxt := self.peek()) is not None and nxt.kind == "rparen":
+                raise InvalidQueryError(f"empty parentheses at position {token.pos}", token.pos)
+            node = self.parse_and()
+            close = self.peek()
+            if close is None or close.kind != "rparen":
+                raise InvalidQueryError(f"unclosed ( at position {token.pos}", token.pos)
+            self.take()
+            return node
+        if token.kind == "phrase":
+            return Phrase(token.text)
+        if token.kind == "field":
+            return self.field(token)
+        return _word(token)
+
+    def field(self, token: _Token) -> Node:
+        name, value, pos = token.name, token.text.strip(), token.value_pos
+        if name == "room":
+            return FieldIs("room", value.lower())
+        if name == "from":
+            return FieldIs("from", value.lower())
+        if name == "jid":
+            return FieldIs("jid", value.split("/", 1)[0].lower())
+        if name == "is":
+            flag = value.lower()
+            if flag not in FLAGS:
+                raise InvalidQueryError(
+                    f"unknown is:{value} at position {pos}: use is:edited or is:retracted", pos
+                )
+            return Flag(flag)
+        try:
+            if name == "on":
+                if len(value) == 10 and value[4:5] == "-":
+                    start, end = parse_day(value)
+                else:
+                    start, _ = parse_day(parse_time(value, now=self.now).date().isoformat())
+                    end = start + timedelta(days=1)
+                return TimeRange(start, end)
+            moment = parse_time(value, now=self.now)
+        except InvalidQueryError as e:
+            raise InvalidQueryError(f"{name}: at position {pos}: {e}", pos) from None
+        return TimeRange(start=moment) if name == "after" else TimeRange(end=moment)
+
+
+def _word(token: _Token) -> Node:
+    text = token.text
+    if text.endswith("*"):
+        stem = text.rstrip("*")
+        if not stem:
+            raise InvalidQueryError(f"* at position {token.pos} needs letters before it (e.g. deploy*)", token.pos)
+        return Prefix(stem)
+    fuzzy = _FUZZY.match(text)
+    if fuzzy:
+        stem, digits = fuzzy.groups()
+        if not stem:
+            raise InvalidQueryError(f"~ at position {token.pos} needs a word before it (e.g. kubernetes~)", token.pos)
+        distance = int(digits) if digits else 1
+        if not 1 <= distance <= 2:
+            pos = token.pos + len(stem) + 1
+            raise InvalidQueryError(f"fuzzy distance at position {pos} must be 1 or 2", pos)
+        return Fuzzy(stem, distance)
+    return Word(text)

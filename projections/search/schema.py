@@ -1,0 +1,86 @@
+"""The index's tantivy schema and the analyzers that must agree with it.
+
+One document per message (the original's log position is its ``key``), plus one
+``meta`` document holding the log position the index has reached and the schema
+version, replaced in every commit, and ``tomb`` documents remembering
+retractions whose target has not been indexed yet.
+
+- ``body``: current text, English stemming (``en_stem``), positions for phrases.
+- ``history``: earlier versions of a corrected message (one value each), only
+  searched in compliance scope.
+- ``words`` / ``hwords``: the same texts unstemmed (``default``), doc ids only,
+  for ``prefix*`` and ``fuzzy~`` (a stem such as "run" would hide "running").
+- ``room``, ``jid``: lowercased exact terms; ``nick`` exact (facets, display),
+  ``nick_lc`` lowercased exact (``from:`` is case-insensitive).
+- ``ts``: occurred_at in microseconds since the epoch (sorting, ranges).
+"""
+
+from __future__ import annotations
+
+import tantivy
+
+SCHEMA_VERSION = 1
+
+BODY_TOKENIZER = "en_stem"
+
+# Flags are only added when set: absent means false, at no indexing cost.
+FLAG_SET = 1
+
+
+def build_schema() -> tantivy.Schema:
+    sb = tantivy.SchemaBuilder()
+    sb.add_unsigned_field("key", stored=True, indexed=True, fast=True)
+    sb.add_integer_field("ts", stored=True, indexed=True, fast=True)
+    sb.add_text_field("body", stored=True, tokenizer_name=BODY_TOKENIZER)
+    sb.add_text_field("history", stored=True, tokenizer_name=BODY_TOKENIZER)
+    sb.add_text_field("words", tokenizer_name="default", index_option="basic")
+    sb.add_text_field("hwords", tokenizer_name="default", index_option="basic")
+    sb.add_text_field("room", stored=True, fast=True, tokenizer_name="raw", index_option="basic")
+    sb.add_text_field("nick", stored=True, fast=True, tokenizer_name="raw", index_option="basic")
+    sb.add_text_field("nick_lc", tokenizer_name="raw", index_option="basic")
+    sb.add_text_field("jid", stored=True, tokenizer_name="raw", index_option="basic")
+    sb.add_text_field("thread", stored=True, tokenizer_name="raw", index_option="basic")
+    sb.add_text_field("capture", stored=True, tokenizer_name="raw", index_option="basic")
+    sb.add_text_field("occupant", stored=True, tokenizer_name="raw", index_option="basic")
+    sb.add_text_field("refs", stored=True, tokenizer_name="raw", index_option="basic")
+    sb.add_unsigned_field("edited", stored=True, indexed=True)
+    sb.add_unsigned_field("retracted", stored=True, indexed=True)
+    sb.add_unsigned_field("meta", stored=True, indexed=True)
+    sb.add_unsigned_field("position", stored=True)
+    sb.add_unsigned_field("version", stored=True)
+    sb.add_text_field("tomb", stored=True, tokenizer_name="raw", index_option="basic")
+    sb.add_bytes_field("blob", stored=True)
+    return sb.build()
+
+
+SCHEMA = build_schema()
+
+
+def _analyzer(stem: bool) -> tantivy.TextAnalyzer:
+    builder = (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.remove_long(40))
+        .filter(tantivy.Filter.lowercase())
+    )
+    if stem:
+        builder = builder.filter(tantivy.Filter.stemmer("english"))
+    return builder.build()
+
+
+# The same pipelines as tantivy's built-in "en_stem" and "default" tokenizers,
+# so that query terms are analysed exactly as the indexed text was.
+STEM_ANALYZER = _analyzer(stem=True)
+WORD_ANALYZER = _analyzer(stem=False)
+
+
+def bare_jid(jid: str | None) -> str | None:
+    """The lowercased bare JID (no resource), as indexed and matched by ``jid:``."""
+    if not jid:
+        return None
+    return jid.split("/", 1)[0].lower()
+
+
+def ref_term(room: str, kind: str, ident: str) -> str:
+    """The ``refs`` term by which corrections (``m``: message id) and
+    retractions (``s``: stanza-id, ``o``: origin-id) find a message in a room."""
+    return f"{room.lower()}\x1f{kind}:{ident}"

@@ -34,3 +34,5 @@ class ApiSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Seconds between empty keep-alive lines on an idle `follow` stream (how a closed client is noticed)."""
     max_page_size: int = 1000
     """Largest `limit` a paged list accepts."""
+    widget_frame_ancestors: tuple[str, ...] = ("'self'",)
+    """Sites allowed to embed `/widget/{room}` in a frame (CSP `frame-ancestors` sources, e.g. `https://collab.example.org`); `*`: any site."""

@@ -18,7 +18,7 @@ from archive.application import open_event_store
 from archive.errors import ChatArchiveError
 from archive.store import EventStore
 
-from . import export, openapi, replay
+from . import export, openapi, replay, transcript
 from .access import Authorizer, PermissionCallback
 from .context import EXTENSION, ApiContext, api, caller, json_response
 from .errors import install_error_handlers
@@ -56,7 +56,7 @@ def create_app(
     )
     install_error_handlers(app)
     _install_request_metrics(app)
-    for blueprint in (replay.bp, export.bp, openapi.bp):
+    for blueprint in (transcript.bp, replay.bp, export.bp, openapi.bp):
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     app.add_url_rule("/healthz", view_func=healthz)
     app.add_url_rule("/metrics", view_func=metrics)

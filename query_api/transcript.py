@@ -1,0 +1,179 @@
+"""`GET /rooms/{room}/transcript`: the transcript view, as JSON pages, an HTML page or plain text.
+
+Served from the transcript projection only (never the event log). The
+compliance role sees the compliance view (original text of removed messages,
+earlier versions of edited ones, real JIDs); everyone else the ordinary view.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+from flask import Blueprint, Response, render_template_string, request
+
+from archive.times import format_time
+from projections.tables import micros
+from projections.transcripts.queries import encode_cursor as line_cursor
+
+from .access import Caller
+from .context import api, caller, json_response, unavailable, visible_room
+from .errors import bad_parameter
+from .params import Params, encode_cursor
+from .roles import Capability
+
+bp = Blueprint("transcript", __name__)
+
+DEFAULT_LIMIT = 100
+
+
+def transcripts():
+    views = api().views
+    if views is None or getattr(views, "transcripts", None) is None:
+        raise unavailable("the transcript view")
+    return views.transcripts
+
+
+def shown(line, who: Caller):
+    """A line as ``who`` may see it: real JIDs only for compliance."""
+    if who.sees_jids:
+        return line
+    changes = {}
+    if line.jid is not None:
+        changes["jid"] = None
+    if line.removed is not None and line.removed.by_jid is not None:
+        changes["removed"] = msgspec.structs.replace(line.removed, by_jid=None)
+    return msgspec.structs.replace(line, **changes) if changes else line
+
+
+@bp.get("/rooms/<room>/transcript")
+def transcript(room: str) -> Response:
+    who = caller(Capability.TRANSCRIPT)
+    visible_room(who, room)
+    params = Params(request.args, ("from", "to", "day", "around", "cursor", "limit", "format"))
+    fmt = params.choice("format", ("json", "html", "text"), "json")
+    limit = params.integer("limit", DEFAULT_LIMIT, minimum=1, maximum=min(1000, api().settings.max_page_size))
+    page = read_page(room, params, limit, who.sees_originals)
+    lines = [shown(line, who) for line in page["items"]]
+    page["items"] = lines
+    if fmt == "html":
+        return Response(render_html(room, page), mimetype="text/html")
+    if fmt == "text":
+        return Response("".join(text_line(line) + "\n" for line in lines), mimetype="text/plain")
+    return json_response({"room": room, **page})
+
+
+def read_page(room: str, params: Params, limit: int, originals: bool) -> dict:
+    """The lines asked for, with cursors that page forward (``next``) and backward (``previous``)."""
+    view = transcripts()
+    start, end = params.time_range()
+    day = params.day("day")
+    around = params.text("around", max_length=256)
+    cursor = params.cursor()
+    if day is not None:
+        if start is not None or end is not None:
+            raise bad_parameter("day", "give either day or from/to, not both")
+        start, end = day
+    if around is not None:
+        if cursor is not None or start is not None or end is not None:
+            raise bad_parameter("around", "cannot be combined with from, to, day or cursor")
+        before = (limit - 1) // 2
+        context = view.context(room, around, before=before, after=limit - 1 - before, include_originals=originals)
+        items = [*context.before, context.target, *context.after]
+        return {
+            "items": items,
+            "target": context.target.id,
+            "next": _cursor(items[-1], "forward") if len(context.after) == limit - 1 - before else None,
+            "previous": _cursor(items[0], "backward") if len(context.before) == before and before else None,
+        }
+    if cursor is not None:
+        try:
+            inner, direction = cursor["c"], cursor["d"]
+            start = _time_or_none(cursor.get("s"))
+            end = _time_or_none(cursor.get("e"))
+        except (KeyError, TypeError, ValueError):
+            raise bad_parameter("cursor", "is not a cursor this API issued") from None
+    else:
+        inner, direction = None, "forward" if start is not None or day is not None else "backward"
+    page = view.page(
+        room, start=start, end=end, cursor=inner, direction=direction, limit=limit, include_originals=originals
+    )
+    bounds = {"s": start and start.isoformat(), "e": end and end.isoformat()}
+    return {
+        "items": page.lines,
+        "next": encode_cursor({"c": page.next_cursor, "d": "forward", **bounds}) if page.next_cursor else None,
+        "previous": encode_cursor({"c": page.prev_cursor, "d": "backward", **bounds}) if page.prev_cursor else None,
+    }
+
+
+def _cursor(line, direction: str) -> str:
+    return encode_cursor({"c": line_cursor(micros(line.at), line.id), "d": direction, "s": None, "e": None})
+
+
+def _time_or_none(text):
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def text_line(line) -> str:
+    """One line as plain text, as a person reads a chat log."""
+    when = format_time(line.at)
+    kind = line.kind
+    if kind == "message":
+        if line.removed is not None and line.body is None:
+            by = f" by {line.removed.by_nick}" if line.removed.by_nick else ""
+            return f"[{when}] * a message by {line.nick} was removed{by}"
+        edited = " (edited)" if line.edited else ""
+        removed = " (removed)" if line.removed is not None else ""
+        return f"[{when}] <{line.nick}> {line.body}{edited}{removed}"
+    return f"[{when}] * {describe(line)}"
+
+
+def describe(line) -> str:
+    """The sentence for a line that is not a message."""
+    kind, nick = line.kind, line.nick or "someone"
+    if kind == "joined":
+        return f"{nick} joined"
+    if kind == "left":
+        reason = line.leave_reason or "left"
+        why = f": {line.reason}" if line.reason else ""
+        by = f" by {line.actor}" if line.actor else ""
+        return f"{nick} left" if reason == "left" else f"{nick} was {reason.replace('_', ' ')}{by}{why}"
+    if kind == "nick_changed":
+        return f"{line.old_nick} is now known as {line.new_nick}"
+    if kind == "subject_changed":
+        return f"{nick} set the subject to: {line.body}"
+    if kind == "role_changed":
+        return f"{nick} is now {line.role}"
+    if kind == "affiliation_changed":
+        return f"{nick} is now {line.affiliation}"
+    if kind == "gap":
+        end = format_time(line.gap_end) if line.gap_end else "?"
+        return f"the archive may be missing {line.gap_kind or 'events'} until {end}"
+    return kind.replace("_", " ")
+
+
+_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ room }}: transcript</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font:15px/1.45 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}
+time{color:#777;font-size:.85em;margin-right:.6em}.nick{font-weight:600}.event{color:#666;font-style:italic}
+.removed{color:#a33}.edited{color:#777;font-size:.85em}nav a{margin-right:1em}</style></head>
+<body><h1>{{ room }}</h1>
+<ol style="list-style:none;padding:0">
+{% for line in lines %}<li id="l{{ line.id }}"><time datetime="{{ line.when }}">{{ line.when }}</time>
+{% if line.kind == "message" %}<span class="nick">{{ line.nick }}</span>: {% if line.body is none %}<span class="removed">message removed</span>{% else %}{{ line.body }}{% endif %}{% if line.edited %} <span class="edited">(edited)</span>{% endif %}
+{% else %}<span class="event">{{ line.text }}</span>{% endif %}</li>
+{% else %}<li>No lines.</li>{% endfor %}
+</ol>
+<nav>{% if previous %}<a href="?format=html&amp;cursor={{ previous }}">earlier</a>{% endif %}{% if next %}<a href="?format=html&amp;cursor={{ next }}">later</a>{% endif %}</nav>
+</body></html>
+"""
+
+
+def render_html(room: str, page: dict) -> str:
+    lines = [
+        {"id": l.id, "when": format_time(l.at), "kind": l.kind, "nick": l.nick, "body": l.body,
+         "edited": l.edited, "text": describe(l) if l.kind != "message" else ""}
+        for l in page["items"]
+    ]  # fmt: skip
+    return render_template_string(_HTML, room=room, lines=lines, next=page["next"], previous=page["previous"])

@@ -1,0 +1,163 @@
+"""Fixtures of the query API tests: a seeded archive, tokens of every role, the app, a permission site."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from types import SimpleNamespace
+
+import pytest
+
+from archive import events as ev
+from archive.application import open_event_store
+from archive.settings import StoreSettings
+from chat_archive.config import Config
+from projections.follower import LogFollower
+from projections.transcripts.queries import Transcripts
+from projections.transcripts.view import TranscriptProjection
+from projections.viewdb import open_view_recorder
+from query_api import create_app
+from query_api.roles import Role
+from query_api.settings import ApiSettings
+from query_api.tokens import open_token_store
+from tests.factories import make, message
+
+LOBBY = "lobby@conference.localhost"  # granted to the analyst and the site's user
+SECRET = "secret@conference.localhost"  # granted to nobody but compliance
+PUBLIC = "public@conference.localhost"  # flagged public for anonymous read
+MISSING = "nowhere@conference.localhost"  # no such room
+
+
+def seed_events() -> list[ev.Event]:
+    """A little history in each room, with real JIDs, an edit and a retraction."""
+    events = []
+    for room in (LOBBY, SECRET, PUBLIC):
+        tag = room.split("@")[0]
+        events += [
+            make(ev.OccupantJoined, 0, room=room, nick="alice", jid="alice@localhost/pc", role="participant"),
+            make(ev.OccupantJoined, 1, room=room, nick="bob", jid="bob@localhost/phone"),
+            make(ev.SubjectChanged, 2, room=room, subject=f"{tag} subject", nick="alice"),
+            message(10, f"hello from {tag}", "alice", room=room, message_id=f"m1-{tag}", jid="alice@localhost/pc"),
+            message(20, f"typo in {tag}", "bob", room=room, message_id=f"m2-{tag}"),
+            make(ev.MessageCorrected, 21, room=room, nick="bob", replaces_id=f"m2-{tag}", body=f"fixed in {tag}",
+                 stanza_id=f"c-{tag}"),
+            message(30, f"oops {tag} secret", "alice", room=room, stanza_id=f"r-{tag}"),
+            make(ev.MessageRetracted, 31, room=room, target_id=f"r-{tag}", moderated=True, by_nick="bob",
+                 by_jid="bob@localhost/phone", stanza_id=f"rr-{tag}"),
+            make(ev.OccupantLeft, 40, room=room, nick="bob", jid="bob@localhost/phone"),
+        ]  # fmt: skip
+    return events
+
+
+def make_config(store_url: str, **api) -> Config:
+    return Config(store=StoreSettings(url=store_url), api=ApiSettings(**api))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path}/events.sqlite"
+
+
+@pytest.fixture
+def archive(sqlite_url):
+    """A seeded SQLite event store."""
+    store = open_event_store(sqlite_url)
+    store.append(seed_events())
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def token_store(sqlite_url):
+    tokens = open_token_store(sqlite_url, cache_seconds=0)
+    yield tokens
+    tokens.close()
+
+
+@pytest.fixture
+def tokens(token_store) -> dict[str, str]:
+    """One token per caller kind: compliance, analyst (lobby), site (static list: lobby and public)."""
+    return {
+        "compliance": token_store.create(Role.COMPLIANCE)[0],
+        "analyst": token_store.create(Role.ANALYST, (LOBBY,))[0],
+        "site": token_store.create(Role.SITE, (LOBBY, PUBLIC))[0],
+    }
+
+
+@pytest.fixture
+def api_settings() -> dict:
+    """Overrides of [api] for the app fixture (tests may update it before using ``app``)."""
+    return {"anonymous_read": True, "public_rooms": (PUBLIC,), "follow_heartbeat": 0.5}
+
+
+@pytest.fixture
+def views(archive, tmp_path):
+    """The real projections, caught up with the seeded archive."""
+    recorder, close = open_view_recorder(f"sqlite:///{tmp_path}/views.sqlite")
+    LogFollower(archive, TranscriptProjection(recorder), commit_interval=60).catch_up()
+    yield SimpleNamespace(transcripts=Transcripts(recorder))
+    close()
+
+
+@pytest.fixture
+def app(archive, views, token_store, sqlite_url, api_settings):
+    return create_app(make_config(sqlite_url, **api_settings), store=archive, views=views, tokens=token_store)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def auth(token: str, user: str | None = None) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {token}"}
+    if user:
+        headers["X-Chat-Archive-User"] = user
+    return headers
+
+
+class PermissionSite:
+    """A real HTTP server answering the permission callback from a (user, room) -> allowed table."""
+
+    def __init__(self):
+        self.allowed: set[tuple[str, str]] = set()
+        self.requests: list[dict] = []
+        self.broken = False
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                query = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(self.path).query))
+                site.requests.append({**query, "authorization": self.headers.get("Authorization")})
+                if site.broken:
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                body = json.dumps({"allowed": (query.get("user"), query.get("room")) in site.allowed}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/archive/permission"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def permission_site():
+    site = PermissionSite()
+    yield site
+    site.close()

@@ -1,0 +1,105 @@
+"""Replay as NDJSON: room events and the global log, cursors, redaction, constant memory, live follow."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import tracemalloc
+
+from archive.codec import from_json
+from tests.factories import message
+
+from .conftest import LOBBY, PUBLIC, SECRET, auth, seed_events
+
+
+def ndjson(response) -> list[dict]:
+    assert response.mimetype == "application/x-ndjson"
+    return [json.loads(line) for line in response.get_data(as_text=True).splitlines() if line]
+
+
+def test_room_events_in_order_with_positions_as_cursor(client, tokens):
+    lines = ndjson(client.get(f"/api/v1/rooms/{LOBBY}/events", headers=auth(tokens["compliance"])))
+    expected = [e for e in seed_events() if e.room == LOBBY]
+    assert [from_json(json.dumps(line["event"])) for line in lines] == expected
+    positions = [line["position"] for line in lines]
+    assert positions == sorted(positions)
+    rest = ndjson(client.get(f"/api/v1/rooms/{LOBBY}/events?after={positions[3]}", headers=auth(tokens["compliance"])))
+    assert [line["position"] for line in rest] == positions[4:]
+    two = ndjson(client.get(f"/api/v1/rooms/{LOBBY}/events?limit=2", headers=auth(tokens["compliance"])))
+    assert [line["position"] for line in two] == positions[:2]
+
+
+def test_room_events_time_range(client, tokens):
+    url = f"/api/v1/rooms/{LOBBY}/events?from=2024-05-01T12:00:10Z&to=2024-05-01T12:00:30Z"
+    lines = ndjson(client.get(url, headers=auth(tokens["analyst"])))
+    assert [line["event"]["type"] for line in lines] == ["message_posted", "message_posted", "message_corrected"]
+
+
+def test_real_jids_only_for_compliance(client, tokens):
+    compliance = client.get(f"/api/v1/rooms/{LOBBY}/events", headers=auth(tokens["compliance"])).get_data(as_text=True)
+    analyst = client.get(f"/api/v1/rooms/{LOBBY}/events", headers=auth(tokens["analyst"])).get_data(as_text=True)
+    assert "alice@localhost/pc" in compliance and "bob@localhost/phone" in compliance
+    assert "@localhost/" not in analyst
+    assert len(analyst.splitlines()) == len(compliance.splitlines())
+
+
+def test_global_log_shows_only_granted_rooms(client, tokens):
+    everything = ndjson(client.get("/api/v1/events", headers=auth(tokens["compliance"])))
+    granted = ndjson(client.get("/api/v1/events", headers=auth(tokens["analyst"])))
+    assert {line["event"]["room"] for line in everything} == {LOBBY, SECRET, PUBLIC}
+    assert {line["event"]["room"] for line in granted} == {LOBBY}
+    assert SECRET not in json.dumps(granted)
+    after = everything[5]["position"]
+    assert ndjson(client.get(f"/api/v1/events?after={after}", headers=auth(tokens["compliance"]))) == everything[6:]
+
+
+def test_replay_streams_in_constant_memory(client, tokens, archive):
+    archive.append(message(1000 + i, f"line {i} " + "x" * 200, room=LOBBY) for i in range(20_000))
+    response = client.get("/api/v1/events", headers=auth(tokens["compliance"]), buffered=False)
+    assert response.is_streamed
+    tracemalloc.start()
+    size = count = 0
+    for chunk in response.response:
+        size += len(chunk)
+        count += chunk.count(b"\n")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    response.close()
+    assert count == 20_000 + len(seed_events())
+    assert size > 4_000_000
+    assert peak < size / 4  # a few pages and one chunk in memory, never the whole replay
+
+
+def test_follow_tails_the_log_live(client, tokens, archive, app):
+    stopping = app.extensions["chat_archive"].stopping
+    last = archive.head()
+    response = client.get(f"/api/v1/events?follow=true&after={last}", headers=auth(tokens["analyst"]), buffered=False)
+    chunks = iter(response.response)
+    got: list[bytes] = []
+
+    def read():
+        for chunk in chunks:
+            got.append(chunk)
+            if b"live one" in chunk:
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(0.3)
+    archive.append([message(5000, "not yours", room=SECRET), message(5001, "live one", room=LOBBY)])
+    reader.join(10)
+    stopping.set()
+    response.close()
+    text = b"".join(got).decode()
+    assert "live one" in text and "not yours" not in text
+    assert [json.loads(l)["event"]["body"] for l in text.splitlines() if l.strip()] == ["live one"]
+
+
+def test_follow_sends_heartbeats_and_ends_when_the_server_stops(client, tokens, app):
+    stopping = app.extensions["chat_archive"].stopping
+    response = client.get("/api/v1/events?follow=true&after=999999", headers=auth(tokens["compliance"]), buffered=False)
+    chunks = iter(response.response)
+    assert next(chunks) == b"\n"  # follow_heartbeat is 0.5 s in these tests
+    threading.Timer(0.2, stopping.set).start()
+    assert list(chunks) in ([], [b"\n"])  # the stream ends instead of blocking forever

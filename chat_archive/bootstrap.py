@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from archive.application import open_event_store
 from archive.store import EventStore
+from projections.runner import ProjectionStatus, ProjectionThreads, status
+from projections.tables import TableProjection
+from projections.viewdb import default_views_url
+from projections.views import Views
 from query_api import create_app
 from query_api.server import ApiServer, start_server
 from query_api.tokens import TokenStore, open_token_store
@@ -48,3 +53,39 @@ def start_api(
         threads=config.api.threads,
         stop=stop,
     )
+
+
+# -- projections (transcripts, presence) -------------------------------------
+
+
+def views_url(config: Config) -> str:
+    """``[projections] url``, or beside the event store (see ``projections.viewdb``)."""
+    return config.projections.url or default_views_url(config.store.url)
+
+
+def open_views(config: Config, store: EventStore | None = None) -> Views:
+    """The transcript and presence views (``projections.views.Views``): queries for the API."""
+    return Views(views_url(config), store)
+
+
+def start_projections(config: Config, store: EventStore, stop: threading.Event) -> ProjectionThreads:
+    """Run the transcript and presence projections in threads of this process until ``stop`` is set.
+
+    Returns a handle with ``.join()`` (raises if a projection failed) and ``.is_alive()``;
+    each projection commits every ``[projections] commit_interval`` seconds and on stop.
+    """
+    views = open_views(config, store)
+    interval = config.projections.commit_interval
+    return ProjectionThreads(store, [(p, interval) for p in views.projections()], stop, on_exit=views.close)
+
+
+def projection_status(config: Config, store: EventStore) -> list[ProjectionStatus]:
+    """Each view projection's position and lag behind the log (``projections.runner.ProjectionStatus``)."""
+    with open_views(config, store) as views:
+        return status(store, views.projections())
+
+
+def view_projections(config: Config, store: EventStore, names: list[str]) -> tuple[list[TableProjection], Callable]:
+    """The projections to rebuild by name (transcripts, presence) and a function closing them."""
+    views = open_views(config, store)
+    return views.projections(names), views.close

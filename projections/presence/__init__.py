@@ -1,0 +1,1 @@
+"""Presence timelines per room and occupant; see ``queries`` for the query interface."""

@@ -1,0 +1,168 @@
+"""Presence logic: pure functions from events to presence spans.
+
+A *span* is a stretch of time in which one occupant was in a room with the
+same nick, role, affiliation, show and status. A *stay* is the chain of spans
+from joining to leaving; every span names its stay (the id of the stay's first
+span). Ids are the global positions of the events that opened the spans.
+
+- A join opens a stay; a leave (any reason) closes it. A presence, nick, role
+  or affiliation change closes the current span (``end_reason="changed"``) and
+  opens the next one of the same stay.
+- An event about an occupant the view does not have in the room (a presence or
+  nick change after a gap, say) opens a stay with ``start_reason="inferred"``.
+- ``ArchiveGap``: presence in the gap is unknown. Spans open when it starts are
+  closed at the gap's start with ``end_reason="gap"`` (unknown, not "left"),
+  and the gap itself is kept (``Gap``) so that queries about a time inside it
+  answer "unknown". A leave with reason ``lost_sight`` is unknown in the same way.
+- A time earlier than the span's start (clock skew) is clamped to the start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from archive import events as ev
+
+UNKNOWN_ENDS = frozenset({"gap", ev.LeaveReason.LOST_SIGHT.value})
+
+
+class Span(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One occupant in one room, unchanged from ``start`` to ``end`` (None: still open)."""
+
+    id: int
+    stay: int
+    room: str
+    nick: str
+    start: ev.UtcTime
+    end: ev.UtcTime | None = None
+    jid: str | None = None
+    occupant_id: str | None = None
+    role: str | None = None
+    affiliation: str | None = None
+    show: str | None = None
+    status: str | None = None
+    start_reason: str = "joined"  # joined | inferred | changed | nick_changed
+    end_reason: str | None = None  # a LeaveReason value, "changed", "nick_changed", "gap" or None while open
+
+
+class Gap(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A span of time in which presence is unknown."""
+
+    id: int
+    room: str
+    start: ev.UtcTime
+    end: ev.UtcTime
+    kind: str
+    explanation: str = ""
+
+
+_ATTRIBUTES = ("jid", "occupant_id", "role", "affiliation", "show", "status")
+
+
+def step(room_open: Mapping[str, Span], position: int, event: ev.Event) -> list[Span]:
+    """The spans an event closes or opens, given the room's open spans by nick.
+
+    A closed span comes back with ``end`` set; a new one with ``end`` None.
+    """
+    handler = _HANDLERS.get(type(event))
+    return handler(room_open, position, event) if handler else []
+
+
+def gap_of(position: int, event: ev.ArchiveGap) -> Gap:
+    return Gap(
+        id=position,
+        room=event.room,
+        start=event.gap_start,
+        end=event.gap_end,
+        kind=event.kind.value,
+        explanation=event.explanation,
+    )
+
+
+def end_known(span: Span) -> bool:
+    return span.end_reason not in UNKNOWN_ENDS
+
+
+def _close(span: Span, at, reason: str) -> Span:
+    return msgspec.structs.replace(span, end=max(at, span.start), end_reason=reason)
+
+
+def _open(position: int, event: ev.Event, nick: str, reason: str, **attributes) -> Span:
+    return Span(id=position, stay=position, room=event.room, nick=nick, start=event.occurred_at,
+                start_reason=reason, **attributes)
+
+
+def _change(current: Span, position: int, at, reason: str = "changed", **changes) -> list[Span]:
+    """Close ``current`` and open its successor, if anything changes."""
+    if all(getattr(current, name) == value for name, value in changes.items()):
+        return []
+    start = max(at, current.start)
+    successor = msgspec.structs.replace(
+        current, id=position, start=start, end=None, start_reason=reason, end_reason=None, **changes
+    )
+    return [_close(current, start, reason), successor]
+
+
+def _given(event: ev.Event, names: tuple[str, ...]) -> dict:
+    """The attributes an event states (None means "not stated", so it changes nothing)."""
+    return {name: getattr(event, name) for name in names if getattr(event, name) is not None}
+
+
+def _joined(room_open, position, e: ev.OccupantJoined) -> list[Span]:
+    current = room_open.get(e.nick)
+    if current is not None:
+        return _change(current, position, e.occurred_at, **_given(e, _ATTRIBUTES))
+    return [_open(position, e, e.nick, "joined", **_given(e, _ATTRIBUTES))]
+
+
+def _left(room_open, position, e: ev.OccupantLeft) -> list[Span]:
+    current = room_open.get(e.nick)
+    return [] if current is None else [_close(current, e.occurred_at, e.reason.value)]
+
+
+def _presence(room_open, position, e: ev.PresenceChanged) -> list[Span]:
+    current = room_open.get(e.nick)
+    changes = {"show": e.show, "status": e.status, **_given(e, ("jid", "occupant_id"))}
+    if current is None:
+        return [_open(position, e, e.nick, "inferred", **{k: v for k, v in changes.items() if v is not None})]
+    return _change(current, position, e.occurred_at, **changes)
+
+
+def _nick(room_open, position, e: ev.NickChanged) -> list[Span]:
+    current = room_open.get(e.old_nick)
+    if current is None:
+        return [_open(position, e, e.new_nick, "inferred", **_given(e, ("jid", "occupant_id")))]
+    return _change(current, position, e.occurred_at, "nick_changed", nick=e.new_nick)
+
+
+def _role(room_open, position, e: ev.RoleChanged) -> list[Span]:
+    current = room_open.get(e.nick)
+    return [] if current is None else _change(current, position, e.occurred_at, role=e.role)
+
+
+def _affiliation(room_open, position, e: ev.AffiliationChanged) -> list[Span]:
+    current = room_open.get(e.nick) if e.nick else None
+    return [] if current is None else _change(current, position, e.occurred_at, affiliation=e.affiliation)
+
+
+def _destroyed(room_open, position, e: ev.RoomDestroyed) -> list[Span]:
+    return [_close(span, e.occurred_at, ev.LeaveReason.ROOM_DESTROYED.value) for span in room_open.values()]
+
+
+def _gap(room_open, position, e: ev.ArchiveGap) -> list[Span]:
+    # Spans opened at or after the gap's end are what the listener saw on rejoining.
+    return [_close(span, e.gap_start, "gap") for span in room_open.values() if span.start < e.gap_end]
+
+
+_HANDLERS = {
+    ev.OccupantJoined: _joined,
+    ev.OccupantLeft: _left,
+    ev.PresenceChanged: _presence,
+    ev.NickChanged: _nick,
+    ev.RoleChanged: _role,
+    ev.AffiliationChanged: _affiliation,
+    ev.RoomDestroyed: _destroyed,
+    ev.ArchiveGap: _gap,
+}

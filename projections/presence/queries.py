@@ -1,0 +1,277 @@
+"""Presence queries (what the API serves). Every result is a msgspec Struct.
+
+``Presence(recorder)`` (get one from ``chat_archive.bootstrap.open_views``):
+
+- ``occupants_at(room, at) -> OccupantsAt``: who was in ``room`` at ``at``,
+  with nick, role, affiliation, show, status and since when. If ``at`` falls
+  in an archive gap, ``known`` is False, ``gap`` says which, ``occupants``
+  holds only what is known (usually nobody) and ``possibly_present`` those
+  last seen when presence stopped being known.
+- ``stays(room, *, nick=None, jid=None, occupant_id=None, start=None,
+  end=None, limit=100) -> list[Stay]``: when this person was in this room
+  (exactly one of nick, jid, occupant_id; a nick matches any span that had
+  it), oldest first, each with its spans (the show/status/role/nick changes
+  inside). ``end`` None: still there; ``end_known`` False: presence became
+  unknown (archive gap, lost connection) rather than the person leaving.
+- ``occupancy(room, start, end, *, buckets=24) -> Occupancy``: for a chart,
+  ``[start, end)`` cut into equal buckets, each with ``peak`` (most occupants
+  at once) and ``distinct`` (occupants present at some time), and ``unknown``
+  when the bucket overlaps an archive gap (its counts are then lower bounds).
+- ``gaps(room, *, start=None, end=None) -> list[Gap]``.
+
+Bad arguments raise ``InvalidQueryError``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from archive.errors import InvalidQueryError
+
+from ..tables import from_micros, micros
+from ..viewdb import ViewRecorder
+from . import logic
+from .logic import Gap, Span
+from .view import NAME, decode_gap, decode_span
+
+MAX_STAYS = 1000
+MAX_BUCKETS = 1000
+
+
+class Occupant(msgspec.Struct, kw_only=True, omit_defaults=True):
+    nick: str
+    since: logic.ev.UtcTime  # start of the stay
+    jid: str | None = None
+    occupant_id: str | None = None
+    role: str | None = None
+    affiliation: str | None = None
+    show: str | None = None
+    status: str | None = None
+
+
+class OccupantsAt(msgspec.Struct, kw_only=True):
+    room: str
+    at: logic.ev.UtcTime
+    known: bool
+    occupants: list[Occupant]
+    gap: Gap | None = None
+    possibly_present: list[Occupant] = []
+
+
+class Stay(msgspec.Struct, kw_only=True):
+    room: str
+    id: int
+    nicks: list[str]
+    start: logic.ev.UtcTime
+    end: logic.ev.UtcTime | None
+    end_reason: str | None
+    end_known: bool
+    start_inferred: bool
+    spans: list[Span]
+    jid: str | None = None
+    occupant_id: str | None = None
+
+
+class OccupancyBucket(msgspec.Struct, kw_only=True):
+    start: logic.ev.UtcTime
+    end: logic.ev.UtcTime
+    peak: int
+    distinct: int
+    unknown: bool
+
+
+class Occupancy(msgspec.Struct, kw_only=True):
+    room: str
+    start: logic.ev.UtcTime
+    end: logic.ev.UtcTime
+    buckets: list[OccupancyBucket]
+
+
+class Presence:
+    def __init__(self, recorder: ViewRecorder):
+        self.recorder = recorder
+
+    def occupants_at(self, room: str, at: datetime) -> OccupantsAt:
+        t = micros(at)
+
+        def work(query, _generation):
+            spans = [_span(r) for r in query(
+                "SELECT data FROM {spans} WHERE room=? AND end_ts>? AND start_ts<=? ORDER BY id", (room, t, t)
+            )]
+            gaps = [decode_gap(bytes(r["data"])) for r in query(
+                "SELECT data FROM {gaps} WHERE room=? AND end_ts>? AND start_ts<=? ORDER BY start_ts", (room, t, t)
+            )]
+            lost = []
+            if gaps:
+                lost = [s for s in (_span(r) for r in query(
+                    "SELECT data FROM {spans} WHERE room=? AND end_ts>=? AND end_ts<=? ORDER BY id",
+                    (room, micros(gaps[0].start), t),
+                )) if not logic.end_known(s)]
+            starts = _stay_starts(query, {s.stay for s in spans + lost})
+            return spans, gaps, lost, starts
+
+        spans, gaps, lost, starts = self.recorder.read(NAME, work)
+        return OccupantsAt(
+            room=room,
+            at=at,
+            known=not gaps,
+            occupants=[_occupant(s, starts) for s in spans],
+            gap=gaps[0] if gaps else None,
+            possibly_present=[_occupant(s, starts) for s in lost],
+        )
+
+    def stays(
+        self,
+        room: str,
+        *,
+        nick: str | None = None,
+        jid: str | None = None,
+        occupant_id: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Stay]:
+        given = [(column, value) for column, value in (("nick", nick), ("jid", jid), ("occupant_id", occupant_id))
+                 if value is not None]
+        if len(given) != 1:
+            raise InvalidQueryError("name exactly one of nick, jid, occupant_id")
+        if not 1 <= limit <= MAX_STAYS:
+            raise InvalidQueryError(f"limit must be 1..{MAX_STAYS}")
+        column, value = given[0]
+        window, params = "", []
+        if start:
+            window += " AND end_ts>?"
+            params.append(micros(start))
+        if end:
+            window += " AND start_ts<?"
+            params.append(micros(end))
+
+        def work(query, _generation):
+            stay_ids = [r["stay"] for r in query(
+                f"SELECT DISTINCT stay FROM {{spans}} WHERE room=? AND {column}=?{window} ORDER BY stay LIMIT ?",
+                (room, value, *params, limit),
+            )]
+            spans = []
+            for stay in stay_ids:
+                spans += [_span(r) for r in query("SELECT data FROM {spans} WHERE stay=? ORDER BY start_ts, id",
+                                                  (stay,))]
+            return spans
+
+        by_stay: dict[int, list[Span]] = {}
+        for span in self.recorder.read(NAME, work):
+            by_stay.setdefault(span.stay, []).append(span)
+        return [_stay(room, spans) for _, spans in sorted(by_stay.items())]
+
+    def occupancy(self, room: str, start: datetime, end: datetime, *, buckets: int = 24) -> Occupancy:
+        if end <= start:
+            raise InvalidQueryError("end must be later than start")
+        if not 1 <= buckets <= MAX_BUCKETS:
+            raise InvalidQueryError(f"buckets must be 1..{MAX_BUCKETS}")
+        lo, hi = micros(start), micros(end)
+
+        def work(query, _generation):
+            spans = query("SELECT stay, start_ts, end_ts FROM {spans} WHERE room=? AND end_ts>? AND start_ts<?",
+                          (room, lo, hi))
+            gaps = query("SELECT start_ts, end_ts FROM {gaps} WHERE room=? AND end_ts>? AND start_ts<?",
+                         (room, lo, hi))
+            return [(r["stay"], r["start_ts"], r["end_ts"]) for r in spans], [(r["start_ts"], r["end_ts"]) for r in gaps]
+
+        spans, gaps = self.recorder.read(NAME, work)
+        edges = [lo + (hi - lo) * i // buckets for i in range(buckets + 1)]
+        counts = occupancy_counts(spans, gaps, edges)
+        return Occupancy(
+            room=room,
+            start=start,
+            end=end,
+            buckets=[
+                OccupancyBucket(start=from_micros(a), end=from_micros(b), peak=peak, distinct=distinct, unknown=unknown)
+                for (a, b), (peak, distinct, unknown) in zip(zip(edges, edges[1:]), counts)
+            ],
+        )
+
+    def gaps(self, room: str, *, start: datetime | None = None, end: datetime | None = None) -> list[Gap]:
+        lo = micros(start) if start else -OPEN_BOUND
+        hi = micros(end) if end else OPEN_BOUND
+        rows = self.recorder.read(NAME, lambda query, _: query(
+            "SELECT data FROM {gaps} WHERE room=? AND end_ts>? AND start_ts<? ORDER BY start_ts", (room, lo, hi)
+        ))
+        return [decode_gap(bytes(r["data"])) for r in rows]
+
+
+OPEN_BOUND = 2**63 - 1
+
+
+def occupancy_counts(
+    spans: list[tuple[int, int, int]], gaps: list[tuple[int, int]], edges: list[int]
+) -> list[tuple[int, int, bool]]:
+    """(peak, distinct, unknown) per bucket ``[edges[i], edges[i+1])``.
+
+    ``spans`` are (stay, start, end); a stay's spans are contiguous, so a
+    stay counts as one occupant from its first start to its last end.
+    """
+    stays: dict[int, list[int]] = {}
+    for stay, start, end in spans:
+        bounds = stays.setdefault(stay, [start, end])
+        bounds[0], bounds[1] = min(bounds[0], start), max(bounds[1], end)
+    changes = sorted([(s, 1) for s, _ in stays.values()] + [(e, -1) for _, e in stays.values()])
+    result = []
+    current, i = 0, 0
+    for a, b in zip(edges, edges[1:]):
+        while i < len(changes) and changes[i][0] <= a:
+            current += changes[i][1]
+            i += 1
+        peak = current
+        while i < len(changes) and changes[i][0] < b:
+            current += changes[i][1]
+            peak = max(peak, current)
+            i += 1
+        distinct = sum(1 for s, e in stays.values() if s < b and e > a)
+        unknown = any(s < b and e > a for s, e in gaps)
+        result.append((peak, distinct, unknown))
+    return result
+
+
+def _span(row) -> Span:
+    return decode_span(bytes(row["data"]))
+
+
+def _stay_starts(query, stays: set[int]) -> dict[int, datetime]:
+    starts = {}
+    for stay in stays:
+        rows = query("SELECT start_ts FROM {spans} WHERE id=?", (stay,))
+        if rows:
+            starts[stay] = from_micros(rows[0]["start_ts"])
+    return starts
+
+
+def _occupant(span: Span, starts: dict[int, datetime]) -> Occupant:
+    return Occupant(
+        nick=span.nick,
+        since=starts.get(span.stay, span.start),
+        jid=span.jid,
+        occupant_id=span.occupant_id,
+        role=span.role,
+        affiliation=span.affiliation,
+        show=span.show,
+        status=span.status,
+    )
+
+
+def _stay(room: str, spans: list[Span]) -> Stay:
+    first, last = spans[0], spans[-1]
+    nicks = list(dict.fromkeys(s.nick for s in spans))
+    return Stay(
+        room=room,
+        id=first.stay,
+        nicks=nicks,
+        start=first.start,
+        end=last.end,
+        end_reason=last.end_reason,
+        end_known=last.end is None or logic.end_known(last),
+        start_inferred=first.start_reason == "inferred",
+        spans=spans,
+        jid=next((s.jid for s in spans if s.jid), None),
+        occupant_id=next((s.occupant_id for s in spans if s.occupant_id), None),
+    )

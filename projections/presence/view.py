@@ -1,0 +1,97 @@
+"""The presence projection: ``logic`` applied to the log, kept in view tables.
+
+Tables (per generation, see ``projections.viewdb``): ``spans`` (one row per
+span: id, stay, room, nick, jid, occupant_id, start_ts and end_ts in epoch
+microseconds, ``OPEN`` while open, and the ``Span`` as msgpack) and ``gaps``.
+The open spans (the rooms' current occupants) are kept in memory.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from archive import events as ev
+
+from ..tables import TableProjection, micros
+from ..viewdb import Statements
+from . import logic
+from .logic import Gap, Span
+
+NAME = "presence"
+OPEN = 2**62  # end_ts of an open span: later than any time
+
+DDL = (
+    "CREATE TABLE IF NOT EXISTS {spans} (id INTEGER PRIMARY KEY, stay INTEGER NOT NULL, room TEXT NOT NULL, "
+    "nick TEXT NOT NULL, jid TEXT, occupant_id TEXT, start_ts INTEGER NOT NULL, end_ts INTEGER NOT NULL, "
+    "data BLOB NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS [spans_end] ON {spans} (room, end_ts)",
+    "CREATE INDEX IF NOT EXISTS [spans_nick] ON {spans} (room, nick)",
+    "CREATE INDEX IF NOT EXISTS [spans_stay] ON {spans} (stay)",
+    "CREATE INDEX IF NOT EXISTS [spans_jid] ON {spans} (room, jid) WHERE jid IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS [spans_oid] ON {spans} (room, occupant_id) WHERE occupant_id IS NOT NULL",
+    f"CREATE INDEX IF NOT EXISTS [spans_open] ON {{spans}} (room) WHERE end_ts = {OPEN}",
+    "CREATE TABLE IF NOT EXISTS {gaps} (id INTEGER PRIMARY KEY, room TEXT NOT NULL, start_ts INTEGER NOT NULL, "
+    "end_ts INTEGER NOT NULL, data BLOB NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS [gaps_end] ON {gaps} (room, end_ts)",
+)
+
+_encode = msgspec.msgpack.Encoder().encode
+decode_span = msgspec.msgpack.Decoder(Span).decode
+decode_gap = msgspec.msgpack.Decoder(Gap).decode
+
+
+def end_ts(span: Span) -> int:
+    return OPEN if span.end is None else micros(span.end)
+
+
+class PresenceProjection(TableProjection):
+    name = NAME
+    ddl = DDL
+
+    def _reset(self) -> None:
+        self._dirty: dict[int, Span] = {}
+        self._gaps: list[Gap] = []
+        self._open: dict[str, dict[str, Span]] = {}
+        rows = self.recorder.read_rows(
+            self.recorder.sql(f"SELECT data FROM {{spans}} WHERE end_ts = {OPEN}", self.name, self.generation)
+        )
+        for row in rows:
+            span = decode_span(bytes(row["data"]))
+            self._open.setdefault(span.room, {})[span.nick] = span
+
+    def step(self, position: int, event: ev.Event) -> None:
+        if type(event) in _IGNORED:
+            return
+        room_open = self._open.setdefault(event.room, {})
+        for span in logic.step(room_open, position, event):
+            self._dirty[span.id] = span
+            if span.end is None:
+                room_open[span.nick] = span
+            elif room_open.get(span.nick) is not None and room_open[span.nick].id == span.id:
+                del room_open[span.nick]
+        if isinstance(event, ev.ArchiveGap):
+            self._gaps.append(logic.gap_of(position, event))
+
+    def _statements(self) -> Statements:
+        spans = [
+            (s.id, s.stay, s.room, s.nick, s.jid, s.occupant_id, micros(s.start), end_ts(s), _encode(s))
+            for s in self._dirty.values()
+        ]
+        gaps = [(g.id, g.room, micros(g.start), micros(g.end), _encode(g)) for g in self._gaps]
+        return [
+            (
+                "INSERT INTO {spans} (id, stay, room, nick, jid, occupant_id, start_ts, end_ts, data) "
+                "VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET end_ts=excluded.end_ts, "
+                "data=excluded.data",
+                spans,
+            ),
+            ("INSERT INTO {gaps} (id, room, start_ts, end_ts, data) VALUES (?,?,?,?,?)", gaps),
+        ]
+
+    def _committed(self) -> None:
+        self._dirty = {}
+        self._gaps = []
+
+
+_IGNORED = {ev.MessagePosted, ev.MessageCorrected, ev.MessageRetracted, ev.SubjectChanged, ev.RoomDiscovered,
+            ev.RoomCreated}

@@ -1,0 +1,160 @@
+"""Rebuilding projections from position 0 into fresh storage, then swapping it in.
+
+The protocol any projection can implement (transcripts, presence and the
+search index do)::
+
+    class Rebuildable(Protocol):
+        name: str
+        def begin_rebuild(self) -> Projection: ...        # fresh, empty storage at position 0
+        def finish_rebuild(self, fresh: Projection) -> None: ...  # atomically make it the live one
+
+and optionally ``abort_rebuild(fresh)`` to throw an unfinished build away
+(called when the rebuild fails or is interrupted). The live storage keeps
+serving queries until ``finish_rebuild``.
+
+``rebuild(store, targets)`` reads the log once and feeds every fresh
+projection from it (``FanOut``), committing every ``commit_every`` events,
+then swaps each in. ``ProgressBar`` prints events/s and an ETA to stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from typing import Protocol, TextIO
+
+import msgspec
+
+from archive.errors import ChatArchiveError
+from archive.events import Recorded
+from archive.store import EventStore
+
+from .follower import LogFollower, Projection, ProjectionReset
+
+
+class Rebuildable(Protocol):
+    name: str
+
+    def begin_rebuild(self) -> Projection:
+        """A projection writing into fresh storage, at position 0."""
+
+    def finish_rebuild(self, fresh: Projection) -> None:
+        """Atomically replace the live storage with ``fresh``'s."""
+
+
+class RebuildReport(msgspec.Struct, kw_only=True):
+    projections: list[str]
+    position: int
+    events: int
+    seconds: float
+    events_per_second: float
+
+
+class FanOut:
+    """Several projections fed from one read of the log, committed together."""
+
+    def __init__(self, projections: Sequence[Projection]):
+        self.projections = list(projections)
+        self.name = "+".join(p.name for p in self.projections)
+        self.events = 0
+
+    def position(self) -> int:
+        return min(p.position() for p in self.projections)
+
+    def apply(self, records: Sequence[Recorded]) -> None:
+        self.events += len(records)
+        for projection in self.projections:
+            projection.apply(records)
+
+    def commit(self, position: int) -> None:
+        for projection in self.projections:
+            try:
+                projection.commit(position)
+            except ProjectionReset as e:
+                # Fresh storage must not be swapped under a build: a reset would
+                # silently restart it from another position.
+                raise RebuildError(f"rebuild of {projection.name} interrupted: {e}") from e
+
+
+class RebuildError(ChatArchiveError):
+    """A rebuild could not complete; the live views are unchanged."""
+
+
+class ProgressBar:
+    """``name [#####.....] 45% 512,000/1,130,000 events 61,000 events/s ETA 0:00:10`` on one line."""
+
+    def __init__(self, label: str, start: int, head: int, stream: TextIO | None = None, every: float = 0.2):
+        self.label, self.start, self.head = label, start, max(head, start)
+        self.stream = stream or sys.stderr
+        self.every = every
+        self.began = self._last = time.monotonic()
+
+    def update(self, position: int, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self._last < self.every:
+            return
+        self._last = now
+        done = max(position - self.start, 0)
+        total = max(self.head - self.start, done, 1)
+        rate = done / max(now - self.began, 1e-9)
+        eta = (total - done) / rate if rate > 0 else 0.0
+        filled = int(30 * done / total)
+        self.stream.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {100 * done // total:3d}% "
+            f"{done:,}/{total:,} events {rate:,.0f} events/s ETA {_clock(eta)}" + ("\n" if final else "")
+        )
+        self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def rebuild(
+    store: EventStore,
+    targets: Sequence[Rebuildable],
+    *,
+    progress: bool | TextIO = False,
+    commit_every: int = 100_000,
+    page_size: int = 2000,
+) -> RebuildReport:
+    """Rebuild ``targets`` from the whole log and swap them in; see the module docstring."""
+    began = time.monotonic()
+    fresh: list[Projection] = []
+    try:
+        for target in targets:
+            fresh.append(target.begin_rebuild())
+        fan = FanOut(fresh)
+        bar = None
+        if progress:
+            stream = progress if progress is not True else None
+            bar = ProgressBar(f"rebuild {fan.name}", fan.position(), store.head(), stream)
+        follower = LogFollower(
+            store,
+            fan,
+            commit_interval=float("inf"),
+            page_size=page_size,
+            max_pending=commit_every,
+            on_progress=bar.update if bar else None,
+        )
+        position = follower.catch_up()
+        for target, projection in zip(targets, fresh):
+            target.finish_rebuild(projection)
+        if bar:
+            bar.update(position, final=True)
+    except BaseException:
+        for target, projection in zip(targets, fresh):
+            abort = getattr(target, "abort_rebuild", None)
+            if abort is not None:
+                abort(projection)
+        raise
+    seconds = time.monotonic() - began
+    return RebuildReport(
+        projections=[t.name for t in targets],
+        position=position,
+        events=fan.events,
+        seconds=round(seconds, 3),
+        events_per_second=round(fan.events / seconds if seconds else 0.0, 1),
+    )

@@ -19,6 +19,7 @@ import time
 
 from archive.store import EventStore
 
+from ..follower import ProjectionReset
 from .projection import SearchIndexProjection
 
 CATCH_UP_INTERVAL = 5.0
@@ -100,8 +101,12 @@ class SearchIndexer:
 
     def _commit(self) -> None:
         if self._applied != self._committed:
-            self.projection.commit(self._applied)
-            self._committed = self._applied
+            try:
+                self.projection.commit(self._applied)
+            except ProjectionReset:
+                self._applied = self._committed = self.projection.position()
+            else:
+                self._committed = self._applied
         self._pending = 0
 
 
@@ -111,6 +116,7 @@ class IndexerThread:
     def __init__(self, indexer: SearchIndexer, stop: threading.Event):
         self.indexer = indexer
         self._error: BaseException | None = None
+        self._stop = stop
         self._thread = threading.Thread(target=self._run, args=(stop,), name="search-indexer", daemon=True)
         self._thread.start()
 
@@ -119,6 +125,8 @@ class IndexerThread:
             self.indexer.run(stop)
         except BaseException as e:  # handed to whoever joins
             self._error = e
+            # As projections.runner does: a process whose index stopped should not look healthy.
+            self._stop.set()
         finally:
             self.indexer.projection.close()
 

@@ -14,6 +14,7 @@ position never competes with the running indexer for the lock.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from archive.errors import StoreError
 from archive.events import MessageCorrected, MessagePosted, MessageRetracted, Recorded
 
 from . import documents as docs
+from ..follower import ProjectionReset
 from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION
 from .storage import IndexLocation
 
@@ -100,6 +102,11 @@ class SearchIndexProjection:
             raise StoreError(f"search index {self.directory}: cannot add documents: {e}") from e
 
     def commit(self, position: int) -> None:
+        if self.stale():
+            self.reopen()
+            raise ProjectionReset(
+                f"search index replaced by a rebuild; resuming from position {self._position}"
+            )
         writer = self._open_writer()
         try:
             writer.delete_documents_by_query(tantivy.Query.term_query(SCHEMA, "meta", FLAG_SET))
@@ -128,6 +135,11 @@ class SearchIndexProjection:
         fresh.close()
         self.location.swap(fresh.directory)
         self.reopen()
+
+    def abort_rebuild(self, fresh: SearchIndexProjection) -> None:
+        """Throw an unfinished rebuild's generation away."""
+        fresh.close()
+        shutil.rmtree(fresh.directory, ignore_errors=True)
 
     def stale(self) -> bool:
         """True when another process swapped in a new generation."""

@@ -60,6 +60,7 @@ class TimeRange(msgspec.Struct, frozen=True):
 
 class Flag(msgspec.Struct, frozen=True):
     name: str  # "edited" | "retracted"
+    position: int = 0  # where it was written, for "is:retracted needs compliance scope"
 
 
 class Not(msgspec.Struct, frozen=True):
@@ -253,7 +254,7 @@ class _Parser:
                 raise InvalidQueryError(
                     f"unknown is:{value} at position {pos}: use is:edited or is:retracted", pos
                 )
-            return Flag(flag)
+            return Flag(flag, token.pos)
         try:
             if name == "on":
                 if len(value) == 10 and value[4:5] == "-":

@@ -1,0 +1,87 @@
+"""Snippets: a message's text, HTML-escaped, with the query's matches in ``<mark>``.
+
+Done here rather than with tantivy's SnippetGenerator, which cannot see the
+prefix and fuzzy terms (they live on the unstemmed ``words`` field). Both
+analyzers share one tokenizer and filter chain up to stemming, so their token
+lists line up one to one, with character offsets into the text.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from .schema import STEM_ANALYZER, WORD_ANALYZER
+from .translate import Highlights
+
+MAX_CHARS = 240
+
+
+def snippet(text: str, highlights: Highlights, max_chars: int = MAX_CHARS) -> str:
+    spans = matches(text, highlights)
+    start, end = _window(text, spans, max_chars)
+    out = ["…" if start > 0 else ""]
+    at = start
+    for lo, hi in spans:
+        if hi <= start or lo >= end:
+            continue
+        lo, hi = max(lo, start), min(hi, end)
+        out.append(escape(text[at:lo]))
+        out.append(f"<mark>{escape(text[lo:hi])}</mark>")
+        at = hi
+    out.append(escape(text[at:end]))
+    if end < len(text):
+        out.append("…")
+    return "".join(out)
+
+
+def matches(text: str, highlights: Highlights) -> list[tuple[int, int]]:
+    """Character spans of the tokens of ``text`` that the query's terms match."""
+    if not (highlights.stems or highlights.prefixes or highlights.fuzzy):
+        return []
+    stems = STEM_ANALYZER.pre_tokenize(text).tokens
+    words = WORD_ANALYZER.pre_tokenize(text).tokens if highlights.prefixes or highlights.fuzzy else stems
+    spans = []
+    for stem, word in zip(stems, words):
+        if (
+            stem.text in highlights.stems
+            or any(word.text.startswith(p) for p in highlights.prefixes)
+            or any(osa_distance(word.text, f, limit=d) <= d for f, d in highlights.fuzzy)
+        ):
+            spans.append((stem.char_offset_from, stem.char_offset_to))
+    return spans
+
+
+def osa_distance(a: str, b: str, limit: int = 2) -> int:
+    """Levenshtein distance with adjacent transpositions costing 1 (optimal string
+    alignment), as tantivy's fuzzy term query counts; anything above ``limit`` is
+    reported as ``limit + 1``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        previous2, previous = previous, current
+    return min(previous[len(b)], limit + 1)
+
+
+def _window(text: str, spans: list[tuple[int, int]], max_chars: int) -> tuple[int, int]:
+    if len(text) <= max_chars:
+        return 0, len(text)
+    first = spans[0][0] if spans else 0
+    start = max(0, first - max_chars // 4)
+    if start > 0:
+        space = text.find(" ", start, first)
+        start = space + 1 if space >= 0 else start
+    end = min(len(text), start + max_chars)
+    if end < len(text):
+        space = text.rfind(" ", start, end)
+        end = space if space > first else end
+    return start, end

@@ -1,0 +1,269 @@
+"""Searching the index: parse, scope, page, snippets, facets.
+
+``SearchIndex.search`` enforces the caller's scope inside the tantivy query
+itself (a room filter that is a Must clause, and MustNot retracted outside
+compliance scope), so totals, pages and facet counts can only ever count what
+the caller may see.
+
+Readers live in other threads and processes than the indexer: they reload at
+most every ``reload_interval`` seconds (a reload that finds nothing new is
+cheap), and follow the ``current`` link when a rebuild swapped generations.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+import zlib
+from datetime import datetime, timedelta, timezone
+
+import msgspec
+import tantivy
+from tantivy import FieldType, Occur, Order, Query
+
+from archive.errors import InvalidQueryError
+
+from . import highlight
+from .projection import open_tantivy, read_meta
+from .query import parse
+from .results import FacetCount, Facets, Hit, Scope, SearchResults, Sort
+from .schema import FLAG_SET, SCHEMA
+from .storage import IndexLocation
+from .translate import Highlights, Translator
+
+MAX_LIMIT = 500
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class _Cursor(msgspec.Struct, array_like=True, frozen=True):
+    check: int  # ties the cursor to its query and sort
+    ts: int = 0
+    key: int = 0
+    offset: int = 0
+
+
+_encode_cursor = msgspec.msgpack.Encoder().encode
+_decode_cursor = msgspec.msgpack.Decoder(_Cursor).decode
+
+
+class SearchIndex:
+    """A reader of the live index generation; thread-safe."""
+
+    def __init__(self, location: IndexLocation, *, reload_interval: float = 0.05):
+        self.location = location
+        self.reload_interval = reload_interval
+        self._lock = threading.Lock()
+        self._directory = None
+        self._index: tantivy.Index | None = None
+        self._searcher: tantivy.Searcher | None = None
+        self._checked = 0.0
+        self._refresh(force=True)
+
+    # -- public ----------------------------------------------------------------------
+
+    def search(
+        self,
+        text: str,
+        scope: Scope,
+        *,
+        sort: Sort | str = Sort.RELEVANCE,
+        limit: int = 20,
+        cursor: str | None = None,
+        facets: bool = True,
+        facet_size: int = 10,
+        now: datetime | None = None,
+    ) -> SearchResults:
+        """One page of the messages in ``scope`` that match ``text`` (the query language).
+
+        Raises ``InvalidQueryError`` (with ``position``) for a malformed query, an
+        ``is:retracted`` outside compliance scope, a bad limit or a foreign cursor.
+        """
+        sort = _sort(sort)
+        if not 1 <= limit <= MAX_LIMIT:
+            raise InvalidQueryError(f"limit must be between 1 and {MAX_LIMIT}")
+        node = parse(text, now=now)
+        check = zlib.crc32(f"{sort.value}\x00{text}".encode())
+        after = _read_cursor(cursor, check) if cursor else None
+        searcher = self._refresh()
+        empty = SearchResults(query=text, sort=sort, total=0, hits=[], facets=Facets() if facets else None)
+        if searcher is None or (scope.rooms is not None and not scope.rooms):
+            return empty
+        translator = Translator(compliance=scope.compliance, rooms_with_local=lambda local: _rooms_with_local(searcher, local))
+        matched = translator.translate(node)
+        base = Query.boolean_query(_scope_clauses(scope) + ([(Occur.Must, matched)] if matched else []))
+        if sort is Sort.RELEVANCE:
+            page, total, more = _relevance_page(searcher, base, limit, after.offset if after else 0)
+            next_cursor = _Cursor(check, offset=(after.offset if after else 0) + limit) if more else None
+        else:
+            page, total, more = _time_page(searcher, base, limit, sort, after)
+            next_cursor = _Cursor(check, ts=page[-1][1], key=page[-1][2]) if more else None
+        hits = [self._hit(searcher, address, score, scope, translator.highlights, sort) for score, _, _, address in page]
+        return SearchResults(
+            query=text,
+            sort=sort,
+            total=total,
+            hits=hits,
+            next_cursor=_write_cursor(next_cursor) if next_cursor else None,
+            facets=_facets(searcher, base, facet_size) if facets else None,
+            index_position=read_meta(searcher)[0],
+        )
+
+    def position(self) -> int:
+        """The log position the live index has committed (0 before the first commit)."""
+        searcher = self._refresh()
+        return read_meta(searcher)[0] if searcher is not None else 0
+
+    def rooms(self) -> list[str]:
+        """Every room (lowercased JID) with a message in the index."""
+        searcher = self._refresh()
+        return [term for term, _ in searcher.terms_with_prefix("room", "")] if searcher is not None else []
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _refresh(self, force: bool = False) -> tantivy.Searcher | None:
+        with self._lock:
+            now = time.monotonic()
+            if force or now - self._checked >= self.reload_interval:
+                self._checked = now
+                current = self.location.current()
+                if current != self._directory:
+                    self._directory = current
+                    self._index = open_tantivy(current) if current is not None else None
+                elif self._index is not None:
+                    self._index.reload()
+                self._searcher = self._index.searcher() if self._index is not None else None
+            return self._searcher
+
+    def _hit(self, searcher, address, score, scope: Scope, highlights: Highlights, sort: Sort) -> Hit:
+        stored = searcher.doc(address).to_dict()
+        body = stored["body"][0]
+        history = stored.get("history", []) if scope.compliance else []
+        text = body
+        if history and not highlight.matches(body, highlights):
+            text = next((old for old in history if highlight.matches(old, highlights)), body)
+        return Hit(
+            position=stored["key"][0],
+            room=stored["room"][0],
+            nick=stored["nick"][0],
+            jid=_first(stored, "jid"),
+            time=_EPOCH + timedelta(microseconds=stored["ts"][0]),
+            body=body,
+            snippet=highlight.snippet(text, highlights),
+            thread=_first(stored, "thread"),
+            capture=stored["capture"][0],
+            edited=bool(stored.get("edited")),
+            retracted=bool(stored.get("retracted")),
+            earlier_versions=list(history),
+            score=score if sort is Sort.RELEVANCE else None,
+        )
+
+
+def _scope_clauses(scope: Scope) -> list[tuple[Occur, Query]]:
+    if scope.rooms is None:
+        # Every message has a key; the meta and tombstone documents do not.
+        clauses = [(Occur.Must, Query.exists_query("key"))]
+    else:
+        rooms = sorted({room.lower() for room in scope.rooms})
+        clauses = [(Occur.Must, Query.term_set_query(SCHEMA, "room", rooms))]
+    if not scope.compliance:
+        clauses.append((Occur.MustNot, Query.term_query(SCHEMA, "retracted", FLAG_SET)))
+    return clauses
+
+
+def _relevance_page(searcher, base: Query, limit: int, offset: int):
+    """(score, ts, key, address) rows, the total, whether more follow."""
+    result = searcher.search(base, limit + 1, count=True, offset=offset)
+    hits = result.hits
+    rows = [(score, 0, 0, address) for score, address in hits[:limit]]
+    return rows, result.count, len(hits) > limit
+
+
+def _time_page(searcher, base: Query, limit: int, sort: Sort, after: _Cursor | None):
+    """Keyset paging on (ts, key): exact and stable while the index changes.
+
+    tantivy orders by one fast field and breaks ties its own way, so when the
+    page boundary falls inside a run of equal times, that run is fetched whole
+    and ordered by key here.
+    """
+    newest = sort is Sort.NEWEST
+    order = Order.Desc if newest else Order.Asc
+    query = base if after is None else _and(base, _beyond(after.ts, after.key, newest))
+    result = searcher.search(query, limit + 1, count=after is None, order_by_field="ts", order=order)
+    hits = result.hits
+    total = result.count if after is None else searcher.search(base, 1, count=True).count
+    candidates = hits[:limit]
+    if len(hits) > limit and hits[limit][0] == hits[limit - 1][0]:
+        boundary = hits[limit - 1][0]
+        ties_query = _and(query, _ts_range(boundary, boundary))
+        tie_count = searcher.search(ties_query, 1, count=True).count
+        ties = searcher.search(ties_query, tie_count).hits
+        candidates = [hit for hit in hits if hit[0] != boundary] + [(boundary, address) for _, address in ties]
+    keys = searcher.fast_field_values("key", [address for _, address in candidates])
+    rows = sorted(
+        ((None, ts, key, address) for (ts, address), key in zip(candidates, keys)),
+        key=lambda row: (row[1], row[2]),
+        reverse=newest,
+    )
+    return rows[:limit], total, len(hits) > limit
+
+
+def _beyond(ts: int, key: int, newest: bool) -> Query:
+    """Rows after (ts, key) in the sort order."""
+    if newest:
+        earlier = Query.range_query(SCHEMA, "ts", FieldType.Integer, upper_bound=ts, include_upper=False)
+        same = _and(_ts_range(ts, ts), Query.range_query(SCHEMA, "key", FieldType.Unsigned, upper_bound=key, include_upper=False))
+    else:
+        earlier = Query.range_query(SCHEMA, "ts", FieldType.Integer, lower_bound=ts, include_lower=False)
+        same = _and(_ts_range(ts, ts), Query.range_query(SCHEMA, "key", FieldType.Unsigned, lower_bound=key, include_lower=False))
+    return Query.boolean_query([(Occur.Should, earlier), (Occur.Should, same)])
+
+
+def _ts_range(lower: int, upper: int) -> Query:
+    return Query.range_query(SCHEMA, "ts", FieldType.Integer, lower_bound=lower, upper_bound=upper)
+
+
+def _and(*queries: Query) -> Query:
+    return Query.boolean_query([(Occur.Must, q) for q in queries])
+
+
+def _facets(searcher, base: Query, size: int) -> Facets:
+    def terms(field: str) -> dict:
+        return {"terms": {"field": field, "size": size, "segment_size": max(size, 10_000)}}
+
+    result = searcher.aggregate(base, {"rooms": terms("room"), "senders": terms("nick")})
+
+    def counts(name: str) -> list[FacetCount]:
+        return [FacetCount(bucket["key"], bucket["doc_count"]) for bucket in result[name]["buckets"]]
+
+    return Facets(rooms=counts("rooms"), senders=counts("senders"))
+
+
+def _rooms_with_local(searcher, local: str) -> list[str]:
+    return [term for term, _ in searcher.terms_with_prefix("room", local + "@")]
+
+
+def _sort(sort: Sort | str) -> Sort:
+    try:
+        return Sort(sort)
+    except ValueError:
+        raise InvalidQueryError(f"sort must be one of {', '.join(s.value for s in Sort)}, not {sort!r}") from None
+
+
+def _write_cursor(cursor: _Cursor) -> str:
+    return base64.urlsafe_b64encode(_encode_cursor(cursor)).decode().rstrip("=")
+
+
+def _read_cursor(text: str, check: int) -> _Cursor:
+    try:
+        cursor = _decode_cursor(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, msgspec.DecodeError):
+        raise InvalidQueryError("the cursor is not one this search returned") from None
+    if cursor.check != check:
+        raise InvalidQueryError("the cursor belongs to a different query or sort")
+    return cursor
+
+
+def _first(stored: dict, name: str):
+    values = stored.get(name)
+    return values[0] if values else None

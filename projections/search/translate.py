@@ -1,0 +1,160 @@
+"""From a query's syntax tree to a tantivy ``Query``, built term by term.
+
+Query strings are never handed to tantivy's own parser (its traps: ``AND NOT``,
+``word~`` and ``wor*`` silently match nothing). Words and phrases are analysed
+with the body's own analyzer (English stems); ``prefix*`` and ``fuzzy~`` work on
+the unstemmed ``words`` field. In compliance scope every text form also
+matches earlier versions of corrected messages (``history`` / ``hwords``).
+
+Words that analyse to nothing (punctuation, emoji) are dropped, so ``hello !!!``
+and ``hello OR !!!`` are ``hello``; a word of several tokens (``don't``, ``e-mail``) is
+a phrase of them, as in the body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+import tantivy
+from tantivy import Occur, Query
+
+from archive.errors import InvalidQueryError
+
+from .documents import micros
+from .query import And, Everything, FieldIs, Flag, Fuzzy, Node, Not, Or, Phrase, Prefix, TimeRange, Word
+from .schema import FLAG_SET, SCHEMA, STEM_ANALYZER, WORD_ANALYZER
+
+
+class Highlights(msgspec.Struct):
+    """What the positive text terms of a query match, for snippets."""
+
+    stems: set[str] = msgspec.field(default_factory=set)
+    prefixes: set[str] = msgspec.field(default_factory=set)
+    fuzzy: set[tuple[str, int]] = msgspec.field(default_factory=set)
+
+
+class Translator:
+    """One query's translation; ``rooms_with_local`` expands ``room:lobby`` to full room JIDs."""
+
+    def __init__(self, *, compliance: bool, rooms_with_local: Callable[[str], list[str]]):
+        self.compliance = compliance
+        self.rooms_with_local = rooms_with_local
+        self.highlights = Highlights()
+
+    def translate(self, node: Node, negated: bool = False) -> Query | None:
+        """The query for ``node``, or None where it is dropped (text that analyses to
+        no token, and operators left with nothing but such text)."""
+        if isinstance(node, And):
+            return self._and(node, negated)
+        if isinstance(node, Or):
+            parts = [part for child in node.children if (part := self.translate(child, negated)) is not None]
+            if len(parts) <= 1:
+                return parts[0] if parts else None
+            return Query.boolean_query([(Occur.Should, part) for part in parts])
+        if isinstance(node, Not):
+            inner = self.translate(node.child, not negated)
+            if inner is None:
+                return None
+            return Query.boolean_query([(Occur.Must, Query.all_query()), (Occur.MustNot, inner)])
+        if isinstance(node, (Word, Phrase)):
+            return self._text(node.text, negated)
+        if isinstance(node, Prefix):
+            return self._per_token(node.text, negated, prefix=True)
+        if isinstance(node, Fuzzy):
+            return self._per_token(node.text, negated, distance=node.distance)
+        if isinstance(node, FieldIs):
+            return self._field(node)
+        if isinstance(node, TimeRange):
+            return Query.range_query(
+                SCHEMA,
+                "ts",
+                tantivy.FieldType.Integer,
+                lower_bound=micros(node.start) if node.start else None,
+                upper_bound=micros(node.end) if node.end else None,
+                include_lower=True,
+                include_upper=False,
+            )
+        if isinstance(node, Flag):
+            if node.name == "retracted" and not self.compliance:
+                raise InvalidQueryError(
+                    f"is:retracted at position {node.position} is only available in compliance scope",
+                    node.position,
+                )
+            return Query.term_query(SCHEMA, node.name, FLAG_SET)
+        if isinstance(node, Everything):
+            return None
+        raise TypeError(f"not a query node: {node!r}")
+
+    def _and(self, node: And, negated: bool) -> Query | None:
+        clauses = []
+        for child in node.children:
+            if isinstance(child, Not):
+                inner = self.translate(child.child, not negated)
+                if inner is not None:
+                    clauses.append((Occur.MustNot, inner))
+            else:
+                part = self.translate(child, negated)
+                if part is not None:
+                    clauses.append((Occur.Must, part))
+        if not clauses:
+            return None
+        if all(occur is Occur.MustNot for occur, _ in clauses):
+            clauses.insert(0, (Occur.Must, Query.all_query()))
+        return Query.boolean_query(clauses)
+
+    def _text(self, text: str, negated: bool) -> Query | None:
+        tokens = [(t.position, t.text) for t in STEM_ANALYZER.pre_tokenize(text).tokens]
+        if not tokens:
+            return None
+        if not negated:
+            self.highlights.stems.update(word for _, word in tokens)
+        base = tokens[0][0]
+        tokens = [(position - base, word) for position, word in tokens]
+
+        def on(field: str) -> Query:
+            if len(tokens) == 1:
+                return Query.term_query(SCHEMA, field, tokens[0][1])
+            return Query.phrase_query(SCHEMA, field, tokens)
+
+        return self._with_history(on("body"), lambda: on("history"))
+
+    def _per_token(self, text: str, negated: bool, *, prefix: bool = False, distance: int = 0) -> Query | None:
+        """``prefix*`` / ``fuzzy~``: one token as asked; of several, the last as asked and
+        the others as exact (unstemmed) words."""
+        tokens = WORD_ANALYZER.analyze(text)
+        if not tokens:
+            return None
+        *exact, last = tokens
+
+        def on(field: str) -> Query:
+            if prefix:
+                # Tokens are letters and digits only: nothing to escape in the regex.
+                final = Query.regex_query(SCHEMA, field, last + ".*")
+            else:
+                final = Query.fuzzy_term_query(SCHEMA, field, last, distance, True)
+            parts = [Query.term_query(SCHEMA, field, word) for word in exact] + [final]
+            return parts[0] if len(parts) == 1 else Query.boolean_query([(Occur.Must, p) for p in parts])
+
+        if not negated:
+            self.highlights.stems.update(STEM_ANALYZER.analyze(" ".join(exact)))
+            if prefix:
+                self.highlights.prefixes.add(last)
+            else:
+                self.highlights.fuzzy.add((last, distance))
+        return self._with_history(on("words"), lambda: on("hwords"))
+
+    def _with_history(self, current: Query, history: Callable[[], Query]) -> Query:
+        if not self.compliance:
+            return current
+        return Query.boolean_query([(Occur.Should, current), (Occur.Should, history())])
+
+    def _field(self, node: FieldIs) -> Query:
+        if node.field == "from":
+            return Query.term_query(SCHEMA, "nick_lc", node.value)
+        if node.field == "jid":
+            return Query.term_query(SCHEMA, "jid", node.value)
+        if "@" in node.value:
+            return Query.term_query(SCHEMA, "room", node.value)
+        rooms = self.rooms_with_local(node.value)
+        return Query.term_set_query(SCHEMA, "room", rooms) if rooms else Query.empty_query()

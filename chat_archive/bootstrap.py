@@ -8,6 +8,7 @@ from collections.abc import Callable
 from archive.application import open_event_store
 from archive.store import EventStore
 from projections.runner import ProjectionStatus, ProjectionThreads, status
+from projections.search import IndexerThread, IndexLocation, SearchIndex, SearchIndexer, SearchIndexProjection
 from projections.tables import TableProjection
 from projections.viewdb import default_views_url
 from projections.views import Views
@@ -89,3 +90,37 @@ def view_projections(config: Config, store: EventStore, names: list[str]) -> tup
     """The projections to rebuild by name (transcripts, presence) and a function closing them."""
     views = open_views(config, store)
     return views.projections(names), views.close
+
+
+# -- search index ---------------------------------------------------------------
+
+
+def search_projection(config: Config) -> SearchIndexProjection:
+    """The index projection over ``[index] path`` (for ``chat-archive rebuild search``: it
+    implements ``projections.rebuild.Rebuildable``; it takes the writer lock only when it writes)."""
+    return SearchIndexProjection(IndexLocation(config.index.path), heap_mb=config.index.writer_heap_mb)
+
+
+def open_search_index(config: Config) -> SearchIndex:
+    """The search reader for the API, pages and CLI: ``.search(text, Scope(...), ...)``,
+    ``.position()``, ``.rooms()`` (see ``projections.search``). Sees new commits within
+    a fifth of ``[index] commit_interval``."""
+    return SearchIndex(IndexLocation(config.index.path), reload_interval=config.index.commit_interval / 5)
+
+
+def start_search_indexer(config: Config, store: EventStore, stop: threading.Event) -> IndexerThread:
+    """Keep the index up to date in a thread of this process until ``stop`` is set.
+
+    A message appended is searchable within about ``[index] commit_interval``. Returns a
+    handle with ``.join()`` (raises what stopped the indexer; a failure also sets ``stop``)
+    and ``.is_alive()``. Only one indexer may run per index directory (across processes).
+    """
+    indexer = SearchIndexer(store, search_projection(config), commit_interval=config.index.commit_interval)
+    return IndexerThread(indexer, stop)
+
+
+def search_status(config: Config, store: EventStore) -> ProjectionStatus:
+    """The index's committed position and lag behind the log, for ``chat-archive status``."""
+    position = SearchIndex(IndexLocation(config.index.path)).position()
+    head = store.head()
+    return ProjectionStatus(name="search", position=position, head=head, lag=max(0, head - position))

@@ -1,0 +1,25 @@
+"""Views over the `event_store` fixture, on its backend (SQLite file beside it, or its PostgreSQL schema)."""
+
+from __future__ import annotations
+
+import pytest
+
+from projections.follower import LogFollower
+from projections.viewdb import default_views_url
+from projections.views import Views
+
+
+@pytest.fixture
+def views_url(store_url):
+    return default_views_url(store_url)
+
+
+@pytest.fixture
+def views(event_store, views_url):
+    with Views(views_url, event_store) as opened:
+        yield opened
+
+
+def catch_up(store, views, names=None) -> list[int]:
+    """Apply the whole log to the views' projections and commit; their positions."""
+    return [LogFollower(store, p, commit_interval=60).catch_up() for p in views.projections(names)]

@@ -1,0 +1,198 @@
+"""The transcript view: each event kind's line, edits, removals, paging, days, context."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from archive import events as ev
+from archive.errors import InvalidQueryError, NotFoundError
+from tests.factories import at, make, message
+from tests.projections.conftest import catch_up
+
+ROOM = "lobby@conference.localhost"
+
+
+def lines_of(views, room=ROOM, **options):
+    return views.transcripts.page(room, limit=1000, **options).lines
+
+
+def project(store, views, events):
+    store.append(events)
+    catch_up(store, views)
+
+
+def test_every_line_kind(event_store, views):
+    project(event_store, views, [
+        make(ev.RoomDiscovered, 0, name="Lobby"),
+        make(ev.RoomCreated, 1, name="Lobby"),
+        make(ev.OccupantJoined, 2, nick="alice", jid="alice@localhost/a", role="moderator", affiliation="owner"),
+        make(ev.PresenceChanged, 3, nick="alice", show="away"),
+        make(ev.SubjectChanged, 4, subject="Welcome", nick="alice"),
+        message(5, "hello"),
+        make(ev.NickChanged, 6, old_nick="alice", new_nick="alicia"),
+        make(ev.RoleChanged, 7, nick="bob", role="visitor", actor="alicia", reason_text="hush"),
+        make(ev.AffiliationChanged, 8, nick="bob", affiliation="member"),
+        make(ev.OccupantLeft, 9, nick="bob", reason=ev.LeaveReason.KICKED, actor="alicia", reason_text="spam"),
+        make(ev.OccupantLeft, 10, nick="carol", reason=ev.LeaveReason.BANNED),
+        make(ev.OccupantLeft, 11, nick="alicia", status="bye"),
+        make(ev.ArchiveGap, 20, gap_start=at(12), gap_end=at(19), kind=ev.GapKind.ALL, explanation="offline"),
+        make(ev.RoomDestroyed, 21, reason="closed", alternate_room="new@conference.localhost"),
+    ])
+    lines = lines_of(views)
+    assert [line.kind for line in lines] == [
+        "room_created", "joined", "subject_changed", "message", "nick_changed", "role_changed",
+        "affiliation_changed", "left", "left", "left", "gap", "room_destroyed",
+    ]
+    created, joined, subject, msg, nick, role, affiliation, kicked, banned, left, gap, destroyed = lines
+    assert (joined.nick, joined.role, joined.affiliation, joined.jid) == ("alice", "moderator", "owner", "alice@localhost/a")
+    assert (subject.body, subject.nick) == ("Welcome", "alice")
+    assert (msg.nick, msg.body, msg.at) == ("alice", "hello", at(5))
+    assert (nick.old_nick, nick.new_nick) == ("alice", "alicia")
+    assert (role.role, role.actor, role.reason) == ("visitor", "alicia", "hush")
+    assert affiliation.affiliation == "member"
+    assert (kicked.leave_reason, kicked.actor, kicked.reason) == ("kicked", "alicia", "spam")
+    assert banned.leave_reason == "banned"
+    assert (left.leave_reason, left.status) == ("left", "bye")
+    assert (gap.at, gap.gap_end, gap.gap_kind, gap.reason) == (at(12), at(19), "all", "offline")
+    assert (destroyed.reason, destroyed.body) == ("closed", "new@conference.localhost")
+    assert created.body == "Lobby"
+
+
+def test_lines_follow_occurred_at_not_arrival(event_store, views):
+    project(event_store, views, [message(10, "live"), message(5, "backfilled", capture=ev.Capture.BACKFILL)])
+    lines = lines_of(views)
+    assert [line.body for line in lines] == ["backfilled", "live"]
+    assert lines[0].capture == "backfill" and lines[1].capture is None
+
+
+def test_corrections_show_latest_text_and_keep_versions(event_store, views):
+    project(event_store, views, [
+        message(1, "helo wrld", message_id="m1"),
+        make(ev.MessageCorrected, 2, nick="alice", replaces_id="m1", body="hello wrld", stanza_id="c1"),
+        make(ev.MessageCorrected, 3, nick="alice", replaces_id="m1", body="hello world", stanza_id="c2"),
+    ])
+    [line] = lines_of(views)
+    assert (line.body, line.edited, line.edited_at, line.versions) == ("hello world", True, at(3), ())
+    [original] = lines_of(views, include_originals=True)
+    assert [(v.body, v.at) for v in original.versions] == [("helo wrld", at(1)), ("hello wrld", at(2))]
+
+
+def test_correction_committed_in_an_earlier_batch(event_store, views):
+    project(event_store, views, [message(1, "first", message_id="m1")])
+    project(event_store, views, [make(ev.MessageCorrected, 2, nick="alice", replaces_id="m1", body="second")])
+    [line] = lines_of(views, include_originals=True)
+    assert (line.body, [v.body for v in line.versions]) == ("second", ["first"])
+
+
+def test_correction_by_someone_else_or_of_unknown_message_stands_alone(event_store, views):
+    project(event_store, views, [
+        message(1, "mine", message_id="m1", occupant_id="occ-a"),
+        make(ev.MessageCorrected, 2, nick="mallory", occupant_id="occ-m", replaces_id="m1", body="pwned"),
+        make(ev.MessageCorrected, 3, nick="bob", replaces_id="nowhere", body="fixed"),
+    ])
+    lines = lines_of(views)
+    assert [(line.body, line.edited, line.corrects) for line in lines] == [
+        ("mine", False, None), ("pwned", True, "m1"), ("fixed", True, "nowhere"),
+    ]
+
+
+@pytest.mark.parametrize("moderated, target", [(True, "sid-1-alice"), (False, "origin-1")])
+def test_removal_leaves_a_tombstone_and_keeps_the_original(event_store, views, moderated, target):
+    project(event_store, views, [
+        message(1, "regrettable", stanza_id="sid-1-alice", origin_id="origin-1"),
+        make(ev.MessageRetracted, 2, target_id=target, moderated=moderated,
+             by_nick="mod" if moderated else "alice", reason="rude" if moderated else None),
+        message(3, "after"),
+    ])
+    tomb, after = lines_of(views)
+    assert tomb.body is None and tomb.removed is not None
+    assert (tomb.removed.by_nick, tomb.removed.moderated, tomb.removed.at) == (
+        "mod" if moderated else "alice", moderated, at(2))
+    assert after.body == "after"
+    original = lines_of(views, include_originals=True)[0]
+    assert (original.body, original.removed.reason) == ("regrettable", "rude" if moderated else None)
+
+
+def test_retraction_before_its_message_arrives_is_applied_later(event_store, views):
+    project(event_store, views, [make(ev.MessageRetracted, 5, target_id="late-sid", moderated=True, by_nick="mod")])
+    project(event_store, views, [message(1, "backfilled", stanza_id="late-sid", capture=ev.Capture.BACKFILL)])
+    [line] = lines_of(views)
+    assert (line.body, line.removed.by_nick) == (None, "mod")
+    assert lines_of(views, include_originals=True)[0].body == "backfilled"
+
+
+def test_removed_then_corrected_stays_removed_and_keeps_both_texts(event_store, views):
+    project(event_store, views, [
+        message(1, "one", message_id="m1", stanza_id="s1"),
+        make(ev.MessageRetracted, 2, target_id="s1", moderated=True, by_nick="mod"),
+        make(ev.MessageCorrected, 3, nick="alice", replaces_id="m1", body="two"),
+    ])
+    [shown] = lines_of(views)
+    [kept] = lines_of(views, include_originals=True)
+    assert shown.body is None and shown.versions == ()
+    assert kept.body == "two" and [v.body for v in kept.versions] == ["one"]
+
+
+def _chat(store, views, count, room=ROOM):
+    project(store, views, [message(i * 60, f"m{i}", room=room) for i in range(count)])
+
+
+def test_paging_forward_and_backward_with_cursors(event_store, views):
+    _chat(event_store, views, 25)
+    _chat(event_store, views, 3, room="other@conference.localhost")
+    page = views.transcripts.page(ROOM, limit=10)
+    bodies = [line.body for line in page.lines]
+    assert bodies == [f"m{i}" for i in range(10)] and page.prev_cursor is None
+    seen = list(bodies)
+    while page.next_cursor:
+        page = views.transcripts.page(ROOM, limit=10, cursor=page.next_cursor)
+        seen += [line.body for line in page.lines]
+    assert seen == [f"m{i}" for i in range(25)]
+    assert len(page.lines) == 5 and page.next_cursor is None
+    back = views.transcripts.page(ROOM, limit=10, cursor=page.prev_cursor, direction="backward")
+    assert [line.body for line in back.lines] == [f"m{i}" for i in range(10, 20)]
+    assert back.next_cursor is not None and back.prev_cursor is not None
+    latest = views.transcripts.page(ROOM, limit=4, direction="backward")
+    assert [line.body for line in latest.lines] == ["m21", "m22", "m23", "m24"] and latest.next_cursor is None
+    first = views.transcripts.page(ROOM, limit=4, direction="backward", cursor=latest.prev_cursor)
+    more = views.transcripts.page(ROOM, limit=100, direction="backward", cursor=first.prev_cursor)
+    assert [line.body for line in more.lines] == [f"m{i}" for i in range(17)] and more.prev_cursor is None
+
+
+def test_time_range_and_day(event_store, views):
+    project(event_store, views, [message(-3600, "yesterday"), message(0, "noon"), message(60, "later"),
+                                 message(86400, "tomorrow")])
+    ranged = views.transcripts.page(ROOM, start=at(0), end=at(61))
+    assert [line.body for line in ranged.lines] == ["noon", "later"]
+    day = views.transcripts.day(ROOM, date(2024, 5, 1))
+    assert [line.body for line in day.lines] == ["yesterday", "noon", "later"]
+    assert [line.body for line in views.transcripts.day(ROOM, "2024-05-02").lines] == ["tomorrow"]
+
+
+def test_context_around_a_message(event_store, views):
+    _chat(event_store, views, 10)
+    event_store.append([message(5 * 60 + 1, "target", stanza_id="T", message_id="mid")])
+    catch_up(event_store, views)
+    for ref in ("T", "mid"):
+        context = views.transcripts.context(ROOM, ref, before=2, after=3)
+        assert context.target.body == "target"
+        assert [line.body for line in context.before] == ["m4", "m5"]
+        assert [line.body for line in context.after] == ["m6", "m7", "m8"]
+    by_id = views.transcripts.context(ROOM, context.target.id, before=0, after=1)
+    assert by_id.before == [] and [line.body for line in by_id.after] == ["m6"]
+    assert views.transcripts.line(ROOM, str(context.target.id)).body == "target"
+
+
+def test_bad_arguments(event_store, views):
+    _chat(event_store, views, 1)
+    with pytest.raises(InvalidQueryError):
+        views.transcripts.page(ROOM, cursor="not a cursor!")
+    with pytest.raises(InvalidQueryError):
+        views.transcripts.page(ROOM, limit=0)
+    with pytest.raises(InvalidQueryError):
+        views.transcripts.page(ROOM, direction="sideways")
+    with pytest.raises(NotFoundError):
+        views.transcripts.context(ROOM, "no-such-message")
+    assert views.transcripts.page("empty@conference.localhost").lines == []

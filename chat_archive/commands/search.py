@@ -1,0 +1,90 @@
+"""`search QUERY`: search the archive's index from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import html
+import re
+import sys
+
+import msgspec
+
+from archive.errors import InvalidQueryError
+from archive.times import format_time
+from projections.search import Scope, SearchResults, Sort
+
+from ..bootstrap import open_search_index, open_store
+
+_MARK = re.compile(r"</?mark>")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    search = subparsers.add_parser(
+        "search",
+        help="search messages (query language: see the README, 'Search query language')",
+        description='Examples: deploy failed | "exact phrase" from:alice after:-7d | kube* -test room:dev',
+    )
+    search.add_argument("query", help="the query, quoted as one shell argument")
+    search.add_argument("--room", action="append", metavar="JID", help="only this room (repeatable); default: every room")
+    search.add_argument("--sort", choices=[s.value for s in Sort], default=Sort.RELEVANCE.value)
+    search.add_argument("--limit", type=_limit, default=20, metavar="N", help="hits per page (1-500, default 20)")
+    search.add_argument("--cursor", help="next page: the cursor printed after a page")
+    search.add_argument(
+        "--compliance", action="store_true", help="also retracted messages and earlier versions of edited ones"
+    )
+    search.add_argument("--json", action="store_true", help="print the results as one JSON document")
+    search.set_defaults(handler=run_search)
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 500:
+        raise argparse.ArgumentTypeError("must be between 1 and 500")
+    return value
+
+
+def run_search(args: argparse.Namespace, config) -> int:
+    index = open_search_index(config)
+    scope = Scope(rooms=frozenset(args.room) if args.room else None, compliance=args.compliance)
+    try:
+        results = index.search(args.query, scope, sort=args.sort, limit=args.limit, cursor=args.cursor)
+    except InvalidQueryError as e:
+        if e.position is not None:  # show where, under the query
+            print(f"  {args.query}\n  {' ' * e.position}^", file=sys.stderr)
+        raise
+    if args.json:
+        sys.stdout.buffer.write(msgspec.json.encode(results) + b"\n")
+    else:
+        _print(results, sys.stdout)
+    _warn_if_behind(config, results.index_position)
+    return 0
+
+
+def _print(results: SearchResults, out) -> None:
+    emphasis = ("\033[1m", "\033[0m") if out.isatty() else ("*", "*")
+    for hit in results.hits:
+        marks = iter(emphasis * len(hit.snippet))
+        text = html.unescape(_MARK.sub(lambda _: next(marks), hit.snippet))
+        flags = "".join(f" [{flag}]" for flag, on in (("edited", hit.edited), ("retracted", hit.retracted)) if on)
+        out.write(f"{format_time(hit.time)}  {hit.room}  <{hit.nick}>  {text}{flags}  (#{hit.position})\n")
+    shown = f"{len(results.hits)} shown" if results.hits else "none shown"
+    out.write(f"{results.total} matching message{'s' if results.total != 1 else ''}, {shown}\n")
+    if results.facets and results.total:
+        for label, counts in (("rooms", results.facets.rooms), ("senders", results.facets.senders)):
+            out.write(f"  {label}: " + ", ".join(f"{c.value} ({c.count})" for c in counts) + "\n")
+    if results.next_cursor:
+        out.write(f"next page: --cursor {results.next_cursor}\n")
+
+
+def _warn_if_behind(config, position: int) -> None:
+    with open_store(config) as store:
+        head = store.head()
+    if position < head:
+        print(
+            f"chat-archive search: note: the index has reached log position {position} of {head} "
+            "(is the indexer running? `chat-archive up`, or `chat-archive rebuild search`)",
+            file=sys.stderr,
+        )

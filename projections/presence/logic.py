@@ -3,7 +3,8 @@
 A *span* is a stretch of time in which one occupant was in a room with the
 same nick, role, affiliation, show and status. A *stay* is the chain of spans
 from joining to leaving; every span names its stay (the id of the stay's first
-span). Ids are the global positions of the events that opened the spans.
+span). Ids come from the global positions of the events that opened the
+spans (``span_id``).
 
 - A join opens a stay; a leave (any reason) closes it. A presence, nick, role
   or affiliation change closes the current span (``end_reason="changed"``) and
@@ -13,7 +14,10 @@ span). Ids are the global positions of the events that opened the spans.
 - ``ArchiveGap``: presence in the gap is unknown. Spans open when it starts are
   closed at the gap's start with ``end_reason="gap"`` (unknown, not "left"),
   and the gap itself is kept (``Gap``) so that queries about a time inside it
-  answer "unknown". A leave with reason ``lost_sight`` is unknown in the same way.
+  answer "unknown". Those occupants start a new stay at the gap's end
+  (``start_reason="gap"``): the listener, on rejoining, reports as
+  ``lost_sight`` leaves only the occupants the room no longer lists. A leave
+  with reason ``lost_sight`` is unknown in the same way as a gap.
 - A time earlier than the span's start (clock skew) is clamped to the start.
 """
 
@@ -25,6 +29,7 @@ import msgspec
 
 from archive import events as ev
 
+SPANS_PER_EVENT = 100_000
 UNKNOWN_ENDS = frozenset({"gap", ev.LeaveReason.LOST_SIGHT.value})
 
 
@@ -43,7 +48,7 @@ class Span(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     affiliation: str | None = None
     show: str | None = None
     status: str | None = None
-    start_reason: str = "joined"  # joined | inferred | changed | nick_changed
+    start_reason: str = "joined"  # joined | inferred | gap | changed | nick_changed
     end_reason: str | None = None  # a LeaveReason value, "changed", "nick_changed", "gap" or None while open
 
 
@@ -70,6 +75,12 @@ def step(room_open: Mapping[str, Span], position: int, event: ev.Event) -> list[
     return handler(room_open, position, event) if handler else []
 
 
+def span_id(position: int, seq: int = 0) -> int:
+    """A span's id: the opening event's position, and a sequence number for an
+    event that opens several (a gap)."""
+    return position * SPANS_PER_EVENT + seq
+
+
 def gap_of(position: int, event: ev.ArchiveGap) -> Gap:
     return Gap(
         id=position,
@@ -90,7 +101,7 @@ def _close(span: Span, at, reason: str) -> Span:
 
 
 def _open(position: int, event: ev.Event, nick: str, reason: str, **attributes) -> Span:
-    return Span(id=position, stay=position, room=event.room, nick=nick, start=event.occurred_at,
+    return Span(id=span_id(position), stay=span_id(position), room=event.room, nick=nick, start=event.occurred_at,
                 start_reason=reason, **attributes)
 
 
@@ -100,7 +111,7 @@ def _change(current: Span, position: int, at, reason: str = "changed", **changes
         return []
     start = max(at, current.start)
     successor = msgspec.structs.replace(
-        current, id=position, start=start, end=None, start_reason=reason, end_reason=None, **changes
+        current, id=span_id(position), start=start, end=None, start_reason=reason, end_reason=None, **changes
     )
     return [_close(current, start, reason), successor]
 
@@ -152,8 +163,16 @@ def _destroyed(room_open, position, e: ev.RoomDestroyed) -> list[Span]:
 
 
 def _gap(room_open, position, e: ev.ArchiveGap) -> list[Span]:
-    # Spans opened at or after the gap's end are what the listener saw on rejoining.
-    return [_close(span, e.gap_start, "gap") for span in room_open.values() if span.start < e.gap_end]
+    # Who was there before the gap and is still open was listed again by the room
+    # on rejoining (the listener reports only who did not come back): a new stay
+    # from the gap's end. Spans opened at or after the gap's end are already that.
+    changes = []
+    before = [span for span in room_open.values() if span.start < e.gap_end]
+    for seq, span in enumerate(sorted(before, key=lambda s: s.id)):
+        new_id = span_id(position, seq)
+        after = msgspec.structs.replace(span, id=new_id, stay=new_id, start=e.gap_end, start_reason="gap")
+        changes += [_close(span, e.gap_start, "gap"), after]
+    return changes
 
 
 _HANDLERS = {

@@ -270,7 +270,7 @@ def _stay(room: str, spans: list[Span]) -> Stay:
         end=last.end,
         end_reason=last.end_reason,
         end_known=last.end is None or logic.end_known(last),
-        start_inferred=first.start_reason == "inferred",
+        start_inferred=first.start_reason in ("inferred", "gap"),
         spans=spans,
         jid=next((s.jid for s in spans if s.jid), None),
         occupant_id=next((s.occupant_id for s in spans if s.occupant_id), None),

@@ -1,0 +1,149 @@
+"""The presence view: stays and spans from every presence event, who was there at T,
+when someone was there, occupancy buckets, and gaps as "unknown"."""
+
+from __future__ import annotations
+
+import pytest
+
+from archive import events as ev
+from archive.errors import InvalidQueryError
+from tests.factories import at, make, message
+from tests.projections.conftest import catch_up
+
+ROOM = "lobby@conference.localhost"
+
+
+def project(store, views, events):
+    store.append(events)
+    catch_up(store, views)
+
+
+def who(views, t, room=ROOM):
+    return {o.nick: o for o in views.presence.occupants_at(room, at(t)).occupants}
+
+
+def test_join_change_and_leave(event_store, views):
+    project(event_store, views, [
+        make(ev.OccupantJoined, 10, nick="alice", jid="alice@localhost/a", role="participant", affiliation="member",
+             occupant_id="occ-a"),
+        make(ev.OccupantJoined, 15, nick="bob", role="visitor"),
+        make(ev.PresenceChanged, 20, nick="alice", show="away", status="lunch"),
+        make(ev.RoleChanged, 30, nick="alice", role="moderator"),
+        make(ev.AffiliationChanged, 35, nick="alice", affiliation="admin"),
+        make(ev.NickChanged, 40, old_nick="alice", new_nick="alicia"),
+        make(ev.OccupantLeft, 50, nick="alicia"),
+        make(ev.OccupantLeft, 55, nick="bob", reason=ev.LeaveReason.KICKED),
+        message(60, "no presence effect"),
+    ])
+    assert who(views, 5) == {}
+    first = who(views, 12)["alice"]
+    assert (first.role, first.affiliation, first.show, first.since, first.jid) == (
+        "participant", "member", None, at(10), "alice@localhost/a")
+    assert set(who(views, 16)) == {"alice", "bob"}
+    away = who(views, 25)["alice"]
+    assert (away.show, away.status, away.since) == ("away", "lunch", at(10))
+    assert who(views, 32)["alice"].role == "moderator"
+    assert who(views, 36)["alice"].affiliation == "admin"
+    renamed = who(views, 45)
+    assert "alice" not in renamed and renamed["alicia"].since == at(10) and renamed["alicia"].role == "moderator"
+    assert set(who(views, 52)) == {"bob"}
+    assert who(views, 56) == {}
+
+    [stay] = views.presence.stays(ROOM, nick="alice")
+    assert (stay.start, stay.end, stay.end_reason, stay.end_known) == (at(10), at(50), "left", True)
+    assert stay.nicks == ["alice", "alicia"] and stay.occupant_id == "occ-a"
+    assert [(s.start, s.show, s.role, s.nick) for s in stay.spans] == [
+        (at(10), None, "participant", "alice"), (at(20), "away", "participant", "alice"),
+        (at(30), "away", "moderator", "alice"), (at(35), "away", "moderator", "alice"),
+        (at(40), "away", "moderator", "alicia"),
+    ]
+    assert views.presence.stays(ROOM, occupant_id="occ-a")[0].id == stay.id
+    assert views.presence.stays(ROOM, jid="alice@localhost/a")[0].id == stay.id
+    [bob] = views.presence.stays(ROOM, nick="bob")
+    assert (bob.end_reason, bob.end_known) == ("kicked", True)
+
+
+def test_several_stays_and_open_stay(event_store, views):
+    project(event_store, views, [
+        make(ev.OccupantJoined, 0, nick="alice"),
+        make(ev.OccupantLeft, 10, nick="alice"),
+        make(ev.OccupantJoined, 20, nick="alice"),
+    ])
+    project(event_store, views, [make(ev.PresenceChanged, 30, nick="alice", show="dnd")])
+    stays = views.presence.stays(ROOM, nick="alice")
+    assert [(s.start, s.end) for s in stays] == [(at(0), at(10)), (at(20), None)]
+    assert stays[1].end_known and [s.show for s in stays[1].spans] == [None, "dnd"]
+    assert [s.start for s in views.presence.stays(ROOM, nick="alice", start=at(15))] == [at(20)]
+    assert [s.start for s in views.presence.stays(ROOM, nick="alice", end=at(15))] == [at(0)]
+
+
+def test_event_about_someone_not_seen_joining_infers_a_stay(event_store, views):
+    project(event_store, views, [make(ev.PresenceChanged, 5, nick="ghost", show="xa")])
+    [stay] = views.presence.stays(ROOM, nick="ghost")
+    assert stay.start_inferred and stay.start == at(5)
+    assert who(views, 6)["ghost"].show == "xa"
+
+
+def test_gap_makes_presence_unknown_not_absent(event_store, views):
+    project(event_store, views, [
+        make(ev.OccupantJoined, 0, nick="alice"),
+        make(ev.OccupantJoined, 1, nick="bob"),
+        make(ev.OccupantLeft, 2, nick="bob"),
+        make(ev.OccupantJoined, 200, nick="alice"),  # seen again on rejoining
+        make(ev.ArchiveGap, 201, gap_start=at(100), gap_end=at(200), kind=ev.GapKind.PRESENCE, explanation="restart"),
+    ])
+    inside = views.presence.occupants_at(ROOM, at(150))
+    assert not inside.known and inside.gap.explanation == "restart" and inside.occupants == []
+    assert [o.nick for o in inside.possibly_present] == ["alice"]
+    before = views.presence.occupants_at(ROOM, at(50))
+    assert before.known and [o.nick for o in before.occupants] == ["alice"]
+    after = views.presence.occupants_at(ROOM, at(250))
+    assert after.known and [o.nick for o in after.occupants] == ["alice"]
+    first, second = views.presence.stays(ROOM, nick="alice")
+    assert (first.end, first.end_reason, first.end_known) == (at(100), "gap", False)
+    assert (second.start, second.end) == (at(200), None)
+    assert [(g.start, g.end, g.kind) for g in views.presence.gaps(ROOM)] == [(at(100), at(200), "presence")]
+
+
+def test_lost_sight_is_unknown_and_room_destroyed_closes_everyone(event_store, views):
+    project(event_store, views, [
+        make(ev.OccupantJoined, 0, nick="alice"),
+        make(ev.OccupantJoined, 0, nick="bob"),
+        make(ev.OccupantLeft, 5, nick="alice", reason=ev.LeaveReason.LOST_SIGHT),
+        make(ev.RoomDestroyed, 10),
+    ])
+    assert not views.presence.stays(ROOM, nick="alice")[0].end_known
+    [bob] = views.presence.stays(ROOM, nick="bob")
+    assert (bob.end, bob.end_reason, bob.end_known) == (at(10), "room_destroyed", True)
+    assert who(views, 11) == {}
+
+
+def test_occupancy_buckets(event_store, views):
+    project(event_store, views, [
+        make(ev.OccupantJoined, 0, nick="a"),
+        make(ev.OccupantJoined, 10, nick="b"),
+        make(ev.OccupantLeft, 20, nick="b"),
+        make(ev.OccupantJoined, 25, nick="c"),
+        make(ev.PresenceChanged, 26, nick="c", show="away"),  # same stay: still one occupant
+        make(ev.OccupantLeft, 28, nick="c"),
+        make(ev.ArchiveGap, 50, gap_start=at(30), gap_end=at(40)),
+        make(ev.OccupantJoined, 40, nick="a"),
+    ])
+    result = views.presence.occupancy(ROOM, at(0), at(60), buckets=6)
+    assert [(b.start, b.end) for b in result.buckets][:2] == [(at(0), at(10)), (at(10), at(20))]
+    assert [(b.peak, b.distinct, b.unknown) for b in result.buckets] == [
+        (1, 1, False), (2, 2, False), (2, 2, False), (0, 0, True), (1, 1, False), (1, 1, False),
+    ]
+    with pytest.raises(InvalidQueryError):
+        views.presence.occupancy(ROOM, at(10), at(0))
+    with pytest.raises(InvalidQueryError):
+        views.presence.stays(ROOM)
+
+
+def test_rooms_are_separate(event_store, views):
+    project(event_store, views, [
+        make(ev.OccupantJoined, 0, nick="alice"),
+        make(ev.OccupantJoined, 0, nick="alice", room="other@conference.localhost"),
+        make(ev.RoomDestroyed, 5, room="other@conference.localhost"),
+    ])
+    assert set(who(views, 6)) == {"alice"} and who(views, 6, "other@conference.localhost") == {}

@@ -1,0 +1,68 @@
+// "Who was here at T": a click on the presence chart lists the occupants whose bars cover that moment.
+// The bars carry nick, status and times as data attributes, so no request is needed.
+(function () {
+  "use strict";
+
+  function pad(n) { return String(n).padStart(2, "0"); }
+
+  function timeText(seconds) {
+    var d = new Date(seconds * 1000);
+    return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " " +
+      pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" + pad(d.getUTCSeconds()) + " UTC";
+  }
+
+  function momentOf(svg, event) {
+    var point = svg.createSVGPoint();
+    point.x = event.clientX;
+    point.y = event.clientY;
+    var x = point.matrixTransform(svg.getScreenCTM().inverse()).x;
+    var plotX = Number(svg.dataset.plotX), plotWidth = Number(svg.dataset.plotWidth);
+    var start = Number(svg.dataset.start), end = Number(svg.dataset.end);
+    var fraction = Math.min(Math.max((x - plotX) / plotWidth, 0), 0.999999);
+    return { x: plotX + fraction * plotWidth, t: start + fraction * (end - start) };
+  }
+
+  function occupantsAt(svg, t) {
+    var present = {};
+    svg.querySelectorAll("rect.bar").forEach(function (bar) {
+      if (Number(bar.dataset.start) <= t && t < Number(bar.dataset.end)) {
+        present[bar.dataset.nick] = bar.dataset.status;
+      }
+    });
+    return Object.keys(present).sort(function (a, b) { return a.localeCompare(b); })
+      .map(function (nick) { return [nick, present[nick]]; });
+  }
+
+  function show(panel, t, occupants) {
+    panel.textContent = "";
+    var heading = document.createElement("strong");
+    heading.textContent = "At " + timeText(t) + ": ";
+    panel.appendChild(heading);
+    if (occupants.length === 0) {
+      panel.appendChild(document.createTextNode("nobody"));
+    }
+    occupants.forEach(function (entry) {
+      var chip = document.createElement("span");
+      chip.className = "occupant status-" + entry[1];
+      chip.textContent = entry[0] + " (" + entry[1] + ")";
+      panel.appendChild(chip);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var panel = document.getElementById("who-was-here");
+    document.querySelectorAll("svg.presence-chart").forEach(function (svg) {
+      svg.addEventListener("click", function (event) {
+        var moment = momentOf(svg, event);
+        var cursor = svg.querySelector("line.cursor");
+        cursor.setAttribute("x1", moment.x);
+        cursor.setAttribute("x2", moment.x);
+        cursor.setAttribute("visibility", "visible");
+        show(panel, moment.t, occupantsAt(svg, moment.t));
+        var url = new URL(window.location.href);
+        url.searchParams.set("at", new Date(Math.floor(moment.t) * 1000).toISOString().replace(".000Z", "Z"));
+        window.history.replaceState(null, "", url.toString());
+      });
+    });
+  });
+})();

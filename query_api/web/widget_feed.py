@@ -1,0 +1,116 @@
+"""The widget's live feed of a room: recent activity, then what happened since a cursor.
+
+The transcript view commits about once a minute, too slowly for a live widget,
+so the feed reads the room's own events from the store (by time, through the
+store's per-room index) and turns them into lines with the transcript
+projection's own pure functions (``projections.transcripts.logic``): the widget
+shows exactly what an ordinary transcript shows, removed messages as
+tombstones and corrections applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+
+from archive import events as ev
+from archive.events import Recorded
+from archive.store import EventStore
+from archive.times import format_time, utcnow
+from projections.transcripts import logic
+from projections.transcripts.logic import Line
+
+SHOWN_KINDS = frozenset({"message", "joined", "left", "nick_changed", "subject_changed", "gap"})
+RECENT = timedelta(days=1)
+# Events can reach the store a little after they occurred (batching, clock skew):
+# each poll looks back this far and skips positions it has already seen.
+LOOK_BACK = timedelta(minutes=2)
+
+
+def item(line: Line) -> dict:
+    """A line as the widget's script receives it (rendered there as text, never as markup)."""
+    return {
+        "id": line.id,
+        "kind": line.kind,
+        "at": format_time(line.at),
+        "nick": line.nick,
+        "body": line.body,
+        "old_nick": line.old_nick,
+        "removed": line.removed is not None,
+        "edited": line.edited,
+        "refs": [ref for _, ref in logic.refs(line)],
+    }
+
+
+def fold(records: Iterable[Recorded]) -> list[Line]:
+    """Lines made from ``records``, corrections and retractions applied to lines among them."""
+    lines: dict[int, Line] = {}
+    by_ref: dict[tuple[str, str], int] = {}
+
+    def find(_room: str, kind: str, ref: str) -> Line | None:
+        line_id = by_ref.get((kind, ref))
+        return lines.get(line_id) if line_id is not None else None
+
+    for record in records:
+        event = record.event
+        if isinstance(event, ev.MessageCorrected):
+            target = logic.resolve(find, event.room, event.replaces_id, logic.CORRECTION_REFS)
+            if target is not None and logic.same_sender(target, event):
+                lines[target.id] = logic.correct(target, event, record.position)
+            else:
+                _add(lines, by_ref, logic.correction_line(record.position, event))
+        elif isinstance(event, ev.MessageRetracted):
+            target = logic.resolve(find, event.room, event.target_id, logic.RETRACTION_REFS)
+            if target is not None:
+                lines[target.id] = logic.retract(target, event, record.position)
+        else:
+            line = logic.new_line(record.position, event)
+            if line is not None:
+                _add(lines, by_ref, line)
+    return sorted((logic.ordinary(line) for line in lines.values()), key=lambda line: (line.at, line.id))
+
+
+def _add(lines: dict[int, Line], by_ref: dict[tuple[str, str], int], line: Line) -> None:
+    lines[line.id] = line
+    for ref in logic.refs(line):
+        by_ref.setdefault(ref, line.id)
+
+
+def changes(records: Iterable[Recorded]) -> list[dict]:
+    """What happened in ``records`` for a widget already showing earlier lines.
+
+    New lines come as items; a correction or removal of an earlier line comes as
+    ``{"kind": "corrected"|"removed", "target": ref, ...}`` for the script to apply.
+    """
+    records = list(records)
+    out = [item(line) for line in fold(records) if line.kind in SHOWN_KINDS]
+    shown = {ref for entry in out for ref in entry["refs"]}
+    for record in records:
+        event = record.event
+        if isinstance(event, ev.MessageCorrected) and event.replaces_id not in shown:
+            out.append({"id": record.position, "kind": "corrected", "target": event.replaces_id, "body": event.body})
+        elif isinstance(event, ev.MessageRetracted) and event.target_id not in shown:
+            out.append({"id": record.position, "kind": "removed", "target": event.target_id})
+    return out
+
+
+def recent(store: EventStore, room: str, *, limit: int = 50, now: datetime | None = None) -> tuple[list[dict], dict]:
+    """The room's last ``limit`` shown lines of the past day, and the cursor to poll on with."""
+    now = now or utcnow()
+    records = list(store.read_room(room, start=now - RECENT))
+    lines = [line for line in fold(records) if line.kind in SHOWN_KINDS][-limit:]
+    return [item(line) for line in lines], _cursor(records, now)
+
+
+def since(store: EventStore, room: str, cursor: dict, *, now: datetime | None = None) -> tuple[list[dict], dict]:
+    """Everything after ``cursor`` (from ``recent`` or an earlier ``since``), and the next cursor."""
+    now = now or utcnow()
+    seen, checked = int(cursor.get("p", 0)), datetime.fromtimestamp(float(cursor.get("t", 0)), timezone.utc)
+    records = [r for r in store.read_room(room, start=checked - LOOK_BACK) if r.position > seen]
+    next_cursor = _cursor(records, now)
+    next_cursor["p"] = max(next_cursor["p"], seen)
+    return changes(records), next_cursor
+
+
+def _cursor(records: list[Recorded], now: datetime) -> dict:
+    return {"p": max((r.position for r in records), default=0), "t": now.timestamp()}

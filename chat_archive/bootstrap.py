@@ -6,7 +6,10 @@ import threading
 from collections.abc import Callable
 
 from archive.application import open_event_store
+from archive.errors import ConfigError
 from archive.store import EventStore
+from ingest import listener as ingest_listener
+from ingest.status import describe, read_status, status_path
 from projections.runner import ProjectionStatus, ProjectionThreads, status
 from projections.search import IndexerThread, IndexLocation, SearchIndex, SearchIndexer, SearchIndexProjection
 from projections.tables import TableProjection
@@ -124,3 +127,24 @@ def search_status(config: Config, store: EventStore) -> ProjectionStatus:
     position = SearchIndex(IndexLocation(config.index.path)).position()
     head = store.head()
     return ProjectionStatus(name="search", position=position, head=head, lag=max(0, head - position))
+
+
+# -- XMPP listener ----------------------------------------------------------------
+
+
+def start_listener(config: Config, store: EventStore, stop: threading.Event, *, xmpp=None):
+    """Run the XMPP listener in a thread of this process until ``stop`` is set (as `listen` and `up` do).
+
+    ``xmpp``: settings to use instead of ``config.xmpp`` (e.g. those ``chat_archive.demo.start_demo``
+    returns). Returns ``ingest.listener.ListenerHandle``: ``.join()`` (raises if the listener
+    crashed), ``.is_alive()``, ``.joined_rooms()``. On stop it writes what it holds, then ends.
+    """
+    settings = xmpp if xmpp is not None else config.xmpp
+    if not settings.jid:
+        raise ConfigError("[xmpp] jid is empty: configure a server (README: Pointing at a real server) or use --demo")
+    return ingest_listener.start_listener(settings, store, stop, status_file=status_path(settings))
+
+
+def listener_status(config: Config) -> list[str]:
+    """Human-readable lines on the listener (rooms joined and refused, connection, last event) for `status`."""
+    return describe(read_status(status_path(config.xmpp)))

@@ -51,6 +51,11 @@ class ProsodyServer:
         return f"conference.{self.domain}"
 
     @property
+    def plain_muc_service(self) -> str:
+        """A second MUC service without MAM (no archive, no stanza-ids from it)."""
+        return f"chat.{self.domain}"
+
+    @property
     def config_file(self) -> Path:
         return self.directory / "prosody.cfg.lua"
 
@@ -95,6 +100,10 @@ VirtualHost "{self.domain}"
 Component "{self.muc_service}" "muc"
     modules_enabled = {{ "muc_mam" }}
 {muc_lines}
+
+Component "{self.plain_muc_service}" "muc"
+    muc_room_default_public = true
+    muc_room_default_persistent = true
 """,
             encoding="utf-8",
         )

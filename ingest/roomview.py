@@ -91,10 +91,11 @@ def _subject(view: RoomView, e: ev.SubjectChanged) -> None:
 
 
 def _message(view: RoomView, e: ev.MessagePosted | ev.MessageCorrected | ev.MessageRetracted) -> None:
-    if e.stanza_id:
-        view.last_stanza_id = e.stanza_id
-    if view.last_message_at is None or e.occurred_at > view.last_message_at:
+    # Backfilled messages may be applied after newer live ones: keep the newest.
+    if view.last_message_at is None or e.occurred_at >= view.last_message_at:
         view.last_message_at = e.occurred_at
+        if e.stanza_id:
+            view.last_stanza_id = e.stanza_id
 
 
 def _destroyed(view: RoomView, e: ev.RoomDestroyed) -> None:

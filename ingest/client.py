@@ -1,0 +1,92 @@
+"""The slixmpp client of the listener, service discovery, and which rooms to archive."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from dataclasses import dataclass
+
+import slixmpp
+from slixmpp.exceptions import IqError, IqTimeout
+
+from .settings import XmppSettings
+
+log = logging.getLogger(__name__)
+
+MAM_NS = "urn:xmpp:mam:2"
+SID_NS = "urn:xmpp:sid:0"
+OCCUPANT_ID_NS = "urn:xmpp:occupant-id:0"
+ROOM_GONE = {"item-not-found", "gone"}
+
+
+class DiscoError(Exception):
+    def __init__(self, message: str, condition: str | None = None):
+        super().__init__(message)
+        self.condition = condition
+
+
+def make_client(settings: XmppSettings) -> slixmpp.ClientXMPP:
+    client = slixmpp.ClientXMPP(settings.jid, settings.password)
+    for plugin in ("xep_0030", "xep_0045", "xep_0199"):
+        client.register_plugin(plugin)
+    # Dead TCP connections are found by pinging the server.
+    client.plugin["xep_0199"].config.update({"keepalive": True, "interval": 30, "timeout": 15})
+    client.enable_direct_tls = settings.port == 5223
+    client.enable_starttls = True
+    if settings.ca_certs:
+        client.ca_certs = settings.ca_certs
+    if not settings.tls:
+        # Without TLS slixmpp refuses every SASL mechanism unless told otherwise;
+        # SCRAM still never sends the password itself.
+        client.plugin["feature_mechanisms"].unencrypted_scram = True
+    return client
+
+
+def is_encrypted(client: slixmpp.ClientXMPP) -> bool:
+    transport = client.transport
+    return bool(transport and transport.get_extra_info("ssl_object"))
+
+
+def server_address(settings: XmppSettings) -> tuple[str, int]:
+    return settings.host or settings.jid.partition("@")[2].partition("/")[0], settings.port
+
+
+def allowed(room: str, settings: XmppSettings) -> bool:
+    """Whether include/exclude (shell globs, case-insensitive) let a room be archived."""
+    room = room.lower()
+
+    def matches(patterns) -> bool:
+        return any(fnmatch.fnmatchcase(room, pattern.lower()) for pattern in patterns)
+
+    return matches(settings.include) and not matches(settings.exclude)
+
+
+@dataclass(frozen=True)
+class RoomInfo:
+    name: str | None
+    features: frozenset[str]
+
+
+async def list_rooms(client: slixmpp.ClientXMPP, service: str, timeout: float = 15) -> list[str]:
+    """Room JIDs a MUC service lists in disco#items (public rooms only)."""
+    try:
+        reply = await client.plugin["xep_0030"].get_items(jid=service, timeout=timeout)
+    except IqError as e:
+        condition = e.iq["error"]["condition"]
+        raise DiscoError(f"disco#items of {service}: {condition} {e.text}", condition) from e
+    except IqTimeout as e:
+        raise DiscoError(f"disco#items of {service} timed out", "timeout") from e
+    return [str(jid).lower() for jid, _node, _name in reply["disco_items"]["items"] if "@" in str(jid)]
+
+
+async def room_info(client: slixmpp.ClientXMPP, room: str, timeout: float = 15) -> RoomInfo:
+    try:
+        reply = await client.plugin["xep_0030"].get_info(jid=room, timeout=timeout)
+    except IqError as e:
+        condition = e.iq["error"]["condition"]
+        raise DiscoError(f"disco#info of {room}: {condition} {e.text}", condition) from e
+    except IqTimeout as e:
+        raise DiscoError(f"disco#info of {room} timed out", "timeout") from e
+    info = reply["disco_info"]
+    names = [identity[3] for identity in info["identities"] if identity[0] == "conference" and identity[3]]
+    return RoomInfo(name=names[0] if names else None, features=frozenset(info["features"]))

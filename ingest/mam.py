@@ -1,0 +1,107 @@
+"""XEP-0313 queries of a room's archive, paged with RSM (XEP-0059), over a slixmpp client.
+
+slixmpp's own iterator ends silently on an error; a backfill must know whether
+it got everything, so paging is done here: results are collected by query id
+(and only from the room), a page ends with ``<fin>``, the next page starts
+after its ``<last>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from xml.etree import ElementTree as ET
+
+from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher.base import MatcherBase
+
+from archive.times import format_time
+
+from .xmlutil import MAM, RSM, q, split_jid
+
+log = logging.getLogger(__name__)
+
+DATA_FORMS = "jabber:x:data"
+
+
+class ArchiveQueryError(Exception):
+    """The room's archive could not be read; ``condition`` is the XMPP error condition."""
+
+    def __init__(self, message: str, condition: str | None = None):
+        super().__init__(message)
+        self.condition = condition
+
+
+class _ResultsOf(MatcherBase):
+    """Matches MAM result messages of one query, sent by the queried room."""
+
+    def __init__(self, room: str, query_id: str):
+        super().__init__((room, query_id))
+
+    def match(self, stanza) -> bool:
+        room, query_id = self._criteria
+        result = stanza.xml.find(q(MAM, "result"))
+        if result is None or result.get("queryid") != query_id:
+            return False
+        try:
+            return split_jid(stanza.xml.get("from"))[0] == room
+        except ValueError:
+            return False
+
+
+def _query(client, room: str, query_id: str, after: str | None, start: datetime | None, page_size: int):
+    iq = client.make_iq_set(ito=room)
+    query = ET.SubElement(iq.xml, q(MAM, "query"), {"queryid": query_id})
+    if start is not None:
+        form = ET.SubElement(query, q(DATA_FORMS, "x"), {"type": "submit"})
+        for var, value, kind in (("FORM_TYPE", MAM, "hidden"), ("start", format_time(start), None)):
+            field = ET.SubElement(form, q(DATA_FORMS, "field"), {"var": var, **({"type": kind} if kind else {})})
+            ET.SubElement(field, q(DATA_FORMS, "value")).text = value
+    rsm = ET.SubElement(query, q(RSM, "set"))
+    ET.SubElement(rsm, q(RSM, "max")).text = str(page_size)
+    if after:
+        ET.SubElement(rsm, q(RSM, "after")).text = after
+    return iq
+
+
+async def archive_pages(
+    client,
+    room: str,
+    *,
+    after: str | None = None,
+    start: datetime | None = None,
+    page_size: int = 100,
+    timeout: float = 30.0,
+) -> AsyncIterator[list[ET.Element]]:
+    """Yield the room's archived messages (MAM ``<result>`` wrappers), oldest first,
+    a page at a time: after the archive id ``after``, or from ``start``, or all.
+
+    Raises ``ArchiveQueryError`` if any page fails (e.g. ``item-not-found`` when
+    the archive does not know ``after``).
+    """
+    while True:
+        query_id = uuid.uuid4().hex
+        results: list[ET.Element] = []
+        collector = Callback(f"mam-{query_id}", _ResultsOf(room, query_id), lambda s: results.append(s.xml))
+        client.register_handler(collector)
+        try:
+            reply = await _query(client, room, query_id, after, start, page_size).send(timeout=timeout)
+        except IqError as e:
+            condition = e.iq["error"]["condition"]
+            raise ArchiveQueryError(f"archive query to {room} failed: {condition} {e.text}", condition) from e
+        except IqTimeout as e:
+            raise ArchiveQueryError(f"archive query to {room} timed out", "timeout") from e
+        finally:
+            client.remove_handler(collector.name)
+        fin = reply.xml.find(q(MAM, "fin"))
+        if fin is None:
+            raise ArchiveQueryError(f"archive query to {room}: reply without <fin>")
+        if results:
+            yield results
+        last = fin.findtext(f"{q(RSM, 'set')}/{q(RSM, 'last')}")
+        if fin.get("complete") in ("true", "1") or not results or not last or last == after:
+            return
+        after = last

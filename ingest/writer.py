@@ -1,0 +1,105 @@
+"""Hands events to the store from a thread of its own, in batches, without adding latency.
+
+The listener's event loop never waits on the database: it puts events on a
+queue. The writer takes everything queued at that moment (up to
+``max_batch``) and appends it in one transaction, so batches grow by
+themselves under load while a lone event is written at once. A failed append
+is retried (the store is idempotent) until it succeeds or the writer stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from archive.events import Event, Recorded
+from archive.store import EventStore
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class BatchWriter:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        max_batch: int = 1000,
+        on_written: Callable[[list[Recorded], int], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ):
+        self._store = store
+        self._max_batch = max_batch
+        self._on_written = on_written
+        self._on_error = on_error
+        self._queue: queue.Queue = queue.Queue()
+        self._pending = 0
+        self._idle = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="archive-writer", daemon=True)
+        self._stopping = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, events: Sequence[Event]) -> None:
+        if events:
+            with self._idle:
+                self._pending += len(events)
+            self._queue.put(list(events))
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once every event put so far has been written (for tests and shutdown)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Write what is queued, then end the thread."""
+        self._stopping = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            batch: list[Event] = []
+            while True:
+                if item is _STOP:
+                    stop = True
+                else:
+                    batch += item
+                if stop or len(batch) >= self._max_batch:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._write(batch)
+
+    def _write(self, batch: list[Event]) -> None:
+        delay = 0.1
+        for attempt in range(1_000_000):
+            try:
+                recorded = self._store.append(batch)
+                break
+            except Exception as e:  # noqa: BLE001 - never lose the batch to one failure
+                message = f"could not append {len(batch)} events (attempt {attempt + 1}): {e}"
+                log.error(message)
+                if self._on_error:
+                    self._on_error(message)
+                if self._stopping and attempt >= 2:
+                    log.error("giving up on %d events at shutdown", len(batch))
+                    recorded = []
+                    break
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        if self._on_written:
+            self._on_written(recorded, len(batch))
+        with self._idle:
+            self._pending -= len(batch)
+            self._idle.notify_all()

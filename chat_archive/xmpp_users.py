@@ -150,12 +150,12 @@ class User:
         self.join(room, nick)
 
         async def configure():
-            muc = self.client.plugin["xep_0045"]
-            form = await muc.get_room_config(room)
+            # Fields left out keep their defaults (XEP-0045 §10.1.3).
+            form = self.client.plugin["xep_0004"].make_form(ftype="submit")
+            form.add_field(var="FORM_TYPE", ftype="hidden", value="http://jabber.org/protocol/muc#roomconfig")
             for var, value in config.items():
-                form.fields[var]["value"] = value
-            form["type"] = "submit"
-            await muc.set_room_config(room, form)
+                form.add_field(var=var, value=value)
+            await self.client.plugin["xep_0045"].set_room_config(room, form)
         self.pool.run(configure())
 
     def set_presence(self, room: str, show: str | None = None, status: str | None = None) -> None:

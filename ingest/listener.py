@@ -71,6 +71,7 @@ class RoomState:
     ctx: RoomContext | None = None
     task: asyncio.Task | None = None
     join_future: asyncio.Future | None = None
+    join_done: asyncio.Event = field(default_factory=asyncio.Event)  # the subject ended the join
     holding: bool = False  # live events wait in ``held`` while the room is backfilled
     held: list[ev.Event] = field(default_factory=list)
     gap_start: datetime | None = None  # since when the listener has not been watching
@@ -271,6 +272,10 @@ class Listener:
                 await self._undo_creation(client, state, view)
                 return self._unavailable(state, "the room does not exist")
             return self._unavailable(state, outcome[1])
+        try:  # history and the subject end the join (XEP-0045 §7.2.15)
+            await asyncio.wait_for(state.join_done.wait(), 5)
+        except asyncio.TimeoutError:
+            view.joining = False
         joined_at = utcnow()
         recovered = not mam or (first and not self.settings.import_archive)
         if not recovered:
@@ -285,6 +290,7 @@ class Listener:
         """Send the join; wait for our own presence (or an error). Retries another nick on conflict."""
         for attempt in range(3):
             state.join_future = asyncio.get_running_loop().create_future()
+            state.join_done.clear()
             view.begin_join()
             client.plugin["xep_0045"].make_join_stanza(state.room, state.nick, **history).send()
             try:
@@ -448,7 +454,9 @@ class Listener:
         events = translate_message(stanza.xml, state.ctx, view, utcnow())
         if view.joining and stanza.xml.find(q(CLIENT, "subject")) is not None and stanza.xml.find(q(CLIENT, "body")) is None:
             view.joining = False  # the subject ends the join sequence
-        self._emit(state, events)
+            state.join_done.set()
+        # Replayed history belongs before the gap record and the rejoin's presence changes.
+        self._emit(state, events, direct=any(e.capture == ev.Capture.HISTORY for e in events))
 
     def _emit(self, state: RoomState, events: list[ev.Event], *, direct: bool = False) -> None:
         if not events:

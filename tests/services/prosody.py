@@ -37,6 +37,25 @@ def xmpp_users(prosody):
         yield pool
 
 
+class People:
+    """Real users of the module's server, each connected on first use: ``people["alice"]``."""
+
+    def __init__(self, pool: XmppUsers, domain: str):
+        self._pool, self._domain, self._users = pool, domain, {}
+
+    def __getitem__(self, name: str):
+        if name not in self._users:
+            self._users[name] = self._pool.connect(f"{name}@{self._domain}", PASSWORD)
+        return self._users[name]
+
+
+@pytest.fixture(scope="module")
+def people(prosody):
+    """Module-wide users (connecting costs ~0.3 s each): give each test its own rooms."""
+    with XmppUsers("127.0.0.1", prosody.port) as pool:
+        yield People(pool, prosody.domain)
+
+
 def listener_settings(server: ProsodyServer, **overrides) -> XmppSettings:
     fields = {
         "jid": f"{LISTENER}@{server.domain}",

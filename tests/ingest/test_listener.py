@@ -1,0 +1,234 @@
+"""The listener against a real Prosody with real user clients: what the archive holds, in order."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from archive import events as ev
+from archive.application import open_event_store
+from ingest.status import read_status
+from tests.ingest.helpers import room_events, room_summary, running_listener, wait_for_event, wait_joined
+from tests.services.prosody import unique_room, wait_for
+
+WHOIS_ANYONE = {"muc#roomconfig_whois": "anyone"}
+
+
+@pytest.fixture
+def store(tmp_path):
+    with open_event_store(f"sqlite:///{tmp_path}/events.sqlite") as store:
+        yield store
+
+
+def test_a_conversation_is_archived_exactly_and_in_order(prosody, people, event_store, tmp_path):
+    alice, bob, carol, dave = (people[name] for name in ("alice", "bob", "carol", "dave"))
+    room = unique_room(prosody, "talk")
+    alice.create_room(room, "alice", **WHOIS_ANYONE)
+    with running_listener(prosody, event_store, tmp_path / "status.json", include=(room,)) as listener:
+        wait_joined(listener, room)
+        bob.join(room, "bob")
+        hello = alice.say(room, "hello bob")
+        bob.say(room, "hi alice")
+        bob.set_presence(room, "away", "lunch")
+        bob.change_nick(room, "bobby")
+        carol.join(room, "carol", show="dnd")
+        alice.set_subject(room, "Release day")
+        fixed = alice.correct(room, hello["id"], "hello, bob")
+        alice.retract(room, fixed["stanza_id"])
+        alice.set_role(room, "bobby", "moderator")
+        alice.set_affiliation(room, "carol@localhost", "member")
+        alice.kick(room, "carol", "too loud")
+        dave.join(room, "dave")
+        alice.ban(room, "dave@localhost", "spam")
+        bob.leave(room, "bye")
+        summary = wait_for_event(event_store, room, ("left", "bobby", "left"))
+        count = len(summary)
+        status = wait_for(
+            lambda: (s := read_status(tmp_path / "status.json")) and s.events_written >= count and s,
+            message="the status file to count every event",
+        )
+    assert summary == [
+        ("discovered",),
+        ("joined", "alice"),
+        ("joined", "bob"),
+        ("message", "alice", "hello bob"),
+        ("message", "bob", "hi alice"),
+        ("presence", "bob", "away", "lunch"),
+        ("nick", "bob", "bobby"),
+        ("presence", "bobby", None, None),  # the nick change presence carried no show/status
+        ("joined", "carol"),
+        ("subject", "alice", "Release day"),
+        ("corrected", "alice", "hello, bob"),
+        ("retracted", fixed["stanza_id"], False),
+        ("role", "bobby", "moderator"),
+        ("affiliation", "carol", "member"),
+        ("left", "carol", "kicked"),
+        ("joined", "dave"),
+        ("left", "dave", "banned"),
+        ("left", "bobby", "left"),
+    ]
+    events = room_events(event_store, room)
+    alice_joined, carol_joined = events[1], events[8]
+    assert (alice_joined.jid, alice_joined.role, alice_joined.affiliation) == ("alice@localhost", "moderator", "owner")
+    assert (carol_joined.show, carol_joined.jid) == ("dnd", "carol@localhost")
+    posted, corrected = events[3], events[10]
+    assert (posted.stanza_id, posted.message_id, posted.origin_id) == (hello["stanza_id"], hello["id"], hello["origin_id"])
+    assert corrected.replaces_id == hello["id"] and corrected.stanza_id == fixed["stanza_id"]
+    kicked, banned = events[14], events[16]
+    assert (kicked.actor, kicked.reason_text) == ("alice", "too loud")
+    assert banned.reason_text == "spam"
+    assert all(e.capture == ev.Capture.LIVE for e in events)
+    assert status.rooms_joined == [room] and status.connected and status.last_event_at >= events[-1].recorded_at
+
+
+def test_first_join_imports_the_archive_and_a_restart_duplicates_nothing(prosody, people, store, tmp_path):
+    alice, bob = people["alice"], people["bob"]
+    room = unique_room(prosody, "import")
+    alice.create_room(room, "alice")
+    before = [alice.say(room, f"early {i}") for i in range(3)]
+    status_file = tmp_path / "status.json"
+    with running_listener(prosody, store, status_file, include=(room,)) as listener:
+        wait_joined(listener, room)
+        alice.say(room, "while listening")
+        wait_for_event(store, room, ("message", "alice", "while listening"))
+    bob.join(room, "bob")
+    alice.say(room, "while away")
+    with running_listener(prosody, store, status_file, include=(room,)) as listener:
+        wait_joined(listener, room)
+        alice.say(room, "back again")
+        summary = wait_for_event(store, room, ("message", "alice", "back again"))
+    assert summary == [
+        ("discovered",),
+        ("message", "alice", "early 0"),
+        ("message", "alice", "early 1"),
+        ("message", "alice", "early 2"),
+        ("joined", "alice"),
+        ("message", "alice", "while listening"),
+        ("message", "alice", "while away"),
+        ("gap", "presence"),
+        ("joined", "bob"),
+        ("message", "alice", "back again"),
+    ]
+    events = room_events(store, room)
+    assert [e.capture for e in events[1:4]] == [ev.Capture.IMPORT] * 3
+    assert [e.stanza_id for e in events[1:4]] == [m["stanza_id"] for m in before]
+    assert events[6].capture == ev.Capture.BACKFILL
+    gap = events[7]
+    # MAM stamps (Prosody) have whole seconds.
+    assert gap.gap_start.replace(microsecond=0) <= events[6].occurred_at <= gap.gap_end
+
+
+def test_without_import_archive_the_first_join_takes_no_history(prosody, people, store):
+    alice = people["alice"]
+    room = unique_room(prosody, "noimport")
+    alice.create_room(room, "alice")
+    alice.say(room, "before the archive existed")
+    with running_listener(prosody, store, include=(room,), import_archive=False) as listener:
+        wait_joined(listener, room)
+        alice.say(room, "first archived")
+        summary = wait_for_event(store, room, ("message", "alice", "first archived"))
+    assert summary == [("discovered",), ("joined", "alice"), ("message", "alice", "first archived")]
+
+
+def test_a_room_created_after_the_listener_started_is_archived(prosody, people, store):
+    alice = people["alice"]
+    prefix = unique_room(prosody, "later").partition("@")[0]
+    with running_listener(prosody, store, include=(f"{prefix}*",)) as listener:
+        wait_for(lambda: listener.listener.status.connected, message="the listener to connect")
+        room = f"{prefix}-new@{prosody.muc_service}"
+        alice.create_room(room, "alice")
+        alice.say(room, "anyone here?")
+        wait_joined(listener, room)
+        summary = wait_for_event(store, room, ("message", "alice", "anyone here?"))
+    assert summary == [("discovered",), ("message", "alice", "anyone here?"), ("joined", "alice")] or summary == [
+        ("discovered",), ("joined", "alice"), ("message", "alice", "anyone here?")
+    ]
+    assert summary.count(("message", "alice", "anyone here?")) == 1
+
+
+def test_hidden_rooms_are_joined_only_when_named_and_exclude_wins(prosody, people, store):
+    alice = people["alice"]
+    hidden = unique_room(prosody, "hidden")
+    unnamed_hidden = unique_room(prosody, "hidden")
+    excluded = unique_room(prosody, "excluded")
+    for room in (hidden, unnamed_hidden):
+        alice.create_room(room, "alice", **{"muc#roomconfig_publicroom": "0"})
+    alice.create_room(excluded, "alice")
+    with running_listener(
+        prosody, store, include=("hidden-*", "excluded-*"), exclude=(excluded,), rooms=(hidden,)
+    ) as listener:
+        wait_joined(listener, hidden)
+        time.sleep(1.0)  # several discovery polls
+        assert listener.joined_rooms() == [hidden]
+    assert store.rooms() == [hidden]
+
+
+def test_a_room_that_refuses_entry_is_reported_once_and_retried_only_later(prosody, people, store, tmp_path, caplog):
+    alice = people["alice"]
+    room = unique_room(prosody, "members")
+    alice.create_room(room, "alice", **{"muc#roomconfig_membersonly": "1"})
+    caplog.set_level(logging.WARNING, logger="ingest.listener")
+    status_file = tmp_path / "status.json"
+    # dave is no server admin: a members-only room keeps him out.
+    settings = {"jid": "dave@localhost", "include": (room,), "retry_refused_after": 3.0}
+    with running_listener(prosody, store, status_file, **settings) as listener:
+        wait_for(lambda: room in listener.listener.refused_rooms(), message="the refusal")
+        time.sleep(1.0)  # three discovery polls later, still one report
+        reports = [r for r in caplog.records if room in r.getMessage()]
+        assert len(reports) == 1 and "registration-required" in reports[0].getMessage()
+        refused = wait_for(
+            lambda: read_status(status_file).rooms_refused.get(room), message="the refusal in the status file"
+        )
+        assert "registration-required" in refused
+        alice.set_affiliation(room, "dave@localhost", "member")
+        wait_joined(listener, room, timeout=10)
+        wait_for(lambda: room in read_status(status_file).rooms_joined, message="the join in the status file")
+    assert read_status(status_file).rooms_refused == {}
+
+
+def test_a_destroyed_room_is_recorded_and_its_occupants_closed_out(prosody, people, store):
+    alice, bob = people["alice"], people["bob"]
+    room = unique_room(prosody, "doomed")
+    alice.create_room(room, "alice")
+    bob.join(room, "bob")
+    with running_listener(prosody, store, include=(room,)) as listener:
+        wait_joined(listener, room)
+        alice.destroy(room, "project over")
+        summary = wait_for_event(store, room, ("destroyed", "project over"))
+        wait_for(lambda: room not in listener.joined_rooms(), message="the listener to leave")
+        summary = wait_for(lambda: (s := room_summary(store, room)) and len(s) >= 6 and s)
+    # The room announces its occupants in no particular order.
+    assert summary[0] == ("discovered",) and sorted(summary[1:3]) == [("joined", "alice"), ("joined", "bob")]
+    assert summary[3] == ("destroyed", "project over")
+    assert sorted(summary[4:]) == [("left", "alice", "room_destroyed"), ("left", "bob", "room_destroyed")]
+
+
+def test_a_room_without_mam_replays_only_recent_history_and_records_a_message_gap(prosody, people, store, tmp_path):
+    alice = people["alice"]
+    room = unique_room(prosody, "plain", service=prosody.plain_muc_service)
+    alice.create_room(room, "alice")
+    alice.say(room, "said before")
+    status_file = tmp_path / "status.json"
+    with running_listener(prosody, store, status_file, include=(room,)) as listener:
+        wait_joined(listener, room)
+        alice.say(room, "said live")
+        wait_for_event(store, room, ("message", "alice", "said live"))
+    alice.say(room, "said while away")
+    with running_listener(prosody, store, status_file, include=(room,)) as listener:
+        wait_joined(listener, room)
+        summary = wait_for_event(store, room, ("message", "alice", "said while away"))
+    assert summary == [
+        ("discovered",),
+        ("message", "alice", "said before"),  # the room's history, replayed on the first join
+        ("joined", "alice"),
+        ("message", "alice", "said live"),
+        ("message", "alice", "said while away"),  # replayed since the last archived message
+        ("gap", "messages"),
+    ]
+    events = room_events(store, room)
+    assert [e.capture for e in events if isinstance(e, ev.MessagePosted)] == [
+        ev.Capture.HISTORY, ev.Capture.LIVE, ev.Capture.HISTORY
+    ]
+    assert all(e.stanza_id is None for e in events if isinstance(e, ev.MessagePosted))

@@ -18,12 +18,14 @@ from archive.application import open_event_store
 from archive.errors import ChatArchiveError
 from archive.store import EventStore
 
-from . import export, openapi, replay, transcript
+from . import export, openapi, presence, replay, rooms, transcript
+from .search import bp as search_bp
 from .access import Authorizer, PermissionCallback
 from .context import EXTENSION, ApiContext, api, caller, json_response
 from .errors import install_error_handlers
 from .roles import Capability
 from .tokens import TokenStore, open_token_store
+from . import web
 
 API_PREFIX = "/api/v1"
 
@@ -56,10 +58,11 @@ def create_app(
     )
     install_error_handlers(app)
     _install_request_metrics(app)
-    for blueprint in (transcript.bp, replay.bp, export.bp, openapi.bp):
+    for blueprint in (search_bp, rooms.bp, transcript.bp, presence.bp, replay.bp, export.bp, openapi.bp):
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     app.add_url_rule("/healthz", view_func=healthz)
     app.add_url_rule("/metrics", view_func=metrics)
+    web.register(app, config)  # pages, sign-in, widget, security headers (query_api/web)
     return app
 
 

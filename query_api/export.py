@@ -18,14 +18,16 @@ import msgspec
 from flask import Blueprint, Response, request
 
 from archive.codec import to_json
+from archive.errors import NotFoundError
 from archive.events import Recorded
 from archive.times import format_time
 
-from .context import api, caller, visible_room
+from .context import api, caller, unavailable, visible_room
 from .errors import ApiError
 from .params import Params
 from .replay import chunked
 from .roles import Capability
+from .search import scope_of
 
 bp = Blueprint("export", __name__)
 
@@ -35,6 +37,7 @@ CSV_COLUMNS = (
 )  # fmt: skip
 _COLUMN_FIELDS = {"room", "occurred_at", "recorded_at", "capture", "nick", "jid", "body", "stanza_id", "message_id"}
 _REFERS_TO = ("replaces_id", "target_id")
+EXPORT_PAGE = 500
 
 
 @bp.get("/export")
@@ -60,8 +63,48 @@ def export() -> Response:
     return response
 
 
-def search_export_records(who, query, room, start, end) -> Iterable[Recorded]:
-    raise ApiError(503, "unavailable", "export of a search needs the search index, not wired in yet")
+def search_export_records(who, query: str, room: str | None, start, end) -> Iterator[Recorded]:
+    """Every message the search finds (oldest first), each followed by its corrections and its
+    retraction, as the transcript view links them. The first page is fetched before streaming
+    starts, so a malformed query is still a 400."""
+    context = api()
+    if context.search is None or context.views is None:
+        raise unavailable("export of a search (search index and transcript view)")
+    if room is not None:
+        visible_room(who, room)
+    scope = scope_of(who, [room] if room is not None else None)
+    first = context.search.search(query, scope, sort="oldest", limit=EXPORT_PAGE, facets=False)
+
+    def records() -> Iterator[Recorded]:
+        results = first
+        while True:
+            for hit in results.hits:
+                if (start is None or hit.time >= start) and (end is None or hit.time < end):
+                    yield from message_records(context, hit)
+            if results.next_cursor is None:
+                return
+            results = context.search.search(
+                query, scope, sort="oldest", limit=EXPORT_PAGE, cursor=results.next_cursor, facets=False
+            )
+
+    return records()
+
+
+def message_records(context, hit) -> Iterator[Recorded]:
+    """The message of a hit and the events that edited or removed it, by log position."""
+    try:
+        line = context.views.transcripts.line(hit.room, hit.position, include_originals=True)
+        positions = {line.id, line.edit_position, *(v.position for v in line.versions)}
+        if line.removed is not None:
+            positions.add(line.removed.position)
+    except NotFoundError:
+        # The transcript view commits less often than the index: edits of this message
+        # made since its last commit cannot be linked yet; the message itself is exported.
+        positions = {hit.position}
+    for position in sorted(p for p in positions if p is not None):
+        record = next(iter(context.store.read_log(position - 1, page_size=1)), None)
+        if record is not None and record.position == position:
+            yield record
 
 
 def jsonl_lines(records: Iterable[Recorded]) -> Iterator[bytes]:

@@ -7,8 +7,6 @@ import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from types import SimpleNamespace
-
 import pytest
 
 from archive import events as ev
@@ -16,9 +14,8 @@ from archive.application import open_event_store
 from archive.settings import StoreSettings
 from chat_archive.config import Config
 from projections.follower import LogFollower
-from projections.transcripts.queries import Transcripts
-from projections.transcripts.view import TranscriptProjection
-from projections.viewdb import open_view_recorder
+from projections.search import IndexLocation, SearchIndex, SearchIndexer, SearchIndexProjection
+from projections.views import Views
 from query_api import create_app
 from query_api.roles import Role
 from query_api.settings import ApiSettings
@@ -95,16 +92,28 @@ def api_settings() -> dict:
 
 @pytest.fixture
 def views(archive, tmp_path):
-    """The real projections, caught up with the seeded archive."""
-    recorder, close = open_view_recorder(f"sqlite:///{tmp_path}/views.sqlite")
-    LogFollower(archive, TranscriptProjection(recorder), commit_interval=60).catch_up()
-    yield SimpleNamespace(transcripts=Transcripts(recorder))
-    close()
+    """The real transcript and presence views, caught up with the seeded archive."""
+    views = Views(f"sqlite:///{tmp_path}/views.sqlite", archive)
+    for projection in views.projections():
+        LogFollower(archive, projection, commit_interval=60).catch_up()
+    yield views
+    views.close()
 
 
 @pytest.fixture
-def app(archive, views, token_store, sqlite_url, api_settings):
-    return create_app(make_config(sqlite_url, **api_settings), store=archive, views=views, tokens=token_store)
+def search_index(archive, tmp_path):
+    """The real search index, caught up with the seeded archive."""
+    location = IndexLocation(tmp_path / "index")
+    projection = SearchIndexProjection(location)
+    SearchIndexer(archive, projection, commit_interval=0.05).catch_up()
+    projection.close()
+    return SearchIndex(location, reload_interval=0)
+
+
+@pytest.fixture
+def app(archive, views, search_index, token_store, sqlite_url, api_settings):
+    config = make_config(sqlite_url, **api_settings)
+    return create_app(config, store=archive, views=views, search=search_index, tokens=token_store)
 
 
 @pytest.fixture

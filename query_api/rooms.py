@@ -1,0 +1,82 @@
+"""`GET /rooms`: the rooms the caller may see, with message count, occupants now and last activity.
+
+Served from the views and the index: the room list is the store's room table
+(not the log), message counts are one scoped search, occupants come from the
+presence view, last activity from the transcript view's last line.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from archive.times import utcnow
+from projections.search import Scope
+
+from .access import Caller
+from .context import api, caller, json_response, unavailable
+from .errors import bad_parameter
+from .params import Params, encode_cursor
+from .roles import Capability
+
+bp = Blueprint("rooms", __name__)
+
+DEFAULT_LIMIT = 50
+
+
+@bp.get("/rooms")
+def rooms() -> Response:
+    who = caller(Capability.ROOMS)
+    params = Params(request.args, ("limit", "cursor"))
+    limit = params.integer("limit", DEFAULT_LIMIT, minimum=1, maximum=api().settings.max_page_size)
+    cursor = params.cursor()
+    after = cursor.get("after") if cursor else None
+    if cursor is not None and not isinstance(after, str):
+        raise bad_parameter("cursor", "is not a cursor this API issued")
+    visible = page_of_visible_rooms(who, after, limit + 1)
+    page, more = visible[:limit], len(visible) > limit
+    return json_response({
+        "items": describe_rooms(page, who),
+        "next": encode_cursor({"after": page[-1]}) if more else None,
+    })  # fmt: skip
+
+
+def page_of_visible_rooms(who: Caller, after: str | None, count: int) -> list[str]:
+    """Up to ``count`` rooms the caller may see, in JID order, after ``after``."""
+    page = []
+    for room in sorted(api().known_rooms()):
+        if after is not None and room <= after:
+            continue
+        if who.may_see(room):
+            page.append(room)
+            if len(page) == count:
+                break
+    return page
+
+
+def describe_rooms(rooms: list[str], who: Caller) -> list[dict]:
+    context = api()
+    views, search = context.views, context.search
+    if views is None or search is None:
+        raise unavailable("the room summary (views and search index)")
+    counts = message_counts(search, rooms, who)
+    now = utcnow()
+    items = []
+    for room in rooms:
+        occupants = views.presence.occupants_at(room, now)
+        last = views.transcripts.page(room, direction="backward", limit=1).lines
+        items.append({
+            "room": room,
+            "messages": counts.get(room.lower(), 0),
+            "occupants_now": len(occupants.occupants),
+            "presence_known": occupants.known,
+            "last_activity": last[-1].at if last else None,
+        })  # fmt: skip
+    return items
+
+
+def message_counts(search, rooms: list[str], who: Caller) -> dict[str, int]:
+    """Messages per room as the caller would find them (one search, scoped to ``rooms``)."""
+    if not rooms:
+        return {}
+    results = search.search("", Scope(rooms=frozenset(rooms), compliance=who.sees_originals), limit=1, facet_size=len(rooms))
+    return {facet.value: facet.count for facet in results.facets.rooms}

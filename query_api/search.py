@@ -1,0 +1,74 @@
+"""`GET /search`: the index, searched within the rooms the caller may see.
+
+The caller's rooms become the search's ``Scope``, a clause of the index query
+itself, so totals, pages and facets only ever count what the caller may see.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from projections.search import Scope
+
+from .access import Caller
+from .context import api, caller, json_response, unavailable
+from .params import Params
+from .roles import Capability
+
+bp = Blueprint("search", __name__)
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 500
+
+
+def index():
+    search = api().search
+    if search is None:
+        raise unavailable("the search index")
+    return search
+
+
+def scope_of(who: Caller, rooms: list[str] | None = None) -> Scope:
+    """The caller's search scope, optionally narrowed to ``rooms`` (already checked visible)."""
+    if rooms is not None:
+        return Scope(rooms=frozenset(rooms), compliance=who.sees_originals)
+    if who.scope.everything:
+        return Scope(rooms=None, compliance=who.sees_originals)
+    return Scope(rooms=frozenset(who.visible(api().known_rooms())), compliance=who.sees_originals)
+
+
+@bp.get("/search")
+def search() -> Response:
+    who = caller(Capability.SEARCH)
+    params = Params(request.args, ("q", "sort", "limit", "cursor"))
+    text = params.text("q", required=True)
+    sort = params.choice("sort", ("relevance", "newest", "oldest"), "relevance")
+    limit = params.integer("limit", DEFAULT_LIMIT, minimum=1, maximum=min(MAX_LIMIT, api().settings.max_page_size))
+    cursor = params.text("cursor", max_length=2048)
+    results = index().search(text, scope_of(who), sort=sort, limit=limit, cursor=cursor)
+    return json_response({
+        "query": results.query,
+        "sort": results.sort,
+        "total": results.total,
+        "hits": [hit_json(hit, who) for hit in results.hits],
+        "facets": {
+            "rooms": {f.value: f.count for f in results.facets.rooms},
+            "senders": {f.value: f.count for f in results.facets.senders},
+        },
+        "next": results.next_cursor,
+        "index_position": results.index_position,
+    })  # fmt: skip
+
+
+def hit_json(hit, who: Caller) -> dict:
+    fields = {
+        "position": hit.position, "room": hit.room, "nick": hit.nick, "time": hit.time, "body": hit.body,
+        "snippet": hit.snippet, "thread": hit.thread, "capture": hit.capture, "edited": hit.edited,
+        "score": hit.score,
+    }  # fmt: skip
+    if who.sees_jids:
+        fields["jid"] = hit.jid
+    if who.sees_originals:
+        fields["retracted"] = hit.retracted
+        fields["earlier_versions"] = hit.earlier_versions
+    return fields

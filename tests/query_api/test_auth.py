@@ -1,0 +1,96 @@
+"""Who may call: bearer tokens, the site's user header, anonymous read, the permission callback."""
+
+from __future__ import annotations
+
+import pytest
+
+from query_api.access import PermissionCallback
+from query_api.roles import Role
+
+from .conftest import LOBBY, PUBLIC, SECRET, auth
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer cat_not-a-token"},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Basic dXNlcjpwdw=="},
+        {"Authorization": "cat_no_scheme"},
+    ],
+)
+def test_bad_tokens_are_401_even_with_anonymous_read(client, headers):
+    response = client.get(f"/api/v1/rooms/{PUBLIC}/events", headers=headers)
+    assert response.status_code == 401
+    assert response.json["error"]["code"] == "unauthorized"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_no_token_is_401_when_anonymous_read_is_off(client, api_settings, archive, token_store, sqlite_url):
+    from query_api import create_app
+
+    from .conftest import make_config
+
+    closed = create_app(make_config(sqlite_url), store=archive, tokens=token_store).test_client()
+    assert closed.get(f"/api/v1/rooms/{PUBLIC}/events").status_code == 401
+    assert closed.get("/metrics").status_code == 401
+
+
+def test_revoked_token_is_401(client, tokens, token_store):
+    assert client.get("/api/v1/events", headers=auth(tokens["compliance"])).status_code == 200
+    token_store.revoke(token_store.lookup(tokens["compliance"]).id)
+    assert client.get("/api/v1/events", headers=auth(tokens["compliance"])).status_code == 401
+
+
+def test_site_token_must_name_its_user(client, tokens):
+    response = client.get("/api/v1/rooms", headers=auth(tokens["site"]))
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "missing_user"
+
+
+def test_permission_callback_decides_and_is_cached(permission_site):
+    permission_site.allowed = {("carol", LOBBY)}
+    callback = PermissionCallback(permission_site.url, token="site-secret", cache_seconds=60)
+    assert callback.allowed("carol", LOBBY)
+    assert not callback.allowed("carol", SECRET)
+    assert not callback.allowed("dave", LOBBY)
+    assert callback.allowed("carol", LOBBY)  # cached
+    assert len(permission_site.requests) == 3
+    assert permission_site.requests[0] == {"user": "carol", "room": LOBBY, "authorization": "Bearer site-secret"}
+    permission_site.allowed = set()
+    assert callback.allowed("carol", LOBBY)  # still the cached answer
+    assert not PermissionCallback(permission_site.url, cache_seconds=0).allowed("carol", LOBBY)
+
+
+def test_permission_callback_failure_denies_and_is_asked_again(permission_site):
+    permission_site.allowed = {("carol", LOBBY)}
+    permission_site.broken = True
+    callback = PermissionCallback(permission_site.url, cache_seconds=60)
+    assert not callback.allowed("carol", LOBBY)
+    permission_site.broken = False
+    assert callback.allowed("carol", LOBBY)  # the failure was not cached
+    assert not PermissionCallback("http://127.0.0.1:9/unreachable", timeout=0.5).allowed("carol", LOBBY)
+
+
+def test_site_token_with_permission_callback_over_http(permission_site, archive, token_store, sqlite_url):
+    from query_api import create_app
+
+    from .conftest import make_config
+
+    permission_site.allowed = {("carol", LOBBY), ("dave", SECRET)}
+    config = make_config(sqlite_url, permission_url=permission_site.url, permission_cache_seconds=60)
+    client = create_app(config, store=archive, tokens=token_store).test_client()
+    token = token_store.create(Role.SITE)[0]  # no static list: the callback decides
+    carol = client.get(f"/api/v1/rooms/{LOBBY}/presence", headers=auth(token, "carol"))
+    assert carol.status_code != 404
+    assert client.get(f"/api/v1/rooms/{SECRET}/presence", headers=auth(token, "carol")).status_code == 404
+    assert client.get(f"/api/v1/rooms/{SECRET}/presence", headers=auth(token, "dave")).status_code != 404
+    asked = len(permission_site.requests)
+    client.get(f"/api/v1/rooms/{LOBBY}/presence", headers=auth(token, "carol"))
+    assert len(permission_site.requests) == asked  # answered from the cache
+
+
+def test_anonymous_reads_public_rooms_only(client):
+    assert client.get(f"/api/v1/rooms/{SECRET}/events").status_code == 403  # replay is not for anonymous
+    assert client.get(f"/api/v1/rooms/{PUBLIC}/presence").status_code != 404
+    assert client.get(f"/api/v1/rooms/{LOBBY}/presence").status_code == 404

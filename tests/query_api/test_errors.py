@@ -1,0 +1,74 @@
+"""Errors are JSON `{"error": {"code", "message"}}` with a 4xx for bad input; never a stack trace."""
+
+from __future__ import annotations
+
+import pytest
+
+from archive.errors import StoreError
+from query_api import create_app
+
+from .conftest import LOBBY, auth, make_config
+
+
+@pytest.mark.parametrize(
+    ("url", "code", "words"),
+    [
+        (f"/api/v1/rooms/{LOBBY}/events?bogus=1", "unknown_parameter", "bogus"),
+        (f"/api/v1/rooms/{LOBBY}/events?after=-1", "invalid_parameter", "after"),
+        (f"/api/v1/rooms/{LOBBY}/events?after=1&after=2", "invalid_parameter", "more than once"),
+        (f"/api/v1/rooms/{LOBBY}/events?from=2024-13-01", "invalid_parameter", "ISO 8601"),
+        (f"/api/v1/rooms/{LOBBY}/events?from=2024-05-02&to=2024-05-01", "invalid_parameter", "later than"),
+        ("/api/v1/events?follow=maybe", "invalid_parameter", "true or false"),
+        (f"/api/v1/rooms/{LOBBY}/transcript?format=pdf", "invalid_parameter", "json, html, text"),
+        (f"/api/v1/rooms/{LOBBY}/transcript?cursor=not-ours", "invalid_parameter", "cursor"),
+        (f"/api/v1/rooms/{LOBBY}/transcript?day=2024-05-01&from=2024-05-01", "invalid_parameter", "either"),
+        (f"/api/v1/rooms/{LOBBY}/transcript?limit=0", "invalid_parameter", "limit"),
+        ("/api/v1/no-such-endpoint", "not_found", "not found"),
+    ],
+)
+def test_bad_input_is_a_json_4xx(client, tokens, url, code, words):
+    response = client.get(url, headers=auth(tokens["compliance"]))
+    assert 400 <= response.status_code < 500
+    assert response.mimetype == "application/json"
+    assert response.json["error"]["code"] == code
+    assert words in response.json["error"]["message"]
+
+
+def test_wrong_method_is_405_json(client, tokens):
+    response = client.post("/api/v1/events", headers=auth(tokens["compliance"]))
+    assert response.status_code == 405
+    assert response.json["error"]["code"] == "method_not_allowed"
+    assert "GET" in response.headers["Allow"]
+
+
+def test_around_an_unknown_line_is_404(client, tokens):
+    response = client.get(f"/api/v1/rooms/{LOBBY}/transcript?around=no-such-id", headers=auth(tokens["compliance"]))
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "not_found"
+
+
+class FailingStore:
+    """A store whose database went away (StoreError) or that hits a bug of ours (any other exception)."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def rooms(self):
+        raise self.error
+
+    def head(self):
+        raise self.error
+
+
+def test_store_failure_is_503_and_a_bug_is_a_bare_500(token_store, tokens, sqlite_url):
+    config = make_config(sqlite_url)
+    down = create_app(config, store=FailingStore(StoreError("disk on fire at /secret/path")), tokens=token_store)
+    response = down.test_client().get(f"/api/v1/rooms/{LOBBY}/events", headers=auth(tokens["compliance"]))
+    assert response.status_code == 503
+    assert response.json["error"]["code"] == "unavailable"
+    assert "/secret/path" not in response.get_data(as_text=True)
+    assert down.test_client().get("/healthz").status_code == 503
+    buggy = create_app(config, store=FailingStore(RuntimeError("boom at line 42")), tokens=token_store)
+    response = buggy.test_client().get(f"/api/v1/rooms/{LOBBY}/events", headers=auth(tokens["compliance"]))
+    assert response.status_code == 500
+    assert response.json == {"error": {"code": "internal", "message": "internal error"}}

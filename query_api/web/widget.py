@@ -35,6 +35,7 @@ from ..context import api, caller, json_response, visible_room
 from ..errors import ApiError, bad_parameter, room_not_found, unauthorized
 from ..params import decode_cursor, encode_cursor
 from ..roles import Capability, Role
+from ..transcript import transcripts
 from . import widget_feed
 from .auth import WEB, page_caller
 from .xmpp_session import JoinError, NoSuchSession
@@ -125,7 +126,7 @@ def issue_ticket():
 @bp.get("/widget/<room>")
 def page(room: str):
     return render_template(
-        "widget.html",
+        "web/widget.html",
         room=room,
         join_link="xmpp:" + quote(room, safe="@.-_") + "?join",
         poll_seconds=1.5,
@@ -143,7 +144,7 @@ def activity(room: str):
             raise bad_parameter("cursor", "is not a cursor this widget issued")
         items, state = widget_feed.since(api().store, room, state)
     else:
-        items, state = widget_feed.recent(api().store, room)
+        items, state = widget_feed.recent(transcripts(), room)
     return json_response({"items": items, "cursor": encode_cursor(state)})
 
 

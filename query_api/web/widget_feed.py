@@ -21,7 +21,8 @@ from projections.transcripts import logic
 from projections.transcripts.logic import Line
 
 SHOWN_KINDS = frozenset({"message", "joined", "left", "nick_changed", "subject_changed", "gap"})
-RECENT = timedelta(days=1)
+MAX_ITEMS = 200
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Events can reach the store a little after they occurred (batching, clock skew):
 # each poll looks back this far and skips positions it has already seen.
 LOOK_BACK = timedelta(minutes=2)
@@ -94,12 +95,17 @@ def changes(records: Iterable[Recorded]) -> list[dict]:
     return out
 
 
-def recent(store: EventStore, room: str, *, limit: int = 50, now: datetime | None = None) -> tuple[list[dict], dict]:
-    """The room's last ``limit`` shown lines of the past day, and the cursor to poll on with."""
-    now = now or utcnow()
-    records = list(store.read_room(room, start=now - RECENT))
-    lines = [line for line in fold(records) if line.kind in SHOWN_KINDS][-limit:]
-    return [item(line) for line in lines], _cursor(records, now)
+def recent(transcripts, room: str, *, limit: int = 50) -> tuple[list[dict], dict]:
+    """The room's last ``limit`` shown lines (from the transcript view), and the cursor to poll on with.
+
+    The cursor starts at the newest line, so the first ``since`` also picks up
+    what the view has not committed yet.
+    """
+    lines = transcripts.page(room, direction="backward", limit=limit * 2).lines
+    shown = [line for line in lines if line.kind in SHOWN_KINDS][-limit:]
+    newest = max((line.at for line in lines), default=_EPOCH)
+    cursor = {"p": max((line.id for line in lines), default=0), "t": newest.timestamp()}
+    return [item(line) for line in shown], cursor
 
 
 def since(store: EventStore, room: str, cursor: dict, *, now: datetime | None = None) -> tuple[list[dict], dict]:
@@ -109,7 +115,7 @@ def since(store: EventStore, room: str, cursor: dict, *, now: datetime | None = 
     records = [r for r in store.read_room(room, start=checked - LOOK_BACK) if r.position > seen]
     next_cursor = _cursor(records, now)
     next_cursor["p"] = max(next_cursor["p"], seen)
-    return changes(records), next_cursor
+    return changes(records)[-MAX_ITEMS:], next_cursor
 
 
 def _cursor(records: list[Recorded], now: datetime) -> dict:

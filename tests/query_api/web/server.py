@@ -1,0 +1,81 @@
+"""Start ``tests.query_api.web.serve`` as a separate process for browser tests, and stop it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def toml(sections: dict[str, dict]) -> str:
+    """A TOML file from plain values (strings, numbers, booleans, lists of strings)."""
+
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return "".join(
+        f"[{name}]\n" + "".join(f"{key} = {value(v)}\n" for key, v in fields.items()) + "\n"
+        for name, fields in sections.items()
+    )
+
+
+class ServerProcess:
+    """The app, projections, index (and listener, if configured) in a process of their own."""
+
+    def __init__(self, directory: Path, sections: dict[str, dict]):
+        self.directory = directory
+        self.config_file = directory / "chat-archive.toml"
+        self.config_file.write_text(toml(sections), encoding="utf-8")
+        self.log_file = directory / "server.log"
+        self.process: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self, timeout: float = 30.0) -> str:
+        log = open(self.log_file, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.query_api.web.serve", str(self.config_file)],
+            cwd=self.directory,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=log,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        line = b""
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if line.startswith(b"listening on "):
+                self.url = line.decode().split()[-1]
+                return self.url
+            if not line and self.process.poll() is not None:
+                break
+        self.stop()
+        pytest.fail(f"the server process did not start: {line!r}\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(5)

@@ -1,4 +1,7 @@
-"""`serve`: the query API over HTTP; `token create|list|revoke`: the API's bearer tokens."""
+"""`serve`: the query API over HTTP; `token create|list|revoke`: the API's bearer tokens.
+
+`serve` reads the views and the index that `up` or `project` keep current.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import threading
 
 from query_api.roles import TOKEN_ROLES, Role
 
-from ..bootstrap import open_store, open_tokens, start_api
+from ..bootstrap import open_search_index, open_store, open_tokens, open_views, start_api
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,8 +51,8 @@ def serve_api(args: argparse.Namespace, config) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with open_store(config) as store:
-        server = start_api(config, store, stop=stop, host=args.host, port=args.port)
+    with open_store(config) as store, open_views(config, store) as views:
+        server = start_api(config, store, views, open_search_index(config), stop, host=args.host, port=args.port)
         print(f"chat-archive serve: listening on {server.url}", flush=True)
         while server.is_alive():
             server.join(0.5)

@@ -1,0 +1,165 @@
+"""Every endpoint through a real server: `chat-archive serve` in its own process on loopback,
+and the in-process server that `chat-archive up` starts (bootstrap.start_api)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from archive.application import open_event_store
+from chat_archive.bootstrap import open_search_index, open_tokens, open_views, search_projection, start_api
+from chat_archive.config import load_config
+from projections.follower import LogFollower
+from projections.search import SearchIndexer
+from query_api.roles import Role
+from tests.factories import message
+
+from .conftest import LOBBY, PUBLIC, SECRET, seed_events
+
+T = "2024-05-01T12:00:15Z"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A seeded archive with caught-up views and index, served by `chat-archive serve --port 0`."""
+    base = tmp_path_factory.mktemp("served")
+    config_file = base / "chat-archive.toml"
+    config_file.write_text(
+        f'[store]\nurl = "sqlite:///{base}/events.sqlite"\n[index]\npath = "{base}/index"\n'
+        f'[api]\nanonymous_read = true\npublic_rooms = ["{PUBLIC}"]\nfollow_heartbeat = 0.5\n'
+    )
+    config = load_config(config_file, environ={})
+    store = open_event_store(config.store.url)
+    store.append(seed_events())
+    with open_views(config, store) as views:
+        for projection in views.projections():
+            LogFollower(store, projection, commit_interval=60).catch_up()
+    projection = search_projection(config)
+    SearchIndexer(store, projection, commit_interval=0.05).catch_up()
+    projection.close()
+    tokens = open_tokens(config)
+    issued = {
+        "compliance": tokens.create(Role.COMPLIANCE)[0],
+        "analyst": tokens.create(Role.ANALYST, (LOBBY,))[0],
+        "site": tokens.create(Role.SITE, (LOBBY, PUBLIC))[0],
+    }
+    tokens.close()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chat_archive.cli", "--config", str(config_file), "serve", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=base,
+    )  # fmt: skip
+    line = process.stdout.readline()
+    assert "listening on http://127.0.0.1:" in line, line + process.stderr.read()
+    url = line.split("listening on ")[1].strip()
+    yield {"url": url, "tokens": issued, "store": store, "process": process, "config": config}
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    store.close()
+
+
+def get(url: str, token: str | None = None, user: str | None = None) -> tuple[int, str, bytes]:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    if user:
+        request.add_header("X-Chat-Archive-User", user)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers.get_content_type(), response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get_content_type(), e.read()
+
+
+ENDPOINTS = [
+    ("compliance", f"/api/v1/search?q=hello&sort=newest", "application/json"),
+    ("site", "/api/v1/search?q=fixed", "application/json"),
+    ("compliance", "/api/v1/rooms", "application/json"),
+    ("site", f"/api/v1/rooms/{LOBBY}/transcript", "application/json"),
+    ("site", f"/api/v1/rooms/{LOBBY}/transcript?format=html", "text/html"),
+    ("site", f"/api/v1/rooms/{LOBBY}/transcript?format=text&day=2024-05-01", "text/plain"),
+    ("analyst", f"/api/v1/rooms/{LOBBY}/presence?at={T}", "application/json"),
+    ("analyst", f"/api/v1/rooms/{LOBBY}/presence?from=2024-05-01&to=2024-05-02&nick=bob", "application/json"),
+    ("analyst", f"/api/v1/rooms/{LOBBY}/state?at={T}", "application/json"),
+    ("analyst", f"/api/v1/rooms/{LOBBY}/events", "application/x-ndjson"),
+    ("compliance", "/api/v1/events?limit=3", "application/x-ndjson"),
+    ("compliance", f"/api/v1/export?room={SECRET}&format=csv", "text/csv"),
+    ("compliance", "/api/v1/export?q=oops", "application/x-ndjson"),
+    (None, "/api/v1/openapi.json", "application/json"),
+    (None, "/healthz", "application/json"),
+    ("compliance", "/metrics", "text/plain"),
+]
+
+
+@pytest.mark.parametrize(("role", "path", "content_type"), ENDPOINTS)
+def test_every_endpoint_over_http(served, role, path, content_type):
+    token = served["tokens"][role] if role else None
+    status, received_type, body = get(served["url"] + path, token, "carol" if role == "site" else None)
+    assert (status, received_type) == (200, content_type), body[:500]
+    assert body
+
+
+def test_errors_over_http(served):
+    tokens = served["tokens"]
+    assert get(served["url"] + "/api/v1/events", "cat_forged")[0] == 401
+    assert get(served["url"] + "/api/v1/events")[0] == 403  # anonymous read is on, replay is not for anonymous
+    assert get(served["url"] + f"/api/v1/rooms/{SECRET}/transcript", tokens["site"], "carol")[0] == 404
+    assert get(served["url"] + "/api/v1/export?room=x", tokens["site"], "carol")[0] == 403
+    status, _, body = get(served["url"] + "/api/v1/search?q=%22unclosed", tokens["compliance"])
+    error = json.loads(body)["error"]
+    assert status == 400 and error["code"] == "invalid_query" and error["position"] == 0
+
+
+def test_search_finds_and_transcript_opens_around_the_hit(served):
+    tokens = served["tokens"]
+    _, _, body = get(served["url"] + "/api/v1/search?q=fixed", tokens["site"], "carol")
+    result = json.loads(body)
+    assert result["total"] == 2 and {h["room"] for h in result["hits"]} == {LOBBY, PUBLIC}
+    hit = next(h for h in result["hits"] if h["room"] == LOBBY)
+    assert "<mark>fixed</mark>" in hit["snippet"] and "jid" not in hit
+    _, _, body = get(served["url"] + f"/api/v1/rooms/{LOBBY}/transcript?around={hit['position']}&limit=3", tokens["site"], "carol")
+    page = json.loads(body)
+    assert page["target"] == hit["position"] and len(page["items"]) == 3
+    assert page["items"][1]["body"] == "fixed in lobby" and "versions" not in page["items"][1]
+
+
+def test_follow_over_http_then_sigterm_ends_the_server(served):
+    host, port = served["url"].removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    after = served["store"].head()
+    connection.request("GET", f"/api/v1/events?follow=true&after={after}", headers={"Authorization": f"Bearer {served['tokens']['analyst']}"})
+    response = connection.getresponse()
+    assert response.status == 200
+    threading.Timer(0.3, lambda: served["store"].append([message(9000, "over the wire", room=LOBBY)])).start()
+    lines = []
+    while not any(lines):
+        lines.append(response.readline().strip())
+    assert json.loads(lines[-1])["event"]["body"] == "over the wire"
+    process = served["process"]
+    process.send_signal(signal.SIGTERM)  # with the follow stream still open
+    assert process.wait(timeout=15) == 0
+    connection.close()
+
+
+def test_in_process_server_for_up(served):
+    config, store = served["config"], served["store"]
+    stop = threading.Event()
+    with open_views(config, store) as views:
+        server = start_api(config, store, views, open_search_index(config), stop, host="127.0.0.1", port=0)
+        status, _, body = get(server.url + f"/api/v1/rooms/{LOBBY}/transcript?format=text", served["tokens"]["site"], "carol")
+        assert status == 200 and b"hello from lobby" in body
+        assert server.is_alive()
+        stop.set()
+        server.join(15)
+        assert not server.is_alive()
+        with pytest.raises(OSError):
+            urllib.request.urlopen(server.url + "/healthz", timeout=2)

@@ -1,0 +1,138 @@
+"""`python -m bench --size 100k|1m|10m [--only append,read,...]`: run the suite, write bench/RESULTS.md.
+
+Stages (run in this order; --only picks some):
+  append       store append rate, SQLite and PostgreSQL, vs raw inserts of the same payloads; disk bytes/event
+  read         store.read_log decoded vs raw page reads (the ceiling for every projection)
+  projections  transcript and presence rebuild rate vs the raw read rate
+  search       index rate, search latency by query class, vs SQLite FTS5 on the same corpus and queries
+  api          requests/s and p50/p99 of search and transcript under load from a separate process
+  replay       NDJSON replay endpoint events/s
+  freshness    end-to-end freshness through a real Prosody, listener rate vs Prosody's own delivery rate
+
+Stages after `append` reuse the SQLite store it built in --workdir (built without baselines if missing).
+`python -m bench corpus --size 1m --out FILE` writes a corpus as JSON lines instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import results as report
+from .corpus import SIZES, CorpusSpec, generate, write_ndjson
+from .machine import machine, versions
+from .measure import Results, peak_rss_self
+
+HERE = Path(__file__).parent
+STAGES = ["append", "read", "projections", "search", "api", "replay", "freshness"]
+# stage -> module in bench/ with run(spec, workdir, results, ctx)
+STAGE_MODULES = {"append": "bench.stages", "read": "bench.stages", "projections": "bench.projections",
+                 "search": "bench.search", "api": "bench.api", "replay": "bench.api", "freshness": "bench.freshness"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["corpus"]:
+        return corpus_command(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0],
+                                     epilog="\n".join(__doc__.split("\n")[2:]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=list(SIZES), default="100k", help="corpus size (default 100k)")
+    parser.add_argument("--only", default=",".join(STAGES), help=f"comma-separated stages (default all: {','.join(STAGES)})")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/chat-archive-bench"),
+                        help="where stores, indexes and servers live during the run")
+    parser.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL figures")
+    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md", help="results file (default bench/RESULTS.md)")
+    args = parser.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(only) - set(STAGES)
+    if unknown:
+        parser.error(f"unknown stage(s): {', '.join(sorted(unknown))}; stages: {', '.join(STAGES)}")
+
+    spec = CorpusSpec.for_size(args.size, seed=args.seed)
+    workdir = args.workdir / args.size
+    res = Results(size=args.size)
+    ctx: dict = {"postgres": not args.no_postgres}
+    load_start = report.loadavg()
+    print(f"bench: {spec.events:,} events, {spec.rooms} rooms, {spec.users} users, workdir {workdir}", flush=True)
+    for stage in [s for s in STAGES if s in only]:
+        module = importlib.import_module(STAGE_MODULES[stage])
+        started = time.perf_counter()
+        print(f"[{stage}]", flush=True)
+        try:
+            getattr(module, f"run_{stage}")(spec, workdir, res, ctx)
+        except Exception as e:  # noqa: BLE001 - one failing stage must not lose the others' figures
+            res.notes.append(f"stage `{stage}` failed: {type(e).__name__}: {e}")
+            print(f"  stage {stage} failed: {type(e).__name__}: {e}", flush=True)
+        print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+    res.rss.setdefault("bench driver (corpus generation, in-process stores and index)", peak_rss_self())
+
+    save_json(res, spec)
+    text = report.render(res, machine(), versions("host=127.0.0.1 user=postgres dbname=postgres"),
+                         command=f"python -m bench {' '.join(argv)}".strip(),
+                         load=(load_start, report.loadavg()), scale_notes=scale_section())
+    report.write(args.out, text)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def save_json(res: Results, spec: CorpusSpec) -> None:
+    """Keep each size's figures (bench/results/<size>.json) for the scale table."""
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    path = out / f"{res.size}.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    figures = old.get("figures", {})
+    for f in res.figures:
+        figures[f"{f.group}: {f.name}"] = {"value": f.value, "unit": f.unit, "baseline": f.baseline,
+                                             "ratio": f.ratio, "measured": time.strftime("%Y-%m-%d %H:%M")}
+    path.write_text(json.dumps({"events": spec.events, "figures": figures}, indent=1, ensure_ascii=False))
+
+
+def scale_section() -> str:
+    """A table of every figure across the sizes measured so far, then the hand-written scale notes."""
+    runs = {}
+    for size in SIZES:
+        path = HERE / "results" / f"{size}.json"
+        if path.exists():
+            runs[size] = json.loads(path.read_text())["figures"]
+    if not runs:
+        return ""
+    names = list(dict.fromkeys(name for figs in runs.values() for name in figs))
+    lines = ["## Scale: each figure by corpus size (value, ratio to its same-run baseline)", "",
+             "| figure | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
+    for name in names:
+        cells = []
+        for figs in runs.values():
+            f = figs.get(name)
+            cells.append("-" if f is None else f"{_short(f['value'])} {f['unit']}"
+                         + (f" ({f['ratio']:.2f})" if f.get("ratio") else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    notes = HERE / "SCALE-NOTES.md"
+    if notes.exists():
+        lines += ["", notes.read_text(encoding="utf-8").strip()]
+    return "\n".join(lines)
+
+
+def _short(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+
+def corpus_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench corpus", description="write a corpus as JSON lines")
+    parser.add_argument("--size", choices=list(SIZES), default="10k")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    n = write_ndjson(generate(CorpusSpec.for_size(args.size, seed=args.seed)), args.out)
+    print(f"wrote {n:,} events to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

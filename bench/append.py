@@ -1,0 +1,226 @@
+"""Append rate of the event store vs raw inserts of the same payloads, read rate, bytes per event.
+
+One pass over the corpus feeds every sink batch by batch (interleaved), so that
+the store and its raw baselines see the same payloads under the same machine
+conditions, and the corpus is generated once however many sinks there are.
+Only the sink's own call is timed; generating and (for the raw sinks) encoding
+the batch are not.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import psycopg
+
+from archive.application import open_event_store
+from archive.codec import to_msgpack
+from archive.events import Event, MessagePosted
+
+from .corpus import CorpusSpec, generate
+from .measure import Figure, Results, Stopwatch, batched, dir_bytes
+
+PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
+BATCH = 1000
+
+
+def pg_url(schema: str) -> str:
+    return f"postgresql://postgres@127.0.0.1:5432/postgres?schema={schema}"
+
+
+def reset_pg_schema(schema: str) -> None:
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+
+
+class StoreSink:
+    """EventStore.append: idempotency keys, versions, msgpack encoding, side index, one transaction per batch."""
+
+    def __init__(self, name: str, url: str):
+        self.name = name
+        self.store = open_event_store(url)
+        self.watch = Stopwatch()
+
+    def write(self, events: list[Event], payloads: list[tuple]) -> None:
+        with self.watch:
+            self.store.append(events, batch_size=BATCH)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class RawSQLiteSink:
+    """sqlite3.executemany, WAL, synchronous=NORMAL, one transaction per batch.
+
+    ``indexed`` adds the store's secondary structures (unique (room, version),
+    idempotency-key table, (room, time) index), to split the store's cost into
+    schema and Python.
+    """
+
+    def __init__(self, name: str, path: Path, *, indexed: bool = False):
+        self.name = name
+        self.indexed = indexed
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("CREATE TABLE ev (room TEXT, version INTEGER, topic TEXT, state BLOB)")
+        if indexed:
+            self.conn.execute("CREATE UNIQUE INDEX ev_rv ON ev (room, version)")
+            self.conn.execute(
+                "CREATE TABLE idx (key TEXT PRIMARY KEY, room TEXT, version INTEGER, t REAL) WITHOUT ROWID"
+            )
+            self.conn.execute("CREATE INDEX idx_t ON idx (room, t)")
+        self.watch = Stopwatch()
+
+    def write(self, events: list[Event], payloads: list[tuple]) -> None:
+        with self.watch:
+            self.conn.execute("BEGIN")
+            self.conn.executemany("INSERT INTO ev VALUES (?,?,?,?)", [p[:4] for p in payloads])
+            if self.indexed:
+                self.conn.executemany("INSERT INTO idx VALUES (?,?,?,?)", [p[4:] for p in payloads])
+            self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class RawPostgresSink:
+    """psycopg executemany (pipelined by psycopg 3) or COPY into a plain table, one transaction per batch."""
+
+    def __init__(self, name: str, schema: str, *, copy: bool):
+        self.name = name
+        self.copy = copy
+        self.conn = psycopg.connect(PG_DSN)
+        self.table = f'"{schema}".ev'
+        self.conn.execute(
+            f"CREATE TABLE {self.table} (id bigserial PRIMARY KEY, room text, version bigint, topic text, state bytea)"
+        )
+        self.conn.commit()
+        self.watch = Stopwatch()
+
+    def write(self, events: list[Event], payloads: list[tuple]) -> None:
+        with self.watch:
+            with self.conn.cursor() as cur:
+                if self.copy:
+                    with cur.copy(f"COPY {self.table} (room, version, topic, state) FROM STDIN") as copy:
+                        for p in payloads:
+                            copy.write_row(p[:4])
+                else:
+                    cur.executemany(
+                        f"INSERT INTO {self.table} (room, version, topic, state) VALUES (%s,%s,%s,%s)",
+                        [p[:4] for p in payloads],
+                    )
+            self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _payloads(events: list[Event], versions: dict[str, int]) -> list[tuple]:
+    rows = []
+    for e in events:
+        v = versions[e.room] = versions.get(e.room, 0) + 1
+        rows.append((e.room, v, e.__struct_config__.tag, to_msgpack(e), f"k{len(versions)}:{e.room}:{v}", e.room, v,
+                     e.occurred_at.timestamp()))
+    return rows
+
+
+def _feed(spec: CorpusSpec, sinks: list) -> tuple[int, int]:
+    """One pass over the corpus, each batch written by every sink in turn."""
+    n = messages = 0
+    versions: dict[str, int] = {}
+    for batch in batched(generate(spec), BATCH):
+        payloads = _payloads(batch, versions)
+        for sink in sinks:
+            sink.write(batch, payloads)
+        n += len(batch)
+        messages += sum(1 for e in batch if isinstance(e, MessagePosted))
+        if n % 200_000 == 0:
+            print(f"    {n:,}: " + ", ".join(f"{s.name} {n / s.watch.elapsed:,.0f}/s" for s in sinks), flush=True)
+    for sink in sinks:
+        sink.close()
+    return n, messages
+
+
+def run_append(spec: CorpusSpec, workdir: Path, results: Results, *, postgres: bool = True) -> dict:
+    """Append the corpus to each store beside its raw baselines; returns where the stores are.
+
+    SQLite and PostgreSQL get separate passes: PostgreSQL's server processes
+    would otherwise take CPU from the SQLite sinks on this 2-core machine.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    store_path = workdir / "events.sqlite"
+    for stale in workdir.glob("*.sqlite*"):
+        stale.unlink()
+    sinks = [StoreSink("store", f"sqlite:///{store_path}"),
+             RawSQLiteSink("raw", workdir / "raw.sqlite"),
+             RawSQLiteSink("raw, store's indexes", workdir / "raw-indexed.sqlite", indexed=True)]
+    n, messages = _feed(spec, sinks)
+    rate = {s.name: n / s.watch.elapsed for s in sinks}
+    results.add(Figure("append", "store, SQLite (EventStore.append, batches of 1,000)", rate["store"],
+                       "events/s", rate["raw"], "raw sqlite3.executemany, WAL, sync=NORMAL, plain table",
+                       aim=">= 100,000/s and within 3x of raw"))
+    results.add(Figure("append", "store, SQLite vs raw into the same indexes", rate["store"], "events/s",
+                       rate["raw, store's indexes"],
+                       "raw executemany into 4 b-trees like the store's (unique (room, version), key, (room, time))"))
+    store_bytes = sum(p.stat().st_size for p in workdir.glob("events.sqlite*"))
+    raw_bytes = sum(p.stat().st_size for p in workdir.glob("raw.sqlite*"))
+    results.add(Figure("disk", "event store, SQLite, bytes per event", store_bytes / n, "B", raw_bytes / n,
+                       "raw table of the same payloads", higher_is_better=False))
+    for raw in workdir.glob("raw*.sqlite*"):
+        raw.unlink()
+    info = {"events": n, "messages": messages, "sqlite_url": f"sqlite:///{store_path}", "postgres_url": None}
+    if not postgres:
+        return info
+    for schema in ("bench_store", "bench_raw", "bench_copy"):
+        reset_pg_schema(schema)
+    sinks = [StoreSink("store", pg_url("bench_store")),
+             RawPostgresSink("executemany", "bench_raw", copy=False),
+             RawPostgresSink("COPY", "bench_copy", copy=True)]
+    _feed(spec, sinks)
+    rate = {s.name: n / s.watch.elapsed for s in sinks}
+    results.add(Figure("append", "store, PostgreSQL (EventStore.append, batches of 1,000)", rate["store"],
+                       "events/s", rate["executemany"], "raw psycopg executemany, plain table", aim=">= 50,000/s"))
+    results.add(Figure("append", "store, PostgreSQL vs COPY", rate["store"], "events/s", rate["COPY"],
+                       "raw psycopg COPY, plain table"))
+    with psycopg.connect(PG_DSN) as conn:
+        size = lambda schema: conn.execute(  # noqa: E731
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
+            (schema,)).fetchone()[0]
+        results.add(Figure("disk", "event store, PostgreSQL, bytes per event", float(size("bench_store")) / n, "B",
+                           float(size("bench_raw")) / n, "raw table of the same payloads", higher_is_better=False))
+    for schema in ("bench_raw", "bench_copy"):
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    info["postgres_url"] = pg_url("bench_store")
+    return info
+
+
+def run_read(url: str, results: Results, label: str) -> float:
+    """Decoded read rate (store.read_log) vs raw page reads of the recorder: the projections' ceiling."""
+    store = open_event_store(url)
+    try:
+        raw = Stopwatch()
+        n_raw = 0
+        after = 0
+        with raw:
+            while True:
+                page = store._recorder.select_notifications(after, 1000, inclusive_of_start=False)
+                n_raw += len(page)
+                if len(page) < 1000:
+                    break
+                after = page[-1].id
+        decoded = Stopwatch()
+        n = 0
+        with decoded:
+            for _ in store.read_log(0, page_size=1000):
+                n += 1
+    finally:
+        store.close()
+    rate = n / decoded.elapsed
+    results.add(Figure("read", f"read_log, decoded events, {label}", rate, "events/s", n_raw / raw.elapsed,
+                       "raw select_notifications pages (undecoded)"))
+    return rate

@@ -1,0 +1,122 @@
+"""Small measuring tools shared by the benchmarks: figures, timers, percentiles, RSS."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Figure:
+    """One row of the results table: a measured value beside its same-run baseline.
+
+    ``higher_is_better`` decides how the ratio reads: for rates it is
+    value / baseline, for latencies and sizes baseline / value, so a ratio
+    above 1 always means chat-archive did better than the baseline.
+    """
+
+    group: str
+    name: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    baseline_name: str = ""
+    higher_is_better: bool = True
+    aim: str = ""
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.baseline or not self.value:
+            return None
+        return self.value / self.baseline if self.higher_is_better else self.baseline / self.value
+
+
+@dataclass
+class Results:
+    size: str
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    rss: dict[str, int] = field(default_factory=dict)
+
+    def add(self, figure: Figure) -> Figure:
+        self.figures.append(figure)
+        print(f"  {figure.group}: {figure.name} = {fmt(figure.value)} {figure.unit}"
+              + (f"  (baseline {figure.baseline_name} {fmt(figure.baseline)}, ratio {figure.ratio:.2f})"
+                 if figure.ratio else ""), flush=True)
+        return figure
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+class Stopwatch:
+    """Accumulates time spent inside ``with stopwatch:`` blocks only."""
+
+    def __init__(self) -> None:
+        self.elapsed = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self._t = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.elapsed += time.perf_counter() - self._t
+
+
+def percentile(samples: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of unsorted samples."""
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    k = max(0, min(len(ordered) - 1, int(round(p / 100 * len(ordered) + 0.5)) - 1))
+    return ordered[k]
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def peak_rss_self() -> int:
+    """Peak resident set size of this process, bytes."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def peak_rss_of(pid: int) -> int | None:
+    """Peak resident set size (VmHWM) of a running process, bytes."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def dir_bytes(path: str | os.PathLike) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(root, name))
+            except OSError:
+                pass
+    return total

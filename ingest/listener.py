@@ -284,6 +284,7 @@ class Listener:
             self._emit(state, [self._gap(room, gap_start, joined_at, mam and recovered)], direct=True)
         self._release(state)
         state.phase, state.gap_start, state.reason = JOINED, None, None
+        self._write_status()
         log.info("archiving %s%s", room, " (with MAM backfill)" if mam else "")
 
     async def _enter(self, client, state: RoomState, view: RoomView, history: dict) -> tuple:
@@ -379,6 +380,7 @@ class Listener:
     def _unavailable(self, state: RoomState, reason: str) -> None:
         state.phase, state.reason = UNAVAILABLE, reason
         state.retry_at = time.monotonic() + self.settings.retry_refused_after
+        self._write_status()
         if reason != state.reported:
             log.warning("cannot archive %s: %s (next try in %.0f s)", state.room, reason, self.settings.retry_refused_after)
             state.reported = reason

@@ -1,0 +1,136 @@
+"""Faults: the listener process killed mid-conversation, the server restarted under the listener."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from archive import events as ev
+from archive.application import open_event_store
+from chat_archive.xmpp_users import XmppUsers
+from ingest.roomview import RoomView
+from ingest.status import read_status
+from tests.ingest.helpers import room_events, running_listener, wait_for_event, wait_joined
+from tests.services.prosody import LISTENER, PASSWORD, unique_room, wait_for
+
+
+def write_config(tmp_path, server, room) -> tuple:
+    status_file = tmp_path / "status.json"
+    store_url = f"sqlite:///{tmp_path}/events.sqlite"
+    config = tmp_path / "chat-archive.toml"
+    config.write_text(
+        f"""
+[xmpp]
+jid = "{LISTENER}@{server.domain}"
+password = "{PASSWORD}"
+host = "127.0.0.1"
+port = {server.port}
+tls = false
+muc_services = ["{server.muc_service}"]
+include = ["{room}"]
+poll_interval = 0.3
+status_file = "{status_file}"
+
+[store]
+url = "{store_url}"
+"""
+    )
+    return config, status_file, store_url
+
+
+def start_listen(config, status_file, room) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chat_archive.cli", "--config", str(config), "listen"],
+        stdout=subprocess.DEVNULL,
+        stderr=open(config.with_suffix(".log"), "ab"),
+    )
+
+    def joined():
+        if process.poll() is not None:
+            pytest.fail(f"chat-archive listen exited with {process.returncode}: {config.with_suffix('.log').read_text()}")
+        status = read_status(status_file)
+        return status and status.pid == process.pid and room in status.rooms_joined
+
+    wait_for(joined, 20, message="chat-archive listen to join the room")
+    return process
+
+
+def test_killing_the_listener_mid_conversation_loses_nothing_and_duplicates_nothing(prosody, people, tmp_path):
+    alice, bob, carol, dave = (people[name] for name in ("alice", "bob", "carol", "dave"))
+    room = unique_room(prosody, "kill")
+    alice.create_room(room, "alice")
+    bob.join(room, "bob")
+    carol.join(room, "carol")
+    config, status_file, store_url = write_config(tmp_path, prosody, room)
+    listener = start_listen(config, status_file, room)
+    sent = []
+    for i in range(30):
+        sent.append((alice if i % 2 else bob).say(room, f"m{i}"))
+        if i == 12:
+            os.kill(listener.pid, signal.SIGKILL)  # mid-burst: some messages are in flight
+    listener.wait(10)
+    carol.leave(room)
+    dave.join(room, "dave")
+    bob.set_presence(room, "away", "gone fishing")
+    sent.append(alice.say(room, "while the listener was dead"))
+    listener = start_listen(config, status_file, room)
+    sent.append(alice.say(room, "after the restart"))
+    with open_event_store(store_url) as store:
+        wait_for_event(store, room, ("message", "alice", "after the restart"))
+        listener.send_signal(signal.SIGTERM)
+        assert listener.wait(15) == 0
+        events = room_events(store, room)
+    messages = [e for e in events if isinstance(e, ev.MessagePosted)]
+    assert [m.body for m in messages] == [f"m{i}" for i in range(30)] + ["while the listener was dead", "after the restart"]
+    assert [m.stanza_id for m in messages] == [s["stanza_id"] for s in sent]
+    assert messages[-2].capture == ev.Capture.BACKFILL and messages[-1].capture == ev.Capture.LIVE
+    [gap] = [e for e in events if isinstance(e, ev.ArchiveGap)]
+    assert gap.kind == ev.GapKind.PRESENCE
+    after_gap = events[events.index(gap) + 1 :]
+    presence = {(type(e).__name__, getattr(e, "nick", None)) for e in after_gap if not isinstance(e, ev.MessagePosted)}
+    assert presence == {("OccupantLeft", "carol"), ("OccupantJoined", "dave"), ("PresenceChanged", "bob")}
+    assert next(e for e in after_gap if isinstance(e, ev.OccupantLeft)).reason == ev.LeaveReason.LOST_SIGHT
+    joins = [e.nick for e in events if isinstance(e, ev.OccupantJoined)]
+    assert sorted(joins) == ["alice", "bob", "carol", "dave"], "nobody joins twice"
+    assert set(RoomView.from_events(room, events).occupants) == {"alice", "bob", "dave"}
+
+
+def test_after_a_server_restart_the_listener_reconnects_rejoins_and_backfills(prosody, tmp_path):
+    room = unique_room(prosody, "restart")
+    with open_event_store(f"sqlite:///{tmp_path}/events.sqlite") as store:
+        with XmppUsers("127.0.0.1", prosody.port) as users:
+            alice = users.connect("alice@localhost", PASSWORD)
+            bob = users.connect("bob@localhost", PASSWORD)
+            alice.create_room(room, "alice")
+            bob.join(room, "bob")
+            alice.say(room, "before the restart")
+            with running_listener(prosody, store, include=(room,)) as listener:
+                wait_joined(listener, room)
+                wait_for_event(store, room, ("joined", "bob"))
+                prosody.stop()
+                wait_for(lambda: not listener.listener.status.connected, message="the listener to notice")
+                time.sleep(1.0)  # the listener retries while the server is down
+                prosody.start()
+                with XmppUsers("127.0.0.1", prosody.port) as users_again:
+                    alice = users_again.connect("alice@localhost", PASSWORD)
+                    alice.join(room, "alice")
+                    alice.say(room, "right after the restart")
+                    wait_for_event(store, room, ("gap", "presence"), timeout=20)
+                    wait_joined(listener, room)
+                    alice.say(room, "with the listener back")
+                    wait_for_event(store, room, ("message", "alice", "with the listener back"))
+                    events = room_events(store, room)
+    bodies = [e.body for e in events if isinstance(e, ev.MessagePosted)]
+    assert bodies == ["before the restart", "right after the restart", "with the listener back"]
+    assert len([e for e in events if isinstance(e, ev.ArchiveGap)]) == 1
+    # Prosody tells the remaining occupants (the listener) of users whose sessions it closes;
+    # whoever it could not tell of is closed out on rejoin: either way everyone leaves once.
+    left = [(e.nick, e.reason) for e in events if isinstance(e, ev.OccupantLeft)]
+    assert sorted(nick for nick, _ in left).count("bob") == 1
+    assert {reason for _, reason in left} <= {ev.LeaveReason.LEFT, ev.LeaveReason.LOST_SIGHT}
+    assert set(RoomView.from_events(room, events).occupants) == {"alice"}

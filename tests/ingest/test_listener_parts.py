@@ -1,0 +1,95 @@
+"""The listener's small parts: room filters, room view fold, status file, batch writer."""
+
+from __future__ import annotations
+
+from archive import events as ev
+from archive.errors import StoreError
+from ingest.client import allowed
+from ingest.roomview import RoomView
+from ingest.settings import XmppSettings
+from ingest.status import ListenerStatus, describe, read_status, write_status
+from ingest.writer import BatchWriter
+from tests.factories import T0, at, make, message
+
+ROOM = "lobby@conference.localhost"
+
+
+def test_include_and_exclude_globs_exclude_wins_case_insensitive():
+    settings = XmppSettings(include=("*@conference.example.org",), exclude=("secret-*",))
+    assert allowed("Lobby@Conference.Example.org", settings)
+    assert not allowed("secret-plans@conference.example.org", settings)
+    assert not allowed("lobby@other.example.org", settings)
+
+
+def test_room_view_folds_presence_subject_and_last_message():
+    events = [
+        make(ev.OccupantJoined, 0, nick="alice", role="moderator"),
+        make(ev.OccupantJoined, 1, nick="bob"),
+        make(ev.NickChanged, 2, old_nick="bob", new_nick="bobby"),
+        make(ev.PresenceChanged, 3, nick="bobby", show="away"),
+        make(ev.RoleChanged, 4, nick="bobby", role="moderator"),
+        make(ev.SubjectChanged, 5, subject="hi"),
+        message(7, stanza_id="s7"),
+        message(6, stanza_id="s6", capture=ev.Capture.BACKFILL),  # older, applied later
+        make(ev.OccupantLeft, 8, nick="alice", reason=ev.LeaveReason.KICKED),
+    ]
+    view = RoomView.from_events(ROOM, events)
+    assert list(view.occupants) == ["bobby"]
+    assert (view.occupants["bobby"].show, view.occupants["bobby"].role) == ("away", "moderator")
+    assert view.subject == "hi"
+    assert (view.last_stanza_id, view.last_message_at) == ("s7", at(7))
+    assert view.last_event_at == at(8)
+    view.apply(make(ev.RoomDestroyed, 9))
+    assert view.destroyed and not view.occupants
+
+
+def test_status_file_round_trip_and_description(tmp_path):
+    path = tmp_path / "sub" / "status.json"
+    assert read_status(path) is None
+    assert "no status" in describe(None)[0]
+    status = ListenerStatus(
+        jid="archiver@localhost", pid=42, started_at=T0, updated_at=at(5), connected=True, connected_since=at(1),
+        rooms_joined=[ROOM], rooms_refused={"vip@conference.localhost": "registration-required"},
+    )
+    write_status(path, status)
+    assert read_status(path) == status
+    text = "\n".join(describe(status))
+    assert "connected" in text and ROOM in text and "vip@conference.localhost: registration-required" in text
+
+
+class FlakyStore:
+    """Fails the first append, then records every batch it is given."""
+
+    def __init__(self):
+        self.batches, self.failures = [], 1
+
+    def append(self, events):
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("database is locked")
+        self.batches.append(list(events))
+        return list(events)
+
+
+def test_batch_writer_retries_a_failed_append_and_batches_what_queued_meanwhile():
+    store, written, errors = FlakyStore(), [], []
+    writer = BatchWriter(store, on_written=lambda recorded, n: written.append(n), on_error=errors.append)
+    for i in range(3):
+        writer.put([message(i)])
+    writer.start()
+    assert writer.wait_idle(10)
+    writer.put([message(10), message(11)])
+    writer.stop()
+    assert [len(b) for b in store.batches] == [3, 2]
+    assert sum(written) == 5 and len(errors) == 1 and "locked" in errors[0]
+
+
+def test_batch_writer_stop_writes_everything_queued():
+    store = FlakyStore()
+    store.failures = 0
+    writer = BatchWriter(store, max_batch=2)
+    writer.start()
+    for i in range(5):
+        writer.put([message(i)])
+    writer.stop()
+    assert sum(len(b) for b in store.batches) == 5 and max(len(b) for b in store.batches) <= 2

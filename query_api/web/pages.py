@@ -163,8 +163,6 @@ def room(room: str):
             previous = url_for("web.room", room=room, day=day.isoformat(), cursor="b:" + page.prev_cursor)
         if page.next_cursor:
             following = url_for("web.room", room=room, day=day.isoformat(), cursor="f:" + page.next_cursor)
-    if around:
-        previous = url_for("web.room", room=room, day=day.isoformat())
     chart, at, at_occupants = _presence(room, day, at_text) if who.can(Capability.PRESENCE) else (None, None, [])
     return render_template(
         "web/room.html",
@@ -231,7 +229,8 @@ def _presence(room: str, day: date, at_text: str | None):
         except InvalidQueryError as e:
             raise bad_parameter("at", str(e)) from None
         here = occupants_at(spans, at)
-    svg = presence_svg(spans, start, end, label=f"presence in {room} on {day.isoformat()}")
+    gaps = [(gap.start, gap.end) for gap in presence.gaps(room, start=start, end=end)]
+    svg = presence_svg(spans, start, end, gaps=gaps, label=f"presence in {room} on {day.isoformat()}")
     return Markup(svg), at, here  # presence_svg escapes every nick itself
 
 

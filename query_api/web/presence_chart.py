@@ -90,8 +90,18 @@ def occupancy(spans: Sequence[PresenceSpan]) -> list[tuple[datetime, int]]:
     return steps
 
 
-def presence_svg(spans: Iterable[PresenceSpan], start: datetime, end: datetime, *, label: str = "") -> str:
-    """The SVG chart of ``spans`` over [start, end) (usually one UTC day)."""
+def presence_svg(
+    spans: Iterable[PresenceSpan],
+    start: datetime,
+    end: datetime,
+    *,
+    gaps: Iterable[tuple[datetime, datetime]] = (),
+    label: str = "",
+) -> str:
+    """The SVG chart of ``spans`` over [start, end) (usually one UTC day).
+
+    ``gaps`` are archive gaps (presence unknown), drawn hatched across all rows.
+    """
     spans = clip(spans, start, end)
     rows = _rows(spans)
     total = (end - start).total_seconds()
@@ -111,6 +121,7 @@ def presence_svg(spans: Iterable[PresenceSpan], start: datetime, end: datetime, 
         f'height="{bars_height + OCCUPANCY_GAP + OCCUPANCY_HEIGHT}" fill="#fafafa" stroke="#ddd"/>',
     ]
     parts += _axis(start, end, x, AXIS_HEIGHT + bars_height + OCCUPANCY_GAP + OCCUPANCY_HEIGHT)
+    parts += _gaps(gaps, start, end, x, AXIS_HEIGHT + bars_height + OCCUPANCY_GAP + OCCUPANCY_HEIGHT)
     for index, (nick, nick_spans) in enumerate(rows):
         top = AXIS_HEIGHT + index * ROW_HEIGHT
         parts.append(
@@ -136,6 +147,24 @@ def presence_svg(spans: Iterable[PresenceSpan], start: datetime, end: datetime, 
     )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _gaps(gaps, start: datetime, end: datetime, x, bottom: float) -> list[str]:
+    parts = [
+        '<defs><pattern id="unknown" width="8" height="8" patternUnits="userSpaceOnUse" '
+        'patternTransform="rotate(45)"><rect width="8" height="8" fill="#f1f1f1"/>'
+        '<line x1="0" y1="0" x2="0" y2="8" stroke="#c9c9c9" stroke-width="4"/></pattern></defs>'
+    ]
+    for gap_start, gap_end in gaps:
+        left, right = x(max(gap_start, start)), x(min(gap_end, end))
+        if right <= left:
+            continue
+        parts.append(
+            f'<rect class="gap" x="{left}" y="{AXIS_HEIGHT}" width="{right - left}" height="{bottom - AXIS_HEIGHT}" '
+            f'fill="url(#unknown)" data-start="{gap_start.timestamp():.0f}" data-end="{gap_end.timestamp():.0f}">'
+            f"<title>archive gap: presence unknown {gap_start:%H:%M}–{gap_end:%H:%M}</title></rect>"
+        )
+    return parts
 
 
 def _rows(spans: list[PresenceSpan]) -> list[tuple[str, list[PresenceSpan]]]:
@@ -194,7 +223,7 @@ def _occupancy(spans, start: datetime, end: datetime, x, top: float) -> list[str
 def _legend(baseline: float) -> list[str]:
     parts = []
     left = LABEL_WIDTH
-    for status, colour in STATUS_COLOURS.items():
+    for status, colour in (*STATUS_COLOURS.items(), ("archive gap", "url(#unknown)")):
         parts.append(f'<rect class="legend" x="{left}" y="{baseline - 10}" width="12" height="12" fill="{colour}"/>')
         parts.append(
             f'<text x="{left + 16}" y="{baseline}" font-size="11" font-family="sans-serif">{status}</text>'

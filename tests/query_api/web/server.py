@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
+README_SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+def keep(shot, screenshot_dir: Path, name: str) -> Path:
+    """A screenshot of ``shot`` (a WebDriver: the window; or an element) into the test's temp
+    dir, copied to docs/screenshots for the README."""
+    path = screenshot_dir / name
+    (shot.save_screenshot if hasattr(shot, "save_screenshot") else shot.screenshot)(str(path))
+    assert path.stat().st_size > 5000  # an image with content, not a blank frame
+    README_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, README_SCREENSHOTS / name)
+    return path
 
 
 def toml(sections: dict[str, dict]) -> str:

@@ -4,11 +4,9 @@ its transcript, the presence chart, escaping, and rooms a caller may not see."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from selenium.common.exceptions import NoAlertPresentException
@@ -22,10 +20,7 @@ from query_api.roles import Role
 from query_api.tokens import open_token_store
 
 from .seed import CORRECTED, EDITED, LOBBY, RETRACTED, SECRET, XSS_BODY, XSS_NICK, events
-from .server import ServerProcess
-
-README_SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
-
+from .server import ServerProcess, keep
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
@@ -90,16 +85,6 @@ def no_script_ran(browser) -> None:
         browser.switch_to.alert.text  # noqa: B018
 
 
-def keep(browser, element, screenshot_dir: Path, name: str) -> Path:
-    """A screenshot into the test's temp dir, copied to docs/screenshots for the README."""
-    path = screenshot_dir / name
-    (element.screenshot if element is not None else browser.save_screenshot)(str(path))
-    assert path.stat().st_size > 5000
-    README_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, README_SCREENSHOTS / name)
-    return path
-
-
 def test_search_then_open_a_hit_in_its_transcript_with_the_presence_chart(browser, site, screenshot_dir):
     base, tokens = site
     sign_in(browser, base, tokens["compliance"])
@@ -113,7 +98,7 @@ def test_search_then_open_a_hit_in_its_transcript_with_the_presence_chart(browse
     retracted = [h for h in hits if RETRACTED in h.text]
     assert retracted and "RETRACTED" in retracted[0].text.upper()
     browser.set_window_size(1280, 1000)
-    keep(browser, None, screenshot_dir, "search.png")
+    keep(browser, screenshot_dir, "search.png")
 
     hit = next(h for h in browser.find_elements(By.CSS_SELECTOR, "li.hit") if CORRECTED in h.text)
     position = hit.find_element(By.CSS_SELECTOR, "a.hit-link").get_attribute("href").rsplit("#l", 1)[1]
@@ -128,7 +113,8 @@ def test_search_then_open_a_hit_in_its_transcript_with_the_presence_chart(browse
     assert "archive gap" in browser.find_element(By.CSS_SELECTOR, "li.line.gap").text
     assert XSS_BODY in transcript  # shown as text
     no_script_ran(browser)
-    keep(browser, None, screenshot_dir, "transcript.png")
+    browser.execute_script("document.querySelector('section.transcript').scrollIntoView()")
+    keep(browser, screenshot_dir, "transcript.png")
 
     chart = browser.find_element(By.CSS_SELECTOR, "svg.presence-chart")
     rows = [t.text for t in chart.find_elements(By.CSS_SELECTOR, "text.nick")]
@@ -144,7 +130,7 @@ def test_search_then_open_a_hit_in_its_transcript_with_the_presence_chart(browse
         assert expected in here
     assert "at=2024-05-01T10" in browser.current_url
     no_script_ran(browser)
-    keep(browser, browser.find_element(By.CSS_SELECTOR, "section.presence"), screenshot_dir, "presence.png")
+    keep(browser.find_element(By.CSS_SELECTOR, "section.presence"), screenshot_dir, "presence.png")
 
     browser.get(browser.current_url)  # the same moment, answered by the server (no script needed)
     assert "dave (dnd)" in browser.find_element(By.ID, "who-was-here").text

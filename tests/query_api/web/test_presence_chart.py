@@ -3,6 +3,8 @@
 from datetime import datetime, timedelta, timezone
 from xml.etree import ElementTree
 
+import pytest
+
 from query_api.web.presence_chart import (
     LABEL_WIDTH,
     PLOT_WIDTH,
@@ -97,3 +99,15 @@ def test_an_empty_day_still_draws_a_chart():
     root = ElementTree.fromstring(svg)
     assert bars(svg) == []
     assert next(root.iter(f"{SVG}polygon")).get("data-peak") == "0"
+
+
+def test_archive_gaps_are_drawn_hatched_over_the_plot():
+    svg = presence_svg(SPANS, DAY, END, gaps=[(at(15), at(16)), (at(-2), at(1)), (at(30), at(31))])
+    gaps = [r for r in ElementTree.fromstring(svg).iter(f"{SVG}rect") if r.get("class") == "gap"]
+    found = [(float(g.get("x")), float(g.get("width"))) for g in gaps]
+    expected = [
+        (LABEL_WIDTH + PLOT_WIDTH * 15 / 24, PLOT_WIDTH / 24),
+        (LABEL_WIDTH, PLOT_WIDTH / 24),  # clipped to the window; the one outside is dropped
+    ]
+    assert found == [(pytest.approx(x, abs=0.01), pytest.approx(w, abs=0.01)) for x, w in expected]
+    assert gaps[0].get("fill") == "url(#unknown)"

@@ -1,0 +1,214 @@
+"""The embeddable widget in headless Chromium, framed by another site, against a real server process
+whose listener archives a real Prosody room: live activity, and joining from the widget."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from archive import events as ev
+from archive.application import open_event_store
+from chat_archive.xmpp_users import XmppUsers
+from query_api.roles import Role
+from query_api.tokens import open_token_store
+from tests.services.prosody import LISTENER, PASSWORD
+
+from .server import ServerProcess, keep
+
+WIDGET_USER, WIDGET_PASSWORD = "wanda", "Widget-S3cret-7e1f"  # passed by the embedding site
+TYPING_USER, TYPING_PASSWORD = "tom", "Typed-S3cret-91ab"  # typed into the widget
+
+
+class EmbeddingSite:
+    """Another origin whose page frames the widget, as the collaboration site does."""
+
+    def __init__(self):
+        self.page = ""
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = site.page.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def embed(self, widget_url: str) -> str:
+        self.page = f'<!doctype html><h1>Collab site</h1><iframe id="w" src="{widget_url}" width="420" height="480"></iframe>'
+        return self.origin + "/?" + uuid.uuid4().hex
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def world(prosody, tmp_path_factory):
+    """A room on Prosody with alice in it, archived by the listener of a real server process."""
+    prosody.register(WIDGET_USER, WIDGET_PASSWORD)
+    prosody.register(TYPING_USER, TYPING_PASSWORD)
+    room = f"widget-{uuid.uuid4().hex[:8]}@{prosody.muc_service}"
+    users = XmppUsers("127.0.0.1", prosody.port)
+    alice = users.connect("alice@localhost", PASSWORD)
+    alice.create_room(room, "alice")
+    heard: list[str] = []
+    alice.client.add_event_handler("groupchat_message", lambda msg: heard.append(f"{msg['from'].resource}: {msg['body']}"))
+
+    directory = tmp_path_factory.mktemp("web-widget")
+    store_url = f"sqlite:///{directory}/events.sqlite"
+    tokens = open_token_store(store_url)
+    site_token = tokens.create(Role.SITE, (room,), label="collab site")[0]
+    tokens.close()
+    embedding = EmbeddingSite()
+    server = ServerProcess(
+        directory,
+        {
+            "xmpp": {
+                "jid": f"{LISTENER}@localhost", "password": PASSWORD, "host": "127.0.0.1", "port": prosody.port,
+                "tls": False, "muc_services": [prosody.muc_service], "poll_interval": 0.3,
+            },
+            "store": {"url": store_url},
+            "index": {"path": str(directory / "index"), "commit_interval": 0.1},
+            "projections": {"commit_interval": 0.2},
+            "api": {"widget_frame_ancestors": ["'self'", embedding.origin]},
+        },
+    )  # fmt: skip
+    base = server.start()
+    wait_until(lambda: _archived(store_url, room, ev.OccupantJoined, "alice"), "the listener to archive the room")
+    yield {
+        "room": room, "base": base, "token": site_token, "alice": alice, "heard": heard, "store_url": store_url,
+        "embedding": embedding, "server": server,
+    }  # fmt: skip
+    server.stop()
+    embedding.close()
+    users.close()
+
+
+def wait_until(predicate, what: str, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.1)
+    return value
+
+
+def _archived(store_url: str, room: str, kind: type, text: str) -> bool:
+    with open_event_store(store_url) as store:
+        for record in store.read_room(room):
+            event = record.event
+            if isinstance(event, kind) and text in (getattr(event, "body", None) or getattr(event, "nick", "")):
+                return True
+    return False
+
+
+def ticket(world, **credentials) -> str:
+    """What the embedding site's server does: ask for a widget URL for its user (and their account)."""
+    request = urllib.request.Request(
+        world["base"] + "/widget/tickets",
+        data=json.dumps({"room": world["room"], **credentials}).encode(),
+        headers={
+            "Authorization": f"Bearer {world['token']}",
+            "X-Chat-Archive-User": "sam",
+            "Content-Type": "application/json",
+        },
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)["url"]
+
+
+def open_widget(browser, world, **credentials):
+    browser.get(world["embedding"].embed(ticket(world, **credentials)))
+    browser.switch_to.frame(browser.find_element(By.ID, "w"))
+    WebDriverWait(browser, 10).until(EC.text_to_be_present_in_element((By.ID, "status"), "Live"))
+
+
+def activity(browser) -> str:
+    return browser.find_element(By.ID, "activity").text
+
+
+def test_the_widget_shows_what_another_client_says_live_without_joining(browser, world):
+    open_widget(browser, world)
+    body = f"live from alice {uuid.uuid4().hex[:6]} <i>not markup</i>"
+    said = time.monotonic()
+    world["alice"].say(world["room"], body)
+    WebDriverWait(browser, 8, poll_frequency=0.1).until(lambda b: body in activity(b))
+    assert time.monotonic() - said < 8
+    assert "alice joined" in activity(browser)  # joins are part of the activity
+    browser.switch_to.default_content()
+    with open_event_store(world["store_url"]) as store:  # the viewer never joined the room
+        joined = {r.event.nick for r in store.read_room(world["room"]) if isinstance(r.event, ev.OccupantJoined)}
+    assert joined <= {"alice", "archive"}
+
+
+def join_and_say(browser, world, nick: str, password: str, screenshot=None) -> None:
+    WebDriverWait(browser, 15).until(EC.text_to_be_present_in_element((By.ID, "status"), f"In the room as {nick}"))
+    body = f"hello from the widget, {nick} {uuid.uuid4().hex[:6]}"
+    browser.find_element(By.ID, "message").send_keys(body)
+    browser.find_element(By.ID, "send").click()
+    wait_until(lambda: f"{nick}: {body}" in world["heard"], "alice to receive the widget's message")
+    WebDriverWait(browser, 10).until(lambda b: body in activity(b))  # the room echoes it into the widget
+    if screenshot:
+        browser.switch_to.default_content()
+        screenshot(browser.find_element(By.ID, "w"))
+        browser.switch_to.frame(browser.find_element(By.ID, "w"))
+    wait_until(lambda: _archived(world["store_url"], world["room"], ev.MessagePosted, body), "the archive")
+    browser.find_element(By.ID, "leave").click()
+    WebDriverWait(browser, 10).until(EC.visibility_of_element_located((By.ID, "join-button")))
+    browser.switch_to.default_content()
+    # The password went nowhere: not into the archive, not into the server's (debug) log.
+    with open_event_store(world["store_url"]) as store:
+        assert all(password not in repr(r.event) for r in store.read_log())
+    assert password not in world["server"].log()
+
+
+def test_joining_with_credentials_the_embedding_site_passed(browser, world, screenshot_dir):
+    open_widget(browser, world, jid=f"{WIDGET_USER}@localhost", password=WIDGET_PASSWORD, nick="Wanda")
+    browser.find_element(By.ID, "join-button").click()
+    join_and_say(browser, world, "Wanda", WIDGET_PASSWORD, lambda frame: keep(frame, screenshot_dir, "widget.png"))
+
+
+def test_joining_with_credentials_typed_into_the_widget(browser, world):
+    open_widget(browser, world)
+    browser.find_element(By.ID, "join-button").click()
+    WebDriverWait(browser, 10).until(EC.visibility_of_element_located((By.ID, "credentials")))
+    browser.find_element(By.ID, "jid").send_keys(f"{TYPING_USER}@localhost")
+    browser.find_element(By.ID, "password").send_keys("wrong password")
+    browser.find_element(By.ID, "join-submit").click()
+    error = WebDriverWait(browser, 10).until(EC.visibility_of_element_located((By.ID, "error")))
+    assert "refused" in error.text
+    browser.find_element(By.ID, "password").clear()
+    browser.find_element(By.ID, "password").send_keys(TYPING_PASSWORD)
+    browser.find_element(By.ID, "join-submit").click()
+    join_and_say(browser, world, TYPING_USER, TYPING_PASSWORD)
+
+
+def test_the_room_link_for_an_xmpp_client_and_tickets_only_for_permitted_rooms(browser, world):
+    open_widget(browser, world)
+    link = browser.find_element(By.CSS_SELECTOR, "a.xmpp-link").get_attribute("href")
+    assert link == f"xmpp:{world['room']}?join"
+    browser.switch_to.default_content()
+    other = world["room"].replace("widget-", "other-")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        ticket({**world, "room": other})
+    assert refused.value.code == 404

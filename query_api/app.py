@@ -17,12 +17,14 @@ from flask import Flask, Response, g, request
 from archive.application import open_event_store
 from archive.errors import ChatArchiveError
 from archive.store import EventStore
+from projections.runner import status as projection_status
 
 from . import export, openapi, presence, replay, rooms, transcript
 from .search import bp as search_bp
 from .access import Authorizer, PermissionCallback
 from .context import EXTENSION, ApiContext, api, caller, json_response
 from .errors import install_error_handlers
+from .metrics import Family
 from .roles import Capability
 from .tokens import TokenStore, open_token_store
 from . import web
@@ -83,22 +85,16 @@ def metrics() -> Response:
     return Response(text, mimetype="text/plain; version=0.0.4")
 
 
-def _gauges(context: ApiContext) -> dict:
+def _gauges(context: ApiContext) -> list[Family]:
     head = context.store.head()
-    gauges = {
-        "chat_archive_events_appended_total": (
-            "Events appended to the log (its head position; positions may skip numbers).",
-            lambda: head,
-        ),
-    }
-    for name, part in (("projection", context.views), ("index", context.search)):
-        position = getattr(part, "position", None)
-        if callable(position):
-            gauges[f"chat_archive_{name}_lag_events"] = (
-                f"Log positions the {name} has not applied yet.",
-                lambda position=position: max(0, head - position()),
-            )
-    return gauges
+    families = [Family("chat_archive_events_appended_total", "Events appended to the log (its head position).", [({}, head)])]
+    if context.views is not None:
+        lags = [({"projection": s.name}, s.lag) for s in projection_status(context.store, context.views.projections())]
+        families.append(Family("chat_archive_projection_lag_events", "Log positions a view has not committed yet.", lags))
+    if context.search is not None:
+        lag = max(0, head - context.search.position())
+        families.append(Family("chat_archive_index_lag_events", "Log positions the search index has not committed yet.", [({}, lag)]))
+    return families
 
 
 def _install_request_metrics(app: Flask) -> None:

@@ -10,7 +10,16 @@ from __future__ import annotations
 import math
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable
+from typing import NamedTuple
+
+class Family(NamedTuple):
+    """One metric read at scrape time: name, help text, (labels, value) samples."""
+
+    name: str
+    help: str
+    samples: list[tuple[dict[str, str], float]]
+
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -35,15 +44,15 @@ class RequestMetrics:
             self._count[endpoint] += 1
             self._status[(endpoint, status)] += 1
 
-    def render(self, gauges: Mapping[str, tuple[str, Callable[[], float | None]]]) -> str:
-        """The exposition text: ``gauges`` maps a metric name to (help, read function)."""
+    def render(self, families: Iterable[Family]) -> str:
+        """The exposition text of ``families`` (read at scrape time) and of the requests seen."""
         lines: list[str] = []
-        for name, (help_text, read) in gauges.items():
-            value = read()
-            if value is None:
-                continue
-            kind = "counter" if name.endswith("_total") else "gauge"
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {_number(value)}"]
+        for family in families:
+            kind = "counter" if family.name.endswith("_total") else "gauge"
+            lines += [f"# HELP {family.name} {family.help}", f"# TYPE {family.name} {kind}"]
+            for labels, value in family.samples:
+                label_text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+                lines.append(f"{family.name}{{{label_text}}} {_number(value)}" if labels else f"{family.name} {_number(value)}")
         with self._lock:
             lines += [
                 "# HELP chat_archive_api_requests_total HTTP requests answered, by endpoint and status.",

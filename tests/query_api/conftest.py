@@ -6,12 +6,15 @@ import json
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from archive import events as ev
 from archive.application import open_event_store
 from archive.settings import StoreSettings
+from archive.store import EventStore
 from chat_archive.config import Config
 from projections.follower import LogFollower
 from projections.search import IndexLocation, SearchIndex, SearchIndexer, SearchIndexProjection
@@ -53,18 +56,71 @@ def make_config(store_url: str, **api) -> Config:
     return Config(store=StoreSettings(url=store_url), api=ApiSettings(**api))
 
 
-@pytest.fixture
-def sqlite_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path}/events.sqlite"
+class Seeded(NamedTuple):
+    """A seeded SQLite archive with its views and index caught up."""
+
+    url: str
+    store: EventStore
+    views: Views
+    search: SearchIndex
+
+    def catch_up(self) -> None:
+        for projection in self.views.projections():
+            LogFollower(self.store, projection, commit_interval=60).catch_up()
+        projection = SearchIndexProjection(self.search.location)
+        SearchIndexer(self.store, projection, commit_interval=0.05).catch_up()
+        projection.close()
+
+    def close(self) -> None:
+        self.views.close()
+        self.store.close()
 
 
-@pytest.fixture
-def archive(sqlite_url):
-    """A seeded SQLite event store."""
-    store = open_event_store(sqlite_url)
+def build_seeded(base: Path) -> Seeded:
+    url = f"sqlite:///{base}/events.sqlite"
+    store = open_event_store(url)
     store.append(seed_events())
-    yield store
-    store.close()
+    location = IndexLocation(base / "index")
+    SearchIndexProjection(location).close()  # the first generation, so that a reader can open it
+    seeded = Seeded(url, store, Views(f"sqlite:///{base}/views.sqlite", store), SearchIndex(location, reload_interval=0))
+    seeded.catch_up()
+    return seeded
+
+
+@pytest.fixture(scope="session")
+def seeded(tmp_path_factory):
+    """Shared by the tests that only read: they must not append to it."""
+    archive = build_seeded(tmp_path_factory.mktemp("seeded"))
+    yield archive
+    archive.close()
+
+
+@pytest.fixture
+def private_seeded(tmp_path):
+    """An archive of the test's own, for tests that append events."""
+    archive = build_seeded(tmp_path)
+    yield archive
+    archive.close()
+
+
+@pytest.fixture
+def sqlite_url(seeded) -> str:
+    return seeded.url
+
+
+@pytest.fixture
+def archive(seeded):
+    return seeded.store
+
+
+@pytest.fixture
+def views(seeded):
+    return seeded.views
+
+
+@pytest.fixture
+def search_index(seeded):
+    return seeded.search
 
 
 @pytest.fixture
@@ -91,26 +147,6 @@ def api_settings() -> dict:
 
 
 @pytest.fixture
-def views(archive, tmp_path):
-    """The real transcript and presence views, caught up with the seeded archive."""
-    views = Views(f"sqlite:///{tmp_path}/views.sqlite", archive)
-    for projection in views.projections():
-        LogFollower(archive, projection, commit_interval=60).catch_up()
-    yield views
-    views.close()
-
-
-@pytest.fixture
-def search_index(archive, tmp_path):
-    """The real search index, caught up with the seeded archive."""
-    location = IndexLocation(tmp_path / "index")
-    projection = SearchIndexProjection(location)
-    SearchIndexer(archive, projection, commit_interval=0.05).catch_up()
-    projection.close()
-    return SearchIndex(location, reload_interval=0)
-
-
-@pytest.fixture
 def app(archive, views, search_index, token_store, sqlite_url, api_settings):
     config = make_config(sqlite_url, **api_settings)
     return create_app(config, store=archive, views=views, search=search_index, tokens=token_store)
@@ -119,6 +155,13 @@ def app(archive, views, search_index, token_store, sqlite_url, api_settings):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def private_app(private_seeded, token_store, api_settings):
+    """The app over ``private_seeded`` (same tokens as ``app``)."""
+    config = make_config(private_seeded.url, **api_settings)
+    return create_app(config, store=private_seeded.store, views=private_seeded.views, search=private_seeded.search, tokens=token_store)
 
 
 def auth(token: str, user: str | None = None) -> dict[str, str]:

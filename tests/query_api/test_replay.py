@@ -54,7 +54,8 @@ def test_global_log_shows_only_granted_rooms(client, tokens):
     assert ndjson(client.get(f"/api/v1/events?after={after}", headers=auth(tokens["compliance"]))) == everything[6:]
 
 
-def test_replay_streams_in_constant_memory(client, tokens, archive):
+def test_replay_streams_in_constant_memory(private_app, private_seeded, tokens):
+    client, archive = private_app.test_client(), private_seeded.store
     archive.append(message(1000 + i, f"line {i} " + "x" * 200, room=LOBBY) for i in range(20_000))
     response = client.get("/api/v1/events", headers=auth(tokens["compliance"]), buffered=False)
     assert response.is_streamed
@@ -71,8 +72,9 @@ def test_replay_streams_in_constant_memory(client, tokens, archive):
     assert peak < size / 4  # a few pages and one chunk in memory, never the whole replay
 
 
-def test_follow_tails_the_log_live(client, tokens, archive, app):
-    stopping = app.extensions["chat_archive"].stopping
+def test_follow_tails_the_log_live(private_app, private_seeded, tokens):
+    client, archive = private_app.test_client(), private_seeded.store
+    stopping = private_app.extensions["chat_archive"].stopping
     last = archive.head()
     response = client.get(f"/api/v1/events?follow=true&after={last}", headers=auth(tokens["analyst"]), buffered=False)
     chunks = iter(response.response)

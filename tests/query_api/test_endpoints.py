@@ -1,0 +1,142 @@
+"""What each view-backed endpoint answers: search, rooms, transcript, presence, state, metrics."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import LOBBY, PUBLIC, SECRET, auth
+
+T = "2024-05-01T12:00:15Z"
+
+
+def test_search_sorting_paging_and_facets(client, tokens):
+    headers = auth(tokens["compliance"])
+    first = client.get("/api/v1/search?q=lobby&sort=oldest&limit=2", headers=headers).json
+    assert first["total"] == 3  # hello, fixed, and the retracted oops (compliance scope)
+    assert [h["body"] for h in first["hits"]] == ["hello from lobby", "fixed in lobby"]
+    assert first["hits"][0]["jid"] == "alice@localhost"  # the index keeps bare JIDs
+    assert first["facets"]["rooms"] == {LOBBY: 3} and first["facets"]["senders"] == {"alice": 2, "bob": 1}
+    rest = client.get(f"/api/v1/search?q=lobby&sort=oldest&limit=2&cursor={first['next']}", headers=headers).json
+    assert [h["body"] for h in rest["hits"]] == ["oops lobby secret"] and rest["hits"][0]["retracted"]
+    assert rest["next"] is None
+    newest = client.get("/api/v1/search?q=lobby&sort=newest&limit=1", headers=headers).json
+    assert newest["hits"][0]["body"] == "oops lobby secret"
+
+
+def test_search_hides_retractions_and_originals_outside_compliance(client, tokens):
+    site = auth(tokens["site"], "carol")
+    result = client.get("/api/v1/search?q=lobby", headers=site).json
+    assert result["total"] == 2 and all("retracted" not in h and "earlier_versions" not in h for h in result["hits"])
+    assert client.get("/api/v1/search?q=typo", headers=site).json["total"] == 0
+    assert client.get("/api/v1/search?q=typo", headers=auth(tokens["compliance"])).json["total"] == 3
+    assert client.get("/api/v1/search?q=is:retracted", headers=site).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [("q=%22open", "invalid_query"), ("q=a%20AND", "invalid_query"), ("q=x&sort=best", "invalid_parameter"),
+     ("sort=newest", "invalid_parameter"), ("q=x&cursor=zzz", "invalid_query"), ("q=x&limit=501", "invalid_parameter")],
+)  # fmt: skip
+def test_search_bad_input(client, tokens, query, code):
+    response = client.get(f"/api/v1/search?{query}", headers=auth(tokens["compliance"]))
+    assert response.status_code == 400 and response.json["error"]["code"] == code
+    if code == "invalid_query" and "cursor" not in query:
+        assert isinstance(response.json["error"]["position"], int)
+
+
+def test_rooms_summary_and_paging(client, tokens):
+    headers = auth(tokens["compliance"])
+    first = client.get("/api/v1/rooms?limit=2", headers=headers).json
+    assert [r["room"] for r in first["items"]] == [LOBBY, PUBLIC]
+    lobby = first["items"][0]
+    assert lobby["messages"] == 3 and lobby["occupants_now"] == 1 and lobby["presence_known"]
+    assert lobby["last_activity"] == "2024-05-01T12:00:40Z"
+    second = client.get(f"/api/v1/rooms?limit=2&cursor={first['next']}", headers=headers).json
+    assert [r["room"] for r in second["items"]] == [SECRET] and second["next"] is None
+    site = client.get("/api/v1/rooms", headers=auth(tokens["site"], "carol")).json["items"]
+    assert next(r for r in site if r["room"] == LOBBY)["messages"] == 2  # the removed message is not counted
+
+
+def test_transcript_paging_day_and_around(client, tokens):
+    headers = auth(tokens["site"], "carol")
+    latest = client.get(f"/api/v1/rooms/{LOBBY}/transcript?limit=3", headers=headers).json
+    assert [line["id"] for line in latest["items"]] == [5, 7, 9] and latest["next"] is None
+    earlier = client.get(f"/api/v1/rooms/{LOBBY}/transcript?limit=3&cursor={latest['previous']}", headers=headers).json
+    assert [line["id"] for line in earlier["items"]] == [2, 3, 4]
+    later = client.get(f"/api/v1/rooms/{LOBBY}/transcript?limit=3&cursor={earlier['next']}", headers=headers).json
+    assert [line["id"] for line in later["items"]] == [5, 7, 9]
+    day = client.get(f"/api/v1/rooms/{LOBBY}/transcript?day=2024-05-01&limit=2", headers=headers).json
+    assert [line["id"] for line in day["items"]] == [1, 2] and day["next"]
+    assert client.get(f"/api/v1/rooms/{LOBBY}/transcript?day=2024-05-02", headers=headers).json["items"] == []
+    around = client.get(f"/api/v1/rooms/{LOBBY}/transcript?around=m2-lobby&limit=3", headers=headers).json
+    assert around["target"] == 5 and [line["id"] for line in around["items"]] == [4, 5, 7]
+
+
+def test_transcript_ordinary_and_compliance_views(client, tokens):
+    ordinary = client.get(f"/api/v1/rooms/{LOBBY}/transcript", headers=auth(tokens["site"], "carol")).json["items"]
+    removed = next(line for line in ordinary if line["id"] == 7)
+    assert removed["body"] is None if "body" in removed else True
+    assert removed["removed"]["by_nick"] == "bob" and "by_jid" not in removed["removed"]
+    assert "versions" not in next(line for line in ordinary if line["id"] == 5)
+    full = client.get(f"/api/v1/rooms/{LOBBY}/transcript", headers=auth(tokens["compliance"])).json["items"]
+    assert next(line for line in full if line["id"] == 7)["body"] == "oops lobby secret"
+    assert next(line for line in full if line["id"] == 5)["versions"][0]["body"] == "typo in lobby"
+    html = client.get(f"/api/v1/rooms/{LOBBY}/transcript?format=html", headers=auth(tokens["site"], "carol"))
+    text = html.get_data(as_text=True)
+    assert text.startswith("<!doctype html>") and "message removed" in text and "oops" not in text
+
+
+def test_transcript_html_escapes_what_people_say(private_app, private_seeded, tokens):
+    from tests.factories import message
+
+    private_seeded.store.append([message(100, "<script>alert(1)</script>", "<b>mallory</b>", room=LOBBY)])
+    private_seeded.catch_up()
+    text = private_app.test_client().get(f"/api/v1/rooms/{LOBBY}/transcript?format=html", headers=auth(tokens["compliance"])).get_data(as_text=True)
+    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "<b>mallory" not in text
+
+
+def test_presence_at_and_over_a_range(client, tokens):
+    analyst = auth(tokens["analyst"])
+    at = client.get(f"/api/v1/rooms/{LOBBY}/presence?at={T}", headers=analyst).json
+    assert sorted(o["nick"] for o in at["occupants"]) == ["alice", "bob"] and at["known"]
+    assert all("jid" not in o for o in at["occupants"])
+    compliance = client.get(f"/api/v1/rooms/{LOBBY}/presence?at={T}", headers=auth(tokens["compliance"])).json
+    assert {o["jid"] for o in compliance["occupants"]} == {"alice@localhost/pc", "bob@localhost/phone"}
+    after = client.get(f"/api/v1/rooms/{LOBBY}/presence?at=2024-05-01T12:01:00Z", headers=analyst).json
+    assert [o["nick"] for o in after["occupants"]] == ["alice"]
+    span = "from=2024-05-01T12:00:00Z&to=2024-05-01T12:02:00Z"
+    ranged = client.get(f"/api/v1/rooms/{LOBBY}/presence?{span}&buckets=2&nick=bob", headers=analyst).json
+    assert [b["peak"] for b in ranged["occupancy"]] == [2, 1]
+    assert [(s["start"], s["end"]) for s in ranged["stays"]] == [("2024-05-01T12:00:01Z", "2024-05-01T12:00:40Z")]
+    assert client.get(f"/api/v1/rooms/{LOBBY}/presence?{span}&jid=bob@localhost", headers=analyst).status_code == 400
+    assert client.get(f"/api/v1/rooms/{LOBBY}/presence", headers=analyst).status_code == 400
+
+
+def test_state_at_a_time_shows_the_room_as_it_was(client, tokens):
+    analyst = auth(tokens["analyst"])
+    before_edit = client.get(f"/api/v1/rooms/{LOBBY}/state?at=2024-05-01T12:00:20.5Z", headers=analyst).json
+    assert before_edit["subject"] == "lobby subject"
+    assert sorted(o["nick"] for o in before_edit["occupants"]) == ["alice", "bob"]
+    assert before_edit["lines"][-1]["body"] == "typo in lobby" and "@localhost/" not in str(before_edit)
+    later = client.get(f"/api/v1/rooms/{LOBBY}/state?at=2024-05-01T12:00:35Z&limit=2", headers=analyst).json
+    assert len(later["lines"]) == 2 and later["lines"][0]["body"] == "fixed in lobby"
+
+
+def test_metrics_report_appends_lags_and_latency(client, tokens, archive):
+    client.get(f"/api/v1/rooms/{LOBBY}/transcript", headers=auth(tokens["compliance"]))
+    text = client.get("/metrics", headers=auth(tokens["analyst"])).get_data(as_text=True)
+    assert f"chat_archive_events_appended_total {archive.head()}" in text
+    assert 'chat_archive_projection_lag_events{projection="transcripts"} 0' in text
+    assert 'chat_archive_projection_lag_events{projection="presence"} 0' in text
+    assert "chat_archive_index_lag_events 0" in text
+    assert 'chat_archive_api_request_duration_seconds_count{endpoint="/api/v1/rooms/<room>/transcript"} 1' in text
+    assert 'chat_archive_api_requests_total{endpoint="/api/v1/rooms/<room>/transcript",status="200"} 1' in text
+
+
+def test_metrics_can_be_public(archive, views, search_index, token_store, sqlite_url):
+    from query_api import create_app
+
+    from .conftest import make_config
+
+    app = create_app(make_config(sqlite_url, metrics_public=True), store=archive, views=views, search=search_index, tokens=token_store)
+    assert app.test_client().get("/metrics").status_code == 200

@@ -91,7 +91,7 @@ class SearchIndexProjection:
                     if tombs:
                         self._apply_tombstones(doc)
                     pending[doc.key] = doc
-                    for ref in doc.refs:
+                    for ref in doc.refs:  # a new message has the highest key yet
                         pending_refs[ref] = doc.key
                     writer.add_document(docs.to_tantivy(doc))
                 elif type(event) is MessageCorrected:
@@ -172,17 +172,21 @@ class SearchIndexProjection:
         return self._writer
 
     def _find(self, refs: list[str]) -> docs.MessageDoc | None:
-        """The newest version of the message known by any of ``refs``, in that order of preference."""
+        """The newest message known by one of ``refs`` (tried in order), uncommitted or committed."""
         for ref in refs:
-            key = self._pending_refs.get(ref)
-            if key is not None:
-                return self._pending[key]
+            keys = []
+            if (pending_key := self._pending_refs.get(ref)) is not None:
+                keys.append(pending_key)
             hits = self._searcher.search(
                 tantivy.Query.term_query(SCHEMA, "refs", ref), 1, order_by_field="key"
             ).hits
             if hits:
-                found = docs.from_tantivy(self._searcher.doc(hits[0][1]).to_dict())
-                return self._pending.get(found.key, found)
+                keys.append(hits[0][0])
+            if keys:
+                key = max(keys)
+                if key in self._pending:
+                    return self._pending[key]
+                return docs.from_tantivy(self._searcher.doc(hits[0][1]).to_dict())
         return None
 
     def _replace(self, doc: docs.MessageDoc) -> None:
@@ -190,8 +194,12 @@ class SearchIndexProjection:
         writer.delete_documents_by_query(tantivy.Query.term_query(SCHEMA, "key", doc.key))
         writer.add_document(docs.to_tantivy(doc))
         self._pending[doc.key] = doc
+        self._remember_refs(doc)
+
+    def _remember_refs(self, doc: docs.MessageDoc) -> None:
         for ref in doc.refs:
-            self._pending_refs[ref] = doc.key
+            if self._pending_refs.get(ref, -1) < doc.key:
+                self._pending_refs[ref] = doc.key
 
     def _correct(self, position: int, event: MessageCorrected) -> None:
         target_ref = docs.ref_term(event.room, "m", event.replaces_id)

@@ -66,15 +66,12 @@ class Translator:
         if isinstance(node, FieldIs):
             return self._field(node)
         if isinstance(node, TimeRange):
-            return Query.range_query(
-                SCHEMA,
-                "ts",
-                tantivy.FieldType.Integer,
-                lower_bound=micros(node.start) if node.start else None,
-                upper_bound=micros(node.end) if node.end else None,
-                include_lower=True,
-                include_upper=False,
-            )
+            bounds = {}
+            if node.start is not None:
+                bounds.update(lower_bound=micros(node.start), include_lower=True)
+            if node.end is not None:
+                bounds.update(upper_bound=micros(node.end), include_upper=False)
+            return Query.range_query(SCHEMA, "ts", tantivy.FieldType.Integer, **bounds)
         if isinstance(node, Flag):
             if node.name == "retracted" and not self.compliance:
                 raise InvalidQueryError(

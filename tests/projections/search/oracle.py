@@ -1,0 +1,231 @@
+"""A brute-force model of the search index, written from the rules, not from the code.
+
+``Oracle(records)`` replays events into plain message dicts with the documented
+correction/retraction rules; ``matches(node, message, compliance)`` evaluates a
+parsed query on one message by scanning its tokens. Tokens come from tantivy's
+own analyzers (the same pipelines as the index), so this checks the query
+semantics and the scope, not the stemmer.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timezone
+
+import tantivy
+
+from archive.events import MessageCorrected, MessagePosted, MessageRetracted
+from projections.search.query import And, Everything, FieldIs, Flag, Fuzzy, Not, Or, Phrase, Prefix, TimeRange, Word
+
+_STEM = (
+    tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+    .filter(tantivy.Filter.remove_long(40))
+    .filter(tantivy.Filter.lowercase())
+    .filter(tantivy.Filter.stemmer("english"))
+    .build()
+)
+_PLAIN = (
+    tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+    .filter(tantivy.Filter.remove_long(40))
+    .filter(tantivy.Filter.lowercase())
+    .build()
+)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def stems(text: str) -> list[tuple[int, str]]:
+    return [(t.position, t.text) for t in _STEM.pre_tokenize(text).tokens]
+
+
+def plain(text: str) -> list[str]:
+    return _PLAIN.analyze(text)
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance (adjacent transposition costs 1), full table."""
+    d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(len(a) + 1):
+        d[i][0] = i
+    for j in range(len(b) + 1):
+        d[0][j] = j
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
+
+
+class Oracle:
+    def __init__(self):
+        self.messages: dict[int, dict] = {}
+        self.tombs: dict[tuple[str, str], MessageRetracted] = {}
+
+    def replay(self, records) -> None:
+        for record in records:
+            event = record.event
+            if isinstance(event, MessagePosted):
+                self._post(record.position, event)
+            elif isinstance(event, MessageCorrected):
+                self._correct(record.position, event)
+            elif isinstance(event, MessageRetracted):
+                self._retract(event)
+
+    def _ids(self, event) -> set[tuple[str, str]]:
+        return {(event.room.lower(), i) for i in (event.stanza_id, event.message_id, event.origin_id) if i}
+
+    def _new(self, key, event, edited, correction_of=None) -> dict:
+        message = {
+            "key": key,
+            "room": event.room.lower(),
+            "nick": event.nick,
+            "occupant": event.occupant_id,
+            "jid": event.jid.split("/")[0].lower() if event.jid else None,
+            "ts": event.occurred_at,
+            "body": event.body,
+            "history": [],
+            "message_ids": {event.message_id} if event.message_id else set(),
+            "ids": self._ids(event),
+            "edited": edited,
+            "retracted": False,
+        }
+        if correction_of is not None:
+            message["message_ids"].add(correction_of)
+        for (room, ident), tomb in self.tombs.items():
+            if (room, ident) in message["ids"] or (room == message["room"] and ident in message["message_ids"]):
+                if self._may_retract(message, tomb):
+                    message["retracted"] = True
+        self.messages[key] = message
+        return message
+
+    def _post(self, key, event: MessagePosted) -> None:
+        self._new(key, event, edited=False)
+
+    def _by_message_id(self, room: str, ident: str):
+        found = [m for m in self.messages.values() if m["room"] == room.lower() and ident in m["message_ids"]]
+        return max(found, key=lambda m: m["key"]) if found else None
+
+    def _correct(self, key, event: MessageCorrected) -> None:
+        target = self._by_message_id(event.room, event.replaces_id)
+        if target is not None:
+            same = (
+                target["occupant"] == event.occupant_id
+                if target["occupant"] and event.occupant_id
+                else target["nick"] == event.nick
+            )
+            if same:
+                target["history"].append(target["body"])
+                target["body"] = event.body
+                target["edited"] = True
+                target["ids"] |= self._ids(event)
+                if event.message_id:
+                    target["message_ids"].add(event.message_id)
+                return
+        self._new(key, event, edited=True, correction_of=event.replaces_id if target is None else None)
+
+    def _find_retraction_target(self, event: MessageRetracted):
+        room = event.room.lower()
+        # By stanza-id, then origin-id, then message id, as the rules say; the model
+        # keeps ids without their kind, so any id equal to the target matches.
+        found = [m for m in self.messages.values() if (room, event.target_id) in m["ids"]]
+        return max(found, key=lambda m: m["key"]) if found else None
+
+    def _may_retract(self, message, tomb: MessageRetracted) -> bool:
+        if tomb.moderated:
+            return True
+        if message["occupant"] and tomb.occupant_id:
+            return message["occupant"] == tomb.occupant_id
+        return tomb.by_nick is None or tomb.by_nick == message["nick"]
+
+    def _retract(self, event: MessageRetracted) -> None:
+        target = self._find_retraction_target(event)
+        if target is None:
+            self.tombs[(event.room.lower(), event.target_id)] = event
+        elif self._may_retract(target, event):
+            target["retracted"] = True
+
+    # -- queries -----------------------------------------------------------------
+
+    def search(self, node, *, rooms=None, compliance=False) -> list[dict]:
+        return [
+            m
+            for m in self.messages.values()
+            if (rooms is None or m["room"] in {r.lower() for r in rooms})
+            and (compliance or not m["retracted"])
+            and matches(node, m, compliance)
+        ]
+
+
+def _versions(message, compliance):
+    return [message["body"], *message["history"]] if compliance else [message["body"]]
+
+
+def _dropped(node) -> bool:
+    """Text that analyses to no token, and operators over nothing else."""
+    if isinstance(node, (Word, Phrase)):
+        return not stems(node.text)
+    if isinstance(node, (Prefix, Fuzzy)):
+        return not plain(node.text)
+    if isinstance(node, Not):
+        return _dropped(node.child)
+    if isinstance(node, (And, Or)):
+        return all(_dropped(c) for c in node.children)
+    return False
+
+
+def matches(node, message, compliance) -> bool:
+    if isinstance(node, Everything):
+        return True
+    if isinstance(node, And):
+        kept = [c for c in node.children if not _dropped(c)]
+        return all(matches(c, message, compliance) for c in kept)
+    if isinstance(node, Or):
+        kept = [c for c in node.children if not _dropped(c)]
+        return any(matches(c, message, compliance) for c in kept) if kept else True
+    if isinstance(node, Not):
+        return True if _dropped(node.child) else not matches(node.child, message, compliance)
+    if isinstance(node, (Word, Phrase)):
+        wanted = stems(node.text)
+        if not wanted:
+            return True
+        base = wanted[0][0]
+        wanted = [(p - base, s) for p, s in wanted]
+        for text in _versions(message, compliance):
+            have = dict(stems(text))
+            if any(all(have.get(start + p) == s for p, s in wanted) for start in have):
+                return True
+        return False
+    if isinstance(node, (Prefix, Fuzzy)):
+        tokens = plain(node.text)
+        if not tokens:
+            return True
+        *exact, last = tokens
+        for text in _versions(message, compliance):
+            words = set(plain(text))
+            if not set(exact) <= words:
+                continue
+            if isinstance(node, Prefix) and any(w.startswith(last) for w in words):
+                return True
+            if isinstance(node, Fuzzy) and any(edit_distance(w, last) <= node.distance for w in words):
+                return True
+        return False
+    if isinstance(node, FieldIs):
+        if node.field == "from":
+            return message["nick"].lower() == node.value
+        if node.field == "jid":
+            return message["jid"] == node.value
+        return message["room"] == node.value or ("@" not in node.value and message["room"].split("@")[0] == node.value)
+    if isinstance(node, TimeRange):
+        return (node.start is None or message["ts"] >= node.start) and (node.end is None or message["ts"] < node.end)
+    if isinstance(node, Flag):
+        return message[node.name]
+    raise TypeError(node)
+
+
+def time_order(found: list[dict], newest: bool) -> list[int]:
+    ordered = sorted(found, key=lambda m: (m["ts"], m["key"]), reverse=newest)
+    return [m["key"] for m in ordered]
+
+
+def facet_counts(found: list[dict]) -> tuple[Counter, Counter]:
+    return Counter(m["room"] for m in found), Counter(m["nick"] for m in found)

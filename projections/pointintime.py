@@ -61,7 +61,7 @@ class _Transcript:
                 if self.waiting and line.kind == "message":
                     line = transcript_logic.apply_pending(line, self.waiting)
                 for kind, ref in transcript_logic.refs(line):
-                    self.refs.setdefault((line.room, kind, ref), line.id)
+                    self.refs[(line.room, kind, ref)] = line.id
             self.lines[line.id] = line
         if outcome.pending is not None:
             key = (outcome.pending.room, outcome.pending.target_id)

@@ -10,7 +10,8 @@ correction or retraction resolves to them; nothing else changes a line.
   nick); otherwise, or when the original is unknown, it becomes a line of its
   own with ``corrects`` set.
 - Retractions and moderations name the stanza-id (tried first), the origin-id
-  or, as a last resort, the ``id`` attribute. One whose target is not (yet)
+  or, as a last resort, the ``id`` attribute. Where several messages of a room
+  carry the same id (clients reuse them), the latest one is meant. One whose target is not (yet)
   archived is kept pending and applied when the target arrives (backfill).
 
 The same functions drive the SQL projection (``view``) and the point-in-time
@@ -93,8 +94,8 @@ class Line(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     gap_kind: str | None = None
 
 
-# find(room, ref_kind, ref) -> the line whose stanza_id ("s"), origin_id ("o")
-# or message_id ("m") is ref, or None.
+# find(room, ref_kind, ref) -> the latest line whose stanza_id ("s"), origin_id
+# ("o") or message_id ("m") is ref, or None.
 Find = Callable[[str, str, str], "Line | None"]
 
 CORRECTION_REFS = ("m", "o")

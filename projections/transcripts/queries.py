@@ -162,7 +162,7 @@ def _find(query, room: str, ref: int | str) -> Line:
         rows = []
         for kind in logic.RETRACTION_REFS:
             rows = query(
-                f"SELECT data FROM {{lines}} WHERE room=? AND {REF_COLUMNS[kind]}=? ORDER BY id LIMIT 1", (room, ref)
+                f"SELECT data FROM {{lines}} WHERE room=? AND {REF_COLUMNS[kind]}=? ORDER BY id DESC LIMIT 1", (room, ref)
             )
             if rows:
                 break

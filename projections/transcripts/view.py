@@ -75,7 +75,7 @@ class TranscriptProjection(TableProjection):
                     line = self._take_waiting(line)
                 self._new.add(line.id)
                 for kind, ref in logic.refs(line):
-                    self._refs.setdefault((line.room, kind, ref), line.id)
+                    self._refs[(line.room, kind, ref)] = line.id
             self._lines[line.id] = line
             self._dirty.add(line.id)
         if outcome.pending is not None:
@@ -97,7 +97,7 @@ class TranscriptProjection(TableProjection):
             return self._lines[line_id]
         column = REF_COLUMNS[kind]
         rows = self._read_own(
-            f"SELECT id, data FROM {{lines}} WHERE room=? AND {column}=? ORDER BY id LIMIT 1", (room, ref)
+            f"SELECT id, data FROM {{lines}} WHERE room=? AND {column}=? ORDER BY id DESC LIMIT 1", (room, ref)
         )
         if not rows:
             return None

@@ -1,0 +1,140 @@
+"""Running and rebuilding: commits at the interval and on stop, atomic swaps, aborts, status."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import pytest
+
+from archive import events as ev
+from projections.follower import LogFollower
+from projections.rebuild import rebuild
+from projections.runner import ProjectionError, ProjectionThreads, status
+from projections.transcripts.view import TranscriptProjection
+from tests.factories import make, message
+from tests.projections.conftest import catch_up
+
+ROOM = "lobby@conference.localhost"
+
+
+def bodies(views):
+    return [line.body for line in views.transcripts.page(ROOM, limit=1000).lines]
+
+
+def wait_for(condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_views_commit_at_the_interval_and_on_stop(event_store, views):
+    event_store.append([message(i, f"m{i}") for i in range(5)])
+    stop = threading.Event()
+    handle = ProjectionThreads(event_store, [(p, 3600.0) for p in views.projections()], stop)
+    wait_for(lambda: all(f.applied_position == event_store.head() for f in handle.followers))
+    assert bodies(views) == [] and [s.position for s in status(event_store, views.projections())] == [0, 0]
+    stop.set()
+    handle.join()
+    assert bodies(views) == [f"m{i}" for i in range(5)]
+    assert [(s.position, s.lag) for s in status(event_store, views.projections())] == [(5, 0), (5, 0)]
+
+
+def test_short_interval_commits_while_running(event_store, views):
+    stop = threading.Event()
+    handle = ProjectionThreads(event_store, [(p, 0.05) for p in views.projections()], stop)
+    try:
+        event_store.append([message(1, "one")])
+        wait_for(lambda: bodies(views) == ["one"])
+        event_store.append([message(2, "two")])
+        wait_for(lambda: bodies(views) == ["one", "two"])
+    finally:
+        stop.set()
+        handle.join()
+
+
+def test_a_failing_projection_stops_the_others_and_is_reported(event_store, views):
+    class Broken:
+        name = "broken"
+
+        def position(self):
+            return 0
+
+        def apply(self, records):
+            raise RuntimeError("boom")
+
+        def commit(self, position):
+            raise AssertionError("a torn page must not be committed")
+
+    event_store.append([message(1, "one")])
+    stop = threading.Event()
+    handle = ProjectionThreads(event_store, [(Broken(), 60.0), (views.projections()[0], 60.0)], stop)
+    wait_for(lambda: stop.is_set())
+    with pytest.raises(ProjectionError, match="boom"):
+        handle.join()
+    assert bodies(views) == ["one"]  # the healthy one committed on the way out
+
+
+def test_rebuild_swaps_fresh_tables_in_and_a_running_projection_follows(event_store, views):
+    event_store.append([message(1, "one", message_id="m1"), make(ev.OccupantJoined, 1, nick="alice")])
+    catch_up(event_store, views)
+    running = LogFollower(event_store, TranscriptProjection(views.recorder), commit_interval=3600)
+    event_store.append([make(ev.MessageCorrected, 2, nick="alice", replaces_id="m1", body="uno"), message(3, "two")])
+    running.catch_up()  # committed: the running projection is at the head
+    event_store.append([message(4, "three")])
+    running._step()  # applied but not committed when the rebuild swaps
+    out = io.StringIO()
+    report = rebuild(event_store, views.projections(), progress=out)
+    assert report.position == event_store.head() and report.events == event_store.head()
+    assert "events/s" in out.getvalue() and "ETA" in out.getvalue()
+    assert bodies(views) == ["uno", None, "two", "three"]
+    running.catch_up()  # its commit finds the swap: it drops its batch and resumes from the new tables
+    event_store.append([message(5, "four")])
+    running.catch_up()
+    assert bodies(views) == ["uno", None, "two", "three", "four"]
+    [edited] = [l for l in views.transcripts.page(ROOM, include_originals=True).lines if l.body == "uno"]
+    assert [v.body for v in edited.versions] == ["one"]
+
+
+def test_failed_rebuild_leaves_the_live_views_alone(event_store, views):
+    event_store.append([message(i, f"m{i}") for i in range(3)])
+    catch_up(event_store, views)
+    transcripts = views.projections(["transcripts"])[0]
+
+    class FailsHalfway:
+        name = "transcripts"
+
+        def __init__(self):
+            self.fresh = None
+
+        def begin_rebuild(self):
+            self.fresh = transcripts.begin_rebuild()
+            original = self.fresh.apply
+
+            def apply(records):
+                original(records[:1])
+                raise RuntimeError("disk full")
+
+            self.fresh.apply = apply
+            return self.fresh
+
+        def finish_rebuild(self, fresh):
+            raise AssertionError("must not swap")
+
+        def abort_rebuild(self, fresh):
+            transcripts.abort_rebuild(fresh)
+
+    target = FailsHalfway()
+    with pytest.raises(RuntimeError, match="disk full"):
+        rebuild(event_store, [target])
+    assert bodies(views) == ["m0", "m1", "m2"]
+    live, building = views.recorder.generations("transcripts")
+    assert building is None and live != target.fresh.generation
+    tables = views.recorder.read_rows(
+        "SELECT COUNT(*) AS n FROM view_generations WHERE building IS NOT NULL"
+        if views.recorder.placeholder == "?" else
+        f'SELECT COUNT(*) AS n FROM "{views.recorder.datastore.schema}".view_generations WHERE building IS NOT NULL'
+    )
+    assert tables[0]["n"] == 0

@@ -78,13 +78,14 @@ def document() -> dict:
             json_ok("hits (room, nick, jid where visible, time, body, snippet, position), total, facets by room and sender",
                     {"$ref": "#/components/schemas/SearchResult"}), statuses=(400, 401, 403, 503))},
         "/api/v1/rooms": {"get": operation(
-            "Rooms the caller may see", "all", [LIMIT, CURSOR, SITE_USER],
-            json_ok("rooms with message count, occupants now, last activity", PAGE), statuses=(400, 401, 503))},
+            "Rooms the caller may see", "compliance, analyst, site, anonymous (public rooms)", [LIMIT, CURSOR, SITE_USER],
+            json_ok("rooms with message count (as the caller would find them), occupants now, last activity", PAGE),
+            statuses=(400, 401, 503))},
         "/api/v1/rooms/{room}/transcript": {"get": operation(
             "A room's transcript", "compliance, site, anonymous (public rooms)",
             [ROOM, time_param("from", "start"), time_param("to", "end (exclusive)"),
              query("day", {"type": "string", "format": "date"}, "a UTC day, YYYY-MM-DD"),
-             query("around", {"type": "integer", "minimum": 0}, "a message's position: the lines around it"),
+             query("around", {"type": "string"}, "a line's position (a search hit's `position`) or a message id: the lines around it"),
              query("format", {"type": "string", "enum": ["json", "html", "text"]}), LIMIT, CURSOR, SITE_USER],
             {"200": {"description": "transcript lines (JSON page), a complete HTML page or plain text lines", "content": {
                 "application/json": {"schema": PAGE}, "text/html": {"schema": {"type": "string"}},
@@ -93,11 +94,17 @@ def document() -> dict:
             "Who was in a room at a time, or presence intervals and occupancy over a range",
             "compliance, analyst, site, anonymous (public rooms)",
             [ROOM, time_param("at", "occupants at this time"), time_param("from", "start of a range"),
-             time_param("to", "end of a range"), LIMIT, CURSOR, SITE_USER],
-            json_ok("occupants at T, or intervals and occupancy counts", OBJECT), statuses=(400, 401, 403, 404, 503))},
+             time_param("to", "end of a range"),
+             query("buckets", {"type": "integer", "minimum": 1, "maximum": 1000}, "occupancy counts: number of equal parts of the range (default 24)"),
+             query("nick", {"type": "string"}, "with from/to: the intervals this nick was in the room"),
+             query("jid", {"type": "string"}, "with from/to: the intervals this real JID was in the room (compliance only)"),
+             query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "most intervals returned (default 100)"), SITE_USER],
+            json_ok("at=T: occupants then (known=false inside an archive gap); from/to: occupancy buckets, gaps, and the named person's stays",
+                    OBJECT), statuses=(400, 401, 403, 404, 503))},
         "/api/v1/rooms/{room}/state": {"get": operation(
             "A room's state at a time", "compliance, analyst",
-            [ROOM, time_param("at", "the time (default now)")],
+            [ROOM, time_param("at", "the time (default now)"), time_param("since", "only transcript lines from this time on"),
+             query("limit", {"type": "integer", "minimum": 0, "maximum": 5000}, "most transcript lines (the last before T; default 200)")],
             json_ok("occupants, subject and the room's details as they were at T", OBJECT), statuses=(400, 401, 403, 404, 503))},
         "/api/v1/rooms/{room}/events": {"get": operation(
             "Replay a room's events as NDJSON, streamed", "compliance, analyst",

@@ -50,3 +50,22 @@ def test_export_is_for_compliance_only_and_checks_its_input(client, tokens):
     assert client.get("/api/v1/export", headers=compliance).json["error"]["code"] == "invalid_parameter"
     assert client.get(f"/api/v1/export?room={LOBBY}&format=xml", headers=compliance).status_code == 400
     assert client.get(f"/api/v1/export?room={LOBBY}&from=yesterday", headers=compliance).status_code == 400
+
+
+def test_export_of_a_search_carries_each_message_with_its_edits_and_retraction(client, tokens):
+    compliance = auth(tokens["compliance"])
+    response = client.get("/api/v1/export?q=fixed", headers=compliance)
+    content, trailer = split_trailer(response.data)
+    events = [json.loads(line)["event"] for line in content.splitlines()]
+    assert [(e["type"], e["room"]) for e in events] == [
+        (kind, room) for room in (LOBBY, SECRET, "public@conference.localhost") for kind in ("message_posted", "message_corrected")
+    ]
+    assert json.loads(trailer)["sha256"] == hashlib.sha256(content).hexdigest()
+    removed = client.get(f"/api/v1/export?q=oops&room={LOBBY}&format=csv", headers=compliance)
+    rows = list(csv.DictReader(io.StringIO(split_trailer(removed.data)[0].decode())))
+    assert [(r["type"], r["body"]) for r in rows] == [("message_posted", "oops lobby secret"), ("message_retracted", "")]
+    assert rows[1]["refers_to"] == "r-lobby"
+    window = client.get("/api/v1/export?q=fixed&from=2024-05-01T13:00:00Z", headers=compliance)
+    assert json.loads(split_trailer(window.data)[1])["count"] == 0
+    bad = client.get("/api/v1/export?q=%28unclosed", headers=compliance)
+    assert bad.status_code == 400 and "position" in bad.json["error"]

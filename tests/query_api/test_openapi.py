@@ -84,3 +84,16 @@ def test_fuzzing_the_documented_api_finds_no_500(archive, views, search_index, t
         response.close()
 
     check()
+
+
+def test_documented_query_parameters_are_exactly_those_accepted(client, tokens):
+    """An unknown parameter's error lists what the endpoint accepts: it must match the document."""
+    for path, item in document()["paths"].items():
+        documented = sorted(p["name"] for p in item["get"].get("parameters", []) if p["in"] == "query")
+        if not documented:
+            continue
+        url = path.replace("{room}", LOBBY)
+        response = client.get(url, query_string={"zz_undocumented": "1"}, headers=auth(tokens["compliance"]))
+        assert response.json["error"]["code"] == "unknown_parameter", path
+        accepted = response.json["error"]["message"].split("(accepted: ")[1].rstrip(")").split(", ")
+        assert accepted == documented, path

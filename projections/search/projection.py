@@ -60,6 +60,8 @@ class SearchIndexProjection:
 
     def __init__(self, location: IndexLocation, directory: Path | None = None, *, heap_mb: int = DEFAULT_HEAP_MB):
         self.location = location
+        # A projection on the live generation follows swaps; one building a fresh generation does not.
+        self.live = directory is None
         self.directory = directory or location.current_or_new()
         self.heap_mb = heap_mb
         self._index = open_tantivy(self.directory)
@@ -142,8 +144,8 @@ class SearchIndexProjection:
         shutil.rmtree(fresh.directory, ignore_errors=True)
 
     def stale(self) -> bool:
-        """True when another process swapped in a new generation."""
-        return self.location.current() != self.directory
+        """True when a rebuild swapped in a new generation under this live projection."""
+        return self.live and self.location.current() != self.directory
 
     def reopen(self) -> None:
         """Follow the live generation (after a swap), discarding anything uncommitted."""

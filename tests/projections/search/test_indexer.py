@@ -1,0 +1,134 @@
+"""The index kept up to date from a real event store: freshness, resume, rollback, rebuild."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from archive import events as ev
+from archive.settings import StoreSettings
+from chat_archive.bootstrap import open_search_index, search_projection, search_status, start_search_indexer
+from chat_archive.config import Config
+from projections.rebuild import rebuild
+from projections.search import Scope, SearchIndexer
+from projections.search import documents
+from projections.settings import IndexSettings
+from tests.factories import make, message
+
+EVERYTHING = Scope(rooms=None)
+COMPLIANCE = Scope(rooms=None, compliance=True)
+
+
+def _config(store_url, index_root, commit_interval=0.25) -> Config:
+    return Config(
+        store=StoreSettings(url=store_url),
+        index=IndexSettings(path=str(index_root / "index"), commit_interval=commit_interval, writer_heap_mb=20),
+    )
+
+
+def _wait_for(predicate, timeout: float) -> float | None:
+    """Poll every 5 ms; the seconds it took, or None if it never held."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        if predicate():
+            return time.monotonic() - began
+        time.sleep(0.005)
+    return None
+
+
+@pytest.fixture
+def running(event_store, store_url, index_root):
+    """An indexer thread on the store (commit interval 0.5 s) and a reader, as `up` and the API hold them."""
+    config = _config(store_url, index_root, commit_interval=0.5)
+    stop = threading.Event()
+    handle = start_search_indexer(config, event_store, stop)
+    yield config, open_search_index(config)
+    stop.set()
+    handle.join(10)
+
+
+def test_a_message_appended_is_found_within_the_commit_interval(running, event_store):
+    config, index = running
+    interval = config.index.commit_interval
+    event_store.append([message(0, "warming up")])
+    assert _wait_for(lambda: index.search("warming", EVERYTHING).total == 1, 30) is not None
+    for i in range(3):
+        event_store.append([message(10 + i, f"needle{i} in the haystack")])
+        # The indexer polls the log, commits after at most the interval, the reader reloads
+        # at a fifth of it: allow the interval plus its own slack of as much again.
+        took = _wait_for(lambda: index.search(f"needle{i}", EVERYTHING).total == 1, 2 * interval)
+        assert took is not None, f"needle{i} not searchable within {2 * interval} s"
+    assert index.position() == event_store.head()
+
+
+def test_a_burst_is_batched_and_all_found(running, event_store):
+    config, index = running
+    event_store.append([message(i, f"burst {i}", stanza_id=f"b{i}") for i in range(3000)])
+    assert _wait_for(lambda: index.search("burst", EVERYTHING, limit=1).total == 3000, 30) is not None
+    assert index.position() == event_store.head()
+
+
+def test_resumes_from_its_committed_position_without_duplicates(event_store, store_url, index_root):
+    config = _config(store_url, index_root)
+    event_store.append([message(i, f"first {i}") for i in range(50)])
+    SearchIndexer(event_store, search_projection(config), commit_interval=0.25).catch_up()
+    event_store.append([message(100 + i, f"second {i}") for i in range(30)])
+    indexer = SearchIndexer(event_store, search_projection(config), commit_interval=0.25)
+    assert indexer.projection.position() < event_store.head()
+    indexer.catch_up()
+    index = open_search_index(config)
+    assert index.search("first", EVERYTHING).total == 50
+    assert index.search("second", EVERYTHING).total == 30
+    assert index.search("", EVERYTHING).total == 80
+    status = search_status(config, event_store)
+    assert (status.position, status.lag) == (event_store.head(), 0)
+
+
+def test_a_page_that_fails_half_way_commits_nothing(event_store, store_url, index_root, monkeypatch):
+    config = _config(store_url, index_root)
+    event_store.append([message(i, f"fine {i}") for i in range(10)])
+    SearchIndexer(event_store, search_projection(config), commit_interval=0.25).catch_up()
+    committed = event_store.head()
+    event_store.append([message(20, "also fine"), message(21, "poison"), message(22, "after")])
+    real = documents.to_tantivy
+
+    def failing(doc):
+        if doc.body == "poison":
+            raise ValueError("disk on fire")
+        return real(doc)
+
+    monkeypatch.setattr(documents, "to_tantivy", failing)
+    indexer = SearchIndexer(event_store, search_projection(config), commit_interval=0.25)
+    with pytest.raises(Exception, match="disk on fire"):
+        indexer.run(threading.Event())
+    indexer.projection.close()
+    assert open_search_index(config).position() == committed
+    monkeypatch.setattr(documents, "to_tantivy", real)
+    SearchIndexer(event_store, search_projection(config), commit_interval=0.25).catch_up()
+    index = open_search_index(config)
+    assert index.search("also", EVERYTHING).total == 1  # once, not twice
+    assert index.search("", EVERYTHING).total == 13
+
+
+def test_rebuild_swaps_in_a_fresh_generation_that_the_running_indexer_follows(running, event_store, index_root):
+    config, index = running
+    event_store.append(
+        [message(i, f"old {i}", message_id=f"m{i}") for i in range(20)]
+        + [make(ev.MessageCorrected, 30, nick="alice", replaces_id="m3", body="corrected text")]
+    )
+    assert _wait_for(lambda: index.position() == event_store.head(), 30) is not None
+    before = index.location.current()
+
+    report = rebuild(event_store, [search_projection(config)])
+
+    assert report.position == event_store.head()
+    assert index.location.current() != before
+    assert before.exists()  # kept for readers still holding it
+    assert index.search("corrected", EVERYTHING).total == 1
+    assert index.search("old", EVERYTHING).total == 19
+    assert index.search("old", COMPLIANCE).total == 20
+    event_store.append([message(50, "after the swap")])
+    assert _wait_for(lambda: index.search("swap", EVERYTHING).total == 1, 30) is not None
+    assert index.location.current().name != before.name

@@ -1,0 +1,70 @@
+"""Access scope is part of the query: nothing outside it is returned, counted or faceted."""
+
+from __future__ import annotations
+
+import pytest
+
+from archive import events as ev
+from archive.errors import InvalidQueryError
+from archive.events import Recorded
+from projections.search import IndexLocation, Scope, SearchIndex, SearchIndexProjection
+from tests.factories import make, message
+
+PUBLIC = "public@conference.localhost"
+SECRET = "secret@conference.localhost"
+
+
+@pytest.fixture
+def index(index_root):
+    events = [
+        message(1, "launch plans for friday", nick="ann", room=PUBLIC, stanza_id="p1"),
+        message(2, "launch codes are 1234", nick="spy", room=SECRET, stanza_id="s1"),
+        message(3, "launch codes again", nick="spy", room=SECRET, stanza_id="s2"),
+        message(4, "oops launch codes pasted here", nick="bob", room=PUBLIC, stanza_id="p2"),
+        make(ev.MessageRetracted, 5, room=PUBLIC, target_id="p2", moderated=True),
+    ]
+    location = IndexLocation(index_root / "index")
+    projection = SearchIndexProjection(location, heap_mb=20)
+    projection.apply([Recorded(i + 1, e) for i, e in enumerate(events)])
+    projection.commit(len(events))
+    projection.close()
+    return SearchIndex(location, reload_interval=0)
+
+
+def test_other_rooms_are_neither_returned_nor_counted_nor_faceted(index):
+    public = Scope(rooms=frozenset({PUBLIC}))
+    results = index.search("launch", public, facet_size=100)
+    assert [h.position for h in results.hits] == [1]
+    assert results.total == 1
+    assert [(f.value, f.count) for f in results.facets.rooms] == [(PUBLIC, 1)]
+    assert [(f.value, f.count) for f in results.facets.senders] == [("ann", 1)]
+    for text in ("codes", "from:spy", f"room:{SECRET}", "room:secret", f"room:{SECRET} OR launch", "-friday"):
+        results = index.search(text, public, facet_size=100)
+        assert all(h.room == PUBLIC for h in results.hits), text
+        assert results.total == len(results.hits), text
+        assert {f.value for f in results.facets.rooms} <= {PUBLIC}, text
+        assert "spy" not in {f.value for f in results.facets.senders}, text
+
+
+def test_an_empty_room_set_sees_nothing(index):
+    results = index.search("", Scope(rooms=frozenset()))
+    assert (results.total, results.hits, results.facets.rooms) == (0, [], [])
+
+
+def test_retracted_messages_only_in_compliance_scope_and_marked(index):
+    ordinary = index.search("codes", Scope(rooms=None), facet_size=100)
+    assert sorted(h.position for h in ordinary.hits) == [2, 3]
+    assert "bob" not in {f.value for f in ordinary.facets.senders}
+    compliance = index.search("codes", Scope(rooms=None, compliance=True), sort="newest")
+    assert [(h.position, h.retracted) for h in compliance.hits] == [(4, True), (3, False), (2, False)]
+    assert index.search("is:retracted", Scope(rooms=None, compliance=True)).total == 1
+
+
+def test_is_retracted_outside_compliance_scope_is_refused(index):
+    with pytest.raises(InvalidQueryError, match="compliance") as caught:
+        index.search("launch is:retracted", Scope(rooms=frozenset({PUBLIC})))
+    assert caught.value.position == 7
+
+
+def test_scope_rooms_are_compared_case_insensitively(index):
+    assert index.search("launch", Scope(rooms=frozenset({PUBLIC.upper()}))).total == 1

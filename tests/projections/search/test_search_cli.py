@@ -1,0 +1,69 @@
+"""`chat-archive search`, run as a real process over an index built from a SQLite store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from archive.application import open_event_store
+from chat_archive.bootstrap import search_projection
+from chat_archive.config import load_config
+from projections.search import SearchIndexer
+from tests.factories import message
+
+CLI = [str(Path(sys.executable).with_name("chat-archive"))]
+
+
+@pytest.fixture
+def env(tmp_path, index_root):
+    env = {
+        **os.environ,
+        "CHAT_ARCHIVE_STORE_URL": f"sqlite:///{tmp_path}/events.sqlite",
+        "CHAT_ARCHIVE_INDEX_PATH": str(index_root / "index"),
+    }
+    store = open_event_store(env["CHAT_ARCHIVE_STORE_URL"])
+    store.append(
+        [message(i, f"deploying build {i}", nick="alice") for i in range(3)]
+        + [message(5, "<b>deployed</b> & done", nick="bob", room="dev@conference.localhost")]
+    )
+    config = load_config(environ=env)
+    SearchIndexer(store, search_projection(config), commit_interval=0.25).catch_up()
+    store.append([message(9, "not indexed yet")])
+    store.close()
+    return env
+
+
+def run(env, *args):
+    return subprocess.run([*CLI, "search", *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_json_results(env):
+    result = run(env, "deploy*", "--json", "--sort", "oldest", "--limit", "2")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["total"] == 4
+    assert [h["body"] for h in data["hits"]] == ["deploying build 0", "deploying build 1"]
+    assert data["next_cursor"]
+    assert {f["value"]: f["count"] for f in data["facets"]["senders"]} == {"alice": 3, "bob": 1}
+    assert "position 4 of 5" in result.stderr  # the index is behind the log: said, not hidden
+
+
+def test_text_results_limited_to_a_room(env):
+    result = run(env, "deployed", "--room", "dev@conference.localhost")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "<bob>  <b>*deployed*</b> & done" in lines[0]
+    assert lines[1].startswith("1 matching message,")
+
+
+def test_a_syntax_error_points_at_the_fault(env):
+    result = run(env, 'deploy "unfinished')
+    assert result.returncode == 1
+    assert "unterminated quote at position 7" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert '         ^' in result.stderr

@@ -1,0 +1,160 @@
+"""Pages, sign-in and widget endpoints through Flask's test client (the seeded archive of tests/query_api)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from query_api.roles import Role
+from query_api.web import pages
+
+from ..conftest import LOBBY, PUBLIC, SECRET, auth
+
+
+def csrf_of(page) -> str:
+    return re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.text).group(1)
+
+
+def sign_in(client, token: str, user: str = "", base_url: str = "http://localhost", **extra):
+    form = {"csrf_token": csrf_of(client.get("/signin", base_url=base_url)), "token": token, "user": user, **extra}
+    return client.post("/signin", data=form, base_url=base_url)
+
+
+def test_sign_in_sets_an_httponly_lax_session_cookie_secure_over_https(app, tokens):
+    for base, secure in (("http://archive.test", False), ("https://archive.test", True)):
+        client = app.test_client()
+        response = sign_in(client, tokens["compliance"], base_url=base)
+        assert response.status_code == 303 and response.headers["Location"] == "/"
+        cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("chat_archive_session="))
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and ("Secure" in cookie) is secure
+        assert tokens["compliance"] not in cookie
+        assert client.get("/", base_url=base).status_code == 200
+
+
+def test_forms_need_their_csrf_token_and_our_origin(client, tokens):
+    assert client.post("/signin", data={"token": tokens["compliance"]}).status_code == 403
+    forged = {"csrf_token": "0" * 64, "token": tokens["compliance"]}
+    assert client.post("/signin", data=forged).status_code == 403
+    form = {"csrf_token": csrf_of(client.get("/signin")), "token": tokens["compliance"]}
+    assert client.post("/signin", data=form, headers={"Origin": "https://evil.example"}).status_code == 403
+    assert client.post("/signin", data=form, headers={"Origin": "http://localhost"}).status_code == 303
+    # signed in: the session's own token is needed to sign out
+    assert client.post("/signout", data={"csrf_token": form["csrf_token"]}).status_code == 403
+    assert client.post("/signout", data={"csrf_token": csrf_of(client.get("/"))}).status_code == 303
+    assert "Sign out" not in client.get("/").text
+
+
+def test_sign_in_only_redirects_within_the_site(client, tokens):
+    for target, expected in (("//evil.example/x", "/"), ("https://evil.example", "/"), ("/rooms", "/rooms")):
+        assert sign_in(client, tokens["compliance"], next=target).headers["Location"] == expected
+
+
+def test_bad_tokens_and_site_tokens_without_a_user_are_refused(client, tokens):
+    assert "not valid" in sign_in(client, "cat_nope").text
+    response = sign_in(client, tokens["site"])
+    assert response.status_code == 400 and "X-Chat-Archive-User" in response.text
+
+
+def test_pages_grant_exactly_what_the_api_grants(app, client, tokens, api_settings):
+    sign_in(client, tokens["site"], "carol")
+    assert [m for m in re.findall(r'class="room" href="/rooms/([^"]+)"', client.get("/rooms").text)] == [LOBBY, PUBLIC]
+    for room in (SECRET, "nowhere@conference.localhost"):
+        page = client.get(f"/rooms/{room}")
+        assert page.status_code == 404 and "Not found" in page.text and "secret subject" not in page.text
+    found = client.get("/?q=secret").text
+    assert 'id="total">0<' in found and 'class="hit ' not in found and 'class="hit"' not in found
+
+    analyst = app.test_client()
+    sign_in(analyst, tokens["analyst"])
+    assert analyst.get("/").status_code == 403  # analysts may not search, in the API nor here
+    assert analyst.get(f"/rooms/{LOBBY}").status_code == 403
+
+
+def test_a_revoked_token_signs_the_page_user_out(client, token_store):
+    token, info = token_store.create(Role.COMPLIANCE)
+    sign_in(client, token)
+    assert SECRET in client.get("/rooms").text
+    token_store.revoke(info.id)
+    page = client.get("/rooms")  # anonymous read is on in these tests: public rooms only
+    assert SECRET not in page.text and PUBLIC in page.text and "Sign out" not in page.text
+
+
+def test_without_anonymous_read_pages_ask_to_sign_in(app, tokens):
+    app.extensions["chat_archive"].settings = type(app.extensions["chat_archive"].settings)()
+    client = app.test_client()
+    response = client.get("/rooms?x=1")
+    assert response.status_code == 303 and response.headers["Location"] == "/signin?next=/rooms?x%3D1"
+
+
+def test_search_filters_sort_paging_and_facets(client, tokens, monkeypatch):
+    monkeypatch.setattr(pages, "SEARCH_PAGE", 2)
+    sign_in(client, tokens["compliance"])
+    assert pages.query_text({"q": "x", "rooms": [LOBBY, PUBLIC], "people": "ann lee, bob", "after": "2024-05-01",
+                             "before": "", "sort": "relevance"}) == (
+        f'x (room:"{LOBBY}" OR room:"{PUBLIC}") (from:"ann lee" OR from:"bob") after:2024-05-01'
+    )  # fmt: skip
+    first = client.get(f"/?q=from&room={LOBBY}&sort=oldest")
+    assert first.status_code == 200
+    bodies = re.findall(r'<div class="snippet-text">(.*?)</div>', first.text)
+    assert bodies == ["hello <mark>from</mark> lobby"]
+    page = client.get("/?q=lobby OR public&sort=newest")
+    assert len(re.findall(r'class="hit[ "]', page.text)) == 2
+    following = re.search(r'id="next-page" href="([^"]+)"', page.text).group(1).replace("&amp;", "&")
+    second = client.get("/" + following)
+    assert "page 2" in second.text and len(re.findall(r'class="hit[ "]', second.text)) == 2
+    assert re.search(r'href="\?[^"]*people=alice"', page.text)  # a sender facet narrows the search
+    bad = client.get("/?q=%22open")
+    assert bad.status_code == 200 and "at character" in bad.text
+
+
+def test_a_room_day_navigates_between_days(client, tokens):
+    sign_in(client, tokens["compliance"])
+    page = client.get(f"/rooms/{LOBBY}")  # the day of the latest line
+    assert 'id="prev-day" href="/rooms/' in page.text and "2024-04-30" in page.text and "2024-05-02" in page.text
+    assert "fixed in lobby" in page.text and 'class="line joined' in page.text
+    assert "Nothing archived on this day" in client.get(f"/rooms/{LOBBY}?day=2024-04-30").text
+    assert client.get(f"/rooms/{LOBBY}?day=May").status_code == 400
+    assert client.get(f"/rooms/{LOBBY}?at=soon").status_code == 400
+
+
+def widget_ticket(client, token: str, room: str, user: str | None = "carol", **body):
+    return client.post("/widget/tickets", json={"room": room, **body}, headers=auth(token, user))
+
+
+def test_widget_tickets_only_for_rooms_the_site_user_may_see(client, tokens):
+    assert client.post("/widget/tickets", json={"room": LOBBY}).status_code == 401
+    assert widget_ticket(client, tokens["site"], SECRET).status_code == 404
+    assert widget_ticket(client, tokens["analyst"], LOBBY, None).status_code == 403
+    issued = widget_ticket(client, tokens["site"], LOBBY).json
+    assert issued["url"].endswith(f"/widget/{LOBBY}#ticket={issued['ticket']}") and not issued["credentials"]
+    ticket = {"X-Widget-Ticket": issued["ticket"]}
+    activity = client.get(f"/widget/{LOBBY}/activity", headers=ticket).json
+    kinds = [item["kind"] for item in activity["items"]]
+    assert "message" in kinds and "joined" in kinds and activity["cursor"]
+    assert client.get(f"/widget/{PUBLIC}/activity", headers=ticket).status_code == 401  # one ticket, one room
+    assert client.get(f"/widget/{LOBBY}/activity", headers={"X-Widget-Ticket": "forged"}).status_code == 401
+
+
+def test_widget_without_a_ticket_serves_public_rooms_to_anonymous_viewers_only(client):
+    assert client.get(f"/widget/{PUBLIC}/activity").status_code == 200
+    assert client.get(f"/widget/{LOBBY}/activity").status_code == 404
+    assert client.get(f"/widget/{SECRET}/activity").status_code == 404
+    assert client.get(f"/widget/{PUBLIC}/activity?cursor=zzz").status_code == 400
+
+
+def test_widget_join_asks_for_credentials_and_sessions_end(client, tokens):
+    ticket = {"X-Widget-Ticket": widget_ticket(client, tokens["site"], LOBBY).json["ticket"]}
+    asked = client.post(f"/widget/{LOBBY}/join", json={}, headers=ticket)
+    assert asked.status_code == 400 and asked.json["error"]["code"] == "credentials_needed"
+    gone = {"X-Widget-Session": "no-such-session"}
+    assert client.get(f"/widget/{LOBBY}/session?after=0", headers=gone).status_code == 410
+    assert client.post(f"/widget/{LOBBY}/say", json={"body": "hi"}, headers=gone).status_code == 410
+
+
+@pytest.mark.parametrize("path", ["/signin", f"/widget/{LOBBY}", "/api/v1/rooms"])
+def test_every_response_has_a_content_security_policy(client, path):
+    policy = client.get(path).headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "script-src 'self' 'nonce-" in policy
+    ancestors = "frame-ancestors 'self'" if path.startswith("/widget/") else "frame-ancestors 'none'"
+    assert ancestors in policy

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Protocol
@@ -25,6 +26,8 @@ from .settings import ApiSettings
 from .tokens import TokenStore
 
 log = logging.getLogger(__name__)
+
+PARALLEL_ASKS = 8  # permission callbacks in flight at once for one request
 
 
 class RoomScope(Protocol):
@@ -73,6 +76,14 @@ class PermissionCallback:
         answer = self._cache.get_or_compute((user, room), lambda: self._ask(user, room), keep=lambda a: a is not None)
         return bool(answer)
 
+    def allowed_rooms(self, user: str, rooms: list[str]) -> list[str]:
+        """Those of ``rooms`` the user may see; the site is asked about several rooms at once."""
+        if len(rooms) <= 1:
+            return [room for room in rooms if self.allowed(user, room)]
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_ASKS, len(rooms))) as pool:
+            answers = list(pool.map(lambda room: self.allowed(user, room), rooms))
+        return [room for room, allowed in zip(rooms, answers) if allowed]
+
     def _ask(self, user: str, room: str) -> bool | None:
         separator = "&" if urllib.parse.urlparse(self.url).query else "?"
         url = self.url + separator + urllib.parse.urlencode({"user": user, "room": room})
@@ -103,6 +114,9 @@ class SiteUserRooms:
     def allows(self, room: str) -> bool:
         return self.callback.allowed(self.user, room)
 
+    def allowed_rooms(self, rooms: list[str]) -> list[str]:
+        return self.callback.allowed_rooms(self.user, rooms)
+
 
 @dataclass(frozen=True)
 class Caller:
@@ -120,7 +134,13 @@ class Caller:
         return self.scope.allows(room)
 
     def visible(self, rooms: Iterable[str]) -> list[str]:
-        return list(rooms) if self.scope.everything else [r for r in rooms if self.scope.allows(r)]
+        """Those of ``rooms`` the caller may see, in the same order."""
+        rooms = list(rooms)
+        if self.scope.everything:
+            return rooms
+        if isinstance(self.scope, SiteUserRooms):
+            return self.scope.allowed_rooms(rooms)
+        return [r for r in rooms if self.scope.allows(r)]
 
     @property
     def sees_jids(self) -> bool:

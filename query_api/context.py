@@ -36,8 +36,18 @@ class ApiContext:
     _rooms: TtlCache = field(default_factory=lambda: TtlCache(1.0))
 
     def known_rooms(self) -> list[str]:
-        """Every room with events (briefly cached: a new room shows up within a second)."""
-        return self._rooms.get_or_compute("rooms", self.store.rooms)
+        """Every room with events, in JID order (briefly cached: a new room shows up within a second)."""
+        return self._room_index()[0]
+
+    def room_exists(self, room: str) -> bool:
+        return room in self._room_index()[1]
+
+    def _room_index(self) -> tuple[list[str], frozenset[str]]:
+        def load():
+            rooms = sorted(self.store.rooms())
+            return rooms, frozenset(rooms)
+
+        return self._rooms.get_or_compute("rooms", load)
 
 
 def api() -> ApiContext:
@@ -60,7 +70,7 @@ def caller(capability: Capability) -> Caller:
 
 def visible_room(who: Caller, room: str) -> str:
     """``room`` if it exists and the caller may see it; otherwise the same 404 either way."""
-    if not who.may_see(room) or room not in set(api().known_rooms()):
+    if not who.may_see(room) or not api().room_exists(room):
         raise room_not_found(room)
     return room
 

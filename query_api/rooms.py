@@ -42,15 +42,8 @@ def rooms() -> Response:
 
 def page_of_visible_rooms(who: Caller, after: str | None, count: int) -> list[str]:
     """Up to ``count`` rooms the caller may see, in JID order, after ``after``."""
-    page = []
-    for room in sorted(api().known_rooms()):
-        if after is not None and room <= after:
-            continue
-        if who.may_see(room):
-            page.append(room)
-            if len(page) == count:
-                break
-    return page
+    candidates = [room for room in api().known_rooms() if after is None or room > after]
+    return who.visible(candidates)[:count]
 
 
 def describe_rooms(rooms: list[str], who: Caller) -> list[dict]:

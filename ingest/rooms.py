@@ -1,0 +1,212 @@
+"""The rooms the listener knows, and what it does with the stanzas they send.
+
+Every room has a ``RoomState`` (where the listener stands with it) and a
+``RoomView`` (what the archive knows of it). Presences and groupchat messages
+of joined rooms are translated into events, applied to the view and handed to
+the writer, or held while the room is being backfilled so that its stream
+stays in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from archive import events as ev
+from archive.store import EventStore
+from archive.times import utcnow
+
+from .roomview import RoomView
+from .settings import XmppSettings
+from .status import ListenerStatus
+from .translate_message import translate_message
+from .translate_presence import close_out, is_own_presence, lost_sight, translate_presence
+from .writer import BatchWriter
+from .xmlutil import CLIENT, MUC_USER, STANZAS, MalformedStanza, RoomContext, muc_user, q, split_jid, status_codes
+
+log = logging.getLogger(__name__)
+
+NEW, JOINING, JOINED, LOST, UNAVAILABLE = "new", "joining", "joined", "lost", "unavailable"
+
+
+@dataclass
+class RoomState:
+    room: str
+    nick: str
+    phase: str = NEW
+    ctx: RoomContext | None = None
+    task: asyncio.Task | None = None
+    join_future: asyncio.Future | None = None
+    join_done: asyncio.Event = field(default_factory=asyncio.Event)  # the subject ended the join
+    holding: bool = False  # live events wait in ``held`` while the room is backfilled
+    held: list[ev.Event] = field(default_factory=list)
+    gap_start: datetime | None = None  # since when the listener has not been watching
+    reason: str | None = None  # why the room cannot be entered
+    reported: str | None = None  # the last reason logged
+    retry_at: float = 0.0
+
+
+class Rooms:
+    def __init__(
+        self,
+        settings: XmppSettings,
+        store: EventStore,
+        writer: BatchWriter,
+        *,
+        previous: ListenerStatus | None,
+        on_change: Callable[[], None],
+    ):
+        self.settings = settings
+        self.store = store
+        self.writer = writer
+        self.previous = previous  # the last status of the previous run
+        self._on_change = on_change
+        self.states: dict[str, RoomState] = {}
+        self.views: dict[str, RoomView] = {}
+
+    def state(self, room: str) -> RoomState:
+        return self.states.setdefault(room, RoomState(room, self.settings.nick))
+
+    def joined(self) -> list[str]:
+        return sorted(room for room, state in self.states.items() if state.phase == JOINED)
+
+    def refused(self) -> dict[str, str]:
+        return {room: s.reason or "" for room, s in self.states.items() if s.phase == UNAVAILABLE}
+
+    def lost(self) -> list[str]:
+        return [room for room, state in self.states.items() if state.phase == LOST]
+
+    def went_offline(self, lost_at: datetime) -> None:
+        """The connection ended: every room joined is lost from ``lost_at`` on."""
+        for state in self.states.values():
+            if state.task and not state.task.done():
+                state.task.cancel()
+            if state.phase == JOINED and state.gap_start is None:
+                state.gap_start = lost_at
+            if state.phase in (JOINED, JOINING):
+                state.phase = LOST
+            self.release(state)
+
+    def _room_of(self, stanza) -> tuple[RoomState, RoomView, str | None] | None:
+        try:
+            room, nick = split_jid(stanza.xml.get("from"))
+        except MalformedStanza:
+            return None
+        state = self.states.get(room)
+        if state is None or state.ctx is None or state.phase not in (JOINING, JOINED):
+            return None
+        return state, self.views[room], nick
+
+    def on_presence(self, stanza) -> None:
+        found = self._room_of(stanza)
+        if found is None:
+            return
+        state, view, nick = found
+        xml, kind, now = stanza.xml, stanza.xml.get("type"), utcnow()
+        pending = state.join_future is not None and not state.join_future.done()
+        if kind == "error":
+            if pending and nick in (None, state.nick):
+                state.join_future.set_result(("refused", *_error_of(xml)))
+            return
+        try:
+            own = is_own_presence(xml, state.ctx)
+            codes = status_codes(muc_user(xml)) if own and muc_user(xml) is not None else set()
+        except MalformedStanza:
+            own, codes = False, set()
+        if own and pending and kind != "unavailable":
+            if 210 in codes and nick:  # the service changed our nick
+                state.nick, state.ctx = nick, replace(state.ctx, own_nick=nick)
+            if 201 in codes:
+                return state.join_future.set_result(("created",))
+            self.emit(state, lost_sight(view, now))
+            return state.join_future.set_result(("joined",))
+        events = translate_presence(xml, state.ctx, view, now)
+        if view.joining and not own and nick and kind != "unavailable":
+            view.seen.add(nick)
+        self.emit(state, events)
+        if own and kind == "unavailable" and 303 not in codes:
+            self._removed(state, xml, codes, pending)
+
+    def _removed(self, state: RoomState, xml, codes: set[int], pending: bool) -> None:
+        """The room put the listener out (kick, ban, destruction, shutdown)."""
+        if pending:
+            state.join_future.set_result(("refused", "removed while joining", "removed"))
+            return
+        x = muc_user(xml)
+        destroyed = x is not None and x.find(q(MUC_USER, "destroy")) is not None
+        why = "room destroyed" if destroyed else f"the listener was removed (status {sorted(codes)})"
+        if not destroyed:
+            state.gap_start = utcnow()
+        self.release(state)
+        self.unavailable(state, why)
+
+    def on_message(self, stanza) -> None:
+        if stanza.xml.get("type") != "groupchat":
+            return
+        found = self._room_of(stanza)
+        if found is None:
+            return
+        state, view, _ = found
+        events = translate_message(stanza.xml, state.ctx, view, utcnow())
+        if view.joining and stanza.xml.find(q(CLIENT, "subject")) is not None and stanza.xml.find(q(CLIENT, "body")) is None:
+            view.joining = False  # the subject ends the join sequence
+            state.join_done.set()
+        # Replayed history belongs before the gap record and the rejoin's presence changes.
+        self.emit(state, events, direct=any(e.capture == ev.Capture.HISTORY for e in events))
+
+    def emit(self, state: RoomState, events: list[ev.Event], *, direct: bool = False) -> None:
+        if not events:
+            return
+        view = self.views[state.room]
+        for event in events:
+            view.apply(event)
+        if state.holding and not direct:
+            state.held.extend(events)
+        else:
+            self.writer.put(events)
+
+    def release(self, state: RoomState) -> None:
+        state.holding = False
+        held, state.held = state.held, []
+        self.writer.put(held)
+
+    def unavailable(self, state: RoomState, reason: str) -> None:
+        state.phase, state.reason = UNAVAILABLE, reason
+        state.retry_at = time.monotonic() + self.settings.retry_refused_after
+        self._on_change()
+        if reason != state.reported:
+            log.warning("cannot archive %s: %s (next try in %.0f s)", state.room, reason, self.settings.retry_refused_after)
+            state.reported = reason
+
+    def record_gone(self, state: RoomState, view: RoomView, reason: str) -> None:
+        if view.last_event_at is None or view.destroyed:
+            return
+        now = utcnow()
+        base = {"room": state.room, "occurred_at": now, "recorded_at": now}
+        events = [ev.RoomDestroyed(**base, reason=reason), *close_out(view, ev.LeaveReason.ROOM_DESTROYED, base)]
+        self.emit(state, events, direct=True)
+
+    async def view(self, room: str) -> RoomView:
+        if room not in self.views:
+            events = await asyncio.to_thread(lambda: [r.event for r in self.store.read_room(room)])
+            self.views.setdefault(room, RoomView.from_events(room, events))
+        return self.views[room]
+
+
+def _error_of(presence) -> tuple[str, str]:
+    """(human reason, condition) of an error presence."""
+    error = presence.find(q(CLIENT, "error"))
+    condition, text = "unknown-error", None
+    if error is not None:
+        for child in error:
+            if child.tag.startswith(f"{{{STANZAS}}}"):
+                name = child.tag.split("}", 1)[1]
+                if name == "text":
+                    text = child.text
+                else:
+                    condition = name
+    return (f"{condition}: {text}" if text else condition), condition

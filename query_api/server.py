@@ -11,6 +11,7 @@ behaves the same on SQLite and PostgreSQL. The work per request is short
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -67,4 +68,6 @@ class ApiServer:
 
 def start_server(app, host: str, port: int, *, threads: int, stop: threading.Event) -> ApiServer:
     """Bind ``host:port`` (port 0: any free port) and serve ``app`` until ``stop`` is set."""
+    # waitress warns for every request that waits for a free thread: under load, one line per request.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     return ApiServer(app, host, port, threads=threads, stop=stop)

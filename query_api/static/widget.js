@@ -61,10 +61,11 @@
   function render(item) {
     var list = $("activity");
     if (item.kind === "corrected" || item.kind === "removed") {
+      var placed = false;
       list.querySelectorAll("li[data-refs]").forEach(function (li) {
-        if (li.dataset.refs.split(" ").indexOf(item.target) >= 0) {
-          var body = li.querySelector(".body");
-          if (!body) { return; }
+        var body = li.querySelector(".body");
+        if (body && li.dataset.refs.split(" ").indexOf(item.target) >= 0) {
+          placed = true;
           if (item.kind === "removed") {
             body.className = "tombstone";
             body.textContent = "message removed";
@@ -73,7 +74,8 @@
           }
         }
       });
-      return;
+      if (placed || item.kind === "removed") { return; }
+      item = Object.assign({}, item, { kind: "message" });  // a correction of nothing shown: its own line
     }
     var li = document.createElement("li");
     li.className = item.kind;

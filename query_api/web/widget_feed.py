@@ -80,16 +80,21 @@ def _add(lines: dict[int, Line], by_ref: dict[tuple[str, str], int], line: Line)
 def changes(records: Iterable[Recorded]) -> list[dict]:
     """What happened in ``records`` for a widget already showing earlier lines.
 
-    New lines come as items; a correction or removal of an earlier line comes as
-    ``{"kind": "corrected"|"removed", "target": ref, ...}`` for the script to apply.
+    New lines come as items; a correction or removal of a line shown before comes
+    as ``{"kind": "corrected"|"removed", "target": ref, ...}`` for the script to
+    apply (a correction it cannot place, it shows as a message of its own, as the
+    transcript does).
     """
     records = list(records)
-    out = [item(line) for line in fold(records) if line.kind in SHOWN_KINDS]
+    lines = [line for line in fold(records) if line.kind in SHOWN_KINDS]
+    out = [item(line) for line in lines if line.corrects is None]
     shown = {ref for entry in out for ref in entry["refs"]}
     for record in records:
         event = record.event
         if isinstance(event, ev.MessageCorrected) and event.replaces_id not in shown:
-            out.append({"id": record.position, "kind": "corrected", "target": event.replaces_id, "body": event.body})
+            out.append(
+                {**item(logic.correction_line(record.position, event)), "kind": "corrected", "target": event.replaces_id}
+            )
         elif isinstance(event, ev.MessageRetracted) and event.target_id not in shown:
             out.append({"id": record.position, "kind": "removed", "target": event.target_id})
     return out

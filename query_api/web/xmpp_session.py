@@ -160,6 +160,8 @@ class XmppSessions:
                 log.warning("widget session %s did not close cleanly", session.id[:6])
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def count(self) -> int:
         with self._lock:
@@ -175,7 +177,7 @@ class XmppSessions:
         client.enable_direct_tls = False  # the configured port is the STARTTLS (c2s) port
         if not self.server.tls:
             client.enable_plaintext = True
-            client["feature_mechanisms"].unencrypted_scram = True
+            client.plugin["feature_mechanisms"].unencrypted_scram = True
         if self.server.ca_certs:
             client.ca_certs = self.server.ca_certs
         session = Session(secrets.token_urlsafe(24), room, nick, jid, client)
@@ -200,7 +202,7 @@ class XmppSessions:
             )
             await _first(join, failed, self.join_timeout)
         except BaseException:
-            client.disconnect()
+            await _disconnect(client)
             raise
         with self._lock:
             self._sessions[session.id] = session
@@ -213,7 +215,7 @@ class XmppSessions:
             session.client.plugin["xep_0045"].leave_muc(JID(session.room), session.nick)
         except Exception:  # already gone: the disconnect below is what matters
             pass
-        session.client.disconnect()
+        await _disconnect(session.client)
 
     async def _reap_idle(self) -> None:
         while True:
@@ -223,6 +225,20 @@ class XmppSessions:
                 idle = [s for s in self._sessions.values() if now - s.last_seen > self.idle_timeout]
             for session in idle:
                 await self._close(session)
+
+
+async def _disconnect(client: ClientXMPP) -> None:
+    """Close the stream and drop the client's pending tasks (slixmpp leaves its out-filter
+    task behind, which otherwise fails when collected after the loop has closed)."""
+    try:
+        if client.transport is not None:
+            await asyncio.wait_for(client.disconnect(wait=0.5), 2)
+    except Exception:  # the connection is going away either way
+        pass
+    task = getattr(client, "_run_out_filters", None)
+    if task is not None:
+        task.cancel()
+        client._run_out_filters = None
 
 
 async def _first(success: asyncio.Future, failed: asyncio.Future, timeout: float):

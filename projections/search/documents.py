@@ -1,21 +1,22 @@
 """Message documents: what the index keeps of a message, and how events change it.
 
-Pure functions from archive events to ``MessageDoc`` and back and forth with
-tantivy documents; the projection decides when to look up, add and replace.
+Pure functions from archive events to ``MessageDoc`` and to and from tantivy
+documents; the projection decides when to look up, add and replace.
 
 Rules (the test oracle restates them independently):
 
 - A message is one document; its ``key`` is the log position of the original.
-- A correction (XEP-0308) whose ``replaces_id`` names a message id in the same
-  room, sent by the same occupant (same occupant-id when both carry one, else
-  the same nick), replaces the text; the old text moves to ``history``. Its own
-  ids join the message's refs, so later corrections and retractions of it find
-  the message. A correction with no such message becomes a message of its own
-  (marked edited) that later corrections of the same id update; one by somebody
-  else is indexed on its own as well, but never attracts later corrections.
-- A retraction marks the message found by stanza-id, origin-id or message id as
-  retracted (a self-retraction only from its author). One that arrives before its
-  message leaves a tombstone, and the message is retracted when it comes.
+  It is known in its room by each of its ids (stanza-id, message id, origin-id).
+- A correction (XEP-0308) whose ``replaces_id`` is an id of a message in the
+  same room, sent by the same occupant (same occupant-id when both carry one,
+  else the same nick), replaces the text of the newest such message; the old
+  text moves to ``history`` and the correction's own ids join the message's. A
+  correction with no such message becomes a message of its own (marked edited)
+  that is also known by ``replaces_id``; one by somebody else is indexed on its
+  own as well, known only by its own ids.
+- A retraction marks the newest message known by its ``target_id`` as retracted
+  (a self-retraction only from its author). One that arrives before its message
+  leaves a tombstone, and the message is retracted when it comes.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ import tantivy
 
 from archive.events import MessageCorrected, MessagePosted, MessageRetracted
 
-from .schema import FLAG_SET, bare_jid, ref_term
+from .schema import CAPTURE_CODES, CAPTURES, FLAG_SET, bare_jid, ref_term
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class MessageDoc(msgspec.Struct, kw_only=True):
@@ -54,46 +57,35 @@ class Tombstone(msgspec.Struct, array_like=True, frozen=True):
     occupant_id: str | None
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _encode_tomb = msgspec.msgpack.Encoder().encode
 _decode_tomb = msgspec.msgpack.Decoder(Tombstone).decode
 
 
-def micros(moment) -> int:
+def micros(moment: datetime) -> int:
     """Microseconds since the epoch of an aware datetime, exactly."""
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def own_refs(event: MessagePosted | MessageCorrected) -> list[str]:
-    room = event.room
-    refs = []
-    if event.stanza_id:
-        refs.append(ref_term(room, "s", event.stanza_id))
-    if event.message_id:
-        refs.append(ref_term(room, "m", event.message_id))
-    if event.origin_id:
-        refs.append(ref_term(room, "o", event.origin_id))
-    return refs
-
-
-def retraction_refs(event: MessageRetracted) -> list[str]:
-    """The refs a retraction's target may be known by, most specific first."""
-    return [ref_term(event.room, kind, event.target_id) for kind in ("s", "o", "m")]
+def own_refs(event: MessagePosted | MessageCorrected, room_lc: str) -> list[str]:
+    ids = {event.stanza_id, event.message_id, event.origin_id}
+    ids.discard(None)
+    return [ref_term(room_lc, ident) for ident in ids]
 
 
 def from_message(position: int, event: MessagePosted | MessageCorrected, *, edited: bool = False) -> MessageDoc:
+    room = event.room.lower()
     return MessageDoc(
         key=position,
         ts=micros(event.occurred_at),
-        room=event.room.lower(),
+        room=room,
         nick=event.nick,
         body=event.body,
         jid=bare_jid(event.jid),
         thread=getattr(event, "thread", None),
         capture=event.capture.value,
         occupant_id=event.occupant_id,
-        refs=own_refs(event),
+        refs=own_refs(event, room),
         edited=edited,
     )
 
@@ -105,7 +97,7 @@ def same_sender(doc: MessageDoc, nick: str | None, occupant_id: str | None) -> b
 
 
 def corrected(doc: MessageDoc, correction: MessageCorrected) -> MessageDoc:
-    refs = doc.refs + [r for r in own_refs(correction) if r not in doc.refs]
+    refs = doc.refs + [r for r in own_refs(correction, doc.room) if r not in doc.refs]
     return msgspec.structs.replace(
         doc, body=correction.body, history=doc.history + [doc.body], edited=True, refs=refs
     )
@@ -136,7 +128,7 @@ def to_tantivy(doc: MessageDoc) -> tantivy.Document:
     out.add_text("room", doc.room)
     out.add_text("nick", doc.nick)
     out.add_text("nick_lc", doc.nick.lower())
-    out.add_text("capture", doc.capture)
+    out.add_unsigned("capture", CAPTURE_CODES[doc.capture])
     if doc.jid:
         out.add_text("jid", doc.jid)
     if doc.thread:
@@ -163,12 +155,16 @@ def from_tantivy(stored: dict) -> MessageDoc:
         history=list(stored.get("history", [])),
         jid=_first(stored, "jid"),
         thread=_first(stored, "thread"),
-        capture=stored["capture"][0],
+        capture=capture_name(stored["capture"][0]),
         occupant_id=_first(stored, "occupant"),
         refs=list(stored.get("refs", [])),
         edited=bool(stored.get("edited")),
         retracted=bool(stored.get("retracted")),
     )
+
+
+def capture_name(code: int) -> str:
+    return CAPTURES[code] if code < len(CAPTURES) else "unknown"
 
 
 def meta_document(position: int, version: int) -> tantivy.Document:
@@ -193,4 +189,3 @@ def tomb_from_tantivy(stored: dict) -> tuple[str, Tombstone]:
 def _first(stored: dict, name: str):
     values = stored.get(name)
     return values[0] if values else None
-

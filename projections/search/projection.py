@@ -84,13 +84,13 @@ class SearchIndexProjection:
 
     def apply(self, records: Sequence[Recorded]) -> None:
         writer = self._open_writer()
-        pending, pending_refs, tombs = self._pending, self._pending_refs, self._tombs
+        pending, pending_refs = self._pending, self._pending_refs
         try:
             for record in records:
                 event = record.event
                 if type(event) is MessagePosted:
                     doc = docs.from_message(record.position, event)
-                    if tombs:
+                    if self._tombs:
                         self._apply_tombstones(doc)
                     pending[doc.key] = doc
                     for ref in doc.refs:  # a new message has the highest key yet
@@ -193,7 +193,9 @@ class SearchIndexProjection:
 
     def _replace(self, doc: docs.MessageDoc) -> None:
         writer = self._writer
-        writer.delete_documents_by_query(tantivy.Query.term_query(SCHEMA, "key", doc.key))
+        writer.delete_documents_by_query(
+            tantivy.Query.range_query(SCHEMA, "key", tantivy.FieldType.Unsigned, doc.key, doc.key)
+        )
         writer.add_document(docs.to_tantivy(doc))
         self._pending[doc.key] = doc
         self._remember_refs(doc)
@@ -204,7 +206,7 @@ class SearchIndexProjection:
                 self._pending_refs[ref] = doc.key
 
     def _correct(self, position: int, event: MessageCorrected) -> None:
-        target_ref = docs.ref_term(event.room, "m", event.replaces_id)
+        target_ref = docs.ref_term(event.room.lower(), event.replaces_id)
         target = self._find([target_ref])
         if target is not None and docs.same_sender(target, event.nick, event.occupant_id):
             self._replace(docs.corrected(target, event))
@@ -217,7 +219,7 @@ class SearchIndexProjection:
         self._replace(own)
 
     def _retract(self, event: MessageRetracted) -> None:
-        refs = docs.retraction_refs(event)
+        refs = [docs.ref_term(event.room.lower(), event.target_id)]
         tomb = docs.tombstone_of(event)
         target = self._find(refs)
         if target is None:

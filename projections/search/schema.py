@@ -12,7 +12,8 @@ retractions whose target has not been indexed yet.
   for ``prefix*`` and ``fuzzy~`` (a stem such as "run" would hide "running").
 - ``room``, ``jid``: lowercased exact terms; ``nick`` exact (facets, display),
   ``nick_lc`` lowercased exact (``from:`` is case-insensitive).
-- ``ts``: occurred_at in microseconds since the epoch (sorting, ranges).
+- ``key``, ``ts`` (occurred_at in microseconds since the epoch): columns only,
+  for sorting, ranges, deletes.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ FLAG_SET = 1
 
 def build_schema() -> tantivy.Schema:
     sb = tantivy.SchemaBuilder()
-    sb.add_unsigned_field("key", stored=True, indexed=True, fast=True)
-    sb.add_integer_field("ts", stored=True, indexed=True, fast=True)
+    # key and ts are columns only (sorting, ranges, deletes by key): indexing a term that
+    # is unique per document costs more than everything else of a message together.
+    sb.add_unsigned_field("key", stored=True, fast=True)
+    sb.add_integer_field("ts", stored=True, fast=True)
     sb.add_text_field("body", stored=True, tokenizer_name=BODY_TOKENIZER)
     sb.add_text_field("history", stored=True, tokenizer_name=BODY_TOKENIZER)
     sb.add_text_field("words", tokenizer_name="default", index_option="basic")
@@ -40,7 +43,7 @@ def build_schema() -> tantivy.Schema:
     sb.add_text_field("nick_lc", tokenizer_name="raw", index_option="basic")
     sb.add_text_field("jid", stored=True, tokenizer_name="raw", index_option="basic")
     sb.add_text_field("thread", stored=True, tokenizer_name="raw", index_option="basic")
-    sb.add_text_field("capture", stored=True, tokenizer_name="raw", index_option="basic")
+    sb.add_unsigned_field("capture", stored=True)
     sb.add_text_field("occupant", stored=True, tokenizer_name="raw", index_option="basic")
     sb.add_text_field("refs", stored=True, tokenizer_name="raw", index_option="basic")
     sb.add_unsigned_field("edited", stored=True, indexed=True)
@@ -80,7 +83,14 @@ def bare_jid(jid: str | None) -> str | None:
     return jid.split("/", 1)[0].lower()
 
 
-def ref_term(room: str, kind: str, ident: str) -> str:
-    """The ``refs`` term by which corrections (``m``: message id) and
-    retractions (``s``: stanza-id, ``o``: origin-id) find a message in a room."""
-    return f"{room.lower()}\x1f{kind}:{ident}"
+def ref_term(room_lc: str, ident: str) -> str:
+    """The ``refs`` term by which corrections and retractions find a message in a
+    room (lowercased JID) by any of its ids: stanza-id, message id, origin-id. Ids
+    of different kinds never collide in practice (random), and a client's
+    origin-id usually equals its message id: one term instead of two."""
+    return f"{room_lc}\x1f{ident}"
+
+
+# Capture methods as stored numbers; new ones are appended, never reordered.
+CAPTURES = ("live", "history", "backfill", "import")
+CAPTURE_CODES = {name: code for code, name in enumerate(CAPTURES)}

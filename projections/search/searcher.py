@@ -25,6 +25,7 @@ from tantivy import FieldType, Occur, Order, Query
 from archive.errors import InvalidQueryError
 
 from . import highlight
+from .documents import capture_name
 from .projection import open_tantivy, read_meta
 from .query import parse
 from .results import FacetCount, Facets, Hit, Scope, SearchResults, Sort
@@ -151,7 +152,7 @@ class SearchIndex:
             body=body,
             snippet=highlight.snippet(text, highlights),
             thread=_first(stored, "thread"),
-            capture=stored["capture"][0],
+            capture=capture_name(stored["capture"][0]),
             edited=bool(stored.get("edited")),
             retracted=bool(stored.get("retracted")),
             earlier_versions=list(history),

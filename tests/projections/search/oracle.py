@@ -84,15 +84,14 @@ class Oracle:
             "ts": event.occurred_at,
             "body": event.body,
             "history": [],
-            "message_ids": {event.message_id} if event.message_id else set(),
             "ids": self._ids(event),
             "edited": edited,
             "retracted": False,
         }
         if correction_of is not None:
-            message["message_ids"].add(correction_of)
+            message["ids"].add((message["room"], correction_of))
         for (room, ident), tomb in self.tombs.items():
-            if (room, ident) in message["ids"] or (room == message["room"] and ident in message["message_ids"]):
+            if (room, ident) in message["ids"]:
                 if self._may_retract(message, tomb):
                     message["retracted"] = True
         self.messages[key] = message
@@ -101,12 +100,13 @@ class Oracle:
     def _post(self, key, event: MessagePosted) -> None:
         self._new(key, event, edited=False)
 
-    def _by_message_id(self, room: str, ident: str):
-        found = [m for m in self.messages.values() if m["room"] == room.lower() and ident in m["message_ids"]]
+    def _known_by(self, room: str, ident: str):
+        """The newest message known in ``room`` by ``ident`` (any kind of id)."""
+        found = [m for m in self.messages.values() if (room.lower(), ident) in m["ids"]]
         return max(found, key=lambda m: m["key"]) if found else None
 
     def _correct(self, key, event: MessageCorrected) -> None:
-        target = self._by_message_id(event.room, event.replaces_id)
+        target = self._known_by(event.room, event.replaces_id)
         if target is not None:
             same = (
                 target["occupant"] == event.occupant_id
@@ -118,17 +118,8 @@ class Oracle:
                 target["body"] = event.body
                 target["edited"] = True
                 target["ids"] |= self._ids(event)
-                if event.message_id:
-                    target["message_ids"].add(event.message_id)
                 return
         self._new(key, event, edited=True, correction_of=event.replaces_id if target is None else None)
-
-    def _find_retraction_target(self, event: MessageRetracted):
-        room = event.room.lower()
-        # By stanza-id, then origin-id, then message id, as the rules say; the model
-        # keeps ids without their kind, so any id equal to the target matches.
-        found = [m for m in self.messages.values() if (room, event.target_id) in m["ids"]]
-        return max(found, key=lambda m: m["key"]) if found else None
 
     def _may_retract(self, message, tomb: MessageRetracted) -> bool:
         if tomb.moderated:
@@ -138,7 +129,7 @@ class Oracle:
         return tomb.by_nick is None or tomb.by_nick == message["nick"]
 
     def _retract(self, event: MessageRetracted) -> None:
-        target = self._find_retraction_target(event)
+        target = self._known_by(event.room, event.target_id)
         if target is None:
             self.tombs[(event.room.lower(), event.target_id)] = event
         elif self._may_retract(target, event):

@@ -44,9 +44,10 @@ def site(tmp_path_factory):
             "api": {"widget_frame_ancestors": ["'self'", "https://collab.example.org"]},
         },
     )
-    url = server.start()
-    yield url, issued
-    server.stop()
+    try:
+        yield server.start(), issued
+    finally:
+        server.stop()
 
 
 def wait(browser, condition, timeout: float = 10):

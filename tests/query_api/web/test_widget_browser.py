@@ -92,15 +92,17 @@ def world(prosody, tmp_path_factory):
             "api": {"widget_frame_ancestors": ["'self'", embedding.origin]},
         },
     )  # fmt: skip
-    base = server.start()
-    wait_until(lambda: _archived(store_url, room, ev.OccupantJoined, "alice"), "the listener to archive the room")
-    yield {
-        "room": room, "base": base, "token": site_token, "alice": alice, "heard": heard, "store_url": store_url,
-        "embedding": embedding, "server": server,
-    }  # fmt: skip
-    server.stop()
-    embedding.close()
-    users.close()
+    try:
+        base = server.start()
+        wait_until(lambda: _archived(store_url, room, ev.OccupantJoined, "alice"), "the listener to archive the room")
+        yield {
+            "room": room, "base": base, "token": site_token, "alice": alice, "heard": heard, "store_url": store_url,
+            "embedding": embedding, "server": server,
+        }  # fmt: skip
+    finally:
+        server.stop()
+        embedding.close()
+        users.close()
 
 
 def wait_until(predicate, what: str, timeout: float = 15.0):

@@ -74,6 +74,9 @@ _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 
 
 def install_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, error_response)
+    # Times and numbers far out of range (on:9999-12-31, after:-99999999w) overflow in date arithmetic
+    # below us; they are bad input, not our failure.
+    app.register_error_handler(OverflowError, lambda e: error_response(ApiError(400, "out_of_range", "a time or number in the request is out of range")))
     app.register_error_handler(ChatArchiveError, lambda e: error_response(from_archive_error(e)))
 
     @app.errorhandler(HTTPException)

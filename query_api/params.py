@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timezone
 
 import msgspec
 from werkzeug.datastructures import MultiDict
@@ -14,6 +14,11 @@ from archive.errors import InvalidQueryError
 from archive.times import parse_day, parse_time
 
 from .errors import ApiError, bad_parameter
+
+MAX_INTEGER = 2**63 - 1  # what the databases' integer columns hold
+# Far enough apart for any archive, and far from datetime's limits that arithmetic on a time would overflow.
+EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
 
 
 class Params:
@@ -54,9 +59,9 @@ class Params:
             number = int(value)
         except ValueError:
             raise bad_parameter(name, f"{value!r} is not a whole number") from None
-        if number < minimum or (maximum is not None and number > maximum):
-            bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-            raise bad_parameter(name, f"must be {bounds}")
+        maximum = MAX_INTEGER if maximum is None else maximum
+        if not minimum <= number <= maximum:
+            raise bad_parameter(name, f"must be between {minimum} and {maximum}")
         return number
 
     def boolean(self, name: str, default: bool = False) -> bool:
@@ -74,18 +79,24 @@ class Params:
         if value is None:
             return None
         try:
-            return parse_time(value)
+            moment = parse_time(value)
         except (InvalidQueryError, OverflowError) as e:
             raise bad_parameter(name, str(e)) from None
+        if not EARLIEST <= moment < LATEST:
+            raise bad_parameter(name, f"must be between {EARLIEST.year} and {LATEST.year}")
+        return moment
 
     def day(self, name: str) -> tuple[datetime, datetime] | None:
         value = self.text(name, max_length=10)
         if value is None:
             return None
         try:
-            return parse_day(value)
+            start, end = parse_day(value)
         except (InvalidQueryError, OverflowError) as e:
             raise bad_parameter(name, str(e)) from None
+        if not EARLIEST <= start < LATEST:
+            raise bad_parameter(name, f"must be between {EARLIEST.year} and {LATEST.year}")
+        return start, end
 
     def time_range(self, start: str = "from", end: str = "to") -> tuple[datetime | None, datetime | None]:
         lo, hi = self.time(start), self.time(end)

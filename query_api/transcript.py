@@ -19,7 +19,7 @@ from projections.transcripts.queries import encode_cursor as line_cursor
 from .access import Caller
 from .context import api, caller, json_response, unavailable, visible_room
 from .errors import bad_parameter
-from .params import Params, encode_cursor
+from .params import MAX_INTEGER, Params, encode_cursor
 from .roles import Capability
 
 bp = Blueprint("transcript", __name__)
@@ -69,6 +69,8 @@ def read_page(room: str, params: Params, limit: int, originals: bool) -> dict:
     start, end = params.time_range()
     day = params.day("day")
     around = params.text("around", max_length=256)
+    if around is not None and around.isdigit() and int(around) > MAX_INTEGER:
+        raise bad_parameter("around", "is not a line position or message id")
     cursor = params.cursor()
     if day is not None:
         if start is not None or end is not None:

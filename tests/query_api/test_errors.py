@@ -23,6 +23,7 @@ from .conftest import LOBBY, auth, make_config
         (f"/api/v1/rooms/{LOBBY}/transcript?cursor=not-ours", "invalid_parameter", "cursor"),
         (f"/api/v1/rooms/{LOBBY}/transcript?day=2024-05-01&from=2024-05-01", "invalid_parameter", "either"),
         (f"/api/v1/rooms/{LOBBY}/transcript?limit=0", "invalid_parameter", "limit"),
+        ("/api/v1/search?q=on:9999-12-31", "out_of_range", "out of range"),
         ("/api/v1/no-such-endpoint", "not_found", "not found"),
     ],
 )
@@ -72,3 +73,18 @@ def test_store_failure_is_503_and_a_bug_is_a_bare_500(token_store, tokens, sqlit
     response = buggy.test_client().get(f"/api/v1/rooms/{LOBBY}/events", headers=auth(tokens["compliance"]))
     assert response.status_code == 500
     assert response.json == {"error": {"code": "internal", "message": "internal error"}}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"/api/v1/rooms/{LOBBY}/events?after=99999999999999999999",
+        f"/api/v1/rooms/{LOBBY}/transcript?around=99999999999999999999999",
+        f"/api/v1/rooms/{LOBBY}/state?at=9999-12-31T23:59:59.999999Z",
+        f"/api/v1/rooms/{LOBBY}/presence?at=0001-01-01",
+        f"/api/v1/rooms/{LOBBY}/transcript?day=0001-01-01",
+    ],
+)
+def test_values_beyond_what_the_stores_hold_are_400(client, tokens, url):
+    response = client.get(url, headers=auth(tokens["compliance"]))
+    assert response.status_code == 400 and response.json["error"]["code"] == "invalid_parameter"

@@ -34,21 +34,21 @@ def test_every_route_is_described_and_every_described_path_is_routed(app):
 
 ERROR_SCHEMA = document()["components"]["schemas"]["Error"]
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
-ODD_TIMES = st.sampled_from(["2024-05-01", "2024-05-01T12:00:15Z", "-7d", "+2h", "2024-02-30", "99999-01-01", "0", "-99999999w"])
+ODD_TIMES = st.sampled_from(["2024-05-01", "2024-05-01T12:00:15Z", "-7d", "+2h", "2024-02-30", "99999-01-01", "0", "-99999999w", "9999-12-31T23:59:59.999999Z", "0001-01-01", "1899-12-31"])
 
 
 def value_for(param: dict) -> st.SearchStrategy[str]:
     schema = param.get("schema", {})
     if "enum" in schema:
         return st.one_of(st.sampled_from(schema["enum"]), TEXT)
-    if schema.get("type") == "integer":
-        return st.one_of(st.integers(-5, 10**20).map(str), TEXT)
+    if schema.get("type") == "integer" or param["name"] == "around":
+        return st.one_of(st.integers(-5, 10**20).map(str), st.sampled_from(["9223372036854775807", "9223372036854775808", "-0", "007"]), TEXT)
     if schema.get("type") == "boolean":
         return st.sampled_from(["true", "false", "1", "yes", "maybe", ""])
     if param["name"] in ("from", "to", "at", "day"):
         return st.one_of(ODD_TIMES, TEXT)
     if param["name"] == "q":
-        return st.one_of(st.sampled_from(['hello', '"fixed in"', "room:lobby* OR -oops", "(", "a AND", "on:2024-05-01 is:edited", "from:alice~"]), TEXT)
+        return st.one_of(st.sampled_from(['hello', '"fixed in"', "room:lobby* OR -oops", "(", "a AND", "on:2024-05-01 is:edited", "from:alice~", "on:9999-12-31", "after:-99999999w"]), TEXT)
     return TEXT
 
 

@@ -1,4 +1,5 @@
-"""Start ``tests.query_api.web.serve`` as a separate process for browser tests, and stop it."""
+"""Run the main job (``chat-archive up``: listener, projections, index, API and pages) as a
+separate process for the browser tests, and stop it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.services.prosody import LISTENER, PASSWORD
 
 ROOT = Path(__file__).resolve().parents[3]
 README_SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -45,8 +48,17 @@ def toml(sections: dict[str, dict]) -> str:
     )
 
 
+def listener_config(prosody) -> dict:
+    """``[xmpp]`` for the server's listener on the test's Prosody (only its rooms)."""
+    return {
+        "jid": f"{LISTENER}@{prosody.domain}", "password": PASSWORD, "host": "127.0.0.1", "port": prosody.port,
+        "tls": False, "muc_services": [prosody.muc_service], "include": [f"*@{prosody.muc_service}"],
+        "poll_interval": 0.3,
+    }  # fmt: skip
+
+
 class ServerProcess:
-    """The app, projections, index (and listener, if configured) in a process of their own."""
+    """``chat-archive up`` with a config file of the test's own, on a free port."""
 
     def __init__(self, directory: Path, sections: dict[str, dict]):
         self.directory = directory
@@ -59,7 +71,7 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> str:
         log = open(self.log_file, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.query_api.web.serve", str(self.config_file)],
+            [sys.executable, "-m", "chat_archive.cli", "--config", str(self.config_file), "up", "--port", "0"],
             cwd=self.directory,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=subprocess.PIPE,
@@ -71,8 +83,8 @@ class ServerProcess:
         line = b""
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
-            if line.startswith(b"listening on "):
-                self.url = line.decode().split()[-1]
+            if b"API and web pages on " in line:
+                self.url = line.decode().split()[-1].rstrip("/")
                 return self.url
             if not line and self.process.poll() is not None:
                 break

@@ -20,11 +20,11 @@ from query_api.roles import Role
 from query_api.tokens import open_token_store
 
 from .seed import CORRECTED, EDITED, LOBBY, RETRACTED, SECRET, XSS_BODY, XSS_NICK, events
-from .server import ServerProcess, keep
+from .server import ServerProcess, keep, listener_config
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """A seeded archive served by a real server process, and a token per role."""
+def site(prosody, tmp_path_factory):
+    """A seeded archive served by ``chat-archive up`` (its listener on the test's Prosody), and tokens."""
     directory = tmp_path_factory.mktemp("web-pages")
     store_url = f"sqlite:///{directory}/events.sqlite"
     with open_event_store(store_url) as store:
@@ -38,6 +38,7 @@ def site(tmp_path_factory):
     server = ServerProcess(
         directory,
         {
+            "xmpp": listener_config(prosody),
             "store": {"url": store_url},
             "index": {"path": str(directory / "index"), "commit_interval": 0.1},
             "projections": {"commit_interval": 0.1},

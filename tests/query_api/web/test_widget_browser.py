@@ -21,9 +21,9 @@ from archive.application import open_event_store
 from chat_archive.xmpp_users import XmppUsers
 from query_api.roles import Role
 from query_api.tokens import open_token_store
-from tests.services.prosody import LISTENER, PASSWORD
+from tests.services.prosody import PASSWORD
 
-from .server import ServerProcess, keep
+from .server import ServerProcess, keep, listener_config
 
 WIDGET_USER, WIDGET_PASSWORD = "wanda", "Widget-S3cret-7e1f"  # passed by the embedding site
 TYPING_USER, TYPING_PASSWORD = "tom", "Typed-S3cret-91ab"  # typed into the widget
@@ -82,10 +82,7 @@ def world(prosody, tmp_path_factory):
     server = ServerProcess(
         directory,
         {
-            "xmpp": {
-                "jid": f"{LISTENER}@localhost", "password": PASSWORD, "host": "127.0.0.1", "port": prosody.port,
-                "tls": False, "muc_services": [prosody.muc_service], "poll_interval": 0.3,
-            },
+            "xmpp": listener_config(prosody),
             "store": {"url": store_url},
             "index": {"path": str(directory / "index"), "commit_interval": 0.1},
             "projections": {"commit_interval": 0.2},

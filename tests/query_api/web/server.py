@@ -21,12 +21,14 @@ README_SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 def keep(shot, screenshot_dir: Path, name: str) -> Path:
     """A screenshot of ``shot`` (a WebDriver: the window; or an element) into the test's temp
-    dir, copied to docs/screenshots for the README."""
+    dir; with ``UPDATE_SCREENSHOTS=1`` also copied to docs/screenshots, which the README shows
+    (opt-in, so that a test run does not change committed files)."""
     path = screenshot_dir / name
     (shot.save_screenshot if hasattr(shot, "save_screenshot") else shot.screenshot)(str(path))
     assert path.stat().st_size > 5000  # an image with content, not a blank frame
-    README_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, README_SCREENSHOTS / name)
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        README_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, README_SCREENSHOTS / name)
     return path
 
 

@@ -19,15 +19,14 @@ from archive.errors import ChatArchiveError
 from archive.store import EventStore
 from projections.runner import status as projection_status
 
-from . import export, openapi, presence, replay, rooms, transcript
-from .search import bp as search_bp
+from . import export, openapi, presence, replay, rooms, transcript, web
 from .access import Authorizer, PermissionCallback
 from .context import EXTENSION, ApiContext, api, caller, json_response
-from .errors import install_error_handlers
+from .errors import install_error_handlers, unauthorized
 from .metrics import Family
-from .roles import Capability
+from .roles import Capability, Role
+from .search import bp as search_bp
 from .tokens import TokenStore, open_token_store
-from . import web
 
 API_PREFIX = "/api/v1"
 
@@ -79,8 +78,8 @@ def healthz() -> Response:
 
 def metrics() -> Response:
     context = api()
-    if not context.settings.metrics_public:
-        caller(Capability.ROOMS)  # any valid token
+    if not context.settings.metrics_public and caller(Capability.ROOMS).role is Role.ANONYMOUS:
+        raise unauthorized("a bearer token is required")  # any valid token; anonymous read is not enough
     text = context.metrics.render(_gauges(context))
     return Response(text, mimetype="text/plain; version=0.0.4")
 

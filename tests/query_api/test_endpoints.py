@@ -133,6 +133,10 @@ def test_metrics_report_appends_lags_and_latency(client, tokens, archive):
     assert 'chat_archive_api_requests_total{endpoint="/api/v1/rooms/<room>/transcript",status="200"} 1' in text
 
 
+def test_metrics_need_a_token_even_with_anonymous_read(client):
+    assert client.get("/metrics").status_code == 401  # anonymous_read is on in these tests
+
+
 def test_metrics_can_be_public(archive, views, search_index, token_store, sqlite_url):
     from query_api import create_app
 

@@ -49,10 +49,10 @@ def room_summary(store, room: str) -> list[tuple]:
     return [short(event) for event in room_events(store, room)]
 
 
-def wait_for_event(store, room: str, expected: tuple, timeout: float = 10.0) -> list[tuple]:
-    """Wait until the room's archive holds ``expected`` (a short tuple); return the whole summary."""
+def wait_for_event(store, room: str, *expected: tuple, timeout: float = 10.0) -> list[tuple]:
+    """Wait until the room's archive holds every ``expected`` short tuple; return the whole summary."""
     return wait_for(
-        lambda: (summary := room_summary(store, room)) and expected in summary and summary,
+        lambda: (summary := room_summary(store, room)) and all(e in summary for e in expected) and summary,
         timeout,
         message=f"{expected} in the archive of {room}",
     )

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
 import pytest
 
 from archive import events as ev
 from archive.application import open_event_store
+from archive.times import utcnow
 from ingest.status import read_status
 from tests.ingest.helpers import room_events, room_summary, running_listener, wait_for_event, wait_joined
+from tests.factories import make, message
 from tests.services.prosody import unique_room, wait_for
 
 WHOIS_ANYONE = {"muc#roomconfig_whois": "anyone"}
@@ -141,7 +144,7 @@ def test_a_room_created_after_the_listener_started_is_archived(prosody, people, 
         alice.create_room(room, "alice")
         alice.say(room, "anyone here?")
         wait_joined(listener, room)
-        summary = wait_for_event(store, room, ("message", "alice", "anyone here?"))
+        summary = wait_for_event(store, room, ("message", "alice", "anyone here?"), ("joined", "alice"))
     assert summary == [("discovered",), ("message", "alice", "anyone here?"), ("joined", "alice")] or summary == [
         ("discovered",), ("joined", "alice"), ("message", "alice", "anyone here?")
     ]
@@ -218,7 +221,7 @@ def test_a_room_without_mam_replays_only_recent_history_and_records_a_message_ga
     alice.say(room, "said while away")
     with running_listener(prosody, store, status_file, include=(room,)) as listener:
         wait_joined(listener, room)
-        summary = wait_for_event(store, room, ("message", "alice", "said while away"))
+        summary = wait_for_event(store, room, ("gap", "messages"))
     assert summary == [
         ("discovered",),
         ("message", "alice", "said before"),  # the room's history, replayed on the first join
@@ -232,3 +235,72 @@ def test_a_room_without_mam_replays_only_recent_history_and_records_a_message_ga
         ev.Capture.HISTORY, ev.Capture.LIVE, ev.Capture.HISTORY
     ]
     assert all(e.stanza_id is None for e in events if isinstance(e, ev.MessagePosted))
+
+
+def test_the_listener_takes_another_nick_when_its_own_is_taken(prosody, people, store):
+    alice, bob = people["alice"], people["bob"]
+    room = unique_room(prosody, "nick")
+    alice.create_room(room, "alice")
+    bob.join(room, "archive")  # the listener's configured nick
+    with running_listener(prosody, store, include=(room,)) as listener:
+        wait_joined(listener, room)
+        bob.say(room, "I am not the archive")
+        summary = wait_for_event(store, room, ("message", "archive", "I am not the archive"))
+        assert listener.listener.rooms.states[room].nick == "archive~2"
+    assert sorted(summary[1:3]) == [("joined", "alice"), ("joined", "archive")]
+
+
+def test_a_configured_room_that_does_not_exist_is_reported_and_not_created(prosody, people, store):
+    room = unique_room(prosody, "ghost")
+    with running_listener(prosody, store, rooms=(room,), include=()) as listener:
+        wait_for(lambda: room in listener.listener.refused_rooms(), message="the report")
+        assert listener.listener.refused_rooms()[room] == "the room does not exist"
+    owner = people["alice"]
+    owner.join(room, "alice")  # had the listener created it, alice would not be its new owner
+    assert store.rooms() == []
+
+
+def test_a_kicked_listener_closes_out_occupants_and_comes_back_with_a_gap(prosody, people, store):
+    alice, bob = people["alice"], people["bob"]
+    room = unique_room(prosody, "kicked")
+    alice.create_room(room, "alice")
+    bob.join(room, "bob")
+    alice.say(room, "before")
+    settings = {"jid": "dave@localhost", "include": (room,), "retry_refused_after": 1.0}
+    with running_listener(prosody, store, **settings) as listener:
+        wait_joined(listener, room)
+        alice.kick(room, "archive", "no bots")
+        wait_for(lambda: room in listener.listener.refused_rooms(), message="the listener to be out")
+        alice.say(room, "while the listener was out")
+        bob.leave(room)
+        wait_for_event(store, room, ("gap", "presence"))
+        wait_joined(listener, room)
+    summary = room_summary(store, room)
+    assert summary[:2] == [("discovered",), ("message", "alice", "before")]
+    assert sorted(summary[2:4]) == [("joined", "alice"), ("joined", "bob")]
+    assert sorted(summary[4:6]) == [("left", "alice", "lost_sight"), ("left", "bob", "lost_sight")]
+    assert summary[6:] == [("message", "alice", "while the listener was out"), ("gap", "presence"), ("joined", "alice")]
+
+
+def test_backfill_after_an_id_the_server_does_not_know_reads_by_time(prosody, people, store, caplog):
+    caplog.set_level(logging.INFO, logger="ingest.joining")
+    alice = people["alice"]
+    room = unique_room(prosody, "foreign")
+    alice.create_room(room, "alice")
+    sent = [alice.say(room, f"m{i}") for i in range(3)]
+    # The archive already holds the room, ending with an id from some other archive.
+    earlier = utcnow() - timedelta(minutes=5)
+    store.append([
+        make(ev.RoomDiscovered, room=room, occurred_at=earlier),
+        message(room=room, nick="someone", stanza_id="not-from-this-server", occurred_at=earlier),
+    ])
+    with running_listener(prosody, store, include=(room,)) as listener:
+        wait_joined(listener, room)
+        alice.say(room, "live")
+        summary = wait_for_event(store, room, ("message", "alice", "live"))
+    messages = [e for e in room_events(store, room) if isinstance(e, ev.MessagePosted) and e.nick == "alice"]
+    assert [m.body for m in messages] == ["m0", "m1", "m2", "live"]
+    assert [m.stanza_id for m in messages[:3]] == [m["stanza_id"] for m in sent]
+    assert [m.capture for m in messages[:3]] == [ev.Capture.BACKFILL] * 3
+    assert summary.count(("gap", "presence")) == 1
+    assert any("does not know id not-from-this-server" in r.getMessage() for r in caplog.records)

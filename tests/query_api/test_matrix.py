@@ -157,3 +157,12 @@ def test_real_jids_only_for_compliance(callers):
         ]
         leaked = any("@localhost/" in body for body in bodies)
         assert leaked == (name == "compliance"), name
+
+
+@pytest.mark.parametrize("name", [*sorted(ALLOWED), "no_token", "bad_token"])
+def test_open_endpoints_and_metrics_for_every_caller(callers, name):
+    client, headers = callers[name]
+    for url in OPEN_ENDPOINTS.values():
+        assert client.get(url, headers=headers).status_code == 200, url
+    metrics = client.get("/metrics", headers=headers)
+    assert metrics.status_code == (200 if name in ("compliance", "analyst", "site_static", "site_callback") else 401)

@@ -135,35 +135,19 @@ def room(room: str):
     who = require(Capability.TRANSCRIPT)
     visible_room(who, room)
     around = request.args.get("around")
-    day_text = request.args.get("day")
-    at_text = request.args.get("at")
-    cursor = request.args.get("cursor")
-    view = transcripts()
-    target = None
-    previous = following = None
     if around:
-        before = AROUND_LINES // 2
-        context = view.context(room, around, before=before, after=before, include_originals=who.sees_originals)
+        half = AROUND_LINES // 2
+        context = transcripts().context(room, around, before=half, after=half, include_originals=who.sees_originals)
         lines = [*context.before, context.target, *context.after]
-        target = context.target.id
-        day = context.target.at.date()
+        target, day, previous, following = context.target.id, context.target.at.date(), None, None
     else:
+        day_text = request.args.get("day")
         day = _day(day_text) if day_text else _latest_day(room)
-        start, end = parse_day(day.isoformat())
-        if cursor:
-            direction, _, inner = cursor.partition(":")
-            if direction not in ("f", "b") or not inner:
-                raise bad_parameter("cursor", "is not a cursor this page issued")
-            page = view.page(room, start=start, end=end, cursor=inner, direction="forward" if direction == "f" else "backward",
-                             limit=DAY_LINES, include_originals=who.sees_originals)
-        else:
-            page = view.page(room, start=start, end=end, limit=DAY_LINES, include_originals=who.sees_originals)
-        lines = page.lines
-        if page.prev_cursor:
-            previous = url_for("web.room", room=room, day=day.isoformat(), cursor="b:" + page.prev_cursor)
-        if page.next_cursor:
-            following = url_for("web.room", room=room, day=day.isoformat(), cursor="f:" + page.next_cursor)
-    chart, at, at_occupants = _presence(room, day, at_text) if who.can(Capability.PRESENCE) else (None, None, [])
+        lines, previous, following = _day_page(room, day, request.args.get("cursor"), who)
+        target = None
+    chart, at, at_occupants = (None, None, [])
+    if who.can(Capability.PRESENCE):
+        chart, at, at_occupants = _presence(room, day, request.args.get("at"))
     return render_template(
         "web/room.html",
         room=room,
@@ -181,6 +165,27 @@ def room(room: str):
         at_occupants=at_occupants,
         join_link=xmpp_join_link(room),
         snippet=widget_snippet(room),
+    )
+
+
+def _day_page(room: str, day: date, cursor: str | None, who) -> tuple[list, str | None, str | None]:
+    """A page of the day's lines, and the links to the pages before and after it."""
+    start, end = parse_day(day.isoformat())
+    direction, inner = "forward", None
+    if cursor:
+        way, _, inner = cursor.partition(":")
+        if way not in ("f", "b") or not inner:
+            raise bad_parameter("cursor", "is not a cursor this page issued")
+        direction = "forward" if way == "f" else "backward"
+    page = transcripts().page(
+        room, start=start, end=end, cursor=inner, direction=direction, limit=DAY_LINES,
+        include_originals=who.sees_originals,
+    )  # fmt: skip
+    link = lambda c: url_for("web.room", room=room, day=day.isoformat(), cursor=c)  # noqa: E731
+    return (
+        page.lines,
+        link("b:" + page.prev_cursor) if page.prev_cursor else None,
+        link("f:" + page.next_cursor) if page.next_cursor else None,
     )
 
 

@@ -118,6 +118,21 @@ def test_a_room_day_navigates_between_days(client, tokens):
     assert client.get(f"/rooms/{LOBBY}?at=soon").status_code == 400
 
 
+def test_a_long_day_is_paged(client, tokens, monkeypatch):
+    monkeypatch.setattr(pages, "DAY_LINES", 4)
+    sign_in(client, tokens["compliance"])
+    first = client.get(f"/rooms/{LOBBY}?day=2024-05-01")
+    ids = re.findall(r'<li id="l(\d+)"', first.text)
+    assert len(ids) == 4 and "earlier lines" not in first.text
+    later = re.search(r'href="([^"]+)">later lines', first.text).group(1).replace("&amp;", "&")
+    second = client.get(later)
+    more = re.findall(r'<li id="l(\d+)"', second.text)
+    assert more and not set(more) & set(ids) and int(more[0]) > int(ids[-1])
+    earlier = re.search(r'href="([^"]+)">earlier lines', second.text).group(1).replace("&amp;", "&")
+    assert re.findall(r'<li id="l(\d+)"', client.get(earlier).text) == ids
+    assert client.get(f"/rooms/{LOBBY}?day=2024-05-01&cursor=x").status_code == 400
+
+
 def widget_ticket(client, token: str, room: str, user: str | None = "carol", **body):
     return client.post("/widget/tickets", json={"room": room, **body}, headers=auth(token, user))
 

@@ -211,3 +211,17 @@ def test_the_room_link_for_an_xmpp_client_and_tickets_only_for_permitted_rooms(b
     with pytest.raises(urllib.error.HTTPError) as refused:
         ticket({**world, "room": other})
     assert refused.value.code == 404
+
+
+def test_only_the_configured_sites_may_frame_the_widget(browser, world):
+    stranger = EmbeddingSite()  # an origin not in [api] widget_frame_ancestors
+    try:
+        browser.get(stranger.embed(ticket(world)))
+        browser.switch_to.frame(browser.find_element(By.ID, "w"))
+        loaded = WebDriverWait(browser, 10).until(
+            lambda b: (url := b.execute_script("return document.URL")) != "about:blank" and url
+        )
+        assert "/widget/" not in loaded and not browser.find_elements(By.ID, "widget")  # Chromium refused it
+    finally:
+        browser.switch_to.default_content()
+        stranger.close()

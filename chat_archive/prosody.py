@@ -44,6 +44,7 @@ class ProsodyServer:
     port: int = field(default_factory=free_port)
     admins: tuple[str, ...] = ()
     muc_options: dict[str, str] = field(default_factory=dict)
+    tls: bool = False  # require STARTTLS, with a self-signed certificate (``certificate``)
     process: subprocess.Popen | None = None
 
     @property
@@ -58,6 +59,10 @@ class ProsodyServer:
     @property
     def config_file(self) -> Path:
         return self.directory / "prosody.cfg.lua"
+
+    @property
+    def certificate(self) -> Path:
+        return self.directory / "cert.pem"
 
     @property
     def log_file(self) -> Path:
@@ -75,6 +80,9 @@ class ProsodyServer:
             **self.muc_options,
         }
         muc_lines = "\n".join(f"    {key} = {value}" for key, value in muc.items())
+        enabled = ["roster", "saslauth", "disco", "ping", "posix", *(["tls"] if self.tls else [])]
+        disabled = ["s2s", *([] if self.tls else ["tls"])]
+        tls_lines = self._tls_config() if self.tls else "c2s_require_encryption = false"
         self.config_file.write_text(
             f"""
 run_as_root = true
@@ -87,9 +95,9 @@ c2s_ports = {{ {self.port} }}
 c2s_direct_tls_ports = {{}}
 s2s_ports = {{}}
 admins = {{ {admins} }}
-modules_enabled = {{ "roster", "saslauth", "disco", "ping", "posix" }}
-modules_disabled = {{ "s2s", "tls" }}
-c2s_require_encryption = false
+modules_enabled = {{ {", ".join(f'"{m}"' for m in enabled)} }}
+modules_disabled = {{ {", ".join(f'"{m}"' for m in disabled)} }}
+{tls_lines}
 allow_unencrypted_plain_auth = true
 authentication = "internal_hashed"
 storage = "internal"
@@ -106,6 +114,20 @@ Component "{self.plain_muc_service}" "muc"
     muc_room_default_persistent = true
 """,
             encoding="utf-8",
+        )
+
+    def _tls_config(self) -> str:
+        key = self.directory / "key.pem"
+        if not self.certificate.exists():
+            result = subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "7", "-subj", f"/CN={self.domain}",
+                 "-addext", f"subjectAltName=DNS:{self.domain}", "-keyout", str(key), "-out", str(self.certificate)],
+                capture_output=True, text=True, timeout=60,
+            )
+            if result.returncode != 0:
+                raise ProsodyError(f"openssl could not make a certificate: {result.stderr}")
+        return (
+            f'c2s_require_encryption = true\nssl = {{ certificate = "{self.certificate}", key = "{key}" }}'
         )
 
     def register(self, user: str, password: str) -> str:

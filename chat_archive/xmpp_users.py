@@ -23,8 +23,8 @@ SID = "{urn:xmpp:sid:0}"
 class XmppUsers:
     """A pool of users connected to one server: ``users.connect("alice@localhost", "pw")``."""
 
-    def __init__(self, host: str, port: int, timeout: float = 15.0):
-        self.host, self.port, self.timeout = host, port, timeout
+    def __init__(self, host: str, port: int, timeout: float = 15.0, ca_certs: str | None = None):
+        self.host, self.port, self.timeout, self.ca_certs = host, port, timeout, ca_certs
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="xmpp-users", daemon=True)
         self._thread.start()
@@ -83,6 +83,8 @@ class User:
             client.register_plugin(plugin)
         client.plugin["feature_mechanisms"].unencrypted_scram = True
         client.enable_direct_tls = False
+        if self.pool.ca_certs:
+            client.ca_certs = self.pool.ca_certs
         started = asyncio.get_running_loop().create_future()
         client.add_event_handler("session_start", lambda _: started.done() or started.set_result(True))
         client.register_handler(Callback("user-stanzas", StanzaPath("presence"), self._incoming))

@@ -103,12 +103,18 @@ class Listener:
     def _make_client(self):
         client = make_client(self.settings)
         client.add_event_handler("session_start", lambda _: self._settle("session", True))
-        for name in ("disconnected", "connection_failed", "failed_all_auth"):
+        for name in ("disconnected", "connection_failed"):
             client.add_event_handler(name, lambda e, name=name: self._settle("ended", f"{name}: {e}"))
+        client.add_event_handler("failed_all_auth", lambda _: self._settle("ended", self._auth_failure(client)))
         client.add_filter("in", self._heard)
         client.register_handler(Callback("archive-presence", StanzaPath("presence"), self.rooms.on_presence))
         client.register_handler(Callback("archive-message", StanzaPath("message"), self.rooms.on_message))
         return client
+
+    def _auth_failure(self, client) -> str:
+        if self.settings.tls and not is_encrypted(client):
+            return "the server did not offer TLS and [xmpp] tls requires it: no credentials sent"
+        return f"authentication as {self.settings.jid} failed (wrong password or unsupported mechanism)"
 
     def _settle(self, which: str, value) -> None:
         future = self._session if which == "session" else self._ended

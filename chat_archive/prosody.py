@@ -21,6 +21,46 @@ PROSODY = "prosody"
 PROSODYCTL = "prosodyctl"
 
 
+# XEP-0425 message moderation is not in Prosody 0.12 (only as a community module):
+# this minimal version lets tests and the demo moderate. A moderator's request
+# becomes a groupchat announcement from the room, archived like any message.
+MODERATION_MODULE = """
+local st = require "util.stanza";
+local new_id = require "util.id".medium;
+local mod_muc = module:depends("muc");
+local NS_MODERATE, NS_RETRACT = "urn:xmpp:message-moderate:1", "urn:xmpp:message-retract:1";
+
+module:hook("muc-disco#info", function (event)
+	event.reply:tag("feature", { var = NS_MODERATE }):up();
+end);
+
+module:hook("iq-set/bare/" .. NS_MODERATE .. ":moderate", function (event)
+	local stanza, origin = event.stanza, event.origin;
+	local room = mod_muc.get_room_from_jid(stanza.attr.to);
+	if not room then
+		origin.send(st.error_reply(stanza, "cancel", "item-not-found"));
+		return true;
+	end
+	local actor = room:get_occupant_jid(stanza.attr.from);
+	if not actor or room:get_role(actor) ~= "moderator" then
+		origin.send(st.error_reply(stanza, "auth", "forbidden"));
+		return true;
+	end
+	local request = stanza:get_child("moderate", NS_MODERATE);
+	local announcement = st.message({ type = "groupchat", from = room.jid, id = new_id() })
+		:tag("retract", { xmlns = NS_RETRACT, id = request.attr.id })
+		:tag("moderated", { xmlns = NS_MODERATE, by = actor }):up();
+	local reason = request:get_child_text("reason");
+	if reason then
+		announcement:text_tag("reason", reason);
+	end
+	room:broadcast_message(announcement);
+	origin.send(st.reply(stanza));
+	return true;
+end);
+"""
+
+
 class ProsodyError(ChatArchiveError):
     """The local Prosody server could not be started or driven."""
 
@@ -83,9 +123,11 @@ class ProsodyServer:
         enabled = ["roster", "saslauth", "disco", "ping", "posix", *(["tls"] if self.tls else [])]
         disabled = ["s2s", *([] if self.tls else ["tls"])]
         tls_lines = self._tls_config() if self.tls else "c2s_require_encryption = false"
+        (self.directory / "mod_muc_moderation_lite.lua").write_text(MODERATION_MODULE, encoding="utf-8")
         self.config_file.write_text(
             f"""
 run_as_root = true
+plugin_paths = {{ "{self.directory}" }}
 daemonize = false
 pidfile = "{self.directory}/prosody.pid"
 data_path = "{self.directory}/data"
@@ -106,7 +148,7 @@ limits = {{ c2s = {{ rate = "10mb/s" }} }}
 VirtualHost "{self.domain}"
 
 Component "{self.muc_service}" "muc"
-    modules_enabled = {{ "muc_mam" }}
+    modules_enabled = {{ "muc_mam", "muc_moderation_lite" }}
 {muc_lines}
 
 Component "{self.plain_muc_service}" "muc"

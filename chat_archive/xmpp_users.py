@@ -237,6 +237,17 @@ class User:
     def set_affiliation(self, room: str, jid: str, affiliation: str, reason: str = "") -> None:
         self.pool.run(self.client.plugin["xep_0045"].set_affiliation(room, affiliation, jid=jid, reason=reason))
 
+    def moderate(self, room: str, stanza_id: str, reason: str | None = None) -> None:
+        """XEP-0425: as a moderator, have the room retract someone's message (by its stanza-id)."""
+        async def go():
+            iq = self.client.make_iq_set(ito=room)
+            request = slixmpp.ET.SubElement(iq.xml, "{urn:xmpp:message-moderate:1}moderate", {"id": stanza_id})
+            slixmpp.ET.SubElement(request, "{urn:xmpp:message-retract:1}retract")
+            if reason:
+                slixmpp.ET.SubElement(request, "{urn:xmpp:message-moderate:1}reason").text = reason
+            await iq.send(timeout=self.pool.timeout)
+        self.pool.run(go())
+
     def destroy(self, room: str, reason: str = "") -> None:
         self.pool.run(self.client.plugin["xep_0045"].destroy(room, reason=reason))
         self.nicks.pop(room, None)

@@ -33,13 +33,14 @@ def test_a_conversation_is_archived_exactly_and_in_order(prosody, people, event_
         wait_joined(listener, room)
         bob.join(room, "bob")
         hello = alice.say(room, "hello bob")
-        bob.say(room, "hi alice")
+        hi = bob.say(room, "hi alice")
         bob.set_presence(room, "away", "lunch")
         bob.change_nick(room, "bobby")
         carol.join(room, "carol", show="dnd")
         alice.set_subject(room, "Release day")
         fixed = alice.correct(room, hello["id"], "hello, bob")
         alice.retract(room, fixed["stanza_id"])
+        alice.moderate(room, hi["stanza_id"], "off topic")
         alice.set_role(room, "bobby", "moderator")
         alice.set_affiliation(room, "carol@localhost", "member")
         alice.kick(room, "carol", "too loud")
@@ -65,6 +66,7 @@ def test_a_conversation_is_archived_exactly_and_in_order(prosody, people, event_
         ("subject", "alice", "Release day"),
         ("corrected", "alice", "hello, bob"),
         ("retracted", fixed["stanza_id"], False),
+        ("retracted", hi["stanza_id"], True),
         ("role", "bobby", "moderator"),
         ("affiliation", "carol", "member"),
         ("left", "carol", "kicked"),
@@ -79,7 +81,9 @@ def test_a_conversation_is_archived_exactly_and_in_order(prosody, people, event_
     posted, corrected = events[3], events[10]
     assert (posted.stanza_id, posted.message_id, posted.origin_id) == (hello["stanza_id"], hello["id"], hello["origin_id"])
     assert corrected.replaces_id == hello["id"] and corrected.stanza_id == fixed["stanza_id"]
-    kicked, banned = events[14], events[16]
+    moderated = events[12]
+    assert (moderated.by_nick, moderated.reason) == ("alice", "off topic")
+    kicked, banned = events[15], events[17]
     assert (kicked.actor, kicked.reason_text) == ("alice", "too loud")
     assert banned.reason_text == "spam"
     assert all(e.capture == ev.Capture.LIVE for e in events)

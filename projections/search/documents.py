@@ -28,9 +28,10 @@ import tantivy
 
 from archive.events import MessageCorrected, MessagePosted, MessageRetracted
 
-from .schema import CAPTURE_CODES, CAPTURES, FLAG_SET, bare_jid, ref_term
+from .schema import CAPTURE_CODES, CAPTURES, FLAG_SET, bare_jid, ref_bucket, ref_hash
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+TOMB_MARK = 2  # ``meta`` of tombstones; the position document has FLAG_SET (1)
 
 
 class MessageDoc(msgspec.Struct, kw_only=True):
@@ -44,7 +45,7 @@ class MessageDoc(msgspec.Struct, kw_only=True):
     thread: str | None = None
     capture: str = "live"
     occupant_id: str | None = None
-    refs: list[str] = []
+    refs: list[int] = []  # ref_hash of each id
     edited: bool = False
     retracted: bool = False
 
@@ -67,10 +68,10 @@ def micros(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def own_refs(event: MessagePosted | MessageCorrected, room_lc: str) -> list[str]:
+def own_refs(event: MessagePosted | MessageCorrected, room_lc: str) -> list[int]:
     ids = {event.stanza_id, event.message_id, event.origin_id}
     ids.discard(None)
-    return [ref_term(room_lc, ident) for ident in ids]
+    return [ref_hash(room_lc, ident) for ident in ids]
 
 
 def from_message(position: int, event: MessagePosted | MessageCorrected, *, edited: bool = False) -> MessageDoc:
@@ -136,7 +137,8 @@ def to_tantivy(doc: MessageDoc) -> tantivy.Document:
     if doc.occupant_id:
         out.add_text("occupant", doc.occupant_id)
     for ref in doc.refs:
-        out.add_text("refs", ref)
+        out.add_unsigned("rhash", ref)
+        out.add_unsigned("rbucket", ref_bucket(ref))
     if doc.edited:
         out.add_unsigned("edited", FLAG_SET)
     if doc.retracted:
@@ -157,7 +159,7 @@ def from_tantivy(stored: dict) -> MessageDoc:
         thread=_first(stored, "thread"),
         capture=capture_name(stored["capture"][0]),
         occupant_id=_first(stored, "occupant"),
-        refs=list(stored.get("refs", [])),
+        refs=list(stored.get("rhash", [])),
         edited=bool(stored.get("edited")),
         retracted=bool(stored.get("retracted")),
     )
@@ -175,14 +177,15 @@ def meta_document(position: int, version: int) -> tantivy.Document:
     return out
 
 
-def tomb_document(term: str, tomb: Tombstone) -> tantivy.Document:
+def tomb_document(ref: int, tomb: Tombstone) -> tantivy.Document:
     out = tantivy.Document()
-    out.add_text("tomb", term)
+    out.add_unsigned("meta", TOMB_MARK)
+    out.add_unsigned("tomb", ref)
     out.add_bytes("blob", _encode_tomb(tomb))
     return out
 
 
-def tomb_from_tantivy(stored: dict) -> tuple[str, Tombstone]:
+def tomb_from_tantivy(stored: dict) -> tuple[int, Tombstone]:
     return stored["tomb"][0], _decode_tomb(bytes(stored["blob"][0]))
 
 

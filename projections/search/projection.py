@@ -26,7 +26,7 @@ from archive.events import MessageCorrected, MessagePosted, MessageRetracted, Re
 
 from . import documents as docs
 from ..follower import ProjectionReset
-from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION
+from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, ref_bucket, ref_hash
 from .storage import IndexLocation
 
 DEFAULT_HEAP_MB = 256
@@ -75,7 +75,7 @@ class SearchIndexProjection:
         self._writer: tantivy.IndexWriter | None = None
         self._tombs = self._load_tombs()
         self._pending: dict[int, docs.MessageDoc] = {}
-        self._pending_refs: dict[str, int] = {}
+        self._pending_refs: dict[int, int] = {}
 
     # -- the Projection protocol -------------------------------------------------
 
@@ -173,15 +173,13 @@ class SearchIndexProjection:
                 ) from e
         return self._writer
 
-    def _find(self, refs: list[str]) -> docs.MessageDoc | None:
+    def _find(self, refs: list[int]) -> docs.MessageDoc | None:
         """The newest message known by one of ``refs`` (tried in order), uncommitted or committed."""
         for ref in refs:
             keys = []
             if (pending_key := self._pending_refs.get(ref)) is not None:
                 keys.append(pending_key)
-            hits = self._searcher.search(
-                tantivy.Query.term_query(SCHEMA, "refs", ref), 1, order_by_field="key"
-            ).hits
+            hits = self._searcher.search(_ref_query(ref), 1, order_by_field="key").hits
             if hits:
                 keys.append(hits[0][0])
             if keys:
@@ -206,7 +204,7 @@ class SearchIndexProjection:
                 self._pending_refs[ref] = doc.key
 
     def _correct(self, position: int, event: MessageCorrected) -> None:
-        target_ref = docs.ref_term(event.room.lower(), event.replaces_id)
+        target_ref = ref_hash(event.room.lower(), event.replaces_id)
         target = self._find([target_ref])
         if target is not None and docs.same_sender(target, event.nick, event.occupant_id):
             self._replace(docs.corrected(target, event))
@@ -219,7 +217,7 @@ class SearchIndexProjection:
         self._replace(own)
 
     def _retract(self, event: MessageRetracted) -> None:
-        refs = [docs.ref_term(event.room.lower(), event.target_id)]
+        refs = [ref_hash(event.room.lower(), event.target_id)]
         tomb = docs.tombstone_of(event)
         target = self._find(refs)
         if target is None:
@@ -236,9 +234,19 @@ class SearchIndexProjection:
                 doc.retracted = True
                 return
 
-    def _load_tombs(self) -> dict[str, docs.Tombstone]:
+    def _load_tombs(self) -> dict[int, docs.Tombstone]:
         searcher = self._searcher
-        query = tantivy.Query.regex_query(SCHEMA, "tomb", ".*")
+        query = tantivy.Query.term_query(SCHEMA, "meta", docs.TOMB_MARK)
         count = searcher.search(query, 1).count
         hits = searcher.search(query, count).hits if count else []
         return dict(docs.tomb_from_tantivy(searcher.doc(address).to_dict()) for _, address in hits)
+
+
+def _ref_query(ref: int) -> tantivy.Query:
+    """Messages known by ``ref``: the bucket's postings, checked against the hash column."""
+    return tantivy.Query.boolean_query(
+        [
+            (tantivy.Occur.Must, tantivy.Query.term_query(SCHEMA, "rbucket", ref_bucket(ref))),
+            (tantivy.Occur.Must, tantivy.Query.range_query(SCHEMA, "rhash", tantivy.FieldType.Unsigned, ref, ref)),
+        ]
+    )

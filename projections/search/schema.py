@@ -18,6 +18,8 @@ retractions whose target has not been indexed yet.
 
 from __future__ import annotations
 
+import hashlib
+
 import tantivy
 
 SCHEMA_VERSION = 1
@@ -45,13 +47,17 @@ def build_schema() -> tantivy.Schema:
     sb.add_text_field("thread", stored=True, tokenizer_name="raw", index_option="basic")
     sb.add_unsigned_field("capture", stored=True)
     sb.add_text_field("occupant", stored=True, tokenizer_name="raw", index_option="basic")
-    sb.add_text_field("refs", stored=True, tokenizer_name="raw", index_option="basic")
+    # A message's ids as 64-bit hashes: ``rbucket`` (the top 16 bits) is a term shared by
+    # many messages, ``rhash`` a column checked only for that bucket's postings. A term
+    # unique to each message would cost as much to index as the whole rest of it.
+    sb.add_unsigned_field("rbucket", indexed=True)
+    sb.add_unsigned_field("rhash", stored=True, fast=True)
     sb.add_unsigned_field("edited", stored=True, indexed=True)
     sb.add_unsigned_field("retracted", stored=True, indexed=True)
     sb.add_unsigned_field("meta", stored=True, indexed=True)
     sb.add_unsigned_field("position", stored=True)
     sb.add_unsigned_field("version", stored=True)
-    sb.add_text_field("tomb", stored=True, tokenizer_name="raw", index_option="basic")
+    sb.add_unsigned_field("tomb", stored=True)
     sb.add_bytes_field("blob", stored=True)
     return sb.build()
 
@@ -83,12 +89,17 @@ def bare_jid(jid: str | None) -> str | None:
     return jid.split("/", 1)[0].lower()
 
 
-def ref_term(room_lc: str, ident: str) -> str:
-    """The ``refs`` term by which corrections and retractions find a message in a
-    room (lowercased JID) by any of its ids: stanza-id, message id, origin-id. Ids
-    of different kinds never collide in practice (random), and a client's
-    origin-id usually equals its message id: one term instead of two."""
-    return f"{room_lc}\x1f{ident}"
+def ref_hash(room_lc: str, ident: str) -> int:
+    """How corrections and retractions find a message in a room (lowercased JID) by
+    any of its ids: stanza-id, message id, origin-id. Ids of different kinds never
+    collide in practice (random), and a client's origin-id usually equals its
+    message id: one ref instead of two."""
+    digest = hashlib.blake2b(f"{room_lc}\x1f{ident}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def ref_bucket(ref: int) -> int:
+    return ref >> 48
 
 
 # Capture methods as stored numbers; new ones are appended, never reordered.

@@ -1,0 +1,99 @@
+"""Corrections and retractions, in one batch or across commits and restarts."""
+
+from __future__ import annotations
+
+import pytest
+
+from archive import events as ev
+from archive.events import Recorded
+from projections.search import IndexLocation, Scope, SearchIndex, SearchIndexProjection
+from tests.factories import make, message
+
+ORDINARY = Scope(rooms=None)
+COMPLIANCE = Scope(rooms=None, compliance=True)
+
+
+class Feeder:
+    def __init__(self, root):
+        self.location = IndexLocation(root / "index")
+        self.projection = SearchIndexProjection(self.location, heap_mb=20)
+        self.position = 0
+
+    def feed(self, *events, commit=True):
+        records = []
+        for event in events:
+            self.position += 1
+            records.append(Recorded(self.position, event))
+        self.projection.apply(records)
+        if commit:
+            self.projection.commit(self.position)
+
+    def restart(self):
+        self.projection.close()
+        self.projection = SearchIndexProjection(self.location, heap_mb=20)
+        assert self.projection.position() == self.position
+
+    def search(self, text, scope=ORDINARY):
+        return SearchIndex(self.location, reload_interval=0).search(text, scope, sort="oldest", limit=50)
+
+
+def correction(t, replaces, body, nick="alice", **fields):
+    return make(ev.MessageCorrected, t, nick=nick, replaces_id=replaces, body=body, **fields)
+
+
+@pytest.fixture
+def feeder(index_root):
+    return Feeder(index_root)
+
+
+@pytest.mark.parametrize("between", ["nothing", "commit", "restart"])
+def test_a_correction_replaces_the_text_and_keeps_the_old_for_compliance(feeder, between):
+    feeder.feed(message(1, "teh deploy is done", message_id="m1"), commit=between != "nothing")
+    if between == "restart":
+        feeder.restart()
+    feeder.feed(correction(2, "m1", "the deploy is done", message_id="m1b"), correction(3, "m1b", "the deploy is finished"))
+    assert feeder.search("teh").total == 0
+    assert feeder.search("done").total == 0
+    [hit] = feeder.search("finished").hits
+    assert (hit.position, hit.edited, hit.earlier_versions) == (1, True, [])
+    [hit] = feeder.search("teh", COMPLIANCE).hits
+    assert hit.earlier_versions == ["teh deploy is done", "the deploy is done"]
+    assert hit.body == "the deploy is finished"
+    assert "<mark>teh</mark>" in hit.snippet
+
+
+def test_a_correction_by_somebody_else_does_not_touch_the_message(feeder):
+    feeder.feed(message(1, "original words", message_id="m1", nick="alice"))
+    feeder.feed(correction(2, "m1", "forged words", nick="mallory"))
+    assert [h.position for h in feeder.search("original").hits] == [1]
+    assert [(h.position, h.edited) for h in feeder.search("forged").hits] == [(2, True)]
+    feeder.feed(correction(3, "m1", "honest fix", nick="alice"))
+    assert [h.position for h in feeder.search("honest").hits] == [1]
+
+
+def test_a_correction_of_an_unknown_message_is_indexed_and_can_be_corrected_again(feeder):
+    feeder.feed(correction(1, "gone", "first try"))
+    feeder.restart()
+    feeder.feed(correction(2, "gone", "second try"))
+    assert [(h.position, h.body, h.edited) for h in feeder.search("try").hits] == [(1, "second try", True)]
+
+
+@pytest.mark.parametrize("between", ["nothing", "commit", "restart"])
+def test_a_retraction_before_its_message_retracts_it_when_it_comes(feeder, between):
+    feeder.feed(make(ev.MessageRetracted, 1, target_id="s9", moderated=True), commit=between != "nothing")
+    if between == "restart":
+        feeder.restart()
+    feeder.feed(message(2, "spam spam spam", stanza_id="s9"), message(3, "spam but fine", stanza_id="s10"))
+    assert [h.position for h in feeder.search("spam").hits] == [3]
+    assert [(h.position, h.retracted) for h in feeder.search("spam", COMPLIANCE).hits] == [(2, True), (3, False)]
+
+
+def test_only_the_author_may_retract_without_moderation(feeder):
+    feeder.feed(
+        message(1, "mine", origin_id="o1", nick="alice"),
+        message(2, "theirs", origin_id="o2", nick="bob"),
+        make(ev.MessageRetracted, 3, target_id="o1", by_nick="bob"),
+        make(ev.MessageRetracted, 4, target_id="o2", by_nick="bob"),
+    )
+    assert [h.body for h in feeder.search("mine OR theirs").hits] == ["mine"]
+    assert feeder.search("is:retracted", COMPLIANCE).total == 1

@@ -39,6 +39,7 @@ def run_projections(args: argparse.Namespace, config) -> int:
     try:
         with open_store(config) as store:
             handle = start_projections(config, store, stop)
+            print("chat-archive project: following the event log (SIGINT/SIGTERM stops, committing)", file=sys.stderr)
             while handle.is_alive():
                 handle.join(0.2)
             handle.join()

@@ -19,6 +19,8 @@ spans (``span_id``).
   ``lost_sight`` leaves only the occupants the room no longer lists. A leave
   with reason ``lost_sight`` is unknown in the same way as a gap.
 - A time earlier than the span's start (clock skew) is clamped to the start.
+- One open span per nick and room: a span opened for a nick that is still
+  open (a nick change onto it, say) closes the older one as ``"replaced"``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import msgspec
 from archive import events as ev
 
 SPANS_PER_EVENT = 100_000
-UNKNOWN_ENDS = frozenset({"gap", ev.LeaveReason.LOST_SIGHT.value})
+UNKNOWN_ENDS = frozenset({"gap", "replaced", ev.LeaveReason.LOST_SIGHT.value})
 
 
 class Span(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -49,7 +51,7 @@ class Span(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     show: str | None = None
     status: str | None = None
     start_reason: str = "joined"  # joined | inferred | gap | changed | nick_changed
-    end_reason: str | None = None  # a LeaveReason value, "changed", "nick_changed", "gap" or None while open
+    end_reason: str | None = None  # a LeaveReason value, changed, nick_changed, gap, replaced; None while open
 
 
 class Gap(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -72,7 +74,18 @@ def step(room_open: Mapping[str, Span], position: int, event: ev.Event) -> list[
     A closed span comes back with ``end`` set; a new one with ``end`` None.
     """
     handler = _HANDLERS.get(type(event))
-    return handler(room_open, position, event) if handler else []
+    if handler is None:
+        return []
+    changes = handler(room_open, position, event)
+    # One open span per nick: an occupant the room never told us had left
+    # gives way to whoever now holds the nick.
+    closing = {span.id for span in changes if span.end is not None}
+    displaced = []
+    for span in changes:
+        other = room_open.get(span.nick) if span.end is None else None
+        if other is not None and other.id != span.id and other.id not in closing:
+            displaced.append(_close(other, span.start, "replaced"))
+    return displaced + changes
 
 
 def span_id(position: int, seq: int = 0) -> int:

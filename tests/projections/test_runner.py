@@ -56,6 +56,8 @@ def test_short_interval_commits_while_running(event_store, views):
 
 
 def test_a_failing_projection_stops_the_others_and_is_reported(event_store, views):
+    healthy = []
+
     class Broken:
         name = "broken"
 
@@ -63,6 +65,7 @@ def test_a_failing_projection_stops_the_others_and_is_reported(event_store, view
             return 0
 
         def apply(self, records):
+            wait_for(lambda: healthy and healthy[0].applied_position == event_store.head())
             raise RuntimeError("boom")
 
         def commit(self, position):
@@ -71,6 +74,7 @@ def test_a_failing_projection_stops_the_others_and_is_reported(event_store, view
     event_store.append([message(1, "one")])
     stop = threading.Event()
     handle = ProjectionThreads(event_store, [(Broken(), 60.0), (views.projections()[0], 60.0)], stop)
+    healthy.append(handle.followers[1])
     wait_for(lambda: stop.is_set())
     with pytest.raises(ProjectionError, match="boom"):
         handle.join()

@@ -1,0 +1,54 @@
+"""`chat-archive project` and `chat-archive rebuild` as processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from projections.viewdb import default_views_url
+from projections.views import Views
+from tests.factories import message
+
+ROOT = Path(__file__).resolve().parents[2]
+ROOM = "lobby@conference.localhost"
+
+
+def cli(tmp_path, store_url, *args, **kwargs):
+    env = {**os.environ, "CHAT_ARCHIVE_STORE_URL": store_url, "PYTHONPATH": str(ROOT),
+           "CHAT_ARCHIVE_PROJECTIONS_COMMIT_INTERVAL": "3600"}
+    return subprocess.Popen([sys.executable, "-m", "chat_archive.cli", *args], cwd=tmp_path, env=env,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_project_stops_cleanly_on_a_signal_and_commits(tmp_path, event_store, store_url):
+    sig = signal.SIGTERM if store_url.startswith("sqlite") else signal.SIGINT  # both, without doubling the runs
+    event_store.append([message(i, f"m{i}") for i in range(50)])
+    process = cli(tmp_path, store_url, "project")
+    try:
+        assert "following the event log" in process.stderr.readline()
+        time.sleep(1.0)  # its first pages are applied long before; the hour-long interval has not passed
+        process.send_signal(sig)
+        assert process.wait(30) == 0, process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    with Views(default_views_url(store_url), event_store) as views:
+        assert [p.position() for p in views.projections()] == [event_store.head()] * 2
+        assert len(views.transcripts.page(ROOM, limit=100).lines) == 50
+
+
+def test_rebuild_command_shows_progress_and_swaps(tmp_path, event_store, store_url):
+    event_store.append([message(i, f"m{i}") for i in range(30)])
+    for what in ("transcripts", "presence"):
+        process = cli(tmp_path, store_url, "rebuild", what)
+        assert process.wait(60) == 0
+        err = process.stderr.read()
+        assert "events/s" in err and "ETA" in err and f"rebuilt {what}: 30 events" in err
+    with Views(default_views_url(store_url), event_store) as views:
+        assert [line.body for line in views.transcripts.page(ROOM).lines] == [f"m{i}" for i in range(30)]
+        assert views.recorder.generations("transcripts") == (2, None)
+        assert views.recorder.generations("presence") == (2, None)

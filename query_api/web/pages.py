@@ -8,7 +8,7 @@ real JIDs).
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from urllib.parse import quote, urlencode
 
 from flask import Blueprint, redirect, render_template, request, url_for
@@ -242,9 +242,13 @@ def _presence(room: str, day: date, at_text: str | None):
 def day_spans(presence, room: str, start: datetime, end: datetime) -> list[PresenceSpan]:
     """Everyone's presence spans in [start, end), from the presence view's queries."""
     nicks = {occupant.nick for occupant in presence.occupants_at(room, start).occupants}
-    for line in transcripts().page(room, start=start, end=end, limit=1000).lines:
-        if line.kind in ("joined", "nick_changed") and line.nick:
-            nicks.add(line.nick)
+    cursor = None
+    while True:  # everyone who joined (or took a nick) that day, however long the day
+        page = transcripts().page(room, start=start, end=end, cursor=cursor, limit=1000)
+        nicks.update(line.nick for line in page.lines if line.kind in ("joined", "nick_changed") and line.nick)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
     spans = []
     seen = set()
     for nick in sorted(nicks):

@@ -215,6 +215,7 @@
     });
     call("GET", "/activity").then(function (data) {
       data.items.forEach(render);
+      $("activity").scrollTop = $("activity").scrollHeight;  // the latest at hand
       cursor = data.cursor;
       setStatus("Live · updates every few seconds");
       $("join-button").hidden = false;

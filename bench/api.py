@@ -1,0 +1,188 @@
+"""The query API under load from a separate process (wrk) against a real `chat-archive serve`.
+
+Search and transcript requests/s and latency p50/p99, beside `/healthz` under the
+same load (the ceiling of the server and framework on this machine). Replay:
+NDJSON events/s streamed by `GET /api/v1/events`, beside the in-process rate of
+reading and encoding the same events (the ceiling of the endpoint).
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+from archive.application import open_event_store
+from archive.codec import to_json
+from chat_archive.bootstrap import search_projection, view_projections
+from projections.rebuild import rebuild
+
+from .corpus import START, CorpusSpec, query_set, room_jid
+from .measure import Figure, Results, Stopwatch, peak_rss_of
+from .setup import bench_config, config_toml
+from .stages import ensure_store
+
+DURATION = 15
+CONNECTIONS = 16
+
+
+def run_api(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> None:
+    with Server(spec, workdir, ctx) as server:
+        base = _wrk(server, ["/healthz"], "healthz")
+        queries = query_set(spec)
+        search_paths = []
+        for name, texts in queries.classes.items():
+            for text in texts:
+                q = f"room:{queries.room} {text}" if name == "room filter + word" else text
+                search_paths.append(f"/api/v1/search?q={quote(q)}&limit=20")
+        search_paths += [f"/api/v1/search?q={quote(t)}&limit=20&sort=newest" for t in queries.classes["common word"]]
+        days = max(1, int(spec.events * 3 / 86400))
+        transcript_paths = [
+            f"/api/v1/rooms/{quote(room_jid(i % min(spec.rooms, 20)))}/transcript?day="
+            f"{(START + timedelta(days=i % days)).date().isoformat()}&limit=50"
+            for i in range(200)
+        ]
+        for label, paths, aim in (("search", search_paths, ">= 500/s, p99 < 50 ms"),
+                                  ("transcript (a room's day, 50 lines)", transcript_paths, "")):
+            got = _wrk(server, paths, label.split()[0])
+            results.add(Figure("api", f"{label}: requests/s", got["rps"], "req/s", base["rps"],
+                               "/healthz under the same load", aim=aim.split(",")[0] if aim else "",
+                               note=f"wrk {CONNECTIONS} connections, {DURATION} s, errors {got['errors']}"))
+            for p in ("p50", "p99"):
+                results.add(Figure("api", f"{label}: {p}", got[p], "ms", base[p], "/healthz under the same load",
+                                   higher_is_better=False, aim="p99 < 50 ms" if p == "p99" and aim else ""))
+        results.rss["chat-archive serve (after the load)"] = peak_rss_of(server.proc.pid) or 0
+
+
+def run_replay(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> None:
+    with Server(spec, workdir, ctx) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
+        watch = Stopwatch()
+        n = 0
+        with watch:
+            conn.request("GET", "/api/v1/events?after=0", headers={"Authorization": f"Bearer {server.token}"})
+            response = conn.getresponse()
+            if response.status != 200:
+                raise RuntimeError(f"replay: HTTP {response.status}: {response.read(300)!r}")
+            while chunk := response.read(1 << 20):
+                n += chunk.count(b"\n")
+        conn.close()
+        results.rss["chat-archive serve (after the replay)"] = peak_rss_of(server.proc.pid) or 0
+    ceiling = Stopwatch()
+    m = 0
+    with open_event_store(ctx["sqlite_url"]) as store, ceiling:
+        for record in store.read_log(0):
+            to_json(record.event)
+            m += 1
+    results.add(Figure("replay", "GET /api/v1/events (NDJSON, whole log) events/s", n / watch.elapsed, "events/s",
+                       m / ceiling.elapsed, "in-process read_log + JSON encode", note=f"{n:,} events"))
+
+
+class Server:
+    """`chat-archive serve` in a subprocess over the workdir's store, views and index."""
+
+    def __init__(self, spec: CorpusSpec, workdir: Path, ctx: dict):
+        self.spec, self.workdir, self.ctx = spec, workdir, ctx
+
+    def __enter__(self) -> Server:
+        ensure_store(self.spec, self.workdir, self.ctx)
+        ensure_views_and_index(self.workdir, self.ctx)
+        self.port = _free_port()
+        config_file = self.workdir / "chat-archive.toml"
+        config_file.write_text(config_toml(bench_config(self.workdir, port=self.port)))
+        cli = [sys.executable, "-m", "chat_archive.cli", "--config", str(config_file)]
+        self.token = subprocess.run([*cli, "token", "create", "--role", "compliance", "--label", "bench"],
+                                    check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        self.log = open(self.workdir / "serve.log", "w")
+        self.proc = subprocess.Popen([*cli, "serve"], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"serve exited: {(self.workdir / 'serve.log').read_text()[-500:]}")
+                time.sleep(0.2)
+        raise RuntimeError("serve did not start listening within 60 s")
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def ensure_views_and_index(workdir: Path, ctx: dict) -> None:
+    """The views and search index of the store, rebuilt (untimed) unless earlier stages built them."""
+    config = bench_config(workdir)
+    with open_event_store(ctx["sqlite_url"]) as store:
+        if not (workdir / "views.sqlite").exists():
+            print("  building the views (untimed)", flush=True)
+            targets, close = view_projections(config, store, ["transcripts", "presence"])
+            try:
+                rebuild(store, targets)
+            finally:
+                close()
+        if not (workdir / "index").exists():
+            print("  building the search index (untimed)", flush=True)
+            rebuild(store, [search_projection(config)])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_LUA = """
+paths = {%s}
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", paths[(counter %% #paths) + 1], {["Authorization"] = "Bearer %s"})
+end
+"""
+
+
+def _wrk(server: Server, paths: list[str], label: str) -> dict:
+    if not shutil.which("wrk"):
+        raise RuntimeError("wrk is not installed (./dev installs it)")
+    script = server.workdir / f"wrk-{label}.lua"
+    script.write_text(_LUA % (", ".join(f'"{p}"' for p in paths), server.token))
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{DURATION}s", "--latency", "-s", str(script),
+         f"http://127.0.0.1:{server.port}"], check=True, capture_output=True, text=True, timeout=DURATION + 60,
+    ).stdout
+    (server.workdir / f"wrk-{label}.txt").write_text(out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50": _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),
+            "p99": _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),
+            "errors": _errors(out)}
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def _errors(out: str) -> str:
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    socket_errors = re.search(r"Socket errors:(.*)", out)
+    parts = []
+    if non2xx:
+        parts.append(f"{non2xx.group(1)} non-2xx")
+    if socket_errors:
+        parts.append(socket_errors.group(1).strip())
+    return ", ".join(parts) or "none"
+

@@ -98,8 +98,10 @@ def document() -> dict:
              query("buckets", {"type": "integer", "minimum": 1, "maximum": 1000}, "occupancy counts: number of equal parts of the range (default 24)"),
              query("nick", {"type": "string"}, "with from/to: the intervals this nick was in the room"),
              query("jid", {"type": "string"}, "with from/to: the intervals this real JID was in the room (compliance only)"),
-             query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "most intervals returned (default 100)"), SITE_USER],
-            json_ok("at=T: occupants then (known=false inside an archive gap); from/to: occupancy buckets, gaps, and the named person's stays",
+             query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "with nick/jid: most stays; else: most people per page (default 100)"),
+             CURSOR, SITE_USER],
+            json_ok("at=T: occupants then (known=false inside an archive gap); from/to: occupancy buckets, gaps, and stays (intervals) "
+                    "of the named person or of everyone there (paged by nick, `next`)",
                     OBJECT), statuses=(400, 401, 403, 404, 503))},
         "/api/v1/rooms/{room}/state": {"get": operation(
             "A room's state at a time", "compliance, analyst",

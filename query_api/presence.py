@@ -2,8 +2,8 @@
 
 Presence: ``at=T`` is who was in the room then; ``from``/``to`` is occupancy
 counts over the range (``buckets`` of equal length), the archive gaps in it,
-and, for one person named by ``nick`` (or ``jid``, compliance only), the
-intervals they were there. State: occupants, subject and the transcript as
+and the intervals (stays) of the people there: of one person named by
+``nick`` (or ``jid``, compliance only), else of everyone, paged by nick. State: occupants, subject and the transcript as
 it read at T (``projections.pointintime``).
 """
 
@@ -17,7 +17,7 @@ from archive.times import utcnow
 from .access import Caller
 from .context import api, caller, json_response, unavailable, visible_room
 from .errors import bad_parameter
-from .params import Params
+from .params import Params, encode_cursor
 from .roles import Capability
 from .transcript import shown
 
@@ -42,12 +42,12 @@ def without_jids(struct, who: Caller):
 def presence(room: str) -> Response:
     who = caller(Capability.PRESENCE)
     visible_room(who, room)
-    params = Params(request.args, ("at", "from", "to", "buckets", "nick", "jid", "limit"))
+    params = Params(request.args, ("at", "from", "to", "buckets", "nick", "jid", "limit", "cursor"))
     at = params.time("at")
     start, end = params.time_range()
     if at is not None:
-        if start or end or params.text("nick") or params.text("jid"):
-            raise bad_parameter("at", "cannot be combined with from, to, nick or jid")
+        if start or end or params.text("nick") or params.text("jid") or params.text("cursor"):
+            raise bad_parameter("at", "cannot be combined with from, to, nick, jid or cursor")
         occupants = views().presence.occupants_at(room, at)
         return json_response(msgspec.structs.replace(
             occupants,
@@ -57,25 +57,65 @@ def presence(room: str) -> Response:
     if start is None or end is None:
         raise bad_parameter("at", "give at=T (occupants then) or from and to (a range)")
     buckets = params.integer("buckets", 24, minimum=1, maximum=1000)
-    result = {
-        "room": room,
-        "from": start,
-        "to": end,
-        "occupancy": views().presence.occupancy(room, start, end, buckets=buckets).buckets,
-        "gaps": views().presence.gaps(room, start=start, end=end),
-    }
     nick, jid = params.text("nick", max_length=1024), params.text("jid", max_length=3071)
     limit = params.integer("limit", 100, minimum=1, maximum=1000)
+    cursor = params.cursor()
     if jid is not None and not who.sees_jids:
         raise bad_parameter("jid", "only the compliance role may look people up by real JID")
     if nick is not None and jid is not None:
         raise bad_parameter("nick", "give nick or jid, not both")
+    presence_view = views().presence
+    result = {
+        "room": room,
+        "from": start,
+        "to": end,
+        "occupancy": presence_view.occupancy(room, start, end, buckets=buckets).buckets,
+        "gaps": presence_view.gaps(room, start=start, end=end),
+    }
     if nick is not None or jid is not None:
-        stays = views().presence.stays(room, nick=nick, jid=jid, start=start, end=end, limit=limit)
-        result["stays"] = [
-            without_jids(msgspec.structs.replace(s, spans=[without_jids(x, who) for x in s.spans]), who) for s in stays
-        ]
+        if cursor is not None:
+            raise bad_parameter("cursor", "pages the people of a range; not with nick or jid")
+        stays = presence_view.stays(room, nick=nick, jid=jid, start=start, end=end, limit=limit)
+        result["next"] = None
+    else:
+        after = cursor.get("after") if cursor else None
+        if cursor is not None and not isinstance(after, str):
+            raise bad_parameter("cursor", "is not a cursor this API issued")
+        people = [n for n in nicks_in_range(room, start, end) if after is None or n > after]
+        page = people[:limit]
+        stays = stays_of(room, page, start, end)
+        result["next"] = encode_cursor({"after": page[-1]}) if len(people) > limit else None
+    result["stays"] = [
+        without_jids(msgspec.structs.replace(s, spans=[without_jids(x, who) for x in s.spans]), who) for s in stays
+    ]
     return json_response(result)
+
+
+def nicks_in_range(room: str, start, end) -> list[str]:
+    """Every nick present in ``room`` at some time in [start, end): those there at ``start`` and
+    those who joined or took a nick within it (from the transcript view), in order."""
+    there = views().presence.occupants_at(room, start)
+    nicks = {o.nick for o in [*there.occupants, *there.possibly_present]}
+    cursor = None
+    while True:
+        page = views().transcripts.page(room, start=start, end=end, cursor=cursor, limit=1000)
+        for line in page.lines:
+            if line.kind == "joined" and line.nick:
+                nicks.add(line.nick)
+            elif line.kind == "nick_changed" and line.new_nick:
+                nicks.add(line.new_nick)
+        if page.next_cursor is None:
+            return sorted(nicks)
+        cursor = page.next_cursor
+
+
+def stays_of(room: str, nicks: list[str], start, end) -> list:
+    """The stays of these nicks within [start, end), each once (a stay may have had several nicks)."""
+    found = {}
+    for nick in nicks:
+        for stay in views().presence.stays(room, nick=nick, start=start, end=end, limit=1000):
+            found.setdefault(stay.id, stay)
+    return sorted(found.values(), key=lambda stay: (stay.start, stay.id))
 
 
 @bp.get("/rooms/<room>/state")

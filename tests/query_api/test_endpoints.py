@@ -109,6 +109,14 @@ def test_presence_at_and_over_a_range(client, tokens):
     assert [b["peak"] for b in ranged["occupancy"]] == [2, 1]
     assert [(s["start"], s["end"]) for s in ranged["stays"]] == [("2024-05-01T12:00:01Z", "2024-05-01T12:00:40Z")]
     assert client.get(f"/api/v1/rooms/{LOBBY}/presence?{span}&jid=bob@localhost", headers=analyst).status_code == 400
+    everyone = client.get(f"/api/v1/rooms/{LOBBY}/presence?{span}", headers=analyst).json
+    assert sorted((s["nicks"][0], s["end"]) for s in everyone["stays"]) == [("alice", None), ("bob", "2024-05-01T12:00:40Z")]
+    first = client.get(f"/api/v1/rooms/{LOBBY}/presence?{span}&limit=1", headers=analyst).json
+    assert [s["nicks"] for s in first["stays"]] == [["alice"]] and first["next"]
+    rest = client.get(f"/api/v1/rooms/{LOBBY}/presence?{span}&limit=1&cursor={first['next']}", headers=analyst).json
+    assert [s["nicks"] for s in rest["stays"]] == [["bob"]] and rest["next"] is None
+    late = client.get(f"/api/v1/rooms/{LOBBY}/presence?from=2024-05-01T12:00:30Z&to=2024-05-01T12:00:50Z", headers=analyst).json
+    assert sorted(s["nicks"][0] for s in late["stays"]) == ["alice", "bob"]  # both there at the start
     assert client.get(f"/api/v1/rooms/{LOBBY}/presence", headers=analyst).status_code == 400
 
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 from flask import Flask
 
+from ..context import EXTENSION
 from . import auth, pages, widget
 from .security import add_security_headers, csp_nonce
 from .xmpp_session import ServerAddress, XmppSessions
-
 
 
 @dataclass
@@ -26,16 +26,23 @@ class WebState:
     sessions: auth.WebSessions
     tickets: widget.Tickets
     server: ServerAddress
+    stopping: threading.Event
     _xmpp: XmppSessions | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def xmpp(self) -> XmppSessions:
-        """The widget's XMPP sessions, started on the first Join (its loop thread costs nothing before)."""
+        """The widget's XMPP sessions, started on the first Join (its loop thread costs nothing
+        before); when the server stops, every session leaves its room."""
         with self._lock:
             if self._xmpp is None:
                 self._xmpp = XmppSessions(self.server)
+                threading.Thread(target=self._close_on_stop, name="widget-xmpp-stop", daemon=True).start()
             return self._xmpp
+
+    def _close_on_stop(self) -> None:
+        self.stopping.wait()
+        self.close()
 
     def close(self) -> None:
         with self._lock:
@@ -50,6 +57,7 @@ def register(app: Flask, config) -> None:
         sessions=auth.WebSessions(),
         tickets=widget.Tickets(),
         server=ServerAddress(xmpp.host, xmpp.port, xmpp.tls, xmpp.ca_certs),
+        stopping=app.extensions[EXTENSION].stopping,
     )
     app.register_blueprint(pages.bp)
     app.register_blueprint(widget.bp)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 
 import pytest
 
+from query_api.web import WebState
+from query_api.web.auth import WebSessions
+from query_api.web.widget import Tickets
 from query_api.web.xmpp_session import JoinError, NoSuchSession, ServerAddress, XmppSessions
 from tests.services.prosody import PASSWORD
 
@@ -83,3 +87,13 @@ def test_a_session_nobody_polls_leaves_the_room(room, sessions):
         sessions.items(dave.id, name)
     sessions.leave(carol.id, name)
     assert sessions.count() == 0
+
+
+def test_every_session_leaves_when_the_server_stops(prosody, room, sessions):
+    name, _ = room
+    stopping = threading.Event()
+    state = WebState(WebSessions(), Tickets(), ServerAddress("127.0.0.1", prosody.port, tls=False), stopping)
+    state.xmpp.join("carol@localhost", PASSWORD, name, "carol")
+    watcher = sessions.join("dave@localhost", PASSWORD, name, "dave")
+    stopping.set()
+    wait_for_item(sessions, watcher, name, lambda i: i["kind"] == "left" and i["nick"] == "carol")

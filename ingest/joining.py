@@ -43,8 +43,7 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
         info = await room_info(client, room)
     except DiscoError as e:
         if e.condition in ROOM_GONE:
-            rooms.record_gone(state, view, "the service no longer has this room")
-            return rooms.unavailable(state, "the room does not exist")
+            return rooms.gone(state, view, "the service no longer has this room")
         return rooms.unavailable(state, str(e))
     first = view.last_event_at is None
     mam = MAM_NS in info.features
@@ -64,8 +63,7 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
     if outcome[0] != "joined":
         rooms.release(state)
         if outcome[0] == "created":
-            await _undo_creation(rooms, client, state, view)
-            return rooms.unavailable(state, "the room does not exist")
+            return await _undo_creation(rooms, client, state, view)
         return rooms.unavailable(state, outcome[1])
     try:  # history and the subject end the join (XEP-0045 §7.2.15)
         await asyncio.wait_for(state.join_done.wait(), 5)
@@ -169,4 +167,4 @@ async def _undo_creation(rooms: Rooms, client, state: RoomState, view: RoomView)
         await client.plugin["xep_0045"].destroy(state.room, reason="created by mistake by the archive listener")
     except Exception as e:  # noqa: BLE001 - the server removes an unconfigured room anyway
         log.warning("could not destroy %s after creating it: %s", state.room, e)
-    rooms.record_gone(state, view, "the room no longer existed when the listener rejoined")
+    rooms.gone(state, view, "the room no longer existed when the listener rejoined")

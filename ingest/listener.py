@@ -37,7 +37,7 @@ from archive.times import utcnow
 
 from .client import DiscoError, allowed, is_encrypted, list_rooms, make_client, server_address
 from .joining import JOIN_TIMEOUT, join_room
-from .rooms import LOST, NEW, UNAVAILABLE, Rooms
+from .rooms import GONE, LOST, NEW, UNAVAILABLE, Rooms
 from .settings import XmppSettings
 from .status import ListenerStatus, read_status, write_status
 from .writer import BatchWriter
@@ -174,25 +174,38 @@ class Listener:
     # -- discovery -------------------------------------------------------------
 
     async def _discovery_loop(self, client) -> None:
+        # Rooms archived before but no longer listed are checked once per run:
+        # a room destroyed while nobody watched is recorded as destroyed.
+        unlisted = await asyncio.to_thread(self._archived_rooms)
         while True:
-            candidates = {room.lower() for room in self.settings.rooms}
+            listed: set[str] = set()
             for service in self.settings.muc_services:
                 try:
-                    listed = await list_rooms(client, service)
+                    rooms = await list_rooms(client, service)
                 except DiscoError as e:
                     self._error(str(e))
                     continue
-                candidates.update(room for room in listed if allowed(room, self.settings))
-            candidates.update(self.rooms.lost())
+                listed.update(room for room in rooms if allowed(room, self.settings))
+            candidates = listed | {room.lower() for room in self.settings.rooms} | set(self.rooms.lost()) | unlisted
+            unlisted = set()
             for room in sorted(candidates):
-                self._maybe_join(client, room)
+                self._maybe_join(client, room, listed=room in listed)
             await asyncio.sleep(self.settings.poll_interval)
 
-    def _maybe_join(self, client, room: str) -> None:
+    def _archived_rooms(self) -> set[str]:
+        services = {service.lower() for service in self.settings.muc_services}
+        return {
+            room
+            for room in self.store.rooms()
+            if room.partition("@")[2] in services and allowed(room, self.settings) and room not in self.rooms.states
+        }
+
+    def _maybe_join(self, client, room: str, *, listed: bool) -> None:
         state = self.rooms.state(room)
         if state.task and not state.task.done():
             return
-        if state.phase in (NEW, LOST) or (state.phase == UNAVAILABLE and time.monotonic() >= state.retry_at):
+        retry = time.monotonic() >= state.retry_at
+        if state.phase in (NEW, LOST) or (state.phase == UNAVAILABLE and retry) or (state.phase == GONE and listed):
             state.task = asyncio.create_task(join_room(self.rooms, client, state))
 
     # -- status ----------------------------------------------------------------

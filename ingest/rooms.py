@@ -31,6 +31,7 @@ from .xmlutil import CLIENT, MUC_USER, STANZAS, MalformedStanza, RoomContext, mu
 log = logging.getLogger(__name__)
 
 NEW, JOINING, JOINED, LOST, UNAVAILABLE = "new", "joining", "joined", "lost", "unavailable"
+GONE = "gone"  # the room no longer exists; joined again only if service discovery lists it again
 
 
 @dataclass
@@ -182,13 +183,18 @@ class Rooms:
             log.warning("cannot archive %s: %s (next try in %.0f s)", state.room, reason, self.settings.retry_refused_after)
             state.reported = reason
 
-    def record_gone(self, state: RoomState, view: RoomView, reason: str) -> None:
-        if view.last_event_at is None or view.destroyed:
-            return
-        now = utcnow()
-        base = {"room": state.room, "occurred_at": now, "recorded_at": now}
-        events = [ev.RoomDestroyed(**base, reason=reason), *close_out(view, ev.LeaveReason.ROOM_DESTROYED, base)]
-        self.emit(state, events, direct=True)
+    def gone(self, state: RoomState, view: RoomView, reason: str) -> None:
+        """The service says the room does not exist: record an archived room as destroyed."""
+        if view.last_event_at is not None and not view.destroyed:
+            now = utcnow()
+            base = {"room": state.room, "occurred_at": now, "recorded_at": now}
+            events = [ev.RoomDestroyed(**base, reason=reason), *close_out(view, ev.LeaveReason.ROOM_DESTROYED, base)]
+            self.emit(state, events, direct=True)
+            log.info("%s: %s; recorded as destroyed", state.room, reason)
+        if state.room in {room.lower() for room in self.settings.rooms}:
+            self.unavailable(state, "the room does not exist")  # configured: the operator should know
+        else:
+            state.phase = GONE
 
     async def view(self, room: str) -> RoomView:
         if room not in self.views:

@@ -10,7 +10,8 @@ Stages (run in this order; --only picks some):
   freshness    end-to-end freshness through a real Prosody, listener rate vs Prosody's own delivery rate
 
 Stages after `append` reuse the SQLite store it built in --workdir (built without baselines if missing).
-`python -m bench corpus --size 1m --out FILE` writes a corpus as JSON lines instead.
+`python -m bench corpus --size 1m --out FILE` writes a corpus as JSON lines instead;
+`python -m bench report --size 1m` re-renders bench/RESULTS.md from the saved run (bench/results/1m.json).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import sys
 import time
 from pathlib import Path
 
+import msgspec
+
 from . import results as report
 from .corpus import SIZES, CorpusSpec, generate, write_ndjson
 from .machine import machine, versions
-from .measure import Results, peak_rss_self
+from .measure import Figure, Results, peak_rss_self
 
 HERE = Path(__file__).parent
 STAGES = ["append", "read", "projections", "search", "api", "replay", "freshness"]
@@ -38,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["corpus"]:
         return corpus_command(argv[1:])
+    if argv[:1] == ["report"]:
+        return report_command(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0],
                                      epilog="\n".join(__doc__.split("\n")[2:]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,37 +75,43 @@ def main(argv: list[str] | None = None) -> int:
             res.notes.append(f"stage `{stage}` failed: {type(e).__name__}: {e}")
             print(f"  stage {stage} failed: {type(e).__name__}: {e}", flush=True)
         print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
-    res.rss.setdefault("bench driver (corpus generation, in-process stores and index)", peak_rss_self())
-
-    save_json(res, spec)
-    text = report.render(res, machine(), versions("host=127.0.0.1 user=postgres dbname=postgres"),
-                         command=f"python -m bench {' '.join(argv)}".strip(),
-                         load=(load_start, report.loadavg()), scale_notes=scale_section())
-    report.write(args.out, text)
+        res.rss["bench driver (corpus generation, in-process stores and index)"] = peak_rss_self()
+        run = {"command": f"python -m bench {' '.join(argv)}".strip(), "load": [load_start, report.loadavg()],
+               "machine": machine(), "versions": versions("host=127.0.0.1 user=postgres dbname=postgres"),
+               "events": spec.events, "results": msgspec.to_builtins(res)}
+        save_run(res.size, run)  # after every stage: a long run's figures survive a later failure
+    write_report(res.size, args.out)
     print(f"wrote {args.out}")
     return 0
 
 
-def save_json(res: Results, spec: CorpusSpec) -> None:
-    """Keep each size's figures (bench/results/<size>.json) for the scale table."""
+def save_run(size: str, run: dict) -> None:
+    """Each size's latest run (bench/results/<size>.json): for the report and the scale table."""
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    path = out / f"{res.size}.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
-    figures = old.get("figures", {})
-    for f in res.figures:
-        figures[f"{f.group}: {f.name}"] = {"value": f.value, "unit": f.unit, "baseline": f.baseline,
-                                             "ratio": f.ratio, "measured": time.strftime("%Y-%m-%d %H:%M")}
-    path.write_text(json.dumps({"events": spec.events, "figures": figures}, indent=1, ensure_ascii=False))
+    (out / f"{size}.json").write_text(json.dumps(run, indent=1, ensure_ascii=False))
+
+
+def load_run(size: str) -> dict | None:
+    path = HERE / "results" / f"{size}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_report(size: str, out: Path) -> None:
+    run = load_run(size)
+    res = msgspec.convert(run["results"], Results)
+    text = report.render(res, run["machine"], run["versions"], command=run["command"], load=tuple(run["load"]),
+                         scale_notes=scale_section())
+    report.write(out, text)
 
 
 def scale_section() -> str:
     """A table of every figure across the sizes measured so far, then the hand-written scale notes."""
     runs = {}
     for size in SIZES:
-        path = HERE / "results" / f"{size}.json"
-        if path.exists():
-            runs[size] = json.loads(path.read_text())["figures"]
+        run = load_run(size)
+        if run:
+            runs[size] = {f"{f['group']}: {f['name']}": f for f in run["results"]["figures"]}
     if not runs:
         return ""
     names = list(dict.fromkeys(name for figs in runs.values() for name in figs))
@@ -110,8 +121,8 @@ def scale_section() -> str:
         cells = []
         for figs in runs.values():
             f = figs.get(name)
-            cells.append("-" if f is None else f"{_short(f['value'])} {f['unit']}"
-                         + (f" ({f['ratio']:.2f})" if f.get("ratio") else ""))
+            ratio = msgspec.convert(f, Figure).ratio if f else None
+            cells.append("-" if f is None else f"{_short(f['value'])} {f['unit']}" + (f" ({ratio:.2f})" if ratio else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     notes = HERE / "SCALE-NOTES.md"
     if notes.exists():
@@ -121,6 +132,19 @@ def scale_section() -> str:
 
 def _short(v: float) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+
+def report_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench report",
+                                     description="re-render a results file from the saved run of a size")
+    parser.add_argument("--size", choices=list(SIZES), default="1m")
+    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args(argv)
+    if load_run(args.size) is None:
+        parser.error(f"no saved run of size {args.size} in {HERE / 'results'}")
+    write_report(args.size, args.out)
+    print(f"wrote {args.out}")
+    return 0
 
 
 def corpus_command(argv: list[str]) -> int:

@@ -34,6 +34,8 @@ class ApiContext:
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
     stopping: threading.Event = field(default_factory=threading.Event)
     _rooms: TtlCache = field(default_factory=lambda: TtlCache(1.0))
+    summaries: TtlCache = field(default_factory=lambda: TtlCache(2.0, max_entries=1000))
+    """Room summaries of recent ``/rooms`` pages: a busy site lists the same rooms for many users."""
 
     def known_rooms(self) -> list[str]:
         """Every room with events, in JID order (briefly cached: a new room shows up within a second)."""

@@ -47,7 +47,14 @@ def page_of_visible_rooms(who: Caller, after: str | None, count: int) -> list[st
 
 
 def describe_rooms(rooms: list[str], who: Caller) -> list[dict]:
+    """Message count (as the caller would find them), occupants now and last activity of each room;
+    briefly cached per page of rooms (views commit every minute, the index within a second)."""
     context = api()
+    key = (tuple(rooms), who.sees_originals)
+    return context.summaries.get_or_compute(key, lambda: _describe(context, rooms, who))
+
+
+def _describe(context, rooms: list[str], who: Caller) -> list[dict]:
     views, search = context.views, context.search
     if views is None or search is None:
         raise unavailable("the room summary (views and search index)")

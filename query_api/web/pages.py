@@ -1,4 +1,4 @@
-"""The server-rendered pages: search, rooms, a room's day (transcript + presence chart), sign-in.
+"""The server-rendered pages: rooms, a room's day (transcript + presence chart), sign-in (search: ``search_page``).
 
 Pages read the same views and index as the API, through the same caller: a page
 shows a room exactly when the API would (else the same 404), and the compliance
@@ -9,7 +9,7 @@ real JIDs).
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from flask import Blueprint, redirect, render_template, request, url_for
 from markupsafe import Markup
@@ -21,8 +21,6 @@ from ..context import api, visible_room
 from ..errors import ApiError, bad_parameter, forbidden, from_archive_error
 from ..roles import Capability
 from ..rooms import describe_rooms
-from ..search import index as search_index
-from ..search import scope_of
 from ..transcript import describe, shown, transcripts
 from . import auth
 from .presence_chart import PresenceSpan, occupants_at, presence_svg
@@ -31,7 +29,6 @@ bp = Blueprint("web", __name__)
 
 DAY_LINES = 500
 AROUND_LINES = 101
-SEARCH_PAGE = 20
 
 
 TITLES = {400: "Bad request", 401: "Sign-in needed", 403: "Not allowed", 404: "Not found", 503: "Unavailable"}
@@ -271,94 +268,3 @@ def widget_snippet(room: str) -> str:
         f'<iframe src="{url}#ticket=TICKET" title="{room}" width="380" height="520" '
         'style="border:0" loading="lazy"></iframe>'
     )
-
-
-# -- search --------------------------------------------------------------------------
-
-
-@bp.get("/")
-def search():
-    who = require(Capability.SEARCH)
-    form = {
-        "q": request.args.get("q", ""),
-        "rooms": request.args.getlist("room"),
-        "people": request.args.get("people", ""),
-        "after": request.args.get("after", ""),
-        "before": request.args.get("before", ""),
-        "sort": request.args.get("sort", "relevance"),
-    }
-    room_choices = sorted(who.visible(api().known_rooms()))
-    text = query_text(form)
-    results = error = None
-    page = int(request.args.get("page", "1")) if request.args.get("page", "1").isdigit() else 1
-    if text:
-        try:
-            results = run_search(who, text, form["sort"], request.args.get("cursor"))
-        except InvalidQueryError as e:
-            where = f" (at character {e.position + 1})" if e.position is not None else ""
-            error = f"{e}{where}"
-    next_url = first_url = None
-    if results is not None:
-        base_items = [(k, v) for k, v in request.args.items(multi=True) if k not in ("cursor", "page")]
-        if results.next_cursor:
-            next_url = "?" + urlencode([*base_items, ("cursor", results.next_cursor), ("page", page + 1)])
-        first_url = "?" + urlencode(base_items)
-
-    def facet_url(name: str, value: str) -> str:
-        items = [(k, v) for k, v in request.args.items(multi=True) if k not in ("cursor", "page", name)]
-        return "?" + urlencode([*items, (name, value)])
-
-    return render_template(
-        "web/search.html",
-        form=form,
-        room_choices=room_choices,
-        results=_results(results, who) if results is not None else None,
-        error=error,
-        page=page,
-        next_url=next_url,
-        first_url=first_url,
-        facet_url=facet_url,
-    )
-
-
-def query_text(form: dict) -> str:
-    """The form's filters as the query language (what a power user would type)."""
-    parts = [form["q"].strip()] if form["q"].strip() else []
-    if form["rooms"]:
-        rooms = [f'room:"{room}"' for room in form["rooms"]]
-        parts.append(rooms[0] if len(rooms) == 1 else "(" + " OR ".join(rooms) + ")")
-    people = [p.strip() for p in form["people"].split(",") if p.strip()]
-    if people:
-        nicks = [f'from:"{p}"' for p in people]
-        parts.append(nicks[0] if len(nicks) == 1 else "(" + " OR ".join(nicks) + ")")
-    if form["after"]:
-        parts.append(f"after:{form['after']}")
-    if form["before"]:
-        parts.append(f"before:{form['before']}")
-    return " ".join(parts)
-
-
-def run_search(who, text: str, sort: str, cursor: str | None):
-    if sort not in ("relevance", "newest", "oldest"):
-        raise bad_parameter("sort", "must be relevance, newest or oldest")
-    return search_index().search(text, scope_of(who), sort=sort, limit=SEARCH_PAGE, cursor=cursor)
-
-
-def _results(results, who):
-    hits = []
-    for hit in results.hits:
-        hits.append(
-            {
-                "room": hit.room,
-                "position": hit.position,
-                "nick": hit.nick,
-                "jid": hit.jid if who.sees_jids else None,
-                "time_iso": format_time(hit.time),
-                "time_text": f"{hit.time:%Y-%m-%d %H:%M} UTC",
-                "snippet_html": Markup(hit.snippet),  # escaped by the searcher; only <mark> added
-                "edited": hit.edited,
-                "retracted": hit.retracted,
-                "earlier_versions": hit.earlier_versions if who.sees_originals else [],
-            }
-        )
-    return {"total": results.total, "hits": hits, "facets": results.facets}

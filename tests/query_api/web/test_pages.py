@@ -7,7 +7,7 @@ import re
 import pytest
 
 from query_api.roles import Role
-from query_api.web import pages
+from query_api.web import pages, search_page
 
 from ..conftest import LOBBY, PUBLIC, SECRET, auth
 
@@ -88,9 +88,9 @@ def test_without_anonymous_read_pages_ask_to_sign_in(app, tokens):
 
 
 def test_search_filters_sort_paging_and_facets(client, tokens, monkeypatch):
-    monkeypatch.setattr(pages, "SEARCH_PAGE", 2)
+    monkeypatch.setattr(search_page, "SEARCH_PAGE", 2)
     sign_in(client, tokens["compliance"])
-    assert pages.query_text({"q": "x", "rooms": [LOBBY, PUBLIC], "people": "ann lee, bob", "after": "2024-05-01",
+    assert search_page.query_text({"q": "x", "rooms": [LOBBY, PUBLIC], "people": "ann lee, bob", "after": "2024-05-01",
                              "before": "", "sort": "relevance"}) == (
         f'x (room:"{LOBBY}" OR room:"{PUBLIC}") (from:"ann lee" OR from:"bob") after:2024-05-01'
     )  # fmt: skip

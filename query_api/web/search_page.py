@@ -1,0 +1,113 @@
+"""The search page: the query language with its help at hand, filters, snippets, facets, paging.
+
+The form's filters become query-language terms (``room:``, ``from:``, ``after:``,
+``before:``), and the search runs in the caller's scope exactly as the API's
+``/search`` does.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from flask import render_template, request
+from markupsafe import Markup
+
+from archive.errors import InvalidQueryError
+from archive.times import format_time
+
+from ..context import api
+from ..errors import bad_parameter
+from ..roles import Capability
+from ..search import index as search_index
+from ..search import scope_of
+from .pages import bp, require
+
+SEARCH_PAGE = 20
+
+
+@bp.get("/")
+def search():
+    who = require(Capability.SEARCH)
+    form = {
+        "q": request.args.get("q", ""),
+        "rooms": request.args.getlist("room"),
+        "people": request.args.get("people", ""),
+        "after": request.args.get("after", ""),
+        "before": request.args.get("before", ""),
+        "sort": request.args.get("sort", "relevance"),
+    }
+    room_choices = sorted(who.visible(api().known_rooms()))
+    text = query_text(form)
+    results = error = None
+    page = int(request.args.get("page", "1")) if request.args.get("page", "1").isdigit() else 1
+    if text:
+        try:
+            results = run_search(who, text, form["sort"], request.args.get("cursor"))
+        except InvalidQueryError as e:
+            where = f" (at character {e.position + 1})" if e.position is not None else ""
+            error = f"{e}{where}"
+    next_url = first_url = None
+    if results is not None:
+        base_items = [(k, v) for k, v in request.args.items(multi=True) if k not in ("cursor", "page")]
+        if results.next_cursor:
+            next_url = "?" + urlencode([*base_items, ("cursor", results.next_cursor), ("page", page + 1)])
+        first_url = "?" + urlencode(base_items)
+
+    def facet_url(name: str, value: str) -> str:
+        items = [(k, v) for k, v in request.args.items(multi=True) if k not in ("cursor", "page", name)]
+        return "?" + urlencode([*items, (name, value)])
+
+    return render_template(
+        "web/search.html",
+        form=form,
+        room_choices=room_choices,
+        results=_results(results, who) if results is not None else None,
+        error=error,
+        page=page,
+        next_url=next_url,
+        first_url=first_url,
+        facet_url=facet_url,
+    )
+
+
+def query_text(form: dict) -> str:
+    """The form's filters as the query language (what a power user would type)."""
+    parts = [form["q"].strip()] if form["q"].strip() else []
+    if form["rooms"]:
+        rooms = [f'room:"{room}"' for room in form["rooms"]]
+        parts.append(rooms[0] if len(rooms) == 1 else "(" + " OR ".join(rooms) + ")")
+    people = [p.strip() for p in form["people"].split(",") if p.strip()]
+    if people:
+        nicks = [f'from:"{p}"' for p in people]
+        parts.append(nicks[0] if len(nicks) == 1 else "(" + " OR ".join(nicks) + ")")
+    if form["after"]:
+        parts.append(f"after:{form['after']}")
+    if form["before"]:
+        parts.append(f"before:{form['before']}")
+    return " ".join(parts)
+
+
+def run_search(who, text: str, sort: str, cursor: str | None):
+    if sort not in ("relevance", "newest", "oldest"):
+        raise bad_parameter("sort", "must be relevance, newest or oldest")
+    return search_index().search(text, scope_of(who), sort=sort, limit=SEARCH_PAGE, cursor=cursor)
+
+
+def _results(results, who):
+    hits = []
+    for hit in results.hits:
+        hits.append(
+            {
+                "room": hit.room,
+                "position": hit.position,
+                "nick": hit.nick,
+                "jid": hit.jid if who.sees_jids else None,
+                "time_iso": format_time(hit.time),
+                "time_text": f"{hit.time:%Y-%m-%d %H:%M} UTC",
+                "snippet_html": Markup(hit.snippet),  # escaped by the searcher; only <mark> added
+                "edited": hit.edited,
+                "retracted": hit.retracted,
+                "earlier_versions": hit.earlier_versions if who.sees_originals else [],
+            }
+        )
+    return {"total": results.total, "hits": hits, "facets": results.facets}

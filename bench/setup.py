@@ -23,7 +23,7 @@ def bench_config(workdir: Path, *, port: int = 0, extra: dict | None = None) -> 
 def config_toml(config: Config) -> str:
     """The config as TOML, for a `chat-archive --config FILE` subprocess."""
     lines = []
-    for section in ("store", "index", "projections", "api"):
+    for section in ("xmpp", "store", "index", "projections", "api"):
         lines.append(f"[{section}]")
         for key, value in msgspec.structs.asdict(getattr(config, section)).items():
             if isinstance(value, bool):

@@ -122,10 +122,8 @@ def to_tantivy(doc: MessageDoc) -> tantivy.Document:
     out.add_unsigned("key", doc.key)
     out.add_integer("ts", doc.ts)
     out.add_text("body", doc.body)
-    out.add_text("words", doc.body)
     for earlier in doc.history:
         out.add_text("history", earlier)
-        out.add_text("hwords", earlier)
     out.add_text("room", doc.room)
     out.add_text("nick", doc.nick)
     out.add_text("nick_lc", doc.nick.lower())
@@ -135,7 +133,7 @@ def to_tantivy(doc: MessageDoc) -> tantivy.Document:
     if doc.thread:
         out.add_text("thread", doc.thread)
     if doc.occupant_id:
-        out.add_text("occupant", doc.occupant_id)
+        out.add_bytes("occupant", doc.occupant_id.encode())
     for ref in doc.refs:
         out.add_unsigned("rhash", ref)
         out.add_unsigned("rbucket", ref_bucket(ref))
@@ -158,7 +156,7 @@ def from_tantivy(stored: dict) -> MessageDoc:
         jid=_first(stored, "jid"),
         thread=_first(stored, "thread"),
         capture=capture_name(stored["capture"][0]),
-        occupant_id=_first(stored, "occupant"),
+        occupant_id=bytes(stored["occupant"][0]).decode() if stored.get("occupant") else None,
         refs=list(stored.get("rhash", [])),
         edited=bool(stored.get("edited")),
         retracted=bool(stored.get("retracted")),
@@ -174,6 +172,12 @@ def meta_document(position: int, version: int) -> tantivy.Document:
     out.add_unsigned("meta", FLAG_SET)
     out.add_unsigned("position", position)
     out.add_unsigned("version", version)
+    return out
+
+
+def vocab_document(word: str) -> tantivy.Document:
+    out = tantivy.Document()
+    out.add_text("vocab", word)
     return out
 
 

@@ -8,8 +8,10 @@ retractions whose target has not been indexed yet.
 - ``body``: current text, English stemming (``en_stem``), positions for phrases.
 - ``history``: earlier versions of a corrected message (one value each), only
   searched in compliance scope.
-- ``words`` / ``hwords``: the same texts unstemmed (``default``), doc ids only,
-  for ``prefix*`` and ``fuzzy~`` (a stem such as "run" would hide "running").
+- ``vocab``: one small document per distinct unstemmed word ever indexed, so
+  that ``prefix*`` and ``fuzzy~`` can expand to words (then to their stems)
+  without indexing every body a second time unstemmed: a stem such as "run"
+  hides "running" from a prefix "runn*", the vocabulary does not.
 - ``room``, ``jid``: lowercased exact terms; ``nick`` exact (facets, display),
   ``nick_lc`` lowercased exact (``from:`` is case-insensitive).
 - ``key``, ``ts`` (occurred_at in microseconds since the epoch): columns only,
@@ -38,15 +40,14 @@ def build_schema() -> tantivy.Schema:
     sb.add_integer_field("ts", stored=True, fast=True)
     sb.add_text_field("body", stored=True, tokenizer_name=BODY_TOKENIZER)
     sb.add_text_field("history", stored=True, tokenizer_name=BODY_TOKENIZER)
-    sb.add_text_field("words", tokenizer_name="default", index_option="basic")
-    sb.add_text_field("hwords", tokenizer_name="default", index_option="basic")
+    sb.add_text_field("vocab", stored=True, tokenizer_name="raw", index_option="basic")
     sb.add_text_field("room", stored=True, fast=True, tokenizer_name="raw", index_option="basic")
     sb.add_text_field("nick", stored=True, fast=True, tokenizer_name="raw", index_option="basic")
     sb.add_text_field("nick_lc", tokenizer_name="raw", index_option="basic")
     sb.add_text_field("jid", stored=True, tokenizer_name="raw", index_option="basic")
     sb.add_text_field("thread", stored=True, tokenizer_name="raw", index_option="basic")
     sb.add_unsigned_field("capture", stored=True)
-    sb.add_text_field("occupant", stored=True, tokenizer_name="raw", index_option="basic")
+    sb.add_bytes_field("occupant", stored=True)  # never searched: not indexed
     # A message's ids as 64-bit hashes: ``rbucket`` (the top 16 bits) is a term shared by
     # many messages, ``rhash`` a column checked only for that bucket's postings. A term
     # unique to each message would cost as much to index as the whole rest of it.

@@ -2,18 +2,21 @@
 
 Query strings are never handed to tantivy's own parser (its traps: ``AND NOT``,
 ``word~`` and ``wor*`` silently match nothing). Words and phrases are analysed
-with the body's own analyzer (English stems); ``prefix*`` and ``fuzzy~`` work on
-the unstemmed ``words`` field. In compliance scope every text form also
-matches earlier versions of corrected messages (``history`` / ``hwords``).
+with the body's own analyzer (English stems). ``prefix*`` and ``fuzzy~`` expand
+through the index's vocabulary of unstemmed words to those words' stems, so
+``runn*`` finds "running" (stem "run") and, as any stemmed search, "run".
+In compliance scope every text form also matches earlier versions of
+corrected messages (``history``).
 
 Words that analyse to nothing (punctuation, emoji) are dropped, so ``hello !!!``
-and ``hello OR !!!`` are ``hello``; a word of several tokens (``don't``, ``e-mail``) is
-a phrase of them, as in the body.
+and ``hello OR !!!`` are ``hello``; a word of several tokens (``don't``,
+``e-mail``) is a phrase of them, as in the body.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import msgspec
 import tantivy
@@ -27,19 +30,27 @@ from .schema import FLAG_SET, SCHEMA, STEM_ANALYZER, WORD_ANALYZER
 
 
 class Highlights(msgspec.Struct):
-    """What the positive text terms of a query match, for snippets."""
+    """The stems the positive text terms of a query match, for snippets."""
 
     stems: set[str] = msgspec.field(default_factory=set)
-    prefixes: set[str] = msgspec.field(default_factory=set)
-    fuzzy: set[tuple[str, int]] = msgspec.field(default_factory=set)
+
+
+class Lexicon(Protocol):
+    """What the index knows that a query expands to (see ``searcher.Lexicon``)."""
+
+    def rooms_with_local(self, local: str) -> list[str]: ...
+
+    def words_with_prefix(self, prefix: str) -> list[str]: ...
+
+    def words_near(self, word: str, distance: int) -> list[str]: ...
 
 
 class Translator:
-    """One query's translation; ``rooms_with_local`` expands ``room:lobby`` to full room JIDs."""
+    """One query's translation against the index's ``lexicon``."""
 
-    def __init__(self, *, compliance: bool, rooms_with_local: Callable[[str], list[str]]):
+    def __init__(self, *, compliance: bool, lexicon: Lexicon):
         self.compliance = compliance
-        self.rooms_with_local = rooms_with_local
+        self.lexicon = lexicon
         self.highlights = Highlights()
 
     def translate(self, node: Node, negated: bool = False) -> Query | None:
@@ -117,29 +128,24 @@ class Translator:
         return self._with_history(on("body"), lambda: on("history"))
 
     def _per_token(self, text: str, negated: bool, *, prefix: bool = False, distance: int = 0) -> Query | None:
-        """``prefix*`` / ``fuzzy~``: one token as asked; of several, the last as asked and
-        the others as exact (unstemmed) words."""
+        """``prefix*`` / ``fuzzy~``: one token as asked; of several (``e-mai*``), the last as
+        asked and the others as plain words, all in the same text."""
         tokens = WORD_ANALYZER.analyze(text)
         if not tokens:
             return None
         *exact, last = tokens
+        words = self.lexicon.words_with_prefix(last) if prefix else self.lexicon.words_near(last, distance)
+        expanded = sorted({stem for word in words for stem in STEM_ANALYZER.analyze(word)})
+        exact_stems = [stem for word in exact for stem in STEM_ANALYZER.analyze(word)]
+        if not negated:
+            self.highlights.stems.update(exact_stems, expanded)
 
         def on(field: str) -> Query:
-            if prefix:
-                # Tokens are letters and digits only: nothing to escape in the regex.
-                final = Query.regex_query(SCHEMA, field, last + ".*")
-            else:
-                final = Query.fuzzy_term_query(SCHEMA, field, last, distance, True)
-            parts = [Query.term_query(SCHEMA, field, word) for word in exact] + [final]
+            final = Query.term_set_query(SCHEMA, field, expanded) if expanded else Query.empty_query()
+            parts = [Query.term_query(SCHEMA, field, stem) for stem in exact_stems] + [final]
             return parts[0] if len(parts) == 1 else Query.boolean_query([(Occur.Must, p) for p in parts])
 
-        if not negated:
-            self.highlights.stems.update(STEM_ANALYZER.analyze(" ".join(exact)))
-            if prefix:
-                self.highlights.prefixes.add(last)
-            else:
-                self.highlights.fuzzy.add((last, distance))
-        return self._with_history(on("words"), lambda: on("hwords"))
+        return self._with_history(on("body"), lambda: on("history"))
 
     def _with_history(self, current: Query, history: Callable[[], Query]) -> Query:
         if not self.compliance:
@@ -153,5 +159,5 @@ class Translator:
             return Query.term_query(SCHEMA, "jid", node.value)
         if "@" in node.value:
             return Query.term_query(SCHEMA, "room", node.value)
-        rooms = self.rooms_with_local(node.value)
+        rooms = self.lexicon.rooms_with_local(node.value)
         return Query.term_set_query(SCHEMA, "room", rooms) if rooms else Query.empty_query()

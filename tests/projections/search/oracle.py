@@ -60,10 +60,13 @@ class Oracle:
     def __init__(self):
         self.messages: dict[int, dict] = {}
         self.tombs: dict[tuple[str, str], MessageRetracted] = {}
+        self.vocabulary: set[str] = set()  # every unstemmed word of every text indexed
 
     def replay(self, records) -> None:
         for record in records:
             event = record.event
+            if isinstance(event, (MessagePosted, MessageCorrected)):
+                self.vocabulary.update(plain(event.body))
             if isinstance(event, MessagePosted):
                 self._post(record.position, event)
             elif isinstance(event, MessageCorrected):
@@ -143,7 +146,7 @@ class Oracle:
             for m in self.messages.values()
             if (rooms is None or m["room"] in {r.lower() for r in rooms})
             and (compliance or not m["retracted"])
-            and matches(node, m, compliance)
+            and matches(node, m, compliance, self.vocabulary)
         ]
 
 
@@ -164,17 +167,17 @@ def _dropped(node) -> bool:
     return False
 
 
-def matches(node, message, compliance) -> bool:
+def matches(node, message, compliance, vocabulary) -> bool:
     if isinstance(node, Everything):
         return True
     if isinstance(node, And):
         kept = [c for c in node.children if not _dropped(c)]
-        return all(matches(c, message, compliance) for c in kept)
+        return all(matches(c, message, compliance, vocabulary) for c in kept)
     if isinstance(node, Or):
         kept = [c for c in node.children if not _dropped(c)]
-        return any(matches(c, message, compliance) for c in kept) if kept else True
+        return any(matches(c, message, compliance, vocabulary) for c in kept) if kept else True
     if isinstance(node, Not):
-        return True if _dropped(node.child) else not matches(node.child, message, compliance)
+        return True if _dropped(node.child) else not matches(node.child, message, compliance, vocabulary)
     if isinstance(node, (Word, Phrase)):
         wanted = stems(node.text)
         if not wanted:
@@ -187,17 +190,22 @@ def matches(node, message, compliance) -> bool:
                 return True
         return False
     if isinstance(node, (Prefix, Fuzzy)):
+        # Expanded through the vocabulary to words, then to their stems; several
+        # tokens must all be in the current text, or all in the earlier versions.
         tokens = plain(node.text)
         if not tokens:
             return True
         *exact, last = tokens
-        for text in _versions(message, compliance):
-            words = set(plain(text))
-            if not set(exact) <= words:
-                continue
-            if isinstance(node, Prefix) and any(w.startswith(last) for w in words):
-                return True
-            if isinstance(node, Fuzzy) and any(edit_distance(w, last) <= node.distance for w in words):
+        if isinstance(node, Prefix):
+            words = {w for w in vocabulary if w.startswith(last)}
+        else:
+            words = {w for w in vocabulary if edit_distance(w, last) <= node.distance}
+        expanded = {s for w in words for _, s in stems(w)}
+        wanted = {s for w in exact for _, s in stems(w)}
+        texts = [[message["body"]]] + ([message["history"]] if compliance and message["history"] else [])
+        for group in texts:
+            have = {s for text in group for _, s in stems(text)}
+            if wanted <= have and have & expanded:
                 return True
         return False
     if isinstance(node, FieldIs):

@@ -28,9 +28,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from slixmpp.xmlstream.handler import Callback
-from slixmpp.xmlstream.matcher import StanzaPath
-
 from archive.errors import ChatArchiveError
 from archive.store import EventStore
 from archive.times import utcnow
@@ -106,9 +103,7 @@ class Listener:
         for name in ("disconnected", "connection_failed"):
             client.add_event_handler(name, lambda e, name=name: self._settle("ended", f"{name}: {e}"))
         client.add_event_handler("failed_all_auth", lambda _: self._settle("ended", self._auth_failure(client)))
-        client.add_filter("in", self._heard)
-        client.register_handler(Callback("archive-presence", StanzaPath("presence"), self.rooms.on_presence))
-        client.register_handler(Callback("archive-message", StanzaPath("message"), self.rooms.on_message))
+        client.add_filter("in", self._incoming)
         return client
 
     def _auth_failure(self, client) -> str:
@@ -167,9 +162,9 @@ class Listener:
             self._discovery = None
         self.rooms.went_offline(self.last_heard or utcnow())
 
-    def _heard(self, stanza):
+    def _incoming(self, stanza):
         self.last_heard = utcnow()
-        return stanza
+        return None if self.rooms.take(stanza) else stanza
 
     # -- discovery -------------------------------------------------------------
 

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 NEW, JOINING, JOINED, LOST, UNAVAILABLE = "new", "joining", "joined", "lost", "unavailable"
 GONE = "gone"  # the room no longer exists; joined again only if service discovery lists it again
+_MESSAGE, _PRESENCE, _SUBJECT, _BODY = (q(CLIENT, tag) for tag in ("message", "presence", "subject", "body"))
 
 
 @dataclass
@@ -92,22 +93,34 @@ class Rooms:
                 state.phase = LOST
             self.release(state)
 
-    def _room_of(self, stanza) -> tuple[RoomState, RoomView, str | None] | None:
+    def take(self, stanza) -> bool:
+        """Handle a presence or groupchat message of a room being archived.
+
+        False for any other stanza (slixmpp's handlers get it). Called as an
+        incoming filter, before slixmpp matches its many handlers: the hot path.
+        """
+        xml = stanza.xml
+        if xml.tag == _MESSAGE and xml.get("type") == "groupchat":
+            handle = self._on_message
+        elif xml.tag == _PRESENCE:
+            handle = self._on_presence
+        else:
+            return False
         try:
-            room, nick = split_jid(stanza.xml.get("from"))
+            room, nick = split_jid(xml.get("from"))
         except MalformedStanza:
-            return None
+            return False
         state = self.states.get(room)
         if state is None or state.ctx is None or state.phase not in (JOINING, JOINED):
-            return None
-        return state, self.views[room], nick
+            return False
+        try:
+            handle(state, self.views[room], nick, xml)
+        except Exception:  # noqa: BLE001 - a stanza we cannot handle must not end the session
+            log.exception("skipping a stanza from %s that could not be handled", room)
+        return True
 
-    def on_presence(self, stanza) -> None:
-        found = self._room_of(stanza)
-        if found is None:
-            return
-        state, view, nick = found
-        xml, kind, now = stanza.xml, stanza.xml.get("type"), utcnow()
+    def _on_presence(self, state: RoomState, view: RoomView, nick: str | None, xml) -> None:
+        kind, now = xml.get("type"), utcnow()
         pending = state.join_future is not None and not state.join_future.done()
         if kind == "error":
             if pending and nick in (None, state.nick):
@@ -145,15 +158,9 @@ class Rooms:
         self.release(state)
         self.unavailable(state, why)
 
-    def on_message(self, stanza) -> None:
-        if stanza.xml.get("type") != "groupchat":
-            return
-        found = self._room_of(stanza)
-        if found is None:
-            return
-        state, view, _ = found
-        events = translate_message(stanza.xml, state.ctx, view, utcnow())
-        if view.joining and stanza.xml.find(q(CLIENT, "subject")) is not None and stanza.xml.find(q(CLIENT, "body")) is None:
+    def _on_message(self, state: RoomState, view: RoomView, nick: str | None, xml) -> None:
+        events = translate_message(xml, state.ctx, view, utcnow())
+        if view.joining and xml.find(_SUBJECT) is not None and xml.find(_BODY) is None:
             view.joining = False  # the subject ends the join sequence
             state.join_done.set()
         # Replayed history belongs before the gap record and the rejoin's presence changes.

@@ -2,7 +2,8 @@
 
 ``up --demo`` (and ``listen --demo``) call ``start_demo(config)``: it starts the
 server in a temporary directory, opens three rooms, and keeps users chatting,
-changing status and nick, coming and going, until the handle is stopped. It
+changing status and nick, correcting and moderating messages, coming and going,
+until the handle is stopped. It
 returns the ``[xmpp]`` settings the listener should use to archive it.
 """
 
@@ -108,6 +109,10 @@ class DemoHandle:
             user.leave(room, "bye")
         elif roll < 0.96 and name == "alice":
             user.set_subject(room, f"Today: {rng.choice(WORDS)} and {rng.choice(WORDS)}")
+        elif roll < 0.97 and name == "alice":
+            spam = rng.choice([u for u in people.values() if u is not user and room in u.nicks] or [user])
+            sent = spam.say(room, "BUY CHEAP WATCHES")
+            user.moderate(room, sent["stanza_id"], "spam")
         else:
             user.say(room, rng.choice(("brb", "lol", "+1", "see you", "thanks!")))
 

@@ -178,7 +178,8 @@ class Listener:
                 try:
                     rooms = await list_rooms(client, service)
                 except DiscoError as e:
-                    self._error(str(e))
+                    if str(e) != self.status.last_error:  # once, not every poll
+                        self._error(str(e))
                     continue
                 listed.update(room for room in rooms if allowed(room, self.settings))
             candidates = listed | {room.lower() for room in self.settings.rooms} | set(self.rooms.lost()) | unlisted

@@ -35,6 +35,7 @@ from ..errors import ApiError
 SESSION_COOKIE = "chat_archive_session"
 PRESESSION_COOKIE = "chat_archive_presession"
 SESSION_IDLE_SECONDS = 12 * 3600
+MAX_SESSIONS = 100_000
 WEB = "chat_archive_web"
 
 
@@ -58,6 +59,8 @@ class WebSessions:
         session_id = secrets.token_urlsafe(32)
         with self._lock:
             self._expire()
+            while len(self._sessions) >= MAX_SESSIONS:  # the oldest sign-in goes first
+                del self._sessions[next(iter(self._sessions))]
             self._sessions[session_id] = WebSession(token, user)
         return session_id
 

@@ -43,6 +43,7 @@ from .xmpp_session import JoinError, NoSuchSession
 bp = Blueprint("widget", __name__)
 
 TICKET_SECONDS = 8 * 3600
+MAX_TICKETS = 100_000
 TICKET_HEADER = "X-Widget-Ticket"
 SESSION_HEADER = "X-Widget-Session"
 
@@ -71,6 +72,8 @@ class Tickets:
             now = time.monotonic()
             for old in [k for k, t in self._tickets.items() if t.expires < now]:
                 del self._tickets[old]
+            while len(self._tickets) >= MAX_TICKETS:  # memory stays bounded whatever a site asks for
+                del self._tickets[next(iter(self._tickets))]
             self._tickets[key] = ticket
         return key
 

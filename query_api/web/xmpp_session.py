@@ -87,8 +87,11 @@ class Session:
 class XmppSessions:
     """Widget sessions by id; thread-safe blocking API over a private asyncio loop."""
 
-    def __init__(self, server: ServerAddress, *, idle_timeout: float = 120.0, join_timeout: float = 15.0):
+    def __init__(
+        self, server: ServerAddress, *, idle_timeout: float = 120.0, join_timeout: float = 15.0, max_sessions: int = 500
+    ):
         self.server = server
+        self.max_sessions = max_sessions
         self.idle_timeout = idle_timeout
         self.join_timeout = join_timeout
         self._sessions: dict[str, Session] = {}
@@ -115,6 +118,8 @@ class XmppSessions:
             raise JoinError(f"{jid!r} is not a JID (user@example.org)") from e
         if not bare.user or not password:
             raise JoinError("a JID (user@example.org) and its password are needed to join")
+        if self.count() >= self.max_sessions:
+            raise JoinError("too many people are joined through widgets right now: try again later")
         try:
             return self._call(self._join(bare.bare, password, room, nick), self.join_timeout + 5)
         except JoinError:

@@ -173,3 +173,18 @@ def test_every_response_has_a_content_security_policy(client, path):
     assert "default-src 'none'" in policy and "script-src 'self' 'nonce-" in policy
     ancestors = "frame-ancestors 'self'" if path.startswith("/widget/") else "frame-ancestors 'none'"
     assert ancestors in policy
+
+
+def test_sessions_and_tickets_held_in_memory_are_bounded(monkeypatch):
+    from query_api.access import AllRooms, Caller
+    from query_api.web import auth, widget
+
+    monkeypatch.setattr(widget, "MAX_TICKETS", 2)
+    tickets = widget.Tickets()
+    keys = [tickets.issue(widget.Ticket(Caller(Role.COMPLIANCE, AllRooms()), LOBBY, 1e12)) for _ in range(3)]
+    assert tickets.get(keys[0]) is None and tickets.get(keys[1]) and tickets.get(keys[2])
+    assert "pw-123" not in repr(widget.Ticket(Caller(Role.COMPLIANCE, AllRooms()), LOBBY, 0, "a@b", "pw-123"))
+    monkeypatch.setattr(auth, "MAX_SESSIONS", 2)
+    sessions = auth.WebSessions()
+    ids = [sessions.create("token", None) for _ in range(3)]
+    assert sessions.get(ids[0]) is None and sessions.get(ids[1]) and sessions.get(ids[2])

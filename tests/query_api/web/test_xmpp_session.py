@@ -69,6 +69,10 @@ def test_refusals_say_why(room, sessions):
     with pytest.raises(JoinError, match="is not a JID|are needed"):
         sessions.join("no-at-sign", PASSWORD, name, "x")
     assert sessions.count() == 0
+    sessions.max_sessions = 1
+    sessions.join("bob@localhost", PASSWORD, name, "bob")
+    with pytest.raises(JoinError, match="too many"):
+        sessions.join("carol@localhost", PASSWORD, name, "carol")
 
 
 def test_a_session_nobody_polls_leaves_the_room(room, sessions):

@@ -34,8 +34,14 @@ class ApiContext:
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
     stopping: threading.Event = field(default_factory=threading.Event)
     _rooms: TtlCache = field(default_factory=lambda: TtlCache(1.0))
+    follow_slots: threading.BoundedSemaphore = field(default=None)
+    """Open ``follow`` streams hold a server thread each: at most half the threads may."""
     summaries: TtlCache = field(default_factory=lambda: TtlCache(2.0, max_entries=1000))
     """Room summaries of recent ``/rooms`` pages: a busy site lists the same rooms for many users."""
+
+    def __post_init__(self) -> None:
+        if self.follow_slots is None:
+            self.follow_slots = threading.BoundedSemaphore(max(1, self.settings.threads // 2))
 
     def known_rooms(self) -> list[str]:
         """Every room with events, in JID order (briefly cached: a new room shows up within a second)."""

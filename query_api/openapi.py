@@ -39,7 +39,7 @@ def errors(*statuses: int) -> dict:
         401: "no token or an unknown or revoked token",
         403: "the caller's role may not use this endpoint",
         404: "no such room, or one the caller may not see (the same answer)",
-        503: "the archive, its views or its index cannot be read right now",
+        503: "the archive, its views or its index cannot be read right now, or too many follow streams are open",
     }
     return {str(s): {"description": meaning[s], "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}} for s in statuses}
 
@@ -119,7 +119,7 @@ def document() -> dict:
             [query("after", {"type": "integer", "minimum": 0}, "only events after this global position (the cursor)"),
              query("follow", {"type": "boolean"}, "keep the stream open and send events as they are appended; idle streams get empty keep-alive lines"),
              query("limit", {"type": "integer", "minimum": 1})],
-            ndjson_ok("one `{\"position\": N, \"event\": {...}}` per line"), statuses=(400, 401, 403))},
+            ndjson_ok("one `{\"position\": N, \"event\": {...}}` per line"), statuses=(400, 401, 403, 503))},
         "/api/v1/export": {"get": operation(
             "Compliance export of a search or a room's time range, streamed, ending with a SHA-256 line", "compliance",
             [query("q", {"type": "string"}, "a search whose messages are exported, with their edits and retractions"),

@@ -20,6 +20,7 @@ from archive.events import Event, Recorded
 
 from .access import Caller
 from .context import api, caller, visible_room
+from .errors import ApiError
 from .params import Params
 from .roles import Capability
 
@@ -82,9 +83,14 @@ def log_events() -> Response:
     if not follow:
         records = (r for r in context.store.read_log(after) if seen(r.event.room))
         return _stream(ndjson_line(r, who) for r in _take(records, limit))
+    if not context.follow_slots.acquire(blocking=False):
+        raise ApiError(503, "too_many_streams", "too many follow streams are open; try again later", headers={"Retry-After": "30"})
     tail = follow_log(context.store, after, seen, context.stopping, context.settings.follow_heartbeat)
     lines = (r if isinstance(r, bytes) else ndjson_line(r, who) for r in tail)
-    return _stream(_take(lines, limit, count=lambda line: line not in (FLUSH, HEARTBEAT)))
+    response = _stream(_take(lines, limit, count=lambda line: line not in (FLUSH, HEARTBEAT)))
+    # The server closes every response, finished or abandoned: that gives the slot back.
+    response.call_on_close(context.follow_slots.release)
+    return response
 
 
 def follow_log(

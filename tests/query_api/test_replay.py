@@ -105,3 +105,19 @@ def test_follow_sends_heartbeats_and_ends_when_the_server_stops(client, tokens, 
     assert next(chunks) == b"\n"  # follow_heartbeat is 0.5 s in these tests
     threading.Timer(0.2, stopping.set).start()
     assert list(chunks) in ([], [b"\n"])  # the stream ends instead of blocking forever
+
+
+def test_follow_streams_are_limited_to_half_the_threads(private_app, tokens):
+    client = private_app.test_client()  # [api] threads = 16: 8 follow streams at once
+    headers = auth(tokens["compliance"])
+    streams = [client.get("/api/v1/events?follow=true", headers=headers, buffered=False) for _ in range(8)]
+    assert {s.status_code for s in streams} == {200}
+    refused = client.get("/api/v1/events?follow=true", headers=headers)
+    assert refused.status_code == 503 and refused.json["error"]["code"] == "too_many_streams"
+    assert client.get("/api/v1/events?limit=1", headers=headers).status_code == 200  # plain replay is not limited
+    streams.pop().close()
+    again = client.get("/api/v1/events?follow=true", headers=headers, buffered=False)
+    assert again.status_code == 200
+    private_app.extensions["chat_archive"].stopping.set()
+    for stream in [*streams, again]:
+        stream.close()

@@ -26,7 +26,7 @@ from pathlib import Path
 import msgspec
 
 from . import results as report
-from .corpus import SIZES, CorpusSpec, generate, write_ndjson
+from .corpus import SIZES, CorpusSpec, from_irc_log, generate, write_ndjson
 from .machine import machine, versions
 from .measure import Figure, Results, peak_rss_self
 
@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/chat-archive-bench"),
                         help="where stores, indexes and servers live during the run")
     parser.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL figures")
+    parser.add_argument("--irc-log", metavar="FILE", help="use a real IRC-style log as the corpus instead "
+                        "([HH:MM] <nick> text, === nick joined/left); results are saved under the size 'irc'")
+    parser.add_argument("--irc-room", default="irc@conference.example.org", help="room JID for --irc-log")
+    parser.add_argument("--irc-date", default="2024-01-01", help="date of the log's first line (YYYY-MM-DD)")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md", help="results file (default bench/RESULTS.md)")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -60,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown stage(s): {', '.join(sorted(unknown))}; stages: {', '.join(STAGES)}")
 
     spec = CorpusSpec.for_size(args.size, seed=args.seed)
-    workdir = args.workdir / args.size
-    res = Results(size=args.size)
+    size = args.size
+    if args.irc_log:
+        spec, size = from_irc_log(args.irc_log, args.irc_room, args.irc_date), "irc"
+    workdir = args.workdir / size
+    res = Results(size=size)
     ctx: dict = {"postgres": not args.no_postgres}
     load_start = report.loadavg()
     print(f"bench: {spec.events:,} events, {spec.rooms} rooms, {spec.users} users, workdir {workdir}", flush=True)
@@ -108,7 +115,7 @@ def write_report(size: str, out: Path) -> None:
 def scale_section() -> str:
     """A table of every figure across the sizes measured so far, then the hand-written scale notes."""
     runs = {}
-    for size in SIZES:
+    for size in [*SIZES, "irc"]:
         run = load_run(size)
         if run:
             runs[size] = {f"{f['group']}: {f['name']}": f for f in run["results"]["figures"]}
@@ -137,7 +144,7 @@ def _short(v: float) -> str:
 def report_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench report",
                                      description="re-render a results file from the saved run of a size")
-    parser.add_argument("--size", choices=list(SIZES), default="1m")
+    parser.add_argument("--size", choices=[*SIZES, "irc"], default="1m")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
     if load_run(args.size) is None:

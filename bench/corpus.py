@@ -9,24 +9,30 @@ queries have hits), and occupant churn in realistic proportions: joins, leaves
 and role changes. The same seed and size always give the same events.
 
 ``write_ndjson`` / ``read_ndjson`` stream a corpus to and from a file (one JSON
-event per line), for runs that want the corpus on disk.
+event per line), for runs that want the corpus on disk. ``from_irc_log`` makes
+a real IRC-style log the corpus instead (parsed by ``ingest.irc_log``).
+
+Stanza-ids are random 16-character strings, as Prosody issues them (so the
+store's idempotency-key index gets no locality from them).
 """
 
 from __future__ import annotations
 
 import base64
 import bisect
+import dataclasses
 import functools
 import itertools
 import random
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from archive import events as ev
 from archive.codec import from_json, to_json
+from ingest.irc_log import parse_irc_log
 
 SIZES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -76,6 +82,9 @@ class CorpusSpec:
     users: int
     seed: int = 42
     vocabulary: int = 50_000
+    irc_log: str | None = None  # a real IRC-style log instead of synthetic chat (see from_irc_log)
+    irc_room: str = f"irc@{MUC}"
+    irc_start: str = "2024-01-01"
 
     @classmethod
     def for_size(cls, size: str | int, seed: int = 42) -> CorpusSpec:
@@ -262,7 +271,21 @@ def _word_count(rng: random.Random) -> int:
 
 def generate(spec: CorpusSpec) -> Iterator[ev.Event]:
     """The corpus, one event at a time."""
+    if spec.irc_log:
+        return _irc_events(spec)
     return _Generator(spec).events()
+
+
+def from_irc_log(path: str, room: str = f"irc@{MUC}", start: str = "2024-01-01") -> CorpusSpec:
+    """A spec whose events are those of an IRC-style log (ingest.irc_log), counted in one streamed pass."""
+    spec = CorpusSpec(events=0, rooms=1, users=0, irc_log=path, irc_room=room, irc_start=start)
+    n = sum(1 for _ in _irc_events(spec))
+    return dataclasses.replace(spec, events=n)
+
+
+def _irc_events(spec: CorpusSpec) -> Iterator[ev.Event]:
+    with open(spec.irc_log, encoding="utf-8", errors="replace") as f:
+        yield from parse_irc_log(f, spec.irc_room, date.fromisoformat(spec.irc_start), recorded_at=START)
 
 
 def write_ndjson(events: Iterable[ev.Event], path: Path) -> int:

@@ -150,13 +150,14 @@ class Rooms:
         if pending:
             state.join_future.set_result(("refused", "removed while joining", "removed"))
             return
-        x = muc_user(xml)
-        destroyed = x is not None and x.find(q(MUC_USER, "destroy")) is not None
-        why = "room destroyed" if destroyed else f"the listener was removed (status {sorted(codes)})"
-        if not destroyed:
-            state.gap_start = utcnow()
         self.release(state)
-        self.unavailable(state, why)
+        x = muc_user(xml)
+        if x is not None and x.find(q(MUC_USER, "destroy")) is not None:
+            state.phase = GONE
+            self._on_change()
+            return
+        state.gap_start = utcnow()
+        self.unavailable(state, f"the listener was removed (status {sorted(codes)})")
 
     def _on_message(self, state: RoomState, view: RoomView, nick: str | None, xml) -> None:
         events = translate_message(xml, state.ctx, view, utcnow())

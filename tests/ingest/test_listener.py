@@ -205,6 +205,7 @@ def test_a_destroyed_room_is_recorded_and_its_occupants_closed_out(prosody, peop
         alice.destroy(room, "project over")
         summary = wait_for_event(store, room, ("destroyed", "project over"))
         wait_for(lambda: room not in listener.joined_rooms(), message="the listener to leave")
+        assert listener.listener.refused_rooms() == {}, "a destroyed room is gone, not refused"
         summary = wait_for(lambda: (s := room_summary(store, room)) and len(s) >= 6 and s)
     # The room announces its occupants in no particular order.
     assert summary[0] == ("discovered",) and sorted(summary[1:3]) == [("joined", "alice"), ("joined", "bob")]

@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/chat-archive-bench"),
                         help="where stores, indexes and servers live during the run")
     parser.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL figures")
+    parser.add_argument("--light", action="store_true",
+                        help="append: only the store and raw sqlite3 (no indexed raw, no ordered-ids store): for 10m")
     parser.add_argument("--irc-log", metavar="FILE", help="use a real IRC-style log as the corpus instead "
                         "([HH:MM] <nick> text, === nick joined/left); results are saved under the size 'irc'")
     parser.add_argument("--irc-room", default="irc@conference.example.org", help="room JID for --irc-log")
@@ -69,9 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         spec, size = from_irc_log(args.irc_log, args.irc_room, args.irc_date), "irc"
     workdir = args.workdir / size
     res = Results(size=size)
-    ctx: dict = {"postgres": not args.no_postgres}
+    ctx: dict = {"postgres": not args.no_postgres, "light": args.light}
     load_start = report.loadavg()
     print(f"bench: {spec.events:,} events, {spec.rooms} rooms, {spec.users} users, workdir {workdir}", flush=True)
+    # A run of every stage replaces the saved run of its size; a run of some (--only) updates it.
+    fresh = set(only) == set(STAGES)
     for stage in [s for s in STAGES if s in only]:
         module = importlib.import_module(STAGE_MODULES[stage])
         started = time.perf_counter()
@@ -86,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         run = {"command": f"python -m bench {' '.join(argv)}".strip(), "load": [load_start, report.loadavg()],
                "machine": machine(), "versions": versions("host=127.0.0.1 user=postgres dbname=postgres"),
                "events": spec.events, "results": msgspec.to_builtins(res)}
-        save_run(res.size, run)  # after every stage: a long run's figures survive a later failure
+        save_run(res.size, merged(load_run(res.size) if not fresh else None, run))
+        fresh = False  # after every stage: a long run's figures survive a later failure
     write_report(res.size, args.out)
     print(f"wrote {args.out}")
     return 0
@@ -97,6 +102,22 @@ def save_run(size: str, run: dict) -> None:
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / f"{size}.json").write_text(json.dumps(run, indent=1, ensure_ascii=False))
+
+
+def merged(old: dict | None, new: dict) -> dict:
+    """``new``'s figures replace ``old``'s of the same name; ``old``'s others are kept."""
+    if old is None or old.get("events") != new["events"]:
+        return new
+    key = lambda f: (f["group"], f["name"])  # noqa: E731
+    figures = {key(f): f for f in old["results"]["figures"]}
+    for f in new["results"]["figures"]:
+        figures[key(f)] = f  # dicts keep first-insertion order: old figures first, new ones after
+    ordered = list(figures.values())
+    results = {**new["results"], "figures": ordered,
+               "rss": {**old["results"]["rss"], **new["results"]["rss"]},
+               "notes": list(dict.fromkeys(old["results"]["notes"] + new["results"]["notes"]))}
+    commands = old["command"] if old["command"] == new["command"] else f"{old['command']}; then {new['command']}"
+    return {**new, "command": commands, "load": [old["load"][0], new["load"][1]], "results": results}
 
 
 def load_run(size: str) -> dict | None:

@@ -15,7 +15,7 @@ MARKER = "corpus.txt"
 
 
 def run_append(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> None:
-    info = _append(spec, workdir, results, postgres=ctx["postgres"])
+    info = _append(spec, workdir, results, postgres=ctx["postgres"], light=ctx.get("light", False))
     (workdir / MARKER).write_text(f"{spec}\n")
     ctx.update(info)
 

@@ -79,7 +79,7 @@ def healthz() -> Response:
 def metrics() -> Response:
     context = api()
     if not context.settings.metrics_public and caller(Capability.ROOMS).role is Role.ANONYMOUS:
-        raise unauthorized("a bearer token is required")  # any valid token; anonymous read is not enough
+        raise unauthorized("a bearer token is required")  # any valid token: anonymous read is not enough
     text = context.metrics.render(_gauges(context))
     return Response(text, mimetype="text/plain; version=0.0.4")
 

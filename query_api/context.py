@@ -13,9 +13,9 @@ from archive.store import EventStore
 
 from .access import Authorizer, Caller
 from .cache import TtlCache
-from .errors import ApiError, forbidden, room_not_found
+from .errors import ApiError, forbidden, room_not_found, unauthorized
 from .metrics import RequestMetrics
-from .roles import Capability
+from .roles import Capability, Role
 from .settings import ApiSettings
 
 EXTENSION = "chat_archive"
@@ -63,7 +63,8 @@ def api() -> ApiContext:
 
 
 def caller(capability: Capability) -> Caller:
-    """The request's caller, who must hold ``capability``: 401 if unknown, 403 if the role lacks it.
+    """The request's caller, who must hold ``capability``: 401 if unknown (or anonymous and the
+    capability needs a token), 403 if the role lacks it.
 
     The role check comes before any room is looked at, so a 403 never says
     anything about a room.
@@ -72,6 +73,8 @@ def caller(capability: Capability) -> Caller:
     if who is None:
         who = g.caller = api().authorizer.caller_from_request(request)
     if not who.can(capability):
+        if who.role is Role.ANONYMOUS:
+            raise unauthorized(f"{capability.value} endpoints need a bearer token")
         raise forbidden(f"the {who.role.value} role may not use {capability.value} endpoints")
     return who
 

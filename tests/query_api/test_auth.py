@@ -91,6 +91,6 @@ def test_site_token_with_permission_callback_over_http(permission_site, archive,
 
 
 def test_anonymous_reads_public_rooms_only(client):
-    assert client.get(f"/api/v1/rooms/{SECRET}/events").status_code == 403  # replay is not for anonymous
+    assert client.get(f"/api/v1/rooms/{SECRET}/events").status_code == 401  # replay needs a token
     assert client.get(f"/api/v1/rooms/{PUBLIC}/presence").status_code != 404
     assert client.get(f"/api/v1/rooms/{LOBBY}/presence").status_code == 404

@@ -44,7 +44,7 @@ def test_csv_export_time_range_and_digest(client, tokens):
 def test_export_is_for_compliance_only_and_checks_its_input(client, tokens):
     for role, user in (("analyst", None), ("site", "carol")):
         assert client.get(f"/api/v1/export?room={LOBBY}", headers=auth(tokens[role], user)).status_code == 403
-    assert client.get(f"/api/v1/export?room={LOBBY}").status_code == 403  # anonymous read is on here
+    assert client.get(f"/api/v1/export?room={LOBBY}").status_code == 401  # anonymous read is on, export needs a token
     compliance = auth(tokens["compliance"])
     assert client.get(f"/api/v1/export?room={MISSING}", headers=compliance).status_code == 404
     assert client.get("/api/v1/export", headers=compliance).json["error"]["code"] == "invalid_parameter"

@@ -111,7 +111,7 @@ def test_every_endpoint_over_http(served, role, path, content_type):
 def test_errors_over_http(served):
     tokens = served["tokens"]
     assert get(served["url"] + "/api/v1/events", "cat_forged")[0] == 401
-    assert get(served["url"] + "/api/v1/events")[0] == 403  # anonymous read is on, replay is not for anonymous
+    assert get(served["url"] + "/api/v1/events")[0] == 401  # anonymous read is on, replay needs a token
     assert get(served["url"] + f"/api/v1/rooms/{SECRET}/transcript", tokens["site"], "carol")[0] == 404
     assert get(served["url"] + "/api/v1/export?room=x", tokens["site"], "carol")[0] == 403
     status, _, body = get(served["url"] + "/api/v1/search?q=%22unclosed", tokens["compliance"])

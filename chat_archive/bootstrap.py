@@ -35,7 +35,9 @@ def open_tokens(config: Config) -> TokenStore:
 
 
 def build_api(config: Config, store: EventStore, views=None, search=None, stop=None):
-    """The Flask app over the parts this process already holds."""
+    """The Flask app over the parts this process already holds; views and index opened if not given."""
+    views = views if views is not None else open_views(config, store)
+    search = search if search is not None else open_search_index(config)
     return create_app(config, store=store, views=views, search=search, tokens=open_tokens(config), stopping=stop)
 
 

@@ -69,8 +69,10 @@ def micros(moment: datetime) -> int:
 
 
 def own_refs(event: MessagePosted | MessageCorrected, room_lc: str) -> list[int]:
-    ids = {event.stanza_id, event.message_id, event.origin_id}
-    ids.discard(None)
+    ids: list[str] = []
+    for ident in (event.stanza_id, event.message_id, event.origin_id):
+        if ident and ident not in ids:
+            ids.append(ident)
     return [ref_hash(room_lc, ident) for ident in ids]
 
 

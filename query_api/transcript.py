@@ -157,11 +157,9 @@ def describe(line) -> str:
 _HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ room }}: transcript</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{font:15px/1.45 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}
-time{color:#777;font-size:.85em;margin-right:.6em}.nick{font-weight:600}.event{color:#666;font-style:italic}
-.removed{color:#a33}.edited{color:#777;font-size:.85em}nav a{margin-right:1em}</style></head>
+<link rel="stylesheet" href="{{ url_for('static', filename='transcript.css') }}"></head>
 <body><h1>{{ room }}</h1>
-<ol style="list-style:none;padding:0">
+<ol class="lines">
 {% for line in lines %}<li id="l{{ line.id }}"><time datetime="{{ line.when }}">{{ line.when }}</time>
 {% if line.kind == "message" %}<span class="nick">{{ line.nick }}</span>: {% if line.body is none %}<span class="removed">message removed</span>{% else %}{{ line.body }}{% endif %}{% if line.edited %} <span class="edited">(edited)</span>{% endif %}
 {% else %}<span class="event">{{ line.text }}</span>{% endif %}</li>

@@ -84,6 +84,8 @@ def test_transcript_ordinary_and_compliance_views(client, tokens):
     html = client.get(f"/api/v1/rooms/{LOBBY}/transcript?format=html", headers=auth(tokens["site"], "carol"))
     text = html.get_data(as_text=True)
     assert text.startswith("<!doctype html>") and "message removed" in text and "oops" not in text
+    stylesheet = text.split('<link rel="stylesheet" href="')[1].split('"')[0]
+    assert client.get(stylesheet).status_code == 200  # a file, so that the pages' CSP (style-src 'self') allows it
 
 
 def test_transcript_html_escapes_what_people_say(private_app, private_seeded, tokens):

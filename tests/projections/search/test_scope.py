@@ -68,3 +68,10 @@ def test_is_retracted_outside_compliance_scope_is_refused(index):
 
 def test_scope_rooms_are_compared_case_insensitively(index):
     assert index.search("launch", Scope(rooms=frozenset({PUBLIC.upper()}))).total == 1
+
+
+def test_large_room_sets_are_enforced_alike(index):
+    many = frozenset({PUBLIC} | {f"room{i}@conference.localhost" for i in range(40)})
+    results = index.search("launch", Scope(rooms=many), facet_size=100)
+    assert [h.position for h in results.hits] == [1]
+    assert [(f.value, f.count) for f in results.facets.rooms] == [(PUBLIC, 1)]

@@ -37,12 +37,18 @@ class RoomScope(Protocol):
 
     def allows(self, room: str) -> bool: ...
 
+    def allowed_rooms(self, rooms: list[str]) -> list[str]:
+        """Those of ``rooms`` it allows, in the same order."""
+
 
 class AllRooms:
     everything = True
 
     def allows(self, room: str) -> bool:
         return True
+
+    def allowed_rooms(self, rooms: list[str]) -> list[str]:
+        return rooms
 
 
 class RoomPatterns:
@@ -56,6 +62,9 @@ class RoomPatterns:
     def allows(self, room: str) -> bool:
         room = room.lower()
         return any(room == p or fnmatchcase(room, p) for p in self.patterns)
+
+    def allowed_rooms(self, rooms: list[str]) -> list[str]:
+        return [room for room in rooms if self.allows(room)]
 
 
 class PermissionCallback:
@@ -135,12 +144,7 @@ class Caller:
 
     def visible(self, rooms: Iterable[str]) -> list[str]:
         """Those of ``rooms`` the caller may see, in the same order."""
-        rooms = list(rooms)
-        if self.scope.everything:
-            return rooms
-        if isinstance(self.scope, SiteUserRooms):
-            return self.scope.allowed_rooms(rooms)
-        return [r for r in rooms if self.scope.allows(r)]
+        return self.scope.allowed_rooms(list(rooms))
 
     @property
     def sees_jids(self) -> bool:

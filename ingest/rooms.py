@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 NEW, JOINING, JOINED, LOST, UNAVAILABLE = "new", "joining", "joined", "lost", "unavailable"
 GONE = "gone"  # the room no longer exists; joined again only if service discovery lists it again
 _MESSAGE, _PRESENCE, _SUBJECT, _BODY = (q(CLIENT, tag) for tag in ("message", "presence", "subject", "body"))
+_MUC_USER_X = q(MUC_USER, "x")
 
 
 @dataclass
@@ -100,8 +101,8 @@ class Rooms:
         incoming filter, before slixmpp matches its many handlers: the hot path.
         """
         xml = stanza.xml
-        if xml.tag == _MESSAGE and xml.get("type") == "groupchat":
-            handle = self._on_message
+        if xml.tag == _MESSAGE and (xml.get("type") == "groupchat" or xml.find(_MUC_USER_X) is not None):
+            handle = self._on_message  # groupchat, or the room's notices (not MAM results: those pass)
         elif xml.tag == _PRESENCE:
             handle = self._on_presence
         else:

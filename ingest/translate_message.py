@@ -85,7 +85,12 @@ def translate_archived(result: Element, ctx: RoomContext, view: RoomView, now: d
 
 def _translate(stanza, ctx, view, now, archived) -> list[ev.Event]:
     room, nick = split_jid(stanza.get("from"))
-    if room != ctx.room or stanza.get("type") != "groupchat":
+    if room != ctx.room:
+        return []
+    if stanza.get("type") != "groupchat":
+        if stanza.get("type") in (None, "normal") and not nick and not archived:
+            # XEP-0045 §9 (example 195): a plain message announces affiliation changes of absent users.
+            return _affiliation_notice(stanza, None, {"room": ctx.room, "occurred_at": now, "recorded_at": now})
         return []
     if archived:
         stanza_id, occurred_at, capture = archived

@@ -329,3 +329,15 @@ def test_a_room_destroyed_while_the_listener_was_away_is_recorded_as_destroyed(p
         ("left", "alice", "room_destroyed"),
     ]
     assert room_summary(store, room) == summary
+
+
+def test_affiliation_changes_of_users_not_in_the_room(prosody, people, store):
+    alice = people["alice"]
+    room = unique_room(prosody, "absent")
+    alice.create_room(room, "alice")
+    with running_listener(prosody, store, include=(room,)) as listener:
+        wait_joined(listener, room)
+        alice.set_affiliation(room, "carol@localhost", "member")
+        alice.ban(room, "dave@localhost", "pre-emptive")
+        summary = wait_for_event(store, room, ("affiliation", "dave@localhost", "outcast"))
+    assert summary[-2:] == [("affiliation", "carol@localhost", "member"), ("affiliation", "dave@localhost", "outcast")]

@@ -128,13 +128,13 @@ def test_subject_resent_on_join_is_current_state_not_a_change():
 
 
 def test_affiliation_notice_for_a_user_not_in_the_room():
-    stanza = message(
-        '<x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="outcast" jid="troll@localhost"/></x>', nick=None
-    )
-    [event] = translate(stanza)
-    assert event == ev.AffiliationChanged(
-        room=ROOM, occurred_at=T0, recorded_at=T0, affiliation="outcast", jid="troll@localhost"
-    )
+    notice = '<x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="outcast" jid="troll@localhost"/></x>'
+    expected = ev.AffiliationChanged(room=ROOM, occurred_at=T0, recorded_at=T0, affiliation="outcast", jid="troll@localhost")
+    plain = ET.fromstring(f'<message xmlns="jabber:client" from="{ROOM}">{notice}</message>')  # XEP-0045 example 195
+    assert translate(plain) == [expected]
+    assert translate(message(notice, nick=None)) == [expected]
+    from_occupant = ET.fromstring(f'<message xmlns="jabber:client" from="{ROOM}/alice">{notice}</message>')
+    assert translate(from_occupant) == []
 
 
 def test_archived_message_from_mam_takes_the_archive_id_and_stamp():

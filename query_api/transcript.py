@@ -65,7 +65,6 @@ def transcript(room: str) -> Response:
 
 def read_page(room: str, params: Params, limit: int, originals: bool) -> dict:
     """The lines asked for, with cursors that page forward (``next``) and backward (``previous``)."""
-    view = transcripts()
     start, end = params.time_range()
     day = params.day("day")
     around = params.text("around", max_length=256)
@@ -79,25 +78,13 @@ def read_page(room: str, params: Params, limit: int, originals: bool) -> dict:
     if around is not None:
         if cursor is not None or start is not None or end is not None:
             raise bad_parameter("around", "cannot be combined with from, to, day or cursor")
-        before = (limit - 1) // 2
-        context = view.context(room, around, before=before, after=limit - 1 - before, include_originals=originals)
-        items = [*context.before, context.target, *context.after]
-        return {
-            "items": items,
-            "target": context.target.id,
-            "next": _cursor(items[-1], "forward") if len(context.after) == limit - 1 - before else None,
-            "previous": _cursor(items[0], "backward") if len(context.before) == before and before else None,
-        }
+        return _around(room, around, limit, originals)
     if cursor is not None:
-        try:
-            inner, direction = cursor["c"], cursor["d"]
-            start = _time_or_none(cursor.get("s"))
-            end = _time_or_none(cursor.get("e"))
-        except (KeyError, TypeError, ValueError):
-            raise bad_parameter("cursor", "is not a cursor this API issued") from None
+        inner, direction, start, end = _read_cursor(cursor)
     else:
-        inner, direction = None, "forward" if start is not None or day is not None else "backward"
-    page = view.page(
+        # A range reads from its start; no range means the latest lines.
+        inner, direction = None, "forward" if start is not None else "backward"
+    page = transcripts().page(
         room, start=start, end=end, cursor=inner, direction=direction, limit=limit, include_originals=originals
     )
     bounds = {"s": start and start.isoformat(), "e": end and end.isoformat()}
@@ -108,12 +95,43 @@ def read_page(room: str, params: Params, limit: int, originals: bool) -> dict:
     }
 
 
+def _around(room: str, ref: str, limit: int, originals: bool) -> dict:
+    """``limit`` lines centred on the line ``ref`` (a position or a message id)."""
+    before = (limit - 1) // 2
+    after = limit - 1 - before
+    context = transcripts().context(room, ref, before=before, after=after, include_originals=originals)
+    items = [*context.before, context.target, *context.after]
+    return {
+        "items": items,
+        "target": context.target.id,
+        "next": _cursor(items[-1], "forward") if len(context.after) == after else None,
+        "previous": _cursor(items[0], "backward") if before and len(context.before) == before else None,
+    }
+
+
+def _read_cursor(cursor: dict) -> tuple[str, str, datetime | None, datetime | None]:
+    """(the view's cursor, direction, range start, range end) from one of our cursors."""
+    try:
+        inner, direction = cursor["c"], cursor["d"]
+        start, end = _time_or_none(cursor.get("s")), _time_or_none(cursor.get("e"))
+    except (KeyError, TypeError, ValueError):
+        raise bad_parameter("cursor", "is not a cursor this API issued") from None
+    if not isinstance(inner, str) or direction not in ("forward", "backward"):
+        raise bad_parameter("cursor", "is not a cursor this API issued")
+    return inner, direction, start, end
+
+
 def _cursor(line, direction: str) -> str:
     return encode_cursor({"c": line_cursor(micros(line.at), line.id), "d": direction, "s": None, "e": None})
 
 
-def _time_or_none(text):
-    return None if text is None else datetime.fromisoformat(text)
+def _time_or_none(text) -> datetime | None:
+    if text is None:
+        return None
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError("naive time in a cursor")
+    return moment
 
 
 def text_line(line) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 
 import msgspec
@@ -13,6 +16,7 @@ from archive.errors import ConfigError
 from chat_archive.bootstrap import listener_status, start_listener
 from chat_archive.config import Config
 from chat_archive.demo import ROOMS, start_demo
+from ingest.status import read_status
 from tests.services.prosody import wait_for
 
 
@@ -51,3 +55,21 @@ def test_demo_traffic_is_archived_live_and_the_status_is_readable(tmp_path):
 def test_the_listener_needs_a_jid_or_the_demo():
     with pytest.raises(ConfigError, match="jid is empty"):
         start_listener(Config(), store=None, stop=threading.Event())
+
+
+def test_listen_demo_archives_until_sigterm_and_exits_cleanly(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chat_archive.cli", "listen", "--demo"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        status_file = tmp_path / "data" / "listener-status.json"
+        wait_for(lambda: status_file.exists() and len(read_status(status_file).rooms_joined) == 3, 30,
+                 message="listen --demo to join the demo rooms")  # fmt: skip
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, process.stderr.read()
+    status = read_status(status_file)
+    assert status.stopped and len(status.rooms_joined) == 3
+    with open_event_store(f"sqlite:///{tmp_path}/data/events.sqlite") as store:
+        assert len(store.rooms()) == 3

@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx: dict = {"postgres": not args.no_postgres, "light": args.light}
     load_start = report.loadavg()
     print(f"bench: {spec.events:,} events, {spec.rooms} rooms, {spec.users} users, workdir {workdir}", flush=True)
+    code_commit = _git_commit()
     # A run of every stage replaces the saved run of its size; a run of some (--only) updates it.
     fresh = set(only) == set(STAGES)
     for stage in [s for s in STAGES if s in only]:
@@ -89,12 +90,22 @@ def main(argv: list[str] | None = None) -> int:
         res.rss["bench driver (corpus generation, in-process stores and index)"] = peak_rss_self()
         run = {"command": f"python -m bench {' '.join(argv)}".strip(), "load": [load_start, report.loadavg()],
                "machine": machine(), "versions": versions("host=127.0.0.1 user=postgres dbname=postgres"),
-               "events": spec.events, "results": msgspec.to_builtins(res)}
+               "events": spec.events, "commit": code_commit, "results": msgspec.to_builtins(res)}
         save_run(res.size, merged(load_run(res.size) if not fresh else None, run))
         fresh = False  # after every stage: a long run's figures survive a later failure
     write_report(res.size, args.out)
     print(f"wrote {args.out}")
     return 0
+
+
+def _git_commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "-C", str(HERE), "log", "-1", "--format=%h %cI"], capture_output=True,
+                              text=True, timeout=10).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
 
 
 def save_run(size: str, run: dict) -> None:
@@ -117,7 +128,10 @@ def merged(old: dict | None, new: dict) -> dict:
                "rss": {**old["results"]["rss"], **new["results"]["rss"]},
                "notes": list(dict.fromkeys(old["results"]["notes"] + new["results"]["notes"]))}
     commands = old["command"] if old["command"] == new["command"] else f"{old['command']}; then {new['command']}"
-    return {**new, "command": commands, "load": [old["load"][0], new["load"][1]], "results": results}
+    commits = old.get("commit", "not recorded")
+    if commits != new.get("commit"):
+        commits = f"{commits}; then {new.get('commit')}"
+    return {**new, "command": commands, "commit": commits, "load": [old["load"][0], new["load"][1]], "results": results}
 
 
 def load_run(size: str) -> dict | None:
@@ -129,7 +143,7 @@ def write_report(size: str, out: Path) -> None:
     run = load_run(size)
     res = msgspec.convert(run["results"], Results)
     text = report.render(res, run["machine"], run["versions"], command=run["command"], load=tuple(run["load"]),
-                         scale_notes=scale_section())
+                         commit=run.get("commit", "not recorded"), scale_notes=scale_section())
     report.write(out, text)
 
 

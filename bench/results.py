@@ -10,14 +10,14 @@ from .measure import Results, fmt
 
 
 def render(results: Results, machine: dict[str, str], versions: dict[str, str], *, command: str,
-           load: tuple[str, str], scale_notes: str = "") -> str:
+           load: tuple[str, str], commit: str = "not recorded", scale_notes: str = "") -> str:
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# chat-archive benchmark results",
         "",
-        f"Written by `{command}` at {now}, corpus size **{results.size}**. Every baseline was measured in the",
-        "same run on the same corpus. *ratio* > 1 means chat-archive beat its baseline (for rates value/baseline,",
-        "for latencies and sizes baseline/value).",
+        f"Written by `{command}` (rendered {now}), corpus size **{results.size}**, code at commit {commit}.",
+        "Every baseline was measured in the same run on the same corpus. *ratio* > 1 means chat-archive beat its",
+        "baseline (for rates value/baseline, for latencies and sizes baseline/value).",
         "",
         "## Machine",
         "",

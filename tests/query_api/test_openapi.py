@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import urllib.parse
 
@@ -32,6 +34,18 @@ def test_every_route_is_described_and_every_described_path_is_routed(app):
     assert routed == set(document()["paths"])
 
 
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10) | st.sampled_from(["forward", "backward", "2024-05-01T00:00:00"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["c", "d", "s", "e", "after"]), inner, max_size=4),
+    max_leaves=8,
+)
+
+
+def encode_cursor_like(value) -> str:
+    """Any JSON, encoded the way this API's cursors are: forged cursors must be 400s too."""
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
 ERROR_SCHEMA = document()["components"]["schemas"]["Error"]
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
 ODD_TIMES = st.sampled_from(["2024-05-01", "2024-05-01T12:00:15Z", "-7d", "+2h", "2024-02-30", "99999-01-01", "0", "-99999999w", "9999-12-31T23:59:59.999999Z", "0001-01-01", "1899-12-31"])
@@ -47,6 +61,8 @@ def value_for(param: dict) -> st.SearchStrategy[str]:
         return st.sampled_from(["true", "false", "1", "yes", "maybe", ""])
     if param["name"] in ("from", "to", "at", "day"):
         return st.one_of(ODD_TIMES, TEXT)
+    if param["name"] == "cursor":
+        return st.one_of(TEXT, JSON.map(encode_cursor_like))
     if param["name"] == "q":
         return st.one_of(st.sampled_from(['hello', '"fixed in"', "room:lobby* OR -oops", "(", "a AND", "on:2024-05-01 is:edited", "from:alice~", "on:9999-12-31", "after:-99999999w"]), TEXT)
     return TEXT

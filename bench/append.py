@@ -195,6 +195,7 @@ def run_append(spec: CorpusSpec, workdir: Path, results: Results, *, postgres: b
     raw_bytes = sum(p.stat().st_size for p in workdir.glob("raw.sqlite*"))
     results.add(Figure("disk", "event store, SQLite, bytes per event", store_bytes / n, "B", raw_bytes / n,
                        "raw table of the same payloads", higher_is_better=False))
+    (workdir / "raw-bytes.txt").write_text(str(raw_bytes))
     for scratch in [*workdir.glob("raw*.sqlite*"), *workdir.glob("ordered.sqlite*")]:
         scratch.unlink()
     info = {"events": n, "messages": messages, "sqlite_url": f"sqlite:///{store_path}", "postgres_url": None}

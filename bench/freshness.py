@@ -106,6 +106,7 @@ def run_freshness(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) 
                       f"{drained - t_end:.1f} s after the flood ended" if drained is not None else
                       f"{report['sent']:,} sent; NOT all archived {sampler.last - t_end:.0f} s after the flood")))
             results.rss["chat-archive up (listener, projections, indexer, API)"] = peak_rss_of(up.pid) or 0
+            results.rss["prosody"] = peak_rss_of(server.process.pid) or 0
     finally:
         if up is not None:
             up.terminate()

@@ -45,8 +45,13 @@ def run_search(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> 
                        note=f"{report.events:,} events, {messages:,} messages in {report.seconds:.1f} s"))
     results.add(Figure("disk", "search index, bytes per message", index_bytes / messages, "B",
                        dir_bytes_of(fts_path) / messages, "FTS5 table with content", higher_is_better=False))
-    ctx["index_bytes"] = index_bytes
-    ctx["messages"] = messages
+    views = sum(p.stat().st_size for p in workdir.glob("views.sqlite*"))
+    raw_file = workdir / "raw-bytes.txt"
+    if views and raw_file.exists():
+        store = sum(p.stat().st_size for p in workdir.glob("events.sqlite*"))
+        results.add(Figure("disk", "store + views + index, bytes per message", (store + views + index_bytes) / messages,
+                           "B", int(raw_file.read_text()) / messages, "raw table of the encoded events",
+                           higher_is_better=False, note=f"{messages:,} messages among {report.events:,} events"))
 
     queries = query_set(spec)
     index = open_search_index(config)

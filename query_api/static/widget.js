@@ -5,6 +5,7 @@
   "use strict";
 
   var root, base, pollMs, ticket = null, cursor = null, session = null, seq = 0, timer = null, stopped = false;
+  var generation = 0;  // bumped on join and leave: answers to polls sent before are dropped
 
   function $(id) { return document.getElementById(id); }
 
@@ -119,16 +120,21 @@
   }
 
   function poll() {
+    clearTimeout(timer);
+    var mine = generation;
     var request = session
       ? call("GET", "/session?after=" + seq).then(function (data) {
+          if (mine !== generation) { return; }
           data.items.forEach(function (item) { seq = Math.max(seq, item.seq); render(item); });
         })
       : call("GET", "/activity" + (cursor ? "?cursor=" + encodeURIComponent(cursor) : "")).then(function (data) {
+          if (mine !== generation) { return; }
           data.items.forEach(render);
           cursor = data.cursor;
           setStatus("Live · updates every few seconds");
         });
-    request.then(schedule, function (error) {
+    request.then(function () { if (mine === generation) { schedule(); } }, function (error) {
+      if (mine !== generation) { return; }
       if (error.status === 410) {
         session = null;
         cursor = null;
@@ -154,6 +160,7 @@
   }
 
   function joined(data) {
+    generation += 1;
     session = data.session;
     seq = 0;
     $("activity").textContent = "";
@@ -206,6 +213,7 @@
     });
     $("leave").addEventListener("click", function () {
       call("POST", "/leave", {}).then(function () {
+        generation += 1;
         session = null;
         cursor = null;
         $("activity").textContent = "";

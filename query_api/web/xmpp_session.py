@@ -97,12 +97,12 @@ class XmppSessions:
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
+        self._reaper = self._loop.create_task(self._reap_idle())
         self._thread = threading.Thread(target=self._run, name="widget-xmpp", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._loop.create_task(self._reap_idle())
         self._loop.run_forever()
 
     def _call(self, coroutine, timeout: float):
@@ -163,6 +163,7 @@ class XmppSessions:
                 self._call(self._close(session), 5)
             except Exception:  # shutting down: nothing more to do about a stuck session
                 log.warning("widget session %s did not close cleanly", session.id[:6])
+        self._call(self._stop_reaper(), 5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         if not self._thread.is_alive():
@@ -221,6 +222,10 @@ class XmppSessions:
         except Exception:  # already gone: the disconnect below is what matters
             pass
         await _disconnect(session.client)
+
+    async def _stop_reaper(self) -> None:
+        self._reaper.cancel()
+        await asyncio.gather(self._reaper, return_exceptions=True)
 
     async def _reap_idle(self) -> None:
         while True:

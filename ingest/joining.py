@@ -77,7 +77,7 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
         rooms.emit(state, [_gap(room, gap_start, joined_at, mam and recovered)], direct=True)
     rooms.release(state)
     state.phase, state.gap_start, state.reason = JOINED, None, None
-    rooms._on_change()
+    rooms.changed()
     log.info("archiving %s%s", room, " (with MAM backfill)" if mam else "")
 
 

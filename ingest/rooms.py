@@ -67,7 +67,7 @@ class Rooms:
         self.store = store
         self.writer = writer
         self.previous = previous  # the last status of the previous run
-        self._on_change = on_change
+        self.changed = on_change  # the status should be written again
         self.states: dict[str, RoomState] = {}
         self.views: dict[str, RoomView] = {}
 
@@ -155,7 +155,7 @@ class Rooms:
         x = muc_user(xml)
         if x is not None and x.find(q(MUC_USER, "destroy")) is not None:
             state.phase = GONE
-            self._on_change()
+            self.changed()
             return
         state.gap_start = utcnow()
         self.unavailable(state, f"the listener was removed (status {sorted(codes)})")
@@ -169,6 +169,7 @@ class Rooms:
         self.emit(state, events, direct=any(e.capture == ev.Capture.HISTORY for e in events))
 
     def emit(self, state: RoomState, events: list[ev.Event], *, direct: bool = False) -> None:
+        """Apply events to the room's view and write them (or hold them, unless ``direct``)."""
         if not events:
             return
         view = self.views[state.room]
@@ -180,14 +181,16 @@ class Rooms:
             self.writer.put(events)
 
     def release(self, state: RoomState) -> None:
+        """Write the held events and stop holding."""
         state.holding = False
         held, state.held = state.held, []
         self.writer.put(held)
 
     def unavailable(self, state: RoomState, reason: str) -> None:
+        """The room cannot be entered: say why once, try again after ``retry_refused_after``."""
         state.phase, state.reason = UNAVAILABLE, reason
         state.retry_at = time.monotonic() + self.settings.retry_refused_after
-        self._on_change()
+        self.changed()
         if reason != state.reported:
             log.warning("cannot archive %s: %s (next try in %.0f s)", state.room, reason, self.settings.retry_refused_after)
             state.reported = reason
@@ -206,6 +209,7 @@ class Rooms:
             state.phase = GONE
 
     async def view(self, room: str) -> RoomView:
+        """The room's view, folded from its archived events the first time it is needed."""
         if room not in self.views:
             events = await asyncio.to_thread(lambda: [r.event for r in self.store.read_room(room)])
             self.views.setdefault(room, RoomView.from_events(room, events))

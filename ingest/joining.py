@@ -16,6 +16,7 @@ from .client import MAM_NS, OCCUPANT_ID_NS, ROOM_GONE, SID_NS, DiscoError, room_
 from .mam import ArchiveQueryError, archive_pages
 from .roomview import RoomView
 from .rooms import JOINED, JOINING, RoomState, Rooms
+from .settings import XmppSettings
 from .translate_message import translate_archived
 from .xmlutil import RoomContext
 
@@ -59,7 +60,7 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
         rooms.emit(state, [ev.RoomDiscovered(room=room, occurred_at=now, recorded_at=now, name=info.name, features=features)])
     gap_start = state.gap_start or (None if first else _restart_gap_start(rooms, room, view))
     state.holding, state.held = True, []
-    outcome = await _enter(rooms, client, state, view, _history(rooms, view, first, mam, gap_start))
+    outcome = await _enter(rooms, client, state, view, history_request(rooms.settings, view, first, mam, gap_start))
     if outcome[0] != "joined":
         rooms.release(state)
         if outcome[0] == "created":
@@ -104,12 +105,12 @@ async def _enter(rooms: Rooms, client, state: RoomState, view: RoomView, history
     return outcome
 
 
-def _history(rooms: Rooms, view: RoomView, first: bool, mam: bool, gap_start: datetime | None) -> dict:
+def history_request(settings: XmppSettings, view: RoomView, first: bool, mam: bool, gap_start: datetime | None) -> dict:
     """As little discussion history as the archive needs (XEP-0045 §7.2.14)."""
     if mam:
         return {"maxstanzas": 0}  # MAM backfill is complete and exact
     if first:
-        return {} if rooms.settings.import_archive else {"maxstanzas": 0}
+        return {} if settings.import_archive else {"maxstanzas": 0}
     since = view.last_message_at or gap_start or view.last_event_at
     return {"since": since.replace(microsecond=0)}  # replayed duplicates collapse in the store
 

@@ -119,6 +119,7 @@ def test_first_join_imports_the_archive_and_a_restart_duplicates_nothing(prosody
         ("message", "alice", "back again"),
     ]
     events = room_events(store, room)
+    assert not any(e.capture == ev.Capture.HISTORY for e in events), "a MAM room is joined without history"
     assert [e.capture for e in events[1:4]] == [ev.Capture.IMPORT] * 3
     assert [e.stanza_id for e in events[1:4]] == [m["stanza_id"] for m in before]
     assert events[6].capture == ev.Capture.BACKFILL

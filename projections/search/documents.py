@@ -34,7 +34,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 TOMB_MARK = 2  # ``meta`` of tombstones; the position document has FLAG_SET (1)
 
 
-class MessageDoc(msgspec.Struct, kw_only=True):
+class MessageDoc(msgspec.Struct, kw_only=True, gc=False):  # no cycles: spare the collector
     key: int
     ts: int
     room: str

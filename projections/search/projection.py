@@ -202,10 +202,10 @@ class SearchIndexProjection:
         self._learn_words(doc.body)
 
     def _learn_words(self, text: str) -> None:
-        known = self._vocabulary
-        for word in WORD_ANALYZER.analyze(text):
-            if word not in known:
-                known.add(word)
+        new = set(WORD_ANALYZER.analyze(text)).difference(self._vocabulary)
+        if new:
+            self._vocabulary.update(new)
+            for word in new:
                 self._writer.add_document(docs.vocab_document(word))
 
     def _remember_refs(self, doc: docs.MessageDoc) -> None:

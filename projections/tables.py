@@ -19,16 +19,20 @@ from .viewdb import GenerationChanged, Statements, ViewRecorder
 
 
 class TableProjection:
-    """Subclasses set ``name`` and ``ddl`` and implement ``_reset``, ``step`` and ``_statements``."""
+    """Subclasses set ``name``, ``ddl`` (tables and the indexes ``step`` looks
+    things up by) and ``query_ddl`` (indexes only queries need, which a rebuild
+    creates at its end), and implement ``_reset``, ``step``, ``_statements``
+    and ``_committed``."""
 
     name: str
     ddl: tuple[str, ...]
+    query_ddl: tuple[str, ...] = ()
 
     def __init__(self, recorder: ViewRecorder, *, generation: int | None = None, building: bool = False):
         self.recorder = recorder
         if generation is None:
             generation = recorder.generations(self.name)[0] or recorder.create_generation(
-                self.name, self.ddl, live=True
+                self.name, self.ddl + self.query_ddl, live=True
             )
         self.generation = generation
         self.building = building
@@ -64,6 +68,7 @@ class TableProjection:
         return type(self)(self.recorder, generation=generation, building=True)
 
     def finish_rebuild(self, fresh: TableProjection) -> None:
+        self.recorder.add_indexes(self.name, fresh.generation, self.query_ddl)
         self.recorder.swap_in(self.name, fresh.generation)
         self.generation = fresh.generation
         self._reset()

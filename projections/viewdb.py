@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 from eventsourcing.persistence import InfrastructureFactory, PersistenceError, Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
-from eventsourcing.sqlite import SQLiteTrackingRecorder
+from eventsourcing.sqlite import SQLiteConnectionPool, SQLiteFactory, SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
 
 from archive.application import StoreLocation, ensure_postgres_schema
@@ -93,6 +93,12 @@ class ViewRecorderMixin:
             return self.max_tracking_id(self.tracking_name(projection, generation)) or 0
         except PersistenceError as e:
             raise StoreError(f"cannot read the position of projection {projection}: {e}") from e
+
+    def add_indexes(self, projection: str, generation: int, ddl: Iterable[str]) -> None:
+        """Indexes a build does without until it is done (created in one go, they cost less)."""
+        with self._write() as c:
+            for statement in ddl:
+                c.execute(self.sql(self.ddl_types(statement), projection, generation))
 
     def create_generation(self, projection: str, ddl: Iterable[str], *, live: bool) -> int:
         """Create a new generation's tables; as live (first use) or as the one being built.
@@ -289,6 +295,31 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
 ViewRecorder = SQLiteViewRecorder | PostgresViewRecorder
 
 
+class _ViewSQLitePool(SQLiteConnectionPool):
+    def _create_connection(self) -> Any:
+        connection = super()._create_connection()
+        raw = connection._sqlite_conn
+        # A commit holds the view rows and their position together, and views can
+        # always be rebuilt: a power loss undoing the last commits costs nothing.
+        raw.execute("PRAGMA synchronous=NORMAL")
+        # Message ids are random: their index pages are touched all over; keep them cached.
+        raw.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        return connection
+
+
+class ViewSQLiteFactory(SQLiteFactory):
+    """eventsourcing's SQLite infrastructure with the views' connection settings."""
+
+    def __init__(self, env: Any):
+        super().__init__(env)
+        pool = self.datastore.pool
+        self.datastore.pool = _ViewSQLitePool(db_name=pool.db_name, lock_timeout=pool.lock_timeout)
+        pool.close()
+
+
+SQLITE_CACHE_KIB = 128 * 1024
+
+
 def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
 
@@ -311,7 +342,7 @@ def open_view_recorder(url: str) -> tuple[ViewRecorder, Callable[[], None]]:
     location = StoreLocation.parse(url)
     if location.kind == "sqlite":
         Path(location.path).parent.mkdir(parents=True, exist_ok=True)
-        env = location.environment("normal")
+        env = {**location.environment(), "PERSISTENCE_MODULE": "projections.viewdb:ViewSQLiteFactory"}
         recorder_class: type = SQLiteViewRecorder
     else:
         ensure_postgres_schema(location)

@@ -40,7 +40,7 @@ class Views:
         self.recorder, self._close = open_view_recorder(url)
         for cls in PROJECTION_CLASSES.values():
             if not self.recorder.generations(cls.name)[0]:
-                self.recorder.create_generation(cls.name, cls.ddl, live=True)
+                self.recorder.create_generation(cls.name, cls.ddl + cls.query_ddl, live=True)
         self.transcripts = Transcripts(self.recorder)
         self.presence = Presence(self.recorder)
 

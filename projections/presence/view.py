@@ -24,14 +24,16 @@ DDL = (
     "CREATE TABLE IF NOT EXISTS {spans} (id INTEGER PRIMARY KEY, stay INTEGER NOT NULL, room TEXT NOT NULL, "
     "nick TEXT NOT NULL, jid TEXT, occupant_id TEXT, start_ts INTEGER NOT NULL, end_ts INTEGER NOT NULL, "
     "data BLOB NOT NULL)",
+    f"CREATE INDEX IF NOT EXISTS [spans_open] ON {{spans}} (room) WHERE end_ts = {OPEN}",
+    "CREATE TABLE IF NOT EXISTS {gaps} (id INTEGER PRIMARY KEY, room TEXT NOT NULL, start_ts INTEGER NOT NULL, "
+    "end_ts INTEGER NOT NULL, data BLOB NOT NULL)",
+)
+QUERY_DDL = (
     "CREATE INDEX IF NOT EXISTS [spans_end] ON {spans} (room, end_ts)",
     "CREATE INDEX IF NOT EXISTS [spans_nick] ON {spans} (room, nick)",
     "CREATE INDEX IF NOT EXISTS [spans_stay] ON {spans} (stay)",
     "CREATE INDEX IF NOT EXISTS [spans_jid] ON {spans} (room, jid) WHERE jid IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS [spans_oid] ON {spans} (room, occupant_id) WHERE occupant_id IS NOT NULL",
-    f"CREATE INDEX IF NOT EXISTS [spans_open] ON {{spans}} (room) WHERE end_ts = {OPEN}",
-    "CREATE TABLE IF NOT EXISTS {gaps} (id INTEGER PRIMARY KEY, room TEXT NOT NULL, start_ts INTEGER NOT NULL, "
-    "end_ts INTEGER NOT NULL, data BLOB NOT NULL)",
     "CREATE INDEX IF NOT EXISTS [gaps_end] ON {gaps} (room, end_ts)",
 )
 
@@ -47,6 +49,7 @@ def end_ts(span: Span) -> int:
 class PresenceProjection(TableProjection):
     name = NAME
     ddl = DDL
+    query_ddl = QUERY_DDL
 
     def _reset(self) -> None:
         self._dirty: dict[int, Span] = {}

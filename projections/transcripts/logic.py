@@ -129,18 +129,21 @@ class Outcome(NamedTuple):
 
 def step(position: int, event: ev.Event, find: Find) -> Outcome:
     """What one event does to the transcript, given the lines found so far."""
-    if isinstance(event, ev.MessageCorrected):
+    kind = type(event)
+    maker = _MAKERS.get(kind)
+    if maker is not None:
+        return Outcome([maker(position, event)], None)
+    if kind is ev.MessageCorrected:
         target = resolve(find, event.room, event.replaces_id, CORRECTION_REFS)
         if target is not None and same_sender(target, event):
             return Outcome([correct(target, event, position)], None)
         return Outcome([correction_line(position, event)], None)
-    if isinstance(event, ev.MessageRetracted):
+    if kind is ev.MessageRetracted:
         target = resolve(find, event.room, event.target_id, RETRACTION_REFS)
         if target is None:
             return Outcome([], event)
         return Outcome([retract(target, event, position)], None)
-    line = new_line(position, event)
-    return Outcome([line] if line is not None else [], None)
+    return Outcome([], None)
 
 
 def apply_pending(line: Line, pending: dict[tuple[str, str], list[tuple[int, ev.MessageRetracted]]]) -> Line:
@@ -224,11 +227,16 @@ def ordinary(line: Line) -> Line:
     return line
 
 
+_LIVE = ev.Capture.LIVE
+
+
 def _capture(event: ev.Event) -> str | None:
-    return None if event.capture is ev.Capture.LIVE else event.capture.value
+    capture = event.capture
+    return None if capture is _LIVE else capture.value
 
 
 def _message(position: int, e: ev.MessagePosted) -> Line:
+    capture = e.capture
     return Line(
         id=position,
         room=e.room,
@@ -242,7 +250,7 @@ def _message(position: int, e: ev.MessagePosted) -> Line:
         origin_id=e.origin_id,
         message_id=e.message_id,
         thread=e.thread,
-        capture=_capture(e),
+        capture=None if capture is _LIVE else capture.value,
     )
 
 

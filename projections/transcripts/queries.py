@@ -41,7 +41,7 @@ from ..tables import micros
 from ..viewdb import ViewRecorder
 from . import logic
 from .logic import Line
-from .view import NAME, REF_COLUMNS, decode_line
+from .view import NAME, decode_line, select_by_ref
 
 MAX_LIMIT = 1000
 
@@ -158,17 +158,14 @@ class Transcripts:
 def _find(query, room: str, ref: int | str) -> Line:
     if isinstance(ref, int) or ref.isdigit():
         rows = query("SELECT data FROM {lines} WHERE room=? AND id=?", (room, int(ref)))
+        if rows:
+            return decode_line(bytes(rows[0]["data"]))
     else:
-        rows = []
         for kind in logic.RETRACTION_REFS:
-            rows = query(
-                f"SELECT data FROM {{lines}} WHERE room=? AND {REF_COLUMNS[kind]}=? ORDER BY id DESC LIMIT 1", (room, ref)
-            )
-            if rows:
-                break
-    if not rows:
-        raise NotFoundError(f"no line {ref!r} in room {room}")
-    return decode_line(bytes(rows[0]["data"]))
+            found = select_by_ref(query, room, kind, ref)
+            if found is not None:
+                return found[1]
+    raise NotFoundError(f"no line {ref!r} in room {room}")
 
 
 def _shown(lines: list[Line], include_originals: bool) -> list[Line]:

@@ -2,11 +2,13 @@
 
 Tables (per generation, see ``projections.viewdb``): ``lines`` (one row per line:
 id = position of the creating event, room, ts = occurred_at in epoch
-microseconds, the message's stanza/origin/message ids for lookups, and the
-``Line`` itself as msgpack) and ``pending`` (retractions waiting for their target).
+microseconds, hashes of the message's stanza/origin/message ids for lookups
+(``ref_hash``), and the ``Line`` itself as msgpack) and ``pending`` (retractions waiting for their target).
 """
 
 from __future__ import annotations
+
+import zlib
 
 import msgspec
 
@@ -21,16 +23,47 @@ NAME = "transcripts"
 
 DDL = (
     "CREATE TABLE IF NOT EXISTS {lines} (id INTEGER PRIMARY KEY, room TEXT NOT NULL, ts INTEGER NOT NULL, "
-    "stanza_id TEXT, origin_id TEXT, message_id TEXT, data BLOB NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS [lines_time] ON {lines} (room, ts, id)",
-    "CREATE INDEX IF NOT EXISTS [lines_s] ON {lines} (room, stanza_id) WHERE stanza_id IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS [lines_o] ON {lines} (room, origin_id) WHERE origin_id IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS [lines_m] ON {lines} (room, message_id) WHERE message_id IS NOT NULL",
+    "s_ref INTEGER, o_ref INTEGER, m_ref INTEGER, data BLOB NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS [lines_s] ON {lines} (s_ref) WHERE s_ref IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS [lines_o] ON {lines} (o_ref) WHERE o_ref IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS [lines_m] ON {lines} (m_ref) WHERE m_ref IS NOT NULL",
     "CREATE TABLE IF NOT EXISTS {pending} (room TEXT NOT NULL, ref TEXT NOT NULL, position INTEGER NOT NULL, "
     "data BLOB NOT NULL, PRIMARY KEY (room, ref, position))",
 )
+QUERY_DDL = ("CREATE INDEX IF NOT EXISTS [lines_time] ON {lines} (room, ts, id)",)
 
-REF_COLUMNS = {"s": "stanza_id", "o": "origin_id", "m": "message_id"}
+REF_COLUMNS = {"s": "s_ref", "o": "o_ref", "m": "m_ref"}
+MAX_CANDIDATES = 8  # lines sharing a ref hash looked at before giving up (collisions are ~never)
+
+
+def ref_hash(room: str, ref: str | None) -> int | None:
+    """63 bits standing for (room, ref) in the indexes: integers index at a
+    fraction of the cost of the random text ids themselves. Matches are
+    checked against the line, so a collision cannot mislead."""
+    if not ref:
+        return None
+    data = f"{room} {ref}".encode()
+    return (zlib.crc32(data) << 31) ^ zlib.crc32(data, 0x5BD1E995)
+
+
+def line_has_ref(line: Line, kind: str, ref: str) -> bool:
+    return getattr(line, _REF_FIELDS[kind]) == ref
+
+
+_REF_FIELDS = {"s": "stanza_id", "o": "origin_id", "m": "message_id"}
+
+
+def select_by_ref(query, room: str, kind: str, ref: str) -> tuple[int, Line] | None:
+    """The latest line of ``room`` whose ``kind`` id is ``ref``: (id, line)."""
+    rows = query(
+        f"SELECT id, data FROM {{lines}} WHERE {REF_COLUMNS[kind]}=? ORDER BY id DESC LIMIT {MAX_CANDIDATES}",
+        (ref_hash(room, ref),),
+    )
+    for row in rows:
+        line = _decode_line(bytes(row["data"]))
+        if line.room == room and line_has_ref(line, kind, ref):
+            return row["id"], line
+    return None
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_line = msgspec.msgpack.Decoder(Line).decode
@@ -44,11 +77,12 @@ def decode_line(data: bytes) -> Line:
 class TranscriptProjection(TableProjection):
     name = NAME
     ddl = DDL
+    query_ddl = QUERY_DDL
 
     def _reset(self) -> None:
         self._lines: dict[int, Line] = {}  # lines created or looked up since the last commit
-        self._dirty: set[int] = set()
-        self._new: set[int] = set()
+        self._new: set[int] = set()  # created since the last commit
+        self._changed: set[int] = set()  # committed before, changed since
         self._refs: dict[tuple[str, str, str], int] = {}
         self._waiting_added: list[tuple[str, str, int, bytes]] = []
         self._waiting_removed: list[tuple[str, str]] = []
@@ -69,15 +103,23 @@ class TranscriptProjection(TableProjection):
 
     def step(self, position: int, event: ev.Event) -> None:
         outcome = logic.step(position, event, self._find)
+        lines, refs = self._lines, self._refs
         for line in outcome.lines:
-            if line.id == position and line.id not in self._lines:
+            line_id = line.id
+            if line_id == position and line_id not in lines:
                 if self._waiting and line.kind == "message":
                     line = self._take_waiting(line)
-                self._new.add(line.id)
-                for kind, ref in logic.refs(line):
-                    self._refs[(line.room, kind, ref)] = line.id
-            self._lines[line.id] = line
-            self._dirty.add(line.id)
+                self._new.add(line_id)
+                room = line.room
+                if line.stanza_id:
+                    refs[(room, "s", line.stanza_id)] = line_id
+                if line.origin_id:
+                    refs[(room, "o", line.origin_id)] = line_id
+                if line.message_id:
+                    refs[(room, "m", line.message_id)] = line_id
+            else:
+                self._changed.add(line_id)
+            lines[line_id] = line
         if outcome.pending is not None:
             retraction = outcome.pending
             key = (retraction.room, retraction.target_id)
@@ -95,31 +137,25 @@ class TranscriptProjection(TableProjection):
         line_id = self._refs.get((room, kind, ref))
         if line_id is not None:
             return self._lines[line_id]
-        column = REF_COLUMNS[kind]
-        rows = self._read_own(
-            f"SELECT id, data FROM {{lines}} WHERE room=? AND {column}=? ORDER BY id DESC LIMIT 1", (room, ref)
-        )
-        if not rows:
+        found = select_by_ref(self._read_own, room, kind, ref)
+        if found is None:
             return None
-        line_id = rows[0]["id"]
+        line_id, line = found
         if line_id not in self._lines:
-            self._lines[line_id] = _decode_line(bytes(rows[0]["data"]))
+            self._lines[line_id] = line
         self._refs[(room, kind, ref)] = line_id
         return self._lines[line_id]
 
     def _statements(self) -> Statements:
-        inserts, updates = [], []
-        for line_id in self._dirty:
-            line = self._lines[line_id]
-            if line_id in self._new:
-                inserts.append(
-                    (line.id, line.room, micros(line.at), line.stanza_id, line.origin_id, line.message_id,
-                     _encode(line))
-                )
-            else:
-                updates.append((_encode(line), line.id))
+        lines = self._lines
+        inserts = [
+            (line.id, line.room, micros(line.at), ref_hash(line.room, line.stanza_id),
+             ref_hash(line.room, line.origin_id), ref_hash(line.room, line.message_id), _encode(line))
+            for line in map(lines.__getitem__, sorted(self._new))
+        ]
+        updates = [(_encode(lines[line_id]), line_id) for line_id in self._changed - self._new]
         return [
-            ("INSERT INTO {lines} (id, room, ts, stanza_id, origin_id, message_id, data) VALUES (?,?,?,?,?,?,?)",
+            ("INSERT INTO {lines} (id, room, ts, s_ref, o_ref, m_ref, data) VALUES (?,?,?,?,?,?,?)",
              inserts),
             ("UPDATE {lines} SET data=? WHERE id=?", updates),
             ("INSERT INTO {pending} (room, ref, position, data) VALUES (?,?,?,?)", self._waiting_added),
@@ -128,8 +164,8 @@ class TranscriptProjection(TableProjection):
 
     def _committed(self) -> None:
         self._lines.clear()
-        self._dirty.clear()
         self._new.clear()
+        self._changed.clear()
         self._refs.clear()
         self._waiting_added = []
         self._waiting_removed = []

@@ -49,6 +49,9 @@ def test_sigkill_mid_batch_then_restart(tmp_path, event_store, store_url):
     transcripts, presence = views.projections()
     process = project(tmp_path, store_url)
     try:
+        # Appending while the process opens the store can deadlock PostgreSQL's table setup: wait.
+        ready = process.stderr.readline()
+        assert b"following the event log" in ready, ready + process.stderr.read()
         n = 0
         deadline = time.monotonic() + 60
         # Keep the log growing until the process has committed something, so it dies mid-stream.
@@ -65,11 +68,11 @@ def test_sigkill_mid_batch_then_restart(tmp_path, event_store, store_url):
         if process.poll() is None:
             process.kill()
     killed_at = (transcripts.position(), presence.position())
-    assert 0 < min(killed_at) and max(killed_at) < event_store.head()  # it died before the end of the log
+    assert 0 < min(killed_at) < event_store.head()  # it died with work left to do
     event_store.append(batch(n, 300))
 
     again = project(tmp_path, store_url, "--once")
-    assert again.wait(60) == 0, again.stderr.read()
+    assert again.wait(120) == 0, again.stderr.read()
     assert [transcripts.position(), presence.position()] == [event_store.head()] * 2
 
     scratch_url = f"sqlite:///{tmp_path}/scratch.sqlite"

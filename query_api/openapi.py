@@ -62,11 +62,15 @@ def operation(summary: str, roles: str, parameters: list, responses: dict, statu
 
 
 OBJECT = {"type": "object"}
-PAGE = {
-    "type": "object",
-    "properties": {"items": {"type": "array", "items": OBJECT}, "next": {"type": ["string", "null"]}},
-    "required": ["items", "next"],
-}
+
+
+def page_of(name: str, **more: dict) -> dict:
+    """A page of a list: the items under ``name``, and the cursor of the next page (null on the last)."""
+    return {
+        "type": "object",
+        "properties": {name: {"type": "array", "items": OBJECT}, "next": {"type": ["string", "null"]}, **more},
+        "required": [name, "next"],
+    }
 
 
 def document() -> dict:
@@ -79,7 +83,7 @@ def document() -> dict:
                     {"$ref": "#/components/schemas/SearchResult"}), statuses=(400, 401, 403, 503))},
         "/api/v1/rooms": {"get": operation(
             "Rooms the caller may see", "compliance, analyst, site, anonymous (public rooms)", [LIMIT, CURSOR, SITE_USER],
-            json_ok("rooms with message count (as the caller would find them), occupants now, last activity", PAGE),
+            json_ok("rooms with message count (as the caller would find them), occupants now, last activity", page_of("rooms")),
             statuses=(400, 401, 503))},
         "/api/v1/rooms/{room}/transcript": {"get": operation(
             "A room's transcript", "compliance, site, anonymous (public rooms)",
@@ -88,7 +92,9 @@ def document() -> dict:
              query("around", {"type": "string"}, "a line's position (a search hit's `position`) or a message id: the lines around it"),
              query("format", {"type": "string", "enum": ["json", "html", "text"]}), LIMIT, CURSOR, SITE_USER],
             {"200": {"description": "transcript lines (JSON page), a complete HTML page or plain text lines", "content": {
-                "application/json": {"schema": PAGE}, "text/html": {"schema": {"type": "string"}},
+                "application/json": {"schema": page_of(
+                    "lines", room={"type": "string"}, previous={"type": ["string", "null"]},
+                    target={"type": "integer", "description": "with around: the line asked for"})}, "text/html": {"schema": {"type": "string"}},
                 "text/plain": {"schema": {"type": "string"}}}}}, statuses=(400, 401, 403, 404, 503))},
         "/api/v1/rooms/{room}/presence": {"get": operation(
             "Who was in a room at a time, or presence intervals and occupancy over a range",

@@ -35,7 +35,7 @@ def rooms() -> Response:
     visible = page_of_visible_rooms(who, after, limit + 1)
     page, more = visible[:limit], len(visible) > limit
     return json_response({
-        "items": describe_rooms(page, who),
+        "rooms": describe_rooms(page, who),
         "next": encode_cursor({"after": page[-1]}) if more else None,
     })  # fmt: skip
 

@@ -54,8 +54,8 @@ def transcript(room: str) -> Response:
     fmt = params.choice("format", ("json", "html", "text"), "json")
     limit = params.integer("limit", DEFAULT_LIMIT, minimum=1, maximum=min(1000, api().settings.max_page_size))
     page = read_page(room, params, limit, who.sees_originals)
-    lines = [shown(line, who) for line in page["items"]]
-    page["items"] = lines
+    lines = [shown(line, who) for line in page["lines"]]
+    page["lines"] = lines
     if fmt == "html":
         return Response(render_html(room, page), mimetype="text/html")
     if fmt == "text":
@@ -89,7 +89,7 @@ def read_page(room: str, params: Params, limit: int, originals: bool) -> dict:
     )
     bounds = {"s": start and start.isoformat(), "e": end and end.isoformat()}
     return {
-        "items": page.lines,
+        "lines": page.lines,
         "next": encode_cursor({"c": page.next_cursor, "d": "forward", **bounds}) if page.next_cursor else None,
         "previous": encode_cursor({"c": page.prev_cursor, "d": "backward", **bounds}) if page.prev_cursor else None,
     }
@@ -102,7 +102,7 @@ def _around(room: str, ref: str, limit: int, originals: bool) -> dict:
     context = transcripts().context(room, ref, before=before, after=after, include_originals=originals)
     items = [*context.before, context.target, *context.after]
     return {
-        "items": items,
+        "lines": items,
         "target": context.target.id,
         "next": _cursor(items[-1], "forward") if len(context.after) == after else None,
         "previous": _cursor(items[0], "backward") if before and len(context.before) == before else None,
@@ -192,6 +192,6 @@ def render_html(room: str, page: dict) -> str:
     lines = [
         {"id": l.id, "when": format_time(l.at), "kind": l.kind, "nick": l.nick, "body": l.body,
          "edited": l.edited, "text": describe(l) if l.kind != "message" else ""}
-        for l in page["items"]
+        for l in page["lines"]
     ]  # fmt: skip
     return render_template_string(_HTML, room=room, lines=lines, next=page["next"], previous=page["previous"])

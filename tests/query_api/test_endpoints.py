@@ -47,38 +47,38 @@ def test_search_bad_input(client, tokens, query, code):
 def test_rooms_summary_and_paging(client, tokens):
     headers = auth(tokens["compliance"])
     first = client.get("/api/v1/rooms?limit=2", headers=headers).json
-    assert [r["room"] for r in first["items"]] == [LOBBY, PUBLIC]
-    lobby = first["items"][0]
+    assert [r["room"] for r in first["rooms"]] == [LOBBY, PUBLIC]
+    lobby = first["rooms"][0]
     assert lobby["messages"] == 3 and lobby["occupants_now"] == 1 and lobby["presence_known"]
     assert lobby["last_activity"] == "2024-05-01T12:00:40Z"
     second = client.get(f"/api/v1/rooms?limit=2&cursor={first['next']}", headers=headers).json
-    assert [r["room"] for r in second["items"]] == [SECRET] and second["next"] is None
-    site = client.get("/api/v1/rooms", headers=auth(tokens["site"], "carol")).json["items"]
+    assert [r["room"] for r in second["rooms"]] == [SECRET] and second["next"] is None
+    site = client.get("/api/v1/rooms", headers=auth(tokens["site"], "carol")).json["rooms"]
     assert next(r for r in site if r["room"] == LOBBY)["messages"] == 2  # the removed message is not counted
 
 
 def test_transcript_paging_day_and_around(client, tokens):
     headers = auth(tokens["site"], "carol")
     latest = client.get(f"/api/v1/rooms/{LOBBY}/transcript?limit=3", headers=headers).json
-    assert [line["id"] for line in latest["items"]] == [5, 7, 9] and latest["next"] is None
+    assert [line["id"] for line in latest["lines"]] == [5, 7, 9] and latest["next"] is None
     earlier = client.get(f"/api/v1/rooms/{LOBBY}/transcript?limit=3&cursor={latest['previous']}", headers=headers).json
-    assert [line["id"] for line in earlier["items"]] == [2, 3, 4]
+    assert [line["id"] for line in earlier["lines"]] == [2, 3, 4]
     later = client.get(f"/api/v1/rooms/{LOBBY}/transcript?limit=3&cursor={earlier['next']}", headers=headers).json
-    assert [line["id"] for line in later["items"]] == [5, 7, 9]
+    assert [line["id"] for line in later["lines"]] == [5, 7, 9]
     day = client.get(f"/api/v1/rooms/{LOBBY}/transcript?day=2024-05-01&limit=2", headers=headers).json
-    assert [line["id"] for line in day["items"]] == [1, 2] and day["next"]
-    assert client.get(f"/api/v1/rooms/{LOBBY}/transcript?day=2024-05-02", headers=headers).json["items"] == []
+    assert [line["id"] for line in day["lines"]] == [1, 2] and day["next"]
+    assert client.get(f"/api/v1/rooms/{LOBBY}/transcript?day=2024-05-02", headers=headers).json["lines"] == []
     around = client.get(f"/api/v1/rooms/{LOBBY}/transcript?around=m2-lobby&limit=3", headers=headers).json
-    assert around["target"] == 5 and [line["id"] for line in around["items"]] == [4, 5, 7]
+    assert around["target"] == 5 and [line["id"] for line in around["lines"]] == [4, 5, 7]
 
 
 def test_transcript_ordinary_and_compliance_views(client, tokens):
-    ordinary = client.get(f"/api/v1/rooms/{LOBBY}/transcript", headers=auth(tokens["site"], "carol")).json["items"]
+    ordinary = client.get(f"/api/v1/rooms/{LOBBY}/transcript", headers=auth(tokens["site"], "carol")).json["lines"]
     removed = next(line for line in ordinary if line["id"] == 7)
     assert removed.get("body") is None
     assert removed["removed"]["by_nick"] == "bob" and "by_jid" not in removed["removed"]
     assert "versions" not in next(line for line in ordinary if line["id"] == 5)
-    full = client.get(f"/api/v1/rooms/{LOBBY}/transcript", headers=auth(tokens["compliance"])).json["items"]
+    full = client.get(f"/api/v1/rooms/{LOBBY}/transcript", headers=auth(tokens["compliance"])).json["lines"]
     assert next(line for line in full if line["id"] == 7)["body"] == "oops lobby secret"
     assert next(line for line in full if line["id"] == 5)["versions"][0]["body"] == "typo in lobby"
     html = client.get(f"/api/v1/rooms/{LOBBY}/transcript?format=html", headers=auth(tokens["site"], "carol"))

@@ -137,7 +137,7 @@ def test_search_counts_and_facets_cover_only_visible_rooms(callers, name):
 def test_rooms_lists_exactly_the_visible_rooms(callers, name):
     client, headers = callers[name]
     rooms = client.get("/api/v1/rooms", headers=headers).json
-    assert {room["room"] for room in rooms["items"]} == SEES[name]
+    assert {room["room"] for room in rooms["rooms"]} == SEES[name]
 
 
 @pytest.mark.parametrize("name", ["no_token", "bad_token"])

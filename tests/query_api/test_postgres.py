@@ -36,10 +36,10 @@ def test_endpoints_on_postgresql(postgres_app):
     site = auth(tokens.create(Role.SITE, (LOBBY,))[0], "carol")
     events = client.get(f"/api/v1/rooms/{LOBBY}/events", headers=compliance).get_data(as_text=True).splitlines()
     assert len(events) == 9 and json.loads(events[0])["event"]["type"] == "occupant_joined"
-    lines = client.get(f"/api/v1/rooms/{LOBBY}/transcript", headers=site).json["items"]
+    lines = client.get(f"/api/v1/rooms/{LOBBY}/transcript", headers=site).json["lines"]
     assert [line.get("body") for line in lines if line["kind"] == "message"] == ["hello from lobby", "fixed in lobby", None]
     assert client.get(f"/api/v1/rooms/{SECRET}/transcript", headers=site).status_code == 404
     assert client.get("/api/v1/search?q=hello", headers=site).json["total"] == 1
-    assert [r["room"] for r in client.get("/api/v1/rooms", headers=site).json["items"]] == [LOBBY]
+    assert [r["room"] for r in client.get("/api/v1/rooms", headers=site).json["rooms"]] == [LOBBY]
     assert client.get(f"/api/v1/export?room={SECRET}&format=csv", headers=compliance).status_code == 200
     assert client.get("/api/v1/events", headers=auth("cat_forged")).status_code == 401

@@ -128,8 +128,8 @@ def test_search_finds_and_transcript_opens_around_the_hit(served):
     assert "<mark>fixed</mark>" in hit["snippet"] and "jid" not in hit
     _, _, body = get(served["url"] + f"/api/v1/rooms/{LOBBY}/transcript?around={hit['position']}&limit=3", tokens["site"], "carol")
     page = json.loads(body)
-    assert page["target"] == hit["position"] and len(page["items"]) == 3
-    assert page["items"][1]["body"] == "fixed in lobby" and "versions" not in page["items"][1]
+    assert page["target"] == hit["position"] and len(page["lines"]) == 3
+    assert page["lines"][1]["body"] == "fixed in lobby" and "versions" not in page["lines"][1]
 
 
 def test_follow_over_http_then_sigterm_ends_the_server(served):

@@ -171,3 +171,14 @@ def test_open_endpoints_and_metrics_for_every_caller(callers, name):
         assert client.get(url, headers=headers).status_code == 200, url
     metrics = client.get("/metrics", headers=headers)
     assert metrics.status_code == (200 if name in ("compliance", "analyst", "site_static", "site_callback") else 401)
+
+
+@pytest.mark.parametrize("name", ["site_static", "site_callback", "anonymous"])
+def test_searching_a_forbidden_room_by_name_answers_as_for_a_missing_one(callers, name):
+    client, headers = callers[name]
+    for forbidden in {SECRET, LOBBY, PUBLIC} - SEES[name]:
+        for form in ("room:{}", "room:{} hello"):
+            seen = client.get("/api/v1/search", query_string={"q": form.format(forbidden)}, headers=headers)
+            missing = client.get("/api/v1/search", query_string={"q": form.format(MISSING)}, headers=headers)
+            assert seen.status_code == missing.status_code == 200
+            assert anonymised(seen, forbidden) == anonymised(missing, MISSING)

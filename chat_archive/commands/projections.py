@@ -10,7 +10,7 @@ import threading
 from projections.follower import LogFollower
 from projections.rebuild import rebuild
 
-from ..bootstrap import open_store, start_projections, view_projections
+from ..bootstrap import open_store, search_projection, start_projections, start_search_indexer, view_projections
 
 VIEW_NAMES = ["transcripts", "presence"]
 TARGETS = [*VIEW_NAMES, "search", "all"]
@@ -18,9 +18,11 @@ TARGETS = [*VIEW_NAMES, "search", "all"]
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     project = subparsers.add_parser(
-        "project", help="run the transcript and presence projections until SIGINT/SIGTERM (commits on the way out)"
+        "project", help="run the projections (views and search index) until SIGINT/SIGTERM, committing on the way out"
     )
     project.add_argument("--once", action="store_true", help="catch up with the log, commit and exit")
+    project.add_argument("--no-search", action="store_true",
+                         help="transcripts and presence only (the search index is kept by another process)")
     project.set_defaults(handler=run_projections)
 
     rebuild_cmd = subparsers.add_parser(
@@ -33,23 +35,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_projections(args: argparse.Namespace, config) -> int:
     if args.once:
-        return _catch_up(config)
+        return _catch_up(config, search=not args.no_search)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with open_store(config) as store:
-            handle = start_projections(config, store, stop)
+            handles = [start_projections(config, store, stop)]
+            if not args.no_search:
+                handles.append(start_search_indexer(config, store, stop))
             print("chat-archive project: following the event log (SIGINT/SIGTERM stops, committing)", file=sys.stderr)
-            while handle.is_alive():
-                handle.join(0.2)
-            handle.join()
+            while any(h.is_alive() for h in handles):
+                handles[0].join(0.2)
+            for handle in handles:
+                handle.join()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
 
 
-def _catch_up(config) -> int:
+def _catch_up(config, *, search: bool) -> int:
     with open_store(config) as store:
         projections, close = view_projections(config, store, VIEW_NAMES)
         try:
@@ -57,6 +62,12 @@ def _catch_up(config) -> int:
                 LogFollower(store, projection, commit_interval=config.projections.commit_interval).catch_up()
         finally:
             close()
+        if search:
+            index = search_projection(config)
+            try:
+                LogFollower(store, index, commit_interval=config.index.commit_interval).catch_up()
+            finally:
+                index.close()
     return 0
 
 
@@ -72,7 +83,7 @@ def run_rebuild(args: argparse.Namespace, config) -> int:
                 targets += views
                 closers.append(close)
             if "search" in names:
-                targets.append(_search_projection(config))
+                targets.append(search_projection(config))
             report = rebuild(store, targets, progress=not args.quiet)
         finally:
             for close in closers:
@@ -83,10 +94,3 @@ def run_rebuild(args: argparse.Namespace, config) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def _search_projection(config):
-    from projections.search.projection import SearchIndexProjection
-    from projections.search.storage import IndexLocation
-
-    return SearchIndexProjection(IndexLocation(config.index.path))

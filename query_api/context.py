@@ -36,6 +36,7 @@ class ApiContext:
     _rooms: TtlCache = field(default_factory=lambda: TtlCache(1.0))
     follow_slots: threading.BoundedSemaphore = field(default=None)
     """Open ``follow`` streams hold a server thread each: at most half the threads may."""
+    _visible: TtlCache = field(default_factory=lambda: TtlCache(1.0, max_entries=10_000))
     summaries: TtlCache = field(default_factory=lambda: TtlCache(2.0, max_entries=1000))
     """Room summaries of recent ``/rooms`` pages: a busy site lists the same rooms for many users."""
 
@@ -46,6 +47,14 @@ class ApiContext:
     def known_rooms(self) -> list[str]:
         """Every room with events, in JID order (briefly cached: a new room shows up within a second)."""
         return self._room_index()[0]
+
+    def visible_rooms(self, who: Caller) -> list[str]:
+        """The known rooms ``who`` may see, in JID order (briefly cached per token and site user:
+        a search or a room list need not ask every room's permission again)."""
+        if who.scope.everything:
+            return self.known_rooms()
+        key = (who.role, who.token_id, who.user)
+        return self._visible.get_or_compute(key, lambda: who.visible(self.known_rooms()))
 
     def room_exists(self, room: str) -> bool:
         return room in self._room_index()[1]

@@ -42,8 +42,7 @@ def rooms() -> Response:
 
 def page_of_visible_rooms(who: Caller, after: str | None, count: int) -> list[str]:
     """Up to ``count`` rooms the caller may see, in JID order, after ``after``."""
-    candidates = [room for room in api().known_rooms() if after is None or room > after]
-    return who.visible(candidates)[:count]
+    return [room for room in api().visible_rooms(who) if after is None or room > after][:count]
 
 
 def describe_rooms(rooms: list[str], who: Caller) -> list[dict]:

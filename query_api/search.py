@@ -34,7 +34,7 @@ def scope_of(who: Caller, rooms: list[str] | None = None) -> Scope:
         return Scope(rooms=frozenset(rooms), compliance=who.sees_originals)
     if who.scope.everything:
         return Scope(rooms=None, compliance=who.sees_originals)
-    return Scope(rooms=frozenset(who.visible(api().known_rooms())), compliance=who.sees_originals)
+    return Scope(rooms=frozenset(api().visible_rooms(who)), compliance=who.sees_originals)
 
 
 @bp.get("/search")

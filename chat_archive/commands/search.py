@@ -48,7 +48,8 @@ def _limit(text: str) -> int:
 
 def run_search(args: argparse.Namespace, config) -> int:
     index = open_search_index(config)
-    scope = Scope(rooms=frozenset(args.room) if args.room else None, compliance=args.compliance)
+    # Whoever runs the CLI reads the archive's files: every room and real JID.
+    scope = Scope(rooms=frozenset(args.room) if args.room else None, compliance=args.compliance, jids=True)
     try:
         results = index.search(args.query, scope, sort=args.sort, limit=args.limit, cursor=args.cursor)
     except InvalidQueryError as e:

@@ -49,6 +49,7 @@ class FieldIs(msgspec.Struct, frozen=True):
 
     field: str
     value: str
+    position: int = 0
 
 
 class TimeRange(msgspec.Struct, frozen=True):
@@ -247,7 +248,7 @@ class _Parser:
         if name == "from":
             return FieldIs("from", value.lower())
         if name == "jid":
-            return FieldIs("jid", value.split("/", 1)[0].lower())
+            return FieldIs("jid", value.split("/", 1)[0].lower(), token.pos)
         if name == "is":
             flag = value.lower()
             if flag not in FLAGS:

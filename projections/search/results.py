@@ -17,10 +17,13 @@ class Sort(str, enum.Enum):
 class Scope(msgspec.Struct, frozen=True, kw_only=True):
     """Whose search this is. ``rooms``: the room JIDs the caller may see, or None for
     every room (administrators, compliance officers); ``compliance``: also find
-    retracted messages and earlier versions of corrected ones (``is:retracted``)."""
+    retracted messages and earlier versions of corrected ones (``is:retracted``);
+    ``jids``: may filter by real JID."""
 
     rooms: frozenset[str] | None
     compliance: bool = False
+    jids: bool = False
+    """May search by real JID (``jid:``): only callers allowed to see real JIDs."""
 
 
 class Hit(msgspec.Struct, kw_only=True):

@@ -94,7 +94,7 @@ class SearchIndex:
         empty = SearchResults(query=text, sort=sort, total=0, hits=[], facets=Facets() if facets else None)
         if searcher is None or (scope.rooms is not None and not scope.rooms):
             return empty
-        translator = Translator(compliance=scope.compliance, lexicon=Lexicon(searcher))
+        translator = Translator(compliance=scope.compliance, lexicon=Lexicon(searcher), jids=scope.jids)
         matched = translator.translate(node)
         base = Query.boolean_query(_scope_clauses(scope) + ([(Occur.Must, matched)] if matched else []))
         if sort is Sort.RELEVANCE:

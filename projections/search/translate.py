@@ -48,8 +48,9 @@ class Lexicon(Protocol):
 class Translator:
     """One query's translation against the index's ``lexicon``."""
 
-    def __init__(self, *, compliance: bool, lexicon: Lexicon):
+    def __init__(self, *, compliance: bool, lexicon: Lexicon, jids: bool = False):
         self.compliance = compliance
+        self.jids = jids
         self.lexicon = lexicon
         self.highlights = Highlights()
 
@@ -156,6 +157,10 @@ class Translator:
         if node.field == "from":
             return Query.term_query(SCHEMA, "nick_lc", node.value)
         if node.field == "jid":
+            if not self.jids:
+                raise InvalidQueryError(
+                    f"jid: at position {node.position} needs permission to see real JIDs", node.position
+                )
             return Query.term_query(SCHEMA, "jid", node.value)
         if "@" in node.value:
             return Query.term_query(SCHEMA, "room", node.value)

@@ -21,7 +21,7 @@ from archive import events as ev
 from archive.errors import InvalidQueryError
 from archive.events import Recorded
 from projections.search import IndexLocation, Scope, SearchIndex, SearchIndexProjection
-from projections.search.query import Flag, Not, parse
+from projections.search.query import FieldIs, Flag, Not, parse
 from tests.factories import T0
 from tests.projections.search.oracle import Oracle, facet_counts, time_order
 
@@ -37,10 +37,10 @@ VOCAB = [
 NOW = T0 + timedelta(days=3)
 
 SCOPES = [
-    Scope(rooms=None),
-    Scope(rooms=None, compliance=True),
+    Scope(rooms=None, jids=True),
+    Scope(rooms=None, compliance=True, jids=True),
     Scope(rooms=frozenset({ROOMS[0], ROOMS[2]})),
-    Scope(rooms=frozenset({ROOMS[1]}), compliance=True),
+    Scope(rooms=frozenset({ROOMS[1]}), compliance=True, jids=True),
 ]
 
 bodies = st.lists(st.sampled_from(VOCAB), min_size=1, max_size=7).map(" ".join)
@@ -139,11 +139,14 @@ queries = st.recursive(
 )
 
 
-def _contains_retracted_flag(node) -> bool:
+def _refused(node, scope) -> bool:
+    """is:retracted outside compliance scope, jid: without the right to see JIDs."""
     if isinstance(node, Flag):
-        return node.name == "retracted"
+        return node.name == "retracted" and not scope.compliance
+    if isinstance(node, FieldIs):
+        return node.field == "jid" and not scope.jids
     children = getattr(node, "children", None) or ([node.child] if isinstance(node, Not) else [])
-    return any(_contains_retracted_flag(c) for c in children)
+    return any(_refused(c, scope) for c in children)
 
 
 def _build(root, records, splits, reopen) -> SearchIndex:
@@ -188,8 +191,8 @@ def test_every_query_form_returns_what_the_oracle_says(index_root, events, texts
     for text in texts:
         node = parse(text, now=NOW)
         for scope in SCOPES:
-            if _contains_retracted_flag(node) and not scope.compliance:
-                with pytest.raises(InvalidQueryError, match="compliance"):
+            if _refused(node, scope):
+                with pytest.raises(InvalidQueryError, match="compliance|permission"):
                     index.search(text, scope, now=NOW)
                 continue
             expected = oracle.search(node, rooms=scope.rooms, compliance=scope.compliance)

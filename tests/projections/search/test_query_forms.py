@@ -90,10 +90,10 @@ def searched(tmp_path_factory):
 @pytest.mark.parametrize("text", list(EXPECTED))
 def test_query_form(searched, text):
     index, oracle = searched
-    got = index.search(text, Scope(rooms=None), sort="oldest", limit=50, now=NOW)
+    got = index.search(text, Scope(rooms=None, jids=True), sort="oldest", limit=50, now=NOW)
     assert [h.position for h in got.hits] == EXPECTED[text]
     node = parse(text, now=NOW)
-    for scope in (Scope(rooms=None), Scope(rooms=None, compliance=True), Scope(rooms=frozenset({DEV}))):
+    for scope in (Scope(rooms=None, jids=True), Scope(rooms=None, compliance=True, jids=True), Scope(rooms=frozenset({DEV}), jids=True)):
         expected = time_order(oracle.search(node, rooms=scope.rooms, compliance=scope.compliance), False)
         got = index.search(text, scope, sort="oldest", limit=50, now=NOW)
         assert [h.position for h in got.hits] == expected, scope

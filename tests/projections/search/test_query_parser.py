@@ -59,7 +59,7 @@ def utc(*args) -> datetime:
         ("from:Alice", FieldIs("from", "alice")),
         ('from:"Ann Lee"', FieldIs("from", "ann lee")),
         ("FROM:bob", FieldIs("from", "bob")),
-        ("jid:Ann@Example.org/phone", FieldIs("jid", "ann@example.org")),
+        ("jid:Ann@Example.org/phone", FieldIs("jid", "ann@example.org", 0)),
         ("-room:dev", Not(FieldIs("room", "dev"))),
         ("after:2024-05-01", TimeRange(start=utc(2024, 5, 1))),
         ("before:2024-05-01T12:30:00Z", TimeRange(end=utc(2024, 5, 1, 12, 30))),

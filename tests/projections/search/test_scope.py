@@ -75,3 +75,16 @@ def test_large_room_sets_are_enforced_alike(index):
     results = index.search("launch", Scope(rooms=many), facet_size=100)
     assert [h.position for h in results.hits] == [1]
     assert [(f.value, f.count) for f in results.facets.rooms] == [(PUBLIC, 1)]
+
+
+def test_searching_by_real_jid_needs_the_right_to_see_jids(index_root):
+    location = IndexLocation(index_root / "jids")
+    projection = SearchIndexProjection(location, heap_mb=20)
+    projection.apply([Recorded(1, message(1, "hello", nick="anon", jid="boss@localhost/desk"))])
+    projection.commit(1)
+    projection.close()
+    index = SearchIndex(location, reload_interval=0)
+    with pytest.raises(InvalidQueryError, match="permission to see real JIDs") as caught:
+        index.search("hello jid:boss@localhost", Scope(rooms=None))
+    assert caught.value.position == 6
+    assert index.search("hello jid:boss@localhost", Scope(rooms=None, jids=True)).total == 1

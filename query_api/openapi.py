@@ -104,7 +104,8 @@ def document() -> dict:
              query("buckets", {"type": "integer", "minimum": 1, "maximum": 1000}, "occupancy counts: number of equal parts of the range (default 24)"),
              query("nick", {"type": "string"}, "with from/to: the intervals this nick was in the room"),
              query("jid", {"type": "string"}, "with from/to: the intervals this real JID was in the room (compliance only)"),
-             query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "with nick/jid: most stays; else: most people per page (default 100)"),
+             query("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
+                   "at=T: occupants per page; with nick/jid: most stays; else: people per page (default 100)"),
              CURSOR, SITE_USER],
             json_ok("at=T: occupants then (known=false inside an archive gap); from/to: occupancy buckets, gaps, and stays (intervals) "
                     "of the named person or of everyone there (paged by nick, `next`)",

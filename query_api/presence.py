@@ -45,21 +45,19 @@ def presence(room: str) -> Response:
     params = Params(request.args, ("at", "from", "to", "buckets", "nick", "jid", "limit", "cursor"))
     at = params.time("at")
     start, end = params.time_range()
+    limit = params.integer("limit", 100, minimum=1, maximum=1000)
+    cursor = params.cursor()
+    after = cursor.get("after") if cursor else None
+    if cursor is not None and not isinstance(after, str):
+        raise bad_parameter("cursor", "is not a cursor this API issued")
     if at is not None:
-        if start or end or params.text("nick") or params.text("jid") or params.text("cursor"):
-            raise bad_parameter("at", "cannot be combined with from, to, nick, jid or cursor")
-        occupants = views().presence.occupants_at(room, at)
-        return json_response(msgspec.structs.replace(
-            occupants,
-            occupants=[without_jids(o, who) for o in occupants.occupants],
-            possibly_present=[without_jids(o, who) for o in occupants.possibly_present],
-        ))  # fmt: skip
+        if start or end or params.text("nick") or params.text("jid"):
+            raise bad_parameter("at", "cannot be combined with from, to, nick or jid")
+        return json_response(occupants_page(room, at, who, after, limit))
     if start is None or end is None:
         raise bad_parameter("at", "give at=T (occupants then) or from and to (a range)")
     buckets = params.integer("buckets", 24, minimum=1, maximum=1000)
     nick, jid = params.text("nick", max_length=1024), params.text("jid", max_length=3071)
-    limit = params.integer("limit", 100, minimum=1, maximum=1000)
-    cursor = params.cursor()
     if jid is not None and not who.sees_jids:
         raise bad_parameter("jid", "only the compliance role may look people up by real JID")
     if nick is not None and jid is not None:
@@ -78,9 +76,6 @@ def presence(room: str) -> Response:
         stays = presence_view.stays(room, nick=nick, jid=jid, start=start, end=end, limit=limit)
         result["next"] = None
     else:
-        after = cursor.get("after") if cursor else None
-        if cursor is not None and not isinstance(after, str):
-            raise bad_parameter("cursor", "is not a cursor this API issued")
         people = [n for n in nicks_in_range(room, start, end) if after is None or n > after]
         page = people[:limit]
         stays = stays_of(room, page, start, end)
@@ -89,6 +84,22 @@ def presence(room: str) -> Response:
         without_jids(msgspec.structs.replace(s, spans=[without_jids(x, who) for x in s.spans]), who) for s in stays
     ]
     return json_response(result)
+
+
+def occupants_page(room: str, at, who: Caller, after: str | None, limit: int) -> dict:
+    """Who was in the room at ``at``, by nick, ``limit`` at a time after ``after``."""
+    there = views().presence.occupants_at(room, at)
+    occupants = sorted((o for o in there.occupants if after is None or o.nick > after), key=lambda o: o.nick)
+    page = occupants[:limit]
+    return {
+        "room": room,
+        "at": at,
+        "known": there.known,
+        "gap": there.gap,
+        "occupants": [without_jids(o, who) for o in page],
+        "possibly_present": [without_jids(o, who) for o in there.possibly_present] if after is None else [],
+        "next": encode_cursor({"after": page[-1].nick}) if len(occupants) > limit else None,
+    }
 
 
 def nicks_in_range(room: str, start, end) -> list[str]:

@@ -104,6 +104,10 @@ def test_presence_at_and_over_a_range(client, tokens):
     assert all("jid" not in o for o in at["occupants"])
     compliance = client.get(f"/api/v1/rooms/{LOBBY}/presence?at={T}", headers=auth(tokens["compliance"])).json
     assert {o["jid"] for o in compliance["occupants"]} == {"alice@localhost/pc", "bob@localhost/phone"}
+    one = client.get(f"/api/v1/rooms/{LOBBY}/presence?at={T}&limit=1", headers=analyst).json
+    assert [o["nick"] for o in one["occupants"]] == ["alice"] and one["next"]
+    two = client.get(f"/api/v1/rooms/{LOBBY}/presence?at={T}&limit=1&cursor={one['next']}", headers=analyst).json
+    assert [o["nick"] for o in two["occupants"]] == ["bob"] and two["next"] is None
     after = client.get(f"/api/v1/rooms/{LOBBY}/presence?at=2024-05-01T12:01:00Z", headers=analyst).json
     assert [o["nick"] for o in after["occupants"]] == ["alice"]
     span = "from=2024-05-01T12:00:00Z&to=2024-05-01T12:02:00Z"

@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL figures")
     parser.add_argument("--light", action="store_true",
                         help="append: only the store and raw sqlite3 (no indexed raw, no ordered-ids store): for 10m")
+    parser.add_argument("--search-from-corpus", action="store_true",
+                        help="search: index the generated corpus directly instead of the store's log (no store needed)")
     parser.add_argument("--irc-log", metavar="FILE", help="use a real IRC-style log as the corpus instead "
                         "([HH:MM] <nick> text, === nick joined/left); results are saved under the size 'irc'")
     parser.add_argument("--irc-room", default="irc@conference.example.org", help="room JID for --irc-log")
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         spec, size = from_irc_log(args.irc_log, args.irc_room, args.irc_date), "irc"
     workdir = args.workdir / size
     res = Results(size=size)
-    ctx: dict = {"postgres": not args.no_postgres, "light": args.light}
+    ctx: dict = {"postgres": not args.no_postgres, "light": args.light, "search_from_corpus": args.search_from_corpus}
     load_start = report.loadavg()
     print(f"bench: {spec.events:,} events, {spec.rooms} rooms, {spec.users} users, workdir {workdir}", flush=True)
     code_commit = _git_commit()

@@ -19,7 +19,7 @@ import time
 
 from archive.store import EventStore
 
-from ..follower import ProjectionReset
+from ..follower import LogFollower
 from .projection import SearchIndexProjection
 
 CATCH_UP_INTERVAL = 5.0
@@ -27,7 +27,10 @@ MAX_PENDING = 500_000
 PAGE_SIZE = 2000
 
 
-class SearchIndexer:
+class SearchIndexer(LogFollower):
+    """A ``LogFollower`` whose commits follow the lag: at the interval when caught up,
+    every ``catch_up_interval`` seconds (or ``max_pending`` events) when behind."""
+
     def __init__(
         self,
         store: EventStore,
@@ -38,76 +41,48 @@ class SearchIndexer:
         catch_up_interval: float = CATCH_UP_INTERVAL,
         max_pending: int = MAX_PENDING,
     ):
-        self.store = store
-        self.projection = projection
-        self.commit_interval = commit_interval
-        self.page_size = page_size
+        super().__init__(
+            store,
+            projection,
+            commit_interval=commit_interval,
+            page_size=page_size,
+            idle_sleep=min(0.05, commit_interval / 5),
+            max_pending=max_pending,
+        )
         self.catch_up_interval = max(catch_up_interval, commit_interval)
-        self.max_pending = max_pending
-        self.idle_sleep = min(0.05, commit_interval / 5)
-        self._applied = self._committed = projection.position()
-        self._pending = 0
-        self._first_pending = 0.0
-
-    def catch_up(self) -> int:
-        """Index everything in the log now and commit; returns the position reached."""
-        while self._step():
-            if self._pending >= self.max_pending:
-                self._commit()
-        self._commit()
-        return self._applied
 
     def run(self, stop: threading.Event) -> None:
-        """Follow the log until ``stop`` is set; commit on stop as well.
-
-        On an error nothing half-applied is committed: the writer rolls back and
-        the next start resumes after the last commit.
-        """
-        while not stop.is_set():
-            if self.projection.stale():
-                self.projection.reopen()
-                self._applied = self._committed = self.projection.position()
-                self._pending = 0
-            behind = self._step()
-            if self._commit_due(behind):
+        """Follow the log until ``stop`` is set; commit on stop as well (never a half-applied page)."""
+        first_pending: float | None = None
+        try:
+            while not stop.is_set():
+                if self.projection.stale():
+                    self._follow_swap()
+                    first_pending = None
+                before = self._applied_since_commit
+                self._step()
+                behind = self._applied_since_commit - before >= self.page_size
+                if self._applied_since_commit and first_pending is None:
+                    first_pending = time.monotonic()
+                if first_pending is not None and self._due(time.monotonic() - first_pending, behind):
+                    self._commit()
+                    first_pending = None
+                if not behind:
+                    stop.wait(self.idle_sleep)
+        finally:
+            if not self._torn:
                 self._commit()
-            if not behind:
-                stop.wait(self.idle_sleep)
-        self._commit()
 
-    def _commit_due(self, behind: bool) -> bool:
-        if not self._pending:
-            return False
-        waited = time.monotonic() - self._first_pending
+    def _due(self, waited: float, behind: bool) -> bool:
         if behind:
-            return waited >= self.catch_up_interval or self._pending >= self.max_pending
+            return waited >= self.catch_up_interval or self._applied_since_commit >= self.max_pending
         return waited >= self.commit_interval
 
-    def _step(self) -> bool:
-        """Apply the next page; True if it was full (more is probably waiting)."""
-        page = []
-        for record in self.store.read_log(self._applied, page_size=self.page_size):
-            page.append(record)
-            if len(page) == self.page_size:
-                break
-        if not page:
-            return False
-        self.projection.apply(page)
-        if not self._pending:
-            self._first_pending = time.monotonic()
-        self._pending += len(page)
-        self._applied = page[-1].position
-        return len(page) == self.page_size
-
-    def _commit(self) -> None:
-        if self._applied != self._committed:
-            try:
-                self.projection.commit(self._applied)
-            except ProjectionReset:
-                self._applied = self._committed = self.projection.position()
-            else:
-                self._committed = self._applied
-        self._pending = 0
+    def _follow_swap(self) -> None:
+        """A rebuild swapped generations: drop what is pending, resume from the new one."""
+        self.projection.reopen()
+        self._applied = self._committed = self.projection.position()
+        self._applied_since_commit = 0
 
 
 class IndexerThread:

@@ -62,8 +62,12 @@ class SearchIndexProjection:
         self.location = location
         # A projection on the live generation follows swaps; one building a fresh generation does not.
         self.live = directory is None
-        self.directory = directory or location.current_or_new()
         self.heap_mb = heap_mb
+        self._writer: tantivy.IndexWriter | None = None
+        self._open(directory or location.current_or_new())
+
+    def _open(self, directory: Path) -> None:
+        self.directory = directory
         self._index = open_tantivy(self.directory)
         self._searcher = self._index.searcher()
         self._position, version = read_meta(self._searcher)
@@ -72,7 +76,6 @@ class SearchIndexProjection:
                 f"search index {self.directory} has schema version {version}, this program "
                 f"{SCHEMA_VERSION}: rebuild it with chat-archive rebuild search"
             )
-        self._writer: tantivy.IndexWriter | None = None
         self._tombs = self._load_tombs()
         self._vocabulary = {word for word, _ in self._searcher.terms_with_prefix("vocab", "")}
         self._pending: dict[int, docs.MessageDoc] = {}
@@ -152,7 +155,7 @@ class SearchIndexProjection:
     def reopen(self) -> None:
         """Follow the live generation (after a swap), discarding anything uncommitted."""
         self.close()
-        self.__init__(self.location, heap_mb=self.heap_mb)
+        self._open(self.location.current_or_new())
 
     def close(self) -> None:
         """Release the writer (and its directory lock); uncommitted changes are dropped."""

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -130,6 +131,35 @@ def test_search_finds_and_transcript_opens_around_the_hit(served):
     page = json.loads(body)
     assert page["target"] == hit["position"] and len(page["lines"]) == 3
     assert page["lines"][1]["body"] == "fixed in lobby" and "versions" not in page["lines"][1]
+
+
+def open_follow(served) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    host, port = served["url"].removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request("GET", "/api/v1/events?follow=true&after=999999", headers={"Authorization": f"Bearer {served['tokens']['compliance']}"})
+    return connection, connection.getresponse()
+
+
+def test_follow_streams_of_clients_that_went_away_are_freed(served):
+    streams = [open_follow(served) for _ in range(8)]  # [api] threads = 16: 8 follow streams at once
+    assert [response.status for _, response in streams] == [200] * 8
+    connection, refused = open_follow(served)
+    assert refused.status == 503
+    connection.close()
+    for connection, response in streams:
+        response.close()
+        connection.close()
+    # A heartbeat (every 0.5 s here) finds each client gone and frees its stream.
+    deadline = time.monotonic() + 10
+    while True:
+        connection, response = open_follow(served)
+        status = response.status
+        response.close()
+        connection.close()
+        if status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert status == 200
 
 
 def test_follow_over_http_then_sigterm_ends_the_server(served):

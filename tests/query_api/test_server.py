@@ -136,7 +136,8 @@ def test_search_finds_and_transcript_opens_around_the_hit(served):
 def open_follow(served) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
     host, port = served["url"].removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    connection.request("GET", "/api/v1/events?follow=true&after=999999", headers={"Authorization": f"Bearer {served['tokens']['compliance']}"})
+    # after=0: the log so far is sent at once, so the answer starts without waiting for a heartbeat
+    connection.request("GET", "/api/v1/events?follow=true&after=0", headers={"Authorization": f"Bearer {served['tokens']['compliance']}"})
     return connection, connection.getresponse()
 
 

@@ -2,10 +2,10 @@
 
 Caught up, the indexer commits (and so publishes) whatever it applied at most
 ``commit_interval`` seconds after applying it, however many messages arrived in
-between (batching under load). Behind by more than a page (catch-up after a
-start, a rebuild, a burst), it commits only every ``catch_up_interval`` seconds
-or ``max_pending`` messages, because every tantivy commit costs a flush and an
-fsync and leaves one more segment to merge.
+between (batching under load, bursts included). Far behind (catch-up after a
+start or a rebuild: more than ``CATCH_UP_LAG`` events), it commits only every
+``catch_up_interval`` seconds or ``max_pending`` messages, because every tantivy
+commit costs a flush and an fsync and leaves one more segment to merge.
 
 It also follows generation swaps made by ``chat-archive rebuild search`` in
 another process: on a swap it drops its writer and continues from the new
@@ -23,13 +23,15 @@ from ..follower import LogFollower
 from .projection import SearchIndexProjection
 
 CATCH_UP_INTERVAL = 5.0
+CATCH_UP_LAG = 20_000  # events behind the log's head that count as catching up
 MAX_PENDING = 500_000
 PAGE_SIZE = 2000
 
 
 class SearchIndexer(LogFollower):
-    """A ``LogFollower`` whose commits follow the lag: at the interval when caught up,
-    every ``catch_up_interval`` seconds (or ``max_pending`` events) when behind."""
+    """A ``LogFollower`` whose commits follow the lag: at the interval when caught up or
+    nearly (a burst), every ``catch_up_interval`` seconds (or ``max_pending`` events) when
+    more than ``catch_up_lag`` events behind."""
 
     def __init__(
         self,
@@ -40,6 +42,7 @@ class SearchIndexer(LogFollower):
         page_size: int = PAGE_SIZE,
         catch_up_interval: float = CATCH_UP_INTERVAL,
         max_pending: int = MAX_PENDING,
+        catch_up_lag: int = CATCH_UP_LAG,
     ):
         super().__init__(
             store,
@@ -50,6 +53,7 @@ class SearchIndexer(LogFollower):
             max_pending=max_pending,
         )
         self.catch_up_interval = max(catch_up_interval, commit_interval)
+        self.catch_up_lag = catch_up_lag
 
     def run(self, stop: threading.Event) -> None:
         """Follow the log until ``stop`` is set; commit on stop as well (never a half-applied page)."""
@@ -61,13 +65,14 @@ class SearchIndexer(LogFollower):
                     first_pending = None
                 before = self._applied_since_commit
                 self._step()
-                behind = self._applied_since_commit - before >= self.page_size
+                full_page = self._applied_since_commit - before >= self.page_size
+                behind = full_page and self.store.head() - self._applied > self.catch_up_lag
                 if self._applied_since_commit and first_pending is None:
                     first_pending = time.monotonic()
                 if first_pending is not None and self._due(time.monotonic() - first_pending, behind):
                     self._commit()
                     first_pending = None
-                if not behind:
+                if not full_page:
                     stop.wait(self.idle_sleep)
         finally:
             if not self._torn:

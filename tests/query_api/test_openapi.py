@@ -8,6 +8,7 @@ import re
 import urllib.parse
 
 import jsonschema
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
@@ -113,3 +114,34 @@ def test_documented_query_parameters_are_exactly_those_accepted(client, tokens):
         assert response.json["error"]["code"] == "unknown_parameter", path
         accepted = response.json["error"]["message"].split("(accepted: ")[1].rstrip(")").split(", ")
         assert accepted == documented, path
+
+
+def documented_schema(path: str, content_type: str = "application/json") -> dict:
+    schema = document()["paths"][path]["get"]["responses"]["200"]["content"][content_type]["schema"]
+    if "$ref" in schema:
+        schema = document()["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+@pytest.mark.parametrize(
+    ("path", "url"),
+    [
+        ("/api/v1/search", "/api/v1/search?q=hello"),
+        ("/api/v1/rooms", "/api/v1/rooms"),
+        ("/api/v1/rooms/{room}/transcript", f"/api/v1/rooms/{LOBBY}/transcript"),
+        ("/api/v1/rooms/{room}/transcript", f"/api/v1/rooms/{LOBBY}/transcript?around=5"),
+        ("/api/v1/rooms/{room}/presence", f"/api/v1/rooms/{LOBBY}/presence?at=2024-05-01T12:00:15Z"),
+        ("/api/v1/rooms/{room}/state", f"/api/v1/rooms/{LOBBY}/state"),
+    ],
+)
+def test_answers_match_their_documented_schema(client, tokens, path, url):
+    response = client.get(url, headers=auth(tokens["compliance"]))
+    assert response.status_code == 200
+    jsonschema.validate(response.json, documented_schema(path))
+
+
+def test_replay_lines_match_the_documented_schema(client, tokens):
+    schema = documented_schema("/api/v1/events", "application/x-ndjson")
+    lines = client.get("/api/v1/events", headers=auth(tokens["compliance"])).get_data(as_text=True).splitlines()
+    for line in lines:
+        jsonschema.validate(json.loads(line), schema)

@@ -1,0 +1,62 @@
+"""Where the views live, and the generation guard on commits."""
+
+from __future__ import annotations
+
+import pytest
+
+from archive.errors import StoreError
+from chat_archive.bootstrap import views_url
+from chat_archive.config import load_config
+from projections.follower import ProjectionReset
+from projections.transcripts.view import TranscriptProjection
+from projections.viewdb import GenerationChanged, default_views_url
+from tests.factories import message
+
+
+def test_views_live_beside_the_store_unless_configured():
+    assert default_views_url("sqlite:////srv/archive/events.sqlite") == "sqlite:////srv/archive/views.sqlite"
+    assert default_views_url("sqlite:///data/events.sqlite") == "sqlite:///data/views.sqlite"
+    pg = "postgresql://u:p@db:5432/chat?schema=archive"
+    assert default_views_url(pg) == pg
+    config = load_config(environ={"CHAT_ARCHIVE_STORE_URL": pg})
+    assert views_url(config) == pg
+    config = load_config(environ={"CHAT_ARCHIVE_STORE_URL": pg, "CHAT_ARCHIVE_PROJECTIONS_URL": "sqlite:///v.sqlite"})
+    assert views_url(config) == "sqlite:///v.sqlite"
+
+
+def test_view_tables_and_tracking(event_store, views, store_url):
+    event_store.append([message(1, "one")])
+    projection = views.projections(["transcripts"])[0]
+    projection.apply(list(event_store.read_log()))
+    projection.commit(1)
+    recorder = views.recorder
+    assert recorder.max_tracking_id("transcripts#g1") == 1  # eventsourcing's tracking row, same transaction
+    if store_url.startswith("postgresql"):
+        schema = recorder.datastore.schema
+        rows = recorder.read_rows("SELECT tablename FROM pg_tables WHERE schemaname=? ORDER BY tablename", (schema,))
+        names = [r["tablename"] for r in rows]
+        assert "view_transcripts_lines_g1" in names and "view_tracking" in names and "archive_store_events" in names
+    with pytest.raises(StoreError):  # a position must move forward: the tracking row refuses a replay
+        projection.apply([])
+        projection.commit(1)
+
+
+def test_a_commit_into_replaced_tables_is_refused(event_store, views):
+    event_store.append([message(1, "one"), message(2, "two")])
+    live = TranscriptProjection(views.recorder)
+    records = list(event_store.read_log())
+    live.apply(records[:1])
+    fresh = live.begin_rebuild()
+    fresh.apply(records)
+    fresh.commit(2)
+    stale_builder = TranscriptProjection(views.recorder, generation=fresh.generation, building=True)
+    live.finish_rebuild(fresh)
+    other = TranscriptProjection(views.recorder, generation=1)  # still writing the old generation
+    other.apply(records[1:])
+    with pytest.raises(ProjectionReset):
+        other.commit(2)
+    assert other.generation == fresh.generation and other.position() == 2
+    with pytest.raises(GenerationChanged):
+        stale_builder.apply([])
+        stale_builder.commit(3)
+    assert [line.body for line in views.transcripts.page("lobby@conference.localhost").lines] == ["one", "two"]

@@ -178,7 +178,7 @@ _HTML = """<!doctype html>
 <link rel="stylesheet" href="{{ url_for('static', filename='transcript.css') }}"></head>
 <body><h1>{{ room }}</h1>
 <ol class="lines">
-{% for line in lines %}<li id="l{{ line.id }}"><time datetime="{{ line.when }}">{{ line.when }}</time>
+{% for line in lines %}<li id="l{{ line.id }}"{% if line.id == target %} class="target"{% endif %}><time datetime="{{ line.when }}">{{ line.when }}</time>
 {% if line.kind == "message" %}<span class="nick">{{ line.nick }}</span>: {% if line.body is none %}<span class="removed">message removed</span>{% else %}{{ line.body }}{% endif %}{% if line.edited %} <span class="edited">(edited)</span>{% endif %}
 {% else %}<span class="event">{{ line.text }}</span>{% endif %}</li>
 {% else %}<li>No lines.</li>{% endfor %}
@@ -194,4 +194,6 @@ def render_html(room: str, page: dict) -> str:
          "edited": l.edited, "text": describe(l) if l.kind != "message" else ""}
         for l in page["lines"]
     ]  # fmt: skip
-    return render_template_string(_HTML, room=room, lines=lines, next=page["next"], previous=page["previous"])
+    return render_template_string(
+        _HTML, room=room, lines=lines, next=page["next"], previous=page["previous"], target=page.get("target")
+    )

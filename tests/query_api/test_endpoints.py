@@ -70,6 +70,8 @@ def test_transcript_paging_day_and_around(client, tokens):
     assert client.get(f"/api/v1/rooms/{LOBBY}/transcript?day=2024-05-02", headers=headers).json["lines"] == []
     around = client.get(f"/api/v1/rooms/{LOBBY}/transcript?around=m2-lobby&limit=3", headers=headers).json
     assert around["target"] == 5 and [line["id"] for line in around["lines"]] == [4, 5, 7]
+    html = client.get(f"/api/v1/rooms/{LOBBY}/transcript?around=m2-lobby&limit=3&format=html", headers=headers)
+    assert '<li id="l5" class="target">' in html.get_data(as_text=True)
 
 
 def test_transcript_ordinary_and_compliance_views(client, tokens):

@@ -50,9 +50,9 @@ def test_a_commit_into_replaced_tables_is_refused(event_store, views):
     fresh.apply(records)
     fresh.commit(2)
     stale_builder = TranscriptProjection(views.recorder, generation=fresh.generation, building=True)
-    live.finish_rebuild(fresh)
-    other = TranscriptProjection(views.recorder, generation=1)  # still writing the old generation
+    other = TranscriptProjection(views.recorder)  # a running projection, on the old generation
     other.apply(records[1:])
+    live.finish_rebuild(fresh)
     with pytest.raises(ProjectionReset):
         other.commit(2)
     assert other.generation == fresh.generation and other.position() == 2

@@ -54,7 +54,7 @@ def from_archive_error(error: ChatArchiveError) -> ApiError:
         return ApiError(404, "not_found", str(error))
     if isinstance(error, StoreError):
         log.warning("store unavailable: %s", error)
-        return ApiError(503, "unavailable", "the archive is temporarily unavailable, try again")
+        return ApiError(503, "unavailable", "the archive is temporarily unavailable, try again", headers={"Retry-After": "5"})
     log.error("unexpected archive error: %s", error)
     return ApiError(500, "internal", "internal error")
 

@@ -71,6 +71,7 @@ def test_store_failure_is_503_and_a_bug_is_a_bare_500(token_store, tokens, sqlit
     response = down.test_client().get(f"/api/v1/rooms/{LOBBY}/events", headers=auth(tokens["compliance"]))
     assert response.status_code == 503
     assert response.json["error"]["code"] == "unavailable"
+    assert response.headers["Retry-After"] == "5"
     assert "/secret/path" not in response.get_data(as_text=True)
     assert down.test_client().get("/healthz").status_code == 503
     buggy = create_app(config, store=FailingStore(RuntimeError("boom at line 42")), tokens=token_store)

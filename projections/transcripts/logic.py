@@ -10,7 +10,8 @@ correction or retraction resolves to them; nothing else changes a line.
   nick); otherwise, or when the original is unknown, it becomes a line of its
   own with ``corrects`` set.
 - Retractions and moderations name the stanza-id (tried first), the origin-id
-  or, as a last resort, the ``id`` attribute. Where several messages of a room
+  or, as a last resort, the ``id`` attribute. A self-retraction (not moderated)
+  counts only from the author (occupant-id, else real JID, else nick). Where several messages of a room
   carry the same id (clients reuse them), the latest one is meant. One whose target is not (yet)
   archived is kept pending and applied when the target arrives (backfill).
 
@@ -175,8 +176,9 @@ def correct(line: Line, event: ev.MessageCorrected, position: int) -> Line:
 
 
 def retract(line: Line, event: ev.MessageRetracted, position: int) -> Line:
-    """``line`` removed (the first removal is the one kept)."""
-    if line.removed is not None:
+    """``line`` removed (the first removal is the one kept); a self-retraction
+    by someone other than the author changes nothing."""
+    if line.removed is not None or not may_retract(line, event):
         return line
     removal = Removal(
         at=event.occurred_at,
@@ -187,6 +189,23 @@ def retract(line: Line, event: ev.MessageRetracted, position: int) -> Line:
         reason=event.reason,
     )
     return msgspec.structs.replace(line, removed=removal)
+
+
+def may_retract(line: Line, event: ev.MessageRetracted) -> bool:
+    """Moderators may remove any message; authors only their own (XEP-0424)."""
+    if event.moderated:
+        return True
+    if line.occupant_id and event.occupant_id:
+        return line.occupant_id == event.occupant_id
+    if line.jid and event.by_jid:
+        return _bare(line.jid) == _bare(event.by_jid)
+    if line.nick and event.by_nick:
+        return line.nick == event.by_nick
+    return True
+
+
+def _bare(jid: str) -> str:
+    return jid.split("/", 1)[0]
 
 
 def same_sender(line: Line, event: ev.MessageCorrected) -> bool:

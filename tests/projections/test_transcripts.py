@@ -115,6 +115,19 @@ def test_removal_leaves_a_tombstone_and_keeps_the_original(event_store, views, m
     assert (original.body, original.removed.reason) == ("regrettable", "rude" if moderated else None)
 
 
+def test_self_retraction_by_someone_else_is_ignored(event_store, views):
+    project(event_store, views, [
+        message(1, "mine", origin_id="o1", occupant_id="occ-a"),
+        message(2, "also mine", origin_id="o2", jid="alice@localhost/phone"),
+        make(ev.MessageRetracted, 3, target_id="o1", by_nick="mallory", occupant_id="occ-m"),
+        make(ev.MessageRetracted, 4, target_id="o2", by_jid="mallory@localhost"),
+        make(ev.MessageRetracted, 5, target_id="o2", by_jid="alice@localhost/laptop"),
+    ])
+    first, second = lines_of(views)
+    assert first.body == "mine" and first.removed is None
+    assert second.body is None and second.removed.at == at(5)
+
+
 def test_retraction_before_its_message_arrives_is_applied_later(event_store, views):
     project(event_store, views, [make(ev.MessageRetracted, 5, target_id="late-sid", moderated=True, by_nick="mod")])
     project(event_store, views, [message(1, "backfilled", stanza_id="late-sid", capture=ev.Capture.BACKFILL)])

@@ -56,7 +56,7 @@ class LogFollower:
         commit_interval: float,
         page_size: int = 1000,
         idle_sleep: float = 0.05,
-        max_pending: int = 200_000,
+        max_pending: int = 50_000,
         on_progress: Callable[[int], None] | None = None,
     ):
         self.store = store

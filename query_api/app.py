@@ -18,6 +18,9 @@ from archive.application import open_event_store
 from archive.errors import ChatArchiveError
 from archive.store import EventStore
 from projections.runner import status as projection_status
+from projections.search import IndexLocation, SearchIndex
+from projections.viewdb import default_views_url
+from projections.views import Views
 
 from . import export, openapi, presence, replay, rooms, transcript, web
 from .access import Authorizer, PermissionCallback
@@ -35,18 +38,21 @@ def create_app(
     config: Any,
     *,
     store: EventStore | None = None,
-    views: Any = None,
-    search: Any = None,
+    views: Views | None = None,
+    search: SearchIndex | None = None,
     tokens: TokenStore | None = None,
     permission: PermissionCallback | None = None,
     stopping: threading.Event | None = None,
 ) -> Flask:
-    """The Flask app over ``store`` (and ``views``, ``search`` once built), configured by ``config.api``.
+    """The Flask app over ``store``, ``views`` and ``search``, configured by ``config.api``.
 
     ``stopping`` is set by the server when it shuts down, which ends open ``follow`` streams.
     """
     settings = config.api
     store = store if store is not None else open_event_store(config.store.url)
+    views = views if views is not None else Views(config.projections.url or default_views_url(config.store.url), store)
+    if search is None:
+        search = SearchIndex(IndexLocation(config.index.path), reload_interval=config.index.commit_interval / 5)
     tokens = tokens if tokens is not None else open_token_store(config.store.url, cache_seconds=settings.token_cache_seconds)
     app = Flask(__name__)
     app.extensions[EXTENSION] = ApiContext(
@@ -86,14 +92,13 @@ def metrics() -> Response:
 
 def _gauges(context: ApiContext) -> list[Family]:
     head = context.store.head()
-    families = [Family("chat_archive_events_appended_total", "Events appended to the log (its head position).", [({}, head)])]
-    if context.views is not None:
-        lags = [({"projection": s.name}, s.lag) for s in projection_status(context.store, context.views.projections())]
-        families.append(Family("chat_archive_projection_lag_events", "Log positions a view has not committed yet.", lags))
-    if context.search is not None:
-        lag = max(0, head - context.search.position())
-        families.append(Family("chat_archive_index_lag_events", "Log positions the search index has not committed yet.", [({}, lag)]))
-    return families
+    lags = [({"projection": s.name}, s.lag) for s in projection_status(context.store, context.views.projections())]
+    index_lag = max(0, head - context.search.position())
+    return [
+        Family("chat_archive_events_appended_total", "Events appended to the log (its head position).", [({}, head)]),
+        Family("chat_archive_projection_lag_events", "Log positions a view has not committed yet.", lags),
+        Family("chat_archive_index_lag_events", "Log positions the search index has not committed yet.", [({}, index_lag)]),
+    ]
 
 
 def _install_request_metrics(app: Flask) -> None:

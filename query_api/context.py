@@ -10,10 +10,12 @@ import msgspec
 from flask import Response, current_app, g, request
 
 from archive.store import EventStore
+from projections.search import SearchIndex
+from projections.views import Views
 
 from .access import Authorizer, Caller
 from .cache import TtlCache
-from .errors import ApiError, forbidden, room_not_found, unauthorized
+from .errors import forbidden, room_not_found, unauthorized
 from .metrics import RequestMetrics
 from .roles import Capability, Role
 from .settings import ApiSettings
@@ -29,8 +31,8 @@ class ApiContext:
     settings: ApiSettings
     store: EventStore
     authorizer: Authorizer
-    views: Any = None
-    search: Any = None
+    views: Views
+    search: SearchIndex
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
     stopping: threading.Event = field(default_factory=threading.Event)
     _rooms: TtlCache = field(default_factory=lambda: TtlCache(1.0))
@@ -97,7 +99,3 @@ def visible_room(who: Caller, room: str) -> str:
 
 def json_response(body: Any, status: int = 200) -> Response:
     return Response(_json.encode(body), status=status, mimetype="application/json")
-
-
-def unavailable(what: str) -> ApiError:
-    return ApiError(503, "unavailable", f"{what} is not available in this server process")

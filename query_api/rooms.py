@@ -13,7 +13,7 @@ from archive.times import utcnow
 from projections.search import Scope
 
 from .access import Caller
-from .context import api, caller, json_response, unavailable
+from .context import api, caller, json_response
 from .errors import bad_parameter
 from .params import Params, encode_cursor
 from .roles import Capability
@@ -55,8 +55,6 @@ def describe_rooms(rooms: list[str], who: Caller) -> list[dict]:
 
 def _describe(context, rooms: list[str], who: Caller) -> list[dict]:
     views, search = context.views, context.search
-    if views is None or search is None:
-        raise unavailable("the room summary (views and search index)")
     counts = message_counts(search, rooms, who)
     now = utcnow()
     items = []

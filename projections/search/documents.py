@@ -177,12 +177,6 @@ def meta_document(position: int, version: int) -> tantivy.Document:
     return out
 
 
-def vocab_document(word: str) -> tantivy.Document:
-    out = tantivy.Document()
-    out.add_text("vocab", word)
-    return out
-
-
 def tomb_document(ref: int, tomb: Tombstone) -> tantivy.Document:
     out = tantivy.Document()
     out.add_unsigned("meta", TOMB_MARK)

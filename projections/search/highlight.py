@@ -1,8 +1,8 @@
 """Snippets: a message's text, HTML-escaped, with the query's matches in ``<mark>``.
 
-A token is marked when its stem is one the query's positive terms match
-(prefix and fuzzy terms included, through their expansion), with character
-offsets from the body's own analyzer.
+A token is marked when its stem is one a positive term of the query matches
+(a word, a phrase's words, a prefix, a fuzzy term), with character offsets from
+the body's own analyzer.
 """
 
 from __future__ import annotations
@@ -35,13 +35,36 @@ def snippet(text: str, highlights: Highlights, max_chars: int = MAX_CHARS) -> st
 
 def matches(text: str, highlights: Highlights) -> list[tuple[int, int]]:
     """Character spans of the tokens of ``text`` whose stems the query matches."""
-    if not highlights.stems:
+    if not (highlights.stems or highlights.prefixes or highlights.fuzzy):
         return []
     return [
         (token.char_offset_from, token.char_offset_to)
         for token in STEM_ANALYZER.pre_tokenize(text).tokens
         if token.text in highlights.stems
+        or any(token.text.startswith(p) for p in highlights.prefixes)
+        or any(osa_distance(token.text, f, limit=d) <= d for f, d in highlights.fuzzy)
     ]
+
+
+def osa_distance(a: str, b: str, limit: int = 2) -> int:
+    """Levenshtein distance with adjacent transpositions costing 1 (optimal string
+    alignment), as tantivy's fuzzy term query counts; anything above ``limit`` is
+    reported as ``limit + 1``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        previous2, previous = previous, current
+    return min(previous[len(b)], limit + 1)
 
 
 def _window(text: str, spans: list[tuple[int, int]], max_chars: int) -> tuple[int, int]:

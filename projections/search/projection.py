@@ -26,7 +26,7 @@ from archive.events import MessageCorrected, MessagePosted, MessageRetracted, Re
 
 from . import documents as docs
 from ..follower import ProjectionReset
-from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, WORD_ANALYZER, ref_bucket, ref_hash
+from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, ref_bucket, ref_hash
 from .storage import IndexLocation
 
 DEFAULT_HEAP_MB = 256
@@ -77,7 +77,6 @@ class SearchIndexProjection:
                 f"{SCHEMA_VERSION}: rebuild it with chat-archive rebuild search"
             )
         self._tombs = self._load_tombs()
-        self._vocabulary = {word for word, _ in self._searcher.terms_with_prefix("vocab", "")}
         self._pending: dict[int, docs.MessageDoc] = {}
         self._pending_refs: dict[int, int] = {}
 
@@ -100,7 +99,6 @@ class SearchIndexProjection:
                     for ref in doc.refs:  # a new message has the highest key yet
                         pending_refs[ref] = doc.key
                     writer.add_document(docs.to_tantivy(doc))
-                    self._learn_words(event.body)
                 elif type(event) is MessageCorrected:
                     self._correct(record.position, event)
                 elif type(event) is MessageRetracted:
@@ -202,14 +200,6 @@ class SearchIndexProjection:
         writer.add_document(docs.to_tantivy(doc))
         self._pending[doc.key] = doc
         self._remember_refs(doc)
-        self._learn_words(doc.body)
-
-    def _learn_words(self, text: str) -> None:
-        new = set(WORD_ANALYZER.analyze(text)).difference(self._vocabulary)
-        if new:
-            self._vocabulary.update(new)
-            for word in new:
-                self._writer.add_document(docs.vocab_document(word))
 
     def _remember_refs(self, doc: docs.MessageDoc) -> None:
         for ref in doc.refs:

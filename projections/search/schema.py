@@ -8,10 +8,9 @@ retractions whose target has not been indexed yet.
 - ``body``: current text, English stemming (``en_stem``), positions for phrases.
 - ``history``: earlier versions of a corrected message (one value each), only
   searched in compliance scope.
-- ``vocab``: one small document per distinct unstemmed word ever indexed, so
-  that ``prefix*`` and ``fuzzy~`` can expand to words (then to their stems)
-  without indexing every body a second time unstemmed: a stem such as "run"
-  hides "running" from a prefix "runn*", the vocabulary does not.
+- ``prefix*`` and ``fuzzy~`` work on the same stems (an unstemmed copy of every
+  body, or a vocabulary of every word as documents, each cost as much to index
+  as all the rest of a message).
 - ``room``, ``jid``: lowercased exact terms; ``nick`` exact (facets, display),
   ``nick_lc`` lowercased exact (``from:`` is case-insensitive).
 - ``key``, ``ts`` (occurred_at in microseconds since the epoch): columns only,
@@ -40,7 +39,6 @@ def build_schema() -> tantivy.Schema:
     sb.add_integer_field("ts", stored=True, fast=True)
     sb.add_text_field("body", stored=True, tokenizer_name=BODY_TOKENIZER)
     sb.add_text_field("history", stored=True, tokenizer_name=BODY_TOKENIZER)
-    sb.add_text_field("vocab", stored=True, tokenizer_name="raw", index_option="basic")
     sb.add_text_field("room", stored=True, fast=True, tokenizer_name="raw", index_option="basic")
     sb.add_text_field("nick", stored=True, fast=True, tokenizer_name="raw", index_option="basic")
     sb.add_text_field("nick_lc", tokenizer_name="raw", index_option="basic")

@@ -34,7 +34,6 @@ from .storage import IndexLocation
 from .translate import Highlights, Translator
 
 MAX_LIMIT = 500
-MAX_EXPANSION = 1000
 FEW_ROOMS = 32
 FACET_SEGMENT_SIZE = 2000  # per-segment candidates: counts are exact below this many distinct values
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -94,7 +93,9 @@ class SearchIndex:
         empty = SearchResults(query=text, sort=sort, total=0, hits=[], facets=Facets() if facets else None)
         if searcher is None or (scope.rooms is not None and not scope.rooms):
             return empty
-        translator = Translator(compliance=scope.compliance, lexicon=Lexicon(searcher), jids=scope.jids)
+        translator = Translator(
+            compliance=scope.compliance, rooms_with_local=lambda local: _rooms_with_local(searcher, local), jids=scope.jids
+        )
         matched = translator.translate(node)
         base = Query.boolean_query(_scope_clauses(scope) + ([(Occur.Must, matched)] if matched else []))
         if sort is Sort.RELEVANCE:
@@ -251,24 +252,8 @@ def _facets(searcher, base: Query, size: int) -> Facets:
     return Facets(rooms=counts("rooms"), senders=counts("senders"))
 
 
-class Lexicon:
-    """Expansions from the index's term dictionaries. A prefix or fuzzy term
-    expands to at most ``MAX_EXPANSION`` words (for a prefix, the first in
-    alphabetical order)."""
-
-    def __init__(self, searcher: tantivy.Searcher):
-        self.searcher = searcher
-
-    def rooms_with_local(self, local: str) -> list[str]:
-        return [term for term, _ in self.searcher.terms_with_prefix("room", local + "@")]
-
-    def words_with_prefix(self, prefix: str) -> list[str]:
-        return [term for term, _ in self.searcher.terms_with_prefix("vocab", prefix, limit=MAX_EXPANSION)]
-
-    def words_near(self, word: str, distance: int) -> list[str]:
-        query = Query.fuzzy_term_query(SCHEMA, "vocab", word, distance, True)
-        hits = self.searcher.search(query, MAX_EXPANSION, count=False).hits
-        return [self.searcher.doc(address).get_first("vocab") for _, address in hits]
+def _rooms_with_local(searcher, local: str) -> list[str]:
+    return [term for term, _ in searcher.terms_with_prefix("room", local + "@")]
 
 
 def _sort(sort: Sort | str) -> Sort:

@@ -2,10 +2,12 @@
 
 Query strings are never handed to tantivy's own parser (its traps: ``AND NOT``,
 ``word~`` and ``wor*`` silently match nothing). Words and phrases are analysed
-with the body's own analyzer (English stems). ``prefix*`` and ``fuzzy~`` expand
-through the index's vocabulary of unstemmed words to those words' stems, so
-``runn*`` finds "running" (stem "run") and, as any stemmed search, "run".
-In compliance scope every text form also matches earlier versions of
+with the body's own analyzer (English stems). ``prefix*`` and ``fuzzy~`` match
+those stems too: ``deploy*`` finds stems starting with "deploy" (deployed,
+deployment) and ``lazy*`` those starting with "lazy" or its stem "lazi";
+``kubernets~`` finds stems within one edit of its stem "kubernet". A prefix that
+runs past a word's stem finds only longer stems (``runn*``: runner, not running,
+whose stem is "run"). In compliance scope every text form also matches earlier versions of
 corrected messages (``history``).
 
 Words that analyse to nothing (punctuation, emoji) are dropped, so ``hello !!!``
@@ -16,7 +18,6 @@ and ``hello OR !!!`` are ``hello``; a word of several tokens (``don't``,
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
 
 import msgspec
 import tantivy
@@ -30,28 +31,20 @@ from .schema import FLAG_SET, SCHEMA, STEM_ANALYZER, WORD_ANALYZER
 
 
 class Highlights(msgspec.Struct):
-    """The stems the positive text terms of a query match, for snippets."""
+    """What the positive text terms of a query match, in stems, for snippets."""
 
     stems: set[str] = msgspec.field(default_factory=set)
-
-
-class Lexicon(Protocol):
-    """What the index knows that a query expands to (see ``searcher.Lexicon``)."""
-
-    def rooms_with_local(self, local: str) -> list[str]: ...
-
-    def words_with_prefix(self, prefix: str) -> list[str]: ...
-
-    def words_near(self, word: str, distance: int) -> list[str]: ...
+    prefixes: set[str] = msgspec.field(default_factory=set)
+    fuzzy: set[tuple[str, int]] = msgspec.field(default_factory=set)
 
 
 class Translator:
-    """One query's translation against the index's ``lexicon``."""
+    """One query's translation; ``rooms_with_local`` expands ``room:lobby`` to full room JIDs."""
 
-    def __init__(self, *, compliance: bool, lexicon: Lexicon, jids: bool = False):
+    def __init__(self, *, compliance: bool, rooms_with_local: Callable[[str], list[str]], jids: bool = False):
         self.compliance = compliance
         self.jids = jids
-        self.lexicon = lexicon
+        self.rooms_with_local = rooms_with_local
         self.highlights = Highlights()
 
     def translate(self, node: Node, negated: bool = False) -> Query | None:
@@ -135,14 +128,22 @@ class Translator:
         if not tokens:
             return None
         *exact, last = tokens
-        words = self.lexicon.words_with_prefix(last) if prefix else self.lexicon.words_near(last, distance)
-        expanded = sorted({stem for word in words for stem in STEM_ANALYZER.analyze(word)})
         exact_stems = [stem for word in exact for stem in STEM_ANALYZER.analyze(word)]
+        last_stem = STEM_ANALYZER.analyze(last)[0]
+        starts = sorted({last, last_stem})
         if not negated:
-            self.highlights.stems.update(exact_stems, expanded)
+            self.highlights.stems.update(exact_stems)
+            if prefix:
+                self.highlights.prefixes.update(starts)
+            else:
+                self.highlights.fuzzy.add((last_stem, distance))
 
         def on(field: str) -> Query:
-            final = Query.term_set_query(SCHEMA, field, expanded) if expanded else Query.empty_query()
+            if prefix:
+                # Tokens are letters and digits only: nothing to escape in the regex.
+                final = _any([Query.regex_query(SCHEMA, field, start + ".*") for start in starts])
+            else:
+                final = Query.fuzzy_term_query(SCHEMA, field, last_stem, distance, True)
             parts = [Query.term_query(SCHEMA, field, stem) for stem in exact_stems] + [final]
             return parts[0] if len(parts) == 1 else Query.boolean_query([(Occur.Must, p) for p in parts])
 
@@ -151,7 +152,7 @@ class Translator:
     def _with_history(self, current: Query, history: Callable[[], Query]) -> Query:
         if not self.compliance:
             return current
-        return Query.boolean_query([(Occur.Should, current), (Occur.Should, history())])
+        return _any([current, history()])
 
     def _field(self, node: FieldIs) -> Query:
         if node.field == "from":
@@ -164,5 +165,9 @@ class Translator:
             return Query.term_query(SCHEMA, "jid", node.value)
         if "@" in node.value:
             return Query.term_query(SCHEMA, "room", node.value)
-        rooms = self.lexicon.rooms_with_local(node.value)
+        rooms = self.rooms_with_local(node.value)
         return Query.term_set_query(SCHEMA, "room", rooms) if rooms else Query.empty_query()
+
+
+def _any(queries: list[Query]) -> Query:
+    return queries[0] if len(queries) == 1 else Query.boolean_query([(Occur.Should, q) for q in queries])

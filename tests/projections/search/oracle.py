@@ -60,13 +60,10 @@ class Oracle:
     def __init__(self):
         self.messages: dict[int, dict] = {}
         self.tombs: dict[tuple[str, str], MessageRetracted] = {}
-        self.vocabulary: set[str] = set()  # every unstemmed word of every text indexed
 
     def replay(self, records) -> None:
         for record in records:
             event = record.event
-            if isinstance(event, (MessagePosted, MessageCorrected)):
-                self.vocabulary.update(plain(event.body))
             if isinstance(event, MessagePosted):
                 self._post(record.position, event)
             elif isinstance(event, MessageCorrected):
@@ -146,7 +143,7 @@ class Oracle:
             for m in self.messages.values()
             if (rooms is None or m["room"] in {r.lower() for r in rooms})
             and (compliance or not m["retracted"])
-            and matches(node, m, compliance, self.vocabulary)
+            and matches(node, m, compliance)
         ]
 
 
@@ -167,17 +164,17 @@ def _dropped(node) -> bool:
     return False
 
 
-def matches(node, message, compliance, vocabulary) -> bool:
+def matches(node, message, compliance) -> bool:
     if isinstance(node, Everything):
         return True
     if isinstance(node, And):
         kept = [c for c in node.children if not _dropped(c)]
-        return all(matches(c, message, compliance, vocabulary) for c in kept)
+        return all(matches(c, message, compliance) for c in kept)
     if isinstance(node, Or):
         kept = [c for c in node.children if not _dropped(c)]
-        return any(matches(c, message, compliance, vocabulary) for c in kept) if kept else True
+        return any(matches(c, message, compliance) for c in kept) if kept else True
     if isinstance(node, Not):
-        return True if _dropped(node.child) else not matches(node.child, message, compliance, vocabulary)
+        return True if _dropped(node.child) else not matches(node.child, message, compliance)
     if isinstance(node, (Word, Phrase)):
         wanted = stems(node.text)
         if not wanted:
@@ -190,22 +187,25 @@ def matches(node, message, compliance, vocabulary) -> bool:
                 return True
         return False
     if isinstance(node, (Prefix, Fuzzy)):
-        # Expanded through the vocabulary to words, then to their stems; several
-        # tokens must all be in the current text, or all in the earlier versions.
+        # On stems: a prefix of the word or of its stem; a fuzzy word's stem within the
+        # distance. Several tokens must all be in the current text, or all in the
+        # earlier versions (one field).
         tokens = plain(node.text)
         if not tokens:
             return True
         *exact, last = tokens
-        if isinstance(node, Prefix):
-            words = {w for w in vocabulary if w.startswith(last)}
-        else:
-            words = {w for w in vocabulary if edit_distance(w, last) <= node.distance}
-        expanded = {s for w in words for _, s in stems(w)}
+        last_stem = stems(last)[0][1]
         wanted = {s for w in exact for _, s in stems(w)}
+
+        def fits(stem: str) -> bool:
+            if isinstance(node, Prefix):
+                return stem.startswith(last) or stem.startswith(last_stem)
+            return edit_distance(stem, last_stem) <= node.distance
+
         texts = [[message["body"]]] + ([message["history"]] if compliance and message["history"] else [])
         for group in texts:
             have = {s for text in group for _, s in stems(text)}
-            if wanted <= have and have & expanded:
+            if wanted <= have and any(fits(s) for s in have):
                 return True
         return False
     if isinstance(node, FieldIs):

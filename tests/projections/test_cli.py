@@ -43,12 +43,11 @@ def test_project_stops_cleanly_on_a_signal_and_commits(tmp_path, event_store, st
 
 def test_rebuild_command_shows_progress_and_swaps(tmp_path, event_store, store_url):
     event_store.append([message(i, f"m{i}") for i in range(30)])
-    for what in ("transcripts", "presence"):
-        process = cli(tmp_path, store_url, "rebuild", what)
-        assert process.wait(60) == 0
-        err = process.stderr.read()
-        assert "events/s" in err and "ETA" in err and f"rebuilt {what}: 30 events" in err
+    process = cli(tmp_path, store_url, "rebuild", "transcripts")
+    assert process.wait(60) == 0
+    err = process.stderr.read()
+    assert "events/s" in err and "ETA" in err and "rebuilt transcripts: 30 events" in err
     with Views(default_views_url(store_url), event_store) as views:
         assert [line.body for line in views.transcripts.page(ROOM).lines] == [f"m{i}" for i in range(30)]
         assert views.recorder.generations("transcripts") == (2, None)
-        assert views.recorder.generations("presence") == (2, None)
+        assert views.recorder.generations("presence") == (1, None)

@@ -62,9 +62,13 @@ class PresenceProjection(TableProjection):
             span = decode_span(bytes(row["data"]))
             self._open.setdefault(span.room, {})[span.nick] = span
 
+    def apply(self, records) -> None:
+        step = self.step
+        for record in records:
+            if type(record.event) not in _IGNORED:  # most events are messages: skip them cheaply
+                step(record.position, record.event)
+
     def step(self, position: int, event: ev.Event) -> None:
-        if type(event) in _IGNORED:
-            return
         room_open = self._open.setdefault(event.room, {})
         for span in logic.step(room_open, position, event):
             self._dirty[span.id] = span

@@ -272,7 +272,7 @@ def test_a_kicked_listener_closes_out_occupants_and_comes_back_with_a_gap(prosod
     alice.create_room(room, "alice")
     bob.join(room, "bob")
     alice.say(room, "before")
-    settings = {"jid": "dave@localhost", "include": (room,), "retry_refused_after": 1.0}
+    settings = {"jid": "dave@localhost", "include": (room,), "retry_refused_after": 2.0}
     with running_listener(prosody, store, **settings) as listener:
         wait_joined(listener, room)
         alice.kick(room, "archive", "no bots")

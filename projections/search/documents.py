@@ -28,7 +28,7 @@ import tantivy
 
 from archive.events import MessageCorrected, MessagePosted, MessageRetracted
 
-from .schema import CAPTURE_CODES, CAPTURES, FLAG_SET, bare_jid, ref_bucket, ref_hash
+from .schema import CAPTURE_CODES, CAPTURES, FLAG_SET, bare_jid, ref_hash
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 TOMB_MARK = 2  # ``meta`` of tombstones; the position document has FLAG_SET (1)
@@ -138,7 +138,6 @@ def to_tantivy(doc: MessageDoc) -> tantivy.Document:
         out.add_bytes("occupant", doc.occupant_id.encode())
     for ref in doc.refs:
         out.add_unsigned("rhash", ref)
-        out.add_unsigned("rbucket", ref_bucket(ref))
     if doc.edited:
         out.add_unsigned("edited", FLAG_SET)
     if doc.retracted:

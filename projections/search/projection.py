@@ -26,7 +26,7 @@ from archive.events import MessageCorrected, MessagePosted, MessageRetracted, Re
 
 from . import documents as docs
 from ..follower import ProjectionReset
-from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, ref_bucket, ref_hash
+from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, ref_hash
 from .storage import IndexLocation
 
 DEFAULT_HEAP_MB = 256
@@ -176,21 +176,18 @@ class SearchIndexProjection:
                 ) from e
         return self._writer
 
-    def _find(self, refs: list[int]) -> docs.MessageDoc | None:
-        """The newest message known by one of ``refs`` (tried in order), uncommitted or committed."""
-        for ref in refs:
-            keys = []
-            if (pending_key := self._pending_refs.get(ref)) is not None:
-                keys.append(pending_key)
-            hits = self._searcher.search(_ref_query(ref), 1, order_by_field="key").hits
-            if hits:
-                keys.append(hits[0][0])
-            if keys:
-                key = max(keys)
-                if key in self._pending:
-                    return self._pending[key]
-                return docs.from_tantivy(self._searcher.doc(hits[0][1]).to_dict())
-        return None
+    def _find(self, ref: int) -> docs.MessageDoc | None:
+        """The newest message known by ``ref``, uncommitted or committed."""
+        key = self._pending_refs.get(ref)
+        if key is not None and key > self._position:
+            return self._pending[key]  # added since the last commit: newer than anything committed
+        # A scan of the hash column: a correction or retraction after a commit is rare
+        # enough that an index of every message's ids would cost more than it saves.
+        hits = self._searcher.search(_ref_query(ref), 1, order_by_field="key").hits
+        if hits and (key is None or hits[0][0] > key):
+            found = self._pending.get(hits[0][0])
+            return found if found is not None else docs.from_tantivy(self._searcher.doc(hits[0][1]).to_dict())
+        return self._pending[key] if key is not None else None
 
     def _replace(self, doc: docs.MessageDoc) -> None:
         writer = self._writer
@@ -208,7 +205,7 @@ class SearchIndexProjection:
 
     def _correct(self, position: int, event: MessageCorrected) -> None:
         target_ref = ref_hash(event.room.lower(), event.replaces_id)
-        target = self._find([target_ref])
+        target = self._find(target_ref)
         if target is not None and docs.same_sender(target, event.nick, event.occupant_id):
             self._replace(docs.corrected(target, event))
             return
@@ -220,13 +217,12 @@ class SearchIndexProjection:
         self._replace(own)
 
     def _retract(self, event: MessageRetracted) -> None:
-        refs = [ref_hash(event.room.lower(), event.target_id)]
+        ref = ref_hash(event.room.lower(), event.target_id)
         tomb = docs.tombstone_of(event)
-        target = self._find(refs)
+        target = self._find(ref)
         if target is None:
-            for ref in refs:
-                self._tombs[ref] = tomb
-                self._writer.add_document(docs.tomb_document(ref, tomb))
+            self._tombs[ref] = tomb
+            self._writer.add_document(docs.tomb_document(ref, tomb))
         elif not target.retracted and docs.may_retract(target, tomb):
             self._replace(msgspec.structs.replace(target, retracted=True))
 
@@ -246,10 +242,4 @@ class SearchIndexProjection:
 
 
 def _ref_query(ref: int) -> tantivy.Query:
-    """Messages known by ``ref``: the bucket's postings, checked against the hash column."""
-    return tantivy.Query.boolean_query(
-        [
-            (tantivy.Occur.Must, tantivy.Query.term_query(SCHEMA, "rbucket", ref_bucket(ref))),
-            (tantivy.Occur.Must, tantivy.Query.range_query(SCHEMA, "rhash", tantivy.FieldType.Unsigned, ref, ref)),
-        ]
-    )
+    return tantivy.Query.range_query(SCHEMA, "rhash", tantivy.FieldType.Unsigned, ref, ref)

@@ -46,10 +46,9 @@ def build_schema() -> tantivy.Schema:
     sb.add_text_field("thread", stored=True, tokenizer_name="raw", index_option="basic")
     sb.add_unsigned_field("capture", stored=True)
     sb.add_bytes_field("occupant", stored=True)  # never searched: not indexed
-    # A message's ids as 64-bit hashes: ``rbucket`` (the top 16 bits) is a term shared by
-    # many messages, ``rhash`` a column checked only for that bucket's postings. A term
-    # unique to each message would cost as much to index as the whole rest of it.
-    sb.add_unsigned_field("rbucket", indexed=True)
+    # A message's ids as 64-bit hashes, a column only: indexing a term (or even a
+    # shared bucket term) per id costs more than scanning the column on the rare
+    # lookup that the uncommitted batch cannot answer.
     sb.add_unsigned_field("rhash", stored=True, fast=True)
     sb.add_unsigned_field("edited", stored=True, indexed=True)
     sb.add_unsigned_field("retracted", stored=True, indexed=True)
@@ -97,10 +96,6 @@ def ref_hash(room_lc: str, ident: str) -> int:
     # Two cheap checksums make 64 bits: ample against accidental collisions among
     # one room's ids, at a fifth of the cost of a cryptographic hash per message.
     return zlib.crc32(data) << 32 | zlib.adler32(data)
-
-
-def ref_bucket(ref: int) -> int:
-    return ref >> 48  # 16 bits of the crc32
 
 
 # Capture methods as stored numbers; new ones are appended, never reordered.

@@ -169,9 +169,9 @@ class Listener:
     # -- discovery -------------------------------------------------------------
 
     async def _discovery_loop(self, client) -> None:
-        # Rooms archived before but no longer listed are checked once per run:
-        # a room destroyed while nobody watched is recorded as destroyed.
-        unlisted = await asyncio.to_thread(self._archived_rooms)
+        # Rooms the previous run was archiving are checked once, listed or not:
+        # one destroyed while nobody watched is recorded as destroyed.
+        unlisted = self._previously_joined()
         while True:
             listed: set[str] = set()
             for service in self.settings.muc_services:
@@ -188,13 +188,10 @@ class Listener:
                 self._maybe_join(client, room, listed=room in listed)
             await asyncio.sleep(self.settings.poll_interval)
 
-    def _archived_rooms(self) -> set[str]:
-        services = {service.lower() for service in self.settings.muc_services}
-        return {
-            room
-            for room in self.store.rooms()
-            if room.partition("@")[2] in services and allowed(room, self.settings) and room not in self.rooms.states
-        }
+    def _previously_joined(self) -> set[str]:
+        previous = self.rooms.previous
+        joined = previous.rooms_joined if previous else []
+        return {room for room in joined if allowed(room, self.settings) and room not in self.rooms.states}
 
     def _maybe_join(self, client, room: str, *, listed: bool) -> None:
         state = self.rooms.state(room)

@@ -312,14 +312,15 @@ def test_backfill_after_an_id_the_server_does_not_know_reads_by_time(prosody, pe
     assert any("does not know id not-from-this-server" in r.getMessage() for r in caplog.records)
 
 
-def test_a_room_destroyed_while_the_listener_was_away_is_recorded_as_destroyed(prosody, people, store):
+def test_a_room_destroyed_while_the_listener_was_away_is_recorded_as_destroyed(prosody, people, store, tmp_path):
     alice = people["alice"]
     room = unique_room(prosody, "vanished")
     alice.create_room(room, "alice")
-    with running_listener(prosody, store, include=(room,)) as listener:
+    status_file = tmp_path / "status.json"
+    with running_listener(prosody, store, status_file, include=(room,)) as listener:
         wait_joined(listener, room)
     alice.destroy(room, "gone for good")
-    with running_listener(prosody, store, include=(room,)) as listener:
+    with running_listener(prosody, store, status_file, include=(room,)) as listener:
         summary = wait_for_event(store, room, ("left", "alice", "room_destroyed"))
         time.sleep(0.7)  # more discovery polls: the room is not tried again
         assert listener.listener.refused_rooms() == {} and listener.joined_rooms() == []

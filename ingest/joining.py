@@ -154,11 +154,12 @@ def _gap(room: str, start: datetime, end: datetime, messages_recovered: bool) ->
 
 
 def _restart_gap_start(rooms: Rooms, room: str, view: RoomView) -> datetime | None:
-    """Since when nobody watched the room: the previous run's last heartbeat, or its last event."""
+    """Since when nobody watched the room: until when the previous run had stored all it saw, or its last event."""
     start = view.last_event_at
     previous = rooms.previous
-    if previous and room in previous.rooms_joined and (start is None or previous.updated_at > start):
-        start = previous.updated_at
+    watched = previous.stored_until if previous and room in previous.rooms_joined else None
+    if watched and (start is None or watched > start):
+        start = watched
     return start
 
 

@@ -83,7 +83,7 @@ class Listener:
 
     async def _shutdown(self, tasks: list[asyncio.Task]) -> None:
         # The last status names the rooms watched until now, for the next run's gap records.
-        watched = self.joined_rooms()
+        watched, watched_until = self.joined_rooms(), utcnow()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -95,7 +95,7 @@ class Listener:
                 self.client.abort()
         self.writer.stop()
         self.status.stopped = True
-        self._write_status(watched)
+        self._write_status(watched, watched_until)
 
     def _make_client(self):
         client = make_client(self.settings)
@@ -227,8 +227,10 @@ class Listener:
             self._write_status()
             await asyncio.sleep(1.0)
 
-    def _write_status(self, joined: list[str] | None = None) -> None:
-        self.status.updated_at = utcnow()
+    def _write_status(self, joined: list[str] | None = None, watched_until: datetime | None = None) -> None:
+        # Runs in the loop thread, which alone puts events: nothing is put meanwhile.
+        self.status.updated_at = now = utcnow()
+        self.status.stored_until = self.writer.stored_until(watched_until or now)
         self.status.rooms_joined = self.joined_rooms() if joined is None else joined
         self.status.rooms_refused = self.refused_rooms()
         if self.status_file:

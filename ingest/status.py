@@ -27,6 +27,7 @@ class ListenerStatus(msgspec.Struct, kw_only=True):
     connected: bool = False
     connected_since: datetime | None = None
     last_event_at: datetime | None = None  # newest event handed to the store
+    stored_until: datetime | None = None  # every event seen before this time is in the store
     events_written: int = 0
     rooms_joined: list[str] = []
     rooms_refused: dict[str, str] = {}  # room -> why it cannot be entered (or was left)

@@ -14,9 +14,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from archive.events import Event, Recorded
 from archive.store import EventStore
+from archive.times import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ class BatchWriter:
         self._on_error = on_error
         self._queue: queue.Queue = queue.Queue()
         self._pending = 0
+        self._drained_at = utcnow()
         self._idle = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="archive-writer", daemon=True)
         self._stopping = False
@@ -50,6 +53,11 @@ class BatchWriter:
             with self._idle:
                 self._pending += len(events)
             self._queue.put(list(events))
+
+    def stored_until(self, now: datetime) -> datetime:
+        """A time before which every event put has been stored: ``now`` if nothing is pending."""
+        with self._idle:
+            return now if self._pending == 0 else self._drained_at
 
     def wait_idle(self, timeout: float) -> bool:
         """True once every event put so far has been written (for tests and shutdown)."""
@@ -102,4 +110,6 @@ class BatchWriter:
             self._on_written(recorded, len(batch))
         with self._idle:
             self._pending -= len(batch)
+            if self._pending == 0:
+                self._drained_at = utcnow()
             self._idle.notify_all()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from archive import events as ev
 from archive.errors import StoreError
+from archive.times import utcnow
 from ingest.client import allowed
 from ingest.joining import history_request
 from ingest.roomview import RoomView
@@ -83,6 +86,20 @@ def test_batch_writer_retries_a_failed_append_and_batches_what_queued_meanwhile(
     writer.stop()
     assert [len(b) for b in store.batches] == [3, 2]
     assert sum(written) == 5 and len(errors) == 1 and "locked" in errors[0]
+
+
+def test_batch_writer_tells_until_when_everything_put_is_stored():
+    store = FlakyStore()  # fails the first append
+    writer = BatchWriter(store)
+    later = utcnow() + timedelta(hours=1)
+    assert writer.stored_until(later) == later, "nothing pending"
+    writer.put([message(1)])
+    drained = writer.stored_until(later)
+    assert drained < later, "one event pending: only up to the last drain"
+    writer.start()
+    assert writer.wait_idle(10)
+    assert writer.stored_until(later) == later
+    writer.stop()
 
 
 def test_batch_writer_stop_writes_everything_queued():

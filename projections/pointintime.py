@@ -24,7 +24,7 @@ from archive.store import EventStore
 
 from .presence import logic as presence_logic
 from .presence.logic import Gap, Span
-from .presence.queries import Occupant
+from .presence.queries import Occupant, occupant
 from .transcripts import logic as transcript_logic
 from .transcripts.logic import Line
 
@@ -107,13 +107,7 @@ def room_state_at(
         at=at,
         subject=subject.body if subject else None,
         subject_by=subject.nick if subject else None,
-        occupants=[
-            Occupant(
-                nick=s.nick, since=stay_starts.get(s.stay, s.start), jid=s.jid, occupant_id=s.occupant_id,
-                role=s.role, affiliation=s.affiliation, show=s.show, status=s.status,
-            )
-            for s in sorted(open_spans.values(), key=lambda s: s.nick)
-        ],
+        occupants=[occupant(s, stay_starts) for s in sorted(open_spans.values(), key=lambda s: s.nick)],
         presence_known=gap is None,
         gap=gap,
         lines=shown,

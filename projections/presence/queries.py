@@ -117,9 +117,9 @@ class Presence:
             room=room,
             at=at,
             known=not gaps,
-            occupants=[_occupant(s, starts) for s in spans],
+            occupants=[occupant(s, starts) for s in spans],
             gap=gaps[0] if gaps else None,
-            possibly_present=[_occupant(s, starts) for s in lost],
+            possibly_present=[occupant(s, starts) for s in lost],
         )
 
     def stays(
@@ -246,7 +246,8 @@ def _stay_starts(query, stays: set[int]) -> dict[int, datetime]:
     return starts
 
 
-def _occupant(span: Span, starts: dict[int, datetime]) -> Occupant:
+def occupant(span: Span, starts: dict[int, datetime]) -> Occupant:
+    """The occupant a span shows; ``starts`` maps stays to their start (``since``)."""
     return Occupant(
         nick=span.nick,
         since=starts.get(span.stay, span.start),

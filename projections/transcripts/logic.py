@@ -218,23 +218,7 @@ def same_sender(line: Line, event: ev.MessageCorrected) -> bool:
 
 def correction_line(position: int, event: ev.MessageCorrected) -> Line:
     """A correction nobody can place: shown as a message of its own."""
-    return Line(
-        id=position,
-        room=event.room,
-        at=event.occurred_at,
-        kind="message",
-        nick=event.nick,
-        jid=event.jid,
-        occupant_id=event.occupant_id,
-        body=event.body,
-        stanza_id=event.stanza_id,
-        origin_id=event.origin_id,
-        message_id=event.message_id,
-        capture=_capture(event),
-        edited=True,
-        edited_at=event.occurred_at,
-        corrects=event.replaces_id,
-    )
+    return _message_line(position, event, edited=True, edited_at=event.occurred_at, corrects=event.replaces_id)
 
 
 def ordinary(line: Line) -> Line:
@@ -255,6 +239,10 @@ def _capture(event: ev.Event) -> str | None:
 
 
 def _message(position: int, e: ev.MessagePosted) -> Line:
+    return _message_line(position, e, thread=e.thread)
+
+
+def _message_line(position: int, e: ev.MessagePosted | ev.MessageCorrected, **extra) -> Line:
     capture = e.capture
     return Line(
         id=position,
@@ -268,8 +256,8 @@ def _message(position: int, e: ev.MessagePosted) -> Line:
         stanza_id=e.stanza_id,
         origin_id=e.origin_id,
         message_id=e.message_id,
-        thread=e.thread,
         capture=None if capture is _LIVE else capture.value,
+        **extra,
     )
 
 

@@ -67,25 +67,34 @@ class SearchIndexProjection:
         self._open(directory or location.current_or_new())
 
     def _open(self, directory: Path) -> None:
+        """Open a generation. One this program cannot use (another schema) is remembered,
+        not raised: it can still be rebuilt, and only using it raises."""
         self.directory = directory
-        self._index = open_tantivy(self.directory)
-        self._searcher = self._index.searcher()
-        self._position, version = read_meta(self._searcher)
-        if version != SCHEMA_VERSION:
-            raise StoreError(
-                f"search index {self.directory} has schema version {version}, this program "
-                f"{SCHEMA_VERSION}: rebuild it with chat-archive rebuild search"
-            )
-        self._tombs = self._load_tombs()
         self._pending: dict[int, docs.MessageDoc] = {}
         self._pending_refs: dict[int, int] = {}
+        self._position, self._tombs, self._unusable = 0, {}, None
+        try:
+            self._index = open_tantivy(self.directory)
+            self._searcher = self._index.searcher()
+            self._position, version = read_meta(self._searcher)
+            if version != SCHEMA_VERSION:
+                raise StoreError(
+                    f"search index {self.directory} has schema version {version}, this program "
+                    f"{SCHEMA_VERSION}: rebuild it with chat-archive rebuild search"
+                )
+        except StoreError as e:
+            self._unusable = e
+            return
+        self._tombs = self._load_tombs()
 
     # -- the Projection protocol -------------------------------------------------
 
     def position(self) -> int:
+        self._usable()
         return self._position
 
     def apply(self, records: Sequence[Recorded]) -> None:
+        self._usable()
         writer = self._open_writer()
         pending, pending_refs = self._pending, self._pending_refs
         try:
@@ -112,6 +121,7 @@ class SearchIndexProjection:
             raise ProjectionReset(
                 f"search index replaced by a rebuild; resuming from position {self._position}"
             )
+        self._usable()
         writer = self._open_writer()
         try:
             writer.delete_documents_by_query(tantivy.Query.term_query(SCHEMA, "meta", FLAG_SET))
@@ -165,6 +175,10 @@ class SearchIndexProjection:
             self._writer = None
 
     # -- internals -------------------------------------------------------------------
+
+    def _usable(self) -> None:
+        if self._unusable is not None:
+            raise self._unusable
 
     def _open_writer(self) -> tantivy.IndexWriter:
         if self._writer is None:

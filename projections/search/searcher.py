@@ -22,14 +22,14 @@ import msgspec
 import tantivy
 from tantivy import FieldType, Occur, Order, Query
 
-from archive.errors import InvalidQueryError
+from archive.errors import InvalidQueryError, StoreError
 
 from . import highlight
 from .documents import capture_name
 from .projection import open_tantivy, read_meta
 from .query import parse
 from .results import FacetCount, Facets, Hit, Scope, SearchResults, Sort
-from .schema import FLAG_SET, SCHEMA
+from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION
 from .storage import IndexLocation
 from .translate import Highlights, Translator
 
@@ -62,7 +62,6 @@ class SearchIndex:
         self._searcher: tantivy.Searcher | None = None
         self._checked = 0.0
         self._position = 0
-        self._refresh(force=True)
 
     # -- public ----------------------------------------------------------------------
 
@@ -130,16 +129,27 @@ class SearchIndex:
     def _refresh(self, force: bool = False) -> tantivy.Searcher | None:
         with self._lock:
             now = time.monotonic()
-            if force or now - self._checked >= self.reload_interval:
+            if force or self._index is None or now - self._checked >= self.reload_interval:
                 self._checked = now
                 current = self.location.current()
-                if current != self._directory:
-                    self._directory = current
+                if current != self._directory or self._index is None:
+                    # Remembered only once open: an unusable generation (another schema, a
+                    # rebuild pending) raises on every use until it is replaced.
+                    self._index = self._directory = self._searcher = None
                     self._index = open_tantivy(current) if current is not None else None
-                elif self._index is not None:
+                    self._directory = current
+                else:
                     self._index.reload()
                 self._searcher = self._index.searcher() if self._index is not None else None
-                self._position = read_meta(self._searcher)[0] if self._searcher is not None else 0
+                self._position = 0
+                if self._searcher is not None:
+                    self._position, version = read_meta(self._searcher)
+                    if version != SCHEMA_VERSION:
+                        self._index = None
+                        raise StoreError(
+                            f"search index {current} has schema version {version}, this program "
+                            f"{SCHEMA_VERSION}: rebuild it with chat-archive rebuild search"
+                        )
             return self._searcher
 
     def _hit(self, searcher, address, score, scope: Scope, highlights: Highlights, sort: Sort) -> Hit:

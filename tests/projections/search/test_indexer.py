@@ -138,3 +138,27 @@ def test_rebuild_swaps_in_a_fresh_generation_that_the_running_indexer_follows(ru
     event_store.append([message(50, "after the swap")])
     assert _wait_for(lambda: index.search("swap", EVERYTHING).total == 1, 30) is not None
     assert index.location.current().name != before.name
+
+
+def test_an_index_of_another_schema_is_refused_until_rebuilt(event_store, store_url, index_root):
+    import tantivy
+
+    from archive.errors import StoreError
+
+    config = _config(store_url, index_root)
+    event_store.append([message(1, "kept safe")])
+    location = search_projection(config).location
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("something_else", stored=True)
+    old_directory = location.new_generation()
+    tantivy.Index(builder.build(), path=str(old_directory))
+    location.swap(old_directory)
+
+    reader = open_search_index(config)  # an API process starts anyway
+    with pytest.raises(StoreError, match="rebuild"):
+        reader.search("kept", EVERYTHING)
+    with pytest.raises(StoreError, match="rebuild"):
+        SearchIndexer(event_store, search_projection(config), commit_interval=0.25).catch_up()
+
+    rebuild(event_store, [search_projection(config)])
+    assert reader.search("kept", EVERYTHING).total == 1

@@ -54,6 +54,7 @@ module:hook("iq-set/bare/" .. NS_MODERATE .. ":moderate", function (event)
 	if reason then
 		announcement:text_tag("reason", reason);
 	end
+	announcement:up():tag("store", { xmlns = "urn:xmpp:hints" }):up(); -- archived (MAM), with a stanza-id
 	room:broadcast_message(announcement);
 	origin.send(st.reply(stanza));
 	return true;

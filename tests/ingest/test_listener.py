@@ -102,6 +102,7 @@ def test_first_join_imports_the_archive_and_a_restart_duplicates_nothing(prosody
         wait_for_event(store, room, ("message", "alice", "while listening"))
     bob.join(room, "bob")
     alice.say(room, "while away")
+    alice.moderate(room, before[0]["stanza_id"], "old news")
     with running_listener(prosody, store, status_file, include=(room,)) as listener:
         wait_joined(listener, room)
         alice.say(room, "back again")
@@ -114,6 +115,7 @@ def test_first_join_imports_the_archive_and_a_restart_duplicates_nothing(prosody
         ("joined", "alice"),
         ("message", "alice", "while listening"),
         ("message", "alice", "while away"),
+        ("retracted", before[0]["stanza_id"], True),  # moderated while away: in the room's archive too
         ("gap", "presence"),
         ("joined", "bob"),
         ("message", "alice", "back again"),
@@ -122,8 +124,9 @@ def test_first_join_imports_the_archive_and_a_restart_duplicates_nothing(prosody
     assert not any(e.capture == ev.Capture.HISTORY for e in events), "a MAM room is joined without history"
     assert [e.capture for e in events[1:4]] == [ev.Capture.IMPORT] * 3
     assert [e.stanza_id for e in events[1:4]] == [m["stanza_id"] for m in before]
-    assert events[6].capture == ev.Capture.BACKFILL
-    gap = events[7]
+    assert events[6].capture == events[7].capture == ev.Capture.BACKFILL
+    assert (events[7].by_nick, events[7].reason) == ("alice", "old news")
+    gap = events[8]
     # MAM stamps (Prosody) have whole seconds.
     assert gap.gap_start.replace(microsecond=0) <= events[6].occurred_at <= gap.gap_end
 

@@ -171,7 +171,7 @@ class SearchIndexProjection:
             try:
                 self._writer.rollback()
             except ValueError:
-                pass
+                pass  # a writer that cannot roll back has nothing left to drop
             self._writer = None
 
     # -- internals -------------------------------------------------------------------

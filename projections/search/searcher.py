@@ -80,7 +80,8 @@ class SearchIndex:
         """One page of the messages in ``scope`` that match ``text`` (the query language).
 
         Raises ``InvalidQueryError`` (with ``position``) for a malformed query, an
-        ``is:retracted`` outside compliance scope, a bad limit or a foreign cursor.
+        ``is:retracted`` outside compliance scope, a ``jid:`` without ``Scope.jids``, a
+        bad limit or a foreign cursor; ``StoreError`` if the index needs a rebuild.
         """
         sort = _sort(sort)
         if not 1 <= limit <= MAX_LIMIT:
@@ -126,10 +127,10 @@ class SearchIndex:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _refresh(self, force: bool = False) -> tantivy.Searcher | None:
+    def _refresh(self) -> tantivy.Searcher | None:
         with self._lock:
             now = time.monotonic()
-            if force or self._index is None or now - self._checked >= self.reload_interval:
+            if self._index is None or now - self._checked >= self.reload_interval:
                 self._checked = now
                 current = self.location.current()
                 if current != self._directory or self._index is None:

@@ -5,7 +5,7 @@ Reading (the query API, web pages, the CLI)::
     index = SearchIndex(IndexLocation(config.index.path))   # bootstrap.open_search_index(config)
     results = index.search(
         "deploy* from:alice after:-7d",         # the query language: query.py, README "Search query language"
-        Scope(rooms=frozenset({"dev@conference.example.org"}), compliance=False),
+        Scope(rooms=frozenset({"dev@conference.example.org"}), compliance=False, jids=False),
         sort="relevance",                       # or "newest", "oldest" (Sort)
         limit=20,                               # 1..500
         cursor=None,                            # results.next_cursor of the previous page
@@ -27,9 +27,11 @@ over all matches), ``index_position``. All are msgspec Structs:
 ``Scope.rooms`` is the set of rooms the caller may see (None: every room); it is
 a clause of the tantivy query, so totals and facets never count other rooms.
 ``Scope.compliance`` adds retracted messages (marked) and earlier versions of
-corrected ones, and allows ``is:retracted``. Malformed queries, bad limits and
-foreign cursors raise ``archive.errors.InvalidQueryError`` (``position`` set for
-query syntax).
+corrected ones, and allows ``is:retracted``; ``Scope.jids`` (default False)
+allows ``jid:`` (only for callers who may see real JIDs). Malformed queries, a
+refused filter, bad limits and foreign cursors raise
+``archive.errors.InvalidQueryError`` (``position`` set where the query says it);
+an index that needs ``chat-archive rebuild search`` raises ``StoreError``.
 
 Time sorts page by keyset (time, position): stable while messages keep
 arriving. Relevance pages by offset: stable while the index does not change.

@@ -127,6 +127,12 @@ class SiteUserRooms:
         return self.callback.allowed_rooms(self.user, rooms)
 
 
+def names_a_jid(actor: str | None) -> bool:
+    """Whether an ``actor`` (a kick's or ban's author: a nick, or a real JID when the room gave
+    no nick) is a real JID, which only compliance may see."""
+    return actor is not None and "@" in actor
+
+
 @dataclass(frozen=True)
 class Caller:
     """An authenticated caller: a role, the rooms it may see, and for whom it acts."""

@@ -18,7 +18,7 @@ from flask import Blueprint, Response, request
 from archive.codec import to_json
 from archive.events import Event, Recorded
 
-from .access import Caller
+from .access import Caller, names_a_jid
 from .context import api, caller, visible_room
 from .errors import ApiError
 from .params import Params
@@ -39,6 +39,8 @@ def redact(event: Event, who: Caller) -> Event:
     if who.sees_jids:
         return event
     hidden = {name: None for name in _JID_FIELDS if getattr(event, name, None) is not None}
+    if names_a_jid(getattr(event, "actor", None)):
+        hidden["actor"] = None
     return msgspec.structs.replace(event, **hidden) if hidden else event
 
 

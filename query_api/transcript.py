@@ -16,7 +16,7 @@ from archive.times import format_time
 from projections.tables import micros
 from projections.transcripts.queries import encode_cursor as line_cursor
 
-from .access import Caller
+from .access import Caller, names_a_jid
 from .context import api, caller, json_response, visible_room
 from .errors import bad_parameter
 from .params import MAX_INTEGER, Params, encode_cursor
@@ -40,6 +40,8 @@ def shown(line, who: Caller):
         changes["jid"] = None
     if line.removed is not None and line.removed.by_jid is not None:
         changes["removed"] = msgspec.structs.replace(line.removed, by_jid=None)
+    if names_a_jid(line.actor):
+        changes["actor"] = None
     return msgspec.structs.replace(line, **changes) if changes else line
 
 

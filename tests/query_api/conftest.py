@@ -48,6 +48,9 @@ def seed_events() -> list[ev.Event]:
             make(ev.MessageRetracted, 31, room=room, target_id=f"r-{tag}", moderated=True, by_nick="bob",
                  by_jid="bob@localhost/phone", stanza_id=f"rr-{tag}"),
             make(ev.OccupantLeft, 40, room=room, nick="bob", jid="bob@localhost/phone"),
+            make(ev.OccupantJoined, 50, room=room, nick="eve", jid="eve@localhost/x"),
+            make(ev.OccupantLeft, 51, room=room, nick="eve", reason=ev.LeaveReason.KICKED, actor="owner@localhost/desk",
+                 reason_text="spam"),
         ]  # fmt: skip
     return events
 

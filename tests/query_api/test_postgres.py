@@ -35,7 +35,7 @@ def test_endpoints_on_postgresql(postgres_app):
     compliance = auth(tokens.create(Role.COMPLIANCE)[0])
     site = auth(tokens.create(Role.SITE, (LOBBY,))[0], "carol")
     events = client.get(f"/api/v1/rooms/{LOBBY}/events", headers=compliance).get_data(as_text=True).splitlines()
-    assert len(events) == 9 and json.loads(events[0])["event"]["type"] == "occupant_joined"
+    assert len(events) == 11 and json.loads(events[0])["event"]["type"] == "occupant_joined"
     lines = client.get(f"/api/v1/rooms/{LOBBY}/transcript", headers=site).json["lines"]
     assert [line.get("body") for line in lines if line["kind"] == "message"] == ["hello from lobby", "fixed in lobby", None]
     assert client.get(f"/api/v1/rooms/{SECRET}/transcript", headers=site).status_code == 404

@@ -132,15 +132,28 @@ def test_search_finds_and_transcript_opens_around_the_hit(served):
     assert page["lines"][1]["body"] == "fixed in lobby" and "versions" not in page["lines"][1]
 
 
-def open_follow(served) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+def open_follow(served, after: int = 0, role: str = "compliance") -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
     host, port = served["url"].removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    # after=0: the log so far is sent at once, so the answer starts without waiting for a heartbeat
-    connection.request("GET", "/api/v1/events?follow=true&after=0", headers={"Authorization": f"Bearer {served['tokens']['compliance']}"})
+    headers = {"Authorization": f"Bearer {served['tokens'][role]}"}
+    connection.request("GET", f"/api/v1/events?follow=true&after={after}", headers=headers)
     return connection, connection.getresponse()
 
 
+def open_follow_when_free(served, after: int = 0, role: str = "compliance"):
+    """A follow stream, as soon as one is free (streams of closed clients are freed at their next heartbeat)."""
+    deadline = time.monotonic() + 10
+    while True:
+        connection, response = open_follow(served, after, role)
+        if response.status == 200 or time.monotonic() > deadline:
+            return connection, response
+        response.close()
+        connection.close()
+        time.sleep(0.2)
+
+
 def test_follow_streams_of_clients_that_went_away_are_freed(served):
+    # after=0: the log so far is sent at once, so each answer starts without waiting for a heartbeat.
     streams = [open_follow(served) for _ in range(8)]  # [api] threads = 16: 8 follow streams at once
     assert [response.status for _, response in streams] == [200] * 8
     connection, refused = open_follow(served)
@@ -149,25 +162,14 @@ def test_follow_streams_of_clients_that_went_away_are_freed(served):
     for connection, response in streams:
         response.close()
         connection.close()
-    # A heartbeat (every 0.5 s here) finds each client gone and frees its stream.
-    deadline = time.monotonic() + 10
-    while True:
-        connection, response = open_follow(served)
-        status = response.status
-        response.close()
-        connection.close()
-        if status == 200 or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert status == 200
+    connection, response = open_follow_when_free(served)
+    assert response.status == 200
+    response.close()
+    connection.close()
 
 
 def test_follow_over_http_then_sigterm_ends_the_server(served):
-    host, port = served["url"].removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    after = served["store"].head()
-    connection.request("GET", f"/api/v1/events?follow=true&after={after}", headers={"Authorization": f"Bearer {served['tokens']['analyst']}"})
-    response = connection.getresponse()
+    connection, response = open_follow_when_free(served, after=served["store"].head(), role="analyst")
     assert response.status == 200
     threading.Timer(0.3, lambda: served["store"].append([message(9000, "over the wire", room=LOBBY)])).start()
     lines = []

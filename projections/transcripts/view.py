@@ -42,8 +42,17 @@ def ref_hash(room: str, ref: str | None) -> int | None:
     checked against the line, so a collision cannot mislead."""
     if not ref:
         return None
-    data = f"{room} {ref}".encode()
-    return (zlib.crc32(data) << 31) ^ zlib.crc32(data, 0x5BD1E995)
+    seeds = _ROOM_SEEDS.get(room)
+    if seeds is None:
+        # crc32 continues from a running value: these are the crcs of "<room> <ref>".
+        prefix = f"{room} ".encode()
+        seeds = _ROOM_SEEDS[room] = (zlib.crc32(prefix), zlib.crc32(prefix, _SALT))
+    data = ref.encode()
+    return (zlib.crc32(data, seeds[0]) << 31) ^ zlib.crc32(data, seeds[1])
+
+
+_SALT = 0x5BD1E995
+_ROOM_SEEDS: dict[str, tuple[int, int]] = {}
 
 
 def line_has_ref(line: Line, kind: str, ref: str) -> bool:

@@ -152,6 +152,17 @@ def open_follow_when_free(served, after: int = 0, role: str = "compliance"):
         time.sleep(0.2)
 
 
+def test_head_of_a_follow_stream_ends_at_once(served):
+    host, port = served["url"].removeprefix("http://").split(":")
+    # Werkzeug answers HEAD without running the body: the stream never starts and its slot comes back.
+    for _ in range(10):  # more than the 8 follow streams there are
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.request("HEAD", "/api/v1/events?follow=true", headers={"Authorization": f"Bearer {served['tokens']['compliance']}"})
+        response = connection.getresponse()
+        assert response.status == 200 and response.read() == b""
+        connection.close()
+
+
 def test_follow_streams_of_clients_that_went_away_are_freed(served):
     # after=0: the log so far is sent at once, so each answer starts without waiting for a heartbeat.
     streams = [open_follow(served) for _ in range(8)]  # [api] threads = 16: 8 follow streams at once

@@ -121,4 +121,3 @@ def test_follow_streams_are_limited_to_half_the_threads(private_app, tokens):
     private_app.extensions["chat_archive"].stopping.set()
     for stream in [*streams, again]:
         stream.close()
-

@@ -94,3 +94,16 @@ def test_anonymous_reads_public_rooms_only(client):
     assert client.get(f"/api/v1/rooms/{SECRET}/events").status_code == 401  # replay needs a token
     assert client.get(f"/api/v1/rooms/{PUBLIC}/presence").status_code != 404
     assert client.get(f"/api/v1/rooms/{LOBBY}/presence").status_code == 404
+
+
+def test_granted_rooms_are_jids_or_shell_globs_in_any_case():
+    from query_api.access import RoomPatterns
+
+    scope = RoomPatterns(["Dev@Conference.Example.org", "*@ops.example.org", "team-?@conference.example.org"])
+    assert scope.allows("dev@conference.example.org")
+    assert scope.allows("alerts@ops.example.org") and scope.allows("team-a@conference.example.org")
+    assert not scope.allows("devx@conference.example.org") and not scope.allows("alerts@ops.example.org.evil")
+    assert not scope.allows("team-ab@conference.example.org")
+    assert scope.allowed_rooms(["x@ops.example.org", "y@elsewhere", "dev@conference.example.org"]) == [
+        "x@ops.example.org", "dev@conference.example.org"
+    ]

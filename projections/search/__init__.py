@@ -9,7 +9,7 @@ Reading (the query API, web pages, the CLI)::
         sort="relevance",                       # or "newest", "oldest" (Sort)
         limit=20,                               # 1..500
         cursor=None,                            # results.next_cursor of the previous page
-        facets=True, facet_size=10,
+        facets=None, facet_size=10,             # None: on the first page only
     )                                           # -> SearchResults
     index.position()                            # log position the index has committed
     index.rooms()                               # every room JID in the index

@@ -67,6 +67,7 @@ class SearchResults(msgspec.Struct, kw_only=True):
     next_cursor: str | None = None
     """Pass back as ``cursor`` for the next page; None on the last page."""
     facets: Facets | None = None
-    """Counts over all matches (not just this page), most frequent first."""
+    """Counts over all matches (not just this page), most frequent first; None when not asked
+    (by default only the first page, without a cursor, has them)."""
     index_position: int = 0
     """The log position the index had reached when searched."""

@@ -25,7 +25,7 @@ from tantivy import FieldType, Occur, Order, Query
 from archive.errors import InvalidQueryError, StoreError
 
 from . import highlight
-from .documents import capture_name
+from .documents import TOMB_MARK, capture_name
 from .projection import open_tantivy, read_meta
 from .query import parse
 from .results import FacetCount, Facets, Hit, Scope, SearchResults, Sort
@@ -73,17 +73,21 @@ class SearchIndex:
         sort: Sort | str = Sort.RELEVANCE,
         limit: int = 20,
         cursor: str | None = None,
-        facets: bool = True,
+        facets: bool | None = None,
         facet_size: int = 10,
         now: datetime | None = None,
     ) -> SearchResults:
         """One page of the messages in ``scope`` that match ``text`` (the query language).
+
+        ``facets``: count by room and sender over all matches; by default on the first
+        page only (they are the same for every page).
 
         Raises ``InvalidQueryError`` (with ``position``) for a malformed query, an
         ``is:retracted`` outside compliance scope, a ``jid:`` without ``Scope.jids``, a
         bad limit or a foreign cursor; ``StoreError`` if the index needs a rebuild.
         """
         sort = _sort(sort)
+        facets = cursor is None if facets is None else facets
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidQueryError(f"limit must be between 1 and {MAX_LIMIT}")
         node = parse(text, now=now)
@@ -97,7 +101,7 @@ class SearchIndex:
             compliance=scope.compliance, rooms_with_local=lambda local: _rooms_with_local(searcher, local), jids=scope.jids
         )
         matched = translator.translate(node)
-        base = Query.boolean_query(_scope_clauses(scope) + ([(Occur.Must, matched)] if matched else []))
+        base = Query.boolean_query(_scope_clauses(scope, matched) + ([(Occur.Must, matched)] if matched else []))
         if sort is Sort.RELEVANCE:
             page, total, more = _relevance_page(searcher, base, limit, after.offset if after else 0)
             next_cursor = _Cursor(check, offset=(after.offset if after else 0) + limit) if more else None
@@ -177,10 +181,16 @@ class SearchIndex:
         )
 
 
-def _scope_clauses(scope: Scope) -> list[tuple[Occur, Query]]:
+def _scope_clauses(scope: Scope, matched: Query | None) -> list[tuple[Occur, Query]]:
     if scope.rooms is None:
-        # Every message has a key; the meta and tombstone documents do not.
-        clauses = [(Occur.Must, Query.exists_query("key"))]
+        # Not a filter that visits every message (it would cost more than the search):
+        # only the few documents that are not messages are excluded.
+        clauses = [
+            (Occur.MustNot, Query.term_query(SCHEMA, "meta", FLAG_SET)),
+            (Occur.MustNot, Query.term_query(SCHEMA, "meta", TOMB_MARK)),
+        ]
+        if matched is None:
+            clauses.insert(0, (Occur.Must, Query.all_query()))
     else:
         rooms = sorted({room.lower() for room in scope.rooms})
         # A union of term postings costs per candidate and room, a term set per

@@ -35,7 +35,9 @@ from .translate import Highlights, Translator
 
 MAX_LIMIT = 500
 FEW_ROOMS = 32
-FACET_SEGMENT_SIZE = 2000  # per-segment candidates: counts are exact below this many distinct values
+# Candidates per index segment: counts are exact unless a value outside a segment's top
+# (10 x the facets asked for) is in the overall top; a bigger pool costs much more per search.
+FACET_POOL = 10
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -263,7 +265,7 @@ def _and(*queries: Query) -> Query:
 
 def _facets(searcher, base: Query, size: int) -> Facets:
     def terms(field: str) -> dict:
-        return {"terms": {"field": field, "size": size, "segment_size": max(size, FACET_SEGMENT_SIZE)}}
+        return {"terms": {"field": field, "size": size, "segment_size": max(size * FACET_POOL, 100)}}
 
     result = searcher.aggregate(base, {"rooms": terms("room"), "senders": terms("nick")})
 

@@ -35,15 +35,19 @@ def snippet(text: str, highlights: Highlights, max_chars: int = MAX_CHARS) -> st
 
 def matches(text: str, highlights: Highlights) -> list[tuple[int, int]]:
     """Character spans of the tokens of ``text`` whose stems the query matches."""
-    if not (highlights.stems or highlights.prefixes or highlights.fuzzy):
+    stems, prefixes, fuzzy = highlights.stems, tuple(highlights.prefixes), highlights.fuzzy
+    if not (stems or prefixes or fuzzy):
         return []
-    return [
-        (token.char_offset_from, token.char_offset_to)
-        for token in STEM_ANALYZER.pre_tokenize(text).tokens
-        if token.text in highlights.stems
-        or any(token.text.startswith(p) for p in highlights.prefixes)
-        or any(osa_distance(token.text, f, limit=d) <= d for f, d in highlights.fuzzy)
-    ]
+    spans = []
+    for token in STEM_ANALYZER.pre_tokenize(text).tokens:
+        stem = token.text
+        if (
+            stem in stems
+            or (prefixes and stem.startswith(prefixes))
+            or (fuzzy and any(osa_distance(stem, f, limit=d) <= d for f, d in fuzzy))
+        ):
+            spans.append((token.char_offset_from, token.char_offset_to))
+    return spans
 
 
 def osa_distance(a: str, b: str, limit: int = 2) -> int:

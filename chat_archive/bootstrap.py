@@ -118,9 +118,12 @@ def start_search_indexer(config: Config, store: EventStore, stop: threading.Even
 
     A message appended is searchable within about ``[index] commit_interval``. Returns a
     handle with ``.join()`` (raises what stopped the indexer; a failure also sets ``stop``)
-    and ``.is_alive()``. Only one indexer may run per index directory (across processes).
+    and ``.is_alive()``. Only one indexer may run per index directory (across processes):
+    a second one raises ``StoreError`` here, not later in its thread.
     """
-    indexer = SearchIndexer(store, search_projection(config), commit_interval=config.index.commit_interval)
+    projection = search_projection(config)
+    projection.claim_writer()
+    indexer = SearchIndexer(store, projection, commit_interval=config.index.commit_interval)
     return IndexerThread(indexer, stop)
 
 

@@ -176,6 +176,12 @@ class SearchIndexProjection:
 
     # -- internals -------------------------------------------------------------------
 
+    def claim_writer(self) -> None:
+        """Take the index directory's writer lock now (one writer per index, across
+        processes) rather than on the first write; ``StoreError`` if another holds it."""
+        self._usable()
+        self._open_writer()
+
     def _usable(self) -> None:
         if self._unusable is not None:
             raise self._unusable

@@ -162,3 +162,11 @@ def test_an_index_of_another_schema_is_refused_until_rebuilt(event_store, store_
 
     rebuild(event_store, [search_projection(config)])
     assert reader.search("kept", EVERYTHING).total == 1
+
+
+def test_a_second_indexer_on_the_same_index_is_refused_at_start(running, event_store):
+    from archive.errors import StoreError
+
+    config, _ = running
+    with pytest.raises(StoreError, match="another process"):
+        start_search_indexer(config, event_store, threading.Event())

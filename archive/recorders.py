@@ -142,8 +142,20 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
             ).format(self._rooms),
         ]
 
+    def create_table(self) -> None:
+        # Processes opening one store at once would race in the library's DDL (CREATE OR
+        # REPLACE FUNCTION fails with "tuple concurrently updated"): one at a time, under
+        # an advisory lock held by a transaction kept open for the duration.
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"chat-archive ddl {self.datastore.schema}",))
+            super().create_table()
+
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         # Runs inside the library's insert transaction, before the events themselves.
+        # The events table's lock is taken first, so that every writer locks tables in
+        # the order table set-up (CREATE INDEX IF NOT EXISTS) does: side tables after
+        # the events table, never before it, which would deadlock a store being opened.
+        self._lock_table(curs)
         # One statement over column arrays: executemany of 1,000 rows cost ~2.5x more.
         index_rows: list[IndexRow] = kwargs.get("index_rows", [])
         if index_rows:
@@ -156,12 +168,11 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
             )
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
-        # The library's lock and notify, then the events as four column arrays rather than
+        # The library's notify, then the events as four column arrays rather than
         # one array of a composite type, whose pure-Python text dumping (a regex per bytea
         # state) took about a third of the append time. RETURNING gives the positions in
         # insert order, as the library's own statement relies on.
-        self._lock_table(curs)
-        self._notify_channel(curs)
+        self._notify_channel(curs)  # the table is locked already: see _insert_events
         curs.execute(
             self._insert_columns,
             [

@@ -131,3 +131,30 @@ def test_sqlite_urls_take_relative_and_absolute_paths():
     assert str(StoreLocation.parse("sqlite:////var/lib/x.sqlite").path) == "/var/lib/x.sqlite"
     pg = StoreLocation.parse("postgresql://u:p%40ss@db:6543/arch?schema=s1")
     assert (pg.host, pg.port, pg.user, pg.password, pg.dbname, pg.schema) == ("db", 6543, "u", "p@ss", "arch", "s1")
+
+
+WRITER = """
+import sys
+from archive.application import open_event_store
+from tests.factories import message
+store = open_event_store(sys.argv[1])
+for i in range(60):
+    store.append([message(i * 10 + j, stanza_id=f"w{i}-{j}") for j in range(50)])
+"""
+
+
+def test_stores_can_be_opened_while_another_process_appends(store_url):
+    # Opening runs table set-up; it must neither deadlock with a writer's locks nor
+    # race another opener's DDL.
+    import subprocess
+    import sys
+
+    open_event_store(store_url).close()
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, store_url], stderr=subprocess.PIPE, text=True)
+    opened = 0
+    while writer.poll() is None or opened == 0:
+        open_event_store(store_url).close()
+        opened += 1
+    assert writer.wait(timeout=120) == 0, writer.stderr.read()
+    with open_event_store(store_url) as store:
+        assert store.head() >= 3000

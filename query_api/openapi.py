@@ -169,7 +169,8 @@ def document() -> dict:
                     "position": {"type": "integer"}, "event": {"type": "object", "required": ["type", "room", "occurred_at"]}}},
                 "SearchResult": {"type": "object", "required": ["hits", "total", "facets", "next"], "properties": {
                     "hits": {"type": "array", "items": OBJECT}, "total": {"type": "integer"},
-                    "facets": {"type": "object"}, "next": {"type": ["string", "null"]}}},
+                    "facets": {"type": ["object", "null"], "description": "by room and by sender; on the first page only"},
+                    "next": {"type": ["string", "null"]}}},
             },
         },
     }

@@ -10,13 +10,13 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from archive.times import utcnow
-from projections.search import Scope
 
 from .access import Caller
 from .context import api, caller, json_response
 from .errors import bad_parameter
 from .params import Params, encode_cursor
 from .roles import Capability
+from .search import scope_of
 
 bp = Blueprint("rooms", __name__)
 
@@ -75,5 +75,5 @@ def message_counts(search, rooms: list[str], who: Caller) -> dict[str, int]:
     """Messages per room as the caller would find them (one search, scoped to ``rooms``)."""
     if not rooms:
         return {}
-    results = search.search("", Scope(rooms=frozenset(rooms), compliance=who.sees_originals), limit=1, facet_size=len(rooms))
+    results = search.search("", scope_of(who, rooms), limit=1, facets=True, facet_size=len(rooms))
     return {facet.value: facet.count for facet in results.facets.rooms}

@@ -26,12 +26,13 @@ def index():
 
 
 def scope_of(who: Caller, rooms: list[str] | None = None) -> Scope:
-    """The caller's search scope, optionally narrowed to ``rooms`` (already checked visible)."""
-    if rooms is not None:
-        return Scope(rooms=frozenset(rooms), compliance=who.sees_originals)
-    if who.scope.everything:
-        return Scope(rooms=None, compliance=who.sees_originals)
-    return Scope(rooms=frozenset(api().visible_rooms(who)), compliance=who.sees_originals)
+    """The caller's search scope, optionally narrowed to ``rooms`` (already checked visible).
+    Only a caller who sees real JIDs may also search by them (``jid:``)."""
+    if rooms is None and not who.scope.everything:
+        rooms = api().visible_rooms(who)
+    return Scope(
+        rooms=None if rooms is None else frozenset(rooms), compliance=who.sees_originals, jids=who.sees_jids
+    )
 
 
 @bp.get("/search")
@@ -48,13 +49,20 @@ def search() -> Response:
         "sort": results.sort,
         "total": results.total,
         "hits": [hit_json(hit, who) for hit in results.hits],
-        "facets": {
-            "rooms": {f.value: f.count for f in results.facets.rooms},
-            "senders": {f.value: f.count for f in results.facets.senders},
-        },
+        "facets": facets_json(results.facets),
         "next": results.next_cursor,
         "index_position": results.index_position,
     })  # fmt: skip
+
+
+def facets_json(facets) -> dict | None:
+    """Counts by room and by sender, most first; None on later pages (they are the first page's)."""
+    if facets is None:
+        return None
+    return {
+        "rooms": {f.value: f.count for f in facets.rooms},
+        "senders": {f.value: f.count for f in facets.senders},
+    }
 
 
 def hit_json(hit, who: Caller) -> dict:

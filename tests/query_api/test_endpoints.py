@@ -18,7 +18,7 @@ def test_search_sorting_paging_and_facets(client, tokens):
     assert first["facets"]["rooms"] == {LOBBY: 3} and first["facets"]["senders"] == {"alice": 2, "bob": 1}
     rest = client.get(f"/api/v1/search?q=lobby&sort=oldest&limit=2&cursor={first['next']}", headers=headers).json
     assert [h["body"] for h in rest["hits"]] == ["oops lobby secret"] and rest["hits"][0]["retracted"]
-    assert rest["next"] is None
+    assert rest["next"] is None and rest["facets"] is None  # facets come with the first page
     newest = client.get("/api/v1/search?q=lobby&sort=newest&limit=1", headers=headers).json
     assert newest["hits"][0]["body"] == "oops lobby secret"
 
@@ -30,6 +30,8 @@ def test_search_hides_retractions_and_originals_outside_compliance(client, token
     assert client.get("/api/v1/search?q=typo", headers=site).json["total"] == 0
     assert client.get("/api/v1/search?q=typo", headers=auth(tokens["compliance"])).json["total"] == 3
     assert client.get("/api/v1/search?q=is:retracted", headers=site).status_code == 400
+    assert client.get("/api/v1/search?q=jid:alice@localhost", headers=site).status_code == 400  # no searching by real JID
+    assert client.get("/api/v1/search?q=jid:alice@localhost", headers=auth(tokens["compliance"])).json["total"] == 3
 
 
 @pytest.mark.parametrize(

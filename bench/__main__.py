@@ -129,11 +129,13 @@ def merged(old: dict | None, new: dict) -> dict:
     results = {**new["results"], "figures": ordered,
                "rss": {**old["results"]["rss"], **new["results"]["rss"]},
                "notes": list(dict.fromkeys(old["results"]["notes"] + new["results"]["notes"]))}
-    commands = old["command"] if old["command"] == new["command"] else f"{old['command']}; then {new['command']}"
-    commits = old.get("commit", "not recorded")
-    if commits != new.get("commit"):
-        commits = f"{commits}; then {new.get('commit')}"
-    return {**new, "command": commands, "commit": commits, "load": [old["load"][0], new["load"][1]], "results": results}
+    return {**new, "command": _then(old["command"], new["command"]),
+            "commit": _then(old.get("commit", "not recorded"), new.get("commit", "not recorded")), "load": [old["load"][0], new["load"][1]], "results": results}
+
+
+def _then(history: str, latest: str) -> str:
+    """``a; then b`` histories of commands and commits, without repeating the last one."""
+    return history if history.split("; then ")[-1] == latest else f"{history}; then {latest}"
 
 
 def load_run(size: str) -> dict | None:

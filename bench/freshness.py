@@ -8,8 +8,8 @@ back to the sender (Prosody's own delivery). Measured at idle, then while a
 separate process floods the room (bench/flood.py), whose observer client
 counts what Prosody delivers to one client: the ceiling for the listener,
 which is one client too. The listener's rate is the growth of the store's
-message count during the flood, and "kept up" means it had archived every
-flood message within a few seconds of the end.
+message count during the flood; "kept up" means that 3 s after the flood the
+archive held (99% of) what Prosody had delivered to the observer by then.
 """
 
 from __future__ import annotations
@@ -90,21 +90,21 @@ def run_freshness(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) 
                 flooded.append(_probe(probe, room, api, timeout=30))
             t_end = time.monotonic()
             report = json.loads(flood.stdout.readline())
+            t_report = time.monotonic()  # the observer's total was counted just before this
             flood.wait(60)
-            time.sleep(5)
+            time.sleep(1)
             sampler.stop()
-            expected = report["sent"] + len(flooded)
             during = sampler.count_at(t_end) - sampler.count_at(t_start)
-            drained = sampler.first_time(sampler.count_at(t_start) + expected)
+            archived = sampler.count_at(t_report) - sampler.count_at(t_start) - len(flooded)
             _add_latency(results, "under flood", flooded)
             prosody_rate = report["received_during"] / report["seconds"]
             listener_rate = during / (t_end - t_start)
             results.add(Figure(
                 "listener", "sustained archive rate while 4 clients flood one room", listener_rate, "messages/s",
                 prosody_rate, "Prosody's delivery rate to one client (observer)", aim=">= Prosody's rate",
-                note=(f"{report['sent']:,} sent in {report['seconds']:.0f} s; all archived "
-                      f"{drained - t_end:.1f} s after the flood ended" if drained is not None else
-                      f"{report['sent']:,} sent; NOT all archived {sampler.last - t_end:.0f} s after the flood")))
+                note=(f"the flooders queued {report['sent']:,} messages in {report['seconds']:.0f} s; 3 s after the "
+                      f"flood Prosody had delivered {report['received_total']:,} to the observer and the archive "
+                      f"held {archived:,} ({'kept up' if archived >= 0.99 * report['received_total'] else 'behind'})")))
             results.rss["chat-archive up (listener, projections, indexer, API)"] = peak_rss_of(up.pid) or 0
             results.rss["prosody"] = peak_rss_of(server.process.pid) or 0
     finally:
@@ -193,13 +193,6 @@ class _Sampler:
         self._thread.join()
         self.db.close()
 
-    @property
-    def last(self) -> float:
-        return self.samples[-1][0]
-
     def count_at(self, t: float) -> int:
         """The last count sampled at or before ``t``."""
         return max((c for s, c in self.samples if s <= t), default=self.samples[0][1])
-
-    def first_time(self, count: int) -> float | None:
-        return next((s for s, c in self.samples if c >= count), None)

@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     load_start = report.loadavg()
     print(f"bench: {spec.events:,} events, {spec.rooms} rooms, {spec.users} users, workdir {workdir}", flush=True)
     code_commit = _git_commit()
+    # Only runs that write their report into bench/ update the saved runs (bench/results/<size>.json):
+    # an experiment written elsewhere (--out /tmp/x.md) leaves the published figures alone.
+    keep = args.out.resolve().parent == HERE.resolve()
     # A run of every stage replaces the saved run of its size; a run of some (--only) updates it.
     fresh = set(only) == set(STAGES)
     for stage in [s for s in STAGES if s in only]:
@@ -93,9 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         run = {"command": f"python -m bench {' '.join(argv)}".strip(), "load": [load_start, report.loadavg()],
                "machine": machine(), "versions": versions("host=127.0.0.1 user=postgres dbname=postgres"),
                "events": spec.events, "commit": code_commit, "results": msgspec.to_builtins(res)}
-        save_run(res.size, merged(load_run(res.size) if not fresh else None, run))
-        fresh = False  # after every stage: a long run's figures survive a later failure
-    write_report(res.size, args.out)
+        if keep:  # after every stage: a long run's figures survive a later failure
+            save_run(res.size, merged(load_run(res.size) if not fresh else None, run))
+            fresh = False
+    if keep:
+        write_report(res.size, args.out)
+    else:
+        report.write(args.out, report.render(res, run["machine"], run["versions"], command=run["command"],
+                                             load=tuple(run["load"]), commit=code_commit))
     print(f"wrote {args.out}")
     return 0
 

@@ -6,19 +6,19 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 
 from query_api.roles import TOKEN_ROLES, Role
 
 from ..bootstrap import open_search_index, open_store, open_tokens, open_views, start_api
+from ..process import port_number, stopped_by_signals
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser("serve", help="serve the query API (waitress) until interrupted")
     serve.add_argument("--host", help="address to bind (default: [api] host)")
-    serve.add_argument("--port", type=_port, help="port to listen on, 0 for any free one (default: [api] port)")
+    serve.add_argument("--port", type=port_number, help="port to listen on, 0 for any free one (default: [api] port)")
     serve.set_defaults(handler=serve_api)
 
     token = subparsers.add_parser("token", help="create, list and revoke API tokens")
@@ -37,21 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     revoke.set_defaults(handler=revoke_token)
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError("must be between 0 and 65535")
-    return port
-
 
 def serve_api(args: argparse.Namespace, config) -> int:
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    with open_store(config) as store, open_views(config, store) as views:
+    with stopped_by_signals(threading.Event()) as stop, open_store(config) as store, open_views(config, store) as views:
         server = start_api(config, store, views, open_search_index(config), stop, host=args.host, port=args.port)
         print(f"chat-archive serve: listening on {server.url}", flush=True)
         while server.is_alive():

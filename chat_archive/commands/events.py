@@ -10,6 +10,7 @@ from archive.errors import InvalidQueryError
 from archive.times import parse_time
 
 from ..bootstrap import open_store
+from ..process import whole_number
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,19 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     events.set_defaults(handler=print_room_events)
 
     log = subparsers.add_parser("log", help="print the global event log from a position as JSON lines")
-    log.add_argument("--after", type=_position, default=0, metavar="N", help="start after global position N (default 0)")
-    log.add_argument("--limit", type=_position, default=None, metavar="N", help="print at most N events")
+    log.add_argument("--after", type=whole_number(0), default=0, metavar="N", help="start after global position N (default 0)")
+    log.add_argument("--limit", type=whole_number(0), default=None, metavar="N", help="print at most N events")
     log.set_defaults(handler=print_log)
 
-
-def _position(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
 
 
 def print_room_events(args: argparse.Namespace, config) -> int:

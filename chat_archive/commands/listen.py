@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
 import threading
 
 from ..bootstrap import open_store, start_listener
+from ..process import configure_logging, stopped_by_signals
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,28 +19,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listen.set_defaults(handler=run_listener)
 
 
-def configure_logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        logging.getLogger("slixmpp").setLevel(logging.WARNING)
-
-
-def stop_on_signals(stop: threading.Event) -> None:
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-
-
 def run_listener(args: argparse.Namespace, config) -> int:
     configure_logging()
-    stop = threading.Event()
-    stop_on_signals(stop)
     settings, demo = config.xmpp, None
     if args.demo:
         from ..demo import start_demo
 
         settings, demo = start_demo(config)
     try:
-        with open_store(config) as store:
+        with stopped_by_signals(threading.Event()) as stop, open_store(config) as store:
             listener = start_listener(config, store, stop, xmpp=settings)
             while listener.is_alive():
                 listener.join(0.2)

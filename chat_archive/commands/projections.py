@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 
@@ -11,6 +10,7 @@ from projections.follower import LogFollower
 from projections.rebuild import rebuild
 
 from ..bootstrap import open_store, search_projection, start_projections, start_search_indexer, view_projections
+from ..process import stopped_by_signals
 
 VIEW_NAMES = ["transcripts", "presence"]
 TARGETS = [*VIEW_NAMES, "search", "all"]
@@ -36,21 +36,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_projections(args: argparse.Namespace, config) -> int:
     if args.once:
         return _catch_up(config, search=not args.no_search)
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with open_store(config) as store:
-            handles = [start_projections(config, store, stop)]
-            if not args.no_search:
-                handles.append(start_search_indexer(config, store, stop))
-            print("chat-archive project: following the event log (SIGINT/SIGTERM stops, committing)", file=sys.stderr)
-            while any(h.is_alive() for h in handles):
-                handles[0].join(0.2)
-            for handle in handles:
-                handle.join()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stopped_by_signals(threading.Event()) as stop, open_store(config) as store:
+        handles = [start_projections(config, store, stop)]
+        if not args.no_search:
+            handles.append(start_search_indexer(config, store, stop))
+        print("chat-archive project: following the event log (SIGINT/SIGTERM stops, committing)", file=sys.stderr)
+        while any(h.is_alive() for h in handles):
+            handles[0].join(0.2)
+        for handle in handles:
+            handle.join()
     return 0
 
 

@@ -14,6 +14,7 @@ from archive.times import format_time
 from projections.search import Scope, SearchResults, Sort
 
 from ..bootstrap import open_search_index, open_store
+from ..process import whole_number
 
 _MARK = re.compile(r"</?mark>")
 
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("query", help="the query, quoted as one shell argument")
     search.add_argument("--room", action="append", metavar="JID", help="only this room (repeatable); default: every room")
     search.add_argument("--sort", choices=[s.value for s in Sort], default=Sort.RELEVANCE.value)
-    search.add_argument("--limit", type=_limit, default=20, metavar="N", help="hits per page (1-500, default 20)")
+    search.add_argument("--limit", type=whole_number(1, 500), default=20, metavar="N", help="hits per page (1-500, default 20)")
     search.add_argument("--cursor", help="next page: the cursor printed after a page")
     search.add_argument(
         "--compliance", action="store_true", help="also retracted messages and earlier versions of edited ones"
@@ -35,15 +36,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--json", action="store_true", help="print the results as one JSON document")
     search.set_defaults(handler=run_search)
 
-
-def _limit(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 500:
-        raise argparse.ArgumentTypeError("must be between 1 and 500")
-    return value
 
 
 def run_search(args: argparse.Namespace, config) -> int:

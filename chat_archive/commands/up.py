@@ -21,8 +21,7 @@ from ..bootstrap import (
     start_projections,
     start_search_indexer,
 )
-from .api import _port
-from .listen import configure_logging, stop_on_signals
+from ..process import configure_logging, port_number, stopped_by_signals
 
 log = logging.getLogger("chat_archive.up")
 DEMO_COMMIT_INTERVAL = 5.0
@@ -35,16 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument(
         "--demo", action="store_true",
         help="start a local Prosody with simulated users talking, archive it, and print a sign-in token",
-    )
+    )  # fmt: skip
     up.add_argument("--host", help="API bind address (default: [api] host)")
-    up.add_argument("--port", type=_port, help="API port (default: [api] port)")
+    up.add_argument("--port", type=port_number, help="API port (default: [api] port)")
     up.set_defaults(handler=run_everything)
 
 
 def run_everything(args: argparse.Namespace, config) -> int:
     configure_logging()
-    stop = threading.Event()
-    stop_on_signals(stop)
     demo = None
     xmpp = config.xmpp
     if args.demo:
@@ -55,55 +52,74 @@ def run_everything(args: argparse.Namespace, config) -> int:
         projections = msgspec.structs.replace(config.projections, commit_interval=DEMO_COMMIT_INTERVAL)
         config = msgspec.structs.replace(config, projections=projections)
     try:
-        with open_store(config) as store:
-            parts = _start_parts(config, store, stop, xmpp, args)
-            failures = _wait(parts, stop)
+        with stopped_by_signals(threading.Event()) as shutdown, open_store(config) as store:
+            running = RunningParts(config, store, xmpp, args)
+            failures = running.wait(shutdown)
     finally:
         if demo is not None:
             demo.stop()
     return 1 if failures else 0
 
 
-def _start_parts(config, store, stop: threading.Event, xmpp, args) -> dict:
-    """Start every part; if one fails to start, stop those already running."""
-    parts: dict = {}
-    try:
-        parts["projections"] = start_projections(config, store, stop)
-        parts["search indexer"] = start_search_indexer(config, store, stop)
-        parts["listener"] = start_listener(config, store, stop, xmpp=xmpp)
-        server = start_api(
-            config, store, open_views(config, store), open_search_index(config), stop, host=args.host, port=args.port
-        )
-        parts["api"] = server
-    except BaseException:
-        stop.set()
-        _join_all(parts)
-        raise
-    print(f"chat-archive up: API and web pages on {server.url}/", flush=True)
-    if args.demo:
-        token, _ = open_tokens(config).create(Role.COMPLIANCE, label="demo")
-        print(f"chat-archive up: demo sign-in token (compliance role): {token}", flush=True)
-    return parts
+class RunningParts:
+    """The parts of `up`, started in data-flow order and stopped in the same order.
 
+    The listener has a stop event of its own: on shutdown it is stopped first and
+    writes what it holds, and only then do the projections, the indexer and the API
+    stop, so their final commits include the listener's last events.
+    """
 
-def _wait(parts: dict, stop: threading.Event) -> list[str]:
-    """Run until a signal or until any part stops by itself (which stops the rest)."""
-    while not stop.is_set():
-        stopped = [name for name, part in parts.items() if not part.is_alive()]
-        if stopped:
-            log.error("%s stopped; stopping everything", ", ".join(stopped))
-            stop.set()
-        stop.wait(0.5)
-    return _join_all(parts)
-
-
-def _join_all(parts: dict) -> list[str]:
-    failures = []
-    for name, part in parts.items():
+    def __init__(self, config, store, xmpp, args):
+        self.listener_stop = threading.Event()
+        self.stop = threading.Event()  # projections, indexer, API; a failing part sets it too
+        self.listener = None
+        self.readers: dict = {}
         try:
-            part.join()
-        except Exception as e:  # each part reports its own failure; the rest must still stop
-            failures.append(f"{name}: {e}")
-    if failures:
-        print("chat-archive up: " + "; ".join(failures), file=sys.stderr)
-    return failures
+            self.readers["projections"] = start_projections(config, store, self.stop)
+            self.readers["search indexer"] = start_search_indexer(config, store, self.stop)
+            self.listener = start_listener(config, store, self.listener_stop, xmpp=xmpp)
+            views, index = open_views(config, store), open_search_index(config)
+            server = start_api(config, store, views, index, self.stop, host=args.host, port=args.port)
+            self.readers["api"] = server
+        except BaseException:
+            self._stop_all()
+            raise
+        print(f"chat-archive up: API and web pages on {server.url}/", flush=True)
+        if args.demo:
+            token, _ = open_tokens(config).create(Role.COMPLIANCE, label="demo")
+            print(f"chat-archive up: demo sign-in token (compliance role): {token}", flush=True)
+
+    def wait(self, shutdown: threading.Event) -> list[str]:
+        """Run until ``shutdown`` or until any part stops by itself; then stop all, in order."""
+        while not (shutdown.is_set() or self.stop.is_set()):
+            stopped = [name for name, part in self._parts() if not part.is_alive()]
+            if stopped:
+                log.error("%s stopped; stopping everything", ", ".join(stopped))
+                break
+            shutdown.wait(0.5)
+        return self._stop_all()
+
+    def _parts(self):
+        yield from self.readers.items()
+        if self.listener is not None:
+            yield "listener", self.listener
+
+    def _stop_all(self) -> list[str]:
+        failures = []
+        self.listener_stop.set()
+        if self.listener is not None:
+            failures += _join("listener", self.listener)
+        self.stop.set()
+        for name, part in self.readers.items():
+            failures += _join(name, part)
+        if failures:
+            print("chat-archive up: " + "; ".join(failures), file=sys.stderr)
+        return failures
+
+
+def _join(name: str, part) -> list[str]:
+    try:
+        part.join()
+    except Exception as e:  # each part reports its own failure; the others must still stop
+        return [f"{name}: {e}"]
+    return []

@@ -59,7 +59,7 @@ def test_log_prints_the_global_log_after_a_position(filled_store, store_url):
     "args, complaint",
     [
         (["log", "--after", "ten"], "'ten' is not a whole number"),
-        (["log", "--after", "-1"], "must not be negative"),
+        (["log", "--after", "-1"], "must be at least 0"),
         (["events", "lobby@conference.localhost", "--from", "yesterday"], "is not a time"),
         (["events", "lobby@conference.localhost", "--from", "2024-05-02", "--to", "2024-05-01"], "later than"),
         (["events", "nobody@conference.localhost"], "no events for room"),

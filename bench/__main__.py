@@ -135,7 +135,8 @@ def merged(old: dict | None, new: dict) -> dict:
         figures[key(f)] = f  # dicts keep first-insertion order: old figures first, new ones after
     ordered = list(figures.values())
     results = {**new["results"], "figures": ordered,
-               "rss": {**old["results"]["rss"], **new["results"]["rss"]},
+               "rss": {k: max(old["results"]["rss"].get(k, 0), new["results"]["rss"].get(k, 0))  # peaks
+                       for k in {**old["results"]["rss"], **new["results"]["rss"]}},
                "notes": list(dict.fromkeys(old["results"]["notes"] + new["results"]["notes"]))}
     return {**new, "command": _then(old["command"], new["command"]),
             "commit": _then(old.get("commit", "not recorded"), new.get("commit", "not recorded")), "load": [old["load"][0], new["load"][1]], "results": results}

@@ -60,9 +60,11 @@ def main(argv: list[str] | None = None) -> int:
                         "([HH:MM] <nick> text, === nick joined/left); results are saved under the size 'irc'")
     parser.add_argument("--irc-room", default="irc@conference.example.org", help="room JID for --irc-log")
     parser.add_argument("--irc-date", default="2024-01-01", help="date of the log's first line (YYYY-MM-DD)")
-    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md", help="results file (default bench/RESULTS.md)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results file (default bench/RESULTS.md for 1m, bench/RESULTS-<size>.md otherwise)")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
+    args.out = args.out or default_out(args.size if not args.irc_log else "irc")
     unknown = set(only) - set(STAGES)
     if unknown:
         parser.error(f"unknown stage(s): {', '.join(sorted(unknown))}; stages: {', '.join(STAGES)}")
@@ -116,6 +118,11 @@ def _git_commit() -> str:
                               text=True, timeout=10).stdout.strip() or "unknown"
     except OSError:
         return "unknown"
+
+
+def default_out(size: str) -> Path:
+    """1m is the published full run (bench/RESULTS.md); other sizes get a file of their own."""
+    return HERE / ("RESULTS.md" if size == "1m" else f"RESULTS-{size}.md")
 
 
 def save_run(size: str, run: dict) -> None:
@@ -193,8 +200,9 @@ def report_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench report",
                                      description="re-render a results file from the saved run of a size")
     parser.add_argument("--size", choices=[*SIZES, "irc"], default="1m")
-    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--out", type=Path, default=None, help="default: as for a run of that size")
     args = parser.parse_args(argv)
+    args.out = args.out or default_out(args.size)
     if load_run(args.size) is None:
         parser.error(f"no saved run of size {args.size} in {HERE / 'results'}")
     write_report(args.size, args.out)

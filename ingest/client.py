@@ -27,7 +27,7 @@ class DiscoError(Exception):
 
 def make_client(settings: XmppSettings) -> slixmpp.ClientXMPP:
     client = slixmpp.ClientXMPP(settings.jid, settings.password)
-    for plugin in ("xep_0030", "xep_0045", "xep_0199"):
+    for plugin in ("xep_0030", "xep_0045", "xep_0050", "xep_0199"):
         client.register_plugin(plugin)
     # Dead TCP connections are found by pinging the server.
     client.plugin["xep_0199"].config.update({"keepalive": True, "interval": 30, "timeout": 15})

@@ -32,6 +32,7 @@ from archive.errors import ChatArchiveError
 from archive.store import EventStore
 from archive.times import utcnow
 
+from .admin_rooms import list_rooms_as_admin
 from .client import DiscoError, allowed, is_encrypted, list_rooms, make_client, server_address
 from .joining import JOIN_TIMEOUT, join_room
 from .rooms import GONE, LOST, NEW, UNAVAILABLE, Rooms
@@ -182,6 +183,9 @@ class Listener:
                         self._error(str(e))
                     continue
                 listed.update(room for room in rooms if allowed(room, self.settings))
+                if self.settings.admin_discovery:
+                    hidden = await list_rooms_as_admin(client, service)
+                    listed.update(room for room in hidden or () if allowed(room, self.settings))
             candidates = listed | {room.lower() for room in self.settings.rooms} | set(self.rooms.lost()) | unlisted
             unlisted = set()
             for room in sorted(candidates):

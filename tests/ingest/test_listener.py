@@ -168,12 +168,32 @@ def test_hidden_rooms_are_joined_only_when_named_and_exclude_wins(prosody, peopl
         alice.create_room(room, "alice", **{"muc#roomconfig_publicroom": "0"})
     alice.create_room(excluded, "alice")
     with running_listener(
-        prosody, store, include=("hidden-*", "excluded-*"), exclude=(excluded,), rooms=(hidden,)
+        prosody, store, include=("hidden-*", "excluded-*"), exclude=(excluded,), rooms=(hidden,), admin_discovery=False
     ) as listener:
         wait_joined(listener, hidden)
         time.sleep(1.0)  # several discovery polls
         assert listener.joined_rooms() == [hidden]
     assert store.rooms() == [hidden]
+
+
+def test_hidden_rooms_are_found_through_the_admin_interface_where_the_account_has_the_right(prosody, people, store):
+    alice = people["alice"]
+    hidden = unique_room(prosody, "adminfound")
+    alice.create_room(hidden, "alice", **{"muc#roomconfig_publicroom": "0"})
+    alice.say(hidden, "said in a hidden room")
+    # bob is no server admin: Prosody refuses him the room list, so the room stays unknown.
+    with running_listener(prosody, store, jid=f"bob@{prosody.domain}", nick="bobarchive", include=("adminfound-*",)) as bob:
+        time.sleep(1.0)  # several discovery polls
+        assert bob.joined_rooms() == []
+    with running_listener(prosody, store, include=("adminfound-*",)) as listener:  # archiver is an admin
+        wait_joined(listener, hidden)
+        time.sleep(1.0)  # more polls, each reading the admin command's room list
+        alice.say(hidden, "the room is still there")  # reading the form destroyed nothing
+        wait_for(lambda: _bodies(store, hidden) == ["said in a hidden room", "the room is still there"])
+
+
+def _bodies(store, room):
+    return [r.event.body for r in store.read_room(room) if isinstance(r.event, ev.MessagePosted)]
 
 
 def test_a_room_that_refuses_entry_is_reported_once_and_retried_only_later(prosody, people, store, tmp_path, caplog):

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,6 +22,7 @@ from query_api.roles import Role
 from query_api.settings import ApiSettings
 from query_api.tokens import open_token_store
 from tests.factories import make, message
+from tests.services.http_site import HttpSite
 
 LOBBY = "lobby@conference.localhost"  # granted to the analyst and the site's user
 SECRET = "secret@conference.localhost"  # granted to nobody but compliance
@@ -181,34 +180,19 @@ class PermissionSite:
         self.allowed: set[tuple[str, str]] = set()
         self.requests: list[dict] = []
         self.broken = False
-        site = self
+        self._site = HttpSite(self._answer)
+        self.url = f"{self._site.origin}/archive/permission"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                query = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(self.path).query))
-                site.requests.append({**query, "authorization": self.headers.get("Authorization")})
-                if site.broken:
-                    self.send_response(500)
-                    self.end_headers()
-                    return
-                body = json.dumps({"allowed": (query.get("user"), query.get("room")) in site.allowed}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/archive/permission"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
+    def _answer(self, path: str, headers: dict[str, str]) -> tuple[int, str, bytes]:
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(path).query))
+        self.requests.append({**query, "authorization": headers.get("Authorization")})
+        if self.broken:
+            return 500, "text/plain", b""
+        allowed = (query.get("user"), query.get("room")) in self.allowed
+        return 200, "application/json", json.dumps({"allowed": allowed}).encode()
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self._site.close()
 
 
 @pytest.fixture

@@ -4,12 +4,10 @@ whose listener archives a real Prosody room: live activity, and joining from the
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -23,6 +21,8 @@ from query_api.roles import Role
 from query_api.tokens import open_token_store
 from tests.services.prosody import PASSWORD
 
+from tests.services.http_site import HttpSite
+
 from .server import ServerProcess, keep, listener_config
 
 WIDGET_USER, WIDGET_PASSWORD = "wanda", "Widget-S3cret-7e1f"  # passed by the embedding site
@@ -34,31 +34,15 @@ class EmbeddingSite:
 
     def __init__(self):
         self.page = ""
-        site = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                body = site.page.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._site = HttpSite(lambda path, headers: (200, "text/html; charset=utf-8", self.page.encode()))
+        self.origin = self._site.origin
 
     def embed(self, widget_url: str) -> str:
         self.page = f'<!doctype html><h1>Collab site</h1><iframe id="w" src="{widget_url}" width="420" height="480"></iframe>'
         return self.origin + "/?" + uuid.uuid4().hex
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self._site.close()
 
 
 @pytest.fixture(scope="module")

@@ -185,7 +185,8 @@ def test_sign_in_cookie_csrf_and_security_headers(browser, site):
     assert "/signin" in browser.current_url  # pages need a signed-in caller
     browser.find_element(By.ID, "token").send_keys("cat_not-a-token")
     browser.find_element(By.ID, "signin").click()
-    assert "not valid" in browser.find_element(By.CSS_SELECTOR, "p.error").text
+    error = wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "p.error")))  # after the post's reload
+    assert "not valid" in error.text
 
     sign_in(browser, base, tokens["compliance"])
     cookie = browser.get_cookie("chat_archive_session")

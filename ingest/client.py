@@ -69,24 +69,24 @@ class RoomInfo:
 
 async def list_rooms(client: slixmpp.ClientXMPP, service: str, timeout: float = 15) -> list[str]:
     """Room JIDs a MUC service lists in disco#items (public rooms only)."""
-    try:
-        reply = await client.plugin["xep_0030"].get_items(jid=service, timeout=timeout)
-    except IqError as e:
-        condition = e.iq["error"]["condition"]
-        raise DiscoError(f"disco#items of {service}: {condition} {e.text}", condition) from e
-    except IqTimeout as e:
-        raise DiscoError(f"disco#items of {service} timed out", "timeout") from e
+    reply = await _disco(client, "items", service, timeout)
     return [str(jid).lower() for jid, _node, _name in reply["disco_items"]["items"] if "@" in str(jid)]
 
 
 async def room_info(client: slixmpp.ClientXMPP, room: str, timeout: float = 15) -> RoomInfo:
-    try:
-        reply = await client.plugin["xep_0030"].get_info(jid=room, timeout=timeout)
-    except IqError as e:
-        condition = e.iq["error"]["condition"]
-        raise DiscoError(f"disco#info of {room}: {condition} {e.text}", condition) from e
-    except IqTimeout as e:
-        raise DiscoError(f"disco#info of {room} timed out", "timeout") from e
+    reply = await _disco(client, "info", room, timeout)
     info = reply["disco_info"]
     names = [identity[3] for identity in info["identities"] if identity[0] == "conference" and identity[3]]
     return RoomInfo(name=names[0] if names else None, features=frozenset(info["features"]))
+
+
+async def _disco(client: slixmpp.ClientXMPP, kind: str, jid: str, timeout: float):
+    """A disco#items or disco#info query; errors and timeouts become DiscoError with their condition."""
+    query = client.plugin["xep_0030"].get_items if kind == "items" else client.plugin["xep_0030"].get_info
+    try:
+        return await query(jid=jid, timeout=timeout)
+    except IqError as e:
+        condition = e.iq["error"]["condition"]
+        raise DiscoError(f"disco#{kind} of {jid}: {condition} {e.text}", condition) from e
+    except IqTimeout as e:
+        raise DiscoError(f"disco#{kind} of {jid} timed out", "timeout") from e

@@ -75,10 +75,15 @@ class TokenStore:
         digest = hash_token(token)
         return self._cache.get_or_compute(digest, lambda: self._lookup(digest))
 
-    def _lookup(self, digest: str) -> TokenInfo | None:
+    def lookup_id(self, token_id: str) -> TokenInfo | None:
+        """What the token with this id stands for (for signed sessions and tickets, which name
+        the token by id, never carrying it), or None if it is unknown or revoked."""
+        return self._cache.get_or_compute(("id", token_id), lambda: self._lookup(token_id, "id"))
+
+    def _lookup(self, value: str, column: str = "hash") -> TokenInfo | None:
         rows = self._db.query(
-            "SELECT id, role, rooms, label, created_at, revoked_at FROM api_tokens WHERE hash = ? AND revoked_at IS NULL",
-            (digest,),
+            f"SELECT id, role, rooms, label, created_at, revoked_at FROM api_tokens WHERE {column} = ? AND revoked_at IS NULL",
+            (value,),
         )
         return _info(rows[0]) if rows else None
 

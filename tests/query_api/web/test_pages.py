@@ -46,8 +46,14 @@ def test_forms_need_their_csrf_token_and_our_origin(client, tokens):
 
 
 def test_sign_in_only_redirects_within_the_site(client, tokens):
-    for target, expected in (("//evil.example/x", "/"), ("https://evil.example", "/"), ("/rooms", "/rooms")):
-        assert sign_in(client, tokens["compliance"], next=target).headers["Location"] == expected
+    for target, expected in (
+        ("//evil.example/x", "/"), ("https://evil.example", "/"), ("/rooms", "/rooms"),
+        ("/\t/evil.example", "/"), ("/\n/evil.example", "/"), ("/\r\n/evil.example", "/"), ("\t//evil.example", "/"),
+        ("/\\evil.example", "/"), ("/ /evil.example", "/"), ("/\x00/evil.example", "/"), ("/\u2028/evil.example", "/"),
+        ("/rooms/lobby@conference.localhost?day=2024-05-01", "/rooms/lobby@conference.localhost?day=2024-05-01"),
+    ):  # fmt: skip
+        response = sign_in(client, tokens["compliance"], next=target)
+        assert response.status_code == 303 and response.headers["Location"] == expected, target
 
 
 def test_bad_tokens_and_site_tokens_without_a_user_are_refused(client, tokens):

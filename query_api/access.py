@@ -190,7 +190,20 @@ class Authorizer:
 
     def caller_for_token(self, token: str, user: str | None = None) -> Caller:
         """The caller a token stands for; ``user`` is the site user a ``site`` token acts for."""
-        info = self.tokens.lookup(token)
+        return self._caller(self.tokens.lookup(token), user)
+
+    def caller_for_token_id(self, token_id: str, user: str | None = None) -> Caller:
+        """The caller of a signed value (ticket, session) that names the token it was issued to:
+        401 once that token is revoked (within ``[api] token_cache_seconds``)."""
+        return self._caller(self.tokens.by_id(token_id), user)
+
+    def still_valid(self, who: Caller) -> bool:
+        """Whether ``who`` may still act: its token not revoked, anonymous read still on."""
+        if who.token_id is None:
+            return who.role is Role.ANONYMOUS and self.settings.anonymous_read
+        return self.tokens.by_id(who.token_id) is not None
+
+    def _caller(self, info, user: str | None) -> Caller:
         if info is None:
             raise unauthorized("unknown or revoked token")
         if info.role is Role.COMPLIANCE:

@@ -75,6 +75,18 @@ class TokenStore:
         digest = hash_token(token)
         return self._cache.get_or_compute(digest, lambda: self._lookup(digest))
 
+    def by_id(self, token_id: str) -> TokenInfo | None:
+        """What the token with this id stands for, or None if it is unknown or revoked (for the
+        signed values that name a token: widget tickets, sign-in sessions)."""
+        return self._cache.get_or_compute(("id", token_id), lambda: self._by_id(token_id))
+
+    def _by_id(self, token_id: str) -> TokenInfo | None:
+        rows = self._db.query(
+            "SELECT id, role, rooms, label, created_at, revoked_at FROM api_tokens WHERE id = ? AND revoked_at IS NULL",
+            (token_id,),
+        )
+        return _info(rows[0]) if rows else None
+
     def _lookup(self, digest: str) -> TokenInfo | None:
         rows = self._db.query(
             "SELECT id, role, rooms, label, created_at, revoked_at FROM api_tokens WHERE hash = ? AND revoked_at IS NULL",

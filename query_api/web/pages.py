@@ -94,7 +94,7 @@ def signin_post():
         message = "that token is not valid" if e.status == 401 else e.message
         return render_template("web/signin.html", next=target, error=message, user=user), e.status
     response = redirect(target, 303)
-    auth.set_cookie(response, auth.SESSION_COOKIE, session_id)
+    auth.set_cookie(response, auth.SESSION_COOKIE, session_id, max_age=auth.SESSION_SECONDS)
     response.delete_cookie(auth.PRESESSION_COOKIE, path="/")
     return response
 
@@ -102,7 +102,6 @@ def signin_post():
 @bp.post("/signout")
 def signout():
     auth.check_csrf()
-    auth.sessions().drop(request.cookies.get(auth.SESSION_COOKIE))
     response = redirect(url_for("web.signin"), 303)
     response.delete_cookie(auth.SESSION_COOKIE, path="/")
     return response

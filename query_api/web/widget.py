@@ -5,7 +5,9 @@ Who may view: the embedding site's server asks for a ticket (``POST
 puts it in the iframe's URL *fragment* (``/widget/ROOM#ticket=...``), which
 browsers never send to servers, so it reaches no access log. A ticket stands for
 that caller and that room only; room permission is checked again on every
-poll. Without a ticket the widget serves a signed-in page user (same site) or,
+poll. A ticket is a signed value (``query_api.signing``), not server memory: any
+server process of the archive accepts it, and it stops working (401) when the
+token it was issued to is revoked, within ``[api] token_cache_seconds``. Without a ticket the widget serves a signed-in page user (same site) or,
 when anonymous read is on, public rooms.
 
 Join is the browser's own business: the widget's script (``static/xmpp.js``)
@@ -22,82 +24,62 @@ the server's worker threads per open widget.
 
 from __future__ import annotations
 
-import secrets
-import threading
-import time
-from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import quote, urlencode
 
-from flask import Blueprint, current_app, render_template, request, url_for
+from flask import Blueprint, render_template, request, url_for
 
 from archive.times import format_time, utcnow
 
 from ..access import Caller
 from ..context import api, caller, json_response, visible_room
-from ..errors import bad_parameter, room_not_found, unauthorized
+from ..errors import ApiError, bad_parameter, room_not_found, unauthorized
 from ..params import decode_cursor, encode_cursor
 from ..roles import Capability, Role
 from ..transcript import transcripts
+from ..signing import SignatureError
 from . import widget_feed
-from .auth import WEB, page_caller
+from .auth import page_caller
 
 bp = Blueprint("widget", __name__)
 
 TICKET_SECONDS = 8 * 3600
-MAX_TICKETS = 100_000
 TICKET_HEADER = "X-Widget-Ticket"
+TICKET = "widget ticket"
 
 
-@dataclass
-class Ticket:
-    caller: Caller
-    room: str
-    expires: float
+def issue(who: Caller, room: str) -> str:
+    return api().signer.sign({"t": who.token_id, "u": who.user, "r": room}, TICKET, ttl=TICKET_SECONDS)
 
 
-class Tickets:
-    def __init__(self):
-        self._tickets: dict[str, Ticket] = {}
-        self._lock = threading.Lock()
-
-    def issue(self, ticket: Ticket) -> str:
-        key = secrets.token_urlsafe(32)
-        with self._lock:
-            now = time.monotonic()
-            for old in [k for k, t in self._tickets.items() if t.expires < now]:
-                del self._tickets[old]
-            while len(self._tickets) >= MAX_TICKETS:  # memory stays bounded whatever a site asks for
-                del self._tickets[next(iter(self._tickets))]
-            self._tickets[key] = ticket
-        return key
-
-    def get(self, key: str) -> Ticket | None:
-        with self._lock:
-            ticket = self._tickets.get(key)
-        return ticket if ticket is not None and ticket.expires >= time.monotonic() else None
+def ticket_caller(ticket: str, room: str) -> Caller:
+    """The caller a ticket for ``room`` was issued to; 401 for a forged, expired or foreign
+    ticket, or one whose token was revoked since."""
+    expired = unauthorized("this widget's ticket has expired: reload the page that embeds it")
+    try:
+        claims = api().signer.verify(ticket, TICKET)
+    except SignatureError:
+        raise expired from None
+    if not isinstance(claims, dict) or claims.get("r") != room or not isinstance(claims.get("t"), str):
+        raise expired
+    try:
+        return api().authorizer.caller_for_token_id(claims["t"], claims.get("u"))
+    except ApiError:
+        raise expired from None
 
 
-def _web():
-    return current_app.extensions[WEB]
-
-
-def widget_caller(room: str) -> tuple[Caller, Ticket | None]:
-    """Who views this widget, and their ticket if any; a room they may not see is a 404."""
-    ticket = None
-    key = request.headers.get(TICKET_HEADER)
-    if key:
-        ticket = _web().tickets.get(key)
-        if ticket is None or ticket.room != room:
-            raise unauthorized("this widget's ticket has expired: reload the page that embeds it")
-        who = ticket.caller
+def widget_caller(room: str) -> Caller:
+    """Who views this widget; a room they may not see is a 404."""
+    ticket = request.headers.get(TICKET_HEADER)
+    if ticket:
+        who = ticket_caller(ticket, room)
     else:
         who = page_caller(required=False)
         if who is None:
             raise unauthorized("the embedding site must pass a ticket (see the README's widget section)")
     if not who.can(Capability.TRANSCRIPT):
         raise room_not_found(room)
-    return who, ticket
+    return who
 
 
 @bp.post("/widget/tickets")
@@ -114,7 +96,7 @@ def issue_ticket():
     for name, value in credentials.items():
         if not isinstance(value, str) or len(value) > 1024:
             raise bad_parameter(name, "must be a string")
-    key = _web().tickets.issue(Ticket(who, room, time.monotonic() + TICKET_SECONDS))
+    key = issue(who, room)
     # Credentials go back in the fragment (never sent to a server) for the widget's script, not kept here.
     fragment = urlencode({"ticket": key, **credentials})
     url = url_for("widget.page", room=room, _external=True) + "#" + fragment
@@ -137,7 +119,7 @@ def page(room: str):
 
 @bp.get("/widget/<room>/activity")
 def activity(room: str):
-    who, _ = widget_caller(room)
+    who = widget_caller(room)
     room = visible_room(who, room)
     text = request.args.get("cursor")
     if text:

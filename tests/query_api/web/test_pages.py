@@ -9,7 +9,9 @@ import pytest
 from query_api.roles import Role
 from query_api.web import pages, search_page
 
-from ..conftest import LOBBY, PUBLIC, SECRET, auth
+from query_api import create_app
+
+from ..conftest import LOBBY, PUBLIC, SECRET, auth, make_config
 
 
 def csrf_of(page) -> str:
@@ -192,15 +194,43 @@ def test_every_response_has_a_content_security_policy(client, path):
     assert ancestors in policy
 
 
-def test_sessions_and_tickets_held_in_memory_are_bounded(monkeypatch):
-    from query_api.access import AllRooms, Caller
-    from query_api.web import auth, widget
+def test_a_revoked_token_ends_its_widget_tickets_and_sign_in_sessions(client, tokens, token_store):
+    site, info = token_store.create(Role.SITE, (LOBBY,))
+    ticket = {"X-Widget-Ticket": widget_ticket(client, site, LOBBY).json["ticket"]}
+    assert client.get(f"/widget/{LOBBY}/activity", headers=ticket).status_code == 200
+    compliance, compliance_info = token_store.create(Role.COMPLIANCE)
+    sign_in(client, compliance)
+    assert client.get("/rooms").status_code == 200 and "Sign out" in client.get("/").text
+    token_store.revoke(info.id)
+    token_store.revoke(compliance_info.id)
+    assert client.get(f"/widget/{LOBBY}/activity", headers=ticket).status_code == 401
+    assert "Sign out" not in client.get("/").text
 
-    monkeypatch.setattr(widget, "MAX_TICKETS", 2)
-    tickets = widget.Tickets()
-    keys = [tickets.issue(widget.Ticket(Caller(Role.COMPLIANCE, AllRooms()), LOBBY, 1e12)) for _ in range(3)]
-    assert tickets.get(keys[0]) is None and tickets.get(keys[1]) and tickets.get(keys[2])
-    monkeypatch.setattr(auth, "MAX_SESSIONS", 2)
-    sessions = auth.WebSessions()
-    ids = [sessions.create("token", None) for _ in range(3)]
-    assert sessions.get(ids[0]) is None and sessions.get(ids[1]) and sessions.get(ids[2])
+
+def test_tickets_and_sessions_are_signed_values_any_process_of_the_archive_accepts(
+    app, tokens, private_app, sqlite_url, archive, views, search_index, token_store
+):
+    """Two apps over one store stand for two server processes: nothing lives in one's memory."""
+    first, second = app.test_client(), private_app.test_client()  # private_app: another archive, other keys
+    twin = create_app(
+        make_config(sqlite_url, anonymous_read=True, public_rooms=(PUBLIC,)),
+        store=archive, views=views, search=search_index, tokens=token_store,
+    )  # fmt: skip
+    twin_client = twin.test_client()
+    issued = widget_ticket(first, tokens["site"], LOBBY).json
+    assert twin_client.get(f"/widget/{LOBBY}/activity", headers={"X-Widget-Ticket": issued["ticket"]}).status_code == 200
+    sign_in(first, tokens["compliance"])
+    cookie = first.get_cookie("chat_archive_session")
+    twin_client.set_cookie("chat_archive_session", cookie.value)
+    assert "Sign out" in twin_client.get("/").text
+    # an archive with other keys does not take them
+    assert second.get(f"/widget/{LOBBY}/activity", headers={"X-Widget-Ticket": issued["ticket"]}).status_code == 401
+
+
+def test_a_session_cookie_holds_no_token_and_cannot_be_altered(client, tokens):
+    sign_in(client, tokens["compliance"])
+    value = client.get_cookie("chat_archive_session").value
+    assert tokens["compliance"] not in value
+    key_id, body, mac = value.split(".")
+    client.set_cookie("chat_archive_session", f"{key_id}.{body}x.{mac}")
+    assert "Sign out" not in client.get("/").text

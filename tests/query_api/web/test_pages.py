@@ -104,8 +104,12 @@ def test_search_filters_sort_paging_and_facets(client, tokens, monkeypatch):
     second = client.get("/" + following)
     assert "page 2" in second.text and len(re.findall(r'class="hit[ "]', second.text)) == 2
     assert re.search(r'href="\?[^"]*people=alice"', page.text)  # a sender facet narrows the search
-    bad = client.get("/?q=%22open")
-    assert bad.status_code == 200 and "at character" in bad.text
+    bad = client.get("/?q=deploy%20%22open")
+    assert bad.status_code == 200
+    # one place, one position: the message's, and the caret under the query at that column
+    assert "unterminated quote at position 7" in bad.text and "character" not in bad.text
+    caret = re.search(r'<pre class="query-caret"[^>]*>(.*?)</pre>', bad.text, re.S).group(1).splitlines()
+    assert caret[0] == "deploy &#34;open" and caret[1] == " " * 7 + "^"
 
 
 def test_a_room_day_navigates_between_days(client, tokens):

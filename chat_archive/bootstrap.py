@@ -17,7 +17,8 @@ from projections.viewdb import default_views_url
 from projections.views import Views
 from query_api import create_app
 from query_api.server import ApiServer, start_server
-from query_api.tokens import TokenStore, open_token_store
+from query_api.keys import KeyStore
+from query_api.tokens import TokenStore, open_database, open_token_store
 
 from .config import Config
 
@@ -32,6 +33,11 @@ def open_store(config: Config) -> EventStore:
 def open_tokens(config: Config) -> TokenStore:
     """The API token store, inside the event store's database."""
     return open_token_store(config.store.url, cache_seconds=config.api.token_cache_seconds)
+
+
+def open_key_store(config: Config) -> KeyStore:
+    """The server's signing keys, inside the event store's database (`chat-archive keys`)."""
+    return KeyStore(open_database(config.store.url))
 
 
 def build_api(config: Config, store: EventStore, views=None, search=None, stop=None, demo: dict | None = None):

@@ -29,7 +29,9 @@ from .errors import install_error_handlers, unauthorized
 from .metrics import Family
 from .roles import Capability, Role
 from .search import bp as search_bp
-from .tokens import TokenStore, open_token_store
+from .keys import KeyRing, KeyStore
+from .signing import Signer
+from .tokens import TokenStore, open_database, open_token_store
 
 API_PREFIX = "/api/v1"
 
@@ -42,6 +44,7 @@ def create_app(
     search: SearchIndex | None = None,
     tokens: TokenStore | None = None,
     permission: PermissionCallback | None = None,
+    signer: Signer | None = None,
     stopping: threading.Event | None = None,
 ) -> Flask:
     """The Flask app over ``store``, ``views`` and ``search``, configured by ``config.api``.
@@ -54,6 +57,7 @@ def create_app(
     if search is None:
         search = SearchIndex(IndexLocation(config.index.path), reload_interval=config.index.commit_interval / 5)
     tokens = tokens if tokens is not None else open_token_store(config.store.url, cache_seconds=settings.token_cache_seconds)
+    signer = signer if signer is not None else open_signer(config)
     app = Flask(__name__)
     app.extensions[EXTENSION] = ApiContext(
         settings=settings,
@@ -61,6 +65,7 @@ def create_app(
         authorizer=Authorizer(settings, tokens, permission),
         views=views,
         search=search,
+        signer=signer,
         stopping=stopping or threading.Event(),
     )
     install_error_handlers(app)
@@ -71,6 +76,13 @@ def create_app(
     app.add_url_rule("/metrics", view_func=metrics)
     web.register(app, config)  # pages, sign-in, widget, security headers (query_api/web)
     return app
+
+
+def open_signer(config: Any) -> Signer:
+    """Keys from ``[api] signing_keys`` if given, else the keys kept in the store."""
+    if config.api.signing_keys:
+        return Signer(KeyRing.fixed(config.api.signing_keys))
+    return Signer(KeyRing(KeyStore(open_database(config.store.url)).keys))
 
 
 def healthz() -> Response:

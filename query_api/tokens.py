@@ -138,12 +138,17 @@ def _info(row) -> TokenInfo:
 
 def open_token_store(store_url: str, *, cache_seconds: float = 5.0) -> TokenStore:
     """The token store inside the event store at ``store_url`` (created if needed)."""
+    return TokenStore(open_database(store_url), cache_seconds=cache_seconds)
+
+
+def open_database(store_url: str) -> _Database:
+    """The event store's own database, for the API's small tables (tokens, signing keys)."""
     location = StoreLocation.parse(store_url)
     if location.kind == "sqlite":
         location.path.parent.mkdir(parents=True, exist_ok=True)
-        return TokenStore(_SQLite(str(location.path)), cache_seconds=cache_seconds)
+        return _SQLite(str(location.path))
     ensure_postgres_schema(location)
-    return TokenStore(_Postgres(location), cache_seconds=cache_seconds)
+    return _Postgres(location)
 
 
 class _Database:

@@ -48,8 +48,10 @@ def run_everything(args: argparse.Namespace, config) -> int:
         xmpp, demo = start_demo(config)
         # A newcomer should see transcripts fill up while watching, not after a minute.
         projections = msgspec.structs.replace(config.projections, commit_interval=DEMO_COMMIT_INTERVAL)
-        # The web app's widget sessions connect to the demo server too, not to [xmpp] host.
-        config = msgspec.structs.replace(config, projections=projections, xmpp=xmpp)
+        # The widget's Join speaks XMPP from the browser to the demo server's WebSocket endpoint;
+        # everything else that reads [xmpp] sees the demo server too.
+        api = msgspec.structs.replace(config.api, widget_websocket_url=demo.server.websocket_url)
+        config = msgspec.structs.replace(config, projections=projections, api=api, xmpp=xmpp)
     try:
         with stopped_by_signals(threading.Event()) as shutdown, open_store(config) as store:
             running = RunningParts(config, store, xmpp, args, demo)

@@ -8,9 +8,12 @@ that caller and that room only; room permission is checked again on every
 poll. Without a ticket the widget serves a signed-in page user (same site) or,
 when anonymous read is on, public rooms.
 
-The ticket may also carry the user's XMPP credentials, so that Join needs no
-typing; otherwise Join asks for them. Credentials live only in memory (in the
-ticket until a successful join, then in the XMPP session) and are never logged.
+Join is the browser's own business: the widget's script (``static/xmpp.js``)
+signs the user's XMPP account in over the XMPP server's WebSocket endpoint
+(RFC 7395, ``[api] widget_websocket_url``) and joins the room there. This
+server holds no XMPP session and never keeps a password: credentials the
+embedding site passes with a ticket request are handed back in the URL
+fragment, which only the widget's script reads (and then removes).
 
 Live updates are polled (about every 1.5 s) rather than streamed: a poll may
 carry the ticket in a header (EventSource cannot), and it does not hold one of
@@ -24,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from flask import Blueprint, current_app, render_template, request, url_for
 
@@ -32,20 +35,18 @@ from archive.times import format_time, utcnow
 
 from ..access import Caller
 from ..context import api, caller, json_response, visible_room
-from ..errors import ApiError, bad_parameter, room_not_found, unauthorized
+from ..errors import bad_parameter, room_not_found, unauthorized
 from ..params import decode_cursor, encode_cursor
 from ..roles import Capability, Role
 from ..transcript import transcripts
 from . import widget_feed
 from .auth import WEB, page_caller
-from .xmpp_session import JoinError, NoSuchSession
 
 bp = Blueprint("widget", __name__)
 
 TICKET_SECONDS = 8 * 3600
 MAX_TICKETS = 100_000
 TICKET_HEADER = "X-Widget-Ticket"
-SESSION_HEADER = "X-Widget-Session"
 
 
 @dataclass
@@ -53,12 +54,6 @@ class Ticket:
     caller: Caller
     room: str
     expires: float
-    jid: str | None = None
-    password: str | None = None
-    nick: str | None = None
-
-    def __repr__(self) -> str:  # never show credentials, whatever prints a ticket
-        return f"Ticket(room={self.room!r}, jid={self.jid!r})"
 
 
 class Tickets:
@@ -115,15 +110,18 @@ def issue_ticket():
     if not isinstance(body, dict) or not isinstance(body.get("room"), str):
         raise bad_parameter("room", "send a JSON object with the room's JID in 'room'")
     room = visible_room(who, body["room"])
-    credentials = {name: body.get(name) for name in ("jid", "password", "nick")}
+    credentials = {name: body[name] for name in ("jid", "password", "nick") if body.get(name) is not None}
     for name, value in credentials.items():
-        if value is not None and (not isinstance(value, str) or len(value) > 1024):
+        if not isinstance(value, str) or len(value) > 1024:
             raise bad_parameter(name, "must be a string")
-    ticket = Ticket(who, room, time.monotonic() + TICKET_SECONDS, **credentials)
-    key = _web().tickets.issue(ticket)
-    url = url_for("widget.page", room=room, _external=True) + "#ticket=" + key
+    key = _web().tickets.issue(Ticket(who, room, time.monotonic() + TICKET_SECONDS))
+    # Credentials go back in the fragment (never sent to a server) for the widget's script, not kept here.
+    fragment = urlencode({"ticket": key, **credentials})
+    url = url_for("widget.page", room=room, _external=True) + "#" + fragment
     expires = format_time(utcnow() + timedelta(seconds=TICKET_SECONDS))
-    return json_response({"ticket": key, "url": url, "expires_at": expires, "credentials": bool(ticket.password)})
+    return json_response(
+        {"ticket": key, "url": url, "expires_at": expires, "credentials": bool(credentials.get("password"))}
+    )
 
 
 @bp.get("/widget/<room>")
@@ -133,6 +131,7 @@ def page(room: str):
         room=room,
         join_link="xmpp:" + quote(room, safe="@.-_") + "?join",
         poll_seconds=1.5,
+        websocket=api().settings.widget_websocket_url,
     )
 
 
@@ -149,65 +148,3 @@ def activity(room: str):
     else:
         items, state = widget_feed.recent(transcripts(), room)
     return json_response({"items": items, "cursor": encode_cursor(state)})
-
-
-@bp.post("/widget/<room>/join")
-def join(room: str):
-    who, ticket = widget_caller(room)
-    room = visible_room(who, room)
-    body = request.get_json(silent=True) or {}
-    jid = body.get("jid") or (ticket.jid if ticket else None)
-    password = body.get("password") or (ticket.password if ticket else None)
-    nick = body.get("nick") or (ticket.nick if ticket else None)
-    if not all(isinstance(v, str) and v for v in (jid, password)):
-        raise ApiError(400, "credentials_needed", "your XMPP address and password are needed to join")
-    nick = nick if isinstance(nick, str) and nick.strip() else jid.split("@", 1)[0]
-    try:
-        session = _web().xmpp.join(jid, password, room, nick.strip()[:64])
-    except JoinError as e:
-        raise ApiError(409, "join_failed", str(e)) from None
-    if ticket is not None:
-        ticket.password = None  # the session holds it now; nothing else needs it
-    return json_response({"session": session.id, "nick": session.nick, "jid": session.jid})
-
-
-def _session_id() -> str:
-    session_id = request.headers.get(SESSION_HEADER)
-    if not session_id:
-        raise bad_parameter(SESSION_HEADER, "header is required")
-    return session_id
-
-
-@bp.get("/widget/<room>/session")
-def session_items(room: str):
-    after = request.args.get("after", "0")
-    if not after.isdigit():
-        raise bad_parameter("after", "must be a whole number")
-    try:
-        items = _web().xmpp.items(_session_id(), room, int(after))
-    except NoSuchSession as e:
-        raise ApiError(410, "session_ended", str(e)) from None
-    return json_response({"items": items})
-
-
-@bp.post("/widget/<room>/say")
-def say(room: str):
-    body = (request.get_json(silent=True) or {}).get("body")
-    if not isinstance(body, str):
-        raise bad_parameter("body", "send a JSON object with the message in 'body'")
-    try:
-        _web().xmpp.say(_session_id(), room, body)
-    except NoSuchSession as e:
-        raise ApiError(410, "session_ended", str(e)) from None
-    except JoinError as e:
-        raise bad_parameter("body", str(e)) from None
-    return json_response({"sent": True})
-
-
-@bp.post("/widget/<room>/leave")
-def leave(room: str):
-    try:
-        _web().xmpp.leave(_session_id(), room)
-    except NoSuchSession:
-        pass
-    return json_response({"left": True})

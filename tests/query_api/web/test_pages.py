@@ -162,13 +162,24 @@ def test_widget_without_a_ticket_serves_public_rooms_to_anonymous_viewers_only(c
     assert client.get(f"/widget/{PUBLIC}/activity?cursor=zzz").status_code == 400
 
 
-def test_widget_join_asks_for_credentials_and_sessions_end(client, tokens):
-    ticket = {"X-Widget-Ticket": widget_ticket(client, tokens["site"], LOBBY).json["ticket"]}
-    asked = client.post(f"/widget/{LOBBY}/join", json={}, headers=ticket)
-    assert asked.status_code == 400 and asked.json["error"]["code"] == "credentials_needed"
-    gone = {"X-Widget-Session": "no-such-session"}
-    assert client.get(f"/widget/{LOBBY}/session?after=0", headers=gone).status_code == 410
-    assert client.post(f"/widget/{LOBBY}/say", json={"body": "hi"}, headers=gone).status_code == 410
+def test_widget_credentials_go_back_in_the_fragment_and_the_server_holds_no_xmpp_session(client, tokens):
+    issued = widget_ticket(client, tokens["site"], LOBBY, jid="carol@localhost", password="pw & more", nick="Carol").json
+    fragment = issued["url"].split("#", 1)[1]
+    assert issued["credentials"] and "password=pw+%26+more" in fragment and "jid=carol%40localhost" in fragment
+    assert widget_ticket(client, tokens["site"], LOBBY, password=["x"]).status_code == 400
+    for gone in ("join", "say", "leave"):  # the browser speaks XMPP itself (static/xmpp.js)
+        assert client.post(f"/widget/{LOBBY}/{gone}", json={}).status_code in (404, 405)
+
+
+def test_the_widget_may_connect_only_to_the_configured_xmpp_websocket(client, request, api_settings):
+    page = client.get(f"/widget/{PUBLIC}")
+    assert "connect-src 'self';" in page.headers["Content-Security-Policy"] and 'data-websocket=""' in page.text
+    api_settings["widget_websocket_url"] = "wss://xmpp.example.org:5281/xmpp-websocket"
+    configured = request.getfixturevalue("private_app").test_client()
+    page = configured.get(f"/widget/{PUBLIC}")
+    assert "connect-src 'self' wss://xmpp.example.org:5281;" in page.headers["Content-Security-Policy"]
+    assert 'data-websocket="wss://xmpp.example.org:5281/xmpp-websocket"' in page.text
+    assert "connect-src 'self';" in configured.get("/signin").headers["Content-Security-Policy"]  # pages: no
 
 
 @pytest.mark.parametrize("path", ["/signin", f"/widget/{LOBBY}", "/api/v1/rooms"])
@@ -187,7 +198,6 @@ def test_sessions_and_tickets_held_in_memory_are_bounded(monkeypatch):
     tickets = widget.Tickets()
     keys = [tickets.issue(widget.Ticket(Caller(Role.COMPLIANCE, AllRooms()), LOBBY, 1e12)) for _ in range(3)]
     assert tickets.get(keys[0]) is None and tickets.get(keys[1]) and tickets.get(keys[2])
-    assert "pw-123" not in repr(widget.Ticket(Caller(Role.COMPLIANCE, AllRooms()), LOBBY, 0, "a@b", "pw-123"))
     monkeypatch.setattr(auth, "MAX_SESSIONS", 2)
     sessions = auth.WebSessions()
     ids = [sessions.create("token", None) for _ in range(3)]

@@ -19,6 +19,7 @@ from archive.times import format_time, parse_day, parse_time, utcnow
 
 from ..context import api, visible_room
 from ..errors import ApiError, bad_parameter, forbidden, from_archive_error
+from ..params import decode_cursor, encode_cursor
 from ..roles import Capability
 from ..rooms import describe_rooms
 from ..transcript import describe, shown, transcripts
@@ -170,9 +171,10 @@ def _day_page(room: str, day: date, cursor: str | None, who) -> tuple[list, str 
     start, end = parse_day(day.isoformat())
     direction, inner = "forward", None
     if cursor:
-        way, _, inner = cursor.partition(":")
-        if way not in ("f", "b") or not inner:
+        state = decode_cursor(cursor, "day")
+        if not isinstance(state, list) or len(state) != 2 or state[0] not in ("f", "b") or not isinstance(state[1], str):
             raise bad_parameter("cursor", "is not a cursor this page issued")
+        way, inner = state
         direction = "forward" if way == "f" else "backward"
     page = transcripts().page(
         room, start=start, end=end, cursor=inner, direction=direction, limit=DAY_LINES,
@@ -181,8 +183,8 @@ def _day_page(room: str, day: date, cursor: str | None, who) -> tuple[list, str 
     link = lambda c: url_for("web.room", room=room, day=day.isoformat(), cursor=c)  # noqa: E731
     return (
         page.lines,
-        link("b:" + page.prev_cursor) if page.prev_cursor else None,
-        link("f:" + page.next_cursor) if page.next_cursor else None,
+        link(encode_cursor(["b", page.prev_cursor], "day")) if page.prev_cursor else None,
+        link(encode_cursor(["f", page.next_cursor], "day")) if page.next_cursor else None,
     )
 
 

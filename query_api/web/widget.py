@@ -141,10 +141,10 @@ def activity(room: str):
     room = visible_room(who, room)
     text = request.args.get("cursor")
     if text:
-        state = decode_cursor(text)
-        if not isinstance(state.get("p"), int) or not isinstance(state.get("t"), (int, float)):
+        state = decode_cursor(text, "widget")
+        if not (isinstance(state, dict) and widget_feed.valid_cursor(state)):
             raise bad_parameter("cursor", "is not a cursor this widget issued")
         items, state = widget_feed.since(api().store, room, state)
     else:
         items, state = widget_feed.recent(transcripts(), room)
-    return json_response({"items": items, "cursor": encode_cursor(state)})
+    return json_response({"items": items, "cursor": encode_cursor(state, "widget")})

@@ -100,13 +100,19 @@ class TokenStore:
         # Checked on every call, not only when cached: a token stops working when it expires.
         return None if info is None or info.expired(utcnow()) else info
 
-    def _lookup(self, digest: str) -> TokenInfo | None:
-        rows = self._db.query(f"SELECT {_COLUMNS} FROM api_tokens WHERE hash = ? AND revoked_at IS NULL", (digest,))
+    def lookup_id(self, token_id: str) -> TokenInfo | None:
+        """What the token with this id stands for (for signed sessions and tickets, which name
+        the token by id, never carrying it), or None if it is unknown, revoked or expired."""
+        info = self._cache.get_or_compute(("id", token_id), lambda: self._lookup(token_id, "id"))
+        return None if info is None or info.expired(utcnow()) else info
+
+    def _lookup(self, value: str, column: str = "hash") -> TokenInfo | None:
+        rows = self._db.query(f"SELECT {_COLUMNS} FROM api_tokens WHERE {column} = ? AND revoked_at IS NULL", (value,))
         if not rows:
             return None
         info = _info(rows[0])
         if not info.expired(utcnow()):
-            self._db.execute("UPDATE api_tokens SET last_used_at = ? WHERE hash = ?", (format_time(utcnow()), digest))
+            self._db.execute(f"UPDATE api_tokens SET last_used_at = ? WHERE {column} = ?", (format_time(utcnow()), value))
         return info
 
     def list(self) -> list[TokenInfo]:

@@ -88,12 +88,12 @@ def signin_post():
     user = request.form.get("user", "").strip() or None
     target = _safe_next(request.form.get("next"))
     try:
-        session_id = auth.sign_in(token, user)
+        session = auth.sign_in(token, user)
     except ApiError as e:
         message = "that token is not valid" if e.status == 401 else e.message
         return render_template("web/signin.html", next=target, error=message, user=user), e.status
     response = redirect(target, 303)
-    auth.set_cookie(response, auth.SESSION_COOKIE, session_id)
+    auth.set_cookie(response, auth.SESSION_COOKIE, session, max_age=auth.SESSION_SECONDS)
     response.delete_cookie(auth.PRESESSION_COOKIE, path="/")
     return response
 
@@ -101,7 +101,6 @@ def signin_post():
 @bp.post("/signout")
 def signout():
     auth.check_csrf()
-    auth.sessions().drop(request.cookies.get(auth.SESSION_COOKIE))
     response = redirect(url_for("web.signin"), 303)
     response.delete_cookie(auth.SESSION_COOKIE, path="/")
     return response

@@ -1,11 +1,12 @@
-"""The embeddable room widget: ``/widget/{room}``, its live feed, tickets and the Join session.
+"""The embeddable room widget: ``/widget/{room}``, its live feed and its tickets.
 
 Who may view: the embedding site's server asks for a ticket (``POST
 /widget/tickets`` with its API token, naming its user as for any API call) and
 puts it in the iframe's URL *fragment* (``/widget/ROOM#ticket=...``), which
-browsers never send to servers, so it reaches no access log. A ticket stands for
-that caller and that room only; room permission is checked again on every
-poll. Without a ticket the widget serves a signed-in page user (same site) or,
+browsers never send to servers, so it reaches no access log. A ticket is signed
+with the server key and stands for that caller (its token by id) and that room
+only, for 8 hours; the token and the room permission are checked again on every
+poll, by whichever API process serves it. Without a ticket the widget serves a signed-in page user (same site) or,
 when anonymous read is on, public rooms.
 
 Join is the browser's own business: the widget's script (``static/xmpp.js``)
@@ -22,14 +23,10 @@ the server's worker threads per open widget.
 
 from __future__ import annotations
 
-import secrets
-import threading
-import time
-from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import quote, urlencode
 
-from flask import Blueprint, current_app, render_template, request, url_for
+from flask import Blueprint, render_template, request, url_for
 
 from archive.times import format_time, utcnow
 
@@ -38,66 +35,48 @@ from ..context import api, caller, json_response, visible_room
 from ..errors import bad_parameter, room_not_found, unauthorized
 from ..params import decode_cursor, encode_cursor
 from ..roles import Capability, Role
+from ..signing import SignatureError
 from ..transcript import transcripts
 from . import widget_feed
-from .auth import WEB, page_caller
+from .auth import page_caller
 
 bp = Blueprint("widget", __name__)
 
 TICKET_SECONDS = 8 * 3600
-MAX_TICKETS = 100_000
+TICKET_PURPOSE = "widget ticket"
 TICKET_HEADER = "X-Widget-Ticket"
 
 
-@dataclass
-class Ticket:
-    caller: Caller
-    room: str
-    expires: float
+def ticket_for(who: Caller, room: str) -> str:
+    """A ticket standing for ``who`` (its token by id, and site user) and ``room``, signed with the
+    server key: any API process verifies it, none keeps it."""
+    return api().signer.sign([room, who.token_id, who.user], TICKET_PURPOSE, ttl=TICKET_SECONDS)
 
 
-class Tickets:
-    def __init__(self):
-        self._tickets: dict[str, Ticket] = {}
-        self._lock = threading.Lock()
-
-    def issue(self, ticket: Ticket) -> str:
-        key = secrets.token_urlsafe(32)
-        with self._lock:
-            now = time.monotonic()
-            for old in [k for k, t in self._tickets.items() if t.expires < now]:
-                del self._tickets[old]
-            while len(self._tickets) >= MAX_TICKETS:  # memory stays bounded whatever a site asks for
-                del self._tickets[next(iter(self._tickets))]
-            self._tickets[key] = ticket
-        return key
-
-    def get(self, key: str) -> Ticket | None:
-        with self._lock:
-            ticket = self._tickets.get(key)
-        return ticket if ticket is not None and ticket.expires >= time.monotonic() else None
+def ticket_caller(key: str, room: str) -> Caller:
+    """The caller a ticket stands for, resolved again now (a revoked token ends its tickets)."""
+    try:
+        value = api().signer.verify(key, TICKET_PURPOSE)
+    except SignatureError:
+        raise unauthorized("this widget's ticket has expired: reload the page that embeds it") from None
+    if not (isinstance(value, list) and len(value) == 3 and value[0] == room and isinstance(value[1], str)):
+        raise unauthorized("this widget's ticket is for another room")
+    user = value[2] if isinstance(value[2], str) else None
+    return api().authorizer.caller_for_token_id(value[1], user)
 
 
-def _web():
-    return current_app.extensions[WEB]
-
-
-def widget_caller(room: str) -> tuple[Caller, Ticket | None]:
-    """Who views this widget, and their ticket if any; a room they may not see is a 404."""
-    ticket = None
+def widget_caller(room: str) -> Caller:
+    """Who views this widget; a room they may not see is a 404."""
     key = request.headers.get(TICKET_HEADER)
     if key:
-        ticket = _web().tickets.get(key)
-        if ticket is None or ticket.room != room:
-            raise unauthorized("this widget's ticket has expired: reload the page that embeds it")
-        who = ticket.caller
+        who = ticket_caller(key, room)
     else:
         who = page_caller(required=False)
         if who is None:
             raise unauthorized("the embedding site must pass a ticket (see the README's widget section)")
     if not who.can(Capability.TRANSCRIPT):
         raise room_not_found(room)
-    return who, ticket
+    return who
 
 
 @bp.post("/widget/tickets")
@@ -114,7 +93,7 @@ def issue_ticket():
     for name, value in credentials.items():
         if not isinstance(value, str) or len(value) > 1024:
             raise bad_parameter(name, "must be a string")
-    key = _web().tickets.issue(Ticket(who, room, time.monotonic() + TICKET_SECONDS))
+    key = ticket_for(who, room)
     # Credentials go back in the fragment (never sent to a server) for the widget's script, not kept here.
     fragment = urlencode({"ticket": key, **credentials})
     url = url_for("widget.page", room=room, _external=True) + "#" + fragment
@@ -137,7 +116,7 @@ def page(room: str):
 
 @bp.get("/widget/<room>/activity")
 def activity(room: str):
-    who, _ = widget_caller(room)
+    who = widget_caller(room)
     room = visible_room(who, room)
     text = request.args.get("cursor")
     if text:

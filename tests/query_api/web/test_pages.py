@@ -6,14 +6,16 @@ import re
 
 import pytest
 
+from query_api import create_app
 from query_api.roles import Role
+from query_api.tokens import hash_token
 from query_api.web import pages, search_page
 
-from ..conftest import LOBBY, PUBLIC, SECRET, auth
+from ..conftest import LOBBY, PUBLIC, SECRET, auth, make_config
 
 
 def csrf_of(page) -> str:
-    return re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.text).group(1)
+    return re.search(r'name="csrf_token" value="([0-9a-f.]+)"', page.text).group(1)
 
 
 def sign_in(client, token: str, user: str = "", base_url: str = "http://localhost", **extra):
@@ -190,15 +192,22 @@ def test_every_response_has_a_content_security_policy(client, path):
     assert ancestors in policy
 
 
-def test_sessions_and_tickets_held_in_memory_are_bounded(monkeypatch):
-    from query_api.access import AllRooms, Caller
-    from query_api.web import auth, widget
-
-    monkeypatch.setattr(widget, "MAX_TICKETS", 2)
-    tickets = widget.Tickets()
-    keys = [tickets.issue(widget.Ticket(Caller(Role.COMPLIANCE, AllRooms()), LOBBY, 1e12)) for _ in range(3)]
-    assert tickets.get(keys[0]) is None and tickets.get(keys[1]) and tickets.get(keys[2])
-    monkeypatch.setattr(auth, "MAX_SESSIONS", 2)
-    sessions = auth.WebSessions()
-    ids = [sessions.create("token", None) for _ in range(3)]
-    assert sessions.get(ids[0]) is None and sessions.get(ids[1]) and sessions.get(ids[2])
+def test_sessions_and_tickets_made_by_one_process_serve_in_another(
+    app, client, tokens, archive, views, search_index, token_store, sqlite_url, api_settings
+):
+    """Nothing is kept in a process: a second app over the same store (another worker, another host)
+    accepts the first one's sign-in cookie, CSRF tokens and widget tickets; a revoked token ends both."""
+    sign_in(client, tokens["site"], "carol")
+    issued = widget_ticket(client, tokens["site"], LOBBY).json["ticket"]
+    config = make_config(sqlite_url, **api_settings)  # the same archive; its own signer reading the same keys
+    other = create_app(config, store=archive, views=views, search=search_index, tokens=token_store).test_client()
+    cookie = client.get_cookie("chat_archive_session").value
+    other.set_cookie("chat_archive_session", cookie)
+    assert "lobby" in other.get("/rooms").text and "Sign out" in other.get("/").text
+    assert other.post("/signout", data={"csrf_token": csrf_of(client.get("/"))}).status_code == 303
+    assert other.get(f"/widget/{LOBBY}/activity", headers={"X-Widget-Ticket": issued}).status_code == 200
+    forged = issued[:-3] + ("AAA" if not issued.endswith("AAA") else "BBB")
+    assert other.get(f"/widget/{LOBBY}/activity", headers={"X-Widget-Ticket": forged}).status_code == 401
+    token_store.revoke(hash_token(tokens["site"])[:12])
+    assert other.get(f"/widget/{LOBBY}/activity", headers={"X-Widget-Ticket": issued}).status_code == 401
+    assert "lobby" not in other.get("/rooms").text and "Sign out" not in other.get("/").text  # anonymous now

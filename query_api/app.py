@@ -79,7 +79,7 @@ def create_app(
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     app.add_url_rule("/healthz", view_func=healthz)
     app.add_url_rule("/metrics", view_func=metrics)
-    web.register(app, config)  # pages, sign-in, widget, security headers (query_api/web)
+    web.register(app)  # pages, sign-in, widget, security headers (query_api/web)
     return app
 
 

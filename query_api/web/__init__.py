@@ -2,7 +2,9 @@
 
 ``register(app, config)`` adds them to the API's Flask app: the pages
 (``pages.bp``), the widget (``widget.bp``) and the security headers. They keep
-nothing in memory: sign-in sessions and widget tickets are signed values.
+nothing in memory: sign-in sessions and widget tickets are values signed with
+the server key (``query_api.signing``), so any process of the archive serves
+any request.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from . import auth, pages, search_page, widget  # noqa: F401 (search_page adds i
 from .security import add_security_headers, csp_nonce
 
 
-def register(app: Flask, config) -> None:
+def register(app: Flask) -> None:
     app.register_blueprint(pages.bp)
     app.register_blueprint(widget.bp)
     app.jinja_env.globals.update(csrf_token=auth.csrf_token, csp_nonce=csp_nonce)

@@ -1,17 +1,17 @@
-"""Sign-in for the pages: the API's tokens behind an HttpOnly session cookie, and CSRF checks.
+"""Sign-in for the pages: the API's tokens behind a signed HttpOnly session cookie, and CSRF checks.
 
 The sign-in form takes an API token (and, for a ``site`` token, the site user it
-acts for). The session cookie is a signed value (``query_api.signing``) naming
-the token by its id and the site user, never the token itself; it lasts
-``SESSION_SECONDS``. Any server process of the archive accepts it (a restart
-signs no one out), and every request resolves the caller again through
-``Authorizer.caller_for_token_id``, so pages and API grant exactly the same
-rooms, and a revoked token signs its sessions out within ``[api]
-token_cache_seconds``. Signing out deletes the cookie.
+acts for). The cookie holds a value signed with the server key (``query_api.signing``)
+naming the token by its id (never the token) and the user, valid for
+``SESSION_SECONDS``: any API process of the archive can verify it, and none keeps
+anything in memory. Every request resolves the caller again through the API's
+``Authorizer.caller_for_token_id``, so pages and API grant exactly the same rooms,
+and a revoked token stops working on the pages as in the API. Signing out deletes
+the cookie; revoking the token (or retiring the signing key) is what ends every
+session made with it.
 
 Cookies are ``HttpOnly`` and ``SameSite=Lax``, and ``Secure`` whenever the
-request came over https (directly, or through a proxy that tells waitress so,
-e.g. ``X-Forwarded-Proto`` with waitress' ``trusted_proxy``).
+request came over https (directly, or through a proxy that says so).
 
 CSRF: every form carries a token, a MAC under the server key of the session
 cookie (or, before sign-in, of a random pre-session cookie); a POST without the
@@ -33,48 +33,60 @@ from ..signing import SignatureError
 SESSION_COOKIE = "chat_archive_session"
 PRESESSION_COOKIE = "chat_archive_presession"
 SESSION_SECONDS = 12 * 3600
-SESSION = "sign-in session"
+SESSION_PURPOSE = "web session"
+MAX_USER_CHARS = 1024
 
 
 class SignInRequired(Exception):
     """The page needs a signed-in caller (the blueprint answers with the sign-in form)."""
 
 
-def _session_caller() -> Caller | None:
-    """The caller of this request's session cookie; None without a valid one."""
+def session_of(cookie: str | None) -> tuple[str, str | None] | None:
+    """(token id, site user) of a session cookie this server signed and still accepts, else None."""
+    if not cookie:
+        return None
+    try:
+        value = api().signer.verify(cookie, SESSION_PURPOSE)
+    except SignatureError:
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):
+        return None
+    user = value[1]
+    return (value[0], user) if user is None or (isinstance(user, str) and len(user) <= MAX_USER_CHARS) else None
+
+
+def session_caller() -> Caller | None:
+    """The caller of this browser's sign-in session, if it has one that is still good."""
     if "session_caller" not in g:
-        g.session_caller = None
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if cookie:
+        who = None
+        session = session_of(request.cookies.get(SESSION_COOKIE))
+        if session is not None:
             try:
-                claims = api().signer.verify(cookie, SESSION)
-                g.session_caller = api().authorizer.caller_for_token_id(claims["t"], claims.get("u"))
-            except (SignatureError, ApiError, KeyError, TypeError):  # expired, revoked, or not ours
-                pass
+                who = api().authorizer.caller_for_token_id(*session)
+            except ApiError:  # revoked meanwhile, or the site user is no longer acceptable
+                who = None
+        g.session_caller = who
     return g.session_caller
 
 
 def page_caller(*, required: bool = True) -> Caller | None:
     """The signed-in caller; else the anonymous caller where anonymous read is on; else sign in."""
-    if "page_caller" in g:
-        return g.page_caller
-    who = _session_caller()
+    who = session_caller()
     if who is None and api().settings.anonymous_read:
         who = api().authorizer.anonymous()
     if who is None and required:
         raise SignInRequired()
-    g.page_caller = who
     return who
 
 
 def signed_in() -> bool:
-    return _session_caller() is not None
+    return session_caller() is not None
 
 
 def sign_in(token: str, user: str | None) -> str:
-    """The session cookie's value for a token that is valid now (raises the API's 401/400 otherwise)."""
+    """A session cookie's value for a token that is valid now (raises the API's 401/400 otherwise)."""
     who = api().authorizer.caller_for_token(token, user)
-    return api().signer.sign({"t": who.token_id, "u": who.user}, SESSION, ttl=SESSION_SECONDS)
+    return api().signer.sign([who.token_id, who.user], SESSION_PURPOSE, ttl=SESSION_SECONDS)
 
 
 def set_cookie(response, name: str, value: str, *, max_age: int | None = None) -> None:
@@ -109,5 +121,6 @@ def check_csrf() -> None:
     origin = request.headers.get("Origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.host:
         raise ApiError(403, "csrf", "this form was posted from another site")
-    if not api().signer.check_mac("csrf", _csrf_binding(), request.form.get("csrf_token", "")):
+    sent = request.form.get("csrf_token", "")
+    if not (len(sent) <= 200 and api().signer.check_mac("csrf", _csrf_binding(), sent)):
         raise ApiError(403, "csrf", "the form has expired: reload the page and try again")

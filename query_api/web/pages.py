@@ -89,12 +89,12 @@ def signin_post():
     user = request.form.get("user", "").strip() or None
     target = _safe_next(request.form.get("next"))
     try:
-        session_id = auth.sign_in(token, user)
+        session = auth.sign_in(token, user)
     except ApiError as e:
         message = "that token is not valid" if e.status == 401 else e.message
         return render_template("web/signin.html", next=target, error=message, user=user), e.status
     response = redirect(target, 303)
-    auth.set_cookie(response, auth.SESSION_COOKIE, session_id, max_age=auth.SESSION_SECONDS)
+    auth.set_cookie(response, auth.SESSION_COOKIE, session, max_age=auth.SESSION_SECONDS)
     response.delete_cookie(auth.PRESESSION_COOKIE, path="/")
     return response
 

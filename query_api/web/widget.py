@@ -1,13 +1,12 @@
-"""The embeddable room widget: ``/widget/{room}``, its live feed, tickets and the Join session.
+"""The embeddable room widget: ``/widget/{room}``, its live feed and its tickets.
 
 Who may view: the embedding site's server asks for a ticket (``POST
 /widget/tickets`` with its API token, naming its user as for any API call) and
 puts it in the iframe's URL *fragment* (``/widget/ROOM#ticket=...``), which
-browsers never send to servers, so it reaches no access log. A ticket stands for
-that caller and that room only; room permission is checked again on every
-poll. A ticket is a signed value (``query_api.signing``), not server memory: any
-server process of the archive accepts it, and it stops working (401) when the
-token it was issued to is revoked, within ``[api] token_cache_seconds``. Without a ticket the widget serves a signed-in page user (same site) or,
+browsers never send to servers, so it reaches no access log. A ticket is signed
+with the server key and stands for that caller (its token by id) and that room
+only, for 8 hours; the token and the room permission are checked again on every
+poll, by whichever API process serves it. Without a ticket the widget serves a signed-in page user (same site) or,
 when anonymous read is on, public rooms.
 
 Join is the browser's own business: the widget's script (``static/xmpp.js``)
@@ -33,46 +32,44 @@ from archive.times import format_time, utcnow
 
 from ..access import Caller
 from ..context import api, caller, json_response, visible_room
-from ..errors import ApiError, bad_parameter, room_not_found, unauthorized
+from ..errors import bad_parameter, room_not_found, unauthorized
 from ..params import decode_cursor, encode_cursor
 from ..roles import Capability, Role
-from ..transcript import transcripts
 from ..signing import SignatureError
+from ..transcript import transcripts
 from . import widget_feed
 from .auth import page_caller
 
 bp = Blueprint("widget", __name__)
 
 TICKET_SECONDS = 8 * 3600
+TICKET_PURPOSE = "widget ticket"
 TICKET_HEADER = "X-Widget-Ticket"
-TICKET = "widget ticket"
 
 
-def issue(who: Caller, room: str) -> str:
-    return api().signer.sign({"t": who.token_id, "u": who.user, "r": room}, TICKET, ttl=TICKET_SECONDS)
+def ticket_for(who: Caller, room: str) -> str:
+    """A ticket standing for ``who`` (its token by id, and site user) and ``room``, signed with the
+    server key: any API process verifies it, none keeps it."""
+    return api().signer.sign([room, who.token_id, who.user], TICKET_PURPOSE, ttl=TICKET_SECONDS)
 
 
-def ticket_caller(ticket: str, room: str) -> Caller:
-    """The caller a ticket for ``room`` was issued to; 401 for a forged, expired or foreign
-    ticket, or one whose token was revoked since."""
-    expired = unauthorized("this widget's ticket has expired: reload the page that embeds it")
+def ticket_caller(key: str, room: str) -> Caller:
+    """The caller a ticket stands for, resolved again now (a revoked token ends its tickets)."""
     try:
-        claims = api().signer.verify(ticket, TICKET)
+        value = api().signer.verify(key, TICKET_PURPOSE)
     except SignatureError:
-        raise expired from None
-    if not isinstance(claims, dict) or claims.get("r") != room or not isinstance(claims.get("t"), str):
-        raise expired
-    try:
-        return api().authorizer.caller_for_token_id(claims["t"], claims.get("u"))
-    except ApiError:
-        raise expired from None
+        raise unauthorized("this widget's ticket has expired: reload the page that embeds it") from None
+    if not (isinstance(value, list) and len(value) == 3 and value[0] == room and isinstance(value[1], str)):
+        raise unauthorized("this widget's ticket is for another room")
+    user = value[2] if isinstance(value[2], str) else None
+    return api().authorizer.caller_for_token_id(value[1], user)
 
 
 def widget_caller(room: str) -> Caller:
     """Who views this widget; a room they may not see is a 404."""
-    ticket = request.headers.get(TICKET_HEADER)
-    if ticket:
-        who = ticket_caller(ticket, room)
+    key = request.headers.get(TICKET_HEADER)
+    if key:
+        who = ticket_caller(key, room)
     else:
         who = page_caller(required=False)
         if who is None:
@@ -96,7 +93,7 @@ def issue_ticket():
     for name, value in credentials.items():
         if not isinstance(value, str) or len(value) > 1024:
             raise bad_parameter(name, "must be a string")
-    key = issue(who, room)
+    key = ticket_for(who, room)
     # Credentials go back in the fragment (never sent to a server) for the widget's script, not kept here.
     fragment = urlencode({"ticket": key, **credentials})
     url = url_for("widget.page", room=room, _external=True) + "#" + fragment

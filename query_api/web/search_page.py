@@ -44,8 +44,8 @@ def search():
         try:
             results = run_search(who, text, form["sort"], request.args.get("cursor"))
         except InvalidQueryError as e:
-            where = f" (at character {e.position + 1})" if e.position is not None else ""
-            error = f"{e}{where}"
+            # The message names the position (counted from 0, as in the API); the caret shows it.
+            error = {"message": str(e), "query": text, "caret": e.position}
     next_url = first_url = None
     if results is not None:
         base_items = [(k, v) for k, v in request.args.items(multi=True) if k not in ("cursor", "page")]

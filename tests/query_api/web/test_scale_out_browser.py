@@ -183,6 +183,6 @@ def test_both_hosts_answer_a_search_the_same_way_from_their_own_indexes(deployme
         deployment["alice"].say(deployment["room"], f"{word} number {n}")
     token = deployment["tokens"]["compliance"]
     hits = wait_until(lambda: len(found := search(a, token, word)) == 3 and found, f"host a to find {word}")
-    assert wait_until(lambda: search(b, token, word) == hits and hits, f"host b to answer as host a")
+    assert wait_until(lambda: search(b, token, word) == hits and hits, "host b to answer as host a")
     directory = deployment["processes"][0].directory
     assert (directory / "index-a").is_dir() and (directory / "index-b").is_dir()  # two indexes, not one shared

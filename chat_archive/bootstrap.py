@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from archive.application import open_event_store
 from archive.errors import ConfigError
+from archive.integrity import CheckpointThread
 from archive.store import EventStore
 from ingest import listener as ingest_listener
 from ingest.status import describe, read_status, status_path
@@ -24,6 +25,12 @@ from .config import Config
 
 def open_store(config: Config) -> EventStore:
     return open_event_store(config.store.url, sqlite_synchronous=config.store.sqlite_synchronous)
+
+
+def start_checkpoints(config: Config, store: EventStore, stop: threading.Event) -> CheckpointThread:
+    """Record every stream's hash-chain head in the log every ``[store] checkpoint_interval``
+    seconds and on stop (``archive.integrity``); ``.join()`` raises what stopped it."""
+    return CheckpointThread(store, config.store.checkpoint_interval, stop)
 
 
 # -- query API ----------------------------------------------------------------

@@ -7,6 +7,9 @@ it. Beside it, in the same transaction as every insert, the archive writes:
   key, so a duplicate can never be committed) and its ``occurred_at`` as epoch
   seconds, for time-range reads of a room;
 - ``archive_rooms``: every room JID (originator id) that has events;
+- ``archive_audit``: the audit trail (``archive.audit``), outside the event log so
+  that reads never become events the projections must step over; one row per
+  record, chained like a stream;
 - the hash-chain link of every event (``chain`` column of the side index) and
   ``archive_chain_heads``: each stream's last link and the version its chain
   started at (see ``archive.chain``). A store made before chaining existed gets
@@ -25,12 +28,17 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteConnectionPool, SQLiteFactory
 from psycopg.sql import SQL, Identifier
 
+from . import chain
+from .events import AUDIT_STREAM
+
 # (idem_key, originator_id, originator_version, occurred_at epoch seconds, chain link or None)
 IndexRow = tuple[str, str, int, float, bytes | None]
 # (position, originator_version, state)
 RoomRow = tuple[int, int, bytes]
 # (stream, version, link, genesis version): a stream's chain head
 HeadRow = tuple[str, int, bytes, int]
+# (sequence number, state, link) of an audit record
+AuditRow = tuple[int, bytes, bytes]
 
 
 class SQLiteArchiveRecorder(SQLiteApplicationRecorder):
@@ -47,7 +55,34 @@ class SQLiteArchiveRecorder(SQLiteApplicationRecorder):
             "CREATE TABLE IF NOT EXISTS archive_rooms (room TEXT PRIMARY KEY) WITHOUT ROWID",
             "CREATE TABLE IF NOT EXISTS archive_chain_heads (stream TEXT PRIMARY KEY, "
             "version INTEGER NOT NULL, link BLOB NOT NULL, genesis_version INTEGER NOT NULL) WITHOUT ROWID",
+            "CREATE TABLE IF NOT EXISTS archive_audit (seq INTEGER PRIMARY KEY, at REAL NOT NULL, "
+            "state BLOB NOT NULL, link BLOB NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS archive_audit_at ON archive_audit (at)",
         ]
+
+    def insert_audit(self, state: bytes, at: float) -> int:
+        """Append one audit record chained to the last; its sequence number. A racing writer in
+        another process makes the insert fail on the sequence number: the caller retries."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("SELECT seq, link FROM archive_audit ORDER BY seq DESC LIMIT 1")
+            last = c.fetchone()
+            seq, link = _next_audit_link(tuple(last) if last else None, state)
+            c.execute("INSERT INTO archive_audit VALUES (?,?,?,?)", (seq, at, state, link))
+        return seq
+
+    def audit_head(self) -> tuple[int, bytes] | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT seq, link FROM archive_audit ORDER BY seq DESC LIMIT 1")
+            row = c.fetchone()
+            return tuple(row) if row else None
+
+    def select_audit(self, after: int, since: float | None, until: float | None, limit: int) -> list[AuditRow]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT seq, state, link FROM archive_audit WHERE seq>? AND at>=? AND at<? ORDER BY seq LIMIT ?",
+                (after, _lo(since), _hi(until), limit),
+            )
+            return [tuple(row) for row in c.fetchall()]
 
     def create_table(self) -> None:
         super().create_table()
@@ -164,6 +199,7 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
             "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::bytea[]) RETURNING notification_id"
         ).format(self._events)
         self._heads = SQL("{}.archive_chain_heads").format(schema)
+        self._audit = SQL("{}.archive_audit").format(schema)
         self._insert_index = SQL(
             "INSERT INTO {} (idem_key, originator_id, originator_version, occurred_at, chain) "
             "SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::float8[], %b::bytea[])"
@@ -189,6 +225,11 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
                 "CREATE TABLE IF NOT EXISTS {} (stream text PRIMARY KEY, version bigint NOT NULL, "
                 "link bytea NOT NULL, genesis_version bigint NOT NULL)"
             ).format(self._heads),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (seq bigint PRIMARY KEY, at double precision NOT NULL, "
+                "state bytea NOT NULL, link bytea NOT NULL)"
+            ).format(self._audit),
+            SQL("CREATE INDEX IF NOT EXISTS archive_audit_at ON {} (at)").format(self._audit),
         ]
 
     def create_table(self) -> None:
@@ -235,6 +276,33 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
             ],
             prepare=True,  # %b: binary arrays; text dumping quotes every element through a regex
         )
+
+    def insert_audit(self, state: bytes, at: float) -> int:
+        """Append one audit record chained to the last; its sequence number (writers queue on a table lock,
+        so no two take the same number)."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self._audit))
+            curs.execute(SQL("SELECT seq, link FROM {} ORDER BY seq DESC LIMIT 1").format(self._audit))
+            last = curs.fetchone()
+            seq, link = _next_audit_link((last["seq"], bytes(last["link"])) if last else None, state)
+            curs.execute(SQL("INSERT INTO {} VALUES (%s, %s, %s, %s)").format(self._audit), (seq, at, state, link))
+        return seq
+
+    def audit_head(self) -> tuple[int, bytes] | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT seq, link FROM {} ORDER BY seq DESC LIMIT 1").format(self._audit))
+            row = curs.fetchone()
+            return (row["seq"], bytes(row["link"])) if row else None
+
+    def select_audit(self, after: int, since: float | None, until: float | None, limit: int) -> list[AuditRow]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT seq, state, link FROM {} WHERE seq>%s AND at>=%s AND at<%s ORDER BY seq LIMIT %s"
+                ).format(self._audit),
+                (after, _lo(since), _hi(until), limit),
+            )
+            return [(row["seq"], bytes(row["state"]), bytes(row["link"])) for row in curs.fetchall()]
 
     def known_keys(self, keys: Sequence[str]) -> set[str]:
         with self.datastore.transaction(commit=False) as curs:
@@ -303,6 +371,11 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
                 (row["notification_id"], row["originator_version"], bytes(row["state"]))
                 for row in curs.fetchall()
             ]
+
+
+def _next_audit_link(last: tuple[int, bytes] | None, state: bytes) -> tuple[int, bytes]:
+    seq = last[0] + 1 if last else 1
+    return seq, chain.link(last[1] if last else chain.genesis(AUDIT_STREAM), seq, state)
 
 
 def _head_row(row: dict) -> HeadRow:

@@ -31,7 +31,7 @@ from eventsourcing.persistence import IntegrityError, OperationalError, Persiste
 from . import chain
 from .codec import from_msgpack, idempotency_key, to_msgpack
 from .errors import ConcurrencyError, EventDecodeError, StoreError
-from .events import SYSTEM_STREAMS, ChainHead, Event, Recorded
+from .events import AUDIT_STREAM, SYSTEM_STREAMS, ChainHead, ContentRead, Event, Recorded
 from .recorders import HeadRow, IndexRow
 
 MAX_ATTEMPTS = 20
@@ -124,6 +124,41 @@ class EventStore:
         self._heads.update(heads)
         return [Recorded(position, event) for position, (_, event) in zip(positions, todo)]
 
+    def append_audit(self, record: ContentRead) -> int:
+        """Append an audit record to the audit trail (not the event log); its sequence number."""
+        state = to_msgpack(record)
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                return self._recorder.insert_audit(state, record.occurred_at.timestamp())
+            except (IntegrityError, OperationalError) as e:
+                if attempt == MAX_ATTEMPTS - 1:
+                    raise ConcurrencyError(f"gave up appending an audit record after {MAX_ATTEMPTS} conflicts: {e}") from e
+                time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+            except PersistenceError as e:
+                raise StoreError(f"could not append an audit record: {e}") from e
+        raise AssertionError("unreachable")
+
+    def read_audit(
+        self, *, after: int = 0, start: datetime | None = None, end: datetime | None = None, page_size: int = 1000
+    ) -> Iterator[Recorded]:
+        """Audit records after sequence number ``after``, optionally in [start, end), oldest first;
+        ``Recorded.position`` is the record's sequence number in the audit trail."""
+        for seq, state, _ in self._audit_rows(after, start, end, page_size):
+            yield Recorded(seq, from_msgpack(state))
+
+    def _audit_rows(self, after: int, start, end, page_size: int) -> Iterator[tuple[int, bytes, bytes]]:
+        t_from = start.timestamp() if start else None
+        t_to = end.timestamp() if end else None
+        while True:
+            try:
+                page = self._recorder.select_audit(after, t_from, t_to, page_size)
+            except PersistenceError as e:
+                raise StoreError(f"could not read the audit trail: {e}") from e
+            yield from page
+            if len(page) < page_size:
+                return
+            after = page[-1][0]
+
     def read_log(self, after: int = 0, *, page_size: int = 1000) -> Iterator[Recorded]:
         """Every event after global position ``after``, in log order, page by page."""
         while True:
@@ -167,14 +202,24 @@ class EventStore:
 
     def streams(self) -> list[str]:
         """Every stream with events: the rooms and the archive's own (``archive.events.SYSTEM_STREAMS``)."""
-        return self._recorder.streams()
+        return sorted({*self._recorder.streams(), *([AUDIT_STREAM] if self._audit_head() else [])})
 
     def chain_heads(self) -> list[ChainHead]:
-        """Every stream's hash-chain head as recorded with its last append."""
-        return [ChainHead(s, v, link.hex(), g) for s, v, link, g in self._recorder.chain_heads()]
+        """Every stream's hash-chain head as recorded with its last append (the audit trail's: its last record)."""
+        heads = [ChainHead(s, v, link.hex(), g) for s, v, link, g in self._recorder.chain_heads()]
+        audit = self._audit_head()
+        return sorted([*heads, *([audit] if audit else [])], key=lambda h: h.stream)
+
+    def _audit_head(self) -> ChainHead | None:
+        last = self._recorder.audit_head()
+        return ChainHead(AUDIT_STREAM, last[0], last[1].hex(), 1) if last else None
 
     def stream_links(self, stream: str) -> Iterator[chain.StoredLink]:
         """A stream's events with their stored chain links, in version order (for verification)."""
+        if stream == AUDIT_STREAM:
+            for seq, state, link in self._audit_rows(0, None, None, 1000):
+                yield chain.StoredLink(seq, seq, state, link)
+            return
         links = self._recorder.stream_links(stream)
         after_version = 0
         while True:

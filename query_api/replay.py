@@ -16,8 +16,9 @@ import msgspec
 from flask import Blueprint, Response, request
 
 from archive.codec import to_json
-from archive.events import Event, Recorded
+from archive.events import SYSTEM_STREAMS, Event, Recorded
 
+from . import audit
 from .access import Caller, names_a_jid
 from .context import api, caller, visible_room
 from .errors import ApiError
@@ -81,7 +82,8 @@ def log_events() -> Response:
     limit = params.integer("limit", None, minimum=1)
     follow = params.boolean("follow")
     context = api()
-    seen = _memo(who.may_see)
+    # The archive's own streams (checkpoints, holds, purges) are not a room anyone replays.
+    seen = _memo(lambda room: room not in SYSTEM_STREAMS and who.may_see(room))
     if not follow:
         records = (r for r in context.store.read_log(after) if seen(r.event.room))
         return _stream(ndjson_line(r, who) for r in _take(records, limit))
@@ -122,7 +124,8 @@ def follow_log(
 
 
 def _stream(lines: Iterable[bytes]) -> Response:
-    response = Response(chunked(lines), mimetype=NDJSON)
+    counted = audit.counting(lines, lambda line: line not in (FLUSH, HEARTBEAT))
+    response = Response(chunked(counted), mimetype=NDJSON)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"
     return response

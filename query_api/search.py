@@ -10,6 +10,7 @@ from flask import Blueprint, Response, request
 
 from projections.search import Scope
 
+from . import audit
 from .access import Caller
 from .context import api, caller, json_response
 from .params import Params
@@ -44,6 +45,7 @@ def search() -> Response:
     limit = params.integer("limit", DEFAULT_LIMIT, minimum=1, maximum=min(MAX_LIMIT, api().settings.max_page_size))
     cursor = params.text("cursor", max_length=2048)
     results = index().search(text, scope_of(who), sort=sort, limit=limit, cursor=cursor)
+    audit.results(len(results.hits))
     return json_response({
         "query": results.query,
         "sort": results.sort,

@@ -10,7 +10,7 @@ import msgspec
 
 from archive.integrity import IntegrityReport, verify_integrity
 
-from ..bootstrap import open_store
+from ..bootstrap import audit_cli_read, open_store
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +34,7 @@ def run_verify(args: argparse.Namespace, config) -> int:
             print(f"chat-archive verify: no events for room {args.room!r}", file=sys.stderr)
             return 1
         report = verify_integrity(store, args.room)
+        audit_cli_read(store, "verify --integrity", rooms=(args.room,) if args.room else (), results=report.events)
     print_integrity(report, as_json=args.json)
     return 0 if report.ok else 1
 

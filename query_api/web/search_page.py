@@ -15,6 +15,7 @@ from markupsafe import Markup
 from archive.errors import InvalidQueryError
 from archive.times import format_time
 
+from .. import audit
 from ..context import api
 from ..errors import bad_parameter
 from ..roles import Capability
@@ -43,6 +44,8 @@ def search():
     if text:
         try:
             results = run_search(who, text, form["sort"], request.args.get("cursor"))
+            audit.results(len(results.hits))
+            audit.query(text)
         except InvalidQueryError as e:
             where = f" (at character {e.position + 1})" if e.position is not None else ""
             error = f"{e}{where}"

@@ -116,7 +116,7 @@ def _record(response: Response) -> Response:
 
 
 def _fields(kind: str, status: int) -> dict:
-    who = g.get("caller") or g.get("page_caller")
+    who = g.get("caller") or g.get("session_caller")  # the API's caller, or a page's signed-in one
     args = request.args
     room = (request.view_args or {}).get("room") or args.get("room")
     rooms = tuple(r for r in (room or "").split(",") if r)

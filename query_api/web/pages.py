@@ -24,6 +24,7 @@ from ..roles import Capability
 from ..rooms import describe_rooms
 from ..transcript import describe, shown, transcripts
 from . import auth
+from .text import MAX_MARKED_WORDS, message_html
 from .presence_chart import PresenceSpan, occupants_at, presence_svg
 
 bp = Blueprint("web", __name__)
@@ -132,6 +133,7 @@ def room(room: str):
     who = require(Capability.TRANSCRIPT)
     visible_room(who, room)
     around = request.args.get("around")
+    marked = request.args.getlist("hl")[:MAX_MARKED_WORDS]  # the search's words, marked in the hit's line
     if around:
         half = AROUND_LINES // 2
         context = transcripts().context(room, around, before=half, after=half, include_originals=who.sees_originals)
@@ -151,7 +153,7 @@ def room(room: str):
         day=day.isoformat(),
         prev_day=(day - timedelta(days=1)).isoformat(),
         next_day=(day + timedelta(days=1)).isoformat(),
-        lines=[_line(shown(line, who)) for line in lines],
+        lines=[_line(shown(line, who), marked if line.id == target else ()) for line in lines],
         target=target,
         around=bool(around),
         previous=previous,
@@ -200,15 +202,17 @@ def _latest_day(room: str) -> date:
     return lines[-1].at.date() if lines else utcnow().date()
 
 
-def _line(line) -> dict:
+def _line(line, marked=()) -> dict:
     return {
         "id": line.id,
         "kind": line.kind,
         "at_iso": format_time(line.at),
         "at_text": f"{line.at:%H:%M:%S}",
+        "at_utc": f"{line.at:%Y-%m-%d %H:%M:%S} UTC",
         "nick": line.nick,
         "jid": line.jid,
         "body": line.body,
+        "body_html": message_html(line.body, marked) if line.body is not None else None,
         "edited": line.edited,
         "removed": line.removed,
         "versions": [{"body": v.body, "at": f"{v.at:%H:%M:%S}"} for v in line.versions],

@@ -126,6 +126,8 @@ def rooms():
     for summary in summaries:
         last = summary["last_activity"]
         summary["last_activity_text"] = f"{last:%Y-%m-%d %H:%M} UTC" if last else None
+        summary["last_activity_utc"] = f"{last:%Y-%m-%d %H:%M:%S} UTC" if last else None
+        summary["last_activity_iso"] = format_time(last) if last else None
     return render_template("web/rooms.html", rooms=summaries)
 
 

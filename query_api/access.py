@@ -196,6 +196,12 @@ class Authorizer:
         """The same, for a token named by its id in a value this server signed (session, ticket)."""
         return self._caller(self.tokens.lookup_id(token_id), user)
 
+    def still_valid(self, who: Caller) -> bool:
+        """Whether ``who`` may still act: its token not revoked, anonymous read still on."""
+        if who.token_id is None:
+            return who.role is Role.ANONYMOUS and self.settings.anonymous_read
+        return self.tokens.lookup_id(who.token_id) is not None
+
     def _caller(self, info: TokenInfo | None, user: str | None) -> Caller:
         if info is None:
             raise unauthorized("unknown or revoked token")

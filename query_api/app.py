@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from flask import Flask, Response, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from archive.application import open_event_store
 from archive.errors import ChatArchiveError
@@ -34,6 +35,9 @@ from .signing import Signer
 from .tokens import TokenStore, open_database, open_token_store
 
 API_PREFIX = "/api/v1"
+# The largest request body anything here takes (a sign-in form, a ticket request): a bigger one
+# is a 413 before a byte of it is parsed (the server, waitress, refuses to buffer more).
+MAX_BODY_BYTES = 64 * 1024
 
 
 def create_app(
@@ -59,6 +63,7 @@ def create_app(
     tokens = tokens if tokens is not None else open_token_store(config.store.url, cache_seconds=settings.token_cache_seconds)
     signer = signer if signer is not None else open_signer(config)
     app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions[EXTENSION] = ApiContext(
         settings=settings,
         store=store,
@@ -117,6 +122,8 @@ def _install_request_metrics(app: Flask) -> None:
     @app.before_request
     def start_clock() -> None:
         g.started = time.perf_counter()
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            raise RequestEntityTooLarge(f"the request body is larger than {MAX_BODY_BYTES} bytes")
 
     @app.after_request
     def observe(response: Response) -> Response:

@@ -31,6 +31,7 @@ from archive.errors import InvalidQueryError
 from .keys import KeyRing
 
 MAX_TOKEN_CHARS = 8192
+KEY_ID_CHARS = 8
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
@@ -72,13 +73,14 @@ class Signer:
         return payload
 
     def mac(self, purpose: str, data: str) -> str:
-        """A hex MAC of ``data`` under the current key (for values checked only against themselves)."""
+        """A hex MAC of ``data`` under the current key, its id first (for values a request sends
+        back beside what they stand for, as a form's CSRF token)."""
         key = self.keys.current()
-        return key.id + "." + hmac.new(key.secret, f"{purpose}\x00{data}".encode(), hashlib.sha256).hexdigest()
+        return key.id + hmac.new(key.secret, f"{purpose}\x00{data}".encode(), hashlib.sha256).hexdigest()
 
     def check_mac(self, purpose: str, data: str, sent: str) -> bool:
-        key_id, _, digest = sent.partition(".")
-        key = self.keys.find(key_id) if key_id else None
+        key_id, digest = sent[:KEY_ID_CHARS], sent[KEY_ID_CHARS:]
+        key = self.keys.find(key_id) if len(sent) > KEY_ID_CHARS else None
         if key is None:
             return False
         expected = hmac.new(key.secret, f"{purpose}\x00{data}".encode(), hashlib.sha256).hexdigest()

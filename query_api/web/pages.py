@@ -8,8 +8,9 @@ real JIDs).
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date, datetime, timedelta
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, redirect, render_template, request, url_for
 from markupsafe import Markup
@@ -109,8 +110,17 @@ def signout():
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this server (no open redirect)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only a path on this server (no open redirect). Browsers and Werkzeug drop tabs and line
+    breaks from a Location (``/\t/evil.example`` becomes ``//evil.example``) and read ``\\`` as ``/``:
+    a target with whitespace, control characters or backslashes is not taken at all."""
+    if (
+        not target
+        or len(target) > 2048
+        or not target.startswith("/")
+        or target.startswith("//")
+        or any(c.isspace() or c == "\\" or unicodedata.category(c)[0] in "CZ" for c in target)
+        or urlsplit(target).netloc
+    ):
         return url_for("web.search")
     return target
 

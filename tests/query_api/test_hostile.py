@@ -4,6 +4,7 @@ server is still healthy afterwards."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import zlib
 
@@ -50,3 +51,35 @@ def test_an_empty_q_finds_everything_in_scope_as_the_readme_says(served):
     rooms = {hit["room"] for hit in json.loads(body)["hits"]}
     assert rooms and rooms <= {"lobby@conference.localhost", "public@conference.localhost"}
     assert served.request("GET", "/api/v1/search", token="site", user="carol")[0] == 400
+
+
+@pytest.mark.parametrize("path", ["/widget/tickets", "/signin", "/api/v1/search?q=x"])
+def test_a_big_body_is_a_413_before_it_is_read(served, path):
+    host, port = served.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=20)
+    try:
+        connection.putrequest("POST", path)
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(200 * 1024 * 1024))  # announced, never sent
+        connection.endheaders(b'{"room": "')
+        response = connection.getresponse()
+        assert response.status == 413, response.read()[:200]
+    finally:
+        connection.close()
+    assert served.healthy()
+
+
+def test_a_big_chunked_body_is_refused_too(served):
+    host, port = served.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=20)
+    chunks = (b"x" * 65536 for _ in range(200))  # 12.5 MiB, no Content-Length
+    try:
+        connection.request("POST", "/widget/tickets", body=chunks, headers={"Content-Type": "application/json"},
+                           encode_chunked=True)  # fmt: skip
+        status = connection.getresponse().status
+    except (BrokenPipeError, ConnectionResetError):
+        status = 413  # the server hung up on it; what matters is that it is still well
+    finally:
+        connection.close()
+    assert status == 413
+    assert served.healthy()

@@ -48,8 +48,14 @@ def test_forms_need_their_csrf_token_and_our_origin(client, tokens):
 
 
 def test_sign_in_only_redirects_within_the_site(client, tokens):
-    for target, expected in (("//evil.example/x", "/"), ("https://evil.example", "/"), ("/rooms", "/rooms")):
-        assert sign_in(client, tokens["compliance"], next=target).headers["Location"] == expected
+    for target, expected in (
+        ("//evil.example/x", "/"), ("https://evil.example", "/"), ("/rooms", "/rooms"),
+        ("/\t/evil.example", "/"), ("/\n/evil.example", "/"), ("/\r\n/evil.example", "/"), ("\t//evil.example", "/"),
+        ("/\\evil.example", "/"), ("/ /evil.example", "/"), ("/\x00/evil.example", "/"), ("/\u2028/evil.example", "/"),
+        ("/rooms/lobby@conference.localhost?day=2024-05-01", "/rooms/lobby@conference.localhost?day=2024-05-01"),
+    ):  # fmt: skip
+        response = sign_in(client, tokens["compliance"], next=target)
+        assert response.status_code == 303 and response.headers["Location"] == expected, target
 
 
 def test_bad_tokens_and_site_tokens_without_a_user_are_refused(client, tokens):
@@ -221,3 +227,12 @@ def test_sessions_and_tickets_made_by_one_process_serve_in_another(
     token_store.revoke(hash_token(tokens["site"])[:12])
     assert other.get(f"/widget/{LOBBY}/activity", headers={"X-Widget-Ticket": issued}).status_code == 401
     assert "lobby" not in other.get("/rooms").text and "Sign out" not in other.get("/").text  # anonymous now
+
+
+def test_a_session_cookie_holds_no_token_and_cannot_be_altered(client, tokens):
+    sign_in(client, tokens["compliance"])
+    value = client.get_cookie("chat_archive_session").value
+    assert tokens["compliance"] not in value
+    key_id, body, mac = value.split(".")
+    client.set_cookie("chat_archive_session", f"{key_id}.{body}x.{mac}")
+    assert "Sign out" not in client.get("/").text

@@ -8,8 +8,9 @@ real JIDs).
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date, datetime, timedelta
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, redirect, render_template, request, url_for
 from markupsafe import Markup
@@ -19,11 +20,14 @@ from archive.times import format_time, parse_day, parse_time, utcnow
 
 from ..context import api, visible_room
 from ..errors import ApiError, bad_parameter, forbidden, from_archive_error
+from ..params import decode_cursor, encode_cursor
 from ..roles import Capability
 from ..rooms import describe_rooms
 from ..transcript import describe, shown, transcripts
 from . import auth
-from .presence_chart import PresenceSpan, occupants_at, presence_svg
+from .calendar import active_days, month_grid, month_of, neighbour_days, shift_month
+from .room_presence import day_presence
+from .text import MAX_MARKED_WORDS, message_html
 
 bp = Blueprint("web", __name__)
 
@@ -87,12 +91,12 @@ def signin_post():
     user = request.form.get("user", "").strip() or None
     target = _safe_next(request.form.get("next"))
     try:
-        session_id = auth.sign_in(token, user)
+        session = auth.sign_in(token, user)
     except ApiError as e:
         message = "that token is not valid" if e.status == 401 else e.message
         return render_template("web/signin.html", next=target, error=message, user=user), e.status
     response = redirect(target, 303)
-    auth.set_cookie(response, auth.SESSION_COOKIE, session_id)
+    auth.set_cookie(response, auth.SESSION_COOKIE, session, max_age=auth.SESSION_SECONDS)
     response.delete_cookie(auth.PRESESSION_COOKIE, path="/")
     return response
 
@@ -100,15 +104,23 @@ def signin_post():
 @bp.post("/signout")
 def signout():
     auth.check_csrf()
-    auth.sessions().drop(request.cookies.get(auth.SESSION_COOKIE))
     response = redirect(url_for("web.signin"), 303)
     response.delete_cookie(auth.SESSION_COOKIE, path="/")
     return response
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this server (no open redirect)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only a path on this server (no open redirect). Browsers and Werkzeug drop tabs and line
+    breaks from a Location (``/\t/evil.example`` becomes ``//evil.example``) and read ``\\`` as ``/``:
+    a target with whitespace, control characters or backslashes is not taken at all."""
+    if (
+        not target
+        or len(target) > 2048
+        or not target.startswith("/")
+        or target.startswith("//")
+        or any(c.isspace() or c == "\\" or unicodedata.category(c)[0] in "CZ" for c in target)
+        or urlsplit(target).netloc
+    ):
         return url_for("web.search")
     return target
 
@@ -124,6 +136,8 @@ def rooms():
     for summary in summaries:
         last = summary["last_activity"]
         summary["last_activity_text"] = f"{last:%Y-%m-%d %H:%M} UTC" if last else None
+        summary["last_activity_utc"] = f"{last:%Y-%m-%d %H:%M:%S} UTC" if last else None
+        summary["last_activity_iso"] = format_time(last) if last else None
     return render_template("web/rooms.html", rooms=summaries)
 
 
@@ -132,6 +146,7 @@ def room(room: str):
     who = require(Capability.TRANSCRIPT)
     visible_room(who, room)
     around = request.args.get("around")
+    marked = request.args.getlist("hl")[:MAX_MARKED_WORDS]  # the search's words, marked in the hit's line
     if around:
         half = AROUND_LINES // 2
         context = transcripts().context(room, around, before=half, after=half, include_originals=who.sees_originals)
@@ -142,16 +157,19 @@ def room(room: str):
         day = _day(day_text) if day_text else _latest_day(room)
         lines, previous, following = _day_page(room, day, request.args.get("cursor"), who)
         target = None
+    prev_day, next_day = neighbour_days(*_probes(room), day)
+    year, month = month_of(request.args.get("month"), day)
     chart, at, at_occupants = (None, None, [])
     if who.can(Capability.PRESENCE):
-        chart, at, at_occupants = _presence(room, day, request.args.get("at"))
+        chart, at, at_occupants = day_presence(room, day, request.args.get("at"), who)
     return render_template(
         "web/room.html",
         room=room,
         day=day.isoformat(),
-        prev_day=(day - timedelta(days=1)).isoformat(),
-        next_day=(day + timedelta(days=1)).isoformat(),
-        lines=[_line(shown(line, who)) for line in lines],
+        prev_day=prev_day and prev_day.isoformat(),
+        next_day=next_day and next_day.isoformat(),
+        calendar=_calendar(room, year, month, day),
+        lines=[_line(shown(line, who), marked if line.id == target else ()) for line in lines],
         target=target,
         around=bool(around),
         previous=previous,
@@ -170,9 +188,10 @@ def _day_page(room: str, day: date, cursor: str | None, who) -> tuple[list, str 
     start, end = parse_day(day.isoformat())
     direction, inner = "forward", None
     if cursor:
-        way, _, inner = cursor.partition(":")
-        if way not in ("f", "b") or not inner:
+        state = decode_cursor(cursor, "day")
+        if not isinstance(state, list) or len(state) != 2 or state[0] not in ("f", "b") or not isinstance(state[1], str):
             raise bad_parameter("cursor", "is not a cursor this page issued")
+        way, inner = state
         direction = "forward" if way == "f" else "backward"
     page = transcripts().page(
         room, start=start, end=end, cursor=inner, direction=direction, limit=DAY_LINES,
@@ -181,9 +200,40 @@ def _day_page(room: str, day: date, cursor: str | None, who) -> tuple[list, str 
     link = lambda c: url_for("web.room", room=room, day=day.isoformat(), cursor=c)  # noqa: E731
     return (
         page.lines,
-        link("b:" + page.prev_cursor) if page.prev_cursor else None,
-        link("f:" + page.next_cursor) if page.next_cursor else None,
+        link(encode_cursor(["b", page.prev_cursor], "day")) if page.prev_cursor else None,
+        link(encode_cursor(["f", page.next_cursor], "day")) if page.next_cursor else None,
     )
+
+
+def _probes(room: str):
+    """The transcript view's lookups the calendar needs: first line in [start, end), last before end."""
+
+    def first_line(start, end):
+        lines = transcripts().page(room, start=start, end=end, limit=1, include_originals=True).lines
+        return lines[0].at if lines else None
+
+    def last_line(end):
+        lines = transcripts().page(room, end=end, direction="backward", limit=1, include_originals=True).lines
+        return lines[-1].at if lines else None
+
+    return first_line, last_line
+
+
+def _calendar(room: str, year: int, month: int, day: date) -> dict:
+    first = date(year, month, 1)
+    last = date(*shift_month(year, month, 1), 1) - timedelta(days=1)
+    active = active_days(_probes(room)[0], first, last)
+
+    def month_link(by: int) -> str:
+        return url_for("web.room", room=room, day=day.isoformat(), month="%04d-%02d" % shift_month(year, month, by))
+
+    return {
+        "title": f"{first:%B %Y}",
+        "weeks": month_grid(year, month, active, day),
+        "previous": month_link(-1),
+        "next": month_link(1),
+        "active": len(active),
+    }
 
 
 def _day(text: str) -> date:
@@ -199,62 +249,23 @@ def _latest_day(room: str) -> date:
     return lines[-1].at.date() if lines else utcnow().date()
 
 
-def _line(line) -> dict:
+def _line(line, marked=()) -> dict:
     return {
         "id": line.id,
         "kind": line.kind,
         "at_iso": format_time(line.at),
         "at_text": f"{line.at:%H:%M:%S}",
+        "at_utc": f"{line.at:%Y-%m-%d %H:%M:%S} UTC",
         "nick": line.nick,
         "jid": line.jid,
         "body": line.body,
+        "body_html": message_html(line.body, marked) if line.body is not None else None,
         "edited": line.edited,
         "removed": line.removed,
         "versions": [{"body": v.body, "at": f"{v.at:%H:%M:%S}"} for v in line.versions],
         "capture": line.capture,
         "text": describe(line) if line.kind != "message" else "",
     }
-
-
-def _presence(room: str, day: date, at_text: str | None):
-    """The day's presence chart (SVG markup) and, for ``?at=``, who was there then."""
-    presence = getattr(api().views, "presence", None)
-    if presence is None:
-        return None, None, []
-    start, end = parse_day(day.isoformat())
-    spans = day_spans(presence, room, start, end)
-    at = None
-    here = []
-    if at_text:
-        try:
-            at = parse_time(at_text)
-        except InvalidQueryError as e:
-            raise bad_parameter("at", str(e)) from None
-        here = occupants_at(spans, at)
-    gaps = [(gap.start, gap.end) for gap in presence.gaps(room, start=start, end=end)]
-    svg = presence_svg(spans, start, end, gaps=gaps, label=f"presence in {room} on {day.isoformat()}")
-    return Markup(svg), at, here  # presence_svg escapes every nick itself
-
-
-def day_spans(presence, room: str, start: datetime, end: datetime) -> list[PresenceSpan]:
-    """Everyone's presence spans in [start, end), from the presence view's queries."""
-    nicks = {occupant.nick for occupant in presence.occupants_at(room, start).occupants}
-    cursor = None
-    while True:  # everyone who joined (or took a nick) that day, however long the day
-        page = transcripts().page(room, start=start, end=end, cursor=cursor, limit=1000)
-        nicks.update(line.nick for line in page.lines if line.kind in ("joined", "nick_changed") and line.nick)
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    spans = []
-    seen = set()
-    for nick in sorted(nicks):
-        for stay in presence.stays(room, nick=nick, start=start, end=end, limit=1000):
-            for span in stay.spans:
-                if span.id not in seen:
-                    seen.add(span.id)
-                    spans.append(PresenceSpan(span.nick, span.start, span.end, span.show))
-    return spans
 
 
 def xmpp_join_link(room: str) -> str:

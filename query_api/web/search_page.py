@@ -9,17 +9,19 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from flask import render_template, request
+from flask import render_template, request, url_for
 from markupsafe import Markup
 
 from archive.errors import InvalidQueryError
 from archive.times import format_time
 
+from .. import audit
 from ..context import api
 from ..errors import bad_parameter
 from ..roles import Capability
 from ..search import run_search as run_api_search
 from .pages import bp, require
+from .text import marked_words
 
 SEARCH_PAGE = 20
 
@@ -43,6 +45,8 @@ def search():
     if text:
         try:
             results = run_search(who, text, form["sort"], request.args.get("cursor"))
+            audit.results(len(results.hits))
+            audit.query(text)
         except InvalidQueryError as e:
             # The message names the position (counted from 0, as in the API); the caret shows it.
             error = {"message": str(e), "query": text, "caret": e.position}
@@ -104,6 +108,9 @@ def _results(results, who):
                 "jid": hit.jid if who.sees_jids else None,
                 "time_iso": format_time(hit.time),
                 "time_text": f"{hit.time:%Y-%m-%d %H:%M} UTC",
+                "time_utc": f"{hit.time:%Y-%m-%d %H:%M:%S} UTC",
+                "context_url": url_for("web.room", room=hit.room, around=hit.position, hl=marked_words(hit.snippet))
+                + f"#l{hit.position}",
                 "snippet_html": Markup(hit.snippet),  # escaped by the searcher; only <mark> added
                 "edited": hit.edited,
                 "retracted": hit.retracted,

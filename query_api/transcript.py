@@ -13,9 +13,10 @@ import msgspec
 from flask import Blueprint, Response, render_template_string, request
 
 from archive.times import format_time
-from projections.tables import micros
+from projections.tables import order_micros
 from projections.transcripts.queries import encode_cursor as line_cursor
 
+from . import audit
 from .access import Caller, names_a_jid
 from .context import api, caller, json_response, visible_room
 from .escaping import plain_line
@@ -55,6 +56,7 @@ def transcript(room: str) -> Response:
     limit = params.integer("limit", DEFAULT_LIMIT, minimum=1, maximum=min(1000, api().settings.max_page_size))
     page = read_page(room, params, limit, who.sees_originals)
     lines = [shown(line, who) for line in page["lines"]]
+    audit.results(len(lines))
     page["lines"] = lines
     if fmt == "html":
         return Response(render_html(room, page), mimetype="text/html")
@@ -122,7 +124,7 @@ def _read_cursor(cursor: dict) -> tuple[str, str, datetime | None, datetime | No
 
 
 def _cursor(line, direction: str) -> str:
-    return encode_cursor({"c": line_cursor(micros(line.at), line.id), "d": direction, "s": None, "e": None}, "transcript")
+    return encode_cursor({"c": line_cursor(order_micros(line.at), line.id), "d": direction, "s": None, "e": None}, "transcript")
 
 
 def _time_or_none(text) -> datetime | None:

@@ -27,6 +27,7 @@ import msgspec
 import tantivy
 
 from archive.events import MessageCorrected, MessagePosted, MessageRetracted
+from archive.times import order_second
 
 from .schema import CAPTURE_CODES, CAPTURES, FLAG_SET, bare_jid, ref_hash
 
@@ -80,7 +81,7 @@ def from_message(position: int, event: MessagePosted | MessageCorrected, *, edit
     room = event.room.lower()
     return MessageDoc(
         key=position,
-        ts=micros(event.occurred_at),
+        ts=micros(order_second(event.occurred_at)),  # the room order: whole second, then key (position)
         room=room,
         nick=event.nick,
         body=event.body,

@@ -37,7 +37,7 @@ import msgspec
 from archive.errors import InvalidQueryError, NotFoundError
 from archive.times import parse_day
 
-from ..tables import micros
+from ..tables import order_micros
 from ..viewdb import ViewRecorder
 from . import logic
 from .logic import Line
@@ -85,10 +85,10 @@ class Transcripts:
         bounds, params = ["room=?"], [room]
         if start:
             bounds.append("ts>=?")
-            params.append(micros(start))
+            params.append(order_micros(start))
         if end:
             bounds.append("ts<?")
-            params.append(micros(end))
+            params.append(order_micros(end))
         where = " AND ".join(bounds)
 
         def work(query, _generation):
@@ -129,7 +129,7 @@ class Transcripts:
 
         def work(query, _generation):
             target = _find(query, room, ref)
-            key = (micros(target.at), target.id)
+            key = (order_micros(target.at), target.id)
             earlier = query(
                 "SELECT data FROM {lines} WHERE room=? AND (ts, id) < (?, ?) ORDER BY ts DESC, id DESC LIMIT ?",
                 (room, *key, before),

@@ -1,8 +1,9 @@
 """The transcript projection: ``logic`` applied to the log, kept in view tables.
 
 Tables (per generation, see ``projections.viewdb``): ``lines`` (one row per line:
-id = position of the creating event, room, ts = occurred_at in epoch
-microseconds, hashes of the message's stanza/origin/message ids for lookups
+id = position of the creating event, room, ts = the whole second of occurred_at in
+epoch microseconds (``tables.order_micros``: with id, the transcript order),
+hashes of the message's stanza/origin/message ids for lookups
 (``ref_hash``), and the ``Line`` itself as msgpack) and ``pending`` (retractions waiting for their target).
 """
 
@@ -14,7 +15,7 @@ import msgspec
 
 from archive import events as ev
 
-from ..tables import TableProjection, micros
+from ..tables import TableProjection, order_micros
 from ..viewdb import Statements
 from . import logic
 from .logic import Line
@@ -158,7 +159,7 @@ class TranscriptProjection(TableProjection):
     def _statements(self) -> Statements:
         lines = self._lines
         inserts = [
-            (line.id, line.room, micros(line.at), ref_hash(line.room, line.stanza_id),
+            (line.id, line.room, order_micros(line.at), ref_hash(line.room, line.stanza_id),
              ref_hash(line.room, line.origin_id), ref_hash(line.room, line.message_id), _encode(line))
             for line in map(lines.__getitem__, sorted(self._new))
         ]

@@ -23,7 +23,7 @@ from projections.search import IndexLocation, SearchIndex
 from projections.viewdb import default_views_url
 from projections.views import Views
 
-from . import export, openapi, presence, replay, rooms, transcript, web
+from . import audit, export, openapi, presence, replay, rooms, transcript, web
 from .access import Authorizer, PermissionCallback
 from .context import EXTENSION, ApiContext, api, caller, json_response
 from .errors import install_error_handlers, unauthorized
@@ -74,8 +74,9 @@ def create_app(
         stopping=stopping or threading.Event(),
     )
     install_error_handlers(app)
+    audit.install(app)  # every read of archived content is recorded; no request can opt out
     _install_request_metrics(app)
-    for blueprint in (search_bp, rooms.bp, transcript.bp, presence.bp, replay.bp, export.bp, openapi.bp):
+    for blueprint in (search_bp, rooms.bp, transcript.bp, presence.bp, replay.bp, export.bp, audit.bp, openapi.bp):
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     app.add_url_rule("/healthz", view_func=healthz)
     app.add_url_rule("/metrics", view_func=metrics)

@@ -22,6 +22,7 @@ from archive.errors import NotFoundError
 from archive.events import Recorded
 from archive.times import format_time
 
+from . import audit
 from .context import api, caller, limited_stream, visible_room
 from .errors import ApiError
 from .params import Params
@@ -56,6 +57,7 @@ def export() -> Response:
     else:
         records = search_export_records(who, query, room, start, end)
         name = "search"
+    records = audit.counting(records)
     lines = jsonl_lines(records) if fmt == "jsonl" else csv_lines(records)
     response = Response(chunked(with_digest(lines, fmt)), mimetype="application/x-ndjson" if fmt == "jsonl" else "text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="export-{_safe(name)}.{fmt}"'

@@ -16,6 +16,7 @@ from archive.times import format_time
 from projections.tables import order_micros
 from projections.transcripts.queries import encode_cursor as line_cursor
 
+from . import audit
 from .access import Caller, names_a_jid
 from .context import api, caller, json_response, visible_room
 from .errors import bad_parameter
@@ -54,6 +55,7 @@ def transcript(room: str) -> Response:
     limit = params.integer("limit", DEFAULT_LIMIT, minimum=1, maximum=min(1000, api().settings.max_page_size))
     page = read_page(room, params, limit, who.sees_originals)
     lines = [shown(line, who) for line in page["lines"]]
+    audit.results(len(lines))
     page["lines"] = lines
     if fmt == "html":
         return Response(render_html(room, page), mimetype="text/html")

@@ -18,6 +18,7 @@ from markupsafe import Markup
 from archive.errors import ChatArchiveError, InvalidQueryError, NotFoundError
 from archive.times import format_time, parse_day, parse_time, utcnow
 
+from .. import audit
 from ..context import api, visible_room
 from ..errors import ApiError, bad_parameter, forbidden, from_archive_error
 from ..params import decode_cursor, encode_cursor
@@ -156,6 +157,7 @@ def room(room: str):
         day = _day(day_text) if day_text else _latest_day(room)
         lines, previous, following = _day_page(room, day, request.args.get("cursor"), who)
         target = None
+    audit.results(len(lines))
     prev_day, next_day = neighbour_days(*_probes(room), day)
     year, month = month_of(request.args.get("month"), day)
     chart, at, at_occupants = (None, None, [])

@@ -15,6 +15,7 @@ from markupsafe import Markup
 from archive.errors import InvalidQueryError
 from archive.times import format_time
 
+from .. import audit
 from ..context import api
 from ..errors import bad_parameter
 from ..roles import Capability
@@ -44,6 +45,8 @@ def search():
     if text:
         try:
             results = run_search(who, text, form["sort"], request.args.get("cursor"))
+            audit.results(len(results.hits))
+            audit.query(text)
         except InvalidQueryError as e:
             # The message names the position (counted from 0, as in the API); the caret shows it.
             error = {"message": str(e), "query": text, "caret": e.position}

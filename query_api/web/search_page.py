@@ -109,7 +109,9 @@ def _results(results, who):
                 "time_iso": format_time(hit.time),
                 "time_text": f"{hit.time:%Y-%m-%d %H:%M} UTC",
                 "time_utc": f"{hit.time:%Y-%m-%d %H:%M:%S} UTC",
-                "context_url": url_for("web.room", room=hit.room, around=hit.position, hl=marked_words(hit.snippet))
+                "context_url": url_for(
+                    "web.room", room=hit.room, around=hit.position, t=format_time(hit.time), hl=marked_words(hit.snippet)
+                )
                 + f"#l{hit.position}",
                 "snippet_html": Markup(hit.snippet),  # escaped by the searcher; only <mark> added
                 "edited": hit.edited,

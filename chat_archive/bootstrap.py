@@ -17,7 +17,8 @@ from projections.viewdb import default_views_url
 from projections.views import Views
 from query_api import create_app
 from query_api.server import ApiServer, start_server
-from query_api.tokens import TokenStore, open_token_store
+from query_api.keys import KeyStore
+from query_api.tokens import TokenStore, open_database, open_token_store
 
 from .config import Config
 
@@ -34,15 +35,33 @@ def open_tokens(config: Config) -> TokenStore:
     return open_token_store(config.store.url, cache_seconds=config.api.token_cache_seconds)
 
 
-def build_api(config: Config, store: EventStore, views=None, search=None, stop=None):
-    """The Flask app over the parts this process already holds; views and index opened if not given."""
+def open_key_store(config: Config) -> KeyStore:
+    """The server's signing keys, inside the event store's database (`chat-archive keys`)."""
+    return KeyStore(open_database(config.store.url))
+
+
+def build_api(config: Config, store: EventStore, views=None, search=None, stop=None, demo: dict | None = None):
+    """The Flask app over the parts this process already holds; views and index opened if not given.
+
+    ``demo``: what the pages tell a newcomer about `up --demo` (token file, guest account).
+    """
     views = views if views is not None else open_views(config, store)
     search = search if search is not None else open_search_index(config)
-    return create_app(config, store=store, views=views, search=search, tokens=open_tokens(config), stopping=stop)
+    app = create_app(config, store=store, views=views, search=search, tokens=open_tokens(config), stopping=stop)
+    app.config["DEMO"] = demo
+    return app
 
 
 def start_api(
-    config: Config, store: EventStore, views=None, search=None, stop: threading.Event | None = None, *, host=None, port=None
+    config: Config,
+    store: EventStore,
+    views=None,
+    search=None,
+    stop: threading.Event | None = None,
+    *,
+    host=None,
+    port=None,
+    demo: dict | None = None,
 ) -> ApiServer:
     """Serve the API in a thread of this process (as `chat-archive up` does) until ``stop`` is set.
 
@@ -51,7 +70,7 @@ def start_api(
     ends open follow streams and the server.
     """
     stop = stop if stop is not None else threading.Event()
-    app = build_api(config, store, views, search, stop)
+    app = build_api(config, store, views, search, stop, demo)
     return start_server(
         app,
         host if host is not None else config.api.host,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
 import sys
 
 from archive.errors import ChatArchiveError
@@ -30,9 +31,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# A relative time such as -1d: argparse would take it for an option of its own.
+_RELATIVE_TIME = re.compile(r"^-\d+[smhdw]$")
+
+
+def glue_relative_times(argv: list[str]) -> list[str]:
+    """``--from -1d`` becomes ``--from=-1d``, so that an option's value may be a time back from now."""
+    glued: list[str] = []
+    for arg in argv:
+        previous = glued[-1] if glued else ""
+        if _RELATIVE_TIME.match(arg) and previous.startswith("--") and "=" not in previous and previous != "--":
+            glued[-1] = f"{previous}={arg}"
+        else:
+            glued.append(arg)
+    return glued
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(glue_relative_times(sys.argv[1:] if argv is None else argv))
     try:
         config = load_config(args.config)
         return args.handler(args, config) or 0

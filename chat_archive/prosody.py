@@ -83,9 +83,11 @@ class ProsodyServer:
     directory: Path
     domain: str = "localhost"
     port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)  # XMPP over WebSocket (RFC 7395), for the widget
     admins: tuple[str, ...] = ()
     muc_options: dict[str, str] = field(default_factory=dict)
     tls: bool = False  # require STARTTLS, with a self-signed certificate (``certificate``)
+    plain_auth: bool = True  # offer SASL PLAIN on unencrypted connections (False: SCRAM only)
     process: subprocess.Popen | None = None
 
     @property
@@ -96,6 +98,11 @@ class ProsodyServer:
     def plain_muc_service(self) -> str:
         """A second MUC service without MAM (no archive, no stanza-ids from it)."""
         return f"chat.{self.domain}"
+
+    @property
+    def websocket_url(self) -> str:
+        """Prosody's mod_websocket endpoint, where browsers (the widget) speak XMPP."""
+        return f"ws://127.0.0.1:{self.http_port}/xmpp-websocket"
 
     @property
     def config_file(self) -> Path:
@@ -121,7 +128,7 @@ class ProsodyServer:
             **self.muc_options,
         }
         muc_lines = "\n".join(f"    {key} = {value}" for key, value in muc.items())
-        enabled = ["roster", "saslauth", "disco", "ping", "posix", *(["tls"] if self.tls else [])]
+        enabled = ["roster", "saslauth", "disco", "ping", "posix", "websocket", *(["tls"] if self.tls else [])]
         disabled = ["s2s", *([] if self.tls else ["tls"])]
         tls_lines = self._tls_config() if self.tls else "c2s_require_encryption = false"
         (self.directory / "mod_muc_moderation_lite.lua").write_text(MODERATION_MODULE, encoding="utf-8")
@@ -137,11 +144,14 @@ interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {self.port} }}
 c2s_direct_tls_ports = {{}}
 s2s_ports = {{}}
+http_ports = {{ {self.http_port} }}
+http_interfaces = {{ "127.0.0.1" }}
+https_ports = {{}}
 admins = {{ {admins} }}
 modules_enabled = {{ {", ".join(f'"{m}"' for m in enabled)} }}
 modules_disabled = {{ {", ".join(f'"{m}"' for m in disabled)} }}
 {tls_lines}
-allow_unencrypted_plain_auth = true
+allow_unencrypted_plain_auth = {"true" if self.plain_auth else "false"}
 authentication = "internal_hashed"
 storage = "internal"
 limits = {{ c2s = {{ rate = "10mb/s" }} }}
@@ -208,7 +218,8 @@ Component "{self.plain_muc_service}" "muc"
             if self.process.poll() is not None:
                 raise ProsodyError(f"prosody exited with {self.process.returncode}: {self.log_tail()}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                for port in (self.port, self.http_port):
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 return
             except OSError:
                 time.sleep(0.02)

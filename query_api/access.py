@@ -23,7 +23,7 @@ from .cache import TtlCache
 from .errors import ApiError, unauthorized
 from .roles import ROLE_CAPABILITIES, Capability, Role
 from .settings import ApiSettings
-from .tokens import TokenStore
+from .tokens import TokenInfo, TokenStore
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,19 @@ class Authorizer:
 
     def caller_for_token(self, token: str, user: str | None = None) -> Caller:
         """The caller a token stands for; ``user`` is the site user a ``site`` token acts for."""
-        info = self.tokens.lookup(token)
+        return self._caller(self.tokens.lookup(token), user)
+
+    def caller_for_token_id(self, token_id: str, user: str | None = None) -> Caller:
+        """The same, for a token named by its id in a value this server signed (session, ticket)."""
+        return self._caller(self.tokens.lookup_id(token_id), user)
+
+    def still_valid(self, who: Caller) -> bool:
+        """Whether ``who`` may still act: its token not revoked, anonymous read still on."""
+        if who.token_id is None:
+            return who.role is Role.ANONYMOUS and self.settings.anonymous_read
+        return self.tokens.lookup_id(who.token_id) is not None
+
+    def _caller(self, info: TokenInfo | None, user: str | None) -> Caller:
         if info is None:
             raise unauthorized("unknown or revoked token")
         if info.role is Role.COMPLIANCE:

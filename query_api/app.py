@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from flask import Flask, Response, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from archive.application import open_event_store
 from archive.errors import ChatArchiveError
@@ -29,9 +30,14 @@ from .errors import install_error_handlers, unauthorized
 from .metrics import Family
 from .roles import Capability, Role
 from .search import bp as search_bp
-from .tokens import TokenStore, open_token_store
+from .keys import KeyRing, KeyStore
+from .signing import Signer
+from .tokens import TokenStore, open_database, open_token_store
 
 API_PREFIX = "/api/v1"
+# The largest request body anything here takes (a sign-in form, a ticket request): a bigger one
+# is a 413 before a byte of it is parsed (the server, waitress, refuses to buffer more).
+MAX_BODY_BYTES = 64 * 1024
 
 
 def create_app(
@@ -42,6 +48,7 @@ def create_app(
     search: SearchIndex | None = None,
     tokens: TokenStore | None = None,
     permission: PermissionCallback | None = None,
+    signer: Signer | None = None,
     stopping: threading.Event | None = None,
 ) -> Flask:
     """The Flask app over ``store``, ``views`` and ``search``, configured by ``config.api``.
@@ -54,13 +61,16 @@ def create_app(
     if search is None:
         search = SearchIndex(IndexLocation(config.index.path), reload_interval=config.index.commit_interval / 5)
     tokens = tokens if tokens is not None else open_token_store(config.store.url, cache_seconds=settings.token_cache_seconds)
+    signer = signer if signer is not None else open_signer(config)
     app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions[EXTENSION] = ApiContext(
         settings=settings,
         store=store,
         authorizer=Authorizer(settings, tokens, permission),
         views=views,
         search=search,
+        signer=signer,
         stopping=stopping or threading.Event(),
     )
     install_error_handlers(app)
@@ -69,8 +79,15 @@ def create_app(
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     app.add_url_rule("/healthz", view_func=healthz)
     app.add_url_rule("/metrics", view_func=metrics)
-    web.register(app, config)  # pages, sign-in, widget, security headers (query_api/web)
+    web.register(app)  # pages, sign-in, widget, security headers (query_api/web)
     return app
+
+
+def open_signer(config: Any) -> Signer:
+    """Keys from ``[api] signing_keys`` if given, else the keys kept in the store."""
+    if config.api.signing_keys:
+        return Signer(KeyRing.fixed(config.api.signing_keys))
+    return Signer(KeyRing(KeyStore(open_database(config.store.url)).keys))
 
 
 def healthz() -> Response:
@@ -105,6 +122,8 @@ def _install_request_metrics(app: Flask) -> None:
     @app.before_request
     def start_clock() -> None:
         g.started = time.perf_counter()
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            raise RequestEntityTooLarge(f"the request body is larger than {MAX_BODY_BYTES} bytes")
 
     @app.after_request
     def observe(response: Response) -> Response:

@@ -19,6 +19,7 @@ from .errors import forbidden, room_not_found, unauthorized
 from .metrics import RequestMetrics
 from .roles import Capability, Role
 from .settings import ApiSettings
+from .signing import Signer
 
 EXTENSION = "chat_archive"
 _json = msgspec.json.Encoder()
@@ -33,6 +34,8 @@ class ApiContext:
     authorizer: Authorizer
     views: Views
     search: SearchIndex
+    signer: Signer
+    """Signs and verifies what the server hands out (cursors, tickets, sessions)."""
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
     stopping: threading.Event = field(default_factory=threading.Event)
     _rooms: TtlCache = field(default_factory=lambda: TtlCache(1.0))

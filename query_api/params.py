@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
-import msgspec
 from werkzeug.datastructures import MultiDict
 
 from archive.errors import InvalidQueryError
 from archive.times import parse_day, parse_time
 
+from .context import api
 from .errors import ApiError, bad_parameter
+from .signing import SignatureError
 
 MAX_INTEGER = 2**63 - 1  # what the databases' integer columns hold
 # Far enough apart for any archive, and far from datetime's limits that arithmetic on a time would overflow.
@@ -104,22 +103,26 @@ class Params:
             raise bad_parameter(end, f"must be later than {start}")
         return lo, hi
 
-    def cursor(self, name: str = "cursor") -> dict | None:
-        value = self.text(name, max_length=2048)
-        return None if value is None else decode_cursor(value, name)
+    def cursor(self, kind: str, name: str = "cursor") -> dict | None:
+        value = self.text(name, max_length=MAX_CURSOR_CHARS)
+        return None if value is None else decode_cursor(value, kind, name)
 
 
-def encode_cursor(state: dict) -> str:
-    """An opaque cursor: the state needed to resume a list, base64url-encoded JSON."""
-    return base64.urlsafe_b64encode(msgspec.json.encode(state)).decode().rstrip("=")
+MAX_CURSOR_CHARS = 4096
 
 
-def decode_cursor(text: str, name: str = "cursor") -> dict:
+def encode_cursor(state, kind: str) -> str:
+    """An opaque cursor: the state needed to resume a list of ``kind`` (rooms, presence,
+    transcript, search, ...), signed so that only what this server issued comes back."""
+    return api().signer.sign(state, f"{kind} cursor")
+
+
+def decode_cursor(text: str, kind: str, name: str = "cursor"):
+    """The state of a cursor ``encode_cursor`` made for ``kind``; 400 for anything else.
+    What it holds is still the caller's to bounds-check."""
+    if len(text) > MAX_CURSOR_CHARS:
+        raise bad_parameter(name, f"longer than {MAX_CURSOR_CHARS} characters")
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        state = msgspec.json.decode(raw)
-    except (binascii.Error, ValueError, msgspec.DecodeError):
-        raise bad_parameter(name, "is not a cursor this API issued") from None
-    if not isinstance(state, dict):
-        raise bad_parameter(name, "is not a cursor this API issued")
-    return state
+        return api().signer.verify(text, f"{kind} cursor")
+    except SignatureError as e:
+        raise bad_parameter(name, str(e)) from None

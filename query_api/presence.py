@@ -43,7 +43,7 @@ def presence(room: str) -> Response:
     at = params.time("at")
     start, end = params.time_range()
     limit = params.integer("limit", 100, minimum=1, maximum=1000)
-    cursor = params.cursor()
+    cursor = params.cursor("presence")
     after = cursor.get("after") if cursor else None
     if cursor is not None and not isinstance(after, str):
         raise bad_parameter("cursor", "is not a cursor this API issued")
@@ -76,7 +76,7 @@ def presence(room: str) -> Response:
         people = [n for n in nicks_in_range(room, start, end) if after is None or n > after]
         page = people[:limit]
         stays = stays_of(room, page, start, end)
-        result["next"] = encode_cursor({"after": page[-1]}) if len(people) > limit else None
+        result["next"] = encode_cursor({"after": page[-1]}, "presence") if len(people) > limit else None
     result["stays"] = [
         without_jids(msgspec.structs.replace(s, spans=[without_jids(x, who) for x in s.spans]), who) for s in stays
     ]
@@ -95,7 +95,7 @@ def occupants_page(room: str, at, who: Caller, after: str | None, limit: int) ->
         "gap": there.gap,
         "occupants": [without_jids(o, who) for o in page],
         "possibly_present": [without_jids(o, who) for o in there.possibly_present] if after is None else [],
-        "next": encode_cursor({"after": page[-1].nick}) if len(occupants) > limit else None,
+        "next": encode_cursor({"after": page[-1].nick}, "presence") if len(occupants) > limit else None,
     }
 
 

@@ -28,7 +28,7 @@ def rooms() -> Response:
     who = caller(Capability.ROOMS)
     params = Params(request.args, ("limit", "cursor"))
     limit = params.integer("limit", DEFAULT_LIMIT, minimum=1, maximum=api().settings.max_page_size)
-    cursor = params.cursor()
+    cursor = params.cursor("rooms")
     after = cursor.get("after") if cursor else None
     if cursor is not None and not isinstance(after, str):
         raise bad_parameter("cursor", "is not a cursor this API issued")
@@ -36,7 +36,7 @@ def rooms() -> Response:
     page, more = visible[:limit], len(visible) > limit
     return json_response({
         "rooms": describe_rooms(page, who),
-        "next": encode_cursor({"after": page[-1]}) if more else None,
+        "next": encode_cursor({"after": page[-1]}, "rooms") if more else None,
     })  # fmt: skip
 
 

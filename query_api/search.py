@@ -9,10 +9,12 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from projections.search import Scope
+from projections.search.query import MAX_QUERY_CHARS
 
 from .access import Caller
 from .context import api, caller, json_response
-from .params import Params
+from .errors import bad_parameter
+from .params import MAX_CURSOR_CHARS, Params, decode_cursor, encode_cursor
 from .roles import Capability
 
 bp = Blueprint("search", __name__)
@@ -39,11 +41,12 @@ def scope_of(who: Caller, rooms: list[str] | None = None) -> Scope:
 def search() -> Response:
     who = caller(Capability.SEARCH)
     params = Params(request.args, ("q", "sort", "limit", "cursor"))
-    text = params.text("q", required=True)
+    if "q" not in request.args:
+        raise bad_parameter("q", "is required (an empty q finds everything in scope)")
+    text = params.text("q", max_length=MAX_QUERY_CHARS) or ""
     sort = params.choice("sort", ("relevance", "newest", "oldest"), "relevance")
     limit = params.integer("limit", DEFAULT_LIMIT, minimum=1, maximum=min(MAX_LIMIT, api().settings.max_page_size))
-    cursor = params.text("cursor", max_length=2048)
-    results = index().search(text, scope_of(who), sort=sort, limit=limit, cursor=cursor)
+    results = run_search(who, text, sort, limit, params.text("cursor", max_length=MAX_CURSOR_CHARS))
     return json_response({
         "query": results.query,
         "sort": results.sort,
@@ -53,6 +56,18 @@ def search() -> Response:
         "next": results.next_cursor,
         "index_position": results.index_position,
     })  # fmt: skip
+
+
+def run_search(who: Caller, text: str, sort: str, limit: int, cursor: str | None):
+    """One page of a search in the caller's scope, for the API and the search page alike: the
+    cursor given back is one this server signed, and so is ``next_cursor`` of the results."""
+    inner = None if cursor is None else decode_cursor(cursor, "search")
+    if inner is not None and not isinstance(inner, str):
+        raise bad_parameter("cursor", "is not a search cursor this server issued")
+    results = index().search(text, scope_of(who), sort=sort, limit=limit, cursor=inner)
+    if results.next_cursor is not None:
+        results.next_cursor = encode_cursor(results.next_cursor, "search")
+    return results
 
 
 def facets_json(facets) -> dict | None:

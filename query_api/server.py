@@ -20,6 +20,8 @@ from waitress.server import create_server
 
 from archive.errors import ConfigError
 
+from .app import MAX_BODY_BYTES
+
 LOOP_TIMEOUT = 0.2
 DRAIN_SECONDS = 5.0
 
@@ -29,7 +31,9 @@ class ApiServer:
 
     def __init__(self, app, host: str, port: int, *, threads: int, stop: threading.Event):
         try:
-            self._server = create_server(app, host=host, port=port, threads=threads, ident="chat-archive")
+            self._server = create_server(
+                app, host=host, port=port, threads=threads, ident="chat-archive", max_request_body_size=MAX_BODY_BYTES
+            )
         except (OSError, ValueError) as e:
             raise ConfigError(f"cannot listen on {host}:{port}: {e}") from e
         self.host = self._server.effective_host

@@ -34,5 +34,13 @@ class ApiSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Seconds between empty keep-alive lines on an idle `follow` stream (how a closed client is noticed)."""
     max_page_size: int = 1000
     """Largest `limit` a paged list accepts."""
+    signing_keys: tuple[str, ...] = ()
+    """Secrets (32+ characters) that sign cursors, tickets and sessions, the first signing, all verifying; empty: keys kept in the store (`chat-archive keys`)."""
     widget_frame_ancestors: tuple[str, ...] = ("'self'",)
     """Sites allowed to embed `/widget/{room}` in a frame (CSP `frame-ancestors` sources, e.g. `https://collab.example.org`); `*`: any site."""
+    widget_websocket_url: str = ""
+    """The XMPP server's WebSocket endpoint (RFC 7395, e.g. Prosody's `wss://xmpp.example.org:5281/xmpp-websocket`) the widget's Join connects to from the browser; empty: no Join button (the `xmpp:` link only)."""
+
+    def __post_init__(self):
+        if self.widget_websocket_url and not self.widget_websocket_url.startswith(("ws://", "wss://")):
+            raise ValueError("[api] widget_websocket_url must be a ws:// or wss:// URL")

@@ -4,7 +4,9 @@ Tokens live in the event store's own database (table ``api_tokens``): in the
 SQLite file of a SQLite store, in the schema of a PostgreSQL store, so that a
 backup of the archive carries its tokens and no other file has to be managed.
 A token is 32 random bytes; its hash is the lookup key, so the database never
-holds anything that would let a reader act as a caller.
+holds anything that would let a reader act as a caller. A token may expire; its
+last use is recorded when a lookup misses the cache (so to within the cache's
+lifetime), which keeps token checks from writing on every request.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import sqlite3
 import threading
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import datetime
 
 from archive.application import StoreLocation, ensure_postgres_schema
 from archive.errors import ConfigError, NotFoundError, StoreError
-from archive.times import format_time, utcnow
+from archive.times import format_time, parse_time, utcnow
 
 from .cache import TtlCache
 from .roles import TOKEN_ROLES, Role
@@ -37,6 +40,11 @@ class TokenInfo:
     label: str
     created_at: str
     revoked_at: str | None = None
+    expires_at: str | None = None
+    last_used_at: str | None = None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and parse_time(self.expires_at) <= now
 
 
 def hash_token(token: str) -> str:
@@ -54,36 +62,61 @@ class TokenStore:
             "role TEXT NOT NULL, rooms TEXT NOT NULL, label TEXT NOT NULL, created_at TEXT NOT NULL, "
             "revoked_at TEXT)"
         )
+        self._add_missing_columns()
 
-    def create(self, role: Role, rooms: tuple[str, ...] = (), label: str = "") -> tuple[str, TokenInfo]:
-        """A new token (to be shown once) and what it stands for."""
+    def _add_missing_columns(self) -> None:
+        """Tables made before tokens could expire get the columns (they start empty: no expiry)."""
+        for column in ("expires_at", "last_used_at"):
+            try:
+                self._db.query(f"SELECT {column} FROM api_tokens LIMIT 1")
+            except StoreError:
+                self._db.execute(f"ALTER TABLE api_tokens ADD COLUMN {column} TEXT")
+
+    def create(
+        self, role: Role, rooms: tuple[str, ...] = (), label: str = "", expires_at: datetime | None = None
+    ) -> tuple[str, TokenInfo]:
+        """A new token (to be shown once) and what it stands for; it stops working at ``expires_at``."""
         if role not in TOKEN_ROLES:
             raise ConfigError(f"a token's role is one of {', '.join(r.value for r in TOKEN_ROLES)}")
         if role is Role.ANALYST and not rooms:
             raise ConfigError("an analyst token needs --rooms (room JIDs or shell globs such as '*@conference.example.org')")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         digest = hash_token(token)
-        info = TokenInfo(digest[:12], role, tuple(rooms), label, format_time(utcnow()))
+        now = utcnow()
+        if expires_at is not None and expires_at <= now:
+            raise ConfigError("a token's expiry must lie in the future")
+        expiry = format_time(expires_at) if expires_at is not None else None
+        info = TokenInfo(digest[:12], role, tuple(rooms), label, format_time(now), expires_at=expiry)
         self._db.execute(
-            "INSERT INTO api_tokens (id, hash, role, rooms, label, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (info.id, digest, role.value, json.dumps(list(rooms)), label, info.created_at),
+            "INSERT INTO api_tokens (id, hash, role, rooms, label, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (info.id, digest, role.value, json.dumps(list(rooms)), label, info.created_at, expiry),
         )
         return token, info
 
     def lookup(self, token: str) -> TokenInfo | None:
-        """What a presented token stands for, or None if it is unknown or revoked."""
+        """What a presented token stands for, or None if it is unknown, revoked or expired."""
         digest = hash_token(token)
-        return self._cache.get_or_compute(digest, lambda: self._lookup(digest))
+        info = self._cache.get_or_compute(digest, lambda: self._lookup(digest))
+        # Checked on every call, not only when cached: a token stops working when it expires.
+        return None if info is None or info.expired(utcnow()) else info
 
-    def _lookup(self, digest: str) -> TokenInfo | None:
-        rows = self._db.query(
-            "SELECT id, role, rooms, label, created_at, revoked_at FROM api_tokens WHERE hash = ? AND revoked_at IS NULL",
-            (digest,),
-        )
-        return _info(rows[0]) if rows else None
+    def lookup_id(self, token_id: str) -> TokenInfo | None:
+        """What the token with this id stands for (for signed sessions and tickets, which name
+        the token by id, never carrying it), or None if it is unknown, revoked or expired."""
+        info = self._cache.get_or_compute(("id", token_id), lambda: self._lookup(token_id, "id"))
+        return None if info is None or info.expired(utcnow()) else info
+
+    def _lookup(self, value: str, column: str = "hash") -> TokenInfo | None:
+        rows = self._db.query(f"SELECT {_COLUMNS} FROM api_tokens WHERE {column} = ? AND revoked_at IS NULL", (value,))
+        if not rows:
+            return None
+        info = _info(rows[0])
+        if not info.expired(utcnow()):
+            self._db.execute(f"UPDATE api_tokens SET last_used_at = ? WHERE {column} = ?", (format_time(utcnow()), value))
+        return info
 
     def list(self) -> list[TokenInfo]:
-        rows = self._db.query("SELECT id, role, rooms, label, created_at, revoked_at FROM api_tokens ORDER BY created_at, id")
+        rows = self._db.query(f"SELECT {_COLUMNS} FROM api_tokens ORDER BY created_at, id")
         return [_info(row) for row in rows]
 
     def revoke(self, token_id: str) -> TokenInfo:
@@ -99,19 +132,29 @@ class TokenStore:
         self._db.close()
 
 
+_COLUMNS = "id, role, rooms, label, created_at, revoked_at, expires_at, last_used_at"
+
+
 def _info(row) -> TokenInfo:
-    token_id, role, rooms, label, created_at, revoked_at = row
-    return TokenInfo(token_id, Role(role), tuple(json.loads(rooms)), label, created_at, revoked_at)
+    token_id, role, rooms, label, created_at, revoked_at, expires_at, last_used_at = row
+    return TokenInfo(
+        token_id, Role(role), tuple(json.loads(rooms)), label, created_at, revoked_at, expires_at, last_used_at
+    )
 
 
 def open_token_store(store_url: str, *, cache_seconds: float = 5.0) -> TokenStore:
     """The token store inside the event store at ``store_url`` (created if needed)."""
+    return TokenStore(open_database(store_url), cache_seconds=cache_seconds)
+
+
+def open_database(store_url: str) -> _Database:
+    """The event store's own database, for the API's small tables (tokens, signing keys)."""
     location = StoreLocation.parse(store_url)
     if location.kind == "sqlite":
         location.path.parent.mkdir(parents=True, exist_ok=True)
-        return TokenStore(_SQLite(str(location.path)), cache_seconds=cache_seconds)
+        return _SQLite(str(location.path))
     ensure_postgres_schema(location)
-    return TokenStore(_Postgres(location), cache_seconds=cache_seconds)
+    return _Postgres(location)
 
 
 class _Database:

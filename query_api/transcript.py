@@ -69,7 +69,7 @@ def read_page(room: str, params: Params, limit: int, originals: bool) -> dict:
     around = params.text("around", max_length=256)
     if around is not None and around.isdigit() and int(around) > MAX_INTEGER:
         raise bad_parameter("around", "is not a line position or message id")
-    cursor = params.cursor()
+    cursor = params.cursor("transcript")
     if day is not None:
         if start is not None or end is not None:
             raise bad_parameter("day", "give either day or from/to, not both")
@@ -89,8 +89,8 @@ def read_page(room: str, params: Params, limit: int, originals: bool) -> dict:
     bounds = {"s": start and start.isoformat(), "e": end and end.isoformat()}
     return {
         "lines": page.lines,
-        "next": encode_cursor({"c": page.next_cursor, "d": "forward", **bounds}) if page.next_cursor else None,
-        "previous": encode_cursor({"c": page.prev_cursor, "d": "backward", **bounds}) if page.prev_cursor else None,
+        "next": encode_cursor({"c": page.next_cursor, "d": "forward", **bounds}, "transcript") if page.next_cursor else None,
+        "previous": encode_cursor({"c": page.prev_cursor, "d": "backward", **bounds}, "transcript") if page.prev_cursor else None,
     }
 
 
@@ -121,7 +121,7 @@ def _read_cursor(cursor: dict) -> tuple[str, str, datetime | None, datetime | No
 
 
 def _cursor(line, direction: str) -> str:
-    return encode_cursor({"c": line_cursor(micros(line.at), line.id), "d": direction, "s": None, "e": None})
+    return encode_cursor({"c": line_cursor(micros(line.at), line.id), "d": direction, "s": None, "e": None}, "transcript")
 
 
 def _time_or_none(text) -> datetime | None:

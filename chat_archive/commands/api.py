@@ -8,7 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from datetime import datetime
 
+from archive.errors import InvalidQueryError
+from archive.times import parse_time, utcnow
 from query_api.roles import TOKEN_ROLES, Role
 
 from ..bootstrap import open_search_index, open_store, open_tokens, open_views, start_api
@@ -30,6 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="rooms granted (JIDs or shell globs): required for analyst; a site token's static list",
     )  # fmt: skip
     create.add_argument("--label", default="", help="a note saying who or what holds the token")
+    create.add_argument(
+        "--expires", type=expiry, metavar="WHEN",
+        help="when the token stops working: a duration from now (30d, 12h, 2w) or a UTC time (2025-01-31)",
+    )  # fmt: skip
     create.set_defaults(handler=create_token)
     actions.add_parser("list", help="list tokens (never the tokens themselves)").set_defaults(handler=list_tokens)
     revoke = actions.add_parser("revoke", help="revoke a token by its id (see `token list`)")
@@ -50,12 +57,21 @@ def serve_api(args: argparse.Namespace, config) -> int:
 def create_token(args: argparse.Namespace, config) -> int:
     tokens = open_tokens(config)
     try:
-        token, info = tokens.create(Role(args.role), tuple(args.rooms), args.label)
+        token, info = tokens.create(Role(args.role), tuple(args.rooms), args.label, expires_at=args.expires)
     finally:
         tokens.close()
     print(token)
-    print(f"token {info.id} ({info.role.value}) created; it is not stored and cannot be shown again", file=sys.stderr)
+    until = f", valid until {info.expires_at}" if info.expires_at else ""
+    print(f"token {info.id} ({info.role.value}) created{until}; it is not stored and cannot be shown again", file=sys.stderr)
     return 0
+
+
+def expiry(text: str) -> datetime:
+    """An argparse type: ``30d`` (from now) or an ISO 8601 time; a duration needs no sign."""
+    try:
+        return parse_time(f"+{text}" if text[:1].isdigit() and not text[-1:].isdigit() else text)
+    except InvalidQueryError as e:
+        raise argparse.ArgumentTypeError(f"{e}; or a duration such as 30d, 12h, 2w") from None
 
 
 def list_tokens(args: argparse.Namespace, config) -> int:
@@ -64,12 +80,28 @@ def list_tokens(args: argparse.Namespace, config) -> int:
         rows = tokens.list()
     finally:
         tokens.close()
-    print(f"{'id':<12}  {'role':<10}  {'created':<27}  {'revoked':<27}  rooms / label")
+    now = utcnow()
+    print(f"{'id':<12}  {'role':<10}  {'created':<20}  {'state':<28}  {'last used':<20}  rooms / label")
     for t in rows:
         rooms = " ".join(t.rooms) or "-"
         label = f"  ({t.label})" if t.label else ""
-        print(f"{t.id:<12}  {t.role.value:<10}  {t.created_at:<27}  {t.revoked_at or '-':<27}  {rooms}{label}")
+        print(
+            f"{t.id:<12}  {t.role.value:<10}  {_minute(t.created_at):<20}  {_state(t, now):<28}  "
+            f"{_minute(t.last_used_at) if t.last_used_at else 'never':<20}  {rooms}{label}"
+        )
     return 0
+
+
+def _state(token, now: datetime) -> str:
+    if token.revoked_at:
+        return f"revoked {_minute(token.revoked_at)}"
+    if token.expires_at:
+        return f"{'expired' if token.expired(now) else 'expires'} {_minute(token.expires_at)}"
+    return "active, no expiry"
+
+
+def _minute(text: str) -> str:
+    return f"{parse_time(text):%Y-%m-%d %H:%M}Z"
 
 
 def revoke_token(args: argparse.Namespace, config) -> int:

@@ -9,7 +9,7 @@ import sys
 
 import msgspec
 
-from archive.errors import InvalidQueryError
+from archive.errors import InvalidQueryError, NotFoundError
 from archive.times import format_time
 from projections.search import Scope, SearchResults, Sort
 
@@ -26,7 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description='Examples: deploy failed | "exact phrase" from:alice after:-7d | kube* -test room:dev',
     )
     search.add_argument("query", help="the query, quoted as one shell argument")
-    search.add_argument("--room", action="append", metavar="JID", help="only this room (repeatable); default: every room")
+    search.add_argument(
+        "--room", action="append", metavar="ROOM",
+        help="only this room (repeatable): a JID, or a bare name for every room of that name, as room: in the query",
+    )  # fmt: skip
     search.add_argument("--sort", choices=[s.value for s in Sort], default=Sort.RELEVANCE.value)
     search.add_argument("--limit", type=whole_number(1, 500), default=20, metavar="N", help="hits per page (1-500, default 20)")
     search.add_argument("--cursor", help="next page: the cursor printed after a page")
@@ -40,8 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_search(args: argparse.Namespace, config) -> int:
     index = open_search_index(config)
+    rooms = None
+    if args.room:
+        with open_store(config) as store:
+            known = {room.lower() for room in store.rooms()} | set(index.rooms())
+        rooms = frozenset(room for given in args.room for room in resolve_room(given, known))
     # Whoever runs the CLI reads the archive's files: every room and real JID.
-    scope = Scope(rooms=frozenset(args.room) if args.room else None, compliance=args.compliance, jids=True)
+    scope = Scope(rooms=rooms, compliance=args.compliance, jids=True)
     try:
         results = index.search(args.query, scope, sort=args.sort, limit=args.limit, cursor=args.cursor)
     except InvalidQueryError as e:
@@ -54,6 +62,20 @@ def run_search(args: argparse.Namespace, config) -> int:
         _print(results, sys.stdout)
     _warn_if_behind(config, results.index_position)
     return 0
+
+
+def resolve_room(given: str, known: set[str]) -> list[str]:
+    """The archived rooms ``given`` names, read as ``room:`` reads it: a JID (any case), or a bare
+    name meaning every room of that name. A name that matches no room is an error, not 0 hits."""
+    wanted = given.strip().lower()
+    if "@" in wanted:
+        matches = [wanted] if wanted in known else []
+    else:
+        matches = sorted(room for room in known if room.partition("@")[0] == wanted)
+    if not matches:
+        some = ", ".join(sorted(known)[:10]) or "none yet"
+        raise NotFoundError(f"no archived room {given!r} (rooms: {some}{', ...' if len(known) > 10 else ''})")
+    return matches
 
 
 def _print(results: SearchResults, out) -> None:

@@ -9,8 +9,6 @@ import threading
 
 import msgspec
 
-from query_api.roles import Role
-
 from ..bootstrap import (
     open_search_index,
     open_store,
@@ -50,10 +48,13 @@ def run_everything(args: argparse.Namespace, config) -> int:
         xmpp, demo = start_demo(config)
         # A newcomer should see transcripts fill up while watching, not after a minute.
         projections = msgspec.structs.replace(config.projections, commit_interval=DEMO_COMMIT_INTERVAL)
-        config = msgspec.structs.replace(config, projections=projections)
+        # The widget's Join speaks XMPP from the browser to the demo server's WebSocket endpoint;
+        # everything else that reads [xmpp] sees the demo server too.
+        api = msgspec.structs.replace(config.api, widget_websocket_url=demo.server.websocket_url)
+        config = msgspec.structs.replace(config, projections=projections, api=api, xmpp=xmpp)
     try:
         with stopped_by_signals(threading.Event()) as shutdown, open_store(config) as store:
-            running = RunningParts(config, store, xmpp, args)
+            running = RunningParts(config, store, xmpp, args, demo)
             failures = running.wait(shutdown)
     finally:
         if demo is not None:
@@ -69,7 +70,7 @@ class RunningParts:
     stop, so their final commits include the listener's last events.
     """
 
-    def __init__(self, config, store, xmpp, args):
+    def __init__(self, config, store, xmpp, args, demo=None):
         self.listener_stop = threading.Event()
         self.stop = threading.Event()  # projections, indexer, API; a failing part sets it too
         self.listener = None
@@ -79,15 +80,17 @@ class RunningParts:
             self.readers["search indexer"] = start_search_indexer(config, store, self.stop)
             self.listener = start_listener(config, store, self.listener_stop, xmpp=xmpp)
             views, index = open_views(config, store), open_search_index(config)
-            server = start_api(config, store, views, index, self.stop, host=args.host, port=args.port)
+            hints = demo_hints(config, demo) if demo is not None else None
+            server = start_api(
+                config, store, views, index, self.stop, host=args.host, port=args.port, demo=hints
+            )  # fmt: skip
             self.readers["api"] = server
         except BaseException:
             self._stop_all()
             raise
         print(f"chat-archive up: API and web pages on {server.url}/", flush=True)
-        if args.demo:
-            token, _ = open_tokens(config).create(Role.COMPLIANCE, label="demo")
-            print(f"chat-archive up: demo sign-in token (compliance role): {token}", flush=True)
+        if demo is not None:
+            print_demo_guide(config, server.url, hints)
 
     def wait(self, shutdown: threading.Event) -> list[str]:
         """Run until ``shutdown`` or until any part stops by itself; then stop all, in order."""
@@ -115,6 +118,33 @@ class RunningParts:
         if failures:
             print("chat-archive up: " + "; ".join(failures), file=sys.stderr)
         return failures
+
+
+def demo_hints(config, demo) -> dict:
+    """What the sign-in page and the widget tell a newcomer about the demo."""
+    from ..demo import token_file
+
+    jid, password = demo.guest
+    return {"token_file": str(token_file(config)), "guest_jid": jid, "guest_password": password, "rooms": demo.rooms}
+
+
+def print_demo_guide(config, url: str, hints: dict) -> None:
+    from ..demo import sign_in_token, token_file
+
+    tokens = open_tokens(config)
+    try:
+        token, reused = sign_in_token(tokens, token_file(config))
+    finally:
+        tokens.close()
+    print(f"chat-archive up: demo sign-in token (compliance role): {token}", flush=True)
+    again = "the same as last time" if reused else "new, valid for 30 days"
+    print(
+        f"chat-archive up:   {again}; saved in {hints['token_file']}. Sign in at {url}/signin with it.\n"
+        f"chat-archive up: to talk in a room, open it on the Rooms page, then its widget, and join as "
+        f"{hints['guest_jid']} with password {hints['guest_password']}.\n"
+        f"chat-archive up: stop with Ctrl-C.",
+        flush=True,
+    )
 
 
 def _join(name: str, part) -> list[str]:

@@ -87,6 +87,12 @@ FLAGS = ("edited", "retracted")
 _FIELD_PREFIX = re.compile(r"^(room|from|jid|after|before|on|is):", re.IGNORECASE)
 _FUZZY = re.compile(r"^(.*?)~(\d*)$", re.DOTALL)
 _BREAK = set('()"') | {" ", "\t", "\n", "\r"}
+# Bounded work per query, for every caller (API, pages, CLI): a prefix or fuzzy term expands to
+# many index terms, each nesting level is a level of recursion here and in the translation.
+MAX_QUERY_CHARS = 4096
+MAX_TERMS = 256
+MAX_EXPANDING_TERMS = 16
+MAX_NESTING = 32
 
 
 class _Token(msgspec.Struct, frozen=True):
@@ -98,8 +104,23 @@ class _Token(msgspec.Struct, frozen=True):
 
 
 def parse(text: str, *, now: datetime | None = None) -> Node:
-    """The syntax tree of a query; relative times (``-7d``) count back from ``now``."""
-    parser = _Parser(_tokenize(text), len(text), now or utcnow())
+    """The syntax tree of a query; relative times (``-7d``) count back from ``now``.
+
+    Longer queries than ``MAX_QUERY_CHARS``, more than ``MAX_TERMS`` terms or
+    ``MAX_EXPANDING_TERMS`` prefix and fuzzy terms, and nesting (parentheses,
+    NOT) deeper than ``MAX_NESTING`` raise ``InvalidQueryError``.
+    """
+    if len(text) > MAX_QUERY_CHARS:
+        raise InvalidQueryError(f"the query is longer than {MAX_QUERY_CHARS} characters", MAX_QUERY_CHARS)
+    tokens = _tokenize(text)
+    terms = [t for t in tokens if t.kind in ("word", "phrase", "field")]
+    if len(terms) > MAX_TERMS:
+        raise InvalidQueryError(f"the query has more than {MAX_TERMS} terms", terms[MAX_TERMS].pos)
+    expanding = [t for t in terms if t.kind == "word" and (t.text.endswith("*") or _FUZZY.match(t.text))]
+    if len(expanding) > MAX_EXPANDING_TERMS:
+        where = expanding[MAX_EXPANDING_TERMS].pos
+        raise InvalidQueryError(f"the query has more than {MAX_EXPANDING_TERMS} prefix or fuzzy terms", where)
+    parser = _Parser(tokens, len(text), now or utcnow())
     return parser.parse()
 
 
@@ -159,6 +180,13 @@ class _Parser:
         self.length = length
         self.now = now
         self.i = 0
+        self.depth = 0
+
+    def nested(self, token: _Token) -> None:
+        """One level deeper (a parenthesis or a NOT); the caller leaves it again."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise InvalidQueryError(f"the query nests deeper than {MAX_NESTING} levels at position {token.pos}", token.pos)
 
     def peek(self) -> _Token | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -205,14 +233,14 @@ class _Parser:
         token = self.peek()
         if token is None:
             raise InvalidQueryError(f"the query ends where a term is expected (position {self.length})", self.length)
-        if token.kind == "not":
+        if token.kind in ("not", "neg"):
             self.take()
-            if self.peek() is None:
+            if token.kind == "not" and self.peek() is None:
                 raise InvalidQueryError(f"NOT at position {token.pos} needs a term after it", token.pos)
-            return Not(self.parse_unary())
-        if token.kind == "neg":
-            self.take()
-            return Not(self.parse_atom())
+            self.nested(token)
+            node = Not(self.parse_unary() if token.kind == "not" else self.parse_atom())
+            self.depth -= 1
+            return node
         return self.parse_atom()
 
     def parse_atom(self) -> Node:
@@ -229,7 +257,9 @@ class _Parser:
         if token.kind == "lparen":
             if (nxt := self.peek()) is not None and nxt.kind == "rparen":
                 raise InvalidQueryError(f"empty parentheses at position {token.pos}", token.pos)
+            self.nested(token)
             node = self.parse_and()
+            self.depth -= 1
             close = self.peek()
             if close is None or close.kind != "rparen":
                 raise InvalidQueryError(f"unclosed ( at position {token.pos}", token.pos)

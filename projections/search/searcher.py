@@ -34,6 +34,10 @@ from .storage import IndexLocation
 from .translate import Highlights, Translator
 
 MAX_LIMIT = 500
+# Relevance pages by offset, and tantivy allocates for offset + limit hits: paging stops this deep
+# (a time sort pages by keyset, as deep as the results go).
+MAX_RELEVANCE_DEPTH = 10_000
+_I64 = 2**63
 FEW_ROOMS = 32
 # Candidates per index segment: counts are exact unless a value outside a segment's top
 # (10 x the facets asked for) is in the overall top; a bigger pool costs much more per search.
@@ -105,8 +109,11 @@ class SearchIndex:
         matched = translator.translate(node)
         base = Query.boolean_query(_scope_clauses(scope, matched) + ([(Occur.Must, matched)] if matched else []))
         if sort is Sort.RELEVANCE:
-            page, total, more = _relevance_page(searcher, base, limit, after.offset if after else 0)
-            next_cursor = _Cursor(check, offset=(after.offset if after else 0) + limit) if more else None
+            offset = after.offset if after else 0
+            limit = max(1, min(limit, MAX_RELEVANCE_DEPTH - offset))
+            page, total, more = _relevance_page(searcher, base, limit, offset)
+            more = more and offset + limit < MAX_RELEVANCE_DEPTH
+            next_cursor = _Cursor(check, offset=offset + limit) if more else None
         else:
             page, total, more = _time_page(searcher, base, limit, sort, after)
             next_cursor = _Cursor(check, ts=page[-1][1], key=page[-1][2]) if more else None
@@ -297,6 +304,8 @@ def _read_cursor(text: str, check: int) -> _Cursor:
         raise InvalidQueryError("the cursor is not one this search returned") from None
     if cursor.check != check:
         raise InvalidQueryError("the cursor belongs to a different query or sort")
+    if not (0 <= cursor.offset < MAX_RELEVANCE_DEPTH and -_I64 <= cursor.ts < _I64 and 0 <= cursor.key < _I64):
+        raise InvalidQueryError(f"the cursor is out of range (relevance paging stops at {MAX_RELEVANCE_DEPTH} hits)")
     return cursor
 
 

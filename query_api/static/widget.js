@@ -1,10 +1,13 @@
 // The room widget: polls the archive for the room's activity; Join signs the user's own XMPP account
-// into the room through a session the server holds, then shows what that account sees and sends what
-// the user writes. Everything is rendered with textContent: nothing from the room is ever markup.
+// into the room from this page, over the XMPP server's WebSocket endpoint (xmpp.js), then shows what that
+// account sees and sends what the user writes. The archive server holds no XMPP session and never sees
+// the password. Everything is rendered with textContent: nothing from the room is ever markup.
 (function () {
   "use strict";
 
-  var root, base, pollMs, ticket = null, cursor = null, session = null, seq = 0, timer = null, stopped = false;
+  var root, base, room, websocket, pollMs, ticket = null, cursor = null, timer = null, stopped = false;
+  var credentials = null;  // from the embedding site (URL fragment), used once by Join
+  var xmpp = null, nick = "";  // the user's own connection while joined
   var generation = 0;  // bumped on join and leave: answers to polls sent before are dropped
 
   function $(id) { return document.getElementById(id); }
@@ -13,7 +16,6 @@
     var h = {};
     if (json) { h["Content-Type"] = "application/json"; }
     if (ticket) { h["X-Widget-Ticket"] = ticket; }
-    if (session) { h["X-Widget-Session"] = session; }
     return h;
   }
 
@@ -55,6 +57,7 @@
       case "nick_changed": return (item.old_nick || "someone") + " is now known as " + nick;
       case "subject_changed": return nick + " set the subject to: " + (item.body || "");
       case "gap": return "the archive may be missing events here";
+      case "error": return item.body;
       default: return item.kind;
     }
   }
@@ -116,33 +119,21 @@
 
   function schedule() {
     clearTimeout(timer);
-    if (!stopped) { timer = setTimeout(poll, pollMs); }
+    if (!stopped && !xmpp) { timer = setTimeout(poll, pollMs); }
   }
 
   function poll() {
     clearTimeout(timer);
     var mine = generation;
-    var request = session
-      ? call("GET", "/session?after=" + seq).then(function (data) {
-          if (mine !== generation) { return; }
-          data.items.forEach(function (item) { seq = Math.max(seq, item.seq); render(item); });
-        })
-      : call("GET", "/activity" + (cursor ? "?cursor=" + encodeURIComponent(cursor) : "")).then(function (data) {
-          if (mine !== generation) { return; }
-          data.items.forEach(render);
-          cursor = data.cursor;
-          setStatus("Live · updates every few seconds");
-        });
-    request.then(function () { if (mine === generation) { schedule(); } }, function (error) {
+    call("GET", "/activity" + (cursor ? "?cursor=" + encodeURIComponent(cursor) : "")).then(function (data) {
       if (mine !== generation) { return; }
-      if (error.status === 410) {
-        session = null;
-        cursor = null;
-        $("activity").textContent = "";
-        showJoin();
-        showError(error.message);
-        schedule();
-      } else if (error.status === 401 || error.status === 404) {
+      data.items.forEach(render);
+      cursor = data.cursor;
+      setStatus("Live · updates every few seconds");
+      schedule();
+    }, function (error) {
+      if (mine !== generation) { return; }
+      if (error.status === 401 || error.status === 404) {
         stopped = true;
         setStatus(error.status === 404 ? "This room is not available." : error.message);
         $("join-button").hidden = true;
@@ -156,47 +147,77 @@
   function showJoin() {
     $("say").hidden = true;
     $("credentials").hidden = true;
-    $("join-button").hidden = false;
+    $("join-button").hidden = !websocket;
   }
 
-  function joined(data) {
+  // Back to the archive's feed (after leaving, or when the XMPP connection ended).
+  function watchArchive(message) {
     generation += 1;
-    session = data.session;
-    seq = 0;
+    xmpp = null;
+    cursor = null;
     $("activity").textContent = "";
-    $("join-button").hidden = true;
-    $("credentials").hidden = true;
-    $("password").value = "";
-    $("say").hidden = false;
-    showError("");
-    setStatus("In the room as " + data.nick + " (" + data.jid + ")");
-    $("message").focus();
+    showJoin();
+    showError(message || "");
     poll();
   }
 
-  function join(credentials) {
+  function askForCredentials() {
+    $("join-button").hidden = true;
+    $("credentials").hidden = false;
+    setStatus("Sign in with your XMPP account to join");
+    $("jid").focus();
+  }
+
+  function join(given) {
+    var account = given || credentials;
+    credentials = null;  // used once: a failed join asks the user
+    if (!account || !account.jid || !account.password) { askForCredentials(); return; }
     showError("");
     setStatus("Joining…");
-    call("POST", "/join", credentials || {}).then(joined, function (error) {
-      if (error.code === "credentials_needed") {
-        $("join-button").hidden = true;
-        $("credentials").hidden = false;
-        setStatus("Sign in with your XMPP account to join");
-        $("jid").focus();
-      } else {
-        setStatus("Live · updates every few seconds");
-        showError(error.message);
+    var wanted = (account.nick || "").trim() || account.jid.split("@")[0];
+    var connection = null;
+    ChatArchiveXmpp.connect(websocket, account.jid, account.password).then(function (c) {
+      connection = c;
+      generation += 1;
+      clearTimeout(timer);
+      xmpp = connection;
+      $("activity").textContent = "";
+      connection.onclose = function (error) {
+        if (xmpp === connection) { watchArchive(error.message); }
+      };
+      return connection.joinRoom(room, wanted.substring(0, 64), render);
+    }).then(function (joinedAs) {
+      nick = joinedAs;
+      $("join-button").hidden = true;
+      $("credentials").hidden = true;
+      $("password").value = "";
+      $("say").hidden = false;
+      setStatus("In the room as " + nick + " (" + account.jid + ")");
+      $("message").focus();
+    }, function (error) {
+      if (connection) {
+        xmpp = null;
+        connection.close();
+        watchArchive("");
       }
+      setStatus("Live · updates every few seconds");
+      if (given) { $("credentials").hidden = false; } else { askForCredentials(); }
+      showError(error.message);
     });
   }
 
   document.addEventListener("DOMContentLoaded", function () {
     root = $("widget");
     base = root.dataset.base;
+    room = root.dataset.room;
+    websocket = root.dataset.websocket;
     pollMs = Number(root.dataset.poll) * 1000;
     var fragment = new URLSearchParams(window.location.hash.substring(1));
     ticket = fragment.get("ticket");
-    if (ticket) { history.replaceState(null, "", window.location.pathname + window.location.search); }
+    if (fragment.get("jid")) {
+      credentials = { jid: fragment.get("jid"), password: fragment.get("password"), nick: fragment.get("nick") };
+    }
+    if (window.location.hash) { history.replaceState(null, "", window.location.pathname + window.location.search); }
 
     $("join-button").addEventListener("click", function () { join(); });
     $("credentials").addEventListener("submit", function (event) {
@@ -206,27 +227,21 @@
     $("say").addEventListener("submit", function (event) {
       event.preventDefault();
       var text = $("message").value;
-      if (!text.trim()) { return; }
-      call("POST", "/say", { body: text }).then(function () { $("message").value = ""; }, function (error) {
-        showError(error.message);
-      });
+      if (!text.trim() || !xmpp) { return; }
+      xmpp.say(room, text);
+      $("message").value = "";
     });
     $("leave").addEventListener("click", function () {
-      call("POST", "/leave", {}).then(function () {
-        generation += 1;
-        session = null;
-        cursor = null;
-        $("activity").textContent = "";
-        showJoin();
-        poll();
-      });
+      var connection = xmpp;
+      watchArchive("");
+      if (connection) { connection.leave(room, nick); }
     });
     call("GET", "/activity").then(function (data) {
       data.items.forEach(render);
       $("activity").scrollTop = $("activity").scrollHeight;  // the latest at hand
       cursor = data.cursor;
       setStatus("Live · updates every few seconds");
-      $("join-button").hidden = false;
+      showJoin();
       schedule();
     }, function (error) {
       stopped = true;

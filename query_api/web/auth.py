@@ -1,125 +1,92 @@
-"""Sign-in for the pages: the API's tokens behind an HttpOnly session cookie, and CSRF checks.
+"""Sign-in for the pages: the API's tokens behind a signed HttpOnly session cookie, and CSRF checks.
 
 The sign-in form takes an API token (and, for a ``site`` token, the site user it
-acts for). The server keeps token and user in memory under a random session id;
-the cookie holds only that id. Every request resolves the caller again through
-the API's ``Authorizer.caller_for_token``, so pages and API grant exactly the
-same rooms, and a revoked token stops working on the pages as in the API.
-Sessions live in the server process: a restart signs everyone out.
+acts for). The cookie holds a value signed with the server key (``query_api.signing``)
+naming the token by its id (never the token) and the user, valid for
+``SESSION_SECONDS``: any API process of the archive can verify it, and none keeps
+anything in memory. Every request resolves the caller again through the API's
+``Authorizer.caller_for_token_id``, so pages and API grant exactly the same rooms,
+and a revoked token stops working on the pages as in the API. Signing out deletes
+the cookie; revoking the token (or retiring the signing key) is what ends every
+session made with it.
 
 Cookies are ``HttpOnly`` and ``SameSite=Lax``, and ``Secure`` whenever the
-request came over https (directly, or through a proxy that tells waitress so,
-e.g. ``X-Forwarded-Proto`` with waitress' ``trusted_proxy``).
+request came over https (directly, or through a proxy that says so).
 
-CSRF: every form carries a token, an HMAC of the session id (or, before sign-in,
-of a random pre-session cookie) under a per-process secret; a POST without the
+CSRF: every form carries a token, a MAC under the server key of the session
+cookie (or, before sign-in, of a random pre-session cookie); a POST without the
 matching token, or with an ``Origin`` other than this server's, is refused.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
-import threading
-import time
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from flask import current_app, g, request
+from flask import g, request
 
 from ..access import Caller
 from ..context import api
 from ..errors import ApiError
+from ..signing import SignatureError
 
 SESSION_COOKIE = "chat_archive_session"
 PRESESSION_COOKIE = "chat_archive_presession"
-SESSION_IDLE_SECONDS = 12 * 3600
-MAX_SESSIONS = 100_000
-WEB = "chat_archive_web"
-
-
-@dataclass
-class WebSession:
-    token: str
-    user: str | None
-    last_used: float = field(default_factory=time.monotonic)
-
-
-class WebSessions:
-    """Signed-in browsers by session id, in memory; idle sessions expire."""
-
-    def __init__(self, idle_seconds: float = SESSION_IDLE_SECONDS):
-        self.idle_seconds = idle_seconds
-        self.secret = secrets.token_bytes(32)
-        self._sessions: dict[str, WebSession] = {}
-        self._lock = threading.Lock()
-
-    def create(self, token: str, user: str | None) -> str:
-        session_id = secrets.token_urlsafe(32)
-        with self._lock:
-            self._expire()
-            while len(self._sessions) >= MAX_SESSIONS:  # the oldest sign-in goes first
-                del self._sessions[next(iter(self._sessions))]
-            self._sessions[session_id] = WebSession(token, user)
-        return session_id
-
-    def get(self, session_id: str | None) -> WebSession | None:
-        if not session_id:
-            return None
-        with self._lock:
-            session = self._sessions.get(session_id)
-            if session is None or time.monotonic() - session.last_used > self.idle_seconds:
-                self._sessions.pop(session_id, None)
-                return None
-            session.last_used = time.monotonic()
-            return session
-
-    def drop(self, session_id: str | None) -> None:
-        with self._lock:
-            self._sessions.pop(session_id or "", None)
-
-    def _expire(self) -> None:
-        now = time.monotonic()
-        for key in [k for k, s in self._sessions.items() if now - s.last_used > self.idle_seconds]:
-            del self._sessions[key]
+SESSION_SECONDS = 12 * 3600
+SESSION_PURPOSE = "web session"
+MAX_USER_CHARS = 1024
 
 
 class SignInRequired(Exception):
     """The page needs a signed-in caller (the blueprint answers with the sign-in form)."""
 
 
-def sessions() -> WebSessions:
-    return current_app.extensions[WEB].sessions
+def session_of(cookie: str | None) -> tuple[str, str | None] | None:
+    """(token id, site user) of a session cookie this server signed and still accepts, else None."""
+    if not cookie:
+        return None
+    try:
+        value = api().signer.verify(cookie, SESSION_PURPOSE)
+    except SignatureError:
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):
+        return None
+    user = value[1]
+    return (value[0], user) if user is None or (isinstance(user, str) and len(user) <= MAX_USER_CHARS) else None
+
+
+def session_caller() -> Caller | None:
+    """The caller of this browser's sign-in session, if it has one that is still good."""
+    if "session_caller" not in g:
+        who = None
+        session = session_of(request.cookies.get(SESSION_COOKIE))
+        if session is not None:
+            try:
+                who = api().authorizer.caller_for_token_id(*session)
+            except ApiError:  # revoked meanwhile, or the site user is no longer acceptable
+                who = None
+        g.session_caller = who
+    return g.session_caller
 
 
 def page_caller(*, required: bool = True) -> Caller | None:
     """The signed-in caller; else the anonymous caller where anonymous read is on; else sign in."""
-    if "page_caller" in g:
-        return g.page_caller
-    who = None
-    session = sessions().get(request.cookies.get(SESSION_COOKIE))
-    if session is not None:
-        try:
-            who = api().authorizer.caller_for_token(session.token, session.user)
-        except ApiError:  # revoked meanwhile, or the site user is no longer acceptable
-            sessions().drop(request.cookies.get(SESSION_COOKIE))
+    who = session_caller()
     if who is None and api().settings.anonymous_read:
         who = api().authorizer.anonymous()
     if who is None and required:
         raise SignInRequired()
-    g.page_caller = who
     return who
 
 
 def signed_in() -> bool:
-    return sessions().get(request.cookies.get(SESSION_COOKIE)) is not None
+    return session_caller() is not None
 
 
 def sign_in(token: str, user: str | None) -> str:
-    """A new session for a token that is valid now (raises the API's 401/400 otherwise)."""
-    api().authorizer.caller_for_token(token, user)
-    return sessions().create(token, user)
+    """A session cookie's value for a token that is valid now (raises the API's 401/400 otherwise)."""
+    who = api().authorizer.caller_for_token(token, user)
+    return api().signer.sign([who.token_id, who.user], SESSION_PURPOSE, ttl=SESSION_SECONDS)
 
 
 def set_cookie(response, name: str, value: str, *, max_age: int | None = None) -> None:
@@ -129,9 +96,8 @@ def set_cookie(response, name: str, value: str, *, max_age: int | None = None) -
 
 
 def _csrf_binding() -> str:
-    session_id = request.cookies.get(SESSION_COOKIE)
-    if sessions().get(session_id) is not None:
-        return "s:" + session_id
+    if signed_in():
+        return "s:" + request.cookies[SESSION_COOKIE]
     if "presession" not in g:
         g.presession = request.cookies.get(PRESESSION_COOKIE) or secrets.token_urlsafe(24)
     return "p:" + g.presession
@@ -139,7 +105,7 @@ def _csrf_binding() -> str:
 
 def csrf_token() -> str:
     """The token this browser's forms must send back (template global ``csrf_token()``)."""
-    return hmac.new(sessions().secret, _csrf_binding().encode(), hashlib.sha256).hexdigest()
+    return api().signer.mac("csrf", _csrf_binding())
 
 
 def keep_presession(response):
@@ -156,5 +122,5 @@ def check_csrf() -> None:
     if origin and origin != "null" and urlsplit(origin).netloc != request.host:
         raise ApiError(403, "csrf", "this form was posted from another site")
     sent = request.form.get("csrf_token", "")
-    if not hmac.compare_digest(sent, csrf_token()):
+    if not (len(sent) <= 200 and api().signer.check_mac("csrf", _csrf_binding(), sent)):
         raise ApiError(403, "csrf", "the form has expired: reload the page and try again")

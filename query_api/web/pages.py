@@ -8,8 +8,9 @@ real JIDs).
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date, datetime, timedelta
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, redirect, render_template, request, url_for
 from markupsafe import Markup
@@ -19,6 +20,7 @@ from archive.times import format_time, parse_day, parse_time, utcnow
 
 from ..context import api, visible_room
 from ..errors import ApiError, bad_parameter, forbidden, from_archive_error
+from ..params import decode_cursor, encode_cursor
 from ..roles import Capability
 from ..rooms import describe_rooms
 from ..transcript import describe, shown, transcripts
@@ -87,12 +89,12 @@ def signin_post():
     user = request.form.get("user", "").strip() or None
     target = _safe_next(request.form.get("next"))
     try:
-        session_id = auth.sign_in(token, user)
+        session = auth.sign_in(token, user)
     except ApiError as e:
         message = "that token is not valid" if e.status == 401 else e.message
         return render_template("web/signin.html", next=target, error=message, user=user), e.status
     response = redirect(target, 303)
-    auth.set_cookie(response, auth.SESSION_COOKIE, session_id)
+    auth.set_cookie(response, auth.SESSION_COOKIE, session, max_age=auth.SESSION_SECONDS)
     response.delete_cookie(auth.PRESESSION_COOKIE, path="/")
     return response
 
@@ -100,15 +102,23 @@ def signin_post():
 @bp.post("/signout")
 def signout():
     auth.check_csrf()
-    auth.sessions().drop(request.cookies.get(auth.SESSION_COOKIE))
     response = redirect(url_for("web.signin"), 303)
     response.delete_cookie(auth.SESSION_COOKIE, path="/")
     return response
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this server (no open redirect)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only a path on this server (no open redirect). Browsers and Werkzeug drop tabs and line
+    breaks from a Location (``/\t/evil.example`` becomes ``//evil.example``) and read ``\\`` as ``/``:
+    a target with whitespace, control characters or backslashes is not taken at all."""
+    if (
+        not target
+        or len(target) > 2048
+        or not target.startswith("/")
+        or target.startswith("//")
+        or any(c.isspace() or c == "\\" or unicodedata.category(c)[0] in "CZ" for c in target)
+        or urlsplit(target).netloc
+    ):
         return url_for("web.search")
     return target
 
@@ -170,9 +180,10 @@ def _day_page(room: str, day: date, cursor: str | None, who) -> tuple[list, str 
     start, end = parse_day(day.isoformat())
     direction, inner = "forward", None
     if cursor:
-        way, _, inner = cursor.partition(":")
-        if way not in ("f", "b") or not inner:
+        state = decode_cursor(cursor, "day")
+        if not isinstance(state, list) or len(state) != 2 or state[0] not in ("f", "b") or not isinstance(state[1], str):
             raise bad_parameter("cursor", "is not a cursor this page issued")
+        way, inner = state
         direction = "forward" if way == "f" else "backward"
     page = transcripts().page(
         room, start=start, end=end, cursor=inner, direction=direction, limit=DAY_LINES,
@@ -181,8 +192,8 @@ def _day_page(room: str, day: date, cursor: str | None, who) -> tuple[list, str 
     link = lambda c: url_for("web.room", room=room, day=day.isoformat(), cursor=c)  # noqa: E731
     return (
         page.lines,
-        link("b:" + page.prev_cursor) if page.prev_cursor else None,
-        link("f:" + page.next_cursor) if page.next_cursor else None,
+        link(encode_cursor(["b", page.prev_cursor], "day")) if page.prev_cursor else None,
+        link(encode_cursor(["f", page.next_cursor], "day")) if page.next_cursor else None,
     )
 
 

@@ -18,8 +18,7 @@ from archive.times import format_time
 from ..context import api
 from ..errors import bad_parameter
 from ..roles import Capability
-from ..search import index as search_index
-from ..search import scope_of
+from ..search import run_search as run_api_search
 from .pages import bp, require
 
 SEARCH_PAGE = 20
@@ -39,13 +38,14 @@ def search():
     room_choices = sorted(who.visible(api().known_rooms()))
     text = query_text(form)
     results = error = None
-    page = int(request.args.get("page", "1")) if request.args.get("page", "1").isdigit() else 1
+    page_text = request.args.get("page", "1")
+    page = int(page_text) if page_text.isdigit() and len(page_text) <= 6 else 1
     if text:
         try:
             results = run_search(who, text, form["sort"], request.args.get("cursor"))
         except InvalidQueryError as e:
-            where = f" (at character {e.position + 1})" if e.position is not None else ""
-            error = f"{e}{where}"
+            # The message names the position (counted from 0, as in the API); the caret shows it.
+            error = {"message": str(e), "query": text, "caret": e.position}
     next_url = first_url = None
     if results is not None:
         base_items = [(k, v) for k, v in request.args.items(multi=True) if k not in ("cursor", "page")]
@@ -90,7 +90,7 @@ def query_text(form: dict) -> str:
 def run_search(who, text: str, sort: str, cursor: str | None):
     if sort not in ("relevance", "newest", "oldest"):
         raise bad_parameter("sort", "must be relevance, newest or oldest")
-    return search_index().search(text, scope_of(who), sort=sort, limit=SEARCH_PAGE, cursor=cursor)
+    return run_api_search(who, text, sort, SEARCH_PAGE, cursor)
 
 
 def _results(results, who):

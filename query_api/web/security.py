@@ -3,12 +3,15 @@
 No inline script runs: scripts are files under ``/static``; a template that
 needs an inline one marks it with ``nonce="{{ csp_nonce() }}"``. Pages may not
 be framed; the widget may be framed by the sources of ``[api]
-widget_frame_ancestors``.
+widget_frame_ancestors``, and its script may open a WebSocket to ``[api]
+widget_websocket_url`` (the XMPP server's endpoint) and nowhere else.
 """
 
 from __future__ import annotations
 
 import secrets
+
+from urllib.parse import urlsplit
 
 from flask import g, request
 
@@ -28,6 +31,14 @@ def frame_ancestors(widget: bool) -> str:
     return " ".join(sources) if sources else "'none'"
 
 
+def connect_sources(widget: bool) -> str:
+    url = api().settings.widget_websocket_url
+    if not (widget and url):
+        return "'self'"
+    parts = urlsplit(url)
+    return f"'self' {parts.scheme}://{parts.netloc}"
+
+
 def add_security_headers(response):
     widget = request.path.startswith("/widget/")
     response.headers["Content-Security-Policy"] = "; ".join(
@@ -36,7 +47,7 @@ def add_security_headers(response):
             f"script-src 'self' 'nonce-{csp_nonce()}'",
             "style-src 'self'",
             "img-src 'self' data:",
-            "connect-src 'self'",
+            f"connect-src {connect_sources(widget)}",
             "form-action 'self'",
             "base-uri 'none'",
             f"frame-ancestors {frame_ancestors(widget)}",

@@ -1,16 +1,20 @@
-"""The embeddable room widget: ``/widget/{room}``, its live feed, tickets and the Join session.
+"""The embeddable room widget: ``/widget/{room}``, its live feed and its tickets.
 
 Who may view: the embedding site's server asks for a ticket (``POST
 /widget/tickets`` with its API token, naming its user as for any API call) and
 puts it in the iframe's URL *fragment* (``/widget/ROOM#ticket=...``), which
-browsers never send to servers, so it reaches no access log. A ticket stands for
-that caller and that room only; room permission is checked again on every
-poll. Without a ticket the widget serves a signed-in page user (same site) or,
+browsers never send to servers, so it reaches no access log. A ticket is signed
+with the server key and stands for that caller (its token by id) and that room
+only, for 8 hours; the token and the room permission are checked again on every
+poll, by whichever API process serves it. Without a ticket the widget serves a signed-in page user (same site) or,
 when anonymous read is on, public rooms.
 
-The ticket may also carry the user's XMPP credentials, so that Join needs no
-typing; otherwise Join asks for them. Credentials live only in memory (in the
-ticket until a successful join, then in the XMPP session) and are never logged.
+Join is the browser's own business: the widget's script (``static/xmpp.js``)
+signs the user's XMPP account in over the XMPP server's WebSocket endpoint
+(RFC 7395, ``[api] widget_websocket_url``) and joins the room there. This
+server holds no XMPP session and never keeps a password: credentials the
+embedding site passes with a ticket request are handed back in the URL
+fragment, which only the widget's script reads (and then removes).
 
 Live updates are polled (about every 1.5 s) rather than streamed: a poll may
 carry the ticket in a header (EventSource cannot), and it does not hold one of
@@ -19,90 +23,60 @@ the server's worker threads per open widget.
 
 from __future__ import annotations
 
-import secrets
-import threading
-import time
-from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-from flask import Blueprint, current_app, render_template, request, url_for
+from flask import Blueprint, render_template, request, url_for
 
 from archive.times import format_time, utcnow
 
 from ..access import Caller
 from ..context import api, caller, json_response, visible_room
-from ..errors import ApiError, bad_parameter, room_not_found, unauthorized
+from ..errors import bad_parameter, room_not_found, unauthorized
 from ..params import decode_cursor, encode_cursor
 from ..roles import Capability, Role
+from ..signing import SignatureError
 from ..transcript import transcripts
 from . import widget_feed
-from .auth import WEB, page_caller
-from .xmpp_session import JoinError, NoSuchSession
+from .auth import page_caller
 
 bp = Blueprint("widget", __name__)
 
 TICKET_SECONDS = 8 * 3600
-MAX_TICKETS = 100_000
+TICKET_PURPOSE = "widget ticket"
 TICKET_HEADER = "X-Widget-Ticket"
-SESSION_HEADER = "X-Widget-Session"
 
 
-@dataclass
-class Ticket:
-    caller: Caller
-    room: str
-    expires: float
-    jid: str | None = None
-    password: str | None = None
-    nick: str | None = None
-
-    def __repr__(self) -> str:  # never show credentials, whatever prints a ticket
-        return f"Ticket(room={self.room!r}, jid={self.jid!r})"
+def ticket_for(who: Caller, room: str) -> str:
+    """A ticket standing for ``who`` (its token by id, and site user) and ``room``, signed with the
+    server key: any API process verifies it, none keeps it."""
+    return api().signer.sign([room, who.token_id, who.user], TICKET_PURPOSE, ttl=TICKET_SECONDS)
 
 
-class Tickets:
-    def __init__(self):
-        self._tickets: dict[str, Ticket] = {}
-        self._lock = threading.Lock()
-
-    def issue(self, ticket: Ticket) -> str:
-        key = secrets.token_urlsafe(32)
-        with self._lock:
-            now = time.monotonic()
-            for old in [k for k, t in self._tickets.items() if t.expires < now]:
-                del self._tickets[old]
-            while len(self._tickets) >= MAX_TICKETS:  # memory stays bounded whatever a site asks for
-                del self._tickets[next(iter(self._tickets))]
-            self._tickets[key] = ticket
-        return key
-
-    def get(self, key: str) -> Ticket | None:
-        with self._lock:
-            ticket = self._tickets.get(key)
-        return ticket if ticket is not None and ticket.expires >= time.monotonic() else None
+def ticket_caller(key: str, room: str) -> Caller:
+    """The caller a ticket stands for, resolved again now (a revoked token ends its tickets)."""
+    try:
+        value = api().signer.verify(key, TICKET_PURPOSE)
+    except SignatureError:
+        raise unauthorized("this widget's ticket has expired: reload the page that embeds it") from None
+    if not (isinstance(value, list) and len(value) == 3 and value[0] == room and isinstance(value[1], str)):
+        raise unauthorized("this widget's ticket is for another room")
+    user = value[2] if isinstance(value[2], str) else None
+    return api().authorizer.caller_for_token_id(value[1], user)
 
 
-def _web():
-    return current_app.extensions[WEB]
-
-
-def widget_caller(room: str) -> tuple[Caller, Ticket | None]:
-    """Who views this widget, and their ticket if any; a room they may not see is a 404."""
-    ticket = None
+def widget_caller(room: str) -> Caller:
+    """Who views this widget; a room they may not see is a 404."""
     key = request.headers.get(TICKET_HEADER)
     if key:
-        ticket = _web().tickets.get(key)
-        if ticket is None or ticket.room != room:
-            raise unauthorized("this widget's ticket has expired: reload the page that embeds it")
-        who = ticket.caller
+        who = ticket_caller(key, room)
     else:
         who = page_caller(required=False)
         if who is None:
             raise unauthorized("the embedding site must pass a ticket (see the README's widget section)")
     if not who.can(Capability.TRANSCRIPT):
         raise room_not_found(room)
-    return who, ticket
+    return who
 
 
 @bp.post("/widget/tickets")
@@ -115,15 +89,18 @@ def issue_ticket():
     if not isinstance(body, dict) or not isinstance(body.get("room"), str):
         raise bad_parameter("room", "send a JSON object with the room's JID in 'room'")
     room = visible_room(who, body["room"])
-    credentials = {name: body.get(name) for name in ("jid", "password", "nick")}
+    credentials = {name: body[name] for name in ("jid", "password", "nick") if body.get(name) is not None}
     for name, value in credentials.items():
-        if value is not None and (not isinstance(value, str) or len(value) > 1024):
+        if not isinstance(value, str) or len(value) > 1024:
             raise bad_parameter(name, "must be a string")
-    ticket = Ticket(who, room, time.monotonic() + TICKET_SECONDS, **credentials)
-    key = _web().tickets.issue(ticket)
-    url = url_for("widget.page", room=room, _external=True) + "#ticket=" + key
+    key = ticket_for(who, room)
+    # Credentials go back in the fragment (never sent to a server) for the widget's script, not kept here.
+    fragment = urlencode({"ticket": key, **credentials})
+    url = url_for("widget.page", room=room, _external=True) + "#" + fragment
     expires = format_time(utcnow() + timedelta(seconds=TICKET_SECONDS))
-    return json_response({"ticket": key, "url": url, "expires_at": expires, "credentials": bool(ticket.password)})
+    return json_response(
+        {"ticket": key, "url": url, "expires_at": expires, "credentials": bool(credentials.get("password"))}
+    )
 
 
 @bp.get("/widget/<room>")
@@ -133,81 +110,20 @@ def page(room: str):
         room=room,
         join_link="xmpp:" + quote(room, safe="@.-_") + "?join",
         poll_seconds=1.5,
+        websocket=api().settings.widget_websocket_url,
     )
 
 
 @bp.get("/widget/<room>/activity")
 def activity(room: str):
-    who, _ = widget_caller(room)
+    who = widget_caller(room)
     room = visible_room(who, room)
     text = request.args.get("cursor")
     if text:
-        state = decode_cursor(text)
-        if not isinstance(state.get("p"), int) or not isinstance(state.get("t"), (int, float)):
+        state = decode_cursor(text, "widget")
+        if not (isinstance(state, dict) and widget_feed.valid_cursor(state)):
             raise bad_parameter("cursor", "is not a cursor this widget issued")
         items, state = widget_feed.since(api().store, room, state)
     else:
         items, state = widget_feed.recent(transcripts(), room)
-    return json_response({"items": items, "cursor": encode_cursor(state)})
-
-
-@bp.post("/widget/<room>/join")
-def join(room: str):
-    who, ticket = widget_caller(room)
-    room = visible_room(who, room)
-    body = request.get_json(silent=True) or {}
-    jid = body.get("jid") or (ticket.jid if ticket else None)
-    password = body.get("password") or (ticket.password if ticket else None)
-    nick = body.get("nick") or (ticket.nick if ticket else None)
-    if not all(isinstance(v, str) and v for v in (jid, password)):
-        raise ApiError(400, "credentials_needed", "your XMPP address and password are needed to join")
-    nick = nick if isinstance(nick, str) and nick.strip() else jid.split("@", 1)[0]
-    try:
-        session = _web().xmpp.join(jid, password, room, nick.strip()[:64])
-    except JoinError as e:
-        raise ApiError(409, "join_failed", str(e)) from None
-    if ticket is not None:
-        ticket.password = None  # the session holds it now; nothing else needs it
-    return json_response({"session": session.id, "nick": session.nick, "jid": session.jid})
-
-
-def _session_id() -> str:
-    session_id = request.headers.get(SESSION_HEADER)
-    if not session_id:
-        raise bad_parameter(SESSION_HEADER, "header is required")
-    return session_id
-
-
-@bp.get("/widget/<room>/session")
-def session_items(room: str):
-    after = request.args.get("after", "0")
-    if not after.isdigit():
-        raise bad_parameter("after", "must be a whole number")
-    try:
-        items = _web().xmpp.items(_session_id(), room, int(after))
-    except NoSuchSession as e:
-        raise ApiError(410, "session_ended", str(e)) from None
-    return json_response({"items": items})
-
-
-@bp.post("/widget/<room>/say")
-def say(room: str):
-    body = (request.get_json(silent=True) or {}).get("body")
-    if not isinstance(body, str):
-        raise bad_parameter("body", "send a JSON object with the message in 'body'")
-    try:
-        _web().xmpp.say(_session_id(), room, body)
-    except NoSuchSession as e:
-        raise ApiError(410, "session_ended", str(e)) from None
-    except JoinError as e:
-        raise bad_parameter("body", str(e)) from None
-    return json_response({"sent": True})
-
-
-@bp.post("/widget/<room>/leave")
-def leave(room: str):
-    try:
-        _web().xmpp.leave(_session_id(), room)
-    except NoSuchSession:
-        pass
-    return json_response({"left": True})
+    return json_response({"items": items, "cursor": encode_cursor(state, "widget")})

@@ -89,6 +89,16 @@ def recent(transcripts, room: str, *, limit: int = 50) -> tuple[list[dict], dict
     return [item(line) for line in shown], cursor
 
 
+def valid_cursor(cursor: dict) -> bool:
+    """Whether a (verified) cursor's position and time are in range: a time far from now cannot
+    be turned into a datetime, and a look back that far would read the room's whole history."""
+    p, t = cursor.get("p"), cursor.get("t")
+    return (
+        isinstance(p, int) and p >= 0 and isinstance(t, (int, float)) and not isinstance(t, bool)
+        and 0 <= t <= utcnow().timestamp() + 86400
+    )  # fmt: skip
+
+
 def since(store: EventStore, room: str, cursor: dict, *, now: datetime | None = None) -> tuple[list[dict], dict]:
     """Everything after ``cursor`` (from ``recent`` or an earlier ``since``), and the next cursor."""
     now = now or utcnow()

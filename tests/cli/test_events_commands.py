@@ -48,6 +48,14 @@ def test_events_filters_by_time(filled_store, store_url):
     assert [json.loads(line)["event"]["body"] for line in result.stdout.splitlines()] == ["hello 2"]
 
 
+@pytest.mark.parametrize("form", [["--from", "-1d"], ["--from=-1d"], ["--to", "+1d", "--from", "-3650d"]])
+def test_events_take_times_back_from_now_in_both_option_forms(filled_store, store_url, form):
+    # The factories' events lie in 2024: "since yesterday" finds none, ten years back finds all.
+    result = run_cli("events", "lobby@conference.localhost", *form, store_url=store_url)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == (4 if "-3650d" in form else 0)
+
+
 def test_log_prints_the_global_log_after_a_position(filled_store, store_url):
     everything = [json.loads(line) for line in run_cli("log", store_url=store_url).stdout.splitlines()]
     assert len(everything) == 5

@@ -37,7 +37,7 @@ def test_search_hides_retractions_and_originals_outside_compliance(client, token
 @pytest.mark.parametrize(
     ("query", "code"),
     [("q=%22open", "invalid_query"), ("q=a%20AND", "invalid_query"), ("q=x&sort=best", "invalid_parameter"),
-     ("sort=newest", "invalid_parameter"), ("q=x&cursor=zzz", "invalid_query"), ("q=x&limit=501", "invalid_parameter")],
+     ("sort=newest", "invalid_parameter"), ("q=x&cursor=zzz", "invalid_parameter"), ("q=x&limit=501", "invalid_parameter")],
 )  # fmt: skip
 def test_search_bad_input(client, tokens, query, code):
     response = client.get(f"/api/v1/search?{query}", headers=auth(tokens["compliance"]))

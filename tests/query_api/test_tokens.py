@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+import time
+
+from datetime import timedelta
 
 import psycopg
 import pytest
 
 from archive.application import StoreLocation
 from archive.errors import ConfigError, NotFoundError
+from archive.times import utcnow
 from chat_archive.cli import main
 from query_api.roles import Role
 from query_api.tokens import hash_token, open_token_store
@@ -75,3 +79,60 @@ def test_token_commands(tmp_path, capsys):
     assert "revoked" in capsys.readouterr().out
     assert main(["--config", str(config), "token", "revoke", token_id]) == 1
     assert main(["--config", str(config), "token", "create", "--role", "analyst"]) == 1
+
+
+def test_tokens_expire_and_record_their_last_use(store_tokens):
+    lasting, info = store_tokens.create(Role.COMPLIANCE, expires_at=utcnow() + timedelta(days=30))
+    assert info.expires_at and store_tokens.lookup(lasting) == info
+    (listed,) = store_tokens.list()
+    assert listed.last_used_at is not None and listed.expires_at == info.expires_at
+    brief, _ = store_tokens.create(Role.COMPLIANCE, expires_at=utcnow() + timedelta(seconds=1))
+    assert store_tokens.lookup(brief) is not None
+    deadline = utcnow() + timedelta(seconds=5)
+    while store_tokens.lookup(brief) is not None and utcnow() < deadline:
+        time.sleep(0.1)
+    assert store_tokens.lookup(brief) is None  # expired: refused like a revoked token
+    with pytest.raises(ConfigError):
+        store_tokens.create(Role.COMPLIANCE, expires_at=utcnow() - timedelta(seconds=1))
+
+
+def test_an_expired_token_is_refused_even_while_its_lookup_is_cached(sqlite_url):
+    cached = open_token_store(sqlite_url, cache_seconds=60)
+    token, _ = cached.create(Role.COMPLIANCE, expires_at=utcnow() + timedelta(seconds=1))
+    assert cached.lookup(token) is not None
+    deadline = utcnow() + timedelta(seconds=5)
+    while cached.lookup(token) is not None and utcnow() < deadline:
+        time.sleep(0.1)
+    assert cached.lookup(token) is None
+
+
+def test_a_token_table_from_before_expiry_gains_the_columns(tmp_path):
+    path = tmp_path / "events.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE api_tokens (id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, role TEXT NOT NULL, "
+            "rooms TEXT NOT NULL, label TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT)"
+        )
+        conn.execute(
+            "INSERT INTO api_tokens VALUES ('abc', ?, 'compliance', '[]', 'old', '2024-01-01T00:00:00Z', NULL)",
+            (hash_token("cat_old"),),
+        )
+    tokens = open_token_store(f"sqlite:///{path}", cache_seconds=0)
+    assert tokens.lookup("cat_old").expires_at is None
+    assert tokens.list()[0].last_used_at is not None
+
+
+def test_token_commands_with_expiry_and_last_use(tmp_path, capsys):
+    config = tmp_path / "chat-archive.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{tmp_path}/events.sqlite"\n')
+    assert main(["--config", str(config), "token", "create", "--role", "compliance", "--expires", "30d"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert main(["--config", str(config), "token", "list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert "last used" in listing[0] and "expires 20" in listing[1] and "never" in listing[1]
+    open_token_store(f"sqlite:///{tmp_path}/events.sqlite", cache_seconds=0).lookup(token)
+    assert main(["--config", str(config), "token", "list"]) == 0
+    assert "never" not in capsys.readouterr().out.splitlines()[1]
+    with pytest.raises(SystemExit):
+        main(["--config", str(config), "token", "create", "--role", "compliance", "--expires", "soon"])
+    assert "duration such as 30d" in capsys.readouterr().err

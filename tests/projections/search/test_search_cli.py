@@ -67,3 +67,21 @@ def test_a_syntax_error_points_at_the_fault(env):
     assert "unterminated quote at position 7" in result.stderr
     assert "Traceback" not in result.stderr
     assert '         ^' in result.stderr
+
+
+def test_room_takes_the_forms_room_takes_in_the_query(env):
+    def rooms_of(*args):
+        result = run(env, "deploy*", "--json", *args)
+        assert result.returncode == 0, result.stderr
+        return {hit["room"] for hit in json.loads(result.stdout)["hits"]}
+
+    assert rooms_of("--room", "dev") == {"dev@conference.localhost"}  # a bare name, as room:dev
+    assert rooms_of("--room", "DEV@conference.localhost") == {"dev@conference.localhost"}
+    assert rooms_of("--room", "dev", "--room", "lobby") == {"dev@conference.localhost", "lobby@conference.localhost"}
+
+
+def test_a_room_that_does_not_exist_is_an_error_not_zero_hits(env):
+    for given in ("lobyy", "lobby@elsewhere.localhost"):
+        result = run(env, "deploy*", "--room", given)
+        assert result.returncode == 1
+        assert f"no archived room {given!r}" in result.stderr and "lobby@conference.localhost" in result.stderr

@@ -6,14 +6,16 @@ import re
 
 import pytest
 
+from query_api import create_app
 from query_api.roles import Role
+from query_api.tokens import hash_token
 from query_api.web import pages, search_page
 
-from ..conftest import LOBBY, PUBLIC, SECRET, auth
+from ..conftest import LOBBY, PUBLIC, SECRET, auth, make_config
 
 
 def csrf_of(page) -> str:
-    return re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.text).group(1)
+    return re.search(r'name="csrf_token" value="([0-9a-f.]+)"', page.text).group(1)
 
 
 def sign_in(client, token: str, user: str = "", base_url: str = "http://localhost", **extra):
@@ -46,8 +48,14 @@ def test_forms_need_their_csrf_token_and_our_origin(client, tokens):
 
 
 def test_sign_in_only_redirects_within_the_site(client, tokens):
-    for target, expected in (("//evil.example/x", "/"), ("https://evil.example", "/"), ("/rooms", "/rooms")):
-        assert sign_in(client, tokens["compliance"], next=target).headers["Location"] == expected
+    for target, expected in (
+        ("//evil.example/x", "/"), ("https://evil.example", "/"), ("/rooms", "/rooms"),
+        ("/\t/evil.example", "/"), ("/\n/evil.example", "/"), ("/\r\n/evil.example", "/"), ("\t//evil.example", "/"),
+        ("/\\evil.example", "/"), ("/ /evil.example", "/"), ("/\x00/evil.example", "/"), ("/\u2028/evil.example", "/"),
+        ("/rooms/lobby@conference.localhost?day=2024-05-01", "/rooms/lobby@conference.localhost?day=2024-05-01"),
+    ):  # fmt: skip
+        response = sign_in(client, tokens["compliance"], next=target)
+        assert response.status_code == 303 and response.headers["Location"] == expected, target
 
 
 def test_bad_tokens_and_site_tokens_without_a_user_are_refused(client, tokens):
@@ -104,8 +112,12 @@ def test_search_filters_sort_paging_and_facets(client, tokens, monkeypatch):
     second = client.get("/" + following)
     assert "page 2" in second.text and len(re.findall(r'class="hit[ "]', second.text)) == 2
     assert re.search(r'href="\?[^"]*people=alice"', page.text)  # a sender facet narrows the search
-    bad = client.get("/?q=%22open")
-    assert bad.status_code == 200 and "at character" in bad.text
+    bad = client.get("/?q=deploy%20%22open")
+    assert bad.status_code == 200
+    # one place, one position: the message's, and the caret under the query at that column
+    assert "unterminated quote at position 7" in bad.text and "character" not in bad.text
+    caret = re.search(r'<pre class="query-caret"[^>]*>(.*?)</pre>', bad.text, re.S).group(1).splitlines()
+    assert caret[0] == "deploy &#34;open" and caret[1] == " " * 7 + "^"
 
 
 def test_a_room_day_navigates_between_days(client, tokens):
@@ -158,13 +170,24 @@ def test_widget_without_a_ticket_serves_public_rooms_to_anonymous_viewers_only(c
     assert client.get(f"/widget/{PUBLIC}/activity?cursor=zzz").status_code == 400
 
 
-def test_widget_join_asks_for_credentials_and_sessions_end(client, tokens):
-    ticket = {"X-Widget-Ticket": widget_ticket(client, tokens["site"], LOBBY).json["ticket"]}
-    asked = client.post(f"/widget/{LOBBY}/join", json={}, headers=ticket)
-    assert asked.status_code == 400 and asked.json["error"]["code"] == "credentials_needed"
-    gone = {"X-Widget-Session": "no-such-session"}
-    assert client.get(f"/widget/{LOBBY}/session?after=0", headers=gone).status_code == 410
-    assert client.post(f"/widget/{LOBBY}/say", json={"body": "hi"}, headers=gone).status_code == 410
+def test_widget_credentials_go_back_in_the_fragment_and_the_server_holds_no_xmpp_session(client, tokens):
+    issued = widget_ticket(client, tokens["site"], LOBBY, jid="carol@localhost", password="pw & more", nick="Carol").json
+    fragment = issued["url"].split("#", 1)[1]
+    assert issued["credentials"] and "password=pw+%26+more" in fragment and "jid=carol%40localhost" in fragment
+    assert widget_ticket(client, tokens["site"], LOBBY, password=["x"]).status_code == 400
+    for gone in ("join", "say", "leave"):  # the browser speaks XMPP itself (static/xmpp.js)
+        assert client.post(f"/widget/{LOBBY}/{gone}", json={}).status_code in (404, 405)
+
+
+def test_the_widget_may_connect_only_to_the_configured_xmpp_websocket(client, request, api_settings):
+    page = client.get(f"/widget/{PUBLIC}")
+    assert "connect-src 'self';" in page.headers["Content-Security-Policy"] and 'data-websocket=""' in page.text
+    api_settings["widget_websocket_url"] = "wss://xmpp.example.org:5281/xmpp-websocket"
+    configured = request.getfixturevalue("private_app").test_client()
+    page = configured.get(f"/widget/{PUBLIC}")
+    assert "connect-src 'self' wss://xmpp.example.org:5281;" in page.headers["Content-Security-Policy"]
+    assert 'data-websocket="wss://xmpp.example.org:5281/xmpp-websocket"' in page.text
+    assert "connect-src 'self';" in configured.get("/signin").headers["Content-Security-Policy"]  # pages: no
 
 
 @pytest.mark.parametrize("path", ["/signin", f"/widget/{LOBBY}", "/api/v1/rooms"])
@@ -175,16 +198,31 @@ def test_every_response_has_a_content_security_policy(client, path):
     assert ancestors in policy
 
 
-def test_sessions_and_tickets_held_in_memory_are_bounded(monkeypatch):
-    from query_api.access import AllRooms, Caller
-    from query_api.web import auth, widget
+def test_sessions_and_tickets_made_by_one_process_serve_in_another(
+    app, client, tokens, archive, views, search_index, token_store, sqlite_url, api_settings
+):
+    """Nothing is kept in a process: a second app over the same store (another worker, another host)
+    accepts the first one's sign-in cookie, CSRF tokens and widget tickets; a revoked token ends both."""
+    sign_in(client, tokens["site"], "carol")
+    issued = widget_ticket(client, tokens["site"], LOBBY).json["ticket"]
+    config = make_config(sqlite_url, **api_settings)  # the same archive; its own signer reading the same keys
+    other = create_app(config, store=archive, views=views, search=search_index, tokens=token_store).test_client()
+    cookie = client.get_cookie("chat_archive_session").value
+    other.set_cookie("chat_archive_session", cookie)
+    assert "lobby" in other.get("/rooms").text and "Sign out" in other.get("/").text
+    assert other.post("/signout", data={"csrf_token": csrf_of(client.get("/"))}).status_code == 303
+    assert other.get(f"/widget/{LOBBY}/activity", headers={"X-Widget-Ticket": issued}).status_code == 200
+    forged = issued[:-3] + ("AAA" if not issued.endswith("AAA") else "BBB")
+    assert other.get(f"/widget/{LOBBY}/activity", headers={"X-Widget-Ticket": forged}).status_code == 401
+    token_store.revoke(hash_token(tokens["site"])[:12])
+    assert other.get(f"/widget/{LOBBY}/activity", headers={"X-Widget-Ticket": issued}).status_code == 401
+    assert "lobby" not in other.get("/rooms").text and "Sign out" not in other.get("/").text  # anonymous now
 
-    monkeypatch.setattr(widget, "MAX_TICKETS", 2)
-    tickets = widget.Tickets()
-    keys = [tickets.issue(widget.Ticket(Caller(Role.COMPLIANCE, AllRooms()), LOBBY, 1e12)) for _ in range(3)]
-    assert tickets.get(keys[0]) is None and tickets.get(keys[1]) and tickets.get(keys[2])
-    assert "pw-123" not in repr(widget.Ticket(Caller(Role.COMPLIANCE, AllRooms()), LOBBY, 0, "a@b", "pw-123"))
-    monkeypatch.setattr(auth, "MAX_SESSIONS", 2)
-    sessions = auth.WebSessions()
-    ids = [sessions.create("token", None) for _ in range(3)]
-    assert sessions.get(ids[0]) is None and sessions.get(ids[1]) and sessions.get(ids[2])
+
+def test_a_session_cookie_holds_no_token_and_cannot_be_altered(client, tokens):
+    sign_in(client, tokens["compliance"])
+    value = client.get_cookie("chat_archive_session").value
+    assert tokens["compliance"] not in value
+    key_id, body, mac = value.split(".")
+    client.set_cookie("chat_archive_session", f"{key_id}.{body}x.{mac}")
+    assert "Sign out" not in client.get("/").text

@@ -19,7 +19,8 @@ from archive.application import open_event_store
 from chat_archive.xmpp_users import XmppUsers
 from query_api.roles import Role
 from query_api.tokens import open_token_store
-from tests.services.prosody import PASSWORD
+from chat_archive.prosody import ProsodyServer
+from tests.services.prosody import LISTENER, PASSWORD
 
 from tests.services.http_site import HttpSite
 
@@ -43,6 +44,17 @@ class EmbeddingSite:
 
     def close(self):
         self._site.close()
+
+
+@pytest.fixture(scope="module")
+def prosody(tmp_path_factory):
+    """This module's Prosody offers no PLAIN sign-in: the widget's script must do SCRAM itself."""
+    server = ProsodyServer(tmp_path_factory.mktemp("prosody-scram"), admins=(f"{LISTENER}@localhost",), plain_auth=False)
+    for user in (LISTENER, "alice"):
+        server.register(user, PASSWORD)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +82,7 @@ def world(prosody, tmp_path_factory):
             "store": {"url": store_url},
             "index": {"path": str(directory / "index"), "commit_interval": 0.1},
             "projections": {"commit_interval": 0.2},
-            "api": {"widget_frame_ancestors": ["'self'", embedding.origin]},
+            "api": {"widget_frame_ancestors": ["'self'", embedding.origin], "widget_websocket_url": prosody.websocket_url},
         },
     )  # fmt: skip
     try:
@@ -120,6 +132,16 @@ def ticket(world, **credentials) -> str:
         return json.load(response)["url"]
 
 
+def transcript_text(world) -> str:
+    """The room's transcript as the embedding site reads it from the API (text format)."""
+    request = urllib.request.Request(
+        world["base"] + "/api/v1/rooms/" + world["room"] + "/transcript?format=text",
+        headers={"Authorization": f"Bearer {world['token']}", "X-Chat-Archive-User": "sam"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read().decode()
+
+
 def open_widget(browser, world, **credentials):
     browser.get(world["embedding"].embed(ticket(world, **credentials)))
     browser.switch_to.frame(browser.find_element(By.ID, "w"))
@@ -156,10 +178,11 @@ def join_and_say(browser, world, nick: str, password: str, screenshot=None) -> N
         screenshot(browser.find_element(By.ID, "w"))
         browser.switch_to.frame(browser.find_element(By.ID, "w"))
     wait_until(lambda: _archived(world["store_url"], world["room"], ev.MessagePosted, body), "the archive")
+    wait_until(lambda: body in transcript_text(world), "the room's transcript to show the message")
     browser.find_element(By.ID, "leave").click()
     WebDriverWait(browser, 10).until(EC.visibility_of_element_located((By.ID, "join-button")))
     browser.switch_to.default_content()
-    # The password went nowhere: not into the archive, not into the server's (debug) log.
+    # The password went nowhere: not into the archive, not into the server's log (it never reached it).
     with open_event_store(world["store_url"]) as store:
         assert all(password not in repr(r.event) for r in store.read_log())
     assert password not in world["server"].log()

@@ -1,0 +1,71 @@
+"""`up --demo` as a newcomer meets it: the guide it prints, its sign-in token kept across runs,
+and a demo killed with SIGKILL cleaned up by the next one."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from chat_archive.demo import DIRECTORY_PREFIX, OWNER_FILE, SERVER_FILE
+
+from .test_up import wait_for_line
+
+CLI = str(Path(sys.executable).with_name("chat-archive"))
+
+
+def start_demo(cwd: Path, tmp: Path) -> subprocess.Popen:
+    env = {**os.environ, "TMPDIR": str(tmp), "CHAT_ARCHIVE_PROJECTIONS_COMMIT_INTERVAL": "60"}
+    return subprocess.Popen(
+        [CLI, "up", "--demo", "--port", "0"], cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_killed_demo_is_cleaned_up_by_the_next_which_reuses_its_token(tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    first = start_demo(tmp_path, tmp)
+    try:
+        deadline = time.monotonic() + 90
+        url = wait_for_line(first, r"on (http://\S+)/", deadline).group(1)
+        token = wait_for_line(first, r"token \(compliance role\): (\S+)", deadline).group(1)
+        guide = wait_for_line(first, r"saved in (\S+)\. Sign in at (\S+)", deadline)
+        assert (tmp_path / guide.group(1)).read_text().strip() == token and guide.group(2) == f"{url}/signin"
+        assert ((tmp_path / guide.group(1)).stat().st_mode & 0o777) == 0o600
+        account = wait_for_line(first, r"join as (\S+) with password (\S+)\.", deadline)
+        assert account.groups() == ("guest@localhost", "guest-demo")
+        (left,) = tmp.glob(DIRECTORY_PREFIX + "*")
+        assert int((left / OWNER_FILE).read_text()) == first.pid
+        server = int((left / SERVER_FILE).read_text())
+    finally:
+        first.kill()  # no chance to clean up
+        first.wait(10)
+    assert alive(server) and left.exists()  # what a SIGKILL leaves behind
+
+    second = start_demo(tmp_path, tmp)
+    try:
+        deadline = time.monotonic() + 90
+        assert wait_for_line(second, r"token \(compliance role\): (\S+)", deadline).group(1) == token
+        assert "the same as last time" in wait_for_line(second, r"saved in", deadline).string
+        assert not left.exists() and not alive(server)
+        assert len(list(tmp.glob(DIRECTORY_PREFIX + "*"))) == 1  # only the running demo's own
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+    assert not list(tmp.glob(DIRECTORY_PREFIX + "*"))
+    listing = subprocess.run([CLI, "token", "list"], cwd=tmp_path, capture_output=True, text=True).stdout
+    demo_tokens = [line for line in listing.splitlines() if "demo" in line]
+    assert len(demo_tokens) == 1 and re.search(r"expires \d{4}-", demo_tokens[0]) and "never" not in demo_tokens[0]

@@ -1,0 +1,85 @@
+"""Hostile requests against a real `chat-archive serve` process: each is refused with a 4xx, and the
+server is still healthy afterwards."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import zlib
+
+import msgspec
+import pytest
+
+from .serving import start_serve
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    served = start_serve(tmp_path_factory.mktemp("hostile"))
+    yield served
+    served.stop()
+
+
+def forged_search_cursor(q: str, sort: str = "relevance", *, ts: int = 0, key: int = 0, offset: int = 0) -> str:
+    """A cursor as anyone could compute it before cursors were signed: crc32 of sort and query."""
+    check = zlib.crc32(f"{sort}\x00{q}".encode())
+    raw = msgspec.msgpack.encode([check, ts, key, offset])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def test_a_forged_search_cursor_with_a_huge_offset_is_a_400_not_a_dead_server(served):
+    cursor = forged_search_cursor("hello", offset=2**32)
+    status, _, body = served.request("GET", f"/api/v1/search?q=hello&cursor={cursor}")
+    assert served.process.poll() is None, "the server process died"
+    assert status == 400, body
+    assert json.loads(body)["error"]["code"] in ("invalid_query", "invalid_parameter")
+    assert served.healthy()
+
+
+def test_a_cursor_of_another_list_is_refused(served):
+    status, _, body = served.request("GET", "/api/v1/rooms?limit=1", token="compliance")
+    rooms_cursor = json.loads(body)["next"]
+    assert status == 200 and rooms_cursor
+    status, _, body = served.request("GET", f"/api/v1/search?q=hello&cursor={rooms_cursor}", token="compliance")
+    assert status == 400, body
+
+
+def test_an_empty_q_finds_everything_in_scope_as_the_readme_says(served):
+    status, _, body = served.request("GET", "/api/v1/search?q=", token="site", user="carol")
+    assert status == 200, body
+    rooms = {hit["room"] for hit in json.loads(body)["hits"]}
+    assert rooms and rooms <= {"lobby@conference.localhost", "public@conference.localhost"}
+    assert served.request("GET", "/api/v1/search", token="site", user="carol")[0] == 400
+
+
+@pytest.mark.parametrize("path", ["/widget/tickets", "/signin", "/api/v1/search?q=x"])
+def test_a_big_body_is_a_413_before_it_is_read(served, path):
+    host, port = served.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=20)
+    try:
+        connection.putrequest("POST", path)
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(200 * 1024 * 1024))  # announced, never sent
+        connection.endheaders(b'{"room": "')
+        response = connection.getresponse()
+        assert response.status == 413, response.read()[:200]
+    finally:
+        connection.close()
+    assert served.healthy()
+
+
+def test_a_big_chunked_body_is_refused_too(served):
+    host, port = served.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=20)
+    chunks = (b"x" * 65536 for _ in range(200))  # 12.5 MiB, no Content-Length
+    try:
+        connection.request("POST", "/widget/tickets", body=chunks, headers={"Content-Type": "application/json"},
+                           encode_chunked=True)  # fmt: skip
+        status = connection.getresponse().status
+    except (BrokenPipeError, ConnectionResetError):
+        status = 413  # the server hung up on it; what matters is that it is still well
+    finally:
+        connection.close()
+    assert status == 413
+    assert served.healthy()

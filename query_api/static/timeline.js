@@ -1,4 +1,5 @@
-// "Who was here at T": a click on the presence chart lists the occupants whose bars cover that moment.
+// "Who was here at T": a click on the presence chart, or the arrow keys while it has focus (Shift: by
+// the hour; Home/End: the day's ends), list the occupants whose bars cover that moment.
 // The bars carry nick, status and times as data attributes, so no request is needed.
 (function () {
   "use strict";
@@ -49,20 +50,49 @@
     });
   }
 
+  function xOf(svg, t) {
+    var start = Number(svg.dataset.start), end = Number(svg.dataset.end);
+    return Number(svg.dataset.plotX) + Number(svg.dataset.plotWidth) * (t - start) / (end - start);
+  }
+
+  function pointAt(svg, panel, t) {
+    svg.dataset.at = String(t);
+    var cursor = svg.querySelector("line.cursor");
+    var x = xOf(svg, t);
+    cursor.setAttribute("x1", x);
+    cursor.setAttribute("x2", x);
+    cursor.setAttribute("visibility", "visible");
+    show(panel, t, occupantsAt(svg, t));
+    var url = new URL(window.location.href);
+    url.searchParams.set("at", new Date(Math.floor(t) * 1000).toISOString().replace(".000Z", "Z"));
+    window.history.replaceState(null, "", url.toString());
+  }
+
+  var STEPS = { ArrowLeft: -300, ArrowRight: 300, ArrowDown: -300, ArrowUp: 300 };
+
+  function onKey(svg, panel, event) {
+    var start = Number(svg.dataset.start), end = Number(svg.dataset.end) - 1;
+    var t = svg.dataset.at ? Number(svg.dataset.at) : start + (end - start) / 2;
+    if (event.key in STEPS) {
+      t += STEPS[event.key] * (event.shiftKey ? 12 : 1);
+    } else if (event.key === "Home") {
+      t = start;
+    } else if (event.key === "End") {
+      t = end;
+    } else {
+      return;
+    }
+    event.preventDefault();
+    pointAt(svg, panel, Math.min(Math.max(t, start), end));
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var panel = document.getElementById("who-was-here");
     document.querySelectorAll("svg.presence-chart").forEach(function (svg) {
       svg.addEventListener("click", function (event) {
-        var moment = momentOf(svg, event);
-        var cursor = svg.querySelector("line.cursor");
-        cursor.setAttribute("x1", moment.x);
-        cursor.setAttribute("x2", moment.x);
-        cursor.setAttribute("visibility", "visible");
-        show(panel, moment.t, occupantsAt(svg, moment.t));
-        var url = new URL(window.location.href);
-        url.searchParams.set("at", new Date(Math.floor(moment.t) * 1000).toISOString().replace(".000Z", "Z"));
-        window.history.replaceState(null, "", url.toString());
+        pointAt(svg, panel, momentOf(svg, event).t);
       });
+      svg.addEventListener("keydown", function (event) { onKey(svg, panel, event); });
     });
   });
 })();

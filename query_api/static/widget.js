@@ -74,7 +74,8 @@
             body.className = "tombstone";
             body.textContent = "message removed";
           } else {
-            body.textContent = item.body;
+            body.textContent = "";
+            appendLinked(body, item.body);
           }
         }
       });
@@ -99,7 +100,7 @@
         body.textContent = "message removed";
       } else {
         body.className = "body";
-        body.textContent = item.body;
+        appendLinked(body, item.body);
       }
       li.appendChild(body);
       if (item.edited) {
@@ -115,6 +116,38 @@
     list.appendChild(li);
     while (list.children.length > 300) { list.removeChild(list.firstChild); }
     if (nearBottom) { list.scrollTop = list.scrollHeight; }
+  }
+
+  // Text with its http(s) and xmpp addresses as links (as on the archive's pages): built as DOM
+  // nodes, never as markup, and only those schemes become links.
+  var ADDRESS = /(?:https?:\/\/|xmpp:)[^\s<>"'`]+/gi;
+
+  function appendLinked(parent, text) {
+    var at = 0;
+    text.replace(ADDRESS, function (found, offset) {
+      var address = found.replace(/[.,;:!?'"]+$/, "");
+      if (address.length < 8) { return found; }
+      parent.appendChild(document.createTextNode(text.substring(at, offset)));
+      var a = document.createElement("a");
+      a.href = address;
+      a.rel = "noopener noreferrer nofollow";
+      a.target = "_blank";
+      a.textContent = address;
+      parent.appendChild(a);
+      at = offset + address.length;
+      return found;
+    });
+    parent.appendChild(document.createTextNode(text.substring(at)));
+  }
+
+  function divider(text) {
+    var li = document.createElement("li");
+    li.className = "divider";
+    li.setAttribute("role", "separator");
+    li.textContent = text;
+    var list = $("activity");
+    list.appendChild(li);
+    list.scrollTop = list.scrollHeight;
   }
 
   function schedule() {
@@ -181,11 +214,13 @@
       generation += 1;
       clearTimeout(timer);
       xmpp = connection;
-      $("activity").textContent = "";
+      // The backlog being read stays; the room's own history would repeat it, so none is asked for.
+      var shown = $("activity").children.length;
+      divider("You joined: from here on, what your account sees in the room");
       connection.onclose = function (error) {
         if (xmpp === connection) { watchArchive(error.message); }
       };
-      return connection.joinRoom(room, wanted.substring(0, 64), render);
+      return connection.joinRoom(room, wanted.substring(0, 64), render, shown ? 0 : 20);
     }).then(function (joinedAs) {
       nick = joinedAs;
       $("join-button").hidden = true;

@@ -268,8 +268,9 @@
   // -- the room ------------------------------------------------------------------------------------
 
   // Enter ``room`` as ``nick``; ``onItem`` then receives {kind: message|joined|left, nick, body, at}
-  // for what the room sends. Resolves with the nick the room gave, rejects with the room's refusal.
-  Connection.prototype.joinRoom = function (room, nick, onItem) {
+  // for what the room sends, starting with up to ``history`` earlier messages (default 20).
+  // Resolves with the nick the room gave, rejects with the room's refusal.
+  Connection.prototype.joinRoom = function (room, nick, onItem, history) {
     var self = this;
     var present = {};
     return new Promise(function (resolve, reject) {
@@ -308,7 +309,7 @@
         }
       };
       self.send(el(NS.client, "presence", { to: room + "/" + nick }, [
-        el(NS.muc, "x", {}, [el(NS.muc, "history", { maxstanzas: "20" })])
+        el(NS.muc, "x", {}, [el(NS.muc, "history", { maxstanzas: String(history === undefined ? 20 : history) })])
       ]));
     });
   };

@@ -25,7 +25,9 @@ from ..roles import Capability
 from ..rooms import describe_rooms
 from ..transcript import describe, shown, transcripts
 from . import auth
-from .presence_chart import PresenceSpan, occupants_at, presence_svg
+from .calendar import active_days, month_grid, month_of, neighbour_days, shift_month
+from .room_presence import day_presence
+from .text import MAX_MARKED_WORDS, message_html
 
 bp = Blueprint("web", __name__)
 
@@ -134,6 +136,8 @@ def rooms():
     for summary in summaries:
         last = summary["last_activity"]
         summary["last_activity_text"] = f"{last:%Y-%m-%d %H:%M} UTC" if last else None
+        summary["last_activity_utc"] = f"{last:%Y-%m-%d %H:%M:%S} UTC" if last else None
+        summary["last_activity_iso"] = format_time(last) if last else None
     return render_template("web/rooms.html", rooms=summaries)
 
 
@@ -142,6 +146,7 @@ def room(room: str):
     who = require(Capability.TRANSCRIPT)
     visible_room(who, room)
     around = request.args.get("around")
+    marked = request.args.getlist("hl")[:MAX_MARKED_WORDS]  # the search's words, marked in the hit's line
     if around:
         half = AROUND_LINES // 2
         context = transcripts().context(room, around, before=half, after=half, include_originals=who.sees_originals)
@@ -152,16 +157,19 @@ def room(room: str):
         day = _day(day_text) if day_text else _latest_day(room)
         lines, previous, following = _day_page(room, day, request.args.get("cursor"), who)
         target = None
+    prev_day, next_day = neighbour_days(*_probes(room), day)
+    year, month = month_of(request.args.get("month"), day)
     chart, at, at_occupants = (None, None, [])
     if who.can(Capability.PRESENCE):
-        chart, at, at_occupants = _presence(room, day, request.args.get("at"))
+        chart, at, at_occupants = day_presence(room, day, request.args.get("at"), who)
     return render_template(
         "web/room.html",
         room=room,
         day=day.isoformat(),
-        prev_day=(day - timedelta(days=1)).isoformat(),
-        next_day=(day + timedelta(days=1)).isoformat(),
-        lines=[_line(shown(line, who)) for line in lines],
+        prev_day=prev_day and prev_day.isoformat(),
+        next_day=next_day and next_day.isoformat(),
+        calendar=_calendar(room, year, month, day),
+        lines=[_line(shown(line, who), marked if line.id == target else ()) for line in lines],
         target=target,
         around=bool(around),
         previous=previous,
@@ -197,6 +205,37 @@ def _day_page(room: str, day: date, cursor: str | None, who) -> tuple[list, str 
     )
 
 
+def _probes(room: str):
+    """The transcript view's lookups the calendar needs: first line in [start, end), last before end."""
+
+    def first_line(start, end):
+        lines = transcripts().page(room, start=start, end=end, limit=1, include_originals=True).lines
+        return lines[0].at if lines else None
+
+    def last_line(end):
+        lines = transcripts().page(room, end=end, direction="backward", limit=1, include_originals=True).lines
+        return lines[-1].at if lines else None
+
+    return first_line, last_line
+
+
+def _calendar(room: str, year: int, month: int, day: date) -> dict:
+    first = date(year, month, 1)
+    last = date(*shift_month(year, month, 1), 1) - timedelta(days=1)
+    active = active_days(_probes(room)[0], first, last)
+
+    def month_link(by: int) -> str:
+        return url_for("web.room", room=room, day=day.isoformat(), month="%04d-%02d" % shift_month(year, month, by))
+
+    return {
+        "title": f"{first:%B %Y}",
+        "weeks": month_grid(year, month, active, day),
+        "previous": month_link(-1),
+        "next": month_link(1),
+        "active": len(active),
+    }
+
+
 def _day(text: str) -> date:
     try:
         return parse_day(text)[0].date()
@@ -210,62 +249,23 @@ def _latest_day(room: str) -> date:
     return lines[-1].at.date() if lines else utcnow().date()
 
 
-def _line(line) -> dict:
+def _line(line, marked=()) -> dict:
     return {
         "id": line.id,
         "kind": line.kind,
         "at_iso": format_time(line.at),
         "at_text": f"{line.at:%H:%M:%S}",
+        "at_utc": f"{line.at:%Y-%m-%d %H:%M:%S} UTC",
         "nick": line.nick,
         "jid": line.jid,
         "body": line.body,
+        "body_html": message_html(line.body, marked) if line.body is not None else None,
         "edited": line.edited,
         "removed": line.removed,
         "versions": [{"body": v.body, "at": f"{v.at:%H:%M:%S}"} for v in line.versions],
         "capture": line.capture,
         "text": describe(line) if line.kind != "message" else "",
     }
-
-
-def _presence(room: str, day: date, at_text: str | None):
-    """The day's presence chart (SVG markup) and, for ``?at=``, who was there then."""
-    presence = getattr(api().views, "presence", None)
-    if presence is None:
-        return None, None, []
-    start, end = parse_day(day.isoformat())
-    spans = day_spans(presence, room, start, end)
-    at = None
-    here = []
-    if at_text:
-        try:
-            at = parse_time(at_text)
-        except InvalidQueryError as e:
-            raise bad_parameter("at", str(e)) from None
-        here = occupants_at(spans, at)
-    gaps = [(gap.start, gap.end) for gap in presence.gaps(room, start=start, end=end)]
-    svg = presence_svg(spans, start, end, gaps=gaps, label=f"presence in {room} on {day.isoformat()}")
-    return Markup(svg), at, here  # presence_svg escapes every nick itself
-
-
-def day_spans(presence, room: str, start: datetime, end: datetime) -> list[PresenceSpan]:
-    """Everyone's presence spans in [start, end), from the presence view's queries."""
-    nicks = {occupant.nick for occupant in presence.occupants_at(room, start).occupants}
-    cursor = None
-    while True:  # everyone who joined (or took a nick) that day, however long the day
-        page = transcripts().page(room, start=start, end=end, cursor=cursor, limit=1000)
-        nicks.update(line.nick for line in page.lines if line.kind in ("joined", "nick_changed") and line.nick)
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    spans = []
-    seen = set()
-    for nick in sorted(nicks):
-        for stay in presence.stays(room, nick=nick, start=start, end=end, limit=1000):
-            for span in stay.spans:
-                if span.id not in seen:
-                    seen.add(span.id)
-                    spans.append(PresenceSpan(span.nick, span.start, span.end, span.show))
-    return spans
 
 
 def xmpp_join_link(room: str) -> str:

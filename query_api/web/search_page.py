@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from flask import render_template, request
+from flask import render_template, request, url_for
 from markupsafe import Markup
 
 from archive.errors import InvalidQueryError
@@ -20,6 +20,7 @@ from ..errors import bad_parameter
 from ..roles import Capability
 from ..search import run_search as run_api_search
 from .pages import bp, require
+from .text import marked_words
 
 SEARCH_PAGE = 20
 
@@ -104,6 +105,9 @@ def _results(results, who):
                 "jid": hit.jid if who.sees_jids else None,
                 "time_iso": format_time(hit.time),
                 "time_text": f"{hit.time:%Y-%m-%d %H:%M} UTC",
+                "time_utc": f"{hit.time:%Y-%m-%d %H:%M:%S} UTC",
+                "context_url": url_for("web.room", room=hit.room, around=hit.position, hl=marked_words(hit.snippet))
+                + f"#l{hit.position}",
                 "snippet_html": Markup(hit.snippet),  # escaped by the searcher; only <mark> added
                 "edited": hit.edited,
                 "retracted": hit.retracted,

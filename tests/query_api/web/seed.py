@@ -16,6 +16,8 @@ XSS_NICK = "<b>eve</b>"
 EDITED = "deploy looks good on staging"
 CORRECTED = "deploy looks good on staging and prod"
 RETRACTED = "oops, the deploy password is hunter2"
+DASHBOARDS = "https://grafana.example.org/d/deploy?from=now-1h"
+UNSAFE_LINK = "javascript:window.xssFired=3"
 
 
 def at(hours: float) -> datetime:
@@ -48,7 +50,7 @@ def events() -> list[ev.Event]:
         _e(ev.SubjectChanged, 6.02, subject="Release day", nick="alice"),
         said(6.1, "alice", "Morning! The deploy of the new search index starts at nine", "s1"),
         joined(6.5, "bob"),
-        said(6.6, "bob", "I'll watch the deploy dashboards", "s2"),
+        said(6.6, "bob", f"I'll watch the deploy dashboards ({DASHBOARDS}), not {UNSAFE_LINK}", "s2"),
         joined(7, "carol"),
         said(7.2, "carol", EDITED, "s3", message_id="m3"),
         _e(ev.MessageCorrected, 7.25, nick="carol", replaces_id="m3", body=CORRECTED, stanza_id="s3c"),

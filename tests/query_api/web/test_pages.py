@@ -120,12 +120,22 @@ def test_search_filters_sort_paging_and_facets(client, tokens, monkeypatch):
     assert caret[0] == "deploy &#34;open" and caret[1] == " " * 7 + "^"
 
 
-def test_a_room_day_navigates_between_days(client, tokens):
+def test_a_room_day_navigates_between_active_days_and_stops_at_the_ends(client, tokens):
     sign_in(client, tokens["compliance"])
-    page = client.get(f"/rooms/{LOBBY}")  # the day of the latest line
-    assert 'id="prev-day" href="/rooms/' in page.text and "2024-04-30" in page.text and "2024-05-02" in page.text
+    page = client.get(f"/rooms/{LOBBY}")  # the day of the latest line, the room's only day
+    assert '<span id="prev-day" class="muted">first day archived' in page.text
+    assert '<span id="next-day" class="muted">latest day archived' in page.text
     assert "fixed in lobby" in page.text and 'class="line joined' in page.text
-    assert "Nothing archived on this day" in client.get(f"/rooms/{LOBBY}?day=2024-04-30").text
+    assert "May 2024" in page.text and "(1 active day)" in page.text
+    assert re.findall(r'class="active-day" href="([^"]+)">(\d+)<', page.text) == [(f"/rooms/{LOBBY}?day=2024-05-01", "1")]
+    empty = client.get(f"/rooms/{LOBBY}?day=2024-04-20").text  # before the history: only a way forward
+    assert "Nothing archived on this day" in empty and "first day archived" in empty
+    assert re.search(r'id="next-day" href="[^"]*day=2024-05-01"', empty)
+    later = client.get(f"/rooms/{LOBBY}?day=2024-06-20").text  # after it: only a way back
+    assert re.search(r'id="prev-day" href="[^"]*day=2024-05-01"', later) and "latest day archived" in later
+    april = client.get(f"/rooms/{LOBBY}?day=2024-05-01&month=2024-04").text
+    assert "April 2024" in april and "(0 active days)" in april and 'href="/rooms/' in april
+    assert client.get(f"/rooms/{LOBBY}?day=2024-05-01&month=nonsense").status_code == 200
     assert client.get(f"/rooms/{LOBBY}?day=May").status_code == 400
     assert client.get(f"/rooms/{LOBBY}?at=soon").status_code == 400
 

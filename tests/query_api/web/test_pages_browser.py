@@ -19,7 +19,7 @@ from archive.application import open_event_store
 from query_api.roles import Role
 from query_api.tokens import open_token_store
 
-from .seed import CORRECTED, EDITED, LOBBY, RETRACTED, SECRET, XSS_BODY, XSS_NICK, events
+from .seed import CORRECTED, DASHBOARDS, EDITED, LOBBY, RETRACTED, SECRET, UNSAFE_LINK, XSS_BODY, XSS_NICK, events
 from .server import ServerProcess, keep, listener_config
 
 @pytest.fixture(scope="module")
@@ -208,3 +208,37 @@ def test_sign_in_cookie_csrf_and_security_headers(browser, site):
     assert "frame-ancestors 'none'" in policy
     with urllib.request.urlopen(f"{base}/widget/{LOBBY}", timeout=5) as page:
         assert "frame-ancestors 'self' https://collab.example.org" in page.headers["Content-Security-Policy"]
+
+
+def test_a_hit_opens_in_context_marked_its_link_copies_and_times_show_in_the_readers_zone(browser, site):
+    base, tokens = site
+    sign_in(browser, base, tokens["compliance"])
+    browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "Asia/Kolkata"})  # UTC+05:30
+    try:
+        search_until_found(browser, base, "dashboards")
+        hit = browser.find_element(By.CSS_SELECTOR, "li.hit")
+        when = hit.find_element(By.CSS_SELECTOR, "time")
+        assert when.text == "2024-05-01 12:06"  # said at 06:36 UTC
+        assert when.get_attribute("title").startswith("2024-05-01 06:36:00 UTC")  # seconds and UTC on hover
+
+        browser.execute_cdp_cmd(
+            "Browser.grantPermissions", {"origin": base, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]}
+        )
+        link = hit.find_element(By.CSS_SELECTOR, "a.hit-link")
+        assert link.text.startswith("Open in context")
+        hit.find_element(By.CSS_SELECTOR, "button.copy-link").click()
+        wait(browser, EC.text_to_be_present_in_element((By.CSS_SELECTOR, "li.hit button.copy-link"), "Link copied"))
+        copied = browser.execute_async_script("navigator.clipboard.readText().then(arguments[0])")
+        assert copied == link.get_attribute("href")
+
+        link.click()
+        target = wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "li.line.target")))
+        assert [m.text for m in target.find_elements(By.CSS_SELECTOR, ".body mark")] == ["dashboards"]
+        assert target.find_element(By.CSS_SELECTOR, "a.time time").text == "12:06:00"
+        (address,) = target.find_elements(By.CSS_SELECTOR, ".body a")
+        assert address.get_attribute("href") == DASHBOARDS
+        assert address.get_attribute("rel") == "noopener noreferrer nofollow"
+        assert UNSAFE_LINK in target.text and not browser.find_elements(By.CSS_SELECTOR, "a[href^='javascript']")
+        no_script_ran(browser)
+    finally:
+        browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})

@@ -7,6 +7,7 @@ import pytest
 
 from query_api.web.presence_chart import (
     LABEL_WIDTH,
+    NARROW,
     PLOT_WIDTH,
     STATUS_COLOURS,
     PresenceSpan,
@@ -91,7 +92,7 @@ def test_nicks_are_escaped_and_the_svg_stays_well_formed():
     assert "<script>" not in svg
     root = ElementTree.fromstring(svg)
     assert [b.get("data-nick") for b in bars(svg)] == [nick]
-    assert root.get("aria-label") == "<b>room</b>"
+    assert root.get("aria-label").startswith("<b>room</b>: 1 person;")
 
 
 def test_an_empty_day_still_draws_a_chart():
@@ -110,4 +111,40 @@ def test_archive_gaps_are_drawn_hatched_over_the_plot():
         (LABEL_WIDTH, PLOT_WIDTH / 24),  # clipped to the window; the one outside is dropped
     ]
     assert found == [(pytest.approx(x, abs=0.01), pytest.approx(w, abs=0.01)) for x, w in expected]
-    assert gaps[0].get("fill") == "url(#unknown)"
+    assert gaps[0].get("fill") == "url(#unknown-wide)"
+
+
+def test_one_row_per_person_with_nick_changes_marked_inside_the_row():
+    spans = [
+        PresenceSpan("alice", at(6), at(8), person="occ-1"),
+        PresenceSpan("alice_", at(8), at(9), "away", person="occ-1"),
+        PresenceSpan("bob", at(7), at(10)),
+        PresenceSpan("alice", at(9), at(11), person="occ-1"),
+        PresenceSpan("alice", at(12), at(13), person="other@example.org"),  # someone else using the nick later
+    ]
+    svg = presence_svg(spans, DAY, END)
+    root = ElementTree.fromstring(svg)
+    labels = [t for t in root.iter(f"{SVG}text") if t.get("class") == "nick"]
+    assert [t.text for t in labels] == ["alice", "bob", "alice"]
+    assert labels[0].find(f"{SVG}title").text == "alice → alice_ → alice"
+    rows = {}
+    for bar in bars(svg):
+        rows.setdefault(bar.get("data-person"), set()).add(float(bar.get("y")))
+    assert all(len(ys) == 1 for ys in rows.values()) and len(rows) == 3  # one row each, three rows
+    changes = [(c.get("data-old-nick"), c.get("data-nick")) for c in root.iter(f"{SVG}rect") if c.get("class") == "nick-change"]
+    assert changes == [("alice", "alice_"), ("alice_", "alice")]
+    assert occupancy(spans)[:2] == [(at(6), 1), (at(7), 2)]  # a nick change is not a second person
+
+
+def test_the_narrow_layout_fits_a_phone_and_still_spans_the_whole_day():
+    svg = presence_svg(SPANS, DAY, END, layout=NARROW)
+    root = ElementTree.fromstring(svg)
+    assert root.get("width") == "360" and "narrow" in root.get("class")
+    hours = [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "hour"]
+    assert hours == ["00:00", "06:00", "12:00", "18:00", "00:00"]
+    carol = bars(svg)[-1]
+    assert float(carol.get("x")) + float(carol.get("width")) == NARROW.label_width + NARROW.plot_width
+    assert root.get("tabindex") == "0"  # reachable from the keyboard
+    wide = ElementTree.fromstring(presence_svg(SPANS, DAY, END))
+    ids = [e.get("id") for tree in (root, wide) for e in tree.iter() if e.get("id")]
+    assert len(ids) == len(set(ids))  # both on one page: no clashing ids

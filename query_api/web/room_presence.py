@@ -1,0 +1,70 @@
+"""A room page's presence chart: the day's spans from the presence view, one row per person."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from markupsafe import Markup
+
+from archive.errors import InvalidQueryError
+from archive.times import parse_day, parse_time
+
+from ..context import api
+from ..errors import bad_parameter
+from ..transcript import transcripts
+from .presence_chart import NARROW, WIDE, PresenceSpan, occupants_at, presence_svg
+
+
+def day_presence(room: str, day: date, at_text: str | None, who):
+    """The day's presence chart (SVG markup, wide and narrow) and, for ``?at=``, who was there then."""
+    presence = getattr(api().views, "presence", None)
+    if presence is None:
+        return None, None, []
+    start, end = parse_day(day.isoformat())
+    spans = day_spans(presence, room, start, end, by_jid=who.sees_jids)
+    at = None
+    here = []
+    if at_text:
+        try:
+            at = parse_time(at_text)
+        except InvalidQueryError as e:
+            raise bad_parameter("at", str(e)) from None
+        here = occupants_at(spans, at)
+    gaps = [(gap.start, gap.end) for gap in presence.gaps(room, start=start, end=end)]
+    label = f"presence in {room} on {day.isoformat()}"
+    charts = [presence_svg(spans, start, end, gaps=gaps, label=label, layout=layout) for layout in (WIDE, NARROW)]
+    return Markup("".join(charts)), at, here  # presence_svg escapes every nick itself
+
+
+def day_spans(presence, room: str, start: datetime, end: datetime, *, by_jid: bool = False) -> list[PresenceSpan]:
+    """Everyone's presence spans in [start, end), from the presence view's queries.
+
+    A person is the stay's occupant-id (XEP-0421, which rooms give every occupant),
+    else its real JID if ``by_jid`` (only for callers who may see real JIDs: for the
+    others, linking two nicks to one account would reveal what the room hides), else
+    the stay's first nick. People get opaque keys: the page never carries the
+    occupant-id or the JID.
+    """
+    nicks = {occupant.nick for occupant in presence.occupants_at(room, start).occupants}
+    cursor = None
+    while True:  # everyone who joined (or took a nick) that day, however long the day
+        page = transcripts().page(room, start=start, end=end, cursor=cursor, limit=1000)
+        nicks.update(line.nick for line in page.lines if line.kind in ("joined", "nick_changed") and line.nick)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    stays = {}
+    for nick in sorted(nicks):
+        for stay in presence.stays(room, nick=nick, start=start, end=end, limit=1000):
+            stays[stay.id] = stay
+    people: dict[str, str] = {}
+    spans = []
+    for stay in sorted(stays.values(), key=lambda s: (s.start, s.id)):
+        identity = (
+            f"occupant:{stay.occupant_id}" if stay.occupant_id
+            else f"jid:{stay.jid.partition('/')[0].lower()}" if stay.jid and by_jid
+            else f"nick:{stay.spans[0].nick if stay.spans else stay.nicks[0]}"
+        )  # fmt: skip
+        person = people.setdefault(identity, f"p{len(people) + 1}")
+        spans += [PresenceSpan(span.nick, span.start, span.end, span.show, person) for span in stay.spans]
+    return spans

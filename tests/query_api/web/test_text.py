@@ -1,0 +1,34 @@
+"""Message text on the pages: escaped, safe links only, the search's words marked."""
+
+from __future__ import annotations
+
+from query_api.web.text import message_html, marked_words
+
+
+def test_only_http_https_and_xmpp_addresses_become_links_with_a_safe_rel():
+    html = message_html("see https://example.org/a?b=1&c=2. and xmpp:dev@conference.example.org?join or javascript:alert(1)")
+    assert html.count("<a ") == 2
+    assert '<a href="https://example.org/a?b=1&amp;c=2" rel="noopener noreferrer nofollow" target="_blank">' in html
+    assert "</a>. and" in html  # the full stop is not part of the address
+    assert 'href="xmpp:dev@conference.example.org?join"' in html
+    assert "javascript:alert(1)" in html and 'href="javascript' not in html
+
+
+def test_everything_else_is_escaped_and_nothing_breaks_out_of_an_attribute():
+    html = message_html('<img src=x onerror=alert(1)> http://x.example/"onmouseover="alert(1) <b>')
+    assert "<img" not in html and "&lt;img" in html and "<b>" not in html
+    assert 'href="http://x.example/"' in html and "onmouseover=" not in html.split("</a>")[0].split(">", 1)[0]
+
+
+def test_brackets_and_bare_schemes():
+    html = message_html("(https://en.wikipedia.org/wiki/Foo_(bar)) and http:// alone")
+    assert 'href="https://en.wikipedia.org/wiki/Foo_(bar)"' in html and "</a>)" in html
+    assert html.count("<a ") == 1
+
+
+def test_marked_words_from_a_snippet_are_marked_in_the_text_but_not_inside_links():
+    words = marked_words("the <mark>Deploy</mark> of &lt;b&gt; <mark>R&amp;D</mark> <mark>deploy</mark>")
+    assert words == ["Deploy", "R&D", "deploy"]
+    html = message_html("deploy R&D at https://deploy.example.org", words)
+    assert html.startswith("<mark>deploy</mark> <mark>R&amp;D</mark> at <a ")
+    assert 'href="https://deploy.example.org"' in html and "<mark>" not in html.split("<a ", 1)[1]

@@ -212,6 +212,8 @@ class ArchiveGap(Event, tag="archive_gap"):
     gap_end: UtcTime
     kind: GapKind = GapKind.PRESENCE
     explanation: str = ""
+    recovered: int | None = None  # messages of the span fetched afterwards (MAM or replayed history)
+    verified: bool = False  # the room's archive was read over the span: every message it holds is archived
 
 
 ArchiveEvent = Union[

@@ -50,5 +50,15 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def order_second(moment: datetime) -> datetime:
+    """What orders events within a room: the whole second they occurred in, then their log position.
+
+    Room archives (MAM) stamp messages in whole seconds, live capture has the receive
+    time: ordering by the exact time would put a backfilled message before one archived
+    earlier in the same second. Within a second the log's order is the order archived.
+    """
+    return moment.replace(microsecond=0)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)

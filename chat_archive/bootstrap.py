@@ -77,6 +77,7 @@ def start_api(
         port if port is not None else config.api.port,
         threads=config.api.threads,
         stop=stop,
+        stalled_seconds=config.api.stalled_client_seconds,
     )
 
 

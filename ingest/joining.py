@@ -1,5 +1,5 @@
 """Joining one room: discover what it serves, enter with as little history as needed,
-backfill from its archive, and record the span nobody watched as a gap.
+catch up from its archive (``backfill``), and record the span nobody watched as a gap.
 """
 
 from __future__ import annotations
@@ -7,23 +7,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from archive import events as ev
 from archive.times import utcnow
 
+from .backfill import catch_up
+from .catchup import CatchUp, begin_catch_up, gap_event, history_request
 from .client import MAM_NS, OCCUPANT_ID_NS, ROOM_GONE, SID_NS, DiscoError, room_info
-from .mam import ArchiveQueryError, archive_pages
 from .roomview import RoomView
 from .rooms import JOINED, JOINING, RoomState, Rooms
-from .settings import XmppSettings
-from .translate_message import translate_archived
 from .xmlutil import RoomContext
 
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT = 30.0
-OVERLAP = timedelta(seconds=60)  # re-read this much before a time bound; duplicates collapse in the store
 
 
 async def join_room(rooms: Rooms, client, state: RoomState) -> None:
@@ -32,7 +30,7 @@ async def join_room(rooms: Rooms, client, state: RoomState) -> None:
         await _join(rooms, client, state)
     except Exception as e:  # noqa: BLE001 - one room's trouble must not stop the listener
         log.exception("joining %s failed", state.room)
-        rooms.release(state)
+        rooms.abandon(state)
         rooms.unavailable(state, f"internal error while joining: {e}")
 
 
@@ -47,7 +45,7 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
             return rooms.gone(state, view, "the service no longer has this room")
         return rooms.unavailable(state, str(e))
     first = view.last_event_at is None
-    mam = MAM_NS in info.features
+    state.mam = mam = MAM_NS in info.features
     state.ctx = RoomContext(
         room=room,
         own_nick=state.nick,
@@ -59,10 +57,14 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
         features = tuple(sorted(info.features))
         rooms.emit(state, [ev.RoomDiscovered(room=room, occurred_at=now, recorded_at=now, name=info.name, features=features)])
     gap_start = state.gap_start or (None if first else _restart_gap_start(rooms, room, view))
+    # Taken before the join is sent: live events from here on change the view, never the anchor.
+    anchor = state.anchor = begin_catch_up(state.anchor, view)
+    base = rooms.recovered[room]
     state.holding, state.held = True, []
-    outcome = await _enter(rooms, client, state, view, history_request(rooms.settings, view, first, mam, gap_start))
+    history = history_request(anchor, first, mam, rooms.settings.import_archive, gap_start)
+    outcome = await _enter(rooms, client, state, view, history)
     if outcome[0] != "joined":
-        rooms.release(state)
+        rooms.abandon(state)
         if outcome[0] == "created":
             return await _undo_creation(rooms, client, state, view)
         return rooms.unavailable(state, outcome[1])
@@ -71,13 +73,14 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
     except asyncio.TimeoutError:
         view.joining = False
     joined_at = utcnow()
-    recovered = not mam or (first and not rooms.settings.import_archive)
-    if not recovered:
-        recovered = await _backfill(rooms, client, state, view, first, gap_start)
+    if mam and first and not rooms.settings.import_archive:
+        result = None
+    else:
+        result = await catch_up(rooms, client, state, anchor, first, gap_start, joined_at, base)
     if gap_start:
-        rooms.emit(state, [_gap(room, gap_start, joined_at, mam and recovered)], direct=True)
+        rooms.emit(state, [gap_event(room, gap_start, joined_at, result or CatchUp(mam=mam))], direct=True)
     rooms.release(state)
-    state.phase, state.gap_start, state.reason = JOINED, None, None
+    state.phase, state.gap_start, state.reason, state.anchor = JOINED, None, None, None
     rooms.changed()
     log.info("archiving %s%s", room, " (with MAM backfill)" if mam else "")
 
@@ -103,54 +106,6 @@ async def _enter(rooms: Rooms, client, state: RoomState, view: RoomView, history
             view.joining = False
         return outcome
     return outcome
-
-
-def history_request(settings: XmppSettings, view: RoomView, first: bool, mam: bool, gap_start: datetime | None) -> dict:
-    """As little discussion history as the archive needs (XEP-0045 §7.2.14)."""
-    if mam:
-        return {"maxstanzas": 0}  # MAM backfill is complete and exact
-    if first:
-        return {} if settings.import_archive else {"maxstanzas": 0}
-    since = view.last_message_at or gap_start or view.last_event_at
-    return {"since": since.replace(microsecond=0)}  # replayed duplicates collapse in the store
-
-
-async def _backfill(rooms: Rooms, client, state: RoomState, view: RoomView, first: bool, gap_start) -> bool:
-    """Every archived message the archive lacks; False if the archive could not be read completely."""
-    capture = ev.Capture.IMPORT if first else ev.Capture.BACKFILL
-    after = None if first else view.last_stanza_id
-    start = None if first or after else (gap_start or view.last_event_at) - OVERLAP
-    try:
-        await _fetch(rooms, client, state, view, after, start, capture)
-        return True
-    except ArchiveQueryError as e:
-        if e.condition != "item-not-found" or not after:
-            log.warning("backfill of %s failed: %s", state.room, e)
-            return False
-    # The archive does not know our last id (expired, or another archive): read by time.
-    fallback = (view.last_message_at or gap_start or view.last_event_at) - OVERLAP
-    log.info("%s: archive does not know id %s, reading from %s", state.room, after, fallback)
-    try:
-        await _fetch(rooms, client, state, view, None, fallback, capture)
-        return True
-    except ArchiveQueryError as e:
-        log.warning("backfill of %s failed: %s", state.room, e)
-        return False
-
-
-async def _fetch(rooms: Rooms, client, state, view, after, start, capture) -> None:
-    async for page in archive_pages(client, state.room, after=after, start=start):
-        now = utcnow()
-        for result in page:
-            rooms.emit(state, translate_archived(result, state.ctx, view, now, capture), direct=True)
-
-
-def _gap(room: str, start: datetime, end: datetime, messages_recovered: bool) -> ev.ArchiveGap:
-    if messages_recovered:
-        kind, why = ev.GapKind.PRESENCE, "listener away; messages recovered from the room's archive, presence cannot be"
-    else:
-        kind, why = ev.GapKind.MESSAGES, "listener away and the room's archive unavailable: messages and presence may be missing"
-    return ev.ArchiveGap(room=room, occurred_at=end, recorded_at=end, gap_start=start, gap_end=end, kind=kind, explanation=why)
 
 
 def _restart_gap_start(rooms: Rooms, room: str, view: RoomView) -> datetime | None:

@@ -208,6 +208,7 @@ class Listener:
     # -- status ----------------------------------------------------------------
 
     def _written(self, recorded, attempted: int) -> None:
+        self.rooms.written(recorded)
         self.status.events_written += len(recorded)
         if recorded:
             self.status.last_event_at = utcnow()

@@ -52,12 +52,13 @@ class _ResultsOf(MatcherBase):
             return False
 
 
-def _query(client, room: str, query_id: str, after: str | None, start: datetime | None, page_size: int):
+def _query(client, room: str, query_id: str, after: str | None, start, end, page_size: int):
     iq = client.make_iq_set(ito=room)
     query = ET.SubElement(iq.xml, q(MAM, "query"), {"queryid": query_id})
-    if start is not None:
+    bounds = [(var, format_time(moment), None) for var, moment in (("start", start), ("end", end)) if moment]
+    if bounds:
         form = ET.SubElement(query, q(DATA_FORMS, "x"), {"type": "submit"})
-        for var, value, kind in (("FORM_TYPE", MAM, "hidden"), ("start", format_time(start), None)):
+        for var, value, kind in (("FORM_TYPE", MAM, "hidden"), *bounds):
             field = ET.SubElement(form, q(DATA_FORMS, "field"), {"var": var, **({"type": kind} if kind else {})})
             ET.SubElement(field, q(DATA_FORMS, "value")).text = value
     rsm = ET.SubElement(query, q(RSM, "set"))
@@ -73,11 +74,12 @@ async def archive_pages(
     *,
     after: str | None = None,
     start: datetime | None = None,
+    end: datetime | None = None,
     page_size: int = 100,
     timeout: float = 30.0,
 ) -> AsyncIterator[list[ET.Element]]:
     """Yield the room's archived messages (MAM ``<result>`` wrappers), oldest first,
-    a page at a time: after the archive id ``after``, or from ``start``, or all.
+    a page at a time: after the archive id ``after``, or from ``start``, or all; up to ``end`` if given.
 
     Raises ``ArchiveQueryError`` if any page fails (e.g. ``item-not-found`` when
     the archive does not know ``after``).
@@ -88,7 +90,7 @@ async def archive_pages(
         collector = Callback(f"mam-{query_id}", _ResultsOf(room, query_id), lambda s: results.append(s.xml))
         client.register_handler(collector)
         try:
-            reply = await _query(client, room, query_id, after, start, page_size).send(timeout=timeout)
+            reply = await _query(client, room, query_id, after, start, end, page_size).send(timeout=timeout)
         except IqError as e:
             condition = e.iq["error"]["condition"]
             raise ArchiveQueryError(f"archive query to {room} failed: {condition} {e.text}", condition) from e

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -20,6 +21,7 @@ from archive import events as ev
 from archive.store import EventStore
 from archive.times import utcnow
 
+from .catchup import MESSAGE_EVENTS, Anchor
 from .roomview import RoomView
 from .settings import XmppSettings
 from .status import ListenerStatus
@@ -48,6 +50,8 @@ class RoomState:
     holding: bool = False  # live events wait in ``held`` while the room is backfilled
     held: list[ev.Event] = field(default_factory=list)
     gap_start: datetime | None = None  # since when the listener has not been watching
+    anchor: Anchor | None = None  # where the unfinished catch-up starts (see ``catchup``)
+    mam: bool = False  # the room serves an archive: messages held by an unfinished catch-up can be re-read
     reason: str | None = None  # why the room cannot be entered
     reported: str | None = None  # the last reason logged
     retry_at: float = 0.0
@@ -70,6 +74,13 @@ class Rooms:
         self.changed = on_change  # the status should be written again
         self.states: dict[str, RoomState] = {}
         self.views: dict[str, RoomView] = {}
+        self.recovered: Counter[str] = Counter()  # per room: messages stored from its archive or history
+
+    def written(self, recorded: list[ev.Recorded]) -> None:
+        """Count what the store took of catch-ups (called from the writer's thread)."""
+        for r in recorded:
+            if isinstance(r.event, MESSAGE_EVENTS) and r.event.capture != ev.Capture.LIVE:
+                self.recovered[r.event.room] += 1
 
     def state(self, room: str) -> RoomState:
         return self.states.setdefault(room, RoomState(room, self.settings.nick))
@@ -90,9 +101,12 @@ class Rooms:
                 state.task.cancel()
             if state.phase == JOINED and state.gap_start is None:
                 state.gap_start = lost_at
+            if state.phase == JOINING:
+                self.abandon(state)
+            else:
+                self.release(state)
             if state.phase in (JOINED, JOINING):
                 state.phase = LOST
-            self.release(state)
 
     def take(self, stanza) -> bool:
         """Handle a presence or groupchat message of a room being archived.
@@ -185,6 +199,16 @@ class Rooms:
         state.holding = False
         held, state.held = state.held, []
         self.writer.put(held)
+
+    def abandon(self, state: RoomState) -> None:
+        """The catch-up ends unfinished: write the held events, except messages the archive will give again.
+
+        The next catch-up starts from the same anchor and reads them from the room's
+        archive; stored now, they would sit after a span not yet caught up.
+        """
+        if state.mam:
+            state.held = [e for e in state.held if not isinstance(e, MESSAGE_EVENTS)]
+        self.release(state)
 
     def unavailable(self, state: RoomState, reason: str) -> None:
         """The room cannot be entered: say why once, try again after ``retry_refused_after``."""

@@ -40,6 +40,8 @@ class BatchWriter:
         self._on_error = on_error
         self._queue: queue.Queue = queue.Queue()
         self._pending = 0
+        self._put_total = 0  # events ever put; written in order, so a mark is reached once all before it are
+        self._done_total = 0
         self._drained_at = utcnow()
         self._idle = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="archive-writer", daemon=True)
@@ -52,7 +54,18 @@ class BatchWriter:
         if events:
             with self._idle:
                 self._pending += len(events)
+                self._put_total += len(events)
             self._queue.put(list(events))
+
+    def mark(self) -> int:
+        """A mark of everything put so far, for ``wait_written``."""
+        with self._idle:
+            return self._put_total
+
+    def wait_written(self, mark: int, timeout: float) -> bool:
+        """True once every event put before ``mark`` was taken has been written (or given up at shutdown)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._done_total >= mark, timeout)
 
     def stored_until(self, now: datetime) -> datetime:
         """A time before which every event put has been stored: ``now`` if nothing is pending."""
@@ -110,6 +123,7 @@ class BatchWriter:
             self._on_written(recorded, len(batch))
         with self._idle:
             self._pending -= len(batch)
+            self._done_total += len(batch)
             if self._pending == 0:
                 self._drained_at = utcnow()
             self._idle.notify_all()

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 from archive.events import Event, Recorded
+from archive.times import order_second
 
 from .follower import ProjectionReset
 from .viewdb import GenerationChanged, Statements, ViewRecorder
@@ -97,6 +98,11 @@ class TableProjection:
 def micros(moment: datetime) -> int:
     """Epoch microseconds: the integer time the view tables order and filter by."""
     return (moment - EPOCH) // MICROSECOND
+
+
+def order_micros(moment: datetime) -> int:
+    """The ``ts`` lines are ordered by (with their position): see ``archive.times.order_second``."""
+    return micros(order_second(moment))
 
 
 def from_micros(value: int) -> datetime:

@@ -20,6 +20,7 @@ from .metrics import RequestMetrics
 from .roles import Capability, Role
 from .settings import ApiSettings
 from .signing import Signer
+from .streams import StreamSlots, client_key
 
 EXTENSION = "chat_archive"
 _json = msgspec.json.Encoder()
@@ -39,15 +40,16 @@ class ApiContext:
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
     stopping: threading.Event = field(default_factory=threading.Event)
     _rooms: TtlCache = field(default_factory=lambda: TtlCache(1.0))
-    follow_slots: threading.BoundedSemaphore = field(default=None)
-    """Open ``follow`` streams hold a server thread each: at most half the threads may."""
+    streams: StreamSlots = field(default=None)
+    """Streamed answers (replay, export, follow) hold a server thread each: at most half the
+    threads may, and a few per client (``query_api.streams``)."""
     _visible: TtlCache = field(default_factory=lambda: TtlCache(1.0, max_entries=10_000))
     summaries: TtlCache = field(default_factory=lambda: TtlCache(2.0, max_entries=1000))
     """Room summaries of recent ``/rooms`` pages: a busy site lists the same rooms for many users."""
 
     def __post_init__(self) -> None:
-        if self.follow_slots is None:
-            self.follow_slots = threading.BoundedSemaphore(max(1, self.settings.threads // 2))
+        if self.streams is None:
+            self.streams = StreamSlots(self.settings.threads // 2, self.settings.streams_per_client)
 
     def known_rooms(self) -> list[str]:
         """Every room with events, in JID order (briefly cached: a new room shows up within a second)."""
@@ -98,6 +100,15 @@ def visible_room(who: Caller, room: str) -> str:
     if not who.may_see(room) or not api().room_exists(room):
         raise room_not_found(room)
     return room
+
+
+def limited_stream(who: Caller, response: Response) -> Response:
+    """``response`` (a streamed answer) in one of the stream slots of ``who``: 429/503 if none is
+    free; the server closes every response, finished or abandoned, which gives the slot back."""
+    context, key = api(), client_key(who, request.remote_addr)
+    context.streams.acquire(key)
+    response.call_on_close(lambda: context.streams.release(key))
+    return response
 
 
 def json_response(body: Any, status: int = 200) -> Response:

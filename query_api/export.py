@@ -22,7 +22,7 @@ from archive.errors import NotFoundError
 from archive.events import Recorded
 from archive.times import format_time
 
-from .context import api, caller, visible_room
+from .context import api, caller, limited_stream, visible_room
 from .errors import ApiError
 from .params import Params
 from .replay import chunked
@@ -60,7 +60,7 @@ def export() -> Response:
     response = Response(chunked(with_digest(lines, fmt)), mimetype="application/x-ndjson" if fmt == "jsonl" else "text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="export-{_safe(name)}.{fmt}"'
     response.headers["Cache-Control"] = "no-store"
-    return response
+    return limited_stream(who, response)
 
 
 def search_export_records(who, query: str, room: str | None, start, end) -> Iterator[Recorded]:

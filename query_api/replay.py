@@ -19,8 +19,7 @@ from archive.codec import to_json
 from archive.events import Event, Recorded
 
 from .access import Caller, names_a_jid
-from .context import api, caller, visible_room
-from .errors import ApiError
+from .context import api, caller, limited_stream, visible_room
 from .params import Params
 from .roles import Capability
 
@@ -70,7 +69,7 @@ def room_events(room: str) -> Response:
     limit = params.integer("limit", None, minimum=1)
     start, end = params.time_range()
     records = (r for r in api().store.read_room(room, start=start, end=end) if r.position > after)
-    return _stream(ndjson_line(r, who) for r in _take(records, limit))
+    return limited_stream(who, _stream(ndjson_line(r, who) for r in _take(records, limit)))
 
 
 @bp.get("/events")
@@ -84,27 +83,26 @@ def log_events() -> Response:
     seen = _memo(who.may_see)
     if not follow:
         records = (r for r in context.store.read_log(after) if seen(r.event.room))
-        return _stream(ndjson_line(r, who) for r in _take(records, limit))
-    if not context.follow_slots.acquire(blocking=False):
-        raise ApiError(503, "too_many_streams", "too many follow streams are open; try again later", headers={"Retry-After": "30"})
-    tail = follow_log(context.store, after, seen, context.stopping, context.settings.follow_heartbeat)
+        return limited_stream(who, _stream(ndjson_line(r, who) for r in _take(records, limit)))
+    alive = lambda: not context.stopping.is_set() and context.authorizer.still_valid(who)  # noqa: E731
+    tail = follow_log(context.store, after, seen, alive, context.stopping, context.settings.follow_heartbeat)
     lines = (r if isinstance(r, bytes) else ndjson_line(r, who) for r in tail)
-    response = _stream(_take(lines, limit, count=lambda line: line not in (FLUSH, HEARTBEAT)))
-    # The server closes every response, finished or abandoned: that gives the slot back.
-    response.call_on_close(context.follow_slots.release)
-    return response
+    return limited_stream(who, _stream(_take(lines, limit, count=lambda line: line not in (FLUSH, HEARTBEAT))))
 
 
 def follow_log(
-    store, after: int, visible: Callable[[str], bool], stopping, heartbeat: float
+    store, after: int, visible: Callable[[str], bool], alive: Callable[[], bool], stopping, heartbeat: float
 ) -> Iterator[Recorded | bytes]:
-    """The log after ``after`` and then every event appended, until the server stops.
+    """The log after ``after`` and then every event appended, while ``alive()`` (the server runs
+    and the caller's token is not revoked: checked every poll, through the token cache).
 
     Yields FLUSH whenever it has caught up with the log after sending something,
-    and HEARTBEAT (then FLUSH) when nothing was sent for ``heartbeat`` seconds.
+    and HEARTBEAT (then FLUSH) when nothing was sent for ``heartbeat`` seconds, and
+    at once when there is nothing to send at first: the answer's headers go out
+    with the first bytes, and a client should not wait a heartbeat for them.
     """
-    last_sent = time.monotonic()
-    while not stopping.is_set():
+    last_sent = float("-inf")
+    while alive():
         sent = False
         for record in store.read_log(after):
             after = record.position

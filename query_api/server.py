@@ -21,24 +21,32 @@ from waitress.server import create_server
 from archive.errors import ConfigError
 
 from .app import MAX_BODY_BYTES
+from .streams import OUTPUT_BUFFER_BYTES
+
+log = logging.getLogger(__name__)
 
 LOOP_TIMEOUT = 0.2
+MAX_THREADS = 1024
 DRAIN_SECONDS = 5.0
 
 
 class ApiServer:
     """A running server: ``url`` to reach it, ``stop()`` to end it (or set the ``stop`` event)."""
 
-    def __init__(self, app, host: str, port: int, *, threads: int, stop: threading.Event):
+    def __init__(self, app, host: str, port: int, *, threads: int, stop: threading.Event, stalled_seconds: float = 30.0):
+        if not 1 <= threads <= MAX_THREADS:
+            raise ConfigError(f"[api] threads must be between 1 and {MAX_THREADS}, not {threads}")
         try:
             self._server = create_server(
-                app, host=host, port=port, threads=threads, ident="chat-archive", max_request_body_size=MAX_BODY_BYTES
-            )
+                app, host=host, port=port, threads=threads, ident="chat-archive",
+                max_request_body_size=MAX_BODY_BYTES, outbuf_high_watermark=OUTPUT_BUFFER_BYTES,
+            )  # fmt: skip
         except (OSError, ValueError) as e:
             raise ConfigError(f"cannot listen on {host}:{port}: {e}") from e
         self.host = self._server.effective_host
         self.port = self._server.effective_port
         self.stop_event = stop
+        self.stalled_seconds = stalled_seconds
         self._thread = threading.Thread(target=self._run, name=f"api-{self.port}", daemon=True)
         self._thread.start()
 
@@ -49,8 +57,12 @@ class ApiServer:
 
     def _run(self) -> None:
         server_map = self._server._map
+        checked = time.monotonic()
         while not self.stop_event.is_set():
             wasyncore.loop(timeout=LOOP_TIMEOUT, map=server_map, use_poll=True, count=1)
+            if time.monotonic() - checked >= 1:
+                checked = time.monotonic()
+                self._drop_stalled_clients()
         # The stop event also ends open follow streams: serve I/O while requests finish.
         dispatcher = self._server.task_dispatcher
         deadline = time.monotonic() + DRAIN_SECONDS
@@ -58,6 +70,16 @@ class ApiServer:
             wasyncore.loop(timeout=0.05, map=server_map, use_poll=True, count=1)
         dispatcher.shutdown(timeout=1)
         wasyncore.close_all(server_map)
+
+    def _drop_stalled_clients(self) -> None:
+        """Disconnect clients that took nothing of a pending answer for ``stalled_seconds``: the
+        thread writing it (blocked once waitress buffers ``OUTPUT_BUFFER_BYTES``) is freed, its
+        stream slot given back. waitress itself waits for such a client forever."""
+        cutoff = time.time() - self.stalled_seconds
+        for channel in list(self._server.active_channels.values()):
+            if channel.total_outbufs_len > 0 and channel.last_activity < cutoff:
+                log.warning("disconnecting a client that read nothing for %.0f s", self.stalled_seconds)
+                channel.handle_close()
 
     def stop(self, timeout: float = DRAIN_SECONDS + 5) -> None:
         self.stop_event.set()
@@ -70,8 +92,10 @@ class ApiServer:
         return self._thread.is_alive()
 
 
-def start_server(app, host: str, port: int, *, threads: int, stop: threading.Event) -> ApiServer:
+def start_server(
+    app, host: str, port: int, *, threads: int, stop: threading.Event, stalled_seconds: float = 30.0
+) -> ApiServer:
     """Bind ``host:port`` (port 0: any free port) and serve ``app`` until ``stop`` is set."""
     # waitress warns for every request that waits for a free thread: under load, one line per request.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    return ApiServer(app, host, port, threads=threads, stop=stop)
+    return ApiServer(app, host, port, threads=threads, stop=stop, stalled_seconds=stalled_seconds)

@@ -32,6 +32,10 @@ class ApiSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Serve `/metrics` without a token (for a scraper on a private network)."""
     follow_heartbeat: float = 15.0
     """Seconds between empty keep-alive lines on an idle `follow` stream (how a closed client is noticed)."""
+    streams_per_client: int = 4
+    """Streamed answers (replay, export, `follow`) one client (a token and site user, else an address) may have open at once; more: 429."""
+    stalled_client_seconds: float = 30.0
+    """A client that reads nothing of a pending answer for this long is disconnected (its server thread freed)."""
     max_page_size: int = 1000
     """Largest `limit` a paged list accepts."""
     signing_keys: tuple[str, ...] = ()

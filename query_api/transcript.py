@@ -13,7 +13,7 @@ import msgspec
 from flask import Blueprint, Response, render_template_string, request
 
 from archive.times import format_time
-from projections.tables import micros
+from projections.tables import order_micros
 from projections.transcripts.queries import encode_cursor as line_cursor
 
 from .access import Caller, names_a_jid
@@ -121,7 +121,7 @@ def _read_cursor(cursor: dict) -> tuple[str, str, datetime | None, datetime | No
 
 
 def _cursor(line, direction: str) -> str:
-    return encode_cursor({"c": line_cursor(micros(line.at), line.id), "d": direction, "s": None, "e": None}, "transcript")
+    return encode_cursor({"c": line_cursor(order_micros(line.at), line.id), "d": direction, "s": None, "e": None}, "transcript")
 
 
 def _time_or_none(text) -> datetime | None:

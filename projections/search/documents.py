@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 import msgspec
 import tantivy
 
+from archive.times import order_second
+
 from ..lines import Line, ids
 from .schema import CAPTURE_CODES, CAPTURES, FLAG_SET, bare_jid, ref_hash
 
@@ -46,7 +48,7 @@ def to_tantivy(line: Line) -> tantivy.Document:
     if line.kind != "message":
         out.add_unsigned("meta", TOMB_MARK)
         return out
-    out.add_integer("ts", micros(line.at))
+    out.add_integer("ts", micros(order_second(line.at)))  # the room order: whole second, then key (position)
     out.add_text("body", line.body or "")
     for earlier in line.versions:
         out.add_text("history", earlier.body)

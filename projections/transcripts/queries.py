@@ -37,7 +37,7 @@ import msgspec
 from archive.errors import InvalidQueryError, NotFoundError
 from archive.times import parse_day
 
-from ..tables import micros
+from ..tables import order_micros
 from ..viewdb import ViewRecorder
 from ..lines import Line, compliance_only, shown
 from .view import NAME, decode_line, select_by_ref
@@ -86,10 +86,10 @@ class Transcripts:
             bounds.append("shown=1")
         if start:
             bounds.append("ts>=?")
-            params.append(micros(start))
+            params.append(order_micros(start))
         if end:
             bounds.append("ts<?")
-            params.append(micros(end))
+            params.append(order_micros(end))
         where = " AND ".join(bounds)
 
         def work(query, _generation):
@@ -132,7 +132,7 @@ class Transcripts:
 
         def work(query, _generation):
             target = _find(query, room, ref, include_originals)
-            key = (micros(target.at), target.id)
+            key = (order_micros(target.at), target.id)
             earlier = query(
                 f"SELECT data FROM {{lines}} WHERE room=?{visible} AND (ts, id) < (?, ?) ORDER BY ts DESC, id DESC LIMIT ?",
                 (room, *key, before),

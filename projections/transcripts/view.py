@@ -1,8 +1,8 @@
 """The transcript projection: ``logic`` applied to the log, kept in view tables.
 
 Tables (per generation, see ``projections.viewdb``): ``lines`` (one row per line:
-id = position of the creating event, room, ts = occurred_at in epoch
-microseconds, ``shown`` = 0 for lines only the compliance view shows,
+id = position of the creating event, room, ts = the whole second of occurred_at in
+epoch microseconds (``tables.order_micros``: with id, the transcript order), ``shown`` = 0 for lines only the compliance view shows,
 ``awaiting`` = 1 for lines awaiting their message, and the ``Line`` itself as
 msgpack) and ``refs`` (a hash of (room, id) for every id a message line is
 known by (``ref_hash``), for the message model's look-ups).
@@ -18,7 +18,7 @@ from archive import events as ev
 
 from .. import messages
 from ..lines import compliance_only, ids
-from ..tables import TableProjection, micros
+from ..tables import TableProjection, order_micros
 from ..viewdb import Statements
 from . import logic
 from .logic import Line
@@ -121,7 +121,7 @@ class TranscriptProjection(TableProjection):
         ]
         return [
             ("INSERT INTO {lines} (id, room, ts, shown, awaiting, data) VALUES (?,?,?,?,?,?)",
-             [(line.id, line.room, micros(line.at), 0 if compliance_only(line) else 1,
+             [(line.id, line.room, order_micros(line.at), 0 if compliance_only(line) else 1,
                1 if line.awaiting else 0, _encode(line)) for line in created]),
             ("INSERT INTO {refs} (ref, id) VALUES (?,?)", _ref_rows(created)),
             ("UPDATE {lines} SET data=?, awaiting=? WHERE id=?",

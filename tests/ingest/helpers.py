@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from contextlib import contextmanager
+
+import pytest
 
 from archive import events as ev
 from ingest.listener import start_listener
-from tests.services.prosody import listener_settings, wait_for
+from ingest.status import read_status
+from tests.services.prosody import LISTENER, PASSWORD, listener_settings, wait_for
 
 
 def short(event: ev.Event) -> tuple:
@@ -69,3 +74,103 @@ def running_listener(server, store, status_file=None, **overrides):
 
 def wait_joined(handle, room: str, timeout: float = 10.0) -> None:
     wait_for(lambda: room in handle.joined_rooms(), timeout, message=f"the listener to join {room}")
+
+
+class Traffic:
+    """Users talking in several rooms, round-robin, as fast as the server reflects them, in a thread.
+
+    ``sent[room]`` holds the room's stanza-ids of every message the server confirmed.
+    ``pause()`` waits until no message is in flight and sending has stopped; ``resume()`` goes on.
+    """
+
+    def __init__(self, users, rooms: list[str], prefix: str = "m"):
+        import threading
+
+        self.users, self.rooms, self.prefix = users, rooms, prefix
+        self.sent: dict[str, list[str]] = {room: [] for room in rooms}
+        self._go, self._stopped, self._idle = threading.Event(), threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
+        self.count = 0
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            if not self._go.is_set():
+                self._idle.set()
+                self._go.wait(0.05)
+                continue
+            self._idle.clear()
+            room = self.rooms[self.count % len(self.rooms)]
+            user = self.users[(self.count // len(self.rooms)) % len(self.users)]
+            ids = user.say(room, f"{self.prefix}{self.count}")
+            self.sent[room].append(ids["stanza_id"])
+            self.count += 1
+
+    def start(self) -> "Traffic":
+        self._go.set()
+        self._thread.start()
+        return self
+
+    def pause(self) -> None:
+        self._go.clear()
+        wait_for(self._idle.is_set, 20, message="traffic to pause")
+
+    def resume(self) -> None:
+        self._idle.clear()
+        self._go.set()
+
+    def stop(self) -> None:
+        self._go.clear()
+        self._stopped.set()
+        self._thread.join(20)
+
+    def sent_at_least(self, n: int, timeout: float = 20.0) -> None:
+        target = self.count + n
+        wait_for(lambda: self.count >= target, timeout, message=f"{n} more messages sent")
+
+
+def archived_stanza_ids(store, room: str) -> list[str]:
+    return [e.stanza_id for e in room_events(store, room) if isinstance(e, ev.MessagePosted)]
+
+
+def write_config(tmp_path, server, room: str, extra: str = "", port: int | None = None) -> tuple:
+    """A config file for `chat-archive listen` archiving the rooms ``room`` (a glob) matches."""
+    status_file = tmp_path / "status.json"
+    store_url = f"sqlite:///{tmp_path}/events.sqlite"
+    config = tmp_path / "chat-archive.toml"
+    config.write_text(
+        f"""
+[xmpp]
+jid = "{LISTENER}@{server.domain}"
+password = "{PASSWORD}"
+host = "127.0.0.1"
+port = {port or server.port}
+tls = false
+muc_services = ["{server.muc_service}"]
+include = ["{room}"]
+poll_interval = 0.3
+status_file = "{status_file}"
+
+[store]
+url = "{store_url}"
+{extra}
+"""
+    )
+    return config, status_file, store_url
+
+
+def start_listen(config, status_file, *rooms: str) -> subprocess.Popen:
+    """`chat-archive listen` in a process of its own; returns once it has joined ``rooms``."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chat_archive.cli", "--config", str(config), "listen"],
+        stdout=subprocess.DEVNULL,
+        stderr=open(config.with_suffix(".log"), "ab"),
+    )
+
+    def joined():
+        if process.poll() is not None:
+            pytest.fail(f"chat-archive listen exited with {process.returncode}: {config.with_suffix('.log').read_text()}")
+        status = read_status(status_file)
+        return status and status.pid == process.pid and set(rooms) <= set(status.rooms_joined)
+
+    wait_for(joined, 20, message=f"chat-archive listen to join {rooms}")
+    return process

@@ -4,60 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-
-import pytest
 
 from archive import events as ev
 from archive.application import open_event_store
 from chat_archive.xmpp_users import XmppUsers
 from ingest.roomview import RoomView
-from ingest.status import read_status
-from tests.ingest.helpers import room_events, running_listener, wait_for_event, wait_joined
-from tests.services.prosody import LISTENER, PASSWORD, unique_room, wait_for
-
-
-def write_config(tmp_path, server, room) -> tuple:
-    status_file = tmp_path / "status.json"
-    store_url = f"sqlite:///{tmp_path}/events.sqlite"
-    config = tmp_path / "chat-archive.toml"
-    config.write_text(
-        f"""
-[xmpp]
-jid = "{LISTENER}@{server.domain}"
-password = "{PASSWORD}"
-host = "127.0.0.1"
-port = {server.port}
-tls = false
-muc_services = ["{server.muc_service}"]
-include = ["{room}"]
-poll_interval = 0.3
-status_file = "{status_file}"
-
-[store]
-url = "{store_url}"
-"""
-    )
-    return config, status_file, store_url
-
-
-def start_listen(config, status_file, room) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chat_archive.cli", "--config", str(config), "listen"],
-        stdout=subprocess.DEVNULL,
-        stderr=open(config.with_suffix(".log"), "ab"),
-    )
-
-    def joined():
-        if process.poll() is not None:
-            pytest.fail(f"chat-archive listen exited with {process.returncode}: {config.with_suffix('.log').read_text()}")
-        status = read_status(status_file)
-        return status and status.pid == process.pid and room in status.rooms_joined
-
-    wait_for(joined, 20, message="chat-archive listen to join the room")
-    return process
+from tests.ingest.helpers import room_events, running_listener, start_listen, wait_for_event, wait_joined, write_config
+from tests.services.prosody import PASSWORD, unique_room, wait_for
 
 
 def test_killing_the_listener_mid_conversation_loses_nothing_and_duplicates_nothing(prosody, people, tmp_path):

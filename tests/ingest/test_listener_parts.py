@@ -8,7 +8,6 @@ from archive import events as ev
 from archive.errors import StoreError
 from archive.times import utcnow
 from ingest.client import allowed
-from ingest.joining import history_request
 from ingest.roomview import RoomView
 from ingest.settings import XmppSettings
 from ingest.status import ListenerStatus, describe, read_status, write_status
@@ -111,16 +110,3 @@ def test_batch_writer_stop_writes_everything_queued():
         writer.put([message(i)])
     writer.stop()
     assert sum(len(b) for b in store.batches) == 5 and max(len(b) for b in store.batches) <= 2
-
-
-def test_the_join_asks_for_as_little_history_as_the_archive_needs():
-    settings, empty = XmppSettings(), RoomView(ROOM)
-    assert history_request(settings, empty, True, True, None) == {"maxstanzas": 0}, "MAM backfill covers it"
-    assert history_request(settings, empty, True, False, None) == {}, "first join without MAM: what the room keeps"
-    no_import = XmppSettings(import_archive=False)
-    assert history_request(no_import, empty, True, False, None) == {"maxstanzas": 0}
-    known = RoomView.from_events(ROOM, [message(7.25)])
-    assert history_request(settings, known, False, True, at(9)) == {"maxstanzas": 0}
-    assert history_request(settings, known, False, False, at(9)) == {"since": at(7)}, "since the last message"
-    quiet = RoomView.from_events(ROOM, [make(ev.OccupantJoined, 3, nick="bob")])
-    assert history_request(settings, quiet, False, False, at(5)) == {"since": at(5)}, "since the gap began"

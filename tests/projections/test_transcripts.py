@@ -209,3 +209,15 @@ def test_bad_arguments(event_store, views):
     with pytest.raises(NotFoundError):
         views.transcripts.context(ROOM, "no-such-message")
     assert views.transcripts.page("empty@conference.localhost").lines == []
+
+
+def test_a_backfilled_message_never_sorts_before_one_archived_earlier_in_the_same_second(event_store, views):
+    # Live capture stamps the receive time; the room's archive whole seconds. The backfilled
+    # message was archived after the live one (a later log position), in the same second.
+    live = message(5.4, "said live", stanza_id="s-live")
+    backfilled = message(5, "backfilled", stanza_id="s-back", capture=ev.Capture.BACKFILL)
+    project(event_store, views, [message(4.9, "before"), live, backfilled, message(6, "after")])
+    assert [line.body for line in lines_of(views)] == ["before", "said live", "backfilled", "after"]
+    assert [line.body for line in views.transcripts.page(ROOM, direction="backward", limit=3).lines] == ["said live", "backfilled", "after"]
+    context = views.transcripts.context(ROOM, "s-back", before=1, after=1)
+    assert [line.body for line in (*context.before, context.target, *context.after)] == ["said live", "backfilled", "after"]

@@ -63,16 +63,19 @@ class Served(NamedTuple):
                 self.process.wait()
 
 
-def start_serve(base: Path, api_settings: str = "") -> Served:
-    """Seed an archive under ``base`` and serve it; ``api_settings``: extra TOML lines of ``[api]``."""
+def start_serve(base: Path, api_settings: str = "", *, heartbeat: float = 0.5, more_events=()) -> Served:
+    """Seed an archive under ``base`` (plus ``more_events``) and serve it; ``api_settings``:
+    extra TOML lines of ``[api]``."""
     config_file = base / "chat-archive.toml"
     config_file.write_text(
         f'[store]\nurl = "sqlite:///{base}/events.sqlite"\n[index]\npath = "{base}/index"\n'
-        f'[api]\nanonymous_read = true\npublic_rooms = ["{PUBLIC}"]\nfollow_heartbeat = 0.5\n{api_settings}\n'
+        f'[api]\nanonymous_read = true\npublic_rooms = ["{PUBLIC}"]\nfollow_heartbeat = {heartbeat}\n{api_settings}\n'
     )
     config = load_config(config_file, environ={})
     store = open_event_store(config.store.url)
     store.append(seed_events())
+    for batch in more_events:
+        store.append(batch)
     with open_views(config, store) as views:
         for projection in views.projections():
             LogFollower(store, projection, commit_interval=60).catch_up()

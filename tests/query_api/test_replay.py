@@ -8,6 +8,7 @@ import time
 import tracemalloc
 
 from archive.codec import from_json
+from query_api.roles import Role
 from tests.factories import message
 
 from .conftest import LOBBY, PUBLIC, SECRET, auth, seed_events
@@ -107,16 +108,19 @@ def test_follow_sends_heartbeats_and_ends_when_the_server_stops(client, tokens, 
     assert list(chunks) in ([], [b"\n"])  # the stream ends instead of blocking forever
 
 
-def test_follow_streams_are_limited_to_half_the_threads(private_app, tokens):
-    client = private_app.test_client()  # [api] threads = 16: 8 follow streams at once
-    headers = auth(tokens["compliance"])
-    streams = [client.get("/api/v1/events?follow=true", headers=headers, buffered=False) for _ in range(8)]
+def test_streams_are_limited_to_half_the_threads_and_a_few_per_client(private_app, token_store):
+    client = private_app.test_client()  # [api] threads = 16: 8 streams at once, 4 per client
+    clients = [auth(token_store.create(Role.COMPLIANCE)[0]) for _ in range(3)]
+    follow = "/api/v1/events?follow=true"
+    streams = [client.get(follow, headers=headers, buffered=False) for headers in clients[:2] for _ in range(4)]
     assert {s.status_code for s in streams} == {200}
-    refused = client.get("/api/v1/events?follow=true", headers=headers)
+    assert client.get(follow, headers=clients[0]).status_code == 429  # its own four
+    refused = client.get(follow, headers=clients[2])
     assert refused.status_code == 503 and refused.json["error"]["code"] == "too_many_streams"
-    assert client.get("/api/v1/events?limit=1", headers=headers).status_code == 200  # plain replay is not limited
+    assert client.get("/api/v1/events?limit=1", headers=clients[2]).status_code == 503  # replays are streams too
+    assert client.get("/api/v1/rooms", headers=clients[2]).status_code == 200  # plain requests are not limited
     streams.pop().close()
-    again = client.get("/api/v1/events?follow=true", headers=headers, buffered=False)
+    again = client.get(follow, headers=clients[2], buffered=False)
     assert again.status_code == 200
     private_app.extensions["chat_archive"].stopping.set()
     for stream in [*streams, again]:

@@ -165,9 +165,13 @@ def test_head_of_a_follow_stream_ends_at_once(served):
 
 def test_follow_streams_of_clients_that_went_away_are_freed(served):
     # after=0: the log so far is sent at once, so each answer starts without waiting for a heartbeat.
-    streams = [open_follow(served) for _ in range(8)]  # [api] threads = 16: 8 follow streams at once
+    # [api] threads = 16: 8 streams at once, 4 per client ([api] streams_per_client)
+    streams = [open_follow(served, role=role) for role in ("compliance", "analyst") for _ in range(4)]
     assert [response.status for _, response in streams] == [200] * 8
-    connection, refused = open_follow(served)
+    tokens = open_tokens(served["config"])
+    served["tokens"]["third client"] = tokens.create(Role.COMPLIANCE)[0]
+    tokens.close()
+    connection, refused = open_follow(served, role="third client")
     assert refused.status == 503
     connection.close()
     for connection, response in streams:

@@ -97,3 +97,11 @@ def test_only_the_author_may_retract_without_moderation(feeder):
     )
     assert [h.body for h in feeder.search("mine OR theirs").hits] == ["mine"]
     assert feeder.search("is:retracted", COMPLIANCE).total == 1
+
+
+def test_time_order_puts_a_backfilled_message_after_one_archived_earlier_in_the_same_second(feeder):
+    feeder.feed(
+        message(5.4, "news said live", stanza_id="s-live"),
+        message(5, "news backfilled", stanza_id="s-back", capture=ev.Capture.BACKFILL),
+    )
+    assert [hit.position for hit in feeder.search("news").hits] == [1, 2]

@@ -1,0 +1,143 @@
+"""The catch-up anchor and the gap record, with stanzas fed directly to the listener's room handling (no network)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from xml.etree import ElementTree as ET
+
+from archive import events as ev
+from ingest.catchup import (
+    Anchor,
+    ArchiveRead,
+    CatchUp,
+    begin_catch_up,
+    compare,
+    fallback_read,
+    first_read,
+    gap_event,
+    history_request,
+)
+from ingest.roomview import RoomView
+from ingest.rooms import JOINED, JOINING, LOST, Rooms
+from ingest.settings import XmppSettings
+from ingest.xmlutil import RoomContext
+from tests.factories import at, make, message
+
+ROOM = "lobby@conference.localhost"
+
+
+class Writer:
+    def __init__(self):
+        self.written: list[ev.Event] = []
+
+    def put(self, events):
+        self.written += events
+
+
+def stanza(xml: str) -> SimpleNamespace:
+    return SimpleNamespace(xml=ET.fromstring(xml))
+
+
+def live_message(sid: str, nick: str = "bob", body: str = "live") -> SimpleNamespace:
+    return stanza(
+        f'<message xmlns="jabber:client" type="groupchat" from="{ROOM}/{nick}" id="c-{sid}">'
+        f"<body>{body}</body><stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='{sid}'/></message>"
+    )
+
+
+def presence(nick: str, show: str) -> SimpleNamespace:
+    return stanza(
+        f'<presence xmlns="jabber:client" from="{ROOM}/{nick}"><show>{show}</show>'
+        "<x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='participant'/></x></presence>"
+    )
+
+
+def rejoining_room(stored: list[ev.Event]):
+    """A room the archive holds ``stored`` of, its catch-up begun as ``joining._join`` begins it."""
+    rooms = Rooms(XmppSettings(), store=None, writer=Writer(), previous=None, on_change=lambda: None)
+    view = rooms.views[ROOM] = RoomView.from_events(ROOM, stored)
+    state = rooms.state(ROOM)
+    state.phase, state.mam, state.ctx = JOINING, True, RoomContext(room=ROOM, own_nick="archive")
+    state.anchor = begin_catch_up(state.anchor, view)
+    state.holding = True
+    return rooms, state, view
+
+
+STORED = [make(ev.OccupantJoined, 1, nick="bob", role="participant", affiliation="none"), message(5, stanza_id="stored-last", nick="bob")]
+
+
+def test_a_live_message_during_the_rejoin_never_becomes_the_catch_up_anchor():
+    rooms, state, view = rejoining_room(STORED)
+    assert rooms.take(live_message("live-1"))  # arrives before the catch-up query is made
+    assert view.last_stanza_id == "live-1", "the view follows live traffic (the translator needs it)"
+    assert first_read(state.anchor, first=False, gap_start=at(9)) == ArchiveRead(after="stored-last")
+    assert [e.stanza_id for e in state.held] == ["live-1"], "kept, written after the catch-up"
+    assert rooms.writer.written == []
+
+
+def test_an_interrupted_catch_up_keeps_its_anchor_and_writes_no_live_message_after_the_unread_span():
+    rooms, state, view = rejoining_room(STORED)
+    rooms.take(live_message("live-1"))
+    rooms.take(presence("bob", "away"))
+    rooms.went_offline(at(20))  # the connection drops before the catch-up completes
+    assert state.phase == LOST
+    assert [type(e) for e in rooms.writer.written] == [ev.PresenceChanged], "presence kept; the message comes from MAM"
+    rooms.take(live_message("live-2"))  # not handled while lost
+    assert begin_catch_up(state.anchor, view) == Anchor("stored-last", STORED[1].occurred_at, STORED[1].recorded_at)
+
+
+def test_a_completed_catch_up_lets_the_next_anchor_follow_the_archive():
+    rooms, state, view = rejoining_room(STORED)
+    rooms.take(live_message("live-1"))
+    rooms.release(state)  # what joining does once caught up
+    state.phase, state.anchor = JOINED, None
+    rooms.take(live_message("live-2"))
+    assert [e.stanza_id for e in rooms.writer.written] == ["live-1", "live-2"]
+    rooms.went_offline(at(30))
+    assert begin_catch_up(state.anchor, view).stanza_id == "live-2"
+
+
+def test_a_room_without_mam_is_asked_for_history_since_the_anchor_not_since_live_messages():
+    rooms, state, view = rejoining_room(STORED)
+    state.mam = False
+    rooms.take(live_message("live-1"))
+    assert history_request(state.anchor, False, False, True, at(9)) == {"since": at(5)}
+
+
+def test_first_and_fallback_reads():
+    anchor = Anchor.of(RoomView.from_events(ROOM, STORED))
+    assert first_read(anchor, first=True, gap_start=None) == ArchiveRead()
+    assert fallback_read(anchor, at(9)).start == at(5) - (at(60) - at(0))
+    quiet = Anchor.of(RoomView.from_events(ROOM, [make(ev.OccupantJoined, 3, nick="bob")]))
+    assert first_read(quiet, first=False, gap_start=at(7)).start == at(7) - (at(60) - at(0))
+
+
+def test_the_join_asks_for_as_little_history_as_the_archive_needs():
+    empty = Anchor()
+    assert history_request(empty, True, True, True, None) == {"maxstanzas": 0}, "MAM backfill covers it"
+    assert history_request(empty, True, False, True, None) == {}, "first join without MAM: what the room keeps"
+    assert history_request(empty, True, False, False, None) == {"maxstanzas": 0}, "no import"
+    known = Anchor.of(RoomView.from_events(ROOM, [message(7.25)]))
+    assert history_request(known, False, True, True, at(9)) == {"maxstanzas": 0}
+    assert history_request(known, False, False, True, at(9)) == {"since": at(7)}, "since the last message"
+    quiet = Anchor.of(RoomView.from_events(ROOM, [make(ev.OccupantJoined, 3, nick="bob")]))
+    assert history_request(quiet, False, False, True, at(5)) == {"since": at(5)}, "since the gap began"
+
+
+def test_compare_counts_what_the_server_holds_and_what_is_missing_in_its_order():
+    checked = compare(["a", "b", "c", "b"], {"a", "c", "z"})
+    assert (checked.server, checked.archived, checked.missing) == (3, 2, ("b",))
+
+
+def test_gap_events_tell_how_many_were_recovered_and_whether_anything_may_be_missing():
+    complete = gap_event(ROOM, at(0), at(9), CatchUp(mam=True, recovered=4, checked=compare(["a", "b"], {"a", "b"})))
+    assert (complete.kind, complete.recovered, complete.verified) == (ev.GapKind.PRESENCE, 4, True)
+    assert "4 messages recovered" in complete.explanation and "holds 2 messages for the span, all archived" in complete.explanation
+    short = gap_event(ROOM, at(0), at(9), CatchUp(mam=True, recovered=1, checked=compare(["a", "b"], {"a"})))
+    assert (short.kind, short.verified) == (ev.GapKind.MESSAGES, False) and "1 messages could not be stored" in short.explanation
+    expired = gap_event(ROOM, at(0), at(9), CatchUp(mam=True, recovered=2, checked=compare([], set()), problem="the archive starts later"))
+    assert expired.kind == ev.GapKind.MESSAGES and "the archive starts later" in expired.explanation
+    unreadable = gap_event(ROOM, at(0), at(9), CatchUp(mam=True, problem="the room's archive could not be read (timeout)"))
+    assert unreadable.kind == ev.GapKind.MESSAGES and not unreadable.verified
+    no_mam = gap_event(ROOM, at(0), at(9), CatchUp(mam=False, recovered=3))
+    assert (no_mam.kind, no_mam.recovered) == (ev.GapKind.MESSAGES, 3) and "keeps no archive" in no_mam.explanation

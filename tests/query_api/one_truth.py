@@ -62,6 +62,8 @@ class World:
 
     def _get(self, url: str, token: str):
         response = self.client.get(url, headers=auth(token, "carol"))
+        response.get_data()
+        response.close()  # a stream's slot is given back on close
         assert response.status_code == 200, (url, response.status_code, response.get_data(as_text=True)[:300])
         return response
 

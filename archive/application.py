@@ -87,8 +87,10 @@ class StoreLocation:
         }
 
 
-def open_event_store(url: str, *, sqlite_synchronous: str = "normal") -> EventStore:
-    """Open (creating tables if needed) the event store at ``url``."""
+def open_event_store(url: str, *, sqlite_synchronous: str = "normal", chained: bool = True) -> EventStore:
+    """Open (creating tables if needed) the event store at ``url``.
+
+    ``chained=False`` appends without hash-chain links: only the benchmark's baseline uses it."""
     location = StoreLocation.parse(url)
     if location.kind == "sqlite":
         location.path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +100,7 @@ def open_event_store(url: str, *, sqlite_synchronous: str = "normal") -> EventSt
         app = ArchiveApplication(env=location.environment(sqlite_synchronous))
     except (PersistenceError, OSError) as e:
         raise StoreError(f"cannot open event store {url!r}: {e}") from e
-    return EventStore(app.recorder, close=app.close)
+    return EventStore(app.recorder, close=app.close, chained=chained)
 
 
 def ensure_postgres_schema(location: StoreLocation) -> None:

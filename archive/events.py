@@ -216,6 +216,87 @@ class ArchiveGap(Event, tag="archive_gap"):
     verified: bool = False  # the room's archive was read over the span: every message it holds is archived
 
 
+COMPLIANCE_STREAM = "chat-archive:compliance"
+"""The stream of checkpoints, legal holds and purge records (a room JID never contains a colon)."""
+AUDIT_STREAM = "chat-archive:audit"
+"""The stream of audit records: who read what."""
+SYSTEM_STREAMS = (COMPLIANCE_STREAM, AUDIT_STREAM)
+
+
+class ChainHead(msgspec.Struct, frozen=True, array_like=True):
+    """A stream's hash-chain link at ``version`` (hex), and the version its chain started at."""
+
+    stream: str
+    version: int
+    link: str
+    genesis_version: int
+
+
+class PurgedSpan(msgspec.Struct, frozen=True, array_like=True):
+    """Versions ``first``..``last`` of a stream were purged; ``link`` (hex) is the link of
+    version ``last``, from which the chain continues."""
+
+    stream: str
+    first: int
+    last: int
+    link: str
+
+
+class ChainCheckpoint(Event, tag="chain_checkpoint"):
+    """Every stream's chain head, recorded in the compliance stream."""
+
+    heads: tuple[ChainHead, ...] = ()
+
+
+class LegalHoldPlaced(Event, tag="legal_hold_placed"):
+    """Events of these rooms and/or people in [hold_from, hold_to) must survive every purge.
+
+    Empty ``rooms`` means every room, empty ``jids`` every person, a missing bound no bound.
+    """
+
+    hold_id: str
+    case: str
+    rooms: tuple[str, ...] = ()
+    jids: tuple[str, ...] = ()
+    hold_from: UtcTime | None = None
+    hold_to: UtcTime | None = None
+    by: str = ""
+
+
+class LegalHoldReleased(Event, tag="legal_hold_released"):
+    """The hold ``hold_id`` no longer protects anything."""
+
+    hold_id: str
+    by: str = ""
+    reason: str = ""
+
+
+class EventsPurged(Event, tag="events_purged"):
+    """Expired events were deleted from the store, the views and the index."""
+
+    cutoff_policy: str
+    spans: tuple[PurgedSpan, ...] = ()
+    events: int = 0
+    by: str = ""
+
+
+class ContentRead(Event, tag="content_read"):
+    """Audit record: someone read archived content (search, transcript, export, ...)."""
+
+    request_id: str
+    via: str  # api | web | cli
+    endpoint: str
+    token_id: str | None = None
+    role: str | None = None
+    user: str | None = None
+    rooms: tuple[str, ...] = ()
+    query: str | None = None
+    range_from: UtcTime | None = None
+    range_to: UtcTime | None = None
+    results: int | None = None
+    status: int | None = None
+
+
 ArchiveEvent = Union[
     RoomDiscovered,
     RoomCreated,
@@ -231,6 +312,11 @@ ArchiveEvent = Union[
     MessageRetracted,
     RoomDestroyed,
     ArchiveGap,
+    ChainCheckpoint,
+    LegalHoldPlaced,
+    LegalHoldReleased,
+    EventsPurged,
+    ContentRead,
 ]
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -6,7 +6,14 @@ it. Beside it, in the same transaction as every insert, the archive writes:
 - ``archive_event_index``: one row per event with its idempotency key (primary
   key, so a duplicate can never be committed) and its ``occurred_at`` as epoch
   seconds, for time-range reads of a room;
-- ``archive_rooms``: every room JID (originator id) that has events.
+- ``archive_rooms``: every room JID (originator id) that has events;
+- ``archive_audit``: the audit trail (``archive.audit``), outside the event log so
+  that reads never become events the projections must step over; one row per
+  record, chained like a stream;
+- the hash-chain link of every event (``chain`` column of the side index) and
+  ``archive_chain_heads``: each stream's last link and the version its chain
+  started at (see ``archive.chain``). A store made before chaining existed gets
+  the column on opening; its old rows keep a NULL link.
 
 Both recorders expose the same few extra queries, used by ``EventStore``.
 """
@@ -21,10 +28,17 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteConnectionPool, SQLiteFactory
 from psycopg.sql import SQL, Identifier
 
-# (idem_key, originator_id, originator_version, occurred_at epoch seconds)
-IndexRow = tuple[str, str, int, float]
+from . import chain
+from .events import AUDIT_STREAM
+
+# (idem_key, originator_id, originator_version, occurred_at epoch seconds, chain link or None)
+IndexRow = tuple[str, str, int, float, bytes | None]
 # (position, originator_version, state)
 RoomRow = tuple[int, int, bytes]
+# (stream, version, link, genesis version): a stream's chain head
+HeadRow = tuple[str, int, bytes, int]
+# (sequence number, state, link) of an audit record
+AuditRow = tuple[int, bytes, bytes]
 
 
 class SQLiteArchiveRecorder(SQLiteApplicationRecorder):
@@ -39,7 +53,43 @@ class SQLiteArchiveRecorder(SQLiteApplicationRecorder):
             "CREATE INDEX IF NOT EXISTS archive_event_index_time "
             "ON archive_event_index (originator_id, occurred_at)",
             "CREATE TABLE IF NOT EXISTS archive_rooms (room TEXT PRIMARY KEY) WITHOUT ROWID",
+            "CREATE TABLE IF NOT EXISTS archive_chain_heads (stream TEXT PRIMARY KEY, "
+            "version INTEGER NOT NULL, link BLOB NOT NULL, genesis_version INTEGER NOT NULL) WITHOUT ROWID",
+            "CREATE TABLE IF NOT EXISTS archive_audit (seq INTEGER PRIMARY KEY, at REAL NOT NULL, "
+            "state BLOB NOT NULL, link BLOB NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS archive_audit_at ON archive_audit (at)",
         ]
+
+    def insert_audit(self, state: bytes, at: float) -> int:
+        """Append one audit record chained to the last; its sequence number. A racing writer in
+        another process makes the insert fail on the sequence number: the caller retries."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("SELECT seq, link FROM archive_audit ORDER BY seq DESC LIMIT 1")
+            last = c.fetchone()
+            seq, link = _next_audit_link(tuple(last) if last else None, state)
+            c.execute("INSERT INTO archive_audit VALUES (?,?,?,?)", (seq, at, state, link))
+        return seq
+
+    def audit_head(self) -> tuple[int, bytes] | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT seq, link FROM archive_audit ORDER BY seq DESC LIMIT 1")
+            row = c.fetchone()
+            return tuple(row) if row else None
+
+    def select_audit(self, after: int, since: float | None, until: float | None, limit: int) -> list[AuditRow]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT seq, state, link FROM archive_audit WHERE seq>? AND at>=? AND at<? ORDER BY seq LIMIT ?",
+                (after, _lo(since), _hi(until), limit),
+            )
+            return [tuple(row) for row in c.fetchall()]
+
+    def create_table(self) -> None:
+        super().create_table()
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("PRAGMA table_info(archive_event_index)")
+            if "chain" not in {row[1] for row in c.fetchall()}:
+                c.execute("ALTER TABLE archive_event_index ADD COLUMN chain BLOB")
 
     def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> list[int]:
         # One executemany instead of the library's row-by-row inserts; rowids of a
@@ -52,13 +102,15 @@ class SQLiteArchiveRecorder(SQLiteApplicationRecorder):
         last = c.fetchone()[0]
         index_rows: list[IndexRow] = kwargs.get("index_rows", [])
         c.executemany(
-            "INSERT INTO archive_event_index VALUES (?,?,?,?)",
+            "INSERT INTO archive_event_index (idem_key, originator_id, originator_version, occurred_at, chain) "
+            "VALUES (?,?,?,?,?)",
             index_rows,
         )
         c.executemany(
             "INSERT OR IGNORE INTO archive_rooms VALUES (?)",
             [(room,) for room in kwargs.get("new_rooms", ())],
         )
+        c.executemany("INSERT OR REPLACE INTO archive_chain_heads VALUES (?,?,?,?)", kwargs.get("chain_heads", ()))
         return list(range(last - len(stored_events) + 1, last + 1))
 
     def known_keys(self, keys: Sequence[str]) -> set[str]:
@@ -73,7 +125,8 @@ class SQLiteArchiveRecorder(SQLiteApplicationRecorder):
                 found.update(row[0] for row in c.fetchall())
         return found
 
-    def room_heads(self, originator_ids: Iterable[str]) -> dict[str, int]:
+    def room_heads(self, originator_ids: Iterable[str]) -> dict[str, tuple[int, HeadRow | None]]:
+        """Each stream's last version and its chain head (None before its chain began)."""
         heads = {}
         with self.datastore.transaction(commit=False) as c:
             for oid in originator_ids:
@@ -81,8 +134,28 @@ class SQLiteArchiveRecorder(SQLiteApplicationRecorder):
                     f"SELECT MAX(originator_version) FROM {self.events_table_name} WHERE originator_id=?",
                     (oid,),
                 )
-                heads[oid] = c.fetchone()[0] or 0
+                version = c.fetchone()[0] or 0
+                c.execute("SELECT stream, version, link, genesis_version FROM archive_chain_heads WHERE stream=?", (oid,))
+                row = c.fetchone()
+                heads[oid] = (version, tuple(row) if row else None)
         return heads
+
+    def chain_heads(self) -> list[HeadRow]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT stream, version, link, genesis_version FROM archive_chain_heads ORDER BY stream")
+            return [tuple(row) for row in c.fetchall()]
+
+    def stream_links(self, oid: str) -> dict[int, bytes | None]:
+        """Every stored link of a stream by version, from the side index."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT originator_version, chain FROM archive_event_index WHERE originator_id=?", (oid,))
+            return {row[0]: row[1] for row in c.fetchall()}
+
+    def streams(self) -> list[str]:
+        """Every stream with events, rooms and the archive's own streams alike."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT DISTINCT originator_id FROM {self.events_table_name} ORDER BY originator_id")
+            return [row[0] for row in c.fetchall()]
 
     def rooms(self) -> list[str]:
         with self.datastore.transaction(commit=False) as c:
@@ -125,9 +198,16 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
             "INSERT INTO {} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::bytea[]) RETURNING notification_id"
         ).format(self._events)
+        self._heads = SQL("{}.archive_chain_heads").format(schema)
+        self._audit = SQL("{}.archive_audit").format(schema)
         self._insert_index = SQL(
-            "INSERT INTO {} SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::float8[])"
+            "INSERT INTO {} (idem_key, originator_id, originator_version, occurred_at, chain) "
+            "SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::float8[], %b::bytea[])"
         ).format(self._index)
+        self._upsert_heads = SQL(
+            "INSERT INTO {} VALUES (%s, %s, %s, %s) ON CONFLICT (stream) DO UPDATE SET "
+            "version=EXCLUDED.version, link=EXCLUDED.link, genesis_version=EXCLUDED.genesis_version"
+        ).format(self._heads)
         self.sql_create_statements += [
             SQL(
                 "CREATE TABLE IF NOT EXISTS {} (idem_key text PRIMARY KEY, "
@@ -140,6 +220,16 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
             SQL(
                 "CREATE TABLE IF NOT EXISTS {} (room text PRIMARY KEY)"
             ).format(self._rooms),
+            SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS chain bytea").format(self._index),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (stream text PRIMARY KEY, version bigint NOT NULL, "
+                "link bytea NOT NULL, genesis_version bigint NOT NULL)"
+            ).format(self._heads),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (seq bigint PRIMARY KEY, at double precision NOT NULL, "
+                "state bytea NOT NULL, link bytea NOT NULL)"
+            ).format(self._audit),
+            SQL("CREATE INDEX IF NOT EXISTS archive_audit_at ON {} (at)").format(self._audit),
         ]
 
     def create_table(self) -> None:
@@ -166,6 +256,9 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
                 SQL("INSERT INTO {} VALUES (%s) ON CONFLICT DO NOTHING").format(self._rooms),
                 [(room,) for room in new_rooms],
             )
+        chain_heads = kwargs.get("chain_heads", ())
+        if chain_heads:
+            curs.executemany(self._upsert_heads, chain_heads)
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         # The library's notify, then the events as four column arrays rather than
@@ -184,12 +277,40 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
             prepare=True,  # %b: binary arrays; text dumping quotes every element through a regex
         )
 
+    def insert_audit(self, state: bytes, at: float) -> int:
+        """Append one audit record chained to the last; its sequence number (writers queue on a table lock,
+        so no two take the same number)."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self._audit))
+            curs.execute(SQL("SELECT seq, link FROM {} ORDER BY seq DESC LIMIT 1").format(self._audit))
+            last = curs.fetchone()
+            seq, link = _next_audit_link((last["seq"], bytes(last["link"])) if last else None, state)
+            curs.execute(SQL("INSERT INTO {} VALUES (%s, %s, %s, %s)").format(self._audit), (seq, at, state, link))
+        return seq
+
+    def audit_head(self) -> tuple[int, bytes] | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT seq, link FROM {} ORDER BY seq DESC LIMIT 1").format(self._audit))
+            row = curs.fetchone()
+            return (row["seq"], bytes(row["link"])) if row else None
+
+    def select_audit(self, after: int, since: float | None, until: float | None, limit: int) -> list[AuditRow]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT seq, state, link FROM {} WHERE seq>%s AND at>=%s AND at<%s ORDER BY seq LIMIT %s"
+                ).format(self._audit),
+                (after, _lo(since), _hi(until), limit),
+            )
+            return [(row["seq"], bytes(row["state"]), bytes(row["link"])) for row in curs.fetchall()]
+
     def known_keys(self, keys: Sequence[str]) -> set[str]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(SQL("SELECT idem_key FROM {} WHERE idem_key = ANY(%b)").format(self._index), (list(keys),))
             return {row["idem_key"] for row in curs.fetchall()}
 
-    def room_heads(self, originator_ids: Iterable[str]) -> dict[str, int]:
+    def room_heads(self, originator_ids: Iterable[str]) -> dict[str, tuple[int, HeadRow | None]]:
+        """Each stream's last version and its chain head (None before its chain began)."""
         heads = {}
         with self.datastore.transaction(commit=False) as curs:
             for oid in originator_ids:
@@ -197,8 +318,30 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
                     SQL("SELECT MAX(originator_version) AS v FROM {} WHERE originator_id=%s").format(self._events),
                     (oid,),
                 )
-                heads[oid] = curs.fetchone()["v"] or 0
+                version = curs.fetchone()["v"] or 0
+                curs.execute(SQL("SELECT * FROM {} WHERE stream=%s").format(self._heads), (oid,))
+                row = curs.fetchone()
+                heads[oid] = (version, _head_row(row) if row else None)
         return heads
+
+    def chain_heads(self) -> list[HeadRow]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT * FROM {} ORDER BY stream").format(self._heads))
+            return [_head_row(row) for row in curs.fetchall()]
+
+    def stream_links(self, oid: str) -> dict[int, bytes | None]:
+        """Every stored link of a stream by version, from the side index."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT originator_version, chain FROM {} WHERE originator_id=%s").format(self._index), (oid,)
+            )
+            return {row["originator_version"]: _bytes(row["chain"]) for row in curs.fetchall()}
+
+    def streams(self) -> list[str]:
+        """Every stream with events, rooms and the archive's own streams alike."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT DISTINCT originator_id FROM {} ORDER BY originator_id").format(self._events))
+            return [row["originator_id"] for row in curs.fetchall()]
 
     def rooms(self) -> list[str]:
         with self.datastore.transaction(commit=False) as curs:
@@ -228,6 +371,19 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
                 (row["notification_id"], row["originator_version"], bytes(row["state"]))
                 for row in curs.fetchall()
             ]
+
+
+def _next_audit_link(last: tuple[int, bytes] | None, state: bytes) -> tuple[int, bytes]:
+    seq = last[0] + 1 if last else 1
+    return seq, chain.link(last[1] if last else chain.genesis(AUDIT_STREAM), seq, state)
+
+
+def _head_row(row: dict) -> HeadRow:
+    return (row["stream"], row["version"], bytes(row["link"]), row["genesis_version"])
+
+
+def _bytes(value: bytes | memoryview | None) -> bytes | None:
+    return None if value is None else bytes(value)
 
 
 def _lo(t: float | None) -> float:

@@ -12,6 +12,10 @@ writer took a version (the recorder's unique (room, version) key) or the event
 was stored before (the idempotency key), the batch is rolled back, heads are
 reloaded and already-stored events dropped, and the batch is tried again. The
 first attempt does not look stored keys up: the unique key rejects duplicates.
+
+Tamper evidence: every event's hash-chain link (``archive.chain``) is computed
+from its stream's head link, kept in memory beside the version, and written with
+the event and the stream's new head in the same transaction.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from datetime import datetime
 
 from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError, StoredEvent
 
+from . import chain
 from .codec import from_msgpack, idempotency_key, to_msgpack
 from .errors import ConcurrencyError, EventDecodeError, StoreError
-from .events import Event, Recorded
-from .recorders import IndexRow
+from .events import AUDIT_STREAM, SYSTEM_STREAMS, ChainHead, ContentRead, Event, Recorded
+from .recorders import HeadRow, IndexRow
 
 MAX_ATTEMPTS = 20
 
@@ -35,10 +40,13 @@ MAX_ATTEMPTS = 20
 class EventStore:
     """Append archive events at most once each; read them back by room or globally."""
 
-    def __init__(self, recorder, *, close=None):
+    def __init__(self, recorder, *, close=None, chained: bool = True):
+        """``chained=False`` writes no hash chain: only for the benchmark's baseline."""
         self._recorder = recorder
         self._close = close
-        self._heads: dict[str, int] = {}
+        self._chained = chained
+        # stream -> [version, head link or None before its chain began, genesis version]
+        self._heads: dict[str, list] = {}
         self._lock = threading.Lock()
 
     def append(self, events: Iterable[Event], batch_size: int = 1000) -> list[Recorded]:
@@ -91,18 +99,65 @@ class EventStore:
         new_rooms = []
         if missing:
             loaded = self._recorder.room_heads(missing)
-            new_rooms = [room for room, version in loaded.items() if version == 0]
-            self._heads.update(loaded)
-        heads = dict(self._heads)
+            new_rooms = [room for room, (version, _) in loaded.items() if version == 0 and room not in SYSTEM_STREAMS]
+            for room, (version, head) in loaded.items():
+                self._heads[room] = [version, head[2], head[3]] if head else [version, None, version + 1]
+        # Copies of the touched heads, kept only if the batch commits.
+        heads = {room: list(self._heads[room]) for room in {event.room for _, event in todo}}
         stored: list[StoredEvent] = []
         index_rows: list[IndexRow] = []
+        link = chain.link if self._chained else None
         for key, event in todo:
-            version = heads[event.room] = heads[event.room] + 1
-            stored.append(StoredEvent(event.room, version, event.__struct_config__.tag, to_msgpack(event)))
-            index_rows.append((key, event.room, version, event.occurred_at.timestamp()))
-        positions = self._recorder.insert_events(stored, index_rows=index_rows, new_rooms=new_rooms)
-        self._heads = heads
+            head = heads[event.room]
+            version = head[0] = head[0] + 1
+            state = to_msgpack(event)
+            stored.append(StoredEvent(event.room, version, event.__struct_config__.tag, state))
+            if link is not None:
+                head[1] = link(head[1] or chain.genesis(event.room), version, state)
+            index_rows.append((key, event.room, version, event.occurred_at.timestamp(), head[1] if link else None))
+        chain_heads: list[HeadRow] = []
+        if link is not None:
+            chain_heads = [(room, *head) for room, head in heads.items()]
+        positions = self._recorder.insert_events(
+            stored, index_rows=index_rows, new_rooms=new_rooms, chain_heads=chain_heads
+        )
+        self._heads.update(heads)
         return [Recorded(position, event) for position, (_, event) in zip(positions, todo)]
+
+    def append_audit(self, record: ContentRead) -> int:
+        """Append an audit record to the audit trail (not the event log); its sequence number."""
+        state = to_msgpack(record)
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                return self._recorder.insert_audit(state, record.occurred_at.timestamp())
+            except (IntegrityError, OperationalError) as e:
+                if attempt == MAX_ATTEMPTS - 1:
+                    raise ConcurrencyError(f"gave up appending an audit record after {MAX_ATTEMPTS} conflicts: {e}") from e
+                time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+            except PersistenceError as e:
+                raise StoreError(f"could not append an audit record: {e}") from e
+        raise AssertionError("unreachable")
+
+    def read_audit(
+        self, *, after: int = 0, start: datetime | None = None, end: datetime | None = None, page_size: int = 1000
+    ) -> Iterator[Recorded]:
+        """Audit records after sequence number ``after``, optionally in [start, end), oldest first;
+        ``Recorded.position`` is the record's sequence number in the audit trail."""
+        for seq, state, _ in self._audit_rows(after, start, end, page_size):
+            yield Recorded(seq, from_msgpack(state))
+
+    def _audit_rows(self, after: int, start, end, page_size: int) -> Iterator[tuple[int, bytes, bytes]]:
+        t_from = start.timestamp() if start else None
+        t_to = end.timestamp() if end else None
+        while True:
+            try:
+                page = self._recorder.select_audit(after, t_from, t_to, page_size)
+            except PersistenceError as e:
+                raise StoreError(f"could not read the audit trail: {e}") from e
+            yield from page
+            if len(page) < page_size:
+                return
+            after = page[-1][0]
 
     def read_log(self, after: int = 0, *, page_size: int = 1000) -> Iterator[Recorded]:
         """Every event after global position ``after``, in log order, page by page."""
@@ -144,6 +199,39 @@ class EventStore:
     def rooms(self) -> list[str]:
         """Every room that has at least one event, by JID."""
         return self._recorder.rooms()
+
+    def streams(self) -> list[str]:
+        """Every stream with events: the rooms and the archive's own (``archive.events.SYSTEM_STREAMS``)."""
+        return sorted({*self._recorder.streams(), *([AUDIT_STREAM] if self._audit_head() else [])})
+
+    def chain_heads(self) -> list[ChainHead]:
+        """Every stream's hash-chain head as recorded with its last append (the audit trail's: its last record)."""
+        heads = [ChainHead(s, v, link.hex(), g) for s, v, link, g in self._recorder.chain_heads()]
+        audit = self._audit_head()
+        return sorted([*heads, *([audit] if audit else [])], key=lambda h: h.stream)
+
+    def _audit_head(self) -> ChainHead | None:
+        last = self._recorder.audit_head()
+        return ChainHead(AUDIT_STREAM, last[0], last[1].hex(), 1) if last else None
+
+    def stream_links(self, stream: str) -> Iterator[chain.StoredLink]:
+        """A stream's events with their stored chain links, in version order (for verification)."""
+        if stream == AUDIT_STREAM:
+            for seq, state, link in self._audit_rows(0, None, None, 1000):
+                yield chain.StoredLink(seq, seq, state, link)
+            return
+        links = self._recorder.stream_links(stream)
+        after_version = 0
+        while True:
+            try:
+                page = self._recorder.select_room(stream, after_version, 1000, None, None)
+            except PersistenceError as e:
+                raise StoreError(f"could not read stream {stream}: {e}") from e
+            for position, version, state in page:
+                yield chain.StoredLink(position, version, state, links.get(version))
+            if len(page) < 1000:
+                return
+            after_version = page[-1][1]
 
     def head(self) -> int:
         """The highest global position stored, 0 for an empty store."""

@@ -39,9 +39,9 @@ def reset_pg_schema(schema: str) -> None:
 class StoreSink:
     """EventStore.append: idempotency keys, versions, msgpack encoding, side index, one transaction per batch."""
 
-    def __init__(self, name: str, url: str):
+    def __init__(self, name: str, url: str, *, chained: bool = True):
         self.name = name
-        self.store = open_event_store(url)
+        self.store = open_event_store(url, chained=chained)
         self.watch = Stopwatch()
 
     def write(self, events: list[Event], payloads: list[tuple]) -> None:
@@ -175,7 +175,8 @@ def run_append(spec: CorpusSpec, workdir: Path, results: Results, *, postgres: b
     store_path = workdir / "events.sqlite"
     for stale in workdir.glob("*.sqlite*"):
         stale.unlink()
-    sinks = [StoreSink("store", f"sqlite:///{store_path}"), RawSQLiteSink("raw", workdir / "raw.sqlite")]
+    sinks = [StoreSink("store", f"sqlite:///{store_path}"), RawSQLiteSink("raw", workdir / "raw.sqlite"),
+             StoreSink("store, unchained", f"sqlite:///{workdir / 'unchained.sqlite'}", chained=False)]
     if not light:
         sinks += [RawSQLiteSink("raw, store's indexes", workdir / "raw-indexed.sqlite", indexed=True),
                   OrderedIdsStoreSink("store, ordered ids", f"sqlite:///{workdir / 'ordered.sqlite'}")]
@@ -184,6 +185,7 @@ def run_append(spec: CorpusSpec, workdir: Path, results: Results, *, postgres: b
     results.add(Figure("append", "store, SQLite (EventStore.append, batches of 1,000)", rate["store"],
                        "events/s", rate["raw"], "raw sqlite3.executemany, WAL, sync=NORMAL, plain table",
                        aim=">= 100,000/s and within 3x of raw"))
+    results.add(_chain_cost("SQLite", rate))
     if not light:
         results.add(Figure("append", "store, SQLite vs raw into the same indexes", rate["store"], "events/s",
                            rate["raw, store's indexes"],
@@ -196,14 +198,15 @@ def run_append(spec: CorpusSpec, workdir: Path, results: Results, *, postgres: b
     results.add(Figure("disk", "event store, SQLite, bytes per event", store_bytes / n, "B", raw_bytes / n,
                        "raw table of the same payloads", higher_is_better=False))
     (workdir / "raw-bytes.txt").write_text(str(raw_bytes))
-    for scratch in [*workdir.glob("raw*.sqlite*"), *workdir.glob("ordered.sqlite*")]:
+    for scratch in [*workdir.glob("raw*.sqlite*"), *workdir.glob("ordered.sqlite*"), *workdir.glob("unchained.sqlite*")]:
         scratch.unlink()
     info = {"events": n, "messages": messages, "sqlite_url": f"sqlite:///{store_path}", "postgres_url": None}
     if not postgres:
         return info
-    for schema in ("bench_store", "bench_raw", "bench_copy"):
+    for schema in ("bench_store", "bench_raw", "bench_copy", "bench_unchained"):
         reset_pg_schema(schema)
     sinks = [StoreSink("store", pg_url("bench_store")),
+             StoreSink("store, unchained", pg_url("bench_unchained"), chained=False),
              RawPostgresSink("executemany", "bench_raw", copy=False),
              RawPostgresSink("COPY", "bench_copy", copy=True)]
     _feed(spec, sinks)
@@ -212,6 +215,7 @@ def run_append(spec: CorpusSpec, workdir: Path, results: Results, *, postgres: b
                        "events/s", rate["executemany"], "raw psycopg executemany, plain table", aim=">= 50,000/s"))
     results.add(Figure("append", "store, PostgreSQL vs COPY", rate["store"], "events/s", rate["COPY"],
                        "raw psycopg COPY, plain table"))
+    results.add(_chain_cost("PostgreSQL", rate))
     with psycopg.connect(PG_DSN) as conn:
         size = lambda schema: conn.execute(  # noqa: E731
             "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
@@ -219,11 +223,19 @@ def run_append(spec: CorpusSpec, workdir: Path, results: Results, *, postgres: b
             (schema,)).fetchone()[0]
         results.add(Figure("disk", "event store, PostgreSQL, bytes per event", float(size("bench_store")) / n, "B",
                            float(size("bench_raw")) / n, "raw table of the same payloads", higher_is_better=False))
-    for schema in ("bench_raw", "bench_copy"):
+    for schema in ("bench_raw", "bench_copy", "bench_unchained"):
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     info["postgres_url"] = pg_url("bench_store")
     return info
+
+
+def _chain_cost(backend: str, rate: dict[str, float]) -> Figure:
+    """Tamper evidence (a SHA-256 link per event, the stream heads upserted per batch) vs the same
+    store and events without it, fed batch by batch in the same pass."""
+    return Figure("append", f"store, {backend}, with hash chains vs without", rate["store"], "events/s",
+                  rate["store, unchained"], "the same store appending without hash-chain links",
+                  aim="ratio >= 0.9")
 
 
 def run_read(url: str, results: Results, label: str) -> float:

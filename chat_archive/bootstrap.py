@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import getpass
 import threading
 from collections.abc import Callable
 
 from archive.application import open_event_store
+from archive.audit import record_read
 from archive.errors import ConfigError
+from archive.integrity import CheckpointThread
 from archive.store import EventStore
 from ingest import listener as ingest_listener
 from ingest.status import describe, read_status, status_path
@@ -25,6 +28,18 @@ from .config import Config
 
 def open_store(config: Config) -> EventStore:
     return open_event_store(config.store.url, sqlite_synchronous=config.store.sqlite_synchronous)
+
+
+def audit_cli_read(store: EventStore, command: str, **what) -> None:
+    """Record a read of archived content made from the command line (``archive.audit``): who is the
+    operating-system user running it, with the store's own access (role ``operator``)."""
+    record_read(store, via="cli", endpoint=command, role="operator", user=getpass.getuser(), **what)
+
+
+def start_checkpoints(config: Config, store: EventStore, stop: threading.Event) -> CheckpointThread:
+    """Record every stream's hash-chain head in the log every ``[store] checkpoint_interval``
+    seconds and on stop (``archive.integrity``); ``.join()`` raises what stopped it."""
+    return CheckpointThread(store, config.store.checkpoint_interval, stop)
 
 
 # -- query API ----------------------------------------------------------------

@@ -22,8 +22,10 @@ from archive.errors import NotFoundError
 from archive.events import Recorded
 from archive.times import format_time
 
+from . import audit
 from .context import api, caller, limited_stream, visible_room
 from .errors import ApiError
+from .escaping import csv_cell
 from .params import Params
 from .replay import chunked
 from .roles import Capability
@@ -56,6 +58,7 @@ def export() -> Response:
     else:
         records = search_export_records(who, query, room, start, end)
         name = "search"
+    records = audit.counting(records)
     lines = jsonl_lines(records) if fmt == "jsonl" else csv_lines(records)
     response = Response(chunked(with_digest(lines, fmt)), mimetype="application/x-ndjson" if fmt == "jsonl" else "text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="export-{_safe(name)}.{fmt}"'
@@ -113,7 +116,7 @@ def jsonl_lines(records: Iterable[Recorded]) -> Iterator[bytes]:
 def csv_lines(records: Iterable[Recorded]) -> Iterator[bytes]:
     yield _csv_row(CSV_COLUMNS)
     for record in records:
-        yield _csv_row(csv_row(record))
+        yield _csv_row([csv_cell(cell) for cell in csv_row(record)])
 
 
 def csv_row(record: Recorded) -> list[str]:

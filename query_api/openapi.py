@@ -136,6 +136,18 @@ def document() -> dict:
             {"200": {"description": "JSON lines ending with {\"sha256\": ..., \"count\": N}, or CSV ending with `# sha256=... count=N`",
                      "content": {"application/x-ndjson": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}}}}},
             statuses=(400, 401, 403, 404, 503))},
+        "/api/v1/audit": {"get": operation(
+            "The audit trail: who read what (every search, transcript, presence, state, replay, export and audit read)",
+            "compliance",
+            [query("who", {"type": "string"}, "only records of this token id, site user or role"),
+             time_param("since", "records at or after"), time_param("until", "records before"),
+             query("after", {"type": "integer", "minimum": 0}, "the `next_after` of an earlier page"),
+             query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})],
+            json_ok("records oldest first: `{\"records\": [{\"position\": N, \"record\": {...}}], \"next_after\": N|null}`",
+                    {"type": "object", "properties": {"records": {"type": "array", "items": OBJECT},
+                                                     "next_after": {"type": ["integer", "null"]}},
+                     "required": ["records", "next_after"]}),
+            statuses=(400, 401, 403, 503))},
         "/api/v1/openapi.json": {"get": {
             "summary": "This document", "security": [],
             "responses": json_ok("the OpenAPI document", OBJECT)}},

@@ -14,6 +14,7 @@ from flask import Blueprint, Response, request
 
 from archive.times import utcnow
 
+from . import audit
 from .access import Caller
 from .context import api, caller, json_response, visible_room
 from .errors import bad_parameter
@@ -50,7 +51,9 @@ def presence(room: str) -> Response:
     if at is not None:
         if start or end or params.text("nick") or params.text("jid"):
             raise bad_parameter("at", "cannot be combined with from, to, nick or jid")
-        return json_response(occupants_page(room, at, who, after, limit))
+        page = occupants_page(room, at, who, after, limit)
+        audit.results(len(page["occupants"]))
+        return json_response(page)
     if start is None or end is None:
         raise bad_parameter("at", "give at=T (occupants then) or from and to (a range)")
     buckets = params.integer("buckets", 24, minimum=1, maximum=1000)
@@ -77,6 +80,7 @@ def presence(room: str) -> Response:
         page = people[:limit]
         stays = stays_of(room, page, start, end)
         result["next"] = encode_cursor({"after": page[-1]}, "presence") if len(people) > limit else None
+    audit.results(len(stays))
     result["stays"] = [
         without_jids(msgspec.structs.replace(s, spans=[without_jids(x, who) for x in s.spans]), who) for s in stays
     ]
@@ -135,6 +139,7 @@ def state(room: str) -> Response:
     since = params.time("since")
     limit = params.integer("limit", 200, minimum=0, maximum=5000)
     result = views().room_state_at(room, at, limit=limit, since=since, include_originals=who.sees_originals)
+    audit.results(len(result.occupants) + len(result.lines))
     return json_response(msgspec.structs.replace(
         result,
         occupants=[without_jids(o, who) for o in result.occupants],

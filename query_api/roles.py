@@ -24,6 +24,7 @@ class Capability(str, enum.Enum):
     REPLAY = "replay"
     STATE = "state"
     EXPORT = "export"
+    AUDIT = "audit"  # the audit trail, legal holds and purges
 
 
 ROLE_CAPABILITIES: dict[Role, frozenset[Capability]] = {

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, request
 from projections.search import Scope
 from projections.search.query import MAX_QUERY_CHARS
 
+from . import audit
 from .access import Caller
 from .context import api, caller, json_response
 from .errors import bad_parameter
@@ -47,6 +48,7 @@ def search() -> Response:
     sort = params.choice("sort", ("relevance", "newest", "oldest"), "relevance")
     limit = params.integer("limit", DEFAULT_LIMIT, minimum=1, maximum=min(MAX_LIMIT, api().settings.max_page_size))
     results = run_search(who, text, sort, limit, params.text("cursor", max_length=MAX_CURSOR_CHARS))
+    audit.results(len(results.hits))
     return json_response({
         "query": results.query,
         "sort": results.sort,

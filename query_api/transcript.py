@@ -16,8 +16,10 @@ from archive.times import format_time
 from projections.tables import order_micros
 from projections.transcripts.queries import encode_cursor as line_cursor
 
+from . import audit
 from .access import Caller, names_a_jid
 from .context import api, caller, json_response, visible_room
+from .escaping import plain_line
 from .errors import bad_parameter
 from .params import MAX_INTEGER, Params, encode_cursor
 from .roles import Capability
@@ -54,11 +56,12 @@ def transcript(room: str) -> Response:
     limit = params.integer("limit", DEFAULT_LIMIT, minimum=1, maximum=min(1000, api().settings.max_page_size))
     page = read_page(room, params, limit, who.sees_originals)
     lines = [shown(line, who) for line in page["lines"]]
+    audit.results(len(lines))
     page["lines"] = lines
     if fmt == "html":
         return Response(render_html(room, page), mimetype="text/html")
     if fmt == "text":
-        return Response("".join(text_line(line) + "\n" for line in lines), mimetype="text/plain")
+        return Response("".join(plain_line(text_line(line)) + "\n" for line in lines), mimetype="text/plain")
     return json_response({"room": room, **page})
 
 

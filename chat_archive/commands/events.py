@@ -9,7 +9,7 @@ from archive.codec import to_json
 from archive.errors import InvalidQueryError
 from archive.times import parse_time
 
-from ..bootstrap import open_store
+from ..bootstrap import audit_cli_read, open_store
 from ..process import whole_number
 
 
@@ -36,7 +36,8 @@ def print_room_events(args: argparse.Namespace, config) -> int:
         if args.room not in store.rooms():
             print(f"chat-archive events: no events for room {args.room!r}", file=sys.stderr)
             return 1
-        _write(store.read_room(args.room, start=start, end=end))
+        count = _write(store.read_room(args.room, start=start, end=end))
+        audit_cli_read(store, "events", rooms=(args.room,), range_from=start, range_to=end, results=count)
     return 0
 
 
@@ -45,12 +46,15 @@ def print_log(args: argparse.Namespace, config) -> int:
         records = store.read_log(args.after)
         if args.limit is not None:
             records = (r for i, r in zip(range(args.limit), records))
-        _write(records)
+        count = _write(records)
+        audit_cli_read(store, "log", results=count)
     return 0
 
 
-def _write(records) -> None:
+def _write(records) -> int:
     out = sys.stdout.buffer
-    for record in records:
+    count = 0
+    for count, record in enumerate(records, 1):
         out.write(b'{"position":%d,"event":%s}\n' % (record.position, to_json(record.event)))
     out.flush()
+    return count

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import threading
 
-from ..bootstrap import open_store, start_listener
+from ..bootstrap import open_store, start_checkpoints, start_listener
 from ..process import configure_logging, stopped_by_signals
 
 
@@ -29,8 +29,11 @@ def run_listener(args: argparse.Namespace, config) -> int:
     try:
         with stopped_by_signals(threading.Event()) as stop, open_store(config) as store:
             listener = start_listener(config, store, stop, xmpp=settings)
+            checkpoints = start_checkpoints(config, store, stop)
             while listener.is_alive():
                 listener.join(0.2)
+            stop.set()
+            checkpoints.join()
             listener.join()
     finally:
         if demo is not None:

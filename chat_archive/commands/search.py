@@ -13,7 +13,7 @@ from archive.errors import InvalidQueryError, NotFoundError
 from archive.times import format_time
 from projections.search import Scope, SearchResults, Sort
 
-from ..bootstrap import open_search_index, open_store
+from ..bootstrap import audit_cli_read, open_search_index, open_store
 from ..process import whole_number
 
 _MARK = re.compile(r"</?mark>")
@@ -56,11 +56,14 @@ def run_search(args: argparse.Namespace, config) -> int:
         if e.position is not None:  # show where, under the query
             print(f"  {args.query}\n  {' ' * e.position}^", file=sys.stderr)
         raise
+    with open_store(config) as store:
+        audit_cli_read(store, "search", rooms=tuple(args.room or ()), query=args.query, results=len(results.hits))
+        head = store.head()
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode(results) + b"\n")
     else:
         _print(results, sys.stdout)
-    _warn_if_behind(config, results.index_position)
+    _warn_if_behind(head, results.index_position)
     return 0
 
 
@@ -94,9 +97,7 @@ def _print(results: SearchResults, out) -> None:
         out.write(f"next page: --cursor {results.next_cursor}\n")
 
 
-def _warn_if_behind(config, position: int) -> None:
-    with open_store(config) as store:
-        head = store.head()
+def _warn_if_behind(head: int, position: int) -> None:
     if position < head:
         print(
             f"chat-archive search: note: the index has reached log position {position} of {head} "

@@ -15,6 +15,7 @@ from ..bootstrap import (
     open_tokens,
     open_views,
     start_api,
+    start_checkpoints,
     start_listener,
     start_projections,
     start_search_indexer,
@@ -74,11 +75,13 @@ class RunningParts:
         self.listener_stop = threading.Event()
         self.stop = threading.Event()  # projections, indexer, API; a failing part sets it too
         self.listener = None
+        self.checkpoints = None
         self.readers: dict = {}
         try:
             self.readers["projections"] = start_projections(config, store, self.stop)
             self.readers["search indexer"] = start_search_indexer(config, store, self.stop)
             self.listener = start_listener(config, store, self.listener_stop, xmpp=xmpp)
+            self.checkpoints = start_checkpoints(config, store, self.listener_stop)
             views, index = open_views(config, store), open_search_index(config)
             hints = demo_hints(config, demo) if demo is not None else None
             server = start_api(
@@ -106,12 +109,16 @@ class RunningParts:
         yield from self.readers.items()
         if self.listener is not None:
             yield "listener", self.listener
+        if self.checkpoints is not None:
+            yield "checkpoints", self.checkpoints
 
     def _stop_all(self) -> list[str]:
         failures = []
         self.listener_stop.set()
         if self.listener is not None:
             failures += _join("listener", self.listener)
+        if self.checkpoints is not None:
+            failures += _join("checkpoints", self.checkpoints)
         self.stop.set()
         for name, part in self.readers.items():
             failures += _join(name, part)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import auth, pages, search_page, widget  # noqa: F401 (search_page adds its route to pages.bp)
+from . import auth, compliance_page, pages, search_page, widget  # noqa: F401 (search_page, compliance_page add routes to pages.bp)
 from .security import add_security_headers, csp_nonce
 
 

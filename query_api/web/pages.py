@@ -15,9 +15,10 @@ from urllib.parse import quote, urlsplit
 from flask import Blueprint, redirect, render_template, request, url_for
 from markupsafe import Markup
 
-from archive.errors import ChatArchiveError, InvalidQueryError
+from archive.errors import ChatArchiveError, InvalidQueryError, NotFoundError
 from archive.times import format_time, parse_day, parse_time, utcnow
 
+from .. import audit
 from ..context import api, visible_room
 from ..errors import ApiError, bad_parameter, forbidden, from_archive_error
 from ..params import decode_cursor, encode_cursor
@@ -147,16 +148,16 @@ def room(room: str):
     visible_room(who, room)
     around = request.args.get("around")
     marked = request.args.getlist("hl")[:MAX_MARKED_WORDS]  # the search's words, marked in the hit's line
-    if around:
-        half = AROUND_LINES // 2
-        context = transcripts().context(room, around, before=half, after=half, include_originals=who.sees_originals)
+    context = _context(room, around, request.args.get("t"), who) if around else None
+    if context is not None:
         lines = [*context.before, context.target, *context.after]
         target, day, previous, following = context.target.id, context.target.at.date(), None, None
     else:
-        day_text = request.args.get("day")
+        day_text = request.args.get("day") or (request.args.get("t") or "")[:10]
         day = _day(day_text) if day_text else _latest_day(room)
         lines, previous, following = _day_page(room, day, request.args.get("cursor"), who)
         target = None
+    audit.results(len(lines))
     prev_day, next_day = neighbour_days(*_probes(room), day)
     year, month = month_of(request.args.get("month"), day)
     chart, at, at_occupants = (None, None, [])
@@ -171,7 +172,8 @@ def room(room: str):
         calendar=_calendar(room, year, month, day),
         lines=[_line(shown(line, who), marked if line.id == target else ()) for line in lines],
         target=target,
-        around=bool(around),
+        around=context is not None,
+        pending=bool(around) and context is None,
         previous=previous,
         next=following,
         chart=chart,
@@ -181,6 +183,20 @@ def room(room: str):
         join_link=xmpp_join_link(room),
         snippet=widget_snippet(room),
     )
+
+
+def _context(room: str, around: str, hit_time: str | None, who):
+    """The lines around ``around``; None if the transcript view has not caught up with it yet (the
+    search index commits within a second, the views every ``[projections] commit_interval``): a
+    search hit links with its time, so the page can show that day meanwhile."""
+    half = AROUND_LINES // 2
+    try:
+        return transcripts().context(room, around, before=half, after=half, include_originals=who.sees_originals)
+    except NotFoundError:
+        if not hit_time:
+            raise
+        _day(hit_time[:10])  # a bad time is a bad request, not a missing line
+        return None
 
 
 def _day_page(room: str, day: date, cursor: str | None, who) -> tuple[list, str | None, str | None]:

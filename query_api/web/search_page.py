@@ -15,6 +15,7 @@ from markupsafe import Markup
 from archive.errors import InvalidQueryError
 from archive.times import format_time
 
+from .. import audit
 from ..context import api
 from ..errors import bad_parameter
 from ..roles import Capability
@@ -44,6 +45,8 @@ def search():
     if text:
         try:
             results = run_search(who, text, form["sort"], request.args.get("cursor"))
+            audit.results(len(results.hits))
+            audit.query(text)
         except InvalidQueryError as e:
             # The message names the position (counted from 0, as in the API); the caret shows it.
             error = {"message": str(e), "query": text, "caret": e.position}
@@ -106,7 +109,9 @@ def _results(results, who):
                 "time_iso": format_time(hit.time),
                 "time_text": f"{hit.time:%Y-%m-%d %H:%M} UTC",
                 "time_utc": f"{hit.time:%Y-%m-%d %H:%M:%S} UTC",
-                "context_url": url_for("web.room", room=hit.room, around=hit.position, hl=marked_words(hit.snippet))
+                "context_url": url_for(
+                    "web.room", room=hit.room, around=hit.position, t=format_time(hit.time), hl=marked_words(hit.snippet)
+                )
                 + f"#l{hit.position}",
                 "snippet_html": Markup(hit.snippet),  # escaped by the searcher; only <mark> added
                 "edited": hit.edited,

@@ -64,6 +64,9 @@ class FailingStore:
     def head(self):
         raise self.error
 
+    def append_audit(self, record):
+        raise self.error
+
 
 def test_store_failure_is_503_and_a_bug_is_a_bare_500(token_store, tokens, sqlite_url):
     config = make_config(sqlite_url)

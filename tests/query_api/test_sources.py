@@ -21,6 +21,9 @@ class LogUntouchable:
     def head(self):
         return self._store.head()
 
+    def append_audit(self, record):  # a read is recorded, not read from the log
+        return self._store.append_audit(record)
+
     def read_log(self, *args, **kwargs):
         raise AssertionError("the event log was read")
 

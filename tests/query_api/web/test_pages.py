@@ -140,6 +140,14 @@ def test_a_room_day_navigates_between_active_days_and_stops_at_the_ends(client, 
     assert client.get(f"/rooms/{LOBBY}?at=soon").status_code == 400
 
 
+def test_a_hit_the_transcript_has_not_caught_up_with_shows_its_day_meanwhile(client, tokens):
+    sign_in(client, tokens["compliance"])
+    pending = client.get(f"/rooms/{LOBBY}?around=999999&t=2024-05-01T12:00:00Z")
+    assert pending.status_code == 200 and 'id="pending"' in pending.text and "fixed in lobby" in pending.text
+    assert client.get(f"/rooms/{LOBBY}?around=999999").status_code == 404
+    assert client.get(f"/rooms/{LOBBY}?around=999999&t=soon").status_code == 400
+
+
 def test_a_long_day_is_paged(client, tokens, monkeypatch):
     monkeypatch.setattr(pages, "DAY_LINES", 4)
     sign_in(client, tokens["compliance"])

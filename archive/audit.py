@@ -1,0 +1,78 @@
+"""The audit trail: who read what, as ``ContentRead`` records in their own chained stream.
+
+Every process that serves archived content (the API, the web pages, the CLI)
+appends one record per read with ``record_read``; only compliance reads them back
+(``read_audit``). The trail lives beside the event log, not in it (reads must not
+become events every projection steps over), and is chained like a stream
+(``archive.chain``), so ``verify --integrity`` shows whether a record was removed
+or changed, and checkpoints carry its head.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from datetime import datetime
+
+from .events import AUDIT_STREAM, ContentRead, Recorded
+from .store import EventStore
+from .times import utcnow
+
+MAX_QUERY = 1000  # characters of a query kept in a record
+
+
+def record_read(
+    store: EventStore,
+    *,
+    via: str,
+    endpoint: str,
+    token_id: str | None = None,
+    role: str | None = None,
+    user: str | None = None,
+    rooms: tuple[str, ...] = (),
+    query: str | None = None,
+    range_from: datetime | None = None,
+    range_to: datetime | None = None,
+    results: int | None = None,
+    status: int | None = None,
+) -> ContentRead:
+    """Append one audit record (raises ``StoreError`` if it cannot be written: no unrecorded read)."""
+    now = utcnow()
+    record = ContentRead(
+        room=AUDIT_STREAM,
+        occurred_at=now,
+        recorded_at=now,
+        request_id=secrets.token_hex(8),
+        via=via,
+        endpoint=endpoint,
+        token_id=token_id,
+        role=role,
+        user=user,
+        rooms=rooms,
+        query=query[:MAX_QUERY] if query else None,
+        range_from=range_from,
+        range_to=range_to,
+        results=results,
+        status=status,
+    )
+    store.append_audit(record)
+    return record
+
+
+def matches_who(record: ContentRead, who: str) -> bool:
+    """``who`` names the token id, the site user or the role of the record."""
+    return who in (record.token_id, record.user, record.role)
+
+
+def read_audit(
+    store: EventStore,
+    *,
+    who: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: int = 0,
+) -> Iterator[Recorded]:
+    """Audit records, oldest first, optionally of one caller, in [since, until), after sequence number ``after``."""
+    for recorded in store.read_audit(after=after, start=since, end=until):
+        if who is None or matches_who(recorded.event, who):
+            yield recorded

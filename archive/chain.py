@@ -1,0 +1,133 @@
+"""Tamper evidence: every stream (a room, or the archive's own compliance and audit streams)
+is a hash chain.
+
+Each event's link is ``SHA-256(previous link || version || stored bytes)``; the first
+link of a stream hashes a genesis value derived from the stream's name. A store
+created before chaining existed starts each stream's chain at the first event
+appended after the upgrade (its *genesis version*); the events before it are
+reported as not covered, never as verified.
+
+``walk_chain`` is the one rule that recomputes a stream and names its first broken
+link; the store, ``verify --integrity`` and the purge use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from .events import ChainHead, PurgedSpan
+
+from .events import AUDIT_STREAM, COMPLIANCE_STREAM, SYSTEM_STREAMS  # noqa: F401 (re-exported)
+
+
+def genesis(stream: str) -> bytes:
+    return hashlib.sha256(b"chat-archive chain genesis\x00" + stream.encode()).digest()
+
+
+def link(previous: bytes, version: int, state: bytes) -> bytes:
+    return hashlib.sha256(previous + version.to_bytes(8, "big") + state).digest()
+
+
+@dataclass(frozen=True)
+class StoredLink:
+    """One event as a stream walk sees it."""
+
+    position: int
+    version: int
+    state: bytes
+    link: bytes | None
+
+
+@dataclass(frozen=True)
+class Break:
+    """The first broken link of a stream."""
+
+    stream: str
+    version: int
+    position: int | None
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"version {self.version}" + (f" (log position {self.position})" if self.position else "")
+        return f"{self.stream}: {where}: {self.problem}"
+
+
+@dataclass(frozen=True)
+class WalkResult:
+    stream: str
+    events: int  # events checked against the chain
+    unchained: int  # events archived before the stream's chain began
+    head: ChainHead | None  # recomputed last link
+    broken: Break | None
+
+
+def walk_chain(
+    stream: str,
+    rows: Iterable[StoredLink],
+    genesis_version: int,
+    recorded_head: ChainHead | None = None,
+    purged: Mapping[int, PurgedSpan] | None = None,
+    checkpoints: Iterable[ChainHead] = (),
+) -> WalkResult:
+    """Recompute ``stream``'s chain over ``rows`` (in version order) and compare every stored link,
+    the recorded head and every checkpointed link with the recomputed ones.
+
+    ``purged`` maps the first version of each deliberately deleted span to its record: the
+    chain resumes after it from the link recorded at the cut.
+    """
+    purged = purged or {}
+    expected_at = {c.version: c.link for c in checkpoints if c.stream == stream}
+    previous, expected, events, unchained, last = genesis(stream), genesis_version, 0, 0, None
+    for row in _skipping_purged(rows, purged):
+        if isinstance(row, PurgedSpan):
+            if row.first != expected:
+                return _result(stream, events, unchained, last, row.first, None,
+                               f"purge record starts at version {row.first}, but version {expected} is missing")
+            previous, expected = bytes.fromhex(row.link), row.last + 1
+            last = ChainHead(stream, row.last, row.link, genesis_version)
+            continue
+        if row.version < genesis_version:
+            unchained += 1
+            continue
+        if row.version != expected:
+            missing = f"{expected}" if row.version == expected + 1 else f"{expected}-{row.version - 1}"
+            return _result(stream, events, unchained, last, expected, row.position,
+                           f"event version(s) {missing} deleted (the stream jumps to version {row.version})")
+        computed = link(previous, row.version, row.state)
+        if row.link is None:
+            return _result(stream, events, unchained, last, row.version, row.position, "chain link missing")
+        if row.link != computed:
+            return _result(stream, events, unchained, last, row.version, row.position,
+                           "stored bytes or link altered: the event no longer hashes to its recorded link "
+                           f"(recorded {row.link.hex()[:16]}..., recomputed {computed.hex()[:16]}...)")
+        want = expected_at.get(row.version)
+        if want is not None and want != computed.hex():
+            return _result(stream, events, unchained, last, row.version, row.position,
+                           f"differs from the checkpointed link {want[:16]}...")
+        previous, expected, events = computed, row.version + 1, events + 1
+        last = ChainHead(stream, row.version, computed.hex(), genesis_version)
+    if recorded_head is not None and recorded_head.version >= expected:
+        return _result(stream, events, unchained, last, expected, None,
+                       f"event version(s) {expected}-{recorded_head.version} deleted (the recorded chain head is "
+                       f"version {recorded_head.version})")
+    beyond = [v for v in expected_at if v >= expected]
+    if beyond:
+        return _result(stream, events, unchained, last, expected, None,
+                       f"event version(s) {expected}-{max(beyond)} deleted (a checkpoint covers version {max(beyond)})")
+    return WalkResult(stream, events, unchained, last, None)
+
+
+def _skipping_purged(rows: Iterable[StoredLink], purged: Mapping[int, PurgedSpan]) -> Iterator:
+    """The rows, with each purge record yielded where its span begins."""
+    pending = sorted(purged.values(), key=lambda s: s.first)
+    for row in rows:
+        while pending and pending[0].first <= row.version:
+            yield pending.pop(0)
+        yield row
+    yield from pending
+
+
+def _result(stream, events, unchained, last, version, position, problem) -> WalkResult:
+    return WalkResult(stream, events, unchained, last, Break(stream, version, position, problem))

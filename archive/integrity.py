@@ -1,0 +1,130 @@
+"""Checkpoints of every stream's chain head, and the store-wide integrity check.
+
+A checkpoint (``ChainCheckpoint`` in the compliance stream, itself chained) commits
+to every stream's head at one moment: a later deletion of a stream's last events,
+which leaves no broken link behind it, still contradicts the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .chain import WalkResult, walk_chain
+from .events import COMPLIANCE_STREAM, ChainCheckpoint, ChainHead, EventsPurged, PurgedSpan
+from .store import EventStore
+from .times import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def write_checkpoint(store: EventStore) -> ChainCheckpoint | None:
+    """Record every stream's chain head (the compliance stream's own excepted: the record moves it);
+    None if nothing changed since the last checkpoint."""
+    heads = tuple(h for h in store.chain_heads() if h.stream != COMPLIANCE_STREAM)
+    if not heads:
+        return None
+    last = next((c for c in reversed(list(compliance_records(store, ChainCheckpoint)))), None)
+    if last is not None and set(last.heads) == set(heads):
+        return None
+    now = utcnow()
+    checkpoint = ChainCheckpoint(room=COMPLIANCE_STREAM, occurred_at=now, recorded_at=now, heads=heads)
+    store.append([checkpoint])
+    return checkpoint
+
+
+def compliance_records(store: EventStore, kind: type) -> Iterator:
+    """The compliance stream's events of one type, oldest first."""
+    for record in store.read_room(COMPLIANCE_STREAM):
+        if type(record.event) is kind:
+            yield record.event
+
+
+@dataclass(frozen=True)
+class IntegrityReport:
+    streams: list[WalkResult]
+    checkpoints: int
+
+    @property
+    def ok(self) -> bool:
+        return all(s.broken is None for s in self.streams)
+
+    @property
+    def events(self) -> int:
+        return sum(s.events for s in self.streams)
+
+    @property
+    def unchained(self) -> int:
+        return sum(s.unchained for s in self.streams)
+
+
+def verify_integrity(store: EventStore, stream: str | None = None) -> IntegrityReport:
+    """Recompute every stream's chain (or one's) against its links, its recorded head, every
+    checkpoint and every purge record; each result names its stream's first broken link."""
+    checkpoints = list(compliance_records(store, ChainCheckpoint))
+    purged: dict[str, dict[int, PurgedSpan]] = {}
+    for purge in compliance_records(store, EventsPurged):
+        for span in purge.spans:
+            purged.setdefault(span.stream, {})[span.first] = span
+    heads = {h.stream: h for h in store.chain_heads()}
+    checkpointed: dict[str, list[ChainHead]] = {}
+    for checkpoint in checkpoints:
+        for head in checkpoint.heads:
+            checkpointed.setdefault(head.stream, []).append(head)
+    names = sorted(set(store.streams()) | heads.keys() | checkpointed.keys())
+    if stream is not None:
+        names = [stream] if stream in names else []
+    results = []
+    for name in names:
+        rows = list(store.stream_links(name))
+        results.append(
+            walk_chain(
+                name,
+                rows,
+                _genesis_version(name, rows, heads.get(name), checkpointed.get(name, [])),
+                heads.get(name),
+                purged.get(name),
+                checkpointed.get(name, []),
+            )
+        )
+    return IntegrityReport(results, len(checkpoints))
+
+
+def _genesis_version(stream, rows, head: ChainHead | None, checkpoints: list[ChainHead]) -> int:
+    """Where the stream's chain began: the earliest that its head, any checkpoint or any stored
+    link says, so that erasing the head row or old links cannot move the start forward."""
+    candidates = [h.genesis_version for h in (head, *checkpoints) if h is not None]
+    candidates += [next((r.version for r in rows if r.link is not None), None) or 1 << 62]
+    return min(candidates) if candidates else 1
+
+
+class CheckpointThread:
+    """Write a checkpoint at start and every ``interval`` seconds until stopped (as `up` and `listen` run it).
+
+    None is written on stop: the projections stop right after the writers, and an event
+    appended then would be left for their next start."""
+
+    def __init__(self, store: EventStore, interval: float, stop: threading.Event):
+        self._store, self._interval, self._stop = store, interval, stop
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="chain-checkpoints", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            write_checkpoint(self._store)
+            while not self._stop.wait(self._interval):
+                write_checkpoint(self._store)
+        except BaseException as e:  # noqa: BLE001 - reported by join()
+            self._error = e
+            log.error("checkpoints stopped: %s", e)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+        if self._error is not None:
+            raise self._error

@@ -1,0 +1,47 @@
+"""`audit`: the audit trail (who read what), oldest first; reading it is recorded too."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from archive.audit import read_audit
+from archive.codec import to_json
+from archive.errors import InvalidQueryError
+from archive.times import format_time, parse_time
+
+from ..bootstrap import audit_cli_read, open_store
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    audit = subparsers.add_parser("audit", help="print the audit trail: who read what, when, and how many results")
+    audit.add_argument("--who", metavar="ID", help="only reads by this token id, site user or role")
+    audit.add_argument("--since", metavar="TIME", help="only reads at or after TIME (ISO 8601 or -7d)")
+    audit.add_argument("--until", metavar="TIME", help="only reads before TIME")
+    audit.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+    audit.set_defaults(handler=print_audit)
+
+
+def print_audit(args: argparse.Namespace, config) -> int:
+    since = parse_time(args.since) if args.since else None
+    until = parse_time(args.until) if args.until else None
+    if since and until and until <= since:
+        raise InvalidQueryError("--until must be later than --since")
+    out = sys.stdout
+    count = 0
+    with open_store(config) as store:
+        for count, recorded in enumerate(read_audit(store, who=args.who, since=since, until=until), 1):
+            r = recorded.event
+            if args.json:
+                out.write(f'{{"seq":{recorded.position},"record":{to_json(r).decode()}}}\n')
+                continue
+            who = " ".join(p for p in (r.role, r.token_id and f"token {r.token_id}", r.user and f"user {r.user}") if p)
+            what = r.endpoint + (f" rooms={','.join(r.rooms)}" if r.rooms else "") + (f" q={r.query!r}" if r.query else "")
+            span = (f" {format_time(r.range_from) if r.range_from else '…'}..{format_time(r.range_to) if r.range_to else '…'}"
+                    if r.range_from or r.range_to else "")
+            result = f" -> {r.results} results" if r.results is not None else ""
+            status = f" [{r.status}]" if r.status and r.status >= 400 else ""
+            out.write(f"{format_time(r.occurred_at)}  {r.via:<3}  {who or 'anonymous'}  {what}{span}{result}{status}\n")
+        out.flush()
+        audit_cli_read(store, "audit", query=args.who, range_from=since, range_to=until, results=count)
+    return 0

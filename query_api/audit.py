@@ -1,0 +1,166 @@
+"""The audit trail over HTTP: every read of archived content is recorded, and compliance reads the records.
+
+``install`` adds an ``after_request`` hook to the app: a request to any endpoint in
+``AUDITED`` appends one ``ContentRead`` (``archive.audit``), whatever the caller asks
+for, failures included (who tried matters as much as who saw). Endpoints say how
+many results they served with ``results(n)``; a streamed answer counts what it
+streamed through ``stream_tally()`` and is recorded when the stream closes. If the
+record cannot be written, a non-streamed answer is replaced by a 503: nothing is
+served unrecorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+from flask import Blueprint, Flask, Response, g, request
+
+from archive.audit import read_audit, record_read
+from archive.codec import to_json
+from archive.errors import ChatArchiveError, InvalidQueryError
+from archive.times import parse_time
+
+from .context import api, caller
+from .errors import ApiError, error_response
+from .params import Params
+from .roles import Capability
+
+log = logging.getLogger(__name__)
+bp = Blueprint("audit", __name__)
+
+AUDITED = {
+    "search.search": "search",
+    "transcript.transcript": "transcript",
+    "presence.presence": "presence",
+    "presence.state": "state",
+    "replay.room_events": "replay",
+    "replay.log_events": "replay",
+    "export.export": "export",
+    "export.export_job": "export",
+    "audit.audit": "audit",
+    "web.room": "transcript",
+    "web.search": "search",
+    "web.audit_page": "audit",
+}
+"""Flask endpoint -> the kind of read it is."""
+PAGE_LIMIT = 1000
+T = TypeVar("T")
+
+
+@dataclass
+class Tally:
+    """What a streamed answer has sent so far."""
+
+    count: int = 0
+
+
+def results(count: int) -> None:
+    """How many results (messages, lines, events, occupants) this request served."""
+    g.audit_results = count
+
+
+def counting(items: Iterable[T], count: Callable[[T], bool] = lambda _: True) -> Iterator[T]:
+    """``items``, counted (those ``count`` accepts) as the request's stream sends them: the
+    record is written when the stream closes. Call it inside the request."""
+    tally = g.audit_tally = Tally()
+
+    def counted() -> Iterator[T]:
+        for item in items:
+            tally.count += count(item)
+            yield item
+
+    return counted()
+
+
+def query(text: str) -> None:
+    """The query this request ran, where it is not simply its ``q`` parameter (the search page composes it)."""
+    g.audit_query = text
+
+
+def install(app: Flask) -> None:
+    app.after_request(_record)
+
+
+def _record(response: Response) -> Response:
+    kind = AUDITED.get(request.endpoint or "")
+    if kind is None:
+        return response
+    fields = _fields(kind, response.status_code)
+    store = api().store
+    tally = g.get("audit_tally")
+    if tally is not None and response.is_streamed and response.status_code < 400:
+        def write_when_closed() -> None:
+            try:
+                record_read(store, results=tally.count, **fields)
+            except ChatArchiveError as e:  # the stream is gone: nothing to refuse any more
+                log.error("audit record of a streamed %s could not be written: %s", kind, e)
+
+        response.call_on_close(write_when_closed)
+        return response
+    try:
+        record_read(store, results=g.get("audit_results"), **fields)
+    except Exception as e:
+        log.error("audit record of %s could not be written: %s", kind, e)
+        if response.status_code >= 400:  # an error answer stays what it was
+            return response
+        if not isinstance(e, ChatArchiveError):
+            raise
+        # Content that could not be recorded is not served.
+        return error_response(
+            ApiError(503, "audit_unavailable", "the audit trail cannot be written; try again", headers={"Retry-After": "5"})
+        )
+    return response
+
+
+def _fields(kind: str, status: int) -> dict:
+    who = g.get("caller") or g.get("session_caller")  # the API's caller, or a page's signed-in one
+    args = request.args
+    room = (request.view_args or {}).get("room") or args.get("room")
+    rooms = tuple(r for r in (room or "").split(",") if r)
+    return {
+        "via": "web" if (request.blueprint or "") == "web" else "api",
+        "endpoint": f"{kind} {request.path}",
+        "token_id": who.token_id if who else None,
+        "role": who.role.value if who else None,
+        "user": who.user if who else None,
+        "rooms": rooms,
+        "query": g.get("audit_query") or args.get("q") or args.get("who"),
+        "range_from": _time(args.get("from") or args.get("since") or args.get("at") or args.get("day")),
+        "range_to": _time(args.get("to") or args.get("until")),
+        "status": status,
+    }
+
+
+def _time(text: str | None):
+    if not text:
+        return None
+    try:
+        return parse_time(text)
+    except (InvalidQueryError, ValueError, OverflowError):
+        return None  # the endpoint itself answered the bad value with a 400
+
+
+@bp.get("/audit")
+def audit() -> Response:
+    """Audit records, oldest first: ``who`` (token id, site user or role), ``since``/``until``, ``after``
+    (a log position from ``next_after``) and ``limit``. Compliance only."""
+    caller(Capability.AUDIT)
+    params = Params(request.args, ("who", "since", "until", "after", "limit"))
+    since, until = params.time_range("since", "until")
+    after = params.integer("after", 0)
+    limit = params.integer("limit", 100, minimum=1, maximum=PAGE_LIMIT)
+    records, more = [], False
+    for recorded in read_audit(api().store, who=params.text("who"), since=since, until=until, after=after):
+        if len(records) == limit:
+            more = True
+            break
+        records.append(recorded)
+    results(len(records))
+    body = b'{"records":[%s],"next_after":%s}' % (
+        b",".join(b'{"position":%d,"record":%s}' % (r.position, to_json(r.event)) for r in records),
+        str(records[-1].position).encode() if more else b"null",
+    )
+    return Response(body, mimetype="application/json", headers={"Cache-Control": "no-store"})

@@ -1,0 +1,166 @@
+"""The audit trail over the API and the pages, on SQLite and PostgreSQL: every read recorded, compliance reads them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from archive.application import open_event_store
+from archive.audit import read_audit
+from archive.integrity import verify_integrity
+from projections.search import IndexLocation, SearchIndex, SearchIndexProjection
+from projections.views import Views
+from query_api import create_app
+from query_api.roles import Role
+from query_api.tokens import open_token_store
+
+from tests.archive.test_integrity import run_sql
+
+from .conftest import LOBBY, SECRET, Seeded, auth, make_config, seed_events
+from .web.test_pages import sign_in
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def audited(request, tmp_path):
+    """(app, store, tokens by role) over a fresh seeded archive on each backend."""
+    url = f"sqlite:///{tmp_path}/events.sqlite" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    store = open_event_store(url)
+    store.append(seed_events())
+    location = IndexLocation(tmp_path / "index")
+    SearchIndexProjection(location).close()
+    seeded = Seeded(url, store, Views(url, store), SearchIndex(location, reload_interval=0))
+    seeded.catch_up()
+    token_store = open_token_store(url, cache_seconds=0)
+    ids = {}
+    tokens = {}
+    for role, rooms in ((Role.COMPLIANCE, ()), (Role.ANALYST, (LOBBY,)), (Role.SITE, (LOBBY,))):
+        tokens[role.value], info = token_store.create(role, rooms)
+        ids[role.value] = info.id
+    app = create_app(make_config(url), store=store, views=seeded.views, search=seeded.search, tokens=token_store)
+    app.config["STORE_URL"] = url
+    yield app, store, tokens, ids
+    token_store.close()
+    seeded.close()
+
+
+def last_record(store):
+    return list(read_audit(store))[-1].event
+
+
+@pytest.mark.parametrize(
+    ("url", "role", "kind", "rooms", "results"),
+    [
+        ("/api/v1/search?q=hello", "compliance", "search", (), 3),
+        (f"/api/v1/rooms/{LOBBY}/transcript?from=2024-05-01&to=2024-05-02", "site", "transcript", (LOBBY,), 9),
+        (f"/api/v1/rooms/{LOBBY}/presence?at=2024-05-01T12:00:15Z", "analyst", "presence", (LOBBY,), 2),
+        (f"/api/v1/rooms/{LOBBY}/state?at=2024-05-01T12:00:15Z", "compliance", "state", (LOBBY,), 6),
+        (f"/api/v1/rooms/{LOBBY}/events", "analyst", "replay", (LOBBY,), 11),
+        (f"/api/v1/export?room={SECRET}&format=csv", "compliance", "export", (SECRET,), 11),
+    ],
+)
+def test_every_read_is_recorded_with_who_what_when_and_how_many(audited, url, role, kind, rooms, results):
+    app, store, tokens, ids = audited
+    user = "carol" if role == "site" else None
+    response = app.test_client().get(url, headers=auth(tokens[role], user))
+    assert response.status_code == 200
+    response.get_data()  # a streamed answer is recorded when it closes
+    response.close()
+    record = last_record(store)
+    assert (record.via, record.role, record.token_id, record.user) == ("api", role, ids[role], user)
+    assert record.endpoint.startswith(kind + " /api/v1/") and record.rooms == rooms
+    assert record.results == results and record.status == 200
+    if "from=" in url:
+        assert record.range_from.isoformat().startswith("2024-05-01")
+
+
+def test_refused_reads_are_recorded_too_and_the_query_is_kept(audited):
+    app, store, tokens, _ = audited
+    client = app.test_client()
+    assert client.get(f"/api/v1/rooms/{SECRET}/transcript", headers=auth(tokens["site"], "carol")).status_code == 404
+    assert (last_record(store).status, last_record(store).rooms) == (404, (SECRET,))
+    client.get("/api/v1/search?q=from:alice%20secret", headers=auth(tokens["compliance"]))
+    assert last_record(store).query == "from:alice secret"
+
+
+def test_only_compliance_reads_the_trail_filtered_by_who_and_time(audited):
+    app, store, tokens, ids = audited
+    client = app.test_client()
+    client.get("/api/v1/search?q=hello", headers=auth(tokens["site"], "carol"))
+    client.get(f"/api/v1/rooms/{LOBBY}/events", headers=auth(tokens["analyst"])).close()
+    for role in ("site", "analyst"):
+        assert client.get("/api/v1/audit", headers=auth(tokens[role], "carol" if role == "site" else None)).status_code == 403
+    assert client.get("/api/v1/audit").status_code == 401
+    body = client.get("/api/v1/audit", headers=auth(tokens["compliance"])).json
+    # Refusals included: two reads, two refused audit reads, one without a token.
+    assert [r["record"].get("role") for r in body["records"]] == ["site", "analyst", "site", "analyst", None]
+    assert [r["record"]["status"] for r in body["records"]][2:] == [403, 403, 401]
+    assert body["next_after"] is None
+    mine = client.get("/api/v1/audit?who=carol", headers=auth(tokens["compliance"])).json["records"]
+    assert {r["record"]["user"] for r in mine} == {"carol"} and len(mine) == 2
+    by_token = client.get(f"/api/v1/audit?who={ids['analyst']}&limit=1", headers=auth(tokens["compliance"])).json
+    assert len(by_token["records"]) == 1 and by_token["next_after"] is not None
+    later = client.get("/api/v1/audit?since=2999-01-01", headers=auth(tokens["compliance"])).json
+    assert later["records"] == []
+    assert client.get("/api/v1/audit?limit=0", headers=auth(tokens["compliance"])).status_code == 400
+
+
+def test_the_trail_is_hash_chained_and_a_removed_record_is_found(audited):
+    app, store, tokens, _ = audited
+    client = app.test_client()
+    for _ in range(3):
+        client.get("/api/v1/search?q=hello", headers=auth(tokens["compliance"]))
+    assert verify_integrity(store, "chat-archive:audit").ok
+    run_sql(app.config["STORE_URL"], "DELETE FROM archive_audit WHERE seq=2")
+    (broken,) = [s.broken for s in verify_integrity(store).streams if s.broken]
+    assert (broken.stream, broken.version) == ("chat-archive:audit", 2)
+
+
+def test_no_content_is_served_when_the_trail_cannot_be_written(audited):
+    app, store, tokens, _ = audited
+
+    def refuse(record):
+        from archive.errors import StoreError
+
+        raise StoreError("audit table gone")
+
+    store.append_audit = refuse
+    response = app.test_client().get("/api/v1/search?q=hello", headers=auth(tokens["compliance"]))
+    assert response.status_code == 503 and response.json["error"]["code"] == "audit_unavailable"
+    assert "hello" not in response.get_data(as_text=True)
+
+
+def test_pages_record_reads_and_show_the_trail_to_compliance_only(audited):
+    app, store, tokens, _ = audited
+    client = app.test_client()
+    assert sign_in(client, tokens["compliance"]).status_code == 303
+    assert client.get(f"/rooms/{LOBBY}?day=2024-05-01").status_code == 200
+    record = last_record(store)
+    assert (record.via, record.role, record.rooms) == ("web", "compliance", (LOBBY,)) and record.results == 9
+    page = client.get("/audit?who=compliance").get_data(as_text=True)
+    assert f"/rooms/{LOBBY}" in page
+    other = app.test_client()
+    assert sign_in(other, tokens["site"], "carol").status_code == 303
+    assert other.get("/audit").status_code == 403
+
+
+def test_the_command_line_records_its_reads_and_prints_the_trail(tmp_path, capsys):
+    from chat_archive.cli import main
+
+    url = f"sqlite:///{tmp_path}/events.sqlite"
+    with open_event_store(url) as store:
+        store.append(seed_events())
+    config = tmp_path / "c.toml"
+    config.write_text(f'[store]\nurl = "{url}"\n[index]\npath = "{tmp_path}/index"\n')
+    assert main(["--config", str(config), "events", LOBBY, "--from", "2024-05-01"]) == 0
+    assert main(["--config", str(config), "verify", "--integrity"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(config), "audit", "--who", "operator", "--json"]) == 0
+    records = [json.loads(line)["record"] for line in capsys.readouterr().out.splitlines()]
+    assert [(r["via"], r["endpoint"]) for r in records] == [("cli", "events"), ("cli", "verify --integrity")]
+    assert records[0]["rooms"] == [LOBBY] and records[0]["results"] == 11
+    assert main(["--config", str(config), "audit", "--since=-1h"]) == 0
+    out = capsys.readouterr().out
+    assert "events rooms=" + LOBBY in out and "-> 11 results" in out
+    with open_event_store(url) as store:
+        assert last_record(store).endpoint == "audit"

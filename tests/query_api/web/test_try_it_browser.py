@@ -1,0 +1,197 @@
+"""The README's "Try it", walked in Chromium from a fresh `chat-archive up --demo`, at desktop and phone
+size: sign in with what the page says, search, open a hit in context, join the widget as the demo account
+and see the message arrive in the transcript. Every page passes axe-core with no serious violation and
+fits the screen's width."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.services.axe import serious_violations
+
+from .server import keep
+
+CLI = str(Path(sys.executable).with_name("chat-archive"))
+SIZES = {"desktop": (1280, 900), "phone": (390, 844)}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """`chat-archive up --demo` in a directory of its own, as `./dev up` runs it."""
+    cwd = tmp_path_factory.mktemp("try-it")
+    (cwd / "tmp").mkdir()
+    log = open(cwd / "up.log", "wb")
+    process = subprocess.Popen(
+        [CLI, "up", "--demo", "--port", "0"], cwd=cwd, stdout=subprocess.PIPE, stderr=log, text=True,
+        env={**os.environ, "TMPDIR": str(cwd / "tmp"), "CHAT_ARCHIVE_INDEX_COMMIT_INTERVAL": "0.2"},
+    )  # fmt: skip
+    log.close()
+    try:
+        deadline = time.monotonic() + 90
+        url = None
+        while url is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                pytest.fail(f"`up --demo` ended: {(cwd / 'up.log').read_text()[-3000:]}")
+            if "API and web pages on " in line:
+                url = line.split()[-1].rstrip("/")
+        yield url, cwd
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def wait(browser, condition, timeout: float = 20):
+    return WebDriverWait(browser, timeout).until(condition)
+
+
+def fits_the_screen(browser) -> None:
+    overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{browser.current_url} is {overflow}px wider than the screen"
+
+
+def accessible(browser) -> None:
+    assert serious_violations(browser) == [], browser.current_url
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_the_readme_try_it_walk(browser, demo, size, screenshot_dir):
+    url, cwd = demo
+    browser.delete_all_cookies()
+    browser.set_window_size(*SIZES[size])
+    suffix = "" if size == "desktop" else "-phone"
+
+    # 1. The front page asks to sign in and says with what.
+    browser.get(url + "/")
+    hint = wait(browser, EC.presence_of_element_located((By.ID, "demo-hint")))
+    assert "demo sign-in token" in hint.text
+    token = (cwd / browser.find_element(By.ID, "demo-token-file").text).read_text().strip()
+    fits_the_screen(browser)
+    accessible(browser)
+    browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.ID, "signin").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "q")))
+
+    # 2. Search (the demo people talk about deploys, builds, tests, ...).
+    deadline = time.monotonic() + 30
+    while not browser.find_elements(By.CSS_SELECTOR, "li.hit"):
+        assert time.monotonic() < deadline, browser.find_element(By.TAG_NAME, "main").text[:2000]
+        box = browser.find_element(By.ID, "q")
+        box.clear()
+        box.send_keys("deploy OR build OR test OR review OR coffee OR bug OR merge")
+        browser.find_element(By.ID, "search-button").click()
+        wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "p.total, div.error")))
+    fits_the_screen(browser)
+    accessible(browser)
+    keep(browser, screenshot_dir, f"search{suffix}.png" if suffix else "search-demo.png")
+
+    # 3. Open a hit in context: the transcript around it, the hit highlighted, the search's words marked.
+    hit = browser.find_element(By.CSS_SELECTOR, "li.hit")
+    link = hit.find_element(By.CSS_SELECTOR, "a.hit-link")
+    position = link.get_attribute("href").rsplit("#l", 1)[1]
+    browser.execute_script("arguments[0].scrollIntoView()", link)
+    link.click()
+    deadline = time.monotonic() + 30
+    while not browser.find_elements(By.CSS_SELECTOR, "li.line.target"):
+        # A fresh hit may be searchable before the transcript view has it: the page says so; reload.
+        assert browser.find_elements(By.ID, "pending") and time.monotonic() < deadline, browser.current_url
+        time.sleep(1)
+        browser.refresh()
+    target = browser.find_element(By.CSS_SELECTOR, "li.line.target")
+    assert target.get_attribute("id") == f"l{position}" and target.find_elements(By.CSS_SELECTOR, ".body mark")
+    fits_the_screen(browser)
+    accessible(browser)
+    keep(browser, screenshot_dir, f"transcript{suffix}.png" if suffix else "transcript-demo.png")
+    room_page = browser.current_url.split("?")[0]
+    if size == "phone":
+        chart = browser.find_element(By.CSS_SELECTOR, "svg.presence-chart.narrow")
+        assert chart.is_displayed() and chart.size["width"] <= SIZES["phone"][0]
+        assert not browser.find_element(By.CSS_SELECTOR, "svg.presence-chart.wide").is_displayed()
+        keep(browser.find_element(By.CSS_SELECTOR, "section.presence"), screenshot_dir, "presence-phone.png")
+
+    # 4. The rooms list.
+    browser.get(url + "/rooms")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "a.room")) == 3
+    fits_the_screen(browser)
+    accessible(browser)
+    keep(browser, screenshot_dir, f"rooms{suffix}.png")
+
+    # 5. The room's live widget: join as the demo account the widget names, and talk.
+    browser.get(room_page)
+    browser.find_element(By.ID, "widget-link").click()
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "status"), "Live"))
+    backlog = len(browser.find_elements(By.CSS_SELECTOR, "#activity li"))
+    jid, password = (c.text for c in browser.find_elements(By.CSS_SELECTOR, ".demo-hint code"))
+    fits_the_screen(browser)
+    accessible(browser)
+    browser.find_element(By.ID, "join-button").click()
+    browser.find_element(By.ID, "jid").send_keys(jid)
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.ID, "nick").send_keys(f"newcomer-{size}")
+    browser.find_element(By.ID, "join-submit").click()
+    wait(browser, EC.visibility_of_element_located((By.ID, "message")))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#activity li")) > backlog  # the backlog stays
+    said = f"hello from the README walk {uuid.uuid4().hex[:8]}"
+    browser.find_element(By.ID, "message").send_keys(said)
+    browser.find_element(By.ID, "send").click()
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "activity"), said))
+    keep(browser, screenshot_dir, f"widget{suffix}.png" if suffix else "widget-demo.png")
+
+    # 6. ... and it is in the room's transcript (the demo's views commit every few seconds).
+    deadline = time.monotonic() + 40
+    while True:
+        browser.get(room_page)
+        if said in browser.find_element(By.CSS_SELECTOR, "ol.lines").text:
+            break
+        assert time.monotonic() < deadline, "the message never reached the transcript"
+        time.sleep(1)
+
+
+def sign_in_from_the_page(browser, url: str, cwd: Path) -> None:
+    browser.delete_all_cookies()
+    browser.get(url + "/signin")
+    token = (cwd / browser.find_element(By.ID, "demo-token-file").text).read_text().strip()
+    browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.ID, "signin").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "q")))
+
+
+def test_dark_mode_keeps_contrast_and_a_260px_widget_keeps_the_room_address_whole(browser, demo):
+    url, cwd = demo
+    browser.set_window_size(1280, 900)
+    sign_in_from_the_page(browser, url, cwd)
+    room = "lobby@conference.localhost"
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    try:
+        for path in ("/?q=deploy", "/rooms", f"/rooms/{room}", f"/widget/{room}"):
+            browser.get(url + path)
+            background = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
+            assert background not in ("rgb(255, 255, 255)", "rgb(246, 247, 249)"), path  # the dark scheme is on
+            accessible(browser)
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+    browser.set_window_size(260, 600)
+    browser.get(f"{url}/widget/{room}")
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "status"), "Live"))
+    assert browser.execute_script("return window.innerWidth") <= 260
+    parts = browser.find_elements(By.CSS_SELECTOR, ".room-name .part")
+    assert [p.text for p in parts] == ["lobby", "@conference.localhost"]
+    for part in parts:  # each part on one line: the address breaks before its @ or not at all
+        assert browser.execute_script("return arguments[0].getClientRects().length", part) == 1
+    fits_the_screen(browser)
+    browser.set_window_size(1280, 900)

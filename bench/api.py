@@ -49,15 +49,23 @@ def run_api(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> Non
             f"{(START + timedelta(days=i % days)).date().isoformat()}&limit=50"
             for i in range(200)
         ]
+        audited = {}
         for label, paths, aim in (("search", search_paths, ">= 500/s, p99 < 50 ms"),
                                   ("transcript (a room's day, 50 lines)", transcript_paths, "")):
-            got = _wrk(server, paths, label.split()[0])
+            got = audited[label] = _wrk(server, paths, label.split()[0])
             results.add(Figure("api", f"{label}: requests/s", got["rps"], "req/s", base["rps"],
                                "/healthz under the same load", aim=aim.split(",")[0] if aim else "",
                                note=f"wrk {CONNECTIONS} connections, {DURATION} s, errors {got['errors']}"))
             for p in ("p50", "p99"):
                 results.add(Figure("api", f"{label}: {p}", got[p], "ms", base[p], "/healthz under the same load",
                                    higher_is_better=False, aim="p99 < 50 ms" if p == "p99" and aim else ""))
+    # The same loads against the same server without its audit hook: what recording every read costs.
+    with Server(spec, workdir, ctx, module="bench.unaudited") as server:
+        for label, paths in (("search", search_paths), ("transcript (a room's day, 50 lines)", transcript_paths)):
+            got = _wrk(server, paths, label.split()[0] + "-unaudited")
+            results.add(Figure("api", f"{label}: requests/s with the audit trail vs without", audited[label]["rps"],
+                               "req/s", got["rps"], "the same server without its audit hook, the same load",
+                               aim="ratio >= 0.8", note="one audit record (a chained insert) per request"))
         results.rss["chat-archive serve (after the load)"] = peak_rss_of(server.proc.pid) or 0
 
 
@@ -88,8 +96,8 @@ def run_replay(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> 
 class Server:
     """`chat-archive serve` in a subprocess over the workdir's store, views and index."""
 
-    def __init__(self, spec: CorpusSpec, workdir: Path, ctx: dict):
-        self.spec, self.workdir, self.ctx = spec, workdir, ctx
+    def __init__(self, spec: CorpusSpec, workdir: Path, ctx: dict, module: str = "chat_archive.cli"):
+        self.spec, self.workdir, self.ctx, self.module = spec, workdir, ctx, module
 
     def __enter__(self) -> Server:
         ensure_store(self.spec, self.workdir, self.ctx)
@@ -101,7 +109,8 @@ class Server:
         self.token = subprocess.run([*cli, "token", "create", "--role", "compliance", "--label", "bench"],
                                     check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         self.log = open(self.workdir / "serve.log", "w")
-        self.proc = subprocess.Popen([*cli, "serve"], stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, "-m", self.module, *cli[3:], "serve"], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:

@@ -26,7 +26,7 @@ from projections.views import Views
 from . import audit, export, openapi, presence, replay, rooms, transcript, web
 from .access import Authorizer, PermissionCallback
 from .context import EXTENSION, ApiContext, api, caller, json_response
-from .errors import install_error_handlers, unauthorized
+from .errors import forbidden, install_error_handlers, unauthorized
 from .metrics import Family
 from .roles import Capability, Role
 from .search import bp as search_bp
@@ -38,6 +38,7 @@ API_PREFIX = "/api/v1"
 # The largest request body anything here takes (a sign-in form, a ticket request): a bigger one
 # is a 413 before a byte of it is parsed (the server, waitress, refuses to buffer more).
 MAX_BODY_BYTES = 64 * 1024
+PUBLIC_PATHS = (f"{API_PREFIX}/openapi.json", "/static/")
 
 
 def create_app(
@@ -102,8 +103,13 @@ def healthz() -> Response:
 
 def metrics() -> Response:
     context = api()
-    if not context.settings.metrics_public and caller(Capability.ROOMS).role is Role.ANONYMOUS:
-        raise unauthorized("a bearer token is required")  # any valid token: anonymous read is not enough
+    if not context.settings.metrics_public:
+        who = caller(Capability.ROOMS)
+        if who.role is Role.ANONYMOUS:
+            raise unauthorized("a bearer token is required")  # anonymous read is not enough
+        if not who.scope.everything:
+            # Counts per endpoint and the log's size say something about every room.
+            raise forbidden("/metrics is for tokens that see every room (compliance), or set [api] metrics_public")
     text = context.metrics.render(_gauges(context))
     return Response(text, mimetype="text/plain; version=0.0.4")
 
@@ -125,6 +131,14 @@ def _install_request_metrics(app: Flask) -> None:
         g.started = time.perf_counter()
         if (request.content_length or 0) > MAX_BODY_BYTES:
             raise RequestEntityTooLarge(f"the request body is larger than {MAX_BODY_BYTES} bytes")
+
+    @app.after_request
+    def not_cached(response: Response) -> Response:
+        # Answers depend on who asks (and may be theirs only): no cache or proxy may keep them.
+        # The API's description and the static files are the same for everyone.
+        if "Cache-Control" not in response.headers and not request.path.startswith(PUBLIC_PATHS):
+            response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.after_request
     def observe(response: Response) -> Response:

@@ -1,0 +1,80 @@
+"""`export`: an eDiscovery export bundle (RSMF 2.0, EML per room-day, JSON lines, CSV) with its manifest;
+`verify-export FILE`: check a bundle against its manifest, without the archive."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import msgspec
+
+from archive.times import parse_time
+from query_api.exports.bundle import FORMATS, ExportRequest, write_bundle
+from query_api.exports.manifest import verify_bundle
+
+from ..bootstrap import audit_cli_read, open_search_index, open_store, open_views
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    export = subparsers.add_parser(
+        "export", help="write an eDiscovery export (RSMF 2.0, EML, JSON lines or CSV) with a manifest, as a ZIP file"
+    )
+    export.add_argument("--format", choices=FORMATS, default="rsmf", help="rsmf (default), eml, jsonl or csv")
+    export.add_argument("--room", action="append", default=[], metavar="JID", help="a room to export (repeatable; default every room)")
+    export.add_argument("--from", dest="start", metavar="TIME", help="only what occurred at or after TIME (ISO 8601 or -7d)")
+    export.add_argument("--to", dest="end", metavar="TIME", help="only what occurred before TIME")
+    export.add_argument("--query", metavar="Q", help="only the messages this search finds, with their edits and removals")
+    export.add_argument("-o", "--output", required=True, metavar="FILE", help="the ZIP file to write")
+    export.set_defaults(handler=run_export)
+
+    check = subparsers.add_parser("verify-export", help="check an export bundle against its manifest (no archive needed)")
+    check.add_argument("file", help="the export's ZIP file")
+    check.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    check.set_defaults(handler=run_verify_export)
+
+
+def run_export(args: argparse.Namespace, config) -> int:
+    request = ExportRequest(
+        format=args.format,
+        rooms=tuple(args.room),
+        start=parse_time(args.start) if args.start else None,
+        end=parse_time(args.end) if args.end else None,
+        query=args.query,
+    )
+    output = Path(args.output)
+    partial = output.with_name(output.name + ".partial")
+    with open_store(config) as store, open_views(config, store) as views:
+        try:
+            with open(partial, "wb") as out:
+                search = open_search_index(config) if request.query is not None else None
+                manifest, digest = write_bundle(out, request, store, views, search, _progress)
+            os.replace(partial, output)
+        finally:
+            partial.unlink(missing_ok=True)
+        audit_cli_read(store, f"export {args.format}", rooms=request.rooms, query=request.query,
+                       range_from=request.start, range_to=request.end, results=manifest.counts["events"])
+    counts = manifest.counts
+    print(f"wrote {output}: {counts['events']} events ({counts['messages']} messages) from {counts['rooms']} rooms "
+          f"in {counts['files']} files; manifest SHA-256 {digest}")
+    return 0
+
+
+def _progress(done: int, total: int, events: int) -> None:
+    if sys.stderr.isatty():
+        print(f"\r{done}/{total} rooms, {events} events", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+
+def run_verify_export(args: argparse.Namespace, config) -> int:
+    result = verify_bundle(args.file)
+    if args.json:
+        print(msgspec.json.encode(result).decode())
+    else:
+        for problem in result.problems:
+            print(f"PROBLEM {problem}")
+        if result.manifest is not None:
+            m = result.manifest
+            print(f"{'ok' if result.ok else 'FAILED'}: {len(m.files)} files, {m.counts.get('events')} events, "
+                  f"format {m.format}, made {m.created_at}; manifest SHA-256 {result.manifest_sha256}")
+    return 0 if result.ok else 1

@@ -1,0 +1,171 @@
+"""Build an export bundle: a ZIP of RSMF, EML, JSON-lines or CSV files and its manifest.
+
+What is exported: the rooms asked for (default every room), optionally only what
+occurred in [start, end), optionally only the messages a search finds (each with
+its edits and its removal). RSMF and EML are made per room-day from the transcript
+lines (the one message model: text, edits and removals as it folds them), JSON lines
+and CSV from the archived events themselves (edits and retractions are events of
+their own there). Members are streamed into the ZIP and hashed as they are written,
+so an export of any size takes little memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from types import SimpleNamespace
+from typing import IO
+
+from archive.errors import InvalidQueryError
+from archive.events import Recorded
+from archive.store import EventStore
+from archive.times import format_time, utcnow
+from projections.search import Scope, SearchIndex
+from projections.views import Views
+
+from ..export import csv_lines, jsonl_lines, message_records
+from .eml import eml_file
+from .manifest import MANIFEST_NAME, FileEntry, Manifest, manifest_bytes
+from .rsmf import rsmf_file
+
+FORMATS = ("rsmf", "eml", "jsonl", "csv")
+PAGE = 1000
+Progress = Callable[[int, int, int], None]
+"""(rooms done, rooms in all, events written so far)"""
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    format: str
+    rooms: tuple[str, ...] = ()  # empty: every room
+    start: datetime | None = None
+    end: datetime | None = None
+    query: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise InvalidQueryError(f"export format must be one of {', '.join(FORMATS)}, not {self.format!r}")
+        if self.start and self.end and self.end <= self.start:
+            raise InvalidQueryError("the end of an export's range must be later than its start")
+
+
+@dataclass
+class _Tally:
+    files: list[FileEntry] = field(default_factory=list)
+    events: int = 0
+    messages: int = 0
+
+
+def write_bundle(
+    out: IO[bytes], request: ExportRequest, store: EventStore, views: Views, search: SearchIndex,
+    progress: Progress = lambda done, total, events: None,
+) -> tuple[Manifest, str]:
+    """Write the bundle to ``out``; its manifest and the manifest's SHA-256."""
+    known = store.rooms()
+    missing = [room for room in request.rooms if room not in known]
+    if missing:
+        raise InvalidQueryError(f"no events for room {missing[0]!r}")
+    rooms = list(request.rooms) or known
+    hits = _hits(search, request, rooms) if request.query is not None else None
+    tally = _Tally()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        if request.format in ("jsonl", "csv"):
+            records = _all_records(store, views, request, rooms, hits, tally, progress)
+            lines = jsonl_lines(records) if request.format == "jsonl" else csv_lines(records)
+            _member(zf, f"events.{request.format}", lines, tally, lambda: tally.events)
+        else:
+            for done, room in enumerate(rooms, 1):
+                for day, lines in _room_days(views, request, room, hits):
+                    tally.events += len(lines)
+                    tally.messages += sum(1 for line in lines if line.kind == "message")
+                    name = f"{request.format}/{_safe(room)}/{day.isoformat()}.{request.format}"
+                    data = rsmf_file(room, lines, room) if request.format == "rsmf" else eml_file(room, day, lines)
+                    _member(zf, name, [data], tally, lambda n=len(lines): n)
+                progress(done, len(rooms), tally.events)
+        heads = {h.stream: h for h in store.chain_heads()}
+        manifest = Manifest(
+            created_at=format_time(utcnow()),
+            format=request.format,
+            rooms=rooms,
+            range_from=format_time(request.start) if request.start else None,
+            range_to=format_time(request.end) if request.end else None,
+            query=request.query,
+            counts={"events": tally.events, "messages": tally.messages, "rooms": len(rooms), "files": len(tally.files)},
+            chain_heads=[heads[room] for room in rooms if room in heads],
+            files=tally.files,
+        )
+        raw = manifest_bytes(manifest)
+        zf.writestr(MANIFEST_NAME, raw)
+    return manifest, hashlib.sha256(raw).hexdigest()
+
+
+def _member(zf: zipfile.ZipFile, name: str, chunks: Iterable[bytes], tally: _Tally, events: Callable[[], int]) -> None:
+    """Stream ``chunks`` into member ``name``; ``events()``, asked once they are written, counts its events."""
+    digest, size = hashlib.sha256(), 0
+    with zf.open(name, "w", force_zip64=True) as member:
+        for chunk in chunks:
+            digest.update(chunk)
+            size += len(chunk)
+            member.write(chunk)
+    tally.files.append(FileEntry(name, digest.hexdigest(), size, events()))
+
+
+def _hits(search: SearchIndex, request: ExportRequest, rooms: list[str]) -> dict[str, list]:
+    """The search's hits in the range, by room, oldest first."""
+    scope = Scope(rooms=frozenset(rooms), compliance=True, jids=True)
+    found: dict[str, list] = {}
+    cursor = None
+    while True:
+        results = search.search(request.query, scope, sort="oldest", limit=500, cursor=cursor, facets=False)
+        for hit in results.hits:
+            if (request.start is None or hit.time >= request.start) and (request.end is None or hit.time < request.end):
+                found.setdefault(hit.room, []).append(hit)
+        cursor = results.next_cursor
+        if cursor is None:
+            return found
+
+
+def _all_records(store, views, request, rooms, hits, tally, progress) -> Iterator[Recorded]:
+    context = SimpleNamespace(store=store, views=views)
+    for done, room in enumerate(rooms, 1):
+        if hits is None:
+            records = store.read_room(room, start=request.start, end=request.end)
+        else:
+            records = (record for hit in hits.get(room, []) for record in message_records(context, hit))
+        for record in records:
+            tally.events += 1
+            tally.messages += type(record.event).__name__ == "MessagePosted"
+            yield record
+        progress(done, len(rooms), tally.events)
+
+
+def _room_days(views: Views, request: ExportRequest, room: str, hits) -> Iterator[tuple[date, list]]:
+    """A room's transcript lines (originals included) in the range, grouped by UTC day."""
+    wanted = None if hits is None else {hit.position for hit in hits.get(room, [])}
+    if wanted is not None and not wanted:
+        return
+    day, lines, cursor = None, [], None
+    while True:
+        page = views.transcripts.page(
+            room, start=request.start, end=request.end, cursor=cursor, limit=PAGE, include_originals=True
+        )
+        for line in page.lines:
+            if wanted is not None and line.id not in wanted:
+                continue
+            if day is not None and line.at.date() != day:
+                yield day, lines
+                lines = []
+            day = line.at.date()
+            lines.append(line)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    if lines:
+        yield day, lines
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name)[:200]

@@ -1,0 +1,24 @@
+"""A room-day as one EML message: the transcript as its text, the room and day in its headers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, time, timezone
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+from ..transcript import text_line
+
+
+def eml_file(room: str, day: date, lines: Sequence) -> bytes:
+    message = EmailMessage()
+    message["From"] = f"chat-archive <chat-archive@{room.split('@')[-1]}>"
+    message["To"] = room
+    message["Subject"] = f"{room} on {day.isoformat()} ({len(lines)} events)"
+    message["Date"] = format_datetime(datetime.combine(day, time(), timezone.utc))
+    message["Message-ID"] = make_msgid("chat-archive")
+    message["X-Chat-Archive-Room"] = room
+    message["X-Chat-Archive-Day"] = day.isoformat()
+    message["X-Chat-Archive-Events"] = str(len(lines))
+    message.set_content("".join(text_line(line) + "\n" for line in lines) or "(no events)\n")
+    return message.as_bytes()

@@ -1,0 +1,117 @@
+"""RSMF 2.0 (Relativity Short Message Format): one room-day as an ``.rsmf`` file.
+
+An ``.rsmf`` is an RFC 5322 message (EML) whose headers summarise the conversation
+(``X-RSMF-Version``, begin and end dates, event count, participants, the event
+collection id that groups the slices of one conversation), whose text body previews
+it, and whose attachment ``rsmf.zip`` holds ``rsmf_manifest.json``: participants,
+conversations and events. Message text, edits and removals come from the transcript
+lines (the one message model): an edited message carries its ``edits`` in order, a
+retracted or moderated one ``deleted: true`` with who removed it and why.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Sequence
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+import msgspec
+
+from archive.times import format_time, utcnow
+
+from ..transcript import describe, text_line
+
+RSMF_VERSION = "2.0.0"
+GENERATOR = "chat-archive"
+APPLICATION = "XMPP multi-user chat (chat-archive)"
+_EVENT_TYPES = {"message": "message", "joined": "join", "left": "leave"}
+
+
+def participant_id(line) -> str:
+    """A person's id: the bare real JID where the room revealed it, else the occupant (room/nick)."""
+    if line.jid:
+        return line.jid.split("/", 1)[0]
+    return f"{line.room}/{line.nick or '(room)'}"
+
+
+def manifest(room: str, lines: Sequence) -> dict:
+    """The ``rsmf_manifest.json`` content of a room's lines (one slice of the conversation)."""
+    participants: dict[str, dict] = {}
+    events = []
+    for line in lines:
+        pid = participant_id(line)
+        if pid not in participants:
+            person = {"id": pid, "display": line.nick or room}
+            if line.jid:
+                person["account_id"] = pid
+                person["email"] = pid
+            participants[pid] = person
+        events.append(_event(room, pid, line))
+    return {
+        "version": RSMF_VERSION,
+        "participants": list(participants.values()),
+        "conversations": [
+            {"id": room, "display": room, "platform": "XMPP", "type": "channel", "participants": list(participants)}
+        ],
+        "events": events,
+    }
+
+
+def _event(room: str, pid: str, line) -> dict:
+    event = {
+        "id": str(line.id),
+        "type": _EVENT_TYPES.get(line.kind, "disclaimer"),
+        "participant": pid,
+        "conversation": room,
+        "timestamp": format_time(line.at),
+        "body": (line.body or "") if line.kind == "message" else describe(line),
+    }
+    if line.versions:
+        texts = [v.body for v in line.versions] + [line.body or ""]
+        times = [v.at for v in line.versions[1:]] + [line.edited_at or line.at]
+        event["edits"] = [
+            {"participant": pid, "timestamp": format_time(at), "previous": old, "new": new}
+            for old, new, at in zip(texts, texts[1:], times)
+        ]
+    custom = [{"name": "log_position", "value": str(line.id)}]
+    if line.stanza_id:
+        custom.append({"name": "stanza_id", "value": line.stanza_id})
+    if line.removed is not None:
+        event["deleted"] = True
+        removed = line.removed
+        custom += [{"name": "deleted_at", "value": format_time(removed.at)},
+                   {"name": "deleted_by", "value": removed.by_jid or removed.by_nick or line.nick or ""},
+                   {"name": "deleted_how", "value": "moderated" if removed.moderated else "retracted by the author"}]
+        if removed.reason:
+            custom.append({"name": "deleted_reason", "value": removed.reason})
+    event["custom"] = custom
+    return event
+
+
+def rsmf_file(room: str, lines: Sequence, collection_id: str) -> bytes:
+    """The ``.rsmf`` (EML) bytes of a room's lines."""
+    data = manifest(room, lines)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("rsmf_manifest.json", msgspec.json.encode(data))
+    message = EmailMessage()
+    names = [p["display"] for p in data["participants"]]
+    message["From"] = f"chat-archive <chat-archive@{room.split('@')[-1]}>"
+    message["To"] = room
+    message["Subject"] = f"{room}: {len(lines)} events"
+    message["Date"] = format_datetime(lines[0].at if lines else utcnow())
+    message["Message-ID"] = make_msgid("rsmf")
+    message["X-RSMF-Version"] = RSMF_VERSION
+    message["X-RSMF-Generator"] = GENERATOR
+    message["X-RSMF-Application"] = APPLICATION
+    message["X-RSMF-EventCount"] = str(len(data["events"]))
+    message["X-RSMF-EventCollectionID"] = collection_id
+    message["X-RSMF-Participants"] = ", ".join(names)
+    if lines:
+        message["X-RSMF-BeginDate"] = format_time(lines[0].at)
+        message["X-RSMF-EndDate"] = format_time(lines[-1].at)
+    message.set_content("".join(text_line(line) + "\n" for line in lines) or "(no events)\n")
+    message.add_attachment(archive.getvalue(), maintype="application", subtype="zip", filename="rsmf.zip")
+    return message.as_bytes()

@@ -1,0 +1,151 @@
+"""eDiscovery export bundles on SQLite and PostgreSQL: RSMF 2.0 read back with the stdlib and checked
+against a JSON Schema of the manifest, EML per room-day, JSON lines and CSV, manifests and verify-export."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from archive.application import open_event_store
+from projections.search import IndexLocation, SearchIndex, SearchIndexProjection
+from projections.views import Views
+from query_api.exports.bundle import ExportRequest, write_bundle
+from query_api.exports.manifest import verify_bundle
+from tests.factories import at
+
+from .conftest import LOBBY, PUBLIC, SECRET, Seeded, seed_events
+
+SCHEMA = json.loads((Path(__file__).parent / "data" / "rsmf_manifest_2.0.schema.json").read_text())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def archive(request, tmp_path):
+    url = f"sqlite:///{tmp_path}/events.sqlite" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    store = open_event_store(url)
+    store.append(seed_events())
+    location = IndexLocation(tmp_path / "index")
+    SearchIndexProjection(location).close()
+    seeded = Seeded(url, store, Views(url, store), SearchIndex(location, reload_interval=0))
+    seeded.catch_up()
+    yield seeded
+    seeded.close()
+
+
+def export(archive, tmp_path, **request) -> tuple[Path, dict]:
+    path = tmp_path / "export.zip"
+    with open(path, "wb") as out:
+        manifest, digest = write_bundle(out, ExportRequest(**request), archive.store, archive.views, archive.search)
+    return path, {"manifest": manifest, "sha256": digest}
+
+
+def read_rsmf(data: bytes) -> tuple[email.message.EmailMessage, dict]:
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    (attachment,) = [part for part in message.iter_attachments() if part.get_filename() == "rsmf.zip"]
+    with zipfile.ZipFile(io.BytesIO(attachment.get_content())) as zf:
+        return message, json.loads(zf.read("rsmf_manifest.json"))
+
+
+def test_rsmf_read_back_with_the_standard_library_matches_the_schema_and_keeps_edits_and_removals(archive, tmp_path):
+    path, made = export(archive, tmp_path, format="rsmf", rooms=(LOBBY, SECRET))
+    with zipfile.ZipFile(path) as zf:
+        names = sorted(n for n in zf.namelist() if n.endswith(".rsmf"))
+        assert names == [f"rsmf/{LOBBY}/2024-05-01.rsmf", f"rsmf/{SECRET}/2024-05-01.rsmf"]
+        message, manifest = read_rsmf(zf.read(names[0]))
+    jsonschema.validate(manifest, SCHEMA, format_checker=jsonschema.FormatChecker())
+    assert message["X-RSMF-Version"] == "2.0.0" and message["X-RSMF-EventCount"] == str(len(manifest["events"]))
+    assert message["X-RSMF-EventCollectionID"] == LOBBY and message["X-RSMF-BeginDate"].startswith("2024-05-01")
+    assert "hello from lobby" in message.get_body(("plain",)).get_content()
+    (conversation,) = manifest["conversations"]
+    assert conversation["id"] == LOBBY and set(conversation["participants"]) == {p["id"] for p in manifest["participants"]}
+    messages = {e["body"]: e for e in manifest["events"] if e["type"] == "message"}
+    edited = messages["fixed in lobby"]
+    assert [(x["previous"], x["new"]) for x in edited["edits"]] == [("typo in lobby", "fixed in lobby")]
+    removed = messages["oops lobby secret"]
+    assert removed["deleted"] is True
+    assert {c["name"]: c["value"] for c in removed["custom"]}["deleted_how"] == "moderated"
+    alice = next(p for p in manifest["participants"] if p["display"] == "alice")
+    assert alice["id"] == "alice@localhost" and messages["hello from lobby"]["participant"] == "alice@localhost"
+    assert {e["type"] for e in manifest["events"]} >= {"join", "leave", "message", "disclaimer"}
+    assert made["manifest"].counts["files"] == 2 and verify_bundle(path).ok
+
+
+def test_the_schema_rejects_what_rsmf_does_not_allow():
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"version": "2.0.0", "participants": [], "conversations": [],
+                             "events": [{"type": "reaction"}]}, SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"version": "1.0.0", "participants": [], "conversations": [], "events": []}, SCHEMA)
+
+
+def test_eml_per_room_day_and_a_time_range(archive, tmp_path):
+    path, made = export(archive, tmp_path, format="eml", rooms=(PUBLIC,), start=at(0), end=at(25))
+    with zipfile.ZipFile(path) as zf:
+        (name,) = [n for n in zf.namelist() if n.endswith(".eml")]
+        message = email.message_from_bytes(zf.read(name), policy=email.policy.default)
+    assert message["X-Chat-Archive-Room"] == PUBLIC and message["X-Chat-Archive-Day"] == "2024-05-01"
+    text = message.get_body(("plain",)).get_content()
+    assert "hello from public" in text and "oops public secret" not in text  # at 30 s, out of range
+    assert made["manifest"].range_from.startswith("2024-05-01T12:00:00")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_events_as_json_lines_or_csv_with_a_query_carry_the_edits_and_the_removal(archive, tmp_path, fmt):
+    path, made = export(archive, tmp_path, format=fmt, query="typo OR oops", rooms=(LOBBY,))
+    with zipfile.ZipFile(path) as zf:
+        data = zf.read(f"events.{fmt}").decode()
+    if fmt == "jsonl":
+        types = [json.loads(line)["event"]["type"] for line in data.splitlines() if '"event"' in line]
+        assert sorted(types) == ["message_corrected", "message_posted", "message_posted", "message_retracted"]
+    else:
+        assert "message_corrected" in data and "message_retracted" in data
+    assert made["manifest"].counts["events"] == 4 and made["manifest"].query == "typo OR oops"
+
+
+def test_every_export_has_a_manifest_with_counts_heads_and_hashes_and_tampering_is_found(archive, tmp_path):
+    path, made = export(archive, tmp_path, format="jsonl")
+    check = verify_bundle(path)
+    assert check.ok and check.manifest_sha256 == made["sha256"]
+    manifest = check.manifest
+    assert manifest.counts["events"] == 33 and manifest.rooms == sorted([LOBBY, SECRET, PUBLIC])
+    assert {h.stream for h in manifest.chain_heads} == {LOBBY, SECRET, PUBLIC}
+    # Change one byte of the events, keep the manifest: found.
+    tampered = tmp_path / "tampered.zip"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tampered, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            dst.writestr(name, data.replace(b"hello", b"HELLO") if name == "events.jsonl" else data)
+    problems = verify_bundle(tampered).problems
+    assert len(problems) == 1 and "events.jsonl: SHA-256" in problems[0]
+    assert "not a readable ZIP" in verify_bundle(tmp_path / "nothing.zip").problems[0]
+
+
+def test_export_and_verify_export_from_the_command_line(tmp_path, capsys):
+    from chat_archive.cli import main
+
+    url = f"sqlite:///{tmp_path}/events.sqlite"
+    with open_event_store(url) as store:
+        store.append(seed_events())
+    config = tmp_path / "c.toml"
+    config.write_text(f'[store]\nurl = "{url}"\n[index]\npath = "{tmp_path}/index"\n')
+    from chat_archive.cli import main as cli
+
+    assert cli(["--config", str(config), "rebuild", "all"]) == 0
+    out = tmp_path / "case.zip"
+    assert main(["--config", str(config), "export", "--format", "rsmf", "--room", LOBBY, "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "manifest SHA-256" in said and out.exists()
+    assert main(["verify-export", str(out)]) == 0
+    assert "ok: 1 files" in capsys.readouterr().out
+    with zipfile.ZipFile(out, "a") as zf:
+        zf.writestr("extra.txt", "slipped in")
+    assert main(["verify-export", str(out)]) == 1
+    assert "extra.txt: not listed" in capsys.readouterr().out
+    assert main(["--config", str(config), "export", "--room", "nobody@x", "-o", str(tmp_path / "x.zip")]) == 1
+    assert not (tmp_path / "x.zip").exists() and not (tmp_path / "x.zip.partial").exists()

@@ -15,19 +15,22 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Protocol
 
 from .cache import TtlCache
 from .errors import ApiError, unauthorized
+from .escaping import log_safe
 from .roles import ROLE_CAPABILITIES, Capability, Role
 from .settings import ApiSettings
 from .tokens import TokenInfo, TokenStore
 
 log = logging.getLogger(__name__)
 
-PARALLEL_ASKS = 8  # permission callbacks in flight at once for one request
+PARALLEL_ASKS = 8  # permission callbacks in flight at once (each for one request)
+MAX_ANSWER_BYTES = 1024 * 1024
 
 
 class RoomScope(Protocol):
@@ -68,47 +71,81 @@ class RoomPatterns:
 
 
 class PermissionCallback:
-    """Asks the collaboration site whether a user may see a room, as Openfire asks Clearspace.
+    """Asks the collaboration site which rooms a user may see, as Openfire asks Clearspace.
 
-    ``GET url?user=U&room=R`` answered with ``{"allowed": true|false}``. Answers
-    are cached for ``cache_seconds``; an error, a timeout or any other answer
-    means "not allowed" and is not cached, so the next request asks again.
+    One call per request at most, whatever the number of rooms:
+    ``GET url?user=U&room=R1&room=R2...`` answered with ``{"allowed": [the rooms
+    asked that U may see]}`` (a single room asked may also be answered
+    ``{"allowed": true|false}``). A call is given up at ``timeout`` seconds
+    (the request thread is freed then, whatever the site does). Answers are
+    cached per user and room for ``cache_seconds``; an error, a timeout or any
+    other answer means "not allowed" and is not cached, so the next request
+    asks again.
     """
 
     def __init__(self, url: str, *, token: str = "", timeout: float = 2.0, cache_seconds: float = 30.0):
         self.url = url
         self.token = token
         self.timeout = timeout
-        self._cache: TtlCache[bool | None] = TtlCache(cache_seconds)
+        self._cache: TtlCache[bool] = TtlCache(cache_seconds, max_entries=100_000)
+        self._pool = ThreadPoolExecutor(max_workers=PARALLEL_ASKS, thread_name_prefix="permission")
 
     def allowed(self, user: str, room: str) -> bool:
-        answer = self._cache.get_or_compute((user, room), lambda: self._ask(user, room), keep=lambda a: a is not None)
-        return bool(answer)
+        return bool(self.allowed_rooms(user, [room]))
 
     def allowed_rooms(self, user: str, rooms: list[str]) -> list[str]:
-        """Those of ``rooms`` the user may see; the site is asked about several rooms at once."""
-        if len(rooms) <= 1:
-            return [room for room in rooms if self.allowed(user, room)]
-        with ThreadPoolExecutor(max_workers=min(PARALLEL_ASKS, len(rooms))) as pool:
-            answers = list(pool.map(lambda room: self.allowed(user, room), rooms))
-        return [room for room, allowed in zip(rooms, answers) if allowed]
+        """Those of ``rooms`` the user may see, in the same order; one call for the uncached ones."""
+        known = {room: self._cache.get(room_key(user, room)) for room in rooms}
+        unknown = list(dict.fromkeys(room for room, answer in known.items() if answer is None))
+        if unknown:
+            answers = self._ask_within_deadline(user, unknown) or {}
+            for room, answer in answers.items():
+                self._cache.put(room_key(user, room), answer)
+            known.update({room: answers.get(room, False) for room in unknown})
+        return [room for room in rooms if known[room]]
 
-    def _ask(self, user: str, room: str) -> bool | None:
+    def _ask_within_deadline(self, user: str, rooms: list[str]) -> dict[str, bool] | None:
+        try:
+            future = self._pool.submit(self._ask, user, rooms)
+        except RuntimeError:  # shut down
+            return None
+        try:
+            return future.result(timeout=self.timeout)
+        except FutureTimeout:
+            log.warning("permission callback gave no answer within %.1f s (%d rooms): denied", self.timeout, len(rooms))
+            return None
+
+    def _ask(self, user: str, rooms: list[str]) -> dict[str, bool] | None:
         separator = "&" if urllib.parse.urlparse(self.url).query else "?"
-        url = self.url + separator + urllib.parse.urlencode({"user": user, "room": room})
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})
+        query = urllib.parse.urlencode([("user", user), *(("room", room) for room in rooms)])
+        request = urllib.request.Request(self.url + separator + query, headers={"Accept": "application/json"})
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                answer = json.loads(response.read(65536))
+                answer = json.loads(response.read(MAX_ANSWER_BYTES))
         except (OSError, ValueError) as e:  # URLError, HTTPError, timeouts, bad JSON
-            log.warning("permission callback failed for room %s: %s", room, e)
+            log.warning("permission callback failed for user %s (%d rooms): %s", log_safe(user), len(rooms), log_safe(e))
             return None
-        if not isinstance(answer, dict) or not isinstance(answer.get("allowed"), bool):
-            log.warning("permission callback answered without a boolean 'allowed' for room %s", room)
+        decided = self.decide(answer, rooms)
+        if decided is None:
+            log.warning("permission callback answered without a list of rooms in 'allowed' for user %s", log_safe(user))
+        return decided
+
+    @staticmethod
+    def decide(answer, rooms: list[str]) -> dict[str, bool] | None:
+        """Each asked room's answer, or None if ``answer`` is not one the protocol allows."""
+        allowed = answer.get("allowed") if isinstance(answer, dict) else None
+        if isinstance(allowed, bool) and len(rooms) == 1:
+            return {rooms[0]: allowed}
+        if not isinstance(allowed, list) or not all(isinstance(room, str) for room in allowed):
             return None
-        return answer["allowed"]
+        granted = set(allowed)
+        return {room: room in granted for room in rooms}
+
+
+def room_key(user: str, room: str) -> tuple[str, str]:
+    return (user, room)
 
 
 class SiteUserRooms:

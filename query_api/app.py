@@ -28,7 +28,7 @@ from .access import Authorizer, PermissionCallback
 from .exports import api as exports_api
 from .exports.jobs import ExportJobs
 from .context import EXTENSION, ApiContext, api, caller, json_response
-from .errors import install_error_handlers, unauthorized
+from .errors import forbidden, install_error_handlers, unauthorized
 from .metrics import Family
 from .roles import Capability, Role
 from .search import bp as search_bp
@@ -40,6 +40,7 @@ API_PREFIX = "/api/v1"
 # The largest request body anything here takes (a sign-in form, a ticket request): a bigger one
 # is a 413 before a byte of it is parsed (the server, waitress, refuses to buffer more).
 MAX_BODY_BYTES = 64 * 1024
+PUBLIC_PATHS = (f"{API_PREFIX}/openapi.json", "/static/")
 
 
 def create_app(
@@ -105,8 +106,13 @@ def healthz() -> Response:
 
 def metrics() -> Response:
     context = api()
-    if not context.settings.metrics_public and caller(Capability.ROOMS).role is Role.ANONYMOUS:
-        raise unauthorized("a bearer token is required")  # any valid token: anonymous read is not enough
+    if not context.settings.metrics_public:
+        who = caller(Capability.ROOMS)
+        if who.role is Role.ANONYMOUS:
+            raise unauthorized("a bearer token is required")  # anonymous read is not enough
+        if not who.scope.everything:
+            # Counts per endpoint and the log's size say something about every room.
+            raise forbidden("/metrics is for tokens that see every room (compliance), or set [api] metrics_public")
     text = context.metrics.render(_gauges(context))
     return Response(text, mimetype="text/plain; version=0.0.4")
 
@@ -128,6 +134,14 @@ def _install_request_metrics(app: Flask) -> None:
         g.started = time.perf_counter()
         if (request.content_length or 0) > MAX_BODY_BYTES:
             raise RequestEntityTooLarge(f"the request body is larger than {MAX_BODY_BYTES} bytes")
+
+    @app.after_request
+    def not_cached(response: Response) -> Response:
+        # Answers depend on who asks (and may be theirs only): no cache or proxy may keep them.
+        # The API's description and the static files are the same for everyone.
+        if "Cache-Control" not in response.headers and not request.path.startswith(PUBLIC_PATHS):
+            response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.after_request
     def observe(response: Response) -> Response:

@@ -30,13 +30,24 @@ class TtlCache(Generic[V]):
             if entry is not _MISSING and entry[0] > now:
                 return entry[1]
         value = compute()
-        if self.ttl > 0 and keep(value):
-            with self._lock:
-                self._entries[key] = (now + self.ttl, value)
-                self._entries.move_to_end(key)
-                while len(self._entries) > self.max_entries:
-                    self._entries.popitem(last=False)
+        if keep(value):
+            self.put(key, value)
         return value
+
+    def get(self, key: Hashable) -> V | None:
+        """The cached value for ``key``, or None if there is none (or it expired)."""
+        with self._lock:
+            entry = self._entries.get(key, _MISSING)
+            return entry[1] if entry is not _MISSING and entry[0] > self._clock() else None
+
+    def put(self, key: Hashable, value: V) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            self._entries[key] = (self._clock() + self.ttl, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
 
     def clear(self) -> None:
         with self._lock:

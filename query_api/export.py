@@ -25,6 +25,7 @@ from archive.times import format_time
 from . import audit
 from .context import api, caller, limited_stream, visible_room
 from .errors import ApiError
+from .escaping import csv_cell
 from .params import Params
 from .replay import chunked
 from .roles import Capability
@@ -115,7 +116,7 @@ def jsonl_lines(records: Iterable[Recorded]) -> Iterator[bytes]:
 def csv_lines(records: Iterable[Recorded]) -> Iterator[bytes]:
     yield _csv_row(CSV_COLUMNS)
     for record in records:
-        yield _csv_row(csv_row(record))
+        yield _csv_row([csv_cell(cell) for cell in csv_row(record)])
 
 
 def csv_row(record: Recorded) -> list[str]:

@@ -19,7 +19,7 @@ class ApiSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     user_header: str = "X-Chat-Archive-User"
     """Request header in which a `site` token names the site user it acts for."""
     permission_url: str = ""
-    """URL the site is asked (`GET ?user=U&room=R`, answer `{"allowed": bool}`) whether a user may see a room; empty: the site token's static room list."""
+    """URL the site is asked (`GET ?user=U&room=R1&room=R2...`, answer `{"allowed": [rooms]}`) which of the rooms a user may see; empty: the site token's static room list."""
     permission_token: str = ""
     """Bearer token sent to `permission_url`, so the site can tell the archive's calls apart."""
     permission_timeout: float = 2.0

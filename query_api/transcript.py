@@ -19,6 +19,7 @@ from projections.transcripts.queries import encode_cursor as line_cursor
 from . import audit
 from .access import Caller, names_a_jid
 from .context import api, caller, json_response, visible_room
+from .escaping import plain_line
 from .errors import bad_parameter
 from .params import MAX_INTEGER, Params, encode_cursor
 from .roles import Capability
@@ -60,7 +61,7 @@ def transcript(room: str) -> Response:
     if fmt == "html":
         return Response(render_html(room, page), mimetype="text/html")
     if fmt == "text":
-        return Response("".join(text_line(line) + "\n" for line in lines), mimetype="text/plain")
+        return Response("".join(plain_line(text_line(line)) + "\n" for line in lines), mimetype="text/plain")
     return json_response({"room": room, **page})
 
 

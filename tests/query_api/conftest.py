@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 from pathlib import Path
 from typing import NamedTuple
@@ -174,21 +175,26 @@ def auth(token: str, user: str | None = None) -> dict[str, str]:
 
 
 class PermissionSite:
-    """A real HTTP server answering the permission callback from a (user, room) -> allowed table."""
+    """A real HTTP server answering the permission callback from a (user, room) -> allowed table:
+    ``?user=U&room=R1&room=R2...`` answered ``{"allowed": [the rooms U may see]}``."""
 
     def __init__(self):
         self.allowed: set[tuple[str, str]] = set()
         self.requests: list[dict] = []
         self.broken = False
+        self.delay = 0.0
         self._site = HttpSite(self._answer)
         self.url = f"{self._site.origin}/archive/permission"
 
     def _answer(self, path: str, headers: dict[str, str]) -> tuple[int, str, bytes]:
-        query = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(path).query))
-        self.requests.append({**query, "authorization": headers.get("Authorization")})
+        pairs = urllib.parse.parse_qsl(urllib.parse.urlparse(path).query)
+        user = dict(pairs).get("user")
+        rooms = [value for name, value in pairs if name == "room"]
+        self.requests.append({"user": user, "rooms": rooms, "authorization": headers.get("Authorization")})
+        time.sleep(self.delay)
         if self.broken:
             return 500, "text/plain", b""
-        allowed = (query.get("user"), query.get("room")) in self.allowed
+        allowed = [room for room in rooms if (user, room) in self.allowed]
         return 200, "application/json", json.dumps({"allowed": allowed}).encode()
 
     def close(self):

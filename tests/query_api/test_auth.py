@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from query_api.access import PermissionCallback
@@ -56,7 +58,7 @@ def test_permission_callback_decides_and_is_cached(permission_site):
     assert not callback.allowed("dave", LOBBY)
     assert callback.allowed("carol", LOBBY)  # cached
     assert len(permission_site.requests) == 3
-    assert permission_site.requests[0] == {"user": "carol", "room": LOBBY, "authorization": "Bearer site-secret"}
+    assert permission_site.requests[0] == {"user": "carol", "rooms": [LOBBY], "authorization": "Bearer site-secret"}
     permission_site.allowed = set()
     assert callback.allowed("carol", LOBBY)  # still the cached answer
     assert not PermissionCallback(permission_site.url, cache_seconds=0).allowed("carol", LOBBY)
@@ -70,6 +72,36 @@ def test_permission_callback_failure_denies_and_is_asked_again(permission_site):
     permission_site.broken = False
     assert callback.allowed("carol", LOBBY)  # the failure was not cached
     assert not PermissionCallback("http://127.0.0.1:9/unreachable", timeout=0.5).allowed("carol", LOBBY)
+
+
+def test_the_site_is_asked_once_for_many_rooms_within_a_deadline(permission_site):
+    rooms = [f"room-{i:03}@conference.localhost" for i in range(156)]
+    permission_site.allowed = {("carol", room) for room in rooms[::3]}
+    permission_site.delay = 0.3
+    callback = PermissionCallback(permission_site.url, timeout=2.0, cache_seconds=60)
+    assert callback.allowed_rooms("carol", rooms) == rooms[::3]
+    assert len(permission_site.requests) == 1 and len(permission_site.requests[0]["rooms"]) == 156
+    assert callback.allowed_rooms("carol", rooms) == rooms[::3] and callback.allowed("carol", rooms[0])
+    assert len(permission_site.requests) == 1  # all from the cache
+
+
+def test_a_slow_site_is_given_up_on_at_the_deadline_and_denies(permission_site):
+    permission_site.allowed = {("carol", LOBBY)}
+    permission_site.delay = 3
+    callback = PermissionCallback(permission_site.url, timeout=0.5, cache_seconds=60)
+    started = time.monotonic()
+    assert callback.allowed_rooms("carol", [LOBBY, SECRET]) == []
+    assert not callback.allowed("carol", LOBBY)
+    assert time.monotonic() - started < 2.5  # two asks of 0.5 s each, not 2 x 3 s
+
+
+def test_answers_other_than_a_list_of_the_asked_rooms_deny(permission_site):
+    callback = PermissionCallback(permission_site.url, cache_seconds=0)
+    for answer in ({"allowed": True}, {"allowed": "yes"}, {"allowed": [1]}, [LOBBY], {"rooms": [LOBBY]}):
+        callback_answer = callback.decide(answer, [LOBBY, SECRET])
+        assert callback_answer is None, answer
+    assert callback.decide({"allowed": [LOBBY, "elsewhere@x"]}, [LOBBY, SECRET]) == {LOBBY: True, SECRET: False}
+    assert callback.decide({"allowed": True}, [LOBBY]) == {LOBBY: True}  # one room asked: a boolean is fine
 
 
 def test_site_token_with_permission_callback_over_http(permission_site, archive, token_store, sqlite_url):

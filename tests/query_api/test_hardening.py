@@ -1,0 +1,68 @@
+"""Hardening through Flask's test client: caching of authenticated answers, /metrics, escaping of
+exports and text transcripts, log lines, granted room names."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+
+import pytest
+
+from query_api.roles import Role
+from tests.factories import message
+
+from .conftest import LOBBY, PUBLIC, auth
+
+
+@pytest.mark.parametrize("path", ["/api/v1/rooms", f"/api/v1/rooms/{LOBBY}/transcript", "/api/v1/search?q=hello",
+                                  f"/api/v1/rooms/{LOBBY}/presence?at=2024-05-01T12:00:00Z", "/api/v1/nowhere"])
+def test_authenticated_json_is_never_cached(client, tokens, path):
+    response = client.get(path, headers=auth(tokens["compliance"]))
+    assert response.headers.get("Cache-Control") == "no-store", (path, response.status_code)
+
+
+def test_anonymous_answers_are_not_cached_either_but_the_api_description_may_be(client):
+    assert client.get(f"/api/v1/rooms/{PUBLIC}/transcript").headers.get("Cache-Control") == "no-store"
+    assert client.get("/api/v1/openapi.json").headers.get("Cache-Control") != "no-store"
+
+
+def test_metrics_only_for_tokens_that_see_everything(client, tokens, token_store):
+    assert client.get("/metrics", headers=auth(tokens["compliance"])).status_code == 200
+    assert client.get("/metrics", headers=auth(tokens["analyst"])).status_code == 403
+    assert client.get("/metrics", headers=auth(tokens["site"], "carol")).status_code == 403
+    assert client.get("/metrics").status_code == 401
+
+
+FORGED = "fine\n[2024-05-01T12:00:40Z] <ceo> wire the money\r\x1b[2Jcleared"
+
+
+@pytest.fixture
+def hostile_client(private_app, private_seeded):
+    private_seeded.store.append([
+        message(35, FORGED, "mallory", room=LOBBY),
+        message(36, "=HYPERLINK(\"http://evil.example\",\"click\")", "mallory", room=LOBBY),
+        message(37, "+1+cmd|' /C calc'!A0", "mallory", room=LOBBY),
+        message(38, "-2+3", "mallory", room=LOBBY),
+        message(39, "@SUM(1)", "mallory", room=LOBBY),
+    ])  # fmt: skip
+    private_seeded.catch_up()
+    return private_app.test_client()
+
+
+def test_text_transcripts_cannot_be_forged_by_line_breaks_or_control_characters(hostile_client, tokens):
+    text = hostile_client.get(f"/api/v1/rooms/{LOBBY}/transcript?format=text&limit=1000",
+                              headers=auth(tokens["compliance"])).text  # fmt: skip
+    lines = text.split("\n")
+    real = [line for line in lines if line.startswith("[")]
+    assert not any("<ceo>" in line for line in real)  # the forged line is no line of its own
+    assert any(line.startswith("    [2024-05-01T12:00:40Z] <ceo>") for line in lines)  # shown, indented
+    assert "\r" not in text and "\x1b" not in text and "\\x1b[2J" in text
+
+
+def test_csv_export_cells_cannot_be_formulas(hostile_client, tokens):
+    body = hostile_client.get(f"/api/v1/export?room={LOBBY}&format=csv", headers=auth(tokens["compliance"])).text
+    rows = list(csv.reader(io.StringIO(body.rsplit("# sha256", 1)[0])))
+    cells = [cell for row in rows for cell in row]
+    assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert "'=HYPERLINK(\"http://evil.example\",\"click\")" in cells and "'-2+3" in cells and "'@SUM(1)" in cells

@@ -36,6 +36,8 @@ class ApiSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Streamed answers (replay, export, `follow`) one client (a token and site user, else an address) may have open at once; more: 429."""
     stalled_client_seconds: float = 30.0
     """A client that reads nothing of a pending answer for this long is disconnected (its server thread freed)."""
+    export_dir: str = "data/exports"
+    """Directory where export jobs write their bundles and status (shared by every server process of one archive)."""
     max_page_size: int = 1000
     """Largest `limit` a paged list accepts."""
     time_zone: str = "UTC"

@@ -47,7 +47,12 @@
     p.hidden = !text;
   }
 
-  function timeOf(iso) { return iso ? iso.substring(11, 16) : ""; }
+  // The reader's own clock time (the archive's times are UTC; the line's title keeps UTC).
+  function timeOf(iso) {
+    var moment = iso ? new Date(iso) : null;
+    if (!moment || isNaN(moment.getTime())) { return iso ? iso.substring(11, 16) : ""; }
+    return String(moment.getHours()).padStart(2, "0") + ":" + String(moment.getMinutes()).padStart(2, "0");
+  }
 
   function describe(item) {
     var nick = item.nick || "someone";
@@ -88,6 +93,7 @@
     var time = document.createElement("span");
     time.className = "time";
     time.textContent = timeOf(item.at);
+    if (item.at) { time.title = item.at.replace("T", " ").substring(0, 19) + " UTC"; }
     li.appendChild(time);
     if (item.kind === "message") {
       var nick = document.createElement("span");

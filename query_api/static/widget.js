@@ -128,10 +128,20 @@
   // nodes, never as markup, and only those schemes become links.
   var ADDRESS = /(?:https?:\/\/|xmpp:)[^\s<>"'`]+/gi;
 
+  // Sentence punctuation after an address is not part of it, nor is a ")" the address did not open.
+  function trimAddress(address) {
+    for (;;) {
+      var last = address.slice(-1);
+      var unbalanced = last === ")" && address.split("(").length < address.split(")").length;
+      if (".,;:!?'\"".indexOf(last) < 0 && !unbalanced) { return address; }
+      address = address.slice(0, -1);
+    }
+  }
+
   function appendLinked(parent, text) {
     var at = 0;
     text.replace(ADDRESS, function (found, offset) {
-      var address = found.replace(/[.,;:!?'"]+$/, "");
+      var address = trimAddress(found);
       if (address.length < 8) { return found; }
       parent.appendChild(document.createTextNode(text.substring(at, offset)));
       var a = document.createElement("a");

@@ -91,7 +91,9 @@ def document() -> dict:
             [ROOM, time_param("from", "start"), time_param("to", "end (exclusive)"),
              query("day", {"type": "string", "format": "date"}, "a UTC day, YYYY-MM-DD"),
              query("around", {"type": "string"}, "a line's position (a search hit's `position`) or a message id: the lines around it"),
-             query("format", {"type": "string", "enum": ["json", "html", "text"]}), LIMIT, CURSOR, SITE_USER],
+             query("format", {"type": "string", "enum": ["json", "html", "text"]}),
+             query("tz", {"type": "string", "maxLength": 64}, "time zone (IANA name) of the times in the text and html formats; default `[api] time_zone`"),
+             LIMIT, CURSOR, SITE_USER],
             {"200": {"description": "transcript lines (JSON page), a complete HTML page or plain text lines", "content": {
                 "application/json": {"schema": page_of(
                     "lines", room={"type": "string"}, previous={"type": ["string", "null"]},

@@ -40,6 +40,8 @@ class ApiSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Directory where export jobs write their bundles and status (shared by every server process of one archive)."""
     max_page_size: int = 1000
     """Largest `limit` a paged list accepts."""
+    time_zone: str = "UTC"
+    """Time zone (IANA name, e.g. `Europe/Berlin`) of the times in the transcript's `text` and `html` formats; a request's `tz` overrides it. JSON and days stay UTC."""
     signing_keys: tuple[str, ...] = ()
     """Secrets (32+ characters) that sign cursors, tickets and sessions, the first signing, all verifying; empty: keys kept in the store (`chat-archive keys`)."""
     widget_frame_ancestors: tuple[str, ...] = ("'self'",)
@@ -48,5 +50,11 @@ class ApiSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The XMPP server's WebSocket endpoint (RFC 7395, e.g. Prosody's `wss://xmpp.example.org:5281/xmpp-websocket`) the widget's Join connects to from the browser; empty: no Join button (the `xmpp:` link only)."""
 
     def __post_init__(self):
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"[api] time_zone {self.time_zone!r} is not a time zone: use an IANA name such as Europe/Berlin") from None
         if self.widget_websocket_url and not self.widget_websocket_url.startswith(("ws://", "wss://")):
             raise ValueError("[api] widget_websocket_url must be a ws:// or wss:// URL")

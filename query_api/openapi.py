@@ -79,8 +79,11 @@ def document() -> dict:
         "/api/v1/search": {"get": operation(
             "Search messages in the rooms the caller may see", "compliance, site, anonymous (public rooms)",
             [query("q", {"type": "string"}, "query in the archive's query language", required=True),
-             query("sort", {"type": "string", "enum": ["relevance", "newest", "oldest"]}), LIMIT, CURSOR, SITE_USER],
-            json_ok("hits (room, nick, jid where visible, time, body, snippet, position), total, facets by room and sender",
+             query("sort", {"type": "string", "enum": ["relevance", "newest", "oldest"]}), LIMIT, CURSOR,
+             query("facets", {"type": "string", "enum": ["true", "false"], "default": "false"},
+                   "also count the hits by room and by sender (first page only; most of a search's cost)"),
+             SITE_USER],
+            json_ok("hits (room, nick, jid where visible, time, body, snippet, position), total, facets by room and sender if asked",
                     {"$ref": "#/components/schemas/SearchResult"}), statuses=(400, 401, 403, 503))},
         "/api/v1/rooms": {"get": operation(
             "Rooms the caller may see", "compliance, analyst, site, anonymous (public rooms)", [LIMIT, CURSOR, SITE_USER],
@@ -222,7 +225,7 @@ def document() -> dict:
                     "position": {"type": "integer"}, "event": {"type": "object", "required": ["type", "room", "occurred_at"]}}},
                 "SearchResult": {"type": "object", "required": ["hits", "total", "facets", "next"], "properties": {
                     "hits": {"type": "array", "items": OBJECT}, "total": {"type": "integer"},
-                    "facets": {"type": ["object", "null"], "description": "by room and by sender; on the first page only"},
+                    "facets": {"type": ["object", "null"], "description": "by room and by sender, with facets=true, on the first page only"},
                     "next": {"type": ["string", "null"]}}},
             },
         },

@@ -237,7 +237,7 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
         # REPLACE FUNCTION fails with "tuple concurrently updated"): one at a time, under
         # an advisory lock held by a transaction kept open for the duration.
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"chat-archive ddl {self.datastore.schema}",))
+            lock_schema_ddl(curs, self.datastore.schema)
             super().create_table()
 
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
@@ -434,3 +434,9 @@ class ArchiveSQLiteFactory(SQLiteFactory):
             synchronous=synchronous, db_name=pool.db_name, lock_timeout=pool.lock_timeout
         )
         pool.close()
+
+
+def lock_schema_ddl(curs: Any, schema: str) -> None:
+    """Serialize table set-up in one PostgreSQL schema across processes (store and views alike):
+    an advisory lock held until the caller's transaction ends."""
+    curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"chat-archive ddl {schema}",))

@@ -19,9 +19,10 @@ from projections.tables import TableProjection
 from projections.viewdb import default_views_url
 from projections.views import Views
 from query_api import create_app
-from query_api.server import ApiServer, start_server
 from query_api.keys import KeyStore
+from query_api.server import ApiServer, start_server
 from query_api.tokens import TokenStore, open_database, open_token_store
+from query_api.workers import serve_workers
 
 from .config import Config
 
@@ -65,6 +66,35 @@ def build_api(config: Config, store: EventStore, views=None, search=None, stop=N
     app = create_app(config, store=store, views=views, search=search, tokens=open_tokens(config), stopping=stop)
     app.config["DEMO"] = demo
     return app
+
+
+def serve_api_workers(config: Config, workers: int, *, host=None, port=None, on_ready: Callable[[str], None]) -> int:
+    """Serve the API from ``workers`` processes behind one port (gunicorn) until SIGTERM/SIGINT.
+
+    Each worker opens its own store, views and index after the fork. Their tables and
+    the signing keys are made here first, so that workers starting at once do not race
+    to create them.
+    """
+    with open_store(config) as store:
+        open_views(config, store).close()
+    if not config.api.signing_keys:
+        database = open_database(config.store.url)
+        try:
+            KeyStore(database).keys()
+        finally:
+            database.close()
+
+    def make_app(stop: threading.Event):
+        return build_api(config, open_store(config), stop=stop)
+
+    return serve_workers(
+        make_app,
+        host if host is not None else config.api.host,
+        port if port is not None else config.api.port,
+        workers=workers,
+        threads=config.api.threads,
+        on_ready=on_ready,
+    )
 
 
 def start_api(

@@ -25,8 +25,9 @@ from archive.store import EventStore
 from .presence import logic as presence_logic
 from .presence.logic import Gap, Span
 from .presence.queries import Occupant, occupant
+from .lines import Line, shown as shown_lines
+from .messages import MemoryBook
 from .transcripts import logic as transcript_logic
-from .transcripts.logic import Line
 
 MAX_LINES = 5000
 
@@ -42,32 +43,6 @@ class RoomState(msgspec.Struct, kw_only=True):
     lines: list[Line]
 
 
-class _Transcript:
-    """An in-memory transcript driven by ``transcripts.logic``."""
-
-    def __init__(self) -> None:
-        self.lines: dict[int, Line] = {}
-        self.refs: dict[tuple[str, str, str], int] = {}
-        self.waiting: dict[tuple[str, str], list[tuple[int, ev.MessageRetracted]]] = {}
-
-    def find(self, room: str, kind: str, ref: str) -> Line | None:
-        line_id = self.refs.get((room, kind, ref))
-        return None if line_id is None else self.lines[line_id]
-
-    def step(self, position: int, event: ev.Event) -> None:
-        outcome = transcript_logic.step(position, event, self.find)
-        for line in outcome.lines:
-            if line.id not in self.lines:
-                if self.waiting and line.kind == "message":
-                    line = transcript_logic.apply_pending(line, self.waiting)
-                for kind, ref in transcript_logic.refs(line):
-                    self.refs[(line.room, kind, ref)] = line.id
-            self.lines[line.id] = line
-        if outcome.pending is not None:
-            key = (outcome.pending.room, outcome.pending.target_id)
-            self.waiting.setdefault(key, []).append((position, outcome.pending))
-
-
 def room_state_at(
     store: EventStore,
     room: str,
@@ -80,13 +55,13 @@ def room_state_at(
 ) -> RoomState:
     if not 0 <= limit <= MAX_LINES:
         raise InvalidQueryError(f"limit must be 0..{MAX_LINES}")
-    transcript = _Transcript()
+    transcript = MemoryBook()
     open_spans: dict[str, Span] = {}
     stay_starts: dict[int, datetime] = {}
     gap: Gap | None = None
     for record in store.read_room(room, end=at):
         event = record.event
-        transcript.step(record.position, event)
+        transcript.apply(transcript_logic.step(record.position, event, transcript))
         for span in presence_logic.step(open_spans, record.position, event):
             if span.end is None:
                 open_spans[span.nick] = span
@@ -98,10 +73,8 @@ def room_state_at(
     gap = gap or next((g for g in gaps if g.start <= at < g.end), None)
     ordered = sorted(transcript.lines.values(), key=lambda line: (line.at, line.id))
     subject = next((line for line in reversed(ordered) if line.kind == "subject_changed"), None)
-    shown = [line for line in ordered if since is None or line.at >= since]
+    shown = shown_lines([line for line in ordered if since is None or line.at >= since], include_originals)
     shown = shown[len(shown) - limit :] if limit else []
-    if not include_originals:
-        shown = [transcript_logic.ordinary(line) for line in shown]
     return RoomState(
         room=room,
         at=at,

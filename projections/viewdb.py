@@ -34,6 +34,7 @@ from eventsourcing.utils import Environment
 
 from archive.application import StoreLocation, ensure_postgres_schema
 from archive.errors import ChatArchiveError, StoreError
+from archive.recorders import lock_schema_ddl
 
 PREFIX = "view_"
 # (statement, rows) pairs executed with executemany inside one commit.
@@ -274,6 +275,13 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
                 "live bigint NOT NULL, building bigint)"
             ).format(Identifier(self.datastore.schema), Identifier(PREFIX + "generations"))
         )
+
+    def create_table(self) -> None:
+        # A views runner and API workers opening the views at once would race in CREATE TABLE
+        # IF NOT EXISTS (duplicate key in pg_type): one at a time, as the store's own set-up.
+        with self.datastore.transaction(commit=False) as curs:
+            lock_schema_ddl(curs, self.datastore.schema)
+            super().create_table()
 
     def _qualify(self, table: str) -> str:
         return f'"{self.datastore.schema}"."{table}"'

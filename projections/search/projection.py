@@ -15,21 +15,25 @@ position never competes with the running indexer for the lock.
 from __future__ import annotations
 
 import shutil
+from functools import partial
 from collections.abc import Sequence
 from pathlib import Path
 
-import msgspec
 import tantivy
 
 from archive.errors import StoreError
 from archive.events import MessageCorrected, MessagePosted, MessageRetracted, Recorded
 
 from . import documents as docs
+from .. import messages
 from ..follower import ProjectionReset
+from ..lines import Line, ids
 from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, ref_hash
 from .storage import IndexLocation
 
 DEFAULT_HEAP_MB = 256
+MAX_CANDIDATES = 8  # messages sharing a ref hash looked at (collisions are ~never)
+_MESSAGE_EVENTS = (MessagePosted, MessageCorrected, MessageRetracted)
 
 
 def open_tantivy(directory: Path) -> tantivy.Index:
@@ -70,9 +74,8 @@ class SearchIndexProjection:
         """Open a generation. One this program cannot use (another schema) is remembered,
         not raised: it can still be rebuilt, and only using it raises."""
         self.directory = directory
-        self._pending: dict[int, docs.MessageDoc] = {}
-        self._pending_refs: dict[int, int] = {}
-        self._position, self._tombs, self._unusable = 0, {}, None
+        self._position, self._unusable = 0, None
+        self._book = messages.MemoryBook()
         try:
             self._index = open_tantivy(self.directory)
             self._searcher = self._index.searcher()
@@ -85,7 +88,7 @@ class SearchIndexProjection:
         except StoreError as e:
             self._unusable = e
             return
-        self._tombs = self._load_tombs()
+        self._remember_awaiting()
 
     # -- the Projection protocol -------------------------------------------------
 
@@ -96,22 +99,20 @@ class SearchIndexProjection:
     def apply(self, records: Sequence[Recorded]) -> None:
         self._usable()
         writer = self._open_writer()
-        pending, pending_refs = self._pending, self._pending_refs
+        book = self._book
         try:
             for record in records:
                 event = record.event
-                if type(event) is MessagePosted:
-                    doc = docs.from_message(record.position, event)
-                    if self._tombs:
-                        self._apply_tombstones(doc)
-                    pending[doc.key] = doc
-                    for ref in doc.refs:  # a new message has the highest key yet
-                        pending_refs[ref] = doc.key
-                    writer.add_document(docs.to_tantivy(doc))
-                elif type(event) is MessageCorrected:
-                    self._correct(record.position, event)
-                elif type(event) is MessageRetracted:
-                    self._retract(event)
+                if type(event) not in _MESSAGE_EVENTS:
+                    continue
+                changes = messages.step(record.position, event, book)
+                for line_id in changes.dropped:
+                    writer.delete_documents_by_query(_key_query(line_id))
+                for line in changes.put:
+                    if line.id != record.position or line.id in book.lines:
+                        writer.delete_documents_by_query(_key_query(line.id))
+                    writer.add_document(docs.to_tantivy(line))
+                book.apply(changes)
         except ValueError as e:
             raise StoreError(f"search index {self.directory}: cannot add documents: {e}") from e
 
@@ -131,8 +132,7 @@ class SearchIndexProjection:
         except ValueError as e:
             raise StoreError(f"search index {self.directory}: commit failed: {e}") from e
         self._searcher = self._index.searcher()
-        self._pending.clear()
-        self._pending_refs.clear()
+        self._remember_awaiting()
         self._position = position
 
     # -- rebuild -------------------------------------------------------------------
@@ -196,69 +196,32 @@ class SearchIndexProjection:
                 ) from e
         return self._writer
 
-    def _find(self, ref: int) -> docs.MessageDoc | None:
-        """The newest message known by ``ref``, uncommitted or committed."""
-        key = self._pending_refs.get(ref)
-        if key is not None and key > self._position:
-            return self._pending[key]  # added since the last commit: newer than anything committed
-        # A scan of the hash column: a correction or retraction after a commit is rare
-        # enough that an index of every message's ids would cost more than it saves.
-        hits = self._searcher.search(_ref_query(ref), 1, order_by_field="key").hits
-        if hits and (key is None or hits[0][0] > key):
-            found = self._pending.get(hits[0][0])
-            return found if found is not None else docs.from_tantivy(self._searcher.doc(hits[0][1]).to_dict())
-        return self._pending[key] if key is not None else None
-
-    def _replace(self, doc: docs.MessageDoc) -> None:
-        writer = self._writer
-        writer.delete_documents_by_query(
-            tantivy.Query.range_query(SCHEMA, "key", tantivy.FieldType.Unsigned, doc.key, doc.key)
-        )
-        writer.add_document(docs.to_tantivy(doc))
-        self._pending[doc.key] = doc
-        self._remember_refs(doc)
-
-    def _remember_refs(self, doc: docs.MessageDoc) -> None:
-        for ref in doc.refs:
-            if self._pending_refs.get(ref, -1) < doc.key:
-                self._pending_refs[ref] = doc.key
-
-    def _correct(self, position: int, event: MessageCorrected) -> None:
-        target_ref = ref_hash(event.room.lower(), event.replaces_id)
-        target = self._find(target_ref)
-        if target is not None and docs.same_sender(target, event.nick, event.occupant_id):
-            self._replace(docs.corrected(target, event))
-            return
-        own = docs.from_message(position, event, edited=True)
-        if target is None and target_ref not in own.refs:
-            own.refs.append(target_ref)
-        if self._tombs:
-            self._apply_tombstones(own)
-        self._replace(own)
-
-    def _retract(self, event: MessageRetracted) -> None:
-        ref = ref_hash(event.room.lower(), event.target_id)
-        tomb = docs.tombstone_of(event)
-        target = self._find(ref)
-        if target is None:
-            self._tombs[ref] = tomb
-            self._writer.add_document(docs.tomb_document(ref, tomb))
-        elif not target.retracted and docs.may_retract(target, tomb):
-            self._replace(msgspec.structs.replace(target, retracted=True))
-
-    def _apply_tombstones(self, doc: docs.MessageDoc) -> None:
-        for ref in doc.refs:
-            tomb = self._tombs.get(ref)
-            if tomb is not None and docs.may_retract(doc, tomb):
-                doc.retracted = True
-                return
-
-    def _load_tombs(self) -> dict[int, docs.Tombstone]:
+    def _remember_awaiting(self) -> None:
+        """A fresh book on the committed index. Lines awaiting their message are few:
+        it keeps them all in memory."""
         searcher = self._searcher
-        query = tantivy.Query.term_query(SCHEMA, "meta", docs.TOMB_MARK)
+        # Not a bound method: a cycle through self would keep the index writer (and its
+        # lock) alive after the last reference to this projection is gone.
+        self._book = messages.MemoryBook(partial(_committed_lines, searcher))
+        query = tantivy.Query.term_query(SCHEMA, "awaiting", FLAG_SET)
         count = searcher.search(query, 1).count
-        hits = searcher.search(query, count).hits if count else []
-        return dict(docs.tomb_from_tantivy(searcher.doc(address).to_dict()) for _, address in hits)
+        for _, address in searcher.search(query, count).hits if count else []:
+            self._book.remember(docs.line_of(searcher.doc(address).to_dict()))
+
+
+def _committed_lines(searcher: tantivy.Searcher, room: str, ref: str) -> list[Line]:
+    """The committed message lines of ``room`` known by ``ref``, newest first.
+
+    A scan of the hash column: a correction or retraction of a message committed
+    before is rare enough that an index of every message's ids would cost more
+    than it saves."""
+    hits = searcher.search(_ref_query(ref_hash(room.lower(), ref)), MAX_CANDIDATES, order_by_field="key").hits
+    found = [docs.line_of(searcher.doc(address).to_dict()) for _, address in hits]
+    return [line for line in found if line.room == room and ref in ids(line)]
+
+
+def _key_query(key: int) -> tantivy.Query:
+    return tantivy.Query.range_query(SCHEMA, "key", tantivy.FieldType.Unsigned, key, key)
 
 
 def _ref_query(ref: int) -> tantivy.Query:

@@ -2,8 +2,8 @@
 
 One document per message (the original's log position is its ``key``), plus one
 ``meta`` document holding the log position the index has reached and the schema
-version, replaced in every commit, and ``tomb`` documents remembering
-retractions whose target has not been indexed yet.
+version, replaced in every commit, and documents of retractions whose
+message has not been indexed (yet) (see ``documents``).
 
 - ``body``: current text, English stemming (``en_stem``), positions for phrases.
 - ``history``: earlier versions of a corrected message (one value each), only
@@ -23,7 +23,7 @@ import zlib
 
 import tantivy
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: message lines of the message model (blob, awaiting)
 
 BODY_TOKENIZER = "en_stem"
 
@@ -56,6 +56,7 @@ def build_schema() -> tantivy.Schema:
     sb.add_unsigned_field("position", stored=True)
     sb.add_unsigned_field("version", stored=True)
     sb.add_unsigned_field("tomb", stored=True)
+    sb.add_unsigned_field("awaiting", stored=True, indexed=True)
     sb.add_bytes_field("blob", stored=True)
     return sb.build()
 

@@ -39,8 +39,7 @@ from archive.times import parse_day
 
 from ..tables import order_micros
 from ..viewdb import ViewRecorder
-from . import logic
-from .logic import Line
+from ..lines import Line, compliance_only, shown
 from .view import NAME, decode_line, select_by_ref
 
 MAX_LIMIT = 1000
@@ -83,6 +82,8 @@ class Transcripts:
         key = decode_cursor(cursor) if cursor else None
         forward = direction == "forward"
         bounds, params = ["room=?"], [room]
+        if not include_originals:
+            bounds.append("shown=1")
         if start:
             bounds.append("ts>=?")
             params.append(order_micros(start))
@@ -114,7 +115,7 @@ class Transcripts:
 
         lines, next_cursor, prev_cursor = self.recorder.read(NAME, work)
         return TranscriptPage(
-            room=room, lines=_shown(lines, include_originals), next_cursor=next_cursor, prev_cursor=prev_cursor
+            room=room, lines=shown(lines, include_originals), next_cursor=next_cursor, prev_cursor=prev_cursor
         )
 
     def day(self, room: str, day: date | str, **options) -> TranscriptPage:
@@ -127,15 +128,17 @@ class Transcripts:
         if not (0 <= before <= MAX_LIMIT and 0 <= after <= MAX_LIMIT):
             raise InvalidQueryError(f"before and after must be 0..{MAX_LIMIT}")
 
+        visible = "" if include_originals else " AND shown=1"
+
         def work(query, _generation):
-            target = _find(query, room, ref)
+            target = _find(query, room, ref, include_originals)
             key = (order_micros(target.at), target.id)
             earlier = query(
-                "SELECT data FROM {lines} WHERE room=? AND (ts, id) < (?, ?) ORDER BY ts DESC, id DESC LIMIT ?",
+                f"SELECT data FROM {{lines}} WHERE room=?{visible} AND (ts, id) < (?, ?) ORDER BY ts DESC, id DESC LIMIT ?",
                 (room, *key, before),
             )
             later = query(
-                "SELECT data FROM {lines} WHERE room=? AND (ts, id) > (?, ?) ORDER BY ts, id LIMIT ?",
+                f"SELECT data FROM {{lines}} WHERE room=?{visible} AND (ts, id) > (?, ?) ORDER BY ts, id LIMIT ?",
                 (room, *key, after),
             )
             return target, [decode_line(bytes(r["data"])) for r in reversed(earlier)], [
@@ -145,31 +148,28 @@ class Transcripts:
         target, earlier, later = self.recorder.read(NAME, work)
         return TranscriptContext(
             room=room,
-            target=_shown([target], include_originals)[0],
-            before=_shown(earlier, include_originals),
-            after=_shown(later, include_originals),
+            target=shown([target], include_originals)[0],
+            before=shown(earlier, include_originals),
+            after=shown(later, include_originals),
         )
 
     def line(self, room: str, ref: int | str, *, include_originals: bool = False) -> Line:
-        found = self.recorder.read(NAME, lambda query, _: _find(query, room, ref))
-        return _shown([found], include_originals)[0]
+        found = self.recorder.read(NAME, lambda query, _: _find(query, room, ref, include_originals))
+        return shown([found], include_originals)[0]
 
 
-def _find(query, room: str, ref: int | str) -> Line:
+def _find(query, room: str, ref: int | str, include_originals: bool) -> Line:
     if isinstance(ref, int) or ref.isdigit():
         rows = query("SELECT data FROM {lines} WHERE room=? AND id=?", (room, int(ref)))
         if rows:
-            return decode_line(bytes(rows[0]["data"]))
+            line = decode_line(bytes(rows[0]["data"]))
+            if include_originals or not compliance_only(line):
+                return line
     else:
-        for kind in logic.RETRACTION_REFS:
-            found = select_by_ref(query, room, kind, ref)
-            if found is not None:
-                return found[1]
+        found = select_by_ref(query, room, ref)
+        if found:
+            return found[0]
     raise NotFoundError(f"no line {ref!r} in room {room}")
-
-
-def _shown(lines: list[Line], include_originals: bool) -> list[Line]:
-    return lines if include_originals else [logic.ordinary(line) for line in lines]
 
 
 def _check_limit(limit: int) -> None:

@@ -2,9 +2,10 @@
 
 Tables (per generation, see ``projections.viewdb``): ``lines`` (one row per line:
 id = position of the creating event, room, ts = the whole second of occurred_at in
-epoch microseconds (``tables.order_micros``: with id, the transcript order),
-hashes of the message's stanza/origin/message ids for lookups
-(``ref_hash``), and the ``Line`` itself as msgpack) and ``pending`` (retractions waiting for their target).
+epoch microseconds (``tables.order_micros``: with id, the transcript order), ``shown`` = 0 for lines only the compliance view shows,
+``awaiting`` = 1 for lines awaiting their message, and the ``Line`` itself as
+msgpack) and ``refs`` (a hash of (room, id) for every id a message line is
+known by (``ref_hash``), for the message model's look-ups).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import msgspec
 
 from archive import events as ev
 
+from .. import messages
+from ..lines import compliance_only, ids
 from ..tables import TableProjection, order_micros
 from ..viewdb import Statements
 from . import logic
@@ -24,16 +27,12 @@ NAME = "transcripts"
 
 DDL = (
     "CREATE TABLE IF NOT EXISTS {lines} (id INTEGER PRIMARY KEY, room TEXT NOT NULL, ts INTEGER NOT NULL, "
-    "s_ref INTEGER, o_ref INTEGER, m_ref INTEGER, data BLOB NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS [lines_s] ON {lines} (s_ref) WHERE s_ref IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS [lines_o] ON {lines} (o_ref) WHERE o_ref IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS [lines_m] ON {lines} (m_ref) WHERE m_ref IS NOT NULL",
-    "CREATE TABLE IF NOT EXISTS {pending} (room TEXT NOT NULL, ref TEXT NOT NULL, position INTEGER NOT NULL, "
-    "data BLOB NOT NULL, PRIMARY KEY (room, ref, position))",
+    "shown INTEGER NOT NULL, awaiting INTEGER NOT NULL, data BLOB NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS [lines_awaiting] ON {lines} (id) WHERE awaiting=1",
+    "CREATE TABLE IF NOT EXISTS {refs} (ref INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (ref, id))",
 )
 QUERY_DDL = ("CREATE INDEX IF NOT EXISTS [lines_time] ON {lines} (room, ts, id)",)
 
-REF_COLUMNS = {"s": "s_ref", "o": "o_ref", "m": "m_ref"}
 MAX_CANDIDATES = 8  # lines sharing a ref hash looked at before giving up (collisions are ~never)
 
 
@@ -56,28 +55,19 @@ _SALT = 0x5BD1E995
 _ROOM_SEEDS: dict[str, tuple[int, int]] = {}
 
 
-def line_has_ref(line: Line, kind: str, ref: str) -> bool:
-    return getattr(line, _REF_FIELDS[kind]) == ref
-
-
-_REF_FIELDS = {"s": "stanza_id", "o": "origin_id", "m": "message_id"}
-
-
-def select_by_ref(query, room: str, kind: str, ref: str) -> tuple[int, Line] | None:
-    """The latest line of ``room`` whose ``kind`` id is ``ref``: (id, line)."""
+def select_by_ref(query, room: str, ref: str) -> list[Line]:
+    """The message lines of ``room`` known by ``ref``, newest first."""
     rows = query(
-        f"SELECT id, data FROM {{lines}} WHERE {REF_COLUMNS[kind]}=? ORDER BY id DESC LIMIT {MAX_CANDIDATES}",
+        "SELECT l.data FROM {refs} r JOIN {lines} l ON l.id=r.id WHERE r.ref=? "
+        f"ORDER BY r.id DESC LIMIT {MAX_CANDIDATES}",
         (ref_hash(room, ref),),
     )
-    for row in rows:
-        line = _decode_line(bytes(row["data"]))
-        if line.room == room and line_has_ref(line, kind, ref):
-            return row["id"], line
-    return None
+    found = [_decode_line(bytes(row["data"])) for row in rows]
+    return [line for line in found if line.room == room and ref in ids(line)]
+
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_line = msgspec.msgpack.Decoder(Line).decode
-_decode_retraction = msgspec.msgpack.Decoder(ev.MessageRetracted).decode
 
 
 def decode_line(data: bytes) -> Line:
@@ -90,92 +80,72 @@ class TranscriptProjection(TableProjection):
     query_ddl = QUERY_DDL
 
     def _reset(self) -> None:
-        self._lines: dict[int, Line] = {}  # lines created or looked up since the last commit
+        self._book = messages.MemoryBook(lambda room, ref: select_by_ref(self._read_own, room, ref))
         self._new: set[int] = set()  # created since the last commit
-        self._changed: set[int] = set()  # committed before, changed since
-        self._refs: dict[tuple[str, str, str], int] = {}
-        self._waiting_added: list[tuple[str, str, int, bytes]] = []
-        self._waiting_removed: list[tuple[str, str]] = []
-        self._waiting = self._load_waiting()
-
-    def _load_waiting(self) -> dict[tuple[str, str], list[tuple[int, ev.MessageRetracted]]]:
-        rows = self._read_own("SELECT room, ref, position, data FROM {pending} ORDER BY position")
-        waiting: dict[tuple[str, str], list[tuple[int, ev.MessageRetracted]]] = {}
-        for row in rows:
-            waiting.setdefault((row["room"], row["ref"]), []).append(
-                (row["position"], _decode_retraction(bytes(row["data"])))
-            )
-        return waiting
+        self._changed: dict[int, Line] = {}  # committed before, changed since: the committed version
+        for row in self._read_own("SELECT data FROM {lines} WHERE awaiting=1 ORDER BY id"):
+            self._book.remember(_decode_line(bytes(row["data"])))
 
     def _read_own(self, statement: str, params: tuple = ()) -> list:
         """Rows from this instance's own generation (live or being built)."""
         return self.recorder.read_rows(self.recorder.sql(statement, self.name, self.generation), params)
 
     def step(self, position: int, event: ev.Event) -> None:
-        outcome = logic.step(position, event, self._find)
-        lines, refs = self._lines, self._refs
-        for line in outcome.lines:
+        book = self._book
+        changes = logic.step(position, event, book)
+        if not changes.put and not changes.dropped:
+            return
+        new, changed = self._new, self._changed
+        for line in changes.put:
             line_id = line.id
-            if line_id == position and line_id not in lines:
-                if self._waiting and line.kind == "message":
-                    line = self._take_waiting(line)
-                self._new.add(line_id)
-                room = line.room
-                if line.stanza_id:
-                    refs[(room, "s", line.stanza_id)] = line_id
-                if line.origin_id:
-                    refs[(room, "o", line.origin_id)] = line_id
-                if line.message_id:
-                    refs[(room, "m", line.message_id)] = line_id
-            else:
-                self._changed.add(line_id)
-            lines[line_id] = line
-        if outcome.pending is not None:
-            retraction = outcome.pending
-            key = (retraction.room, retraction.target_id)
-            self._waiting.setdefault(key, []).append((position, retraction))
-            self._waiting_added.append((*key, position, _encode(retraction)))
-
-    def _take_waiting(self, line: Line) -> Line:
-        keys = [(line.room, ref) for _, ref in logic.refs(line) if (line.room, ref) in self._waiting]
-        if keys:
-            line = logic.apply_pending(line, self._waiting)
-            self._waiting_removed += keys
-        return line
-
-    def _find(self, room: str, kind: str, ref: str) -> Line | None:
-        line_id = self._refs.get((room, kind, ref))
-        if line_id is not None:
-            return self._lines[line_id]
-        found = select_by_ref(self._read_own, room, kind, ref)
-        if found is None:
-            return None
-        line_id, line = found
-        if line_id not in self._lines:
-            self._lines[line_id] = line
-        self._refs[(room, kind, ref)] = line_id
-        return self._lines[line_id]
+            if line_id == position and line_id not in book.lines:
+                new.add(line_id)
+            elif line_id not in new and line_id not in changed:
+                changed[line_id] = book.lines[line_id]
+        for line_id in changes.dropped:
+            if line_id not in new and line_id not in changed:
+                changed[line_id] = book.lines[line_id]
+        book.apply(changes)
 
     def _statements(self) -> Statements:
-        lines = self._lines
-        inserts = [
-            (line.id, line.room, order_micros(line.at), ref_hash(line.room, line.stanza_id),
-             ref_hash(line.room, line.origin_id), ref_hash(line.room, line.message_id), _encode(line))
-            for line in map(lines.__getitem__, sorted(self._new))
+        lines, dropped = self._book.lines, self._book.dropped
+        created = [lines[i] for i in sorted(self._new) if i not in dropped]
+        updated = [lines[i] for i in self._changed if i not in dropped]
+        gone = [before for i, before in self._changed.items() if i in dropped]
+        # A correction that stops awaiting its message stops being known by the id it awaited.
+        forgotten = [
+            (ref_hash(before.room, ref), i)
+            for i, before in self._changed.items()
+            if i not in dropped and before.awaiting and not lines[i].awaiting
+            for ref in set(ids(before)) - set(ids(lines[i]))
         ]
-        updates = [(_encode(lines[line_id]), line_id) for line_id in self._changed - self._new]
         return [
-            ("INSERT INTO {lines} (id, room, ts, s_ref, o_ref, m_ref, data) VALUES (?,?,?,?,?,?,?)",
-             inserts),
-            ("UPDATE {lines} SET data=? WHERE id=?", updates),
-            ("INSERT INTO {pending} (room, ref, position, data) VALUES (?,?,?,?)", self._waiting_added),
-            ("DELETE FROM {pending} WHERE room=? AND ref=?", self._waiting_removed),
+            ("INSERT INTO {lines} (id, room, ts, shown, awaiting, data) VALUES (?,?,?,?,?,?)",
+             [(line.id, line.room, order_micros(line.at), 0 if compliance_only(line) else 1,
+               1 if line.awaiting else 0, _encode(line)) for line in created]),
+            ("INSERT INTO {refs} (ref, id) VALUES (?,?)", _ref_rows(created)),
+            ("UPDATE {lines} SET data=?, awaiting=? WHERE id=?",
+             [(_encode(line), 1 if line.awaiting else 0, line.id) for line in updated]),
+            ("INSERT INTO {refs} (ref, id) VALUES (?,?) ON CONFLICT DO NOTHING", _ref_rows(updated)),
+            ("DELETE FROM {lines} WHERE id=?", [(line.id,) for line in gone]),
+            ("DELETE FROM {refs} WHERE ref=? AND id=?", _ref_rows(gone) + forgotten),
         ]
 
     def _committed(self) -> None:
-        self._lines.clear()
+        self._reset_memory()
+
+    def _reset_memory(self) -> None:
+        book = self._book
+        kept = [line for line in book.lines.values() if line.awaiting]
+        book.lines.clear()
+        book.refs.clear()
+        book.awaited.clear()
+        book.dropped.clear()
+        for line in kept:
+            book.remember(line)
         self._new.clear()
         self._changed.clear()
-        self._refs.clear()
-        self._waiting_added = []
-        self._waiting_removed = []
+
+
+def _ref_rows(lines: list[Line]) -> list[tuple[int, int]]:
+    return [(ref_hash(line.room, ref), line.id) for line in lines if line.kind == "message" for ref in ids(line)]

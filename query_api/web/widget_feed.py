@@ -17,8 +17,9 @@ from archive import events as ev
 from archive.events import Recorded
 from archive.store import EventStore
 from archive.times import format_time, utcnow
+from projections.lines import Line, ids, shown
+from projections.messages import MemoryBook, correction_line
 from projections.transcripts import logic
-from projections.transcripts.logic import Line
 
 SHOWN_KINDS = frozenset({"message", "joined", "left", "nick_changed", "subject_changed", "gap"})
 MAX_ITEMS = 200
@@ -39,42 +40,16 @@ def item(line: Line) -> dict:
         "old_nick": line.old_nick,
         "removed": line.removed is not None,
         "edited": line.edited,
-        "refs": [ref for _, ref in logic.refs(line)],
+        "refs": ids(line),
     }
 
 
 def fold(records: Iterable[Recorded]) -> list[Line]:
-    """Lines made from ``records``, corrections and retractions applied to lines among them."""
-    lines: dict[int, Line] = {}
-    by_ref: dict[tuple[str, str], int] = {}
-
-    def find(_room: str, kind: str, ref: str) -> Line | None:
-        line_id = by_ref.get((kind, ref))
-        return lines.get(line_id) if line_id is not None else None
-
+    """Lines made from ``records`` by the transcript's own logic, as the ordinary view shows them."""
+    book = MemoryBook()
     for record in records:
-        event = record.event
-        if isinstance(event, ev.MessageCorrected):
-            target = logic.resolve(find, event.room, event.replaces_id, logic.CORRECTION_REFS)
-            if target is not None and logic.same_sender(target, event):
-                lines[target.id] = logic.correct(target, event, record.position)
-            else:
-                _add(lines, by_ref, logic.correction_line(record.position, event))
-        elif isinstance(event, ev.MessageRetracted):
-            target = logic.resolve(find, event.room, event.target_id, logic.RETRACTION_REFS)
-            if target is not None:
-                lines[target.id] = logic.retract(target, event, record.position)
-        else:
-            line = logic.new_line(record.position, event)
-            if line is not None:
-                _add(lines, by_ref, line)
-    return sorted((logic.ordinary(line) for line in lines.values()), key=lambda line: (line.at, line.id))
-
-
-def _add(lines: dict[int, Line], by_ref: dict[tuple[str, str], int], line: Line) -> None:
-    lines[line.id] = line
-    for ref in logic.refs(line):
-        by_ref.setdefault(ref, line.id)
+        book.apply(logic.step(record.position, record.event, book))
+    return sorted(shown(list(book.lines.values()), False), key=lambda line: (line.at, line.id))
 
 
 def changes(records: Iterable[Recorded]) -> list[dict]:
@@ -93,7 +68,8 @@ def changes(records: Iterable[Recorded]) -> list[dict]:
         event = record.event
         if isinstance(event, ev.MessageCorrected) and event.replaces_id not in shown:
             out.append(
-                {**item(logic.correction_line(record.position, event)), "kind": "corrected", "target": event.replaces_id}
+                {**item(correction_line(record.position, event, awaiting=False)), "kind": "corrected",
+                 "target": event.replaces_id}
             )
         elif isinstance(event, ev.MessageRetracted) and event.target_id not in shown:
             out.append({"id": record.position, "kind": "removed", "target": event.target_id})

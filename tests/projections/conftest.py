@@ -27,11 +27,11 @@ def catch_up(store, views, names=None) -> list[int]:
 
 def dump(views: Views) -> dict:
     """Every row of the live transcript and presence tables, and the positions."""
-    tables = {"transcripts": ["lines", "pending"], "presence": ["spans", "gaps"]}
+    tables = {"transcripts": ["lines", "refs"], "presence": ["spans", "gaps"]}
     out = {}
     for name, names in tables.items():
         for table in names:
-            order = "position" if table == "pending" else "id"
+            order = "ref, id" if table == "refs" else "id"
             rows = views.recorder.read(
                 name, lambda query, _g, t=table, o=order: query(f"SELECT * FROM {{{t}}} ORDER BY {o}")
             )

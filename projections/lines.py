@@ -1,0 +1,117 @@
+"""The transcript line: what every view that shows a room's history is made of.
+
+One Struct for the transcript view, the search index's stored documents, the
+widget, ``/state`` and the exports' links between events; ``projections.messages``
+decides how message lines change.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from archive import events as ev
+
+UtcTime = ev.UtcTime
+
+
+class Version(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An earlier text of a corrected message (compliance view only)."""
+
+    body: str
+    at: UtcTime
+    position: int
+
+
+class Removal(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Who removed a message, when and why: the tombstone's content."""
+
+    at: UtcTime
+    position: int
+    moderated: bool = False
+    by_nick: str | None = None
+    by_jid: str | None = None
+    reason: str | None = None
+
+
+class Line(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One transcript line.
+
+    ``kind``: message, joined, left (``leave_reason``: left, kicked, banned,
+    removed, room_destroyed, shutdown, lost_sight), nick_changed,
+    subject_changed (``body`` is the subject), role_changed,
+    affiliation_changed, room_created, room_destroyed, gap (from ``at`` to
+    ``gap_end``), retraction (compliance view only: a retraction or moderation
+    whose message is not archived, ``removed`` says who and why).
+
+    A removed message has ``removed`` set; the ordinary view serves it with
+    ``body`` None (a tombstone), the compliance view with the original text.
+    ``versions`` (compliance view only) holds earlier texts, oldest first.
+    ``aliases`` are the ids of the corrections applied to a message, by which
+    later corrections and retractions may name it too. ``awaiting`` is set on a
+    correction or retraction whose message is not archived (yet): the id it names.
+    """
+
+    id: int
+    room: str
+    at: UtcTime
+    kind: str
+    nick: str | None = None
+    jid: str | None = None
+    occupant_id: str | None = None
+    body: str | None = None
+    stanza_id: str | None = None
+    origin_id: str | None = None
+    message_id: str | None = None
+    thread: str | None = None
+    capture: str | None = None  # "history" | "backfill" | "import"; None for live
+    edited: bool = False
+    edited_at: UtcTime | None = None
+    edit_position: int | None = None  # the correction that set the current text
+    versions: tuple[Version, ...] = ()
+    removed: Removal | None = None
+    corrects: str | None = None  # a correction not applied to a message (unknown, or not the author's)
+    leave_reason: str | None = None
+    reason: str | None = None
+    actor: str | None = None
+    status: str | None = None
+    old_nick: str | None = None
+    new_nick: str | None = None
+    role: str | None = None
+    affiliation: str | None = None
+    gap_end: UtcTime | None = None
+    gap_kind: str | None = None
+    aliases: tuple[str, ...] = ()
+    awaiting: str | None = None
+
+
+def ids(line: Line) -> list[str]:
+    """Every id a message line can be named by: its own stanza-id, origin-id and
+    ``id`` attribute, those of the corrections applied to it, and (for a correction
+    awaiting its message) the id it awaits, which later corrections name too (XEP-0308)."""
+    found: list[str] = []
+    waiting = line.awaiting if line.kind == "message" else None
+    for ident in (line.stanza_id, line.origin_id, line.message_id, *line.aliases, waiting):
+        if ident and ident not in found:
+            found.append(ident)
+    return found
+
+
+def compliance_only(line: Line) -> bool:
+    """Lines the ordinary view never shows."""
+    return line.kind == "retraction"
+
+
+def ordinary(line: Line) -> Line:
+    """The line as the ordinary view shows it: removed text and old versions hidden."""
+    if line.removed is not None:
+        return msgspec.structs.replace(line, body=None, versions=())
+    if line.versions:
+        return msgspec.structs.replace(line, versions=())
+    return line
+
+
+def shown(lines: list[Line], include_originals: bool) -> list[Line]:
+    """``lines`` as the compliance view (``include_originals``) or the ordinary view shows them."""
+    if include_originals:
+        return lines
+    return [ordinary(line) for line in lines if not compliance_only(line)]

@@ -1,0 +1,294 @@
+"""The message model: how posts, corrections and retractions make a message's lines.
+
+Written once, pure, and used by every view that shows message text (the
+transcript view, the search index, the widget, ``/state``, the exports and the
+pages). A view keeps lines in its own storage and lends them to ``step``
+through a ``Book``; ``step`` says which lines to write and which to drop.
+
+Rules:
+
+- A message is known in its room by every id of the post (stanza-id,
+  origin-id, ``id`` attribute) and of each correction applied to it. A
+  correction or retraction names one of them; where several messages carry the
+  id (clients reuse them), the one archived last is meant.
+- A correction (XEP-0308) applies only when it comes from the message's author
+  (``same_author``): then the text it showed becomes a version, and the
+  correction's ids join the message's, so a correction of a correction (a
+  chain) and a retraction naming a correction's id both reach the message. A
+  correction by somebody else is a line of its own (``corrects`` set).
+- A retraction (XEP-0424, by the author) or moderation (XEP-0425, by a
+  moderator: any message) removes the message; the first removal is kept. A
+  self-retraction by somebody else changes nothing.
+- Out of order (a backfill stores a correction or retraction before its
+  message): a correction whose message is not archived is a message line of
+  its own, and a retraction a ``retraction`` line (compliance view only), both
+  ``awaiting`` the id they name. When a message with that id arrives, or a
+  message gains it through a correction, the awaiting lines are applied to it
+  in log order as if they had come after it, and dropped. A retraction whose
+  message never arrives stays visible to compliance as such a line.
+
+Who is the author (XEP-0308 section 3, XEP-0421): the same occupant-id when both carry
+one, else the same bare real JID when both carry one, else the same nick. A
+nick change keeps the occupant-id and the real JID, so corrections and
+retractions across it are accepted where the room reveals either; a room that
+reveals neither cannot tell the renamed author from a newcomer, and refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple, Protocol
+
+import msgspec
+
+from archive import events as ev
+
+from .lines import Line, Removal, Version, ids
+
+_LIVE = ev.Capture.LIVE
+
+
+class Book(Protocol):
+    """A view's lines, as the model needs to see them (including this step's own writes)."""
+
+    def find(self, room: str, ref: str) -> Line | None:
+        """The message line of ``room`` archived last that is known by ``ref``."""
+
+    def awaiting(self, room: str, ref: str) -> list[Line]:
+        """The lines of ``room`` awaiting a message known by ``ref``, oldest first."""
+
+
+class Changes(NamedTuple):
+    put: list[Line]  # lines created or changed
+    dropped: list[int]  # ids of lines applied to a message and gone
+
+
+NOTHING = Changes([], [])
+
+
+def step(position: int, event: ev.Event, book: Book) -> Changes:
+    """What a message event (post, correction, retraction) does to the lines;
+    NOTHING for any other event."""
+    kind = type(event)
+    if kind is ev.MessagePosted:
+        return _settle(message_line(position, event), book, ids_of(event))
+    if kind is ev.MessageCorrected:
+        target = book.find(event.room, event.replaces_id)
+        if target is not None and same_author(target, event.nick, event.jid, event.occupant_id):
+            return _settle(correct(target, event, position), book, ids_of(event))
+        line = correction_line(position, event, awaiting=target is None)
+        return _settle(line, book, ids_of(event))
+    if kind is ev.MessageRetracted:
+        target = book.find(event.room, event.target_id)
+        if target is None:
+            return Changes([retraction_line(position, event)], [])
+        if target.removed is None and may_remove(target, event.moderated, event.by_nick, event.by_jid, event.occupant_id):
+            return Changes([retract(target, removal_of(position, event))], [])
+    return NOTHING
+
+
+def _settle(line: Line, book: Book, new_ids: Iterable[str]) -> Changes:
+    """``line`` with what awaited any of ``new_ids`` applied to it, and the lines applied."""
+    put: dict[int, Line] = {}
+    dropped: list[int] = []
+    todo = list(new_ids)
+    seen: set[int] = {line.id}
+    while todo:
+        waiting = sorted(
+            (w for ref in todo for w in book.awaiting(line.room, ref) if w.id not in seen), key=lambda w: w.id
+        )
+        todo = []
+        for other in waiting:
+            if other.id in seen:
+                continue
+            seen.add(other.id)
+            if other.kind == "retraction":
+                if line.removed is None and may_remove(line, other.removed.moderated, other.nick, other.jid, other.occupant_id):
+                    line = retract(line, other.removed)
+                dropped.append(other.id)
+            elif same_author(line, other.nick, other.jid, other.occupant_id):
+                line = absorb(line, other)
+                todo += ids(other)
+                dropped.append(other.id)
+            else:
+                put[other.id] = msgspec.structs.replace(other, awaiting=None)
+    put[line.id] = line
+    return Changes(list(put.values()), dropped)
+
+
+def ids_of(event: ev.MessagePosted | ev.MessageCorrected) -> list[str]:
+    return [ident for ident in (event.stanza_id, event.origin_id, event.message_id) if ident]
+
+
+def same_author(line: Line, nick: str | None, jid: str | None, occupant_id: str | None) -> bool:
+    """Whether a correction or self-retraction by (nick, jid, occupant_id) comes from ``line``'s author."""
+    if line.occupant_id and occupant_id:
+        return line.occupant_id == occupant_id
+    if line.jid and jid:
+        return bare(line.jid) == bare(jid)
+    if line.nick and nick:
+        return line.nick == nick
+    return True
+
+
+def may_remove(line: Line, moderated: bool, nick: str | None, jid: str | None, occupant_id: str | None) -> bool:
+    """Moderators may remove any message (XEP-0425); authors only their own (XEP-0424)."""
+    return moderated or same_author(line, nick, jid, occupant_id)
+
+
+def bare(jid: str) -> str:
+    return jid.split("/", 1)[0]
+
+
+def correct(line: Line, event: ev.MessageCorrected, position: int) -> Line:
+    """``line`` showing the corrected text; the text it showed becomes a version."""
+    return _corrected(line, event.body, event.occurred_at, position, ids_of(event))
+
+
+def _corrected(line: Line, body: str, at, position: int, new_ids: Iterable[str]) -> Line:
+    previous = Version(body=line.body or "", at=line.edited_at or line.at, position=line.edit_position or line.id)
+    known = ids(line)
+    return msgspec.structs.replace(
+        line,
+        body=body,
+        edited=True,
+        edited_at=at,
+        edit_position=position,
+        versions=(*line.versions, previous),
+        aliases=(*line.aliases, *(i for i in new_ids if i not in known)),
+    )
+
+
+def absorb(line: Line, correction: Line) -> Line:
+    """``line`` after the correction line that awaited it (with its own corrections and removal)."""
+    texts = [(v.body, v.at, v.position) for v in correction.versions]
+    texts.append((correction.body or "", correction.edited_at or correction.at, correction.edit_position or correction.id))
+    for body, at, position in texts:
+        line = _corrected(line, body, at, position, ())
+    known = ids(line)
+    line = msgspec.structs.replace(line, aliases=(*line.aliases, *(i for i in ids(correction) if i not in known)))
+    if line.removed is None and correction.removed is not None:
+        line = retract(line, correction.removed)
+    return line
+
+
+def retract(line: Line, removal: Removal) -> Line:
+    return msgspec.structs.replace(line, removed=removal)
+
+
+def removal_of(position: int, event: ev.MessageRetracted) -> Removal:
+    return Removal(
+        at=event.occurred_at,
+        position=position,
+        moderated=event.moderated,
+        by_nick=event.by_nick,
+        by_jid=event.by_jid,
+        reason=event.reason,
+    )
+
+
+def message_line(position: int, e: ev.MessagePosted | ev.MessageCorrected, **extra) -> Line:
+    capture = e.capture
+    return Line(
+        id=position,
+        room=e.room,
+        at=e.occurred_at,
+        kind="message",
+        nick=e.nick,
+        jid=e.jid,
+        occupant_id=e.occupant_id,
+        body=e.body,
+        stanza_id=e.stanza_id,
+        origin_id=e.origin_id,
+        message_id=e.message_id,
+        thread=getattr(e, "thread", None),
+        capture=None if capture is _LIVE else capture.value,
+        **extra,
+    )
+
+
+def correction_line(position: int, event: ev.MessageCorrected, *, awaiting: bool) -> Line:
+    """A correction not applied to a message: shown as a message of its own."""
+    return message_line(
+        position,
+        event,
+        edited=True,
+        edited_at=event.occurred_at,
+        corrects=event.replaces_id,
+        awaiting=event.replaces_id if awaiting else None,
+    )
+
+
+def retraction_line(position: int, event: ev.MessageRetracted) -> Line:
+    """A retraction whose message is not archived (yet): compliance sees who removed what, and when."""
+    capture = event.capture
+    return Line(
+        id=position,
+        room=event.room,
+        at=event.occurred_at,
+        kind="retraction",
+        nick=event.by_nick,
+        jid=event.by_jid,
+        occupant_id=event.occupant_id,
+        capture=None if capture is _LIVE else capture.value,
+        removed=removal_of(position, event),
+        awaiting=event.target_id,
+    )
+
+
+class MemoryBook:
+    """A ``Book`` of the lines in memory; ``committed(room, ref)`` (the view's stored
+    message lines known by ``ref``, newest first) is asked for what memory misses.
+    Lines awaiting a message are rare: a view keeps all of them in memory."""
+
+    def __init__(self, committed=None) -> None:
+        self.lines: dict[int, Line] = {}
+        self.refs: dict[tuple[str, str], int] = {}
+        self.awaited: dict[tuple[str, str], set[int]] = {}
+        self.dropped: set[int] = set()
+        self._committed = committed
+
+    def find(self, room: str, ref: str) -> Line | None:
+        line_id = self.refs.get((room, ref))
+        if line_id in self.dropped:
+            line_id = None
+        if self._committed is not None:
+            for stored in self._committed(room, ref):
+                if stored.id in self.dropped:
+                    continue
+                if line_id is None or stored.id > line_id:
+                    line_id = stored.id
+                    self.lines.setdefault(stored.id, stored)
+                break
+        return None if line_id is None else self.lines[line_id]
+
+    def awaiting(self, room: str, ref: str) -> list[Line]:
+        return [self.lines[i] for i in sorted(self.awaited.get((room, ref), ()))]
+
+    def apply(self, changes: Changes) -> None:
+        for line_id in changes.dropped:
+            self._forget_awaiting(self.lines.pop(line_id, None))
+            self.dropped.add(line_id)
+        for line in changes.put:
+            self._forget_awaiting(self.lines.get(line.id))
+            self.remember(line)
+
+    def remember(self, line: Line) -> None:
+        self.lines[line.id] = line
+        if line.kind == "message":
+            refs, dropped = self.refs, self.dropped
+            for ref in ids(line):
+                key = (line.room, ref)
+                known = refs.get(key)
+                if known is None or known < line.id or known in dropped:
+                    refs[key] = line.id
+        if line.awaiting:
+            self.awaited.setdefault((line.room, line.awaiting), set()).add(line.id)
+
+    def _forget_awaiting(self, line: Line | None) -> None:
+        if line is not None and line.awaiting:
+            waiting = self.awaited.get((line.room, line.awaiting))
+            if waiting is not None:
+                waiting.discard(line.id)
+                if not waiting:
+                    del self.awaited[(line.room, line.awaiting)]

@@ -1,0 +1,212 @@
+"""One truth in every view: the transcript API, /state, search, the widget feed and the
+compliance export say the same about every message, on SQLite and PostgreSQL, and what they
+say is what a small reference model (tests/reference_messages.py) says.
+
+The fixed sequences are the ones that once set the views against each other (issue 12).
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from archive import events as ev
+from tests.factories import make
+from tests.query_api.one_truth import World
+from tests.reference_messages import Reference
+
+
+@pytest.fixture
+def world(store_url, tmp_path):
+    w = World(store_url, tmp_path)
+    yield w
+    w.close()
+
+
+def post(t, nick, body, *, sid, mid=None, oid=None, jid=None, occ=None, room):
+    return make(ev.MessagePosted, t, room, nick=nick, body=body, stanza_id=sid, message_id=mid, origin_id=oid,
+                jid=jid, occupant_id=occ)
+
+
+def correction(t, nick, body, replaces, *, sid, mid=None, jid=None, occ=None, room):
+    return make(ev.MessageCorrected, t, room, nick=nick, body=body, replaces_id=replaces, stanza_id=sid,
+                message_id=mid, jid=jid, occupant_id=occ)
+
+
+def retraction(t, target, *, by_nick=None, by_jid=None, occ=None, moderated=False, sid=None, room):
+    return make(ev.MessageRetracted, t, room, target_id=target, by_nick=by_nick, by_jid=by_jid, occupant_id=occ,
+                moderated=moderated, stanza_id=sid)
+
+
+def agree(world: World, room: str, recorded: list[ev.Recorded]) -> Reference:
+    """Every view says what the reference says, for compliance and for an ordinary reader."""
+    reference = Reference()
+    for record in recorded:
+        reference.feed(record.position, record.event)
+    for compliance in (True, False):
+        expected = reference.messages(compliance=compliance)
+        assert world.transcript(room, compliance) == expected, ("transcript", compliance)
+        assert world.state(room, compliance) == expected, ("state", compliance)
+        messages = {i: v for i, v in expected.items() if v[0] is not None or compliance}
+        searched = {i: v for i, v in messages.items() if not (compliance and v[0] is None and v[2])}
+        if not compliance:
+            searched = {i: v for i, v in searched.items() if not v[2]}
+        assert world.search(room, compliance) == searched, ("search", compliance)
+    ordinary = reference.messages(compliance=False)
+    assert world.widget(room) == ordinary, "widget"
+    assert world.exported(room) == reference.exported(), "export"
+    return reference
+
+
+def test_retraction_by_the_corrections_stanza_id_removes_the_message_everywhere(world):
+    room = world.new_room()
+    recorded = world.feed([
+        post(0, "alice", "my pasword is hunter2", sid="s1", mid="m1", oid="m1", occ="occ-a", room=room),
+        correction(1, "alice", "my password is hunter2", "m1", sid="s2", mid="m2", occ="occ-a", room=room),
+        retraction(2, "s2", by_nick="alice", occ="occ-a", sid="s3", room=room),
+    ])  # fmt: skip
+    reference = agree(world, room, recorded)
+    original = recorded[0].position
+    assert reference.messages(compliance=False) == {original: (None, True, True)}
+    assert world.transcript(room, True)[original] == ("my password is hunter2", True, True)
+    assert recorded[2].position in world.exported(room), "the export carries the retraction"
+
+
+def test_chained_corrections_and_a_correction_after_a_nick_change_read_the_same(world):
+    room = world.new_room()
+    jid = "alice@localhost/pc"
+    recorded = world.feed([
+        post(0, "alice", "one", sid="s1", mid="m1", jid=jid, room=room),
+        correction(1, "alice", "two", "m1", sid="s2", mid="m2", jid=jid, room=room),
+        correction(2, "alice", "three", "m2", sid="s3", mid="m3", jid=jid, room=room),  # corrects the correction
+        make(ev.NickChanged, 3, room, old_nick="alice", new_nick="alicia", jid=jid),
+        correction(4, "alicia", "four", "m1", sid="s4", mid="m4", jid=jid, room=room),  # same real JID
+        correction(5, "mallory", "hijacked", "m1", sid="s5", mid="m5", room=room),  # not the author
+    ])  # fmt: skip
+    reference = agree(world, room, recorded)
+    assert reference.messages(compliance=False) == {
+        recorded[0].position: ("four", True, False),
+        recorded[5].position: ("hijacked", True, False),
+    }
+
+
+def test_a_reused_message_id_means_the_latest_message_in_every_view(world):
+    room = world.new_room()
+    recorded = world.feed([
+        post(0, "bob", "first", sid="s1", mid="dup", occ="occ-b", room=room),
+        post(1, "bob", "second", sid="s2", mid="dup", occ="occ-b", room=room),
+        correction(2, "bob", "second, corrected", "dup", sid="s3", occ="occ-b", room=room),
+        post(3, "bob", "third", sid="s4", mid="again", occ="occ-b", room=room),
+        post(4, "bob", "fourth", sid="s5", mid="again", occ="occ-b", room=room),
+        retraction(5, "again", by_nick="bob", occ="occ-b", room=room),
+    ])  # fmt: skip
+    reference = agree(world, room, recorded)
+    first, second, third, fourth = (recorded[i].position for i in (0, 1, 3, 4))
+    assert reference.messages(compliance=False) == {
+        first: ("first", False, False),
+        second: ("second, corrected", True, False),
+        third: ("third", False, False),
+        fourth: (None, False, True),
+    }
+
+
+def test_corrections_and_retractions_stored_before_their_message_apply_when_it_arrives(world):
+    room = world.new_room()
+    early = world.feed([
+        correction(1, "ann", "fixed", "m1", sid="s2", mid="m2", occ="occ-a", room=room),
+        retraction(3, "gone", moderated=True, by_nick="mod", room=room),  # its message never comes
+        retraction(2, "s1", by_nick="ann", occ="occ-a", room=room),
+    ])  # fmt: skip
+    # Before the backfill: the correction is a message of its own, the retractions compliance-only lines.
+    assert world.transcript(room, False) == {early[0].position: ("fixed", True, False)}
+    late = world.feed([post(0, "ann", "fxed", sid="s1", mid="m1", occ="occ-a", room=room)])
+    reference = agree(world, room, early + late)
+    assert reference.messages(compliance=True) == {
+        late[0].position: ("fixed", True, True),
+        early[1].position: (None, False, True),  # the orphan retraction, kept for compliance
+    }
+
+
+# -- the differential property ------------------------------------------------------------
+
+MODES = ("occupant-id", "jid", "nick")
+
+
+@st.composite
+def histories(draw):
+    """A room's messages, corrections, retractions, moderations and nick changes by three
+    people, with ids reused, names of ids never archived, and a few events archived late."""
+    mode = draw(st.sampled_from(MODES))
+    nicks = {p: p for p in ("ann", "bob", "cy")}
+    ids: list[str] = ["ghost"]
+    events = []
+    for t in range(draw(st.integers(1, 14))):
+        person = draw(st.sampled_from(sorted(nicks)))
+        who = {
+            "nick": nicks[person],
+            "occ": f"occ-{person}" if mode == "occupant-id" else None,
+            "jid": f"{person}@localhost/x" if mode == "jid" else None,
+        }
+        action = draw(st.sampled_from(("post", "post", "correct", "correct", "retract", "moderate", "nick")))
+        sid = f"s{t}"
+        if action == "post":
+            mid = draw(st.sampled_from(("m0", "m1", "m2", f"m{t}")))
+            events.append(("post", t, who, sid, mid, draw(st.sampled_from(("hi", "yo", "ok")))))
+            ids += [sid, mid]
+        elif action == "correct":
+            events.append(("correct", t, who, sid, f"c{t}", draw(st.sampled_from(ids))))
+            ids += [sid, f"c{t}"]
+        elif action in ("retract", "moderate"):
+            events.append((action, t, who, sid, None, draw(st.sampled_from(ids))))
+        else:
+            new = draw(st.sampled_from((f"{person}2", f"{person}3", person)))
+            if new != nicks[person] and new not in nicks.values():
+                events.append(("nick", t, who, None, None, new))
+                nicks[person] = new
+    joins = [("join", -1, {"nick": p, "occ": f"occ-{p}" if mode == "occupant-id" else None,
+                            "jid": f"{p}@localhost/x" if mode == "jid" else None}, None, None, None) for p in nicks]
+    for _ in range(draw(st.integers(0, 3))):  # archived late (a backfill): moved towards the end
+        if len(events) > 1:
+            i = draw(st.integers(0, len(events) - 2))
+            j = draw(st.integers(i + 1, len(events) - 1))
+            events.insert(j, events.pop(i))
+    return joins + events
+
+
+def realise(history, room: str) -> list[ev.Event]:
+    out = []
+    for action, t, who, sid, own, other in history:
+        person = dict(jid=who["jid"], occ=who["occ"], room=room)
+        if action == "post":
+            out.append(post(t, who["nick"], other, sid=sid, mid=own, **person))
+        elif action == "correct":
+            out.append(correction(t, who["nick"], f"{other} fixed at {t}", other, sid=sid, mid=own, **person))
+        elif action == "retract":
+            out.append(retraction(t, other, by_nick=who["nick"], by_jid=who["jid"], occ=who["occ"], sid=sid,
+                                  room=room))
+        elif action == "join":
+            out.append(make(ev.OccupantJoined, t, room, nick=who["nick"], jid=who["jid"], occupant_id=who["occ"]))
+        elif action == "moderate":
+            out.append(retraction(t, other, by_nick=who["nick"], moderated=True, sid=sid, room=room))
+        else:
+            out.append(make(ev.NickChanged, t, room, old_nick=who["nick"], new_nick=other, jid=who["jid"],
+                            occupant_id=who["occ"]))
+    return out
+
+
+def test_every_view_agrees_with_the_reference_model(world, store_url):
+    examples = 30 if store_url.startswith("sqlite") else 12
+
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(history=histories(), batches=st.integers(1, 3))
+    def check(history, batches):
+        room = world.new_room()
+        events = realise(history, room)
+        size = max(1, -(-len(events) // batches))
+        recorded = []
+        for start in range(0, len(events), size):  # the views commit between batches
+            recorded += world.feed(events[start : start + size])
+        agree(world, room, recorded)
+
+    check()

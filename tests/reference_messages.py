@@ -1,0 +1,134 @@
+"""A small reference model of what a room's messages say, written independently of
+``projections.messages`` (lists and scans, no indexes, no storage) for the
+differential tests to hold every view against.
+
+The rules restated: a message is known by its ids and those of the corrections
+applied to it (and, while it awaits its message, a correction line by the id it
+names). A correction or retraction names the message archived last among those
+known by the id. Corrections apply only from the author (occupant-id, else bare
+real JID, else nick); retractions from the author or a moderator, first one
+kept. Without a message to apply to, a correction is a message of its own and a
+retraction a compliance-only line, both awaiting the id; a message that comes to
+be known by that id takes them in log order, as if they had come after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from archive import events as ev
+
+
+@dataclass
+class Msg:
+    id: int
+    kind: str  # "message" | "retraction"
+    nick: str | None
+    jid: str | None
+    occ: str | None
+    texts: list[str]  # every text, oldest first; the last is shown
+    own: list[str]
+    extra: list[str] = field(default_factory=list)  # ids of corrections taken in
+    awaiting: str | None = None
+    corrects: str | None = None
+    removed: bool = False
+    moderated: bool = False
+    positions: list[int] = field(default_factory=list)  # the events that made its texts
+    removal: int | None = None  # the event that removed it
+
+    def known_by(self) -> list[str]:
+        return self.own + self.extra + ([self.awaiting] if self.awaiting and self.kind == "message" else [])
+
+    @property
+    def edited(self) -> bool:
+        return len(self.texts) > 1 or self.corrects is not None
+
+
+def same(m: Msg, nick, jid, occ) -> bool:
+    if m.occ and occ:
+        return m.occ == occ
+    if m.jid and jid:
+        return m.jid.split("/")[0] == jid.split("/")[0]
+    if m.nick and nick:
+        return m.nick == nick
+    return True
+
+
+class Reference:
+    def __init__(self) -> None:
+        self.lines: list[Msg] = []
+
+    def find(self, ref: str) -> Msg | None:
+        known = [m for m in self.lines if m.kind == "message" and ref in m.known_by()]
+        return max(known, key=lambda m: m.id) if known else None
+
+    def feed(self, position: int, e: ev.Event) -> None:
+        if isinstance(e, ev.MessagePosted):
+            m = Msg(position, "message", e.nick, e.jid, e.occupant_id, [e.body], _ids(e), positions=[position])
+            self.lines.append(m)
+            self._settle(m, _ids(e))
+        elif isinstance(e, ev.MessageCorrected):
+            target = self.find(e.replaces_id)
+            if target is not None and same(target, e.nick, e.jid, e.occupant_id):
+                target.texts.append(e.body)
+                target.extra += [i for i in _ids(e) if i not in target.known_by()]
+                target.positions.append(position)
+                self._settle(target, _ids(e))
+            else:
+                m = Msg(position, "message", e.nick, e.jid, e.occupant_id, [e.body], _ids(e),
+                        awaiting=e.replaces_id if target is None else None, corrects=e.replaces_id,
+                        positions=[position])
+                self.lines.append(m)
+                self._settle(m, _ids(e))
+        elif isinstance(e, ev.MessageRetracted):
+            target = self.find(e.target_id)
+            if target is None:
+                self.lines.append(Msg(position, "retraction", e.by_nick, e.by_jid, e.occupant_id, [], [],
+                                      awaiting=e.target_id, removed=True, moderated=e.moderated, removal=position))
+            elif not target.removed and (e.moderated or same(target, e.by_nick, e.by_jid, e.occupant_id)):
+                target.removed, target.removal = True, position
+
+    def _settle(self, m: Msg, refs: list[str]) -> None:
+        todo = list(refs)
+        while todo:
+            waiting = sorted((w for w in self.lines if w is not m and w.awaiting in todo), key=lambda w: w.id)
+            todo = []
+            for w in waiting:
+                if w.kind == "retraction":
+                    if not m.removed and (w.moderated or same(m, w.nick, w.jid, w.occ)):
+                        m.removed, m.removal = True, w.removal
+                    self.lines.remove(w)
+                elif same(m, w.nick, w.jid, w.occ):
+                    todo += w.known_by()
+                    m.texts += w.texts
+                    m.extra += [i for i in w.known_by() if i not in m.known_by()]
+                    m.positions += w.positions
+                    if not m.removed and w.removed:
+                        m.removed, m.removal = True, w.removal
+                    self.lines.remove(w)
+                else:
+                    w.awaiting = None
+
+    def messages(self, *, compliance: bool) -> dict[int, tuple]:
+        """id -> (text shown, edited, removed) of every line the role sees."""
+        out = {}
+        for m in self.lines:
+            if m.kind == "retraction":
+                if compliance:
+                    out[m.id] = (None, False, True)
+                continue
+            shown = None if (m.removed and not compliance) else m.texts[-1]
+            out[m.id] = (shown, m.edited, m.removed)
+        return out
+
+    def exported(self) -> set[int]:
+        """The events a compliance export of every message carries."""
+        return {p for m in self.lines if m.kind == "message" for p in (*m.positions, m.removal) if p is not None}
+
+
+def _ids(e) -> list[str]:
+    out = []
+    for ident in (e.stanza_id, e.origin_id, e.message_id):
+        if ident and ident not in out:
+            out.append(ident)
+    return out

@@ -22,7 +22,7 @@ class ApiSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     anonymous_read: bool = False
     """Let callers without a token read transcripts, presence and search of public rooms."""
     public_rooms: tuple[str, ...] = ()
-    """Rooms (JIDs or shell globs) anonymous callers may read when `anonymous_read` is on."""
+    """Rooms anonymous callers may read when `anonymous_read` is on: JIDs, `*@service`, or `glob:PATTERN` (README: granted rooms)."""
     user_header: str = "X-Chat-Archive-User"
     """Request header in which a `site` token names the site user it acts for."""
     permission_url: str = ""
@@ -33,6 +33,8 @@ class ApiSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Seconds to wait for the permission callback; no answer in time means not allowed."""
     permission_cache_seconds: CacheSeconds = 30.0
     """Seconds a permission answer is reused before the site is asked again."""
+    search_timeout: Seconds = 10.0
+    """Seconds a request waits for a search (API, search page); longer: 503 `search_timeout`."""
     token_cache_seconds: CacheSeconds = 5.0
     """Seconds a token lookup is reused: a revoked token stops working within this long."""
     metrics_public: bool = False

@@ -79,7 +79,7 @@ class TokenStore:
         if role not in TOKEN_ROLES:
             raise ConfigError(f"a token's role is one of {', '.join(r.value for r in TOKEN_ROLES)}")
         if role is Role.ANALYST and not rooms:
-            raise ConfigError("an analyst token needs --rooms (room JIDs or shell globs such as '*@conference.example.org')")
+            raise ConfigError("an analyst token needs --rooms (room JIDs, '*@conference.example.org' or 'glob:PATTERN')")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         digest = hash_token(token)
         now = utcnow()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from flask import Response, current_app, g, request
@@ -23,6 +23,9 @@ from .deadline import DeadlinePool
 from .signing import Signer
 from .streams import StreamSlots, client_key
 
+if TYPE_CHECKING:
+    from .exports.jobs import ExportJobs  # which builds bundles with the endpoints' helpers
+
 EXTENSION = "chat_archive"
 _json = msgspec.json.Encoder()
 
@@ -38,6 +41,8 @@ class ApiContext:
     search: SearchIndex
     signer: Signer
     """Signs and verifies what the server hands out (cursors, tickets, sessions)."""
+    exports: ExportJobs
+    """Export jobs: bundles written in the background to ``[api] export_dir``."""
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
     stopping: threading.Event = field(default_factory=threading.Event)
     _rooms: TtlCache = field(default_factory=lambda: TtlCache(1.0))

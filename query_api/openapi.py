@@ -39,6 +39,7 @@ def errors(*statuses: int) -> dict:
         401: "no token or an unknown or revoked token",
         403: "the caller's role may not use this endpoint",
         404: "no such room, or one the caller may not see (the same answer)",
+        409: "not ready yet (an export still running, or failed)",
         503: "the archive, its views or its index cannot be read right now, or too many follow streams are open",
     }
     return {str(s): {"description": meaning[s], "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}} for s in statuses}
@@ -90,7 +91,9 @@ def document() -> dict:
             [ROOM, time_param("from", "start"), time_param("to", "end (exclusive)"),
              query("day", {"type": "string", "format": "date"}, "a UTC day, YYYY-MM-DD"),
              query("around", {"type": "string"}, "a line's position (a search hit's `position`) or a message id: the lines around it"),
-             query("format", {"type": "string", "enum": ["json", "html", "text"]}), LIMIT, CURSOR, SITE_USER],
+             query("format", {"type": "string", "enum": ["json", "html", "text"]}),
+             query("tz", {"type": "string", "maxLength": 64}, "time zone (IANA name) of the times in the text and html formats; default `[api] time_zone`"),
+             LIMIT, CURSOR, SITE_USER],
             {"200": {"description": "transcript lines (JSON page), a complete HTML page or plain text lines", "content": {
                 "application/json": {"schema": page_of(
                     "lines", room={"type": "string"}, previous={"type": ["string", "null"]},
@@ -136,6 +139,28 @@ def document() -> dict:
             {"200": {"description": "JSON lines ending with {\"sha256\": ..., \"count\": N}, or CSV ending with `# sha256=... count=N`",
                      "content": {"application/x-ndjson": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}}}}},
             statuses=(400, 401, 403, 404, 503))},
+        "/api/v1/exports": {"post": operation(
+            "Start an eDiscovery export job (a ZIP of RSMF 2.0, EML per room-day, JSON lines or CSV, with a manifest)",
+            "compliance",
+            [query("format", {"type": "string", "enum": ["rsmf", "eml", "jsonl", "csv"]}),
+             query("room", {"type": "string"}, "room JIDs, comma-separated (default every room)"),
+             time_param("from", "start"), time_param("to", "end (exclusive)"),
+             query("q", {"type": "string"}, "only the messages this search finds, with their edits and removals")],
+            {"202": {"description": "the job's status: `id`, `state`, progress (`rooms_done` of `rooms_total`, `events`)",
+                     "content": {"application/json": {"schema": OBJECT}}}},
+            statuses=(400, 401, 403, 404))},
+        "/api/v1/exports/{job_id}": {"get": operation(
+            "An export job's status and progress", "compliance (the token that started it)",
+            [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            json_ok("state running, done (with `manifest_sha256` and `bytes`) or failed (with `error`)", OBJECT),
+            statuses=(401, 403, 404))},
+        "/api/v1/exports/{job_id}/download": {"get": operation(
+            "Download a finished export (streamed; HTTP Range requests resume an interrupted download)",
+            "compliance (the token that started it)",
+            [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            {"200": {"description": "the ZIP; header X-Manifest-SHA256", "content": {"application/zip": {"schema": {"type": "string"}}}},
+             "206": {"description": "the range asked for", "content": {"application/zip": {"schema": {"type": "string"}}}}},
+            statuses=(401, 403, 404, 409))},
         "/api/v1/audit": {"get": operation(
             "The audit trail: who read what (every search, transcript, presence, state, replay, export and audit read)",
             "compliance",

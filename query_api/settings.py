@@ -45,8 +45,12 @@ class ApiSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Streamed answers (replay, export, `follow`) one client (a token and site user, else an address) may have open at once; more: 429."""
     stalled_client_seconds: Seconds = 30.0
     """A client that reads nothing of a pending answer for this long is disconnected (its server thread freed)."""
+    export_dir: str = "data/exports"
+    """Directory where export jobs write their bundles and status (shared by every server process of one archive)."""
     max_page_size: Positive = 1000
     """Largest `limit` a paged list accepts."""
+    time_zone: str = "UTC"
+    """Time zone (IANA name, e.g. `Europe/Berlin`) of the times in the transcript's `text` and `html` formats; a request's `tz` overrides it. JSON and days stay UTC."""
     signing_keys: tuple[str, ...] = ()
     """Secrets (32+ characters) that sign cursors, tickets and sessions, the first signing, all verifying; empty: keys kept in the store (`chat-archive keys`)."""
     widget_frame_ancestors: tuple[str, ...] = ("'self'",)
@@ -55,5 +59,11 @@ class ApiSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The XMPP server's WebSocket endpoint (RFC 7395, e.g. Prosody's `wss://xmpp.example.org:5281/xmpp-websocket`) the widget's Join connects to from the browser; empty: no Join button (the `xmpp:` link only)."""
 
     def __post_init__(self):
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"[api] time_zone {self.time_zone!r} is not a time zone: use an IANA name such as Europe/Berlin") from None
         if self.widget_websocket_url and not self.widget_websocket_url.startswith(("ws://", "wss://")):
             raise ValueError("[api] widget_websocket_url must be a ws:// or wss:// URL")

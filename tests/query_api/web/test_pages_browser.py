@@ -20,6 +20,8 @@ from query_api.roles import Role
 from query_api.tokens import open_token_store
 
 from .seed import CORRECTED, DASHBOARDS, EDITED, LOBBY, RETRACTED, SECRET, UNSAFE_LINK, XSS_BODY, XSS_NICK, events
+from tests.services.axe import serious_violations
+
 from .server import ServerProcess, keep, listener_config
 
 @pytest.fixture(scope="module")
@@ -242,3 +244,18 @@ def test_a_hit_opens_in_context_marked_its_link_copies_and_times_show_in_the_rea
         no_script_ran(browser)
     finally:
         browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
+
+
+def test_the_api_docs_page_shows_every_endpoint_from_a_viewer_the_app_serves(browser, site):
+    base, _ = site
+    browser.get(base + "/docs/api")
+    wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, ".opblock")), timeout=20)
+    paths = {e.text for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert {"/api/v1/search", "/api/v1/rooms/{room}/transcript", "/healthz"} <= paths
+    loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert loaded and all(name.startswith(base) for name in loaded)  # nothing from a CDN or any other host
+    refused = [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
+    assert refused == []
+    browser.find_element(By.CSS_SELECTOR, ".opblock-summary").click()  # an endpoint opened: parameters, responses
+    wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, ".opblock-body .parameters, .opblock-body .responses-wrapper")))
+    assert serious_violations(browser) == [], "\n".join(serious_violations(browser))

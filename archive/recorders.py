@@ -162,6 +162,21 @@ class SQLiteArchiveRecorder(SQLiteApplicationRecorder):
             c.execute("SELECT room FROM archive_rooms ORDER BY room")
             return [row[0] for row in c.fetchall()]
 
+    def delete_versions(self, oid: str, versions: Sequence[int], before: float) -> None:
+        """Delete a stream's events of these versions (all older than ``before``) and their side rows."""
+        with self.datastore.transaction(commit=True) as c:
+            for chunk in _chunks(list(versions), 500):
+                marks = ",".join("?" * len(chunk))
+                c.execute(
+                    f"DELETE FROM {self.events_table_name} WHERE originator_id=? AND originator_version IN ({marks})",
+                    (oid, *chunk),
+                )
+                c.execute(
+                    "DELETE FROM archive_event_index WHERE originator_id=? AND occurred_at<? "
+                    f"AND originator_version IN ({marks})",
+                    (oid, before, *chunk),
+                )
+
     def select_room(
         self, oid: str, after_version: int, limit: int, t_from: float | None, t_to: float | None
     ) -> list[RoomRow]:
@@ -347,6 +362,20 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(SQL("SELECT room FROM {} ORDER BY room").format(self._rooms))
             return [row["room"] for row in curs.fetchall()]
+
+    def delete_versions(self, oid: str, versions: Sequence[int], before: float) -> None:
+        """Delete a stream's events of these versions (all older than ``before``) and their side rows."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("DELETE FROM {} WHERE originator_id=%s AND originator_version = ANY(%s)").format(self._events),
+                (oid, list(versions)),
+            )
+            curs.execute(
+                SQL(
+                    "DELETE FROM {} WHERE originator_id=%s AND occurred_at<%s AND originator_version = ANY(%s)"
+                ).format(self._index),
+                (oid, before, list(versions)),
+            )
 
     def select_room(
         self, oid: str, after_version: int, limit: int, t_from: float | None, t_to: float | None

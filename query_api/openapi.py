@@ -181,6 +181,22 @@ def document() -> dict:
             {"200": {"description": "the ZIP; header X-Manifest-SHA256", "content": {"application/zip": {"schema": {"type": "string"}}}},
              "206": {"description": "the range asked for", "content": {"application/zip": {"schema": {"type": "string"}}}}},
             statuses=(401, 403, 404, 409))},
+        "/api/v1/holds": {
+            "get": operation("The legal holds in force", "compliance", [], json_ok("`{\"holds\": [...]}`", OBJECT),
+                             statuses=(400, 401, 403)),
+            "post": operation(
+                "Place a legal hold: events it covers survive every purge", "compliance",
+                [query("case", {"type": "string"}, "the case (matter)", required=True),
+                 query("room", {"type": "string"}, "room JIDs or globs, comma-separated (default every room)"),
+                 query("jid", {"type": "string"}, "people's JIDs, comma-separated (default everyone)"),
+                 time_param("from", "start"), time_param("to", "end (exclusive)")],
+                {"201": {"description": "the hold placed", "content": {"application/json": {"schema": OBJECT}}}},
+                statuses=(400, 401, 403))},
+        "/api/v1/holds/{hold_id}/release": {"post": operation(
+            "Release a legal hold", "compliance",
+            [{"name": "hold_id", "in": "path", "required": True, "schema": {"type": "string"}},
+             query("reason", {"type": "string"})],
+            json_ok("the release", OBJECT), statuses=(400, 401, 403, 404))},
         "/api/v1/audit": {"get": operation(
             "The audit trail: who read what (every search, transcript, presence, state, replay, export and audit read)",
             "compliance",

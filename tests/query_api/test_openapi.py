@@ -84,8 +84,8 @@ def requests(draw):
     return path.replace("{room}", urllib.parse.quote(room, safe="@")), query, draw(st.sampled_from(["compliance", "analyst", "site", None]))
 
 
-def test_fuzzing_the_documented_api_finds_no_500(archive, views, search_index, token_store, tokens, sqlite_url):
-    app = create_app(make_config(sqlite_url, anonymous_read=True, public_rooms=(PUBLIC,)), store=archive, views=views, search=search_index, tokens=token_store)
+def test_fuzzing_the_documented_api_finds_no_500(archive, views, search_index, token_store, tokens, seeded_url):
+    app = create_app(make_config(seeded_url, anonymous_read=True, public_rooms=(PUBLIC,)), store=archive, views=views, search=search_index, tokens=token_store)
     app.extensions["chat_archive"].stopping.set()  # follow streams end after catching up
     client = app.test_client()
 

@@ -24,6 +24,7 @@ from tests.services.prosody import LISTENER, PASSWORD
 
 from tests.services.http_site import HttpSite
 
+from ..conftest import archive_url
 from .server import ServerProcess, keep, listener_config
 
 WIDGET_USER, WIDGET_PASSWORD = "wanda", "Widget-S3cret-7e1f"  # passed by the embedding site
@@ -57,9 +58,15 @@ def prosody(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def world(prosody, tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(request, prosody, tmp_path_factory):
     """A room on Prosody with alice in it, archived by the listener of a real server process."""
+    directory = tmp_path_factory.mktemp(f"web-widget-{request.param}")
+    with archive_url(request.param, directory) as store_url:
+        yield from _world(prosody, directory, store_url)
+
+
+def _world(prosody, directory, store_url: str):
     prosody.register(WIDGET_USER, WIDGET_PASSWORD)
     prosody.register(TYPING_USER, TYPING_PASSWORD)
     room = f"widget-{uuid.uuid4().hex[:8]}@{prosody.muc_service}"
@@ -69,8 +76,6 @@ def world(prosody, tmp_path_factory):
     heard: list[str] = []
     alice.client.add_event_handler("groupchat_message", lambda msg: heard.append(f"{msg['from'].resource}: {msg['body']}"))
 
-    directory = tmp_path_factory.mktemp("web-widget")
-    store_url = f"sqlite:///{directory}/events.sqlite"
     tokens = open_token_store(store_url)
     site_token = tokens.create(Role.SITE, (room,), label="collab site")[0]
     tokens.close()

@@ -16,8 +16,8 @@ from archive import events as ev
 CLI = [str(Path(sys.executable).with_name("chat-archive"))]
 
 
-def run_cli(*args, store_url, cwd=None):
-    env = {**os.environ, "CHAT_ARCHIVE_STORE_URL": store_url}
+def run_cli(*args, store_url, cwd=None, env=None):
+    env = {**os.environ, "CHAT_ARCHIVE_STORE_URL": store_url, **(env or {})}
     return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
 
 

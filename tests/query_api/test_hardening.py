@@ -92,3 +92,11 @@ def test_values_from_requests_are_logged_escaped_on_one_line(request, api_settin
     messages = [record.getMessage() for record in caplog.records]
     assert messages and any("carol\\x1b[2K" in m for m in messages)
     assert not any("\n" in m or "\x1b" in m for m in messages)
+
+
+def test_a_widget_cursor_is_bounds_checked_even_when_signed():
+    from query_api.web.widget_feed import valid_cursor
+
+    assert valid_cursor({"p": 3, "t": 1714564800.0})
+    for bad in ({"p": 3, "t": 1e300}, {"p": -1, "t": 0}, {"p": 3, "t": -5}, {"p": True, "t": 0}, {"p": 3, "t": "0"}, {}):
+        assert not valid_cursor(bad), bad

@@ -182,10 +182,10 @@ def test_metrics_need_a_token_even_with_anonymous_read(client):
     assert client.get("/metrics").status_code == 401  # anonymous_read is on in these tests
 
 
-def test_metrics_can_be_public(archive, views, search_index, token_store, sqlite_url):
+def test_metrics_can_be_public(archive, views, search_index, token_store, seeded_url):
     from query_api import create_app
 
     from .conftest import make_config
 
-    app = create_app(make_config(sqlite_url, metrics_public=True), store=archive, views=views, search=search_index, tokens=token_store)
+    app = create_app(make_config(seeded_url, metrics_public=True), store=archive, views=views, search=search_index, tokens=token_store)
     assert app.test_client().get("/metrics").status_code == 200

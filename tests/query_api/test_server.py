@@ -23,18 +23,23 @@ from projections.search import SearchIndexer
 from query_api.roles import Role
 from tests.factories import message
 
-from .conftest import LOBBY, PUBLIC, SECRET, seed_events
+from .conftest import LOBBY, PUBLIC, SECRET, archive_url, seed_events
 
 T = "2024-05-01T12:00:15Z"
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def served(request, tmp_path_factory):
     """A seeded archive with caught-up views and index, served by `chat-archive serve --port 0`."""
-    base = tmp_path_factory.mktemp("served")
+    base = tmp_path_factory.mktemp(f"served-{request.param}")
+    with archive_url(request.param, base) as url:
+        yield from _served(base, url)
+
+
+def _served(base, url: str):
     config_file = base / "chat-archive.toml"
     config_file.write_text(
-        f'[store]\nurl = "sqlite:///{base}/events.sqlite"\n[index]\npath = "{base}/index"\n'
+        f'[store]\nurl = "{url}"\n[index]\npath = "{base}/index"\n'
         f'[api]\nanonymous_read = true\npublic_rooms = ["{PUBLIC}"]\nfollow_heartbeat = 0.5\n'
     )
     config = load_config(config_file, environ={})

@@ -20,16 +20,22 @@ from archive.application import open_event_store
 from query_api.roles import Role
 from query_api.tokens import open_token_store
 
+from ..conftest import archive_url
 from .seed import CORRECTED, DASHBOARDS, EDITED, LOBBY, RETRACTED, SECRET, UNSAFE_LINK, XSS_BODY, XSS_NICK, events
 from tests.services.axe import serious_violations
 
 from .server import ServerProcess, keep, listener_config
 
-@pytest.fixture(scope="module")
-def site(prosody, tmp_path_factory):
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def site(request, prosody, tmp_path_factory):
     """A seeded archive served by ``chat-archive up`` (its listener on the test's Prosody), and tokens."""
-    directory = tmp_path_factory.mktemp("web-pages")
-    store_url = f"sqlite:///{directory}/events.sqlite"
+    directory = tmp_path_factory.mktemp(f"web-pages-{request.param}")
+    with archive_url(request.param, directory) as store_url:
+        yield from _site(prosody, directory, store_url)
+
+
+def _site(prosody, directory, store_url: str):
     with open_event_store(store_url) as store:
         store.append(events())
     tokens = open_token_store(store_url)

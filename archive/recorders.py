@@ -445,6 +445,9 @@ class _ArchiveSQLitePool(SQLiteConnectionPool):
         # batch of 1,000 roughly double the append rate once the index outgrows the cache.
         connection._sqlite_conn.execute("PRAGMA cache_size=-65536")
         connection._sqlite_conn.execute("PRAGMA wal_autocheckpoint=10000")
+        # A purge deletes for good: the freed space is overwritten (appends never delete, so this costs
+        # them nothing).
+        connection._sqlite_conn.execute("PRAGMA secure_delete=ON")
         return connection
 
 

@@ -114,3 +114,17 @@ def event_store(store_url):
     store._url = store_url  # noqa: SLF001 - for the test that edits rows behind the store's back
     yield store
     store.close()
+
+
+def test_purged_events_are_gone_from_the_sqlite_file_itself(tmp_path):
+    import sqlite3
+
+    from archive.application import open_event_store
+
+    path = tmp_path / "events.sqlite"
+    with open_event_store(f"sqlite:///{path}") as store:
+        store.append([message(t, f"needle-{t}-in-the-haystack", room=DEV) for t in range(50)])
+        purge(store, ONE_DAY, now=NOW)
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert b"needle-" not in path.read_bytes()

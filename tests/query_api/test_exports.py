@@ -14,28 +14,19 @@ import jsonschema
 import pytest
 
 from archive.application import open_event_store
-from projections.search import IndexLocation, SearchIndex, SearchIndexProjection
-from projections.views import Views
 from query_api.exports.bundle import ExportRequest, write_bundle
 from query_api.exports.manifest import verify_bundle
 from tests.factories import at
 
-from .conftest import LOBBY, PUBLIC, SECRET, Seeded, seed_events
+from .conftest import LOBBY, PUBLIC, SECRET, seed_events
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "rsmf_manifest_2.0.schema.json").read_text())
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def archive(request, tmp_path):
-    url = f"sqlite:///{tmp_path}/events.sqlite" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    store = open_event_store(url)
-    store.append(seed_events())
-    location = IndexLocation(tmp_path / "index")
-    SearchIndexProjection(location).close()
-    seeded = Seeded(url, store, Views(url, store), SearchIndex(location, reload_interval=0))
-    seeded.catch_up()
-    yield seeded
-    seeded.close()
+@pytest.fixture
+def archive(private_seeded):
+    """A fresh seeded archive (on each store)."""
+    return private_seeded
 
 
 def export(archive, tmp_path, **request) -> tuple[Path, dict]:

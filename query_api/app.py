@@ -92,7 +92,7 @@ def open_signer(config: Any) -> Signer:
     """Keys from ``[api] signing_keys`` if given, else the keys kept in the store."""
     if config.api.signing_keys:
         return Signer(KeyRing.fixed(config.api.signing_keys))
-    return Signer(KeyRing(KeyStore(open_database(config.store.url)).keys))
+    return Signer(KeyRing(KeyStore(open_database(config.store.url)).load))
 
 
 def healthz() -> Response:

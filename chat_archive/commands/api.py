@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--role", required=True, choices=[r.value for r in TOKEN_ROLES])
     create.add_argument(
         "--rooms", nargs="+", default=[], metavar="ROOM",
-        help="rooms granted (JIDs or shell globs): required for analyst; a site token's static list",
+        help="rooms granted (JIDs; '*@service' or 'glob:PATTERN' for globs): required for analyst; a site token's static list",
     )  # fmt: skip
     create.add_argument("--label", default="", help="a note saying who or what holds the token")
     create.add_argument(

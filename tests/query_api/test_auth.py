@@ -128,10 +128,20 @@ def test_anonymous_reads_public_rooms_only(client):
     assert client.get(f"/api/v1/rooms/{LOBBY}/presence").status_code == 404
 
 
-def test_granted_rooms_are_jids_or_shell_globs_in_any_case():
+def test_granted_room_names_with_glob_characters_are_literal_unless_marked():
     from query_api.access import RoomPatterns
 
-    scope = RoomPatterns(["Dev@Conference.Example.org", "*@ops.example.org", "team-?@conference.example.org"])
+    scope = RoomPatterns(["a*b@conference.example.org", "what?@conference.example.org", "[x]@conference.example.org"])
+    assert scope.allows("a*b@conference.example.org") and scope.allows("what?@conference.example.org")
+    assert scope.allows("[x]@conference.example.org")
+    assert not scope.allows("axxb@conference.example.org") and not scope.allows("whats@conference.example.org")
+    assert not scope.allows("x@conference.example.org")
+
+
+def test_granted_rooms_are_jids_or_marked_shell_globs_in_any_case():
+    from query_api.access import RoomPatterns
+
+    scope = RoomPatterns(["Dev@Conference.Example.org", "*@ops.example.org", "glob:team-?@conference.example.org"])
     assert scope.allows("dev@conference.example.org")
     assert scope.allows("alerts@ops.example.org") and scope.allows("team-a@conference.example.org")
     assert not scope.allows("devx@conference.example.org") and not scope.allows("alerts@ops.example.org.evil")

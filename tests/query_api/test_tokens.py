@@ -78,7 +78,7 @@ def test_token_commands(tmp_path, capsys):
     assert main(["--config", str(config), "token", "revoke", token_id]) == 0
     assert "revoked" in capsys.readouterr().out
     assert main(["--config", str(config), "token", "revoke", token_id]) == 1
-    assert main(["--config", str(config), "token", "create", "--role", "analyst"]) == 1
+    assert main(["--config", str(config), "token", "create", "--role", "analyst"]) == 2  # a bad argument
 
 
 def test_tokens_expire_and_record_their_last_use(store_tokens):

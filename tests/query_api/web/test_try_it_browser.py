@@ -137,7 +137,8 @@ def test_the_readme_try_it_walk(browser, demo, size, screenshot_dir):
     browser.get(room_page)
     browser.find_element(By.ID, "widget-link").click()
     wait(browser, EC.text_to_be_present_in_element((By.ID, "status"), "Live"))
-    backlog = len(browser.find_elements(By.CSS_SELECTOR, "#activity li"))
+    backlog = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#activity li")]
+    assert backlog, "the widget shows the room's recent activity"
     jid, password = (c.text for c in browser.find_elements(By.CSS_SELECTOR, ".demo-hint code"))
     fits_the_screen(browser)
     accessible(browser)
@@ -147,7 +148,9 @@ def test_the_readme_try_it_walk(browser, demo, size, screenshot_dir):
     browser.find_element(By.ID, "nick").send_keys(f"newcomer-{size}")
     browser.find_element(By.ID, "join-submit").click()
     wait(browser, EC.visibility_of_element_located((By.ID, "message")))
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#activity li")) > backlog  # the backlog stays
+    shown = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#activity li")]
+    assert shown[: len(backlog)] == backlog  # the backlog being read stays, and the join is marked after it
+    assert [i for i, text in enumerate(shown) if text.startswith("You joined")][0] >= len(backlog)
     said = f"hello from the README walk {uuid.uuid4().hex[:8]}"
     browser.find_element(By.ID, "message").send_keys(said)
     browser.find_element(By.ID, "send").click()

@@ -67,12 +67,14 @@ class Served(NamedTuple):
                 self.process.wait()
 
 
-def start_serve(base: Path, api_settings: str = "", *, heartbeat: float = 0.5, more_events=()) -> Served:
-    """Seed an archive under ``base`` (plus ``more_events``) and serve it; ``api_settings``:
-    extra TOML lines of ``[api]``."""
+def start_serve(
+    base: Path, api_settings: str = "", *, heartbeat: float = 0.5, more_events=(), store_url: str | None = None
+) -> Served:
+    """Seed an archive under ``base`` (plus ``more_events``; in ``store_url``, else SQLite there)
+    and serve it; ``api_settings``: extra TOML lines of ``[api]``."""
     config_file = base / "chat-archive.toml"
     config_file.write_text(
-        f'[store]\nurl = "sqlite:///{base}/events.sqlite"\n[index]\npath = "{base}/index"\n'
+        f'[store]\nurl = "{store_url or f"sqlite:///{base}/events.sqlite"}"\n[index]\npath = "{base}/index"\n'
         f'[api]\nanonymous_read = true\npublic_rooms = ["{PUBLIC}"]\nfollow_heartbeat = {heartbeat}\n{api_settings}\n'
     )
     config = load_config(config_file, environ={})

@@ -93,8 +93,11 @@ def document() -> dict:
                       "query in the archive's query language (README: at most 256 terms, 16 of them prefix* or fuzzy~, "
                       "32 levels of nesting); empty: everything in scope", required=True), "allowEmptyValue": True},
              query("sort", {"type": "string", "enum": ["relevance", "newest", "oldest"]}),
-             query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_SEARCH_LIMIT}), CURSOR, SITE_USER],
-            json_ok("hits (room, nick, jid where visible, time, body, snippet, position), total, facets by room and sender",
+             query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_SEARCH_LIMIT}), CURSOR,
+             query("facets", {"type": "string", "enum": ["true", "false"], "default": "false"},
+                   "also count the hits by room and by sender (first page only; most of a search's cost)"),
+             SITE_USER],
+            json_ok("hits (room, nick, jid where visible, time, body, snippet, position), total, facets by room and sender if asked",
                     ref("SearchResult")), statuses=(400, 401, 403, 503),
             together=f"`cursor` goes with the `q` and `sort` of the page that gave it. Relevance paging stops at "
                      f"{MAX_RELEVANCE_DEPTH} hits (time sorts page to the end).")},

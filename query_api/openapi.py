@@ -159,7 +159,7 @@ def document() -> dict:
              query("room", {"type": "string", "maxLength": 3071}, "a room to export (all its events), or to restrict q to"),
              time_param("from", "start"), time_param("to", "end (exclusive)"),
              query("format", {"type": "string", "enum": ["jsonl", "csv"]})],
-            {"200": {"description": "JSON lines ending with {\"sha256\": ..., \"count\": N}, or CSV ending with `# sha256=... count=N`",
+            {"200": {"description": "JSON lines ending with {\"sha256\": ..., \"count\": N, \"manifest\": {...}}, or CSV ending with `# sha256=... count=N manifest={...}`",
                      "content": {"application/x-ndjson": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}}}}},
             statuses=STREAMS, together="`q` or `room` is required; `from`/`to` narrow either.")},
         "/api/v1/exports": {"post": operation(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime
 
 from markupsafe import Markup
@@ -21,7 +22,7 @@ def day_presence(room: str, day: date, at_text: str | None, who):
     if presence is None:
         return None, None, []
     start, end = parse_day(day.isoformat())
-    spans = day_spans(presence, room, start, end, by_jid=who.sees_jids)
+    spans = until_known(day_spans(presence, room, start, end, by_jid=who.sees_jids), api().views.known_until())
     at = None
     here = []
     if at_text:
@@ -34,6 +35,17 @@ def day_presence(room: str, day: date, at_text: str | None, who):
     label = f"presence in {room} on {day.isoformat()}"
     charts = [presence_svg(spans, start, end, gaps=gaps, label=label, layout=layout) for layout in (WIDE, NARROW)]
     return Markup("".join(charts)), at, here  # presence_svg escapes every nick itself
+
+
+def until_known(spans: list[PresenceSpan], known_until: datetime | None) -> list[PresenceSpan]:
+    """The spans cut at the archive's last known moment: after it nobody is claimed (the chart
+    shows that time empty, and ``at`` there finds nobody)."""
+    if known_until is None:
+        return []
+    return [
+        span if span.end is not None and span.end <= known_until else replace(span, end=known_until)
+        for span in spans if span.start < known_until
+    ]  # fmt: skip
 
 
 def day_spans(presence, room: str, start: datetime, end: datetime, *, by_jid: bool = False) -> list[PresenceSpan]:

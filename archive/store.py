@@ -244,7 +244,7 @@ class EventStore:
         after_version = 0
         while True:
             try:
-                page = self._recorder.select_room(stream, after_version, 1000, None, None)
+                page = self._recorder.select_room(stream, after_version, 1000)
             except PersistenceError as e:
                 raise StoreError(f"could not read stream {stream}: {e}") from e
             for position, version, state in page:

@@ -93,6 +93,7 @@ class TranscriptProjection(TableProjection):
         self._new: set[int] = set()  # created since the last commit
         self._changed: dict[int, Line] = {}  # committed before, changed since: the committed version
         self._rev: dict[int, int] = {}  # line id -> the event that last changed it
+        self._gone: dict[int, Line] = {}  # lines taken into others, as they were then
         for row in self._read_own("SELECT data FROM {lines} WHERE awaiting=1 ORDER BY id"):
             self._book.remember(_decode_line(bytes(row["data"])))
 
@@ -115,15 +116,20 @@ class TranscriptProjection(TableProjection):
                 changed[line_id] = book.lines[line_id]
         for line_id in changes.dropped:
             rev[line_id] = position
+            self._gone[line_id] = book.lines[line_id]
             if line_id not in new and line_id not in changed:
                 changed[line_id] = book.lines[line_id]
         book.apply(changes)
 
     def _statements(self) -> Statements:
-        lines, dropped, rev = self._book.lines, self._book.dropped, self._rev
+        lines, dropped, rev, taken = self._book.lines, self._book.dropped, self._rev, self._gone
         created = [lines[i] for i in sorted(self._new) if i not in dropped]
         updated = [lines[i] for i in self._changed if i not in dropped]
         gone = [before for i, before in self._changed.items() if i in dropped]
+        # A line taken into another stays a GONE row (for the widget's feed), whether or not it
+        # was committed before: an incremental run and a rebuild hold the same rows.
+        gone_rows = [(line.id, line.room, order_micros(line.at), line.kind, GONE, 0, rev[line.id], _encode(line))
+                     for line in map(taken.__getitem__, sorted(taken))]
         # A correction that stops awaiting its message stops being known by the id it awaited.
         forgotten = [
             (ref_hash(before.room, ref), i)
@@ -139,8 +145,9 @@ class TranscriptProjection(TableProjection):
             ("UPDATE {lines} SET data=?, awaiting=?, rev=? WHERE id=?",
              [(_encode(line), 1 if line.awaiting else 0, rev[line.id], line.id) for line in updated]),
             ("INSERT INTO {refs} (ref, id) VALUES (?,?) ON CONFLICT DO NOTHING", _ref_rows(updated)),
-            (f"UPDATE {{lines}} SET shown={GONE}, awaiting=0, rev=? WHERE id=?",
-             [(rev[line.id], line.id) for line in gone]),
+            ("DELETE FROM {lines} WHERE id=?", [(line.id,) for line in gone]),
+            ("INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, data) VALUES (?,?,?,?,?,?,?,?)",
+             gone_rows),
             ("DELETE FROM {refs} WHERE ref=? AND id=?", _ref_rows(gone) + forgotten),
         ]
 
@@ -159,6 +166,7 @@ class TranscriptProjection(TableProjection):
         self._new.clear()
         self._changed.clear()
         self._rev.clear()
+        self._gone.clear()
 
 
 def _ref_rows(lines: list[Line]) -> list[tuple[int, int]]:

@@ -1,0 +1,100 @@
+"""Time-ranged reads of a big room cost per page what they cost in a small one.
+
+Two rooms in one store of their own: a small one (1,000 events) and a big one
+(the corpus size: 100k, 1M, ...), one message a second. Each read is timed as
+one page taken from deep inside the room's range (its last thousandth, and its
+middle): the store's ranged read (``events --from/--to``, ranged replay and
+export), a transcript page of the view, the widget's changes after a cursor, and
+/state at a moment. Each figure is the big room's page against the small room's
+(median of REPEAT): a ratio near 1 is a page whose cost does not grow with the room.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from archive import events as ev
+from archive.application import open_event_store
+from projections.follower import LogFollower
+from projections.views import Views
+
+from .corpus import CorpusSpec
+from .measure import Figure, Results
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+SMALL = 1_000
+PAGE = 1_000
+REPEAT = 15
+BATCH = 10_000
+
+
+def run_ranged(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    for stale in workdir.glob("ranged*.sqlite*"):
+        stale.unlink()
+    big = spec.events
+    rooms = {"small@conference.example.org": SMALL, "big@conference.example.org": big}
+    with open_event_store(f"sqlite:///{workdir / 'ranged.sqlite'}") as store:
+        for room, count in rooms.items():
+            for start in range(0, count, BATCH):
+                store.append([_message(room, i) for i in range(start, min(count, start + BATCH))], batch_size=BATCH)
+        with Views(f"sqlite:///{workdir / 'ranged-views.sqlite'}", store) as views:
+            began = time.perf_counter()
+            for projection in views.projections(["transcripts"]):
+                LogFollower(store, projection, commit_interval=3600, page_size=5000).catch_up()
+            ctx["ranged_view_seconds"] = time.perf_counter() - began
+            small_room, big_room = rooms
+            for where, fraction in (("at the end", 0.999), ("in the middle", 0.5)):
+                times = {room: _pages(store, views, room, count, fraction) for room, count in rooms.items()}
+                for read in times[small_room]:
+                    results.add(Figure(
+                        "ranged reads", f"{read}, {where} of a {big:,}-event room", times[big_room][read], "ms",
+                        times[small_room][read], f"same in a {SMALL:,}-event room", higher_is_better=False,
+                        aim="ratio ~1: a page costs the same however large the room",
+                    ))  # fmt: skip
+    results.notes.append(
+        f"ranged reads: rooms of {SMALL:,} and {big:,} events (one a second) in a store of their own; "
+        f"page of {PAGE:,} (widget 200, /state 200 lines); median of {REPEAT}"
+    )
+
+
+def _message(room: str, i: int) -> ev.MessagePosted:
+    moment = T0 + timedelta(seconds=i)
+    return ev.MessagePosted(room=room, occurred_at=moment, recorded_at=moment, nick=f"user{i % 50}",
+                            body=f"message number {i} in the room", stanza_id=f"{room}-{i}", message_id=f"m{i}")
+
+
+def _pages(store, views: Views, room: str, count: int, fraction: float) -> dict[str, float]:
+    first = int(count * fraction) - PAGE if count > 2 * PAGE else 0
+    start, end = T0 + timedelta(seconds=first), T0 + timedelta(seconds=count)
+    at = start + timedelta(seconds=PAGE)
+    # The widget's cursor: the position of a line deep inside the room (lines change with their own event).
+    cursor = views.transcripts.page(room, start=start, limit=1).lines[0].id
+
+    def store_page():
+        taken = 0
+        for _ in store.read_room(room, start=start, end=end, page_size=PAGE):
+            taken += 1
+            if taken == PAGE:
+                return
+
+    reads = {
+        "store ranged read (events --from/--to, replay, export)": store_page,
+        "transcript view page (from, to)": lambda: views.transcripts.page(room, start=start, end=end, limit=PAGE),
+        "widget changes after a cursor": lambda: views.transcripts.changes(room, after=cursor, limit=200),
+        "/state at T (200 lines)": lambda: views.room_state_at(room, at, limit=200),
+    }
+    return {name: _median_ms(read) for name, read in reads.items()}
+
+
+def _median_ms(read) -> float:
+    read()  # warm the caches the first page of a session pays for
+    samples = []
+    for _ in range(REPEAT):
+        began = time.perf_counter()
+        read()
+        samples.append((time.perf_counter() - began) * 1000)
+    return statistics.median(samples)

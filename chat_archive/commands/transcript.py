@@ -9,12 +9,12 @@ from collections.abc import Iterator
 import msgspec
 
 from archive.codec import from_json
-from archive.errors import ChatArchiveError, EventDecodeError, InvalidQueryError
+from archive.errors import ChatArchiveError, EventDecodeError
 from archive.events import Event
-from archive.times import parse_time
 from query_api.transcript import text_line
 
 from ..bootstrap import audit_cli_read, open_store, open_views
+from .events import time_range
 
 PAGE = 1000
 IMPORT_BATCH = 1000
@@ -43,10 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def print_transcript(args: argparse.Namespace, config) -> int:
-    start = parse_time(args.start) if args.start else None
-    end = parse_time(args.end) if args.end else None
-    if start and end and end <= start:
-        raise InvalidQueryError("--to must be later than --from")
+    start, end = time_range(args)
     with open_store(config) as store, open_views(config, store) as views:
         if args.room not in store.rooms():
             print(f"chat-archive transcript: no events for room {args.room!r}", file=sys.stderr)

@@ -90,31 +90,36 @@ class Transcripts:
             raise InvalidQueryError("end must be later than start")
         key = decode_cursor(cursor) if cursor else None
         forward = direction == "forward"
-        bounds, params = ["room=?", "shown>=?"], [room, COMPLIANCE_ONLY if include_originals else ORDINARY]
-        if start:
-            bounds.append("ts>=?")
-            params.append(order_micros(start))
-        if end:
-            bounds.append("ts<?")
-            params.append(order_micros(end))
-        where = " AND ".join(bounds)
+        base, base_params = "room=? AND shown>=?", (room, COMPLIANCE_ONLY if include_originals else ORDINARY)
+        lo = ("ts>=?", order_micros(start)) if start else None
+        hi = ("ts<?", order_micros(end)) if end else None
+        kept = [bound for bound in (lo, hi) if bound]
+        where = " AND ".join([base, *(b[0] for b in kept)])
+        params = [*base_params, *(b[1] for b in kept)]
+
+        def after(edge_way: str, edge: tuple[int, int]) -> tuple[str, tuple]:
+            """Rows beyond ``edge`` that way. The edge replaces the range's bound on its side, so
+            that the index walk starts at the edge instead of filtering its way there."""
+            other = [b for b in ((hi,) if edge_way == ">" else (lo,)) if b]
+            clause = " AND ".join([base, f"ts{edge_way}=?", *(b[0] for b in other), f"(ts, id) {edge_way} (?, ?)"])
+            return clause, (*base_params, edge[0], *(b[1] for b in other), *edge)
 
         def work(query, _generation):
-            this_way = f"{where} AND (ts, id) {'>' if forward else '<'} (?, ?)" if key else where
+            this_way, this_params = after(">" if forward else "<", key) if key else (where, tuple(params))
             order = "ts, id" if forward else "ts DESC, id DESC"
             rows = query(
                 f"SELECT ts, id, data FROM {{lines}} WHERE {this_way} ORDER BY {order} LIMIT ?",
-                (*params, *(key or ()), limit + 1),
+                (*this_params, limit + 1),
             )
             more = len(rows) > limit
             rows = rows[:limit] if forward else list(reversed(rows[:limit]))
             if not rows:
                 return [], None, None
             first, last = (rows[0]["ts"], rows[0]["id"]), (rows[-1]["ts"], rows[-1]["id"])
-            edge = first if forward else last
+            other_way, other_params = after("<" if forward else ">", first if forward else last)
+            other_order = "ts DESC, id DESC" if forward else "ts, id"
             other = query(
-                f"SELECT 1 AS x FROM {{lines}} WHERE {where} AND (ts, id) {'<' if forward else '>'} (?, ?) LIMIT 1",
-                (*params, *edge),
+                f"SELECT 1 AS x FROM {{lines}} WHERE {other_way} ORDER BY {other_order} LIMIT 1", other_params
             )
             has_next, has_prev = (more, bool(other)) if forward else (bool(other), more)
             lines = [decode_line(bytes(row["data"])) for row in rows]

@@ -7,8 +7,6 @@ which leaves no broken link behind it, still contradicts the checkpoint.
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,8 +14,6 @@ from .chain import WalkResult, walk_chain
 from .events import COMPLIANCE_STREAM, ChainCheckpoint, ChainHead, EventsPurged, PurgedSpan
 from .store import EventStore
 from .times import utcnow
-
-log = logging.getLogger(__name__)
 
 
 def write_checkpoint(store: EventStore) -> ChainCheckpoint | None:
@@ -99,32 +95,3 @@ def _genesis_version(stream, rows, head: ChainHead | None, checkpoints: list[Cha
     candidates += [next((r.version for r in rows if r.link is not None), None) or 1 << 62]
     return min(candidates) if candidates else 1
 
-
-class CheckpointThread:
-    """Write a checkpoint at start and every ``interval`` seconds until stopped (as `up` and `listen` run it).
-
-    None is written on stop: the projections stop right after the writers, and an event
-    appended then would be left for their next start."""
-
-    def __init__(self, store: EventStore, interval: float, stop: threading.Event):
-        self._store, self._interval, self._stop = store, interval, stop
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="chain-checkpoints", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            write_checkpoint(self._store)
-            while not self._stop.wait(self._interval):
-                write_checkpoint(self._store)
-        except BaseException as e:  # noqa: BLE001 - reported by join()
-            self._error = e
-            log.error("checkpoints stopped: %s", e)
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-        if self._error is not None:
-            raise self._error

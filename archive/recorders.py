@@ -169,6 +169,21 @@ class SQLiteArchiveRecorder(SQLiteApplicationRecorder):
             c.execute("SELECT room FROM archive_rooms ORDER BY room")
             return [row[0] for row in c.fetchall()]
 
+    def delete_versions(self, oid: str, versions: Sequence[int], before: float) -> None:
+        """Delete a stream's events of these versions (all older than ``before``) and their side rows."""
+        with self.datastore.transaction(commit=True) as c:
+            for chunk in _chunks(list(versions), 500):
+                marks = ",".join("?" * len(chunk))
+                c.execute(
+                    f"DELETE FROM {self.events_table_name} WHERE originator_id=? AND originator_version IN ({marks})",
+                    (oid, *chunk),
+                )
+                c.execute(
+                    "DELETE FROM archive_event_index WHERE originator_id=? AND occurred_at<? "
+                    f"AND originator_version IN ({marks})",
+                    (oid, before, *chunk),
+                )
+
     def select_room(self, oid: str, after_version: int, limit: int) -> list[RoomRow]:
         sql = (
             f"SELECT rowid, originator_version, state FROM {self.events_table_name} "
@@ -258,7 +273,7 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
         # REPLACE FUNCTION fails with "tuple concurrently updated"): one at a time, under
         # an advisory lock held by a transaction kept open for the duration.
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"chat-archive ddl {self.datastore.schema}",))
+            lock_schema_ddl(curs, self.datastore.schema)
             super().create_table()
 
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
@@ -369,6 +384,20 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
             curs.execute(SQL("SELECT room FROM {} ORDER BY room").format(self._rooms))
             return [row["room"] for row in curs.fetchall()]
 
+    def delete_versions(self, oid: str, versions: Sequence[int], before: float) -> None:
+        """Delete a stream's events of these versions (all older than ``before``) and their side rows."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("DELETE FROM {} WHERE originator_id=%s AND originator_version = ANY(%s)").format(self._events),
+                (oid, list(versions)),
+            )
+            curs.execute(
+                SQL(
+                    "DELETE FROM {} WHERE originator_id=%s AND occurred_at<%s AND originator_version = ANY(%s)"
+                ).format(self._index),
+                (oid, before, list(versions)),
+            )
+
     def select_room(self, oid: str, after_version: int, limit: int) -> list[RoomRow]:
         sql = SQL(
             "SELECT notification_id, originator_version, state FROM {} "
@@ -463,6 +492,9 @@ class _ArchiveSQLitePool(SQLiteConnectionPool):
         # batch of 1,000 roughly double the append rate once the index outgrows the cache.
         connection._sqlite_conn.execute("PRAGMA cache_size=-65536")
         connection._sqlite_conn.execute("PRAGMA wal_autocheckpoint=10000")
+        # A purge deletes for good: the freed space is overwritten (appends never delete, so this costs
+        # them nothing).
+        connection._sqlite_conn.execute("PRAGMA secure_delete=ON")
         return connection
 
 
@@ -481,3 +513,9 @@ class ArchiveSQLiteFactory(SQLiteFactory):
             synchronous=synchronous, db_name=pool.db_name, lock_timeout=pool.lock_timeout
         )
         pool.close()
+
+
+def lock_schema_ddl(curs: Any, schema: str) -> None:
+    """Serialize table set-up in one PostgreSQL schema across processes (store and views alike):
+    an advisory lock held until the caller's transaction ends."""
+    curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"chat-archive ddl {schema}",))

@@ -9,21 +9,26 @@ from collections.abc import Callable
 from archive.application import open_event_store
 from archive.audit import record_read
 from archive.errors import ChatArchiveError, ConfigError
-from archive.integrity import CheckpointThread
+from archive.events import EventsPurged
+from archive.integrity import write_checkpoint
+from archive.retention import purge
 from archive.store import EventStore
 from ingest import listener as ingest_listener
 from ingest.status import describe, read_status, status_path
+from projections.rebuild import RebuildReport, rebuild
 from projections.runner import ProjectionStatus, ProjectionThreads, status
 from projections.search import IndexerThread, IndexLocation, SearchIndex, SearchIndexer, SearchIndexProjection
 from projections.tables import TableProjection
 from projections.viewdb import default_views_url
 from projections.views import Views
 from query_api import create_app
-from query_api.server import ApiServer, start_server
 from query_api.keys import KeyStore
+from query_api.server import ApiServer, start_server
 from query_api.tokens import TokenStore, open_database, open_token_store
+from query_api.workers import serve_workers
 
 from .config import Config
+from .process import Periodic
 
 
 def open_store(config: Config) -> EventStore:
@@ -36,10 +41,46 @@ def audit_cli_read(store: EventStore, command: str, **what) -> None:
     record_read(store, via="cli", endpoint=command, role="operator", user=getpass.getuser(), **what)
 
 
-def start_checkpoints(config: Config, store: EventStore, stop: threading.Event) -> CheckpointThread:
-    """Record every stream's hash-chain head in the log every ``[store] checkpoint_interval``
-    seconds and on stop (``archive.integrity``); ``.join()`` raises what stopped it."""
-    return CheckpointThread(store, config.store.checkpoint_interval, stop)
+def start_checkpoints(config: Config, store: EventStore, stop: threading.Event) -> Periodic:
+    """Record every stream's hash-chain head in the log at start and every ``[store] checkpoint_interval``
+    seconds (``archive.integrity``) until ``stop``; ``.join()`` raises what stopped it. None is written
+    on stop: the projections stop right after the writers and would leave it for their next start."""
+    return Periodic("chain-checkpoints", config.store.checkpoint_interval, stop, lambda: write_checkpoint(store))
+
+
+def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool = False) -> EventsPurged | None:
+    """Delete the expired events no legal hold covers (``archive.retention``), then rebuild the views and
+    the search index from what remains, so that nothing purged can be read or found anywhere."""
+    record = purge(store, config.retention, by=by, dry_run=dry_run)
+    if record is not None and not dry_run:
+        rebuild_projections(config, store, ["transcripts", "presence", "search"], progress=False)
+    return record
+
+
+def start_purges(config: Config, store: EventStore, stop: threading.Event) -> Periodic | None:
+    """`up`'s scheduled purge, at start and every ``[retention] purge_interval`` seconds; None when no
+    retention period is set."""
+    if not (config.retention.default_days or any(config.retention.rooms.values())):
+        return None
+    return Periodic("retention-purge", config.retention.purge_interval, stop,
+                    lambda: purge_expired(config, store, by="scheduled purge (up)"))
+
+
+def rebuild_projections(config: Config, store: EventStore, names: list[str], *, progress: bool) -> RebuildReport:
+    """Rebuild the named projections (transcripts, presence, search) from the log, swapped in atomically."""
+    closers, targets = [], []
+    try:
+        view_names = [n for n in names if n != "search"]
+        if view_names:
+            views, close = view_projections(config, store, view_names)
+            targets += views
+            closers.append(close)
+        if "search" in names:
+            targets.append(search_projection(config))
+        return rebuild(store, targets, progress=progress)
+    finally:
+        for close in closers:
+            close()
 
 
 # -- query API ----------------------------------------------------------------
@@ -65,6 +106,35 @@ def build_api(config: Config, store: EventStore, views=None, search=None, stop=N
     app = create_app(config, store=store, views=views, search=search, tokens=open_tokens(config), stopping=stop)
     app.config["DEMO"] = demo
     return app
+
+
+def serve_api_workers(config: Config, workers: int, *, host=None, port=None, on_ready: Callable[[str], None]) -> int:
+    """Serve the API from ``workers`` processes behind one port (gunicorn) until SIGTERM/SIGINT.
+
+    Each worker opens its own store, views and index after the fork. Their tables and
+    the signing keys are made here first, so that workers starting at once do not race
+    to create them.
+    """
+    with open_store(config) as store:
+        open_views(config, store).close()
+    if not config.api.signing_keys:
+        database = open_database(config.store.url)
+        try:
+            KeyStore(database).keys()
+        finally:
+            database.close()
+
+    def make_app(stop: threading.Event):
+        return build_api(config, open_store(config), stop=stop)
+
+    return serve_workers(
+        make_app,
+        host if host is not None else config.api.host,
+        port if port is not None else config.api.port,
+        workers=workers,
+        threads=config.api.threads,
+        on_ready=on_ready,
+    )
 
 
 def start_api(

@@ -44,3 +44,31 @@ def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
 
 
 port_number = whole_number(0, 65535)
+
+
+class Periodic:
+    """Run ``job`` at start and every ``interval`` seconds in a thread until ``stop`` is set (as `up`
+    runs checkpoints and purges); ``.join()`` raises what stopped it."""
+
+    def __init__(self, name: str, interval: float, stop: threading.Event, job: Callable[[], object]):
+        self._interval, self._stop, self._job = interval, stop, job
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._job()
+            while not self._stop.wait(self._interval):
+                self._job()
+        except BaseException as e:  # noqa: BLE001 - reported by join()
+            self._error = e
+            logging.getLogger(__name__).error("%s stopped: %s", self._thread.name, e)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+        if self._error is not None:
+            raise self._error

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fnmatch
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
+
+from archive.errors import ChatArchiveError
 
 from .settings import XmppSettings
 
@@ -17,6 +22,46 @@ MAM_NS = "urn:xmpp:mam:2"
 SID_NS = "urn:xmpp:sid:0"
 OCCUPANT_ID_NS = "urn:xmpp:occupant-id:0"
 ROOM_GONE = {"item-not-found", "gone"}
+
+
+class XmppSessionError(ChatArchiveError):
+    """A one-off session (``verify``) could not be opened."""
+
+
+@contextlib.asynccontextmanager
+async def session(settings: XmppSettings, timeout: float = 30.0) -> AsyncIterator[slixmpp.ClientXMPP]:
+    """A connected, authenticated client of the listener's account (a resource of its own), closed after."""
+    client = make_client(settings)
+    outcome = asyncio.get_running_loop().create_future()
+
+    def settle(value) -> None:
+        if not outcome.done():
+            outcome.set_result(value)
+
+    client.add_event_handler("session_start", lambda _: settle(None))
+    client.add_event_handler("failed_all_auth", lambda _: settle(f"authentication as {settings.jid} failed"))
+    client.add_event_handler("connection_failed", lambda e: settle(f"cannot connect: {e}"))
+    client.add_event_handler("disconnected", lambda e: settle(f"disconnected: {e}"))
+    client.connect(*server_address(settings))
+    try:
+        try:
+            failure = await asyncio.wait_for(outcome, timeout)
+        except asyncio.TimeoutError:
+            failure = f"no session within {timeout:.0f} s"
+        if failure is None and settings.tls and not is_encrypted(client):
+            failure = "the server did not offer TLS and [xmpp] tls requires it"
+        if failure:
+            raise XmppSessionError(f"XMPP session to {server_address(settings)} as {settings.jid}: {failure}")
+        yield client
+    finally:
+        client.cancel_connection_attempt()
+        if client.transport:
+            try:
+                await asyncio.wait_for(client.disconnect(wait=1), 2)
+            except Exception:  # noqa: BLE001 - closing anyway
+                client.abort()
+        if getattr(client, "_run_out_filters", None) is not None:
+            client._run_out_filters.cancel()
 
 
 class DiscoError(Exception):

@@ -34,6 +34,7 @@ from eventsourcing.utils import Environment
 
 from archive.application import StoreLocation, ensure_postgres_schema
 from archive.errors import ChatArchiveError, StoreError
+from archive.recorders import lock_schema_ddl
 
 PREFIX = "view_"
 # (statement, rows) pairs executed with executemany inside one commit.
@@ -275,6 +276,13 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
             ).format(Identifier(self.datastore.schema), Identifier(PREFIX + "generations"))
         )
 
+    def create_table(self) -> None:
+        # A views runner and API workers opening the views at once would race in CREATE TABLE
+        # IF NOT EXISTS (duplicate key in pg_type): one at a time, as the store's own set-up.
+        with self.datastore.transaction(commit=False) as curs:
+            lock_schema_ddl(curs, self.datastore.schema)
+            super().create_table()
+
     def _qualify(self, table: str) -> str:
         return f'"{self.datastore.schema}"."{table}"'
 
@@ -304,6 +312,8 @@ class _ViewSQLitePool(SQLiteConnectionPool):
         raw.execute("PRAGMA synchronous=NORMAL")
         # Message ids are random: their index pages are touched all over; keep them cached.
         raw.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        # A purge rebuilds the views and drops the old tables: their content is overwritten, not left in free pages.
+        raw.execute("PRAGMA secure_delete=ON")
         return connection
 
 

@@ -14,14 +14,20 @@ from archive.errors import InvalidQueryError
 from archive.times import parse_time, utcnow
 from query_api.roles import TOKEN_ROLES, Role
 
-from ..bootstrap import open_search_index, open_store, open_tokens, open_views, start_api
-from ..process import port_number, stopped_by_signals
+from ..bootstrap import open_search_index, open_store, open_tokens, open_views, serve_api_workers, start_api
+from ..process import port_number, stopped_by_signals, whole_number
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    serve = subparsers.add_parser("serve", help="serve the query API (waitress) until interrupted")
+    serve = subparsers.add_parser(
+        "serve", help="serve the query API and pages until interrupted (one process, or --workers N behind one port)"
+    )
     serve.add_argument("--host", help="address to bind (default: [api] host)")
     serve.add_argument("--port", type=port_number, help="port to listen on, 0 for any free one (default: [api] port)")
+    serve.add_argument(
+        "--workers", type=whole_number(1, 64), metavar="N",
+        help="serve from N processes (gunicorn, threaded workers) instead of one (waitress)",
+    )  # fmt: skip
     serve.set_defaults(handler=serve_api)
 
     token = subparsers.add_parser("token", help="create, list and revoke API tokens")
@@ -30,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--role", required=True, choices=[r.value for r in TOKEN_ROLES])
     create.add_argument(
         "--rooms", nargs="+", default=[], metavar="ROOM",
-        help="rooms granted (JIDs or shell globs): required for analyst; a site token's static list",
+        help="rooms granted (JIDs; '*@service' or 'glob:PATTERN' for globs): required for analyst; a site token's static list",
     )  # fmt: skip
     create.add_argument("--label", default="", help="a note saying who or what holds the token")
     create.add_argument(
@@ -46,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def serve_api(args: argparse.Namespace, config) -> int:
+    if args.workers:
+        def announce(url: str) -> None:
+            print(f"chat-archive serve: listening on {url}", flush=True)
+            print(f"chat-archive serve: {args.workers} worker processes (gunicorn)", file=sys.stderr, flush=True)
+
+        return serve_api_workers(config, args.workers, host=args.host, port=args.port, on_ready=announce)
     with stopped_by_signals(threading.Event()) as stop, open_store(config) as store, open_views(config, store) as views:
         server = start_api(config, store, views, open_search_index(config), stop, host=args.host, port=args.port)
         print(f"chat-archive serve: listening on {server.url}", flush=True)

@@ -7,9 +7,15 @@ import sys
 import threading
 
 from projections.follower import LogFollower
-from projections.rebuild import rebuild
 
-from ..bootstrap import open_store, search_projection, start_projections, start_search_indexer, view_projections
+from ..bootstrap import (
+    open_store,
+    rebuild_projections,
+    search_projection,
+    start_projections,
+    start_search_indexer,
+    view_projections,
+)
 from ..process import stopped_by_signals
 
 VIEW_NAMES = ["transcripts", "presence"]
@@ -21,8 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "project", help="run the projections (views and search index) until SIGINT/SIGTERM, committing on the way out"
     )
     project.add_argument("--once", action="store_true", help="catch up with the log, commit and exit")
-    project.add_argument("--no-search", action="store_true",
-                         help="transcripts and presence only (the search index is kept by another process)")
+    only = project.add_mutually_exclusive_group()
+    only.add_argument("--no-search", action="store_true",
+                      help="transcripts and presence only (the search index is kept by another process)")
+    only.add_argument("--search-only", action="store_true",
+                      help="the search index ([index] path) only: one per API host, each keeping a local index")
     project.set_defaults(handler=run_projections)
 
     rebuild_cmd = subparsers.add_parser(
@@ -34,12 +43,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_projections(args: argparse.Namespace, config) -> int:
+    views, search = not args.search_only, not args.no_search
     if args.once:
-        return _catch_up(config, search=not args.no_search)
+        return _catch_up(config, views=views, search=search)
     with stopped_by_signals(threading.Event()) as stop, open_store(config) as store:
-        handles = [start_projections(config, store, stop)]
-        if not args.no_search:
+        handles = []
+        if search:  # first: a second indexer on the same directory fails here, before anything runs
             handles.append(start_search_indexer(config, store, stop))
+        if views:
+            handles.append(start_projections(config, store, stop))
         print("chat-archive project: following the event log (SIGINT/SIGTERM stops, committing)", file=sys.stderr)
         while any(h.is_alive() for h in handles):
             handles[0].join(0.2)
@@ -48,14 +60,15 @@ def run_projections(args: argparse.Namespace, config) -> int:
     return 0
 
 
-def _catch_up(config, *, search: bool) -> int:
+def _catch_up(config, *, views: bool, search: bool) -> int:
     with open_store(config) as store:
-        projections, close = view_projections(config, store, VIEW_NAMES)
-        try:
-            for projection in projections:
-                LogFollower(store, projection, commit_interval=config.projections.commit_interval).catch_up()
-        finally:
-            close()
+        if views:
+            projections, close = view_projections(config, store, VIEW_NAMES)
+            try:
+                for projection in projections:
+                    LogFollower(store, projection, commit_interval=config.projections.commit_interval).catch_up()
+            finally:
+                close()
         if search:
             index = search_projection(config)
             try:
@@ -67,21 +80,8 @@ def _catch_up(config, *, search: bool) -> int:
 
 def run_rebuild(args: argparse.Namespace, config) -> int:
     names = [*VIEW_NAMES, "search"] if args.what == "all" else [args.what]
-    closers = []
-    targets = []
     with open_store(config) as store:
-        try:
-            view_names = [n for n in names if n in VIEW_NAMES]
-            if view_names:
-                views, close = view_projections(config, store, view_names)
-                targets += views
-                closers.append(close)
-            if "search" in names:
-                targets.append(search_projection(config))
-            report = rebuild(store, targets, progress=not args.quiet)
-        finally:
-            for close in closers:
-                close()
+        report = rebuild_projections(config, store, names, progress=not args.quiet)
     print(
         f"rebuilt {', '.join(report.projections)}: {report.events:,} events in {report.seconds:.1f} s "
         f"({report.events_per_second:,.0f} events/s), now at position {report.position}",

@@ -16,6 +16,7 @@ from ..bootstrap import (
     open_views,
     start_api,
     start_checkpoints,
+    start_purges,
     start_listener,
     start_projections,
     start_search_indexer,
@@ -82,6 +83,9 @@ class RunningParts:
             self.readers["search indexer"] = start_search_indexer(config, store, self.stop)
             self.listener = start_listener(config, store, self.listener_stop, xmpp=xmpp)
             self.checkpoints = start_checkpoints(config, store, self.listener_stop)
+            purges = start_purges(config, store, self.stop)
+            if purges is not None:
+                self.readers["retention purge"] = purges
             views, index = open_views(config, store), open_search_index(config)
             hints = demo_hints(config, demo) if demo is not None else None
             server = start_api(

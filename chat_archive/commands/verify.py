@@ -1,5 +1,10 @@
-"""`verify`: check the archive. `--integrity` recomputes every stream's hash chain
-(``archive.integrity``) and names each stream's first broken link."""
+"""`verify`: check the archive.
+
+Without options: completeness, against each room's own archive (MAM) on the live
+server (``ingest.verify``): per room the server's count, the archived count, what
+is missing (``--repair`` stores it), what cannot be checked. `--integrity`
+recomputes every stream's hash chain (``archive.integrity``) and names each
+stream's first broken link."""
 
 from __future__ import annotations
 
@@ -8,26 +13,38 @@ import sys
 
 import msgspec
 
+from archive.errors import ConfigError
 from archive.integrity import IntegrityReport, verify_integrity
+from archive.times import format_time, parse_time
+from ingest.verify import RoomReport, verify
 
 from ..bootstrap import audit_cli_read, open_store
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    verify = subparsers.add_parser("verify", help="check the archive: --integrity recomputes the hash chains")
+    verify = subparsers.add_parser(
+        "verify",
+        help="check the archive: is every message the server's room archives hold archived? (--integrity: the hash chains)",
+        description="Without --integrity: compare the archive with each room's archive (MAM) on the server. "
+        "Exit status 0 only when no message the server holds is missing from the archive.",
+    )  # fmt: skip
     verify.add_argument(
         "--integrity", action="store_true",
         help="recompute every room's hash chain against its links, checkpoints and purge records; "
         "exit 1 naming the first broken link of each broken room",
     )  # fmt: skip
     verify.add_argument("--room", metavar="JID", help="check only this room (or stream)")
+    verify.add_argument("--since", metavar="TIME", help="completeness from TIME on (ISO 8601 or -7d; default: all history)")
+    verify.add_argument("--repair", action="store_true", help="store the messages found missing, then check again")
     verify.add_argument("--json", action="store_true", help="print the result as one JSON object")
     verify.set_defaults(handler=run_verify)
 
 
 def run_verify(args: argparse.Namespace, config) -> int:
     if not args.integrity:
-        print("chat-archive verify: choose a check (--integrity)", file=sys.stderr)
+        return run_completeness(args, config)
+    if args.since or args.repair:
+        print("chat-archive verify: --since and --repair belong to the completeness check, not --integrity", file=sys.stderr)
         return 2
     with open_store(config) as store:
         if args.room is not None and args.room not in store.streams():
@@ -61,3 +78,35 @@ def print_integrity(report: IntegrityReport, *, as_json: bool) -> None:
         summary += f"; {report.unchained} events archived before chaining began are not covered"
     broken = sum(1 for s in report.streams if s.broken is not None)
     print(f"integrity: {'FAILED, ' + str(broken) + ' broken stream(s); ' if broken else 'ok, '}{summary}")
+
+
+def run_completeness(args: argparse.Namespace, config) -> int:
+    if not config.xmpp.jid:
+        raise ConfigError("[xmpp] jid is empty: verify checks against the XMPP server the listener archives")
+    since = parse_time(args.since) if args.since else None
+    with open_store(config) as store:
+        rooms = [args.room.lower()] if args.room else store.rooms()
+        reports = verify(config.xmpp, store, rooms, since=since, repair=args.repair)
+    missing = sum(r.missing for r in reports)
+    if args.json:
+        print(msgspec.json.encode({"complete": missing == 0, "missing": missing, "rooms": reports}).decode())
+    else:
+        for report in reports:
+            print(*describe_room(report), sep="\n")
+        print(f"{len(reports)} rooms checked; {missing} messages missing" + ("" if missing else ": complete"))
+    return 0 if missing == 0 else 1
+
+
+def describe_room(report: RoomReport) -> list[str]:
+    lines = [
+        f"{report.room}: server {report.server}, archived {report.archived}, missing {report.missing}, "
+        f"recovered {report.recovered}"
+    ]
+    if report.missing_ids:
+        more = report.missing - len(report.missing_ids)
+        lines.append(f"  missing stanza-ids: {', '.join(report.missing_ids)}" + (f" and {more} more" if more else ""))
+    for span in report.unverifiable:
+        start = format_time(span.start) if span.start else "the beginning"
+        end = format_time(span.end) if span.end else "now"
+        lines.append(f"  unverifiable {start} .. {end}: {span.why}")
+    return lines

@@ -37,6 +37,7 @@ MAX_LIMIT = 500
 # Relevance pages by offset, and tantivy allocates for offset + limit hits: paging stops this deep
 # (a time sort pages by keyset, as deep as the results go).
 MAX_RELEVANCE_DEPTH = 10_000
+TIE_WINDOW = 1_000
 _I64 = 2**63
 FEW_ROOMS = 32
 # Candidates per index segment: counts are exact unless a value outside a segment's top
@@ -215,11 +216,22 @@ def _scope_clauses(scope: Scope, matched: Query | None) -> list[tuple[Occur, Que
 
 
 def _relevance_page(searcher, base: Query, limit: int, offset: int):
-    """(score, ts, key, address) rows, the total, whether more follow."""
-    result = searcher.search(base, limit + 1, count=True, offset=offset)
+    """(score, ts, key, address) rows, the total, whether more follow.
+
+    Equal scores are ordered by key (the log position), not by tantivy's document
+    address, which depends on how this index's segments happened to be written: so
+    every index of the same log (one per API host) returns the same page, and a
+    cursor from one host pages on another. A run of equal scores across the page's
+    end is fetched whole (up to ``TIE_WINDOW`` more hits) before it is cut.
+    """
+    end = offset + limit
+    result = searcher.search(base, end + 1, count=True)
     hits = result.hits
-    rows = [(score, 0, 0, address) for score, address in hits[:limit]]
-    return rows, result.count, len(hits) > limit
+    if len(hits) > end and hits[end][0] == hits[end - 1][0]:
+        hits = searcher.search(base, end + 1 + TIE_WINDOW).hits
+    keys = searcher.fast_field_values("key", [address for _, address in hits])
+    rows = sorted(((score, 0, key, address) for (score, address), key in zip(hits, keys)), key=lambda r: (-r[0], r[2]))
+    return rows[offset:end], result.count, result.count > end
 
 
 def _time_page(searcher, base: Query, limit: int, sort: Sort, after: _Cursor | None):

@@ -19,7 +19,8 @@ from tests.ingest.helpers import (
     start_listen,
     write_config,
 )
-from tests.services.prosody import PASSWORD, unique_room, wait_for
+from ingest.verify import verify
+from tests.services.prosody import PASSWORD, listener_settings, unique_room, wait_for
 from tests.services.tcp_proxy import TcpProxy
 
 ROOMS = 4
@@ -97,6 +98,14 @@ def test_sigkill_with_live_traffic_during_the_rejoin_loses_and_doubles_nothing(p
         assert_exact(store, traffic)
         for room in rooms:
             assert_truthful_gap(store, room)
+        assert_verified(prosody, store, rooms)
+
+
+def assert_verified(prosody, store, rooms) -> None:
+    """``verify`` (the check behind `chat-archive verify`) finds nothing missing."""
+    reports = verify(listener_settings(prosody), store, rooms)
+    assert [(r.room, r.missing, r.unverifiable) for r in reports] == [(room, 0, []) for room in rooms]
+    assert all(r.server > 0 for r in reports)
 
 
 def test_server_restart_with_live_traffic_during_the_rejoin_loses_and_doubles_nothing(prosody, tmp_path):
@@ -113,7 +122,7 @@ def test_server_restart_with_live_traffic_during_the_rejoin_loses_and_doubles_no
                 traffic.sent_at_least(20)
                 traffic.stop()
                 assert missing_after(store, traffic) == {}
-                proxy.cut()
+                proxy.cut(hold=True)  # the listener's reconnection waits, without backing off
                 prosody.restart()
                 with XmppUsers("127.0.0.1", prosody.port) as pool_again:
                     users = [pool_again.connect(f"{name}@localhost", PASSWORD) for name in ("alice", "bob", "carol")]
@@ -136,3 +145,4 @@ def test_server_restart_with_live_traffic_during_the_rejoin_loses_and_doubles_no
         assert_exact(store, traffic)
         for room in rooms:
             assert_truthful_gap(store, room)
+        assert_verified(prosody, store, rooms)

@@ -24,6 +24,7 @@ class TcpProxy:
         self._open = threading.Event()
         self._open.set()
         self._closing = False
+        self.hold = False
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -38,20 +39,28 @@ class TcpProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            if not self._open.is_set():
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        if not self._open.is_set():
+            if not self.hold:
                 client.close()  # refused while cut
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self._sockets |= {client, upstream}
-                self.connections += 1
-            for a, b, batch in ((client, upstream, 0.0), (upstream, client, self.batch_seconds)):
-                threading.Thread(target=self._pipe, args=(a, b, batch), daemon=True).start()
+                return
+            self._open.wait()  # held, as by a server slow to answer, until restored
+        if self._closing:
+            client.close()
+            return
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        with self._lock:
+            self._sockets |= {client, upstream}
+            self.connections += 1
+        for a, b, batch in ((client, upstream, 0.0), (upstream, client, self.batch_seconds)):
+            threading.Thread(target=self._pipe, args=(a, b, batch), daemon=True).start()
 
     def _pipe(self, source: socket.socket, sink: socket.socket, batch: float) -> None:
         try:
@@ -78,8 +87,10 @@ class TcpProxy:
                 pass
             s.close()
 
-    def cut(self) -> None:
-        """Close every connection and refuse new ones until ``restore``."""
+    def cut(self, *, hold: bool = False) -> None:
+        """Close every connection; refuse new ones until ``restore`` (``hold``: accept them, but
+        connect them through only when restored)."""
+        self.hold = hold
         self._open.clear()
         with self._lock:
             sockets = list(self._sockets)
@@ -91,6 +102,11 @@ class TcpProxy:
     def close(self) -> None:
         self._closing = True
         self.cut()
+        self._open.set()  # releases held connections, which see ``_closing``
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        except OSError:
+            pass
         self._listener.close()
         self._thread.join(5)
 

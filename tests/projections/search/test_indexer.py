@@ -170,3 +170,25 @@ def test_a_second_indexer_on_the_same_index_is_refused_at_start(running, event_s
     config, _ = running
     with pytest.raises(StoreError, match="another process"):
         start_search_indexer(config, event_store, threading.Event())
+
+
+def test_indexes_of_the_same_log_rank_equal_scores_alike_whatever_their_segments(event_store, index_root):
+    """One index per API host: built in one commit or in eight, the same query gives the same page."""
+    from projections.search import IndexLocation, SearchIndex, SearchIndexProjection
+
+    def catch_up(path):
+        projection = SearchIndexProjection(IndexLocation(path))
+        try:
+            SearchIndexer(event_store, projection, commit_interval=0.05).catch_up()
+        finally:
+            projection.close()
+
+    for i in range(8):  # host b follows the log as it grows: a segment per commit
+        event_store.append([message(i, f"tied word {i % 2}")])
+        catch_up(index_root / "b")
+    catch_up(index_root / "a")  # host a catches up at once: one segment
+    pages = [
+        [hit.position for hit in SearchIndex(IndexLocation(index_root / host)).search("tied", EVERYTHING, limit=5).hits]
+        for host in "ab"
+    ]
+    assert pages[0] == pages[1] == sorted(pages[0]) and len(pages[0]) == 5

@@ -4,6 +4,7 @@ separate process for the browser tests, and stop it."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -60,20 +61,22 @@ def listener_config(prosody) -> dict:
 
 
 class ServerProcess:
-    """``chat-archive up`` with a config file of the test's own, on a free port."""
+    """A ``chat-archive`` command (``up`` by default) with a config file of the test's own; ``start()``
+    returns the URL it announces (port 0: a free one), or "" for a command that serves nothing."""
 
-    def __init__(self, directory: Path, sections: dict[str, dict]):
+    def __init__(self, directory: Path, sections: dict[str, dict], command=("up", "--port", "0"), name: str = "server"):
         self.directory = directory
-        self.config_file = directory / "chat-archive.toml"
+        self.command = list(command)
+        self.config_file = directory / f"{name}.toml"
         self.config_file.write_text(toml(sections), encoding="utf-8")
-        self.log_file = directory / "server.log"
+        self.log_file = directory / f"{name}.log"
         self.process: subprocess.Popen | None = None
         self.url = ""
 
-    def start(self, timeout: float = 30.0) -> str:
+    def start(self, timeout: float = 30.0, *, serves: bool = True) -> str:
         log = open(self.log_file, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "chat_archive.cli", "--config", str(self.config_file), "up", "--port", "0"],
+            [sys.executable, "-m", "chat_archive.cli", "--config", str(self.config_file), *self.command],
             cwd=self.directory,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=subprocess.PIPE,
@@ -81,17 +84,20 @@ class ServerProcess:
             start_new_session=True,
         )
         log.close()
+        if not serves:
+            return ""
         deadline = time.monotonic() + timeout
         line = b""
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
-            if b"API and web pages on " in line:
-                self.url = line.decode().split()[-1].rstrip("/")
+            found = re.search(rb"(?:API and web pages on|listening on) (http://\S+)", line)
+            if found:
+                self.url = found.group(1).decode().rstrip("/")
                 return self.url
             if not line and self.process.poll() is not None:
                 break
         self.stop()
-        pytest.fail(f"the server process did not start: {line!r}\n{self.log()[-3000:]}")
+        pytest.fail(f"{self.command[0]} did not start: {line!r}\n{self.log()[-3000:]}")
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""

@@ -1,0 +1,99 @@
+"""Serving the app from N worker processes behind one port, with gunicorn.
+
+One Python process is the API's ceiling (the GIL: tantivy searches in parallel,
+the Python around a request does not), so a serving host runs several. Each
+worker builds its own app after the fork (``make_app(stop)``): its own store
+connections, views and index reader, nothing shared by memory. That is why
+sessions, tickets and cursors are signed values any process verifies
+(``query_api.signing``).
+
+Workers are gunicorn's threaded workers (``gthread``): a ``follow`` stream holds
+one thread of its worker, as it holds a waitress thread in one-process mode.
+SIGTERM to the master stops the workers gracefully; each worker's ``stop``
+event is set on the way, which ends its open follow streams at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from archive.errors import ConfigError
+
+GRACEFUL_SECONDS = 10
+
+
+class _Workers(BaseApplication):
+    def __init__(self, make_app: Callable[[threading.Event], Flask], options: dict, on_ready: Callable[[str], None]):
+        self._make_app = make_app
+        self._options = options
+        self._on_ready = on_ready
+        self._stop = threading.Event()
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+        self.cfg.set("when_ready", lambda arbiter: self._on_ready(str(arbiter.LISTENERS[0])))
+        self.cfg.set("post_worker_init", self._stop_on_exit)
+
+    def load(self) -> Flask:
+        """In each worker, after the fork: an app of its own."""
+        self._stop = threading.Event()
+        return self._make_app(self._stop)
+
+    def _stop_on_exit(self, worker) -> None:
+        """Chain the worker's exit signals so that they also end its follow streams."""
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            previous = signal.getsignal(sig)
+
+            def handler(signum, frame, previous=previous):
+                self._stop.set()
+                if callable(previous):
+                    previous(signum, frame)
+
+            signal.signal(sig, handler)
+
+
+def serve_workers(
+    make_app: Callable[[threading.Event], Flask],
+    host: str,
+    port: int,
+    *,
+    workers: int,
+    threads: int,
+    on_ready: Callable[[str], None],
+) -> int:
+    """Serve ``make_app``'s app from ``workers`` processes on ``host:port`` until SIGTERM/SIGINT.
+
+    ``on_ready(url)`` is called in the master once the port is bound (port 0: any free one).
+    Returns the exit status.
+    """
+    options = {
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "graceful_timeout": GRACEFUL_SECONDS,
+        "timeout": 60,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "warning",
+        "proc_name": "chat-archive serve",
+        "preload_app": False,
+    }
+    master = os.getpid()
+    try:
+        _Workers(make_app, options, on_ready).run()
+    except SystemExit as e:  # the arbiter exits the process; the CLI wants a status
+        if os.getpid() != master:  # a worker ending: its exit is gunicorn's business
+            raise
+        if e.code not in (0, None):
+            raise ConfigError(f"the API workers stopped (exit status {e.code}): see the log above") from None
+        return 0
+    return 0

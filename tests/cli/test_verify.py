@@ -1,0 +1,85 @@
+"""`chat-archive verify` against a real Prosody: exit 0 when complete, non-zero when a message was
+deleted from the store behind the archive's back, and `--repair` restoring it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from archive import events as ev
+from archive.application import open_event_store
+from archive.times import utcnow
+from ingest.verify import SETTLE
+from tests.ingest.helpers import archived_stanza_ids, running_listener, wait_for_event, wait_joined, write_config
+from tests.services.prosody import unique_room, wait_for
+
+CLI = str(Path(sys.executable).with_name("chat-archive"))
+
+
+def verify(config, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, "--config", str(config), "verify", *args], capture_output=True, text=True, timeout=60)
+
+
+def delete_behind_its_back(path: Path, room: str, stanza_id: str) -> None:
+    with sqlite3.connect(path) as db:
+        key = f"sid:{room}:{stanza_id}"
+        (room_, version), = db.execute(
+            "SELECT originator_id, originator_version FROM archive_event_index WHERE idem_key=?", (key,)
+        ).fetchall()
+        db.execute("DELETE FROM stored_events WHERE originator_id=? AND originator_version=?", (room_, version))
+        db.execute("DELETE FROM archive_event_index WHERE idem_key=?", (key,))
+
+
+def test_verify_passes_on_a_complete_archive_fails_on_a_deleted_message_and_repair_restores_it(prosody, people, tmp_path):
+    alice, bob = people["alice"], people["bob"]
+    prefix = f"verify{uuid.uuid4().hex[:6]}"
+    room = unique_room(prosody, prefix)
+    plain = unique_room(prosody, prefix, service=prosody.plain_muc_service)
+    alice.create_room(room, "alice")
+    bob.join(room, "bob")
+    alice.create_room(plain, "alice")
+    config, _, store_url = write_config(tmp_path, prosody, f"{prefix}-*")
+    config.write_text(config.read_text().replace(f'muc_services = ["{prosody.muc_service}"]',
+                                                 f'muc_services = ["{prosody.muc_service}", "{prosody.plain_muc_service}"]'))
+    with open_event_store(store_url) as store:
+        with running_listener(prosody, store, include=(f"{prefix}-*",)) as listener:
+            wait_joined(listener, room)
+            wait_joined(listener, plain)
+            sent = [(alice if i % 2 else bob).say(room, f"m{i}") for i in range(6)]
+            alice.say(plain, "no archive here")
+            wait_for_event(store, room, ("message", "alice", "m5"))
+            wait_for_event(store, plain, ("message", "alice", "no archive here"))
+            assert listener.listener.wait_idle()
+        # verify checks up to SETTLE ago (a running listener may still be storing what is newer)
+        newest = max(r.event.occurred_at for r in store.read_room(room))
+        wait_for(lambda: utcnow() - newest > SETTLE, message="the messages to settle")
+
+        complete = verify(config)
+        assert complete.returncode == 0, complete.stdout + complete.stderr
+        assert f"{room}: server 6, archived 6, missing 0, recovered 0" in complete.stdout, complete.stdout
+        assert f"{plain}: server 0" in complete.stdout and "the room keeps no archive (MAM)" in complete.stdout
+
+        deleted = sent[2]["stanza_id"]
+        delete_behind_its_back(tmp_path / "events.sqlite", room, deleted)
+        broken = verify(config, "--room", room, "--since", "-1h", "--json")
+        assert broken.returncode == 1, broken.stdout + broken.stderr
+        [report] = json.loads(broken.stdout)["rooms"]
+        assert (report["server"], report["archived"], report["missing"], report["missing_ids"]) == (6, 5, 1, [deleted])
+        assert json.loads(broken.stdout)["complete"] is False
+
+        repaired = verify(config, "--room", room, "--repair")
+        assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+        assert f"{room}: server 6, archived 6, missing 0, recovered 1" in repaired.stdout
+        assert sorted(archived_stanza_ids(store, room)) == sorted(s["stanza_id"] for s in sent)
+        [restored] = [r.event for r in store.read_room(room) if getattr(r.event, "stanza_id", None) == deleted]
+        assert (restored.body, restored.capture) == ("m2", ev.Capture.BACKFILL)
+
+
+def test_verify_without_a_configured_server_says_so(tmp_path):
+    result = subprocess.run([CLI, "verify"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "CHAT_ARCHIVE_STORE_URL": f"sqlite:///{tmp_path}/e.sqlite"})
+    assert result.returncode == 2 and "[xmpp] jid is empty" in result.stderr

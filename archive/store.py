@@ -218,15 +218,18 @@ class EventStore:
             after_version = page[-1][1]
 
     def read_room_versions(self, room: str, *, end: datetime | None = None) -> Iterator[tuple[int, Recorded]]:
-        """A room's events (that occurred before ``end``) with their versions in the room's stream."""
+        """A room's events (that occurred before ``end``) with their versions in the room's stream,
+        in version order (a walk of the whole stream: for batch jobs such as a purge)."""
         after_version = 0
         while True:
             try:
-                page = self._recorder.select_room(room, after_version, 1000, None, end.timestamp() if end else None)
+                page = self._recorder.select_room(room, after_version, 1000)
             except PersistenceError as e:
                 raise StoreError(f"could not read room {room}: {e}") from e
             for position, version, state in page:
-                yield version, Recorded(position, from_msgpack(state))
+                record = Recorded(position, from_msgpack(state))
+                if end is None or record.event.occurred_at < end:
+                    yield version, record
             if len(page) < 1000:
                 return
             after_version = page[-1][1]

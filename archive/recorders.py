@@ -197,13 +197,13 @@ class SQLiteArchiveRecorder(SQLiteApplicationRecorder):
         self, oid: str, after: tuple[int, int] | None, limit: int, t_from: float | None, t_to: float | None
     ) -> list[RangeRow]:
         with self.datastore.transaction(commit=False) as c:
-            c.execute(self._room_range_sql(), _range_params(oid, after, limit, t_from, t_to))
+            c.execute(self._room_range_sql(), range_params(oid, after, limit, t_from, t_to))
             return [(row[0], row[1], row[2], row[3]) for row in c.fetchall()]
 
     def explain_room_range(self, *args: Any) -> str:
         """The query plan of a ``select_room_range`` page (tests and the bench show it)."""
         with self.datastore.transaction(commit=False) as c:
-            c.execute("EXPLAIN QUERY PLAN " + self._room_range_sql(), _range_params(*args))
+            c.execute("EXPLAIN QUERY PLAN " + self._room_range_sql(), range_params(*args))
             return "\n".join(row[3] for row in c.fetchall())
 
     def _room_range_sql(self) -> str:
@@ -414,7 +414,7 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
         self, oid: str, after: tuple[int, int] | None, limit: int, t_from: float | None, t_to: float | None
     ) -> list[RangeRow]:
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self._room_range_sql(), _range_params(oid, after, limit, t_from, t_to))
+            curs.execute(self._room_range_sql(), range_params(oid, after, limit, t_from, t_to))
             return [
                 (row["notification_id"], row["originator_version"], bytes(row["state"]), row["second"])
                 for row in curs.fetchall()
@@ -423,7 +423,7 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
     def explain_room_range(self, *args: Any) -> str:
         """The query plan of a ``select_room_range`` page (tests and the bench show it)."""
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL("EXPLAIN ") + self._room_range_sql(), _range_params(*args))
+            curs.execute(SQL("EXPLAIN ") + self._room_range_sql(), range_params(*args))
             return "\n".join(row["QUERY PLAN"] for row in curs.fetchall())
 
     def _room_range_sql(self) -> SQL:
@@ -454,7 +454,7 @@ _SQLITE_SECOND = "CAST(occurred_at AS INTEGER)"  # the whole second, for times a
 _FAR = 2**62  # seconds: beyond any time an event carries
 
 
-def _range_params(oid: str, after: tuple[int, int] | None, limit: int, t_from: float | None, t_to: float | None):
+def range_params(oid: str, after: tuple[int, int] | None, limit: int, t_from: float | None, t_to: float | None):
     """A ranged page starts after ``after`` (second, version), or before the range's first second."""
     if after is None:
         after = (-_FAR if t_from is None else math.floor(t_from) - 1, 0)

@@ -17,6 +17,7 @@ import zlib
 import msgspec
 
 from archive import events as ev
+from archive.errors import StoreError
 
 from .. import messages
 from ..lines import compliance_only, ids
@@ -94,7 +95,16 @@ class TranscriptProjection(TableProjection):
         self._changed: dict[int, Line] = {}  # committed before, changed since: the committed version
         self._rev: dict[int, int] = {}  # line id -> the event that last changed it
         self._gone: dict[int, Line] = {}  # lines taken into others, as they were then
-        for row in self._read_own("SELECT data FROM {lines} WHERE awaiting=1 ORDER BY id"):
+        try:
+            awaiting = self._read_own("SELECT data FROM {lines} WHERE awaiting=1 ORDER BY id")
+        except StoreError as e:
+            if "awaiting" not in str(e):
+                raise
+            raise StoreError(
+                "the transcript view was made by an older chat-archive (before the one message model): "
+                "rebuild it with chat-archive rebuild transcripts"
+            ) from e
+        for row in awaiting:
             self._book.remember(_decode_line(bytes(row["data"])))
 
     def _read_own(self, statement: str, params: tuple = ()) -> list:

@@ -67,15 +67,13 @@ class SQLiteArchiveRecorder(SQLiteApplicationRecorder):
             "CREATE INDEX IF NOT EXISTS archive_audit_at ON archive_audit (at)",
         ]
 
-    def insert_audit(self, state: bytes, at: float) -> int:
-        """Append one audit record chained to the last; its sequence number. A racing writer in
-        another process makes the insert fail on the sequence number: the caller retries."""
+    def insert_audit(self, records: Sequence[tuple[bytes, float]]) -> None:
+        """Append audit records (state, time), each chained to the one before, in one transaction. A racing
+        writer in another process makes the insert fail on a sequence number: the caller retries."""
         with self.datastore.transaction(commit=True) as c:
             c.execute("SELECT seq, link FROM archive_audit ORDER BY seq DESC LIMIT 1")
             last = c.fetchone()
-            seq, link = _next_audit_link(tuple(last) if last else None, state)
-            c.execute("INSERT INTO archive_audit VALUES (?,?,?,?)", (seq, at, state, link))
-        return seq
+            c.executemany("INSERT INTO archive_audit VALUES (?,?,?,?)", _chained_audit(tuple(last) if last else None, records))
 
     def audit_head(self) -> tuple[int, bytes] | None:
         with self.datastore.transaction(commit=False) as c:
@@ -313,16 +311,17 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
             prepare=True,  # %b: binary arrays; text dumping quotes every element through a regex
         )
 
-    def insert_audit(self, state: bytes, at: float) -> int:
-        """Append one audit record chained to the last; its sequence number (writers queue on a table lock,
-        so no two take the same number)."""
+    def insert_audit(self, records: Sequence[tuple[bytes, float]]) -> None:
+        """Append audit records (state, time), each chained to the one before, in one transaction (writers
+        queue on a table lock, so no two take the same number)."""
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self._audit))
             curs.execute(SQL("SELECT seq, link FROM {} ORDER BY seq DESC LIMIT 1").format(self._audit))
             last = curs.fetchone()
-            seq, link = _next_audit_link((last["seq"], bytes(last["link"])) if last else None, state)
-            curs.execute(SQL("INSERT INTO {} VALUES (%s, %s, %s, %s)").format(self._audit), (seq, at, state, link))
-        return seq
+            curs.executemany(
+                SQL("INSERT INTO {} VALUES (%s, %s, %s, %s)").format(self._audit),
+                _chained_audit((last["seq"], bytes(last["link"])) if last else None, records),
+            )
 
     def audit_head(self) -> tuple[int, bytes] | None:
         with self.datastore.transaction(commit=False) as curs:
@@ -437,9 +436,15 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
         ).format(self._index, self._events)
 
 
-def _next_audit_link(last: tuple[int, bytes] | None, state: bytes) -> tuple[int, bytes]:
-    seq = last[0] + 1 if last else 1
-    return seq, chain.link(last[1] if last else chain.genesis(AUDIT_STREAM), seq, state)
+def _chained_audit(last: tuple[int, bytes] | None, records: Sequence[tuple[bytes, float]]) -> list[tuple]:
+    """Rows (seq, at, state, link) of ``records`` appended after ``last`` (seq, link) of the trail."""
+    seq, link = last if last else (0, chain.genesis(AUDIT_STREAM))
+    rows = []
+    for state, at in records:
+        seq += 1
+        link = chain.link(link, seq, state)
+        rows.append((seq, at, state, link))
+    return rows
 
 
 def _head_row(row: dict) -> HeadRow:

@@ -37,6 +37,42 @@ from .recorders import HeadRow, IndexRow
 MAX_ATTEMPTS = 20
 
 
+class GroupCommit:
+    """Callers of ``write`` from many threads share commits: the first to find none in progress
+    writes everything queued by then (its own included) with ``commit(items)``; the others wait,
+    and whoever finds its item still queued after a commit leads the next one. Each caller returns
+    once its item is committed, or raises what the commit raised."""
+
+    def __init__(self, commit):
+        self._commit = commit
+        self._cond = threading.Condition()
+        self._queue: list[list] = []  # [item, done, error]
+        self._busy = False
+
+    def write(self, item) -> None:
+        slot = [item, False, None]
+        with self._cond:
+            self._queue.append(slot)
+            while self._busy and not slot[1]:
+                self._cond.wait()
+            if not slot[1]:
+                self._busy = True
+                batch, self._queue = self._queue, []
+        if not slot[1]:
+            error = None
+            try:
+                self._commit([s[0] for s in batch])
+            except Exception as e:  # noqa: BLE001 - every waiter of the batch gets it
+                error = e
+            with self._cond:
+                for s in batch:
+                    s[1], s[2] = True, error
+                self._busy = False
+                self._cond.notify_all()
+        if slot[2] is not None:
+            raise slot[2]
+
+
 class EventStore:
     """Append archive events at most once each; read them back by room or globally."""
 
@@ -48,6 +84,7 @@ class EventStore:
         # stream -> [version, head link or None before its chain began, genesis version]
         self._heads: dict[str, list] = {}
         self._lock = threading.Lock()
+        self._audit_queue = GroupCommit(self._insert_audit)
 
     def append(self, events: Iterable[Event], batch_size: int = 1000) -> list[Recorded]:
         """Store the events not stored before; return those, with their positions.
@@ -125,18 +162,24 @@ class EventStore:
         self._heads.update(heads)
         return [Recorded(position, event) for position, (_, event) in zip(positions, todo)]
 
-    def append_audit(self, record: ContentRead) -> int:
-        """Append an audit record to the audit trail (not the event log); its sequence number."""
-        state = to_msgpack(record)
+    def append_audit(self, record: ContentRead) -> None:
+        """Append an audit record to the audit trail (not the event log); returns once it is committed.
+
+        Group commit: records of concurrent callers (a busy API's request threads) are written
+        together, one transaction for all that arrived while the previous one committed."""
+        self._audit_queue.write(record)
+
+    def _insert_audit(self, records: list[ContentRead]) -> None:
+        rows = [(to_msgpack(r), r.occurred_at.timestamp()) for r in records]
         for attempt in range(MAX_ATTEMPTS):
             try:
-                return self._recorder.insert_audit(state, record.occurred_at.timestamp())
+                return self._recorder.insert_audit(rows)
             except (IntegrityError, OperationalError) as e:
                 if attempt == MAX_ATTEMPTS - 1:
-                    raise ConcurrencyError(f"gave up appending an audit record after {MAX_ATTEMPTS} conflicts: {e}") from e
+                    raise ConcurrencyError(f"gave up appending audit records after {MAX_ATTEMPTS} conflicts: {e}") from e
                 time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
             except PersistenceError as e:
-                raise StoreError(f"could not append an audit record: {e}") from e
+                raise StoreError(f"could not append audit records: {e}") from e
         raise AssertionError("unreachable")
 
     def read_audit(

@@ -10,7 +10,7 @@ from archive.application import open_event_store
 from archive.audit import record_read
 from archive.errors import ChatArchiveError, ConfigError
 from archive.events import EventsPurged
-from archive.integrity import write_checkpoint
+from archive.integrity import Checkpoints
 from archive.retention import purge
 from archive.store import EventStore
 from ingest import listener as ingest_listener
@@ -45,7 +45,7 @@ def start_checkpoints(config: Config, store: EventStore, stop: threading.Event) 
     """Record every stream's hash-chain head in the log at start and every ``[store] checkpoint_interval``
     seconds (``archive.integrity``) until ``stop``; ``.join()`` raises what stopped it. None is written
     on stop: the projections stop right after the writers and would leave it for their next start."""
-    return Periodic("chain-checkpoints", config.store.checkpoint_interval, stop, lambda: write_checkpoint(store))
+    return Periodic("chain-checkpoints", config.store.checkpoint_interval, stop, Checkpoints(store).write)
 
 
 def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool = False) -> EventsPurged | None:

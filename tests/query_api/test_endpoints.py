@@ -15,15 +15,16 @@ T = "2024-05-01T12:00:15Z"
 
 def test_search_sorting_paging_and_facets(client, tokens):
     headers = auth(tokens["compliance"])
-    first = client.get("/api/v1/search?q=lobby&sort=oldest&limit=2", headers=headers).json
+    first = client.get("/api/v1/search?q=lobby&sort=oldest&limit=2&facets=true", headers=headers).json
     assert first["total"] == 3  # hello, fixed, and the retracted oops (compliance scope)
     assert [h["body"] for h in first["hits"]] == ["hello from lobby", "fixed in lobby"]
     assert first["hits"][0]["jid"] == "alice@localhost"  # the index keeps bare JIDs
     assert first["facets"]["rooms"] == {LOBBY: 3} and first["facets"]["senders"] == {"alice": 2, "bob": 1}
-    rest = client.get(f"/api/v1/search?q=lobby&sort=oldest&limit=2&cursor={first['next']}", headers=headers).json
+    rest = client.get(f"/api/v1/search?q=lobby&sort=oldest&limit=2&facets=true&cursor={first['next']}", headers=headers).json
     assert [h["body"] for h in rest["hits"]] == ["oops lobby secret"] and rest["hits"][0]["retracted"]
     assert rest["next"] is None and rest["facets"] is None  # facets come with the first page
     newest = client.get("/api/v1/search?q=lobby&sort=newest&limit=1", headers=headers).json
+    assert newest["facets"] is None  # not asked for: not counted
     assert newest["hits"][0]["body"] == "oops lobby secret"
 
 

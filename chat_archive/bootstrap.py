@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from archive.application import open_event_store
 from archive.audit import record_read
-from archive.errors import ConfigError
+from archive.errors import ChatArchiveError, ConfigError
 from archive.events import EventsPurged
 from archive.integrity import Checkpoints
 from archive.retention import purge
@@ -176,7 +176,18 @@ def views_url(config: Config) -> str:
 
 def open_views(config: Config, store: EventStore | None = None) -> Views:
     """The transcript and presence views (``projections.views.Views``): queries for the API."""
-    return Views(views_url(config), store)
+    return Views(views_url(config), store, heartbeat=lambda: listener_heartbeat(config))
+
+
+def listener_heartbeat(config: Config):
+    """Until when the listener has watched the rooms and stored all it saw (None: not running)."""
+    try:
+        status = read_status(status_path(config.xmpp))
+    except ChatArchiveError:
+        return None
+    if status is None or status.stopped or not status.connected:
+        return None
+    return status.stored_until
 
 
 def start_projections(config: Config, store: EventStore, stop: threading.Event) -> ProjectionThreads:

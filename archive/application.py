@@ -81,7 +81,10 @@ class StoreLocation:
             "POSTGRES_USER": self.user,
             "POSTGRES_PASSWORD": self.password,
             "POSTGRES_SCHEMA": self.schema,
-            "POSTGRES_POOL_SIZE": "4",
+            # One connection kept open per pool, more opened under load: an archive runs many processes
+            # (API workers on several hosts, runners, the listener), and PostgreSQL allows ~100 clients.
+            "POSTGRES_POOL_SIZE": "1",
+            "POSTGRES_MAX_OVERFLOW": "15",
             "ORIGINATOR_ID_TYPE": "text",
             "APPLICATION_RECORDER_TOPIC": "archive.recorders:PostgresArchiveRecorder",
         }

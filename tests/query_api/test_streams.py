@@ -124,7 +124,7 @@ def served_by_workers(tmp_path_factory):
     served = start_serve(
         tmp_path_factory.mktemp("streams-workers"),
         f"threads = 4\nstalled_client_seconds = {STALL_SECONDS}\n", heartbeat=30, more_events=bulk,
-        serve_args=("--workers", "2"),
+        workers=2,
     )  # fmt: skip
     yield served
     served.stop()

@@ -224,14 +224,34 @@ class EventStore:
         end: datetime | None = None,
         page_size: int = 1000,
     ) -> Iterator[Recorded]:
-        """A room's events in the order they were archived, optionally those
-        that occurred in [start, end), page by page."""
+        """A room's events, page by page: all of them in the order they were archived, or
+        those that occurred in [start, end) in the room's order (the whole second they
+        occurred in, then the order archived: ``archive.times.order_second``).
+
+        A time-ranged read walks an index in that order from where the last page
+        stopped: every page costs the same, however large the room or the range."""
+        if start is None and end is None:
+            yield from self._read_room_log(room, page_size)
+            return
         t_from = start.timestamp() if start else None
         t_to = end.timestamp() if end else None
+        after = None
+        while True:
+            try:
+                page = self._recorder.select_room_range(room, after, page_size, t_from, t_to)
+            except PersistenceError as e:
+                raise StoreError(f"could not read room {room}: {e}") from e
+            for position, _, state, _ in page:
+                yield Recorded(position, from_msgpack(state))
+            if len(page) < page_size:
+                return
+            after = (page[-1][3], page[-1][1])
+
+    def _read_room_log(self, room: str, page_size: int) -> Iterator[Recorded]:
         after_version = 0
         while True:
             try:
-                page = self._recorder.select_room(room, after_version, page_size, t_from, t_to)
+                page = self._recorder.select_room(room, after_version, page_size)
             except PersistenceError as e:
                 raise StoreError(f"could not read room {room}: {e}") from e
             for position, _, state in page:
@@ -241,15 +261,18 @@ class EventStore:
             after_version = page[-1][1]
 
     def read_room_versions(self, room: str, *, end: datetime | None = None) -> Iterator[tuple[int, Recorded]]:
-        """A room's events (that occurred before ``end``) with their versions in the room's stream."""
+        """A room's events (that occurred before ``end``) with their versions in the room's stream,
+        in version order (a walk of the whole stream: for batch jobs such as a purge)."""
         after_version = 0
         while True:
             try:
-                page = self._recorder.select_room(room, after_version, 1000, None, end.timestamp() if end else None)
+                page = self._recorder.select_room(room, after_version, 1000)
             except PersistenceError as e:
                 raise StoreError(f"could not read room {room}: {e}") from e
             for position, version, state in page:
-                yield version, Recorded(position, from_msgpack(state))
+                record = Recorded(position, from_msgpack(state))
+                if end is None or record.event.occurred_at < end:
+                    yield version, record
             if len(page) < 1000:
                 return
             after_version = page[-1][1]
@@ -293,7 +316,7 @@ class EventStore:
         after_version = 0
         while True:
             try:
-                page = self._recorder.select_room(stream, after_version, 1000, None, None)
+                page = self._recorder.select_room(stream, after_version, 1000)
             except PersistenceError as e:
                 raise StoreError(f"could not read stream {stream}: {e}") from e
             for position, version, state in page:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from archive.application import open_event_store
 from archive.audit import record_read
-from archive.errors import ConfigError
+from archive.errors import ChatArchiveError, ConfigError
 from archive.events import EventsPurged
 from archive.integrity import Checkpoints
 from archive.retention import purge
@@ -42,10 +42,10 @@ def audit_cli_read(store: EventStore, command: str, **what) -> None:
 
 
 def start_checkpoints(config: Config, store: EventStore, stop: threading.Event) -> Periodic:
-    """Record every stream's hash-chain head in the log at start and every ``[store] checkpoint_interval``
-    seconds (``archive.integrity``) until ``stop``; ``.join()`` raises what stopped it. None is written
-    on stop: the projections stop right after the writers and would leave it for their next start."""
-    return Periodic("chain-checkpoints", config.store.checkpoint_interval, stop, Checkpoints(store).write)
+    """Record every stream's hash-chain head in the log at start, every ``[store] checkpoint_interval``
+    seconds and on ``stop`` (``archive.integrity``); ``.join()`` raises what stopped it. Stop it with
+    the writers, before the projections: their last page read on stop takes the last checkpoint in."""
+    return Periodic("chain-checkpoints", config.store.checkpoint_interval, stop, Checkpoints(store).write, on_stop=True)
 
 
 def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool = False) -> EventsPurged | None:
@@ -176,7 +176,18 @@ def views_url(config: Config) -> str:
 
 def open_views(config: Config, store: EventStore | None = None) -> Views:
     """The transcript and presence views (``projections.views.Views``): queries for the API."""
-    return Views(views_url(config), store)
+    return Views(views_url(config), store, heartbeat=lambda: listener_heartbeat(config))
+
+
+def listener_heartbeat(config: Config):
+    """Until when the listener has watched the rooms and stored all it saw (None: not running)."""
+    try:
+        status = read_status(status_path(config.xmpp))
+    except ChatArchiveError:
+        return None
+    if status is None or status.stopped or not status.connected:
+        return None
+    return status.stored_until
 
 
 def start_projections(config: Config, store: EventStore, stop: threading.Event) -> ProjectionThreads:

@@ -191,8 +191,8 @@ class EventStore:
             yield Recorded(seq, from_msgpack(state))
 
     def _audit_rows(self, after: int, start, end, page_size: int) -> Iterator[tuple[int, bytes, bytes]]:
-        t_from = start.timestamp() if start else None
-        t_to = end.timestamp() if end else None
+        t_from = start.timestamp() if start else float("-inf")
+        t_to = end.timestamp() if end else float("inf")
         while True:
             try:
                 page = self._recorder.select_audit(after, t_from, t_to, page_size)

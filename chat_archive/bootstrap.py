@@ -42,10 +42,10 @@ def audit_cli_read(store: EventStore, command: str, **what) -> None:
 
 
 def start_checkpoints(config: Config, store: EventStore, stop: threading.Event) -> Periodic:
-    """Record every stream's hash-chain head in the log at start and every ``[store] checkpoint_interval``
-    seconds (``archive.integrity``) until ``stop``; ``.join()`` raises what stopped it. None is written
-    on stop: the projections stop right after the writers and would leave it for their next start."""
-    return Periodic("chain-checkpoints", config.store.checkpoint_interval, stop, Checkpoints(store).write)
+    """Record every stream's hash-chain head in the log at start, every ``[store] checkpoint_interval``
+    seconds and on ``stop`` (``archive.integrity``); ``.join()`` raises what stopped it. Stop it with
+    the writers, before the projections: their last page read on stop takes the last checkpoint in."""
+    return Periodic("chain-checkpoints", config.store.checkpoint_interval, stop, Checkpoints(store).write, on_stop=True)
 
 
 def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool = False) -> EventsPurged | None:

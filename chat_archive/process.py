@@ -47,11 +47,12 @@ port_number = whole_number(0, 65535)
 
 
 class Periodic:
-    """Run ``job`` at start and every ``interval`` seconds in a thread until ``stop`` is set (as `up`
-    runs checkpoints and purges); ``.join()`` raises what stopped it."""
+    """Run ``job`` at start and every ``interval`` seconds in a thread until ``stop`` is set, and once
+    more then if ``on_stop`` (as `up` runs checkpoints and purges); ``.join()`` raises what stopped it."""
 
-    def __init__(self, name: str, interval: float, stop: threading.Event, job: Callable[[], object]):
-        self._interval, self._stop, self._job = interval, stop, job
+    def __init__(self, name: str, interval: float, stop: threading.Event, job: Callable[[], object], *,
+                 on_stop: bool = False):
+        self._interval, self._stop, self._job, self._on_stop = interval, stop, job, on_stop
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -60,6 +61,8 @@ class Periodic:
         try:
             self._job()
             while not self._stop.wait(self._interval):
+                self._job()
+            if self._on_stop:
                 self._job()
         except BaseException as e:  # noqa: BLE001 - reported by join()
             self._error = e

@@ -84,7 +84,8 @@ class LogFollower:
         return self._applied
 
     def run(self, stop: threading.Event) -> None:
-        """Follow the log until ``stop`` is set; commit at the interval and on stop."""
+        """Follow the log until ``stop`` is set; commit at the interval and on stop, after one more page
+        (what the writers appended just before they stopped, when a process stops them first)."""
         last_commit = time.monotonic()
         try:
             while not stop.is_set():
@@ -95,6 +96,7 @@ class LogFollower:
                     last_commit = time.monotonic()
                 if not got_any:
                     stop.wait(self.idle_sleep)
+            self._step()
         finally:
             if not self._torn:
                 self._commit()

@@ -68,10 +68,12 @@ class Served(NamedTuple):
 
 
 def start_serve(
-    base: Path, api_settings: str = "", *, heartbeat: float = 0.5, more_events=(), store_url: str | None = None
+    base: Path, api_settings: str = "", *, heartbeat: float = 0.5, more_events=(), store_url: str | None = None,
+    workers: int = 0,
 ) -> Served:
-    """Seed an archive under ``base`` (plus ``more_events``; in ``store_url``, else SQLite there)
-    and serve it; ``api_settings``: extra TOML lines of ``[api]``."""
+    """Seed an archive under ``base`` (in ``store_url``, else SQLite there) and serve it (``workers``:
+    `serve --workers N`); ``more_events`` go into the log after the views and the index caught up (for
+    replays); ``api_settings``: extra TOML lines of ``[api]``."""
     config_file = base / "chat-archive.toml"
     config_file.write_text(
         f'[store]\nurl = "{store_url or f"sqlite:///{base}/events.sqlite"}"\n[index]\npath = "{base}/index"\n'
@@ -80,14 +82,14 @@ def start_serve(
     config = load_config(config_file, environ={})
     store = open_event_store(config.store.url)
     store.append(seed_events())
-    for batch in more_events:
-        store.append(batch)
     with open_views(config, store) as views:
         for projection in views.projections():
             LogFollower(store, projection, commit_interval=60).catch_up()
     projection = search_projection(config)
     SearchIndexer(store, projection, commit_interval=0.05).catch_up()
     projection.close()
+    for batch in more_events:  # for replays: the views and the index need not hold them
+        store.append(batch)
     store.close()
     tokens = open_tokens(config)
     issued = {
@@ -98,7 +100,8 @@ def start_serve(
     tokens.close()
     with open(base / "serve.log", "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "chat_archive.cli", "--config", str(config_file), "serve", "--port", "0"],
+            [sys.executable, "-m", "chat_archive.cli", "--config", str(config_file), "serve", "--port", "0",
+             *(["--workers", str(workers)] if workers else [])],
             stdout=subprocess.PIPE, stderr=log, text=True, cwd=base,
         )  # fmt: skip
     line = process.stdout.readline()

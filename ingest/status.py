@@ -14,6 +14,7 @@ from pathlib import Path
 import msgspec
 
 from archive.errors import ChatArchiveError
+from archive.health import PartHealth
 from archive.times import format_time
 
 from .settings import XmppSettings
@@ -22,6 +23,7 @@ from .settings import XmppSettings
 class ListenerStatus(msgspec.Struct, kw_only=True):
     jid: str
     pid: int
+    host: str = ""
     started_at: datetime
     updated_at: datetime
     connected: bool = False
@@ -33,6 +35,9 @@ class ListenerStatus(msgspec.Struct, kw_only=True):
     rooms_refused: dict[str, str] = {}  # room -> why it cannot be entered (or was left)
     last_error: str | None = None
     stopped: bool = False
+    write_queue: int = 0  # events waiting for the store
+    input_paused: bool = False  # reading from the server paused until the write queue drains
+    parts: dict[str, PartHealth] = {}  # each part of the process (writer, projections, indexer): failing or well
 
 
 def status_path(settings: XmppSettings) -> Path:

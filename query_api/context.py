@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from flask import Response, current_app, g, request
 
+from archive.health import Health
 from archive.store import EventStore
 from projections.search import SearchIndex
 from projections.views import Views
@@ -39,6 +40,8 @@ class ApiContext:
     """Signs and verifies what the server hands out (cursors, tickets, sessions)."""
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
     stopping: threading.Event = field(default_factory=threading.Event)
+    health: Health | None = None
+    """The process's long-running parts (``archive.health``), for ``/healthz``."""
     _rooms: TtlCache = field(default_factory=lambda: TtlCache(1.0))
     streams: StreamSlots = field(default=None)
     """Streamed answers (replay, export, follow) hold a server thread each: at most half the

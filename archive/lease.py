@@ -126,9 +126,17 @@ def _alive(holder: str) -> bool:
     if host != socket.gethostname():
         return True
     try:
-        os.kill(int(rest.split()[0]), 0)
+        return process_alive(int(rest.split()[0]))
+    except (ValueError, IndexError):
+        return True
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host with that id exists."""
+    try:
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, ValueError, IndexError):
+    except PermissionError:
         return True
     return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import socket
 import threading
 from collections.abc import Callable
 
@@ -10,10 +11,13 @@ from archive.application import open_event_store
 from archive.audit import record_read
 from archive.errors import ConfigError
 from archive.health import Health
+from archive.lease import process_alive
+from archive.times import utcnow
 from archive.integrity import CheckpointThread
 from archive.store import EventStore
 from ingest import listener as ingest_listener
-from ingest.status import describe, read_status, status_path
+from ingest.status import ListenerStatus, Liveness, assess, read_status, status_path
+from projections.presence.logic import Gap
 from projections.runner import ProjectionStatus, ProjectionThreads, status
 from projections.search import IndexerThread, IndexLocation, SearchIndex, SearchIndexer, SearchIndexProjection
 from projections.tables import TableProjection
@@ -231,6 +235,16 @@ def start_listener(config: Config, store: EventStore, stop: threading.Event, *, 
     return ingest_listener.start_listener(settings, store, stop, status_file=status_path(settings), health=health)
 
 
-def listener_status(config: Config) -> list[str]:
-    """Human-readable lines on the listener (rooms joined and refused, connection, last event) for `status`."""
-    return describe(read_status(status_path(config.xmpp)))
+def listener_status(config: Config) -> tuple[ListenerStatus | None, Liveness | None]:
+    """The listener's last status (rooms joined and refused, connection, write queue, parts' health) and
+    whether it runs and keeps up (``ingest.status.assess``); liveness None where no listener is configured."""
+    status = read_status(status_path(config.xmpp))
+    if status is None and not config.xmpp.jid:
+        return None, None
+    return status, assess(status, utcnow(), host=socket.gethostname(), alive=process_alive)
+
+
+def incomplete_spans(config: Config, store: EventStore) -> list[Gap]:
+    """Archive gaps of every room in which messages may be missing (``chat-archive verify`` checks them)."""
+    with open_views(config, store) as views:
+        return views.presence.incomplete_gaps()

@@ -37,6 +37,14 @@ from .recorders import HeadRow, IndexRow
 MAX_ATTEMPTS = 20
 
 
+def _connection_lost(error: Exception) -> bool:
+    """PostgreSQL unreachable (no connection, or it broke), not a conflict with another writer:
+    the server's own errors carry an SQLSTATE, the client's connection errors do not."""
+    cause = error.__cause__
+    module = type(cause).__module__ if cause is not None else ""
+    return module.startswith(("psycopg", "psycopg_pool")) and getattr(cause, "sqlstate", None) is None
+
+
 class EventStore:
     """Append archive events at most once each; read them back by room or globally."""
 
@@ -79,6 +87,8 @@ class EventStore:
                     # append time) is only made when an attempt has failed.
                     return self._try_insert(unique, check_known=attempt > 0)
                 except (IntegrityError, OperationalError) as e:
+                    if _connection_lost(e):
+                        raise StoreError(f"could not append events: {e}") from e
                     # A duplicate, or lost a race with another writer: reload heads and retry.
                     self._heads.clear()
                     if attempt == MAX_ATTEMPTS - 1:
@@ -198,7 +208,10 @@ class EventStore:
 
     def rooms(self) -> list[str]:
         """Every room that has at least one event, by JID."""
-        return self._recorder.rooms()
+        try:
+            return self._recorder.rooms()
+        except PersistenceError as e:
+            raise StoreError(f"could not list the rooms: {e}") from e
 
     def streams(self) -> list[str]:
         """Every stream with events: the rooms and the archive's own (``archive.events.SYSTEM_STREAMS``)."""
@@ -235,7 +248,10 @@ class EventStore:
 
     def head(self) -> int:
         """The highest global position stored, 0 for an empty store."""
-        return self._recorder.max_notification_id() or 0
+        try:
+            return self._recorder.max_notification_id() or 0
+        except PersistenceError as e:
+            raise StoreError(f"could not read the log's head: {e}") from e
 
     def close(self) -> None:
         if self._close:

@@ -26,7 +26,9 @@ import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
+import psycopg
 from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError, StoredEvent
+from psycopg_pool import PoolTimeout
 
 from . import chain
 from .codec import from_msgpack, idempotency_key, to_msgpack
@@ -39,10 +41,16 @@ MAX_ATTEMPTS = 20
 
 def _connection_lost(error: Exception) -> bool:
     """PostgreSQL unreachable (no connection, or it broke), not a conflict with another writer:
-    the server's own errors carry an SQLSTATE, the client's connection errors do not."""
+    the server's own errors carry an SQLSTATE, the client's connection errors do not (a pipeline
+    aborted by an earlier statement's conflict is the conflict, not the connection)."""
     cause = error.__cause__
-    module = type(cause).__module__ if cause is not None else ""
-    return module.startswith(("psycopg", "psycopg_pool")) and getattr(cause, "sqlstate", None) is None
+    if isinstance(cause, PoolTimeout):
+        return True
+    return (
+        isinstance(cause, psycopg.OperationalError)
+        and not isinstance(cause, psycopg.errors.PipelineAborted)
+        and cause.sqlstate is None
+    )
 
 
 class EventStore:

@@ -3,10 +3,14 @@ fault and the rejoin: nothing lost, nothing doubled, gap events that tell the tr
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 from archive import events as ev
 from archive.application import open_event_store
@@ -24,6 +28,7 @@ from tests.services.prosody import PASSWORD, listener_settings, unique_room, wai
 from tests.services.tcp_proxy import TcpProxy
 
 ROOMS = 4
+CLI = str(Path(sys.executable).with_name("chat-archive"))
 
 
 def open_rooms(prosody, users, prefix: str) -> list[str]:
@@ -65,6 +70,8 @@ def assert_truthful_gap(store, room: str) -> None:
     assert gap.recovered == len(backfilled), (gap.recovered, len(backfilled))
     assert gap.verified is True
     assert f"{len(backfilled)} message" in gap.explanation
+    # The real JID, as live messages of the room carry it (the senders were present all along).
+    assert backfilled and all(m.jid and m.jid.startswith(f"{m.nick}@") for m in backfilled), [(m.nick, m.jid) for m in backfilled]
 
 
 # What the server sends the listener arrives in bursts (as from a loaded server): the room's subject,
@@ -85,6 +92,9 @@ def test_sigkill_with_live_traffic_during_the_rejoin_loses_and_doubles_nothing(p
         traffic.sent_at_least(20)
         os.kill(listener.pid, signal.SIGKILL)  # messages in flight
         listener.wait(10)
+        down = subprocess.run([CLI, "--config", str(config), "status", "--json"], capture_output=True, text=True, timeout=60)
+        assert down.returncode == 1, "status must not say a killed listener runs"
+        assert json.loads(down.stdout)["liveness"]["state"] == "dead"
         traffic.sent_at_least(20)  # said while nobody listened
         listener = start_listen(config, status_file, *rooms)  # the rejoin races live messages in every room
         traffic.sent_at_least(20)

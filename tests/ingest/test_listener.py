@@ -11,10 +11,12 @@ import pytest
 from archive import events as ev
 from archive.application import open_event_store
 from archive.times import utcnow
+from archive.lease import LeaseHeld
+from ingest.listener import start_listener
 from ingest.status import read_status
 from tests.ingest.helpers import room_events, room_summary, running_listener, wait_for_event, wait_joined
 from tests.factories import make, message
-from tests.services.prosody import unique_room, wait_for
+from tests.services.prosody import listener_settings, unique_room, wait_for
 
 WHOIS_ANYONE = {"muc#roomconfig_whois": "anyone"}
 
@@ -397,3 +399,11 @@ def test_affiliation_changes_of_users_not_in_the_room(prosody, people, store):
         alice.ban(room, "dave@localhost", "pre-emptive")
         summary = wait_for_event(store, room, ("affiliation", "dave@localhost", "outcast"))
     assert summary[-2:] == [("affiliation", "carol@localhost", "member"), ("affiliation", "dave@localhost", "outcast")]
+
+
+def test_a_second_listener_on_the_same_store_is_refused(prosody, store):
+    with running_listener(prosody, store, include=("nothing-*",)) as first:
+        with pytest.raises(LeaseHeld, match="listener lease is held by"):
+            start_listener(listener_settings(prosody), store)
+        assert first.is_alive()
+    start_listener(listener_settings(prosody), store).stop()  # released on stop

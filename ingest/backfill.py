@@ -11,6 +11,7 @@ import logging
 from datetime import datetime
 
 from archive import events as ev
+from archive.errors import StoreError
 from archive.times import format_time, utcnow
 
 from .catchup import Anchor, ArchiveRead, CatchUp, archived_ids, compare, fallback_read, first_read, reconcile_start
@@ -58,6 +59,10 @@ async def catch_up(
     except ArchiveQueryError as e:
         log.warning("reconciling %s failed: %s", room, e)
         problem = problem or f"the room's archive could not be read again to confirm the span ({e})"
+        checked = None
+    except StoreError as e:  # the store unreachable: what was fetched is queued, but unconfirmed
+        log.warning("reconciling %s failed: %s", room, e)
+        problem = problem or f"the archive could not be read to confirm the span ({e})"
         checked = None
     if checked is not None and checked.missing:
         log.error("%s: %d messages of the room's archive could not be stored", room, len(checked.missing))

@@ -8,10 +8,9 @@ import uuid
 import pytest
 
 from archive import events as ev
-from chat_archive.prosody import ProsodyError, ProsodyServer
 from chat_archive.xmpp_users import XmppUsers
 from tests.ingest.helpers import running_listener, wait_for_event, wait_joined
-from tests.services.prosody import LISTENER, PASSWORD, USERS, wait_for
+from tests.services.prosody import PASSWORD, start_prosody, wait_for
 
 PAGE_MAX = 2  # the service's largest page
 OCCUPIED_ONLY_ABOVE = 3  # more public rooms than this: only occupied ones are listed
@@ -63,17 +62,11 @@ end, 10);
 @pytest.fixture(scope="module")
 def ejabberd_like(tmp_path_factory):
     directory = tmp_path_factory.mktemp("prosody-paged")
-    server = ProsodyServer(
-        directory, admins=(f"{LISTENER}@localhost",), muc_modules=("muc_list_paged",),
+    (directory / "mod_muc_list_paged.lua").write_text(LISTING_MODULE, encoding="utf-8")
+    server = start_prosody(
+        directory, muc_modules=("muc_list_paged",),
         muc_options={"muc_list_page_max": str(PAGE_MAX), "muc_list_only_occupied_above": str(OCCUPIED_ONLY_ABOVE)},
     )  # fmt: skip
-    (directory / "mod_muc_list_paged.lua").write_text(LISTING_MODULE, encoding="utf-8")
-    try:
-        for user in (LISTENER, *USERS):
-            server.register(user, PASSWORD)
-        server.start()
-    except ProsodyError as e:
-        pytest.fail(f"cannot start Prosody: {e}")
     yield server
     server.stop()
 

@@ -21,22 +21,33 @@ the event and the stream's new head in the same transaction.
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 import psycopg
-from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError, StoredEvent
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, PersistenceError, StoredEvent
 from psycopg_pool import PoolTimeout
 
 from . import chain
 from .codec import from_msgpack, idempotency_key, to_msgpack
-from .errors import ConcurrencyError, EventDecodeError, StoreError
+from .errors import ConcurrencyError, EventDecodeError, StoreError, StoreUnavailable
 from .events import AUDIT_STREAM, SYSTEM_STREAMS, ChainHead, ContentRead, Event, Recorded
 from .recorders import HeadRow, IndexRow
 
 MAX_ATTEMPTS = 20
+
+
+def store_error(message: str, error: Exception) -> StoreError:
+    """A driver or library error as the archive's: ``StoreUnavailable`` where trying again may succeed
+    (the connection, a lock, a full disk), a plain ``StoreError`` where it cannot (bad SQL, bad data)."""
+    cause = error.__cause__ if isinstance(error, PersistenceError) and error.__cause__ is not None else error
+    transient = isinstance(error, (OperationalError, InterfaceError)) or isinstance(
+        cause, (sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+    )
+    return (StoreUnavailable if transient else StoreError)(f"{message}: {error}")
 
 
 def _connection_lost(error: Exception) -> bool:
@@ -96,7 +107,7 @@ class EventStore:
                     return self._try_insert(unique, check_known=attempt > 0)
                 except (IntegrityError, OperationalError) as e:
                     if _connection_lost(e):
-                        raise StoreError(f"could not append events: {e}") from e
+                        raise store_error("could not append events", e) from e
                     # A duplicate, or lost a race with another writer: reload heads and retry.
                     self._heads.clear()
                     if attempt == MAX_ATTEMPTS - 1:
@@ -104,7 +115,7 @@ class EventStore:
                     if attempt:
                         time.sleep(random.uniform(0, 0.005 * attempt))
                 except PersistenceError as e:
-                    raise StoreError(f"could not append events: {e}") from e
+                    raise store_error("could not append events", e) from e
         raise AssertionError("unreachable")
 
     def _try_insert(self, unique: dict[str, Event], *, check_known: bool) -> list[Recorded]:
@@ -183,7 +194,7 @@ class EventStore:
             try:
                 page = self._recorder.select_notifications(after, page_size, inclusive_of_start=False)
             except PersistenceError as e:
-                raise StoreError(f"could not read the log: {e}") from e
+                raise store_error("could not read the log", e) from e
             for notification in page:
                 yield Recorded(notification.id, from_msgpack(notification.state))
             if len(page) < page_size:
@@ -207,7 +218,7 @@ class EventStore:
             try:
                 page = self._recorder.select_room(room, after_version, page_size, t_from, t_to)
             except PersistenceError as e:
-                raise StoreError(f"could not read room {room}: {e}") from e
+                raise store_error(f"could not read room {room}", e) from e
             for position, _, state in page:
                 yield Recorded(position, from_msgpack(state))
             if len(page) < page_size:
@@ -219,7 +230,7 @@ class EventStore:
         try:
             return self._recorder.rooms()
         except PersistenceError as e:
-            raise StoreError(f"could not list the rooms: {e}") from e
+            raise store_error("could not list the rooms", e) from e
 
     def streams(self) -> list[str]:
         """Every stream with events: the rooms and the archive's own (``archive.events.SYSTEM_STREAMS``)."""
@@ -259,7 +270,7 @@ class EventStore:
         try:
             return self._recorder.max_notification_id() or 0
         except PersistenceError as e:
-            raise StoreError(f"could not read the log's head: {e}") from e
+            raise store_error(f"could not read the log's head", e) from e
 
     def close(self) -> None:
         if self._close:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from archive.errors import ChatArchiveError, StoreError
+from archive.errors import ChatArchiveError, StoreUnavailable
 from archive.events import Recorded
 from archive.health import Backoff
 from archive.store import EventStore
@@ -54,7 +54,7 @@ class LogFollower:
     ``max_pending`` how many (so a long backlog does not pile up in memory);
     ``idle_sleep`` is how long to wait when the log has nothing new.
 
-    A ``StoreError`` (the log or the view's database unreachable, locked, full)
+    A ``StoreUnavailable`` (the log or the view's database unreachable, locked, full)
     does not end ``run``: it is reported to ``on_error`` (the message; None once
     the projection makes progress again) and retried with back-off, resuming from
     the last commit if a page was applied only in part.
@@ -110,7 +110,7 @@ class LogFollower:
                     self._resume_from_commit()
                 follow(stop)
                 return
-            except StoreError as e:
+            except StoreUnavailable as e:
                 message = f"projection {self.projection.name}: {e}"
                 log.warning("%s (retrying)", message)
                 self._failing = True

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from archive.errors import StoreError
+from archive.errors import StoreError, StoreUnavailable
 from archive.health import Health, PartHealth
 from archive.lease import LeaseHeld, LeaseLost, StoreLease
 from archive.times import utcnow
@@ -120,7 +120,7 @@ def test_a_projection_retries_store_errors_instead_of_stopping():
         def read_log(self, after, page_size):
             if self.failures:
                 self.failures -= 1
-                raise StoreError("could not read the log: server closed the connection")
+                raise StoreUnavailable("could not read the log: server closed the connection")
             return iter([])
 
     class Projection:
@@ -169,3 +169,18 @@ def test_one_listener_per_store_a_dead_holder_is_taken_over_a_lost_lease_is_noti
     expired = StoreLease(event_store, "listener", ttl=-1)  # written already expired
     expired.acquire()
     StoreLease(event_store, "listener").acquire()
+
+
+def test_a_projection_stops_on_an_error_that_trying_again_cannot_mend():
+    class Log:
+        def read_log(self, after, page_size):
+            raise StoreError("search index has schema version 1, this program 2")
+
+    class Projection:
+        name = "p"
+
+        def position(self):
+            return 0
+
+    with pytest.raises(StoreError, match="schema version"):
+        LogFollower(Log(), Projection(), commit_interval=0.01).run(threading.Event())

@@ -18,6 +18,7 @@ from chat_archive.xmpp_users import XmppUsers
 from tests.ingest.helpers import (
     Traffic,
     archived_stanza_ids,
+    delete_behind_its_back,
     room_events,
     running_listener,
     start_listen,
@@ -156,3 +157,25 @@ def test_server_restart_with_live_traffic_during_the_rejoin_loses_and_doubles_no
         for room in rooms:
             assert_truthful_gap(store, room)
         assert_verified(prosody, store, rooms)
+
+
+def test_reconciliation_finds_and_stores_messages_the_catch_up_from_the_anchor_cannot_see(prosody, people, tmp_path):
+    # The store holds the room up to its last message, but two earlier ones are gone (what the
+    # anchor race left behind in stores written before it was fixed): the catch-up after the last
+    # archived id finds nothing, the reconciliation over the span finds them.
+    alice = people["alice"]
+    room = unique_room(prosody, "reconcile")
+    alice.create_room(room, "alice")
+    with open_event_store(f"sqlite:///{tmp_path}/events.sqlite") as store:
+        with running_listener(prosody, store, include=(room,)) as listener:
+            wait_for(lambda: room in listener.joined_rooms(), message="the room joined")
+            sent = [alice.say(room, f"m{i}")["stanza_id"] for i in range(6)]
+            wait_for(lambda: archived_stanza_ids(store, room) == sent, message="all archived")
+        for lost in sent[2:4]:
+            delete_behind_its_back(tmp_path / "events.sqlite", room, lost)
+        with running_listener(prosody, store, include=(room,)) as listener:
+            wait_for(lambda: room in listener.joined_rooms(), message="the room joined again")
+            assert listener.listener.wait_idle()
+        assert sorted(archived_stanza_ids(store, room)) == sorted(sent)
+        [gap] = [e for e in room_events(store, room) if isinstance(e, ev.ArchiveGap)]
+        assert (gap.kind, gap.recovered, gap.verified) == (ev.GapKind.PRESENCE, 2, True)

@@ -172,6 +172,11 @@ class LogFollower:
         if self._applied != self._committed:
             try:
                 self.projection.commit(self._applied)
+            except StoreUnavailable:
+                # The commit may have happened although its answer was lost: resume from the
+                # position the view holds (``_retrying``), never commit the same changes twice.
+                self._torn = True
+                raise
             except ProjectionReset:
                 self._applied = self._committed = self.projection.position()
             else:

@@ -184,3 +184,53 @@ def test_a_projection_stops_on_an_error_that_trying_again_cannot_mend():
 
     with pytest.raises(StoreError, match="schema version"):
         LogFollower(Log(), Projection(), commit_interval=0.01).run(threading.Event())
+
+
+def test_a_commit_whose_answer_was_lost_is_not_made_twice():
+    """PostgreSQL cut after COMMIT: the view holds the changes, the follower heard an error."""
+    from archive.events import Recorded
+
+    class Log:
+        def read_log(self, after, page_size):
+            return iter([Recorded(p, message(p)) for p in range(after + 1, 4)])
+
+    class Projection:
+        name = "p"
+
+        def __init__(self):
+            self.committed, self.pending, self.lost_answer = 0, [], True
+            self.rows: list[int] = []
+
+        def position(self):
+            return self.committed
+
+        def apply(self, records):
+            self.pending += [r.position for r in records]
+
+        def commit(self, position):
+            assert not set(self.pending) & set(self.rows), "committed twice"
+            self.rows += self.pending
+            self.committed = position
+            if self.lost_answer:  # committed, but the answer never came: the pending state stays
+                self.lost_answer = False
+                raise StoreUnavailable("consuming input failed: server closed the connection")
+            self.pending = []
+
+        def discard(self):
+            self.pending = []
+
+    projection, stop, errors = Projection(), threading.Event(), []
+    follower = LogFollower(Log(), projection, commit_interval=0.0)
+
+    def run():
+        try:
+            follower.run(stop)
+        except Exception as e:  # noqa: BLE001 - asserted below
+            errors.append(e)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_for(lambda: errors or (projection.committed == 3 and not projection.lost_answer), message="the view complete")
+    stop.set()
+    thread.join(10)
+    assert errors == [] and projection.rows == [1, 2, 3]

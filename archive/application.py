@@ -96,7 +96,7 @@ def open_event_store(url: str, *, sqlite_synchronous: str = "normal", chained: b
     ``chained=False`` appends without hash-chain links: only the benchmark's baseline uses it."""
     location = StoreLocation.parse(url)
     if location.kind == "sqlite":
-        location.path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite_path(location.path, url)
     else:
         ensure_postgres_schema(location)
     try:
@@ -104,6 +104,17 @@ def open_event_store(url: str, *, sqlite_synchronous: str = "normal", chained: b
     except (PersistenceError, OSError) as e:
         raise StoreError(f"cannot open event store {url!r}: {e}") from e
     return EventStore(app.recorder, close=app.close, chained=chained)
+
+
+def prepare_sqlite_path(path, url: str) -> None:
+    """The directory of a SQLite store, made if needed; a path that cannot hold one is a
+    configuration error, said in one line."""
+    if path.is_dir():
+        raise ConfigError(f"store url {url!r}: {path} is a directory, not a SQLite file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"store url {url!r}: cannot create the directory {path.parent}: {e.strerror}") from e
 
 
 def ensure_postgres_schema(location: StoreLocation) -> None:

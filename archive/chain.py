@@ -82,6 +82,8 @@ def walk_chain(
     previous, expected, events, unchained, last = genesis(stream), genesis_version, 0, 0, None
     for row in _skipping_purged(rows, purged):
         if isinstance(row, PurgedSpan):
+            if row.last < genesis_version:  # events archived before chaining began
+                continue
             if row.first != expected:
                 return _result(stream, events, unchained, last, row.first, None,
                                f"purge record starts at version {row.first}, but version {expected} is missing")
@@ -120,11 +122,16 @@ def walk_chain(
 
 
 def _skipping_purged(rows: Iterable[StoredLink], purged: Mapping[int, PurgedSpan]) -> Iterator:
-    """The rows, with each purge record yielded where its span begins."""
+    """The rows, with each purge record yielded where its span begins; rows inside a span (a purge
+    recorded but interrupted before its deletes) are left out, the next purge deletes them."""
     pending = sorted(purged.values(), key=lambda s: s.first)
+    current = None
     for row in rows:
         while pending and pending[0].first <= row.version:
-            yield pending.pop(0)
+            current = pending.pop(0)
+            yield current
+        if current is not None and current.first <= row.version <= current.last:
+            continue
         yield row
     yield from pending
 

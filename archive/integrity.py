@@ -7,18 +7,13 @@ which leaves no broken link behind it, still contradicts the checkpoint.
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .chain import WalkResult, walk_chain
-from .errors import StoreError
 from .events import COMPLIANCE_STREAM, ChainCheckpoint, ChainHead, EventsPurged, PurgedSpan
 from .store import EventStore
 from .times import utcnow
-
-log = logging.getLogger(__name__)
 
 
 def write_checkpoint(store: EventStore) -> ChainCheckpoint | None:
@@ -100,44 +95,3 @@ def _genesis_version(stream, rows, head: ChainHead | None, checkpoints: list[Cha
     candidates += [next((r.version for r in rows if r.link is not None), None) or 1 << 62]
     return min(candidates) if candidates else 1
 
-
-class CheckpointThread:
-    """Write a checkpoint at start and every ``interval`` seconds until stopped (as `up` and `listen` run it).
-
-    None is written on stop: the projections stop right after the writers, and an event
-    appended then would be left for their next start."""
-
-    def __init__(self, store: EventStore, interval: float, stop: threading.Event, on_error=None):
-        self._store, self._interval, self._stop = store, interval, stop
-        self._on_error = on_error  # store errors are retried at the next interval and reported here
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="chain-checkpoints", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._checkpoint()
-            while not self._stop.wait(self._interval):
-                self._checkpoint()
-        except BaseException as e:  # noqa: BLE001 - reported by join()
-            self._error = e
-            log.error("checkpoints stopped: %s", e)
-
-    def _checkpoint(self) -> None:
-        try:
-            write_checkpoint(self._store)
-        except StoreError as e:  # the store restarting or full: the next interval tries again
-            log.warning("cannot write a checkpoint now (next try in %.0f s): %s", self._interval, e)
-            if self._on_error:
-                self._on_error(f"cannot write a checkpoint: {e}")
-        else:
-            if self._on_error:
-                self._on_error(None)
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-        if self._error is not None:
-            raise self._error

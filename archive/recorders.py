@@ -162,6 +162,21 @@ class SQLiteArchiveRecorder(SQLiteApplicationRecorder):
             c.execute("SELECT room FROM archive_rooms ORDER BY room")
             return [row[0] for row in c.fetchall()]
 
+    def delete_versions(self, oid: str, versions: Sequence[int], before: float) -> None:
+        """Delete a stream's events of these versions (all older than ``before``) and their side rows."""
+        with self.datastore.transaction(commit=True) as c:
+            for chunk in _chunks(list(versions), 500):
+                marks = ",".join("?" * len(chunk))
+                c.execute(
+                    f"DELETE FROM {self.events_table_name} WHERE originator_id=? AND originator_version IN ({marks})",
+                    (oid, *chunk),
+                )
+                c.execute(
+                    "DELETE FROM archive_event_index WHERE originator_id=? AND occurred_at<? "
+                    f"AND originator_version IN ({marks})",
+                    (oid, before, *chunk),
+                )
+
     def select_room(
         self, oid: str, after_version: int, limit: int, t_from: float | None, t_to: float | None
     ) -> list[RoomRow]:
@@ -355,6 +370,20 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
             curs.execute(SQL("SELECT room FROM {} ORDER BY room").format(self._rooms))
             return [row["room"] for row in curs.fetchall()]
 
+    def delete_versions(self, oid: str, versions: Sequence[int], before: float) -> None:
+        """Delete a stream's events of these versions (all older than ``before``) and their side rows."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("DELETE FROM {} WHERE originator_id=%s AND originator_version = ANY(%s)").format(self._events),
+                (oid, list(versions)),
+            )
+            curs.execute(
+                SQL(
+                    "DELETE FROM {} WHERE originator_id=%s AND occurred_at<%s AND originator_version = ANY(%s)"
+                ).format(self._index),
+                (oid, before, list(versions)),
+            )
+
     def select_room(
         self, oid: str, after_version: int, limit: int, t_from: float | None, t_to: float | None
     ) -> list[RoomRow]:
@@ -423,6 +452,9 @@ class _ArchiveSQLitePool(SQLiteConnectionPool):
         # batch of 1,000 roughly double the append rate once the index outgrows the cache.
         connection._sqlite_conn.execute("PRAGMA cache_size=-65536")
         connection._sqlite_conn.execute("PRAGMA wal_autocheckpoint=10000")
+        # A purge deletes for good: the freed space is overwritten (appends never delete, so this costs
+        # them nothing).
+        connection._sqlite_conn.execute("PRAGMA secure_delete=ON")
         return connection
 
 

@@ -14,3 +14,14 @@ class StoreSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """SQLite only: `normal` (fast; a power loss may undo the last commits, which MAM backfill restores) or `full`."""
     checkpoint_interval: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
     """Seconds between checkpoints of every room's hash-chain head in the log (`up` and `listen`)."""
+
+
+class RetentionSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`[retention]`"""
+
+    default_days: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """Days an event is kept after it occurred, unless a legal hold covers it; 0 keeps everything forever."""
+    rooms: dict[str, Annotated[int, msgspec.Meta(ge=0)]] = {}
+    """Days per room (a JID or shell glob, as `[retention.rooms]` table `"lobby@conference.example.org" = 30`), overriding `default_days`; 0 keeps that room forever."""
+    purge_interval: Annotated[float, msgspec.Meta(gt=0)] = 86400.0
+    """Seconds between the purges `up` runs when a retention period is set (and once at start)."""

@@ -130,7 +130,8 @@ class EventStore:
             loaded = self._recorder.room_heads(missing)
             new_rooms = [room for room, (version, _) in loaded.items() if version == 0 and room not in SYSTEM_STREAMS]
             for room, (version, head) in loaded.items():
-                self._heads[room] = [version, head[2], head[3]] if head else [version, None, version + 1]
+                # A purge may have deleted a stream's last events: its versions still go on from the chain head.
+                self._heads[room] = [max(version, head[1]), head[2], head[3]] if head else [version, None, version + 1]
         # Copies of the touched heads, kept only if the batch commits.
         heads = {room: list(self._heads[room]) for room in {event.room for _, event in todo}}
         stored: list[StoredEvent] = []
@@ -225,6 +226,27 @@ class EventStore:
                 return
             after_version = page[-1][1]
 
+    def read_room_versions(self, room: str, *, end: datetime | None = None) -> Iterator[tuple[int, Recorded]]:
+        """A room's events (that occurred before ``end``) with their versions in the room's stream."""
+        after_version = 0
+        while True:
+            try:
+                page = self._recorder.select_room(room, after_version, 1000, None, end.timestamp() if end else None)
+            except PersistenceError as e:
+                raise StoreError(f"could not read room {room}: {e}") from e
+            for position, version, state in page:
+                yield version, Recorded(position, from_msgpack(state))
+            if len(page) < 1000:
+                return
+            after_version = page[-1][1]
+
+    def delete_events(self, room: str, versions: list[int], before: datetime) -> None:
+        """Physically delete events of a room by version (a purge: see ``archive.retention``)."""
+        try:
+            self._recorder.delete_versions(room, versions, before.timestamp())
+        except PersistenceError as e:
+            raise StoreError(f"could not delete events of room {room}: {e}") from e
+
     def rooms(self) -> list[str]:
         """Every room that has at least one event, by JID."""
         try:
@@ -245,6 +267,10 @@ class EventStore:
     def _audit_head(self) -> ChainHead | None:
         last = self._recorder.audit_head()
         return ChainHead(AUDIT_STREAM, last[0], last[1].hex(), 1) if last else None
+
+    def stream_link_map(self, stream: str) -> dict[int, bytes | None]:
+        """Every stored chain link of a stream by version."""
+        return self._recorder.stream_links(stream)
 
     def stream_links(self, stream: str) -> Iterator[chain.StoredLink]:
         """A stream's events with their stored chain links, in version order (for verification)."""

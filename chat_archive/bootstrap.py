@@ -10,14 +10,17 @@ from collections.abc import Callable
 from archive.application import open_event_store
 from archive.audit import record_read
 from archive.errors import ConfigError
+from archive.events import EventsPurged
 from archive.health import Health
+from archive.integrity import write_checkpoint
 from archive.lease import process_alive
-from archive.times import utcnow
-from archive.integrity import CheckpointThread
+from archive.retention import purge
 from archive.store import EventStore
+from archive.times import utcnow
 from ingest import listener as ingest_listener
 from ingest.status import ListenerStatus, Liveness, assess, read_status, status_path
 from projections.presence.logic import Gap
+from projections.rebuild import RebuildReport, rebuild
 from projections.runner import ProjectionStatus, ProjectionThreads, status
 from projections.search import IndexerThread, IndexLocation, SearchIndex, SearchIndexer, SearchIndexProjection
 from projections.tables import TableProjection
@@ -30,6 +33,7 @@ from query_api.tokens import TokenStore, open_database, open_token_store
 from query_api.workers import serve_workers
 
 from .config import Config
+from .process import Periodic
 
 
 def open_store(config: Config) -> EventStore:
@@ -42,14 +46,49 @@ def audit_cli_read(store: EventStore, command: str, **what) -> None:
     record_read(store, via="cli", endpoint=command, role="operator", user=getpass.getuser(), **what)
 
 
-def start_checkpoints(
-    config: Config, store: EventStore, stop: threading.Event, health: Health | None = None
-) -> CheckpointThread:
-    """Record every stream's hash-chain head in the log every ``[store] checkpoint_interval``
-    seconds and on stop (``archive.integrity``); ``.join()`` raises what stopped it. Store
-    errors are retried at the next interval and reported to ``health``."""
+def start_checkpoints(config: Config, store: EventStore, stop: threading.Event, health: Health | None = None) -> Periodic:
+    """Record every stream's hash-chain head in the log at start and every ``[store] checkpoint_interval``
+    seconds (``archive.integrity``) until ``stop``; ``.join()`` raises what stopped it. None is written
+    on stop: the projections stop right after the writers and would leave it for their next start.
+    The store unavailable: tried again at the next interval, reported to ``health``."""
     on_error = health.reporter("checkpoints") if health else None
-    return CheckpointThread(store, config.store.checkpoint_interval, stop, on_error=on_error)
+    return Periodic("chain-checkpoints", config.store.checkpoint_interval, stop, lambda: write_checkpoint(store),
+                    on_error=on_error)  # fmt: skip
+
+
+def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool = False) -> EventsPurged | None:
+    """Delete the expired events no legal hold covers (``archive.retention``), then rebuild the views and
+    the search index from what remains, so that nothing purged can be read or found anywhere."""
+    record = purge(store, config.retention, by=by, dry_run=dry_run)
+    if record is not None and not dry_run:
+        rebuild_projections(config, store, ["transcripts", "presence", "search"], progress=False)
+    return record
+
+
+def start_purges(config: Config, store: EventStore, stop: threading.Event) -> Periodic | None:
+    """`up`'s scheduled purge, at start and every ``[retention] purge_interval`` seconds; None when no
+    retention period is set."""
+    if not (config.retention.default_days or any(config.retention.rooms.values())):
+        return None
+    return Periodic("retention-purge", config.retention.purge_interval, stop,
+                    lambda: purge_expired(config, store, by="scheduled purge (up)"))
+
+
+def rebuild_projections(config: Config, store: EventStore, names: list[str], *, progress: bool) -> RebuildReport:
+    """Rebuild the named projections (transcripts, presence, search) from the log, swapped in atomically."""
+    closers, targets = [], []
+    try:
+        view_names = [n for n in names if n != "search"]
+        if view_names:
+            views, close = view_projections(config, store, view_names)
+            targets += views
+            closers.append(close)
+        if "search" in names:
+            targets.append(search_projection(config))
+        return rebuild(store, targets, progress=progress)
+    finally:
+        for close in closers:
+            close()
 
 
 # -- query API ----------------------------------------------------------------

@@ -13,7 +13,7 @@ import pkgutil
 import re
 import sys
 
-from archive.errors import ChatArchiveError
+from archive.errors import ChatArchiveError, ConfigError
 
 from . import commands
 from .config import load_config
@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         return args.handler(args, config) or 0
+    except ConfigError as e:  # a bad setting, like a bad argument: exit status 2
+        print(f"chat-archive {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except ChatArchiveError as e:
         print(f"chat-archive {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ from typing import Any, get_origin
 import msgspec
 
 from archive.errors import ConfigError
-from archive.settings import StoreSettings
+from archive.settings import RetentionSettings, StoreSettings
 from ingest.settings import XmppSettings
 from projections.settings import IndexSettings, ProjectionSettings
 from query_api.settings import ApiSettings
@@ -30,6 +30,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     xmpp: XmppSettings = msgspec.field(default_factory=XmppSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
     index: IndexSettings = msgspec.field(default_factory=IndexSettings)
     projections: ProjectionSettings = msgspec.field(default_factory=ProjectionSettings)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)

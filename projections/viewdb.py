@@ -313,6 +313,8 @@ class _ViewSQLitePool(SQLiteConnectionPool):
         raw.execute("PRAGMA synchronous=NORMAL")
         # Message ids are random: their index pages are touched all over; keep them cached.
         raw.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        # A purge rebuilds the views and drops the old tables: their content is overwritten, not left in free pages.
+        raw.execute("PRAGMA secure_delete=ON")
         return connection
 
 

@@ -54,17 +54,31 @@ class AllRooms:
         return rooms
 
 
+GLOB_PREFIX = "glob:"
+
+
 class RoomPatterns:
-    """Rooms named by JID or shell glob (``*@conference.example.org``)."""
+    """Rooms granted by JID, in any case. Room names may hold ``*``, ``?`` and ``[``, so a grant is
+    a shell glob only when it says so: ``*@service`` (every room of that service) or a grant
+    written ``glob:PATTERN`` (``glob:team-?@conference.example.org``); any other grant names one
+    room, its characters taken literally."""
 
     everything = False
 
     def __init__(self, patterns: Iterable[str]):
-        self.patterns = tuple(p.lower() for p in patterns)
+        self.rooms: set[str] = set()
+        self.globs: list[str] = []
+        for pattern in (p.lower() for p in patterns):
+            if pattern.startswith(GLOB_PREFIX):
+                self.globs.append(pattern[len(GLOB_PREFIX) :])
+            elif pattern.partition("@")[0] == "*":
+                self.globs.append(pattern)
+            else:
+                self.rooms.add(pattern)
 
     def allows(self, room: str) -> bool:
         room = room.lower()
-        return any(room == p or fnmatchcase(room, p) for p in self.patterns)
+        return room in self.rooms or any(fnmatchcase(room, p) for p in self.globs)
 
     def allowed_rooms(self, rooms: list[str]) -> list[str]:
         return [room for room in rooms if self.allows(room)]

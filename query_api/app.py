@@ -24,8 +24,10 @@ from projections.search import IndexLocation, SearchIndex
 from projections.viewdb import default_views_url
 from projections.views import Views
 
-from . import audit, export, openapi, presence, replay, rooms, transcript, web
+from . import audit, export, holds, openapi, presence, replay, rooms, transcript, web
 from .access import Authorizer, PermissionCallback
+from .exports import api as exports_api
+from .exports.jobs import ExportJobs
 from .context import EXTENSION, ApiContext, api, caller, json_response
 from .errors import forbidden, install_error_handlers, unauthorized
 from .metrics import Family
@@ -76,13 +78,14 @@ def create_app(
         views=views,
         search=search,
         signer=signer,
+        exports=ExportJobs(settings.export_dir),
         stopping=stopping or threading.Event(),
         health=health,
     )
     install_error_handlers(app)
     audit.install(app)  # every read of archived content is recorded; no request can opt out
     _install_request_metrics(app)
-    for blueprint in (search_bp, rooms.bp, transcript.bp, presence.bp, replay.bp, export.bp, audit.bp, openapi.bp):
+    for blueprint in (search_bp, rooms.bp, transcript.bp, presence.bp, replay.bp, export.bp, exports_api.bp, audit.bp, holds.bp, openapi.bp):
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     app.add_url_rule("/healthz", view_func=healthz)
     app.add_url_rule("/metrics", view_func=metrics)
@@ -94,7 +97,7 @@ def open_signer(config: Any) -> Signer:
     """Keys from ``[api] signing_keys`` if given, else the keys kept in the store."""
     if config.api.signing_keys:
         return Signer(KeyRing.fixed(config.api.signing_keys))
-    return Signer(KeyRing(KeyStore(open_database(config.store.url)).keys))
+    return Signer(KeyRing(KeyStore(open_database(config.store.url)).load))
 
 
 def healthz() -> Response:

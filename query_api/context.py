@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from flask import Response, current_app, g, request
@@ -20,8 +20,12 @@ from .errors import forbidden, room_not_found, unauthorized
 from .metrics import RequestMetrics
 from .roles import Capability, Role
 from .settings import ApiSettings
+from .deadline import DeadlinePool
 from .signing import Signer
 from .streams import StreamSlots, client_key
+
+if TYPE_CHECKING:
+    from .exports.jobs import ExportJobs  # which builds bundles with the endpoints' helpers
 
 EXTENSION = "chat_archive"
 _json = msgspec.json.Encoder()
@@ -38,11 +42,15 @@ class ApiContext:
     search: SearchIndex
     signer: Signer
     """Signs and verifies what the server hands out (cursors, tickets, sessions)."""
+    exports: ExportJobs
+    """Export jobs: bundles written in the background to ``[api] export_dir``."""
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
     stopping: threading.Event = field(default_factory=threading.Event)
     health: Health | None = None
     """The process's long-running parts (``archive.health``), for ``/healthz``."""
     _rooms: TtlCache = field(default_factory=lambda: TtlCache(1.0))
+    searches: DeadlinePool = field(default=None)
+    """Searches run with ``[api] search_timeout``, at most half the threads at once."""
     streams: StreamSlots = field(default=None)
     """Streamed answers (replay, export, follow) hold a server thread each: at most half the
     threads may, and a few per client (``query_api.streams``)."""
@@ -51,6 +59,8 @@ class ApiContext:
     """Room summaries of recent ``/rooms`` pages: a busy site lists the same rooms for many users."""
 
     def __post_init__(self) -> None:
+        if self.searches is None:
+            self.searches = DeadlinePool(self.settings.threads // 2, "search")
         if self.streams is None:
             self.streams = StreamSlots(self.settings.threads // 2, self.settings.streams_per_client)
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from archive.errors import ChatArchiveError, InvalidQueryError, NotFoundError, StoreError
+
+from .escaping import log_safe
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +55,9 @@ def from_archive_error(error: ChatArchiveError) -> ApiError:
     if isinstance(error, NotFoundError):
         return ApiError(404, "not_found", str(error))
     if isinstance(error, StoreError):
-        log.warning("store unavailable: %s", error)
+        log.warning("store unavailable: %s", log_safe(error, 1000))
         return ApiError(503, "unavailable", "the archive is temporarily unavailable, try again", headers={"Retry-After": "5"})
-    log.error("unexpected archive error: %s", error)
+    log.error("unexpected archive error: %s", log_safe(error, 1000))
     return ApiError(500, "internal", "internal error")
 
 
@@ -90,5 +92,5 @@ def install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(e: Exception):
-        log.exception("unhandled error in request")
+        log.error("unhandled error in %s %s", request.method, log_safe(request.path), exc_info=e)
         return error_response(ApiError(500, "internal", "internal error"))

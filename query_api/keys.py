@@ -63,6 +63,14 @@ class KeyStore:
             keys = self._read()
         return keys
 
+    def load(self) -> list[SigningKey]:
+        """``keys()``, then the connection is given back: a process re-reads its keys rarely
+        (``RELOAD_SECONDS``) and need not hold a database connection in between."""
+        try:
+            return self.keys()
+        finally:
+            self._db.close()
+
     def rotate(self) -> SigningKey:
         """A new key that signs from now on; older keys keep verifying."""
         return self._insert()

@@ -1,23 +1,36 @@
 """The OpenAPI 3.1 document describing every endpoint, served at ``/api/v1/openapi.json``.
 
 Written by hand next to the code it describes; a test checks that every route
-of the app is described here and every path described here is routed.
+of the app is described here and every path described here is routed, and
+schemathesis checks a running server against it (tests/query_api/test_schemathesis.py).
+It states the real constraints: required and maximum lengths, formats, limits,
+and in each operation's description which parameters go together. The result
+objects are in ``openapi_schemas``.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response
 
+from projections.search.query import MAX_QUERY_CHARS
+from projections.search.searcher import MAX_RELEVANCE_DEPTH
+
+
 from .context import json_response
+from .openapi_schemas import SCHEMAS, ref
+from .params import MAX_CURSOR_CHARS
+from .search import MAX_LIMIT as MAX_SEARCH_LIMIT
 
 bp = Blueprint("openapi", __name__)
 
 TIME = {"type": "string", "description": "ISO 8601 (2024-05-01, 2024-05-01T12:30:00Z) or relative (-7d, -2h)"}
-CURSOR = {"name": "cursor", "in": "query", "schema": {"type": "string"}, "description": "the `next` (or `previous`) cursor of an earlier page"}
+CURSOR = {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": MAX_CURSOR_CHARS},
+          "description": "the `next` (or `previous`) cursor of an earlier page of the same list: signed by the server, "
+                         "anything else is a 400"}  # fmt: skip
 LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
-ROOM = {"name": "room", "in": "path", "required": True, "schema": {"type": "string"}, "description": "room JID"}
+ROOM = {"name": "room", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}, "description": "room JID"}
 SITE_USER = {
-    "name": "X-Chat-Archive-User", "in": "header", "schema": {"type": "string"},
+    "name": "X-Chat-Archive-User", "in": "header", "schema": {"type": "string", "maxLength": 1024},
     "description": "the site user a `site` token acts for (required with a site token; header name set by `[api] user_header`)",
 }  # fmt: skip
 
@@ -30,7 +43,7 @@ def query(name: str, schema: dict, description: str = "", required: bool = False
 
 
 def time_param(name: str, description: str) -> dict:
-    return query(name, {"type": "string"}, f"{description}: {TIME['description']}")
+    return query(name, {"type": "string", "maxLength": 64}, f"{description}: {TIME['description']}")
 
 
 def errors(*statuses: int) -> dict:
@@ -39,7 +52,11 @@ def errors(*statuses: int) -> dict:
         401: "no token or an unknown or revoked token",
         403: "the caller's role may not use this endpoint",
         404: "no such room, or one the caller may not see (the same answer)",
-        503: "the archive, its views or its index cannot be read right now, or too many follow streams are open",
+        409: "not ready yet (an export still running, or failed)",
+        413: "the request body is larger than 64 KiB (refused before it is read)",
+        429: "this client already has `[api] streams_per_client` streams open",
+        503: "the archive, its views or its index cannot be read right now, a search ran past `[api] search_timeout`, "
+             "or too many streams are open",
     }
     return {str(s): {"description": meaning[s], "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}} for s in statuses}
 
@@ -52,90 +69,134 @@ def ndjson_ok(description: str) -> dict:
     return {"200": {"description": description, "content": {"application/x-ndjson": {"schema": {"$ref": "#/components/schemas/EventLine"}}}}}
 
 
-def operation(summary: str, roles: str, parameters: list, responses: dict, statuses=(400, 401, 403, 404)) -> dict:
+def operation(
+    summary: str, roles: str, parameters: list, responses: dict, statuses=(400, 401, 403, 404), together: str = ""
+) -> dict:
+    """``together``: which parameters go together (OpenAPI cannot say it formally)."""
     return {
         "summary": summary,
-        "description": f"Roles: {roles}.",
+        "description": f"Roles: {roles}." + (f" {together}" if together else ""),
         "parameters": parameters,
         "responses": {**responses, **errors(*statuses)},
     }
 
 
 OBJECT = {"type": "object"}
-
-
-def page_of(name: str, **more: dict) -> dict:
-    """A page of a list: the items under ``name``, and the cursor of the next page (null on the last)."""
-    return {
-        "type": "object",
-        "properties": {name: {"type": "array", "items": OBJECT}, "next": {"type": ["string", "null"]}, **more},
-        "required": [name, "next"],
-    }
+STREAMS = (400, 401, 403, 404, 429, 503)
 
 
 def document() -> dict:
     paths = {
         "/api/v1/search": {"get": operation(
             "Search messages in the rooms the caller may see", "compliance, site, anonymous (public rooms)",
-            [query("q", {"type": "string"}, "query in the archive's query language", required=True),
-             query("sort", {"type": "string", "enum": ["relevance", "newest", "oldest"]}), LIMIT, CURSOR, SITE_USER],
+            [{**query("q", {"type": "string", "maxLength": MAX_QUERY_CHARS},
+                      "query in the archive's query language (README: at most 256 terms, 16 of them prefix* or fuzzy~, "
+                      "32 levels of nesting); empty: everything in scope", required=True), "allowEmptyValue": True},
+             query("sort", {"type": "string", "enum": ["relevance", "newest", "oldest"]}),
+             query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_SEARCH_LIMIT}), CURSOR, SITE_USER],
             json_ok("hits (room, nick, jid where visible, time, body, snippet, position), total, facets by room and sender",
-                    {"$ref": "#/components/schemas/SearchResult"}), statuses=(400, 401, 403, 503))},
+                    ref("SearchResult")), statuses=(400, 401, 403, 503),
+            together=f"`cursor` goes with the `q` and `sort` of the page that gave it. Relevance paging stops at "
+                     f"{MAX_RELEVANCE_DEPTH} hits (time sorts page to the end).")},
         "/api/v1/rooms": {"get": operation(
             "Rooms the caller may see", "compliance, analyst, site, anonymous (public rooms)", [LIMIT, CURSOR, SITE_USER],
-            json_ok("rooms with message count (as the caller would find them), occupants now, last activity", page_of("rooms")),
+            json_ok("rooms with message count (as the caller would find them), occupants now, last activity", ref("RoomList")),
             statuses=(400, 401, 503))},
         "/api/v1/rooms/{room}/transcript": {"get": operation(
             "A room's transcript", "compliance, site, anonymous (public rooms)",
             [ROOM, time_param("from", "start"), time_param("to", "end (exclusive)"),
-             query("day", {"type": "string", "format": "date"}, "a UTC day, YYYY-MM-DD"),
-             query("around", {"type": "string"}, "a line's position (a search hit's `position`) or a message id: the lines around it"),
-             query("format", {"type": "string", "enum": ["json", "html", "text"]}), LIMIT, CURSOR, SITE_USER],
+             query("day", {"type": "string", "format": "date", "maxLength": 10}, "a UTC day, YYYY-MM-DD"),
+             query("around", {"type": "string", "maxLength": 256}, "a line's position (a search hit's `position`) or a message id: the lines around it"),
+             query("format", {"type": "string", "enum": ["json", "html", "text"]}),
+             query("tz", {"type": "string", "maxLength": 64}, "time zone (IANA name) of the times in the text and html formats; default `[api] time_zone`"),
+             LIMIT, CURSOR, SITE_USER],
             {"200": {"description": "transcript lines (JSON page), a complete HTML page or plain text lines", "content": {
-                "application/json": {"schema": page_of(
-                    "lines", room={"type": "string"}, previous={"type": ["string", "null"]},
-                    target={"type": "integer", "description": "with around: the line asked for"})}, "text/html": {"schema": {"type": "string"}},
-                "text/plain": {"schema": {"type": "string"}}}}}, statuses=(400, 401, 403, 404, 503))},
+                "application/json": {"schema": ref("TranscriptPage")}, "text/html": {"schema": {"type": "string"}},
+                "text/plain": {"schema": {"type": "string"}}}}}, statuses=(400, 401, 403, 404, 503),
+            together="`day` or `from`/`to`, not both; `around` alone (with `limit`, `format`); `cursor` carries the "
+                     "range of the page that gave it.")},
         "/api/v1/rooms/{room}/presence": {"get": operation(
             "Who was in a room at a time, or presence intervals and occupancy over a range",
             "compliance, analyst, site, anonymous (public rooms)",
             [ROOM, time_param("at", "occupants at this time"), time_param("from", "start of a range"),
              time_param("to", "end of a range"),
              query("buckets", {"type": "integer", "minimum": 1, "maximum": 1000}, "occupancy counts: number of equal parts of the range (default 24)"),
-             query("nick", {"type": "string"}, "with from/to: the intervals this nick was in the room"),
-             query("jid", {"type": "string"}, "with from/to: the intervals this real JID was in the room (compliance only)"),
+             query("nick", {"type": "string", "maxLength": 1024}, "with from/to: the intervals this nick was in the room"),
+             query("jid", {"type": "string", "maxLength": 3071}, "with from/to: the intervals this real JID was in the room (compliance only)"),
              query("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
                    "at=T: occupants per page; with nick/jid: most stays; else: people per page (default 100)"),
              CURSOR, SITE_USER],
             json_ok("at=T: occupants then (known=false inside an archive gap); from/to: occupancy buckets, gaps, and stays (intervals) "
                     "of the named person or of everyone there (paged by nick, `next`)",
-                    OBJECT), statuses=(400, 401, 403, 404, 503))},
+                    ref("Presence")), statuses=(400, 401, 403, 404, 503),
+            together="Either `at` (with `limit`, `cursor`) or `from` and `to` (with `buckets`, and `nick` or `jid`, or "
+                     "`limit` and `cursor` for everyone); `cursor` not with `nick` or `jid`.")},
         "/api/v1/rooms/{room}/state": {"get": operation(
             "A room's state at a time", "compliance, analyst",
             [ROOM, time_param("at", "the time (default now)"), time_param("since", "only transcript lines from this time on"),
              query("limit", {"type": "integer", "minimum": 0, "maximum": 5000}, "most transcript lines (the last before T; default 200)")],
-            json_ok("occupants, subject and the room's details as they were at T", OBJECT), statuses=(400, 401, 403, 404, 503))},
+            json_ok("occupants, subject and the room's details as they were at T", ref("RoomState")),
+            statuses=(400, 401, 403, 404, 503))},
         "/api/v1/rooms/{room}/events": {"get": operation(
             "Replay a room's events as NDJSON, streamed", "compliance, analyst",
             [ROOM, query("after", {"type": "integer", "minimum": 0}, "only events after this global position (the cursor)"),
              time_param("from", "events that occurred at or after"), time_param("to", "events that occurred before"),
              query("limit", {"type": "integer", "minimum": 1})],
-            ndjson_ok("one `{\"position\": N, \"event\": {...}}` per line"))},
+            ndjson_ok("one `{\"position\": N, \"event\": {...}}` per line"), statuses=STREAMS)},
         "/api/v1/events": {"get": operation(
             "Replay the global log as NDJSON, streamed; follow=true tails it live", "compliance, analyst (granted rooms only)",
             [query("after", {"type": "integer", "minimum": 0}, "only events after this global position (the cursor)"),
              query("follow", {"type": "boolean"}, "keep the stream open and send events as they are appended; idle streams get empty keep-alive lines"),
              query("limit", {"type": "integer", "minimum": 1})],
-            ndjson_ok("one `{\"position\": N, \"event\": {...}}` per line"), statuses=(400, 401, 403, 503))},
+            ndjson_ok("one `{\"position\": N, \"event\": {...}}` per line"), statuses=(400, 401, 403, 429, 503),
+            together="`limit` counts events, not keep-alive lines; a `follow` stream ends when the token is revoked.")},
         "/api/v1/export": {"get": operation(
             "Compliance export of a search or a room's time range, streamed, ending with a SHA-256 line", "compliance",
-            [query("q", {"type": "string"}, "a search whose messages are exported, with their edits and retractions"),
-             query("room", {"type": "string"}, "a room to export (all its events), or to restrict q to"),
+            [query("q", {"type": "string", "maxLength": MAX_QUERY_CHARS}, "a search whose messages are exported, with their edits and retractions"),
+             query("room", {"type": "string", "maxLength": 3071}, "a room to export (all its events), or to restrict q to"),
              time_param("from", "start"), time_param("to", "end (exclusive)"),
              query("format", {"type": "string", "enum": ["jsonl", "csv"]})],
             {"200": {"description": "JSON lines ending with {\"sha256\": ..., \"count\": N}, or CSV ending with `# sha256=... count=N`",
                      "content": {"application/x-ndjson": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}}}}},
-            statuses=(400, 401, 403, 404, 503))},
+            statuses=STREAMS, together="`q` or `room` is required; `from`/`to` narrow either.")},
+        "/api/v1/exports": {"post": operation(
+            "Start an eDiscovery export job (a ZIP of RSMF 2.0, EML per room-day, JSON lines or CSV, with a manifest)",
+            "compliance",
+            [query("format", {"type": "string", "enum": ["rsmf", "eml", "jsonl", "csv"]}),
+             query("room", {"type": "string"}, "room JIDs, comma-separated (default every room)"),
+             time_param("from", "start"), time_param("to", "end (exclusive)"),
+             query("q", {"type": "string"}, "only the messages this search finds, with their edits and removals")],
+            {"202": {"description": "the job's status: `id`, `state`, progress (`rooms_done` of `rooms_total`, `events`)",
+                     "content": {"application/json": {"schema": OBJECT}}}},
+            statuses=(400, 401, 403, 404))},
+        "/api/v1/exports/{job_id}": {"get": operation(
+            "An export job's status and progress", "compliance (the token that started it)",
+            [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            json_ok("state running, done (with `manifest_sha256` and `bytes`) or failed (with `error`)", OBJECT),
+            statuses=(401, 403, 404))},
+        "/api/v1/exports/{job_id}/download": {"get": operation(
+            "Download a finished export (streamed; HTTP Range requests resume an interrupted download)",
+            "compliance (the token that started it)",
+            [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            {"200": {"description": "the ZIP; header X-Manifest-SHA256", "content": {"application/zip": {"schema": {"type": "string"}}}},
+             "206": {"description": "the range asked for", "content": {"application/zip": {"schema": {"type": "string"}}}}},
+            statuses=(401, 403, 404, 409))},
+        "/api/v1/holds": {
+            "get": operation("The legal holds in force", "compliance", [], json_ok("`{\"holds\": [...]}`", OBJECT),
+                             statuses=(400, 401, 403)),
+            "post": operation(
+                "Place a legal hold: events it covers survive every purge", "compliance",
+                [query("case", {"type": "string"}, "the case (matter)", required=True),
+                 query("room", {"type": "string"}, "room JIDs or globs, comma-separated (default every room)"),
+                 query("jid", {"type": "string"}, "people's JIDs, comma-separated (default everyone)"),
+                 time_param("from", "start"), time_param("to", "end (exclusive)")],
+                {"201": {"description": "the hold placed", "content": {"application/json": {"schema": OBJECT}}}},
+                statuses=(400, 401, 403))},
+        "/api/v1/holds/{hold_id}/release": {"post": operation(
+            "Release a legal hold", "compliance",
+            [{"name": "hold_id", "in": "path", "required": True, "schema": {"type": "string"}},
+             query("reason", {"type": "string"})],
+            json_ok("the release", OBJECT), statuses=(400, 401, 403, 404))},
         "/api/v1/audit": {"get": operation(
             "The audit trail: who read what (every search, transcript, presence, state, replay, export and audit read)",
             "compliance",
@@ -160,9 +221,10 @@ def document() -> dict:
                                                           "content": {"application/json": {"schema": OBJECT}}}}}},
         "/metrics": {"get": {
             "summary": "Prometheus metrics: events appended, projection lag, index lag, request latency",
-            "description": "Any valid token, or none when `[api] metrics_public` is on.",
+            "description": "A token that sees every room (compliance), or none when `[api] metrics_public` is on.",
             "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
-                          **errors(401)}}},
+                          **errors(401, 403)}}},
+        **widget_paths(),
     }
     return {
         "openapi": "3.1.0",
@@ -175,19 +237,30 @@ def document() -> dict:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "a token from `chat-archive token create --role ROLE`"}},
-            "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-                    "type": "object", "required": ["code", "message"], "properties": {
-                        "code": {"type": "string"}, "message": {"type": "string"},
-                        "position": {"type": "integer", "description": "where in the query the fault is"}}}}},
-                "EventLine": {"type": "object", "required": ["position", "event"], "properties": {
-                    "position": {"type": "integer"}, "event": {"type": "object", "required": ["type", "room", "occurred_at"]}}},
-                "SearchResult": {"type": "object", "required": ["hits", "total", "facets", "next"], "properties": {
-                    "hits": {"type": "array", "items": OBJECT}, "total": {"type": "integer"},
-                    "facets": {"type": ["object", "null"], "description": "by room and by sender; on the first page only"},
-                    "next": {"type": ["string", "null"]}}},
-            },
+            "schemas": SCHEMAS,
         },
+    }
+
+
+def widget_paths() -> dict:
+    ticket_header = {"name": "X-Widget-Ticket", "in": "header", "schema": {"type": "string", "maxLength": 8192},
+                     "description": "a ticket from POST /widget/tickets (else a signed-in page user, or anonymous read)"}  # fmt: skip
+    return {
+        "/widget/tickets": {"post": {
+            **operation("A widget ticket for one of the site's users and one room (for the embedding site's server)",
+                        "compliance, site (anonymous callers: 401)", [SITE_USER], json_ok("the ticket", ref("Ticket")),
+                        statuses=(400, 401, 403, 404, 413)),
+            "requestBody": {"required": True, "content": {"application/json": {"schema": ref("TicketRequest")}}},
+        }},
+        "/widget/{room}": {"get": {
+            "summary": "The embeddable widget page (its script reads the ticket from the URL fragment)", "security": [],
+            "parameters": [ROOM],
+            "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/widget/{room}/activity": {"get": operation(
+            "The widget's live feed: recent lines, then what happened since the cursor", "a ticket's caller",
+            [ROOM, {**CURSOR, "description": "the `cursor` of the previous poll (signed)"}, ticket_header],
+            json_ok("items and the cursor to poll on with", ref("WidgetActivity")), statuses=(400, 401, 404, 503),
+            together="A ticket stands for one room only; a ticket whose token was revoked is a 401.")},
     }
 
 

@@ -66,7 +66,10 @@ def run_search(who: Caller, text: str, sort: str, limit: int, cursor: str | None
     inner = None if cursor is None else decode_cursor(cursor, "search")
     if inner is not None and not isinstance(inner, str):
         raise bad_parameter("cursor", "is not a search cursor this server issued")
-    results = index().search(text, scope_of(who), sort=sort, limit=limit, cursor=inner)
+    scope, search_index = scope_of(who), index()
+    results = api().searches.run(
+        lambda: search_index.search(text, scope, sort=sort, limit=limit, cursor=inner), api().settings.search_timeout
+    )
     if results.next_cursor is not None:
         results.next_cursor = encode_cursor(results.next_cursor, "search")
     return results

@@ -20,7 +20,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 
-from archive.application import StoreLocation, ensure_postgres_schema
+from archive.application import StoreLocation, ensure_postgres_schema, prepare_sqlite_path
 from archive.errors import ConfigError, NotFoundError, StoreError
 from archive.times import format_time, parse_time, utcnow
 
@@ -79,7 +79,7 @@ class TokenStore:
         if role not in TOKEN_ROLES:
             raise ConfigError(f"a token's role is one of {', '.join(r.value for r in TOKEN_ROLES)}")
         if role is Role.ANALYST and not rooms:
-            raise ConfigError("an analyst token needs --rooms (room JIDs or shell globs such as '*@conference.example.org')")
+            raise ConfigError("an analyst token needs --rooms (room JIDs, '*@conference.example.org' or 'glob:PATTERN')")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         digest = hash_token(token)
         now = utcnow()
@@ -151,7 +151,7 @@ def open_database(store_url: str) -> _Database:
     """The event store's own database, for the API's small tables (tokens, signing keys)."""
     location = StoreLocation.parse(store_url)
     if location.kind == "sqlite":
-        location.path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite_path(location.path, store_url)
         return _SQLite(str(location.path))
     ensure_postgres_schema(location)
     return _Postgres(location)

@@ -8,6 +8,7 @@ earlier versions of edited ones, real JIDs); everyone else the ordinary view.
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 from flask import Blueprint, Response, render_template_string, request
@@ -23,6 +24,8 @@ from .escaping import plain_line
 from .errors import bad_parameter
 from .params import MAX_INTEGER, Params, encode_cursor
 from .roles import Capability
+
+UTC = ZoneInfo("UTC")
 
 bp = Blueprint("transcript", __name__)
 
@@ -51,17 +54,18 @@ def shown(line, who: Caller):
 def transcript(room: str) -> Response:
     who = caller(Capability.TRANSCRIPT)
     visible_room(who, room)
-    params = Params(request.args, ("from", "to", "day", "around", "cursor", "limit", "format"))
+    params = Params(request.args, ("from", "to", "day", "around", "cursor", "limit", "format", "tz"))
     fmt = params.choice("format", ("json", "html", "text"), "json")
+    zone = time_zone(params.text("tz", max_length=64) or api().settings.time_zone)
     limit = params.integer("limit", DEFAULT_LIMIT, minimum=1, maximum=min(1000, api().settings.max_page_size))
     page = read_page(room, params, limit, who.sees_originals)
     lines = [shown(line, who) for line in page["lines"]]
     audit.results(len(lines))
     page["lines"] = lines
     if fmt == "html":
-        return Response(render_html(room, page), mimetype="text/html")
+        return Response(render_html(room, page, zone), mimetype="text/html")
     if fmt == "text":
-        return Response("".join(plain_line(text_line(line)) + "\n" for line in lines), mimetype="text/plain")
+        return Response("".join(plain_line(text_line(line, zone)) + "\n" for line in lines), mimetype="text/plain")
     return json_response({"room": room, **page})
 
 
@@ -136,9 +140,22 @@ def _time_or_none(text) -> datetime | None:
     return moment
 
 
-def text_line(line) -> str:
+def time_zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise bad_parameter("tz", "is not a time zone: use an IANA name such as Europe/Berlin or UTC") from None
+
+
+def zoned_time(moment: datetime, zone: ZoneInfo) -> str:
+    """ISO 8601 in ``zone``, with its offset (``Z`` for UTC, as the JSON has it)."""
+    text = moment.astimezone(zone).isoformat()
+    return text.replace("+00:00", "Z") if zone.key == "UTC" else text
+
+
+def text_line(line, zone: ZoneInfo = UTC) -> str:
     """One line as plain text, as a person reads a chat log."""
-    when = format_time(line.at)
+    when = zoned_time(line.at, zone)
     kind = line.kind
     if kind == "message":
         if line.removed is not None and line.body is None:
@@ -190,9 +207,9 @@ _HTML = """<!doctype html>
 """
 
 
-def render_html(room: str, page: dict) -> str:
+def render_html(room: str, page: dict, zone: ZoneInfo = UTC) -> str:
     lines = [
-        {"id": l.id, "when": format_time(l.at), "kind": l.kind, "nick": l.nick, "body": l.body,
+        {"id": l.id, "when": zoned_time(l.at, zone), "kind": l.kind, "nick": l.nick, "body": l.body,
          "edited": l.edited, "text": describe(l) if l.kind != "message" else ""}
         for l in page["lines"]
     ]  # fmt: skip

@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--role", required=True, choices=[r.value for r in TOKEN_ROLES])
     create.add_argument(
         "--rooms", nargs="+", default=[], metavar="ROOM",
-        help="rooms granted (JIDs or shell globs): required for analyst; a site token's static list",
+        help="rooms granted (JIDs; '*@service' or 'glob:PATTERN' for globs): required for analyst; a site token's static list",
     )  # fmt: skip
     create.add_argument("--label", default="", help="a note saying who or what holds the token")
     create.add_argument(
@@ -53,7 +53,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def serve_api(args: argparse.Namespace, config) -> int:
     if args.workers:
-        announce = lambda url: print(f"chat-archive serve: listening on {url} ({args.workers} workers)", flush=True)  # noqa: E731
+        def announce(url: str) -> None:
+            print(f"chat-archive serve: listening on {url}", flush=True)
+            print(f"chat-archive serve: {args.workers} worker processes (gunicorn)", file=sys.stderr, flush=True)
+
         return serve_api_workers(config, args.workers, host=args.host, port=args.port, on_ready=announce)
     with stopped_by_signals(threading.Event()) as stop, open_store(config) as store, open_views(config, store) as views:
         server = start_api(config, store, views, open_search_index(config), stop, host=args.host, port=args.port)

@@ -7,9 +7,15 @@ import sys
 import threading
 
 from projections.follower import LogFollower
-from projections.rebuild import rebuild
 
-from ..bootstrap import open_store, search_projection, start_projections, start_search_indexer, view_projections
+from ..bootstrap import (
+    open_store,
+    rebuild_projections,
+    search_projection,
+    start_projections,
+    start_search_indexer,
+    view_projections,
+)
 from ..process import stopped_by_signals
 
 VIEW_NAMES = ["transcripts", "presence"]
@@ -74,21 +80,8 @@ def _catch_up(config, *, views: bool, search: bool) -> int:
 
 def run_rebuild(args: argparse.Namespace, config) -> int:
     names = [*VIEW_NAMES, "search"] if args.what == "all" else [args.what]
-    closers = []
-    targets = []
     with open_store(config) as store:
-        try:
-            view_names = [n for n in names if n in VIEW_NAMES]
-            if view_names:
-                views, close = view_projections(config, store, view_names)
-                targets += views
-                closers.append(close)
-            if "search" in names:
-                targets.append(search_projection(config))
-            report = rebuild(store, targets, progress=not args.quiet)
-        finally:
-            for close in closers:
-                close()
+        report = rebuild_projections(config, store, names, progress=not args.quiet)
     print(
         f"rebuilt {', '.join(report.projections)}: {report.events:,} events in {report.seconds:.1f} s "
         f"({report.events_per_second:,.0f} events/s), now at position {report.position}",

@@ -18,6 +18,7 @@ from ..bootstrap import (
     open_views,
     start_api,
     start_checkpoints,
+    start_purges,
     start_listener,
     start_projections,
     start_search_indexer,
@@ -85,6 +86,9 @@ class RunningParts:
             self.readers["search indexer"] = start_search_indexer(config, store, self.stop, health)
             self.listener = start_listener(config, store, self.listener_stop, xmpp=xmpp, health=health)
             self.checkpoints = start_checkpoints(config, store, self.listener_stop, health)
+            purges = start_purges(config, store, self.stop)
+            if purges is not None:
+                self.readers["retention purge"] = purges
             views, index = open_views(config, store), open_search_index(config)
             hints = demo_hints(config, demo) if demo is not None else None
             server = start_api(

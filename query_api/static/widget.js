@@ -47,7 +47,12 @@
     p.hidden = !text;
   }
 
-  function timeOf(iso) { return iso ? iso.substring(11, 16) : ""; }
+  // The reader's own clock time (the archive's times are UTC; the line's title keeps UTC).
+  function timeOf(iso) {
+    var moment = iso ? new Date(iso) : null;
+    if (!moment || isNaN(moment.getTime())) { return iso ? iso.substring(11, 16) : ""; }
+    return String(moment.getHours()).padStart(2, "0") + ":" + String(moment.getMinutes()).padStart(2, "0");
+  }
 
   function describe(item) {
     var nick = item.nick || "someone";
@@ -88,6 +93,7 @@
     var time = document.createElement("span");
     time.className = "time";
     time.textContent = timeOf(item.at);
+    if (item.at) { time.title = item.at.replace("T", " ").substring(0, 19) + " UTC"; }
     li.appendChild(time);
     if (item.kind === "message") {
       var nick = document.createElement("span");
@@ -122,10 +128,20 @@
   // nodes, never as markup, and only those schemes become links.
   var ADDRESS = /(?:https?:\/\/|xmpp:)[^\s<>"'`]+/gi;
 
+  // Sentence punctuation after an address is not part of it, nor is a ")" the address did not open.
+  function trimAddress(address) {
+    for (;;) {
+      var last = address.slice(-1);
+      var unbalanced = last === ")" && address.split("(").length < address.split(")").length;
+      if (".,;:!?'\"".indexOf(last) < 0 && !unbalanced) { return address; }
+      address = address.slice(0, -1);
+    }
+  }
+
   function appendLinked(parent, text) {
     var at = 0;
     text.replace(ADDRESS, function (found, offset) {
-      var address = found.replace(/[.,;:!?'"]+$/, "");
+      var address = trimAddress(found);
       if (address.length < 8) { return found; }
       parent.appendChild(document.createTextNode(text.substring(at, offset)));
       var a = document.createElement("a");

@@ -37,14 +37,21 @@
   // -- XML: built through the DOM (so text is always escaped), parsed one frame at a time ----------
 
   var builder = document.implementation.createDocument(null, null, null);
+  // What XML 1.0 may not carry (control characters, lone surrogates, U+FFFE/F): serialized as is, the
+  // server would close the stream as not well-formed and lose everything sent after. Dropped.
+  var NOT_XML = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(^|[^\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+  function xmlText(text) {
+    return String(text).replace(NOT_XML, function (match, before) { return before || ""; });
+  }
 
   function el(ns, name, attrs, children) {
     var node = builder.createElementNS(ns, name);
     Object.keys(attrs || {}).forEach(function (key) {
-      if (attrs[key] !== undefined && attrs[key] !== null) { node.setAttribute(key, attrs[key]); }
+      if (attrs[key] !== undefined && attrs[key] !== null) { node.setAttribute(key, xmlText(attrs[key])); }
     });
     (children || []).forEach(function (child) {
-      node.appendChild(typeof child === "string" ? builder.createTextNode(child) : child);
+      node.appendChild(typeof child === "string" ? builder.createTextNode(xmlText(child)) : child);
     });
     return node;
   }

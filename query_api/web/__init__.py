@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import auth, compliance_page, pages, search_page, widget  # noqa: F401 (search_page, compliance_page add routes to pages.bp)
+from . import api_docs, auth, compliance_page, pages, search_page, widget  # noqa: F401 (search_page, compliance_page add routes to pages.bp)
 from .security import add_security_headers, csp_nonce
 
 
 def register(app: Flask) -> None:
     app.register_blueprint(pages.bp)
     app.register_blueprint(widget.bp)
+    app.register_blueprint(api_docs.bp)
     app.jinja_env.globals.update(csrf_token=auth.csrf_token, csp_nonce=csp_nonce)
     app.after_request(add_security_headers)

@@ -1,8 +1,9 @@
-"""The compliance pages: the audit trail (who read what)."""
+"""The compliance pages: the audit trail (who read what), and export jobs started from the room and
+search pages with a progress page (it refreshes itself until the bundle is ready; no script needed)."""
 
 from __future__ import annotations
 
-from flask import render_template, request
+from flask import redirect, render_template, request, url_for
 
 from archive.audit import read_audit
 from archive.times import format_time
@@ -10,7 +11,9 @@ from archive.times import format_time
 from .. import audit
 from ..context import api
 from ..params import Params
+from ..exports.api import download, export_request, owned_job, start_job
 from ..roles import Capability
+from . import auth
 from .pages import bp, require
 
 AUDIT_PAGE = 200
@@ -37,3 +40,22 @@ def audit_page():
         next_after=records[-1].position if more else None,
         format_time=format_time,
     )
+
+
+@bp.post("/exports")
+def export_start():
+    auth.check_csrf()
+    who = require(Capability.EXPORT)
+    status = start_job(who, export_request(request.form, who))
+    return redirect(url_for("web.export_page", job_id=status.id), 303)
+
+
+@bp.get("/exports/<job_id>")
+def export_page(job_id: str):
+    status = owned_job(require(Capability.EXPORT), job_id)
+    return render_template("web/export.html", job=status)
+
+
+@bp.get("/exports/<job_id>/download")
+def export_download(job_id: str):
+    return download(owned_job(require(Capability.EXPORT), job_id))

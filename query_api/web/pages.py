@@ -167,6 +167,7 @@ def room(room: str):
         "web/room.html",
         room=room,
         day=day.isoformat(),
+        next_day_of_export=(day + timedelta(days=1)).isoformat(),
         prev_day=prev_day and prev_day.isoformat(),
         next_day=next_day and next_day.isoformat(),
         calendar=_calendar(room, year, month, day),

@@ -71,6 +71,7 @@ def search():
         next_url=next_url,
         first_url=first_url,
         facet_url=facet_url,
+        query=text,
     )
 
 

@@ -33,7 +33,7 @@ from archive.times import format_time, utcnow
 from ..access import Caller
 from ..context import api, caller, json_response, visible_room
 from ..errors import bad_parameter, room_not_found, unauthorized
-from ..params import decode_cursor, encode_cursor
+from ..params import MAX_CURSOR_CHARS, Params, decode_cursor, encode_cursor
 from ..roles import Capability, Role
 from ..signing import SignatureError
 from ..transcript import transcripts
@@ -118,7 +118,7 @@ def page(room: str):
 def activity(room: str):
     who = widget_caller(room)
     room = visible_room(who, room)
-    text = request.args.get("cursor")
+    text = Params(request.args, ("cursor",)).text("cursor", max_length=MAX_CURSOR_CHARS)
     if text:
         state = decode_cursor(text, "widget")
         if not (isinstance(state, dict) and widget_feed.valid_cursor(state)):

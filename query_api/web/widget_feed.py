@@ -94,7 +94,8 @@ def valid_cursor(cursor: dict) -> bool:
     be turned into a datetime, and a look back that far would read the room's whole history."""
     p, t = cursor.get("p"), cursor.get("t")
     return (
-        isinstance(p, int) and p >= 0 and isinstance(t, (int, float)) and not isinstance(t, bool)
+        isinstance(p, int) and not isinstance(p, bool) and p >= 0
+        and isinstance(t, (int, float)) and not isinstance(t, bool)
         and 0 <= t <= utcnow().timestamp() + 86400
     )  # fmt: skip
 

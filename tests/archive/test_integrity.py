@@ -142,11 +142,12 @@ def test_verify_integrity_from_the_command_line(tmp_path, flags, capsys):
 def test_the_checkpoint_thread_records_heads_at_start_and_at_each_interval(event_store):
     import threading
 
-    from archive.integrity import CheckpointThread, compliance_records
+    from archive.integrity import compliance_records
+    from chat_archive.process import Periodic
 
     fill(event_store)
     stop = threading.Event()
-    thread = CheckpointThread(event_store, 0.05, stop)
+    thread = Periodic("checkpoints", 0.05, stop, lambda: write_checkpoint(event_store))
     try:
         _wait_for(lambda: len(list(compliance_records(event_store, ChainCheckpoint))) == 1)
         event_store.append([message(100, room=ROOM)])

@@ -69,3 +69,12 @@ def test_a_killed_demo_is_cleaned_up_by_the_next_which_reuses_its_token(tmp_path
     listing = subprocess.run([CLI, "token", "list"], cwd=tmp_path, capture_output=True, text=True).stdout
     demo_tokens = [line for line in listing.splitlines() if "demo" in line]
     assert len(demo_tokens) == 1 and re.search(r"expires \d{4}-", demo_tokens[0]) and "never" not in demo_tokens[0]
+
+
+def test_dev_runs_the_command_line_without_knowing_about_the_virtualenv(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [str(root / "dev"), "chat-archive", "search", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage: chat-archive search" in result.stdout and "--room ROOM" in result.stdout

@@ -16,8 +16,8 @@ from archive import events as ev
 CLI = [str(Path(sys.executable).with_name("chat-archive"))]
 
 
-def run_cli(*args, store_url, cwd=None):
-    env = {**os.environ, "CHAT_ARCHIVE_STORE_URL": store_url}
+def run_cli(*args, store_url, cwd=None, env=None):
+    env = {**os.environ, "CHAT_ARCHIVE_STORE_URL": store_url, **(env or {})}
     return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
 
 
@@ -83,7 +83,7 @@ def test_bad_arguments_give_a_message_and_a_non_zero_exit(filled_store, store_ur
 
 def test_a_bad_store_url_is_reported_without_a_traceback(tmp_path):
     result = run_cli("log", store_url="mysql://nowhere", cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a configuration error, like a bad argument
     assert "scheme must be" in result.stderr and "Traceback" not in result.stderr
 
 

@@ -71,4 +71,4 @@ def test_verify_passes_on_a_complete_archive_fails_on_a_deleted_message_and_repa
 def test_verify_without_a_configured_server_says_so(tmp_path):
     result = subprocess.run([CLI, "verify"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                             env={"PATH": "/usr/bin:/bin", "CHAT_ARCHIVE_STORE_URL": f"sqlite:///{tmp_path}/e.sqlite"})
-    assert result.returncode == 1 and "[xmpp] jid is empty" in result.stderr
+    assert result.returncode == 2 and "[xmpp] jid is empty" in result.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,6 +26,7 @@ from query_api.settings import ApiSettings
 from query_api.tokens import open_token_store
 from tests.factories import make, message
 from tests.services.http_site import HttpSite
+from tests.services.postgres import fresh_schema_url
 
 LOBBY = "lobby@conference.localhost"  # granted to the analyst and the site's user
 SECRET = "secret@conference.localhost"  # granted to nobody but compliance
@@ -60,7 +63,7 @@ def make_config(store_url: str, **api) -> Config:
 
 
 class Seeded(NamedTuple):
-    """A seeded SQLite archive with its views and index caught up."""
+    """A seeded archive (SQLite or PostgreSQL) with its views and index caught up."""
 
     url: str
     store: EventStore
@@ -79,36 +82,63 @@ class Seeded(NamedTuple):
         self.store.close()
 
 
-def build_seeded(base: Path) -> Seeded:
-    url = f"sqlite:///{base}/events.sqlite"
+@contextmanager
+def archive_url(kind: str, base: Path) -> Iterator[str]:
+    """An empty store of ``kind``: a SQLite file under ``base``, or a PostgreSQL schema of its own."""
+    if kind == "sqlite":
+        yield f"sqlite:///{base}/events.sqlite"
+    else:
+        with fresh_schema_url() as url:
+            yield url
+
+
+def build_seeded(base: Path, url: str | None = None) -> Seeded:
+    url = url or f"sqlite:///{base}/events.sqlite"
     store = open_event_store(url)
     store.append(seed_events())
     location = IndexLocation(base / "index")
     SearchIndexProjection(location).close()  # the first generation, so that a reader can open it
-    seeded = Seeded(url, store, Views(f"sqlite:///{base}/views.sqlite", store), SearchIndex(location, reload_interval=0))
+    views_url = url if url.startswith("postgresql") else f"sqlite:///{base}/views.sqlite"
+    seeded = Seeded(url, store, Views(views_url, store), SearchIndex(location, reload_interval=0))
     seeded.catch_up()
     return seeded
 
 
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def store_kind(request) -> str:
+    """Every API, page and widget test runs on both stores (PostgreSQL at parity)."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def seeded(tmp_path_factory):
+def seeded(store_kind, tmp_path_factory):
     """Shared by the tests that only read: they must not append to it."""
-    archive = build_seeded(tmp_path_factory.mktemp("seeded"))
-    yield archive
-    archive.close()
+    base = tmp_path_factory.mktemp(f"seeded-{store_kind}")
+    with archive_url(store_kind, base) as url:
+        archive = build_seeded(base, url)
+        yield archive
+        archive.close()
 
 
 @pytest.fixture
-def private_seeded(tmp_path):
+def private_seeded(store_kind, tmp_path):
     """An archive of the test's own, for tests that append events."""
-    archive = build_seeded(tmp_path)
-    yield archive
-    archive.close()
+    with archive_url(store_kind, tmp_path) as url:
+        archive = build_seeded(tmp_path, url)
+        yield archive
+        archive.close()
 
 
 @pytest.fixture
-def sqlite_url(seeded) -> str:
+def seeded_url(seeded) -> str:
     return seeded.url
+
+
+@pytest.fixture
+def sqlite_url(seeded_url) -> str:
+    """The seeded archive's URL under its name from before it ran on PostgreSQL too (for branches
+    written against that name); new tests use ``seeded_url``."""
+    return seeded_url
 
 
 @pytest.fixture
@@ -127,8 +157,8 @@ def search_index(seeded):
 
 
 @pytest.fixture
-def token_store(sqlite_url):
-    tokens = open_token_store(sqlite_url, cache_seconds=0)
+def token_store(seeded_url):
+    tokens = open_token_store(seeded_url, cache_seconds=0)
     yield tokens
     tokens.close()
 
@@ -150,8 +180,8 @@ def api_settings() -> dict:
 
 
 @pytest.fixture
-def app(archive, views, search_index, token_store, sqlite_url, api_settings):
-    config = make_config(sqlite_url, **api_settings)
+def app(archive, views, search_index, token_store, seeded_url, api_settings):
+    config = make_config(seeded_url, **api_settings)
     return create_app(config, store=archive, views=views, search=search_index, tokens=token_store)
 
 

@@ -53,6 +53,10 @@ class Served(NamedTuple):
         except (OSError, urllib.error.URLError):
             return False
 
+    def log(self) -> str:
+        """What the server wrote to its stderr so far."""
+        return (self.config_file.parent / "serve.log").read_text()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -63,12 +67,14 @@ class Served(NamedTuple):
                 self.process.wait()
 
 
-def start_serve(base: Path, api_settings: str = "", *, heartbeat: float = 0.5, more_events=()) -> Served:
-    """Seed an archive under ``base`` (plus ``more_events``) and serve it; ``api_settings``:
-    extra TOML lines of ``[api]``."""
+def start_serve(
+    base: Path, api_settings: str = "", *, heartbeat: float = 0.5, more_events=(), store_url: str | None = None
+) -> Served:
+    """Seed an archive under ``base`` (plus ``more_events``; in ``store_url``, else SQLite there)
+    and serve it; ``api_settings``: extra TOML lines of ``[api]``."""
     config_file = base / "chat-archive.toml"
     config_file.write_text(
-        f'[store]\nurl = "sqlite:///{base}/events.sqlite"\n[index]\npath = "{base}/index"\n'
+        f'[store]\nurl = "{store_url or f"sqlite:///{base}/events.sqlite"}"\n[index]\npath = "{base}/index"\n'
         f'[api]\nanonymous_read = true\npublic_rooms = ["{PUBLIC}"]\nfollow_heartbeat = {heartbeat}\n{api_settings}\n'
     )
     config = load_config(config_file, environ={})
@@ -90,14 +96,15 @@ def start_serve(base: Path, api_settings: str = "", *, heartbeat: float = 0.5, m
         "site": tokens.create(Role.SITE, (LOBBY, PUBLIC))[0],
     }
     tokens.close()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chat_archive.cli", "--config", str(config_file), "serve", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=base,
-    )  # fmt: skip
+    with open(base / "serve.log", "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chat_archive.cli", "--config", str(config_file), "serve", "--port", "0"],
+            stdout=subprocess.PIPE, stderr=log, text=True, cwd=base,
+        )  # fmt: skip
     line = process.stdout.readline()
     if "listening on http://127.0.0.1:" not in line:
         process.kill()
-        raise AssertionError(line + process.stderr.read())
+        raise AssertionError(line + (base / "serve.log").read_text())
     return Served(line.split("listening on ")[1].strip(), issued, process, config_file, config)
 
 

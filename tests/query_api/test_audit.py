@@ -9,39 +9,31 @@ import pytest
 from archive.application import open_event_store
 from archive.audit import read_audit
 from archive.integrity import verify_integrity
-from projections.search import IndexLocation, SearchIndex, SearchIndexProjection
-from projections.views import Views
 from query_api import create_app
 from query_api.roles import Role
 from query_api.tokens import open_token_store
 
 from tests.archive.test_integrity import run_sql
 
-from .conftest import LOBBY, SECRET, Seeded, auth, make_config, seed_events
+from .conftest import LOBBY, SECRET, auth, make_config, seed_events
 from .web.test_pages import sign_in
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def audited(request, tmp_path):
-    """(app, store, tokens by role) over a fresh seeded archive on each backend."""
-    url = f"sqlite:///{tmp_path}/events.sqlite" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    store = open_event_store(url)
-    store.append(seed_events())
-    location = IndexLocation(tmp_path / "index")
-    SearchIndexProjection(location).close()
-    seeded = Seeded(url, store, Views(url, store), SearchIndex(location, reload_interval=0))
-    seeded.catch_up()
+@pytest.fixture
+def audited(private_seeded):
+    """(app, store, tokens by role, token ids by role) over a fresh seeded archive (on each store)."""
+    url, store = private_seeded.url, private_seeded.store
     token_store = open_token_store(url, cache_seconds=0)
     ids = {}
     tokens = {}
     for role, rooms in ((Role.COMPLIANCE, ()), (Role.ANALYST, (LOBBY,)), (Role.SITE, (LOBBY,))):
         tokens[role.value], info = token_store.create(role, rooms)
         ids[role.value] = info.id
-    app = create_app(make_config(url), store=store, views=seeded.views, search=seeded.search, tokens=token_store)
+    app = create_app(make_config(url), store=store, views=private_seeded.views, search=private_seeded.search,
+                     tokens=token_store)
     app.config["STORE_URL"] = url
     yield app, store, tokens, ids
     token_store.close()
-    seeded.close()
 
 
 def last_record(store):

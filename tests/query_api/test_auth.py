@@ -28,12 +28,12 @@ def test_bad_tokens_are_401_even_with_anonymous_read(client, headers):
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_no_token_is_401_when_anonymous_read_is_off(client, api_settings, archive, token_store, sqlite_url):
+def test_no_token_is_401_when_anonymous_read_is_off(client, api_settings, archive, token_store, seeded_url):
     from query_api import create_app
 
     from .conftest import make_config
 
-    closed = create_app(make_config(sqlite_url), store=archive, tokens=token_store).test_client()
+    closed = create_app(make_config(seeded_url), store=archive, tokens=token_store).test_client()
     assert closed.get(f"/api/v1/rooms/{PUBLIC}/events").status_code == 401
     assert closed.get("/metrics").status_code == 401
 
@@ -104,13 +104,13 @@ def test_answers_other_than_a_list_of_the_asked_rooms_deny(permission_site):
     assert callback.decide({"allowed": True}, [LOBBY]) == {LOBBY: True}  # one room asked: a boolean is fine
 
 
-def test_site_token_with_permission_callback_over_http(permission_site, archive, token_store, sqlite_url):
+def test_site_token_with_permission_callback_over_http(permission_site, archive, token_store, seeded_url):
     from query_api import create_app
 
     from .conftest import make_config
 
     permission_site.allowed = {("carol", LOBBY), ("dave", SECRET)}
-    config = make_config(sqlite_url, permission_url=permission_site.url, permission_cache_seconds=60)
+    config = make_config(seeded_url, permission_url=permission_site.url, permission_cache_seconds=60)
     client = create_app(config, store=archive, tokens=token_store).test_client()
     token = token_store.create(Role.SITE)[0]  # no static list: the callback decides
     carol = client.get(f"/api/v1/rooms/{LOBBY}/presence", headers=auth(token, "carol"))
@@ -128,10 +128,20 @@ def test_anonymous_reads_public_rooms_only(client):
     assert client.get(f"/api/v1/rooms/{LOBBY}/presence").status_code == 404
 
 
-def test_granted_rooms_are_jids_or_shell_globs_in_any_case():
+def test_granted_room_names_with_glob_characters_are_literal_unless_marked():
     from query_api.access import RoomPatterns
 
-    scope = RoomPatterns(["Dev@Conference.Example.org", "*@ops.example.org", "team-?@conference.example.org"])
+    scope = RoomPatterns(["a*b@conference.example.org", "what?@conference.example.org", "[x]@conference.example.org"])
+    assert scope.allows("a*b@conference.example.org") and scope.allows("what?@conference.example.org")
+    assert scope.allows("[x]@conference.example.org")
+    assert not scope.allows("axxb@conference.example.org") and not scope.allows("whats@conference.example.org")
+    assert not scope.allows("x@conference.example.org")
+
+
+def test_granted_rooms_are_jids_or_marked_shell_globs_in_any_case():
+    from query_api.access import RoomPatterns
+
+    scope = RoomPatterns(["Dev@Conference.Example.org", "*@ops.example.org", "glob:team-?@conference.example.org"])
     assert scope.allows("dev@conference.example.org")
     assert scope.allows("alerts@ops.example.org") and scope.allows("team-a@conference.example.org")
     assert not scope.allows("devx@conference.example.org") and not scope.allows("alerts@ops.example.org.evil")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from msgspec.structs import replace
+
+from query_api.context import EXTENSION
+from query_api.settings import ApiSettings
 
 from .conftest import LOBBY, PUBLIC, SECRET, auth
 
@@ -74,6 +78,27 @@ def test_transcript_paging_day_and_around(client, tokens):
     assert around["target"] == 5 and [line["id"] for line in around["lines"]] == [4, 5, 7]
     html = client.get(f"/api/v1/rooms/{LOBBY}/transcript?around=m2-lobby&limit=3&format=html", headers=headers)
     assert '<li id="l5" class="target">' in html.get_data(as_text=True)
+
+
+def test_transcript_text_and_html_times_in_a_time_zone(app, client, tokens):
+    headers = auth(tokens["compliance"])
+    url = f"/api/v1/rooms/{LOBBY}/transcript?day=2024-05-01&format="
+    utc = client.get(url + "text", headers=headers).text.splitlines()[0]
+    kolkata = client.get(url + "text&tz=Asia/Kolkata", headers=headers).text.splitlines()[0]
+    assert utc.startswith("[2024-05-01T12:00:00Z]") and kolkata.startswith("[2024-05-01T17:30:00+05:30]")
+    assert "17:30:00+05:30" in client.get(url + "html&tz=Asia/Kolkata", headers=headers).text
+    assert client.get(url + "json&tz=Asia/Kolkata", headers=headers).json["lines"][0]["at"].endswith("Z")  # data stays UTC
+    bad = client.get(url + "text&tz=Mars/Olympus", headers=headers)
+    assert bad.status_code == 400 and bad.json["error"]["code"] == "invalid_parameter"
+    context = app.extensions[EXTENSION]
+    settings = context.settings
+    context.settings = replace(settings, time_zone="America/New_York")  # [api] time_zone: the default
+    try:
+        assert client.get(url + "text", headers=headers).text.startswith("[2024-05-01T08:00:00-04:00]")
+    finally:
+        context.settings = settings
+    with pytest.raises(ValueError, match="not a time zone"):
+        ApiSettings(time_zone="Nowhere/Land")
 
 
 def test_transcript_ordinary_and_compliance_views(client, tokens):
@@ -157,10 +182,10 @@ def test_metrics_need_a_token_even_with_anonymous_read(client):
     assert client.get("/metrics").status_code == 401  # anonymous_read is on in these tests
 
 
-def test_metrics_can_be_public(archive, views, search_index, token_store, sqlite_url):
+def test_metrics_can_be_public(archive, views, search_index, token_store, seeded_url):
     from query_api import create_app
 
     from .conftest import make_config
 
-    app = create_app(make_config(sqlite_url, metrics_public=True), store=archive, views=views, search=search_index, tokens=token_store)
+    app = create_app(make_config(seeded_url, metrics_public=True), store=archive, views=views, search=search_index, tokens=token_store)
     assert app.test_client().get("/metrics").status_code == 200

@@ -69,8 +69,8 @@ class FailingStore:
         raise self.error
 
 
-def test_store_failure_is_503_and_a_bug_is_a_bare_500(token_store, tokens, sqlite_url):
-    config = make_config(sqlite_url)
+def test_store_failure_is_503_and_a_bug_is_a_bare_500(token_store, tokens, seeded_url):
+    config = make_config(seeded_url)
     down = create_app(config, store=FailingStore(StoreError("disk on fire at /secret/path")), tokens=token_store)
     response = down.test_client().get(f"/api/v1/rooms/{LOBBY}/events", headers=auth(tokens["compliance"]))
     assert response.status_code == 503

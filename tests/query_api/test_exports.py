@@ -14,28 +14,19 @@ import jsonschema
 import pytest
 
 from archive.application import open_event_store
-from projections.search import IndexLocation, SearchIndex, SearchIndexProjection
-from projections.views import Views
 from query_api.exports.bundle import ExportRequest, write_bundle
 from query_api.exports.manifest import verify_bundle
 from tests.factories import at
 
-from .conftest import LOBBY, PUBLIC, SECRET, Seeded, seed_events
+from .conftest import LOBBY, PUBLIC, SECRET, seed_events
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "rsmf_manifest_2.0.schema.json").read_text())
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def archive(request, tmp_path):
-    url = f"sqlite:///{tmp_path}/events.sqlite" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    store = open_event_store(url)
-    store.append(seed_events())
-    location = IndexLocation(tmp_path / "index")
-    SearchIndexProjection(location).close()
-    seeded = Seeded(url, store, Views(url, store), SearchIndex(location, reload_interval=0))
-    seeded.catch_up()
-    yield seeded
-    seeded.close()
+@pytest.fixture
+def archive(private_seeded):
+    """A fresh seeded archive (on each store)."""
+    return private_seeded
 
 
 def export(archive, tmp_path, **request) -> tuple[Path, dict]:
@@ -149,3 +140,92 @@ def test_export_and_verify_export_from_the_command_line(tmp_path, capsys):
     assert "extra.txt: not listed" in capsys.readouterr().out
     assert main(["--config", str(config), "export", "--room", "nobody@x", "-o", str(tmp_path / "x.zip")]) == 1
     assert not (tmp_path / "x.zip").exists() and not (tmp_path / "x.zip.partial").exists()
+
+
+def wait_done(client, url, headers=None):
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        status = client.get(url, headers=headers or {})
+        body = status.json if status.is_json else None
+        if body is None or body["state"] != "running" or time.monotonic() > deadline:
+            return status
+        time.sleep(0.05)
+
+
+def test_export_jobs_over_the_api_stream_and_resume_and_belong_to_their_token(archive, tmp_path):
+    from query_api import create_app
+    from query_api.roles import Role
+    from query_api.tokens import open_token_store
+
+    from .conftest import auth, make_config
+
+    tokens = open_token_store(archive.url, cache_seconds=0)
+    try:
+        mine, other, site = (auth(tokens.create(Role.COMPLIANCE)[0]), auth(tokens.create(Role.COMPLIANCE)[0]),
+                             auth(tokens.create(Role.SITE, (LOBBY,))[0], "carol"))
+        app = create_app(make_config(archive.url, export_dir=str(tmp_path / "exports")), store=archive.store,
+                         views=archive.views, search=archive.search, tokens=tokens)
+        client = app.test_client()
+        started = client.post(f"/api/v1/exports?format=rsmf&room={LOBBY},{SECRET}&from=2024-05-01", headers=mine)
+        assert started.status_code == 202, started.get_data(as_text=True)
+        job = started.json["id"]
+        status = wait_done(client, f"/api/v1/exports/{job}", mine).json
+        assert status["state"] == "done" and status["rooms_done"] == status["rooms_total"] == 2
+        whole = client.get(f"/api/v1/exports/{job}/download", headers=mine)
+        assert whole.status_code == 200 and whole.headers["X-Manifest-SHA256"] == status["manifest_sha256"]
+        body = whole.get_data()
+        # Resume after the first 100 bytes.
+        rest = client.get(f"/api/v1/exports/{job}/download", headers={**mine, "Range": "bytes=100-"})
+        assert rest.status_code == 206 and body[:100] + rest.get_data() == body
+        (tmp_path / "got.zip").write_bytes(body)
+        assert verify_bundle(tmp_path / "got.zip").ok
+        assert client.get(f"/api/v1/exports/{job}", headers=other).status_code == 404
+        assert client.get(f"/api/v1/exports/{job}/download", headers=site).status_code == 403
+        assert client.get("/api/v1/exports/nope", headers=mine).status_code == 404
+        assert client.post("/api/v1/exports?format=pdf", headers=mine).status_code == 400
+        assert client.post("/api/v1/exports?room=nowhere@x", headers=mine).status_code == 404
+        from archive.audit import read_audit
+
+        kinds = [r.event.endpoint.split()[0] for r in read_audit(archive.store)]
+        assert kinds.count("export") >= 3  # start, two downloads
+    finally:
+        tokens.close()
+
+
+def test_the_export_button_and_progress_page_for_compliance(archive, tmp_path):
+    from query_api import create_app
+    from query_api.roles import Role
+    from query_api.tokens import open_token_store
+
+    from .conftest import make_config
+    from .web.test_pages import csrf_of, sign_in
+
+    tokens = open_token_store(archive.url, cache_seconds=0)
+    try:
+        app = create_app(make_config(archive.url, export_dir=str(tmp_path / "exports")), store=archive.store,
+                         views=archive.views, search=archive.search, tokens=tokens)
+        client = app.test_client()
+        assert sign_in(client, tokens.create(Role.COMPLIANCE)[0]).status_code == 303
+        page = client.get(f"/rooms/{LOBBY}?day=2024-05-01")
+        assert 'id="export-button"' in page.text
+        form = {"csrf_token": csrf_of(page), "room": LOBBY, "from": "2024-05-01", "to": "2024-05-02", "format": "eml"}
+        started = client.post("/exports", data=form)
+        assert started.status_code == 303
+        progress_url = started.headers["Location"]
+        import time
+
+        deadline = time.monotonic() + 30
+        while 'id="export-download"' not in (shown := client.get(progress_url).text):
+            assert '<progress id="export-progress"' in shown and time.monotonic() < deadline
+            time.sleep(0.05)
+        download = client.get(progress_url + "/download")
+        assert download.status_code == 200 and download.mimetype == "application/zip"
+        assert "export-button" in client.get("/?q=hello").text
+        site = app.test_client()
+        assert sign_in(site, tokens.create(Role.SITE, (LOBBY,))[0], "carol").status_code == 303
+        assert 'id="export-button"' not in site.get(f"/rooms/{LOBBY}?day=2024-05-01").text
+        assert site.get(progress_url).status_code in (403, 404)
+    finally:
+        tokens.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import time
 
 import pytest
 
@@ -66,3 +67,36 @@ def test_csv_export_cells_cannot_be_formulas(hostile_client, tokens):
     cells = [cell for row in rows for cell in row]
     assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
     assert "'=HYPERLINK(\"http://evil.example\",\"click\")" in cells and "'-2+3" in cells and "'@SUM(1)" in cells
+
+
+def test_a_search_past_its_deadline_is_a_503_and_frees_the_request(request, api_settings, tokens, monkeypatch):
+    api_settings["search_timeout"] = 0.2
+    app = request.getfixturevalue("private_app")
+    index = app.extensions["chat_archive"].search
+    slow = index.search
+    monkeypatch.setattr(index, "search", lambda *a, **k: (time.sleep(1.5), slow(*a, **k))[1])  # a search that drags
+    started = time.monotonic()
+    response = app.test_client().get("/api/v1/search?q=hello", headers=auth(tokens["compliance"]))
+    assert response.status_code == 503 and response.json["error"]["code"] == "search_timeout"
+    assert time.monotonic() - started < 1.2
+
+
+def test_values_from_requests_are_logged_escaped_on_one_line(request, api_settings, permission_site, token_store, caplog):
+    api_settings["permission_url"] = permission_site.url
+    permission_site.broken = True
+    client = request.getfixturevalue("app").test_client()
+    token = token_store.create(Role.SITE)[0]
+    forged = "carol\x1b[2K\x1b[1G2024-05-01 12:00:00 INFO granted admin to mallory"  # rewrites a terminal's line
+    with caplog.at_level(logging.WARNING):
+        client.get(f"/api/v1/rooms/{LOBBY}%0Afake/transcript", headers=auth(token, forged))
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages and any("carol\\x1b[2K" in m for m in messages)
+    assert not any("\n" in m or "\x1b" in m for m in messages)
+
+
+def test_a_widget_cursor_is_bounds_checked_even_when_signed():
+    from query_api.web.widget_feed import valid_cursor
+
+    assert valid_cursor({"p": 3, "t": 1714564800.0})
+    for bad in ({"p": 3, "t": 1e300}, {"p": -1, "t": 0}, {"p": 3, "t": -5}, {"p": True, "t": 0}, {"p": 3, "t": "0"}, {}):
+        assert not valid_cursor(bad), bad

@@ -1,16 +1,18 @@
 """Hostile requests against a real `chat-archive serve` process: each is refused with a 4xx, and the
-server is still healthy afterwards."""
+server is still healthy afterwards (the corpus: hostile_corpus.py)."""
 
 from __future__ import annotations
 
 import base64
 import http.client
 import json
+import time
 import zlib
 
 import msgspec
 import pytest
 
+from .hostile_corpus import CORPUS, Hostile
 from .serving import start_serve
 
 
@@ -83,3 +85,25 @@ def test_a_big_chunked_body_is_refused_too(served):
         connection.close()
     assert status == 413
     assert served.healthy()
+
+
+@pytest.mark.parametrize("hostile", CORPUS, ids=[h.name for h in CORPUS])
+def test_the_corpus_of_hostile_requests_gets_4xx_answers(served, hostile: Hostile):
+    started = time.monotonic()
+    status, headers, body = served.request(
+        hostile.method, hostile.path, token=hostile.caller, headers=hostile.headers, body=hostile.body,
+        user="carol" if hostile.caller == "site" and "X-Chat-Archive-User" not in (hostile.headers or {}) else None,
+    )  # fmt: skip
+    assert status in hostile.expected, (status, body[:300])
+    assert time.monotonic() - started < 10, "a hostile request took a thread for long"
+    assert "X-Injected" not in headers and "evil.example" not in headers.get("Location", "")
+    if status >= 400 and headers.get_content_type() == "application/json":
+        assert set(json.loads(body)["error"]) >= {"code", "message"}
+    assert served.process.poll() is None
+
+
+def test_after_the_corpus_the_server_is_healthy_and_logged_no_crash(served):
+    # Runs after the corpus (pytest keeps the file's order); on its own it checks a fresh server.
+    assert served.healthy()
+    assert served.request("GET", "/api/v1/search?q=hello", token="compliance")[0] == 200
+    assert "Traceback" not in served.log() and "internal error" not in served.log()

@@ -53,15 +53,15 @@ SEES = {
 
 
 @pytest.fixture
-def callers(archive, views, search_index, token_store, sqlite_url, permission_site):
+def callers(archive, views, search_index, token_store, seeded_url, permission_site):
     """caller name -> (test client, headers)."""
     permission_site.allowed = {("carol", LOBBY), ("carol", PUBLIC), ("dave", SECRET)}
     static = create_app(
-        make_config(sqlite_url, anonymous_read=True, public_rooms=(PUBLIC,)),
+        make_config(seeded_url, anonymous_read=True, public_rooms=(PUBLIC,)),
         store=archive, views=views, search=search_index, tokens=token_store,
     ).test_client()  # fmt: skip
     callback = create_app(
-        make_config(sqlite_url, permission_url=permission_site.url), store=archive, views=views, search=search_index, tokens=token_store
+        make_config(seeded_url, permission_url=permission_site.url), store=archive, views=views, search=search_index, tokens=token_store
     ).test_client()
     return {
         "compliance": (static, auth(token_store.create(Role.COMPLIANCE)[0])),

@@ -30,7 +30,7 @@ def test_every_route_is_described_and_every_described_path_is_routed(app):
     routed = {
         re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
         for rule in app.url_map.iter_rules()
-        if rule.rule.startswith("/api/") or rule.rule in ("/healthz", "/metrics")  # web pages are not the API
+        if rule.rule.startswith(("/api/", "/widget/")) or rule.rule in ("/healthz", "/metrics")  # pages are not the API
     }
     assert routed == set(document()["paths"])
 
@@ -71,7 +71,7 @@ def value_for(param: dict) -> st.SearchStrategy[str]:
 
 @st.composite
 def requests(draw):
-    paths = document()["paths"]
+    paths = {path: item for path, item in document()["paths"].items() if "get" in item}  # reads only
     path = draw(st.sampled_from(sorted(paths)))
     params = paths[path]["get"].get("parameters", [])
     room = draw(st.one_of(st.sampled_from([LOBBY, SECRET, PUBLIC, MISSING]), TEXT.filter(lambda t: t and "/" not in t and t not in (".", ".."))))
@@ -84,8 +84,8 @@ def requests(draw):
     return path.replace("{room}", urllib.parse.quote(room, safe="@")), query, draw(st.sampled_from(["compliance", "analyst", "site", None]))
 
 
-def test_fuzzing_the_documented_api_finds_no_500(archive, views, search_index, token_store, tokens, sqlite_url):
-    app = create_app(make_config(sqlite_url, anonymous_read=True, public_rooms=(PUBLIC,)), store=archive, views=views, search=search_index, tokens=token_store)
+def test_fuzzing_the_documented_api_finds_no_500(archive, views, search_index, token_store, tokens, seeded_url):
+    app = create_app(make_config(seeded_url, anonymous_read=True, public_rooms=(PUBLIC,)), store=archive, views=views, search=search_index, tokens=token_store)
     app.extensions["chat_archive"].stopping.set()  # follow streams end after catching up
     client = app.test_client()
 
@@ -106,6 +106,8 @@ def test_fuzzing_the_documented_api_finds_no_500(archive, views, search_index, t
 def test_documented_query_parameters_are_exactly_those_accepted(client, tokens):
     """An unknown parameter's error lists what the endpoint accepts: it must match the document."""
     for path, item in document()["paths"].items():
+        if not path.startswith("/api/") or "get" not in item:
+            continue  # the widget's feed: test_widget_answers_match_their_documented_schema
         documented = sorted(p["name"] for p in item["get"].get("parameters", []) if p["in"] == "query")
         if not documented:
             continue
@@ -116,11 +118,10 @@ def test_documented_query_parameters_are_exactly_those_accepted(client, tokens):
         assert accepted == documented, path
 
 
-def documented_schema(path: str, content_type: str = "application/json") -> dict:
-    schema = document()["paths"][path]["get"]["responses"]["200"]["content"][content_type]["schema"]
-    if "$ref" in schema:
-        schema = document()["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
-    return schema
+def documented_schema(path: str, content_type: str = "application/json", method: str = "get") -> dict:
+    """The documented schema of a 200 answer, with the components its references point into."""
+    schema = document()["paths"][path][method]["responses"]["200"]["content"][content_type]["schema"]
+    return {**schema, "components": document()["components"]}
 
 
 @pytest.mark.parametrize(
@@ -132,6 +133,8 @@ def documented_schema(path: str, content_type: str = "application/json") -> dict
         ("/api/v1/rooms/{room}/transcript", f"/api/v1/rooms/{LOBBY}/transcript?around=5"),
         ("/api/v1/rooms/{room}/presence", f"/api/v1/rooms/{LOBBY}/presence?at=2024-05-01T12:00:15Z"),
         ("/api/v1/rooms/{room}/state", f"/api/v1/rooms/{LOBBY}/state"),
+        ("/api/v1/rooms/{room}/presence", f"/api/v1/rooms/{LOBBY}/presence?from=2024-05-01&to=2024-05-02"),
+        ("/api/v1/rooms/{room}/presence", f"/api/v1/rooms/{LOBBY}/presence?from=2024-05-01&to=2024-05-02&nick=alice"),
     ],
 )
 def test_answers_match_their_documented_schema(client, tokens, path, url):
@@ -145,3 +148,24 @@ def test_replay_lines_match_the_documented_schema(client, tokens):
     lines = client.get("/api/v1/events", headers=auth(tokens["compliance"])).get_data(as_text=True).splitlines()
     for line in lines:
         jsonschema.validate(json.loads(line), schema)
+
+
+def test_widget_answers_match_their_documented_schema(client, tokens):
+    issued = client.post("/widget/tickets", json={"room": LOBBY}, headers=auth(tokens["site"], "carol"))
+    jsonschema.validate(issued.json, documented_schema("/widget/tickets", method="post"))
+    headers = {"X-Widget-Ticket": issued.json["ticket"]}
+    first = client.get(f"/widget/{LOBBY}/activity", headers=headers).json
+    jsonschema.validate(first, documented_schema("/widget/{room}/activity"))
+    later = client.get(f"/widget/{LOBBY}/activity", query_string={"cursor": first["cursor"]}, headers=headers).json
+    jsonschema.validate(later, documented_schema("/widget/{room}/activity"))
+    odd = client.get(f"/widget/{LOBBY}/activity", query_string={"zz_undocumented": "1"}, headers=headers)
+    assert odd.status_code == 400 and odd.json["error"]["code"] == "unknown_parameter"
+
+
+def test_the_document_states_the_real_constraints():
+    search = {p["name"]: p for p in document()["paths"]["/api/v1/search"]["get"]["parameters"]}
+    assert search["q"]["required"] and search["q"]["schema"]["maxLength"] == 4096
+    assert search["limit"]["schema"]["maximum"] == 500 and search["cursor"]["schema"]["maxLength"] == 4096
+    transcript = document()["paths"]["/api/v1/rooms/{room}/transcript"]["get"]
+    assert "`day` or `from`/`to`, not both" in transcript["description"]
+    assert "`q` or `room` is required" in document()["paths"]["/api/v1/export"]["get"]["description"]

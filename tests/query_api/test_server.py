@@ -6,8 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -16,54 +14,29 @@ import urllib.request
 import pytest
 
 from archive.application import open_event_store
-from chat_archive.bootstrap import open_search_index, open_tokens, open_views, search_projection, start_api
-from chat_archive.config import load_config
-from projections.follower import LogFollower
-from projections.search import SearchIndexer
+from chat_archive.bootstrap import open_search_index, open_tokens, open_views, start_api
 from query_api.roles import Role
 from tests.factories import message
 
-from .conftest import LOBBY, PUBLIC, SECRET, seed_events
+from .conftest import LOBBY, PUBLIC, SECRET, archive_url
+from .serving import start_serve
 
 T = "2024-05-01T12:00:15Z"
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def served(request, tmp_path_factory):
     """A seeded archive with caught-up views and index, served by `chat-archive serve --port 0`."""
-    base = tmp_path_factory.mktemp("served")
-    config_file = base / "chat-archive.toml"
-    config_file.write_text(
-        f'[store]\nurl = "sqlite:///{base}/events.sqlite"\n[index]\npath = "{base}/index"\n'
-        f'[api]\nanonymous_read = true\npublic_rooms = ["{PUBLIC}"]\nfollow_heartbeat = 0.5\n'
-    )
-    config = load_config(config_file, environ={})
-    store = open_event_store(config.store.url)
-    store.append(seed_events())
-    with open_views(config, store) as views:
-        for projection in views.projections():
-            LogFollower(store, projection, commit_interval=60).catch_up()
-    projection = search_projection(config)
-    SearchIndexer(store, projection, commit_interval=0.05).catch_up()
-    projection.close()
-    tokens = open_tokens(config)
-    issued = {
-        "compliance": tokens.create(Role.COMPLIANCE)[0],
-        "analyst": tokens.create(Role.ANALYST, (LOBBY,))[0],
-        "site": tokens.create(Role.SITE, (LOBBY, PUBLIC))[0],
-    }
-    tokens.close()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chat_archive.cli", "--config", str(config_file), "serve", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=base,
-    )  # fmt: skip
-    line = process.stdout.readline()
-    assert "listening on http://127.0.0.1:" in line, line + process.stderr.read()
-    url = line.split("listening on ")[1].strip()
-    yield {"url": url, "tokens": issued, "store": store, "process": process, "config": config}
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    base = tmp_path_factory.mktemp(f"served-{request.param}")
+    with archive_url(request.param, base) as url:
+        yield from _served(base, url)
+
+
+def _served(base, url: str):
+    served = start_serve(base, store_url=url)
+    store = open_event_store(url)
+    yield {"url": served.url, "tokens": served.tokens, "store": store, "process": served.process, "config": served.config}
+    served.stop()
     store.close()
 
 

@@ -1,4 +1,4 @@
-"""The signing module: forged, tampered, foreign-purpose and expired tokens refused; keys rotate
+"""The signing module (keys in a SQLite and a PostgreSQL store): forged, tampered, foreign-purpose and expired tokens refused; keys rotate
 without downtime; a token one process signs verifies in another over the same store."""
 
 from __future__ import annotations
@@ -19,13 +19,8 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def store_url(tmp_path):
-    return f"sqlite:///{tmp_path}/events.sqlite"
-
-
 def signer_over(url: str, clock=None) -> Signer:
-    ring = KeyRing(KeyStore(open_database(url)).keys)
+    ring = KeyRing(KeyStore(open_database(url)).load)
     return Signer(ring, clock=clock) if clock else Signer(ring)
 
 

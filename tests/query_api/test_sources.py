@@ -43,13 +43,13 @@ class LogUntouchable:
         f"/api/v1/rooms/{LOBBY}/presence?from=2024-05-01&to=2024-05-02",
     ],
 )
-def test_served_without_reading_the_log(archive, views, search_index, token_store, tokens, sqlite_url, url):
-    app = create_app(make_config(sqlite_url), store=LogUntouchable(archive), views=views, search=search_index, tokens=token_store)
+def test_served_without_reading_the_log(archive, views, search_index, token_store, tokens, seeded_url, url):
+    app = create_app(make_config(seeded_url), store=LogUntouchable(archive), views=views, search=search_index, tokens=token_store)
     response = app.test_client().get(url, headers=auth(tokens["compliance"]))
     assert response.status_code == 200, response.get_data(as_text=True)
 
 
-def test_the_guard_does_catch_a_log_read(archive, views, search_index, token_store, tokens, sqlite_url):
-    app = create_app(make_config(sqlite_url), store=LogUntouchable(archive), views=views, search=search_index, tokens=token_store)
+def test_the_guard_does_catch_a_log_read(archive, views, search_index, token_store, tokens, seeded_url):
+    app = create_app(make_config(seeded_url), store=LogUntouchable(archive), views=views, search=search_index, tokens=token_store)
     response = app.test_client().get(f"/api/v1/rooms/{LOBBY}/events", headers=auth(tokens["compliance"]))
     assert response.status_code == 500  # replay reads the room's events: the guard refuses

@@ -55,9 +55,9 @@ def test_analyst_needs_rooms_and_anonymous_is_no_token_role(store_tokens):
         store_tokens.create(Role.ANONYMOUS)
 
 
-def test_lookup_cache_delays_revocation_only_as_configured(sqlite_url):
-    cached = open_token_store(sqlite_url, cache_seconds=60)
-    other_process = open_token_store(sqlite_url, cache_seconds=0)
+def test_lookup_cache_delays_revocation_only_as_configured(seeded_url):
+    cached = open_token_store(seeded_url, cache_seconds=60)
+    other_process = open_token_store(seeded_url, cache_seconds=0)
     token, info = cached.create(Role.COMPLIANCE)
     assert cached.lookup(token) == info
     other_process.revoke(info.id)
@@ -78,7 +78,7 @@ def test_token_commands(tmp_path, capsys):
     assert main(["--config", str(config), "token", "revoke", token_id]) == 0
     assert "revoked" in capsys.readouterr().out
     assert main(["--config", str(config), "token", "revoke", token_id]) == 1
-    assert main(["--config", str(config), "token", "create", "--role", "analyst"]) == 1
+    assert main(["--config", str(config), "token", "create", "--role", "analyst"]) == 2  # a bad argument
 
 
 def test_tokens_expire_and_record_their_last_use(store_tokens):
@@ -96,8 +96,8 @@ def test_tokens_expire_and_record_their_last_use(store_tokens):
         store_tokens.create(Role.COMPLIANCE, expires_at=utcnow() - timedelta(seconds=1))
 
 
-def test_an_expired_token_is_refused_even_while_its_lookup_is_cached(sqlite_url):
-    cached = open_token_store(sqlite_url, cache_seconds=60)
+def test_an_expired_token_is_refused_even_while_its_lookup_is_cached(seeded_url):
+    cached = open_token_store(seeded_url, cache_seconds=60)
     token, _ = cached.create(Role.COMPLIANCE, expires_at=utcnow() + timedelta(seconds=1))
     assert cached.lookup(token) is not None
     deadline = utcnow() + timedelta(seconds=5)

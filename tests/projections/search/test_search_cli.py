@@ -85,3 +85,9 @@ def test_a_room_that_does_not_exist_is_an_error_not_zero_hits(env):
         result = run(env, "deploy*", "--room", given)
         assert result.returncode == 1
         assert f"no archived room {given!r}" in result.stderr and "lobby@conference.localhost" in result.stderr
+
+
+def test_the_cli_has_the_same_query_caps_as_the_api(env):
+    for query, complaint in ((" ".join(["deploy~2"] * 100), "prefix or fuzzy terms"), (" ".join(["w"] * 300), "256 terms"), ("(" * 40 + "a" + ")" * 40, "nests deeper")):
+        result = run(env, query)
+        assert result.returncode == 1 and complaint in result.stderr and "Traceback" not in result.stderr

@@ -217,13 +217,13 @@ def test_every_response_has_a_content_security_policy(client, path):
 
 
 def test_sessions_and_tickets_made_by_one_process_serve_in_another(
-    app, client, tokens, archive, views, search_index, token_store, sqlite_url, api_settings
+    app, client, tokens, archive, views, search_index, token_store, seeded_url, api_settings
 ):
     """Nothing is kept in a process: a second app over the same store (another worker, another host)
     accepts the first one's sign-in cookie, CSRF tokens and widget tickets; a revoked token ends both."""
     sign_in(client, tokens["site"], "carol")
     issued = widget_ticket(client, tokens["site"], LOBBY).json["ticket"]
-    config = make_config(sqlite_url, **api_settings)  # the same archive; its own signer reading the same keys
+    config = make_config(seeded_url, **api_settings)  # the same archive; its own signer reading the same keys
     other = create_app(config, store=archive, views=views, search=search_index, tokens=token_store).test_client()
     cookie = client.get_cookie("chat_archive_session").value
     other.set_cookie("chat_archive_session", cookie)

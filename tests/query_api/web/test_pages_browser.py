@@ -12,6 +12,7 @@ import pytest
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -19,14 +20,22 @@ from archive.application import open_event_store
 from query_api.roles import Role
 from query_api.tokens import open_token_store
 
+from ..conftest import archive_url
 from .seed import CORRECTED, DASHBOARDS, EDITED, LOBBY, RETRACTED, SECRET, UNSAFE_LINK, XSS_BODY, XSS_NICK, events
+from tests.services.axe import serious_violations
+
 from .server import ServerProcess, keep, listener_config
 
-@pytest.fixture(scope="module")
-def site(prosody, tmp_path_factory):
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def site(request, prosody, tmp_path_factory):
     """A seeded archive served by ``chat-archive up`` (its listener on the test's Prosody), and tokens."""
-    directory = tmp_path_factory.mktemp("web-pages")
-    store_url = f"sqlite:///{directory}/events.sqlite"
+    directory = tmp_path_factory.mktemp(f"web-pages-{request.param}")
+    with archive_url(request.param, directory) as store_url:
+        yield from _site(prosody, directory, store_url)
+
+
+def _site(prosody, directory, store_url: str):
     with open_event_store(store_url) as store:
         store.append(events())
     tokens = open_token_store(store_url)
@@ -175,6 +184,9 @@ def test_the_widget_escapes_what_it_shows(browser, site):
     activity = browser.find_element(By.ID, "activity").text
     assert XSS_BODY in activity and XSS_NICK in activity
     assert "hunter2" not in activity and "message removed" in activity  # the ordinary view, even for compliance
+    (link,) = browser.find_elements(By.CSS_SELECTOR, "#activity a")  # the one http(s) address; not javascript:
+    assert link.get_attribute("href") == DASHBOARDS and link.get_attribute("rel") == "noopener noreferrer nofollow"
+    assert UNSAFE_LINK in activity
     no_script_ran(browser)
 
 
@@ -242,3 +254,37 @@ def test_a_hit_opens_in_context_marked_its_link_copies_and_times_show_in_the_rea
         no_script_ran(browser)
     finally:
         browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
+
+
+def test_the_api_docs_page_shows_every_endpoint_from_a_viewer_the_app_serves(browser, site):
+    base, _ = site
+    browser.get(base + "/docs/api")
+    wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, ".opblock")), timeout=20)
+    paths = {e.text for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert {"/api/v1/search", "/api/v1/rooms/{room}/transcript", "/healthz"} <= paths
+    loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert loaded and all(name.startswith(base) for name in loaded)  # nothing from a CDN or any other host
+    refused = [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
+    assert refused == []
+    browser.find_element(By.CSS_SELECTOR, ".opblock-summary").click()  # an endpoint opened: parameters, responses
+    wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, ".opblock-body .parameters, .opblock-body .responses-wrapper")))
+    assert serious_violations(browser) == [], "\n".join(serious_violations(browser))
+
+
+def test_the_presence_chart_answers_from_the_keyboard(browser, site):
+    base, tokens = site
+    sign_in(browser, base, tokens["compliance"])
+    browser.get(f"{base}/rooms/{LOBBY}?day=2024-05-01")
+    chart = browser.find_element(By.CSS_SELECTOR, "svg.presence-chart.wide")
+    browser.execute_script("arguments[0].focus()", chart)
+    assert browser.switch_to.active_element == chart
+    chart.send_keys(Keys.HOME)  # 00:00: nobody yet
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "who-was-here"), "At 2024-05-01 00:00:00 UTC"))
+    assert "nobody" in browser.find_element(By.ID, "who-was-here").text
+    for _ in range(10):  # ten hours on, by the hour
+        chart.send_keys(Keys.SHIFT + Keys.ARROW_RIGHT)
+    chart.send_keys(Keys.ARROW_RIGHT)  # and five minutes
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "who-was-here"), "At 2024-05-01 10:05:00 UTC"))
+    here = browser.find_element(By.ID, "who-was-here").text
+    assert "alice (available)" in here and "bob (away)" in here and "dave (dnd)" in here
+    assert "at=2024-05-01T10%3A05%3A00Z" in browser.current_url

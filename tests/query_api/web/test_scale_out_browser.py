@@ -13,7 +13,6 @@ import urllib.parse
 import urllib.request
 import uuid
 
-import psycopg
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -23,7 +22,7 @@ from chat_archive.prosody import ProsodyServer
 from chat_archive.xmpp_users import XmppUsers
 from query_api.roles import Role
 from query_api.tokens import open_token_store
-from tests.services.postgres import POSTGRES_DSN
+from tests.services.postgres import fresh_schema_url
 from tests.services.prosody import LISTENER, PASSWORD
 
 from .server import ServerProcess, listener_config
@@ -36,14 +35,8 @@ FRESHNESS_SECONDS = 15  # commit interval + reader reload, with room for a loade
 
 @pytest.fixture(scope="module")
 def schema_url():
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    try:
-        psycopg.connect(POSTGRES_DSN, autocommit=True).close()
-    except psycopg.OperationalError as e:
-        pytest.fail(f"PostgreSQL is not running at 127.0.0.1:5432 (./dev test starts it): {e}")
-    yield f"postgresql://postgres@127.0.0.1:5432/postgres?schema={schema}"
-    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with fresh_schema_url() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from archive import events as ev
-from archive.application import open_event_store
 from query_api.web import widget_feed
 from tests.factories import at, make, message
 
@@ -31,8 +30,8 @@ def test_fold_applies_corrections_and_retractions_like_the_transcript():
     ]
 
 
-def test_since_returns_new_lines_and_changes_to_lines_shown_before(tmp_path):
-    store = open_event_store(f"sqlite:///{tmp_path}/events.sqlite")
+def test_since_returns_new_lines_and_changes_to_lines_shown_before(event_store):
+    store = event_store
     store.append([message(0, "first", "alice", message_id="m1", stanza_id="s1")])
     cursor = {"p": store.head(), "t": at(0).timestamp()}
     store.append(
@@ -58,4 +57,3 @@ def test_since_returns_new_lines_and_changes_to_lines_shown_before(tmp_path):
     assert [i["body"] for i in items] == ["late"]
     too_late = {"p": store.head(), "t": (at(9) + widget_feed.LOOK_BACK + timedelta(seconds=1)).timestamp()}
     assert widget_feed.since(store, ROOM, too_late)[0] == []
-    store.close()

@@ -1,0 +1,137 @@
+"""Retention and legal holds: which events have expired, which a hold keeps, and the purge.
+
+Holds are events of the compliance stream (``LegalHoldPlaced``, ``LegalHoldReleased``),
+so who placed and released which hold, and when, is itself archived and chained.
+``held`` and ``retention_days`` are the rules; ``purge`` applies them: it records
+an ``EventsPurged`` (per room the spans of versions it deletes, each with the chain
+link at its last version, so that ``verify --integrity`` carries the chain across
+the cut) and then deletes the events from the store. The views and the search index
+are rebuilt from what remains by the caller (``chat_archive``), which owns them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
+
+from .errors import InvalidQueryError, NotFoundError
+from .events import COMPLIANCE_STREAM, Event, EventsPurged, LegalHoldPlaced, LegalHoldReleased, PurgedSpan
+from .integrity import compliance_records
+from .settings import RetentionSettings
+from .store import EventStore
+from .times import format_time, utcnow
+
+_PEOPLE_FIELDS = ("jid", "by_jid", "actor")
+
+
+def retention_days(room: str, settings: RetentionSettings) -> int:
+    """The room's retention in days (0: forever): its own entry (exact JID first, then globs), else the default."""
+    room = room.lower()
+    rooms = {pattern.lower(): days for pattern, days in settings.rooms.items()}
+    if room in rooms:
+        return rooms[room]
+    for pattern, days in rooms.items():
+        if fnmatchcase(room, pattern):
+            return days
+    return settings.default_days
+
+
+def active_holds(events: Iterable[Event]) -> list[LegalHoldPlaced]:
+    """The holds placed and not released, in the order they were placed."""
+    placed: dict[str, LegalHoldPlaced] = {}
+    for event in events:
+        if type(event) is LegalHoldPlaced:
+            placed[event.hold_id] = event
+        elif type(event) is LegalHoldReleased:
+            placed.pop(event.hold_id, None)
+    return list(placed.values())
+
+
+def held(event: Event, holds: Iterable[LegalHoldPlaced]) -> bool:
+    """Whether any hold covers the event: its room, its time and one of its people. An event whose
+    people the room did not reveal is kept by every hold on people of its room: a hold errs on keeping."""
+    for hold in holds:
+        if hold.rooms and not any(event.room == r or fnmatchcase(event.room, r) for r in hold.rooms):
+            continue
+        if (hold.hold_from and event.occurred_at < hold.hold_from) or (hold.hold_to and event.occurred_at >= hold.hold_to):
+            continue
+        if not hold.jids:
+            return True
+        people = {_bare(getattr(event, name, None)) for name in _PEOPLE_FIELDS} - {None}
+        if not people or people & {_bare(j) for j in hold.jids}:
+            return True
+    return False
+
+
+def _bare(jid: str | None) -> str | None:
+    return jid.split("/", 1)[0].lower() if jid else None
+
+
+def place_hold(store: EventStore, *, case: str, rooms=(), jids=(), start=None, end=None, by: str = "") -> LegalHoldPlaced:
+    if not case.strip():
+        raise InvalidQueryError("a legal hold needs a case name")
+    if start and end and end <= start:
+        raise InvalidQueryError("a hold's end must be later than its start")
+    now = utcnow()
+    hold = LegalHoldPlaced(room=COMPLIANCE_STREAM, occurred_at=now, recorded_at=now, hold_id=secrets.token_hex(6),
+                           case=case.strip(), rooms=tuple(rooms), jids=tuple(jids), hold_from=start, hold_to=end, by=by)
+    store.append([hold])
+    return hold
+
+
+def release_hold(store: EventStore, hold_id: str, *, by: str = "", reason: str = "") -> LegalHoldReleased:
+    if hold_id not in {h.hold_id for h in holds_of(store)}:
+        raise NotFoundError(f"no active legal hold {hold_id!r}")
+    now = utcnow()
+    release = LegalHoldReleased(room=COMPLIANCE_STREAM, occurred_at=now, recorded_at=now, hold_id=hold_id, by=by,
+                                reason=reason)
+    store.append([release])
+    return release
+
+
+def holds_of(store: EventStore) -> list[LegalHoldPlaced]:
+    return active_holds(r.event for r in store.read_room(COMPLIANCE_STREAM))
+
+
+def purge(store: EventStore, settings: RetentionSettings, *, now: datetime | None = None, by: str = "",
+          dry_run: bool = False) -> EventsPurged | None:
+    """Delete every expired event no hold covers; the purge record, or None if nothing expired."""
+    now = now or utcnow()
+    holds = holds_of(store)
+    cutoffs: dict[str, datetime] = {}
+    doomed: dict[str, list[int]] = {}
+    for room in store.rooms():
+        days = retention_days(room, settings)
+        if not days:
+            continue
+        cutoffs[room] = now - timedelta(days=days)
+        versions = [v for v, r in store.read_room_versions(room, end=cutoffs[room]) if not held(r.event, holds)]
+        if versions:
+            doomed[room] = versions
+    if not doomed:
+        return None
+    spans = [span for room, versions in doomed.items() for span in _spans(room, versions, store.stream_link_map(room))]
+    record = EventsPurged(
+        room=COMPLIANCE_STREAM, occurred_at=now, recorded_at=utcnow(), spans=tuple(spans),
+        events=sum(len(v) for v in doomed.values()), by=by,
+        cutoff_policy=f"default {settings.default_days} days; rooms {dict(settings.rooms) or 'none'}; "
+        f"{len(holds)} active holds; run at {format_time(now)}",
+    )
+    if dry_run:
+        return record
+    store.append([record])  # first: a purge interrupted after it is finished by the next one
+    for room, versions in doomed.items():
+        store.delete_events(room, versions, cutoffs[room])
+    return record
+
+
+def _spans(room: str, versions: list[int], links: Mapping[int, bytes | None]) -> list[PurgedSpan]:
+    spans, start = [], versions[0]
+    for previous, version in zip(versions, [*versions[1:], None]):
+        if version is None or version != previous + 1:
+            link = links.get(previous)
+            spans.append(PurgedSpan(room, start, previous, link.hex() if link else ""))
+            start = version
+    return spans

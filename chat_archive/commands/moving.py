@@ -1,0 +1,95 @@
+"""`migrate --to URL`: move the archive to another store (SQLite to PostgreSQL); `export-log FILE`:
+the whole log as compressed JSON lines, a portable backup (`import FILE` reads it back)."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import sys
+from pathlib import Path
+
+import msgspec
+
+from archive.application import StoreLocation, open_event_store
+from archive.codec import to_json
+from archive.errors import ConfigError, StoreError
+from projections.rebuild import ProgressBar, rebuild
+
+from ..bootstrap import audit_cli_read, open_store, search_projection, view_projections
+from ..migration import check, copy_log, progress_file
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    migrate = subparsers.add_parser(
+        "migrate", help="copy the archive to another store (e.g. PostgreSQL), check it, rebuild views and index there"
+    )
+    migrate.add_argument("--to", required=True, metavar="URL", help="the target store, e.g. postgresql://user@host/db")
+    migrate.add_argument(
+        "--index", metavar="PATH",
+        help="search index directory to build for the target (default: [index] path with -migrated appended)",
+    )  # fmt: skip
+    migrate.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
+    migrate.set_defaults(handler=run_migrate)
+
+    export = subparsers.add_parser("export-log", help="write the whole event log as gzip-compressed JSON lines")
+    export.add_argument("file", help="the file to write (e.g. archive.jsonl.gz), or - for standard output")
+    export.set_defaults(handler=run_export_log)
+
+
+def run_migrate(args: argparse.Namespace, config) -> int:
+    if StoreLocation.parse(args.to) == StoreLocation.parse(config.store.url):
+        raise ConfigError("--to names the store the archive is in already")
+    index = args.index or config.index.path.rstrip("/") + "-migrated"
+    target_config = msgspec.structs.replace(
+        config,
+        store=msgspec.structs.replace(config.store, url=args.to),
+        projections=msgspec.structs.replace(config.projections, url=""),  # the target's own views
+        index=msgspec.structs.replace(config.index, path=index),
+    )
+    progress = progress_file(Path(config.xmpp.status_file).parent, config.store.url, args.to)
+    with open_store(config) as source, open_event_store(args.to) as target:
+        bar = None if args.quiet else ProgressBar("migrate: copy log", 0, source.head())
+        copied = copy_log(source, target, progress, on_page=bar.update if bar else None)
+        if bar:
+            bar.update(copied.position, final=True)
+        report = check(source, target)
+        if not report.ok:
+            for problem in report.mismatches[:20]:
+                print(f"chat-archive migrate: {problem}", file=sys.stderr)
+            raise StoreError(f"the copy does not match the source in {len(report.mismatches)} streams: run migrate again")
+        print(
+            f"chat-archive migrate: {copied.appended:,} events copied ({copied.read - copied.appended:,} there already); "
+            f"checked: {report.events:,} events in {report.streams:,} streams, counts and chain heads match",
+            file=sys.stderr,
+        )
+        views, close = view_projections(target_config, target, ["transcripts", "presence"])
+        try:
+            rebuild(target, [*views, search_projection(target_config)], progress=not args.quiet)
+        finally:
+            close()
+    print(f"migrated: point [store] url at the target and [index] path at {index}, then start the archive there")
+    progress.unlink(missing_ok=True)
+    return 0
+
+
+def run_export_log(args: argparse.Namespace, config) -> int:
+    """Lines as `chat-archive log` prints them, then a trailer with their count and SHA-256."""
+    output = sys.stdout.buffer if args.file == "-" else open(args.file, "wb")
+    try:
+        digest, count = hashlib.sha256(), 0
+        with open_store(config) as store, gzip.GzipFile(fileobj=output, mode="wb", compresslevel=6) as out:
+            for record in store.read_log(0, page_size=5000):
+                line = b'{"position":%d,"event":%s}\n' % (record.position, to_json(record.event))
+                digest.update(line)
+                out.write(line)
+                count += 1
+            out.write(msgspec.json.encode({"sha256": digest.hexdigest(), "count": count}) + b"\n")
+            audit_cli_read(store, "export-log", results=count)
+    except OSError as e:
+        raise StoreError(f"cannot write {args.file}: {e.strerror}") from e
+    finally:
+        if output is not sys.stdout.buffer:
+            output.close()
+    print(f"exported {count:,} events to {args.file}", file=sys.stderr)
+    return 0

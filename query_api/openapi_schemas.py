@@ -1,0 +1,97 @@
+"""The result objects of the OpenAPI document (``components/schemas``): what each answer holds.
+
+A test validates real answers of every JSON endpoint against these, and
+schemathesis checks every answer of a running server against them.
+"""
+
+from __future__ import annotations
+
+STRING = {"type": "string"}
+OPT_STRING = {"type": ["string", "null"]}
+INTEGER = {"type": "integer"}
+BOOLEAN = {"type": "boolean"}
+INSTANT = {"type": "string", "format": "date-time"}
+OPT_INSTANT = {"type": ["string", "null"], "format": "date-time"}
+CURSOR_OUT = {"type": ["string", "null"], "description": "pass back as `cursor` for the next page; null on the last"}
+
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(required: dict, optional: dict | None = None, *, closed: bool = False) -> dict:
+    """An object with ``required`` and ``optional`` properties; ``closed``: nothing else."""
+    schema = {"type": "object", "required": sorted(required), "properties": {**required, **(optional or {})}}
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def array(items: dict) -> dict:
+    return {"type": "array", "items": items}
+
+
+COUNTS = {"type": "object", "additionalProperties": INTEGER}
+
+SCHEMAS = {
+    "Error": obj({"error": obj({"code": STRING, "message": STRING},
+                               {"position": {"type": "integer", "description": "where in the query the fault is"}})}),
+    "Hit": obj(
+        {"position": INTEGER, "room": STRING, "nick": STRING, "time": INSTANT, "body": OPT_STRING,
+         "snippet": {"type": "string", "description": "escaped HTML, matches in <mark>"}, "thread": OPT_STRING,
+         "capture": STRING, "edited": BOOLEAN, "score": {"type": ["number", "null"], "description": "relevance sort only"}},
+        {"jid": {**OPT_STRING, "description": "compliance only"}, "retracted": {**BOOLEAN, "description": "compliance only"},
+         "earlier_versions": {**array(STRING), "description": "compliance only"}},
+    ),  # fmt: skip
+    "SearchResult": obj({
+        "query": STRING, "sort": {"type": "string", "enum": ["relevance", "newest", "oldest"]}, "total": INTEGER,
+        "hits": array(ref("Hit")),
+        "facets": {"type": ["object", "null"], "description": "counts by room and sender; first page only",
+                   "properties": {"rooms": COUNTS, "senders": COUNTS}},
+        "next": CURSOR_OUT, "index_position": INTEGER,
+    }),  # fmt: skip
+    "RoomSummary": obj({"room": STRING, "messages": INTEGER, "last_activity": OPT_INSTANT},
+                       {"occupants_now": {"type": ["integer", "null"]}, "presence_known": BOOLEAN}),
+    "RoomList": obj({"rooms": array(ref("RoomSummary")), "next": CURSOR_OUT}),
+    "Line": obj(
+        {"id": {"type": "integer", "description": "the log position of the event that made the line"},
+         "room": STRING, "at": INSTANT, "kind": STRING},
+        {"nick": OPT_STRING, "jid": {**OPT_STRING, "description": "compliance only"}, "body": OPT_STRING,
+         "edited": BOOLEAN, "versions": array({"type": "object"}), "message_id": OPT_STRING, "stanza_id": OPT_STRING},
+    ),  # fmt: skip
+    "TranscriptPage": obj(
+        {"room": STRING, "lines": array(ref("Line")), "next": CURSOR_OUT, "previous": CURSOR_OUT},
+        {"target": {"type": "integer", "description": "with around: the line asked for"}},
+    ),
+    "Occupant": obj({"nick": STRING, "since": OPT_INSTANT}, {"jid": OPT_STRING, "role": OPT_STRING}),
+    "PresenceAt": obj({
+        "room": STRING, "at": INSTANT, "known": {**BOOLEAN, "description": "false inside an archive gap"},
+        "gap": {"type": ["object", "null"]}, "occupants": array(ref("Occupant")),
+        "possibly_present": array({"type": "object"}), "next": CURSOR_OUT,
+    }),  # fmt: skip
+    "Bucket": obj({"start": INSTANT, "end": INSTANT, "peak": INTEGER, "distinct": INTEGER, "unknown": BOOLEAN}),
+    "Stay": obj({"room": STRING, "nicks": array(STRING), "start": INSTANT, "end": OPT_INSTANT, "spans": array({"type": "object"})}),
+    "PresenceRange": obj({
+        "room": STRING, "from": INSTANT, "to": INSTANT, "occupancy": array(ref("Bucket")),
+        "gaps": array({"type": "object"}), "stays": array(ref("Stay")), "next": CURSOR_OUT,
+    }),  # fmt: skip
+    "Presence": {"oneOf": [ref("PresenceAt"), ref("PresenceRange")]},
+    "RoomState": obj({
+        "room": STRING, "at": INSTANT, "subject": OPT_STRING, "occupants": array(ref("Occupant")),
+        "presence_known": BOOLEAN, "lines": array(ref("Line")),
+    }, {"subject_by": OPT_STRING, "gap": {"type": ["object", "null"]}}),  # fmt: skip
+    "EventLine": obj({"position": INTEGER, "event": obj({"type": STRING, "room": STRING, "occurred_at": INSTANT})}),
+    "TicketRequest": obj(
+        {"room": {"type": "string", "description": "the room's JID"}},
+        {"jid": {"type": "string", "maxLength": 1024}, "password": {"type": "string", "maxLength": 1024},
+         "nick": {"type": "string", "maxLength": 1024}},
+    ),  # fmt: skip
+    "Ticket": obj({
+        "ticket": {"type": "string", "description": "signed; send it back in the X-Widget-Ticket header"},
+        "url": {"type": "string", "description": "the widget page, the ticket (and any credentials) in its fragment"},
+        "expires_at": INSTANT, "credentials": BOOLEAN,
+    }),  # fmt: skip
+    "WidgetItem": obj({"id": INTEGER, "kind": STRING}, {"at": INSTANT, "nick": OPT_STRING, "body": OPT_STRING,
+                                                         "target": STRING, "refs": array(STRING)}),
+    "WidgetActivity": obj({"items": array(ref("WidgetItem")), "cursor": {"type": "string", "description": "signed; poll on with it"}}),
+}

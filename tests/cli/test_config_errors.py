@@ -1,0 +1,30 @@
+"""Bad settings stop a command at once with one line and exit status 2, never a traceback, another
+port or a server that never answers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize(("settings", "complaint"), [
+    ("[api]\nport = 99999\n", "port"),
+    ("[api]\nport = -1\n", "port"),
+    ("[api]\nthreads = 0\n", "threads"),
+    ("[api]\nfollow_heartbeat = 0\n", "follow_heartbeat"),
+    ("[api]\nsigning_keys = [\"short\"]\n", "signing_keys"),
+    ('[store]\nurl = "sqlite:////proc/no/such/dir/events.sqlite"\n', "cannot create the directory"),
+    ('[store]\nurl = "sqlite:///{tmp}"\n', "is a directory"),
+])  # fmt: skip
+def test_bad_settings_are_one_line_and_exit_2(tmp_path, settings, complaint):
+    config = tmp_path / "chat-archive.toml"
+    config.write_text(settings.format(tmp=tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-m", "chat_archive.cli", "--config", str(config), "serve"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert complaint in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "listening" not in result.stdout

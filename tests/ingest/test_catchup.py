@@ -159,14 +159,15 @@ def test_server_restart_with_live_traffic_during_the_rejoin_loses_and_doubles_no
         assert_verified(prosody, store, rooms)
 
 
-def test_reconciliation_finds_and_stores_messages_the_catch_up_from_the_anchor_cannot_see(prosody, people, tmp_path):
+def test_reconciliation_finds_and_stores_messages_the_catch_up_from_the_anchor_cannot_see(prosody, tmp_path):
     # The store holds the room up to its last message, but two earlier ones are gone (what the
     # anchor race left behind in stores written before it was fixed): the catch-up after the last
     # archived id finds nothing, the reconciliation over the span finds them.
-    alice = people["alice"]
     room = unique_room(prosody, "reconcile")
-    alice.create_room(room, "alice")
-    with open_event_store(f"sqlite:///{tmp_path}/events.sqlite") as store:
+    # Users of its own: the server restart test above closed the module's sessions.
+    with XmppUsers("127.0.0.1", prosody.port) as pool, open_event_store(f"sqlite:///{tmp_path}/events.sqlite") as store:
+        alice = pool.connect("alice@localhost", PASSWORD)
+        alice.create_room(room, "alice")
         with running_listener(prosody, store, include=(room,)) as listener:
             wait_for(lambda: room in listener.joined_rooms(), message="the room joined")
             sent = [alice.say(room, f"m{i}")["stanza_id"] for i in range(6)]

@@ -16,19 +16,37 @@ from .store import EventStore
 from .times import utcnow
 
 
-def write_checkpoint(store: EventStore) -> ChainCheckpoint | None:
-    """Record every stream's chain head (the compliance stream's own excepted: the record moves it);
-    None if nothing changed since the last checkpoint."""
+def write_checkpoint(store: EventStore, since: ChainCheckpoint | None = None) -> ChainCheckpoint | None:
+    """Record the chain head of every stream (the compliance stream's own excepted: the record moves it)
+    that moved since checkpoint ``since`` (every stream's when None); None if none moved. Pass the last
+    checkpoint written to keep each one small: verification reads them all."""
     heads = tuple(h for h in store.chain_heads() if h.stream != COMPLIANCE_STREAM)
+    if since is not None:
+        heads = tuple(set(heads) - set(since.heads))
     if not heads:
         return None
-    last = next((c for c in reversed(list(compliance_records(store, ChainCheckpoint)))), None)
-    if last is not None and set(last.heads) == set(heads):
-        return None
     now = utcnow()
-    checkpoint = ChainCheckpoint(room=COMPLIANCE_STREAM, occurred_at=now, recorded_at=now, heads=heads)
+    checkpoint = ChainCheckpoint(room=COMPLIANCE_STREAM, occurred_at=now, recorded_at=now, heads=tuple(sorted(
+        heads, key=lambda h: h.stream)))
     store.append([checkpoint])
     return checkpoint
+
+
+class Checkpoints:
+    """Successive checkpoints of one process: the first covers every stream, each later one the
+    streams that moved since (``write_checkpoint``)."""
+
+    def __init__(self, store: EventStore):
+        self._store = store
+        self._heads: dict[str, ChainHead] = {}
+
+    def write(self) -> ChainCheckpoint | None:
+        previous = ChainCheckpoint(room=COMPLIANCE_STREAM, occurred_at=utcnow(), recorded_at=utcnow(),
+                                   heads=tuple(self._heads.values())) if self._heads else None
+        checkpoint = write_checkpoint(self._store, previous)
+        if checkpoint is not None:
+            self._heads.update({h.stream: h for h in checkpoint.heads})
+        return checkpoint
 
 
 def compliance_records(store: EventStore, kind: type) -> Iterator:

@@ -64,6 +64,42 @@ def _connection_lost(error: Exception) -> bool:
     )
 
 
+class GroupCommit:
+    """Callers of ``write`` from many threads share commits: the first to find none in progress
+    writes everything queued by then (its own included) with ``commit(items)``; the others wait,
+    and whoever finds its item still queued after a commit leads the next one. Each caller returns
+    once its item is committed, or raises what the commit raised."""
+
+    def __init__(self, commit):
+        self._commit = commit
+        self._cond = threading.Condition()
+        self._queue: list[list] = []  # [item, done, error]
+        self._busy = False
+
+    def write(self, item) -> None:
+        slot = [item, False, None]
+        with self._cond:
+            self._queue.append(slot)
+            while self._busy and not slot[1]:
+                self._cond.wait()
+            if not slot[1]:
+                self._busy = True
+                batch, self._queue = self._queue, []
+        if not slot[1]:
+            error = None
+            try:
+                self._commit([s[0] for s in batch])
+            except Exception as e:  # noqa: BLE001 - every waiter of the batch gets it
+                error = e
+            with self._cond:
+                for s in batch:
+                    s[1], s[2] = True, error
+                self._busy = False
+                self._cond.notify_all()
+        if slot[2] is not None:
+            raise slot[2]
+
+
 class EventStore:
     """Append archive events at most once each; read them back by room or globally."""
 
@@ -75,6 +111,7 @@ class EventStore:
         # stream -> [version, head link or None before its chain began, genesis version]
         self._heads: dict[str, list] = {}
         self._lock = threading.Lock()
+        self._audit_queue = GroupCommit(self._insert_audit)
 
     def append(self, events: Iterable[Event], batch_size: int = 1000) -> list[Recorded]:
         """Store the events not stored before; return those, with their positions.
@@ -154,18 +191,24 @@ class EventStore:
         self._heads.update(heads)
         return [Recorded(position, event) for position, (_, event) in zip(positions, todo)]
 
-    def append_audit(self, record: ContentRead) -> int:
-        """Append an audit record to the audit trail (not the event log); its sequence number."""
-        state = to_msgpack(record)
+    def append_audit(self, record: ContentRead) -> None:
+        """Append an audit record to the audit trail (not the event log); returns once it is committed.
+
+        Group commit: records of concurrent callers (a busy API's request threads) are written
+        together, one transaction for all that arrived while the previous one committed."""
+        self._audit_queue.write(record)
+
+    def _insert_audit(self, records: list[ContentRead]) -> None:
+        rows = [(to_msgpack(r), r.occurred_at.timestamp()) for r in records]
         for attempt in range(MAX_ATTEMPTS):
             try:
-                return self._recorder.insert_audit(state, record.occurred_at.timestamp())
+                return self._recorder.insert_audit(rows)
             except (IntegrityError, OperationalError) as e:
                 if attempt == MAX_ATTEMPTS - 1:
-                    raise ConcurrencyError(f"gave up appending an audit record after {MAX_ATTEMPTS} conflicts: {e}") from e
+                    raise ConcurrencyError(f"gave up appending audit records after {MAX_ATTEMPTS} conflicts: {e}") from e
                 time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
             except PersistenceError as e:
-                raise StoreError(f"could not append an audit record: {e}") from e
+                raise StoreError(f"could not append audit records: {e}") from e
         raise AssertionError("unreachable")
 
     def read_audit(
@@ -210,14 +253,34 @@ class EventStore:
         end: datetime | None = None,
         page_size: int = 1000,
     ) -> Iterator[Recorded]:
-        """A room's events in the order they were archived, optionally those
-        that occurred in [start, end), page by page."""
+        """A room's events, page by page: all of them in the order they were archived, or
+        those that occurred in [start, end) in the room's order (the whole second they
+        occurred in, then the order archived: ``archive.times.order_second``).
+
+        A time-ranged read walks an index in that order from where the last page
+        stopped: every page costs the same, however large the room or the range."""
+        if start is None and end is None:
+            yield from self._read_room_log(room, page_size)
+            return
         t_from = start.timestamp() if start else None
         t_to = end.timestamp() if end else None
+        after = None
+        while True:
+            try:
+                page = self._recorder.select_room_range(room, after, page_size, t_from, t_to)
+            except PersistenceError as e:
+                raise StoreError(f"could not read room {room}: {e}") from e
+            for position, _, state, _ in page:
+                yield Recorded(position, from_msgpack(state))
+            if len(page) < page_size:
+                return
+            after = (page[-1][3], page[-1][1])
+
+    def _read_room_log(self, room: str, page_size: int) -> Iterator[Recorded]:
         after_version = 0
         while True:
             try:
-                page = self._recorder.select_room(room, after_version, page_size, t_from, t_to)
+                page = self._recorder.select_room(room, after_version, page_size)
             except PersistenceError as e:
                 raise store_error(f"could not read room {room}", e) from e
             for position, _, state in page:
@@ -227,15 +290,18 @@ class EventStore:
             after_version = page[-1][1]
 
     def read_room_versions(self, room: str, *, end: datetime | None = None) -> Iterator[tuple[int, Recorded]]:
-        """A room's events (that occurred before ``end``) with their versions in the room's stream."""
+        """A room's events (that occurred before ``end``) with their versions in the room's stream,
+        in version order (a walk of the whole stream: for batch jobs such as a purge)."""
         after_version = 0
         while True:
             try:
-                page = self._recorder.select_room(room, after_version, 1000, None, end.timestamp() if end else None)
+                page = self._recorder.select_room(room, after_version, 1000)
             except PersistenceError as e:
                 raise StoreError(f"could not read room {room}: {e}") from e
             for position, version, state in page:
-                yield version, Recorded(position, from_msgpack(state))
+                record = Recorded(position, from_msgpack(state))
+                if end is None or record.event.occurred_at < end:
+                    yield version, record
             if len(page) < 1000:
                 return
             after_version = page[-1][1]
@@ -282,7 +348,7 @@ class EventStore:
         after_version = 0
         while True:
             try:
-                page = self._recorder.select_room(stream, after_version, 1000, None, None)
+                page = self._recorder.select_room(stream, after_version, 1000)
             except PersistenceError as e:
                 raise StoreError(f"could not read stream {stream}: {e}") from e
             for position, version, state in page:

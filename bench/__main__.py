@@ -8,6 +8,8 @@ Stages (run in this order; --only picks some):
   api          requests/s and p50/p99 of search and transcript under load from a separate process
   replay       NDJSON replay endpoint events/s
   freshness    end-to-end freshness through a real Prosody, listener rate vs Prosody's own delivery rate
+  ranged       a page of a time-ranged read (store, transcript view, widget, /state) of a room of --size
+               events vs the same page of a 1k-event room (a store of its own)
 
 Stages after `append` reuse the SQLite store it built in --workdir (built without baselines if missing).
 `python -m bench corpus --size 1m --out FILE` writes a corpus as JSON lines instead;
@@ -31,10 +33,11 @@ from .machine import machine, versions
 from .measure import Figure, Results, peak_rss_self
 
 HERE = Path(__file__).parent
-STAGES = ["append", "read", "projections", "search", "api", "replay", "freshness"]
+STAGES = ["append", "read", "projections", "search", "api", "replay", "freshness", "ranged"]
 # stage -> module in bench/ with run(spec, workdir, results, ctx)
 STAGE_MODULES = {"append": "bench.stages", "read": "bench.stages", "projections": "bench.projections",
-                 "search": "bench.search", "api": "bench.api", "replay": "bench.api", "freshness": "bench.freshness"}
+                 "search": "bench.search", "api": "bench.api", "replay": "bench.api", "freshness": "bench.freshness",
+                 "ranged": "bench.ranged"}
 
 
 def main(argv: list[str] | None = None) -> int:

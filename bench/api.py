@@ -33,40 +33,55 @@ DURATION = 15
 CONNECTIONS = 16
 
 
+WORKERS = (1, 2)  # `serve --workers N`: gunicorn processes behind one port
+
+
 def run_api(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> None:
-    with Server(spec, workdir, ctx) as server:
-        base = _wrk(server, ["/healthz"], "healthz")
-        queries = query_set(spec)
-        search_paths = []
-        for name, texts in queries.classes.items():
-            for text in texts:
-                q = f"room:{queries.room} {text}" if name == "room filter + word" else text
-                search_paths.append(f"/api/v1/search?q={quote(q)}&limit=20")
-        search_paths += [f"/api/v1/search?q={quote(t)}&limit=20&sort=newest" for t in queries.classes["common word"]]
-        days = max(1, int(spec.events * 3 / 86400))
-        transcript_paths = [
-            f"/api/v1/rooms/{quote(room_jid(i % min(spec.rooms, 20)))}/transcript?day="
-            f"{(START + timedelta(days=i % days)).date().isoformat()}&limit=50"
-            for i in range(200)
-        ]
-        audited = {}
-        for label, paths, aim in (("search", search_paths, ">= 500/s, p99 < 50 ms"),
-                                  ("transcript (a room's day, 50 lines)", transcript_paths, "")):
-            got = audited[label] = _wrk(server, paths, label.split()[0])
-            results.add(Figure("api", f"{label}: requests/s", got["rps"], "req/s", base["rps"],
-                               "/healthz under the same load", aim=aim.split(",")[0] if aim else "",
-                               note=f"wrk {CONNECTIONS} connections, {DURATION} s, errors {got['errors']}"))
-            for p in ("p50", "p99"):
-                results.add(Figure("api", f"{label}: {p}", got[p], "ms", base[p], "/healthz under the same load",
-                                   higher_is_better=False, aim="p99 < 50 ms" if p == "p99" and aim else ""))
-    # The same loads against the same server without its audit hook: what recording every read costs.
-    with Server(spec, workdir, ctx, module="bench.unaudited") as server:
-        for label, paths in (("search", search_paths), ("transcript (a room's day, 50 lines)", transcript_paths)):
+    search_paths, transcript_paths = api_paths(spec)
+    loads = (("search", search_paths, ">= 500/s, p99 < 50 ms"), ("transcript (a room's day, 50 lines)", transcript_paths, ""))
+    audited: dict[int, dict] = {}
+    for workers in WORKERS:
+        audited[workers] = {}
+        with Server(spec, workdir, ctx, workers=workers) as server:
+            base = _wrk(server, ["/healthz"], f"healthz-w{workers}")
+            for label, paths, aim in loads:
+                got = audited[workers][label] = _wrk(server, paths, f"{label.split()[0]}-w{workers}")
+                name = f"{label}, {workers} worker{'s' if workers > 1 else ''}"
+                results.add(Figure("api", f"{name}: requests/s", got["rps"], "req/s", base["rps"],
+                                   "/healthz under the same load", aim=aim.split(",")[0] if aim else "",
+                                   note=f"wrk {CONNECTIONS} connections, {DURATION} s, errors {got['errors']}"))
+                for p in ("p50", "p99"):
+                    results.add(Figure("api", f"{name}: {p}", got[p], "ms", base[p], "/healthz under the same load",
+                                       higher_is_better=False, aim="p99 < 50 ms" if p == "p99" and aim else ""))
+            results.rss[f"chat-archive serve --workers {workers} (master + workers, after the load)"] = (
+                sum(peak_rss_of(pid) or 0 for pid in server.pids()))
+    # The same loads against one worker without its audit hook: what recording every read costs.
+    with Server(spec, workdir, ctx, module="bench.unaudited", workers=1) as server:
+        for label, paths, _ in loads:
             got = _wrk(server, paths, label.split()[0] + "-unaudited")
-            results.add(Figure("api", f"{label}: requests/s with the audit trail vs without", audited[label]["rps"],
-                               "req/s", got["rps"], "the same server without its audit hook, the same load",
+            results.add(Figure("api", f"{label}, 1 worker: requests/s with the audit trail vs without",
+                               audited[1][label]["rps"], "req/s", got["rps"],
+                               "the same server without its audit hook, the same load",
                                aim="ratio >= 0.8", note="one audit record (a chained insert) per request"))
-        results.rss["chat-archive serve (after the load)"] = peak_rss_of(server.proc.pid) or 0
+
+
+def api_paths(spec: CorpusSpec) -> tuple[list[str], list[str]]:
+    """The search requests (every query class; no facets: the API counts them only when asked)
+    and the transcript pages (a room's day, 50 lines) the load cycles through."""
+    queries = query_set(spec)
+    search_paths = []
+    for name, texts in queries.classes.items():
+        for text in texts:
+            q = f"room:{queries.room} {text}" if name == "room filter + word" else text
+            search_paths.append(f"/api/v1/search?q={quote(q)}&limit=20")
+    search_paths += [f"/api/v1/search?q={quote(t)}&limit=20&sort=newest" for t in queries.classes["common word"]]
+    days = max(1, int(spec.events * 3 / 86400))
+    transcript_paths = [
+        f"/api/v1/rooms/{quote(room_jid(i % min(spec.rooms, 20)))}/transcript?day="
+        f"{(START + timedelta(days=i % days)).date().isoformat()}&limit=50"
+        for i in range(200)
+    ]
+    return search_paths, transcript_paths
 
 
 def run_replay(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> None:
@@ -96,8 +111,8 @@ def run_replay(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> 
 class Server:
     """`chat-archive serve` in a subprocess over the workdir's store, views and index."""
 
-    def __init__(self, spec: CorpusSpec, workdir: Path, ctx: dict, module: str = "chat_archive.cli"):
-        self.spec, self.workdir, self.ctx, self.module = spec, workdir, ctx, module
+    def __init__(self, spec: CorpusSpec, workdir: Path, ctx: dict, module: str = "chat_archive.cli", workers: int = 0):
+        self.spec, self.workdir, self.ctx, self.module, self.workers = spec, workdir, ctx, module, workers
 
     def __enter__(self) -> Server:
         ensure_store(self.spec, self.workdir, self.ctx)
@@ -109,18 +124,25 @@ class Server:
         self.token = subprocess.run([*cli, "token", "create", "--role", "compliance", "--label", "bench"],
                                     check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         self.log = open(self.workdir / "serve.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", self.module, *cli[3:], "serve"], stdout=self.log,
+        workers = ["--workers", str(self.workers)] if self.workers else []
+        self.proc = subprocess.Popen([sys.executable, "-m", self.module, *cli[3:], "serve", *workers], stdout=self.log,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        while time.monotonic() < deadline:  # every worker answering, not only the port bound
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve exited: {(self.workdir / 'serve.log').read_text()[-500:]}")
+            if len(self.pids()) > self.workers and all(_healthy(self.port) for _ in range(4)):
                 return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"serve exited: {(self.workdir / 'serve.log').read_text()[-500:]}")
-                time.sleep(0.2)
-        raise RuntimeError("serve did not start listening within 60 s")
+            time.sleep(0.2)
+        raise RuntimeError("serve did not answer within 60 s")
+
+    def pids(self) -> list[int]:
+        """The server process and its workers (gunicorn's are its children)."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        try:
+            return [self.proc.pid, *map(int, children.read_text().split())]
+        except OSError:
+            return [self.proc.pid]
 
     def __exit__(self, *exc: object) -> None:
         self.proc.terminate()
@@ -146,6 +168,17 @@ def ensure_views_and_index(workdir: Path, ctx: dict) -> None:
         if not (workdir / "index").exists():
             print("  building the search index (untimed)", flush=True)
             rebuild(store, [search_projection(config)])
+
+
+def _healthy(port: int) -> bool:
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        connection.request("GET", "/healthz")
+        ok = connection.getresponse().status == 200
+        connection.close()
+        return ok
+    except OSError:
+        return False
 
 
 def _free_port() -> int:

@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 from archive.application import open_event_store
 from archive.audit import record_read
-from archive.errors import ConfigError
+from archive.errors import ChatArchiveError, ConfigError
 from archive.events import EventsPurged
 from archive.health import Health
-from archive.integrity import write_checkpoint
+from archive.integrity import Checkpoints
 from archive.lease import process_alive
 from archive.retention import purge
 from archive.store import EventStore
@@ -52,7 +52,7 @@ def start_checkpoints(config: Config, store: EventStore, stop: threading.Event, 
     on stop: the projections stop right after the writers and would leave it for their next start.
     The store unavailable: tried again at the next interval, reported to ``health``."""
     on_error = health.reporter("checkpoints") if health else None
-    return Periodic("chain-checkpoints", config.store.checkpoint_interval, stop, lambda: write_checkpoint(store),
+    return Periodic("chain-checkpoints", config.store.checkpoint_interval, stop, Checkpoints(store).write,
                     on_error=on_error)  # fmt: skip
 
 
@@ -189,7 +189,18 @@ def views_url(config: Config) -> str:
 
 def open_views(config: Config, store: EventStore | None = None) -> Views:
     """The transcript and presence views (``projections.views.Views``): queries for the API."""
-    return Views(views_url(config), store)
+    return Views(views_url(config), store, heartbeat=lambda: listener_heartbeat(config))
+
+
+def listener_heartbeat(config: Config):
+    """Until when the listener has watched the rooms and stored all it saw (None: not running)."""
+    try:
+        status = read_status(status_path(config.xmpp))
+    except ChatArchiveError:
+        return None
+    if status is None or status.stopped or not status.connected:
+        return None
+    return status.stored_until
 
 
 def start_projections(config: Config, store: EventStore, stop: threading.Event, health: Health | None = None) -> ProjectionThreads:

@@ -6,9 +6,8 @@ changing status and nick, correcting and moderating messages, coming and going,
 until the handle is stopped. It
 returns the ``[xmpp]`` settings the listener should use to archive it.
 
-The directory records the pid of the process that owns it: a demo killed
-without a chance to clean up (``kill -9``) leaves its Prosody and directory
-behind, and the next demo stops that Prosody and removes the directory.
+The directory records the pid of the process that owns it, so that what a demo
+killed outright leaves behind is cleaned up by the next (``demo_leftovers``).
 """
 
 from __future__ import annotations
@@ -18,22 +17,15 @@ import os
 import random
 import secrets
 import shutil
-import signal
 import tempfile
 import threading
-import time
-from datetime import timedelta
 from pathlib import Path
 
 import msgspec
 
-from archive.application import StoreLocation
-from archive.lease import process_alive
-from archive.times import utcnow
 from ingest.settings import XmppSettings
-from query_api.roles import Role
-from query_api.tokens import TokenStore
 
+from .demo_leftovers import DIRECTORY_PREFIX, OWNER_FILE, SERVER_FILE, remove_left_behind
 from .prosody import ProsodyServer
 from .xmpp_users import User, XmppUsers
 
@@ -45,17 +37,12 @@ LISTENER = "archiver"
 # The account a newcomer joins the widget with: its password is printed and shown on the
 # sign-in page, so it is a fixed, public one (the demo server listens on loopback only).
 GUEST, GUEST_PASSWORD = "guest", "guest-demo"
-DIRECTORY_PREFIX = "chat-archive-demo-"
-OWNER_FILE = "owner.pid"
-SERVER_FILE = "server.pid"
 WORDS = (
     "deploy release build test review merge branch coffee lunch meeting bug fix ticket server backup "
     "database index query search archive design docs weekend later today tomorrow yes no maybe thanks "
     "great idea agreed looks good ship it rollback latency cache config log"
 ).split()
 SHOWS = (None, "away", "dnd", "xa", "chat")
-TOKEN_FILE = "demo-token"
-TOKEN_LIFETIME = timedelta(days=30)
 
 
 class DemoHandle:
@@ -174,83 +161,3 @@ def start_demo(config, *, interval: float = 1.0) -> tuple[XmppSettings, DemoHand
     if not handle.rooms_open.wait(30):
         log.warning("demo: the rooms were not open after 30 s; the listener will find them later")
     return settings, handle
-
-
-def remove_left_behind(parent: Path) -> list[Path]:
-    """Stop the Prosody and remove the directory of every demo in ``parent`` whose owner is gone.
-
-    A demo whose owning process still runs (another `up --demo`) is left alone.
-    Returns the directories removed.
-    """
-    removed = []
-    for directory in sorted(parent.glob(DIRECTORY_PREFIX + "*")):
-        owner = _pid_in(directory / OWNER_FILE)
-        if owner is None or process_alive(owner):
-            continue
-        server = _pid_in(directory / SERVER_FILE)
-        if server is not None and _runs_config_of(server, directory):
-            _terminate(server)
-        shutil.rmtree(directory, ignore_errors=True)
-        log.info("demo: removed what a stopped demo (pid %d) left behind: %s", owner, directory)
-        removed.append(directory)
-    return removed
-
-
-def _pid_in(path: Path) -> int | None:
-    try:
-        return int(path.read_text(encoding="ascii").strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _runs_config_of(pid: int, directory: Path) -> bool:
-    """Whether ``pid`` is still the Prosody of ``directory`` (a pid may have been reused)."""
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return str(directory / "prosody.cfg.lua").encode() in command
-
-
-def _terminate(pid: int) -> None:
-    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not process_alive(pid) or _zombie(pid):
-                return
-            time.sleep(0.05)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
-    except OSError:
-        return False
-
-
-def token_file(config) -> Path:
-    """Where the demo keeps its sign-in token: beside a SQLite store, else in ./data."""
-    location = StoreLocation.parse(config.store.url)
-    return (location.path.parent if location.kind == "sqlite" else Path("data")) / TOKEN_FILE
-
-
-def sign_in_token(tokens: TokenStore, path: Path) -> tuple[str, bool]:
-    """The demo's compliance token: the one saved at ``path`` while it still works, else a new
-    one that expires (so repeated demos do not pile up tokens that never do). Returns
-    (token, reused)."""
-    try:
-        saved = path.read_text(encoding="ascii").strip()
-    except OSError:
-        saved = ""
-    info = tokens.lookup(saved) if saved else None
-    if info is not None and info.role is Role.COMPLIANCE:
-        return saved, True
-    token, _ = tokens.create(Role.COMPLIANCE, label="demo (up --demo)", expires_at=utcnow() + TOKEN_LIFETIME)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(token + "\n", encoding="ascii")
-    return token, False

@@ -96,6 +96,27 @@ def ids(line: Line) -> list[str]:
     return found
 
 
+def as_at(line: Line, moment) -> Line:
+    """``line`` (with its versions) as it read at ``moment``: corrections and removal made
+    later undone."""
+    later_edit = line.edited_at is not None and line.edited_at >= moment and line.versions
+    later_removal = line.removed is not None and line.removed.at >= moment
+    if not (later_edit or later_removal):
+        return line
+    changes: dict = {"removed": None} if later_removal else {}
+    if later_edit:
+        texts = [(v.body, v.at, v.position) for v in line.versions]
+        texts.append((line.body, line.edited_at, line.edit_position))
+        kept = [text for text in texts if text[1] < moment] or texts[:1]
+        body, at, position = kept[-1]
+        edited = len(kept) > 1 or line.corrects is not None
+        changes.update(
+            body=body, versions=line.versions[: len(kept) - 1], edited=edited,
+            edited_at=at if edited else None, edit_position=position if len(kept) > 1 else None,
+        )  # fmt: skip
+    return msgspec.structs.replace(line, **changes)
+
+
 def compliance_only(line: Line) -> bool:
     """Lines the ordinary view never shows."""
     return line.kind == "retraction"

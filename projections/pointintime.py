@@ -1,35 +1,34 @@
-"""A room as it was at a moment T, reconstructed from its events (for analysts).
+"""A room as it was at a moment T (for analysts), read from the stored views.
 
-``room_state_at(store, room, at, *, limit=200, since=None, include_originals=False,
-gaps=()) -> RoomState`` replays the room's events that occurred before ``at``
-through the same pure logic as the views: the occupants then (with role,
-affiliation, show, status), the subject then, and the transcript as it read
-then (corrections and removals made after ``at`` are not applied). ``lines``
-are the last ``limit`` lines before ``at`` (those from ``since`` on, if given),
-oldest first. ``gaps`` (from the presence view) lets an archive gap recorded
-after ``at`` still mark presence at ``at`` as unknown.
-Cost: one read of the room's events up to ``at``.
+``room_state_at(transcripts, presence, room, at, *, known_until, limit=200, since=None,
+include_originals=False) -> RoomState``: the occupants then (with role,
+affiliation, show, status: the presence view's spans that cover T), the subject
+then, and the last ``limit`` transcript lines before T (those from ``since`` on,
+if given), oldest first, each as it read then (``as_at``: corrections and
+removals made after T are not applied).
+
+No replay: the views are the room's state kept at every event (spans, lines with
+their versions), so a page of /state costs a few index reads however long the
+room's history. ``known_until`` is the archive's last known moment: presence at a
+later T is not known yet (``presence_known`` False, no occupants).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import msgspec
 
 from archive import events as ev
 from archive.errors import InvalidQueryError
-from archive.store import EventStore
 
-from .presence import logic as presence_logic
-from .presence.logic import Gap, Span
-from .presence.queries import Occupant, occupant
-from .lines import Line, shown as shown_lines
-from .messages import MemoryBook
-from .transcripts import logic as transcript_logic
+from .lines import Line, as_at, shown
+from .presence.logic import Gap
+from .presence.queries import Occupant, Presence
+from .transcripts.queries import MAX_LIMIT, Transcripts
 
 MAX_LINES = 5000
+SECOND = timedelta(seconds=1)
 
 
 class RoomState(msgspec.Struct, kw_only=True):
@@ -41,47 +40,44 @@ class RoomState(msgspec.Struct, kw_only=True):
     presence_known: bool
     gap: Gap | None
     lines: list[Line]
+    known_until: ev.UtcTime | None = None  # the archive's last known moment
 
 
 def room_state_at(
-    store: EventStore,
+    transcripts: Transcripts,
+    presence: Presence,
     room: str,
     at: datetime,
     *,
+    known_until: datetime | None,
     limit: int = 200,
     since: datetime | None = None,
     include_originals: bool = False,
-    gaps: Iterable[Gap] = (),
 ) -> RoomState:
     if not 0 <= limit <= MAX_LINES:
         raise InvalidQueryError(f"limit must be 0..{MAX_LINES}")
-    transcript = MemoryBook()
-    open_spans: dict[str, Span] = {}
-    stay_starts: dict[int, datetime] = {}
-    gap: Gap | None = None
-    for record in store.read_room(room, end=at):
-        event = record.event
-        transcript.apply(transcript_logic.step(record.position, event, transcript))
-        for span in presence_logic.step(open_spans, record.position, event):
-            if span.end is None:
-                open_spans[span.nick] = span
-                stay_starts.setdefault(span.stay, span.start)
-            elif span.nick in open_spans and open_spans[span.nick].id == span.id:
-                del open_spans[span.nick]
-        if isinstance(event, ev.ArchiveGap) and event.gap_start <= at < event.gap_end:
-            gap = presence_logic.gap_of(record.position, event)
-    gap = gap or next((g for g in gaps if g.start <= at < g.end), None)
-    ordered = sorted(transcript.lines.values(), key=lambda line: (line.at, line.id))
-    subject = next((line for line in reversed(ordered) if line.kind == "subject_changed"), None)
-    shown = shown_lines([line for line in ordered if since is None or line.at >= since], include_originals)
-    shown = shown[len(shown) - limit :] if limit else []
+    lines: list[Line] = []
+    if limit and (since is None or since < at):
+        # The page ends after T's whole second (the view's order), and lines are read with
+        # their versions, so that what changed after T can be undone.
+        cursor = None
+        while len(lines) < limit:  # backwards, a page of at most the view's limit at a time
+            page = transcripts.page(room, start=since, end=at + SECOND, cursor=cursor, direction="backward",
+                                    limit=min(limit - len(lines), MAX_LIMIT), include_originals=True)
+            lines[:0] = shown([as_at(line, at) for line in page.lines if line.at < at], include_originals)
+            if page.prev_cursor is None:
+                break
+            cursor = page.prev_cursor
+    subject = transcripts.subject_at(room, at)
+    occupants = presence.occupants_at(room, at, known_until=known_until)
     return RoomState(
         room=room,
         at=at,
         subject=subject.body if subject else None,
         subject_by=subject.nick if subject else None,
-        occupants=[occupant(s, stay_starts) for s in sorted(open_spans.values(), key=lambda s: s.nick)],
-        presence_known=gap is None,
-        gap=gap,
-        lines=shown,
+        occupants=occupants.occupants,
+        presence_known=occupants.known,
+        gap=occupants.gap,
+        lines=lines,
+        known_until=known_until,
     )

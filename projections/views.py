@@ -4,8 +4,10 @@
 
 - ``views.transcripts``: ``transcripts.queries.Transcripts`` (page, day, context, line);
 - ``views.presence``: ``presence.queries.Presence`` (occupants_at, stays, occupancy, gaps);
-- ``views.room_state_at(room, at, **options)``: ``pointintime.RoomState``
-  (needs the event store);
+- ``views.room_state_at(room, at, **options)``: ``pointintime.RoomState``;
+- ``views.known_until()``: the archive's last known moment (the listener's
+  heartbeat, when the composition root passes one, or the time the log's last
+  event was recorded); presence after it is "not known yet" (both need the store);
 - ``views.projections()``: fresh projection instances for a runner or a rebuild;
 - ``views.close()``.
 
@@ -14,10 +16,12 @@ Queries read committed data only, i.e. up to the last commit of each projection.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime
 
 from archive.errors import ConfigError
 from archive.store import EventStore
+from archive.times import utcnow
 
 from .pointintime import RoomState, room_state_at
 from .presence.queries import Presence
@@ -34,9 +38,12 @@ PROJECTION_CLASSES: dict[str, type[TableProjection]] = {
 
 
 class Views:
-    def __init__(self, url: str, store: EventStore | None = None):
+    def __init__(
+        self, url: str, store: EventStore | None = None, heartbeat: Callable[[], datetime | None] | None = None
+    ):
         self.url = url
         self.store = store
+        self._heartbeat = heartbeat
         self.recorder, self._close = open_view_recorder(url)
         for cls in PROJECTION_CLASSES.values():
             if not self.recorder.generations(cls.name)[0]:
@@ -48,10 +55,16 @@ class Views:
         return [PROJECTION_CLASSES[name](self.recorder) for name in (names or list(PROJECTION_CLASSES))]
 
     def room_state_at(self, room: str, at: datetime, **options) -> RoomState:
+        return room_state_at(self.transcripts, self.presence, room, at, known_until=self.known_until(), **options)
+
+    def known_until(self) -> datetime | None:
+        """The archive's last known moment, never later than now; None for an empty archive."""
         if self.store is None:
-            raise ConfigError("room_state_at needs the event store: open the views with one")
-        gaps = self.presence.gaps(room, start=at, end=at + timedelta(microseconds=1))
-        return room_state_at(self.store, room, at, gaps=gaps, **options)
+            raise ConfigError("the archive's last known moment needs the event store: open the views with one")
+        head = self.store.head()
+        last = next(iter(self.store.read_log(head - 1, page_size=1)), None) if head else None
+        moments = [m for m in (last.event.recorded_at if last else None, self._heartbeat and self._heartbeat()) if m]
+        return min(max(moments), utcnow()) if moments else None
 
     def close(self) -> None:
         self._close()

@@ -2,9 +2,11 @@
 
 Every event is exported as archived, edits and retractions included (they are
 events of their own). The last line carries the SHA-256 of every byte before
-it, so a recipient can tell that the file is complete and unaltered:
-``{"sha256": "<hex>", "count": N}`` for JSON lines, ``# sha256=<hex> count=N``
-for CSV.
+it, so a recipient can tell that the file is complete and unaltered, and its
+manifest (rooms, range, query, the rooms' chain heads):
+``{"sha256": "<hex>", "count": N, "manifest": {...}}`` for JSON lines,
+``# sha256=<hex> count=N manifest={...}`` for CSV. (Bundles with a manifest per
+file: ``query_api.exports``.)
 """
 
 from __future__ import annotations
@@ -60,7 +62,11 @@ def export() -> Response:
         name = "search"
     records = audit.counting(records)
     lines = jsonl_lines(records) if fmt == "jsonl" else csv_lines(records)
-    response = Response(chunked(with_digest(lines, fmt)), mimetype="application/x-ndjson" if fmt == "jsonl" else "text/csv")
+    rooms = [room] if room is not None else api().visible_rooms(who)
+    heads = [h for h in api().store.chain_heads() if h.stream in set(rooms)]
+    manifest = {"rooms": rooms, "from": start and format_time(start), "to": end and format_time(end), "query": query,
+                "chain_heads": heads}
+    response = Response(chunked(with_digest(lines, fmt, manifest)), mimetype="application/x-ndjson" if fmt == "jsonl" else "text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="export-{_safe(name)}.{fmt}"'
     response.headers["Cache-Control"] = "no-store"
     return limited_stream(who, response)
@@ -144,18 +150,20 @@ def csv_row(record: Recorded) -> list[str]:
     ]
 
 
-def with_digest(lines: Iterable[bytes], fmt: str) -> Iterator[bytes]:
-    """The lines, then the trailer with the SHA-256 of all of them."""
+def with_digest(lines: Iterable[bytes], fmt: str, manifest: dict) -> Iterator[bytes]:
+    """The lines, then the trailer: the SHA-256 of all of them, their count and the manifest (what was
+    asked for and the chain heads of the rooms it covers)."""
     digest = hashlib.sha256()
     count = 0
     for line in lines:
         digest.update(line)
         count += 1
         yield line
+    described = msgspec.json.encode(manifest)
     if fmt == "jsonl":
-        yield b'{"sha256":"%s","count":%d}\n' % (digest.hexdigest().encode(), count)
+        yield b'{"sha256":"%s","count":%d,"manifest":%s}\n' % (digest.hexdigest().encode(), count, described)
     else:
-        yield b"# sha256=%s count=%d\n" % (digest.hexdigest().encode(), count - 1)
+        yield b"# sha256=%s count=%d manifest=%s\n" % (digest.hexdigest().encode(), count - 1, described)
 
 
 def _csv_row(values) -> bytes:

@@ -93,8 +93,11 @@ def document() -> dict:
                       "query in the archive's query language (README: at most 256 terms, 16 of them prefix* or fuzzy~, "
                       "32 levels of nesting); empty: everything in scope", required=True), "allowEmptyValue": True},
              query("sort", {"type": "string", "enum": ["relevance", "newest", "oldest"]}),
-             query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_SEARCH_LIMIT}), CURSOR, SITE_USER],
-            json_ok("hits (room, nick, jid where visible, time, body, snippet, position), total, facets by room and sender",
+             query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_SEARCH_LIMIT}), CURSOR,
+             query("facets", {"type": "string", "enum": ["true", "false"], "default": "false"},
+                   "also count the hits by room and by sender (first page only; most of a search's cost)"),
+             SITE_USER],
+            json_ok("hits (room, nick, jid where visible, time, body, snippet, position), total, facets by room and sender if asked",
                     ref("SearchResult")), statuses=(400, 401, 403, 503),
             together=f"`cursor` goes with the `q` and `sort` of the page that gave it. Relevance paging stops at "
                      f"{MAX_RELEVANCE_DEPTH} hits (time sorts page to the end).")},
@@ -156,7 +159,7 @@ def document() -> dict:
              query("room", {"type": "string", "maxLength": 3071}, "a room to export (all its events), or to restrict q to"),
              time_param("from", "start"), time_param("to", "end (exclusive)"),
              query("format", {"type": "string", "enum": ["jsonl", "csv"]})],
-            {"200": {"description": "JSON lines ending with {\"sha256\": ..., \"count\": N}, or CSV ending with `# sha256=... count=N`",
+            {"200": {"description": "JSON lines ending with {\"sha256\": ..., \"count\": N, \"manifest\": {...}}, or CSV ending with `# sha256=... count=N manifest={...}`",
                      "content": {"application/x-ndjson": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}}}}},
             statuses=STREAMS, together="`q` or `room` is required; `from`/`to` narrow either.")},
         "/api/v1/exports": {"post": operation(

@@ -46,7 +46,7 @@ SCHEMAS = {
     "SearchResult": obj({
         "query": STRING, "sort": {"type": "string", "enum": ["relevance", "newest", "oldest"]}, "total": INTEGER,
         "hits": array(ref("Hit")),
-        "facets": {"type": ["object", "null"], "description": "counts by room and sender; first page only",
+        "facets": {"type": ["object", "null"], "description": "counts by room and sender, with facets=true; first page only",
                    "properties": {"rooms": COUNTS, "senders": COUNTS}},
         "next": CURSOR_OUT, "index_position": INTEGER,
     }),  # fmt: skip

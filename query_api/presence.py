@@ -63,11 +63,13 @@ def presence(room: str) -> Response:
     if nick is not None and jid is not None:
         raise bad_parameter("nick", "give nick or jid, not both")
     presence_view = views().presence
+    known_until = views().known_until()
     result = {
         "room": room,
         "from": start,
         "to": end,
-        "occupancy": presence_view.occupancy(room, start, end, buckets=buckets).buckets,
+        "known_until": known_until,
+        "occupancy": presence_view.occupancy(room, start, end, buckets=buckets, known_until=known_until).buckets,
         "gaps": presence_view.gaps(room, start=start, end=end),
     }
     if nick is not None or jid is not None:
@@ -89,13 +91,14 @@ def presence(room: str) -> Response:
 
 def occupants_page(room: str, at, who: Caller, after: str | None, limit: int) -> dict:
     """Who was in the room at ``at``, by nick, ``limit`` at a time after ``after``."""
-    there = views().presence.occupants_at(room, at)
+    there = views().presence.occupants_at(room, at, known_until=views().known_until())
     occupants = sorted((o for o in there.occupants if after is None or o.nick > after), key=lambda o: o.nick)
     page = occupants[:limit]
     return {
         "room": room,
         "at": at,
         "known": there.known,
+        "known_until": there.known_until,
         "gap": there.gap,
         "occupants": [without_jids(o, who) for o in page],
         "possibly_present": [without_jids(o, who) for o in there.possibly_present] if after is None else [],

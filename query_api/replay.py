@@ -17,6 +17,7 @@ from flask import Blueprint, Response, request
 
 from archive.codec import to_json
 from archive.events import SYSTEM_STREAMS, Event, Recorded
+from archive.times import order_second
 
 from . import audit
 from .access import Caller, names_a_jid
@@ -69,8 +70,21 @@ def room_events(room: str) -> Response:
     after = params.integer("after", 0)
     limit = params.integer("limit", None, minimum=1)
     start, end = params.time_range()
-    records = (r for r in api().store.read_room(room, start=start, end=end) if r.position > after)
+    records = room_records(api().store, room, after, start, end)
     return limited_stream(who, _stream(ndjson_line(r, who) for r in _take(records, limit)))
+
+
+def room_records(store, room: str, after: int, start, end) -> Iterator[Recorded]:
+    """The room's events after position ``after``: in the order archived, or with a time range in the
+    room's order (whole second, then position), resuming just after the event at ``after`` there."""
+    if not after or (start is None and end is None):
+        return (r for r in store.read_room(room, start=start, end=end) if r.position > after)
+    anchor = next(iter(store.read_log(after - 1, page_size=1)), None)
+    if anchor is None or anchor.position != after or anchor.event.room != room:
+        return (r for r in store.read_room(room, start=start, end=end) if r.position > after)
+    key = (order_second(anchor.event.occurred_at), after)
+    start = max(start, key[0]) if start else key[0]
+    return (r for r in store.read_room(room, start=start, end=end) if (order_second(r.event.occurred_at), r.position) > key)
 
 
 @bp.get("/events")

@@ -41,13 +41,14 @@ def scope_of(who: Caller, rooms: list[str] | None = None) -> Scope:
 @bp.get("/search")
 def search() -> Response:
     who = caller(Capability.SEARCH)
-    params = Params(request.args, ("q", "sort", "limit", "cursor"))
+    params = Params(request.args, ("q", "sort", "limit", "cursor", "facets"))
     if "q" not in request.args:
         raise bad_parameter("q", "is required (an empty q finds everything in scope)")
     text = params.text("q", max_length=MAX_QUERY_CHARS) or ""
     sort = params.choice("sort", ("relevance", "newest", "oldest"), "relevance")
     limit = params.integer("limit", DEFAULT_LIMIT, minimum=1, maximum=min(MAX_LIMIT, api().settings.max_page_size))
-    results = run_search(who, text, sort, limit, params.text("cursor", max_length=MAX_CURSOR_CHARS))
+    facets = params.choice("facets", ("true", "false"), "false") == "true"
+    results = run_search(who, text, sort, limit, params.text("cursor", max_length=MAX_CURSOR_CHARS), facets=facets)
     audit.results(len(results.hits))
     return json_response({
         "query": results.query,
@@ -60,15 +61,18 @@ def search() -> Response:
     })  # fmt: skip
 
 
-def run_search(who: Caller, text: str, sort: str, limit: int, cursor: str | None):
+def run_search(who: Caller, text: str, sort: str, limit: int, cursor: str | None, *, facets: bool):
     """One page of a search in the caller's scope, for the API and the search page alike: the
-    cursor given back is one this server signed, and so is ``next_cursor`` of the results."""
+    cursor given back is one this server signed, and so is ``next_cursor`` of the results.
+    Facets (counted over every hit: most of a search's cost) only when asked, on a first page."""
     inner = None if cursor is None else decode_cursor(cursor, "search")
     if inner is not None and not isinstance(inner, str):
         raise bad_parameter("cursor", "is not a search cursor this server issued")
     scope, search_index = scope_of(who), index()
+    with_facets = facets and inner is None
     results = api().searches.run(
-        lambda: search_index.search(text, scope, sort=sort, limit=limit, cursor=inner), api().settings.search_timeout
+        lambda: search_index.search(text, scope, sort=sort, limit=limit, cursor=inner, facets=with_facets),
+        api().settings.search_timeout,
     )
     if results.next_cursor is not None:
         results.next_cursor = encode_cursor(results.next_cursor, "search")
@@ -76,7 +80,8 @@ def run_search(who: Caller, text: str, sort: str, limit: int, cursor: str | None
 
 
 def facets_json(facets) -> dict | None:
-    """Counts by room and by sender, most first; None on later pages (they are the first page's)."""
+    """Counts by room and by sender, most first; None unless asked for (``facets=true``), and on
+    later pages (they are the first page's)."""
     if facets is None:
         return None
     return {

@@ -185,6 +185,9 @@ def describe(line) -> str:
         return f"{nick} is now {line.role}"
     if kind == "affiliation_changed":
         return f"{nick} is now {line.affiliation}"
+    if kind == "retraction":
+        how = "moderated" if line.removed and line.removed.moderated else "retracted"
+        return f"{nick} {how} message {line.awaiting}, which the archive does not hold"
     if kind == "gap":
         end = format_time(line.gap_end) if line.gap_end else "?"
         return f"the archive may be missing {line.gap_kind or 'events'} until {end}"

@@ -15,13 +15,17 @@ be known by that id takes them in log order, as if they had come after it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from archive import events as ev
+from archive.times import order_second
 
 
 @dataclass
 class Msg:
     id: int
+    room: str
+    at: datetime  # when the post occurred (the order the views use: its whole second, then id)
     kind: str  # "message" | "retraction"
     nick: str | None
     jid: str | None
@@ -58,32 +62,35 @@ class Reference:
     def __init__(self) -> None:
         self.lines: list[Msg] = []
 
-    def find(self, ref: str) -> Msg | None:
-        known = [m for m in self.lines if m.kind == "message" and ref in m.known_by()]
+    def find(self, room: str, ref: str) -> Msg | None:
+        known = [m for m in self.lines if m.kind == "message" and m.room == room and ref in m.known_by()]
         return max(known, key=lambda m: m.id) if known else None
 
     def feed(self, position: int, e: ev.Event) -> None:
         if isinstance(e, ev.MessagePosted):
-            m = Msg(position, "message", e.nick, e.jid, e.occupant_id, [e.body], _ids(e), positions=[position])
+            m = Msg(position, e.room, order_second(e.occurred_at), "message", e.nick, e.jid, e.occupant_id,
+                    [e.body], _ids(e), positions=[position])
             self.lines.append(m)
             self._settle(m, _ids(e))
         elif isinstance(e, ev.MessageCorrected):
-            target = self.find(e.replaces_id)
+            target = self.find(e.room, e.replaces_id)
             if target is not None and same(target, e.nick, e.jid, e.occupant_id):
                 target.texts.append(e.body)
                 target.extra += [i for i in _ids(e) if i not in target.known_by()]
                 target.positions.append(position)
                 self._settle(target, _ids(e))
             else:
-                m = Msg(position, "message", e.nick, e.jid, e.occupant_id, [e.body], _ids(e),
+                m = Msg(position, e.room, order_second(e.occurred_at), "message", e.nick, e.jid, e.occupant_id,
+                        [e.body], _ids(e),
                         awaiting=e.replaces_id if target is None else None, corrects=e.replaces_id,
                         positions=[position])
                 self.lines.append(m)
                 self._settle(m, _ids(e))
         elif isinstance(e, ev.MessageRetracted):
-            target = self.find(e.target_id)
+            target = self.find(e.room, e.target_id)
             if target is None:
-                self.lines.append(Msg(position, "retraction", e.by_nick, e.by_jid, e.occupant_id, [], [],
+                self.lines.append(Msg(position, e.room, order_second(e.occurred_at), "retraction", e.by_nick,
+                                      e.by_jid, e.occupant_id, [], [],
                                       awaiting=e.target_id, removed=True, moderated=e.moderated, removal=position))
             elif not target.removed and (e.moderated or same(target, e.by_nick, e.by_jid, e.occupant_id)):
                 target.removed, target.removal = True, position
@@ -91,7 +98,8 @@ class Reference:
     def _settle(self, m: Msg, refs: list[str]) -> None:
         todo = list(refs)
         while todo:
-            waiting = sorted((w for w in self.lines if w is not m and w.awaiting in todo), key=lambda w: w.id)
+            waiting = sorted((w for w in self.lines if w is not m and w.room == m.room and w.awaiting in todo),
+                             key=lambda w: w.id)
             todo = []
             for w in waiting:
                 if w.kind == "retraction":

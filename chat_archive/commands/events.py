@@ -27,11 +27,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 
-def print_room_events(args: argparse.Namespace, config) -> int:
+def time_range(args: argparse.Namespace):
+    """(start, end) of ``--from``/``--to``, either None when not given."""
     start = parse_time(args.start) if args.start else None
     end = parse_time(args.end) if args.end else None
     if start and end and end <= start:
         raise InvalidQueryError("--to must be later than --from")
+    return start, end
+
+
+def print_room_events(args: argparse.Namespace, config) -> int:
+    start, end = time_range(args)
     with open_store(config) as store:
         if args.room not in store.rooms():
             print(f"chat-archive events: no events for room {args.room!r}", file=sys.stderr)

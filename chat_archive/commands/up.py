@@ -23,6 +23,7 @@ from ..bootstrap import (
     start_projections,
     start_search_indexer,
 )
+from ..demo_guide import demo_hints, print_guide
 from ..process import configure_logging, port_number, stopped_by_signals
 
 log = logging.getLogger("chat_archive.up")
@@ -90,7 +91,7 @@ class RunningParts:
             if purges is not None:
                 self.readers["retention purge"] = purges
             views, index = open_views(config, store), open_search_index(config)
-            hints = demo_hints(config, demo) if demo is not None else None
+            hints = demo_hints(config, demo.guest) if demo is not None else None
             server = start_api(
                 config, store, views, index, self.stop, host=args.host, port=args.port, demo=hints, health=health
             )  # fmt: skip
@@ -100,7 +101,11 @@ class RunningParts:
             raise
         print(f"chat-archive up: API and web pages on {server.url}/", flush=True)
         if demo is not None:
-            print_demo_guide(config, server.url, hints)
+            tokens = open_tokens(config)
+            try:
+                print_guide(tokens, config, server.url, hints)
+            finally:
+                tokens.close()
 
     def wait(self, shutdown: threading.Event) -> list[str]:
         """Run until ``shutdown`` or until any part stops by itself; then stop all, in order."""
@@ -132,33 +137,6 @@ class RunningParts:
         if failures:
             print("chat-archive up: " + "; ".join(failures), file=sys.stderr)
         return failures
-
-
-def demo_hints(config, demo) -> dict:
-    """What the sign-in page and the widget tell a newcomer about the demo."""
-    from ..demo import token_file
-
-    jid, password = demo.guest
-    return {"token_file": str(token_file(config)), "guest_jid": jid, "guest_password": password, "rooms": demo.rooms}
-
-
-def print_demo_guide(config, url: str, hints: dict) -> None:
-    from ..demo import sign_in_token, token_file
-
-    tokens = open_tokens(config)
-    try:
-        token, reused = sign_in_token(tokens, token_file(config))
-    finally:
-        tokens.close()
-    print(f"chat-archive up: demo sign-in token (compliance role): {token}", flush=True)
-    again = "the same as last time" if reused else "new, valid for 30 days"
-    print(
-        f"chat-archive up:   {again}; saved in {hints['token_file']}. Sign in at {url}/signin with it.\n"
-        f"chat-archive up: to talk in a room, open it on the Rooms page, then its widget, and join as "
-        f"{hints['guest_jid']} with password {hints['guest_password']}.\n"
-        f"chat-archive up: stop with Ctrl-C.",
-        flush=True,
-    )
 
 
 def _join(name: str, part) -> list[str]:

@@ -2,8 +2,10 @@
 
 ``Presence(recorder)`` (get one from ``chat_archive.bootstrap.open_views``):
 
-- ``occupants_at(room, at) -> OccupantsAt``: who was in ``room`` at ``at``,
-  with nick, role, affiliation, show, status and since when. If ``at`` falls
+- ``occupants_at(room, at, *, known_until=None) -> OccupantsAt``: who was in
+  ``room`` at ``at``, with nick, role, affiliation, show, status and since when.
+  After ``known_until`` (the archive's last known moment) nothing is known yet:
+  ``known`` is False and ``possibly_present`` holds who was there then. If ``at`` falls
   in an archive gap, ``known`` is False, ``gap`` says which, ``occupants``
   holds only what is known (usually nobody) and ``possibly_present`` those
   last seen when presence stopped being known.
@@ -13,10 +15,11 @@
   it), oldest first, each with its spans (the show/status/role/nick changes
   inside). ``end`` None: still there; ``end_known`` False: presence became
   unknown (archive gap, lost connection) rather than the person leaving.
-- ``occupancy(room, start, end, *, buckets=24) -> Occupancy``: for a chart,
+- ``occupancy(room, start, end, *, buckets=24, known_until=None) -> Occupancy``: for a chart,
   ``[start, end)`` cut into equal buckets, each with ``peak`` (most occupants
   at once) and ``distinct`` (occupants present at some time), and ``unknown``
-  when the bucket overlaps an archive gap (its counts are then lower bounds).
+  when the bucket overlaps an archive gap or lies after ``known_until`` (its
+  counts are then lower bounds).
 - ``gaps(room, *, start=None, end=None) -> list[Gap]``.
 - ``incomplete_gaps() -> list[Gap]``: gaps of every room in which messages too
   may be missing (kind other than ``presence``), newest first.
@@ -60,6 +63,7 @@ class OccupantsAt(msgspec.Struct, kw_only=True):
     occupants: list[Occupant]
     gap: Gap | None = None
     possibly_present: list[Occupant] = []
+    known_until: logic.ev.UtcTime | None = None  # the archive's last known moment
 
 
 class Stay(msgspec.Struct, kw_only=True):
@@ -95,7 +99,12 @@ class Presence:
     def __init__(self, recorder: ViewRecorder):
         self.recorder = recorder
 
-    def occupants_at(self, room: str, at: datetime) -> OccupantsAt:
+    def occupants_at(self, room: str, at: datetime, *, known_until: datetime | None = None) -> OccupantsAt:
+        if known_until is not None and at > known_until:
+            # Not known yet: nobody is claimed; those there at the last known moment may still be.
+            last = self.occupants_at(room, known_until)
+            return OccupantsAt(room=room, at=at, known=False, occupants=[], known_until=known_until,
+                               possibly_present=last.occupants if last.known else last.possibly_present)
         t = micros(at)
 
         def work(query, _generation):
@@ -122,6 +131,7 @@ class Presence:
             occupants=[occupant(s, starts) for s in spans],
             gap=gaps[0] if gaps else None,
             possibly_present=[occupant(s, starts) for s in lost],
+            known_until=known_until,
         )
 
     def stays(
@@ -166,7 +176,9 @@ class Presence:
             by_stay.setdefault(span.stay, []).append(span)
         return [_stay(room, spans) for _, spans in sorted(by_stay.items())]
 
-    def occupancy(self, room: str, start: datetime, end: datetime, *, buckets: int = 24) -> Occupancy:
+    def occupancy(
+        self, room: str, start: datetime, end: datetime, *, buckets: int = 24, known_until: datetime | None = None
+    ) -> Occupancy:
         if end <= start:
             raise InvalidQueryError("end must be later than start")
         if not 1 <= buckets <= MAX_BUCKETS:
@@ -181,6 +193,11 @@ class Presence:
             return [(r["stay"], r["start_ts"], r["end_ts"]) for r in spans], [(r["start_ts"], r["end_ts"]) for r in gaps]
 
         spans, gaps = self.recorder.read(NAME, work)
+        if known_until is not None and micros(known_until) < hi:
+            # After the archive's last known moment nobody is counted, and nothing is known.
+            last = micros(known_until)
+            spans = [(stay, a, min(b, last)) for stay, a, b in spans if a < last]
+            gaps = [*gaps, (last, OPEN_BOUND)]
         edges = [lo + (hi - lo) * i // buckets for i in range(buckets + 1)]
         counts = occupancy_counts(spans, gaps, edges)
         return Occupancy(

@@ -37,7 +37,8 @@ MAX_LIMIT = 500
 # Relevance pages by offset, and tantivy allocates for offset + limit hits: paging stops this deep
 # (a time sort pages by keyset, as deep as the results go).
 MAX_RELEVANCE_DEPTH = 10_000
-TIE_WINDOW = 1_000
+TIE_WINDOW = 64
+MAX_TIE_RUN = 5_000
 _I64 = 2**63
 FEW_ROOMS = 32
 # Candidates per index segment: counts are exact unless a value outside a segment's top
@@ -222,16 +223,24 @@ def _relevance_page(searcher, base: Query, limit: int, offset: int):
     address, which depends on how this index's segments happened to be written: so
     every index of the same log (one per API host) returns the same page, and a
     cursor from one host pages on another. A run of equal scores across the page's
-    end is fetched whole (up to ``TIE_WINDOW`` more hits) before it is cut.
+    end has to be ordered whole: ``TIE_WINDOW`` more hits come with the page, and a
+    longer run is fetched again with up to ``MAX_TIE_RUN`` (beyond that, pages deep
+    inside one run of equal scores may overlap).
     """
     end = offset + limit
-    result = searcher.search(base, end + 1, count=True)
+    fetched = end + 1 + TIE_WINDOW
+    result = searcher.search(base, fetched, count=True)
     hits = result.hits
-    if len(hits) > end and hits[end][0] == hits[end - 1][0]:
-        hits = searcher.search(base, end + 1 + TIE_WINDOW).hits
-    keys = searcher.fast_field_values("key", [address for _, address in hits])
-    rows = sorted(((score, 0, key, address) for (score, address), key in zip(hits, keys)), key=lambda r: (-r[0], r[2]))
-    return rows[offset:end], result.count, result.count > end
+    if len(hits) == fetched and hits[-1][0] == hits[end - 1][0]:
+        hits = searcher.search(base, end + 1 + MAX_TIE_RUN).hits
+    if len(hits) > end:
+        boundary = hits[end - 1][0]
+        hits = [hit for hit in hits if hit[0] >= boundary]
+    addresses = [address for _, address in hits]
+    keys = searcher.fast_field_values("key", addresses)
+    # Tuples compared in C (keys are unique, so addresses are never compared): no key function.
+    page = sorted(zip([-score for score, _ in hits], keys, addresses))[offset:end]
+    return [(-negated, 0, key, address) for negated, key, address in page], result.count, result.count > end
 
 
 def _time_page(searcher, base: Query, limit: int, sort: Sort, after: _Cursor | None):

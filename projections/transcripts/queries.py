@@ -16,6 +16,8 @@
   -> TranscriptContext``: the line ``ref`` and up to ``before``/``after``
   lines around it.
 - ``line(room, ref, *, include_originals=False) -> Line``.
+- ``changes(room, *, after=0, limit=100) -> LineChanges`` and ``last_change(room)``:
+  what changed in the ordinary view after a log position (the widget's live feed).
 
 ``ref`` is a line id (``int``, or a string of digits) or a message's
 stanza-id, origin-id or ``id`` attribute. ``include_originals=False`` is the
@@ -39,8 +41,8 @@ from archive.times import parse_day
 
 from ..tables import order_micros
 from ..viewdb import ViewRecorder
-from ..lines import Line, compliance_only, shown
-from .view import NAME, decode_line, select_by_ref
+from ..lines import Line, compliance_only, ordinary, shown
+from .view import COMPLIANCE_ONLY, GONE, NAME, ORDINARY, decode_line, select_by_ref
 
 MAX_LIMIT = 1000
 
@@ -50,6 +52,13 @@ class TranscriptPage(msgspec.Struct, kw_only=True):
     lines: list[Line]
     next_cursor: str | None = None
     prev_cursor: str | None = None
+
+
+class LineChanges(msgspec.Struct, kw_only=True):
+    room: str
+    lines: list[Line]
+    gone: list[int]
+    last: int
 
 
 class TranscriptContext(msgspec.Struct, kw_only=True):
@@ -81,33 +90,36 @@ class Transcripts:
             raise InvalidQueryError("end must be later than start")
         key = decode_cursor(cursor) if cursor else None
         forward = direction == "forward"
-        bounds, params = ["room=?"], [room]
-        if not include_originals:
-            bounds.append("shown=1")
-        if start:
-            bounds.append("ts>=?")
-            params.append(order_micros(start))
-        if end:
-            bounds.append("ts<?")
-            params.append(order_micros(end))
-        where = " AND ".join(bounds)
+        base, base_params = "room=? AND shown>=?", (room, COMPLIANCE_ONLY if include_originals else ORDINARY)
+        lo = ("ts>=?", order_micros(start)) if start else None
+        hi = ("ts<?", order_micros(end)) if end else None
+        kept = [bound for bound in (lo, hi) if bound]
+        where = " AND ".join([base, *(b[0] for b in kept)])
+        params = [*base_params, *(b[1] for b in kept)]
+
+        def after(edge_way: str, edge: tuple[int, int]) -> tuple[str, tuple]:
+            """Rows beyond ``edge`` that way. The edge replaces the range's bound on its side, so
+            that the index walk starts at the edge instead of filtering its way there."""
+            other = [b for b in ((hi,) if edge_way == ">" else (lo,)) if b]
+            clause = " AND ".join([base, f"ts{edge_way}=?", *(b[0] for b in other), f"(ts, id) {edge_way} (?, ?)"])
+            return clause, (*base_params, edge[0], *(b[1] for b in other), *edge)
 
         def work(query, _generation):
-            this_way = f"{where} AND (ts, id) {'>' if forward else '<'} (?, ?)" if key else where
+            this_way, this_params = after(">" if forward else "<", key) if key else (where, tuple(params))
             order = "ts, id" if forward else "ts DESC, id DESC"
             rows = query(
                 f"SELECT ts, id, data FROM {{lines}} WHERE {this_way} ORDER BY {order} LIMIT ?",
-                (*params, *(key or ()), limit + 1),
+                (*this_params, limit + 1),
             )
             more = len(rows) > limit
             rows = rows[:limit] if forward else list(reversed(rows[:limit]))
             if not rows:
                 return [], None, None
             first, last = (rows[0]["ts"], rows[0]["id"]), (rows[-1]["ts"], rows[-1]["id"])
-            edge = first if forward else last
+            other_way, other_params = after("<" if forward else ">", first if forward else last)
+            other_order = "ts DESC, id DESC" if forward else "ts, id"
             other = query(
-                f"SELECT 1 AS x FROM {{lines}} WHERE {where} AND (ts, id) {'<' if forward else '>'} (?, ?) LIMIT 1",
-                (*params, *edge),
+                f"SELECT 1 AS x FROM {{lines}} WHERE {other_way} ORDER BY {other_order} LIMIT 1", other_params
             )
             has_next, has_prev = (more, bool(other)) if forward else (bool(other), more)
             lines = [decode_line(bytes(row["data"])) for row in rows]
@@ -128,7 +140,7 @@ class Transcripts:
         if not (0 <= before <= MAX_LIMIT and 0 <= after <= MAX_LIMIT):
             raise InvalidQueryError(f"before and after must be 0..{MAX_LIMIT}")
 
-        visible = "" if include_originals else " AND shown=1"
+        visible = f" AND shown>={COMPLIANCE_ONLY if include_originals else ORDINARY}"
 
         def work(query, _generation):
             target = _find(query, room, ref, include_originals)
@@ -153,6 +165,41 @@ class Transcripts:
             after=shown(later, include_originals),
         )
 
+    def changes(self, room: str, *, after: int = 0, limit: int = 100) -> LineChanges:
+        """The ordinary view's lines of ``room`` created or changed by events after position
+        ``after``, in the order of those events, and the position to ask after next time; ``gone``
+        lists the lines taken into others since (corrections that met their message)."""
+        _check_limit(limit)
+
+        def work(query, _generation):
+            return query(
+                "SELECT id, shown, rev, data FROM {lines} WHERE room=? AND rev>? ORDER BY rev LIMIT ?",
+                (room, after, limit),
+            )
+
+        rows = self.recorder.read(NAME, work)
+        return LineChanges(
+            room=room,
+            lines=[ordinary(decode_line(bytes(r["data"]))) for r in rows if r["shown"] == ORDINARY],
+            gone=[r["id"] for r in rows if r["shown"] == GONE],
+            last=rows[-1]["rev"] if rows else after,
+        )
+
+    def subject_at(self, room: str, at: datetime) -> Line | None:
+        """The line that set the subject ``room`` had at ``at`` (None: never set before)."""
+        rows = self.recorder.read(NAME, lambda query, _: query(
+            "SELECT data FROM {lines} WHERE room=? AND kind='subject_changed' AND ts<=? ORDER BY ts DESC, id DESC "
+            "LIMIT 8", (room, order_micros(at)),
+        ))  # fmt: skip
+        return next((line for line in map(decode_line, (bytes(r["data"]) for r in rows)) if line.at < at), None)
+
+    def last_change(self, room: str) -> int:
+        """The position of the last event that changed a line of ``room`` (0: none)."""
+        rows = self.recorder.read(
+            NAME, lambda query, _: query("SELECT rev FROM {lines} WHERE room=? ORDER BY rev DESC LIMIT 1", (room,))
+        )
+        return rows[0]["rev"] if rows else 0
+
     def line(self, room: str, ref: int | str, *, include_originals: bool = False) -> Line:
         found = self.recorder.read(NAME, lambda query, _: _find(query, room, ref, include_originals))
         return shown([found], include_originals)[0]
@@ -160,7 +207,7 @@ class Transcripts:
 
 def _find(query, room: str, ref: int | str, include_originals: bool) -> Line:
     if isinstance(ref, int) or ref.isdigit():
-        rows = query("SELECT data FROM {lines} WHERE room=? AND id=?", (room, int(ref)))
+        rows = query(f"SELECT data FROM {{lines}} WHERE room=? AND id=? AND shown>{GONE}", (room, int(ref)))
         if rows:
             line = decode_line(bytes(rows[0]["data"]))
             if include_originals or not compliance_only(line):

@@ -3,8 +3,10 @@
 Tables (per generation, see ``projections.viewdb``): ``lines`` (one row per line:
 id = position of the creating event, room, ts = the whole second of occurred_at in
 epoch microseconds (``tables.order_micros``: with id, the transcript order), ``shown`` = 0 for lines only the compliance view shows,
-``awaiting`` = 1 for lines awaiting their message, and the ``Line`` itself as
-msgpack) and ``refs`` (a hash of (room, id) for every id a message line is
+``awaiting`` = 1 for lines awaiting their message, ``rev`` = position of the
+event that last changed the line (the widget's feed follows it), and the ``Line``
+itself as msgpack; a correction line taken into its message stays as a row with
+``shown`` = GONE, so that a feed can take it away) and ``refs`` (a hash of (room, id) for every id a message line is
 known by (``ref_hash``), for the message model's look-ups).
 """
 
@@ -15,6 +17,7 @@ import zlib
 import msgspec
 
 from archive import events as ev
+from archive.errors import StoreError
 
 from .. import messages
 from ..lines import compliance_only, ids
@@ -27,11 +30,18 @@ NAME = "transcripts"
 
 DDL = (
     "CREATE TABLE IF NOT EXISTS {lines} (id INTEGER PRIMARY KEY, room TEXT NOT NULL, ts INTEGER NOT NULL, "
-    "shown INTEGER NOT NULL, awaiting INTEGER NOT NULL, data BLOB NOT NULL)",
+    "kind TEXT NOT NULL, shown INTEGER NOT NULL, awaiting INTEGER NOT NULL, rev INTEGER NOT NULL, "
+    "data BLOB NOT NULL)",
     "CREATE INDEX IF NOT EXISTS [lines_awaiting] ON {lines} (id) WHERE awaiting=1",
     "CREATE TABLE IF NOT EXISTS {refs} (ref INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (ref, id))",
 )
-QUERY_DDL = ("CREATE INDEX IF NOT EXISTS [lines_time] ON {lines} (room, ts, id)",)
+QUERY_DDL = (
+    "CREATE INDEX IF NOT EXISTS [lines_time] ON {lines} (room, ts, id)",
+    "CREATE INDEX IF NOT EXISTS [lines_rev] ON {lines} (room, rev)",
+    "CREATE INDEX IF NOT EXISTS [lines_subject] ON {lines} (room, ts, id) WHERE kind='subject_changed'",
+)
+# ``shown``: what a line is to the queries
+ORDINARY, COMPLIANCE_ONLY, GONE = 1, 0, -1
 
 MAX_CANDIDATES = 8  # lines sharing a ref hash looked at before giving up (collisions are ~never)
 
@@ -83,7 +93,18 @@ class TranscriptProjection(TableProjection):
         self._book = messages.MemoryBook(lambda room, ref: select_by_ref(self._read_own, room, ref))
         self._new: set[int] = set()  # created since the last commit
         self._changed: dict[int, Line] = {}  # committed before, changed since: the committed version
-        for row in self._read_own("SELECT data FROM {lines} WHERE awaiting=1 ORDER BY id"):
+        self._rev: dict[int, int] = {}  # line id -> the event that last changed it
+        self._gone: dict[int, Line] = {}  # lines taken into others, as they were then
+        try:
+            awaiting = self._read_own("SELECT data FROM {lines} WHERE awaiting=1 ORDER BY id")
+        except StoreError as e:
+            if "awaiting" not in str(e):
+                raise
+            raise StoreError(
+                "the transcript view was made by an older chat-archive (before the one message model): "
+                "rebuild it with chat-archive rebuild transcripts"
+            ) from e
+        for row in awaiting:
             self._book.remember(_decode_line(bytes(row["data"])))
 
     def _read_own(self, statement: str, params: tuple = ()) -> list:
@@ -95,23 +116,30 @@ class TranscriptProjection(TableProjection):
         changes = logic.step(position, event, book)
         if not changes.put and not changes.dropped:
             return
-        new, changed = self._new, self._changed
+        new, changed, rev = self._new, self._changed, self._rev
         for line in changes.put:
             line_id = line.id
+            rev[line_id] = position
             if line_id == position and line_id not in book.lines:
                 new.add(line_id)
             elif line_id not in new and line_id not in changed:
                 changed[line_id] = book.lines[line_id]
         for line_id in changes.dropped:
+            rev[line_id] = position
+            self._gone[line_id] = book.lines[line_id]
             if line_id not in new and line_id not in changed:
                 changed[line_id] = book.lines[line_id]
         book.apply(changes)
 
     def _statements(self) -> Statements:
-        lines, dropped = self._book.lines, self._book.dropped
+        lines, dropped, rev, taken = self._book.lines, self._book.dropped, self._rev, self._gone
         created = [lines[i] for i in sorted(self._new) if i not in dropped]
         updated = [lines[i] for i in self._changed if i not in dropped]
         gone = [before for i, before in self._changed.items() if i in dropped]
+        # A line taken into another stays a GONE row (for the widget's feed), whether or not it
+        # was committed before: an incremental run and a rebuild hold the same rows.
+        gone_rows = [(line.id, line.room, order_micros(line.at), line.kind, GONE, 0, rev[line.id], _encode(line))
+                     for line in map(taken.__getitem__, sorted(taken))]
         # A correction that stops awaiting its message stops being known by the id it awaited.
         forgotten = [
             (ref_hash(before.room, ref), i)
@@ -120,14 +148,16 @@ class TranscriptProjection(TableProjection):
             for ref in set(ids(before)) - set(ids(lines[i]))
         ]
         return [
-            ("INSERT INTO {lines} (id, room, ts, shown, awaiting, data) VALUES (?,?,?,?,?,?)",
-             [(line.id, line.room, order_micros(line.at), 0 if compliance_only(line) else 1,
-               1 if line.awaiting else 0, _encode(line)) for line in created]),
+            ("INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, data) VALUES (?,?,?,?,?,?,?,?)",
+             [(line.id, line.room, order_micros(line.at), line.kind, COMPLIANCE_ONLY if compliance_only(line) else ORDINARY,
+               1 if line.awaiting else 0, rev[line.id], _encode(line)) for line in created]),
             ("INSERT INTO {refs} (ref, id) VALUES (?,?)", _ref_rows(created)),
-            ("UPDATE {lines} SET data=?, awaiting=? WHERE id=?",
-             [(_encode(line), 1 if line.awaiting else 0, line.id) for line in updated]),
+            ("UPDATE {lines} SET data=?, awaiting=?, rev=? WHERE id=?",
+             [(_encode(line), 1 if line.awaiting else 0, rev[line.id], line.id) for line in updated]),
             ("INSERT INTO {refs} (ref, id) VALUES (?,?) ON CONFLICT DO NOTHING", _ref_rows(updated)),
             ("DELETE FROM {lines} WHERE id=?", [(line.id,) for line in gone]),
+            ("INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, data) VALUES (?,?,?,?,?,?,?,?)",
+             gone_rows),
             ("DELETE FROM {refs} WHERE ref=? AND id=?", _ref_rows(gone) + forgotten),
         ]
 
@@ -145,6 +175,8 @@ class TranscriptProjection(TableProjection):
             book.remember(line)
         self._new.clear()
         self._changed.clear()
+        self._rev.clear()
+        self._gone.clear()
 
 
 def _ref_rows(lines: list[Line]) -> list[tuple[int, int]]:

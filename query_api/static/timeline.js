@@ -34,11 +34,15 @@
       .map(function (nick) { return [nick, present[nick]]; });
   }
 
-  function show(panel, t, occupants) {
+  function show(panel, t, occupants, notKnownYet) {
     panel.textContent = "";
     var heading = document.createElement("strong");
     heading.textContent = "At " + timeText(t) + ": ";
     panel.appendChild(heading);
+    if (notKnownYet) {
+      panel.appendChild(document.createTextNode("not known yet (after the archive's last known moment)"));
+      return;
+    }
     if (occupants.length === 0) {
       panel.appendChild(document.createTextNode("nobody"));
     }
@@ -62,7 +66,7 @@
     cursor.setAttribute("x1", x);
     cursor.setAttribute("x2", x);
     cursor.setAttribute("visibility", "visible");
-    show(panel, t, occupantsAt(svg, t));
+    show(panel, t, occupantsAt(svg, t), svg.dataset.knownUntil && t >= Number(svg.dataset.knownUntil));
     var url = new URL(window.location.href);
     url.searchParams.set("at", new Date(Math.floor(t) * 1000).toISOString().replace(".000Z", "Z"));
     window.history.replaceState(null, "", url.toString());

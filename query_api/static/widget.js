@@ -67,28 +67,27 @@
     }
   }
 
+  function orderOf(item) {
+    var second = Math.floor(Date.parse(item.at) / 1000);
+    return String(second).padStart(12, "0") + ":" + String(item.id).padStart(16, "0");
+  }
+
+  // Every item is a whole line (new, or changed since it was shown: it replaces the one
+  // with its id) or {kind: "gone", id} for a line taken into another one.
   function render(item) {
     var list = $("activity");
-    if (item.kind === "corrected" || item.kind === "removed") {
-      var placed = false;
-      list.querySelectorAll("li[data-refs]").forEach(function (li) {
-        var body = li.querySelector(".body");
-        if (body && li.dataset.refs.split(" ").indexOf(item.target) >= 0) {
-          placed = true;
-          if (item.kind === "removed") {
-            body.className = "tombstone";
-            body.textContent = "message removed";
-          } else {
-            body.textContent = "";
-            appendLinked(body, item.body);
-          }
-        }
-      });
-      if (placed || item.kind === "removed") { return; }
-      item = Object.assign({}, item, { kind: "message" });  // a correction of nothing shown: its own line
+    var archived = item.id !== undefined;  // lines straight from XMPP (joined rooms) have no id
+    var shown = archived ? list.querySelector('li[data-id="' + Number(item.id) + '"]') : null;
+    if (item.kind === "gone") {
+      if (shown) { list.removeChild(shown); }
+      return;
     }
     var li = document.createElement("li");
     li.className = item.kind;
+    if (archived) {
+      li.dataset.id = item.id;
+      li.dataset.order = orderOf(item);
+    }
     if (item.refs && item.refs.length) { li.dataset.refs = item.refs.join(" "); }
     var time = document.createElement("span");
     time.className = "time";
@@ -118,8 +117,18 @@
     } else {
       li.appendChild(document.createTextNode(describe(item)));
     }
+    if (shown) {
+      list.replaceChild(li, shown);
+      return;
+    }
     var nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-    list.appendChild(li);
+    // In the transcript's order (whole second, then id): a backfilled line goes where it belongs.
+    var later = null;
+    for (var child = list.lastElementChild; archived && child && child.dataset.order && child.dataset.order > li.dataset.order;
+         child = child.previousElementSibling) {
+      later = child;
+    }
+    list.insertBefore(li, later);
     while (list.children.length > 300) { list.removeChild(list.firstChild); }
     if (nearBottom) { list.scrollTop = list.scrollHeight; }
   }

@@ -123,10 +123,13 @@ def presence_svg(
     gaps: Iterable[tuple[datetime, datetime]] = (),
     label: str = "",
     layout: Layout = WIDE,
+    known_until: datetime | None = None,
 ) -> str:
     """The SVG chart of ``spans`` over [start, end) (usually one UTC day).
 
     ``gaps`` are archive gaps (presence unknown), drawn hatched across all rows.
+    After ``known_until`` (the archive's last known moment; spans are cut there by
+    the caller) the chart is empty and the page's script says "not known yet".
     The chart is focusable: the page's script moves a cursor with the arrow keys.
     """
     spans = clip(spans, start, end)
@@ -151,7 +154,8 @@ def presence_svg(
         f'height="{height}" viewBox="0 0 {layout.width} {height}" role="img" tabindex="0" '
         f'aria-label="{escape(description)}" '
         f'data-start="{start.timestamp():.0f}" data-end="{end.timestamp():.0f}" '
-        f'data-plot-x="{label_width}" data-plot-width="{plot_width}">',
+        f'data-plot-x="{label_width}" data-plot-width="{plot_width}"'
+        + (f' data-known-until="{known_until.timestamp():.0f}"' if known_until else "") + ">",
         f'<rect class="plot" x="{label_width}" y="{AXIS_HEIGHT}" width="{plot_width}" '
         f'height="{bars_height + OCCUPANCY_GAP + OCCUPANCY_HEIGHT}" fill="#fafafa" stroke="#ddd"/>',
     ]

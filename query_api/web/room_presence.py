@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime
 
 from markupsafe import Markup
@@ -16,12 +17,14 @@ from .presence_chart import NARROW, WIDE, PresenceSpan, occupants_at, presence_s
 
 
 def day_presence(room: str, day: date, at_text: str | None, who):
-    """The day's presence chart (SVG markup, wide and narrow) and, for ``?at=``, who was there then."""
+    """The day's presence chart (SVG markup, wide and narrow) and, for ``?at=``, who was there then
+    (None: not known yet, ``at`` is after the archive's last known moment)."""
     presence = getattr(api().views, "presence", None)
     if presence is None:
         return None, None, []
     start, end = parse_day(day.isoformat())
-    spans = day_spans(presence, room, start, end, by_jid=who.sees_jids)
+    known_until = api().views.known_until()
+    spans = until_known(day_spans(presence, room, start, end, by_jid=who.sees_jids), known_until)
     at = None
     here = []
     if at_text:
@@ -29,11 +32,25 @@ def day_presence(room: str, day: date, at_text: str | None, who):
             at = parse_time(at_text)
         except InvalidQueryError as e:
             raise bad_parameter("at", str(e)) from None
-        here = occupants_at(spans, at)
+        here = None if known_until is None or at >= known_until else occupants_at(spans, at)
     gaps = [(gap.start, gap.end) for gap in presence.gaps(room, start=start, end=end)]
     label = f"presence in {room} on {day.isoformat()}"
-    charts = [presence_svg(spans, start, end, gaps=gaps, label=label, layout=layout) for layout in (WIDE, NARROW)]
+    charts = [
+        presence_svg(spans, start, end, gaps=gaps, label=label, layout=layout, known_until=known_until)
+        for layout in (WIDE, NARROW)
+    ]
     return Markup("".join(charts)), at, here  # presence_svg escapes every nick itself
+
+
+def until_known(spans: list[PresenceSpan], known_until: datetime | None) -> list[PresenceSpan]:
+    """The spans cut at the archive's last known moment: after it nobody is claimed (the chart
+    shows that time empty, and ``at`` there finds nobody)."""
+    if known_until is None:
+        return []
+    return [
+        span if span.end is not None and span.end <= known_until else replace(span, end=known_until)
+        for span in spans if span.start < known_until
+    ]  # fmt: skip
 
 
 def day_spans(presence, room: str, start: datetime, end: datetime, *, by_jid: bool = False) -> list[PresenceSpan]:

@@ -95,7 +95,7 @@ def query_text(form: dict) -> str:
 def run_search(who, text: str, sort: str, cursor: str | None):
     if sort not in ("relevance", "newest", "oldest"):
         raise bad_parameter("sort", "must be relevance, newest or oldest")
-    return run_api_search(who, text, sort, SEARCH_PAGE, cursor)
+    return run_api_search(who, text, sort, SEARCH_PAGE, cursor, facets=True)  # the page shows them
 
 
 def _results(results, who):

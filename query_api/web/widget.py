@@ -123,7 +123,7 @@ def activity(room: str):
         state = decode_cursor(text, "widget")
         if not (isinstance(state, dict) and widget_feed.valid_cursor(state)):
             raise bad_parameter("cursor", "is not a cursor this widget issued")
-        items, state = widget_feed.since(api().store, room, state)
+        items, state = widget_feed.since(transcripts(), room, state)
     else:
         items, state = widget_feed.recent(transcripts(), room)
     return json_response({"items": items, "cursor": encode_cursor(state, "widget")})

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from chat_archive.demo import DIRECTORY_PREFIX, OWNER_FILE, SERVER_FILE
+from chat_archive.demo_leftovers import DIRECTORY_PREFIX, OWNER_FILE, SERVER_FILE, remove_left_behind
 
 from .test_up import wait_for_line
 
@@ -37,6 +37,13 @@ def alive(pid: int) -> bool:
 def test_a_killed_demo_is_cleaned_up_by_the_next_which_reuses_its_token(tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
+    try:
+        killed_then_restarted(tmp_path, tmp)
+    finally:
+        remove_left_behind(tmp)  # whatever a failing run left
+
+
+def killed_then_restarted(tmp_path: Path, tmp: Path) -> None:
     first = start_demo(tmp_path, tmp)
     try:
         deadline = time.monotonic() + 90

@@ -16,9 +16,9 @@ from archive import events as ev
 CLI = [str(Path(sys.executable).with_name("chat-archive"))]
 
 
-def run_cli(*args, store_url, cwd=None, env=None):
+def run_cli(*args, store_url, cwd=None, env=None, input=None):
     env = {**os.environ, "CHAT_ARCHIVE_STORE_URL": store_url, **(env or {})}
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=60, input=input)
 
 
 @pytest.fixture

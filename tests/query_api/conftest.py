@@ -23,7 +23,9 @@ from projections.views import Views
 from query_api import create_app
 from query_api.roles import Role
 from query_api.settings import ApiSettings
-from query_api.tokens import open_token_store
+from query_api.keys import KeyRing, KeyStore
+from query_api.signing import Signer
+from query_api.tokens import open_database, open_token_store
 from tests.factories import make, message
 from tests.services.http_site import HttpSite
 from tests.services.postgres import fresh_schema_url
@@ -180,9 +182,28 @@ def api_settings() -> dict:
 
 
 @pytest.fixture
-def app(archive, views, search_index, token_store, seeded_url, api_settings):
+def app(archive, views, search_index, token_store, seeded_url, seeded_signer, api_settings):
     config = make_config(seeded_url, **api_settings)
-    return create_app(config, store=archive, views=views, search=search_index, tokens=token_store)
+    return create_app(
+        config, store=archive, views=views, search=search_index, tokens=token_store, signer=seeded_signer
+    )
+
+
+@contextmanager
+def store_signer(url: str) -> Iterator[Signer]:
+    """The signer of the archive at ``url`` (its keys kept in the store), as ``create_app`` opens it;
+    its database connection closed afterwards (PostgreSQL allows only so many)."""
+    database = open_database(url)
+    try:
+        yield Signer(KeyRing(KeyStore(database).load))
+    finally:
+        database.close()
+
+
+@pytest.fixture(scope="session")
+def seeded_signer(seeded):
+    with store_signer(seeded.url) as signer:
+        yield signer
 
 
 @pytest.fixture
@@ -194,7 +215,11 @@ def client(app):
 def private_app(private_seeded, token_store, api_settings):
     """The app over ``private_seeded`` (same tokens as ``app``)."""
     config = make_config(private_seeded.url, **api_settings)
-    return create_app(config, store=private_seeded.store, views=private_seeded.views, search=private_seeded.search, tokens=token_store)
+    with store_signer(private_seeded.url) as signer:
+        yield create_app(
+            config, store=private_seeded.store, views=private_seeded.views, search=private_seeded.search,
+            tokens=token_store, signer=signer,
+        )  # fmt: skip
 
 
 def auth(token: str, user: str | None = None) -> dict[str, str]:

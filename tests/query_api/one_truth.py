@@ -36,6 +36,7 @@ class World:
         self.app = create_app(config, store=self.store, views=self.views, search=self.search_index, tokens=self.tokens)
         self.client = self.app.test_client()
         self.compliance = self.tokens.create(Role.COMPLIANCE)[0]
+        self._widgets: dict[str, tuple] = {}  # room -> (ticket, cursor, lines shown by id)
 
     def close(self) -> None:
         self.tokens.close()
@@ -86,12 +87,28 @@ class World:
         return {hit["position"]: (hit["body"], hit["edited"], hit.get("retracted", False)) for hit in hits}
 
     def widget(self, room: str) -> dict:
-        token = self.token(room, False)
-        ticket = self.client.post("/widget/tickets", json={"room": room}, headers=auth(token, "carol")).get_json()["ticket"]
-        response = self.client.get(f"/widget/{room}/activity", headers={TICKET_HEADER: ticket})
+        """What a widget opened on the room shows now, having polled after every ``feed``
+        since it was opened (as its script does: an item replaces the line with its id)."""
+        self.poll_widget(room)
+        return {i: (v["body"], v["edited"], v["removed"]) for i, v in self._widgets[room][2].items()
+                if v["kind"] == "message"}
+
+    def poll_widget(self, room: str) -> None:
+        if room not in self._widgets:
+            token = self.token(room, False)
+            ticket = self.client.post("/widget/tickets", json={"room": room}, headers=auth(token, "carol"))
+            self._widgets[room] = (ticket.get_json()["ticket"], None, {})
+        ticket, cursor, shown = self._widgets[room]
+        url = f"/widget/{room}/activity" + (f"?cursor={cursor}" if cursor else "")
+        response = self.client.get(url, headers={TICKET_HEADER: ticket})
         assert response.status_code == 200, response.get_data(as_text=True)
-        items = response.get_json()["items"]
-        return {i["id"]: (i["body"], i["edited"], i["removed"]) for i in items if i["kind"] == "message"}
+        data = response.get_json()
+        for item in data["items"]:
+            if item["kind"] == "gone":
+                shown.pop(item["id"], None)
+            else:
+                shown[item["id"]] = item
+        self._widgets[room] = (ticket, data["cursor"], shown)
 
     def exported(self, room: str) -> set[int]:
         """Positions of the events a compliance search export of the room carries."""

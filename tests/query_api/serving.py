@@ -68,10 +68,11 @@ class Served(NamedTuple):
 
 
 def start_serve(
-    base: Path, api_settings: str = "", *, heartbeat: float = 0.5, more_events=(), store_url: str | None = None
+    base: Path, api_settings: str = "", *, heartbeat: float = 0.5, more_events=(), store_url: str | None = None,
+    workers: int = 0,
 ) -> Served:
     """Seed an archive under ``base`` (plus ``more_events``; in ``store_url``, else SQLite there)
-    and serve it; ``api_settings``: extra TOML lines of ``[api]``."""
+    and serve it (``workers``: `serve --workers N`); ``api_settings``: extra TOML lines of ``[api]``."""
     config_file = base / "chat-archive.toml"
     config_file.write_text(
         f'[store]\nurl = "{store_url or f"sqlite:///{base}/events.sqlite"}"\n[index]\npath = "{base}/index"\n'
@@ -98,7 +99,8 @@ def start_serve(
     tokens.close()
     with open(base / "serve.log", "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "chat_archive.cli", "--config", str(config_file), "serve", "--port", "0"],
+            [sys.executable, "-m", "chat_archive.cli", "--config", str(config_file), "serve", "--port", "0",
+             *(["--workers", str(workers)] if workers else [])],
             stdout=subprocess.PIPE, stderr=log, text=True, cwd=base,
         )  # fmt: skip
     line = process.stdout.readline()

@@ -156,3 +156,17 @@ def test_the_command_line_records_its_reads_and_prints_the_trail(tmp_path, capsy
     assert "events rooms=" + LOBBY in out and "-> 11 results" in out
     with open_event_store(url) as store:
         assert last_record(store).endpoint == "audit"
+
+
+def test_the_archives_own_streams_are_not_replayed_as_rooms(audited):
+    from archive.integrity import write_checkpoint
+    from archive.retention import place_hold
+
+    app, store, tokens, _ = audited
+    place_hold(store, case="Acme")
+    write_checkpoint(store)
+    for role in ("compliance", "analyst"):
+        log = app.test_client().get("/api/v1/events", headers=auth(tokens[role])).get_data(as_text=True)
+        assert log and "chat-archive:" not in log and "legal_hold" not in log
+    rooms = app.test_client().get("/api/v1/rooms", headers=auth(tokens["compliance"])).json["rooms"]
+    assert all(not r["room"].startswith("chat-archive:") for r in rooms)

@@ -15,15 +15,16 @@ T = "2024-05-01T12:00:15Z"
 
 def test_search_sorting_paging_and_facets(client, tokens):
     headers = auth(tokens["compliance"])
-    first = client.get("/api/v1/search?q=lobby&sort=oldest&limit=2", headers=headers).json
+    first = client.get("/api/v1/search?q=lobby&sort=oldest&limit=2&facets=true", headers=headers).json
     assert first["total"] == 3  # hello, fixed, and the retracted oops (compliance scope)
     assert [h["body"] for h in first["hits"]] == ["hello from lobby", "fixed in lobby"]
     assert first["hits"][0]["jid"] == "alice@localhost"  # the index keeps bare JIDs
     assert first["facets"]["rooms"] == {LOBBY: 3} and first["facets"]["senders"] == {"alice": 2, "bob": 1}
-    rest = client.get(f"/api/v1/search?q=lobby&sort=oldest&limit=2&cursor={first['next']}", headers=headers).json
+    rest = client.get(f"/api/v1/search?q=lobby&sort=oldest&limit=2&facets=true&cursor={first['next']}", headers=headers).json
     assert [h["body"] for h in rest["hits"]] == ["oops lobby secret"] and rest["hits"][0]["retracted"]
     assert rest["next"] is None and rest["facets"] is None  # facets come with the first page
     newest = client.get("/api/v1/search?q=lobby&sort=newest&limit=1", headers=headers).json
+    assert newest["facets"] is None  # not asked for: not counted
     assert newest["hits"][0]["body"] == "oops lobby secret"
 
 
@@ -137,11 +138,16 @@ def test_presence_at_and_over_a_range(client, tokens):
     assert [o["nick"] for o in one["occupants"]] == ["alice"] and one["next"]
     two = client.get(f"/api/v1/rooms/{LOBBY}/presence?at={T}&limit=1&cursor={one['next']}", headers=analyst).json
     assert [o["nick"] for o in two["occupants"]] == ["bob"] and two["next"] is None
-    after = client.get(f"/api/v1/rooms/{LOBBY}/presence?at=2024-05-01T12:01:00Z", headers=analyst).json
+    after = client.get(f"/api/v1/rooms/{LOBBY}/presence?at=2024-05-01T12:00:45Z", headers=analyst).json
     assert [o["nick"] for o in after["occupants"]] == ["alice"]
+    # The archive's last event was recorded at 12:00:51: a minute later nothing is known yet.
+    later = client.get(f"/api/v1/rooms/{LOBBY}/presence?at=2024-05-01T12:01:00Z", headers=analyst).json
+    assert (later["known"], later["occupants"], later["known_until"]) == (False, [], "2024-05-01T12:00:51Z")
+    assert [o["nick"] for o in later["possibly_present"]] == ["alice"]
     span = "from=2024-05-01T12:00:00Z&to=2024-05-01T12:02:00Z"
     ranged = client.get(f"/api/v1/rooms/{LOBBY}/presence?{span}&buckets=2&nick=bob", headers=analyst).json
-    assert [b["peak"] for b in ranged["occupancy"]] == [2, 1]
+    # After 12:00:51 nothing is known: the second minute is empty and unknown, not "alice still there".
+    assert [(b["peak"], b["unknown"]) for b in ranged["occupancy"]] == [(2, True), (0, True)]  # 1st: partly
     assert [(s["start"], s["end"]) for s in ranged["stays"]] == [("2024-05-01T12:00:01Z", "2024-05-01T12:00:40Z")]
     assert client.get(f"/api/v1/rooms/{LOBBY}/presence?{span}&jid=bob@localhost", headers=analyst).status_code == 400
     everyone = client.get(f"/api/v1/rooms/{LOBBY}/presence?{span}", headers=analyst).json

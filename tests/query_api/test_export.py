@@ -25,7 +25,11 @@ def test_jsonl_export_with_edits_retractions_and_digest(client, tokens):
     assert "message_corrected" in types and "message_retracted" in types
     assert any(line["event"].get("body") == f"oops secret secret" for line in lines)  # the retracted original
     assert "alice@localhost/pc" in content.decode()  # real JIDs for compliance
-    assert json.loads(trailer) == {"sha256": hashlib.sha256(content).hexdigest(), "count": len(lines)}
+    summary = json.loads(trailer)
+    assert (summary["sha256"], summary["count"]) == (hashlib.sha256(content).hexdigest(), len(lines))
+    manifest = summary["manifest"]
+    assert manifest["rooms"] == [SECRET] and manifest["from"] is None and manifest["query"] is None
+    assert [h[0] for h in manifest["chain_heads"]] == [SECRET]  # [stream, version, link, genesis version]
 
 
 def test_csv_export_time_range_and_digest(client, tokens):
@@ -38,7 +42,9 @@ def test_csv_export_time_range_and_digest(client, tokens):
     correction = rows[2]
     assert correction["refers_to"] == "m2-lobby" and correction["body"] == "fixed in lobby"
     assert json.loads(rows[4]["details"])["by_jid"] == "bob@localhost/phone"
-    assert trailer.decode() == f"# sha256={hashlib.sha256(content).hexdigest()} count={len(rows)}"
+    digest_part, _, manifest = trailer.decode().partition(" manifest=")
+    assert digest_part == f"# sha256={hashlib.sha256(content).hexdigest()} count={len(rows)}"
+    assert json.loads(manifest)["from"] == "2024-05-01T12:00:10Z"
 
 
 def test_export_is_for_compliance_only_and_checks_its_input(client, tokens):

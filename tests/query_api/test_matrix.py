@@ -122,7 +122,7 @@ def test_list_endpoints_never_mention_a_forbidden_room(callers, name):
 @pytest.mark.parametrize("name", sorted(ALLOWED))
 def test_search_counts_and_facets_cover_only_visible_rooms(callers, name):
     client, headers = callers[name]
-    response = client.get("/api/v1/search?q=hello", headers=headers)
+    response = client.get("/api/v1/search?q=hello&facets=true", headers=headers)
     if "search" not in ALLOWED[name]:
         assert response.status_code == refused(name)
         return

@@ -96,11 +96,15 @@ def test_a_reused_message_id_means_the_latest_message_in_every_view(world):
     recorded = world.feed([
         post(0, "bob", "first", sid="s1", mid="dup", occ="occ-b", room=room),
         post(1, "bob", "second", sid="s2", mid="dup", occ="occ-b", room=room),
+    ])  # fmt: skip
+    world.poll_widget(room)  # a widget showing both, then following what comes
+    recorded += world.feed([
         correction(2, "bob", "second, corrected", "dup", sid="s3", occ="occ-b", room=room),
         post(3, "bob", "third", sid="s4", mid="again", occ="occ-b", room=room),
         post(4, "bob", "fourth", sid="s5", mid="again", occ="occ-b", room=room),
-        retraction(5, "again", by_nick="bob", occ="occ-b", room=room),
     ])  # fmt: skip
+    world.poll_widget(room)
+    recorded += world.feed([retraction(5, "again", by_nick="bob", occ="occ-b", room=room)])
     reference = agree(world, room, recorded)
     first, second, third, fourth = (recorded[i].position for i in (0, 1, 3, 4))
     assert reference.messages(compliance=False) == {
@@ -120,6 +124,7 @@ def test_corrections_and_retractions_stored_before_their_message_apply_when_it_a
     ])  # fmt: skip
     # Before the backfill: the correction is a message of its own, the retractions compliance-only lines.
     assert world.transcript(room, False) == {early[0].position: ("fixed", True, False)}
+    assert world.widget(room) == {early[0].position: ("fixed", True, False)}
     late = world.feed([post(0, "ann", "fxed", sid="s1", mid="m1", occ="occ-a", room=room)])
     reference = agree(world, room, early + late)
     assert reference.messages(compliance=True) == {
@@ -207,6 +212,7 @@ def test_every_view_agrees_with_the_reference_model(world, store_url):
         recorded = []
         for start in range(0, len(events), size):  # the views commit between batches
             recorded += world.feed(events[start : start + size])
+            world.poll_widget(room)  # a widget open all along follows the changes
         agree(world, room, recorded)
 
     check()

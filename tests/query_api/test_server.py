@@ -16,6 +16,7 @@ import pytest
 from archive.application import open_event_store
 from chat_archive.bootstrap import open_search_index, open_tokens, open_views, start_api
 from query_api.roles import Role
+from query_api.workers import GRACEFUL_SECONDS
 from tests.factories import message
 
 from .conftest import LOBBY, PUBLIC, SECRET, archive_url
@@ -168,6 +169,24 @@ def test_follow_over_http_then_sigterm_ends_the_server(served):
     process.send_signal(signal.SIGTERM)  # with the follow stream still open
     assert process.wait(timeout=15) == 0
     connection.close()
+
+
+def test_serve_workers_answer_alike_and_sigterm_ends_their_follow_streams(tmp_path):
+    served = start_serve(tmp_path, workers=2)
+    try:
+        for _ in range(6):  # each lands on either worker
+            status, _, body = get(served.url + f"/api/v1/rooms/{LOBBY}/transcript?format=text", served.tokens["site"], "carol")
+            assert status == 200 and b"hello from lobby" in body
+        follow = {"url": served.url, "tokens": served.tokens}
+        connection, response = open_follow_when_free(follow, role="analyst")
+        assert response.status == 200 and response.readline()
+        began = time.monotonic()
+        served.process.send_signal(signal.SIGTERM)  # the stream still open: the worker must end it, not wait it out
+        assert served.process.wait(timeout=30) == 0
+        assert time.monotonic() - began < GRACEFUL_SECONDS - 1
+        connection.close()
+    finally:
+        served.stop()
 
 
 def test_in_process_server_for_up(served):

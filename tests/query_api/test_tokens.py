@@ -136,3 +136,13 @@ def test_token_commands_with_expiry_and_last_use(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--config", str(config), "token", "create", "--role", "compliance", "--expires", "soon"])
     assert "duration such as 30d" in capsys.readouterr().err
+
+
+def test_a_session_naming_an_expired_token_by_id_is_refused(sqlite_url):
+    tokens = open_token_store(sqlite_url, cache_seconds=60)
+    token, info = tokens.create(Role.COMPLIANCE, expires_at=utcnow() + timedelta(seconds=1))
+    assert tokens.lookup_id(info.id) is not None
+    deadline = utcnow() + timedelta(seconds=5)
+    while tokens.lookup_id(info.id) is not None and utcnow() < deadline:
+        time.sleep(0.1)
+    assert tokens.lookup_id(info.id) is None and tokens.lookup(token) is None

@@ -1,7 +1,7 @@
 """A brute-force model of the search index, written from the rules, not from the code.
 
-``Oracle(records)`` replays events into plain message dicts with the documented
-correction/retraction rules; ``matches(node, message, compliance)`` evaluates a
+``Oracle(records)`` replays events into plain message dicts, as the reference
+model of messages (``tests.reference_messages``) says they read; ``matches(node, message, compliance)`` evaluates a
 parsed query on one message by scanning its tokens. Tokens come from tantivy's
 own analyzers (the same pipelines as the index), so this checks the query
 semantics and the scope, not the stemmer.
@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 
 import tantivy
 
-from archive.events import MessageCorrected, MessagePosted, MessageRetracted
 from projections.search.query import And, Everything, FieldIs, Flag, Fuzzy, Not, Or, Phrase, Prefix, TimeRange, Word
+from tests.reference_messages import Reference
 
 _STEM = (
     tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
@@ -57,83 +57,31 @@ def edit_distance(a: str, b: str) -> int:
 
 
 class Oracle:
+    """The messages as the reference model (tests/reference_messages.py) says they read."""
+
     def __init__(self):
         self.messages: dict[int, dict] = {}
-        self.tombs: dict[tuple[str, str], MessageRetracted] = {}
 
     def replay(self, records) -> None:
+        reference = Reference()
         for record in records:
-            event = record.event
-            if isinstance(event, MessagePosted):
-                self._post(record.position, event)
-            elif isinstance(event, MessageCorrected):
-                self._correct(record.position, event)
-            elif isinstance(event, MessageRetracted):
-                self._retract(event)
-
-    def _ids(self, event) -> set[tuple[str, str]]:
-        return {(event.room.lower(), i) for i in (event.stanza_id, event.message_id, event.origin_id) if i}
-
-    def _new(self, key, event, edited, correction_of=None) -> dict:
-        message = {
-            "key": key,
-            "room": event.room.lower(),
-            "nick": event.nick,
-            "occupant": event.occupant_id,
-            "jid": event.jid.split("/")[0].lower() if event.jid else None,
-            "ts": event.occurred_at,
-            "body": event.body,
-            "history": [],
-            "ids": self._ids(event),
-            "edited": edited,
-            "retracted": False,
+            reference.feed(record.position, record.event)
+        self.messages = {
+            m.id: {
+                "key": m.id,
+                "room": m.room.lower(),
+                "nick": m.nick,
+                "occupant": m.occ,
+                "jid": m.jid.split("/")[0].lower() if m.jid else None,
+                "ts": m.at,
+                "body": m.texts[-1],
+                "history": m.texts[:-1],
+                "edited": m.edited,
+                "retracted": m.removed,
+            }
+            for m in reference.lines
+            if m.kind == "message"
         }
-        if correction_of is not None:
-            message["ids"].add((message["room"], correction_of))
-        for (room, ident), tomb in self.tombs.items():
-            if (room, ident) in message["ids"]:
-                if self._may_retract(message, tomb):
-                    message["retracted"] = True
-        self.messages[key] = message
-        return message
-
-    def _post(self, key, event: MessagePosted) -> None:
-        self._new(key, event, edited=False)
-
-    def _known_by(self, room: str, ident: str):
-        """The newest message known in ``room`` by ``ident`` (any kind of id)."""
-        found = [m for m in self.messages.values() if (room.lower(), ident) in m["ids"]]
-        return max(found, key=lambda m: m["key"]) if found else None
-
-    def _correct(self, key, event: MessageCorrected) -> None:
-        target = self._known_by(event.room, event.replaces_id)
-        if target is not None:
-            same = (
-                target["occupant"] == event.occupant_id
-                if target["occupant"] and event.occupant_id
-                else target["nick"] == event.nick
-            )
-            if same:
-                target["history"].append(target["body"])
-                target["body"] = event.body
-                target["edited"] = True
-                target["ids"] |= self._ids(event)
-                return
-        self._new(key, event, edited=True, correction_of=event.replaces_id if target is None else None)
-
-    def _may_retract(self, message, tomb: MessageRetracted) -> bool:
-        if tomb.moderated:
-            return True
-        if message["occupant"] and tomb.occupant_id:
-            return message["occupant"] == tomb.occupant_id
-        return tomb.by_nick is None or tomb.by_nick == message["nick"]
-
-    def _retract(self, event: MessageRetracted) -> None:
-        target = self._known_by(event.room, event.target_id)
-        if target is None:
-            self.tombs[(event.room.lower(), event.target_id)] = event
-        elif self._may_retract(target, event):
-            target["retracted"] = True
 
     # -- queries -----------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from query_api.roles import Role
 from query_api.tokens import hash_token
 from query_api.web import pages, search_page
 
-from ..conftest import LOBBY, PUBLIC, SECRET, auth, make_config
+from ..conftest import LOBBY, PUBLIC, SECRET, auth, make_config, store_signer
 
 
 def csrf_of(page) -> str:
@@ -217,14 +217,19 @@ def test_every_response_has_a_content_security_policy(client, path):
 
 
 def test_sessions_and_tickets_made_by_one_process_serve_in_another(
-    app, client, tokens, archive, views, search_index, token_store, seeded_url, api_settings
+    client, tokens, archive, views, search_index, token_store, seeded_url, api_settings
 ):
     """Nothing is kept in a process: a second app over the same store (another worker, another host)
     accepts the first one's sign-in cookie, CSRF tokens and widget tickets; a revoked token ends both."""
     sign_in(client, tokens["site"], "carol")
     issued = widget_ticket(client, tokens["site"], LOBBY).json["ticket"]
     config = make_config(seeded_url, **api_settings)  # the same archive; its own signer reading the same keys
-    other = create_app(config, store=archive, views=views, search=search_index, tokens=token_store).test_client()
+    with store_signer(seeded_url) as signer:
+        another = create_app(config, store=archive, views=views, search=search_index, tokens=token_store, signer=signer)
+        check_another_process(another.test_client(), client, issued, tokens, token_store)
+
+
+def check_another_process(other, client, issued: str, tokens, token_store):
     cookie = client.get_cookie("chat_archive_session").value
     other.set_cookie("chat_archive_session", cookie)
     assert "lobby" in other.get("/rooms").text and "Sign out" in other.get("/").text

@@ -26,7 +26,7 @@ from tests.services.postgres import fresh_schema_url
 from tests.services.prosody import LISTENER, PASSWORD
 
 from .server import ServerProcess, listener_config
-from .test_widget_browser import EmbeddingSite
+from .test_widget_browser import EmbeddingSite, room_of_alice
 
 HOSTS = ("a", "b")
 INDEX_COMMIT_SECONDS = 0.2
@@ -47,12 +47,8 @@ def deployment(tmp_path_factory, schema_url):
     for user in (LISTENER, "alice", "sam"):
         prosody.register(user, PASSWORD)
     prosody.start()
-    room = f"scale-{uuid.uuid4().hex[:8]}@{prosody.muc_service}"
     users = XmppUsers("127.0.0.1", prosody.port)
-    alice = users.connect("alice@localhost", PASSWORD)
-    alice.create_room(room, "alice")
-    heard: list[str] = []
-    alice.client.add_event_handler("groupchat_message", lambda msg: heard.append(f"{msg['from'].resource}: {msg['body']}"))
+    room, alice, heard = room_of_alice(users, prosody, "scale")
     tokens = open_token_store(schema_url)
     issued = {"compliance": tokens.create(Role.COMPLIANCE)[0], "site": tokens.create(Role.SITE, (room,))[0]}
     tokens.close()
@@ -75,6 +71,7 @@ def deployment(tmp_path_factory, schema_url):
         processes.append(ServerProcess(directory, host_config(host), ["project", "--search-only"], name=f"index-{host}"))
     serving = {host: ServerProcess(directory, host_config(host), ["serve", "--workers", "2", "--port", "0"], name=f"serve-{host}")
                for host in HOSTS}  # fmt: skip
+    RUNNING[:] = [*processes, *serving.values()]
     try:
         for process in processes:
             process.start(serves=False)
@@ -95,9 +92,16 @@ def wait_until(predicate, what: str, timeout: float = FRESHNESS_SECONDS):
     deadline = time.monotonic() + timeout
     while not (value := predicate()):
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
+            pytest.fail(f"timed out waiting for {what}\n{_logs()}")
         time.sleep(0.1)
     return value
+
+
+RUNNING: list[ServerProcess] = []  # this module's processes, whose logs explain a failure
+
+
+def _logs() -> str:
+    return "\n".join(f"--- {p.log_file.name}\n{p.log()[-1500:]}" for p in RUNNING)
 
 
 def api_get(base: str, path: str, token: str, user: str | None = None):

@@ -47,6 +47,16 @@ class EmbeddingSite:
         self._site.close()
 
 
+def room_of_alice(users: XmppUsers, prosody, prefix: str) -> tuple[str, object, list[str]]:
+    """A new room alice owns and sits in, and the list of "nick: body" lines she hears there."""
+    room = f"{prefix}-{uuid.uuid4().hex[:8]}@{prosody.muc_service}"
+    alice = users.connect("alice@localhost", PASSWORD)
+    alice.create_room(room, "alice")
+    heard: list[str] = []
+    alice.client.add_event_handler("groupchat_message", lambda msg: heard.append(f"{msg['from'].resource}: {msg['body']}"))
+    return room, alice, heard
+
+
 @pytest.fixture(scope="module")
 def prosody(tmp_path_factory):
     """This module's Prosody offers no PLAIN sign-in: the widget's script must do SCRAM itself."""
@@ -69,12 +79,8 @@ def world(request, prosody, tmp_path_factory):
 def _world(prosody, directory, store_url: str):
     prosody.register(WIDGET_USER, WIDGET_PASSWORD)
     prosody.register(TYPING_USER, TYPING_PASSWORD)
-    room = f"widget-{uuid.uuid4().hex[:8]}@{prosody.muc_service}"
     users = XmppUsers("127.0.0.1", prosody.port)
-    alice = users.connect("alice@localhost", PASSWORD)
-    alice.create_room(room, "alice")
-    heard: list[str] = []
-    alice.client.add_event_handler("groupchat_message", lambda msg: heard.append(f"{msg['from'].resource}: {msg['body']}"))
+    room, alice, heard = room_of_alice(users, prosody, "widget")
 
     tokens = open_token_store(store_url)
     site_token = tokens.create(Role.SITE, (room,), label="collab site")[0]

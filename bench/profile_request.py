@@ -1,0 +1,84 @@
+"""Profile API requests end to end inside one process: WSGI app, auth, query, index, encoding.
+
+    python -m bench.profile_request --size 1m --kind search --requests 3000
+
+Builds (untimed, once) the corpus's store, views and index in the bench workdir,
+builds the app exactly as `chat-archive serve` does (``bootstrap.build_api``), then
+runs the requests through the WSGI interface under cProfile and prints where the
+time goes (the HTTP server's own share is what wrk adds on top: see ``bench.api``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import time
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+from archive.application import open_event_store
+from chat_archive.bootstrap import build_api, open_tokens
+from query_api.roles import Role
+
+from .api import ensure_views_and_index
+from .corpus import SIZES, START, CorpusSpec, query_set, room_jid
+from .setup import bench_config
+from .stages import ensure_store
+
+
+def paths(spec: CorpusSpec, kind: str) -> list[str]:
+    if kind == "transcript":
+        days = max(1, int(spec.events * 3 / 86400))
+        return [
+            f"/api/v1/rooms/{quote(room_jid(i % min(spec.rooms, 20)))}/transcript?day="
+            f"{(START + timedelta(days=i % days)).date().isoformat()}&limit=50"
+            for i in range(200)
+        ]
+    texts = [t for ts in query_set(spec).classes.values() for t in ts]
+    return [f"/api/v1/search?q={quote(t)}&limit=20" for t in texts]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile_request", description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=list(SIZES), default="100k")
+    parser.add_argument("--kind", choices=["search", "transcript", "healthz"], default="search")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/chat-archive-bench"))
+    parser.add_argument("--top", type=int, default=30)
+    args = parser.parse_args(argv)
+    spec = CorpusSpec.for_size(args.size, 42)
+    workdir = args.workdir / args.size
+    ctx: dict = {}
+    ensure_store(spec, workdir, ctx)
+    ensure_views_and_index(workdir, ctx)
+    config = bench_config(workdir)
+    tokens = open_tokens(config)
+    token = tokens.create(Role.COMPLIANCE, label="profile")[0]
+    tokens.close()
+    with open_event_store(ctx["sqlite_url"]) as store:
+        client = build_api(config, store).test_client()
+        headers = {"Authorization": f"Bearer {token}"}
+        urls = ["/healthz"] if args.kind == "healthz" else paths(spec, args.kind)
+        for url in urls[:50]:  # warm caches and the index reader
+            assert client.get(url, headers=headers).status_code == 200, url
+        profiler = cProfile.Profile()
+        began = time.perf_counter()
+        profiler.enable()
+        for i in range(args.requests):
+            client.get(urls[i % len(urls)], headers=headers).close()
+        profiler.disable()
+        elapsed = time.perf_counter() - began
+    print(f"{args.requests} {args.kind} requests in {elapsed:.2f} s: {1000 * elapsed / args.requests:.3f} ms each "
+          f"(under the profiler), {args.requests / elapsed:.0f}/s in one thread")  # fmt: skip
+    for order in ("tottime", "cumulative"):
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(args.top)
+        print(out.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

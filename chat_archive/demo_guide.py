@@ -1,0 +1,62 @@
+"""What `up --demo` tells a newcomer: how to sign in (a token it keeps and reuses) and which account
+joins the widget; printed on the console and shown by the sign-in page and the widget."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from archive.application import StoreLocation
+from archive.times import utcnow
+from query_api.roles import Role
+from query_api.tokens import TokenStore
+
+TOKEN_FILE = "demo-token"
+TOKEN_LIFETIME = timedelta(days=30)
+
+
+def token_file(config) -> Path:
+    """Where the demo keeps its sign-in token: beside a SQLite store, else in ./data."""
+    location = StoreLocation.parse(config.store.url)
+    return (location.path.parent if location.kind == "sqlite" else Path("data")) / TOKEN_FILE
+
+
+def sign_in_token(tokens: TokenStore, path: Path) -> tuple[str, bool]:
+    """The demo's compliance token: the one saved at ``path`` while it still works, else a new
+    one that expires (so repeated demos do not pile up tokens that never do). Returns
+    (token, reused)."""
+    try:
+        saved = path.read_text(encoding="ascii").strip()
+    except OSError:
+        saved = ""
+    info = tokens.lookup(saved) if saved else None
+    if info is not None and info.role is Role.COMPLIANCE:
+        return saved, True
+    token, _ = tokens.create(Role.COMPLIANCE, label="demo (up --demo)", expires_at=utcnow() + TOKEN_LIFETIME)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file left by an older run may have had another mode
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(token + "\n")
+    return token, False
+
+
+def demo_hints(config, guest: tuple[str, str]) -> dict:
+    """What the sign-in page and the widget tell a newcomer (the app's ``config["DEMO"]``)."""
+    jid, password = guest
+    return {"token_file": str(token_file(config)), "guest_jid": jid, "guest_password": password}
+
+
+def print_guide(tokens: TokenStore, config, url: str, hints: dict) -> None:
+    """The console's part: the sign-in token (kept and reused), where to sign in, the widget's account."""
+    token, reused = sign_in_token(tokens, token_file(config))
+    print(f"chat-archive up: demo sign-in token (compliance role): {token}", flush=True)
+    again = "the same as last time" if reused else "new, valid for 30 days"
+    print(
+        f"chat-archive up:   {again}; saved in {hints['token_file']}. Sign in at {url}/signin with it.\n"
+        f"chat-archive up: to talk in a room, open it on the Rooms page, then its widget, and join as "
+        f"{hints['guest_jid']} with password {hints['guest_password']}.\n"
+        f"chat-archive up: stop with Ctrl-C.",
+        flush=True,
+    )

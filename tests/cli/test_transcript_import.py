@@ -1,0 +1,87 @@
+"""`chat-archive import` and `chat-archive transcript`, run as real processes on both stores."""
+
+from __future__ import annotations
+
+import json
+
+from archive.application import open_event_store
+from tests.cli.test_events_commands import run_cli
+
+ROOM = "r@conference.localhost"
+
+
+def _event(kind, second, **fields) -> dict:
+    t = f"2024-05-01T12:00:{second:02d}Z"
+    return {"type": kind, "room": ROOM, "occurred_at": t, "recorded_at": t, **fields}
+
+
+HISTORY = [
+    _event("occupant_joined", 0, nick="alice", occupant_id="oa"),
+    _event("message_posted", 1, nick="alice", body="helo", stanza_id="s1", message_id="m1", occupant_id="oa"),
+    _event("message_corrected", 2, nick="alice", replaces_id="m1", body="hello", stanza_id="s2", occupant_id="oa"),
+    _event("message_posted", 3, nick="bob", body="my password is hunter2", stanza_id="s3"),
+    _event("message_retracted", 4, target_id="s3", moderated=True, by_nick="alice", reason="secret"),
+    _event("message_retracted", 5, target_id="never-archived", moderated=True, by_nick="alice"),
+]
+
+
+def _file(tmp_path, lines) -> str:
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))
+    return str(path)
+
+
+def test_import_takes_log_lines_and_bare_events_once(store_url, tmp_path):
+    lines = [json.dumps({"position": 7, "event": e}) for e in HISTORY[:3]] + [""] + [json.dumps(e) for e in HISTORY[3:]]
+    lines.append(json.dumps({"sha256": "ab" * 32, "count": 6}))  # an export's trailer
+    path = _file(tmp_path, lines)
+    first = run_cli("import", path, store_url=store_url)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == f"imported 6 new events from {path} (0 already archived)"
+    again = run_cli("import", path, store_url=store_url)
+    assert again.stdout.strip() == f"imported 0 new events from {path} (6 already archived)"
+    logged = [json.loads(line) for line in run_cli("log", store_url=store_url).stdout.splitlines()]
+    assert [line["event"] for line in logged] == HISTORY
+
+
+def test_a_log_moves_to_another_store_through_standard_input(store_url, tmp_path):
+    source = f"sqlite:///{tmp_path}/source.sqlite"
+    assert run_cli("import", _file(tmp_path, [json.dumps(e) for e in HISTORY]), store_url=source).returncode == 0
+    log = run_cli("log", store_url=source).stdout
+    moved = run_cli("import", "-", store_url=store_url, input=log)
+    assert moved.returncode == 0, moved.stderr
+    assert run_cli("log", store_url=store_url).stdout == log
+
+
+def test_a_bad_line_imports_nothing_and_says_where(store_url, tmp_path):
+    lines = [json.dumps(e) for e in HISTORY[:2]] + ['{"type": "message_posted", "room": "r"}']
+    result = run_cli("import", _file(tmp_path, lines), store_url=store_url)
+    assert result.returncode == 1 and "line 3" in result.stderr and "Traceback" not in result.stderr
+    store = open_event_store(store_url)
+    assert store.head() == 0
+    store.close()
+    missing = run_cli("import", str(tmp_path / "nope.jsonl"), store_url=store_url)
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+def test_transcript_prints_what_the_api_serves(store_url, tmp_path):
+    assert run_cli("import", _file(tmp_path, [json.dumps(e) for e in HISTORY]), store_url=store_url).returncode == 0
+    assert run_cli("project", "--once", "--no-search", store_url=store_url).returncode == 0
+    text = run_cli("transcript", ROOM, store_url=store_url)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines() == [
+        "[2024-05-01T12:00:00Z] * alice joined",
+        "[2024-05-01T12:00:01Z] <alice> hello (edited)",
+        "[2024-05-01T12:00:03Z] * a message by bob was removed by alice",
+    ]
+    lines = [json.loads(line) for line in run_cli("transcript", ROOM, "--json", "--originals",
+                                                  store_url=store_url).stdout.splitlines()]
+    assert [(line["kind"], line.get("body")) for line in lines] == [
+        ("joined", None), ("message", "hello"), ("message", "my password is hunter2"), ("retraction", None),
+    ]
+    assert lines[1]["versions"][0]["body"] == "helo" and lines[2]["removed"]["reason"] == "secret"
+    window = run_cli("transcript", ROOM, "--from", "2024-05-01T12:00:01Z", "--to", "2024-05-01T12:00:02Z",
+                     "--json", store_url=store_url)
+    assert [json.loads(line)["body"] for line in window.stdout.splitlines()] == ["hello"]
+    unknown = run_cli("transcript", "nobody@conference.localhost", store_url=store_url)
+    assert unknown.returncode == 1 and "no events" in unknown.stderr

@@ -47,13 +47,13 @@ def audit_cli_read(store: EventStore, command: str, **what) -> None:
 
 
 def start_checkpoints(config: Config, store: EventStore, stop: threading.Event, health: Health | None = None) -> Periodic:
-    """Record every stream's hash-chain head in the log at start and every ``[store] checkpoint_interval``
-    seconds (``archive.integrity``) until ``stop``; ``.join()`` raises what stopped it. None is written
-    on stop: the projections stop right after the writers and would leave it for their next start.
+    """Record every stream's hash-chain head in the log at start, every ``[store] checkpoint_interval``
+    seconds and on ``stop`` (``archive.integrity``); ``.join()`` raises what stopped it. Stop it with
+    the writers, before the projections: their last page read on stop takes the last checkpoint in.
     The store unavailable: tried again at the next interval, reported to ``health``."""
     on_error = health.reporter("checkpoints") if health else None
     return Periodic("chain-checkpoints", config.store.checkpoint_interval, stop, Checkpoints(store).write,
-                    on_error=on_error)  # fmt: skip
+                    on_stop=True, on_error=on_error)  # fmt: skip
 
 
 def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool = False) -> EventsPurged | None:

@@ -49,8 +49,8 @@ port_number = whole_number(0, 65535)
 
 
 class Periodic:
-    """Run ``job`` at start and every ``interval`` seconds in a thread until ``stop`` is set (as `up`
-    runs checkpoints and purges); ``.join()`` raises what stopped it."""
+    """Run ``job`` at start and every ``interval`` seconds in a thread until ``stop`` is set, and once
+    more then if ``on_stop`` (as `up` runs checkpoints and purges); ``.join()`` raises what stopped it."""
 
     def __init__(
         self,
@@ -58,9 +58,11 @@ class Periodic:
         interval: float,
         stop: threading.Event,
         job: Callable[[], object],
+        *,
+        on_stop: bool = False,
         on_error: Callable[[str | None], None] | None = None,
     ):
-        self._interval, self._stop, self._job = interval, stop, job
+        self._interval, self._stop, self._job, self._on_stop = interval, stop, job, on_stop
         self._on_error = on_error  # the store unavailable: reported here, tried again at the next interval
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -70,6 +72,8 @@ class Periodic:
         try:
             self._once()
             while not self._stop.wait(self._interval):
+                self._once()
+            if self._on_stop:
                 self._once()
         except BaseException as e:  # noqa: BLE001 - reported by join()
             self._error = e

@@ -99,7 +99,8 @@ class LogFollower:
         return self._applied
 
     def run(self, stop: threading.Event) -> None:
-        """Follow the log until ``stop`` is set; commit at the interval and on stop."""
+        """Follow the log until ``stop`` is set; commit at the interval and on stop, after one more page
+        (what the writers appended just before they stopped, when a process stops them first)."""
         self._retrying(stop, self._follow)
 
     def _retrying(self, stop: threading.Event, follow: Callable[[threading.Event], None]) -> None:
@@ -137,6 +138,7 @@ class LogFollower:
                     last_commit = time.monotonic()
                 if not got_any:
                     stop.wait(self.idle_sleep)
+            self._step()
         finally:
             if not self._torn:
                 self._commit()

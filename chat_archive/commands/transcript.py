@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import gzip
+import hashlib
 import sys
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import msgspec
 
@@ -18,6 +21,7 @@ from .events import time_range
 
 PAGE = 1000
 IMPORT_BATCH = 1000
+GZIP_MAGIC = b"\x1f\x8b"
 _fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
 
@@ -36,9 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     transcript.set_defaults(handler=print_transcript)
 
     importer = subparsers.add_parser(
-        "import", help="append events from JSON lines (as `chat-archive log` prints them, or bare events); idempotent"
+        "import", help="append events from JSON lines (as `chat-archive log` prints them, or bare events; "
+        "gzip-compressed or not, e.g. from `export-log`); idempotent",
     )
-    importer.add_argument("file", help="a file of JSON lines, or - for standard input")
+    importer.add_argument("file", help="a file of JSON lines (.gz or plain), or - for standard input")
     importer.set_defaults(handler=import_events)
 
 
@@ -67,16 +72,16 @@ def print_transcript(args: argparse.Namespace, config) -> int:
 
 def import_events(args: argparse.Namespace, config) -> int:
     if args.file == "-":
-        events = list(read_events(sys.stdin.buffer, "standard input"))
+        events = list(read_events(file_lines(sys.stdin.buffer, "standard input"), "standard input"))
         return _append(config, [events], "standard input")
     try:
         with open(args.file, "rb") as f:  # first every line is checked, so a bad file imports nothing
-            for _ in read_events(f, args.file):
+            for _ in read_events(file_lines(f, args.file), args.file):
                 pass
     except OSError as e:
         raise ChatArchiveError(f"cannot read {args.file}: {e.strerror}") from e
     with open(args.file, "rb") as f:
-        return _append(config, _batches(read_events(f, args.file)), args.file)
+        return _append(config, _batches(read_events(file_lines(f, args.file), args.file)), args.file)
 
 
 def _append(config, batches, source: str) -> int:
@@ -87,6 +92,26 @@ def _append(config, batches, source: str) -> int:
             new, seen = new + stored, seen + len(batch) - stored
     print(f"imported {new} new events from {source} ({seen} already archived)")
     return 0
+
+
+def file_lines(raw: BinaryIO, source: str) -> Iterator[bytes]:
+    """The lines of a file (gzip-compressed or not); a trailer ``{"sha256": ..., "count": N, ...}``
+    (``export-log``, exports) must match the lines before it, or the file is refused."""
+    stream = gzip.GzipFile(fileobj=raw) if raw.peek(2)[:2] == GZIP_MAGIC else raw
+    digest, count = hashlib.sha256(), 0
+    try:
+        for line in stream:
+            if line.startswith(b'{"sha256"'):
+                trailer = msgspec.json.decode(line)
+                if trailer.get("sha256") != digest.hexdigest() or trailer.get("count") != count:
+                    raise EventDecodeError(f"{source}: the lines do not match the trailer's SHA-256 and count: "
+                                           "the file was altered or is incomplete")  # fmt: skip
+            else:
+                digest.update(line)
+                count += 1
+            yield line
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        raise EventDecodeError(f"{source}: cannot read it: {e}") from None
 
 
 def read_events(lines, source: str) -> Iterator[Event]:

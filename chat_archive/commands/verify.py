@@ -87,6 +87,8 @@ def run_completeness(args: argparse.Namespace, config) -> int:
     with open_store(config) as store:
         rooms = [args.room.lower()] if args.room else store.rooms()
         reports = verify(config.xmpp, store, rooms, since=since, repair=args.repair)
+        audit_cli_read(store, "verify" + (" --repair" if args.repair else ""), rooms=tuple(rooms), range_from=since,
+                       results=sum(r.archived for r in reports))
     missing = sum(r.missing for r in reports)
     if args.json:
         print(msgspec.json.encode({"complete": missing == 0, "missing": missing, "rooms": reports}).decode())

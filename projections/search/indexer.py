@@ -58,7 +58,8 @@ class SearchIndexer(LogFollower):
         self.catch_up_lag = catch_up_lag
 
     def run(self, stop: threading.Event) -> None:
-        """Follow the log until ``stop`` is set; commit on stop as well (never a half-applied page).
+        """Follow the log until ``stop`` is set; commit on stop as well (never a half-applied page), after
+        one more page (what the writers appended just before they stopped).
 
         Store errors are retried with back-off (``LogFollower``)."""
         self._retrying(stop, self._index)
@@ -81,6 +82,8 @@ class SearchIndexer(LogFollower):
                     first_pending = None
                 if not full_page:
                     stop.wait(self.idle_sleep)
+            if not self.projection.stale():
+                self._step()
         finally:
             if not self._torn:
                 self._commit()

@@ -82,7 +82,7 @@ def test_migrate_resumes_after_an_interruption_checks_and_rebuilds(source, store
 def test_migrate_refuses_its_own_store_and_bad_urls(source, tmp_path):
     assert "already" in run_cli("migrate", "--to", source, store_url=source, cwd=tmp_path).stderr
     bad = run_cli("migrate", "--to", "mysql://x", store_url=source, cwd=tmp_path)
-    assert bad.returncode == 1 and "scheme" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "scheme" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_export_log_writes_compressed_json_lines_with_a_checked_trailer(store_url, tmp_path):
@@ -95,3 +95,30 @@ def test_export_log_writes_compressed_json_lines_with_a_checked_trailer(store_ur
     trailer = json.loads(lines[-1])
     assert trailer == {"sha256": hashlib.sha256(b"".join(lines[:-1])).hexdigest(), "count": len(history())}
     assert b"".join(lines[:-1]).decode() == run_cli("log", store_url=store_url).stdout
+
+
+def test_export_log_then_import_is_a_round_trip_and_a_damaged_backup_imports_nothing(store_url, tmp_path):
+    source = f"sqlite:///{tmp_path}/source.sqlite"
+    with open_event_store(source) as store:
+        store.append(history())
+    backup = tmp_path / "backup.jsonl.gz"
+    assert run_cli("export-log", str(backup), store_url=source, cwd=tmp_path).returncode == 0
+    imported = run_cli("import", str(backup), store_url=store_url, cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    assert f"imported {len(history())} new events" in imported.stdout
+    assert without_positions(run_cli("log", store_url=store_url).stdout) == without_positions(
+        run_cli("log", store_url=source).stdout
+    )
+    lines = gzip.decompress(backup.read_bytes()).splitlines(keepends=True)
+    for name, damaged in (
+        ("altered", b"".join(lines[:5] + [lines[5].replace(b"note", b"nope")] + lines[6:])),
+        ("cut short", b"".join(lines[:10] + lines[-1:])),
+    ):
+        path = tmp_path / f"{name}.jsonl.gz"
+        path.write_bytes(gzip.compress(damaged))
+        refused = run_cli("import", str(path), store_url=f"sqlite:///{tmp_path}/{name}.sqlite", cwd=tmp_path)
+        assert refused.returncode == 1 and "altered or is incomplete" in refused.stderr, (name, refused.stderr)
+    truncated = tmp_path / "truncated.jsonl.gz"
+    truncated.write_bytes(backup.read_bytes()[:200])
+    broken = run_cli("import", str(truncated), store_url=f"sqlite:///{tmp_path}/t.sqlite", cwd=tmp_path)
+    assert broken.returncode == 1 and "cannot read it" in broken.stderr and "Traceback" not in broken.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from archive.application import open_event_store
@@ -33,7 +34,8 @@ def _file(tmp_path, lines) -> str:
 
 def test_import_takes_log_lines_and_bare_events_once(store_url, tmp_path):
     lines = [json.dumps({"position": 7, "event": e}) for e in HISTORY[:3]] + [""] + [json.dumps(e) for e in HISTORY[3:]]
-    lines.append(json.dumps({"sha256": "ab" * 32, "count": 6}))  # an export's trailer
+    written = "".join(line + "\n" for line in lines).encode()
+    lines.append(json.dumps({"sha256": hashlib.sha256(written).hexdigest(), "count": len(lines)}))  # an export's trailer
     path = _file(tmp_path, lines)
     first = run_cli("import", path, store_url=store_url)
     assert first.returncode == 0, first.stderr

@@ -66,6 +66,9 @@ def test_verify_passes_on_a_complete_archive_fails_on_a_deleted_message_and_repa
         assert sorted(archived_stanza_ids(store, room)) == sorted(s["stanza_id"] for s in sent)
         [restored] = [r.event for r in store.read_room(room) if getattr(r.event, "stanza_id", None) == deleted]
         assert (restored.body, restored.capture) == ("m2", ev.Capture.BACKFILL)
+        from archive.audit import read_audit
+
+        assert [r.event.endpoint for r in read_audit(store)] == ["verify", "verify", "verify --repair"]
 
 
 def test_verify_without_a_configured_server_says_so(tmp_path):

@@ -220,8 +220,8 @@ class EventStore:
             yield Recorded(seq, from_msgpack(state))
 
     def _audit_rows(self, after: int, start, end, page_size: int) -> Iterator[tuple[int, bytes, bytes]]:
-        t_from = start.timestamp() if start else None
-        t_to = end.timestamp() if end else None
+        t_from = start.timestamp() if start else float("-inf")
+        t_to = end.timestamp() if end else float("inf")
         while True:
             try:
                 page = self._recorder.select_audit(after, t_from, t_to, page_size)
@@ -292,16 +292,20 @@ class EventStore:
     def read_room_versions(self, room: str, *, end: datetime | None = None) -> Iterator[tuple[int, Recorded]]:
         """A room's events (that occurred before ``end``) with their versions in the room's stream,
         in version order (a walk of the whole stream: for batch jobs such as a purge)."""
+        for position, version, state in self._stream_rows(room):
+            record = Recorded(position, from_msgpack(state))
+            if end is None or record.event.occurred_at < end:
+                yield version, record
+
+    def _stream_rows(self, stream: str) -> Iterator[tuple[int, int, bytes]]:
+        """(position, version, stored bytes) of a whole stream, in version order, page by page."""
         after_version = 0
         while True:
             try:
-                page = self._recorder.select_room(room, after_version, 1000)
+                page = self._recorder.select_room(stream, after_version, 1000)
             except PersistenceError as e:
-                raise StoreError(f"could not read room {room}: {e}") from e
-            for position, version, state in page:
-                record = Recorded(position, from_msgpack(state))
-                if end is None or record.event.occurred_at < end:
-                    yield version, record
+                raise StoreError(f"could not read stream {stream}: {e}") from e
+            yield from page
             if len(page) < 1000:
                 return
             after_version = page[-1][1]
@@ -345,17 +349,8 @@ class EventStore:
                 yield chain.StoredLink(seq, seq, state, link)
             return
         links = self._recorder.stream_links(stream)
-        after_version = 0
-        while True:
-            try:
-                page = self._recorder.select_room(stream, after_version, 1000)
-            except PersistenceError as e:
-                raise StoreError(f"could not read stream {stream}: {e}") from e
-            for position, version, state in page:
-                yield chain.StoredLink(position, version, state, links.get(version))
-            if len(page) < 1000:
-                return
-            after_version = page[-1][1]
+        for position, version, state in self._stream_rows(stream):
+            yield chain.StoredLink(position, version, state, links.get(version))
 
     def head(self) -> int:
         """The highest global position stored, 0 for an empty store."""

@@ -195,6 +195,13 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
 class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
     """PostgreSQL application recorder that also maintains the archive's side index."""
 
+    # The library retries these ten times, silently: a minute of stalled callers while PostgreSQL
+    # restarts. One attempt each here; the callers retry with back-off and report the outage
+    # (listener writer, projections, indexer: ``archive.health``).
+    insert_events = PostgresApplicationRecorder.insert_events.__wrapped__
+    select_notifications = PostgresApplicationRecorder.select_notifications.__wrapped__
+    max_notification_id = PostgresApplicationRecorder.max_notification_id.__wrapped__
+
     def __init__(self, datastore: Any, **kwargs: Any):
         super().__init__(datastore, **kwargs)
         schema = Identifier(self.datastore.schema)

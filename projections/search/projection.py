@@ -160,6 +160,10 @@ class SearchIndexProjection:
         """True when a rebuild swapped in a new generation under this live projection."""
         return self.live and self.location.current() != self.directory
 
+    def discard(self) -> None:
+        """Drop uncommitted changes (``LogFollower``: after a page applied in part)."""
+        self.reopen()
+
     def reopen(self) -> None:
         """Follow the live generation (after a swap), discarding anything uncommitted."""
         self.close()

@@ -434,14 +434,14 @@ def test_a_full_write_queue_pauses_reading_from_the_server_and_loses_nothing(pro
     listener.lease.acquire()
     handle = ListenerHandle(listener, threading.Event()).start()
     try:
-        wait_joined(handle, room)
+        wait_joined(handle, room, timeout=30)
         gated.gate.clear()
         sent = [alice.say(room, f"p{i}")["stanza_id"] for i in range(20)]
-        wait_for(lambda: listener.status.input_paused, message="reading paused")
+        wait_for(lambda: listener.status.input_paused, 30, message="reading paused")
         gated.gate.set()
         wait_for(lambda: [r.event.stanza_id for r in store.read_room(room) if isinstance(r.event, ev.MessagePosted)] == sent,
-                 message="every message archived, in order")
-        wait_for(lambda: not listener.status.input_paused, message="reading resumed")
+                 30, message="every message archived, in order")
+        wait_for(lambda: not listener.status.input_paused, 30, message="reading resumed")
     finally:
         gated.gate.set()
         handle.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import timedelta
 
@@ -12,7 +13,7 @@ from archive import events as ev
 from archive.application import open_event_store
 from archive.times import utcnow
 from archive.lease import LeaseHeld
-from ingest.listener import start_listener
+from ingest.listener import Listener, ListenerHandle, start_listener
 from ingest.status import read_status
 from tests.ingest.helpers import room_events, room_summary, running_listener, wait_for_event, wait_joined
 from tests.factories import make, message
@@ -407,3 +408,40 @@ def test_a_second_listener_on_the_same_store_is_refused(prosody, store):
             start_listener(listener_settings(prosody), store)
         assert first.is_alive()
     start_listener(listener_settings(prosody), store).stop()  # released on stop
+
+
+class GatedStore:
+    """The test's store, whose appends wait while ``gate`` is closed (a store that cannot keep up)."""
+
+    def __init__(self, store):
+        self._store, self._recorder, self.gate = store, store._recorder, threading.Event()
+        self.gate.set()
+
+    def append(self, events):
+        self.gate.wait(30)
+        return self._store.append(events)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_a_full_write_queue_pauses_reading_from_the_server_and_loses_nothing(prosody, people, store):
+    alice = people["alice"]
+    room = unique_room(prosody, "pressure")
+    alice.create_room(room, "alice")
+    gated = GatedStore(store)
+    listener = Listener(listener_settings(prosody, include=(room,)), gated, write_queue_limit=5)
+    listener.lease.acquire()
+    handle = ListenerHandle(listener, threading.Event()).start()
+    try:
+        wait_joined(handle, room, timeout=30)
+        gated.gate.clear()
+        sent = [alice.say(room, f"p{i}")["stanza_id"] for i in range(20)]
+        wait_for(lambda: listener.status.input_paused, 30, message="reading paused")
+        gated.gate.set()
+        wait_for(lambda: [r.event.stanza_id for r in store.read_room(room) if isinstance(r.event, ev.MessagePosted)] == sent,
+                 30, message="every message archived, in order")
+        wait_for(lambda: not listener.status.input_paused, 30, message="reading resumed")
+    finally:
+        gated.gate.set()
+        handle.stop()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from flask import Response, current_app, g, request
 
+from archive.health import Health
 from archive.store import EventStore
 from projections.search import SearchIndex
 from projections.views import Views
@@ -45,6 +46,8 @@ class ApiContext:
     """Export jobs: bundles written in the background to ``[api] export_dir``."""
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
     stopping: threading.Event = field(default_factory=threading.Event)
+    health: Health | None = None
+    """The process's long-running parts (``archive.health``), for ``/healthz``."""
     _rooms: TtlCache = field(default_factory=lambda: TtlCache(1.0))
     searches: DeadlinePool = field(default=None)
     """Searches run with ``[api] search_timeout``, at most half the threads at once."""

@@ -85,6 +85,9 @@ class StoreLocation:
             # (API workers on several hosts, runners, the listener), and PostgreSQL allows ~100 clients.
             "POSTGRES_POOL_SIZE": "1",
             "POSTGRES_MAX_OVERFLOW": "15",
+            # How long an operation waits for a connection (also the pool's wait): while PostgreSQL
+            # restarts, the callers' retries see an error within seconds rather than after 30 s.
+            "POSTGRES_CONNECT_TIMEOUT": "5",
             "ORIGINATOR_ID_TYPE": "text",
             "APPLICATION_RECORDER_TOPIC": "archive.recorders:PostgresArchiveRecorder",
         }

@@ -22,6 +22,11 @@ class StoreError(ChatArchiveError):
     """The event store could not be opened, read or written."""
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot be reached now or is busy (PostgreSQL restarting, SQLite locked, disk full):
+    the same call may succeed later, so long-running parts retry it with back-off."""
+
+
 class ConcurrencyError(StoreError):
     """Another writer kept winning the race for a room's next version."""
 

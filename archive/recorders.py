@@ -30,8 +30,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteConnectionPool, SQLiteFactory
 from psycopg.sql import SQL, Identifier
 
-from . import chain
-from .events import AUDIT_STREAM
+from .audit_tables import PostgresAuditTable, SQLiteAuditTable
 
 # (idem_key, originator_id, originator_version, occurred_at epoch seconds, chain link or None)
 IndexRow = tuple[str, str, int, float, bytes | None]
@@ -41,11 +40,9 @@ RoomRow = tuple[int, int, bytes]
 RangeRow = tuple[int, int, bytes, int]
 # (stream, version, link, genesis version): a stream's chain head
 HeadRow = tuple[str, int, bytes, int]
-# (sequence number, state, link) of an audit record
-AuditRow = tuple[int, bytes, bytes]
 
 
-class SQLiteArchiveRecorder(SQLiteApplicationRecorder):
+class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
     """SQLite application recorder that also maintains the archive's side index."""
 
     def construct_create_table_statements(self) -> list[str]:
@@ -66,28 +63,6 @@ class SQLiteArchiveRecorder(SQLiteApplicationRecorder):
             "state BLOB NOT NULL, link BLOB NOT NULL)",
             "CREATE INDEX IF NOT EXISTS archive_audit_at ON archive_audit (at)",
         ]
-
-    def insert_audit(self, records: Sequence[tuple[bytes, float]]) -> None:
-        """Append audit records (state, time), each chained to the one before, in one transaction. A racing
-        writer in another process makes the insert fail on a sequence number: the caller retries."""
-        with self.datastore.transaction(commit=True) as c:
-            c.execute("SELECT seq, link FROM archive_audit ORDER BY seq DESC LIMIT 1")
-            last = c.fetchone()
-            c.executemany("INSERT INTO archive_audit VALUES (?,?,?,?)", _chained_audit(tuple(last) if last else None, records))
-
-    def audit_head(self) -> tuple[int, bytes] | None:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute("SELECT seq, link FROM archive_audit ORDER BY seq DESC LIMIT 1")
-            row = c.fetchone()
-            return tuple(row) if row else None
-
-    def select_audit(self, after: int, since: float | None, until: float | None, limit: int) -> list[AuditRow]:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                "SELECT seq, state, link FROM archive_audit WHERE seq>? AND at>=? AND at<? ORDER BY seq LIMIT ?",
-                (after, _lo(since), _hi(until), limit),
-            )
-            return [tuple(row) for row in c.fetchall()]
 
     def create_table(self) -> None:
         super().create_table()
@@ -217,8 +192,15 @@ class SQLiteArchiveRecorder(SQLiteApplicationRecorder):
             f"ORDER BY {_SQLITE_SECOND}, i.originator_version LIMIT ?7"
         )
 
-class PostgresArchiveRecorder(PostgresApplicationRecorder):
+class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
     """PostgreSQL application recorder that also maintains the archive's side index."""
+
+    # The library retries these ten times, silently: a minute of stalled callers while PostgreSQL
+    # restarts. One attempt each here; the callers retry with back-off and report the outage
+    # (listener writer, projections, indexer: ``archive.health``).
+    insert_events = PostgresApplicationRecorder.insert_events.__wrapped__
+    select_notifications = PostgresApplicationRecorder.select_notifications.__wrapped__
+    max_notification_id = PostgresApplicationRecorder.max_notification_id.__wrapped__
 
     def __init__(self, datastore: Any, **kwargs: Any):
         super().__init__(datastore, **kwargs)
@@ -310,34 +292,6 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
             ],
             prepare=True,  # %b: binary arrays; text dumping quotes every element through a regex
         )
-
-    def insert_audit(self, records: Sequence[tuple[bytes, float]]) -> None:
-        """Append audit records (state, time), each chained to the one before, in one transaction (writers
-        queue on a table lock, so no two take the same number)."""
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self._audit))
-            curs.execute(SQL("SELECT seq, link FROM {} ORDER BY seq DESC LIMIT 1").format(self._audit))
-            last = curs.fetchone()
-            curs.executemany(
-                SQL("INSERT INTO {} VALUES (%s, %s, %s, %s)").format(self._audit),
-                _chained_audit((last["seq"], bytes(last["link"])) if last else None, records),
-            )
-
-    def audit_head(self) -> tuple[int, bytes] | None:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL("SELECT seq, link FROM {} ORDER BY seq DESC LIMIT 1").format(self._audit))
-            row = curs.fetchone()
-            return (row["seq"], bytes(row["link"])) if row else None
-
-    def select_audit(self, after: int, since: float | None, until: float | None, limit: int) -> list[AuditRow]:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                SQL(
-                    "SELECT seq, state, link FROM {} WHERE seq>%s AND at>=%s AND at<%s ORDER BY seq LIMIT %s"
-                ).format(self._audit),
-                (after, _lo(since), _hi(until), limit),
-            )
-            return [(row["seq"], bytes(row["state"]), bytes(row["link"])) for row in curs.fetchall()]
 
     def known_keys(self, keys: Sequence[str]) -> set[str]:
         with self.datastore.transaction(commit=False) as curs:
@@ -434,17 +388,6 @@ class PostgresArchiveRecorder(PostgresApplicationRecorder):
             "AND floor(i.occurred_at) <= %s AND i.occurred_at>=%s AND i.occurred_at<%s "
             "ORDER BY floor(i.occurred_at), i.originator_version LIMIT %s"
         ).format(self._index, self._events)
-
-
-def _chained_audit(last: tuple[int, bytes] | None, records: Sequence[tuple[bytes, float]]) -> list[tuple]:
-    """Rows (seq, at, state, link) of ``records`` appended after ``last`` (seq, link) of the trail."""
-    seq, link = last if last else (0, chain.genesis(AUDIT_STREAM))
-    rows = []
-    for state, at in records:
-        seq += 1
-        link = chain.link(link, seq, state)
-        rows.append((seq, at, state, link))
-    return rows
 
 
 def _head_row(row: dict) -> HeadRow:

@@ -21,20 +21,47 @@ the event and the stream's new head in the same transaction.
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError, StoredEvent
+import psycopg
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, PersistenceError, StoredEvent
+from psycopg_pool import PoolTimeout
 
 from . import chain
 from .codec import from_msgpack, idempotency_key, to_msgpack
-from .errors import ConcurrencyError, EventDecodeError, StoreError
+from .errors import ConcurrencyError, EventDecodeError, StoreError, StoreUnavailable
 from .events import AUDIT_STREAM, SYSTEM_STREAMS, ChainHead, ContentRead, Event, Recorded
 from .recorders import HeadRow, IndexRow
 
 MAX_ATTEMPTS = 20
+
+
+def store_error(message: str, error: Exception) -> StoreError:
+    """A driver or library error as the archive's: ``StoreUnavailable`` where trying again may succeed
+    (the connection, a lock, a full disk), a plain ``StoreError`` where it cannot (bad SQL, bad data)."""
+    cause = error.__cause__ if isinstance(error, PersistenceError) and error.__cause__ is not None else error
+    transient = isinstance(error, (OperationalError, InterfaceError)) or isinstance(
+        cause, (sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+    )
+    return (StoreUnavailable if transient else StoreError)(f"{message}: {error}")
+
+
+def _connection_lost(error: Exception) -> bool:
+    """PostgreSQL unreachable (no connection, or it broke), not a conflict with another writer:
+    the server's own errors carry an SQLSTATE, the client's connection errors do not (a pipeline
+    aborted by an earlier statement's conflict is the conflict, not the connection)."""
+    cause = error.__cause__
+    if isinstance(cause, PoolTimeout):
+        return True
+    return (
+        isinstance(cause, psycopg.OperationalError)
+        and not isinstance(cause, psycopg.errors.PipelineAborted)
+        and cause.sqlstate is None
+    )
 
 
 class GroupCommit:
@@ -116,6 +143,8 @@ class EventStore:
                     # append time) is only made when an attempt has failed.
                     return self._try_insert(unique, check_known=attempt > 0)
                 except (IntegrityError, OperationalError) as e:
+                    if _connection_lost(e):
+                        raise store_error("could not append events", e) from e
                     # A duplicate, or lost a race with another writer: reload heads and retry.
                     self._heads.clear()
                     if attempt == MAX_ATTEMPTS - 1:
@@ -123,7 +152,7 @@ class EventStore:
                     if attempt:
                         time.sleep(random.uniform(0, 0.005 * attempt))
                 except PersistenceError as e:
-                    raise StoreError(f"could not append events: {e}") from e
+                    raise store_error("could not append events", e) from e
         raise AssertionError("unreachable")
 
     def _try_insert(self, unique: dict[str, Event], *, check_known: bool) -> list[Recorded]:
@@ -191,8 +220,8 @@ class EventStore:
             yield Recorded(seq, from_msgpack(state))
 
     def _audit_rows(self, after: int, start, end, page_size: int) -> Iterator[tuple[int, bytes, bytes]]:
-        t_from = start.timestamp() if start else None
-        t_to = end.timestamp() if end else None
+        t_from = start.timestamp() if start else float("-inf")
+        t_to = end.timestamp() if end else float("inf")
         while True:
             try:
                 page = self._recorder.select_audit(after, t_from, t_to, page_size)
@@ -209,7 +238,7 @@ class EventStore:
             try:
                 page = self._recorder.select_notifications(after, page_size, inclusive_of_start=False)
             except PersistenceError as e:
-                raise StoreError(f"could not read the log: {e}") from e
+                raise store_error("could not read the log", e) from e
             for notification in page:
                 yield Recorded(notification.id, from_msgpack(notification.state))
             if len(page) < page_size:
@@ -253,7 +282,7 @@ class EventStore:
             try:
                 page = self._recorder.select_room(room, after_version, page_size)
             except PersistenceError as e:
-                raise StoreError(f"could not read room {room}: {e}") from e
+                raise store_error(f"could not read room {room}", e) from e
             for position, _, state in page:
                 yield Recorded(position, from_msgpack(state))
             if len(page) < page_size:
@@ -263,16 +292,20 @@ class EventStore:
     def read_room_versions(self, room: str, *, end: datetime | None = None) -> Iterator[tuple[int, Recorded]]:
         """A room's events (that occurred before ``end``) with their versions in the room's stream,
         in version order (a walk of the whole stream: for batch jobs such as a purge)."""
+        for position, version, state in self._stream_rows(room):
+            record = Recorded(position, from_msgpack(state))
+            if end is None or record.event.occurred_at < end:
+                yield version, record
+
+    def _stream_rows(self, stream: str) -> Iterator[tuple[int, int, bytes]]:
+        """(position, version, stored bytes) of a whole stream, in version order, page by page."""
         after_version = 0
         while True:
             try:
-                page = self._recorder.select_room(room, after_version, 1000)
+                page = self._recorder.select_room(stream, after_version, 1000)
             except PersistenceError as e:
-                raise StoreError(f"could not read room {room}: {e}") from e
-            for position, version, state in page:
-                record = Recorded(position, from_msgpack(state))
-                if end is None or record.event.occurred_at < end:
-                    yield version, record
+                raise StoreError(f"could not read stream {stream}: {e}") from e
+            yield from page
             if len(page) < 1000:
                 return
             after_version = page[-1][1]
@@ -286,7 +319,10 @@ class EventStore:
 
     def rooms(self) -> list[str]:
         """Every room that has at least one event, by JID."""
-        return self._recorder.rooms()
+        try:
+            return self._recorder.rooms()
+        except PersistenceError as e:
+            raise store_error("could not list the rooms", e) from e
 
     def streams(self) -> list[str]:
         """Every stream with events: the rooms and the archive's own (``archive.events.SYSTEM_STREAMS``)."""
@@ -313,21 +349,15 @@ class EventStore:
                 yield chain.StoredLink(seq, seq, state, link)
             return
         links = self._recorder.stream_links(stream)
-        after_version = 0
-        while True:
-            try:
-                page = self._recorder.select_room(stream, after_version, 1000)
-            except PersistenceError as e:
-                raise StoreError(f"could not read stream {stream}: {e}") from e
-            for position, version, state in page:
-                yield chain.StoredLink(position, version, state, links.get(version))
-            if len(page) < 1000:
-                return
-            after_version = page[-1][1]
+        for position, version, state in self._stream_rows(stream):
+            yield chain.StoredLink(position, version, state, links.get(version))
 
     def head(self) -> int:
         """The highest global position stored, 0 for an empty store."""
-        return self._recorder.max_notification_id() or 0
+        try:
+            return self._recorder.max_notification_id() or 0
+        except PersistenceError as e:
+            raise store_error(f"could not read the log's head", e) from e
 
     def close(self) -> None:
         if self._close:

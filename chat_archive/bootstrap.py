@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import socket
 import threading
 from collections.abc import Callable
 
@@ -10,11 +11,15 @@ from archive.application import open_event_store
 from archive.audit import record_read
 from archive.errors import ChatArchiveError, ConfigError
 from archive.events import EventsPurged
+from archive.health import Health
 from archive.integrity import Checkpoints
+from archive.lease import process_alive
 from archive.retention import purge
 from archive.store import EventStore
+from archive.times import utcnow
 from ingest import listener as ingest_listener
-from ingest.status import describe, read_status, status_path
+from ingest.status import ListenerStatus, Liveness, assess, read_status, status_path
+from projections.presence.logic import Gap
 from projections.rebuild import RebuildReport, rebuild
 from projections.runner import ProjectionStatus, ProjectionThreads, status
 from projections.search import IndexerThread, IndexLocation, SearchIndex, SearchIndexer, SearchIndexProjection
@@ -41,11 +46,14 @@ def audit_cli_read(store: EventStore, command: str, **what) -> None:
     record_read(store, via="cli", endpoint=command, role="operator", user=getpass.getuser(), **what)
 
 
-def start_checkpoints(config: Config, store: EventStore, stop: threading.Event) -> Periodic:
-    """Record every stream's hash-chain head in the log at start and every ``[store] checkpoint_interval``
-    seconds (``archive.integrity``) until ``stop``; ``.join()`` raises what stopped it. None is written
-    on stop: the projections stop right after the writers and would leave it for their next start."""
-    return Periodic("chain-checkpoints", config.store.checkpoint_interval, stop, Checkpoints(store).write)
+def start_checkpoints(config: Config, store: EventStore, stop: threading.Event, health: Health | None = None) -> Periodic:
+    """Record every stream's hash-chain head in the log at start, every ``[store] checkpoint_interval``
+    seconds and on ``stop`` (``archive.integrity``); ``.join()`` raises what stopped it. Stop it with
+    the writers, before the projections: their last page read on stop takes the last checkpoint in.
+    The store unavailable: tried again at the next interval, reported to ``health``."""
+    on_error = health.reporter("checkpoints") if health else None
+    return Periodic("chain-checkpoints", config.store.checkpoint_interval, stop, Checkpoints(store).write,
+                    on_stop=True, on_error=on_error)  # fmt: skip
 
 
 def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool = False) -> EventsPurged | None:
@@ -96,14 +104,18 @@ def open_key_store(config: Config) -> KeyStore:
     return KeyStore(open_database(config.store.url))
 
 
-def build_api(config: Config, store: EventStore, views=None, search=None, stop=None, demo: dict | None = None):
+def build_api(
+    config: Config, store: EventStore, views=None, search=None, stop=None, demo: dict | None = None, health=None
+):
     """The Flask app over the parts this process already holds; views and index opened if not given.
 
     ``demo``: what the pages tell a newcomer about `up --demo` (token file, guest account).
     """
     views = views if views is not None else open_views(config, store)
     search = search if search is not None else open_search_index(config)
-    app = create_app(config, store=store, views=views, search=search, tokens=open_tokens(config), stopping=stop)
+    app = create_app(
+        config, store=store, views=views, search=search, tokens=open_tokens(config), stopping=stop, health=health
+    )
     app.config["DEMO"] = demo
     return app
 
@@ -147,15 +159,16 @@ def start_api(
     host=None,
     port=None,
     demo: dict | None = None,
+    health: Health | None = None,
 ) -> ApiServer:
     """Serve the API in a thread of this process (as `chat-archive up` does) until ``stop`` is set.
 
     Returns the server handle: ``.url``, ``.stop()``, ``.join()``. ``stop`` is a
     ``threading.Event`` shared with the caller (one is made if not given); setting it
-    ends open follow streams and the server.
+    ends open follow streams and the server. ``health``: the parts of this process, for ``/healthz``.
     """
     stop = stop if stop is not None else threading.Event()
-    app = build_api(config, store, views, search, stop, demo)
+    app = build_api(config, store, views, search, stop, demo, health)
     return start_server(
         app,
         host if host is not None else config.api.host,
@@ -190,15 +203,17 @@ def listener_heartbeat(config: Config):
     return status.stored_until
 
 
-def start_projections(config: Config, store: EventStore, stop: threading.Event) -> ProjectionThreads:
+def start_projections(config: Config, store: EventStore, stop: threading.Event, health: Health | None = None) -> ProjectionThreads:
     """Run the transcript and presence projections in threads of this process until ``stop`` is set.
 
     Returns a handle with ``.join()`` (raises if a projection failed) and ``.is_alive()``;
-    each projection commits every ``[projections] commit_interval`` seconds and on stop.
+    each projection commits every ``[projections] commit_interval`` seconds and on stop, and
+    retries store errors with back-off, reporting them to ``health``.
     """
     views = open_views(config, store)
     interval = config.projections.commit_interval
-    return ProjectionThreads(store, [(p, interval) for p in views.projections()], stop, on_exit=views.close)
+    projections = [(p, interval) for p in views.projections()]
+    return ProjectionThreads(store, projections, stop, on_exit=views.close, health=health)
 
 
 def projection_status(config: Config, store: EventStore) -> list[ProjectionStatus]:
@@ -229,17 +244,19 @@ def open_search_index(config: Config) -> SearchIndex:
     return SearchIndex(IndexLocation(config.index.path), reload_interval=config.index.commit_interval / 5)
 
 
-def start_search_indexer(config: Config, store: EventStore, stop: threading.Event) -> IndexerThread:
+def start_search_indexer(config: Config, store: EventStore, stop: threading.Event, health: Health | None = None) -> IndexerThread:
     """Keep the index up to date in a thread of this process until ``stop`` is set.
 
     A message appended is searchable within about ``[index] commit_interval``. Returns a
     handle with ``.join()`` (raises what stopped the indexer; a failure also sets ``stop``)
     and ``.is_alive()``. Only one indexer may run per index directory (across processes):
-    a second one raises ``StoreError`` here, not later in its thread.
+    a second one raises ``StoreError`` here, not later in its thread. Store errors are retried
+    with back-off and reported to ``health``.
     """
     projection = search_projection(config)
     projection.claim_writer()
-    indexer = SearchIndexer(store, projection, commit_interval=config.index.commit_interval)
+    on_error = health.reporter("search indexer") if health else None
+    indexer = SearchIndexer(store, projection, commit_interval=config.index.commit_interval, on_error=on_error)
     return IndexerThread(indexer, stop)
 
 
@@ -253,19 +270,31 @@ def search_status(config: Config, store: EventStore) -> ProjectionStatus:
 # -- XMPP listener ----------------------------------------------------------------
 
 
-def start_listener(config: Config, store: EventStore, stop: threading.Event, *, xmpp=None):
+def start_listener(config: Config, store: EventStore, stop: threading.Event, *, xmpp=None, health: Health | None = None):
     """Run the XMPP listener in a thread of this process until ``stop`` is set (as `listen` and `up` do).
 
     ``xmpp``: settings to use instead of ``config.xmpp`` (e.g. those ``chat_archive.demo.start_demo``
     returns). Returns ``ingest.listener.ListenerHandle``: ``.join()`` (raises if the listener
     crashed), ``.is_alive()``, ``.joined_rooms()``. On stop it writes what it holds, then ends.
+    Raises ``StoreError`` if another listener archives into the store (its lease). ``health``:
+    the process's parts, written into the listener's status file for `status`.
     """
     settings = xmpp if xmpp is not None else config.xmpp
     if not settings.jid:
         raise ConfigError("[xmpp] jid is empty: configure a server (README: Pointing at a real server) or use --demo")
-    return ingest_listener.start_listener(settings, store, stop, status_file=status_path(settings))
+    return ingest_listener.start_listener(settings, store, stop, status_file=status_path(settings), health=health)
 
 
-def listener_status(config: Config) -> list[str]:
-    """Human-readable lines on the listener (rooms joined and refused, connection, last event) for `status`."""
-    return describe(read_status(status_path(config.xmpp)))
+def listener_status(config: Config) -> tuple[ListenerStatus | None, Liveness | None]:
+    """The listener's last status (rooms joined and refused, connection, write queue, parts' health) and
+    whether it runs and keeps up (``ingest.status.assess``); liveness None where no listener is configured."""
+    status = read_status(status_path(config.xmpp))
+    if status is None and not config.xmpp.jid:
+        return None, None
+    return status, assess(status, utcnow(), host=socket.gethostname(), alive=process_alive)
+
+
+def incomplete_spans(config: Config, store: EventStore) -> list[Gap]:
+    """Archive gaps of every room in which messages may be missing (``chat-archive verify`` checks them)."""
+    with open_views(config, store) as views:
+        return views.presence.incomplete_gaps()

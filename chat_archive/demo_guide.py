@@ -33,6 +33,7 @@ def sign_in_token(tokens: TokenStore, path: Path) -> tuple[str, bool]:
     info = tokens.lookup(saved) if saved else None
     if info is not None and info.role is Role.COMPLIANCE:
         return saved, True
+    retire_old_demo_tokens(tokens)
     token, _ = tokens.create(Role.COMPLIANCE, label="demo (up --demo)", expires_at=utcnow() + TOKEN_LIFETIME)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -40,6 +41,18 @@ def sign_in_token(tokens: TokenStore, path: Path) -> tuple[str, bool]:
     with os.fdopen(fd, "w", encoding="ascii") as out:
         out.write(token + "\n")
     return token, False
+
+
+# Demos before tokens could expire made a new non-expiring compliance token, labelled so, on every run.
+OLD_DEMO_LABEL = "demo"
+
+
+def retire_old_demo_tokens(tokens: TokenStore) -> list[str]:
+    """Revoke the never-expiring tokens earlier demos left, one per run; returns their ids."""
+    old = [t.id for t in tokens.list() if t.label == OLD_DEMO_LABEL and not t.revoked_at and not t.expires_at]
+    for token_id in old:
+        tokens.revoke(token_id)
+    return old
 
 
 def demo_hints(config, guest: tuple[str, str]) -> dict:

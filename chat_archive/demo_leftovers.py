@@ -15,6 +15,8 @@ import signal
 import time
 from pathlib import Path
 
+from archive.lease import process_alive
+
 log = logging.getLogger("chat_archive.demo")
 
 DIRECTORY_PREFIX = "chat-archive-demo-"
@@ -31,7 +33,7 @@ def remove_left_behind(parent: Path) -> list[Path]:
     removed = []
     for directory in sorted(parent.glob(DIRECTORY_PREFIX + "*")):
         owner = _pid_in(directory / OWNER_FILE)
-        if owner is None or _alive(owner):
+        if owner is None or process_alive(owner):
             continue
         server = _pid_in(directory / SERVER_FILE)
         if server is not None and _runs_config_of(server, directory):
@@ -47,16 +49,6 @@ def _pid_in(path: Path) -> int | None:
         return int(path.read_text(encoding="ascii").strip())
     except (OSError, ValueError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _runs_config_of(pid: int, directory: Path) -> bool:
@@ -76,7 +68,7 @@ def _terminate(pid: int) -> None:
             return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            if not _alive(pid) or _zombie(pid):
+            if not process_alive(pid) or _zombie(pid):
                 return
             time.sleep(0.05)
 

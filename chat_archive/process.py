@@ -9,6 +9,8 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 
+from archive.errors import StoreUnavailable
+
 
 def configure_logging() -> None:
     if not logging.getLogger().handlers:
@@ -47,23 +49,46 @@ port_number = whole_number(0, 65535)
 
 
 class Periodic:
-    """Run ``job`` at start and every ``interval`` seconds in a thread until ``stop`` is set (as `up`
-    runs checkpoints and purges); ``.join()`` raises what stopped it."""
+    """Run ``job`` at start and every ``interval`` seconds in a thread until ``stop`` is set, and once
+    more then if ``on_stop`` (as `up` runs checkpoints and purges); ``.join()`` raises what stopped it."""
 
-    def __init__(self, name: str, interval: float, stop: threading.Event, job: Callable[[], object]):
-        self._interval, self._stop, self._job = interval, stop, job
+    def __init__(
+        self,
+        name: str,
+        interval: float,
+        stop: threading.Event,
+        job: Callable[[], object],
+        *,
+        on_stop: bool = False,
+        on_error: Callable[[str | None], None] | None = None,
+    ):
+        self._interval, self._stop, self._job, self._on_stop = interval, stop, job, on_stop
+        self._on_error = on_error  # the store unavailable: reported here, tried again at the next interval
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            self._job()
+            self._once()
             while not self._stop.wait(self._interval):
-                self._job()
+                self._once()
+            if self._on_stop:
+                self._once()
         except BaseException as e:  # noqa: BLE001 - reported by join()
             self._error = e
             logging.getLogger(__name__).error("%s stopped: %s", self._thread.name, e)
+
+    def _once(self) -> None:
+        try:
+            self._job()
+        except StoreUnavailable as e:
+            logging.getLogger(__name__).warning("%s: %s (next try in %.0f s)", self._thread.name, e, self._interval)
+            if self._on_error:
+                self._on_error(f"{self._thread.name}: {e}")
+        else:
+            if self._on_error:
+                self._on_error(None)
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()

@@ -86,6 +86,7 @@ class ProsodyServer:
     http_port: int = field(default_factory=free_port)  # XMPP over WebSocket (RFC 7395), for the widget
     admins: tuple[str, ...] = ()
     muc_options: dict[str, str] = field(default_factory=dict)
+    muc_modules: tuple[str, ...] = ()  # more modules of the MUC component (found in ``directory`` too)
     tls: bool = False  # require STARTTLS, with a self-signed certificate (``certificate``)
     plain_auth: bool = True  # offer SASL PLAIN on unencrypted connections (False: SCRAM only)
     process: subprocess.Popen | None = None
@@ -159,7 +160,7 @@ limits = {{ c2s = {{ rate = "10mb/s" }} }}
 VirtualHost "{self.domain}"
 
 Component "{self.muc_service}" "muc"
-    modules_enabled = {{ "muc_mam", "muc_moderation_lite" }}
+    modules_enabled = {{ {", ".join(f'"{m}"' for m in ("muc_mam", "muc_moderation_lite", *self.muc_modules))} }}
 {muc_lines}
 
 Component "{self.plain_muc_service}" "muc"

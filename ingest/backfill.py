@@ -11,6 +11,7 @@ import logging
 from datetime import datetime
 
 from archive import events as ev
+from archive.errors import StoreError
 from archive.times import format_time, utcnow
 
 from .catchup import Anchor, ArchiveRead, CatchUp, archived_ids, compare, fallback_read, first_read, reconcile_start
@@ -59,22 +60,27 @@ async def catch_up(
         log.warning("reconciling %s failed: %s", room, e)
         problem = problem or f"the room's archive could not be read again to confirm the span ({e})"
         checked = None
+    except StoreError as e:  # the store unreachable: what was fetched is queued, but unconfirmed
+        log.warning("reconciling %s failed: %s", room, e)
+        problem = problem or f"the archive could not be read to confirm the span ({e})"
+        checked = None
     if checked is not None and checked.missing:
         log.error("%s: %d messages of the room's archive could not be stored", room, len(checked.missing))
     return CatchUp(mam=True, recovered=rooms.recovered[room] - base, checked=checked, problem=problem)
 
 
-async def _fetch(rooms: Rooms, client, state: RoomState, read: ArchiveRead, capture, *, end=None) -> dict:
-    """Emit every archived message of ``read``; return them: stanza-id -> (stamp, events)."""
+async def _fetch(rooms: Rooms, client, state: RoomState, read: ArchiveRead, capture, *, end=None, emit=True) -> dict:
+    """The archived messages of ``read`` (up to ``end``), emitted unless not ``emit``: stanza-id -> (stamp, events)."""
     fetched: dict[str, tuple[datetime, list[ev.Event]]] = {}
     view = rooms.views[state.room]
     async for page in archive_pages(client, state.room, after=read.after, start=read.start, end=end):
         now = utcnow()
         for result in page:
             events = translate_archived(result, state.ctx, view, now, capture)
-            rooms.emit(state, events, direct=True)
+            if emit:
+                rooms.emit(state, events, direct=True)
             for sid in archived_ids(events):
-                fetched[sid] = (_stamp(events), events)
+                fetched[sid] = (events[0].occurred_at, events)
     return fetched
 
 
@@ -85,7 +91,7 @@ async def _reconcile(rooms, client, state, anchor, first, gap_start, joined_at, 
     """
     start = reconcile_start(anchor, first, gap_start)
     if fetched is None:
-        fetched = await _read_only(rooms, client, state, start, joined_at, capture)
+        fetched = await _fetch(rooms, client, state, ArchiveRead(start=start), capture, end=joined_at, emit=False)
     checked = await _check(rooms, state, start, fetched)
     if checked.missing:
         log.warning("%s: %d messages the room's archive holds for the span were not archived; storing them", state.room, len(checked.missing))
@@ -93,17 +99,6 @@ async def _reconcile(rooms, client, state, anchor, first, gap_start, joined_at, 
             rooms.emit(state, fetched[sid][1], direct=True)
         checked = await _check(rooms, state, start, fetched)
     return checked
-
-
-async def _read_only(rooms, client, state, start, end, capture) -> dict:
-    view, fetched = rooms.views[state.room], {}
-    async for page in archive_pages(client, state.room, start=start, end=end):
-        now = utcnow()
-        for result in page:
-            events = translate_archived(result, state.ctx, view, now, capture)
-            for sid in archived_ids(events):
-                fetched[sid] = (_stamp(events), events)
-    return fetched
 
 
 async def _check(rooms: Rooms, state: RoomState, start, fetched: dict):
@@ -122,7 +117,3 @@ async def _flush(rooms: Rooms) -> None:
     mark = rooms.writer.mark()
     if not await asyncio.to_thread(rooms.writer.wait_written, mark, FLUSH_TIMEOUT):
         log.warning("the store did not take the catch-up's events within %.0f s", FLUSH_TIMEOUT)
-
-
-def _stamp(events: list[ev.Event]) -> datetime:
-    return events[0].occurred_at

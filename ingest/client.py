@@ -11,10 +11,12 @@ from dataclasses import dataclass
 
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.xmlstream import ET
 
 from archive.errors import ChatArchiveError
 
 from .settings import XmppSettings
+from .xmlutil import RSM, q
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +24,7 @@ MAM_NS = "urn:xmpp:mam:2"
 SID_NS = "urn:xmpp:sid:0"
 OCCUPANT_ID_NS = "urn:xmpp:occupant-id:0"
 ROOM_GONE = {"item-not-found", "gone"}
+DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 
 
 class XmppSessionError(ChatArchiveError):
@@ -112,10 +115,38 @@ class RoomInfo:
     features: frozenset[str]
 
 
-async def list_rooms(client: slixmpp.ClientXMPP, service: str, timeout: float = 15) -> list[str]:
-    """Room JIDs a MUC service lists in disco#items (public rooms only)."""
-    reply = await _disco(client, "items", service, timeout)
-    return [str(jid).lower() for jid, _node, _name in reply["disco_items"]["items"] if "@" in str(jid)]
+async def list_rooms(client: slixmpp.ClientXMPP, service: str, timeout: float = 15, page_size: int = 100) -> list[str]:
+    """Room JIDs a MUC service lists in disco#items (public rooms only), every page of them.
+
+    The query asks for RSM (XEP-0059) pages; a service that pages answers with a
+    ``<set>`` and is asked again after its ``<last>``, one that does not lists all at once.
+    """
+    rooms: list[str] = []
+    after = None
+    while True:
+        query = await _disco(client, "items", service, timeout, _items_page(client, service, after, page_size, timeout))
+        items = [item.get("jid") or "" for item in query.findall(q(DISCO_ITEMS, "item"))]
+        rooms += [jid.lower() for jid in items if "@" in jid]
+        page = query.find(q(RSM, "set"))
+        last = page.findtext(q(RSM, "last")) if page is not None else None
+        if not items or not last or last == after:
+            return list(dict.fromkeys(rooms))
+        after = last
+
+
+def _items_page(client, service: str, after: str | None, page_size: int, timeout: float):
+    iq = client.make_iq_get(ito=service)
+    query = ET.SubElement(iq.xml, q(DISCO_ITEMS, "query"))
+    rsm = ET.SubElement(query, q(RSM, "set"))
+    ET.SubElement(rsm, q(RSM, "max")).text = str(page_size)
+    if after:
+        ET.SubElement(rsm, q(RSM, "after")).text = after
+
+    async def send():
+        reply = await iq.send(timeout=timeout)
+        return reply.xml.find(q(DISCO_ITEMS, "query"))
+
+    return send()
 
 
 async def room_info(client: slixmpp.ClientXMPP, room: str, timeout: float = 15) -> RoomInfo:
@@ -125,11 +156,14 @@ async def room_info(client: slixmpp.ClientXMPP, room: str, timeout: float = 15) 
     return RoomInfo(name=names[0] if names else None, features=frozenset(info["features"]))
 
 
-async def _disco(client: slixmpp.ClientXMPP, kind: str, jid: str, timeout: float):
-    """A disco#items or disco#info query; errors and timeouts become DiscoError with their condition."""
-    query = client.plugin["xep_0030"].get_items if kind == "items" else client.plugin["xep_0030"].get_info
+async def _disco(client: slixmpp.ClientXMPP, kind: str, jid: str, timeout: float, request=None):
+    """A disco#items or disco#info query (``request``: one already made); errors and timeouts
+    become DiscoError with their condition."""
+    if request is None:
+        query = client.plugin["xep_0030"].get_items if kind == "items" else client.plugin["xep_0030"].get_info
+        request = query(jid=jid, timeout=timeout)
     try:
-        return await query(jid=jid, timeout=timeout)
+        return await request
     except IqError as e:
         condition = e.iq["error"]["condition"]
         raise DiscoError(f"disco#{kind} of {jid}: {condition} {e.text}", condition) from e

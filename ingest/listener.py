@@ -16,6 +16,11 @@ Per room:
   a first join with ``import_archive``); live events of the room are held until
   then so the room's stream stays in order;
 - time not watched (disconnect, restart) becomes an ``ArchiveGap``.
+
+The listener holds the store's ``listener`` lease (``archive.lease``) while it
+runs: a second listener on the same store is refused. Store errors are retried
+by the writer and reported (``archive.health``) in the status file; when too
+many events wait for the store, reading from the server pauses (back-pressure).
 """
 
 from __future__ import annotations
@@ -23,12 +28,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
-from archive.errors import ChatArchiveError
+from archive.errors import ChatArchiveError, StoreError
+from archive.health import Health
+from archive.lease import LeaseLost, StoreLease
 from archive.store import EventStore
 from archive.times import utcnow
 
@@ -42,17 +50,41 @@ from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
+LEASE_TTL = 30.0  # seconds a listener's lease on the store lasts unless renewed (every sixth of that)
+
 
 class Listener:
     """Run with ``run(stop)`` in a thread of its own (see ``start_listener``)."""
 
-    def __init__(self, settings: XmppSettings, store: EventStore, *, status_file: Path | str | None = None):
+    def __init__(
+        self,
+        settings: XmppSettings,
+        store: EventStore,
+        *,
+        status_file: Path | str | None = None,
+        health: Health | None = None,
+        write_queue_limit: int = 50_000,
+    ):
         self.settings = settings
         self.store = store
         self.status_file = Path(status_file) if status_file else None
         now = utcnow()
-        self.status = ListenerStatus(jid=settings.jid, pid=os.getpid(), started_at=now, updated_at=now)
-        self.writer = BatchWriter(store, on_written=self._written, on_error=self._error)
+        self.status = ListenerStatus(
+            jid=settings.jid, pid=os.getpid(), host=socket.gethostname(), started_at=now, updated_at=now
+        )
+        self.health = health if health is not None else Health()
+        self.lease = StoreLease(store, "listener", ttl=LEASE_TTL)
+        self._lease_report = self.health.reporter("listener lease")
+        self.writer = BatchWriter(
+            store,
+            on_written=self._written,
+            on_error=self._error,
+            on_health=self.health.reporter("listener writer"),
+            on_full=self._write_queue_full,
+            high_water=write_queue_limit,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fatal: BaseException | None = None
         self.rooms = Rooms(
             settings, store, self.writer, previous=self._read_previous_status(), on_change=self._write_status
         )
@@ -73,14 +105,21 @@ class Listener:
             _close_loop(loop, self.client)
 
     async def _main(self, stop: threading.Event) -> None:
+        self._loop = asyncio.get_running_loop()
         self.writer.start()
         self.client = self._make_client()
-        tasks = [asyncio.create_task(self._connection_loop()), asyncio.create_task(self._status_loop())]
+        tasks = [
+            asyncio.create_task(self._connection_loop()),
+            asyncio.create_task(self._status_loop()),
+            asyncio.create_task(self._lease_loop()),
+        ]
         try:
-            while not stop.is_set():
+            while not stop.is_set() and self._fatal is None:
                 await asyncio.sleep(0.05)
         finally:
             await self._shutdown(tasks)
+        if self._fatal is not None:
+            raise self._fatal
 
     async def _shutdown(self, tasks: list[asyncio.Task]) -> None:
         # The last status names the rooms watched until now, for the next run's gap records.
@@ -95,6 +134,10 @@ class Listener:
             except Exception:  # noqa: BLE001 - leaving anyway
                 self.client.abort()
         self.writer.stop()
+        try:
+            self.lease.release()
+        except StoreError as e:
+            log.warning("could not release the store's listener lease (it expires by itself): %s", e)
         self.status.stopped = True
         self._write_status(watched, watched_until)
 
@@ -154,6 +197,8 @@ class Listener:
         log.info("connected to the XMPP server as %s", client.boundjid)
         self.status.connected, self.status.connected_since, self.status.last_error = True, now, None
         self.last_heard = now
+        if self.writer.full:
+            self._write_queue_full(True)  # a new connection: hold its input back too
         self._discovery = asyncio.create_task(self._discovery_loop(client))
 
     def _went_offline(self, why: str) -> None:
@@ -213,6 +258,32 @@ class Listener:
         if recorded:
             self.status.last_event_at = utcnow()
 
+    def _write_queue_full(self, full: bool) -> None:
+        """Back-pressure: stop reading from the server while the store is behind (any thread)."""
+
+        def apply() -> None:
+            transport = self.client.transport if self.client else None
+            if transport is not None:
+                transport.pause_reading() if full else transport.resume_reading()
+            self.status.input_paused = full
+
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(apply)
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_TTL / 6)
+            try:
+                await asyncio.to_thread(self.lease.renew)
+            except LeaseLost as e:
+                log.error("%s: stopping, another listener archives this store now", e)
+                self._fatal = e
+                return
+            except StoreError as e:
+                self._lease_report(f"cannot renew the listener lease: {e}")
+            else:
+                self._lease_report(None)
+
     def _error(self, message: str) -> None:
         self.status.last_error = message
         log.warning("%s", message)
@@ -238,6 +309,8 @@ class Listener:
         self.status.stored_until = self.writer.stored_until(watched_until or now)
         self.status.rooms_joined = self.joined_rooms() if joined is None else joined
         self.status.rooms_refused = self.refused_rooms()
+        self.status.write_queue = self.writer.pending
+        self.status.parts = self.health.snapshot()
         if self.status_file:
             try:
                 write_status(self.status_file, self.status)
@@ -310,6 +383,11 @@ def start_listener(
     stop: threading.Event | None = None,
     *,
     status_file: Path | str | None = None,
+    health: Health | None = None,
 ) -> ListenerHandle:
-    """Start a listener thread that archives into ``store`` until ``stop`` is set."""
-    return ListenerHandle(Listener(settings, store, status_file=status_file), stop or threading.Event()).start()
+    """Start a listener thread that archives into ``store`` until ``stop`` is set.
+
+    Raises ``LeaseHeld`` (a ``StoreError``) if another listener archives into the store."""
+    listener = Listener(settings, store, status_file=status_file, health=health)
+    listener.lease.acquire()
+    return ListenerHandle(listener, stop or threading.Event()).start()

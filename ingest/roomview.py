@@ -37,6 +37,7 @@ class RoomView:
     destroyed: bool = False
     joining: bool = False  # between sending the join and our own presence
     seen: set[str] = field(default_factory=set)  # occupants announced during this join
+    jids: dict[str, str] = field(default_factory=dict)  # occupant-id -> real JID, of everyone seen with both
 
     @classmethod
     def from_events(cls, room: str, events: Iterable[ev.Event]) -> RoomView:
@@ -60,6 +61,8 @@ class RoomView:
 def _joined(view: RoomView, e: ev.OccupantJoined) -> None:
     view.destroyed = False
     view.occupants[e.nick] = Occupant(e.nick, e.jid, e.role, e.affiliation, e.show, e.status, e.occupant_id)
+    if e.occupant_id and e.jid:
+        view.jids[e.occupant_id] = e.jid
 
 
 def _left(view: RoomView, e: ev.OccupantLeft) -> None:

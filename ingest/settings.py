@@ -28,8 +28,8 @@ class XmppSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Room JID patterns never to archive (wins over `include`)."""
     rooms: tuple[str, ...] = ()
     """Rooms to join even if service discovery does not list them (hidden rooms)."""
-    admin_discovery: bool = True
-    """Also find hidden rooms through the server's admin interface where this account has that right (Prosody: the MUC service's admin command, only read, never run)."""
+    admin_discovery: bool = False
+    """Opt-in: also find hidden rooms through the server's admin interface where this account has that right (Prosody: the first form of the "Destroy Rooms" admin command, read and cancelled, never completed)."""
     poll_interval: float = 5.0
     """Seconds between service-discovery polls for new rooms."""
     import_archive: bool = True

@@ -2,18 +2,22 @@
 
 Written atomically (temporary file + rename) about once a second while the
 listener runs, so ``updated_at`` doubles as a heartbeat: a restarted listener
-knows until when its predecessor was watching each room.
+knows until when its predecessor was watching each room, and ``assess`` tells
+a listener killed without a word (kill -9: the file says running, but it is
+stale, or its process is gone) from one that runs.
 """
 
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import msgspec
 
 from archive.errors import ChatArchiveError
+from archive.health import PartHealth
 from archive.times import format_time
 
 from .settings import XmppSettings
@@ -22,6 +26,7 @@ from .settings import XmppSettings
 class ListenerStatus(msgspec.Struct, kw_only=True):
     jid: str
     pid: int
+    host: str = ""
     started_at: datetime
     updated_at: datetime
     connected: bool = False
@@ -33,6 +38,48 @@ class ListenerStatus(msgspec.Struct, kw_only=True):
     rooms_refused: dict[str, str] = {}  # room -> why it cannot be entered (or was left)
     last_error: str | None = None
     stopped: bool = False
+    write_queue: int = 0  # events waiting for the store
+    input_paused: bool = False  # reading from the server paused until the write queue drains
+    parts: dict[str, PartHealth] = {}  # each part of the process (writer, projections, indexer): failing or well
+
+
+STALE_AFTER = timedelta(seconds=10)  # the status is written every second while the listener runs
+BEHIND_AFTER = timedelta(seconds=30)  # events seen this long ago and not yet stored: behind
+
+
+class Liveness(msgspec.Struct, kw_only=True):
+    state: str  # not-started | running | stopped | dead | disconnected | behind
+    ok: bool
+    problems: list[str] = []
+
+
+def assess(
+    status: ListenerStatus | None, now: datetime, *, host: str, alive: Callable[[int], bool]
+) -> Liveness:
+    """Whether the listener runs and keeps up, from its last status (pure: ``alive(pid)`` asks the OS)."""
+    if status is None:
+        return Liveness(state="not-started", ok=False, problems=["no listener status written (never started here?)"])
+    if status.stopped:
+        return Liveness(state="stopped", ok=False, problems=[f"the listener stopped at {format_time(status.updated_at)}"])
+    silent = now - status.updated_at
+    if silent > STALE_AFTER or (status.host == host and not alive(status.pid)):
+        return Liveness(state="dead", ok=False, problems=[
+            f"the listener (pid {status.pid} on {status.host or 'unknown host'}) is gone: its status was last "
+            f"written at {format_time(status.updated_at)} ({silent.total_seconds():.0f} s ago) and it did not stop "
+            "cleanly (killed?)"
+        ])  # fmt: skip
+    if not status.connected:
+        why = f": {status.last_error}" if status.last_error else ""
+        return Liveness(state="disconnected", ok=False, problems=[f"not connected to the XMPP server{why}"])
+    problems = [
+        f"{name} failing since {format_time(part.since)} ({part.attempts} attempts): {part.error}"
+        for name, part in sorted(status.parts.items()) if not part.ok and part.since
+    ]  # fmt: skip
+    if status.input_paused:
+        problems.append(f"reading from the server paused: {status.write_queue} events wait for the store")
+    if status.stored_until and status.updated_at - status.stored_until > BEHIND_AFTER:
+        problems.append(f"events seen since {format_time(status.stored_until)} are not all stored yet")
+    return Liveness(state="behind" if problems else "running", ok=not problems, problems=problems)
 
 
 def status_path(settings: XmppSettings) -> Path:
@@ -71,6 +118,7 @@ def describe(status: ListenerStatus | None) -> list[str]:
     state = "stopped" if status.stopped else ("connected" if status.connected else "disconnected")
     lines = [
         f"listener: {status.jid} (pid {status.pid}) {state}, status updated {when(status.updated_at)}",
+        f"write queue: {status.write_queue} events" + (" (reading from the server paused)" if status.input_paused else ""),
         f"connected since: {when(status.connected_since) if status.connected else '-'}",
         f"last event: {when(status.last_event_at)}; events written: {status.events_written}",
         f"rooms joined ({len(status.rooms_joined)}): {', '.join(status.rooms_joined) or '-'}",

@@ -115,7 +115,7 @@ def _translate(stanza, ctx, view, now, archived) -> list[ev.Event]:
         "stanza_id": stanza_id,
         "message_id": stanza.get("id"),
         "origin_id": origin_id(stanza),
-        "jid": _sender_jid(stanza, nick, view, capture),
+        "jid": _sender_jid(stanza, nick, view, capture, occupant_id(stanza, ctx)),
         "occupant_id": occupant_id(stanza, ctx),
     }
     replace = stanza.find(q(CORRECT, "replace"))
@@ -128,15 +128,22 @@ def _translate(stanza, ctx, view, now, archived) -> list[ev.Event]:
     return [ev.MessagePosted(**base, nick=nick, body=body, thread=thread or None, lang=lang, **ids)]
 
 
-def _sender_jid(stanza: Element, nick: str, view: RoomView, capture: ev.Capture) -> str | None:
-    """A real JID the room attached (MAM may), else the live occupant's known JID."""
+def _sender_jid(stanza: Element, nick: str, view: RoomView, capture: ev.Capture, occupant: str | None) -> str | None:
+    """The sender's real JID: as the room attached it (MAM results may), else as the room's occupant
+    list tells it: by occupant-id (stable across nicks and visits), else by nick, for an archived
+    message only when the occupant-ids do not tell a different person."""
     x = muc_user(stanza)
     item = None if x is None else x.find(q(MUC_USER, "item"))
     if item is not None and item.get("jid"):
         return bare(item.get("jid"))
-    if capture == ev.Capture.LIVE and nick in view.occupants:
-        return view.occupants[nick].jid
-    return None
+    if occupant and occupant in view.jids:
+        return view.jids[occupant]
+    present = view.occupants.get(nick)
+    if present is None:
+        return None
+    if capture != ev.Capture.LIVE and occupant and present.occupant_id and occupant != present.occupant_id:
+        return None  # the nick belongs to someone else now
+    return present.jid
 
 
 def _subject(subject: str, nick: str | None, view: RoomView, base: dict) -> list[ev.Event]:

@@ -4,7 +4,13 @@ The listener's event loop never waits on the database: it puts events on a
 queue. The writer takes everything queued at that moment (up to
 ``max_batch``) and appends it in one transaction, so batches grow by
 themselves under load while a lone event is written at once. A failed append
-is retried (the store is idempotent) until it succeeds or the writer stops.
+is retried with back-off (the store is idempotent) until it succeeds or the
+writer stops, and reported to ``on_health`` (the error; None once it works).
+
+The queue is bounded without dropping anything: once more than ``high_water``
+events wait, ``on_full(True)`` is called (the listener stops reading from the
+server, so the server's own flow control holds the rest back) and a log line
+says so; once the queue has drained to half of that, ``on_full(False)``.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from archive.events import Event, Recorded
+from archive.health import Backoff
 from archive.store import EventStore
 from archive.times import utcnow
 
@@ -33,11 +40,19 @@ class BatchWriter:
         max_batch: int = 1000,
         on_written: Callable[[list[Recorded], int], None] | None = None,
         on_error: Callable[[str], None] | None = None,
+        on_health: Callable[[str | None], None] | None = None,
+        on_full: Callable[[bool], None] | None = None,
+        high_water: int = 50_000,
     ):
         self._store = store
         self._max_batch = max_batch
         self._on_written = on_written
         self._on_error = on_error
+        self._on_health = on_health
+        self._on_full = on_full
+        self.high_water = high_water
+        self.full = False
+        self._failing = False
         self._queue: queue.Queue = queue.Queue()
         self._pending = 0
         self._put_total = 0  # events ever put; written in order, so a mark is reached once all before it are
@@ -55,7 +70,23 @@ class BatchWriter:
             with self._idle:
                 self._pending += len(events)
                 self._put_total += len(events)
+                filled = not self.full and self._pending > self.high_water
+                if filled:
+                    self.full = True
             self._queue.put(list(events))
+            if filled:
+                log.warning(
+                    "write queue full: %d events wait for the store; holding back input from the server until it drains",
+                    self._pending,
+                )
+                if self._on_full:
+                    self._on_full(True)
+
+    @property
+    def pending(self) -> int:
+        """Events put and not yet written."""
+        with self._idle:
+            return self._pending
 
     def mark(self) -> int:
         """A mark of everything put so far, for ``wait_written``."""
@@ -103,22 +134,28 @@ class BatchWriter:
                 self._write(batch)
 
     def _write(self, batch: list[Event]) -> None:
-        delay = 0.1
+        backoff, recorded, stored = Backoff(first=0.1, most=5.0), [], False
         for attempt in range(1_000_000):
             try:
-                recorded = self._store.append(batch)
+                recorded, stored = self._store.append(batch), True
                 break
             except Exception as e:  # noqa: BLE001 - never lose the batch to one failure
                 message = f"could not append {len(batch)} events (attempt {attempt + 1}): {e}"
                 log.error(message)
+                self._failing = True
                 if self._on_error:
                     self._on_error(message)
+                if self._on_health:
+                    self._on_health(message)
                 if self._stopping and attempt >= 2:
                     log.error("giving up on %d events at shutdown", len(batch))
-                    recorded = []
                     break
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                time.sleep(backoff.next())
+        if stored and self._failing:
+            self._failing = False
+            log.info("the store takes events again")
+            if self._on_health:
+                self._on_health(None)
         if self._on_written:
             self._on_written(recorded, len(batch))
         with self._idle:
@@ -126,4 +163,11 @@ class BatchWriter:
             self._done_total += len(batch)
             if self._pending == 0:
                 self._drained_at = utcnow()
+            drained = self.full and self._pending <= self.high_water // 2
+            if drained:
+                self.full = False
             self._idle.notify_all()
+        if drained:
+            log.info("write queue drained (%d events wait): reading from the server again", self._pending)
+            if self._on_full:
+                self._on_full(False)

@@ -9,14 +9,18 @@ commit; the projection owns the storage.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from archive.errors import ChatArchiveError
+from archive.errors import ChatArchiveError, StoreUnavailable
 from archive.events import Recorded
+from archive.health import Backoff
 from archive.store import EventStore
+
+log = logging.getLogger(__name__)
 
 
 class ProjectionReset(ChatArchiveError):
@@ -39,6 +43,9 @@ class Projection(Protocol):
     def commit(self, position: int) -> None:
         """Atomically make pending changes durable together with ``position``."""
 
+    def discard(self) -> None:
+        """Drop pending (uncommitted) changes: ``position()`` is where to resume."""
+
 
 class LogFollower:
     """Reads the log after a projection's position and applies it in pages.
@@ -46,6 +53,11 @@ class LogFollower:
     ``commit_interval`` bounds how long applied records stay uncommitted and
     ``max_pending`` how many (so a long backlog does not pile up in memory);
     ``idle_sleep`` is how long to wait when the log has nothing new.
+
+    A ``StoreUnavailable`` (the log or the view's database unreachable, locked, full)
+    does not end ``run``: it is reported to ``on_error`` (the message; None once
+    the projection makes progress again) and retried with back-off, resuming from
+    the last commit if a page was applied only in part.
     """
 
     def __init__(
@@ -58,6 +70,7 @@ class LogFollower:
         idle_sleep: float = 0.05,
         max_pending: int = 50_000,
         on_progress: Callable[[int], None] | None = None,
+        on_error: Callable[[str | None], None] | None = None,
     ):
         self.store = store
         self.projection = projection
@@ -66,6 +79,8 @@ class LogFollower:
         self.idle_sleep = idle_sleep
         self.max_pending = max_pending
         self.on_progress = on_progress
+        self.on_error = on_error
+        self._failing = False
         self._applied = projection.position()
         self._committed = self._applied
         self._applied_since_commit = 0
@@ -84,7 +99,35 @@ class LogFollower:
         return self._applied
 
     def run(self, stop: threading.Event) -> None:
-        """Follow the log until ``stop`` is set; commit at the interval and on stop."""
+        """Follow the log until ``stop`` is set; commit at the interval and on stop, after one more page
+        (what the writers appended just before they stopped, when a process stops them first)."""
+        self._retrying(stop, self._follow)
+
+    def _retrying(self, stop: threading.Event, follow: Callable[[threading.Event], None]) -> None:
+        backoff = Backoff(first=0.2, most=10.0)
+        while True:
+            try:
+                if self._torn:
+                    self._resume_from_commit()
+                follow(stop)
+                return
+            except StoreUnavailable as e:
+                message = f"projection {self.projection.name}: {e}"
+                log.warning("%s (retrying)", message)
+                self._failing = True
+                if self.on_error:
+                    self.on_error(message)
+                if stop.wait(backoff.next()):
+                    return
+
+    def _resume_from_commit(self) -> None:
+        """A page was applied in part: drop it and go on from the last commit."""
+        self.projection.discard()
+        self._applied = self._committed = self.projection.position()
+        self._applied_since_commit = 0
+        self._torn = False
+
+    def _follow(self, stop: threading.Event) -> None:
         last_commit = time.monotonic()
         try:
             while not stop.is_set():
@@ -95,6 +138,7 @@ class LogFollower:
                     last_commit = time.monotonic()
                 if not got_any:
                     stop.wait(self.idle_sleep)
+            self._step()
         finally:
             if not self._torn:
                 self._commit()
@@ -116,14 +160,28 @@ class LogFollower:
         self._applied_since_commit += len(page)
         if self.on_progress:
             self.on_progress(self._applied)
+        self._well()
         return True
+
+    def _well(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.info("projection %s works again", self.projection.name)
+            if self.on_error:
+                self.on_error(None)
 
     def _commit(self) -> None:
         if self._applied != self._committed:
             try:
                 self.projection.commit(self._applied)
+            except StoreUnavailable:
+                # The commit may have happened although its answer was lost: resume from the
+                # position the view holds (``_retrying``), never commit the same changes twice.
+                self._torn = True
+                raise
             except ProjectionReset:
                 self._applied = self._committed = self.projection.position()
             else:
                 self._committed = self._applied
+                self._well()
         self._applied_since_commit = 0

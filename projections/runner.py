@@ -3,7 +3,8 @@
 ``ProjectionThreads`` starts a thread per (projection, commit interval); each
 follows the log until ``stop`` is set, then commits. If one fails, ``stop`` is
 set for all (a process without its projections should not look healthy), and
-``join()`` raises the first error.
+``join()`` raises the first error. Store errors are not failures: each follower
+retries them, reporting to ``health``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 import msgspec
 
 from archive.errors import ChatArchiveError
+from archive.health import Health
 from archive.store import EventStore
 
 from .follower import LogFollower, Projection
@@ -41,11 +43,15 @@ class ProjectionThreads:
         stop: threading.Event,
         *,
         on_exit=None,
+        health: Health | None = None,
     ):
         self.stop = stop
         self.errors: list[BaseException] = []
         self._on_exit = on_exit
-        self.followers = [LogFollower(store, p, commit_interval=interval) for p, interval in projections]
+        self.followers = [
+            LogFollower(store, p, commit_interval=interval, on_error=health and health.reporter(f"projection {p.name}"))
+            for p, interval in projections
+        ]
         self.threads = [
             threading.Thread(target=self._run, args=(f,), name=f"projection-{f.projection.name}", daemon=True)
             for f in self.followers

@@ -49,6 +49,9 @@ class TableProjection:
         for record in records:
             step(record.position, record.event)
 
+    def discard(self) -> None:
+        self._reset()
+
     def commit(self, position: int) -> None:
         try:
             self.recorder.commit_batch(

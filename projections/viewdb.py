@@ -35,6 +35,7 @@ from eventsourcing.utils import Environment
 from archive.application import StoreLocation, ensure_postgres_schema
 from archive.errors import ChatArchiveError, StoreError
 from archive.recorders import lock_schema_ddl
+from archive.store import store_error
 
 PREFIX = "view_"
 # (statement, rows) pairs executed with executemany inside one commit.
@@ -93,7 +94,7 @@ class ViewRecorderMixin:
         try:
             return self.max_tracking_id(self.tracking_name(projection, generation)) or 0
         except PersistenceError as e:
-            raise StoreError(f"cannot read the position of projection {projection}: {e}") from e
+            raise store_error(f"cannot read the position of projection {projection}", e) from e
 
     def add_indexes(self, projection: str, generation: int, ddl: Iterable[str]) -> None:
         """Indexes a build does without until it is done (created in one go, they cost less)."""
@@ -189,7 +190,7 @@ class ViewRecorderMixin:
                     if rows:
                         c.executemany(self.sql(statement, projection, generation), rows)
         except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
-            raise StoreError(f"cannot commit projection {projection}: {e}") from e
+            raise store_error(f"cannot commit projection {projection}", e) from e
 
     def read(self, projection: str, work: Callable[[Callable[..., list], int], Any]) -> Any:
         """Run ``work(query, generation)`` on the live generation in one read transaction.
@@ -211,7 +212,7 @@ class ViewRecorderMixin:
                     return work(query, generation)
             except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
                 if attempt == 2 or not _is_missing_table(e):
-                    raise StoreError(f"cannot read view {projection}: {e}") from e
+                    raise store_error(f"cannot read view {projection}", e) from e
         raise AssertionError("unreachable")
 
     def read_rows(self, statement: str, params: Sequence[Any] = ()) -> list:
@@ -221,7 +222,7 @@ class ViewRecorderMixin:
                 c.execute(text, params)
                 return c.fetchall()
         except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
-            raise StoreError(f"cannot read views: {e}") from e
+            raise store_error("cannot read views", e) from e
 
     @contextmanager
     def _write(self):

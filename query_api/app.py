@@ -17,6 +17,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from archive.application import open_event_store
 from archive.errors import ChatArchiveError
+from archive.health import Health
 from archive.store import EventStore
 from projections.runner import status as projection_status
 from projections.search import IndexLocation, SearchIndex
@@ -53,10 +54,13 @@ def create_app(
     permission: PermissionCallback | None = None,
     signer: Signer | None = None,
     stopping: threading.Event | None = None,
+    health: Health | None = None,
 ) -> Flask:
     """The Flask app over ``store``, ``views`` and ``search``, configured by ``config.api``.
 
     ``stopping`` is set by the server when it shuts down, which ends open ``follow`` streams.
+    ``health``: the long-running parts of this process (listener, projections, indexer in `up`),
+    reported by ``/healthz``.
     """
     settings = config.api
     store = store if store is not None else open_event_store(config.store.url)
@@ -76,6 +80,7 @@ def create_app(
         signer=signer,
         exports=ExportJobs(settings.export_dir),
         stopping=stopping or threading.Event(),
+        health=health,
     )
     install_error_handlers(app)
     audit.install(app)  # every read of archived content is recorded; no request can opt out
@@ -96,12 +101,20 @@ def open_signer(config: Any) -> Signer:
 
 
 def healthz() -> Response:
-    """Open to all: it says only whether the archive can be read, nothing about its content."""
+    """Open to all: whether the archive can be read, and which parts of the process are retrying
+    store errors (since when, how many attempts; never the error text), nothing about its content."""
+    context = api()
+    parts = {
+        name: {"ok": state.ok, **({} if state.ok else {"failing_since": state.since, "attempts": state.attempts})}
+        for name, state in (context.health.snapshot() if context.health else {}).items()
+    }
     try:
-        api().store.head()
+        context.store.head()
     except ChatArchiveError:
-        return json_response({"status": "unavailable"}, 503)
-    return json_response({"status": "ok"})
+        return json_response({"status": "unavailable", "parts": parts}, 503)
+    if not all(part["ok"] for part in parts.values()):
+        return json_response({"status": "degraded", "parts": parts}, 503)
+    return json_response({"status": "ok", "parts": parts})
 
 
 def metrics() -> Response:

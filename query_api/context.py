@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from flask import Response, current_app, g, request
 
+from archive.health import Health
 from archive.store import EventStore
 from projections.search import SearchIndex
 from projections.views import Views
@@ -45,6 +46,8 @@ class ApiContext:
     """Export jobs: bundles written in the background to ``[api] export_dir``."""
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
     stopping: threading.Event = field(default_factory=threading.Event)
+    health: Health | None = None
+    """The process's long-running parts (``archive.health``), for ``/healthz``."""
     _rooms: TtlCache = field(default_factory=lambda: TtlCache(1.0))
     searches: DeadlinePool = field(default=None)
     """Searches run with ``[api] search_timeout``, at most half the threads at once."""
@@ -118,6 +121,11 @@ def limited_stream(who: Caller, response: Response) -> Response:
     context, key = api(), client_key(who, request.remote_addr)
     context.streams.acquire(key)
     response.call_on_close(lambda: context.streams.release(key))
+    connection = request.environ.get("gunicorn.socket")
+    if connection is not None:
+        # Under gunicorn (serve --workers) a send to a client that reads nothing blocks its thread
+        # for ever; waitress' loop cuts such clients off itself (query_api.server).
+        connection.settimeout(context.settings.stalled_client_seconds)
     return response
 
 

@@ -216,8 +216,11 @@ def document() -> dict:
             "summary": "This document", "security": [],
             "responses": json_ok("the OpenAPI document", OBJECT)}},
         "/healthz": {"get": {
-            "summary": "Whether the archive can be read (open to all, says nothing else)", "security": [],
-            "responses": {**json_ok("ok", OBJECT), "503": {"description": "the store cannot be read",
+            "summary": "Whether the archive can be read and the process's parts work (open to all, says nothing of content)",
+            "description": "`status`: `ok`, `degraded` (a part retries store errors: `parts.NAME.ok` false, "
+                           "`failing_since`, `attempts`) or `unavailable` (the store cannot be read).",
+            "security": [],
+            "responses": {**json_ok("ok", OBJECT), "503": {"description": "the store cannot be read, or a part is retrying store errors",
                                                           "content": {"application/json": {"schema": OBJECT}}}}}},
         "/metrics": {"get": {
             "summary": "Prometheus metrics: events appended, projection lag, index lag, request latency",

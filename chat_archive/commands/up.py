@@ -9,6 +9,8 @@ import threading
 
 import msgspec
 
+from archive.health import Health
+
 from ..bootstrap import (
     open_search_index,
     open_store,
@@ -79,18 +81,19 @@ class RunningParts:
         self.listener = None
         self.checkpoints = None
         self.readers: dict = {}
+        health = Health()  # store errors are retried by each part and reported here, not fatal
         try:
-            self.readers["projections"] = start_projections(config, store, self.stop)
-            self.readers["search indexer"] = start_search_indexer(config, store, self.stop)
-            self.listener = start_listener(config, store, self.listener_stop, xmpp=xmpp)
-            self.checkpoints = start_checkpoints(config, store, self.listener_stop)
+            self.readers["projections"] = start_projections(config, store, self.stop, health)
+            self.readers["search indexer"] = start_search_indexer(config, store, self.stop, health)
+            self.listener = start_listener(config, store, self.listener_stop, xmpp=xmpp, health=health)
+            self.checkpoints = start_checkpoints(config, store, self.listener_stop, health)
             purges = start_purges(config, store, self.stop)
             if purges is not None:
                 self.readers["retention purge"] = purges
             views, index = open_views(config, store), open_search_index(config)
             hints = demo_hints(config, demo.guest) if demo is not None else None
             server = start_api(
-                config, store, views, index, self.stop, host=args.host, port=args.port, demo=hints
+                config, store, views, index, self.stop, host=args.host, port=args.port, demo=hints, health=health
             )  # fmt: skip
             self.readers["api"] = server
         except BaseException:

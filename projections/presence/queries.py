@@ -21,6 +21,8 @@
   when the bucket overlaps an archive gap or lies after ``known_until`` (its
   counts are then lower bounds).
 - ``gaps(room, *, start=None, end=None) -> list[Gap]``.
+- ``incomplete_gaps() -> list[Gap]``: gaps of every room in which messages too
+  may be missing (kind other than ``presence``), newest first.
 
 Bad arguments raise ``InvalidQueryError``.
 """
@@ -215,6 +217,11 @@ class Presence:
             "SELECT data FROM {gaps} WHERE room=? AND end_ts>? AND start_ts<? ORDER BY start_ts", (room, lo, hi)
         ))
         return [decode_gap(bytes(r["data"])) for r in rows]
+
+    def incomplete_gaps(self) -> list[Gap]:
+        rows = self.recorder.read(NAME, lambda query, _: query("SELECT data FROM {gaps} ORDER BY start_ts DESC", ()))
+        gaps = (decode_gap(bytes(r["data"])) for r in rows)
+        return [gap for gap in gaps if gap.kind != "presence"]
 
 
 OPEN_BOUND = 2**63 - 1

@@ -43,6 +43,7 @@ class SearchIndexer(LogFollower):
         catch_up_interval: float = CATCH_UP_INTERVAL,
         max_pending: int = MAX_PENDING,
         catch_up_lag: int = CATCH_UP_LAG,
+        on_error=None,
     ):
         super().__init__(
             store,
@@ -51,17 +52,24 @@ class SearchIndexer(LogFollower):
             page_size=page_size,
             idle_sleep=min(0.05, commit_interval / 5),
             max_pending=max_pending,
+            on_error=on_error,
         )
         self.catch_up_interval = max(catch_up_interval, commit_interval)
         self.catch_up_lag = catch_up_lag
 
     def run(self, stop: threading.Event) -> None:
-        """Follow the log until ``stop`` is set; commit on stop as well (never a half-applied page)."""
+        """Follow the log until ``stop`` is set; commit on stop as well (never a half-applied page), after
+        one more page (what the writers appended just before they stopped).
+
+        Store errors are retried with back-off (``LogFollower``)."""
+        self._retrying(stop, self._index)
+
+    def _index(self, stop: threading.Event) -> None:
         first_pending: float | None = None
         try:
             while not stop.is_set():
                 if self.projection.stale():
-                    self._follow_swap()
+                    self._resume_from_commit()  # a rebuild swapped generations: follow the new one
                     first_pending = None
                 before = self._applied_since_commit
                 self._step()
@@ -74,6 +82,8 @@ class SearchIndexer(LogFollower):
                     first_pending = None
                 if not full_page:
                     stop.wait(self.idle_sleep)
+            if not self.projection.stale():
+                self._step()
         finally:
             if not self._torn:
                 self._commit()
@@ -82,12 +92,6 @@ class SearchIndexer(LogFollower):
         if behind:
             return waited >= self.catch_up_interval or self._applied_since_commit >= self.max_pending
         return waited >= self.commit_interval
-
-    def _follow_swap(self) -> None:
-        """A rebuild swapped generations: drop what is pending, resume from the new one."""
-        self.projection.reopen()
-        self._applied = self._committed = self.projection.position()
-        self._applied_since_commit = 0
 
 
 class IndexerThread:

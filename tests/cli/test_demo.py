@@ -85,3 +85,18 @@ def test_dev_runs_the_command_line_without_knowing_about_the_virtualenv(tmp_path
     )
     assert result.returncode == 0, result.stderr
     assert "usage: chat-archive search" in result.stdout and "--room ROOM" in result.stdout
+
+
+def test_the_demo_token_replaces_the_never_expiring_ones_earlier_demos_left(tmp_path):
+    from chat_archive.demo_guide import sign_in_token
+    from query_api.roles import Role
+    from query_api.tokens import open_token_store
+
+    tokens = open_token_store(f"sqlite:///{tmp_path}/events.sqlite", cache_seconds=0)
+    left = [tokens.create(Role.COMPLIANCE, label="demo")[0] for _ in range(3)]  # as `up --demo` used to
+    mine, _ = tokens.create(Role.COMPLIANCE, label="legal team")
+    token, reused = sign_in_token(tokens, tmp_path / "data" / "demo-token")
+    assert not reused and all(tokens.lookup(old) is None for old in left)
+    assert tokens.lookup(mine) is not None and tokens.lookup(token).expires_at
+    assert sign_in_token(tokens, tmp_path / "data" / "demo-token") == (token, True)
+    assert (tmp_path / "data" / "demo-token").stat().st_mode & 0o777 == 0o600

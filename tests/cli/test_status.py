@@ -29,3 +29,27 @@ def test_status_shows_the_head_and_every_projections_lag(tmp_path):
         subprocess.run([CLI, "status", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True).stdout
     )
     assert {p["name"]: p["lag"] for p in data["projections"]} == {"transcripts": 7, "presence": 7, "search": 7}
+
+
+def test_status_lists_spans_in_which_messages_may_be_missing_and_fails_when_the_listener_is_down(tmp_path):
+    from archive import events as ev
+    from tests.factories import at, make
+
+    url = f"sqlite:///{tmp_path}/events.sqlite"
+    with open_event_store(url) as store:
+        store.append([
+            make(ev.ArchiveGap, 20, gap_start=at(10), gap_end=at(20), kind=ev.GapKind.MESSAGES,
+                 explanation="listener away and the room keeps no archive: 0 messages recovered"),
+            make(ev.ArchiveGap, 40, gap_start=at(30), gap_end=at(40), kind=ev.GapKind.PRESENCE, verified=True),
+        ])  # fmt: skip
+    env = {**os.environ, "CHAT_ARCHIVE_STORE_URL": url, "CHAT_ARCHIVE_INDEX_PATH": str(tmp_path / "index"),
+           "CHAT_ARCHIVE_XMPP_JID": "archiver@localhost", "CHAT_ARCHIVE_XMPP_STATUS_FILE": str(tmp_path / "status.json")}
+    subprocess.run([CLI, "project", "--once"], cwd=tmp_path, env=env, capture_output=True, timeout=60, check=True)
+    text = subprocess.run([CLI, "status"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert text.returncode == 1, "a configured listener that never ran is down"
+    assert "listener state: not-started" in text.stdout
+    assert "spans in which messages may be missing (1;" in text.stdout
+    assert "lobby@conference.localhost 2024-05-01T12:00:10Z .. 2024-05-01T12:00:20Z: listener away and the room keeps no archive" in text.stdout
+    data = json.loads(subprocess.run([CLI, "status", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True).stdout)
+    assert [(g["kind"], g["room"]) for g in data["incomplete"]] == [("messages", "lobby@conference.localhost")]
+    assert data["liveness"] == {"state": "not-started", "ok": False, "problems": ["no listener status written (never started here?)"]}

@@ -59,8 +59,14 @@ def test_up_demo_archives_demo_traffic_and_serves_it_then_stops_cleanly(tmp_path
     status = json.loads(subprocess.run([CLI, "status", "--json"], cwd=tmp_path, capture_output=True, text=True).stdout)
     assert status["head"] > 0
     assert all(p["position"] == status["head"] for p in status["projections"]), status
-    assert any("stopped" in line for line in status["listener"])
+    assert status["listener"]["stopped"] is True and status["liveness"]["state"] == "stopped"
     assert list(tmp_path.glob("data/*")), "everything lives under ./data/"
+    # Everything it archived is chained and checkpointed, and the API's reads were recorded.
+    integrity = subprocess.run([CLI, "verify", "--integrity", "--json"], cwd=tmp_path, capture_output=True, text=True)
+    report = json.loads(integrity.stdout)
+    assert integrity.returncode == 0 and report["checkpoints"] >= 1 and report["unchained"] == 0, integrity.stdout
+    trail = subprocess.run([CLI, "audit", "--json"], cwd=tmp_path, capture_output=True, text=True).stdout.splitlines()
+    assert any(json.loads(line)["record"]["endpoint"].startswith("search /api/v1/search") for line in trail)
 
 
 def test_up_without_a_server_or_demo_says_what_to_do(tmp_path):

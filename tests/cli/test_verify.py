@@ -4,7 +4,6 @@ deleted from the store behind the archive's back, and `--repair` restoring it.""
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -14,7 +13,7 @@ from archive import events as ev
 from archive.application import open_event_store
 from archive.times import utcnow
 from ingest.verify import SETTLE
-from tests.ingest.helpers import archived_stanza_ids, running_listener, wait_for_event, wait_joined, write_config
+from tests.ingest.helpers import archived_stanza_ids, delete_behind_its_back, running_listener, wait_for_event, wait_joined, write_config
 from tests.services.prosody import unique_room, wait_for
 
 CLI = str(Path(sys.executable).with_name("chat-archive"))
@@ -22,16 +21,6 @@ CLI = str(Path(sys.executable).with_name("chat-archive"))
 
 def verify(config, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([CLI, "--config", str(config), "verify", *args], capture_output=True, text=True, timeout=60)
-
-
-def delete_behind_its_back(path: Path, room: str, stanza_id: str) -> None:
-    with sqlite3.connect(path) as db:
-        key = f"sid:{room}:{stanza_id}"
-        (room_, version), = db.execute(
-            "SELECT originator_id, originator_version FROM archive_event_index WHERE idem_key=?", (key,)
-        ).fetchall()
-        db.execute("DELETE FROM stored_events WHERE originator_id=? AND originator_version=?", (room_, version))
-        db.execute("DELETE FROM archive_event_index WHERE idem_key=?", (key,))
 
 
 def test_verify_passes_on_a_complete_archive_fails_on_a_deleted_message_and_repair_restores_it(prosody, people, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -174,3 +175,14 @@ def start_listen(config, status_file, *rooms: str) -> subprocess.Popen:
 
     wait_for(joined, 20, message=f"chat-archive listen to join {rooms}")
     return process
+
+
+def delete_behind_its_back(path, room: str, stanza_id: str) -> None:
+    """Remove a message from a SQLite store as no archive operation would: a loss to be found."""
+    with sqlite3.connect(path) as db:
+        key = f"sid:{room}:{stanza_id}"
+        (room_, version), = db.execute(
+            "SELECT originator_id, originator_version FROM archive_event_index WHERE idem_key=?", (key,)
+        ).fetchall()
+        db.execute("DELETE FROM stored_events WHERE originator_id=? AND originator_version=?", (room_, version))
+        db.execute("DELETE FROM archive_event_index WHERE idem_key=?", (key,))

@@ -3,10 +3,14 @@ fault and the rejoin: nothing lost, nothing doubled, gap events that tell the tr
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 from archive import events as ev
 from archive.application import open_event_store
@@ -14,6 +18,7 @@ from chat_archive.xmpp_users import XmppUsers
 from tests.ingest.helpers import (
     Traffic,
     archived_stanza_ids,
+    delete_behind_its_back,
     room_events,
     running_listener,
     start_listen,
@@ -24,6 +29,7 @@ from tests.services.prosody import PASSWORD, listener_settings, unique_room, wai
 from tests.services.tcp_proxy import TcpProxy
 
 ROOMS = 4
+CLI = str(Path(sys.executable).with_name("chat-archive"))
 
 
 def open_rooms(prosody, users, prefix: str) -> list[str]:
@@ -65,6 +71,8 @@ def assert_truthful_gap(store, room: str) -> None:
     assert gap.recovered == len(backfilled), (gap.recovered, len(backfilled))
     assert gap.verified is True
     assert f"{len(backfilled)} message" in gap.explanation
+    # The real JID, as live messages of the room carry it (the senders were present all along).
+    assert backfilled and all(m.jid and m.jid.startswith(f"{m.nick}@") for m in backfilled), [(m.nick, m.jid) for m in backfilled]
 
 
 # What the server sends the listener arrives in bursts (as from a loaded server): the room's subject,
@@ -85,6 +93,9 @@ def test_sigkill_with_live_traffic_during_the_rejoin_loses_and_doubles_nothing(p
         traffic.sent_at_least(20)
         os.kill(listener.pid, signal.SIGKILL)  # messages in flight
         listener.wait(10)
+        down = subprocess.run([CLI, "--config", str(config), "status", "--json"], capture_output=True, text=True, timeout=60)
+        assert down.returncode == 1, "status must not say a killed listener runs"
+        assert json.loads(down.stdout)["liveness"]["state"] == "dead"
         traffic.sent_at_least(20)  # said while nobody listened
         listener = start_listen(config, status_file, *rooms)  # the rejoin races live messages in every room
         traffic.sent_at_least(20)
@@ -146,3 +157,26 @@ def test_server_restart_with_live_traffic_during_the_rejoin_loses_and_doubles_no
         for room in rooms:
             assert_truthful_gap(store, room)
         assert_verified(prosody, store, rooms)
+
+
+def test_reconciliation_finds_and_stores_messages_the_catch_up_from_the_anchor_cannot_see(prosody, tmp_path):
+    # The store holds the room up to its last message, but two earlier ones are gone (what the
+    # anchor race left behind in stores written before it was fixed): the catch-up after the last
+    # archived id finds nothing, the reconciliation over the span finds them.
+    room = unique_room(prosody, "reconcile")
+    # Users of its own: the server restart test above closed the module's sessions.
+    with XmppUsers("127.0.0.1", prosody.port) as pool, open_event_store(f"sqlite:///{tmp_path}/events.sqlite") as store:
+        alice = pool.connect("alice@localhost", PASSWORD)
+        alice.create_room(room, "alice")
+        with running_listener(prosody, store, include=(room,)) as listener:
+            wait_for(lambda: room in listener.joined_rooms(), message="the room joined")
+            sent = [alice.say(room, f"m{i}")["stanza_id"] for i in range(6)]
+            wait_for(lambda: archived_stanza_ids(store, room) == sent, message="all archived")
+        for lost in sent[2:4]:
+            delete_behind_its_back(tmp_path / "events.sqlite", room, lost)
+        with running_listener(prosody, store, include=(room,)) as listener:
+            wait_for(lambda: room in listener.joined_rooms(), message="the room joined again")
+            assert listener.listener.wait_idle()
+        assert sorted(archived_stanza_ids(store, room)) == sorted(sent)
+        [gap] = [e for e in room_events(store, room) if isinstance(e, ev.ArchiveGap)]
+        assert (gap.kind, gap.recovered, gap.verified) == (ev.GapKind.PRESENCE, 2, True)

@@ -16,7 +16,7 @@ from archive.errors import ConfigError
 from chat_archive.bootstrap import listener_status, start_listener
 from chat_archive.config import Config
 from chat_archive.demo import ROOMS, start_demo
-from ingest.status import read_status
+from ingest.status import describe, read_status
 from tests.services.prosody import wait_for
 
 
@@ -41,7 +41,7 @@ def test_demo_traffic_is_archived_live_and_the_status_is_readable(tmp_path):
 
                 wait_for(talked, 30, message="simulated users talking")
                 lines = wait_for(
-                    lambda: (text := listener_status(config)) and "lobby@" in "\n".join(text) and text,
+                    lambda: (text := describe(listener_status(config)[0])) and "lobby@" in "\n".join(text) and text,
                     message="the status",
                 )
             finally:

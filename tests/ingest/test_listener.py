@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import timedelta
 
@@ -11,10 +12,12 @@ import pytest
 from archive import events as ev
 from archive.application import open_event_store
 from archive.times import utcnow
+from archive.lease import LeaseHeld
+from ingest.listener import Listener, ListenerHandle, start_listener
 from ingest.status import read_status
 from tests.ingest.helpers import room_events, room_summary, running_listener, wait_for_event, wait_joined
 from tests.factories import make, message
-from tests.services.prosody import unique_room, wait_for
+from tests.services.prosody import listener_settings, unique_room, wait_for
 
 WHOIS_ANYONE = {"muc#roomconfig_whois": "anyone"}
 
@@ -176,20 +179,47 @@ def test_hidden_rooms_are_joined_only_when_named_and_exclude_wins(prosody, peopl
     assert store.rooms() == [hidden]
 
 
-def test_hidden_rooms_are_found_through_the_admin_interface_where_the_account_has_the_right(prosody, people, store):
+def test_hidden_rooms_are_found_through_the_admin_interface_only_when_opted_in(prosody, people, store):
     alice = people["alice"]
     hidden = unique_room(prosody, "adminfound")
     alice.create_room(hidden, "alice", **{"muc#roomconfig_publicroom": "0"})
     alice.say(hidden, "said in a hidden room")
-    # bob is no server admin: Prosody refuses him the room list, so the room stays unknown.
-    with running_listener(prosody, store, jid=f"bob@{prosody.domain}", nick="bobarchive", include=("adminfound-*",)) as bob:
+    with running_listener(prosody, store, include=("adminfound-*",)) as listener:  # an admin, but not opted in
         time.sleep(1.0)  # several discovery polls
+        assert listener.joined_rooms() == []
+    # bob is no server admin: Prosody refuses him the room list, so the room stays unknown.
+    with running_listener(
+        prosody, store, jid=f"bob@{prosody.domain}", nick="bobarchive", include=("adminfound-*",), admin_discovery=True
+    ) as bob:
+        time.sleep(1.0)
         assert bob.joined_rooms() == []
-    with running_listener(prosody, store, include=("adminfound-*",)) as listener:  # archiver is an admin
+    with running_listener(prosody, store, include=("adminfound-*",), admin_discovery=True) as listener:
+        commands = _watch_commands(listener)
         wait_joined(listener, hidden)
-        time.sleep(1.0)  # more polls, each reading the admin command's room list
+        wait_for(lambda: len(commands) >= 6, message="several polls of the admin command")
         alice.say(hidden, "the room is still there")  # reading the form destroyed nothing
         wait_for(lambda: _bodies(store, hidden) == ["said in a hidden room", "the room is still there"])
+    # The destructive command is started and cancelled, never completed nor submitted a form.
+    assert {action for action, _, _ in commands} == {"execute", "cancel"}
+    assert not any(submitted for _, _, submitted in commands)
+    sessions = [session for action, session, _ in commands if action == "cancel"]
+    assert len(sessions) == len(set(sessions)) >= 2
+
+
+def _watch_commands(handle) -> list[tuple[str, str | None, bool]]:
+    """(action, session id, whether a form was submitted) of every ad-hoc command stanza the listener sends."""
+    seen: list[tuple[str, str | None, bool]] = []
+
+    def record(stanza):
+        command = stanza.xml.find("{http://jabber.org/protocol/commands}command")
+        if command is not None:
+            submitted = command.find("{jabber:x:data}x[@type='submit']") is not None
+            seen.append((command.get("action") or "execute", command.get("sessionid"), submitted))
+        return stanza
+
+    client = wait_for(lambda: handle.listener.client, message="the listener's client")
+    client.add_filter("out", record)
+    return seen
 
 
 def _bodies(store, room):
@@ -370,3 +400,48 @@ def test_affiliation_changes_of_users_not_in_the_room(prosody, people, store):
         alice.ban(room, "dave@localhost", "pre-emptive")
         summary = wait_for_event(store, room, ("affiliation", "dave@localhost", "outcast"))
     assert summary[-2:] == [("affiliation", "carol@localhost", "member"), ("affiliation", "dave@localhost", "outcast")]
+
+
+def test_a_second_listener_on_the_same_store_is_refused(prosody, store):
+    with running_listener(prosody, store, include=("nothing-*",)) as first:
+        with pytest.raises(LeaseHeld, match="listener lease is held by"):
+            start_listener(listener_settings(prosody), store)
+        assert first.is_alive()
+    start_listener(listener_settings(prosody), store).stop()  # released on stop
+
+
+class GatedStore:
+    """The test's store, whose appends wait while ``gate`` is closed (a store that cannot keep up)."""
+
+    def __init__(self, store):
+        self._store, self._recorder, self.gate = store, store._recorder, threading.Event()
+        self.gate.set()
+
+    def append(self, events):
+        self.gate.wait(30)
+        return self._store.append(events)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_a_full_write_queue_pauses_reading_from_the_server_and_loses_nothing(prosody, people, store):
+    alice = people["alice"]
+    room = unique_room(prosody, "pressure")
+    alice.create_room(room, "alice")
+    gated = GatedStore(store)
+    listener = Listener(listener_settings(prosody, include=(room,)), gated, write_queue_limit=5)
+    listener.lease.acquire()
+    handle = ListenerHandle(listener, threading.Event()).start()
+    try:
+        wait_joined(handle, room, timeout=30)
+        gated.gate.clear()
+        sent = [alice.say(room, f"p{i}")["stanza_id"] for i in range(20)]
+        wait_for(lambda: listener.status.input_paused, 30, message="reading paused")
+        gated.gate.set()
+        wait_for(lambda: [r.event.stanza_id for r in store.read_room(room) if isinstance(r.event, ev.MessagePosted)] == sent,
+                 30, message="every message archived, in order")
+        wait_for(lambda: not listener.status.input_paused, 30, message="reading resumed")
+    finally:
+        gated.gate.set()
+        handle.stop()

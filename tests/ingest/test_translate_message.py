@@ -162,3 +162,31 @@ def test_malformed_or_foreign_messages_are_skipped():
     for stanza in (bad_stamp, correction_without_id, chat, other_room, chat_state):
         assert translate(stanza) == []
     assert translate_archived(not_mam, CTX, RoomView(ROOM), T0, ev.Capture.IMPORT) == []
+
+
+def archived(nick: str, occupant: str | None = None) -> ET.Element:
+    tag = f'<occupant-id xmlns="urn:xmpp:occupant-id:0" id="{occupant}"/>' if occupant else ""
+    return ET.fromstring(
+        f'<message xmlns="jabber:client" from="{ROOM}"><result xmlns="urn:xmpp:mam:2" queryid="q" id="a-1">'
+        '<forwarded xmlns="urn:xmpp:forward:0"><delay xmlns="urn:xmpp:delay" stamp="2024-05-01T10:00:00Z"/>'
+        f'<message xmlns="jabber:client" type="groupchat" from="{ROOM}/{nick}" id="c1"><body>b</body>{tag}</message>'
+        "</forwarded></result></message>"
+    )
+
+
+def test_a_backfilled_message_gets_the_real_jid_from_the_occupant_list():
+    present = RoomView.from_events(ROOM, [
+        ev.OccupantJoined(room=ROOM, occurred_at=T0, recorded_at=T0, nick="bob", jid="bob@localhost", occupant_id="occ-b"),
+        ev.OccupantJoined(room=ROOM, occurred_at=T0, recorded_at=T0, nick="carol", jid="carol@localhost", occupant_id="occ-c"),
+        ev.OccupantLeft(room=ROOM, occurred_at=T0, recorded_at=T0, nick="carol", occupant_id="occ-c"),
+    ])  # fmt: skip
+
+    def jid(stanza):
+        [event] = translate_archived(stanza, CTX, present, T0, ev.Capture.BACKFILL)
+        return event.jid
+
+    assert jid(archived("bob", "occ-b")) == "bob@localhost", "present, same person"
+    assert jid(archived("bob")) == "bob@localhost", "present, no occupant-id to tell otherwise"
+    assert jid(archived("carol-away", "occ-c")) == "carol@localhost", "left since, known by occupant-id across nicks"
+    assert jid(archived("bob", "occ-someone-else")) is None, "the nick was someone else's when the message was said"
+    assert jid(archived("dave")) is None, "nobody the room told of"

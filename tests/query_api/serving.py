@@ -71,8 +71,9 @@ def start_serve(
     base: Path, api_settings: str = "", *, heartbeat: float = 0.5, more_events=(), store_url: str | None = None,
     workers: int = 0,
 ) -> Served:
-    """Seed an archive under ``base`` (plus ``more_events``; in ``store_url``, else SQLite there)
-    and serve it (``workers``: `serve --workers N`); ``api_settings``: extra TOML lines of ``[api]``."""
+    """Seed an archive under ``base`` (in ``store_url``, else SQLite there) and serve it (``workers``:
+    `serve --workers N`); ``more_events`` go into the log after the views and the index caught up (for
+    replays); ``api_settings``: extra TOML lines of ``[api]``."""
     config_file = base / "chat-archive.toml"
     config_file.write_text(
         f'[store]\nurl = "{store_url or f"sqlite:///{base}/events.sqlite"}"\n[index]\npath = "{base}/index"\n'
@@ -81,14 +82,14 @@ def start_serve(
     config = load_config(config_file, environ={})
     store = open_event_store(config.store.url)
     store.append(seed_events())
-    for batch in more_events:
-        store.append(batch)
     with open_views(config, store) as views:
         for projection in views.projections():
             LogFollower(store, projection, commit_interval=60).catch_up()
     projection = search_projection(config)
     SearchIndexer(store, projection, commit_interval=0.05).catch_up()
     projection.close()
+    for batch in more_events:  # for replays: the views and the index need not hold them
+        store.append(batch)
     store.close()
     tokens = open_tokens(config)
     issued = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from archive.errors import StoreError
+from archive.health import Health
 from query_api import create_app
 
 from .conftest import LOBBY, auth, make_config
@@ -96,3 +97,21 @@ def test_store_failure_is_503_and_a_bug_is_a_bare_500(token_store, tokens, seede
 def test_values_beyond_what_the_stores_hold_are_400(client, tokens, url):
     response = client.get(url, headers=auth(tokens["compliance"]))
     assert response.status_code == 400 and response.json["error"]["code"] == "invalid_parameter"
+
+
+def test_healthz_reports_parts_retrying_store_errors_without_their_text(archive, views, search_index, token_store, sqlite_url):
+    health = Health()
+    writer = health.reporter("listener writer")
+    health.reporter("search indexer")
+    app = create_app(make_config(sqlite_url), store=archive, views=views, search=search_index, tokens=token_store,
+                     health=health)  # fmt: skip
+    ok = app.test_client().get("/healthz")
+    assert (ok.status_code, ok.json) == (200, {"status": "ok", "parts": {"listener writer": {"ok": True}, "search indexer": {"ok": True}}})
+    writer("could not append 3 events: connection to /secret/socket refused")
+    writer("could not append 3 events: connection to /secret/socket refused")
+    degraded = app.test_client().get("/healthz")
+    assert degraded.status_code == 503 and degraded.json["status"] == "degraded"
+    assert degraded.json["parts"]["listener writer"]["attempts"] == 2 and degraded.json["parts"]["search indexer"] == {"ok": True}
+    assert "/secret/socket" not in degraded.get_data(as_text=True)
+    writer(None)
+    assert app.test_client().get("/healthz").status_code == 200

@@ -77,6 +77,14 @@ def test_hold_blocks_purge_release_lets_it_delete_and_nothing_purged_is_found(se
     purge_expired(config, store, by="test")
     lobby = found(client, compliance, LOBBY)
     assert lobby["transcript"] == [RECENT] and lobby["search"] == [] and lobby["events"] == 1
+    from .web.test_pages import sign_in
+
+    browser = client.application.test_client()
+    assert sign_in(browser, compliance["Authorization"].split()[1]).status_code == 303
+    for page in ("/?q=hello+OR+typo+OR+fixed+OR+oops", f"/rooms/{LOBBY}?day=2024-05-01"):
+        shown = browser.get(page)
+        assert shown.status_code == 200 and "lobby" in shown.text and "hello from lobby" not in shown.text
+        assert "typo in lobby" not in shown.text and "fixed in lobby" not in shown.text
     from projections.search import Scope
 
     assert search.search("hello OR typo OR fixed OR oops", Scope(rooms=None, compliance=True)).total == 0

@@ -115,3 +115,38 @@ def test_clients_that_never_read_are_cut_off_and_hold_no_thread_or_memory(served
         for connection in stalled:
             connection.close()
     assert served.healthy()
+
+
+@pytest.fixture(scope="module")
+def served_by_workers(tmp_path_factory):
+    """The same archive served by `serve --workers 2` (gunicorn's threaded workers)."""
+    bulk = [[message(1000 + i + j / 1000, "x" * 200 + f" bulk {i} {j}", room=LOBBY) for j in range(1000)] for i in range(40)]
+    served = start_serve(
+        tmp_path_factory.mktemp("streams-workers"),
+        f"threads = 4\nstalled_client_seconds = {STALL_SECONDS}\n", heartbeat=30, more_events=bulk,
+        workers=2,
+    )  # fmt: skip
+    yield served
+    served.stop()
+
+
+@pytest.mark.parametrize("server", ["served", "served_by_workers"])
+def test_a_client_that_stops_reading_is_cut_off_by_either_server(request, server):
+    served = request.getfixturevalue(server)
+    # A default receive buffer: the kernels hold a few MB of the ~18 MB replay while the client
+    # reads nothing, and the client drains them fast once it reads again.
+    connection = connect(served, "/api/v1/events", fresh_token(served))
+    try:
+        response = connection.getresponse()
+        assert response.status == 200
+        time.sleep(STALL_SECONDS + 3)  # reads nothing meanwhile
+        received = b""
+        try:
+            while chunk := response.read(1 << 20):
+                received += chunk
+        except (http.client.IncompleteRead, ConnectionError, TimeoutError) as e:
+            received += getattr(e, "partial", b"")
+        assert received.count(b"\n") < 40_000, "the whole replay came through: the stalled client was never cut off"
+    finally:
+        connection.close()
+    assert served.healthy()

@@ -19,15 +19,21 @@ LISTENER = "archiver"
 @pytest.fixture(scope="module")
 def prosody(tmp_path_factory):
     """A running Prosody; ``archiver@localhost`` is a server admin, USERS are plain accounts."""
-    server = ProsodyServer(tmp_path_factory.mktemp("prosody"), admins=(f"{LISTENER}@localhost",))
+    server = start_prosody(tmp_path_factory.mktemp("prosody"))
+    yield server
+    server.stop()
+
+
+def start_prosody(directory, **options) -> ProsodyServer:
+    """A Prosody in ``directory`` with the accounts above (``options``: more ``ProsodyServer`` fields)."""
+    server = ProsodyServer(directory, admins=(f"{LISTENER}@localhost",), **options)
     try:
         for user in (LISTENER, *USERS):
             server.register(user, PASSWORD)
         server.start()
     except ProsodyError as e:
         pytest.fail(f"cannot start Prosody (the README's set-up installs it): {e}")
-    yield server
-    server.stop()
+    return server
 
 
 @pytest.fixture

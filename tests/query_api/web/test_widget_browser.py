@@ -177,6 +177,22 @@ def test_the_widget_shows_what_another_client_says_live_without_joining(browser,
     assert joined <= {"alice", "archive"}
 
 
+def test_a_correction_and_a_retraction_of_the_correction_change_the_line_in_place(browser, world):
+    """The listener's own sequence (issue 12): post, correct, retract by the correction's stanza-id.
+    The widget shows one line, corrected, then a tombstone, as the transcript does."""
+    open_widget(browser, world)
+    tag = uuid.uuid4().hex[:6]
+    first = world["alice"].say(world["room"], f"helo {tag}")
+    WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda b: f"helo {tag}" in activity(b))
+    fixed = world["alice"].correct(world["room"], first["id"], f"hello {tag}")
+    WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda b: f"hello {tag}" in activity(b))
+    assert activity(browser).count(tag) == 1 and f"hello {tag} (edited)" in activity(browser)
+    removed_before = activity(browser).count("message removed")
+    world["alice"].retract(world["room"], fixed["stanza_id"])
+    WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda b: tag not in activity(b))
+    assert activity(browser).count("message removed") == removed_before + 1
+
+
 def join_and_say(browser, world, nick: str, password: str, screenshot=None) -> None:
     WebDriverWait(browser, 15).until(EC.text_to_be_present_in_element((By.ID, "status"), f"In the room as {nick}"))
     tag = uuid.uuid4().hex[:6]

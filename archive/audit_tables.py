@@ -1,0 +1,87 @@
+"""The audit trail's table (``archive_audit``) in the store's database, for the application recorders.
+
+One row per record: its sequence number, time, msgpack state and hash-chain link, each
+link chaining the previous one as a stream's events do (``archive.chain``). Records are
+appended in batches (the store's group commit), each batch in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from psycopg.sql import SQL
+
+from . import chain
+from .events import AUDIT_STREAM
+
+# (sequence number, state, link) of an audit record
+AuditRow = tuple[int, bytes, bytes]
+
+
+class SQLiteAuditTable:
+    """Audit-trail methods of the SQLite recorder (its ``datastore``; the table is created with its own)."""
+
+    def insert_audit(self, records: Sequence[tuple[bytes, float]]) -> None:
+        """Append audit records (state, time), each chained to the one before, in one transaction. A racing
+        writer in another process makes the insert fail on a sequence number: the caller retries."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("SELECT seq, link FROM archive_audit ORDER BY seq DESC LIMIT 1")
+            last = c.fetchone()
+            c.executemany("INSERT INTO archive_audit VALUES (?,?,?,?)", _chained_audit(tuple(last) if last else None, records))
+
+    def audit_head(self) -> tuple[int, bytes] | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT seq, link FROM archive_audit ORDER BY seq DESC LIMIT 1")
+            row = c.fetchone()
+            return tuple(row) if row else None
+
+    def select_audit(self, after: int, since: float, until: float, limit: int) -> list[AuditRow]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT seq, state, link FROM archive_audit WHERE seq>? AND at>=? AND at<? ORDER BY seq LIMIT ?",
+                (after, since, until, limit),
+            )
+            return [tuple(row) for row in c.fetchall()]
+
+
+class PostgresAuditTable:
+    """Audit-trail methods of the PostgreSQL recorder (its ``datastore`` and ``_audit`` table name)."""
+
+    def insert_audit(self, records: Sequence[tuple[bytes, float]]) -> None:
+        """Append audit records (state, time), each chained to the one before, in one transaction (writers
+        queue on a table lock, so no two take the same number)."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self._audit))
+            curs.execute(SQL("SELECT seq, link FROM {} ORDER BY seq DESC LIMIT 1").format(self._audit))
+            last = curs.fetchone()
+            curs.executemany(
+                SQL("INSERT INTO {} VALUES (%s, %s, %s, %s)").format(self._audit),
+                _chained_audit((last["seq"], bytes(last["link"])) if last else None, records),
+            )
+
+    def audit_head(self) -> tuple[int, bytes] | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT seq, link FROM {} ORDER BY seq DESC LIMIT 1").format(self._audit))
+            row = curs.fetchone()
+            return (row["seq"], bytes(row["link"])) if row else None
+
+    def select_audit(self, after: int, since: float, until: float, limit: int) -> list[AuditRow]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT seq, state, link FROM {} WHERE seq>%s AND at>=%s AND at<%s ORDER BY seq LIMIT %s"
+                ).format(self._audit),
+                (after, since, until, limit),
+            )
+            return [(row["seq"], bytes(row["state"]), bytes(row["link"])) for row in curs.fetchall()]
+
+
+def _chained_audit(last: tuple[int, bytes] | None, records: Sequence[tuple[bytes, float]]) -> list[tuple]:
+    """Rows (seq, at, state, link) of ``records`` appended after ``last`` (seq, link) of the trail."""
+    seq, link = last if last else (0, chain.genesis(AUDIT_STREAM))
+    rows = []
+    for state, at in records:
+        seq += 1
+        link = chain.link(link, seq, state)
+        rows.append((seq, at, state, link))
+    return rows

@@ -81,7 +81,10 @@ class StoreLocation:
             "POSTGRES_USER": self.user,
             "POSTGRES_PASSWORD": self.password,
             "POSTGRES_SCHEMA": self.schema,
-            "POSTGRES_POOL_SIZE": "4",
+            # One connection kept open per pool, more opened under load: an archive runs many processes
+            # (API workers on several hosts, runners, the listener), and PostgreSQL allows ~100 clients.
+            "POSTGRES_POOL_SIZE": "1",
+            "POSTGRES_MAX_OVERFLOW": "15",
             # How long an operation waits for a connection (also the pool's wait): while PostgreSQL
             # restarts, the callers' retries see an error within seconds rather than after 30 s.
             "POSTGRES_CONNECT_TIMEOUT": "5",

@@ -53,6 +53,7 @@ class KeyStore:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS signing_keys (id TEXT PRIMARY KEY, secret TEXT NOT NULL, created_at TEXT NOT NULL)"
         )
+        self._db.close()  # reopened when the keys are read: a process holds no connection for them
 
     def keys(self) -> list[SigningKey]:
         """Every key, oldest first; the first caller of an archive creates its first key."""

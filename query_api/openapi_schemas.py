@@ -55,9 +55,14 @@ SCHEMAS = {
     "RoomList": obj({"rooms": array(ref("RoomSummary")), "next": CURSOR_OUT}),
     "Line": obj(
         {"id": {"type": "integer", "description": "the log position of the event that made the line"},
-         "room": STRING, "at": INSTANT, "kind": STRING},
+         "room": STRING, "at": INSTANT,
+         "kind": {**STRING, "description": "message, joined, left, ...; retraction (compliance only): of a message "
+                                           "the archive does not hold"}},
         {"nick": OPT_STRING, "jid": {**OPT_STRING, "description": "compliance only"}, "body": OPT_STRING,
-         "edited": BOOLEAN, "versions": array({"type": "object"}), "message_id": OPT_STRING, "stanza_id": OPT_STRING},
+         "edited": BOOLEAN, "versions": array({"type": "object"}), "message_id": OPT_STRING, "stanza_id": OPT_STRING,
+         "removed": {"type": ["object", "null"], "description": "who removed the message, when and why"},
+         "aliases": {**array(STRING), "description": "ids of the corrections applied, which name the message too"},
+         "awaiting": {**OPT_STRING, "description": "a correction or retraction whose message is not archived (yet)"}},
     ),  # fmt: skip
     "TranscriptPage": obj(
         {"room": STRING, "lines": array(ref("Line")), "next": CURSOR_OUT, "previous": CURSOR_OUT},
@@ -65,21 +70,22 @@ SCHEMAS = {
     ),
     "Occupant": obj({"nick": STRING, "since": OPT_INSTANT}, {"jid": OPT_STRING, "role": OPT_STRING}),
     "PresenceAt": obj({
-        "room": STRING, "at": INSTANT, "known": {**BOOLEAN, "description": "false inside an archive gap"},
+        "room": STRING, "at": INSTANT,
+        "known": {**BOOLEAN, "description": "false inside an archive gap, and after known_until (not known yet)"},
         "gap": {"type": ["object", "null"]}, "occupants": array(ref("Occupant")),
         "possibly_present": array({"type": "object"}), "next": CURSOR_OUT,
-    }),  # fmt: skip
+    }, {"known_until": {**OPT_INSTANT, "description": "the archive's last known moment"}}),  # fmt: skip
     "Bucket": obj({"start": INSTANT, "end": INSTANT, "peak": INTEGER, "distinct": INTEGER, "unknown": BOOLEAN}),
     "Stay": obj({"room": STRING, "nicks": array(STRING), "start": INSTANT, "end": OPT_INSTANT, "spans": array({"type": "object"})}),
     "PresenceRange": obj({
         "room": STRING, "from": INSTANT, "to": INSTANT, "occupancy": array(ref("Bucket")),
         "gaps": array({"type": "object"}), "stays": array(ref("Stay")), "next": CURSOR_OUT,
-    }),  # fmt: skip
+    }, {"known_until": {**OPT_INSTANT, "description": "buckets after it are empty and unknown"}}),  # fmt: skip
     "Presence": {"oneOf": [ref("PresenceAt"), ref("PresenceRange")]},
     "RoomState": obj({
         "room": STRING, "at": INSTANT, "subject": OPT_STRING, "occupants": array(ref("Occupant")),
         "presence_known": BOOLEAN, "lines": array(ref("Line")),
-    }, {"subject_by": OPT_STRING, "gap": {"type": ["object", "null"]}}),  # fmt: skip
+    }, {"subject_by": OPT_STRING, "gap": {"type": ["object", "null"]}, "known_until": OPT_INSTANT}),  # fmt: skip
     "EventLine": obj({"position": INTEGER, "event": obj({"type": STRING, "room": STRING, "occurred_at": INSTANT})}),
     "TicketRequest": obj(
         {"room": {"type": "string", "description": "the room's JID"}},
@@ -91,7 +97,9 @@ SCHEMAS = {
         "url": {"type": "string", "description": "the widget page, the ticket (and any credentials) in its fragment"},
         "expires_at": INSTANT, "credentials": BOOLEAN,
     }),  # fmt: skip
+    # A whole transcript line (it replaces the one with its id), or {"id", "kind": "gone"}.
     "WidgetItem": obj({"id": INTEGER, "kind": STRING}, {"at": INSTANT, "nick": OPT_STRING, "body": OPT_STRING,
-                                                         "target": STRING, "refs": array(STRING)}),
+                                                         "old_nick": OPT_STRING, "removed": BOOLEAN,
+                                                         "edited": BOOLEAN, "refs": array(STRING)}),
     "WidgetActivity": obj({"items": array(ref("WidgetItem")), "cursor": {"type": "string", "description": "signed; poll on with it"}}),
 }

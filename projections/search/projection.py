@@ -132,7 +132,7 @@ class SearchIndexProjection:
         except ValueError as e:
             raise StoreError(f"search index {self.directory}: commit failed: {e}") from e
         self._searcher = self._index.searcher()
-        self._remember_awaiting()
+        self._new_book([line for line in self._book.lines.values() if line.awaiting])  # all committed now
         self._position = position
 
     # -- rebuild -------------------------------------------------------------------
@@ -201,16 +201,21 @@ class SearchIndexProjection:
         return self._writer
 
     def _remember_awaiting(self) -> None:
-        """A fresh book on the committed index. Lines awaiting their message are few:
-        it keeps them all in memory."""
+        """Lines awaiting their message are few: the book keeps them all in memory, read once
+        when the index is opened and kept across commits."""
         searcher = self._searcher
-        # Not a bound method: a cycle through self would keep the index writer (and its
-        # lock) alive after the last reference to this projection is gone.
-        self._book = messages.MemoryBook(partial(_committed_lines, searcher))
         query = tantivy.Query.term_query(SCHEMA, "awaiting", FLAG_SET)
         count = searcher.search(query, 1).count
-        for _, address in searcher.search(query, count).hits if count else []:
-            self._book.remember(docs.line_of(searcher.doc(address).to_dict()))
+        self._new_book([docs.line_of(searcher.doc(address).to_dict())
+                        for _, address in (searcher.search(query, count).hits if count else [])])
+
+    def _new_book(self, awaiting: list[Line]) -> None:
+        """A book on the committed index, holding the lines awaiting their message."""
+        # Not a bound method: a cycle through self would keep the index writer (and its
+        # lock) alive after the last reference to this projection is gone.
+        self._book = messages.MemoryBook(partial(_committed_lines, self._searcher))
+        for line in awaiting:
+            self._book.remember(line)
 
 
 def _committed_lines(searcher: tantivy.Searcher, room: str, ref: str) -> list[Line]:

@@ -291,6 +291,7 @@
       }
       self.handler = function (stanza) {
         var from = stanza.getAttribute("from") || "";
+        if (stanza.localName === "iq") { self.refuse(stanza); return; }
         if (bare(from) !== room) { return; }
         var who = resource(from);
         if (stanza.localName === "presence") {
@@ -319,6 +320,16 @@
         el(NS.muc, "x", {}, [el(NS.muc, "history", { maxstanzas: String(history === undefined ? 20 : history) })])
       ]));
     });
+  };
+
+  // Requests to this client (disco, version, ping...) get the answer RFC 6120 asks of a client that
+  // offers nothing: service-unavailable.
+  Connection.prototype.refuse = function (iq) {
+    var type = iq.getAttribute("type");
+    if (type !== "get" && type !== "set") { return; }
+    this.send(el(NS.client, "iq", { type: "error", id: iq.getAttribute("id"), to: iq.getAttribute("from") }, [
+      el(NS.client, "error", { type: "cancel" }, [el(NS.stanzas, "service-unavailable")])
+    ]));
   };
 
   Connection.prototype.say = function (room, body) {

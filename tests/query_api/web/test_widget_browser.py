@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 from selenium.webdriver.common.by import By
+from slixmpp.exceptions import IqError
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -206,6 +207,7 @@ def join_and_say(browser, world, nick: str, password: str, screenshot=None) -> N
     browser.find_element(By.ID, "send").click()
     wait_until(lambda: f"{nick}: {body}" in world["heard"], "alice to receive the widget's message")
     WebDriverWait(browser, 10).until(lambda b: body in activity(b))  # the room echoes it into the widget
+    assert ping_refusal(world, nick) == "service-unavailable"  # the widget's client answers what it is asked
     if screenshot:
         browser.switch_to.default_content()
         screenshot(browser.find_element(By.ID, "w"))
@@ -219,6 +221,20 @@ def join_and_say(browser, world, nick: str, password: str, screenshot=None) -> N
     with open_event_store(world["store_url"]) as store:
         assert all(password not in repr(r.event) for r in store.read_log())
     assert password not in world["server"].log()
+
+
+def ping_refusal(world, nick: str) -> str:
+    """What the widget's client answers to an XMPP ping alice sends it through the room (an error condition)."""
+    alice = world["alice"]
+
+    async def ping():
+        try:
+            await alice.client.plugin["xep_0199"].send_ping(f"{world['room']}/{nick}", timeout=10)
+        except IqError as e:
+            return e.condition
+        return "answered"
+
+    return alice.pool.run(ping())
 
 
 def test_joining_with_credentials_the_embedding_site_passed(browser, world, screenshot_dir):

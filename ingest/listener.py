@@ -258,14 +258,15 @@ class Listener:
         if recorded:
             self.status.last_event_at = utcnow()
 
-    def _write_queue_full(self, full: bool) -> None:
-        """Back-pressure: stop reading from the server while the store is behind (any thread)."""
+    def _write_queue_full(self, _full: bool = True) -> None:
+        """Back-pressure: stop reading from the server while the store is behind (any thread; only schedules)."""
 
         def apply() -> None:
+            paused = self.writer.full  # as it is when this runs: the last change always wins
             transport = self.client.transport if self.client else None
             if transport is not None:
-                transport.pause_reading() if full else transport.resume_reading()
-            self.status.input_paused = full
+                transport.pause_reading() if paused else transport.resume_reading()
+            self.status.input_paused = paused
 
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(apply)

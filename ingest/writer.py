@@ -10,7 +10,9 @@ writer stops, and reported to ``on_health`` (the error; None once it works).
 The queue is bounded without dropping anything: once more than ``high_water``
 events wait, ``on_full(True)`` is called (the listener stops reading from the
 server, so the server's own flow control holds the rest back) and a log line
-says so; once the queue has drained to half of that, ``on_full(False)``.
+says so; once the queue has drained to half of that, ``on_full(False)``. ``on_full`` is
+called holding the writer's lock, so the calls come in the order of the changes: it must
+only schedule (e.g. ``loop.call_soon_threadsafe``), never block.
 """
 
 from __future__ import annotations
@@ -73,14 +75,15 @@ class BatchWriter:
                 filled = not self.full and self._pending > self.high_water
                 if filled:
                     self.full = True
+                    # Under the lock: the writer's "drained" cannot be told before this "full".
+                    if self._on_full:
+                        self._on_full(True)
             self._queue.put(list(events))
             if filled:
                 log.warning(
                     "write queue full: %d events wait for the store; holding back input from the server until it drains",
                     self._pending,
                 )
-                if self._on_full:
-                    self._on_full(True)
 
     @property
     def pending(self) -> int:
@@ -166,8 +169,8 @@ class BatchWriter:
             drained = self.full and self._pending <= self.high_water // 2
             if drained:
                 self.full = False
+                if self._on_full:
+                    self._on_full(False)
             self._idle.notify_all()
         if drained:
             log.info("write queue drained (%d events wait): reading from the server again", self._pending)
-            if self._on_full:
-                self._on_full(False)

@@ -5,7 +5,7 @@ Stages (run in this order; --only picks some):
   read         store.read_log decoded vs raw page reads (the ceiling for every projection)
   projections  transcript and presence rebuild rate vs the raw read rate
   search       index rate, search latency by query class, vs SQLite FTS5 on the same corpus and queries
-  api          requests/s and p50/p99 of search and transcript under load from a separate process
+  api          requests/s and p50/p99 of search and transcript (serve --workers 1 and 2, beside /healthz), wrk
   replay       NDJSON replay endpoint events/s
   freshness    end-to-end freshness through a real Prosody, listener rate vs Prosody's own delivery rate
   ranged       a page of a time-ranged read (store, transcript view, widget, /state) of a room of --size

@@ -38,7 +38,7 @@ MAX_LIMIT = 500
 # (a time sort pages by keyset, as deep as the results go).
 MAX_RELEVANCE_DEPTH = 10_000
 TIE_WINDOW = 64
-MAX_TIE_RUN = 5_000
+MAX_TIE_RUN = 1_000  # 5,000 cost ~0.6 ms of a ~1.1 ms search at 1M; 1,000 about 0.1
 _I64 = 2**63
 FEW_ROOMS = 32
 # Candidates per index segment: counts are exact unless a value outside a segment's top

@@ -62,6 +62,7 @@ def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool =
     record = purge(store, config.retention, by=by, dry_run=dry_run)
     if record is not None and not dry_run:
         rebuild_projections(config, store, ["transcripts", "presence", "search"], progress=False)
+        IndexLocation(config.index.path).drop_replaced()
     return record
 
 

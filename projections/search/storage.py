@@ -68,7 +68,16 @@ class IndexLocation:
             os.replace(temporary, self.link)
         except OSError as e:
             raise StoreError(f"cannot switch the search index to {fresh}: {e}") from e
-        keep = {fresh.name, previous.name if previous else None}
+        self._drop_generations(keep={fresh.name, previous.name if previous else None})
+
+    def drop_replaced(self) -> None:
+        """Delete every generation but the live one now, not at the next swap: after a purge the
+        replaced generation still holds what was purged. A reader that still has it open keeps its
+        (unlinked) files until it follows the link on its next reload."""
+        current = self.current()
+        self._drop_generations(keep={current.name if current else None})
+
+    def _drop_generations(self, keep: set[str | None]) -> None:
         for entry in os.listdir(self.base):
             if _GENERATION.match(entry) and entry not in keep:
                 shutil.rmtree(self.base / entry, ignore_errors=True)

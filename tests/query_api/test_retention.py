@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import pytest
 
@@ -75,8 +77,11 @@ def test_hold_blocks_purge_release_lets_it_delete_and_nothing_purged_is_found(se
     released = client.post(f"/api/v1/holds/{hold_id}/release?reason=settled", headers=compliance)
     assert released.status_code == 200 and client.get("/api/v1/holds", headers=compliance).json["holds"] == []
     purge_expired(config, store, by="test")
+    time.sleep(search.reload_interval)  # readers see a swapped index within their reload interval
     lobby = found(client, compliance, LOBBY)
     assert lobby["transcript"] == [RECENT] and lobby["search"] == [] and lobby["events"] == 1
+    index_files = [f for f in Path(config.index.path).rglob("*") if f.is_file()]
+    assert index_files and not [f for f in index_files if b"typo" in f.read_bytes()]  # no old generation kept
     from .web.test_pages import sign_in
 
     browser = client.application.test_client()
@@ -93,7 +98,6 @@ def test_hold_blocks_purge_release_lets_it_delete_and_nothing_purged_is_found(se
     assert report.ok, [str(s.broken) for s in report.streams if s.broken]
     if config.store.url.startswith("sqlite"):  # the files themselves: the store's and the views'
         import sqlite3
-        from pathlib import Path
 
         files = list(Path(config.store.url.removeprefix("sqlite:///")).parent.glob("*.sqlite"))
         assert len(files) == 2

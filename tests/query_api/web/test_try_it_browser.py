@@ -93,7 +93,9 @@ def test_the_readme_try_it_walk(browser, demo, size, screenshot_dir):
         box = browser.find_element(By.ID, "q")
         box.clear()
         box.send_keys("deploy OR build OR test OR review OR coffee OR bug OR merge")
+        page = browser.find_element(By.TAG_NAME, "html")
         browser.find_element(By.ID, "search-button").click()
+        wait(browser, EC.staleness_of(page))  # else the old page's answer is read while the new one loads
         wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "p.total, div.error")))
     fits_the_screen(browser)
     accessible(browser)

@@ -63,7 +63,7 @@ class TableProjection:
             self.generation = self.recorder.generations(self.name)[0]
             self._reset()
             raise ProjectionReset(f"{self.name} was rebuilt; resuming from generation {self.generation}") from None
-        self._committed()
+        self._committed(position)
 
     # -- Rebuildable ---------------------------------------------------------
 
@@ -93,8 +93,8 @@ class TableProjection:
         """The writes that make the pending state durable."""
         raise NotImplementedError
 
-    def _committed(self) -> None:
-        """Pending state is now durable: forget it."""
+    def _committed(self, position: int) -> None:
+        """Pending state is now durable, up to ``position``: forget it."""
         raise NotImplementedError
 
 

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 from archive.events import Event, Recorded
-from archive.times import order_second
 
 from .follower import ProjectionReset
 from .viewdb import GenerationChanged, Statements, ViewRecorder
@@ -104,8 +103,9 @@ def micros(moment: datetime) -> int:
 
 
 def order_micros(moment: datetime) -> int:
-    """The ``ts`` lines are ordered by (with their position): see ``archive.times.order_second``."""
-    return micros(order_second(moment))
+    """The ``ts`` lines are ordered by (with their position): see ``archive.times.order_second``
+    (the same whole second, without building it)."""
+    return (moment - EPOCH) // MICROSECOND - moment.microsecond
 
 
 def from_micros(value: int) -> datetime:

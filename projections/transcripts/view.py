@@ -109,7 +109,6 @@ class TranscriptProjection(TableProjection):
 
     def _reset(self) -> None:
         self._book = messages.MemoryBook(lambda room, ref: select_by_ref(self._read_own, room, ref))
-        self._new: set[int] = set()  # created since the last commit
         self._changed: dict[int, Line] = {}  # committed before, changed since: the committed version
         self._rev: dict[int, int] = {}  # line id -> the event that last changed it
         self._gone: dict[int, Line] = {}  # lines taken into others, as they were then
@@ -136,24 +135,25 @@ class TranscriptProjection(TableProjection):
         changes = logic.step(position, event, book)
         if not changes.put and not changes.dropped:
             return
-        new, changed, rev = self._new, self._changed, self._rev
+        # Lines after the horizon were created since the last commit; rev is the line's own id
+        # unless a later event changed it.
+        changed, rev, horizon = self._changed, self._rev, book.horizon
         for line in changes.put:
             line_id = line.id
-            rev[line_id] = position
-            if line_id == position and line_id not in book.lines:
-                new.add(line_id)
-            elif line_id not in new and line_id not in changed:
+            if line_id != position:
+                rev[line_id] = position
+            if line_id <= horizon and line_id not in changed:
                 changed[line_id] = book.lines[line_id]
         for line_id in changes.dropped:
             rev[line_id] = position
             self._gone[line_id] = book.lines[line_id]
-            if line_id not in new and line_id not in changed:
+            if line_id <= horizon and line_id not in changed:
                 changed[line_id] = book.lines[line_id]
         book.apply(changes)
 
     def _statements(self) -> Statements:
-        lines, dropped, rev, taken = self._book.lines, self._book.dropped, self._rev, self._gone
-        created = [lines[i] for i in sorted(self._new) if i not in dropped]
+        lines, dropped, rev, taken, horizon = self._book.lines, self._book.dropped, self._rev, self._gone, self._book.horizon
+        created = [line for i, line in lines.items() if i > horizon]  # in log order: as they were created
         updated = [lines[i] for i in self._changed if i not in dropped]
         gone = [before for i, before in self._changed.items() if i in dropped]
         # A line taken into another stays a GONE row (for the widget's feed), whether or not it
@@ -170,7 +170,7 @@ class TranscriptProjection(TableProjection):
         return [
             ("INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, data) VALUES (?,?,?,?,?,?,?,?)",
              [(line.id, line.room, order_micros(line.at), line.kind, COMPLIANCE_ONLY if compliance_only(line) else ORDINARY,
-               1 if line.awaiting else 0, rev[line.id], _encode(line)) for line in created]),
+               1 if line.awaiting else 0, rev.get(line.id, line.id), _encode(line)) for line in created]),
             ("INSERT INTO {refs} (bucket, ref, id) VALUES (?,?,?)",
              [row for line in created for row in _ref_rows(line, _ref_ids(line))] + gained),
             ("UPDATE {lines} SET data=?, awaiting=?, rev=? WHERE id=?",
@@ -195,7 +195,6 @@ class TranscriptProjection(TableProjection):
         book.dropped.clear()
         for line in kept:
             book.remember(line)
-        self._new.clear()
         self._changed.clear()
         self._rev.clear()
         self._gone.clear()

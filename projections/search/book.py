@@ -93,7 +93,7 @@ class IndexBook:
                 self._queue.append((position, line_id))
             pending[line_id] = line
             self._forget_awaiting(line_id)
-            self._remember(line)
+            self._remember(line, new=line_id == position)
 
     def take_deletes(self) -> list[int]:
         """Keys of documents to delete before the next ``due`` lines are written."""
@@ -137,14 +137,18 @@ class IndexBook:
         blob = self._written.get(line_id)
         return decode_line(blob) if blob is not None else self._by_key(line_id)
 
-    def _remember(self, line: Line) -> None:
+    def _remember(self, line: Line, new: bool) -> None:
         if line.awaiting:
             self.hold_awaiting(line)
         if line.kind != "message":
             return
-        refs, older, dropped, line_id = self._refs, self._older_refs, self._dropped, line.id
+        refs, older, dropped, line_id, room = self._refs, self._older_refs, self._dropped, line.id, line.room
+        if new:  # the line of the event just applied: newer than any other line
+            for ref in ids(line):
+                refs[(room, ref)] = line_id
+            return
         for ref in ids(line):
-            key = (line.room, ref)
+            key = (room, ref)
             known = refs.get(key)
             if known is None:
                 known = older.get(key)

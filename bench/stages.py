@@ -38,7 +38,7 @@ def ensure_store(spec: CorpusSpec, workdir: Path, ctx: dict) -> str:
                 stale.unlink()
             print("  building the SQLite store (untimed)", flush=True)
             with open_event_store(f"sqlite:///{path}") as store:
-                store.append(generate(spec), batch_size=1000)
+                store.append(generate(spec))
             marker.write_text(f"{spec}\n")
         ctx["sqlite_url"] = f"sqlite:///{path}"
     return ctx["sqlite_url"]

@@ -56,11 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     cores = os.cpu_count() or 1
     load_start = wait_for_quiet(cores, args.quiet_wait)
-    published = args.out.resolve().parent == HERE.resolve()
-    if load1(load_start) > cores and published and not args.allow_load:
-        print(f"bench: the load average is {load_start}, above the {cores} cores: not writing {args.out} "
-              "(rates measured now are only same-run ratios). Run it on a quiet machine, or pass --allow-load "
-              "to write it marked as loaded, or --out elsewhere.", file=sys.stderr)
+    refusal = refuse_to_publish(load_start, cores, args.out, args.allow_load)
+    if refusal:
+        print(f"bench: {refusal}", file=sys.stderr)
         return 1
     run = {"command": f"python -m bench {' '.join(argv)}".strip(), "commit": git_commit(),
            "started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "load_start": load_start,
@@ -170,6 +168,15 @@ def run_stage(stage: str, module: str, store: str, spec: CorpusSpec, workdir: Pa
     for name in record.rss:
         del res.rss[name]
     res.stages.append(record)
+
+
+def refuse_to_publish(load: str, cores: int, out: Path, allow_load: bool) -> str | None:
+    """Why a run must not start, if it would publish (write into bench/) figures taken on a busy machine."""
+    if load1(load) <= cores or allow_load or out.resolve().parent != HERE.resolve():
+        return None
+    return (f"the load average is {load}, above the {cores} cores: not writing {out} (rates measured now are only "
+            "same-run ratios). Run it on a quiet machine, or pass --allow-load to write it marked as loaded, "
+            "or --out elsewhere.")
 
 
 def wait_for_quiet(cores: int, seconds: float) -> str:

@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         return report_command(argv[1:])
     args = parse(argv)
     cores = os.cpu_count() or 1
-    load_start = wait_for_quiet(cores, args.quiet_wait)
+    publishing = args.out.resolve().parent == HERE.resolve()
+    load_start = wait_for_quiet(cores, args.quiet_wait if publishing and not args.allow_load else 0)
     refusal = refuse_to_publish(load_start, cores, args.out, args.allow_load)
     if refusal:
         print(f"bench: {refusal}", file=sys.stderr)

@@ -68,7 +68,7 @@ class StoreLocation:
         if self.kind == "sqlite":
             return {
                 "SQLITE_SYNCHRONOUS": sqlite_synchronous,
-                "PERSISTENCE_MODULE": "archive.recorders:ArchiveSQLiteFactory",
+                "PERSISTENCE_MODULE": "archive.sqlite_recorder:ArchiveSQLiteFactory",
                 "SQLITE_DBNAME": str(self.path),
                 "SQLITE_LOCK_TIMEOUT": "30",
                 "ORIGINATOR_ID_TYPE": "text",
@@ -89,7 +89,7 @@ class StoreLocation:
             # restarts, the callers' retries see an error within seconds rather than after 30 s.
             "POSTGRES_CONNECT_TIMEOUT": "5",
             "ORIGINATOR_ID_TYPE": "text",
-            "APPLICATION_RECORDER_TOPIC": "archive.recorders:PostgresArchiveRecorder",
+            "APPLICATION_RECORDER_TOPIC": "archive.postgres_recorder:PostgresArchiveRecorder",
         }
 
 

@@ -7,11 +7,26 @@ msgspec Struct becomes a ``StoredEvent`` (msgpack state) and goes straight to
 the eventsourcing application recorder in batches. Starting to append to a room
 costs one ``MAX(version)`` index lookup however many events it holds.
 
+Idempotency: the same stanza is never stored twice, on one assumption: **a
+duplicate occurs within ``archive.idempotency.WINDOW`` (10 minutes) of its
+original's time** (clock skew between server and archive plus delivery delay;
+replays and imports carry the original's own time). Every event's key
+(``archive.codec.idempotency_key``) is stored in a slot (room, hour bucket,
+digest) whose unique key rejects a second copy in the same hour; an event within
+``WINDOW`` of its hour's edge is also looked up in the neighbouring hour, in the
+write transaction. A later copy more than ``WINDOW`` from its original, in
+another hour and not itself within ``WINDOW`` of the edge next to the original's
+hour, is stored a second time (unless both are in one batch). Why slots: new
+keys land in a few hot pages per room rather than in random pages of one
+store-wide index, so the append rate does not fall as the store grows (see
+``archive.idempotency``).
+
 Concurrency: versions are assigned from an in-memory head per room. If another
 writer took a version (the recorder's unique (room, version) key) or the event
-was stored before (the idempotency key), the batch is rolled back, heads are
-reloaded and already-stored events dropped, and the batch is tried again. The
-first attempt does not look stored keys up: the unique key rejects duplicates.
+was stored before (its slot, or the neighbouring one), the batch is rolled back,
+heads are reloaded and already-stored events dropped, and the batch is tried
+again. The first attempt does not look stored keys up: the unique key and the
+in-transaction probe of neighbouring slots reject duplicates.
 
 Tamper evidence: every event's hash-chain link (``archive.chain``) is computed
 from its stream's head link, kept in memory beside the version, and written with
@@ -35,9 +50,14 @@ from . import chain
 from .codec import from_msgpack, idempotency_key, to_msgpack
 from .errors import ConcurrencyError, EventDecodeError, StoreError, StoreUnavailable
 from .events import AUDIT_STREAM, SYSTEM_STREAMS, ChainHead, ContentRead, Event, Recorded
+from .idempotency import Slot, bucket_of, key_digest, neighbour
 from .recorders import HeadRow, IndexRow
 
 MAX_ATTEMPTS = 20
+# Events per transaction at most: writers hand over everything queued up to this many. A commit
+# costs about as much for 10,000 events as for 1,000 (it writes the pages the batch dirtied, and
+# a room's new keys share pages), so large batches are what keep up with a backlog.
+MAX_BATCH = 10_000
 
 
 def store_error(message: str, error: Exception) -> StoreError:
@@ -62,6 +82,29 @@ def _connection_lost(error: Exception) -> bool:
         and not isinstance(cause, psycopg.errors.PipelineAborted)
         and cause.sqlstate is None
     )
+
+
+# An event to append: (event, occurred_at in epoch seconds, bucket, digest, neighbouring bucket or None)
+Entry = tuple[Event, float, int, int, int | None]
+
+
+def _slotted(events: list[Event]) -> list[Entry]:
+    """Each distinct event of a batch once (by idempotency key), with its slot (``archive.idempotency``)."""
+    unique: dict[str, Event] = {}
+    for event in events:
+        unique.setdefault(idempotency_key(event), event)
+    entries = []
+    for key, event in unique.items():
+        t = event.occurred_at.timestamp()
+        bucket = bucket_of(t)
+        entries.append((event, t, bucket, key_digest(key), neighbour(t, bucket)))
+    return entries
+
+
+def _probes(entries: list[Entry]) -> list[Slot]:
+    """Every slot an entry's key may already be stored in: its own and, near an edge, the neighbour."""
+    own = [(e[0].room, e[2], e[3]) for e in entries]
+    return own + [(e[0].room, e[4], e[3]) for e in entries if e[4] is not None]
 
 
 class GroupCommit:
@@ -113,7 +156,7 @@ class EventStore:
         self._lock = threading.Lock()
         self._audit_queue = GroupCommit(self._insert_audit)
 
-    def append(self, events: Iterable[Event], batch_size: int = 1000) -> list[Recorded]:
+    def append(self, events: Iterable[Event], batch_size: int = MAX_BATCH) -> list[Recorded]:
         """Store the events not stored before; return those, with their positions.
 
         Events are written in batches of ``batch_size``, each batch atomically.
@@ -132,16 +175,14 @@ class EventStore:
         return recorded
 
     def _append_batch(self, events: list[Event]) -> list[Recorded]:
-        unique: dict[str, Event] = {}
-        for event in events:
-            unique.setdefault(idempotency_key(event), event)
+        entries = _slotted(events)
         with self._lock:
             for attempt in range(MAX_ATTEMPTS):
                 try:
                     # Optimistic first attempt: most batches hold nothing stored before, and the
                     # unique key rejects any that does, so the look-up of known keys (9-19% of
                     # append time) is only made when an attempt has failed.
-                    return self._try_insert(unique, check_known=attempt > 0)
+                    return self._try_insert(entries, check_known=attempt > 0)
                 except (IntegrityError, OperationalError) as e:
                     if _connection_lost(e):
                         raise store_error("could not append events", e) from e
@@ -155,13 +196,15 @@ class EventStore:
                     raise store_error("could not append events", e) from e
         raise AssertionError("unreachable")
 
-    def _try_insert(self, unique: dict[str, Event], *, check_known: bool) -> list[Recorded]:
-        known = self._recorder.known_keys(list(unique)) if check_known else set()
-        todo = [(key, event) for key, event in unique.items() if key not in known]
-        if not todo:
+    def _try_insert(self, entries: list[Entry], *, check_known: bool) -> list[Recorded]:
+        if check_known:
+            known = self._recorder.known_slots(_probes(entries))
+            entries = [entry for entry in entries if (entry[0].room, entry[3]) not in known]
+        if not entries:
             return []
         # A room's stream is keyed by the room JID itself (text originator ids).
-        missing = {event.room for _, event in todo} - self._heads.keys()
+        touched = {entry[0].room for entry in entries}
+        missing = touched - self._heads.keys()
         new_rooms = []
         if missing:
             loaded = self._recorder.room_heads(missing)
@@ -170,26 +213,31 @@ class EventStore:
                 # A purge may have deleted a stream's last events: its versions still go on from the chain head.
                 self._heads[room] = [max(version, head[1]), head[2], head[3]] if head else [version, None, version + 1]
         # Copies of the touched heads, kept only if the batch commits.
-        heads = {room: list(self._heads[room]) for room in {event.room for _, event in todo}}
+        heads = {room: list(self._heads[room]) for room in touched}
         stored: list[StoredEvent] = []
         index_rows: list[IndexRow] = []
         link = chain.link if self._chained else None
-        for key, event in todo:
-            head = heads[event.room]
+        for event, t, bucket, digest, _ in entries:
+            room = event.room
+            head = heads[room]
             version = head[0] = head[0] + 1
             state = to_msgpack(event)
-            stored.append(StoredEvent(event.room, version, event.__struct_config__.tag, state))
+            stored.append(StoredEvent(room, version, event.__struct_config__.tag, state))
             if link is not None:
-                head[1] = link(head[1] or chain.genesis(event.room), version, state)
-            index_rows.append((key, event.room, version, event.occurred_at.timestamp(), head[1] if link else None))
+                head[1] = link(head[1] or chain.genesis(room), version, state)
+            index_rows.append((room, bucket, digest, version, t, head[1] if link else None))
         chain_heads: list[HeadRow] = []
         if link is not None:
             chain_heads = [(room, *head) for room, head in heads.items()]
         positions = self._recorder.insert_events(
-            stored, index_rows=index_rows, new_rooms=new_rooms, chain_heads=chain_heads
+            stored,
+            index_rows=index_rows,
+            edge_probes=[(e[0].room, e[4], e[3]) for e in entries if e[4] is not None],
+            new_rooms=new_rooms,
+            chain_heads=chain_heads,
         )
         self._heads.update(heads)
-        return [Recorded(position, event) for position, (_, event) in zip(positions, todo)]
+        return [Recorded(position, entry[0]) for position, entry in zip(positions, entries)]
 
     def append_audit(self, record: ContentRead) -> None:
         """Append an audit record to the audit trail (not the event log); returns once it is committed.

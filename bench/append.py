@@ -18,12 +18,14 @@ import psycopg
 from archive.application import open_event_store
 from archive.codec import idempotency_key, to_msgpack
 from archive.events import Event, MessagePosted
+from archive.idempotency import bucket_of, key_digest
+from archive.store import MAX_BATCH
 
 from .corpus import CorpusSpec, generate
 from .measure import Figure, Results, Stopwatch, batched, dir_bytes
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
-BATCH = 1000
+BATCH = MAX_BATCH  # what the writers hand the store under load (a backlog, an import, a migration)
 
 
 def pg_url(schema: str) -> str:
@@ -75,8 +77,8 @@ class RawSQLiteSink:
     """sqlite3.executemany, WAL, synchronous=NORMAL, one transaction per batch.
 
     ``indexed`` adds the store's secondary structures (unique (room, version),
-    idempotency-key table, (room, time) index), to split the store's cost into
-    schema and Python.
+    side table keyed by slot (room, hour, digest), (room, second, version) index),
+    to split the store's cost into schema and Python.
     """
 
     def __init__(self, name: str, path: Path, *, indexed: bool = False):
@@ -89,9 +91,10 @@ class RawSQLiteSink:
         if indexed:
             self.conn.execute("CREATE UNIQUE INDEX ev_rv ON ev (room, version)")
             self.conn.execute(
-                "CREATE TABLE idx (key TEXT PRIMARY KEY, room TEXT, version INTEGER, t REAL) WITHOUT ROWID"
+                "CREATE TABLE idx (room TEXT, bucket INTEGER, digest INTEGER, version INTEGER, t REAL, "
+                "PRIMARY KEY (room, bucket, digest)) WITHOUT ROWID"
             )
-            self.conn.execute("CREATE INDEX idx_t ON idx (room, t)")
+            self.conn.execute("CREATE INDEX idx_t ON idx (room, CAST(t AS INTEGER), version)")
         self.watch = Stopwatch()
 
     def write(self, events: list[Event], payloads: list[tuple]) -> None:
@@ -99,7 +102,7 @@ class RawSQLiteSink:
             self.conn.execute("BEGIN")
             self.conn.executemany("INSERT INTO ev VALUES (?,?,?,?)", [p[:4] for p in payloads])
             if self.indexed:
-                self.conn.executemany("INSERT INTO idx VALUES (?,?,?,?)", [p[4:] for p in payloads])
+                self.conn.executemany("INSERT INTO idx VALUES (?,?,?,?,?)", [p[4:] for p in payloads])
             self.conn.execute("COMMIT")
 
     def close(self) -> None:
@@ -142,8 +145,9 @@ def _payloads(events: list[Event], versions: dict[str, int]) -> list[tuple]:
     rows = []
     for e in events:
         v = versions[e.room] = versions.get(e.room, 0) + 1
-        rows.append((e.room, v, e.__struct_config__.tag, to_msgpack(e), idempotency_key(e), e.room, v,
-                     e.occurred_at.timestamp()))
+        t = e.occurred_at.timestamp()
+        rows.append((e.room, v, e.__struct_config__.tag, to_msgpack(e), e.room, bucket_of(t),
+                     key_digest(idempotency_key(e)), v, t))
     return rows
 
 
@@ -182,17 +186,17 @@ def run_append(spec: CorpusSpec, workdir: Path, results: Results, *, postgres: b
                   OrderedIdsStoreSink("store, ordered ids", f"sqlite:///{workdir / 'ordered.sqlite'}")]
     n, messages = _feed(spec, sinks)
     rate = {s.name: n / s.watch.elapsed for s in sinks}
-    results.add(Figure("append", "store, SQLite (EventStore.append, batches of 1,000)", rate["store"],
+    results.add(Figure("append", f"store, SQLite (EventStore.append, batches of {BATCH:,})", rate["store"],
                        "events/s", rate["raw"], "raw sqlite3.executemany, WAL, sync=NORMAL, plain table",
-                       aim=">= 100,000/s and within 3x of raw"))
+                       aim=">= 120,000/s and within 3x of raw"))
     if not light:
         results.add(_chain_cost("SQLite", rate))
         results.add(Figure("append", "store, SQLite vs raw into the same indexes", rate["store"], "events/s",
                            rate["raw, store's indexes"],
-                           "raw executemany into 4 b-trees like the store's (unique (room, version), key, (room, time))"))
+                           "raw executemany into 4 b-trees like the store's (unique (room, version), slot, (room, time))"))
         results.add(Figure("append", "store, SQLite, time-ordered stanza-ids (ejabberd/Openfire style)",
                            rate["store, ordered ids"], "events/s", rate["raw"], "raw sqlite3.executemany, plain table",
-                           aim=">= 100,000/s and within 3x of raw"))
+                           aim=">= 120,000/s and within 3x of raw"))
     store_bytes = sum(p.stat().st_size for p in workdir.glob("events.sqlite*"))
     raw_bytes = sum(p.stat().st_size for p in workdir.glob("raw.sqlite*"))
     results.add(Figure("disk", "event store, SQLite, bytes per event", store_bytes / n, "B", raw_bytes / n,
@@ -211,9 +215,9 @@ def run_append(spec: CorpusSpec, workdir: Path, results: Results, *, postgres: b
                   RawPostgresSink("executemany", "bench_raw", copy=False)]
     _feed(spec, sinks)
     rate = {s.name: n / s.watch.elapsed for s in sinks}
-    results.add(Figure("append", "store, PostgreSQL (EventStore.append, batches of 1,000)", rate["store"],
+    results.add(Figure("append", f"store, PostgreSQL (EventStore.append, batches of {BATCH:,})", rate["store"],
                        "events/s", rate.get("executemany"), "raw psycopg executemany, plain table" if not light else "",
-                       aim=">= 50,000/s"))
+                       aim=">= 100,000/s"))
     results.add(Figure("append", "store, PostgreSQL vs COPY", rate["store"], "events/s", rate["COPY"],
                        "raw psycopg COPY, plain table"))
     if not light:

@@ -61,7 +61,7 @@ def ensure_store(spec: CorpusSpec, workdir: Path, ctx: dict) -> str:
                 shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
             print("  building the SQLite store (untimed)", flush=True)
             with open_event_store(f"sqlite:///{path}") as store:
-                store.append(generate(spec), batch_size=1000)
+                store.append(generate(spec))
             marker.write_text(f"{spec}\n")
         ctx["sqlite_url"] = f"sqlite:///{path}"
     return ctx["sqlite_url"]
@@ -77,7 +77,7 @@ def ensure_postgres_store(spec: CorpusSpec, workdir: Path, ctx: dict) -> str:
             print("  building the PostgreSQL store (untimed)", flush=True)
             reset_pg_schema(PG_SCHEMA)
             with open_event_store(pg_url(PG_SCHEMA)) as store:
-                store.append(generate(spec), batch_size=1000)
+                store.append(generate(spec))
             marker.write_text(f"{spec}\n")
         ctx["postgres_url"] = pg_url(PG_SCHEMA)
     return ctx["postgres_url"]

@@ -25,9 +25,9 @@ from pathlib import Path
 
 from archive.errors import StoreError
 from archive.events import AUDIT_STREAM
-from archive.store import EventStore
+from archive.store import MAX_BATCH, EventStore
 
-PAGE_SIZE = 5000
+PAGE_SIZE = MAX_BATCH
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from datetime import datetime
 
 from archive.events import Event, Recorded
 from archive.health import Backoff
-from archive.store import EventStore
+from archive.store import MAX_BATCH, EventStore
 from archive.times import utcnow
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class BatchWriter:
         self,
         store: EventStore,
         *,
-        max_batch: int = 1000,
+        max_batch: int = MAX_BATCH,
         on_written: Callable[[list[Recorded], int], None] | None = None,
         on_error: Callable[[str], None] | None = None,
         on_health: Callable[[str | None], None] | None = None,

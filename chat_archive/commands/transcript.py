@@ -14,13 +14,13 @@ import msgspec
 from archive.codec import from_json
 from archive.errors import ChatArchiveError, EventDecodeError
 from archive.events import Event
+from archive.store import MAX_BATCH
 from query_api.transcript import text_line
 
 from ..bootstrap import audit_cli_read, open_store, open_views
 from .events import time_range
 
 PAGE = 1000
-IMPORT_BATCH = 1000
 GZIP_MAGIC = b"\x1f\x8b"
 _fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
@@ -136,7 +136,7 @@ def _batches(events: Iterator[Event]) -> Iterator[list[Event]]:
     batch: list[Event] = []
     for event in events:
         batch.append(event)
-        if len(batch) == IMPORT_BATCH:
+        if len(batch) == MAX_BATCH:
             yield batch
             batch = []
     if batch:

@@ -12,6 +12,7 @@ from archive.application import StoreLocation, open_event_store
 from archive.codec import to_msgpack
 from archive.events import COMPLIANCE_STREAM, ChainCheckpoint
 from archive.integrity import verify_integrity, write_checkpoint
+from tests.archive.old_schema import downgrade
 from tests.factories import message
 
 ROOM = "lobby@conference.localhost"
@@ -98,9 +99,7 @@ def test_the_checkpoint_stream_is_chained_and_not_a_room(event_store, store_url)
 def test_a_store_made_before_chaining_is_upgraded_in_place_and_chains_from_a_genesis(store_url):
     with open_event_store(store_url) as store:
         store.append([message(t, room=ROOM) for t in range(3)])
-    # Back to the schema before chaining: no link column, no heads table.
-    run_sql(store_url, "DROP TABLE archive_chain_heads")
-    run_sql(store_url, "ALTER TABLE archive_event_index DROP COLUMN chain")
+    downgrade(store_url, chained=False)  # back to the schema before chaining: no link column, no heads table
     with open_event_store(store_url) as store:
         store.append([message(t, room=ROOM) for t in range(3, 5)])
         report = verify_integrity(store)

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import pytest
 
 from archive import events as ev
+from archive.idempotency import key_digest
 from ingest.listener import start_listener
 from ingest.status import read_status
 from tests.services.prosody import LISTENER, PASSWORD, listener_settings, wait_for
@@ -180,9 +181,9 @@ def start_listen(config, status_file, *rooms: str) -> subprocess.Popen:
 def delete_behind_its_back(path, room: str, stanza_id: str) -> None:
     """Remove a message from a SQLite store as no archive operation would: a loss to be found."""
     with sqlite3.connect(path) as db:
-        key = f"sid:{room}:{stanza_id}"
-        (room_, version), = db.execute(
-            "SELECT originator_id, originator_version FROM archive_event_index WHERE idem_key=?", (key,)
-        ).fetchall()
-        db.execute("DELETE FROM stored_events WHERE originator_id=? AND originator_version=?", (room_, version))
-        db.execute("DELETE FROM archive_event_index WHERE idem_key=?", (key,))
+        digest = key_digest(f"sid:{room}:{stanza_id}")
+        (version,) = db.execute(
+            "SELECT originator_version FROM archive_event_index WHERE originator_id=? AND digest=?", (room, digest)
+        ).fetchone()
+        db.execute("DELETE FROM stored_events WHERE originator_id=? AND originator_version=?", (room, version))
+        db.execute("DELETE FROM archive_event_index WHERE originator_id=? AND digest=?", (room, digest))

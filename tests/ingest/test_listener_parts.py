@@ -110,3 +110,15 @@ def test_batch_writer_stop_writes_everything_queued():
         writer.put([message(i)])
     writer.stop()
     assert sum(len(b) for b in store.batches) == 5 and max(len(b) for b in store.batches) <= 2
+
+
+def test_batch_writer_appends_all_that_is_queued_up_to_ten_thousand_in_one_transaction(event_store):
+    written = []
+    writer = BatchWriter(event_store, on_written=lambda recorded, n: written.append((len(recorded), n)))
+    for start in range(0, 25_000, 500):  # a backlog, as after a reconnect's backfill
+        writer.put([message(t, stanza_id=f"s{t}") for t in range(start, start + 500)])
+    writer.start()
+    assert writer.wait_idle(60)
+    writer.stop()
+    assert written == [(10_000, 10_000), (10_000, 10_000), (5_000, 5_000)]
+    assert event_store.head() == 25_000

@@ -1,0 +1,53 @@
+"""Where an event's idempotency key is stored: a slot with insert locality.
+
+The unique key of the store's side index is ``(room, bucket, digest)``: the room,
+the hour its event occurred in, and 8 bytes of the SHA-256 of the event's
+idempotency key (``archive.codec.idempotency_key``). New events of a room fall
+into its newest bucket, so an append writes into a few hot pages per room
+instead of one random page of a store-wide b-tree per event (what made the
+append rate fall as the store grew).
+
+The same stanza seen twice (live, in the join's history, in a MAM backfill, in
+an import) does not always carry the same time: live capture stamps the receive
+time on the archive's clock, replays carry the server's stamp. **Assumption: a
+duplicate occurs within ``WINDOW`` (10 minutes) of its original's time.** That
+is minutes of margin over clock skew between an NTP-synced server and archive,
+and over delivery delay (seconds on a loaded server). An event within ``WINDOW``
+of its bucket's edge is also looked up in the neighbouring bucket, so a
+duplicate within ``WINDOW`` is always found, whichever bucket either copy fell
+in. A later copy more than ``WINDOW`` from its original is still found when both
+fall into the same hour or the same append batch, or when the later one lies
+within ``WINDOW`` of the edge next to the original's hour; otherwise it is
+stored a second time.
+"""
+
+from __future__ import annotations
+
+from hashlib import sha256
+
+BUCKET = 3600  # seconds: one hour of a room
+WINDOW = 600  # seconds: how far apart two copies of one stanza may occur and still be found
+
+# (room, bucket, digest): where a key is stored, or a neighbouring place to look it up
+Slot = tuple[str, int, int]
+
+
+def key_digest(key: str) -> int:
+    """The key's 8-byte digest as a signed 64-bit integer (a column both stores hold natively)."""
+    return int.from_bytes(sha256(key.encode()).digest()[:8], "big", signed=True)
+
+
+def bucket_of(t: float) -> int:
+    """The bucket of an epoch time in seconds."""
+    return int(t // BUCKET)
+
+
+def neighbour(t: float, bucket: int) -> int | None:
+    """The bucket a duplicate of an event at ``t`` may have been stored in, when ``t`` lies
+    within ``WINDOW`` of its own bucket's edge; None in the middle of the bucket."""
+    offset = t - bucket * BUCKET
+    if offset < WINDOW:
+        return bucket - 1
+    if offset >= BUCKET - WINDOW:
+        return bucket + 1
+    return None

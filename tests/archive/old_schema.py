@@ -1,0 +1,68 @@
+"""Stores as the code before slotted idempotency keys (issue 15) left them, for the in-place upgrade tests.
+
+The side index's DDL below is the earlier code's, captured verbatim in spirit: ``idem_key`` text primary
+key, then the room, version, time and (from issue 14 on) the chain link; the walk index as it was.
+A store is written by today's code, then its side index is put back into that shape, row by row, from
+the events themselves (their keys computed by ``idempotency_key``, as the earlier code stored them).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import psycopg
+
+from archive.application import StoreLocation
+from archive.codec import from_msgpack, idempotency_key
+
+# The earlier side index is made under a temporary name, filled, then put in place of today's.
+OLD_SQLITE = [
+    "CREATE TABLE archive_event_index_old (idem_key TEXT PRIMARY KEY, originator_id TEXT NOT NULL, "
+    "originator_version INTEGER NOT NULL, occurred_at REAL NOT NULL{chain}) WITHOUT ROWID",
+]
+OLD_SQLITE_IN_PLACE = [
+    "DROP TABLE archive_event_index",
+    "ALTER TABLE archive_event_index_old RENAME TO archive_event_index",
+    "CREATE INDEX archive_event_index_walk ON archive_event_index "
+    "(originator_id, CAST(occurred_at AS INTEGER), originator_version)",
+]
+OLD_POSTGRES = [
+    "CREATE TABLE archive_event_index_old (idem_key text PRIMARY KEY, originator_id text NOT NULL, "
+    "originator_version bigint NOT NULL, occurred_at double precision NOT NULL{chain})",
+]
+OLD_POSTGRES_IN_PLACE = [
+    "DROP TABLE archive_event_index",
+    "ALTER TABLE archive_event_index_old RENAME TO archive_event_index",
+    "ALTER INDEX archive_event_index_old_pkey RENAME TO archive_event_index_pkey",
+    "CREATE INDEX archive_event_index_walk ON archive_event_index "
+    "(originator_id, floor(occurred_at), originator_version)",
+]
+
+
+def downgrade(store_url: str, *, chained: bool = True) -> int:
+    """Put a store's side index back into the earlier shape (without chain links and heads table
+    when not ``chained``: a store made before issue 14); returns the rows written."""
+    location = StoreLocation.parse(store_url)
+    if location.kind == "sqlite":
+        with sqlite3.connect(location.path) as conn:
+            return _downgrade(conn, OLD_SQLITE, OLD_SQLITE_IN_PLACE, "stored_events", "BLOB", "?", chained)
+    with psycopg.connect(host=location.host, user=location.user, dbname=location.dbname,
+                         options=f"-c search_path={location.schema}") as conn:
+        return _downgrade(conn, OLD_POSTGRES, OLD_POSTGRES_IN_PLACE, "archive_store_events", "bytea", "%s", chained)
+
+
+def _downgrade(conn, ddl: list[str], in_place: list[str], events: str, blob: str, mark: str, chained: bool) -> int:
+    links = {(r, v): link for r, v, link in conn.execute(
+        "SELECT originator_id, originator_version, chain FROM archive_event_index").fetchall()}
+    for statement in ddl:
+        conn.execute(statement.format(chain=f", chain {blob}" if chained else ""))
+    rows = []
+    for room, version, state in conn.execute(f"SELECT originator_id, originator_version, state FROM {events}").fetchall():
+        event = from_msgpack(bytes(state))
+        row = (idempotency_key(event), room, version, event.occurred_at.timestamp())
+        rows.append(row + ((links[room, version],) if chained else ()))
+    marks = ",".join([mark] * (5 if chained else 4))
+    conn.cursor().executemany(f"INSERT INTO archive_event_index_old VALUES ({marks})", rows)
+    for statement in in_place + ([] if chained else ["DROP TABLE archive_chain_heads"]):
+        conn.execute(statement)
+    return len(rows)

@@ -1,0 +1,112 @@
+"""The same stanza is never stored twice: slots (room, hour bucket, digest) and their edges.
+
+``archive.idempotency`` states the assumption: a duplicate occurs within WINDOW of its original.
+These tests place copies of one stanza just inside and just outside WINDOW, across bucket edges,
+arriving by every path (live, history, MAM backfill, import) and from two writer processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+
+from archive import events as ev
+from archive.application import open_event_store
+from archive.idempotency import BUCKET, WINDOW, bucket_of, key_digest, neighbour
+from tests.factories import T0, message
+
+ROOM = "lobby@conference.localhost"
+EDGE = 1_000 * BUCKET  # an hour's edge, in epoch seconds
+assert T0.timestamp() % BUCKET == 0  # the factories' T0 is an edge too: t = seconds from it
+
+
+def copies(store) -> list[ev.Event]:
+    return [r.event for r in store.read_log()]
+
+
+def test_the_neighbouring_bucket_is_looked_up_within_the_window_of_an_edge():
+    b = bucket_of(EDGE)
+    assert bucket_of(EDGE - 0.001) == b - 1
+    assert [neighbour(EDGE + d, b) for d in (0, WINDOW - 0.001, WINDOW)] == [b - 1, b - 1, None]
+    assert [neighbour(EDGE + d, b) for d in (BUCKET - WINDOW - 0.001, BUCKET - WINDOW)] == [None, b + 1]
+
+
+def test_a_digest_is_eight_bytes_of_the_keys_sha256_as_a_signed_integer():
+    assert key_digest("sid:a@c:1") == int.from_bytes(hashlib.sha256(b"sid:a@c:1").digest()[:8], "big", signed=True)
+    digests = {key_digest(f"sid:a@c:{i}") for i in range(10_000)}
+    assert len(digests) == 10_000 and all(-(2**63) <= d < 2**63 for d in digests)
+
+
+CAPTURES = [ev.Capture.HISTORY, ev.Capture.BACKFILL, ev.Capture.LIVE, ev.Capture.IMPORT]
+
+
+@pytest.mark.parametrize("capture", CAPTURES)
+@pytest.mark.parametrize("first, second", [(-300, 299), (299, -300), (-WINDOW, 0), (0, -WINDOW), (-1, WINDOW - 1),
+                                           (WINDOW - 1, -1)])
+def test_a_copy_within_the_window_across_an_edge_is_not_stored_again(event_store, capture, first, second):
+    event_store.append([message(first, stanza_id="s1")])
+    assert event_store.append([message(second, stanza_id="s1", capture=capture)]) == []
+    assert len(copies(event_store)) == 1
+
+
+@pytest.mark.parametrize("first, second", [(-1, WINDOW), (-WINDOW - 1, WINDOW + 1), (0, 2 * BUCKET), (BUCKET, -1)])
+def test_a_copy_just_outside_the_window_across_an_edge_is_stored_a_second_time(event_store, first, second):
+    # What the stated assumption gives up: a later copy more than WINDOW away from its original, in
+    # another hour, and itself not within WINDOW of the edge next to the original's hour.
+    event_store.append([message(first, stanza_id="s1")])
+    assert len(event_store.append([message(second, stanza_id="s1", capture=ev.Capture.BACKFILL)])) == 1
+    assert len(copies(event_store)) == 2
+
+
+def test_a_copy_outside_the_window_is_found_in_the_same_hour_the_same_batch_or_from_the_edge(event_store):
+    event_store.append([message(WINDOW + 1, stanza_id="s1")])
+    assert event_store.append([message(BUCKET - 1, stanza_id="s1")]) == []  # same hour, 49 minutes apart
+    assert len(event_store.append([message(3 * BUCKET, stanza_id="s2"), message(0, stanza_id="s2")])) == 1
+    event_store.append([message(-WINDOW - 1, stanza_id="s3")])
+    assert event_store.append([message(0, stanza_id="s3")]) == []  # the later copy looks up the whole last hour
+    assert sorted(e.stanza_id for e in copies(event_store)) == ["s1", "s2", "s3"]
+
+
+def test_copies_in_the_middle_of_hours_and_other_rooms_are_told_apart(event_store):
+    event_store.append([message(1800, stanza_id="s1"), message(1800, stanza_id="s1", room="other@c")])
+    assert event_store.append([message(1800, stanza_id="s1"), message(1801, stanza_id="s2")])[0].event.stanza_id == "s2"
+    assert len(copies(event_store)) == 3
+
+
+def test_a_batch_mixing_known_copies_across_an_edge_and_new_events_stores_only_the_new(event_store):
+    event_store.append([message(-t, stanza_id=f"s{t}") for t in range(1, 50)])
+    again = [message(t, stanza_id=f"s{t}", capture=ev.Capture.HISTORY) for t in range(1, 50)]
+    new = [message(t, stanza_id=f"n{t}") for t in range(1, 50)]
+    recorded = event_store.append(again + new)
+    assert [r.event for r in recorded] == new
+    assert len(copies(event_store)) == 98
+
+
+WRITER = """
+import sys
+from archive.application import open_event_store
+from tests.factories import message
+url, shift = sys.argv[1], float(sys.argv[2])
+with open_event_store(url) as store:
+    for i in range(60):
+        store.append([message(shift + i, stanza_id=f"s{i}"), message(shift - i, stanza_id=f"t{i}")])
+"""
+
+
+def test_two_writer_processes_racing_with_copies_either_side_of_an_edge_store_each_once(store_url):
+    open_event_store(store_url).close()  # tables made before the race
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, store_url, str(shift)]) for shift in (-90, 90)]
+    assert [w.wait(120) for w in writers] == [0, 0]
+    with open_event_store(store_url) as store:
+        ids = [e.stanza_id for e in copies(store)]
+    assert sorted(ids) == sorted({*ids}) and len(ids) == 120
+
+
+def test_the_edge_copy_arriving_in_one_batch_with_its_original_is_stored_once(event_store):
+    recorded = event_store.append([message(-10, stanza_id="s1"), message(10, stanza_id="s1",
+                                                                         capture=ev.Capture.HISTORY)])
+    assert len(recorded) == 1 and recorded[0].event.occurred_at == T0 - timedelta(seconds=10)

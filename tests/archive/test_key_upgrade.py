@@ -1,0 +1,74 @@
+"""A store made with the earlier side index (text idempotency keys) is upgraded in place on opening."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from archive import events as ev
+from archive.application import StoreLocation, open_event_store
+from archive.integrity import verify_integrity, write_checkpoint
+from archive.lease import LeaseHeld, StoreLease
+from archive.retention import purge
+from archive.settings import RetentionSettings
+from tests.archive.old_schema import downgrade
+from tests.factories import T0, at, make, message
+
+LOBBY, DEV = "lobby@conference.localhost", "dev@conference.localhost"
+
+
+def history():
+    """Messages with stanza-ids and without, presence, near hour edges and in the middle, in two rooms."""
+    return [
+        *[message(t, stanza_id=f"s{t}", room=LOBBY if t % 2 else DEV) for t in (-3, -1, 0, 2, 1800, 3599, 7200)],
+        message(5, body="no stanza-id", stanza_id=None, message_id="m5"),
+        make(ev.OccupantJoined, 6, nick="bob"),
+    ]
+
+
+def side_index(store_url: str) -> set[tuple]:
+    location = StoreLocation.parse(store_url)
+    sql = "SELECT originator_id, bucket, digest, originator_version, occurred_at, chain FROM archive_event_index"
+    if location.kind == "sqlite":
+        with sqlite3.connect(location.path) as conn:
+            return set(conn.execute(sql).fetchall())
+    with psycopg.connect(host=location.host, user=location.user, dbname=location.dbname,
+                         options=f"-c search_path={location.schema}") as conn:
+        return {tuple(row) for row in conn.execute(sql).fetchall()}
+
+
+def test_an_old_store_is_upgraded_to_the_slots_the_new_code_writes_and_keeps_working(store_url):
+    with open_event_store(store_url) as store:
+        store.append(history())
+        write_checkpoint(store)
+        lease = StoreLease(store, "listener")
+        lease.acquire()
+    written = side_index(store_url)
+    assert downgrade(store_url) == len(written)
+    with open_event_store(store_url) as store:
+        assert side_index(store_url) == written  # the same slots, digests, versions, times and links
+        # Nothing already stored is stored again, whether by the same time or a copy across an edge.
+        assert store.append(history()) == []
+        assert store.append([message(59, stanza_id="s-3", room=LOBBY, capture=ev.Capture.BACKFILL)]) == []
+        assert len(store.append([message(8, stanza_id="new")])) == 1
+        assert verify_integrity(store).ok
+        assert [r.event.occurred_at for r in store.read_room(LOBBY, start=at(-2), end=at(1801))] == [at(-1), at(5),
+                                                                                                  at(6), at(8)]
+        with pytest.raises(LeaseHeld):
+            StoreLease(store, "listener").acquire()
+        purge(store, RetentionSettings(default_days=1), now=T0 + timedelta(days=10))
+        assert verify_integrity(store).ok and store.rooms() == [DEV, LOBBY]
+
+
+def test_a_store_made_before_hash_chains_and_slots_is_upgraded_in_place(store_url):
+    with open_event_store(store_url) as store:
+        store.append(history())
+    downgrade(store_url, chained=False)
+    with open_event_store(store_url) as store:
+        assert store.append(history()) == []
+        store.append([message(9, stanza_id="new")])
+        report = verify_integrity(store)
+        assert report.ok and (report.events, report.unchained) == (1, len(history()))

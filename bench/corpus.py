@@ -22,6 +22,7 @@ import base64
 import bisect
 import dataclasses
 import functools
+import hashlib
 import itertools
 import random
 from collections import deque
@@ -289,7 +290,10 @@ _chunk_decoder = msgspec.msgpack.Decoder(list[ArchiveEvent])
 
 
 def cache_file(spec: CorpusSpec) -> Path:
-    return Path(spec.cache) / f"corpus-{spec.events}-{spec.rooms}-{spec.users}-{spec.seed}-{spec.vocabulary}.msgpack"
+    """Named by the spec and by what would make a kept corpus wrong: the event schema and this generator."""
+    made_by = hashlib.sha256(msgspec.json.encode(msgspec.json.schema(ArchiveEvent)) + Path(__file__).read_bytes())
+    return Path(spec.cache) / (f"corpus-{spec.events}-{spec.rooms}-{spec.users}-{spec.seed}-{spec.vocabulary}-"
+                               f"{made_by.hexdigest()[:12]}.msgpack")
 
 
 def _cached(spec: CorpusSpec) -> Iterator[ev.Event]:
@@ -303,6 +307,8 @@ def _cached(spec: CorpusSpec) -> Iterator[ev.Event]:
                 yield from _chunk_decoder.decode(f.read(int.from_bytes(header, "big")))
         return
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob("corpus-*.msgpack"):  # another seed, schema or generator: gigabytes at 10M
+        stale.unlink()
     partial = path.with_suffix(".partial")
     encoder = msgspec.msgpack.Encoder()
     with open(partial, "wb") as f:

@@ -9,6 +9,7 @@ the batch are not.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from pathlib import Path
 
@@ -30,6 +31,11 @@ BATCH = MAX_BATCH  # what the writers hand the store under load (a backlog, an i
 
 def pg_url(schema: str) -> str:
     return f"postgresql://postgres@127.0.0.1:5432/postgres?schema={schema}"
+
+
+def pg_schema(workdir: Path, role: str) -> str:
+    """A schema per workdir and role: bench runs in other workdirs (someone else's) never share one."""
+    return f"bench_{role}_{hashlib.sha256(str(workdir.resolve()).encode()).hexdigest()[:8]}"
 
 
 def reset_pg_schema(schema: str) -> None:
@@ -207,12 +213,13 @@ def run_append(spec: CorpusSpec, workdir: Path, results: Results, *, postgres: b
     info = {"events": n, "messages": messages, "sqlite_url": f"sqlite:///{store_path}", "postgres_url": None}
     if not postgres:
         return info
-    for schema in ("bench_store", "bench_raw", "bench_copy", "bench_unchained"):
-        reset_pg_schema(schema)
-    sinks = [StoreSink("store", pg_url("bench_store")), RawPostgresSink("COPY", "bench_copy", copy=True)]
+    schema = {role: pg_schema(workdir, role) for role in ("store", "raw", "copy", "unchained")}
+    for name in schema.values():
+        reset_pg_schema(name)
+    sinks = [StoreSink("store", pg_url(schema["store"])), RawPostgresSink("COPY", schema["copy"], copy=True)]
     if not light:
-        sinks += [StoreSink("store, unchained", pg_url("bench_unchained"), chained=False),
-                  RawPostgresSink("executemany", "bench_raw", copy=False)]
+        sinks += [StoreSink("store, unchained", pg_url(schema["unchained"]), chained=False),
+                  RawPostgresSink("executemany", schema["raw"], copy=False)]
     _feed(spec, sinks)
     rate = {s.name: n / s.watch.elapsed for s in sinks}
     results.add(Figure("append", f"store, PostgreSQL (EventStore.append, batches of {BATCH:,})", rate["store"],
@@ -227,12 +234,12 @@ def run_append(spec: CorpusSpec, workdir: Path, results: Results, *, postgres: b
             "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
             (schema,)).fetchone()[0]
-        results.add(Figure("disk", "event store, PostgreSQL, bytes per event", float(size("bench_store")) / n, "B",
-                           float(size("bench_copy")) / n, "raw table of the same payloads", higher_is_better=False))
-    for schema in ("bench_raw", "bench_copy", "bench_unchained"):
+        results.add(Figure("disk", "event store, PostgreSQL, bytes per event", float(size(schema["store"])) / n, "B",
+                           float(size(schema["copy"])) / n, "raw table of the same payloads", higher_is_better=False))
+    for role in ("raw", "copy", "unchained"):
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    info["postgres_url"] = pg_url("bench_store")
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema[role]}" CASCADE')
+    info["postgres_url"] = pg_url(schema["store"])
     return info
 
 

@@ -30,7 +30,7 @@ from chat_archive.prosody import ProsodyServer
 from chat_archive.xmpp_users import XmppUsers
 
 from .api import _free_port
-from .append import pg_url, reset_pg_schema
+from .append import pg_schema, pg_url, reset_pg_schema
 from .corpus import CorpusSpec
 from .measure import Figure, Results, peak_rss_of, percentile
 from .setup import bench_config, config_toml
@@ -38,9 +38,6 @@ from .setup import bench_config, config_toml
 IDLE_PROBES = 40
 FLOOD_SECONDS = 20
 SENDERS = 4
-
-
-PG_SCHEMA = "bench_freshness"
 
 
 def run_freshness(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> None:
@@ -51,8 +48,8 @@ def run_freshness(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) 
     base.mkdir(parents=True)
     store_url = f"sqlite:///{base / 'events.sqlite'}"
     if kind == "PostgreSQL":
-        reset_pg_schema(PG_SCHEMA)
-        store_url = pg_url(PG_SCHEMA)
+        reset_pg_schema(pg_schema(base, "freshness"))
+        store_url = pg_url(pg_schema(base, "freshness"))
     server = ProsodyServer(base / "prosody", admins=("archiver@localhost",))
     password = secrets.token_urlsafe(12)
     names = ["archiver", "probe", "observer", *[f"sender{i}" for i in range(SENDERS)]]

@@ -8,15 +8,14 @@ from pathlib import Path
 
 from archive.application import open_event_store
 
-from .append import pg_url, reset_pg_schema
+from .append import pg_schema, pg_url, reset_pg_schema
 from .append import run_append as _append
 from .append import run_read as _read
 from .corpus import CorpusSpec, generate
 from .measure import Results
 
 MARKER = "corpus.txt"
-PG_MARKER = "corpus-postgresql.txt"  # the corpus in the PostgreSQL schema below
-PG_SCHEMA = "bench_store"
+PG_MARKER = "corpus-postgresql.txt"  # the corpus in the workdir's PostgreSQL store schema
 
 
 def run_append(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> None:
@@ -25,7 +24,7 @@ def run_append(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> 
     info = _append(spec, workdir, results, postgres=ctx["postgres"], light=ctx.get("light", False))
     (workdir / MARKER).write_text(f"{spec}\n")
     if info.get("postgres_url"):
-        (workdir / PG_MARKER).write_text(f"{spec}\n")
+        (workdir / PG_MARKER).write_text(_pg_contents(spec, info["postgres_url"]))
     ctx.update(info)
 
 
@@ -68,16 +67,23 @@ def ensure_store(spec: CorpusSpec, workdir: Path, ctx: dict) -> str:
 
 
 def ensure_postgres_store(spec: CorpusSpec, workdir: Path, ctx: dict) -> str:
-    """The PostgreSQL store (schema bench_store) holding this corpus: the append stage's, or built now (untimed)."""
+    """The PostgreSQL store (the workdir's schema) holding this corpus: the append stage's, or built now (untimed)."""
     marker = workdir / PG_MARKER
     if not ctx.get("postgres_url"):
-        if not (marker.exists() and marker.read_text().strip() == str(spec)):
+        if not (marker.exists() and marker.read_text() == _pg_contents(spec, pg_url(pg_schema(workdir, "store")))):
             workdir.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(index_dir(workdir, "PostgreSQL"), ignore_errors=True)
             print("  building the PostgreSQL store (untimed)", flush=True)
-            reset_pg_schema(PG_SCHEMA)
-            with open_event_store(pg_url(PG_SCHEMA)) as store:
+            reset_pg_schema(pg_schema(workdir, "store"))
+            with open_event_store(pg_url(pg_schema(workdir, "store"))) as store:
                 store.append(generate(spec))
-            marker.write_text(f"{spec}\n")
-        ctx["postgres_url"] = pg_url(PG_SCHEMA)
+            marker.write_text(_pg_contents(spec, pg_url(pg_schema(workdir, "store"))))
+        ctx["postgres_url"] = pg_url(pg_schema(workdir, "store"))
     return ctx["postgres_url"]
+
+
+def _pg_contents(spec: CorpusSpec, url: str) -> str:
+    """What the schema holds, as its marker says it: every size's run uses the one schema, so the marker
+    of an earlier size is told apart by the log's head."""
+    with open_event_store(url) as store:
+        return f"{spec}\nhead {store.head()}\n"

@@ -142,7 +142,8 @@ class Server:
         self.port = _free_port()
         config = bench_config(self.workdir, port=self.port, store_url=self.store_url,
                               index=index_dir(self.workdir, self.ctx["store"]))
-        ensure_views_and_index(config, self.ctx["store"], self.results)
+        twin = index_dir(self.workdir, "SQLite") if self.ctx["store"] == "PostgreSQL" else None
+        ensure_views_and_index(config, self.ctx["store"], self.results, twin=twin, events=self.spec.events)
         config_file = self.workdir / f"{self.name}.toml"
         config_file.write_text(config_toml(config))
         cli = [sys.executable, "-m", "chat_archive.cli", "--config", str(config_file)]
@@ -179,10 +180,15 @@ class Server:
         self.log.close()
 
 
-def ensure_views_and_index(config, kind: str, results: Results | None) -> None:
+def ensure_views_and_index(config, kind: str, results: Results | None, *, twin: Path | None = None,
+                           events: int = 0) -> None:
     """The views and search index of the store, rebuilt unless earlier stages built them up to its head.
-    The views are untimed (the projections stage times them); an index built here is the one the search
-    stage does not build, from the PostgreSQL log: its rate is a figure (beside none: FTS5's is SQLite's)."""
+
+    The views are untimed (the projections stage times them). The index: a copy of ``twin`` (the SQLite
+    store's) when both logs hold the corpus, and nothing else, at positions 1..``events`` (the same log:
+    a rebuild from PostgreSQL would make the same index, minutes later at 10M); else rebuilt here, its
+    rate a figure beside none (FTS5's is SQLite's).
+    """
     with open_event_store(config.store.url) as store:
         head = store.head()
         targets, close = view_projections(config, store, ["transcripts", "presence"])
@@ -192,15 +198,24 @@ def ensure_views_and_index(config, kind: str, results: Results | None) -> None:
                 rebuild(store, targets)
         finally:
             close()
-        if Path(config.index.path).exists():
-            if open_search_index(config).position() == head:
-                return
+        index = Path(config.index.path)
+        if _index_position(index) == head:
+            return
+        if twin is not None and head == events and _index_position(twin) == head:
+            print(f"  the {kind} log is the SQLite store's: its search index copied", flush=True)
+            shutil.rmtree(index, ignore_errors=True)
+            shutil.copytree(twin, index, symlinks=True)
+            return
         print(f"  building the search index from the {kind} log", flush=True)
         report = rebuild(store, [search_projection(config)], progress=False)
         if results is not None:
             results.add(Figure("search", f"index rebuild from the {kind} log (for the API), events/s",
                                report.events_per_second, "events/s",
                                note=f"{report.events:,} events in {report.seconds:.1f} s"))
+
+
+def _index_position(path: Path) -> int | None:
+    return open_search_index(bench_config(path.parent, index=path)).position() if path.exists() else None
 
 
 def _healthy(port: int) -> bool:

@@ -81,7 +81,7 @@ def rebuild_projections(config: Config, store: EventStore, names: list[str], *, 
     try:
         view_names = [n for n in names if n != "search"]
         if view_names:
-            views, close = view_projections(config, store, view_names)
+            views, close = view_projections(config, store, view_names, load=False)
             targets += views
             closers.append(close)
         if "search" in names:
@@ -223,10 +223,13 @@ def projection_status(config: Config, store: EventStore) -> list[ProjectionStatu
         return status(store, views.projections())
 
 
-def view_projections(config: Config, store: EventStore, names: list[str]) -> tuple[list[TableProjection], Callable]:
-    """The projections to rebuild by name (transcripts, presence) and a function closing them."""
+def view_projections(
+    config: Config, store: EventStore, names: list[str], *, load: bool = True
+) -> tuple[list[TableProjection], Callable]:
+    """The view projections by name (transcripts, presence) and a function closing them;
+    ``load=False`` for the targets of a rebuild (see ``Views.projections``)."""
     views = open_views(config, store)
-    return views.projections(names), views.close
+    return views.projections(names, load=load), views.close
 
 
 # -- search index ---------------------------------------------------------------

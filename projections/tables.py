@@ -28,7 +28,8 @@ class TableProjection:
     ddl: tuple[str, ...]
     query_ddl: tuple[str, ...] = ()
 
-    def __init__(self, recorder: ViewRecorder, *, generation: int | None = None, building: bool = False):
+    def __init__(self, recorder: ViewRecorder, *, generation: int | None = None, building: bool = False,
+                 load: bool = True):
         self.recorder = recorder
         if generation is None:
             generation = recorder.generations(self.name)[0] or recorder.create_generation(
@@ -36,7 +37,10 @@ class TableProjection:
             )
         self.generation = generation
         self.building = building
-        self._reset()
+        # Only a rebuild's target is made without loading: it needs nothing of the live generation,
+        # which may be of a layout this code can no longer read (the rebuild is how it is replaced).
+        if load:
+            self._reset()
 
     # -- Projection ----------------------------------------------------------
 

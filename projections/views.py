@@ -51,8 +51,9 @@ class Views:
         self.transcripts = Transcripts(self.recorder)
         self.presence = Presence(self.recorder)
 
-    def projections(self, names: list[str] | None = None) -> list[TableProjection]:
-        return [PROJECTION_CLASSES[name](self.recorder) for name in (names or list(PROJECTION_CLASSES))]
+    def projections(self, names: list[str] | None = None, *, load: bool = True) -> list[TableProjection]:
+        """``load=False`` for the targets of a rebuild: they begin and finish it only."""
+        return [PROJECTION_CLASSES[name](self.recorder, load=load) for name in (names or list(PROJECTION_CLASSES))]
 
     def room_state_at(self, room: str, at: datetime, **options) -> RoomState:
         return room_state_at(self.transcripts, self.presence, room, at, known_until=self.known_until(), **options)

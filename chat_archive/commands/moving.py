@@ -14,9 +14,9 @@ import msgspec
 from archive.application import StoreLocation, open_event_store
 from archive.codec import to_json
 from archive.errors import ConfigError, StoreError
-from projections.rebuild import ProgressBar, rebuild
+from projections.rebuild import ProgressBar
 
-from ..bootstrap import audit_cli_read, open_store, search_projection, view_projections
+from ..bootstrap import audit_cli_read, open_store, rebuild_projections
 from ..migration import check, copy_log, progress_file
 
 
@@ -63,11 +63,7 @@ def run_migrate(args: argparse.Namespace, config) -> int:
             f"checked: {report.events:,} events in {report.streams:,} streams, counts and chain heads match",
             file=sys.stderr,
         )
-        views, close = view_projections(target_config, target, ["transcripts", "presence"])
-        try:
-            rebuild(target, [*views, search_projection(target_config)], progress=not args.quiet)
-        finally:
-            close()
+        rebuild_projections(target_config, target, ["transcripts", "presence", "search"], progress=not args.quiet)
     print(f"migrated: point [store] url at the target and [index] path at {index}, then start the archive there")
     progress.unlink(missing_ok=True)
     return 0

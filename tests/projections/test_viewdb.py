@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from archive.errors import StoreError
-from chat_archive.bootstrap import views_url
+from chat_archive.bootstrap import rebuild_projections, views_url
 from chat_archive.config import load_config
 from projections.follower import ProjectionReset
 from projections.transcripts.view import TranscriptProjection
@@ -71,3 +71,15 @@ def test_a_transcript_view_of_an_older_layout_asks_for_a_rebuild(views):
     ])  # fmt: skip
     with pytest.raises(StoreError, match="rebuild it with chat-archive rebuild transcripts"):
         TranscriptProjection(recorder)
+
+
+def test_the_rebuild_an_older_layout_asks_for_works(tmp_path, event_store, views, store_url):
+    event_store.append([message(1, "one"), message(2, "two")])
+    recorder = views.recorder
+    generation = recorder.generations("transcripts")[0] or TranscriptProjection(recorder).generation
+    recorder.add_indexes("transcripts", generation, [
+        "DROP TABLE {refs}", "CREATE TABLE {refs} (ref INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (ref, id))",
+    ])  # fmt: skip
+    config = load_config(environ={"CHAT_ARCHIVE_STORE_URL": store_url})
+    rebuild_projections(config, event_store, ["transcripts"], progress=False)
+    assert [line.body for line in views.transcripts.page("lobby@conference.localhost").lines] == ["one", "two"]

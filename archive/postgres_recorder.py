@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
 from .audit_tables import PostgresAuditTable
 from .idempotency import Slot
 from .key_upgrade import upgrade_postgres_index
-from .recorders import HeadRow, IndexRow, RangeRow, RoomRow, lock_schema_ddl, range_params
+from .recorders import EventRow, HeadRow, IndexRow, RangeRow, RoomRow, lock_schema_ddl, range_params
 
 _INDEX_COLUMNS = (
     "(originator_id text NOT NULL, bucket bigint NOT NULL, digest bigint NOT NULL, "
@@ -89,7 +88,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
             super().create_table()
             upgrade_postgres_index(curs, self.datastore.schema, INDEX_TABLE, self._walk_index)
 
-    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+    def _insert_events(self, curs: Any, stored_events: Sequence[EventRow], **kwargs: Any) -> None:
         # Runs inside the library's insert transaction, before the events themselves.
         # The events table's lock is taken first, so that every writer locks tables in
         # the order table set-up (CREATE INDEX IF NOT EXISTS) does: side tables after
@@ -114,22 +113,14 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
         if chain_heads:
             curs.execute(self._upsert_heads, _columns(chain_heads, 4), prepare=True)
 
-    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+    def _insert_stored_events(self, curs: Any, stored_events: Sequence[EventRow], **kwargs: Any) -> None:
         # The library's notify, then the events as four column arrays rather than
         # one array of a composite type, whose pure-Python text dumping (a regex per bytea
         # state) took about a third of the append time. RETURNING gives the positions in
         # insert order, as the library's own statement relies on.
         self._notify_channel(curs)  # the table is locked already: see _insert_events
-        curs.execute(
-            self._insert_columns,
-            [
-                [s.originator_id for s in stored_events],
-                [s.originator_version for s in stored_events],
-                [s.topic for s in stored_events],
-                [s.state for s in stored_events],
-            ],
-            prepare=True,  # %b: binary arrays; text dumping quotes every element through a regex
-        )
+        # %b: binary arrays; text dumping quotes every element through a regex
+        curs.execute(self._insert_columns, _columns(stored_events, 4), prepare=True)
 
     def known_slots(self, slots: Sequence[Slot]) -> set[tuple[str, int]]:
         """(room, digest) of the slots that hold a key."""

@@ -47,10 +47,11 @@ from eventsourcing.persistence import IntegrityError, InterfaceError, Operationa
 from psycopg_pool import PoolTimeout
 
 from . import chain
-from .codec import from_msgpack, idempotency_key, to_msgpack
+from .codec import from_msgpack, to_msgpack
 from .errors import ConcurrencyError, EventDecodeError, StoreError, StoreUnavailable
 from .events import AUDIT_STREAM, SYSTEM_STREAMS, ChainHead, ContentRead, Event, Recorded
-from .idempotency import Slot, bucket_of, key_digest, neighbour
+from .group_commit import GroupCommit
+from .idempotency import Entry, probes, slotted
 from .recorders import EventRow, HeadRow, IndexRow
 
 MAX_ATTEMPTS = 20
@@ -82,65 +83,6 @@ def _connection_lost(error: Exception) -> bool:
         and not isinstance(cause, psycopg.errors.PipelineAborted)
         and cause.sqlstate is None
     )
-
-
-# An event to append: (event, occurred_at in epoch seconds, bucket, digest, neighbouring bucket or None)
-Entry = tuple[Event, float, int, int, int | None]
-
-
-def _slotted(events: list[Event]) -> list[Entry]:
-    """Each distinct event of a batch once (by idempotency key), with its slot (``archive.idempotency``)."""
-    unique: dict[str, Event] = {}
-    for event in events:
-        unique.setdefault(idempotency_key(event), event)
-    entries = []
-    for key, event in unique.items():
-        t = event.occurred_at.timestamp()
-        bucket = bucket_of(t)
-        entries.append((event, t, bucket, key_digest(key), neighbour(t, bucket)))
-    return entries
-
-
-def _probes(entries: list[Entry]) -> list[Slot]:
-    """Every slot an entry's key may already be stored in: its own and, near an edge, the neighbour."""
-    own = [(e[0].room, e[2], e[3]) for e in entries]
-    return own + [(e[0].room, e[4], e[3]) for e in entries if e[4] is not None]
-
-
-class GroupCommit:
-    """Callers of ``write`` from many threads share commits: the first to find none in progress
-    writes everything queued by then (its own included) with ``commit(items)``; the others wait,
-    and whoever finds its item still queued after a commit leads the next one. Each caller returns
-    once its item is committed, or raises what the commit raised."""
-
-    def __init__(self, commit):
-        self._commit = commit
-        self._cond = threading.Condition()
-        self._queue: list[list] = []  # [item, done, error]
-        self._busy = False
-
-    def write(self, item) -> None:
-        slot = [item, False, None]
-        with self._cond:
-            self._queue.append(slot)
-            while self._busy and not slot[1]:
-                self._cond.wait()
-            if not slot[1]:
-                self._busy = True
-                batch, self._queue = self._queue, []
-        if not slot[1]:
-            error = None
-            try:
-                self._commit([s[0] for s in batch])
-            except Exception as e:  # noqa: BLE001 - every waiter of the batch gets it
-                error = e
-            with self._cond:
-                for s in batch:
-                    s[1], s[2] = True, error
-                self._busy = False
-                self._cond.notify_all()
-        if slot[2] is not None:
-            raise slot[2]
 
 
 class EventStore:
@@ -175,7 +117,7 @@ class EventStore:
         return recorded
 
     def _append_batch(self, events: list[Event]) -> list[Recorded]:
-        entries = _slotted(events)
+        entries = slotted(events)
         with self._lock:
             for attempt in range(MAX_ATTEMPTS):
                 try:
@@ -198,7 +140,7 @@ class EventStore:
 
     def _try_insert(self, entries: list[Entry], *, check_known: bool) -> list[Recorded]:
         if check_known:
-            known = self._recorder.known_slots(_probes(entries))
+            known = self._recorder.known_slots(probes(entries))
             entries = [entry for entry in entries if (entry[0].room, entry[3]) not in known]
         if not entries:
             return []

@@ -43,6 +43,8 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 import psycopg
+import psycopg.rows
+from psycopg import sql as pg_sql
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, PersistenceError
 from psycopg_pool import PoolTimeout
 
@@ -59,6 +61,8 @@ MAX_ATTEMPTS = 20
 # costs about as much for 10,000 events as for 1,000 (it writes the pages the batch dirtied, and
 # a room's new keys share pages), so large batches are what keep up with a backlog.
 MAX_BATCH = 10_000
+_SQLITE_LOG_ROWS = "SELECT rowid, state FROM {} WHERE rowid>? ORDER BY rowid LIMIT ?"
+_POSTGRES_LOG_ROWS = pg_sql.SQL("SELECT notification_id, state FROM {} WHERE notification_id>%s ORDER BY notification_id LIMIT %s")
 
 
 def store_error(message: str, error: Exception) -> StoreError:
@@ -236,6 +240,25 @@ class EventStore:
             if len(page) < page_size:
                 return
             after = page[-1].id
+
+    def read_log_rows(self, after: int = 0, limit: int = 1000) -> list[tuple[int, bytes]]:
+        """One page of the log after ``after``: (position, stored msgpack state) rows, oldest first.
+
+        For readers of the whole log (projections): no object per row beyond the driver's own,
+        and the caller decodes (``codec.from_msgpack``) only what it needs."""
+        recorder = self._recorder
+        schema = getattr(recorder.datastore, "schema", None)  # PostgreSQL's datastore has one
+        try:
+            with recorder.datastore.transaction(commit=False) as c:
+                if schema is None:
+                    c.execute(_SQLITE_LOG_ROWS.format(recorder.events_table_name), (after, limit))
+                else:
+                    c.row_factory = psycopg.rows.tuple_row
+                    table = pg_sql.Identifier(schema, recorder.events_table_name)
+                    c.execute(_POSTGRES_LOG_ROWS.format(table), (after, limit), prepare=True)
+                return c.fetchall()
+        except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
+            raise store_error("could not read the log", e) from e
 
     def read_room(
         self,

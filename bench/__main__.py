@@ -1,43 +1,50 @@
-"""`python -m bench --size 100k|1m|10m [--only append,read,...]`: run the suite, write bench/RESULTS.md.
+"""`python -m bench --size 1m,10m [--only append,read,...]`: run the suite, write bench/RESULTS.md.
 
-Stages (run in this order; --only picks some):
+Stages (run in this order, each size in turn; --only picks some):
   append       store append rate, SQLite and PostgreSQL, vs raw inserts of the same payloads; disk bytes/event
-  read         store.read_log decoded vs raw page reads (the ceiling for every projection)
-  projections  transcript and presence rebuild rate vs the raw read rate
+  read         store.read_log decoded vs raw page reads (the ceiling for every projection), per store
+  projections  transcript and presence rebuild rate vs the raw read rate, per store
   search       index rate, search latency by query class, vs SQLite FTS5 on the same corpus and queries
-  api          requests/s and p50/p99 of search and transcript (serve --workers 1 and 2, beside /healthz), wrk
-  replay       NDJSON replay endpoint events/s
-  freshness    end-to-end freshness through a real Prosody, listener rate vs Prosody's own delivery rate
+  api          requests/s and p50/p99 of search and transcript (serve --workers 1 and 2, beside /healthz), wrk,
+               per store
+  replay       NDJSON replay endpoint events/s, per store
+  freshness    end-to-end freshness through a real Prosody, listener rate vs Prosody's own delivery rate, per
+               store (a fresh store: measured at the run's first size only)
   ranged       a page of a time-ranged read (store, transcript view, widget, /state) of a room of --size
                events vs the same page of a 1k-event room (a store of its own)
 
-Stages after `append` reuse the SQLite store it built in --workdir (built without baselines if missing).
+Every size of a run is measured on one commit; the load average is recorded before and after every stage.
+The run refuses to start writing bench/RESULTS*.md while the load is above the core count (it waits
+--quiet-wait seconds for it to fall first; --allow-load writes it marked as loaded). At 10m (or with
+--light) the bench measures chat-archive's rates and only the cheap baselines (raw inserts, COPY).
+Stages after `append` reuse the stores it built in --workdir (built untimed if missing), and every pass over
+a corpus after the first reads it from --workdir instead of generating it again.
 `python -m bench corpus --size 1m --out FILE` writes a corpus as JSON lines instead;
-`python -m bench report --size 1m` re-renders bench/RESULTS.md from the saved run (bench/results/1m.json).
+`python -m bench report [--out bench/RESULTS.md]` re-renders a results file from its saved runs
+(bench/results/RESULTS.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime as dt
 import importlib
-import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-import msgspec
-
-from . import results as report
+from . import runs
 from .corpus import SIZES, CorpusSpec, from_irc_log, generate, write_ndjson
 from .machine import machine, versions
-from .measure import Figure, Results, peak_rss_self
+from .measure import Results, StageRun, peak_rss_self
+from .results import load1, loadavg, render, write
 
 HERE = Path(__file__).parent
-STAGES = ["append", "read", "projections", "search", "api", "replay", "freshness", "ranged"]
-# stage -> module in bench/ with run(spec, workdir, results, ctx)
-STAGE_MODULES = {"append": "bench.stages", "read": "bench.stages", "projections": "bench.projections",
-                 "search": "bench.search", "api": "bench.api", "replay": "bench.api", "freshness": "bench.freshness",
-                 "ranged": "bench.ranged"}
+POSTGRES_DSN = "host=127.0.0.1 user=postgres dbname=postgres"
+LIGHT_FROM = 10_000_000  # events: from this size on only the cheap baselines are measured again
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,169 +53,173 @@ def main(argv: list[str] | None = None) -> int:
         return corpus_command(argv[1:])
     if argv[:1] == ["report"]:
         return report_command(argv[1:])
+    args = parse(argv)
+    cores = os.cpu_count() or 1
+    publishing = args.out.resolve().parent == HERE.resolve()
+    load_start = wait_for_quiet(cores, args.quiet_wait if publishing and not args.allow_load else 0)
+    refusal = refuse_to_publish(load_start, cores, args.out, args.allow_load)
+    if refusal:
+        print(f"bench: {refusal}", file=sys.stderr)
+        return 1
+    run = {"command": f"python -m bench {' '.join(argv)}".strip(), "commit": git_commit(),
+           "started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "load_start": load_start,
+           "machine": machine(), "versions": versions(POSTGRES_DSN if not args.no_postgres else None)}
+    saved_at = runs.saved_path(args.out)
+    before = runs.load(saved_at)
+    whole = set(args.only) == set(runs.STAGES)
+    measured: dict[str, Results] = {}
+    for n, (size, spec) in enumerate(specs(args)):
+        workdir = args.workdir / size
+        res = measured[size] = Results(size=size, corpus=corpus_label(spec))
+        spec = dataclasses.replace(spec, cache=str(workdir))
+        print(f"bench: {size}: {spec.events:,} events, {spec.rooms} rooms, {spec.users} users, workdir {workdir}",
+              flush=True)
+        ctx: dict = {"postgres": not args.no_postgres, "light": args.light or spec.events >= LIGHT_FROM,
+                     "search_from_corpus": args.search_from_corpus}
+        for stage in [s for s in runs.STAGES if s in args.only]:
+            if n and stage in runs.SIZE_INDEPENDENT:
+                continue
+            module, per_store = runs.STAGES[stage]
+            stores = [s for s in runs.STORES if s == "SQLite" or ctx["postgres"]] if per_store else [""]
+            for store in stores:
+                run_stage(stage, module, store, spec, workdir, res, ctx)
+                res.rss["bench driver (corpus generation, in-process stores and index)"] = peak_rss_self()
+                # after every stage: a long run's figures survive a later failure
+                runs.save(saved_at, runs.merge(before, run, measured, whole=whole))
+    write(args.out, render(runs.load(saved_at)))
+    print(f"wrote {args.out} (saved runs: {saved_at})")
+    return 0
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0],
                                      epilog="\n".join(__doc__.split("\n")[2:]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=list(SIZES), default="100k", help="corpus size (default 100k)")
-    parser.add_argument("--only", default=",".join(STAGES), help=f"comma-separated stages (default all: {','.join(STAGES)})")
+    parser.add_argument("--size", "--sizes", default="100k",
+                        help=f"corpus sizes, comma-separated, measured in turn ({', '.join(SIZES)}; default 100k)")
+    parser.add_argument("--only", default=",".join(runs.STAGES),
+                        help=f"comma-separated stages (default all: {','.join(runs.STAGES)})")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/chat-archive-bench"),
-                        help="where stores, indexes and servers live during the run")
+                        help="where corpora, stores, indexes and servers live during the run")
     parser.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL figures")
     parser.add_argument("--light", action="store_true",
-                        help="append: only the store and raw sqlite3 (no indexed raw, no ordered-ids store): for 10m")
+                        help="only chat-archive's rates and the cheap baselines at every size (default from 10m on)")
     parser.add_argument("--search-from-corpus", action="store_true",
                         help="search: index the generated corpus directly instead of the store's log (no store needed)")
+    parser.add_argument("--allow-load", action="store_true",
+                        help="write bench/RESULTS*.md even when the load at start is above the core count (it says so)")
+    parser.add_argument("--quiet-wait", type=float, default=180, metavar="SECONDS",
+                        help="wait up to this long for the load to fall to the core count before starting (default 180)")
     parser.add_argument("--irc-log", metavar="FILE", help="use a real IRC-style log as the corpus instead "
                         "([HH:MM] <nick> text, === nick joined/left); results are saved under the size 'irc'")
     parser.add_argument("--irc-room", default="irc@conference.example.org", help="room JID for --irc-log")
     parser.add_argument("--irc-date", default="2024-01-01", help="date of the log's first line (YYYY-MM-DD)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="results file (default bench/RESULTS.md for 1m, bench/RESULTS-<size>.md otherwise)")
+                        help="results file (default bench/RESULTS.md for runs including 1m, "
+                             "bench/RESULTS-<sizes>.md otherwise)")
     args = parser.parse_args(argv)
-    only = [s.strip() for s in args.only.split(",") if s.strip()]
-    args.out = args.out or default_out(args.size if not args.irc_log else "irc")
-    unknown = set(only) - set(STAGES)
+    args.sizes = ["irc"] if args.irc_log else [s.strip() for s in args.size.split(",") if s.strip()]
+    unknown_sizes = [s for s in args.sizes if s not in SIZES and not args.irc_log]
+    if unknown_sizes or not args.sizes:
+        parser.error(f"unknown size(s): {', '.join(unknown_sizes) or '(none given)'}; sizes: {', '.join(SIZES)}")
+    args.sizes = sorted(dict.fromkeys(args.sizes), key=lambda s: SIZES.get(s, 0))
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(args.only) - set(runs.STAGES)
     if unknown:
-        parser.error(f"unknown stage(s): {', '.join(sorted(unknown))}; stages: {', '.join(STAGES)}")
+        parser.error(f"unknown stage(s): {', '.join(sorted(unknown))}; stages: {', '.join(runs.STAGES)}")
+    args.out = args.out or default_out(args.sizes)
+    return args
 
-    spec = CorpusSpec.for_size(args.size, seed=args.seed)
-    size = args.size
+
+def specs(args: argparse.Namespace):
     if args.irc_log:
-        spec, size = from_irc_log(args.irc_log, args.irc_room, args.irc_date), "irc"
-    workdir = args.workdir / size
-    res = Results(size=size)
-    ctx: dict = {"postgres": not args.no_postgres, "light": args.light, "search_from_corpus": args.search_from_corpus}
-    load_start = report.loadavg()
-    print(f"bench: {spec.events:,} events, {spec.rooms} rooms, {spec.users} users, workdir {workdir}", flush=True)
-    code_commit = _git_commit()
-    # Only runs that write their report into bench/ update the saved runs (bench/results/<size>.json):
-    # an experiment written elsewhere (--out /tmp/x.md) leaves the published figures alone.
-    keep = args.out.resolve().parent == HERE.resolve()
-    # A run of every stage replaces the saved run of its size; a run of some (--only) updates it.
-    fresh = set(only) == set(STAGES)
-    for stage in [s for s in STAGES if s in only]:
-        module = importlib.import_module(STAGE_MODULES[stage])
-        started = time.perf_counter()
-        print(f"[{stage}]", flush=True)
-        try:
-            getattr(module, f"run_{stage}")(spec, workdir, res, ctx)
-        except Exception as e:  # noqa: BLE001 - one failing stage must not lose the others' figures
-            res.notes.append(f"stage `{stage}` failed: {type(e).__name__}: {e}")
-            print(f"  stage {stage} failed: {type(e).__name__}: {e}", flush=True)
-        print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
-        res.rss["bench driver (corpus generation, in-process stores and index)"] = peak_rss_self()
-        run = {"command": f"python -m bench {' '.join(argv)}".strip(), "load": [load_start, report.loadavg()],
-               "machine": machine(), "versions": versions("host=127.0.0.1 user=postgres dbname=postgres"),
-               "events": spec.events, "commit": code_commit, "results": msgspec.to_builtins(res)}
-        if keep:  # after every stage: a long run's figures survive a later failure
-            save_run(res.size, merged(load_run(res.size) if not fresh else None, run))
-            fresh = False
-    if keep:
-        write_report(res.size, args.out)
-    else:
-        report.write(args.out, report.render(res, run["machine"], run["versions"], command=run["command"],
-                                             load=tuple(run["load"]), commit=code_commit))
-    print(f"wrote {args.out}")
-    return 0
+        yield "irc", from_irc_log(args.irc_log, args.irc_room, args.irc_date)
+        return
+    for size in args.sizes:
+        yield size, CorpusSpec.for_size(size, seed=args.seed)
 
 
-def _git_commit() -> str:
-    import subprocess
+def corpus_label(spec: CorpusSpec) -> str:
+    if spec.irc_log:
+        return f"{spec.events:,} events of the IRC log {Path(spec.irc_log).name}"
+    return f"{spec.events:,} events, {spec.rooms} rooms, {spec.users} users, seed {spec.seed}"
+
+
+def run_stage(stage: str, module: str, store: str, spec: CorpusSpec, workdir: Path, res: Results, ctx: dict) -> None:
+    """One stage on one store: its figures, notes and peak memory tagged with it and the load around it."""
+    record = StageRun(stage, store, load_before=loadavg())
+    figures, notes, rss = len(res.figures), len(res.notes), dict(res.rss)
+    ctx["store"] = store or "SQLite"
+    print(f"[{record.key}] load {record.load_before}", flush=True)
+    started = time.perf_counter()
+    try:
+        getattr(importlib.import_module(module), f"run_{stage}")(spec, workdir, res, ctx)
+    except Exception as e:  # noqa: BLE001 - one failing stage must not lose the others' figures
+        record.failed = f"{type(e).__name__}: {e}"
+        print(f"  stage {record.key} failed: {record.failed}", flush=True)
+    record.seconds = time.perf_counter() - started
+    record.load_after = loadavg()
+    print(f"  ({record.seconds:.0f} s, load {record.load_after})", flush=True)
+    for figure in res.figures[figures:]:
+        figure.stage = record.key
+    record.notes = res.notes[notes:]
+    del res.notes[notes:]
+    record.rss = {name: peak for name, peak in res.rss.items() if rss.get(name) != peak}
+    for name in record.rss:
+        del res.rss[name]
+    res.stages.append(record)
+
+
+def refuse_to_publish(load: str, cores: int, out: Path, allow_load: bool) -> str | None:
+    """Why a run must not start, if it would publish (write into bench/) figures taken on a busy machine."""
+    if load1(load) <= cores or allow_load or out.resolve().parent != HERE.resolve():
+        return None
+    return (f"the load average is {load}, above the {cores} cores: not writing {out} (rates measured now are only "
+            "same-run ratios). Run it on a quiet machine, or pass --allow-load to write it marked as loaded, "
+            "or --out elsewhere.")
+
+
+def wait_for_quiet(cores: int, seconds: float) -> str:
+    """The load average once its 1-minute figure is at most ``cores``, or after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    load = loadavg()
+    while load1(load) > cores and time.monotonic() < deadline:
+        print(f"bench: load {load} above the {cores} cores; waiting for it to fall", flush=True)
+        time.sleep(min(15, max(0.0, deadline - time.monotonic())))
+        load = loadavg()
+    return load
+
+
+def git_commit() -> str:
+    """The commit measured, and whether the checkout differed from it (the saved results aside)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(HERE), *args], capture_output=True, text=True, timeout=10).stdout
 
     try:
-        return subprocess.run(["git", "-C", str(HERE), "log", "-1", "--format=%h %cI"], capture_output=True,
-                              text=True, timeout=10).stdout.strip() or "unknown"
-    except OSError:
+        commit = git("log", "-1", "--format=%h %cI").strip() or "unknown"
+        changed = [line for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+                   if "bench/RESULTS" not in line and "bench/results/" not in line]
+    except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return commit + (f" with uncommitted changes to {len(changed)} files" if changed else "")
 
 
-def default_out(size: str) -> Path:
-    """1m is the published full run (bench/RESULTS.md); other sizes get a file of their own."""
-    return HERE / ("RESULTS.md" if size == "1m" else f"RESULTS-{size}.md")
-
-
-def save_run(size: str, run: dict) -> None:
-    """Each size's latest run (bench/results/<size>.json): for the report and the scale table."""
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"{size}.json").write_text(json.dumps(run, indent=1, ensure_ascii=False))
-
-
-def merged(old: dict | None, new: dict) -> dict:
-    """``new``'s figures replace ``old``'s of the same name; ``old``'s others are kept."""
-    if old is None or old.get("events") != new["events"]:
-        return new
-    key = lambda f: (f["group"], f["name"])  # noqa: E731
-    figures = {key(f): f for f in old["results"]["figures"]}
-    for f in new["results"]["figures"]:
-        figures[key(f)] = f  # dicts keep first-insertion order: old figures first, new ones after
-    ordered = list(figures.values())
-    results = {**new["results"], "figures": ordered,
-               "rss": {k: max(old["results"]["rss"].get(k, 0), new["results"]["rss"].get(k, 0))  # peaks
-                       for k in {**old["results"]["rss"], **new["results"]["rss"]}},
-               "notes": list(dict.fromkeys(old["results"]["notes"] + new["results"]["notes"]))}
-    return {**new, "command": _then(old["command"], new["command"]),
-            "commit": _then(old.get("commit", "not recorded"), new.get("commit", "not recorded")), "load": [old["load"][0], new["load"][1]], "results": results}
-
-
-def _then(history: str, latest: str) -> str:
-    """``a; then b`` histories of commands and commits, without repeating the last one."""
-    return history if history.split("; then ")[-1] == latest else f"{history}; then {latest}"
-
-
-def load_run(size: str) -> dict | None:
-    path = HERE / "results" / f"{size}.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def write_report(size: str, out: Path) -> None:
-    run = load_run(size)
-    res = msgspec.convert(run["results"], Results)
-    text = report.render(res, run["machine"], run["versions"], command=run["command"], load=tuple(run["load"]),
-                         commit=run.get("commit", "not recorded"), scale_notes=scale_section())
-    report.write(out, text)
-
-
-def scale_section() -> str:
-    """A table of every figure across the sizes measured so far, then the hand-written scale notes."""
-    runs = {}
-    for size in [*SIZES, "irc"]:
-        run = load_run(size)
-        if run:
-            runs[size] = {f"{f['group']}: {f['name']}": f for f in run["results"]["figures"]}
-    if not runs:
-        return ""
-    names = list(dict.fromkeys(name for figs in runs.values() for name in figs))
-    lines = ["## Scale: each figure by corpus size (value, ratio to its same-run baseline)", "",
-             "| figure | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
-    for name in names:
-        cells = []
-        for figs in runs.values():
-            f = figs.get(name)
-            ratio = msgspec.convert(f, Figure).ratio if f else None
-            cells.append("-" if f is None else f"{_short(f['value'])} {f['unit']}" + (f" ({ratio:.2f})" if ratio else ""))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    notes = HERE / "SCALE-NOTES.md"
-    if notes.exists():
-        lines += ["", notes.read_text(encoding="utf-8").strip()]
-    return "\n".join(lines)
-
-
-def _short(v: float) -> str:
-    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+def default_out(sizes: list[str]) -> Path:
+    """A run including 1m is the published one (bench/RESULTS.md); other runs get a file of their own."""
+    return HERE / ("RESULTS.md" if "1m" in sizes else f"RESULTS-{'+'.join(sizes)}.md")
 
 
 def report_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench report",
-                                     description="re-render a results file from the saved run of a size")
-    parser.add_argument("--size", choices=[*SIZES, "irc"], default="1m")
-    parser.add_argument("--out", type=Path, default=None, help="default: as for a run of that size")
+                                     description="re-render a results file from its saved runs")
+    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md", help="default: bench/RESULTS.md")
+    parser.add_argument("--notes", type=Path, help="a Markdown file of remarks appended to the report")
     args = parser.parse_args(argv)
-    args.out = args.out or default_out(args.size)
-    if load_run(args.size) is None:
-        parser.error(f"no saved run of size {args.size} in {HERE / 'results'}")
-    write_report(args.size, args.out)
+    saved = runs.load(runs.saved_path(args.out))
+    if saved is None:
+        parser.error(f"no saved runs for {args.out} ({runs.saved_path(args.out)})")
+    write(args.out, render(saved, notes=args.notes.read_text(encoding="utf-8") if args.notes else ""))
     print(f"wrote {args.out}")
     return 0
 

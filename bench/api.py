@@ -22,16 +22,17 @@ from urllib.parse import quote
 
 from archive.application import open_event_store
 from archive.codec import to_json
-from chat_archive.bootstrap import search_projection, view_projections
+from chat_archive.bootstrap import open_search_index, search_projection, view_projections
 from projections.rebuild import rebuild
 
 from .corpus import START, CorpusSpec, query_set, room_jid
 from .measure import Figure, Results, Stopwatch, peak_rss_of
 from .setup import bench_config, config_toml
-from .stages import ensure_store
+from .stages import index_dir, store_url
 
-DURATION = 15
+DURATION = 10
 CONNECTIONS = 16
+REPLAY_AT_MOST = 1_000_000  # events: the log's last ones, so that the rate compares across sizes
 
 
 WORKERS = (1, 2)  # `serve --workers N`: gunicorn processes behind one port
@@ -40,12 +41,13 @@ WORKERS = (1, 2)  # `serve --workers N`: gunicorn processes behind one port
 def run_api(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> None:
     search_paths, transcript_paths = api_paths(spec)
     loads = (("search", search_paths, ">= 500/s, p99 < 50 ms"), ("transcript (a room's day, 50 lines)", transcript_paths, ""))
+    kind = ctx["store"]
     for workers in WORKERS:
-        with Server(spec, workdir, ctx, workers=workers) as server:
+        with Server(spec, workdir, ctx, workers=workers, results=results) as server:
             base = _wrk(server, ["/healthz"], f"healthz-w{workers}")
             for label, paths, aim in loads:
                 got = _wrk(server, paths, f"{label.split()[0]}-w{workers}")
-                name = f"{label}, {workers} worker{'s' if workers > 1 else ''}"
+                name = f"{label}, {workers} worker{'s' if workers > 1 else ''}, {kind}"
                 results.add(Figure("api", f"{name}: requests/s answered (2xx)", got["rps"], "req/s", base["rps"],
                                    "/healthz under the same load", aim=aim.split(",")[0] if aim else "",
                                    note=f"wrk {CONNECTIONS} connections, {DURATION} s, errors {got['errors']}"))
@@ -54,7 +56,8 @@ def run_api(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> Non
                                        higher_is_better=False, aim="p99 < 50 ms" if p == "p99" and aim else ""))
             results.rss[f"chat-archive serve --workers {workers} (master + workers, after the load)"] = (
                 sum(peak_rss_of(pid) or 0 for pid in server.pids()))
-    audit_cost(spec, workdir, results, ctx, loads)
+    if not ctx.get("light"):  # a ratio of two servers on one store: the 1M run's holds at 10M
+        audit_cost(spec, workdir, results, ctx, loads)
 
 
 AUDIT_ROUNDS = 3
@@ -72,7 +75,7 @@ def audit_cost(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict, loa
                 for name, server in (("audited", audited), ("plain", plain)):
                     got = _wrk(server, paths, f"{label.split()[0]}-{name}-{round_}", duration=AUDIT_ROUND_SECONDS)
                     rates[name].append(got["rps"])
-            results.add(Figure("api", f"{label}, 1 worker: requests/s with the audit trail vs without",
+            results.add(Figure("api", f"{label}, 1 worker, {ctx['store']}: requests/s with the audit trail vs without",
                                statistics.median(rates["audited"]), "req/s", statistics.median(rates["plain"]),
                                "the same server without its audit hook, loaded in turn with it",
                                aim="ratio >= 0.8",
@@ -100,12 +103,14 @@ def api_paths(spec: CorpusSpec) -> tuple[list[str], list[str]]:
 
 
 def run_replay(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> None:
-    with Server(spec, workdir, ctx) as server:
+    with Server(spec, workdir, ctx, results=results) as server:
+        with open_event_store(server.store_url) as store:
+            after = max(0, store.head() - REPLAY_AT_MOST)
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
         watch = Stopwatch()
         n = 0
         with watch:
-            conn.request("GET", "/api/v1/events?after=0", headers={"Authorization": f"Bearer {server.token}"})
+            conn.request("GET", f"/api/v1/events?after={after}", headers={"Authorization": f"Bearer {server.token}"})
             response = conn.getresponse()
             if response.status != 200:
                 raise RuntimeError(f"replay: HTTP {response.status}: {response.read(300)!r}")
@@ -115,28 +120,32 @@ def run_replay(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> 
         results.rss["chat-archive serve (after the replay)"] = peak_rss_of(server.proc.pid) or 0
     ceiling = Stopwatch()
     m = 0
-    with open_event_store(ctx["sqlite_url"]) as store, ceiling:
-        for record in store.read_log(0):
+    with open_event_store(server.store_url) as store, ceiling:
+        for record in store.read_log(after):
             to_json(record.event)
             m += 1
-    results.add(Figure("replay", "GET /api/v1/events (NDJSON, whole log) events/s", n / watch.elapsed, "events/s",
-                       m / ceiling.elapsed, "in-process read_log + JSON encode", note=f"{n:,} events"))
+    results.add(Figure("replay", f"GET /api/v1/events (NDJSON) events/s, {ctx['store']}", n / watch.elapsed,
+                       "events/s", m / ceiling.elapsed, "in-process read_log + JSON encode",
+                       note=f"the log's last {n:,} events"))
 
 
 class Server:
-    """`chat-archive serve` in a subprocess over the workdir's store, views and index."""
+    """`chat-archive serve` in a subprocess over the workdir's store of the stage's kind, its views and index."""
 
     def __init__(self, spec: CorpusSpec, workdir: Path, ctx: dict, module: str = "chat_archive.cli", workers: int = 0,
-                 name: str = "serve"):
+                 name: str = "serve", results: Results | None = None):
         self.spec, self.workdir, self.ctx, self.module, self.workers = spec, workdir, ctx, module, workers
-        self.name = name
+        self.name, self.results = name, results
 
     def __enter__(self) -> Server:
-        ensure_store(self.spec, self.workdir, self.ctx)
-        ensure_views_and_index(self.workdir, self.ctx)
+        self.store_url = store_url(self.spec, self.workdir, self.ctx)
         self.port = _free_port()
+        config = bench_config(self.workdir, port=self.port, store_url=self.store_url,
+                              index=index_dir(self.workdir, self.ctx["store"]))
+        twin = index_dir(self.workdir, "SQLite") if self.ctx["store"] == "PostgreSQL" else None
+        ensure_views_and_index(config, self.ctx["store"], self.results, twin=twin, events=self.spec.events)
         config_file = self.workdir / f"{self.name}.toml"
-        config_file.write_text(config_toml(bench_config(self.workdir, port=self.port)))
+        config_file.write_text(config_toml(config))
         cli = [sys.executable, "-m", "chat_archive.cli", "--config", str(config_file)]
         self.token = subprocess.run([*cli, "token", "create", "--role", "compliance", "--label", "bench"],
                                     check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
@@ -171,20 +180,42 @@ class Server:
         self.log.close()
 
 
-def ensure_views_and_index(workdir: Path, ctx: dict) -> None:
-    """The views and search index of the store, rebuilt (untimed) unless earlier stages built them."""
-    config = bench_config(workdir)
-    with open_event_store(ctx["sqlite_url"]) as store:
-        if not (workdir / "views.sqlite").exists():
-            print("  building the views (untimed)", flush=True)
-            targets, close = view_projections(config, store, ["transcripts", "presence"])
-            try:
+def ensure_views_and_index(config, kind: str, results: Results | None, *, twin: Path | None = None,
+                           events: int = 0) -> None:
+    """The views and search index of the store, rebuilt unless earlier stages built them up to its head.
+
+    The views are untimed (the projections stage times them). The index: a copy of ``twin`` (the SQLite
+    store's) when both logs hold the corpus, and nothing else, at positions 1..``events`` (the same log:
+    a rebuild from PostgreSQL would make the same index, minutes later at 10M); else rebuilt here, its
+    rate a figure beside none (FTS5's is SQLite's).
+    """
+    with open_event_store(config.store.url) as store:
+        head = store.head()
+        targets, close = view_projections(config, store, ["transcripts", "presence"])
+        try:
+            if any(target.position() != head for target in targets):
+                print(f"  building the views, {kind} (untimed)", flush=True)
                 rebuild(store, targets)
-            finally:
-                close()
-        if not (workdir / "index").exists():
-            print("  building the search index (untimed)", flush=True)
-            rebuild(store, [search_projection(config)])
+        finally:
+            close()
+        index = Path(config.index.path)
+        if _index_position(index) == head:
+            return
+        if twin is not None and head == events and _index_position(twin) == head:
+            print(f"  the {kind} log is the SQLite store's: its search index copied", flush=True)
+            shutil.rmtree(index, ignore_errors=True)
+            shutil.copytree(twin, index, symlinks=True)
+            return
+        print(f"  building the search index from the {kind} log", flush=True)
+        report = rebuild(store, [search_projection(config)], progress=False)
+        if results is not None:
+            results.add(Figure("search", f"index rebuild from the {kind} log (for the API), events/s",
+                               report.events_per_second, "events/s",
+                               note=f"{report.events:,} events in {report.seconds:.1f} s"))
+
+
+def _index_position(path: Path) -> int | None:
+    return open_search_index(bench_config(path.parent, index=path)).position() if path.exists() else None
 
 
 def _healthy(port: int) -> bool:

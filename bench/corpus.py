@@ -22,6 +22,7 @@ import base64
 import bisect
 import dataclasses
 import functools
+import hashlib
 import itertools
 import random
 from collections import deque
@@ -30,9 +31,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+import msgspec
+
 from archive import events as ev
 from archive.codec import from_json, to_json
+from archive.events import ArchiveEvent
 from ingest.irc_log import parse_irc_log
+
+from .measure import batched
 
 SIZES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -85,6 +91,7 @@ class CorpusSpec:
     irc_log: str | None = None  # a real IRC-style log instead of synthetic chat (see from_irc_log)
     irc_room: str = f"irc@{MUC}"
     irc_start: str = "2024-01-01"
+    cache: str | None = None  # a directory: the first whole pass keeps the events there, later passes read them
 
     @classmethod
     def for_size(cls, size: str | int, seed: int = 42) -> CorpusSpec:
@@ -270,10 +277,46 @@ def _word_count(rng: random.Random) -> int:
 
 
 def generate(spec: CorpusSpec) -> Iterator[ev.Event]:
-    """The corpus, one event at a time."""
+    """The corpus, one event at a time (from ``spec.cache`` when an earlier whole pass kept it there)."""
     if spec.irc_log:
         return _irc_events(spec)
+    if spec.cache:
+        return _cached(spec)
     return _Generator(spec).events()
+
+
+_CHUNK = 10_000
+_chunk_decoder = msgspec.msgpack.Decoder(list[ArchiveEvent])
+
+
+def cache_file(spec: CorpusSpec) -> Path:
+    """Named by the spec and by what would make a kept corpus wrong: the event schema and this generator."""
+    made_by = hashlib.sha256(msgspec.json.encode(msgspec.json.schema(ArchiveEvent)) + Path(__file__).read_bytes())
+    return Path(spec.cache) / (f"corpus-{spec.events}-{spec.rooms}-{spec.users}-{spec.seed}-{spec.vocabulary}-"
+                               f"{made_by.hexdigest()[:12]}.msgpack")
+
+
+def _cached(spec: CorpusSpec) -> Iterator[ev.Event]:
+    """Generating costs more than reading msgpack (at 10M: about two minutes against seconds), and a
+    run passes over its corpus several times (each store, the index from the stream): the first whole
+    pass writes length-prefixed chunks beside its consumer, and the file counts only once complete."""
+    path = cache_file(spec)
+    if path.exists():
+        with open(path, "rb") as f:
+            while header := f.read(4):
+                yield from _chunk_decoder.decode(f.read(int.from_bytes(header, "big")))
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob("corpus-*.msgpack"):  # another seed, schema or generator: gigabytes at 10M
+        stale.unlink()
+    partial = path.with_suffix(".partial")
+    encoder = msgspec.msgpack.Encoder()
+    with open(partial, "wb") as f:
+        for chunk in batched(_Generator(spec).events(), _CHUNK):
+            data = encoder.encode(chunk)
+            f.write(len(data).to_bytes(4, "big") + data)
+            yield from chunk
+    partial.rename(path)  # only reached when the consumer took every event
 
 
 def from_irc_log(path: str, room: str = f"irc@{MUC}", start: str = "2024-01-01") -> CorpusSpec:

@@ -8,8 +8,9 @@ back to the sender (Prosody's own delivery). Measured at idle, then while a
 separate process floods the room (bench/flood.py), whose observer client
 counts what Prosody delivers to one client: the ceiling for the listener,
 which is one client too. The listener's rate is the growth of the store's
-message count during the flood; "kept up" means that 3 s after the flood the
-archive held (99% of) what Prosody had delivered to the observer by then.
+log's growth during the flood; "kept up" means that 3 s after the flood the
+archive held (99% of) what Prosody had delivered to the observer by then. Each
+store kind gets a fresh store of its own (a PostgreSQL one in its own schema).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import http.client
 import json
 import secrets
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -25,10 +25,12 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from archive.application import open_event_store
 from chat_archive.prosody import ProsodyServer
 from chat_archive.xmpp_users import XmppUsers
 
 from .api import _free_port
+from .append import pg_schema, pg_url, reset_pg_schema
 from .corpus import CorpusSpec
 from .measure import Figure, Results, peak_rss_of, percentile
 from .setup import bench_config, config_toml
@@ -39,10 +41,15 @@ SENDERS = 4
 
 
 def run_freshness(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> None:
-    base = workdir / "freshness"
+    kind = ctx["store"]
+    base = workdir / f"freshness-{kind.lower()}"
     if base.exists():
         subprocess.run(["rm", "-rf", str(base)], check=True)
     base.mkdir(parents=True)
+    store_url = f"sqlite:///{base / 'events.sqlite'}"
+    if kind == "PostgreSQL":
+        reset_pg_schema(pg_schema(base, "freshness"))
+        store_url = pg_url(pg_schema(base, "freshness"))
     server = ProsodyServer(base / "prosody", admins=("archiver@localhost",))
     password = secrets.token_urlsafe(12)
     names = ["archiver", "probe", "observer", *[f"sender{i}" for i in range(SENDERS)]]
@@ -56,7 +63,7 @@ def run_freshness(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) 
             probe = users.connect(f"probe@{server.domain}", password)
             probe.create_room(room, "probe")
             port = _free_port()
-            config = bench_config(base, port=port, extra={"xmpp": {
+            config = bench_config(base, port=port, store_url=store_url, extra={"xmpp": {
                 "jid": f"archiver@{server.domain}", "password": password, "host": "127.0.0.1",
                 "port": server.port, "tls": False, "muc_services": [server.muc_service],
                 "status_file": str(base / "listener-status.json")}})
@@ -73,7 +80,7 @@ def run_freshness(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) 
                 raise RuntimeError(f"the listener never archived a probe: {(base / 'up.log').read_text()[-800:]}")
 
             idle = [_probe(probe, room, api) for _ in range(IDLE_PROBES)]
-            _add_latency(results, "idle", idle)
+            _add_latency(results, f"idle, {kind}", idle)
 
             flood = subprocess.Popen(
                 [sys.executable, "-m", "bench.flood", "--port", str(server.port), "--password", password,
@@ -82,8 +89,7 @@ def run_freshness(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) 
                 stdout=subprocess.PIPE, text=True)
             if flood.stdout.readline().strip() != "ready":
                 raise RuntimeError("flood clients did not start")
-            store = base / "events.sqlite"
-            sampler = _Sampler(store)
+            sampler = _Sampler(store_url)
             t_start = time.monotonic()
             flooded = []
             while time.monotonic() - t_start < FLOOD_SECONDS:
@@ -96,16 +102,16 @@ def run_freshness(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) 
             sampler.stop()
             during = sampler.count_at(t_end) - sampler.count_at(t_start)
             archived = sampler.count_at(t_report) - sampler.count_at(t_start) - len(flooded)
-            _add_latency(results, "under flood", flooded)
+            _add_latency(results, f"under flood, {kind}", flooded)
             prosody_rate = report["received_during"] / report["seconds"]
             listener_rate = during / (t_end - t_start)
             results.add(Figure(
-                "listener", "sustained archive rate while 4 clients flood one room", listener_rate, "messages/s",
+                "listener", f"sustained archive rate while 4 clients flood one room, {kind}", listener_rate, "messages/s",
                 prosody_rate, "Prosody's delivery rate to one client (observer)", aim=">= Prosody's rate",
                 note=(f"the flooders queued {report['sent']:,} messages in {report['seconds']:.0f} s; 3 s after the "
                       f"flood Prosody had delivered {report['received_total']:,} to the observer and the archive "
                       f"held {archived:,} ({'kept up' if archived >= 0.99 * report['received_total'] else 'behind'})")))
-            results.rss["chat-archive up (listener, projections, indexer, API)"] = peak_rss_of(up.pid) or 0
+            results.rss[f"chat-archive up (listener, projections, indexer, API), {kind}"] = peak_rss_of(up.pid) or 0
             results.rss["prosody"] = peak_rss_of(server.process.pid) or 0
     finally:
         if up is not None:
@@ -167,16 +173,17 @@ def _add_latency(results: Results, label: str, samples: list) -> None:
         results.add(Figure("freshness", f"{label}: client sends -> search API returns it, p{p}",
                            percentile(fresh, p) * 1000, "ms", percentile(delivered, p) * 1000,
                            "client sends -> room reflects it (Prosody)", higher_is_better=False,
-                           aim="p99 < 1 s at idle" if p == 99 and label == "idle" else "",
+                           aim="p99 < 1 s at idle" if p == 99 and label.startswith("idle") else "",
                            note=f"{len(found)} probes" + (f", {missing} not found within the timeout" if missing else "")
                            if p == 50 else ""))
 
 
 class _Sampler:
-    """Counts the store's messages every 0.1 s in a thread: (monotonic time, count) samples."""
+    """Reads the store's head every 0.1 s in a thread: (monotonic time, events in the log) samples. During
+    the flood every event is a message (the flooders joined before it)."""
 
-    def __init__(self, store: Path):
-        self.db = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+    def __init__(self, store_url: str):
+        self.store = open_event_store(store_url)
         self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -184,14 +191,13 @@ class _Sampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            count = self.db.execute("SELECT COUNT(*) FROM stored_events WHERE topic = 'message_posted'").fetchone()[0]
-            self.samples.append((time.monotonic(), count))
+            self.samples.append((time.monotonic(), self.store.head()))
             self._stop.wait(0.1)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-        self.db.close()
+        self.store.close()
 
     def count_at(self, t: float) -> int:
         """The last count sampled at or before ``t``."""

@@ -27,6 +27,7 @@ class Figure:
     higher_is_better: bool = True
     aim: str = ""
     note: str = ""
+    stage: str = ""  # the StageRun.key that measured it (set by the driver)
 
     @property
     def ratio(self) -> float | None:
@@ -36,11 +37,32 @@ class Figure:
 
 
 @dataclass
+class StageRun:
+    """One stage on one store at one size: which run measured it, and the machine's load around it."""
+
+    stage: str
+    store: str = ""  # "SQLite", "PostgreSQL", or "" for a stage that covers both or neither
+    run: int = 0  # index into the saved file's runs
+    load_before: str = ""  # /proc/loadavg's three averages
+    load_after: str = ""
+    seconds: float = 0.0
+    failed: str = ""
+    notes: list[str] = field(default_factory=list)
+    rss: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.stage}, {self.store}" if self.store else self.stage
+
+
+@dataclass
 class Results:
     size: str
+    corpus: str = ""  # the CorpusSpec measured (without its cache directory)
     figures: list[Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     rss: dict[str, int] = field(default_factory=dict)
+    stages: list[StageRun] = field(default_factory=list)
 
     def add(self, figure: Figure) -> Figure:
         self.figures.append(figure)

@@ -52,9 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = CorpusSpec.for_size(args.size, 42)
     workdir = args.workdir / args.size
     ctx: dict = {}
-    ensure_store(spec, workdir, ctx)
-    ensure_views_and_index(workdir, ctx)
-    config = bench_config(workdir)
+    config = bench_config(workdir, store_url=ensure_store(spec, workdir, ctx))
+    ensure_views_and_index(config, "SQLite", None)
     tokens = open_tokens(config)
     token = tokens.create(Role.COMPLIANCE, label="profile")[0]
     tokens.close()

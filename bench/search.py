@@ -3,9 +3,10 @@
 Both sides do the same work for the index: read the log from the store, decode,
 and index every message (FTS5: an external-content-less table of body plus
 unindexed room, nick and time). Queries: chat-archive's whole search path
-(query language, scope clause, snippets, total, facets by room and sender),
-limit 20; FTS5: ``MATCH`` ordered by bm25 (or rowid, newest first) with
-``snippet()``, limit 20. FTS5 counts no totals and no facets: it does less.
+(query language, scope clause, snippets, total) as the API runs it by default
+(no facets), limit 20, and once more with facets by room and sender; FTS5:
+``MATCH`` ordered by bm25 (or rowid, newest first) with ``snippet()``, limit
+20. FTS5 counts no totals and no facets: it does less.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ PASSES = 5
 
 def run_search(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> None:
     config = bench_config(workdir)
+    light = ctx.get("light") and not ctx.get("search_from_corpus")
     shutil.rmtree(workdir / "index", ignore_errors=True)
     fts_path = workdir / "fts5.sqlite"
     if ctx.get("search_from_corpus"):
@@ -40,15 +42,17 @@ def run_search(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> 
     else:
         with open_event_store(ensure_store(spec, workdir, ctx)) as store:
             report = rebuild(store, [search_projection(config)], progress=False)
-            fts_rate, messages = build_fts5(store, fts_path)
+            # light (10M): no FTS5 (minutes to build and query at 10M); its ratios are the 1M run's
+            fts_rate, messages = build_fts5(store, fts_path) if not light else (None, _messages(store, ctx))
         events, seconds = report.events, report.seconds
         how, source = "index rebuild (tantivy projection, reading the log)", "SQLite FTS5 build from the same log read"
     index_bytes = dir_bytes(workdir / "index")
     msg_rate = messages / seconds
     results.add(Figure("search", f"{how}, messages/s", msg_rate, "messages/s", fts_rate, source,
-                       aim=">= 80,000 messages/s", note=f"{events:,} events, {messages:,} messages in {seconds:.1f} s"))
+                       aim=">= 120,000 messages/s", note=f"{events:,} events, {messages:,} messages in {seconds:.1f} s"))
     results.add(Figure("disk", "search index, bytes per message", index_bytes / messages, "B",
-                       dir_bytes_of(fts_path) / messages, "FTS5 table with content", higher_is_better=False))
+                       dir_bytes_of(fts_path) / messages if not light else None, "FTS5 table with content",
+                       higher_is_better=False))
     views = sum(p.stat().st_size for p in workdir.glob("views.sqlite*"))
     raw_file = workdir / "raw-bytes.txt"
     if views and raw_file.exists():
@@ -59,29 +63,45 @@ def run_search(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> 
 
     queries = query_set(spec)
     index = open_search_index(config)
-    fts = sqlite3.connect(fts_path)
-    fts.execute("PRAGMA cache_size=-65536")
+    fts = sqlite3.connect(fts_path) if not light else None
+    if fts:
+        fts.execute("PRAGMA cache_size=-65536")
     classes = dict(queries.classes)
     classes["newest first"] = queries.classes["common word"]
     all_ours: list[float] = []
     all_fts: list[float] = []
+    fts_by_class: dict[str, list[float]] = {}
     for name, texts in classes.items():
         ours = _latencies(lambda q: _ours(index, name, q, queries.room), texts)
-        theirs = _latencies(lambda q: _fts(fts, name, q, queries.room), texts)
+        theirs = fts_by_class[name] = _latencies(lambda q: _fts(fts, name, q, queries.room), texts) if fts else []
         hits = _ours(index, name, texts[0], queries.room).total
         all_ours += ours
         all_fts += theirs
         for p in (50, 99):
             results.add(Figure("search", f"{name}: p{p}", percentile(ours, p) * 1000, "ms",
-                               percentile(theirs, p) * 1000, "FTS5 bm25 + snippet", higher_is_better=False,
-                               aim="p50 < 2 ms" if p == 50 else "p99 < 20 ms",
+                               _ms(percentile(theirs, p)), "FTS5 bm25 + snippet", higher_is_better=False,
+                               aim="at or under FTS5" if p == 50 else "p99 < 20 ms",
                                note=f"e.g. {texts[0]!r}: {hits:,} hits" if p == 50 else ""))
     for p in (50, 99):
         results.add(Figure("search", f"all classes: p{p}", percentile(all_ours, p) * 1000, "ms",
-                           percentile(all_fts, p) * 1000, "FTS5 bm25 + snippet", higher_is_better=False,
-                           aim="p50 < 2 ms" if p == 50 else "p99 < 20 ms"))
-    fts.close()
-    fts_path.unlink()
+                           _ms(percentile(all_fts, p)), "FTS5 bm25 + snippet", higher_is_better=False,
+                           aim="p50 < 1 ms" if p == 50 else "p99 < 20 ms"))
+    faceted = _latencies(lambda q: _ours(index, "common word", q, queries.room, facets=True), classes["common word"])
+    results.add(Figure("search", "common word with facets by room and sender (facets=true): p50",
+                       percentile(faceted, 50) * 1000, "ms", _ms(percentile(fts_by_class["common word"], 50)),
+                       "FTS5 common word (no facets)", higher_is_better=False))
+    if fts:
+        fts.close()
+        fts_path.unlink()
+
+
+def _ms(seconds: float) -> float | None:
+    return None if seconds != seconds else seconds * 1000  # NaN: no baseline samples (light)
+
+
+def _messages(store, ctx: dict) -> int:
+    """Messages in the log: the append stage's count, else counted."""
+    return ctx.get("messages") or sum(1 for r in store.read_log(0, page_size=2000) if type(r.event) is MessagePosted)
 
 
 def dir_bytes_of(path: Path) -> int:
@@ -162,11 +182,11 @@ def _latencies(run, texts: list[str]) -> list[float]:
     return samples
 
 
-def _ours(index, name: str, text: str, room: str):
+def _ours(index, name: str, text: str, room: str, *, facets: bool = False):
     if name == "room filter + word":
         text = f"room:{room} {text}"
     sort = "newest" if name == "newest first" else "relevance"
-    return index.search(text, Scope(rooms=None, compliance=False), sort=sort, limit=LIMIT, facets=True)
+    return index.search(text, Scope(rooms=None, compliance=False), sort=sort, limit=LIMIT, facets=facets)
 
 
 def _fts(db, name: str, text: str, room: str):

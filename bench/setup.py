@@ -9,10 +9,13 @@ import msgspec
 from chat_archive.config import Config
 
 
-def bench_config(workdir: Path, *, port: int = 0, extra: dict | None = None) -> Config:
+def bench_config(workdir: Path, *, port: int = 0, extra: dict | None = None, store_url: str | None = None,
+                 index: Path | None = None) -> Config:
+    """The store (default: the workdir's SQLite store), its views (beside a SQLite store, in a
+    PostgreSQL store's schema) and a search index (default: the workdir's ``index``)."""
     data = {
-        "store": {"url": f"sqlite:///{workdir / 'events.sqlite'}"},
-        "index": {"path": str(workdir / "index")},
+        "store": {"url": store_url or f"sqlite:///{workdir / 'events.sqlite'}"},
+        "index": {"path": str(index or workdir / "index")},
         "api": {"host": "127.0.0.1", "port": port},
     }
     for section, values in (extra or {}).items():

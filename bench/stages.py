@@ -1,30 +1,52 @@
-"""The archive-core stages: append and read (see bench/append.py)."""
+"""The archive-core stages: append and read (see bench/append.py), and the stores they leave behind
+for the later stages, one per store kind."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from archive.application import open_event_store
 
+from .append import pg_schema, pg_url, reset_pg_schema
 from .append import run_append as _append
 from .append import run_read as _read
 from .corpus import CorpusSpec, generate
 from .measure import Results
 
 MARKER = "corpus.txt"
+PG_MARKER = "corpus-postgresql.txt"  # the corpus in the workdir's PostgreSQL store schema
 
 
 def run_append(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> None:
+    for built in (workdir / MARKER, workdir / PG_MARKER, *index_dirs(workdir)):  # what the old stores fed
+        shutil.rmtree(built) if built.is_dir() else built.unlink(missing_ok=True)
     info = _append(spec, workdir, results, postgres=ctx["postgres"], light=ctx.get("light", False))
     (workdir / MARKER).write_text(f"{spec}\n")
+    if info.get("postgres_url"):
+        (workdir / PG_MARKER).write_text(_pg_contents(spec, info["postgres_url"]))
     ctx.update(info)
 
 
 def run_read(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> None:
-    ensure_store(spec, workdir, ctx)
-    ctx["read_rate"] = _read(ctx["sqlite_url"], results, "SQLite")
-    if ctx.get("postgres_url"):
-        _read(ctx["postgres_url"], results, "PostgreSQL")
+    rate = _read(store_url(spec, workdir, ctx), results, ctx["store"])
+    ctx.setdefault("read_rate", {})[ctx["store"]] = rate
+
+
+def store_url(spec: CorpusSpec, workdir: Path, ctx: dict) -> str:
+    """The store of the stage's kind (``ctx["store"]``) holding this corpus."""
+    if ctx.get("store") == "PostgreSQL":
+        return ensure_postgres_store(spec, workdir, ctx)
+    return ensure_store(spec, workdir, ctx)
+
+
+def index_dirs(workdir: Path) -> list[Path]:
+    return [workdir / "index", workdir / "index-postgresql"]
+
+
+def index_dir(workdir: Path, store: str) -> Path:
+    """Each store's search index follows that store's log (its positions)."""
+    return index_dirs(workdir)[store == "PostgreSQL"]
 
 
 def ensure_store(spec: CorpusSpec, workdir: Path, ctx: dict) -> str:
@@ -34,11 +56,34 @@ def ensure_store(spec: CorpusSpec, workdir: Path, ctx: dict) -> str:
     if "sqlite_url" not in ctx:
         if not (path.exists() and marker.exists() and marker.read_text().strip() == str(spec)):
             workdir.mkdir(parents=True, exist_ok=True)
-            for stale in workdir.glob("events.sqlite*"):
-                stale.unlink()
+            for stale in [*workdir.glob("*.sqlite*"), *index_dirs(workdir)]:
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
             print("  building the SQLite store (untimed)", flush=True)
             with open_event_store(f"sqlite:///{path}") as store:
                 store.append(generate(spec))
             marker.write_text(f"{spec}\n")
         ctx["sqlite_url"] = f"sqlite:///{path}"
     return ctx["sqlite_url"]
+
+
+def ensure_postgres_store(spec: CorpusSpec, workdir: Path, ctx: dict) -> str:
+    """The PostgreSQL store (the workdir's schema) holding this corpus: the append stage's, or built now (untimed)."""
+    marker = workdir / PG_MARKER
+    if not ctx.get("postgres_url"):
+        if not (marker.exists() and marker.read_text() == _pg_contents(spec, pg_url(pg_schema(workdir, "store")))):
+            workdir.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(index_dir(workdir, "PostgreSQL"), ignore_errors=True)
+            print("  building the PostgreSQL store (untimed)", flush=True)
+            reset_pg_schema(pg_schema(workdir, "store"))
+            with open_event_store(pg_url(pg_schema(workdir, "store"))) as store:
+                store.append(generate(spec))
+            marker.write_text(_pg_contents(spec, pg_url(pg_schema(workdir, "store"))))
+        ctx["postgres_url"] = pg_url(pg_schema(workdir, "store"))
+    return ctx["postgres_url"]
+
+
+def _pg_contents(spec: CorpusSpec, url: str) -> str:
+    """What the schema holds, as its marker says it: every size's run uses the one schema, so the marker
+    of an earlier size is told apart by the log's head."""
+    with open_event_store(url) as store:
+        return f"{spec}\nhead {store.head()}\n"

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from archive.codec import from_msgpack
 from archive.errors import ChatArchiveError, StoreUnavailable
 from archive.events import Recorded
 from archive.health import Backoff
@@ -144,13 +145,10 @@ class LogFollower:
                 self._commit()
 
     def _step(self) -> bool:
-        page = []
-        for record in self.store.read_log(self._applied, page_size=self.page_size):
-            page.append(record)
-            if len(page) == self.page_size:
-                break
-        if not page:
+        rows = self.store.read_log_rows(self._applied, self.page_size)
+        if not rows:
             return False
+        page = [Recorded(position, from_msgpack(state)) for position, state in rows]
         # A page that raised half-way leaves pending changes past ``_applied``:
         # committing them under the old position would apply them twice later.
         self._torn = True

@@ -14,7 +14,7 @@ from archive import events as ev
 UtcTime = ev.UtcTime
 
 
-class Version(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Version(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """An earlier text of a corrected message (compliance view only)."""
 
     body: str
@@ -22,7 +22,7 @@ class Version(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     position: int
 
 
-class Removal(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Removal(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """Who removed a message, when and why: the tombstone's content."""
 
     at: UtcTime
@@ -33,7 +33,7 @@ class Removal(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     reason: str | None = None
 
 
-class Line(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Line(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One transcript line.
 
     ``kind``: message, joined, left (``leave_reason``: left, kicked, banned,

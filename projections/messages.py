@@ -94,9 +94,10 @@ def _settle(line: Line, book: Book, new_ids: Iterable[str]) -> Changes:
     todo = list(new_ids)
     seen: set[int] = {line.id}
     while todo:
-        waiting = sorted(
-            (w for ref in todo for w in book.awaiting(line.room, ref) if w.id not in seen), key=lambda w: w.id
-        )
+        waiting = [w for ref in todo for w in book.awaiting(line.room, ref) if w.id not in seen]
+        if not waiting:
+            break
+        waiting.sort(key=lambda w: w.id)
         todo = []
         for other in waiting:
             if other.id in seen:
@@ -247,12 +248,16 @@ class MemoryBook:
         self.awaited: dict[tuple[str, str], set[int]] = {}
         self.dropped: set[int] = set()
         self._committed = committed
+        # The last position ``committed`` may hold lines of, if the view knows it: a line in
+        # memory created after it is newer than any there, so ``committed`` need not be asked.
+        self.horizon: int | None = None
 
     def find(self, room: str, ref: str) -> Line | None:
         line_id = self.refs.get((room, ref))
         if line_id in self.dropped:
             line_id = None
-        if self._committed is not None:
+        horizon = self.horizon
+        if self._committed is not None and (line_id is None or horizon is None or line_id <= horizon):
             for stored in self._committed(room, ref):
                 if stored.id in self.dropped:
                     continue
@@ -263,7 +268,8 @@ class MemoryBook:
         return None if line_id is None else self.lines[line_id]
 
     def awaiting(self, room: str, ref: str) -> list[Line]:
-        return [self.lines[i] for i in sorted(self.awaited.get((room, ref), ()))]
+        waiting = self.awaited.get((room, ref))
+        return [self.lines[i] for i in sorted(waiting)] if waiting else []
 
     def apply(self, changes: Changes) -> None:
         for line_id in changes.dropped:

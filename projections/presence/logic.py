@@ -35,7 +35,7 @@ SPANS_PER_EVENT = 100_000
 UNKNOWN_ENDS = frozenset({"gap", "replaced", ev.LeaveReason.LOST_SIGHT.value})
 
 
-class Span(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Span(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One occupant in one room, unchanged from ``start`` to ``end`` (None: still open)."""
 
     id: int
@@ -54,7 +54,7 @@ class Span(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     end_reason: str | None = None  # a LeaveReason value, changed, nick_changed, gap, replaced; None while open
 
 
-class Gap(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Gap(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """A span of time in which presence is unknown."""
 
     id: int

@@ -95,7 +95,7 @@ class PresenceProjection(TableProjection):
             ("INSERT INTO {gaps} (id, room, start_ts, end_ts, data) VALUES (?,?,?,?,?)", gaps),
         ]
 
-    def _committed(self) -> None:
+    def _committed(self, position: int) -> None:
         self._dirty = {}
         self._gaps = []
 

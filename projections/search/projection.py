@@ -2,10 +2,11 @@
 
 Messages are added in batches; a commit writes the batch together with a
 ``meta`` document holding the log position reached, so a crash at any point
-resumes exactly after the last commit. Corrections and retractions look their
-message up among the documents of the uncommitted batch first, then in the
-committed index, and replace it (delete by key, add again: tantivy applies a
-delete only to documents added before it, so the new version survives).
+resumes exactly after the last commit. Corrections and retractions are settled
+by the message model in memory (``book``) before documents are written, so most
+documents are written once; a document written before its line changed is
+deleted by its key term and written again (tantivy applies a delete only to
+documents added before it, so the new version survives).
 
 One writer per index directory, across processes: the writer is opened on the
 first ``apply``/``commit``, so a process that only starts a rebuild or reads the
@@ -15,7 +16,6 @@ position never competes with the running indexer for the lock.
 from __future__ import annotations
 
 import shutil
-from functools import partial
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,11 +28,17 @@ from . import documents as docs
 from .. import messages
 from ..follower import ProjectionReset
 from ..lines import Line, ids
+from .book import IndexBook
 from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, ref_hash
 from .storage import IndexLocation
 
 DEFAULT_HEAP_MB = 256
 MAX_CANDIDATES = 8  # messages sharing a ref hash looked at (collisions are ~never)
+# Log positions a line waits before its document is written: corrections and retractions
+# mostly come within this distance, so they change the line, not a written document.
+HOLD = 20_000
+# Ids kept in memory to find a message by (per generation): beyond them, a column scan.
+WINDOW = 200_000
 _MESSAGE_EVENTS = (MessagePosted, MessageCorrected, MessageRetracted)
 
 
@@ -62,11 +68,20 @@ class SearchIndexProjection:
 
     name = "search"
 
-    def __init__(self, location: IndexLocation, directory: Path | None = None, *, heap_mb: int = DEFAULT_HEAP_MB):
+    def __init__(
+        self,
+        location: IndexLocation,
+        directory: Path | None = None,
+        *,
+        heap_mb: int = DEFAULT_HEAP_MB,
+        hold: int = HOLD,
+        window: int = WINDOW,
+    ):
         self.location = location
         # A projection on the live generation follows swaps; one building a fresh generation does not.
         self.live = directory is None
         self.heap_mb = heap_mb
+        self.hold, self.window = hold, window
         self._writer: tantivy.IndexWriter | None = None
         self._open(directory or location.current_or_new())
 
@@ -74,8 +89,7 @@ class SearchIndexProjection:
         """Open a generation. One this program cannot use (another schema) is remembered,
         not raised: it can still be rebuilt, and only using it raises."""
         self.directory = directory
-        self._position, self._unusable = 0, None
-        self._book = messages.MemoryBook()
+        self._position, self._unusable, self._broken = 0, None, None
         try:
             self._index = open_tantivy(self.directory)
             self._searcher = self._index.searcher()
@@ -98,23 +112,13 @@ class SearchIndexProjection:
 
     def apply(self, records: Sequence[Recorded]) -> None:
         self._usable()
-        writer = self._open_writer()
-        book = self._book
-        try:
-            for record in records:
-                event = record.event
-                if type(event) not in _MESSAGE_EVENTS:
-                    continue
-                changes = messages.step(record.position, event, book)
-                for line_id in changes.dropped:
-                    writer.delete_documents_by_query(_key_query(line_id))
-                for line in changes.put:
-                    if line.id != record.position or line.id in book.lines:
-                        writer.delete_documents_by_query(_key_query(line.id))
-                    writer.add_document(docs.to_tantivy(line))
-                book.apply(changes)
-        except ValueError as e:
-            raise StoreError(f"search index {self.directory}: cannot add documents: {e}") from e
+        book, step = self._book, messages.step
+        for record in records:
+            event = record.event
+            if type(event) in _MESSAGE_EVENTS:
+                book.apply(record.position, step(record.position, event, book))
+        if records:
+            self._write(book.due(records[-1].position))
 
     def commit(self, position: int) -> None:
         if self.stale():
@@ -123,6 +127,7 @@ class SearchIndexProjection:
                 f"search index replaced by a rebuild; resuming from position {self._position}"
             )
         self._usable()
+        self._write(self._book.due(None))
         writer = self._open_writer()
         try:
             writer.delete_documents_by_query(tantivy.Query.term_query(SCHEMA, "meta", FLAG_SET))
@@ -131,15 +136,17 @@ class SearchIndexProjection:
             self._index.reload()
         except ValueError as e:
             raise StoreError(f"search index {self.directory}: commit failed: {e}") from e
-        self._searcher = self._index.searcher()
-        self._new_book([line for line in self._book.lines.values() if line.awaiting])  # all committed now
+        self._searcher = self._committed.searcher = self._index.searcher()
+        self._book.committed(position)
         self._position = position
 
     # -- rebuild -------------------------------------------------------------------
 
     def begin_rebuild(self) -> SearchIndexProjection:
         """A projection writing a fresh, empty generation (position 0), not yet live."""
-        return SearchIndexProjection(self.location, self.location.new_generation(), heap_mb=self.heap_mb)
+        return SearchIndexProjection(
+            self.location, self.location.new_generation(), heap_mb=self.heap_mb, hold=self.hold, window=self.window
+        )
 
     def finish_rebuild(self, fresh: SearchIndexProjection) -> None:
         """Make ``fresh`` (committed by the caller) the live index in one atomic swap.
@@ -200,38 +207,55 @@ class SearchIndexProjection:
                 ) from e
         return self._writer
 
+    def _write(self, lines: list[Line]) -> None:
+        """Delete the documents of changed lines, then write ``lines``' documents.
+
+        A failure leaves lines neither pending nor written: nothing may be committed
+        until the uncommitted changes are discarded (``discard``)."""
+        if self._broken is not None:
+            raise StoreError(self._broken)
+        writer, book = self._open_writer(), self._book
+        encode, document = docs.encode_line, docs.to_tantivy
+        try:
+            for key in book.take_deletes():
+                # Not delete_documents_by_term: it makes a signed term of the key, which matches nothing.
+                writer.delete_documents_by_query(tantivy.Query.term_query(SCHEMA, "key", key))
+            for line in lines:
+                blob = encode(line)
+                writer.add_document(document(line, blob))
+                book.written(line, blob)
+        except ValueError as e:
+            # The message, not the error: its traceback would keep the writer (and its lock) alive.
+            self._broken = f"search index {self.directory}: cannot add documents: {e}"
+            raise StoreError(self._broken) from e
+
     def _remember_awaiting(self) -> None:
-        """Lines awaiting their message are few: the book keeps them all in memory, read once
-        when the index is opened and kept across commits."""
-        searcher = self._searcher
+        """A book on the committed index. Lines awaiting their message are few: it keeps them
+        all in memory, read once when the index is opened and kept across commits."""
+        # Not on self: a cycle through self would keep the index writer (and its lock)
+        # alive after the last reference to this projection is gone.
+        self._committed = committed = Committed(self._searcher)
+        self._book = IndexBook(committed.lines, committed.line, position=self._position, hold=self.hold, window=self.window)
         query = tantivy.Query.term_query(SCHEMA, "awaiting", FLAG_SET)
-        count = searcher.search(query, 1).count
-        self._new_book([docs.line_of(searcher.doc(address).to_dict())
-                        for _, address in (searcher.search(query, count).hits if count else [])])
-
-    def _new_book(self, awaiting: list[Line]) -> None:
-        """A book on the committed index, holding the lines awaiting their message."""
-        # Not a bound method: a cycle through self would keep the index writer (and its
-        # lock) alive after the last reference to this projection is gone.
-        self._book = messages.MemoryBook(partial(_committed_lines, self._searcher))
-        for line in awaiting:
-            self._book.remember(line)
+        count = committed.searcher.search(query, 1).count
+        for _, address in committed.searcher.search(query, count).hits if count else []:
+            self._book.hold_awaiting(docs.line_of(committed.searcher.doc(address)))
 
 
-def _committed_lines(searcher: tantivy.Searcher, room: str, ref: str) -> list[Line]:
-    """The committed message lines of ``room`` known by ``ref``, newest first.
+class Committed:
+    """The committed lines, as the book asks for them (``searcher``: the latest commit's)."""
 
-    A scan of the hash column: a correction or retraction of a message committed
-    before is rare enough that an index of every message's ids would cost more
-    than it saves."""
-    hits = searcher.search(_ref_query(ref_hash(room.lower(), ref)), MAX_CANDIDATES, order_by_field="key").hits
-    found = [docs.line_of(searcher.doc(address).to_dict()) for _, address in hits]
-    return [line for line in found if line.room == room and ref in ids(line)]
+    def __init__(self, searcher: tantivy.Searcher):
+        self.searcher = searcher
 
+    def lines(self, room: str, ref: str) -> list[Line]:
+        """The committed message lines of ``room`` known by ``ref``, newest first: a scan of
+        the hash column, only for an id the book does not keep in memory."""
+        ref_query = tantivy.Query.range_query(SCHEMA, "rhash", tantivy.FieldType.Unsigned, *(ref_hash(room.lower(), ref),) * 2)
+        hits = self.searcher.search(ref_query, MAX_CANDIDATES, order_by_field="key").hits
+        found = [docs.line_of(self.searcher.doc(address)) for _, address in hits]
+        return [line for line in found if line.room == room and ref in ids(line)]
 
-def _key_query(key: int) -> tantivy.Query:
-    return tantivy.Query.range_query(SCHEMA, "key", tantivy.FieldType.Unsigned, key, key)
-
-
-def _ref_query(ref: int) -> tantivy.Query:
-    return tantivy.Query.range_query(SCHEMA, "rhash", tantivy.FieldType.Unsigned, ref, ref)
+    def line(self, key: int) -> Line | None:
+        hits = self.searcher.search(tantivy.Query.term_query(SCHEMA, "key", key), 1).hits
+        return docs.line_of(self.searcher.doc(hits[0][1])) if hits else None

@@ -16,20 +16,21 @@ import base64
 import threading
 import time
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 import msgspec
 import tantivy
 from tantivy import FieldType, Occur, Order, Query
 
 from archive.errors import InvalidQueryError, StoreError
+from archive.times import order_second
 
 from . import highlight
-from .documents import TOMB_MARK, capture_name
+from .documents import TOMB_MARK, line_of
 from .projection import open_tantivy, read_meta
 from .query import parse
 from .results import FacetCount, Facets, Hit, Scope, SearchResults, Sort
-from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION
+from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, bare_jid
 from .storage import IndexLocation
 from .translate import Highlights, Translator
 
@@ -44,7 +45,6 @@ FEW_ROOMS = 32
 # Candidates per index segment: counts are exact unless a value outside a segment's top
 # (10 x the facets asked for) is in the overall top; a bigger pool costs much more per search.
 FACET_POOL = 10
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class _Cursor(msgspec.Struct, array_like=True, frozen=True):
@@ -169,25 +169,25 @@ class SearchIndex:
             return self._searcher
 
     def _hit(self, searcher, address, score, scope: Scope, highlights: Highlights, sort: Sort) -> Hit:
-        stored = searcher.doc(address).to_dict()
-        body = stored["body"][0]
-        history = stored.get("history", []) if scope.compliance else []
+        line = line_of(searcher.doc(address))
+        body = line.body or ""
+        history = [version.body for version in line.versions] if scope.compliance else []
         text = body
         if history and not highlight.matches(body, highlights):
             text = next((old for old in history if highlight.matches(old, highlights)), body)
         return Hit(
-            position=stored["key"][0],
-            room=stored["room"][0],
-            nick=stored["nick"][0],
-            jid=_first(stored, "jid"),
-            time=_EPOCH + timedelta(microseconds=stored["ts"][0]),
+            position=line.id,
+            room=line.room.lower(),
+            nick=line.nick or "",
+            jid=bare_jid(line.jid),
+            time=order_second(line.at),
             body=body,
             snippet=highlight.snippet(text, highlights),
-            thread=_first(stored, "thread"),
-            capture=capture_name(stored["capture"][0]),
-            edited=bool(stored.get("edited")),
-            retracted=bool(stored.get("retracted")),
-            earlier_versions=list(history),
+            thread=line.thread,
+            capture=line.capture or "live",
+            edited=line.edited,
+            retracted=line.removed is not None,
+            earlier_versions=history,
             score=score if sort is Sort.RELEVANCE else None,
         )
 
@@ -329,7 +329,3 @@ def _read_cursor(text: str, check: int) -> _Cursor:
         raise InvalidQueryError(f"the cursor is out of range (relevance paging stops at {MAX_RELEVANCE_DEPTH} hits)")
     return cursor
 
-
-def _first(stored: dict, name: str):
-    values = stored.get(name)
-    return values[0] if values else None

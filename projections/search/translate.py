@@ -25,7 +25,8 @@ from tantivy import Occur, Query
 
 from archive.errors import InvalidQueryError
 
-from .documents import micros
+from ..tables import micros
+
 from .query import And, Everything, FieldIs, Flag, Fuzzy, Node, Not, Or, Phrase, Prefix, TimeRange, Word
 from .schema import FLAG_SET, SCHEMA, STEM_ANALYZER, WORD_ANALYZER
 

@@ -2,12 +2,19 @@
 
 Tables (per generation, see ``projections.viewdb``): ``lines`` (one row per line:
 id = position of the creating event, room, ts = the whole second of occurred_at in
-epoch microseconds (``tables.order_micros``: with id, the transcript order), ``shown`` = 0 for lines only the compliance view shows,
-``awaiting`` = 1 for lines awaiting their message, ``rev`` = position of the
-event that last changed the line (the widget's feed follows it), and the ``Line``
-itself as msgpack; a correction line taken into its message stays as a row with
-``shown`` = GONE, so that a feed can take it away) and ``refs`` (a hash of (room, id) for every id a message line is
-known by (``ref_hash``), for the message model's look-ups).
+epoch microseconds (``tables.order_micros``: with id, the transcript order), ``shown`` = 0 for
+lines only the compliance view shows, ``awaiting`` = 1 for lines awaiting their message, ``rev`` =
+position of the event that last changed the line (the widget's feed follows it), and the ``Line``
+itself as msgpack; a correction line taken into its message stays as a row with ``shown`` = GONE,
+so that a feed can take it away) and ``refs`` (every id a message line is known by, for the
+message model's look-ups and ``line(room, ref)``).
+
+``refs`` is keyed by (bucket, hash, id): ``bucket`` is the line id's block of ``2**BUCKET_BITS``
+log positions and ``hash`` stands for (room, id text) (``ref_hash``). The ids are random, but
+the bucket gives the key insert locality: new lines go into the newest bucket, whose pages stay
+cached, instead of one random leaf of a tree as large as the archive per id. A look-up walks
+the buckets newest first (``select_by_ref``): the message a correction names is nearly always
+among the last ones, so one or two probes find it.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ DDL = (
     "kind TEXT NOT NULL, shown INTEGER NOT NULL, awaiting INTEGER NOT NULL, rev INTEGER NOT NULL, "
     "data BLOB NOT NULL)",
     "CREATE INDEX IF NOT EXISTS [lines_awaiting] ON {lines} (id) WHERE awaiting=1",
-    "CREATE TABLE IF NOT EXISTS {refs} (ref INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (ref, id))",
+    "CREATE TABLE IF NOT EXISTS {refs} (bucket INTEGER NOT NULL, ref INTEGER NOT NULL, id INTEGER NOT NULL, "
+    "PRIMARY KEY (bucket, ref, id)) WITHOUT ROWID",
 )
 QUERY_DDL = (
     "CREATE INDEX IF NOT EXISTS [lines_time] ON {lines} (room, ts, id)",
@@ -43,37 +51,47 @@ QUERY_DDL = (
 # ``shown``: what a line is to the queries
 ORDINARY, COMPLIANCE_ONLY, GONE = 1, 0, -1
 
+BUCKET_BITS = 16
+RECENT_BUCKETS = 2  # probed first, alone
 MAX_CANDIDATES = 8  # lines sharing a ref hash looked at before giving up (collisions are ~never)
 
 
-def ref_hash(room: str, ref: str | None) -> int | None:
-    """63 bits standing for (room, ref) in the indexes: integers index at a
-    fraction of the cost of the random text ids themselves. Matches are
-    checked against the line, so a collision cannot mislead."""
-    if not ref:
-        return None
-    seeds = _ROOM_SEEDS.get(room)
-    if seeds is None:
-        # crc32 continues from a running value: these are the crcs of "<room> <ref>".
-        prefix = f"{room} ".encode()
-        seeds = _ROOM_SEEDS[room] = (zlib.crc32(prefix), zlib.crc32(prefix, _SALT))
-    data = ref.encode()
-    return (zlib.crc32(data, seeds[0]) << 31) ^ zlib.crc32(data, seeds[1])
+def ref_hash(room: str, ref: str) -> int:
+    """32 bits standing for (room, ref) in ``refs``: integers index at a fraction of the cost
+    of the id texts. Matches are checked against the line, so a collision cannot mislead,
+    and within one bucket they are rare."""
+    seed = _ROOM_SEEDS.get(room)
+    if seed is None:
+        # crc32 continues from a running value: this is the crc of "<room> <ref>".
+        seed = _ROOM_SEEDS[room] = zlib.crc32(f"{room} ".encode())
+    return zlib.crc32(ref.encode(), seed)
 
 
-_SALT = 0x5BD1E995
-_ROOM_SEEDS: dict[str, tuple[int, int]] = {}
+_ROOM_SEEDS: dict[str, int] = {}
 
 
 def select_by_ref(query, room: str, ref: str) -> list[Line]:
-    """The message lines of ``room`` known by ``ref``, newest first."""
-    rows = query(
-        "SELECT l.data FROM {refs} r JOIN {lines} l ON l.id=r.id WHERE r.ref=? "
-        f"ORDER BY r.id DESC LIMIT {MAX_CANDIDATES}",
-        (ref_hash(room, ref),),
-    )
-    found = [_decode_line(bytes(row["data"])) for row in rows]
-    return [line for line in found if line.room == room and ref in ids(line)]
+    """The message lines of ``room`` known by ``ref``, newest first: the newest buckets alone,
+    then (if none is there) all older ones in one statement."""
+    top = query("SELECT MAX(id) AS top FROM {lines}")[0]["top"]
+    if top is None:
+        return []
+    newest, hashed = top >> BUCKET_BITS, ref_hash(room, ref)
+    for first, last in ((newest, newest - RECENT_BUCKETS), (newest - RECENT_BUCKETS, -1)):
+        if first <= last:
+            continue
+        # Literal bucket numbers (integers we computed): each is one seek into the key.
+        buckets = ",".join(map(str, range(first, last, -1)))
+        rows = query(
+            f"SELECT l.data FROM {{refs}} r JOIN {{lines}} l ON l.id=r.id WHERE r.bucket IN ({buckets}) "
+            f"AND r.ref=? ORDER BY r.id DESC LIMIT {MAX_CANDIDATES}",
+            (hashed,),
+        )
+        found = [line for line in map(_decode_line, (bytes(row["data"]) for row in rows))
+                 if line.room == room and ref in ids(line)]
+        if found:
+            return found
+    return []
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -91,21 +109,22 @@ class TranscriptProjection(TableProjection):
 
     def _reset(self) -> None:
         self._book = messages.MemoryBook(lambda room, ref: select_by_ref(self._read_own, room, ref))
-        self._new: set[int] = set()  # created since the last commit
         self._changed: dict[int, Line] = {}  # committed before, changed since: the committed version
         self._rev: dict[int, int] = {}  # line id -> the event that last changed it
         self._gone: dict[int, Line] = {}  # lines taken into others, as they were then
         try:
+            self._read_own("SELECT bucket FROM {refs} LIMIT 0")
             awaiting = self._read_own("SELECT data FROM {lines} WHERE awaiting=1 ORDER BY id")
         except StoreError as e:
-            if "awaiting" not in str(e):
+            if "awaiting" not in str(e) and "bucket" not in str(e):
                 raise
             raise StoreError(
-                "the transcript view was made by an older chat-archive (before the one message model): "
+                "the transcript view was made by an older chat-archive (another table layout): "
                 "rebuild it with chat-archive rebuild transcripts"
             ) from e
         for row in awaiting:
             self._book.remember(_decode_line(bytes(row["data"])))
+        self._book.horizon = self.position()
 
     def _read_own(self, statement: str, params: tuple = ()) -> list:
         """Rows from this instance's own generation (live or being built)."""
@@ -116,53 +135,56 @@ class TranscriptProjection(TableProjection):
         changes = logic.step(position, event, book)
         if not changes.put and not changes.dropped:
             return
-        new, changed, rev = self._new, self._changed, self._rev
+        # Lines after the horizon were created since the last commit; rev is the line's own id
+        # unless a later event changed it.
+        changed, rev, horizon = self._changed, self._rev, book.horizon
         for line in changes.put:
             line_id = line.id
-            rev[line_id] = position
-            if line_id == position and line_id not in book.lines:
-                new.add(line_id)
-            elif line_id not in new and line_id not in changed:
+            if line_id != position:
+                rev[line_id] = position
+            if line_id <= horizon and line_id not in changed:
                 changed[line_id] = book.lines[line_id]
         for line_id in changes.dropped:
             rev[line_id] = position
             self._gone[line_id] = book.lines[line_id]
-            if line_id not in new and line_id not in changed:
+            if line_id <= horizon and line_id not in changed:
                 changed[line_id] = book.lines[line_id]
         book.apply(changes)
 
     def _statements(self) -> Statements:
-        lines, dropped, rev, taken = self._book.lines, self._book.dropped, self._rev, self._gone
-        created = [lines[i] for i in sorted(self._new) if i not in dropped]
+        lines, dropped, rev, taken, horizon = self._book.lines, self._book.dropped, self._rev, self._gone, self._book.horizon
+        created = [line for i, line in lines.items() if i > horizon]  # in log order: as they were created
         updated = [lines[i] for i in self._changed if i not in dropped]
         gone = [before for i, before in self._changed.items() if i in dropped]
         # A line taken into another stays a GONE row (for the widget's feed), whether or not it
         # was committed before: an incremental run and a rebuild hold the same rows.
         gone_rows = [(line.id, line.room, order_micros(line.at), line.kind, GONE, 0, rev[line.id], _encode(line))
                      for line in map(taken.__getitem__, sorted(taken))]
-        # A correction that stops awaiting its message stops being known by the id it awaited.
-        forgotten = [
-            (ref_hash(before.room, ref), i)
-            for i, before in self._changed.items()
-            if i not in dropped and before.awaiting and not lines[i].awaiting
-            for ref in set(ids(before)) - set(ids(lines[i]))
-        ]
+        # The ids a committed line gained (corrections applied) or lost (a correction that
+        # stops awaiting its message stops being known by the id it awaited).
+        gained, lost = [], []
+        for line in updated:
+            now, before = _ref_ids(line), _ref_ids(self._changed[line.id])
+            gained += _ref_rows(line, now - before)
+            lost += _ref_rows(line, before - now)
         return [
             ("INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, data) VALUES (?,?,?,?,?,?,?,?)",
              [(line.id, line.room, order_micros(line.at), line.kind, COMPLIANCE_ONLY if compliance_only(line) else ORDINARY,
-               1 if line.awaiting else 0, rev[line.id], _encode(line)) for line in created]),
-            ("INSERT INTO {refs} (ref, id) VALUES (?,?)", _ref_rows(created)),
+               1 if line.awaiting else 0, rev.get(line.id, line.id), _encode(line)) for line in created]),
+            ("INSERT INTO {refs} (bucket, ref, id) VALUES (?,?,?)",
+             [row for line in created for row in _ref_rows(line, _ref_ids(line))] + gained),
             ("UPDATE {lines} SET data=?, awaiting=?, rev=? WHERE id=?",
              [(_encode(line), 1 if line.awaiting else 0, rev[line.id], line.id) for line in updated]),
-            ("INSERT INTO {refs} (ref, id) VALUES (?,?) ON CONFLICT DO NOTHING", _ref_rows(updated)),
             ("DELETE FROM {lines} WHERE id=?", [(line.id,) for line in gone]),
             ("INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, data) VALUES (?,?,?,?,?,?,?,?)",
              gone_rows),
-            ("DELETE FROM {refs} WHERE ref=? AND id=?", _ref_rows(gone) + forgotten),
+            ("DELETE FROM {refs} WHERE bucket=? AND ref=? AND id=?",
+             [row for line in gone for row in _ref_rows(line, _ref_ids(line))] + lost),
         ]
 
-    def _committed(self) -> None:
+    def _committed(self, position: int) -> None:
         self._reset_memory()
+        self._book.horizon = position
 
     def _reset_memory(self) -> None:
         book = self._book
@@ -173,11 +195,16 @@ class TranscriptProjection(TableProjection):
         book.dropped.clear()
         for line in kept:
             book.remember(line)
-        self._new.clear()
         self._changed.clear()
         self._rev.clear()
         self._gone.clear()
 
 
-def _ref_rows(lines: list[Line]) -> list[tuple[int, int]]:
-    return [(ref_hash(line.room, ref), line.id) for line in lines if line.kind == "message" for ref in ids(line)]
+def _ref_ids(line: Line) -> set[str]:
+    """The ids ``refs`` holds for a line: a message line's (``lines.ids``), none for the others."""
+    return set(ids(line)) if line.kind == "message" else set()
+
+
+def _ref_rows(line: Line, refs) -> list[tuple[int, int, int]]:
+    bucket, room = line.id >> BUCKET_BITS, line.room
+    return [(bucket, ref_hash(room, ref), line.id) for ref in refs]

@@ -117,11 +117,11 @@ def test_a_projection_retries_store_errors_instead_of_stopping():
         def __init__(self):
             self.failures = 3
 
-        def read_log(self, after, page_size):
+        def read_log_rows(self, after, limit):
             if self.failures:
                 self.failures -= 1
                 raise StoreUnavailable("could not read the log: server closed the connection")
-            return iter([])
+            return []
 
     class Projection:
         name = "p"
@@ -173,7 +173,7 @@ def test_one_listener_per_store_a_dead_holder_is_taken_over_a_lost_lease_is_noti
 
 def test_a_projection_stops_on_an_error_that_trying_again_cannot_mend():
     class Log:
-        def read_log(self, after, page_size):
+        def read_log_rows(self, after, limit):
             raise StoreError("search index has schema version 1, this program 2")
 
     class Projection:
@@ -188,11 +188,11 @@ def test_a_projection_stops_on_an_error_that_trying_again_cannot_mend():
 
 def test_a_commit_whose_answer_was_lost_is_not_made_twice():
     """PostgreSQL cut after COMMIT: the view holds the changes, the follower heard an error."""
-    from archive.events import Recorded
+    from archive.codec import to_msgpack
 
     class Log:
-        def read_log(self, after, page_size):
-            return iter([Recorded(p, message(p)) for p in range(after + 1, 4)])
+        def read_log_rows(self, after, limit):
+            return [(p, to_msgpack(message(p))) for p in range(after + 1, 4)]
 
     class Projection:
         name = "p"

@@ -8,6 +8,7 @@ import pytest
 
 from archive import events as ev
 from archive.errors import InvalidQueryError, NotFoundError
+from projections.transcripts import view as transcript_view
 from tests.factories import at, make, message
 from tests.projections.conftest import catch_up
 
@@ -84,6 +85,23 @@ def test_correction_committed_in_an_earlier_batch(event_store, views):
     project(event_store, views, [make(ev.MessageCorrected, 2, nick="alice", replaces_id="m1", body="second")])
     [line] = lines_of(views, include_originals=True)
     assert (line.body, [v.body for v in line.versions]) == ("second", ["first"])
+
+
+def test_ids_are_found_in_older_buckets_and_the_message_archived_last_wins(event_store, views, monkeypatch):
+    monkeypatch.setattr(transcript_view, "BUCKET_BITS", 1)  # two positions a bucket: look-ups cross many
+    project(event_store, views, [
+        message(1, "first", message_id="m1"), message(2, "reused id", message_id="dup"),
+        *[message(3 + i, f"filler {i}") for i in range(8)], message(11, "reused id again", message_id="dup"),
+    ])
+    project(event_store, views, [
+        make(ev.MessageCorrected, 20, nick="alice", replaces_id="m1", body="first, corrected"),
+        make(ev.MessageCorrected, 21, nick="alice", replaces_id="dup", body="the later one, corrected"),
+    ])
+    assert views.transcripts.line(ROOM, "m1").body == "first, corrected"
+    bodies = [line.body for line in lines_of(views)]
+    assert bodies[1] == "reused id" and bodies[-1] == "the later one, corrected"
+    with pytest.raises(NotFoundError):
+        views.transcripts.line(ROOM, "nowhere")
 
 
 def test_correction_by_someone_else_or_of_unknown_message_stands_alone(event_store, views):

@@ -60,3 +60,14 @@ def test_a_commit_into_replaced_tables_is_refused(event_store, views):
         stale_builder.apply([])
         stale_builder.commit(3)
     assert [line.body for line in views.transcripts.page("lobby@conference.localhost").lines] == ["one", "two"]
+
+
+def test_a_transcript_view_of_an_older_layout_asks_for_a_rebuild(views):
+    recorder = views.recorder
+    generation = recorder.generations("transcripts")[0]
+    # refs as they were before their key was bucketed
+    recorder.add_indexes("transcripts", generation, [
+        "DROP TABLE {refs}", "CREATE TABLE {refs} (ref INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (ref, id))",
+    ])  # fmt: skip
+    with pytest.raises(StoreError, match="rebuild it with chat-archive rebuild transcripts"):
+        TranscriptProjection(recorder)

@@ -1,5 +1,5 @@
-"""Hostile requests against a real `chat-archive serve` process: each is refused with a 4xx, and the
-server is still healthy afterwards (the corpus: hostile_corpus.py)."""
+"""Hostile requests against a real `chat-archive serve` process on each store: each is refused with a
+4xx, and the server is still healthy afterwards (the corpus: hostile_corpus.py)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,18 @@ import zlib
 import msgspec
 import pytest
 
+from .conftest import archive_url
 from .hostile_corpus import CORPUS, Hostile
 from .serving import start_serve
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    served = start_serve(tmp_path_factory.mktemp("hostile"))
-    yield served
-    served.stop()
+def served(store_kind, tmp_path_factory):
+    base = tmp_path_factory.mktemp(f"hostile-{store_kind}")
+    with archive_url(store_kind, base) as url:
+        served = start_serve(base, store_url=url)
+        yield served
+        served.stop()
 
 
 def forged_search_cursor(q: str, sort: str = "relevance", *, ts: int = 0, key: int = 0, offset: int = 0) -> str:

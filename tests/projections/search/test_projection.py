@@ -14,9 +14,10 @@ COMPLIANCE = Scope(rooms=None, compliance=True)
 
 
 class Feeder:
-    def __init__(self, root):
+    def __init__(self, root, tuning):
         self.location = IndexLocation(root / "index")
-        self.projection = SearchIndexProjection(self.location, heap_mb=20)
+        self.tuning = tuning
+        self.projection = SearchIndexProjection(self.location, heap_mb=20, **tuning)
         self.position = 0
 
     def feed(self, *events, commit=True):
@@ -30,7 +31,7 @@ class Feeder:
 
     def restart(self):
         self.projection.close()
-        self.projection = SearchIndexProjection(self.location, heap_mb=20)
+        self.projection = SearchIndexProjection(self.location, heap_mb=20, **self.tuning)
         assert self.projection.position() == self.position
 
     def search(self, text, scope=ORDINARY):
@@ -41,9 +42,11 @@ def correction(t, replaces, body, nick="alice", **fields):
     return make(ev.MessageCorrected, t, nick=nick, replaces_id=replaces, body=body, **fields)
 
 
-@pytest.fixture
-def feeder(index_root):
-    return Feeder(index_root)
+# Default sizes (lines settle in memory until the commit), and documents written as soon as
+# applied with ids forgotten at every commit (found again by scanning the index).
+@pytest.fixture(params=[{}, {"hold": 0, "window": 1}], ids=["settled", "written-at-once"])
+def feeder(index_root, request):
+    return Feeder(index_root, request.param)
 
 
 @pytest.mark.parametrize("between", ["nothing", "commit", "restart"])

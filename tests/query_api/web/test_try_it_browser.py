@@ -1,7 +1,11 @@
 """The README's "Try it", walked in Chromium from a fresh `chat-archive up --demo`, at desktop and phone
 size: sign in with what the page says, search, open a hit in context, join the widget as the demo account
 and see the message arrive in the transcript. Every page passes axe-core with no serious violation and
-fits the screen's width."""
+fits the screen's width.
+
+The demo keeps its store where `[store] url` says (SQLite in the directory by default): the walk runs on
+SQLite at both sizes and on PostgreSQL (`CHAT_ARCHIVE_STORE_URL`) at desktop size; the phone size and the
+dark scheme check layout, which no store changes, so they run once."""
 
 from __future__ import annotations
 
@@ -18,7 +22,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from archive.application import open_event_store
 from tests.services.axe import serious_violations
+from tests.services.postgres import fresh_schema_url
 
 from .server import keep
 
@@ -27,14 +33,23 @@ SIZES = {"desktop": (1280, 900), "phone": (390, 844)}
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """`chat-archive up --demo` in a directory of its own, as `./dev up` runs it."""
-    cwd = tmp_path_factory.mktemp("try-it")
+def demo(request, tmp_path_factory):
+    """`chat-archive up --demo` in a directory of its own, as `./dev up` runs it, on the store kind
+    the test is parametrized with: (url of the API, directory, store URL)."""
+    cwd = tmp_path_factory.mktemp(f"try-it-{request.param}")
     (cwd / "tmp").mkdir()
+    if request.param == "sqlite":  # the default `[store] url`, as a newcomer runs it
+        yield from _up_demo(cwd, {}, f"sqlite:///{cwd}/data/events.sqlite")
+    else:
+        with fresh_schema_url() as store_url:
+            yield from _up_demo(cwd, {"CHAT_ARCHIVE_STORE_URL": store_url}, store_url)
+
+
+def _up_demo(cwd: Path, settings: dict[str, str], store_url: str):
     log = open(cwd / "up.log", "wb")
     process = subprocess.Popen(
         [CLI, "up", "--demo", "--port", "0"], cwd=cwd, stdout=subprocess.PIPE, stderr=log, text=True,
-        env={**os.environ, "TMPDIR": str(cwd / "tmp"), "CHAT_ARCHIVE_INDEX_COMMIT_INTERVAL": "0.2"},
+        env={**os.environ, "TMPDIR": str(cwd / "tmp"), "CHAT_ARCHIVE_INDEX_COMMIT_INTERVAL": "0.2", **settings},
     )  # fmt: skip
     log.close()
     try:
@@ -46,7 +61,7 @@ def demo(tmp_path_factory):
                 pytest.fail(f"`up --demo` ended: {(cwd / 'up.log').read_text()[-3000:]}")
             if "API and web pages on " in line:
                 url = line.split()[-1].rstrip("/")
-        yield url, cwd
+        yield url, cwd, store_url
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -68,9 +83,19 @@ def accessible(browser) -> None:
     assert serious_violations(browser) == [], browser.current_url
 
 
+@pytest.mark.parametrize("demo", ["sqlite"], indirect=True, scope="module")
 @pytest.mark.parametrize("size", list(SIZES))
 def test_the_readme_try_it_walk(browser, demo, size, screenshot_dir):
-    url, cwd = demo
+    walk(browser, demo, size, screenshot_dir)
+
+
+@pytest.mark.parametrize("demo", ["postgresql"], indirect=True, scope="module")
+def test_the_readme_try_it_walk_on_postgresql(browser, demo, screenshot_dir):
+    walk(browser, demo, "desktop", screenshot_dir)
+
+
+def walk(browser, demo, size: str, screenshot_dir: Path) -> None:
+    url, cwd, store_url = demo
     browser.delete_all_cookies()
     browser.set_window_size(*SIZES[size])
     suffix = "" if size == "desktop" else "-phone"
@@ -168,6 +193,8 @@ def test_the_readme_try_it_walk(browser, demo, size, screenshot_dir):
             break
         assert time.monotonic() < deadline, "the message never reached the transcript"
         time.sleep(1)
+    with open_event_store(store_url) as store:  # the walk went through the store it was meant to
+        assert store.head() > 0
 
 
 def sign_in_from_the_page(browser, url: str, cwd: Path) -> None:
@@ -179,8 +206,9 @@ def sign_in_from_the_page(browser, url: str, cwd: Path) -> None:
     wait(browser, EC.presence_of_element_located((By.ID, "q")))
 
 
+@pytest.mark.parametrize("demo", ["sqlite"], indirect=True, scope="module")
 def test_dark_mode_keeps_contrast_and_a_260px_widget_keeps_the_room_address_whole(browser, demo):
-    url, cwd = demo
+    url, cwd, _ = demo
     browser.set_window_size(1280, 900)
     sign_in_from_the_page(browser, url, cwd)
     room = "lobby@conference.localhost"

@@ -1,0 +1,164 @@
+"""The message model's ``Book`` over the index: lines settled in memory before tantivy sees them.
+
+The projection steps each event through the message model
+(``projections.messages``) against this book. A new or changed line waits in
+``pending`` for ``hold`` log positions before its document is written
+(``due``): corrections and retractions mostly come soon after their message,
+so they change a pending line rather than a written document, and most
+documents are written once, final. A line changed after its document was
+written is deleted by its ``key`` term (``take_deletes``, cheap: ``key`` is
+indexed) and written again.
+
+Finding the message an id names (``find``): the ids of the lines remembered
+since ``covered_from`` are kept in memory, in two generations (the older is
+forgotten at a commit once the newer holds ``window`` ids); a line written and
+committed is then fetched by its key (``by_key``). Only an id the memory does
+not hold, or held by a line older than ``covered_from`` (a later line known by
+the same id may have been forgotten), costs a scan of the committed index
+(``committed``): a message from long ago, or one never archived.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from .. import messages
+from ..lines import Line, ids
+from .documents import decode_line
+
+
+class IndexBook:
+    def __init__(
+        self,
+        committed: Callable[[str, str], list[Line]],
+        by_key: Callable[[int], Line | None],
+        *,
+        position: int,
+        hold: int,
+        window: int,
+    ) -> None:
+        self._committed = committed  # (room, ref) -> committed message lines known by ref, newest first
+        self._by_key = by_key
+        self.hold = hold
+        self.window = window
+        self.pending: dict[int, Line] = {}  # lines whose document is not written yet
+        self._queue: deque[tuple[int, int]] = deque()  # (position a line became pending at, its id)
+        self._written: dict[int, bytes] = {}  # lines written since the last commit (blobs): not searchable yet
+        self._held: dict[int, Line] = {}  # lines awaiting a message, kept across commits
+        self._awaited: dict[tuple[str, str], set[int]] = {}
+        self._refs: dict[tuple[str, str], int] = {}
+        self._older_refs: dict[tuple[str, str], int] = {}
+        self._dropped: set[int] = set()  # since the last commit
+        self._deletes: list[int] = []
+        self.covered_from = self._current_from = position
+
+    # -- the Book protocol ----------------------------------------------------------
+
+    def find(self, room: str, ref: str) -> Line | None:
+        key = (room, ref)
+        line_id = self._refs.get(key)
+        if line_id is None:
+            line_id = self._older_refs.get(key)
+        line = None if line_id is None or line_id in self._dropped else self._line(line_id)
+        if line is not None and line_id >= self.covered_from:
+            return line
+        for stored in self._committed(room, ref):
+            if stored.id in self._dropped:
+                continue
+            if line is None or stored.id > line.id:
+                line = self._line(stored.id) or stored
+            break
+        return line
+
+    def awaiting(self, room: str, ref: str) -> list[Line]:
+        waiting = self._awaited.get((room, ref))
+        return [self._held[i] for i in sorted(waiting)] if waiting else []
+
+    # -- what the projection does with it -------------------------------------------------
+
+    def apply(self, position: int, changes: messages.Changes) -> None:
+        """Take ``changes``, the model's step for the event at ``position``."""
+        pending = self.pending
+        for line_id in changes.dropped:
+            self._forget_awaiting(line_id)
+            self._dropped.add(line_id)
+            if pending.pop(line_id, None) is None:
+                self._deletes.append(line_id)
+        for line in changes.put:
+            line_id = line.id
+            if line_id not in pending:
+                if line_id != position:  # a line whose document is written: replaced when due
+                    self._deletes.append(line_id)
+                self._queue.append((position, line_id))
+            pending[line_id] = line
+            self._forget_awaiting(line_id)
+            self._remember(line, new=line_id == position)
+
+    def take_deletes(self) -> list[int]:
+        """Keys of documents to delete before the next ``due`` lines are written."""
+        deletes, self._deletes = self._deletes, []
+        return deletes
+
+    def due(self, position: int | None) -> list[Line]:
+        """The pending lines to write now: those pending for ``hold`` positions before
+        ``position``, or all (None: at a commit)."""
+        out = []
+        queue, pending = self._queue, self.pending
+        limit = None if position is None else position - self.hold
+        while queue and (limit is None or queue[0][0] <= limit):
+            line = pending.pop(queue.popleft()[1], None)
+            if line is not None:
+                out.append(line)
+        return out
+
+    def written(self, line: Line, blob: bytes) -> None:
+        self._written[line.id] = blob
+
+    def committed(self, position: int) -> None:
+        """Everything written is committed at ``position``."""
+        self._written.clear()
+        self._dropped.clear()
+        if len(self._refs) >= self.window:
+            self._older_refs, self._refs = self._refs, {}
+            self.covered_from, self._current_from = self._current_from, position
+
+    def hold_awaiting(self, line: Line) -> None:
+        """A committed line awaiting its message (read when the index is opened)."""
+        self._held[line.id] = line
+        self._awaited.setdefault((line.room, line.awaiting), set()).add(line.id)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _line(self, line_id: int) -> Line | None:
+        line = self.pending.get(line_id) or self._held.get(line_id)
+        if line is not None:
+            return line
+        blob = self._written.get(line_id)
+        return decode_line(blob) if blob is not None else self._by_key(line_id)
+
+    def _remember(self, line: Line, new: bool) -> None:
+        if line.awaiting:
+            self.hold_awaiting(line)
+        if line.kind != "message":
+            return
+        refs, older, dropped, line_id, room = self._refs, self._older_refs, self._dropped, line.id, line.room
+        if new:  # the line of the event just applied: newer than any other line
+            for ref in ids(line):
+                refs[(room, ref)] = line_id
+            return
+        for ref in ids(line):
+            key = (room, ref)
+            known = refs.get(key)
+            if known is None:
+                known = older.get(key)
+            if known is None or known < line_id or known in dropped:
+                refs[key] = line_id
+
+    def _forget_awaiting(self, line_id: int) -> None:
+        line = self._held.pop(line_id, None)
+        if line is not None:
+            waiting = self._awaited[(line.room, line.awaiting)]
+            waiting.discard(line_id)
+            if not waiting:
+                del self._awaited[(line.room, line.awaiting)]

@@ -11,7 +11,7 @@ Stages (run in this order, each size in turn; --only picks some):
   freshness    end-to-end freshness through a real Prosody, listener rate vs Prosody's own delivery rate, per
                store (a fresh store: measured at the run's first size only)
   ranged       a page of a time-ranged read (store, transcript view, widget, /state) of a room of --size
-               events vs the same page of a 1k-event room (a store of its own)
+               events vs the same page of a 1k-event room (a store of its own; at the run's first size only)
 
 Every size of a run is measured on one commit; the load average is recorded before and after every stage.
 The run refuses to start writing bench/RESULTS*.md while the load is above the core count (it waits
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx: dict = {"postgres": not args.no_postgres, "light": args.light or spec.events >= LIGHT_FROM,
                      "search_from_corpus": args.search_from_corpus}
         for stage in [s for s in runs.STAGES if s in args.only]:
-            if n and stage in runs.SIZE_INDEPENDENT:
+            if n and stage in runs.FIRST_SIZE_ONLY:
                 continue
             module, per_store = runs.STAGES[stage]
             stores = [s for s in runs.STORES if s == "SQLite" or ctx["postgres"]] if per_store else [""]

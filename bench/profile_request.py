@@ -6,6 +6,11 @@ Builds (untimed, once) the corpus's store, views and index in the bench workdir,
 builds the app exactly as `chat-archive serve` does (``bootstrap.build_api``), then
 runs the requests through the WSGI interface under cProfile and prints where the
 time goes (the HTTP server's own share is what wrk adds on top: see ``bench.api``).
+
+A search runs in the app's deadline pool, a thread cProfile does not see (its time
+shows as a lock's ``acquire``); ``--search-inline`` runs it in the request's thread
+so that its parts are profiled too (the pool's hand-over is then not measured).
+Wall and CPU time per request are printed without the profiler first.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from urllib.parse import quote
 
 from archive.application import open_event_store
 from chat_archive.bootstrap import build_api, open_tokens
+from query_api.context import EXTENSION
 from query_api.roles import Role
 
 from .api import ensure_views_and_index
@@ -48,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/chat-archive-bench"))
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--search-inline", action="store_true", help="profile searches in the request's thread")
     args = parser.parse_args(argv)
     spec = CorpusSpec.for_size(args.size, 42)
     workdir = args.workdir / args.size
@@ -58,11 +65,20 @@ def main(argv: list[str] | None = None) -> int:
     token = tokens.create(Role.COMPLIANCE, label="profile")[0]
     tokens.close()
     with open_event_store(ctx["sqlite_url"]) as store:
-        client = build_api(config, store).test_client()
+        app = build_api(config, store)
+        client = app.test_client()
         headers = {"Authorization": f"Bearer {token}"}
         urls = ["/healthz"] if args.kind == "healthz" else paths(spec, args.kind)
         for url in urls[:50]:  # warm caches and the index reader
             assert client.get(url, headers=headers).status_code == 200, url
+        began, cpu = time.perf_counter(), time.process_time()
+        for i in range(args.requests):
+            client.get(urls[i % len(urls)], headers=headers).close()
+        wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+        print(f"{args.requests} {args.kind} requests without the profiler: {1000 * wall / args.requests:.3f} ms wall, "
+              f"{1000 * cpu / args.requests:.3f} ms CPU (all threads) each; load {_load()}")
+        if args.search_inline:
+            app.extensions[EXTENSION].searches.run = lambda work, seconds: work()
         profiler = cProfile.Profile()
         began = time.perf_counter()
         profiler.enable()
@@ -77,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(args.top)
         print(out.getvalue())
     return 0
+
+
+def _load() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def ensure_store(spec: CorpusSpec, workdir: Path, ctx: dict) -> str:
         if not (path.exists() and marker.exists() and marker.read_text().strip() == str(spec)):
             workdir.mkdir(parents=True, exist_ok=True)
             for stale in [*workdir.glob("*.sqlite*"), *index_dirs(workdir)]:
-                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
             print("  building the SQLite store (untimed)", flush=True)
             with open_event_store(f"sqlite:///{path}") as store:
                 store.append(generate(spec))

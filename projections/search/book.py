@@ -72,6 +72,8 @@ class IndexBook:
         return line
 
     def awaiting(self, room: str, ref: str) -> list[Line]:
+        if not self._awaited:  # as good as always: asked for every id of every message
+            return []
         waiting = self._awaited.get((room, ref))
         return [self._held[i] for i in sorted(waiting)] if waiting else []
 

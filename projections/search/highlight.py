@@ -7,12 +7,16 @@ the body's own analyzer.
 
 from __future__ import annotations
 
+import re
 from html import escape
 
 from .schema import STEM_ANALYZER
 from .translate import Highlights
 
 MAX_CHARS = 240
+MAX_TOKEN_BYTES = 40  # the body analyzer drops longer tokens (``schema``: remove_long(40))
+_STEMS_KEPT = 50_000
+_stems: dict[str, str] = {}
 
 
 def snippet(text: str, highlights: Highlights, max_chars: int = MAX_CHARS) -> str:
@@ -38,6 +42,13 @@ def matches(text: str, highlights: Highlights) -> list[tuple[int, int]]:
     stems, prefixes, fuzzy = highlights.stems, tuple(highlights.prefixes), highlights.fuzzy
     if not (stems or prefixes or fuzzy):
         return []
+    if not fuzzy and text.isascii():
+        return _ascii_matches(text, stems, prefixes)
+    return analyzed_matches(text, stems, prefixes, fuzzy)
+
+
+def analyzed_matches(text: str, stems: set[str], prefixes: tuple[str, ...], fuzzy) -> list[tuple[int, int]]:
+    """``matches`` from the body analyzer's own tokens (any text, any query)."""
     spans = []
     for token in STEM_ANALYZER.pre_tokenize(text).tokens:
         stem = token.text
@@ -47,6 +58,27 @@ def matches(text: str, highlights: Highlights) -> list[tuple[int, int]]:
             or (fuzzy and any(osa_distance(stem, f, limit=d) <= d for f, d in fuzzy))
         ):
             spans.append((token.char_offset_from, token.char_offset_to))
+    return spans
+
+
+def _ascii_matches(text: str, stems: set[str], prefixes: tuple[str, ...]) -> list[tuple[int, int]]:
+    """``matches`` of ASCII text without tokenizing all of it: the body analyzer's tokens are then
+    runs of letters and digits, and English stemming keeps a word's first letter, so only the
+    tokens starting with a letter a stem or prefix starts with can match (stems of those cached)."""
+    firsts = {word[0] for word in stems} | {start[0] for start in prefixes}
+    letters = "".join(sorted(firsts | {c.upper() for c in firsts}))
+    spans = []
+    for token in re.finditer(rf"(?<![A-Za-z0-9])[{re.escape(letters)}][A-Za-z0-9]*", text):
+        word = token.group()
+        if len(word) >= MAX_TOKEN_BYTES:
+            continue
+        stem = _stems.get(word)
+        if stem is None:
+            if len(_stems) >= _STEMS_KEPT:
+                _stems.clear()
+            stem = _stems[word] = STEM_ANALYZER.analyze(word)[0]
+        if stem in stems or (prefixes and stem.startswith(prefixes)):
+            spans.append(token.span())
     return spans
 
 

@@ -71,12 +71,13 @@ def test_every_figure_shows_the_load_around_its_stage_and_a_loaded_start_is_said
 
 
 def test_the_scale_table_shows_each_figure_by_size_and_its_change():
-    sizes = {"1m": measured("1m", {"append": [("store", 100_000.0)], "freshness, SQLite": [("idle", 300.0)]}),
+    sizes = {"1m": measured("1m", {"append": [("store", 100_000.0)], "freshness, SQLite": [("idle", 300.0)],
+                                   "ranged": [("page", 1.0)]}),
              "10m": measured("10m", {"append": [("store", 90_000.0)]})}
     text = render(runs.merge(None, run_info("python -m bench --size 1m,10m", "a"), sizes, whole=True))
     assert "| figure | 1m | 10m | change 10m vs 1m |" in text
     assert "| append: store | 100,000 events/s | 90,000 events/s | -10% |" in text
-    assert "Not measured again at 10m: freshness." in text
+    assert "Not measured again at 10m: freshness, ranged." in text
 
 
 def test_a_busy_machine_does_not_publish_unless_told_to_and_says_so(tmp_path: Path):

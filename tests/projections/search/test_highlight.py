@@ -1,0 +1,39 @@
+"""Snippet marks: the shortcut for ASCII text marks exactly the tokens the body analyzer's own
+tokens would (it relies on the analyzer splitting ASCII at anything but letters and digits, and on
+English stemming keeping a word's first letter)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from projections.search.highlight import analyzed_matches, matches, snippet
+from projections.search.schema import STEM_ANALYZER
+from projections.search.translate import Highlights
+
+WORDS = [
+    "Deploy", "deployed", "deploying", "deployment", "lazy", "LAZIES", "dying", "skies", "skis", "news",
+    "generously", "ability", "able", "agreed", "feed", "hoping", "hopping", "relational", "organization",
+    "1st", "2024", "x" * 39, "x" * 40, "x" * 41, "e-mail", "don't", "can_t", "idly", "early", "only", "Atlas",
+]
+SEPARATORS = [" ", "  ", ", ", ". ", "-", "'", "_", "!", "\t", "/"]
+
+texts = st.lists(st.tuples(st.sampled_from(WORDS), st.sampled_from(SEPARATORS)), max_size=12).map(
+    lambda parts: "".join(word + sep for word, sep in parts)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=texts, asked=st.lists(st.sampled_from(WORDS), min_size=1, max_size=3), prefix=st.booleans())
+def test_ascii_marks_are_those_of_the_analyzer(text, asked, prefix):
+    stems = {stem for word in asked for stem in STEM_ANALYZER.analyze(word)}
+    highlights = Highlights(stems=set() if prefix else stems, prefixes={s[:3] for s in stems} if prefix else set())
+    expected = analyzed_matches(text, highlights.stems, tuple(highlights.prefixes), set())
+    assert matches(text, highlights) == expected
+
+
+def test_a_snippet_marks_every_form_of_the_word():
+    highlights = Highlights(stems={"deploy"})
+    assert snippet("Deployed it; deploying <now>", highlights) == (
+        "<mark>Deployed</mark> it; <mark>deploying</mark> &lt;now&gt;"
+    )

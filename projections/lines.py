@@ -88,12 +88,12 @@ def ids(line: Line) -> list[str]:
     """Every id a message line can be named by: its own stanza-id, origin-id and
     ``id`` attribute, those of the corrections applied to it, and (for a correction
     awaiting its message) the id it awaits, which later corrections name too (XEP-0308)."""
-    found: list[str] = []
     waiting = line.awaiting if line.kind == "message" else None
-    for ident in (line.stanza_id, line.origin_id, line.message_id, *line.aliases, waiting):
-        if ident and ident not in found:
-            found.append(ident)
-    return found
+    if line.aliases or waiting:
+        candidates = (line.stanza_id, line.origin_id, line.message_id, *line.aliases, waiting)
+    else:
+        candidates = (line.stanza_id, line.origin_id, line.message_id)
+    return list(dict.fromkeys(ident for ident in candidates if ident))  # in order, each once
 
 
 def as_at(line: Line, moment) -> Line:

@@ -89,6 +89,8 @@ def step(position: int, event: ev.Event, book: Book) -> Changes:
 
 def _settle(line: Line, book: Book, new_ids: Iterable[str]) -> Changes:
     """``line`` with what awaited any of ``new_ids`` applied to it, and the lines applied."""
+    if not any(book.awaiting(line.room, ref) for ref in new_ids):
+        return Changes([line], [])  # nearly always: nothing awaits a new message
     put: dict[int, Line] = {}
     dropped: list[int] = []
     todo = list(new_ids)

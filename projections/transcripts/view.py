@@ -165,8 +165,8 @@ class TranscriptProjection(TableProjection):
         gained, lost = [], []
         for line in updated:
             now, before = _ref_ids(line), _ref_ids(self._changed[line.id])
-            gained += _ref_rows(line, now - before)
-            lost += _ref_rows(line, before - now)
+            gained += _ref_rows(line, [ref for ref in now if ref not in before])
+            lost += _ref_rows(line, [ref for ref in before if ref not in now])
         return [
             ("INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, data) VALUES (?,?,?,?,?,?,?,?)",
              [(line.id, line.room, order_micros(line.at), line.kind, COMPLIANCE_ONLY if compliance_only(line) else ORDINARY,
@@ -200,11 +200,11 @@ class TranscriptProjection(TableProjection):
         self._gone.clear()
 
 
-def _ref_ids(line: Line) -> set[str]:
+def _ref_ids(line: Line) -> list[str]:
     """The ids ``refs`` holds for a line: a message line's (``lines.ids``), none for the others."""
-    return set(ids(line)) if line.kind == "message" else set()
+    return ids(line) if line.kind == "message" else []
 
 
-def _ref_rows(line: Line, refs) -> list[tuple[int, int, int]]:
-    bucket, room = line.id >> BUCKET_BITS, line.room
-    return [(bucket, ref_hash(room, ref), line.id) for ref in refs]
+def _ref_rows(line: Line, refs: list[str]) -> list[tuple[int, int, int]]:
+    bucket, room, line_id = line.id >> BUCKET_BITS, line.room, line.id
+    return [(bucket, ref_hash(room, ref), line_id) for ref in refs]

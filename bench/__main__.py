@@ -1,6 +1,7 @@
 """`python -m bench --size 1m,10m [--only append,read,...]`: run the suite, write bench/RESULTS.md.
 
-Stages (run in this order, each size in turn; --only picks some):
+Stages (in this order, each size in turn: every stage on SQLite, then those per store on PostgreSQL;
+--only picks some):
   append       store append rate, SQLite and PostgreSQL, vs raw inserts of the same payloads; disk bytes/event
   read         store.read_log decoded vs raw page reads (the ceiling for every projection), per store
   projections  transcript and presence rebuild rate vs the raw read rate, per store
@@ -76,19 +77,23 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         ctx: dict = {"postgres": not args.no_postgres, "light": args.light or spec.events >= LIGHT_FROM,
                      "search_from_corpus": args.search_from_corpus}
-        for stage in [s for s in runs.STAGES if s in args.only]:
-            if n and stage in runs.FIRST_SIZE_ONLY:
-                continue
-            module, per_store = runs.STAGES[stage]
-            stores = [s for s in runs.STORES if s == "SQLite" or ctx["postgres"]] if per_store else [""]
-            for store in stores:
-                run_stage(stage, module, store, spec, workdir, res, ctx)
-                res.rss["bench driver (corpus generation, in-process stores and index)"] = peak_rss_self()
-                # after every stage: a long run's figures survive a later failure
-                runs.save(saved_at, runs.merge(before, run, measured, whole=whole))
+        for stage, store in plan([s for s in args.only if not (n and s in runs.FIRST_SIZE_ONLY)], ctx["postgres"]):
+            run_stage(stage, runs.STAGES[stage][0], store, spec, workdir, res, ctx)
+            res.rss["bench driver (corpus generation, in-process stores and index)"] = peak_rss_self()
+            # after every stage: a long run's figures survive a later failure (or a run stopped for time)
+            runs.save(saved_at, runs.merge(before, run, measured, whole=whole))
     write(args.out, render(runs.load(saved_at)))
     print(f"wrote {args.out} (saved runs: {saved_at})")
     return 0
+
+
+def plan(stages: list[str], postgres: bool) -> list[tuple[str, str]]:
+    """(stage, store) in the order measured: every stage on SQLite (or on both in one stage), then the
+    PostgreSQL ones, so that a run stopped for time has lost the PostgreSQL figures of the largest size
+    last (the report orders them stage beside stage)."""
+    ordered = [s for s in runs.STAGES if s in stages]
+    first = [(s, "SQLite" if runs.STAGES[s][1] else "") for s in ordered]
+    return first + [(s, "PostgreSQL") for s in ordered if runs.STAGES[s][1] and postgres]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -29,7 +29,7 @@ def run_append(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> 
 
 
 def run_read(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) -> None:
-    rate = _read(store_url(spec, workdir, ctx), results, ctx["store"])
+    rate = _read(store_url(spec, workdir, ctx), results, ctx["store"], baseline=not ctx.get("light"))
     ctx.setdefault("read_rate", {})[ctx["store"]] = rate
 
 

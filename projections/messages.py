@@ -190,7 +190,7 @@ def removal_of(position: int, event: ev.MessageRetracted) -> Removal:
     )
 
 
-def message_line(position: int, e: ev.MessagePosted | ev.MessageCorrected, **extra) -> Line:
+def message_line(position: int, e: ev.MessagePosted | ev.MessageCorrected) -> Line:
     capture = e.capture
     return Line(
         id=position,
@@ -206,15 +206,13 @@ def message_line(position: int, e: ev.MessagePosted | ev.MessageCorrected, **ext
         message_id=e.message_id,
         thread=getattr(e, "thread", None),
         capture=None if capture is _LIVE else capture.value,
-        **extra,
     )
 
 
 def correction_line(position: int, event: ev.MessageCorrected, *, awaiting: bool) -> Line:
     """A correction not applied to a message: shown as a message of its own."""
-    return message_line(
-        position,
-        event,
+    return msgspec.structs.replace(
+        message_line(position, event),
         edited=True,
         edited_at=event.occurred_at,
         corrects=event.replaces_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench import runs
-from bench.__main__ import HERE, parse, refuse_to_publish
+from bench.__main__ import HERE, parse, plan, refuse_to_publish
 from bench.measure import Figure, Results, StageRun
 from bench.results import render
 
@@ -92,3 +92,10 @@ def test_sizes_are_given_as_a_list_and_measured_smallest_first():
     args = parse(["--size", "10m,1m"])
     assert args.sizes == ["1m", "10m"] and args.out == HERE / "RESULTS.md"
     assert parse(["--sizes", "100k"]).out == HERE / "RESULTS-100k.md"
+
+
+def test_stages_run_on_sqlite_first_then_on_postgresql():
+    assert plan(["append", "read", "api", "ranged"], postgres=True) == [
+        ("append", ""), ("read", "SQLite"), ("api", "SQLite"), ("ranged", ""), ("read", "PostgreSQL"),
+        ("api", "PostgreSQL")]
+    assert plan(["api"], postgres=False) == [("api", "SQLite")]

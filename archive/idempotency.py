@@ -25,6 +25,9 @@ from __future__ import annotations
 
 from hashlib import sha256
 
+from .codec import idempotency_key
+from .events import Event
+
 BUCKET = 3600  # seconds: one hour of a room
 WINDOW = 600  # seconds: how far apart two copies of one stanza may occur and still be found
 
@@ -51,3 +54,26 @@ def neighbour(t: float, bucket: int) -> int | None:
     if offset >= BUCKET - WINDOW:
         return bucket + 1
     return None
+
+
+# An event to append: (event, occurred_at in epoch seconds, bucket, digest, neighbouring bucket or None)
+Entry = tuple[Event, float, int, int, int | None]
+
+
+def slotted(events: list[Event]) -> list[Entry]:
+    """Each distinct event of a batch once (by idempotency key), with its time and slot."""
+    unique: dict[str, Event] = {}
+    for event in events:
+        unique.setdefault(idempotency_key(event), event)
+    entries = []
+    for key, event in unique.items():
+        t = event.occurred_at.timestamp()
+        bucket = bucket_of(t)
+        entries.append((event, t, bucket, key_digest(key), neighbour(t, bucket)))
+    return entries
+
+
+def probes(entries: list[Entry]) -> list[Slot]:
+    """Every slot an entry's key may already be stored in: its own and, near an edge, the neighbour."""
+    own = [(e[0].room, e[2], e[3]) for e in entries]
+    return own + [(e[0].room, e[4], e[3]) for e in entries if e[4] is not None]

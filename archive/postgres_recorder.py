@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
 from .audit_tables import PostgresAuditTable
 from .idempotency import Slot
 from .key_upgrade import upgrade_postgres_index
-from .recorders import HeadRow, IndexRow, RangeRow, RoomRow, lock_schema_ddl, range_params
+from .recorders import EventRow, HeadRow, IndexRow, RangeRow, RoomRow, lock_schema_ddl, range_params
 
 _INDEX_COLUMNS = (
     "(originator_id text NOT NULL, bucket bigint NOT NULL, digest bigint NOT NULL, "
@@ -31,7 +30,6 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
     # The library retries these ten times, silently: a minute of stalled callers while PostgreSQL
     # restarts. One attempt each here; the callers retry with back-off and report the outage
     # (listener writer, projections, indexer: ``archive.health``).
-    insert_events = PostgresApplicationRecorder.insert_events.__wrapped__
     select_notifications = PostgresApplicationRecorder.select_notifications.__wrapped__
     max_notification_id = PostgresApplicationRecorder.max_notification_id.__wrapped__
 
@@ -41,16 +39,14 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
         self._index = SQL("{}.archive_event_index").format(schema)
         self._rooms = SQL("{}.archive_rooms").format(schema)
         self._events = SQL("{}.{}").format(schema, Identifier(self.events_table_name))
-        self._insert_columns = SQL(
-            "INSERT INTO {} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::bytea[]) RETURNING notification_id"
+        self._copy_events = SQL(
+            "COPY {} (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)"
         ).format(self._events)
+        self._last_position = SQL("SELECT currval(pg_get_serial_sequence(%s, 'notification_id')) AS last")
+        self._events_name = f'"{self.datastore.schema}"."{self.events_table_name}"'
         self._heads = SQL("{}.archive_chain_heads").format(schema)
         self._audit = SQL("{}.archive_audit").format(schema)
-        self._insert_index = SQL(
-            "INSERT INTO {} SELECT * FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::bigint[], "
-            "%b::float8[], %b::bytea[])"
-        ).format(self._index)
+        self._copy_index = SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(self._index)
         # See _insert_events: a probe copies the row it finds onto itself, which the key rejects.
         self._probe_edges = SQL(f"INSERT INTO {{}} SELECT i.* FROM {{}} i JOIN {_SLOTS} ON {_ON_SLOT}").format(
             self._index, self._index
@@ -89,47 +85,40 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
             super().create_table()
             upgrade_postgres_index(curs, self.datastore.schema, INDEX_TABLE, self._walk_index)
 
-    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
-        # Runs inside the library's insert transaction, before the events themselves.
-        # The events table's lock is taken first, so that every writer locks tables in
-        # the order table set-up (CREATE INDEX IF NOT EXISTS) does: side tables after
-        # the events table, never before it, which would deadlock a store being opened.
-        # It also orders writers, so the look-up of neighbouring buckets below sees every
-        # key committed before (``archive.idempotency``).
-        self._lock_table(curs)
-        edge_probes: list[Slot] = kwargs.get("edge_probes", [])
-        if edge_probes:
-            curs.execute(self._probe_edges, _columns(edge_probes, 3), prepare=True)
-        # One statement over column arrays: executemany of 1,000 rows cost ~2.5x more.
-        index_rows: list[IndexRow] = kwargs.get("index_rows", [])
-        if index_rows:
-            curs.execute(self._insert_index, _columns(index_rows, 6), prepare=True)
-        new_rooms = list(kwargs.get("new_rooms", ()))
-        if new_rooms:
-            curs.executemany(
-                SQL("INSERT INTO {} VALUES (%s) ON CONFLICT DO NOTHING").format(self._rooms),
-                [(room,) for room in new_rooms],
-            )
-        chain_heads = kwargs.get("chain_heads", ())
-        if chain_heads:
-            curs.execute(self._upsert_heads, _columns(chain_heads, 4), prepare=True)
-
-    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
-        # The library's notify, then the events as four column arrays rather than
-        # one array of a composite type, whose pure-Python text dumping (a regex per bytea
-        # state) took about a third of the append time. RETURNING gives the positions in
-        # insert order, as the library's own statement relies on.
-        self._notify_channel(curs)  # the table is locked already: see _insert_events
-        curs.execute(
-            self._insert_columns,
-            [
-                [s.originator_id for s in stored_events],
-                [s.originator_version for s in stored_events],
-                [s.topic for s in stored_events],
-                [s.state for s in stored_events],
-            ],
-            prepare=True,  # %b: binary arrays; text dumping quotes every element through a regex
-        )
+    def insert_events(self, stored_events: Sequence[EventRow], **kwargs: Any) -> list[int]:
+        """Write a batch in one transaction: the events and their side rows through COPY (binary),
+        which costs the client a C call per row where column arrays cost a Python dump per element;
+        returns the events' positions. One attempt: the callers retry with back-off and report an
+        outage (listener writer, projections, indexer: ``archive.health``)."""
+        if not stored_events:
+            return []
+        with self.datastore.transaction(commit=True) as curs:
+            # Writers are ordered by the library's lock of the events table (readers of the log never
+            # pass over positions that commit later), taken first, as table set-up takes it, so that a
+            # store being opened cannot deadlock. Ordered writers also make the look-up of neighbouring
+            # buckets below see every key committed before it (``archive.idempotency``).
+            self._lock_table(curs)
+            edge_probes: list[Slot] = kwargs.get("edge_probes", [])
+            if edge_probes:
+                curs.execute(self._probe_edges, _columns(edge_probes, 3), prepare=True)
+            _copy(curs, self._copy_events, EVENT_TYPES, stored_events)
+            # Under the lock no other writer draws from the sequence: the batch's positions are the
+            # consecutive values up to the last one drawn.
+            curs.execute(self._last_position, (self._events_name,))
+            last = curs.fetchone()["last"]
+            index_rows: list[IndexRow] = kwargs.get("index_rows", [])
+            _copy(curs, self._copy_index, INDEX_TYPES, index_rows)
+            new_rooms = list(kwargs.get("new_rooms", ()))
+            if new_rooms:
+                curs.executemany(
+                    SQL("INSERT INTO {} VALUES (%s) ON CONFLICT DO NOTHING").format(self._rooms),
+                    [(room,) for room in new_rooms],
+                )
+            chain_heads = kwargs.get("chain_heads", ())
+            if chain_heads:
+                curs.execute(self._upsert_heads, _columns(chain_heads, 4), prepare=True)
+            self._notify_channel(curs)
+        return list(range(last - len(stored_events) + 1, last + 1))
 
     def known_slots(self, slots: Sequence[Slot]) -> set[tuple[str, int]]:
         """(room, digest) of the slots that hold a key."""
@@ -232,6 +221,17 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
             "AND floor(i.occurred_at) <= %s AND i.occurred_at>=%s AND i.occurred_at<%s "
             "ORDER BY floor(i.occurred_at), i.originator_version LIMIT %s"
         ).format(self._index, self._events)
+
+
+EVENT_TYPES = ["text", "int8", "text", "bytea"]
+INDEX_TYPES = ["text", "int8", "int8", "int8", "float8", "bytea"]
+
+
+def _copy(curs: Any, statement: SQL, types: list[str], rows: Sequence[tuple]) -> None:
+    with curs.copy(statement) as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
 
 
 def _columns(rows: Sequence[tuple], width: int) -> list[list]:

@@ -27,6 +27,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+# (originator_id, originator_version, topic, state): an event as the events table holds it
+EventRow = tuple[str, int, str, bytes]
 # (originator_id, bucket, digest, originator_version, occurred_at epoch seconds, chain link or None)
 IndexRow = tuple[str, int, int, int, float, bytes | None]
 # (position, originator_version, state)

@@ -6,13 +6,12 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteConnectionPool, SQLiteFactory
 
 from .audit_tables import SQLiteAuditTable
 from .idempotency import Slot, bucket_of, key_digest
 from .key_upgrade import upgrade_sqlite_index
-from .recorders import HeadRow, IndexRow, RangeRow, RoomRow, chunks, range_params
+from .recorders import EventRow, HeadRow, IndexRow, RangeRow, RoomRow, chunks, range_params
 
 SECOND = "CAST(occurred_at AS INTEGER)"  # the whole second, for times after 1970
 INDEX_TABLE = (
@@ -50,7 +49,7 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=True) as c:
             upgrade_sqlite_index(c, INDEX_TABLE, WALK_INDEX)
 
-    def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> list[int]:
+    def _insert_events(self, c: Any, stored_events: Sequence[EventRow], **kwargs: Any) -> list[int]:
         # The look-up of neighbouring buckets (``archive.idempotency``) inside the write
         # transaction, so that no writer can store a duplicate between look-up and insert:
         # a probe copies the row it finds onto itself, which the unique key rejects
@@ -62,10 +61,7 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
         )
         # One executemany instead of the library's row-by-row inserts; rowids of a
         # single transaction on a table without deletes are consecutive.
-        c.executemany(
-            self.insert_events_statement,
-            [(s.originator_id, s.originator_version, s.topic, s.state) for s in stored_events],
-        )
+        c.executemany(self.insert_events_statement, stored_events)
         c.execute(self.select_max_notification_id_statement)
         last = c.fetchone()[0]
         index_rows: list[IndexRow] = kwargs.get("index_rows", [])

@@ -3,7 +3,7 @@
 Design: every room is one event stream (an eventsourcing "aggregate" whose
 originator id is the room JID and whose versions number the room's events). Archive events are immutable facts that no command has to validate
 against aggregate state, so the store skips domain objects and snapshots: a
-msgspec Struct becomes a ``StoredEvent`` (msgpack state) and goes straight to
+msgspec Struct becomes a row (msgpack state) and goes straight to
 the eventsourcing application recorder in batches. Starting to append to a room
 costs one ``MAX(version)`` index lookup however many events it holds.
 
@@ -45,15 +45,16 @@ from datetime import datetime
 import psycopg
 import psycopg.rows
 from psycopg import sql as pg_sql
-from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, PersistenceError, StoredEvent
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, PersistenceError
 from psycopg_pool import PoolTimeout
 
 from . import chain
-from .codec import from_msgpack, idempotency_key, to_msgpack
+from .codec import from_msgpack, to_msgpack
 from .errors import ConcurrencyError, EventDecodeError, StoreError, StoreUnavailable
 from .events import AUDIT_STREAM, SYSTEM_STREAMS, ChainHead, ContentRead, Event, Recorded
-from .idempotency import Slot, bucket_of, key_digest, neighbour
-from .recorders import HeadRow, IndexRow
+from .group_commit import GroupCommit
+from .idempotency import Entry, probes, slotted
+from .recorders import EventRow, HeadRow, IndexRow
 
 MAX_ATTEMPTS = 20
 # Events per transaction at most: writers hand over everything queued up to this many. A commit
@@ -88,65 +89,6 @@ def _connection_lost(error: Exception) -> bool:
     )
 
 
-# An event to append: (event, occurred_at in epoch seconds, bucket, digest, neighbouring bucket or None)
-Entry = tuple[Event, float, int, int, int | None]
-
-
-def _slotted(events: list[Event]) -> list[Entry]:
-    """Each distinct event of a batch once (by idempotency key), with its slot (``archive.idempotency``)."""
-    unique: dict[str, Event] = {}
-    for event in events:
-        unique.setdefault(idempotency_key(event), event)
-    entries = []
-    for key, event in unique.items():
-        t = event.occurred_at.timestamp()
-        bucket = bucket_of(t)
-        entries.append((event, t, bucket, key_digest(key), neighbour(t, bucket)))
-    return entries
-
-
-def _probes(entries: list[Entry]) -> list[Slot]:
-    """Every slot an entry's key may already be stored in: its own and, near an edge, the neighbour."""
-    own = [(e[0].room, e[2], e[3]) for e in entries]
-    return own + [(e[0].room, e[4], e[3]) for e in entries if e[4] is not None]
-
-
-class GroupCommit:
-    """Callers of ``write`` from many threads share commits: the first to find none in progress
-    writes everything queued by then (its own included) with ``commit(items)``; the others wait,
-    and whoever finds its item still queued after a commit leads the next one. Each caller returns
-    once its item is committed, or raises what the commit raised."""
-
-    def __init__(self, commit):
-        self._commit = commit
-        self._cond = threading.Condition()
-        self._queue: list[list] = []  # [item, done, error]
-        self._busy = False
-
-    def write(self, item) -> None:
-        slot = [item, False, None]
-        with self._cond:
-            self._queue.append(slot)
-            while self._busy and not slot[1]:
-                self._cond.wait()
-            if not slot[1]:
-                self._busy = True
-                batch, self._queue = self._queue, []
-        if not slot[1]:
-            error = None
-            try:
-                self._commit([s[0] for s in batch])
-            except Exception as e:  # noqa: BLE001 - every waiter of the batch gets it
-                error = e
-            with self._cond:
-                for s in batch:
-                    s[1], s[2] = True, error
-                self._busy = False
-                self._cond.notify_all()
-        if slot[2] is not None:
-            raise slot[2]
-
-
 class EventStore:
     """Append archive events at most once each; read them back by room or globally."""
 
@@ -179,7 +121,7 @@ class EventStore:
         return recorded
 
     def _append_batch(self, events: list[Event]) -> list[Recorded]:
-        entries = _slotted(events)
+        entries = slotted(events)
         with self._lock:
             for attempt in range(MAX_ATTEMPTS):
                 try:
@@ -202,7 +144,7 @@ class EventStore:
 
     def _try_insert(self, entries: list[Entry], *, check_known: bool) -> list[Recorded]:
         if check_known:
-            known = self._recorder.known_slots(_probes(entries))
+            known = self._recorder.known_slots(probes(entries))
             entries = [entry for entry in entries if (entry[0].room, entry[3]) not in known]
         if not entries:
             return []
@@ -218,7 +160,9 @@ class EventStore:
                 self._heads[room] = [max(version, head[1]), head[2], head[3]] if head else [version, None, version + 1]
         # Copies of the touched heads, kept only if the batch commits.
         heads = {room: list(self._heads[room]) for room in touched}
-        stored: list[StoredEvent] = []
+        # Rows as plain tuples, not the library's StoredEvent (a frozen dataclass costs a microsecond
+        # an event to build): the recorders' own insert statements take them as they are.
+        stored: list[EventRow] = []
         index_rows: list[IndexRow] = []
         link = chain.link if self._chained else None
         for event, t, bucket, digest, _ in entries:
@@ -226,7 +170,7 @@ class EventStore:
             head = heads[room]
             version = head[0] = head[0] + 1
             state = to_msgpack(event)
-            stored.append(StoredEvent(room, version, event.__struct_config__.tag, state))
+            stored.append((room, version, event.__struct_config__.tag, state))
             if link is not None:
                 head[1] = link(head[1] or chain.genesis(room), version, state)
             index_rows.append((room, bucket, digest, version, t, head[1] if link else None))

@@ -11,7 +11,7 @@ from archive.audit import read_audit, record_read
 from archive.errors import StoreError
 from archive.events import AUDIT_STREAM
 from archive.integrity import verify_integrity
-from archive.store import GroupCommit
+from archive.group_commit import GroupCommit
 
 
 def test_concurrent_reads_are_all_recorded_in_one_unbroken_chain(event_store):

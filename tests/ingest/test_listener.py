@@ -146,109 +146,6 @@ def test_without_import_archive_the_first_join_takes_no_history(prosody, people,
     assert summary == [("discovered",), ("joined", "alice"), ("message", "alice", "first archived")]
 
 
-def test_a_room_created_after_the_listener_started_is_archived(prosody, people, store):
-    alice = people["alice"]
-    prefix = unique_room(prosody, "later").partition("@")[0]
-    with running_listener(prosody, store, include=(f"{prefix}*",)) as listener:
-        wait_for(lambda: listener.listener.status.connected, message="the listener to connect")
-        room = f"{prefix}-new@{prosody.muc_service}"
-        alice.create_room(room, "alice")
-        alice.say(room, "anyone here?")
-        wait_joined(listener, room)
-        summary = wait_for_event(store, room, ("message", "alice", "anyone here?"), ("joined", "alice"))
-    assert summary == [("discovered",), ("message", "alice", "anyone here?"), ("joined", "alice")] or summary == [
-        ("discovered",), ("joined", "alice"), ("message", "alice", "anyone here?")
-    ]
-    assert summary.count(("message", "alice", "anyone here?")) == 1
-
-
-def test_hidden_rooms_are_joined_only_when_named_and_exclude_wins(prosody, people, store):
-    alice = people["alice"]
-    hidden = unique_room(prosody, "hidden")
-    unnamed_hidden = unique_room(prosody, "hidden")
-    excluded = unique_room(prosody, "excluded")
-    for room in (hidden, unnamed_hidden):
-        alice.create_room(room, "alice", **{"muc#roomconfig_publicroom": "0"})
-    alice.create_room(excluded, "alice")
-    with running_listener(
-        prosody, store, include=("hidden-*", "excluded-*"), exclude=(excluded,), rooms=(hidden,), admin_discovery=False
-    ) as listener:
-        wait_joined(listener, hidden)
-        time.sleep(1.0)  # several discovery polls
-        assert listener.joined_rooms() == [hidden]
-    assert store.rooms() == [hidden]
-
-
-def test_hidden_rooms_are_found_through_the_admin_interface_only_when_opted_in(prosody, people, store):
-    alice = people["alice"]
-    hidden = unique_room(prosody, "adminfound")
-    alice.create_room(hidden, "alice", **{"muc#roomconfig_publicroom": "0"})
-    alice.say(hidden, "said in a hidden room")
-    with running_listener(prosody, store, include=("adminfound-*",)) as listener:  # an admin, but not opted in
-        time.sleep(1.0)  # several discovery polls
-        assert listener.joined_rooms() == []
-    # bob is no server admin: Prosody refuses him the room list, so the room stays unknown.
-    with running_listener(
-        prosody, store, jid=f"bob@{prosody.domain}", nick="bobarchive", include=("adminfound-*",), admin_discovery=True
-    ) as bob:
-        time.sleep(1.0)
-        assert bob.joined_rooms() == []
-    with running_listener(prosody, store, include=("adminfound-*",), admin_discovery=True) as listener:
-        commands = _watch_commands(listener)
-        wait_joined(listener, hidden)
-        wait_for(lambda: len(commands) >= 6, message="several polls of the admin command")
-        alice.say(hidden, "the room is still there")  # reading the form destroyed nothing
-        wait_for(lambda: _bodies(store, hidden) == ["said in a hidden room", "the room is still there"])
-    # The destructive command is started and cancelled, never completed nor submitted a form.
-    assert {action for action, _, _ in commands} == {"execute", "cancel"}
-    assert not any(submitted for _, _, submitted in commands)
-    sessions = [session for action, session, _ in commands if action == "cancel"]
-    assert len(sessions) == len(set(sessions)) >= 2
-
-
-def _watch_commands(handle) -> list[tuple[str, str | None, bool]]:
-    """(action, session id, whether a form was submitted) of every ad-hoc command stanza the listener sends."""
-    seen: list[tuple[str, str | None, bool]] = []
-
-    def record(stanza):
-        command = stanza.xml.find("{http://jabber.org/protocol/commands}command")
-        if command is not None:
-            submitted = command.find("{jabber:x:data}x[@type='submit']") is not None
-            seen.append((command.get("action") or "execute", command.get("sessionid"), submitted))
-        return stanza
-
-    client = wait_for(lambda: handle.listener.client, message="the listener's client")
-    client.add_filter("out", record)
-    return seen
-
-
-def _bodies(store, room):
-    return [r.event.body for r in store.read_room(room) if isinstance(r.event, ev.MessagePosted)]
-
-
-def test_a_room_that_refuses_entry_is_reported_once_and_retried_only_later(prosody, people, store, tmp_path, caplog):
-    alice = people["alice"]
-    room = unique_room(prosody, "members")
-    alice.create_room(room, "alice", **{"muc#roomconfig_membersonly": "1"})
-    caplog.set_level(logging.WARNING, logger="ingest.listener")
-    status_file = tmp_path / "status.json"
-    # dave is no server admin: a members-only room keeps him out.
-    settings = {"jid": "dave@localhost", "include": (room,), "retry_refused_after": 3.0}
-    with running_listener(prosody, store, status_file, **settings) as listener:
-        wait_for(lambda: room in listener.listener.refused_rooms(), message="the refusal")
-        time.sleep(1.0)  # three discovery polls later, still one report
-        reports = [r for r in caplog.records if room in r.getMessage()]
-        assert len(reports) == 1 and "registration-required" in reports[0].getMessage()
-        refused = wait_for(
-            lambda: read_status(status_file).rooms_refused.get(room), message="the refusal in the status file"
-        )
-        assert "registration-required" in refused
-        alice.set_affiliation(room, "dave@localhost", "member")
-        wait_joined(listener, room, timeout=10)
-        wait_for(lambda: room in read_status(status_file).rooms_joined, message="the join in the status file")
-    assert read_status(status_file).rooms_refused == {}
-
-
 def test_a_destroyed_room_is_recorded_and_its_occupants_closed_out(prosody, people, store):
     alice, bob = people["alice"], people["bob"]
     room = unique_room(prosody, "doomed")
@@ -294,29 +191,6 @@ def test_a_room_without_mam_replays_only_recent_history_and_records_a_message_ga
         ev.Capture.HISTORY, ev.Capture.LIVE, ev.Capture.HISTORY
     ]
     assert all(e.stanza_id is None for e in events if isinstance(e, ev.MessagePosted))
-
-
-def test_the_listener_takes_another_nick_when_its_own_is_taken(prosody, people, store):
-    alice, bob = people["alice"], people["bob"]
-    room = unique_room(prosody, "nick")
-    alice.create_room(room, "alice")
-    bob.join(room, "archive")  # the listener's configured nick
-    with running_listener(prosody, store, include=(room,)) as listener:
-        wait_joined(listener, room)
-        bob.say(room, "I am not the archive")
-        summary = wait_for_event(store, room, ("message", "archive", "I am not the archive"))
-        assert listener.listener.rooms.states[room].nick == "archive~2"
-    assert sorted(summary[1:3]) == [("joined", "alice"), ("joined", "archive")]
-
-
-def test_a_configured_room_that_does_not_exist_is_reported_and_not_created(prosody, people, store):
-    room = unique_room(prosody, "ghost")
-    with running_listener(prosody, store, rooms=(room,), include=()) as listener:
-        wait_for(lambda: room in listener.listener.refused_rooms(), message="the report")
-        assert listener.listener.refused_rooms()[room] == "the room does not exist"
-    owner = people["alice"]
-    owner.join(room, "alice")  # had the listener created it, alice would not be its new owner
-    assert store.rooms() == []
 
 
 def test_a_kicked_listener_closes_out_occupants_and_comes_back_with_a_gap(prosody, people, store):

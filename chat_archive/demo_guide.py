@@ -1,5 +1,6 @@
 """What `up --demo` tells a newcomer: how to sign in (a token it keeps and reuses) and which account
-joins the widget; printed on the console and shown by the sign-in page and the widget."""
+joins the widget; printed on the console and shown by the sign-in page and the widget. And where its
+server is, for the commands a newcomer runs from another shell while it runs (`verify`)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,64 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+import msgspec
+
 from archive.application import StoreLocation
 from archive.times import utcnow
+from ingest.settings import XmppSettings
 from query_api.roles import Role
 from query_api.tokens import TokenStore
 
 TOKEN_FILE = "demo-token"
+SERVER_FILE = "demo-xmpp.json"
 TOKEN_LIFETIME = timedelta(days=30)
 
 
 def token_file(config) -> Path:
     """Where the demo keeps its sign-in token: beside a SQLite store, else in ./data."""
+    return _data_directory(config) / TOKEN_FILE
+
+
+def _data_directory(config) -> Path:
     location = StoreLocation.parse(config.store.url)
-    return (location.path.parent if location.kind == "sqlite" else Path("data")) / TOKEN_FILE
+    return location.path.parent if location.kind == "sqlite" else Path("data")
+
+
+class _RunningServer(msgspec.Struct):
+    pid: int
+    xmpp: XmppSettings
+
+
+def publish_server(config, xmpp: XmppSettings) -> Path:
+    """Record the running demo's server settings beside its token: its port and the listener's
+    password are new on every run, so another shell could not reach it otherwise. Owner-only,
+    like the token; ``running_server`` ignores it once this process has ended."""
+    path = _data_directory(config) / SERVER_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(msgspec.json.encode(_RunningServer(pid=os.getpid(), xmpp=xmpp)))
+    return path
+
+
+def withdraw_server(config) -> None:
+    (_data_directory(config) / SERVER_FILE).unlink(missing_ok=True)
+
+
+def running_server(config) -> XmppSettings | None:
+    """The ``[xmpp]`` settings of the demo `up --demo` runs for this store now, if one does."""
+    try:
+        running = msgspec.json.decode((_data_directory(config) / SERVER_FILE).read_bytes(), type=_RunningServer)
+    except (OSError, msgspec.DecodeError):
+        return None
+    try:
+        os.kill(running.pid, 0)
+    except ProcessLookupError:
+        return None  # left by a demo killed outright
+    except PermissionError:
+        pass  # alive, another user's
+    return running.xmpp
 
 
 def sign_in_token(tokens: TokenStore, path: Path) -> tuple[str, bool]:

@@ -23,7 +23,7 @@ from ..bootstrap import (
     start_projections,
     start_search_indexer,
 )
-from ..demo_guide import demo_hints, print_guide
+from ..demo_guide import demo_hints, print_guide, publish_server, withdraw_server
 from ..process import configure_logging, port_number, stopped_by_signals
 
 log = logging.getLogger("chat_archive.up")
@@ -57,12 +57,14 @@ def run_everything(args: argparse.Namespace, config) -> int:
         # everything else that reads [xmpp] sees the demo server too.
         api = msgspec.structs.replace(config.api, widget_websocket_url=demo.server.websocket_url)
         config = msgspec.structs.replace(config, projections=projections, api=api, xmpp=xmpp)
+        publish_server(config, xmpp)
     try:
         with stopped_by_signals(threading.Event()) as shutdown, open_store(config) as store:
             running = RunningParts(config, store, xmpp, args, demo)
             failures = running.wait(shutdown)
     finally:
         if demo is not None:
+            withdraw_server(config)
             demo.stop()
     return 1 if failures else 0
 

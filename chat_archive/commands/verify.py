@@ -19,6 +19,7 @@ from archive.times import format_time, parse_time
 from ingest.verify import RoomReport, verify
 
 from ..bootstrap import audit_cli_read, open_store
+from ..demo_guide import running_server
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -81,12 +82,18 @@ def print_integrity(report: IntegrityReport, *, as_json: bool) -> None:
 
 
 def run_completeness(args: argparse.Namespace, config) -> int:
+    xmpp = config.xmpp if config.xmpp.jid else running_server(config)
+    if xmpp is None:
+        raise ConfigError(
+            "[xmpp] jid is empty: verify checks against the XMPP server the listener archives "
+            "(configure [xmpp], or run it beside a running `up --demo` of this store)"
+        )
     if not config.xmpp.jid:
-        raise ConfigError("[xmpp] jid is empty: verify checks against the XMPP server the listener archives")
+        print(f"chat-archive verify: checking against the running demo's server, {xmpp.host}:{xmpp.port}", file=sys.stderr)
     since = parse_time(args.since) if args.since else None
     with open_store(config) as store:
         rooms = [args.room.lower()] if args.room else store.rooms()
-        reports = verify(config.xmpp, store, rooms, since=since, repair=args.repair)
+        reports = verify(xmpp, store, rooms, since=since, repair=args.repair)
         audit_cli_read(store, "verify" + (" --repair" if args.repair else ""), rooms=tuple(rooms), range_from=since,
                        results=sum(r.archived for r in reports))
     missing = sum(r.missing for r in reports)

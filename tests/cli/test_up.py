@@ -52,9 +52,19 @@ def test_up_demo_archives_demo_traffic_and_serves_it_then_stops_cleanly(tmp_path
             time.sleep(0.5)
         assert searchable, "no demo message became searchable"
         assert searchable <= listed, "rooms with searchable messages are missing from /rooms"
+        # From another shell, `verify` finds the demo's server (its port and password are new every run)
+        # and checks the archive against the rooms' own archives while the users go on talking.
+        checked = subprocess.run([CLI, "verify", "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "running demo's server" in checked.stderr
+        report = json.loads(checked.stdout)
+        assert report["complete"] and {r["room"] for r in report["rooms"]} >= searchable, report
+        assert sum(r["server"] for r in report["rooms"]) > 0, report
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0, process.stderr.read()
+    after = subprocess.run([CLI, "verify"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert after.returncode == 2 and "[xmpp] jid is empty" in after.stderr, "a stopped demo is not offered"
     # Everything that was archived reached every projection before the process ended.
     status = json.loads(subprocess.run([CLI, "status", "--json"], cwd=tmp_path, capture_output=True, text=True).stdout)
     assert status["head"] > 0

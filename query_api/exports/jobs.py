@@ -4,7 +4,9 @@ A job is two files, ``<id>.json`` (state, progress, the request, the manifest's
 SHA-256 once done) and ``<id>.zip``; the status file is replaced atomically at every
 step, so any server process of the archive can report a job's progress or serve
 its download, whichever started it. Downloads are plain files: streamed, and
-resumable with HTTP ranges.
+resumable with HTTP ranges. A job records the host and process writing it: a
+"running" job whose process on this host has ended reads as failed, rather than
+running for ever.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import os
 import re
 import secrets
+import socket
 import threading
 from dataclasses import asdict
 from pathlib import Path
@@ -40,6 +43,21 @@ class JobStatus(msgspec.Struct, kw_only=True):
     bytes: int | None = None
     manifest_sha256: str | None = None
     error: str | None = None
+    host: str = ""  # where the job runs, so a job whose process died is not reported running for ever
+    pid: int = 0
+
+
+def abandoned(status: JobStatus, host: str) -> bool:
+    """A running job whose writer, on this host, is gone (a job of another host cannot be checked)."""
+    if status.state != "running" or status.host != host or status.pid <= 0:
+        return False
+    try:
+        os.kill(status.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's
+    return False
 
 
 class ExportJobs:
@@ -50,7 +68,8 @@ class ExportJobs:
         self.directory.mkdir(parents=True, exist_ok=True)
         request_fields = {k: (format_time(v) if hasattr(v, "isoformat") else v) for k, v in asdict(request).items()}
         status = JobStatus(id=secrets.token_urlsafe(16), owner=owner, state="running",
-                           created_at=format_time(utcnow()), request=request_fields)
+                           created_at=format_time(utcnow()), request=request_fields,
+                           host=socket.gethostname(), pid=os.getpid())
         self._save(status)
         threading.Thread(target=self._run, args=(status, request, store, views, search), name=f"export-{status.id}",
                          daemon=True).start()
@@ -79,9 +98,15 @@ class ExportJobs:
         if not _JOB_ID.match(job_id):
             raise NotFoundError(f"no export {job_id!r}")
         try:
-            return msgspec.json.decode((self.directory / f"{job_id}.json").read_bytes(), type=JobStatus)
+            status = msgspec.json.decode((self.directory / f"{job_id}.json").read_bytes(), type=JobStatus)
         except FileNotFoundError:
             raise NotFoundError(f"no export {job_id!r}") from None
+        if abandoned(status, socket.gethostname()):
+            status.state = "failed"
+            status.error = f"the server process writing it (pid {status.pid}) stopped; start the export again"
+            (self.directory / f"{job_id}.zip.partial").unlink(missing_ok=True)
+            self._save(status)
+        return status
 
     def bundle_path(self, job_id: str) -> Path:
         return self.directory / f"{job_id}.zip"

@@ -229,3 +229,29 @@ def test_the_export_button_and_progress_page_for_compliance(archive, tmp_path):
         assert site.get(progress_url).status_code in (403, 404)
     finally:
         tokens.close()
+
+
+def test_an_export_whose_server_process_died_reads_as_failed_not_running_for_ever(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import msgspec
+
+    from query_api.exports.jobs import ExportJobs, JobStatus
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    jobs = ExportJobs(tmp_path)
+    for job_id, host, pid in (("a" * 22, socket.gethostname(), gone.pid), ("b" * 22, socket.gethostname(), os.getpid()),
+                              ("c" * 22, "another-host", gone.pid)):
+        (tmp_path / f"{job_id}.json").write_bytes(msgspec.json.encode(JobStatus(
+            id=job_id, owner=None, state="running", created_at="2024-05-01T00:00:00Z", request={}, host=host, pid=pid)))
+    (tmp_path / f"{'a' * 22}.zip.partial").write_bytes(b"half")
+    dead = jobs.status("a" * 22)
+    assert dead.state == "failed" and f"pid {gone.pid}" in dead.error
+    assert not (tmp_path / f"{'a' * 22}.zip.partial").exists()
+    assert jobs.status("a" * 22).state == "failed"  # and so it stays, for every process
+    assert jobs.status("b" * 22).state == "running"  # its writer (this process) is alive
+    assert jobs.status("c" * 22).state == "running"  # another host's process cannot be checked from here

@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 
 from archive.application import StoreLocation
+from archive.lease import process_alive
 from archive.times import utcnow
 from ingest.settings import XmppSettings
 from query_api.roles import Role
@@ -59,13 +60,7 @@ def running_server(config) -> XmppSettings | None:
         running = msgspec.json.decode((_data_directory(config) / SERVER_FILE).read_bytes(), type=_RunningServer)
     except (OSError, msgspec.DecodeError):
         return None
-    try:
-        os.kill(running.pid, 0)
-    except ProcessLookupError:
-        return None  # left by a demo killed outright
-    except PermissionError:
-        pass  # alive, another user's
-    return running.xmpp
+    return running.xmpp if process_alive(running.pid) else None  # else left by a demo killed outright
 
 
 def sign_in_token(tokens: TokenStore, path: Path) -> tuple[str, bool]:

@@ -23,6 +23,7 @@ from pathlib import Path
 import msgspec
 
 from archive.errors import ChatArchiveError, NotFoundError
+from archive.lease import process_alive
 from archive.times import format_time, utcnow
 
 from .bundle import ExportRequest, write_bundle
@@ -49,15 +50,7 @@ class JobStatus(msgspec.Struct, kw_only=True):
 
 def abandoned(status: JobStatus, host: str) -> bool:
     """A running job whose writer, on this host, is gone (a job of another host cannot be checked)."""
-    if status.state != "running" or status.host != host or status.pid <= 0:
-        return False
-    try:
-        os.kill(status.pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass  # alive, another user's
-    return False
+    return status.state == "running" and status.host == host and status.pid > 0 and not process_alive(status.pid)
 
 
 class ExportJobs:

@@ -255,7 +255,7 @@ def _wrk(server: Server, paths: list[str], label: str, duration: int = DURATION)
          f"http://127.0.0.1:{server.port}"], check=True, capture_output=True, text=True, timeout=duration + 60,
     ).stdout
     (server.workdir / f"wrk-{label}.txt").write_text(out)
-    # Only answered requests count: a 503 (a full search pool sheds load at once) is not a search served.
+    # Only answered requests count: a 503 (a search past its deadline) is not a search served.
     done = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
     refused = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     answered = int(done.group(1)) - (int(refused.group(1)) if refused else 0)

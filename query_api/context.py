@@ -50,7 +50,7 @@ class ApiContext:
     """The process's long-running parts (``archive.health``), for ``/healthz``."""
     _rooms: TtlCache = field(default_factory=lambda: TtlCache(1.0))
     searches: DeadlinePool = field(default=None)
-    """Searches run with ``[api] search_timeout``, at most half the threads at once."""
+    """Searches run with ``[api] search_timeout``, at most half the threads at once (more wait for a slot)."""
     streams: StreamSlots = field(default=None)
     """Streamed answers (replay, export, follow) hold a server thread each: at most half the
     threads may, and a few per client (``query_api.streams``)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import threading
 import time
 
 import pytest
@@ -79,6 +80,39 @@ def test_a_search_past_its_deadline_is_a_503_and_frees_the_request(request, api_
     response = app.test_client().get("/api/v1/search?q=hello", headers=auth(tokens["compliance"]))
     assert response.status_code == 503 and response.json["error"]["code"] == "search_timeout"
     assert time.monotonic() - started < 1.2
+
+
+def test_searches_beyond_the_pool_wait_for_a_slot_instead_of_being_refused(request, api_settings, tokens, monkeypatch):
+    api_settings["threads"] = 2  # one search at a time
+    app = request.getfixturevalue("private_app")
+    index = app.extensions["chat_archive"].search
+    slow = index.search
+    monkeypatch.setattr(index, "search", lambda *a, **k: (time.sleep(0.3), slow(*a, **k))[1])
+    statuses: list[int] = []
+    clients = [threading.Thread(target=lambda: statuses.append(
+        app.test_client().get("/api/v1/search?q=hello", headers=auth(tokens["compliance"])).status_code))
+        for _ in range(3)]  # fmt: skip
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join()
+    assert statuses == [200, 200, 200]
+
+
+def test_the_wait_for_a_search_slot_counts_against_the_deadline(request, api_settings, tokens, monkeypatch):
+    api_settings.update(threads=2, search_timeout=0.3)
+    app = request.getfixturevalue("private_app")
+    index = app.extensions["chat_archive"].search
+    slow = index.search
+    monkeypatch.setattr(index, "search", lambda *a, **k: (time.sleep(1.0), slow(*a, **k))[1])
+    first = threading.Thread(target=lambda: app.test_client().get("/api/v1/search?q=hello", headers=auth(tokens["compliance"])))
+    first.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    response = app.test_client().get("/api/v1/search?q=hello", headers=auth(tokens["compliance"]))
+    assert response.status_code == 503 and response.json["error"]["code"] == "search_timeout"
+    assert time.monotonic() - started < 0.8
+    first.join()
 
 
 def test_values_from_requests_are_logged_escaped_on_one_line(request, api_settings, permission_site, token_store, caplog):

@@ -91,9 +91,15 @@ def ids(line: Line) -> list[str]:
     waiting = line.awaiting if line.kind == "message" else None
     if line.aliases or waiting:
         candidates = (line.stanza_id, line.origin_id, line.message_id, *line.aliases, waiting)
-    else:
-        candidates = (line.stanza_id, line.origin_id, line.message_id)
-    return list(dict.fromkeys(ident for ident in candidates if ident))  # in order, each once
+        return list(dict.fromkeys(ident for ident in candidates if ident))  # in order, each once
+    # Nearly every line: its own ids only (this runs for every line a view writes).
+    stanza_id, origin_id, message_id = line.stanza_id, line.origin_id, line.message_id
+    found = [stanza_id] if stanza_id else []
+    if origin_id and origin_id != stanza_id:
+        found.append(origin_id)
+    if message_id and message_id != stanza_id and message_id != origin_id:
+        found.append(message_id)
+    return found
 
 
 def as_at(line: Line, moment) -> Line:

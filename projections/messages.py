@@ -89,7 +89,10 @@ def step(position: int, event: ev.Event, book: Book) -> Changes:
 
 def _settle(line: Line, book: Book, new_ids: Iterable[str]) -> Changes:
     """``line`` with what awaited any of ``new_ids`` applied to it, and the lines applied."""
-    if not any(book.awaiting(line.room, ref) for ref in new_ids):
+    for ref in new_ids:
+        if book.awaiting(line.room, ref):
+            break
+    else:
         return Changes([line], [])  # nearly always: nothing awaits a new message
     put: dict[int, Line] = {}
     dropped: list[int] = []
@@ -268,7 +271,8 @@ class MemoryBook:
         return None if line_id is None else self.lines[line_id]
 
     def awaiting(self, room: str, ref: str) -> list[Line]:
-        waiting = self.awaited.get((room, ref))
+        awaited = self.awaited
+        waiting = awaited.get((room, ref)) if awaited else None
         return [self.lines[i] for i in sorted(waiting)] if waiting else []
 
     def apply(self, changes: Changes) -> None:
@@ -280,14 +284,15 @@ class MemoryBook:
             self.remember(line)
 
     def remember(self, line: Line) -> None:
-        self.lines[line.id] = line
+        line_id = line.id
+        self.lines[line_id] = line
         if line.kind == "message":
-            refs, dropped = self.refs, self.dropped
+            refs, dropped, room = self.refs, self.dropped, line.room
             for ref in ids(line):
-                key = (line.room, ref)
+                key = (room, ref)
                 known = refs.get(key)
-                if known is None or known < line.id or known in dropped:
-                    refs[key] = line.id
+                if known is None or known < line_id or known in dropped:
+                    refs[key] = line_id
         if line.awaiting:
             self.awaited.setdefault((line.room, line.awaiting), set()).add(line.id)
 

@@ -60,14 +60,19 @@ def ref_hash(room: str, ref: str) -> int:
     """32 bits standing for (room, ref) in ``refs``: integers index at a fraction of the cost
     of the id texts. Matches are checked against the line, so a collision cannot mislead,
     and within one bucket they are rare."""
+    return _crc32(ref.encode(), _room_seed(room))
+
+
+def _room_seed(room: str) -> int:
     seed = _ROOM_SEEDS.get(room)
     if seed is None:
-        # crc32 continues from a running value: this is the crc of "<room> <ref>".
-        seed = _ROOM_SEEDS[room] = zlib.crc32(f"{room} ".encode())
-    return zlib.crc32(ref.encode(), seed)
+        # crc32 continues from a running value: ref_hash is the crc of "<room> <ref>".
+        seed = _ROOM_SEEDS[room] = _crc32(f"{room} ".encode())
+    return seed
 
 
 _ROOM_SEEDS: dict[str, int] = {}
+_crc32 = zlib.crc32
 
 
 def select_by_ref(query, room: str, ref: str) -> list[Line]:
@@ -133,7 +138,11 @@ class TranscriptProjection(TableProjection):
     def step(self, position: int, event: ev.Event) -> None:
         book = self._book
         changes = logic.step(position, event, book)
-        if not changes.put and not changes.dropped:
+        put = changes.put
+        if len(put) == 1 and put[0].id == position and not changes.dropped:
+            book.remember(put[0])  # nearly every event: a new line, which nothing else changes (``book.apply``)
+            return
+        if not put and not changes.dropped:
             return
         # Lines after the horizon were created since the last commit; rev is the line's own id
         # unless a later event changed it.
@@ -167,12 +176,17 @@ class TranscriptProjection(TableProjection):
             now, before = _ref_ids(line), _ref_ids(self._changed[line.id])
             gained += _ref_rows(line, [ref for ref in now if ref not in before])
             lost += _ref_rows(line, [ref for ref in before if ref not in now])
+        created_rows, created_refs = [], []
+        for line in created:  # one pass: this is every line of a rebuild
+            line_id = line.id
+            created_rows.append((line_id, line.room, order_micros(line.at), line.kind,
+                                 COMPLIANCE_ONLY if compliance_only(line) else ORDINARY, 1 if line.awaiting else 0,
+                                 rev.get(line_id, line_id), _encode(line)))
+            created_refs += _ref_rows(line, _ref_ids(line))
         return [
             ("INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, data) VALUES (?,?,?,?,?,?,?,?)",
-             [(line.id, line.room, order_micros(line.at), line.kind, COMPLIANCE_ONLY if compliance_only(line) else ORDINARY,
-               1 if line.awaiting else 0, rev.get(line.id, line.id), _encode(line)) for line in created]),
-            ("INSERT INTO {refs} (bucket, ref, id) VALUES (?,?,?)",
-             [row for line in created for row in _ref_rows(line, _ref_ids(line))] + gained),
+             created_rows),
+            ("INSERT INTO {refs} (bucket, ref, id) VALUES (?,?,?)", created_refs + gained),
             ("UPDATE {lines} SET data=?, awaiting=?, rev=? WHERE id=?",
              [(_encode(line), 1 if line.awaiting else 0, rev[line.id], line.id) for line in updated]),
             ("DELETE FROM {lines} WHERE id=?", [(line.id,) for line in gone]),
@@ -206,5 +220,8 @@ def _ref_ids(line: Line) -> list[str]:
 
 
 def _ref_rows(line: Line, refs: list[str]) -> list[tuple[int, int, int]]:
-    bucket, room, line_id = line.id >> BUCKET_BITS, line.room, line.id
-    return [(bucket, ref_hash(room, ref), line_id) for ref in refs]
+    if not refs:
+        return []
+    line_id = line.id
+    bucket, seed = line_id >> BUCKET_BITS, _room_seed(line.room)
+    return [(bucket, _crc32(ref.encode(), seed), line_id) for ref in refs]

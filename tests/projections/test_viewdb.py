@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from archive import events as ev
 from archive.errors import StoreError
 from chat_archive.bootstrap import rebuild_projections, views_url
 from chat_archive.config import load_config
 from projections.follower import ProjectionReset
 from projections.transcripts.view import TranscriptProjection
-from projections.viewdb import GenerationChanged, default_views_url
-from tests.factories import message
+from projections.viewdb import COPY_FROM, GenerationChanged, default_views_url
+from tests.factories import make, message
+from tests.projections.conftest import dump
 
 
 def test_views_live_beside_the_store_unless_configured():
@@ -83,3 +85,25 @@ def test_the_rebuild_an_older_layout_asks_for_works(tmp_path, event_store, views
     config = load_config(environ={"CHAT_ARCHIVE_STORE_URL": store_url})
     rebuild_projections(config, event_store, ["transcripts"], progress=False)
     assert [line.body for line in views.transcripts.page("lobby@conference.localhost").lines] == ["one", "two"]
+
+
+
+def test_a_commit_of_many_rows_holds_what_commits_of_one_do(event_store, views):
+    """A large batch takes another write path (COPY on PostgreSQL): the same rows either way."""
+    events = [message(i, f"m{i}", nick=f"n{i % 3}") for i in range(COPY_FROM + 50)]
+    events += [make(ev.MessageCorrected, 300, nick="n0", replaces_id="sid-0-n0", body="fixed"),
+               make(ev.OccupantJoined, 301, nick="n1"), make(ev.PresenceChanged, 302, nick="n1", show="away")]
+    event_store.append(events)
+    records = list(event_store.read_log())
+    for projection in views.projections():
+        projection.apply(records)
+        projection.commit(records[-1].position)
+    batched = dump(views)
+    assert len(batched["transcripts.lines"]) == len(events) - 2 and len(batched["presence.spans"]) == 2
+    for projection in views.projections():
+        fresh = projection.begin_rebuild()
+        for record in records:
+            fresh.apply([record])
+            fresh.commit(record.position)
+        projection.finish_rebuild(fresh)
+    assert dump(views) == batched

@@ -55,6 +55,7 @@ class PresenceProjection(TableProjection):
         self._dirty: dict[int, Span] = {}
         self._gaps: list[Gap] = []
         self._open: dict[str, dict[str, Span]] = {}
+        self._new_from = logic.span_id(self.position() + 1)  # spans with ids from here on are not stored yet
         rows = self.recorder.read_rows(
             self.recorder.sql(f"SELECT data FROM {{spans}} WHERE end_ts = {OPEN}", self.name, self.generation)
         )
@@ -80,24 +81,25 @@ class PresenceProjection(TableProjection):
             self._gaps.append(logic.gap_of(position, event))
 
     def _statements(self) -> Statements:
-        spans = [
-            (s.id, s.stay, s.room, s.nick, s.jid, s.occupant_id, micros(s.start), end_ts(s), _encode(s))
-            for s in self._dirty.values()
-        ]
+        # Spans opened since the last commit are new rows (a plain insert: batched, COPY on PostgreSQL);
+        # older ones, closed since, replace their stored open version.
+        new, changed, new_from = [], [], self._new_from
+        for s in self._dirty.values():
+            row = (s.id, s.stay, s.room, s.nick, s.jid, s.occupant_id, micros(s.start), end_ts(s), _encode(s))
+            (new if s.id >= new_from else changed).append(row)
         gaps = [(g.id, g.room, micros(g.start), micros(g.end), _encode(g)) for g in self._gaps]
+        insert = ("INSERT INTO {spans} (id, stay, room, nick, jid, occupant_id, start_ts, end_ts, data) "
+                  "VALUES (?,?,?,?,?,?,?,?,?)")
         return [
-            (
-                "INSERT INTO {spans} (id, stay, room, nick, jid, occupant_id, start_ts, end_ts, data) "
-                "VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET end_ts=excluded.end_ts, "
-                "data=excluded.data",
-                spans,
-            ),
+            (insert, new),
+            (insert + " ON CONFLICT (id) DO UPDATE SET end_ts=excluded.end_ts, data=excluded.data", changed),
             ("INSERT INTO {gaps} (id, room, start_ts, end_ts, data) VALUES (?,?,?,?,?)", gaps),
         ]
 
     def _committed(self, position: int) -> None:
         self._dirty = {}
         self._gaps = []
+        self._new_from = logic.span_id(position + 1)
 
 
 _IGNORED = {ev.MessagePosted, ev.MessageCorrected, ev.MessageRetracted, ev.SubjectChanged, ev.RoomDiscovered,

@@ -32,7 +32,7 @@ from .query import parse
 from .results import FacetCount, Facets, Hit, Scope, SearchResults, Sort
 from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, bare_jid
 from .storage import IndexLocation
-from .translate import Highlights, Translator
+from .translate import Translator
 
 MAX_LIMIT = 500
 # Relevance pages by offset, and tantivy allocates for offset + limit hits: paging stops this deep
@@ -121,7 +121,8 @@ class SearchIndex:
         else:
             page, total, more = _time_page(searcher, base, limit, sort, after)
             next_cursor = _Cursor(check, ts=page[-1][1], key=page[-1][2]) if more else None
-        hits = [self._hit(searcher, address, score, scope, translator.highlights, sort) for score, _, _, address in page]
+        marks = highlight.Marks(translator.highlights)
+        hits = [self._hit(searcher, address, score, scope, marks, sort) for score, _, _, address in page]
         return SearchResults(
             query=text,
             sort=sort,
@@ -170,13 +171,13 @@ class SearchIndex:
                         )
             return self._searcher
 
-    def _hit(self, searcher, address, score, scope: Scope, highlights: Highlights, sort: Sort) -> Hit:
+    def _hit(self, searcher, address, score, scope: Scope, marks: highlight.Marks, sort: Sort) -> Hit:
         line = line_of(searcher.doc(address))
         body = line.body or ""
         history = [version.body for version in line.versions] if scope.compliance else []
         text = body
-        if history and not highlight.matches(body, highlights):
-            text = next((old for old in history if highlight.matches(old, highlights)), body)
+        if history and not marks.matches(body):
+            text = next((old for old in history if marks.matches(old)), body)
         return Hit(
             position=line.id,
             room=line.room.lower(),
@@ -184,7 +185,7 @@ class SearchIndex:
             jid=bare_jid(line.jid),
             time=order_second(line.at),
             body=body,
-            snippet=highlight.snippet(text, highlights),
+            snippet=marks.snippet(text),
             thread=line.thread,
             capture=line.capture or "live",
             edited=line.edited,

@@ -308,6 +308,15 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
     def _lock_generations(self, c: Any) -> None:
         c.execute(f"LOCK TABLE {self._qualify(PREFIX + 'generations')} IN EXCLUSIVE MODE")
 
+    def add_indexes(self, projection: str, generation: int, ddl: Iterable[str]) -> None:
+        """Also gather the planner's statistics: a rebuilt generation goes live before autovacuum
+        has looked at it, and without them a 50-line transcript page read its room's whole day
+        (bitmap scan and sort, ~860 buffers and 1.7-7 ms instead of the index walk's 41 and 0.1 ms)."""
+        super().add_indexes(projection, generation, ddl)
+        with self._write() as c:
+            for table in self._tables_of(c, projection, generation):
+                c.execute(f"ANALYZE {self._qualify(table)}")
+
     def _tables_of(self, c: Any, projection: str, generation: int) -> list[str]:
         c.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname=%s AND tablename LIKE %s",

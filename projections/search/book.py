@@ -94,8 +94,9 @@ class IndexBook:
                     self._deletes.append(line_id)
                 self._queue.append((position, line_id))
             pending[line_id] = line
-            self._forget_awaiting(line_id)
-            self._remember(line, new=line_id == position)
+            if self._held:  # as good as never: few lines await their message
+                self._forget_awaiting(line_id)
+            self._remember(line, line_id == position)
 
     def take_deletes(self) -> list[int]:
         """Keys of documents to delete before the next ``due`` lines are written."""

@@ -18,7 +18,7 @@ import tantivy
 
 from ..lines import Line, ids
 from ..tables import order_micros
-from .schema import FLAG_SET, bare_jid, ref_hash
+from .schema import FLAG_SET, bare_jid, room_terms
 
 TOMB_MARK = 2  # ``meta`` of awaiting retractions; the position document has FLAG_SET (1)
 
@@ -37,7 +37,7 @@ def to_tantivy(line: Line, blob: bytes) -> tantivy.Document:
     if line.kind != "message":
         out.add_unsigned("meta", TOMB_MARK)
         return out
-    room = line.room.lower()
+    room, ref_hash = room_terms(line.room)
     out.add_integer("ts", order_micros(line.at))  # the room order: whole second, then key (position)
     out.add_text("body", line.body or "")
     for earlier in line.versions:
@@ -52,7 +52,7 @@ def to_tantivy(line: Line, blob: bytes) -> tantivy.Document:
     if line.thread:
         out.add_text("thread", line.thread)
     for ident in ids(line):
-        out.add_unsigned("rhash", ref_hash(room, ident))
+        out.add_unsigned("rhash", ref_hash(ident))
     if line.edited:
         out.add_unsigned("edited", FLAG_SET)
     if line.removed is not None:

@@ -9,6 +9,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 
+from archive.background import Background
 from archive.errors import StoreUnavailable
 
 
@@ -48,7 +49,7 @@ def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
 port_number = whole_number(0, 65535)
 
 
-class Periodic:
+class Periodic(Background):
     """Run ``job`` at start and every ``interval`` seconds in a thread until ``stop`` is set, and once
     more then if ``on_stop`` (as `up` runs checkpoints and purges); ``.join()`` raises what stopped it."""
 
@@ -62,38 +63,28 @@ class Periodic:
         on_stop: bool = False,
         on_error: Callable[[str | None], None] | None = None,
     ):
+        super().__init__(name)
         self._interval, self._stop, self._job, self._on_stop = interval, stop, job, on_stop
         self._on_error = on_error  # the store unavailable: reported here, tried again at the next interval
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self.start()
 
-    def _run(self) -> None:
-        try:
+    def run(self) -> None:
+        self._once()
+        while not self._stop.wait(self._interval):
             self._once()
-            while not self._stop.wait(self._interval):
-                self._once()
-            if self._on_stop:
-                self._once()
-        except BaseException as e:  # noqa: BLE001 - reported by join()
-            self._error = e
-            logging.getLogger(__name__).error("%s stopped: %s", self._thread.name, e)
+        if self._on_stop:
+            self._once()
+
+    def stopped_by(self, error: BaseException) -> None:
+        logging.getLogger(__name__).error("%s stopped: %s", self.name, error)
 
     def _once(self) -> None:
         try:
             self._job()
         except StoreUnavailable as e:
-            logging.getLogger(__name__).warning("%s: %s (next try in %.0f s)", self._thread.name, e, self._interval)
+            logging.getLogger(__name__).warning("%s: %s (next try in %.0f s)", self.name, e, self._interval)
             if self._on_error:
-                self._on_error(f"{self._thread.name}: {e}")
+                self._on_error(f"{self.name}: {e}")
         else:
             if self._on_error:
                 self._on_error(None)
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-        if self._error is not None:
-            raise self._error

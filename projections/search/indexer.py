@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 
+from archive.background import Background
 from archive.store import EventStore
 
 from ..follower import LogFollower
@@ -94,30 +95,21 @@ class SearchIndexer(LogFollower):
         return waited >= self.commit_interval
 
 
-class IndexerThread:
+class IndexerThread(Background):
     """A running indexer: ``join()`` waits for it to stop and re-raises what stopped it."""
 
     def __init__(self, indexer: SearchIndexer, stop: threading.Event):
+        super().__init__("search-indexer")
         self.indexer = indexer
-        self._error: BaseException | None = None
         self._stop = stop
-        self._thread = threading.Thread(target=self._run, args=(stop,), name="search-indexer", daemon=True)
-        self._thread.start()
+        self.start()
 
-    def _run(self, stop: threading.Event) -> None:
+    def run(self) -> None:
         try:
-            self.indexer.run(stop)
-        except BaseException as e:  # handed to whoever joins
-            self._error = e
-            # As projections.runner does: a process whose index stopped should not look healthy.
-            self._stop.set()
+            self.indexer.run(self._stop)
         finally:
             self.indexer.projection.close()
 
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-        if self._error is not None:
-            raise self._error
+    def stopped_by(self, error: BaseException) -> None:
+        # As projections.runner does: a process whose index stopped should not look healthy.
+        self._stop.set()

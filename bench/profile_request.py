@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import io
 import pstats
 import time
@@ -56,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--search-inline", action="store_true", help="profile searches in the request's thread")
     args = parser.parse_args(argv)
-    spec = CorpusSpec.for_size(args.size, 42)
     workdir = args.workdir / args.size
+    # The same spec as `python -m bench` uses for this workdir: its marker names the store built from it.
+    spec = dataclasses.replace(CorpusSpec.for_size(args.size, 42), cache=str(workdir))
     ctx: dict = {}
     config = bench_config(workdir, store_url=ensure_store(spec, workdir, ctx))
     ensure_views_and_index(config, "SQLite", None)

@@ -43,6 +43,7 @@ class Marks:
         return analyzed_matches(text, self.stems, self.prefixes, self.fuzzy)
 
     def snippet(self, text: str, max_chars: int = MAX_CHARS) -> str:
+        """The text, HTML-escaped, trimmed around its first match, matches in ``<mark>``."""
         spans = self.matches(text)
         if not spans and len(text) <= max_chars:
             return escape(text)
@@ -81,16 +82,6 @@ class Marks:
             if stem in stems or (prefixes and stem.startswith(prefixes)):
                 spans.append(token.span())
         return spans
-
-
-def snippet(text: str, highlights: Highlights, max_chars: int = MAX_CHARS) -> str:
-    """The text, HTML-escaped, trimmed around its first match, matches in ``<mark>``."""
-    return Marks(highlights).snippet(text, max_chars)
-
-
-def matches(text: str, highlights: Highlights) -> list[tuple[int, int]]:
-    """Character spans of the tokens of ``text`` whose stems the query matches."""
-    return Marks(highlights).matches(text)
 
 
 def analyzed_matches(text: str, stems, prefixes: tuple[str, ...], fuzzy) -> list[tuple[int, int]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.search.highlight import analyzed_matches, matches, snippet
+from projections.search.highlight import Marks, analyzed_matches
 from projections.search.schema import STEM_ANALYZER
 from projections.search.translate import Highlights
 
@@ -29,11 +29,11 @@ def test_ascii_marks_are_those_of_the_analyzer(text, asked, prefix):
     stems = {stem for word in asked for stem in STEM_ANALYZER.analyze(word)}
     highlights = Highlights(stems=set() if prefix else stems, prefixes={s[:3] for s in stems} if prefix else set())
     expected = analyzed_matches(text, highlights.stems, tuple(highlights.prefixes), set())
-    assert matches(text, highlights) == expected
+    assert Marks(highlights).matches(text) == expected
 
 
 def test_a_snippet_marks_every_form_of_the_word():
     highlights = Highlights(stems={"deploy"})
-    assert snippet("Deployed it; deploying <now>", highlights) == (
+    assert Marks(highlights).snippet("Deployed it; deploying <now>") == (
         "<mark>Deployed</mark> it; <mark>deploying</mark> &lt;now&gt;"
     )

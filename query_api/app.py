@@ -78,7 +78,7 @@ def create_app(
         views=views,
         search=search,
         signer=signer,
-        exports=ExportJobs(settings.export_dir),
+        exports=ExportJobs(settings.export_dir, settings.export_keep_days),
         stopping=stopping or threading.Event(),
         health=health,
     )

@@ -53,6 +53,7 @@ def errors(*statuses: int) -> dict:
         403: "the caller's role may not use this endpoint",
         404: "no such room, or one the caller may not see (the same answer)",
         409: "not ready yet (an export still running, or failed)",
+        410: "the export expired: its bundle was deleted `[api] export_keep_days` after it finished",
         413: "the request body is larger than 64 KiB (refused before it is read)",
         429: "this client already has `[api] streams_per_client` streams open",
         503: "the archive, its views or its index cannot be read right now, a search ran past `[api] search_timeout`, "
@@ -175,15 +176,16 @@ def document() -> dict:
         "/api/v1/exports/{job_id}": {"get": operation(
             "An export job's status and progress", "compliance (the token that started it)",
             [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            json_ok("state running, done (with `manifest_sha256` and `bytes`) or failed (with `error`)", OBJECT),
-            statuses=(401, 403, 404))},
+            json_ok("state running, done (with `manifest_sha256` and `bytes`) or failed (with `error`); "
+                    "`expires_at`: when a finished job's bundle will be deleted (null while it runs, or if kept forever)", OBJECT),
+            statuses=(401, 403, 404, 410))},
         "/api/v1/exports/{job_id}/download": {"get": operation(
             "Download a finished export (streamed; HTTP Range requests resume an interrupted download)",
             "compliance (the token that started it)",
             [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
             {"200": {"description": "the ZIP; header X-Manifest-SHA256", "content": {"application/zip": {"schema": {"type": "string"}}}},
              "206": {"description": "the range asked for", "content": {"application/zip": {"schema": {"type": "string"}}}}},
-            statuses=(401, 403, 404, 409))},
+            statuses=(401, 403, 404, 409, 410))},
         "/api/v1/holds": {
             "get": operation("The legal holds in force", "compliance", [], json_ok("`{\"holds\": [...]}`", OBJECT),
                              statuses=(400, 401, 403)),

@@ -47,6 +47,8 @@ class ApiSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A client that reads nothing of a pending answer for this long is disconnected (its server thread freed)."""
     export_dir: str = "data/exports"
     """Directory where export jobs write their bundles and status (shared by every server process of one archive)."""
+    export_keep_days: Annotated[float, msgspec.Meta(ge=0, le=36500)] = 7.0
+    """Days a finished export job (done or failed) is kept after it finished; then its bundle is deleted and it answers 410 `expired` for as long again. 0 keeps them forever."""
     max_page_size: Positive = 1000
     """Largest `limit` a paged list accepts."""
     time_zone: str = "UTC"

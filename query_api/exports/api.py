@@ -5,14 +5,18 @@ comma-separated; default every room), ``from``, ``to`` and ``q`` as query or for
 parameters answers 202 with the job's status; ``GET /api/v1/exports/{id}`` is its
 progress; ``GET /api/v1/exports/{id}/download`` the ZIP, with HTTP range support so
 that an interrupted download resumes where it stopped. A job is visible only to the
-token that started it (anyone else gets the same 404 as for no job at all).
+token that started it (anyone else gets the same 404 as for no job at all). A finished
+job is kept ``[api] export_keep_days`` (its status says until when, ``expires_at``); then
+both answer 410 ``expired`` for as long again, and after that 404 like any unknown job.
 """
 
 from __future__ import annotations
 
+import msgspec
 from flask import Blueprint, Response, request, send_file
 
 from archive.errors import NotFoundError
+from archive.times import format_time
 
 from .. import audit
 from ..access import Caller
@@ -44,18 +48,38 @@ def start_job(who: Caller, export: ExportRequest) -> JobStatus:
 
 
 def owned_job(who: Caller, job_id: str) -> JobStatus:
+    """The caller's job; an expired one is an error (410) for its owner only, so nobody else learns it was."""
     status = api().exports.status(job_id)
     if status.owner != who.token_id:
         raise NotFoundError(f"no export {job_id!r}")
+    if status.state == "expired":
+        raise expired(status)
     return status
+
+
+def expired(status: JobStatus) -> ApiError:
+    jobs = api().exports
+    when = jobs.expires_at(status)
+    when_and_why = f" at {format_time(when)}, {jobs.keep_days:g} days after it finished" if when else ""
+    return ApiError(410, "expired", f"the export expired{when_and_why} ([api] export_keep_days): its bundle was "
+                                    "deleted; start the export again")
+
+
+def status_answer(status: JobStatus) -> dict:
+    """The job's status, with when its bundle will be deleted (from the current `[api] export_keep_days`)."""
+    expires = api().exports.expires_at(status)
+    return {**msgspec.structs.asdict(status), "expires_at": format_time(expires) if expires else None}
 
 
 def download(status: JobStatus) -> Response:
     if status.state != "done":
         raise ApiError(409, "not_ready", f"the export is {status.state}" + (f": {status.error}" if status.error else ""))
     audit.results(status.events)
-    response = send_file(api().exports.bundle_path(status.id), mimetype="application/zip", as_attachment=True,
-                         download_name=f"chat-archive-export-{status.id}.zip", conditional=True)
+    try:
+        response = send_file(api().exports.bundle_path(status.id), mimetype="application/zip", as_attachment=True,
+                             download_name=f"chat-archive-export-{status.id}.zip", conditional=True)
+    except FileNotFoundError:  # expired by another process since its status was read (its clock a little ahead)
+        raise expired(status) from None
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Manifest-SHA256"] = status.manifest_sha256 or ""
     return response
@@ -65,12 +89,12 @@ def download(status: JobStatus) -> Response:
 def create_export() -> Response:
     who = caller(Capability.EXPORT)
     status = start_job(who, export_request(request.values, who))
-    return json_response(status, 202)
+    return json_response(status_answer(status), 202)
 
 
 @bp.get("/exports/<job_id>")
 def export_status(job_id: str) -> Response:
-    return json_response(owned_job(caller(Capability.EXPORT), job_id))
+    return json_response(status_answer(owned_job(caller(Capability.EXPORT), job_id)))
 
 
 @bp.get("/exports/<job_id>/download")

@@ -7,6 +7,14 @@ its download, whichever started it. Downloads are plain files: streamed, and
 resumable with HTTP ranges. A job records the host and process writing it: a
 "running" job whose process on this host has ended reads as failed, rather than
 running for ever.
+
+A finished job (done or failed) is kept ``[api] export_keep_days`` after it finished,
+then **expires**: its bundle is deleted and its status file becomes a small tombstone
+(state "expired", so that its owner is told it expired rather than that it never
+existed), itself deleted as long again later. Any server process sweeps the shared
+directory, at most once a minute, when a job is started or asked about; there is no
+thread of its own to run it, and sweeps of several processes at once are safe: a
+file another one deleted first is not an error, a running job is never touched.
 """
 
 from __future__ import annotations
@@ -17,26 +25,31 @@ import re
 import secrets
 import socket
 import threading
+import time
 from dataclasses import asdict
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
 from archive.errors import ChatArchiveError, NotFoundError
 from archive.lease import process_alive
-from archive.times import format_time, utcnow
+from archive.times import format_time, parse_time, utcnow
 
 from .bundle import ExportRequest, write_bundle
 
 log = logging.getLogger(__name__)
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
+SWEEP_EVERY = 60.0  # seconds between one process's sweeps: listing the directory at every request is waste
 
 
 class JobStatus(msgspec.Struct, kw_only=True):
     id: str
     owner: str | None
-    state: str  # running | done | failed
+    state: str  # running | done | failed | expired
     created_at: str
+    finished_at: str | None = None  # when it became done or failed: its keep period counts from then
     request: dict
     rooms_done: int = 0
     rooms_total: int = 0
@@ -53,12 +66,38 @@ def abandoned(status: JobStatus, host: str) -> bool:
     return status.state == "running" and status.host == host and status.pid > 0 and not process_alive(status.pid)
 
 
+Due = Literal["expire", "forget"]
+
+
+def expiry(status: JobStatus, now: datetime, keep: timedelta | None) -> Due | None:
+    """What is due for a job at ``now``: "expire" (delete its bundle, keep a tombstone), "forget"
+    (delete the tombstone too) or nothing; ``keep`` None keeps every job forever."""
+    expires = expires_at(status, keep)
+    if expires is None:
+        return None
+    if status.state == "expired":
+        return "forget" if now >= expires + keep else None
+    return "expire" if now >= expires else None
+
+
+def expires_at(status: JobStatus, keep: timedelta | None) -> datetime | None:
+    """When a finished job's bundle is (or was) deleted; None while it runs or when jobs are kept forever."""
+    if keep is None or status.state == "running":
+        return None
+    # A job written before finished_at was recorded counts from its start (expiring early, never late).
+    return parse_time(status.finished_at or status.created_at) + keep
+
+
 class ExportJobs:
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, keep_days: float = 0):
         self.directory = Path(directory)
+        self.keep = timedelta(days=keep_days) if keep_days else None
+        self._next_sweep = 0.0
+        self._sweep_lock = threading.Lock()
 
     def start(self, request: ExportRequest, owner: str | None, store, views, search) -> JobStatus:
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._sweep_now_and_then()
         request_fields = {k: (format_time(v) if hasattr(v, "isoformat") else v) for k, v in asdict(request).items()}
         status = JobStatus(id=secrets.token_urlsafe(16), owner=owner, state="running",
                            created_at=format_time(utcnow()), request=request_fields,
@@ -85,26 +124,100 @@ class ExportJobs:
             log.error("export %s failed: %s", status.id, e)
             status.state, status.error = "failed", str(e)
             partial.unlink(missing_ok=True)
+        status.finished_at = format_time(utcnow())
         self._save(status)
 
     def status(self, job_id: str) -> JobStatus:
+        """The job as it stands now: a job due to expire is expired first (whether or not a sweep came by)."""
+        self._sweep_now_and_then()
         if not _JOB_ID.match(job_id):
             raise NotFoundError(f"no export {job_id!r}")
+        status = self._read(job_id)
+        if status is None:
+            raise NotFoundError(f"no export {job_id!r}")
+        due = expiry(status, utcnow(), self.keep)
+        if due == "forget":
+            self._forget(status)
+            raise NotFoundError(f"no export {job_id!r}")
+        if due == "expire":
+            self._expire(status)
+        return status
+
+    def expires_at(self, status: JobStatus) -> datetime | None:
+        return expires_at(status, self.keep)
+
+    @property
+    def keep_days(self) -> float:
+        return self.keep / timedelta(days=1) if self.keep else 0
+
+    def sweep(self, now: datetime | None = None) -> None:
+        """Expire and forget every job that is due (``now``: for tests, else the current time)."""
+        self.apply(self.plan(now or utcnow()))
+
+    def plan(self, now: datetime) -> list[tuple[JobStatus, Due]]:
+        """The jobs due at ``now``, as read from the directory; another process may act on them first."""
+        due = []
+        if self.keep is None:
+            return due
+        for path in sorted(self.directory.glob("*.json")):
+            status = self._read(path.stem) if _JOB_ID.match(path.stem) else None
+            action = expiry(status, now, self.keep) if status is not None else None
+            if action is not None:
+                due.append((status, action))
+        return due
+
+    def apply(self, due: list[tuple[JobStatus, Due]]) -> None:
+        for status, action in due:
+            try:
+                if action == "forget":
+                    self._forget(status)
+                else:
+                    self._expire(status)
+            except OSError as e:  # the next sweep tries again; a request that swept is not failed by it
+                log.error("export %s could not be %sed: %s", status.id, action, e)
+
+    def _sweep_now_and_then(self) -> None:
+        with self._sweep_lock:
+            if time.monotonic() < self._next_sweep:
+                return
+            self._next_sweep = time.monotonic() + SWEEP_EVERY
+        try:
+            self.sweep()
+        except OSError as e:  # e.g. export_dir not made yet, or unreadable: the request goes on
+            log.error("sweeping expired exports in %s: %s", self.directory, e)
+
+    def _read(self, job_id: str) -> JobStatus | None:
+        """A job's status (a running one whose writer died on this host marked failed), None if gone."""
         try:
             status = msgspec.json.decode((self.directory / f"{job_id}.json").read_bytes(), type=JobStatus)
         except FileNotFoundError:
-            raise NotFoundError(f"no export {job_id!r}") from None
+            return None
+        except msgspec.DecodeError as e:  # not written by us (ours are replaced whole): left for the operator
+            log.error("export status %s unreadable: %s", job_id, e)
+            return None
         if abandoned(status, socket.gethostname()):
-            status.state = "failed"
+            status.state, status.finished_at = "failed", format_time(utcnow())
             status.error = f"the server process writing it (pid {status.pid}) stopped; start the export again"
             (self.directory / f"{job_id}.zip.partial").unlink(missing_ok=True)
             self._save(status)
         return status
 
+    def _expire(self, status: JobStatus) -> None:
+        # The tombstone first: a process reading the job meanwhile sees it expired, not done without a bundle.
+        status.state, status.manifest_sha256, status.bytes = "expired", None, None
+        self._save(status)
+        for suffix in (".zip", ".zip.partial"):
+            (self.directory / f"{status.id}{suffix}").unlink(missing_ok=True)
+
+    def _forget(self, status: JobStatus) -> None:
+        (self.directory / f"{status.id}.json").unlink(missing_ok=True)
+
     def bundle_path(self, job_id: str) -> Path:
         return self.directory / f"{job_id}.zip"
 
     def _save(self, status: JobStatus) -> None:
-        temporary = self.directory / f"{status.id}.json.tmp"
+        # A temporary file of this process and thread: two processes expiring one job at once must not
+        # write into the same one (the one replaced second would be gone, or half written).
+        temporary = self.directory / f"{status.id}.json.{os.getpid()}-{threading.get_ident()}.tmp"
         temporary.write_bytes(msgspec.json.encode(status))
         os.replace(temporary, self.directory / f"{status.id}.json")

@@ -53,7 +53,8 @@ def export_start():
 @bp.get("/exports/<job_id>")
 def export_page(job_id: str):
     status = owned_job(require(Capability.EXPORT), job_id)
-    return render_template("web/export.html", job=status)
+    expires = api().exports.expires_at(status)
+    return render_template("web/export.html", job=status, expires_at=format_time(expires) if expires else None)
 
 
 @bp.get("/exports/<job_id>/download")

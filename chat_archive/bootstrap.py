@@ -29,6 +29,7 @@ from projections.views import Views
 from query_api import create_app
 from query_api.keys import KeyStore
 from query_api.server import ApiServer, start_server
+from query_api.sessions import EndedSessions
 from query_api.tokens import TokenStore, open_database, open_token_store
 from query_api.workers import serve_workers
 
@@ -124,18 +125,19 @@ def build_api(
 def serve_api_workers(config: Config, workers: int, *, host=None, port=None, on_ready: Callable[[str], None]) -> int:
     """Serve the API from ``workers`` processes behind one port (gunicorn) until SIGTERM/SIGINT.
 
-    Each worker opens its own store, views and index after the fork. Their tables and
-    the signing keys are made here first, so that workers starting at once do not race
-    to create them.
+    Each worker opens its own store, views and index after the fork. Their tables, the
+    ended sessions' table and the signing keys are made here first, so that workers
+    starting at once do not race to create them.
     """
     with open_store(config) as store:
         open_views(config, store).close()
-    if not config.api.signing_keys:
-        database = open_database(config.store.url)
-        try:
+    database = open_database(config.store.url)
+    try:
+        EndedSessions(database)
+        if not config.api.signing_keys:
             KeyStore(database).keys()
-        finally:
-            database.close()
+    finally:
+        database.close()
 
     def make_app(stop: threading.Event):
         return build_api(config, open_store(config), stop=stop)

@@ -34,6 +34,7 @@ from .metrics import Family
 from .roles import Capability, Role
 from .search import bp as search_bp
 from .keys import KeyRing, KeyStore
+from .sessions import open_ended_sessions
 from .signing import Signer
 from .tokens import TokenStore, open_database, open_token_store
 
@@ -78,6 +79,7 @@ def create_app(
         views=views,
         search=search,
         signer=signer,
+        sessions=open_ended_sessions(config.store.url, cache_seconds=settings.token_cache_seconds),
         exports=ExportJobs(settings.export_dir, settings.export_keep_days),
         stopping=stopping or threading.Event(),
         health=health,

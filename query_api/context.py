@@ -19,6 +19,7 @@ from .cache import TtlCache
 from .errors import forbidden, room_not_found, unauthorized
 from .metrics import RequestMetrics
 from .roles import Capability, Role
+from .sessions import EndedSessions
 from .settings import ApiSettings
 from .deadline import DeadlinePool
 from .signing import Signer
@@ -42,6 +43,8 @@ class ApiContext:
     search: SearchIndex
     signer: Signer
     """Signs and verifies what the server hands out (cursors, tickets, sessions)."""
+    sessions: EndedSessions
+    """Sign-in sessions ended by signing out (kept in the store, so every process refuses them)."""
     exports: ExportJobs
     """Export jobs: bundles written in the background to ``[api] export_dir``."""
     metrics: RequestMetrics = field(default_factory=RequestMetrics)

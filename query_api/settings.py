@@ -36,7 +36,7 @@ class ApiSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     search_timeout: Seconds = 10.0
     """Seconds a request waits for a search (API, search page); longer: 503 `search_timeout`."""
     token_cache_seconds: CacheSeconds = 5.0
-    """Seconds a token lookup is reused: a revoked token stops working within this long."""
+    """Seconds a token lookup (or a session's sign-out check) is reused: a revoked token, or a session signed out in another process, stops working within this long."""
     metrics_public: bool = False
     """Serve `/metrics` without a token (for a scraper on a private network)."""
     follow_heartbeat: Seconds = 15.0

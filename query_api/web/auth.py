@@ -2,13 +2,15 @@
 
 The sign-in form takes an API token (and, for a ``site`` token, the site user it
 acts for). The cookie holds a value signed with the server key (``query_api.signing``)
-naming the token by its id (never the token) and the user, valid for
-``SESSION_SECONDS``: any API process of the archive can verify it, and none keeps
-anything in memory. Every request resolves the caller again through the API's
-``Authorizer.caller_for_token_id``, so pages and API grant exactly the same rooms,
-and a revoked token stops working on the pages as in the API. Signing out deletes
-the cookie; revoking the token (or retiring the signing key) is what ends every
-session made with it.
+naming the token by its id (never the token), the user and a random session id,
+valid for ``SESSION_SECONDS``: any API process of the archive can verify it, and
+none keeps anything in memory. Every request resolves the caller again through
+the API's ``Authorizer.caller_for_token_id``, so pages and API grant exactly the
+same rooms, and a revoked token stops working on the pages as in the API (within
+``[api] token_cache_seconds``). Signing out ends the session in the store
+(``query_api.sessions``), so a copy of the cookie is refused afterwards by every
+process; revoking the token (or retiring the signing key) ends every session
+made with it.
 
 Cookies are ``HttpOnly`` and ``SameSite=Lax``, and ``Secure`` whenever the
 request came over https (directly, or through a proxy that says so).
@@ -21,6 +23,8 @@ matching token, or with an ``Origin`` other than this server's, is refused.
 from __future__ import annotations
 
 import secrets
+import time
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from flask import g, request
@@ -35,24 +39,36 @@ PRESESSION_COOKIE = "chat_archive_presession"
 SESSION_SECONDS = 12 * 3600
 SESSION_PURPOSE = "web session"
 MAX_USER_CHARS = 1024
+MAX_SESSION_ID_CHARS = 64
 
 
 class SignInRequired(Exception):
     """The page needs a signed-in caller (the blueprint answers with the sign-in form)."""
 
 
-def session_of(cookie: str | None) -> tuple[str, str | None] | None:
-    """(token id, site user) of a session cookie this server signed and still accepts, else None."""
+class Session(NamedTuple):
+    token_id: str
+    user: str | None
+    id: str
+    """Random, so that signing out can end this session and no other of the same token and user."""
+
+
+def session_of(cookie: str | None) -> Session | None:
+    """The session of a cookie this server signed and that has not expired (ended or not), else None."""
     if not cookie:
         return None
     try:
         value = api().signer.verify(cookie, SESSION_PURPOSE)
     except SignatureError:
         return None
-    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):
+    if not (isinstance(value, list) and len(value) == 3):
+        return None  # without a session id (made before sign-out was kept in the store) it could not be ended
+    token_id, user, session_id = value
+    if not (isinstance(token_id, str) and isinstance(session_id, str) and len(session_id) <= MAX_SESSION_ID_CHARS):
         return None
-    user = value[1]
-    return (value[0], user) if user is None or (isinstance(user, str) and len(user) <= MAX_USER_CHARS) else None
+    if not (user is None or (isinstance(user, str) and len(user) <= MAX_USER_CHARS)):
+        return None
+    return Session(token_id, user, session_id)
 
 
 def session_caller() -> Caller | None:
@@ -60,9 +76,9 @@ def session_caller() -> Caller | None:
     if "session_caller" not in g:
         who = None
         session = session_of(request.cookies.get(SESSION_COOKIE))
-        if session is not None:
+        if session is not None and not api().sessions.ended(session.id):
             try:
-                who = api().authorizer.caller_for_token_id(*session)
+                who = api().authorizer.caller_for_token_id(session.token_id, session.user)
             except ApiError:  # revoked meanwhile, or the site user is no longer acceptable
                 who = None
         g.session_caller = who
@@ -86,7 +102,16 @@ def signed_in() -> bool:
 def sign_in(token: str, user: str | None) -> str:
     """A session cookie's value for a token that is valid now (raises the API's 401/400 otherwise)."""
     who = api().authorizer.caller_for_token(token, user)
-    return api().signer.sign([who.token_id, who.user], SESSION_PURPOSE, ttl=SESSION_SECONDS)
+    session = [who.token_id, who.user, secrets.token_urlsafe(16)]
+    return api().signer.sign(session, SESSION_PURPOSE, ttl=SESSION_SECONDS)
+
+
+def sign_out() -> None:
+    """End this browser's session for every process (the cookie itself is the response's to delete)."""
+    session = session_of(request.cookies.get(SESSION_COOKIE))
+    if session is not None:
+        # It was signed at most SESSION_SECONDS ago: it expires by then, and need not be kept longer.
+        api().sessions.end(session.id, until=time.time() + SESSION_SECONDS)
 
 
 def set_cookie(response, name: str, value: str, *, max_age: int | None = None) -> None:

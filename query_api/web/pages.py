@@ -105,6 +105,7 @@ def signin_post():
 @bp.post("/signout")
 def signout():
     auth.check_csrf()
+    auth.sign_out()
     response = redirect(url_for("web.signin"), 303)
     response.delete_cookie(auth.SESSION_COOKIE, path="/")
     return response

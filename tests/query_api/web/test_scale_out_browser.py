@@ -2,7 +2,7 @@
 (`serve --workers 2`), each with its own search index kept by its own `project --search-only`.
 
 Sessions and tickets made by one process are accepted by every other (the browser sends the same cookie
-to both hosts: cookies ignore the port), the widget's join-and-talk works whichever process serves its
+to both hosts: cookies ignore the port), a session signed out on one is refused by all, the widget's join-and-talk works whichever process serves its
 polls, and both hosts answer the same search the same way once their indexes have caught up."""
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .test_widget_browser import EmbeddingSite, room_of_alice
 HOSTS = ("a", "b")
 INDEX_COMMIT_SECONDS = 0.2
 FRESHNESS_SECONDS = 15  # commit interval + reader reload, with room for a loaded machine
+CACHE_SECONDS = 1.0  # how long a process may reuse a token or sign-out check (the default is 5)
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +58,9 @@ def deployment(tmp_path_factory, schema_url):
         "xmpp": listener_config(prosody),
         "store": {"url": schema_url},
         "projections": {"commit_interval": 0.2},
-        "api": {"widget_frame_ancestors": [embedding.origin], "widget_websocket_url": prosody.websocket_url},
-    }
+        "api": {"widget_frame_ancestors": [embedding.origin], "widget_websocket_url": prosody.websocket_url,
+                "token_cache_seconds": CACHE_SECONDS},
+    }  # fmt: skip
 
     def host_config(host: str) -> dict:
         return {**common, "index": {"path": str(directory / f"index-{host}"), "commit_interval": INDEX_COMMIT_SECONDS}}
@@ -131,11 +133,19 @@ def test_pages_signed_in_on_one_host_are_served_by_every_process_of_both(browser
         WebDriverWait(browser, 10).until(lambda d: room in d.find_element(By.TAG_NAME, "main").text)
         assert "Sign out" in browser.page_source and "/signin" not in browser.current_url
     # A form made by host b (its CSRF token bound to the session host a signed) signs out.
+    copied = browser.get_cookie("chat_archive_session")["value"]
     browser.get(b + "/")
     browser.find_element(By.CSS_SELECTOR, "form[action='/signout'] button").click()
     WebDriverWait(browser, 10).until(lambda d: "/signin" in d.current_url)
     browser.get(a + "/rooms")
     assert room not in browser.find_element(By.TAG_NAME, "main").text
+    # The session ended on the server: the cookie copied before is sent to sign in by every process
+    # (those that checked it just before may reuse that answer for CACHE_SECONDS).
+    browser.add_cookie({"name": "chat_archive_session", "value": copied, "path": "/"})
+    for i in range(4):
+        base = (a, b)[i % 2]
+        WebDriverWait(browser, 10).until(lambda d: d.get(f"{base}/rooms") or "/signin" in d.current_url)
+        assert room not in browser.find_element(By.TAG_NAME, "main").text
 
 
 def test_the_widget_ticketed_by_one_host_joins_and_talks_through_the_other(browser, deployment):

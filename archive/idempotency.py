@@ -65,12 +65,19 @@ def slotted(events: list[Event]) -> list[Entry]:
     unique: dict[str, Event] = {}
     for event in events:
         unique.setdefault(idempotency_key(event), event)
-    entries = []
-    for key, event in unique.items():
-        t = event.occurred_at.timestamp()
-        bucket = bucket_of(t)
-        entries.append((event, t, bucket, key_digest(key), neighbour(t, bucket)))
-    return entries
+    return [_entry(event, key) for key, event in unique.items()]
+
+
+def every_slot(events: list[Event]) -> list[Entry]:
+    """Each event of a batch with its time and slot, repeated keys included (a copy of events a store
+    holds already: ``EventStore.append_copies``)."""
+    return [_entry(event, idempotency_key(event)) for event in events]
+
+
+def _entry(event: Event, key: str) -> Entry:
+    t = event.occurred_at.timestamp()
+    bucket = bucket_of(t)
+    return (event, t, bucket, key_digest(key), neighbour(t, bucket))
 
 
 def probes(entries: list[Entry]) -> list[Slot]:

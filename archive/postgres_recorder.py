@@ -166,6 +166,15 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
             curs.execute(SQL("SELECT DISTINCT originator_id FROM {} ORDER BY originator_id").format(self._events))
             return [row["originator_id"] for row in curs.fetchall()]
 
+    def event_counts(self) -> dict[str, int]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT originator_id, COUNT(*) AS n FROM {} GROUP BY originator_id").format(self._events))
+            return {row["originator_id"]: row["n"] for row in curs.fetchall()}
+
+    def write_chain_heads(self, heads: Sequence[HeadRow]) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self._upsert_heads, _columns(heads, 4))
+
     def rooms(self) -> list[str]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(SQL("SELECT room FROM {} ORDER BY room").format(self._rooms))

@@ -117,6 +117,15 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
             c.execute(f"SELECT DISTINCT originator_id FROM {self.events_table_name} ORDER BY originator_id")
             return [row[0] for row in c.fetchall()]
 
+    def event_counts(self) -> dict[str, int]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT originator_id, COUNT(*) FROM {self.events_table_name} GROUP BY originator_id")
+            return {row[0]: row[1] for row in c.fetchall()}
+
+    def write_chain_heads(self, heads: Sequence[HeadRow]) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.executemany("INSERT OR REPLACE INTO archive_chain_heads VALUES (?,?,?,?)", heads)
+
     def rooms(self) -> list[str]:
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT room FROM archive_rooms ORDER BY room")

@@ -39,7 +39,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 
 import psycopg
@@ -53,7 +53,7 @@ from .codec import from_msgpack, to_msgpack
 from .errors import ConcurrencyError, EventDecodeError, StoreError, StoreUnavailable
 from .events import AUDIT_STREAM, SYSTEM_STREAMS, ChainHead, ContentRead, Event, Recorded
 from .group_commit import GroupCommit
-from .idempotency import Entry, probes, slotted
+from .idempotency import Entry, every_slot, probes, slotted
 from .recorders import EventRow, HeadRow, IndexRow
 
 MAX_ATTEMPTS = 20
@@ -89,6 +89,27 @@ def _connection_lost(error: Exception) -> bool:
     )
 
 
+class _Placed:
+    """The versions of copied events (``EventStore.append_copies``), aligned with their entries."""
+
+    def __init__(self, versions: list[int], resume_links: Mapping[tuple[str, int], bytes]):
+        self.versions, self.resume_links = versions, resume_links
+
+    def only(self, indexes: list[int]) -> _Placed:
+        return _Placed([self.versions[i] for i in indexes], self.resume_links)
+
+    def move(self, head: list, room: str, i: int) -> int:
+        """Entry ``i``'s version; across a gap its stream's chain resumes from the purge's link."""
+        version = self.versions[i]
+        if version <= head[0]:
+            raise StoreError(f"{room} holds version {version} already, with another event: copy into an empty store")
+        if version > head[0] + 1:
+            # A gap no purge recorded (the source's events deleted behind its back) has no link to
+            # resume from: the chain goes on from the last one, and the copy's head differs.
+            head[1] = self.resume_links.get((room, version), head[1])
+        return version
+
+
 class EventStore:
     """Append archive events at most once each; read them back by room or globally."""
 
@@ -114,21 +135,39 @@ class EventStore:
                 raise EventDecodeError(f"not an archive event: {event!r:.200}")
             batch.append(event)
             if len(batch) >= batch_size:
-                recorded += self._append_batch(batch)
+                recorded += self._append_batch(slotted(batch))
                 batch = []
         if batch:
-            recorded += self._append_batch(batch)
+            recorded += self._append_batch(slotted(batch))
         return recorded
 
-    def _append_batch(self, events: list[Event]) -> list[Recorded]:
-        entries = slotted(events)
+    def append_copies(
+        self, copies: list[tuple[int, Event]], resume_links: Mapping[tuple[str, int], bytes]
+    ) -> list[Recorded]:
+        """Store events copied from another store (``chat-archive migrate``), each at the version it has
+        there, those not stored here before, in one transaction; return those, with their positions.
+
+        A purge's gap in a stream stays a gap, and its chain resumes after the gap from the link the
+        purge recorded (``resume_links``: (stream, first version after the gap) -> link), as
+        ``chain.walk_chain`` resumes: every link and head is the source's, its purge records and
+        checkpoints hold here too. Every event of the page is kept (no in-batch deduplication: the
+        source stored them all)."""
+        events = [event for _, event in copies]
+        for event in events:
+            if not isinstance(event, Event):
+                raise EventDecodeError(f"not an archive event: {event!r:.200}")
+        placed = _Placed([version for version, _ in copies], resume_links)
+        return self._append_batch(every_slot(events), placed)
+
+    def _append_batch(self, entries: list[Entry], placed: _Placed | None = None) -> list[Recorded]:
         with self._lock:
             for attempt in range(MAX_ATTEMPTS):
                 try:
                     # Optimistic first attempt: most batches hold nothing stored before, and the
                     # unique key rejects any that does, so the look-up of known keys (9-19% of
-                    # append time) is only made when an attempt has failed.
-                    return self._try_insert(entries, check_known=attempt > 0)
+                    # append time) is only made when an attempt has failed. A copy looks up at
+                    # once: resumed, it starts with what the target holds already.
+                    return self._try_insert(entries, check_known=attempt > 0 or placed is not None, placed=placed)
                 except (IntegrityError, OperationalError) as e:
                     if _connection_lost(e):
                         raise store_error("could not append events", e) from e
@@ -142,10 +181,12 @@ class EventStore:
                     raise store_error("could not append events", e) from e
         raise AssertionError("unreachable")
 
-    def _try_insert(self, entries: list[Entry], *, check_known: bool) -> list[Recorded]:
+    def _try_insert(self, entries: list[Entry], *, check_known: bool, placed: _Placed | None) -> list[Recorded]:
         if check_known:
             known = self._recorder.known_slots(probes(entries))
-            entries = [entry for entry in entries if (entry[0].room, entry[3]) not in known]
+            new = [i for i, entry in enumerate(entries) if (entry[0].room, entry[3]) not in known]
+            entries = [entries[i] for i in new]
+            placed = placed and placed.only(new)
         if not entries:
             return []
         # A room's stream is keyed by the room JID itself (text originator ids).
@@ -165,10 +206,10 @@ class EventStore:
         stored: list[EventRow] = []
         index_rows: list[IndexRow] = []
         link = chain.link if self._chained else None
-        for event, t, bucket, digest, _ in entries:
+        for i, (event, t, bucket, digest, _) in enumerate(entries):
             room = event.room
             head = heads[room]
-            version = head[0] = head[0] + 1
+            version = head[0] = head[0] + 1 if placed is None else placed.move(head, room, i)
             state = to_msgpack(event)
             stored.append((room, version, event.__struct_config__.tag, state))
             if link is not None:
@@ -230,13 +271,18 @@ class EventStore:
 
     def read_log(self, after: int = 0, *, page_size: int = 1000) -> Iterator[Recorded]:
         """Every event after global position ``after``, in log order, page by page."""
+        for _, record in self.read_log_versions(after, page_size=page_size):
+            yield record
+
+    def read_log_versions(self, after: int = 0, *, page_size: int = 1000) -> Iterator[tuple[int, Recorded]]:
+        """Every event after global position ``after`` with its version in its stream, in log order, page by page."""
         while True:
             try:
                 page = self._recorder.select_notifications(after, page_size, inclusive_of_start=False)
             except PersistenceError as e:
                 raise store_error("could not read the log", e) from e
             for notification in page:
-                yield Recorded(notification.id, from_msgpack(notification.state))
+                yield notification.originator_version, Recorded(notification.id, from_msgpack(notification.state))
             if len(page) < page_size:
                 return
             after = page[-1].id
@@ -331,6 +377,24 @@ class EventStore:
             self._recorder.delete_versions(room, versions, before.timestamp())
         except PersistenceError as e:
             raise StoreError(f"could not delete events of room {room}: {e}") from e
+
+    def carry_heads(self, heads: Iterable[ChainHead]) -> None:
+        """Set streams' chain heads beyond their last stored event: a copy of a store whose streams'
+        last events were purged goes on at the versions and from the links the source would."""
+        rows = [(h.stream, h.version, bytes.fromhex(h.link), h.genesis_version) for h in heads]
+        with self._lock:
+            try:
+                self._recorder.write_chain_heads(rows)
+            except PersistenceError as e:
+                raise store_error("could not write chain heads", e) from e
+            self._heads.clear()
+
+    def event_counts(self) -> dict[str, int]:
+        """How many events every stream holds (a purge leaves fewer than its head's version)."""
+        try:
+            return self._recorder.event_counts()
+        except PersistenceError as e:
+            raise store_error("could not count the events", e) from e
 
     def rooms(self) -> list[str]:
         """Every room that has at least one event, by JID."""

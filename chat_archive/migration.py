@@ -1,17 +1,22 @@
 """Copying the event log from one store to another (`chat-archive migrate`), resumably, and checking it.
 
-Events are appended to the target in the source's log order, page by page, so
-every stream gets the same versions and (the chain being a function of the
-previous link, the version and the stored bytes) the same hash-chain links as in
-the source. After each committed page the source position reached is written to
-a small progress file; an interrupted copy resumes from there. Without the file
-(or with a stale one) nothing is lost either: the store's idempotent append
-skips whatever the target already holds.
+Events are appended to the target in the source's log order, page by page, each
+at the version it has in the source (``EventStore.append_copies``): a purge's gap
+in a stream stays a gap, the chain resuming after it from the link the purge
+recorded, so every stream has the same versions and (the chain being a function
+of the previous link, the version and the stored bytes) the same hash-chain links
+as in the source, and the copied purge records and checkpoints hold in the target.
+A stream whose last events were purged gets the source's head, when purge records
+cover the versions after its last event. After each committed page the source
+position reached is written to a small progress file; an interrupted copy resumes
+from there. Without the file (or with a stale one) nothing is lost either: the
+copy skips whatever the target already holds.
 
-The check compares every stream's head in both stores: its version (the count of
-its events) always, its chain link where the source's chain starts at the
-stream's first event (a stream chained only from a later version, in a store
-older than its chains, has other links by construction).
+The check compares every stream in both stores: the events it holds (a purged
+store holds fewer than its head's version) and its head's version always, its
+chain link where the source's chain starts at the stream's first event (a stream
+chained only from a later version, in a store older than its chains, has other
+links by construction).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archive.errors import StoreError
-from archive.events import AUDIT_STREAM
+from archive.events import AUDIT_STREAM, ChainHead, EventsPurged, PurgedSpan
+from archive.integrity import compliance_records
 from archive.store import MAX_BATCH, EventStore
 
 PAGE_SIZE = MAX_BATCH
@@ -76,29 +82,70 @@ def copy_log(
     on_page: Callable[[int], None] | None = None,
     page_size: int = PAGE_SIZE,
 ) -> CopyReport:
-    """Append the source's events after the recorded progress to the target; then its audit trail."""
+    """Append the source's events after the recorded progress to the target, at their versions; then the
+    heads of streams whose last events were purged, and the audit trail."""
     after = read_progress(progress)
+    purged = purged_spans(source)
+    resume_links = {(s.stream, s.last + 1): bytes.fromhex(s.link) for spans in purged.values() for s in spans if s.link}
     read = appended = 0
     position = after
     page = []
-    for record in source.read_log(after, page_size=page_size):
-        page.append(record.event)
+    for version, record in source.read_log_versions(after, page_size=page_size):
+        page.append((version, record.event))
         position = record.position
         if len(page) == page_size:
-            appended += len(target.append(page, batch_size=page_size))
+            appended += len(target.append_copies(page, resume_links))
             read += len(page)
             page = []
             _write_progress(progress, position)
             if on_page:
                 on_page(position)
     if page:
-        appended += len(target.append(page, batch_size=page_size))
+        appended += len(target.append_copies(page, resume_links))
         read += len(page)
         _write_progress(progress, position)
     if on_page:
         on_page(position)
+    _carry_purged_heads(source, target, purged)
     _copy_audit(source, target)
     return CopyReport(read, appended, position)
+
+
+def purged_spans(store: EventStore) -> dict[str, list[PurgedSpan]]:
+    """Every stream's purged spans, as the store's purge records name them, in version order."""
+    spans: dict[str, list[PurgedSpan]] = {}
+    for record in compliance_records(store, EventsPurged):
+        for span in record.spans:
+            spans.setdefault(span.stream, []).append(span)
+    return {stream: sorted(found, key=lambda s: s.first) for stream, found in spans.items()}
+
+
+def _carry_purged_heads(source: EventStore, target: EventStore, purged: dict[str, list[PurgedSpan]]) -> None:
+    """A stream whose last events were purged goes on in the target at the source's head: carried when
+    purge records cover every version after the target's last one and end at the head's link (anything
+    else stays a mismatch for the check to report)."""
+    theirs = {head.stream: head.version for head in target.chain_heads()}
+    carried = [
+        head for head in source.chain_heads()
+        if head.stream != AUDIT_STREAM and theirs.get(head.stream, 0) < head.version
+        and covered(purged.get(head.stream, []), theirs.get(head.stream, 0), head)
+    ]  # fmt: skip
+    if carried:
+        target.carry_heads(carried)
+
+
+def covered(spans: list[PurgedSpan], last_copied: int, head: ChainHead) -> bool:
+    """Whether purge spans (in version order) cover every version after ``last_copied`` up to ``head``."""
+    expected = last_copied + 1
+    for span in spans:
+        if span.last < expected:
+            continue
+        if span.first > expected:
+            return False
+        if span.last >= head.version:
+            return span.last == head.version and span.link == head.link
+        expected = span.last + 1
+    return False
 
 
 def _copy_audit(source: EventStore, target: EventStore) -> None:
@@ -109,21 +156,22 @@ def _copy_audit(source: EventStore, target: EventStore) -> None:
 
 
 def check(source: EventStore, target: EventStore) -> CheckReport:
-    """Every stream of the source has as many events in the target, and the same chain head."""
+    """Every stream of the source holds as many events in the target, with the same chain head."""
     theirs = {head.stream: head for head in target.chain_heads()}
+    mine, copied = source.event_counts(), target.event_counts()
     mismatches = []
-    events = 0
     heads = source.chain_heads()
     for head in heads:
         copy = theirs.pop(head.stream, None)
-        if head.stream != AUDIT_STREAM:
-            events += head.version
         if copy is None or copy.version != head.version:
             found = copy.version if copy else 0
-            mismatches.append(f"{head.stream}: {head.version} events in the source, {found} in the target")
+            mismatches.append(f"{head.stream}: the head is version {head.version} in the source, {found} in the target")
+        elif mine.get(head.stream, 0) != copied.get(head.stream, 0):
+            mismatches.append(f"{head.stream}: {mine.get(head.stream, 0)} events in the source, "
+                              f"{copied.get(head.stream, 0)} in the target")
         elif head.genesis_version == 1 and copy.link != head.link:
             mismatches.append(f"{head.stream}: the hash chains differ at version {head.version}")
     mismatches += [f"{stream}: in the target only" for stream in sorted(theirs)]
     if not heads and source.head():
         raise StoreError("the source store keeps no chain heads to check the copy against")
-    return CheckReport(events, len(heads), mismatches)
+    return CheckReport(sum(mine.values()), len(heads), mismatches)

@@ -47,11 +47,11 @@ class FailingAfter:
     def __init__(self, store, pages: int):
         self.store, self.pages = store, pages
 
-    def append(self, events, batch_size=1000):
+    def append_copies(self, copies, resume_links):
         if self.pages == 0:
             raise KeyboardInterrupt
         self.pages -= 1
-        return self.store.append(events, batch_size)
+        return self.store.append_copies(copies, resume_links)
 
 
 def test_migrate_resumes_after_an_interruption_checks_and_rebuilds(source, store_url, tmp_path):

@@ -1,0 +1,90 @@
+"""`migrate` of a store a purge has cut (retention or compliance): the copy keeps every stream's versions,
+gaps included, so its hash chains, heads, purge records and checkpoints are the source's, it checks and
+verifies, and it resumes after an interruption. Both directions: SQLite to PostgreSQL and back."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack, contextmanager
+from datetime import timedelta
+
+import pytest
+
+from archive import events as ev
+from archive.application import open_event_store
+from archive.errors import StoreError
+from archive.events import ChainHead, PurgedSpan
+from archive.integrity import verify_integrity, write_checkpoint
+from archive.retention import purge
+from archive.settings import RetentionSettings
+from chat_archive.migration import check, copy_log, covered, progress_file
+from tests.cli.test_moving import FailingAfter
+from tests.factories import T0, make, message
+from tests.services.postgres import fresh_schema_url
+
+LOBBY, DEV, OPS = "lobby@conference.localhost", "dev@conference.localhost", "ops@conference.localhost"
+NOW = T0 + timedelta(days=10)
+DAY = 86400
+
+
+@contextmanager
+def store_of(kind: str, path):
+    if kind == "sqlite":
+        url = f"sqlite:///{path}"
+        with open_event_store(url) as store:
+            yield url, store
+    else:
+        with fresh_schema_url() as url, open_event_store(url) as store:
+            yield url, store
+
+
+def cut_history(store) -> None:
+    """Old events of every room purged: lobby keeps its recent half, dev loses all, ops is untouched
+    (kept forever); then more events on both sides of the cut and a checkpoint."""
+    store.append([make(ev.OccupantJoined, 0, room=room, nick="u0") for room in (LOBBY, DEV, OPS)])
+    store.append([message(i, f"old {i}", "u0", room=(LOBBY, DEV, OPS)[i % 3], stanza_id=f"o{i}") for i in range(1, 40)])
+    store.append([message(9 * DAY + i, f"recent {i}", "u1", room=LOBBY, stanza_id=f"r{i}") for i in range(10)])
+    purge(store, RetentionSettings(default_days=1, rooms={OPS: 0}), now=NOW, by="test")
+    store.append([message(9 * DAY + 100 + i, f"after {i}", "u1", room=LOBBY, stanza_id=f"a{i}") for i in range(5)])
+    write_checkpoint(store)
+
+
+@pytest.mark.parametrize("source_kind, target_kind", [("sqlite", "postgresql"), ("postgresql", "sqlite")])
+def test_a_purged_store_migrates_with_its_gaps_checks_verifies_and_resumes(source_kind, target_kind, tmp_path):
+    with ExitStack() as stack:
+        source_url, source = stack.enter_context(store_of(source_kind, tmp_path / "source.sqlite"))
+        target_url, target = stack.enter_context(store_of(target_kind, tmp_path / "target.sqlite"))
+        cut_history(source)
+        assert verify_integrity(source).ok
+        progress = progress_file(tmp_path, source_url, target_url)
+        with pytest.raises(KeyboardInterrupt):
+            copy_log(source, FailingAfter(target, 2), progress, page_size=10)
+        copied = copy_log(source, target, progress, page_size=10)
+        report = check(source, target)
+        assert report.ok, report.mismatches
+        present = sum(1 for _ in source.read_log())
+        assert copied.read + 20 == present and report.events == present  # two pages before the interruption
+        assert target.chain_heads() == source.chain_heads()  # dev's head included, though none of its events is left
+        integrity = verify_integrity(target)
+        assert integrity.ok, [str(s.broken) for s in integrity.streams if s.broken]
+        # The target goes on from the same heads: the same next event gets the same version and link.
+        for store in (source, target):
+            store.append([message(9 * DAY + 500, "next", "u1", room=DEV, stanza_id="n1")])
+        assert target.chain_heads() == source.chain_heads() and verify_integrity(target).ok
+
+
+def test_a_target_holding_other_events_is_refused_not_interleaved(store_url, tmp_path):
+    with open_event_store(f"sqlite:///{tmp_path}/source.sqlite") as source, open_event_store(store_url) as target:
+        cut_history(source)
+        target.append([message(1, "someone else's", "x", room=OPS, stanza_id="elsewhere")])
+        with pytest.raises(StoreError, match="holds version 1 already"):
+            copy_log(source, target, progress_file(tmp_path, "a", "b"))
+
+
+def test_a_purged_tail_is_carried_only_when_purge_records_cover_it_up_to_the_head():
+    spans = [PurgedSpan(DEV, 1, 5, "aa"), PurgedSpan(DEV, 6, 10, "bb")]
+    head = ChainHead(DEV, 10, "bb", 1)
+    assert covered(spans, 0, head) and covered(spans, 3, head) and covered(spans[1:], 5, head)
+    assert not covered(spans[:1], 0, head)  # versions 6-10 missing with no record of a purge
+    assert not covered(spans[1:], 3, head)  # 4-5 likewise
+    assert not covered(spans, 0, ChainHead(DEV, 10, "cc", 1))  # the head is not where the purge left it
+    assert not covered(spans, 0, ChainHead(DEV, 12, "bb", 1))

@@ -111,7 +111,10 @@ class SearchIndex:
             compliance=scope.compliance, rooms_with_local=lambda local: _rooms_with_local(searcher, local), jids=scope.jids
         )
         matched = translator.translate(node)
-        base = Query.boolean_query(_scope_clauses(scope, matched) + ([(Occur.Must, matched)] if matched else []))
+        clauses = _scope_clauses(scope, matched, translator.matches_every_document)
+        clauses += [(Occur.Must, matched)] if matched else []
+        # A lone clause goes bare: the same scores, and tantivy scores a term without the boolean's overhead.
+        base = clauses[0][1] if len(clauses) == 1 and clauses[0][0] is Occur.Must else Query.boolean_query(clauses)
         if sort is Sort.RELEVANCE:
             offset = after.offset if after else 0
             limit = max(1, min(limit, MAX_RELEVANCE_DEPTH - offset))
@@ -195,14 +198,16 @@ class SearchIndex:
         )
 
 
-def _scope_clauses(scope: Scope, matched: Query | None) -> list[tuple[Occur, Query]]:
+def _scope_clauses(scope: Scope, matched: Query | None, matches_every_document: bool) -> list[tuple[Occur, Query]]:
     if scope.rooms is None:
-        # Not a filter that visits every message (it would cost more than the search):
-        # only the few documents that are not messages are excluded.
-        clauses = [
-            (Occur.MustNot, Query.term_query(SCHEMA, "meta", FLAG_SET)),
-            (Occur.MustNot, Query.term_query(SCHEMA, "meta", TOMB_MARK)),
-        ]
+        # Not a filter that visits every message (it would cost more than the search): only
+        # the few documents that are not messages are excluded, where the query can match them.
+        clauses = []
+        if matched is None or matches_every_document:
+            clauses = [
+                (Occur.MustNot, Query.term_query(SCHEMA, "meta", FLAG_SET)),
+                (Occur.MustNot, Query.term_query(SCHEMA, "meta", TOMB_MARK)),
+            ]
         if matched is None:
             clauses.insert(0, (Occur.Must, Query.all_query()))
     else:

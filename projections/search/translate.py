@@ -47,6 +47,11 @@ class Translator:
         self.jids = jids
         self.rooms_with_local = rooms_with_local
         self.highlights = Highlights()
+        self.matches_every_document = False
+        """Whether a part of the query matches every document (a negation), so the index's own
+        documents (position, awaiting retractions: nothing but ``meta``) too. A query made only of
+        field terms never matches those: no exclusion clause needed, and each costs a common-word
+        search a fifth of its time."""
 
     def translate(self, node: Node, negated: bool = False) -> Query | None:
         """The query for ``node``, or None where it is dropped (text that analyses to
@@ -62,7 +67,7 @@ class Translator:
             inner = self.translate(node.child, not negated)
             if inner is None:
                 return None
-            return Query.boolean_query([(Occur.Must, Query.all_query()), (Occur.MustNot, inner)])
+            return Query.boolean_query([(Occur.Must, self._everything()), (Occur.MustNot, inner)])
         if isinstance(node, (Word, Phrase)):
             return self._text(node.text, negated)
         if isinstance(node, Prefix):
@@ -103,8 +108,12 @@ class Translator:
         if not clauses:
             return None
         if all(occur is Occur.MustNot for occur, _ in clauses):
-            clauses.insert(0, (Occur.Must, Query.all_query()))
+            clauses.insert(0, (Occur.Must, self._everything()))
         return Query.boolean_query(clauses)
+
+    def _everything(self) -> Query:
+        self.matches_every_document = True
+        return Query.all_query()
 
     def _text(self, text: str, negated: bool) -> Query | None:
         tokens = [(t.position, t.text) for t in STEM_ANALYZER.pre_tokenize(text).tokens]

@@ -22,6 +22,7 @@ def index(index_root):
         message(3, "launch codes again", nick="spy", room=SECRET, stanza_id="s2"),
         message(4, "oops launch codes pasted here", nick="bob", room=PUBLIC, stanza_id="p2"),
         make(ev.MessageRetracted, 5, room=PUBLIC, target_id="p2", moderated=True),
+        make(ev.MessageRetracted, 6, room=PUBLIC, target_id="not-seen-yet"),  # an awaiting retraction: a meta document
     ]
     location = IndexLocation(index_root / "index")
     projection = SearchIndexProjection(location, heap_mb=20)
@@ -88,3 +89,16 @@ def test_searching_by_real_jid_needs_the_right_to_see_jids(index_root):
         index.search("hello jid:boss@localhost", Scope(rooms=None))
     assert caught.value.position == 6
     assert index.search("hello jid:boss@localhost", Scope(rooms=None, jids=True)).total == 1
+
+
+@pytest.mark.parametrize("compliance", [False, True])
+@pytest.mark.parametrize(
+    "text", ["", "launch", "-friday", "NOT codes", "launch OR -friday", "from:ann", "-from:ann", "is:edited", "-is:edited"]
+)
+def test_the_index_s_own_documents_never_match(index, text, compliance):
+    """Only negations reach the position and awaiting-retraction documents (they hold nothing else), and
+    they are excluded there; plain field queries go without the exclusion clauses."""
+    results = index.search(text, Scope(rooms=None, compliance=compliance), limit=50)
+    messages = {1, 2, 3, 4} if compliance else {1, 2, 3}
+    assert {hit.position for hit in results.hits} <= messages, text
+    assert results.total == len(results.hits), text

@@ -17,6 +17,7 @@ MAX_CHARS = 240
 MAX_TOKEN_BYTES = 40  # the body analyzer drops longer tokens (``schema``: remove_long(40))
 _STEMS_KEPT = 50_000
 _stems: dict[str, str] = {}
+_MARKUP = re.compile(r"[&<>\"']").search  # what html.escape(quote=True) changes
 
 
 class Marks:
@@ -45,8 +46,10 @@ class Marks:
     def snippet(self, text: str, max_chars: int = MAX_CHARS) -> str:
         """The text, HTML-escaped, trimmed around its first match, matches in ``<mark>``."""
         spans = self.matches(text)
+        # Most chat lines hold nothing to escape: then their pieces need no escape() each.
+        esc = escape if _MARKUP(text) else str
         if not spans and len(text) <= max_chars:
-            return escape(text)
+            return esc(text)
         start, end = _window(text, spans, max_chars)
         out = ["…" if start > 0 else ""]
         at = start
@@ -54,10 +57,10 @@ class Marks:
             if hi <= start or lo >= end:
                 continue
             lo, hi = max(lo, start), min(hi, end)
-            out.append(escape(text[at:lo]))
-            out.append(f"<mark>{escape(text[lo:hi])}</mark>")
+            out.append(esc(text[at:lo]))
+            out.append(f"<mark>{esc(text[lo:hi])}</mark>")
             at = hi
-        out.append(escape(text[at:end]))
+        out.append(esc(text[at:end]))
         if end < len(text):
             out.append("…")
         return "".join(out)

@@ -4,6 +4,8 @@ English stemming keeping a word's first letter)."""
 
 from __future__ import annotations
 
+from html import escape
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -37,3 +39,11 @@ def test_a_snippet_marks_every_form_of_the_word():
     assert Marks(highlights).snippet("Deployed it; deploying <now>") == (
         "<mark>Deployed</mark> it; <mark>deploying</mark> &lt;now&gt;"
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=texts, markup=st.lists(st.sampled_from(["", "&", "<", ">", '"', "'", "&amp;"]), max_size=3))
+def test_a_snippet_is_the_escaped_text_with_marks(text, markup):
+    text = "".join(markup) + text + "".join(reversed(markup))
+    snippet = Marks(Highlights(stems={"deploy", "news"})).snippet(text, max_chars=len(text))
+    assert snippet.replace("<mark>", "").replace("</mark>", "") == escape(text)

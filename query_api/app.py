@@ -26,6 +26,7 @@ from projections.views import Views
 
 from . import audit, export, holds, openapi, presence, replay, rooms, transcript, web
 from .access import Authorizer, PermissionCallback
+from .busy import ActiveRequests
 from .exports import api as exports_api
 from .exports.jobs import ExportJobs
 from .context import EXTENSION, ApiContext, api, caller, json_response
@@ -92,6 +93,7 @@ def create_app(
     app.add_url_rule("/healthz", view_func=healthz)
     app.add_url_rule("/metrics", view_func=metrics)
     web.register(app)  # pages, sign-in, widget, security headers (query_api/web)
+    app.wsgi_app = ActiveRequests(app.wsgi_app, settings.active_requests)
     return app
 
 

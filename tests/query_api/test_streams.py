@@ -26,7 +26,9 @@ def served(tmp_path_factory):
     bulk = [[message(1000 + i + j / 1000, "x" * 200 + f" bulk {i} {j}", room=LOBBY) for j in range(1000)] for i in range(40)]
     served = start_serve(
         tmp_path_factory.mktemp("streams"),
-        f"threads = 12\nstreams_per_client = 2\nstalled_client_seconds = {STALL_SECONDS}\ntoken_cache_seconds = 0.2\n",
+        # One request at a time: every test here also shows that open streams do not hold that turn.
+        f"threads = 12\nactive_requests = 1\nstreams_per_client = 2\nstalled_client_seconds = {STALL_SECONDS}\n"
+        "token_cache_seconds = 0.2\n",
         heartbeat=30,
         more_events=bulk,
     )
@@ -62,6 +64,19 @@ def test_a_follow_stream_sends_its_headers_at_once(served):
         assert response.status == 200 and time.monotonic() - started < 10
     finally:
         connection.close()
+
+
+def test_open_streams_do_not_hold_the_turn_of_other_requests(served):
+    """``active_requests = 1``: the turn is the app's call, a stream's body is written after it."""
+    stream = connect(served, "/api/v1/events?follow=true&after=999999999", fresh_token(served))
+    try:
+        assert stream.getresponse().status == 200
+        search = connect(served, "/api/v1/search?q=bulk&limit=5")
+        response = search.getresponse()  # times out (10 s) if a stream held the one turn
+        assert response.status == 200 and response.read()
+        search.close()
+    finally:
+        stream.close()
 
 
 def rss_kib(pid: int) -> int:

@@ -1,0 +1,96 @@
+"""``[api] active_requests``: at most that many calls of the app at once; a streamed body outside the limit."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from query_api.busy import ActiveRequests, Turns
+
+
+class Gate:
+    """A WSGI app whose calls wait at a gate, counting how many are inside at once."""
+
+    def __init__(self):
+        self.open = threading.Event()
+        self.lock = threading.Lock()
+        self.inside = self.most = 0
+
+    def __call__(self, environ, start_response):
+        with self.lock:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+        self.open.wait(10)
+        with self.lock:
+            self.inside -= 1
+        start_response("200 OK", [])
+        return [b"ok"]
+
+
+def test_at_most_the_limit_runs_at_once_and_the_rest_wait_their_turn():
+    gate = Gate()
+    app = ActiveRequests(gate, 2)
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(b"".join(app({}, lambda *a: None)))) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while gate.inside < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # time for a third call to get in, were it let in
+    assert (gate.inside, gate.most) == (2, 2)
+    gate.open.set()
+    for thread in threads:
+        thread.join(10)
+    assert answers == [b"ok"] * 6 and gate.most == 2
+
+
+def test_a_streamed_body_is_written_outside_the_limit():
+    def streaming(environ, start_response):
+        start_response("200 OK", [])
+        return (chunk for chunk in (b"a", b"b"))
+
+    app = ActiveRequests(streaming, 1)
+    first = app({}, lambda *a: None)  # its body not read yet, as a stream being written
+    second = []
+    caller = threading.Thread(target=lambda: second.append(b"".join(app({}, lambda *a: None))), daemon=True)
+    caller.start()
+    caller.join(5)  # would wait for ever if the first still held the one turn
+    assert second == [b"ab"] and b"".join(first) == b"ab"
+
+
+def test_turns_go_in_the_order_the_requests_came():
+    turns, order, entered = Turns(1), [], []
+    turns.__enter__()  # the one turn is taken: everyone below queues
+    waiters = []
+    for n in range(5):
+        def wait(n=n):
+            with turns:
+                order.append(n)
+        waiters.append(threading.Thread(target=wait))
+        waiters[-1].start()
+        deadline = time.monotonic() + 5
+        while len(turns._waiting) < n + 1 and time.monotonic() < deadline:  # queued before the next comes
+            time.sleep(0.001)
+    turns.__exit__(None, None, None)
+    for waiter in waiters:
+        waiter.join(5)
+    assert order == [0, 1, 2, 3, 4]
+
+
+def test_a_request_arriving_as_a_turn_frees_does_not_cut_in():
+    turns, order = Turns(1), []
+    turns.__enter__()
+    def waiter():
+        with turns:
+            order.append("waited")
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not turns._waiting and time.monotonic() < deadline:
+        time.sleep(0.001)
+    turns.__exit__(None, None, None)
+    with turns:  # arrives at once, before the waiter has run again: a semaphore would let it in first
+        order.append("arrived")
+    thread.join(5)
+    assert order == ["waited", "arrived"]

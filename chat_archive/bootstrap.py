@@ -107,16 +107,19 @@ def open_key_store(config: Config) -> KeyStore:
 
 
 def build_api(
-    config: Config, store: EventStore, views=None, search=None, stop=None, demo: dict | None = None, health=None
+    config: Config, store: EventStore, views=None, search=None, stop=None, demo: dict | None = None, health=None,
+    processes: int = 1,
 ):
     """The Flask app over the parts this process already holds; views and index opened if not given.
 
     ``demo``: what the pages tell a newcomer about `up --demo` (token file, guest account).
+    ``processes``: the API processes of this host (`serve --workers`), sharing its cores.
     """
     views = views if views is not None else open_views(config, store)
     search = search if search is not None else open_search_index(config)
     app = create_app(
-        config, store=store, views=views, search=search, tokens=open_tokens(config), stopping=stop, health=health
+        config, store=store, views=views, search=search, tokens=open_tokens(config), stopping=stop, health=health,
+        processes=processes,
     )
     app.config["DEMO"] = demo
     return app
@@ -140,7 +143,7 @@ def serve_api_workers(config: Config, workers: int, *, host=None, port=None, on_
         database.close()
 
     def make_app(stop: threading.Event):
-        return build_api(config, open_store(config), stop=stop)
+        return build_api(config, open_store(config), stop=stop, processes=workers)
 
     return serve_workers(
         make_app,

@@ -8,6 +8,7 @@ hands them in; what is not handed in is opened from the configuration.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -26,7 +27,7 @@ from projections.views import Views
 
 from . import audit, export, holds, openapi, presence, replay, rooms, transcript, web
 from .access import Authorizer, PermissionCallback
-from .busy import ActiveRequests
+from .busy import ActiveRequests, turns_for
 from .exports import api as exports_api
 from .exports.jobs import ExportJobs
 from .context import EXTENSION, ApiContext, api, caller, json_response
@@ -57,12 +58,13 @@ def create_app(
     signer: Signer | None = None,
     stopping: threading.Event | None = None,
     health: Health | None = None,
+    processes: int = 1,
 ) -> Flask:
     """The Flask app over ``store``, ``views`` and ``search``, configured by ``config.api``.
 
     ``stopping`` is set by the server when it shuts down, which ends open ``follow`` streams.
     ``health``: the long-running parts of this process (listener, projections, indexer in `up`),
-    reported by ``/healthz``.
+    reported by ``/healthz``. ``processes``: how many API processes of this host share its cores.
     """
     settings = config.api
     store = store if store is not None else open_event_store(config.store.url)
@@ -93,7 +95,8 @@ def create_app(
     app.add_url_rule("/healthz", view_func=healthz)
     app.add_url_rule("/metrics", view_func=metrics)
     web.register(app)  # pages, sign-in, widget, security headers (query_api/web)
-    app.wsgi_app = ActiveRequests(app.wsgi_app, settings.active_requests)
+    turns = turns_for(settings.active_requests, len(os.sched_getaffinity(0)), processes)
+    app.wsgi_app = ActiveRequests(app.wsgi_app, turns)
     return app
 
 

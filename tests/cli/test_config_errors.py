@@ -13,6 +13,7 @@ import pytest
     ("[api]\nport = 99999\n", "port"),
     ("[api]\nport = -1\n", "port"),
     ("[api]\nthreads = 0\n", "threads"),
+    ("[api]\nactive_requests = -1\n", "active_requests"),
     ("[api]\nfollow_heartbeat = 0\n", "follow_heartbeat"),
     ("[api]\nsigning_keys = [\"short\"]\n", "signing_keys"),
     ('[store]\nurl = "sqlite:////proc/no/such/dir/events.sqlite"\n', "cannot create the directory"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from query_api.busy import ActiveRequests, Turns
+from query_api.busy import ActiveRequests, Turns, turns_for
 
 
 class Gate:
@@ -94,3 +94,9 @@ def test_a_request_arriving_as_a_turn_frees_does_not_cut_in():
         order.append("arrived")
     thread.join(5)
     assert order == ["waited", "arrived"]
+
+
+def test_by_default_two_turns_per_core_of_the_process():
+    assert [turns_for(0, cores=2, processes=n) for n in (1, 2, 4)] == [4, 2, 1]
+    assert turns_for(0, cores=8, processes=3) == 5
+    assert turns_for(3, cores=2, processes=2) == 3  # as set

@@ -59,3 +59,11 @@ def test_group_commit_batches_waiting_writers_and_hands_each_its_error():
     assert batches[-1] == [99]
     with pytest.raises(StoreError, match="disk full"):
         group.write("bad")
+
+
+def test_a_batch_that_fails_midway_leaves_nothing_and_the_next_one_commits(event_store):
+    with pytest.raises(TypeError):  # fails after the lock is taken and the head read, before the rows go
+        event_store._recorder.insert_audit([(None, 0.0)])
+    record_read(event_store, via="api", endpoint="search")
+    assert [r.position for r in read_audit(event_store)] == [1]
+    assert verify_integrity(event_store, AUDIT_STREAM).ok

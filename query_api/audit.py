@@ -23,6 +23,7 @@ from archive.codec import to_json
 from archive.errors import ChatArchiveError, InvalidQueryError
 from archive.times import parse_time
 
+from . import busy
 from .context import api, caller
 from .errors import ApiError, error_response
 from .params import Params
@@ -104,7 +105,8 @@ def _record(response: Response) -> Response:
         response.call_on_close(write_when_closed)
         return response
     try:
-        record_read(store, results=g.get("audit_results"), **fields)
+        with busy.waiting():  # on the commit, which concurrent requests share (archive.group_commit)
+            record_read(store, results=g.get("audit_results"), **fields)
     except Exception as e:
         log.error("audit record of %s could not be written: %s", kind, e)
         if response.status_code >= 400:  # an error answer stays what it was

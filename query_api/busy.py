@@ -9,13 +9,20 @@ call returns, outside the limit, so streams never hold a turn.
 
 Turns are handed over first come, first served: with a plain semaphore a request arriving as a
 turn frees can take it from one that has waited long, and the slowest answers grow.
+
+A request gives its turn back while it waits on something that is not this process's Python work
+(``waiting()``: its audit record's commit, on PostgreSQL a few network round trips and a WAL flush),
+so that the turn serves another request meanwhile, and requests waiting on one commit can share it;
+it takes a turn again after, ahead of those queued (it came before them, and is nearly done).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
 
@@ -29,12 +36,16 @@ class Turns:
         self._waiting: deque[threading.Event] = deque()
 
     def __enter__(self) -> None:
+        self._take(first=False)
+
+    def _take(self, *, first: bool) -> None:
+        """A turn, else a place in the queue: at its end, or ``first`` at its head."""
         with self._lock:
             if self._free and not self._waiting:
                 self._free -= 1
                 return
             turn = threading.Event()
-            self._waiting.append(turn)
+            self._waiting.appendleft(turn) if first else self._waiting.append(turn)
         turn.wait()
 
     def __exit__(self, *exc: object) -> None:
@@ -43,6 +54,35 @@ class Turns:
                 self._waiting.popleft().set()  # the turn passes on directly: no one can cut in
             else:
                 self._free += 1
+
+    @contextmanager
+    def stepped_out(self) -> Iterator[None]:
+        """The caller's turn lent out for the block, taken back after ahead of the queue."""
+        self.__exit__()
+        try:
+            yield
+        finally:
+            self._take(first=True)
+
+
+# The turns of the app call this thread is in, while it holds one of them.
+_held: ContextVar[Turns | None] = ContextVar("turns_held", default=None)
+
+
+@contextmanager
+def waiting() -> Iterator[None]:
+    """Around a wait that is not Python work: the request's turn serves another request meanwhile.
+    Outside a turn (a streamed body, a test calling the app bare) it changes nothing."""
+    turns = _held.get()
+    if turns is None:
+        yield
+        return
+    _held.set(None)  # a nested wait has no turn to give
+    try:
+        with turns.stepped_out():
+            yield
+    finally:
+        _held.set(turns)
 
 
 def turns_for(setting: int, cores: int, processes: int) -> int:
@@ -64,4 +104,8 @@ class ActiveRequests:
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         with self._turns:
-            return self.app(environ, start_response)
+            held = _held.set(self._turns)
+            try:
+                return self.app(environ, start_response)
+            finally:
+                _held.reset(held)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -170,3 +171,40 @@ def test_the_archives_own_streams_are_not_replayed_as_rooms(audited):
         assert log and "chat-archive:" not in log and "legal_hold" not in log
     rooms = app.test_client().get("/api/v1/rooms", headers=auth(tokens["compliance"])).json["rooms"]
     assert all(not r["room"].startswith("chat-archive:") for r in rooms)
+
+
+def test_a_request_waiting_for_its_audit_commit_lets_another_run_meanwhile(private_seeded):
+    """With one turn ([api] active_requests = 1), a request whose record is being committed does not hold it."""
+    token_store = open_token_store(private_seeded.url, cache_seconds=0)
+    token, _ = token_store.create(Role.COMPLIANCE)
+    store = private_seeded.store
+    app = create_app(make_config(private_seeded.url, active_requests=1), store=store, views=private_seeded.views,
+                     search=private_seeded.search, tokens=token_store)
+    committing, other_done = threading.Event(), threading.Event()
+    append = store.append_audit
+
+    def slow_first_commit(record):
+        if not committing.is_set():  # the first request's commit, held open until the other is answered
+            committing.set()
+            other_done.wait(10)
+        append(record)
+
+    store.append_audit = slow_first_commit
+    statuses = []
+
+    def get(url, then=lambda: None):
+        statuses.append(app.test_client().get(url, headers=auth(token)).status_code)
+        then()
+
+    first = threading.Thread(target=get, args=("/api/v1/search?q=hello",))
+    first.start()
+    assert committing.wait(10)
+    other = threading.Thread(target=get, args=(f"/api/v1/rooms/{LOBBY}/transcript", other_done.set))
+    other.start()
+    other.join(5)  # would wait for the first's turn, and so for its commit, were the turn not lent
+    answered_meanwhile = other_done.is_set()
+    other_done.set()
+    first.join(10)
+    token_store.close()
+    assert answered_meanwhile and statuses == [200, 200]
+    assert [r.event.endpoint.split()[0] for r in read_audit(store)][-2:] == ["transcript", "search"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from query_api.busy import ActiveRequests, Turns, turns_for
+from query_api.busy import ActiveRequests, Turns, turns_for, waiting
 
 
 class Gate:
@@ -100,3 +100,42 @@ def test_by_default_two_turns_per_core_of_the_process():
     assert [turns_for(0, cores=2, processes=n) for n in (1, 2, 4)] == [4, 2, 1]
     assert turns_for(0, cores=8, processes=3) == 5
     assert turns_for(3, cores=2, processes=2) == 3  # as set
+
+
+def test_a_request_waiting_on_io_lends_its_turn_and_takes_one_back_before_those_queued():
+    order, lent, resume = [], threading.Event(), threading.Event()
+
+    def app(environ, start_response):
+        name = environ["name"]
+        if name == "waits":
+            with waiting():
+                lent.set()
+                resume.wait(10)
+        order.append(name)
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    wrapped = ActiveRequests(app, 1)
+    call = lambda name: threading.Thread(target=lambda: wrapped({"name": name}, lambda *a: None))  # noqa: E731
+    waiter = call("waits")
+    waiter.start()
+    assert lent.wait(10)
+    meanwhile = call("meanwhile")
+    meanwhile.start()
+    meanwhile.join(5)  # would wait for ever behind the one turn, were it not lent
+    assert order == ["meanwhile"]
+    turns = wrapped._turns
+    turns.__enter__()  # someone holds the turn as the waiter comes back
+    resume.set()
+    later = call("later")
+    deadline = time.monotonic() + 5
+    while len(turns._waiting) < 1 and time.monotonic() < deadline:  # the waiter queued again
+        time.sleep(0.001)
+    later.start()
+    while len(turns._waiting) < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    turns.__exit__(None, None, None)
+    for thread in (waiter, later):
+        thread.join(5)
+    assert order == ["meanwhile", "waits", "later"]
+

@@ -10,6 +10,8 @@ time goes (the HTTP server's own share is what wrk adds on top: see ``bench.api`
 A search runs in the app's deadline pool, a thread cProfile does not see (its time
 shows as a lock's ``acquire``); ``--search-inline`` runs it in the request's thread
 so that its parts are profiled too (the pool's hand-over is then not measured).
+``--store PostgreSQL`` profiles the app over the bench's PostgreSQL store (its views, its
+audit trail's commits), whose time per request is mostly waits on round trips.
 Wall and CPU time per request are printed without the profiler first.
 """
 
@@ -33,7 +35,7 @@ from query_api.roles import Role
 from .api import ensure_views_and_index
 from .corpus import SIZES, START, CorpusSpec, query_set, room_jid
 from .setup import bench_config
-from .stages import ensure_store
+from .stages import index_dir, store_url
 
 
 def paths(spec: CorpusSpec, kind: str) -> list[str]:
@@ -56,17 +58,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/chat-archive-bench"))
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--search-inline", action="store_true", help="profile searches in the request's thread")
+    parser.add_argument("--store", choices=["SQLite", "PostgreSQL"], default="SQLite",
+                        help="the store the app reads and records its audit trail in (as the bench's api stage)")
     args = parser.parse_args(argv)
     workdir = args.workdir / args.size
     # The same spec as `python -m bench` uses for this workdir: its marker names the store built from it.
     spec = dataclasses.replace(CorpusSpec.for_size(args.size, 42), cache=str(workdir))
-    ctx: dict = {}
-    config = bench_config(workdir, store_url=ensure_store(spec, workdir, ctx))
-    ensure_views_and_index(config, "SQLite", None)
+    ctx: dict = {"store": args.store}
+    url = store_url(spec, workdir, ctx)
+    config = bench_config(workdir, store_url=url, index=index_dir(workdir, args.store))
+    twin = index_dir(workdir, "SQLite") if args.store == "PostgreSQL" else None
+    ensure_views_and_index(config, args.store, None, twin=twin, events=spec.events)
     tokens = open_tokens(config)
     token = tokens.create(Role.COMPLIANCE, label="profile")[0]
     tokens.close()
-    with open_event_store(ctx["sqlite_url"]) as store:
+    with open_event_store(url) as store:
         app = build_api(config, store)
         client = app.test_client()
         headers = {"Authorization": f"Bearer {token}"}

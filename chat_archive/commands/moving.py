@@ -15,6 +15,7 @@ from archive.application import StoreLocation, open_event_store
 from archive.codec import to_json
 from archive.errors import ConfigError, StoreError
 from projections.rebuild import ProgressBar
+from query_api.server_tables import copy_server_tables
 
 from ..bootstrap import audit_cli_read, open_store, rebuild_projections
 from ..migration import check, copy_log, progress_file
@@ -61,6 +62,12 @@ def run_migrate(args: argparse.Namespace, config) -> int:
         print(
             f"chat-archive migrate: {copied.appended:,} events copied ({copied.read - copied.appended:,} there already); "
             f"checked: {report.events:,} events in {report.streams:,} streams, counts and chain heads match",
+            file=sys.stderr,
+        )
+        carried = copy_server_tables(config.store.url, args.to)
+        print(
+            f"chat-archive migrate: carried {carried['api_tokens']} API tokens, {carried['signing_keys']} signing keys "
+            f"and {carried['ended_sessions']} sign-outs",
             file=sys.stderr,
         )
         rebuild_projections(target_config, target, ["transcripts", "presence", "search"], progress=not args.quiet)

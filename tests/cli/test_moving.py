@@ -5,12 +5,17 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import time
 
 import pytest
 
 from archive import events as ev
 from archive.application import open_event_store
 from chat_archive.migration import check, copy_log, progress_file, read_progress
+from query_api.keys import KeyStore
+from query_api.roles import Role
+from query_api.sessions import open_ended_sessions
+from query_api.tokens import open_database, open_token_store
 from tests.cli.test_events_commands import run_cli
 from tests.factories import make, message
 
@@ -122,3 +127,25 @@ def test_export_log_then_import_is_a_round_trip_and_a_damaged_backup_imports_not
     truncated.write_bytes(backup.read_bytes()[:200])
     broken = run_cli("import", str(truncated), store_url=f"sqlite:///{tmp_path}/t.sqlite", cwd=tmp_path)
     assert broken.returncode == 1 and "cannot read it" in broken.stderr and "Traceback" not in broken.stderr
+
+
+def test_migrate_carries_tokens_signing_keys_and_sign_outs(source, store_url, tmp_path):
+    """API clients keep their tokens, signed cursors and sessions keep verifying, and a session
+    signed out before the move stays refused after it."""
+    tokens = open_token_store(source)
+    token, info = tokens.create(Role.COMPLIANCE, label="auditor")
+    _, revoked = tokens.create(Role.SITE, label="old site")
+    tokens.revoke(revoked.id)
+    keys = KeyStore(open_database(source))
+    keys.keys()
+    keys.rotate()
+    open_ended_sessions(source).end("signed-out-session", until=time.time() + 3600)
+    for _ in range(2):  # the second run carries nothing twice
+        result = run_cli("migrate", "--to", store_url, "--quiet", store_url=source, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    moved = open_token_store(store_url)
+    assert moved.list() == tokens.list()  # the revoked one too, still revoked
+    assert moved.lookup(token).id == info.id
+    assert KeyStore(open_database(store_url)).keys() == keys.keys()
+    assert open_ended_sessions(store_url).ended("signed-out-session")
+    assert not open_ended_sessions(store_url).ended("another-session")

@@ -36,7 +36,10 @@ DAY_LINES = 500
 AROUND_LINES = 101
 
 
-TITLES = {400: "Bad request", 401: "Sign-in needed", 403: "Not allowed", 404: "Not found", 503: "Unavailable"}
+TITLES = {
+    400: "Bad request", 401: "Sign-in needed", 403: "Not allowed", 404: "Not found", 409: "Not ready",
+    410: "Expired", 500: "Server error", 503: "Unavailable",
+}  # fmt: skip
 
 
 @bp.context_processor

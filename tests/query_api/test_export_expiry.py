@@ -179,7 +179,7 @@ def test_over_the_api_an_expired_export_answers_410_and_its_bundle_is_gone(tmp_p
         web = app.test_client()
         assert sign_in(web, secret).status_code == 303
         page = web.get(f"/exports/{expiring}")
-        assert page.status_code == 410 and "expired" in page.text
+        assert page.status_code == 410 and "expired" in page.text and ">Expired</h1>" in page.text
         assert "kept until" in web.get(f"/exports/{staying}").text
     finally:
         tokens.close()

@@ -49,14 +49,13 @@ from eventsourcing.persistence import IntegrityError, InterfaceError, Operationa
 from psycopg_pool import PoolTimeout
 
 from . import chain
+from .audit_store import MAX_ATTEMPTS, AuditStore
 from .codec import from_msgpack, to_msgpack
 from .errors import ConcurrencyError, EventDecodeError, StoreError, StoreUnavailable
-from .events import AUDIT_STREAM, SYSTEM_STREAMS, ChainHead, ContentRead, Event, Recorded
-from .group_commit import GroupCommit
+from .events import AUDIT_STREAM, SYSTEM_STREAMS, ChainHead, Event, Recorded
 from .idempotency import Entry, every_slot, probes, slotted
 from .recorders import EventRow, HeadRow, IndexRow
 
-MAX_ATTEMPTS = 20
 # Events per transaction at most: writers hand over everything queued up to this many. A commit
 # costs about as much for 10,000 events as for 1,000 (it writes the pages the batch dirtied, and
 # a room's new keys share pages), so large batches are what keep up with a backlog.
@@ -110,18 +109,18 @@ class _Placed:
         return version
 
 
-class EventStore:
-    """Append archive events at most once each; read them back by room or globally."""
+class EventStore(AuditStore):
+    """Append archive events at most once each; read them back by room or globally (and the audit
+    trail beside the log: ``archive.audit_store``)."""
 
     def __init__(self, recorder, *, close=None, chained: bool = True):
         """``chained=False`` writes no hash chain: only for the benchmark's baseline."""
-        self._recorder = recorder
+        super().__init__(recorder)
         self._close = close
         self._chained = chained
         # stream -> [version, head link or None before its chain began, genesis version]
         self._heads: dict[str, list] = {}
         self._lock = threading.Lock()
-        self._audit_queue = GroupCommit(self._insert_audit)
 
     def append(self, events: Iterable[Event], batch_size: int = MAX_BATCH) -> list[Recorded]:
         """Store the events not stored before; return those, with their positions.
@@ -227,47 +226,6 @@ class EventStore:
         )
         self._heads.update(heads)
         return [Recorded(position, entry[0]) for position, entry in zip(positions, entries)]
-
-    def append_audit(self, record: ContentRead) -> None:
-        """Append an audit record to the audit trail (not the event log); returns once it is committed.
-
-        Group commit: records of concurrent callers (a busy API's request threads) are written
-        together, one transaction for all that arrived while the previous one committed."""
-        self._audit_queue.write(record)
-
-    def _insert_audit(self, records: list[ContentRead]) -> None:
-        rows = [(to_msgpack(r), r.occurred_at.timestamp()) for r in records]
-        for attempt in range(MAX_ATTEMPTS):
-            try:
-                return self._recorder.insert_audit(rows)
-            except (IntegrityError, OperationalError) as e:
-                if attempt == MAX_ATTEMPTS - 1:
-                    raise ConcurrencyError(f"gave up appending audit records after {MAX_ATTEMPTS} conflicts: {e}") from e
-                time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
-            except PersistenceError as e:
-                raise StoreError(f"could not append audit records: {e}") from e
-        raise AssertionError("unreachable")
-
-    def read_audit(
-        self, *, after: int = 0, start: datetime | None = None, end: datetime | None = None, page_size: int = 1000
-    ) -> Iterator[Recorded]:
-        """Audit records after sequence number ``after``, optionally in [start, end), oldest first;
-        ``Recorded.position`` is the record's sequence number in the audit trail."""
-        for seq, state, _ in self._audit_rows(after, start, end, page_size):
-            yield Recorded(seq, from_msgpack(state))
-
-    def _audit_rows(self, after: int, start, end, page_size: int) -> Iterator[tuple[int, bytes, bytes]]:
-        t_from = start.timestamp() if start else float("-inf")
-        t_to = end.timestamp() if end else float("inf")
-        while True:
-            try:
-                page = self._recorder.select_audit(after, t_from, t_to, page_size)
-            except PersistenceError as e:
-                raise StoreError(f"could not read the audit trail: {e}") from e
-            yield from page
-            if len(page) < page_size:
-                return
-            after = page[-1][0]
 
     def read_log(self, after: int = 0, *, page_size: int = 1000) -> Iterator[Recorded]:
         """Every event after global position ``after``, in log order, page by page."""
@@ -412,10 +370,6 @@ class EventStore:
         heads = [ChainHead(s, v, link.hex(), g) for s, v, link, g in self._recorder.chain_heads()]
         audit = self._audit_head()
         return sorted([*heads, *([audit] if audit else [])], key=lambda h: h.stream)
-
-    def _audit_head(self) -> ChainHead | None:
-        last = self._recorder.audit_head()
-        return ChainHead(AUDIT_STREAM, last[0], last[1].hex(), 1) if last else None
 
     def stream_link_map(self, stream: str) -> dict[int, bytes | None]:
         """Every stored chain link of a stream by version."""

@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from archive.errors import ConfigError
 from archive.times import format_time, utcnow
 
+from .tables import Table
 from .tokens import _Database
 
 RELOAD_SECONDS = 60.0
 MISS_RELOAD_SECONDS = 1.0
 MIN_SECRET_CHARS = 32
+TABLE = Table("signing_keys", (("id", "TEXT PRIMARY KEY"), ("secret", "TEXT NOT NULL"), ("created_at", "TEXT NOT NULL")))
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,7 @@ class KeyStore:
 
     def __init__(self, database: _Database):
         self._db = database
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS signing_keys (id TEXT PRIMARY KEY, secret TEXT NOT NULL, created_at TEXT NOT NULL)"
-        )
+        TABLE.create(self._db)
         self._db.close()  # reopened when the keys are read: a process holds no connection for them
 
     def keys(self) -> list[SigningKey]:

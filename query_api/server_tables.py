@@ -9,33 +9,26 @@ run again (after an interruption, or for what came in meanwhile) copies only wha
 
 from __future__ import annotations
 
-from .keys import KeyStore
-from .sessions import EndedSessions
-from .tokens import TokenStore, open_database
+from . import keys, sessions, tokens
+from .tokens import open_database
 
-TABLES = {
-    "api_tokens": ("id", "hash", "role", "rooms", "label", "created_at", "revoked_at", "expires_at", "last_used_at"),
-    "signing_keys": ("id", "secret", "created_at"),
-    "ended_sessions": ("id", "expires_at"),
-}
+TABLES = (tokens.TABLE, keys.TABLE, sessions.TABLE)
 
 
 def copy_server_tables(source_url: str, target_url: str) -> dict[str, int]:
-    """Copy the rows of ``TABLES`` the target lacks; how many were copied, per table."""
+    """Copy the rows of ``TABLES`` the target lacks, every column; how many were copied, per table."""
     source, target = open_database(source_url), open_database(target_url)
     try:
-        for database in (source, target):  # each makes its tables (and late columns) where missing
-            TokenStore(database)
-            KeyStore(database)
-            EndedSessions(database)
         copied = {}
-        for table, columns in TABLES.items():
-            names = ", ".join(columns)
-            marks = ", ".join("?" * len(columns))
-            held = _count(target, table)
-            for row in source.query(f"SELECT {names} FROM {table}"):
-                target.execute(f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING", row)
-            copied[table] = _count(target, table) - held
+        for table in TABLES:
+            table.create(source)  # each made where missing, with the columns an older one lacks
+            table.create(target)
+            names = ", ".join(table.column_names)
+            marks = ", ".join("?" * len(table.columns))
+            held = _count(target, table.name)
+            for row in source.query(f"SELECT {names} FROM {table.name}"):
+                target.execute(f"INSERT INTO {table.name} ({names}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING", row)
+            copied[table.name] = _count(target, table.name) - held
         return copied
     finally:
         source.close()

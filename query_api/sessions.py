@@ -24,7 +24,10 @@ import time
 from collections.abc import Callable
 
 from .cache import TtlCache
+from .tables import Table
 from .tokens import _Database, open_database
+
+TABLE = Table("ended_sessions", (("id", "TEXT PRIMARY KEY"), ("expires_at", "BIGINT NOT NULL")))
 
 
 class EndedSessions:
@@ -33,7 +36,7 @@ class EndedSessions:
     def __init__(self, database: _Database, *, cache_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic):
         self._db = database
         self._cache: TtlCache[bool] = TtlCache(cache_seconds, clock=clock)
-        self._db.execute("CREATE TABLE IF NOT EXISTS ended_sessions (id TEXT PRIMARY KEY, expires_at BIGINT NOT NULL)")
+        TABLE.create(self._db)
         self._db.close()  # reopened at the first sign-out or check: a process that serves no pages holds no connection
 
     def end(self, session_id: str, *, until: float) -> None:

@@ -26,8 +26,16 @@ from archive.times import format_time, parse_time, utcnow
 
 from .cache import TtlCache
 from .roles import TOKEN_ROLES, Role
+from .tables import Table
 
 TOKEN_PREFIX = "cat_"
+TABLE = Table(
+    "api_tokens",
+    (("id", "TEXT PRIMARY KEY"), ("hash", "TEXT NOT NULL UNIQUE"), ("role", "TEXT NOT NULL"), ("rooms", "TEXT NOT NULL"),
+     ("label", "TEXT NOT NULL"), ("created_at", "TEXT NOT NULL"), ("revoked_at", "TEXT"),
+     ("expires_at", "TEXT"), ("last_used_at", "TEXT")),
+    added=("expires_at", "last_used_at"),  # tokens made before they could expire start empty: no expiry
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -57,20 +65,7 @@ class TokenStore:
     def __init__(self, database: _Database, *, cache_seconds: float = 5.0):
         self._db = database
         self._cache: TtlCache[TokenInfo | None] = TtlCache(cache_seconds)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS api_tokens (id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, "
-            "role TEXT NOT NULL, rooms TEXT NOT NULL, label TEXT NOT NULL, created_at TEXT NOT NULL, "
-            "revoked_at TEXT)"
-        )
-        self._add_missing_columns()
-
-    def _add_missing_columns(self) -> None:
-        """Tables made before tokens could expire get the columns (they start empty: no expiry)."""
-        for column in ("expires_at", "last_used_at"):
-            try:
-                self._db.query(f"SELECT {column} FROM api_tokens LIMIT 1")
-            except StoreError:
-                self._db.execute(f"ALTER TABLE api_tokens ADD COLUMN {column} TEXT")
+        TABLE.create(self._db)
 
     def create(
         self, role: Role, rooms: tuple[str, ...] = (), label: str = "", expires_at: datetime | None = None

@@ -27,6 +27,7 @@ from projections.tables import TableProjection
 from projections.viewdb import default_views_url
 from projections.views import Views
 from query_api import create_app
+from query_api.exports.jobs import SWEEP_EVERY, ExportJobs
 from query_api.keys import KeyStore
 from query_api.server import ApiServer, start_server
 from query_api.sessions import EndedSessions
@@ -117,11 +118,14 @@ def build_api(
     """
     views = views if views is not None else open_views(config, store)
     search = search if search is not None else open_search_index(config)
+    exports = ExportJobs(config.api.export_dir, config.api.export_keep_days)
     app = create_app(
-        config, store=store, views=views, search=search, tokens=open_tokens(config), stopping=stop, health=health,
-        processes=processes,
+        config, store=store, views=views, search=search, tokens=open_tokens(config), exports=exports, stopping=stop,
+        health=health, processes=processes,
     )
     app.config["DEMO"] = demo
+    if stop is not None:  # a serving process: expired exports are deleted on time, asked about or not
+        Periodic("export-sweep", SWEEP_EVERY, stop, exports.scheduled_sweep)
     return app
 
 

@@ -56,6 +56,7 @@ def create_app(
     tokens: TokenStore | None = None,
     permission: PermissionCallback | None = None,
     signer: Signer | None = None,
+    exports: ExportJobs | None = None,
     stopping: threading.Event | None = None,
     health: Health | None = None,
     processes: int = 1,
@@ -63,6 +64,7 @@ def create_app(
     """The Flask app over ``store``, ``views`` and ``search``, configured by ``config.api``.
 
     ``stopping`` is set by the server when it shuts down, which ends open ``follow`` streams.
+    ``exports``: the export jobs, which the serving process also sweeps on a schedule.
     ``health``: the long-running parts of this process (listener, projections, indexer in `up`),
     reported by ``/healthz``. ``processes``: how many API processes of this host share its cores.
     """
@@ -83,7 +85,7 @@ def create_app(
         search=search,
         signer=signer,
         sessions=open_ended_sessions(config.store.url, cache_seconds=settings.token_cache_seconds),
-        exports=ExportJobs(settings.export_dir, settings.export_keep_days),
+        exports=exports if exports is not None else ExportJobs(settings.export_dir, settings.export_keep_days),
         stopping=stopping or threading.Event(),
         health=health,
     )

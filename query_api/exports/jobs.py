@@ -11,10 +11,11 @@ running for ever.
 A finished job (done or failed) is kept ``[api] export_keep_days`` after it finished,
 then **expires**: its bundle is deleted and its status file becomes a small tombstone
 (state "expired", so that its owner is told it expired rather than that it never
-existed), itself deleted as long again later. Any server process sweeps the shared
-directory, at most once a minute, when a job is started or asked about; there is no
-thread of its own to run it, and sweeps of several processes at once are safe: a
-file another one deleted first is not an error, a running job is never touched.
+existed), itself deleted as long again later. Every serving process sweeps the shared
+directory every ``SWEEP_EVERY`` seconds (scheduled by ``chat_archive.bootstrap``), so a
+bundle is deleted on time though no one asks for exports again (retention); a job asked
+about is judged at that moment. Sweeps of several processes at once are safe: a file
+another one deleted first is not an error, a running job is never touched.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import re
 import secrets
 import socket
 import threading
-import time
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,7 +41,7 @@ from .bundle import ExportRequest, write_bundle
 
 log = logging.getLogger(__name__)
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
-SWEEP_EVERY = 60.0  # seconds between one process's sweeps: listing the directory at every request is waste
+SWEEP_EVERY = 60.0  # seconds between a process's sweeps: how late a bundle may outlive its keep period
 
 
 class JobStatus(msgspec.Struct, kw_only=True):
@@ -92,12 +92,9 @@ class ExportJobs:
     def __init__(self, directory: str | Path, keep_days: float = 0):
         self.directory = Path(directory)
         self.keep = timedelta(days=keep_days) if keep_days else None
-        self._next_sweep = 0.0
-        self._sweep_lock = threading.Lock()
 
     def start(self, request: ExportRequest, owner: str | None, store, views, search) -> JobStatus:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._sweep_now_and_then()
         request_fields = {k: (format_time(v) if hasattr(v, "isoformat") else v) for k, v in asdict(request).items()}
         status = JobStatus(id=secrets.token_urlsafe(16), owner=owner, state="running",
                            created_at=format_time(utcnow()), request=request_fields,
@@ -129,7 +126,6 @@ class ExportJobs:
 
     def status(self, job_id: str) -> JobStatus:
         """The job as it stands now: a job due to expire is expired first (whether or not a sweep came by)."""
-        self._sweep_now_and_then()
         if not _JOB_ID.match(job_id):
             raise NotFoundError(f"no export {job_id!r}")
         status = self._read(job_id)
@@ -176,14 +172,12 @@ class ExportJobs:
             except OSError as e:  # the next sweep tries again; a request that swept is not failed by it
                 log.error("export %s could not be %sed: %s", status.id, action, e)
 
-    def _sweep_now_and_then(self) -> None:
-        with self._sweep_lock:
-            if time.monotonic() < self._next_sweep:
-                return
-            self._next_sweep = time.monotonic() + SWEEP_EVERY
+    def scheduled_sweep(self) -> None:
+        """``sweep``, as the serving process runs it every ``SWEEP_EVERY`` seconds: a failure (e.g.
+        export_dir unreadable) is logged, and the next sweep tries again."""
         try:
             self.sweep()
-        except OSError as e:  # e.g. export_dir not made yet, or unreadable: the request goes on
+        except OSError as e:
             log.error("sweeping expired exports in %s: %s", self.directory, e)
 
     def _read(self, job_id: str) -> JobStatus | None:

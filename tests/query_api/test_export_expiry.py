@@ -145,7 +145,6 @@ def test_over_the_api_an_expired_export_answers_410_and_its_bundle_is_gone(tmp_p
     from .web.test_pages import sign_in
 
     exports = tmp_path / "exports"
-    write_job(exports, OLD, "done", utcnow() - 2 * WEEK)  # left by an earlier process: swept when a job starts
     archive = build_seeded(tmp_path)
     tokens = open_token_store(archive.url, cache_seconds=0)
     try:
@@ -155,7 +154,6 @@ def test_over_the_api_an_expired_export_answers_410_and_its_bundle_is_gone(tmp_p
                          views=archive.views, search=archive.search, tokens=tokens)
         client = app.test_client()
         jobs = [client.post(f"/api/v1/exports?format=jsonl&room={LOBBY}", headers=mine).json["id"] for _ in range(2)]
-        assert not (exports / f"{OLD}.zip").exists() and state(exports, OLD) == "expired"
         expiring, staying = jobs
         for job_id in jobs:
             assert wait_done(client, f"/api/v1/exports/{job_id}", mine).json["state"] == "done"
@@ -184,3 +182,25 @@ def test_over_the_api_an_expired_export_answers_410_and_its_bundle_is_gone(tmp_p
     finally:
         tokens.close()
         archive.close()
+
+
+def test_a_serving_process_deletes_expired_bundles_on_schedule_though_no_one_asks_for_exports(tmp_path, monkeypatch):
+    from chat_archive import bootstrap
+
+    monkeypatch.setattr(bootstrap, "SWEEP_EVERY", 0.2)  # a test cannot wait the minute
+    exports = tmp_path / "exports"
+    write_job(exports, OLD, "done", utcnow() - timedelta(days=1, hours=1))  # left by an earlier process
+    write_job(exports, FRESH, "done", utcnow() - timedelta(days=1) + timedelta(seconds=2))  # due while it serves
+    archive = build_seeded(tmp_path)
+    stop = threading.Event()
+    config = make_config(archive.url, export_dir=str(exports), export_keep_days=1)
+    server = bootstrap.start_api(config, archive.store, archive.views, archive.search, stop, host="127.0.0.1", port=0)
+    try:
+        deadline = utcnow() + timedelta(seconds=30)
+        while {f"{OLD}.zip", f"{FRESH}.zip"} & files(exports) and utcnow() < deadline:
+            stop.wait(0.1)
+        assert files(exports) == {f"{OLD}.json", f"{FRESH}.json"}  # no request made: bundles gone, tombstones kept
+        assert state(exports, OLD) == state(exports, FRESH) == "expired"
+    finally:
+        stop.set()
+        server.join(15)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
+from archive.application import open_event_store
 from archive.audit import read_audit, record_read
 from archive.errors import StoreError
 from archive.events import AUDIT_STREAM
@@ -67,3 +71,61 @@ def test_a_batch_that_fails_midway_leaves_nothing_and_the_next_one_commits(event
     record_read(event_store, via="api", endpoint="search")
     assert [r.position for r in read_audit(event_store)] == [1]
     assert verify_integrity(event_store, AUDIT_STREAM).ok
+
+
+# One writer process of a two-worker API: request threads recording reads, every failed attempt at a
+# commit counted (a retry, or a failed request).
+WRITER = """
+import json, sys, threading
+from archive.application import open_event_store
+from archive.audit import record_read
+
+url, per_thread = sys.argv[1], int(sys.argv[2])
+with open_event_store(url) as store:
+    recorder, failed_attempts, failed_reads = store._recorder, [], []
+    insert = recorder.insert_audit
+
+    def counted(rows):
+        try:
+            return insert(rows)
+        except Exception as e:
+            failed_attempts.append(repr(e))
+            raise
+
+    recorder.insert_audit = counted
+
+    def requests(n):
+        for i in range(per_thread):
+            try:
+                record_read(store, via="api", endpoint="search", token_id=f"{sys.argv[3]}-{n}", query=f"q{i}")
+            except Exception as e:
+                failed_reads.append(repr(e))
+
+    threads = [threading.Thread(target=requests, args=(n,)) for n in range(4)]
+    print("ready", flush=True)
+    sys.stdin.readline()  # both processes ready: go
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+print(json.dumps({"failed_attempts": failed_attempts, "failed_reads": failed_reads}))
+"""
+
+
+def test_two_processes_recording_reads_at_once_never_conflict(store_url):
+    open_event_store(store_url).close()  # the tables made before the writers race
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, store_url, "300", name], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+        for name in ("a", "b")
+    ]  # fmt: skip
+    assert [writer.stdout.readline() for writer in writers] == ["ready\n", "ready\n"]
+    for writer in writers:  # at once, so that their commits interleave
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+    results = [json.loads(writer.communicate(timeout=120)[0]) for writer in writers]
+    assert [r["failed_reads"] for r in results] == [[], []]
+    assert [r["failed_attempts"] for r in results] == [[], []]  # no attempt lost to the other process: no retry
+    with open_event_store(store_url) as store:
+        assert len(list(read_audit(store))) == 2 * 4 * 300
+        assert verify_integrity(store, AUDIT_STREAM).ok

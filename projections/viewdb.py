@@ -55,6 +55,11 @@ class ViewRecorderMixin:
     placeholder = "?"
     row_lock = ""  # a commit's read of its generation must wait for a swap in progress
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._live: dict[str, int] = {}
+        """The live generation of each projection as this recorder last read it (``read``)."""
+
     def _qualify(self, table: str) -> str:
         return table
 
@@ -196,27 +201,39 @@ class ViewRecorderMixin:
         c.executemany(statement, rows)
 
     def read(self, projection: str, work: Callable[[Callable[..., list], int], Any]) -> Any:
-        """Run ``work(query, generation)`` on the live generation in one read transaction.
+        """Run ``work(query, generation)`` on the live generation.
 
         ``query(statement, params)`` returns the rows (mappings by column name).
-        Retries once if a rebuild swapped the tables in between.
+        The live generation is remembered from the last read: a swap drops the tables of the
+        generation it replaces in the transaction that makes the new one live, so a read of a
+        replaced generation fails on a missing table, in any process, and only then is the live
+        one looked up again (a look-up costs a round trip to PostgreSQL on every request).
+        Retries with a fresh look-up if a rebuild swapped the tables in between.
         """
-        for attempt in (1, 2):
+        remembered = self._live.get(projection)
+        attempts: tuple[int | None, ...] = (remembered, None, None) if remembered else (None, None)
+        for attempt, known in enumerate(attempts, 1):
             try:
                 with self._read() as c:
-                    c.execute(self._g("SELECT live FROM {g} WHERE projection=?"), (projection,))
-                    row = c.fetchone()
-                    generation = row["live"] if row else 0
+                    generation = known or self._live_generation(c, projection)
 
                     def query(statement: str, params: Sequence[Any] = ()) -> list:
                         c.execute(self.sql(statement, projection, generation), params)
                         return c.fetchall()
 
-                    return work(query, generation)
+                    result = work(query, generation)
+                if generation:
+                    self._live[projection] = generation
+                return result
             except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
-                if attempt == 2 or not _is_missing_table(e):
+                if attempt == len(attempts) or not _is_missing_table(e):
                     raise store_error(f"cannot read view {projection}", e) from e
         raise AssertionError("unreachable")
+
+    def _live_generation(self, c: Any, projection: str) -> int:
+        c.execute(self._g("SELECT live FROM {g} WHERE projection=?"), (projection,))
+        row = c.fetchone()
+        return row["live"] if row else 0
 
     def read_rows(self, statement: str, params: Sequence[Any] = ()) -> list:
         text = statement if self.placeholder == "?" else statement.replace("?", self.placeholder)
@@ -289,6 +306,15 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
 
     def _qualify(self, table: str) -> str:
         return f'"{self.datastore.schema}"."{table}"'
+
+    @contextmanager
+    def _read(self):
+        # No transaction: at READ COMMITTED each statement of one reads its own snapshot anyway, so
+        # BEGIN and ROLLBACK would be two more round trips for nothing (the pool's connections are
+        # in autocommit). A generation dropped between two statements fails the second on a missing
+        # table, which ``read`` retries.
+        with self.datastore.get_connection() as conn:
+            yield conn.cursor()
 
     def _write_rows(self, c: Any, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         # A plain INSERT of many rows (a rebuild's, a backlog's) goes as COPY: a fraction of the

@@ -10,6 +10,7 @@ from chat_archive.bootstrap import rebuild_projections, views_url
 from chat_archive.config import load_config
 from projections.follower import ProjectionReset
 from projections.transcripts.view import TranscriptProjection
+from projections.views import Views
 from projections.viewdb import COPY_FROM, GenerationChanged, default_views_url
 from tests.factories import make, message
 from tests.projections.conftest import dump
@@ -124,3 +125,24 @@ def test_a_rebuilt_postgresql_view_has_planner_statistics_when_it_goes_live(even
         (views.recorder.datastore.schema, f"view_transcripts_lines_g{fresh.generation}"),
     )
     assert rows[0]["n"] > 0
+
+
+def test_a_reader_follows_a_swap_made_by_another_process(event_store, views, views_url):
+    """A reader remembers the live generation between reads; a rebuild elsewhere (another
+    recorder, as another process has) swaps one in, and the reader's next page comes from it."""
+    event_store.append([message(1, "one")])
+    first = TranscriptProjection(views.recorder)
+    first.apply(list(event_store.read_log()))
+    first.commit(1)
+    room = "lobby@conference.localhost"
+    assert [line.body for line in views.transcripts.page(room).lines] == ["one"]
+    event_store.append([message(2, "two")])
+    with Views(views_url, event_store) as elsewhere:
+        live = TranscriptProjection(elsewhere.recorder)
+        fresh = live.begin_rebuild()
+        fresh.apply(list(event_store.read_log()))
+        fresh.commit(2)
+        live.finish_rebuild(fresh)
+    for _ in range(2):  # and goes on reading the new one
+        assert [line.body for line in views.transcripts.page(room).lines] == ["one", "two"]
+        assert views.transcripts.context(room, "1", before=0, after=1).after[0].body == "two"

@@ -116,11 +116,15 @@ class Transcripts:
             if not rows:
                 return [], None, None
             first, last = (rows[0]["ts"], rows[0]["id"]), (rows[-1]["ts"], rows[-1]["id"])
-            other_way, other_params = after("<" if forward else ">", first if forward else last)
-            other_order = "ts DESC, id DESC" if forward else "ts, id"
-            other = query(
-                f"SELECT 1 AS x FROM {{lines}} WHERE {other_way} ORDER BY {other_order} LIMIT 1", other_params
-            )
+            other: list = []
+            if key is not None:
+                # Without a cursor the page starts at its range's own end, so nothing in the range lies
+                # beyond it that way: the look (a round trip on PostgreSQL) is only needed after a cursor.
+                other_way, other_params = after("<" if forward else ">", first if forward else last)
+                other_order = "ts DESC, id DESC" if forward else "ts, id"
+                other = query(
+                    f"SELECT 1 AS x FROM {{lines}} WHERE {other_way} ORDER BY {other_order} LIMIT 1", other_params
+                )
             has_next, has_prev = (more, bool(other)) if forward else (bool(other), more)
             lines = [decode_line(bytes(row["data"])) for row in rows]
             return lines, encode_cursor(*last) if has_next else None, encode_cursor(*first) if has_prev else None

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Protocol
 
+from . import busy
 from .cache import TtlCache
 from .errors import ApiError, unauthorized
 from .escaping import log_safe
@@ -124,7 +125,8 @@ class PermissionCallback:
         except RuntimeError:  # shut down
             return None
         try:
-            return future.result(timeout=self.timeout)
+            with busy.waiting():  # on another host: the request's turn serves others meanwhile
+                return future.result(timeout=self.timeout)
         except FutureTimeout:
             log.warning("permission callback gave no answer within %.1f s (%d rooms): denied", self.timeout, len(rooms))
             return None

@@ -149,3 +149,34 @@ def test_granted_rooms_are_jids_or_marked_shell_globs_in_any_case():
     assert scope.allowed_rooms(["x@ops.example.org", "y@elsewhere", "dev@conference.example.org"]) == [
         "x@ops.example.org", "dev@conference.example.org"
     ]
+
+
+def test_a_request_waiting_for_the_permission_site_lets_another_run_meanwhile(
+    permission_site, archive, views, search_index, token_store, seeded_url, tokens
+):
+    """With one turn ([api] active_requests = 1), a request whose rooms the site is still deciding
+    does not hold it: another request is answered before the site answers the first."""
+    import threading
+
+    from query_api import create_app
+
+    from .conftest import make_config
+
+    permission_site.allowed = {("carol", LOBBY)}
+    config = make_config(seeded_url, active_requests=1, permission_url=permission_site.url, permission_timeout=10)
+    app = create_app(config, store=archive, views=views, search=search_index, tokens=token_store)
+    site_token = token_store.create(Role.SITE)[0]
+    permission_site.delay = 3
+    finished = []
+
+    def get(name, token, user=None):
+        response = app.test_client().get(f"/api/v1/rooms/{LOBBY}/transcript", headers=auth(token, user))
+        finished.append((name, response.status_code))
+
+    first = threading.Thread(target=get, args=("site", site_token, "carol"))
+    first.start()
+    while not permission_site.requests:  # the first request is waiting for the site's answer
+        time.sleep(0.01)
+    get("compliance", tokens["compliance"])
+    first.join(15)
+    assert finished == [("compliance", 200), ("site", 200)]

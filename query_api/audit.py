@@ -122,7 +122,7 @@ def _record(response: Response) -> Response:
 
 def _fields(kind: str, status: int) -> dict:
     who = g.get("caller") or g.get("session_caller")  # the API's caller, or a page's signed-in one
-    args = request.args
+    args = request.args.to_dict()  # first values, as werkzeug's get; a dict's get raises nothing for absent names
     room = (request.view_args or {}).get("room") or args.get("room")
     rooms = tuple(r for r in (room or "").split(",") if r)
     return {

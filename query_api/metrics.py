@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import threading
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable
+from itertools import accumulate
 from typing import NamedTuple
 
 class Family(NamedTuple):
@@ -35,11 +37,11 @@ class RequestMetrics:
         self._status: dict[tuple[str, int], int] = defaultdict(int)
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
+        # Counted in the first bucket it falls into only; the exposition's cumulative counts are summed when scraped.
+        first = bisect_left(BUCKETS, seconds)
         with self._lock:
-            buckets = self._buckets[endpoint]
-            for i, bound in enumerate(BUCKETS):
-                if seconds <= bound:
-                    buckets[i] += 1
+            if first < len(BUCKETS):
+                self._buckets[endpoint][first] += 1
             self._sum[endpoint] += seconds
             self._count[endpoint] += 1
             self._status[(endpoint, status)] += 1
@@ -66,7 +68,7 @@ class RequestMetrics:
             ]
             for endpoint in sorted(self._count):
                 label = _label(endpoint)
-                for bound, count in zip(BUCKETS, self._buckets[endpoint]):
+                for bound, count in zip(BUCKETS, accumulate(self._buckets[endpoint])):
                     lines.append(f'chat_archive_api_request_duration_seconds_bucket{{endpoint="{label}",le="{bound}"}} {count}')
                 total = self._count[endpoint]
                 lines.append(f'chat_archive_api_request_duration_seconds_bucket{{endpoint="{label}",le="+Inf"}} {total}')

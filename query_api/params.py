@@ -32,7 +32,9 @@ class Params:
         for name in args:
             if len(args.getlist(name)) > 1:
                 raise bad_parameter(name, "given more than once")
-        self.args = args
+        # A plain dict (each name once, as checked): werkzeug's get raises and catches an
+        # exception for every absent name, and most of an endpoint's names are absent.
+        self.args = args.to_dict()
 
     def text(self, name: str, *, required: bool = False, max_length: int = 4096) -> str | None:
         value = self.args.get(name)

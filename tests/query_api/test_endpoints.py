@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from msgspec.structs import replace
 
 from query_api.context import EXTENSION
+from query_api.metrics import RequestMetrics
 from query_api.settings import ApiSettings
 
 from .conftest import LOBBY, PUBLIC, SECRET, auth
@@ -182,6 +185,17 @@ def test_metrics_report_appends_lags_and_latency(client, tokens, archive):
     assert "chat_archive_index_lag_events 0" in text
     assert 'chat_archive_api_request_duration_seconds_count{endpoint="/api/v1/rooms/<room>/transcript"} 1' in text
     assert 'chat_archive_api_requests_total{endpoint="/api/v1/rooms/<room>/transcript",status="200"} 1' in text
+
+
+def test_the_latency_histogram_is_cumulative_each_answer_in_every_bucket_from_its_own():
+    metrics = RequestMetrics()
+    for seconds in (0.0005, 0.001, 0.003, 0.003, 0.2, 20.0):  # 0.001: on a bound, which counts it
+        metrics.observe("/x", 200, seconds)
+    counts = dict(re.findall(r'_bucket\{endpoint="/x",le="([^"]+)"\} (\d+)', metrics.render([])))
+    assert counts == {
+        "0.001": "2", "0.0025": "2", "0.005": "4", "0.01": "4", "0.025": "4", "0.05": "4", "0.1": "4",
+        "0.25": "5", "0.5": "5", "1.0": "5", "2.5": "5", "5.0": "5", "10.0": "5", "+Inf": "6",
+    }  # fmt: skip
 
 
 def test_metrics_need_a_token_even_with_anonymous_read(client):

@@ -216,6 +216,18 @@ def test_every_response_has_a_content_security_policy(client, path):
     assert ancestors in policy
 
 
+def test_the_policy_is_whole_and_its_nonce_new_on_every_response(client):
+    """The policy's text is composed once per kind of response (pages, widget); its nonce each time."""
+    policies = [client.get(path).headers["Content-Security-Policy"] for path in ("/signin", "/signin", f"/widget/{PUBLIC}")]
+    nonces = [re.search(r"'nonce-([^']+)'", policy).group(1) for policy in policies]
+    assert len(set(nonces)) == 3
+    assert policies[0].replace(nonces[0], "N") == (
+        "default-src 'none'; script-src 'self' 'nonce-N'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+    assert policies[2].replace(nonces[2], "N").endswith("; base-uri 'none'; frame-ancestors 'self'")
+
+
 def test_sessions_and_tickets_made_by_one_process_serve_in_another(
     client, tokens, archive, views, search_index, token_store, seeded_url, api_settings
 ):

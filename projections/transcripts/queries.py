@@ -97,35 +97,44 @@ class Transcripts:
         where = " AND ".join([base, *(b[0] for b in kept)])
         params = [*base_params, *(b[1] for b in kept)]
 
-        def after(edge_way: str, edge: tuple[int, int]) -> tuple[str, tuple]:
-            """Rows beyond ``edge`` that way. The edge replaces the range's bound on its side, so
-            that the index walk starts at the edge instead of filtering its way there."""
+        def after(edge_way: str, edge: tuple[int, int], *, inclusive: bool = False) -> tuple[str, tuple]:
+            """Rows beyond ``edge`` that way (and the edge's own, ``inclusive``). The edge replaces the
+            range's bound on its side, so that the index walk starts at the edge instead of filtering
+            its way there."""
             other = [b for b in ((hi,) if edge_way == ">" else (lo,)) if b]
-            clause = " AND ".join([base, f"ts{edge_way}=?", *(b[0] for b in other), f"(ts, id) {edge_way} (?, ?)"])
+            row_way = edge_way + ("=" if inclusive else "")
+            clause = " AND ".join([base, f"ts{edge_way}=?", *(b[0] for b in other), f"(ts, id) {row_way} (?, ?)"])
             return clause, (*base_params, edge[0], *(b[1] for b in other), *edge)
 
         def work(query, _generation):
-            this_way, this_params = after(">" if forward else "<", key) if key else (where, tuple(params))
             order = "ts, id" if forward else "ts DESC, id DESC"
-            rows = query(
-                f"SELECT ts, id, data FROM {{lines}} WHERE {this_way} ORDER BY {order} LIMIT ?",
-                (*this_params, limit + 1),
-            )
+            if key is None:
+                # The page starts at its range's own end: nothing in the range lies behind it.
+                rows = query(
+                    f"SELECT ts, id, data FROM {{lines}} WHERE {where} ORDER BY {order} LIMIT ?", (*params, limit + 1)
+                )
+                behind = False
+            else:
+                # Whether anything in the range lies behind the page is whether anything lies at or
+                # behind the cursor (nothing lies between it and the page): asked in the page's own
+                # statement, one round trip to PostgreSQL, one snapshot. That row sorts first.
+                this_way, this_params = after(">" if forward else "<", key)
+                back_way, back_params = after("<" if forward else ">", key, inclusive=True)
+                back_order = "ts DESC, id DESC" if forward else "ts, id"
+                rows = query(
+                    f"SELECT * FROM (SELECT ts, id, data, 0 AS behind FROM {{lines}} WHERE {this_way} "
+                    f"ORDER BY {order} LIMIT ?) AS page UNION ALL SELECT * FROM (SELECT ts, id, data, 1 AS behind "
+                    f"FROM {{lines}} WHERE {back_way} ORDER BY {back_order} LIMIT 1) AS back ORDER BY {order}",
+                    (*this_params, limit + 1, *back_params),
+                )
+                behind = bool(rows) and rows[0]["behind"] == 1
+                rows = rows[1:] if behind else rows
             more = len(rows) > limit
             rows = rows[:limit] if forward else list(reversed(rows[:limit]))
             if not rows:
                 return [], None, None
             first, last = (rows[0]["ts"], rows[0]["id"]), (rows[-1]["ts"], rows[-1]["id"])
-            other: list = []
-            if key is not None:
-                # Without a cursor the page starts at its range's own end, so nothing in the range lies
-                # beyond it that way: the look (a round trip on PostgreSQL) is only needed after a cursor.
-                other_way, other_params = after("<" if forward else ">", first if forward else last)
-                other_order = "ts DESC, id DESC" if forward else "ts, id"
-                other = query(
-                    f"SELECT 1 AS x FROM {{lines}} WHERE {other_way} ORDER BY {other_order} LIMIT 1", other_params
-                )
-            has_next, has_prev = (more, bool(other)) if forward else (bool(other), more)
+            has_next, has_prev = (more, behind) if forward else (behind, more)
             lines = [decode_line(bytes(row["data"])) for row in rows]
             return lines, encode_cursor(*last) if has_next else None, encode_cursor(*first) if has_prev else None
 

@@ -8,7 +8,9 @@ import pytest
 
 from archive import events as ev
 from archive.errors import InvalidQueryError, NotFoundError
+from projections.tables import order_micros
 from projections.transcripts import view as transcript_view
+from projections.transcripts.queries import encode_cursor
 from tests.factories import at, make, message
 from tests.projections.conftest import catch_up
 
@@ -190,6 +192,12 @@ def test_paging_forward_and_backward_with_cursors(event_store, views):
     first = views.transcripts.page(ROOM, limit=4, direction="backward", cursor=latest.prev_cursor)
     more = views.transcripts.page(ROOM, limit=100, direction="backward", cursor=first.prev_cursor)
     assert [line.body for line in more.lines] == [f"m{i}" for i in range(17)] and more.prev_cursor is None
+    # A cursor with no line at or behind it: nothing earlier to go back to, nothing later after the end.
+    before_all = views.transcripts.page(ROOM, limit=30, cursor=encode_cursor(0, 0))
+    assert len(before_all.lines) == 25 and before_all.prev_cursor is None and before_all.next_cursor is None
+    last = page.lines[-1]
+    after_all = views.transcripts.page(ROOM, direction="backward", cursor=encode_cursor(order_micros(last.at) + 1, 0))
+    assert len(after_all.lines) == 25 and after_all.next_cursor is None and after_all.prev_cursor is None
 
 
 def test_time_range_and_day(event_store, views):

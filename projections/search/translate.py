@@ -47,6 +47,10 @@ class Translator:
         self.jids = jids
         self.rooms_with_local = rooms_with_local
         self.highlights = Highlights()
+        self.phrases = False
+        """Whether the query asks for a phrase (not negated): all of a phrase's matches of one length
+        score alike, so its runs of equal scores are long (a common phrase's, at 1M, longer than
+        the searcher's tie window)."""
         self.matches_every_document = False
         """Whether a part of the query matches every document (a negation), so the index's own
         documents (position, awaiting retractions: nothing but ``meta``) too. A query made only of
@@ -121,6 +125,7 @@ class Translator:
             return None
         if not negated:
             self.highlights.stems.update(word for _, word in tokens)
+            self.phrases |= len(tokens) > 1
         base = tokens[0][0]
         tokens = [(position - base, word) for position, word in tokens]
 

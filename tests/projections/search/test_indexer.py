@@ -192,3 +192,26 @@ def test_indexes_of_the_same_log_rank_equal_scores_alike_whatever_their_segments
         for host in "ab"
     ]
     assert pages[0] == pages[1] == sorted(pages[0]) and len(pages[0]) == 5
+
+
+@pytest.mark.parametrize("text", ["tied", '"tied word"'])
+def test_a_run_of_equal_scores_longer_than_the_tie_window_is_paged_by_key(event_store, index_root, monkeypatch, text):
+    """A word's run past the window is fetched again; a phrase's is fetched whole at once: the same page either way."""
+    import projections.search.searcher as searcher
+    from projections.search import IndexLocation, SearchIndex, SearchIndexProjection
+
+    monkeypatch.setattr(searcher, "TIE_WINDOW", 2)
+    monkeypatch.setattr(searcher, "MAX_TIE_RUN", 30)
+    for i in range(12):  # a segment per commit, the newest first in no particular order
+        event_store.append([message(i, "tied word")])
+        projection = SearchIndexProjection(IndexLocation(index_root))
+        try:
+            SearchIndexer(event_store, projection, commit_interval=0.05).catch_up()
+        finally:
+            projection.close()
+    index = SearchIndex(IndexLocation(index_root))
+    everything = [hit.position for hit in index.search(text, EVERYTHING, limit=12).hits]
+    first = index.search(text, EVERYTHING, limit=4)
+    second = index.search(text, EVERYTHING, limit=4, cursor=first.next_cursor)
+    assert everything == sorted(everything) and len(everything) == 12
+    assert [hit.position for hit in first.hits + second.hits] == everything[:8]

@@ -24,7 +24,7 @@ from projections.rebuild import RebuildReport, rebuild
 from projections.runner import ProjectionStatus, ProjectionThreads, status
 from projections.search import IndexerThread, IndexLocation, SearchIndex, SearchIndexer, SearchIndexProjection
 from projections.tables import TableProjection
-from projections.viewdb import default_views_url
+from projections.viewdb_backends import default_views_url
 from projections.views import Views
 from query_api import create_app
 from query_api.exports.jobs import SWEEP_EVERY, ExportJobs
@@ -193,7 +193,7 @@ def start_api(
 
 
 def views_url(config: Config) -> str:
-    """``[projections] url``, or beside the event store (see ``projections.viewdb``)."""
+    """``[projections] url``, or beside the event store (see ``projections.viewdb_backends``)."""
     return config.projections.url or default_views_url(config.store.url)
 
 

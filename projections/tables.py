@@ -15,7 +15,8 @@ from datetime import datetime, timedelta, timezone
 from archive.events import Event, Recorded
 
 from .follower import ProjectionReset
-from .viewdb import GenerationChanged, Statements, ViewRecorder
+from .viewdb import GenerationChanged, Statements
+from .viewdb_backends import ViewRecorder
 
 
 class TableProjection:

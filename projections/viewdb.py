@@ -14,7 +14,8 @@ a running projection notices at its next commit (``GenerationChanged``) and
 starts over from the new generation's position, so nothing is applied twice.
 
 SQL is written once with ``?`` placeholders and ``{name}`` table references;
-``ViewRecorder.sql`` turns it into the backend's form.
+``ViewRecorderMixin.sql`` turns it into the backend's form. The backends themselves, and
+opening one from a URL, are ``projections.viewdb_backends``.
 """
 
 from __future__ import annotations
@@ -23,18 +24,12 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import InfrastructureFactory, PersistenceError, Tracking
-from eventsourcing.postgres import PostgresTrackingRecorder
-from eventsourcing.sqlite import SQLiteConnectionPool, SQLiteFactory, SQLiteTrackingRecorder
-from eventsourcing.utils import Environment
+from eventsourcing.persistence import PersistenceError, Tracking
 
-from archive.application import StoreLocation, ensure_postgres_schema
-from archive.errors import ChatArchiveError, StoreError
-from archive.recorders import lock_schema_ddl
+from archive.errors import ChatArchiveError
 from archive.store import store_error
 
 PREFIX = "view_"
@@ -255,167 +250,6 @@ class ViewRecorderMixin:
             yield c
 
 
-class SQLiteViewRecorder(ViewRecorderMixin, SQLiteTrackingRecorder):
-    """SQLite tracking recorder owning the view tables (one views file)."""
-
-    tracking_table = "tracking"
-
-    def construct_create_table_statements(self) -> list[str]:
-        return [
-            *super().construct_create_table_statements(),
-            f"CREATE TABLE IF NOT EXISTS {PREFIX}generations (projection TEXT PRIMARY KEY, "
-            "live INTEGER NOT NULL, building INTEGER)",
-        ]
-
-    def _lock_generations(self, c: Any) -> None:
-        # A write first takes SQLite's write lock, so the read that follows cannot go stale.
-        c.execute(f"UPDATE {PREFIX}generations SET live=live WHERE 0")
-
-    def _tables_of(self, c: Any, projection: str, generation: int) -> list[str]:
-        c.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE ? ESCAPE '\\'",
-            (_like(f"{PREFIX}{projection}_") + "%" + _like(f"_g{generation}"),),
-        )
-        return [row["name"] for row in c.fetchall()]
-
-
-class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
-    """PostgreSQL tracking recorder owning the view tables (``view_*`` in one schema)."""
-
-    placeholder = "%s"
-    row_lock = " FOR SHARE"
-
-    def __init__(self, datastore: Any, **kwargs: Any):
-        super().__init__(datastore, **kwargs)
-        from psycopg.sql import SQL, Identifier
-
-        self.tracking_table = self.tracking_table_name
-        self.sql_create_statements.append(
-            SQL(
-                "CREATE TABLE IF NOT EXISTS {}.{} (projection text PRIMARY KEY, "
-                "live bigint NOT NULL, building bigint)"
-            ).format(Identifier(self.datastore.schema), Identifier(PREFIX + "generations"))
-        )
-
-    def create_table(self) -> None:
-        # A views runner and API workers opening the views at once would race in CREATE TABLE
-        # IF NOT EXISTS (duplicate key in pg_type): one at a time, as the store's own set-up.
-        with self.datastore.transaction(commit=False) as curs:
-            lock_schema_ddl(curs, self.datastore.schema)
-            super().create_table()
-
-    def _qualify(self, table: str) -> str:
-        return f'"{self.datastore.schema}"."{table}"'
-
-    @contextmanager
-    def _read(self):
-        # No transaction: at READ COMMITTED each statement of one reads its own snapshot anyway, so
-        # BEGIN and ROLLBACK would be two more round trips for nothing (the pool's connections are
-        # in autocommit). A generation dropped between two statements fails the second on a missing
-        # table, which ``read`` retries.
-        with self.datastore.get_connection() as conn:
-            yield conn.cursor()
-
-    def _write_rows(self, c: Any, statement: str, rows: Sequence[Sequence[Any]]) -> None:
-        # A plain INSERT of many rows (a rebuild's, a backlog's) goes as COPY: a fraction of the
-        # round trips and parsing of executemany.
-        plain = _PLAIN_INSERT.fullmatch(statement)
-        if plain is None or len(rows) < COPY_FROM:
-            c.executemany(statement, rows)
-            return
-        with c.copy(f"COPY {plain['table']} {plain['columns']} FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-
-    def ddl_types(self, statement: str) -> str:
-        # A table keyed by its primary key alone is what PostgreSQL makes anyway (with a heap beside).
-        return statement.replace("INTEGER", "BIGINT").replace("BLOB", "BYTEA").replace(" WITHOUT ROWID", "")
-
-    def _lock_generations(self, c: Any) -> None:
-        c.execute(f"LOCK TABLE {self._qualify(PREFIX + 'generations')} IN EXCLUSIVE MODE")
-
-    def add_indexes(self, projection: str, generation: int, ddl: Iterable[str]) -> None:
-        """Also gather the planner's statistics: a rebuilt generation goes live before autovacuum
-        has looked at it, and without them a 50-line transcript page read its room's whole day
-        (bitmap scan and sort, ~860 buffers and 1.7-7 ms instead of the index walk's 41 and 0.1 ms)."""
-        super().add_indexes(projection, generation, ddl)
-        with self._write() as c:
-            for table in self._tables_of(c, projection, generation):
-                c.execute(f"ANALYZE {self._qualify(table)}")
-
-    def _tables_of(self, c: Any, projection: str, generation: int) -> list[str]:
-        c.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname=%s AND tablename LIKE %s",
-            (self.datastore.schema, _like(f"{PREFIX}{projection}_") + "%" + _like(f"_g{generation}")),
-        )
-        return [row["tablename"] for row in c.fetchall()]
-
-
-ViewRecorder = SQLiteViewRecorder | PostgresViewRecorder
-_PLAIN_INSERT = re.compile(r"INSERT INTO (?P<table>\S+) (?P<columns>\([\w, ]+\)) VALUES \((%s,?)+\)")
-COPY_FROM = 100  # rows: below it, executemany's fewer steps win
-
-
-class _ViewSQLitePool(SQLiteConnectionPool):
-    def _create_connection(self) -> Any:
-        connection = super()._create_connection()
-        raw = connection._sqlite_conn
-        # A commit holds the view rows and their position together, and views can
-        # always be rebuilt: a power loss undoing the last commits costs nothing.
-        raw.execute("PRAGMA synchronous=NORMAL")
-        # Message ids are random: their index pages are touched all over; keep them cached.
-        raw.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
-        # A purge rebuilds the views and drops the old tables: their content is overwritten, not left in free pages.
-        raw.execute("PRAGMA secure_delete=ON")
-        return connection
-
-
-class ViewSQLiteFactory(SQLiteFactory):
-    """eventsourcing's SQLite infrastructure with the views' connection settings."""
-
-    def __init__(self, env: Any):
-        super().__init__(env)
-        pool = self.datastore.pool
-        self.datastore.pool = _ViewSQLitePool(db_name=pool.db_name, lock_timeout=pool.lock_timeout)
-        pool.close()
-
-
-SQLITE_CACHE_KIB = 128 * 1024
-
-
-def _like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
-
-
 def _is_missing_table(error: BaseException) -> bool:
     text = str(error).lower()
     return "no such table" in text or ("relation" in text and "does not exist" in text)
-
-
-def default_views_url(store_url: str) -> str:
-    """``views.sqlite`` beside a SQLite store; the store's own database and schema otherwise."""
-    location = StoreLocation.parse(store_url)
-    if location.kind == "sqlite":
-        return f"sqlite:///{location.path.parent / 'views.sqlite'}"
-    return store_url
-
-
-def open_view_recorder(url: str) -> tuple[ViewRecorder, Callable[[], None]]:
-    """The view recorder at ``url`` (tables created if needed) and a function that closes it."""
-    location = StoreLocation.parse(url)
-    if location.kind == "sqlite":
-        Path(location.path).parent.mkdir(parents=True, exist_ok=True)
-        env = {**location.environment(), "PERSISTENCE_MODULE": "projections.viewdb:ViewSQLiteFactory"}
-        recorder_class: type = SQLiteViewRecorder
-    else:
-        ensure_postgres_schema(location)
-        env = location.environment()
-        env.pop("APPLICATION_RECORDER_TOPIC")
-        recorder_class = PostgresViewRecorder
-    try:
-        # The environment's name makes eventsourcing call the PostgreSQL table view_tracking.
-        factory = InfrastructureFactory.construct(Environment(name="view", env=env))
-        recorder = factory.tracking_recorder(recorder_class)
-    except (PersistenceError, OSError, psycopg.Error) as e:
-        raise StoreError(f"cannot open the views at {url!r}: {e}") from e
-    return recorder, factory.close

@@ -29,7 +29,7 @@ from .presence.view import PresenceProjection
 from .tables import TableProjection
 from .transcripts.queries import Transcripts
 from .transcripts.view import TranscriptProjection
-from .viewdb import open_view_recorder
+from .viewdb_backends import open_view_recorder
 
 PROJECTION_CLASSES: dict[str, type[TableProjection]] = {
     TranscriptProjection.name: TranscriptProjection,

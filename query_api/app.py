@@ -22,7 +22,7 @@ from archive.health import Health
 from archive.store import EventStore
 from projections.runner import status as projection_status
 from projections.search import IndexLocation, SearchIndex
-from projections.viewdb import default_views_url
+from projections.viewdb_backends import default_views_url
 from projections.views import Views
 
 from . import audit, export, holds, openapi, presence, replay, rooms, transcript, web

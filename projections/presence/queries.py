@@ -36,7 +36,7 @@ import msgspec
 from archive.errors import InvalidQueryError
 
 from ..tables import from_micros, micros
-from ..viewdb import ViewRecorder
+from ..viewdb_backends import ViewRecorder
 from . import logic
 from .logic import Gap, Span
 from .view import NAME, decode_gap, decode_span

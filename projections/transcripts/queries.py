@@ -40,7 +40,7 @@ from archive.errors import InvalidQueryError, NotFoundError
 from archive.times import parse_day
 
 from ..tables import order_micros
-from ..viewdb import ViewRecorder
+from ..viewdb_backends import ViewRecorder
 from ..lines import Line, compliance_only, ordinary, shown
 from .view import COMPLIANCE_ONLY, GONE, NAME, ORDINARY, decode_line, select_by_ref
 

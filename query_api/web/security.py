@@ -52,7 +52,7 @@ def _policy(widget: bool, frame_sources: tuple[str, ...], websocket_url: str) ->
             "base-uri 'none'",
             f"frame-ancestors {frame_ancestors(widget, frame_sources)}",
         )
-    ).split("\x00")
+    ).split("\x00", 1)  # the nonce's place: the first (a setting's text comes after it)
     return before, after
 
 

@@ -8,7 +8,7 @@ import json
 from archive.application import open_event_store
 from archive.codec import event_from_builtins
 from projections.follower import LogFollower
-from projections.viewdb import default_views_url
+from projections.viewdb_backends import default_views_url
 from projections.views import Views
 from tests.cli.test_events_commands import run_cli
 

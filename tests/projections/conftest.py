@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from projections.follower import LogFollower
-from projections.viewdb import default_views_url
+from projections.viewdb_backends import default_views_url
 from projections.views import Views
 
 

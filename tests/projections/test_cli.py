@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from projections.viewdb import default_views_url
+from projections.viewdb_backends import default_views_url
 from projections.views import Views
 from tests.factories import message
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from archive import events as ev
 from projections.rebuild import rebuild
-from projections.viewdb import default_views_url
+from projections.viewdb_backends import default_views_url
 from projections.views import Views
 from tests.factories import make, message
 from tests.projections.conftest import dump

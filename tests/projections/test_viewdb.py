@@ -11,7 +11,8 @@ from chat_archive.config import load_config
 from projections.follower import ProjectionReset
 from projections.transcripts.view import TranscriptProjection
 from projections.views import Views
-from projections.viewdb import COPY_FROM, GenerationChanged, default_views_url
+from projections.viewdb import GenerationChanged
+from projections.viewdb_backends import COPY_FROM, default_views_url
 from tests.factories import make, message
 from tests.projections.conftest import dump
 

@@ -4,7 +4,7 @@ schema of a store the API has run on, so a table or column added without telling
 from __future__ import annotations
 
 from archive.application import open_event_store
-from projections.viewdb import default_views_url
+from projections.viewdb_backends import default_views_url
 from projections.views import Views
 from query_api import create_app
 from query_api.server_tables import TABLES

@@ -26,6 +26,7 @@ def genesis(stream: str) -> bytes:
     return hashlib.sha256(b"chat-archive chain genesis\x00" + stream.encode()).digest()
 
 
+# PostgreSQL's audit append computes the same in SQL (archive.audit_tables.PostgresAuditTable.audit_function).
 def link(previous: bytes, version: int, state: bytes) -> bytes:
     return hashlib.sha256(previous + version.to_bytes(8, "big") + state).digest()
 

@@ -7,12 +7,15 @@ import threading
 
 class GroupCommit:
     """Callers of ``write`` from many threads share commits: the first to find none in progress
-    writes everything queued by then (its own included) with ``commit(items)``; the others wait,
-    and whoever finds its item still queued after a commit leads the next one. Each caller returns
-    once its item is committed, or raises what the commit raised."""
+    writes the oldest ``max_batch`` items queued by then with ``commit(items)``; the others wait,
+    and whoever finds its item still queued after a commit leads the next one (a leader whose own
+    item was not among the oldest, too). Each caller returns once its item is committed, or raises
+    what the commit raised. ``max_batch`` bounds a commit's parameters (SQLite's audit batch is one
+    statement: 4 per record, and SQLite before 3.32 takes at most 999)."""
 
-    def __init__(self, commit):
+    def __init__(self, commit, max_batch: int = 200):
         self._commit = commit
+        self._max_batch = max_batch
         self._cond = threading.Condition()
         self._queue: list[list] = []  # [item, done, error]
         self._busy = False
@@ -21,21 +24,26 @@ class GroupCommit:
         slot = [item, False, None]
         with self._cond:
             self._queue.append(slot)
-            while self._busy and not slot[1]:
-                self._cond.wait()
-            if not slot[1]:
-                self._busy = True
-                batch, self._queue = self._queue, []
-        if not slot[1]:
-            error = None
-            try:
-                self._commit([s[0] for s in batch])
-            except Exception as e:  # noqa: BLE001 - every waiter of the batch gets it
-                error = e
+        while True:
             with self._cond:
-                for s in batch:
-                    s[1], s[2] = True, error
-                self._busy = False
-                self._cond.notify_all()
+                while self._busy and not slot[1]:
+                    self._cond.wait()
+                if slot[1]:
+                    break
+                self._busy = True
+                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+            self._commit_batch(batch)
         if slot[2] is not None:
             raise slot[2]
+
+    def _commit_batch(self, batch: list[list]) -> None:
+        error = None
+        try:
+            self._commit([s[0] for s in batch])
+        except Exception as e:  # noqa: BLE001 - every waiter of the batch gets it
+            error = e
+        with self._cond:
+            for s in batch:
+                s[1], s[2] = True, error
+            self._busy = False
+            self._cond.notify_all()

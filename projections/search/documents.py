@@ -18,7 +18,7 @@ import tantivy
 
 from ..lines import Line, ids
 from ..tables import order_micros
-from .schema import FLAG_SET, bare_jid, room_terms
+from .schema import FLAG_SET, bare_jid, room_terms, span_terms, span_unit
 
 TOMB_MARK = 2  # ``meta`` of awaiting retractions; the position document has FLAG_SET (1)
 
@@ -38,7 +38,9 @@ def to_tantivy(line: Line, blob: bytes) -> tantivy.Document:
         out.add_unsigned("meta", TOMB_MARK)
         return out
     room, ref_hash = room_terms(line.room)
-    out.add_integer("ts", order_micros(line.at))  # the room order: whole second, then key (position)
+    ts = order_micros(line.at)
+    out.add_integer("ts", ts)  # the room order: whole second, then key (position)
+    out.add_text("span", span_terms(span_unit(ts)))
     out.add_text("body", line.body or "")
     for earlier in line.versions:
         out.add_text("history", earlier.body)
@@ -63,6 +65,18 @@ def to_tantivy(line: Line, blob: bytes) -> tantivy.Document:
 def line_of(document: tantivy.Document) -> Line:
     """The line a stored document was made of."""
     return decode_line(document.get_first("blob"))
+
+
+class _Keyed(msgspec.Struct):
+    id: int
+
+
+_decode_key = msgspec.msgpack.Decoder(_Keyed).decode
+
+
+def key_of(document: tantivy.Document) -> int:
+    """The ``key`` of a stored document (its line's id), without decoding the rest of the line."""
+    return _decode_key(document.get_first("blob")).id
 
 
 def meta_document(position: int, version: int) -> tantivy.Document:

@@ -17,6 +17,9 @@ message has not been indexed (yet) (see ``documents``).
   term lets a changed line's document be deleted, and a committed line be
   fetched, without a scan. ``ts`` (the room order's second, in microseconds
   since the epoch): a column only, for sorting and ranges.
+- ``span``: the time buckets ``ts`` falls in, one term per level (``span_terms``):
+  a time sort searches the newest (oldest) buckets first instead of ordering every
+  match, and finds the newest bucket in the term dictionary.
 - Only ``blob`` (the line, msgpack) is stored: a hit is made from it, as is the
   message model's next step, so no field is stored (and compressed) twice.
 """
@@ -29,7 +32,7 @@ from collections.abc import Callable
 
 import tantivy
 
-SCHEMA_VERSION = 3  # 2: message lines of the message model (blob, awaiting); 3: key indexed, only blob stored
+SCHEMA_VERSION = 4  # 2: message lines of the message model (blob, awaiting); 3: key indexed, only blob stored; 4: span
 
 BODY_TOKENIZER = "en_stem"
 
@@ -43,6 +46,8 @@ def build_schema() -> tantivy.Schema:
     # the column scan that deleting or fetching a document by a column value costs.
     sb.add_unsigned_field("key", indexed=True, fast=True)
     sb.add_integer_field("ts", fast=True)
+    # One value of space-separated terms: one call per document, not one per level.
+    sb.add_text_field("span", tokenizer_name="whitespace", index_option="basic")
     sb.add_text_field("body", tokenizer_name=BODY_TOKENIZER)
     sb.add_text_field("history", tokenizer_name=BODY_TOKENIZER)
     sb.add_text_field("room", fast=True, tokenizer_name="raw", index_option="basic")
@@ -82,6 +87,32 @@ def _analyzer(stem: bool) -> tantivy.TextAnalyzer:
 # so that query terms are analysed exactly as the indexed text was.
 STEM_ANALYZER = _analyzer(stem=True)
 WORD_ANALYZER = _analyzer(stem=False)
+
+
+# Time buckets: a ``ts`` (shifted to be non-negative) in units of 2**32 us (71.6 minutes), as
+# 8 hex digits; a level is a prefix of them, led by its digit count, so level d's bucket is 16
+# of level d+1's (71.6 min, 19 h, 12.7 days, 204 days) and the term dictionary lists a
+# bucket's children by prefix. Coarser levels would hold nearly everything: no use as windows.
+SPAN_SHIFT = 32
+SPAN_OFFSET = 2**62
+SPAN_LEVELS = (8, 7, 6, 5)  # finest first
+
+
+def span_unit(ts: int) -> int:
+    """The finest bucket of a ``ts``."""
+    return (ts + SPAN_OFFSET) >> SPAN_SHIFT
+
+
+def span_term(unit: int, level: int) -> str:
+    """The term of the bucket at ``level`` that holds the finest bucket ``unit``."""
+    return f"{level}{unit >> 4 * (8 - level):0{level}x}"
+
+
+@functools.lru_cache(maxsize=1024)
+def span_terms(unit: int) -> str:
+    """The ``span`` value of a document in the finest bucket ``unit`` (consecutive
+    messages mostly share one: cached)."""
+    return " ".join(span_term(unit, level) for level in SPAN_LEVELS)
 
 
 def bare_jid(jid: str | None) -> str | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import msgspec
 import tantivy
-from tantivy import FieldType, Occur, Order, Query
+from tantivy import Occur, Query
 
 from archive.errors import InvalidQueryError, StoreError
 from archive.times import order_second
@@ -33,6 +33,7 @@ from .query import parse
 from .results import FacetCount, Facets, Hit, Scope, SearchResults, Sort
 from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, bare_jid
 from .storage import IndexLocation
+from .timepage import FEW_KEYS, edge_unit, keys_of, time_page
 from .translate import Translator
 
 MAX_LIMIT = 500
@@ -75,6 +76,7 @@ class SearchIndex:
         self._checked = 0.0
         self._position = 0
         self._committed: bytes | None = None
+        self._edges: tuple[tantivy.Searcher | None, dict[bool, int | None]] = (None, {})
 
     # -- public ----------------------------------------------------------------------
 
@@ -126,7 +128,7 @@ class SearchIndex:
             more = more and offset + limit < MAX_RELEVANCE_DEPTH
             next_cursor = _Cursor(check, offset=offset + limit) if more else None
         else:
-            page, total, more = _time_page(searcher, base, limit, sort, after)
+            page, total, more = time_page(searcher, base, limit, sort is Sort.NEWEST, after, self._edge_of(searcher))
             next_cursor = _Cursor(check, ts=page[-1][1], key=page[-1][2]) if more else None
         marks = highlight.Marks(translator.highlights)
         hits = [self._hit(searcher, address, score, scope, marks, sort) for score, _, _, address in page]
@@ -184,6 +186,22 @@ class SearchIndex:
                             f"{SCHEMA_VERSION}: rebuild it with chat-archive rebuild search"
                         )
             return self._searcher
+
+    def _edge_of(self, searcher: tantivy.Searcher):
+        """``edge_unit`` of this searcher, remembered until the next searcher: the walk costs
+        a few term-dictionary look-ups, and an anchor older than the searcher's newest
+        document would hide the documents after it (so it is never taken from another)."""
+        held, edges = self._edges
+        if held is not searcher:
+            edges = {}
+            self._edges = (searcher, edges)
+
+        def edge(newest: bool) -> int | None:
+            if newest not in edges:
+                edges[newest] = edge_unit(searcher, newest)
+            return edges[newest]
+
+        return edge
 
     def _hit(self, searcher, address, score, scope: Scope, marks: highlight.Marks, sort: Sort) -> Hit:
         line = line_of(searcher.doc(address))
@@ -268,58 +286,10 @@ def _relevance_page(searcher, base: Query, limit: int, offset: int, window: int 
         boundary = hits[end - 1][0]
         hits = [hit for hit in hits if hit[0] >= boundary]
     addresses = [address for _, address in hits]
-    keys = searcher.fast_field_values("key", addresses)
-    # Tuples compared in C (keys are unique, so addresses are never compared): no key function.
+    keys = _tie_keys(searcher, hits, addresses)
+    # Tuples compared in C (equal scores have unique keys, so addresses are never compared): no key function.
     page = sorted(zip([-score for score, _ in hits], keys, addresses))[offset:end]
     return [(-negated, 0, key, address) for negated, key, address in page], result.count, result.count > end
-
-
-def _time_page(searcher, base: Query, limit: int, sort: Sort, after: _Cursor | None):
-    """Keyset paging on (ts, key): exact and stable while the index changes.
-
-    tantivy orders by one fast field and breaks ties its own way, so when the
-    page boundary falls inside a run of equal times, that run is fetched whole
-    and ordered by key here.
-    """
-    newest = sort is Sort.NEWEST
-    order = Order.Desc if newest else Order.Asc
-    query = base if after is None else _and(base, _beyond(after.ts, after.key, newest))
-    result = searcher.search(query, limit + 1, count=after is None, order_by_field="ts", order=order)
-    hits = result.hits
-    total = result.count if after is None else searcher.search(base, 1, count=True).count
-    candidates = hits[:limit]
-    if len(hits) > limit and hits[limit][0] == hits[limit - 1][0]:
-        boundary = hits[limit - 1][0]
-        ties_query = _and(query, _ts_range(boundary, boundary))
-        tie_count = searcher.search(ties_query, 1, count=True).count
-        ties = searcher.search(ties_query, tie_count).hits
-        candidates = [hit for hit in hits if hit[0] != boundary] + [(boundary, address) for _, address in ties]
-    keys = searcher.fast_field_values("key", [address for _, address in candidates])
-    rows = sorted(
-        ((None, ts, key, address) for (ts, address), key in zip(candidates, keys)),
-        key=lambda row: (row[1], row[2]),
-        reverse=newest,
-    )
-    return rows[:limit], total, len(hits) > limit
-
-
-def _beyond(ts: int, key: int, newest: bool) -> Query:
-    """Rows after (ts, key) in the sort order."""
-    if newest:
-        earlier = Query.range_query(SCHEMA, "ts", FieldType.Integer, upper_bound=ts, include_upper=False)
-        same = _and(_ts_range(ts, ts), Query.range_query(SCHEMA, "key", FieldType.Unsigned, upper_bound=key, include_upper=False))
-    else:
-        earlier = Query.range_query(SCHEMA, "ts", FieldType.Integer, lower_bound=ts, include_lower=False)
-        same = _and(_ts_range(ts, ts), Query.range_query(SCHEMA, "key", FieldType.Unsigned, lower_bound=key, include_lower=False))
-    return Query.boolean_query([(Occur.Should, earlier), (Occur.Should, same)])
-
-
-def _ts_range(lower: int, upper: int) -> Query:
-    return Query.range_query(SCHEMA, "ts", FieldType.Integer, lower_bound=lower, upper_bound=upper)
-
-
-def _and(*queries: Query) -> Query:
-    return Query.boolean_query([(Occur.Must, q) for q in queries])
 
 
 def _facets(searcher, base: Query, size: int) -> Facets:
@@ -332,6 +302,21 @@ def _facets(searcher, base: Query, size: int) -> Facets:
         return [FacetCount(bucket["key"], bucket["doc_count"]) for bucket in result[name]["buckets"]]
 
     return Facets(rooms=counts("rooms"), senders=counts("senders"))
+
+
+def _tie_keys(searcher, hits: list, addresses: list) -> list[int]:
+    """Keys where they order anything: only equal scores are compared by key (hits come best
+    first, so equal scores are neighbours); a rare word's few tied hits are read from their
+    stored lines, not the column (``keys_of``). Hits whose score no other has get 0."""
+    if len(hits) > 2 * FEW_KEYS:
+        return keys_of(searcher, addresses)
+    scores = [score for score, _ in hits]
+    last = len(scores) - 1
+    tied = [i for i, s in enumerate(scores) if (i and scores[i - 1] == s) or (i < last and scores[i + 1] == s)]
+    keys = [0] * len(hits)
+    for i, key in zip(tied, keys_of(searcher, [addresses[i] for i in tied])):
+        keys[i] = key
+    return keys
 
 
 def _rooms_with_local(searcher, local: str) -> list[str]:

@@ -1,0 +1,171 @@
+"""Pages sorted by time (newest or oldest first), by keyset on (ts, key).
+
+Ordering every match by ``ts`` visits them all and keeps a heap on the column:
+at 1M a common word's ordered search cost about as much again as counting its
+matches. So the page is searched in a window of time buckets (``span``) next
+to its anchor (the index's newest or oldest bucket, or the cursor's), widened a
+level at a time, and in the whole index only when even the coarsest window
+holds too few; the total is then a count alone. Every match outside a window
+lies beyond every match in it in the sort order, so a window that holds a page
+and one more gives exactly the full sort's page.
+"""
+
+from __future__ import annotations
+
+from tantivy import FieldType, Occur, Order, Query
+
+from .documents import key_of
+from .schema import SCHEMA, SPAN_LEVELS, span_term, span_unit
+
+# Matches this few (estimated from the finest window) are ordered whole and counted in the
+# same pass: counted apart (~2/3 of that pass) and searched again in a coarser window, they
+# cost more (at 1M with 2,000 here: 1,152 matches of two words +12%, 6,816 of a word in a room +10%).
+WINDOWED_FROM = 10_000
+# Keys of this many hits or fewer are read from their stored lines (~2 us each): a read of the
+# column opens every segment's column, ~40-50 us at 1M however few the values.
+FEW_KEYS = 16
+# A window is searched when it is expected (its documents x the share of all documents that
+# match) to hold this many pages: too few, and the next level is searched too; a level too
+# coarse costs more (at 1M a common word's newest page: 0.46 ms (1 page), 0.51 (2), 0.52 (4)
+# without the hits, 0.97 ordered whole; a 19-hour window for a word whose 71-minute one held the page 0.2 ms more).
+WINDOW_PAGES = 2
+
+
+def time_page(searcher, base: Query, limit: int, newest: bool, after, edge) -> tuple[list, int, bool]:
+    """(None, ts, key, address) rows, the total, whether more follow. ``key`` is None where
+    no equal time needed it, except in the last row when more follow (the cursor's).
+
+    ``after``: the cursor (ts, key) or None; ``edge(newest)``: the index's newest (oldest)
+    finest bucket (``span_unit``), None when there is none.
+
+    tantivy orders by one fast field and breaks ties its own way, so when the
+    page boundary falls inside a run of equal times, that run is fetched whole
+    and ordered by key here.
+    """
+    query = base if after is None else _and(base, _beyond(after.ts, after.key, newest))
+    anchor = span_unit(after.ts) if after is not None else edge(newest)
+    # A cursor's page is counted apart in any case: first, so that it chooses the window.
+    hits, total = None, _count(searcher, base) if after is not None else None
+    if anchor is not None:
+        query, hits, total = _windowed(searcher, base, query, limit, newest, anchor, total)
+    if hits is None and total is None and after is None:
+        # A first page's few matches: ordered whole, counted in the same pass.
+        result = searcher.search(query, limit + 1, count=True, order_by_field="ts", order=_order(newest))
+        hits, total = result.hits, result.count
+    if hits is None:
+        hits = _ordered(searcher, query, limit + 1, newest)
+    if total is None:
+        total = _count(searcher, base)
+    candidates = hits[:limit]
+    if len(hits) > limit and hits[limit][0] == hits[limit - 1][0]:
+        boundary = hits[limit - 1][0]
+        ties_query = _and(query, _ts_range(boundary, boundary))
+        tie_count = searcher.search(ties_query, 1, count=True).count
+        ties = searcher.search(ties_query, tie_count).hits
+        candidates = [hit for hit in hits if hit[0] != boundary] + [(boundary, address) for _, address in ties]
+    more = len(hits) > limit
+    if any(a[0] == b[0] for a, b in zip(candidates, candidates[1:])):
+        keys = keys_of(searcher, [address for _, address in candidates])
+        rows = sorted(
+            ((None, ts, key, address) for (ts, address), key in zip(candidates, keys)),
+            key=lambda row: (row[1], row[2]),
+            reverse=newest,
+        )
+        return rows[:limit], total, more
+    # No equal times: tantivy's order is the page's, and only the cursor needs a key.
+    rows = [(None, ts, None, address) for ts, address in candidates]
+    if more:
+        _, ts, _, address = rows[-1]
+        rows[-1] = (None, ts, keys_of(searcher, [address])[0], address)
+    return rows, total, more
+
+
+def keys_of(searcher, addresses: list) -> list[int]:
+    """The keys (log positions) of hits, which order equal times and scores."""
+    if len(addresses) <= FEW_KEYS:
+        return [key_of(searcher.doc(address)) for address in addresses]
+    return searcher.fast_field_values("key", addresses)
+
+
+def _windowed(searcher, base: Query, query: Query, limit: int, newest: bool, anchor: int, total: int | None):
+    """(the query that found them, the first limit + 1 hits within the smallest window that
+    holds that many or None, the total where it was counted or None).
+
+    A level's window is the anchor's bucket and the one before it in the sort order
+    (the anchor may lie at its bucket's start): everything from the earlier one's start
+    up to the anchor. Buckets hold documents of any log position (a backfill's old
+    times go in old buckets), so the order of writing does not matter.
+
+    Without a total (a first page), the finest window's matches are counted before they
+    are ordered (an ordered search opens every segment's column, ~40 us at 1M, even for
+    none), and estimate all the matches: a few are ordered whole, and counted in the same
+    pass, by the caller; only many are counted apart and looked for in coarser windows,
+    each expected to hold ``WINDOW_PAGES`` pages."""
+    need, everything = limit + 1, searcher.num_docs
+    for level in SPAN_LEVELS:
+        terms = _window_terms(anchor, level, newest)
+        documents = sum(searcher.doc_freq("span", term) for term in terms)
+        if total is not None and total * documents < WINDOW_PAGES * need * everything:
+            continue
+        windowed = _and(query, Query.boolean_query([(Occur.Should, Query.term_query(SCHEMA, "span", t)) for t in terms]))
+        if total is None:
+            found = _count(searcher, windowed)
+            if found < need:
+                if (found + 1) * everything < WINDOWED_FROM * max(documents, 1):
+                    return query, None, None
+                total = _count(searcher, base)
+                continue
+        hits = _ordered(searcher, windowed, need, newest)
+        if len(hits) >= need:
+            return windowed, hits, total
+    return query, None, total
+
+
+def _window_terms(anchor: int, level: int, newest: bool) -> tuple[str, str]:
+    step = 16 ** (8 - level)
+    return span_term(anchor, level), span_term(anchor + (-step if newest else step), level)
+
+
+def _count(searcher, base: Query) -> int:
+    return searcher.search(Query.const_score_query(base, 1.0), 1, count=True).count
+
+
+def _ordered(searcher, query: Query, count: int, newest: bool) -> list:
+    return searcher.search(query, count, count=False, order_by_field="ts", order=_order(newest)).hits
+
+
+def _order(newest: bool) -> Order:
+    return Order.Desc if newest else Order.Asc
+
+
+def edge_unit(searcher, newest: bool) -> int | None:
+    """The newest (oldest) finest bucket with a document, found by walking down the term
+    dictionary from the coarsest level (each level lists at most 16 children). Buckets of
+    deleted documents count: an anchor past the last match only widens a window."""
+    prefix, term = str(SPAN_LEVELS[-1]), None
+    for level in reversed(SPAN_LEVELS):
+        terms = [found for found, _ in searcher.terms_with_prefix("span", prefix)]
+        if not terms:
+            return None
+        term = max(terms) if newest else min(terms)
+        prefix = f"{level + 1}{term[1:]}"
+    return int(term[1:], 16)
+
+
+def _beyond(ts: int, key: int, newest: bool) -> Query:
+    """Rows after (ts, key) in the sort order."""
+    if newest:
+        earlier = Query.range_query(SCHEMA, "ts", FieldType.Integer, upper_bound=ts, include_upper=False)
+        same = _and(_ts_range(ts, ts), Query.range_query(SCHEMA, "key", FieldType.Unsigned, upper_bound=key, include_upper=False))
+    else:
+        earlier = Query.range_query(SCHEMA, "ts", FieldType.Integer, lower_bound=ts, include_lower=False)
+        same = _and(_ts_range(ts, ts), Query.range_query(SCHEMA, "key", FieldType.Unsigned, lower_bound=key, include_lower=False))
+    return Query.boolean_query([(Occur.Should, earlier), (Occur.Should, same)])
+
+
+def _ts_range(lower: int, upper: int) -> Query:
+    return Query.range_query(SCHEMA, "ts", FieldType.Integer, lower_bound=lower, upper_bound=upper)
+
+
+def _and(*queries: Query) -> Query:
+    return Query.boolean_query([(Occur.Must, q) for q in queries])

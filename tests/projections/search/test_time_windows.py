@@ -1,0 +1,111 @@
+"""Time sorts searched in windows of time buckets page exactly as the plain full sort.
+
+The corpus has what breaks a window that trusts the order of writing: backfills and
+imports written late with old times, runs of equal seconds (also across a page end),
+bucket edges, retractions (compliance scope finds them), several rooms; every page of
+a cursor walk, newest and oldest first, and the totals, are compared with the same
+search ordered whole.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+
+from archive import events as ev
+from archive.events import Capture, Recorded
+from projections.search import IndexLocation, Scope, SearchIndex, SearchIndexProjection, timepage
+from projections.search.schema import SPAN_SHIFT
+from tests.factories import T0, message
+
+ROOMS = ["lobby@conference.localhost", "dev@conference.localhost", "ops@conference.localhost"]
+BUCKET = timedelta(microseconds=2**SPAN_SHIFT)  # the finest bucket
+
+
+def _corpus(seed: int) -> list[ev.Event]:
+    rng = random.Random(seed)
+    events, t = [], T0
+    for i in range(700):
+        t += rng.choice([timedelta(0), timedelta(seconds=1), timedelta(minutes=7), BUCKET, 3 * BUCKET, 40 * BUCKET])
+        when, capture = t, Capture.LIVE
+        if rng.random() < 0.2:  # written now, dated long before (MAM backfill, an import)
+            when = T0 + (t - T0) * rng.random()
+            capture = rng.choice([Capture.BACKFILL, Capture.IMPORT])
+        body = " ".join(rng.choices(["deploy", "fox", "lazy", "cat"], k=rng.randint(1, 3)))
+        events.append(message(0, body, nick=rng.choice(["alice", "bob"]), stanza_id=f"s{i}", room=rng.choice(ROOMS),
+                              occurred_at=when.replace(microsecond=0), capture=capture))
+        if rng.random() < 0.05:
+            events.append(ev.MessageRetracted(room=events[-1].room, occurred_at=t, recorded_at=t, target_id=f"s{i}"))
+    return events
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    records = [Recorded(i + 1, event) for i, event in enumerate(_corpus(7))]
+    location = IndexLocation(tmp_path_factory.mktemp("windows") / "index")
+    projection = SearchIndexProjection(location, heap_mb=20, hold=50, window=100)
+    for start in range(0, len(records), 150):  # several segments, corrections of written lines
+        batch = records[start : start + 150]
+        projection.apply(batch)
+        projection.commit(batch[-1].position)
+    projection.close()
+    return SearchIndex(location, reload_interval=0)
+
+
+def _walk(index, text, scope, sort, limit) -> tuple[list[list[int]], list[int]]:
+    pages, totals, cursor = [], [], None
+    while True:
+        found = index.search(text, scope, sort=sort, limit=limit, cursor=cursor, facets=False)
+        pages.append([hit.position for hit in found.hits])
+        totals.append(found.total)
+        cursor = found.next_cursor
+        if cursor is None:
+            return pages, totals
+
+
+def _windows_off(monkeypatch):
+    """The plain full sort: no window is ever searched."""
+    monkeypatch.setattr(timepage, "_windowed", lambda searcher, base, query, limit, newest, anchor, total: (query, None, total))
+
+
+@pytest.mark.parametrize("limit", [1, 3, 20])
+@pytest.mark.parametrize("text", ["deploy", "fox lazy", "-cat", ""])
+@pytest.mark.parametrize(
+    "scope", [Scope(rooms=None), Scope(rooms=None, compliance=True), Scope(rooms=frozenset(ROOMS[:2]))], ids=str
+)
+def test_windowed_pages_are_the_full_sorts(index, monkeypatch, text, scope, limit):
+    tunings = [(0, 0), (0, timepage.WINDOW_PAGES), (timepage.WINDOWED_FROM, timepage.WINDOW_PAGES)]
+    for sort in ("newest", "oldest"):
+        with monkeypatch.context() as plain_sort:
+            _windows_off(plain_sort)
+            plain = _walk(index, text, scope, sort, limit)
+        for windowed_from, window_pages in tunings:  # (0, 0): every level tried, the finest first
+            monkeypatch.setattr(timepage, "WINDOWED_FROM", windowed_from)
+            monkeypatch.setattr(timepage, "WINDOW_PAGES", window_pages)
+            assert _walk(index, text, scope, sort, limit) == plain, (sort, windowed_from, window_pages)
+        positions = [p for page in plain[0] for p in page]
+        assert len(positions) == len(set(positions)) == plain[1][0]
+
+
+def test_the_plain_sort_is_by_time_then_position(index, monkeypatch):
+    """The reference itself: backfilled messages in their time's place, equal seconds by position."""
+    _windows_off(monkeypatch)
+    found = index.search("", Scope(rooms=None, compliance=True), sort="oldest", limit=500, facets=False)
+    order = [(hit.time, hit.position) for hit in found.hits]
+    assert order == sorted(order) and len(order) == 500 < found.total
+    assert any(later.position < earlier.position for earlier, later in zip(found.hits, found.hits[1:]))
+
+
+def test_a_window_follows_the_index_as_it_grows(tmp_path):
+    """The newest bucket is the searcher's own: one remembered from before a commit would hide what came after."""
+    location = IndexLocation(tmp_path / "index")
+    projection = SearchIndexProjection(location, heap_mb=20, hold=0)
+    index = SearchIndex(location, reload_interval=0)
+    for first, t in ((1, T0), (20, T0 + 50 * BUCKET)):
+        projection.apply([Recorded(first + i, message(0, "fox", stanza_id=f"s{first + i}", occurred_at=t)) for i in range(5)])
+        projection.commit(first + 4)
+        found = index.search("fox", Scope(rooms=None), sort="newest", limit=2, facets=False)
+        assert [hit.position for hit in found.hits] == [first + 4, first + 3]
+    projection.close()

@@ -25,8 +25,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from . import wakeup
-
 WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
 
 
@@ -36,7 +34,7 @@ class Turns:
     def __init__(self, limit: int):
         self._lock = threading.Lock()
         self._free = limit
-        self._waiting: deque[_Turn] = deque()
+        self._waiting: deque[threading.Event] = deque()
 
     def __enter__(self) -> None:
         self._take(first=False)
@@ -47,19 +45,16 @@ class Turns:
             if self._free and not self._waiting:
                 self._free -= 1
                 return
-            turn = _Turn(wakeup.for_this_thread())
+            turn = threading.Event()
             self._waiting.appendleft(turn) if first else self._waiting.append(turn)
-        while not turn.given:
-            turn.waker.wait()
+        turn.wait()
 
     def __exit__(self, *exc: object) -> None:
         with self._lock:
-            if not self._waiting:
+            if self._waiting:
+                self._waiting.popleft().set()  # the turn passes on directly: no one can cut in
+            else:
                 self._free += 1
-                return
-            turn = self._waiting.popleft()
-            turn.given = True  # the turn passes on directly: no one can cut in
-        turn.waker.wake()  # not a threading.Event: see ``wakeup``
 
     @contextmanager
     def stepped_out(self) -> Iterator[None]:
@@ -69,16 +64,6 @@ class Turns:
             yield
         finally:
             self._take(first=True)
-
-
-class _Turn:
-    """A queued request's place: ``given`` once its turn has passed to it."""
-
-    __slots__ = ("waker", "given")
-
-    def __init__(self, waker: wakeup.Waker):
-        self.waker = waker
-        self.given = False
 
 
 # The turns of the app call this thread is in, while it holds one of them.

@@ -15,9 +15,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Generic, TypeVar
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
 
-from . import wakeup
 from .errors import ApiError
 
 T = TypeVar("T")
@@ -35,42 +35,19 @@ class DeadlinePool:
         deadline = time.monotonic() + seconds
         if not self._slots.acquire(timeout=seconds):
             raise self._late(seconds)
-        job = _Job(work, wakeup.for_this_thread(), self._slots)
         try:
-            self._pool.submit(job.run)
+            future = self._pool.submit(work)
         except RuntimeError:
             self._slots.release()
             raise
-        # Not a future: its result is handed over holding the interpreter lock (``wakeup``).
-        while not job.done:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise self._late(seconds)
-            job.waker.wait(left)
-        if job.error is not None:
-            raise job.error
-        return job.result
+        future.add_done_callback(lambda _: self._slots.release())
+        try:
+            return future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            raise self._late(seconds) from None
 
     def _late(self, seconds: float) -> ApiError:
         return ApiError(
             503, f"{self.name}_timeout", f"the {self.name} took longer than {seconds:g} s: narrow it down",
             headers={"Retry-After": "5"},
         )  # fmt: skip
-
-
-class _Job(Generic[T]):
-    def __init__(self, work: Callable[[], T], waker: wakeup.Waker, slots: threading.BoundedSemaphore):
-        self.work, self.waker, self.slots = work, waker, slots
-        self.done = False
-        self.result: T | None = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.result = self.work()
-        except BaseException as e:  # handed to the waiting thread, as a future would
-            self.error = e
-        finally:
-            self.done = True
-            self.slots.release()
-            self.waker.wake()

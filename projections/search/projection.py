@@ -16,6 +16,8 @@ position never competes with the running indexer for the lock.
 from __future__ import annotations
 
 import gc
+import json
+import os
 import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -42,6 +44,30 @@ HOLD = 20_000
 # Ids kept in memory to find a message by (per generation): beyond them, a column scan.
 WINDOW = 200_000
 _MESSAGE_EVENTS = (MessagePosted, MessageCorrected, MessageRetracted)
+
+
+# Stored lines are compressed in blocks of this many bytes (tantivy's default: 16 KB). A hit's line
+# is read from its block decompressed whole unless the block is among the reader's last 100 of the
+# segment, which a search's random hits seldom are: at 1M a read cost 7.0 us with 16 KB blocks,
+# 3.2 with 4 KB (1.2 us from a cached block), for 10% more bytes per stored line (153 -> 169, lz4).
+STORE_BLOCK = 4096
+
+
+def create_tantivy(directory: Path) -> None:
+    """An empty index in a fresh generation directory, its stored lines in ``STORE_BLOCK``
+    blocks. The Python binding takes no index settings, so they are written into the new
+    index's ``meta.json`` before anything else opens it; tantivy reads them from there when
+    the index is opened and applies them to every segment written or merged after."""
+    try:
+        tantivy.Index(SCHEMA, path=str(directory), reuse=False)
+        meta_file = directory / "meta.json"
+        meta = json.loads(meta_file.read_bytes())
+        meta["index_settings"]["docstore_blocksize"] = STORE_BLOCK
+        written = directory / "meta.json.new"
+        written.write_text(json.dumps(meta))
+        os.replace(written, meta_file)
+    except (OSError, ValueError) as e:
+        raise StoreError(f"cannot create a search index in {directory}: {e}") from e
 
 
 def open_tantivy(directory: Path) -> tantivy.Index:
@@ -101,7 +127,7 @@ class SearchIndexProjection:
         self.heap_mb = heap_mb
         self.hold, self.window = hold, window
         self._writer: tantivy.IndexWriter | None = None
-        self._open(directory or location.current_or_new())
+        self._open(directory or location.current_or_new(create_tantivy))
 
     def _open(self, directory: Path) -> None:
         """Open a generation. One this program cannot use (another schema) is remembered,
@@ -165,7 +191,7 @@ class SearchIndexProjection:
     def begin_rebuild(self) -> SearchIndexProjection:
         """A projection writing a fresh, empty generation (position 0), not yet live."""
         return SearchIndexProjection(
-            self.location, self.location.new_generation(), heap_mb=self.heap_mb, hold=self.hold, window=self.window
+            self.location, self.location.new_generation(create_tantivy), heap_mb=self.heap_mb, hold=self.hold, window=self.window
         )
 
     def finish_rebuild(self, fresh: SearchIndexProjection) -> None:
@@ -194,7 +220,7 @@ class SearchIndexProjection:
     def reopen(self) -> None:
         """Follow the live generation (after a swap), discarding anything uncommitted."""
         self.close()
-        self._open(self.location.current_or_new())
+        self._open(self.location.current_or_new(create_tantivy))
 
     def close(self) -> None:
         """Release the writer (and its directory lock); uncommitted changes are dropped."""

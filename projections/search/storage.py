@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from archive.errors import StoreError
@@ -38,16 +39,17 @@ class IndexLocation:
         except OSError as e:
             raise StoreError(f"search index {self.link} is not a generation link: {e}") from e
 
-    def current_or_new(self) -> Path:
-        """The live generation, creating an empty first one if there is none."""
+    def current_or_new(self, init: Callable[[Path], None]) -> Path:
+        """The live generation, creating a first one (see ``new_generation``) if there is none."""
         current = self.current()
         if current is None:
-            current = self.new_generation()
+            current = self.new_generation(init)
             self.swap(current)
         return current
 
-    def new_generation(self) -> Path:
-        """A fresh, empty generation directory (not live until swapped in)."""
+    def new_generation(self, init: Callable[[Path], None] | None = None) -> Path:
+        """A fresh generation directory (not live until swapped in), made ready by ``init``
+        (an empty index) before anyone else can see it."""
         try:
             self.base.mkdir(parents=True, exist_ok=True)
             numbers = [int(m.group(1)) for m in map(_GENERATION.match, os.listdir(self.base)) if m]
@@ -55,6 +57,8 @@ class IndexLocation:
             fresh.mkdir()
         except OSError as e:
             raise StoreError(f"cannot create a search index generation in {self.base}: {e}") from e
+        if init is not None:
+            init(fresh)
         return fresh
 
     def swap(self, fresh: Path) -> None:

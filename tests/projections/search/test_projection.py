@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 
 import pytest
 
@@ -10,6 +11,7 @@ from archive import events as ev
 from archive.events import Recorded
 from projections import messages
 from projections.search import IndexLocation, Scope, SearchIndex, SearchIndexProjection
+from projections.search.projection import STORE_BLOCK
 from tests.factories import make, message
 
 ORDINARY = Scope(rooms=None)
@@ -133,3 +135,20 @@ def test_applying_and_committing_leave_the_garbage_collector_as_they_found_it(in
 
 def fail(*args):
     raise RuntimeError("a page that fails half-way")
+
+
+def test_every_generation_stores_lines_in_small_blocks(index_root):
+    """The first generation and a rebuild's: their settings survive commits and reopening, and the
+    index reads them back (a hit's line is then read from a small block, not a 16 KB one)."""
+    location = IndexLocation(index_root / "index")
+    projection = SearchIndexProjection(location, heap_mb=20, hold=0)
+    fresh = projection.begin_rebuild()
+    for target in (projection, fresh):
+        target.apply([Recorded(1, message(0, "hello blocks"))])
+        target.commit(1)
+        settings = json.loads((target.directory / "meta.json").read_bytes())["index_settings"]
+        assert settings["docstore_blocksize"] == STORE_BLOCK < 16384
+    projection.finish_rebuild(fresh)
+    projection.close()
+    found = SearchIndex(location, reload_interval=0).search("blocks", ORDINARY, facets=False)
+    assert [hit.body for hit in found.hits] == ["hello blocks"]

@@ -34,7 +34,9 @@ class Turns:
     def __init__(self, limit: int):
         self._lock = threading.Lock()
         self._free = limit
-        self._waiting: deque[threading.Event] = deque()
+        # Each waiter sleeps on a lock of its own, taken for it and released when the turn is its:
+        # the cheapest hand-over there is (an Event is a condition and a lock, in Python code).
+        self._waiting: deque[threading.Lock] = deque()
 
     def __enter__(self) -> None:
         self._take(first=False)
@@ -45,14 +47,15 @@ class Turns:
             if self._free and not self._waiting:
                 self._free -= 1
                 return
-            turn = threading.Event()
+            turn = threading.Lock()
+            turn.acquire()
             self._waiting.appendleft(turn) if first else self._waiting.append(turn)
-        turn.wait()
+        turn.acquire()
 
     def __exit__(self, *exc: object) -> None:
         with self._lock:
             if self._waiting:
-                self._waiting.popleft().set()  # the turn passes on directly: no one can cut in
+                self._waiting.popleft().release()  # the turn passes on directly: no one can cut in
             else:
                 self._free += 1
 

@@ -5,45 +5,66 @@ from __future__ import annotations
 import threading
 
 
+class _Slot:
+    """A caller's item, what became of it, and the lock its caller sleeps on until a leader
+    releases it (once: its item committed, or the lead handed to it)."""
+
+    __slots__ = ("item", "wake", "done", "error")
+
+    def __init__(self, item):
+        self.item = item
+        self.wake = threading.Lock()
+        self.wake.acquire()
+        self.done = False
+        self.error: Exception | None = None
+
+
 class GroupCommit:
-    """Callers of ``write`` from many threads share commits: the first to find none in progress
-    writes the oldest ``max_batch`` items queued by then with ``commit(items)``; the others wait,
-    and whoever finds its item still queued after a commit leads the next one (a leader whose own
-    item was not among the oldest, too). Each caller returns once its item is committed, or raises
-    what the commit raised. ``max_batch`` bounds a commit's parameters (SQLite's audit batch is one
-    statement: 4 per record, and SQLite before 3.32 takes at most 999)."""
+    """Callers of ``write`` from many threads share commits: one caller at a time leads, writing
+    the oldest ``max_batch`` items queued with ``commit(items)`` (its own is the oldest), then
+    hands the lead to the oldest caller still queued, if any. Each caller returns once its item
+    is committed, or raises what the commit raised. ``max_batch`` bounds a commit's parameters
+    (SQLite's audit batch is one statement: 4 per record, and SQLite before 3.32 takes at most 999).
+
+    Each caller sleeps on a lock of its own, which the leader releases: a commit wakes only the
+    callers of its batch and the next leader. (A condition's ``notify_all`` woke every waiting
+    request thread after each commit, and all but those went back to sleep, each after taking the
+    interpreter lock from the threads doing the process's work.)"""
 
     def __init__(self, commit, max_batch: int = 200):
         self._commit = commit
         self._max_batch = max_batch
-        self._cond = threading.Condition()
-        self._queue: list[list] = []  # [item, done, error]
-        self._busy = False
+        self._lock = threading.Lock()
+        self._queue: list[_Slot] = []
+        self._busy = False  # a leader is at work; while none is, the queue is empty
 
     def write(self, item) -> None:
-        slot = [item, False, None]
-        with self._cond:
+        slot = _Slot(item)
+        with self._lock:
             self._queue.append(slot)
-        while True:
-            with self._cond:
-                while self._busy and not slot[1]:
-                    self._cond.wait()
-                if slot[1]:
-                    break
-                self._busy = True
-                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-            self._commit_batch(batch)
-        if slot[2] is not None:
-            raise slot[2]
+            lead, self._busy = not self._busy, True
+        if not lead:
+            slot.wake.acquire()
+        if not slot.done:
+            self._lead()
+        if slot.error is not None:
+            raise slot.error
 
-    def _commit_batch(self, batch: list[list]) -> None:
+    def _lead(self) -> None:
+        """Commit the oldest items (the leader's first among them), wake their callers, pass the lead on."""
+        with self._lock:
+            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
         error = None
         try:
-            self._commit([s[0] for s in batch])
-        except Exception as e:  # noqa: BLE001 - every waiter of the batch gets it
+            self._commit([s.item for s in batch])
+        except Exception as e:  # noqa: BLE001 - every caller of the batch gets it
             error = e
-        with self._cond:
-            for s in batch:
-                s[1], s[2] = True, error
-            self._busy = False
-            self._cond.notify_all()
+        for s in batch:
+            s.done, s.error = True, error
+        with self._lock:
+            successor = self._queue[0] if self._queue else None
+            self._busy = successor is not None
+        if successor is not None:  # first: its commit runs while the batch's callers go on
+            successor.wake.release()
+        for s in batch[1:]:  # the first is the leader's own
+            s.wake.release()

@@ -12,42 +12,82 @@ pool never runs more than its size at once.
 from __future__ import annotations
 
 import threading
-import time
+import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TypeVar
+from queue import SimpleQueue
+from typing import Generic, TypeVar
 
 from .errors import ApiError
 
 T = TypeVar("T")
 
 
+class _Job(Generic[T]):
+    """One piece of work, and the locks its requester and a pool thread meet on (bare locks: the
+    cheapest hand-over there is; a future and a semaphore are conditions in Python code)."""
+
+    __slots__ = ("work", "start", "done", "result", "error")
+
+    def __init__(self, work: Callable[[], T]):
+        self.work = work
+        self.start = threading.Lock()  # taken once: by a pool thread running it, or the requester giving up first
+        self.done = threading.Lock()
+        self.done.acquire()  # released when the work has ended
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+
 class DeadlinePool:
     def __init__(self, workers: int, name: str):
         self.name = name
-        self._slots = threading.BoundedSemaphore(max(1, workers))
-        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix=name)
+        self._size = max(1, workers)
+        self._jobs: SimpleQueue[_Job | None] = SimpleQueue()
+        self._started = 0
+        self._lock = threading.Lock()
+        # The threads hold the queue, not the pool: a pool no longer used ends its threads.
+        weakref.finalize(self, _stop, self._jobs, self._size)
 
     def run(self, work: Callable[[], T], seconds: float) -> T:
-        """``work()``'s result if a slot frees and the work is done within ``seconds``; else 503
-        (work that started finishes unseen)."""
-        deadline = time.monotonic() + seconds
-        if not self._slots.acquire(timeout=seconds):
+        """``work()``'s result if a pool thread takes it up and finishes it within ``seconds``; else
+        503 (work not started by then never is; work that started finishes unseen)."""
+        job = _Job(work)
+        if self._started < self._size:
+            self._start_thread()
+        self._jobs.put(job)
+        if not job.done.acquire(timeout=seconds):
+            job.start.acquire(blocking=False)  # not started yet: now it never will be
             raise self._late(seconds)
-        try:
-            future = self._pool.submit(work)
-        except RuntimeError:
-            self._slots.release()
-            raise
-        future.add_done_callback(lambda _: self._slots.release())
-        try:
-            return future.result(timeout=max(0.0, deadline - time.monotonic()))
-        except FutureTimeout:
-            raise self._late(seconds) from None
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _start_thread(self) -> None:
+        with self._lock:
+            if self._started < self._size:
+                self._started += 1
+                name = f"{self.name}_{self._started - 1}"
+                threading.Thread(target=_serve, args=(self._jobs,), name=name, daemon=True).start()
 
     def _late(self, seconds: float) -> ApiError:
         return ApiError(
             503, f"{self.name}_timeout", f"the {self.name} took longer than {seconds:g} s: narrow it down",
             headers={"Retry-After": "5"},
         )  # fmt: skip
+
+
+def _serve(jobs: SimpleQueue) -> None:
+    """A pool thread: jobs in the order they came, at most one at a time, skipping those given up."""
+    while (job := jobs.get()) is not None:
+        if not job.start.acquire(blocking=False):
+            continue
+        try:
+            job.result = job.work()
+        except BaseException as e:  # noqa: BLE001 - the requester's to raise
+            job.error = e
+        job.done.release()
+        del job
+
+
+def _stop(jobs: SimpleQueue, threads: int) -> None:
+    for _ in range(threads):
+        jobs.put(None)

@@ -18,14 +18,34 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
 
 from archive.errors import ConfigError
 
 GRACEFUL_SECONDS = 10
+HEARTBEAT_SECONDS = 1.0
+
+
+class _Worker(ThreadWorker):
+    """gunicorn's threaded worker, telling the master it is alive at most once a second.
+
+    Its loop tells it on every turn, that is on nearly every request, with a system call
+    (``os.utime`` of the worker's heartbeat file) that gives up the interpreter lock,
+    which the loop thread then waits to get back from the request threads. The master
+    only looks every ``timeout`` seconds (60)."""
+
+    _told = float("-inf")
+
+    def notify(self) -> None:
+        now = time.monotonic()
+        if now - self._told >= HEARTBEAT_SECONDS:
+            self._told = now
+            super().notify()
 
 
 class _Workers(BaseApplication):
@@ -77,7 +97,7 @@ def serve_workers(
     options = {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": _Worker,
         "threads": threads,
         "graceful_timeout": GRACEFUL_SECONDS,
         "timeout": 60,

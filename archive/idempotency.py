@@ -1,11 +1,15 @@
 """Where an event's idempotency key is stored: a slot with insert locality.
 
-The unique key of the store's side index is ``(room, bucket, digest)``: the room,
-the hour its event occurred in, and 8 bytes of the SHA-256 of the event's
-idempotency key (``archive.codec.idempotency_key``). New events of a room fall
-into its newest bucket, so an append writes into a few hot pages per room
-instead of one random page of a store-wide b-tree per event (what made the
-append rate fall as the store grew).
+A key's slot is ``(room, bucket, digest)``: the room, the hour its event occurred
+in, and 8 bytes of the SHA-256 of the event's idempotency key
+(``archive.codec.idempotency_key``). The store's side index is keyed in each
+room's time order (room, whole second, version) and holds the digest, so a
+bucket is one range of that key: an append reads the digests of the buckets its
+events fall in (and of the neighbouring ones near an edge) inside its write
+transaction, holding the writers' lock, and a slot found there is a duplicate.
+New events of a room land at the end of its range, in a few hot pages, and no
+b-tree over random keys is written (what made the append rate fall as the store
+grew), nor a second one for the time order.
 
 The same stanza seen twice (live, in the join's history, in a MAM backfill, in
 an import) does not always carry the same time: live capture stamps the receive
@@ -84,3 +88,17 @@ def probes(entries: list[Entry]) -> list[Slot]:
     """Every slot an entry's key may already be stored in: its own and, near an edge, the neighbour."""
     own = [(e[0].room, e[2], e[3]) for e in entries]
     return own + [(e[0].room, e[4], e[3]) for e in entries if e[4] is not None]
+
+
+class Probe:
+    """The look-up of a batch's slots in the store: the buckets to read (``buckets``: room, bucket),
+    and which of the slots found there are the batch's (``among``)."""
+
+    def __init__(self, entries: list[Entry]):
+        self._entries = entries
+        self.buckets = {(e[0].room, e[2]) for e in entries}
+        self.buckets.update([(e[0].room, e[4]) for e in entries if e[4] is not None])
+
+    def among(self, stored: set[Slot]) -> set[Slot]:
+        """The batch's slots among these stored ones (each slot of every bucket read, usually few)."""
+        return stored.intersection(probes(self._entries)) if stored else stored

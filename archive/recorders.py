@@ -3,12 +3,13 @@
 The library's ``stored_events`` table is kept exactly as eventsourcing defines
 it. Beside it, in the same transaction as every insert, the archive writes:
 
-- ``archive_event_index``: one row per event, keyed by its idempotency slot
-  ``(room, bucket, digest)`` (``archive.idempotency``: unique, so the same key is
-  never committed twice in one bucket; a look-up of the neighbouring bucket in
-  the same transaction covers a bucket's edges), with its version, its
-  ``occurred_at`` as epoch seconds (time-range reads of a room walk an index on
-  it) and its hash-chain link;
+- ``archive_event_index``: one row per event, keyed in the room's order
+  ``(room, whole second, version)`` (time-range reads of a room walk this key),
+  with the 8-byte digest of its idempotency key, its ``occurred_at`` as epoch
+  seconds and its hash-chain link. The key is also where an idempotency slot
+  (``archive.idempotency``: room, hour bucket, digest) is looked up: a bucket is
+  one range of the key, read with the writers' lock held, in the insert's
+  transaction, so no two writers can both find a slot empty;
 - ``archive_rooms``: every room JID (originator id) that has events;
 - ``archive_audit``: the audit trail (``archive.audit``), outside the event log so
   that reads never become events the projections must step over;
@@ -16,8 +17,8 @@ it. Beside it, in the same transaction as every insert, the archive writes:
   started at (see ``archive.chain``).
 
 The stores: ``archive.sqlite_recorder`` and ``archive.postgres_recorder``;
-``archive.key_upgrade`` moves a store made with the earlier side index (a text
-idempotency key) to this one in place. Both recorders expose the same few extra
+``archive.key_upgrade`` moves a store made with an earlier side index (keyed by
+the text idempotency key, or by the slot) to this one in place. Both recorders expose the same few extra
 queries, used by ``EventStore``.
 """
 
@@ -27,9 +28,11 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .idempotency import BUCKET, Slot
+
 # (originator_id, originator_version, topic, state): an event as the events table holds it
 EventRow = tuple[str, int, str, bytes]
-# (originator_id, bucket, digest, originator_version, occurred_at epoch seconds, chain link or None)
+# (originator_id, whole second, originator_version, digest, occurred_at epoch seconds, chain link or None)
 IndexRow = tuple[str, int, int, int, float, bytes | None]
 # (position, originator_version, state)
 RoomRow = tuple[int, int, bytes]
@@ -39,6 +42,16 @@ RangeRow = tuple[int, int, bytes, int]
 HeadRow = tuple[str, int, bytes, int]
 
 _FAR = 2**62  # seconds: beyond any time an event carries
+
+
+def bucket_spans(buckets: Iterable[tuple[str, int]]) -> list[tuple[str, int, int]]:
+    """The key ranges that hold these (room, bucket)s: (room, first second, second after the last)."""
+    return [(room, bucket * BUCKET, (bucket + 1) * BUCKET) for room, bucket in buckets]
+
+
+def stored_slots_of(rows: Iterable[tuple[str, int, int]]) -> set[Slot]:
+    """The slots of (room, second, digest) rows of the side index."""
+    return {(room, second // BUCKET, digest) for room, second, digest in rows}
 
 
 def range_params(oid: str, after: tuple[int, int] | None, limit: int, t_from: float | None, t_to: float | None):

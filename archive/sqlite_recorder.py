@@ -2,29 +2,42 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import msgspec
+from eventsourcing.persistence import IntegrityError
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteConnectionPool, SQLiteFactory
 
 from .audit_tables import SQLiteAuditTable
-from .idempotency import Slot, bucket_of, key_digest
+from .idempotency import Probe, Slot, key_digest
 from .key_upgrade import upgrade_sqlite_index
-from .recorders import EventRow, HeadRow, IndexRow, RangeRow, RoomRow, chunks, range_params
+from .recorders import (
+    EventRow, HeadRow, IndexRow, RangeRow, RoomRow, chunks, range_params, bucket_spans, stored_slots_of,
+)
 
-SECOND = "CAST(occurred_at AS INTEGER)"  # the whole second, for times after 1970
+# Keyed in the room's order, (whole second, version): time-ranged reads walk the key from where
+# the last page stopped, nothing is sorted; an idempotency slot's bucket is one range of it.
 INDEX_TABLE = (
-    "CREATE TABLE {name} (originator_id TEXT NOT NULL, bucket INTEGER NOT NULL, digest INTEGER NOT NULL, "
-    "originator_version INTEGER NOT NULL, occurred_at REAL NOT NULL, chain BLOB, "
-    "PRIMARY KEY (originator_id, bucket, digest)) WITHOUT ROWID"
+    "CREATE TABLE {name} (originator_id TEXT NOT NULL, second INTEGER NOT NULL, "
+    "originator_version INTEGER NOT NULL, digest INTEGER NOT NULL, occurred_at REAL NOT NULL, chain BLOB, "
+    "PRIMARY KEY (originator_id, second, originator_version)) WITHOUT ROWID"
 )
-# Time-ranged reads walk this in the room order (whole second, then version):
-# each page continues where the last one stopped, nothing is sorted.
-WALK_INDEX = (
-    f"CREATE INDEX IF NOT EXISTS archive_event_index_walk ON archive_event_index "
-    f"(originator_id, {SECOND}, originator_version)"
+# The digests stored in the slots' buckets: one seek per bucket (the spans, a JSON array of
+# [room, first second, second after the last]), then its range. A batch's buckets hold few rows
+# beside its own (the newest hours of its rooms), fewer than the digests it looks for.
+_STORED_SLOTS = (
+    "SELECT i.originator_id, i.second, i.digest FROM json_each(?) AS s CROSS JOIN archive_event_index AS i "
+    "WHERE i.originator_id=s.value->>0 AND i.second>=s.value->>1 AND i.second<s.value->>2"
 )
+_json = msgspec.json.Encoder()
+
+
+def _stored_slots(c: Any, probe: Probe) -> set[Slot]:
+    c.execute(_STORED_SLOTS, (_json.encode(bucket_spans(probe.buckets)).decode(),))
+    return probe.among(stored_slots_of(c.fetchall()))
 
 
 class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
@@ -35,7 +48,6 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
             *super().construct_create_table_statements(),
             INDEX_TABLE.format(name="IF NOT EXISTS archive_event_index"),
             "DROP INDEX IF EXISTS archive_event_index_time",
-            WALK_INDEX,
             "CREATE TABLE IF NOT EXISTS archive_rooms (room TEXT PRIMARY KEY) WITHOUT ROWID",
             "CREATE TABLE IF NOT EXISTS archive_chain_heads (stream TEXT PRIMARY KEY, "
             "version INTEGER NOT NULL, link BLOB NOT NULL, genesis_version INTEGER NOT NULL) WITHOUT ROWID",
@@ -47,21 +59,17 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
     def create_table(self) -> None:
         super().create_table()
         with self.datastore.transaction(commit=True) as c:
-            upgrade_sqlite_index(c, INDEX_TABLE, WALK_INDEX)
+            upgrade_sqlite_index(c, INDEX_TABLE)
 
     def _insert_events(self, c: Any, stored_events: Sequence[EventRow], **kwargs: Any) -> list[int]:
-        # The look-up of neighbouring buckets (``archive.idempotency``) inside the write
-        # transaction, so that no writer can store a duplicate between look-up and insert:
-        # a probe copies the row it finds onto itself, which the unique key rejects
-        # (an IntegrityError: the store looks the batch's keys up and tries again).
-        c.executemany(
-            "INSERT INTO archive_event_index SELECT * FROM archive_event_index "
-            "WHERE originator_id=? AND bucket=? AND digest=?",
-            kwargs.get("edge_probes", ()),
-        )
         # One executemany instead of the library's row-by-row inserts; rowids of a
-        # single transaction on a table without deletes are consecutive.
+        # single transaction on a table without deletes are consecutive. Being the
+        # first write, it takes SQLite's one write lock: the look-up below sees every
+        # key committed before, and none can be committed until this transaction ends.
         c.executemany(self.insert_events_statement, stored_events)
+        probe: Probe | None = kwargs.get("probe")
+        if probe and _stored_slots(c, probe):
+            raise IntegrityError("an event of the batch is stored already (its idempotency slot holds its key)")
         c.execute(self.select_max_notification_id_statement)
         last = c.fetchone()[0]
         index_rows: list[IndexRow] = kwargs.get("index_rows", [])
@@ -73,17 +81,10 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
         c.executemany("INSERT OR REPLACE INTO archive_chain_heads VALUES (?,?,?,?)", kwargs.get("chain_heads", ()))
         return list(range(last - len(stored_events) + 1, last + 1))
 
-    def known_slots(self, slots: Sequence[Slot]) -> set[tuple[str, int]]:
-        """(room, digest) of the slots that hold a key."""
-        found: set[tuple[str, int]] = set()
+    def stored_slots(self, probe: Probe) -> set[Slot]:
+        """The probed slots that hold a key."""
         with self.datastore.transaction(commit=False) as c:
-            for slot in slots:
-                c.execute(
-                    "SELECT 1 FROM archive_event_index WHERE originator_id=? AND bucket=? AND digest=?", slot
-                )
-                if c.fetchone():
-                    found.add((slot[0], slot[2]))
-        return found
+            return _stored_slots(c, probe)
 
     def room_heads(self, originator_ids: Iterable[str]) -> dict[str, tuple[int, HeadRow | None]]:
         """Each stream's last version and its chain head (None before its chain began)."""
@@ -170,15 +171,12 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
 
     def _room_range_sql(self) -> str:
         return (
-            f"SELECT e.rowid, e.originator_version, e.state, {SECOND} FROM archive_event_index i "
+            "SELECT e.rowid, e.originator_version, e.state, i.second FROM archive_event_index i "
             f"JOIN {self.events_table_name} e ON e.originator_id=i.originator_id "
             "AND e.originator_version=i.originator_version "
-            # (second, version) > (?, ?) spelled so that SQLite seeks the index to the second
-            # (it does not seek on a row value over an expression)
-            f"WHERE i.originator_id=?1 AND {SECOND} >= ?2 "
-            f"AND ({SECOND} > ?2 OR i.originator_version > ?3) "
-            f"AND {SECOND} <= ?4 AND i.occurred_at>=?5 AND i.occurred_at<?6 "
-            f"ORDER BY {SECOND}, i.originator_version LIMIT ?7"
+            "WHERE i.originator_id=?1 AND (i.second, i.originator_version) > (?2, ?3) "
+            "AND i.second <= ?4 AND i.occurred_at>=?5 AND i.occurred_at<?6 "
+            "ORDER BY i.second, i.originator_version LIMIT ?7"
         )
 
 
@@ -201,9 +199,10 @@ class _ArchiveSQLitePool(SQLiteConnectionPool):
         # A purge deletes for good: the freed space is overwritten (appends never delete, so this costs
         # them nothing).
         raw.execute("PRAGMA secure_delete=ON")
-        # For the in-place upgrade of an older side index (``archive.key_upgrade``): the slot of a stored key.
+        # For the in-place upgrade of an older side index (``archive.key_upgrade``): a stored key's
+        # digest, a time's whole second (the floor, as the store computes it, before 1970 too).
         raw.create_function("archive_key_digest", 1, key_digest, deterministic=True)
-        raw.create_function("archive_bucket", 1, bucket_of, deterministic=True)
+        raw.create_function("archive_second", 1, math.floor, deterministic=True)
         return connection
 
 

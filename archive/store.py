@@ -12,21 +12,22 @@ duplicate occurs within ``archive.idempotency.WINDOW`` (10 minutes) of its
 original's time** (clock skew between server and archive plus delivery delay;
 replays and imports carry the original's own time). Every event's key
 (``archive.codec.idempotency_key``) is stored in a slot (room, hour bucket,
-digest) whose unique key rejects a second copy in the same hour; an event within
-``WINDOW`` of its hour's edge is also looked up in the neighbouring hour, in the
-write transaction. A later copy more than ``WINDOW`` from its original, in
-another hour and not itself within ``WINDOW`` of the edge next to the original's
-hour, is stored a second time (unless both are in one batch). Why slots: new
-keys land in a few hot pages per room rather than in random pages of one
-store-wide index, so the append rate does not fall as the store grows (see
-``archive.idempotency``).
+digest), looked up in the write transaction with the writers' lock held, so a
+second copy in the same hour is rejected; an event within ``WINDOW`` of its
+hour's edge is also looked up in the neighbouring hour. A later copy more than
+``WINDOW`` from its original, in another hour and not itself within ``WINDOW`` of
+the edge next to the original's hour, is stored a second time (unless both are
+in one batch). Why slots: new
+keys land at the end of the room's range of the side index, in a few hot pages,
+rather than in random pages of one store-wide index, so the append rate does not
+fall as the store grows (see ``archive.idempotency``).
 
 Concurrency: versions are assigned from an in-memory head per room. If another
 writer took a version (the recorder's unique (room, version) key) or the event
 was stored before (its slot, or the neighbouring one), the batch is rolled back,
 heads are reloaded and already-stored events dropped, and the batch is tried
-again. The first attempt does not look stored keys up: the unique key and the
-in-transaction probe of neighbouring slots reject duplicates.
+again. The first attempt does not look stored keys up before its transaction:
+the in-transaction look-up of the batch's slots rejects duplicates.
 
 Tamper evidence: every event's hash-chain link (``archive.chain``) is computed
 from its stream's head link, kept in memory beside the version, and written with
@@ -35,6 +36,7 @@ the event and the stream's new head in the same transaction.
 
 from __future__ import annotations
 
+import math
 import random
 import sqlite3
 import threading
@@ -53,7 +55,7 @@ from .audit_store import MAX_ATTEMPTS, AuditStore
 from .codec import from_msgpack, to_msgpack
 from .errors import ConcurrencyError, EventDecodeError, StoreError, StoreUnavailable
 from .events import AUDIT_STREAM, SYSTEM_STREAMS, ChainHead, Event, Recorded
-from .idempotency import Entry, every_slot, probes, slotted
+from .idempotency import Entry, Probe, every_slot, probes, slotted
 from .recorders import EventRow, HeadRow, IndexRow
 
 # Events per transaction at most: writers hand over everything queued up to this many. A commit
@@ -163,9 +165,9 @@ class EventStore(AuditStore):
             for attempt in range(MAX_ATTEMPTS):
                 try:
                     # Optimistic first attempt: most batches hold nothing stored before, and the
-                    # unique key rejects any that does, so the look-up of known keys (9-19% of
-                    # append time) is only made when an attempt has failed. A copy looks up at
-                    # once: resumed, it starts with what the target holds already.
+                    # look-up in the write transaction rejects any that does, so the look-up of
+                    # known keys beforehand is only made when an attempt has failed. A copy looks
+                    # up at once: resumed, it starts with what the target holds already.
                     return self._try_insert(entries, check_known=attempt > 0 or placed is not None, placed=placed)
                 except (IntegrityError, OperationalError) as e:
                     if _connection_lost(e):
@@ -182,8 +184,8 @@ class EventStore(AuditStore):
 
     def _try_insert(self, entries: list[Entry], *, check_known: bool, placed: _Placed | None) -> list[Recorded]:
         if check_known:
-            known = self._recorder.known_slots(probes(entries))
-            new = [i for i, entry in enumerate(entries) if (entry[0].room, entry[3]) not in known]
+            known = self._recorder.stored_slots(Probe(entries))
+            new = [i for i, entry in enumerate(entries) if known.isdisjoint(probes([entry]))]
             entries = [entries[i] for i in new]
             placed = placed and placed.only(new)
         if not entries:
@@ -205,7 +207,8 @@ class EventStore(AuditStore):
         stored: list[EventRow] = []
         index_rows: list[IndexRow] = []
         link = chain.link if self._chained else None
-        for i, (event, t, bucket, digest, _) in enumerate(entries):
+        floor = math.floor
+        for i, (event, t, _, digest, _) in enumerate(entries):
             room = event.room
             head = heads[room]
             version = head[0] = head[0] + 1 if placed is None else placed.move(head, room, i)
@@ -213,14 +216,14 @@ class EventStore(AuditStore):
             stored.append((room, version, event.__struct_config__.tag, state))
             if link is not None:
                 head[1] = link(head[1] or chain.genesis(room), version, state)
-            index_rows.append((room, bucket, digest, version, t, head[1] if link else None))
+            index_rows.append((room, floor(t), version, digest, t, head[1] if link else None))
         chain_heads: list[HeadRow] = []
         if link is not None:
             chain_heads = [(room, *head) for room, head in heads.items()]
         positions = self._recorder.insert_events(
             stored,
             index_rows=index_rows,
-            edge_probes=[(e[0].room, e[4], e[3]) for e in entries if e[4] is not None],
+            probe=Probe(entries),
             new_rooms=new_rooms,
             chain_heads=chain_heads,
         )

@@ -1,4 +1,5 @@
-"""Stores as the code before slotted idempotency keys (issue 15) left them, for the in-place upgrade tests.
+"""Stores as earlier code left them, for the in-place upgrade tests: before slotted idempotency keys
+(issue 15), and with the side index keyed by the slot (issue 15's first shape).
 
 The side index's DDL below is the earlier code's, captured verbatim in spirit: ``idem_key`` text primary
 key, then the room, version, time and (from issue 14 on) the chain link; the walk index as it was.
@@ -37,6 +38,42 @@ OLD_POSTGRES_IN_PLACE = [
     "CREATE INDEX archive_event_index_walk ON archive_event_index "
     "(originator_id, floor(occurred_at), originator_version)",
 ]
+
+
+# Issue 15's first slotted side index: keyed by the slot (room, hour bucket, digest), the walk index beside it.
+SLOTS_SQLITE = (
+    "CREATE TABLE archive_event_index_old (originator_id TEXT NOT NULL, bucket INTEGER NOT NULL, "
+    "digest INTEGER NOT NULL, originator_version INTEGER NOT NULL, occurred_at REAL NOT NULL, chain BLOB, "
+    "PRIMARY KEY (originator_id, bucket, digest)) WITHOUT ROWID"
+)
+SLOTS_POSTGRES = (
+    "CREATE TABLE archive_event_index_old (originator_id text NOT NULL, bucket bigint NOT NULL, "
+    "digest bigint NOT NULL, originator_version bigint NOT NULL, occurred_at double precision NOT NULL, "
+    "chain bytea, PRIMARY KEY (originator_id, bucket, digest))"
+)
+SLOTS_FILLED = (
+    "INSERT INTO archive_event_index_old SELECT originator_id, second / 3600, digest, originator_version, "
+    "occurred_at, chain FROM archive_event_index"
+)
+
+
+def downgrade_to_slots(store_url: str) -> int:
+    """Put a store's side index back into its slot-keyed shape; returns the rows written."""
+    location = StoreLocation.parse(store_url)
+    if location.kind == "sqlite":
+        with sqlite3.connect(location.path) as conn:
+            conn.execute(SLOTS_SQLITE)
+            rows = conn.execute(SLOTS_FILLED).rowcount
+            for statement in OLD_SQLITE_IN_PLACE:
+                conn.execute(statement)
+            return rows
+    with psycopg.connect(host=location.host, user=location.user, dbname=location.dbname,
+                         options=f"-c search_path={location.schema}") as conn:
+        conn.execute(SLOTS_POSTGRES)
+        rows = conn.execute(SLOTS_FILLED).rowcount
+        for statement in OLD_POSTGRES_IN_PLACE:
+            conn.execute(statement)
+        return rows
 
 
 def downgrade(store_url: str, *, chained: bool = True) -> int:

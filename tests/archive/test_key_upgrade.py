@@ -1,4 +1,5 @@
-"""A store made with the earlier side index (text idempotency keys) is upgraded in place on opening."""
+"""A store made with an earlier side index (text idempotency keys, or keyed by the slot) is upgraded in place
+on opening."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from archive.integrity import verify_integrity, write_checkpoint
 from archive.lease import LeaseHeld, StoreLease
 from archive.retention import purge
 from archive.settings import RetentionSettings
-from tests.archive.old_schema import downgrade
+from tests.archive.old_schema import downgrade, downgrade_to_slots
 from tests.factories import T0, at, make, message
 
 LOBBY, DEV = "lobby@conference.localhost", "dev@conference.localhost"
@@ -31,7 +32,7 @@ def history():
 
 def side_index(store_url: str) -> set[tuple]:
     location = StoreLocation.parse(store_url)
-    sql = "SELECT originator_id, bucket, digest, originator_version, occurred_at, chain FROM archive_event_index"
+    sql = "SELECT originator_id, second, originator_version, digest, occurred_at, chain FROM archive_event_index"
     if location.kind == "sqlite":
         with sqlite3.connect(location.path) as conn:
             return set(conn.execute(sql).fetchall())
@@ -40,16 +41,31 @@ def side_index(store_url: str) -> set[tuple]:
         return {tuple(row) for row in conn.execute(sql).fetchall()}
 
 
-def test_an_old_store_is_upgraded_to_the_slots_the_new_code_writes_and_keeps_working(store_url):
+def side_index_btrees(store_url: str) -> list[str]:
+    """The indexes beside the side table's own key (the store writes none: one b-tree per row)."""
+    location = StoreLocation.parse(store_url)
+    if location.kind == "sqlite":
+        with sqlite3.connect(location.path) as conn:
+            sql = "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='archive_event_index'"
+            return [row[0] for row in conn.execute(sql).fetchall()]
+    with psycopg.connect(host=location.host, user=location.user, dbname=location.dbname) as conn:
+        sql = "SELECT indexname FROM pg_indexes WHERE schemaname=%s AND tablename='archive_event_index'"
+        names = [row[0] for row in conn.execute(sql, (location.schema,)).fetchall()]
+        return [name for name in names if name != "archive_event_index_pkey"]
+
+
+@pytest.mark.parametrize("earlier", [downgrade, downgrade_to_slots])
+def test_an_old_store_is_upgraded_to_the_side_index_the_new_code_writes_and_keeps_working(store_url, earlier):
     with open_event_store(store_url) as store:
         store.append(history())
         write_checkpoint(store)
         lease = StoreLease(store, "listener")
         lease.acquire()
     written = side_index(store_url)
-    assert downgrade(store_url) == len(written)
+    assert earlier(store_url) == len(written) and side_index_btrees(store_url) == ["archive_event_index_walk"]
     with open_event_store(store_url) as store:
-        assert side_index(store_url) == written  # the same slots, digests, versions, times and links
+        assert side_index(store_url) == written  # the same digests, versions, times and links
+        assert side_index_btrees(store_url) == []
         # Nothing already stored is stored again, whether by the same time or a copy across an edge.
         assert store.append(history()) == []
         assert store.append([message(59, stanza_id="s-3", room=LOBBY, capture=ev.Capture.BACKFILL)]) == []

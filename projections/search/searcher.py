@@ -50,6 +50,8 @@ FEW_ROOMS = 32
 # Candidates per index segment: counts are exact unless a value outside a segment's top
 # (10 x the facets asked for) is in the overall top; a bigger pool costs much more per search.
 FACET_POOL = 10
+# Totals a searcher remembers (queries; all are forgotten when it is replaced, or this many are held).
+KNOWN_TOTALS = 1_024
 
 
 class _Cursor(msgspec.Struct, array_like=True, frozen=True):
@@ -77,6 +79,7 @@ class SearchIndex:
         self._position = 0
         self._committed: bytes | None = None
         self._edges: tuple[tantivy.Searcher | None, dict[bool, int | None]] = (None, {})
+        self._totals: tuple[tantivy.Searcher | None, dict] = (None, {})
 
     # -- public ----------------------------------------------------------------------
 
@@ -120,6 +123,7 @@ class SearchIndex:
         clauses += [(Occur.Must, matched)] if matched else []
         # A lone clause goes bare: the same scores, and tantivy scores a term without the boolean's overhead.
         base = clauses[0][1] if len(clauses) == 1 and clauses[0][0] is Occur.Must else Query.boolean_query(clauses)
+        totals, asked = self._known_totals(searcher), (node, scope)
         if sort is Sort.RELEVANCE:
             offset = after.offset if after else 0
             limit = max(1, min(limit, MAX_RELEVANCE_DEPTH - offset))
@@ -128,8 +132,10 @@ class SearchIndex:
             more = more and offset + limit < MAX_RELEVANCE_DEPTH
             next_cursor = _Cursor(check, offset=offset + limit) if more else None
         else:
-            page, total, more = time_page(searcher, base, limit, sort is Sort.NEWEST, after, self._edge_of(searcher))
+            newest, edge = sort is Sort.NEWEST, self._edge_of(searcher)
+            page, total, more = time_page(searcher, base, limit, newest, after, edge, totals.get(asked))
             next_cursor = _Cursor(check, ts=page[-1][1], key=page[-1][2]) if more else None
+        totals[asked] = total
         marks = highlight.Marks(translator.highlights)
         hits = [self._hit(searcher, address, score, scope, marks, sort) for score, _, _, address in page]
         return SearchResults(
@@ -202,6 +208,17 @@ class SearchIndex:
             return edges[newest]
 
         return edge
+
+    def _known_totals(self, searcher: tantivy.Searcher) -> dict:
+        """Every match counted by this searcher, by query (syntax tree and scope): the same for
+        every page and both sorts until a commit is reloaded (a new searcher). A relevance page
+        counts in the pass that scores; a time-sorted page would count apart, visiting every
+        match again (half of a common word's newest page at 1M, ~3.5 ms at 10M)."""
+        held, totals = self._totals
+        if held is not searcher or len(totals) >= KNOWN_TOTALS:
+            totals = {}
+            self._totals = (searcher, totals)
+        return totals
 
     def _hit(self, searcher, address, score, scope: Scope, marks: highlight.Marks, sort: Sort) -> Hit:
         line = line_of(searcher.doc(address))

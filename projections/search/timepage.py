@@ -31,12 +31,13 @@ FEW_KEYS = 16
 WINDOW_PAGES = 2
 
 
-def time_page(searcher, base: Query, limit: int, newest: bool, after, edge) -> tuple[list, int, bool]:
+def time_page(searcher, base: Query, limit: int, newest: bool, after, edge, total: int | None = None) -> tuple[list, int, bool]:
     """(None, ts, key, address) rows, the total, whether more follow. ``key`` is None where
     no equal time needed it, except in the last row when more follow (the cursor's).
 
     ``after``: the cursor (ts, key) or None; ``edge(newest)``: the index's newest (oldest)
-    finest bucket (``span_unit``), None when there is none.
+    finest bucket (``span_unit``), None when there is none; ``total``: the total when it is
+    known (it then chooses the window, and nothing is counted).
 
     tantivy orders by one fast field and breaks ties its own way, so when the
     page boundary falls inside a run of equal times, that run is fetched whole
@@ -45,7 +46,9 @@ def time_page(searcher, base: Query, limit: int, newest: bool, after, edge) -> t
     query = base if after is None else _and(base, _beyond(after.ts, after.key, newest))
     anchor = span_unit(after.ts) if after is not None else edge(newest)
     # A cursor's page is counted apart in any case: first, so that it chooses the window.
-    hits, total = None, _count(searcher, base) if after is not None else None
+    hits = None
+    if total is None and after is not None:
+        total = _count(searcher, base)
     if anchor is not None:
         query, hits, total = _windowed(searcher, base, query, limit, newest, anchor, total)
     if hits is None and total is None and after is None:

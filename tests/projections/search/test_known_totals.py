@@ -1,0 +1,77 @@
+"""A query's total is counted once per searcher: the pages after the first and the other sort
+orders take it from the search that counted it, until a commit is reloaded."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from archive.events import Recorded
+from projections.search import IndexLocation, Scope, SearchIndex, SearchIndexProjection
+from tests.factories import T0, message
+
+
+class _CountingSearches:
+    """A searcher that counts the searches asked for a total."""
+
+    def __init__(self, searcher):
+        self._searcher = searcher
+        self.counted = 0
+
+    def search(self, query, *args, **kwargs):
+        result = self._searcher.search(query, *args, **kwargs)
+        self.counted += kwargs.get("count", True) and result.count is not None
+        return result
+
+    def __getattr__(self, name):
+        return getattr(self._searcher, name)
+
+
+def _feed(projection, first: int, n: int, body: str) -> None:
+    projection.apply([Recorded(first + i, message(0, body, stanza_id=f"s{first + i}", occurred_at=T0 + timedelta(minutes=first + i)))
+                      for i in range(n)])
+    projection.commit(first + n - 1)
+
+
+@pytest.fixture
+def indexed(index_root):
+    location = IndexLocation(index_root / "index")
+    projection = SearchIndexProjection(location, heap_mb=20, hold=0)
+    _feed(projection, 1, 30, "deploy the fox")
+    yield location, projection
+    projection.close()
+
+
+def _walk(index, scope, sort):
+    pages, cursor = [], None
+    while True:
+        found = index.search("deploy", scope, sort=sort, limit=7, cursor=cursor, facets=False)
+        pages.append(([hit.position for hit in found.hits], found.total))
+        cursor = found.next_cursor
+        if cursor is None:
+            return pages
+
+
+@pytest.mark.parametrize("scope", [Scope(rooms=None), Scope(rooms=None, compliance=True)], ids=str)
+def test_a_total_once_counted_is_not_counted_again(indexed, monkeypatch, scope):
+    location, _ = indexed
+    index = SearchIndex(location, reload_interval=3600)
+    expected = {sort: _walk(SearchIndex(location, reload_interval=3600), scope, sort) for sort in ("newest", "oldest")}
+    searcher = _CountingSearches(index._refresh())
+    monkeypatch.setattr(index, "_refresh", lambda: searcher)
+    assert index.search("deploy", scope, facets=False).total == 30
+    searcher.counted = 0
+    for sort in ("newest", "oldest"):
+        assert _walk(index, scope, sort) == expected[sort]
+    assert searcher.counted == 0
+    assert index.search("fox", scope, sort="newest", facets=False).total == 30 and searcher.counted > 0  # not known: counted
+
+
+def test_a_reloaded_commit_is_counted_again(indexed):
+    location, projection = indexed
+    index = SearchIndex(location, reload_interval=0)
+    assert index.search("deploy", Scope(rooms=None), sort="newest", limit=5, facets=False).total == 30
+    _feed(projection, 31, 4, "deploy again")
+    for sort in ("newest", "relevance", "oldest"):
+        assert index.search("deploy", Scope(rooms=None), sort=sort, limit=5, facets=False).total == 34

@@ -27,6 +27,7 @@ stored a second time.
 
 from __future__ import annotations
 
+import struct
 from hashlib import sha256
 
 from .codec import idempotency_key
@@ -40,8 +41,12 @@ Slot = tuple[str, int, int]
 
 
 def key_digest(key: str) -> int:
-    """The key's 8-byte digest as a signed 64-bit integer (a column both stores hold natively)."""
-    return int.from_bytes(sha256(key.encode()).digest()[:8], "big", signed=True)
+    """The key's 8-byte digest as a signed 64-bit integer (a column both stores hold natively): the first
+    8 bytes of its SHA-256, big-endian."""
+    return _first_int64(sha256(key.encode()).digest())[0]
+
+
+_first_int64 = struct.Struct(">q").unpack_from
 
 
 def bucket_of(t: float) -> int:

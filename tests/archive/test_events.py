@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import msgspec
 import pytest
 from hypothesis import given
@@ -104,3 +106,10 @@ class TestIdempotencyKey:
         again = make(ev.OccupantJoined, 0, nick="a", recorded_at=T0.replace(hour=13), capture=ev.Capture.IMPORT)
         later = make(ev.OccupantJoined, 1, nick="a")
         assert codec.idempotency_key(first) == codec.idempotency_key(again) != codec.idempotency_key(later)
+
+
+@given(any_event)
+def test_events_and_their_records_are_not_tracked_by_the_garbage_collector(event):
+    """They can be in no reference cycle; tracked, every full collection walked each event a batch holds."""
+    assert not gc.is_tracked(codec.from_msgpack(codec.to_msgpack(event)))
+    assert not gc.is_tracked(ev.Recorded(1, event))

@@ -209,6 +209,11 @@ class SearchIndex:
 
         return edge
 
+    def forget_known_totals(self) -> None:
+        """Count every query's total again, as after a reload: what a query's first time-sorted
+        search on a commit costs (``bench.search`` measures that, not the known-total path)."""
+        self._totals = (None, {})
+
     def _known_totals(self, searcher: tantivy.Searcher) -> dict:
         """Every match counted by this searcher, by query (syntax tree and scope): the same for
         every page and both sorts until a commit is reloaded (a new searcher). A relevance page

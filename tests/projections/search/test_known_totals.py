@@ -75,3 +75,15 @@ def test_a_reloaded_commit_is_counted_again(indexed):
     _feed(projection, 31, 4, "deploy again")
     for sort in ("newest", "relevance", "oldest"):
         assert index.search("deploy", Scope(rooms=None), sort=sort, limit=5, facets=False).total == 34
+
+
+def test_forgotten_totals_are_counted_again(indexed, monkeypatch):
+    location, _ = indexed
+    index = SearchIndex(location, reload_interval=3600)
+    searcher = _CountingSearches(index._refresh())
+    monkeypatch.setattr(index, "_refresh", lambda: searcher)
+    index.search("deploy", Scope(rooms=None), facets=False)
+    index.forget_known_totals()
+    searcher.counted = 0
+    assert index.search("deploy", Scope(rooms=None), sort="newest", limit=5, facets=False).total == 30
+    assert searcher.counted > 0

@@ -41,7 +41,8 @@ from . import runs
 from .corpus import SIZES, CorpusSpec, from_irc_log, generate, write_ndjson
 from .machine import machine, versions
 from .measure import Results, StageRun, peak_rss_self
-from .results import load1, loadavg, render, write
+from .files import write
+from .results import load1, loadavg, render
 
 HERE = Path(__file__).parent
 POSTGRES_DSN = "host=127.0.0.1 user=postgres dbname=postgres"

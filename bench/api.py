@@ -26,6 +26,7 @@ from chat_archive.bootstrap import open_search_index, search_projection, view_pr
 from projections.rebuild import rebuild
 
 from .corpus import START, CorpusSpec, query_set, room_jid
+from .files import open_new, write
 from .measure import Figure, Results, Stopwatch, peak_rss_of
 from .setup import bench_config, config_toml
 from .stages import index_dir, store_url
@@ -145,11 +146,11 @@ class Server:
         twin = index_dir(self.workdir, "SQLite") if self.ctx["store"] == "PostgreSQL" else None
         ensure_views_and_index(config, self.ctx["store"], self.results, twin=twin, events=self.spec.events)
         config_file = self.workdir / f"{self.name}.toml"
-        config_file.write_text(config_toml(config))
+        write(config_file, config_toml(config))
         cli = [sys.executable, "-m", "chat_archive.cli", "--config", str(config_file)]
         self.token = subprocess.run([*cli, "token", "create", "--role", "compliance", "--label", "bench"],
                                     check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        self.log = open(self.workdir / f"{self.name}.log", "w")
+        self.log = open_new(self.workdir / f"{self.name}.log")
         workers = ["--workers", str(self.workers)] if self.workers else []
         self.proc = subprocess.Popen([sys.executable, "-m", self.module, *cli[3:], "serve", *workers], stdout=self.log,
                                      stderr=subprocess.STDOUT)
@@ -249,12 +250,12 @@ def _wrk(server: Server, paths: list[str], label: str, duration: int = DURATION)
     if not shutil.which("wrk"):
         raise RuntimeError("wrk is not installed (./dev installs it)")
     script = server.workdir / f"wrk-{label}.lua"
-    script.write_text(_LUA % (", ".join(f'"{p}"' for p in paths), server.token))
+    write(script, _LUA % (", ".join(f'"{p}"' for p in paths), server.token))
     out = subprocess.run(
         ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency", "-s", str(script),
          f"http://127.0.0.1:{server.port}"], check=True, capture_output=True, text=True, timeout=duration + 60,
     ).stdout
-    (server.workdir / f"wrk-{label}.txt").write_text(out)
+    write(server.workdir / f"wrk-{label}.txt", out)
     # Only answered requests count: a 503 (a search past its deadline) is not a search served.
     done = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
     refused = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)

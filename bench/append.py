@@ -24,6 +24,7 @@ from archive.idempotency import key_digest
 from archive.store import MAX_BATCH
 
 from .corpus import CorpusSpec, generate
+from .files import write
 from .measure import Figure, Results, Stopwatch, batched, dir_bytes
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
@@ -208,7 +209,7 @@ def run_append(spec: CorpusSpec, workdir: Path, results: Results, *, postgres: b
     raw_bytes = sum(p.stat().st_size for p in workdir.glob("raw.sqlite*"))
     results.add(Figure("disk", "event store, SQLite, bytes per event", store_bytes / n, "B", raw_bytes / n,
                        "raw table of the same payloads", higher_is_better=False))
-    (workdir / "raw-bytes.txt").write_text(str(raw_bytes))
+    write(workdir / "raw-bytes.txt", str(raw_bytes))
     for scratch in [*workdir.glob("raw*.sqlite*"), *workdir.glob("ordered.sqlite*"), *workdir.glob("unchained.sqlite*")]:
         scratch.unlink()
     info = {"events": n, "messages": messages, "sqlite_url": f"sqlite:///{store_path}", "postgres_url": None}

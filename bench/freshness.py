@@ -32,6 +32,7 @@ from chat_archive.xmpp_users import XmppUsers
 from .api import _free_port
 from .append import pg_schema, pg_url, reset_pg_schema
 from .corpus import CorpusSpec
+from .files import open_new, write
 from .measure import Figure, Results, peak_rss_of, percentile
 from .setup import bench_config, config_toml
 
@@ -67,11 +68,11 @@ def run_freshness(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) 
                 "jid": f"archiver@{server.domain}", "password": password, "host": "127.0.0.1",
                 "port": server.port, "tls": False, "muc_services": [server.muc_service],
                 "status_file": str(base / "listener-status.json")}})
-            (base / "chat-archive.toml").write_text(config_toml(config))
+            write(base / "chat-archive.toml", config_toml(config))
             cli = [sys.executable, "-m", "chat_archive.cli", "--config", str(base / "chat-archive.toml")]
             token = subprocess.run([*cli, "token", "create", "--role", "compliance"], check=True,
                                    capture_output=True, text=True).stdout.strip().splitlines()[-1]
-            log = open(base / "up.log", "w")
+            log = open_new(base / "up.log")
             up = subprocess.Popen([*cli, "up"], stdout=log, stderr=subprocess.STDOUT)
             api = _Api(port, token)
             api.wait_ready(up)

@@ -4,7 +4,6 @@ what on which commit, the load around every stage, the figures of each size, and
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 from .corpus import SIZES
@@ -157,9 +156,3 @@ def loadavg() -> str:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
         return "unknown"
-
-
-def write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

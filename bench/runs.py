@@ -15,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 
+from .files import write
 from .measure import Results
 
 # stage -> (module in bench/ with run_<stage>(spec, workdir, results, ctx), once per store?)
@@ -47,9 +48,7 @@ def load(path: Path) -> dict | None:
 
 def save(path: Path, saved: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(saved, indent=1, ensure_ascii=False))
-    tmp.replace(path)
+    write(path, json.dumps(saved, indent=1, ensure_ascii=False))
 
 
 def sizes_of(saved: dict) -> dict[str, Results]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 from archive.background import Background
 from archive.store import EventStore
@@ -27,6 +28,24 @@ CATCH_UP_INTERVAL = 5.0
 CATCH_UP_LAG = 20_000  # events behind the log's head that count as catching up
 MAX_PENDING = 500_000
 PAGE_SIZE = 2000
+
+
+@dataclass(frozen=True)
+class CommitSchedule:
+    """When the indexer commits what it has applied, a rule over times its caller reads from the clock."""
+
+    interval: float
+    catch_up_interval: float
+    max_pending: int
+
+    def due(self, pending_since: float | None, now: float, pending: int, behind: bool) -> bool:
+        """``pending_since``: when the oldest change not committed was applied (None: nothing pending);
+        ``behind``: catching up, far behind the log's head."""
+        if pending_since is None:
+            return False
+        if behind:
+            return now - pending_since >= self.catch_up_interval or pending >= self.max_pending
+        return now - pending_since >= self.interval
 
 
 class SearchIndexer(LogFollower):
@@ -55,7 +74,7 @@ class SearchIndexer(LogFollower):
             max_pending=max_pending,
             on_error=on_error,
         )
-        self.catch_up_interval = max(catch_up_interval, commit_interval)
+        self.schedule = CommitSchedule(commit_interval, max(catch_up_interval, commit_interval), max_pending)
         self.catch_up_lag = catch_up_lag
 
     def run(self, stop: threading.Event) -> None:
@@ -78,7 +97,7 @@ class SearchIndexer(LogFollower):
                 behind = full_page and self.store.head() - self._applied > self.catch_up_lag
                 if self._applied_since_commit and first_pending is None:
                     first_pending = time.monotonic()
-                if first_pending is not None and self._due(time.monotonic() - first_pending, behind):
+                if self.schedule.due(first_pending, time.monotonic(), self._applied_since_commit, behind):
                     self._commit()
                     first_pending = None
                 if not full_page:
@@ -88,11 +107,6 @@ class SearchIndexer(LogFollower):
         finally:
             if not self._torn:
                 self._commit()
-
-    def _due(self, waited: float, behind: bool) -> bool:
-        if behind:
-            return waited >= self.catch_up_interval or self._applied_since_commit >= self.max_pending
-        return waited >= self.commit_interval
 
 
 class IndexerThread(Background):

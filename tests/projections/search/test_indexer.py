@@ -12,8 +12,9 @@ from archive.settings import StoreSettings
 from chat_archive.bootstrap import open_search_index, search_projection, search_status, start_search_indexer
 from chat_archive.config import Config
 from projections.rebuild import rebuild
-from projections.search import Scope, SearchIndexer
+from projections.search import IndexerThread, Scope, SearchIndexer
 from projections.search import documents
+from projections.search.indexer import CommitSchedule
 from projections.settings import IndexSettings
 from tests.factories import make, message
 
@@ -49,30 +50,78 @@ def running(event_store, store_url, index_root):
     handle.join(10)
 
 
-def test_a_message_appended_is_found_within_the_commit_interval(running, event_store):
-    config, index = running
-    interval = config.index.commit_interval
-    event_store.append([message(0, "warming up")])
-    assert _wait_for(lambda: index.search("warming", EVERYTHING).total == 1, 30) is not None
+SCHEDULE = CommitSchedule(interval=0.5, catch_up_interval=5.0, max_pending=1000)
+
+
+def test_caught_up_a_commit_is_due_once_the_interval_has_passed_since_the_first_change_pending():
+    assert not SCHEDULE.due(None, 100.0, 0, behind=False)  # nothing to publish
+    assert not SCHEDULE.due(100.0, 100.0, 1, behind=False)
+    assert not SCHEDULE.due(100.0, 100.49, 999_999, behind=False)  # a burst is not committed early
+    assert SCHEDULE.due(100.0, 100.5, 1, behind=False)
+    assert SCHEDULE.due(100.0, 160.0, 1, behind=False)
+
+
+def test_catching_up_a_commit_waits_for_the_catch_up_interval_or_max_pending_changes():
+    assert not SCHEDULE.due(100.0, 100.5, 999, behind=True)
+    assert not SCHEDULE.due(100.0, 104.99, 999, behind=True)
+    assert SCHEDULE.due(100.0, 105.0, 1, behind=True)
+    assert SCHEDULE.due(100.0, 100.1, 1000, behind=True)
+
+
+@pytest.fixture
+def indexer_of(event_store, store_url, index_root):
+    """Starts an indexer thread on the store as `up` does, with the schedule's other reasons to commit
+    (catching up, too many changes pending) out of reach: what it commits while running, the interval did."""
+    running = []
+
+    def start(commit_interval: float) -> tuple[Config, SearchIndexer]:
+        config = _config(store_url, index_root, commit_interval=commit_interval)
+        projection = search_projection(config)
+        projection.claim_writer()
+        indexer = SearchIndexer(event_store, projection, commit_interval=commit_interval,
+                                catch_up_interval=3600, max_pending=10**9)
+        stop = threading.Event()
+        running.append((stop, IndexerThread(indexer, stop)))
+        return config, indexer
+
+    yield start
+    for stop, thread in running:
+        stop.set()
+        thread.join(10)
+
+
+def test_a_message_appended_is_committed_by_the_interval_while_the_indexer_runs(indexer_of, event_store):
+    config, _ = indexer_of(commit_interval=0.25)
+    index = open_search_index(config)
     for i in range(3):
         event_store.append([message(10 + i, f"needle{i} in the haystack")])
-        # The indexer polls the log, commits after at most the interval, the reader reloads
-        # at a fifth of it: allow the interval plus its own slack of as much again.
-        took = _wait_for(lambda: index.search(f"needle{i}", EVERYTHING).total == 1, 2 * interval)
-        assert took is not None, f"needle{i} not searchable within {2 * interval} s"
+        # How soon is the bench's to measure (bench/freshness.py); a test asserts only that it happens.
+        assert _wait_for(lambda: index.search(f"needle{i}", EVERYTHING).total == 1, 60) is not None
     assert index.position() == event_store.head()
 
 
-def test_a_burst_is_batched_and_found_within_the_interval_too(running, event_store):
-    config, index = running
-    interval = config.index.commit_interval
+def test_a_message_applied_is_not_searchable_before_the_interval_has_passed(indexer_of, event_store):
+    config, indexer = indexer_of(commit_interval=3600)
+    for i, text in enumerate(["needle in the haystack", "and a second page"]):
+        event_store.append([message(i, text)])
+        assert _wait_for(lambda: indexer.applied_position == event_store.head(), 60) is not None
+    # The second page applied, the indexer is past whatever it decided after the first.
+
+    assert open_search_index(config).search("needle", EVERYTHING).total == 0
+    assert open_search_index(config).position() == 0
+
+
+def test_a_burst_of_more_than_a_page_caught_up_is_committed_by_the_interval_not_held_for_catch_up(
+    indexer_of, event_store
+):
+    config, _ = indexer_of(commit_interval=0.25)
+    index = open_search_index(config)
     event_store.append([message(0, "warming up")])
-    assert _wait_for(lambda: index.search("warming", EVERYTHING).total == 1, 30) is not None
+    assert _wait_for(lambda: index.search("warming", EVERYTHING).total == 1, 60) is not None
     event_store.append([message(i, f"burst {i}", stanza_id=f"b{i}") for i in range(5000)])  # pages of 2000
-    # More than a page at once is still "caught up" (far below the catch-up lag): not held back
-    # for the catch-up interval (5 s); indexing 5000 messages itself may take a second here.
-    took = _wait_for(lambda: index.search("burst", EVERYTHING, limit=1).total == 5000, 4 * interval + 2)
-    assert took is not None
+    # More than a page at once is still "caught up" (far below the catch-up lag): held back for the
+    # catch-up interval (an hour here) it would never be found.
+    assert _wait_for(lambda: index.search("burst", EVERYTHING, limit=1).total == 5000, 60) is not None
     assert index.position() == event_store.head()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -237,7 +237,8 @@ class PermissionSite:
         self.allowed: set[tuple[str, str]] = set()
         self.requests: list[dict] = []
         self.broken = False
-        self.delay = 0.0
+        self.delay = 0.0  # seconds each answer is held back, or until ``release`` is set
+        self.release = threading.Event()
         self._site = HttpSite(self._answer)
         self.url = f"{self._site.origin}/archive/permission"
 
@@ -246,13 +247,14 @@ class PermissionSite:
         user = dict(pairs).get("user")
         rooms = [value for name, value in pairs if name == "room"]
         self.requests.append({"user": user, "rooms": rooms, "authorization": headers.get("Authorization")})
-        time.sleep(self.delay)
+        self.release.wait(self.delay)
         if self.broken:
             return 500, "text/plain", b""
         allowed = [room for room in rooms if (user, room) in self.allowed]
         return 200, "application/json", json.dumps({"allowed": allowed}).encode()
 
     def close(self):
+        self.release.set()
         self._site.close()
 
 

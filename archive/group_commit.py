@@ -16,7 +16,7 @@ class _Slot:
         self.wake = threading.Lock()
         self.wake.acquire()
         self.done = False
-        self.error: Exception | None = None
+        self.error: BaseException | None = None
 
 
 class GroupCommit:
@@ -57,8 +57,8 @@ class GroupCommit:
         error = None
         try:
             self._commit([s.item for s in batch])
-        except Exception as e:  # noqa: BLE001 - every caller of the batch gets it
-            error = e
+        except BaseException as e:  # noqa: BLE001 - every caller of the batch gets it; an interrupt
+            error = e  # (SystemExit in the leader's thread) must not leave them and the queue asleep
         for s in batch:
             s.done, s.error = True, error
         with self._lock:

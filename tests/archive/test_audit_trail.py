@@ -173,3 +173,47 @@ def test_two_processes_recording_reads_at_once_lose_none_and_keep_one_chain(stor
     with open_event_store(store_url) as store:
         assert len(list(read_audit(store))) == 2 * 4 * 300
         assert verify_integrity(store, AUDIT_STREAM).ok
+
+
+def test_a_commit_interrupted_by_a_base_exception_still_wakes_its_batch_and_passes_the_lead():
+    # A thread interrupted inside the commit (SystemExit, KeyboardInterrupt) must not leave the callers
+    # queued behind it asleep for ever, nor the group with a leader that never comes back.
+    class Interrupted(BaseException):
+        pass
+
+    batches, started, release = [], threading.Event(), threading.Event()
+
+    def commit(items):
+        if not batches:
+            batches.append(None)
+            started.set()
+            release.wait(5)
+            raise Interrupted
+        batches.append(list(items))
+
+    group = GroupCommit(commit)
+    outcomes = []
+
+    def write(item):
+        try:
+            group.write(item)
+            outcomes.append((item, "ok"))
+        except Interrupted:
+            outcomes.append((item, "interrupted"))
+
+    first = threading.Thread(target=write, args=(0,))
+    first.start()
+    started.wait(5)
+    others = [threading.Thread(target=write, args=(i,)) for i in range(1, 4)]
+    for t in others:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(group._queue) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for t in [first, *others]:
+        t.join(10)
+    assert not any(t.is_alive() for t in [first, *others])
+    assert sorted(outcomes) == [(0, "interrupted"), (1, "ok"), (2, "ok"), (3, "ok")]
+    group.write(4)
+    assert batches[-1] == [4]

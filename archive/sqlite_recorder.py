@@ -30,8 +30,9 @@ INDEX_TABLE = (
 # beside its own (the newest hours of its rooms), fewer than the digests it looks for.
 _STORED_SLOTS = (
     "SELECT i.originator_id, i.second, i.digest FROM json_each(?) AS s CROSS JOIN archive_event_index AS i "
-    "WHERE i.originator_id=s.value->>0 AND i.second>=s.value->>1 AND i.second<s.value->>2"
-)
+    "WHERE i.originator_id=json_extract(s.value, '$[0]') AND i.second>=json_extract(s.value, '$[1]') "
+    "AND i.second<json_extract(s.value, '$[2]')"
+)  # json_extract, not ->> (SQLite 3.38+): the SQLite of older distributions' Pythons reads it too
 _json = msgspec.json.Encoder()
 
 

@@ -78,6 +78,35 @@ def wait_joined(handle, room: str, timeout: float = 10.0) -> None:
     wait_for(lambda: room in handle.joined_rooms(), timeout, message=f"the listener to join {room}")
 
 
+def watch_sent(handle, see) -> list:
+    """What ``see`` makes of the XML of each stanza the listener sends from now on (None: left out)."""
+    seen: list = []
+
+    def record(stanza):
+        value = see(stanza.xml)
+        if value is not None:
+            seen.append(value)
+        return stanza
+
+    client = wait_for(lambda: handle.listener.client, message="the listener's client")
+    client.add_filter("out", record)
+    return seen
+
+
+def wait_discovery_polls(handle, polls: int) -> None:
+    """Return once the listener has completed ``polls`` more discovery polls, however slow the machine:
+    a poll's joins are decided before the next poll asks the service again."""
+
+    def poll_start(xml):  # a poll's first disco#items page; admin commands name a node, later pages an <after>
+        query = xml.find("{http://jabber.org/protocol/disco#items}query")
+        if query is not None and query.get("node") is None and query.find(".//{http://jabber.org/protocol/rsm}after") is None:
+            return True
+        return None
+
+    started = watch_sent(handle, poll_start)
+    wait_for(lambda: len(started) > polls, timeout=30, message=f"{polls} more discovery polls")
+
+
 class Traffic:
     """Users talking in several rooms, round-robin, as fast as the server reflects them, in a thread.
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -15,7 +14,9 @@ from archive.times import utcnow
 from archive.lease import LeaseHeld
 from ingest.listener import Listener, ListenerHandle, start_listener
 from ingest.status import read_status
-from tests.ingest.helpers import room_events, room_summary, running_listener, wait_for_event, wait_joined
+from tests.ingest.helpers import (
+    room_events, room_summary, running_listener, wait_discovery_polls, wait_for_event, wait_joined,
+)
 from tests.factories import make, message
 from tests.services.prosody import listener_settings, unique_room, wait_for
 
@@ -253,7 +254,7 @@ def test_a_room_destroyed_while_the_listener_was_away_is_recorded_as_destroyed(p
     alice.destroy(room, "gone for good")
     with running_listener(prosody, store, status_file, include=(room,)) as listener:
         summary = wait_for_event(store, room, ("left", "alice", "room_destroyed"))
-        time.sleep(0.7)  # more discovery polls: the room is not tried again
+        wait_discovery_polls(listener, 2)  # the room is not tried again
         assert listener.listener.refused_rooms() == {} and listener.joined_rooms() == []
     assert summary == [
         ("discovered",),

@@ -5,14 +5,13 @@ and a nick already taken."""
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
 
 from archive import events as ev
 from archive.application import open_event_store
 from ingest.status import read_status
-from tests.ingest.helpers import running_listener, wait_for_event, wait_joined
+from tests.ingest.helpers import running_listener, wait_discovery_polls, wait_for_event, wait_joined, watch_sent
 from tests.services.prosody import unique_room, wait_for
 
 
@@ -50,7 +49,7 @@ def test_hidden_rooms_are_joined_only_when_named_and_exclude_wins(prosody, peopl
         prosody, store, include=("hidden-*", "excluded-*"), exclude=(excluded,), rooms=(hidden,), admin_discovery=False
     ) as listener:
         wait_joined(listener, hidden)
-        time.sleep(1.0)  # several discovery polls
+        wait_discovery_polls(listener, 3)
         assert listener.joined_rooms() == [hidden]
     assert store.rooms() == [hidden]
 
@@ -61,13 +60,13 @@ def test_hidden_rooms_are_found_through_the_admin_interface_only_when_opted_in(p
     alice.create_room(hidden, "alice", **{"muc#roomconfig_publicroom": "0"})
     alice.say(hidden, "said in a hidden room")
     with running_listener(prosody, store, include=("adminfound-*",)) as listener:  # an admin, but not opted in
-        time.sleep(1.0)  # several discovery polls
+        wait_discovery_polls(listener, 3)
         assert listener.joined_rooms() == []
     # bob is no server admin: Prosody refuses him the room list, so the room stays unknown.
     with running_listener(
         prosody, store, jid=f"bob@{prosody.domain}", nick="bobarchive", include=("adminfound-*",), admin_discovery=True
     ) as bob:
-        time.sleep(1.0)
+        wait_discovery_polls(bob, 3)
         assert bob.joined_rooms() == []
     with running_listener(prosody, store, include=("adminfound-*",), admin_discovery=True) as listener:
         commands = _watch_commands(listener)
@@ -92,7 +91,7 @@ def test_a_room_that_refuses_entry_is_reported_once_and_retried_only_later(proso
     settings = {"jid": "dave@localhost", "include": (room,), "retry_refused_after": 3.0}
     with running_listener(prosody, store, status_file, **settings) as listener:
         wait_for(lambda: room in listener.listener.refused_rooms(), message="the refusal")
-        time.sleep(1.0)  # three discovery polls later, still one report
+        wait_discovery_polls(listener, 3)  # still one report
         reports = [r for r in caplog.records if room in r.getMessage()]
         assert len(reports) == 1 and "registration-required" in reports[0].getMessage()
         refused = wait_for(
@@ -130,18 +129,15 @@ def test_a_configured_room_that_does_not_exist_is_reported_and_not_created(proso
 
 def _watch_commands(handle) -> list[tuple[str, str | None, bool]]:
     """(action, session id, whether a form was submitted) of every ad-hoc command stanza the listener sends."""
-    seen: list[tuple[str, str | None, bool]] = []
 
-    def record(stanza):
-        command = stanza.xml.find("{http://jabber.org/protocol/commands}command")
-        if command is not None:
-            submitted = command.find("{jabber:x:data}x[@type='submit']") is not None
-            seen.append((command.get("action") or "execute", command.get("sessionid"), submitted))
-        return stanza
+    def command_of(xml):
+        command = xml.find("{http://jabber.org/protocol/commands}command")
+        if command is None:
+            return None
+        submitted = command.find("{jabber:x:data}x[@type='submit']") is not None
+        return command.get("action") or "execute", command.get("sessionid"), submitted
 
-    client = wait_for(lambda: handle.listener.client, message="the listener's client")
-    client.add_filter("out", record)
-    return seen
+    return watch_sent(handle, command_of)
 
 
 def _bodies(store, room):

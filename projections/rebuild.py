@@ -9,12 +9,15 @@ search index do)::
         def finish_rebuild(self, fresh: Projection) -> None: ...  # atomically make it the live one
 
 and optionally ``abort_rebuild(fresh)`` to throw an unfinished build away
-(called when the rebuild fails or is interrupted). The live storage keeps
-serving queries until ``finish_rebuild``.
+(called when the rebuild fails or is interrupted) and ``rebuild_commit_every``,
+the most events it wants applied between two commits of the fresh storage
+(``COMMIT_EVERY`` if it says nothing). The live storage keeps serving queries
+until ``finish_rebuild``.
 
 ``rebuild(store, targets)`` reads the log once and feeds every fresh
-projection from it (``FanOut``), committing every ``commit_every`` events,
-then swaps each in. ``ProgressBar`` prints events/s and an ETA to stderr.
+projection from it (``FanOut``), committing every ``commit_every`` events
+(default: the least any target wants), then swaps each in. ``ProgressBar``
+prints events/s and an ETA to stderr.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from archive.events import Recorded
 from archive.store import EventStore
 
 from .follower import LogFollower, Projection, ProjectionReset
+
+COMMIT_EVERY = 100_000
 
 
 class Rebuildable(Protocol):
@@ -117,10 +122,12 @@ def rebuild(
     targets: Sequence[Rebuildable],
     *,
     progress: bool | TextIO = False,
-    commit_every: int = 100_000,
+    commit_every: int | None = None,
     page_size: int = 2000,
 ) -> RebuildReport:
     """Rebuild ``targets`` from the whole log and swap them in; see the module docstring."""
+    if commit_every is None:
+        commit_every = min((getattr(t, "rebuild_commit_every", COMMIT_EVERY) for t in targets), default=COMMIT_EVERY)
     began = time.monotonic()
     fresh: list[Projection] = []
     try:

@@ -22,11 +22,10 @@ from archive.background import Background
 from archive.store import EventStore
 
 from ..follower import LogFollower
-from .projection import SearchIndexProjection
+from .projection import MAX_PENDING, SearchIndexProjection
 
 CATCH_UP_INTERVAL = 5.0
 CATCH_UP_LAG = 20_000  # events behind the log's head that count as catching up
-MAX_PENDING = 500_000
 PAGE_SIZE = 2000
 
 

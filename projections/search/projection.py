@@ -43,6 +43,12 @@ MAX_CANDIDATES = 8  # messages sharing a ref hash looked at (collisions are ~nev
 HOLD = 20_000
 # Ids kept in memory to find a message by (per generation): beyond them, a column scan.
 WINDOW = 200_000
+# Most events applied between two commits when far behind (catching up, rebuilding). Each commit
+# stalls the writing thread while tantivy flushes a segment per writer thread and leaves more to
+# merge; 1M events of the bench's corpus: 10 commits (every 100,000) stalled 2.6-5.5 s, 2 commits
+# 1.6-3.0 s. Until a commit the book keeps every line written (and the writer its documents):
+# 560-600 MB resident at 100,000, 910-960 MB at 500,000.
+MAX_PENDING = 500_000
 _MESSAGE_EVENTS = (MessagePosted, MessageCorrected, MessageRetracted)
 
 
@@ -111,6 +117,7 @@ class SearchIndexProjection:
     """Keeps one index generation up to date with the log."""
 
     name = "search"
+    rebuild_commit_every = MAX_PENDING  # a fresh generation serves nobody before it is swapped in
 
     def __init__(
         self,

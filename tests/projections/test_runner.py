@@ -142,3 +142,42 @@ def test_failed_rebuild_leaves_the_live_views_alone(event_store, views):
         f'SELECT COUNT(*) AS n FROM "{views.recorder.datastore.schema}".view_generations WHERE building IS NOT NULL'
     )
     assert tables[0]["n"] == 0
+
+
+def test_a_rebuild_commits_as_often_as_the_most_frequent_committer_among_its_targets(event_store):
+    """Each target says how many events it wants applied between commits; one that says nothing
+    commits at the default."""
+
+    class Recording:
+        def __init__(self, name: str, every: int | None):
+            self.name, self.commits = name, []
+            if every is not None:
+                self.rebuild_commit_every = every
+
+        def begin_rebuild(self):
+            target = self
+
+            class Fresh:
+                name = target.name
+
+                def position(self):
+                    return 0
+
+                def apply(self, records):
+                    pass
+
+                def commit(self, position):
+                    target.commits.append(position)
+
+            return Fresh()
+
+        def finish_rebuild(self, fresh):
+            pass
+
+    event_store.append([message(i, f"m{i}") for i in range(10)])
+    rare, often = Recording("rare", 8), Recording("often", 4)
+    rebuild(event_store, [rare, often], page_size=2)
+    assert often.commits == rare.commits == [4, 8, 10]
+    silent = Recording("silent", None)
+    rebuild(event_store, [silent], page_size=2)
+    assert silent.commits == [10]  # the default: far more than this log

@@ -16,6 +16,7 @@ event is set on the way, which ends its open follow streams at once.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import threading
 import time
@@ -29,6 +30,7 @@ from archive.errors import ConfigError
 
 GRACEFUL_SECONDS = 10
 HEARTBEAT_SECONDS = 1.0
+NEXT_REQUEST_WAIT_MS = 5
 
 
 class _Worker(ThreadWorker):
@@ -46,6 +48,29 @@ class _Worker(ThreadWorker):
         if now - self._told >= HEARTBEAT_SECONDS:
             self._told = now
             super().notify()
+
+    def handle(self, conn):
+        """Requests of one kept-alive connection, for as long as the next comes within
+        ``NEXT_REQUEST_WAIT_MS`` of the answer before it.
+
+        gthread hands a kept-alive connection back to the worker's loop after each answer: the
+        loop registers it with its poller, wakes when the next request comes, unregisters it and
+        submits it to the thread pool as a new future, which it then waits for with every other.
+        That is Python work under the interpreter lock on every request, in a thread that must
+        take the lock from the request threads first. A client that asks again at once (a page's
+        burst, a service calling the API) is served by the thread it is on instead; an idle
+        connection goes back to the loop after a few milliseconds, as before."""
+        while True:
+            keepalive, conn = super().handle(conn)
+            if not (keepalive and self.alive and _readable(conn.sock, NEXT_REQUEST_WAIT_MS)):
+                return keepalive, conn
+
+
+def _readable(sock, milliseconds: int) -> bool:
+    """Whether ``sock`` has bytes (or its end) to read within ``milliseconds``."""
+    poll = select.poll()
+    poll.register(sock, select.POLLIN)
+    return bool(poll.poll(milliseconds))
 
 
 class _Workers(BaseApplication):

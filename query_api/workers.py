@@ -64,6 +64,8 @@ class _Worker(ThreadWorker):
             keepalive, conn = super().handle(conn)
             if not (keepalive and self.alive and _readable(conn.sock, NEXT_REQUEST_WAIT_MS)):
                 return keepalive, conn
+            if conn.sock.gettimeout() is not None:  # a stream's send timeout (context.limited_stream)
+                conn.sock.settimeout(None)  # as the loop's hand-over leaves it: blocking, no timeout
 
 
 def _readable(sock, milliseconds: int) -> bool:

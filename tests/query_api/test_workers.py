@@ -73,3 +73,36 @@ def test_an_idle_kept_alive_connection_goes_back_to_the_loop():
     assert done and done[0][0] is True  # kept alive, for the loop to watch
     client.close()
     conn.close()
+
+
+
+def test_a_send_timeout_one_answer_set_does_not_outlive_it():
+    """A streamed answer bounds its sends (``context.limited_stream``); the next request on the
+    connection starts blocking again, as after gthread's own hand-over."""
+
+    def timed(environ, start_response):
+        connection = environ["gunicorn.socket"]
+        seen = b"none    " if connection.gettimeout() is None else b"timeout "
+        connection.settimeout(30)
+        start_response("200 OK", [("Content-Length", "8")])
+        return [seen]
+
+    served, client = socket.socketpair()
+    client.settimeout(10)
+    answers: list[bytes] = []
+
+    def browse() -> None:
+        for _ in range(2):
+            answers.append(ask(client))
+        client.close()
+
+    talking = threading.Thread(target=browse)
+    talking.start()
+    conn = TConn(Config(), served, ("127.0.0.1", 0), ("127.0.0.1", 8000))
+    conn.init()
+    serving = worker()
+    serving.wsgi = timed
+    serving.handle(conn)
+    talking.join(15)
+    conn.close()
+    assert answers == [b"none    ", b"none    "]

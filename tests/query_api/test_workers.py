@@ -18,14 +18,8 @@ def answer_thread(environ, start_response):
     return [b"%08x" % (threading.get_ident() & 0xFFFFFFFF)]
 
 
-def worker() -> _Worker:
-    cfg = Config()
-    made = _Worker(0, 0, [], None, 60, cfg, Logger(cfg))
-    made.wsgi = answer_thread
-    return made
-
-
 def ask(client: socket.socket) -> bytes:
+    """One request on the client's connection; the answer's 8-byte body."""
     client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     answer = b""
     while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < 8:
@@ -36,44 +30,46 @@ def ask(client: socket.socket) -> bytes:
     return answer.partition(b"\r\n\r\n")[2]
 
 
+def serve_one_connection(app, requests: int, *, hang_up: bool = True) -> tuple[list[bytes], tuple]:
+    """A client asking ``requests`` times in a row on one kept-alive connection (then hanging up,
+    or staying idle) while one worker thread handles the connection: the answers, and what the
+    worker's ``handle`` returned (whether to keep the connection alive, for its loop to watch)."""
+    served, client = socket.socketpair()
+    client.settimeout(10)
+    cfg = Config()
+    worker = _Worker(0, 0, [], None, 60, cfg, Logger(cfg))
+    worker.wsgi = app
+    answers: list[bytes] = []
+
+    def browse() -> None:
+        for _ in range(requests):
+            answers.append(ask(client))
+        if hang_up:
+            client.close()
+
+    talking = threading.Thread(target=browse)
+    talking.start()
+    conn = TConn(cfg, served, ("127.0.0.1", 0), ("127.0.0.1", 8000))
+    conn.init()
+    handled = worker.handle(conn)
+    talking.join(15)
+    conn.close()
+    client.close()
+    return answers, handled
+
+
 def test_a_kept_alive_connection_asking_again_at_once_is_served_by_the_same_thread():
     """The next request on a connection is read by the thread that answered the one before, not
     handed back to the worker's loop, as long as it comes promptly; when the client hangs up the
     thread gives the connection back to be closed."""
-    served, client = socket.socketpair()
-    client.settimeout(10)
-    answers: list[bytes] = []
-
-    def browse() -> None:
-        for _ in range(3):
-            answers.append(ask(client))
-        client.close()
-
-    talking = threading.Thread(target=browse)
-    talking.start()
-    conn = TConn(Config(), served, ("127.0.0.1", 0), ("127.0.0.1", 8000))
-    conn.init()
-    keepalive, _ = worker().handle(conn)
-    talking.join(15)
-    conn.close()
+    answers, (keepalive, _) = serve_one_connection(answer_thread, 3)
     assert len(answers) == 3 and len(set(answers)) == 1
     assert not keepalive  # the client hung up: nothing to keep
 
 
 def test_an_idle_kept_alive_connection_goes_back_to_the_loop():
-    served, client = socket.socketpair()
-    client.settimeout(10)
-    conn = TConn(Config(), served, ("127.0.0.1", 0), ("127.0.0.1", 8000))
-    conn.init()
-    done: list[tuple] = []
-    handling = threading.Thread(target=lambda: done.append(worker().handle(conn)))
-    handling.start()
-    ask(client)
-    handling.join(15)  # the client asks nothing more: the thread must not stay on it
-    assert done and done[0][0] is True  # kept alive, for the loop to watch
-    client.close()
-    conn.close()
-
+    answers, (keepalive, _) = serve_one_connection(answer_thread, 1, hang_up=False)
+    assert len(answers) == 1 and keepalive  # the thread let go of it, kept alive for the loop to watch
 
 
 def test_a_send_timeout_one_answer_set_does_not_outlive_it():
@@ -87,22 +83,5 @@ def test_a_send_timeout_one_answer_set_does_not_outlive_it():
         start_response("200 OK", [("Content-Length", "8")])
         return [seen]
 
-    served, client = socket.socketpair()
-    client.settimeout(10)
-    answers: list[bytes] = []
-
-    def browse() -> None:
-        for _ in range(2):
-            answers.append(ask(client))
-        client.close()
-
-    talking = threading.Thread(target=browse)
-    talking.start()
-    conn = TConn(Config(), served, ("127.0.0.1", 0), ("127.0.0.1", 8000))
-    conn.init()
-    serving = worker()
-    serving.wsgi = timed
-    serving.handle(conn)
-    talking.join(15)
-    conn.close()
+    answers, _ = serve_one_connection(timed, 2)
     assert answers == [b"none    ", b"none    "]

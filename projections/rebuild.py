@@ -12,7 +12,10 @@ and optionally ``abort_rebuild(fresh)`` to throw an unfinished build away
 (called when the rebuild fails or is interrupted) and ``rebuild_commit_every``,
 the most events it wants applied between two commits of the fresh storage
 (``COMMIT_EVERY`` if it says nothing). The live storage keeps serving queries
-until ``finish_rebuild``.
+until ``finish_rebuild``. A fresh projection may offer
+``write_in_background(writers)``: where the log is longer than one commit, its
+commits are then written by a writer process (``projections.writer``) while the
+log is read and applied on, one per database in ``writers``.
 
 ``rebuild(store, targets)`` reads the log once and feeds every fresh
 projection from it (``FanOut``), committing every ``commit_every`` events
@@ -34,6 +37,7 @@ from archive.events import Recorded
 from archive.store import EventStore
 
 from .follower import LogFollower, Projection, ProjectionReset
+from .writer import BackgroundWriter
 
 COMMIT_EVERY = 100_000
 
@@ -112,6 +116,11 @@ class ProgressBar:
         self.stream.flush()
 
 
+def _close(writers: dict[str, BackgroundWriter]) -> None:
+    for writer in writers.values():
+        writer.close()
+
+
 def _clock(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -124,15 +133,23 @@ def rebuild(
     progress: bool | TextIO = False,
     commit_every: int | None = None,
     page_size: int = 2000,
+    background: bool | None = None,
 ) -> RebuildReport:
-    """Rebuild ``targets`` from the whole log and swap them in; see the module docstring."""
+    """Rebuild ``targets`` from the whole log and swap them in; see the module docstring.
+    ``background``: commit through writer processes (default: where the log is longer than one commit)."""
     if commit_every is None:
         commit_every = min((getattr(t, "rebuild_commit_every", COMMIT_EVERY) for t in targets), default=COMMIT_EVERY)
     began = time.monotonic()
     fresh: list[Projection] = []
+    writers: dict[str, BackgroundWriter] = {}
     try:
         for target in targets:
             fresh.append(target.begin_rebuild())
+        if background if background is not None else store.head() > commit_every:
+            for projection in fresh:
+                write_in_background = getattr(projection, "write_in_background", None)
+                if write_in_background is not None:
+                    write_in_background(writers)
         fan = FanOut(fresh)
         bar = None
         if progress:
@@ -152,11 +169,13 @@ def rebuild(
         if bar:
             bar.update(position, final=True)
     except BaseException:
+        _close(writers)  # before a build is dropped: what they were given is written first
         for target, projection in zip(targets, fresh):
             abort = getattr(target, "abort_rebuild", None)
             if abort is not None:
                 abort(projection)
         raise
+    _close(writers)
     seconds = time.monotonic() - began
     return RebuildReport(
         projections=[t.name for t in targets],

@@ -17,6 +17,7 @@ from archive.events import Event, Recorded
 from .follower import ProjectionReset
 from .viewdb import GenerationChanged, Statements
 from .viewdb_backends import ViewRecorder
+from .writer import BackgroundWriter
 
 
 class TableProjection:
@@ -38,6 +39,7 @@ class TableProjection:
             )
         self.generation = generation
         self.building = building
+        self._writer: BackgroundWriter | None = None  # a rebuild's writer process (``write_in_background``)
         # Only a rebuild's target is made without loading: it needs nothing of the live generation,
         # which may be of a layout this code can no longer read (the rebuild is how it is replaced).
         if load:
@@ -46,6 +48,7 @@ class TableProjection:
     # -- Projection ----------------------------------------------------------
 
     def position(self) -> int:
+        self._written()
         return self.recorder.position(self.name, self.generation)
 
     def apply(self, records: Sequence[Recorded]) -> None:
@@ -57,6 +60,10 @@ class TableProjection:
         self._reset()
 
     def commit(self, position: int) -> None:
+        if self._writer is not None:
+            self._writer.submit(self.name, self.generation, position, self._statements())
+            self._committed(position)
+            return
         try:
             self.recorder.commit_batch(
                 self.name, self.generation, position, self._statements(), building=self.building
@@ -75,7 +82,21 @@ class TableProjection:
         generation = self.recorder.create_generation(self.name, self.ddl, live=False)
         return type(self)(self.recorder, generation=generation, building=True)
 
+    def write_in_background(self, writers: dict[str, BackgroundWriter]) -> None:
+        """Commit through the writer process of this view database (in ``writers``, started if missing):
+        a rebuild's target does, where the log is longer than one commit (``rebuild.rebuild``)."""
+        url = self.recorder.url
+        if url not in writers:
+            writers[url] = BackgroundWriter(url)
+        self._writer = writers[url]
+
+    def _written(self) -> None:
+        """Every commit handed to the writer process is durable: before reading this generation."""
+        if self._writer is not None:
+            self._writer.wait()
+
     def finish_rebuild(self, fresh: TableProjection) -> None:
+        fresh._written()
         self.recorder.add_indexes(self.name, fresh.generation, self.query_ddl)
         self.recorder.swap_in(self.name, fresh.generation)
         self.generation = fresh.generation

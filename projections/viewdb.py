@@ -49,6 +49,7 @@ class ViewRecorderMixin:
 
     placeholder = "?"
     row_lock = ""  # a commit's read of its generation must wait for a swap in progress
+    url = ""  # where it was opened from (``viewdb_backends.open_view_recorder``): a rebuild's writer opens it again
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

@@ -181,6 +181,7 @@ def open_view_recorder(url: str) -> tuple[ViewRecorder, Callable[[], None]]:
         # The environment's name makes eventsourcing call the PostgreSQL table view_tracking.
         factory = InfrastructureFactory.construct(Environment(name="view", env=env))
         recorder = factory.tracking_recorder(recorder_class)
+        recorder.url = url
     except (PersistenceError, OSError, psycopg.Error) as e:
         raise StoreError(f"cannot open the views at {url!r}: {e}") from e
     return recorder, factory.close

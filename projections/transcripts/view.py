@@ -113,7 +113,8 @@ class TranscriptProjection(TableProjection):
     query_ddl = QUERY_DDL
 
     def _reset(self) -> None:
-        self._book = messages.MemoryBook(lambda room, ref: select_by_ref(self._read_own, room, ref))
+        self._book = messages.MemoryBook(self._committed_lines)
+        self._recent: tuple[dict, dict, int] | None = None  # the last commit's lines (``_committed_lines``)
         self._changed: dict[int, Line] = {}  # committed before, changed since: the committed version
         self._rev: dict[int, int] = {}  # line id -> the event that last changed it
         self._gone: dict[int, Line] = {}  # lines taken into others, as they were then
@@ -131,8 +132,23 @@ class TranscriptProjection(TableProjection):
             self._book.remember(_decode_line(bytes(row["data"])))
         self._book.horizon = self.position()
 
+    def _committed_lines(self, room: str, ref: str) -> list[Line]:
+        """The committed message lines of ``room`` known by ``ref``, newest first (``MemoryBook``): the one
+        the last commit created, if any (the lines it created are newer than all before, and the lines
+        corrections name nearly always are among them), else the view's (``select_by_ref``). A rebuild's
+        writer process may still be writing the last commit: only the view's wait for it."""
+        if self._recent is not None:
+            refs, lines, horizon = self._recent
+            line = lines.get(refs.get((room, ref)))
+            # Past the last commit's horizon: created by it. A line dropped since (rare) has older
+            # candidates behind it, which the view has.
+            if line is not None and line.id > horizon and ref in ids(line) and line.id not in self._book.dropped:
+                return [line]
+        return select_by_ref(self._read_own, room, ref)
+
     def _read_own(self, statement: str, params: tuple = ()) -> list:
         """Rows from this instance's own generation (live or being built)."""
+        self._written()
         return self.recorder.read_rows(self.recorder.sql(statement, self.name, self.generation), params)
 
     def step(self, position: int, event: ev.Event) -> None:
@@ -203,10 +219,8 @@ class TranscriptProjection(TableProjection):
     def _reset_memory(self) -> None:
         book = self._book
         kept = [line for line in book.lines.values() if line.awaiting]
-        book.lines.clear()
-        book.refs.clear()
-        book.awaited.clear()
-        book.dropped.clear()
+        self._recent = (book.refs, book.lines, book.horizon)
+        book.lines, book.refs, book.awaited, book.dropped = {}, {}, {}, set()
         for line in kept:
             book.remember(line)
         self._changed.clear()

@@ -137,3 +137,19 @@ def test_incremental_with_crashes_equals_rebuild(kind):
             assert dump(backend.incremental) == dump(backend.scratch)
 
     check()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_rebuild_through_a_writer_process_equals_incremental(kind):
+    """A rebuild committing every few events through its writer process (corrections naming lines of
+    the commit before, which may still be being written) makes the views an incremental run makes."""
+
+    @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(plan=steps)
+    def check(plan):
+        with Backend(kind) as backend:
+            run_incremental(backend, plan)
+            rebuild(backend.store, backend.scratch.projections(load=False), commit_every=3, background=True)
+            assert dump(backend.incremental) == dump(backend.scratch)
+
+    check()

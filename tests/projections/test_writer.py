@@ -1,0 +1,45 @@
+"""A rebuild's writer process: what it was given is written, and its failures reach the rebuild."""
+
+from __future__ import annotations
+
+import pytest
+
+from archive.errors import StoreError
+from projections.rebuild import rebuild
+from projections.transcripts.view import TranscriptProjection
+from projections.viewdb import GenerationChanged
+from projections.writer import BackgroundWriter
+from tests.factories import message
+from tests.projections.conftest import catch_up, dump
+
+
+def test_a_background_rebuild_makes_the_views_a_plain_one_makes(event_store, views):
+    event_store.append([message(t, f"line {t}") for t in range(1, 30)])
+    rebuild(event_store, views.projections(load=False), commit_every=4, background=False)
+    plain = dump(views)
+    rebuild(event_store, views.projections(load=False), commit_every=4, background=True)
+    assert dump(views) == plain
+    catch_up(event_store, views)  # followed on from the rebuilt generation
+    assert dump(views) == plain
+
+
+def test_a_commit_the_writer_refuses_is_raised_in_the_rebuilding_process(views):
+    recorder = views.recorder
+    building = recorder.create_generation(TranscriptProjection.name, TranscriptProjection.ddl, live=False)
+    writer = BackgroundWriter(recorder.url)
+    try:
+        writer.submit(TranscriptProjection.name, building + 1, 1, [])  # not the generation being built
+        with pytest.raises(GenerationChanged):
+            writer.wait()
+    finally:
+        writer.close()
+
+
+def test_a_writer_that_died_is_an_error_not_a_hang(views):
+    writer = BackgroundWriter(views.recorder.url)
+    writer._process.kill()
+    writer._process.wait()
+    with pytest.raises(StoreError, match="writer process ended"):
+        writer.submit(TranscriptProjection.name, 1, 1, [("INSERT INTO {lines} (id) VALUES (?)", [(1,)] * 100_000)])
+        writer.wait()
+    writer.close()

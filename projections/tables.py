@@ -89,6 +89,9 @@ class TableProjection:
         if url not in writers:
             writers[url] = BackgroundWriter(url)
         self._writer = writers[url]
+        # Kept up by the writer as rows come (in order of time within each room: cheap), they cost it about
+        # what building them at the end costs, while the log is read and applied on.
+        self.recorder.add_indexes(self.name, self.generation, self.query_ddl)
 
     def _written(self) -> None:
         """Every commit handed to the writer process is durable: before reading this generation."""

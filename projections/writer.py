@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import pickle
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -109,6 +110,8 @@ def _items(source: BinaryIO) -> Iterator[tuple]:
 
 
 if __name__ == "__main__":
+    # The rebuilding process decides what an interrupt ends; this one ends when its input does.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Standard output carries the answers: anything else printed goes to standard error.
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

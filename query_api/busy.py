@@ -90,13 +90,18 @@ def waiting() -> Iterator[None]:
 
 
 def turns_for(setting: int, cores: int, processes: int) -> int:
-    """``[api] active_requests``, where 0 means two per core this process has (of the host's
-    cores shared by its ``processes``): C code (tantivy, the database) runs beside the
-    interpreter lock, a third request per core only waits for it. Measured at 1M with wrk:
-    one worker on 2 cores served transcript pages at 310-405/s, p99 77-105 ms, with 16 at
-    once and 530-660/s, p99 34-51 ms, with 4; two workers searched with p99 47-48 ms with 2
-    each and 58-72 ms with 4."""
-    return setting or max(1, 2 * cores // max(1, processes))
+    """``[api] active_requests``, where 0 means one per core this process has (of the host's
+    cores shared by its ``processes``). C code (tantivy, the database) runs beside the
+    interpreter lock, but a second request per core mostly waits for it: each thread coming
+    back from C or a system call waits for the lock, and every hand-over is a context switch.
+    Measured at 1M with wrk, `serve --workers 1` on 2 cores, interleaved rounds, server and wrk
+    at high priority (as on a quiet machine), load 6-8: transcript pages 1,049 -> 1,248/s,
+    p99 46 -> 36 ms, 35 -> 15 context switches and 1.04 -> 0.74 ms CPU a request with 2 turns
+    instead of 4; searches 581 -> 641/s and 623 -> 646/s (two runs, every round faster),
+    1.83 -> 1.61 and 1.53 -> 1.45 ms CPU a request; two workers searched at 690 -> 771/s,
+    p99 73 -> 65 ms with 1 turn each instead of 2. (Earlier, with 16 at once against 4: one
+    worker's transcript pages 310-405/s, p99 77-105 ms, against 530-660/s, p99 34-51 ms.)"""
+    return setting or max(1, cores // max(1, processes))
 
 
 class ActiveRequests:

@@ -20,7 +20,7 @@ class ApiSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     threads: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
     """Worker threads of the HTTP server (waitress); each open `follow` stream holds one."""
     active_requests: Annotated[int, msgspec.Meta(ge=0, le=1024)] = 0
-    """Requests that run at once in one server process (streams being written do not count); the rest wait for a turn. 0: two per core the process has (`serve --workers N` shares the host's cores among N). More only contend for Python's interpreter lock."""
+    """Requests that run at once in one server process (streams being written do not count); the rest wait for a turn. 0: one per core the process has (`serve --workers N` shares the host's cores among N). More only contend for Python's interpreter lock."""
     anonymous_read: bool = False
     """Let callers without a token read transcripts, presence and search of public rooms."""
     public_rooms: tuple[str, ...] = ()

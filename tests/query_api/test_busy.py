@@ -96,9 +96,9 @@ def test_a_request_arriving_as_a_turn_frees_does_not_cut_in():
     assert order == ["waited", "arrived"]
 
 
-def test_by_default_two_turns_per_core_of_the_process():
-    assert [turns_for(0, cores=2, processes=n) for n in (1, 2, 4)] == [4, 2, 1]
-    assert turns_for(0, cores=8, processes=3) == 5
+def test_by_default_one_turn_per_core_of_the_process():
+    assert [turns_for(0, cores=2, processes=n) for n in (1, 2, 4)] == [2, 1, 1]
+    assert turns_for(0, cores=8, processes=3) == 2
     assert turns_for(3, cores=2, processes=2) == 3  # as set
 
 

@@ -28,7 +28,11 @@ def genesis(stream: str) -> bytes:
 
 # PostgreSQL's audit append computes the same in SQL (archive.audit_tables.PostgresAuditTable.audit_function).
 def link(previous: bytes, version: int, state: bytes) -> bytes:
-    return hashlib.sha256(previous + version.to_bytes(8, "big") + state).digest()
+    # Fed piece by piece: concatenating first would copy the state twice for every event appended.
+    digest = hashlib.sha256(previous)
+    digest.update(version.to_bytes(8, "big"))
+    digest.update(state)
+    return digest.digest()
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ stored a second time.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from hashlib import sha256
 
 from .codec import idempotency_key
@@ -65,34 +66,40 @@ def neighbour(t: float, bucket: int) -> int | None:
     return None
 
 
-# An event to append: (event, occurred_at in epoch seconds, bucket, digest, neighbouring bucket or None)
-Entry = tuple[Event, float, int, int, int | None]
+# An event to append: (event, room, occurred_at in epoch seconds, bucket, digest, neighbouring bucket or None)
+Entry = tuple[Event, str, float, int, int, int | None]
 
 
 def slotted(events: list[Event]) -> list[Entry]:
     """Each distinct event of a batch once (by idempotency key), with its time and slot."""
-    unique: dict[str, Event] = {}
-    for event in events:
-        unique.setdefault(idempotency_key(event), event)
-    return [_entry(event, key) for key, event in unique.items()]
+    keys = list(map(idempotency_key, events))
+    unique = dict(zip(keys, events))
+    if len(unique) < len(events):  # a stanza twice in the batch: its first copy is the one kept
+        unique = {}
+        for key, event in zip(keys, events):
+            unique.setdefault(key, event)
+    return _entries(unique.items())
 
 
 def every_slot(events: list[Event]) -> list[Entry]:
     """Each event of a batch with its time and slot, repeated keys included (a copy of events a store
     holds already: ``EventStore.append_copies``)."""
-    return [_entry(event, idempotency_key(event)) for event in events]
+    return _entries(zip(map(idempotency_key, events), events))
 
 
-def _entry(event: Event, key: str) -> Entry:
-    t = event.occurred_at.timestamp()
-    bucket = bucket_of(t)
-    return (event, t, bucket, key_digest(key), neighbour(t, bucket))
+def _entries(keyed: Iterable[tuple[str, Event]]) -> list[Entry]:
+    entries = []
+    for key, event in keyed:
+        t = event.occurred_at.timestamp()
+        bucket = bucket_of(t)
+        entries.append((event, event.room, t, bucket, key_digest(key), neighbour(t, bucket)))
+    return entries
 
 
 def probes(entries: list[Entry]) -> list[Slot]:
     """Every slot an entry's key may already be stored in: its own and, near an edge, the neighbour."""
-    own = [(e[0].room, e[2], e[3]) for e in entries]
-    return own + [(e[0].room, e[4], e[3]) for e in entries if e[4] is not None]
+    own = [(e[1], e[3], e[4]) for e in entries]
+    return own + [(e[1], e[5], e[4]) for e in entries if e[5] is not None]
 
 
 class Probe:
@@ -101,9 +108,14 @@ class Probe:
 
     def __init__(self, entries: list[Entry]):
         self._entries = entries
-        self.buckets = {(e[0].room, e[2]) for e in entries}
-        self.buckets.update([(e[0].room, e[4]) for e in entries if e[4] is not None])
+        self.buckets = {(e[1], e[3]) for e in entries}
+        self.buckets.update([(e[1], e[5]) for e in entries if e[5] is not None])
 
     def among(self, stored: set[Slot]) -> set[Slot]:
-        """The batch's slots among these stored ones (each slot of every bucket read, usually few)."""
-        return stored.intersection(probes(self._entries)) if stored else stored
+        """The batch's slots among these stored ones. The buckets read hold the rooms' earlier events
+        of the hour, nearly all with digests the batch does not have: the slots are made and compared
+        only for the entries whose digest was found."""
+        found = {slot[2] for slot in stored}
+        if not found:
+            return set()
+        return stored.intersection(probes([e for e in self._entries if e[4] in found]))

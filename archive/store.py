@@ -191,7 +191,7 @@ class EventStore(AuditStore):
         if not entries:
             return []
         # A room's stream is keyed by the room JID itself (text originator ids).
-        touched = {entry[0].room for entry in entries}
+        touched = {entry[1] for entry in entries}
         missing = touched - self._heads.keys()
         new_rooms = []
         if missing:
@@ -202,23 +202,9 @@ class EventStore(AuditStore):
                 self._heads[room] = [max(version, head[1]), head[2], head[3]] if head else [version, None, version + 1]
         # Copies of the touched heads, kept only if the batch commits.
         heads = {room: list(self._heads[room]) for room in touched}
-        # Rows as plain tuples, not the library's StoredEvent (a frozen dataclass costs a microsecond
-        # an event to build): the recorders' own insert statements take them as they are.
-        stored: list[EventRow] = []
-        index_rows: list[IndexRow] = []
-        link = chain.link if self._chained else None
-        floor = math.floor
-        for i, (event, t, _, digest, _) in enumerate(entries):
-            room = event.room
-            head = heads[room]
-            version = head[0] = head[0] + 1 if placed is None else placed.move(head, room, i)
-            state = to_msgpack(event)
-            stored.append((room, version, event.__struct_config__.tag, state))
-            if link is not None:
-                head[1] = link(head[1] or chain.genesis(room), version, state)
-            index_rows.append((room, floor(t), version, digest, t, head[1] if link else None))
+        stored, index_rows = self._rows(entries, heads, placed)
         chain_heads: list[HeadRow] = []
-        if link is not None:
+        if self._chained:
             chain_heads = [(room, *head) for room, head in heads.items()]
         positions = self._recorder.insert_events(
             stored,
@@ -228,7 +214,27 @@ class EventStore(AuditStore):
             chain_heads=chain_heads,
         )
         self._heads.update(heads)
-        return [Recorded(position, entry[0]) for position, entry in zip(positions, entries)]
+        return list(map(Recorded, positions, [entry[0] for entry in entries]))
+
+    def _rows(
+        self, entries: list[Entry], heads: dict[str, list], placed: _Placed | None
+    ) -> tuple[list[EventRow], list[IndexRow]]:
+        """The entries' rows, each at its stream's next version (or its copy's), chained from its stream's
+        head link (advanced in ``heads``). Plain tuples, not the library's StoredEvent (a frozen dataclass
+        costs a microsecond an event to build): the recorders' insert statements take them as they are."""
+        stored: list[EventRow] = []
+        index_rows: list[IndexRow] = []
+        link = chain.link if self._chained else None
+        floor = math.floor
+        states = list(map(to_msgpack, [entry[0] for entry in entries]))
+        for i, ((event, room, t, _, digest, _), state) in enumerate(zip(entries, states)):
+            head = heads[room]
+            version = head[0] = head[0] + 1 if placed is None else placed.move(head, room, i)
+            stored.append((room, version, event.__struct_config__.tag, state))
+            if link is not None:
+                head[1] = link(head[1] or chain.genesis(room), version, state)
+            index_rows.append((room, floor(t), version, digest, t, head[1] if link else None))
+        return stored, index_rows
 
     def read_log(self, after: int = 0, *, page_size: int = 1000) -> Iterator[Recorded]:
         """Every event after global position ``after``, in log order, page by page."""

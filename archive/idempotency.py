@@ -28,8 +28,8 @@ stored a second time.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
 from hashlib import sha256
+from typing import NamedTuple
 
 from .codec import idempotency_key
 from .events import Event
@@ -66,11 +66,29 @@ def neighbour(t: float, bucket: int) -> int | None:
     return None
 
 
-# An event to append: (event, room, occurred_at in epoch seconds, bucket, digest, neighbouring bucket or None)
-Entry = tuple[Event, str, float, int, int, int | None]
+class Batch(NamedTuple):
+    """Events to append as columns, aligned: each event's room, occurred_at in epoch seconds, bucket,
+    key digest and neighbouring bucket (or None). Columns, not a tuple per event: a batch is made
+    and read column by column (one map of a rule over a column costs less than a loop)."""
+
+    events: list[Event]
+    rooms: list[str]
+    times: list[float]
+    buckets: list[int]
+    digests: list[int]
+    neighbours: list[int | None]
+
+    def slots(self, i: int) -> list[Slot]:
+        """Every slot event ``i``'s key may already be stored in: its own and, near an edge, the neighbour."""
+        own = (self.rooms[i], self.buckets[i], self.digests[i])
+        nearby = self.neighbours[i]
+        return [own] if nearby is None else [own, (own[0], nearby, own[2])]
+
+    def only(self, indexes: list[int]) -> Batch:
+        return Batch(*([column[i] for i in indexes] for column in self))
 
 
-def slotted(events: list[Event]) -> list[Entry]:
+def slotted(events: list[Event]) -> Batch:
     """Each distinct event of a batch once (by idempotency key), with its time and slot."""
     keys = list(map(idempotency_key, events))
     unique = dict(zip(keys, events))
@@ -78,44 +96,39 @@ def slotted(events: list[Event]) -> list[Entry]:
         unique = {}
         for key, event in zip(keys, events):
             unique.setdefault(key, event)
-    return _entries(unique.items())
+    return _batch(list(unique.values()), list(unique))
 
 
-def every_slot(events: list[Event]) -> list[Entry]:
+def every_slot(events: list[Event]) -> Batch:
     """Each event of a batch with its time and slot, repeated keys included (a copy of events a store
     holds already: ``EventStore.append_copies``)."""
-    return _entries(zip(map(idempotency_key, events), events))
+    return _batch(events, list(map(idempotency_key, events)))
 
 
-def _entries(keyed: Iterable[tuple[str, Event]]) -> list[Entry]:
-    entries = []
-    for key, event in keyed:
-        t = event.occurred_at.timestamp()
-        bucket = bucket_of(t)
-        entries.append((event, event.room, t, bucket, key_digest(key), neighbour(t, bucket)))
-    return entries
-
-
-def probes(entries: list[Entry]) -> list[Slot]:
-    """Every slot an entry's key may already be stored in: its own and, near an edge, the neighbour."""
-    own = [(e[1], e[3], e[4]) for e in entries]
-    return own + [(e[1], e[5], e[4]) for e in entries if e[5] is not None]
+def _batch(events: list[Event], keys: list[str]) -> Batch:
+    times = [event.occurred_at.timestamp() for event in events]
+    buckets = list(map(bucket_of, times))
+    return Batch(events, [event.room for event in events], times, buckets, list(map(key_digest, keys)),
+                 list(map(neighbour, times, buckets)))
 
 
 class Probe:
     """The look-up of a batch's slots in the store: the buckets to read (``buckets``: room, bucket),
     and which of the slots found there are the batch's (``among``)."""
 
-    def __init__(self, entries: list[Entry]):
-        self._entries = entries
-        self.buckets = {(e[1], e[3]) for e in entries}
-        self.buckets.update([(e[1], e[5]) for e in entries if e[5] is not None])
+    def __init__(self, batch: Batch):
+        self._batch = batch
+        self.buckets = set(zip(batch.rooms, batch.buckets))
+        self.buckets.update([nearby for nearby in set(zip(batch.rooms, batch.neighbours)) if nearby[1] is not None])
 
     def among(self, stored: set[Slot]) -> set[Slot]:
         """The batch's slots among these stored ones. The buckets read hold the rooms' earlier events
         of the hour, nearly all with digests the batch does not have: the slots are made and compared
-        only for the entries whose digest was found."""
+        only for the events whose digest was found."""
         found = {slot[2] for slot in stored}
         if not found:
             return set()
-        return stored.intersection(probes([e for e in self._entries if e[4] in found]))
+        batch = self._batch
+        return stored.intersection(
+            [slot for i, digest in enumerate(batch.digests) if digest in found for slot in batch.slots(i)]
+        )

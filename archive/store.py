@@ -55,7 +55,7 @@ from .audit_store import MAX_ATTEMPTS, AuditStore
 from .codec import from_msgpack, to_msgpack
 from .errors import ConcurrencyError, EventDecodeError, StoreError, StoreUnavailable
 from .events import AUDIT_STREAM, SYSTEM_STREAMS, ChainHead, Event, Recorded
-from .idempotency import Entry, Probe, every_slot, probes, slotted
+from .idempotency import Batch, Probe, every_slot, slotted
 from .recorders import EventRow, HeadRow, IndexRow
 
 # Events per transaction at most: writers hand over everything queued up to this many. A commit
@@ -91,7 +91,7 @@ def _connection_lost(error: Exception) -> bool:
 
 
 class _Placed:
-    """The versions of copied events (``EventStore.append_copies``), aligned with their entries."""
+    """The versions of copied events (``EventStore.append_copies``), aligned with their batch."""
 
     def __init__(self, versions: list[int], resume_links: Mapping[tuple[str, int], bytes]):
         self.versions, self.resume_links = versions, resume_links
@@ -100,7 +100,7 @@ class _Placed:
         return _Placed([self.versions[i] for i in indexes], self.resume_links)
 
     def move(self, head: list, room: str, i: int) -> int:
-        """Entry ``i``'s version; across a gap its stream's chain resumes from the purge's link."""
+        """Event ``i``'s version; across a gap its stream's chain resumes from the purge's link."""
         version = self.versions[i]
         if version <= head[0]:
             raise StoreError(f"{room} holds version {version} already, with another event: copy into an empty store")
@@ -160,7 +160,7 @@ class EventStore(AuditStore):
         placed = _Placed([version for version, _ in copies], resume_links)
         return self._append_batch(every_slot(events), placed)
 
-    def _append_batch(self, entries: list[Entry], placed: _Placed | None = None) -> list[Recorded]:
+    def _append_batch(self, batch: Batch, placed: _Placed | None = None) -> list[Recorded]:
         with self._lock:
             for attempt in range(MAX_ATTEMPTS):
                 try:
@@ -168,7 +168,7 @@ class EventStore(AuditStore):
                     # look-up in the write transaction rejects any that does, so the look-up of
                     # known keys beforehand is only made when an attempt has failed. A copy looks
                     # up at once: resumed, it starts with what the target holds already.
-                    return self._try_insert(entries, check_known=attempt > 0 or placed is not None, placed=placed)
+                    return self._try_insert(batch, check_known=attempt > 0 or placed is not None, placed=placed)
                 except (IntegrityError, OperationalError) as e:
                     if _connection_lost(e):
                         raise store_error("could not append events", e) from e
@@ -182,16 +182,16 @@ class EventStore(AuditStore):
                     raise store_error("could not append events", e) from e
         raise AssertionError("unreachable")
 
-    def _try_insert(self, entries: list[Entry], *, check_known: bool, placed: _Placed | None) -> list[Recorded]:
+    def _try_insert(self, batch: Batch, *, check_known: bool, placed: _Placed | None) -> list[Recorded]:
         if check_known:
-            known = self._recorder.stored_slots(Probe(entries))
-            new = [i for i, entry in enumerate(entries) if known.isdisjoint(probes([entry]))]
-            entries = [entries[i] for i in new]
+            known = self._recorder.stored_slots(Probe(batch))
+            new = [i for i in range(len(batch.events)) if known.isdisjoint(batch.slots(i))]
+            batch = batch.only(new)
             placed = placed and placed.only(new)
-        if not entries:
+        if not batch.events:
             return []
         # A room's stream is keyed by the room JID itself (text originator ids).
-        touched = {entry[1] for entry in entries}
+        touched = set(batch.rooms)
         missing = touched - self._heads.keys()
         new_rooms = []
         if missing:
@@ -202,32 +202,33 @@ class EventStore(AuditStore):
                 self._heads[room] = [max(version, head[1]), head[2], head[3]] if head else [version, None, version + 1]
         # Copies of the touched heads, kept only if the batch commits.
         heads = {room: list(self._heads[room]) for room in touched}
-        stored, index_rows = self._rows(entries, heads, placed)
+        stored, index_rows = self._rows(batch, heads, placed)
         chain_heads: list[HeadRow] = []
         if self._chained:
             chain_heads = [(room, *head) for room, head in heads.items()]
         positions = self._recorder.insert_events(
             stored,
             index_rows=index_rows,
-            probe=Probe(entries),
+            probe=Probe(batch),
             new_rooms=new_rooms,
             chain_heads=chain_heads,
         )
         self._heads.update(heads)
-        return list(map(Recorded, positions, [entry[0] for entry in entries]))
+        return list(map(Recorded, positions, batch.events))
 
     def _rows(
-        self, entries: list[Entry], heads: dict[str, list], placed: _Placed | None
+        self, batch: Batch, heads: dict[str, list], placed: _Placed | None
     ) -> tuple[list[EventRow], list[IndexRow]]:
-        """The entries' rows, each at its stream's next version (or its copy's), chained from its stream's
+        """The batch's rows, each at its stream's next version (or its copy's), chained from its stream's
         head link (advanced in ``heads``). Plain tuples, not the library's StoredEvent (a frozen dataclass
         costs a microsecond an event to build): the recorders' insert statements take them as they are."""
         stored: list[EventRow] = []
         index_rows: list[IndexRow] = []
         link = chain.link if self._chained else None
         floor = math.floor
-        states = list(map(to_msgpack, [entry[0] for entry in entries]))
-        for i, ((event, room, t, _, digest, _), state) in enumerate(zip(entries, states)):
+        states = list(map(to_msgpack, batch.events))
+        columns = zip(batch.events, batch.rooms, batch.times, batch.digests, states)
+        for i, (event, room, t, digest, state) in enumerate(columns):
             head = heads[room]
             version = head[0] = head[0] + 1 if placed is None else placed.move(head, room, i)
             stored.append((room, version, event.__struct_config__.tag, state))

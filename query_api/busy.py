@@ -1,8 +1,8 @@
 """At most ``[api] active_requests`` requests run the app at once in a process; the others wait their turn.
 
 Why: a request's work is Python holding the interpreter lock (hits and snippets, JSON, templates).
-Sixteen server threads running it at once do no more work than four, but each then waits for the
-lock in 5 ms slices behind the others, so every answer takes longer and the slowest far longer.
+Sixteen server threads running it at once do no more work than one per core, but each then waits for
+the lock in 5 ms slices behind the others, so every answer takes longer and the slowest far longer.
 The server keeps its threads, since open streams and slow clients hold one each: only the app's
 own call is limited. A streamed body (replay, export, `follow`, a download) is written after that
 call returns, outside the limit, so streams never hold a turn.

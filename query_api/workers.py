@@ -31,6 +31,7 @@ from archive.errors import ConfigError
 GRACEFUL_SECONDS = 10
 HEARTBEAT_SECONDS = 1.0
 NEXT_REQUEST_WAIT_MS = 5
+MAX_HELD_REQUESTS = 32
 
 
 class _Worker(ThreadWorker):
@@ -59,13 +60,15 @@ class _Worker(ThreadWorker):
         That is Python work under the interpreter lock on every request, in a thread that must
         take the lock from the request threads first. A client that asks again at once (a page's
         burst, a service calling the API) is served by the thread it is on instead; an idle
-        connection goes back to the loop after a few milliseconds, as before."""
-        while True:
+        connection goes back to the loop after a few milliseconds, as before; one that never
+        pauses, after ``MAX_HELD_REQUESTS``, so that connections queued for a thread get theirs."""
+        for _ in range(MAX_HELD_REQUESTS - 1):
             keepalive, conn = super().handle(conn)
             if not (keepalive and self.alive and _readable(conn.sock, NEXT_REQUEST_WAIT_MS)):
                 return keepalive, conn
             if conn.sock.gettimeout() is not None:  # a stream's send timeout (context.limited_stream)
                 conn.sock.settimeout(None)  # as the loop's hand-over leaves it: blocking, no timeout
+        return super().handle(conn)
 
 
 def _readable(sock, milliseconds: int) -> bool:

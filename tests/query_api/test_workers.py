@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import TConn
 
-from query_api.workers import _Worker
+from query_api.workers import MAX_HELD_REQUESTS, _Worker
 
 
 def answer_thread(environ, start_response):
@@ -30,15 +31,23 @@ def ask(client: socket.socket) -> bytes:
     return answer.partition(b"\r\n\r\n")[2]
 
 
-def serve_one_connection(app, requests: int, *, hang_up: bool = True) -> tuple[list[bytes], tuple]:
-    """A client asking ``requests`` times in a row on one kept-alive connection (then hanging up,
-    or staying idle) while one worker thread handles the connection: the answers, and what the
-    worker's ``handle`` returned (whether to keep the connection alive, for its loop to watch)."""
+def worker_and_connection(app) -> tuple[_Worker, TConn, socket.socket]:
+    """A worker running ``app``, a connection to it as its loop would hand it over, and the client's end."""
     served, client = socket.socketpair()
     client.settimeout(10)
     cfg = Config()
     worker = _Worker(0, 0, [], None, 60, cfg, Logger(cfg))
     worker.wsgi = app
+    conn = TConn(cfg, served, ("127.0.0.1", 0), ("127.0.0.1", 8000))
+    conn.init()
+    return worker, conn, client
+
+
+def serve_one_connection(app, requests: int, *, hang_up: bool = True) -> tuple[list[bytes], tuple]:
+    """A client asking ``requests`` times in a row on one kept-alive connection (then hanging up,
+    or staying idle) while one worker thread handles the connection: the answers, and what the
+    worker's ``handle`` returned (whether to keep the connection alive, for its loop to watch)."""
+    worker, conn, client = worker_and_connection(app)
     answers: list[bytes] = []
 
     def browse() -> None:
@@ -49,8 +58,6 @@ def serve_one_connection(app, requests: int, *, hang_up: bool = True) -> tuple[l
 
     talking = threading.Thread(target=browse)
     talking.start()
-    conn = TConn(cfg, served, ("127.0.0.1", 0), ("127.0.0.1", 8000))
-    conn.init()
     handled = worker.handle(conn)
     talking.join(15)
     conn.close()
@@ -85,3 +92,27 @@ def test_a_send_timeout_one_answer_set_does_not_outlive_it():
 
     answers, _ = serve_one_connection(timed, 2)
     assert answers == [b"none    ", b"none    "]
+
+
+def test_a_connection_that_never_pauses_goes_back_to_the_loop_after_a_bounded_run():
+    """A client asking back to back must not keep its thread for ever: with every thread held so,
+    the connections the loop queued for the pool would wait without end."""
+    worker, conn, client = worker_and_connection(answer_thread)
+    answers: list[bytes] = []
+
+    def hammer() -> None:
+        for _ in range(MAX_HELD_REQUESTS + 1):
+            answers.append(ask(client))
+        client.close()
+
+    talking = threading.Thread(target=hammer)
+    talking.start()
+    keepalive, _ = worker.handle(conn)
+    deadline = time.monotonic() + 10  # the client reads the run's last answer
+    while len(answers) < MAX_HELD_REQUESTS and time.monotonic() < deadline:
+        time.sleep(0.01)
+    held = len(answers)  # no thread serves the connection now: its next request waits for the loop
+    worker.handle(conn)  # the loop's next turn for this connection: its last request
+    talking.join(15)
+    conn.close()
+    assert keepalive and held == MAX_HELD_REQUESTS and len(answers) == MAX_HELD_REQUESTS + 1

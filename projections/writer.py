@@ -2,8 +2,9 @@
 
 A rebuild spends about as long in the view database (inserts, commits) as in Python applying the log,
 and a write holds the GIL between rows, so a thread cannot overlap the two: a process can. The writer
-is ``python -m projections.writer URL``, holding its own connection to the view database; the projections
-of a rebuild that share the database share one writer (one process writes a SQLite file at a time anyway).
+is ``python -P -m projections.writer`` (the view database's URL in its environment), holding its own
+connection to the view database; the projections of a rebuild that share the database share one writer
+(one process writes a SQLite file at a time anyway).
 
 ``submit`` hands over one commit (a generation's statements and position, as ``commit_batch`` takes them)
 and returns once the projection's previous commit is durable: at most one commit per projection is in
@@ -40,11 +41,19 @@ _decode = msgspec.msgpack.Decoder().decode
 _LENGTH = 8
 
 
+# The view database's URL reaches the writer in its environment, which only its user can read: anyone on the
+# host can read a command line, and a PostgreSQL URL may hold a password.
+_URL_VARIABLE = "CHAT_ARCHIVE_VIEW_WRITER_URL"
+
+
 class BackgroundWriter:
     def __init__(self, url: str):
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (_PROJECT, os.environ.get("PYTHONPATH"))))}
+        pythonpath = os.pathsep.join(filter(None, (_PROJECT, os.environ.get("PYTHONPATH"))))
+        env = {**os.environ, "PYTHONPATH": pythonpath, _URL_VARIABLE: url}
+        # -P: not the working directory first on sys.path (as `-m` would put it), so that a `projections`
+        # or `archive` there (an old checkout, someone else's directory) is never imported instead of ours.
         self._process = subprocess.Popen(
-            [sys.executable, "-m", __name__, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+            [sys.executable, "-P", "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
         )
         self._sent = self._done = 0
         self._last: dict[str, int] = {}  # projection -> the number of its last commit handed over
@@ -132,4 +141,4 @@ if __name__ == "__main__":
     # Standard output carries the answers: anything else printed goes to standard error.
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    _serve(sys.argv[1], sys.stdin.buffer, answers)
+    _serve(os.environ[_URL_VARIABLE], sys.stdin.buffer, answers)

@@ -43,3 +43,30 @@ def test_a_writer_that_died_is_an_error_not_a_hang(views):
         writer.submit(TranscriptProjection.name, 1, 1, [("INSERT INTO {lines} (id) VALUES (?)", [(1,)] * 100_000)])
         writer.wait()
     writer.close()
+
+
+def test_the_writer_command_line_does_not_show_the_view_url(views):
+    # Anyone on the host can read a process's command line; a PostgreSQL URL holds its password.
+    writer = BackgroundWriter(views.recorder.url)
+    try:
+        with open(f"/proc/{writer._process.pid}/cmdline", "rb") as f:
+            assert views.recorder.url.encode() not in f.read()
+    finally:
+        writer.close()
+
+
+def test_the_writer_imports_nothing_from_the_working_directory(views, tmp_path, monkeypatch):
+    # `python -m` would put the working directory first on sys.path: a `projections` package there (an old
+    # checkout, someone else's directory) would run instead of chat-archive's.
+    marker = tmp_path / "imported"
+    (tmp_path / "projections").mkdir()
+    (tmp_path / "projections" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    building = views.recorder.create_generation(TranscriptProjection.name, TranscriptProjection.ddl, live=False)
+    writer = BackgroundWriter(views.recorder.url)
+    try:
+        writer.submit(TranscriptProjection.name, building, 1, [])
+        writer.wait()
+    finally:
+        writer.close()
+    assert not marker.exists() and writer._process.returncode == 0

@@ -37,6 +37,7 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._queue: list[_Slot] = []
         self._busy = False  # a leader is at work; while none is, the queue is empty
+        self._successor: _Slot | None = None  # the caller the lead was last handed to, until it takes it
 
     def write(self, item) -> None:
         slot = _Slot(item)
@@ -44,7 +45,11 @@ class GroupCommit:
             self._queue.append(slot)
             lead, self._busy = not self._busy, True
         if not lead:
-            slot.wake.acquire()
+            try:
+                slot.wake.acquire()
+            except BaseException:  # interrupted (Ctrl-C) while queued: leave, and pass on a lead handed to it
+                self._leave(slot)
+                raise
         if not slot.done:
             self._lead()
         if slot.error is not None:
@@ -53,6 +58,7 @@ class GroupCommit:
     def _lead(self) -> None:
         """Commit the oldest items (the leader's first among them), wake their callers, pass the lead on."""
         with self._lock:
+            self._successor = None
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
         error = None
         try:
@@ -61,10 +67,25 @@ class GroupCommit:
             error = e  # (SystemExit in the leader's thread) must not leave them and the queue asleep
         for s in batch:
             s.done, s.error = True, error
-        with self._lock:
-            successor = self._queue[0] if self._queue else None
-            self._busy = successor is not None
-        if successor is not None:  # first: its commit runs while the batch's callers go on
-            successor.wake.release()
+        self._hand_over()
         for s in batch[1:]:  # the first is the leader's own
             s.wake.release()
+
+    def _hand_over(self) -> None:
+        """Wake the oldest queued caller to lead (first: its commit runs while the batch's callers go on),
+        or mark the group idle."""
+        with self._lock:
+            successor = self._successor = self._queue[0] if self._queue else None
+            self._busy = successor is not None
+        if successor is not None:
+            successor.wake.release()
+
+    def _leave(self, slot: _Slot) -> None:
+        """A caller that stopped waiting: its item is not written unless a commit took it already."""
+        with self._lock:
+            if slot not in self._queue:
+                return  # taken into a batch: its leader goes on without it
+            self._queue.remove(slot)
+            handed = self._successor is slot
+        if handed:
+            self._hand_over()

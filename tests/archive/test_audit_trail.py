@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import _thread
 import threading
 import time
 
@@ -217,3 +218,29 @@ def test_a_commit_interrupted_by_a_base_exception_still_wakes_its_batch_and_pass
     assert sorted(outcomes) == [(0, "interrupted"), (1, "ok"), (2, "ok"), (3, "ok")]
     group.write(4)
     assert batches[-1] == [4]
+
+
+def test_a_caller_interrupted_while_queued_leaves_the_queue_and_the_group_goes_on():
+    # Ctrl-C in a thread queued behind a commit: without it leaving the queue, the lead would be handed to a
+    # caller that no longer waits, and every later writer would sleep for ever.
+    batches, started, release = [], threading.Event(), threading.Event()
+
+    def commit(items):
+        if not batches:
+            started.set()
+            release.wait(10)
+        batches.append(list(items))
+
+    group = GroupCommit(commit)
+    first = threading.Thread(target=group.write, args=(0,))
+    first.start()
+    started.wait(5)
+    threading.Timer(0.2, _thread.interrupt_main).start()  # while the main thread waits its turn
+    with pytest.raises(KeyboardInterrupt):
+        group.write("interrupted")
+    release.set()
+    first.join(10)
+    later = threading.Thread(target=group.write, args=(2,))
+    later.start()
+    later.join(10)
+    assert not later.is_alive() and batches == [[0], [2]]

@@ -47,16 +47,16 @@ from datetime import datetime
 import psycopg
 import psycopg.rows
 from psycopg import sql as pg_sql
-from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, PersistenceError
-from psycopg_pool import PoolTimeout
+from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError
 
 from . import chain
 from .audit_store import MAX_ATTEMPTS, AuditStore
 from .codec import from_msgpack, to_msgpack
-from .errors import ConcurrencyError, EventDecodeError, StoreError, StoreUnavailable
+from .errors import ConcurrencyError, EventDecodeError, StoreError
 from .events import AUDIT_STREAM, SYSTEM_STREAMS, ChainHead, Event, Recorded
 from .idempotency import Batch, Probe, every_slot, slotted
 from .recorders import EventRow, HeadRow, IndexRow
+from .store_errors import connection_lost, store_error
 
 # Events per transaction at most: writers hand over everything queued up to this many. A commit
 # costs about as much for 10,000 events as for 1,000 (it writes the pages the batch dirtied, and
@@ -64,30 +64,6 @@ from .recorders import EventRow, HeadRow, IndexRow
 MAX_BATCH = 10_000
 _SQLITE_LOG_ROWS = "SELECT rowid, state FROM {} WHERE rowid>? ORDER BY rowid LIMIT ?"
 _POSTGRES_LOG_ROWS = pg_sql.SQL("SELECT notification_id, state FROM {} WHERE notification_id>%s ORDER BY notification_id LIMIT %s")
-
-
-def store_error(message: str, error: Exception) -> StoreError:
-    """A driver or library error as the archive's: ``StoreUnavailable`` where trying again may succeed
-    (the connection, a lock, a full disk), a plain ``StoreError`` where it cannot (bad SQL, bad data)."""
-    cause = error.__cause__ if isinstance(error, PersistenceError) and error.__cause__ is not None else error
-    transient = isinstance(error, (OperationalError, InterfaceError)) or isinstance(
-        cause, (sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
-    )
-    return (StoreUnavailable if transient else StoreError)(f"{message}: {error}")
-
-
-def _connection_lost(error: Exception) -> bool:
-    """PostgreSQL unreachable (no connection, or it broke), not a conflict with another writer:
-    the server's own errors carry an SQLSTATE, the client's connection errors do not (a pipeline
-    aborted by an earlier statement's conflict is the conflict, not the connection)."""
-    cause = error.__cause__
-    if isinstance(cause, PoolTimeout):
-        return True
-    return (
-        isinstance(cause, psycopg.OperationalError)
-        and not isinstance(cause, psycopg.errors.PipelineAborted)
-        and cause.sqlstate is None
-    )
 
 
 class _Placed:
@@ -170,7 +146,7 @@ class EventStore(AuditStore):
                     # up at once: resumed, it starts with what the target holds already.
                     return self._try_insert(batch, check_known=attempt > 0 or placed is not None, placed=placed)
                 except (IntegrityError, OperationalError) as e:
-                    if _connection_lost(e):
+                    if connection_lost(e):
                         raise store_error("could not append events", e) from e
                     # A duplicate, or lost a race with another writer: reload heads and retry.
                     self._heads.clear()

@@ -30,7 +30,7 @@ import psycopg
 from eventsourcing.persistence import PersistenceError, Tracking
 
 from archive.errors import ChatArchiveError
-from archive.store import store_error
+from archive.store_errors import store_error
 
 PREFIX = "view_"
 # (statement, rows) pairs executed with executemany inside one commit.

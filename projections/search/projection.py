@@ -15,12 +15,10 @@ position never competes with the running indexer for the lock.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import tantivy
@@ -30,7 +28,7 @@ from archive.events import MessageCorrected, MessagePosted, MessageRetracted, Re
 
 from . import documents as docs
 from .. import messages
-from ..follower import ProjectionReset
+from ..follower import ProjectionReset, collection_paused
 from ..lines import Line, ids
 from .book import IndexBook
 from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, ref_hash
@@ -95,22 +93,6 @@ def read_meta(searcher: tantivy.Searcher) -> tuple[int, int]:
         return 0, SCHEMA_VERSION
     stored = searcher.doc(hits[0][1])
     return stored.get_first("position"), stored.get_first("version")
-
-
-@contextmanager
-def collection_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for a page: applying one allocates objects by the
-    thousand (lines, documents, the model's changes) that die young or are not cyclic, and a
-    collection every few hundred allocations cost about a tenth of the indexing thread's time
-    (cycles wait for the next collection, at most a page later). A collector already off stays off."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 class SearchIndexProjection:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import threading
 import time
@@ -181,3 +182,43 @@ def test_a_rebuild_commits_as_often_as_the_most_frequent_committer_among_its_tar
     silent = Recording("silent", None)
     rebuild(event_store, [silent], page_size=2)
     assert silent.commits == [10]  # the default: far more than this log
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_follower_pauses_the_garbage_collector_for_a_page_and_leaves_it_as_it_found_it(event_store, enabled):
+    """Reading, applying and committing a page run with the cyclic collector off (see
+    ``follower.collection_paused``); afterwards it is on or off as before, also when a page fails."""
+    seen = []
+
+    class Watching:
+        name = "watching"
+        fail = False
+
+        def position(self):
+            return 0
+
+        def apply(self, records):
+            seen.append(("apply", gc.isenabled()))
+            if self.fail:
+                raise RuntimeError("a page that fails half-way")
+
+        def commit(self, position):
+            seen.append(("commit", gc.isenabled()))
+
+        def discard(self):
+            pass
+
+    event_store.append([message(i, f"m{i}") for i in range(3)])
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        projection = Watching()
+        LogFollower(event_store, projection, commit_interval=3600, page_size=2).catch_up()
+        assert gc.isenabled() is enabled
+        assert seen == [("apply", False), ("apply", False), ("commit", False)]
+        projection.fail = True
+        with pytest.raises(RuntimeError):
+            LogFollower(event_store, projection, commit_interval=3600).catch_up()
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()

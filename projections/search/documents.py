@@ -67,16 +67,20 @@ def line_of(document: tantivy.Document) -> Line:
     return decode_line(document.get_first("blob"))
 
 
-class _Keyed(msgspec.Struct):
-    id: int
+class StoredLines:
+    """The lines of one search's hits by address, each read from the store once: a page's equal
+    scores or times are ordered by the keys of the very lines its hits are then made of."""
 
+    def __init__(self, searcher: tantivy.Searcher):
+        self._doc = searcher.doc
+        self._lines: dict[tuple[int, int], Line] = {}
 
-_decode_key = msgspec.msgpack.Decoder(_Keyed).decode
-
-
-def key_of(document: tantivy.Document) -> int:
-    """The ``key`` of a stored document (its line's id), without decoding the rest of the line."""
-    return _decode_key(document.get_first("blob")).id
+    def __call__(self, address) -> Line:
+        where = (address.segment_ord, address.doc)
+        line = self._lines.get(where)
+        if line is None:
+            line = self._lines[where] = line_of(self._doc(address))
+        return line
 
 
 def meta_document(position: int, version: int) -> tantivy.Document:

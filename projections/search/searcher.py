@@ -27,7 +27,7 @@ from archive.errors import InvalidQueryError, StoreError
 from archive.times import order_second
 
 from . import highlight
-from .documents import TOMB_MARK, line_of
+from .documents import TOMB_MARK, StoredLines
 from .projection import open_tantivy, read_meta
 from .query import parse
 from .results import FacetCount, Facets, Hit, Scope, SearchResults, Sort
@@ -124,20 +124,21 @@ class SearchIndex:
         # A lone clause goes bare: the same scores, and tantivy scores a term without the boolean's overhead.
         base = clauses[0][1] if len(clauses) == 1 and clauses[0][0] is Occur.Must else Query.boolean_query(clauses)
         totals, asked = self._known_totals(searcher), (node, scope)
+        lines = StoredLines(searcher)
         if sort is Sort.RELEVANCE:
             offset = after.offset if after else 0
             limit = max(1, min(limit, MAX_RELEVANCE_DEPTH - offset))
             window = MAX_TIE_RUN if translator.phrases else TIE_WINDOW
-            page, total, more = _relevance_page(searcher, base, limit, offset, window)
+            page, total, more = _relevance_page(searcher, base, limit, offset, lines, window)
             more = more and offset + limit < MAX_RELEVANCE_DEPTH
             next_cursor = _Cursor(check, offset=offset + limit) if more else None
         else:
             newest, edge = sort is Sort.NEWEST, self._edge_of(searcher)
-            page, total, more = time_page(searcher, base, limit, newest, after, edge, totals.get(asked))
+            page, total, more = time_page(searcher, base, limit, newest, after, edge, lines, totals.get(asked))
             next_cursor = _Cursor(check, ts=page[-1][1], key=page[-1][2]) if more else None
         totals[asked] = total
         marks = highlight.Marks(translator.highlights)
-        hits = [self._hit(searcher, address, score, scope, marks, sort) for score, _, _, address in page]
+        hits = [_hit(lines(address), score, scope, marks, sort) for score, _, _, address in page]
         return SearchResults(
             query=text,
             sort=sort,
@@ -225,28 +226,28 @@ class SearchIndex:
             self._totals = (searcher, totals)
         return totals
 
-    def _hit(self, searcher, address, score, scope: Scope, marks: highlight.Marks, sort: Sort) -> Hit:
-        line = line_of(searcher.doc(address))
-        body = line.body or ""
-        history = [version.body for version in line.versions] if scope.compliance else []
-        text = body
-        if history and not marks.matches(body):
-            text = next((old for old in history if marks.matches(old)), body)
-        return Hit(
-            position=line.id,
-            room=line.room.lower(),
-            nick=line.nick or "",
-            jid=bare_jid(line.jid),
-            time=order_second(line.at),
-            body=body,
-            snippet=marks.snippet(text),
-            thread=line.thread,
-            capture=line.capture or "live",
-            edited=line.edited,
-            retracted=line.removed is not None,
-            earlier_versions=history,
-            score=score if sort is Sort.RELEVANCE else None,
-        )
+
+def _hit(line, score, scope: Scope, marks: highlight.Marks, sort: Sort) -> Hit:
+    body = line.body or ""
+    history = [version.body for version in line.versions] if scope.compliance else []
+    text = body
+    if history and not marks.matches(body):
+        text = next((old for old in history if marks.matches(old)), body)
+    return Hit(
+        position=line.id,
+        room=line.room.lower(),
+        nick=line.nick or "",
+        jid=bare_jid(line.jid),
+        time=order_second(line.at),
+        body=body,
+        snippet=marks.snippet(text),
+        thread=line.thread,
+        capture=line.capture or "live",
+        edited=line.edited,
+        retracted=line.removed is not None,
+        earlier_versions=history,
+        score=score if sort is Sort.RELEVANCE else None,
+    )
 
 
 def _committed(directory: Path | None) -> bytes | None:
@@ -286,7 +287,7 @@ def _scope_clauses(scope: Scope, matched: Query | None, matches_every_document: 
     return clauses
 
 
-def _relevance_page(searcher, base: Query, limit: int, offset: int, window: int = TIE_WINDOW):
+def _relevance_page(searcher, base: Query, limit: int, offset: int, lines: StoredLines, window: int = TIE_WINDOW):
     """(score, ts, key, address) rows, the total, whether more follow.
 
     Equal scores are ordered by key (the log position), not by tantivy's document
@@ -308,7 +309,7 @@ def _relevance_page(searcher, base: Query, limit: int, offset: int, window: int 
         boundary = hits[end - 1][0]
         hits = [hit for hit in hits if hit[0] >= boundary]
     addresses = [address for _, address in hits]
-    keys = _tie_keys(searcher, hits, addresses)
+    keys = _tie_keys(searcher, hits, addresses, lines, end - offset)
     # Tuples compared in C (equal scores have unique keys, so addresses are never compared): no key function.
     page = sorted(zip([-score for score, _ in hits], keys, addresses))[offset:end]
     return [(-negated, 0, key, address) for negated, key, address in page], result.count, result.count > end
@@ -326,17 +327,18 @@ def _facets(searcher, base: Query, size: int) -> Facets:
     return Facets(rooms=counts("rooms"), senders=counts("senders"))
 
 
-def _tie_keys(searcher, hits: list, addresses: list) -> list[int]:
+def _tie_keys(searcher, hits: list, addresses: list, lines: StoredLines, shown: int) -> list[int]:
     """Keys where they order anything: only equal scores are compared by key (hits come best
     first, so equal scores are neighbours); a rare word's few tied hits are read from their
-    stored lines, not the column (``keys_of``). Hits whose score no other has get 0."""
-    if len(hits) > 2 * FEW_KEYS:
-        return keys_of(searcher, addresses)
+    stored lines, not the column (``keys_of``). Hits whose score no other has get 0.
+    ``shown``: how many hits the page shows."""
+    if len(hits) - shown > 2 * FEW_KEYS:
+        return keys_of(searcher, addresses, lines)
     scores = [score for score, _ in hits]
     last = len(scores) - 1
     tied = [i for i, s in enumerate(scores) if (i and scores[i - 1] == s) or (i < last and scores[i + 1] == s)]
     keys = [0] * len(hits)
-    for i, key in zip(tied, keys_of(searcher, [addresses[i] for i in tied])):
+    for i, key in zip(tied, keys_of(searcher, [addresses[i] for i in tied], lines, shown)):
         keys[i] = key
     return keys
 

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 from tantivy import FieldType, Occur, Order, Query
 
-from .documents import key_of
+from .documents import StoredLines
 from .schema import SCHEMA, SPAN_LEVELS, span_term, span_unit
 
 # Matches this few (estimated from the finest window) are ordered whole and counted in the
 # same pass: counted apart (~2/3 of that pass) and searched again in a coarser window, they
 # cost more (at 1M with 2,000 here: 1,152 matches of two words +12%, 6,816 of a word in a room +10%).
 WINDOWED_FROM = 10_000
-# Keys of this many hits or fewer are read from their stored lines (~2 us each): a read of the
-# column opens every segment's column, ~40-50 us at 1M however few the values.
+# Keys of this many hits or fewer are read from their stored lines (~1.5 us each, and none for a hit
+# the page shows, whose line is read anyway): a read of the column opens every segment's column,
+# ~35-50 us at 1M however few the values.
 FEW_KEYS = 16
 # A window is searched when it is expected (its documents x the share of all documents that
 # match) to hold this many pages: too few, and the next level is searched too; a level too
@@ -31,13 +32,15 @@ FEW_KEYS = 16
 WINDOW_PAGES = 2
 
 
-def time_page(searcher, base: Query, limit: int, newest: bool, after, edge, total: int | None = None) -> tuple[list, int, bool]:
+def time_page(
+    searcher, base: Query, limit: int, newest: bool, after, edge, lines: StoredLines, total: int | None = None
+) -> tuple[list, int, bool]:
     """(None, ts, key, address) rows, the total, whether more follow. ``key`` is None where
     no equal time needed it, except in the last row when more follow (the cursor's).
 
     ``after``: the cursor (ts, key) or None; ``edge(newest)``: the index's newest (oldest)
     finest bucket (``span_unit``), None when there is none; ``total``: the total when it is
-    known (it then chooses the window, and nothing is counted).
+    known (it then chooses the window, and nothing is counted); ``lines``: the search's stored lines.
 
     tantivy orders by one fast field and breaks ties its own way, so when the
     page boundary falls inside a run of equal times, that run is fetched whole
@@ -68,7 +71,7 @@ def time_page(searcher, base: Query, limit: int, newest: bool, after, edge, tota
         candidates = [hit for hit in hits if hit[0] != boundary] + [(boundary, address) for _, address in ties]
     more = len(hits) > limit
     if any(a[0] == b[0] for a, b in zip(candidates, candidates[1:])):
-        keys = keys_of(searcher, [address for _, address in candidates])
+        keys = keys_of(searcher, [address for _, address in candidates], lines, shown=limit)
         rows = sorted(
             ((None, ts, key, address) for (ts, address), key in zip(candidates, keys)),
             key=lambda row: (row[1], row[2]),
@@ -79,14 +82,15 @@ def time_page(searcher, base: Query, limit: int, newest: bool, after, edge, tota
     rows = [(None, ts, None, address) for ts, address in candidates]
     if more:
         _, ts, _, address = rows[-1]
-        rows[-1] = (None, ts, keys_of(searcher, [address])[0], address)
+        rows[-1] = (None, ts, lines(address).id, address)
     return rows, total, more
 
 
-def keys_of(searcher, addresses: list) -> list[int]:
-    """The keys (log positions) of hits, which order equal times and scores."""
-    if len(addresses) <= FEW_KEYS:
-        return [key_of(searcher.doc(address)) for address in addresses]
+def keys_of(searcher, addresses: list, lines: StoredLines, shown: int = 0) -> list[int]:
+    """The keys (log positions) of hits, which order equal times and scores; ``shown``: how many
+    of them the page will show (their lines are read in any case)."""
+    if len(addresses) - shown <= FEW_KEYS:
+        return [lines(address).id for address in addresses]
     return searcher.fast_field_values("key", addresses)
 
 

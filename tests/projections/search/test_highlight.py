@@ -1,6 +1,6 @@
 """Snippet marks: the shortcut for ASCII text marks exactly the tokens the body analyzer's own
 tokens would (it relies on the analyzer splitting ASCII at anything but letters and digits, and on
-English stemming keeping a word's first letter)."""
+English stemming keeping a word's first letter and never lengthening a word)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ WORDS = [
     "Deploy", "deployed", "deploying", "deployment", "lazy", "LAZIES", "dying", "skies", "skis", "news",
     "generously", "ability", "able", "agreed", "feed", "hoping", "hopping", "relational", "organization",
     "1st", "2024", "x" * 39, "x" * 40, "x" * 41, "e-mail", "don't", "can_t", "idly", "early", "only", "Atlas",
+    "la", "sky", "dye", "new", "nee", "ab", "d",
 ]
 SEPARATORS = [" ", "  ", ", ", ". ", "-", "'", "_", "!", "\t", "/"]
 

@@ -18,6 +18,9 @@ MAX_TOKEN_BYTES = 40  # the body analyzer drops longer tokens (``schema``: remov
 _STEMS_KEPT = 50_000
 _stems: dict[str, str] = {}
 _MARKUP = re.compile(r"[&<>\"']").search  # what html.escape(quote=True) changes
+# The only characters past ASCII whose lowercase holds an ASCII letter (İ, the Kelvin sign; checked
+# in the tests): a token holding one may match an ASCII stem that no ASCII candidate shows.
+_LOWERS_TO_ASCII = re.compile("[\u0130\u212a]").search
 
 
 class Marks:
@@ -31,6 +34,7 @@ class Marks:
         self.fuzzy = frozenset(highlights.fuzzy)
         self.any = bool(self.stems or self.prefixes or self.fuzzy)
         starts = self.stems | set(self.prefixes)
+        self._ascii = all(word.isascii() for word in starts)
         firsts = {word[0] for word in starts}
         letters = "".join(sorted(firsts | {c.upper() for c in firsts}))
         # ASCII text: only the tokens starting with a letter a stem or prefix starts with can match, and
@@ -46,8 +50,10 @@ class Marks:
         """Character spans of the tokens of ``text`` whose stems the query matches."""
         if not self.any:
             return []
-        if not self.fuzzy and text.isascii():
-            return self._ascii_matches(text)
+        if not self.fuzzy and (text.isascii() or (self._ascii and not _LOWERS_TO_ASCII(text))):
+            spans = self._ascii_matches(text)
+            if spans is not None:
+                return spans
         return analyzed_matches(text, self.stems, self.prefixes, self.fuzzy)
 
     def snippet(self, text: str, max_chars: int = MAX_CHARS) -> str:
@@ -75,13 +81,25 @@ class Marks:
             out.append("…")
         return "".join(out)
 
-    def _ascii_matches(self, text: str) -> list[tuple[int, int]]:
-        """``matches`` of ASCII text without tokenizing all of it: the body analyzer's tokens are
-        then runs of letters and digits, and English stemming keeps a word's first letter and never
-        lengthens a word (stems of the candidates cached)."""
+    def _ascii_matches(self, text: str) -> list[tuple[int, int]] | None:
+        """``matches`` of text (ASCII, or holding no ``_LOWERS_TO_ASCII``, for a query of ASCII
+        stems) without tokenizing all of it: the body analyzer's tokens of ASCII are runs of letters
+        and digits, and English stemming keeps a word's first letter and never lengthens a word
+        (stems of the candidates cached). A token holding other characters has a stem holding them
+        (suffixes are ASCII), so it can only match where its leading ASCII run is a candidate that
+        touches one: then None, and the text is left to the analyzer (the tokenizer's letters past
+        ASCII are Unicode's, not Python's)."""
         if self._candidates is None:
             return []
-        return [token.span() for token in self._candidates.finditer(text) if self._is_match(token.group())]
+        spans = []
+        ascii_text = text.isascii()
+        for token in self._candidates.finditer(text):
+            lo, hi = token.span()
+            if not ascii_text and not (text[lo - 1 : lo].isascii() and text[hi : hi + 1].isascii()):
+                return None
+            if self._is_match(token.group()):
+                spans.append((lo, hi))
+        return spans
 
     def _marked(self, token: re.Match) -> str:
         word = token.group()

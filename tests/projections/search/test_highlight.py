@@ -9,7 +9,7 @@ from html import escape
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.search.highlight import Marks, analyzed_matches
+from projections.search.highlight import _LOWERS_TO_ASCII, Marks, analyzed_matches
 from projections.search.schema import STEM_ANALYZER
 from projections.search.translate import Highlights
 
@@ -62,3 +62,26 @@ def test_a_whole_line_snippet_marks_the_analyzers_tokens(text, asked, prefix):
         at = hi
     expected.append(escape(text[at:]))
     assert Marks(highlights).snippet(text, max_chars=len(text)) == "".join(expected)
+
+
+# Letters, digits and marks past ASCII next to ASCII words, and the two characters that lowercase to ASCII.
+FOREIGN = ["café", "naïve", "Привет", "こんにちは", "İstanbul", "\u212aeep", "Deployé", "éDeploy", "x\u0345", "🙏", "ü"]
+mixed_texts = st.lists(
+    st.tuples(st.sampled_from(WORDS + FOREIGN), st.sampled_from(SEPARATORS + ["", "\u00a0", "—", "🙏", "\u0301"])),
+    max_size=12,
+).map(lambda parts: "".join(word + sep for word, sep in parts))
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=mixed_texts, asked=st.lists(st.sampled_from(WORDS + ["keep", "deploy", "istanbul"]), min_size=1, max_size=3),
+       prefix=st.booleans())
+def test_marks_in_text_past_ascii_are_those_of_the_analyzer(text, asked, prefix):
+    stems = {stem for word in asked for stem in STEM_ANALYZER.analyze(word)}
+    highlights = Highlights(stems=set() if prefix else stems, prefixes={s[:2] for s in stems} if prefix else set())
+    expected = analyzed_matches(text, highlights.stems, tuple(highlights.prefixes), set())
+    assert Marks(highlights).matches(text) == expected
+
+
+def test_only_the_known_characters_past_ascii_lowercase_to_ascii():
+    lowering = {c for c in map(chr, range(128, 0x110000)) if any(ord(x) < 128 for x in c.lower())}
+    assert {c for c in lowering if _LOWERS_TO_ASCII(c)} == lowering

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,8 +33,27 @@ from archive.errors import ChatArchiveError
 from archive.store_errors import store_error
 
 PREFIX = "view_"
+
+
+class Columns:
+    """Rows given column by column (each a list of one column's values, all of one length), for
+    executemany: a rebuild's writer process is handed them as a column of integers packed in one
+    buffer, not a row as a list of numbers, which it would build again (``projections.writer``)."""
+
+    __slots__ = ("columns",)
+
+    def __init__(self, *columns: Sequence[Any]):
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.columns[0]) if self.columns else 0
+
+    def __iter__(self) -> Iterator[tuple]:
+        return zip(*self.columns)
+
+
 # (statement, rows) pairs executed with executemany inside one commit.
-Statements = list[tuple[str, Sequence[Sequence[Any]]]]
+Statements = list[tuple[str, Sequence[Sequence[Any]] | Columns]]
 
 _TABLE_REF = re.compile(r"\{(\w+)\}")
 _INDEX_REF = re.compile(r"\[(\w+)\]")

@@ -22,23 +22,55 @@ import signal
 import subprocess
 import sys
 import threading
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import msgspec
 
 from archive.errors import ChatArchiveError, StoreError
 
-from .viewdb import Statements
+from .viewdb import Columns, Statements
 from .viewdb_backends import open_view_recorder
 
 _PROJECT = str(Path(__file__).resolve().parent.parent)
+_LENGTH = 8
+_COLUMNS = 1  # msgpack extension type of ``Columns``
+
+
+def _pack(value: Any) -> msgspec.msgpack.Ext:
+    """``Columns`` as an extension: a column of integers as one buffer of 64-bit numbers (others as
+    a list), which this process packs and the writer unpacks in one C loop each: decoding rows as
+    lists of numbers was a quarter of the writer's time."""
+    if not isinstance(value, Columns):
+        raise NotImplementedError(f"cannot send {type(value).__name__}")
+    columns = []
+    for column in value.columns:
+        try:
+            columns.append(array("q", column).tobytes())
+        except (TypeError, OverflowError):  # not all integers (None, text, bytes), or wider than 64 bits
+            columns.append(list(column))
+    return msgspec.msgpack.Ext(_COLUMNS, _encode(columns))
+
+
+def _unpack(code: int, data: memoryview) -> Columns:
+    if code != _COLUMNS:
+        raise NotImplementedError(f"unknown extension type {code}")
+    return Columns(*(_numbers(column) if isinstance(column, bytes) else column for column in _decode_list(data)))
+
+
+def _numbers(packed: bytes) -> array:
+    numbers = array("q")
+    numbers.frombytes(packed)
+    return numbers
+
+
 # A commit goes as msgpack (a quarter of pickle's time to encode the rows, in the rebuilding process), after its
 # length; answers (None or the error a commit met) as pickles.
-_encode = msgspec.msgpack.Encoder().encode
-_decode = msgspec.msgpack.Decoder().decode
-_LENGTH = 8
+_encode = msgspec.msgpack.Encoder(enc_hook=_pack).encode
+_decode = msgspec.msgpack.Decoder(ext_hook=_unpack).decode
+_decode_list = msgspec.msgpack.Decoder(list).decode
 
 
 # The view database's URL reaches the writer in its environment, which only its user can read: anyone on the

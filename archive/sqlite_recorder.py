@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -181,22 +182,45 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
         )
 
 
+# Bytes per page of a new store (SQLite's default is 4096): a commit writes a quarter as many WAL
+# frames, and a batch's rows fill fewer pages: less CPU per appended event.
+PAGE_SIZE = 16384
+# A checkpoint every ~40 MB of WAL (default 4 MB) instead of after nearly every batch: fewer pages
+# written twice. Counted in pages, so in bytes whatever the store's page size.
+WAL_CHECKPOINT_BYTES = 40 * 2**20
+
+
+def _new_database_pages(path: str) -> None:
+    """Create an empty store file with ``PAGE_SIZE`` pages. The size is fixed once the file is in WAL mode,
+    which the library's first connection sets: an existing store keeps the page size it has."""
+    if os.path.exists(path) and os.path.getsize(path):
+        return
+    raw = sqlite3.connect(path, isolation_level=None)
+    try:
+        raw.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        raw.execute("PRAGMA journal_mode=WAL")
+    finally:
+        raw.close()
+
+
 class _ArchiveSQLitePool(SQLiteConnectionPool):
     def __init__(self, *, synchronous: str, **kwargs: Any):
         self.synchronous = synchronous
         super().__init__(**kwargs)
 
     def _create_connection(self) -> Any:
+        if not self.is_sqlite_memory_mode:
+            _new_database_pages(self.db_name)
         connection = super()._create_connection()
         raw: sqlite3.Connection = connection._sqlite_conn
         # WAL with synchronous=NORMAL never corrupts the database; a power loss
         # may undo the last commits, which the listener's MAM backfill restores.
         # FULL costs an fsync per commit (several times slower appends).
         raw.execute(f"PRAGMA synchronous={self.synchronous}")
-        # A larger page cache (default 2 MB) and checkpoints every ~40 MB of WAL (default 4 MB)
-        # instead of after nearly every batch: fewer pages written twice.
+        # A larger page cache (default 2 MB).
         raw.execute("PRAGMA cache_size=-65536")
-        raw.execute("PRAGMA wal_autocheckpoint=10000")
+        page_size = raw.execute("PRAGMA page_size").fetchone()[0]
+        raw.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
         # A purge deletes for good: the freed space is overwritten (appends never delete, so this costs
         # them nothing).
         raw.execute("PRAGMA secure_delete=ON")

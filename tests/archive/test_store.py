@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+from contextlib import closing
 
 import pytest
 
 from archive import events as ev
 from archive.application import StoreLocation, open_event_store
 from archive.errors import ConfigError, EventDecodeError, StoreError
+from archive.sqlite_recorder import PAGE_SIZE
 from tests.factories import at, make, message
 
 
@@ -180,3 +183,22 @@ def test_ranged_read_pages_need_no_sort(event_store):
     # The walk starts where the last page stopped: the lower bound is an index condition, not a filter.
     starts_there = "(second,originator_version)>(?,?)" in plan or "ROW(second, originator_version) >" in plan
     assert starts_there, plan
+
+
+def _page_size(path) -> int:
+    with closing(sqlite3.connect(path)) as conn:
+        return conn.execute("PRAGMA page_size").fetchone()[0]
+
+
+def test_a_new_sqlite_store_has_large_pages_and_an_older_store_keeps_its_own(tmp_path):
+    with open_event_store(f"sqlite:///{tmp_path}/new.sqlite") as store:
+        store.append([message(0)])
+    assert _page_size(tmp_path / "new.sqlite") == PAGE_SIZE != 4096
+    older = tmp_path / "older.sqlite"
+    with closing(sqlite3.connect(older)) as conn:  # made as stores were before: SQLite's default pages, WAL
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE t (x)")
+    with open_event_store(f"sqlite:///{older}") as store:
+        store.append([message(t) for t in range(3)])
+        assert len(list(store.read_log())) == 3
+    assert _page_size(older) == 4096

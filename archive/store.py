@@ -198,19 +198,19 @@ class EventStore(AuditStore):
         """The batch's rows, each at its stream's next version (or its copy's), chained from its stream's
         head link (advanced in ``heads``). Plain tuples, not the library's StoredEvent (a frozen dataclass
         costs a microsecond an event to build): the recorders' insert statements take them as they are."""
-        stored: list[EventRow] = []
-        index_rows: list[IndexRow] = []
+        events, rooms, times = batch.events, batch.rooms, batch.times
+        states = list(map(to_msgpack, events))
+        versions = [0] * len(events)
+        links: list[bytes | None] = [None] * len(events)
         link = chain.link if self._chained else None
-        floor = math.floor
-        states = list(map(to_msgpack, batch.events))
-        columns = zip(batch.events, batch.rooms, batch.times, batch.digests, states)
-        for i, (event, room, t, digest, state) in enumerate(columns):
+        for i, room, state in zip(range(len(events)), rooms, states):
             head = heads[room]
-            version = head[0] = head[0] + 1 if placed is None else placed.move(head, room, i)
-            stored.append((room, version, event.__struct_config__.tag, state))
+            version = versions[i] = head[0] = head[0] + 1 if placed is None else placed.move(head, room, i)
             if link is not None:
-                head[1] = link(head[1] or chain.genesis(room), version, state)
-            index_rows.append((room, floor(t), version, digest, t, head[1] if link else None))
+                links[i] = head[1] = link(head[1] or chain.genesis(room), version, state)
+        # Rows zipped from columns: no Python step per row beyond the loop above.
+        stored = list(zip(rooms, versions, [event.__struct_config__.tag for event in events], states))
+        index_rows = list(zip(rooms, map(math.floor, times), versions, batch.digests, times, links))
         return stored, index_rows
 
     def read_log(self, after: int = 0, *, page_size: int = 1000) -> Iterator[Recorded]:

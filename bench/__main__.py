@@ -17,7 +17,8 @@ Stages (in this order, each size in turn: every stage on SQLite, then those per 
 Every size of a run is measured on one commit; the load average is recorded before and after every stage.
 The run refuses to start writing bench/RESULTS*.md while the load is above the core count (it waits
 --quiet-wait seconds for it to fall first; --allow-load writes it marked as loaded). At 10m (or with
---light) the bench measures chat-archive's rates and only the cheap baselines (raw inserts, COPY).
+--light) the bench measures chat-archive's rates and only the cheap baselines (raw inserts, COPY); its append
+pass also reports each store's rate over its first 1m events, so that size is compared within one pass.
 Stages after `append` reuse the stores it built in --workdir (built untimed if missing), and every pass over
 a corpus after the first reads it from --workdir instead of generating it again.
 `python -m bench corpus --size 1m --out FILE` writes a corpus as JSON lines instead;

@@ -23,6 +23,8 @@ from archive.events import Recorded
 from archive.health import Backoff
 from archive.store import EventStore
 
+from .readahead import ReadAhead
+
 log = logging.getLogger(__name__)
 
 
@@ -110,10 +112,20 @@ class LogFollower:
         return self._applied
 
     def catch_up(self) -> int:
-        """Apply everything in the log now and commit; returns the position reached."""
-        while self._step():
-            if self._applied_since_commit >= self.max_pending:
-                self._commit()
+        """Apply everything in the log now and commit; returns the position reached. The log is read
+        a page ahead (``readahead``)."""
+        ahead = ReadAhead(self.store, self._applied, self.page_size)
+        try:
+            while True:
+                if ahead.after != self._applied:  # a commit found the projection reset: read from there
+                    ahead.close()
+                    ahead = ReadAhead(self.store, self._applied, self.page_size)
+                if not self._step(ahead.next):
+                    break
+                if self._applied_since_commit >= self.max_pending:
+                    self._commit()
+        finally:
+            ahead.close()
         self._commit()
         return self._applied
 
@@ -162,9 +174,10 @@ class LogFollower:
             if not self._torn:
                 self._commit()
 
-    def _step(self) -> bool:
+    def _step(self, read: Callable[[], list[tuple[int, bytes]]] | None = None) -> bool:
+        """Apply the next page (``read()``'s, by default read now); False at the end of the log."""
         with collection_paused():
-            rows = self.store.read_log_rows(self._applied, self.page_size)
+            rows = read() if read is not None else self.store.read_log_rows(self._applied, self.page_size)
             if not rows:
                 return False
             page = [Recorded(position, from_msgpack(state)) for position, state in rows]

@@ -1,0 +1,63 @@
+"""The log read one page ahead, by a thread, while the page before is applied.
+
+A read of the log waits for the database (PostgreSQL's server, SQLite's b-tree walk), and the
+driver lets go of the GIL while it waits: a thread reading the next page then overlaps that wait
+with applying this one, which a whole-log read (a rebuild, a catch-up) otherwise spends in turn.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+from archive.store import EventStore
+
+
+class ReadAhead:
+    """Pages of (position, state) rows after ``after``, in order: ``next()`` returns the page after
+    ``after`` (an empty one at the end of the log), read while the one before was applied. ``close``
+    ends the thread; an error the thread met is raised by the ``next()`` it was reading for."""
+
+    def __init__(self, store: EventStore, after: int, page_size: int):
+        self.after = after  # where the page ``next()`` returns starts
+        self._store, self._page_size = store, page_size
+        self._pages: queue.Queue = queue.Queue(maxsize=1)  # one page ready while one is applied
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="log read-ahead", daemon=True)
+        self._thread.start()
+
+    def next(self) -> list[tuple[int, bytes]]:
+        rows, error = self._pages.get()
+        if error is not None:
+            raise error
+        if rows:
+            self.after = rows[-1][0]
+        return rows
+
+    def close(self) -> None:
+        self._closed.set()
+        try:
+            self._pages.get_nowait()  # a reader waiting to hand over a page: it may see it closed
+        except queue.Empty:
+            pass
+        self._thread.join()
+
+    def _read(self) -> None:
+        after = self.after
+        try:
+            while not self._closed.is_set():
+                rows = self._store.read_log_rows(after, self._page_size)
+                if not self._hand_over((rows, None)) or not rows:
+                    return
+                after = rows[-1][0]
+        except Exception as e:  # noqa: BLE001  (raised in the applying thread, by next())
+            self._hand_over(([], e))
+
+    def _hand_over(self, item: tuple) -> bool:
+        while not self._closed.is_set():
+            try:
+                self._pages.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False

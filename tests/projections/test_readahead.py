@@ -1,0 +1,74 @@
+"""Catching up reads the log a page ahead (``projections.readahead``): in order, from where the
+projection is after a reset, and a failed read is an error, not a hang."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from archive.errors import StoreUnavailable
+from projections.follower import LogFollower, ProjectionReset
+from tests.factories import message
+
+
+class Recording:
+    name = "recording"
+
+    def __init__(self, reset_at: int | None = None, reset_to: int = 0):
+        self.applied: list[int] = []
+        self.commits: list[int] = []
+        self._position = 0
+        self._reset_at, self._reset_to = reset_at, reset_to
+
+    def position(self):
+        return self._position
+
+    def apply(self, records):
+        self.applied += [record.position for record in records]
+
+    def commit(self, position):
+        if position == self._reset_at:
+            self._reset_at = None
+            self._position = self._reset_to
+            raise ProjectionReset("replaced by a rebuild")
+        self.commits.append(position)
+        self._position = position
+
+    def discard(self):
+        pass
+
+
+def test_catching_up_applies_every_page_in_order(event_store):
+    event_store.append([message(i, f"m{i}") for i in range(11)])
+    projection = Recording()
+    assert LogFollower(event_store, projection, commit_interval=3600, page_size=3, max_pending=6).catch_up() == 11
+    assert projection.applied == list(range(1, 12))
+    assert projection.commits == [6, 11]
+
+
+def test_after_a_reset_catching_up_reads_on_from_the_projections_position(event_store):
+    event_store.append([message(i, f"m{i}") for i in range(10)])
+    projection = Recording(reset_at=6, reset_to=2)
+    LogFollower(event_store, projection, commit_interval=3600, page_size=2, max_pending=6).catch_up()
+    assert projection.applied == [1, 2, 3, 4, 5, 6, 3, 4, 5, 6, 7, 8, 9, 10]
+    assert projection.commits == [8, 10]
+
+
+def test_a_failed_read_ahead_is_raised_by_catch_up_and_its_thread_ends(event_store, monkeypatch):
+    event_store.append([message(i, f"m{i}") for i in range(10)])
+    read = event_store.read_log_rows
+    calls = []
+
+    def failing(after, limit):
+        calls.append(after)
+        if len(calls) == 3:
+            raise StoreUnavailable("the log went away")
+        return read(after, limit)
+
+    monkeypatch.setattr(event_store, "read_log_rows", failing)
+    projection = Recording()
+    with pytest.raises(StoreUnavailable, match="went away"):
+        LogFollower(event_store, projection, commit_interval=3600, page_size=2).catch_up()
+    assert projection.applied == [1, 2, 3, 4]
+    assert not [t for t in threading.enumerate() if t.name == "log read-ahead"]

@@ -6,6 +6,7 @@ import threading
 import time
 
 from query_api.busy import ActiveRequests, Turns, turns_for, waiting
+from query_api.deadline import DeadlinePool
 
 
 class Gate:
@@ -139,3 +140,32 @@ def test_a_request_waiting_on_io_lends_its_turn_and_takes_one_back_before_those_
         thread.join(5)
     assert order == ["meanwhile", "waits", "later"]
 
+
+
+def test_a_request_whose_search_runs_long_lends_its_turn_meanwhile():
+    """With one turn (one core per worker), a pathological search must not hold up the
+    worker's other requests for as long as ``[api] search_timeout``."""
+    pool, started, release, order = DeadlinePool(2, "search"), threading.Event(), threading.Event(), []
+
+    def search():
+        started.set()
+        release.wait(10)
+
+    def app(environ, start_response):
+        if environ["name"] == "slow search":
+            pool.run(search, 20)
+        order.append(environ["name"])
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    wrapped = ActiveRequests(app, 1)
+    call = lambda name: threading.Thread(target=lambda: wrapped({"name": name}, lambda *a: None))  # noqa: E731
+    slow, quick = call("slow search"), call("quick")
+    slow.start()
+    assert started.wait(5)  # the slow search holds the one turn and runs
+    quick.start()
+    quick.join(5)  # would wait behind the slow search's turn for as long as the search runs
+    done_meanwhile = list(order)
+    release.set()
+    slow.join(5)
+    assert done_meanwhile == ["quick"] and order == ["quick", "slow search"]

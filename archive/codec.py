@@ -17,6 +17,20 @@ _json_decoder = msgspec.json.Decoder(ArchiveEvent)
 
 # The encoder's own method: no Python call around it for every stored event.
 to_msgpack = _msgpack_encoder.encode
+_msgpack_into = _msgpack_encoder.encode_into
+
+
+def to_msgpack_list(events: list[Event]) -> list[bytes]:
+    return list(map(to_msgpack, events))
+
+
+def to_msgpack_arrays(events: list[Event]) -> list[bytearray]:
+    """The events as ``to_msgpack`` encodes them, each in a bytearray of its own (see
+    ``archive.sqlite_recorder``: sqlite3 binds a bytearray cheaper than bytes)."""
+    buffers = [bytearray() for _ in events]
+    for event, buffer in zip(events, buffers):
+        _msgpack_into(event, buffer)
+    return buffers
 
 
 def from_msgpack(data: bytes) -> Event:

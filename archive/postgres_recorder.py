@@ -11,6 +11,7 @@ from psycopg.sql import SQL, Identifier
 from psycopg.types.string import BytesBinaryDumper
 
 from .audit_tables import PostgresAuditTable
+from .codec import to_msgpack_list
 from .idempotency import Probe, Slot
 from .key_upgrade import upgrade_postgres_index
 from .recorders import (
@@ -37,6 +38,10 @@ _STORED_SLOTS = (
 
 class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
     """PostgreSQL application recorder that also maintains the archive's side tables."""
+
+    # The store's binary values as they come: COPY takes bytes through the driver's C dumper.
+    encode_states = staticmethod(to_msgpack_list)
+    blob = bytes
 
     # The library retries these ten times, silently: a minute of stalled callers while PostgreSQL
     # restarts. One attempt each here; the callers retry with back-off and report the outage

@@ -51,7 +51,7 @@ from eventsourcing.persistence import IntegrityError, OperationalError, Persiste
 
 from . import chain
 from .audit_store import MAX_ATTEMPTS, AuditStore
-from .codec import from_msgpack, to_msgpack
+from .codec import from_msgpack
 from .errors import ConcurrencyError, EventDecodeError, StoreError
 from .events import AUDIT_STREAM, SYSTEM_STREAMS, ChainHead, Event, Recorded
 from .idempotency import Batch, Probe, every_slot, slotted
@@ -199,7 +199,9 @@ class EventStore(AuditStore):
         head link (advanced in ``heads``). Plain tuples, not the library's StoredEvent (a frozen dataclass
         costs a microsecond an event to build): the recorders' insert statements take them as they are."""
         events, rooms, times = batch.events, batch.rooms, batch.times
-        states = list(map(to_msgpack, events))
+        # Binary values in the type the recorder's driver binds cheapest.
+        states = self._recorder.encode_states(events)
+        blob = self._recorder.blob
         versions = [0] * len(events)
         links: list[bytes | None] = [None] * len(events)
         link = chain.link if self._chained else None
@@ -207,7 +209,7 @@ class EventStore(AuditStore):
             head = heads[room]
             version = versions[i] = head[0] = head[0] + 1 if placed is None else placed.move(head, room, i)
             if link is not None:
-                links[i] = head[1] = link(head[1] or chain.genesis(room), version, state)
+                links[i] = head[1] = blob(link(head[1] or chain.genesis(room), version, state))
         # Rows zipped from columns: no Python step per row beyond the loop above.
         stored = list(zip(rooms, versions, [event.__struct_config__.tag for event in events], states))
         index_rows = list(zip(rooms, map(math.floor, times), versions, batch.digests, times, links))

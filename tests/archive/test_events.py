@@ -37,6 +37,11 @@ def test_every_event_round_trips_through_msgpack_and_json(event):
     assert codec.from_json(codec.to_json(event)) == event
 
 
+@given(st.lists(any_event, max_size=4))
+def test_the_stores_bytearray_encoding_is_the_msgpack_encoding(events):
+    assert codec.to_msgpack_arrays(events) == [codec.to_msgpack(event) for event in events]
+
+
 def test_every_event_type_is_in_the_union_and_documented():
     assert set(ev.EVENT_TYPES) == {cls.__struct_config__.tag for cls in ev.ArchiveEvent.__args__}
     for cls in ev.EVENT_TYPES.values():

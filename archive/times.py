@@ -56,8 +56,10 @@ def order_second(moment: datetime) -> datetime:
     Room archives (MAM) stamp messages in whole seconds, live capture has the receive
     time: ordering by the exact time would put a backfilled message before one archived
     earlier in the same second. Within a second the log's order is the order archived.
+    ``moment`` is UTC.
     """
-    # Subtracting is a third of replace()'s cost on an aware datetime (one per search hit), the same moment.
+    # Subtracting is a third of replace()'s cost on an aware datetime (one per search hit). It is the
+    # same moment for UTC (every event time): for a local time in a repeated hour it would drop ``fold``.
     return moment - timedelta(microseconds=moment.microsecond)
 
 

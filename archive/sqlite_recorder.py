@@ -9,8 +9,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
-from eventsourcing.persistence import IntegrityError
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteConnectionPool, SQLiteFactory
+from eventsourcing.persistence import IntegrityError, InterfaceError
+from eventsourcing.sqlite import (
+    SQLITE3_DEFAULT_LOCK_TIMEOUT,
+    SQLiteApplicationRecorder,
+    SQLiteConnectionPool,
+    SQLiteFactory,
+)
 
 from .audit_tables import SQLiteAuditTable
 from .codec import to_msgpack_arrays
@@ -197,17 +202,21 @@ PAGE_SIZE = 16384
 WAL_CHECKPOINT_BYTES = 40 * 2**20
 
 
-def _new_database_pages(path: str) -> None:
+def _new_database_pages(path: str, lock_timeout: float) -> None:
     """Create an empty store file with ``PAGE_SIZE`` pages. The size is fixed once the file is in WAL mode,
-    which the library's first connection sets: an existing store keeps the page size it has."""
+    which the library's first connection sets: an existing store keeps the page size it has.
+    Errors are the library's (``InterfaceError``), which the store translates like its own."""
     if os.path.exists(path) and os.path.getsize(path):
         return
-    raw = sqlite3.connect(path, isolation_level=None)
     try:
-        raw.execute(f"PRAGMA page_size={PAGE_SIZE}")
-        raw.execute("PRAGMA journal_mode=WAL")
-    finally:
-        raw.close()
+        raw = sqlite3.connect(path, uri=True, isolation_level=None, timeout=lock_timeout)
+        try:
+            raw.execute(f"PRAGMA page_size={PAGE_SIZE}")
+            raw.execute("PRAGMA journal_mode=WAL")
+        finally:
+            raw.close()
+    except sqlite3.Error as e:
+        raise InterfaceError(e) from e
 
 
 class _ArchiveSQLitePool(SQLiteConnectionPool):
@@ -217,15 +226,14 @@ class _ArchiveSQLitePool(SQLiteConnectionPool):
 
     def _create_connection(self) -> Any:
         if not self.is_sqlite_memory_mode:
-            _new_database_pages(self.db_name)
+            _new_database_pages(self.db_name, self.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT)
         connection = super()._create_connection()
         raw: sqlite3.Connection = connection._sqlite_conn
         # WAL with synchronous=NORMAL never corrupts the database; a power loss
         # may undo the last commits, which the listener's MAM backfill restores.
         # FULL costs an fsync per commit (several times slower appends).
         raw.execute(f"PRAGMA synchronous={self.synchronous}")
-        # A larger page cache (default 2 MB).
-        raw.execute("PRAGMA cache_size=-65536")
+        raw.execute("PRAGMA cache_size=-65536")  # 64 MB (default 2 MB): a batch's leaves stay cached
         page_size = raw.execute("PRAGMA page_size").fetchone()[0]
         raw.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
         # A purge deletes for good: the freed space is overwritten (appends never delete, so this costs

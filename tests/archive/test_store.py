@@ -202,3 +202,9 @@ def test_a_new_sqlite_store_has_large_pages_and_an_older_store_keeps_its_own(tmp
         store.append([message(t) for t in range(3)])
         assert len(list(store.read_log())) == 3
     assert _page_size(older) == 4096
+
+
+def test_a_sqlite_store_that_cannot_be_created_is_a_store_error(tmp_path):
+    (tmp_path / "store.sqlite").symlink_to(tmp_path / "no-such-directory" / "store.sqlite")  # as root too
+    with pytest.raises(StoreError, match="unable to open database file"):
+        open_event_store(f"sqlite:///{tmp_path}/store.sqlite")

@@ -19,6 +19,7 @@ from pathlib import Path
 from archive.application import open_event_store
 from archive.events import MessagePosted, Recorded
 from chat_archive.bootstrap import open_search_index, search_projection
+from projections.follower import collection_paused
 from projections.rebuild import rebuild
 from projections.search import Scope
 
@@ -141,7 +142,7 @@ def build_from_corpus(spec: CorpusSpec, config, fts_path: Path) -> tuple[int, fl
     for batch in batched(generate(spec), 2000):
         records = [Recorded(position + i + 1, e) for i, e in enumerate(batch)]
         position += len(batch)
-        with ours:
+        with ours, collection_paused():  # as a follower applies and commits its pages
             fresh.apply(records)
             if position % 100_000 == 0:
                 fresh.commit(position)
@@ -149,7 +150,7 @@ def build_from_corpus(spec: CorpusSpec, config, fts_path: Path) -> tuple[int, fl
                 for r in records if type(r.event) is MessagePosted]
         with theirs:
             messages += _fts_insert(db, rows)
-    with ours:
+    with ours, collection_paused():
         fresh.commit(position)
         target.finish_rebuild(fresh)
     db.close()

@@ -54,10 +54,12 @@ class Projection(Protocol):
 
 @contextmanager
 def collection_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for a page (applying or committing it): a page allocates
-    objects by the thousand (lines, documents, rows, the model's changes) that die young or are not
-    cyclic, and a collection every few hundred allocations cost a tenth to a sixth of a projection's
-    time (cycles wait for the next collection, at most a page later). A collector already off stays off."""
+    """Python's cyclic garbage collector off for a page (decoding and applying it, or committing it): a
+    page allocates objects by the thousand (lines, documents, rows, the model's changes) that die young
+    or are not cyclic, and a collection every few hundred allocations cost a tenth to a sixth of a
+    projection's time (cycles wait for the next collection, at most a page later). The switch is the
+    process's: in ``up`` other threads' cycles wait too, for as long as a commit waits for its database
+    (reading the next page is outside). A collector already off stays off."""
     if not gc.isenabled():
         yield
         return
@@ -176,10 +178,10 @@ class LogFollower:
 
     def _step(self, read: Callable[[], list[tuple[int, bytes]]] | None = None) -> bool:
         """Apply the next page (``read()``'s, by default read now); False at the end of the log."""
+        rows = read() if read is not None else self.store.read_log_rows(self._applied, self.page_size)
+        if not rows:
+            return False
         with collection_paused():
-            rows = read() if read is not None else self.store.read_log_rows(self._applied, self.page_size)
-            if not rows:
-                return False
             page = [Recorded(position, from_msgpack(state)) for position, state in rows]
             # A page that raised half-way leaves pending changes past ``_applied``:
             # committing them under the old position would apply them twice later.

@@ -28,7 +28,7 @@ from archive.events import MessageCorrected, MessagePosted, MessageRetracted, Re
 
 from . import documents as docs
 from .. import messages
-from ..follower import ProjectionReset, collection_paused
+from ..follower import ProjectionReset
 from ..lines import Line, ids
 from .book import IndexBook
 from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, ref_hash
@@ -146,13 +146,12 @@ class SearchIndexProjection:
     def apply(self, records: Sequence[Recorded]) -> None:
         self._usable()
         book, step = self._book, messages.step
-        with collection_paused():
-            for record in records:
-                event = record.event
-                if type(event) in _MESSAGE_EVENTS:
-                    book.apply(record.position, step(record.position, event, book))
-            if records:
-                self._write(book.due(records[-1].position))
+        for record in records:
+            event = record.event
+            if type(event) in _MESSAGE_EVENTS:
+                book.apply(record.position, step(record.position, event, book))
+        if records:
+            self._write(book.due(records[-1].position))
 
     def commit(self, position: int) -> None:
         if self.stale():
@@ -161,8 +160,7 @@ class SearchIndexProjection:
                 f"search index replaced by a rebuild; resuming from position {self._position}"
             )
         self._usable()
-        with collection_paused():
-            self._write(self._book.due(None))
+        self._write(self._book.due(None))
         writer = self._open_writer()
         try:
             writer.delete_documents_by_query(tantivy.Query.term_query(SCHEMA, "meta", FLAG_SET))

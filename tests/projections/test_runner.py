@@ -186,7 +186,7 @@ def test_a_rebuild_commits_as_often_as_the_most_frequent_committer_among_its_tar
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_a_follower_pauses_the_garbage_collector_for_a_page_and_leaves_it_as_it_found_it(event_store, enabled):
-    """Reading, applying and committing a page run with the cyclic collector off (see
+    """Decoding, applying and committing a page run with the cyclic collector off (see
     ``follower.collection_paused``); afterwards it is on or off as before, also when a page fails."""
     seen = []
 

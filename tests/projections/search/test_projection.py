@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 import json
 
 import pytest
 
 from archive import events as ev
 from archive.events import Recorded
-from projections import messages
 from projections.search import IndexLocation, Scope, SearchIndex, SearchIndexProjection
 from projections.search.projection import STORE_BLOCK
 from tests.factories import make, message
@@ -113,28 +111,6 @@ def test_time_order_puts_a_backfilled_message_after_one_archived_earlier_in_the_
         message(5, "news backfilled", stanza_id="s-back", capture=ev.Capture.BACKFILL),
     )
     assert [hit.position for hit in feeder.search("news").hits] == [1, 2]
-
-
-@pytest.mark.parametrize("enabled", [True, False])
-def test_applying_and_committing_leave_the_garbage_collector_as_they_found_it(index_root, enabled, monkeypatch):
-    feeder = Feeder(index_root, {})
-    was = gc.isenabled()
-    (gc.enable if enabled else gc.disable)()
-    try:
-        feeder.feed(message(1, "hello"), commit=False)
-        assert gc.isenabled() is enabled
-        feeder.projection.commit(feeder.position)
-        assert gc.isenabled() is enabled
-        monkeypatch.setattr(messages, "step", fail)
-        with pytest.raises(RuntimeError):  # a page that fails half-way
-            feeder.feed(message(2, "again"), commit=False)
-        assert gc.isenabled() is enabled
-    finally:
-        (gc.enable if was else gc.disable)()
-
-
-def fail(*args):
-    raise RuntimeError("a page that fails half-way")
 
 
 def test_every_generation_stores_lines_in_small_blocks(index_root):

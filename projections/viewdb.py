@@ -43,6 +43,8 @@ class Columns:
     __slots__ = ("columns",)
 
     def __init__(self, *columns: Sequence[Any]):
+        if len({len(column) for column in columns}) > 1:  # zip would cut every row to the shortest
+            raise ValueError(f"columns of different lengths: {[len(column) for column in columns]}")
         self.columns = columns
 
     def __len__(self) -> int:

@@ -42,7 +42,8 @@ _COLUMNS = 1  # msgpack extension type of ``Columns``
 def _pack(value: Any) -> msgspec.msgpack.Ext:
     """``Columns`` as an extension: a column of integers as one buffer of 64-bit numbers (others as
     a list), which this process packs and the writer unpacks in one C loop each: decoding rows as
-    lists of numbers was a quarter of the writer's time."""
+    lists of numbers was a quarter of the writer's time. Such a column's values come back as ``int``:
+    a column of ``bool`` (an ``int`` to ``array``) would reach a PostgreSQL boolean as an integer."""
     if not isinstance(value, Columns):
         raise NotImplementedError(f"cannot send {type(value).__name__}")
     columns = []

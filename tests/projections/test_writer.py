@@ -26,7 +26,7 @@ def test_a_background_rebuild_makes_the_views_a_plain_one_makes(event_store, vie
 
 def test_rows_given_as_columns_reach_the_writer_as_the_same_values():
     """Integer columns travel packed (64-bit); anything else (None among them, wider numbers, text,
-    bytes) as it is: every row comes out with the values and types it went in with."""
+    bytes, floats) as it is: every row comes out with the values and types it went in with."""
     columns = Columns([1, -2, 2**63 - 1], [None, 5, 6], [2**63, 0, 1], ["a", "b", None], [b"x", b"", b"z"], [1.5, 2, 3])
     rows = [("INSERT INTO {t} VALUES (?,?,?,?,?,?)", columns), ("DELETE FROM {t} WHERE id=?", [(1,)])]
     frame = writer_module._decode(writer_module._encode(("transcripts", 1, 9, rows)))
@@ -37,6 +37,11 @@ def test_rows_given_as_columns_reach_the_writer_as_the_same_values():
         (1, None, 2**63, "a", b"x", 1.5), (-2, 5, 0, "b", b"", 2), (2**63 - 1, 6, 1, None, b"z", 3)
     ]
     assert [tuple(row) for row in plain] == [(1,)]
+
+
+def test_columns_of_different_lengths_are_refused():
+    with pytest.raises(ValueError, match="different lengths"):
+        Columns([1, 2, 3], [1])
 
 
 def test_a_commit_the_writer_refuses_is_raised_in_the_rebuilding_process(views):

@@ -1,4 +1,4 @@
-"""The log read one page ahead, by a thread, while the page before is applied.
+"""The log read ahead, a page at a time, by a thread, while the page before is applied.
 
 A read of the log waits for the database (PostgreSQL's server, SQLite's b-tree walk), and the
 driver lets go of the GIL while it waits: a thread reading the next page then overlaps that wait
@@ -12,6 +12,8 @@ import threading
 
 from archive.store import EventStore
 
+CLOSE_WAIT = 5.0  # seconds
+
 
 class ReadAhead:
     """Pages of (position, state) rows after ``after``, in order: ``next()`` returns the page after
@@ -21,7 +23,8 @@ class ReadAhead:
     def __init__(self, store: EventStore, after: int, page_size: int):
         self.after = after  # where the page ``next()`` returns starts
         self._store, self._page_size = store, page_size
-        self._pages: queue.Queue = queue.Queue(maxsize=1)  # one page ready while one is applied
+        # One page ready while one is applied, and the reader holding the next: at most three in memory.
+        self._pages: queue.Queue = queue.Queue(maxsize=1)
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._read, name="log read-ahead", daemon=True)
         self._thread.start()
@@ -40,7 +43,9 @@ class ReadAhead:
             self._pages.get_nowait()  # a reader waiting to hand over a page: it may see it closed
         except queue.Empty:
             pass
-        self._thread.join()
+        # Bounded: a read hung on its database must not keep a failed or interrupted process from
+        # ending (the thread is a daemon, and stops at its next hand-over).
+        self._thread.join(CLOSE_WAIT)
 
     def _read(self) -> None:
         after = self.after
@@ -50,7 +55,7 @@ class ReadAhead:
                 if not self._hand_over((rows, None)) or not rows:
                     return
                 after = rows[-1][0]
-        except Exception as e:  # noqa: BLE001  (raised in the applying thread, by next())
+        except BaseException as e:  # noqa: BLE001  (raised in the applying thread, by next(), which would wait for ever)
             self._hand_over(([], e))
 
     def _hand_over(self, item: tuple) -> bool:

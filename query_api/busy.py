@@ -13,7 +13,7 @@ turn frees can take it from one that has waited long, and the slowest answers gr
 A request gives its turn back while it waits on something that is not this process's Python work
 (``waiting()``: its audit record's commit, on PostgreSQL a few network round trips and a WAL flush;
 the permission site's answer, up to ``[api] permission_timeout``; a search still running after
-``deadline.HELD_TURN``, up to ``[api] search_timeout``),
+``deadline.HELD_TURN`` (0.5 s), up to ``[api] search_timeout``),
 so that the turn serves another request meanwhile, and requests waiting on one commit can share it;
 it takes a turn again after, ahead of those queued (it came before them, and is nearly done).
 """

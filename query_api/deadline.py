@@ -22,10 +22,11 @@ from .errors import ApiError
 
 T = TypeVar("T")
 
-# A search at 10M events takes ~5 ms (p50) of which a few ms in Python; one still running after
-# this is a slow one. Lending the turn sooner costs every search a hand-over and lets ones
-# that are nearly done run their Python beside the turn's holder (the lock contention turns avoid).
-HELD_TURN = 0.05
+# A search at 10M takes ~5 ms (p50) in-process, and an API search under a 16-connection load up to
+# ~170 ms (p99, 10M, one worker), most of it waiting for the interpreter lock: one still running after
+# this is a pathological one. Lending turns sooner would let the searches of a mere overload run their
+# Python beside the turns' holders: more contention, slower searches, more lent turns.
+HELD_TURN = 0.5
 
 
 class _Job(Generic[T]):
@@ -61,7 +62,6 @@ class DeadlinePool:
             self._start_thread()
         self._jobs.put(job)
         if not self._finished(job, seconds):
-            job.start.acquire(blocking=False)  # not started yet: now it never will be
             raise self._late(seconds)
         if job.error is not None:
             raise job.error
@@ -69,14 +69,22 @@ class DeadlinePool:
 
     @staticmethod
     def _finished(job: _Job, seconds: float) -> bool:
-        """Whether ``job`` ended within ``seconds``. Past ``HELD_TURN`` its requester lends its
-        request turn (``busy.waiting``): with one turn per core, a search running long would
-        otherwise keep its worker's other requests waiting for up to the deadline."""
+        """Whether ``job`` ended within ``seconds``; if not, it is given up (not started yet: now it
+        never will be). Past ``HELD_TURN`` its requester lends its request turn (``busy.waiting``):
+        with one turn per core, a search running long would otherwise keep its worker's other
+        requests waiting for up to the deadline. It gives the job up before it waits for its turn
+        back, so that a pool thread freed meanwhile does not start work no one will read."""
         held = min(seconds, HELD_TURN)
         if job.done.acquire(timeout=held):
             return True
-        with waiting():
-            return job.done.acquire(timeout=seconds - held)
+        if seconds > held:
+            with waiting():
+                if job.done.acquire(timeout=seconds - held):
+                    return True
+                job.start.acquire(blocking=False)
+        else:
+            job.start.acquire(blocking=False)
+        return job.done.acquire(blocking=False)  # it may have ended while the turn came back
 
     def _start_thread(self) -> None:
         with self._lock:

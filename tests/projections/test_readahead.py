@@ -72,3 +72,42 @@ def test_a_failed_read_ahead_is_raised_by_catch_up_and_its_thread_ends(event_sto
         LogFollower(event_store, projection, commit_interval=3600, page_size=2).catch_up()
     assert projection.applied == [1, 2, 3, 4]
     assert not [t for t in threading.enumerate() if t.name == "log read-ahead"]
+
+
+def readers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "log read-ahead"]
+
+
+def test_a_read_ahead_interrupted_by_a_base_exception_is_raised_not_waited_for(event_store, monkeypatch):
+    event_store.append([message(i, f"m{i}") for i in range(4)])
+
+    def interrupted(after, limit):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(event_store, "read_log_rows", interrupted)
+    raised = []
+
+    def catch_up():
+        try:
+            LogFollower(event_store, Recording(), commit_interval=3600, page_size=2).catch_up()
+        except KeyboardInterrupt:
+            raised.append("interrupted")
+
+    caller = threading.Thread(target=catch_up, daemon=True)
+    caller.start()
+    caller.join(5)  # next() waited for ever for a page the dead reader would never hand over
+    assert raised == ["interrupted"] and not readers()
+
+
+def test_the_reader_ends_after_a_failed_apply_and_after_a_reset(event_store):
+    event_store.append([message(i, f"m{i}") for i in range(10)])
+
+    class Failing(Recording):
+        def apply(self, records):
+            raise RuntimeError("a page that fails")
+
+    with pytest.raises(RuntimeError):
+        LogFollower(event_store, Failing(), commit_interval=3600, page_size=2).catch_up()
+    assert not readers()
+    LogFollower(event_store, Recording(reset_at=6, reset_to=2), commit_interval=3600, page_size=2, max_pending=6).catch_up()
+    assert not readers()

@@ -6,7 +6,9 @@ import threading
 import time
 
 from query_api.busy import ActiveRequests, Turns, turns_for, waiting
+from query_api import deadline
 from query_api.deadline import DeadlinePool
+from query_api.errors import ApiError
 
 
 class Gate:
@@ -169,3 +171,41 @@ def test_a_request_whose_search_runs_long_lends_its_turn_meanwhile():
     release.set()
     slow.join(5)
     assert done_meanwhile == ["quick"] and order == ["quick", "slow search"]
+
+
+def test_a_search_given_up_while_its_turn_is_lent_never_starts(monkeypatch):
+    """Past its deadline a request gives up its search at once, before it waits for its turn back:
+    a pool thread freed meanwhile must not run a search whose answer no one reads."""
+    monkeypatch.setattr(deadline, "HELD_TURN", 0.01)
+    pool, blocker_started, free_pool, ran = DeadlinePool(1, "search"), threading.Event(), threading.Event(), []
+
+    def blocker():
+        blocker_started.set()
+        free_pool.wait(10)
+
+    threading.Thread(target=lambda: pool.run(blocker, 20), daemon=True).start()
+    assert blocker_started.wait(5)  # the pool's one thread is busy: the next search queues
+    answers = []
+
+    def app(environ, start_response):
+        try:
+            pool.run(lambda: ran.append("late search"), 0.2)
+        except ApiError as e:
+            answers.append(e.status)
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    wrapped = ActiveRequests(app, 1)
+    request = threading.Thread(target=lambda: wrapped({}, lambda *a: None))
+    request.start()
+    turns = wrapped._turns
+    deadline_ = time.monotonic() + 5
+    while turns._free == 0 and time.monotonic() < deadline_:  # wait until the request lends its turn
+        time.sleep(0.001)
+    turns.__enter__()  # another request holds the turn past the search's deadline
+    time.sleep(0.4)
+    free_pool.set()  # the pool's thread frees while the late request waits for its turn
+    time.sleep(0.2)
+    turns.__exit__(None, None, None)
+    request.join(5)
+    assert answers == [503] and ran == []

@@ -19,6 +19,7 @@ from archive.application import open_event_store
 from archive.codec import from_json, from_msgpack, idempotency_key, to_json, to_msgpack
 from archive.events import MessagePosted
 from bench.corpus import CorpusSpec, generate, query_set
+from projections.follower import collection_paused
 from ingest.roomview import Occupant, RoomView
 from ingest.translate_message import translate_message
 from ingest.xmlutil import RoomContext
@@ -115,8 +116,9 @@ def test_index_batch_of_1000(benchmark, tmp_path, events):
         return (SearchIndexProjection(location, heap_mb=64),), {}
 
     def index(projection):
-        projection.apply(records)
-        projection.commit(records[-1].position)
+        with collection_paused():  # as a follower applies and commits a page
+            projection.apply(records)
+            projection.commit(records[-1].position)
 
     benchmark.pedantic(index, setup=setup, rounds=5)
 

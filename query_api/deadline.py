@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
+from contextlib import nullcontext
 from queue import SimpleQueue
 from typing import Generic, TypeVar
 
@@ -77,12 +78,9 @@ class DeadlinePool:
         held = min(seconds, HELD_TURN)
         if job.done.acquire(timeout=held):
             return True
-        if seconds > held:
-            with waiting():
-                if job.done.acquire(timeout=seconds - held):
-                    return True
-                job.start.acquire(blocking=False)
-        else:
+        with waiting() if seconds > held else nullcontext():
+            if job.done.acquire(timeout=seconds - held):
+                return True
             job.start.acquire(blocking=False)
         return job.done.acquire(blocking=False)  # it may have ended while the turn came back
 

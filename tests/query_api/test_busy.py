@@ -203,9 +203,10 @@ def test_a_search_given_up_while_its_turn_is_lent_never_starts(monkeypatch):
     while turns._free == 0 and time.monotonic() < deadline_:  # wait until the request lends its turn
         time.sleep(0.001)
     turns.__enter__()  # another request holds the turn past the search's deadline
-    time.sleep(0.4)
+    while not turns._waiting and time.monotonic() < deadline_:  # past its deadline, it queues for its turn
+        time.sleep(0.001)
     free_pool.set()  # the pool's thread frees while the late request waits for its turn
-    time.sleep(0.2)
+    time.sleep(0.2)  # time for the pool's thread to take up the late search, were it still there
     turns.__exit__(None, None, None)
     request.join(5)
     assert answers == [503] and ran == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -11,11 +12,12 @@ from psycopg.sql import SQL, Identifier
 from psycopg.types.string import BytesBinaryDumper
 
 from .audit_tables import PostgresAuditTable
+from .batch_rows import BatchRows
 from .codec import to_msgpack_list
 from .idempotency import Probe, Slot
 from .key_upgrade import upgrade_postgres_index
 from .recorders import (
-    EventRow, HeadRow, IndexRow, RangeRow, RoomRow, lock_schema_ddl, range_params, bucket_spans, stored_slots_of,
+    HeadRow, RangeRow, RoomRow, lock_schema_ddl, range_params, bucket_spans, stored_slots_of,
 )
 
 # Keyed in the room's order, (whole second, version): time-ranged reads walk the key from where
@@ -95,12 +97,13 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
             super().create_table()
             upgrade_postgres_index(curs, self.datastore.schema, INDEX_TABLE)
 
-    def insert_events(self, stored_events: Sequence[EventRow], **kwargs: Any) -> list[int]:
+    def insert_events(self, rows: BatchRows, **kwargs: Any) -> list[int]:
         """Write a batch in one transaction: the events and their side rows through COPY (binary),
         which costs the client a C call per row where column arrays cost a Python dump per element;
-        returns the events' positions. One attempt: the callers retry with back-off and report an
-        outage (listener writer, projections, indexer: ``archive.health``)."""
-        if not stored_events:
+        returns the events' positions. The event rows are made while they are sent: the server inserts
+        a chunk while the next is made (``archive.batch_rows``). One attempt: the callers retry with
+        back-off and report an outage (listener writer, projections, indexer: ``archive.health``)."""
+        if not rows.count:
             return []
         with self.datastore.transaction(commit=True) as curs:
             # Writers are ordered by the library's lock of the events table (readers of the log never
@@ -112,24 +115,23 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
             probe: Probe | None = kwargs.get("probe")
             if probe and self._stored_slots(curs, probe):
                 raise IntegrityError("an event of the batch is stored already (its idempotency slot holds its key)")
-            _copy(curs, self._copy_events, EVENT_TYPES, stored_events)
+            _copy(curs, self._copy_events, EVENT_TYPES, itertools.chain.from_iterable(rows))
             # Under the lock no other writer draws from the sequence: the batch's positions are the
             # consecutive values up to the last one drawn.
             curs.execute(self._last_position, (self._events_name,))
             last = curs.fetchone()["last"]
-            index_rows: list[IndexRow] = kwargs.get("index_rows", [])
-            _copy(curs, self._copy_index, INDEX_TYPES, index_rows)
+            _copy(curs, self._copy_index, INDEX_TYPES, rows.index_rows)
             new_rooms = list(kwargs.get("new_rooms", ()))
             if new_rooms:
                 curs.executemany(
                     SQL("INSERT INTO {} VALUES (%s) ON CONFLICT DO NOTHING").format(self._rooms),
                     [(room,) for room in new_rooms],
                 )
-            chain_heads = kwargs.get("chain_heads", ())
+            chain_heads = rows.chain_heads()
             if chain_heads:
                 curs.execute(self._upsert_heads, _columns(chain_heads, 4), prepare=True)
             self._notify_channel(curs)
-        return list(range(last - len(stored_events) + 1, last + 1))
+        return list(range(last - rows.count + 1, last + 1))
 
     def stored_slots(self, probe: Probe) -> set[Slot]:
         """The probed slots that hold a key."""
@@ -249,7 +251,7 @@ EVENT_TYPES = ["text", "int8", "text", "bytea"]
 INDEX_TYPES = ["text", "int8", "int8", "int8", "float8", "bytea"]
 
 
-def _copy(curs: Any, statement: SQL, types: list[str], rows: Sequence[tuple]) -> None:
+def _copy(curs: Any, statement: SQL, types: list[str], rows: Iterable[tuple]) -> None:
     # bytea columns take the driver's C dumper of ``bytes``: the one registered for the type by default
     # (``psycopg.Binary``'s, for either argument kind) is Python, half a microsecond a value.
     curs.adapters.register_dumper(bytes, BytesBinaryDumper)

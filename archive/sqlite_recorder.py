@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import sqlite3
@@ -18,11 +19,12 @@ from eventsourcing.sqlite import (
 )
 
 from .audit_tables import SQLiteAuditTable
+from .batch_rows import BatchRows
 from .codec import to_msgpack_arrays
 from .idempotency import Probe, Slot, key_digest
 from .key_upgrade import upgrade_sqlite_index
 from .recorders import (
-    EventRow, HeadRow, IndexRow, RangeRow, RoomRow, chunks, range_params, bucket_spans, stored_slots_of,
+    HeadRow, RangeRow, RoomRow, chunks, range_params, bucket_spans, stored_slots_of,
 )
 
 # Keyed in the room's order, (whole second, version): time-ranged reads walk the key from where
@@ -75,25 +77,31 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=True) as c:
             upgrade_sqlite_index(c, INDEX_TABLE)
 
-    def _insert_events(self, c: Any, stored_events: Sequence[EventRow], **kwargs: Any) -> list[int]:
+    def insert_events(self, rows: BatchRows, **kwargs: Any) -> list[int]:
+        # The rows are made before the write transaction begins (``archive.batch_rows``): another
+        # writer waits for its lock meanwhile.
+        return super().insert_events(rows.made(), **kwargs)
+
+    def _insert_events(self, c: Any, rows: BatchRows, **kwargs: Any) -> list[int]:
         # One executemany instead of the library's row-by-row inserts; rowids of a
         # single transaction on a table without deletes are consecutive. Being the
         # first write, it takes SQLite's one write lock: the look-up below sees every
         # key committed before, and none can be committed until this transaction ends.
-        c.executemany(self.insert_events_statement, stored_events)
+        if not rows.count:
+            return []
+        c.executemany(self.insert_events_statement, itertools.chain.from_iterable(rows))
         probe: Probe | None = kwargs.get("probe")
         if probe and _stored_slots(c, probe):
             raise IntegrityError("an event of the batch is stored already (its idempotency slot holds its key)")
         c.execute(self.select_max_notification_id_statement)
         last = c.fetchone()[0]
-        index_rows: list[IndexRow] = kwargs.get("index_rows", [])
-        c.executemany("INSERT INTO archive_event_index VALUES (?,?,?,?,?,?)", index_rows)
+        c.executemany("INSERT INTO archive_event_index VALUES (?,?,?,?,?,?)", rows.index_rows)
         c.executemany(
             "INSERT OR IGNORE INTO archive_rooms VALUES (?)",
             [(room,) for room in kwargs.get("new_rooms", ())],
         )
-        c.executemany("INSERT OR REPLACE INTO archive_chain_heads VALUES (?,?,?,?)", kwargs.get("chain_heads", ()))
-        return list(range(last - len(stored_events) + 1, last + 1))
+        c.executemany("INSERT OR REPLACE INTO archive_chain_heads VALUES (?,?,?,?)", rows.chain_heads())
+        return list(range(last - rows.count + 1, last + 1))
 
     def stored_slots(self, probe: Probe) -> set[Slot]:
         """The probed slots that hold a key."""

@@ -36,7 +36,6 @@ the event and the stream's new head in the same transaction.
 
 from __future__ import annotations
 
-import math
 import random
 import sqlite3
 import threading
@@ -51,11 +50,11 @@ from eventsourcing.persistence import IntegrityError, OperationalError, Persiste
 
 from . import chain
 from .audit_store import MAX_ATTEMPTS, AuditStore
+from .batch_rows import BatchRows
 from .codec import from_msgpack
 from .errors import ConcurrencyError, EventDecodeError, StoreError
 from .events import AUDIT_STREAM, SYSTEM_STREAMS, ChainHead, Event, Recorded
 from .idempotency import Batch, Probe, every_slot, slotted
-from .recorders import EventRow, HeadRow, IndexRow
 from .store_errors import connection_lost, store_error
 
 # Events per transaction at most: writers hand over everything queued up to this many. A commit
@@ -178,42 +177,12 @@ class EventStore(AuditStore):
                 self._heads[room] = [max(version, head[1]), head[2], head[3]] if head else [version, None, version + 1]
         # Copies of the touched heads, kept only if the batch commits.
         heads = {room: list(self._heads[room]) for room in touched}
-        stored, index_rows = self._rows(batch, heads, placed)
-        chain_heads: list[HeadRow] = []
-        if self._chained:
-            chain_heads = [(room, *head) for room, head in heads.items()]
-        positions = self._recorder.insert_events(
-            stored,
-            index_rows=index_rows,
-            probe=Probe(batch),
-            new_rooms=new_rooms,
-            chain_heads=chain_heads,
-        )
+        # Made while the recorder writes them, in its transaction (``archive.batch_rows``).
+        rows = BatchRows(batch, heads, placed, encode_states=self._recorder.encode_states,
+                         blob=self._recorder.blob, chained=self._chained)
+        positions = self._recorder.insert_events(rows, probe=Probe(batch), new_rooms=new_rooms)
         self._heads.update(heads)
         return list(map(Recorded, positions, batch.events))
-
-    def _rows(
-        self, batch: Batch, heads: dict[str, list], placed: _Placed | None
-    ) -> tuple[list[EventRow], list[IndexRow]]:
-        """The batch's rows, each at its stream's next version (or its copy's), chained from its stream's
-        head link (advanced in ``heads``). Plain tuples, not the library's StoredEvent (a frozen dataclass
-        costs a microsecond an event to build): the recorders' insert statements take them as they are."""
-        events, rooms, times = batch.events, batch.rooms, batch.times
-        # Binary values in the type the recorder's driver binds cheapest.
-        states = self._recorder.encode_states(events)
-        blob = self._recorder.blob
-        versions = [0] * len(events)
-        links: list[bytes | None] = [None] * len(events)
-        link = chain.link if self._chained else None
-        for i, room, state in zip(range(len(events)), rooms, states):
-            head = heads[room]
-            version = versions[i] = head[0] = head[0] + 1 if placed is None else placed.move(head, room, i)
-            if link is not None:
-                links[i] = head[1] = blob(link(head[1] or chain.genesis(room), version, state))
-        # Rows zipped from columns: no Python step per row beyond the loop above.
-        stored = list(zip(rooms, versions, [event.__struct_config__.tag for event in events], states))
-        index_rows = list(zip(rooms, map(math.floor, times), versions, batch.digests, times, links))
-        return stored, index_rows
 
     def read_log(self, after: int = 0, *, page_size: int = 1000) -> Iterator[Recorded]:
         """Every event after global position ``after``, in log order, page by page."""

@@ -10,7 +10,9 @@ import pytest
 
 from archive import events as ev
 from archive.application import StoreLocation, open_event_store
+from archive.batch_rows import ROW_CHUNK
 from archive.errors import ConfigError, EventDecodeError, StoreError
+from archive.integrity import verify_integrity
 from archive.sqlite_recorder import PAGE_SIZE
 from tests.factories import at, make, message
 
@@ -49,6 +51,28 @@ def test_a_partly_known_batch_appends_only_the_new_events(event_store):
     event_store.append([message(t) for t in range(3)])
     recorded = event_store.append([message(t) for t in range(6)])
     assert [r.event.occurred_at for r in recorded] == [at(3), at(4), at(5)]
+
+
+def test_a_batch_of_several_row_chunks_is_stored_whole_in_order_and_chained(event_store):
+    # Its rows are made chunk by chunk while the recorder writes them (``archive.batch_rows``).
+    rooms = ["a@conference.localhost", "b@conference.localhost"]
+    batch = [message(t, body=f"m{t}", room=rooms[t % 2]) for t in range(2 * ROW_CHUNK + 3)]
+    recorded = event_store.append(batch)
+    positions = [r.position for r in recorded]
+    assert [r.event for r in recorded] == batch and positions == list(range(positions[0], positions[0] + len(batch)))
+    assert list(event_store.read_log()) == recorded
+    assert [r.event for r in event_store.read_room(rooms[1])] == batch[1::2]
+    assert verify_integrity(event_store).ok
+    assert event_store.append(batch) == []
+
+
+def test_a_copied_batch_refused_after_its_first_chunk_of_rows_leaves_nothing_stored(event_store):
+    held = event_store.append([message(0, room="held@conference.localhost")])
+    copies = [(v, message(v, room="new@conference.localhost")) for v in range(1, ROW_CHUNK + 10)]
+    copies.append((1, message(1, room="held@conference.localhost")))  # in the second chunk: its version is taken
+    with pytest.raises(StoreError, match="holds version 1 already"):
+        event_store.append_copies(copies, {})
+    assert list(event_store.read_log()) == held
 
 
 def test_read_log_pages_through_everything_after_a_position(event_store):

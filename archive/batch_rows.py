@@ -1,0 +1,84 @@
+"""A batch's rows for the recorder, made chunk by chunk while the recorder writes them.
+
+The recorder writes a batch's event rows in its write transaction; PostgreSQL inserts
+each chunk in its own server process, on the other core, while this process encodes
+the next chunk and chains its links (streamed through COPY), instead of the server
+idling while the whole batch is made and this process idling while it is inserted.
+Iterating the rows once makes them all; the side index rows and the streams' new
+chain heads are complete only then (the recorders write the event rows first).
+SQLite's recorder, in this process, gains nothing from it: it makes them first
+(``BatchRows.made``), before it takes its write lock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+from . import chain
+from .idempotency import Batch
+from .recorders import EventRow, HeadRow, IndexRow
+
+# Events made at a time: the server inserts one chunk while the next is made (the server
+# works on a chunk as soon as the driver has sent it, every 32 KiB). Large enough that the
+# per-chunk steps cost nothing per event.
+ROW_CHUNK = 1000
+
+
+class Placement(Protocol):
+    """Where a copied event goes in its stream (``archive.store``'s copies): its version, moving the
+    stream's head (and its chain's link across a gap)."""
+
+    def move(self, head: list, room: str, i: int) -> int: ...
+
+
+class BatchRows:
+    """Iterated: the batch's event rows, chunk by chunk, each event at its stream's next version (or its
+    copy's), chained from its stream's head link (advanced in ``heads``). Plain tuples, not the library's
+    StoredEvent (a frozen dataclass costs a microsecond an event to build): the recorders' insert
+    statements take them as they are. Afterwards: ``index_rows`` and ``chain_heads()``."""
+
+    def __init__(self, batch: Batch, heads: dict[str, list], placed: Placement | None, *,
+                 encode_states: Callable[[list], list], blob: type, chained: bool):
+        self._batch, self._heads, self._placed = batch, heads, placed
+        # Binary values in the type the recorder's driver binds cheapest.
+        self._encode, self._blob, self._chained = encode_states, blob, chained
+        self.count = len(batch.events)
+        self.index_rows: list[IndexRow] = []
+        self._made: list[list[EventRow]] | None = None
+
+    def __iter__(self) -> Iterator[list[EventRow]]:
+        if self._made is not None:
+            yield from self._made
+            return
+        for start in range(0, self.count, ROW_CHUNK):
+            yield self._chunk(start, min(start + ROW_CHUNK, self.count))
+
+    def made(self) -> BatchRows:
+        """These rows made at once (iterating them then makes nothing): for a recorder that gains nothing
+        from making them while it writes, so as not to hold its write lock while they are made."""
+        if self._made is None:
+            self._made = list(self)
+        return self
+
+    def chain_heads(self) -> list[HeadRow]:
+        """The touched streams' heads after the batch (none for an unchained store)."""
+        return [(room, *head) for room, head in self._heads.items()] if self._chained else []
+
+    def _chunk(self, start: int, end: int) -> list[EventRow]:
+        b = self._batch
+        events, rooms, times = b.events[start:end], b.rooms[start:end], b.times[start:end]
+        states = self._encode(events)
+        heads, placed, blob = self._heads, self._placed, self._blob
+        versions = [0] * len(events)
+        links: list[bytes | None] = [None] * len(events)
+        link = chain.link if self._chained else None
+        for i, room, state in zip(range(len(events)), rooms, states):
+            head = heads[room]
+            version = versions[i] = head[0] = head[0] + 1 if placed is None else placed.move(head, room, start + i)
+            if link is not None:
+                links[i] = head[1] = blob(link(head[1] or chain.genesis(room), version, state))
+        # Rows zipped from columns: no Python step per row beyond the loop above.
+        self.index_rows += zip(rooms, map(math.floor, times), versions, b.digests[start:end], times, links)
+        return list(zip(rooms, versions, [event.__struct_config__.tag for event in events], states))

@@ -97,6 +97,9 @@ def document() -> dict:
              query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_SEARCH_LIMIT}), CURSOR,
              query("facets", {"type": "string", "enum": ["true", "false"], "default": "false"},
                    "also count the hits by room and by sender (first page only; most of a search's cost)"),
+             query("exact_total", {"type": "string", "enum": ["true", "false"], "default": "false"},
+                   "count every match: without it a newest/oldest first page may give a lower bound "
+                   "(`total_relation` \"gte\"), which costs a common word's page half its time"),
              SITE_USER],
             json_ok("hits (room, nick, jid where visible, time, body, snippet, position), total, facets by room and sender if asked",
                     ref("SearchResult")), statuses=(400, 401, 403, 503),

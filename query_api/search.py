@@ -41,19 +41,22 @@ def scope_of(who: Caller, rooms: list[str] | None = None) -> Scope:
 @bp.get("/search")
 def search() -> Response:
     who = caller(Capability.SEARCH)
-    params = Params(request.args, ("q", "sort", "limit", "cursor", "facets"))
+    params = Params(request.args, ("q", "sort", "limit", "cursor", "facets", "exact_total"))
     if "q" not in request.args:
         raise bad_parameter("q", "is required (an empty q finds everything in scope)")
     text = params.text("q", max_length=MAX_QUERY_CHARS) or ""
     sort = params.choice("sort", ("relevance", "newest", "oldest"), "relevance")
     limit = params.integer("limit", DEFAULT_LIMIT, minimum=1, maximum=min(MAX_LIMIT, api().settings.max_page_size))
     facets = params.choice("facets", ("true", "false"), "false") == "true"
-    results = run_search(who, text, sort, limit, params.text("cursor", max_length=MAX_CURSOR_CHARS), facets=facets)
+    exact_total = params.choice("exact_total", ("true", "false"), "false") == "true"
+    cursor = params.text("cursor", max_length=MAX_CURSOR_CHARS)
+    results = run_search(who, text, sort, limit, cursor, facets=facets, exact_total=exact_total)
     audit.results(len(results.hits))
     return json_response({
         "query": results.query,
         "sort": results.sort,
         "total": results.total,
+        "total_relation": results.total_relation,
         "hits": [hit_json(hit, who) for hit in results.hits],
         "facets": facets_json(results.facets),
         "next": results.next_cursor,
@@ -61,17 +64,22 @@ def search() -> Response:
     })  # fmt: skip
 
 
-def run_search(who: Caller, text: str, sort: str, limit: int, cursor: str | None, *, facets: bool):
+def run_search(who: Caller, text: str, sort: str, limit: int, cursor: str | None, *, facets: bool,
+               exact_total: bool = False):
     """One page of a search in the caller's scope, for the API and the search page alike: the
     cursor given back is one this server signed, and so is ``next_cursor`` of the results.
-    Facets (counted over every hit: most of a search's cost) only when asked, on a first page."""
+    Facets (counted over every hit: most of a search's cost) only when asked, on a first page;
+    a time-sorted first page's total may be a lower bound (``total_relation`` "gte") unless
+    ``exact_total``."""
     inner = None if cursor is None else decode_cursor(cursor, "search")
     if inner is not None and not isinstance(inner, str):
         raise bad_parameter("cursor", "is not a search cursor this server issued")
     scope, search_index = scope_of(who), index()
     with_facets = facets and inner is None
     results = api().searches.run(
-        lambda: search_index.search(text, scope, sort=sort, limit=limit, cursor=inner, facets=with_facets),
+        lambda: search_index.search(
+            text, scope, sort=sort, limit=limit, cursor=inner, facets=with_facets, exact_total=exact_total
+        ),
         api().settings.search_timeout,
     )
     if results.next_cursor is not None:

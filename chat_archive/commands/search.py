@@ -36,6 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument(
         "--compliance", action="store_true", help="also retracted messages and earlier versions of edited ones"
     )
+    search.add_argument(
+        "--exact-total", action="store_true",
+        help="count every match (a newest/oldest first page may otherwise print a lower bound: 'at least N')",
+    )  # fmt: skip
     search.add_argument("--json", action="store_true", help="print the results as one JSON document")
     search.set_defaults(handler=run_search)
 
@@ -51,7 +55,9 @@ def run_search(args: argparse.Namespace, config) -> int:
     # Whoever runs the CLI reads the archive's files: every room and real JID.
     scope = Scope(rooms=rooms, compliance=args.compliance, jids=True)
     try:
-        results = index.search(args.query, scope, sort=args.sort, limit=args.limit, cursor=args.cursor)
+        results = index.search(
+            args.query, scope, sort=args.sort, limit=args.limit, cursor=args.cursor, exact_total=args.exact_total
+        )
     except InvalidQueryError as e:
         if e.position is not None:  # show where, under the query
             print(f"  {args.query}\n  {' ' * e.position}^", file=sys.stderr)
@@ -89,7 +95,8 @@ def _print(results: SearchResults, out) -> None:
         flags = "".join(f" [{flag}]" for flag, on in (("edited", hit.edited), ("retracted", hit.retracted)) if on)
         out.write(f"{format_time(hit.time)}  {hit.room}  <{hit.nick}>  {text}{flags}  (#{hit.position})\n")
     shown = f"{len(results.hits)} shown" if results.hits else "none shown"
-    out.write(f"{results.total} matching message{'s' if results.total != 1 else ''}, {shown}\n")
+    at_least = "at least " if results.total_relation == "gte" else ""
+    out.write(f"{at_least}{results.total} matching message{'s' if results.total != 1 else ''}, {shown}\n")
     if results.facets and results.total:
         for label, counts in (("rooms", results.facets.rooms), ("senders", results.facets.senders)):
             out.write(f"  {label}: " + ", ".join(f"{c.value} ({c.count})" for c in counts) + "\n")

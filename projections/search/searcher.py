@@ -94,11 +94,17 @@ class SearchIndex:
         facets: bool | None = None,
         facet_size: int = 10,
         now: datetime | None = None,
+        exact_total: bool = False,
     ) -> SearchResults:
         """One page of the messages in ``scope`` that match ``text`` (the query language).
 
         ``facets``: count by room and sender over all matches; by default on the first
         page only (they are the same for every page).
+
+        ``exact_total``: count every match. Without it a time-sorted first page found in a
+        window of recent (early) times may report a lower bound, ``total_relation`` "gte" (a
+        common word's newest page cost twice as much with the count); relevance pages, cursor
+        pages and a total this searcher already counted are exact in any case.
 
         Raises ``InvalidQueryError`` (with ``position``) for a malformed query, an
         ``is:retracted`` outside compliance scope, a ``jid:`` without ``Scope.jids``, a
@@ -130,19 +136,23 @@ class SearchIndex:
             limit = max(1, min(limit, MAX_RELEVANCE_DEPTH - offset))
             window = MAX_TIE_RUN if translator.phrases else TIE_WINDOW
             page, total, more = _relevance_page(searcher, base, limit, offset, lines, window)
-            more = more and offset + limit < MAX_RELEVANCE_DEPTH
+            more, exact = more and offset + limit < MAX_RELEVANCE_DEPTH, True
             next_cursor = _Cursor(check, offset=offset + limit) if more else None
         else:
             newest, edge = sort is Sort.NEWEST, self._edge_of(searcher)
-            page, total, more = time_page(searcher, base, limit, newest, after, edge, lines, totals.get(asked))
+            page, total, exact, more = time_page(
+                searcher, base, limit, newest, after, edge, lines, totals.get(asked), exact_total
+            )
             next_cursor = _Cursor(check, ts=page[-1][1], key=page[-1][2]) if more else None
-        totals[asked] = total
+        if exact:
+            totals[asked] = total
         marks = highlight.Marks(translator.highlights)
         hits = [_hit(lines(address), score, scope, marks, sort) for score, _, _, address in page]
         return SearchResults(
             query=text,
             sort=sort,
             total=total,
+            total_relation="eq" if exact else "gte",
             hits=hits,
             next_cursor=_write_cursor(next_cursor) if next_cursor else None,
             facets=_facets(searcher, base, facet_size) if facets else None,

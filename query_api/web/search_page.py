@@ -95,7 +95,8 @@ def query_text(form: dict) -> str:
 def run_search(who, text: str, sort: str, cursor: str | None):
     if sort not in ("relevance", "newest", "oldest"):
         raise bad_parameter("sort", "must be relevance, newest or oldest")
-    return run_api_search(who, text, sort, SEARCH_PAGE, cursor, facets=True)  # the page shows them
+    # The page shows facets (a count over every match in any case) and a person reads its total: exact.
+    return run_api_search(who, text, sort, SEARCH_PAGE, cursor, facets=True, exact_total=True)
 
 
 def _results(results, who):
@@ -120,4 +121,4 @@ def _results(results, who):
                 "earlier_versions": hit.earlier_versions if who.sees_originals else [],
             }
         )
-    return {"total": results.total, "hits": hits, "facets": results.facets}
+    return {"total": results.total, "at_least": results.total_relation == "gte", "hits": hits, "facets": results.facets}

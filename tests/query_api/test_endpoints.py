@@ -29,6 +29,9 @@ def test_search_sorting_paging_and_facets(client, tokens):
     newest = client.get("/api/v1/search?q=lobby&sort=newest&limit=1", headers=headers).json
     assert newest["facets"] is None  # not asked for: not counted
     assert newest["hits"][0]["body"] == "oops lobby secret"
+    assert first["total_relation"] == rest["total_relation"] == "eq"
+    exact = client.get("/api/v1/search?q=lobby&sort=newest&limit=1&exact_total=true", headers=headers).json
+    assert (exact["total"], exact["total_relation"], exact["hits"]) == (3, "eq", newest["hits"])
 
 
 def test_search_hides_retractions_and_originals_outside_compliance(client, tokens):
@@ -45,7 +48,8 @@ def test_search_hides_retractions_and_originals_outside_compliance(client, token
 @pytest.mark.parametrize(
     ("query", "code"),
     [("q=%22open", "invalid_query"), ("q=a%20AND", "invalid_query"), ("q=x&sort=best", "invalid_parameter"),
-     ("sort=newest", "invalid_parameter"), ("q=x&cursor=zzz", "invalid_parameter"), ("q=x&limit=501", "invalid_parameter")],
+     ("sort=newest", "invalid_parameter"), ("q=x&cursor=zzz", "invalid_parameter"), ("q=x&limit=501", "invalid_parameter"),
+     ("q=x&sort=newest&exact_total=maybe", "invalid_parameter")],
 )  # fmt: skip
 def test_search_bad_input(client, tokens, query, code):
     response = client.get(f"/api/v1/search?{query}", headers=auth(tokens["compliance"]))

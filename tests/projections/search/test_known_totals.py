@@ -87,3 +87,24 @@ def test_forgotten_totals_are_counted_again(indexed, monkeypatch):
     searcher.counted = 0
     assert index.search("deploy", Scope(rooms=None), sort="newest", limit=5, facets=False).total == 30
     assert searcher.counted > 0
+
+
+def test_a_lower_bound_is_not_remembered_as_the_total(indexed, monkeypatch):
+    """A first page that only counted its window does not make later pages or sorts report its
+    bound as exact; the exact count, once asked for, is remembered for all of them."""
+    from projections.search import timepage
+
+    monkeypatch.setattr(timepage, "WINDOWED_FROM", 0)
+    monkeypatch.setattr(timepage, "WINDOW_PAGES", 0)
+    location, projection = indexed
+    projection.apply([Recorded(31 + i, message(0, "deploy long ago", stanza_id=f"old{i}", occurred_at=T0 - timedelta(days=30 * (i + 1))))
+                      for i in range(10)])  # outside the newest windows
+    projection.commit(40)
+    index = SearchIndex(location, reload_interval=3600)
+    for _ in range(2):
+        bound = index.search("deploy", Scope(rooms=None), sort="newest", limit=2, facets=False)
+        assert bound.total_relation == "gte" and 2 < bound.total <= 30
+    assert index.search("deploy", Scope(rooms=None), facets=False).total == 40  # relevance: counted, exact
+    for sort in ("newest", "oldest"):
+        known = index.search("deploy", Scope(rooms=None), sort=sort, limit=2, facets=False)
+        assert (known.total, known.total_relation) == (40, "eq")

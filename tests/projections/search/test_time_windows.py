@@ -57,7 +57,8 @@ def index(tmp_path_factory):
 def _walk(index, text, scope, sort, limit) -> tuple[list[list[int]], list[int]]:
     pages, totals, cursor = [], [], None
     while True:
-        found = index.search(text, scope, sort=sort, limit=limit, cursor=cursor, facets=False)
+        found = index.search(text, scope, sort=sort, limit=limit, cursor=cursor, facets=False, exact_total=True)
+        assert found.total_relation == "eq"
         pages.append([hit.position for hit in found.hits])
         totals.append(found.total)
         cursor = found.next_cursor
@@ -67,7 +68,7 @@ def _walk(index, text, scope, sort, limit) -> tuple[list[list[int]], list[int]]:
 
 def _windows_off(monkeypatch):
     """The plain full sort: no window is ever searched."""
-    monkeypatch.setattr(timepage, "_windowed", lambda searcher, base, query, limit, newest, anchor, total: (query, None, total))
+    monkeypatch.setattr(timepage, "_windowed", lambda searcher, base, query, limit, newest, anchor, total, exact: (query, None, total, None))
 
 
 @pytest.mark.parametrize("limit", [1, 3, 20])
@@ -109,3 +110,29 @@ def test_a_window_follows_the_index_as_it_grows(tmp_path):
         found = index.search("fox", Scope(rooms=None), sort="newest", limit=2, facets=False)
         assert [hit.position for hit in found.hits] == [first + 4, first + 3]
     projection.close()
+
+
+@pytest.mark.parametrize("scope", [Scope(rooms=None), Scope(rooms=None, compliance=True), Scope(rooms=frozenset(ROOMS[:2]))], ids=str)
+def test_a_first_page_without_exact_total_may_give_a_labelled_lower_bound(index, monkeypatch, scope):
+    """A first page found in a window may count only that window's matches: never more than the
+    total, never fewer than the page and one more, labelled "gte"; the same hits; a cursor's page exact."""
+    monkeypatch.setattr(timepage, "WINDOWED_FROM", 0)  # every window tried, the finest first
+    monkeypatch.setattr(timepage, "WINDOW_PAGES", 0)
+    relations = set()
+    for text in ("deploy", "fox lazy", "-cat", ""):
+        for sort in ("newest", "oldest"):
+            fresh = SearchIndex(index.location, reload_interval=0)  # nothing counted yet
+            first = fresh.search(text, scope, sort=sort, limit=3, facets=False)
+            exact = SearchIndex(index.location, reload_interval=0).search(
+                text, scope, sort=sort, limit=3, facets=False, exact_total=True
+            )
+            assert [h.position for h in first.hits] == [h.position for h in exact.hits]
+            assert exact.total_relation == "eq"
+            relations.add(first.total_relation)
+            if first.total_relation == "gte":
+                assert len(first.hits) < first.total <= exact.total
+            else:
+                assert first.total == exact.total
+            later = fresh.search(text, scope, sort=sort, limit=3, cursor=first.next_cursor, facets=False)
+            assert (later.total, later.total_relation) == (exact.total, "eq")
+    assert relations == {"gte"}

@@ -17,6 +17,9 @@ MAX_CHARS = 240
 MAX_TOKEN_BYTES = 40  # the body analyzer drops longer tokens (``schema``: remove_long(40))
 _STEMS_KEPT = 50_000
 _stems: dict[str, str] = {}
+_MARKS_KEPT = 256
+_marks: dict[tuple, Marks] = {}
+_SEEN_KEPT = 4096
 _MARKUP = re.compile(r"[&<>\"']").search  # what html.escape(quote=True) changes
 # The only characters past ASCII whose lowercase holds an ASCII letter (İ, the Kelvin sign; checked
 # in the tests): a token holding one may match an ASCII stem that no ASCII candidate shows.
@@ -107,6 +110,8 @@ class Marks:
         word = token.group()
         out = self._seen.get(word)
         if out is None:
+            if len(self._seen) >= _SEEN_KEPT:  # a kept query's (``marks_for``) words, bounded
+                self._seen.clear()
             out = self._seen[word] = f"<mark>{word}</mark>" if self._is_match(word) else word
         return out
 
@@ -120,6 +125,18 @@ class Marks:
                 _stems.clear()
             stem = _stems[word] = STEM_ANALYZER.analyze(word)[0]
         return stem in self.stems or bool(self.prefixes and stem.startswith(self.prefixes))
+
+
+def marks_for(highlights: Highlights) -> Marks:
+    """The ``Marks`` of a query's highlights, kept across searches (the same query again, its next
+    pages, another sort): building them cost ~5 us of a rare word's ~250 us search."""
+    key = (frozenset(highlights.stems), frozenset(highlights.prefixes), frozenset(highlights.fuzzy))
+    marks = _marks.get(key)
+    if marks is None:
+        if len(_marks) >= _MARKS_KEPT:
+            _marks.clear()
+        marks = _marks[key] = Marks(highlights)
+    return marks
 
 
 def analyzed_matches(text: str, stems, prefixes: tuple[str, ...], fuzzy) -> list[tuple[int, int]]:

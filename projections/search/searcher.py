@@ -147,7 +147,7 @@ class SearchIndex:
             next_cursor = _Cursor(check, ts=page[-1][1], key=page[-1][2]) if more else None
         if exact:
             totals[asked] = total
-        marks = highlight.Marks(translator.highlights)
+        marks = highlight.marks_for(translator.highlights)
         hits = _hits(page, lines, scope, marks, sort)
         return SearchResults(
             query=text,

@@ -9,7 +9,7 @@ from html import escape
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.search.highlight import _LOWERS_TO_ASCII, Marks, analyzed_matches
+from projections.search.highlight import _LOWERS_TO_ASCII, Marks, analyzed_matches, marks_for
 from projections.search.schema import STEM_ANALYZER, WORD_ANALYZER
 from projections.search.translate import Highlights
 
@@ -88,3 +88,16 @@ def test_only_the_known_characters_past_ascii_lowercase_to_ascii():
     code_points = (c for c in map(chr, range(128, 0x110000)) if not 0xD800 <= ord(c) < 0xE000)
     lowering = {c for c in code_points if any(x.isascii() for token in WORD_ANALYZER.analyze(c) for x in token)}
     assert {c for c in lowering if _LOWERS_TO_ASCII(c)} == lowering
+
+
+def test_kept_marks_are_those_of_the_same_highlights_only():
+    """``marks_for`` keeps a query's marks across searches: the same stems, prefixes and fuzzy terms
+    share them; any other query gets its own, and a kept one marks as a fresh one does, again and again."""
+    text = "Deployed the news; deploying newer things, news again"
+    words = Highlights(stems={"deploy", "news"})
+    assert marks_for(words) is marks_for(Highlights(stems={"news", "deploy"}))
+    others = [Highlights(stems={"deploy"}), Highlights(stems={"deploy", "news"}, prefixes={"new"}),
+              Highlights(stems={"deploy", "news"}, fuzzy={("news", 1)})]
+    assert len({id(marks_for(h)) for h in [words, *others]}) == 4
+    for highlights in [words, *others] * 2:
+        assert marks_for(highlights).snippet(text) == Marks(highlights).snippet(text)

@@ -98,8 +98,8 @@ def document() -> dict:
              query("facets", {"type": "string", "enum": ["true", "false"], "default": "false"},
                    "also count the hits by room and by sender (first page only; most of a search's cost)"),
              query("exact_total", {"type": "string", "enum": ["true", "false"], "default": "false"},
-                   "count every match: without it a newest/oldest first page may give a lower bound "
-                   "(`total_relation` \"gte\"), which costs a common word's page half its time"),
+                   "count every match (about half of a common word's newest page); without it a newest/oldest "
+                   "first page may give a lower bound, `total_relation` \"gte\""),
              SITE_USER],
             json_ok("hits (room, nick, jid where visible, time, body, snippet, position), total, facets by room and sender if asked",
                     ref("SearchResult")), statuses=(400, 401, 403, 503),

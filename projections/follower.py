@@ -115,7 +115,16 @@ class LogFollower:
 
     def catch_up(self) -> int:
         """Apply everything in the log now and commit; returns the position reached. The log is read
-        a page ahead (``readahead``)."""
+        a page ahead (``readahead``). A commit that finds the projection reset reads on from where
+        the projection is, the last commit included."""
+        while True:
+            self._read_to_end()
+            reached = self._applied
+            self._commit()
+            if self._applied == reached:
+                return reached
+
+    def _read_to_end(self) -> None:
         ahead = ReadAhead(self.store, self._applied, self.page_size)
         try:
             while True:
@@ -128,8 +137,6 @@ class LogFollower:
                     self._commit()
         finally:
             ahead.close()
-        self._commit()
-        return self._applied
 
     def run(self, stop: threading.Event) -> None:
         """Follow the log until ``stop`` is set; commit at the interval and on stop, after one more page

@@ -55,6 +55,16 @@ def test_after_a_reset_catching_up_reads_on_from_the_projections_position(event_
     assert projection.commits == [8, 10]
 
 
+def test_a_reset_found_by_the_final_commit_is_caught_up_too(event_store):
+    # The last commit is where a rebuild swapped in elsewhere is most often found: returning there
+    # would report a position the projection never reached.
+    event_store.append([message(i, f"m{i}") for i in range(10)])
+    projection = Recording(reset_at=10, reset_to=4)
+    assert LogFollower(event_store, projection, commit_interval=3600, page_size=3).catch_up() == 10
+    assert projection.applied == list(range(1, 11)) + list(range(5, 11))
+    assert projection.commits == [10] and projection.position() == 10
+
+
 def test_a_failed_read_ahead_is_raised_by_catch_up_and_its_thread_ends(event_store, monkeypatch):
     event_store.append([message(i, f"m{i}") for i in range(10)])
     read = event_store.read_log_rows

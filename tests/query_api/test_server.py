@@ -16,7 +16,6 @@ import pytest
 from archive.application import open_event_store
 from chat_archive.bootstrap import open_search_index, open_tokens, open_views, start_api
 from query_api.roles import Role
-from query_api.workers import GRACEFUL_SECONDS
 from tests.factories import message
 
 from .conftest import LOBBY, PUBLIC, SECRET, archive_url
@@ -180,10 +179,11 @@ def test_serve_workers_answer_alike_and_sigterm_ends_their_follow_streams(tmp_pa
         follow = {"url": served.url, "tokens": served.tokens}
         connection, response = open_follow_when_free(follow, role="analyst")
         assert response.status == 200 and response.readline()
-        began = time.monotonic()
         served.process.send_signal(signal.SIGTERM)  # the stream still open: the worker must end it, not wait it out
+        # Ended by the worker, the stream closes cleanly (its last chunk sent); a worker killed at the
+        # end of the graceful period would cut it off (IncompleteRead) instead.
+        response.read()
         assert served.process.wait(timeout=30) == 0
-        assert time.monotonic() - began < GRACEFUL_SECONDS - 1
         connection.close()
     finally:
         served.stop()

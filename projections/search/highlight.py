@@ -19,7 +19,9 @@ _STEMS_KEPT = 50_000
 _stems: dict[str, str] = {}
 _MARKS_KEPT = 256
 _marks: dict[tuple, Marks] = {}
-_SEEN_KEPT = 4096
+# Words decided per kept query: a page's repeat, and with ``_MARKS_KEPT`` queries a bound on what a
+# stream of crafted queries and texts can make a process keep (~13 MB at most).
+_SEEN_KEPT = 512
 _MARKUP = re.compile(r"[&<>\"']").search  # what html.escape(quote=True) changes
 # The only characters past ASCII whose lowercase holds an ASCII letter (İ, the Kelvin sign; checked
 # in the tests): a token holding one may match an ASCII stem that no ASCII candidate shows.
@@ -108,6 +110,8 @@ class Marks:
     def _marked(self, token: re.Match) -> str:
         # A page's hits repeat their matching words (a rare word is in every one): decided once per word.
         word = token.group()
+        if len(word) >= MAX_TOKEN_BYTES:  # never marked (the analyzer drops it), never kept
+            return word
         out = self._seen.get(word)
         if out is None:
             if len(self._seen) >= _SEEN_KEPT:  # a kept query's (``marks_for``) words, bounded

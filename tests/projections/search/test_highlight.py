@@ -101,3 +101,17 @@ def test_kept_marks_are_those_of_the_same_highlights_only():
     assert len({id(marks_for(h)) for h in [words, *others]}) == 4
     for highlights in [words, *others] * 2:
         assert marks_for(highlights).snippet(text) == Marks(highlights).snippet(text)
+
+
+def test_what_kept_marks_keep_is_bounded():
+    """A kept query's decided words are bounded, and words too long to be indexed are not kept:
+    a stream of crafted texts cannot grow a serving process without end."""
+    from projections.search import highlight
+
+    marks = Marks(Highlights(stems={"x"}))
+    for i in range(3 * highlight._SEEN_KEPT):
+        assert marks.snippet(f"x{i} x{'y' * 60}{i}") == f"x{i} x{'y' * 60}{i}"
+        assert len(marks._seen) <= highlight._SEEN_KEPT
+    assert not any(len(word) >= highlight.MAX_TOKEN_BYTES for word in marks._seen)
+    kept = [marks_for(Highlights(stems={f"w{i}"})) for i in range(highlight._MARKS_KEPT + 5)]
+    assert len(highlight._marks) <= highlight._MARKS_KEPT and kept[-1] is marks_for(Highlights(stems={"w260"}))

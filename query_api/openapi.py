@@ -101,7 +101,8 @@ def document() -> dict:
                    "count every match (about half of a common word's newest page); without it a newest/oldest "
                    "first page may give a lower bound, `total_relation` \"gte\""),
              SITE_USER],
-            json_ok("hits (room, nick, jid where visible, time, body, snippet, position), total, facets by room and sender if asked",
+            json_ok("hits (room, nick, jid where visible, time, body, snippet, position), total and total_relation (\"eq\" exact, "
+                    "\"gte\" at least), facets by room and sender if asked",
                     ref("SearchResult")), statuses=(400, 401, 403, 503),
             together=f"`cursor` goes with the `q` and `sort` of the page that gave it. Relevance paging stops at "
                      f"{MAX_RELEVANCE_DEPTH} hits (time sorts page to the end).")},

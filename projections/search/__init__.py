@@ -10,12 +10,14 @@ Reading (the query API, web pages, the CLI)::
         limit=20,                               # 1..500
         cursor=None,                            # results.next_cursor of the previous page
         facets=None, facet_size=10,             # None: on the first page only
+        exact_total=False,                      # True: count every match (see total_relation)
     )                                           # -> SearchResults
     index.position()                            # log position the index has committed
     index.rooms()                               # every room JID in the index
 
-``SearchResults``: ``query``, ``sort``, ``total`` (all matches in scope),
-``hits`` (``Hit``: ``position`` of the original message for opening the
+``SearchResults``: ``query``, ``sort``, ``total`` (all matches in scope, or
+at least that many where ``total_relation`` is "gte": a newest/oldest first page
+without ``exact_total`` or facets), ``hits`` (``Hit``: ``position`` of the original message for opening the
 transcript around it, ``room``, ``nick``, ``jid``, ``time``, ``body``, ``snippet``
 (escaped HTML, matches in ``<mark>``), ``thread``, ``capture``, ``edited``,
 ``retracted`` and ``earlier_versions`` (compliance scope only), ``score``

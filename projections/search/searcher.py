@@ -105,7 +105,7 @@ class SearchIndex:
         ``exact_total``: count every match. Without it a time-sorted first page found in a
         window of recent (early) times may report a lower bound, ``total_relation`` "gte" (a
         common word's newest page cost twice as much with the count); relevance pages, cursor
-        pages and a total this searcher already counted are exact in any case.
+        pages, pages with facets and a total this searcher already counted are exact in any case.
 
         Raises ``InvalidQueryError`` (with ``position``) for a malformed query, an
         ``is:retracted`` outside compliance scope, a ``jid:`` without ``Scope.jids``, a
@@ -113,6 +113,8 @@ class SearchIndex:
         """
         sort = _sort(sort)
         facets = cursor is None if facets is None else facets
+        # Facets visit every match anyway, and a bound beside their counts would contradict them.
+        exact_total = exact_total or facets
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidQueryError(f"limit must be between 1 and {MAX_LIMIT}")
         node = parse(text, now=now)

@@ -95,8 +95,8 @@ def query_text(form: dict) -> str:
 def run_search(who, text: str, sort: str, cursor: str | None):
     if sort not in ("relevance", "newest", "oldest"):
         raise bad_parameter("sort", "must be relevance, newest or oldest")
-    # The page shows facets (a count over every match in any case) and a person reads its total: exact.
-    return run_api_search(who, text, sort, SEARCH_PAGE, cursor, facets=True, exact_total=True)
+    # The page shows facets, which count every match: its total (a person reads it) is exact too.
+    return run_api_search(who, text, sort, SEARCH_PAGE, cursor, facets=True)
 
 
 def _results(results, who):
@@ -121,4 +121,4 @@ def _results(results, who):
                 "earlier_versions": hit.earlier_versions if who.sees_originals else [],
             }
         )
-    return {"total": results.total, "at_least": results.total_relation == "gte", "hits": hits, "facets": results.facets}
+    return {"total": results.total, "hits": hits, "facets": results.facets}

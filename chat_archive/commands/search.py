@@ -36,10 +36,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument(
         "--compliance", action="store_true", help="also retracted messages and earlier versions of edited ones"
     )
-    search.add_argument(
-        "--exact-total", action="store_true",
-        help="count every match (a newest/oldest first page may otherwise print a lower bound: 'at least N')",
-    )  # fmt: skip
     search.add_argument("--json", action="store_true", help="print the results as one JSON document")
     search.set_defaults(handler=run_search)
 
@@ -56,7 +52,7 @@ def run_search(args: argparse.Namespace, config) -> int:
     scope = Scope(rooms=rooms, compliance=args.compliance, jids=True)
     try:
         results = index.search(
-            args.query, scope, sort=args.sort, limit=args.limit, cursor=args.cursor, exact_total=args.exact_total
+            args.query, scope, sort=args.sort, limit=args.limit, cursor=args.cursor
         )
     except InvalidQueryError as e:
         if e.position is not None:  # show where, under the query
@@ -95,8 +91,8 @@ def _print(results: SearchResults, out) -> None:
         flags = "".join(f" [{flag}]" for flag, on in (("edited", hit.edited), ("retracted", hit.retracted)) if on)
         out.write(f"{format_time(hit.time)}  {hit.room}  <{hit.nick}>  {text}{flags}  (#{hit.position})\n")
     shown = f"{len(results.hits)} shown" if results.hits else "none shown"
-    at_least = "at least " if results.total_relation == "gte" else ""
-    out.write(f"{at_least}{results.total} matching message{'s' if results.total != 1 else ''}, {shown}\n")
+    # Exact: a first page comes with facets, which count every match anyway (``SearchIndex.search``).
+    out.write(f"{results.total} matching message{'s' if results.total != 1 else ''}, {shown}\n")
     if results.facets and results.total:
         for label, counts in (("rooms", results.facets.rooms), ("senders", results.facets.senders)):
             out.write(f"  {label}: " + ", ".join(f"{c.value} ({c.count})" for c in counts) + "\n")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -13,9 +12,8 @@ import pytest
 
 from archive.application import open_event_store
 from chat_archive.bootstrap import search_projection
-from chat_archive.commands.search import _print
 from chat_archive.config import load_config
-from projections.search import SearchIndexer, SearchResults, Sort
+from projections.search import SearchIndexer
 from tests.factories import message
 
 CLI = [str(Path(sys.executable).with_name("chat-archive"))]
@@ -95,16 +93,8 @@ def test_the_cli_has_the_same_query_caps_as_the_api(env):
         assert result.returncode == 1 and complaint in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_lower_bound_total_is_printed_as_one():
-    """A time-sorted first page may count only the window that held it: the CLI says "at least"."""
-    for relation, said in (("gte", "at least 75 matching messages, none shown"), ("eq", "75 matching messages, none shown")):
-        out = io.StringIO()
-        _print(SearchResults(query="just", sort=Sort.NEWEST, total=75, total_relation=relation, hits=[]), out)
-        assert out.getvalue().splitlines()[0] == said
-
-
-def test_exact_total_is_asked_for(env):
-    result = run(env, "deploy*", "--json", "--sort", "newest", "--limit", "1", "--exact-total")
+def test_a_newest_first_total_is_exact(env):
+    result = run(env, "deploy*", "--json", "--sort", "newest", "--limit", "1")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert (data["total"], data["total_relation"]) == (4, "eq")

@@ -20,9 +20,9 @@ from . import chain
 from .idempotency import Batch
 from .recorders import EventRow, HeadRow, IndexRow
 
-# Events made at a time: the server inserts one chunk while the next is made (the server
-# works on a chunk as soon as the driver has sent it, every 32 KiB). Large enough that the
-# per-chunk steps cost nothing per event.
+# Events made at a time: the server inserts one chunk while the next is made (it works on
+# rows as soon as the recorder has sent them, ``postgres_recorder._SEND_BYTES`` at a time).
+# Large enough that the per-chunk steps cost nothing per event.
 ROW_CHUNK = 1000
 
 
@@ -47,11 +47,16 @@ class BatchRows:
         self.count = len(batch.events)
         self.index_rows: list[IndexRow] = []
         self._made: list[list[EventRow]] | None = None
+        self._started = False
 
     def __iter__(self) -> Iterator[list[EventRow]]:
         if self._made is not None:
             yield from self._made
             return
+        # A second pass would go on from the heads the first advanced and add the index rows again.
+        if self._started:
+            raise RuntimeError("a batch's rows are made once: keep them (made()) to iterate them again")
+        self._started = True
         for start in range(0, self.count, ROW_CHUNK):
             yield self._chunk(start, min(start + ROW_CHUNK, self.count))
 

@@ -9,9 +9,12 @@ from contextlib import closing
 import pytest
 
 from archive import events as ev
+from archive import postgres_recorder
 from archive.application import StoreLocation, open_event_store
-from archive.batch_rows import ROW_CHUNK
+from archive.batch_rows import ROW_CHUNK, BatchRows
+from archive.codec import to_msgpack_list
 from archive.errors import ConfigError, EventDecodeError, StoreError
+from archive.idempotency import slotted
 from archive.integrity import verify_integrity
 from archive.sqlite_recorder import PAGE_SIZE
 from tests.factories import at, make, message
@@ -53,8 +56,12 @@ def test_a_partly_known_batch_appends_only_the_new_events(event_store):
     assert [r.event.occurred_at for r in recorded] == [at(3), at(4), at(5)]
 
 
-def test_a_batch_of_several_row_chunks_is_stored_whole_in_order_and_chained(event_store):
-    # Its rows are made chunk by chunk while the recorder writes them (``archive.batch_rows``).
+@pytest.mark.parametrize("formatter", ["driver's C row formatter", "write_row (psycopg before 3.2)"])
+def test_a_batch_of_several_row_chunks_is_stored_whole_in_order_and_chained(event_store, formatter, monkeypatch):
+    # Its rows are made chunk by chunk while the recorder writes them (``archive.batch_rows``); on
+    # PostgreSQL they are copied through the driver's private C formatter where it has one.
+    if formatter.startswith("write_row"):
+        monkeypatch.setattr(postgres_recorder, "format_row_binary", None)
     rooms = ["a@conference.localhost", "b@conference.localhost"]
     batch = [message(t, body=f"m{t}", room=rooms[t % 2]) for t in range(2 * ROW_CHUNK + 3)]
     recorded = event_store.append(batch)
@@ -232,3 +239,17 @@ def test_a_sqlite_store_that_cannot_be_created_is_a_store_error(tmp_path):
     (tmp_path / "store.sqlite").symlink_to(tmp_path / "no-such-directory" / "store.sqlite")  # as root too
     with pytest.raises(StoreError, match="unable to open database file"):
         open_event_store(f"sqlite:///{tmp_path}/store.sqlite")
+
+
+def test_a_batchs_rows_are_made_once_unless_kept():
+    def rows(batch):
+        return BatchRows(batch, {"a@conference.localhost": [0, None, 1]}, None,
+                         encode_states=to_msgpack_list, blob=bytes, chained=True)
+
+    batch = slotted([message(t, room="a@conference.localhost") for t in range(3)])
+    once = rows(batch)
+    assert [version for chunk in once for _, version, _, _ in chunk] == [1, 2, 3]
+    with pytest.raises(RuntimeError, match="made once"):  # it would go on at version 4, indexed twice
+        list(once)
+    kept = rows(batch).made()
+    assert list(kept) == list(kept) and len(kept.index_rows) == 3

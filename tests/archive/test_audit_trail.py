@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import _thread
+import signal
 import threading
 import time
 
@@ -235,7 +235,14 @@ def test_a_caller_interrupted_while_queued_leaves_the_queue_and_the_group_goes_o
     first = threading.Thread(target=group.write, args=(0,))
     first.start()
     started.wait(5)
-    threading.Timer(0.2, _thread.interrupt_main).start()  # while the main thread waits its turn
+
+    def interrupt_when_queued():
+        while not group._queue:
+            time.sleep(0.001)
+        # A real signal, as Ctrl-C sends: it wakes the wait (interrupt_main's flag waited for the release).
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_queued, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
         group.write("interrupted")
     release.set()

@@ -40,18 +40,20 @@ class GroupCommit:
         self._successor: _Slot | None = None  # the caller the lead was last handed to, until it takes it
 
     def write(self, item) -> None:
-        slot = _Slot(item)
-        with self._lock:
-            self._queue.append(slot)
-            lead, self._busy = not self._busy, True
-        if not lead:
-            try:
+        slot, lead = _Slot(item), False
+        try:
+            with self._lock:
+                self._queue.append(slot)
+                lead, self._busy = not self._busy, True
+            if not lead:
                 slot.wake.acquire()
-            except BaseException:  # interrupted (Ctrl-C) while queued: leave, and pass on a lead handed to it
-                self._leave(slot)
-                raise
-        if not slot.done:
-            self._lead()
+            if not slot.done:
+                self._lead()
+        except BaseException:
+            # Interrupted (Ctrl-C) from queueing until its lead begins: leave, and pass on a lead it took or
+            # was handed, else every later caller would queue behind nobody.
+            self._leave(slot, lead)
+            raise
         if slot.error is not None:
             raise slot.error
 
@@ -80,12 +82,12 @@ class GroupCommit:
         if successor is not None:
             successor.wake.release()
 
-    def _leave(self, slot: _Slot) -> None:
+    def _leave(self, slot: _Slot, lead: bool) -> None:
         """A caller that stopped waiting: its item is not written unless a commit took it already."""
         with self._lock:
             if slot not in self._queue:
                 return  # taken into a batch: its leader goes on without it
             self._queue.remove(slot)
-            handed = self._successor is slot
+            handed = lead or self._successor is slot
         if handed:
             self._hand_over()

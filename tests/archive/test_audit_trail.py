@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
-import signal
 import threading
 import time
 
@@ -232,12 +232,15 @@ def test_a_caller_interrupted_while_queued_leaves_the_queue_and_the_group_goes_o
         batches.append(list(items))
 
     group = GroupCommit(commit)
-    first = threading.Thread(target=group.write, args=(0,))
+    first = threading.Thread(target=group.write, args=(0,), daemon=True)
     first.start()
     started.wait(5)
 
     def interrupt_when_queued():
-        while not group._queue:
+        deadline = time.monotonic() + 5
+        while not group._queue:  # anywhere from queueing on, the caller leaves the queue
+            if time.monotonic() > deadline:
+                return
             time.sleep(0.001)
         # A real signal, as Ctrl-C sends: it wakes the wait (interrupt_main's flag waited for the release).
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
@@ -247,7 +250,26 @@ def test_a_caller_interrupted_while_queued_leaves_the_queue_and_the_group_goes_o
         group.write("interrupted")
     release.set()
     first.join(10)
-    later = threading.Thread(target=group.write, args=(2,))
+    later = threading.Thread(target=group.write, args=(2,), daemon=True)
     later.start()
     later.join(10)
     assert not later.is_alive() and batches == [[0], [2]]
+
+
+def test_a_leader_interrupted_before_its_commit_passes_the_lead_on():
+    # Ctrl-C between taking the lead and leading: without it leaving, the group stayed busy with no leader.
+    batches = []
+    group = GroupCommit(lambda items: batches.append(list(items)))
+    lead = group._lead
+
+    def interrupted():
+        group._lead = lead
+        raise KeyboardInterrupt
+
+    group._lead = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        group.write("interrupted")
+    later = threading.Thread(target=group.write, args=(1,), daemon=True)
+    later.start()
+    later.join(10)
+    assert not later.is_alive() and batches == [[1]]

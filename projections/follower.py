@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Protocol
 
 from archive.codec import from_msgpack
-from archive.errors import ChatArchiveError, StoreUnavailable
+from archive.errors import ChatArchiveError, StoreError, StoreUnavailable
 from archive.events import Recorded
 from archive.health import Backoff
 from archive.store import EventStore
@@ -116,13 +116,21 @@ class LogFollower:
     def catch_up(self) -> int:
         """Apply everything in the log now and commit; returns the position reached. The log is read
         a page ahead (``readahead``). A commit that finds the projection reset reads on from where
-        the projection is, the last commit included."""
+        the projection is, the last commit included; one reset to the same place twice is storage lost
+        under it, not a rebuild swapped in (``StoreError``: catching up again would never end)."""
+        reset_to = None
         while True:
             self._read_to_end()
             reached = self._applied
             self._commit()
             if self._applied == reached:
                 return reached
+            if self._applied == reset_to:
+                raise StoreError(
+                    f"projection {self.projection.name}: its storage was reset to position {reset_to} twice "
+                    "while catching up (lost or replaced under it); rebuild it"
+                )
+            reset_to = self._applied
 
     def _read_to_end(self) -> None:
         ahead = ReadAhead(self.store, self._applied, self.page_size)

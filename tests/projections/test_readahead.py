@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from archive.errors import StoreUnavailable
+from archive.errors import StoreError, StoreUnavailable
 from projections.follower import LogFollower, ProjectionReset
 from tests.factories import message
 
@@ -63,6 +63,21 @@ def test_a_reset_found_by_the_final_commit_is_caught_up_too(event_store):
     assert LogFollower(event_store, projection, commit_interval=3600, page_size=3).catch_up() == 10
     assert projection.applied == list(range(1, 11)) + list(range(5, 11))
     assert projection.commits == [10] and projection.position() == 10
+
+
+def test_a_projection_reset_to_the_same_place_again_and_again_is_an_error_not_an_endless_catch_up(event_store):
+    event_store.append([message(i, f"m{i}") for i in range(5)])
+
+    class Lost(Recording):
+        def commit(self, position):
+            self.commits.append(position)
+            assert len(self.commits) < 10, "caught up again and again"
+            self._position = 0
+            raise ProjectionReset("its generation row is gone")
+
+    with pytest.raises(StoreError, match="reset to position 0 twice"):
+        LogFollower(event_store, Lost(), commit_interval=3600, page_size=2).catch_up()
+    assert not readers()
 
 
 def test_a_failed_read_ahead_is_raised_by_catch_up_and_its_thread_ends(event_store, monkeypatch):

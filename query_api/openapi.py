@@ -98,8 +98,8 @@ def document() -> dict:
              query("facets", {"type": "string", "enum": ["true", "false"], "default": "false"},
                    "also count the hits by room and by sender (first page only; most of a search's cost)"),
              query("exact_total", {"type": "string", "enum": ["true", "false"], "default": "false"},
-                   "count every match (about half of a common word's newest page); without it a newest/oldest "
-                   "first page may give a lower bound, `total_relation` \"gte\""),
+                   "count every match (about half of a common word's newest page); without it (or `facets=true`) a "
+                   "newest/oldest first page may give a lower bound, `total_relation` \"gte\""),
              SITE_USER],
             json_ok("hits (room, nick, jid where visible, time, body, snippet, position), total and total_relation (\"eq\" exact, "
                     "\"gte\" at least), facets by room and sender if asked",

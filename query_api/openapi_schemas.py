@@ -46,7 +46,7 @@ SCHEMAS = {
     "SearchResult": obj({
         "query": STRING, "sort": {"type": "string", "enum": ["relevance", "newest", "oldest"]}, "total": INTEGER,
         "total_relation": {"type": "string", "enum": ["eq", "gte"],
-                           "description": "eq: total is exact; gte: at least total (a time sort's first page without exact_total)"},
+                           "description": "eq: total is exact; gte: at least total (a time sort's first page without exact_total or facets)"},
         "hits": array(ref("Hit")),
         "facets": {"type": ["object", "null"], "description": "counts by room and sender, with facets=true; first page only",
                    "properties": {"rooms": COUNTS, "senders": COUNTS}},

@@ -70,7 +70,7 @@ def run_search(who: Caller, text: str, sort: str, limit: int, cursor: str | None
     cursor given back is one this server signed, and so is ``next_cursor`` of the results.
     Facets (counted over every hit: most of a search's cost) only when asked, on a first page;
     a time-sorted first page's total may be a lower bound (``total_relation`` "gte") unless
-    ``exact_total``."""
+    ``exact_total`` or facets."""
     inner = None if cursor is None else decode_cursor(cursor, "search")
     if inner is not None and not isinstance(inner, str):
         raise bad_parameter("cursor", "is not a search cursor this server issued")

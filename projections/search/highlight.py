@@ -20,7 +20,8 @@ _stems: dict[str, str] = {}
 _MARKS_KEPT = 256
 _marks: dict[tuple, Marks] = {}
 # Words decided per kept query: a page's repeat, and with ``_MARKS_KEPT`` queries a bound on what a
-# stream of crafted queries and texts can make a process keep (~13 MB at most).
+# stream of crafted queries and texts can make a process keep (some tens of MB at most, a word with
+# its marked form, beside ``_stems``).
 _SEEN_KEPT = 512
 _MARKUP = re.compile(r"[&<>\"']").search  # what html.escape(quote=True) changes
 # The only characters past ASCII whose lowercase holds an ASCII letter (İ, the Kelvin sign; checked

@@ -66,7 +66,7 @@ class SearchResults(msgspec.Struct, kw_only=True):
     """Every match in scope, not just this page; a lower bound where ``total_relation`` is "gte"."""
     total_relation: Literal["eq", "gte"] = "eq"
     """"eq": ``total`` is exact; "gte": there are at least ``total`` matches (a time-sorted first
-    page that stopped counting at the window that held it; ask ``exact_total`` for the count)."""
+    page that stopped counting at the window that held it; ask ``exact_total``, or facets, for the count)."""
     hits: list[Hit]
     next_cursor: str | None = None
     """Pass back as ``cursor`` for the next page; None on the last page."""

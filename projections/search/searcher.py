@@ -113,7 +113,8 @@ class SearchIndex:
         """
         sort = _sort(sort)
         facets = cursor is None if facets is None else facets
-        # Facets visit every match anyway, and a bound beside their counts would contradict them.
+        # Facets visit every match anyway (counting them too costs at most as much again), and a bound
+        # beside their counts would contradict them.
         exact_total = exact_total or facets
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidQueryError(f"limit must be between 1 and {MAX_LIMIT}")

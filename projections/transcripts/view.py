@@ -230,7 +230,7 @@ def _ref_ids(line: Line) -> list[str]:
 def _created_rows(created: list[Line], rev: dict[int, int]) -> Columns:
     """The ``lines`` rows of lines created since the last commit (this is every line of a rebuild),
     column by column (``viewdb.Columns``): a comprehension or ``map`` per column, not a loop
-    appending to eight lists (1M lines: 3.0 -> 2.2 s)."""
+    appending to eight lists (1.9 -> 1.6 us a line)."""
     ids_ = [line.id for line in created]
     return Columns(
         ids_,

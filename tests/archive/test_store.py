@@ -57,10 +57,12 @@ def test_a_partly_known_batch_appends_only_the_new_events(event_store):
 
 
 @pytest.mark.parametrize("formatter", ["driver's C row formatter", "write_row (psycopg before 3.2)"])
-def test_a_batch_of_several_row_chunks_is_stored_whole_in_order_and_chained(event_store, formatter, monkeypatch):
+def test_a_batch_of_several_row_chunks_is_stored_whole_in_order_and_chained(event_store, store_url, formatter, monkeypatch):
     # Its rows are made chunk by chunk while the recorder writes them (``archive.batch_rows``); on
     # PostgreSQL they are copied through the driver's private C formatter where it has one.
     if formatter.startswith("write_row"):
+        if store_url.startswith("sqlite"):
+            pytest.skip("SQLite copies nothing: one formatter case is enough")
         monkeypatch.setattr(postgres_recorder, "format_row_binary", None)
     rooms = ["a@conference.localhost", "b@conference.localhost"]
     batch = [message(t, body=f"m{t}", room=rooms[t % 2]) for t in range(2 * ROW_CHUNK + 3)]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timezone
 
 import pytest
 
 from archive import events as ev
 from archive.errors import InvalidQueryError, NotFoundError
-from projections.tables import order_micros
+from archive.times import order_second
+from projections.tables import micros, order_micros
 from projections.transcripts import view as transcript_view
 from projections.transcripts.queries import encode_cursor
 from tests.factories import at, make, message
@@ -247,3 +248,14 @@ def test_a_backfilled_message_never_sorts_before_one_archived_earlier_in_the_sam
     assert [line.body for line in views.transcripts.page(ROOM, direction="backward", limit=3).lines] == ["said live", "backfilled", "after"]
     context = views.transcripts.context(ROOM, "s-back", before=1, after=1)
     assert [line.body for line in (*context.before, context.target, *context.after)] == ["said live", "backfilled", "after"]
+
+
+@pytest.mark.parametrize("moment", [
+    datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone.utc),
+    datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc), datetime(2024, 5, 1, 12, 0, 59, 999_999, tzinfo=timezone.utc),
+    datetime(1, 1, 1, tzinfo=timezone.utc), datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone.utc),
+    datetime(1955, 3, 4, 5, 6, 7, 500_000, tzinfo=timezone.utc),
+], ids=str)
+def test_the_order_time_is_the_whole_second_the_model_orders_by(moment):
+    # Computed from a timedelta's parts (a rebuild's every line): equal to what the model's rule says.
+    assert order_micros(moment) == micros(order_second(moment))

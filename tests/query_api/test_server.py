@@ -182,7 +182,9 @@ def test_serve_workers_answer_alike_and_sigterm_ends_their_follow_streams(tmp_pa
         served.process.send_signal(signal.SIGTERM)  # the stream still open: the worker must end it, not wait it out
         # Ended by the worker, the stream closes cleanly (its last chunk sent); a worker killed at the
         # end of the graceful period would cut it off (IncompleteRead) instead.
-        response.read()
+        deadline = time.monotonic() + 30
+        while response.readline():  # heartbeats until the end
+            assert time.monotonic() < deadline, "the follow stream was never ended"
         assert served.process.wait(timeout=30) == 0
         connection.close()
     finally:

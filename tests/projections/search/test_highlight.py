@@ -114,4 +114,4 @@ def test_what_kept_marks_keep_is_bounded():
         assert len(marks._seen) <= highlight._SEEN_KEPT
     assert not any(len(word) >= highlight.MAX_TOKEN_BYTES for word in marks._seen)
     kept = [marks_for(Highlights(stems={f"w{i}"})) for i in range(highlight._MARKS_KEPT + 5)]
-    assert len(highlight._marks) <= highlight._MARKS_KEPT and kept[-1] is marks_for(Highlights(stems={"w260"}))
+    assert len(highlight._marks) <= highlight._MARKS_KEPT and kept[-1] is marks_for(Highlights(stems={f"w{highlight._MARKS_KEPT + 4}"}))

@@ -16,9 +16,10 @@ Stages (in this order, each size in turn: every stage on SQLite, then those per 
 
 Every size of a run is measured on one commit; the load average is recorded before and after every stage.
 The run refuses to start writing bench/RESULTS*.md while the load is above the core count (it waits
---quiet-wait seconds for it to fall first; --allow-load writes it marked as loaded). At 10m (or with
---light) the bench measures chat-archive's rates and only the cheap baselines (raw inserts, COPY); its append
-pass also reports each store's rate over its first 1m events, so that size is compared within one pass.
+--quiet-wait seconds for it to fall first, and as long again before each stage; --allow-load writes it
+marked as loaded). At 10m (or with --light) the bench measures chat-archive's rates and only the cheap
+baselines (raw inserts, COPY); its append pass also reports each store's rate over its first 1m events, so
+that size is compared within one pass.
 Stages after `append` reuse the stores it built in --workdir (built untimed if missing), and every pass over
 a corpus after the first reads it from --workdir instead of generating it again.
 `python -m bench corpus --size 1m --out FILE` writes a corpus as JSON lines instead;
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     cores = os.cpu_count() or 1
     publishing = args.out.resolve().parent == HERE.resolve()
-    load_start = wait_for_quiet(cores, args.quiet_wait if publishing and not args.allow_load else 0)
+    quiet_wait = args.quiet_wait if publishing and not args.allow_load else 0
+    load_start = wait_for_quiet(cores, quiet_wait)
     refusal = refuse_to_publish(load_start, cores, args.out, args.allow_load)
     if refusal:
         print(f"bench: {refusal}", file=sys.stderr)
@@ -80,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         ctx: dict = {"postgres": not args.no_postgres, "light": args.light or spec.events >= LIGHT_FROM,
                      "search_from_corpus": args.search_from_corpus}
         for stage, store in plan([s for s in args.only if not (n and s in runs.FIRST_SIZE_ONLY)], ctx["postgres"]):
+            # The previous stage's own work (wrk, servers, a 10M pass) lifts the load above the cores for a
+            # while after it ends: a stage started then would be measured on a busy machine.
+            wait_for_quiet(cores, quiet_wait)
             run_stage(stage, runs.STAGES[stage][0], store, spec, workdir, res, ctx)
             res.rss["bench driver (corpus generation, in-process stores and index)"] = peak_rss_self()
             # after every stage: a long run's figures survive a later failure (or a run stopped for time)
@@ -117,7 +122,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--allow-load", action="store_true",
                         help="write bench/RESULTS*.md even when the load at start is above the core count (it says so)")
     parser.add_argument("--quiet-wait", type=float, default=180, metavar="SECONDS",
-                        help="wait up to this long for the load to fall to the core count before starting (default 180)")
+                        help="wait up to this long for the load to fall to the core count before the run and before each "
+                             "stage (default 180)")
     parser.add_argument("--irc-log", metavar="FILE", help="use a real IRC-style log as the corpus instead "
                         "([HH:MM] <nick> text, === nick joined/left); results are saved under the size 'irc'")
     parser.add_argument("--irc-room", default="irc@conference.example.org", help="room JID for --irc-log")

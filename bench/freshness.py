@@ -87,9 +87,11 @@ def run_freshness(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) 
                 [sys.executable, "-m", "bench.flood", "--port", str(server.port), "--password", password,
                  "--room", room, "--observer", f"observer@{server.domain}", "--seconds", str(FLOOD_SECONDS),
                  "--senders", *[f"sender{i}@{server.domain}" for i in range(SENDERS)]],
-                stdout=subprocess.PIPE, text=True)
+                stdout=subprocess.PIPE, stderr=open_new(base / "flood.log"), text=True)
             if flood.stdout.readline().strip() != "ready":
-                raise RuntimeError("flood clients did not start")
+                # A run that failed here once said only this: keep the flood's own words.
+                raise RuntimeError(f"flood clients did not start (exit {flood.wait(30)}): "
+                                   f"{(base / 'flood.log').read_text()[-800:]}")
             sampler = _Sampler(store_url)
             t_start = time.monotonic()
             flooded = []

@@ -205,9 +205,11 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
 # Bytes per page of a new store (SQLite's default is 4096): a commit writes a quarter as many WAL
 # frames, and a batch's rows fill fewer pages: less CPU per appended event.
 PAGE_SIZE = 16384
-# A checkpoint every ~40 MB of WAL (default 4 MB) instead of after nearly every batch: fewer pages
-# written twice. Counted in pages, so in bytes whatever the store's page size.
-WAL_CHECKPOINT_BYTES = 40 * 2**20
+# A checkpoint every ~256 MB of WAL (default 4 MB) instead of after nearly every batch: a page rewritten
+# by many commits is copied into the database once, and the writer waits for the checkpoint's fsyncs
+# less often (40 MB appended ~5% slower, wall clock). The WAL file stays at its largest size (this
+# plus a batch) between checkpoints. Counted in pages, so in bytes whatever the store's page size.
+WAL_CHECKPOINT_BYTES = 256 * 2**20
 
 
 def _new_database_pages(path: str, lock_timeout: float) -> None:

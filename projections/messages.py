@@ -270,6 +270,19 @@ class MemoryBook:
                 break
         return None if line_id is None else self.lines[line_id]
 
+    def post(self, position: int, event: ev.Event) -> bool:
+        """``step`` and ``apply`` for a post that nothing awaits, the most common event of a log by far:
+        its line remembered, True. False, and nothing done, for any other event (``step`` decides it).
+        Without the ``Changes`` and the calls between, at a fifth of the cost."""
+        if type(event) is not ev.MessagePosted:
+            return False
+        room, stanza_id, origin_id, message_id = event.room, event.stanza_id, event.origin_id, event.message_id
+        awaited = self.awaited
+        if awaited and any((room, ref) in awaited for ref in (stanza_id, origin_id, message_id) if ref):
+            return False  # ``_settle`` applies what awaits it
+        self.remember(message_line(position, event))
+        return True
+
     def awaiting(self, room: str, ref: str) -> list[Line]:
         awaited = self.awaited
         waiting = awaited.get((room, ref)) if awaited else None

@@ -151,6 +151,13 @@ class TranscriptProjection(TableProjection):
         self._written()
         return self.recorder.read_rows(self.recorder.sql(statement, self.name, self.generation), params)
 
+    def apply(self, records) -> None:
+        post, step = self._book.post, self.step
+        for record in records:
+            position, event = record.position, record.event
+            if not post(position, event):
+                step(position, event)
+
     def step(self, position: int, event: ev.Event) -> None:
         book = self._book
         changes = logic.step(position, event, book)

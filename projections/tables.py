@@ -88,10 +88,10 @@ class TableProjection:
         url = self.recorder.url
         if url not in writers:
             writers[url] = BackgroundWriter(url)
+        # The query indexes are built at the end (``finish_rebuild``), as without a writer: kept up row by
+        # row they cost the writer 5-10 s of CPU at 1M (the half of its time that made it the slower of the
+        # two processes), built at once from the finished tables about 3 s (SQLite, 1M, at load 3-6).
         self._writer = writers[url]
-        # Kept up by the writer as rows come (in order of time within each room: cheap), they cost it about
-        # what building them at the end costs, while the log is read and applied on.
-        self.recorder.add_indexes(self.name, self.generation, self.query_ddl)
 
     def _written(self) -> None:
         """Every commit handed to the writer process is durable: before reading this generation."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from archive.errors import StoreError
@@ -9,6 +11,7 @@ from projections.rebuild import rebuild
 from projections.transcripts.view import TranscriptProjection
 from projections import writer as writer_module
 from projections.viewdb import Columns, GenerationChanged
+from projections.viewdb_backends import SQLiteViewRecorder
 from projections.writer import BackgroundWriter
 from tests.factories import message
 from tests.projections.conftest import catch_up, dump
@@ -22,6 +25,23 @@ def test_a_background_rebuild_makes_the_views_a_plain_one_makes(event_store, vie
     assert dump(views) == plain
     catch_up(event_store, views)  # followed on from the rebuilt generation
     assert dump(views) == plain
+
+
+def test_a_background_rebuild_leaves_the_views_with_their_query_indexes(event_store, views):
+    """The writer keeps up none of them (they cost it more row by row): the rebuild makes them at its end."""
+    event_store.append([message(t, f"line {t}") for t in range(1, 30)])
+    targets = views.projections(load=False)
+    rebuild(event_store, targets, commit_every=4, background=True)
+    recorder = views.recorder
+    if isinstance(recorder, SQLiteViewRecorder):
+        rows = recorder.read_rows("SELECT name FROM sqlite_master WHERE type='index'")
+    else:
+        rows = recorder.read_rows("SELECT indexname AS name FROM pg_indexes WHERE schemaname=?", (recorder.datastore.schema,))
+    present = {row["name"] for row in rows}
+    for target in targets:
+        live = recorder.generations(target.name)[0]
+        expected = {recorder.table_name(target.name, live, name) for name in re.findall(r"\[(\w+)\]", " ".join(target.query_ddl))}
+        assert expected and expected <= present
 
 
 def test_rows_given_as_columns_reach_the_writer_as_the_same_values():

@@ -152,6 +152,7 @@ class TranscriptProjection(TableProjection):
         return self.recorder.read_rows(self.recorder.sql(statement, self.name, self.generation), params)
 
     def apply(self, records) -> None:
+        """Posts that nothing awaits by the book's shortcut (``MemoryBook.post``), anything else by ``step``."""
         post, step = self._book.post, self.step
         for record in records:
             position, event = record.position, record.event

@@ -3,7 +3,7 @@
 The index holds one document per message line of the transcript (its ``key``
 is the line's id, the log position of the post), made by the message model
 (``projections.messages``) exactly as the transcript view makes it: current
-text in ``body``, earlier versions in ``history``, ``edited`` and ``retracted``
+text in ``body`` (a retracted message's in ``history``), earlier versions in ``history``, ``edited`` and ``retracted``
 flags, every id the message is known by hashed in ``rhash``, and the line
 itself (msgpack, ``blob``, the only stored field) from which hits are made and
 the model takes its next step. A line awaiting its message carries the
@@ -41,7 +41,9 @@ def to_tantivy(line: Line, blob: bytes) -> tantivy.Document:
     ts = order_micros(line.at)
     out.add_integer("ts", ts)  # the room order: whole second, then key (position)
     out.add_text("span", span_terms(span_unit(ts)))
-    out.add_text("body", line.body or "")
+    # A retracted message's text is found only in compliance scope, as its earlier versions are: kept
+    # out of ``body``, it needs no exclusion from the other searches (see ``Translator.needs_current_text``).
+    out.add_text("body" if line.removed is None else "history", line.body or "")
     for earlier in line.versions:
         out.add_text("history", earlier.body)
     out.add_text("room", room)

@@ -6,8 +6,9 @@ version, replaced in every commit, and documents of retractions whose
 message has not been indexed (yet) (see ``documents``).
 
 - ``body``: current text, English stemming (``en_stem``), positions for phrases.
-- ``history``: earlier versions of a corrected message (one value each), only
-  searched in compliance scope.
+- ``history``: earlier versions of a corrected message (one value each) and the
+  text of a retracted one, only searched in compliance scope: ``body`` holds only
+  text that every scope may find.
 - ``prefix*`` and ``fuzzy~`` work on the same stems (an unstemmed copy of every
   body, or a vocabulary of every word as documents, each cost as much to index
   as all the rest of a message).
@@ -32,7 +33,8 @@ from collections.abc import Callable
 
 import tantivy
 
-SCHEMA_VERSION = 4  # 2: message lines of the message model (blob, awaiting); 3: key indexed, only blob stored; 4: span
+SCHEMA_VERSION = 5  # 2: message lines of the message model (blob, awaiting); 3: key indexed, only blob stored; 4: span;
+# 5: a retracted message's text in history, not body
 
 BODY_TOKENIZER = "en_stem"
 

@@ -2,7 +2,8 @@
 
 ``SearchIndex.search`` enforces the caller's scope inside the tantivy query
 itself (a room filter that is a Must clause, and MustNot retracted outside
-compliance scope), so totals, pages and facet counts can only ever count what
+compliance scope unless every match needs current text, which no retracted message has
+in the index), so totals, pages and facet counts can only ever count what
 the caller may see.
 
 Readers live in other threads and processes than the indexer: they reload at
@@ -129,7 +130,7 @@ class SearchIndex:
             compliance=scope.compliance, rooms_with_local=lambda local: _rooms_with_local(searcher, local), jids=scope.jids
         )
         matched = translator.translate(node)
-        clauses = _scope_clauses(scope, matched, translator.matches_every_document)
+        clauses = _scope_clauses(scope, matched, translator.matches_every_document, translator.needs_current_text)
         clauses += [(Occur.Must, matched)] if matched else []
         # A lone clause goes bare: the same scores, and tantivy scores a term without the boolean's overhead.
         base = clauses[0][1] if len(clauses) == 1 and clauses[0][0] is Occur.Must else Query.boolean_query(clauses)
@@ -286,7 +287,9 @@ def _committed(directory: Path | None) -> bytes | None:
         return None
 
 
-def _scope_clauses(scope: Scope, matched: Query | None, matches_every_document: bool) -> list[tuple[Occur, Query]]:
+def _scope_clauses(
+    scope: Scope, matched: Query | None, matches_every_document: bool, needs_current_text: bool
+) -> list[tuple[Occur, Query]]:
     if scope.rooms is None:
         # Not a filter that visits every message (it would cost more than the search): only
         # the few documents that are not messages are excluded, where the query can match them.
@@ -307,7 +310,7 @@ def _scope_clauses(scope: Scope, matched: Query | None, matches_every_document: 
         else:
             allowed = Query.term_set_query(SCHEMA, "room", rooms)
         clauses = [(Occur.Must, allowed)]
-    if not scope.compliance:
+    if not scope.compliance and not needs_current_text:
         clauses.append((Occur.MustNot, Query.term_query(SCHEMA, "retracted", FLAG_SET)))
     return clauses
 

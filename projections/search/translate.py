@@ -56,64 +56,80 @@ class Translator:
         documents (position, awaiting retractions: nothing but ``meta``) too. A query made only of
         field terms never matches those: no exclusion clause needed, and each costs a common-word
         search a fifth of its time."""
+        self.needs_current_text = False
+        """Whether every document the query matches has a match in ``body`` (set by ``translate``):
+        a retracted message's text is not in ``body`` (``documents``), so such a query never matches
+        one outside compliance scope, and needs no clause excluding them (at 1M, 10 interleaved rounds
+        at load 5, CPU: a common word's search 1.34 -> 1.07 ms; a term with an exclusion is scored
+        match by match, a bare term block by block)."""
 
-    def translate(self, node: Node, negated: bool = False) -> Query | None:
+    def translate(self, node: Node) -> Query | None:
         """The query for ``node``, or None where it is dropped (text that analyses to
         no token, and operators left with nothing but such text)."""
+        query, self.needs_current_text = self._translate(node, False)
+        return query
+
+    def _translate(self, node: Node, negated: bool) -> tuple[Query | None, bool]:
+        """The query for ``node`` and whether every document it matches has a match in ``body``."""
         if isinstance(node, And):
             return self._and(node, negated)
         if isinstance(node, Or):
-            parts = [part for child in node.children if (part := self.translate(child, negated)) is not None]
+            parts = [part for child in node.children if (part := self._translate(child, negated))[0] is not None]
             if len(parts) <= 1:
-                return parts[0] if parts else None
-            return Query.boolean_query([(Occur.Should, part) for part in parts])
+                return parts[0] if parts else (None, False)
+            return Query.boolean_query([(Occur.Should, part) for part, _ in parts]), all(text for _, text in parts)
         if isinstance(node, Not):
-            inner = self.translate(node.child, not negated)
+            inner, _ = self._translate(node.child, not negated)
             if inner is None:
-                return None
-            return Query.boolean_query([(Occur.Must, self._everything()), (Occur.MustNot, inner)])
+                return None, False
+            return Query.boolean_query([(Occur.Must, self._everything()), (Occur.MustNot, inner)]), False
         if isinstance(node, (Word, Phrase)):
-            return self._text(node.text, negated)
+            return self._on_text(self._text(node.text, negated))
         if isinstance(node, Prefix):
-            return self._per_token(node.text, negated, prefix=True)
+            return self._on_text(self._per_token(node.text, negated, prefix=True))
         if isinstance(node, Fuzzy):
-            return self._per_token(node.text, negated, distance=node.distance)
+            return self._on_text(self._per_token(node.text, negated, distance=node.distance))
         if isinstance(node, FieldIs):
-            return self._field(node)
+            return self._field(node), False
         if isinstance(node, TimeRange):
             bounds = {}
             if node.start is not None:
                 bounds.update(lower_bound=micros(node.start), include_lower=True)
             if node.end is not None:
                 bounds.update(upper_bound=micros(node.end), include_upper=False)
-            return Query.range_query(SCHEMA, "ts", tantivy.FieldType.Integer, **bounds)
+            return Query.range_query(SCHEMA, "ts", tantivy.FieldType.Integer, **bounds), False
         if isinstance(node, Flag):
             if node.name == "retracted" and not self.compliance:
                 raise InvalidQueryError(
                     f"is:retracted at position {node.position} is only available in compliance scope",
                     node.position,
                 )
-            return Query.term_query(SCHEMA, node.name, FLAG_SET)
+            return Query.term_query(SCHEMA, node.name, FLAG_SET), False
         if isinstance(node, Everything):
-            return None
+            return None, False
         raise TypeError(f"not a query node: {node!r}")
 
-    def _and(self, node: And, negated: bool) -> Query | None:
-        clauses = []
+    def _on_text(self, query: Query | None) -> tuple[Query | None, bool]:
+        # In compliance scope text also matches ``history`` (``_with_history``).
+        return query, query is not None and not self.compliance
+
+    def _and(self, node: And, negated: bool) -> tuple[Query | None, bool]:
+        clauses, text = [], False
         for child in node.children:
             if isinstance(child, Not):
-                inner = self.translate(child.child, not negated)
+                inner, _ = self._translate(child.child, not negated)
                 if inner is not None:
                     clauses.append((Occur.MustNot, inner))
             else:
-                part = self.translate(child, negated)
+                part, needs_text = self._translate(child, negated)
                 if part is not None:
                     clauses.append((Occur.Must, part))
+                    text |= needs_text
         if not clauses:
-            return None
+            return None, False
         if all(occur is Occur.MustNot for occur, _ in clauses):
             clauses.insert(0, (Occur.Must, self._everything()))
-        return Query.boolean_query(clauses)
+        return Query.boolean_query(clauses), text
 
     def _everything(self) -> Query:
         self.matches_every_document = True

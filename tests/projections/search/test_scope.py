@@ -102,3 +102,17 @@ def test_the_index_s_own_documents_never_match(index, text, compliance):
     messages = {1, 2, 3, 4} if compliance else {1, 2, 3}
     assert {hit.position for hit in results.hits} <= messages, text
     assert results.total == len(results.hits), text
+
+
+@pytest.mark.parametrize("text", [
+    "oops", "oops from:bob", "pasted OR from:bob", "from:bob", "from:bob -friday", f"room:{PUBLIC} -friday",
+    "-friday", "pasted OR -friday", "oop*", "pastd~", '"codes pasted"', "(oops OR launch) from:bob", "is:edited OR oops",
+])  # fmt: skip
+def test_a_retracted_message_is_found_by_no_query_outside_compliance_scope(index, text):
+    assert 4 not in {h.position for h in index.search(text, Scope(rooms=None), limit=100).hits}
+    assert 4 not in {h.position for h in index.search(text, Scope(rooms=frozenset({PUBLIC})), limit=100).hits}
+
+
+@pytest.mark.parametrize("text", ["oops", "oops from:bob", "pasted OR from:bob", "oop*", "pastd~", '"codes pasted"'])
+def test_a_retracted_message_is_found_by_its_text_in_compliance_scope(index, text):
+    assert 4 in {h.position for h in index.search(text, Scope(rooms=None, compliance=True), limit=100).hits}

@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from archive.errors import InvalidQueryError
+from projections.search import query
 from projections.search.query import (
     And,
     Everything,
@@ -112,3 +115,22 @@ def test_syntax_errors_say_where(text, position, words):
     assert caught.value.position == position
     assert words in str(caught.value)
     assert f"position {position}" in str(caught.value)
+
+
+@given(st.lists(st.sampled_from(["deploy", "a-b", "AND", "OR", "NOT", "x*", "y~", "-z", "room:r", '"p q"', "(", ")",
+                                 "é", ":", "ünï", "1", " ", "\t", "\n", "\u00a0", "\u2003", "--", "~2", "*"]), max_size=8))
+def test_plain_words_parse_as_any_query_does(pieces):
+    text = "".join(pieces)
+    assert _outcome(query.parse, text) == _outcome(lambda t: query._parse_tokens(t, None), text)
+
+
+def _outcome(parser, text: str):
+    try:
+        return parser(text)
+    except InvalidQueryError as e:
+        return str(e), e.position
+
+
+def test_plain_words_beyond_the_term_limit_are_refused():
+    with pytest.raises(InvalidQueryError, match="more than"):
+        query.parse("word " * (query.MAX_TERMS + 1))

@@ -135,18 +135,20 @@ class SearchIndex:
         # A lone clause goes bare: the same scores, and tantivy scores a term without the boolean's overhead.
         base = clauses[0][1] if len(clauses) == 1 and clauses[0][0] is Occur.Must else Query.boolean_query(clauses)
         totals, asked = self._known_totals(searcher), (node, scope)
+        # Facets visit every match: their counts make the total, which then is not counted again.
+        counts, counted = _facets(searcher, base, facet_size) if facets else (None, None)
         lines = StoredLines(searcher)
         if sort is Sort.RELEVANCE:
             offset = after.offset if after else 0
             limit = max(1, min(limit, MAX_RELEVANCE_DEPTH - offset))
             window = MAX_TIE_RUN if translator.phrases else TIE_WINDOW
-            page, total, more = _relevance_page(searcher, base, limit, offset, lines, window)
+            page, total, more = _relevance_page(searcher, base, limit, offset, lines, window, counted)
             more, exact = more and offset + limit < MAX_RELEVANCE_DEPTH, True
             next_cursor = _Cursor(check, offset=offset + limit) if more else None
         else:
             newest, edge = sort is Sort.NEWEST, self._edge_of(searcher)
             page, total, exact, more = time_page(
-                searcher, base, limit, newest, after, edge, lines, totals.get(asked), exact_total
+                searcher, base, limit, newest, after, edge, lines, totals.get(asked, counted), exact_total
             )
             next_cursor = _Cursor(check, ts=page[-1][1], key=page[-1][2]) if more else None
         if exact:
@@ -160,7 +162,7 @@ class SearchIndex:
             total_relation="eq" if exact else "gte",
             hits=hits,
             next_cursor=_write_cursor(next_cursor) if next_cursor else None,
-            facets=_facets(searcher, base, facet_size) if facets else None,
+            facets=counts,
             index_position=self._position,
         )
 
@@ -315,8 +317,10 @@ def _scope_clauses(
     return clauses
 
 
-def _relevance_page(searcher, base: Query, limit: int, offset: int, lines: StoredLines, window: int = TIE_WINDOW):
-    """(score, ts, key, address) rows, the total, whether more follow.
+def _relevance_page(
+    searcher, base: Query, limit: int, offset: int, lines: StoredLines, window: int = TIE_WINDOW, total: int | None = None
+):
+    """(score, ts, key, address) rows, the total (``total`` where it is known: nothing is counted), whether more follow.
 
     Equal scores are ordered by key (the log position), not by tantivy's document
     address, which depends on how this index's segments happened to be written: so
@@ -329,7 +333,8 @@ def _relevance_page(searcher, base: Query, limit: int, offset: int, lines: Store
     """
     end = offset + limit
     fetched = end + 1 + window
-    result = searcher.search(base, fetched, count=True)
+    result = searcher.search(base, fetched, count=total is None)
+    total = result.count if total is None else total
     hits = result.hits
     if window < MAX_TIE_RUN and len(hits) == fetched and hits[-1][0] == hits[end - 1][0]:
         hits = searcher.search(base, end + 1 + MAX_TIE_RUN).hits
@@ -340,10 +345,12 @@ def _relevance_page(searcher, base: Query, limit: int, offset: int, lines: Store
     keys = _tie_keys(searcher, hits, addresses, lines, end - offset)
     # Tuples compared in C (equal scores have unique keys, so addresses are never compared): no key function.
     page = sorted(zip([-score for score, _ in hits], keys, addresses))[offset:end]
-    return [(-negated, 0, key, address) for negated, key, address in page], result.count, result.count > end
+    return [(-negated, 0, key, address) for negated, key, address in page], total, total > end
 
 
-def _facets(searcher, base: Query, size: int) -> Facets:
+def _facets(searcher, base: Query, size: int) -> tuple[Facets, int]:
+    """The facets, and the total: every match is a message in one room, counted in one of the rooms'
+    buckets or in their ``sum_other_doc_count``."""
     def terms(field: str) -> dict:
         return {"terms": {"field": field, "size": size, "segment_size": max(size * FACET_POOL, 100)}}
 
@@ -352,7 +359,9 @@ def _facets(searcher, base: Query, size: int) -> Facets:
     def counts(name: str) -> list[FacetCount]:
         return [FacetCount(bucket["key"], bucket["doc_count"]) for bucket in result[name]["buckets"]]
 
-    return Facets(rooms=counts("rooms"), senders=counts("senders"))
+    rooms = result["rooms"]
+    total = sum(bucket["doc_count"] for bucket in rooms["buckets"]) + rooms["sum_other_doc_count"]
+    return Facets(rooms=counts("rooms"), senders=counts("senders")), total
 
 
 def _tie_keys(searcher, hits: list, addresses: list, lines: StoredLines, shown: int) -> list[int]:

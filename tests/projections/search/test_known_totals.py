@@ -108,3 +108,21 @@ def test_a_lower_bound_is_not_remembered_as_the_total(indexed, monkeypatch):
     for sort in ("newest", "oldest"):
         known = index.search("deploy", Scope(rooms=None), sort=sort, limit=2, facets=False)
         assert (known.total, known.total_relation) == (40, "eq")
+
+
+@pytest.mark.parametrize("sort", ["relevance", "newest", "oldest"])
+@pytest.mark.parametrize("scope", [Scope(rooms=None), Scope(rooms=None, compliance=True)], ids=str)
+def test_facets_make_the_total_without_a_count(indexed, monkeypatch, sort, scope):
+    """Facets visit every match: a page with them takes its total from their counts (it counted the
+    matches a second time before)."""
+    location, projection = indexed
+    projection.apply([Recorded(31 + i, message(0, "deploy long ago", room=f"other{i % 3}@conference.localhost",
+                                               stanza_id=f"old{i}", occurred_at=T0 - timedelta(days=i + 1)))
+                      for i in range(12)])
+    projection.commit(42)
+    index = SearchIndex(location, reload_interval=3600)
+    searcher = _CountingSearches(index._refresh())
+    monkeypatch.setattr(index, "_refresh", lambda: searcher)
+    found = index.search("deploy", scope, sort=sort, limit=5, facets=True, facet_size=2)
+    assert (found.total, found.total_relation, searcher.counted) == (42, "eq", 0)
+    assert sum(f.count for f in found.facets.rooms) < 42  # the total is not the shown facets' sum

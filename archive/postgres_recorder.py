@@ -194,6 +194,10 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
             curs.execute(SQL("SELECT room FROM {} ORDER BY room").format(self._rooms))
             return [row["room"] for row in curs.fetchall()]
 
+    def erase_deleted_copies(self) -> None:
+        """Nothing PostgreSQL can do: it has no secure delete. Deleted rows stay in the table's pages until
+        (auto)vacuum frees their space and new rows reuse it, and in its WAL until that is recycled (README)."""
+
     def delete_versions(self, oid: str, versions: Sequence[int], before: float) -> None:
         """Delete a stream's events of these versions (all older than ``before``) and their side rows."""
         with self.datastore.transaction(commit=True) as curs:

@@ -7,6 +7,7 @@ here is only what differs: locking, table listing, DDL types, COPY, connection s
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ from eventsourcing.utils import Environment
 from archive.application import StoreLocation, ensure_postgres_schema
 from archive.errors import StoreError
 from archive.recorders import lock_schema_ddl
+from archive.sqlite_recorder import erase_wal_copies
 
 from .viewdb import PREFIX, ViewRecorderMixin
 
@@ -40,6 +42,15 @@ class SQLiteViewRecorder(ViewRecorderMixin, SQLiteTrackingRecorder):
     def _lock_generations(self, c: Any) -> None:
         # A write first takes SQLite's write lock, so the read that follows cannot go stale.
         c.execute(f"UPDATE {PREFIX}generations SET live=live WHERE 0")
+
+    def erase_dropped_copies(self) -> None:
+        """Dropped tables are overwritten (``secure_delete``) in pages still in the write-ahead log, which
+        also holds older copies of their rows: copy it in and empty it."""
+        try:
+            with self.datastore.get_connection(commit=True) as conn:
+                erase_wal_copies(conn._sqlite_conn, self.datastore.pool.db_name)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot erase the dropped views' copies: {e}") from e
 
     def _tables_of(self, c: Any, projection: str, generation: int) -> list[str]:
         c.execute(
@@ -100,6 +111,9 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
     def ddl_types(self, statement: str) -> str:
         # A table keyed by its primary key alone is what PostgreSQL makes anyway (with a heap beside).
         return statement.replace("INTEGER", "BIGINT").replace("BLOB", "BYTEA").replace(" WITHOUT ROWID", "")
+
+    def erase_dropped_copies(self) -> None:
+        """Nothing PostgreSQL can do: it has no secure delete (README, "Purge")."""
 
     def _lock_generations(self, c: Any) -> None:
         c.execute(f"LOCK TABLE {self._qualify(PREFIX + 'generations')} IN EXCLUSIVE MODE")

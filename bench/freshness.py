@@ -58,7 +58,7 @@ def run_freshness(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) 
         server.register(name, password)
     server.start()
     room = f"bench@{server.muc_service}"
-    up = None
+    up = flood = None
     try:
         with XmppUsers("127.0.0.1", server.port, timeout=30) as users:
             probe = users.connect(f"probe@{server.domain}", password)
@@ -83,15 +83,15 @@ def run_freshness(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) 
             idle = [_probe(probe, room, api) for _ in range(IDLE_PROBES)]
             _add_latency(results, f"idle, {kind}", idle)
 
-            flood = subprocess.Popen(
-                [sys.executable, "-m", "bench.flood", "--port", str(server.port), "--password", password,
-                 "--room", room, "--observer", f"observer@{server.domain}", "--seconds", str(FLOOD_SECONDS),
-                 "--senders", *[f"sender{i}@{server.domain}" for i in range(SENDERS)]],
-                stdout=subprocess.PIPE, stderr=open_new(base / "flood.log"), text=True)
+            with open_new(base / "flood.log") as flood_log:
+                flood = subprocess.Popen(
+                    [sys.executable, "-m", "bench.flood", "--port", str(server.port), "--password", password,
+                     "--room", room, "--observer", f"observer@{server.domain}", "--seconds", str(FLOOD_SECONDS),
+                     "--senders", *[f"sender{i}@{server.domain}" for i in range(SENDERS)]],
+                    stdout=subprocess.PIPE, stderr=flood_log, text=True)
             if flood.stdout.readline().strip() != "ready":
                 # A run that failed here once said only this: keep the flood's own words.
-                raise RuntimeError(f"flood clients did not start (exit {flood.wait(30)}): "
-                                   f"{(base / 'flood.log').read_text()[-800:]}")
+                raise RuntimeError(f"flood clients did not start: {(base / 'flood.log').read_text()[-800:]}")
             sampler = _Sampler(store_url)
             t_start = time.monotonic()
             flooded = []
@@ -117,6 +117,9 @@ def run_freshness(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) 
             results.rss[f"chat-archive up (listener, projections, indexer, API), {kind}"] = peak_rss_of(up.pid) or 0
             results.rss["prosody"] = peak_rss_of(server.process.pid) or 0
     finally:
+        if flood is not None:
+            flood.kill()
+            flood.wait()
         if up is not None:
             up.terminate()
             try:

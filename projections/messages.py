@@ -87,12 +87,14 @@ def step(position: int, event: ev.Event, book: Book) -> Changes:
     return NOTHING
 
 
-def _settle(line: Line, book: Book, new_ids: Iterable[str]) -> Changes:
+def awaits_any(book: Book, room: str, refs: Iterable[str]) -> bool:
+    """Whether a correction or retraction that came before its message awaits one known by any of ``refs``."""
+    return any(book.awaiting(room, ref) for ref in refs)
+
+
+def _settle(line: Line, book: Book, new_ids: list[str]) -> Changes:
     """``line`` with what awaited any of ``new_ids`` applied to it, and the lines applied."""
-    for ref in new_ids:
-        if book.awaiting(line.room, ref):
-            break
-    else:
+    if not awaits_any(book, line.room, new_ids):
         return Changes([line], [])  # nearly always: nothing awaits a new message
     put: dict[int, Line] = {}
     dropped: list[int] = []
@@ -276,9 +278,7 @@ class MemoryBook:
         Without the ``Changes`` and the calls between: 100k events of a rebuild applied in 0.21 s, not 0.32."""
         if type(event) is not ev.MessagePosted:
             return False
-        room, stanza_id, origin_id, message_id = event.room, event.stanza_id, event.origin_id, event.message_id
-        awaited = self.awaited
-        if awaited and any((room, ref) in awaited for ref in (stanza_id, origin_id, message_id) if ref):
+        if self.awaited and awaits_any(self, event.room, ids_of(event)):  # the first test: nearly always empty
             return False  # ``_settle`` applies what awaits it
         self.remember(message_line(position, event))
         return True

@@ -88,9 +88,6 @@ class TableProjection:
         url = self.recorder.url
         if url not in writers:
             writers[url] = BackgroundWriter(url)
-        # The query indexes are built at the end (``finish_rebuild``), as without a writer: kept up row by
-        # row they cost the writer 5-10 s of CPU at 1M (the half of its time that made it the slower of the
-        # two processes), built at once from the finished tables about 3 s (SQLite, 1M, at load 3-6).
         self._writer = writers[url]
 
     def _written(self) -> None:
@@ -100,6 +97,8 @@ class TableProjection:
 
     def finish_rebuild(self, fresh: TableProjection) -> None:
         fresh._written()
+        # Built from the finished tables, with or without a writer process: kept up row by row they cost
+        # the writer process half of its CPU.
         self.recorder.add_indexes(self.name, fresh.generation, self.query_ddl)
         self.recorder.swap_in(self.name, fresh.generation)
         self.generation = fresh.generation

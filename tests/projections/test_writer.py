@@ -28,7 +28,7 @@ def test_a_background_rebuild_makes_the_views_a_plain_one_makes(event_store, vie
 
 
 def test_a_background_rebuild_leaves_the_views_with_their_query_indexes(event_store, views):
-    """The writer keeps up none of them (they cost it more row by row): the rebuild makes them at its end."""
+    """The rebuild makes them at its end (``finish_rebuild``): without that, the views go live without them."""
     event_store.append([message(t, f"line {t}") for t in range(1, 30)])
     targets = views.projections(load=False)
     rebuild(event_store, targets, commit_every=4, background=True)

@@ -124,7 +124,6 @@ def purge(store: EventStore, settings: RetentionSettings, *, now: datetime | Non
     store.append([record])  # first: a purge interrupted after it is finished by the next one
     for room, versions in doomed.items():
         store.delete_events(room, versions, cutoffs[room])
-    store.erase_deleted_copies()
     return record
 
 

@@ -170,7 +170,7 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
                 )
 
     def erase_deleted_copies(self) -> None:
-        with self.datastore.get_connection(commit=True) as conn:  # the writers' lock: no commit in between
+        with self.datastore.get_connection(commit=True) as conn:  # SQLite's checkpoint takes the file's write lock
             try:
                 erase_wal_copies(conn._sqlite_conn, self.datastore.pool.db_name)
             except sqlite3.Error as e:

@@ -63,9 +63,23 @@ def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool =
     the search index from what remains, so that nothing purged can be read or found anywhere."""
     record = purge(store, config.retention, by=by, dry_run=dry_run)
     if record is not None and not dry_run:
-        rebuild_projections(config, store, ["transcripts", "presence", "search"], progress=False)
-        IndexLocation(config.index.path).drop_replaced()
+        try:
+            rebuild_projections(config, store, ["transcripts", "presence", "search"], progress=False)
+            IndexLocation(config.index.path).drop_replaced()
+        finally:  # last: a reader holding a write-ahead log fails it, and the views must be rebuilt by then
+            erase_purged_copies(config, store)
     return record
+
+
+def erase_purged_copies(config: Config, store: EventStore) -> None:
+    """Leave no older copy of what a purge deleted in the store's and the views' files (SQLite's write-ahead
+    logs); StoreUnavailable while a reader holds one of them."""
+    store.erase_deleted_copies()
+    views = open_views(config, store)
+    try:
+        views.recorder.erase_dropped_copies()
+    finally:
+        views.close()
 
 
 def start_purges(config: Config, store: EventStore, stop: threading.Event) -> Periodic | None:

@@ -167,7 +167,6 @@ class ViewRecorderMixin:
             c.execute(
                 self._g("UPDATE {g} SET live=?, building=NULL WHERE projection=?"), (generation, projection)
             )
-        self.erase_dropped_copies()  # a purge's rebuild: the old generation held what it deleted
 
     def drop_building(self, projection: str, generation: int) -> None:
         """Abandon an unfinished build."""

@@ -21,6 +21,7 @@ from eventsourcing.utils import Environment
 
 from archive.application import StoreLocation, ensure_postgres_schema
 from archive.errors import StoreError
+from archive.store_errors import store_error
 from archive.recorders import lock_schema_ddl
 from archive.sqlite_recorder import erase_wal_copies
 
@@ -49,8 +50,8 @@ class SQLiteViewRecorder(ViewRecorderMixin, SQLiteTrackingRecorder):
         try:
             with self.datastore.get_connection(commit=True) as conn:
                 erase_wal_copies(conn._sqlite_conn, self.datastore.pool.db_name)
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot erase the dropped views' copies: {e}") from e
+        except (PersistenceError, sqlite3.Error) as e:
+            raise store_error("cannot erase the dropped views' older copies", e) from e
 
     def _tables_of(self, c: Any, projection: str, generation: int) -> list[str]:
         c.execute(

@@ -3,8 +3,8 @@
 The index holds one document per message line of the transcript (its ``key``
 is the line's id, the log position of the post), made by the message model
 (``projections.messages``) exactly as the transcript view makes it: current
-text in ``body`` (a retracted message's in ``history``), earlier versions in ``history``, ``edited`` and ``retracted``
-flags, every id the message is known by hashed in ``rhash``, and the line
+text in ``body`` (a retracted message's in ``history``), earlier versions in
+``history``, ``edited`` and ``retracted`` flags, every id the message is known by hashed in ``rhash``, and the line
 itself (msgpack, ``blob``, the only stored field) from which hits are made and
 the model takes its next step. A line awaiting its message carries the
 ``awaiting`` flag; a retraction awaiting its message is a document marked

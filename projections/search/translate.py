@@ -7,8 +7,8 @@ those stems too: ``deploy*`` finds stems starting with "deploy" (deployed,
 deployment) and ``lazy*`` those starting with "lazy" or its stem "lazi";
 ``kubernets~`` finds stems within one edit of its stem "kubernet". A prefix that
 runs past a word's stem finds only longer stems (``runn*``: runner, not running,
-whose stem is "run"). In compliance scope every text form also matches earlier versions of
-corrected messages (``history``).
+whose stem is "run"). In compliance scope every text form also matches ``history``: earlier
+versions of corrected messages and a retracted message's text.
 
 Words that analyse to nothing (punctuation, emoji) are dropped, so ``hello !!!``
 and ``hello OR !!!`` are ``hello``; a word of several tokens (``don't``,

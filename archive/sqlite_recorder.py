@@ -170,11 +170,7 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
                 )
 
     def erase_deleted_copies(self) -> None:
-        with self.datastore.get_connection(commit=True) as conn:  # SQLite's checkpoint takes the file's write lock
-            try:
-                erase_wal_copies(conn._sqlite_conn, self.datastore.pool.db_name)
-            except sqlite3.Error as e:
-                raise OperationalError(str(e)) from e
+        erase_wal_copies(self.datastore)
 
     def select_room(self, oid: str, after_version: int, limit: int) -> list[RoomRow]:
         sql = (
@@ -282,11 +278,26 @@ class ArchiveSQLiteFactory(SQLiteFactory):
         pool.close()
 
 
-def erase_wal_copies(raw: sqlite3.Connection, db_name: str) -> None:
+# How long erasing waits for readers to leave the write-ahead log. Short: the checkpoint holds the file's
+# write lock meanwhile, and the listener's appends wait behind it; the next purge tries again.
+ERASE_WAIT_SECONDS = 2.0
+
+
+def erase_wal_copies(datastore: Any) -> None:
     """Copy a SQLite database's write-ahead log into it and empty the log, so that rows just deleted (and
-    overwritten: ``secure_delete``) leave no older copy in either file. Waits for readers as the connection's
-    busy timeout allows; raises ``sqlite3.OperationalError`` if one still holds the log."""
-    busy, _, _ = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    overwritten: ``secure_delete``) leave no older copy in either file: the log is reused, never shrunk,
+    by the automatic checkpoints. eventsourcing's ``OperationalError`` if a reader held the log throughout."""
+    with datastore.get_connection(commit=True) as conn:  # this process's writers wait for it
+        raw: sqlite3.Connection = conn._sqlite_conn
+        try:
+            timeout = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+            raw.execute(f"PRAGMA busy_timeout={int(ERASE_WAIT_SECONDS * 1000)}")
+            try:
+                busy, _, _ = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                raw.execute(f"PRAGMA busy_timeout={timeout}")
+        except sqlite3.Error as e:
+            raise OperationalError(str(e)) from e
     if busy:
-        raise sqlite3.OperationalError(f"{db_name}: a reader held the write-ahead log; its copies of deleted "
-                                       "rows remain until the next checkpoint")
+        raise OperationalError(f"{datastore.pool.db_name}: a reader held the write-ahead log for "
+                               f"{ERASE_WAIT_SECONDS:g} s; its copies of deleted rows stay until a later purge empties it")

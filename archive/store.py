@@ -296,11 +296,10 @@ class EventStore(AuditStore):
     def erase_deleted_copies(self) -> None:
         """After ``delete_events``: leave no older copy of the deleted rows in the store's files where the
         store can prevent it (SQLite's write-ahead log; PostgreSQL cannot: see the README)."""
-        with self._lock:
-            try:
-                self._recorder.erase_deleted_copies()
-            except PersistenceError as e:
-                raise store_error("the deleted events' older copies could not be erased", e) from e
+        try:
+            self._recorder.erase_deleted_copies()
+        except PersistenceError as e:
+            raise store_error("the deleted events' older copies could not be erased", e) from e
 
     def carry_heads(self, heads: Iterable[ChainHead]) -> None:
         """Set streams' chain heads beyond their last stored event: a copy of a store whose streams'

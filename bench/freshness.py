@@ -72,8 +72,8 @@ def run_freshness(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) 
             cli = [sys.executable, "-m", "chat_archive.cli", "--config", str(base / "chat-archive.toml")]
             token = subprocess.run([*cli, "token", "create", "--role", "compliance"], check=True,
                                    capture_output=True, text=True).stdout.strip().splitlines()[-1]
-            log = open_new(base / "up.log")
-            up = subprocess.Popen([*cli, "up"], stdout=log, stderr=subprocess.STDOUT)
+            with open_new(base / "up.log") as log:
+                up = subprocess.Popen([*cli, "up"], stdout=log, stderr=subprocess.STDOUT)
             api = _Api(port, token)
             api.wait_ready(up)
             # The listener is in the room once a message said now gets archived and indexed.
@@ -90,8 +90,10 @@ def run_freshness(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) 
                      "--senders", *[f"sender{i}@{server.domain}" for i in range(SENDERS)]],
                     stdout=subprocess.PIPE, stderr=flood_log, text=True)
             if flood.stdout.readline().strip() != "ready":
+                flood.kill()
                 # A run that failed here once said only this: keep the flood's own words.
-                raise RuntimeError(f"flood clients did not start: {(base / 'flood.log').read_text()[-800:]}")
+                raise RuntimeError(f"flood clients did not start (exit {flood.wait()}): "
+                                   f"{(base / 'flood.log').read_text()[-800:]}")
             sampler = _Sampler(store_url)
             t_start = time.monotonic()
             flooded = []
@@ -120,6 +122,7 @@ def run_freshness(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) 
         if flood is not None:
             flood.kill()
             flood.wait()
+            flood.stdout.close()
         if up is not None:
             up.terminate()
             try:

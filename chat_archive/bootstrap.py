@@ -7,7 +7,7 @@ import socket
 import threading
 from collections.abc import Callable
 
-from archive.application import open_event_store
+from archive.application import StoreLocation, open_event_store
 from archive.audit import record_read
 from archive.errors import ChatArchiveError, ConfigError
 from archive.events import EventsPurged
@@ -62,19 +62,34 @@ def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool =
     """Delete the expired events no legal hold covers (``archive.retention``), then rebuild the views and
     the search index from what remains, so that nothing purged can be read or found anywhere."""
     record = purge(store, config.retention, by=by, dry_run=dry_run)
-    if record is not None and not dry_run:
-        try:
-            rebuild_projections(config, store, ["transcripts", "presence", "search"], progress=False)
-            IndexLocation(config.index.path).drop_replaced()
-        finally:  # last: a reader holding a write-ahead log fails it, and the views must be rebuilt by then
-            erase_purged_copies(config, store)
+    if dry_run:
+        return record
+    if record is not None:
+        rebuild_projections(config, store, ["transcripts", "presence", "search"], progress=False)
+        IndexLocation(config.index.path).drop_replaced()
+    # Last, as a reader holding a log fails it (the views must be rebuilt by then), and on every purge, also
+    # one that found nothing to delete: it empties what an earlier one's failed erase left.
+    erase_purged_copies(config, store)
     return record
 
 
 def erase_purged_copies(config: Config, store: EventStore) -> None:
     """Leave no older copy of what a purge deleted in the store's and the views' files (SQLite's write-ahead
-    logs); StoreUnavailable while a reader holds one of them."""
-    store.erase_deleted_copies()
+    logs): both tried; the first failure raised (StoreUnavailable while a reader holds a log)."""
+    failures = []
+    for erase in (store.erase_deleted_copies, lambda: _erase_views_copies(config, store)):
+        try:
+            erase()
+        except ChatArchiveError as e:
+            failures.append(e)
+    if failures:
+        raise failures[0]
+
+
+def _erase_views_copies(config: Config, store: EventStore) -> None:
+    location = StoreLocation.parse(views_url(config))
+    if location.kind != "sqlite" or not location.path.exists():
+        return  # PostgreSQL has no secure delete (README, "Purge"); no views file, no copies
     views = open_views(config, store)
     try:
         views.recorder.erase_dropped_copies()

@@ -7,7 +7,6 @@ here is only what differs: locking, table listing, DDL types, COPY, connection s
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,9 +47,8 @@ class SQLiteViewRecorder(ViewRecorderMixin, SQLiteTrackingRecorder):
         """Dropped tables are overwritten (``secure_delete``) in pages still in the write-ahead log, which
         also holds older copies of their rows: copy it in and empty it."""
         try:
-            with self.datastore.get_connection(commit=True) as conn:
-                erase_wal_copies(conn._sqlite_conn, self.datastore.pool.db_name)
-        except (PersistenceError, sqlite3.Error) as e:
+            erase_wal_copies(self.datastore)
+        except PersistenceError as e:
             raise store_error("cannot erase the dropped views' older copies", e) from e
 
     def _tables_of(self, c: Any, projection: str, generation: int) -> list[str]:
@@ -112,9 +110,6 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
     def ddl_types(self, statement: str) -> str:
         # A table keyed by its primary key alone is what PostgreSQL makes anyway (with a heap beside).
         return statement.replace("INTEGER", "BIGINT").replace("BLOB", "BYTEA").replace(" WITHOUT ROWID", "")
-
-    def erase_dropped_copies(self) -> None:
-        """Nothing PostgreSQL can do: it has no secure delete (README, "Purge")."""
 
     def _lock_generations(self, c: Any) -> None:
         c.execute(f"LOCK TABLE {self._qualify(PREFIX + 'generations')} IN EXCLUSIVE MODE")

@@ -4,11 +4,14 @@ driven by it, falling back to ``step`` for anything else, ends exactly as one dr
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from archive import events as ev
 from projections.messages import MemoryBook
 from projections.transcripts import logic
+
+from tests.factories import make, message
 
 from .test_properties import events
 
@@ -24,6 +27,8 @@ def _by_post(book: MemoryBook, position: int, event) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(events, max_size=40))
+@example([make(ev.MessageCorrected, 1, nick="ann", replaces_id="x1", body="fixed"),  # before its message
+          message(2, "fxed", "ann", message_id="x1")])
 def test_a_book_fed_posts_by_the_shortcut_ends_as_one_fed_every_event_by_step(log):
     books = {"step": MemoryBook(), "post": MemoryBook()}
     for position, event in enumerate(log, start=1):

@@ -162,17 +162,20 @@ def test_up_purges_on_a_schedule_and_not_without_a_retention_period(setup):
     assert found(client, compliance, SECRET)["transcript"] == []
 
 
-def test_a_reader_holding_the_stores_log_fails_the_purge_only_after_the_views_and_index_are_rebuilt(setup):
+@pytest.mark.parametrize("setup", ["sqlite"], indirect=True)  # PostgreSQL has no log the store can empty
+def test_a_reader_holding_the_stores_log_fails_the_purge_after_the_rebuild_and_the_next_purge_erases(setup, monkeypatch):
     """Erasing the write-ahead log's copies comes last: a purge failed by it has rebuilt what reads show
-    (the next purge finds nothing to delete, so nothing else would rebuild them)."""
+    (the next purge finds nothing to delete, so nothing else would rebuild them), and that next purge
+    empties the log the failed one could not."""
     import sqlite3
 
-    config, store, client, compliance, search = setup
-    if not config.store.url.startswith("sqlite"):
-        pytest.skip("PostgreSQL has no write-ahead log the store can empty (README, Purge)")
+    from archive import sqlite_recorder
     from archive.errors import StoreUnavailable
 
-    reader = sqlite3.connect(config.store.url.removeprefix("sqlite:///"), isolation_level=None)
+    config, store, client, compliance, search = setup
+    monkeypatch.setattr(sqlite_recorder, "ERASE_WAIT_SECONDS", 0.2)
+    path = Path(config.store.url.removeprefix("sqlite:///"))
+    reader = sqlite3.connect(path, isolation_level=None)
     reader.execute("BEGIN")
     reader.execute("SELECT count(*) FROM archive_rooms").fetchone()  # a snapshot: the log cannot be emptied
     try:
@@ -182,3 +185,6 @@ def test_a_reader_holding_the_stores_log_fails_the_purge_only_after_the_views_an
         reader.close()
     time.sleep(search.reload_interval)
     assert found(client, compliance, SECRET) == {"search": [], "transcript": [], "events": 0, "export": 0, "log": 0}
+    assert b"typo in secret" in Path(f"{path}-wal").read_bytes()  # what the failed erase left
+    assert purge_expired(config, store, by="test") is None  # nothing more to delete; the log emptied
+    assert not [f for f in path.parent.glob("*.sqlite*") if b"typo in secret" in f.read_bytes()]

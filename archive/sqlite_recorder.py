@@ -300,4 +300,5 @@ def erase_wal_copies(datastore: Any) -> None:
             raise OperationalError(str(e)) from e
     if busy:
         raise OperationalError(f"{datastore.pool.db_name}: a reader held the write-ahead log for "
-                               f"{ERASE_WAIT_SECONDS:g} s; its copies of deleted rows stay until a later purge empties it")
+                               f"{ERASE_WAIT_SECONDS:g} s; its copies of deleted rows stay until a later "
+                               "purge empties it")

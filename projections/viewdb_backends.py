@@ -20,9 +20,9 @@ from eventsourcing.utils import Environment
 
 from archive.application import StoreLocation, ensure_postgres_schema
 from archive.errors import StoreError
-from archive.store_errors import store_error
 from archive.recorders import lock_schema_ddl
 from archive.sqlite_recorder import erase_wal_copies
+from archive.store_errors import store_error
 
 from .viewdb import PREFIX, ViewRecorderMixin
 

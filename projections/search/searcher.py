@@ -28,25 +28,20 @@ from tantivy import Occur, Query
 from archive.errors import InvalidQueryError, StoreError
 from archive.times import order_second
 
-from . import highlight
+from . import highlight, relevancepage
 from .documents import TOMB_MARK, StoredLines
 from .projection import open_tantivy, read_meta
 from .query import parse
 from .results import FacetCount, Facets, Hit, Scope, SearchResults, Sort
 from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, bare_jid
 from .storage import IndexLocation
-from .timepage import FEW_KEYS, edge_unit, keys_of, time_page
+from .timepage import edge_unit, time_page
 from .translate import Translator
 
 MAX_LIMIT = 500
 # Relevance pages by offset, and tantivy allocates for offset + limit hits: paging stops this deep
 # (a time sort pages by keyset, as deep as the results go).
 MAX_RELEVANCE_DEPTH = 10_000
-# A common word's run of equal scores at a first page's end is 80-180 hits long at 1M: a window
-# that holds it saves the second search (a top-1,000 costs about as much as the first, ~1 ms).
-TIE_WINDOW = 256
-# A phrase's run is longer (the bench's common phrases: all of the window), so a phrase asks for this at once.
-MAX_TIE_RUN = 1_000  # 5,000 cost ~0.6 ms of a ~1.1 ms search at 1M; 1,000 about 0.1
 _I64 = 2**63
 FEW_ROOMS = 32
 # Candidates per index segment: counts are exact unless a value outside a segment's top
@@ -141,8 +136,8 @@ class SearchIndex:
         if sort is Sort.RELEVANCE:
             offset = after.offset if after else 0
             limit = max(1, min(limit, MAX_RELEVANCE_DEPTH - offset))
-            window = MAX_TIE_RUN if translator.phrases else TIE_WINDOW
-            page, total, more = _relevance_page(searcher, base, limit, offset, lines, window, counted)
+            window = relevancepage.MAX_TIE_RUN if translator.phrases else relevancepage.TIE_WINDOW
+            page, total, more = relevancepage.relevance_page(searcher, base, limit, offset, lines, window, counted)
             more, exact = more and offset + limit < MAX_RELEVANCE_DEPTH, True
             next_cursor = _Cursor(check, offset=offset + limit) if more else None
         else:
@@ -317,37 +312,6 @@ def _scope_clauses(
     return clauses
 
 
-def _relevance_page(
-    searcher, base: Query, limit: int, offset: int, lines: StoredLines, window: int = TIE_WINDOW, total: int | None = None
-):
-    """(score, ts, key, address) rows, the total (``total`` where it is known: nothing is counted), whether more follow.
-
-    Equal scores are ordered by key (the log position), not by tantivy's document
-    address, which depends on how this index's segments happened to be written: so
-    every index of the same log (one per API host) returns the same page, and a
-    cursor from one host pages on another. A run of equal scores across the page's
-    end has to be ordered whole: ``TIE_WINDOW`` more hits come with the page, and a
-    longer run is fetched again with up to ``MAX_TIE_RUN`` (beyond that, pages deep
-    inside one run of equal scores may overlap). A query whose runs are known to be long
-    (a phrase) asks for ``MAX_TIE_RUN`` at once (``window``): the same page in one search, not two.
-    """
-    end = offset + limit
-    fetched = end + 1 + window
-    result = searcher.search(base, fetched, count=total is None)
-    total = result.count if total is None else total
-    hits = result.hits
-    if window < MAX_TIE_RUN and len(hits) == fetched and hits[-1][0] == hits[end - 1][0]:
-        hits = searcher.search(base, end + 1 + MAX_TIE_RUN).hits
-    if len(hits) > end:
-        boundary = hits[end - 1][0]
-        hits = [hit for hit in hits if hit[0] >= boundary]
-    addresses = [address for _, address in hits]
-    keys = _tie_keys(searcher, hits, addresses, lines, end - offset)
-    # Tuples compared in C (equal scores have unique keys, so addresses are never compared): no key function.
-    page = sorted(zip([-score for score, _ in hits], keys, addresses))[offset:end]
-    return [(-negated, 0, key, address) for negated, key, address in page], total, total > end
-
-
 def _facets(searcher, base: Query, size: int) -> tuple[Facets, int]:
     """The facets, and the total: every match is a message in one room, counted in one of the rooms'
     buckets or in their ``sum_other_doc_count``."""
@@ -362,22 +326,6 @@ def _facets(searcher, base: Query, size: int) -> tuple[Facets, int]:
     rooms = result["rooms"]
     total = sum(bucket["doc_count"] for bucket in rooms["buckets"]) + rooms["sum_other_doc_count"]
     return Facets(rooms=counts("rooms"), senders=counts("senders")), total
-
-
-def _tie_keys(searcher, hits: list, addresses: list, lines: StoredLines, shown: int) -> list[int]:
-    """Keys where they order anything: only equal scores are compared by key (hits come best
-    first, so equal scores are neighbours); a rare word's few tied hits are read from their
-    stored lines, not the column (``keys_of``). Hits whose score no other has get 0.
-    ``shown``: how many hits the page shows."""
-    if len(hits) - shown > 2 * FEW_KEYS:
-        return keys_of(searcher, addresses, lines)
-    scores = [score for score, _ in hits]
-    last = len(scores) - 1
-    tied = [i for i, s in enumerate(scores) if (i and scores[i - 1] == s) or (i < last and scores[i + 1] == s)]
-    keys = [0] * len(hits)
-    for i, key in zip(tied, keys_of(searcher, [addresses[i] for i in tied], lines, shown)):
-        keys[i] = key
-    return keys
 
 
 def _rooms_with_local(searcher, local: str) -> list[str]:

@@ -164,7 +164,8 @@ class TranscriptProjection(TableProjection):
         changes = logic.step(position, event, book)
         put = changes.put
         if len(put) == 1 and put[0].id == position and not changes.dropped:
-            book.remember(put[0])  # what the post shortcut leaves to ``step`` is mostly this: a new line nothing else changes
+            # What the post shortcut leaves to ``step`` is mostly this: a new line nothing else changes.
+            book.remember(put[0])
             return
         if not put and not changes.dropped:
             return

@@ -248,11 +248,11 @@ def test_indexes_of_the_same_log_rank_equal_scores_alike_whatever_their_segments
 @pytest.mark.parametrize("text", ["tied", '"tied word"'])
 def test_a_run_of_equal_scores_longer_than_the_tie_window_is_paged_by_key(event_store, index_root, monkeypatch, text):
     """A word's run past the window is fetched again; a phrase's is fetched whole at once: the same page either way."""
-    import projections.search.searcher as searcher
+    from projections.search import relevancepage
     from projections.search import IndexLocation, SearchIndex, SearchIndexProjection
 
-    monkeypatch.setattr(searcher, "TIE_WINDOW", 2)
-    monkeypatch.setattr(searcher, "MAX_TIE_RUN", 30)
+    monkeypatch.setattr(relevancepage, "TIE_WINDOW", 2)
+    monkeypatch.setattr(relevancepage, "MAX_TIE_RUN", 30)
     for i in range(12):  # a segment per commit, the newest first in no particular order
         event_store.append([message(i, "tied word")])
         projection = SearchIndexProjection(IndexLocation(index_root))

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
+from datetime import datetime, timezone
 
+import msgspec
 import pytest
 
 from archive.errors import StoreError
 from projections.rebuild import rebuild
-from projections.transcripts.view import TranscriptProjection
+from projections.lines import Line, Removal
+from projections.transcripts.view import TranscriptProjection, created_statements
 from projections import writer as writer_module
-from projections.viewdb import Columns, GenerationChanged
+from projections.viewdb import Built, Columns, GenerationChanged
 from projections.viewdb_backends import SQLiteViewRecorder
 from projections.writer import BackgroundWriter
 from tests.factories import message
@@ -57,6 +61,32 @@ def test_rows_given_as_columns_reach_the_writer_as_the_same_values():
         (1, None, 2**63, "a", b"x", 1.5), (-2, 5, 0, "b", b"", 2), (2**63 - 1, 6, 1, None, b"z", 3)
     ]
     assert [tuple(row) for row in plain] == [(1,)]
+
+
+def test_statements_built_in_the_writer_are_those_built_here():
+    """A rebuild's created lines reach the writer as one msgpack array, their rows built there (``Built``):
+    the same rows, each line's ``data`` the bytes it encodes to alone (the view's format)."""
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    lines = [
+        Line(id=3, room="r@muc", at=at, kind="message", nick="a", body="hello", stanza_id="s3", origin_id="o3"),
+        Line(id=4, room="r@muc", at=at, kind="retraction", nick="b", awaiting="s9",
+             removed=Removal(at=at, position=4, moderated=True)),
+        Line(id=5, room="q@muc", at=at, kind="joined", nick="c"),
+    ]
+    built = Built(created_statements, msgspec.msgpack.encode(lines), {3: 7})
+    frame = writer_module._decode(writer_module._encode(("transcripts", 1, 9, [built])))
+    here, there = built.statements(), frame[3][0].statements()
+    assert [(statement, list(rows)) for statement, rows in there] == [(statement, list(rows)) for statement, rows in here]
+    (_, line_rows), (_, ref_rows) = there
+    assert [row[-1] for row in line_rows] == [msgspec.msgpack.encode(line) for line in lines]
+    assert [row[6] for row in line_rows] == [7, 4, 5]  # rev: the line's own id unless an event changed it
+    assert sorted(row[2] for row in ref_rows) == [3, 3]  # a message line's ids only
+
+
+def test_the_writer_builds_rows_with_projection_functions_only():
+    frame = writer_module._encode(("transcripts", 1, 9, [Built(os.getpid)]))
+    with pytest.raises(NotImplementedError, match="not a projection's"):
+        writer_module._decode(frame)
 
 
 def test_columns_of_different_lengths_are_refused():

@@ -6,6 +6,7 @@ here is only what differs: locking, table listing, DDL types, COPY, connection s
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
@@ -147,6 +148,9 @@ class _ViewSQLitePool(SQLiteConnectionPool):
         raw.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         # A purge rebuilds the views and drops the old tables: their content is overwritten, not left in free pages.
         raw.execute("PRAGMA secure_delete=ON")
+        # A rebuild ends by indexing the tables it filled, a sort of every row each, which the process
+        # waits for: helper threads sort parts of it (1M lines: wall 9.7/5.9 -> 7.2/4.3 s, load 7.4).
+        raw.execute(f"PRAGMA threads={SORT_THREADS}")
         return connection
 
 
@@ -161,6 +165,7 @@ class ViewSQLiteFactory(SQLiteFactory):
 
 
 SQLITE_CACHE_KIB = 128 * 1024
+SORT_THREADS = min(os.cpu_count() or 1, 4)
 
 
 def _like(text: str) -> str:

@@ -74,7 +74,7 @@ class Built:
 
 
 # (statement, rows) pairs executed with executemany inside one commit, or ``Built`` ones.
-Statements = list["tuple[str, Sequence[Sequence[Any]] | Columns] | Built"]
+Statements = list[tuple[str, Sequence[Sequence[Any]] | Columns] | Built]
 
 _TABLE_REF = re.compile(r"\{(\w+)\}")
 _INDEX_REF = re.compile(r"\[(\w+)\]")

@@ -117,9 +117,9 @@ def _windowed(searcher, base: Query, query: Query, limit: int, newest: bool, anc
     up to the anchor. Buckets hold documents of any log position (a backfill's old
     times go in old buckets), so the order of writing does not matter.
 
-    Without a total (a first page), the finest window's matches are counted before they
-    are ordered (an ordered search opens every segment's column, ~40 us at 1M, even for
-    none), and estimate all the matches: a few are ordered whole, and counted in the same
+    Without a total (a first page), each window's matches are counted in the pass that orders
+    them (a window without the page costs the ordering for nothing: every segment's column is
+    opened, ~40 us at 1M, even for no match), and the finest one's estimate all the matches: a few are ordered whole, and counted in the same
     pass, by the caller; only many are counted apart and looked for in coarser windows,
     each expected to hold ``WINDOW_PAGES`` pages; not ``exact``, the coarser windows are
     counted in turn instead, and the matches of the window that holds the page bound the total
@@ -131,8 +131,12 @@ def _windowed(searcher, base: Query, query: Query, limit: int, newest: bool, anc
         if total is not None and total * documents < WINDOW_PAGES * need * everything:
             continue
         windowed = _and(query, Query.boolean_query([(Occur.Should, Query.term_query(SCHEMA, "span", t)) for t in terms]))
+        hits = None
         if total is None:
-            found = _count(searcher, windowed)
+            # Counted and ordered in one pass: the window mostly holds the page (a common word's
+            # finest one at 1M), and its second pass cost as much again in per-segment set-up.
+            result = searcher.search(windowed, need, count=True, order_by_field="ts", order=_order(newest))
+            found, hits = result.count, result.hits
             if found < need:
                 if (found + 1) * everything < WINDOWED_FROM * max(documents, 1):
                     return query, None, None, None
@@ -143,7 +147,8 @@ def _windowed(searcher, base: Query, query: Query, limit: int, newest: bool, anc
             # share says many match: fewer cost little to count (and "at least 3" of 3 says less).
             if not exact and found * everything >= WINDOWED_FROM * max(documents, 1):
                 bound = found
-        hits = _ordered(searcher, windowed, need, newest)
+        if hits is None:
+            hits = _ordered(searcher, windowed, need, newest)
         if len(hits) >= need:
             return windowed, hits, total, bound
     return query, None, total, None

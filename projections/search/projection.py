@@ -47,6 +47,12 @@ WINDOW = 200_000
 # 1.6-3.0 s. Until a commit the book keeps every line written (and the writer its documents):
 # 560-600 MB resident at 100,000, 910-960 MB at 500,000.
 MAX_PENDING = 500_000
+# One indexing thread: building documents in Python bounds the rate (the thread count is no
+# lever for it: shared/PERF-NOTES.md), while each writer thread flushes a segment of its own at
+# every commit, which every search then visits (a set-up per segment). At 1M from the bench's
+# corpus (a commit every 100k, load 7-8): 4 segments left instead of 7, 32.1 s CPU to build
+# instead of 36.4.
+WRITER_THREADS = 1
 _MESSAGE_EVENTS = (MessagePosted, MessageCorrected, MessageRetracted)
 
 
@@ -233,7 +239,7 @@ class SearchIndexProjection:
     def _open_writer(self) -> tantivy.IndexWriter:
         if self._writer is None:
             try:
-                self._writer = self._index.writer(heap_size=self.heap_mb * 1_000_000)
+                self._writer = self._index.writer(heap_size=self.heap_mb * 1_000_000, num_threads=WRITER_THREADS)
             except ValueError as e:
                 raise StoreError(
                     f"search index {self.directory} is being written by another process ({e})"

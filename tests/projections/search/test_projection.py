@@ -131,6 +131,20 @@ def test_every_generation_stores_lines_in_small_blocks(index_root):
     assert [hit.body for hit in found.hits] == ["hello blocks"]
 
 
+def test_a_commit_writes_one_segment(index_root):
+    """One indexing thread: each commit flushes one segment, not one per core, so a rebuild leaves
+    half as many for every search to visit (each costs a search its set-up per segment)."""
+    location = IndexLocation(index_root / "index")
+    projection = SearchIndexProjection(location, hold=0)  # the default heap: room for a thread per core
+    for commit in range(3):
+        first = commit * 400 + 1
+        projection.apply([Recorded(first + i, message(0, f"hello {i}", stanza_id=f"s{first + i}")) for i in range(400)])
+        projection.commit(first + 399)
+    projection.close()
+    searcher = SearchIndex(location, reload_interval=0)._refresh()
+    assert (searcher.num_segments, searcher.num_docs) == (3, 1201)
+
+
 def test_an_index_of_an_older_schema_is_refused_by_search_and_projection_with_the_command_to_run(index_root):
     """Schema 4 kept a retracted message's text in ``body``, where a search outside compliance scope would
     now find it: the version in the index's meta document is all that tells the two apart."""

@@ -137,6 +137,26 @@ def rebuild(
 ) -> RebuildReport:
     """Rebuild ``targets`` from the whole log and swap them in; see the module docstring.
     ``background``: commit through writer processes (default: where the log is longer than one commit)."""
+    # The collector off for the whole build, not only page by page (``collection_paused``): each page
+    # leaves thousands of young objects alive (pending lines, id keys), so re-enabling it after every
+    # page set off a collection over them, 2-3 s of a 1M search rebuild's main thread (wall 38.5 -> 32.6
+    # and 30.7 -> 25.9 s, interleaved at load 8-9). It comes back on once the build's own objects are
+    # freed, so its first collection does not walk them either. In ``up`` (a purge's rebuild) other
+    # threads' cycles wait for the end of the build.
+    with collection_paused():
+        return _rebuild(store, targets, progress=progress, commit_every=commit_every, page_size=page_size,
+                        background=background)
+
+
+def _rebuild(
+    store: EventStore,
+    targets: Sequence[Rebuildable],
+    *,
+    progress: bool | TextIO,
+    commit_every: int | None,
+    page_size: int,
+    background: bool | None,
+) -> RebuildReport:
     if commit_every is None:
         commit_every = min((getattr(t, "rebuild_commit_every", COMMIT_EVERY) for t in targets), default=COMMIT_EVERY)
     began = time.monotonic()
@@ -163,13 +183,7 @@ def rebuild(
             max_pending=commit_every,
             on_progress=bar.update if bar else None,
         )
-        # The collector off for the whole build, not only page by page (``collection_paused``): each
-        # page leaves thousands of young objects alive (pending lines, id keys), so re-enabling it after
-        # every page set off a collection over them, 2-3 s of a 1M search rebuild's main thread; wall
-        # 38.5 -> 32.6 and 30.7 -> 25.9 s, interleaved at load 8-9. In ``up`` (a purge's rebuild) other
-        # threads' cycles wait for the end of the build.
-        with collection_paused():
-            position = follower.catch_up()
+        position = follower.catch_up()
         for target, projection in zip(targets, fresh):
             target.finish_rebuild(projection)
         if bar:

@@ -276,11 +276,20 @@ class LegalHoldReleased(Event, tag="legal_hold_released"):
 
 
 class EventsPurged(Event, tag="events_purged"):
-    """Expired events were deleted from the store, the views and the index."""
+    """Expired events are deleted from the store (recorded first), then from the views and the index
+    (``PurgeApplied`` says when)."""
 
     cutoff_policy: str
     spans: tuple[PurgedSpan, ...] = ()
     events: int = 0
+    by: str = ""
+
+
+class PurgeApplied(Event, tag="purge_applied"):
+    """The views and the search index were rebuilt from the log after the purge recorded at ``purge_position``
+    and every earlier one: nothing those purges deleted can be read or found any more."""
+
+    purge_position: int
     by: str = ""
 
 
@@ -320,6 +329,7 @@ ArchiveEvent = Union[
     LegalHoldPlaced,
     LegalHoldReleased,
     EventsPurged,
+    PurgeApplied,
     ContentRead,
 ]
 

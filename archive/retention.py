@@ -6,7 +6,9 @@ so who placed and released which hold, and when, is itself archived and chained.
 an ``EventsPurged`` (per room the spans of versions it deletes, each with the chain
 link at its last version, so that ``verify --integrity`` carries the chain across
 the cut) and then deletes the events from the store. The views and the search index
-are rebuilt from what remains by the caller (``chat_archive``), which owns them.
+are rebuilt from what remains by the caller (``chat_archive``), which owns them, and
+records a ``PurgeApplied`` when they are: a purge record no ``PurgeApplied`` covers
+(``unapplied_purge``) is a rebuild still owed, whichever process was interrupted.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
 from .errors import InvalidQueryError, NotFoundError
-from .events import COMPLIANCE_STREAM, Event, EventsPurged, LegalHoldPlaced, LegalHoldReleased, PurgedSpan
+from .events import (
+    COMPLIANCE_STREAM, Event, EventsPurged, LegalHoldPlaced, LegalHoldReleased, PurgeApplied, PurgedSpan, Recorded,
+)
 from .integrity import compliance_records
 from .settings import RetentionSettings
 from .store import EventStore
@@ -125,6 +129,32 @@ def purge(store: EventStore, settings: RetentionSettings, *, now: datetime | Non
     for room, versions in doomed.items():
         store.delete_events(room, versions, cutoffs[room])
     return record
+
+
+def unapplied_purge(compliance: Iterable[Recorded]) -> int | None:
+    """The log position of the newest purge record whose deletions the views and the index may still show
+    (no later ``PurgeApplied`` covers it: its rebuild failed or its process ended first); None if none.
+    A rebuild covers every purge before it, so only the newest matters."""
+    newest, applied = None, 0
+    for record in compliance:
+        if type(record.event) is EventsPurged:
+            newest = record.position
+        elif type(record.event) is PurgeApplied:
+            applied = max(applied, record.event.purge_position)
+    return newest if newest is not None and newest > applied else None
+
+
+def pending_purge(store: EventStore) -> int | None:
+    """``unapplied_purge`` of the store's compliance stream."""
+    return unapplied_purge(store.read_room(COMPLIANCE_STREAM))
+
+
+def record_purge_applied(store: EventStore, purge_position: int, *, by: str = "") -> PurgeApplied:
+    """Record that the views and the index were rebuilt after the purge at ``purge_position``."""
+    now = utcnow()
+    applied = PurgeApplied(room=COMPLIANCE_STREAM, occurred_at=now, recorded_at=now, purge_position=purge_position, by=by)
+    store.append([applied])
+    return applied
 
 
 def _spans(room: str, versions: list[int], links: Mapping[int, bytes | None]) -> list[PurgedSpan]:

@@ -14,7 +14,7 @@ from archive.events import EventsPurged
 from archive.health import Health
 from archive.integrity import Checkpoints
 from archive.lease import process_alive
-from archive.retention import purge
+from archive.retention import pending_purge, purge, record_purge_applied
 from archive.store import EventStore
 from archive.times import utcnow
 from ingest import listener as ingest_listener
@@ -60,13 +60,16 @@ def start_checkpoints(config: Config, store: EventStore, stop: threading.Event, 
 
 def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool = False) -> EventsPurged | None:
     """Delete the expired events no legal hold covers (``archive.retention``), then rebuild the views and
-    the search index from what remains, so that nothing purged can be read or found anywhere."""
+    the search index from what remains, so that nothing purged can be read or found anywhere: after this
+    purge's deletions, or an earlier purge's whose rebuild did not finish (``pending_purge``)."""
     record = purge(store, config.retention, by=by, dry_run=dry_run)
     if dry_run:
         return record
-    if record is not None:
+    unapplied = pending_purge(store)
+    if unapplied is not None:
         rebuild_projections(config, store, ["transcripts", "presence", "search"], progress=False)
         IndexLocation(config.index.path).drop_replaced()
+        record_purge_applied(store, unapplied, by=by)
     # Last, as a reader holding a log fails it (the views must be rebuilt by then), and on every purge, also
     # one that found nothing to delete: it empties what an earlier one's failed erase left.
     erase_purged_copies(config, store)
@@ -99,8 +102,8 @@ def _erase_views_copies(config: Config, store: EventStore) -> None:
 
 def start_purges(config: Config, store: EventStore, stop: threading.Event) -> Periodic | None:
     """`up`'s scheduled purge, at start and every ``[retention] purge_interval`` seconds; None when no
-    retention period is set."""
-    if not (config.retention.default_days or any(config.retention.rooms.values())):
+    retention period is set and no earlier purge's rebuild is owed."""
+    if not (config.retention.default_days or any(config.retention.rooms.values())) and pending_purge(store) is None:
         return None
     return Periodic("retention-purge", config.retention.purge_interval, stop,
                     lambda: purge_expired(config, store, by="scheduled purge (up)"))

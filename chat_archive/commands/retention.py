@@ -8,7 +8,7 @@ import sys
 
 import msgspec
 
-from archive.retention import holds_of, place_hold, release_hold
+from archive.retention import holds_of, pending_purge, place_hold, release_hold
 from archive.times import format_time, parse_time
 
 from ..bootstrap import open_store, purge_expired
@@ -77,10 +77,15 @@ def run_list(args: argparse.Namespace, config) -> int:
 
 def run_purge(args: argparse.Namespace, config) -> int:
     with open_store(config) as store:
+        unfinished = pending_purge(store) is not None
         record = purge_expired(config, store, by=_operator(), dry_run=args.dry_run)
+    if unfinished:
+        print("an earlier purge's rebuild did not finish: "
+              + ("a purge would rebuild the views and the search index" if args.dry_run
+                 else "rebuilt the views and the search index without what it deleted"))
     if record is None:
-        print("nothing to purge" + ("" if config.retention.default_days or config.retention.rooms
-                                    else " (no [retention] period is set)"))
+        print(("nothing more to purge" if unfinished else "nothing to purge")
+              + ("" if config.retention.default_days or config.retention.rooms else " (no [retention] period is set)"))
         return 0
     rooms = sorted({span.stream for span in record.spans})
     verb = "would delete" if args.dry_run else "deleted"

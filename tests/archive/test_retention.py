@@ -11,7 +11,10 @@ from archive import events as ev
 from archive.errors import InvalidQueryError, NotFoundError
 from archive.events import COMPLIANCE_STREAM, EventsPurged
 from archive.integrity import compliance_records, verify_integrity, write_checkpoint
-from archive.retention import held, holds_of, place_hold, purge, release_hold, retention_days
+from archive.retention import (
+    held, holds_of, pending_purge, place_hold, purge, record_purge_applied, release_hold, retention_days,
+    unapplied_purge,
+)
 from archive.settings import RetentionSettings
 from tests.factories import T0, at, make, message
 
@@ -126,3 +129,29 @@ def test_purged_events_are_gone_from_the_sqlite_files_themselves_while_the_store
         store.erase_deleted_copies()  # what a purge's caller does once the views are rebuilt too
         files = list(tmp_path.iterdir())  # the database, and its write-ahead log while it is open
         assert path in files and not [f for f in files if b"needle-" in f.read_bytes()]
+
+
+def test_a_purge_is_unapplied_until_a_later_record_covers_it_or_a_newer_one():
+    def purged(position):
+        return ev.Recorded(position, EventsPurged(room=COMPLIANCE_STREAM, occurred_at=T0, recorded_at=T0, cutoff_policy=""))
+
+    def applied(position, purge_position):
+        return ev.Recorded(position, ev.PurgeApplied(room=COMPLIANCE_STREAM, occurred_at=T0, recorded_at=T0,
+                                                     purge_position=purge_position))
+
+    assert unapplied_purge([]) is None
+    assert unapplied_purge([purged(3)]) == 3
+    assert unapplied_purge([purged(3), applied(4, 3)]) is None
+    assert unapplied_purge([purged(3), purged(5), applied(6, 3)]) == 5  # the newer one's rebuild never finished
+    assert unapplied_purge([purged(3), purged(5), applied(6, 5)]) is None  # one rebuild covers both
+
+
+def test_the_store_owes_a_rebuild_from_the_purge_until_it_is_recorded_applied(event_store):
+    fill(event_store)
+    assert pending_purge(event_store) is None
+    purge(event_store, ONE_DAY, now=NOW)
+    owed = pending_purge(event_store)
+    assert owed is not None
+    record_purge_applied(event_store, owed, by="test")
+    assert pending_purge(event_store) is None
+    assert verify_integrity(event_store).ok

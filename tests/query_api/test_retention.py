@@ -188,3 +188,42 @@ def test_a_reader_holding_the_stores_log_fails_the_purge_after_the_rebuild_and_t
     assert b"typo in secret" in Path(f"{path}-wal").read_bytes()  # what the failed erase left
     assert purge_expired(config, store, by="test") is None  # nothing more to delete; the log emptied
     assert not [f for f in path.parent.glob("*.sqlite*") if b"typo in secret" in f.read_bytes()]
+
+
+def test_a_purge_whose_rebuild_did_not_finish_is_finished_by_the_next_one(setup, monkeypatch, capsys):
+    """The deletion is done before the rebuild: a rebuild that failed (or a process killed during it) left the
+    views and the index showing what the store no longer holds. The next purge finds nothing more to delete and
+    still rebuilds them, from the purge record no `purge_applied` record covers; so does a dry run say so."""
+    import getpass
+
+    from archive.events import PurgeApplied
+    from archive.integrity import compliance_records
+    from chat_archive import bootstrap
+    from chat_archive.cli import main
+
+    config, store, client, compliance, search = setup
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # as a Ctrl-C, or the process's end, in the middle of the rebuild
+
+    with monkeypatch.context() as patch:
+        patch.setattr(bootstrap, "rebuild_projections", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            purge_expired(config, store, by="test")
+    shown = found(client, compliance, SECRET)  # (each call holds streams open: at most four per client)
+    assert shown["transcript"] and shown["events"] == 0
+    assert not list(compliance_records(store, PurgeApplied))
+
+    config_file = Path(config.index.path).parent / "c.toml"
+    config_file.write_text(f'[store]\nurl = "{config.store.url}"\n[index]\npath = "{config.index.path}"\n')
+    assert main(["--config", str(config_file), "purge", "--dry-run"]) == 0  # no retention period set
+    assert "an earlier purge's rebuild did not finish" in capsys.readouterr().out
+    assert client.get(f"/api/v1/rooms/{SECRET}/transcript?from=2024-01-01", headers=compliance).json["lines"]
+
+    assert main(["--config", str(config_file), "purge"]) == 0
+    assert "rebuilt the views and the search index" in capsys.readouterr().out
+    time.sleep(search.reload_interval)
+    assert found(client, compliance, SECRET) == {"search": [], "transcript": [], "events": 0, "export": 0, "log": 0}
+    assert [applied.by for applied in compliance_records(store, PurgeApplied)] == [f"{getpass.getuser()} (command line)"]
+    assert main(["--config", str(config_file), "purge"]) == 0  # applied: nothing rebuilt again
+    assert capsys.readouterr().out.startswith("nothing to purge")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import socket
 import threading
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from archive.times import utcnow
 from ingest import listener as ingest_listener
 from ingest.status import ListenerStatus, Liveness, assess, read_status, status_path
 from projections.presence.logic import Gap
-from projections.rebuild import RebuildReport, rebuild
+from projections.rebuild import RebuildReport, RebuildStopped, rebuild
 from projections.runner import ProjectionStatus, ProjectionThreads, status
 from projections.search import IndexerThread, IndexLocation, SearchIndex, SearchIndexer, SearchIndexProjection
 from projections.tables import TableProjection
@@ -36,6 +37,8 @@ from query_api.workers import serve_workers
 
 from .config import Config
 from .process import Periodic
+
+log = logging.getLogger(__name__)
 
 
 def open_store(config: Config) -> EventStore:
@@ -289,20 +292,42 @@ def open_search_index(config: Config) -> SearchIndex:
     return SearchIndex(IndexLocation(config.index.path), reload_interval=config.index.commit_interval / 5)
 
 
-def start_search_indexer(config: Config, store: EventStore, stop: threading.Event, health: Health | None = None) -> IndexerThread:
+def start_search_indexer(
+    config: Config, store: EventStore, stop: threading.Event, health: Health | None = None, *, rebuild_unusable: bool = False
+) -> IndexerThread:
     """Keep the index up to date in a thread of this process until ``stop`` is set.
 
     A message appended is searchable within about ``[index] commit_interval``. Returns a
     handle with ``.join()`` (raises what stopped the indexer; a failure also sets ``stop``)
     and ``.is_alive()``. Only one indexer may run per index directory (across processes):
     a second one raises ``StoreError`` here, not later in its thread. Store errors are retried
-    with back-off and reported to ``health``.
+    with back-off and reported to ``health``. ``rebuild_unusable`` (`up`): an index this program
+    cannot use (an earlier schema) is rebuilt from the log in the thread first, while searches answer
+    that the index is unavailable; otherwise its ``StoreError`` is raised here.
     """
     projection = search_projection(config)
-    projection.claim_writer()
     on_error = health.reporter("search indexer") if health else None
-    indexer = SearchIndexer(store, projection, commit_interval=config.index.commit_interval, on_error=on_error)
-    return IndexerThread(indexer, stop)
+
+    def indexer() -> SearchIndexer:
+        return SearchIndexer(store, projection, commit_interval=config.index.commit_interval, on_error=on_error)
+
+    if projection.unusable is None or not rebuild_unusable:
+        projection.claim_writer()
+        ready = indexer()
+        return IndexerThread(lambda: ready, stop)
+    log.warning("%s. Rebuilding it from the log now, in the background: searches answer 503 until it is done",
+                projection.unusable)
+
+    def rebuilt() -> SearchIndexer | None:
+        try:
+            rebuild(store, [projection], stop=stop)
+        except RebuildStopped:
+            return None
+        projection.claim_writer()
+        log.warning("search index rebuilt: searches are answered again")
+        return indexer()
+
+    return IndexerThread(rebuilt, stop)
 
 
 def search_status(config: Config, store: EventStore) -> ProjectionStatus:

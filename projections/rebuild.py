@@ -25,9 +25,11 @@ prints events/s and an ETA to stderr.
 
 from __future__ import annotations
 
+import functools
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, TextIO
 
 import msgspec
@@ -90,6 +92,10 @@ class RebuildError(ChatArchiveError):
     """A rebuild could not complete; the live views are unchanged."""
 
 
+class RebuildStopped(RebuildError):
+    """The rebuild's ``stop`` was set: the fresh copies were dropped, the live ones are unchanged."""
+
+
 class ProgressBar:
     """``name [#####.....] 45% 512,000/1,130,000 events 61,000 events/s ETA 0:00:10`` on one line."""
 
@@ -116,6 +122,19 @@ class ProgressBar:
         self.stream.flush()
 
 
+def _progress(bar: ProgressBar | None, stop: threading.Event | None) -> Callable[[int], None] | None:
+    if stop is None:
+        return bar.update if bar else None
+
+    def progressed(position: int) -> None:
+        if stop.is_set():
+            raise RebuildStopped("rebuild stopped before it was finished")
+        if bar:
+            bar.update(position)
+
+    return progressed
+
+
 def _close(writers: dict[str, BackgroundWriter]) -> None:
     for writer in writers.values():
         writer.close()
@@ -134,18 +153,24 @@ def rebuild(
     commit_every: int | None = None,
     page_size: int = 2000,
     background: bool | None = None,
+    stop: threading.Event | None = None,
 ) -> RebuildReport:
     """Rebuild ``targets`` from the whole log and swap them in; see the module docstring.
-    ``background``: commit through writer processes (default: where the log is longer than one commit)."""
+    ``background``: commit through writer processes (default: where the log is longer than one commit);
+    ``stop``: once set, ``RebuildStopped`` is raised after the page being applied."""
     # The collector off for the whole build, not only page by page (``collection_paused``): each page
     # leaves thousands of young objects alive (pending lines, id keys), so re-enabling it after every
     # page set off a collection over them, 2-3 s of a 1M search rebuild's main thread (wall 38.5 -> 32.6
     # and 30.7 -> 25.9 s, interleaved at load 8-9). It comes back on once the build's own objects are
-    # freed, so its first collection does not walk them either. In ``up`` (a purge's rebuild) other
-    # threads' cycles wait for the end of the build.
+    # freed, so its first collection does not walk them either. Only in a main thread (the command
+    # line's): a rebuild in a thread of `up` (a purge's, an old index's, one a purge owes) may last hours,
+    # and the switch is the process's: the listener's and the API's cycles would pile up meanwhile.
+    build = functools.partial(_rebuild, store, targets, progress=progress, commit_every=commit_every,
+                              page_size=page_size, background=background, stop=stop)
+    if threading.current_thread() is not threading.main_thread():
+        return build()
     with collection_paused():
-        return _rebuild(store, targets, progress=progress, commit_every=commit_every, page_size=page_size,
-                        background=background)
+        return build()
 
 
 def _rebuild(
@@ -156,6 +181,7 @@ def _rebuild(
     commit_every: int | None,
     page_size: int,
     background: bool | None,
+    stop: threading.Event | None,
 ) -> RebuildReport:
     if commit_every is None:
         commit_every = min((getattr(t, "rebuild_commit_every", COMMIT_EVERY) for t in targets), default=COMMIT_EVERY)
@@ -181,7 +207,7 @@ def _rebuild(
             commit_interval=float("inf"),
             page_size=page_size,
             max_pending=commit_every,
-            on_progress=bar.update if bar else None,
+            on_progress=_progress(bar, stop),
         )
         position = follower.catch_up()
         for target, projection in zip(targets, fresh):

@@ -49,7 +49,7 @@ def run_projections(args: argparse.Namespace, config) -> int:
     with stopped_by_signals(threading.Event()) as stop, open_store(config) as store:
         handles = []
         if search:  # first: a second indexer on the same directory fails here, before anything runs
-            handles.append(start_search_indexer(config, store, stop))
+            handles.append(start_search_indexer(config, store, stop, rebuild_unusable=True))
         if views:
             handles.append(start_projections(config, store, stop))
         print("chat-archive project: following the event log (SIGINT/SIGTERM stops, committing)", file=sys.stderr)

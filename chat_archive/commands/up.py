@@ -86,7 +86,7 @@ class RunningParts:
         health = Health()  # store errors are retried by each part and reported here, not fatal
         try:
             self.readers["projections"] = start_projections(config, store, self.stop, health)
-            self.readers["search indexer"] = start_search_indexer(config, store, self.stop, health)
+            self.readers["search indexer"] = start_search_indexer(config, store, self.stop, health, rebuild_unusable=True)
             self.listener = start_listener(config, store, self.listener_stop, xmpp=xmpp, health=health)
             self.checkpoints = start_checkpoints(config, store, self.listener_stop, health)
             purges = start_purges(config, store, self.stop)

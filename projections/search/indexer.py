@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from archive.background import Background
@@ -109,19 +110,24 @@ class SearchIndexer(LogFollower):
 
 
 class IndexerThread(Background):
-    """A running indexer: ``join()`` waits for it to stop and re-raises what stopped it."""
+    """A running indexer: ``join()`` waits for it to stop and re-raises what stopped it. ``make`` builds the
+    indexer in the thread (it may rebuild an unusable index first: `up` after an upgrade); None: ``stop`` was
+    set meanwhile."""
 
-    def __init__(self, indexer: SearchIndexer, stop: threading.Event):
+    def __init__(self, make: Callable[[], SearchIndexer | None], stop: threading.Event):
         super().__init__("search-indexer")
-        self.indexer = indexer
+        self._make = make
         self._stop = stop
         self.start()
 
     def run(self) -> None:
+        indexer = self._make()
+        if indexer is None:
+            return
         try:
-            self.indexer.run(self._stop)
+            indexer.run(self._stop)
         finally:
-            self.indexer.projection.close()
+            indexer.projection.close()
 
     def stopped_by(self, error: BaseException) -> None:
         # As projections.runner does: a process whose index stopped should not look healthy.

@@ -226,6 +226,11 @@ class SearchIndexProjection:
 
     # -- internals -------------------------------------------------------------------
 
+    @property
+    def unusable(self) -> StoreError | None:
+        """Why the live generation cannot be used (another schema, unreadable), None if it can: it can be rebuilt."""
+        return self._unusable
+
     def claim_writer(self) -> None:
         """Take the index directory's writer lock now (one writer per index, across
         processes) rather than on the first write; ``StoreError`` if another holds it."""

@@ -83,7 +83,7 @@ def indexer_of(event_store, store_url, index_root):
         indexer = SearchIndexer(event_store, projection, commit_interval=commit_interval,
                                 catch_up_interval=3600, max_pending=10**9)
         stop = threading.Event()
-        running.append((stop, IndexerThread(indexer, stop)))
+        running.append((stop, IndexerThread(lambda: indexer, stop)))
         return config, indexer
 
     yield start
@@ -323,3 +323,68 @@ def test_a_rebuilt_index_answers_as_one_built_by_following_the_log(event_store, 
             expected = answers("followed", text, scope)
             assert expected[0]["total"] > 0, text
             assert answers("rebuilt", text, scope) == expected, (text, scope)
+
+
+def _downgrade(config: Config) -> None:
+    """Leave the live index as a release with the previous schema wrote it (its meta document's version)."""
+    import tantivy
+
+    from projections.search.schema import FLAG_SET, SCHEMA, SCHEMA_VERSION
+
+    projection = search_projection(config)
+    writer = projection._open_writer()  # noqa: SLF001 - an index as the previous release left it
+    writer.delete_documents_by_query(tantivy.Query.term_query(SCHEMA, "meta", FLAG_SET))
+    writer.add_document(documents.meta_document(projection.position(), SCHEMA_VERSION - 1))
+    writer.commit()
+    projection.close()
+
+
+def test_up_rebuilds_an_index_of_an_older_schema_in_the_background_while_messages_arrive(event_store, store_url, index_root):
+    """After an upgrade that changed the index schema, `up` (``rebuild_unusable``) keeps running: the index is
+    rebuilt from the log in the indexer's thread, searches answer an error until it is swapped in, and the
+    messages appended meanwhile are found after it, as the indexer follows on."""
+    from archive.errors import StoreError
+
+    config = _config(store_url, index_root)
+    event_store.append([message(i, f"before upgrade {i}", room="a@conference.localhost") for i in range(300)])
+    rebuild(event_store, [search_projection(config)])
+    _downgrade(config)
+    with pytest.raises(StoreError, match="schema version"):
+        start_search_indexer(config, event_store, threading.Event())  # `chat-archive search`'s way: refused
+    stop = threading.Event()
+    thread = start_search_indexer(config, event_store, stop, rebuild_unusable=True)
+    try:
+        for i in range(300, 340):  # live traffic through the rebuild and the swap
+            event_store.append([message(i, f"during upgrade {i}", room="a@conference.localhost")])
+            time.sleep(0.005)
+        index = open_search_index(config)
+
+        def found_all() -> bool:
+            try:
+                return index.search("upgrade", EVERYTHING, limit=1).total == 340
+            except StoreError:
+                return False  # the old generation, until the swap
+
+        assert _wait_for(found_all, 30) is not None
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_a_background_rebuild_stopped_leaves_the_old_index_and_ends_quietly(event_store, store_url, index_root):
+    from archive.errors import StoreError
+
+    config = _config(store_url, index_root)
+    event_store.append([message(i, f"message {i}") for i in range(50)])
+    rebuild(event_store, [search_projection(config)])
+    _downgrade(config)
+    before = sorted(d.name for d in (index_root / "index").iterdir())
+    stop = threading.Event()
+    stop.set()  # `up` stopped before the rebuild's first page was applied
+    thread = start_search_indexer(config, event_store, stop, rebuild_unusable=True)
+    thread.join(10)
+    assert not thread.is_alive()
+    with pytest.raises(StoreError, match="schema version"):
+        open_search_index(config).search("message", EVERYTHING)
+    assert sorted(d.name for d in (index_root / "index").iterdir()) == before  # the fresh copy dropped

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from archive.application import StoreLocation, open_event_store
 from archive.audit import record_read
-from archive.errors import ChatArchiveError, ConfigError
+from archive.errors import ChatArchiveError, ConfigError, StoreError
 from archive.events import EventsPurged
 from archive.health import Health
 from archive.integrity import Checkpoints
@@ -331,9 +331,13 @@ def start_search_indexer(
 
 
 def search_status(config: Config, store: EventStore) -> ProjectionStatus:
-    """The index's committed position and lag behind the log, for ``chat-archive status``."""
-    position = SearchIndex(IndexLocation(config.index.path)).position()
+    """The index's committed position and lag behind the log, for ``chat-archive status``; an index that
+    cannot be used (an earlier schema, which `up` rebuilds) with the reason."""
     head = store.head()
+    try:
+        position = SearchIndex(IndexLocation(config.index.path)).position()
+    except StoreError as e:
+        return ProjectionStatus(name="search", position=0, head=head, lag=head, problem=str(e))
     return ProjectionStatus(name="search", position=position, head=head, lag=max(0, head - position))
 
 

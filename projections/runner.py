@@ -33,6 +33,7 @@ class ProjectionStatus(msgspec.Struct, kw_only=True):
     position: int
     head: int
     lag: int
+    problem: str | None = None  # why the projection cannot be used now (it shows position 0)
 
 
 class ProjectionThreads:

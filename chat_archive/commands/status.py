@@ -42,7 +42,7 @@ def print_status(args: argparse.Namespace, config) -> int:
         return 1 if failed else 0
     print(f"event log head: {head}")
     for p in projections:
-        print(f"projection {p.name:<12} position {p.position:>10}  lag {p.lag:>8}")
+        print(f"projection {p.name:<12} position {p.position:>10}  lag {p.lag:>8}" + (f"  ({p.problem})" if p.problem else ""))
     for line in describe(listener):
         print(line)
     if liveness is not None:

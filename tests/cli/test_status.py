@@ -53,3 +53,27 @@ def test_status_lists_spans_in_which_messages_may_be_missing_and_fails_when_the_
     data = json.loads(subprocess.run([CLI, "status", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True).stdout)
     assert [(g["kind"], g["room"]) for g in data["incomplete"]] == [("messages", "lobby@conference.localhost")]
     assert data["liveness"] == {"state": "not-started", "ok": False, "problems": ["no listener status written (never started here?)"]}
+
+
+def test_status_says_why_the_search_index_cannot_be_used_and_shows_the_rest(tmp_path):
+    """An index of an earlier schema (being rebuilt by `up`, or waiting for `rebuild search`) is a state to
+    report beside the others, not an error that hides them."""
+    from chat_archive.bootstrap import rebuild_projections, search_projection
+    from chat_archive.config import load_config
+    from tests.projections.search.old_schema import downgrade
+
+    url = f"sqlite:///{tmp_path}/events.sqlite"
+    env = {**os.environ, "CHAT_ARCHIVE_STORE_URL": url, "CHAT_ARCHIVE_INDEX_PATH": str(tmp_path / "index")}
+    with open_event_store(url) as store:
+        store.append([message(t) for t in range(7)])
+        config = load_config(None, env)
+        rebuild_projections(config, store, ["search"], progress=False)
+    downgrade(search_projection(config))
+    text = subprocess.run([CLI, "status"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0, text.stderr
+    assert "projection transcripts" in text.stdout
+    assert "projection search" in text.stdout and "schema version" in text.stdout
+    data = json.loads(
+        subprocess.run([CLI, "status", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True).stdout
+    )
+    assert "rebuild" in {p["name"]: p for p in data["projections"]}["search"]["problem"]

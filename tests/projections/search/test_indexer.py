@@ -20,6 +20,8 @@ from projections.search.indexer import CommitSchedule
 from projections.settings import IndexSettings
 from tests.factories import make, message
 
+from .old_schema import downgrade
+
 EVERYTHING = Scope(rooms=None)
 COMPLIANCE = Scope(rooms=None, compliance=True)
 
@@ -325,20 +327,6 @@ def test_a_rebuilt_index_answers_as_one_built_by_following_the_log(event_store, 
             assert answers("rebuilt", text, scope) == expected, (text, scope)
 
 
-def _downgrade(config: Config) -> None:
-    """Leave the live index as a release with the previous schema wrote it (its meta document's version)."""
-    import tantivy
-
-    from projections.search.schema import FLAG_SET, SCHEMA, SCHEMA_VERSION
-
-    projection = search_projection(config)
-    writer = projection._open_writer()  # noqa: SLF001 - an index as the previous release left it
-    writer.delete_documents_by_query(tantivy.Query.term_query(SCHEMA, "meta", FLAG_SET))
-    writer.add_document(documents.meta_document(projection.position(), SCHEMA_VERSION - 1))
-    writer.commit()
-    projection.close()
-
-
 def test_up_rebuilds_an_index_of_an_older_schema_in_the_background_while_messages_arrive(event_store, store_url, index_root):
     """After an upgrade that changed the index schema, `up` (``rebuild_unusable``) keeps running: the index is
     rebuilt from the log in the indexer's thread, searches answer an error until it is swapped in, and the
@@ -348,7 +336,7 @@ def test_up_rebuilds_an_index_of_an_older_schema_in_the_background_while_message
     config = _config(store_url, index_root)
     event_store.append([message(i, f"before upgrade {i}", room="a@conference.localhost") for i in range(300)])
     rebuild(event_store, [search_projection(config)])
-    _downgrade(config)
+    downgrade(search_projection(config))
     with pytest.raises(StoreError, match="schema version"):
         start_search_indexer(config, event_store, threading.Event())  # `chat-archive search`'s way: refused
     stop = threading.Event()
@@ -378,7 +366,7 @@ def test_a_background_rebuild_stopped_leaves_the_old_index_and_ends_quietly(even
     config = _config(store_url, index_root)
     event_store.append([message(i, f"message {i}") for i in range(50)])
     rebuild(event_store, [search_projection(config)])
-    _downgrade(config)
+    downgrade(search_projection(config))
     before = sorted(d.name for d in (index_root / "index").iterdir())
     stop = threading.Event()
     stop.set()  # `up` stopped before the rebuild's first page was applied

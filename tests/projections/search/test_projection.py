@@ -148,18 +148,11 @@ def test_a_commit_writes_one_segment(index_root):
 def test_an_index_of_an_older_schema_is_refused_by_search_and_projection_with_the_command_to_run(index_root):
     """Schema 4 kept a retracted message's text in ``body``, where a search outside compliance scope would
     now find it: the version in the index's meta document is all that tells the two apart."""
-    import tantivy
-
-    from projections.search import documents as docs
-    from projections.search.schema import FLAG_SET, SCHEMA, SCHEMA_VERSION
+    from .old_schema import downgrade
 
     feeder = Feeder(index_root, {})
     feeder.feed(message(1, "hello"))
-    writer = feeder.projection._open_writer()  # noqa: SLF001 - an index as the previous release left it
-    writer.delete_documents_by_query(tantivy.Query.term_query(SCHEMA, "meta", FLAG_SET))
-    writer.add_document(docs.meta_document(feeder.position, SCHEMA_VERSION - 1))
-    writer.commit()
-    feeder.projection.close()
+    downgrade(feeder.projection)
     with pytest.raises(StoreError, match="rebuild it with chat-archive rebuild search"):
         feeder.search("hello")
     with pytest.raises(StoreError, match="rebuild it with chat-archive rebuild search"):

@@ -10,10 +10,14 @@ ran on this host and its process no longer exists.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from eventsourcing.persistence import PersistenceError
@@ -118,6 +122,31 @@ class StoreLease:
                 (self.holder, now + self.ttl, self.name, replacing),
             )
         return getattr(cursor, "sqlite_cursor", cursor).rowcount == 1
+
+
+@contextmanager
+def holding(lease: StoreLease) -> Iterator[StoreLease]:
+    """Hold ``lease`` for the block (``LeaseHeld`` if another holder has it), renewed every sixth of its ttl
+    by a thread. A renewal that fails is logged and the block goes on: what it does (a purge's deletion, say)
+    is not safely stopped half-way, and the store may come back."""
+    lease.acquire()
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(lease.ttl / 6):
+            try:
+                lease.renew()
+            except StoreError as e:
+                logging.getLogger(__name__).warning("cannot renew the store's %s lease: %s", lease.name, e)
+
+    renewer = threading.Thread(target=renew, name=f"{lease.name}-lease", daemon=True)
+    renewer.start()
+    try:
+        yield lease
+    finally:
+        done.set()
+        renewer.join()
+        lease.release()
 
 
 def _alive(holder: str) -> bool:

@@ -10,11 +10,11 @@ from collections.abc import Callable
 
 from archive.application import StoreLocation, open_event_store
 from archive.audit import record_read
-from archive.errors import ChatArchiveError, ConfigError, StoreError
+from archive.errors import ChatArchiveError, ConfigError, StoreError, StoreUnavailable
 from archive.events import EventsPurged
-from archive.health import Health
+from archive.health import Backoff, Health
 from archive.integrity import Checkpoints
-from archive.lease import process_alive
+from archive.lease import LeaseHeld, StoreLease, holding, process_alive
 from archive.retention import pending_purge, purge, record_purge_applied
 from archive.store import EventStore
 from archive.times import utcnow
@@ -39,6 +39,7 @@ from .config import Config
 from .process import Periodic
 
 log = logging.getLogger(__name__)
+PURGE_LEASE_TTL = 60.0  # seconds a purge's lease lasts unless renewed (a crashed purge's is taken over then)
 
 
 def open_store(config: Config) -> EventStore:
@@ -64,18 +65,21 @@ def start_checkpoints(config: Config, store: EventStore, stop: threading.Event, 
 def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool = False) -> EventsPurged | None:
     """Delete the expired events no legal hold covers (``archive.retention``), then rebuild the views and
     the search index from what remains, so that nothing purged can be read or found anywhere: after this
-    purge's deletions, or an earlier purge's whose rebuild did not finish (``pending_purge``)."""
-    record = purge(store, config.retention, by=by, dry_run=dry_run)
+    purge's deletions, or an earlier purge's whose rebuild did not finish (``pending_purge``). One purge at a
+    time on a store (its ``purge`` lease; ``LeaseHeld`` naming the other): a rebuild that read the log while
+    another purge was deleting would record that purge applied without having seen its deletions."""
     if dry_run:
-        return record
-    unapplied = pending_purge(store)
-    if unapplied is not None:
-        rebuild_projections(config, store, ["transcripts", "presence", "search"], progress=False)
-        IndexLocation(config.index.path).drop_replaced()
-        record_purge_applied(store, unapplied, by=by)
-    # Last, as a reader holding a log fails it (the views must be rebuilt by then), and on every purge, also
-    # one that found nothing to delete: it empties what an earlier one's failed erase left.
-    erase_purged_copies(config, store)
+        return purge(store, config.retention, by=by, dry_run=True)
+    with holding(StoreLease(store, "purge", ttl=PURGE_LEASE_TTL)):
+        record = purge(store, config.retention, by=by)
+        unapplied = pending_purge(store)
+        if unapplied is not None:
+            rebuild_projections(config, store, ["transcripts", "presence", "search"], progress=False)
+            IndexLocation(config.index.path).drop_replaced()
+            record_purge_applied(store, unapplied, by=by)
+        # Last, as a reader holding a log fails it (the views must be rebuilt by then), and on every purge, also
+        # one that found nothing to delete: it empties what an earlier one's failed erase left.
+        erase_purged_copies(config, store)
     return record
 
 
@@ -104,12 +108,21 @@ def _erase_views_copies(config: Config, store: EventStore) -> None:
 
 
 def start_purges(config: Config, store: EventStore, stop: threading.Event) -> Periodic | None:
-    """`up`'s scheduled purge, at start and every ``[retention] purge_interval`` seconds; None when no
-    retention period is set and no earlier purge's rebuild is owed."""
-    if not (config.retention.default_days or any(config.retention.rooms.values())) and pending_purge(store) is None:
-        return None
-    return Periodic("retention-purge", config.retention.purge_interval, stop,
-                    lambda: purge_expired(config, store, by="scheduled purge (up)"))
+    """`up`'s scheduled purge, at start and every ``[retention] purge_interval`` seconds; only at start when no
+    retention period is set and an earlier purge's rebuild is owed; None when neither."""
+    interval = config.retention.purge_interval
+    if not (config.retention.default_days or any(config.retention.rooms.values())):
+        if pending_purge(store) is None:
+            return None
+        interval = threading.TIMEOUT_MAX
+
+    def scheduled() -> None:
+        try:
+            purge_expired(config, store, by="scheduled purge (up)")
+        except LeaseHeld as e:
+            log.warning("scheduled purge skipped: %s", e)
+
+    return Periodic("retention-purge", interval, stop, scheduled)
 
 
 def rebuild_projections(config: Config, store: EventStore, names: list[str], *, progress: bool) -> RebuildReport:
@@ -319,9 +332,7 @@ def start_search_indexer(
                 projection.unusable)
 
     def rebuilt() -> SearchIndexer | None:
-        try:
-            rebuild(store, [projection], stop=stop)
-        except RebuildStopped:
+        if not _rebuild_in_background(store, projection, stop, on_error):
             return None
         projection.claim_writer()
         log.warning("search index rebuilt: searches are answered again")
@@ -330,14 +341,40 @@ def start_search_indexer(
     return IndexerThread(rebuilt, stop)
 
 
+def _rebuild_in_background(
+    store: EventStore, projection: SearchIndexProjection, stop: threading.Event, on_error: Callable[[str | None], None] | None
+) -> bool:
+    """Rebuild the index, store errors waited out as the indexer waits them out (each attempt starts again:
+    a rebuild is not resumable); False if ``stop`` was set first."""
+    backoff = Backoff(first=0.2, most=10.0)
+    while True:
+        try:
+            rebuild(store, [projection], stop=stop)
+        except RebuildStopped:
+            return False
+        except StoreUnavailable as e:
+            log.warning("search index rebuild: %s (starting again)", e)
+            if on_error:
+                on_error(f"search index rebuild: {e}")
+            if stop.wait(backoff.next()):
+                return False
+            continue
+        if on_error:
+            on_error(None)
+        return True
+
+
 def search_status(config: Config, store: EventStore) -> ProjectionStatus:
     """The index's committed position and lag behind the log, for ``chat-archive status``; an index that
     cannot be used (an earlier schema, which `up` rebuilds) with the reason."""
     head = store.head()
+    location = IndexLocation(config.index.path)
     try:
-        position = SearchIndex(IndexLocation(config.index.path)).position()
+        position = SearchIndex(location).position()
     except StoreError as e:
-        return ProjectionStatus(name="search", position=0, head=head, lag=head, problem=str(e))
+        rebuilding = location.rebuild_running()
+        return ProjectionStatus(name="search", position=0, head=head, lag=head,
+                                problem="being rebuilt (by up, or rebuild search)" if rebuilding else str(e))
     return ProjectionStatus(name="search", position=position, head=head, lag=max(0, head - position))
 
 

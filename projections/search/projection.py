@@ -32,7 +32,7 @@ from ..follower import ProjectionReset
 from ..lines import Line, ids
 from .book import IndexBook
 from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, ref_hash
-from .storage import IndexLocation
+from .storage import IndexLocation, RebuildClaim
 
 DEFAULT_HEAP_MB = 256
 MAX_CANDIDATES = 8  # messages sharing a ref hash looked at (collisions are ~never)
@@ -122,6 +122,7 @@ class SearchIndexProjection:
         self.heap_mb = heap_mb
         self.hold, self.window = hold, window
         self._writer: tantivy.IndexWriter | None = None
+        self._claim: RebuildClaim | None = None  # a fresh generation's (``begin_rebuild``)
         self._open(directory or location.current_or_new(create_tantivy))
 
     def _open(self, directory: Path) -> None:
@@ -182,10 +183,17 @@ class SearchIndexProjection:
     # -- rebuild -------------------------------------------------------------------
 
     def begin_rebuild(self) -> SearchIndexProjection:
-        """A projection writing a fresh, empty generation (position 0), not yet live."""
-        return SearchIndexProjection(
-            self.location, self.location.new_generation(create_tantivy), heap_mb=self.heap_mb, hold=self.hold, window=self.window
-        )
+        """A projection writing a fresh, empty generation (position 0), not yet live; once no other rebuild
+        of the index runs (``IndexLocation.claim_rebuild``), held until it is swapped in or thrown away."""
+        claim = self.location.claim_rebuild()
+        try:
+            fresh = SearchIndexProjection(self.location, self.location.new_generation(create_tantivy),
+                                          heap_mb=self.heap_mb, hold=self.hold, window=self.window)
+        except BaseException:
+            claim.release()
+            raise
+        fresh._claim = claim
+        return fresh
 
     def finish_rebuild(self, fresh: SearchIndexProjection) -> None:
         """Make ``fresh`` (committed by the caller) the live index in one atomic swap.
@@ -194,13 +202,17 @@ class SearchIndexProjection:
         the swap) can take over the new generation; this projection then follows it.
         """
         fresh.close()
-        self.location.swap(fresh.directory)
+        try:
+            self.location.swap(fresh.directory)
+        finally:
+            fresh._claim.release()
         self.reopen()
 
     def abort_rebuild(self, fresh: SearchIndexProjection) -> None:
         """Throw an unfinished rebuild's generation away."""
         fresh.close()
         shutil.rmtree(fresh.directory, ignore_errors=True)
+        fresh._claim.release()
 
     def stale(self) -> bool:
         """True when a rebuild swapped in a new generation under this live projection."""

@@ -6,13 +6,20 @@ reader sees either the whole old index or the whole new one. Readers notice the
 swap on their next search (they compare the link's target) and reopen; the
 generation just replaced is kept until the next swap so that a reader still
 holding it keeps working, older ones are deleted.
+
+One rebuild at a time (``claim_rebuild``, a lock file across processes): two at once
+would each delete the other's generation at their swaps (`up` rebuilding an index
+of an earlier schema while a purge rebuilds it, say).
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +27,20 @@ from archive.errors import StoreError
 
 _GENERATION = re.compile(r"^gen-(\d{6,})$")
 LINK = "current"
+REBUILD_LOCK = "rebuild.lock"
+log = logging.getLogger(__name__)
+
+
+class RebuildClaim:
+    """This process's rebuild of the index, from its start to its swap or abort; ``release()`` ends it."""
+
+    def __init__(self, fd: int):
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the file releases its lock
+            self._fd = None
 
 
 class IndexLocation:
@@ -40,11 +61,18 @@ class IndexLocation:
             raise StoreError(f"search index {self.link} is not a generation link: {e}") from e
 
     def current_or_new(self, init: Callable[[Path], None]) -> Path:
-        """The live generation, creating a first one (see ``new_generation``) if there is none."""
+        """The live generation, creating a first one (see ``new_generation``) if there is none (holding the
+        rebuild claim: two processes opening a new index at once would each drop the other's at its swap)."""
         current = self.current()
         if current is None:
-            current = self.new_generation(init)
-            self.swap(current)
+            claim = self.claim_rebuild()
+            try:
+                current = self.current()
+                if current is None:
+                    current = self.new_generation(init)
+                    self.swap(current)
+            finally:
+                claim.release()
         return current
 
     def new_generation(self, init: Callable[[Path], None] | None = None) -> Path:
@@ -61,8 +89,37 @@ class IndexLocation:
             init(fresh)
         return fresh
 
+    def claim_rebuild(self) -> RebuildClaim:
+        """Wait until no other rebuild of this index runs, then hold it off until ``release()``."""
+        fd = self._lock_file()
+        try:
+            if not _try_lock(fd):
+                log.warning("search index %s: waiting for another rebuild of it to finish", self.base)
+                while not _try_lock(fd):
+                    time.sleep(0.2)
+        except BaseException:
+            os.close(fd)
+            raise
+        return RebuildClaim(fd)
+
+    def rebuild_running(self) -> bool:
+        """Whether a process is rebuilding the index now (holding its claim)."""
+        fd = self._lock_file()
+        try:
+            return not _try_lock(fd)
+        finally:
+            os.close(fd)
+
+    def _lock_file(self) -> int:
+        try:
+            self.base.mkdir(parents=True, exist_ok=True)
+            return os.open(self.base / REBUILD_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise StoreError(f"cannot open the search index's rebuild lock in {self.base}: {e}") from e
+
     def swap(self, fresh: Path) -> None:
-        """Make ``fresh`` the live generation atomically; drop all but it and the one it replaces."""
+        """Make ``fresh`` the live generation atomically; drop all but it and the one it replaces
+        (a rebuild's swap holds its claim: no other generation is being written)."""
         previous = self.current()
         temporary = self.base / f".{LINK}.{os.getpid()}"
         try:
@@ -77,11 +134,24 @@ class IndexLocation:
     def drop_replaced(self) -> None:
         """Delete every generation but the live one now, not at the next swap: after a purge the
         replaced generation still holds what was purged. A reader that still has it open keeps its
-        (unlinked) files until it follows the link on its next reload."""
-        current = self.current()
-        self._drop_generations(keep={current.name if current else None})
+        (unlinked) files until it follows the link on its next reload. Waits for a rebuild running
+        meanwhile: its generation is not replaced, it is being written."""
+        claim = self.claim_rebuild()
+        try:
+            current = self.current()
+            self._drop_generations(keep={current.name if current else None})
+        finally:
+            claim.release()
 
     def _drop_generations(self, keep: set[str | None]) -> None:
         for entry in os.listdir(self.base):
             if _GENERATION.match(entry) and entry not in keep:
                 shutil.rmtree(self.base / entry, ignore_errors=True)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

@@ -227,3 +227,56 @@ def test_a_purge_whose_rebuild_did_not_finish_is_finished_by_the_next_one(setup,
     assert [applied.by for applied in compliance_records(store, PurgeApplied)] == [f"{getpass.getuser()} (command line)"]
     assert main(["--config", str(config_file), "purge"]) == 0  # applied: nothing rebuilt again
     assert capsys.readouterr().out.startswith("nothing to purge")
+
+
+def test_one_purge_at_a_time_on_a_store_and_up_skips_its_turn_meanwhile(setup):
+    """Another process purging (its lease held): a second purge is refused before it deletes anything, naming
+    the holder; `up`'s scheduled purge skips that turn instead of stopping `up`."""
+    import threading
+
+    from archive.lease import LeaseHeld, StoreLease
+    from chat_archive.bootstrap import start_purges
+
+    config, store, client, compliance, _ = setup
+    other = StoreLease(store, "purge")
+    other.acquire()
+    try:
+        with pytest.raises(LeaseHeld, match=r"purge lease is held by .* pid"):
+            purge_expired(config, store, by="test")
+        stop = threading.Event()
+        stop.set()  # the purge at start, and no other
+        purges = start_purges(config, store, stop)
+        purges.join()  # raises what stopped it: nothing
+        assert list(store.read_room(SECRET))  # nothing deleted
+    finally:
+        other.release()
+    assert purge_expired(config, store, by="test") is not None
+    assert not list(store.read_room(SECRET))
+
+
+def test_up_finishes_an_owed_rebuild_once_with_no_retention_period_set(setup, monkeypatch):
+    import threading
+
+    import msgspec
+
+    from chat_archive import bootstrap
+
+    config, store, client, compliance, search = setup
+    with monkeypatch.context() as patch:
+        patch.setattr(bootstrap, "rebuild_projections", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            purge_expired(config, store, by="test")
+    unset = msgspec.structs.replace(config, retention=RetentionSettings())
+    stop = threading.Event()
+    purges = bootstrap.start_purges(unset, store, stop)
+    assert purges is not None
+    deadline = time.monotonic() + 60
+    while bootstrap.pending_purge(store) is not None:
+        assert purges.is_alive() and time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(search.reload_interval)
+    assert found(client, compliance, SECRET)["transcript"] == []
+    assert purges.is_alive()  # waiting for the stop, not purging again: no retention period
+    stop.set()
+    purges.join()
+    assert bootstrap.start_purges(unset, store, threading.Event()) is None

@@ -329,9 +329,10 @@ def test_a_rebuilt_index_answers_as_one_built_by_following_the_log(event_store, 
 
 def test_up_rebuilds_an_index_of_an_older_schema_in_the_background_while_messages_arrive(event_store, store_url, index_root):
     """After an upgrade that changed the index schema, `up` (``rebuild_unusable``) keeps running: the index is
-    rebuilt from the log in the indexer's thread, searches answer an error until it is swapped in, and the
-    messages appended meanwhile are found after it, as the indexer follows on."""
+    rebuilt from the log in the indexer's thread (here after another rebuild of it has finished), searches
+    answer an error until it is swapped in, and the messages appended meanwhile are found after it."""
     from archive.errors import StoreError
+    from projections.search import IndexLocation
 
     config = _config(store_url, index_root)
     event_store.append([message(i, f"before upgrade {i}", room="a@conference.localhost") for i in range(300)])
@@ -339,13 +340,19 @@ def test_up_rebuilds_an_index_of_an_older_schema_in_the_background_while_message
     downgrade(search_projection(config))
     with pytest.raises(StoreError, match="schema version"):
         start_search_indexer(config, event_store, threading.Event())  # `chat-archive search`'s way: refused
+    other = IndexLocation(config.index.path).claim_rebuild()  # `rebuild search` or a purge, running
     stop = threading.Event()
     thread = start_search_indexer(config, event_store, stop, rebuild_unusable=True)
     try:
-        for i in range(300, 340):  # live traffic through the rebuild and the swap
-            event_store.append([message(i, f"during upgrade {i}", room="a@conference.localhost")])
-            time.sleep(0.005)
         index = open_search_index(config)
+        for i in range(300, 340):  # live traffic through the wait, the rebuild and the swap
+            event_store.append([message(i, f"during upgrade {i}", room="a@conference.localhost")])
+            if i == 310:
+                with pytest.raises(StoreError, match="schema version"):
+                    index.search("upgrade", EVERYTHING, limit=1)
+                assert thread.is_alive()
+                other.release()
+            time.sleep(0.005)
 
         def found_all() -> bool:
             try:
@@ -356,8 +363,34 @@ def test_up_rebuilds_an_index_of_an_older_schema_in_the_background_while_message
         assert _wait_for(found_all, 30) is not None
         assert thread.is_alive()
     finally:
+        other.release()
         stop.set()
         thread.join(10)
+
+
+def test_two_rebuilds_of_one_index_at_once_run_in_turn(event_store, store_url, index_root):
+    """A purge's rebuild while `up` rebuilds an index of an earlier schema, or `rebuild search` meanwhile: each
+    swap used to delete the other's generation (its next commit failed, or the link named a deleted one)."""
+    config = _config(store_url, index_root)
+    event_store.append([message(i, f"turn {i}") for i in range(3000)])
+    search_projection(config).close()  # the index exists: what is raced is the rebuilds' swaps
+    failures = []
+
+    def rebuild_it():
+        try:
+            rebuild(event_store, [search_projection(config)], commit_every=500)
+        except Exception as e:  # noqa: BLE001 - what the other rebuild did to this one is the finding
+            failures.append(e)
+
+    threads = [threading.Thread(target=rebuild_it) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert open_search_index(config).search("turn", EVERYTHING, limit=1).total == 3000
+    generations = sorted(d.name for d in (index_root / "index").iterdir() if d.name.startswith("gen-"))
+    assert len(generations) == 2  # the live one and the one it replaced
 
 
 def test_a_background_rebuild_stopped_leaves_the_old_index_and_ends_quietly(event_store, store_url, index_root):

@@ -21,7 +21,7 @@ from archive.errors import ChatArchiveError
 from archive.health import Health
 from archive.store import EventStore
 from projections.runner import status as projection_status
-from projections.search import IndexLocation, SearchIndex
+from projections.search import IndexLocation, IndexUnusable, SearchIndex
 from projections.viewdb_backends import default_views_url
 from projections.views import Views
 
@@ -142,7 +142,10 @@ def metrics() -> Response:
 def _gauges(context: ApiContext) -> list[Family]:
     head = context.store.head()
     lags = [({"projection": s.name}, s.lag) for s in projection_status(context.store, context.views.projections())]
-    index_lag = max(0, head - context.search.position())
+    try:
+        index_lag = max(0, head - context.search.position())
+    except IndexUnusable:
+        index_lag = head  # being rebuilt: nothing of the log is searchable yet
     return [
         Family("chat_archive_events_appended_total", "Events appended to the log (its head position).", [({}, head)]),
         Family("chat_archive_projection_lag_events", "Log positions a view has not committed yet.", lags),

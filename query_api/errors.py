@@ -13,6 +13,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from archive.errors import ChatArchiveError, InvalidQueryError, NotFoundError, StoreError
+from projections.search import IndexUnusable
 
 from .escaping import log_safe
 
@@ -54,6 +55,9 @@ def from_archive_error(error: ChatArchiveError) -> ApiError:
         return ApiError(400, "invalid_query", str(error), position=error.position)
     if isinstance(error, NotFoundError):
         return ApiError(404, "not_found", str(error))
+    if isinstance(error, IndexUnusable):
+        return ApiError(503, "search_index_unusable", "search is unavailable until the search index is rebuilt (`up` "
+                        "rebuilds an index of an earlier schema in the background)", headers={"Retry-After": "30"})
     if isinstance(error, StoreError):
         log.warning("store unavailable: %s", log_safe(error, 1000))
         return ApiError(503, "unavailable", "the archive is temporarily unavailable, try again", headers={"Retry-After": "5"})

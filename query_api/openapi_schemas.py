@@ -52,7 +52,7 @@ SCHEMAS = {
                    "properties": {"rooms": COUNTS, "senders": COUNTS}},
         "next": CURSOR_OUT, "index_position": INTEGER,
     }),  # fmt: skip
-    "RoomSummary": obj({"room": STRING, "messages": INTEGER, "last_activity": OPT_INSTANT},
+    "RoomSummary": obj({"room": STRING, "messages": {"type": ["integer", "null"], "description": "null while the search index is rebuilt"}, "last_activity": OPT_INSTANT},
                        {"occupants_now": {"type": ["integer", "null"]}, "presence_known": BOOLEAN}),
     "RoomList": obj({"rooms": array(ref("RoomSummary")), "next": CURSOR_OUT}),
     "Line": obj(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from archive.times import utcnow
+from projections.search import IndexUnusable
 
 from .access import Caller
 from .context import api, caller, json_response
@@ -63,7 +64,7 @@ def _describe(context, rooms: list[str], who: Caller) -> list[dict]:
         last = views.transcripts.page(room, direction="backward", limit=1).lines
         items.append({
             "room": room,
-            "messages": counts.get(room.lower(), 0),
+            "messages": counts.get(room.lower(), 0) if counts is not None else None,
             "occupants_now": len(occupants.occupants),
             "presence_known": occupants.known,
             "last_activity": last[-1].at if last else None,
@@ -71,9 +72,13 @@ def _describe(context, rooms: list[str], who: Caller) -> list[dict]:
     return items
 
 
-def message_counts(search, rooms: list[str], who: Caller) -> dict[str, int]:
-    """Messages per room as the caller would find them (one search, scoped to ``rooms``)."""
+def message_counts(search, rooms: list[str], who: Caller) -> dict[str, int] | None:
+    """Messages per room as the caller would find them (one search, scoped to ``rooms``); None while the
+    index cannot be used (being rebuilt after an upgrade): the rest of the list does not need it."""
     if not rooms:
         return {}
-    results = search.search("", scope_of(who, rooms), limit=1, facets=True, facet_size=len(rooms))
+    try:
+        results = search.search("", scope_of(who, rooms), limit=1, facets=True, facet_size=len(rooms))
+    except IndexUnusable:
+        return None
     return {facet.value: facet.count for facet in results.facets.rooms}

@@ -47,6 +47,7 @@ behind an atomically swapped link.
 from .indexer import IndexerThread, SearchIndexer
 from .projection import SearchIndexProjection
 from .results import FacetCount, Facets, Hit, Scope, SearchResults, Sort
+from .schema import IndexUnusable
 from .searcher import SearchIndex
 from .storage import IndexLocation
 
@@ -55,6 +56,7 @@ __all__ = [
     "Facets",
     "Hit",
     "IndexLocation",
+    "IndexUnusable",
     "IndexerThread",
     "Scope",
     "SearchIndex",

@@ -31,7 +31,7 @@ from .. import messages
 from ..follower import ProjectionReset
 from ..lines import Line, ids
 from .book import IndexBook
-from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, ref_hash
+from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, IndexUnusable, older_schema, ref_hash
 from .storage import IndexLocation, RebuildClaim
 
 DEFAULT_HEAP_MB = 256
@@ -85,7 +85,7 @@ def open_tantivy(directory: Path) -> tantivy.Index:
     try:
         index = tantivy.Index(SCHEMA, path=str(directory), reuse=True)
     except ValueError as e:
-        raise StoreError(
+        raise IndexUnusable(
             f"search index {directory} cannot be opened ({e}); rebuild it: chat-archive rebuild search"
         ) from e
     index.config_reader("manual")
@@ -135,10 +135,7 @@ class SearchIndexProjection:
             self._searcher = self._index.searcher()
             self._position, version = read_meta(self._searcher)
             if version != SCHEMA_VERSION:
-                raise StoreError(
-                    f"search index {self.directory} has schema version {version}, this program "
-                    f"{SCHEMA_VERSION}: rebuild it with chat-archive rebuild search"
-                )
+                raise older_schema(self.directory, version)
         except StoreError as e:
             self._unusable = e
             return

@@ -33,8 +33,19 @@ from collections.abc import Callable
 
 import tantivy
 
+from archive.errors import StoreError
+
 SCHEMA_VERSION = 5  # 2: message lines of the message model (blob, awaiting); 3: key indexed, only blob stored; 4: span;
 # 5: a retracted message's text in history, not body
+
+
+class IndexUnusable(StoreError):
+    """This program cannot use the index (an earlier schema, unreadable files): it must be rebuilt from the log."""
+
+
+def older_schema(directory: object, version: int) -> IndexUnusable:
+    return IndexUnusable(f"search index {directory} has schema version {version}, this program {SCHEMA_VERSION}: "
+                         "rebuild it with chat-archive rebuild search")
 
 BODY_TOKENIZER = "en_stem"
 

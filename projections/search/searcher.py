@@ -33,7 +33,7 @@ from .documents import TOMB_MARK, StoredLines
 from .projection import open_tantivy, read_meta
 from .query import parse
 from .results import FacetCount, Facets, Hit, Scope, SearchResults, Sort
-from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, bare_jid
+from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, bare_jid, older_schema
 from .storage import IndexLocation
 from .timepage import edge_unit, time_page
 from .translate import Translator
@@ -105,7 +105,7 @@ class SearchIndex:
 
         Raises ``InvalidQueryError`` (with ``position``) for a malformed query, an
         ``is:retracted`` outside compliance scope, a ``jid:`` without ``Scope.jids``, a
-        bad limit or a foreign cursor; ``StoreError`` if the index needs a rebuild.
+        bad limit or a foreign cursor; ``IndexUnusable`` (a ``StoreError``) if the index needs a rebuild.
         """
         sort = _sort(sort)
         facets = cursor is None if facets is None else facets
@@ -200,10 +200,7 @@ class SearchIndex:
                     self._position, version = read_meta(self._searcher)
                     if version != SCHEMA_VERSION:
                         self._index = None
-                        raise StoreError(
-                            f"search index {current} has schema version {version}, this program "
-                            f"{SCHEMA_VERSION}: rebuild it with chat-archive rebuild search"
-                        )
+                        raise older_schema(current, version)
             return self._searcher
 
     def _edge_of(self, searcher: tantivy.Searcher):

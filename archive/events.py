@@ -287,10 +287,13 @@ class EventsPurged(Event, tag="events_purged"):
 
 class PurgeApplied(Event, tag="purge_applied"):
     """The views and the search index were rebuilt from the log after the purge recorded at ``purge_position``
-    and every earlier one: nothing those purges deleted can be read or found any more."""
+    and every earlier one: nothing those purges deleted can be read or found any more. ``search_index`` is the id
+    of the index generation that rebuild made: every other index following the log (one per API host) rebuilds
+    itself when it reads this record."""
 
     purge_position: int
     by: str = ""
+    search_index: str = ""
 
 
 class ContentRead(Event, tag="content_read"):

@@ -149,10 +149,12 @@ def pending_purge(store: EventStore) -> int | None:
     return unapplied_purge(store.read_room(COMPLIANCE_STREAM))
 
 
-def record_purge_applied(store: EventStore, purge_position: int, *, by: str = "") -> PurgeApplied:
-    """Record that the views and the index were rebuilt after the purge at ``purge_position``."""
+def record_purge_applied(store: EventStore, purge_position: int, *, by: str = "", search_index: str = "") -> PurgeApplied:
+    """Record that the views and the index (generation ``search_index``) were rebuilt after the purge at
+    ``purge_position``."""
     now = utcnow()
-    applied = PurgeApplied(room=COMPLIANCE_STREAM, occurred_at=now, recorded_at=now, purge_position=purge_position, by=by)
+    applied = PurgeApplied(room=COMPLIANCE_STREAM, occurred_at=now, recorded_at=now, purge_position=purge_position,
+                           by=by, search_index=search_index)
     store.append([applied])
     return applied
 

@@ -24,6 +24,7 @@ from projections.presence.logic import Gap
 from projections.rebuild import RebuildReport, RebuildStopped, rebuild
 from projections.runner import ProjectionStatus, ProjectionThreads, status
 from projections.search import IndexerThread, IndexLocation, SearchIndex, SearchIndexer, SearchIndexProjection
+from projections.search.storage import generation_id
 from projections.tables import TableProjection
 from projections.viewdb_backends import default_views_url
 from projections.views import Views
@@ -75,8 +76,10 @@ def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool =
         unapplied = pending_purge(store)
         if unapplied is not None:
             rebuild_projections(config, store, ["transcripts", "presence", "search"], progress=False)
-            IndexLocation(config.index.path).drop_replaced()
-            record_purge_applied(store, unapplied, by=by)
+            index = IndexLocation(config.index.path)
+            index.drop_replaced()
+            rebuilt = index.current()
+            record_purge_applied(store, unapplied, by=by, search_index=generation_id(rebuilt) if rebuilt else "")
         # Last, as a reader holding a log fails it (the views must be rebuilt by then), and on every purge, also
         # one that found nothing to delete: it empties what an earlier one's failed erase left.
         erase_purged_copies(config, store)

@@ -14,6 +14,7 @@ generation's committed position.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -23,8 +24,10 @@ from archive.background import Background
 from archive.store import EventStore
 
 from ..follower import LogFollower
+from ..rebuild import RebuildStopped, rebuild
 from .projection import MAX_PENDING, SearchIndexProjection
 
+log = logging.getLogger(__name__)
 CATCH_UP_INTERVAL = 5.0
 CATCH_UP_LAG = 20_000  # events behind the log's head that count as catching up
 PAGE_SIZE = 2000
@@ -91,6 +94,10 @@ class SearchIndexer(LogFollower):
                 if self.projection.stale():
                     self._resume_from_commit()  # a rebuild swapped generations: follow the new one
                     first_pending = None
+                if self.projection.rebuild_owed():
+                    if not self._rebuild_for_purge(stop):
+                        return
+                    first_pending = None
                 before = self._applied_since_commit
                 self._step()
                 full_page = self._applied_since_commit - before >= self.page_size
@@ -107,6 +114,21 @@ class SearchIndexer(LogFollower):
         finally:
             if not self._torn:
                 self._commit()
+
+
+    def _rebuild_for_purge(self, stop: threading.Event) -> bool:
+        """Replace the index by one rebuilt from the log (without what a purge deleted), the live one serving
+        meanwhile; False if ``stop`` was set first (the generation still owes it: the next start rebuilds)."""
+        log.warning("search index %s: a purge was applied to another index; rebuilding this one from the log",
+                    self.projection.directory)
+        try:
+            rebuild(self.store, [self.projection], stop=stop)
+        except RebuildStopped:
+            return False
+        self.projection.location.drop_replaced()  # it holds what was purged
+        self._resume_from_commit()
+        log.warning("search index rebuilt after the purge")
+        return True
 
 
 class IndexerThread(Background):

@@ -24,7 +24,7 @@ from pathlib import Path
 import tantivy
 
 from archive.errors import StoreError
-from archive.events import MessageCorrected, MessagePosted, MessageRetracted, Recorded
+from archive.events import MessageCorrected, MessagePosted, MessageRetracted, PurgeApplied, Recorded
 
 from . import documents as docs
 from .. import messages
@@ -32,7 +32,7 @@ from ..follower import ProjectionReset
 from ..lines import Line, ids
 from .book import IndexBook
 from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, IndexUnusable, older_schema, ref_hash
-from .storage import IndexLocation, RebuildClaim
+from .storage import IndexLocation, RebuildClaim, generation_id
 
 DEFAULT_HEAP_MB = 256
 MAX_CANDIDATES = 8  # messages sharing a ref hash looked at (collisions are ~never)
@@ -54,6 +54,7 @@ MAX_PENDING = 500_000
 # instead of 36.4.
 WRITER_THREADS = 1
 _MESSAGE_EVENTS = (MessagePosted, MessageCorrected, MessageRetracted)
+PURGE_OWED = "purge-rebuild-owed"  # in a generation's directory: see ``rebuild_owed``
 
 
 # Stored lines are compressed in blocks of this many bytes (tantivy's default: 16 KB). A hit's line
@@ -130,6 +131,7 @@ class SearchIndexProjection:
         not raised: it can still be rebuilt, and only using it raises."""
         self.directory = directory
         self._position, self._unusable, self._broken = 0, None, None
+        self._purge_seen = False  # a purge applied to another index, read but not committed (``rebuild_owed``)
         try:
             self._index = open_tantivy(self.directory)
             self._searcher = self._index.searcher()
@@ -154,6 +156,8 @@ class SearchIndexProjection:
             event = record.event
             if type(event) in _MESSAGE_EVENTS:
                 book.apply(record.position, step(record.position, event, book))
+            elif type(event) is PurgeApplied and self.live and event.search_index != generation_id(self.directory):
+                self._purge_seen = True  # another index was rebuilt without what it purged: so must this one be
         if records:
             self._write(book.due(records[-1].position))
 
@@ -166,6 +170,8 @@ class SearchIndexProjection:
         self._usable()
         self._write(self._book.due(None))
         writer = self._open_writer()
+        if self._purge_seen:
+            self._owe_rebuild()
         try:
             writer.delete_documents_by_query(tantivy.Query.term_query(SCHEMA, "meta", FLAG_SET))
             writer.add_document(docs.meta_document(position, SCHEMA_VERSION))
@@ -178,6 +184,23 @@ class SearchIndexProjection:
         self._position = position
 
     # -- rebuild -------------------------------------------------------------------
+
+    def rebuild_owed(self) -> bool:
+        """Whether this generation read (and committed past) a purge another index was rebuilt for: it still
+        holds what that purge deleted, until a rebuild replaces it (``SearchIndexer`` makes one)."""
+        return (self.directory / PURGE_OWED).exists()
+
+    def _owe_rebuild(self) -> None:
+        # Written before the commit that takes the position past the purge record: a process stopped after it
+        # still knows, at its next start, that it owes the rebuild.
+        try:
+            with open(self.directory / PURGE_OWED, "w") as marker:
+                marker.write("a purge recorded in the log was applied to another index: rebuild this one\n")
+                marker.flush()
+                os.fsync(marker.fileno())
+        except OSError as e:
+            raise StoreError(f"search index {self.directory}: cannot record the rebuild a purge owes: {e}") from e
+        self._purge_seen = False
 
     def begin_rebuild(self) -> SearchIndexProjection:
         """A projection writing a fresh, empty generation (position 0), not yet live; once no other rebuild

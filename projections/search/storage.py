@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from archive.errors import StoreError
 _GENERATION = re.compile(r"^gen-(\d{6,})$")
 LINK = "current"
 REBUILD_LOCK = "rebuild.lock"
+GENERATION_ID = "generation-id"
 log = logging.getLogger(__name__)
 
 
@@ -155,3 +157,24 @@ def _try_lock(fd: int) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+def generation_id(directory: Path) -> str:
+    """The generation's id, unique across hosts (made on first asking: generations made before ids were have none)."""
+    path = directory / GENERATION_ID
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        pass
+    written = directory / f".{GENERATION_ID}.{os.getpid()}"
+    try:
+        written.write_text(uuid.uuid4().hex)
+        try:
+            os.link(written, path)  # the first process to ask makes it; the others read that one
+        except FileExistsError:
+            pass
+        finally:
+            written.unlink()
+        return path.read_text()
+    except OSError as e:
+        raise StoreError(f"cannot write the id of search index generation {directory}: {e}") from e

@@ -280,3 +280,50 @@ def test_up_finishes_an_owed_rebuild_once_with_no_retention_period_set(setup, mo
     stop.set()
     purges.join()
     assert bootstrap.start_purges(unset, store, threading.Event()) is None
+
+
+def test_a_purge_reaches_the_search_index_of_every_api_host(setup, tmp_path):
+    """Scale-out (docs/DEPLOY.md): every API host keeps a search index of its own, following the shared log. The
+    purge rebuilds its own host's index; each other host's indexer, reading the purge_applied record, rebuilds its
+    own, the messages arriving meanwhile included."""
+    import threading
+
+    import msgspec
+
+    from archive.times import utcnow
+    from chat_archive.bootstrap import start_search_indexer
+    from projections.search import Scope
+
+    config, store, client, compliance, search = setup
+    everything = Scope(rooms=None, compliance=True)
+    host_b = msgspec.structs.replace(config, index=msgspec.structs.replace(
+        config.index, path=str(tmp_path / "host-b-index"), commit_interval=0.05))
+    stop = threading.Event()
+    indexer = start_search_indexer(host_b, store, stop)
+    try:
+        index_b = open_search_index(host_b)
+        deadline = time.monotonic() + 30
+        while index_b.search("typo", everything).total == 0:  # caught up: what the purge will delete is found
+            assert time.monotonic() < deadline and indexer.is_alive()
+            time.sleep(0.05)
+        purge_expired(config, store, by="test")
+        for n in range(5):
+            store.append([message(1000 + n, f"aftermath {n}", "alice", room=LOBBY, occurred_at=utcnow())])
+        deadline = time.monotonic() + 60
+        while index_b.search("typo OR hello OR fixed OR oops", everything).total:
+            assert time.monotonic() < deadline and indexer.is_alive()
+            time.sleep(0.05)
+        while index_b.search("aftermath", everything).total < 5:
+            assert time.monotonic() < deadline and indexer.is_alive()
+            time.sleep(0.05)
+        assert index_b.search("retention", everything).total == 1
+
+        def purged_text_on_disk():
+            return [f for f in (tmp_path / "host-b-index").rglob("*") if f.is_file() and b"typo" in f.read_bytes()]
+
+        while purged_text_on_disk():  # the replaced generation is dropped right after the swap
+            assert time.monotonic() < deadline and indexer.is_alive()
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        indexer.join(30)

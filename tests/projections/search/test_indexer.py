@@ -409,3 +409,42 @@ def test_a_background_rebuild_stopped_leaves_the_old_index_and_ends_quietly(even
     with pytest.raises(StoreError, match="schema version"):
         open_search_index(config).search("message", EVERYTHING)
     assert sorted(d.name for d in (index_root / "index").iterdir()) == before  # the fresh copy dropped
+
+
+def test_a_purge_applied_to_another_index_is_owed_here_until_a_rebuild_even_across_a_restart(event_store, store_url, index_root):
+    """The owed rebuild is written into the generation before the commit past the purge record: an indexer
+    stopped before it rebuilt (here: never started) rebuilds at its next start. Its own purge's record (its
+    generation's id) and a fresh generation being built owe nothing."""
+    from archive.events import COMPLIANCE_STREAM, PurgeApplied
+    from archive.times import utcnow
+    from projections.search import IndexLocation
+    from projections.search.storage import generation_id
+
+    config = _config(store_url, index_root, commit_interval=0.05)
+    event_store.append([message(i, f"kept {i}") for i in range(20)])
+    projection = search_projection(config)
+
+    def purge_applied(search_index):
+        now = utcnow()
+        return PurgeApplied(room=COMPLIANCE_STREAM, occurred_at=now, recorded_at=now, purge_position=1,
+                            search_index=search_index)
+
+    event_store.append([purge_applied(generation_id(projection.directory))])  # this index's own purge
+    SearchIndexer(event_store, projection, commit_interval=0.05).catch_up()
+    assert not projection.rebuild_owed()
+    event_store.append([purge_applied("another host's index")])
+    SearchIndexer(event_store, projection, commit_interval=0.05).catch_up()
+    assert projection.rebuild_owed()
+    owing = projection.directory
+    projection.close()
+
+    stop = threading.Event()
+    thread = start_search_indexer(config, event_store, stop)  # a restart
+    try:
+        assert _wait_for(lambda: IndexLocation(config.index.path).current() != owing, 30) is not None
+        assert _wait_for(lambda: not owing.exists(), 30) is not None  # it holds what was purged: dropped
+        assert not search_projection(config).rebuild_owed()  # the fresh copy owes nothing
+        assert open_search_index(config).search("kept", EVERYTHING).total == 20
+    finally:
+        stop.set()
+        thread.join(10)

@@ -23,6 +23,7 @@ from typing import Any
 from eventsourcing.persistence import PersistenceError
 
 from .errors import StoreError
+from .store_errors import store_error
 from .store import EventStore
 
 
@@ -99,7 +100,7 @@ class StoreLease:
                 )
                 return work(cursor)
         except PersistenceError as e:
-            raise StoreError(f"cannot read or write the store's {self.name} lease: {e}") from e
+            raise store_error(f"cannot read or write the store's {self.name} lease", e) from e
 
     def _current(self, cursor) -> tuple[str, float] | None:
         cursor.execute(f"SELECT holder, expires FROM {self._table} WHERE name={self._mark}", (self.name,))
@@ -146,7 +147,10 @@ def holding(lease: StoreLease) -> Iterator[StoreLease]:
     finally:
         done.set()
         renewer.join()
-        lease.release()
+        try:
+            lease.release()
+        except StoreError as e:  # it expires by itself; the block's own error, if any, is the one to see
+            logging.getLogger(__name__).warning("cannot release the store's %s lease: %s", lease.name, e)
 
 
 def _alive(holder: str) -> bool:

@@ -189,8 +189,12 @@ def _rebuild(
     fresh: list[Projection] = []
     writers: dict[str, BackgroundWriter] = {}
     try:
+        head = store.head()  # before the first page is read
         for target in targets:
             fresh.append(target.begin_rebuild())
+            began_building = getattr(fresh[-1], "began_building", None)
+            if began_building is not None:
+                began_building(head)
         if background if background is not None else store.head() > commit_every:
             for projection in fresh:
                 write_in_background = getattr(projection, "write_in_background", None)

@@ -17,6 +17,7 @@ from ..bootstrap import (
     view_projections,
 )
 from ..process import stopped_by_signals
+from ..purges import purge_lease
 
 VIEW_NAMES = ["transcripts", "presence"]
 TARGETS = [*VIEW_NAMES, "search", "all"]
@@ -80,7 +81,7 @@ def _catch_up(config, *, views: bool, search: bool) -> int:
 
 def run_rebuild(args: argparse.Namespace, config) -> int:
     names = [*VIEW_NAMES, "search"] if args.what == "all" else [args.what]
-    with open_store(config) as store:
+    with open_store(config) as store, purge_lease(store):  # a purge deleting under the read would be undone
         report = rebuild_projections(config, store, names, progress=not args.quiet)
     print(
         f"rebuilt {', '.join(report.projections)}: {report.events:,} events in {report.seconds:.1f} s "

@@ -11,7 +11,8 @@ import msgspec
 from archive.retention import holds_of, pending_purge, place_hold, release_hold
 from archive.times import format_time, parse_time
 
-from ..bootstrap import open_store, purge_expired
+from ..bootstrap import open_store
+from ..purges import purge_expired
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

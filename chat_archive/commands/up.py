@@ -18,12 +18,12 @@ from ..bootstrap import (
     open_views,
     start_api,
     start_checkpoints,
-    start_purges,
     start_listener,
     start_projections,
     start_search_indexer,
 )
 from ..demo_guide import demo_hints, print_guide, publish_server, withdraw_server
+from ..purges import start_purges
 from ..process import configure_logging, port_number, stopped_by_signals
 
 log = logging.getLogger("chat_archive.up")

@@ -14,7 +14,6 @@ generation's committed position.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -24,10 +23,9 @@ from archive.background import Background
 from archive.store import EventStore
 
 from ..follower import LogFollower
-from ..rebuild import RebuildStopped, rebuild
 from .projection import MAX_PENDING, SearchIndexProjection
+from .purged import PurgeRebuild
 
-log = logging.getLogger(__name__)
 CATCH_UP_INTERVAL = 5.0
 CATCH_UP_LAG = 20_000  # events behind the log's head that count as catching up
 PAGE_SIZE = 2000
@@ -77,6 +75,9 @@ class SearchIndexer(LogFollower):
             max_pending=max_pending,
             on_error=on_error,
         )
+        self._purge_rebuild = PurgeRebuild(store, on_error)
+        if self._applied == 0:  # a first index, built from the log's start as it is followed
+            projection.began_building(store.head())
         self.schedule = CommitSchedule(commit_interval, max(catch_up_interval, commit_interval), max_pending)
         self.catch_up_lag = catch_up_lag
 
@@ -94,10 +95,7 @@ class SearchIndexer(LogFollower):
                 if self.projection.stale():
                     self._resume_from_commit()  # a rebuild swapped generations: follow the new one
                     first_pending = None
-                if self.projection.rebuild_owed():
-                    if not self._rebuild_for_purge(stop):
-                        return
-                    first_pending = None
+                self._purge_rebuild.ensure(self.projection, stop)
                 before = self._applied_since_commit
                 self._step()
                 full_page = self._applied_since_commit - before >= self.page_size
@@ -114,21 +112,7 @@ class SearchIndexer(LogFollower):
         finally:
             if not self._torn:
                 self._commit()
-
-
-    def _rebuild_for_purge(self, stop: threading.Event) -> bool:
-        """Replace the index by one rebuilt from the log (without what a purge deleted), the live one serving
-        meanwhile; False if ``stop`` was set first (the generation still owes it: the next start rebuilds)."""
-        log.warning("search index %s: a purge was applied to another index; rebuilding this one from the log",
-                    self.projection.directory)
-        try:
-            rebuild(self.store, [self.projection], stop=stop)
-        except RebuildStopped:
-            return False
-        self.projection.location.drop_replaced()  # it holds what was purged
-        self._resume_from_commit()
-        log.warning("search index rebuilt after the purge")
-        return True
+            self._purge_rebuild.join()  # it sees ``stop`` after its page
 
 
 class IndexerThread(Background):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from ..follower import ProjectionReset
 from ..lines import Line, ids
 from .book import IndexBook
 from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, IndexUnusable, older_schema, ref_hash
-from .storage import IndexLocation, RebuildClaim, generation_id
+from .storage import IndexLocation, RebuildClaim, began_at, generation_id, note_began_at
 
 DEFAULT_HEAP_MB = 256
 MAX_CANDIDATES = 8  # messages sharing a ref hash looked at (collisions are ~never)
@@ -116,12 +117,14 @@ class SearchIndexProjection:
         heap_mb: int = DEFAULT_HEAP_MB,
         hold: int = HOLD,
         window: int = WINDOW,
+        stop: threading.Event | None = None,
     ):
         self.location = location
         # A projection on the live generation follows swaps; one building a fresh generation does not.
         self.live = directory is None
         self.heap_mb = heap_mb
         self.hold, self.window = hold, window
+        self.stop = stop  # once set, a rebuild waiting for another one's end stops waiting (``begin_rebuild``)
         self._writer: tantivy.IndexWriter | None = None
         self._claim: RebuildClaim | None = None  # a fresh generation's (``begin_rebuild``)
         self._open(directory or location.current_or_new(create_tantivy))
@@ -141,7 +144,14 @@ class SearchIndexProjection:
         except StoreError as e:
             self._unusable = e
             return
+        self._id, self._began_at = generation_id(directory), began_at(directory)
         self._remember_awaiting()
+
+    def began_building(self, head: int) -> None:
+        """The log's head as this generation begins to be built from the log's start (``rebuild``, or a first
+        index's indexer): a purge recorded applied before it cannot have anything in it (see ``apply``)."""
+        note_began_at(self.directory, head)
+        self._began_at = began_at(self.directory)
 
     # -- the Projection protocol -------------------------------------------------
 
@@ -156,8 +166,10 @@ class SearchIndexProjection:
             event = record.event
             if type(event) in _MESSAGE_EVENTS:
                 book.apply(record.position, step(record.position, event, book))
-            elif type(event) is PurgeApplied and self.live and event.search_index != generation_id(self.directory):
-                self._purge_seen = True  # another index was rebuilt without what it purged: so must this one be
+            elif type(event) is PurgeApplied and record.position > self._began_at and event.search_index != self._id:
+                # Another index was rebuilt without what a purge deleted, and this one may have read it before the
+                # deletion (it began before the record): so must this one be, a fresh one being built too.
+                self._purge_seen = True
         if records:
             self._write(book.due(records[-1].position))
 
@@ -178,6 +190,9 @@ class SearchIndexProjection:
             writer.commit()
             self._index.reload()
         except ValueError as e:
+            if self.stale():  # swapped (and the old copy dropped: a purge's) while this commit ran
+                self.reopen()
+                raise ProjectionReset(f"search index replaced by a rebuild; resuming from position {self._position}") from e
             raise StoreError(f"search index {self.directory}: commit failed: {e}") from e
         self._searcher = self._committed.searcher = self._index.searcher()
         self._book.committed(position)
@@ -205,7 +220,7 @@ class SearchIndexProjection:
     def begin_rebuild(self) -> SearchIndexProjection:
         """A projection writing a fresh, empty generation (position 0), not yet live; once no other rebuild
         of the index runs (``IndexLocation.claim_rebuild``), held until it is swapped in or thrown away."""
-        claim = self.location.claim_rebuild()
+        claim = self.location.claim_rebuild(self.stop)
         try:
             fresh = SearchIndexProjection(self.location, self.location.new_generation(create_tantivy),
                                           heap_mb=self.heap_mb, hold=self.hold, window=self.window)
@@ -214,6 +229,12 @@ class SearchIndexProjection:
             raise
         fresh._claim = claim
         return fresh
+
+    def sibling(self) -> SearchIndexProjection:
+        """Another projection on the live generation with these settings, writing nothing unless asked: the
+        target of a rebuild run beside this one's indexer (which follows its swap)."""
+        return SearchIndexProjection(self.location, heap_mb=self.heap_mb, hold=self.hold, window=self.window,
+                                     stop=self.stop)
 
     def finish_rebuild(self, fresh: SearchIndexProjection) -> None:
         """Make ``fresh`` (committed by the caller) the live index in one atomic swap.

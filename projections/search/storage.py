@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -26,10 +27,13 @@ from pathlib import Path
 
 from archive.errors import StoreError
 
+from ..rebuild import RebuildStopped
+
 _GENERATION = re.compile(r"^gen-(\d{6,})$")
 LINK = "current"
 REBUILD_LOCK = "rebuild.lock"
 GENERATION_ID = "generation-id"
+BEGAN_AT = "began-at-head"
 log = logging.getLogger(__name__)
 
 
@@ -91,22 +95,30 @@ class IndexLocation:
             init(fresh)
         return fresh
 
-    def claim_rebuild(self) -> RebuildClaim:
-        """Wait until no other rebuild of this index runs, then hold it off until ``release()``."""
+    def claim_rebuild(self, stop: threading.Event | None = None) -> RebuildClaim:
+        """Wait until no other rebuild of this index runs, then hold it off until ``release()``;
+        ``RebuildStopped`` if ``stop`` is set while waiting."""
         fd = self._lock_file()
         try:
             if not _try_lock(fd):
                 log.warning("search index %s: waiting for another rebuild of it to finish", self.base)
                 while not _try_lock(fd):
-                    time.sleep(0.2)
+                    if stop is not None and stop.wait(0.2):
+                        raise RebuildStopped("stopped while waiting for another rebuild of the search index")
+                    if stop is None:
+                        time.sleep(0.2)
         except BaseException:
             os.close(fd)
             raise
         return RebuildClaim(fd)
 
     def rebuild_running(self) -> bool:
-        """Whether a process is rebuilding the index now (holding its claim)."""
-        fd = self._lock_file()
+        """Whether a process is rebuilding the index now (holding its claim). Creates nothing (``status`` may run
+        as another user than the service)."""
+        try:
+            fd = os.open(self.base / REBUILD_LOCK, os.O_RDONLY)
+        except OSError:
+            return False
         try:
             return not _try_lock(fd)
         finally:
@@ -166,11 +178,11 @@ def generation_id(directory: Path) -> str:
         return path.read_text()
     except FileNotFoundError:
         pass
-    written = directory / f".{GENERATION_ID}.{os.getpid()}"
+    written = directory / f".{GENERATION_ID}.{uuid.uuid4().hex}"
     try:
         written.write_text(uuid.uuid4().hex)
         try:
-            os.link(written, path)  # the first process to ask makes it; the others read that one
+            os.link(written, path)  # the first to ask makes it; the others read that one
         except FileExistsError:
             pass
         finally:
@@ -178,3 +190,21 @@ def generation_id(directory: Path) -> str:
         return path.read_text()
     except OSError as e:
         raise StoreError(f"cannot write the id of search index generation {directory}: {e}") from e
+
+
+def began_at(directory: Path) -> int:
+    """The log's head when the generation began to be built from the log's start (0: not known)."""
+    try:
+        return int((directory / BEGAN_AT).read_text())
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def note_began_at(directory: Path, head: int) -> None:
+    """Remember ``head`` as the generation's ``began_at``, unless it has one."""
+    if began_at(directory):
+        return
+    try:
+        (directory / BEGAN_AT).write_text(str(head))
+    except OSError as e:
+        raise StoreError(f"search index generation {directory}: {e}") from e

@@ -429,11 +429,12 @@ def test_a_purge_applied_to_another_index_is_owed_here_until_a_rebuild_even_acro
         return PurgeApplied(room=COMPLIANCE_STREAM, occurred_at=now, recorded_at=now, purge_position=1,
                             search_index=search_index)
 
+    indexer = SearchIndexer(event_store, projection, commit_interval=0.05)  # the index begins at this head
     event_store.append([purge_applied(generation_id(projection.directory))])  # this index's own purge
-    SearchIndexer(event_store, projection, commit_interval=0.05).catch_up()
+    indexer.catch_up()
     assert not projection.rebuild_owed()
     event_store.append([purge_applied("another host's index")])
-    SearchIndexer(event_store, projection, commit_interval=0.05).catch_up()
+    indexer.catch_up()
     assert projection.rebuild_owed()
     owing = projection.directory
     projection.close()
@@ -448,3 +449,29 @@ def test_a_purge_applied_to_another_index_is_owed_here_until_a_rebuild_even_acro
     finally:
         stop.set()
         thread.join(10)
+
+
+def test_a_purge_applied_while_an_index_is_rebuilt_is_owed_by_the_new_copy(event_store, store_url, index_root):
+    """The fresh copy may have read what the purge deleted before the deletion: it is swapped in owing a rebuild.
+    A purge recorded applied before the rebuild began is not owed (a new host reading old purge records)."""
+    from archive.events import COMPLIANCE_STREAM, PurgeApplied
+    from archive.times import utcnow
+    from projections.follower import LogFollower
+
+    def purge_applied():
+        now = utcnow()
+        return PurgeApplied(room=COMPLIANCE_STREAM, occurred_at=now, recorded_at=now, purge_position=1,
+                            search_index="another host's index")
+
+    config = _config(store_url, index_root)
+    event_store.append([message(i, f"kept {i}") for i in range(20)] + [purge_applied()])
+    live = search_projection(config)
+    rebuild(event_store, [live])
+    assert not live.rebuild_owed()  # the purge was recorded applied before this rebuild began
+    fresh = live.begin_rebuild()
+    fresh.began_building(event_store.head())
+    event_store.append([purge_applied()])  # another host purged while this copy was being built
+    LogFollower(event_store, fresh, commit_interval=60).catch_up()
+    live.finish_rebuild(fresh)
+    assert live.directory == fresh.directory and live.rebuild_owed()
+    live.close()

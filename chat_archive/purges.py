@@ -1,0 +1,96 @@
+"""The purge as `purge` and `up` run it: the deletion (``archive.retention``), then the views' and the search
+index's rebuild, the record that they were rebuilt, and the erasure of SQLite's write-ahead copies."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from archive.application import StoreLocation
+from archive.errors import ChatArchiveError
+from archive.events import EventsPurged
+from archive.lease import LeaseHeld, StoreLease, holding
+from archive.retention import pending_purge, purge, record_purge_applied
+from archive.store import EventStore
+from projections.search import IndexLocation
+from projections.search.storage import generation_id
+
+from .bootstrap import open_views, rebuild_projections, views_url
+from .config import Config
+from .process import Periodic
+
+log = logging.getLogger(__name__)
+PURGE_LEASE_TTL = 60.0  # seconds a purge's lease lasts unless renewed (a crashed purge's is taken over then)
+
+
+def purge_lease(store: EventStore):
+    """Held by a purge, and by a rebuild of the views from the command line: a rebuild whose read of the log
+    overlapped a purge's deletion would swap in views showing what it deleted, after it recorded them rebuilt.
+    (The search index needs no lease: a copy built meanwhile notes the purge and is rebuilt, see
+    ``projections.search.purged``.) ``LeaseHeld`` naming the holder."""
+    return holding(StoreLease(store, "purge", ttl=PURGE_LEASE_TTL))
+
+
+def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool = False) -> EventsPurged | None:
+    """Delete the expired events no legal hold covers (``archive.retention``), then rebuild the views and
+    the search index from what remains, so that nothing purged can be read or found anywhere: after this
+    purge's deletions, or an earlier purge's whose rebuild did not finish (``pending_purge``). One purge at a
+    time on a store (its ``purge`` lease; ``LeaseHeld`` naming the other): a rebuild that read the log while
+    another purge was deleting would record that purge applied without having seen its deletions."""
+    if dry_run:
+        return purge(store, config.retention, by=by, dry_run=True)
+    with purge_lease(store):
+        record = purge(store, config.retention, by=by)
+        unapplied = pending_purge(store)
+        if unapplied is not None:
+            rebuild_projections(config, store, ["transcripts", "presence", "search"], progress=False)
+            index = IndexLocation(config.index.path)
+            index.drop_replaced()
+            rebuilt = index.current()
+            record_purge_applied(store, unapplied, by=by, search_index=generation_id(rebuilt) if rebuilt else "")
+        # Last, as a reader holding a log fails it (the views must be rebuilt by then), and on every purge, also
+        # one that found nothing to delete: it empties what an earlier one's failed erase left.
+        erase_purged_copies(config, store)
+    return record
+
+
+def erase_purged_copies(config: Config, store: EventStore) -> None:
+    """Leave no older copy of what a purge deleted in the store's and the views' files (SQLite's write-ahead
+    logs): both tried; the first failure raised (StoreUnavailable while a reader holds a log)."""
+    failures = []
+    for erase in (store.erase_deleted_copies, lambda: _erase_views_copies(config, store)):
+        try:
+            erase()
+        except ChatArchiveError as e:
+            failures.append(e)
+    if failures:
+        raise failures[0]
+
+
+def _erase_views_copies(config: Config, store: EventStore) -> None:
+    location = StoreLocation.parse(views_url(config))
+    if location.kind != "sqlite" or not location.path.exists():
+        return  # PostgreSQL has no secure delete (README, "Purge"); no views file, no copies
+    views = open_views(config, store)
+    try:
+        views.recorder.erase_dropped_copies()
+    finally:
+        views.close()
+
+
+def start_purges(config: Config, store: EventStore, stop: threading.Event) -> Periodic | None:
+    """`up`'s scheduled purge, at start and every ``[retention] purge_interval`` seconds; only at start when no
+    retention period is set and an earlier purge's rebuild is owed; None when neither."""
+    interval = config.retention.purge_interval
+    if not (config.retention.default_days or any(config.retention.rooms.values())):
+        if pending_purge(store) is None:
+            return None
+        interval = threading.TIMEOUT_MAX
+
+    def scheduled() -> None:
+        try:
+            purge_expired(config, store, by="scheduled purge (up)")
+        except LeaseHeld as e:
+            log.warning("scheduled purge skipped: %s", e)
+
+    return Periodic("retention-purge", interval, stop, scheduled)

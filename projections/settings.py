@@ -1,5 +1,7 @@
 """Settings of the projections: transcript and presence views, search index."""
 
+from typing import Annotated
+
 import msgspec
 
 
@@ -19,5 +21,5 @@ class IndexSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Directory of the tantivy search index."""
     commit_interval: float = 0.25
     """Seconds between index commits: a message is searchable within about this long."""
-    writer_heap_mb: int = 256
-    """Memory (MB) the index writer buffers before flushing a segment; more indexes faster during catch-up."""
+    writer_heap_mb: Annotated[int, msgspec.Meta(ge=15, le=4000)] = 256
+    """Memory (MB, 15 to 4000) the index writer buffers before flushing a segment; more indexes faster during catch-up."""

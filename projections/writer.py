@@ -154,12 +154,15 @@ def _serve(url: str, source: BinaryIO, sink: BinaryIO) -> None:
     threading.Thread(target=_read, args=(source, pending), daemon=True).start()
     try:
         while (item := pending.get()) is not None:
-            projection, generation, position, statements = item
-            try:
-                recorder.commit_batch(projection, generation, position, statements, building=True)
-                result = None
-            except ChatArchiveError as e:
-                result = e
+            if isinstance(item, StoreError):  # a commit it could not read: its answer says why
+                result = item
+            else:
+                projection, generation, position, statements = item
+                try:
+                    recorder.commit_batch(projection, generation, position, statements, building=True)
+                    result = None
+                except ChatArchiveError as e:
+                    result = e
             pickle.dump(result, sink)
             sink.flush()
     finally:
@@ -170,6 +173,8 @@ def _read(source: BinaryIO, pending: queue.Queue) -> None:
     try:
         for item in _items(source):
             pending.put(item)
+    except Exception as e:  # noqa: BLE001 - decoding or building its rows (``Built``): the rebuild must hear why
+        pending.put(StoreError(f"the view writer could not read a commit: {e!r}"))
     finally:
         pending.put(None)  # the end of the input, whole or cut off (the rebuilding process died): stop
 

@@ -15,6 +15,7 @@ from archive.errors import EventDecodeError
 
 from tests.factories import T0, make
 
+int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 aware_times = st.datetimes(timezones=st.just(__import__("datetime").timezone.utc))
 
 
@@ -25,7 +26,17 @@ def event_strategy(cls: type[ev.Event]) -> st.SearchStrategy[ev.Event]:
         for name in ("occurred_at", "recorded_at", "gap_start", "gap_end")
         if name in cls.__struct_fields__
     }
-    return st.builds(cls, **overrides)
+    return st.builds(cls, **overrides, **int64_fields(cls))
+
+
+def int64_fields(cls: type) -> dict[str, st.SearchStrategy]:
+    """Counts, versions and log positions as msgpack (the store's encoding) holds them: 64-bit integers."""
+    kinds = {int: int64, int | None: st.none() | int64}
+    return {f.name: kinds[f.type] for f in msgspec.structs.fields(cls) if f.type in kinds}
+
+
+for _part in (ev.ChainHead, ev.PurgedSpan):  # inside events: a checkpoint's heads, a purge's spans
+    st.register_type_strategy(_part, st.builds(_part, **int64_fields(_part)))
 
 
 any_event = st.one_of([event_strategy(cls) for cls in ev.EVENT_TYPES.values()])

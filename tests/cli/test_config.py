@@ -58,6 +58,7 @@ def test_environment_overrides_the_file(tmp_path):
         ("[api\n", {}, "not valid TOML"),
         ("", {"CHAT_ARCHIVE_API_PROT": "80"}, "CHAT_ARCHIVE_API_PROT names no setting"),
         ("", {"CHAT_ARCHIVE_PROJECTIONS_COMMIT_INTERVAL": "soon"}, "commit_interval"),
+        ("[index]\nwriter_heap_mb = 5000\n", {}, r"writer_heap_mb"),  # tantivy: under 4 GB for its one thread
     ],
 )
 def test_bad_configuration_is_a_clear_error(tmp_path, toml, environ, complaint):

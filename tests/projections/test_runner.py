@@ -14,7 +14,7 @@ from projections.follower import LogFollower
 from projections.rebuild import rebuild
 from projections.runner import ProjectionError, ProjectionThreads, status
 from projections.transcripts.view import TranscriptProjection
-from tests.factories import make, message
+from tests.factories import T0, make, message
 from tests.projections.conftest import catch_up
 
 ROOM = "lobby@conference.localhost"
@@ -222,3 +222,40 @@ def test_a_follower_pauses_the_garbage_collector_for_a_page_and_leaves_it_as_it_
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+class _CollectorWitness:
+    """A view that keeps nothing and notes whether the collector ran while its rebuild was swapped in."""
+
+    name = "witness"
+
+    def __init__(self):
+        self.seen: list[bool] = []
+        self._position = 0
+
+    def position(self) -> int:
+        return self._position
+
+    def apply(self, records) -> None:
+        pass
+
+    def commit(self, position: int) -> None:
+        self._position = position
+
+    def begin_rebuild(self):
+        return _CollectorWitness()
+
+    def finish_rebuild(self, fresh) -> None:
+        self.seen.append(gc.isenabled())
+
+
+def test_a_rebuild_pauses_the_collector_throughout_only_in_the_main_thread(event_store):
+    """The command line's rebuild runs without collections; one in a thread of a long-running process (`up`:
+    a purge's, an old index's) leaves the collector to the process's other threads."""
+    event_store.append([ev.RoomDiscovered(room="r@muc", occurred_at=T0, recorded_at=T0)])
+    witness = _CollectorWitness()
+    rebuild(event_store, [witness])
+    thread = threading.Thread(target=rebuild, args=(event_store, [witness]))
+    thread.start()
+    thread.join(30)
+    assert witness.seen == [False, True] and gc.isenabled()

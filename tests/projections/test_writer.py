@@ -141,3 +141,15 @@ def test_the_writer_imports_nothing_from_the_working_directory(views, tmp_path, 
     finally:
         writer.close()
     assert not marker.exists() and writer._process.returncode == 0
+
+
+def test_rows_the_writer_cannot_build_are_an_error_naming_why(views):
+    """Building happens as the writer reads the commit: its failure is the commit's answer, not a writer that
+    just ended."""
+    writer = BackgroundWriter(views.recorder.url)
+    try:
+        writer.submit(TranscriptProjection.name, 1, 1, [Built(created_statements, b"\xc1 not lines", {})])
+        with pytest.raises(StoreError, match=r"could not read a commit: .*(?i:msgpack|decode|invalid)"):
+            writer.wait()
+    finally:
+        writer.close()

@@ -59,7 +59,9 @@ def start_checkpoints(config: Config, store: EventStore, stop: threading.Event, 
                     on_stop=True, on_error=on_error)  # fmt: skip
 
 
-def rebuild_projections(config: Config, store: EventStore, names: list[str], *, progress: bool) -> RebuildReport:
+def rebuild_projections(
+    config: Config, store: EventStore, names: list[str], *, progress: bool, keep_replaced: bool = True
+) -> RebuildReport:
     """Rebuild the named projections (transcripts, presence, search) from the log, swapped in atomically."""
     closers, targets = [], []
     try:
@@ -69,7 +71,7 @@ def rebuild_projections(config: Config, store: EventStore, names: list[str], *, 
             targets += views
             closers.append(close)
         if "search" in names:
-            targets.append(search_projection(config))
+            targets.append(search_projection(config, keep_replaced=keep_replaced))
         return rebuild(store, targets, progress=progress)
     finally:
         for close in closers:
@@ -226,10 +228,15 @@ def view_projections(
 # -- search index ---------------------------------------------------------------
 
 
-def search_projection(config: Config) -> SearchIndexProjection:
+def search_projection(
+    config: Config, *, stop: threading.Event | None = None, keep_replaced: bool = True
+) -> SearchIndexProjection:
     """The index projection over ``[index] path`` (for ``chat-archive rebuild search``: it
-    implements ``projections.rebuild.Rebuildable``; it takes the writer lock only when it writes)."""
-    return SearchIndexProjection(IndexLocation(config.index.path), heap_mb=config.index.writer_heap_mb)
+    implements ``projections.rebuild.Rebuildable``; it takes the writer lock only when it writes).
+    ``stop``: a rebuild waiting for another to end stops waiting; ``keep_replaced=False``: a rebuild drops
+    the generation it replaces (after a purge)."""
+    return SearchIndexProjection(IndexLocation(config.index.path), heap_mb=config.index.writer_heap_mb, stop=stop,
+                                 keep_replaced=keep_replaced)
 
 
 def open_search_index(config: Config) -> SearchIndex:
@@ -252,7 +259,7 @@ def start_search_indexer(
     cannot use (an earlier schema) is rebuilt from the log in the thread first, while searches answer
     that the index is unavailable; otherwise its ``StoreError`` is raised here.
     """
-    projection = search_projection(config)
+    projection = search_projection(config, stop=stop)
     on_error = health.reporter("search indexer") if health else None
 
     def indexer() -> SearchIndexer:

@@ -43,10 +43,9 @@ def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool =
         record = purge(store, config.retention, by=by)
         unapplied = pending_purge(store)
         if unapplied is not None:
-            rebuild_projections(config, store, ["transcripts", "presence", "search"], progress=False)
-            index = IndexLocation(config.index.path)
-            index.drop_replaced()
-            rebuilt = index.current()
+            # The replaced index generation is dropped at the swap: it holds what was purged.
+            rebuild_projections(config, store, ["transcripts", "presence", "search"], progress=False, keep_replaced=False)
+            rebuilt = IndexLocation(config.index.path).current()
             record_purge_applied(store, unapplied, by=by, search_index=generation_id(rebuilt) if rebuilt else "")
         # Last, as a reader holding a log fails it (the views must be rebuilt by then), and on every purge, also
         # one that found nothing to delete: it empties what an earlier one's failed erase left.

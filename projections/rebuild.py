@@ -189,12 +189,11 @@ def _rebuild(
     fresh: list[Projection] = []
     writers: dict[str, BackgroundWriter] = {}
     try:
-        head = store.head()  # before the first page is read
         for target in targets:
-            fresh.append(target.begin_rebuild())
+            fresh.append(target.begin_rebuild())  # it may wait for another rebuild of it to end
             began_building = getattr(fresh[-1], "began_building", None)
             if began_building is not None:
-                began_building(head)
+                began_building(store.head())  # before the first page is read
         if background if background is not None else store.head() > commit_every:
             for projection in fresh:
                 write_in_background = getattr(projection, "write_in_background", None)

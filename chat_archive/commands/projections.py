@@ -7,6 +7,7 @@ import sys
 import threading
 
 from projections.follower import LogFollower
+from projections.search import SearchIndexer
 
 from ..bootstrap import (
     open_store,
@@ -73,7 +74,7 @@ def _catch_up(config, *, views: bool, search: bool) -> int:
         if search:
             index = search_projection(config)
             try:
-                LogFollower(store, index, commit_interval=config.index.commit_interval).catch_up()
+                SearchIndexer(store, index, commit_interval=config.index.commit_interval).catch_up()
             finally:
                 index.close()
     return 0

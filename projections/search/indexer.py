@@ -85,8 +85,10 @@ class SearchIndexer(LogFollower):
         """Follow the log until ``stop`` is set; commit on stop as well (never a half-applied page), after
         one more page (what the writers appended just before they stopped).
 
-        Store errors are retried with back-off (``LogFollower``)."""
+        Store errors are retried with back-off (``LogFollower``). A rebuild a purge owes, running beside
+        it, is waited for once stopped (it sees ``stop`` after its page); not when an error ends the indexer."""
         self._retrying(stop, self._index)
+        self._purge_rebuild.join()
 
     def _index(self, stop: threading.Event) -> None:
         first_pending: float | None = None
@@ -112,7 +114,6 @@ class SearchIndexer(LogFollower):
         finally:
             if not self._torn:
                 self._commit()
-            self._purge_rebuild.join()  # it sees ``stop`` after its page
 
 
 class IndexerThread(Background):

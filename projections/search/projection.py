@@ -118,6 +118,7 @@ class SearchIndexProjection:
         hold: int = HOLD,
         window: int = WINDOW,
         stop: threading.Event | None = None,
+        keep_replaced: bool = True,
     ):
         self.location = location
         # A projection on the live generation follows swaps; one building a fresh generation does not.
@@ -125,6 +126,7 @@ class SearchIndexProjection:
         self.heap_mb = heap_mb
         self.hold, self.window = hold, window
         self.stop = stop  # once set, a rebuild waiting for another one's end stops waiting (``begin_rebuild``)
+        self.keep_replaced = keep_replaced  # False: a rebuild after a purge drops the generation it replaces
         self._writer: tantivy.IndexWriter | None = None
         self._claim: RebuildClaim | None = None  # a fresh generation's (``begin_rebuild``)
         self._open(directory or location.current_or_new(create_tantivy))
@@ -190,9 +192,7 @@ class SearchIndexProjection:
             writer.commit()
             self._index.reload()
         except ValueError as e:
-            if self.stale():  # swapped (and the old copy dropped: a purge's) while this commit ran
-                self.reopen()
-                raise ProjectionReset(f"search index replaced by a rebuild; resuming from position {self._position}") from e
+            self._follow_swap(e)
             raise StoreError(f"search index {self.directory}: commit failed: {e}") from e
         self._searcher = self._committed.searcher = self._index.searcher()
         self._book.committed(position)
@@ -214,6 +214,7 @@ class SearchIndexProjection:
                 marker.flush()
                 os.fsync(marker.fileno())
         except OSError as e:
+            self._follow_swap(e)
             raise StoreError(f"search index {self.directory}: cannot record the rebuild a purge owes: {e}") from e
         self._purge_seen = False
 
@@ -230,11 +231,11 @@ class SearchIndexProjection:
         fresh._claim = claim
         return fresh
 
-    def sibling(self) -> SearchIndexProjection:
+    def sibling(self, stop: threading.Event, *, keep_replaced: bool) -> SearchIndexProjection:
         """Another projection on the live generation with these settings, writing nothing unless asked: the
         target of a rebuild run beside this one's indexer (which follows its swap)."""
         return SearchIndexProjection(self.location, heap_mb=self.heap_mb, hold=self.hold, window=self.window,
-                                     stop=self.stop)
+                                     stop=stop, keep_replaced=keep_replaced)
 
     def finish_rebuild(self, fresh: SearchIndexProjection) -> None:
         """Make ``fresh`` (committed by the caller) the live index in one atomic swap.
@@ -244,7 +245,7 @@ class SearchIndexProjection:
         """
         fresh.close()
         try:
-            self.location.swap(fresh.directory)
+            self.location.swap(fresh.directory, keep_replaced=self.keep_replaced)
         finally:
             fresh._claim.release()
         self.reopen()
@@ -254,6 +255,13 @@ class SearchIndexProjection:
         fresh.close()
         shutil.rmtree(fresh.directory, ignore_errors=True)
         fresh._claim.release()
+
+    def _follow_swap(self, error: Exception) -> None:
+        """A commit that failed because a rebuild swapped this generation out and dropped it (a purge's) under
+        it: ``ProjectionReset`` (the follower goes on from the new one), not an error."""
+        if self.stale():
+            self.reopen()
+            raise ProjectionReset(f"search index replaced by a rebuild; resuming from position {self._position}") from error
 
     def stale(self) -> bool:
         """True when a rebuild swapped in a new generation under this live projection."""

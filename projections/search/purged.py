@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
-from archive.errors import ChatArchiveError
 from archive.store import EventStore
 
 from ..rebuild import RebuildStopped, rebuild
 from .projection import SearchIndexProjection
 
 log = logging.getLogger(__name__)
-RETRY_AFTER = 10.0  # seconds a failed rebuild waits before the indexer may start another
+RETRY_AFTER = 10.0  # seconds after a failed rebuild before another may start
 
 
 class PurgeRebuild:
@@ -23,12 +23,17 @@ class PurgeRebuild:
     def __init__(self, store: EventStore, on_error=None):
         self.store, self.on_error = store, on_error
         self._thread: threading.Thread | None = None
+        self._not_before = 0.0
 
     def ensure(self, live: SearchIndexProjection, stop: threading.Event) -> None:
-        """Start the rebuild if ``live``'s generation owes one and none runs."""
-        if (self._thread is None or not self._thread.is_alive()) and live.rebuild_owed():
-            self._thread = threading.Thread(target=self._run, args=(live.sibling(), stop),
-                                            name="search-purge-rebuild", daemon=True)
+        """Start the rebuild if ``live``'s generation owes one, none runs and none failed just now."""
+        if self._thread is not None and self._thread.is_alive() or time.monotonic() < self._not_before:
+            return
+        if live.rebuild_owed():
+            # The replaced generation is dropped at the swap: it holds what was purged.
+            target = live.sibling(stop, keep_replaced=False)
+            self._thread = threading.Thread(target=self._run, args=(target, stop), name="search-purge-rebuild",
+                                            daemon=True)
             self._thread.start()
 
     def join(self) -> None:
@@ -40,17 +45,14 @@ class PurgeRebuild:
                     "(it serves and follows the log meanwhile)", target.directory)
         try:
             rebuild(self.store, [target], stop=stop)
-            target.location.drop_replaced()  # it holds what was purged
         except RebuildStopped:
             return  # the generation still owes it: the next start rebuilds
-        except ChatArchiveError as e:
-            log.warning("search index rebuild after a purge failed: %s (tried again in %.0f s)", e, RETRY_AFTER)
+        except BaseException as e:  # noqa: BLE001 - a panic of the index library too: logged, tried again later
+            self._not_before = time.monotonic() + RETRY_AFTER
+            log.exception("search index rebuild after a purge failed (tried again in %.0f s)", RETRY_AFTER)
             if self.on_error:
                 self.on_error(f"search index rebuild after a purge: {e}")
-            stop.wait(RETRY_AFTER)
             return
         finally:
             target.close()
-        if self.on_error:
-            self.on_error(None)
         log.warning("search index rebuilt after the purge")

@@ -131,9 +131,11 @@ class IndexLocation:
         except OSError as e:
             raise StoreError(f"cannot open the search index's rebuild lock in {self.base}: {e}") from e
 
-    def swap(self, fresh: Path) -> None:
-        """Make ``fresh`` the live generation atomically; drop all but it and the one it replaces
-        (a rebuild's swap holds its claim: no other generation is being written)."""
+    def swap(self, fresh: Path, *, keep_replaced: bool = True) -> None:
+        """Make ``fresh`` the live generation atomically; drop all but it and the one it replaces (that one
+        too unless ``keep_replaced``: after a purge it holds what was purged; a reader that has it open keeps
+        its unlinked files until it follows the link). A rebuild's swap holds its claim: no other generation
+        is being written."""
         previous = self.current()
         temporary = self.base / f".{LINK}.{os.getpid()}"
         try:
@@ -143,19 +145,7 @@ class IndexLocation:
             os.replace(temporary, self.link)
         except OSError as e:
             raise StoreError(f"cannot switch the search index to {fresh}: {e}") from e
-        self._drop_generations(keep={fresh.name, previous.name if previous else None})
-
-    def drop_replaced(self) -> None:
-        """Delete every generation but the live one now, not at the next swap: after a purge the
-        replaced generation still holds what was purged. A reader that still has it open keeps its
-        (unlinked) files until it follows the link on its next reload. Waits for a rebuild running
-        meanwhile: its generation is not replaced, it is being written."""
-        claim = self.claim_rebuild()
-        try:
-            current = self.current()
-            self._drop_generations(keep={current.name if current else None})
-        finally:
-            claim.release()
+        self._drop_generations(keep={fresh.name, previous.name if previous and keep_replaced else None})
 
     def _drop_generations(self, keep: set[str | None]) -> None:
         for entry in os.listdir(self.base):

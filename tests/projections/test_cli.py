@@ -51,3 +51,25 @@ def test_rebuild_command_shows_progress_and_swaps(tmp_path, event_store, store_u
         assert [line.body for line in views.transcripts.page(ROOM).lines] == [f"m{i}" for i in range(30)]
         assert views.recorder.generations("transcripts") == (2, None)
         assert views.recorder.generations("presence") == (1, None)
+
+
+def test_an_index_first_built_by_project_once_owes_no_rebuild_for_purges_recorded_before(tmp_path):
+    """A new API host's first index, built from a long log with `project --once`: purges recorded applied before
+    it began cannot have anything in it."""
+    from archive.application import open_event_store
+    from archive.events import COMPLIANCE_STREAM, PurgeApplied
+    from archive.times import utcnow
+    from chat_archive.bootstrap import search_projection
+    from chat_archive.config import load_config
+
+    url = f"sqlite:///{tmp_path}/events.sqlite"
+    env = {**os.environ, "CHAT_ARCHIVE_STORE_URL": url, "CHAT_ARCHIVE_INDEX_PATH": str(tmp_path / "index")}
+    now = utcnow()
+    with open_event_store(url) as store:
+        store.append([message(t) for t in range(5)] + [PurgeApplied(
+            room=COMPLIANCE_STREAM, occurred_at=now, recorded_at=now, purge_position=1, search_index="another host's")])
+    done = subprocess.run([str(Path(sys.executable).with_name("chat-archive")), "project", "--once"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    index = search_projection(load_config(None, env))
+    assert index.position() == 6 and not index.rebuild_owed()
+    index.close()

@@ -475,3 +475,55 @@ def test_a_purge_applied_while_an_index_is_rebuilt_is_owed_by_the_new_copy(event
     live.finish_rebuild(fresh)
     assert live.directory == fresh.directory and live.rebuild_owed()
     live.close()
+
+
+def test_waiting_for_another_rebuild_of_the_index_ends_on_stop(index_root):
+    """`up` stopping while its rebuild waits for another process's (a purge's, `rebuild search`)."""
+    from projections.rebuild import RebuildStopped
+    from projections.search import IndexLocation
+
+    location = IndexLocation(index_root / "index")
+    other = location.claim_rebuild()
+    stop, outcome = threading.Event(), []
+
+    def wait() -> None:
+        try:
+            location.claim_rebuild(stop).release()
+            outcome.append("claimed")
+        except RebuildStopped:
+            outcome.append("stopped")
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.3)
+    assert waiter.is_alive()  # waiting
+    stop.set()
+    waiter.join(5)
+    other.release()
+    assert outcome == ["stopped"]
+
+
+def test_a_failed_rebuild_after_a_purge_is_reported_and_not_started_again_at_once(event_store, store_url, index_root,
+                                                                                   monkeypatch):
+    from projections.search import purged
+
+    config = _config(store_url, index_root)
+    event_store.append([message(i, f"kept {i}") for i in range(5)])
+    live = search_projection(config)
+    rebuild(event_store, [live])
+    live._owe_rebuild()  # noqa: SLF001 - as after committing past another index's purge record
+    attempts, reported = [], []
+
+    def failing(*args, **kwargs):
+        attempts.append(1)
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(purged, "rebuild", failing)
+    owed = purged.PurgeRebuild(event_store, on_error=reported.append)
+    stop = threading.Event()
+    owed.ensure(live, stop)
+    owed.join()
+    owed.ensure(live, stop)  # at once: not again
+    owed.join()
+    assert attempts == [1] and "disk on fire" in reported[0] and live.rebuild_owed()
+    live.close()

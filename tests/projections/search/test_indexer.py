@@ -4,49 +4,29 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 
 import msgspec
 import pytest
 
 from archive import events as ev
-from archive.settings import StoreSettings
 from chat_archive.bootstrap import open_search_index, search_projection, search_status, start_search_indexer
 from chat_archive.config import Config
 from projections.rebuild import rebuild
 from projections.search import IndexerThread, Scope, SearchIndexer
 from projections.search import documents
 from projections.search.indexer import CommitSchedule
-from projections.settings import IndexSettings
 from tests.factories import make, message
 
-from .old_schema import downgrade
+from .indexing import config_of, wait_for
 
 EVERYTHING = Scope(rooms=None)
 COMPLIANCE = Scope(rooms=None, compliance=True)
 
 
-def _config(store_url, index_root, commit_interval=0.25) -> Config:
-    return Config(
-        store=StoreSettings(url=store_url),
-        index=IndexSettings(path=str(index_root / "index"), commit_interval=commit_interval, writer_heap_mb=20),
-    )
-
-
-def _wait_for(predicate, timeout: float) -> float | None:
-    """Poll every 5 ms; the seconds it took, or None if it never held."""
-    began = time.monotonic()
-    while time.monotonic() - began < timeout:
-        if predicate():
-            return time.monotonic() - began
-        time.sleep(0.005)
-    return None
-
-
 @pytest.fixture
 def running(event_store, store_url, index_root):
     """An indexer thread on the store (commit interval 0.5 s) and a reader, as `up` and the API hold them."""
-    config = _config(store_url, index_root, commit_interval=0.5)
+    config = config_of(store_url, index_root, commit_interval=0.5)
     stop = threading.Event()
     handle = start_search_indexer(config, event_store, stop)
     yield config, open_search_index(config)
@@ -79,7 +59,7 @@ def indexer_of(event_store, store_url, index_root):
     running = []
 
     def start(commit_interval: float) -> tuple[Config, SearchIndexer]:
-        config = _config(store_url, index_root, commit_interval=commit_interval)
+        config = config_of(store_url, index_root, commit_interval=commit_interval)
         projection = search_projection(config)
         projection.claim_writer()
         indexer = SearchIndexer(event_store, projection, commit_interval=commit_interval,
@@ -100,7 +80,7 @@ def test_a_message_appended_is_committed_by_the_interval_while_the_indexer_runs(
     for i in range(3):
         event_store.append([message(10 + i, f"needle{i} in the haystack")])
         # How soon is the bench's to measure (bench/freshness.py); a test asserts only that it happens.
-        assert _wait_for(lambda: index.search(f"needle{i}", EVERYTHING).total == 1, 60) is not None
+        assert wait_for(lambda: index.search(f"needle{i}", EVERYTHING).total == 1, 60) is not None
     assert index.position() == event_store.head()
 
 
@@ -108,7 +88,7 @@ def test_a_message_applied_is_not_searchable_before_the_interval_has_passed(inde
     config, indexer = indexer_of(commit_interval=3600)
     for i, text in enumerate(["needle in the haystack", "and a second page"]):
         event_store.append([message(i, text)])
-        assert _wait_for(lambda: indexer.applied_position == event_store.head(), 60) is not None
+        assert wait_for(lambda: indexer.applied_position == event_store.head(), 60) is not None
     # The second page applied, the indexer is past whatever it decided after the first.
 
     assert open_search_index(config).search("needle", EVERYTHING).total == 0
@@ -121,16 +101,16 @@ def test_a_burst_of_more_than_a_page_caught_up_is_committed_by_the_interval_not_
     config, _ = indexer_of(commit_interval=0.25)
     index = open_search_index(config)
     event_store.append([message(0, "warming up")])
-    assert _wait_for(lambda: index.search("warming", EVERYTHING).total == 1, 60) is not None
+    assert wait_for(lambda: index.search("warming", EVERYTHING).total == 1, 60) is not None
     event_store.append([message(i, f"burst {i}", stanza_id=f"b{i}") for i in range(5000)])  # pages of 2000
     # More than a page at once is still "caught up" (far below the catch-up lag): held back for the
     # catch-up interval (an hour here) it would never be found.
-    assert _wait_for(lambda: index.search("burst", EVERYTHING, limit=1).total == 5000, 60) is not None
+    assert wait_for(lambda: index.search("burst", EVERYTHING, limit=1).total == 5000, 60) is not None
     assert index.position() == event_store.head()
 
 
 def test_resumes_from_its_committed_position_without_duplicates(event_store, store_url, index_root):
-    config = _config(store_url, index_root)
+    config = config_of(store_url, index_root)
     event_store.append([message(i, f"first {i}") for i in range(50)])
     SearchIndexer(event_store, search_projection(config), commit_interval=0.25).catch_up()
     event_store.append([message(100 + i, f"second {i}") for i in range(30)])
@@ -146,7 +126,7 @@ def test_resumes_from_its_committed_position_without_duplicates(event_store, sto
 
 
 def test_a_page_that_fails_half_way_commits_nothing(event_store, store_url, index_root, monkeypatch):
-    config = _config(store_url, index_root)
+    config = config_of(store_url, index_root)
     event_store.append([message(i, f"fine {i}") for i in range(10)])
     SearchIndexer(event_store, search_projection(config), commit_interval=0.25).catch_up()
     committed = event_store.head()
@@ -177,7 +157,7 @@ def test_rebuild_swaps_in_a_fresh_generation_that_the_running_indexer_follows(ru
         [message(i, f"old {i}", message_id=f"m{i}") for i in range(20)]
         + [make(ev.MessageCorrected, 30, nick="alice", replaces_id="m3", body="corrected text")]
     )
-    assert _wait_for(lambda: index.position() == event_store.head(), 30) is not None
+    assert wait_for(lambda: index.position() == event_store.head(), 30) is not None
     before = index.location.current()
 
     report = rebuild(event_store, [search_projection(config)])
@@ -189,7 +169,7 @@ def test_rebuild_swaps_in_a_fresh_generation_that_the_running_indexer_follows(ru
     assert index.search("old", EVERYTHING).total == 19
     assert index.search("old", COMPLIANCE).total == 20
     event_store.append([message(50, "after the swap")])
-    assert _wait_for(lambda: index.search("swap", EVERYTHING).total == 1, 30) is not None
+    assert wait_for(lambda: index.search("swap", EVERYTHING).total == 1, 30) is not None
     assert index.location.current().name != before.name
 
 
@@ -198,7 +178,7 @@ def test_an_index_of_another_schema_is_refused_until_rebuilt(event_store, store_
 
     from archive.errors import StoreError
 
-    config = _config(store_url, index_root)
+    config = config_of(store_url, index_root)
     event_store.append([message(1, "kept safe")])
     location = search_projection(config).location
     builder = tantivy.SchemaBuilder()
@@ -325,205 +305,3 @@ def test_a_rebuilt_index_answers_as_one_built_by_following_the_log(event_store, 
             expected = answers("followed", text, scope)
             assert expected[0]["total"] > 0, text
             assert answers("rebuilt", text, scope) == expected, (text, scope)
-
-
-def test_up_rebuilds_an_index_of_an_older_schema_in_the_background_while_messages_arrive(event_store, store_url, index_root):
-    """After an upgrade that changed the index schema, `up` (``rebuild_unusable``) keeps running: the index is
-    rebuilt from the log in the indexer's thread (here after another rebuild of it has finished), searches
-    answer an error until it is swapped in, and the messages appended meanwhile are found after it."""
-    from archive.errors import StoreError
-    from projections.search import IndexLocation
-
-    config = _config(store_url, index_root)
-    event_store.append([message(i, f"before upgrade {i}", room="a@conference.localhost") for i in range(300)])
-    rebuild(event_store, [search_projection(config)])
-    downgrade(search_projection(config))
-    with pytest.raises(StoreError, match="schema version"):
-        start_search_indexer(config, event_store, threading.Event())  # `chat-archive search`'s way: refused
-    other = IndexLocation(config.index.path).claim_rebuild()  # `rebuild search` or a purge, running
-    stop = threading.Event()
-    thread = start_search_indexer(config, event_store, stop, rebuild_unusable=True)
-    try:
-        index = open_search_index(config)
-        for i in range(300, 340):  # live traffic through the wait, the rebuild and the swap
-            event_store.append([message(i, f"during upgrade {i}", room="a@conference.localhost")])
-            if i == 310:
-                with pytest.raises(StoreError, match="schema version"):
-                    index.search("upgrade", EVERYTHING, limit=1)
-                assert thread.is_alive()
-                other.release()
-            time.sleep(0.005)
-
-        def found_all() -> bool:
-            try:
-                return index.search("upgrade", EVERYTHING, limit=1).total == 340
-            except StoreError:
-                return False  # the old generation, until the swap
-
-        assert _wait_for(found_all, 30) is not None
-        assert thread.is_alive()
-    finally:
-        other.release()
-        stop.set()
-        thread.join(10)
-
-
-def test_two_rebuilds_of_one_index_at_once_run_in_turn(event_store, store_url, index_root):
-    """A purge's rebuild while `up` rebuilds an index of an earlier schema, or `rebuild search` meanwhile: each
-    swap used to delete the other's generation (its next commit failed, or the link named a deleted one)."""
-    config = _config(store_url, index_root)
-    event_store.append([message(i, f"turn {i}") for i in range(3000)])
-    search_projection(config).close()  # the index exists: what is raced is the rebuilds' swaps
-    failures = []
-
-    def rebuild_it():
-        try:
-            rebuild(event_store, [search_projection(config)], commit_every=500)
-        except Exception as e:  # noqa: BLE001 - what the other rebuild did to this one is the finding
-            failures.append(e)
-
-    threads = [threading.Thread(target=rebuild_it) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not [thread for thread in threads if thread.is_alive()] and failures == []
-    assert open_search_index(config).search("turn", EVERYTHING, limit=1).total == 3000
-    generations = sorted(d.name for d in (index_root / "index").iterdir() if d.name.startswith("gen-"))
-    assert len(generations) == 2  # the live one and the one it replaced
-
-
-def test_a_background_rebuild_stopped_leaves_the_old_index_and_ends_quietly(event_store, store_url, index_root):
-    from archive.errors import StoreError
-
-    config = _config(store_url, index_root)
-    event_store.append([message(i, f"message {i}") for i in range(50)])
-    rebuild(event_store, [search_projection(config)])
-    downgrade(search_projection(config))
-    before = sorted(d.name for d in (index_root / "index").iterdir())
-    stop = threading.Event()
-    stop.set()  # `up` stopped before the rebuild's first page was applied
-    thread = start_search_indexer(config, event_store, stop, rebuild_unusable=True)
-    thread.join(10)
-    assert not thread.is_alive()
-    with pytest.raises(StoreError, match="schema version"):
-        open_search_index(config).search("message", EVERYTHING)
-    assert sorted(d.name for d in (index_root / "index").iterdir()) == before  # the fresh copy dropped
-
-
-def test_a_purge_applied_to_another_index_is_owed_here_until_a_rebuild_even_across_a_restart(event_store, store_url, index_root):
-    """The owed rebuild is written into the generation before the commit past the purge record: an indexer
-    stopped before it rebuilt (here: never started) rebuilds at its next start. Its own purge's record (its
-    generation's id) and a fresh generation being built owe nothing."""
-    from archive.events import COMPLIANCE_STREAM, PurgeApplied
-    from archive.times import utcnow
-    from projections.search import IndexLocation
-    from projections.search.storage import generation_id
-
-    config = _config(store_url, index_root, commit_interval=0.05)
-    event_store.append([message(i, f"kept {i}") for i in range(20)])
-    projection = search_projection(config)
-
-    def purge_applied(search_index):
-        now = utcnow()
-        return PurgeApplied(room=COMPLIANCE_STREAM, occurred_at=now, recorded_at=now, purge_position=1,
-                            search_index=search_index)
-
-    indexer = SearchIndexer(event_store, projection, commit_interval=0.05)  # the index begins at this head
-    event_store.append([purge_applied(generation_id(projection.directory))])  # this index's own purge
-    indexer.catch_up()
-    assert not projection.rebuild_owed()
-    event_store.append([purge_applied("another host's index")])
-    indexer.catch_up()
-    assert projection.rebuild_owed()
-    owing = projection.directory
-    projection.close()
-
-    stop = threading.Event()
-    thread = start_search_indexer(config, event_store, stop)  # a restart
-    try:
-        assert _wait_for(lambda: IndexLocation(config.index.path).current() != owing, 30) is not None
-        assert _wait_for(lambda: not owing.exists(), 30) is not None  # it holds what was purged: dropped
-        assert not search_projection(config).rebuild_owed()  # the fresh copy owes nothing
-        assert open_search_index(config).search("kept", EVERYTHING).total == 20
-    finally:
-        stop.set()
-        thread.join(10)
-
-
-def test_a_purge_applied_while_an_index_is_rebuilt_is_owed_by_the_new_copy(event_store, store_url, index_root):
-    """The fresh copy may have read what the purge deleted before the deletion: it is swapped in owing a rebuild.
-    A purge recorded applied before the rebuild began is not owed (a new host reading old purge records)."""
-    from archive.events import COMPLIANCE_STREAM, PurgeApplied
-    from archive.times import utcnow
-    from projections.follower import LogFollower
-
-    def purge_applied():
-        now = utcnow()
-        return PurgeApplied(room=COMPLIANCE_STREAM, occurred_at=now, recorded_at=now, purge_position=1,
-                            search_index="another host's index")
-
-    config = _config(store_url, index_root)
-    event_store.append([message(i, f"kept {i}") for i in range(20)] + [purge_applied()])
-    live = search_projection(config)
-    rebuild(event_store, [live])
-    assert not live.rebuild_owed()  # the purge was recorded applied before this rebuild began
-    fresh = live.begin_rebuild()
-    fresh.began_building(event_store.head())
-    event_store.append([purge_applied()])  # another host purged while this copy was being built
-    LogFollower(event_store, fresh, commit_interval=60).catch_up()
-    live.finish_rebuild(fresh)
-    assert live.directory == fresh.directory and live.rebuild_owed()
-    live.close()
-
-
-def test_waiting_for_another_rebuild_of_the_index_ends_on_stop(index_root):
-    """`up` stopping while its rebuild waits for another process's (a purge's, `rebuild search`)."""
-    from projections.rebuild import RebuildStopped
-    from projections.search import IndexLocation
-
-    location = IndexLocation(index_root / "index")
-    other = location.claim_rebuild()
-    stop, outcome = threading.Event(), []
-
-    def wait() -> None:
-        try:
-            location.claim_rebuild(stop).release()
-            outcome.append("claimed")
-        except RebuildStopped:
-            outcome.append("stopped")
-
-    waiter = threading.Thread(target=wait)
-    waiter.start()
-    time.sleep(0.3)
-    assert waiter.is_alive()  # waiting
-    stop.set()
-    waiter.join(5)
-    other.release()
-    assert outcome == ["stopped"]
-
-
-def test_a_failed_rebuild_after_a_purge_is_reported_and_not_started_again_at_once(event_store, store_url, index_root,
-                                                                                   monkeypatch):
-    from projections.search import purged
-
-    config = _config(store_url, index_root)
-    event_store.append([message(i, f"kept {i}") for i in range(5)])
-    live = search_projection(config)
-    rebuild(event_store, [live])
-    live._owe_rebuild()  # noqa: SLF001 - as after committing past another index's purge record
-    attempts, reported = [], []
-
-    def failing(*args, **kwargs):
-        attempts.append(1)
-        raise RuntimeError("disk on fire")
-
-    monkeypatch.setattr(purged, "rebuild", failing)
-    owed = purged.PurgeRebuild(event_store, on_error=reported.append)
-    stop = threading.Event()
-    owed.ensure(live, stop)
-    owed.join()
-    owed.ensure(live, stop)  # at once: not again
-    owed.join()
-    assert attempts == [1] and "disk on fire" in reported[0] and live.rebuild_owed()
-    live.close()

@@ -28,9 +28,9 @@ def genesis(stream: str) -> bytes:
 
 # PostgreSQL's audit append computes the same in SQL (archive.audit_tables.PostgresAuditTable.audit_function).
 def link(previous: bytes, version: int, state: bytes) -> bytes:
-    # Fed piece by piece: concatenating first would copy the state twice for every event appended.
-    digest = hashlib.sha256(previous)
-    digest.update(version.to_bytes(8, "big"))
+    # The state fed apart: concatenating it would copy it twice for every event appended; the 40 bytes
+    # before it are joined, one call fewer (a call costs more than copying them).
+    digest = hashlib.sha256(previous + version.to_bytes(8, "big"))
     digest.update(state)
     return digest.digest()
 

@@ -36,6 +36,7 @@ the event and the stream's new head in the same transaction.
 
 from __future__ import annotations
 
+import itertools
 import random
 import sqlite3
 import threading
@@ -86,6 +87,12 @@ class _Placed:
         return version
 
 
+def _check_events(events: list) -> None:
+    if not all(map(isinstance, events, itertools.repeat(Event))):
+        wrong = next(event for event in events if not isinstance(event, Event))
+        raise EventDecodeError(f"not an archive event: {wrong!r:.200}")
+
+
 class EventStore(AuditStore):
     """Append archive events at most once each; read them back by room or globally (and the audit
     trail beside the log: ``archive.audit_store``)."""
@@ -105,15 +112,10 @@ class EventStore(AuditStore):
         Events are written in batches of ``batch_size``, each batch atomically.
         """
         recorded: list[Recorded] = []
-        batch: list[Event] = []
-        for event in events:
-            if not isinstance(event, Event):
-                raise EventDecodeError(f"not an archive event: {event!r:.200}")
-            batch.append(event)
-            if len(batch) >= batch_size:
-                recorded += self._append_batch(slotted(batch))
-                batch = []
-        if batch:
+        events = iter(events)
+        # A batch taken and checked whole: no Python step per event here.
+        while batch := list(itertools.islice(events, batch_size)):
+            _check_events(batch)
             recorded += self._append_batch(slotted(batch))
         return recorded
 
@@ -129,9 +131,7 @@ class EventStore(AuditStore):
         checkpoints hold here too. Every event of the page is kept (no in-batch deduplication: the
         source stored them all)."""
         events = [event for _, event in copies]
-        for event in events:
-            if not isinstance(event, Event):
-                raise EventDecodeError(f"not an archive event: {event!r:.200}")
+        _check_events(events)
         placed = _Placed([version for version, _ in copies], resume_links)
         return self._append_batch(every_slot(events), placed)
 

@@ -36,7 +36,10 @@ def test_the_neighbouring_bucket_is_looked_up_within_the_window_of_an_edge():
 
 
 def test_a_digest_is_eight_bytes_of_the_keys_sha256_as_a_signed_integer():
-    assert key_digest("sid:a@c:1") == int.from_bytes(hashlib.sha256(b"sid:a@c:1").digest()[:8], "big", signed=True)
+    # Keys of one, two and three SHA-256 blocks, non-ASCII too: the stored digests of existing stores.
+    for key in ("sid:a@c:1", f"sid:{ROOM}:" + "x" * 40, "h:" + "é" * 70):
+        want = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        assert key_digest(key) == want
     digests = {key_digest(f"sid:a@c:{i}") for i in range(10_000)}
     assert len(digests) == 10_000 and all(-(2**63) <= d < 2**63 for d in digests)
 

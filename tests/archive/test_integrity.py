@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 
 import psycopg
@@ -46,6 +47,13 @@ def test_an_untouched_store_verifies_and_each_link_chains_the_previous(event_sto
         previous = chain.link(previous, row.version, row.state)
         assert row.link == previous
     assert {h.stream: h.link for h in event_store.chain_heads()}[ROOM] == previous.hex()
+
+
+def test_a_link_hashes_the_previous_link_the_eight_byte_version_and_the_stored_bytes():
+    # The links of existing stores: the previous link as bytes or as the bytearray SQLite's append holds.
+    previous, state = chain.genesis(ROOM), to_msgpack(message(1, room=ROOM))
+    want = hashlib.sha256(previous + (300).to_bytes(8, "big") + state).digest()
+    assert chain.link(previous, 300, state) == chain.link(bytearray(previous), 300, bytearray(state)) == want
 
 
 def test_an_edited_row_is_named_with_its_room_version_and_position(event_store, store_url):

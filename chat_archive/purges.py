@@ -12,6 +12,7 @@ from archive.events import EventsPurged
 from archive.lease import LeaseHeld, StoreLease, holding
 from archive.retention import pending_purge, purge, record_purge_applied
 from archive.store import EventStore
+from projections.rebuild import RebuildReport
 from projections.search import IndexLocation
 from projections.search.storage import generation_id
 
@@ -20,6 +21,7 @@ from .config import Config
 from .process import Periodic
 
 log = logging.getLogger(__name__)
+ALL_PROJECTIONS = ["transcripts", "presence", "search"]
 PURGE_LEASE_TTL = 60.0  # seconds a purge's lease lasts unless renewed (a crashed purge's is taken over then)
 
 
@@ -43,14 +45,21 @@ def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool =
         record = purge(store, config.retention, by=by)
         unapplied = pending_purge(store)
         if unapplied is not None:
-            # The replaced index generation is dropped at the swap: it holds what was purged.
-            rebuild_projections(config, store, ["transcripts", "presence", "search"], progress=False, keep_replaced=False)
-            rebuilt = IndexLocation(config.index.path).current()
-            record_purge_applied(store, unapplied, by=by, search_index=generation_id(rebuilt) if rebuilt else "")
+            apply_purge(config, store, unapplied, by=by, progress=False)
         # Last, as a reader holding a log fails it (the views must be rebuilt by then), and on every purge, also
         # one that found nothing to delete: it empties what an earlier one's failed erase left.
         erase_purged_copies(config, store)
     return record
+
+
+def apply_purge(config: Config, store: EventStore, unapplied: int, *, by: str, progress: bool) -> RebuildReport:
+    """Rebuild the views and the search index without what the purge record at log position ``unapplied`` (and
+    every one before it) deleted, and record it applied. The caller holds the purge lease."""
+    # The replaced index generation is dropped at the swap: it holds what was purged.
+    report = rebuild_projections(config, store, ALL_PROJECTIONS, progress=progress, keep_replaced=False)
+    rebuilt = IndexLocation(config.index.path).current()
+    record_purge_applied(store, unapplied, by=by, search_index=generation_id(rebuilt) if rebuilt else "")
+    return report
 
 
 def erase_purged_copies(config: Config, store: EventStore) -> None:

@@ -6,6 +6,7 @@ import argparse
 import sys
 import threading
 
+from archive.retention import pending_purge
 from projections.follower import LogFollower
 from projections.search import SearchIndexer
 
@@ -18,10 +19,11 @@ from ..bootstrap import (
     view_projections,
 )
 from ..process import stopped_by_signals
-from ..purges import purge_lease
+from ..purges import ALL_PROJECTIONS, apply_purge, erase_purged_copies, purge_lease
+from . import operator
 
 VIEW_NAMES = ["transcripts", "presence"]
-TARGETS = [*VIEW_NAMES, "search", "all"]
+TARGETS = [*ALL_PROJECTIONS, "all"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -81,12 +83,20 @@ def _catch_up(config, *, views: bool, search: bool) -> int:
 
 
 def run_rebuild(args: argparse.Namespace, config) -> int:
-    names = [*VIEW_NAMES, "search"] if args.what == "all" else [args.what]
     with open_store(config) as store, purge_lease(store):  # a purge deleting under the read would be undone
-        report = rebuild_projections(config, store, names, progress=not args.quiet)
+        unapplied = pending_purge(store) if args.what == "all" else None
+        if unapplied is None:
+            report = rebuild_projections(config, store, ALL_PROJECTIONS if args.what == "all" else [args.what],
+                                         progress=not args.quiet)
+        else:  # an interrupted purge's rebuild, done by hand: as the purge would have finished it
+            report = apply_purge(config, store, unapplied, by=operator(), progress=not args.quiet)
+            erase_purged_copies(config, store)
     print(
         f"rebuilt {', '.join(report.projections)}: {report.events:,} events in {report.seconds:.1f} s "
         f"({report.events_per_second:,.0f} events/s), now at position {report.position}",
         file=sys.stderr,
     )
+    if unapplied is not None:
+        print("an earlier purge's rebuild did not finish: this rebuild left out what it deleted (recorded applied)",
+              file=sys.stderr)
     return 0

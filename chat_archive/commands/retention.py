@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 
 import msgspec
@@ -12,6 +11,7 @@ from archive.retention import holds_of, pending_purge, place_hold, release_hold
 from archive.times import format_time, parse_time
 
 from ..bootstrap import open_store
+from . import operator
 from ..purges import purge_expired
 
 
@@ -40,13 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     purge.set_defaults(handler=run_purge)
 
 
-def _operator() -> str:
-    return f"{getpass.getuser()} (command line)"
-
-
 def run_place(args: argparse.Namespace, config) -> int:
     with open_store(config) as store:
-        hold = place_hold(store, case=args.case, rooms=args.room, jids=args.jid, by=_operator(),
+        hold = place_hold(store, case=args.case, rooms=args.room, jids=args.jid, by=operator(),
                           start=parse_time(args.start) if args.start else None,
                           end=parse_time(args.end) if args.end else None)
     print(f"hold {hold.hold_id} placed for case {hold.case!r}")
@@ -55,7 +51,7 @@ def run_place(args: argparse.Namespace, config) -> int:
 
 def run_release(args: argparse.Namespace, config) -> int:
     with open_store(config) as store:
-        release_hold(store, args.hold_id, by=_operator(), reason=args.reason)
+        release_hold(store, args.hold_id, by=operator(), reason=args.reason)
     print(f"hold {args.hold_id} released")
     return 0
 
@@ -79,7 +75,7 @@ def run_list(args: argparse.Namespace, config) -> int:
 def run_purge(args: argparse.Namespace, config) -> int:
     with open_store(config) as store:
         unfinished = pending_purge(store) is not None
-        record = purge_expired(config, store, by=_operator(), dry_run=args.dry_run)
+        record = purge_expired(config, store, by=operator(), dry_run=args.dry_run)
     if unfinished:
         print("an earlier purge's rebuild did not finish: "
               + ("a purge would rebuild the views and the search index" if args.dry_run

@@ -255,6 +255,32 @@ def test_one_purge_at_a_time_on_a_store_and_up_skips_its_turn_meanwhile(setup):
     assert not list(store.read_room(SECRET))
 
 
+def test_rebuild_all_from_the_command_line_applies_an_owed_purge(setup, monkeypatch, capsys):
+    """An interrupted purge's rebuild, done by hand with `rebuild all`: recorded applied (else `purge --dry-run` and
+    the next `up` still say it is owed) and the index generation it replaced, holding what was purged, dropped."""
+    import argparse
+
+    from archive.retention import pending_purge
+    from chat_archive import purges
+    from chat_archive.commands.projections import run_rebuild
+    from projections.search import IndexLocation
+
+    config, store, client, compliance, search = setup
+    with monkeypatch.context() as patch:
+        patch.setattr(purges, "rebuild_projections", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            purge_expired(config, store, by="test")
+    assert pending_purge(store) is not None
+    assert run_rebuild(argparse.Namespace(what="all", quiet=True), config) == 0
+    assert pending_purge(store) is None
+    assert "earlier purge's rebuild did not finish" in capsys.readouterr().err
+    location = IndexLocation(config.index.path)
+    assert [p.name for p in location.base.glob("gen-*")] == [location.current().name]
+    time.sleep(search.reload_interval)
+    assert found(client, compliance, SECRET)["search"] == []
+    assert found(client, compliance, SECRET)["transcript"] == []
+
+
 def test_up_finishes_an_owed_rebuild_once_with_no_retention_period_set(setup, monkeypatch):
     import threading
 

@@ -115,7 +115,7 @@ def test_group_commit_takes_at_most_max_batch_items_a_commit():
     group = GroupCommit(commit, max_batch=3)
     first = threading.Thread(target=group.write, args=(0,))
     first.start()
-    started.wait(5)
+    assert started.wait(60)
     threads = [threading.Thread(target=group.write, args=(i,)) for i in range(1, 31)]
     for t in threads:
         t.start()
@@ -204,7 +204,7 @@ def test_a_commit_interrupted_by_a_base_exception_still_wakes_its_batch_and_pass
 
     first = threading.Thread(target=write, args=(0,))
     first.start()
-    started.wait(5)
+    assert started.wait(60)
     others = [threading.Thread(target=write, args=(i,)) for i in range(1, 4)]
     for t in others:
         t.start()
@@ -228,16 +228,16 @@ def test_a_caller_interrupted_while_queued_leaves_the_queue_and_the_group_goes_o
     def commit(items):
         if not batches:
             started.set()
-            release.wait(10)
+            release.wait(60)
         batches.append(list(items))
 
     group = GroupCommit(commit)
     first = threading.Thread(target=group.write, args=(0,), daemon=True)
     first.start()
-    started.wait(5)
+    assert started.wait(60)  # else this caller would lead, not queue
 
     def interrupt_when_queued():
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60
         while not group._queue:  # anywhere from queueing on, the caller leaves the queue
             if time.monotonic() > deadline:
                 return
@@ -246,8 +246,13 @@ def test_a_caller_interrupted_while_queued_leaves_the_queue_and_the_group_goes_o
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
     threading.Thread(target=interrupt_when_queued, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        group.write("interrupted")
+    # Python leaves SIGINT ignored when it started so (a suite run in the background by a shell without job control).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            group.write("interrupted")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     release.set()
     first.join(10)
     later = threading.Thread(target=group.write, args=(2,), daemon=True)

@@ -25,8 +25,8 @@ from .documents import StoredLines
 from .schema import SCHEMA, SPAN_LEVELS, span_term, span_unit
 
 # Matches this few (estimated from the finest window) are ordered whole and counted in the
-# same pass: counted apart (~2/3 of that pass) and searched again in a coarser window, they
-# cost more (at 1M with 2,000 here: 1,152 matches of two words +12%, 6,816 of a word in a room +10%).
+# same pass: searched again in a coarser window (each window counted in its ordering pass too),
+# they cost more (at 1M with 2,000 here: 1,152 matches of two words +12%, 6,816 of a word in a room +10%).
 WINDOWED_FROM = 10_000
 # Keys of this many hits or fewer are read from their stored lines (~1.5 us each, and none for a hit
 # the page shows, whose line is read anyway): a read of the column opens every segment's column,
@@ -37,6 +37,9 @@ FEW_KEYS = 16
 # coarse costs more (at 1M a common word's newest page: 0.46 ms (1 page), 0.51 (2), 0.52 (4)
 # without the hits, 0.97 ordered whole; a 19-hour window for a word whose 71-minute one held the page 0.2 ms more).
 WINDOW_PAGES = 2
+# Hits a run of equal times at a page's end is fetched with at once: counted in the same pass, and
+# fetched again only when longer (a run is the matches of one second).
+TIE_RUN = 64
 
 
 def time_page(
@@ -65,21 +68,17 @@ def time_page(
         total = _count(searcher, base)
     if anchor is not None:
         query, hits, total, bound = _windowed(searcher, base, query, limit, newest, anchor, total, exact)
-    if hits is None and total is None and after is None:
-        # A first page's few matches: ordered whole, counted in the same pass.
-        result = searcher.search(query, limit + 1, count=True, order_by_field="ts", order=_order(newest))
-        hits, total = result.hits, result.count
     if hits is None:
-        hits = _ordered(searcher, query, limit + 1, newest)
+        # A first page's few matches: ordered whole, counted in the same pass.
+        hits, found = _ordered(searcher, query, limit + 1, newest, count=total is None and after is None)
+        total = found if found is not None else total
     counted = total is not None or bound is None
     if total is None:
         total = _count(searcher, base) if bound is None else bound
     candidates = hits[:limit]
     if len(hits) > limit and hits[limit][0] == hits[limit - 1][0]:
         boundary = hits[limit - 1][0]
-        ties_query = _and(query, _ts_range(boundary, boundary))
-        tie_count = searcher.search(ties_query, 1, count=True).count
-        ties = searcher.search(ties_query, tie_count).hits
+        ties = _all_hits(searcher, _and(query, _ts_range(boundary, boundary)))
         candidates = [hit for hit in hits if hit[0] != boundary] + [(boundary, address) for _, address in ties]
     more = len(hits) > limit
     if any(a[0] == b[0] for a, b in zip(candidates, candidates[1:])):
@@ -118,8 +117,9 @@ def _windowed(searcher, base: Query, query: Query, limit: int, newest: bool, anc
     times go in old buckets), so the order of writing does not matter.
 
     Without a total (a first page), each window's matches are counted in the pass that orders
-    them (a window without the page costs the ordering for nothing: every segment's column is
-    opened, ~40 us at 1M, even for no match), and the finest one's estimate all the matches: a few are ordered whole, and counted in the same
+    them (a window without the page costs the ordering for nothing: every segment's ``ts`` column is
+    opened, even for no match, and an open reads the column's block index: ~50 us at 1M, growing with
+    the documents), and the finest one's estimate all the matches: a few are ordered whole, and counted in the same
     pass, by the caller; only many are counted apart and looked for in coarser windows,
     each expected to hold ``WINDOW_PAGES`` pages; not ``exact``, the coarser windows are
     counted in turn instead, and the matches of the window that holds the page bound the total
@@ -131,12 +131,10 @@ def _windowed(searcher, base: Query, query: Query, limit: int, newest: bool, anc
         if total is not None and total * documents < WINDOW_PAGES * need * everything:
             continue
         windowed = _and(query, Query.boolean_query([(Occur.Should, Query.term_query(SCHEMA, "span", t)) for t in terms]))
-        hits = None
-        if total is None:
-            # Counted and ordered in one pass: the window mostly holds the page (a common word's
-            # finest one at 1M), and its second pass cost as much again in per-segment set-up.
-            result = searcher.search(windowed, need, count=True, order_by_field="ts", order=_order(newest))
-            found, hits = result.count, result.hits
+        # Counted (where no total is known) and ordered in one pass: the window mostly holds the page
+        # (a common word's finest one at 1M), and a second pass cost as much again in per-segment set-up.
+        hits, found = _ordered(searcher, windowed, need, newest, count=total is None)
+        if found is not None:
             if found < need:
                 if (found + 1) * everything < WINDOWED_FROM * max(documents, 1):
                     return query, None, None, None
@@ -147,8 +145,6 @@ def _windowed(searcher, base: Query, query: Query, limit: int, newest: bool, anc
             # share says many match: fewer cost little to count (and "at least 3" of 3 says less).
             if not exact and found * everything >= WINDOWED_FROM * max(documents, 1):
                 bound = found
-        if hits is None:
-            hits = _ordered(searcher, windowed, need, newest)
         if len(hits) >= need:
             return windowed, hits, total, bound
     return query, None, total, None
@@ -163,8 +159,17 @@ def _count(searcher, base: Query) -> int:
     return searcher.search(Query.const_score_query(base, 1.0), 1, count=True).count
 
 
-def _ordered(searcher, query: Query, count: int, newest: bool) -> list:
-    return searcher.search(query, count, count=False, order_by_field="ts", order=_order(newest)).hits
+def _ordered(searcher, query: Query, limit: int, newest: bool, count: bool = False) -> tuple[list, int | None]:
+    """The first ``limit`` hits in the time order, and (``count``) how many match, counted in the same pass."""
+    result = searcher.search(query, limit, count=count, order_by_field="ts", order=_order(newest))
+    return result.hits, result.count if count else None
+
+
+def _all_hits(searcher, query: Query) -> list:
+    """Every hit of a query expected to match few (a run of equal times): one search where
+    ``TIE_RUN`` hold them all, a second (as many as the first counted) where they do not."""
+    result = searcher.search(query, TIE_RUN, count=True)
+    return result.hits if result.count <= TIE_RUN else searcher.search(query, result.count).hits
 
 
 def _order(newest: bool) -> Order:

@@ -139,3 +139,12 @@ def test_a_first_page_without_exact_total_may_give_a_labelled_lower_bound(index,
             faceted = SearchIndex(index.location, reload_interval=0).search(text, scope, sort=sort, limit=3)
             assert (faceted.total, faceted.total_relation) == (exact.total, "eq")
     assert relations == {"gte"}
+
+
+@pytest.mark.parametrize("sort", ["newest", "oldest"])
+def test_a_run_of_equal_times_longer_than_one_fetch_is_fetched_whole(index, monkeypatch, sort):
+    """A page's end inside a run of equal seconds longer than ``TIE_RUN``: the run is fetched again, whole."""
+    scope = Scope(rooms=None, compliance=True)
+    expected = _walk(index, "", scope, sort, 1)
+    monkeypatch.setattr(timepage, "TIE_RUN", 1)
+    assert _walk(index, "", scope, sort, 1) == expected

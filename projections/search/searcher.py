@@ -36,7 +36,7 @@ from .results import FacetCount, Facets, Hit, Scope, SearchResults, Sort
 from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, bare_jid, older_schema
 from .storage import IndexLocation
 from .timepage import edge_unit, time_page
-from .translate import Translator
+from .translate import Translator, required_stems
 
 MAX_LIMIT = 500
 # Relevance pages by offset, and tantivy allocates for offset + limit hits: paging stops this deep
@@ -141,9 +141,10 @@ class SearchIndex:
             more, exact = more and offset + limit < MAX_RELEVANCE_DEPTH, True
             next_cursor = _Cursor(check, offset=offset + limit) if more else None
         else:
-            newest, edge = sort is Sort.NEWEST, self._edge_of(searcher)
+            newest, edge, known = sort is Sort.NEWEST, self._edge_of(searcher), totals.get(asked, counted)
+            most = _most(searcher, node) if after is None and known is None and not scope.compliance else None
             page, total, exact, more = time_page(
-                searcher, base, limit, newest, after, edge, lines, totals.get(asked, counted), exact_total
+                searcher, base, limit, newest, after, edge, lines, known, exact_total, most
             )
             next_cursor = _Cursor(check, ts=page[-1][1], key=page[-1][2]) if more else None
         if exact:
@@ -323,6 +324,12 @@ def _facets(searcher, base: Query, size: int) -> tuple[Facets, int]:
     rooms = result["rooms"]
     total = sum(bucket["doc_count"] for bucket in rooms["buckets"]) + rooms["sum_other_doc_count"]
     return Facets(rooms=counts("rooms"), senders=counts("senders")), total
+
+
+def _most(searcher, node) -> int | None:
+    """An upper bound of a query's matches outside compliance scope, or None: the fewest documents
+    holding a word every match holds (deleted ones too)."""
+    return min((searcher.doc_freq("body", stem) for stem in required_stems(node)), default=None)
 
 
 def _rooms_with_local(searcher, local: str) -> list[str]:

@@ -200,5 +200,16 @@ class Translator:
         return Query.term_set_query(SCHEMA, "room", rooms) if rooms else Query.empty_query()
 
 
+def required_stems(node: Node) -> set[str]:
+    """Stems every match of ``node`` holds in ``body`` outside compliance scope (there text matches
+    nothing else): the fewest documents that hold one bound its matches, for the price of a
+    term-dictionary look-up each."""
+    if isinstance(node, (Word, Phrase)):
+        return {token.text for token in STEM_ANALYZER.pre_tokenize(node.text).tokens}
+    if isinstance(node, And):
+        return set().union(*(required_stems(child) for child in node.children))
+    return set()
+
+
 def _any(queries: list[Query]) -> Query:
     return queries[0] if len(queries) == 1 else Query.boolean_query([(Occur.Should, q) for q in queries])

@@ -96,6 +96,7 @@ def test_a_lower_bound_is_not_remembered_as_the_total(indexed, monkeypatch):
 
     monkeypatch.setattr(timepage, "WINDOWED_FROM", 0)
     monkeypatch.setattr(timepage, "WINDOW_PAGES", 0)
+    monkeypatch.setattr(timepage, "ORDERED_WHOLE", 0)  # a word of this few documents is ordered whole
     location, projection = indexed
     projection.apply([Recorded(31 + i, message(0, "deploy long ago", stanza_id=f"old{i}", occurred_at=T0 - timedelta(days=30 * (i + 1))))
                       for i in range(10)])  # outside the newest windows

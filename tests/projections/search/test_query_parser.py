@@ -24,6 +24,7 @@ from projections.search.query import (
     Word,
     parse,
 )
+from projections.search.translate import required_stems
 
 NOW = datetime(2024, 5, 10, 12, 0, tzinfo=timezone.utc)
 
@@ -134,3 +135,19 @@ def _outcome(parser, text: str):
 def test_plain_words_beyond_the_term_limit_are_refused():
     with pytest.raises(InvalidQueryError, match="more than"):
         query.parse("word " * (query.MAX_TERMS + 1))
+
+
+@pytest.mark.parametrize(
+    "text, stems",
+    [
+        ("deploy", {"deploy"}),
+        ("deployed foxes", {"deploy", "fox"}),
+        ('"lazy cats" room:lobby', {"lazi", "cat"}),
+        ("deploy -fox", {"deploy"}),
+        ("deploy OR fox", set()),
+        ("deploy*", set()),
+        ("!!!", set()),
+    ],
+)
+def test_required_stems_are_those_every_match_holds(text, stems):
+    assert required_stems(parse(text)) == stems

@@ -77,15 +77,17 @@ def _windows_off(monkeypatch):
     "scope", [Scope(rooms=None), Scope(rooms=None, compliance=True), Scope(rooms=frozenset(ROOMS[:2]))], ids=str
 )
 def test_windowed_pages_are_the_full_sorts(index, monkeypatch, text, scope, limit):
-    tunings = [(0, 0), (0, timepage.WINDOW_PAGES), (timepage.WINDOWED_FROM, timepage.WINDOW_PAGES)]
+    tunings = [(0, 0, 0), (0, timepage.WINDOW_PAGES, 0), (timepage.WINDOWED_FROM, timepage.WINDOW_PAGES, 0),
+               (timepage.WINDOWED_FROM, timepage.WINDOW_PAGES, timepage.ORDERED_WHOLE)]
     for sort in ("newest", "oldest"):
         with monkeypatch.context() as plain_sort:
             _windows_off(plain_sort)
             plain = _walk(index, text, scope, sort, limit)
-        for windowed_from, window_pages in tunings:  # (0, 0): every level tried, the finest first
+        for windowed_from, window_pages, ordered_whole in tunings:  # (0, 0, 0): every level tried, the finest first
             monkeypatch.setattr(timepage, "WINDOWED_FROM", windowed_from)
             monkeypatch.setattr(timepage, "WINDOW_PAGES", window_pages)
-            assert _walk(index, text, scope, sort, limit) == plain, (sort, windowed_from, window_pages)
+            monkeypatch.setattr(timepage, "ORDERED_WHOLE", ordered_whole)
+            assert _walk(index, text, scope, sort, limit) == plain, (sort, windowed_from, window_pages, ordered_whole)
         positions = [p for page in plain[0] for p in page]
         assert len(positions) == len(set(positions)) == plain[1][0]
 
@@ -118,6 +120,7 @@ def test_a_first_page_without_exact_total_may_give_a_labelled_lower_bound(index,
     total, never fewer than the page and one more, labelled "gte"; the same hits; a cursor's page exact."""
     monkeypatch.setattr(timepage, "WINDOWED_FROM", 0)  # every window tried, the finest first
     monkeypatch.setattr(timepage, "WINDOW_PAGES", 0)
+    monkeypatch.setattr(timepage, "ORDERED_WHOLE", 0)  # every word here has fewer documents
     relations = set()
     for text in ("deploy", "fox lazy", "-cat", ""):
         for sort in ("newest", "oldest"):
@@ -148,3 +151,22 @@ def test_a_run_of_equal_times_longer_than_one_fetch_is_fetched_whole(index, monk
     expected = _walk(index, "", scope, sort, 1)
     monkeypatch.setattr(timepage, "TIE_RUN", 1)
     assert _walk(index, "", scope, sort, 1) == expected
+
+
+def test_a_first_page_of_few_matches_is_ordered_whole_without_a_window(index, monkeypatch):
+    """A word every match holds, in fewer documents than ``ORDERED_WHOLE``: no window searched (its
+    ordered search would mostly find too few), the page and the exact total from one ordered search."""
+    def no_window(*args):
+        raise AssertionError("a window was searched")
+
+    expected = index.search("fox lazy", Scope(rooms=frozenset(ROOMS[:2])), sort="newest", limit=3, facets=False, exact_total=True)
+    monkeypatch.setattr(timepage, "_windowed", no_window)
+    found = SearchIndex(index.location, reload_interval=0).search(
+        "fox lazy", Scope(rooms=frozenset(ROOMS[:2])), sort="newest", limit=3, facets=False
+    )
+    assert [h.position for h in found.hits] == [h.position for h in expected.hits]
+    assert (found.total, found.total_relation) == (expected.total, "eq")
+    # Not where every match could be one without the word (an OR), nor in compliance scope (text also in history).
+    for text, scope in (("fox OR lazy", Scope(rooms=None)), ("fox", Scope(rooms=None, compliance=True))):
+        with pytest.raises(AssertionError, match="a window was searched"):
+            SearchIndex(index.location, reload_interval=0).search(text, scope, sort="newest", limit=3, facets=False)

@@ -131,22 +131,41 @@ def purge(store: EventStore, settings: RetentionSettings, *, now: datetime | Non
     return record
 
 
-def unapplied_purge(compliance: Iterable[Recorded]) -> int | None:
-    """The log position of the newest purge record whose deletions the views and the index may still show
-    (no later ``PurgeApplied`` covers it: its rebuild failed or its process ended first); None if none.
-    A rebuild covers every purge before it, so only the newest matters."""
-    newest, applied = None, 0
+def unapplied_purges(compliance: Iterable[Recorded]) -> list[Recorded]:
+    """The purge records whose deletions the views and the index may still show, oldest first: those after
+    the newest one a ``PurgeApplied`` covers (its rebuild failed, or its process ended first, perhaps among
+    its deletions). A rebuild covers every purge before it."""
+    purges, applied = [], 0
     for record in compliance:
         if type(record.event) is EventsPurged:
-            newest = record.position
+            purges.append(record)
         elif type(record.event) is PurgeApplied:
             applied = max(applied, record.event.purge_position)
-    return newest if newest is not None and newest > applied else None
+    return [record for record in purges if record.position > applied]
+
+
+def unapplied_purge(compliance: Iterable[Recorded]) -> int | None:
+    """The log position of the newest of ``unapplied_purges``; None if none."""
+    unapplied = unapplied_purges(compliance)
+    return unapplied[-1].position if unapplied else None
 
 
 def pending_purge(store: EventStore) -> int | None:
     """``unapplied_purge`` of the store's compliance stream."""
     return unapplied_purge(store.read_room(COMPLIANCE_STREAM))
+
+
+def finish_purges(store: EventStore) -> None:
+    """Delete what each unapplied purge record names that is still stored, before its rebuild is recorded: a
+    record is written before its deletions (a purge stopped among them), and the purge that comes next deletes
+    only what its own policy finds expired then (none, with no retention period set)."""
+    for record in unapplied_purges(store.read_room(COMPLIANCE_STREAM)):
+        rooms: dict[str, list[int]] = {}
+        for span in record.event.spans:
+            rooms.setdefault(span.stream, []).extend(range(span.first, span.last + 1))
+        for room, versions in rooms.items():
+            # Every version it names occurred before the room's cutoff, which was before the record.
+            store.delete_events(room, versions, record.event.occurred_at)
 
 
 def record_purge_applied(store: EventStore, purge_position: int, *, by: str = "", search_index: str = "") -> PurgeApplied:

@@ -111,6 +111,8 @@ class EventStore(AuditStore):
 
         Events are written in batches of ``batch_size``, each batch atomically.
         """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")  # islice would take nothing
         recorded: list[Recorded] = []
         events = iter(events)
         # A batch taken and checked whole: no Python step per event here.

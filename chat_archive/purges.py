@@ -10,7 +10,7 @@ from archive.application import StoreLocation
 from archive.errors import ChatArchiveError
 from archive.events import EventsPurged
 from archive.lease import LeaseHeld, StoreLease, holding
-from archive.retention import pending_purge, purge, record_purge_applied
+from archive.retention import finish_purges, pending_purge, purge, record_purge_applied
 from archive.store import EventStore
 from projections.rebuild import RebuildReport
 from projections.search import IndexLocation
@@ -54,7 +54,9 @@ def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool =
 
 def apply_purge(config: Config, store: EventStore, unapplied: int, *, by: str, progress: bool) -> RebuildReport:
     """Rebuild the views and the search index without what the purge record at log position ``unapplied`` (and
-    every one before it) deleted, and record it applied. The caller holds the purge lease."""
+    every one before it) deleted, and record it applied: the deletions those records name first (a purge may
+    have stopped among them). The caller holds the purge lease."""
+    finish_purges(store)
     # The replaced index generation is dropped at the swap: it holds what was purged.
     report = rebuild_projections(config, store, ALL_PROJECTIONS, progress=progress, keep_replaced=False)
     rebuilt = IndexLocation(config.index.path).current()

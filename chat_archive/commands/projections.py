@@ -90,13 +90,13 @@ def run_rebuild(args: argparse.Namespace, config) -> int:
                                          progress=not args.quiet)
         else:  # an interrupted purge's rebuild, done by hand: as the purge would have finished it
             report = apply_purge(config, store, unapplied, by=operator(), progress=not args.quiet)
-            erase_purged_copies(config, store)
-    print(
-        f"rebuilt {', '.join(report.projections)}: {report.events:,} events in {report.seconds:.1f} s "
-        f"({report.events_per_second:,.0f} events/s), now at position {report.position}",
-        file=sys.stderr,
-    )
-    if unapplied is not None:
-        print("an earlier purge's rebuild did not finish: this rebuild left out what it deleted (recorded applied)",
-              file=sys.stderr)
+        print(
+            f"rebuilt {', '.join(report.projections)}: {report.events:,} events in {report.seconds:.1f} s "
+            f"({report.events_per_second:,.0f} events/s), now at position {report.position}",
+            file=sys.stderr,
+        )
+        if unapplied is not None:
+            print("an earlier purge's rebuild did not finish: its deletions finished, this rebuild left them out "
+                  "(recorded applied); erasing their copies", file=sys.stderr)
+            erase_purged_copies(config, store)  # a failure (a reader holding a log) is retried by every purge
     return 0

@@ -11,8 +11,8 @@ from archive.retention import holds_of, pending_purge, place_hold, release_hold
 from archive.times import format_time, parse_time
 
 from ..bootstrap import open_store
-from . import operator
 from ..purges import purge_expired
+from . import operator
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

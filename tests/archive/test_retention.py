@@ -14,6 +14,7 @@ from archive.integrity import compliance_records, verify_integrity, write_checkp
 from archive.retention import (
     held, holds_of, pending_purge, place_hold, purge, record_purge_applied, release_hold, retention_days,
     unapplied_purge,
+    unapplied_purges,
 )
 from archive.settings import RetentionSettings
 from tests.factories import T0, at, make, message
@@ -144,6 +145,7 @@ def test_a_purge_is_unapplied_until_a_later_record_covers_it_or_a_newer_one():
     assert unapplied_purge([purged(3), applied(4, 3)]) is None
     assert unapplied_purge([purged(3), purged(5), applied(6, 3)]) == 5  # the newer one's rebuild never finished
     assert unapplied_purge([purged(3), purged(5), applied(6, 5)]) is None  # one rebuild covers both
+    assert [r.position for r in unapplied_purges([purged(3), applied(4, 3), purged(5), purged(7)])] == [5, 7]
 
 
 def test_the_store_owes_a_rebuild_from_the_purge_until_it_is_recorded_applied(event_store):

@@ -45,6 +45,11 @@ def test_a_replayed_message_is_not_stored_again_whatever_its_capture_and_time(ev
     assert [r.event.stanza_id for r in event_store.read_log()] == ["s1", "s2"]
 
 
+def test_a_batch_size_below_one_is_refused_not_taken_as_nothing_to_store(event_store):
+    with pytest.raises(ValueError, match="batch_size"):
+        event_store.append([message(1)], batch_size=0)
+
+
 def test_duplicates_inside_one_batch_are_stored_once(event_store):
     recorded = event_store.append([message(0, stanza_id="s1"), message(0, stanza_id="s1")])
     assert len(recorded) == 1

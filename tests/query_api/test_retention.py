@@ -281,6 +281,36 @@ def test_rebuild_all_from_the_command_line_applies_an_owed_purge(setup, monkeypa
     assert found(client, compliance, SECRET)["transcript"] == []
 
 
+@pytest.mark.parametrize("finish", ["rebuild all", "up with no retention period"])
+def test_a_purge_stopped_among_its_deletions_is_finished_before_it_is_recorded_applied(setup, monkeypatch, finish):
+    """Its record is written before its deletions: what it names must be deleted before its rebuild is recorded,
+    by a rebuild by hand and by `up` with no retention period too (which finds nothing expired itself)."""
+    import argparse
+    import threading
+
+    import msgspec
+
+    from archive.retention import pending_purge
+    from chat_archive import purges
+    from chat_archive.commands.projections import run_rebuild
+
+    config, store, client, compliance, search = setup
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "delete_events", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            purge_expired(config, store, by="test")
+    assert list(store.read_room(SECRET))
+    if finish == "rebuild all":
+        assert run_rebuild(argparse.Namespace(what="all", quiet=True), config) == 0
+    else:
+        purge_expired(msgspec.structs.replace(config, retention=RetentionSettings()), store, by="test")
+    assert pending_purge(store) is None
+    assert not list(store.read_room(SECRET))
+    time.sleep(search.reload_interval)
+    assert found(client, compliance, SECRET)["transcript"] == [] and found(client, compliance, SECRET)["search"] == []
+    assert verify_integrity(store).ok
+
+
 def test_up_finishes_an_owed_rebuild_once_with_no_retention_period_set(setup, monkeypatch):
     import threading
 

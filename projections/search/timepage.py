@@ -7,7 +7,9 @@ to its anchor (the index's newest or oldest bucket, or the cursor's), widened a
 level at a time, and in the whole index only when even the coarsest window
 holds too few; the total is then a count alone. Every match outside a window
 lies beyond every match in it in the sort order, so a window that holds a page
-and one more gives exactly the full sort's page.
+and one more gives exactly the full sort's page. A first page of a query whose
+every match holds a rare word (``ORDERED_WHOLE``) skips the windows: they would
+mostly hold too few, and ordering its few matches whole costs less.
 
 Counting every match of a common word cost more than the rest of its newest
 page (at 1M 'just', 37k matches: ~0.45 of ~0.8 ms), and SQLite FTS5's

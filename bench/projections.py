@@ -20,9 +20,6 @@ def run_projections(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict
     url = store_url(spec, workdir, ctx)
     read_rate = ctx.get("read_rate", {}).get(kind) or run_read(url, results, kind)
     config = bench_config(workdir, store_url=url)
-    if kind == "SQLite":
-        for stale in workdir.glob("views.sqlite*"):
-            stale.unlink()
     both = (["transcripts", "presence"], "transcripts + presence, one read")
     # Each view alone shows which one costs what; on SQLite at 1M that is enough (PostgreSQL's take minutes
     # a run can spare less). At 10M the views are rebuilt once, both from one read (the rate the aim is about).
@@ -30,6 +27,9 @@ def run_projections(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict
     rebuilds = [both] if ctx.get("light") or kind != "SQLite" else [*alone, both]
     with open_event_store(url) as store:
         for names, label in rebuilds:
+            if kind == "SQLite":  # a fresh file each time: the disk figure is of the last rebuild's views only
+                for stale in workdir.glob("views.sqlite*"):
+                    stale.unlink()
             targets, close = view_projections(config, store, names)
             try:
                 report = rebuild(store, targets, progress=False)

@@ -42,6 +42,7 @@ def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool =
     if dry_run:
         return purge(store, config.retention, by=by, dry_run=True)
     with purge_lease(store):
+        finish_purges(store)  # first: what an interrupted purge named, so that this one names none of it again
         record = purge(store, config.retention, by=by)
         unapplied = pending_purge(store)
         if unapplied is not None:
@@ -54,9 +55,8 @@ def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool =
 
 def apply_purge(config: Config, store: EventStore, unapplied: int, *, by: str, progress: bool) -> RebuildReport:
     """Rebuild the views and the search index without what the purge record at log position ``unapplied`` (and
-    every one before it) deleted, and record it applied: the deletions those records name first (a purge may
-    have stopped among them). The caller holds the purge lease."""
-    finish_purges(store)
+    every one before it) deleted, and record it applied. The caller holds the purge lease and finished the
+    records' deletions (``finish_purges``: a purge may have stopped among them)."""
     # The replaced index generation is dropped at the swap: it holds what was purged.
     report = rebuild_projections(config, store, ALL_PROJECTIONS, progress=progress, keep_replaced=False)
     rebuilt = IndexLocation(config.index.path).current()

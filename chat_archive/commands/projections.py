@@ -6,7 +6,7 @@ import argparse
 import sys
 import threading
 
-from archive.retention import pending_purge
+from archive.retention import finish_purges, pending_purge
 from projections.follower import LogFollower
 from projections.search import SearchIndexer
 
@@ -89,6 +89,7 @@ def run_rebuild(args: argparse.Namespace, config) -> int:
             report = rebuild_projections(config, store, ALL_PROJECTIONS if args.what == "all" else [args.what],
                                          progress=not args.quiet)
         else:  # an interrupted purge's rebuild, done by hand: as the purge would have finished it
+            finish_purges(store)
             report = apply_purge(config, store, unapplied, by=operator(), progress=not args.quiet)
         print(
             f"rebuilt {', '.join(report.projections)}: {report.events:,} events in {report.seconds:.1f} s "

@@ -101,8 +101,9 @@ class SearchIndex:
         ``exact_total``: count every match. Without it a time-sorted first page found in a
         window of recent (early) times may report a lower bound, ``total_relation`` "gte" (a
         common word's newest page cost twice as much with the count); relevance pages, cursor
-        pages, pages with facets, a first page of a query whose every match holds a word of at most
-        ``timepage.ORDERED_WHOLE`` documents and a total this searcher already counted are exact in any case.
+        pages, pages with facets, a first page (outside compliance scope) of a query whose every match
+        holds a word of at most ``timepage.ORDERED_WHOLE`` documents and a total this searcher already
+        counted are exact in any case.
 
         Raises ``InvalidQueryError`` (with ``position``) for a malformed query, an
         ``is:retracted`` outside compliance scope, a ``jid:`` without ``Scope.jids``, a

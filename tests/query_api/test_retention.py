@@ -286,12 +286,10 @@ def test_a_purge_stopped_among_its_deletions_is_finished_before_it_is_recorded_a
     """Its record is written before its deletions: what it names must be deleted before its rebuild is recorded,
     by a rebuild by hand and by `up` with no retention period too (which finds nothing expired itself)."""
     import argparse
-    import threading
 
     import msgspec
 
     from archive.retention import pending_purge
-    from chat_archive import purges
     from chat_archive.commands.projections import run_rebuild
 
     config, store, client, compliance, search = setup

@@ -87,11 +87,9 @@ def walk_chain(
     previous, expected, events, unchained, last = genesis(stream), genesis_version, 0, 0, None
     for row in _skipping_purged(rows, purged):
         if isinstance(row, PurgedSpan):
-            if row.last < genesis_version or row.last < expected:
-                continue  # events archived before chaining began, or inside an earlier purge's span
-            # A span may begin inside an earlier one: what a hold kept through that purge's finished deletions
-            # (``finish_purges``), purged by a later one with the versions after it.
-            if row.first > expected:
+            if row.last < genesis_version:  # events archived before chaining began
+                continue
+            if row.first != expected:
                 return _result(stream, events, unchained, last, row.first, None,
                                f"purge record starts at version {row.first}, but version {expected} is missing")
             previous, expected = bytes.fromhex(row.link), row.last + 1
@@ -129,17 +127,15 @@ def walk_chain(
 
 
 def _skipping_purged(rows: Iterable[StoredLink], purged: Mapping[int, PurgedSpan]) -> Iterator:
-    """The rows, with each purge record yielded where its span begins; rows inside a span are left out: a
-    purge recorded but stopped before its deletes (the next purge finishes them), or what a hold placed
-    meanwhile kept (a later purge names it again)."""
+    """The rows, with each purge record yielded where its span begins; rows inside a span (a purge
+    recorded but interrupted before its deletes) are left out, the next purge deletes them."""
     pending = sorted(purged.values(), key=lambda s: s.first)
-    covered = -1  # the last version of the spans begun so far (a later one may lie inside an earlier one)
+    current = None
     for row in rows:
         while pending and pending[0].first <= row.version:
-            span = pending.pop(0)
-            covered = max(covered, span.last)
-            yield span
-        if row.version <= covered:
+            current = pending.pop(0)
+            yield current
+        if current is not None and current.first <= row.version <= current.last:
             continue
         yield row
     yield from pending

@@ -156,24 +156,17 @@ def pending_purge(store: EventStore) -> int | None:
 
 
 def finish_purges(store: EventStore) -> None:
-    """Delete what each unapplied purge record names that is still stored and no hold covers: a record is
-    written before its deletions (a purge stopped among them), and the purge that comes next deletes only what
-    its own policy finds expired then (none, with no retention period set). A hold placed since keeps what it
-    covers, as it would have kept it from that purge (``walk_chain`` skips what stays inside a purged span)."""
-    unapplied = unapplied_purges(store.read_room(COMPLIANCE_STREAM))
-    if not unapplied:
-        return
-    holds = holds_of(store)
-    for record in unapplied:
-        named: dict[str, set[int]] = {}
+    """Delete what each unapplied purge record names that is still stored: a record is written before its
+    deletions (a purge stopped among them), and the purge that comes next deletes only what its own policy finds
+    expired then (none, with no retention period set). The record is the decision: a hold placed after it keeps
+    none of what it names (kept, those events would sit inside a span the chain walk skips, unverified)."""
+    for record in unapplied_purges(store.read_room(COMPLIANCE_STREAM)):
+        named: dict[str, list[int]] = {}
         for span in record.event.spans:
-            named.setdefault(span.stream, set()).update(range(span.first, span.last + 1))
+            named.setdefault(span.stream, []).extend(range(span.first, span.last + 1))
         for room, versions in named.items():
             # Every version it names occurred before the room's cutoff, which was before the record.
-            end = record.event.occurred_at
-            left = [v for v, r in store.read_room_versions(room, end=end) if v in versions and not held(r.event, holds)]
-            if left:
-                store.delete_events(room, left, end)
+            store.delete_events(room, versions, record.event.occurred_at)
 
 
 def record_purge_applied(store: EventStore, purge_position: int, *, by: str = "", search_index: str = "") -> PurgeApplied:

@@ -194,7 +194,7 @@ def document() -> dict:
             "get": operation("The legal holds in force", "compliance", [], json_ok("`{\"holds\": [...]}`", OBJECT),
                              statuses=(400, 401, 403)),
             "post": operation(
-                "Place a legal hold: events it covers survive every purge", "compliance",
+                "Place a legal hold: events it covers survive every purge recorded after it", "compliance",
                 [query("case", {"type": "string"}, "the case (matter)", required=True),
                  query("room", {"type": "string"}, "room JIDs or globs, comma-separated (default every room)"),
                  query("jid", {"type": "string"}, "people's JIDs, comma-separated (default everyone)"),

@@ -77,9 +77,10 @@ def run_purge(args: argparse.Namespace, config) -> int:
         unfinished = pending_purge(store) is not None
         record = purge_expired(config, store, by=operator(), dry_run=args.dry_run)
     if unfinished:
-        print("an earlier purge's rebuild did not finish: "
-              + ("a purge would rebuild the views and the search index" if args.dry_run
-                 else "rebuilt the views and the search index without what it deleted"))
+        print("an earlier purge's deletions or rebuild did not finish: "
+              + ("a purge would first delete what its record names (a hold placed since keeps none of it), then "
+                 "rebuild the views and the search index" if args.dry_run
+                 else "finished its deletions, rebuilt the views and the search index without what it deleted"))
     if record is None:
         print(("nothing more to purge" if unfinished else "nothing to purge")
               + ("" if config.retention.default_days or config.retention.rooms else " (no [retention] period is set)"))

@@ -3,6 +3,7 @@ and the in-process server that `chat-archive up` starts (bootstrap.start_api).""
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import signal
@@ -14,6 +15,7 @@ import urllib.request
 import pytest
 
 from archive.application import open_event_store
+from chat_archive import bootstrap
 from chat_archive.bootstrap import open_search_index, open_tokens, open_views, start_api
 from query_api.roles import Role
 from tests.factories import message
@@ -204,3 +206,23 @@ def test_in_process_server_for_up(served):
         assert not server.is_alive()
         with pytest.raises(OSError):
             urllib.request.urlopen(server.url + "/healthz", timeout=2)
+
+
+def test_a_worker_serves_with_its_startup_heap_frozen(served, monkeypatch):
+    """Each `serve --workers` process builds its app, then freezes what it holds (bootstrap.settled):
+    full collections no longer visit it (they paused every request for 100 ms and more)."""
+    built = {}
+
+    def serve_workers(make_app, *args, **kwargs) -> int:  # the app a forked worker would build
+        built["make_app"] = make_app
+        return 0
+
+    monkeypatch.setattr(bootstrap, "serve_workers", serve_workers)
+    bootstrap.serve_api_workers(served["config"], 1, on_ready=lambda url: None)
+    gc.unfreeze()
+    try:
+        app = built["make_app"](threading.Event())
+        assert gc.get_freeze_count() > 0
+        assert app.test_client().get("/healthz").status_code == 200
+    finally:
+        gc.unfreeze()

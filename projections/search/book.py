@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
+from archive.events import MessagePosted
+
 from .. import messages
 from ..lines import Line, ids
 from .documents import decode_line
@@ -78,6 +80,19 @@ class IndexBook:
         return [self._held[i] for i in sorted(waiting)] if waiting else []
 
     # -- what the projection does with it -------------------------------------------------
+
+    def post(self, position: int, event: MessagePosted) -> bool:
+        """``apply(position, step(position, event, self))`` for a post that nothing awaits, the most common
+        event of a log by far: its line pending, True. False, and nothing done, when something awaits it
+        (``step`` settles that). Without the model's ``Changes`` and the calls between, a rebuild's main
+        thread spends 2-3 us less per message (of 25-30)."""
+        if self._awaited and messages.awaits_any(self, event.room, messages.ids_of(event)):
+            return False
+        line = messages.message_line(position, event)
+        self.pending[position] = line
+        self._queue.append((position, position))
+        self._remember(line, True)
+        return True
 
     def apply(self, position: int, changes: messages.Changes) -> None:
         """Take ``changes``, the model's step for the event at ``position``."""

@@ -163,12 +163,15 @@ class SearchIndexProjection:
 
     def apply(self, records: Sequence[Recorded]) -> None:
         self._usable()
-        book, step = self._book, messages.step
+        book, step, post = self._book, messages.step, self._book.post
         for record in records:
             event = record.event
-            if type(event) in _MESSAGE_EVENTS:
+            kind = type(event)
+            if kind is MessagePosted and post(record.position, event):
+                continue
+            if kind in _MESSAGE_EVENTS:
                 book.apply(record.position, step(record.position, event, book))
-            elif type(event) is PurgeApplied and record.position > self._began_at and event.search_index != self._id:
+            elif kind is PurgeApplied and record.position > self._began_at and event.search_index != self._id:
                 # Another index was rebuilt without what a purge deleted, and this one may have read it before the
                 # deletion (it began before the record): so must this one be, a fresh one being built too.
                 self._purge_seen = True

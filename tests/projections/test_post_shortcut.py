@@ -1,6 +1,7 @@
 """The book's shortcut for a plain post (``MemoryBook.post``) is the message model's own rule: a book
 driven by it, falling back to ``step`` for anything else, ends exactly as one driven by ``step`` and
-``apply`` alone, whatever the order of posts, corrections and retractions."""
+``apply`` alone, whatever the order of posts, corrections and retractions; so does the search index's
+(``IndexBook.post``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from archive import events as ev
+from projections import messages
 from projections.messages import MemoryBook
+from projections.search.book import IndexBook
 from projections.transcripts import logic
 
 from tests.factories import make, message
@@ -37,3 +40,28 @@ def test_a_book_fed_posts_by_the_shortcut_ends_as_one_fed_every_event_by_step(lo
     plain, short = books["step"], books["post"]
     assert (short.lines, short.refs, short.awaited, short.dropped) == (plain.lines, plain.refs, plain.awaited,
                                                                        plain.dropped)
+
+
+def _index_book() -> IndexBook:
+    return IndexBook(lambda room, ref: [], lambda key: None, position=0, hold=3, window=1000)
+
+
+def _index_state(book: IndexBook, written: list) -> tuple:
+    return (written, book.pending, list(book._queue), book._refs, book._awaited, book._held, book.take_deletes())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(events, max_size=40))
+@example([make(ev.MessageCorrected, 1, nick="ann", replaces_id="x1", body="fixed"),  # before its message
+          message(2, "fxed", "ann", message_id="x1")])
+def test_an_index_book_fed_posts_by_the_shortcut_ends_as_one_fed_every_event_by_step(log):
+    """The search index's book (``IndexBook.post``): the same lines written when due, the same left pending."""
+    plain, short = _index_book(), _index_book()
+    written: dict[str, list] = {"step": [], "post": []}
+    for position, event in enumerate(log, start=1):
+        plain.apply(position, messages.step(position, event, plain))
+        if not (type(event) is ev.MessagePosted and short.post(position, event)):
+            short.apply(position, messages.step(position, event, short))
+        written["step"] += plain.due(position)
+        written["post"] += short.due(position)
+    assert _index_state(short, written["post"]) == _index_state(plain, written["step"])

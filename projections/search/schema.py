@@ -128,6 +128,9 @@ def span_terms(unit: int) -> str:
     return " ".join(span_term(unit, level) for level in SPAN_LEVELS)
 
 
+# A room's people are few and post again and again (a page of hits, a rebuild's every document): their
+# bare JIDs are looked up, not split again.
+@functools.lru_cache(maxsize=4096)
 def bare_jid(jid: str | None) -> str | None:
     """The lowercased bare JID (no resource), as indexed and matched by ``jid:``."""
     if not jid:

@@ -14,7 +14,6 @@ cheap), and follow the ``current`` link when a rebuild swapped generations.
 from __future__ import annotations
 
 import base64
-import functools
 import threading
 import time
 import zlib
@@ -255,7 +254,7 @@ def _hits(page: list, lines: StoredLines, scope: Scope, marks: highlight.Marks, 
             position=line.id,
             room=line.room.lower(),
             nick=line.nick or "",
-            jid=_bare_jid(line.jid),
+            jid=bare_jid(line.jid),
             time=order_second(line.at),
             body=body,
             snippet=snippet(text),
@@ -267,10 +266,6 @@ def _hits(page: list, lines: StoredLines, scope: Scope, marks: highlight.Marks, 
             score=score if relevance else None,
         ))  # fmt: skip
     return hits
-
-
-# A page's senders repeat (and a room's people are few): their bare JIDs are looked up, not split again.
-_bare_jid = functools.lru_cache(maxsize=4096)(bare_jid)
 
 
 def _committed(directory: Path | None) -> bytes | None:

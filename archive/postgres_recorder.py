@@ -17,7 +17,8 @@ from .codec import to_msgpack_list
 from .idempotency import Probe, Slot
 from .key_upgrade import upgrade_postgres_index
 from .recorders import (
-    HeadRow, RangeRow, RoomRow, lock_schema_ddl, range_params, bucket_spans, stored_slots_of,
+    HeadRow, RangeRow, RoomRow, check_copy_positions, lock_schema_ddl, positioned, range_params, bucket_spans,
+    stored_slots_of,
 )
 
 # Keyed in the room's order, (whole second, version): time-ranged reads walk the key from where
@@ -59,6 +60,9 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
         self._events = SQL("{}.{}").format(schema, Identifier(self.events_table_name))
         self._copy_events = SQL(
             "COPY {} (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)"
+        ).format(self._events)
+        self._copy_events_at = SQL(
+            "COPY {} (notification_id, originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)"
         ).format(self._events)
         self._last_position = SQL("SELECT currval(pg_get_serial_sequence(%s, 'notification_id')) AS last")
         self._events_name = f'"{self.datastore.schema}"."{self.events_table_name}"'
@@ -115,11 +119,15 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
             probe: Probe | None = kwargs.get("probe")
             if probe and self._stored_slots(curs, probe):
                 raise IntegrityError("an event of the batch is stored already (its idempotency slot holds its key)")
-            _copy(curs, self._copy_events, EVENT_TYPES, itertools.chain.from_iterable(rows))
-            # Under the lock no other writer draws from the sequence: the batch's positions are the
-            # consecutive values up to the last one drawn.
-            curs.execute(self._last_position, (self._events_name,))
-            last = curs.fetchone()["last"]
+            positions: list[int] | None = kwargs.get("positions")
+            if positions:
+                last = self._copy_at(curs, positions, rows)
+            else:
+                _copy(curs, self._copy_events, EVENT_TYPES, itertools.chain.from_iterable(rows))
+                # Under the lock no other writer draws from the sequence: the batch's positions are the
+                # consecutive values up to the last one drawn.
+                curs.execute(self._last_position, (self._events_name,))
+                last = curs.fetchone()["last"]
             _copy(curs, self._copy_index, INDEX_TYPES, rows.index_rows)
             new_rooms = list(kwargs.get("new_rooms", ()))
             if new_rooms:
@@ -131,7 +139,16 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
             if chain_heads:
                 curs.execute(self._upsert_heads, _columns(chain_heads, 4), prepare=True)
             self._notify_channel(curs)
-        return list(range(last - rows.count + 1, last + 1))
+        return positions or list(range(last - rows.count + 1, last + 1))
+
+    def _copy_at(self, curs: Any, positions: list[int], rows: BatchRows) -> int:
+        """Copied events at their source positions; the sequence then goes on after the last."""
+        curs.execute(SQL("SELECT COALESCE(MAX(notification_id), 0) AS last FROM {}").format(self._events))
+        check_copy_positions(positions, curs.fetchone()["last"])
+        _copy(curs, self._copy_events_at, ["int8", *EVENT_TYPES], positioned(positions, rows))
+        curs.execute(SQL("SELECT setval(pg_get_serial_sequence(%s, 'notification_id'), %s)"),
+                     (self._events_name, positions[-1]))
+        return positions[-1]
 
     def stored_slots(self, probe: Probe) -> set[Slot]:
         """The probed slots that hold a key."""

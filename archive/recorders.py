@@ -24,10 +24,12 @@ queries, used by ``EventStore``.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from .errors import StoreError
 from .idempotency import BUCKET, Slot
 
 # (originator_id, originator_version, topic, state): an event as the events table holds it
@@ -68,6 +70,18 @@ def _lo(t: float | None) -> float:
 
 def _hi(t: float | None) -> float:
     return float("inf") if t is None else t
+
+
+def check_copy_positions(positions: Sequence[int], last: int) -> None:
+    """Copied events keep their positions: after the store's last one, ascending (``EventStore.append_copies``)."""
+    if positions[0] <= last or any(a >= b for a, b in zip(positions, positions[1:])):
+        raise StoreError(f"position {positions[0]} is taken or out of order here (the log ends at {last}): "
+                         "copy into an empty store")
+
+
+def positioned(positions: Sequence[int], rows: Iterable[Iterable[tuple]]) -> Iterator[tuple]:
+    """Copied events' rows (chunks of them) each behind its position."""
+    return ((position, *row) for position, row in zip(positions, itertools.chain.from_iterable(rows)))
 
 
 def chunks(items: Sequence, size: int) -> Iterable[Sequence]:

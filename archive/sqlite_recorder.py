@@ -24,7 +24,8 @@ from .codec import to_msgpack_arrays
 from .idempotency import Probe, Slot, key_digest
 from .key_upgrade import upgrade_sqlite_index
 from .recorders import (
-    HeadRow, RangeRow, RoomRow, chunks, range_params, bucket_spans, stored_slots_of,
+    HeadRow, RangeRow, RoomRow, check_copy_positions, chunks, positioned, range_params, bucket_spans,
+    stored_slots_of,
 )
 
 # Keyed in the room's order, (whole second, version): time-ranged reads walk the key from where
@@ -84,24 +85,33 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
 
     def _insert_events(self, c: Any, rows: BatchRows, **kwargs: Any) -> list[int]:
         # One executemany instead of the library's row-by-row inserts; rowids of a
-        # single transaction on a table without deletes are consecutive. Being the
+        # single transaction are consecutive (copies come with theirs). Being the
         # first write, it takes SQLite's one write lock: the look-up below sees every
         # key committed before, and none can be committed until this transaction ends.
         if not rows.count:
             return []
-        c.executemany(self.insert_events_statement, itertools.chain.from_iterable(rows))
+        positions: list[int] | None = kwargs.get("positions")
+        if positions:
+            c.execute(self.select_max_notification_id_statement)
+            check_copy_positions(positions, c.fetchone()[0] or 0)
+            c.executemany(f"INSERT INTO {self.events_table_name} (rowid, originator_id, originator_version, topic, "
+                          "state) VALUES (?,?,?,?,?)", positioned(positions, rows))
+        else:
+            c.executemany(self.insert_events_statement, itertools.chain.from_iterable(rows))
         probe: Probe | None = kwargs.get("probe")
         if probe and _stored_slots(c, probe):
             raise IntegrityError("an event of the batch is stored already (its idempotency slot holds its key)")
-        c.execute(self.select_max_notification_id_statement)
-        last = c.fetchone()[0]
+        if not positions:
+            c.execute(self.select_max_notification_id_statement)
+            last = c.fetchone()[0]
+            positions = list(range(last - rows.count + 1, last + 1))
         c.executemany("INSERT INTO archive_event_index VALUES (?,?,?,?,?,?)", rows.index_rows)
         c.executemany(
             "INSERT OR IGNORE INTO archive_rooms VALUES (?)",
             [(room,) for room in kwargs.get("new_rooms", ())],
         )
         c.executemany("INSERT OR REPLACE INTO archive_chain_heads VALUES (?,?,?,?)", rows.chain_heads())
-        return list(range(last - rows.count + 1, last + 1))
+        return positions
 
     def stored_slots(self, probe: Probe) -> set[Slot]:
         """The probed slots that hold a key."""

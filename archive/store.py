@@ -67,13 +67,13 @@ _POSTGRES_LOG_ROWS = pg_sql.SQL("SELECT notification_id, state FROM {} WHERE not
 
 
 class _Placed:
-    """The versions of copied events (``EventStore.append_copies``), aligned with their batch."""
+    """The positions and versions of copied events (``EventStore.append_copies``), aligned with their batch."""
 
-    def __init__(self, versions: list[int], resume_links: Mapping[tuple[str, int], bytes]):
-        self.versions, self.resume_links = versions, resume_links
+    def __init__(self, positions: list[int], versions: list[int], resume_links: Mapping[tuple[str, int], bytes]):
+        self.positions, self.versions, self.resume_links = positions, versions, resume_links
 
     def only(self, indexes: list[int]) -> _Placed:
-        return _Placed([self.versions[i] for i in indexes], self.resume_links)
+        return _Placed([self.positions[i] for i in indexes], [self.versions[i] for i in indexes], self.resume_links)
 
     def move(self, head: list, room: str, i: int) -> int:
         """Event ``i``'s version; across a gap its stream's chain resumes from the purge's link."""
@@ -122,19 +122,23 @@ class EventStore(AuditStore):
         return recorded
 
     def append_copies(
-        self, copies: list[tuple[int, Event]], resume_links: Mapping[tuple[str, int], bytes]
+        self, copies: list[tuple[int, Recorded]], resume_links: Mapping[tuple[str, int], bytes]
     ) -> list[Recorded]:
-        """Store events copied from another store (``chat-archive migrate``), each at the version it has
-        there, those not stored here before, in one transaction; return those, with their positions.
+        """Store events copied from another store (``chat-archive migrate``), each at the log position and
+        the version it has there, those not stored here before, in one transaction; return those.
+
+        Positions are kept, gaps included, because records name events by position: a ``PurgeApplied``
+        names its purge's record, and a client's replay cursor is one. Renumbered, the source's numbers
+        would name later events here (a purge made after the copy would look applied before its rebuild).
 
         A purge's gap in a stream stays a gap, and its chain resumes after the gap from the link the
         purge recorded (``resume_links``: (stream, first version after the gap) -> link), as
         ``chain.walk_chain`` resumes: every link and head is the source's, its purge records and
         checkpoints hold here too. Every event of the page is kept (no in-batch deduplication: the
         source stored them all)."""
-        events = [event for _, event in copies]
+        events = [record.event for _, record in copies]
         _check_events(events)
-        placed = _Placed([version for version, _ in copies], resume_links)
+        placed = _Placed([record.position for _, record in copies], [version for version, _ in copies], resume_links)
         return self._append_batch(every_slot(events), placed)
 
     def _append_batch(self, batch: Batch, placed: _Placed | None = None) -> list[Recorded]:
@@ -182,7 +186,8 @@ class EventStore(AuditStore):
         # Made while the recorder writes them, in its transaction (``archive.batch_rows``).
         rows = BatchRows(batch, heads, placed, encode_states=self._recorder.encode_states,
                          blob=self._recorder.blob, chained=self._chained)
-        positions = self._recorder.insert_events(rows, probe=Probe(batch), new_rooms=new_rooms)
+        positions = self._recorder.insert_events(
+            rows, probe=Probe(batch), new_rooms=new_rooms, positions=placed.positions if placed else None)
         self._heads.update(heads)
         return list(map(Recorded, positions, batch.events))
 

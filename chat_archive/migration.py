@@ -1,8 +1,9 @@
 """Copying the event log from one store to another (`chat-archive migrate`), resumably, and checking it.
 
 Events are appended to the target in the source's log order, page by page, each
-at the version it has in the source (``EventStore.append_copies``): a purge's gap
-in a stream stays a gap, the chain resuming after it from the link the purge
+at the log position and the version it has in the source (``EventStore.append_copies``):
+what names an event by its position (a purge's ``PurgeApplied``, a client's replay
+cursor) names the same one in the target, and a purge's gap in a stream stays a gap, the chain resuming after it from the link the purge
 recorded, so every stream has the same versions and (the chain being a function
 of the previous link, the version and the stored bytes) the same hash-chain links
 as in the source, and the copied purge records and checkpoints hold in the target.
@@ -91,7 +92,7 @@ def copy_log(
     position = after
     page = []
     for version, record in source.read_log_versions(after, page_size=page_size):
-        page.append((version, record.event))
+        page.append((version, record))
         position = record.position
         if len(page) == page_size:
             appended += len(target.append_copies(page, resume_links))

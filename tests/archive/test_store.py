@@ -14,6 +14,7 @@ from archive.application import StoreLocation, open_event_store
 from archive.batch_rows import ROW_CHUNK, BatchRows
 from archive.codec import to_msgpack_list
 from archive.errors import ConfigError, EventDecodeError, StoreError
+from archive.events import Recorded
 from archive.idempotency import slotted
 from archive.integrity import verify_integrity
 from archive.sqlite_recorder import PAGE_SIZE
@@ -82,8 +83,8 @@ def test_a_batch_of_several_row_chunks_is_stored_whole_in_order_and_chained(even
 
 def test_a_copied_batch_refused_after_its_first_chunk_of_rows_leaves_nothing_stored(event_store):
     held = event_store.append([message(0, room="held@conference.localhost")])
-    copies = [(v, message(v, room="new@conference.localhost")) for v in range(1, ROW_CHUNK + 10)]
-    copies.append((1, message(1, room="held@conference.localhost")))  # in the second chunk: its version is taken
+    copies = [(v, Recorded(10 + v, message(v, room="new@conference.localhost"))) for v in range(1, ROW_CHUNK + 10)]
+    copies.append((1, Recorded(ROW_CHUNK + 20, message(1, room="held@conference.localhost"))))  # 2nd chunk: version taken
     with pytest.raises(StoreError, match="holds version 1 already"):
         event_store.append_copies(copies, {})
     assert list(event_store.read_log()) == held
@@ -260,3 +261,18 @@ def test_a_batchs_rows_are_made_once_unless_kept():
         list(once)
     kept = rows(batch).made()
     assert list(kept) == list(kept) and len(kept.index_rows) == 3
+
+
+def test_copies_keep_their_positions_and_later_appends_go_on_after_them(event_store):
+    copies = [(1, Recorded(4, message(1, room="a@conference.localhost"))),
+              (1, Recorded(9, message(2, room="b@conference.localhost")))]
+    assert [r.position for r in event_store.append_copies(copies, {})] == [4, 9]
+    assert [r.position for r in event_store.append([message(3, stanza_id="later")])] == [10]
+    assert [r.position for r in event_store.read_log()] == [4, 9, 10]
+    # A position the log has passed is refused, not renumbered: copies go into an empty store.
+    with pytest.raises(StoreError, match="position 7 is taken or out of order"):
+        event_store.append_copies([(1, Recorded(7, message(4, room="c@conference.localhost")))], {})
+    with pytest.raises(StoreError, match="out of order"):
+        event_store.append_copies([(1, Recorded(12, message(5, room="d@conference.localhost"))),
+                                   (1, Recorded(11, message(6, room="e@conference.localhost")))], {})
+    assert [r.position for r in event_store.read_log()] == [4, 9, 10]

@@ -14,7 +14,7 @@ from archive.application import open_event_store
 from archive.errors import StoreError
 from archive.events import ChainHead, PurgedSpan
 from archive.integrity import verify_integrity, write_checkpoint
-from archive.retention import purge
+from archive.retention import pending_purge, purge, record_purge_applied
 from archive.settings import RetentionSettings
 from chat_archive.migration import check, copy_log, covered, progress_file
 from tests.cli.test_moving import FailingAfter
@@ -88,3 +88,22 @@ def test_a_purged_tail_is_carried_only_when_purge_records_cover_it_up_to_the_hea
     assert not covered(spans[1:], 3, head)  # 4-5 likewise
     assert not covered(spans, 0, ChainHead(DEV, 10, "cc", 1))  # the head is not where the purge left it
     assert not covered(spans, 0, ChainHead(DEV, 12, "bb", 1))
+
+
+@pytest.mark.parametrize("source_kind, target_kind", [("sqlite", "postgresql"), ("postgresql", "sqlite")])
+def test_an_applied_purge_still_names_its_own_record_in_the_copy(source_kind, target_kind, tmp_path):
+    """A ``PurgeApplied`` names its purge by log position: were the copy's positions renumbered (the
+    source's gaps closed), the source's number would name a later record in the copy, and a purge made
+    there afterwards would look applied before its rebuild (its views kept showing what it deleted)."""
+    with ExitStack() as stack:
+        source_url, source = stack.enter_context(store_of(source_kind, tmp_path / "source.sqlite"))
+        target_url, target = stack.enter_context(store_of(target_kind, tmp_path / "target.sqlite"))
+        cut_history(source)
+        record_purge_applied(source, pending_purge(source), by="test")
+        copy_log(source, target, progress_file(tmp_path, source_url, target_url), page_size=10)
+        assert [r.position for r in target.read_log()] == [r.position for r in source.read_log()]
+        assert pending_purge(target) is None
+        later = purge(target, RetentionSettings(default_days=1, rooms={OPS: 0}), now=NOW + timedelta(days=9), by="test")
+        assert later is not None and pending_purge(target) == target.head()
+        # The copy goes on after the source's last position, as the source would.
+        assert target.head() > source.head()

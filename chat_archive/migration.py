@@ -23,14 +23,15 @@ links by construction).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from archive.errors import StoreError
-from archive.events import AUDIT_STREAM, ChainHead, EventsPurged, PurgedSpan
+from archive.events import AUDIT_STREAM, ChainHead, EventsPurged, PurgedSpan, Recorded
 from archive.integrity import compliance_records
 from archive.store import MAX_BATCH, EventStore
 
@@ -83,51 +84,58 @@ def copy_log(
     on_page: Callable[[int], None] | None = None,
     page_size: int = PAGE_SIZE,
 ) -> CopyReport:
-    """Append the source's events after the recorded progress to the target, at their versions; then the
-    heads of streams whose last events were purged, and the audit trail."""
+    """Append the source's events after the recorded progress to the target, at their positions and versions;
+    then the heads of streams whose last events were purged, and the audit trail."""
     after = read_progress(progress)
-    purged = purged_spans(source)
+    purged = purged_spans(compliance_records(source, EventsPurged))
+
+    def page_done(position: int) -> None:
+        _write_progress(progress, position)
+        if on_page:
+            on_page(position)
+
+    read, appended, position = copy_records(source.read_log_versions(after, page_size=page_size), target,
+                                            purged, page_done, page_size)  # fmt: skip
+    if on_page and not read:
+        on_page(after)
+    carry_purged_heads(source.chain_heads(), target, purged)
+    _copy_audit(source, target)
+    return CopyReport(read, appended, position or after)
+
+
+def copy_records(
+    records: Iterable[tuple[int, Recorded]], target: EventStore, purged: dict[str, list[PurgedSpan]],
+    page_done: Callable[[int], None] = lambda position: None, page_size: int = PAGE_SIZE,
+) -> tuple[int, int, int]:
+    """Append (version, record) pairs, in log order, to the target at their positions and versions, page by
+    page, skipping those it holds; (read, appended, the last position read)."""
     resume_links = {(s.stream, s.last + 1): bytes.fromhex(s.link) for spans in purged.values() for s in spans if s.link}
-    read = appended = 0
-    position = after
-    page = []
-    for version, record in source.read_log_versions(after, page_size=page_size):
-        page.append((version, record))
-        position = record.position
-        if len(page) == page_size:
-            appended += len(target.append_copies(page, resume_links))
-            read += len(page)
-            page = []
-            _write_progress(progress, position)
-            if on_page:
-                on_page(position)
-    if page:
+    read = appended = position = 0
+    records = iter(records)
+    while page := list(itertools.islice(records, page_size)):
         appended += len(target.append_copies(page, resume_links))
         read += len(page)
-        _write_progress(progress, position)
-    if on_page:
-        on_page(position)
-    _carry_purged_heads(source, target, purged)
-    _copy_audit(source, target)
-    return CopyReport(read, appended, position)
+        position = page[-1][1].position
+        page_done(position)
+    return read, appended, position
 
 
-def purged_spans(store: EventStore) -> dict[str, list[PurgedSpan]]:
-    """Every stream's purged spans, as the store's purge records name them, in version order."""
+def purged_spans(records: Iterable[EventsPurged]) -> dict[str, list[PurgedSpan]]:
+    """Every stream's purged spans, as purge records name them, in version order."""
     spans: dict[str, list[PurgedSpan]] = {}
-    for record in compliance_records(store, EventsPurged):
+    for record in records:
         for span in record.spans:
             spans.setdefault(span.stream, []).append(span)
     return {stream: sorted(found, key=lambda s: s.first) for stream, found in spans.items()}
 
 
-def _carry_purged_heads(source: EventStore, target: EventStore, purged: dict[str, list[PurgedSpan]]) -> None:
+def carry_purged_heads(heads: Iterable[ChainHead], target: EventStore, purged: dict[str, list[PurgedSpan]]) -> None:
     """A stream whose last events were purged goes on in the target at the source's head: carried when
     purge records cover every version after the target's last one and end at the head's link (anything
     else stays a mismatch for the check to report)."""
     theirs = {head.stream: head.version for head in target.chain_heads()}
     carried = [
-        head for head in source.chain_heads()
+        head for head in heads
         if head.stream != AUDIT_STREAM and theirs.get(head.stream, 0) < head.version
         and covered(purged.get(head.stream, []), theirs.get(head.stream, 0), head)
     ]  # fmt: skip

@@ -12,12 +12,12 @@ from pathlib import Path
 import msgspec
 
 from archive.application import StoreLocation, open_event_store
-from archive.codec import to_json
 from archive.errors import ConfigError, StoreError
 from projections.rebuild import ProgressBar
 from query_api.server_tables import copy_server_tables
 
 from ..bootstrap import audit_cli_read, open_store, rebuild_projections
+from ..log_file import backup_line, trailer
 from ..migration import check, copy_log, progress_file
 
 
@@ -77,17 +77,18 @@ def run_migrate(args: argparse.Namespace, config) -> int:
 
 
 def run_export_log(args: argparse.Namespace, config) -> int:
-    """Lines as `chat-archive log` prints them, then a trailer with their count and SHA-256."""
+    """A backup (``chat_archive.log_file``): every event at its position and version, then a trailer with
+    the lines' count and SHA-256 and the chain heads."""
     output = sys.stdout.buffer if args.file == "-" else open(args.file, "wb")
     try:
         digest, count = hashlib.sha256(), 0
         with open_store(config) as store, gzip.GzipFile(fileobj=output, mode="wb", compresslevel=6) as out:
-            for record in store.read_log(0, page_size=5000):
-                line = b'{"position":%d,"event":%s}\n' % (record.position, to_json(record.event))
+            for version, record in store.read_log_versions(0, page_size=5000):
+                line = backup_line(version, record)
                 digest.update(line)
                 out.write(line)
                 count += 1
-            out.write(msgspec.json.encode({"sha256": digest.hexdigest(), "count": count}) + b"\n")
+            out.write(trailer(digest.hexdigest(), count, store.chain_heads()))
             audit_cli_read(store, "export-log", results=count)
     except OSError as e:
         raise StoreError(f"cannot write {args.file}: {e.strerror}") from e

@@ -1,0 +1,102 @@
+"""The log as JSON lines: what `export-log` writes and `import` reads back (and `log` output, bare events).
+
+A backup line is ``{"position": N, "version": V, "event": {...}}``: an event at its log position and its
+version in its stream, as the store holds it. Both are kept by a restore because records name events by
+them: a purge's record names the versions it deleted and a ``PurgeApplied`` names its purge's position;
+renumbered, they would name other events (the next purge would finish a restored purge by deleting events
+the source kept). The file ends with a trailer holding the lines' count and SHA-256 and the store's chain
+heads (a stream whose last events were purged goes on at its head's version, from its link).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, BinaryIO
+
+import msgspec
+
+from archive.codec import from_json, to_json
+from archive.errors import EventDecodeError
+from archive.events import ChainCheckpoint, ChainHead, Event, EventsPurged, PurgeApplied, Recorded
+
+GZIP_MAGIC = b"\x1f\x8b"
+# Records naming events by the positions and versions of the store that wrote them.
+NUMBERED_KINDS = (EventsPurged, PurgeApplied, ChainCheckpoint)
+_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_number = msgspec.json.Decoder(Annotated[int, msgspec.Meta(ge=1)]).decode
+
+
+class _Trailer(msgspec.Struct):
+    sha256: str | None = None
+    count: int | None = None
+    heads: list[ChainHead] = []
+
+
+_trailer = msgspec.json.Decoder(_Trailer).decode
+
+
+def backup_line(version: int, record: Recorded) -> bytes:
+    return b'{"position":%d,"version":%d,"event":%s}\n' % (record.position, version, to_json(record.event))
+
+
+def trailer(digest: str, count: int, heads: Iterable[ChainHead]) -> bytes:
+    return msgspec.json.encode({"sha256": digest, "count": count, "heads": list(heads)}) + b"\n"
+
+
+@dataclass
+class Entry:
+    """A line's event, with its position and version when the line holds them (a backup's do)."""
+
+    event: Event
+    position: int | None = None
+    version: int | None = None
+
+
+class LogFile:
+    """A file's lines (gzip-compressed or not). A trailer ``{"sha256": ..., "count": N, ...}`` (``export-log``,
+    exports) must match the lines before it, or the file is refused; its chain heads are kept in ``heads``."""
+
+    def __init__(self, raw: BinaryIO, source: str):
+        self.raw, self.source = raw, source
+        self.heads: list[ChainHead] = []
+
+    def lines(self) -> Iterator[bytes]:
+        stream = gzip.GzipFile(fileobj=self.raw) if self.raw.peek(2)[:2] == GZIP_MAGIC else self.raw
+        digest, count = hashlib.sha256(), 0
+        try:
+            for line in stream:
+                if line.startswith(b'{"sha256"'):
+                    found = _trailer(line)
+                    if (found.sha256, found.count) != (digest.hexdigest(), count):
+                        raise EventDecodeError(f"{self.source}: the lines do not match the trailer's SHA-256 and count: "
+                                               "the file was altered or is incomplete")  # fmt: skip
+                    self.heads = found.heads
+                else:
+                    digest.update(line)
+                    count += 1
+                yield line
+        except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+            raise EventDecodeError(f"{self.source}: cannot read it: {e}") from None
+        except msgspec.DecodeError as e:
+            raise EventDecodeError(f"{self.source}: its trailer is not valid ({e})") from None
+
+    def entries(self) -> Iterator[Entry]:
+        """The events of the lines: ``{"position": N, ["version": V,] "event": {...}}`` or a bare event; blank
+        lines and the trailer are skipped."""
+        for number, raw in enumerate(self.lines(), 1):
+            if not raw.strip() or raw.startswith(b'{"sha256"'):
+                continue
+            try:
+                fields = _fields(raw)
+                if "event" not in fields:
+                    yield Entry(from_json(raw))
+                    continue
+                position, version = (_number(fields[k]) if k in fields else None for k in ("position", "version"))
+                yield Entry(from_json(fields["event"]), position, version)
+            except msgspec.DecodeError as e:
+                raise EventDecodeError(f"{self.source}, line {number}: not a valid line ({e})") from None
+            except EventDecodeError as e:
+                raise EventDecodeError(f"{self.source}, line {number}: {e}") from None

@@ -24,4 +24,4 @@ class RetentionSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     rooms: dict[str, Annotated[int, msgspec.Meta(ge=0)]] = {}
     """Days per room (a JID or shell glob, as `[retention.rooms]` table `"lobby@conference.example.org" = 30`), overriding `default_days`; 0 keeps that room forever."""
     purge_interval: Annotated[float, msgspec.Meta(gt=0)] = 86400.0
-    """Seconds between the purges `up` runs when a retention period is set (and once at start; with none set, once at start only if an interrupted purge's rebuild is owed)."""
+    """Seconds between the purges `up` runs when a retention period is set (and once at start; with none set, only until an interrupted purge's rebuild that was owed at start is done)."""

@@ -89,18 +89,19 @@ def _erase_views_copies(config: Config, store: EventStore) -> None:
 
 
 def start_purges(config: Config, store: EventStore, stop: threading.Event) -> Periodic | None:
-    """`up`'s scheduled purge, at start and every ``[retention] purge_interval`` seconds; only at start when no
-    retention period is set and an earlier purge's rebuild is owed; None when neither."""
-    interval = config.retention.purge_interval
-    if not (config.retention.default_days or any(config.retention.rooms.values())):
-        if pending_purge(store) is None:
-            return None
-        interval = threading.TIMEOUT_MAX
+    """`up`'s scheduled purge, at start and every ``[retention] purge_interval`` seconds; with no retention period
+    set, only while an earlier purge's rebuild is owed (a turn skipped, another purge holding the lease or the
+    store unavailable, is taken at the next interval, as with a period set); None when neither."""
+    retains = bool(config.retention.default_days or any(config.retention.rooms.values()))
+    if not retains and pending_purge(store) is None:
+        return None
 
     def scheduled() -> None:
+        if not retains and pending_purge(store) is None:
+            return  # the owed rebuild is done: nothing expires without a period
         try:
             purge_expired(config, store, by="scheduled purge (up)")
         except LeaseHeld as e:
             log.warning("scheduled purge skipped: %s", e)
 
-    return Periodic("retention-purge", interval, stop, scheduled)
+    return Periodic("retention-purge", config.retention.purge_interval, stop, scheduled)

@@ -391,3 +391,31 @@ def test_a_purge_reaches_the_search_index_of_every_api_host(setup, tmp_path):
     finally:
         stop.set()
         indexer.join(30)
+
+
+def test_up_retries_an_owed_rebuild_whose_turn_another_purge_held(setup, monkeypatch):
+    """With no retention period set, a skipped turn (the lease held by another purge) used to wait for the next
+    start of `up`: the views kept showing what the interrupted purge deleted until then."""
+    import threading
+
+    import msgspec
+
+    from chat_archive import purges
+
+    config, store, client, compliance, search = setup
+    with monkeypatch.context() as patch:
+        patch.setattr(purges, "rebuild_projections", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            purge_expired(config, store, by="test")
+    unset = msgspec.structs.replace(config, retention=RetentionSettings(purge_interval=0.2))
+    stop = threading.Event()
+    with purges.purge_lease(store):
+        scheduled = purges.start_purges(unset, store, stop)
+        time.sleep(0.5)  # its turns are skipped meanwhile
+        assert purges.pending_purge(store) is not None
+    deadline = time.monotonic() + 60
+    while purges.pending_purge(store) is not None:
+        assert scheduled.is_alive() and time.monotonic() < deadline
+        time.sleep(0.05)
+    stop.set()
+    scheduled.join()

@@ -143,10 +143,10 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
 
     def _copy_at(self, curs: Any, positions: list[int], rows: BatchRows) -> int:
         """Copied events at their source positions; the sequence then goes on after the last."""
-        curs.execute(SQL("SELECT COALESCE(MAX(notification_id), 0) AS last FROM {}").format(self._events))
-        check_copy_positions(positions, curs.fetchone()["last"])
+        curs.execute(self.max_notification_id_statement)
+        check_copy_positions(positions, curs.fetchone()["max"] or 0)
         _copy(curs, self._copy_events_at, ["int8", *EVENT_TYPES], positioned(positions, rows))
-        curs.execute(SQL("SELECT setval(pg_get_serial_sequence(%s, 'notification_id'), %s)"),
+        curs.execute("SELECT setval(pg_get_serial_sequence(%s, 'notification_id'), %s)",
                      (self._events_name, positions[-1]))
         return positions[-1]
 

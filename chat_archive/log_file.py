@@ -20,13 +20,17 @@ import msgspec
 
 from archive.codec import from_json, to_json
 from archive.errors import EventDecodeError
-from archive.events import ChainCheckpoint, ChainHead, Event, EventsPurged, PurgeApplied, Recorded
+from archive.events import AUDIT_STREAM, ChainHead, Event, EventsPurged, PurgeApplied, Recorded
 
 GZIP_MAGIC = b"\x1f\x8b"
-# Records naming events by the positions and versions of the store that wrote them.
-NUMBERED_KINDS = (EventsPurged, PurgeApplied, ChainCheckpoint)
+# Records naming events by the positions and versions of the store that wrote them: renumbered, they name
+# others. (A checkpoint names versions too, but without purges a renumbered log has the same versions.)
+PURGE_KINDS = (EventsPurged, PurgeApplied)
+# The largest position or version a file may give: the API serves them as JSON numbers, exact in JavaScript
+# up to here; a store's sequences go on after them.
+MAX_NUMBER = 2**53 - 1
 _fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
-_number = msgspec.json.Decoder(Annotated[int, msgspec.Meta(ge=1)]).decode
+_number = msgspec.json.Decoder(Annotated[int, msgspec.Meta(ge=1, le=MAX_NUMBER)]).decode
 
 
 class _Trailer(msgspec.Struct):
@@ -43,7 +47,13 @@ def backup_line(version: int, record: Recorded) -> bytes:
 
 
 def trailer(digest: str, count: int, heads: Iterable[ChainHead]) -> bytes:
-    return msgspec.json.encode({"sha256": digest, "count": count, "heads": list(heads)}) + b"\n"
+    """The heads of the log's streams (not the audit trail's: a backup holds none of it)."""
+    log_heads = [head for head in heads if head.stream != AUDIT_STREAM]
+    return msgspec.json.encode({"sha256": digest, "count": count, "heads": log_heads}) + b"\n"
+
+
+def _is_trailer(line: bytes) -> bool:
+    return line.startswith(b'{"sha256"')
 
 
 @dataclass
@@ -51,6 +61,7 @@ class Entry:
     """A line's event, with its position and version when the line holds them (a backup's do)."""
 
     event: Event
+    line: int
     position: int | None = None
     version: int | None = None
 
@@ -68,7 +79,7 @@ class LogFile:
         digest, count = hashlib.sha256(), 0
         try:
             for line in stream:
-                if line.startswith(b'{"sha256"'):
+                if _is_trailer(line):
                     found = _trailer(line)
                     if (found.sha256, found.count) != (digest.hexdigest(), count):
                         raise EventDecodeError(f"{self.source}: the lines do not match the trailer's SHA-256 and count: "
@@ -87,15 +98,15 @@ class LogFile:
         """The events of the lines: ``{"position": N, ["version": V,] "event": {...}}`` or a bare event; blank
         lines and the trailer are skipped."""
         for number, raw in enumerate(self.lines(), 1):
-            if not raw.strip() or raw.startswith(b'{"sha256"'):
+            if not raw.strip() or _is_trailer(raw):
                 continue
             try:
                 fields = _fields(raw)
                 if "event" not in fields:
-                    yield Entry(from_json(raw))
+                    yield Entry(from_json(raw), number)
                     continue
                 position, version = (_number(fields[k]) if k in fields else None for k in ("position", "version"))
-                yield Entry(from_json(fields["event"]), position, version)
+                yield Entry(from_json(fields["event"]), number, position, version)
             except msgspec.DecodeError as e:
                 raise EventDecodeError(f"{self.source}, line {number}: not a valid line ({e})") from None
             except EventDecodeError as e:

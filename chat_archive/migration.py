@@ -2,8 +2,8 @@
 
 Events are appended to the target in the source's log order, page by page, each
 at the log position and the version it has in the source (``EventStore.append_copies``):
-what names an event by its position (a purge's ``PurgeApplied``, a client's replay
-cursor) names the same one in the target, and a purge's gap in a stream stays a gap, the chain resuming after it from the link the purge
+what names an event by its position (a purge's ``PurgeApplied``, a replay cursor)
+names the same one in the target, and a purge's gap in a stream stays a gap, the chain resuming after it from the link the purge
 recorded, so every stream has the same versions and (the chain being a function
 of the previous link, the version and the stored bytes) the same hash-chain links
 as in the source, and the copied purge records and checkpoints hold in the target.

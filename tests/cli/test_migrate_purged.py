@@ -14,11 +14,10 @@ from archive.application import open_event_store
 from archive.errors import StoreError
 from archive.events import ChainHead, PurgedSpan
 from archive.integrity import verify_integrity, write_checkpoint
-from archive.retention import finish_purges, pending_purge, purge, record_purge_applied
+from archive.retention import pending_purge, purge, record_purge_applied
 from archive.settings import RetentionSettings
 from chat_archive.migration import check, copy_log, covered, progress_file
 from tests.cli.test_moving import FailingAfter
-from tests.cli.test_events_commands import run_cli
 from tests.factories import T0, make, message
 from tests.services.postgres import fresh_schema_url
 
@@ -108,49 +107,3 @@ def test_an_applied_purge_still_names_its_own_record_in_the_copy(source_kind, ta
         assert later is not None and pending_purge(target) == target.head()
         # The copy goes on after the source's last position, as the source would.
         assert target.head() > source.head()
-
-
-def test_a_backup_of_a_purged_store_restores_as_it_was_and_its_purges_name_the_same_events(store_url, tmp_path):
-    """Renumbered on import, a purge record would name the restored store's kept events: finishing it (as the
-    next purge or `rebuild all` does) deleted them. A backup keeps positions and versions instead."""
-    source_url = f"sqlite:///{tmp_path}/source.sqlite"
-    with open_event_store(source_url) as source:
-        cut_history(source)
-        source.append([make(ev.MessagePosted, 9 * DAY + 200, room=LOBBY, nick="u1", body="unfinished", stanza_id="u")])
-        # A purge stopped after its record, before its deletions: the restore must finish it the same way.
-        link = source.stream_link_map(LOBBY)[26].hex()
-        source.append([ev.EventsPurged(room=ev.COMPLIANCE_STREAM, occurred_at=NOW, recorded_at=NOW, events=1, by="test",
-                                       spans=(PurgedSpan(LOBBY, 26, 26, link),), cutoff_policy="test")])
-        log, heads, owed = list(source.read_log_versions()), source.chain_heads(), pending_purge(source)
-    backup = tmp_path / "backup.jsonl.gz"
-    assert run_cli("export-log", str(backup), store_url=source_url, cwd=tmp_path).returncode == 0
-    for _ in range(2):  # a repeated restore adds nothing
-        restored = run_cli("import", str(backup), store_url=store_url, cwd=tmp_path)
-        assert restored.returncode == 0, restored.stderr
-    assert f"restored 0 new events from {backup} at their positions and versions ({len(log)} already" in restored.stdout
-    with open_event_store(store_url) as target:
-        assert list(target.read_log_versions()) == log and target.chain_heads() == heads
-        assert pending_purge(target) == owed
-        integrity = verify_integrity(target)
-        assert integrity.ok, [str(s.broken) for s in integrity.streams if s.broken]
-        finish_purges(target)
-        assert [(v, r.event.body) for v, r in target.read_log_versions() if r.event.room == LOBBY and v >= 20] == [
-            (v, r.event.body) for v, r in log if r.event.room == LOBBY and v >= 20 and v != 26]
-    other = run_cli("import", str(backup), store_url=f"sqlite:///{tmp_path}/other.sqlite", cwd=tmp_path)
-    assert other.returncode == 0
-    with open_event_store(f"sqlite:///{tmp_path}/busy.sqlite") as busy:
-        busy.append([message(1, "someone else's", "x", room=OPS, stanza_id="elsewhere")])
-    refused = run_cli("import", str(backup), store_url=f"sqlite:///{tmp_path}/busy.sqlite", cwd=tmp_path)
-    assert refused.returncode == 1 and "empty store" in refused.stderr and "Traceback" not in refused.stderr
-
-
-def test_log_lines_without_versions_holding_purge_records_are_refused_whole(tmp_path):
-    source_url = f"sqlite:///{tmp_path}/source.sqlite"
-    with open_event_store(source_url) as source:
-        cut_history(source)
-    log_text = run_cli("log", store_url=source_url, cwd=tmp_path).stdout
-    (tmp_path / "log.jsonl").write_text(log_text)
-    refused = run_cli("import", str(tmp_path / "log.jsonl"), store_url=f"sqlite:///{tmp_path}/t.sqlite", cwd=tmp_path)
-    assert refused.returncode == 1 and "names events by the positions and versions" in refused.stderr
-    with open_event_store(f"sqlite:///{tmp_path}/t.sqlite") as target:
-        assert target.head() == 0

@@ -69,7 +69,7 @@ class BatchRows:
 
     def chain_heads(self) -> list[HeadRow]:
         """The touched streams' heads after the batch (none for an unchained store)."""
-        return [(room, *head) for room, head in self._heads.items()] if self._chained else []
+        return [(room, *head) for room, head in self._heads.items() if head[1] is not None]
 
     def _chunk(self, start: int, end: int) -> list[EventRow]:
         b = self._batch
@@ -82,7 +82,7 @@ class BatchRows:
         for i, room, state in zip(range(len(events)), rooms, states):
             head = heads[room]
             version = versions[i] = head[0] = head[0] + 1 if placed is None else placed.move(head, room, start + i)
-            if link is not None:
+            if link is not None and version >= head[2]:  # below a copied chain's genesis: unchained, as there
                 links[i] = head[1] = blob(link(head[1] or chain.genesis(room), version, state))
         # Rows zipped from columns: no Python step per row beyond the loop above.
         self.index_rows += zip(rooms, map(math.floor, times), versions, b.digests[start:end], times, links)

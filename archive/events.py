@@ -227,13 +227,21 @@ AUDIT_STREAM = "chat-archive:audit"
 SYSTEM_STREAMS = (COMPLIANCE_STREAM, AUDIT_STREAM)
 
 
+# What a decoded record may give as a version, and as a link (a SHA-256 in hex; a purge span's is empty where
+# the purged version had none): a record read from a file (a backup) names versions a store can go on from,
+# which it can still serve as JSON numbers exact in JavaScript.
+MAX_NUMBER = 2**53 - 1
+Version = Annotated[int, msgspec.Meta(ge=1, le=MAX_NUMBER)]
+Link = Annotated[str, msgspec.Meta(pattern="^([0-9a-f]{64})?$")]
+
+
 class ChainHead(msgspec.Struct, frozen=True, array_like=True):
     """A stream's hash-chain link at ``version`` (hex), and the version its chain started at."""
 
     stream: str
-    version: int
-    link: str
-    genesis_version: int
+    version: Version
+    link: Link
+    genesis_version: Version
 
 
 class PurgedSpan(msgspec.Struct, frozen=True, array_like=True):
@@ -241,9 +249,9 @@ class PurgedSpan(msgspec.Struct, frozen=True, array_like=True):
     version ``last``, from which the chain continues."""
 
     stream: str
-    first: int
-    last: int
-    link: str
+    first: Version
+    last: Version
+    link: Link
 
 
 class ChainCheckpoint(Event, tag="chain_checkpoint"):

@@ -41,6 +41,7 @@ import random
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 
@@ -66,24 +67,38 @@ _SQLITE_LOG_ROWS = "SELECT rowid, state FROM {} WHERE rowid>? ORDER BY rowid LIM
 _POSTGRES_LOG_ROWS = pg_sql.SQL("SELECT notification_id, state FROM {} WHERE notification_id>%s ORDER BY notification_id LIMIT %s")
 
 
+@dataclass(frozen=True)
+class CopiedChains:
+    """How copied streams' chains go on as in their source: across a purge's gap from the link it recorded
+    (``resume_links``: (stream, first version after the gap) -> link), as ``chain.walk_chain`` resumes; and from
+    the version each began at (``geneses``: stream -> version; a store older than its chains holds unchained
+    events below it), so that every link and head is the source's and its checkpoints hold in the copy."""
+
+    resume_links: Mapping[tuple[str, int], bytes]
+    geneses: Mapping[str, int]
+
+
 class _Placed:
     """The positions and versions of copied events (``EventStore.append_copies``), aligned with their batch."""
 
-    def __init__(self, positions: list[int], versions: list[int], resume_links: Mapping[tuple[str, int], bytes]):
-        self.positions, self.versions, self.resume_links = positions, versions, resume_links
+    def __init__(self, positions: list[int], versions: list[int], chains: CopiedChains):
+        self.positions, self.versions, self.chains = positions, versions, chains
 
     def only(self, indexes: list[int]) -> _Placed:
-        return _Placed([self.positions[i] for i in indexes], [self.versions[i] for i in indexes], self.resume_links)
+        return _Placed([self.positions[i] for i in indexes], [self.versions[i] for i in indexes], self.chains)
 
     def move(self, head: list, room: str, i: int) -> int:
-        """Event ``i``'s version; across a gap its stream's chain resumes from the purge's link."""
+        """Event ``i``'s version; across a gap its stream's chain resumes from the purge's link; a stream not
+        chained yet begins its chain where the source's began."""
         version = self.versions[i]
         if version <= head[0]:
             raise StoreError(f"{room} holds version {version} already, with another event: copy into an empty store")
         if version > head[0] + 1:
             # A gap no purge recorded (the source's events deleted behind its back) has no link to
             # resume from: the chain goes on from the last one, and the copy's head differs.
-            head[1] = self.resume_links.get((room, version), head[1])
+            head[1] = self.chains.resume_links.get((room, version), head[1])
+        if head[1] is None:
+            head[2] = self.chains.geneses.get(room, head[2])
         return version
 
 
@@ -121,9 +136,7 @@ class EventStore(AuditStore):
             recorded += self._append_batch(slotted(batch))
         return recorded
 
-    def append_copies(
-        self, copies: list[tuple[int, Recorded]], resume_links: Mapping[tuple[str, int], bytes]
-    ) -> list[Recorded]:
+    def append_copies(self, copies: list[tuple[int, Recorded]], chains: CopiedChains) -> list[Recorded]:
         """Store events copied from another store (``chat-archive migrate``), each at the log position and
         the version it has there, those not stored here before, in one transaction; return those.
 
@@ -131,14 +144,12 @@ class EventStore(AuditStore):
         names its purge's record, and a client's replay cursor is one. Renumbered, the source's numbers
         would name later events here (a purge made after the copy would look applied before its rebuild).
 
-        A purge's gap in a stream stays a gap, and its chain resumes after the gap from the link the
-        purge recorded (``resume_links``: (stream, first version after the gap) -> link), as
-        ``chain.walk_chain`` resumes: every link and head is the source's, its purge records and
-        checkpoints hold here too. Every event of the page is kept (no in-batch deduplication: the
-        source stored them all)."""
+        A purge's gap in a stream stays a gap, and its chain goes on as the source's (``CopiedChains``): its
+        purge records and checkpoints hold here too. Every event of the page is kept (no in-batch
+        deduplication: the source stored them all)."""
         events = [record.event for _, record in copies]
         _check_events(events)
-        placed = _Placed([record.position for _, record in copies], [version for version, _ in copies], resume_links)
+        placed = _Placed([record.position for _, record in copies], [version for version, _ in copies], chains)
         return self._append_batch(every_slot(events), placed)
 
     def _append_batch(self, batch: Batch, placed: _Placed | None = None) -> list[Recorded]:

@@ -20,15 +20,12 @@ import msgspec
 
 from archive.codec import from_json, to_json
 from archive.errors import EventDecodeError
-from archive.events import AUDIT_STREAM, ChainHead, Event, EventsPurged, PurgeApplied, Recorded
+from archive.events import AUDIT_STREAM, MAX_NUMBER, ChainHead, Event, EventsPurged, PurgeApplied, Recorded
 
 GZIP_MAGIC = b"\x1f\x8b"
 # Records naming events by the positions and versions of the store that wrote them: renumbered, they name
 # others. (A checkpoint names versions too, but without purges a renumbered log has the same versions.)
 PURGE_KINDS = (EventsPurged, PurgeApplied)
-# The largest position or version a file may give: the API serves them as JSON numbers, exact in JavaScript
-# up to here; a store's sequences go on after them.
-MAX_NUMBER = 2**53 - 1
 _fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _number = msgspec.json.Decoder(Annotated[int, msgspec.Meta(ge=1, le=MAX_NUMBER)]).decode
 
@@ -73,6 +70,7 @@ class LogFile:
     def __init__(self, raw: BinaryIO, source: str):
         self.raw, self.source = raw, source
         self.heads: list[ChainHead] = []
+        self.ends_with_trailer = False  # once read: the last line was a trailer
 
     def lines(self) -> Iterator[bytes]:
         stream = gzip.GzipFile(fileobj=self.raw) if self.raw.peek(2)[:2] == GZIP_MAGIC else self.raw
@@ -84,10 +82,11 @@ class LogFile:
                     if (found.sha256, found.count) != (digest.hexdigest(), count):
                         raise EventDecodeError(f"{self.source}: the lines do not match the trailer's SHA-256 and count: "
                                                "the file was altered or is incomplete")  # fmt: skip
-                    self.heads = found.heads
+                    self.heads, self.ends_with_trailer = found.heads, True
                 else:
                     digest.update(line)
                     count += 1
+                    self.ends_with_trailer = False
                 yield line
         except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
             raise EventDecodeError(f"{self.source}: cannot read it: {e}") from None

@@ -33,7 +33,7 @@ from pathlib import Path
 from archive.errors import StoreError
 from archive.events import AUDIT_STREAM, ChainHead, EventsPurged, PurgedSpan, Recorded
 from archive.integrity import compliance_records
-from archive.store import MAX_BATCH, EventStore
+from archive.store import MAX_BATCH, CopiedChains, EventStore
 
 PAGE_SIZE = MAX_BATCH
 
@@ -94,8 +94,9 @@ def copy_log(
         if on_page:
             on_page(position)
 
+    chains = copied_chains(purged, source.chain_heads())
     read, appended, position = copy_records(source.read_log_versions(after, page_size=page_size), target,
-                                            purged, page_done, page_size)  # fmt: skip
+                                            chains, page_done, page_size)  # fmt: skip
     if on_page and not read:
         on_page(after)
     carry_purged_heads(source.chain_heads(), target, purged)
@@ -103,17 +104,22 @@ def copy_log(
     return CopyReport(read, appended, position or after)
 
 
+def copied_chains(purged: dict[str, list[PurgedSpan]], heads: Iterable[ChainHead]) -> CopiedChains:
+    """The source's chains as the copy goes on with them: from its purges' links, from its chains' first versions."""
+    resume_links = {(s.stream, s.last + 1): bytes.fromhex(s.link) for spans in purged.values() for s in spans if s.link}
+    return CopiedChains(resume_links, {head.stream: head.genesis_version for head in heads})
+
+
 def copy_records(
-    records: Iterable[tuple[int, Recorded]], target: EventStore, purged: dict[str, list[PurgedSpan]],
+    records: Iterable[tuple[int, Recorded]], target: EventStore, chains: CopiedChains,
     page_done: Callable[[int], None] = lambda position: None, page_size: int = PAGE_SIZE,
 ) -> tuple[int, int, int]:
     """Append (version, record) pairs, in log order, to the target at their positions and versions, page by
     page, skipping those it holds; (read, appended, the last position read)."""
-    resume_links = {(s.stream, s.last + 1): bytes.fromhex(s.link) for spans in purged.values() for s in spans if s.link}
     read = appended = position = 0
     records = iter(records)
     while page := list(itertools.islice(records, page_size)):
-        appended += len(target.append_copies(page, resume_links))
+        appended += len(target.append_copies(page, chains))
         read += len(page)
         position = page[-1][1].position
         page_done(position)

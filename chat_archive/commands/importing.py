@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import itertools
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -17,7 +18,7 @@ from archive.store import MAX_BATCH, EventStore
 
 from ..bootstrap import open_store
 from ..log_file import PURGE_KINDS, Entry, LogFile
-from ..migration import carry_purged_heads, copy_records, purged_spans
+from ..migration import carry_purged_heads, copied_chains, copy_records, purged_spans
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,7 +63,7 @@ class _Survey:
 
 def import_events(args: argparse.Namespace, config) -> int:
     source = "standard input" if args.file == "-" else args.file
-    opener = _stdin_opener() if args.file == "-" else _file_opener(args.file)
+    opener = _file_opener(args.file) if os.path.isfile(args.file) else _memory_opener(args.file)
     survey = _Survey(source)
     with opener() as raw:
         log = LogFile(raw, source)
@@ -74,9 +75,12 @@ def import_events(args: argparse.Namespace, config) -> int:
             "the store it came from, which this file's lines do not hold: restore a backup written by this "
             "version's `chat-archive export-log`"
         )
+    if survey.numbered and survey.last_position and not log.ends_with_trailer:
+        raise EventDecodeError(f"{source}: a backup ends with its trailer (count, SHA-256, chain heads): this one "
+                               "is cut short or has lines after it")
     with open_store(config) as store:
         if survey.numbered and survey.last_position:
-            return _restore(store, opener, survey, _expected_heads(survey, log))
+            return _restore(store, opener, survey, log.heads)
         with opener() as raw:
             entries = LogFile(raw, source).entries()
             new = seen = 0
@@ -87,64 +91,77 @@ def import_events(args: argparse.Namespace, config) -> int:
     return 0
 
 
-def _expected_heads(survey: _Survey, log: LogFile) -> dict[str, ChainHead]:
-    """The trailer's heads the restored store must have, checked against the lines: a stream whose last events
-    were purged goes on at its head, which only the trailer gives (without it, its next event would take a
-    purged version). A head beyond the lines and purges (an export of a store being written: the heads are
-    read after the lines) is left out."""
-    heads = {head.stream: head for head in log.heads}
+def _expected_heads(survey: _Survey, trailer_heads: list[ChainHead]) -> dict[str, ChainHead]:
+    """The heads the restored store must have, from the trailer checked against the lines: a stream whose last
+    events were purged goes on at its head, which only the trailer gives (without it, its next event would take
+    a purged version). `export-log` reads the heads after the lines, so a stream written meanwhile has its head
+    beyond them: its purged tail's head is then the last span's, else it is left to its lines."""
+    heads = {head.stream: head for head in trailer_heads}
     purged = purged_spans(survey.purges)
     expected = {}
     for stream in survey.versions.keys() | purged.keys():
         written = survey.versions.get(stream, 0)
-        last = max([written, *(span.last for span in purged.get(stream, []))])
+        tail = max(purged.get(stream, []), key=lambda span: span.last, default=None)
+        last = max(written, tail.last if tail else 0)
         head = heads.get(stream)
         if (head is None and last > written) or (head is not None and head.version < last):
             raise EventDecodeError(f"{survey.source}: its trailer gives {stream} the head version "
                                    f"{head.version if head else 'none'}, its lines and purge records {last}")
         if head is not None and head.version == last:
             expected[stream] = head
+        elif head is not None and last > written:
+            expected[stream] = ChainHead(stream, tail.last, tail.link, head.genesis_version)
     return expected
 
 
-def _restore(store: EventStore, opener, survey: _Survey, heads: dict[str, ChainHead]) -> int:
-    with opener() as raw:
-        _check_prefix(store, LogFile(raw, survey.source).entries())
+def _restore(store: EventStore, opener, survey: _Survey, trailer_heads: list[ChainHead]) -> int:
+    heads = _expected_heads(survey, trailer_heads)
     purged = purged_spans(survey.purges)
     with opener() as raw:
-        log = LogFile(raw, survey.source)
-        copies = ((e.version, Recorded(e.position, e.event)) for e in log.entries())
-        read, new, _ = copy_records(copies, store, purged)
+        entries = LogFile(raw, survey.source).entries()
+        held = _skip_held(store, entries)
+        copies = ((e.version, Recorded(e.position, e.event)) for e in entries)
+        read, new, _ = copy_records(copies, store, copied_chains(purged, trailer_heads))
     carry_purged_heads(heads.values(), store, purged)
     restored = {head.stream: head for head in store.chain_heads()}
     differ = [stream for stream, head in heads.items() if restored.get(stream) != head]
     if differ:
         raise StoreError(f"the restored chain heads differ from the backup's trailer in {', '.join(differ)}: the "
                          "file's events or its trailer were altered")
-    print(f"restored {new} new events from {survey.source} at their positions and versions ({read - new} already "
-          "archived)")
+    print(f"restored {new} new events from {survey.source} at their positions and versions ({held + read - new} "
+          "already archived)")
     return 0
 
 
-def _check_prefix(store: EventStore, entries: Iterator[Entry]) -> None:
-    """A backup goes into an empty store, or one holding the start of it (a restore stopped part way)."""
+def _skip_held(store: EventStore, entries: Iterator[Entry]) -> int:
+    """Take from ``entries`` the start of the backup the store holds, checked (a restore stopped part way); how
+    many. A backup goes into an empty store or one holding its start."""
+    held = 0
     for version, record in store.read_log_versions(page_size=MAX_BATCH):
         entry = next(entries, None)
-        if entry is None or (entry.position, entry.version, entry.event.room) != (
-                record.position, version, record.event.room):
+        if entry is None or (entry.position, entry.version, entry.event) != (record.position, version, record.event):
             raise StoreError(f"the store holds events the backup does not begin with (position {record.position}): "
                              "restore it into an empty store")
+        held += 1
+    return held
 
 
 def _file_opener(path: str) -> Callable[[], AbstractContextManager[BinaryIO]]:
-    def opener() -> AbstractContextManager[BinaryIO]:
-        try:
-            return open(path, "rb")
-        except OSError as e:
-            raise ChatArchiveError(f"cannot read {path}: {e.strerror}") from e
-    return opener
+    return lambda: _open(path)
 
 
-def _stdin_opener() -> Callable[[], AbstractContextManager[BinaryIO]]:
-    data = sys.stdin.buffer.read()  # read twice, like a file: first checked whole
+def _memory_opener(path: str) -> Callable[[], AbstractContextManager[BinaryIO]]:
+    """Standard input or a pipe, read once, into memory: the file is read twice (first checked whole)."""
+    if path == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        with _open(path) as f:
+            data = f.read()
     return lambda: io.BufferedReader(io.BytesIO(data))
+
+
+def _open(path: str) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise ChatArchiveError(f"cannot read {path}: {e.strerror}") from e

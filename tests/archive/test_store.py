@@ -18,6 +18,7 @@ from archive.events import Recorded
 from archive.idempotency import slotted
 from archive.integrity import verify_integrity
 from archive.sqlite_recorder import PAGE_SIZE
+from archive.store import CopiedChains
 from tests.factories import at, make, message
 
 
@@ -81,12 +82,15 @@ def test_a_batch_of_several_row_chunks_is_stored_whole_in_order_and_chained(even
     assert event_store.append(batch) == []
 
 
+NO_CHAINS = CopiedChains({}, {})
+
+
 def test_a_copied_batch_refused_after_its_first_chunk_of_rows_leaves_nothing_stored(event_store):
     held = event_store.append([message(0, room="held@conference.localhost")])
     copies = [(v, Recorded(10 + v, message(v, room="new@conference.localhost"))) for v in range(1, ROW_CHUNK + 10)]
     copies.append((1, Recorded(ROW_CHUNK + 20, message(1, room="held@conference.localhost"))))  # 2nd chunk: version taken
     with pytest.raises(StoreError, match="holds version 1 already"):
-        event_store.append_copies(copies, {})
+        event_store.append_copies(copies, NO_CHAINS)
     assert list(event_store.read_log()) == held
 
 
@@ -266,13 +270,13 @@ def test_a_batchs_rows_are_made_once_unless_kept():
 def test_copies_keep_their_positions_and_later_appends_go_on_after_them(event_store):
     copies = [(1, Recorded(4, message(1, room="a@conference.localhost"))),
               (1, Recorded(9, message(2, room="b@conference.localhost")))]
-    assert [r.position for r in event_store.append_copies(copies, {})] == [4, 9]
+    assert [r.position for r in event_store.append_copies(copies, NO_CHAINS)] == [4, 9]
     assert [r.position for r in event_store.append([message(3, stanza_id="later")])] == [10]
     assert [r.position for r in event_store.read_log()] == [4, 9, 10]
     # A position the log has passed is refused, not renumbered: copies go into an empty store.
     with pytest.raises(StoreError, match="position 7 is taken or out of order"):
-        event_store.append_copies([(1, Recorded(7, message(4, room="c@conference.localhost")))], {})
+        event_store.append_copies([(1, Recorded(7, message(4, room="c@conference.localhost")))], NO_CHAINS)
     with pytest.raises(StoreError, match="out of order"):
         event_store.append_copies([(1, Recorded(12, message(5, room="d@conference.localhost"))),
-                                   (1, Recorded(11, message(6, room="e@conference.localhost")))], {})
+                                   (1, Recorded(11, message(6, room="e@conference.localhost")))], NO_CHAINS)
     assert [r.position for r in event_store.read_log()] == [4, 9, 10]

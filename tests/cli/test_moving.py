@@ -52,11 +52,11 @@ class FailingAfter:
     def __init__(self, store, pages: int):
         self.store, self.pages = store, pages
 
-    def append_copies(self, copies, resume_links):
+    def append_copies(self, copies, chains):
         if self.pages == 0:
             raise KeyboardInterrupt
         self.pages -= 1
-        return self.store.append_copies(copies, resume_links)
+        return self.store.append_copies(copies, chains)
 
 
 def test_migrate_resumes_after_an_interruption_checks_and_rebuilds(source, store_url, tmp_path):

@@ -148,3 +148,53 @@ def test_a_backup_of_a_store_being_written_restores(tmp_path):
     assert restored.returncode == 0, restored.stderr
     with open_event_store(url) as target:
         assert list(target.read_log_versions()) == log and verify_integrity(target).ok
+
+
+def test_a_store_older_than_its_chains_restores_and_a_purged_tail_written_since_keeps_its_head(tmp_path):
+    """A chain begun after a room's first event begins at it in the restored store (other links, as after
+    `migrate`); a room whose last events were purged and that was written after the export read its lines has
+    its head beyond them in the trailer: its purged tail is still carried, or its next event would take a purged
+    version (and the purge, finished, would delete it)."""
+    source_url = f"sqlite:///{tmp_path}/source.sqlite"
+    with open_event_store(source_url, chained=False) as source:
+        source.append([message(i, f"old {i}", "u", room=OPS, stanza_id=f"o{i}") for i in range(5)])
+    with open_event_store(source_url) as source:
+        cut_history(source)
+    backup = tmp_path / "backup.jsonl.gz"
+    assert run_cli("export-log", str(backup), store_url=source_url, cwd=tmp_path).returncode == 0
+    lines = gzip.decompress(backup.read_bytes()).splitlines(keepends=True)
+    trailer = json.loads(lines[-1])
+    assert any(h[0] == OPS and h[3] > 1 for h in trailer["heads"])
+    dev = "dev@conference.localhost"
+    ahead = [[*h[:1], h[1] + 1, *h[2:]] if h[0] == dev else h for h in trailer["heads"]]
+    path = rewritten(tmp_path / "live.jsonl.gz", lines[:-1], {"heads": ahead})
+    url = f"sqlite:///{tmp_path}/target.sqlite"
+    restored = run_cli("import", str(path), store_url=url, cwd=tmp_path)
+    assert restored.returncode == 0, restored.stderr
+    with open_event_store(url) as target:
+        assert {h.stream: h.version for h in target.chain_heads()}[dev] == 14
+        assert verify_integrity(target).ok
+
+
+def test_a_backup_cut_short_or_with_bad_purge_records_imports_nothing(tmp_path):
+    backup, log, heads, _ = purged_backup(tmp_path)
+    lines = gzip.decompress(backup.read_bytes()).splitlines(keepends=True)
+    purge_line = next(i for i, line in enumerate(lines) if b"events_purged" in line)
+    record = json.loads(lines[purge_line])
+    cases = {
+        "cut short": (b"".join(lines[:-1]), "ends with its trailer"),
+        "a line after its trailer": (b"".join(lines) + json.dumps({**(last := json.loads(lines[-2])), "position": (
+            last["position"] + 1), "version": last["version"] + 1}).encode() + b"\n", "ends with its trailer"),
+    }
+    for name, span in (("a huge span", [LOBBY, 1, 2**63 - 1, "00" * 32]), ("a link not hex", [LOBBY, 1, 2, "zz"])):
+        bad = {**record, "event": {**record["event"], "spans": [span]}}
+        content = [*lines[:purge_line], json.dumps(bad).encode() + b"\n", *lines[purge_line + 1:-1]]
+        path = rewritten(tmp_path / "x.gz", content, {"heads": json.loads(lines[-1])["heads"]})
+        cases[name] = (gzip.decompress(path.read_bytes()), f"line {purge_line + 1}")
+    for name, (content, error) in cases.items():
+        (tmp_path / f"{name}.jsonl").write_bytes(content)
+        url = f"sqlite:///{tmp_path}/{name}.sqlite"
+        refused = run_cli("import", str(tmp_path / f"{name}.jsonl"), store_url=url, cwd=tmp_path)
+        assert refused.returncode == 1 and error in refused.stderr and "Traceback" not in refused.stderr, (name, refused)
+        with open_event_store(url) as target:
+            assert target.head() == 0, name

@@ -14,10 +14,9 @@ from there. Without the file (or with a stale one) nothing is lost either: the
 copy skips whatever the target already holds.
 
 The check compares every stream in both stores: the events it holds (a purged
-store holds fewer than its head's version) and its head's version always, its
-chain link where the source's chain starts at the stream's first event (a stream
-chained only from a later version, in a store older than its chains, has other
-links by construction).
+store holds fewer than its head's version), its head's version and its chain link
+(a stream chained only from a later version, in a store older than its chains, is
+chained from that version in the copy too).
 """
 
 from __future__ import annotations
@@ -184,7 +183,7 @@ def check(source: EventStore, target: EventStore) -> CheckReport:
         elif mine.get(head.stream, 0) != copied.get(head.stream, 0):
             mismatches.append(f"{head.stream}: {mine.get(head.stream, 0)} events in the source, "
                               f"{copied.get(head.stream, 0)} in the target")
-        elif head.genesis_version == 1 and copy.link != head.link:
+        elif copy.link != head.link or copy.genesis_version != head.genesis_version:
             mismatches.append(f"{head.stream}: the hash chains differ at version {head.version}")
     mismatches += [f"{stream}: in the target only" for stream in sorted(theirs)]
     if not heads and source.head():

@@ -107,3 +107,15 @@ def test_an_applied_purge_still_names_its_own_record_in_the_copy(source_kind, ta
         assert later is not None and pending_purge(target) == target.head()
         # The copy goes on after the source's last position, as the source would.
         assert target.head() > source.head()
+
+
+def test_a_store_older_than_its_chains_migrates_with_the_same_links(tmp_path):
+    source_url = f"sqlite:///{tmp_path}/source.sqlite"
+    with open_event_store(source_url, chained=False) as source:
+        source.append([message(i, f"old {i}", "u", room=OPS, stanza_id=f"o{i}") for i in range(5)])
+    with open_event_store(source_url) as source, store_of("postgresql", tmp_path) as (target_url, target):
+        cut_history(source)
+        copy_log(source, target, progress_file(tmp_path, source_url, target_url), page_size=10)
+        assert check(source, target).ok and target.chain_heads() == source.chain_heads()
+        report = verify_integrity(target)
+        assert report.ok and report.checkpoints == 1, [str(s.broken) for s in report.streams if s.broken]

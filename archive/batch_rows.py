@@ -69,7 +69,7 @@ class BatchRows:
 
     def chain_heads(self) -> list[HeadRow]:
         """The touched streams' heads after the batch (none for an unchained store)."""
-        return [(room, *head) for room, head in self._heads.items() if head[1] is not None]
+        return [(room, *head) for room, head in self._heads.items() if self._chained and head[1] is not None]
 
     def _chunk(self, start: int, end: int) -> list[EventRow]:
         b = self._batch

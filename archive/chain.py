@@ -89,7 +89,9 @@ def walk_chain(
         if isinstance(row, PurgedSpan):
             if row.last < genesis_version:  # events archived before chaining began
                 continue
-            if row.first != expected:
+            # A span may begin before the genesis (events archived before chaining began, purged with the
+            # first chained ones): the chain then resumes after it like after any other.
+            if row.first != expected and not (expected == genesis_version and row.first < expected):
                 return _result(stream, events, unchained, last, row.first, None,
                                f"purge record starts at version {row.first}, but version {expected} is missing")
             previous, expected = bytes.fromhex(row.link), row.last + 1

@@ -93,12 +93,13 @@ class _Placed:
         version = self.versions[i]
         if version <= head[0]:
             raise StoreError(f"{room} holds version {version} already, with another event: copy into an empty store")
+        if head[1] is None:
+            # A stream the source never chained stays unchained: its chain begins with its next append.
+            head[2] = self.chains.geneses.get(room, version + 1)
         if version > head[0] + 1:
             # A gap no purge recorded (the source's events deleted behind its back) has no link to
             # resume from: the chain goes on from the last one, and the copy's head differs.
             head[1] = self.chains.resume_links.get((room, version), head[1])
-        if head[1] is None:
-            head[2] = self.chains.geneses.get(room, head[2])
         return version
 
 

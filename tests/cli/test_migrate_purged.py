@@ -110,12 +110,23 @@ def test_an_applied_purge_still_names_its_own_record_in_the_copy(source_kind, ta
 
 
 def test_a_store_older_than_its_chains_migrates_with_the_same_links(tmp_path):
+    """Chains begin in the copy where they began in the source: after a purge whose span crosses a room's
+    genesis too (the walk resumes after it), and never, for a room never written since chains began."""
     source_url = f"sqlite:///{tmp_path}/source.sqlite"
+    never = "never@conference.localhost"
     with open_event_store(source_url, chained=False) as source:
-        source.append([message(i, f"old {i}", "u", room=OPS, stanza_id=f"o{i}") for i in range(5)])
+        source.append([message((9 * DAY if i < 2 else 0) + i, f"p{i}", "u", room=LOBBY, stanza_id=f"p{i}")
+                       for i in range(5)])  # fmt: skip
+        source.append([message(i, f"old {i}", "u", room=never, stanza_id=f"n{i}") for i in range(3)])
     with open_event_store(source_url) as source, store_of("postgresql", tmp_path) as (target_url, target):
-        cut_history(source)
-        copy_log(source, target, progress_file(tmp_path, source_url, target_url), page_size=10)
+        source.append([message((0 if i < 2 else 9 * DAY) + 10 + i, f"c{i}", "u", room=LOBBY, stanza_id=f"c{i}")
+                       for i in range(5)])  # fmt: skip
+        record = purge(source, RetentionSettings(default_days=1, rooms={never: 0}), now=NOW, by="test")
+        assert [(s.first, s.last) for s in record.spans] == [(3, 7)]  # across the genesis, version 6
+        write_checkpoint(source)
+        assert verify_integrity(source).ok
+        copy_log(source, target, progress_file(tmp_path, source_url, target_url), page_size=4)
         assert check(source, target).ok and target.chain_heads() == source.chain_heads()
+        assert set(target.stream_link_map(never).values()) == {None}
         report = verify_integrity(target)
         assert report.ok and report.checkpoints == 1, [str(s.broken) for s in report.streams if s.broken]

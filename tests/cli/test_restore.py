@@ -66,7 +66,8 @@ def test_a_restore_stopped_part_way_resumes_from_standard_input_and_refuses_othe
     backup, log, heads, _ = purged_backup(tmp_path)
     lines = gzip.decompress(backup.read_bytes()).splitlines(keepends=True)
     url = f"sqlite:///{tmp_path}/target.sqlite"
-    part = rewritten(tmp_path / "part.jsonl.gz", lines[:10])  # no purge record yet: no head owed
+    # The first pages of a restore stopped part way.
+    part = rewritten(tmp_path / "part.jsonl.gz", lines[:10], {"heads": json.loads(lines[-1])["heads"]})
     assert run_cli("import", str(part), store_url=url, cwd=tmp_path).returncode == 0
     resumed = run_cli("import", "-", store_url=url, cwd=tmp_path, input=gzip.decompress(backup.read_bytes()).decode())
     assert resumed.returncode == 0 and f"restored {len(log) - 10} new events" in resumed.stdout, resumed.stderr

@@ -8,7 +8,6 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from typing import TypeVar
 
 from archive.application import open_event_store
 from archive.audit import record_read
@@ -39,7 +38,6 @@ from .config import Config
 from .process import Periodic
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def open_store(config: Config) -> EventStore:
@@ -134,7 +132,9 @@ def serve_api_workers(config: Config, workers: int, *, host=None, port=None, on_
         database.close()
 
     def make_app(stop: threading.Event):
-        return settled(build_api(config, open_store(config), stop=stop, processes=workers))
+        app = build_api(config, open_store(config), stop=stop, processes=workers)
+        freeze_startup_heap()
+        return app
 
     return serve_workers(
         make_app,
@@ -146,17 +146,18 @@ def serve_api_workers(config: Config, workers: int, *, host=None, port=None, on_
     )
 
 
-def settled(app: T) -> T:
-    """``app``, with every object this process holds so far moved out of the garbage collector's sight
-    (``gc.freeze``): modules, settings and the app's parts live as long as the process.
+def freeze_startup_heap() -> None:
+    """Move every object this process holds so far out of the garbage collector's sight (``gc.freeze``), once
+    a serving process has built its app and before it answers: modules, settings and the app's parts live as
+    long as the process, and a full collection visits every object it sees. Measured under a search load at
+    1M (a `serve` worker, load 5-9 on 2 cores): a full collection every 10-20 s, each pausing every request
+    100-240 ms wall (about 70 ms CPU); frozen, about a millisecond. Garbage is collected first; what of the
+    startup heap later becomes cyclic garbage is kept for good (a few objects, measured).
 
-    Why: a full collection visits every object, and under a search load the app's allocations start
-    one every 10-20 s, each pausing every request thread for 100-240 ms (1M, a worker, load 5-9):
-    the slowest answers of a run. Frozen, they take about a millisecond. Garbage is collected first,
-    so that none is kept for ever."""
+    Not in `up`: its projections, indexer, listener and purges are running by the time its API starts, and
+    their in-flight state would be frozen with the rest."""
     gc.collect()
     gc.freeze()
-    return app
 
 
 def start_api(
@@ -170,15 +171,19 @@ def start_api(
     port=None,
     demo: dict | None = None,
     health: Health | None = None,
+    freeze_heap: bool = False,
 ) -> ApiServer:
     """Serve the API in a thread of this process (as `chat-archive up` does) until ``stop`` is set.
 
     Returns the server handle: ``.url``, ``.stop()``, ``.join()``. ``stop`` is a
     ``threading.Event`` shared with the caller (one is made if not given); setting it
-    ends open follow streams and the server. ``health``: the parts of this process, for ``/healthz``.
+    ends open follow streams and the server. ``health``: the parts of this process, for ``/healthz``;
+    ``freeze_heap``: ``freeze_startup_heap`` once the app is built, before it answers (a process that only serves).
     """
     stop = stop if stop is not None else threading.Event()
     app = build_api(config, store, views, search, stop, demo, health)
+    if freeze_heap:
+        freeze_startup_heap()
     return start_server(
         app,
         host if host is not None else config.api.host,

@@ -14,7 +14,7 @@ from archive.errors import InvalidQueryError
 from archive.times import parse_time, utcnow
 from query_api.roles import TOKEN_ROLES, Role
 
-from ..bootstrap import open_search_index, open_store, open_tokens, open_views, serve_api_workers, settled, start_api
+from ..bootstrap import open_search_index, open_store, open_tokens, open_views, serve_api_workers, start_api
 from ..process import port_number, stopped_by_signals, whole_number
 
 
@@ -59,7 +59,8 @@ def serve_api(args: argparse.Namespace, config) -> int:
 
         return serve_api_workers(config, args.workers, host=args.host, port=args.port, on_ready=announce)
     with stopped_by_signals(threading.Event()) as stop, open_store(config) as store, open_views(config, store) as views:
-        server = settled(start_api(config, store, views, open_search_index(config), stop, host=args.host, port=args.port))
+        server = start_api(config, store, views, open_search_index(config), stop, host=args.host, port=args.port,
+                           freeze_heap=True)
         print(f"chat-archive serve: listening on {server.url}", flush=True)
         while server.is_alive():
             server.join(0.5)

@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import weakref
 
 import pytest
 
@@ -208,9 +209,27 @@ def test_in_process_server_for_up(served):
             urllib.request.urlopen(server.url + "/healthz", timeout=2)
 
 
-def test_a_worker_serves_with_its_startup_heap_frozen(served, monkeypatch):
-    """Each `serve --workers` process builds its app, then freezes what it holds (bootstrap.settled):
-    full collections no longer visit it (they paused every request for 100 ms and more)."""
+class _Cycle:
+    def __init__(self):
+        self.me = self
+
+
+def _frozen_at_start(build):
+    """``build()`` makes a serving process's app: cyclic garbage made before it is collected, and what the
+    process holds is frozen (out of the collector's sight) before it answers."""
+    garbage = weakref.ref(_Cycle())
+    gc.unfreeze()
+    try:
+        built = build()
+        assert garbage() is None and gc.get_freeze_count() > 0
+        return built
+    finally:
+        gc.unfreeze()
+
+
+def test_serve_freezes_its_startup_heap_before_answering(served, monkeypatch):
+    """`serve --workers`: each worker builds its app, then freezes its heap (full collections paused every
+    request 100 ms and more); single-process `serve` likewise (`up` does not: see freeze_startup_heap)."""
     built = {}
 
     def serve_workers(make_app, *args, **kwargs) -> int:  # the app a forked worker would build
@@ -219,10 +238,18 @@ def test_a_worker_serves_with_its_startup_heap_frozen(served, monkeypatch):
 
     monkeypatch.setattr(bootstrap, "serve_workers", serve_workers)
     bootstrap.serve_api_workers(served["config"], 1, on_ready=lambda url: None)
-    gc.unfreeze()
+    stop = threading.Event()
     try:
-        app = built["make_app"](threading.Event())
-        assert gc.get_freeze_count() > 0
+        app = _frozen_at_start(lambda: built["make_app"](stop))
         assert app.test_client().get("/healthz").status_code == 200
     finally:
-        gc.unfreeze()
+        stop.set()
+    config, store = served["config"], served["store"]
+    with open_views(config, store) as views:
+        server = _frozen_at_start(lambda: start_api(config, store, views, open_search_index(config), stop=None,
+                                                    host="127.0.0.1", port=0, freeze_heap=True))
+        try:
+            assert urllib.request.urlopen(server.url + "/healthz", timeout=10).status == 200
+        finally:
+            server.stop()
+            server.join(15)

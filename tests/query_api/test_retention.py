@@ -11,55 +11,13 @@ import pytest
 
 from archive.application import open_event_store
 from archive.integrity import verify_integrity
-from archive.settings import RetentionSettings, StoreSettings
-from chat_archive.bootstrap import open_search_index, open_views, rebuild_projections
+from archive.settings import RetentionSettings
+from chat_archive.bootstrap import open_search_index
 from chat_archive.purges import purge_expired
-from chat_archive.config import Config
-from projections.settings import IndexSettings
-from query_api import create_app
-from query_api.roles import Role
-from query_api.settings import ApiSettings
-from query_api.tokens import open_token_store
 from tests.factories import message
 
-from .conftest import LOBBY, SECRET, auth, seed_events
-
-RECENT = "still within retention"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def setup(request, tmp_path):
-    url = f"sqlite:///{tmp_path}/events.sqlite" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    config = Config(store=StoreSettings(url=url), index=IndexSettings(path=str(tmp_path / "index")),
-                    retention=RetentionSettings(default_days=30), api=ApiSettings())
-    store = open_event_store(url)
-    from archive.times import utcnow
-
-    store.append([*seed_events(), message(0, RECENT, "alice", room=LOBBY, occurred_at=utcnow())])
-    rebuild_projections(config, store, ["transcripts", "presence", "search"], progress=False)
-    views, search = open_views(config, store), open_search_index(config)
-    tokens = open_token_store(url, cache_seconds=0)
-    compliance = auth(tokens.create(Role.COMPLIANCE)[0])
-    app = create_app(config, store=store, views=views, search=search, tokens=tokens)
-    yield config, store, app.test_client(), compliance, search
-    tokens.close()
-    views.close()
-    store.close()
-
-
-def found(client, headers, room) -> dict:
-    search = client.get("/api/v1/search?q=lobby OR secret OR oops OR hello OR typo OR fixed", headers=headers).json
-    transcript = client.get(f"/api/v1/rooms/{room}/transcript?from=2024-01-01", headers=headers).json
-    events = client.get(f"/api/v1/rooms/{room}/events", headers=headers).get_data(as_text=True).splitlines()
-    export = client.get(f"/api/v1/export?room={room}", headers=headers).get_data(as_text=True).splitlines()
-    log = client.get("/api/v1/events", headers=headers).get_data(as_text=True)
-    return {
-        "search": sorted({hit["room"] for hit in search["hits"]}),
-        "transcript": [line.get("body") for line in transcript["lines"] if line["kind"] == "message"],
-        "events": len(events),
-        "export": len(export) - 1,  # the digest line
-        "log": sum(1 for line in log.splitlines() if f'"room":"{room}"' in line),
-    }
+from .conftest import LOBBY, SECRET, seed_events
+from .purge_setup import RECENT, found, setup  # noqa: F401 (setup: a fixture)
 
 
 def test_hold_blocks_purge_release_lets_it_delete_and_nothing_purged_is_found(setup):
@@ -191,45 +149,6 @@ def test_a_reader_holding_the_stores_log_fails_the_purge_after_the_rebuild_and_t
     assert not [f for f in path.parent.glob("*.sqlite*") if b"typo in secret" in f.read_bytes()]
 
 
-def test_a_purge_whose_rebuild_did_not_finish_is_finished_by_the_next_one(setup, monkeypatch, capsys):
-    """The deletion is done before the rebuild: a rebuild that failed (or a process killed during it) left the
-    views and the index showing what the store no longer holds. The next purge finds nothing more to delete and
-    still rebuilds them, from the purge record no `purge_applied` record covers; so does a dry run say so."""
-    import getpass
-
-    from archive.events import PurgeApplied
-    from archive.integrity import compliance_records
-    from chat_archive import purges
-    from chat_archive.cli import main
-
-    config, store, client, compliance, search = setup
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt  # as a Ctrl-C, or the process's end, in the middle of the rebuild
-
-    with monkeypatch.context() as patch:
-        patch.setattr(purges, "rebuild_projections", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            purge_expired(config, store, by="test")
-    shown = found(client, compliance, SECRET)  # (each call holds streams open: at most four per client)
-    assert shown["transcript"] and shown["events"] == 0
-    assert not list(compliance_records(store, PurgeApplied))
-
-    config_file = Path(config.index.path).parent / "c.toml"
-    config_file.write_text(f'[store]\nurl = "{config.store.url}"\n[index]\npath = "{config.index.path}"\n')
-    assert main(["--config", str(config_file), "purge", "--dry-run"]) == 0  # no retention period set
-    assert "a purge would first delete what its record names" in capsys.readouterr().out
-    assert client.get(f"/api/v1/rooms/{SECRET}/transcript?from=2024-01-01", headers=compliance).json["lines"]
-
-    assert main(["--config", str(config_file), "purge"]) == 0
-    assert "rebuilt the views and the search index" in capsys.readouterr().out
-    time.sleep(search.reload_interval)
-    assert found(client, compliance, SECRET) == {"search": [], "transcript": [], "events": 0, "export": 0, "log": 0}
-    assert [applied.by for applied in compliance_records(store, PurgeApplied)] == [f"{getpass.getuser()} (command line)"]
-    assert main(["--config", str(config_file), "purge"]) == 0  # applied: nothing rebuilt again
-    assert capsys.readouterr().out.startswith("nothing to purge")
-
-
 def test_one_purge_at_a_time_on_a_store_and_up_skips_its_turn_meanwhile(setup):
     """Another process purging (its lease held): a second purge is refused before it deletes anything, naming
     the holder; `up`'s scheduled purge skips that turn instead of stopping `up`."""
@@ -253,94 +172,6 @@ def test_one_purge_at_a_time_on_a_store_and_up_skips_its_turn_meanwhile(setup):
         other.release()
     assert purge_expired(config, store, by="test") is not None
     assert not list(store.read_room(SECRET))
-
-
-def test_rebuild_all_from_the_command_line_applies_an_owed_purge(setup, monkeypatch, capsys):
-    """An interrupted purge's rebuild, done by hand with `rebuild all`: recorded applied (else `purge --dry-run` and
-    the next `up` still say it is owed) and the index generation it replaced, holding what was purged, dropped."""
-    import argparse
-
-    from archive.retention import pending_purge
-    from chat_archive import purges
-    from chat_archive.commands.projections import run_rebuild
-    from projections.search import IndexLocation
-
-    config, store, client, compliance, search = setup
-    with monkeypatch.context() as patch:
-        patch.setattr(purges, "rebuild_projections", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
-        with pytest.raises(KeyboardInterrupt):
-            purge_expired(config, store, by="test")
-    assert pending_purge(store) is not None
-    assert run_rebuild(argparse.Namespace(what="all", quiet=True), config) == 0
-    assert pending_purge(store) is None
-    assert "earlier purge's rebuild did not finish" in capsys.readouterr().err
-    location = IndexLocation(config.index.path)
-    assert [p.name for p in location.base.glob("gen-*")] == [location.current().name]
-    time.sleep(search.reload_interval)
-    assert found(client, compliance, SECRET)["search"] == []
-    assert found(client, compliance, SECRET)["transcript"] == []
-
-
-@pytest.mark.parametrize("finish", ["rebuild all", "up with no retention period", "the next purge"])
-def test_a_purge_stopped_among_its_deletions_is_finished_before_it_is_recorded_applied(setup, monkeypatch, finish):
-    """Its record is written before its deletions: what it names must be deleted before its rebuild is recorded,
-    by a rebuild by hand and by `up` with no retention period too (which finds nothing expired itself); by the
-    next purge before it looks for what expired (else it names part of it again around a hold placed since, and
-    the chain walk, finding that part's spans, reports the held part deleted)."""
-    import argparse
-
-    import msgspec
-
-    from archive.retention import pending_purge, place_hold
-    from chat_archive.commands.projections import run_rebuild
-
-    config, store, client, compliance, search = setup
-    with monkeypatch.context() as patch:
-        patch.setattr(store, "delete_events", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
-        with pytest.raises(KeyboardInterrupt):
-            purge_expired(config, store, by="test")
-    assert list(store.read_room(SECRET))
-    place_hold(store, case="HR-12", jids=["bob@localhost"], by="test")  # after the record: keeps none of it
-    if finish == "rebuild all":
-        assert run_rebuild(argparse.Namespace(what="all", quiet=True), config) == 0
-    elif finish == "the next purge":
-        purge_expired(config, store, by="test")
-    else:
-        purge_expired(msgspec.structs.replace(config, retention=RetentionSettings()), store, by="test")
-    assert pending_purge(store) is None
-    assert not list(store.read_room(SECRET))
-    time.sleep(search.reload_interval)
-    assert found(client, compliance, SECRET)["transcript"] == [] and found(client, compliance, SECRET)["search"] == []
-    report = verify_integrity(store)
-    assert report.ok, [str(s.broken) for s in report.streams if s.broken]
-
-
-def test_up_finishes_an_owed_rebuild_once_with_no_retention_period_set(setup, monkeypatch):
-    import threading
-
-    import msgspec
-
-    from chat_archive import purges
-
-    config, store, client, compliance, search = setup
-    with monkeypatch.context() as patch:
-        patch.setattr(purges, "rebuild_projections", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
-        with pytest.raises(KeyboardInterrupt):
-            purge_expired(config, store, by="test")
-    unset = msgspec.structs.replace(config, retention=RetentionSettings())
-    stop = threading.Event()
-    scheduled = purges.start_purges(unset, store, stop)
-    assert scheduled is not None
-    deadline = time.monotonic() + 60
-    while purges.pending_purge(store) is not None:
-        assert scheduled.is_alive() and time.monotonic() < deadline
-        time.sleep(0.05)
-    time.sleep(search.reload_interval)
-    assert found(client, compliance, SECRET)["transcript"] == []
-    assert scheduled.is_alive()  # waiting for the stop, not purging again: no retention period
-    stop.set()
-    scheduled.join()
-    assert purges.start_purges(unset, store, threading.Event()) is None
 
 
 def test_a_purge_reaches_the_search_index_of_every_api_host(setup, tmp_path):
@@ -391,31 +222,3 @@ def test_a_purge_reaches_the_search_index_of_every_api_host(setup, tmp_path):
     finally:
         stop.set()
         indexer.join(30)
-
-
-def test_up_retries_an_owed_rebuild_whose_turn_another_purge_held(setup, monkeypatch):
-    """With no retention period set, a skipped turn (the lease held by another purge) used to wait for the next
-    start of `up`: the views kept showing what the interrupted purge deleted until then."""
-    import threading
-
-    import msgspec
-
-    from chat_archive import purges
-
-    config, store, client, compliance, search = setup
-    with monkeypatch.context() as patch:
-        patch.setattr(purges, "rebuild_projections", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
-        with pytest.raises(KeyboardInterrupt):
-            purge_expired(config, store, by="test")
-    unset = msgspec.structs.replace(config, retention=RetentionSettings(purge_interval=0.2))
-    stop = threading.Event()
-    with purges.purge_lease(store):
-        scheduled = purges.start_purges(unset, store, stop)
-        time.sleep(0.5)  # its turns are skipped meanwhile
-        assert purges.pending_purge(store) is not None
-    deadline = time.monotonic() + 60
-    while purges.pending_purge(store) is not None:
-        assert scheduled.is_alive() and time.monotonic() < deadline
-        time.sleep(0.05)
-    stop.set()
-    scheduled.join()

@@ -275,12 +275,22 @@ class MemoryBook:
     def post(self, position: int, event: ev.Event) -> bool:
         """``step`` and ``apply`` for a post that nothing awaits, the most common event of a log by far:
         its line remembered, True. False, and nothing done, for any other event (``step`` decides it).
-        Without the ``Changes`` and the calls between: 100k events of a rebuild applied in 0.21 s, not 0.32."""
+        Without the ``Changes`` and the calls between: 100k events of a rebuild applied in 0.21 s, not 0.32.
+        ``remember`` inlined: a post's line is newer than every line the book knows (positions grow), so
+        each of its ids now names it, and its ids are the event's (3.7 -> 2.8 us a post, 200k events)."""
         if type(event) is not ev.MessagePosted:
             return False
         if self.awaited and awaits_any(self, event.room, ids_of(event)):  # the first test: nearly always empty
             return False  # ``_settle`` applies what awaits it
-        self.remember(message_line(position, event))
+        self.lines[position] = message_line(position, event)
+        refs, room = self.refs, event.room
+        stanza_id, origin_id, message_id = event.stanza_id, event.origin_id, event.message_id
+        if stanza_id:
+            refs[(room, stanza_id)] = position
+        if origin_id:
+            refs[(room, origin_id)] = position
+        if message_id:
+            refs[(room, message_id)] = position
         return True
 
     def awaiting(self, room: str, ref: str) -> list[Line]:

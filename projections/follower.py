@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Protocol
 
-from archive.codec import from_msgpack
+from archive.codec import from_msgpack_all
 from archive.errors import ChatArchiveError, StoreError, StoreUnavailable
 from archive.events import Recorded
 from archive.health import Backoff
@@ -197,7 +197,8 @@ class LogFollower:
         if not rows:
             return False
         with collection_paused():
-            page = [Recorded(position, from_msgpack(state)) for position, state in rows]
+            positions, states = zip(*rows)
+            page = list(map(Recorded, positions, from_msgpack_all(states)))
             # A page that raised half-way leaves pending changes past ``_applied``:
             # committing them under the old position would apply them twice later.
             self._torn = True

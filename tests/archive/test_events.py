@@ -13,7 +13,7 @@ from archive import codec
 from archive import events as ev
 from archive.errors import EventDecodeError
 
-from tests.factories import T0, make
+from tests.factories import T0, make, message
 
 int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 aware_times = st.datetimes(timezones=st.just(__import__("datetime").timezone.utc))
@@ -91,6 +91,14 @@ def test_malformed_payloads_are_rejected(payload, complaint):
 def test_garbage_msgpack_is_rejected():
     with pytest.raises(EventDecodeError):
         codec.from_msgpack(b"\xc1\x00garbage")
+
+
+def test_events_decoded_together_are_those_decoded_one_by_one_and_garbage_among_them_is_rejected():
+    events = [message(1, "hi", "ann"), make(ev.OccupantJoined, 2, nick="bob")]
+    states = codec.to_msgpack_list(events)
+    assert codec.from_msgpack_all(states) == list(map(codec.from_msgpack, states)) == events
+    with pytest.raises(EventDecodeError):
+        codec.from_msgpack_all([states[0], b"\xc1\x00garbage"])
 
 
 def test_an_old_event_without_a_newer_optional_field_still_decodes():

@@ -22,27 +22,25 @@ from pathlib import Path
 
 import msgspec
 import tantivy
-from tantivy import Occur, Query
+from tantivy import Query
 
 from archive.errors import InvalidQueryError, StoreError
 from archive.times import order_second
 
 from . import highlight, relevancepage
-from .documents import TOMB_MARK, StoredLines
+from .documents import StoredLines
 from .projection import open_tantivy, read_meta
-from .query import parse
+from .plans import parsed, plan_for
 from .results import FacetCount, Facets, Hit, Scope, SearchResults, Sort
-from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, bare_jid, older_schema
+from .schema import SCHEMA_VERSION, bare_jid, older_schema
 from .storage import IndexLocation
 from .timepage import edge_unit, time_page
-from .translate import Translator, required_stems
 
 MAX_LIMIT = 500
 # Relevance pages by offset, and tantivy allocates for offset + limit hits: paging stops this deep
 # (a time sort pages by keyset, as deep as the results go).
 MAX_RELEVANCE_DEPTH = 10_000
 _I64 = 2**63
-FEW_ROOMS = 32
 # Candidates per index segment: counts are exact unless a value outside a segment's top
 # (10 x the facets asked for) is in the overall top; a bigger pool costs much more per search.
 FACET_POOL = 10
@@ -115,21 +113,15 @@ class SearchIndex:
         exact_total = exact_total or facets
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidQueryError(f"limit must be between 1 and {MAX_LIMIT}")
-        node = parse(text, now=now)
+        node = parsed(text, scope, now)
         check = zlib.crc32(f"{sort.value}\x00{text}".encode())
         after = _read_cursor(cursor, check) if cursor else None
         searcher = self._refresh()
         empty = SearchResults(query=text, sort=sort, total=0, hits=[], facets=Facets() if facets else None)
         if searcher is None or (scope.rooms is not None and not scope.rooms):
             return empty
-        translator = Translator(
-            compliance=scope.compliance, rooms_with_local=lambda local: _rooms_with_local(searcher, local), jids=scope.jids
-        )
-        matched = translator.translate(node)
-        clauses = _scope_clauses(scope, matched, translator.matches_every_document, translator.needs_current_text)
-        clauses += [(Occur.Must, matched)] if matched else []
-        # A lone clause goes bare: the same scores, and tantivy scores a term without the boolean's overhead.
-        base = clauses[0][1] if len(clauses) == 1 and clauses[0][0] is Occur.Must else Query.boolean_query(clauses)
+        plan = plan_for(text, node, scope, lambda local: _rooms_with_local(searcher, local))
+        base = plan.base
         totals, asked = self._known_totals(searcher), (node, scope)
         # Facets visit every match: their counts make the total, which then is not counted again.
         counts, counted = _facets(searcher, base, facet_size) if facets else (None, None)
@@ -137,21 +129,20 @@ class SearchIndex:
         if sort is Sort.RELEVANCE:
             offset = after.offset if after else 0
             limit = max(1, min(limit, MAX_RELEVANCE_DEPTH - offset))
-            window = relevancepage.MAX_TIE_RUN if translator.phrases else relevancepage.TIE_WINDOW
+            window = relevancepage.MAX_TIE_RUN if plan.phrases else relevancepage.TIE_WINDOW
             page, total, more = relevancepage.relevance_page(searcher, base, limit, offset, lines, window, counted)
             more, exact = more and offset + limit < MAX_RELEVANCE_DEPTH, True
             next_cursor = _Cursor(check, offset=offset + limit) if more else None
         else:
             newest, edge, known = sort is Sort.NEWEST, self._edge_of(searcher), totals.get(asked, counted)
-            most = _most(searcher, node) if after is None and known is None and not scope.compliance else None
+            most = _most(searcher, plan.stems) if after is None and known is None and not scope.compliance else None
             page, total, exact, more = time_page(
                 searcher, base, limit, newest, after, edge, lines, known, exact_total, most
             )
             next_cursor = _Cursor(check, ts=page[-1][1], key=page[-1][2]) if more else None
         if exact:
             totals[asked] = total
-        marks = highlight.marks_for(translator.highlights)
-        hits = _hits(page, lines, scope, marks, sort)
+        hits = _hits(page, lines, scope, highlight.marks_for(plan.highlights), sort)
         return SearchResults(
             query=text,
             sort=sort,
@@ -279,34 +270,6 @@ def _committed(directory: Path | None) -> bytes | None:
         return None
 
 
-def _scope_clauses(
-    scope: Scope, matched: Query | None, matches_every_document: bool, needs_current_text: bool
-) -> list[tuple[Occur, Query]]:
-    if scope.rooms is None:
-        # Not a filter that visits every message (it would cost more than the search): only
-        # the few documents that are not messages are excluded, where the query can match them.
-        clauses = []
-        if matched is None or matches_every_document:
-            clauses = [
-                (Occur.MustNot, Query.term_query(SCHEMA, "meta", FLAG_SET)),
-                (Occur.MustNot, Query.term_query(SCHEMA, "meta", TOMB_MARK)),
-            ]
-        if matched is None:
-            clauses.insert(0, (Occur.Must, Query.all_query()))
-    else:
-        rooms = sorted({room.lower() for room in scope.rooms})
-        # A union of term postings costs per candidate and room, a term set per
-        # document of those rooms: the first wins for the few rooms most callers see.
-        if len(rooms) <= FEW_ROOMS:
-            allowed = Query.boolean_query([(Occur.Should, Query.term_query(SCHEMA, "room", r)) for r in rooms])
-        else:
-            allowed = Query.term_set_query(SCHEMA, "room", rooms)
-        clauses = [(Occur.Must, allowed)]
-    if not scope.compliance and not needs_current_text:
-        clauses.append((Occur.MustNot, Query.term_query(SCHEMA, "retracted", FLAG_SET)))
-    return clauses
-
-
 def _facets(searcher, base: Query, size: int) -> tuple[Facets, int]:
     """The facets, and the total: every match is a message in one room, counted in one of the rooms'
     buckets or in their ``sum_other_doc_count``."""
@@ -323,10 +286,10 @@ def _facets(searcher, base: Query, size: int) -> tuple[Facets, int]:
     return Facets(rooms=counts("rooms"), senders=counts("senders")), total
 
 
-def _most(searcher, node) -> int | None:
+def _most(searcher, stems: frozenset[str]) -> int | None:
     """An upper bound of a query's matches outside compliance scope, or None: the fewest documents
     holding a word every match holds (deleted ones too)."""
-    return min((searcher.doc_freq("body", stem) for stem in required_stems(node)), default=None)
+    return min((searcher.doc_freq("body", stem) for stem in stems), default=None)
 
 
 def _rooms_with_local(searcher, local: str) -> list[str]:

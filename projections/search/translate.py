@@ -56,6 +56,10 @@ class Translator:
         documents (position, awaiting retractions: nothing but ``meta``) too. A query made only of
         field terms never matches those: no exclusion clause needed, and each costs a common-word
         search a fifth of its time."""
+        self.fixed = True
+        """Whether the query depends on nothing but its text and the scope: no time range (a relative
+        one counts back from the time it was parsed) and no room named by its local part (expanded to
+        the index's rooms so named), so that its translation holds for every search of the same text."""
         self.needs_current_text = False
         """Whether every document the query matches has a match in ``body`` (set by ``translate``):
         a retracted message's text is not in ``body`` (``documents``), so such a query never matches
@@ -92,6 +96,7 @@ class Translator:
         if isinstance(node, FieldIs):
             return self._field(node), False
         if isinstance(node, TimeRange):
+            self.fixed = False
             bounds = {}
             if node.start is not None:
                 bounds.update(lower_bound=micros(node.start), include_lower=True)
@@ -196,6 +201,7 @@ class Translator:
             return Query.term_query(SCHEMA, "jid", node.value)
         if "@" in node.value:
             return Query.term_query(SCHEMA, "room", node.value)
+        self.fixed = False
         rooms = self.rooms_with_local(node.value)
         return Query.term_set_query(SCHEMA, "room", rooms) if rooms else Query.empty_query()
 

@@ -215,9 +215,17 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
         """Nothing PostgreSQL can do: it has no secure delete. Deleted rows stay in the table's pages until
         (auto)vacuum frees their space and new rows reuse it, and in its WAL until that is recycled (README)."""
 
-    def delete_versions(self, oid: str, versions: Sequence[int], before: float) -> None:
-        """Delete a stream's events of these versions (all older than ``before``) and their side rows."""
+    def delete_versions(self, oid: str, versions: Sequence[int], before: float, genesis: bytes) -> None:
+        """Delete a stream's events of these versions (all older than ``before``) and their side rows; a
+        stream with no chain head gets one at its last version, its chain beginning after it (from ``genesis``)."""
         with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "INSERT INTO {} SELECT %s, MAX(originator_version), %s, MAX(originator_version) + 1 FROM {} "
+                    "WHERE originator_id=%s HAVING COUNT(*) > 0 ON CONFLICT DO NOTHING"
+                ).format(self._heads, self._events),
+                (oid, genesis, oid),
+            )
             curs.execute(
                 SQL("DELETE FROM {} WHERE originator_id=%s AND originator_version = ANY(%s)").format(self._events),
                 (oid, list(versions)),

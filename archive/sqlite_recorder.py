@@ -164,9 +164,15 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
             c.execute("SELECT room FROM archive_rooms ORDER BY room")
             return [row[0] for row in c.fetchall()]
 
-    def delete_versions(self, oid: str, versions: Sequence[int], before: float) -> None:
-        """Delete a stream's events of these versions (all older than ``before``) and their side rows."""
+    def delete_versions(self, oid: str, versions: Sequence[int], before: float, genesis: bytes) -> None:
+        """Delete a stream's events of these versions (all older than ``before``) and their side rows; a
+        stream with no chain head gets one at its last version, its chain beginning after it (from ``genesis``)."""
         with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "INSERT OR IGNORE INTO archive_chain_heads SELECT ?, MAX(originator_version), ?, "
+                f"MAX(originator_version) + 1 FROM {self.events_table_name} WHERE originator_id=? HAVING COUNT(*)",
+                (oid, genesis, oid),
+            )
             for chunk in chunks(list(versions), 500):
                 marks = ",".join("?" * len(chunk))
                 c.execute(

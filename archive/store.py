@@ -308,7 +308,9 @@ class EventStore(AuditStore):
     def delete_events(self, room: str, versions: list[int], before: datetime) -> None:
         """Physically delete events of a room by version (a purge: see ``archive.retention``)."""
         try:
-            self._recorder.delete_versions(room, versions, before.timestamp())
+            # A stream not chained yet has no head row to keep its versions going past its deleted tail:
+            # its chain begins with the purge, at its last version, so that no purged version is reused.
+            self._recorder.delete_versions(room, versions, before.timestamp(), chain.genesis(room))
         except PersistenceError as e:
             raise StoreError(f"could not delete events of room {room}: {e}") from e
 

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from archive import chain
 from archive.errors import StoreError
 from archive.events import AUDIT_STREAM, ChainHead, EventsPurged, PurgedSpan, Recorded
 from archive.integrity import compliance_records
@@ -157,7 +158,9 @@ def covered(spans: list[PurgedSpan], last_copied: int, head: ChainHead) -> bool:
         if span.first > expected:
             return False
         if span.last >= head.version:
-            return span.last == head.version and span.link == head.link
+            # A span of events archived before the chain began has no link: its purge began the chain after it.
+            link = span.link or (chain.genesis(head.stream).hex() if head.genesis_version > span.last else "")
+            return span.last == head.version and link == head.link
         expected = span.last + 1
     return False
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -13,8 +14,10 @@ from archive.application import StoreLocation, open_event_store
 from archive.codec import to_msgpack
 from archive.events import COMPLIANCE_STREAM, ChainCheckpoint
 from archive.integrity import verify_integrity, write_checkpoint
+from archive.retention import purge
+from archive.settings import RetentionSettings
 from tests.archive.old_schema import downgrade
-from tests.factories import message
+from tests.factories import T0, message
 
 ROOM = "lobby@conference.localhost"
 OTHER = "dev@conference.localhost"
@@ -174,3 +177,22 @@ def _wait_for(condition, timeout=10.0):
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
+
+
+def test_a_purge_of_a_stream_not_chained_yet_keeps_its_versions_going(store_url):
+    """A stream archived before chaining whose tail a purge deletes goes on after the purged versions: a
+    version a purge record names is never stored again, with another event."""
+    with open_event_store(store_url) as store:
+        store.append([message(t, room=ROOM) for t in range(3)])
+    downgrade(store_url, chained=False)  # a stream with no chain head: its versions are its rows'
+    with open_event_store(store_url) as store:
+        (record,) = [purge(store, RetentionSettings(default_days=1), now=T0 + timedelta(days=10))]
+        assert [(s.stream, s.first, s.last) for s in record.spans] == [(ROOM, 1, 3)]
+        assert verify_integrity(store).ok
+    with open_event_store(store_url) as store:  # a new process: nothing kept in memory
+        (appended,) = store.append([message(10 * 86400, room=ROOM)])
+        assert [v for v, _ in store.read_room_versions(ROOM)] == [4]
+        report = verify_integrity(store)
+        assert report.ok and [(s.events, s.unchained) for s in report.streams if s.stream == ROOM] == [(1, 0)]
+        (head,) = [h for h in store.chain_heads() if h.stream == ROOM]
+        assert (head.version, head.genesis_version) == (4, 4)

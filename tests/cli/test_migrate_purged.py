@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from archive import chain
 from archive import events as ev
 from archive.application import open_event_store
 from archive.errors import StoreError
@@ -88,6 +89,10 @@ def test_a_purged_tail_is_carried_only_when_purge_records_cover_it_up_to_the_hea
     assert not covered(spans[1:], 3, head)  # 4-5 likewise
     assert not covered(spans, 0, ChainHead(DEV, 10, "cc", 1))  # the head is not where the purge left it
     assert not covered(spans, 0, ChainHead(DEV, 12, "bb", 1))
+    unchained = [PurgedSpan(DEV, 1, 5, "")]  # events archived before the chain began: the purge began it
+    assert covered(unchained, 0, ChainHead(DEV, 5, chain.genesis(DEV).hex(), 6))
+    assert not covered(unchained, 0, ChainHead(DEV, 5, "aa", 6))
+    assert not covered(unchained, 0, ChainHead(DEV, 5, chain.genesis(DEV).hex(), 3))
 
 
 @pytest.mark.parametrize("source_kind, target_kind", [("sqlite", "postgresql"), ("postgresql", "sqlite")])
@@ -130,3 +135,17 @@ def test_a_store_older_than_its_chains_migrates_with_the_same_links(tmp_path):
         assert set(target.stream_link_map(never).values()) == {None}
         report = verify_integrity(target)
         assert report.ok and report.checkpoints == 1, [str(s.broken) for s in report.streams if s.broken]
+
+
+def test_a_stream_purged_before_its_chain_began_migrates_with_the_head_the_purge_gave_it(tmp_path):
+    source_url = f"sqlite:///{tmp_path}/source.sqlite"
+    with open_event_store(source_url, chained=False) as source:
+        source.append([message(i, f"old {i}", "u", room=DEV, stanza_id=f"o{i}") for i in range(3)])
+    with open_event_store(source_url) as source, store_of("postgresql", tmp_path) as (target_url, target):
+        purge(source, RetentionSettings(default_days=1), now=NOW, by="test")
+        copy_log(source, target, progress_file(tmp_path, source_url, target_url))
+        assert check(source, target).ok and target.chain_heads() == source.chain_heads()
+        for store in (source, target):  # both go on after the purged versions, from the same link
+            store.append([message(9 * DAY, "next", "u", room=DEV, stanza_id="n1")])
+        assert [v for v, _ in target.read_room_versions(DEV)] == [4]
+        assert target.chain_heads() == source.chain_heads() and verify_integrity(target).ok

@@ -21,18 +21,35 @@ class TtlCache(Generic[V]):
         self._clock = clock
         self._entries: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
         self._lock = threading.Lock()
+        self._flights: dict[Hashable, _Flight] = {}
 
     def get_or_compute(self, key: Hashable, compute: Callable[[], V], *, keep: Callable[[V], bool] = lambda v: True) -> V:
-        """The cached value for ``key``, else ``compute()``, cached if ``keep(value)``."""
-        now = self._clock()
-        with self._lock:
-            entry = self._entries.get(key, _MISSING)
-            if entry is not _MISSING and entry[0] > now:
-                return entry[1]
-        value = compute()
-        if keep(value):
-            self.put(key, value)
-        return value
+        """The cached value for ``key``, else ``compute()``, cached if ``keep(value)``. One caller computes a
+        missing key while the others asking for it wait for its value (an expired token hit by every worker
+        thread at once would otherwise be looked up, and its last use written, by each); if it fails, a waiter
+        computes it in turn."""
+        while True:
+            with self._lock:
+                entry = self._entries.get(key, _MISSING)
+                if entry is not _MISSING and entry[0] > self._clock():
+                    return entry[1]
+                flight = self._flights.get(key)
+                if flight is None:
+                    flight = self._flights[key] = _Flight()
+                    break
+            flight.done.wait()
+            if flight.computed:
+                return flight.value
+        try:
+            flight.value = compute()
+            flight.computed = True
+            if keep(flight.value):
+                self.put(key, flight.value)
+            return flight.value
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
 
     def get(self, key: Hashable) -> V | None:
         """The cached value for ``key``, or None if there is none (or it expired)."""
@@ -52,3 +69,12 @@ class TtlCache(Generic[V]):
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+
+class _Flight:
+    """One computation of a key under way, awaited by the others asking for it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.computed = False
+        self.value = None

@@ -161,12 +161,26 @@ def finish_purges(store: EventStore) -> None:
     expired then (none, with no retention period set). The record is the decision: a hold placed after it keeps
     none of what it names (kept, those events would sit inside a span the chain walk skips, unverified)."""
     for record in unapplied_purges(store.read_room(COMPLIANCE_STREAM)):
-        named: dict[str, list[int]] = {}
-        for span in record.event.spans:
-            named.setdefault(span.stream, []).extend(range(span.first, span.last + 1))
-        for room, versions in named.items():
+        for room, versions in _named(record.event).items():
             # Every version it names occurred before the room's cutoff, which was before the record.
             store.delete_events(room, versions, record.event.occurred_at)
+
+
+def owed_deletions(store: EventStore) -> int:
+    """How many events the unapplied purge records name that are still stored: what ``finish_purges`` deletes."""
+    owed: set[tuple[str, int]] = set()
+    for record in unapplied_purges(store.read_room(COMPLIANCE_STREAM)):
+        for room, versions in _named(record.event).items():
+            stored = store.stream_link_map(room).keys()
+            owed.update((room, version) for version in versions if version in stored)
+    return len(owed)
+
+
+def _named(record: EventsPurged) -> dict[str, list[int]]:
+    named: dict[str, list[int]] = {}
+    for span in record.spans:
+        named.setdefault(span.stream, []).extend(range(span.first, span.last + 1))
+    return named
 
 
 def record_purge_applied(store: EventStore, purge_position: int, *, by: str = "", search_index: str = "") -> PurgeApplied:

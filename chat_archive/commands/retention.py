@@ -7,7 +7,7 @@ import sys
 
 import msgspec
 
-from archive.retention import holds_of, pending_purge, place_hold, release_hold
+from archive.retention import holds_of, owed_deletions, pending_purge, place_hold, release_hold
 from archive.times import format_time, parse_time
 
 from ..bootstrap import open_store
@@ -75,11 +75,13 @@ def run_list(args: argparse.Namespace, config) -> int:
 def run_purge(args: argparse.Namespace, config) -> int:
     with open_store(config) as store:
         unfinished = pending_purge(store) is not None
+        owed = owed_deletions(store) if unfinished and args.dry_run else 0
         record = purge_expired(config, store, by=operator(), dry_run=args.dry_run)
     if unfinished:
         print("an earlier purge's deletions or rebuild did not finish: "
-              + ("a purge would first delete what its record names (a hold placed since keeps none of it), then "
-                 "rebuild the views and the search index" if args.dry_run
+              + (f"a purge would first delete the {owed} events its record names that are still stored (a hold "
+                 "placed since keeps none of them), then rebuild the views and the search index" if owed
+                 else "a purge would rebuild the views and the search index (its deletions are done)" if args.dry_run
                  else "finished its deletions, rebuilt the views and the search index without what it deleted"))
     if record is None:
         print(("nothing more to purge" if unfinished else "nothing to purge")

@@ -12,7 +12,7 @@ from archive.errors import InvalidQueryError, NotFoundError
 from archive.events import COMPLIANCE_STREAM, EventsPurged
 from archive.integrity import compliance_records, verify_integrity, write_checkpoint
 from archive.retention import (
-    finish_purges, held, holds_of, pending_purge, place_hold, purge, record_purge_applied, release_hold,
+    finish_purges, held, holds_of, owed_deletions, pending_purge, place_hold, purge, record_purge_applied, release_hold,
     retention_days,
     unapplied_purge,
     unapplied_purges,
@@ -158,8 +158,10 @@ def test_an_interrupted_purge_is_finished_as_recorded_before_the_next_one_runs(e
         patch.setattr(event_store, "delete_events", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
         with pytest.raises(KeyboardInterrupt):
             purge(event_store, ONE_DAY, now=NOW)
+    assert owed_deletions(event_store) == 5
     place_hold(event_store, case="HR-12", jids=["bob@localhost"], by="test")
     finish_purges(event_store)
+    assert owed_deletions(event_store) == 0
     assert bodies(event_store, LOBBY) == ["recent"] and bodies(event_store, DEV) == []
     assert purge(event_store, ONE_DAY, now=NOW) is None  # nothing left to name twice
     report = verify_integrity(event_store)

@@ -259,18 +259,30 @@ class MemoryBook:
 
     def find(self, room: str, ref: str) -> Line | None:
         line_id = self.refs.get((room, ref))
-        if line_id in self.dropped:
-            line_id = None
+        if line_id is not None and (line_id in self.dropped or ref not in ids(self.lines[line_id])):
+            # The line lost the id (a correction that stopped awaiting it when its message came, or one
+            # taken into its message): ``refs`` kept only the newest line, so the others are looked for.
+            line_id = self._newest_known(room, ref)
         horizon = self.horizon
         if self._committed is not None and (line_id is None or horizon is None or line_id <= horizon):
             for stored in self._committed(room, ref):
-                if stored.id in self.dropped:
-                    continue
+                if stored.id in self.dropped or ref not in ids(self.lines.get(stored.id, stored)):
+                    continue  # changed since it was committed: no longer known by ``ref``
                 if line_id is None or stored.id > line_id:
                     line_id = stored.id
                     self.lines.setdefault(stored.id, stored)
                 break
         return None if line_id is None else self.lines[line_id]
+
+    def _newest_known(self, room: str, ref: str) -> int | None:
+        """The newest message line in memory known by ``ref`` (rare: a look-up of an id a line lost)."""
+        known = [line.id for line in self.lines.values() if line.kind == "message" and line.room == room
+                 and line.id not in self.dropped and ref in ids(line)]
+        if not known:
+            self.refs.pop((room, ref), None)
+            return None
+        self.refs[(room, ref)] = max(known)
+        return max(known)
 
     def post(self, position: int, event: ev.Event) -> bool:
         """``step`` and ``apply`` for a post that nothing awaits, the most common event of a log by far:

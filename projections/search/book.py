@@ -63,13 +63,18 @@ class IndexBook:
         if line_id is None:
             line_id = self._older_refs.get(key)
         line = None if line_id is None or line_id in self._dropped else self._line(line_id)
-        if line is not None and line_id >= self.covered_from:
+        if line is not None and ref not in ids(line):
+            # The line lost the id (a correction that stopped awaiting it when its message came): the
+            # memory kept only the newest line known by it, so the others are looked for.
+            line = self._newest_unsearchable(room, ref)
+        elif line is not None and line_id >= self.covered_from:
             return line
         for stored in self._committed(room, ref):
-            if stored.id in self._dropped:
-                continue
+            current = self._unsearchable(stored.id) or stored
+            if stored.id in self._dropped or ref not in ids(current):
+                continue  # changed since it was committed: no longer known by ``ref``
             if line is None or stored.id > line.id:
-                line = self._line(stored.id) or stored
+                line = current
             break
         return line
 
@@ -149,11 +154,23 @@ class IndexBook:
     # -- internals ------------------------------------------------------------------------
 
     def _line(self, line_id: int) -> Line | None:
+        return self._unsearchable(line_id) or self._by_key(line_id)
+
+    def _unsearchable(self, line_id: int) -> Line | None:
+        """The line as it is now if the committed index does not show it so: pending, held or written since."""
         line = self.pending.get(line_id) or self._held.get(line_id)
         if line is not None:
             return line
         blob = self._written.get(line_id)
-        return decode_line(blob) if blob is not None else self._by_key(line_id)
+        return decode_line(blob) if blob is not None else None
+
+    def _newest_unsearchable(self, room: str, ref: str) -> Line | None:
+        """The newest message line known by ``ref`` that the committed index does not show (rare: a
+        look-up of an id a line lost); None if none."""
+        lines = [*self.pending.values(), *self._held.values(), *map(decode_line, self._written.values())]
+        known = [line for line in lines if line.kind == "message" and line.room == room
+                 and line.id not in self._dropped and ref in ids(line)]
+        return max(known, key=lambda line: line.id, default=None)
 
     def _remember(self, line: Line, new: bool) -> None:
         if line.awaiting:

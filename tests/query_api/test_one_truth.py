@@ -133,6 +133,23 @@ def test_corrections_and_retractions_stored_before_their_message_apply_when_it_a
     }
 
 
+def test_a_retraction_naming_an_id_a_correction_stopped_awaiting_names_the_message_that_took_it(world):
+    """Bob's correction awaits c3; cy's correction gives c3 to cy's message, and bob's stops awaiting it (a line
+    of its own): bob's retraction of c3 then names cy's message (not his to retract), never his own line."""
+    room = world.new_room()
+    recorded = world.feed([correction(2, "cy", "ghost fixed at 2", "ghost", sid="s2", mid="c2", occ="occ-cy", room=room)])
+    recorded += world.feed([
+        correction(5, "bob", "c3 fixed at 5", "c3", sid="s5", mid="c5", occ="occ-bob", room=room),
+        correction(3, "cy", "c2 fixed at 3", "c2", sid="s3", mid="c3", occ="occ-cy", room=room),
+        retraction(6, "c3", by_nick="bob", occ="occ-bob", sid="s6", room=room),
+    ])  # fmt: skip
+    reference = agree(world, room, recorded)
+    assert reference.messages(compliance=False) == {
+        recorded[0].position: ("c2 fixed at 3", True, False),
+        recorded[1].position: ("c3 fixed at 5", True, False),
+    }
+
+
 # -- the differential property ------------------------------------------------------------
 
 MODES = ("occupant-id", "jid", "nick")

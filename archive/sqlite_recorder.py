@@ -170,7 +170,7 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=True) as c:
             c.execute(
                 "INSERT OR IGNORE INTO archive_chain_heads SELECT ?, MAX(originator_version), ?, "
-                f"MAX(originator_version) + 1 FROM {self.events_table_name} WHERE originator_id=? HAVING COUNT(*)",
+                f"MAX(originator_version) + 1 FROM {self.events_table_name} WHERE originator_id=? GROUP BY originator_id",
                 (oid, genesis, oid),
             )
             for chunk in chunks(list(versions), 500):

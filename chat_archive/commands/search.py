@@ -6,11 +6,12 @@ import argparse
 import html
 import re
 import sys
+from datetime import datetime, timedelta
 
 import msgspec
 
 from archive.errors import InvalidQueryError, NotFoundError
-from archive.times import format_time
+from archive.times import format_time, utcnow
 from projections.search import Scope, SearchResults, Sort
 
 from ..bootstrap import audit_cli_read, open_search_index, open_store
@@ -61,11 +62,14 @@ def run_search(args: argparse.Namespace, config) -> int:
     with open_store(config) as store:
         audit_cli_read(store, "search", rooms=tuple(args.room or ()), query=args.query, results=len(results.hits))
         head = store.head()
+        oldest = next(iter(store.read_log(results.index_position, page_size=1)), None)
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode(results) + b"\n")
     else:
         _print(results, sys.stdout)
-    _warn_if_behind(head, results.index_position)
+    note = behind_note(head, results.index_position, oldest and oldest.event.recorded_at, utcnow())
+    if note:
+        print(f"chat-archive search: note: {note}", file=sys.stderr)
     return 0
 
 
@@ -100,10 +104,21 @@ def _print(results: SearchResults, out) -> None:
         out.write(f"next page: --cursor {results.next_cursor}\n")
 
 
-def _warn_if_behind(head: int, position: int) -> None:
-    if position < head:
-        print(
-            f"chat-archive search: note: the index has reached log position {position} of {head} "
-            "(is the indexer running? `chat-archive up`, or `chat-archive rebuild search`)",
-            file=sys.stderr,
-        )
+# The index follows the log within about a second; events younger than this are on their way, not lost.
+FRESH = timedelta(seconds=10)
+
+
+def behind_note(head: int, position: int, oldest_unindexed: datetime | None, now: datetime) -> str | None:
+    """What to tell whoever searched about events the index has not reached: nothing when it has them all;
+    that the newest are on their way while the oldest missing one is fresh (with live traffic that is the
+    normal case, not a fault); else how far behind it is and since when, with what to do about it."""
+    if position >= head:
+        return None
+    missing = head - position
+    if oldest_unindexed is not None and now - oldest_unindexed < FRESH:
+        return f"the newest events (log positions {position + 1}-{head}, the last few seconds) are not searchable yet"
+    since = f", the oldest recorded at {format_time(oldest_unindexed)}" if oldest_unindexed else ""
+    return (
+        f"the index has reached log position {position} of {head}: up to {missing} event{'s' if missing != 1 else ''}"
+        f" not searchable{since} (is the indexer running? `chat-archive up`, or `chat-archive rebuild search`)"
+    )

@@ -1,0 +1,50 @@
+"""`chat-archive search` saying whether the index holds every archived event: a real process on a real
+store and index, and the rule itself."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from archive.times import utcnow
+from chat_archive.commands.search import behind_note
+from tests.cli.test_events_commands import run_cli
+from tests.factories import at, message
+
+
+def test_a_search_of_an_index_that_holds_every_event_adds_no_note(event_store, store_url, tmp_path):
+    event_store.append([message(t, body=f"deploy {t}") for t in range(5)])
+    env = {"CHAT_ARCHIVE_INDEX_PATH": str(tmp_path / "index")}
+    projected = run_cli("project", "--once", store_url=store_url, cwd=tmp_path, env=env)
+    assert projected.returncode == 0, projected.stderr
+    found = run_cli("search", "deploy", store_url=store_url, cwd=tmp_path, env=env)
+    assert found.returncode == 0, found.stderr
+    assert "5 matching messages" in found.stdout
+    assert found.stderr == ""
+
+
+def test_events_just_recorded_are_on_their_way_not_a_sign_of_a_stopped_indexer(event_store, store_url, tmp_path):
+    """With live traffic the newest events are nearly always a moment ahead of the index."""
+    now = utcnow()
+    event_store.append([message(t, body=f"deploy {t}", occurred_at=now, recorded_at=now) for t in range(3)])
+    found = run_cli("search", "deploy", store_url=store_url, cwd=tmp_path,
+                    env={"CHAT_ARCHIVE_INDEX_PATH": str(tmp_path / "index")})  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert "the newest events (log positions 1-3, the last few seconds) are not searchable yet" in found.stderr
+    assert "indexer running" not in found.stderr
+
+
+def test_a_search_of_an_index_left_behind_says_since_when_and_what_to_do(event_store, store_url, tmp_path):
+    event_store.append([message(t, body=f"deploy {t}") for t in range(5)])
+    found = run_cli("search", "deploy", store_url=store_url, cwd=tmp_path,
+                    env={"CHAT_ARCHIVE_INDEX_PATH": str(tmp_path / "index")})  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert "up to 5 events not searchable, the oldest recorded at 2024-05-01T12:00:00Z" in found.stderr
+    assert "is the indexer running?" in found.stderr
+
+
+def test_events_younger_than_the_indexers_pace_are_on_their_way_not_a_fault():
+    assert behind_note(9, 9, None, at(0)) is None
+    fresh = behind_note(9, 7, at(0), at(0) + timedelta(seconds=3))
+    assert fresh == "the newest events (log positions 8-9, the last few seconds) are not searchable yet"
+    stale = behind_note(9, 8, at(0), at(0) + timedelta(seconds=30))
+    assert "up to 1 event not searchable" in stale and "indexer running" in stale

@@ -105,6 +105,18 @@ def test_search_then_open_a_hit_in_its_transcript_with_the_presence_chart(browse
     assert browser.find_elements(By.CSS_SELECTOR, "li.hit mark")  # highlighted snippets
     facets = browser.find_element(By.CSS_SELECTOR, "aside.facets").text
     assert LOBBY in facets and SECRET in facets and "carol" in facets
+    # a count stays whole beside a room name too long for the column (it broke digit by digit)
+    count_lines = browser.execute_script("""
+        const row = document.querySelector('aside.facets li').cloneNode(true);
+        row.querySelector('a').textContent = 'a-room-with-a-name-far-too-long-for-this-column@conference.example.org';
+        row.querySelector('.count').textContent = '12345';
+        document.querySelector('aside.facets ul').appendChild(row);
+        const range = document.createRange();
+        range.selectNodeContents(row.querySelector('.count'));
+        const lines = range.getClientRects().length;
+        row.remove();
+        return lines;""")
+    assert count_lines == 1
     # compliance sees the removed message, marked
     retracted = [h for h in hits if RETRACTED in h.text]
     assert retracted and "RETRACTED" in retracted[0].text.upper()

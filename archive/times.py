@@ -58,9 +58,11 @@ def order_second(moment: datetime) -> datetime:
     earlier in the same second. Within a second the log's order is the order archived.
     ``moment`` is UTC.
     """
-    # Subtracting is a third of replace()'s cost on an aware datetime (one per search hit). It is the
-    # same moment for UTC (every event time): for a local time in a repeated hour it would drop ``fold``.
-    return moment - timedelta(microseconds=moment.microsecond)
+    # Made anew from its fields, positionally: ~0.26 us, a third of subtracting its microseconds (0.7) and a
+    # fifth of replace() on an aware datetime (one per search hit, 20 a page). It is the same moment for UTC
+    # (every event time): for a local time in a repeated hour it would drop ``fold``.
+    m = moment
+    return datetime(m.year, m.month, m.day, m.hour, m.minute, m.second, 0, m.tzinfo)
 
 
 def utcnow() -> datetime:

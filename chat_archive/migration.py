@@ -138,19 +138,31 @@ def purged_spans(records: Iterable[EventsPurged]) -> dict[str, list[PurgedSpan]]
 def carry_purged_heads(heads: Iterable[ChainHead], target: EventStore, purged: dict[str, list[PurgedSpan]]) -> None:
     """A stream whose last events were purged goes on in the target at the source's head: carried when
     purge records cover every version after the target's last one and end at the head's link (anything
-    else stays a mismatch for the check to report)."""
+    else stays a mismatch for the check to report). So does a chain a purge began after a stream's last
+    version (``delete_versions``: a stream archived before chaining), which no copied event carries."""
     theirs = {head.stream: head.version for head in target.chain_heads()}
     carried = [
         head for head in heads
         if head.stream != AUDIT_STREAM and theirs.get(head.stream, 0) < head.version
-        and covered(purged.get(head.stream, []), theirs.get(head.stream, 0), head)
+        and covered(purged.get(head.stream, []), _last_copied(target, head, theirs.get(head.stream, 0)), head)
     ]  # fmt: skip
     if carried:
         target.carry_heads(carried)
 
 
+def _last_copied(target: EventStore, head: ChainHead, chained: int) -> int:
+    """The target's last version of ``head``'s stream that the purge records need not cover: its chain
+    head's, or for a chain not begun yet (every copied event below its genesis: none carries a head; rare)
+    its last stored event's."""
+    if head.genesis_version <= head.version:
+        return chained
+    return max(chained, max(target.stream_link_map(head.stream), default=0))
+
+
 def covered(spans: list[PurgedSpan], last_copied: int, head: ChainHead) -> bool:
     """Whether purge spans (in version order) cover every version after ``last_copied`` up to ``head``."""
+    if last_copied == head.version:  # a chain not begun yet, after the copied events (``_last_copied``)
+        return head.genesis_version == head.version + 1 and head.link == chain.genesis(head.stream).hex()
     expected = last_copied + 1
     for span in spans:
         if span.last < expected:

@@ -149,3 +149,24 @@ def test_a_stream_purged_before_its_chain_began_migrates_with_the_head_the_purge
             store.append([message(9 * DAY, "next", "u", room=DEV, stanza_id="n1")])
         assert [v for v, _ in target.read_room_versions(DEV)] == [4]
         assert target.chain_heads() == source.chain_heads() and verify_integrity(target).ok
+
+
+def test_a_stream_not_chained_yet_whose_oldest_events_a_purge_deleted_migrates_and_checks(tmp_path):
+    """The usual purge: a room's oldest events expire, its recent ones stay. Of a stream not chained yet the
+    purge gives it a head at its last (kept) version; the copy must hold that head too (copied events below the
+    genesis stay unchained), or the check reports it missing and the copy's next event begins another chain."""
+    source_url = f"sqlite:///{tmp_path}/source.sqlite"
+    with open_event_store(source_url, chained=False) as source:
+        source.append([message((9 * DAY if i >= 3 else 0) + i, f"m{i}", "u", room=DEV, stanza_id=f"o{i}")
+                       for i in range(5)])  # fmt: skip
+    with open_event_store(source_url) as source, store_of("postgresql", tmp_path) as (target_url, target):
+        record = purge(source, RetentionSettings(default_days=1), now=NOW, by="test")
+        assert [(s.first, s.last) for s in record.spans] == [(1, 3)]
+        assert verify_integrity(source).ok
+        copy_log(source, target, progress_file(tmp_path, source_url, target_url))
+        report = check(source, target)
+        assert report.ok, report.mismatches
+        assert target.chain_heads() == source.chain_heads()
+        for store in (source, target):  # both go on after the kept versions, from the same link
+            store.append([message(9 * DAY + 50, "next", "u", room=DEV, stanza_id="n1")])
+        assert target.chain_heads() == source.chain_heads() and verify_integrity(target).ok

@@ -11,7 +11,8 @@ from archive import events as ev
 from archive.application import open_event_store
 from archive.events import PurgedSpan
 from archive.integrity import verify_integrity, write_checkpoint
-from archive.retention import finish_purges, pending_purge
+from archive.retention import finish_purges, pending_purge, purge
+from archive.settings import RetentionSettings
 from tests.cli.test_events_commands import run_cli
 from tests.cli.test_migrate_purged import DAY, LOBBY, NOW, OPS, cut_history
 from tests.factories import make, message
@@ -186,3 +187,23 @@ def test_a_backup_cut_short_or_with_bad_purge_records_imports_nothing(tmp_path):
         assert refused.returncode == 1 and error in refused.stderr and "Traceback" not in refused.stderr, (name, refused)
         with open_event_store(url) as target:
             assert target.head() == 0, name
+
+
+def test_a_stream_not_chained_yet_whose_oldest_events_a_purge_deleted_restores(tmp_path):
+    """The purge gave the stream a chain head after its last (kept) version; no restored event carries it, and
+    the restore refused the backup as altered."""
+    source_url, dev = f"sqlite:///{tmp_path}/source.sqlite", "dev@conference.localhost"
+    with open_event_store(source_url, chained=False) as source:
+        source.append([message((9 * DAY if i >= 3 else 0) + i, f"m{i}", "u", room=dev, stanza_id=f"o{i}")
+                       for i in range(5)])  # fmt: skip
+    with open_event_store(source_url) as source:
+        purge(source, RetentionSettings(default_days=1), now=NOW, by="test")
+        heads = source.chain_heads()
+    backup = tmp_path / "backup.jsonl.gz"
+    assert run_cli("export-log", str(backup), store_url=source_url, cwd=tmp_path).returncode == 0
+    url = f"sqlite:///{tmp_path}/target.sqlite"
+    restored = run_cli("import", str(backup), store_url=url, cwd=tmp_path)
+    assert restored.returncode == 0, restored.stderr
+    with open_event_store(url) as target:
+        assert target.chain_heads() == [h for h in heads if h.stream != ev.AUDIT_STREAM]
+        assert verify_integrity(target).ok

@@ -28,6 +28,9 @@ FEW_ROOMS = 32
 # holds ~120 KB; of one this long at most ~8 KB, so at most ~2 MB in all.
 PLANS_KEPT = 256
 KEPT_CHARS = 256
+# A plan also holds its scope's rooms (the key's set, and the query's own copy of them): ~200 bytes a room,
+# so 256 plans of a caller who sees 5,000 rooms held ~260 MB. At most this many rooms in all (~4 MB).
+ROOMS_KEPT = 20_000
 
 
 class Plan:
@@ -43,6 +46,7 @@ class Plan:
 
 
 _plans: dict[tuple[str, Scope], Plan] = {}
+_rooms_kept = 0  # the rooms of the kept plans' scopes (a count, not exact under concurrent searches)
 
 
 def parsed(text: str, scope: Scope, now: datetime | None) -> Node:
@@ -56,6 +60,7 @@ def plan_for(text: str, node: Node, scope: Scope, rooms_with_local: Callable[[st
     """The plan of ``node`` (parsed from ``text``) in ``scope``: the kept one, or made now and kept
     where nothing but the text and scope made it (and the text is short). Raises ``InvalidQueryError`` for a filter the scope
     refuses (``is:retracted``, ``jid:``)."""
+    global _rooms_kept
     plan = _plans.get((text, scope))
     if plan is not None:
         return plan
@@ -66,10 +71,13 @@ def plan_for(text: str, node: Node, scope: Scope, rooms_with_local: Callable[[st
     # A lone clause goes bare: the same scores, and tantivy scores a term without the boolean's overhead.
     base = clauses[0][1] if len(clauses) == 1 and clauses[0][0] is Occur.Must else Query.boolean_query(clauses)
     plan = Plan(node, base, translator.phrases, translator.highlights, frozenset(required_stems(node)))
-    if translator.fixed and len(text) <= KEPT_CHARS:
-        if len(_plans) >= PLANS_KEPT:
+    rooms = len(scope.rooms) if scope.rooms is not None else 0
+    if translator.fixed and len(text) <= KEPT_CHARS and rooms <= ROOMS_KEPT:
+        if len(_plans) >= PLANS_KEPT or _rooms_kept + rooms > ROOMS_KEPT:
             _plans.clear()
+            _rooms_kept = 0
         _plans[(text, scope)] = plan
+        _rooms_kept += rooms
     return plan
 
 

@@ -130,3 +130,17 @@ def test_kept_plans_are_bounded(monkeypatch, translations):
     plans._plans.clear()
     plans.plan_for(long, parse(long), ALL, lambda local: [])
     assert not plans._plans
+
+
+def test_kept_plans_hold_a_bounded_number_of_rooms(monkeypatch, translations):
+    """A plan holds its scope's rooms: 256 plans of a caller who sees 5,000 rooms held ~260 MB."""
+    monkeypatch.setattr(plans, "ROOMS_KEPT", 100, raising=False)
+    plans._plans.clear()
+    many = Scope(rooms=frozenset(f"room{i}@conference.localhost" for i in range(40)))
+    for i in range(7):
+        plans.plan_for(f"word{i}", parse(f"word{i}"), many, lambda local: [])
+        assert 0 < sum(len(scope.rooms) for _, scope in plans._plans) <= 100
+    too_many = Scope(rooms=frozenset(f"room{i}@conference.localhost" for i in range(101)))
+    plans._plans.clear()
+    plans.plan_for("word", parse("word"), too_many, lambda local: [])
+    assert not plans._plans

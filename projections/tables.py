@@ -23,7 +23,8 @@ from .writer import BackgroundWriter
 class TableProjection:
     """Subclasses set ``name``, ``ddl`` (tables and the indexes ``step`` looks
     things up by) and ``query_ddl`` (indexes only queries need, which a rebuild
-    creates at its end), and implement ``_reset``, ``step``, ``_statements``
+    creates at its end, or where its writer process keeps them up, at its start:
+    ``write_in_background``), and implement ``_reset``, ``step``, ``_statements``
     and ``_committed``."""
 
     name: str
@@ -89,6 +90,10 @@ class TableProjection:
         if url not in writers:
             writers[url] = BackgroundWriter(url)
         self._writer = writers[url]
+        if self.recorder.index_while_building:
+            # Made on the empty tables: the writer process keeps them up row by row, while this one applies
+            # the log, instead of this one sorting every row for them once the log is read.
+            self.recorder.add_indexes(self.name, self.generation, self.query_ddl)
 
     def _written(self) -> None:
         """Every commit handed to the writer process is durable: before reading this generation."""
@@ -97,8 +102,8 @@ class TableProjection:
 
     def finish_rebuild(self, fresh: TableProjection) -> None:
         fresh._written()
-        # Built from the finished tables, with or without a writer process: kept up row by row they cost
-        # the writer process half of its CPU.
+        # Built from the finished tables, unless the writer process kept them up (``write_in_background``):
+        # then they exist, and this makes nothing.
         self.recorder.add_indexes(self.name, fresh.generation, self.query_ddl)
         self.recorder.swap_in(self.name, fresh.generation)
         self.generation = fresh.generation

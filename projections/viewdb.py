@@ -89,6 +89,9 @@ class ViewRecorderMixin:
 
     placeholder = "?"
     row_lock = ""  # a commit's read of its generation must wait for a swap in progress
+    # A rebuild's query indexes made before its writer process fills the tables (``TableProjection.write_in_background``),
+    # not after: see the SQLite backend.
+    index_while_building = False
     url = ""  # where it was opened from (``viewdb_backends.open_view_recorder``): a rebuild's writer opens it again
 
     def __init__(self, *args: Any, **kwargs: Any):

@@ -48,6 +48,25 @@ def test_a_background_rebuild_leaves_the_views_with_their_query_indexes(event_st
         assert expected and expected <= present
 
 
+def test_on_sqlite_the_writer_process_keeps_the_query_indexes_up_from_the_start(event_store, views):
+    """They exist before the first commit (``index_while_building``), so the rebuild's end has none to build."""
+    recorder = views.recorder
+    if not isinstance(recorder, SQLiteViewRecorder):
+        pytest.skip("PostgreSQL builds them from the finished tables")
+    writers: dict = {}
+    for target in views.projections(load=False):
+        fresh = target.begin_rebuild()
+        try:
+            fresh.write_in_background(writers)
+            names = re.findall(r"\[(\w+)\]", " ".join(target.query_ddl))
+            present = {row["name"] for row in recorder.read_rows("SELECT name FROM sqlite_master WHERE type='index'")}
+            assert names and {recorder.table_name(target.name, fresh.generation, name) for name in names} <= present
+        finally:
+            target.abort_rebuild(fresh)
+    for writer in writers.values():
+        writer.close()
+
+
 def test_rows_given_as_columns_reach_the_writer_as_the_same_values():
     """Integer columns travel packed (64-bit); anything else (None among them, wider numbers, text,
     bytes, floats) as it is: every row comes out with the values and types it went in with."""

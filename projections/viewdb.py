@@ -54,27 +54,8 @@ class Columns:
         return zip(*self.columns)
 
 
-class Built:
-    """Statements made where they are written: ``function(*args)`` returns them (``Statements``), made
-    once, by the commit that writes them. A rebuild's writer process is handed the function's name and
-    the arguments and makes them there (``projections.writer``): building a rebuild's rows was a third
-    of the rebuilding process's CPU, the busier of the two. ``function`` is a module-level function of
-    ``projections``; ``args`` are what msgpack carries (bytes, numbers, text, lists, dicts)."""
-
-    __slots__ = ("function", "args", "_made")
-
-    def __init__(self, function: Callable[..., Statements], *args: Any):
-        self.function, self.args = function, args
-        self._made: Statements | None = None
-
-    def statements(self) -> Statements:
-        if self._made is None:
-            self._made = self.function(*self.args)
-        return self._made
-
-
-# (statement, rows) pairs executed with executemany inside one commit, or ``Built`` ones.
-Statements = list[tuple[str, Sequence[Sequence[Any]] | Columns] | Built]
+# (statement, rows) pairs executed with executemany inside one commit.
+Statements = list[tuple[str, Sequence[Sequence[Any]] | Columns]]
 
 _TABLE_REF = re.compile(r"\{(\w+)\}")
 _INDEX_REF = re.compile(r"\[(\w+)\]")
@@ -232,10 +213,9 @@ class ViewRecorderMixin:
                 current = row and (row["building"] if building else row["live"])
                 if current != generation:
                     raise GenerationChanged(f"{projection} generation {generation} is no longer current")
-                for item in statements:
-                    for statement, rows in item.statements() if isinstance(item, Built) else (item,):
-                        if rows:
-                            self._write_rows(c, self.sql(statement, projection, generation), rows)
+                for statement, rows in statements:
+                    if rows:
+                        self._write_rows(c, self.sql(statement, projection, generation), rows)
         except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
             raise store_error(f"cannot commit projection {projection}", e) from e
 

@@ -15,7 +15,6 @@ flight, so memory holds at most one batch more. ``wait`` returns once everything
 from __future__ import annotations
 
 import gc
-import importlib
 import os
 import pickle
 import queue
@@ -32,24 +31,19 @@ import msgspec
 
 from archive.errors import ChatArchiveError, StoreError
 
-from .viewdb import Built, Columns, Statements
+from .viewdb import Columns, Statements
 from .viewdb_backends import open_view_recorder
 
 _PROJECT = str(Path(__file__).resolve().parent.parent)
 _LENGTH = 8
-_COLUMNS = 1  # msgpack extension types of ``Columns`` and ``Built``
-_BUILT = 2
+_COLUMNS = 1  # the msgpack extension type of ``Columns``
 
 
 def _pack(value: Any) -> msgspec.msgpack.Ext:
     """``Columns`` as an extension: a column of integers as one buffer of 64-bit numbers (others as
     a list), which this process packs and the writer unpacks in one C loop each: decoding rows as
     lists of numbers was a quarter of the writer's time. Such a column's values come back as ``int``:
-    a column of ``bool`` (an ``int`` to ``array``) would reach a PostgreSQL boolean as an integer.
-    ``Built`` as its function's module and name and its arguments: the writer builds the rows."""
-    if isinstance(value, Built):
-        function = value.function
-        return msgspec.msgpack.Ext(_BUILT, _encode((function.__module__, function.__qualname__, value.args)))
+    a column of ``bool`` (an ``int`` to ``array``) would reach a PostgreSQL boolean as an integer."""
     if not isinstance(value, Columns):
         raise NotImplementedError(f"cannot send {type(value).__name__}")
     columns = []
@@ -62,14 +56,6 @@ def _pack(value: Any) -> msgspec.msgpack.Ext:
 
 
 def _unpack(code: int, data: memoryview) -> Any:
-    if code == _BUILT:
-        # Built as the commit is decoded: by the thread reading commits, while the one before is written.
-        module, name, args = _decode_list(data)
-        if module.split(".")[0] != "projections":
-            raise NotImplementedError(f"rows built by {module}.{name}: not a projection's")
-        built = Built(getattr(importlib.import_module(module), name), *args)
-        built.statements()
-        return built
     if code != _COLUMNS:
         raise NotImplementedError(f"unknown extension type {code}")
     return Columns(*(_numbers(column) if isinstance(column, bytes) else column for column in _decode_list(data)))
@@ -173,7 +159,7 @@ def _read(source: BinaryIO, pending: queue.Queue) -> None:
     try:
         for item in _items(source):
             pending.put(item)
-    except Exception as e:  # noqa: BLE001 - decoding or building its rows (``Built``): the rebuild must hear why
+    except Exception as e:  # noqa: BLE001 - decoding it: the rebuild must hear why
         pending.put(StoreError(f"the view writer could not read a commit: {e!r}"))
     finally:
         pending.put(None)  # the end of the input, whole or cut off (the rebuilding process died): stop

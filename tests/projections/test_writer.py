@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import datetime, timezone
 
@@ -14,7 +13,7 @@ from projections.rebuild import rebuild
 from projections.lines import Line, Removal
 from projections.transcripts.view import TranscriptProjection, created_statements
 from projections import writer as writer_module
-from projections.viewdb import Built, Columns, GenerationChanged
+from projections.viewdb import Columns, GenerationChanged
 from projections.viewdb_backends import SQLiteViewRecorder
 from projections.writer import BackgroundWriter
 from tests.factories import message
@@ -82,9 +81,9 @@ def test_rows_given_as_columns_reach_the_writer_as_the_same_values():
     assert [tuple(row) for row in plain] == [(1,)]
 
 
-def test_statements_built_in_the_writer_are_those_built_here():
-    """A rebuild's created lines reach the writer as one msgpack array, their rows built there (``Built``):
-    the same rows, each line's ``data`` the bytes it encodes to alone (the view's format)."""
+def test_created_lines_make_their_rows_and_refs():
+    """Each line's ``data`` the bytes it encodes to alone (the view's format), ``rev`` its own id unless an event
+    changed it since, ``refs`` a message line's ids only; they cross to the writer as they are."""
     at = datetime(2026, 1, 1, tzinfo=timezone.utc)
     lines = [
         Line(id=3, room="r@muc", at=at, kind="message", nick="a", body="hello", stanza_id="s3", origin_id="o3"),
@@ -92,20 +91,13 @@ def test_statements_built_in_the_writer_are_those_built_here():
              removed=Removal(at=at, position=4, moderated=True)),
         Line(id=5, room="q@muc", at=at, kind="joined", nick="c"),
     ]
-    built = Built(created_statements, msgspec.msgpack.encode(lines), {3: 7})
-    frame = writer_module._decode(writer_module._encode(("transcripts", 1, 9, [built])))
-    here, there = built.statements(), frame[3][0].statements()
+    here = created_statements(lines, {3: 7})
+    there = writer_module._decode(writer_module._encode(("transcripts", 1, 9, here)))[3]
     assert [(statement, list(rows)) for statement, rows in there] == [(statement, list(rows)) for statement, rows in here]
     (_, line_rows), (_, ref_rows) = there
     assert [row[-1] for row in line_rows] == [msgspec.msgpack.encode(line) for line in lines]
     assert [row[6] for row in line_rows] == [7, 4, 5]  # rev: the line's own id unless an event changed it
     assert sorted(row[2] for row in ref_rows) == [3, 3]  # a message line's ids only
-
-
-def test_the_writer_builds_rows_with_projection_functions_only():
-    frame = writer_module._encode(("transcripts", 1, 9, [Built(os.getpid)]))
-    with pytest.raises(NotImplementedError, match="not a projection's"):
-        writer_module._decode(frame)
 
 
 def test_columns_of_different_lengths_are_refused():
@@ -162,12 +154,15 @@ def test_the_writer_imports_nothing_from_the_working_directory(views, tmp_path, 
     assert not marker.exists() and writer._process.returncode == 0
 
 
-def test_rows_the_writer_cannot_build_are_an_error_naming_why(views):
-    """Building happens as the writer reads the commit: its failure is the commit's answer, not a writer that
+def test_a_commit_the_writer_cannot_read_is_an_error_naming_why(views):
+    """Decoding happens as the writer reads the commit: its failure is the commit's answer, not a writer that
     just ended."""
     writer = BackgroundWriter(views.recorder.url)
     try:
-        writer.submit(TranscriptProjection.name, 1, 1, [Built(created_statements, b"\xc1 not lines", {})])
+        frame = b"\xc1 not a commit"
+        writer._process.stdin.write(len(frame).to_bytes(writer_module._LENGTH, "big") + frame)
+        writer._process.stdin.flush()
+        writer._sent += 1
         with pytest.raises(StoreError, match=r"could not read a commit: .*(?i:msgpack|decode|invalid)"):
             writer.wait()
     finally:

@@ -122,6 +122,8 @@ def test_search_then_open_a_hit_in_its_transcript_with_the_presence_chart(browse
     assert retracted and "RETRACTED" in retracted[0].text.upper()
     browser.set_window_size(1280, 1000)
     keep(browser, screenshot_dir, "search.png")
+    failed = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not failed, failed  # nothing the pages ask for is missing (the browser's favicon.ico was)
 
     hit = next(h for h in browser.find_elements(By.CSS_SELECTOR, "li.hit") if CORRECTED in h.text)
     position = hit.find_element(By.CSS_SELECTOR, "a.hit-link").get_attribute("href").rsplit("#l", 1)[1]

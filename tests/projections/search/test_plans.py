@@ -134,7 +134,7 @@ def test_kept_plans_are_bounded(monkeypatch, translations):
 
 def test_kept_plans_hold_a_bounded_number_of_rooms(monkeypatch, translations):
     """A plan holds its scope's rooms: 256 plans of a caller who sees 5,000 rooms held ~260 MB."""
-    monkeypatch.setattr(plans, "ROOMS_KEPT", 100, raising=False)
+    monkeypatch.setattr(plans, "ROOMS_KEPT", 100)
     plans._plans.clear()
     many = Scope(rooms=frozenset(f"room{i}@conference.localhost" for i in range(40)))
     for i in range(7):

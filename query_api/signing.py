@@ -84,7 +84,8 @@ class Signer:
         if key is None:
             return False
         expected = hmac.new(key.secret, f"{purpose}\x00{data}".encode(), hashlib.sha256).hexdigest()
-        return hmac.compare_digest(digest, expected)
+        # As bytes: compare_digest raises TypeError for a str with non-ASCII in it (``sent`` is what a form sent).
+        return hmac.compare_digest(digest.encode(), expected.encode())
 
 
 def _mac(secret: bytes, purpose: str, key_id: str, body: str) -> bytes:

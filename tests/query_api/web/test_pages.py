@@ -47,6 +47,15 @@ def test_forms_need_their_csrf_token_and_our_origin(client, tokens):
     assert "Sign out" not in client.get("/").text
 
 
+def test_a_csrf_token_of_our_key_id_and_non_ascii_text_is_refused_not_a_500(client, tokens):
+    """The form's field is whatever the browser sends: after a real key id (the first 8 characters of any
+    page's token) text hmac cannot compare as str (non-ASCII) must be a 403 like any other forgery."""
+    real = csrf_of(client.get("/signin"))
+    for sent in (real[:8] + "\u00e9" * 64, real[:-1] + "\u00e9", real[:8] + "\u2028"):
+        response = client.post("/signin", data={"csrf_token": sent, "token": tokens["compliance"]})
+        assert response.status_code == 403, (sent, response.status_code)
+
+
 def test_sign_in_only_redirects_within_the_site(client, tokens):
     for target, expected in (
         ("//evil.example/x", "/"), ("https://evil.example", "/"), ("/rooms", "/rooms"),

@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     except ChatArchiveError as e:
         print(f"chat-archive {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except OverflowError as e:
+        # Times far out of range (on:9999-12-31, --from -99999999999d) overflow in date arithmetic below us:
+        # bad input, as the API answers them (400 out_of_range), not a traceback.
+        print(f"chat-archive {args.command}: error: a time or number given is out of range ({e})", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

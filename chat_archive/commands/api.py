@@ -83,7 +83,7 @@ def expiry(text: str) -> datetime:
     """An argparse type: ``30d`` (from now) or an ISO 8601 time; a duration needs no sign."""
     try:
         return parse_time(f"+{text}" if text[:1].isdigit() and not text[-1:].isdigit() else text)
-    except InvalidQueryError as e:
+    except (InvalidQueryError, OverflowError) as e:  # OverflowError: past datetime's years (99999999999d)
         raise argparse.ArgumentTypeError(f"{e}; or a duration such as 30d, 12h, 2w") from None
 
 

@@ -71,6 +71,9 @@ def test_log_prints_the_global_log_after_a_position(filled_store, store_url):
         (["events", "lobby@conference.localhost", "--from", "yesterday"], "is not a time"),
         (["events", "lobby@conference.localhost", "--from", "2024-05-02", "--to", "2024-05-01"], "later than"),
         (["events", "nobody@conference.localhost"], "no events for room"),
+        (["events", "lobby@conference.localhost", "--from", "-99999999999d"], "out of range"),
+        (["events", "lobby@conference.localhost", "--to", "9999-12-31T23:59:59-05:00"], "out of range"),
+        (["audit", "--since", "-9999999d"], "out of range"),
         (["frobnicate"], "invalid choice"),
     ],
 )
@@ -79,6 +82,15 @@ def test_bad_arguments_give_a_message_and_a_non_zero_exit(filled_store, store_ur
     assert result.returncode != 0
     assert complaint in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("query", ["on:9999-12-31", "after:-99999999999d", "before:0001-01-01T00:00:00+01:00"])
+def test_a_search_for_a_time_out_of_range_is_a_message_not_a_traceback(filled_store, store_url, tmp_path, query):
+    """As the API answers them (400 out_of_range): times past datetime's years overflow in its arithmetic."""
+    result = run_cli("search", query, store_url=store_url, cwd=tmp_path,
+                     env={"CHAT_ARCHIVE_INDEX_PATH": str(tmp_path / "index")})  # fmt: skip
+    assert result.returncode == 1
+    assert "out of range" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_bad_store_url_is_reported_without_a_traceback(tmp_path):

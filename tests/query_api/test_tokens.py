@@ -136,6 +136,9 @@ def test_token_commands_with_expiry_and_last_use(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--config", str(config), "token", "create", "--role", "compliance", "--expires", "soon"])
     assert "duration such as 30d" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # past datetime's years: a bad argument too, not a traceback
+        main(["--config", str(config), "token", "create", "--role", "compliance", "--expires", "99999999999d"])
+    assert "duration such as 30d" in capsys.readouterr().err
 
 
 def test_a_session_naming_an_expired_token_by_id_is_refused(sqlite_url):

@@ -125,9 +125,14 @@ class ViewRecorderMixin:
         """Indexes a build does without until it is done (created in one go, they cost less). One transaction
         each: on SQLite one for all held the file's write lock, and stalled the live projection, for the
         whole build (seconds at 1M events)."""
-        for statement in ddl:
-            with self._write() as c:
-                c.execute(self.sql(self.ddl_types(statement), projection, generation))
+        try:
+            for statement in ddl:
+                with self._write() as c:
+                    c.execute(self.sql(self.ddl_types(statement), projection, generation))
+        except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
+            if _is_missing_table(e):  # another rebuild of it began, and dropped this unfinished one
+                raise GenerationChanged(f"{projection} generation {generation} was replaced by another rebuild") from e
+            raise store_error(f"cannot index projection {projection}", e) from e
 
     def create_generation(self, projection: str, ddl: Iterable[str], *, live: bool) -> int:
         """Create a new generation's tables; as live (first use) or as the one being built.

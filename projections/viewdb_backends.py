@@ -126,9 +126,12 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
         has looked at it, and without them a 50-line transcript page read its room's whole day
         (bitmap scan and sort, ~860 buffers and 1.7-7 ms instead of the index walk's 41 and 0.1 ms)."""
         super().add_indexes(projection, generation, ddl)
-        with self._write() as c:
-            for table in self._tables_of(c, projection, generation):
-                c.execute(f"ANALYZE {self._qualify(table)}")
+        try:
+            with self._write() as c:
+                for table in self._tables_of(c, projection, generation):
+                    c.execute(f"ANALYZE {self._qualify(table)}")
+        except (PersistenceError, psycopg.Error) as e:
+            raise store_error(f"cannot analyse projection {projection}", e) from e
 
     def _tables_of(self, c: Any, projection: str, generation: int) -> list[str]:
         c.execute(

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import msgspec
 import pytest
 
-from archive.errors import StoreError
+from archive.errors import ChatArchiveError, StoreError
 from projections.rebuild import rebuild
 from projections.lines import Line, Removal
 from projections.transcripts.view import TranscriptProjection, created_statements
@@ -55,6 +55,27 @@ def test_the_writer_process_keeps_the_query_indexes_up_from_the_start_on_sqlite_
             target.abort_rebuild(fresh)
     for writer in writers.values():
         writer.close()
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_a_rebuild_another_rebuild_replaced_ends_in_the_archives_error(event_store, views, background):
+    """A second rebuild of a view drops the first one's generation (``create_generation``): say, `rebuild` run
+    while `up` rebuilds for a purge. The first must end in a ChatArchiveError (a message and exit 1 from the
+    CLI), not the driver's "no such table" from making its query indexes on the dropped tables."""
+    event_store.append([message(t, f"line {t}") for t in range(1, 5)])
+    writers: dict = {}
+    target = views.projections(load=False)[0]
+    fresh = target.begin_rebuild()
+    later = target.begin_rebuild()
+    try:
+        with pytest.raises(ChatArchiveError):
+            if background:
+                fresh.write_in_background(writers)
+            target.finish_rebuild(fresh)
+    finally:
+        target.abort_rebuild(later)
+        for writer in writers.values():
+            writer.close()
 
 
 def _query_indexes(recorder, target, generation: int) -> str:

@@ -9,6 +9,7 @@ real JIDs).
 from __future__ import annotations
 
 import unicodedata
+from calendar import monthrange
 from datetime import date, datetime, timedelta
 from urllib.parse import quote, urlsplit
 
@@ -242,7 +243,7 @@ def _probes(room: str):
 
 def _calendar(room: str, year: int, month: int, day: date) -> dict:
     first = date(year, month, 1)
-    last = date(*shift_month(year, month, 1), 1) - timedelta(days=1)
+    last = date(year, month, monthrange(year, month)[1])  # not the next month's first day less one: no year 10000
     active = active_days(_probes(room)[0], first, last)
 
     def month_link(by: int) -> str:

@@ -41,7 +41,8 @@ def search():
     text = query_text(form)
     results = error = None
     page_text = request.args.get("page", "1")
-    page = int(page_text) if page_text.isdigit() and len(page_text) <= 6 else 1
+    # isdecimal, not isdigit: int() refuses the superscripts isdigit takes (page=²: a 500).
+    page = int(page_text) if page_text.isdecimal() and len(page_text) <= 6 else 1
     if text:
         try:
             results = run_search(who, text, form["sort"], request.args.get("cursor"))

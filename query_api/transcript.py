@@ -74,7 +74,7 @@ def read_page(room: str, params: Params, limit: int, originals: bool) -> dict:
     start, end = params.time_range()
     day = params.day("day")
     around = params.text("around", max_length=256)
-    if around is not None and around.isdigit() and int(around) > MAX_INTEGER:
+    if around is not None and around.isdecimal() and int(around) > MAX_INTEGER:
         raise bad_parameter("around", "is not a line position or message id")
     cursor = params.cursor("transcript")
     if day is not None:

@@ -219,7 +219,7 @@ class Transcripts:
 
 
 def _find(query, room: str, ref: int | str, include_originals: bool) -> Line:
-    if isinstance(ref, int) or ref.isdigit():
+    if isinstance(ref, int) or ref.isdecimal():  # what int() reads (isdigit takes superscripts too)
         rows = query(f"SELECT data FROM {{lines}} WHERE room=? AND id=? AND shown>{GONE}", (room, int(ref)))
         if rows:
             line = decode_line(bytes(rows[0]["data"]))

@@ -85,6 +85,8 @@ CORPUS = [
     Hostile("from -99999999w", "GET", f"/api/v1/rooms/{PUBLIC}/transcript?from=-99999999w"),
     Hostile("on:9999-12-31", "GET", f"/api/v1/search?q={q('on:9999-12-31')}", expected={200, 400}),
     Hostile("at year 1", "GET", f"/api/v1/rooms/{PUBLIC}/presence?at=0001-01-01"),
+    Hostile("around in superscript digits", "GET", f"/api/v1/rooms/{PUBLIC}/transcript?around=%C2%B2", expected={404}),
+    Hostile("around in superscript digits, room page", "GET", f"/rooms/{PUBLIC}?around=%C2%B2", expected={404}),
     Hostile("around 10^25", "GET", f"/api/v1/rooms/{PUBLIC}/transcript?around=10000000000000000000000000"),
     Hostile("buckets 10^9", "GET", f"/api/v1/rooms/{PUBLIC}/presence?from=2024-05-01&to=2024-05-02&buckets=1000000000"),
     Hostile("after -1", "GET", "/api/v1/events?after=-1", "compliance"),

@@ -17,6 +17,7 @@ from flask import Blueprint, Response, request, send_file
 
 from archive.errors import NotFoundError
 from archive.times import format_time
+from projections.search.query import parse
 
 from .. import audit
 from ..access import Caller
@@ -37,8 +38,13 @@ def export_request(values, who: Caller) -> ExportRequest:
     rooms = tuple(r.strip() for r in (params.text("room", max_length=65536) or "").split(",") if r.strip())
     for room in rooms:
         visible_room(who, room)
+    query = params.text("q")
+    if query is not None:
+        # Checked now, as the streamed export does: a malformed query is this request's 400, not a job that
+        # fails after its 202 (or, with a time out of range, a job whose thread died "running" for ever).
+        parse(query)
     return ExportRequest(
-        format=params.choice("format", FORMATS, "rsmf"), rooms=rooms, start=start, end=end, query=params.text("q"),
+        format=params.choice("format", FORMATS, "rsmf"), rooms=rooms, start=start, end=end, query=query,
     )
 
 

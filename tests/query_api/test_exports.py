@@ -194,6 +194,29 @@ def test_export_jobs_over_the_api_stream_and_resume_and_belong_to_their_token(ar
         tokens.close()
 
 
+def test_an_export_job_of_a_query_that_cannot_run_is_a_400_not_a_job(archive, tmp_path):
+    """As the streamed export checks its query before answering: a malformed one failed the job after the 202,
+    and a time out of range (an OverflowError in the job's thread) left it "running" for ever."""
+    from query_api import create_app
+    from query_api.roles import Role
+    from query_api.tokens import open_token_store
+
+    from .conftest import auth, make_config
+
+    tokens = open_token_store(archive.url, cache_seconds=0)
+    try:
+        mine = auth(tokens.create(Role.COMPLIANCE)[0])
+        app = create_app(make_config(archive.url, export_dir=str(tmp_path / "exports")), store=archive.store,
+                         views=archive.views, search=archive.search, tokens=tokens)
+        client = app.test_client()
+        for query in ("deploy AND (", "on:9999-12-31", "after:-99999999999d"):
+            started = client.post("/api/v1/exports", query_string={"format": "jsonl", "q": query}, headers=mine)
+            assert started.status_code == 400, (query, started.get_data(as_text=True))
+        assert not list((tmp_path / "exports").glob("*"))  # no job was started
+    finally:
+        tokens.close()
+
+
 def test_the_export_button_and_progress_page_for_compliance(archive, tmp_path):
     from query_api import create_app
     from query_api.roles import Role

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import msgspec
 
+from archive.errors import ChatArchiveError
 from archive.times import parse_time
 from query_api.exports.bundle import FORMATS, ExportRequest, write_bundle
 from query_api.exports.manifest import verify_bundle
@@ -51,6 +52,8 @@ def run_export(args: argparse.Namespace, config) -> int:
                 search = open_search_index(config) if request.query is not None else None
                 manifest, digest = write_bundle(out, request, store, views, search, _progress)
             os.replace(partial, output)
+        except OSError as e:  # a missing directory, a directory, a full disk
+            raise ChatArchiveError(f"cannot write {output}: {e.strerror}") from e
         finally:
             partial.unlink(missing_ok=True)
         audit_cli_read(store, f"export {args.format}", rooms=request.rooms, query=request.query,

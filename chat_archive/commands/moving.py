@@ -79,21 +79,22 @@ def run_migrate(args: argparse.Namespace, config) -> int:
 def run_export_log(args: argparse.Namespace, config) -> int:
     """A backup (``chat_archive.log_file``): every event at its position and version, then a trailer with
     the lines' count and SHA-256 and the chain heads."""
-    output = sys.stdout.buffer if args.file == "-" else open(args.file, "wb")
-    try:
-        digest, count = hashlib.sha256(), 0
-        with open_store(config) as store, gzip.GzipFile(fileobj=output, mode="wb", compresslevel=6) as out:
-            for version, record in store.read_log_versions(0, page_size=5000):
-                line = backup_line(version, record)
-                digest.update(line)
-                out.write(line)
-                count += 1
-            out.write(trailer(digest.hexdigest(), count, store.chain_heads()))
-            audit_cli_read(store, "export-log", results=count)
+    try:  # opening and closing the file too (a missing directory, a full disk at the last flush)
+        output = sys.stdout.buffer if args.file == "-" else open(args.file, "wb")
+        try:
+            digest, count = hashlib.sha256(), 0
+            with open_store(config) as store, gzip.GzipFile(fileobj=output, mode="wb", compresslevel=6) as out:
+                for version, record in store.read_log_versions(0, page_size=5000):
+                    line = backup_line(version, record)
+                    digest.update(line)
+                    out.write(line)
+                    count += 1
+                out.write(trailer(digest.hexdigest(), count, store.chain_heads()))
+                audit_cli_read(store, "export-log", results=count)
+        finally:
+            if output is not sys.stdout.buffer:
+                output.close()
     except OSError as e:
         raise StoreError(f"cannot write {args.file}: {e.strerror}") from e
-    finally:
-        if output is not sys.stdout.buffer:
-            output.close()
     print(f"exported {count:,} events to {args.file}", file=sys.stderr)
     return 0

@@ -107,6 +107,18 @@ def test_export_log_writes_compressed_json_lines_with_a_checked_trailer(store_ur
     assert [b["version"] for b in backup if b["event"]["room"] == ROOMS[0]] == list(range(1, 1 + 1 + 100 + 2))
 
 
+@pytest.mark.parametrize("command", ["export-log", "export"])
+def test_a_backup_or_export_to_a_place_it_cannot_write_is_a_message_not_a_traceback(store_url, tmp_path, command):
+    with open_event_store(store_url) as store:
+        store.append(history())
+    env = {"CHAT_ARCHIVE_INDEX_PATH": str(tmp_path / "index")}
+    for place in (tmp_path / "no such directory" / "out", tmp_path):  # missing, a directory
+        args = [str(place)] if command == "export-log" else ["-o", str(place)]
+        result = run_cli(command, *args, store_url=store_url, cwd=tmp_path, env=env)
+        assert result.returncode == 1, result.stderr
+        assert f"cannot write {place}" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_export_log_then_import_is_a_round_trip_and_a_damaged_backup_imports_nothing(store_url, tmp_path):
     source = f"sqlite:///{tmp_path}/source.sqlite"
     with open_event_store(source) as store:

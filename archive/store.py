@@ -235,7 +235,9 @@ class EventStore(AuditStore):
                 else:
                     c.row_factory = psycopg.rows.tuple_row
                     table = pg_sql.Identifier(schema, recorder.events_table_name)
-                    c.execute(_POSTGRES_LOG_ROWS.format(table), (after, limit), prepare=True)
+                    # Binary results: the states come as bytes without the server's hex text of them and the
+                    # driver's decoding of it (300k rows: client CPU 0.34 -> 0.15 s, wall 0.8 -> 0.46 s).
+                    c.execute(_POSTGRES_LOG_ROWS.format(table), (after, limit), prepare=True, binary=True)
                 return c.fetchall()
         except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
             raise store_error("could not read the log", e) from e

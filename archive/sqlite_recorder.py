@@ -233,7 +233,7 @@ PAGE_SIZE = 16384
 WAL_CHECKPOINT_BYTES = 256 * 2**20
 
 
-def _new_database_pages(path: str, lock_timeout: float) -> None:
+def new_database_pages(path: str, lock_timeout: float) -> None:
     """Create an empty store file with ``PAGE_SIZE`` pages. The size is fixed once the file is in WAL mode,
     which the library's first connection sets: an existing store keeps the page size it has.
     Errors are the library's (``InterfaceError``), which the store translates like its own."""
@@ -257,7 +257,7 @@ class _ArchiveSQLitePool(SQLiteConnectionPool):
 
     def _create_connection(self) -> Any:
         if not self.is_sqlite_memory_mode:
-            _new_database_pages(self.db_name, self.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT)
+            new_database_pages(self.db_name, self.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT)
         connection = super()._create_connection()
         raw: sqlite3.Connection = connection._sqlite_conn
         # WAL with synchronous=NORMAL never corrupts the database; a power loss

@@ -17,13 +17,18 @@ from typing import Any
 import psycopg
 from eventsourcing.persistence import InfrastructureFactory, PersistenceError
 from eventsourcing.postgres import PostgresTrackingRecorder
-from eventsourcing.sqlite import SQLiteConnectionPool, SQLiteFactory, SQLiteTrackingRecorder
+from eventsourcing.sqlite import (
+    SQLITE3_DEFAULT_LOCK_TIMEOUT,
+    SQLiteConnectionPool,
+    SQLiteFactory,
+    SQLiteTrackingRecorder,
+)
 from eventsourcing.utils import Environment
 
 from archive.application import StoreLocation, ensure_postgres_schema
 from archive.errors import StoreError
 from archive.recorders import lock_schema_ddl
-from archive.sqlite_recorder import erase_wal_copies
+from archive.sqlite_recorder import erase_wal_copies, new_database_pages
 from archive.store_errors import store_error
 
 from .viewdb import PREFIX, ViewRecorderMixin
@@ -161,6 +166,10 @@ INDEX_BUILDERS = os.cpu_count() or 1  # connections building a rebuild's indexes
 
 class _ViewSQLitePool(SQLiteConnectionPool):
     def _create_connection(self) -> Any:
+        # A new views file gets the store's large pages: a rebuild's writer process (the busier one on SQLite)
+        # spent 15-20% less CPU inserting a 1M-event build's rows and committing them.
+        if not self.is_sqlite_memory_mode:
+            new_database_pages(self.db_name, self.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT)
         connection = super()._create_connection()
         raw = connection._sqlite_conn
         # A commit holds the view rows and their position together, and views can

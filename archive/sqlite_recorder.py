@@ -234,8 +234,8 @@ WAL_CHECKPOINT_BYTES = 256 * 2**20
 
 
 def new_database_pages(path: str, lock_timeout: float) -> None:
-    """Create an empty store file with ``PAGE_SIZE`` pages. The size is fixed once the file is in WAL mode,
-    which the library's first connection sets: an existing store keeps the page size it has.
+    """Create an empty store (or views) file with ``PAGE_SIZE`` pages. The size is fixed once the file is in WAL
+    mode, which the library's first connection sets: an existing file keeps the page size it has.
     Errors are the library's (``InterfaceError``), which the store translates like its own."""
     if os.path.exists(path) and os.path.getsize(path):
         return

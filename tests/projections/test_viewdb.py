@@ -6,6 +6,7 @@ import pytest
 
 from archive import events as ev
 from archive.errors import StoreError
+from archive.sqlite_recorder import PAGE_SIZE
 from chat_archive.bootstrap import rebuild_projections, views_url
 from chat_archive.config import load_config
 from projections.follower import ProjectionReset
@@ -26,6 +27,13 @@ def test_views_live_beside_the_store_unless_configured():
     assert views_url(config) == pg
     config = load_config(environ={"CHAT_ARCHIVE_STORE_URL": pg, "CHAT_ARCHIVE_PROJECTIONS_URL": "sqlite:///v.sqlite"})
     assert views_url(config) == "sqlite:///v.sqlite"
+
+
+def test_a_new_views_file_has_the_stores_large_pages(tmp_path):
+    with Views(f"sqlite:///{tmp_path / 'views.sqlite'}") as views:
+        with views.recorder.datastore.transaction(commit=False) as c:
+            c.execute("PRAGMA page_size")
+            assert c.fetchone()[0] == PAGE_SIZE
 
 
 def test_view_tables_and_tracking(event_store, views, store_url):

@@ -69,22 +69,6 @@ def line_of(document: tantivy.Document) -> Line:
     return decode_line(document.get_first("blob"))
 
 
-class StoredLines:
-    """The lines of one search's hits by address, each read from the store once: a page's equal
-    scores or times are ordered by the keys of the very lines its hits are then made of."""
-
-    def __init__(self, searcher: tantivy.Searcher):
-        self._doc = searcher.doc
-        self._lines: dict[tuple[int, int], Line] = {}
-
-    def __call__(self, address) -> Line:
-        where = (address.segment_ord, address.doc)
-        line = self._lines.get(where)
-        if line is None:
-            line = self._lines[where] = line_of(self._doc(address))
-        return line
-
-
 def meta_document(position: int, version: int) -> tantivy.Document:
     out = tantivy.Document()
     out.add_unsigned("meta", FLAG_SET)

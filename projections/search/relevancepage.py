@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tantivy import Query
 
-from .documents import StoredLines
+from .storedlines import StoredLines
 from .timepage import FEW_KEYS, keys_of
 
 # A common word's run of equal scores at a first page's end is 80-180 hits long at 1M: a window

@@ -28,12 +28,12 @@ from archive.errors import InvalidQueryError, StoreError
 from archive.times import order_second
 
 from . import highlight, relevancepage
-from .documents import StoredLines
 from .projection import open_tantivy, read_meta
 from .plans import parsed, plan_for
 from .results import FacetCount, Facets, Hit, Scope, SearchResults, Sort
 from .schema import SCHEMA_VERSION, bare_jid, older_schema
 from .storage import IndexLocation
+from .storedlines import StoredLines
 from .timepage import edge_unit, time_page
 
 MAX_LIMIT = 500

@@ -9,7 +9,7 @@ from html import escape
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.search.highlight import _LOWERS_TO_ASCII, Marks, analyzed_matches, marks_for
+from projections.search.highlight import _LOWERS_TO_ASCII, Marks, _window, analyzed_matches, marks_for
 from projections.search.schema import STEM_ANALYZER, WORD_ANALYZER
 from projections.search.translate import Highlights
 
@@ -115,3 +115,37 @@ def test_what_kept_marks_keep_is_bounded():
     assert not any(len(word) >= highlight.MAX_TOKEN_BYTES for word in marks._seen)
     kept = [marks_for(Highlights(stems={f"w{i}"})) for i in range(highlight._MARKS_KEPT + 5)]
     assert len(highlight._marks) <= highlight._MARKS_KEPT and kept[-1] is marks_for(Highlights(stems={f"w{highlight._MARKS_KEPT + 4}"}))
+
+
+def _analyzers_snippet(text: str, highlights: Highlights, max_chars: int) -> str:
+    """The snippet piece by piece from the analyzer's own tokens: the window placed by the first
+    match, every match in it marked (one cut by the window's edge, its part in the window)."""
+    spans = analyzed_matches(text, highlights.stems, tuple(highlights.prefixes), highlights.fuzzy)
+    start, end = _window(text, spans[0][0] if spans else 0, max_chars)
+    out, at = ["…" if start else ""], start
+    for lo, hi in spans:
+        lo, hi = max(lo, start), min(hi, end)
+        if lo < hi:
+            out += [escape(text[at:lo]), f"<mark>{escape(text[lo:hi])}</mark>"]
+            at = hi
+    out += [escape(text[at:end]), "…" if end < len(text) else ""]
+    return "".join(out)
+
+
+MARKUP = ["&", "<", ">", '"', "'", "&amp;", "&#x27;", "&#", "#", "mark", "Marks", "<mark>", "</mark>"]
+marked_texts = st.lists(
+    st.tuples(st.sampled_from(WORDS + FOREIGN + MARKUP), st.sampled_from(SEPARATORS + ["", "🙏", "&", "'"])),
+    max_size=16,
+).map(lambda parts: "".join(word + sep for word, sep in parts))
+
+
+@settings(max_examples=600, deadline=None)
+@given(text=st.one_of(texts, mixed_texts, marked_texts),
+       asked=st.lists(st.sampled_from(WORDS + ["keep", "amp", "x27", "quot", "lt", "gt", "mark", "ark"]), min_size=1, max_size=3),
+       prefix=st.booleans(), max_chars=st.sampled_from([240, 40, 25, 12]))
+def test_a_snippet_is_the_analyzers_marks_in_its_window(text, asked, prefix, max_chars):
+    # Whole lines, lines past ASCII and long lines' windows are marked in one pass where they can be:
+    # the same snippet as piece by piece from the analyzer's tokens, also next to markup and entities.
+    stems = {stem for word in asked for stem in STEM_ANALYZER.analyze(word)}
+    highlights = Highlights(stems=set() if prefix else stems, prefixes={s[:2] for s in stems} if prefix else set())
+    assert Marks(highlights).snippet(text, max_chars) == _analyzers_snippet(text, highlights, max_chars)

@@ -68,6 +68,39 @@ def test_a_total_once_counted_is_not_counted_again(indexed, monkeypatch, scope):
     assert index.search("fox", scope, sort="newest", facets=False).total == 30 and searcher.counted > 0  # not known: counted
 
 
+class _Searches:
+    """A searcher that counts every search."""
+
+    def __init__(self, searcher):
+        self._searcher = searcher
+        self.searches = 0
+
+    def search(self, *args, **kwargs):
+        self.searches += 1
+        return self._searcher.search(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._searcher, name)
+
+
+@pytest.mark.parametrize("sort", ["newest", "oldest"])
+@pytest.mark.parametrize("scope", [Scope(rooms=None), Scope(rooms=None, compliance=True)], ids=str)
+def test_a_time_sorted_page_of_no_match_searches_nothing(indexed, monkeypatch, sort, scope):
+    """A query known to match nothing (its total counted on this searcher, or outside compliance scope a word every
+    match holds in no document) gets its empty page without a search; one that matches is searched as before."""
+    location, _ = indexed
+    index = SearchIndex(location, reload_interval=3600)
+    searcher = _Searches(index._refresh())
+    monkeypatch.setattr(index, "_refresh", lambda: searcher)
+    assert index.search("deploy -fox", scope, facets=False).total == 0  # relevance: counted
+    searcher.searches = 0
+    for text in ["deploy -fox"] + (["nowhere", "deploy nowhere"] if not scope.compliance else []):
+        found = index.search(text, scope, sort=sort, limit=5, facets=False)
+        assert (found.hits, found.total, found.total_relation, found.next_cursor) == ([], 0, "eq", None)
+    assert searcher.searches == 0
+    assert index.search("deploy", scope, sort=sort, limit=5, facets=False).total == 30 and searcher.searches > 0
+
+
 def test_a_reloaded_commit_is_counted_again(indexed):
     location, projection = indexed
     index = SearchIndex(location, reload_interval=0)

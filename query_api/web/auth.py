@@ -141,10 +141,17 @@ def keep_presession(response):
     return response
 
 
+def _our_origin(origin: str) -> bool:
+    try:
+        return urlsplit(origin).netloc == request.host
+    except ValueError:  # no URL at all (``http://[``): nobody's origin, ours least of all
+        return False
+
+
 def check_csrf() -> None:
     """Refuse a state-changing form post that did not come from one of our own pages."""
     origin = request.headers.get("Origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+    if origin and origin != "null" and not _our_origin(origin):
         raise ApiError(403, "csrf", "this form was posted from another site")
     sent = request.form.get("csrf_token", "")
     if not (len(sent) <= 200 and api().signer.check_mac("csrf", _csrf_binding(), sent)):

@@ -118,5 +118,8 @@ CORPUS = [
     Hostile("sign-in without its CSRF token", "POST", "/signin", headers={"Content-Type": "application/x-www-form-urlencoded"},
             body=b"token=x&next=/%09/evil.example", expected={403}),
     Hostile("sign-in page with CR LF in next", "GET", "/signin?next=/%0D%0ASet-Cookie:%20x=1", expected={200}),
+    Hostile("sign-in with an Origin that is no URL", "POST", "/signin", headers={"Origin": "http://[", "Content-Type": "application/x-www-form-urlencoded"},
+            body=b"token=x", expected={403}),
+    Hostile("sign-out with an Origin that is no URL", "POST", "/signout", headers={"Origin": "http://[::1"}, expected={403}),
     Hostile("search by POST", "POST", "/api/v1/search?q=x", expected={405}),
 ]  # fmt: skip

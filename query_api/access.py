@@ -133,11 +133,13 @@ class PermissionCallback:
 
     def _ask(self, user: str, rooms: list[str]) -> dict[str, bool] | None:
         separator = "&" if urllib.parse.urlparse(self.url).query else "?"
-        query = urllib.parse.urlencode([("user", user), *(("room", room) for room in rooms)])
-        request = urllib.request.Request(self.url + separator + query, headers={"Accept": "application/json"})
-        if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
         try:
+            # A room from a JSON body (a ticket request) may hold a lone surrogate, which no URL can carry:
+            # urlencode's UnicodeEncodeError is a ValueError, a denial like any other failure.
+            query = urllib.parse.urlencode([("user", user), *(("room", room) for room in rooms)])
+            request = urllib.request.Request(self.url + separator + query, headers={"Accept": "application/json"})
+            if self.token:
+                request.add_header("Authorization", f"Bearer {self.token}")
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 answer = json.loads(response.read(MAX_ANSWER_BYTES))
         except (OSError, ValueError) as e:  # URLError, HTTPError, timeouts, bad JSON

@@ -121,6 +121,22 @@ def test_site_token_with_permission_callback_over_http(permission_site, archive,
     assert len(permission_site.requests) == asked  # answered from the cache
 
 
+def test_a_room_no_url_can_carry_is_denied_not_a_500(permission_site, archive, token_store, seeded_url):
+    """A JSON string may hold a lone surrogate (a ticket request's room "\\ud800"), which no URL can carry:
+    asking the permission site about it raised UnicodeEncodeError, a 500 of the request."""
+    from query_api import create_app
+
+    from .conftest import make_config
+
+    callback = PermissionCallback(permission_site.url, cache_seconds=60)
+    assert not callback.allowed("carol", "\ud800@conference.localhost")
+    config = make_config(seeded_url, permission_url=permission_site.url)
+    client = create_app(config, store=archive, tokens=token_store).test_client()
+    ticket = client.post("/widget/tickets", data=b'{"room": "\\ud800@conference.localhost"}',
+                         headers={**auth(token_store.create(Role.SITE)[0], "carol"), "Content-Type": "application/json"})
+    assert ticket.status_code == 404, ticket.get_data(as_text=True)
+
+
 def test_anonymous_reads_public_rooms_only(client):
     assert client.get(f"/api/v1/rooms/{SECRET}/events").status_code == 401  # replay needs a token
     assert client.get(f"/api/v1/rooms/{PUBLIC}/presence").status_code != 404

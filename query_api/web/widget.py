@@ -79,6 +79,16 @@ def widget_caller(room: str) -> Caller:
     return who
 
 
+def _is_text(value: str) -> bool:
+    """Whether a JSON string is text: its escapes may make lone surrogates (``"\\ud800"``), which no URL
+    (the ticket's fragment) can carry."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @bp.post("/widget/tickets")
 def issue_ticket():
     """For the embedding site's server: a ticket for one of its users and one room."""
@@ -91,8 +101,8 @@ def issue_ticket():
     room = visible_room(who, body["room"])
     credentials = {name: body[name] for name in ("jid", "password", "nick") if body.get(name) is not None}
     for name, value in credentials.items():
-        if not isinstance(value, str) or len(value) > 1024:
-            raise bad_parameter(name, "must be a string")
+        if not (isinstance(value, str) and len(value) <= 1024 and _is_text(value)):
+            raise bad_parameter(name, "must be a string (of at most 1024 characters)")
     key = ticket_for(who, room)
     # Credentials go back in the fragment (never sent to a server) for the widget's script, not kept here.
     fragment = urlencode({"ticket": key, **credentials})

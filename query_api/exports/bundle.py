@@ -68,7 +68,7 @@ def write_bundle(
     missing = [room for room in request.rooms if room not in known]
     if missing:
         raise InvalidQueryError(f"no events for room {missing[0]!r}")
-    rooms = list(request.rooms) or known
+    rooms = list(dict.fromkeys(request.rooms)) or known  # a room named twice is exported once
     hits = _hits(search, request, rooms) if request.query is not None else None
     tally = _Tally()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:

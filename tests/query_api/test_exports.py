@@ -99,6 +99,21 @@ def test_events_as_json_lines_or_csv_with_a_query_carry_the_edits_and_the_remova
     assert made["manifest"].counts["events"] == 4 and made["manifest"].query == "typo OR oops"
 
 
+@pytest.mark.parametrize("fmt", ["rsmf", "jsonl"])
+def test_a_room_named_twice_is_exported_once(archive, tmp_path, fmt):
+    """room=lobby,lobby (or --room twice) exported every event of the room twice: a JSON line each, or a second
+    ZIP member of the same name for each day (RSMF, EML), and the manifest counted the room twice."""
+    (tmp_path / "once").mkdir(), (tmp_path / "twice").mkdir()
+    once = export(archive, tmp_path / "once", format=fmt, rooms=(LOBBY, PUBLIC))[1]["manifest"]
+    path, twice = export(archive, tmp_path / "twice", format=fmt, rooms=(LOBBY, PUBLIC, LOBBY))
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+    assert len(names) == len(set(names))
+    assert twice["manifest"].rooms == [LOBBY, PUBLIC]
+    assert twice["manifest"].counts == once.counts and twice["manifest"].chain_heads == once.chain_heads
+    assert verify_bundle(path).ok
+
+
 def test_every_export_has_a_manifest_with_counts_heads_and_hashes_and_tampering_is_found(archive, tmp_path):
     path, made = export(archive, tmp_path, format="jsonl")
     check = verify_bundle(path)

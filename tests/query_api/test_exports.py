@@ -293,3 +293,26 @@ def test_an_export_whose_server_process_died_reads_as_failed_not_running_for_eve
     assert jobs.status("a" * 22).state == "failed"  # and so it stays, for every process
     assert jobs.status("b" * 22).state == "running"  # its writer (this process) is alive
     assert jobs.status("c" * 22).state == "running"  # another host's process cannot be checked from here
+
+
+def test_an_export_job_that_fails_for_any_reason_ends_failed_with_a_reason(tmp_path, monkeypatch):
+    """The job's thread caught only the archive's and the system's errors: any other exception (a bug, a
+    value out of range) ended the thread and left the job "running" for ever, its partial file behind."""
+    import threading
+
+    from query_api.exports import jobs
+
+    def broken(out, *_):
+        out.write(b"half")
+        raise KeyError("a bug of ours")
+
+    monkeypatch.setattr(jobs, "write_bundle", broken)
+    exports = jobs.ExportJobs(tmp_path)
+    job = exports.start(ExportRequest(format="jsonl"), "owner", None, None, None)
+    for thread in threading.enumerate():
+        if thread.name == f"export-{job.id}":
+            thread.join(10)
+    status = exports.status(job.id)
+    assert status.state == "failed" and status.finished_at, status
+    assert status.error == "internal error (see the server's log)"  # a bug's text is not its owner's business
+    assert not list(tmp_path.glob("*.partial"))

@@ -67,7 +67,7 @@ def run_search(args: argparse.Namespace, config) -> int:
         sys.stdout.buffer.write(msgspec.json.encode(results) + b"\n")
     else:
         _print(results, sys.stdout)
-    note = behind_note(head, results.index_position, oldest and oldest.event.recorded_at, utcnow())
+    note = behind_note(head, results.index_position, oldest and oldest.event.recorded_at, utcnow(), index.committed_at())
     if note:
         print(f"chat-archive search: note: {note}", file=sys.stderr)
     return 0
@@ -106,19 +106,31 @@ def _print(results: SearchResults, out) -> None:
 
 # The index follows the log within about a second; events younger than this are on their way, not lost.
 FRESH = timedelta(seconds=10)
+# A catching-up indexer commits every few seconds (projections.search.indexer.CATCH_UP_INTERVAL).
+COMMITTING = timedelta(seconds=20)
 
 
-def behind_note(head: int, position: int, oldest_unindexed: datetime | None, now: datetime) -> str | None:
+def behind_note(
+    head: int, position: int, oldest_unindexed: datetime | None, now: datetime, committed_at: datetime | None = None
+) -> str | None:
     """What to tell whoever searched about events the index has not reached: nothing when it has them all;
     that the newest are on their way while the oldest missing one is fresh (with live traffic that is the
-    normal case, not a fault); else how far behind it is and since when, with what to do about it."""
+    normal case, not a fault); that the index is catching up when it committed moments ago (after a big
+    import, say: the events it lacks may have been recorded long ago); else how far behind it is, since
+    when, and what to do about it."""
     if position >= head:
         return None
     missing = head - position
     if oldest_unindexed is not None and now - oldest_unindexed < FRESH:
         return f"the newest events (log positions {position + 1}-{head}, the last few seconds) are not searchable yet"
+    events = f"up to {missing} event{'s' if missing != 1 else ''} not searchable"
     since = f", the oldest recorded at {format_time(oldest_unindexed)}" if oldest_unindexed else ""
+    if committed_at is not None and now - committed_at < COMMITTING:
+        ago = max(0, round((now - committed_at).total_seconds()))
+        return (f"the index is catching up (its last commit {ago} s ago): it has reached log position {position} "
+                f"of {head}, {events} yet{since}")
+    idle = f"; it has not committed since {format_time(committed_at)}" if committed_at is not None else ""
     return (
-        f"the index has reached log position {position} of {head}: up to {missing} event{'s' if missing != 1 else ''}"
-        f" not searchable{since} (is the indexer running? `chat-archive up`, or `chat-archive rebuild search`)"
+        f"the index has reached log position {position} of {head}: {events}{since}{idle}"
+        " (is the indexer running? `chat-archive up`, or `chat-archive rebuild search`)"
     )

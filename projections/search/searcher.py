@@ -17,7 +17,7 @@ import base64
 import threading
 import time
 import zlib
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import msgspec
@@ -158,6 +158,16 @@ class SearchIndex:
         """The log position the live index has committed (0 before the first commit)."""
         self._refresh()
         return self._position
+
+    def committed_at(self) -> datetime | None:
+        """When the live generation last committed (its ``meta.json``, which every commit replaces); None
+        before the first commit. An indexer catching up commits every few seconds."""
+        directory = self.location.current()
+        try:
+            stamp = (directory / "meta.json").stat().st_mtime if directory is not None else None
+        except OSError:
+            return None
+        return None if stamp is None else datetime.fromtimestamp(stamp, timezone.utc)
 
     def rooms(self) -> list[str]:
         """Every room (lowercased JID) with a message in the index."""

@@ -48,3 +48,24 @@ def test_events_younger_than_the_indexers_pace_are_on_their_way_not_a_fault():
     assert fresh == "the newest events (log positions 8-9, the last few seconds) are not searchable yet"
     stale = behind_note(9, 8, at(0), at(0) + timedelta(seconds=30))
     assert "up to 1 event not searchable" in stale and "indexer running" in stale
+
+
+def test_an_index_that_committed_moments_ago_is_catching_up_not_stopped():
+    """After a big import the oldest events the index lacks were recorded long ago, and the note asked whether
+    the indexer was running while it was catching up, committing every few seconds."""
+    busy = behind_note(900, 500, at(0), at(0) + timedelta(hours=1), at(0) + timedelta(hours=1, seconds=-3))
+    assert busy.startswith("the index is catching up (its last commit 3 s ago): it has reached log position 500 of 900")
+    assert "up to 400 events not searchable yet, the oldest recorded at 2024-05-01T12:00:00Z" in busy
+    assert "indexer running" not in busy
+    idle = behind_note(900, 500, at(0), at(0) + timedelta(hours=1), at(0) + timedelta(minutes=10))
+    assert "it has not committed since 2024-05-01T12:10:00Z (is the indexer running?" in idle
+
+
+def test_the_note_reads_when_the_index_last_committed(event_store, store_url, tmp_path):
+    env = {"CHAT_ARCHIVE_INDEX_PATH": str(tmp_path / "index")}
+    event_store.append([message(t, body=f"deploy {t}") for t in range(5)])
+    assert run_cli("project", "--once", store_url=store_url, cwd=tmp_path, env=env).returncode == 0
+    event_store.append([message(t, body=f"deploy {t}") for t in range(5, 10)])
+    found = run_cli("search", "deploy", store_url=store_url, cwd=tmp_path, env=env)
+    assert found.returncode == 0, found.stderr
+    assert "the index is catching up (its last commit " in found.stderr

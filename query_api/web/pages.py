@@ -151,6 +151,7 @@ def rooms():
 def room(room: str):
     who = require(Capability.TRANSCRIPT)
     visible_room(who, room)
+    at = _at(request.args.get("at"))
     around = request.args.get("around")
     marked = request.args.getlist("hl")[:MAX_MARKED_WORDS]  # the search's words, marked in the hit's line
     context = _context(room, around, request.args.get("t"), who) if around else None
@@ -159,15 +160,16 @@ def room(room: str):
         target, day, previous, following = context.target.id, context.target.at.date(), None, None
     else:
         day_text = request.args.get("day") or (request.args.get("t") or "")[:10]
-        day = _day(day_text) if day_text else _latest_day(room)
+        # No day named: the day of ``at`` (the chart's script keeps it in the address), else the latest.
+        day = _day(day_text) if day_text else at.date() if at else _latest_day(room)
         lines, previous, following = _day_page(room, day, request.args.get("cursor"), who)
         target = None
     audit.results(len(lines))
     prev_day, next_day = neighbour_days(*_probes(room), day)
     year, month = month_of(request.args.get("month"), day)
-    chart, at, at_occupants = (None, None, [])
+    chart, at_occupants = (None, [])
     if who.can(Capability.PRESENCE):
-        chart, at, at_occupants = day_presence(room, day, request.args.get("at"), who)
+        chart, at_occupants = day_presence(room, day, at, who)
     return render_template(
         "web/room.html",
         room=room,
@@ -263,6 +265,15 @@ def _day(text: str) -> date:
         return parse_day(text)[0].date()
     except InvalidQueryError as e:
         raise bad_parameter("day", str(e)) from None
+
+
+def _at(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return parse_time(text)
+    except (InvalidQueryError, OverflowError) as e:
+        raise bad_parameter("at", str(e)) from None
 
 
 def _latest_day(room: str) -> date:

@@ -7,8 +7,7 @@ from datetime import date, datetime
 
 from markupsafe import Markup
 
-from archive.errors import InvalidQueryError
-from archive.times import parse_day, parse_time
+from archive.times import parse_day
 
 from ..context import api
 from ..errors import bad_parameter
@@ -16,22 +15,20 @@ from ..transcript import transcripts
 from .presence_chart import NARROW, WIDE, PresenceSpan, occupants_at, presence_svg
 
 
-def day_presence(room: str, day: date, at_text: str | None, who):
+def day_presence(room: str, day: date, at: datetime | None, who):
     """The day's presence chart (SVG markup, wide and narrow) and, for ``?at=``, who was there then
-    (None: not known yet, ``at`` is after the archive's last known moment)."""
+    (None: not known yet, ``at`` is after the archive's last known moment). The answer comes from the
+    day's bars: an ``at`` on another day is a bad request, not "nobody"."""
     presence = getattr(api().views, "presence", None)
     if presence is None:
-        return None, None, []
+        return None, []
     start, end = parse_day(day.isoformat())
+    if at is not None and not start <= at < end:
+        raise bad_parameter("at", f"is not on the day shown ({day.isoformat()}): name its own day, or none")
     known_until = api().views.known_until()
     spans = until_known(day_spans(presence, room, start, end, by_jid=who.sees_jids), known_until)
-    at = None
     here = []
-    if at_text:
-        try:
-            at = parse_time(at_text)
-        except InvalidQueryError as e:
-            raise bad_parameter("at", str(e)) from None
+    if at is not None:
         here = None if known_until is None or at >= known_until else occupants_at(spans, at)
     gaps = [(gap.start, gap.end) for gap in presence.gaps(room, start=start, end=end)]
     label = f"presence in {room} on {day.isoformat()}"
@@ -39,7 +36,7 @@ def day_presence(room: str, day: date, at_text: str | None, who):
         presence_svg(spans, start, end, gaps=gaps, label=label, layout=layout, known_until=known_until)
         for layout in (WIDE, NARROW)
     ]
-    return Markup("".join(charts)), at, here  # presence_svg escapes every nick itself
+    return Markup("".join(charts)), here  # presence_svg escapes every nick itself
 
 
 def until_known(spans: list[PresenceSpan], known_until: datetime | None) -> list[PresenceSpan]:

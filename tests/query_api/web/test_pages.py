@@ -11,6 +11,8 @@ from query_api.roles import Role
 from query_api.tokens import hash_token
 from query_api.web import pages, search_page
 
+from tests.factories import message
+
 from ..conftest import LOBBY, PUBLIC, SECRET, auth, make_config, store_signer
 
 
@@ -147,6 +149,22 @@ def test_a_room_day_navigates_between_active_days_and_stops_at_the_ends(client, 
     assert client.get(f"/rooms/{LOBBY}?day=2024-05-01&month=nonsense").status_code == 200
     assert client.get(f"/rooms/{LOBBY}?day=May").status_code == 400
     assert client.get(f"/rooms/{LOBBY}?at=soon").status_code == 400
+
+
+def test_who_was_here_at_t_is_answered_for_t_not_for_the_day_shown(private_app, private_seeded, tokens):
+    """The chart's script puts ?at=T in the page's address. Opened again once the room has a later day (no day
+    given: the latest one), or with another day's T, the page answered from the bars of the day it showed: bob,
+    there at T, was missing (on a day before, "nobody")."""
+    private_seeded.store.append([message(3 * 86400, "days later", "carol", room=LOBBY)])
+    private_seeded.catch_up()
+    client = private_app.test_client()
+    sign_in(client, tokens["compliance"])
+    page = client.get(f"/rooms/{LOBBY}?at=2024-05-01T12:00:30Z")
+    assert page.status_code == 200 and "fixed in lobby" in page.text  # the day of T, not the latest
+    who = re.search(r'<div id="who-was-here".*?</div>', page.text, re.S).group(0)
+    assert "alice" in who and "bob" in who
+    for day in ("2024-05-04", "2024-04-30"):
+        assert client.get(f"/rooms/{LOBBY}?day={day}&at=2024-05-01T12:00:30Z").status_code == 400
 
 
 def test_a_hit_the_transcript_has_not_caught_up_with_shows_its_day_meanwhile(client, tokens):

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, request
 from archive.retention import holds_of, place_hold, release_hold
 
 from .context import api, caller, json_response
-from .params import Params
+from .params import Params, form_parameters
 from .roles import Capability
 
 bp = Blueprint("holds", __name__)
@@ -35,7 +35,7 @@ def holds() -> Response:
 @bp.post("/holds")
 def place() -> Response:
     who = caller(Capability.AUDIT)
-    params = Params(request.values, ("case", "room", "jid", "from", "to"))
+    params = Params(form_parameters(request), ("case", "room", "jid", "from", "to"))
     start, end = params.time_range()
     hold = place_hold(api().store, case=params.text("case", required=True, max_length=500),
                       rooms=_list(params.text("room", max_length=65536)), jids=_list(params.text("jid", max_length=65536)),
@@ -46,5 +46,5 @@ def place() -> Response:
 @bp.post("/holds/<hold_id>/release")
 def release(hold_id: str) -> Response:
     who = caller(Capability.AUDIT)
-    params = Params(request.values, ("reason",))
+    params = Params(form_parameters(request), ("reason",))
     return json_response(release_hold(api().store, hold_id, by=_by(who), reason=params.text("reason", max_length=2000) or ""))

@@ -55,6 +55,7 @@ def errors(*statuses: int) -> dict:
         409: "not ready yet (an export still running, or failed)",
         410: "the export expired: its bundle was deleted `[api] export_keep_days` after it finished",
         413: "the request body is larger than 64 KiB (refused before it is read)",
+        415: "a body other than a form (JSON): this endpoint reads query or form parameters only",
         429: "this client already has `[api] streams_per_client` streams open",
         503: "the archive, its views or its index cannot be read right now, a search ran past `[api] search_timeout`, "
              "or too many streams are open",
@@ -176,7 +177,7 @@ def document() -> dict:
              query("q", {"type": "string"}, "only the messages this search finds, with their edits and removals")],
             {"202": {"description": "the job's status: `id`, `state`, progress (`rooms_done` of `rooms_total`, `events`)",
                      "content": {"application/json": {"schema": OBJECT}}}},
-            statuses=(400, 401, 403, 404))},
+            statuses=(400, 401, 403, 404, 415))},
         "/api/v1/exports/{job_id}": {"get": operation(
             "An export job's status and progress", "compliance (the token that started it)",
             [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
@@ -200,12 +201,12 @@ def document() -> dict:
                  query("jid", {"type": "string"}, "people's JIDs, comma-separated (default everyone)"),
                  time_param("from", "start"), time_param("to", "end (exclusive)")],
                 {"201": {"description": "the hold placed", "content": {"application/json": {"schema": OBJECT}}}},
-                statuses=(400, 401, 403))},
+                statuses=(400, 401, 403, 415))},
         "/api/v1/holds/{hold_id}/release": {"post": operation(
             "Release a legal hold", "compliance",
             [{"name": "hold_id", "in": "path", "required": True, "schema": {"type": "string"}},
              query("reason", {"type": "string"})],
-            json_ok("the release", OBJECT), statuses=(400, 401, 403, 404))},
+            json_ok("the release", OBJECT), statuses=(400, 401, 403, 404, 415))},
         "/api/v1/audit": {"get": operation(
             "The audit trail: who read what (every search, transcript, presence, state, replay, export and audit read)",
             "compliance",

@@ -111,6 +111,17 @@ class Params:
 
 
 MAX_CURSOR_CHARS = 4096
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def form_parameters(request) -> MultiDict:
+    """A POST's query and form parameters. A body of another kind (JSON) is refused: read as no parameters,
+    it would run the request on defaults (an export of every room rather than the one it named)."""
+    if request.mimetype not in FORM_TYPES and (request.content_length or "Transfer-Encoding" in request.headers):
+        sent = request.mimetype or "a body without a type"
+        raise ApiError(415, "unsupported_media_type",
+                       f"send the parameters in the query string or as a form ({FORM_TYPES[0]}), not as {sent}")
+    return request.values
 
 
 def encode_cursor(state, kind: str) -> str:

@@ -23,7 +23,7 @@ from .. import audit
 from ..access import Caller
 from ..context import api, caller, json_response, visible_room
 from ..errors import ApiError
-from ..params import Params
+from ..params import Params, form_parameters
 from ..roles import Capability
 from .bundle import FORMATS, ExportRequest
 from .jobs import JobStatus
@@ -94,7 +94,7 @@ def download(status: JobStatus) -> Response:
 @bp.post("/exports")
 def create_export() -> Response:
     who = caller(Capability.EXPORT)
-    status = start_job(who, export_request(request.values, who))
+    status = start_job(who, export_request(form_parameters(request), who))
     return json_response(status_answer(status), 202)
 
 

@@ -209,9 +209,9 @@ def test_export_jobs_over_the_api_stream_and_resume_and_belong_to_their_token(ar
         tokens.close()
 
 
-def test_an_export_job_of_a_query_that_cannot_run_is_a_400_not_a_job(archive, tmp_path):
-    """As the streamed export checks its query before answering: a malformed one failed the job after the 202,
-    and a time out of range (an OverflowError in the job's thread) left it "running" for ever."""
+@pytest.fixture
+def compliance_api(archive, tmp_path):
+    """A test client of the API over ``archive`` (export jobs under tmp_path/exports) and a compliance token's headers."""
     from query_api import create_app
     from query_api.roles import Role
     from query_api.tokens import open_token_store
@@ -223,13 +223,34 @@ def test_an_export_job_of_a_query_that_cannot_run_is_a_400_not_a_job(archive, tm
         mine = auth(tokens.create(Role.COMPLIANCE)[0])
         app = create_app(make_config(archive.url, export_dir=str(tmp_path / "exports")), store=archive.store,
                          views=archive.views, search=archive.search, tokens=tokens)
-        client = app.test_client()
-        for query in ("deploy AND (", "on:9999-12-31", "after:-99999999999d"):
-            started = client.post("/api/v1/exports", query_string={"format": "jsonl", "q": query}, headers=mine)
-            assert started.status_code == 400, (query, started.get_data(as_text=True))
-        assert not list((tmp_path / "exports").glob("*"))  # no job was started
+        yield app.test_client(), mine
     finally:
         tokens.close()
+
+
+def test_an_export_job_of_a_query_that_cannot_run_is_a_400_not_a_job(compliance_api, tmp_path):
+    """As the streamed export checks its query before answering: a malformed one failed the job after the 202,
+    and a time out of range (an OverflowError in the job's thread) left it "running" for ever."""
+    client, mine = compliance_api
+    for query in ("deploy AND (", "on:9999-12-31", "after:-99999999999d"):
+        started = client.post("/api/v1/exports", query_string={"format": "jsonl", "q": query}, headers=mine)
+        assert started.status_code == 400, (query, started.get_data(as_text=True))
+    assert not list((tmp_path / "exports").glob("*"))  # no job was started
+
+
+def test_parameters_sent_as_json_are_refused_not_ignored(compliance_api, tmp_path):
+    """The form-taking POSTs read query and form parameters only: a JSON body asking for one room as CSV
+    started an RSMF export of every room (202), and a hold's release lost its reason."""
+    client, mine = compliance_api
+    hold = client.post("/api/v1/holds", data={"case": "c-1", "room": LOBBY}, headers=mine).json["hold_id"]
+    for path, body in (("/api/v1/exports", {"room": LOBBY, "format": "csv"}), ("/api/v1/holds", {"case": "c-2"}),
+                       (f"/api/v1/holds/{hold}/release", {"reason": "settled"})):
+        refused = client.post(path, json=body, headers=mine)
+        assert refused.status_code == 415 and refused.json["error"]["code"] == "unsupported_media_type", path
+    assert not (tmp_path / "exports").exists()  # no job was started
+    assert [h["hold_id"] for h in client.get("/api/v1/holds", headers=mine).json["holds"]] == [hold]
+    empty = client.post("/api/v1/exports?format=csv", headers={**mine, "Content-Type": "application/json"})
+    assert empty.status_code == 202  # no body: the query string is what was sent
 
 
 def test_the_export_button_and_progress_page_for_compliance(archive, tmp_path):

@@ -55,9 +55,11 @@ def active_holds(events: Iterable[Event]) -> list[LegalHoldPlaced]:
 
 def held(event: Event, holds: Iterable[LegalHoldPlaced]) -> bool:
     """Whether any hold covers the event: its room, its time and one of its people. An event whose
-    people the room did not reveal is kept by every hold on people of its room: a hold errs on keeping."""
+    people the room did not reveal is kept by every hold on people of its room: a hold errs on keeping. Rooms are
+    JIDs, named in any case (as retention reads them)."""
+    room = event.room.lower()
     for hold in holds:
-        if hold.rooms and not any(event.room == r or fnmatchcase(event.room, r) for r in hold.rooms):
+        if hold.rooms and not any(room == r or fnmatchcase(room, r) for r in map(str.lower, hold.rooms)):
             continue
         if (hold.hold_from and event.occurred_at < hold.hold_from) or (hold.hold_to and event.occurred_at >= hold.hold_to):
             continue

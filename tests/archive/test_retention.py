@@ -59,6 +59,16 @@ def test_holds_cover_rooms_people_and_time_and_keep_what_they_cannot_rule_out():
     assert held(retraction, [hold])
 
 
+def test_a_hold_names_its_rooms_in_any_case_as_retention_does():
+    """JIDs are case-insensitive, and retention reads room names so; a hold on "Lobby@Conference.localhost" (or
+    "*@Conference.localhost") covered nothing, and the next purge deleted what it was placed to keep."""
+    for rooms in (("Lobby@Conference.localhost",), ("*@CONFERENCE.localhost",), ("LOB*@conference.localhost",)):
+        hold = ev.LegalHoldPlaced(room=COMPLIANCE_STREAM, occurred_at=T0, recorded_at=T0, hold_id="h", case="c",
+                                  rooms=rooms)
+        assert held(message(1, room=LOBBY), [hold]), rooms
+        assert not held(message(1, room="elsewhere@x"), [hold]), rooms
+
+
 def test_a_hold_blocks_the_purge_and_its_release_lets_the_next_one_delete(event_store):
     fill(event_store)
     hold = place_hold(event_store, case="Acme v. Widget", rooms=[LOBBY], by="test")

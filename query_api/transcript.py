@@ -65,7 +65,7 @@ def transcript(room: str) -> Response:
     if fmt == "html":
         return Response(render_html(room, page, zone), mimetype="text/html")
     if fmt == "text":
-        return Response("".join(plain_line(text_line(line, zone)) + "\n" for line in lines), mimetype="text/plain")
+        return Response("".join(text_line(line, zone) + "\n" for line in lines), mimetype="text/plain")
     return json_response({"room": room, **page})
 
 
@@ -154,7 +154,13 @@ def zoned_time(moment: datetime, zone: ZoneInfo) -> str:
 
 
 def text_line(line, zone: ZoneInfo = UTC) -> str:
-    """One line as plain text, as a person reads a chat log."""
+    """One line as plain text, as a person reads a chat log (the API's text format, the CLI, the text of EML
+    and RSMF exports): a line break in what someone said continues on an indented line, so that no one can
+    forge a line of their own, and control characters are shown as escapes."""
+    return plain_line(_text_line(line, zone))
+
+
+def _text_line(line, zone: ZoneInfo) -> str:
     when = zoned_time(line.at, zone)
     kind = line.kind
     if kind == "message":

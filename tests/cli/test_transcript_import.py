@@ -30,6 +30,15 @@ HISTORY = [
 ]
 
 
+def _archived(store_url: str, events: list[dict]) -> None:
+    """``events`` stored, and the transcript and presence views caught up with them."""
+    with open_event_store(store_url) as store:
+        store.append([event_from_builtins(e) for e in events])
+        with Views(default_views_url(store_url), store) as views:
+            for projection in views.projections():
+                LogFollower(store, projection, commit_interval=60).catch_up()
+
+
 def _file(tmp_path, lines) -> str:
     path = tmp_path / "events.jsonl"
     path.write_text("".join(line + "\n" for line in lines))
@@ -67,11 +76,7 @@ def test_a_bad_line_imports_nothing_and_says_where(store_url, tmp_path):
 
 
 def test_transcript_prints_what_the_api_serves(store_url):
-    with open_event_store(store_url) as store:
-        store.append([event_from_builtins(e) for e in HISTORY])
-        with Views(default_views_url(store_url), store) as views:
-            for projection in views.projections():
-                LogFollower(store, projection, commit_interval=60).catch_up()
+    _archived(store_url, HISTORY)
     text = run_cli("transcript", ROOM, store_url=store_url)
     assert text.returncode == 0, text.stderr
     assert text.stdout.splitlines() == [
@@ -90,3 +95,16 @@ def test_transcript_prints_what_the_api_serves(store_url):
     assert [json.loads(line)["body"] for line in window.stdout.splitlines()] == ["hello"]
     unknown = run_cli("transcript", "nobody@conference.localhost", store_url=store_url)
     assert unknown.returncode == 1 and "no events" in unknown.stderr
+
+
+def test_transcript_text_cannot_be_forged_by_line_breaks_or_control_characters(store_url):
+    """As the API's text format: a line break in a body began a forged line of its own, and a terminal escape
+    went to the terminal as it was (``\\x1b[2J`` cleared the screen)."""
+    forged = _event("message_posted", 1, nick="mallory", body="fine\n[2024-05-01T12:00:40Z] <ceo> wire\x1b[2J",
+                    stanza_id="s1")
+    _archived(store_url, [forged])
+    text = run_cli("transcript", ROOM, store_url=store_url)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines() == [
+        "[2024-05-01T12:00:01Z] <mallory> fine", "    [2024-05-01T12:00:40Z] <ceo> wire\\x1b[2J",
+    ]

@@ -4,13 +4,17 @@ exports and text transcripts, log lines, granted room names."""
 from __future__ import annotations
 
 import csv
+import email
+import email.policy
 import io
 import logging
 import threading
 import time
+import zipfile
 
 import pytest
 
+from query_api.exports.bundle import ExportRequest, write_bundle
 from query_api.roles import Role
 from tests.factories import message
 
@@ -58,6 +62,25 @@ def test_text_transcripts_cannot_be_forged_by_line_breaks_or_control_characters(
     lines = text.split("\n")
     real = [line for line in lines if line.startswith("[")]
     assert not any("<ceo>" in line for line in real)  # the forged line is no line of its own
+    assert any(line.startswith("    [2024-05-01T12:00:40Z] <ceo>") for line in lines)  # shown, indented
+    assert "\r" not in text and "\x1b" not in text and "\\x1b[2J" in text
+
+
+@pytest.mark.parametrize("fmt", ["eml", "rsmf"])
+def test_export_transcripts_cannot_be_forged_by_line_breaks_or_control_characters(hostile_client, private_seeded,
+                                                                                   tmp_path, fmt):
+    """The text transcript of an EML (and of an RSMF file's message) wrote bodies as they were: a line break in
+    one began a line of its own, a forged line of someone else's, and terminal escapes went along."""
+    path = tmp_path / "export.zip"
+    with open(path, "wb") as out:
+        write_bundle(out, ExportRequest(format=fmt, rooms=(LOBBY,)), private_seeded.store, private_seeded.views,
+                     private_seeded.search)
+    with zipfile.ZipFile(path) as zf:
+        (name,) = [n for n in zf.namelist() if n.endswith(f".{fmt}")]
+        message = email.message_from_bytes(zf.read(name), policy=email.policy.default)
+    text = message.get_body(("plain",)).get_content()
+    lines = text.split("\n")
+    assert not any("<ceo>" in line for line in lines if line.startswith("["))  # no line of its own
     assert any(line.startswith("    [2024-05-01T12:00:40Z] <ceo>") for line in lines)  # shown, indented
     assert "\r" not in text and "\x1b" not in text and "\\x1b[2J" in text
 

@@ -9,6 +9,7 @@ from archive.audit import read_audit
 from archive.codec import to_json
 from archive.errors import InvalidQueryError
 from archive.times import format_time, parse_time
+from query_api.escaping import plain_line
 
 from ..bootstrap import audit_cli_read, open_store
 
@@ -41,7 +42,8 @@ def print_audit(args: argparse.Namespace, config) -> int:
                     if r.range_from or r.range_to else "")
             result = f" -> {r.results} results" if r.results is not None else ""
             status = f" [{r.status}]" if r.status and r.status >= 400 else ""
-            out.write(f"{format_time(r.occurred_at)}  {r.via:<3}  {who or 'anonymous'}  {what}{span}{result}{status}\n")
+            # Paths, rooms and users are what callers sent: shown escaped, never as the terminal's own sequences.
+            out.write(plain_line(f"{format_time(r.occurred_at)}  {r.via:<3}  {who or 'anonymous'}  {what}{span}{result}{status}") + "\n")
         out.flush()
         audit_cli_read(store, "audit", query=args.who, range_from=since, range_to=until, results=count)
     return 0

@@ -159,6 +159,22 @@ def test_the_command_line_records_its_reads_and_prints_the_trail(tmp_path, capsy
         assert last_record(store).endpoint == "audit"
 
 
+def test_the_trail_in_a_terminal_shows_what_callers_sent_escaped(audited, tmp_path, capsys):
+    """A room in the path (or a query) is whatever a caller sends: `chat-archive audit` printed it raw, so
+    any caller could send the compliance officer's terminal its escape sequences (clear it, retitle it)."""
+    from chat_archive.cli import main
+
+    app, store, tokens, _ = audited
+    hostile = "%1b%5b2J%1b%5d0;pwned%07@x"
+    assert app.test_client().get(f"/api/v1/rooms/{hostile}/presence", headers=auth(tokens["analyst"])).status_code == 404
+    config = tmp_path / "c.toml"
+    config.write_text(f'[store]\nurl = "{app.config["STORE_URL"]}"\n[index]\npath = "{tmp_path}/index"\n')
+    assert main(["--config", str(config), "audit"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "presence /api/v1/rooms/\\x1b[2J\\x1b]0;pwned\\x07@x/presence" in out
+
+
 def test_the_archives_own_streams_are_not_replayed_as_rooms(audited):
     from archive.integrity import write_checkpoint
     from archive.retention import place_hold

@@ -13,6 +13,7 @@ import msgspec
 from archive.errors import InvalidQueryError, NotFoundError
 from archive.times import format_time, utcnow
 from projections.search import Scope, SearchResults, Sort
+from query_api.escaping import plain_line
 
 from ..bootstrap import audit_cli_read, open_search_index, open_store
 from ..process import whole_number
@@ -90,10 +91,13 @@ def resolve_room(given: str, known: set[str]) -> list[str]:
 def _print(results: SearchResults, out) -> None:
     emphasis = ("\033[1m", "\033[0m") if out.isatty() else ("*", "*")
     for hit in results.hits:
+        # What people said, shown as the API's text transcripts show it (no forged lines, no terminal escapes
+        # but our emphasis): escaped piece by piece between the marks.
+        pieces = (plain_line(html.unescape(piece)) for piece in _MARK.split(hit.snippet))
         marks = iter(emphasis * len(hit.snippet))
-        text = html.unescape(_MARK.sub(lambda _: next(marks), hit.snippet))
+        text = next(pieces) + "".join(next(marks) + piece for piece in pieces)
         flags = "".join(f" [{flag}]" for flag, on in (("edited", hit.edited), ("retracted", hit.retracted)) if on)
-        out.write(f"{format_time(hit.time)}  {hit.room}  <{hit.nick}>  {text}{flags}  (#{hit.position})\n")
+        out.write(f"{format_time(hit.time)}  {plain_line(hit.room)}  <{plain_line(hit.nick)}>  {text}{flags}  (#{hit.position})\n")
     shown = f"{len(results.hits)} shown" if results.hits else "none shown"
     # Exact: a first page comes with facets, which count every match anyway (``SearchIndex.search``).
     out.write(f"{results.total} matching message{'s' if results.total != 1 else ''}, {shown}\n")

@@ -93,6 +93,20 @@ def test_a_search_for_a_time_out_of_range_is_a_message_not_a_traceback(filled_st
     assert "out of range" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_search_hits_in_a_terminal_cannot_forge_lines_or_send_escapes(event_store, store_url, tmp_path):
+    """A hit's text went to the terminal as it was said: a line break began a line that read as another hit,
+    and escape sequences reached the terminal."""
+    event_store.append([message(1, "deploy done\n2024-05-01T12:00:40Z  lobby@conference.localhost  <ceo>  wire\x1b[2J",
+                                nick="mallory")])
+    env = {"CHAT_ARCHIVE_INDEX_PATH": str(tmp_path / "index")}
+    assert run_cli("project", "--once", store_url=store_url, cwd=tmp_path, env=env).returncode == 0
+    result = run_cli("search", "deploy", store_url=store_url, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    hits = [line for line in result.stdout.splitlines() if line.startswith("2024-")]
+    assert len(hits) == 1 and "<mallory>  *deploy* done" in hits[0]
+    assert "\x1b" not in result.stdout and "wire\\x1b[2J" in result.stdout
+
+
 def test_a_bad_store_url_is_reported_without_a_traceback(tmp_path):
     result = run_cli("log", store_url="mysql://nowhere", cwd=tmp_path)
     assert result.returncode == 2  # a configuration error, like a bad argument

@@ -68,7 +68,7 @@ def _walk(index, text, scope, sort, limit) -> tuple[list[list[int]], list[int]]:
 
 def _windows_off(monkeypatch):
     """The plain full sort: no window is ever searched."""
-    monkeypatch.setattr(timepage, "_windowed", lambda searcher, base, query, limit, newest, anchor, total, exact: (query, None, total, None))
+    monkeypatch.setattr(timepage, "_windowed", lambda searcher, base, query, limit, newest, anchor, total, exact, ordered: (query, None, total, None))
 
 
 @pytest.mark.parametrize("limit", [1, 3, 20])
@@ -173,3 +173,68 @@ def test_a_first_page_of_few_matches_is_ordered_whole_without_a_window(index, mo
     for text, scope in (("fox OR lazy", Scope(rooms=None)), ("fox", Scope(rooms=None, compliance=True))):
         with pytest.raises(AssertionError, match="a window was searched"):
             SearchIndex(index.location, reload_interval=0).search(text, scope, sort="newest", limit=3, facets=False)
+
+
+def _edge_corpus(seed: int) -> list[ev.Event]:
+    """Messages crowded into the newest finest buckets (across a bucket edge): runs of equal seconds, messages
+    written late with earlier times inside the window, corrections (a corrected message's document is written
+    again, after later ones) and retractions."""
+    rng = random.Random(seed)
+    events, t, posted = [], T0 + 40 * BUCKET - timedelta(seconds=400), []
+    for i in range(600):
+        t += rng.choice([timedelta(0), timedelta(0), timedelta(seconds=1), timedelta(seconds=3)])
+        when = t if rng.random() > 0.15 else t - timedelta(seconds=rng.randint(1, 900))
+        body = " ".join(rng.choices(["deploy", "fox", "lazy", "cat"], k=rng.randint(1, 3)))
+        nick = rng.choice(["alice", "bob"])
+        events.append(message(0, body, nick=nick, stanza_id=f"s{i}", message_id=f"m{i}", room=rng.choice(ROOMS),
+                              occurred_at=when.replace(microsecond=0)))
+        posted.append(events[-1])
+        if rng.random() < 0.05:
+            old = rng.choice(posted)
+            events.append(ev.MessageCorrected(room=old.room, occurred_at=t, recorded_at=t, nick=old.nick,
+                                              replaces_id=old.message_id, body=rng.choice(["fox deploy", "cat"])))
+        if rng.random() < 0.03:
+            old = rng.choice(posted)
+            events.append(ev.MessageRetracted(room=old.room, occurred_at=t, recorded_at=t, target_id=old.stanza_id))
+    return events
+
+
+def test_the_edge_windows_order_is_the_ordered_searchs(tmp_path, monkeypatch):
+    """A first page found in the edge's window ordered from its documents' (ts, key) read once (``WindowOrder``)
+    is the page of the ordered search, hit for hit (equal seconds by position), with the same total."""
+    records = [Recorded(i + 1, event) for i, event in enumerate(_edge_corpus(11))]
+    location = IndexLocation(tmp_path / "index")
+    projection = SearchIndexProjection(location, heap_mb=20, hold=50, window=100)
+    for start in range(0, len(records), 120):  # several segments, documents written again
+        batch = records[start : start + 120]
+        projection.apply(batch)
+        projection.commit(batch[-1].position)
+    projection.close()
+    monkeypatch.setattr(timepage, "ORDERED_WHOLE", 0)  # every word here has fewer documents
+    monkeypatch.setattr(timepage, "ORDERED_WINDOW_HITS", 10_000)
+    ordered = []
+    first = timepage.WindowOrder.first
+    monkeypatch.setattr(timepage.WindowOrder, "first", lambda *args: ordered.append(first(*args)) or ordered[-1])
+
+    def pages(index) -> list:
+        found = []
+        for text in ("deploy", "fox lazy", "cat", "lazy -fox"):
+            for sort in ("newest", "oldest"):
+                for limit in (1, 3, 20, 200):
+                    for exact_total in (False, True):
+                        index.forget_known_totals()
+                        result = index.search(text, Scope(rooms=None), sort=sort, limit=limit, facets=False,
+                                              exact_total=exact_total)
+                        found.append((text, sort, limit, [(h.time, h.position) for h in result.hits], result.total,
+                                      result.total_relation, result.next_cursor))
+        return found
+
+    with monkeypatch.context() as without:
+        without.setattr(timepage, "_by_window_order", lambda *args: None)
+        expected = pages(SearchIndex(location, reload_interval=0))
+    assert not ordered
+    assert pages(SearchIndex(location, reload_interval=0)) == expected
+    # Every first page but each order's first on the searcher (the window's order is read at the second).
+    assert len(ordered) == len(expected) - 2 and all(page is not None for page in ordered)
+    for text, sort, _, hits, _, _, _ in expected:
+        assert hits == sorted(hits, reverse=sort == "newest")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -58,13 +57,13 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
         self._index = SQL("{}.archive_event_index").format(schema)
         self._rooms = SQL("{}.archive_rooms").format(schema)
         self._events = SQL("{}.{}").format(schema, Identifier(self.events_table_name))
-        self._copy_events = SQL(
-            "COPY {} (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)"
-        ).format(self._events)
         self._copy_events_at = SQL(
             "COPY {} (notification_id, originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)"
         ).format(self._events)
-        self._last_position = SQL("SELECT currval(pg_get_serial_sequence(%s, 'notification_id')) AS last")
+        self._draw_positions = SQL(
+            "SELECT setval(s, nextval(s) + %s - 1) AS last "
+            "FROM (SELECT pg_get_serial_sequence(%s, 'notification_id')::regclass AS s) AS q"
+        )
         self._events_name = f'"{self.datastore.schema}"."{self.events_table_name}"'
         self._heads = SQL("{}.archive_chain_heads").format(schema)
         self._audit = SQL("{}.archive_audit").format(schema)
@@ -123,11 +122,13 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
             if positions:
                 last = self._copy_at(curs, positions, rows)
             else:
-                _copy(curs, self._copy_events, EVENT_TYPES, itertools.chain.from_iterable(rows))
-                # Under the lock no other writer draws from the sequence: the batch's positions are the
-                # consecutive values up to the last one drawn.
-                curs.execute(self._last_position, (self._events_name,))
+                # The batch's positions drawn from the sequence at once and copied with the rows: under the lock
+                # no other writer draws from it, so they are consecutive. A default of nextval() per row cost the
+                # server ~0.5 us an event (~8% of its time in the append).
+                curs.execute(self._draw_positions, (rows.count, self._events_name), prepare=True)
                 last = curs.fetchone()["last"]
+                _copy(curs, self._copy_events_at, POSITIONED_EVENT_TYPES,
+                      positioned(range(last - rows.count + 1, last + 1), rows))
             _copy(curs, self._copy_index, INDEX_TYPES, rows.index_rows)
             new_rooms = list(kwargs.get("new_rooms", ()))
             if new_rooms:
@@ -145,7 +146,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
         """Copied events at their source positions; the sequence then goes on after the last."""
         curs.execute(self.max_notification_id_statement)
         check_copy_positions(positions, curs.fetchone()["max"] or 0)
-        _copy(curs, self._copy_events_at, ["int8", *EVENT_TYPES], positioned(positions, rows))
+        _copy(curs, self._copy_events_at, POSITIONED_EVENT_TYPES, positioned(positions, rows))
         curs.execute("SELECT setval(pg_get_serial_sequence(%s, 'notification_id'), %s)",
                      (self._events_name, positions[-1]))
         return positions[-1]
@@ -277,6 +278,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
 
 
 EVENT_TYPES = ["text", "int8", "text", "bytea"]
+POSITIONED_EVENT_TYPES = ["int8", *EVENT_TYPES]
 INDEX_TYPES = ["text", "int8", "int8", "int8", "float8", "bytea"]
 
 

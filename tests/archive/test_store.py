@@ -63,6 +63,16 @@ def test_a_partly_known_batch_appends_only_the_new_events(event_store):
     assert [r.event.occurred_at for r in recorded] == [at(3), at(4), at(5)]
 
 
+def test_a_retried_batch_returns_the_positions_its_events_are_stored_at(event_store):
+    event_store.append([message(t) for t in range(3)])
+    # The first attempt holds known events and is rolled back; the retry draws its positions anew.
+    recorded = event_store.append([message(t) for t in range(6)])
+    later = event_store.append([message(t) for t in range(6, 8)])
+    stored = {r.position: r.event for r in event_store.read_log()}
+    assert [stored.get(r.position) for r in recorded + later] == [r.event for r in recorded + later]
+    assert later[0].position > recorded[-1].position
+
+
 @pytest.mark.parametrize("formatter", ["driver's C row formatter", "write_row (psycopg before 3.2)"])
 def test_a_batch_of_several_row_chunks_is_stored_whole_in_order_and_chained(event_store, store_url, formatter, monkeypatch):
     # Its rows are made chunk by chunk while the recorder writes them (``archive.batch_rows``); on

@@ -22,7 +22,8 @@ from urllib.parse import quote
 
 from archive.application import open_event_store
 from archive.codec import to_json
-from chat_archive.bootstrap import open_search_index, search_projection, view_projections
+from archive.errors import StoreError
+from chat_archive.bootstrap import open_search_index, open_views, search_projection
 from projections.rebuild import rebuild
 
 from .corpus import START, CorpusSpec, query_set, room_jid
@@ -192,13 +193,17 @@ def ensure_views_and_index(config, kind: str, results: Results | None, *, twin: 
     """
     with open_event_store(config.store.url) as store:
         head = store.head()
-        targets, close = view_projections(config, store, ["transcripts", "presence"])
+        views = open_views(config, store)
         try:
-            if any(target.position() != head for target in targets):
+            try:
+                stale = any(target.position() != head for target in views.projections(["transcripts", "presence"]))
+            except StoreError:  # views of an earlier layout, which the projections refuse: rebuilt
+                stale = True
+            if stale:
                 print(f"  building the views, {kind} (untimed)", flush=True)
-                rebuild(store, targets)
+                rebuild(store, views.projections(["transcripts", "presence"], load=False))
         finally:
-            close()
+            views.close()
         index = Path(config.index.path)
         if _index_position(index) == head:
             return

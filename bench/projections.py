@@ -30,7 +30,7 @@ def run_projections(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict
             if kind == "SQLite":  # a fresh file each time: the disk figure is of the last rebuild's views only
                 for stale in workdir.glob("views.sqlite*"):
                     stale.unlink()
-            targets, close = view_projections(config, store, names)
+            targets, close = view_projections(config, store, names, load=False)  # never read: rebuilt
             try:
                 report = rebuild(store, targets, progress=False)
             finally:

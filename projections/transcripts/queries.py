@@ -41,10 +41,12 @@ from archive.times import parse_day
 
 from ..tables import order_micros
 from ..viewdb_backends import ViewRecorder
-from ..lines import Line, compliance_only, ordinary, shown
-from .view import COMPLIANCE_ONLY, GONE, NAME, ORDINARY, decode_line, select_by_ref
+from ..lines import Line, compliance_only, from_stored, ordinary, shown
+from .view import COMPLIANCE_ONLY, GONE, NAME, ORDINARY, select_by_ref
 
 MAX_LIMIT = 1000
+# A room's lines by its number (``view.RoomNumbers``), looked up in the statement: none for a room it lacks.
+ROOM = "room=(SELECT id FROM {rooms} WHERE jid=?)"
 
 
 class TranscriptPage(msgspec.Struct, kw_only=True):
@@ -90,7 +92,7 @@ class Transcripts:
             raise InvalidQueryError("end must be later than start")
         key = decode_cursor(cursor) if cursor else None
         forward = direction == "forward"
-        base, base_params = "room=? AND shown>=?", (room, COMPLIANCE_ONLY if include_originals else ORDINARY)
+        base, base_params = f"{ROOM} AND shown>=?", (room, COMPLIANCE_ONLY if include_originals else ORDINARY)
         lo = ("ts>=?", order_micros(start)) if start else None
         hi = ("ts<?", order_micros(end)) if end else None
         kept = [bound for bound in (lo, hi) if bound]
@@ -111,7 +113,7 @@ class Transcripts:
             if key is None:
                 # The page starts at its range's own end: nothing in the range lies behind it.
                 rows = query(
-                    f"SELECT ts, id, data FROM {{lines}} WHERE {where} ORDER BY {order} LIMIT ?", (*params, limit + 1)
+                    f"SELECT ts, id, fields FROM {{lines}} WHERE {where} ORDER BY {order} LIMIT ?", (*params, limit + 1)
                 )
                 behind = False
             else:
@@ -122,8 +124,8 @@ class Transcripts:
                 back_way, back_params = after("<" if forward else ">", key, inclusive=True)
                 back_order = "ts DESC, id DESC" if forward else "ts, id"
                 rows = query(
-                    f"SELECT * FROM (SELECT ts, id, data, 0 AS behind FROM {{lines}} WHERE {this_way} "
-                    f"ORDER BY {order} LIMIT ?) AS page UNION ALL SELECT * FROM (SELECT ts, id, data, 1 AS behind "
+                    f"SELECT * FROM (SELECT ts, id, fields, 0 AS behind FROM {{lines}} WHERE {this_way} "
+                    f"ORDER BY {order} LIMIT ?) AS page UNION ALL SELECT * FROM (SELECT ts, id, fields, 1 AS behind "
                     f"FROM {{lines}} WHERE {back_way} ORDER BY {back_order} LIMIT 1) AS back ORDER BY {order}",
                     (*this_params, limit + 1, *back_params),
                 )
@@ -135,7 +137,7 @@ class Transcripts:
                 return [], None, None
             first, last = (rows[0]["ts"], rows[0]["id"]), (rows[-1]["ts"], rows[-1]["id"])
             has_next, has_prev = (more, behind) if forward else (behind, more)
-            lines = [decode_line(bytes(row["data"])) for row in rows]
+            lines = [from_stored(bytes(row["fields"])) for row in rows]
             return lines, encode_cursor(*last) if has_next else None, encode_cursor(*first) if has_prev else None
 
         lines, next_cursor, prev_cursor = self.recorder.read(NAME, work)
@@ -159,15 +161,15 @@ class Transcripts:
             target = _find(query, room, ref, include_originals)
             key = (order_micros(target.at), target.id)
             earlier = query(
-                f"SELECT data FROM {{lines}} WHERE room=?{visible} AND (ts, id) < (?, ?) ORDER BY ts DESC, id DESC LIMIT ?",
+                f"SELECT fields FROM {{lines}} WHERE {ROOM}{visible} AND (ts, id) < (?, ?) ORDER BY ts DESC, id DESC LIMIT ?",
                 (room, *key, before),
             )
             later = query(
-                f"SELECT data FROM {{lines}} WHERE room=?{visible} AND (ts, id) > (?, ?) ORDER BY ts, id LIMIT ?",
+                f"SELECT fields FROM {{lines}} WHERE {ROOM}{visible} AND (ts, id) > (?, ?) ORDER BY ts, id LIMIT ?",
                 (room, *key, after),
             )
-            return target, [decode_line(bytes(r["data"])) for r in reversed(earlier)], [
-                decode_line(bytes(r["data"])) for r in later
+            return target, [from_stored(bytes(r["fields"])) for r in reversed(earlier)], [
+                from_stored(bytes(r["fields"])) for r in later
             ]
 
         target, earlier, later = self.recorder.read(NAME, work)
@@ -186,14 +188,14 @@ class Transcripts:
 
         def work(query, _generation):
             return query(
-                "SELECT id, shown, rev, data FROM {lines} WHERE room=? AND rev>? ORDER BY rev LIMIT ?",
+                f"SELECT id, shown, rev, fields FROM {{lines}} WHERE {ROOM} AND rev>? ORDER BY rev LIMIT ?",
                 (room, after, limit),
             )
 
         rows = self.recorder.read(NAME, work)
         return LineChanges(
             room=room,
-            lines=[ordinary(decode_line(bytes(r["data"]))) for r in rows if r["shown"] == ORDINARY],
+            lines=[ordinary(from_stored(bytes(r["fields"]))) for r in rows if r["shown"] == ORDINARY],
             gone=[r["id"] for r in rows if r["shown"] == GONE],
             last=rows[-1]["rev"] if rows else after,
         )
@@ -201,15 +203,15 @@ class Transcripts:
     def subject_at(self, room: str, at: datetime) -> Line | None:
         """The line that set the subject ``room`` had at ``at`` (None: never set before)."""
         rows = self.recorder.read(NAME, lambda query, _: query(
-            "SELECT data FROM {lines} WHERE room=? AND kind='subject_changed' AND ts<=? ORDER BY ts DESC, id DESC "
+            f"SELECT fields FROM {{lines}} WHERE {ROOM} AND kind='subject_changed' AND ts<=? ORDER BY ts DESC, id DESC "
             "LIMIT 8", (room, order_micros(at)),
         ))  # fmt: skip
-        return next((line for line in map(decode_line, (bytes(r["data"]) for r in rows)) if line.at < at), None)
+        return next((line for line in map(from_stored, (bytes(r["fields"]) for r in rows)) if line.at < at), None)
 
     def last_change(self, room: str) -> int:
         """The position of the last event that changed a line of ``room`` (0: none)."""
         rows = self.recorder.read(
-            NAME, lambda query, _: query("SELECT rev FROM {lines} WHERE room=? ORDER BY rev DESC LIMIT 1", (room,))
+            NAME, lambda query, _: query(f"SELECT rev FROM {{lines}} WHERE {ROOM} ORDER BY rev DESC LIMIT 1", (room,))
         )
         return rows[0]["rev"] if rows else 0
 
@@ -220,9 +222,9 @@ class Transcripts:
 
 def _find(query, room: str, ref: int | str, include_originals: bool) -> Line:
     if isinstance(ref, int) or ref.isdecimal():  # what int() reads (isdigit takes superscripts too)
-        rows = query(f"SELECT data FROM {{lines}} WHERE room=? AND id=? AND shown>{GONE}", (room, int(ref)))
+        rows = query(f"SELECT fields FROM {{lines}} WHERE {ROOM} AND id=? AND shown>{GONE}", (room, int(ref)))
         if rows:
-            line = decode_line(bytes(rows[0]["data"]))
+            line = from_stored(bytes(rows[0]["fields"]))
             if include_originals or not compliance_only(line):
                 return line
     else:

@@ -1,12 +1,15 @@
 """The transcript projection: ``logic`` applied to the log, kept in view tables.
 
 Tables (per generation, see ``projections.viewdb``): ``lines`` (one row per line:
-id = position of the creating event, room, ts = the whole second of occurred_at in
-epoch microseconds (``tables.order_micros``: with id, the transcript order), ``shown`` = 0 for
-lines only the compliance view shows, ``awaiting`` = 1 for lines awaiting their message, ``rev`` =
-position of the event that last changed the line (the widget's feed follows it), and the ``Line``
-itself as msgpack; a correction line taken into its message stays as a row with ``shown`` = GONE,
-so that a feed can take it away) and ``refs`` (every id a message line is known by, for the
+id = position of the creating event, room = the room's number in ``rooms``, ts = the whole second of
+occurred_at in epoch microseconds (``tables.order_micros``: with id, the transcript order), ``shown`` = 0
+for lines only the compliance view shows, ``awaiting`` = 1 for lines awaiting their message, ``rev`` =
+position of the event that last changed the line (the widget's feed follows it), and ``fields``, the
+``Line`` itself (``lines.stored``; a view whose lines are msgpack maps has ``data`` instead, and is
+refused with the command that rebuilds it); a correction line taken into its message stays as a row
+with ``shown`` = GONE, so that a feed can take it away), ``rooms`` (each room's JID and number, numbered
+as their first lines come: a number in each row and query index entry instead of the JID's text, which
+SQLite compares and stores at a cost) and ``refs`` (every id a message line is known by, for the
 message model's look-ups and ``line(room, ref)``).
 
 ``refs`` is keyed by (bucket, hash, id): ``bucket`` is the line id's block of ``2**BUCKET_BITS``
@@ -19,15 +22,15 @@ among the last ones, so one or two probes find it.
 
 from __future__ import annotations
 
+import heapq
 import zlib
-
-import msgspec
+from operator import attrgetter
 
 from archive import events as ev
 from archive.errors import StoreError
 
 from .. import messages
-from ..lines import compliance_only, ids
+from ..lines import compliance_only, from_stored, ids, stored
 from ..tables import TableProjection, order_micros
 from ..viewdb import Columns, Statements
 from . import logic
@@ -36,12 +39,13 @@ from .logic import Line
 NAME = "transcripts"
 
 DDL = (
-    "CREATE TABLE IF NOT EXISTS {lines} (id INTEGER PRIMARY KEY, room TEXT NOT NULL, ts INTEGER NOT NULL, "
+    "CREATE TABLE IF NOT EXISTS {lines} (id INTEGER PRIMARY KEY, room INTEGER NOT NULL, ts INTEGER NOT NULL, "
     "kind TEXT NOT NULL, shown INTEGER NOT NULL, awaiting INTEGER NOT NULL, rev INTEGER NOT NULL, "
-    "data BLOB NOT NULL)",
+    "fields BLOB NOT NULL)",
     "CREATE INDEX IF NOT EXISTS [lines_awaiting] ON {lines} (id) WHERE awaiting=1",
     "CREATE TABLE IF NOT EXISTS {refs} (bucket INTEGER NOT NULL, ref INTEGER NOT NULL, id INTEGER NOT NULL, "
     "PRIMARY KEY (bucket, ref, id)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS {rooms} (id INTEGER PRIMARY KEY, jid TEXT NOT NULL UNIQUE)",
 )
 QUERY_DDL = (
     "CREATE INDEX IF NOT EXISTS [lines_time] ON {lines} (room, ts, id)",
@@ -88,23 +92,15 @@ def select_by_ref(query, room: str, ref: str) -> list[Line]:
         # Literal bucket numbers (integers we computed): each is one seek into the key.
         buckets = ",".join(map(str, range(first, last, -1)))
         rows = query(
-            f"SELECT l.data FROM {{refs}} r JOIN {{lines}} l ON l.id=r.id WHERE r.bucket IN ({buckets}) "
+            f"SELECT l.fields FROM {{refs}} r JOIN {{lines}} l ON l.id=r.id WHERE r.bucket IN ({buckets}) "
             f"AND r.ref=? ORDER BY r.id DESC LIMIT {MAX_CANDIDATES}",
             (hashed,),
         )
-        found = [line for line in map(_decode_line, (bytes(row["data"]) for row in rows))
+        found = [line for line in map(from_stored, (bytes(row["fields"]) for row in rows))
                  if line.room == room and ref in ids(line)]
         if found:
             return found
     return []
-
-
-_encode = msgspec.msgpack.Encoder().encode
-_decode_line = msgspec.msgpack.Decoder(Line).decode
-
-
-def decode_line(data: bytes) -> Line:
-    return _decode_line(data)
 
 
 class TranscriptProjection(TableProjection):
@@ -120,16 +116,19 @@ class TranscriptProjection(TableProjection):
         self._gone: dict[int, Line] = {}  # lines taken into others, as they were then
         try:
             self._read_own("SELECT bucket FROM {refs} LIMIT 0")
-            awaiting = self._read_own("SELECT data FROM {lines} WHERE awaiting=1 ORDER BY id")
+            awaiting = self._read_own("SELECT fields FROM {lines} WHERE awaiting=1 ORDER BY id")
         except StoreError as e:
-            if "awaiting" not in str(e) and "bucket" not in str(e):
+            # No ``fields`` column: a view whose lines are msgpack maps (``data``), which this program
+            # would misread.
+            if not any(column in str(e) for column in ("awaiting", "bucket", "fields")):
                 raise
             raise StoreError(
                 "the transcript view was made by an older chat-archive (another table layout): "
                 "rebuild it with chat-archive rebuild transcripts"
             ) from e
         for row in awaiting:
-            self._book.remember(_decode_line(bytes(row["data"])))
+            self._book.remember(from_stored(bytes(row["fields"])))
+        self._rooms = RoomNumbers({row["jid"]: row["id"] for row in self._read_own("SELECT id, jid FROM {rooms}")})
         self._book.horizon = self.position()
 
     def _committed_lines(self, room: str, ref: str) -> list[Line]:
@@ -192,8 +191,13 @@ class TranscriptProjection(TableProjection):
         gone = [before for i, before in self._changed.items() if i in dropped]
         # A line taken into another stays a GONE row (for the widget's feed), whether or not it
         # was committed before: an incremental run and a rebuild hold the same rows.
-        gone_rows = [(line.id, line.room, order_micros(line.at), line.kind, GONE, 0, rev[line.id], _encode(line))
-                     for line in map(taken.__getitem__, sorted(taken))]
+        gone_lines = [taken[i] for i in sorted(taken)]
+        if gone_lines and {line.room for line in gone_lines} - self._rooms.known.keys():
+            # Rooms are numbered in the order of their first lines, as a rebuild meets them whichever
+            # commits an incremental run made: a line taken into another this commit may be a room's first.
+            self._rooms.of(list(heapq.merge(created, gone_lines, key=_line_id)))
+        gone_rows = [(line.id, room, order_micros(line.at), line.kind, GONE, 0, rev[line.id], fields)
+                     for line, room, fields in zip(gone_lines, self._rooms.of(gone_lines), stored(gone_lines))]
         # The ids a committed line gained (corrections applied) or lost (a correction that
         # stops awaiting its message stops being known by the id it awaited).
         gained, lost = [], []
@@ -202,15 +206,17 @@ class TranscriptProjection(TableProjection):
             gained += _ref_rows(line, [ref for ref in now if ref not in before])
             lost += _ref_rows(line, [ref for ref in before if ref not in now])
         return [
-            *created_statements(created, rev),
+            *created_statements(created, rev, self._rooms),
             ("INSERT INTO {refs} (bucket, ref, id) VALUES (?,?,?)", gained),
-            ("UPDATE {lines} SET data=?, awaiting=?, rev=? WHERE id=?",
-             [(_encode(line), 1 if line.awaiting else 0, rev[line.id], line.id) for line in updated]),
+            ("UPDATE {lines} SET fields=?, awaiting=?, rev=? WHERE id=?",
+             [(fields, 1 if line.awaiting else 0, rev[line.id], line.id)
+              for line, fields in zip(updated, stored(updated))]),
             ("DELETE FROM {lines} WHERE id=?", [(line.id,) for line in gone]),
-            ("INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, data) VALUES (?,?,?,?,?,?,?,?)",
+            ("INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, fields) VALUES (?,?,?,?,?,?,?,?)",
              gone_rows),
             ("DELETE FROM {refs} WHERE bucket=? AND ref=? AND id=?", _all_ref_rows(gone)),
             ("DELETE FROM {refs} WHERE bucket=? AND ref=? AND id=?", lost),
+            ("INSERT INTO {rooms} (id, jid) VALUES (?,?)", self._rooms.numbered()),
         ]
 
     def _committed(self, position: int) -> None:
@@ -229,37 +235,67 @@ class TranscriptProjection(TableProjection):
         self._gone.clear()
 
 
+_line_id = attrgetter("id")
+
+
 def _ref_ids(line: Line) -> list[str]:
     """The ids ``refs`` holds for a line: a message line's (``lines.ids``), none for the others."""
     return ids(line) if line.kind == "message" else []
 
 
-def created_statements(created: list[Line], rev: dict[int, int]) -> Statements:
+class RoomNumbers:
+    """The number of each room in ``rooms`` (``known``), and those numbered since they were last written."""
+
+    def __init__(self, known: dict[str, int]):
+        self.known = known
+        self._new: list[tuple[int, str]] = []
+
+    def of(self, lines: list[Line]) -> list[int]:
+        """The number of each line's room, numbering the rooms met for the first time."""
+        rooms = [line.room for line in lines]
+        numbers = list(map(self.known.get, rooms))
+        if None in numbers:  # rare: a room's first lines
+            numbers = [self.known.get(room) or self._number(room) for room in rooms]
+        return numbers
+
+    def _number(self, room: str) -> int:
+        number = self.known[room] = len(self.known) + 1
+        self._new.append((number, room))
+        return number
+
+    def numbered(self) -> list[tuple[int, str]]:
+        """The ``rooms`` rows of the rooms numbered since the last call."""
+        new, self._new = self._new, []
+        return new
+
+
+def created_statements(created: list[Line], rev: dict[int, int], rooms: RoomNumbers) -> Statements:
     """The ``lines`` and ``refs`` rows of the lines created since the last commit (this is every line
-    of a rebuild), given the events that changed some of them since (``rev``). Built here, not in a
-    rebuild's writer process: with the query indexes kept up there (``TableProjection.write_in_background``)
+    of a rebuild), given the events that changed some of them since (``rev``) and the rooms' numbers
+    (``rooms``: a room met for the first time is numbered; its row is ``rooms.numbered()``'s). Built here,
+    not in a rebuild's writer process: with the query indexes kept up there (``TableProjection.write_in_background``)
     that is the busier process, and it had to decode the lines again to build them (1M events, interleaved
     at load 2.8-3.3: wall 0.84x)."""
     return [
-        ("INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, data) VALUES (?,?,?,?,?,?,?,?)",
-         _created_rows(created, list(map(_encode, created)), rev)),
+        ("INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, fields) VALUES (?,?,?,?,?,?,?,?)",
+         _created_rows(created, rooms.of(created), stored(created), rev)),
         ("INSERT INTO {refs} (bucket, ref, id) VALUES (?,?,?)", _all_ref_rows(created)),
     ]
 
 
-def _created_rows(created: list[Line], data: list[bytes], rev: dict[int, int]) -> Columns:
+def _created_rows(created: list[Line], rooms: list[int], fields: list[bytes], rev: dict[int, int]) -> Columns:
     """Column by column (``viewdb.Columns``): a comprehension or ``map`` per column, not a loop
     appending to eight lists (1.9 -> 1.6 us a line)."""
     ids_ = [line.id for line in created]
     return Columns(
         ids_,
-        [line.room for line in created],
+        rooms,
         list(map(order_micros, [line.at for line in created])),
         [line.kind for line in created],
         [COMPLIANCE_ONLY if compliance_only(line) else ORDINARY for line in created],
         [1 if line.awaiting else 0 for line in created],
         list(map(rev.get, ids_, ids_)) if rev else ids_,
-        data,
+        fields,
     )
 
 

@@ -27,7 +27,7 @@ def catch_up(store, views, names=None) -> list[int]:
 
 def dump(views: Views) -> dict:
     """Every row of the live transcript and presence tables, and the positions."""
-    tables = {"transcripts": ["lines", "refs"], "presence": ["spans", "gaps"]}
+    tables = {"transcripts": ["lines", "refs", "rooms"], "presence": ["spans", "gaps"]}
     out = {}
     for name, names in tables.items():
         for table in names:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
+import msgspec
 import pytest
 
 from archive import events as ev
 from archive.errors import InvalidQueryError, NotFoundError
 from archive.times import order_second
+from projections.lines import Line, Removal, Version, from_stored, stored
 from projections.tables import micros, order_micros
 from projections.transcripts import view as transcript_view
 from projections.transcripts.queries import encode_cursor
@@ -259,3 +261,21 @@ def test_a_backfilled_message_never_sorts_before_one_archived_earlier_in_the_sam
 def test_the_order_time_is_the_whole_second_the_model_orders_by(moment):
     # Computed from a timedelta's parts (a rebuild's every line): equal to what the model's rule says.
     assert order_micros(moment) == micros(order_second(moment))
+
+
+def test_a_stored_line_reads_back_as_it_was_and_one_stored_before_a_field_was_added_gets_its_default():
+    moment = at(5)
+    line = Line(
+        id=9, room=ROOM, at=moment, kind="message", nick="n", jid="j@h/r", occupant_id="o", body="b", stanza_id="s",
+        origin_id="oi", message_id="m", thread="t", capture="import", edited=True, edited_at=at(6), edit_position=3,
+        versions=(Version(body="first", at=moment, position=2),),
+        removed=Removal(at=at(7), position=4, moderated=True, by_nick="mod", by_jid="mod@h", reason="spam"),
+        corrects="c", leave_reason="kicked", reason="r", actor="a", status="st", old_nick="on", new_nick="nn",
+        role="moderator", affiliation="owner", gap_end=at(8), gap_kind="k", aliases=("x", "y"), awaiting="w",
+    )  # fmt: skip
+    assert all(getattr(line, f.name) != f.default for f in msgspec.structs.fields(Line))  # every field set
+    data = stored([line])[0]
+    assert from_stored(data) == line
+    assert b"occupant_id" not in data  # positional: no field names
+    older = msgspec.msgpack.encode(msgspec.structs.astuple(line)[:-1])  # as stored before ``awaiting`` was added
+    assert from_stored(older) == msgspec.structs.replace(line, awaiting=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from archive import events as ev
@@ -10,11 +11,13 @@ from archive.sqlite_recorder import PAGE_SIZE
 from chat_archive.bootstrap import rebuild_projections, views_url
 from chat_archive.config import load_config
 from projections.follower import ProjectionReset
+from projections.lines import Line
+from projections.tables import order_micros
 from projections.transcripts.view import TranscriptProjection
 from projections.views import Views
 from projections.viewdb import GenerationChanged
 from projections.viewdb_backends import COPY_FROM, default_views_url
-from tests.factories import make, message
+from tests.factories import at, make, message
 from tests.projections.conftest import dump
 
 
@@ -94,6 +97,32 @@ def test_the_rebuild_an_older_layout_asks_for_works(tmp_path, event_store, views
     recorder.add_indexes("transcripts", generation, ["DROP TABLE {refs}"])
     recorder.add_indexes("transcripts", generation,
                          ["CREATE TABLE {refs} (ref INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (ref, id))"])
+    config = load_config(environ={"CHAT_ARCHIVE_STORE_URL": store_url})
+    rebuild_projections(config, event_store, ["transcripts"], progress=False)
+    assert [line.body for line in views.transcripts.page("lobby@conference.localhost").lines] == ["one", "two"]
+
+
+def test_a_transcript_view_of_msgpack_maps_is_refused_not_misread_and_the_rebuild_it_asks_for_works(
+    event_store, views, store_url
+):
+    event_store.append([message(1, "one"), message(2, "two")])
+    recorder = views.recorder
+    generation = recorder.generations("transcripts")[0]
+    # lines as they were stored before they were positional: a msgpack map by field name, in ``data``
+    recorder.add_indexes("transcripts", generation, ["DROP TABLE {lines}"])
+    recorder.add_indexes("transcripts", generation, [
+        "CREATE TABLE {lines} (id INTEGER PRIMARY KEY, room TEXT NOT NULL, ts INTEGER NOT NULL, kind TEXT NOT NULL, "
+        "shown INTEGER NOT NULL, awaiting INTEGER NOT NULL, rev INTEGER NOT NULL, data BLOB NOT NULL)",
+    ])  # fmt: skip
+    old = Line(id=1, room="lobby@conference.localhost", at=at(1), kind="message", body="one", awaiting="x")
+    recorder.commit_batch("transcripts", generation, 1, [
+        ("INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, data) VALUES (?,?,?,?,?,?,?,?)",
+         [(1, old.room, order_micros(old.at), "message", 1, 1, 1, msgspec.msgpack.encode(old))]),
+    ], building=False)  # fmt: skip
+    with pytest.raises(StoreError, match="rebuild it with chat-archive rebuild transcripts"):
+        TranscriptProjection(recorder)
+    with pytest.raises(StoreError):  # a query too: an error, never lines read from a map
+        views.transcripts.page("lobby@conference.localhost")
     config = load_config(environ={"CHAT_ARCHIVE_STORE_URL": store_url})
     rebuild_projections(config, event_store, ["transcripts"], progress=False)
     assert [line.body for line in views.transcripts.page("lobby@conference.localhost").lines] == ["one", "two"]

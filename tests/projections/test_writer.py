@@ -5,13 +5,12 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-import msgspec
 import pytest
 
 from archive.errors import ChatArchiveError, StoreError
 from projections.rebuild import rebuild
-from projections.lines import Line, Removal
-from projections.transcripts.view import TranscriptProjection, created_statements
+from projections.lines import Line, Removal, stored
+from projections.transcripts.view import RoomNumbers, TranscriptProjection, created_statements
 from projections import writer as writer_module
 from projections.viewdb import Columns, GenerationChanged
 from projections.viewdb_backends import SQLiteViewRecorder
@@ -107,8 +106,9 @@ def test_rows_given_as_columns_reach_the_writer_as_the_same_values():
 
 
 def test_created_lines_make_their_rows_and_refs():
-    """Each line's ``data`` the bytes it encodes to alone (the view's format), ``rev`` its own id unless an event
-    changed it since, ``refs`` a message line's ids only; they cross to the writer as they are."""
+    """Each line's ``fields`` the bytes it is stored as alone (the view's format), ``rev`` its own id unless an event
+    changed it since, ``room`` its room's number (a room met first numbered), ``refs`` a message line's ids only;
+    they cross to the writer as they are."""
     at = datetime(2026, 1, 1, tzinfo=timezone.utc)
     lines = [
         Line(id=3, room="r@muc", at=at, kind="message", nick="a", body="hello", stanza_id="s3", origin_id="o3"),
@@ -116,12 +116,14 @@ def test_created_lines_make_their_rows_and_refs():
              removed=Removal(at=at, position=4, moderated=True)),
         Line(id=5, room="q@muc", at=at, kind="joined", nick="c"),
     ]
-    here = created_statements(lines, {3: 7})
+    rooms = RoomNumbers({"q@muc": 1})
+    here = created_statements(lines, {3: 7}, rooms)
     there = writer_module._decode(writer_module._encode(("transcripts", 1, 9, here)))[3]
     assert [(statement, list(rows)) for statement, rows in there] == [(statement, list(rows)) for statement, rows in here]
     (_, line_rows), (_, ref_rows) = there
-    assert [row[-1] for row in line_rows] == [msgspec.msgpack.encode(line) for line in lines]
+    assert [row[-1] for row in line_rows] == stored(lines)
     assert [row[6] for row in line_rows] == [7, 4, 5]  # rev: the line's own id unless an event changed it
+    assert [row[1] for row in line_rows] == [2, 2, 1] and rooms.numbered() == [(2, "r@muc")]  # rooms by number
     assert sorted(row[2] for row in ref_rows) == [3, 3]  # a message line's ids only
 
 

@@ -36,13 +36,13 @@ from datetime import date, datetime
 
 import msgspec
 
-from archive.errors import InvalidQueryError, NotFoundError
+from archive.errors import InvalidQueryError, NotFoundError, StoreError
 from archive.times import parse_day
 
 from ..tables import order_micros
 from ..viewdb_backends import ViewRecorder
 from ..lines import Line, compliance_only, from_stored, ordinary, shown
-from .view import COMPLIANCE_ONLY, GONE, NAME, ORDINARY, select_by_ref
+from .view import COMPLIANCE_ONLY, GONE, NAME, OLDER_LAYOUT, ORDINARY, made_by_older_layout, select_by_ref
 
 MAX_LIMIT = 1000
 # A room's lines by its number (``view.RoomNumbers``), looked up in the statement: none for a room it lacks.
@@ -73,6 +73,15 @@ class TranscriptContext(msgspec.Struct, kw_only=True):
 class Transcripts:
     def __init__(self, recorder: ViewRecorder):
         self.recorder = recorder
+
+    def _read(self, work):
+        try:
+            return self.recorder.read(NAME, work)
+        except StoreError as e:
+            # An API host may serve views its projection host has not rebuilt since an upgrade.
+            if made_by_older_layout(e):
+                raise StoreError(OLDER_LAYOUT) from e
+            raise
 
     def page(
         self,
@@ -140,7 +149,7 @@ class Transcripts:
             lines = [from_stored(bytes(row["fields"])) for row in rows]
             return lines, encode_cursor(*last) if has_next else None, encode_cursor(*first) if has_prev else None
 
-        lines, next_cursor, prev_cursor = self.recorder.read(NAME, work)
+        lines, next_cursor, prev_cursor = self._read(work)
         return TranscriptPage(
             room=room, lines=shown(lines, include_originals), next_cursor=next_cursor, prev_cursor=prev_cursor
         )
@@ -172,7 +181,7 @@ class Transcripts:
                 from_stored(bytes(r["fields"])) for r in later
             ]
 
-        target, earlier, later = self.recorder.read(NAME, work)
+        target, earlier, later = self._read(work)
         return TranscriptContext(
             room=room,
             target=shown([target], include_originals)[0],
@@ -192,7 +201,7 @@ class Transcripts:
                 (room, after, limit),
             )
 
-        rows = self.recorder.read(NAME, work)
+        rows = self._read(work)
         return LineChanges(
             room=room,
             lines=[ordinary(from_stored(bytes(r["fields"]))) for r in rows if r["shown"] == ORDINARY],
@@ -202,7 +211,7 @@ class Transcripts:
 
     def subject_at(self, room: str, at: datetime) -> Line | None:
         """The line that set the subject ``room`` had at ``at`` (None: never set before)."""
-        rows = self.recorder.read(NAME, lambda query, _: query(
+        rows = self._read(lambda query, _: query(
             f"SELECT fields FROM {{lines}} WHERE {ROOM} AND kind='subject_changed' AND ts<=? ORDER BY ts DESC, id DESC "
             "LIMIT 8", (room, order_micros(at)),
         ))  # fmt: skip
@@ -210,13 +219,13 @@ class Transcripts:
 
     def last_change(self, room: str) -> int:
         """The position of the last event that changed a line of ``room`` (0: none)."""
-        rows = self.recorder.read(
-            NAME, lambda query, _: query(f"SELECT rev FROM {{lines}} WHERE {ROOM} ORDER BY rev DESC LIMIT 1", (room,))
+        rows = self._read(
+            lambda query, _: query(f"SELECT rev FROM {{lines}} WHERE {ROOM} ORDER BY rev DESC LIMIT 1", (room,))
         )
         return rows[0]["rev"] if rows else 0
 
     def line(self, room: str, ref: int | str, *, include_originals: bool = False) -> Line:
-        found = self.recorder.read(NAME, lambda query, _: _find(query, room, ref, include_originals))
+        found = self._read(lambda query, _: _find(query, room, ref, include_originals))
         return shown([found], include_originals)[0]
 
 

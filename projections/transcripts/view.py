@@ -103,6 +103,19 @@ def select_by_ref(query, room: str, ref: str) -> list[Line]:
     return []
 
 
+OLDER_LAYOUT = (
+    "the transcript view was made by an older chat-archive (another table layout): "
+    "rebuild it with chat-archive rebuild transcripts"
+)
+
+
+def made_by_older_layout(error: StoreError) -> bool:
+    """Whether ``error``, from a read of the view, is for want of what this layout added (the ``fields``
+    column of positional lines, the refs' ``bucket``, ``awaiting``, the ``rooms`` table): a view an older
+    chat-archive made, which this one would misread."""
+    return any(name in str(error) for name in ("awaiting", "bucket", "fields", "_rooms_"))
+
+
 class TranscriptProjection(TableProjection):
     name = NAME
     ddl = DDL
@@ -118,14 +131,9 @@ class TranscriptProjection(TableProjection):
             self._read_own("SELECT bucket FROM {refs} LIMIT 0")
             awaiting = self._read_own("SELECT fields FROM {lines} WHERE awaiting=1 ORDER BY id")
         except StoreError as e:
-            # No ``fields`` column: a view whose lines are msgpack maps (``data``), which this program
-            # would misread.
-            if not any(column in str(e) for column in ("awaiting", "bucket", "fields")):
-                raise
-            raise StoreError(
-                "the transcript view was made by an older chat-archive (another table layout): "
-                "rebuild it with chat-archive rebuild transcripts"
-            ) from e
+            if made_by_older_layout(e):
+                raise StoreError(OLDER_LAYOUT) from e
+            raise
         for row in awaiting:
             self._book.remember(from_stored(bytes(row["fields"])))
         self._rooms = RoomNumbers({row["jid"]: row["id"] for row in self._read_own("SELECT id, jid FROM {rooms}")})

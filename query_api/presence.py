@@ -78,7 +78,7 @@ def presence(room: str) -> Response:
         stays = presence_view.stays(room, nick=nick, jid=jid, start=start, end=end, limit=limit)
         result["next"] = None
     else:
-        people = [n for n in nicks_in_range(room, start, end) if after is None or n > after]
+        people = [n for n in presence_view.nicks(room, start, end) if after is None or n > after]
         page = people[:limit]
         stays = stays_of(room, page, start, end)
         result["next"] = encode_cursor({"after": page[-1]}, "presence") if len(people) > limit else None
@@ -104,24 +104,6 @@ def occupants_page(room: str, at, who: Caller, after: str | None, limit: int) ->
         "possibly_present": [without_jids(o, who) for o in there.possibly_present] if after is None else [],
         "next": encode_cursor({"after": page[-1].nick}, "presence") if len(occupants) > limit else None,
     }
-
-
-def nicks_in_range(room: str, start, end) -> list[str]:
-    """Every nick present in ``room`` at some time in [start, end): those there at ``start`` and
-    those who joined or took a nick within it (from the transcript view), in order."""
-    there = views().presence.occupants_at(room, start)
-    nicks = {o.nick for o in [*there.occupants, *there.possibly_present]}
-    cursor = None
-    while True:
-        page = views().transcripts.page(room, start=start, end=end, cursor=cursor, limit=1000)
-        for line in page.lines:
-            if line.kind == "joined" and line.nick:
-                nicks.add(line.nick)
-            elif line.kind == "nick_changed" and line.new_nick:
-                nicks.add(line.new_nick)
-        if page.next_cursor is None:
-            return sorted(nicks)
-        cursor = page.next_cursor
 
 
 def stays_of(room: str, nicks: list[str], start, end) -> list:

@@ -20,6 +20,9 @@
   at once) and ``distinct`` (occupants present at some time), and ``unknown``
   when the bucket overlaps an archive gap or lies after ``known_until`` (its
   counts are then lower bounds).
+- ``nicks(room, start, end) -> list[str]``: every nick present in ``room`` at some time in
+  ``[start, end)`` (that of a span overlapping it), sorted: the people of a range, found without
+  decoding a span or reading the transcript's joins.
 - ``gaps(room, *, start=None, end=None) -> list[Gap]``.
 - ``incomplete_gaps() -> list[Gap]``: gaps of every room in which messages too
   may be missing (kind other than ``presence``), newest first.
@@ -209,6 +212,13 @@ class Presence:
                 for (a, b), (peak, distinct, unknown) in zip(zip(edges, edges[1:]), counts)
             ],
         )
+
+    def nicks(self, room: str, start: datetime, end: datetime) -> list[str]:
+        rows = self.recorder.read(NAME, lambda query, _: query(
+            "SELECT DISTINCT nick FROM {spans} WHERE room=? AND end_ts>? AND start_ts<?",
+            (room, micros(start), micros(end)),
+        ))  # fmt: skip
+        return sorted(row["nick"] for row in rows)
 
     def gaps(self, room: str, *, start: datetime | None = None, end: datetime | None = None) -> list[Gap]:
         lo = micros(start) if start else -OPEN_BOUND

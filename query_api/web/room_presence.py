@@ -11,7 +11,6 @@ from archive.times import parse_day
 
 from ..context import api
 from ..errors import bad_parameter
-from ..transcript import transcripts
 from .presence_chart import NARROW, WIDE, PresenceSpan, occupants_at, presence_svg
 
 
@@ -59,16 +58,8 @@ def day_spans(presence, room: str, start: datetime, end: datetime, *, by_jid: bo
     the stay's first nick. People get opaque keys: the page never carries the
     occupant-id or the JID.
     """
-    nicks = {occupant.nick for occupant in presence.occupants_at(room, start).occupants}
-    cursor = None
-    while True:  # everyone who joined (or took a nick) that day, however long the day
-        page = transcripts().page(room, start=start, end=end, cursor=cursor, limit=1000)
-        nicks.update(line.nick for line in page.lines if line.kind in ("joined", "nick_changed") and line.nick)
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
     stays = {}
-    for nick in sorted(nicks):
+    for nick in presence.nicks(room, start, end):
         for stay in presence.stays(room, nick=nick, start=start, end=end, limit=1000):
             stays[stay.id] = stay
     people: dict[str, str] = {}

@@ -112,8 +112,11 @@ OLDER_LAYOUT = (
 def made_by_older_layout(error: StoreError) -> bool:
     """Whether ``error``, from a read of the view, is for want of what this layout added (the ``fields``
     column of positional lines, the refs' ``bucket``, ``awaiting``, the ``rooms`` table): a view an older
-    chat-archive made, which this one would misread."""
-    return any(name in str(error) for name in ("awaiting", "bucket", "fields", "_rooms_"))
+    chat-archive made, which this one would misread. Only a missing table or column: PostgreSQL's other errors
+    quote the statement, which names them too."""
+    text = str(error)
+    missing = "no such " in text or "does not exist" in text
+    return missing and any(name in text for name in ("awaiting", "bucket", "fields", "_rooms_"))
 
 
 class TranscriptProjection(TableProjection):

@@ -28,6 +28,7 @@ stored a second time.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from typing import NamedTuple
 
 try:
@@ -130,14 +131,17 @@ class Probe:
         self.buckets = set(zip(batch.rooms, batch.buckets))
         self.buckets.update([nearby for nearby in set(zip(batch.rooms, batch.neighbours)) if nearby[1] is not None])
 
-    def among(self, stored: set[Slot]) -> set[Slot]:
-        """The batch's slots among these stored ones. The buckets read hold the rooms' earlier events
-        of the hour, nearly all with digests the batch does not have: the slots are made and compared
-        only for the events whose digest was found."""
-        found = {slot[2] for slot in stored}
-        if not found:
-            return set()
+    def among(self, rows: Iterable[tuple[str, int, int]]) -> set[Slot]:
+        """The batch's slots among the side index rows (room, second, digest) of the buckets read. Those
+        hold the rooms' earlier events of the hours, nearly all with digests the batch does not have: a
+        row's slot is made only when its digest is one of the batch's, and the batch's slots only for
+        the digests found."""
         batch = self._batch
+        digests = set(batch.digests)
+        stored = {(room, second // BUCKET, digest) for room, second, digest in rows if digest in digests}
+        if not stored:
+            return set()
+        found = {slot[2] for slot in stored}
         return stored.intersection(
             [slot for i, digest in enumerate(batch.digests) if digest in found for slot in batch.slots(i)]
         )

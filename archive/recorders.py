@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .errors import StoreError
-from .idempotency import BUCKET, Slot
+from .idempotency import BUCKET
 
 # (originator_id, originator_version, topic, state): an event as the events table holds it
 EventRow = tuple[str, int, str, bytes]
@@ -49,11 +49,6 @@ _FAR = 2**62  # seconds: beyond any time an event carries
 def bucket_spans(buckets: Iterable[tuple[str, int]]) -> list[tuple[str, int, int]]:
     """The key ranges that hold these (room, bucket)s: (room, first second, second after the last)."""
     return [(room, bucket * BUCKET, (bucket + 1) * BUCKET) for room, bucket in buckets]
-
-
-def stored_slots_of(rows: Iterable[tuple[str, int, int]]) -> set[Slot]:
-    """The slots of (room, second, digest) rows of the side index."""
-    return {(room, second // BUCKET, digest) for room, second, digest in rows}
 
 
 def range_params(oid: str, after: tuple[int, int] | None, limit: int, t_from: float | None, t_to: float | None):

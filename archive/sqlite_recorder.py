@@ -25,7 +25,6 @@ from .idempotency import Probe, Slot, key_digest
 from .key_upgrade import upgrade_sqlite_index
 from .recorders import (
     HeadRow, RangeRow, RoomRow, check_copy_positions, chunks, positioned, range_params, bucket_spans,
-    stored_slots_of,
 )
 
 # Keyed in the room's order, (whole second, version): time-ranged reads walk the key from where
@@ -48,7 +47,7 @@ _json = msgspec.json.Encoder()
 
 def _stored_slots(c: Any, probe: Probe) -> set[Slot]:
     c.execute(_STORED_SLOTS, (_json.encode(bucket_spans(probe.buckets)).decode(),))
-    return probe.among(stored_slots_of(c.fetchall()))
+    return probe.among(c.fetchall())
 
 
 class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):

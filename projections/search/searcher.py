@@ -33,7 +33,7 @@ from .plans import parsed, plan_for
 from .results import FacetCount, Facets, Hit, Scope, SearchResults, Sort
 from .schema import SCHEMA_VERSION, bare_jid, older_schema
 from .storage import IndexLocation
-from .storedlines import StoredLines
+from .storedlines import KeptLines, StoredLines
 from .timepage import WindowOrder, edge_unit, time_page
 
 MAX_LIMIT = 500
@@ -75,6 +75,7 @@ class SearchIndex:
         self._edges: tuple[tantivy.Searcher | None, dict[bool, int | None]] = (None, {})
         self._orders: tuple[tantivy.Searcher | None, dict] = (None, {})
         self._totals: tuple[tantivy.Searcher | None, dict] = (None, {})
+        self._kept: tuple[tantivy.Searcher | None, KeptLines] = (None, KeptLines())
 
     # -- public ----------------------------------------------------------------------
 
@@ -126,7 +127,7 @@ class SearchIndex:
         totals, asked = self._known_totals(searcher), (node, scope)
         # Facets visit every match: their counts make the total, which then is not counted again.
         counts, counted = _facets(searcher, base, facet_size) if facets else (None, None)
-        lines = StoredLines(searcher)
+        lines = StoredLines(searcher, self._kept_lines(searcher))
         if sort is Sort.RELEVANCE:
             offset = after.offset if after else 0
             limit = max(1, min(limit, MAX_RELEVANCE_DEPTH - offset))
@@ -242,6 +243,14 @@ class SearchIndex:
             values = {}
             setattr(self, name, (searcher, values))
         return values
+
+    def _kept_lines(self, searcher: tantivy.Searcher) -> KeptLines:
+        """The lines this searcher's searches read: a new ``KeptLines`` with every new searcher."""
+        held, kept = self._kept
+        if held is not searcher:
+            kept = KeptLines()
+            self._kept = (searcher, kept)
+        return kept
 
     def forget_known_totals(self) -> None:
         """Count every query's total again, as after a reload: what a query's first time-sorted

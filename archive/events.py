@@ -18,6 +18,7 @@ Schema evolution rules (stored events are immutable, so the schema only grows):
 from __future__ import annotations
 
 import enum
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Union
 
@@ -354,3 +355,35 @@ class Recorded(msgspec.Struct, frozen=True, gc=False):  # gc=False: see Event
 
     position: int
     event: ArchiveEvent
+
+
+# The archive's own records, each kept in one stream of its own, never in a room's.
+COMPLIANCE_KINDS = (ChainCheckpoint, LegalHoldPlaced, LegalHoldReleased, EventsPurged, PurgeApplied)
+
+
+def room_problem(room: str) -> str | None:
+    """Why ``room`` cannot name a room (None: it can). A room is a bare JID, ``name@service``, as the listener
+    records it: no resource, no whitespace, no control or format characters (no JID holds them, and a line break
+    in a room's name would break every line and header it is written into: transcripts, export headers, logs)."""
+    local, _, service = room.partition("@")
+    if not local or not service or "@" in service or "/" in room:
+        return f"{room!r} is not a room's JID (name@service, no resource)"
+    odd = next((c for c in room if c.isspace() or unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp")), None)
+    if odd is not None:
+        return f"{room!r} is not a room's JID: it holds the character {odd!r}"
+    return None
+
+
+def misplaced(event: Event) -> str | None:
+    """Why the log cannot hold ``event`` in the stream it names (None: it can): a room's events go to a room
+    (never into the archive's own streams), the compliance records to the compliance stream, and audit records
+    to the audit trail, which is kept beside the log, not in it."""
+    if isinstance(event, ContentRead):
+        return "an audit record (content_read) belongs to the audit trail, not the event log"
+    tag = event.__struct_config__.tag
+    if isinstance(event, COMPLIANCE_KINDS):
+        if event.room != COMPLIANCE_STREAM:
+            return f"a {tag} record belongs to the stream {COMPLIANCE_STREAM}, not {event.room!r}"
+        return None
+    problem = room_problem(event.room)
+    return f"a {tag} event names a room: {problem}" if problem else None

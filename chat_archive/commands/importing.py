@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from archive.errors import ChatArchiveError, EventDecodeError, StoreError
-from archive.events import ChainHead, EventsPurged, Recorded
+from archive.events import ChainHead, EventsPurged, Recorded, misplaced
 from archive.store import MAX_BATCH, EventStore
 
 from ..bootstrap import open_store
@@ -38,6 +38,7 @@ class _Survey:
     numbered: bool = True  # every line holds its event's position and version: a backup
     purges: list[EventsPurged] = field(default_factory=list)
     purge_line: int | None = None  # the first line of a purge's record
+    misplaced: str | None = None  # the first line whose event names a stream it cannot go to, and why
     last_position: int = 0
     versions: dict[str, int] = field(default_factory=dict)  # stream -> its last version in the lines
 
@@ -46,6 +47,8 @@ class _Survey:
             self.purge_line = entry.line
         if type(entry.event) is EventsPurged:
             self.purges.append(entry.event)
+        if self.misplaced is None and (problem := misplaced(entry.event)):
+            self.misplaced = f"{self.source}, line {entry.line}: {problem}"
         self.numbered = self.numbered and entry.position is not None and entry.version is not None
         if not self.numbered:
             return
@@ -75,6 +78,9 @@ def import_events(args: argparse.Namespace, config) -> int:
             "the store it came from, which this file's lines do not hold: restore a backup written by this "
             "version's `chat-archive export-log`"
         )
+    # A backup holds what its store held, and is restored as it was; other lines go in as new events.
+    if not survey.numbered and survey.misplaced:
+        raise EventDecodeError(f"{survey.misplaced}: nothing was imported")
     if survey.numbered and survey.last_position and not log.ends_with_trailer:
         raise EventDecodeError(f"{source}: a backup ends with its trailer (count, SHA-256, chain heads): this one "
                                "is cut short or has lines after it")

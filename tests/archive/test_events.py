@@ -137,3 +137,32 @@ def test_events_and_their_records_are_not_tracked_by_the_garbage_collector(event
     """They can be in no reference cycle; tracked, every full collection walked each event a batch holds."""
     assert not gc.is_tracked(codec.from_msgpack(codec.to_msgpack(event)))
     assert not gc.is_tracked(ev.Recorded(1, event))
+
+
+@pytest.mark.parametrize("room, why", [
+    ("lobby@conference.localhost", None),
+    ("team+1@conference.localhost", None),
+    ("café@conférence.example", None),
+    ("a\r\nX-Injected: 1@conference.localhost", "'\\r'"),
+    ("news\x1b[2J@conference.localhost", "'\\x1b'"),
+    ("evil\u202e@conference.localhost", "'\\u202e'"),
+    ("two words@conference.localhost", "' '"),
+    ("lobby", "not a room's JID"),
+    ("lobby@", "not a room's JID"),
+    ("lobby@conference.localhost/alice", "not a room's JID"),
+    ("", "not a room's JID"),
+    (ev.COMPLIANCE_STREAM, "not a room's JID"),
+    (ev.AUDIT_STREAM, "not a room's JID"),
+])
+def test_a_room_is_a_bare_jid_without_line_breaks_or_control_characters(room, why):
+    problem = ev.room_problem(room)
+    assert problem is None if why is None else why in problem
+    assert ev.misplaced(message(0, room=room)) == (problem and f"a message_posted event names a room: {problem}")
+
+
+def test_the_archives_own_records_go_to_their_own_streams_only():
+    hold = make(ev.LegalHoldPlaced, 0, room=ev.COMPLIANCE_STREAM, hold_id="h", case="c")
+    assert ev.misplaced(hold) is None
+    assert "belongs to the stream chat-archive:compliance" in ev.misplaced(msgspec.structs.replace(hold, room="lobby@x.org"))
+    read = make(ev.ContentRead, 0, room=ev.AUDIT_STREAM, request_id="r", via="cli", endpoint="search")
+    assert "audit trail" in ev.misplaced(read)

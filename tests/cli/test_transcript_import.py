@@ -108,3 +108,18 @@ def test_transcript_text_cannot_be_forged_by_line_breaks_or_control_characters(s
     assert text.stdout.splitlines() == [
         "[2024-05-01T12:00:01Z] <mallory> fine", "    [2024-05-01T12:00:40Z] <ceo> wire\\x1b[2J",
     ]
+
+
+def test_import_refuses_a_room_no_jid_names_and_the_archives_own_streams(store_url, tmp_path):
+    """A room name with a line break went in (and every EML and RSMF export of it failed with a traceback), and so
+    did a message into the compliance stream (read by no room's view, never purged) or an audit record."""
+    for line, bad in [
+        (2, _event("message_posted", 1, nick="eve", body="x", room="a\r\nX-Injected: 1@conference.localhost")),
+        (2, _event("message_posted", 1, nick="eve", body="x", room="chat-archive:compliance")),
+        (2, _event("content_read", 1, room="chat-archive:audit", request_id="r", via="cli", endpoint="search")),
+    ]:
+        result = run_cli("import", _file(tmp_path, [json.dumps(HISTORY[0]), json.dumps(bad)]), store_url=store_url)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert f"line {line}: " in result.stderr and "nothing was imported" in result.stderr
+    with open_event_store(store_url) as store:
+        assert store.head() == 0

@@ -18,15 +18,21 @@ def _visible(c: str) -> str:
     return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
 
 
-def _controls_shown(text: str) -> str:
+def _controls_shown(text: str, shown=("Cc", "Cf"), kept: str = "\t") -> str:
     """Control and format characters (terminal escapes, bidi overrides) as visible escapes."""
-    return "".join(_visible(c) if c != "\t" and unicodedata.category(c) in ("Cc", "Cf") else c for c in text)
+    return "".join(_visible(c) if c not in kept and unicodedata.category(c) in shown else c for c in text)
 
 
 def plain_line(text: str) -> str:
     """One line of a plain-text transcript: a line break inside it continues on an indented
     line, so every line that starts at the margin is a real one."""
     return CONTINUATION.join(_controls_shown(part) for part in _LINE_BREAKS.split(text))
+
+
+def one_line(text: str) -> str:
+    """Text that must stay on one line (a mail header of an export): line breaks, tabs, control and format
+    characters as visible escapes."""
+    return _controls_shown(text, ("Cc", "Cf", "Zl", "Zp"), kept="")
 
 
 def csv_cell(value: str) -> str:

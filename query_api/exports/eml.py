@@ -7,10 +7,14 @@ from datetime import date, datetime, time, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
+from ..escaping import one_line
 from ..transcript import text_line
 
 
 def eml_file(room: str, day: date, lines: Sequence) -> bytes:
+    # Headers are one line each: a room stored with a line break in its name (an import before rooms were
+    # checked) would fail the whole export, or forge a header.
+    room = one_line(room)
     message = EmailMessage()
     message["From"] = f"chat-archive <chat-archive@{room.split('@')[-1]}>"
     message["To"] = room

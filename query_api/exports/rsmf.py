@@ -21,6 +21,7 @@ import msgspec
 
 from archive.times import format_time, utcnow
 
+from ..escaping import one_line
 from ..transcript import describe, text_line
 
 RSMF_VERSION = "2.0.0"
@@ -97,7 +98,10 @@ def rsmf_file(room: str, lines: Sequence, collection_id: str) -> bytes:
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("rsmf_manifest.json", msgspec.json.encode(data))
     message = EmailMessage()
-    names = [p["display"] for p in data["participants"]]
+    # Headers are one line each (the manifest inside keeps every name exactly): a line break in a nick, or in a
+    # room stored before rooms were checked, would fail the whole export, or forge a header.
+    names = [one_line(p["display"]) for p in data["participants"]]
+    room, collection_id = one_line(room), one_line(collection_id)
     message["From"] = f"chat-archive <chat-archive@{room.split('@')[-1]}>"
     message["To"] = room
     message["Subject"] = f"{room}: {len(lines)} events"

@@ -16,7 +16,8 @@ import pytest
 from archive.application import open_event_store
 from query_api.exports.bundle import ExportRequest, write_bundle
 from query_api.exports.manifest import verify_bundle
-from tests.factories import at
+from archive import events as ev
+from tests.factories import at, make, message
 
 from .conftest import LOBBY, PUBLIC, SECRET, seed_events
 
@@ -112,6 +113,32 @@ def test_a_room_named_twice_is_exported_once(archive, tmp_path, fmt):
     assert twice["manifest"].rooms == [LOBBY, PUBLIC]
     assert twice["manifest"].counts == once.counts and twice["manifest"].chain_heads == once.chain_heads
     assert verify_bundle(path).ok
+
+
+@pytest.mark.parametrize("fmt", ["rsmf", "eml"])
+def test_a_room_stored_with_a_line_break_exports_with_its_headers_on_one_line(archive, tmp_path, fmt):
+    """A room (or a nick) with a line break in its name, stored by an import before rooms were checked, failed
+    the whole export: the mail headers of RSMF and EML refuse line breaks (a traceback in the CLI)."""
+    room = "a\r\nX-Injected: 1@conference.localhost"
+    archive.store.append([make(ev.OccupantJoined, 0, room=room, nick="eve\nX-Forged: 2"),
+                          message(1, "hello", "eve\nX-Forged: 2", room=room)])
+    archive.catch_up()
+    path, made = export(archive, tmp_path, format=fmt, rooms=(room,))
+    with zipfile.ZipFile(path) as zf:
+        (name,) = [n for n in zf.namelist() if n.endswith(f".{fmt}")]
+        message_ = email.message_from_bytes(zf.read(name), policy=email.policy.default)
+    assert "X-Injected" not in message_ and "X-Forged" not in message_
+    assert message_["Subject"].startswith("a\\x0d\\x0aX-Injected: 1@conference.localhost")
+    if fmt == "rsmf":
+        _, manifest = read_rsmf(zf_bytes(path, name))
+        assert manifest["conversations"][0]["id"] == room  # the manifest inside keeps the name exactly
+        assert message_["X-RSMF-Participants"] == "eve\\x0aX-Forged: 2"
+    assert made["manifest"].rooms == [room] and verify_bundle(path).ok
+
+
+def zf_bytes(path, name) -> bytes:
+    with zipfile.ZipFile(path) as zf:
+        return zf.read(name)
 
 
 def test_every_export_has_a_manifest_with_counts_heads_and_hashes_and_tampering_is_found(archive, tmp_path):

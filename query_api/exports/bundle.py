@@ -167,5 +167,10 @@ def _room_days(views: Views, request: ExportRequest, room: str, hits) -> Iterato
         yield day, lines
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name)[:200]
+def _safe(room: str) -> str:
+    """The room as a folder name in the ZIP: unchanged where it holds only letters, digits and ``-_.@``;
+    otherwise those characters with ``_`` for the others, and ``~`` and a digest of the room, so that rooms
+    differing only there (``team+1`` and ``team#1``, both ``team_1``; long names cut at 200 characters) get
+    folders of their own rather than members of the same name."""
+    safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in room)[:200]
+    return safe if safe == room else f"{safe}~{hashlib.sha256(room.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"

@@ -136,6 +136,23 @@ def test_a_room_stored_with_a_line_break_exports_with_its_headers_on_one_line(ar
     assert made["manifest"].rooms == [room] and verify_bundle(path).ok
 
 
+def test_rooms_whose_folder_names_would_be_the_same_get_folders_of_their_own(archive, tmp_path):
+    """team+1 and team#1 were both written to rsmf/team_1@.../DAY.rsmf: two ZIP members of one name, the first
+    unreadable, and verify-export failed the genuine bundle (the name's SHA-256 is the second member's)."""
+    rooms = ("team+1@conference.localhost", "team#1@conference.localhost")
+    archive.store.append([message(1, f"hello {room}", room=room) for room in rooms])
+    archive.catch_up()
+    path, made = export(archive, tmp_path, format="rsmf", rooms=rooms)
+    with zipfile.ZipFile(path) as zf:
+        names = [n for n in zf.namelist() if n.endswith(".rsmf")]
+        conversations = {read_rsmf(zf.read(n))[1]["conversations"][0]["id"] for n in names}
+    assert len(names) == len(set(names)) == 2 and conversations == set(rooms)
+    assert all(n.startswith("rsmf/team_1@conference.localhost~") for n in names)
+    assert verify_bundle(path).ok
+    plain = export(archive, tmp_path, format="rsmf", rooms=(LOBBY,))[0]
+    assert [n for n in zipfile.ZipFile(plain).namelist() if n.endswith(".rsmf")] == [f"rsmf/{LOBBY}/2024-05-01.rsmf"]
+
+
 def zf_bytes(path, name) -> bytes:
     with zipfile.ZipFile(path) as zf:
         return zf.read(name)

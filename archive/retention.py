@@ -21,6 +21,7 @@ from fnmatch import fnmatchcase
 from .errors import InvalidQueryError, NotFoundError
 from .events import (
     COMPLIANCE_STREAM, Event, EventsPurged, LegalHoldPlaced, LegalHoldReleased, PurgeApplied, PurgedSpan, Recorded,
+    room_problem,
 )
 from .integrity import compliance_records
 from .settings import RetentionSettings
@@ -80,11 +81,24 @@ def place_hold(store: EventStore, *, case: str, rooms=(), jids=(), start=None, e
         raise InvalidQueryError("a legal hold needs a case name")
     if start and end and end <= start:
         raise InvalidQueryError("a hold's end must be later than its start")
+    _check_hold_names(rooms, jids)
     now = utcnow()
     hold = LegalHoldPlaced(room=COMPLIANCE_STREAM, occurred_at=now, recorded_at=now, hold_id=secrets.token_hex(6),
                            case=case.strip(), rooms=tuple(rooms), jids=tuple(jids), hold_from=start, hold_to=end, by=by)
     store.append([hold])
     return hold
+
+
+def _check_hold_names(rooms: Iterable[str], jids: Iterable[str]) -> None:
+    """A hold names rooms by JID or glob, people by JID: a bare room name (``lobby``, as search's ``room:`` takes
+    it) or a nick would cover nothing, and the next purge would delete what the hold was placed to keep."""
+    for room in rooms:
+        if not any(c in room for c in "*?[") and (problem := room_problem(room)):
+            raise InvalidQueryError(f"a hold names rooms by JID or glob (lobby@conference.example.org, "
+                                    f"lobby@*, *@conference.example.org): {problem}")
+    for jid in jids:
+        if room_problem(jid.split("/", 1)[0]):
+            raise InvalidQueryError(f"a hold names people by JID (alice@example.org), not {jid!r}")
 
 
 def release_hold(store: EventStore, hold_id: str, *, by: str = "", reason: str = "") -> LegalHoldReleased:

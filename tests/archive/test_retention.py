@@ -121,6 +121,19 @@ def test_hold_arguments_are_checked(event_store):
         release_hold(event_store, "nope")
 
 
+def test_a_hold_on_a_bare_room_name_or_a_nick_is_refused_not_placed_covering_nothing(event_store):
+    """`hold place --room lobby` (a bare name, as search's --room takes it) or `--jid alice` (a nick) was placed,
+    covered nothing, and the next purge deleted what it was placed to keep."""
+    fill(event_store)
+    for names in ({"rooms": ["lobby"]}, {"rooms": [f"{LOBBY}/alice"]}, {"jids": ["alice"]}, {"jids": ["bob "]}):
+        with pytest.raises(InvalidQueryError, match="by JID"):
+            place_hold(event_store, case="Acme", **names)
+    assert holds_of(event_store) == []
+    place_hold(event_store, case="Acme", rooms=["lobby@*"], jids=["Bob@localhost/x"])
+    purge(event_store, ONE_DAY, now=NOW)
+    assert bodies(event_store, LOBBY) == ["from bob", "anonymous", "recent"]
+
+
 @pytest.fixture
 def event_store(store_url):
     from archive.application import open_event_store

@@ -67,6 +67,9 @@ def test_holds_need_the_compliance_role_and_valid_input(setup):
     assert client.post("/api/v1/holds", headers=compliance).status_code == 400
     assert client.post("/api/v1/holds?case=x&from=2024-05-02&to=2024-05-01", headers=compliance).status_code == 400
     assert client.post("/api/v1/holds/nope/release", headers=compliance).status_code == 404
+    bare = client.post("/api/v1/holds?case=x&room=lobby", headers=compliance)
+    assert bare.status_code == 400 and "by JID or glob" in bare.json["error"]["message"]
+    assert client.get("/api/v1/holds", headers=compliance).json["holds"] == []
 
 
 def test_hold_and_purge_from_the_command_line(tmp_path, capsys):

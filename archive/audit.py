@@ -14,11 +14,13 @@ import secrets
 from collections.abc import Iterator
 from datetime import datetime
 
+from .audit_store import MAX_SEQ
 from .events import AUDIT_STREAM, ContentRead, Recorded
 from .store import EventStore
 from .times import utcnow
 
 MAX_QUERY = 1000  # characters of a query kept in a record
+SCAN = 10_000  # records one page reads at most, whatever its filter finds among them
 
 
 def record_read(
@@ -71,8 +73,32 @@ def read_audit(
     since: datetime | None = None,
     until: datetime | None = None,
     after: int = 0,
+    through: int = MAX_SEQ,
 ) -> Iterator[Recorded]:
-    """Audit records, oldest first, optionally of one caller, in [since, until), after sequence number ``after``."""
-    for recorded in store.read_audit(after=after, start=since, end=until):
+    """Audit records, oldest first, optionally of one caller, in [since, until), after sequence number ``after``
+    up to ``through``."""
+    for recorded in store.read_audit(after=after, through=through, start=since, end=until):
         if who is None or matches_who(recorded.event, who):
             yield recorded
+
+
+def audit_page(
+    store: EventStore,
+    *,
+    limit: int,
+    who: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: int = 0,
+) -> tuple[list[Recorded], int | None]:
+    """Up to ``limit`` records of ``read_audit``, and the sequence number the next page goes on after (None: the
+    trail holds no more). A page reads the records after ``after`` up to ``SCAN`` of them: a filter that matches
+    few records (or none) gives a page with fewer than ``limit``, even none, and the sequence number up to which it
+    looked, so that no request reads the whole trail (it grows with every request)."""
+    through = min(after + SCAN, MAX_SEQ)
+    found: list[Recorded] = []
+    for recorded in read_audit(store, who=who, since=since, until=until, after=after, through=through):
+        if len(found) == limit:
+            return found, found[-1].position
+        found.append(recorded)
+    return found, (through if store.audit_last() > through else None)

@@ -18,6 +18,7 @@ from .events import AUDIT_STREAM, ChainHead, ContentRead, Recorded
 from .group_commit import GroupCommit
 
 MAX_ATTEMPTS = 20  # conflicts with other writers before an append gives up (events and audit records)
+MAX_SEQ = 2**63 - 1  # the largest sequence number the databases' integer columns hold
 
 
 class AuditStore:
@@ -48,19 +49,28 @@ class AuditStore:
         raise AssertionError("unreachable")
 
     def read_audit(
-        self, *, after: int = 0, start: datetime | None = None, end: datetime | None = None, page_size: int = 1000
+        self, *, after: int = 0, through: int = MAX_SEQ, start: datetime | None = None, end: datetime | None = None,
+        page_size: int = 1000,
     ) -> Iterator[Recorded]:
-        """Audit records after sequence number ``after``, optionally in [start, end), oldest first;
-        ``Recorded.position`` is the record's sequence number in the audit trail."""
-        for seq, state, _ in self._audit_rows(after, start, end, page_size):
+        """Audit records after sequence number ``after`` up to ``through``, optionally in [start, end), oldest
+        first; ``Recorded.position`` is the record's sequence number in the audit trail."""
+        for seq, state, _ in self._audit_rows(after, start, end, page_size, through):
             yield Recorded(seq, from_msgpack(state))
 
-    def _audit_rows(self, after: int, start, end, page_size: int) -> Iterator[tuple[int, bytes, bytes]]:
+    def audit_last(self) -> int:
+        """The sequence number of the trail's last record, 0 for none."""
+        try:
+            head = self._recorder.audit_head()
+        except PersistenceError as e:
+            raise StoreError(f"could not read the audit trail: {e}") from e
+        return head[0] if head else 0
+
+    def _audit_rows(self, after: int, start, end, page_size: int, through: int = MAX_SEQ) -> Iterator[tuple[int, bytes, bytes]]:
         t_from = start.timestamp() if start else float("-inf")
         t_to = end.timestamp() if end else float("inf")
         while True:
             try:
-                page = self._recorder.select_audit(after, t_from, t_to, page_size)
+                page = self._recorder.select_audit(after, through, t_from, t_to, page_size)
             except PersistenceError as e:
                 raise StoreError(f"could not read the audit trail: {e}") from e
             yield from page

@@ -70,11 +70,12 @@ class SQLiteAuditTable:
         except sqlite3.Error as e:
             raise PersistenceError(e) from e
 
-    def select_audit(self, after: int, since: float, until: float, limit: int) -> list[AuditRow]:
+    def select_audit(self, after: int, through: int, since: float, until: float, limit: int) -> list[AuditRow]:
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                "SELECT seq, state, link FROM archive_audit WHERE seq>? AND at>=? AND at<? ORDER BY seq LIMIT ?",
-                (after, since, until, limit),
+                "SELECT seq, state, link FROM archive_audit WHERE seq>? AND seq<=? AND at>=? AND at<? "
+                "ORDER BY seq LIMIT ?",
+                (after, through, since, until, limit),
             )
             return [tuple(row) for row in c.fetchall()]
 
@@ -128,13 +129,14 @@ class PostgresAuditTable:
             row = curs.fetchone()
             return (row["seq"], bytes(row["link"])) if row else None
 
-    def select_audit(self, after: int, since: float, until: float, limit: int) -> list[AuditRow]:
+    def select_audit(self, after: int, through: int, since: float, until: float, limit: int) -> list[AuditRow]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
                 SQL(
-                    "SELECT seq, state, link FROM {} WHERE seq>%s AND at>=%s AND at<%s ORDER BY seq LIMIT %s"
+                    "SELECT seq, state, link FROM {} WHERE seq>%s AND seq<=%s AND at>=%s AND at<%s "
+                    "ORDER BY seq LIMIT %s"
                 ).format(self._audit),
-                (after, since, until, limit),
+                (after, through, since, until, limit),
             )
             return [(row["seq"], bytes(row["state"]), bytes(row["link"])) for row in curs.fetchall()]
 

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from flask import Blueprint, Flask, Response, g, request
 
-from archive.audit import read_audit, record_read
+from archive.audit import audit_page, record_read
 from archive.codec import to_json
 from archive.errors import ChatArchiveError, InvalidQueryError
 from archive.times import parse_time
@@ -151,21 +151,18 @@ def _time(text: str | None):
 @bp.get("/audit")
 def audit() -> Response:
     """Audit records, oldest first: ``who`` (token id, site user or role), ``since``/``until``, ``after``
-    (a log position from ``next_after``) and ``limit``. Compliance only."""
+    (a log position from ``next_after``) and ``limit``. Compliance only. A page looks at ``archive.audit.SCAN``
+    records at most: with a filter, it may hold fewer than ``limit`` (even none) and still a ``next_after``."""
     caller(Capability.AUDIT)
     params = Params(request.args, ("who", "since", "until", "after", "limit"))
     since, until = params.time_range("since", "until")
     after = params.integer("after", 0)
     limit = params.integer("limit", 100, minimum=1, maximum=PAGE_LIMIT)
-    records, more = [], False
-    for recorded in read_audit(api().store, who=params.text("who"), since=since, until=until, after=after):
-        if len(records) == limit:
-            more = True
-            break
-        records.append(recorded)
+    records, next_after = audit_page(api().store, who=params.text("who"), since=since, until=until, after=after,
+                                     limit=limit)
     results(len(records))
     body = b'{"records":[%s],"next_after":%s}' % (
         b",".join(b'{"position":%d,"record":%s}' % (r.position, to_json(r.event)) for r in records),
-        str(records[-1].position).encode() if more else b"null",
+        b"null" if next_after is None else str(next_after).encode(),
     )
     return Response(body, mimetype="application/json", headers={"Cache-Control": "no-store"})

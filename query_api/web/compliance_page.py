@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import redirect, render_template, request, url_for
 
-from archive.audit import read_audit
+from archive.audit import audit_page as trail_page
 from archive.times import format_time
 
 from .. import audit
@@ -25,19 +25,15 @@ def audit_page():
     params = Params(request.args, ("who", "since", "until", "after"))
     since, until = params.time_range("since", "until")
     after = params.integer("after", 0)
-    records = []
-    for recorded in read_audit(api().store, who=params.text("who"), since=since, until=until, after=after):
-        records.append(recorded)
-        if len(records) > AUDIT_PAGE:
-            break
-    more = len(records) > AUDIT_PAGE
-    records = records[:AUDIT_PAGE]
+    records, next_after = trail_page(api().store, who=params.text("who"), since=since, until=until, after=after,
+                                     limit=AUDIT_PAGE)
     audit.results(len(records))
     return render_template(
         "web/audit.html",
         rows=[(r.position, format_time(r.event.occurred_at), r.event) for r in records],
         form={k: request.args.get(k, "") for k in ("who", "since", "until")},
-        next_after=records[-1].position if more else None,
+        next_after=next_after,
+        after=after,
         format_time=format_time,
     )
 

@@ -98,6 +98,34 @@ def test_only_compliance_reads_the_trail_filtered_by_who_and_time(audited):
     assert client.get("/api/v1/audit?limit=0", headers=auth(tokens["compliance"])).status_code == 400
 
 
+def test_a_filter_that_matches_nothing_reads_a_bounded_page_and_paging_finds_every_match(audited, monkeypatch):
+    """GET /audit?who=X read the whole trail when nothing matched (any compliance caller, per request; the trail
+    grows with every request). A page now looks at SCAN records at most and says where to go on from."""
+    import archive.audit
+
+    app, store, tokens, _ = audited
+    client = app.test_client()
+    for i in range(6):
+        client.get("/api/v1/search?q=hello", headers=auth(tokens["site"], "carol" if i % 3 == 0 else "dave"))
+    monkeypatch.setattr(archive.audit, "SCAN", 4, raising=False)  # raising: the test must fail without SCAN too
+    head = len(list(read_audit(store)))
+    nothing = client.get("/api/v1/audit?who=nobody", headers=auth(tokens["compliance"])).json
+    assert nothing == {"records": [], "next_after": 4}
+    expected = [r.position for r in read_audit(store, who="carol")]
+    found, after, pages = [], 0, 0
+    while after is not None:
+        page = client.get(f"/api/v1/audit?who=carol&after={after}", headers=auth(tokens["compliance"])).json
+        found += [r["position"] for r in page["records"]]
+        assert page["next_after"] is None or page["next_after"] - after <= 4
+        after, pages = page["next_after"], pages + 1
+    assert found == expected and len(found) == 2 and pages >= head // 4
+    huge = client.get(f"/api/v1/audit?who=carol&after={2**63 - 1}", headers=auth(tokens["compliance"]))
+    assert huge.status_code == 200 and huge.json == {"records": [], "next_after": None}
+    assert sign_in(client, tokens["compliance"]).status_code == 303
+    web = client.get("/audit?who=nobody").get_data(as_text=True)
+    assert "No reads that match among records 1 to 4" in web and "after=4" in web
+
+
 def test_the_trail_is_hash_chained_and_a_removed_record_is_found(audited):
     app, store, tokens, _ = audited
     client = app.test_client()

@@ -11,7 +11,7 @@ Grammar (``OR`` binds tighter than the implicit ``AND``, as in mail search)::
 ``AND``/``OR``/``NOT`` are operators only in capitals. Filters: ``room:``,
 ``from:`` (nick), ``jid:``, ``after:`` (at or after), ``before:`` (strictly
 before), ``on:`` (that UTC day), ``is:edited``, ``is:retracted``; a value may be
-quoted (``from:"Ann Lee"``). Anything else with a colon is an ordinary word.
+quoted (``from:"Ann Lee"``), ``\\"`` and ``\\\\`` standing for a quote and a backslash inside quotes. Anything else with a colon is an ordinary word.
 Errors raise ``InvalidQueryError`` whose ``position`` is the 0-based offset of
 the fault in the query text.
 """
@@ -182,11 +182,22 @@ def _tokenize(text: str) -> list[_Token]:
     return tokens
 
 
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+_ESCAPED = re.compile(r'\\(["\\])')
+
+
 def _quoted(text: str, start: int) -> tuple[str, int]:
-    end = text.find('"', start + 1)
-    if end < 0:
+    """The value of the quoted text at ``start`` and where it ends: ``\\"`` is a quote inside it, ``\\\\`` a
+    backslash (any other backslash is itself), so that any nick can be written (``from:"the \\"boss\\""``)."""
+    match = _QUOTED.match(text, start)
+    if match is None:
         raise InvalidQueryError(f'unterminated quote at position {start}: add the closing "', start)
-    return text[start + 1 : end], end + 1
+    return _ESCAPED.sub(r"\1", match.group(1)), match.end()
+
+
+def quoted(value: str) -> str:
+    """``value`` as a quoted value of the query language, whatever it holds (what ``_quoted`` reads back)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class _Parser:

@@ -14,6 +14,7 @@ from markupsafe import Markup
 
 from archive.errors import InvalidQueryError
 from archive.times import format_time
+from projections.search.query import quoted
 
 from .. import audit
 from ..context import api
@@ -79,17 +80,19 @@ def search():
 def query_text(form: dict) -> str:
     """The form's filters as the query language (what a power user would type)."""
     parts = [form["q"].strip()] if form["q"].strip() else []
+    # Values quoted whatever they hold: a nick with a " (or a room or date from an edited address) was a query
+    # error about text the person never typed, or a term of its own after a space.
     if form["rooms"]:
-        rooms = [f'room:"{room}"' for room in form["rooms"]]
+        rooms = [f"room:{quoted(room)}" for room in form["rooms"]]
         parts.append(rooms[0] if len(rooms) == 1 else "(" + " OR ".join(rooms) + ")")
     people = [p.strip() for p in form["people"].split(",") if p.strip()]
     if people:
-        nicks = [f'from:"{p}"' for p in people]
+        nicks = [f"from:{quoted(p)}" for p in people]
         parts.append(nicks[0] if len(nicks) == 1 else "(" + " OR ".join(nicks) + ")")
     if form["after"]:
-        parts.append(f"after:{form['after']}")
+        parts.append(f"after:{quoted(form['after'])}")
     if form["before"]:
-        parts.append(f"before:{form['before']}")
+        parts.append(f"before:{quoted(form['before'])}")
     return " ".join(parts)
 
 

@@ -111,7 +111,7 @@ def test_search_filters_sort_paging_and_facets(client, tokens, monkeypatch):
     sign_in(client, tokens["compliance"])
     assert search_page.query_text({"q": "x", "rooms": [LOBBY, PUBLIC], "people": "ann lee, bob", "after": "2024-05-01",
                              "before": "", "sort": "relevance"}) == (
-        f'x (room:"{LOBBY}" OR room:"{PUBLIC}") (from:"ann lee" OR from:"bob") after:2024-05-01'
+        f'x (room:"{LOBBY}" OR room:"{PUBLIC}") (from:"ann lee" OR from:"bob") after:"2024-05-01"'
     )  # fmt: skip
     first = client.get(f"/?q=from&room={LOBBY}&sort=oldest")
     assert first.status_code == 200
@@ -149,6 +149,18 @@ def test_a_room_day_navigates_between_active_days_and_stops_at_the_ends(client, 
     assert client.get(f"/rooms/{LOBBY}?day=2024-05-01&month=nonsense").status_code == 200
     assert client.get(f"/rooms/{LOBBY}?day=May").status_code == 400
     assert client.get(f"/rooms/{LOBBY}?at=soon").status_code == 400
+
+
+def test_the_people_filter_finds_a_nick_with_a_quote_in_it(private_app, private_seeded, tokens):
+    """The filters were put into the query inside quotes as they were: a nick with a " (the "boss") was a query
+    error pointing at text the person never typed."""
+    private_seeded.store.append([message(40, "quarterly numbers", 'the "boss"', room=LOBBY)])
+    private_seeded.catch_up()
+    client = private_app.test_client()
+    sign_in(client, tokens["compliance"])
+    page = client.get("/", query_string={"people": 'the "boss"', "q": ""})
+    assert page.status_code == 200 and 'id="query-error"' not in page.text
+    assert re.findall(r'<div class="snippet-text">(.*?)</div>', page.text) == ["quarterly numbers"]
 
 
 def test_who_was_here_at_t_is_answered_for_t_not_for_the_day_shown(private_app, private_seeded, tokens):

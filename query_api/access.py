@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -30,7 +31,10 @@ from .tokens import TokenInfo, TokenStore
 
 log = logging.getLogger(__name__)
 
-PARALLEL_ASKS = 8  # permission callbacks in flight at once (each for one request)
+PARALLEL_ASKS = 8  # permission callbacks in flight at once
+# Bytes of one call's query string at most: web servers refuse longer request lines (nginx and Apache at 8 KiB,
+# Python's http.server at 64 KiB), so a request about many rooms asks in several calls.
+MAX_ASK_BYTES = 4000
 MAX_ANSWER_BYTES = 1024 * 1024
 
 
@@ -88,10 +92,10 @@ class RoomPatterns:
 class PermissionCallback:
     """Asks the collaboration site which rooms a user may see, as Openfire asks Clearspace.
 
-    One call per request at most, whatever the number of rooms:
+    One call per request (about ``MAX_ASK_BYTES`` of room names each: more rooms, more calls, made at once):
     ``GET url?user=U&room=R1&room=R2...`` answered with ``{"allowed": [the rooms
     asked that U may see]}`` (a single room asked may also be answered
-    ``{"allowed": true|false}``). A call is given up at ``timeout`` seconds
+    ``{"allowed": true|false}``). The calls are given up at ``timeout`` seconds
     (the request thread is freed then, whatever the site does). Answers are
     cached per user and room for ``cache_seconds``; an error, a timeout or any
     other answer means "not allowed" and is not cached, so the next request
@@ -113,23 +117,29 @@ class PermissionCallback:
         known = {room: self._cache.get(room_key(user, room)) for room in rooms}
         unknown = list(dict.fromkeys(room for room, answer in known.items() if answer is None))
         if unknown:
-            answers = self._ask_within_deadline(user, unknown) or {}
+            answers = self._ask_within_deadline(user, unknown)
             for room, answer in answers.items():
                 self._cache.put(room_key(user, room), answer)
             known.update({room: answers.get(room, False) for room in unknown})
         return [room for room in rooms if known[room]]
 
-    def _ask_within_deadline(self, user: str, rooms: list[str]) -> dict[str, bool] | None:
+    def _ask_within_deadline(self, user: str, rooms: list[str]) -> dict[str, bool]:
+        """The answers the calls about ``rooms`` gave within the deadline (a room no call answered: none)."""
         try:
-            future = self._pool.submit(self._ask, user, rooms)
+            futures = [self._pool.submit(self._ask, user, batch) for batch in ask_batches(user, rooms)]
         except RuntimeError:  # shut down
-            return None
-        try:
-            with busy.waiting():  # on another host: the request's turn serves others meanwhile
-                return future.result(timeout=self.timeout)
-        except FutureTimeout:
-            log.warning("permission callback gave no answer within %.1f s (%d rooms): denied", self.timeout, len(rooms))
-            return None
+            return {}
+        answers: dict[str, bool] = {}
+        deadline = time.monotonic() + self.timeout
+        with busy.waiting():  # on another host: the request's turn serves others meanwhile
+            for future in futures:
+                try:
+                    answers.update(future.result(timeout=max(0.0, deadline - time.monotonic())) or {})
+                except FutureTimeout:
+                    log.warning("permission callback gave no answer within %.1f s (%d rooms): denied",
+                                self.timeout, len(rooms))
+                    break
+        return answers
 
     def _ask(self, user: str, rooms: list[str]) -> dict[str, bool] | None:
         separator = "&" if urllib.parse.urlparse(self.url).query else "?"
@@ -160,6 +170,26 @@ class PermissionCallback:
             return None
         granted = set(allowed)
         return {room: room in granted for room in rooms}
+
+
+def ask_batches(user: str, rooms: list[str]) -> list[list[str]]:
+    """``rooms`` in batches whose query strings (``user=U&room=R1...``) hold ``MAX_ASK_BYTES`` at most (a room
+    alone beyond it goes in a batch of its own). Sizes are reckoned from bytes that every string can be made of:
+    a room no URL can carry (a lone surrogate) is still placed, and its call fails, as a denial."""
+    batches: list[list[str]] = []
+    size = MAX_ASK_BYTES
+    for room in rooms:
+        cost = len("&room=") + _encoded_length(room)
+        if size + cost > MAX_ASK_BYTES:
+            batches.append([])
+            size = len("user=") + _encoded_length(user)
+        batches[-1].append(room)
+        size += cost
+    return batches
+
+
+def _encoded_length(text: str) -> int:
+    return len(urllib.parse.quote_plus(text.encode("utf-8", "surrogatepass")))
 
 
 def room_key(user: str, room: str) -> tuple[str, str]:

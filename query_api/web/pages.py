@@ -24,7 +24,7 @@ from ..context import api, visible_room
 from ..errors import ApiError, bad_parameter, forbidden, from_archive_error
 from ..params import decode_cursor, encode_cursor
 from ..roles import Capability
-from ..rooms import describe_rooms
+from ..rooms import describe_rooms, page_of_visible_rooms
 from ..transcript import describe, shown, transcripts
 from . import auth
 from .calendar import active_days, month_grid, month_of, neighbour_days, shift_month
@@ -34,6 +34,7 @@ from .text import MAX_MARKED_WORDS, message_html
 bp = Blueprint("web", __name__)
 
 DAY_LINES = 500
+ROOMS_PAGE = 100
 AROUND_LINES = 101
 
 
@@ -136,15 +137,20 @@ def _safe_next(target: str | None) -> str:
 
 @bp.get("/rooms")
 def rooms():
+    """A page of the rooms the caller may see, in JID order, ``after`` the last of the page before: each room's
+    summary reads the views and the index, so an archive of thousands of rooms is not summarised in one page."""
     who = require(Capability.ROOMS)
-    names = sorted(who.visible(api().known_rooms()))
-    summaries = describe_rooms(names, who)
+    after = request.args.get("after") or None
+    names = page_of_visible_rooms(who, after, ROOMS_PAGE + 1)
+    summaries = describe_rooms(names[:ROOMS_PAGE], who)
     for summary in summaries:
         last = summary["last_activity"]
         summary["last_activity_text"] = f"{last:%Y-%m-%d %H:%M} UTC" if last else None
         summary["last_activity_utc"] = f"{last:%Y-%m-%d %H:%M:%S} UTC" if last else None
         summary["last_activity_iso"] = format_time(last) if last else None
-    return render_template("web/rooms.html", rooms=summaries)
+    following = url_for("web.rooms", after=names[ROOMS_PAGE - 1]) if len(names) > ROOMS_PAGE else None
+    return render_template("web/rooms.html", rooms=summaries, next_url=following,
+                           first_url=url_for("web.rooms") if after else None)
 
 
 @bp.get("/rooms/<room>")

@@ -151,6 +151,27 @@ def test_a_room_day_navigates_between_active_days_and_stops_at_the_ends(client, 
     assert client.get(f"/rooms/{LOBBY}?at=soon").status_code == 400
 
 
+def test_the_rooms_page_comes_in_pages(private_app, private_seeded, tokens, monkeypatch):
+    """/rooms summarised every room the caller may see in one page (each summary reads the views and the index):
+    thousands of rooms made one enormous, slow page."""
+    monkeypatch.setattr(pages, "ROOMS_PAGE", 2, raising=False)  # raising: the test must fail without it too
+    more = [f"room-{i}@conference.localhost" for i in range(3)]
+    private_seeded.store.append([message(1, "hi", room=room) for room in more])
+    private_seeded.catch_up()
+    client = private_app.test_client()
+    sign_in(client, tokens["compliance"])
+    shown, url = [], "/rooms"
+    while url:
+        page = client.get(url)
+        assert page.status_code == 200
+        listed = re.findall(r'class="room" href="/rooms/([^"]+)"', page.text)
+        assert len(listed) <= 2
+        shown += listed
+        found = re.search(r'id="next-page" href="([^"]+)"', page.text)
+        url = found.group(1).replace("&amp;", "&") if found else None
+    assert shown == sorted([LOBBY, PUBLIC, SECRET, *more])
+
+
 def test_the_people_filter_finds_a_nick_with_a_quote_in_it(private_app, private_seeded, tokens):
     """The filters were put into the query inside quotes as they were: a nick with a " (the "boss") was a query
     error pointing at text the person never typed."""

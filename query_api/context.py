@@ -79,13 +79,16 @@ class ApiContext:
         key = (who.role, who.token_id, who.user)
         return self._visible.get_or_compute(key, lambda: who.visible(self.known_rooms()))
 
-    def room_exists(self, room: str) -> bool:
-        return room in self._room_index()[1]
+    def room_named(self, room: str) -> str | None:
+        """The archived room ``room`` names: itself, else the room of that JID in another case (JIDs are not
+        case-sensitive: Lobby@Conference.example.org is lobby@conference.example.org); None if there is none."""
+        _, exact, folded = self._room_index()
+        return room if room in exact else folded.get(room.lower())
 
-    def _room_index(self) -> tuple[list[str], frozenset[str]]:
+    def _room_index(self) -> tuple[list[str], frozenset[str], dict[str, str]]:
         def load():
             rooms = sorted(self.store.rooms())
-            return rooms, frozenset(rooms)
+            return rooms, frozenset(rooms), {room.lower(): room for room in reversed(rooms)}
 
         return self._rooms.get_or_compute("rooms", load)
 
@@ -112,10 +115,14 @@ def caller(capability: Capability) -> Caller:
 
 
 def visible_room(who: Caller, room: str) -> str:
-    """``room`` if it exists and the caller may see it; otherwise the same 404 either way."""
-    if not who.may_see(room) or not api().room_exists(room):
+    """The archived room ``room`` names (in any case, as JIDs are named) if the caller may see it; otherwise the
+    same 404 either way. Callers go on with the room it gives: the views and the store name rooms as archived."""
+    named = api().room_named(room)
+    # Asked whether or not the room exists (about the name given where none is archived), so that no answer,
+    # nor how long it takes, tells a room the caller may not see from one that does not exist.
+    if not who.may_see(named or room) or named is None:
         raise room_not_found(room)
-    return room
+    return named
 
 
 def limited_stream(who: Caller, response: Response) -> Response:

@@ -51,10 +51,11 @@ def export() -> Response:
     fmt = params.choice("format", ("jsonl", "csv"), "jsonl")
     query, room = params.text("q"), params.text("room")
     start, end = params.time_range()
+    if room is not None:
+        room = visible_room(who, room)
     if query is None:
         if room is None:
             raise ApiError(400, "invalid_parameter", "give q (a search) or room (with optional from and to)")
-        visible_room(who, room)
         records = api().store.read_room(room, start=start, end=end)
         name = room
     else:
@@ -74,11 +75,9 @@ def export() -> Response:
 
 def search_export_records(who, query: str, room: str | None, start, end) -> Iterator[Recorded]:
     """Every message the search finds (oldest first), each followed by its corrections and its
-    retraction, as the transcript view links them. The first page is fetched before streaming
-    starts, so a malformed query is still a 400."""
+    retraction, as the transcript view links them (in ``room``, one ``visible_room`` gave, if given). The
+    first page is fetched before streaming starts, so a malformed query is still a 400."""
     context = api()
-    if room is not None:
-        visible_room(who, room)
     scope = scope_of(who, [room] if room is not None else None)
     first = context.search.search(query, scope, sort="oldest", limit=EXPORT_PAGE, facets=False)
 

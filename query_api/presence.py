@@ -39,7 +39,7 @@ def without_jids(struct, who: Caller):
 @bp.get("/rooms/<room>/presence")
 def presence(room: str) -> Response:
     who = caller(Capability.PRESENCE)
-    visible_room(who, room)
+    room = visible_room(who, room)
     params = Params(request.args, ("at", "from", "to", "buckets", "nick", "jid", "limit", "cursor"))
     at = params.time("at")
     start, end = params.time_range()
@@ -118,7 +118,7 @@ def stays_of(room: str, nicks: list[str], start, end) -> list:
 @bp.get("/rooms/<room>/state")
 def state(room: str) -> Response:
     who = caller(Capability.STATE)
-    visible_room(who, room)
+    room = visible_room(who, room)
     params = Params(request.args, ("at", "since", "limit"))
     at = params.time("at") or utcnow()
     since = params.time("since")

@@ -65,7 +65,7 @@ def chunked(lines: Iterable[bytes]) -> Iterator[bytes]:
 @bp.get("/rooms/<room>/events")
 def room_events(room: str) -> Response:
     who = caller(Capability.REPLAY)
-    visible_room(who, room)
+    room = visible_room(who, room)
     params = Params(request.args, ("after", "from", "to", "limit"))
     after = params.integer("after", 0)
     limit = params.integer("limit", None, minimum=1)

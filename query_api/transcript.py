@@ -53,7 +53,7 @@ def shown(line, who: Caller):
 @bp.get("/rooms/<room>/transcript")
 def transcript(room: str) -> Response:
     who = caller(Capability.TRANSCRIPT)
-    visible_room(who, room)
+    room = visible_room(who, room)
     params = Params(request.args, ("from", "to", "day", "around", "cursor", "limit", "format", "tz"))
     fmt = params.choice("format", ("json", "html", "text"), "json")
     zone = time_zone(params.text("tz", max_length=64) or api().settings.time_zone)

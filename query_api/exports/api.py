@@ -35,9 +35,8 @@ def export_request(values, who: Caller) -> ExportRequest:
     """The export asked for by request parameters (the API's or the page's form), rooms checked."""
     params = Params(values, ("format", "room", "from", "to", "q", "csrf_token"))
     start, end = params.time_range()
-    rooms = tuple(r.strip() for r in (params.text("room", max_length=65536) or "").split(",") if r.strip())
-    for room in rooms:
-        visible_room(who, room)
+    named = (r.strip() for r in (params.text("room", max_length=65536) or "").split(",") if r.strip())
+    rooms = tuple(visible_room(who, room) for room in named)
     query = params.text("q")
     if query is not None:
         # Checked now, as the streamed export does: a malformed query is this request's 400, not a job that

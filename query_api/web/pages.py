@@ -156,7 +156,7 @@ def rooms():
 @bp.get("/rooms/<room>")
 def room(room: str):
     who = require(Capability.TRANSCRIPT)
-    visible_room(who, room)
+    room = visible_room(who, room)
     at = _at(request.args.get("at"))
     around = request.args.get("around")
     marked = request.args.getlist("hl")[:MAX_MARKED_WORDS]  # the search's words, marked in the hit's line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -86,6 +87,25 @@ def test_transcript_paging_day_and_around(client, tokens):
     assert around["target"] == 5 and [line["id"] for line in around["lines"]] == [4, 5, 7]
     html = client.get(f"/api/v1/rooms/{LOBBY}/transcript?around=m2-lobby&limit=3&format=html", headers=headers)
     assert '<li id="l5" class="target">' in html.get_data(as_text=True)
+
+
+def test_a_room_is_found_by_its_jid_in_any_case(client, tokens):
+    """JIDs are not case-sensitive (search's room:, grants and holds take any case), but a room's endpoints
+    answered 404 for Lobby@Conference.localhost, the room lobby@conference.localhost in another case."""
+    shouting = LOBBY.upper()
+    compliance, analyst = auth(tokens["compliance"]), auth(tokens["analyst"])
+    page = client.get(f"/api/v1/rooms/{shouting}/transcript", headers=compliance)
+    assert page.status_code == 200 and page.json["room"] == LOBBY
+    assert page.json["lines"] == client.get(f"/api/v1/rooms/{LOBBY}/transcript", headers=compliance).json["lines"]
+    for path in (f"/api/v1/rooms/{shouting}/presence?at=2024-05-01T12:00:15Z", f"/api/v1/rooms/{shouting}/state",
+                 f"/api/v1/rooms/{shouting}/events", f"/api/v1/export?room={shouting}&format=csv"):
+        answer = client.get(path, headers=analyst if "export" not in path else compliance)
+        assert answer.status_code == 200, (path, answer.get_data(as_text=True))
+        assert "lobby" in answer.get_data(as_text=True)
+    exported = client.get(f"/api/v1/export?room={shouting}&q=hello", headers=compliance).get_data(as_text=True)
+    manifest = json.loads(exported.splitlines()[-1])["manifest"]
+    assert manifest["rooms"] == [LOBBY] and [head[0] for head in manifest["chain_heads"]] == [LOBBY]
+    assert client.get(f"/api/v1/rooms/{SECRET.upper()}/transcript", headers=auth(tokens["site"], "carol")).status_code == 404
 
 
 def test_transcript_text_and_html_times_in_a_time_zone(app, client, tokens):

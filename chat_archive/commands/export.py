@@ -12,6 +12,7 @@ import msgspec
 
 from archive.errors import ChatArchiveError
 from archive.times import parse_time
+from query_api.escaping import plain_line
 from query_api.exports.bundle import FORMATS, ExportRequest, write_bundle
 from query_api.exports.manifest import verify_bundle
 
@@ -74,10 +75,12 @@ def run_verify_export(args: argparse.Namespace, config) -> int:
     if args.json:
         print(msgspec.json.encode(result).decode())
     else:
+        # Names and fields are whatever the file holds (a bundle comes from elsewhere): shown escaped, never as
+        # the terminal's own sequences or forged lines.
         for problem in result.problems:
-            print(f"PROBLEM {problem}")
+            print(plain_line(f"PROBLEM {problem}"))
         if result.manifest is not None:
             m = result.manifest
-            print(f"{'ok' if result.ok else 'FAILED'}: {len(m.files)} files, {m.counts.get('events')} events, "
-                  f"format {m.format}, made {m.created_at}; manifest SHA-256 {result.manifest_sha256}")
+            print(plain_line(f"{'ok' if result.ok else 'FAILED'}: {len(m.files)} files, {m.counts.get('events')} events, "
+                             f"format {m.format}, made {m.created_at}; manifest SHA-256 {result.manifest_sha256}"))
     return 0 if result.ok else 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
+import zlib
 from pathlib import Path
 
 import msgspec
@@ -19,6 +20,9 @@ import msgspec
 from archive.events import ChainHead
 
 MANIFEST_NAME = "manifest.json"
+# What reading a damaged or unusual ZIP member raises besides OSError: a bad CRC, a corrupt deflate stream, a cut
+# one, an encrypted member or an unknown compression method.
+UNREADABLE = (zipfile.BadZipFile, OSError, zlib.error, EOFError, RuntimeError, NotImplementedError)
 MANIFEST_VERSION = 1
 
 
@@ -76,13 +80,16 @@ def verify_bundle(path: str | Path) -> ExportCheck:
                 except KeyError:
                     problems.append(f"{entry.name}: missing")
                     continue
+                except UNREADABLE as e:
+                    problems.append(f"{entry.name}: damaged, cannot be read ({e})")
+                    continue
                 if size != entry.bytes:
                     problems.append(f"{entry.name}: {size} bytes, the manifest says {entry.bytes}")
                 if digest != entry.sha256:
                     problems.append(f"{entry.name}: SHA-256 {digest[:16]}..., the manifest says {entry.sha256[:16]}...")
             if sum(e.events for e in manifest.files) != manifest.counts.get("events"):
                 problems.append("the files' event counts do not add up to the manifest's total")
-    except (zipfile.BadZipFile, OSError) as e:
+    except UNREADABLE as e:
         return ExportCheck(False, [f"not a readable ZIP file: {e}"], None, None)
     return ExportCheck(not problems, problems, manifest, hashlib.sha256(raw).hexdigest())
 

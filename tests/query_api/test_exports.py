@@ -176,6 +176,41 @@ def test_every_export_has_a_manifest_with_counts_heads_and_hashes_and_tampering_
     assert "not a readable ZIP" in verify_bundle(tmp_path / "nothing.zip").problems[0]
 
 
+def _rezip(path, out, members) -> None:
+    """``out``: a ZIP of ``members`` ((name, bytes)), as a bundle altered by someone else would be."""
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+
+
+def test_verify_export_of_a_damaged_bundle_reports_it_and_prints_what_it_holds_escaped(archive, tmp_path, capsys):
+    """A bundle whose member's compressed data was damaged made verify-export end in a traceback (zlib.error is
+    no OSError); names and manifest fields from the file went to the terminal as they were."""
+    from chat_archive.cli import main
+
+    path, _ = export(archive, tmp_path, format="jsonl")
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("events.jsonl")
+        start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+        members = [(name, zf.read(name)) for name in zf.namelist()]
+    data[start + 2 : start + 40] = bytes(b ^ 0xFF for b in data[start + 2 : start + 40])
+    damaged = tmp_path / "damaged.zip"
+    damaged.write_bytes(data)
+    check = verify_bundle(damaged)
+    assert not check.ok and any(p.startswith("events.jsonl: damaged, cannot be read") for p in check.problems)
+    manifest = json.loads(dict(members)["manifest.json"])
+    manifest["format"] = "jsonl\x1b]0;pwned\x07"
+    hostile = tmp_path / "hostile.zip"
+    _rezip(path, hostile, [*members[:-1], ("notes\x1b[2J\nPROBLEM none.txt", b"x"),
+                           ("manifest.json", json.dumps(manifest).encode())])
+    capsys.readouterr()
+    assert main(["verify-export", str(damaged)]) == 1 and main(["verify-export", str(hostile)]) == 1
+    out = capsys.readouterr().out
+    assert "damaged, cannot be read" in out and "\x1b" not in out and "\x07" not in out
+    assert "PROBLEM notes\\x1b[2J" in out and "\n    PROBLEM none.txt: not listed" in out
+
+
 def test_export_and_verify_export_from_the_command_line(tmp_path, capsys):
     from chat_archive.cli import main
 

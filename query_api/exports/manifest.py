@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import zipfile
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import msgspec
@@ -72,8 +73,14 @@ def verify_bundle(path: str | Path) -> ExportCheck:
                 return ExportCheck(False, [f"{MANIFEST_NAME} is not a valid manifest: {e}"], None, None)
             problems = []
             listed = {entry.name: entry for entry in manifest.files}
-            for name in sorted(set(zf.namelist()) - listed.keys() - {MANIFEST_NAME}):
+            names = Counter(zf.namelist())
+            for name in sorted(set(names) - listed.keys() - {MANIFEST_NAME}):
                 problems.append(f"{name}: not listed in the manifest")
+            # Only the last member of a name is checked (and read by most tools); another may be what a reader
+            # shows: a bundle made by chat-archive holds each name once.
+            for name, count in sorted(names.items()):
+                if count > 1:
+                    problems.append(f"{name}: {count} members of this name in the ZIP file")
             for entry in manifest.files:
                 try:
                     digest, size = _digest(zf, entry.name)

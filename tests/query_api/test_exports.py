@@ -211,6 +211,19 @@ def test_verify_export_of_a_damaged_bundle_reports_it_and_prints_what_it_holds_e
     assert "PROBLEM notes\\x1b[2J" in out and "\n    PROBLEM none.txt: not listed" in out
 
 
+def test_verify_export_finds_a_second_member_of_a_name(archive, tmp_path):
+    """A forged copy of a member placed before the genuine one passed verify-export, which reads the last member of
+    a name, while a reader that takes the first showed the forgery."""
+    path, _ = export(archive, tmp_path, format="jsonl")
+    with zipfile.ZipFile(path) as zf:
+        members = [(name, zf.read(name)) for name in zf.namelist()]
+    doubled = tmp_path / "doubled.zip"
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        _rezip(path, doubled, [("events.jsonl", b"forged\n"), *members])
+    check = verify_bundle(doubled)
+    assert not check.ok and check.problems == ["events.jsonl: 2 members of this name in the ZIP file"]
+
+
 def test_export_and_verify_export_from_the_command_line(tmp_path, capsys):
     from chat_archive.cli import main
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import time
@@ -101,7 +102,8 @@ def percentile(samples: list[float], p: float) -> float:
     if not samples:
         return float("nan")
     ordered = sorted(samples)
-    k = max(0, min(len(ordered) - 1, int(round(p / 100 * len(ordered) + 0.5)) - 1))
+    # The ceil(p/100 * n)-th smallest: rounding p/100 * n + 0.5 took the largest of 100 samples for p99.
+    k = max(0, min(len(ordered) - 1, math.ceil(p * len(ordered) / 100) - 1))
     return ordered[k]
 
 

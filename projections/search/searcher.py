@@ -252,6 +252,11 @@ class SearchIndex:
             self._kept = (searcher, kept)
         return kept
 
+    def forget_kept_lines(self) -> None:
+        """Read every hit's line again, as a new searcher does: with ``forget_known_totals``, what a query's
+        first search on a commit costs, not a repeat made of the lines it read before (``bench.search``)."""
+        self._kept = (None, KeptLines())
+
     def forget_known_totals(self) -> None:
         """Count every query's total again, as after a reload: what a query's first time-sorted
         search on a commit costs (``bench.search`` measures that, not the known-total path)."""

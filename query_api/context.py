@@ -10,6 +10,7 @@ import msgspec
 from flask import Response, current_app, g, request
 
 from archive.health import Health
+from archive.room_names import RoomNames
 from archive.store import EventStore
 from projections.search import SearchIndex
 from projections.views import Views
@@ -69,7 +70,7 @@ class ApiContext:
 
     def known_rooms(self) -> list[str]:
         """Every room with events, in JID order (briefly cached: a new room shows up within a second)."""
-        return self._room_index()[0]
+        return self._room_names().rooms
 
     def visible_rooms(self, who: Caller) -> list[str]:
         """The known rooms ``who`` may see, in JID order (briefly cached per token and site user:
@@ -82,15 +83,10 @@ class ApiContext:
     def room_named(self, room: str) -> str | None:
         """The archived room ``room`` names: itself, else the room of that JID in another case (JIDs are not
         case-sensitive: Lobby@Conference.example.org is lobby@conference.example.org); None if there is none."""
-        _, exact, folded = self._room_index()
-        return room if room in exact else folded.get(room.lower())
+        return self._room_names().named(room)
 
-    def _room_index(self) -> tuple[list[str], frozenset[str], dict[str, str]]:
-        def load():
-            rooms = sorted(self.store.rooms())
-            return rooms, frozenset(rooms), {room.lower(): room for room in reversed(rooms)}
-
-        return self._rooms.get_or_compute("rooms", load)
+    def _room_names(self) -> RoomNames:
+        return self._rooms.get_or_compute("rooms", lambda: RoomNames(self.store.rooms()))
 
 
 def api() -> ApiContext:

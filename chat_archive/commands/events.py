@@ -7,6 +7,7 @@ import sys
 
 from archive.codec import to_json
 from archive.errors import InvalidQueryError
+from archive.room_names import RoomNames
 from archive.times import parse_time
 
 from ..bootstrap import audit_cli_read, open_store
@@ -39,11 +40,12 @@ def time_range(args: argparse.Namespace):
 def print_room_events(args: argparse.Namespace, config) -> int:
     start, end = time_range(args)
     with open_store(config) as store:
-        if args.room not in store.rooms():
+        room = RoomNames(store.rooms()).named(args.room)
+        if room is None:
             print(f"chat-archive events: no events for room {args.room!r}", file=sys.stderr)
             return 1
-        count = _write(store.read_room(args.room, start=start, end=end))
-        audit_cli_read(store, "events", rooms=(args.room,), range_from=start, range_to=end, results=count)
+        count = _write(store.read_room(room, start=start, end=end))
+        audit_cli_read(store, "events", rooms=(room,), range_from=start, range_to=end, results=count)
     return 0
 
 

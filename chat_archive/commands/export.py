@@ -57,7 +57,8 @@ def run_export(args: argparse.Namespace, config) -> int:
             raise ChatArchiveError(f"cannot write {output}: {e.strerror}") from e
         finally:
             partial.unlink(missing_ok=True)
-        audit_cli_read(store, f"export {args.format}", rooms=request.rooms, query=request.query,
+        # The rooms as archived (a name in another case reads the room it names); none asked: every room.
+        audit_cli_read(store, f"export {args.format}", rooms=tuple(manifest.rooms) if request.rooms else (), query=request.query,
                        range_from=request.start, range_to=request.end, results=manifest.counts["events"])
     counts = manifest.counts
     print(f"wrote {output}: {counts['events']} events ({counts['messages']} messages) from {counts['rooms']} rooms "

@@ -7,6 +7,7 @@ import sys
 
 import msgspec
 
+from archive.room_names import RoomNames
 from query_api.transcript import text_line
 
 from ..bootstrap import audit_cli_read, open_store, open_views
@@ -33,14 +34,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def print_transcript(args: argparse.Namespace, config) -> int:
     start, end = time_range(args)
     with open_store(config) as store, open_views(config, store) as views:
-        if args.room not in store.rooms():
+        room = RoomNames(store.rooms()).named(args.room)
+        if room is None:
             print(f"chat-archive transcript: no events for room {args.room!r}", file=sys.stderr)
             return 1
         out = sys.stdout.buffer
         count, cursor = 0, None
         while True:  # the view's pages, in transcript order: constant memory however long the room
             page = views.transcripts.page(
-                args.room, start=start, end=end, cursor=cursor, limit=PAGE, include_originals=args.originals
+                room, start=start, end=end, cursor=cursor, limit=PAGE, include_originals=args.originals
             )
             for line in page.lines:
                 out.write(msgspec.json.encode(line) + b"\n" if args.json else text_line(line).encode() + b"\n")
@@ -49,5 +51,5 @@ def print_transcript(args: argparse.Namespace, config) -> int:
                 break
             cursor = page.next_cursor
         out.flush()
-        audit_cli_read(store, "transcript", rooms=(args.room,), range_from=start, range_to=end, results=count)
+        audit_cli_read(store, "transcript", rooms=(room,), range_from=start, range_to=end, results=count)
     return 0

@@ -21,6 +21,7 @@ from typing import IO
 
 from archive.errors import InvalidQueryError
 from archive.events import Recorded
+from archive.room_names import RoomNames
 from archive.store import EventStore
 from archive.times import format_time, utcnow
 from projections.search import Scope, SearchIndex
@@ -64,11 +65,11 @@ def write_bundle(
     progress: Progress = lambda done, total, events: None,
 ) -> tuple[Manifest, str]:
     """Write the bundle to ``out``; its manifest and the manifest's SHA-256."""
-    known = store.rooms()
-    missing = [room for room in request.rooms if room not in known]
-    if missing:
-        raise InvalidQueryError(f"no events for room {missing[0]!r}")
-    rooms = list(dict.fromkeys(request.rooms)) or known  # a room named twice is exported once
+    names = RoomNames(store.rooms())
+    named = [names.named(room) for room in request.rooms]
+    if None in named:
+        raise InvalidQueryError(f"no events for room {request.rooms[named.index(None)]!r}")
+    rooms = list(dict.fromkeys(named)) or names.rooms  # a room named twice (in any case) is exported once
     hits = _hits(search, request, rooms) if request.query is not None else None
     tally = _Tally()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:

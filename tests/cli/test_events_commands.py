@@ -56,6 +56,25 @@ def test_events_take_times_back_from_now_in_both_option_forms(filled_store, stor
     assert len(result.stdout.splitlines()) == (4 if "-3650d" in form else 0)
 
 
+def test_a_room_is_named_by_its_jid_in_any_case(filled_store, store_url, tmp_path):
+    """JIDs are not case-sensitive: the API's room endpoints take Lobby@Conference.localhost for the archived
+    lobby@conference.localhost, and so do the CLI's events, transcript and export (they said 'no events')."""
+    given = "Lobby@Conference.LOCALHOST"
+    events = run_cli("events", given, store_url=store_url)
+    assert events.returncode == 0, events.stderr
+    assert [json.loads(line)["event"]["room"] for line in events.stdout.splitlines()] == ["lobby@conference.localhost"] * 4
+    env = {"CHAT_ARCHIVE_INDEX_PATH": str(tmp_path / "index")}
+    assert run_cli("project", "--once", store_url=store_url, cwd=tmp_path, env=env).returncode == 0
+    transcript = run_cli("transcript", given, store_url=store_url, cwd=tmp_path, env=env)
+    assert transcript.returncode == 0, transcript.stderr
+    assert "hello 3" in transcript.stdout
+    bundle = tmp_path / "lobby.zip"
+    export = run_cli("export", "--format", "jsonl", "--room", given, "-o", str(bundle), store_url=store_url, cwd=tmp_path,
+                     env=env)  # fmt: skip
+    assert export.returncode == 0, export.stderr
+    assert "4 events" in export.stdout
+
+
 def test_log_prints_the_global_log_after_a_position(filled_store, store_url):
     everything = [json.loads(line) for line in run_cli("log", store_url=store_url).stdout.splitlines()]
     assert len(everything) == 5

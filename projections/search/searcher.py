@@ -14,6 +14,7 @@ cheap), and follow the ``current`` link when a rebuild swapped generations.
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 import zlib
@@ -34,7 +35,7 @@ from .results import FacetCount, Facets, Hit, Scope, SearchResults, Sort
 from .schema import SCHEMA_VERSION, bare_jid, older_schema
 from .storage import IndexLocation
 from .storedlines import KeptLines, StoredLines
-from .timepage import WindowOrder, edge_unit, time_page
+from .timepage import KnownTimes, WindowOrder, edge_unit, time_page
 
 MAX_LIMIT = 500
 # Relevance pages by offset, and tantivy allocates for offset + limit hits: paging stops this deep
@@ -75,7 +76,10 @@ class SearchIndex:
         self._edges: tuple[tantivy.Searcher | None, dict[bool, int | None]] = (None, {})
         self._orders: tuple[tantivy.Searcher | None, dict] = (None, {})
         self._totals: tuple[tantivy.Searcher | None, dict] = (None, {})
-        self._kept: tuple[tantivy.Searcher | None, KeptLines] = (None, KeptLines())
+        # What searches learned of documents, for the searchers of one lineage (see ``_refresh``), and the
+        # segment ids by ordinal that key it, of the searcher ``_refresh`` made last.
+        self._learned: tuple[object, _Learned] = (None, _Learned())
+        self._segments: tuple[tantivy.Searcher | None, tuple, _Learned] = (None, (), self._learned[1])
 
     # -- public ----------------------------------------------------------------------
 
@@ -127,7 +131,8 @@ class SearchIndex:
         totals, asked = self._known_totals(searcher), (node, scope)
         # Facets visit every match: their counts make the total, which then is not counted again.
         counts, counted = _facets(searcher, base, facet_size) if facets else (None, None)
-        lines = StoredLines(searcher, self._kept_lines(searcher))
+        segments, learned = self._learned_by(searcher)
+        lines = StoredLines(searcher, learned.kept, segments)
         if sort is Sort.RELEVANCE:
             offset = after.offset if after else 0
             limit = max(1, min(limit, MAX_RELEVANCE_DEPTH - offset))
@@ -139,7 +144,8 @@ class SearchIndex:
             newest, edge, known = sort is Sort.NEWEST, self._edge_of(searcher), totals.get(asked, counted)
             most = _most(searcher, plan.stems) if after is None and known is None and not scope.compliance else None
             page, total, exact, more = time_page(
-                searcher, base, limit, newest, after, edge, lines, known, exact_total, most, self._window_order_of(searcher)
+                searcher, base, limit, newest, after, edge, lines, known, exact_total, most,
+                self._window_order_of(searcher, segments, learned.times),
             )
             next_cursor = _Cursor(check, ts=page[-1][1], key=page[-1][2]) if more else None
         if exact:
@@ -202,6 +208,7 @@ class SearchIndex:
                 self._searcher = self._index.searcher() if self._index is not None else None
                 self._position = 0
                 if self._searcher is not None:
+                    self._learn_segments(self._searcher, committed, _committed(current))
                     self._position, version = read_meta(self._searcher)
                     if version != SCHEMA_VERSION:
                         self._index = None
@@ -221,17 +228,19 @@ class SearchIndex:
 
         return edge
 
-    def _window_order_of(self, searcher: tantivy.Searcher):
-        """``WindowOrder.of`` this searcher's edge, read at its second first page in that order: a searcher
-        replaced after one search (a commit between every two) never pays for the read (~1.4 ms at 1M, as
-        much as ~30 searches then save), a searcher that serves more saves an ordered search on each."""
+    def _window_order_of(self, searcher: tantivy.Searcher, segments: tuple, times: KnownTimes):
+        """The ``WindowOrder`` of this searcher's edge, made at its second first page in that order: a searcher
+        replaced after one search (a commit between every two) never pays for it (a read of the window, ~1.4 ms
+        at 1M, as much as ~30 searches then save; where an earlier searcher of its lineage read it, only of
+        the documents added since, about an ordered search), one that serves more saves an ordered search on each."""
         orders = self._held("_orders", searcher)
 
         def order(newest: bool) -> WindowOrder | None:
             if newest not in orders:
                 orders[newest] = False  # seen once
             elif orders[newest] is False:
-                orders[newest] = WindowOrder.of(searcher, self._edge_of(searcher)(newest), newest)
+                window = WindowOrder.window(searcher, self._edge_of(searcher)(newest), newest)
+                orders[newest] = WindowOrder(searcher, *window, segments, times) if window is not None else None
             return orders[newest] or None
 
         return order
@@ -244,18 +253,35 @@ class SearchIndex:
             setattr(self, name, (searcher, values))
         return values
 
-    def _kept_lines(self, searcher: tantivy.Searcher) -> KeptLines:
-        """The lines this searcher's searches read: a new ``KeptLines`` with every new searcher."""
-        held, kept = self._kept
+    def _learn_segments(self, searcher: tantivy.Searcher, before: bytes | None, after: bytes | None) -> None:
+        """Key what searches learn by the new searcher's segment ids, from ``meta.json`` as read ``before`` and
+        ``after`` its reload: the same both times, the searcher opened exactly the segments it lists, in its
+        order (their ordinals), and the lineage (the generation: a rebuild's segments are others) goes on.
+        Otherwise (a commit in between) the searcher learns apart, by ordinal, and starts a lineage of its own."""
+        ids = _segment_ids(after) if before is not None and before == after else None
+        if ids is not None and len(ids) != searcher.num_segments:
+            ids = None
+        lineage = self._directory if ids is not None else searcher
+        held, learned = self._learned
+        if held is None or held != lineage:
+            learned = _Learned()
+            self._learned = (lineage, learned)
+        self._segments = (searcher, ids if ids is not None else tuple(range(searcher.num_segments)), learned)
+
+    def _learned_by(self, searcher: tantivy.Searcher) -> tuple[tuple, _Learned]:
+        """The segment ids by ordinal of ``searcher`` and what its lineage learned (apart, by ordinal, for a
+        searcher another thread has replaced since)."""
+        held, segments, learned = self._segments
         if held is not searcher:
-            kept = KeptLines()
-            self._kept = (searcher, kept)
-        return kept
+            return tuple(range(searcher.num_segments)), _Learned()
+        return segments, learned
 
     def forget_kept_lines(self) -> None:
-        """Read every hit's line again, as a new searcher does: with ``forget_known_totals``, what a query's
-        first search on a commit costs, not a repeat made of the lines it read before (``bench.search``)."""
-        self._kept = (None, KeptLines())
+        """Read every hit's line again, as a new searcher did before it kept the lines of the last: with
+        ``forget_known_totals``, what a query's first search costs where no search read its hits' lines (a
+        commit's new documents, or documents no search showed), not a repeat made of the lines it read before
+        (``bench.search``)."""
+        self._segments[2].kept = KeptLines()
 
     def forget_known_totals(self) -> None:
         """Count every query's total again, as after a reload: what a query's first time-sorted
@@ -302,6 +328,22 @@ def _hits(page: list, lines: StoredLines, scope: Scope, marks: highlight.Marks, 
             score=score if relevance else None,
         ))  # fmt: skip
     return hits
+
+
+class _Learned:
+    """What a reader's searches learned of documents, by (segment id, document): their lines and their (ts, key)."""
+
+    def __init__(self):
+        self.kept = KeptLines()
+        self.times = KnownTimes()
+
+
+def _segment_ids(meta: bytes | None) -> tuple[str, ...] | None:
+    """The segment ids ``meta.json`` lists, in its order, or None where it cannot be read."""
+    try:
+        return tuple(segment["segment_id"] for segment in json.loads(meta)["segments"])
+    except (TypeError, ValueError, KeyError):
+        return None
 
 
 def _committed(directory: Path | None) -> bytes | None:

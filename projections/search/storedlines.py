@@ -1,4 +1,4 @@
-"""The stored lines of searches' hits, each read once per searcher (while kept), decoded only as far as a hit shows them."""
+"""The stored lines of searches' hits, each read once (while kept), decoded only as far as a hit shows them."""
 
 from __future__ import annotations
 
@@ -19,21 +19,22 @@ ShownLine = msgspec.defstruct(
     frozen=True, kw_only=True, gc=False,
 )
 _decode_shown = msgspec.msgpack.Decoder(ShownLine).decode
-# A hit's (segment, document), which keys its line: one call in C, where two attribute reads and a tuple took twice as long.
+# A hit's (segment ordinal, document): one call in C, where two attribute reads and a tuple took twice as long.
 where_of = attrgetter("segment_ord", "doc")
 
 
-# A searcher keeps the lines its searches read (``KeptLines``), at most this many, of at most this many stored
+# A reader keeps the lines its searches read (``KeptLines``), at most this many, of at most this many stored
 # bytes (a kept line takes 2-3 times its stored bytes in memory).
 KEPT_LINES = 8_192
 KEPT_BYTES = 4 << 20
 
 
 class KeptLines:
-    """The lines read by a searcher's searches, by (segment, document), for its later searches: a searcher's
-    documents never change, and every newest (oldest) first page on it shows its newest (oldest) documents
-    again (reading and decoding a line cost ~3 us at 1M: a quarter of a newest page's instructions went into
-    its 20 lines). Cleared when full."""
+    """The lines read by a reader's searches, by (segment id, document), for its later searches, on its
+    later searchers too: a segment's documents never change (a commit adds segments, a merge makes a new one,
+    a delete only hides a document from searches), and every newest (oldest) first page shows the newest
+    (oldest) documents again (reading and decoding a line cost ~3 us at 1M: a quarter of a newest page's
+    instructions went into its 20 lines). Cleared when full."""
 
     def __init__(self):
         self.lines: dict[tuple[int, int], ShownLine] = {}
@@ -50,15 +51,17 @@ class KeptLines:
 class StoredLines:
     """The lines of one search's hits by address, each read from the store once: a page's equal
     scores or times are ordered by the keys of the very lines its hits are then made of; ``kept``:
-    the searcher's (lines read by its earlier searches)."""
+    the lines read by earlier searches, keyed by ``segments`` (the searcher's segment ids by ordinal)."""
 
-    def __init__(self, searcher: tantivy.Searcher, kept: KeptLines):
+    def __init__(self, searcher: tantivy.Searcher, kept: KeptLines, segments: tuple):
         self._doc = searcher.doc
         self._kept = kept
         self._lines = kept.lines
+        self._segments = segments
 
     def __call__(self, address) -> ShownLine:
-        where = where_of(address)
+        segment, doc = where_of(address)
+        where = (self._segments[segment], doc)
         line = self._lines.get(where)
         if line is None:
             blob = self._doc(address).get_first("blob")

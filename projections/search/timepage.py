@@ -50,7 +50,7 @@ ORDERED_WHOLE = 1_000
 # fetched again only when longer (a run is the matches of one second).
 TIE_RUN = 64
 # A first page's finest window at the index's edge is ordered here, from the (ts, key) of its documents read once
-# per searcher (``WindowOrder``), where it holds at most this many documents (at 1M ~1,900: read in ~1 ms) ...
+# (``WindowOrder``), where it holds at most this many documents (at 1M ~1,900: read in ~1 ms) ...
 ORDERED_WINDOW_DOCUMENTS = 8_192
 # ... and the query is expected to match (and matches) at most this many of them: an unordered search hands
 # them all over (~26 us at 1M for ~75 where the ordered one took ~75 us), and Python orders them.
@@ -193,30 +193,70 @@ def _by_window_order(window_order, newest: bool, most: int | None):
     return lambda query, need: order.first(query, need, newest)
 
 
+# (ts, key) of documents a reader keeps (``KnownTimes``), across its searchers: at most this many.
+KNOWN_TIMES = 4 * ORDERED_WINDOW_DOCUMENTS
+
+
+class KnownTimes:
+    """The (ts, key) of documents by (segment id, document), read by a reader's window orders and kept for
+    its later searchers: a segment's documents never change, so a commit (a new searcher, about every second
+    under live traffic) need not read its edge's window again (~1.2 ms CPU at 1M): only the documents added
+    since (a commit's new messages, by key), and those of documents written again or merged into a new segment
+    as searches find them. Cleared when full."""
+
+    def __init__(self):
+        self.rows: dict[tuple, tuple[int, int]] = {}
+        self.read: set[str] = set()  # span terms whose documents were all read (in the segments then searched)
+        self.last_key = -1  # the highest key read
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self.read.clear()
+        self.last_key = -1
+
+    def keep(self, addresses: list, segments: tuple, rows) -> None:
+        if len(self.rows) + len(addresses) > KNOWN_TIMES:
+            self.clear()
+        for address, row in zip(addresses, rows):
+            self.rows[(segments[address.segment_ord], address.doc)] = row
+
+
 class WindowOrder:
     """The (ts, key) of every document in a searcher's finest window at its newest (oldest) edge, by address.
 
     An ordered search reads every segment's ``ts`` column, and opening a column rebuilds its block index:
     a cost of the index's size, not of the matches (~40 us at 1M, ~0.4 ms at 10M, most of a newest page's
     search). Every first page of every query on the searcher starts in this window: read once (an ordered
-    search and a read of ``key``), its pages are found by an unordered search and ordered here.
+    search and a read of ``key``) into the reader's ``KnownTimes`` (where an earlier searcher read it, only
+    the documents of keys above those it read), its pages are found by an unordered search and ordered here.
+    ``segments``: the searcher's segment ids by ordinal.
     """
 
-    def __init__(self, searcher, terms: tuple[str, str], documents: int):
+    def __init__(self, searcher, terms: tuple[str, str], documents: int, segments: tuple, known: KnownTimes):
         self.documents, self.everything = documents, searcher.num_docs
-        self._searcher = searcher
-        hits = searcher.search(_span_query(terms), max(documents, 1), count=False, order_by_field="ts").hits
-        keys = searcher.fast_field_values("key", [address for _, address in hits])
-        self._rows = {(address.segment_ord, address.doc): (ts, key) for (ts, address), key in zip(hits, keys)}
+        self._searcher, self._segments, self._known = searcher, segments, known
+        if len(known.rows) + documents > KNOWN_TIMES:
+            known.clear()
+        query = _span_query(terms)
+        if known.read.issuperset(terms):
+            query = _and(query, Query.range_query(SCHEMA, "key", FieldType.Unsigned, lower_bound=known.last_key,
+                                                  include_lower=False))
+        hits = searcher.search(query, max(documents, 1), count=False, order_by_field="ts").hits
+        addresses = [address for _, address in hits]
+        keys = searcher.fast_field_values("key", addresses)
+        known.keep(addresses, segments, zip((ts for ts, _ in hits), keys))
+        known.read.update(terms)
+        known.last_key = max(known.last_key, max(keys, default=-1))
 
-    @classmethod
-    def of(cls, searcher, anchor: int | None, newest: bool) -> WindowOrder | None:
-        """The window's order, or None where there is no window or it holds more than ``ORDERED_WINDOW_DOCUMENTS``."""
+    @staticmethod
+    def window(searcher, anchor: int | None, newest: bool) -> tuple[tuple[str, str], int] | None:
+        """The finest window's terms and documents, or None where there is no window or it holds more than
+        ``ORDERED_WINDOW_DOCUMENTS``."""
         if anchor is None:
             return None
         terms = _window_terms(anchor, SPAN_LEVELS[0], newest)
         documents = sum(searcher.doc_freq("span", term) for term in terms)
-        return cls(searcher, terms, documents) if documents <= ORDERED_WINDOW_DOCUMENTS else None
+        return (terms, documents) if documents <= ORDERED_WINDOW_DOCUMENTS else None
 
     def first(self, query: Query, need: int, newest: bool) -> tuple[list, int] | None:
         """The first ``need`` (ts, address) hits of ``query`` (within this window) in the time order (ties by
@@ -224,11 +264,20 @@ class WindowOrder:
         result = self._searcher.search(Query.const_score_query(query, 1.0), ORDERED_WINDOW_HITS, count=True)
         if result.count > ORDERED_WINDOW_HITS:
             return None
-        rows = self._rows
-        found = sorted(
-            ((rows[(address.segment_ord, address.doc)], address) for _, address in result.hits),
-            key=itemgetter(0), reverse=newest,
-        )
+        rows, segments = self._known.rows, self._segments
+        found, unknown = [], []
+        for _, address in result.hits:
+            row = rows.get((segments[address.segment_ord], address.doc))
+            if row is None:
+                unknown.append(address)
+            else:
+                found.append((row, address))
+        if unknown:
+            # Documents of a segment newer than the window's read (or forgotten): read now, kept for later searches.
+            read = list(zip(self._searcher.fast_field_values("ts", unknown), self._searcher.fast_field_values("key", unknown)))
+            self._known.keep(unknown, segments, read)
+            found += zip(read, unknown)
+        found.sort(key=itemgetter(0), reverse=newest)
         return [(ts, address) for (ts, _), address in found[:need]], result.count
 
 

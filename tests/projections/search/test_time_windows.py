@@ -199,6 +199,64 @@ def _edge_corpus(seed: int) -> list[ev.Event]:
     return events
 
 
+def _edge_pages(index) -> list:
+    found = []
+    for text in ("deploy", "fox lazy", "cat", "lazy -fox"):
+        for sort in ("newest", "oldest"):
+            for limit in (1, 3, 20):
+                index.forget_known_totals()
+                result = index.search(text, Scope(rooms=None), sort=sort, limit=limit, facets=False)
+                found.append((text, sort, limit, result.hits, result.total, result.total_relation, result.next_cursor))
+    return found
+
+
+def test_what_a_reader_learned_of_the_edge_serves_its_later_searchers_as_a_fresh_reader(tmp_path, monkeypatch):
+    """The (ts, key) a reader's window orders read (``KnownTimes``) and the lines it kept, keyed by segment id,
+    serve the searchers of its later commits (new documents in the window, documents written again, retracted,
+    segments merged) and give every page a reader that learned nothing gives; after a rebuild too."""
+    records = [Recorded(i + 1, event) for i, event in enumerate(_edge_corpus(13))]
+    location = IndexLocation(tmp_path / "index")
+    projection = SearchIndexProjection(location, heap_mb=20, hold=10, window=100)
+    monkeypatch.setattr(timepage, "ORDERED_WHOLE", 0)  # every word here has fewer documents
+    monkeypatch.setattr(timepage, "ORDERED_WINDOW_HITS", 10_000)
+    ordered = []
+    first = timepage.WindowOrder.first
+    monkeypatch.setattr(timepage.WindowOrder, "first", lambda *args: ordered.append(first(*args)) or ordered[-1])
+    reads = []  # (documents read, documents in the window) of each window order made
+    made = timepage.WindowOrder.__init__
+
+    def window_order(order, searcher, terms, documents, segments, known):
+        before = len(known.rows)
+        made(order, searcher, terms, documents, segments, known)
+        reads.append((len(known.rows) - before, documents))
+
+    monkeypatch.setattr(timepage.WindowOrder, "__init__", window_order)
+    learning = SearchIndex(location, reload_interval=0)
+    for start in range(0, len(records), 40):  # 16 commits: tantivy merges segments among them
+        batch = records[start : start + 40]
+        projection.apply(batch)
+        projection.commit(batch[-1].position)
+        ordered.clear()
+        pages = _edge_pages(learning)
+        # Each order's first page on a searcher aside (a merge tantivy finishes meanwhile makes another searcher).
+        assert len(ordered) >= len(pages) - 6
+        with monkeypatch.context() as without:
+            without.setattr(timepage, "_by_window_order", lambda *args: None)
+            assert pages == _edge_pages(SearchIndex(location, reload_interval=0))
+    # Later searchers read the documents added since, not their whole window again.
+    assert sum(read < documents for read, documents in reads[2:]) >= len(reads[2:]) // 2
+    fresh = projection.begin_rebuild()  # its documents sit at the addresses of others, in segments of other ids
+    other = [Recorded(i + 1, event) for i, event in enumerate(_edge_corpus(14))]
+    fresh.apply(other)
+    fresh.commit(len(other))
+    projection.finish_rebuild(fresh)
+    with monkeypatch.context() as without:
+        without.setattr(timepage, "_by_window_order", lambda *args: None)
+        expected = _edge_pages(SearchIndex(location, reload_interval=0))
+    assert _edge_pages(learning) == expected
+    projection.close()
+
+
 def test_the_edge_windows_order_is_the_ordered_searchs(tmp_path, monkeypatch):
     """A first page found in the edge's window ordered from its documents' (ts, key) read once (``WindowOrder``)
     is the page of the ordered search, hit for hit (equal seconds by position), with the same total."""

@@ -15,6 +15,7 @@ import csv
 import hashlib
 import io
 from collections.abc import Iterable, Iterator
+from urllib.parse import quote
 
 import msgspec
 from flask import Blueprint, Response, request
@@ -68,7 +69,7 @@ def export() -> Response:
     manifest = {"rooms": rooms, "from": start and format_time(start), "to": end and format_time(end), "query": query,
                 "chain_heads": heads}
     response = Response(chunked(with_digest(lines, fmt, manifest)), mimetype="application/x-ndjson" if fmt == "jsonl" else "text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="export-{_safe(name)}.{fmt}"'
+    response.headers["Content-Disposition"] = _attachment(f"export-{name[:100]}.{fmt}")
     response.headers["Cache-Control"] = "no-store"
     return limited_stream(who, response)
 
@@ -171,5 +172,9 @@ def _csv_row(values) -> bytes:
     return out.getvalue().encode()
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name)[:100]
+def _attachment(filename: str) -> str:
+    """A Content-Disposition naming ``filename``: a header is Latin-1 only (PEP 3333), so the name goes as
+    RFC 6266's ``filename*`` (UTF-8, percent-encoded) beside an ASCII fallback for older clients."""
+    fallback = "".join(c if c.isascii() and (c.isalnum() or c in "-_.@") else "_" for c in filename)
+    encoded = quote(filename.encode("utf-8", "replace"), safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"

@@ -48,6 +48,7 @@ AUDITED = {
     "web.room": "transcript",
     "web.search": "search",
     "web.audit_page": "audit",
+    "widget.activity": "transcript",
 }
 """Flask endpoint -> the kind of read it is."""
 PAGE_LIMIT = 1000

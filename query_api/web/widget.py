@@ -26,10 +26,11 @@ from __future__ import annotations
 from datetime import timedelta
 from urllib.parse import quote, urlencode
 
-from flask import Blueprint, render_template, request, url_for
+from flask import Blueprint, g, render_template, request, url_for
 
 from archive.times import format_time, utcnow
 
+from .. import audit
 from ..access import Caller
 from ..context import api, caller, json_response, visible_room
 from ..errors import bad_parameter, room_not_found, unauthorized
@@ -74,6 +75,7 @@ def widget_caller(room: str) -> Caller:
         who = page_caller(required=False)
         if who is None:
             raise unauthorized("the embedding site must pass a ticket (see the README's widget section)")
+    g.caller = who  # whom the audit trail records
     if not who.can(Capability.TRANSCRIPT):
         raise room_not_found(room)
     return who
@@ -136,4 +138,5 @@ def activity(room: str):
         items, state = widget_feed.since(transcripts(), room, state)
     else:
         items, state = widget_feed.recent(transcripts(), room)
+    audit.results(len(items))
     return json_response({"items": items, "cursor": encode_cursor(state, "widget")})

@@ -252,3 +252,20 @@ def test_a_request_waiting_for_its_audit_commit_lets_another_run_meanwhile(priva
     token_store.close()
     assert answered_meanwhile and statuses == [200, 200]
     assert [r.event.endpoint.split()[0] for r in read_audit(store)][-2:] == ["transcript", "search"]
+
+
+def test_the_widget_feed_is_recorded_like_any_transcript_read(audited):
+    """The widget's feed serves a room's lines (its last 50, then every change) to a site's users and to
+    anonymous visitors, and no read of it was recorded: a site user could read a room through the widget
+    with no trace in the trail. Now each poll is recorded as a transcript read, with who the ticket stands for."""
+    app, store, tokens, ids = audited
+    client = app.test_client()
+    ticket = client.post("/widget/tickets", json={"room": LOBBY}, headers=auth(tokens["site"], "carol")).json["ticket"]
+    feed = client.get(f"/widget/{LOBBY}/activity", headers={"X-Widget-Ticket": ticket})
+    assert feed.status_code == 200 and feed.json["items"]
+    record = last_record(store)
+    assert record.endpoint == f"transcript /widget/{LOBBY}/activity" and record.status == 200
+    assert (record.role, record.token_id, record.user, record.rooms) == ("site", ids["site"], "carol", (LOBBY,))
+    assert record.results == len(feed.json["items"])
+    assert client.get(f"/widget/{SECRET}/activity", headers={"X-Widget-Ticket": ticket}).status_code == 401
+    assert (last_record(store).status, last_record(store).rooms) == (401, (SECRET,))  # refused reads too

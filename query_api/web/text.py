@@ -39,16 +39,15 @@ def _addresses(text: str) -> list[tuple[int, int]]:
     spans = []
     for match in _ADDRESS.finditer(text):
         start, end = match.span()
-        while end > start and (text[end - 1] in _TRAILING or (text[end - 1] == ")" and not _balanced(text[start:end]))):
+        # A closing bracket ends an address only when the address opened none (Wikipedia links do). Counted
+        # once, then as brackets are trimmed: counting again for each was quadratic in a run of ")".
+        opened, closed = text.count("(", start, end), text.count(")", start, end)
+        while end > start and (text[end - 1] in _TRAILING or (text[end - 1] == ")" and opened < closed)):
+            closed -= text[end - 1] == ")"
             end -= 1
         if text[start:end].rstrip("/").lower() not in ("http:", "https:", "xmpp", "http://", "https://"):
             spans.append((start, end))
     return spans
-
-
-def _balanced(address: str) -> bool:
-    """A closing bracket ends an address only when the address opened none (Wikipedia links do)."""
-    return address.count("(") >= address.count(")")
 
 
 def _marked(text: str, pattern: re.Pattern | None) -> str:

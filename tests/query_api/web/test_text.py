@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from query_api.web.text import message_html, marked_words
 
 
@@ -32,3 +34,14 @@ def test_marked_words_from_a_snippet_are_marked_in_the_text_but_not_inside_links
     html = message_html("deploy R&D at https://deploy.example.org", words)
     assert html.startswith("<mark>deploy</mark> <mark>R&amp;D</mark> at <a ")
     assert 'href="https://deploy.example.org"' in html and "<mark>" not in html.split("<a ", 1)[1]
+
+
+def test_a_long_run_of_closing_brackets_after_an_address_is_rendered_in_linear_time():
+    """Trimming unbalanced ``)`` from an address counted the brackets of the whole address again for each
+    one trimmed: quadratic, so one message of ``http://a`` and 100,000 ``)`` (anyone in a room may post it)
+    took seconds of CPU (minutes at a server's stanza limit) each time its day's page was shown, holding a
+    server thread and the interpreter lock. Now the brackets are counted once."""
+    started = time.process_time()
+    html = message_html("see http://a" + ")" * 100_000)
+    assert time.process_time() - started < 1.0  # about 6 s before, a few ms now
+    assert 'href="http://a"' in html and html.endswith("</a>" + ")" * 100_000)

@@ -19,11 +19,12 @@ _ADDRESS = re.compile(r"(?:https?://|xmpp:)[^\s<>\"'`]+", re.IGNORECASE)
 _TRAILING = ".,;:!?'\""  # sentence punctuation after an address is not part of it
 _MARKED = re.compile(r"<mark>(.*?)</mark>", re.DOTALL)
 MAX_MARKED_WORDS = 10
+MAX_MARKED_CHARS = 100  # a word a snippet marks; a longer one (from an edited address) made marking quadratic
 
 
 def message_html(text: str, marked: Iterable[str] = ()) -> Markup:
     """``text`` escaped, its http(s) and xmpp addresses as links, ``marked`` words in ``<mark>``."""
-    words = sorted({w for w in marked if w.strip()}, key=len, reverse=True)
+    words = sorted({w for w in marked if w.strip() and len(w) <= MAX_MARKED_CHARS}, key=len, reverse=True)
     pattern = re.compile("|".join(re.escape(w) for w in words), re.IGNORECASE) if words else None
     out, at = [], 0
     for start, end in _addresses(text):
@@ -67,6 +68,6 @@ def marked_words(snippet_html: str) -> list[str]:
     words = []
     for match in _MARKED.finditer(snippet_html):
         word = unescape(match.group(1)).strip()
-        if word and word not in words and len(word) <= 100:
+        if word and word not in words and len(word) <= MAX_MARKED_CHARS:
             words.append(word)
     return words[:MAX_MARKED_WORDS]

@@ -45,3 +45,13 @@ def test_a_long_run_of_closing_brackets_after_an_address_is_rendered_in_linear_t
     html = message_html("see http://a" + ")" * 100_000)
     assert time.process_time() - started < 1.0  # about 6 s before, a few ms now
     assert 'href="http://a"' in html and html.endswith("</a>" + ")" * 100_000)
+
+
+def test_a_long_word_to_mark_is_not_searched_for():
+    """The room page marks the words its address names (``hl``, from a search hit's link), taken as they came:
+    a word of 25,000 characters against a long message cost seconds of CPU per view (quadratic), and anyone
+    can send such an address. A word longer than any a snippet marks is now not marked at all."""
+    started = time.process_time()
+    html = message_html("a" * 50_000, ["a" * 25_000 + "b", "a"])
+    assert time.process_time() - started < 1.0  # about 2.5 s before
+    assert html.count("<mark>") == 50_000  # the short word is still marked

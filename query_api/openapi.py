@@ -136,7 +136,8 @@ def document() -> dict:
                    "at=T: occupants per page; with nick/jid: most stays; else: people per page (default 100)"),
              CURSOR, SITE_USER],
             json_ok("at=T: occupants then (known=false inside an archive gap); from/to: occupancy buckets, gaps, and stays (intervals) "
-                    "of the named person or of everyone there (paged by nick, `next`)",
+                    "of the named person or of everyone there (paged by nick, `next`; a page reads at most 1000 stays "
+                    "and may end inside one person's stays)",
                     ref("Presence")), statuses=(400, 401, 403, 404, 503),
             together="Either `at` (with `limit`, `cursor`) or `from` and `to` (with `buckets`, and `nick` or `jid`, or "
                      "`limit` and `cursor` for everyone); `cursor` not with `nick` or `jid`.")},

@@ -3,8 +3,9 @@
 Presence: ``at=T`` is who was in the room then; ``from``/``to`` is occupancy
 counts over the range (``buckets`` of equal length), the archive gaps in it,
 and the intervals (stays) of the people there: of one person named by
-``nick`` (or ``jid``, compliance only), else of everyone, paged by nick. State: occupants, subject and the transcript as
-it read at T (``projections.pointintime``).
+``nick`` (or ``jid``, compliance only), else of everyone, paged by nick (and
+within a person's stays when a page's budget of stays read runs out). State:
+occupants, subject and the transcript as it read at T (``projections.pointintime``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import msgspec
 from flask import Blueprint, Response, request
 
 from archive.times import utcnow
+from projections.presence.queries import MAX_STAYS
 
 from . import audit
 from .access import Caller
@@ -46,7 +48,8 @@ def presence(room: str) -> Response:
     limit = params.integer("limit", 100, minimum=1, maximum=1000)
     cursor = params.cursor("presence")
     after = cursor.get("after") if cursor else None
-    if cursor is not None and not isinstance(after, str):
+    resume = cursor.get("stay") if cursor else None  # the last stay read of person ``after``, whose stays go on
+    if cursor is not None and not isinstance(after, str) or resume is not None and not is_stay_number(resume):
         raise bad_parameter("cursor", "is not a cursor this API issued")
     if at is not None:
         if start or end or params.text("nick") or params.text("jid"):
@@ -78,10 +81,10 @@ def presence(room: str) -> Response:
         stays = presence_view.stays(room, nick=nick, jid=jid, start=start, end=end, limit=limit)
         result["next"] = None
     else:
-        people = [n for n in presence_view.nicks(room, start, end) if after is None or n > after]
-        page = people[:limit]
-        stays = stays_of(room, page, start, end)
-        result["next"] = encode_cursor({"after": page[-1]}, "presence") if len(people) > limit else None
+        people = [n for n in presence_view.nicks(room, start, end)
+                  if after is None or n > after or n == after and resume is not None]
+        resume_at = (after, resume) if resume is not None else None
+        stays, result["next"] = stays_of(room, people, start, end, limit, resume_at)
     audit.results(len(stays))
     result["stays"] = [
         without_jids(msgspec.structs.replace(s, spans=[without_jids(x, who) for x in s.spans]), who) for s in stays
@@ -106,13 +109,31 @@ def occupants_page(room: str, at, who: Caller, after: str | None, limit: int) ->
     }
 
 
-def stays_of(room: str, nicks: list[str], start, end) -> list:
-    """The stays of these nicks within [start, end), each once (a stay may have had several nicks)."""
-    found = {}
-    for nick in nicks:
-        for stay in views().presence.stays(room, nick=nick, start=start, end=end, limit=1000):
+def stays_of(room: str, people: list[str], start, end, limit: int, resume: tuple[str, int] | None):
+    """The stays within [start, end) of the first ``limit`` of ``people`` (sorted nicks), each once (a stay may
+    have had several nicks), and the cursor of the rest. At most MAX_STAYS stays are read (an anonymous caller
+    may ask for a public room's whole history): when they run out, the cursor resumes that person's stays after
+    the last one read. ``resume``: (nick, stay) to resume at."""
+    found, left = {}, MAX_STAYS
+    for i, nick in enumerate(people):
+        if i == limit:
+            return by_start(found), encode_cursor({"after": people[i - 1]}, "presence")
+        after = resume[1] if resume and resume[0] == nick else None
+        got = views().presence.stays(room, nick=nick, start=start, end=end, limit=left, after=after)
+        for stay in got:
             found.setdefault(stay.id, stay)
-    return sorted(found.values(), key=lambda stay: (stay.start, stay.id))
+        left -= len(got)
+        if not left:
+            return by_start(found), encode_cursor({"after": nick, "stay": got[-1].id}, "presence")
+    return by_start(found), None
+
+
+def by_start(stays: dict) -> list:
+    return sorted(stays.values(), key=lambda stay: (stay.start, stay.id))
+
+
+def is_stay_number(value) -> bool:
+    return type(value) is int and 0 <= value < 2**63
 
 
 @bp.get("/rooms/<room>/state")

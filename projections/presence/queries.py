@@ -10,9 +10,9 @@
   holds only what is known (usually nobody) and ``possibly_present`` those
   last seen when presence stopped being known.
 - ``stays(room, *, nick=None, jid=None, occupant_id=None, start=None,
-  end=None, limit=100) -> list[Stay]``: when this person was in this room
+  end=None, limit=100, after=None) -> list[Stay]``: when this person was in this room
   (exactly one of nick, jid, occupant_id; a nick matches any span that had
-  it), oldest first, each with its spans (the show/status/role/nick changes
+  it), in stay order (after stay ``after``, to page), each with its spans (the show/status/role/nick changes
   inside). ``end`` None: still there; ``end_known`` False: presence became
   unknown (archive gap, lost connection) rather than the person leaving.
 - ``occupancy(room, start, end, *, buckets=24, known_until=None) -> Occupancy``: for a chart,
@@ -147,6 +147,7 @@ class Presence:
         start: datetime | None = None,
         end: datetime | None = None,
         limit: int = 100,
+        after: int | None = None,
     ) -> list[Stay]:
         given = [(column, value) for column, value in (("nick", nick), ("jid", jid), ("occupant_id", occupant_id))
                  if value is not None]
@@ -162,6 +163,9 @@ class Presence:
         if end:
             window += " AND start_ts<?"
             params.append(micros(end))
+        if after is not None:
+            window += " AND stay>?"
+            params.append(after)
 
         def work(query, _generation):
             stay_ids = [r["stay"] for r in query(

@@ -3,11 +3,16 @@ decode of every line in it (anonymous callers may ask this of a public room), en
 
 from __future__ import annotations
 
+from archive import events as ev
+from projections.presence.queries import MAX_STAYS
 from query_api import create_app
+from query_api.params import encode_cursor
 from query_api.roles import Role
 from query_api.tokens import open_token_store
 
-from .conftest import LOBBY, auth, make_config
+from tests.factories import at, make
+
+from .conftest import LOBBY, PUBLIC, auth, make_config
 
 SPAN = "from=2024-05-01T12:00:00Z&to=2024-05-01T12:02:00Z"
 
@@ -31,3 +36,39 @@ def test_the_people_of_a_range_are_found_without_reading_the_transcript(private_
         assert sorted(s["nicks"][0] for s in after.json["stays"]) == ["alice", "bob", "eve"]
     finally:
         tokens.close()
+
+
+def test_the_stays_of_a_range_are_read_a_bounded_number_at_a_time(private_seeded, private_app):
+    """One person's many stays in a public room's range: an anonymous request read up to limit x 1,000 stays
+    (and dropped a person's stays past the 1,000th without a ``next``). A page now reads at most MAX_STAYS
+    stays and continues, mid-person if need be, from a signed cursor."""
+    many = MAX_STAYS + 5
+    events = []
+    for i in range(many):
+        events += [make(ev.OccupantJoined, 100 + 2 * i, room=PUBLIC, nick="zed"),
+                   make(ev.OccupantLeft, 101 + 2 * i, room=PUBLIC, nick="zed")]
+    private_seeded.store.append(events)
+    private_seeded.catch_up()
+    client = private_app.test_client()
+    span = f"from={at(0):%Y-%m-%dT%H:%M:%SZ}&to={at(100 + 2 * many):%Y-%m-%dT%H:%M:%SZ}"
+    pages, url = [], f"/api/v1/rooms/{PUBLIC}/presence?{span}&limit=1000"
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        pages.append(response.json["stays"])
+        assert len(pages[-1]) <= MAX_STAYS
+        cursor = response.json["next"]
+        url = f"/api/v1/rooms/{PUBLIC}/presence?{span}&limit=1000&cursor={cursor}" if cursor else None
+    assert len(pages) == 2
+    zeds = [s for page in pages for s in page if s["nicks"] == ["zed"]]
+    assert len(zeds) == many
+    assert len({s["id"] for s in zeds}) == many
+    assert sorted(s["nicks"][0] for page in pages for s in page if s["nicks"] != ["zed"]) == ["alice", "bob", "eve"]
+
+
+def test_a_presence_cursor_holds_a_stay_number(private_app):
+    client = private_app.test_client()
+    with private_app.app_context():
+        forged = encode_cursor({"after": "zed", "stay": "x"}, "presence")
+    response = client.get(f"/api/v1/rooms/{PUBLIC}/presence?{SPAN}&cursor={forged}")
+    assert response.status_code == 400

@@ -12,8 +12,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+import msgspec
+
 from archive.errors import ChatArchiveError, EventDecodeError, StoreError
-from archive.events import ChainHead, EventsPurged, Recorded, misplaced
+from archive.events import ChainHead, Event, EventsPurged, Recorded, misplaced
+from archive.room_names import RoomNames
 from archive.store import MAX_BATCH, EventStore
 
 from ..bootstrap import open_store
@@ -87,14 +90,25 @@ def import_events(args: argparse.Namespace, config) -> int:
     with open_store(config) as store:
         if survey.numbered and survey.last_position:
             return _restore(store, opener, survey, log.heads)
+        names = RoomNames(store.rooms())
         with opener() as raw:
             entries = LogFile(raw, source).entries()
             new = seen = 0
-            while batch := [e.event for e in itertools.islice(entries, MAX_BATCH)]:
+            while batch := [_as_archived(e.event, names) for e in itertools.islice(entries, MAX_BATCH)]:
                 stored = len(store.append(batch))
                 new, seen = new + stored, seen + len(batch) - stored
     print(f"imported {new} new events from {source} ({seen} already archived)")
     return 0
+
+
+def _as_archived(event: Event, names: RoomNames) -> Event:
+    """``event`` in its room as archived: a JID is not case-sensitive, and a room beside the archived one, named in
+    another case, would split its history (and merge their counts where rooms are folded, as in search)."""
+    room = names.named(event.room)
+    if room is None:
+        names.add(event.room)
+        return event
+    return event if room == event.room else msgspec.structs.replace(event, room=room)
 
 
 def _expected_heads(survey: _Survey, trailer_heads: list[ChainHead]) -> dict[str, ChainHead]:

@@ -123,3 +123,20 @@ def test_import_refuses_a_room_no_jid_names_and_the_archives_own_streams(store_u
         assert f"line {line}: " in result.stderr and "nothing was imported" in result.stderr
     with open_event_store(store_url) as store:
         assert store.head() == 0
+
+
+def test_import_names_an_archived_room_as_it_is_archived(store_url, tmp_path):
+    """A JID is not case-sensitive: an import's Lobby@… created a room beside the archived lobby@…, whose message
+    counts /rooms then merged. Its events now go to the archived room, and a room new to the archive is named as
+    its first line names it, whatever case its later lines use."""
+    _archived(store_url, HISTORY[:1])
+    shouted = ROOM.upper()
+    lines = [_event("message_posted", 10, nick="bob", body="hi", stanza_id="s10", room=shouted),
+             _event("message_posted", 11, nick="bob", body="new", stanza_id="s11", room="New@Conference.localhost"),
+             _event("message_posted", 12, nick="bob", body="again", stanza_id="s12", room="new@conference.localhost")]
+    result = run_cli("import", _file(tmp_path, [json.dumps(line) for line in lines]), store_url=store_url)
+    assert result.returncode == 0, result.stderr
+    with open_event_store(store_url) as store:
+        assert sorted(store.rooms()) == ["New@Conference.localhost", ROOM]
+        assert [r.event.body for r in store.read_room(ROOM) if hasattr(r.event, "body")] == ["hi"]
+        assert [r.event.body for r in store.read_room("New@Conference.localhost")] == ["new", "again"]

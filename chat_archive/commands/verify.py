@@ -15,6 +15,7 @@ import msgspec
 
 from archive.errors import ConfigError
 from archive.integrity import IntegrityReport, verify_integrity
+from archive.room_names import RoomNames
 from archive.times import format_time, parse_time
 from ingest.verify import RoomReport, verify
 
@@ -48,13 +49,21 @@ def run_verify(args: argparse.Namespace, config) -> int:
         print("chat-archive verify: --since and --repair belong to the completeness check, not --integrity", file=sys.stderr)
         return 2
     with open_store(config) as store:
-        if args.room is not None and args.room not in store.streams():
-            print(f"chat-archive verify: no events for room {args.room!r}", file=sys.stderr)
+        room = None if args.room is None else _archived_room(store.streams(), args.room)
+        if args.room is not None and room is None:
             return 1
-        report = verify_integrity(store, args.room)
-        audit_cli_read(store, "verify --integrity", rooms=(args.room,) if args.room else (), results=report.events)
+        report = verify_integrity(store, room)
+        audit_cli_read(store, "verify --integrity", rooms=(room,) if room else (), results=report.events)
     print_integrity(report, as_json=args.json)
     return 0 if report.ok else 1
+
+
+def _archived_room(streams: list[str], name: str) -> str | None:
+    """The archived room (or stream) ``name`` names, by the one rule for room names; None, said, if none."""
+    room = RoomNames(streams).named(name)
+    if room is None:
+        print(f"chat-archive verify: no events for room {name!r}", file=sys.stderr)
+    return room
 
 
 def print_integrity(report: IntegrityReport, *, as_json: bool) -> None:
@@ -92,7 +101,9 @@ def run_completeness(args: argparse.Namespace, config) -> int:
         print(f"chat-archive verify: checking against the running demo's server, {xmpp.host}:{xmpp.port}", file=sys.stderr)
     since = parse_time(args.since) if args.since else None
     with open_store(config) as store:
-        rooms = [args.room.lower()] if args.room else store.rooms()
+        rooms = store.rooms() if args.room is None else [_archived_room(store.rooms(), args.room)]
+        if rooms == [None]:
+            return 1
         reports = verify(xmpp, store, rooms, since=since, repair=args.repair)
         audit_cli_read(store, "verify" + (" --repair" if args.repair else ""), rooms=tuple(rooms), range_from=since,
                        results=sum(r.archived for r in reports))

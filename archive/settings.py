@@ -16,12 +16,17 @@ class StoreSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Seconds between checkpoints of every room's hash-chain head in the log (`up` and `listen`)."""
 
 
+# A purge's cutoff is now minus the period: a period past the calendar (a billion days) overflowed it, so a
+# period is at most a century, like the other day counts of the settings.
+RetentionDays = Annotated[int, msgspec.Meta(ge=0, le=36500)]
+
+
 class RetentionSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """`[retention]`"""
 
-    default_days: Annotated[int, msgspec.Meta(ge=0)] = 0
-    """Days an event is kept after it occurred, unless a legal hold covers it; 0 keeps everything forever."""
-    rooms: dict[str, Annotated[int, msgspec.Meta(ge=0)]] = {}
-    """Days per room (a JID or shell glob, as `[retention.rooms]` table `"lobby@conference.example.org" = 30`), overriding `default_days`; 0 keeps that room forever."""
+    default_days: RetentionDays = 0
+    """Days an event is kept after it occurred, unless a legal hold covers it; 0 keeps everything forever (at most 36500)."""
+    rooms: dict[str, RetentionDays] = {}
+    """Days per room (a JID or shell glob, as `[retention.rooms]` table `"lobby@conference.example.org" = 30`), overriding `default_days`; 0 keeps that room forever (at most 36500)."""
     purge_interval: Annotated[float, msgspec.Meta(gt=0)] = 86400.0
     """Seconds between the purges `up` runs when a retention period is set (and once at start; with none set, only until an interrupted purge's rebuild that was owed at start is done)."""

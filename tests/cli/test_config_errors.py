@@ -29,3 +29,21 @@ def test_bad_settings_are_one_line_and_exit_2(tmp_path, settings, complaint):
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert complaint in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "listening" not in result.stdout
+
+
+@pytest.mark.parametrize("settings", [
+    "[retention]\ndefault_days = 1000000000\n",
+    '[retention.rooms]\n"lobby@conference.localhost" = 1000000000\n',
+])  # fmt: skip
+def test_a_retention_period_past_the_calendar_is_refused_when_read(tmp_path, settings):
+    """A purge's cutoff is now minus the period: a period of a billion days overflowed the date arithmetic
+    (OverflowError) once a room had events, and passed unnoticed until then."""
+    config = tmp_path / "chat-archive.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{tmp_path}/events.sqlite"\n' + settings)
+    result = subprocess.run(
+        [sys.executable, "-m", "chat_archive.cli", "--config", str(config), "purge", "--dry-run"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "$.retention" in result.stderr and "36500" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -9,6 +9,7 @@ import msgspec
 
 from archive.retention import holds_of, owed_deletions, pending_purge, place_hold, release_hold
 from archive.times import format_time, parse_time
+from query_api.escaping import one_line
 
 from ..bootstrap import open_store
 from ..purges import purge_expired
@@ -64,9 +65,10 @@ def run_list(args: argparse.Namespace, config) -> int:
             print(msgspec.json.encode(hold).decode())
             continue
         span = f" {format_time(hold.hold_from) if hold.hold_from else '…'}..{format_time(hold.hold_to) if hold.hold_to else '…'}"
-        print(f"{hold.hold_id}  case {hold.case!r}  rooms {', '.join(hold.rooms) or 'all'}  "
-              f"people {', '.join(hold.jids) or 'all'}{span if hold.hold_from or hold.hold_to else ''}  "
-              f"placed {format_time(hold.occurred_at)} by {hold.by}")
+        # Whoever places a hold names its case, rooms (globs) and people: one line each, escaped.
+        print(one_line(f"{hold.hold_id}  case {hold.case!r}  rooms {', '.join(hold.rooms) or 'all'}  "
+                       f"people {', '.join(hold.jids) or 'all'}{span if hold.hold_from or hold.hold_to else ''}  "
+                       f"placed {format_time(hold.occurred_at)} by {hold.by}"))
     if not holds and not args.json:
         print("no legal holds in force")
     return 0

@@ -225,3 +225,21 @@ def test_a_purge_reaches_the_search_index_of_every_api_host(setup, tmp_path):
     finally:
         stop.set()
         indexer.join(30)
+
+
+def test_hold_list_shows_hostile_names_escaped_on_one_line(tmp_path, capsys):
+    """A hold's rooms (a glob is not a JID), people and placer went to the terminal as they were: a line break
+    forged a hold line of its own in a compliance officer's listing, a terminal escape cleared the screen."""
+    from archive.retention import place_hold
+    from chat_archive.cli import main
+
+    url = f"sqlite:///{tmp_path}/events.sqlite"
+    with open_event_store(url) as store:
+        place_hold(store, case="Acme\x1b[2J", rooms=("lobby*\nfeedface0000  case 'Other'  rooms all",),
+                   by="eve\r\nforged\u202e")
+    config = tmp_path / "c.toml"
+    config.write_text(f'[store]\nurl = "{url}"\n')
+    assert main(["--config", str(config), "hold", "list"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert "\x1b" not in line and "\u202e" not in line and "\r" not in line
+    assert "lobby*\\x0afeedface0000" in line and "by eve\\x0d\\x0aforged\\u202e" in line

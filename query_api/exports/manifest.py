@@ -25,6 +25,9 @@ MANIFEST_NAME = "manifest.json"
 # one, an encrypted member or an unknown compression method.
 UNREADABLE = (zipfile.BadZipFile, OSError, zlib.error, EOFError, RuntimeError, NotImplementedError)
 MANIFEST_VERSION = 1
+# A manifest holds a few hundred bytes per room and file: this is an export of some 100,000 rooms. A bundle comes
+# from elsewhere, and a larger manifest (a little deflated data can stand for any size) is not read.
+MAX_MANIFEST_BYTES = 64 << 20
 
 
 class FileEntry(msgspec.Struct, frozen=True):
@@ -64,9 +67,12 @@ def verify_bundle(path: str | Path) -> ExportCheck:
     try:
         with zipfile.ZipFile(path) as zf:
             try:
-                raw = zf.read(MANIFEST_NAME)
+                raw = _read_manifest(zf)
             except KeyError:
                 return ExportCheck(False, [f"no {MANIFEST_NAME}: not a chat-archive export"], None, None)
+            if raw is None:
+                too_large = f"{MANIFEST_NAME}: larger than {MAX_MANIFEST_BYTES >> 20} MiB, not read"
+                return ExportCheck(False, [too_large], None, None)
             try:
                 manifest = msgspec.json.decode(raw, type=Manifest)
             except msgspec.DecodeError as e:
@@ -99,6 +105,16 @@ def verify_bundle(path: str | Path) -> ExportCheck:
     except UNREADABLE as e:
         return ExportCheck(False, [f"not a readable ZIP file: {e}"], None, None)
     return ExportCheck(not problems, problems, manifest, hashlib.sha256(raw).hexdigest())
+
+
+def _read_manifest(zf: zipfile.ZipFile) -> bytes | None:
+    """The manifest's bytes; None if there are more than MAX_MANIFEST_BYTES (by the size the ZIP file gives, or
+    found reading it: the directory's size is the file's word)."""
+    if zf.getinfo(MANIFEST_NAME).file_size > MAX_MANIFEST_BYTES:
+        return None
+    with zf.open(MANIFEST_NAME) as member:
+        raw = member.read(MAX_MANIFEST_BYTES + 1)
+    return None if len(raw) > MAX_MANIFEST_BYTES else raw
 
 
 def _digest(zf: zipfile.ZipFile, name: str) -> tuple[str, int]:

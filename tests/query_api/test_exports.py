@@ -7,6 +7,7 @@ import email
 import email.policy
 import io
 import json
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from archive.application import open_event_store
 from query_api.exports.bundle import ExportRequest, write_bundle
-from query_api.exports.manifest import verify_bundle
+from query_api.exports.manifest import MAX_MANIFEST_BYTES, verify_bundle
 from archive import events as ev
 from tests.factories import at, make, message
 
@@ -222,6 +223,27 @@ def test_verify_export_finds_a_second_member_of_a_name(archive, tmp_path):
         _rezip(path, doubled, [("events.jsonl", b"forged\n"), *members])
     check = verify_bundle(doubled)
     assert not check.ok and check.problems == ["events.jsonl: 2 members of this name in the ZIP file"]
+
+
+def test_verify_export_reads_a_manifest_only_up_to_its_size_cap(archive, tmp_path):
+    """verify-export read the manifest whole, whatever its size: a hostile bundle's manifest (a little deflated
+    data for a huge member) could exhaust memory. A manifest past MAX_MANIFEST_BYTES is a problem, not read."""
+    path, _ = export(archive, tmp_path, format="jsonl")
+    with zipfile.ZipFile(path) as zf:
+        members = [(name, zf.read(name)) for name in zf.namelist()]
+    padded = dict(members)["manifest.json"] + b" " * MAX_MANIFEST_BYTES  # still a valid manifest
+    huge = tmp_path / "huge.zip"
+    _rezip(path, huge, [*members[:-1], ("manifest.json", padded)])
+    del padded, members
+    tracemalloc.start()
+    try:
+        check = verify_bundle(huge)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert not check.ok and check.manifest is None
+    assert check.problems == [f"manifest.json: larger than {MAX_MANIFEST_BYTES >> 20} MiB, not read"]
+    assert peak < MAX_MANIFEST_BYTES // 4
 
 
 def test_export_and_verify_export_from_the_command_line(tmp_path, capsys):

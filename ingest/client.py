@@ -11,9 +11,11 @@ from dataclasses import dataclass
 
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.jid import InvalidJID
 from slixmpp.xmlstream import ET
 
 from archive.errors import ChatArchiveError
+from archive.events import room_problem
 
 from .settings import XmppSettings
 from .xmlutil import RSM, q
@@ -107,6 +109,21 @@ def allowed(room: str, settings: XmppSettings) -> bool:
         return any(fnmatch.fnmatchcase(room, pattern.lower()) for pattern in patterns)
 
     return matches(settings.include) and not matches(settings.exclude)
+
+
+def room_jid_problem(room: str) -> str | None:
+    """Why a room a service lists (or the config or the last run names) cannot be joined and archived under that
+    name (None: it can): a JID slixmpp refuses (failing every join), one no room's events may name, or one the
+    server would know in another form (a resource, a Unicode compatibility form: joined as one room, archived as
+    another)."""
+    try:
+        jid = slixmpp.JID(room)
+    except InvalidJID as e:
+        return f"{room!r} is not a valid JID: {e}"
+    problem = room_problem(room)
+    if problem is None and jid.bare != room:
+        problem = f"{room!r} is not a room's JID in its normal form ({jid.bare!r})"
+    return problem
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,9 @@ from archive.store import EventStore
 from archive.times import utcnow
 
 from .admin_rooms import list_rooms_as_admin
-from .client import DiscoError, allowed, is_encrypted, list_rooms, make_client, server_address
+from .client import (
+    DiscoError, allowed, is_encrypted, list_rooms, make_client, room_jid_problem, server_address,
+)
 from .joining import JOIN_TIMEOUT, join_room
 from .rooms import GONE, LOST, NEW, UNAVAILABLE, Rooms
 from .settings import XmppSettings
@@ -93,6 +95,7 @@ class Listener:
         self._ended: asyncio.Future | None = None
         self.last_heard: datetime | None = None
         self._discovery: asyncio.Task | None = None
+        self._unnamable: set[str] = set()  # rooms listed under a name no room can have
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -233,7 +236,12 @@ class Listener:
                     listed.update(room for room in hidden or () if allowed(room, self.settings))
             candidates = listed | {room.lower() for room in self.settings.rooms} | set(self.rooms.lost()) | unlisted
             unlisted = set()
-            for room in sorted(candidates):
+            for room in sorted(candidates - self._unnamable):
+                if problem := room_jid_problem(room):
+                    # Skipped for good, said once: its join would fail on every retry.
+                    self._unnamable.add(room)
+                    log.warning("skipping a room: %s", problem)
+                    continue
                 self._maybe_join(client, room, listed=room in listed)
             await asyncio.sleep(self.settings.poll_interval)
 

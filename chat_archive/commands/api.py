@@ -12,6 +12,7 @@ from datetime import datetime
 
 from archive.errors import InvalidQueryError
 from archive.times import parse_time, utcnow
+from query_api.escaping import one_line
 from query_api.roles import TOKEN_ROLES, Role
 
 from ..bootstrap import open_search_index, open_store, open_tokens, open_views, serve_api_workers, start_api
@@ -98,10 +99,11 @@ def list_tokens(args: argparse.Namespace, config) -> int:
     for t in rows:
         rooms = " ".join(t.rooms) or "-"
         label = f"  ({t.label})" if t.label else ""
-        print(
+        # An operator's label and grants as typed: one line each token, so none can forge another's line.
+        print(one_line(
             f"{t.id:<12}  {t.role.value:<10}  {_minute(t.created_at):<20}  {_state(t, now):<28}  "
             f"{_minute(t.last_used_at) if t.last_used_at else 'never':<20}  {rooms}{label}"
-        )
+        ))
     return 0
 
 

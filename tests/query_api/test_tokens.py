@@ -149,3 +149,17 @@ def test_a_session_naming_an_expired_token_by_id_is_refused(sqlite_url):
     while tokens.lookup_id(info.id) is not None and utcnow() < deadline:
         time.sleep(0.1)
     assert tokens.lookup_id(info.id) is None and tokens.lookup(token) is None
+
+
+def test_token_list_shows_hostile_labels_and_rooms_escaped_on_one_line(tmp_path, capsys):
+    """A label or room grant went to the operator's terminal as given: a line break forged a token line of its
+    own in the listing, a terminal escape reached the terminal."""
+    config = tmp_path / "chat-archive.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{tmp_path}/events.sqlite"\n')
+    assert main(["--config", str(config), "token", "create", "--role", "site", "--rooms", "a@x\nfeedface  compliance",
+                 "--label", "ops\x1b[2J\u202e"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(config), "token", "list"]) == 0
+    [_, line] = capsys.readouterr().out.splitlines()
+    assert "\x1b" not in line and "\u202e" not in line
+    assert "a@x\\x0afeedface  compliance" in line and "(ops\\x1b[2J\\u202e)" in line

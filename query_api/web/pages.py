@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, redirect, render_template, request, url_for
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from archive.errors import ChatArchiveError, InvalidQueryError, NotFoundError
 from archive.times import format_time, parse_day, parse_time, utcnow
@@ -313,8 +313,10 @@ def xmpp_join_link(room: str) -> str:
 
 
 def widget_snippet(room: str) -> str:
+    """HTML a site's editor pastes into their own pages: the room's name is escaped for its attribute (an imported
+    room's name may hold a quote), not only by the page that shows the snippet."""
     url = url_for("widget.page", room=room, _external=True)
     return (
-        f'<iframe src="{url}#ticket=TICKET" title="{room}" width="380" height="520" '
+        f'<iframe src="{escape(url)}#ticket=TICKET" title="{escape(room)}" width="380" height="520" '
         'style="border:0" loading="lazy"></iframe>'
     )

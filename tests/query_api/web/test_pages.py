@@ -321,3 +321,23 @@ def test_a_session_cookie_holds_no_token_and_cannot_be_altered(client, tokens):
     key_id, body, mac = value.split(".")
     client.set_cookie("chat_archive_session", f"{key_id}.{body}x.{mac}")
     assert "Sign out" not in client.get("/").text
+
+
+def test_the_embed_snippet_holds_any_room_name_inside_its_attributes(app):
+    """The room page's embed snippet, pasted by a site's editor into their own pages, put the room's name into
+    its title attribute as it was: a room an import named with a quote (no rule forbids one there) closed the
+    attribute and added its own, e.g. an event handler, to the site that embeds the widget."""
+    from html.parser import HTMLParser
+
+    room = 'a"onload="alert(1)<b>@x'
+    with app.test_request_context():
+        snippet = pages.widget_snippet(room)
+
+    class Iframe(HTMLParser):
+        attrs: dict = {}
+
+        def handle_starttag(self, tag, attrs):
+            Iframe.attrs = dict(attrs)
+
+    Iframe().feed(snippet)
+    assert Iframe.attrs["title"] == room and "onload" not in Iframe.attrs

@@ -32,6 +32,7 @@ Bad arguments raise ``InvalidQueryError``.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from datetime import datetime
 
 import msgspec
@@ -248,12 +249,16 @@ def occupancy_counts(
 
     ``spans`` are (stay, start, end); a stay's spans are contiguous, so a
     stay counts as one occupant from its first start to its last end.
+    Anyone may ask a public room for a long range in many buckets: each bucket's
+    counts are found by bisection (O((stays + buckets) log stays)), not by a pass
+    over every stay per bucket.
     """
     stays: dict[int, list[int]] = {}
     for stay, start, end in spans:
         bounds = stays.setdefault(stay, [start, end])
         bounds[0], bounds[1] = min(bounds[0], start), max(bounds[1], end)
     changes = sorted([(s, 1) for s, _ in stays.values()] + [(e, -1) for _, e in stays.values()])
+    overlapping, unknown_in = _overlaps(list(stays.values())), _overlaps(gaps)
     result = []
     current, i = 0, 0
     for a, b in zip(edges, edges[1:]):
@@ -265,10 +270,15 @@ def occupancy_counts(
             current += changes[i][1]
             peak = max(peak, current)
             i += 1
-        distinct = sum(1 for s, e in stays.values() if s < b and e > a)
-        unknown = any(s < b and e > a for s, e in gaps)
-        result.append((peak, distinct, unknown))
+        result.append((peak, overlapping(a, b), unknown_in(a, b) > 0))
     return result
+
+
+def _overlaps(intervals):
+    """How many of ``intervals`` ([start, end), start <= end) overlap [a, b): those starting before b, less
+    those ended by a (each of which started before b too)."""
+    starts, ends = sorted(s for s, _ in intervals), sorted(e for _, e in intervals)
+    return lambda a, b: bisect_left(starts, b) - bisect_right(ends, a)
 
 
 def _span(row) -> Span:

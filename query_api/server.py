@@ -21,6 +21,7 @@ from waitress.server import create_server
 from archive.errors import ConfigError
 
 from .app import MAX_BODY_BYTES
+from .context import EXTENSION
 from .streams import OUTPUT_BUFFER_BYTES
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class ApiServer:
     """A running server: ``url`` to reach it, ``stop()`` to end it (or set the ``stop`` event)."""
 
     def __init__(self, app, host: str, port: int, *, threads: int, stop: threading.Event, stalled_seconds: float = 30.0):
+        self._exports = app.extensions[EXTENSION].exports
         if not 1 <= threads <= MAX_THREADS:
             raise ConfigError(f"[api] threads must be between 1 and {MAX_THREADS}, not {threads}")
         try:
@@ -70,6 +72,8 @@ class ApiServer:
             wasyncore.loop(timeout=0.05, map=server_map, use_poll=True, count=1)
         dispatcher.shutdown(timeout=1)
         wasyncore.close_all(server_map)
+        # The server's end is what its owner waits for before closing the store its export jobs read.
+        self._exports.close()
 
     def _drop_stalled_clients(self) -> None:
         """Disconnect clients that took nothing of a pending answer for ``stalled_seconds``: the

@@ -88,10 +88,23 @@ def expires_at(status: JobStatus, keep: timedelta | None) -> datetime | None:
     return parse_time(status.finished_at or status.created_at) + keep
 
 
+class ExportStopped(ChatArchiveError):
+    """The serving process is closing its export jobs: a job still writing ends failed."""
+
+
 class ExportJobs:
     def __init__(self, directory: str | Path, keep_days: float = 0):
         self.directory = Path(directory)
         self.keep = timedelta(days=keep_days) if keep_days else None
+        self._closing = threading.Event()
+        self._threads: set[threading.Thread] = set()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """End the jobs this process runs (each at its next step, failed) and wait for them, before the store and
+        views they read are closed: a job thread reading a store closed under it crashed the process (sqlite3)."""
+        self._closing.set()
+        for thread in list(self._threads):
+            thread.join(timeout)
 
     def start(self, request: ExportRequest, owner: str | None, store, views, search) -> JobStatus:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -99,15 +112,21 @@ class ExportJobs:
         status = JobStatus(id=secrets.token_urlsafe(16), owner=owner, state="running",
                            created_at=format_time(utcnow()), request=request_fields,
                            host=socket.gethostname(), pid=os.getpid())
+        if self._closing.is_set():
+            raise ExportStopped("the server is stopping: start the export again once it is back")
         self._save(status)
-        threading.Thread(target=self._run, args=(status, request, store, views, search), name=f"export-{status.id}",
-                         daemon=True).start()
+        thread = threading.Thread(target=self._run, args=(status, request, store, views, search),
+                                  name=f"export-{status.id}", daemon=True)
+        self._threads.add(thread)
+        thread.start()
         return status
 
     def _run(self, status: JobStatus, request: ExportRequest, store, views, search) -> None:
         partial = self.directory / f"{status.id}.zip.partial"
 
         def progress(done: int, total: int, events: int) -> None:
+            if self._closing.is_set():
+                raise ExportStopped("the server stopped during the export: start it again")
             status.rooms_done, status.rooms_total, status.events = done, total, events
             self._save(status)
 
@@ -126,6 +145,7 @@ class ExportJobs:
             partial.unlink(missing_ok=True)
         status.finished_at = format_time(utcnow())
         self._save(status)
+        self._threads.discard(threading.current_thread())
 
     def status(self, job_id: str) -> JobStatus:
         """The job as it stands now: a job due to expire is expired first (whether or not a sweep came by)."""

@@ -21,6 +21,7 @@ from projections.follower import LogFollower
 from projections.search import IndexLocation, SearchIndex, SearchIndexer, SearchIndexProjection
 from projections.views import Views
 from query_api import create_app
+from query_api.context import EXTENSION
 from query_api.roles import Role
 from query_api.settings import ApiSettings
 from query_api.keys import KeyRing, KeyStore
@@ -184,9 +185,11 @@ def api_settings() -> dict:
 @pytest.fixture
 def app(archive, views, search_index, token_store, seeded_url, seeded_signer, api_settings):
     config = make_config(seeded_url, **api_settings)
-    return create_app(
+    app = create_app(
         config, store=archive, views=views, search=search_index, tokens=token_store, signer=seeded_signer
     )
+    yield app
+    app.extensions[EXTENSION].exports.close()  # before the store its jobs read is closed
 
 
 @contextmanager
@@ -216,10 +219,12 @@ def private_app(private_seeded, token_store, api_settings):
     """The app over ``private_seeded`` (same tokens as ``app``)."""
     config = make_config(private_seeded.url, **api_settings)
     with store_signer(private_seeded.url) as signer:
-        yield create_app(
+        app = create_app(
             config, store=private_seeded.store, views=private_seeded.views, search=private_seeded.search,
             tokens=token_store, signer=signer,
         )  # fmt: skip
+        yield app
+        app.extensions[EXTENSION].exports.close()
 
 
 def auth(token: str, user: str | None = None) -> dict[str, str]:

@@ -451,3 +451,37 @@ def test_an_export_job_that_fails_for_any_reason_ends_failed_with_a_reason(tmp_p
     assert status.state == "failed" and status.finished_at, status
     assert status.error == "internal error (see the server's log)"  # a bug's text is not its owner's business
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_closing_the_export_jobs_ends_a_running_job_before_its_store_is_closed(tmp_path, monkeypatch):
+    """A job's thread outlived the app: the store it read was closed under it (a test's teardown, a server
+    stopping) and sqlite3 crashed the whole process (a segfault in a fresh clone's suite). Closing the jobs now
+    ends a running job at its next step, failed with a reason, and waits for its thread; no new job starts."""
+    import threading
+
+    from archive.errors import ChatArchiveError
+    from query_api.exports import jobs
+
+    step, go_on = threading.Event(), threading.Event()
+
+    def slow(out, request, store, views, search, progress):
+        progress(0, 2, 0)
+        step.set()
+        go_on.wait(10)
+        progress(1, 2, 10)  # the next step, after close
+        raise AssertionError("went on after the jobs were closed")
+
+    monkeypatch.setattr(jobs, "write_bundle", slow)
+    exports = jobs.ExportJobs(tmp_path)
+    job = exports.start(ExportRequest(format="jsonl"), "owner", None, None, None)
+    assert step.wait(10)
+    closer = threading.Thread(target=exports.close)
+    closer.start()
+    go_on.set()
+    closer.join(10)
+    assert not closer.is_alive()
+    assert not [t for t in threading.enumerate() if t.name == f"export-{job.id}"]  # joined, not left running
+    status = exports.status(job.id)
+    assert status.state == "failed" and "stopped" in status.error
+    with pytest.raises(ChatArchiveError, match="stopping"):
+        exports.start(ExportRequest(format="jsonl"), "owner", None, None, None)

@@ -15,6 +15,7 @@ import jsonschema
 import pytest
 
 from archive.application import open_event_store
+from query_api.context import EXTENSION
 from query_api.exports.bundle import ExportRequest, write_bundle
 from query_api.exports.manifest import MAX_MANIFEST_BYTES, verify_bundle
 from archive import events as ev
@@ -338,6 +339,7 @@ def compliance_api(archive, tmp_path):
         app = create_app(make_config(archive.url, export_dir=str(tmp_path / "exports")), store=archive.store,
                          views=archive.views, search=archive.search, tokens=tokens)
         yield app.test_client(), mine
+        app.extensions[EXTENSION].exports.close()  # a job a test started ends before ``archive`` is closed
     finally:
         tokens.close()
 

@@ -192,14 +192,24 @@ class Transcripts:
     def changes(self, room: str, *, after: int = 0, limit: int = 100) -> LineChanges:
         """The ordinary view's lines of ``room`` created or changed by events after position
         ``after``, in the order of those events, and the position to ask after next time; ``gone``
-        lists the lines taken into others since (corrections that met their message)."""
+        lists the lines taken into others since (corrections that met their message). A page holds
+        every line of its last event: the next one starts after it, so a page ending among the lines one
+        event changed (a message and the corrections awaiting it, taken into it) would lose the rest;
+        such a page is longer than ``limit`` by those few."""
         _check_limit(limit)
 
         def work(query, _generation):
-            return query(
-                f"SELECT id, shown, rev, fields FROM {{lines}} WHERE {ROOM} AND rev>? ORDER BY rev LIMIT ?",
+            rows = query(
+                f"SELECT id, shown, rev, fields FROM {{lines}} WHERE {ROOM} AND rev>? ORDER BY rev, id LIMIT ?",
                 (room, after, limit),
             )
+            if len(rows) == limit:
+                last = rows[-1]
+                rows += query(
+                    f"SELECT id, shown, rev, fields FROM {{lines}} WHERE {ROOM} AND rev=? AND id>? ORDER BY id",
+                    (room, last["rev"], last["id"]),
+                )
+            return rows
 
         rows = self._read(work)
         return LineChanges(

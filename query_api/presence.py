@@ -14,7 +14,7 @@ import msgspec
 from flask import Blueprint, Response, request
 
 from archive.times import utcnow
-from projections.presence.queries import MAX_STAYS
+from projections.presence.queries import MAX_SPANS, MAX_STAYS
 
 from . import audit
 from .access import Caller
@@ -47,9 +47,10 @@ def presence(room: str) -> Response:
     start, end = params.time_range()
     limit = params.integer("limit", 100, minimum=1, maximum=1000)
     cursor = params.cursor("presence")
-    after = cursor.get("after") if cursor else None
-    resume = cursor.get("stay") if cursor else None  # the last stay read of person ``after``, whose stays go on
-    if cursor is not None and not isinstance(after, str) or resume is not None and not is_stay_number(resume):
+    after = cursor.get("after") if cursor else None  # the last person of a page of people
+    resume = cursor.get("stay") if cursor else None  # the last stay read (of person ``after``), whose stays go on
+    if cursor is not None and (after is None and resume is None or after is not None and not isinstance(after, str)
+                               or resume is not None and not is_stay_number(resume)):
         raise bad_parameter("cursor", "is not a cursor this API issued")
     if at is not None:
         if start or end or params.text("nick") or params.text("jid"):
@@ -76,13 +77,16 @@ def presence(room: str) -> Response:
         "gaps": presence_view.gaps(room, start=start, end=end),
     }
     if nick is not None or jid is not None:
-        if cursor is not None:
+        if after is not None:
             raise bad_parameter("cursor", "pages the people of a range; not with nick or jid")
-        stays = presence_view.stays(room, nick=nick, jid=jid, start=start, end=end, limit=limit)
-        result["next"] = None
+        page = presence_view.stays_page(room, nick=nick, jid=jid, start=start, end=end, limit=limit, after=resume)
+        stays = page.stays
+        goes_on = stays and (page.more or len(stays) == limit)
+        result["next"] = encode_cursor({"stay": stays[-1].id}, "presence") if goes_on else None
     else:
-        people = [n for n in presence_view.nicks(room, start, end)
-                  if after is None or n > after or n == after and resume is not None]
+        if cursor is not None and after is None:
+            raise bad_parameter("cursor", "pages one person's stays; give its nick or jid")
+        people = presence_view.nicks(room, start, end, after=after, inclusive=resume is not None, limit=limit + 1)
         resume_at = (after, resume) if resume is not None else None
         stays, result["next"] = stays_of(room, people, start, end, limit, resume_at)
     audit.results(len(stays))
@@ -110,21 +114,27 @@ def occupants_page(room: str, at, who: Caller, after: str | None, limit: int) ->
 
 
 def stays_of(room: str, people: list[str], start, end, limit: int, resume: tuple[str, int] | None):
-    """The stays within [start, end) of the first ``limit`` of ``people`` (sorted nicks), each once (a stay may
-    have had several nicks), and the cursor of the rest. At most MAX_STAYS stays are read (an anonymous caller
-    may ask for a public room's whole history): when they run out, the cursor resumes that person's stays after
-    the last one read. ``resume``: (nick, stay) to resume at."""
-    found, left = {}, MAX_STAYS
+    """The stays within [start, end) of the first ``limit`` of ``people`` (nicks in the view's order), each once
+    (a stay may have had several nicks), and the cursor of the rest. At most MAX_STAYS stays and MAX_SPANS spans
+    are read (an anonymous caller may ask for a public room's whole history): when they run out, the cursor
+    resumes that person's stays after the last one read. ``resume``: (nick, stay) to resume at."""
+    found, stays_left, spans_left = {}, MAX_STAYS, MAX_SPANS
     for i, nick in enumerate(people):
         if i == limit:
             return by_start(found), encode_cursor({"after": people[i - 1]}, "presence")
         after = resume[1] if resume and resume[0] == nick else None
-        got = views().presence.stays(room, nick=nick, start=start, end=end, limit=left, after=after)
-        for stay in got:
+        page = views().presence.stays_page(room, nick=nick, start=start, end=end, limit=stays_left, after=after,
+                                           spans=spans_left)
+        for stay in page.stays:
             found.setdefault(stay.id, stay)
-        left -= len(got)
-        if not left:
-            return by_start(found), encode_cursor({"after": nick, "stay": got[-1].id}, "presence")
+        stays_left -= len(page.stays)
+        spans_left -= sum(len(stay.spans) for stay in page.stays)
+        if page.more or not stays_left:
+            # Go on after this person's last stay read, or from their first if none was.
+            last = page.stays[-1].id if page.stays else after
+            # (The first person of a page always gets a stay: a page's budget is whole then.)
+            state = {"after": nick, "stay": last} if last is not None else {"after": people[i - 1]}
+            return by_start(found), encode_cursor(state, "presence")
     return by_start(found), None
 
 

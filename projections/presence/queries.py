@@ -15,13 +15,18 @@
   it), in stay order (after stay ``after``, to page), each with its spans (the show/status/role/nick changes
   inside). ``end`` None: still there; ``end_known`` False: presence became
   unknown (archive gap, lost connection) rather than the person leaving.
+  At most MAX_SPANS spans are read: a stay of more (a client toggling away all year) is given with its
+  first MAX_SPANS (``complete`` False; its end is still its own).
+- ``stays_page(...) -> StaysPage``: the same within a budget of ``spans`` spans read, stopping before
+  the first stay that would pass it (``more``: a page goes on from the last stay given).
 - ``occupancy(room, start, end, *, buckets=24, known_until=None) -> Occupancy``: for a chart,
   ``[start, end)`` cut into equal buckets, each with ``peak`` (most occupants
   at once) and ``distinct`` (occupants present at some time), and ``unknown``
   when the bucket overlaps an archive gap or lies after ``known_until`` (its
-  counts are then lower bounds).
-- ``nicks(room, start, end) -> list[str]``: every nick present in ``room`` at some time in
-  ``[start, end)`` (that of a span overlapping it), sorted: the people of a range, found without
+  counts are then lower bounds). A range holding more than MAX_OCCUPANCY_SPANS spans is refused.
+- ``nicks(room, start, end, *, after=None, limit=MAX_STAYS) -> list[str]``: the first ``limit`` nicks
+  (after ``after``, or from it if ``inclusive``) present in ``room`` at some time in ``[start, end)``
+  (that of a span overlapping it), in the database's order: the people of a range, found without
   decoding a span or reading the transcript's joins.
 - ``gaps(room, *, start=None, end=None) -> list[Gap]``.
 - ``incomplete_gaps() -> list[Gap]``: gaps of every room in which messages too
@@ -45,7 +50,10 @@ from . import logic
 from .logic import Gap, Span
 from .view import NAME, decode_gap, decode_span
 
+# Anyone may ask a public room for its whole history: what one call reads is bounded.
 MAX_STAYS = 1000
+MAX_SPANS = 10_000
+MAX_OCCUPANCY_SPANS = 100_000  # (stay, start, end) only: a few tens of ms of Python
 MAX_BUCKETS = 1000
 
 
@@ -82,6 +90,12 @@ class Stay(msgspec.Struct, kw_only=True):
     spans: list[Span]
     jid: str | None = None
     occupant_id: str | None = None
+    complete: bool = True  # False: more than MAX_SPANS spans, of which ``spans`` are the first
+
+
+class StaysPage(msgspec.Struct, kw_only=True):
+    stays: list[Stay]
+    more: bool  # the budget of spans ran out before the stays asked for did
 
 
 class OccupancyBucket(msgspec.Struct, kw_only=True):
@@ -138,7 +152,10 @@ class Presence:
             known_until=known_until,
         )
 
-    def stays(
+    def stays(self, room: str, **query) -> list[Stay]:
+        return self.stays_page(room, **query).stays
+
+    def stays_page(
         self,
         room: str,
         *,
@@ -149,13 +166,16 @@ class Presence:
         end: datetime | None = None,
         limit: int = 100,
         after: int | None = None,
-    ) -> list[Stay]:
+        spans: int | None = None,
+    ) -> StaysPage:
         given = [(column, value) for column, value in (("nick", nick), ("jid", jid), ("occupant_id", occupant_id))
                  if value is not None]
         if len(given) != 1:
             raise InvalidQueryError("name exactly one of nick, jid, occupant_id")
         if not 1 <= limit <= MAX_STAYS:
             raise InvalidQueryError(f"limit must be 1..{MAX_STAYS}")
+        most = MAX_SPANS
+        budget = most if spans is None else min(spans, most)
         column, value = given[0]
         window, params = "", []
         if start:
@@ -173,16 +193,22 @@ class Presence:
                 f"SELECT DISTINCT stay FROM {{spans}} WHERE room=? AND {column}=?{window} ORDER BY stay LIMIT ?",
                 (room, value, *params, limit),
             )]
-            spans = []
+            read, left = [], budget
             for stay in stay_ids:
-                spans += [_span(r) for r in query("SELECT data FROM {spans} WHERE stay=? ORDER BY start_ts, id",
-                                                  (stay,))]
-            return spans
+                rows = query("SELECT data FROM {spans} WHERE stay=? ORDER BY start_ts, id LIMIT ?", (stay, left + 1))
+                if len(rows) > most:  # (left is most: nothing read yet) one stay of more spans than any page holds
+                    last = query("SELECT data FROM {spans} WHERE stay=? ORDER BY start_ts DESC, id DESC LIMIT 1",
+                                 (stay,))
+                    read.append(([_span(r) for r in rows[:most]], _span(last[0])))
+                    return read, stay != stay_ids[-1]
+                if len(rows) > left:
+                    return read, True
+                left -= len(rows)
+                read.append(([_span(r) for r in rows], None))
+            return read, False
 
-        by_stay: dict[int, list[Span]] = {}
-        for span in self.recorder.read(NAME, work):
-            by_stay.setdefault(span.stay, []).append(span)
-        return [_stay(room, spans) for _, spans in sorted(by_stay.items())]
+        read, more = self.recorder.read(NAME, work)
+        return StaysPage(stays=[_stay(room, spans, last) for spans, last in read], more=more)
 
     def occupancy(
         self, room: str, start: datetime, end: datetime, *, buckets: int = 24, known_until: datetime | None = None
@@ -193,9 +219,13 @@ class Presence:
             raise InvalidQueryError(f"buckets must be 1..{MAX_BUCKETS}")
         lo, hi = micros(start), micros(end)
 
+        most = MAX_OCCUPANCY_SPANS
+
         def work(query, _generation):
-            spans = query("SELECT stay, start_ts, end_ts FROM {spans} WHERE room=? AND end_ts>? AND start_ts<?",
-                          (room, lo, hi))
+            spans = query("SELECT stay, start_ts, end_ts FROM {spans} WHERE room=? AND end_ts>? AND start_ts<? "
+                          "LIMIT ?", (room, lo, hi, most + 1))
+            if len(spans) > most:
+                raise InvalidQueryError(f"the range holds more than {most:,} presence spans: ask a shorter one")
             gaps = query("SELECT start_ts, end_ts FROM {gaps} WHERE room=? AND end_ts>? AND start_ts<?",
                          (room, lo, hi))
             return [(r["stay"], r["start_ts"], r["end_ts"]) for r in spans], [(r["start_ts"], r["end_ts"]) for r in gaps]
@@ -218,12 +248,17 @@ class Presence:
             ],
         )
 
-    def nicks(self, room: str, start: datetime, end: datetime) -> list[str]:
+    def nicks(
+        self, room: str, start: datetime, end: datetime, *, after: str | None = None, inclusive: bool = False,
+        limit: int = MAX_STAYS,
+    ) -> list[str]:
+        # The order (and ``after``) is the database's own, so that a page picks up where the last one ended.
+        since = "" if after is None else " AND nick>=?" if inclusive else " AND nick>?"
         rows = self.recorder.read(NAME, lambda query, _: query(
-            "SELECT DISTINCT nick FROM {spans} WHERE room=? AND end_ts>? AND start_ts<?",
-            (room, micros(start), micros(end)),
+            f"SELECT DISTINCT nick FROM {{spans}} WHERE room=? AND end_ts>? AND start_ts<?{since} ORDER BY nick LIMIT ?",
+            (room, micros(start), micros(end), *([] if after is None else [after]), limit),
         ))  # fmt: skip
-        return sorted(row["nick"] for row in rows)
+        return [row["nick"] for row in rows]
 
     def gaps(self, room: str, *, start: datetime | None = None, end: datetime | None = None) -> list[Gap]:
         lo = micros(start) if start else -OPEN_BOUND
@@ -308,8 +343,9 @@ def occupant(span: Span, starts: dict[int, datetime]) -> Occupant:
     )
 
 
-def _stay(room: str, spans: list[Span]) -> Stay:
-    first, last = spans[0], spans[-1]
+def _stay(room: str, spans: list[Span], last: Span | None = None) -> Stay:
+    """The stay of ``spans``; ``last``: its last span when ``spans`` are only its first ones."""
+    first, last = spans[0], last or spans[-1]
     nicks = list(dict.fromkeys(s.nick for s in spans))
     return Stay(
         room=room,
@@ -323,4 +359,5 @@ def _stay(room: str, spans: list[Span]) -> Stay:
         spans=spans,
         jid=next((s.jid for s in spans if s.jid), None),
         occupant_id=next((s.occupant_id for s in spans if s.occupant_id), None),
+        complete=last is spans[-1],
     )

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from markupsafe import Markup
 
 from archive.times import parse_day
+from projections.presence.queries import MAX_SPANS, MAX_STAYS
 
 from ..context import api
 from ..errors import bad_parameter
@@ -56,12 +57,17 @@ def day_spans(presence, room: str, start: datetime, end: datetime, *, by_jid: bo
     else its real JID if ``by_jid`` (only for callers who may see real JIDs: for the
     others, linking two nicks to one account would reveal what the room hides), else
     the stay's first nick. People get opaque keys: the page never carries the
-    occupant-id or the JID.
+    occupant-id or the JID. At most MAX_SPANS spans are read (anyone may view a public room's busiest
+    day): the chart of a day of more shows its first people's.
     """
-    stays = {}
+    stays, left = {}, MAX_SPANS
     for nick in presence.nicks(room, start, end):
-        for stay in presence.stays(room, nick=nick, start=start, end=end, limit=1000):
+        page = presence.stays_page(room, nick=nick, start=start, end=end, limit=MAX_STAYS, spans=left)
+        for stay in page.stays:
             stays[stay.id] = stay
+        left -= sum(len(stay.spans) for stay in page.stays)
+        if page.more:
+            break
     people: dict[str, str] = {}
     spans = []
     for stay in sorted(stays.values(), key=lambda s: (s.start, s.id)):

@@ -63,6 +63,7 @@ def search():
         items = [(k, v) for k, v in request.args.items(multi=True) if k not in ("cursor", "page", name)]
         return "?" + urlencode([*items, (name, value)])
 
+    # A malformed query is the caller's error: 400, as the API answers it, with the page that shows where.
     return render_template(
         "web/search.html",
         form=form,
@@ -74,7 +75,7 @@ def search():
         first_url=first_url,
         facet_url=facet_url,
         query=text,
-    )
+    ), 400 if error else 200
 
 
 def query_text(form: dict) -> str:

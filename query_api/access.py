@@ -27,7 +27,7 @@ from .errors import ApiError, unauthorized
 from .escaping import log_safe
 from .roles import ROLE_CAPABILITIES, Capability, Role
 from .settings import ApiSettings
-from .tokens import TokenInfo, TokenStore
+from .tokens import TokenInfo, TokenStore, grant_glob
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +59,8 @@ class AllRooms:
         return rooms
 
 
-GLOB_PREFIX = "glob:"
-
-
 class RoomPatterns:
-    """Rooms granted by JID, in any case. Room names may hold ``*``, ``?`` and ``[``, so a grant is
-    a shell glob only when it says so: ``*@service`` (every room of that service) or a grant
-    written ``glob:PATTERN`` (``glob:team-?@conference.example.org``); any other grant names one
-    room, its characters taken literally."""
+    """Rooms granted by JID, in any case, or by glob (``tokens.grant_glob``)."""
 
     everything = False
 
@@ -74,12 +68,11 @@ class RoomPatterns:
         self.rooms: set[str] = set()
         self.globs: list[str] = []
         for pattern in (p.lower() for p in patterns):
-            if pattern.startswith(GLOB_PREFIX):
-                self.globs.append(pattern[len(GLOB_PREFIX) :])
-            elif pattern.partition("@")[0] == "*":
-                self.globs.append(pattern)
-            else:
+            glob = grant_glob(pattern)
+            if glob is None:
                 self.rooms.add(pattern)
+            else:
+                self.globs.append(glob)
 
     def allows(self, room: str) -> bool:
         room = room.lower()

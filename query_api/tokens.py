@@ -22,11 +22,29 @@ from datetime import datetime
 
 from archive.application import StoreLocation, ensure_postgres_schema, prepare_sqlite_path
 from archive.errors import ConfigError, NotFoundError, StoreError
+from archive.events import room_problem
 from archive.times import format_time, parse_time, utcnow
 
 from .cache import TtlCache
 from .roles import TOKEN_ROLES, Role
 from .tables import Table
+
+GLOB_PREFIX = "glob:"
+
+
+def grant_glob(grant: str) -> str | None:
+    """The shell glob a (lowercased) room grant stands for: ``*@service`` (every room of that service) or a
+    grant written ``glob:PATTERN`` (``glob:team-?@conference.example.org``). None: it names one room, its
+    characters taken literally (room names may hold ``*``, ``?`` and ``[``)."""
+    if grant.startswith(GLOB_PREFIX):
+        return grant[len(GLOB_PREFIX) :]
+    return grant if grant.partition("@")[0] == "*" else None
+
+
+def grant_problem(grant: str) -> str | None:
+    """Why ``grant`` can match no room (None: it can): the room it names, or its glob, has a room's JID form."""
+    glob = grant_glob(grant.lower())
+    return room_problem(grant if glob is None else glob)
 
 TOKEN_PREFIX = "cat_"
 TABLE = Table(
@@ -75,6 +93,9 @@ class TokenStore:
             raise ConfigError(f"a token's role is one of {', '.join(r.value for r in TOKEN_ROLES)}")
         if role is Role.ANALYST and not rooms:
             raise ConfigError("an analyst token needs --rooms (room JIDs, '*@conference.example.org' or 'glob:PATTERN')")
+        problem = next(filter(None, map(grant_problem, rooms)), None)
+        if problem:
+            raise ConfigError(f"--rooms: {problem} (grant room JIDs, '*@conference.example.org' or 'glob:PATTERN')")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         digest = hash_token(token)
         now = utcnow()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 
@@ -156,10 +157,25 @@ def test_token_list_shows_hostile_labels_and_rooms_escaped_on_one_line(tmp_path,
     own in the listing, a terminal escape reached the terminal."""
     config = tmp_path / "chat-archive.toml"
     config.write_text(f'[store]\nurl = "sqlite:///{tmp_path}/events.sqlite"\n')
-    assert main(["--config", str(config), "token", "create", "--role", "site", "--rooms", "a@x\nfeedface  compliance",
+    assert main(["--config", str(config), "token", "create", "--role", "site", "--rooms", "a@x",
                  "--label", "ops\x1b[2J\u202e"]) == 0
     capsys.readouterr()
+    with sqlite3.connect(tmp_path / "events.sqlite") as db:  # a grant `token create` now refuses, kept from before
+        db.execute("UPDATE api_tokens SET rooms = ?", (json.dumps(["a@x\nfeedface  compliance"]),))
     assert main(["--config", str(config), "token", "list"]) == 0
     [_, line] = capsys.readouterr().out.splitlines()
     assert "\x1b" not in line and "\u202e" not in line
     assert "a@x\\x0afeedface  compliance" in line and "(ops\\x1b[2J\\u202e)" in line
+
+
+def test_token_create_refuses_a_grant_that_can_name_no_room(tmp_path, capsys):
+    """Grants are matched as room JIDs (in any case), or as globs written '*@service' or 'glob:PATTERN': a grant
+    of another form ('lobby', a JID with a resource, 'glob:' and nothing) was stored and matched no room, silently."""
+    config = tmp_path / "chat-archive.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{tmp_path}/events.sqlite"\n')
+    create = ["--config", str(config), "token", "create", "--role", "site", "--rooms", "a@x"]
+    for grant in ("lobby", "lobby@x/phone", "https://x/lobby@x", "glob:", "glob:lobby*", "a@x\nb@x", " a@x"):
+        assert main([*create, grant]) == 2, grant
+        captured = capsys.readouterr()
+        assert not captured.out and "--rooms" in captured.err and "not a room's JID" in captured.err
+    assert main([*create, "Lobby@X", "*@conference.x", "glob:team-?@conference.x"]) == 0

@@ -126,6 +126,31 @@ def room_jid_problem(room: str) -> str | None:
     return problem
 
 
+class UnnamableRooms:
+    """The rooms listed under a name no room can have (``room_jid_problem``), skipped for good and warned about
+    once each: their joins would fail on every retry. A hostile service may list new such names without end, so
+    at most ``MAX`` are kept; past that, one more warning, and the rest are skipped without one."""
+
+    MAX = 1000
+
+    def __init__(self):
+        self._known: set[str] = set()
+
+    def skips(self, room: str) -> bool:
+        if room in self._known:
+            return True
+        problem = room_jid_problem(room)
+        if problem is None:
+            return False
+        if len(self._known) < self.MAX:
+            self._known.add(room)
+            log.warning("skipping a room: %s", problem)
+            if len(self._known) == self.MAX:
+                log.warning("%d rooms listed under names no room can have: any more are skipped without a warning",
+                            self.MAX)
+        return True
+
+
 @dataclass(frozen=True)
 class RoomInfo:
     name: str | None

@@ -42,7 +42,7 @@ from archive.times import utcnow
 
 from .admin_rooms import list_rooms_as_admin
 from .client import (
-    DiscoError, allowed, is_encrypted, list_rooms, make_client, room_jid_problem, server_address,
+    DiscoError, UnnamableRooms, allowed, is_encrypted, list_rooms, make_client, server_address,
 )
 from .joining import JOIN_TIMEOUT, join_room
 from .rooms import GONE, LOST, NEW, UNAVAILABLE, Rooms
@@ -95,7 +95,7 @@ class Listener:
         self._ended: asyncio.Future | None = None
         self.last_heard: datetime | None = None
         self._discovery: asyncio.Task | None = None
-        self._unnamable: set[str] = set()  # rooms listed under a name no room can have
+        self._unnamable = UnnamableRooms()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -236,13 +236,9 @@ class Listener:
                     listed.update(room for room in hidden or () if allowed(room, self.settings))
             candidates = listed | {room.lower() for room in self.settings.rooms} | set(self.rooms.lost()) | unlisted
             unlisted = set()
-            for room in sorted(candidates - self._unnamable):
-                if problem := room_jid_problem(room):
-                    # Skipped for good, said once: its join would fail on every retry.
-                    self._unnamable.add(room)
-                    log.warning("skipping a room: %s", problem)
-                    continue
-                self._maybe_join(client, room, listed=room in listed)
+            for room in sorted(candidates):
+                if not self._unnamable.skips(room):
+                    self._maybe_join(client, room, listed=room in listed)
             await asyncio.sleep(self.settings.poll_interval)
 
     def _previously_joined(self) -> set[str]:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from archive import events as ev
 from archive.errors import StoreError
 from archive.times import utcnow
-from ingest.client import allowed
+from ingest.client import UnnamableRooms, allowed
 from ingest.roomview import RoomView
 from ingest.settings import XmppSettings
 from ingest.status import ListenerStatus, describe, read_status, write_status
@@ -122,3 +122,18 @@ def test_batch_writer_appends_all_that_is_queued_up_to_ten_thousand_in_one_trans
     writer.stop()
     assert written == [(10_000, 10_000), (10_000, 10_000), (5_000, 5_000)]
     assert event_store.head() == 25_000
+
+
+def test_the_rooms_skipped_for_names_no_room_can_have_are_kept_to_a_bounded_number(monkeypatch, caplog):
+    """Every hostile name a service listed was kept for the listener's life: a service listing new ones without
+    end grew the set without end. At most MAX are kept (each warned about once); the rest are skipped unsaid."""
+    monkeypatch.setattr(UnnamableRooms, "MAX", 3)
+    skipped = UnnamableRooms()
+    caplog.set_level("WARNING")
+    hostile = [f"a b{i}@conference.localhost" for i in range(10)]
+    for _ in range(2):  # two polls listing the same names
+        assert all(skipped.skips(room) for room in hostile)
+    assert not skipped.skips(ROOM)
+    assert len(skipped._known) == 3
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 4 and "without a warning" in warnings[-1]

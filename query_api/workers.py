@@ -10,7 +10,8 @@ sessions, tickets and cursors are signed values any process verifies
 Workers are gunicorn's threaded workers (``gthread``): a ``follow`` stream holds
 one thread of its worker, as it holds a waitress thread in one-process mode.
 SIGTERM to the master stops the workers gracefully; each worker's ``stop``
-event is set on the way, which ends its open follow streams at once.
+event is set on the way, which ends its open follow streams at once, and its
+export jobs are ended before it exits.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 
 from archive.errors import ConfigError
+
+from .context import EXTENSION
 
 GRACEFUL_SECONDS = 10
 HEARTBEAT_SECONDS = 1.0
@@ -91,6 +94,7 @@ class _Workers(BaseApplication):
             self.cfg.set(key, value)
         self.cfg.set("when_ready", lambda arbiter: self._on_ready(str(arbiter.LISTENERS[0])))
         self.cfg.set("post_worker_init", self._stop_on_exit)
+        self.cfg.set("worker_exit", _end_export_jobs)
 
     def load(self) -> Flask:
         """In each worker, after the fork: an app of its own."""
@@ -108,6 +112,16 @@ class _Workers(BaseApplication):
                     previous(signum, frame)
 
             signal.signal(sig, handler)
+
+
+def _end_export_jobs(_arbiter, worker) -> None:
+    """In a worker that has stopped serving, before its process exits under them: its export jobs end at their
+    next step (failed, with a reason) and their threads are joined, as the one-process server does
+    (``ApiServer``). Also called in the master, whose copy of the worker has no app; a worker whose app failed
+    to build serves gunicorn's own error app."""
+    app = getattr(worker, "wsgi", None)
+    if isinstance(app, Flask):
+        app.extensions[EXTENSION].exports.close()
 
 
 def serve_workers(

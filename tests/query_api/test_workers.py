@@ -129,3 +129,17 @@ def test_a_connection_that_never_pauses_goes_back_to_the_loop_after_a_bounded_ru
     assert keepalive and held == MAX_HELD_REQUESTS and len(answers) == MAX_HELD_REQUESTS + 1
 
 
+
+def test_a_worker_ending_ends_its_export_jobs_before_its_process_exits(app):
+    """`serve --workers N`: a worker's export jobs were not ended when it exited, as the one-process server ends
+    them: their threads went on reading a store its exiting process tore down under them."""
+    from archive.errors import ChatArchiveError
+    from query_api.context import EXTENSION
+    from query_api.exports.bundle import ExportRequest
+
+    served = workers._Workers(lambda stop: app, {}, print)  # its configuration, as gunicorn's master reads it
+    worker = _Worker(0, 0, [], None, 60, served.cfg, Logger(served.cfg))
+    worker.wsgi = app  # the app the worker built after the fork
+    served.cfg.worker_exit(None, worker)
+    with pytest.raises(ChatArchiveError, match="stopping"):  # closed: its running jobs ended, no new one starts
+        app.extensions[EXTENSION].exports.start(ExportRequest(format="jsonl"), "owner", None, None, None)

@@ -141,7 +141,7 @@ def test_over_the_api_an_expired_export_answers_410_and_its_bundle_is_gone(tmp_p
     from query_api.roles import Role
     from query_api.tokens import open_token_store
 
-    from .test_exports import wait_done
+    from .test_export_jobs import wait_done
     from .web.test_pages import sign_in
 
     exports = tmp_path / "exports"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from .codec import to_msgpack_list
 from .idempotency import Probe, Slot
 from .key_upgrade import upgrade_postgres_index
 from .recorders import (
-    HeadRow, RangeRow, RoomRow, check_copy_positions, lock_schema_ddl, positioned, range_params, bucket_spans,
+    HeadRow, RangeRow, RoomRow, check_copy_positions, lock_schema_ddl, range_params, bucket_spans,
 )
 
 # Keyed in the room's order, (whole second, version): time-ranged reads walk the key from where
@@ -127,9 +128,9 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
                 # server ~0.5 us an event (~8% of its time in the append).
                 curs.execute(self._draw_positions, (rows.count, self._events_name), prepare=True)
                 last = curs.fetchone()["last"]
-                _copy(curs, self._copy_events_at, POSITIONED_EVENT_TYPES,
-                      positioned(range(last - rows.count + 1, last + 1), rows))
-            _copy(curs, self._copy_index, INDEX_TYPES, rows.index_rows)
+                drawn = range(last - rows.count + 1, last + 1)
+                _copy(curs, self._copy_events_at, POSITIONED_EVENT_TYPES, rows.at(drawn))
+            _copy(curs, self._copy_index, INDEX_TYPES, [rows.index_rows])
             new_rooms = list(kwargs.get("new_rooms", ()))
             if new_rooms:
                 curs.executemany(
@@ -146,7 +147,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
         """Copied events at their source positions; the sequence then goes on after the last."""
         curs.execute(self.max_notification_id_statement)
         check_copy_positions(positions, curs.fetchone()["max"] or 0)
-        _copy(curs, self._copy_events_at, POSITIONED_EVENT_TYPES, positioned(positions, rows))
+        _copy(curs, self._copy_events_at, POSITIONED_EVENT_TYPES, rows.at(positions))
         curs.execute("SELECT setval(pg_get_serial_sequence(%s, 'notification_id'), %s)",
                      (self._events_name, positions[-1]))
         return positions[-1]
@@ -295,24 +296,25 @@ except ImportError:  # pragma: no cover (older psycopg: its public write_row, ha
     format_row_binary = None
 
 
-def _copy(curs: Any, statement: SQL, types: list[str], rows: Iterable[tuple]) -> None:
+def _copy(curs: Any, statement: SQL, types: list[str], chunks: Iterable[Sequence[tuple]]) -> None:
     # bytea columns take the driver's C dumper of ``bytes``: the one registered for the type by default
     # (``psycopg.Binary``'s, for either argument kind) is Python, half a microsecond a value.
     curs.adapters.register_dumper(bytes, BytesBinaryDumper)
     with curs.copy(statement) as copy:
         copy.set_types(types)
         if format_row_binary is None:
-            for row in rows:
+            for row in itertools.chain.from_iterable(chunks):
                 copy.write_row(row)
             return
         # The driver's C formatter of a row, called directly: ``write_row`` wraps it in two Python calls
         # and a buffer check per row (~0.35 us an event of the client's ~7.5).
         transformer, buffer = copy.formatter.transformer, bytearray(_COPY_SIGNATURE)
-        for row in rows:
-            format_row_binary(row, transformer, buffer)
-            if len(buffer) > _SEND_BYTES:
-                copy.write(buffer)
-                buffer = bytearray()
+        for rows in chunks:
+            for row in rows:
+                format_row_binary(row, transformer, buffer)
+                if len(buffer) > _SEND_BYTES:
+                    copy.write(buffer)
+                    buffer = bytearray()
         buffer += _COPY_TRAILER
         copy.write(buffer)
 

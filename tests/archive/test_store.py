@@ -277,6 +277,16 @@ def test_a_batchs_rows_are_made_once_unless_kept():
     assert list(kept) == list(kept) and len(kept.index_rows) == 3
 
 
+def test_a_batchs_rows_made_at_positions_carry_them_across_chunks_and_are_set_before_made():
+    batch = slotted([message(t, room="a@conference.localhost") for t in range(ROW_CHUNK + 2)])
+    rows = BatchRows(batch, {"a@conference.localhost": [0, None, 1]}, None,
+                     encode_states=to_msgpack_list, blob=bytes, chained=True)
+    placed = [row[:3] for chunk in rows.at(range(100, 100 + ROW_CHUNK + 2)) for row in chunk]
+    assert placed == [(100 + i, "a@conference.localhost", 1 + i) for i in range(ROW_CHUNK + 2)]
+    with pytest.raises(RuntimeError, match="set before"):
+        rows.at(range(3))
+
+
 def test_copies_keep_their_positions_and_later_appends_go_on_after_them(event_store):
     copies = [(1, Recorded(4, message(1, room="a@conference.localhost"))),
               (1, Recorded(9, message(2, room="b@conference.localhost")))]

@@ -66,6 +66,13 @@ def _walk(index, text, scope, sort, limit) -> tuple[list[list[int]], list[int]]:
             return pages, totals
 
 
+def scope_id(scope):
+    """A test id the same in every process: a frozenset's order follows the process's string hashes, and
+    pytest-xdist's workers must collect the same ids."""
+    rooms = ",".join(sorted(scope.rooms)) if scope.rooms is not None else "all"
+    return f"rooms={rooms}-compliance={scope.compliance}-jids={scope.jids}"
+
+
 def _windows_off(monkeypatch):
     """The plain full sort: no window is ever searched."""
     monkeypatch.setattr(timepage, "_windowed", lambda searcher, base, query, limit, newest, anchor, total, exact, ordered: (query, None, total, None))
@@ -74,7 +81,7 @@ def _windows_off(monkeypatch):
 @pytest.mark.parametrize("limit", [1, 3, 20])
 @pytest.mark.parametrize("text", ["deploy", "fox lazy", "-cat", ""])
 @pytest.mark.parametrize(
-    "scope", [Scope(rooms=None), Scope(rooms=None, compliance=True), Scope(rooms=frozenset(ROOMS[:2]))], ids=str
+    "scope", [Scope(rooms=None), Scope(rooms=None, compliance=True), Scope(rooms=frozenset(ROOMS[:2]))], ids=scope_id
 )
 def test_windowed_pages_are_the_full_sorts(index, monkeypatch, text, scope, limit):
     tunings = [(0, 0, 0), (0, timepage.WINDOW_PAGES, 0), (timepage.WINDOWED_FROM, timepage.WINDOW_PAGES, 0),
@@ -114,7 +121,7 @@ def test_a_window_follows_the_index_as_it_grows(tmp_path):
     projection.close()
 
 
-@pytest.mark.parametrize("scope", [Scope(rooms=None), Scope(rooms=None, compliance=True), Scope(rooms=frozenset(ROOMS[:2]))], ids=str)
+@pytest.mark.parametrize("scope", [Scope(rooms=None), Scope(rooms=None, compliance=True), Scope(rooms=frozenset(ROOMS[:2]))], ids=scope_id)
 def test_a_first_page_without_exact_total_may_give_a_labelled_lower_bound(index, monkeypatch, scope):
     """A first page found in a window may count only that window's matches: never more than the
     total, never fewer than the page and one more, labelled "gte"; the same hits; a cursor's page exact."""

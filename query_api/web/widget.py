@@ -33,14 +33,13 @@ from archive.times import format_time, utcnow
 from .. import audit
 from ..access import Caller
 from ..context import api, caller, json_response, visible_room
-from ..errors import ApiError, bad_parameter, room_not_found, unauthorized
+from ..errors import bad_parameter, room_not_found, unauthorized
 from ..params import MAX_CURSOR_CHARS, Params, decode_cursor, encode_cursor
 from ..roles import Capability, Role
 from ..signing import SignatureError
 from ..transcript import transcripts
 from . import widget_feed
 from .auth import page_caller
-from .pages import error_page
 
 bp = Blueprint("widget", __name__)
 
@@ -118,18 +117,6 @@ def issue_ticket():
 
 @bp.get("/widget/<room>")
 def page(room: str):
-    if request.headers.get("Sec-Fetch-Dest") == "document":
-        # A visit of its own: answered for the page's caller by the rule every page applies. A framed widget's
-        # caller is its ticket, in the fragment, which no server sees: it gets the shell (whatever the room, so
-        # that it tells nothing), and its feed checks the ticket on every poll. (A browser that does not say
-        # what it loads is served as framed: embedding must keep working there.)
-        who = page_caller(required=False)
-        try:
-            if who is None or not who.can(Capability.TRANSCRIPT):
-                raise room_not_found(room)
-            room = visible_room(who, room)
-        except ApiError as error:
-            return error_page(error)  # the pages' own 404 page
     return render_template(
         "web/widget.html",
         room=room,

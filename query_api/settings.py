@@ -4,6 +4,8 @@ from typing import Annotated
 
 import msgspec
 
+from .tokens import grant_problem
+
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=86400)]
@@ -71,3 +73,6 @@ class ApiSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError(f"[api] time_zone {self.time_zone!r} is not a time zone: use an IANA name such as Europe/Berlin") from None
         if self.widget_websocket_url and not self.widget_websocket_url.startswith(("ws://", "wss://")):
             raise ValueError("[api] widget_websocket_url must be a ws:// or wss:// URL")
+        for grant in self.public_rooms:
+            if problem := grant_problem(grant):
+                raise ValueError(f"[api] public_rooms: {grant!r} can match no room: {problem}")

@@ -59,6 +59,9 @@ def test_environment_overrides_the_file(tmp_path):
         ("", {"CHAT_ARCHIVE_API_PROT": "80"}, "CHAT_ARCHIVE_API_PROT names no setting"),
         ("", {"CHAT_ARCHIVE_PROJECTIONS_COMMIT_INTERVAL": "soon"}, "commit_interval"),
         ("[index]\nwriter_heap_mb = 5000\n", {}, r"writer_heap_mb"),  # tantivy: under 4 GB for its one thread
+        # a public room's grant that can match no room opened nothing, silently (the token rule: tokens.grant_glob)
+        ("[api]\npublic_rooms = ['lobby']\n", {}, r"public_rooms.*'lobby'"),
+        ("", {"CHAT_ARCHIVE_API_PUBLIC_ROOMS": "glob:team-*"}, r"public_rooms.*'glob:team-\*'"),
     ],
 )
 def test_bad_configuration_is_a_clear_error(tmp_path, toml, environ, complaint):

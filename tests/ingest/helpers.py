@@ -189,22 +189,35 @@ url = "{store_url}"
     return config, status_file, store_url
 
 
-def start_listen(config, status_file, *rooms: str) -> subprocess.Popen:
-    """`chat-archive listen` in a process of its own; returns once it has joined ``rooms``."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chat_archive.cli", "--config", str(config), "listen"],
-        stdout=subprocess.DEVNULL,
-        stderr=open(config.with_suffix(".log"), "ab"),
-    )
+@pytest.fixture
+def start_listen():
+    """Starts `chat-archive listen` in a process of its own, returning once it has joined the rooms given.
+    The processes still running when the test ends are killed: a failed test (a join that timed out, an
+    assertion while traffic flows) would otherwise leave a listener running after the suite."""
+    processes: list[subprocess.Popen] = []
 
-    def joined():
-        if process.poll() is not None:
-            pytest.fail(f"chat-archive listen exited with {process.returncode}: {config.with_suffix('.log').read_text()}")
-        status = read_status(status_file)
-        return status and status.pid == process.pid and set(rooms) <= set(status.rooms_joined)
+    def start(config, status_file, *rooms: str) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chat_archive.cli", "--config", str(config), "listen"],
+            stdout=subprocess.DEVNULL,
+            stderr=open(config.with_suffix(".log"), "ab"),
+        )
+        processes.append(process)
 
-    wait_for(joined, 20, message=f"chat-archive listen to join {rooms}")
-    return process
+        def joined():
+            if process.poll() is not None:
+                pytest.fail(f"chat-archive listen exited with {process.returncode}: {config.with_suffix('.log').read_text()}")
+            status = read_status(status_file)
+            return status and status.pid == process.pid and set(rooms) <= set(status.rooms_joined)
+
+        wait_for(joined, 20, message=f"chat-archive listen to join {rooms}")
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
 
 
 def delete_behind_its_back(path, room: str, stanza_id: str) -> None:

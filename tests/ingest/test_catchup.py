@@ -21,7 +21,6 @@ from tests.ingest.helpers import (
     delete_behind_its_back,
     room_events,
     running_listener,
-    start_listen,
     write_config,
 )
 from ingest.verify import verify
@@ -81,7 +80,7 @@ def assert_truthful_gap(store, room: str) -> None:
 BURSTS = 0.15
 
 
-def test_sigkill_with_live_traffic_during_the_rejoin_loses_and_doubles_nothing(prosody, people, tmp_path):
+def test_sigkill_with_live_traffic_during_the_rejoin_loses_and_doubles_nothing(prosody, people, tmp_path, start_listen):
     users = [people[name] for name in ("alice", "bob", "carol")]
     prefix = f"kill{uuid.uuid4().hex[:6]}"
     rooms = open_rooms(prosody, users, prefix)

@@ -10,11 +10,11 @@ from archive import events as ev
 from archive.application import open_event_store
 from chat_archive.xmpp_users import XmppUsers
 from ingest.roomview import RoomView
-from tests.ingest.helpers import room_events, running_listener, start_listen, wait_for_event, wait_joined, write_config
+from tests.ingest.helpers import room_events, running_listener, wait_for_event, wait_joined, write_config
 from tests.services.prosody import PASSWORD, unique_room, wait_for
 
 
-def test_killing_the_listener_mid_conversation_loses_nothing_and_duplicates_nothing(prosody, people, tmp_path):
+def test_killing_the_listener_mid_conversation_loses_nothing_and_duplicates_nothing(prosody, people, tmp_path, start_listen):
     alice, bob, carol, dave = (people[name] for name in ("alice", "bob", "carol", "dave"))
     room = unique_room(prosody, "kill")
     alice.create_room(room, "alice")

@@ -14,7 +14,6 @@ import msgspec
 from flask import Blueprint, Response, request
 
 from archive.times import utcnow
-from projections.presence.queries import MAX_SPANS, MAX_STAYS
 
 from . import audit
 from .access import Caller
@@ -86,9 +85,10 @@ def presence(room: str) -> Response:
     else:
         if cursor is not None and after is None:
             raise bad_parameter("cursor", "pages one person's stays; give its nick or jid")
-        people = presence_view.nicks(room, start, end, after=after, inclusive=resume is not None, limit=limit + 1)
-        resume_at = (after, resume) if resume is not None else None
-        stays, result["next"] = stays_of(room, people, start, end, limit, resume_at)
+        read = presence_view.people_stays(room, start, end, people=limit, after=after and (after, resume))
+        stays, (nick, stay) = read.stays, read.next or (None, None)
+        state = {"after": nick} if stay is None else {"after": nick, "stay": stay}
+        result["next"] = None if nick is None else encode_cursor(state, "presence")
     audit.results(len(stays))
     result["stays"] = [
         without_jids(msgspec.structs.replace(s, spans=[without_jids(x, who) for x in s.spans]), who) for s in stays
@@ -111,35 +111,6 @@ def occupants_page(room: str, at, who: Caller, after: str | None, limit: int) ->
         "possibly_present": [without_jids(o, who) for o in there.possibly_present] if after is None else [],
         "next": encode_cursor({"after": page[-1].nick}, "presence") if len(occupants) > limit else None,
     }
-
-
-def stays_of(room: str, people: list[str], start, end, limit: int, resume: tuple[str, int] | None):
-    """The stays within [start, end) of the first ``limit`` of ``people`` (nicks in the view's order), each once
-    (a stay may have had several nicks), and the cursor of the rest. At most MAX_STAYS stays and MAX_SPANS spans
-    are read (an anonymous caller may ask for a public room's whole history): when they run out, the cursor
-    resumes that person's stays after the last one read. ``resume``: (nick, stay) to resume at."""
-    found, stays_left, spans_left = {}, MAX_STAYS, MAX_SPANS
-    for i, nick in enumerate(people):
-        if i == limit:
-            return by_start(found), encode_cursor({"after": people[i - 1]}, "presence")
-        after = resume[1] if resume and resume[0] == nick else None
-        page = views().presence.stays_page(room, nick=nick, start=start, end=end, limit=stays_left, after=after,
-                                           spans=spans_left)
-        for stay in page.stays:
-            found.setdefault(stay.id, stay)
-        stays_left -= len(page.stays)
-        spans_left -= sum(len(stay.spans) for stay in page.stays)
-        if page.more or not stays_left:
-            # Go on after this person's last stay read, or from their first if none was.
-            last = page.stays[-1].id if page.stays else after
-            # (The first person of a page always gets a stay: a page's budget is whole then.)
-            state = {"after": nick, "stay": last} if last is not None else {"after": people[i - 1]}
-            return by_start(found), encode_cursor(state, "presence")
-    return by_start(found), None
-
-
-def by_start(stays: dict) -> list:
-    return sorted(stays.values(), key=lambda stay: (stay.start, stay.id))
 
 
 def is_stay_number(value) -> bool:

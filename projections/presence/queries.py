@@ -19,6 +19,9 @@
   first MAX_SPANS (``complete`` False; its end is still its own).
 - ``stays_page(...) -> StaysPage``: the same within a budget of ``spans`` spans read, stopping before
   the first stay that would pass it (``more``: a page goes on from the last stay given).
+- ``people_stays(room, start, end, *, people=MAX_STAYS, after=None) -> PeopleStays``: the stays of the first
+  ``people`` nicks of ``nicks(room, start, end)``, each stay once, read within one page's budget of stays and
+  spans; ``next`` says where the rest begins (within a person's stays if the budget ran out there).
 - ``occupancy(room, start, end, *, buckets=24, known_until=None) -> Occupancy``: for a chart,
   ``[start, end)`` cut into equal buckets, each with ``peak`` (most occupants
   at once) and ``distinct`` (occupants present at some time), and ``unknown``
@@ -96,6 +99,12 @@ class Stay(msgspec.Struct, kw_only=True):
 class StaysPage(msgspec.Struct, kw_only=True):
     stays: list[Stay]
     more: bool  # the budget of spans ran out before the stays asked for did
+
+
+class PeopleStays(msgspec.Struct, kw_only=True):
+    stays: list[Stay]  # each once (a stay may have had several nicks), by (start, id)
+    # Where the rest begins: after this nick (stay None), or at it after this stay. None: nothing is left.
+    next: tuple[str, int | None] | None
 
 
 class OccupancyBucket(msgspec.Struct, kw_only=True):
@@ -209,6 +218,32 @@ class Presence:
 
         read, more = self.recorder.read(NAME, work)
         return StaysPage(stays=[_stay(room, spans, last) for spans, last in read], more=more)
+
+    def people_stays(
+        self, room: str, start: datetime, end: datetime, *, people: int = MAX_STAYS,
+        after: tuple[str, int | None] | None = None,
+    ) -> PeopleStays:
+        """The stays within [start, end) of the first ``people`` nicks present then (``nicks``' order), from
+        ``after`` (a ``next``) on. At most MAX_STAYS stays and MAX_SPANS spans are read: when they run out,
+        ``next`` goes on within that person's stays, after the last one read."""
+        nick_after, stay_after = after or (None, None)
+        nicks = self.nicks(room, start, end, after=nick_after, inclusive=stay_after is not None, limit=people + 1)
+        found: dict[int, Stay] = {}
+        stays_left, spans_left = MAX_STAYS, MAX_SPANS
+        for i, nick in enumerate(nicks):
+            if i == people:
+                return PeopleStays(stays=_by_start(found), next=(nicks[i - 1], None))
+            resume = stay_after if nick == nick_after else None
+            page = self.stays_page(room, nick=nick, start=start, end=end, limit=stays_left, after=resume, spans=spans_left)
+            for stay in page.stays:
+                found.setdefault(stay.id, stay)
+            stays_left -= len(page.stays)
+            spans_left -= sum(len(stay.spans) for stay in page.stays)
+            if page.more or not stays_left:
+                last = page.stays[-1].id if page.stays else resume
+                # (The first person read always gets a stay, its budget being whole: i > 0 when last is None.)
+                return PeopleStays(stays=_by_start(found), next=(nick, last) if last is not None else (nicks[i - 1], None))
+        return PeopleStays(stays=_by_start(found), next=None)
 
     def occupancy(
         self, room: str, start: datetime, end: datetime, *, buckets: int = 24, known_until: datetime | None = None
@@ -361,3 +396,7 @@ def _stay(room: str, spans: list[Span], last: Span | None = None) -> Stay:
         occupant_id=next((s.occupant_id for s in spans if s.occupant_id), None),
         complete=last is spans[-1],
     )
+
+
+def _by_start(stays: dict[int, Stay]) -> list[Stay]:
+    return sorted(stays.values(), key=lambda stay: (stay.start, stay.id))

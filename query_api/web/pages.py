@@ -173,9 +173,9 @@ def room(room: str):
     audit.results(len(lines))
     prev_day, next_day = neighbour_days(*_probes(room), day)
     year, month = month_of(request.args.get("month"), day)
-    chart, at_occupants = (None, [])
+    chart, at_occupants, chart_partial = (None, [], None)
     if who.can(Capability.PRESENCE):
-        chart, at_occupants = day_presence(room, day, at, who)
+        chart, at_occupants, chart_partial = day_presence(room, day, at, who)
     return render_template(
         "web/room.html",
         room=room,
@@ -191,6 +191,7 @@ def room(room: str):
         previous=previous,
         next=following,
         chart=chart,
+        chart_partial=chart_partial,
         at=at,
         at_text=at and f"{at:%Y-%m-%d %H:%M:%S} UTC",
         at_occupants=at_occupants,

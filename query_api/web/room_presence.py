@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date, datetime
+from typing import NamedTuple
 
 from markupsafe import Markup
 
@@ -15,18 +16,25 @@ from ..errors import bad_parameter
 from .presence_chart import NARROW, WIDE, PresenceSpan, occupants_at, presence_svg
 
 
-def day_presence(room: str, day: date, at: datetime | None, who):
-    """The day's presence chart (SVG markup, wide and narrow) and, for ``?at=``, who was there then
-    (None: not known yet, ``at`` is after the archive's last known moment). The answer comes from the
-    day's bars: an ``at`` on another day is a bad request, not "nobody"."""
+class DayPresence(NamedTuple):
+    chart: Markup | None  # SVG, wide and narrow; None: no presence view
+    here: list | None  # who was there at ``at``; None: not known yet
+    partial: str | None  # why the chart shows only part of the day; None: it shows all of it
+
+
+def day_presence(room: str, day: date, at: datetime | None, who) -> DayPresence:
+    """The day's presence chart and, for ``?at=``, who was there then (None: not known yet, ``at`` is after
+    the archive's last known moment). The answer comes from the day's bars: an ``at`` on another day is a
+    bad request, not "nobody"."""
     presence = getattr(api().views, "presence", None)
     if presence is None:
-        return None, []
+        return DayPresence(None, [], None)
     start, end = parse_day(day.isoformat())
     if at is not None and not start <= at < end:
         raise bad_parameter("at", f"is not on the day shown ({day.isoformat()}): name its own day, or none")
     known_until = api().views.known_until()
-    spans = until_known(day_spans(presence, room, start, end, by_jid=who.sees_jids), known_until)
+    spans, whole = day_spans(presence, room, start, end, by_jid=who.sees_jids)
+    spans = until_known(spans, known_until)
     here = []
     if at is not None:
         here = None if known_until is None or at >= known_until else occupants_at(spans, at)
@@ -36,7 +44,11 @@ def day_presence(room: str, day: date, at: datetime | None, who):
         presence_svg(spans, start, end, gaps=gaps, label=label, layout=layout, known_until=known_until)
         for layout in (WIDE, NARROW)
     ]
-    return Markup("".join(charts)), here  # presence_svg escapes every nick itself
+    partial = None if whole else (
+        f"The chart shows only its first people: the day holds more presence than a page reads ({MAX_SPANS:,} "
+        f"changes, {MAX_STAYS:,} visits), and who was here at a moment counts those people only."
+    )
+    return DayPresence(Markup("".join(charts)), here, partial)  # presence_svg escapes every nick itself
 
 
 def until_known(spans: list[PresenceSpan], known_until: datetime | None) -> list[PresenceSpan]:
@@ -50,27 +62,20 @@ def until_known(spans: list[PresenceSpan], known_until: datetime | None) -> list
     ]  # fmt: skip
 
 
-def day_spans(presence, room: str, start: datetime, end: datetime, *, by_jid: bool = False) -> list[PresenceSpan]:
-    """Everyone's presence spans in [start, end), from the presence view's queries.
+def day_spans(presence, room: str, start: datetime, end: datetime, *, by_jid: bool = False) -> tuple[list[PresenceSpan], bool]:
+    """Everyone's presence spans in [start, end), from the presence view's queries, and whether that is all.
 
     A person is the stay's occupant-id (XEP-0421, which rooms give every occupant),
     else its real JID if ``by_jid`` (only for callers who may see real JIDs: for the
     others, linking two nicks to one account would reveal what the room hides), else
     the stay's first nick. People get opaque keys: the page never carries the
-    occupant-id or the JID. At most MAX_SPANS spans are read (anyone may view a public room's busiest
-    day): the chart of a day of more shows its first people's.
+    occupant-id or the JID. One page of ``people_stays`` is read (anyone may view a public room's
+    busiest day): the chart of a day of more shows its first people's, and says so.
     """
-    stays, left = {}, MAX_SPANS
-    for nick in presence.nicks(room, start, end):
-        page = presence.stays_page(room, nick=nick, start=start, end=end, limit=MAX_STAYS, spans=left)
-        for stay in page.stays:
-            stays[stay.id] = stay
-        left -= sum(len(stay.spans) for stay in page.stays)
-        if page.more:
-            break
+    read = presence.people_stays(room, start, end)
     people: dict[str, str] = {}
     spans = []
-    for stay in sorted(stays.values(), key=lambda s: (s.start, s.id)):
+    for stay in read.stays:
         identity = (
             f"occupant:{stay.occupant_id}" if stay.occupant_id
             else f"jid:{stay.jid.partition('/')[0].lower()}" if stay.jid and by_jid
@@ -78,4 +83,4 @@ def day_spans(presence, room: str, start: datetime, end: datetime, *, by_jid: bo
         )  # fmt: skip
         person = people.setdefault(identity, f"p{len(people) + 1}")
         spans += [PresenceSpan(span.nick, span.start, span.end, span.show, person) for span in stay.spans]
-    return spans
+    return spans, read.next is None and all(stay.complete for stay in read.stays)

@@ -66,8 +66,8 @@ def test_the_day_chart_draws_the_future_empty_and_says_not_known_yet(world):
         make(ev.OccupantJoined, 0, room, nick="bob", occurred_at=last, recorded_at=last),
     ])  # fmt: skip
     with world.app.test_request_context():
-        chart, here = day_presence(room, MORNING.date(), MORNING.replace(hour=15, minute=51), _compliance_caller(world))
-        _, earlier = day_presence(room, MORNING.date(), MORNING + timedelta(minutes=1), _compliance_caller(world))
+        chart, here, _ = day_presence(room, MORNING.date(), MORNING.replace(hour=15, minute=51), _compliance_caller(world))
+        _, earlier, _ = day_presence(room, MORNING.date(), MORNING + timedelta(minutes=1), _compliance_caller(world))
     assert here is None and earlier == [("alice", "available")]
     # alice's bar ends at the last known moment (09:03), not at midnight
     assert f'data-end="{last.timestamp():.0f}"' in chart and f'data-known-until="{last.timestamp():.0f}"' in chart

@@ -7,7 +7,6 @@ from archive import events as ev
 from projections.presence import queries as presence_queries
 from projections.presence.queries import MAX_STAYS
 from query_api import create_app
-from query_api import presence as presence_api
 from query_api.params import encode_cursor
 from query_api.roles import Role
 from query_api.tokens import open_token_store
@@ -92,7 +91,6 @@ def test_the_stays_of_a_range_are_read_a_bounded_number_of_spans_at_a_time(priva
     every span of up to 1,000 stays, one person's stays (nick=) too, and dropped those past ``limit``
     without a ``next``."""
     monkeypatch.setattr(presence_queries, "MAX_SPANS", 5)
-    monkeypatch.setattr(presence_api, "MAX_SPANS", 5)
     events = []
     for i in range(4):
         events += [make(ev.OccupantJoined, 100 + 3 * i, room=PUBLIC, nick="zed"),

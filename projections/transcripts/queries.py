@@ -60,7 +60,8 @@ class LineChanges(msgspec.Struct, kw_only=True):
     room: str
     lines: list[Line]
     gone: list[int]
-    last: int
+    last: int  # the position of the last event read, and
+    last_line: int | None  # the last line read of it (None: all of its lines): the next page begins after both
 
 
 class TranscriptContext(msgspec.Struct, kw_only=True):
@@ -189,27 +190,21 @@ class Transcripts:
             after=shown(later, include_originals),
         )
 
-    def changes(self, room: str, *, after: int = 0, limit: int = 100) -> LineChanges:
+    def changes(self, room: str, *, after: int = 0, after_line: int | None = None, limit: int = 100) -> LineChanges:
         """The ordinary view's lines of ``room`` created or changed by events after position
-        ``after``, in the order of those events, and the position to ask after next time; ``gone``
-        lists the lines taken into others since (corrections that met their message). A page holds
-        every line of its last event: the next one starts after it, so a page ending among the lines one
-        event changed (a message and the corrections awaiting it, taken into it) would lose the rest;
-        such a page is longer than ``limit`` by those few."""
+        ``after`` (or, with ``after_line``, the lines after that one of the event at ``after``), in the
+        order of those events and then of lines, and where to go on from next time; ``gone`` lists the
+        lines taken into others since (corrections that met their message). One event may change many
+        lines (a message and the corrections awaiting it, taken into it): a page may end among them and
+        the next begins after its last line."""
         _check_limit(limit)
+        since, params = ("rev>?", (after,)) if after_line is None else ("rev>=? AND (rev>? OR id>?)", (after, after, after_line))
 
         def work(query, _generation):
-            rows = query(
-                f"SELECT id, shown, rev, fields FROM {{lines}} WHERE {ROOM} AND rev>? ORDER BY rev, id LIMIT ?",
-                (room, after, limit),
+            return query(
+                f"SELECT id, shown, rev, fields FROM {{lines}} WHERE {ROOM} AND {since} ORDER BY rev, id LIMIT ?",
+                (room, *params, limit),
             )
-            if len(rows) == limit:
-                last = rows[-1]
-                rows += query(
-                    f"SELECT id, shown, rev, fields FROM {{lines}} WHERE {ROOM} AND rev=? AND id>? ORDER BY id",
-                    (room, last["rev"], last["id"]),
-                )
-            return rows
 
         rows = self._read(work)
         return LineChanges(
@@ -217,6 +212,7 @@ class Transcripts:
             lines=[ordinary(from_stored(bytes(r["fields"]))) for r in rows if r["shown"] == ORDINARY],
             gone=[r["id"] for r in rows if r["shown"] == GONE],
             last=rows[-1]["rev"] if rows else after,
+            last_line=rows[-1]["id"] if rows else after_line,
         )
 
     def subject_at(self, room: str, at: datetime) -> Line | None:

@@ -46,13 +46,17 @@ def recent(transcripts: Transcripts, room: str, *, limit: int = 50) -> tuple[lis
 
 def since(transcripts: Transcripts, room: str, cursor: dict) -> tuple[list[dict], dict]:
     """What changed after ``cursor`` (from ``recent`` or an earlier ``since``), and the next cursor."""
-    changes = transcripts.changes(room, after=cursor["r"], limit=MAX_ITEMS)
+    changes = transcripts.changes(room, after=cursor["r"], after_line=cursor.get("i"), limit=MAX_ITEMS)
     items = [{"id": line_id, "kind": "gone"} for line_id in changes.gone]
     items += [item(line) for line in changes.lines if line.kind in SHOWN_KINDS]
-    return items, {"r": changes.last}
+    return items, {"r": changes.last} if changes.last_line is None else {"r": changes.last, "i": changes.last_line}
 
 
 def valid_cursor(cursor: dict) -> bool:
-    """Whether a (verified) cursor holds a log position."""
-    r = cursor.get("r")
-    return isinstance(r, int) and not isinstance(r, bool) and r >= 0
+    """Whether a (verified) cursor holds a log position, and if any, a line's id ("i": the last line read of
+    that position's event)."""
+    return _count(cursor.get("r")) and ("i" not in cursor or _count(cursor["i"]))
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63

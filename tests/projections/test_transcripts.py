@@ -285,7 +285,9 @@ def test_a_stored_line_reads_back_as_it_was_and_one_stored_before_a_field_was_ad
 def test_the_feed_pages_every_change_once_even_where_one_event_changed_several_lines(event_store, views):
     """A page of ``changes`` ended inside a group of lines one event changed (a message and the correction
     awaiting it, taken into it: both at the message's position) and the next page began after that position:
-    the rest of the group was never delivered (the widget kept the correction, or never showed the message)."""
+    the rest of the group was never delivered (the widget kept the correction, or never showed the message).
+    Pages resume after a (position, line) pair and hold at most ``limit`` lines: completing a page with the
+    rest of its last event's lines made one sender's many corrections awaiting one message a page of any length."""
     batches = [
         [message(1, "one", message_id="m1"), make(ev.MessageCorrected, 2, nick="alice", replaces_id="m9",
                                                   body="early fix", stanza_id="c0")],
@@ -298,10 +300,11 @@ def test_the_feed_pages_every_change_once_even_where_one_event_changed_several_l
         f"SELECT id, shown, rev FROM {{lines}} WHERE {ROOM_CLAUSE} ORDER BY rev, id", (ROOM,)))
     assert len({r["rev"] for r in rows}) < len(rows)  # an event changed several lines
     for limit in (1, 2, 3, 100):
-        delivered, after, pages = [], 0, 0
-        while (page := views.transcripts.changes(ROOM, after=after, limit=limit)).last != after:
+        delivered, after, after_line, pages = [], 0, None, 0
+        while (page := views.transcripts.changes(ROOM, after=after, after_line=after_line, limit=limit)).lines or page.gone:
+            assert len(page.lines) + len(page.gone) <= limit
             delivered += [line.id for line in page.lines] + page.gone
-            after, pages = page.last, pages + 1
+            after, after_line, pages = page.last, page.last_line, pages + 1
             assert pages <= len(rows)
         # each line once, none lost (none here is for the compliance view only)
         assert sorted(delivered) == sorted(r["id"] for r in rows), limit

@@ -52,5 +52,29 @@ def test_recent_then_since_sends_new_and_changed_lines_and_takes_away_absorbed_o
 
 def test_a_cursor_is_a_log_position():
     assert widget_feed.valid_cursor({"r": 12})
-    for bad in ({"r": -1}, {"r": "12"}, {"r": True}, {}, {"p": 1, "t": 0}):
+    assert widget_feed.valid_cursor({"r": 12, "i": 7})  # within the lines of the event at 12, after line 7
+    for bad in ({"r": -1}, {"r": "12"}, {"r": True}, {}, {"p": 1, "t": 0}, {"r": 2**63},
+                {"r": 12, "i": -1}, {"r": 12, "i": None}, {"r": 12, "i": "7"}, {"r": 12, "i": 2**64}):
         assert not widget_feed.valid_cursor(bad)
+
+
+def test_a_page_of_the_feed_holds_at_most_its_limit_of_lines_and_the_next_goes_on_within_an_event(
+        event_store, tmp_path, monkeypatch):
+    """A message taking in the correction that awaited it changes two lines at one position: the feed completed
+    a page with every line of its last event (a page longer than its limit, by as many lines as one event
+    changed); it now ends at its limit and the next page goes on after its last line."""
+    monkeypatch.setattr(widget_feed, "MAX_ITEMS", 1)
+    views = Views(f"sqlite:///{tmp_path}/views.sqlite", event_store)
+    orphan = event_store.append([make(ev.MessageCorrected, 1, nick="bob", replaces_id="m9", body="fixed",
+                                      stanza_id="c1")])[0].position  # its message is not archived yet
+    _catch_up(event_store, views)
+    _, cursor = widget_feed.recent(views.transcripts, ROOM)
+    message_at = event_store.append([message(0.5, "fxed", "bob", message_id="m9", stanza_id="s9")])[0].position
+    _catch_up(event_store, views)
+    pages = []
+    while (page := widget_feed.since(views.transcripts, ROOM, cursor))[0]:
+        pages.append([(i["kind"], i["id"], i.get("body")) for i in page[0]])
+        cursor = page[1]
+        assert len(pages) <= 3
+    assert pages == [[("gone", orphan, None)], [("message", message_at, "fixed")]]
+    views.close()

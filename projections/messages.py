@@ -197,20 +197,11 @@ def removal_of(position: int, event: ev.MessageRetracted) -> Removal:
 
 def message_line(position: int, e: ev.MessagePosted | ev.MessageCorrected) -> Line:
     capture = e.capture
+    # By position (``Line``'s first fields, in its order, which only ever grows at the end): a rebuild makes
+    # one for nearly every event, and naming 13 of 32 fields cost 0.37 us a line more (1.00 vs 0.63 us).
     return Line(
-        id=position,
-        room=e.room,
-        at=e.occurred_at,
-        kind="message",
-        nick=e.nick,
-        jid=e.jid,
-        occupant_id=e.occupant_id,
-        body=e.body,
-        stanza_id=e.stanza_id,
-        origin_id=e.origin_id,
-        message_id=e.message_id,
-        thread=getattr(e, "thread", None),
-        capture=None if capture is _LIVE else capture.value,
+        position, e.room, e.occurred_at, "message", e.nick, e.jid, e.occupant_id, e.body, e.stanza_id,
+        e.origin_id, e.message_id, getattr(e, "thread", None), None if capture is _LIVE else capture.value,
     )
 
 

@@ -92,15 +92,16 @@ def _query_indexes(recorder, target, generation: int) -> str:
 
 def test_rows_given_as_columns_reach_the_writer_as_the_same_values():
     """Integer columns travel packed (64-bit); anything else (None among them, wider numbers, text,
-    bytes, floats) as it is: every row comes out with the values and types it went in with."""
-    columns = Columns([1, -2, 2**63 - 1], [None, 5, 6], [2**63, 0, 1], ["a", "b", None], [b"x", b"", b"z"], [1.5, 2, 3])
-    rows = [("INSERT INTO {t} VALUES (?,?,?,?,?,?)", columns), ("DELETE FROM {t} WHERE id=?", [(1,)])]
+    bytes, floats, booleans) as it is: every row comes out with the values and types it went in with."""
+    columns = Columns([1, -2, 2**63 - 1], [None, 5, 6], [2**63, 0, 1], ["a", "b", None], [b"x", b"", b"z"], [1.5, 2, 3],
+                      [True, False, True])
+    rows = [("INSERT INTO {t} VALUES (?,?,?,?,?,?,?)", columns), ("DELETE FROM {t} WHERE id=?", [(1,)])]
     frame = writer_module._decode(writer_module._encode(("transcripts", 1, 9, rows)))
     (_, sent), (_, plain) = frame[3]
     assert len(sent) == 3
     assert [tuple(map(type, row)) for row in sent] == [tuple(map(type, row)) for row in columns]
     assert list(sent) == list(columns) == [
-        (1, None, 2**63, "a", b"x", 1.5), (-2, 5, 0, "b", b"", 2), (2**63 - 1, 6, 1, None, b"z", 3)
+        (1, None, 2**63, "a", b"x", 1.5, True), (-2, 5, 0, "b", b"", 2, False), (2**63 - 1, 6, 1, None, b"z", 3, True)
     ]
     assert [tuple(row) for row in plain] == [(1,)]
 

@@ -21,6 +21,7 @@ exact count when it needs it.
 
 from __future__ import annotations
 
+import functools
 from operator import itemgetter
 
 from tantivy import FieldType, Occur, Order, Query
@@ -281,10 +282,14 @@ class WindowOrder:
         return [(ts, address) for (ts, _), address in found[:need]], result.count
 
 
-def _span_query(terms) -> Query:
+# A searcher's first pages search the windows at its edge again and again: their terms and queries are
+# made once (the edge moves at most every 71.6 minutes), not for every search.
+@functools.lru_cache(maxsize=64)
+def _span_query(terms: tuple[str, ...]) -> Query:
     return Query.boolean_query([(Occur.Should, Query.term_query(SCHEMA, "span", t)) for t in terms])
 
 
+@functools.lru_cache(maxsize=64)
 def _window_terms(anchor: int, level: int, newest: bool) -> tuple[str, str]:
     step = 16 ** (8 - level)
     return span_term(anchor, level), span_term(anchor + (-step if newest else step), level)

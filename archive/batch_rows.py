@@ -18,7 +18,7 @@ from typing import Protocol
 
 from . import chain
 from .idempotency import Batch
-from .recorders import EventRow, HeadRow, IndexRow
+from .recorders import EventRow, HeadRow, IndexColumns
 
 # Events made at a time: the server inserts one chunk while the next is made (it works on
 # rows as soon as the recorder has sent them, ``postgres_recorder._SEND_BYTES`` at a time).
@@ -37,7 +37,7 @@ class BatchRows:
     """Iterated: the batch's event rows, chunk by chunk, each event at its stream's next version (or its
     copy's), chained from its stream's head link (advanced in ``heads``). Plain tuples, not the library's
     StoredEvent (a frozen dataclass costs a microsecond an event to build): the recorders' insert
-    statements take them as they are. Afterwards: ``index_rows`` and ``chain_heads()``."""
+    statements take them as they are. Afterwards: ``index_columns()`` and ``chain_heads()``."""
 
     def __init__(self, batch: Batch, heads: dict[str, list], placed: Placement | None, *,
                  encode_states: Callable[[list], list], blob: type, chained: bool):
@@ -45,7 +45,8 @@ class BatchRows:
         # Binary values in the type the recorder's driver binds cheapest.
         self._encode, self._blob, self._chained = encode_states, blob, chained
         self.count = len(batch.events)
-        self.index_rows: list[IndexRow] = []
+        self._versions: list[int] = []
+        self._links: list[bytes | None] = []
         self._made: list[list[EventRow]] | None = None
         self._started = False
         self._positions: Sequence[int] | None = None
@@ -77,6 +78,11 @@ class BatchRows:
             self._made = list(self)
         return self
 
+    def index_columns(self) -> IndexColumns:
+        """The side index's columns, aligned (the rows made): each recorder zips what its table takes."""
+        b = self._batch
+        return b.rooms, list(map(math.floor, b.times)), self._versions, b.digests, b.times, self._links
+
     def chain_heads(self) -> list[HeadRow]:
         """The touched streams' heads after the batch (none for an unchained store)."""
         return [(room, *head) for room, head in self._heads.items() if self._chained and head[1] is not None]
@@ -94,8 +100,8 @@ class BatchRows:
             version = versions[i] = head[0] = head[0] + 1 if placed is None else placed.move(head, room, start + i)
             if link is not None and version >= head[2]:  # below a copied chain's genesis: unchained, as there
                 links[i] = head[1] = blob(link(head[1] or chain.genesis(room), version, state))
-        # Rows zipped from columns: no Python step per row beyond the loop above.
-        self.index_rows += zip(rooms, map(math.floor, times), versions, b.digests[start:end], times, links)
+        self._versions += versions
+        self._links += links
         tags = [event.__struct_config__.tag for event in events]
         if self._positions is None:
             return list(zip(rooms, versions, tags, states))

@@ -3,8 +3,8 @@
 A key's slot is ``(room, bucket, digest)``: the room, the hour its event occurred
 in, and 8 bytes of the SHA-256 of the event's idempotency key
 (``archive.codec.idempotency_key``). The store's side index is keyed in each
-room's time order (room, whole second, version) and holds the digest, so a
-bucket is one range of that key: an append reads the digests of the buckets its
+room's time order and holds the digest, so a bucket is a range of that key
+(``archive.recorders``): an append reads the digests of the buckets its
 events fall in (and of the neighbouring ones near an edge) inside its write
 transaction, holding the writers' lock, and a slot found there is a duplicate.
 New events of a room land at the end of its range, in a few hot pages, and no

@@ -1,18 +1,22 @@
 """In-place upgrade of a store made with an earlier side index.
 
-Two earlier shapes of ``archive_event_index`` are upgraded to the one keyed in
-each room's order (room, whole second, version), which holds the digest of each
-event's idempotency key (``archive.idempotency``):
+Earlier shapes of ``archive_event_index`` are upgraded to today's (see
+``archive.recorders``), which holds the digest of each event's idempotency key
+(``archive.idempotency``):
 
 - keyed by the key's text ``idem_key`` (``sid:<room>:<stanza-id>`` or
   ``h:<hash>``, a unique b-tree over random text): the digest is computed from the
   stored key;
 - keyed by the slot ``(room, bucket, digest)`` with a second b-tree, the walk
-  index (room, whole second, version): the digest is copied.
+  index (room, whole second, version): the digest is copied;
+- (SQLite) keyed by (room, whole second, version) beside the log's own unique
+  (room, version) key: the digest is copied, and the key becomes (room, the
+  room's highest second so far, version) with the log position, and the log
+  is rebuilt without its (room, version) key, every event at its position.
 
-The table is rebuilt from the stored rows (no event is decoded), with every
-version, time and chain link kept, in one transaction: the store is either
-upgraded or left as it was. Stores made before hash chains (no ``chain``
+The tables are rebuilt from the stored rows (no event is decoded), with every
+position, version, time and chain link kept, in one transaction: the store is
+either upgraded or left as it was. Stores made before hash chains (no ``chain``
 column) are upgraded too, their links staying NULL.
 """
 
@@ -25,22 +29,34 @@ from psycopg.sql import SQL, Identifier
 _OLD_KEY = "idem_key"
 
 
-def upgrade_sqlite_index(c: Any, table_ddl: str) -> bool:
-    """Upgrade the SQLite side index if it is an earlier one; True if it was. ``c`` is a cursor in a write
-    transaction on a connection with the ``archive_key_digest`` and ``archive_second`` functions."""
+def upgrade_sqlite_index(c: Any, table_ddl: str, log_ddl: str, log: str) -> bool:
+    """Upgrade the SQLite side index and log if they are earlier ones; True if they were. ``c`` is a cursor in
+    a write transaction on a connection with the ``archive_key_digest`` and ``archive_second`` functions;
+    the DDL strings create the table named by their ``name`` field."""
     c.execute("PRAGMA table_info(archive_event_index)")
     columns = {row[1] for row in c.fetchall()}
-    if "second" in columns:
+    if "high" in columns:
         return False
+    second = "second" if "second" in columns else "archive_second(occurred_at)"
     digest = "archive_key_digest(idem_key)" if _OLD_KEY in columns else "digest"
     chain = "chain" if "chain" in columns else "NULL"
     c.execute(table_ddl.format(name="archive_event_index_upgraded"))
+    # Joined on the log's (room, version) key, which the log loses below.
     c.execute(
-        "INSERT INTO archive_event_index_upgraded SELECT originator_id, archive_second(occurred_at), "
-        f"originator_version, {digest}, occurred_at, {chain} FROM archive_event_index"
+        "INSERT INTO archive_event_index_upgraded SELECT i.originator_id, MAX(i.second) OVER (PARTITION BY "
+        "i.originator_id ORDER BY i.originator_version ROWS UNBOUNDED PRECEDING), i.originator_version, i.second, "
+        "e.rowid, i.digest, i.occurred_at, i.chain "
+        f"FROM (SELECT originator_id, {second} AS second, originator_version, {digest} AS digest, occurred_at, "
+        f"{chain} AS chain FROM archive_event_index) AS i "
+        f"JOIN {log} e ON e.originator_id=i.originator_id AND e.originator_version=i.originator_version"
     )
     c.execute("DROP TABLE archive_event_index")  # and the earlier walk index with it
     c.execute("ALTER TABLE archive_event_index_upgraded RENAME TO archive_event_index")
+    c.execute(log_ddl.format(name=f"{log}_upgraded"))
+    c.execute(f"INSERT INTO {log}_upgraded (rowid, originator_id, originator_version, topic, state) "
+              f"SELECT rowid, originator_id, originator_version, topic, state FROM {log}")
+    c.execute(f"DROP TABLE {log}")
+    c.execute(f"ALTER TABLE {log}_upgraded RENAME TO {log}")
     return True
 
 

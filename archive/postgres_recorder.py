@@ -130,7 +130,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
                 last = curs.fetchone()["last"]
                 drawn = range(last - rows.count + 1, last + 1)
                 _copy(curs, self._copy_events_at, POSITIONED_EVENT_TYPES, rows.at(drawn))
-            _copy(curs, self._copy_index, INDEX_TYPES, [rows.index_rows])
+            _copy(curs, self._copy_index, INDEX_TYPES, [zip(*rows.index_columns())])
             new_rooms = list(kwargs.get("new_rooms", ()))
             if new_rooms:
                 curs.executemany(
@@ -242,15 +242,16 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
                 (oid, before, list(versions)),
             )
 
-    def select_room(self, oid: str, after_version: int, limit: int) -> list[RoomRow]:
+    def select_room(self, oid: str, after: RoomRow | None, limit: int) -> list[RoomRow]:
+        """A stream's rows in version order after ``after`` (the last row of the page before)."""
         sql = SQL(
             "SELECT notification_id, originator_version, state FROM {} "
             "WHERE originator_id=%s AND originator_version>%s ORDER BY originator_version LIMIT %s"
         ).format(self._events)
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(sql, [oid, after_version, limit])
+            curs.execute(sql, [oid, 0 if after is None else after[1], limit])
             return [
-                (row["notification_id"], row["originator_version"], bytes(row["state"]))
+                (row["notification_id"], row["originator_version"], bytes(row["state"]), None)
                 for row in curs.fetchall()
             ]
 

@@ -1,15 +1,20 @@
 """eventsourcing application recorders extended with the archive's side tables: what both stores share.
 
-The library's ``stored_events`` table is kept exactly as eventsourcing defines
-it. Beside it, in the same transaction as every insert, the archive writes:
+The library's events table is kept as eventsourcing defines it (on SQLite
+without its (room, version) key: the side index orders each room, and the
+writer checks each room's stored head with the writers' lock held). Beside it,
+in the same transaction as every insert, the archive writes:
 
 - ``archive_event_index``: one row per event, keyed in the room's order
-  ``(room, whole second, version)`` (time-range reads of a room walk this key),
-  with the 8-byte digest of its idempotency key, its ``occurred_at`` as epoch
-  seconds and its hash-chain link. The key is also where an idempotency slot
-  (``archive.idempotency``: room, hour bucket, digest) is looked up: a bucket is
-  one range of the key, read with the writers' lock held, in the insert's
-  transaction, so no two writers can both find a slot empty;
+  (time-range reads of a room walk this key), with the 8-byte digest of its
+  idempotency key, its ``occurred_at`` as epoch seconds and its hash-chain link.
+  PostgreSQL keys it ``(room, whole second, version)``; SQLite ``(room, the
+  room's highest whole second so far, version)``, its version order too, with
+  the log position, and the events older than their room's newest also in an
+  index at their own second (``archive.sqlite_recorder``). The key is also where
+  an idempotency slot (``archive.idempotency``: room, hour bucket, digest) is
+  looked up: a bucket is a range of the key, read with the writers' lock held,
+  in the insert's transaction, so no two writers can both find a slot empty;
 - ``archive_rooms``: every room JID (originator id) that has events;
 - ``archive_audit``: the audit trail (``archive.audit``), outside the event log so
   that reads never become events the projections must step over;
@@ -18,7 +23,8 @@ it. Beside it, in the same transaction as every insert, the archive writes:
 
 The stores: ``archive.sqlite_recorder`` and ``archive.postgres_recorder``;
 ``archive.key_upgrade`` moves a store made with an earlier side index (keyed by
-the text idempotency key, or by the slot) to this one in place. Both recorders expose the same few extra
+the text idempotency key, or by the slot; on SQLite also by the second) to this
+one in place. Both recorders expose the same few extra
 queries, used by ``EventStore``.
 """
 
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -34,16 +41,19 @@ from .idempotency import BUCKET
 
 # (originator_id, originator_version, topic, state): an event as the events table holds it
 EventRow = tuple[str, int, str, bytes]
-# (originator_id, whole second, originator_version, digest, occurred_at epoch seconds, chain link or None)
-IndexRow = tuple[str, int, int, int, float, bytes | None]
-# (position, originator_version, state)
-RoomRow = tuple[int, int, bytes]
+# Columns of a batch's side index rows: originator_id, whole second, originator_version, digest, occurred_at
+# epoch seconds, chain link or None (rows zipped from columns: no Python step per row)
+IndexColumns = tuple[list[str], list[int], list[int], list[int], list[float], list[bytes | None]]
+# (position, originator_version, state, walk): walk is where the recorder's version-order walk of the stream
+# stands at the row (SQLite: the room's highest whole second so far; PostgreSQL: None), for the next page
+RoomRow = tuple[int, int, bytes, int | None]
 # (position, originator_version, state, whole second of occurred_at)
 RangeRow = tuple[int, int, bytes, int]
 # (stream, version, link, genesis version): a stream's chain head
 HeadRow = tuple[str, int, bytes, int]
 
 _FAR = 2**62  # seconds: beyond any time an event carries
+BEFORE_ANY_SECOND = -_FAR
 
 
 def bucket_spans(buckets: Iterable[tuple[str, int]]) -> list[tuple[str, int, int]]:
@@ -65,6 +75,26 @@ def _lo(t: float | None) -> float:
 
 def _hi(t: float | None) -> float:
     return float("inf") if t is None else t
+
+
+def stream_version(version: int, head: HeadRow | None) -> int:
+    """A stream's version, from its last stored event's and its chain head (a purge may have deleted its last
+    events: its versions still go on from the head)."""
+    return max(version, head[1]) if head else version
+
+
+def running_highs(rooms: Sequence[str], seconds: list[int], highs: dict[str, int]) -> list[int]:
+    """Each event's room's highest second up to it, in the batch's order, from each room's before it."""
+    # In time order (live capture, an import of a log), as nearly every batch is: each its own second.
+    if seconds[0] >= max(highs.values()) and all(map(operator.le, seconds, itertools.islice(seconds, 1, None))):
+        return seconds
+    highs, out = dict(highs), []
+    for room, second in zip(rooms, seconds):
+        high = highs[room]
+        if second > high:
+            highs[room] = high = second
+        out.append(high)
+    return out
 
 
 def check_copy_positions(positions: Sequence[int], last: int) -> None:

@@ -6,7 +6,7 @@ import itertools
 import math
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -24,30 +24,79 @@ from .codec import to_msgpack_arrays
 from .idempotency import Probe, Slot, key_digest
 from .key_upgrade import upgrade_sqlite_index
 from .recorders import (
-    HeadRow, RangeRow, RoomRow, check_copy_positions, chunks, positioned, range_params, bucket_spans,
+    BEFORE_ANY_SECOND, HeadRow, RangeRow, RoomRow, check_copy_positions, chunks, positioned, range_params,
+    bucket_spans, running_highs, stream_version,
 )
 
-# Keyed in the room's order, (whole second, version): time-ranged reads walk the key from where
-# the last page stopped, nothing is sorted; an idempotency slot's bucket is one range of it.
+# The log: eventsourcing's table without its unique (room, version) key, a b-tree written per event that
+# the side index orders as well (versions stay unique: ``_check_heads``); the rowid is the log position.
+LOG_TABLE = "CREATE TABLE {name} (originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB)"
+# Keyed in the room's order as archived, (the room's highest whole second so far, version): a room's
+# next event lands at the right edge of its range, and the key is its version order too (``high`` never
+# falls as versions rise). An event in order (``second=high``) sits at its time in that walk; a late one
+# (a backfill older than the room's newest) sits also in ``LATE_INDEX`` at its own (second, version), so
+# a time-ranged read merges two walks from where the last page stopped, and a slot's bucket is a range
+# of each. ``position`` is the event's log rowid.
 INDEX_TABLE = (
-    "CREATE TABLE {name} (originator_id TEXT NOT NULL, second INTEGER NOT NULL, "
-    "originator_version INTEGER NOT NULL, digest INTEGER NOT NULL, occurred_at REAL NOT NULL, chain BLOB, "
-    "PRIMARY KEY (originator_id, second, originator_version)) WITHOUT ROWID"
+    "CREATE TABLE {name} (originator_id TEXT NOT NULL, high INTEGER NOT NULL, originator_version INTEGER NOT NULL, "
+    "second INTEGER NOT NULL, position INTEGER NOT NULL, digest INTEGER NOT NULL, occurred_at REAL NOT NULL, "
+    "chain BLOB, PRIMARY KEY (originator_id, high, originator_version)) WITHOUT ROWID"
 )
-# The digests stored in the slots' buckets: one seek per bucket (the spans, a JSON array of
-# [room, first second, second after the last]), then its range. A batch's buckets hold few rows
-# beside its own (the newest hours of its rooms), fewer than the digests it looks for.
+LATE_INDEX = (
+    "CREATE INDEX IF NOT EXISTS archive_event_late ON archive_event_index (originator_id, second, originator_version) "
+    "WHERE second<high"
+)
+# The digests stored in the slots' buckets: one seek per bucket in each walk (the spans, a JSON array of
+# [room, first second, second after the last]), then its range. A batch's buckets hold few rows beside
+# its own (the newest hours of its rooms), fewer than the digests it looks for.
 _STORED_SLOTS = (
-    "SELECT i.originator_id, i.second, i.digest FROM json_each(?) AS s CROSS JOIN archive_event_index AS i "
+    "SELECT i.originator_id, i.second, i.digest FROM json_each(?1) AS s CROSS JOIN archive_event_index AS i "
+    "WHERE i.originator_id=json_extract(s.value, '$[0]') AND i.high>=json_extract(s.value, '$[1]') "
+    "AND i.high<json_extract(s.value, '$[2]') AND i.second=i.high "
+    "UNION ALL SELECT i.originator_id, i.second, i.digest FROM json_each(?1) AS s "
+    "CROSS JOIN archive_event_index AS i INDEXED BY archive_event_late "
     "WHERE i.originator_id=json_extract(s.value, '$[0]') AND i.second>=json_extract(s.value, '$[1]') "
-    "AND i.second<json_extract(s.value, '$[2]')"
+    "AND i.second<json_extract(s.value, '$[2]') AND i.second<i.high"
 )  # json_extract, not ->> (SQLite 3.38+): the SQLite of older distributions' Pythons reads it too
+# A stream's last row in the side index: its last version and the highest second so far.
+_LAST_ROW = ("SELECT originator_version, high FROM archive_event_index WHERE originator_id=? "
+             "ORDER BY high DESC, originator_version DESC LIMIT 1")
 _json = msgspec.json.Encoder()
 
 
 def _stored_slots(c: Any, probe: Probe) -> set[Slot]:
     c.execute(_STORED_SLOTS, (_json.encode(bucket_spans(probe.buckets)).decode(),))
     return probe.among(c.fetchall())
+
+
+def _stream_heads(c: Any, oids: Iterable[str]) -> dict[str, tuple[int, int, HeadRow | None]]:
+    """Each stream's last stored version (0 if none), highest second so far, and chain head (None before its
+    chain began)."""
+    heads = {}
+    for oid in oids:
+        c.execute(_LAST_ROW, (oid,))
+        version, high = c.fetchone() or (0, BEFORE_ANY_SECOND)
+        c.execute("SELECT stream, version, link, genesis_version FROM archive_chain_heads WHERE stream=?", (oid,))
+        row = c.fetchone()
+        heads[oid] = (version, high, tuple(row) if row else None)
+    return heads
+
+
+def _check_heads(c: Any, expected: dict[str, int]) -> dict[str, int]:
+    """With the write lock held: every stream of the batch still stands at the version its rows were
+    numbered from (another writer's batch moves it, and the log has no unique key to refuse a version
+    taken twice). Returns each stream's highest second so far."""
+    stored = _stream_heads(c, expected)
+    moved = [oid for oid, (version, _, head) in stored.items() if stream_version(version, head) != expected[oid]]
+    if moved:
+        raise IntegrityError(f"another writer appended to {moved[0]} (and {len(moved) - 1} more streams)")
+    return {oid: high for oid, (_, high, _) in stored.items()}
+
+
+def _index_rows(rows: BatchRows, positions: Sequence[int], highs: dict[str, int]) -> Iterator[tuple]:
+    """The side index rows: each event's row with the room's highest second so far and its log position."""
+    rooms, seconds, versions, digests, times, links = rows.index_columns()
+    return zip(rooms, running_highs(rooms, seconds, highs), versions, seconds, positions, digests, times, links)
 
 
 class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
@@ -61,7 +110,8 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
 
     def construct_create_table_statements(self) -> list[str]:
         return [
-            *super().construct_create_table_statements(),
+            # The library's own statement would make the log with its (room, version) key.
+            LOG_TABLE.format(name=f"IF NOT EXISTS {self.events_table_name}"),
             INDEX_TABLE.format(name="IF NOT EXISTS archive_event_index"),
             "DROP INDEX IF EXISTS archive_event_index_time",
             "CREATE TABLE IF NOT EXISTS archive_rooms (room TEXT PRIMARY KEY) WITHOUT ROWID",
@@ -75,7 +125,8 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
     def create_table(self) -> None:
         super().create_table()
         with self.datastore.transaction(commit=True) as c:
-            upgrade_sqlite_index(c, INDEX_TABLE)
+            upgrade_sqlite_index(c, INDEX_TABLE, LOG_TABLE, self.events_table_name)
+            c.execute(LATE_INDEX)
 
     def insert_events(self, rows: BatchRows, **kwargs: Any) -> list[int]:
         # The rows are made before the write transaction begins (``archive.batch_rows``): another
@@ -85,8 +136,8 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
     def _insert_events(self, c: Any, rows: BatchRows, **kwargs: Any) -> list[int]:
         # One executemany instead of the library's row-by-row inserts; rowids of a
         # single transaction are consecutive (copies come with theirs). Being the
-        # first write, it takes SQLite's one write lock: the look-up below sees every
-        # key committed before, and none can be committed until this transaction ends.
+        # first write, it takes SQLite's one write lock: the look-ups below see every
+        # version and key committed before, and none can be committed until this transaction ends.
         if not rows.count:
             return []
         positions: list[int] | None = kwargs.get("positions")
@@ -97,6 +148,7 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
                           "state) VALUES (?,?,?,?,?)", positioned(positions, rows))
         else:
             c.executemany(self.insert_events_statement, itertools.chain.from_iterable(rows))
+        highs = _check_heads(c, kwargs["heads"])
         probe: Probe | None = kwargs.get("probe")
         if probe and _stored_slots(c, probe):
             raise IntegrityError("an event of the batch is stored already (its idempotency slot holds its key)")
@@ -104,7 +156,7 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
             c.execute(self.select_max_notification_id_statement)
             last = c.fetchone()[0]
             positions = list(range(last - rows.count + 1, last + 1))
-        c.executemany("INSERT INTO archive_event_index VALUES (?,?,?,?,?,?)", rows.index_rows)
+        c.executemany("INSERT INTO archive_event_index VALUES (?,?,?,?,?,?,?,?)", _index_rows(rows, positions, highs))
         c.executemany(
             "INSERT OR IGNORE INTO archive_rooms VALUES (?)",
             [(room,) for room in kwargs.get("new_rooms", ())],
@@ -119,18 +171,8 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
 
     def room_heads(self, originator_ids: Iterable[str]) -> dict[str, tuple[int, HeadRow | None]]:
         """Each stream's last version and its chain head (None before its chain began)."""
-        heads = {}
         with self.datastore.transaction(commit=False) as c:
-            for oid in originator_ids:
-                c.execute(
-                    f"SELECT MAX(originator_version) FROM {self.events_table_name} WHERE originator_id=?",
-                    (oid,),
-                )
-                version = c.fetchone()[0] or 0
-                c.execute("SELECT stream, version, link, genesis_version FROM archive_chain_heads WHERE stream=?", (oid,))
-                row = c.fetchone()
-                heads[oid] = (version, tuple(row) if row else None)
-        return heads
+            return {oid: (version, head) for oid, (version, _, head) in _stream_heads(c, originator_ids).items()}
 
     def chain_heads(self) -> list[HeadRow]:
         with self.datastore.transaction(commit=False) as c:
@@ -146,7 +188,7 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
     def streams(self) -> list[str]:
         """Every stream with events, rooms and the archive's own streams alike."""
         with self.datastore.transaction(commit=False) as c:
-            c.execute(f"SELECT DISTINCT originator_id FROM {self.events_table_name} ORDER BY originator_id")
+            c.execute("SELECT DISTINCT originator_id FROM archive_event_index ORDER BY originator_id")
             return [row[0] for row in c.fetchall()]
 
     def event_counts(self) -> dict[str, int]:
@@ -167,34 +209,33 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
         """Delete a stream's events of these versions (all older than ``before``) and their side rows; a
         stream with no chain head gets one at its last version, its chain beginning after it (from ``genesis``)."""
         with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                "INSERT OR IGNORE INTO archive_chain_heads SELECT ?, MAX(originator_version), ?, "
-                f"MAX(originator_version) + 1 FROM {self.events_table_name} WHERE originator_id=? GROUP BY originator_id",
-                (oid, genesis, oid),
-            )
-            for chunk in chunks(list(versions), 500):
-                marks = ",".join("?" * len(chunk))
-                c.execute(
-                    f"DELETE FROM {self.events_table_name} WHERE originator_id=? AND originator_version IN ({marks})",
-                    (oid, *chunk),
-                )
-                c.execute(
-                    "DELETE FROM archive_event_index WHERE originator_id=? AND occurred_at<? "
-                    f"AND originator_version IN ({marks})",
-                    (oid, before, *chunk),
-                )
+            last, _, _ = _stream_heads(c, [oid])[oid]
+            c.execute("INSERT OR IGNORE INTO archive_chain_heads SELECT ?, ?, ?, ? WHERE ?", (oid, last, genesis, last + 1, last))
+            # One walk of the stream's side rows finds the versions' keys and log positions (it has no
+            # version key of its own).
+            c.execute("SELECT high, originator_version, position, occurred_at<? FROM archive_event_index "
+                      "WHERE originator_id=? AND originator_version IN (SELECT value FROM json_each(?))",
+                      (before, oid, _json.encode(list(versions)).decode()))
+            rows = c.fetchall()
+            c.executemany(f"DELETE FROM {self.events_table_name} WHERE rowid=?", [(row[2],) for row in rows])
+            c.executemany("DELETE FROM archive_event_index WHERE originator_id=? AND high=? AND originator_version=?",
+                          [(oid, row[0], row[1]) for row in rows if row[3]])
 
     def erase_deleted_copies(self) -> None:
         erase_wal_copies(self.datastore)
 
-    def select_room(self, oid: str, after_version: int, limit: int) -> list[RoomRow]:
+    def select_room(self, oid: str, after: RoomRow | None, limit: int) -> list[RoomRow]:
+        """A stream's rows in version order after ``after`` (the last row of the page before): its walk of the
+        side index goes on from there."""
         sql = (
-            f"SELECT rowid, originator_version, state FROM {self.events_table_name} "
-            "WHERE originator_id=? AND originator_version>? ORDER BY originator_version LIMIT ?"
+            f"SELECT i.position, i.originator_version, e.state, i.high FROM archive_event_index i "
+            f"JOIN {self.events_table_name} e ON e.rowid=i.position "
+            "WHERE i.originator_id=? AND (i.high, i.originator_version)>(?, ?) ORDER BY i.high, i.originator_version LIMIT ?"
         )
+        seek = (BEFORE_ANY_SECOND, 0) if after is None else (after[3], after[1])
         with self.datastore.transaction(commit=False) as c:
-            c.execute(sql, (oid, after_version, limit))
-            return [(row[0], row[1], row[2]) for row in c.fetchall()]
+            c.execute(sql, (oid, *seek, limit))
+            return [(row[0], row[1], row[2], row[3]) for row in c.fetchall()]
 
     def select_room_range(
         self, oid: str, after: tuple[int, int] | None, limit: int, t_from: float | None, t_to: float | None
@@ -210,13 +251,19 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
             return "\n".join(row[3] for row in c.fetchall())
 
     def _room_range_sql(self) -> str:
+        # Two walks from where the last page stopped, merged in the room's order: the events in order (at
+        # their second in the key: ``high`` is their second) and the late ones (in their own index).
+        walk = (
+            "SELECT i.position, i.originator_version, {by} AS second FROM archive_event_index i {indexed}"
+            "WHERE i.originator_id=?1 AND ({by}, i.originator_version) > (?2, ?3) AND {by} <= ?4 AND {which} "
+            "AND i.occurred_at>=?5 AND i.occurred_at<?6"
+        )
         return (
-            "SELECT e.rowid, e.originator_version, e.state, i.second FROM archive_event_index i "
-            f"JOIN {self.events_table_name} e ON e.originator_id=i.originator_id "
-            "AND e.originator_version=i.originator_version "
-            "WHERE i.originator_id=?1 AND (i.second, i.originator_version) > (?2, ?3) "
-            "AND i.second <= ?4 AND i.occurred_at>=?5 AND i.occurred_at<?6 "
-            "ORDER BY i.second, i.originator_version LIMIT ?7"
+            "SELECT e.rowid, p.originator_version, e.state, p.second FROM ("
+            + walk.format(indexed="", by="i.high", which="i.second=i.high")
+            + " UNION ALL "
+            + walk.format(indexed="INDEXED BY archive_event_late ", by="i.second", which="i.second<i.high")
+            + f" ORDER BY 3, 2 LIMIT ?7) AS p CROSS JOIN {self.events_table_name} e ON e.rowid=p.position"
         )
 
 

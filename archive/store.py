@@ -23,7 +23,8 @@ rather than in random pages of one store-wide index, so the append rate does not
 fall as the store grows (see ``archive.idempotency``).
 
 Concurrency: versions are assigned from an in-memory head per room. If another
-writer took a version (the recorder's unique (room, version) key) or the event
+writer took a version (PostgreSQL's unique (room, version) key; SQLite's check of
+each room's stored head in the write transaction) or the event
 was stored before (its slot, or the neighbouring one), the batch is rolled back,
 heads are reloaded and already-stored events dropped, and the batch is tried
 again. The first attempt does not look stored keys up before its transaction:
@@ -57,6 +58,7 @@ from .codec import from_msgpack
 from .errors import ConcurrencyError, EventDecodeError, StoreError
 from .events import AUDIT_STREAM, SYSTEM_STREAMS, ChainHead, Event, Recorded
 from .idempotency import Batch, Probe, every_slot, slotted
+from .recorders import RoomRow, stream_version
 from .store_errors import connection_lost, store_error
 
 # Events per transaction at most: writers hand over everything queued up to this many. A commit
@@ -191,15 +193,17 @@ class EventStore(AuditStore):
             loaded = self._recorder.room_heads(missing)
             new_rooms = [room for room, (version, _) in loaded.items() if version == 0 and room not in SYSTEM_STREAMS]
             for room, (version, head) in loaded.items():
-                # A purge may have deleted a stream's last events: its versions still go on from the chain head.
-                self._heads[room] = [max(version, head[1]), head[2], head[3]] if head else [version, None, version + 1]
+                version = stream_version(version, head)
+                self._heads[room] = [version, head[2], head[3]] if head else [version, None, version + 1]
         # Copies of the touched heads, kept only if the batch commits.
         heads = {room: list(self._heads[room]) for room in touched}
         # Made while the recorder writes them, in its transaction (``archive.batch_rows``).
         rows = BatchRows(batch, heads, placed, encode_states=self._recorder.encode_states,
                          blob=self._recorder.blob, chained=self._chained)
+        # ``heads``: the version each stream's rows are numbered from, which SQLite checks with its write lock held.
         positions = self._recorder.insert_events(
-            rows, probe=Probe(batch), new_rooms=new_rooms, positions=placed.positions if placed else None)
+            rows, probe=Probe(batch), new_rooms=new_rooms, positions=placed.positions if placed else None,
+            heads={room: self._heads[room][0] for room in touched})
         self._heads.update(heads)
         return list(map(Recorded, positions, batch.events))
 
@@ -274,38 +278,38 @@ class EventStore(AuditStore):
             after = (page[-1][3], page[-1][1])
 
     def _read_room_log(self, room: str, page_size: int) -> Iterator[Recorded]:
-        after_version = 0
+        after = None
         while True:
             try:
-                page = self._recorder.select_room(room, after_version, page_size)
+                page = self._recorder.select_room(room, after, page_size)
             except PersistenceError as e:
                 raise store_error(f"could not read room {room}", e) from e
-            for position, _, state in page:
+            for position, _, state, _ in page:
                 yield Recorded(position, from_msgpack(state))
             if len(page) < page_size:
                 return
-            after_version = page[-1][1]
+            after = page[-1]
 
     def read_room_versions(self, room: str, *, end: datetime | None = None) -> Iterator[tuple[int, Recorded]]:
         """A room's events (that occurred before ``end``) with their versions in the room's stream,
         in version order (a walk of the whole stream: for batch jobs such as a purge)."""
-        for position, version, state in self._stream_rows(room):
+        for position, version, state, _ in self._stream_rows(room):
             record = Recorded(position, from_msgpack(state))
             if end is None or record.event.occurred_at < end:
                 yield version, record
 
-    def _stream_rows(self, stream: str) -> Iterator[tuple[int, int, bytes]]:
-        """(position, version, stored bytes) of a whole stream, in version order, page by page."""
-        after_version = 0
+    def _stream_rows(self, stream: str) -> Iterator[RoomRow]:
+        """(position, version, stored bytes, walk) of a whole stream, in version order, page by page."""
+        after = None
         while True:
             try:
-                page = self._recorder.select_room(stream, after_version, 1000)
+                page = self._recorder.select_room(stream, after, 1000)
             except PersistenceError as e:
                 raise StoreError(f"could not read stream {stream}: {e}") from e
             yield from page
             if len(page) < 1000:
                 return
-            after_version = page[-1][1]
+            after = page[-1]
 
     def delete_events(self, room: str, versions: list[int], before: datetime) -> None:
         """Physically delete events of a room by version (a purge: see ``archive.retention``)."""
@@ -370,7 +374,7 @@ class EventStore(AuditStore):
                 yield chain.StoredLink(seq, seq, state, link)
             return
         links = self._recorder.stream_links(stream)
-        for position, version, state in self._stream_rows(stream):
+        for position, version, state, _ in self._stream_rows(stream):
             yield chain.StoredLink(position, version, state, links.get(version))
 
     def head(self) -> int:

@@ -95,9 +95,10 @@ class OrderedIdsStoreSink(StoreSink):
 class RawSQLiteSink:
     """sqlite3.executemany, WAL, synchronous=NORMAL, one transaction per batch.
 
-    ``indexed`` adds the store's secondary structures (unique (room, version), the
-    side table keyed by (room, second, version) holding the key's digest), to split
-    the store's cost into schema and Python.
+    ``indexed`` adds the store's secondary structure (the side table keyed in each
+    room's time order, (room, second, version), holding the key's digest: the store's
+    SQLite log has no (room, version) key of its own), to split the store's cost into
+    schema and Python.
     """
 
     def __init__(self, name: str, path: Path, *, indexed: bool = False):
@@ -108,7 +109,6 @@ class RawSQLiteSink:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("CREATE TABLE ev (room TEXT, version INTEGER, topic TEXT, state BLOB)")
         if indexed:
-            self.conn.execute("CREATE UNIQUE INDEX ev_rv ON ev (room, version)")
             self.conn.execute(
                 "CREATE TABLE idx (room TEXT, second INTEGER, version INTEGER, digest INTEGER, t REAL, "
                 "PRIMARY KEY (room, second, version)) WITHOUT ROWID"

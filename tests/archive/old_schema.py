@@ -1,5 +1,6 @@
 """Stores as earlier code left them, for the in-place upgrade tests: before slotted idempotency keys
-(issue 15), and with the side index keyed by the slot (issue 15's first shape).
+(issue 15), with the side index keyed by the slot (issue 15's first shape), and (SQLite) keyed by
+(room, second, version) beside the log's own (room, version) key (issue 15's second shape).
 
 The side index's DDL below is the earlier code's, captured verbatim in spirit: ``idem_key`` text primary
 key, then the room, version, time and (from issue 14 on) the chain link; the walk index as it was.
@@ -21,11 +22,32 @@ OLD_SQLITE = [
     "CREATE TABLE archive_event_index_old (idem_key TEXT PRIMARY KEY, originator_id TEXT NOT NULL, "
     "originator_version INTEGER NOT NULL, occurred_at REAL NOT NULL{chain}) WITHOUT ROWID",
 ]
+# The SQLite log as the library makes it, keyed (room, version) beside its rowid (the log position).
+OLD_SQLITE_LOG = [
+    "CREATE TABLE stored_events_old (originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB, "
+    "PRIMARY KEY (originator_id, originator_version))",
+    "INSERT INTO stored_events_old (rowid, originator_id, originator_version, topic, state) "
+    "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events",
+    "DROP TABLE stored_events",
+    "ALTER TABLE stored_events_old RENAME TO stored_events",
+]
 OLD_SQLITE_IN_PLACE = [
     "DROP TABLE archive_event_index",
     "ALTER TABLE archive_event_index_old RENAME TO archive_event_index",
     "CREATE INDEX archive_event_index_walk ON archive_event_index "
     "(originator_id, CAST(occurred_at AS INTEGER), originator_version)",
+    *OLD_SQLITE_LOG,
+]
+# Issue 15's second SQLite side index: keyed (room, whole second, version), beside the log's own key.
+ORDERED_SQLITE = [
+    "CREATE TABLE archive_event_index_old (originator_id TEXT NOT NULL, second INTEGER NOT NULL, "
+    "originator_version INTEGER NOT NULL, digest INTEGER NOT NULL, occurred_at REAL NOT NULL, chain BLOB, "
+    "PRIMARY KEY (originator_id, second, originator_version)) WITHOUT ROWID",
+    "INSERT INTO archive_event_index_old SELECT originator_id, second, originator_version, digest, occurred_at, "
+    "chain FROM archive_event_index",
+    "DROP TABLE archive_event_index",
+    "ALTER TABLE archive_event_index_old RENAME TO archive_event_index",
+    *OLD_SQLITE_LOG,
 ]
 OLD_POSTGRES = [
     "CREATE TABLE archive_event_index_old (idem_key text PRIMARY KEY, originator_id text NOT NULL, "
@@ -55,6 +77,13 @@ SLOTS_FILLED = (
     "INSERT INTO archive_event_index_old SELECT originator_id, second / 3600, digest, originator_version, "
     "occurred_at, chain FROM archive_event_index"
 )
+
+
+def downgrade_to_ordered(path) -> None:
+    """Put a SQLite store's side index and log back into issue 15's second shape."""
+    with sqlite3.connect(path) as conn:
+        for statement in ORDERED_SQLITE:
+            conn.execute(statement)
 
 
 def downgrade_to_slots(store_url: str) -> int:

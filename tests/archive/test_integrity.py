@@ -81,6 +81,18 @@ def test_a_deleted_row_in_the_middle_is_named(event_store, store_url):
     assert "version(s) 2 deleted" in broken.problem
 
 
+def test_a_row_added_to_the_log_behind_the_stores_back_breaks_its_stream(event_store, store_url):
+    """Not only rows the store walks by version: SQLite's log has no version key of its own, and a row
+    written there without its side row would not be walked."""
+    fill(event_store)
+    forged = to_msgpack(message(9, body="I never said that", room=ROOM))
+    run_sql(store_url, "INSERT INTO stored_events (originator_id, originator_version, topic, state) "
+            "SELECT originator_id, 7, topic, ? FROM stored_events WHERE originator_id=? AND originator_version=1",
+            (forged, ROOM))
+    report = verify_integrity(event_store)
+    assert [s.broken.stream for s in report.streams if s.broken] == [ROOM]
+
+
 def test_deleting_the_last_rows_contradicts_the_recorded_head_and_the_checkpoint(event_store, store_url):
     fill(event_store)
     first = write_checkpoint(event_store)

@@ -15,7 +15,7 @@ from archive.integrity import verify_integrity, write_checkpoint
 from archive.lease import LeaseHeld, StoreLease
 from archive.retention import purge
 from archive.settings import RetentionSettings
-from tests.archive.old_schema import downgrade, downgrade_to_slots
+from tests.archive.old_schema import downgrade, downgrade_to_ordered, downgrade_to_slots
 from tests.factories import T0, at, make, message
 
 LOBBY, DEV = "lobby@conference.localhost", "dev@conference.localhost"
@@ -42,7 +42,7 @@ def side_index(store_url: str) -> set[tuple]:
 
 
 def side_index_btrees(store_url: str) -> list[str]:
-    """The indexes beside the side table's own key (the store writes none: one b-tree per row)."""
+    """The indexes beside the side table's own key (the store writes none but SQLite's of late events)."""
     location = StoreLocation.parse(store_url)
     if location.kind == "sqlite":
         with sqlite3.connect(location.path) as conn:
@@ -65,7 +65,8 @@ def test_an_old_store_is_upgraded_to_the_side_index_the_new_code_writes_and_keep
     assert earlier(store_url) == len(written) and side_index_btrees(store_url) == ["archive_event_index_walk"]
     with open_event_store(store_url) as store:
         assert side_index(store_url) == written  # the same digests, versions, times and links
-        assert side_index_btrees(store_url) == []
+        sqlite = StoreLocation.parse(store_url).kind == "sqlite"
+        assert side_index_btrees(store_url) == (["archive_event_late"] if sqlite else [])
         # Nothing already stored is stored again, whether by the same time or a copy across an edge.
         assert store.append(history()) == []
         assert store.append([message(59, stanza_id="s-3", room=LOBBY, capture=ev.Capture.BACKFILL)]) == []
@@ -88,3 +89,41 @@ def test_a_store_made_before_hash_chains_and_slots_is_upgraded_in_place(store_ur
         store.append([message(9, stanza_id="new")])
         report = verify_integrity(store)
         assert report.ok and (report.events, report.unchained) == (1, len(history()))
+
+
+def sqlite_indexes(path, table: str) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        sql = "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name=?"
+        return sorted(row[0] for row in conn.execute(sql, (table,)).fetchall())
+
+
+def test_a_sqlite_store_with_the_log_keyed_by_version_is_rebuilt_in_place_keeping_every_position(tmp_path):
+    """Issue 15's second SQLite shape (side index keyed (room, second, version), the log's own (room, version)
+    key beside it) becomes today's: the same events at the same positions and versions, the same ranged
+    reads (late events included), idempotency, chains, purges."""
+    path = tmp_path / "events.sqlite"
+    url = f"sqlite:///{path}"
+    with open_event_store(url) as store:
+        store.append(history())
+        store.append([message(t, stanza_id=f"late{t}", room=LOBBY) for t in (4, 1799, -2)])  # older than the room's newest
+        write_checkpoint(store)
+        log = list(store.read_log_versions())
+        ranged = [r.position for r in store.read_room(LOBBY, start=at(-2), end=at(3600), page_size=2)]
+        streams = {s: list(store.stream_links(s)) for s in store.streams()}
+    written = side_index(url)
+    downgrade_to_ordered(path)
+    assert sqlite_indexes(path, "stored_events") == ["sqlite_autoindex_stored_events_1"]
+    with open_event_store(url) as store:
+        assert sqlite_indexes(path, "stored_events") == []  # the log lost its (room, version) key
+        assert sqlite_indexes(path, "archive_event_index") == ["archive_event_late"]
+        assert side_index(url) == written
+        assert list(store.read_log_versions()) == log
+        assert [r.position for r in store.read_room(LOBBY, start=at(-2), end=at(3600), page_size=2)] == ranged
+        assert {s: list(store.stream_links(s)) for s in store.streams()} == streams
+        assert store.append(history()) == [] and store.append([message(4, stanza_id="late4", room=LOBBY)]) == []
+        (new,) = store.append([message(8, stanza_id="new", room=LOBBY)])
+        assert new.position == log[-1][1].position + 1
+        assert [v for v, _ in store.read_room_versions(LOBBY)][-1] == max(v for v, r in log if r.event.room == LOBBY) + 1
+        assert verify_integrity(store).ok
+        purge(store, RetentionSettings(default_days=1), now=T0 + timedelta(days=10))
+        assert verify_integrity(store).ok and store.rooms() == [DEV, LOBBY]

@@ -11,8 +11,11 @@ Earlier shapes of ``archive_event_index`` are upgraded to today's (see
   index (room, whole second, version): the digest is copied;
 - (SQLite) keyed by (room, whole second, version) beside the log's own unique
   (room, version) key: the digest is copied, and the key becomes (room, the
-  room's highest second so far, version) with the log position, and the log
-  is rebuilt without its (room, version) key, every event at its position.
+  room's highest second so far, version) with the log position.
+
+An earlier SQLite log (with eventsourcing's (room, version) key, or its position
+an undeclared rowid, which VACUUM renumbers) is rebuilt as today's, every event
+at its position.
 
 The tables are rebuilt from the stored rows (no event is decoded), with every
 position, version, time and chain link kept, in one transaction: the store is
@@ -29,10 +32,11 @@ from psycopg.sql import SQL, Identifier
 _OLD_KEY = "idem_key"
 
 
-def upgrade_sqlite_index(c: Any, table_ddl: str, log_ddl: str, log: str) -> bool:
-    """Upgrade the SQLite side index and log if they are earlier ones; True if they were. ``c`` is a cursor in
-    a write transaction on a connection with the ``archive_key_digest`` and ``archive_second`` functions;
-    the DDL strings create the table named by their ``name`` field."""
+def upgrade_sqlite_index(c: Any, table_ddl: str, log: str) -> bool:
+    """Upgrade the SQLite side index if it is an earlier one; True if it was. ``c`` is a cursor in a write
+    transaction on a connection with the ``archive_key_digest`` and ``archive_second`` functions; ``table_ddl``
+    creates the table named by its ``name`` field. Before ``upgrade_sqlite_log``: it joins on the log's
+    earlier (room, version) key."""
     c.execute("PRAGMA table_info(archive_event_index)")
     columns = {row[1] for row in c.fetchall()}
     if "high" in columns:
@@ -52,9 +56,18 @@ def upgrade_sqlite_index(c: Any, table_ddl: str, log_ddl: str, log: str) -> bool
     )
     c.execute("DROP TABLE archive_event_index")  # and the earlier walk index with it
     c.execute("ALTER TABLE archive_event_index_upgraded RENAME TO archive_event_index")
+    return True
+
+
+def upgrade_sqlite_log(c: Any, log_ddl: str, log: str) -> bool:
+    """Rebuild the SQLite log as ``log_ddl`` makes it (its position a declared INTEGER PRIMARY KEY named
+    ``rowid``) if it is an earlier one; True if it was. ``c`` is a cursor in a write transaction."""
+    c.execute(f"PRAGMA table_info({log})")
+    if any(row[1] == "rowid" and row[5] == 1 for row in c.fetchall()):
+        return False
     c.execute(log_ddl.format(name=f"{log}_upgraded"))
     c.execute(f"INSERT INTO {log}_upgraded (rowid, originator_id, originator_version, topic, state) "
-              f"SELECT rowid, originator_id, originator_version, topic, state FROM {log}")
+              f"SELECT rowid, originator_id, originator_version, topic, state FROM {log} ORDER BY rowid")
     c.execute(f"DROP TABLE {log}")
     c.execute(f"ALTER TABLE {log}_upgraded RENAME TO {log}")
     return True

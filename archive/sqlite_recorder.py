@@ -22,15 +22,21 @@ from .audit_tables import SQLiteAuditTable
 from .batch_rows import BatchRows
 from .codec import to_msgpack_arrays
 from .idempotency import Probe, Slot, key_digest
-from .key_upgrade import upgrade_sqlite_index
+from .key_upgrade import upgrade_sqlite_index, upgrade_sqlite_log
 from .recorders import (
     BEFORE_ANY_SECOND, HeadRow, RangeRow, RoomRow, check_copy_positions, chunks, positioned, range_params,
     bucket_spans, running_highs, stream_version,
 )
 
 # The log: eventsourcing's table without its unique (room, version) key, a b-tree written per event that
-# the side index orders as well (versions stay unique: ``_check_heads``); the rowid is the log position.
-LOG_TABLE = "CREATE TABLE {name} (originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB)"
+# the side index orders as well (versions stay unique: ``_check_heads``); the rowid is the log position,
+# declared INTEGER PRIMARY KEY: an undeclared rowid is renumbered by VACUUM (a purge's gaps closed up), and
+# every position the side index, the views and the search index hold would name another event. Declared
+# under the name ``rowid`` so that every statement reading it, the library's too, reads it as before.
+LOG_TABLE = (
+    "CREATE TABLE {name} (rowid INTEGER PRIMARY KEY, originator_id TEXT, originator_version INTEGER, topic TEXT, "
+    "state BLOB)"
+)
 # Keyed in the room's order as archived, (the room's highest whole second so far, version): a room's
 # next event lands at the right edge of its range, and the key is its version order too (``high`` never
 # falls as versions rise). An event in order (``second=high``) sits at its time in that walk; a late one
@@ -108,6 +114,13 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
     encode_states = staticmethod(to_msgpack_arrays)
     blob = bytearray
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # The library's statement names no columns, and the log has one more (its position, LOG_TABLE).
+        self.insert_events_statement = (
+            f"INSERT INTO {self.events_table_name} (originator_id, originator_version, topic, state) VALUES (?,?,?,?)"
+        )
+
     def construct_create_table_statements(self) -> list[str]:
         return [
             # The library's own statement would make the log with its (room, version) key.
@@ -125,7 +138,11 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
     def create_table(self) -> None:
         super().create_table()
         with self.datastore.transaction(commit=True) as c:
-            upgrade_sqlite_index(c, INDEX_TABLE, LOG_TABLE, self.events_table_name)
+            # The write lock before anything is read: processes opening an earlier store together (`up` starts
+            # several) would otherwise all read it as earlier, and all but one fail to upgrade from a stale read.
+            c.execute("DELETE FROM archive_rooms WHERE 0")
+            upgrade_sqlite_index(c, INDEX_TABLE, self.events_table_name)
+            upgrade_sqlite_log(c, LOG_TABLE, self.events_table_name)
             c.execute(LATE_INDEX)
 
     def insert_events(self, rows: BatchRows, **kwargs: Any) -> list[int]:

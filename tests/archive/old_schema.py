@@ -1,6 +1,7 @@
 """Stores as earlier code left them, for the in-place upgrade tests: before slotted idempotency keys
-(issue 15), with the side index keyed by the slot (issue 15's first shape), and (SQLite) keyed by
-(room, second, version) beside the log's own (room, version) key (issue 15's second shape).
+(issue 15), with the side index keyed by the slot (issue 15's first shape), (SQLite) keyed by
+(room, second, version) beside the log's own (room, version) key (issue 15's second shape), and (SQLite)
+the log's position an undeclared rowid.
 
 The side index's DDL below is the earlier code's, captured verbatim in spirit: ``idem_key`` text primary
 key, then the room, version, time and (from issue 14 on) the chain link; the walk index as it was.
@@ -83,6 +84,20 @@ def downgrade_to_ordered(path) -> None:
     """Put a SQLite store's side index and log back into issue 15's second shape."""
     with sqlite3.connect(path) as conn:
         for statement in ORDERED_SQLITE:
+            conn.execute(statement)
+
+
+# Issue 15's third SQLite log: no (room, version) key, its position an undeclared rowid (VACUUM renumbers it).
+UNDECLARED_ROWID_LOG = [
+    "CREATE TABLE stored_events_old (originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB)",
+    *OLD_SQLITE_LOG[1:],
+]
+
+
+def downgrade_log_to_undeclared_rowid(path) -> None:
+    """Put a SQLite store's log back into the shape whose position is an undeclared rowid."""
+    with sqlite3.connect(path) as conn:
+        for statement in UNDECLARED_ROWID_LOG:
             conn.execute(statement)
 
 

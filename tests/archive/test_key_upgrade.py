@@ -15,7 +15,7 @@ from archive.integrity import verify_integrity, write_checkpoint
 from archive.lease import LeaseHeld, StoreLease
 from archive.retention import purge
 from archive.settings import RetentionSettings
-from tests.archive.old_schema import downgrade, downgrade_to_ordered, downgrade_to_slots
+from tests.archive.old_schema import downgrade, downgrade_log_to_undeclared_rowid, downgrade_to_ordered, downgrade_to_slots
 from tests.factories import T0, at, make, message
 
 LOBBY, DEV = "lobby@conference.localhost", "dev@conference.localhost"
@@ -127,3 +127,58 @@ def test_a_sqlite_store_with_the_log_keyed_by_version_is_rebuilt_in_place_keepin
         assert verify_integrity(store).ok
         purge(store, RetentionSettings(default_days=1), now=T0 + timedelta(days=10))
         assert verify_integrity(store).ok and store.rooms() == [DEV, LOBBY]
+
+
+def log_columns(path) -> list[tuple]:
+    with sqlite3.connect(path) as conn:
+        return [(row[1], row[5]) for row in conn.execute("PRAGMA table_info(stored_events)").fetchall()]
+
+
+def test_a_sqlite_log_whose_position_is_an_undeclared_rowid_is_rebuilt_in_place_and_vacuum_keeps_it(tmp_path):
+    """The log of the shape before: its position an undeclared rowid, which VACUUM renumbers. Opening the store
+    declares it, every event at its position (a purge's gaps too), and a VACUUM then changes none."""
+    path = tmp_path / "events.sqlite"
+    url = f"sqlite:///{path}"
+    with open_event_store(url) as store:
+        store.append(history())
+        purge(store, RetentionSettings(rooms={DEV: 1}), now=T0 + timedelta(days=10))  # gaps in the positions
+        log = list(store.read_log_versions())
+    downgrade_log_to_undeclared_rowid(path)
+    assert ("rowid", 1) not in log_columns(path)
+    with open_event_store(url) as store:
+        assert ("rowid", 1) in log_columns(path)
+        assert list(store.read_log_versions()) == log
+    with sqlite3.connect(path) as conn:
+        conn.execute("VACUUM")
+    with open_event_store(url) as store:
+        assert list(store.read_log_versions()) == log
+        (new,) = store.append([message(8, stanza_id="new", room=LOBBY)])
+        assert new.position == log[-1][1].position + 1
+        assert verify_integrity(store).ok
+
+
+def _open_and_count(url: str, results) -> None:
+    try:
+        with open_event_store(url) as store:
+            results.put(sum(1 for _ in store.read_log()))
+    except Exception as e:  # noqa: BLE001 - the test reports what each process met
+        results.put(repr(e))
+
+
+def test_processes_opening_an_earlier_store_together_all_open_it(tmp_path):
+    """`up` starts several processes on one store: each opening read the log as earlier, one upgraded it, and the
+    others failed ("database is locked") on upgrading their stale read; now the first takes the write lock."""
+    import multiprocessing
+
+    path = tmp_path / "events.sqlite"
+    url = f"sqlite:///{path}"
+    with open_event_store(url) as store:
+        store.append([message(t, stanza_id=f"s{t}", room=f"r{t % 7}@conference.localhost") for t in range(20_000)])
+    downgrade_log_to_undeclared_rowid(path)
+    results = multiprocessing.Queue()
+    openers = [multiprocessing.Process(target=_open_and_count, args=(url, results)) for _ in range(4)]
+    for p in openers:
+        p.start()
+    for p in openers:
+        p.join(60)
+    assert [results.get(timeout=5) for _ in openers] == [20_000] * 4

@@ -36,7 +36,8 @@ reveals neither cannot tell the renamed author from a newcomer, and refuses.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
 import msgspec
@@ -64,6 +65,7 @@ class Changes(NamedTuple):
 
 
 NOTHING = Changes([], [])
+NO_REFS: Mapping[str, int] = MappingProxyType({})  # the refs of a room a book knows no ids of (read only)
 
 
 def step(position: int, event: ev.Event, book: Book) -> Changes:
@@ -240,7 +242,10 @@ class MemoryBook:
 
     def __init__(self, committed=None) -> None:
         self.lines: dict[int, Line] = {}
-        self.refs: dict[tuple[str, str], int] = {}
+        # room -> ref -> the newest line known by it. A dict per room, not one keyed by (room, ref): no tuple
+        # made, hashed and freed for each id of each post (a rebuild's every message): 0.91 -> 0.31 us a post
+        # of two ids (timeit, 100k posts in 100 rooms, freeing included).
+        self.refs: dict[str, dict[str, int]] = {}
         self.awaited: dict[tuple[str, str], set[int]] = {}
         self.dropped: set[int] = set()
         self._committed = committed
@@ -249,7 +254,7 @@ class MemoryBook:
         self.horizon: int | None = None
 
     def find(self, room: str, ref: str) -> Line | None:
-        line_id = self.refs.get((room, ref))
+        line_id = self.refs.get(room, NO_REFS).get(ref)
         if line_id is not None and (line_id in self.dropped or ref not in ids(self.lines[line_id])):
             # The line lost the id (a correction that stopped awaiting it when its message came, or one
             # taken into its message): ``refs`` kept only the newest line, so the others are looked for.
@@ -269,10 +274,11 @@ class MemoryBook:
         """The newest message line in memory known by ``ref`` (rare: a look-up of an id a line lost)."""
         known = [line.id for line in self.lines.values() if line.kind == "message" and line.room == room
                  and line.id not in self.dropped and ref in ids(line)]
+        refs = self.refs.setdefault(room, {})
         if not known:
-            self.refs.pop((room, ref), None)
+            refs.pop(ref, None)
             return None
-        self.refs[(room, ref)] = max(known)
+        refs[ref] = max(known)
         return max(known)
 
     def post(self, position: int, event: ev.Event) -> bool:
@@ -286,14 +292,17 @@ class MemoryBook:
         if self.awaited and awaits_any(self, event.room, ids_of(event)):  # the first test: nearly always empty
             return False  # ``_settle`` applies what awaits it
         self.lines[position] = message_line(position, event)
-        refs, room = self.refs, event.room
+        room = event.room
+        refs = self.refs.get(room)
+        if refs is None:
+            refs = self.refs[room] = {}
         stanza_id, origin_id, message_id = event.stanza_id, event.origin_id, event.message_id
         if stanza_id:
-            refs[(room, stanza_id)] = position
+            refs[stanza_id] = position
         if origin_id:
-            refs[(room, origin_id)] = position
+            refs[origin_id] = position
         if message_id:
-            refs[(room, message_id)] = position
+            refs[message_id] = position
         return True
 
     def awaiting(self, room: str, ref: str) -> list[Line]:
@@ -313,12 +322,14 @@ class MemoryBook:
         line_id = line.id
         self.lines[line_id] = line
         if line.kind == "message":
-            refs, dropped, room = self.refs, self.dropped, line.room
+            dropped, room = self.dropped, line.room
+            refs = self.refs.get(room)
+            if refs is None:
+                refs = self.refs[room] = {}
             for ref in ids(line):
-                key = (room, ref)
-                known = refs.get(key)
+                known = refs.get(ref)
                 if known is None or known < line_id or known in dropped:
-                    refs[key] = line_id
+                    refs[ref] = line_id
         if line.awaiting:
             self.awaited.setdefault((line.room, line.awaiting), set()).add(line.id)
 

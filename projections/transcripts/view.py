@@ -149,7 +149,7 @@ class TranscriptProjection(TableProjection):
         writer process may still be writing the last commit: only the view's wait for it."""
         if self._recent is not None:
             refs, lines, horizon = self._recent
-            line = lines.get(refs.get((room, ref)))
+            line = lines.get(refs.get(room, messages.NO_REFS).get(ref))
             # Past the last commit's horizon: created by it. A line dropped since (rare) has older
             # candidates behind it, which the view has.
             if line is not None and line.id > horizon and ref in ids(line) and line.id not in self._book.dropped:

@@ -74,7 +74,8 @@ class LogFollower:
     """Reads the log after a projection's position and applies it in pages.
 
     ``commit_interval`` bounds how long applied records stay uncommitted and
-    ``max_pending`` how many (so a long backlog does not pile up in memory);
+    ``max_pending`` how many (so a long backlog does not pile up in memory; a function of the last
+    commit's position where the number changes along the log);
     ``idle_sleep`` is how long to wait when the log has nothing new.
 
     A ``StoreUnavailable`` (the log or the view's database unreachable, locked, full)
@@ -91,7 +92,7 @@ class LogFollower:
         commit_interval: float,
         page_size: int = 1000,
         idle_sleep: float = 0.05,
-        max_pending: int = 50_000,
+        max_pending: int | Callable[[int], int] = 50_000,
         on_progress: Callable[[int], None] | None = None,
         on_error: Callable[[str | None], None] | None = None,
     ):
@@ -141,7 +142,7 @@ class LogFollower:
                     ahead = ReadAhead(self.store, self._applied, self.page_size)
                 if not self._step(ahead.next):
                     break
-                if self._applied_since_commit >= self.max_pending:
+                if self._applied_since_commit >= self._pending_limit():
                     self._commit()
         finally:
             ahead.close()
@@ -181,7 +182,7 @@ class LogFollower:
             while not stop.is_set():
                 got_any = self._step()
                 due = time.monotonic() - last_commit >= self.commit_interval
-                if due or self._applied_since_commit >= self.max_pending:
+                if due or self._applied_since_commit >= self._pending_limit():
                     self._commit()
                     last_commit = time.monotonic()
                 if not got_any:
@@ -210,6 +211,10 @@ class LogFollower:
             self.on_progress(self._applied)
         self._well()
         return True
+
+    def _pending_limit(self) -> int:
+        limit = self.max_pending
+        return limit if isinstance(limit, int) else limit(self._committed)
 
     def _well(self) -> None:
         if self._failing:

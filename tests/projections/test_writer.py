@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 import pytest
 
 from archive.errors import ChatArchiveError, StoreError
-from projections.rebuild import rebuild
+from projections import rebuild as rebuild_module
+from projections.rebuild import ramped, rebuild
 from projections.lines import Line, Removal, stored
 from projections.transcripts.view import RoomNumbers, TranscriptProjection, created_statements
 from projections import writer as writer_module
@@ -27,6 +28,42 @@ def test_a_background_rebuild_makes_the_views_a_plain_one_makes(event_store, vie
     assert dump(views) == plain
     catch_up(event_store, views)  # followed on from the rebuilt generation
     assert dump(views) == plain
+
+
+def test_a_background_build_commits_little_at_both_ends_of_the_log():
+    """The writer process waits for the first commit and the rebuild for the last (``ramped``)."""
+    most = ramped(100, 0, 1000, 10)
+    sizes, committed = [], 0
+    while committed < 1000:
+        sizes.append(min(most(committed), 1000 - committed))
+        committed += sizes[-1]
+    assert sizes[:5] == [10, 10, 20, 40, 80]
+    assert max(sizes) == 100 and sizes.count(100) >= 5
+    assert sizes[-5:] == [70, 35, 17, 10, 8]  # halving what is left
+    assert ramped(4, 0, 1000, 10)(500) == 4  # never more than commit_every
+
+
+def test_a_background_rebuild_committing_in_ramped_sizes_makes_the_views_a_plain_one_makes(
+        event_store, views, monkeypatch):
+    event_store.append([message(t, f"line {t}") for t in range(1, 60)])
+    rebuild(event_store, views.projections(load=False), commit_every=8, background=False)
+    plain = dump(views)
+    monkeypatch.setattr(rebuild_module, "FIRST_COMMIT", 2)
+    committed: list[int] = []
+    targets = views.projections(load=False)
+    begin = targets[0].begin_rebuild
+
+    def begin_spied():
+        fresh = begin()
+        commit = fresh.commit
+        fresh.commit = lambda position: (committed.append(position), commit(position))
+        return fresh
+
+    targets[0].begin_rebuild = begin_spied
+    rebuild(event_store, targets, commit_every=8, background=True, page_size=1)  # a commit ends a page
+    assert dump(views) == plain
+    sizes = [b - a for a, b in zip([0, *committed], committed)]
+    assert sizes[:3] == [2, 2, 4] and max(sizes) == 8 and sizes[-1] <= 2
 
 
 def test_a_background_rebuild_leaves_the_views_with_their_query_indexes(event_store, views):

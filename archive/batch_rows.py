@@ -4,8 +4,9 @@ The recorder writes a batch's event rows in its write transaction; PostgreSQL in
 each chunk in its own server process, on the other core, while this process encodes
 the next chunk and chains its links (streamed through COPY), instead of the server
 idling while the whole batch is made and this process idling while it is inserted.
-Iterating the rows once makes them all; the side index rows and the streams' new
-chain heads are complete only then (the recorders write the event rows first).
+Iterating the rows once makes them all; SQLite's side index rows and the streams'
+new chain heads are complete only then (the recorders write the event rows first;
+PostgreSQL's rows carry their side index columns, ``BatchRows.at``).
 SQLite's recorder, in this process, gains nothing from it: it makes them first
 (``BatchRows.made``), before it takes its write lock.
 """
@@ -63,9 +64,10 @@ class BatchRows:
             yield self._chunk(start, min(start + ROW_CHUNK, self.count))
 
     def at(self, positions: Sequence[int]) -> BatchRows:
-        """These rows each made behind its log position (drawn, or a copy's), aligned with the batch: zipped
-        in with the row's columns, no Python step per row as a generator putting them in front would take
-        (~1,000 instructions an event of ~62,000, callgrind)."""
+        """These rows each made behind its log position (drawn, or a copy's) and followed by its side index
+        columns (whole second, digest, occurred_at, link), for a log that holds them (PostgreSQL's), aligned
+        with the batch: zipped in with the row's columns, no Python step per row as a generator putting them
+        in front would take (~1,000 instructions an event of ~62,000, callgrind)."""
         if self._started or self._made is not None:
             raise RuntimeError("a batch's positions are set before its rows are made")
         self._positions = positions
@@ -105,4 +107,5 @@ class BatchRows:
         tags = [event.__struct_config__.tag for event in events]
         if self._positions is None:
             return list(zip(rooms, versions, tags, states))
-        return list(zip(self._positions[start:end], rooms, versions, tags, states))
+        return list(zip(self._positions[start:end], rooms, versions, tags, states,
+                        map(math.floor, times), b.digests[start:end], times, links))

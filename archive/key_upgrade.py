@@ -11,7 +11,9 @@ Earlier shapes of ``archive_event_index`` are upgraded to today's (see
   index (room, whole second, version): the digest is copied;
 - (SQLite) keyed by (room, whole second, version) beside the log's own unique
   (room, version) key: the digest is copied, and the key becomes (room, the
-  room's highest second so far, version) with the log position.
+  room's highest second so far, version) with the log position;
+- (PostgreSQL) any side table: brought to the (room, whole second, version) shape,
+  then moved into the log's own rows (``merge_postgres_index``).
 
 An earlier SQLite log (with eventsourcing's (room, version) key, or its position
 an undeclared rowid, which VACUUM renumbers) is rebuilt as today's, every event
@@ -25,11 +27,18 @@ column) are upgraded too, their links staying NULL.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from psycopg.sql import SQL, Identifier
 
 _OLD_KEY = "idem_key"
+# PostgreSQL's last side table, keyed (room, whole second, version): earlier shapes become it, then it is merged.
+_POSTGRES_SIDE_TABLE = SQL(
+    "CREATE TABLE {} (originator_id text NOT NULL, second bigint NOT NULL, originator_version bigint NOT NULL, "
+    "digest bigint NOT NULL, occurred_at double precision NOT NULL, chain bytea, "
+    "PRIMARY KEY (originator_id, second, originator_version))"
+)
 
 
 def upgrade_sqlite_index(c: Any, table_ddl: str, log: str) -> bool:
@@ -106,4 +115,28 @@ def upgrade_postgres_index(curs: Any, schema: str, table_ddl: SQL) -> bool:
             Identifier(schema)
         )
     )
+    return True
+
+
+def merge_postgres_index(curs: Any, schema: str, log: str) -> bool:
+    """Move a PostgreSQL store's side table (of any earlier shape) into its log's side columns, which exist, and
+    drop it; True if there was one. ``curs`` is in a transaction holding the schema's DDL lock."""
+    index = SQL("{}.archive_event_index").format(Identifier(schema))
+    curs.execute("SELECT to_regclass(%s) AS side", (f'"{schema}".archive_event_index',))
+    if curs.fetchone()["side"] is None:
+        return False
+    upgrade_postgres_index(curs, schema, _POSTGRES_SIDE_TABLE)
+    curs.execute(
+        SQL(
+            "UPDATE {} e SET second=i.second, digest=i.digest, occurred_at=i.occurred_at, chain=i.chain FROM {} i "
+            "WHERE e.originator_id=i.originator_id AND e.originator_version=i.originator_version"
+        ).format(Identifier(schema, log), index)
+    )
+    moved = curs.rowcount
+    curs.execute(SQL("DROP TABLE {}").format(index))
+    # Every row of the log was rewritten: the old versions stay in its pages until a VACUUM frees them
+    # (the library's settings keep autovacuum off this table), and a transaction cannot run one.
+    logging.getLogger(__name__).warning(
+        "moved the side index of %s events into the log of schema %s: run VACUUM %s.%s once to reuse the "
+        "space of the rewritten rows", moved, schema, schema, log)
     return True

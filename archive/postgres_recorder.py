@@ -16,26 +16,26 @@ from .audit_tables import PostgresAuditTable
 from .batch_rows import BatchRows
 from .codec import to_msgpack_list
 from .idempotency import Probe, Slot
-from .key_upgrade import upgrade_postgres_index
+from .key_upgrade import merge_postgres_index
 from .recorders import (
     HeadRow, RangeRow, RoomRow, check_copy_positions, lock_schema_ddl, range_params, bucket_spans,
 )
 
+# The side index's columns, kept in the log's own rows: an event and its side data are one row, written by one
+# COPY, which the server inserts while the next rows are made. A side table of its own cost a second COPY the
+# client had nothing to make beside (the server alone inserting its rows), a second heap row, and the room's
+# name twice (``archive.key_upgrade.merge_postgres_index`` moves a store that has one into its log).
+SIDE_COLUMNS = (("second", "bigint"), ("digest", "bigint"), ("occurred_at", "double precision"), ("chain", "bytea"))
 # Keyed in the room's order, (whole second, version): time-ranged reads walk the key from where
 # the last page stopped, nothing is sorted; an idempotency slot's bucket is one range of it.
-_INDEX_COLUMNS = (
-    "(originator_id text NOT NULL, second bigint NOT NULL, originator_version bigint NOT NULL, "
-    "digest bigint NOT NULL, occurred_at double precision NOT NULL, chain bytea, "
-    "PRIMARY KEY (originator_id, second, originator_version))"
-)
-INDEX_TABLE = SQL("CREATE TABLE {} " + _INDEX_COLUMNS)
+WALK_INDEX = "archive_event_walk"
 # The digests stored in the slots' buckets: the buckets as three column arrays (room, first second,
 # second after the last), one range of the key each. A batch's buckets hold few rows beside its own
 # (the newest hours of its rooms), fewer than the digests it looks for.
 _STORED_SLOTS = (
-    "SELECT i.originator_id, i.second, i.digest "
+    "SELECT e.originator_id, e.second, e.digest "
     "FROM unnest(%b::text[], %b::bigint[], %b::bigint[]) AS s(room, lo, hi) "
-    "JOIN {} i ON i.originator_id=s.room AND i.second>=s.lo AND i.second<s.hi"
+    "JOIN {} e ON e.originator_id=s.room AND e.second>=s.lo AND e.second<s.hi"
 )
 
 
@@ -55,11 +55,11 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
     def __init__(self, datastore: Any, **kwargs: Any):
         super().__init__(datastore, **kwargs)
         schema = Identifier(self.datastore.schema)
-        self._index = SQL("{}.archive_event_index").format(schema)
         self._rooms = SQL("{}.archive_rooms").format(schema)
         self._events = SQL("{}.{}").format(schema, Identifier(self.events_table_name))
         self._copy_events_at = SQL(
-            "COPY {} (notification_id, originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)"
+            "COPY {} (notification_id, originator_id, originator_version, topic, state, "
+            + ", ".join(name for name, _ in SIDE_COLUMNS) + ") FROM STDIN (FORMAT BINARY)"
         ).format(self._events)
         self._draw_positions = SQL(
             "SELECT setval(s, nextval(s) + %s - 1) AS last "
@@ -69,16 +69,15 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
         self._heads = SQL("{}.archive_chain_heads").format(schema)
         self._audit = SQL("{}.archive_audit").format(schema)
         self._append_audit = SQL("{}.archive_audit_append").format(schema)
-        self._copy_index = SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(self._index)
-        self._stored_slots_sql = SQL(_STORED_SLOTS).format(self._index)
+        self._stored_slots_sql = SQL(_STORED_SLOTS).format(self._events)
         self._upsert_heads = SQL(
             "INSERT INTO {} SELECT * FROM unnest(%b::text[], %b::bigint[], %b::bytea[], %b::bigint[]) "
             "ON CONFLICT (stream) DO UPDATE SET "
             "version=EXCLUDED.version, link=EXCLUDED.link, genesis_version=EXCLUDED.genesis_version"
         ).format(self._heads)
         self.sql_create_statements += [
-            SQL("CREATE TABLE IF NOT EXISTS {} " + _INDEX_COLUMNS).format(self._index),
-            SQL("DROP INDEX IF EXISTS {}").format(SQL("{}.archive_event_index_time").format(schema)),
+            SQL("ALTER TABLE {} " + ", ".join(f"ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in SIDE_COLUMNS))
+            .format(self._events),
             SQL("CREATE TABLE IF NOT EXISTS {} (room text PRIMARY KEY)").format(self._rooms),
             SQL(
                 "CREATE TABLE IF NOT EXISTS {} (stream text PRIMARY KEY, version bigint NOT NULL, "
@@ -99,10 +98,13 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
         with self.datastore.transaction(commit=True) as curs:
             lock_schema_ddl(curs, self.datastore.schema)
             super().create_table()
-            upgrade_postgres_index(curs, self.datastore.schema, INDEX_TABLE)
+            merge_postgres_index(curs, self.datastore.schema, self.events_table_name)
+            # Made after a merge has filled the columns: one sort, not an entry maintained per row moved.
+            curs.execute(SQL("CREATE INDEX IF NOT EXISTS {} ON {} (originator_id, second, originator_version)")
+                         .format(Identifier(WALK_INDEX), self._events))
 
     def insert_events(self, rows: BatchRows, **kwargs: Any) -> list[int]:
-        """Write a batch in one transaction: the events and their side rows through COPY (binary),
+        """Write a batch in one transaction: the events with their side columns through COPY (binary),
         which costs the client a C call per row where column arrays cost a Python dump per element;
         returns the events' positions. The event rows are made while they are sent: the server inserts
         a chunk while the next is made (``archive.batch_rows``). One attempt: the callers retry with
@@ -129,8 +131,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
                 curs.execute(self._draw_positions, (rows.count, self._events_name), prepare=True)
                 last = curs.fetchone()["last"]
                 drawn = range(last - rows.count + 1, last + 1)
-                _copy(curs, self._copy_events_at, POSITIONED_EVENT_TYPES, rows.at(drawn))
-            _copy(curs, self._copy_index, INDEX_TYPES, [zip(*rows.index_columns())])
+                _copy(curs, self._copy_events_at, LOG_ROW_TYPES, rows.at(drawn))
             new_rooms = list(kwargs.get("new_rooms", ()))
             if new_rooms:
                 curs.executemany(
@@ -147,7 +148,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
         """Copied events at their source positions; the sequence then goes on after the last."""
         curs.execute(self.max_notification_id_statement)
         check_copy_positions(positions, curs.fetchone()["max"] or 0)
-        _copy(curs, self._copy_events_at, POSITIONED_EVENT_TYPES, rows.at(positions))
+        _copy(curs, self._copy_events_at, LOG_ROW_TYPES, rows.at(positions))
         curs.execute("SELECT setval(pg_get_serial_sequence(%s, 'notification_id'), %s)",
                      (self._events_name, positions[-1]))
         return positions[-1]
@@ -189,10 +190,10 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
             return [_head_row(row) for row in curs.fetchall()]
 
     def stream_links(self, oid: str) -> dict[int, bytes | None]:
-        """Every stored link of a stream by version, from the side index."""
+        """Every stored link of a stream by version."""
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
-                SQL("SELECT originator_version, chain FROM {} WHERE originator_id=%s").format(self._index), (oid,)
+                SQL("SELECT originator_version, chain FROM {} WHERE originator_id=%s").format(self._events), (oid,)
             )
             return {row["originator_version"]: _bytes(row["chain"]) for row in curs.fetchall()}
 
@@ -221,7 +222,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
         (auto)vacuum frees their space and new rows reuse it, and in its WAL until that is recycled (README)."""
 
     def delete_versions(self, oid: str, versions: Sequence[int], before: float, genesis: bytes) -> None:
-        """Delete a stream's events of these versions (all older than ``before``) and their side rows; a
+        """Delete a stream's events of these versions (all older than ``before``); a
         stream with no chain head gets one at its last version, its chain beginning after it (from ``genesis``)."""
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
@@ -234,12 +235,6 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
             curs.execute(
                 SQL("DELETE FROM {} WHERE originator_id=%s AND originator_version = ANY(%s)").format(self._events),
                 (oid, list(versions)),
-            )
-            curs.execute(
-                SQL(
-                    "DELETE FROM {} WHERE originator_id=%s AND occurred_at<%s AND originator_version = ANY(%s)"
-                ).format(self._index),
-                (oid, before, list(versions)),
             )
 
     def select_room(self, oid: str, after: RoomRow | None, limit: int) -> list[RoomRow]:
@@ -273,18 +268,15 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
 
     def _room_range_sql(self) -> SQL:
         return SQL(
-            "SELECT e.notification_id, e.originator_version, e.state, i.second "
-            "FROM {} i JOIN {} e "
-            "ON e.originator_id=i.originator_id AND e.originator_version=i.originator_version "
-            "WHERE i.originator_id=%s AND (i.second, i.originator_version) > (%s, %s) "
-            "AND i.second <= %s AND i.occurred_at>=%s AND i.occurred_at<%s "
-            "ORDER BY i.second, i.originator_version LIMIT %s"
-        ).format(self._index, self._events)
+            "SELECT notification_id, originator_version, state, second FROM {} "
+            "WHERE originator_id=%s AND (second, originator_version) > (%s, %s) "
+            "AND second <= %s AND occurred_at>=%s AND occurred_at<%s "
+            "ORDER BY second, originator_version LIMIT %s"
+        ).format(self._events)
 
 
-EVENT_TYPES = ["text", "int8", "text", "bytea"]
-POSITIONED_EVENT_TYPES = ["int8", *EVENT_TYPES]
-INDEX_TYPES = ["text", "int8", "int8", "int8", "float8", "bytea"]
+# A log row: position, room, version, topic, state, then the side columns (``SIDE_COLUMNS``).
+LOG_ROW_TYPES = ["int8", "text", "int8", "text", "bytea", "int8", "int8", "float8", "bytea"]
 
 
 # The binary COPY format's header and trailer, written around the rows formatted here (``_copy``).

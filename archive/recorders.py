@@ -5,10 +5,12 @@ without its (room, version) key: the side index orders each room, and the
 writer checks each room's stored head with the writers' lock held). Beside it,
 in the same transaction as every insert, the archive writes:
 
-- ``archive_event_index``: one row per event, keyed in the room's order
-  (time-range reads of a room walk this key), with the 8-byte digest of its
-  idempotency key, its ``occurred_at`` as epoch seconds and its hash-chain link.
-  PostgreSQL keys it ``(room, whole second, version)``; SQLite ``(room, the
+- the side index (SQLite's ``archive_event_index`` table; on PostgreSQL columns
+  of the log's own rows, written by the same COPY): one row per event, keyed in
+  the room's order (time-range reads of a room walk this key), with the 8-byte
+  digest of its idempotency key, its ``occurred_at`` as epoch seconds and its
+  hash-chain link. PostgreSQL keys it ``(room, whole second, version)`` (an
+  index of the log); SQLite ``(room, the
   room's highest whole second so far, version)``, its version order too, with
   the log position, and the events older than their room's newest also in an
   index at their own second (``archive.sqlite_recorder``). The key is also where
@@ -23,8 +25,8 @@ in the same transaction as every insert, the archive writes:
 
 The stores: ``archive.sqlite_recorder`` and ``archive.postgres_recorder``;
 ``archive.key_upgrade`` moves a store made with an earlier side index (keyed by
-the text idempotency key, or by the slot; on SQLite also by the second) to this
-one in place. Both recorders expose the same few extra
+the text idempotency key, or by the slot; on SQLite also by the second; on
+PostgreSQL any side table) to this one in place. Both recorders expose the same few extra
 queries, used by ``EventStore``.
 """
 

@@ -1,7 +1,9 @@
 """Stores as earlier code left them, for the in-place upgrade tests: before slotted idempotency keys
 (issue 15), with the side index keyed by the slot (issue 15's first shape), (SQLite) keyed by
-(room, second, version) beside the log's own (room, version) key (issue 15's second shape), and (SQLite)
-the log's position an undeclared rowid.
+(room, second, version) beside the log's own (room, version) key (issue 15's second shape), (SQLite)
+the log's position an undeclared rowid, and (PostgreSQL) with a side table keyed (room, second, version)
+beside the log (issue 15's last shape there, before its columns moved into the log's rows; every earlier
+PostgreSQL shape is made from it).
 
 The side index's DDL below is the earlier code's, captured verbatim in spirit: ``idem_key`` text primary
 key, then the room, version, time and (from issue 14 on) the chain link; the walk index as it was.
@@ -63,6 +65,18 @@ OLD_POSTGRES_IN_PLACE = [
 ]
 
 
+# PostgreSQL's side table keyed (room, whole second, version), filled from the log's side columns, which go.
+SPLIT_POSTGRES = [
+    "CREATE TABLE archive_event_index (originator_id text NOT NULL, second bigint NOT NULL, "
+    "originator_version bigint NOT NULL, digest bigint NOT NULL, occurred_at double precision NOT NULL, "
+    "chain bytea, PRIMARY KEY (originator_id, second, originator_version))",
+    "INSERT INTO archive_event_index SELECT originator_id, second, originator_version, digest, occurred_at, chain "
+    "FROM archive_store_events",
+    "ALTER TABLE archive_store_events DROP COLUMN second, DROP COLUMN digest, DROP COLUMN occurred_at, "
+    "DROP COLUMN chain",  # and the walk index on them
+]
+
+
 # Issue 15's first slotted side index: keyed by the slot (room, hour bucket, digest), the walk index beside it.
 SLOTS_SQLITE = (
     "CREATE TABLE archive_event_index_old (originator_id TEXT NOT NULL, bucket INTEGER NOT NULL, "
@@ -78,6 +92,11 @@ SLOTS_FILLED = (
     "INSERT INTO archive_event_index_old SELECT originator_id, second / 3600, digest, originator_version, "
     "occurred_at, chain FROM archive_event_index"
 )
+
+
+def split_postgres(conn) -> int:
+    """Put a PostgreSQL store's side columns back into a side table beside its log; returns the rows written."""
+    return [conn.execute(statement).rowcount for statement in SPLIT_POSTGRES][1]
 
 
 def downgrade_to_ordered(path) -> None:
@@ -113,6 +132,7 @@ def downgrade_to_slots(store_url: str) -> int:
             return rows
     with psycopg.connect(host=location.host, user=location.user, dbname=location.dbname,
                          options=f"-c search_path={location.schema}") as conn:
+        split_postgres(conn)
         conn.execute(SLOTS_POSTGRES)
         rows = conn.execute(SLOTS_FILLED).rowcount
         for statement in OLD_POSTGRES_IN_PLACE:
@@ -129,6 +149,7 @@ def downgrade(store_url: str, *, chained: bool = True) -> int:
             return _downgrade(conn, OLD_SQLITE, OLD_SQLITE_IN_PLACE, "stored_events", "BLOB", "?", chained)
     with psycopg.connect(host=location.host, user=location.user, dbname=location.dbname,
                          options=f"-c search_path={location.schema}") as conn:
+        split_postgres(conn)
         return _downgrade(conn, OLD_POSTGRES, OLD_POSTGRES_IN_PLACE, "archive_store_events", "bytea", "%s", chained)
 
 

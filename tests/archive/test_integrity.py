@@ -26,7 +26,8 @@ OTHER = "dev@conference.localhost"
 def run_sql(store_url: str, sql: str, params: tuple = ()) -> None:
     """Change the store directly, as someone with database access could."""
     location = StoreLocation.parse(store_url)
-    sql = sql.replace("stored_events", "stored_events" if location.kind == "sqlite" else "archive_store_events")
+    if location.kind != "sqlite":  # the log's table, which also holds the side index's columns
+        sql = sql.replace("stored_events", "archive_store_events").replace("archive_event_index", "archive_store_events")
     if location.kind == "sqlite":
         with sqlite3.connect(location.path) as conn:
             conn.execute(sql, params)

@@ -15,7 +15,9 @@ from archive.integrity import verify_integrity, write_checkpoint
 from archive.lease import LeaseHeld, StoreLease
 from archive.retention import purge
 from archive.settings import RetentionSettings
-from tests.archive.old_schema import downgrade, downgrade_log_to_undeclared_rowid, downgrade_to_ordered, downgrade_to_slots
+from tests.archive.old_schema import (
+    downgrade, downgrade_log_to_undeclared_rowid, downgrade_to_ordered, downgrade_to_slots, split_postgres,
+)
 from tests.factories import T0, at, make, message
 
 LOBBY, DEV = "lobby@conference.localhost", "dev@conference.localhost"
@@ -31,14 +33,17 @@ def history():
 
 
 def side_index(store_url: str) -> set[tuple]:
+    """The side index's rows: SQLite's side table, PostgreSQL's side columns of the log (or its earlier side table)."""
     location = StoreLocation.parse(store_url)
-    sql = "SELECT originator_id, second, originator_version, digest, occurred_at, chain FROM archive_event_index"
+    sql = "SELECT originator_id, second, originator_version, digest, occurred_at, chain FROM {}"
     if location.kind == "sqlite":
         with sqlite3.connect(location.path) as conn:
-            return set(conn.execute(sql).fetchall())
+            return set(conn.execute(sql.format("archive_event_index")).fetchall())
     with psycopg.connect(host=location.host, user=location.user, dbname=location.dbname,
                          options=f"-c search_path={location.schema}") as conn:
-        return {tuple(row) for row in conn.execute(sql).fetchall()}
+        split = conn.execute("SELECT to_regclass('archive_event_index')").fetchone()[0]
+        table = "archive_event_index" if split else "archive_store_events"
+        return {tuple(row) for row in conn.execute(sql.format(table)).fetchall()}
 
 
 def side_index_btrees(store_url: str) -> list[str]:
@@ -97,29 +102,32 @@ def sqlite_indexes(path, table: str) -> list[str]:
         return sorted(row[0] for row in conn.execute(sql, (table,)).fetchall())
 
 
-def test_a_sqlite_store_with_the_log_keyed_by_version_is_rebuilt_in_place_keeping_every_position(tmp_path):
-    """Issue 15's second SQLite shape (side index keyed (room, second, version), the log's own (room, version)
-    key beside it) becomes today's: the same events at the same positions and versions, the same ranged
-    reads (late events included), idempotency, chains, purges."""
-    path = tmp_path / "events.sqlite"
-    url = f"sqlite:///{path}"
+def written_with_late_events(url: str) -> tuple:
+    """A store's log, a ranged read (late events included) and its streams' links, written by today's code."""
     with open_event_store(url) as store:
         store.append(history())
         store.append([message(t, stanza_id=f"late{t}", room=LOBBY) for t in (4, 1799, -2)])  # older than the room's newest
         write_checkpoint(store)
-        log = list(store.read_log_versions())
-        ranged = [r.position for r in store.read_room(LOBBY, start=at(-2), end=at(3600), page_size=2)]
-        streams = {s: list(store.stream_links(s)) for s in store.streams()}
-    written = side_index(url)
-    downgrade_to_ordered(path)
-    assert sqlite_indexes(path, "stored_events") == ["sqlite_autoindex_stored_events_1"]
+        return list(store.read_log_versions()), ranged_positions(store), streams_links(store), side_index(url)
+
+
+def ranged_positions(store) -> list[int]:
+    return [r.position for r in store.read_room(LOBBY, start=at(-2), end=at(3600), page_size=2)]
+
+
+def streams_links(store) -> dict:
+    return {s: list(store.stream_links(s)) for s in store.streams()}
+
+
+def assert_upgraded_store_works(url: str, written: tuple) -> None:
+    """The store reopened holds the same events at the same positions and versions, the same side rows, ranged
+    reads and links; stored events are not stored again, new ones go on after them; chains and purges hold."""
+    log, ranged, streams, side = written
     with open_event_store(url) as store:
-        assert sqlite_indexes(path, "stored_events") == []  # the log lost its (room, version) key
-        assert sqlite_indexes(path, "archive_event_index") == ["archive_event_late"]
-        assert side_index(url) == written
+        assert side_index(url) == side
         assert list(store.read_log_versions()) == log
-        assert [r.position for r in store.read_room(LOBBY, start=at(-2), end=at(3600), page_size=2)] == ranged
-        assert {s: list(store.stream_links(s)) for s in store.streams()} == streams
+        assert ranged_positions(store) == ranged
+        assert streams_links(store) == streams
         assert store.append(history()) == [] and store.append([message(4, stanza_id="late4", room=LOBBY)]) == []
         (new,) = store.append([message(8, stanza_id="new", room=LOBBY)])
         assert new.position == log[-1][1].position + 1
@@ -127,6 +135,41 @@ def test_a_sqlite_store_with_the_log_keyed_by_version_is_rebuilt_in_place_keepin
         assert verify_integrity(store).ok
         purge(store, RetentionSettings(default_days=1), now=T0 + timedelta(days=10))
         assert verify_integrity(store).ok and store.rooms() == [DEV, LOBBY]
+
+
+def test_a_sqlite_store_with_the_log_keyed_by_version_is_rebuilt_in_place_keeping_every_position(tmp_path):
+    """Issue 15's second SQLite shape (side index keyed (room, second, version), the log's own (room, version)
+    key beside it) becomes today's."""
+    path = tmp_path / "events.sqlite"
+    url = f"sqlite:///{path}"
+    written = written_with_late_events(url)
+    downgrade_to_ordered(path)
+    assert sqlite_indexes(path, "stored_events") == ["sqlite_autoindex_stored_events_1"]
+    with open_event_store(url):
+        assert sqlite_indexes(path, "stored_events") == []  # the log lost its (room, version) key
+        assert sqlite_indexes(path, "archive_event_index") == ["archive_event_late"]
+    assert_upgraded_store_works(url, written)
+
+
+def postgres_tables(url: str) -> list[str]:
+    location = StoreLocation.parse(url)
+    with psycopg.connect(host=location.host, user=location.user, dbname=location.dbname) as conn:
+        sql = "SELECT tablename FROM pg_tables WHERE schemaname=%s ORDER BY tablename"
+        return [row[0] for row in conn.execute(sql, (location.schema,)).fetchall()]
+
+
+def test_a_postgres_store_with_a_side_table_has_it_moved_into_its_log_in_place(postgres_url):
+    """PostgreSQL's side table keyed (room, second, version) beside the log (issue 15's last shape there) is moved
+    into the log's own rows, in one transaction, and dropped."""
+    written = written_with_late_events(postgres_url)
+    location = StoreLocation.parse(postgres_url)
+    with psycopg.connect(host=location.host, user=location.user, dbname=location.dbname,
+                         options=f"-c search_path={location.schema}") as conn:
+        assert split_postgres(conn) == len(written[3])
+    assert "archive_event_index" in postgres_tables(postgres_url)
+    with open_event_store(postgres_url):
+        assert "archive_event_index" not in postgres_tables(postgres_url)
+    assert_upgraded_store_works(postgres_url, written)
 
 
 def log_columns(path) -> list[tuple]:

@@ -79,8 +79,16 @@ class TableProjection:
 
     # -- Rebuildable ---------------------------------------------------------
 
+    def build_ddl(self) -> tuple[str, ...]:
+        """The tables a build starts with: ``ddl``, unless a subclass leaves a key to ``deferred_ddl``."""
+        return self.ddl
+
+    def deferred_ddl(self) -> tuple[str, ...]:
+        """What ``build_ddl`` left out of ``ddl``: made at a build's end (or earlier, as the subclass needs it)."""
+        return ()
+
     def begin_rebuild(self) -> TableProjection:
-        generation = self.recorder.create_generation(self.name, self.ddl, live=False)
+        generation = self.recorder.create_generation(self.name, self.build_ddl(), live=False)
         return type(self)(self.recorder, generation=generation, building=True)
 
     def write_in_background(self, writers: dict[str, BackgroundWriter]) -> None:
@@ -104,7 +112,7 @@ class TableProjection:
         fresh._written()
         # Built from the finished tables, unless the writer process kept them up (``write_in_background``):
         # then they exist, and this makes nothing.
-        self.recorder.add_indexes(self.name, fresh.generation, self.query_ddl)
+        self.recorder.add_indexes(self.name, fresh.generation, self.deferred_ddl() + self.query_ddl)
         self.recorder.swap_in(self.name, fresh.generation)
         self.generation = fresh.generation
         self._reset()

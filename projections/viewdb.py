@@ -73,6 +73,8 @@ class ViewRecorderMixin:
     # A rebuild's query indexes made before its writer process fills the tables (``TableProjection.write_in_background``),
     # not after: see the SQLite backend.
     index_while_building = False
+    # A build's lookup keys made at its end where the projection can (``TableProjection.deferred_ddl``): see PostgreSQL's.
+    keys_after_building = False
     url = ""  # where it was opened from (``viewdb_backends.open_view_recorder``): a rebuild's writer opens it again
 
     def __init__(self, *args: Any, **kwargs: Any):

@@ -86,6 +86,7 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
 
     placeholder = "%s"
     row_lock = " FOR SHARE"
+    keys_after_building = True  # (``transcripts.view.REFS_KEY``)
 
     def __init__(self, datastore: Any, **kwargs: Any):
         super().__init__(datastore, **kwargs)

@@ -9,21 +9,12 @@ position of the event that last changed the line (the widget's feed follows it),
 refused with the command that rebuilds it); a correction line taken into its message stays as a row
 with ``shown`` = GONE, so that a feed can take it away), ``rooms`` (each room's JID and number, numbered
 as their first lines come: a number in each row and query index entry instead of the JID's text, which
-SQLite compares and stores at a cost) and ``refs`` (every id a message line is known by, for the
-message model's look-ups and ``line(room, ref)``).
-
-``refs`` is keyed by (bucket, hash, id): ``bucket`` is the line id's block of ``2**BUCKET_BITS``
-log positions and ``hash`` stands for (room, id text) (``ref_hash``). The ids are random, but
-the bucket gives the key insert locality: new lines go into the newest bucket, whose pages stay
-cached, instead of one random leaf of a tree as large as the archive per id. A look-up walks
-the buckets newest first (``select_by_ref``): the message a correction names is nearly always
-among the last ones, so one or two probes find it.
+SQLite compares and stores at a cost) and ``refs`` (every id a message line is known by: ``refs``).
 """
 
 from __future__ import annotations
 
 import heapq
-import zlib
 from operator import attrgetter
 
 from archive import events as ev
@@ -35,6 +26,7 @@ from ..tables import TableProjection, order_micros
 from ..viewdb import Columns, Statements
 from . import logic
 from .logic import Line
+from .refs import REFS, REFS_KEY, REFS_UNKEYED, all_ref_rows, ref_ids, ref_rows, select_by_ref
 
 NAME = "transcripts"
 
@@ -43,8 +35,7 @@ DDL = (
     "kind TEXT NOT NULL, shown INTEGER NOT NULL, awaiting INTEGER NOT NULL, rev INTEGER NOT NULL, "
     "fields BLOB NOT NULL)",
     "CREATE INDEX IF NOT EXISTS [lines_awaiting] ON {lines} (id) WHERE awaiting=1",
-    "CREATE TABLE IF NOT EXISTS {refs} (bucket INTEGER NOT NULL, ref INTEGER NOT NULL, id INTEGER NOT NULL, "
-    "PRIMARY KEY (bucket, ref, id)) WITHOUT ROWID",
+    REFS,
     "CREATE TABLE IF NOT EXISTS {rooms} (id INTEGER PRIMARY KEY, jid TEXT NOT NULL UNIQUE)",
 )
 QUERY_DDL = (
@@ -54,54 +45,6 @@ QUERY_DDL = (
 )
 # ``shown``: what a line is to the queries
 ORDINARY, COMPLIANCE_ONLY, GONE = 1, 0, -1
-
-BUCKET_BITS = 16
-RECENT_BUCKETS = 2  # probed first, alone
-MAX_CANDIDATES = 8  # lines sharing a ref hash looked at before giving up (collisions are ~never)
-
-
-def ref_hash(room: str, ref: str) -> int:
-    """32 bits standing for (room, ref) in ``refs``: integers index at a fraction of the cost
-    of the id texts. Matches are checked against the line, so a collision cannot mislead,
-    and within one bucket they are rare."""
-    return _crc32(ref.encode(), _room_seed(room))
-
-
-def _room_seed(room: str) -> int:
-    seed = _ROOM_SEEDS.get(room)
-    if seed is None:
-        # crc32 continues from a running value: ref_hash is the crc of "<room> <ref>".
-        seed = _ROOM_SEEDS[room] = _crc32(f"{room} ".encode())
-    return seed
-
-
-_ROOM_SEEDS: dict[str, int] = {}
-_crc32 = zlib.crc32
-
-
-def select_by_ref(query, room: str, ref: str) -> list[Line]:
-    """The message lines of ``room`` known by ``ref``, newest first: the newest buckets alone,
-    then (if none is there) all older ones in one statement."""
-    top = query("SELECT MAX(id) AS top FROM {lines}")[0]["top"]
-    if top is None:
-        return []
-    newest, hashed = top >> BUCKET_BITS, ref_hash(room, ref)
-    for first, last in ((newest, newest - RECENT_BUCKETS), (newest - RECENT_BUCKETS, -1)):
-        if first <= last:
-            continue
-        # Literal bucket numbers (integers we computed): each is one seek into the key.
-        buckets = ",".join(map(str, range(first, last, -1)))
-        rows = query(
-            f"SELECT l.fields FROM {{refs}} r JOIN {{lines}} l ON l.id=r.id WHERE r.bucket IN ({buckets}) "
-            f"AND r.ref=? ORDER BY r.id DESC LIMIT {MAX_CANDIDATES}",
-            (hashed,),
-        )
-        found = [line for line in map(from_stored, (bytes(row["fields"]) for row in rows))
-                 if line.room == room and ref in ids(line)]
-        if found:
-            return found
-    return []
-
 
 OLDER_LAYOUT = (
     "the transcript view was made by an older chat-archive (another table layout): "
@@ -124,7 +67,23 @@ class TranscriptProjection(TableProjection):
     ddl = DDL
     query_ddl = QUERY_DDL
 
+    def build_ddl(self) -> tuple[str, ...]:
+        if not self.recorder.keys_after_building:
+            return self.ddl
+        return tuple(REFS_UNKEYED if statement == REFS else statement for statement in self.ddl)
+
+    def deferred_ddl(self) -> tuple[str, ...]:
+        return (REFS_KEY,) if self.recorder.keys_after_building else ()
+
+    def _key_refs(self) -> None:
+        """The refs of a build keyed now, if they are not (``REFS_KEY``): before they are looked up or deleted from."""
+        if not self._refs_keyed:
+            self._written()
+            self.recorder.add_indexes(self.name, self.generation, self.deferred_ddl())
+            self._refs_keyed = True
+
     def _reset(self) -> None:
+        self._refs_keyed = not (self.building and self.deferred_ddl())
         self._book = messages.MemoryBook(self._committed_lines)
         self._recent: tuple[dict, dict, int] | None = None  # the last commit's lines (``_committed_lines``)
         self._changed: dict[int, Line] = {}  # committed before, changed since: the committed version
@@ -154,6 +113,7 @@ class TranscriptProjection(TableProjection):
             # candidates behind it, which the view has.
             if line is not None and line.id > horizon and ref in ids(line) and line.id not in self._book.dropped:
                 return [line]
+        self._key_refs()
         return select_by_ref(self._read_own, room, ref)
 
     def _read_own(self, statement: str, params: tuple = ()) -> list:
@@ -213,9 +173,12 @@ class TranscriptProjection(TableProjection):
         # stops awaiting its message stops being known by the id it awaited).
         gained, lost = [], []
         for line in updated:
-            now, before = _ref_ids(line), _ref_ids(self._changed[line.id])
-            gained += _ref_rows(line, [ref for ref in now if ref not in before])
-            lost += _ref_rows(line, [ref for ref in before if ref not in now])
+            now, before = ref_ids(line), ref_ids(self._changed[line.id])
+            gained += ref_rows(line, [ref for ref in now if ref not in before])
+            lost += ref_rows(line, [ref for ref in before if ref not in now])
+        gone_refs = all_ref_rows(gone)
+        if lost or gone_refs:
+            self._key_refs()
         return [
             *created_statements(created, rev, self._rooms),
             ("INSERT INTO {refs} (bucket, ref, id) VALUES (?,?,?)", gained),
@@ -225,7 +188,7 @@ class TranscriptProjection(TableProjection):
             ("DELETE FROM {lines} WHERE id=?", [(line.id,) for line in gone]),
             ("INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, fields) VALUES (?,?,?,?,?,?,?,?)",
              gone_rows),
-            ("DELETE FROM {refs} WHERE bucket=? AND ref=? AND id=?", _all_ref_rows(gone)),
+            ("DELETE FROM {refs} WHERE bucket=? AND ref=? AND id=?", gone_refs),
             ("DELETE FROM {refs} WHERE bucket=? AND ref=? AND id=?", lost),
             ("INSERT INTO {rooms} (id, jid) VALUES (?,?)", self._rooms.numbered()),
         ]
@@ -247,12 +210,6 @@ class TranscriptProjection(TableProjection):
 
 
 _line_id = attrgetter("id")
-
-
-def _ref_ids(line: Line) -> list[str]:
-    """The ids ``refs`` holds for a line: a message line's (``lines.ids``), none for the others."""
-    return ids(line) if line.kind == "message" else []
-
 
 class RoomNumbers:
     """The number of each room in ``rooms`` (``known``), and those numbered since they were last written."""
@@ -290,7 +247,7 @@ def created_statements(created: list[Line], rev: dict[int, int], rooms: RoomNumb
     return [
         ("INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, fields) VALUES (?,?,?,?,?,?,?,?)",
          _created_rows(created, rooms.of(created), stored(created), rev)),
-        ("INSERT INTO {refs} (bucket, ref, id) VALUES (?,?,?)", _all_ref_rows(created)),
+        ("INSERT INTO {refs} (bucket, ref, id) VALUES (?,?,?)", all_ref_rows(created)),
     ]
 
 
@@ -309,32 +266,3 @@ def _created_rows(created: list[Line], rooms: list[int], fields: list[bytes], re
         fields,
     )
 
-
-def _all_ref_rows(lines: list[Line]) -> Columns:
-    """The ``refs`` rows of ``lines`` (``_ref_ids`` of each), in one loop, column by column: a rebuild
-    runs it for every line, and a call or two per line was a third of the cost."""
-    buckets: list[int] = []
-    hashes: list[int] = []
-    line_ids: list[int] = []
-    seeds = _ROOM_SEEDS
-    for line in lines:
-        if line.kind != "message":
-            continue
-        line_id, room = line.id, line.room
-        seed = seeds.get(room)
-        if seed is None:
-            seed = _room_seed(room)
-        bucket = line_id >> BUCKET_BITS
-        for ref in ids(line):
-            buckets.append(bucket)
-            hashes.append(_crc32(ref.encode(), seed))
-            line_ids.append(line_id)
-    return Columns(buckets, hashes, line_ids)
-
-
-def _ref_rows(line: Line, refs: list[str]) -> list[tuple[int, int, int]]:
-    if not refs:
-        return []
-    line_id = line.id
-    bucket, seed = line_id >> BUCKET_BITS, _room_seed(line.room)
-    return [(bucket, _crc32(ref.encode(), seed), line_id) for ref in refs]

@@ -12,7 +12,7 @@ from archive.errors import InvalidQueryError, NotFoundError
 from archive.times import order_second
 from projections.lines import Line, Removal, Version, from_stored, stored
 from projections.tables import micros, order_micros
-from projections.transcripts import view as transcript_view
+from projections.transcripts import refs as transcript_refs
 from projections.transcripts.queries import ROOM as ROOM_CLAUSE
 from projections.transcripts.queries import encode_cursor
 from tests.factories import at, make, message
@@ -94,7 +94,7 @@ def test_correction_committed_in_an_earlier_batch(event_store, views):
 
 
 def test_ids_are_found_in_older_buckets_and_the_message_archived_last_wins(event_store, views, monkeypatch):
-    monkeypatch.setattr(transcript_view, "BUCKET_BITS", 1)  # two positions a bucket: look-ups cross many
+    monkeypatch.setattr(transcript_refs, "BUCKET_BITS", 1)  # two positions a bucket: look-ups cross many
     project(event_store, views, [
         message(1, "first", message_id="m1"), message(2, "reused id", message_id="dup"),
         *[message(3 + i, f"filler {i}") for i in range(8)], message(11, "reused id again", message_id="dup"),

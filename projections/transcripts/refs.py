@@ -1,0 +1,113 @@
+"""The transcript view's ``refs`` table: every id a message line is known by, for the message model's
+look-ups and ``line(room, ref)``.
+
+``refs`` is keyed by (bucket, hash, id): ``bucket`` is the line id's block of ``2**BUCKET_BITS``
+log positions and ``hash`` stands for (room, id text) (``ref_hash``). The ids are random, but
+the bucket gives the key insert locality: new lines go into the newest bucket, whose pages stay
+cached, instead of one random leaf of a tree as large as the archive per id. A look-up walks
+the buckets newest first (``select_by_ref``): the message a correction names is nearly always
+among the last ones, so one or two probes find it.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from ..lines import Line, from_stored, ids
+from ..viewdb import Columns
+
+REFS = ("CREATE TABLE IF NOT EXISTS {refs} (bucket INTEGER NOT NULL, ref INTEGER NOT NULL, id INTEGER NOT NULL, "
+        "PRIMARY KEY (bucket, ref, id)) WITHOUT ROWID")
+
+# Where the recorder says so (``keys_after_building``: PostgreSQL), a build fills ``refs`` unkeyed and keys
+# them at its end, or before it first looks them up or deletes from them (``TranscriptProjection._key_refs``).
+# Kept up row by row, the key cost the server 3.9-4.9 s CPU to COPY a 1M-event build's 1.8M refs, against
+# 0.4 s into the plain table (the writer's backend, interleaved A/B at load 5-7), and building it afterwards
+# 0.9-1.1 s (the same number of rows, alone). PostgreSQL keeps a table beside a primary key anyway: a unique
+# index over the plain table is the same layout.
+REFS_UNKEYED = "CREATE TABLE IF NOT EXISTS {refs} (bucket INTEGER NOT NULL, ref INTEGER NOT NULL, id INTEGER NOT NULL)"
+REFS_KEY = "CREATE UNIQUE INDEX IF NOT EXISTS [refs_key] ON {refs} (bucket, ref, id)"
+
+BUCKET_BITS = 16
+RECENT_BUCKETS = 2  # probed first, alone
+MAX_CANDIDATES = 8  # lines sharing a ref hash looked at before giving up (collisions are ~never)
+
+
+def ref_hash(room: str, ref: str) -> int:
+    """32 bits standing for (room, ref) in ``refs``: integers index at a fraction of the cost
+    of the id texts. Matches are checked against the line, so a collision cannot mislead,
+    and within one bucket they are rare."""
+    return _crc32(ref.encode(), _room_seed(room))
+
+
+def _room_seed(room: str) -> int:
+    seed = _ROOM_SEEDS.get(room)
+    if seed is None:
+        # crc32 continues from a running value: ref_hash is the crc of "<room> <ref>".
+        seed = _ROOM_SEEDS[room] = _crc32(f"{room} ".encode())
+    return seed
+
+
+_ROOM_SEEDS: dict[str, int] = {}
+_crc32 = zlib.crc32
+
+
+def select_by_ref(query, room: str, ref: str) -> list[Line]:
+    """The message lines of ``room`` known by ``ref``, newest first: the newest buckets alone,
+    then (if none is there) all older ones in one statement."""
+    top = query("SELECT MAX(id) AS top FROM {lines}")[0]["top"]
+    if top is None:
+        return []
+    newest, hashed = top >> BUCKET_BITS, ref_hash(room, ref)
+    for first, last in ((newest, newest - RECENT_BUCKETS), (newest - RECENT_BUCKETS, -1)):
+        if first <= last:
+            continue
+        # Literal bucket numbers (integers we computed): each is one seek into the key.
+        buckets = ",".join(map(str, range(first, last, -1)))
+        rows = query(
+            f"SELECT l.fields FROM {{refs}} r JOIN {{lines}} l ON l.id=r.id WHERE r.bucket IN ({buckets}) "
+            f"AND r.ref=? ORDER BY r.id DESC LIMIT {MAX_CANDIDATES}",
+            (hashed,),
+        )
+        found = [line for line in map(from_stored, (bytes(row["fields"]) for row in rows))
+                 if line.room == room and ref in ids(line)]
+        if found:
+            return found
+    return []
+
+
+
+def ref_ids(line: Line) -> list[str]:
+    """The ids ``refs`` holds for a line: a message line's (``lines.ids``), none for the others."""
+    return ids(line) if line.kind == "message" else []
+
+
+
+def all_ref_rows(lines: list[Line]) -> Columns:
+    """The ``refs`` rows of ``lines`` (``ref_ids`` of each), in one loop, column by column: a rebuild
+    runs it for every line, and a call or two per line was a third of the cost."""
+    buckets: list[int] = []
+    hashes: list[int] = []
+    line_ids: list[int] = []
+    seeds = _ROOM_SEEDS
+    for line in lines:
+        if line.kind != "message":
+            continue
+        line_id, room = line.id, line.room
+        seed = seeds.get(room)
+        if seed is None:
+            seed = _room_seed(room)
+        bucket = line_id >> BUCKET_BITS
+        for ref in ids(line):
+            buckets.append(bucket)
+            hashes.append(_crc32(ref.encode(), seed))
+            line_ids.append(line_id)
+    return Columns(buckets, hashes, line_ids)
+
+
+def ref_rows(line: Line, refs: list[str]) -> list[tuple[int, int, int]]:
+    if not refs:
+        return []
+    line_id = line.id
+    bucket, seed = line_id >> BUCKET_BITS, _room_seed(line.room)
+    return [(bucket, _crc32(ref.encode(), seed), line_id) for ref in refs]

@@ -323,15 +323,15 @@ class SearchIndexProjection:
         if self._broken is not None:
             raise StoreError(self._broken)
         writer, book = self._open_writer(), self._book
-        encode, document = docs.encode_line, docs.to_tantivy
+        add, document = writer.add_document, docs.to_tantivy
         try:
             for key in book.take_deletes():
                 # Not delete_documents_by_term: it makes a signed term of the key, which matches nothing.
                 writer.delete_documents_by_query(tantivy.Query.term_query(SCHEMA, "key", key))
-            for line in lines:
-                blob = encode(line)
-                writer.add_document(document(line, blob))
-                book.written(line, blob)
+            blobs = list(map(docs.encode_line, lines))
+            for line, blob in zip(lines, blobs):
+                add(document(line, blob))
+            book.written(lines, blobs)
         except ValueError as e:
             # The message, not the error: its traceback would keep the writer (and its lock) alive.
             self._broken = f"search index {self.directory}: cannot add documents: {e}"

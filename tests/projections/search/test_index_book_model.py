@@ -50,7 +50,7 @@ def _write(book: IndexBook, index: FakeIndex, lines: list[Line]) -> None:
         index.writer.pop(key, None)
     for line in lines:
         index.writer[line.id] = line
-        book.written(line, encode_line(line))
+    book.written(lines, [encode_line(line) for line in lines])
 
 
 def _indexed(events: list[ev.Event], hold: int, window: int, commits: list[int], crashes: list[int]) -> FakeIndex:

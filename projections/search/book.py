@@ -31,6 +31,7 @@ from ..lines import Line, ids
 from .documents import decode_line
 
 _id_of = attrgetter("id")
+_NONE: dict[str, int] = {}  # a room's ids when the book knows none (never written to)
 
 
 class IndexBook:
@@ -52,8 +53,10 @@ class IndexBook:
         self._written: dict[int, bytes] = {}  # lines written since the last commit (blobs): not searchable yet
         self._held: dict[int, Line] = {}  # lines awaiting a message, kept across commits
         self._awaited: dict[tuple[str, str], set[int]] = {}
-        self._refs: dict[tuple[str, str], int] = {}
-        self._older_refs: dict[tuple[str, str], int] = {}
+        # room -> id -> line id, a dict per room (not one keyed by (room, id) tuples: no tuple made, hashed
+        # and freed for each id of each post, which a rebuild does for nearly every event)
+        self._refs: dict[str, dict[str, int]] = {}
+        self._older_refs: dict[str, dict[str, int]] = {}
         self._dropped: set[int] = set()  # since the last commit
         self._deletes: list[int] = []
         self.covered_from = self._current_from = position
@@ -61,10 +64,9 @@ class IndexBook:
     # -- the Book protocol ----------------------------------------------------------
 
     def find(self, room: str, ref: str) -> Line | None:
-        key = (room, ref)
-        line_id = self._refs.get(key)
+        line_id = self._refs.get(room, _NONE).get(ref)
         if line_id is None:
-            line_id = self._older_refs.get(key)
+            line_id = self._older_refs.get(room, _NONE).get(ref)
         line = None if line_id is None or line_id in self._dropped else self._line(line_id)
         if line is not None and ref not in ids(line):
             # The line lost the id (a correction that stopped awaiting it when its message came): the
@@ -100,14 +102,17 @@ class IndexBook:
         self._queue.append((position, position))
         # ``_remember(line, True)`` inlined: a post's line is newer than every line the book knows (positions
         # grow), so each of its ids now names it, and its ids are the event's (no aliases, it awaits nothing).
-        refs, room = self._refs, event.room
+        room = event.room
+        refs = self._refs.get(room)
+        if refs is None:
+            refs = self._refs[room] = {}
         stanza_id, origin_id, message_id = event.stanza_id, event.origin_id, event.message_id
         if stanza_id:
-            refs[(room, stanza_id)] = position
+            refs[stanza_id] = position
         if origin_id:
-            refs[(room, origin_id)] = position
+            refs[origin_id] = position
         if message_id:
-            refs[(room, message_id)] = position
+            refs[message_id] = position
         return True
 
     def apply(self, position: int, changes: messages.Changes) -> None:
@@ -154,7 +159,7 @@ class IndexBook:
         """Everything written is committed at ``position``."""
         self._written.clear()
         self._dropped.clear()
-        if len(self._refs) >= self.window:
+        if sum(map(len, self._refs.values())) >= self.window:
             self._older_refs, self._refs = self._refs, {}
             self.covered_from, self._current_from = self._current_from, position
 
@@ -189,18 +194,19 @@ class IndexBook:
             self.hold_awaiting(line)
         if line.kind != "message":
             return
-        refs, older, dropped, line_id, room = self._refs, self._older_refs, self._dropped, line.id, line.room
+        line_id, room, dropped = line.id, line.room, self._dropped
+        refs = self._refs.setdefault(room, {})
         if new:  # the line of the event just applied: newer than any other line
             for ref in ids(line):
-                refs[(room, ref)] = line_id
+                refs[ref] = line_id
             return
+        older = self._older_refs.get(room, _NONE)
         for ref in ids(line):
-            key = (room, ref)
-            known = refs.get(key)
+            known = refs.get(ref)
             if known is None:
-                known = older.get(key)
+                known = older.get(ref)
             if known is None or known < line_id or known in dropped:
-                refs[key] = line_id
+                refs[ref] = line_id
 
     def _forget_awaiting(self, line_id: int) -> None:
         line = self._held.pop(line_id, None)

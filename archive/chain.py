@@ -19,8 +19,6 @@ from dataclasses import dataclass
 
 from .events import ChainHead, PurgedSpan
 
-from .events import AUDIT_STREAM, COMPLIANCE_STREAM, SYSTEM_STREAMS  # noqa: F401 (re-exported)
-
 
 def genesis(stream: str) -> bytes:
     return hashlib.sha256(b"chat-archive chain genesis\x00" + stream.encode()).digest()

@@ -23,7 +23,6 @@ from .events import (
     COMPLIANCE_STREAM, Event, EventsPurged, LegalHoldPlaced, LegalHoldReleased, PurgeApplied, PurgedSpan, Recorded,
     room_problem,
 )
-from .integrity import compliance_records
 from .settings import RetentionSettings
 from .store import EventStore
 from .times import format_time, utcnow

@@ -24,7 +24,8 @@ from archive.errors import InvalidQueryError
 
 from .lines import Line, as_at, shown
 from .presence.logic import Gap
-from .presence.queries import Occupant, Presence
+from .presence.queries import Presence
+from .presence.results import Occupant
 from .transcripts.queries import MAX_LIMIT, Transcripts
 
 MAX_LINES = 5000

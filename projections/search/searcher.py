@@ -13,7 +13,6 @@ cheap), and follow the ``current`` link when a rebuild swapped generations.
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -21,15 +20,15 @@ import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
-import msgspec
 import tantivy
 from tantivy import Query
 
-from archive.errors import InvalidQueryError, StoreError
+from archive.errors import InvalidQueryError
 from archive.times import order_second
 
 from . import highlight, relevancepage
 from .projection import open_tantivy, read_meta
+from .cursor import PageCursor, read_cursor, write_cursor
 from .plans import parsed, plan_for
 from .results import FacetCount, Facets, Hit, Scope, SearchResults, Sort
 from .schema import SCHEMA_VERSION, bare_jid, older_schema
@@ -41,23 +40,11 @@ MAX_LIMIT = 500
 # Relevance pages by offset, and tantivy allocates for offset + limit hits: paging stops this deep
 # (a time sort pages by keyset, as deep as the results go).
 MAX_RELEVANCE_DEPTH = 10_000
-_I64 = 2**63
 # Candidates per index segment: counts are exact unless a value outside a segment's top
 # (10 x the facets asked for) is in the overall top; a bigger pool costs much more per search.
 FACET_POOL = 10
 # Totals a searcher remembers (queries; all are forgotten when it is replaced, or this many are held).
 KNOWN_TOTALS = 1_024
-
-
-class _Cursor(msgspec.Struct, array_like=True, frozen=True):
-    check: int  # ties the cursor to its query and sort
-    ts: int = 0
-    key: int = 0
-    offset: int = 0
-
-
-_encode_cursor = msgspec.msgpack.Encoder().encode
-_decode_cursor = msgspec.msgpack.Decoder(_Cursor).decode
 
 
 class SearchIndex:
@@ -121,7 +108,7 @@ class SearchIndex:
             raise InvalidQueryError(f"limit must be between 1 and {MAX_LIMIT}")
         node = parsed(text, scope, now)
         check = zlib.crc32(f"{sort.value}\x00{text}".encode())
-        after = _read_cursor(cursor, check) if cursor else None
+        after = read_cursor(cursor, check, MAX_RELEVANCE_DEPTH) if cursor else None
         searcher = self._refresh()
         empty = SearchResults(query=text, sort=sort, total=0, hits=[], facets=Facets() if facets else None)
         if searcher is None or (scope.rooms is not None and not scope.rooms):
@@ -139,7 +126,7 @@ class SearchIndex:
             window = relevancepage.MAX_TIE_RUN if plan.phrases else relevancepage.TIE_WINDOW
             page, total, more = relevancepage.relevance_page(searcher, base, limit, offset, lines, window, counted)
             more, exact = more and offset + limit < MAX_RELEVANCE_DEPTH, True
-            next_cursor = _Cursor(check, offset=offset + limit) if more else None
+            next_cursor = PageCursor(check, offset=offset + limit) if more else None
         else:
             newest, edge, known = sort is Sort.NEWEST, self._edge_of(searcher), totals.get(asked, counted)
             most = _most(searcher, plan.stems) if after is None and known is None and not scope.compliance else None
@@ -147,7 +134,7 @@ class SearchIndex:
                 searcher, base, limit, newest, after, edge, lines, known, exact_total, most,
                 self._window_order_of(searcher, segments, learned.times),
             )
-            next_cursor = _Cursor(check, ts=page[-1][1], key=page[-1][2]) if more else None
+            next_cursor = PageCursor(check, ts=page[-1][1], key=page[-1][2]) if more else None
         if exact:
             totals[asked] = total
         hits = _hits(page, lines, scope, highlight.marks_for(plan.highlights), sort)
@@ -157,7 +144,7 @@ class SearchIndex:
             total=total,
             total_relation="eq" if exact else "gte",
             hits=hits,
-            next_cursor=_write_cursor(next_cursor) if next_cursor else None,
+            next_cursor=write_cursor(next_cursor) if next_cursor else None,
             facets=counts,
             index_position=self._position,
         )
@@ -388,20 +375,3 @@ def _sort(sort: Sort | str) -> Sort:
         return Sort(sort)
     except ValueError:
         raise InvalidQueryError(f"sort must be one of {', '.join(s.value for s in Sort)}, not {sort!r}") from None
-
-
-def _write_cursor(cursor: _Cursor) -> str:
-    return base64.urlsafe_b64encode(_encode_cursor(cursor)).decode().rstrip("=")
-
-
-def _read_cursor(text: str, check: int) -> _Cursor:
-    try:
-        cursor = _decode_cursor(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (ValueError, msgspec.DecodeError):
-        raise InvalidQueryError("the cursor is not one this search returned") from None
-    if cursor.check != check:
-        raise InvalidQueryError("the cursor belongs to a different query or sort")
-    if not (0 <= cursor.offset < MAX_RELEVANCE_DEPTH and -_I64 <= cursor.ts < _I64 and 0 <= cursor.key < _I64):
-        raise InvalidQueryError(f"the cursor is out of range (relevance paging stops at {MAX_RELEVANCE_DEPTH} hits)")
-    return cursor
-

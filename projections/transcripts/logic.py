@@ -15,7 +15,7 @@ from collections.abc import Callable
 from archive import events as ev
 
 from .. import messages
-from ..lines import Line, Removal, Version, ordinary, shown  # noqa: F401  (the transcript's vocabulary)
+from ..lines import Line
 from ..messages import Book, Changes
 
 

@@ -14,13 +14,13 @@ from datetime import date, datetime, timedelta
 from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, redirect, render_template, request, url_for
-from markupsafe import Markup, escape
+from markupsafe import escape
 
 from archive.errors import ChatArchiveError, InvalidQueryError, NotFoundError
 from archive.times import format_time, parse_day, parse_time, utcnow
 
 from .. import audit
-from ..context import api, visible_room
+from ..context import visible_room
 from ..errors import ApiError, bad_parameter, forbidden, from_archive_error
 from ..params import decode_cursor, encode_cursor
 from ..roles import Capability

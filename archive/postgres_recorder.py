@@ -99,9 +99,24 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
             lock_schema_ddl(curs, self.datastore.schema)
             super().create_table()
             merge_postgres_index(curs, self.datastore.schema, self.events_table_name)
+            self._collate_rooms_bytewise(curs)
             # Made after a merge has filled the columns: one sort, not an entry maintained per row moved.
             curs.execute(SQL("CREATE INDEX IF NOT EXISTS {} ON {} (originator_id, second, originator_version)")
                          .format(Identifier(WALK_INDEX), self._events))
+
+    def _collate_rooms_bytewise(self, curs: Any) -> None:
+        """The log's rooms compared as bytes (collation "C") in its two b-trees over (room, ...): under the
+        database's locale (even C.UTF-8) every comparison of two rooms' names went through the locale's
+        strcoll, about a sixth of the server's CPU in an append (1M events into a table with the log's three
+        indexes: 7.58 -> 6.50 s, three interleaved pairs). UTF-8's byte order is its code points' order, as
+        Python sorts names. An earlier log is altered in place: its rows stay, its two indexes are rebuilt once."""
+        curs.execute(
+            "SELECT c.collname FROM pg_attribute a JOIN pg_collation c ON c.oid=a.attcollation "
+            "WHERE a.attrelid=%s::regclass AND a.attname='originator_id'",
+            (self._events_name,),
+        )
+        if curs.fetchone()["collname"] != "C":
+            curs.execute(SQL('ALTER TABLE {} ALTER COLUMN originator_id TYPE text COLLATE "C"').format(self._events))
 
     def insert_events(self, rows: BatchRows, **kwargs: Any) -> list[int]:
         """Write a batch in one transaction: the events with their side columns through COPY (binary),

@@ -172,6 +172,30 @@ def test_a_postgres_store_with_a_side_table_has_it_moved_into_its_log_in_place(p
     assert_upgraded_store_works(postgres_url, written)
 
 
+def rooms_collation(url: str) -> str:
+    location = StoreLocation.parse(url)
+    with psycopg.connect(host=location.host, user=location.user, dbname=location.dbname) as conn:
+        return conn.execute(
+            "SELECT c.collname FROM pg_attribute a JOIN pg_collation c ON c.oid=a.attcollation "
+            "WHERE a.attrelid=%s::regclass AND a.attname='originator_id'",
+            (f'"{location.schema}".archive_store_events',),
+        ).fetchone()[0]
+
+
+def test_a_postgres_log_with_rooms_in_the_database_collation_has_them_compared_as_bytes_in_place(postgres_url):
+    """Earlier logs kept the rooms in the database's collation (its locale's strcoll in every b-tree comparison);
+    opened, the column is collated "C" with every row, position, version and link kept."""
+    written = written_with_late_events(postgres_url)
+    location = StoreLocation.parse(postgres_url)
+    with psycopg.connect(host=location.host, user=location.user, dbname=location.dbname,
+                         options=f"-c search_path={location.schema}") as conn:
+        conn.execute('ALTER TABLE archive_store_events ALTER COLUMN originator_id TYPE text COLLATE "default"')
+    assert rooms_collation(postgres_url) == "default"
+    with open_event_store(postgres_url):
+        assert rooms_collation(postgres_url) == "C"
+    assert_upgraded_store_works(postgres_url, written)
+
+
 def log_columns(path) -> list[tuple]:
     with sqlite3.connect(path) as conn:
         return [(row[1], row[5]) for row in conn.execute("PRAGMA table_info(stored_events)").fetchall()]

@@ -17,7 +17,7 @@ from archive.errors import ConfigError, EventDecodeError, StoreError
 from archive.events import Recorded
 from archive.idempotency import slotted
 from archive.integrity import verify_integrity
-from archive.sqlite_recorder import PAGE_SIZE
+from archive.sqlite_recorder import PAGE_SIZE, ROWS_PER_INSERT
 from archive.store import CopiedChains
 from tests.factories import at, make, message
 
@@ -102,6 +102,22 @@ def test_a_copied_batch_refused_after_its_first_chunk_of_rows_leaves_nothing_sto
     with pytest.raises(StoreError, match="holds version 1 already"):
         event_store.append_copies(copies, NO_CHAINS)
     assert list(event_store.read_log()) == held
+
+
+def test_a_batch_of_several_insert_statements_is_stored_whole_in_each_rooms_order(event_store):
+    # SQLite inserts ROWS_PER_INSERT rows a statement and the rest one a statement; the late events (older
+    # than their room's newest) go to its index of late events too.
+    n = 2 * ROWS_PER_INSERT + 3
+    batch = [message(t if t % 7 else t - 5, room="a@c" if t % 3 else "b@c", stanza_id=f"s{t}") for t in range(n)]
+    recorded = event_store.append(batch)
+    assert [r.event for r in recorded] == batch and list(event_store.read_log()) == recorded
+    for room in ("a@c", "b@c"):
+        mine = [r for r in recorded if r.event.room == room]
+        assert [v for v, _ in event_store.read_room_versions(room)] == list(range(1, len(mine) + 1))
+        in_time = sorted(mine, key=lambda r: (int(r.event.occurred_at.timestamp()), r.position))
+        assert list(event_store.read_room(room, start=at(-10), end=at(n), page_size=50)) == in_time
+    assert event_store.append(batch) == []
+    assert verify_integrity(event_store).ok
 
 
 def test_read_log_pages_through_everything_after_a_position(event_store):

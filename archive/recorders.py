@@ -59,8 +59,16 @@ BEFORE_ANY_SECOND = -_FAR
 
 
 def bucket_spans(buckets: Iterable[tuple[str, int]]) -> list[tuple[str, int, int]]:
-    """The key ranges that hold these (room, bucket)s: (room, first second, second after the last)."""
-    return [(room, bucket * BUCKET, (bucket + 1) * BUCKET) for room, bucket in buckets]
+    """The key ranges that hold these (room, bucket)s: (room, first second, second after the last), a run of
+    a room's consecutive buckets as one range (a batch's events of a room fill its hours one after another:
+    about 900 buckets in 100 ranges at 10,000 events, each range a seek and its bounds read by the look-up)."""
+    spans: list[tuple[str, int, int]] = []
+    for room, bucket in sorted(buckets):
+        start, end = bucket * BUCKET, (bucket + 1) * BUCKET
+        if spans and spans[-1][0] == room and spans[-1][2] == start:
+            start = spans.pop()[1]
+        spans.append((room, start, end))
+    return spans
 
 
 def range_params(oid: str, after: tuple[int, int] | None, limit: int, t_from: float | None, t_to: float | None):

@@ -17,6 +17,7 @@ import pytest
 from archive import events as ev
 from archive.application import open_event_store
 from archive.idempotency import BUCKET, WINDOW, buckets_of, key_digest, neighbours
+from archive.recorders import bucket_spans
 from tests.factories import T0, message
 
 ROOM = "lobby@conference.localhost"
@@ -87,6 +88,22 @@ def test_a_batch_mixing_known_copies_across_an_edge_and_new_events_stores_only_t
     recorded = event_store.append(again + new)
     assert [r.event for r in recorded] == new
     assert len(copies(event_store)) == 98
+
+
+def test_a_rooms_consecutive_buckets_are_looked_up_as_one_range():
+    buckets = {("a", 3), ("a", 1), ("a", 2), ("a", 5), ("b", 2), ("b", 1)}
+    assert bucket_spans(buckets) == [("a", BUCKET, 4 * BUCKET), ("a", 5 * BUCKET, 6 * BUCKET), ("b", BUCKET, 3 * BUCKET)]
+
+
+def test_copies_over_a_run_of_hours_and_an_hour_apart_in_two_rooms_are_each_stored_once(event_store):
+    times = [h * BUCKET + m for h in (0, 1, 2, 5) for m in (60, BUCKET // 2, BUCKET - 60)]
+    originals = [message(t, room=room, stanza_id=f"{room}{t}") for room in ("a@c", "b@c") for t in times]
+    event_store.append(originals)
+    again = [message(t + 1, room=room, stanza_id=f"{room}{t}", capture=ev.Capture.BACKFILL)
+             for room in ("a@c", "b@c") for t in times]
+    new = [message(t + 2, room="a@c", stanza_id=f"n{t}") for t in times]
+    assert [r.event for r in event_store.append(again + new)] == new
+    assert len(copies(event_store)) == len(originals) + len(new)
 
 
 WRITER = """

@@ -50,7 +50,10 @@ def _pack(value: Any) -> msgspec.msgpack.Ext:
         raise NotImplementedError(f"cannot send {type(value).__name__}")
     columns = []
     for column in value.columns:
-        columns.append(_packed(column) if column and type(column[0]) is int else list(column))
+        if column and type(column[0]) is int:
+            columns.append(_packed(column))
+        else:  # a list goes as it is (a copy of a line's every blob cost a pass over the column)
+            columns.append(column if type(column) is list else list(column))
     return msgspec.msgpack.Ext(_COLUMNS, _encode(columns))
 
 

@@ -199,7 +199,9 @@ class TranscriptProjection(TableProjection):
 
     def _reset_memory(self) -> None:
         book = self._book
-        kept = [line for line in book.lines.values() if line.awaiting]
+        # The lines awaiting a message, from the book's own record of them (rare): not a look at each of the
+        # commit's lines (every line of a rebuild).
+        kept = [book.lines[line_id] for waiting in book.awaited.values() for line_id in sorted(waiting)]
         self._recent = (book.refs, book.lines, book.horizon)
         book.lines, book.refs, book.awaited, book.dropped = {}, {}, {}, set()
         for line in kept:

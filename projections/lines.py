@@ -149,9 +149,12 @@ def as_at(line: Line, moment) -> Line:
     return msgspec.structs.replace(line, **changes)
 
 
+COMPLIANCE_ONLY_KINDS = frozenset({"retraction"})  # the kinds of line the ordinary view never shows
+
+
 def compliance_only(line: Line) -> bool:
     """Lines the ordinary view never shows."""
-    return line.kind == "retraction"
+    return line.kind in COMPLIANCE_ONLY_KINDS
 
 
 def ordinary(line: Line) -> Line:

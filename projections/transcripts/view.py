@@ -21,7 +21,7 @@ from archive import events as ev
 from archive.errors import StoreError
 
 from .. import messages
-from ..lines import compliance_only, from_stored, ids, stored
+from ..lines import COMPLIANCE_ONLY_KINDS, from_stored, ids, stored
 from ..tables import TableProjection, order_micros
 from ..viewdb import Columns, Statements
 from . import logic
@@ -257,12 +257,14 @@ def _created_rows(created: list[Line], rooms: list[int], fields: list[bytes], re
     """Column by column (``viewdb.Columns``): a comprehension or ``map`` per column, not a loop
     appending to eight lists (1.9 -> 1.6 us a line)."""
     ids_ = [line.id for line in created]
+    kinds = [line.kind for line in created]
     return Columns(
         ids_,
         rooms,
         list(map(order_micros, [line.at for line in created])),
-        [line.kind for line in created],
-        [COMPLIANCE_ONLY if compliance_only(line) else ORDINARY for line in created],
+        kinds,
+        # From the kinds, not ``compliance_only`` called for each line (every line of a rebuild).
+        [COMPLIANCE_ONLY if kind in COMPLIANCE_ONLY_KINDS else ORDINARY for kind in kinds],
         [1 if line.awaiting else 0 for line in created],
         list(map(rev.get, ids_, ids_)) if rev else ids_,
         fields,

@@ -24,7 +24,7 @@ from .codec import to_msgpack_arrays
 from .idempotency import Probe, Slot, key_digest
 from .key_upgrade import upgrade_sqlite_index, upgrade_sqlite_log
 from .recorders import (
-    BEFORE_ANY_SECOND, HeadRow, RangeRow, RoomRow, check_copy_positions, chunks, positioned, range_params,
+    BEFORE_ANY_SECOND, HeadRow, RangeRow, RoomRow, check_copy_positions, positioned, range_params,
     bucket_spans, running_highs, stream_version,
 )
 

@@ -382,7 +382,7 @@ class EventStore(AuditStore):
         try:
             return self._recorder.max_notification_id() or 0
         except PersistenceError as e:
-            raise store_error(f"could not read the log's head", e) from e
+            raise store_error("could not read the log's head", e) from e
 
     def close(self) -> None:
         if self._close:

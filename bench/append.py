@@ -25,7 +25,7 @@ from archive.store import MAX_BATCH
 
 from .corpus import SIZES, CorpusSpec, generate
 from .files import write
-from .measure import Figure, Results, Stopwatch, batched, dir_bytes
+from .measure import Figure, Results, Stopwatch, batched
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
 BATCH = MAX_BATCH  # what the writers hand the store under load (a backlog, an import, a migration)

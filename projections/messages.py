@@ -130,6 +130,22 @@ def ids_of(event: ev.MessagePosted | ev.MessageCorrected) -> list[str]:
     return [ident for ident in (event.stanza_id, event.origin_id, event.message_id) if ident]
 
 
+def name_post(refs: dict[str, dict[str, int]], event: ev.MessagePosted, position: int) -> None:
+    """A book's post shortcut remembering a post's line: each of the event's ids now names the line at
+    ``position`` in its room (``refs``: room -> id -> line id). A post's line is newer than every line the book
+    knows (positions grow), and its ids are the event's (no aliases: it awaits nothing)."""
+    room_refs = refs.get(event.room)
+    if room_refs is None:
+        room_refs = refs[event.room] = {}
+    stanza_id, origin_id, message_id = event.stanza_id, event.origin_id, event.message_id
+    if stanza_id:
+        room_refs[stanza_id] = position
+    if origin_id:
+        room_refs[origin_id] = position
+    if message_id:
+        room_refs[message_id] = position
+
+
 def same_author(line: Line, nick: str | None, jid: str | None, occupant_id: str | None) -> bool:
     """Whether a correction or self-retraction by (nick, jid, occupant_id) comes from ``line``'s author."""
     if line.occupant_id and occupant_id:
@@ -285,24 +301,13 @@ class MemoryBook:
         """``step`` and ``apply`` for a post that nothing awaits, the most common event of a log by far:
         its line remembered, True. False, and nothing done, for any other event (``step`` decides it).
         Without the ``Changes`` and the calls between: 100k events of a rebuild applied in 0.21 s, not 0.32.
-        ``remember`` inlined: a post's line is newer than every line the book knows (positions grow), so
-        each of its ids now names it, and its ids are the event's (3.7 -> 2.8 us a post, 200k events)."""
+        ``name_post`` for ``remember``: a post's ids are the event's (3.7 -> 2.8 us a post, 200k events)."""
         if type(event) is not ev.MessagePosted:
             return False
         if self.awaited and awaits_any(self, event.room, ids_of(event)):  # the first test: nearly always empty
             return False  # ``_settle`` applies what awaits it
         self.lines[position] = message_line(position, event)
-        room = event.room
-        refs = self.refs.get(room)
-        if refs is None:
-            refs = self.refs[room] = {}
-        stanza_id, origin_id, message_id = event.stanza_id, event.origin_id, event.message_id
-        if stanza_id:
-            refs[stanza_id] = position
-        if origin_id:
-            refs[origin_id] = position
-        if message_id:
-            refs[message_id] = position
+        name_post(self.refs, event, position)
         return True
 
     def awaiting(self, room: str, ref: str) -> list[Line]:

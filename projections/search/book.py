@@ -100,19 +100,7 @@ class IndexBook:
             return False
         self.pending[position] = messages.message_line(position, event)
         self._queue.append((position, position))
-        # ``_remember(line, True)`` inlined: a post's line is newer than every line the book knows (positions
-        # grow), so each of its ids now names it, and its ids are the event's (no aliases, it awaits nothing).
-        room = event.room
-        refs = self._refs.get(room)
-        if refs is None:
-            refs = self._refs[room] = {}
-        stanza_id, origin_id, message_id = event.stanza_id, event.origin_id, event.message_id
-        if stanza_id:
-            refs[stanza_id] = position
-        if origin_id:
-            refs[origin_id] = position
-        if message_id:
-            refs[message_id] = position
+        messages.name_post(self._refs, event, position)
         return True
 
     def apply(self, position: int, changes: messages.Changes) -> None:

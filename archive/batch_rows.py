@@ -19,7 +19,7 @@ from typing import Protocol
 
 from . import chain
 from .idempotency import Batch
-from .recorders import EventRow, HeadRow, IndexColumns
+from .recorders import EventRow, HeadRow, IndexColumns, running_highs
 
 # Events made at a time: the server inserts one chunk while the next is made (it works on
 # rows as soon as the recorder has sent them, ``postgres_recorder._SEND_BYTES`` at a time).
@@ -51,6 +51,8 @@ class BatchRows:
         self._made: list[list[EventRow]] | None = None
         self._started = False
         self._positions: Sequence[int] | None = None
+        self._seconds: list[int] = []
+        self._highs: list[int] = []
 
     def __iter__(self) -> Iterator[list[EventRow]]:
         if self._made is not None:
@@ -63,14 +65,17 @@ class BatchRows:
         for start in range(0, self.count, ROW_CHUNK):
             yield self._chunk(start, min(start + ROW_CHUNK, self.count))
 
-    def at(self, positions: Sequence[int]) -> BatchRows:
+    def at(self, positions: Sequence[int], highs: dict[str, int]) -> BatchRows:
         """These rows each made behind its log position (drawn, or a copy's) and followed by its side index
-        columns (whole second, digest, occurred_at, link), for a log that holds them (PostgreSQL's), aligned
-        with the batch: zipped in with the row's columns, no Python step per row as a generator putting them
-        in front would take (~1,000 instructions an event of ~62,000, callgrind)."""
+        columns (whole second, digest, occurred_at, link, the room's highest second so far, from each room's
+        ``highs`` before the batch), for a log that holds them (PostgreSQL's), aligned with the batch: zipped
+        in with the row's columns, no Python step per row as a generator putting them in front would take
+        (~1,000 instructions an event of ~62,000, callgrind)."""
         if self._started or self._made is not None:
             raise RuntimeError("a batch's positions are set before its rows are made")
         self._positions = positions
+        self._seconds = list(map(math.floor, self._batch.times))
+        self._highs = running_highs(self._batch.rooms, self._seconds, highs)
         return self
 
     def made(self) -> BatchRows:
@@ -107,5 +112,5 @@ class BatchRows:
         tags = [event.__struct_config__.tag for event in events]
         if self._positions is None:
             return list(zip(rooms, versions, tags, states))
-        return list(zip(self._positions[start:end], rooms, versions, tags, states,
-                        map(math.floor, times), b.digests[start:end], times, links))
+        return list(zip(self._positions[start:end], rooms, versions, tags, states, self._seconds[start:end],
+                        b.digests[start:end], times, links, self._highs[start:end]))

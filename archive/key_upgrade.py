@@ -13,7 +13,11 @@ Earlier shapes of ``archive_event_index`` are upgraded to today's (see
   (room, version) key: the digest is copied, and the key becomes (room, the
   room's highest second so far, version) with the log position;
 - (PostgreSQL) any side table: brought to the (room, whole second, version) shape,
-  then moved into the log's own rows (``merge_postgres_index``).
+  then moved into the log's own rows (``merge_postgres_index``);
+- (PostgreSQL) the log keyed by the library's (room, version) primary key with an
+  index (room, whole second, version): the room's highest second so far is
+  filled in, and both go (``drop_postgres_version_key``; the recorder makes its
+  indexes after).
 
 An earlier SQLite log (with eventsourcing's (room, version) key, or its position
 an undeclared rowid, which VACUUM renumbers) is rebuilt as today's, every event
@@ -134,9 +138,39 @@ def merge_postgres_index(curs: Any, schema: str, log: str) -> bool:
     )
     moved = curs.rowcount
     curs.execute(SQL("DROP TABLE {}").format(index))
+    _rewritten(moved, "moved the side index of", schema, log)
+    return True
+
+
+def _rewritten(rows: int, what: str, schema: str, log: str) -> None:
     # Every row of the log was rewritten: the old versions stay in its pages until a VACUUM frees them
     # (the library's settings keep autovacuum off this table), and a transaction cannot run one.
     logging.getLogger(__name__).warning(
-        "moved the side index of %s events into the log of schema %s: run VACUUM %s.%s once to reuse the "
-        "space of the rewritten rows", moved, schema, schema, log)
+        "%s %s events in the log of schema %s: run VACUUM %s.%s once to reuse the space of the rewritten rows",
+        what, rows, schema, schema, log)
+
+
+def drop_postgres_version_key(curs: Any, schema: str, log: str) -> bool:
+    """Drop the library's (room, version) primary key of a PostgreSQL log (and the earlier walk index), having
+    filled each row's ``high`` (the room's highest second up to its version), which exists; True if the log had
+    the key (a new log too: the library makes it with one). ``curs`` is in a transaction holding the schema's
+    DDL lock."""
+    curs.execute("SELECT conname FROM pg_constraint WHERE conrelid=%s::regclass AND contype='p'",
+                 (f'"{schema}"."{log}"',))
+    key = curs.fetchone()
+    if key is None:
+        return False
+    table = Identifier(schema, log)
+    # Both indexes go first: every row is rewritten, and each would take an entry for every row's new version.
+    curs.execute(SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(table, Identifier(key["conname"])))
+    curs.execute(SQL("DROP INDEX IF EXISTS {}").format(Identifier(schema, "archive_event_walk")))
+    curs.execute(
+        SQL(
+            "UPDATE {} e SET high=h.high FROM (SELECT notification_id, MAX(second) OVER (PARTITION BY originator_id "
+            "ORDER BY originator_version ROWS UNBOUNDED PRECEDING) AS high FROM {}) h "
+            "WHERE e.notification_id=h.notification_id"
+        ).format(table, table)
+    )
+    if curs.rowcount:
+        _rewritten(curs.rowcount, "filled the rooms' highest seconds of", schema, log)
     return True

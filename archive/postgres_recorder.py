@@ -16,26 +16,48 @@ from .audit_tables import PostgresAuditTable
 from .batch_rows import BatchRows
 from .codec import to_msgpack_list
 from .idempotency import Probe, Slot
-from .key_upgrade import merge_postgres_index
+from .key_upgrade import drop_postgres_version_key, merge_postgres_index
 from .recorders import (
-    HeadRow, RangeRow, RoomRow, check_copy_positions, lock_schema_ddl, range_params, bucket_spans,
+    BEFORE_ANY_SECOND, HeadRow, RangeRow, RoomRow, StreamHead, check_copy_positions, checked_highs,
+    lock_schema_ddl, range_params, bucket_spans,
 )
 
 # The side index's columns, kept in the log's own rows: an event and its side data are one row, written by one
 # COPY, which the server inserts while the next rows are made. A side table of its own cost a second COPY the
 # client had nothing to make beside (the server alone inserting its rows), a second heap row, and the room's
 # name twice (``archive.key_upgrade.merge_postgres_index`` moves a store that has one into its log).
-SIDE_COLUMNS = (("second", "bigint"), ("digest", "bigint"), ("occurred_at", "double precision"), ("chain", "bytea"))
-# Keyed in the room's order, (whole second, version): time-ranged reads walk the key from where
-# the last page stopped, nothing is sorted; an idempotency slot's bucket is one range of it.
-WALK_INDEX = "archive_event_walk"
+# ``high`` is the room's highest whole second so far (``recorders.running_highs``).
+SIDE_COLUMNS = (("second", "bigint"), ("digest", "bigint"), ("occurred_at", "double precision"), ("chain", "bytea"),
+                ("high", "bigint"))
+# The log has no unique (room, version) key (the library's: a b-tree written per event, a third of the server's
+# CPU in an append; versions stay unique: ``recorders.checked_highs``). It is keyed in the room's order as
+# archived, (room, the room's highest second so far, version): a room's next event lands at the right edge of
+# its range, and the key is its version order too (``high`` never falls as versions rise). An event in order
+# (``second=high``) sits at its time in that walk; a late one (a backfill older than the room's newest) sits
+# also in ``LATE_INDEX`` at its own (second, version), so a time-ranged read merges two walks from where the
+# last page stopped, and a slot's bucket is a range of each (as on SQLite: ``archive.sqlite_recorder``).
+ORDER_INDEX = "archive_event_order"
+LATE_INDEX = "archive_event_late"
 # The digests stored in the slots' buckets: the buckets as three column arrays (room, first second,
-# second after the last), one range of the key each. A batch's buckets hold few rows beside its own
-# (the newest hours of its rooms), fewer than the digests it looks for.
+# second after the last), one range of each walk per bucket. A batch's buckets hold few rows beside its own
+# (the newest hours of its rooms), fewer than the digests it looks for. The first walk reads the late events
+# whose ``high`` falls in a bucket too: each row is read at its own second (``Probe.among``), and a filter
+# ``second=high`` would make the planner guess too few rows (two columns compared) and scan the whole log.
 _STORED_SLOTS = (
     "SELECT e.originator_id, e.second, e.digest "
     "FROM unnest(%b::text[], %b::bigint[], %b::bigint[]) AS s(room, lo, hi) "
-    "JOIN {} e ON e.originator_id=s.room AND e.second>=s.lo AND e.second<s.hi"
+    "JOIN {log} e ON e.originator_id=s.room AND e.high>=s.lo AND e.high<s.hi "
+    "UNION ALL SELECT e.originator_id, e.second, e.digest "
+    "FROM unnest(%b::text[], %b::bigint[], %b::bigint[]) AS s(room, lo, hi) "
+    "JOIN {log} e ON e.originator_id=s.room AND e.second>=s.lo AND e.second<s.hi AND e.second<e.high"
+)
+# Each stream's last row by version (the right edge of its walk) and its chain head, in one round trip.
+_STREAM_HEADS = (
+    "SELECT s.stream, e.originator_version, e.high, h.version, h.link, h.genesis_version "
+    "FROM unnest(%s::text[]) AS s(stream) "
+    "LEFT JOIN LATERAL (SELECT originator_version, high FROM {log} WHERE originator_id=s.stream "
+    "ORDER BY high DESC, originator_version DESC LIMIT 1) AS e ON true "
+    "LEFT JOIN {heads} h ON h.stream=s.stream"
 )
 
 
@@ -69,7 +91,8 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
         self._heads = SQL("{}.archive_chain_heads").format(schema)
         self._audit = SQL("{}.archive_audit").format(schema)
         self._append_audit = SQL("{}.archive_audit_append").format(schema)
-        self._stored_slots_sql = SQL(_STORED_SLOTS).format(self._events)
+        self._stored_slots_sql = SQL(_STORED_SLOTS).format(log=self._events)
+        self._stream_heads_sql = SQL(_STREAM_HEADS).format(log=self._events, heads=self._heads)
         self._upsert_heads = SQL(
             "INSERT INTO {} SELECT * FROM unnest(%b::text[], %b::bigint[], %b::bytea[], %b::bigint[]) "
             "ON CONFLICT (stream) DO UPDATE SET "
@@ -99,10 +122,13 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
             lock_schema_ddl(curs, self.datastore.schema)
             super().create_table()
             merge_postgres_index(curs, self.datastore.schema, self.events_table_name)
+            drop_postgres_version_key(curs, self.datastore.schema, self.events_table_name)
             self._collate_rooms_bytewise(curs)
-            # Made after a merge has filled the columns: one sort, not an entry maintained per row moved.
-            curs.execute(SQL("CREATE INDEX IF NOT EXISTS {} ON {} (originator_id, second, originator_version)")
-                         .format(Identifier(WALK_INDEX), self._events))
+            # Made after an upgrade has filled the columns: one sort, not an entry maintained per row moved.
+            curs.execute(SQL("CREATE INDEX IF NOT EXISTS {} ON {} (originator_id, high, originator_version)")
+                         .format(Identifier(ORDER_INDEX), self._events))
+            curs.execute(SQL("CREATE INDEX IF NOT EXISTS {} ON {} (originator_id, second, originator_version) "
+                             "WHERE second<high").format(Identifier(LATE_INDEX), self._events))
 
     def _collate_rooms_bytewise(self, curs: Any) -> None:
         """The log's rooms compared as bytes (collation "C") in its two b-trees over (room, ...): under the
@@ -133,12 +159,14 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
             # slots below see every key committed before it, and none committed until this one ends
             # (``archive.idempotency``).
             self._lock_table(curs)
+            expected: dict[str, int] = kwargs["heads"]
+            highs = checked_highs(self._stream_heads(curs, expected), expected)
             probe: Probe | None = kwargs.get("probe")
             if probe and self._stored_slots(curs, probe):
                 raise IntegrityError("an event of the batch is stored already (its idempotency slot holds its key)")
             positions: list[int] | None = kwargs.get("positions")
             if positions:
-                last = self._copy_at(curs, positions, rows)
+                last = self._copy_at(curs, positions, rows.at(positions, highs))
             else:
                 # The batch's positions drawn from the sequence at once and copied with the rows: under the lock
                 # no other writer draws from it, so they are consecutive. A default of nextval() per row cost the
@@ -146,7 +174,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
                 curs.execute(self._draw_positions, (rows.count, self._events_name), prepare=True)
                 last = curs.fetchone()["last"]
                 drawn = range(last - rows.count + 1, last + 1)
-                _copy(curs, self._copy_events_at, LOG_ROW_TYPES, rows.at(drawn))
+                _copy(curs, self._copy_events_at, LOG_ROW_TYPES, rows.at(drawn, highs))
             new_rooms = list(kwargs.get("new_rooms", ()))
             if new_rooms:
                 curs.executemany(
@@ -163,7 +191,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
         """Copied events at their source positions; the sequence then goes on after the last."""
         curs.execute(self.max_notification_id_statement)
         check_copy_positions(positions, curs.fetchone()["max"] or 0)
-        _copy(curs, self._copy_events_at, LOG_ROW_TYPES, rows.at(positions))
+        _copy(curs, self._copy_events_at, LOG_ROW_TYPES, rows)
         curs.execute("SELECT setval(pg_get_serial_sequence(%s, 'notification_id'), %s)",
                      (self._events_name, positions[-1]))
         return positions[-1]
@@ -176,28 +204,39 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
     def _stored_slots(self, curs: Any, probe: Probe) -> set[Slot]:
         # The planner guesses hundreds of rows in each bucket (its range is a parameter), so a batch's
         # thousand buckets look costly enough for JIT compilation, which takes ten times as long
-        # (~50 ms) as the look-up itself.
-        curs.execute("SET LOCAL jit = off", prepare=True)
+        # (~50 ms) as the look-up itself, and for parallel workers. It guesses a third of the log late
+        # (``second<high``: two columns compared, its default selectivity) and joins the buckets by hashing
+        # every late event (or, with ``second=high`` in the first walk, seq-scans the log: 3 s a batch at 1M):
+        # a bucket is a seek and a short range in each walk, a nested loop of index scans (24 ms for a
+        # batch's 884 buckets at 1M, 10,337 rows).
+        curs.execute("SELECT set_config('jit', 'off', true), set_config('enable_hashjoin', 'off', true), "
+                     "set_config('enable_mergejoin', 'off', true), "
+                     "set_config('max_parallel_workers_per_gather', '0', true)", prepare=True)
         # Thousands of rows a batch (the rooms' hours so far): as tuples in binary, made by the driver's C
         # loaders, not a dict each from text.
         rows = curs.connection.cursor(row_factory=tuple_row)
-        rows.execute(self._stored_slots_sql, _columns(bucket_spans(probe.buckets), 3), prepare=True, binary=True)
+        spans = _columns(bucket_spans(probe.buckets), 3)
+        rows.execute(self._stored_slots_sql, spans + spans, prepare=True, binary=True)
         return probe.among(rows.fetchall())
 
     def room_heads(self, originator_ids: Iterable[str]) -> dict[str, tuple[int, HeadRow | None]]:
         """Each stream's last version and its chain head (None before its chain began)."""
-        heads = {}
         with self.datastore.transaction(commit=False) as curs:
-            for oid in originator_ids:
-                curs.execute(
-                    SQL("SELECT MAX(originator_version) AS v FROM {} WHERE originator_id=%s").format(self._events),
-                    (oid,),
-                )
-                version = curs.fetchone()["v"] or 0
-                curs.execute(SQL("SELECT * FROM {} WHERE stream=%s").format(self._heads), (oid,))
-                row = curs.fetchone()
-                heads[oid] = (version, _head_row(row) if row else None)
-        return heads
+            stored = self._stream_heads(curs, originator_ids)
+        return {oid: (version, head) for oid, (version, _, head) in stored.items()}
+
+    def _stream_heads(self, curs: Any, oids: Iterable[str]) -> dict[str, StreamHead]:
+        """Each stream's last stored version (0 if none), highest second so far, and chain head (None before its
+        chain began)."""
+        curs.execute(self._stream_heads_sql, (list(oids),), prepare=True)
+        return {
+            row["stream"]: (
+                row["originator_version"] or 0,
+                BEFORE_ANY_SECOND if row["high"] is None else row["high"],
+                None if row["version"] is None else _head_row(row),
+            )
+            for row in curs.fetchall()
+        }
 
     def chain_heads(self) -> list[HeadRow]:
         with self.datastore.transaction(commit=False) as curs:
@@ -240,28 +279,28 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
         """Delete a stream's events of these versions (all older than ``before``); a
         stream with no chain head gets one at its last version, its chain beginning after it (from ``genesis``)."""
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute(
-                SQL(
-                    "INSERT INTO {} SELECT %s, MAX(originator_version), %s, MAX(originator_version) + 1 FROM {} "
-                    "WHERE originator_id=%s HAVING COUNT(*) > 0 ON CONFLICT DO NOTHING"
-                ).format(self._heads, self._events),
-                (oid, genesis, oid),
-            )
+            last, _, _ = self._stream_heads(curs, [oid])[oid]
+            if last:
+                curs.execute(SQL("INSERT INTO {} VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING").format(self._heads),
+                             (oid, last, genesis, last + 1))
+            # One walk of the stream's range of the order index (the log has no version key of its own).
             curs.execute(
                 SQL("DELETE FROM {} WHERE originator_id=%s AND originator_version = ANY(%s)").format(self._events),
                 (oid, list(versions)),
             )
 
     def select_room(self, oid: str, after: RoomRow | None, limit: int) -> list[RoomRow]:
-        """A stream's rows in version order after ``after`` (the last row of the page before)."""
+        """A stream's rows in version order after ``after`` (the last row of the page before): its walk of the
+        order index goes on from there."""
         sql = SQL(
-            "SELECT notification_id, originator_version, state FROM {} "
-            "WHERE originator_id=%s AND originator_version>%s ORDER BY originator_version LIMIT %s"
+            "SELECT notification_id, originator_version, state, high FROM {} "
+            "WHERE originator_id=%s AND (high, originator_version)>(%s, %s) ORDER BY high, originator_version LIMIT %s"
         ).format(self._events)
+        seek = (BEFORE_ANY_SECOND, 0) if after is None else (after[3], after[1])
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(sql, [oid, 0 if after is None else after[1], limit])
+            curs.execute(sql, [oid, *seek, limit])
             return [
-                (row["notification_id"], row["originator_version"], bytes(row["state"]), None)
+                (row["notification_id"], row["originator_version"], bytes(row["state"]), row["high"])
                 for row in curs.fetchall()
             ]
 
@@ -269,7 +308,8 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
         self, oid: str, after: tuple[int, int] | None, limit: int, t_from: float | None, t_to: float | None
     ) -> list[RangeRow]:
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self._room_range_sql(), range_params(oid, after, limit, t_from, t_to))
+            _merge_walks(curs)
+            curs.execute(self._room_range_sql(), _range_params(oid, after, limit, t_from, t_to))
             return [
                 (row["notification_id"], row["originator_version"], bytes(row["state"]), row["second"])
                 for row in curs.fetchall()
@@ -278,20 +318,39 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
     def explain_room_range(self, *args: Any) -> str:
         """The query plan of a ``select_room_range`` page (tests and the bench show it)."""
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL("EXPLAIN ") + self._room_range_sql(), range_params(*args))
+            _merge_walks(curs)
+            curs.execute(SQL("EXPLAIN ") + self._room_range_sql(), _range_params(*args))
             return "\n".join(row["QUERY PLAN"] for row in curs.fetchall())
 
     def _room_range_sql(self) -> SQL:
+        # Two walks from where the last page stopped, merged in the room's order (a Merge Append, nothing
+        # sorted): the events in order (at their second in the order index: ``high`` is their second) and the
+        # late ones (in their own index). Each walk ordered in its own parentheses: a UNION ALL in a subquery
+        # is planned as an Append of unordered scans, sorted.
+        walk = (
+            "(SELECT notification_id, originator_version, state, {by} AS second FROM {{log}} "
+            "WHERE originator_id=%(room)s AND ({by}, originator_version) > (%(second)s, %(version)s) "
+            "AND {by} <= %(last)s AND {which} AND occurred_at>=%(lo)s AND occurred_at<%(hi)s "
+            "ORDER BY {by}, originator_version)"
+        )
         return SQL(
-            "SELECT notification_id, originator_version, state, second FROM {} "
-            "WHERE originator_id=%s AND (second, originator_version) > (%s, %s) "
-            "AND second <= %s AND occurred_at>=%s AND occurred_at<%s "
-            "ORDER BY second, originator_version LIMIT %s"
-        ).format(self._events)
+            walk.format(by="high", which="second=high") + " UNION ALL "
+            + walk.format(by="second", which="second<high") + " ORDER BY 4, 2 LIMIT %(limit)s"
+        ).format(log=self._events)
+
+
+def _merge_walks(curs: Any) -> None:
+    # A room's range estimated small (a new room, stale statistics) is planned as both walks appended and sorted,
+    # which reads the whole rest of the range for every page: the walks are merged whatever the estimate.
+    curs.execute("SET LOCAL enable_sort = off", prepare=True)
+
+
+def _range_params(*args: Any) -> dict[str, Any]:
+    return dict(zip(("room", "second", "version", "last", "lo", "hi", "limit"), range_params(*args)))
 
 
 # A log row: position, room, version, topic, state, then the side columns (``SIDE_COLUMNS``).
-LOG_ROW_TYPES = ["int8", "text", "int8", "text", "bytea", "int8", "int8", "float8", "bytea"]
+LOG_ROW_TYPES = ["int8", "text", "int8", "text", "bytea", "int8", "int8", "float8", "bytea", "int8"]
 
 
 # The binary COPY format's header and trailer, written around the rows formatted here (``_copy``).

@@ -1,19 +1,19 @@
 """eventsourcing application recorders extended with the archive's side tables: what both stores share.
 
-The library's events table is kept as eventsourcing defines it (on SQLite
-without its (room, version) key: the side index orders each room, and the
-writer checks each room's stored head with the writers' lock held). Beside it,
+The library's events table is kept as eventsourcing defines it, without its
+(room, version) key: the side index orders each room, and the writer checks each
+room's stored head with the writers' lock held (``checked_highs``). Beside it,
 in the same transaction as every insert, the archive writes:
 
 - the side index (SQLite's ``archive_event_index`` table; on PostgreSQL columns
   of the log's own rows, written by the same COPY): one row per event, keyed in
   the room's order (time-range reads of a room walk this key), with the 8-byte
   digest of its idempotency key, its ``occurred_at`` as epoch seconds and its
-  hash-chain link. PostgreSQL keys it ``(room, whole second, version)`` (an
-  index of the log); SQLite ``(room, the
-  room's highest whole second so far, version)``, its version order too, with
-  the log position, and the events older than their room's newest also in an
-  index at their own second (``archive.sqlite_recorder``). The key is also where
+  hash-chain link. Both stores key it ``(room, the room's highest whole second
+  so far, version)`` (SQLite's table, with the log position; PostgreSQL's index
+  of the log), its version order too, and index the events older than their
+  room's newest also at their own second (``archive.sqlite_recorder``,
+  ``archive.postgres_recorder``). The key is also where
   an idempotency slot (``archive.idempotency``: room, hour bucket, digest) is
   looked up: a bucket is a range of the key, read with the writers' lock held,
   in the insert's transaction, so no two writers can both find a slot empty;
@@ -25,9 +25,9 @@ in the same transaction as every insert, the archive writes:
 
 The stores: ``archive.sqlite_recorder`` and ``archive.postgres_recorder``;
 ``archive.key_upgrade`` moves a store made with an earlier side index (keyed by
-the text idempotency key, or by the slot; on SQLite also by the second; on
-PostgreSQL any side table) to this one in place. Both recorders expose the same few extra
-queries, used by ``EventStore``.
+the text idempotency key, or by the slot; or by the second beside the log's own
+(room, version) key; on PostgreSQL any side table) to this one in place. Both
+recorders expose the same few extra queries, used by ``EventStore``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ import operator
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from eventsourcing.persistence import IntegrityError
+
 from .errors import StoreError
 from .idempotency import BUCKET
 
@@ -47,12 +49,14 @@ EventRow = tuple[str, int, str, bytes]
 # epoch seconds, chain link or None (rows zipped from columns: no Python step per row)
 IndexColumns = tuple[list[str], list[int], list[int], list[int], list[float], list[bytes | None]]
 # (position, originator_version, state, walk): walk is where the recorder's version-order walk of the stream
-# stands at the row (SQLite: the room's highest whole second so far; PostgreSQL: None), for the next page
-RoomRow = tuple[int, int, bytes, int | None]
+# stands at the row (the room's highest whole second so far), for the next page
+RoomRow = tuple[int, int, bytes, int]
 # (position, originator_version, state, whole second of occurred_at)
 RangeRow = tuple[int, int, bytes, int]
 # (stream, version, link, genesis version): a stream's chain head
 HeadRow = tuple[str, int, bytes, int]
+# A stream as stored: its last row's version (0 if none), the room's highest whole second so far, its chain head
+StreamHead = tuple[int, int, HeadRow | None]
 
 _FAR = 2**62  # seconds: beyond any time an event carries
 BEFORE_ANY_SECOND = -_FAR
@@ -91,6 +95,16 @@ def stream_version(version: int, head: HeadRow | None) -> int:
     """A stream's version, from its last stored event's and its chain head (a purge may have deleted its last
     events: its versions still go on from the head)."""
     return max(version, head[1]) if head else version
+
+
+def checked_highs(stored: dict[str, StreamHead], expected: dict[str, int]) -> dict[str, int]:
+    """Each stream's highest second so far, if every stream of a batch still stands at the version its rows were
+    numbered from (read with the writers' lock held: another writer's batch moves it, and neither log has a
+    unique (room, version) key to refuse a version taken twice); IntegrityError (the store retries) if not."""
+    moved = [oid for oid, (version, _, head) in stored.items() if stream_version(version, head) != expected[oid]]
+    if moved:
+        raise IntegrityError(f"another writer appended to {moved[0]} (and {len(moved) - 1} more streams)")
+    return {oid: high for oid, (_, high, _) in stored.items()}
 
 
 def running_highs(rooms: Sequence[str], seconds: list[int], highs: dict[str, int]) -> list[int]:

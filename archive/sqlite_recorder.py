@@ -24,13 +24,13 @@ from .codec import to_msgpack_arrays
 from .idempotency import Probe, Slot, key_digest
 from .key_upgrade import upgrade_sqlite_index, upgrade_sqlite_log
 from .recorders import (
-    BEFORE_ANY_SECOND, HeadRow, RangeRow, RoomRow, check_copy_positions, positioned, range_params,
-    bucket_spans, running_highs, stream_version,
+    BEFORE_ANY_SECOND, HeadRow, RangeRow, RoomRow, StreamHead, check_copy_positions, checked_highs, positioned,
+    range_params, bucket_spans, running_highs,
 )
 
 # The log: eventsourcing's table without its unique (room, version) key, a b-tree written per event that
-# the side index orders as well (versions stay unique: ``_check_heads``); the rowid is the log position,
-# declared INTEGER PRIMARY KEY: an undeclared rowid is renumbered by VACUUM (a purge's gaps closed up), and
+# the side index orders as well (versions stay unique: ``recorders.checked_highs``); the rowid is the log
+# position, declared INTEGER PRIMARY KEY: an undeclared rowid is renumbered by VACUUM (a purge's gaps closed up), and
 # every position the side index, the views and the search index hold would name another event. Declared
 # under the name ``rowid`` so that every statement reading it, the library's too, reads it as before.
 LOG_TABLE = (
@@ -81,23 +81,12 @@ def _stored_slots(c: Any, probe: Probe) -> set[Slot]:
     return probe.among(c.fetchall())
 
 
-def _stream_heads(c: Any, oids: Iterable[str]) -> dict[str, tuple[int, int, HeadRow | None]]:
+def _stream_heads(c: Any, oids: Iterable[str]) -> dict[str, StreamHead]:
     """Each stream's last stored version (0 if none), highest second so far, and chain head (None before its
     chain began)."""
     c.execute(_HEADS, (_json.encode(list(oids)).decode(),))
     return {oid: (version or 0, BEFORE_ANY_SECOND if high is None else high, tuple(head) if head[0] else None)
             for oid, version, high, *head in c.fetchall()}
-
-
-def _check_heads(c: Any, expected: dict[str, int]) -> dict[str, int]:
-    """With the write lock held: every stream of the batch still stands at the version its rows were
-    numbered from (another writer's batch moves it, and the log has no unique key to refuse a version
-    taken twice). Returns each stream's highest second so far."""
-    stored = _stream_heads(c, expected)
-    moved = [oid for oid, (version, _, head) in stored.items() if stream_version(version, head) != expected[oid]]
-    if moved:
-        raise IntegrityError(f"another writer appended to {moved[0]} (and {len(moved) - 1} more streams)")
-    return {oid: high for oid, (_, high, _) in stored.items()}
 
 
 # Rows an INSERT statement writes (the rest of a batch one a statement): a batch's statement is stepped,
@@ -180,7 +169,7 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
             _insert_rows(c, f"{self.events_table_name} (rowid, {columns})", 5, positioned(positions, rows))
         else:
             _insert_rows(c, f"{self.events_table_name} ({columns})", 4, itertools.chain.from_iterable(rows))
-        highs = _check_heads(c, kwargs["heads"])
+        highs = checked_highs(_stream_heads(c, kwargs["heads"]), kwargs["heads"])
         probe: Probe | None = kwargs.get("probe")
         if probe and _stored_slots(c, probe):
             raise IntegrityError("an event of the batch is stored already (its idempotency slot holds its key)")

@@ -1,9 +1,9 @@
 """Stores as earlier code left them, for the in-place upgrade tests: before slotted idempotency keys
 (issue 15), with the side index keyed by the slot (issue 15's first shape), (SQLite) keyed by
 (room, second, version) beside the log's own (room, version) key (issue 15's second shape), (SQLite)
-the log's position an undeclared rowid, and (PostgreSQL) with a side table keyed (room, second, version)
-beside the log (issue 15's last shape there, before its columns moved into the log's rows; every earlier
-PostgreSQL shape is made from it).
+the log's position an undeclared rowid, (PostgreSQL) the log keyed by (room, version) with its side columns'
+walk index (room, second, version), and (PostgreSQL) with a side table keyed (room, second, version)
+beside that log (before its columns moved into the log's rows; every earlier PostgreSQL shape is made from it).
 
 The side index's DDL below is the earlier code's, captured verbatim in spirit: ``idem_key`` text primary
 key, then the room, version, time and (from issue 14 on) the chain link; the walk index as it was.
@@ -65,8 +65,16 @@ OLD_POSTGRES_IN_PLACE = [
 ]
 
 
+# PostgreSQL's log as issue 15 left it before layout J: the library's (room, version) primary key, and the
+# side columns' walk index (room, whole second, version); no room's highest second so far.
+VERSION_KEYED_POSTGRES = [
+    "ALTER TABLE archive_store_events DROP COLUMN high, "  # and the order and late-event indexes on it
+    "ADD PRIMARY KEY (originator_id, originator_version)",
+    "CREATE INDEX archive_event_walk ON archive_store_events (originator_id, second, originator_version)",
+]
 # PostgreSQL's side table keyed (room, whole second, version), filled from the log's side columns, which go.
 SPLIT_POSTGRES = [
+    *VERSION_KEYED_POSTGRES,
     "CREATE TABLE archive_event_index (originator_id text NOT NULL, second bigint NOT NULL, "
     "originator_version bigint NOT NULL, digest bigint NOT NULL, occurred_at double precision NOT NULL, "
     "chain bytea, PRIMARY KEY (originator_id, second, originator_version))",
@@ -96,7 +104,13 @@ SLOTS_FILLED = (
 
 def split_postgres(conn) -> int:
     """Put a PostgreSQL store's side columns back into a side table beside its log; returns the rows written."""
-    return [conn.execute(statement).rowcount for statement in SPLIT_POSTGRES][1]
+    return [conn.execute(statement).rowcount for statement in SPLIT_POSTGRES][len(VERSION_KEYED_POSTGRES) + 1]
+
+
+def key_postgres_log_by_version(conn) -> None:
+    """Put a PostgreSQL store's log back into its shape before layout J (keyed by (room, version))."""
+    for statement in VERSION_KEYED_POSTGRES:
+        conn.execute(statement)
 
 
 def downgrade_to_ordered(path) -> None:

@@ -16,7 +16,8 @@ from archive.lease import LeaseHeld, StoreLease
 from archive.retention import purge
 from archive.settings import RetentionSettings
 from tests.archive.old_schema import (
-    downgrade, downgrade_log_to_undeclared_rowid, downgrade_to_ordered, downgrade_to_slots, split_postgres,
+    downgrade, downgrade_log_to_undeclared_rowid, downgrade_to_ordered, downgrade_to_slots, key_postgres_log_by_version,
+    split_postgres,
 )
 from tests.factories import T0, at, make, message
 
@@ -172,6 +173,38 @@ def test_a_postgres_store_with_a_side_table_has_it_moved_into_its_log_in_place(p
     assert_upgraded_store_works(postgres_url, written)
 
 
+def postgres_connection(url: str) -> psycopg.Connection:
+    location = StoreLocation.parse(url)
+    return psycopg.connect(host=location.host, user=location.user, dbname=location.dbname,
+                           options=f"-c search_path={location.schema}")
+
+
+def postgres_log_indexes(url: str) -> list[str]:
+    with postgres_connection(url) as conn:
+        sql = "SELECT indexname FROM pg_indexes WHERE schemaname=current_schema() AND tablename='archive_store_events'"
+        return sorted(row[0] for row in conn.execute(sql).fetchall())
+
+
+def postgres_highs(url: str) -> set[tuple]:
+    with postgres_connection(url) as conn:
+        return set(conn.execute("SELECT originator_id, originator_version, high FROM archive_store_events").fetchall())
+
+
+def test_a_postgres_log_keyed_by_version_is_upgraded_in_place_to_the_order_of_the_rooms_highest_seconds(postgres_url):
+    """PostgreSQL's log before layout J (the library's (room, version) key, the walk index (room, second, version))
+    loses both; each row gets the room's highest second so far, as the store writes it, in the new two indexes."""
+    written = written_with_late_events(postgres_url)
+    highs = postgres_highs(postgres_url)
+    with postgres_connection(postgres_url) as conn:
+        key_postgres_log_by_version(conn)
+    assert "archive_store_events_pkey" in postgres_log_indexes(postgres_url)
+    with open_event_store(postgres_url):
+        assert postgres_highs(postgres_url) == highs
+        assert [name for name in postgres_log_indexes(postgres_url) if name.startswith("archive_")] == [
+            "archive_event_late", "archive_event_order", "archive_store_events_notification_id_idx"]
+    assert_upgraded_store_works(postgres_url, written)
+
+
 def rooms_collation(url: str) -> str:
     location = StoreLocation.parse(url)
     with psycopg.connect(host=location.host, user=location.user, dbname=location.dbname) as conn:
@@ -232,20 +265,39 @@ def _open_and_count(url: str, results) -> None:
         results.put(repr(e))
 
 
-def test_processes_opening_an_earlier_store_together_all_open_it(tmp_path):
-    """`up` starts several processes on one store: each opening read the log as earlier, one upgraded it, and the
-    others failed ("database is locked") on upgrading their stale read; now the first takes the write lock."""
+def _open_together(url: str, count: int) -> list:
     import multiprocessing
 
-    path = tmp_path / "events.sqlite"
-    url = f"sqlite:///{path}"
-    with open_event_store(url) as store:
-        store.append([message(t, stanza_id=f"s{t}", room=f"r{t % 7}@conference.localhost") for t in range(20_000)])
-    downgrade_log_to_undeclared_rowid(path)
     results = multiprocessing.Queue()
-    openers = [multiprocessing.Process(target=_open_and_count, args=(url, results)) for _ in range(4)]
+    openers = [multiprocessing.Process(target=_open_and_count, args=(url, results)) for _ in range(count)]
     for p in openers:
         p.start()
     for p in openers:
         p.join(60)
-    assert [results.get(timeout=5) for _ in openers] == [20_000] * 4
+    return [results.get(timeout=5) for _ in openers]
+
+
+def _many_events(url: str) -> int:
+    with open_event_store(url) as store:
+        return len(store.append([message(t, stanza_id=f"s{t}", room=f"r{t % 7}@conference.localhost")
+                                 for t in range(20_000)]))
+
+
+def test_processes_opening_an_earlier_store_together_all_open_it(tmp_path):
+    """`up` starts several processes on one store: each opening read the log as earlier, one upgraded it, and the
+    others failed ("database is locked") on upgrading their stale read; now the first takes the write lock."""
+    path = tmp_path / "events.sqlite"
+    url = f"sqlite:///{path}"
+    count = _many_events(url)
+    downgrade_log_to_undeclared_rowid(path)
+    assert _open_together(url, 4) == [count] * 4
+
+
+def test_processes_opening_a_postgres_log_keyed_by_version_together_all_open_it(postgres_url):
+    """The upgrade of PostgreSQL's log is made by the first opener holding the schema's DDL lock; the others
+    wait for it and find the log upgraded."""
+    count = _many_events(postgres_url)
+    with postgres_connection(postgres_url) as conn:
+        key_postgres_log_by_version(conn)
+    assert _open_together(postgres_url, 4) == [count] * 4
+    assert "archive_store_events_pkey" not in postgres_log_indexes(postgres_url)

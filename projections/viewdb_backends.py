@@ -31,7 +31,7 @@ from archive.recorders import lock_schema_ddl
 from archive.sqlite_recorder import erase_wal_copies, new_database_pages
 from archive.store_errors import store_error
 
-from .viewdb import PREFIX, Columns, ViewRecorderMixin
+from .viewdb import PREFIX, Columns, MsgpackColumn, ViewRecorderMixin
 
 
 class SQLiteViewRecorder(ViewRecorderMixin, SQLiteTrackingRecorder):
@@ -128,6 +128,8 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
         if plain is None or len(rows) < COPY_FROM:
             c.executemany(statement, rows)
             return
+        if isinstance(rows, Columns):
+            rows = Columns(*map(_copied, rows.columns))
         table, columns = plain["table"], plain["columns"]
         c.execute(f"SELECT {columns[1:-1]} FROM {table} LIMIT 0")
         types = [column.type_code for column in c.description]
@@ -210,10 +212,18 @@ SORT_THREADS = min(os.cpu_count() or 1, 4)
 
 
 def _blobs(column: Sequence[Any]) -> Sequence[Any]:
-    """A column of bytes as bytearrays (see ``SQLiteViewRecorder._write_rows``); any other as it is."""
+    """A column of bytes or msgpack values as bytearrays (see ``SQLiteViewRecorder._write_rows``); any other as it is."""
+    if type(column) is MsgpackColumn:
+        return list(map(bytearray, column.values()))
     if not column or type(column[0]) is not bytes:
         return column
     return [value if value is None else bytearray(value) for value in column]
+
+
+def _copied(column: Sequence[Any]) -> Sequence[Any]:
+    """What COPY writes of a column: a ``MsgpackColumn``'s values as views of its array, which it binds as they
+    are (as fast as bytes), not each copied into bytes first; any other column as it is."""
+    return column.values() if type(column) is MsgpackColumn else column
 
 
 def _like(text: str) -> str:

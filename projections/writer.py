@@ -32,12 +32,15 @@ import msgspec
 
 from archive.errors import ChatArchiveError, StoreError
 
-from .viewdb import Columns, Statements
+from .viewdb import Columns, MsgpackColumn, Statements
 from .viewdb_backends import open_view_recorder
 
 _PROJECT = str(Path(__file__).resolve().parent.parent)
 _LENGTH = 8
 _COLUMNS = 1  # the msgpack extension type of ``Columns``
+# A ``MsgpackColumn`` among them goes as a list of its arrays after this mark, each array as it is (not
+# joined first: a buffer of a commit's every line, fresh pages each commit).
+_MSGPACK_COLUMN = msgspec.msgpack.Ext(2, b"")
 
 
 def _pack(value: Any) -> msgspec.msgpack.Ext:
@@ -50,7 +53,9 @@ def _pack(value: Any) -> msgspec.msgpack.Ext:
         raise NotImplementedError(f"cannot send {type(value).__name__}")
     columns = []
     for column in value.columns:
-        if column and type(column[0]) is int:
+        if type(column) is MsgpackColumn:
+            columns.append([_MSGPACK_COLUMN, *column.arrays])
+        elif column and type(column[0]) is int:
             columns.append(_packed(column))
         else:  # a list goes as it is (a copy of a line's every blob cost a pass over the column)
             columns.append(column if type(column) is list else list(column))
@@ -68,9 +73,19 @@ def _packed(column: Sequence[int]) -> bytes | list:
 
 
 def _unpack(code: int, data: memoryview) -> Any:
+    if code == _MSGPACK_COLUMN.code:
+        return MsgpackColumn
     if code != _COLUMNS:
         raise NotImplementedError(f"unknown extension type {code}")
-    return Columns(*(_numbers(column) if isinstance(column, bytes) else column for column in _decode_list(data)))
+    return Columns(*map(_column, _decode_list(data)))
+
+
+def _column(sent: bytes | list) -> Any:
+    if isinstance(sent, bytes):
+        return _numbers(sent)
+    if sent and sent[0] is MsgpackColumn:
+        return MsgpackColumn(sent[1:])
+    return sent
 
 
 def _numbers(packed: bytes) -> array:
@@ -83,7 +98,7 @@ def _numbers(packed: bytes) -> array:
 # length; answers (None or the error a commit met) as pickles.
 _encode = msgspec.msgpack.Encoder(enc_hook=_pack).encode
 _decode = msgspec.msgpack.Decoder(ext_hook=_unpack).decode
-_decode_list = msgspec.msgpack.Decoder(list).decode
+_decode_list = msgspec.msgpack.Decoder(list, ext_hook=_unpack).decode
 
 
 # The view database's URL reaches the writer in its environment, which only its user can read: anyone on the

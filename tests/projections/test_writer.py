@@ -10,8 +10,9 @@ import pytest
 from archive.errors import ChatArchiveError, StoreError
 from projections import rebuild as rebuild_module
 from projections.rebuild import ramped, rebuild
-from projections.lines import Line, Removal, stored
+from projections.lines import Line, Removal, from_stored, stored
 from projections.transcripts.view import RoomNumbers, TranscriptProjection, created_statements
+from projections import lines as lines_module
 from projections import writer as writer_module
 from projections.viewdb import Columns, GenerationChanged
 from projections.viewdb_backends import SQLiteViewRecorder
@@ -143,10 +144,11 @@ def test_rows_given_as_columns_reach_the_writer_as_the_same_values():
     assert [tuple(row) for row in plain] == [(1,)]
 
 
-def test_created_lines_make_their_rows_and_refs():
+def test_created_lines_make_their_rows_and_refs(monkeypatch):
     """Each line's ``fields`` the bytes it is stored as alone (the view's format), ``rev`` its own id unless an event
     changed it since, ``room`` its room's number (a room met first numbered), ``refs`` a message line's ids only;
-    they cross to the writer as they are."""
+    they cross to the writer as they are (the blobs in arrays of two lines here: a whole one and a part)."""
+    monkeypatch.setattr(lines_module, "STORED_ARRAY", 2)
     at = datetime(2026, 1, 1, tzinfo=timezone.utc)
     lines = [
         Line(id=3, room="r@muc", at=at, kind="message", nick="a", body="hello", stanza_id="s3", origin_id="o3"),
@@ -159,7 +161,8 @@ def test_created_lines_make_their_rows_and_refs():
     there = writer_module._decode(writer_module._encode(("transcripts", 1, 9, here)))[3]
     assert [(statement, list(rows)) for statement, rows in there] == [(statement, list(rows)) for statement, rows in here]
     (_, line_rows), (_, ref_rows) = there
-    assert [row[-1] for row in line_rows] == stored(lines)
+    assert [row[-1] for row in line_rows] == list(stored(lines))
+    assert [from_stored(row[-1]) for row in line_rows] == lines  # each blob a whole line, read back alone
     assert [row[6] for row in line_rows] == [7, 4, 5]  # rev: the line's own id unless an event changed it
     assert [row[1] for row in line_rows] == [2, 2, 1] and rooms.numbered() == [(2, "r@muc")]  # rooms by number
     assert sorted(row[2] for row in ref_rows) == [3, 3]  # a message line's ids only

@@ -106,8 +106,7 @@ _decode_fields = msgspec.msgpack.Decoder(_StoredLine).decode
 def stored(lines: Sequence[Line]) -> MsgpackColumn:
     """``lines`` as the transcript view stores them (``from_stored`` reads them back), each a msgpack value:
     encoded as arrays of them (msgspec growing a buffer for each line by itself was 3.5% of a rebuild's main
-    process, and the pipe to its writer process copied each blob again), of ``STORED_ARRAY`` lines each:
-    a commit's lines in one array took fresh pages of memory for each commit (page faults +45%)."""
+    process, and the pipe to its writer process copied each blob again), of ``STORED_ARRAY`` lines each."""
     arrays = []
     encoding = bytearray()  # kept from one array to the next: not grown (copied) again for each
     for start in range(0, len(lines), STORED_ARRAY):
@@ -116,9 +115,10 @@ def stored(lines: Sequence[Line]) -> MsgpackColumn:
     return MsgpackColumn(arrays, len(lines))
 
 
-# Lines an array holds: ~250 KB, which malloc keeps and reuses from one array to the next, and their tuples
-# (as much again) freed before the next array's are made.
-STORED_ARRAY = 1024
+# Lines an array holds (~16 KB), their tuples freed before the next array's are made. Arrays of more took
+# fresh pages from the system for each commit: a 1M-event rebuild's main process (PostgreSQL, commits of
+# 100k) had 162-164k page faults before arrays, 248-262k with arrays of 1,024 lines, 241k of 256, 170k of 64.
+STORED_ARRAY = 64
 
 
 def from_stored(data: bytes) -> Line:

@@ -101,12 +101,14 @@ class BatchRows:
         heads, placed, blob = self._heads, self._placed, self._blob
         versions = [0] * len(events)
         links: list[bytes | None] = [None] * len(events)
-        link = chain.link if self._chained else None
+        # The stored part of each link sliced here, not by a call an event.
+        link, width = (chain.link, chain.STORED_LINK) if self._chained else (None, 0)
         for i, room, state in zip(range(len(events)), rooms, states):
             head = heads[room]
             version = versions[i] = head[0] = head[0] + 1 if placed is None else placed.move(head, room, start + i)
             if link is not None and version >= head[2]:  # below a copied chain's genesis: unchained, as there
-                links[i] = head[1] = blob(link(head[1] or chain.genesis(room), version, state))
+                head[1] = link(head[1] or chain.genesis(room), version, state)
+                links[i] = blob(head[1][:width])
         self._versions += versions
         self._links += links
         tags = [event.__struct_config__.tag for event in events]

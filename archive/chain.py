@@ -7,6 +7,12 @@ created before chaining existed starts each stream's chain at the first event
 appended after the upgrade (its *genesis version*); the events before it are
 reported as not covered, never as verified.
 
+Each event stores the first ``STORED_LINK`` bytes of its link (a store written before
+keeps all 32: a wider stored link compares more); the full links live in the chain
+heads, the checkpoints and the purge records, which the walk compares at full width.
+A link is 128 bits wherever it is compared to one event, and every later full link
+depends on the whole of it.
+
 ``walk_chain`` is the one rule that recomputes a stream and names its first broken
 link; the store, ``verify --integrity`` and the purge use it.
 """
@@ -14,8 +20,8 @@ link; the store, ``verify --integrity`` and the purge use it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Container, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from .events import ChainHead, PurgedSpan
 
@@ -31,6 +37,16 @@ def link(previous: bytes, version: int, state: bytes) -> bytes:
     digest = hashlib.sha256(previous + version.to_bytes(8, "big"))
     digest.update(state)
     return digest.digest()
+
+
+# Bytes of an event's link stored beside it: half a link, 16 bytes fewer a side row of the stored
+# ~110, which a commit writes in every page it dirties (SQLite: 963 -> ~920 WAL bytes an event).
+STORED_LINK = 16
+
+
+def matches(stored_link: bytes, computed: bytes) -> bool:
+    """Whether an event's stored link is its recomputed one: at least ``STORED_LINK`` bytes of it."""
+    return len(stored_link) >= STORED_LINK and computed.startswith(stored_link)
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,7 @@ class WalkResult:
     unchained: int  # events archived before the stream's chain began
     head: ChainHead | None  # recomputed last link
     broken: Break | None
+    kept: dict[int, bytes] = field(default_factory=dict)  # the recomputed full links asked for (``keep``)
 
 
 def walk_chain(
@@ -73,16 +90,19 @@ def walk_chain(
     recorded_head: ChainHead | None = None,
     purged: Mapping[int, PurgedSpan] | None = None,
     checkpoints: Iterable[ChainHead] = (),
+    keep: Container[int] = (),
 ) -> WalkResult:
     """Recompute ``stream``'s chain over ``rows`` (in version order) and compare every stored link,
     the recorded head and every checkpointed link with the recomputed ones.
 
     ``purged`` maps the first version of each deliberately deleted span to its record: the
-    chain resumes after it from the link recorded at the cut.
+    chain resumes after it from the link recorded at the cut. The full links of the versions in ``keep``
+    (up to the first broken one) come back in the result's ``kept``.
     """
     purged = purged or {}
     expected_at = {c.version: c.link for c in checkpoints if c.stream == stream}
     previous, expected, events, unchained, last = genesis(stream), genesis_version, 0, 0, None
+    kept: dict[int, bytes] = {}
     for row in _skipping_purged(rows, purged):
         if isinstance(row, PurgedSpan):
             if row.last < genesis_version:  # events archived before chaining began
@@ -105,7 +125,7 @@ def walk_chain(
         computed = link(previous, row.version, row.state)
         if row.link is None:
             return _result(stream, events, unchained, last, row.version, row.position, "chain link missing")
-        if row.link != computed:
+        if not matches(row.link, computed):
             return _result(stream, events, unchained, last, row.version, row.position,
                            "stored bytes or link altered: the event no longer hashes to its recorded link "
                            f"(recorded {row.link.hex()[:16]}..., recomputed {computed.hex()[:16]}...)")
@@ -114,16 +134,23 @@ def walk_chain(
             return _result(stream, events, unchained, last, row.version, row.position,
                            f"differs from the checkpointed link {want[:16]}...")
         previous, expected, events = computed, row.version + 1, events + 1
+        if row.version in keep:
+            kept[row.version] = computed
         last = ChainHead(stream, row.version, computed.hex(), genesis_version)
     if recorded_head is not None and recorded_head.version >= expected:
         return _result(stream, events, unchained, last, expected, None,
                        f"event version(s) {expected}-{recorded_head.version} deleted (the recorded chain head is "
                        f"version {recorded_head.version})")
+    # The stored links are prefixes: the head is compared at full width.
+    if recorded_head is not None and last is not None and recorded_head.version == last.version \
+            and recorded_head.link != last.link:
+        return _result(stream, events, unchained, last, last.version, None,
+                       f"differs from the recorded chain head {recorded_head.link[:16]}...")
     beyond = [v for v in expected_at if v >= expected]
     if beyond:
         return _result(stream, events, unchained, last, expected, None,
                        f"event version(s) {expected}-{max(beyond)} deleted (a checkpoint covers version {max(beyond)})")
-    return WalkResult(stream, events, unchained, last, None)
+    return WalkResult(stream, events, unchained, last, None, kept)
 
 
 def _skipping_purged(rows: Iterable[StoredLink], purged: Mapping[int, PurgedSpan]) -> Iterator:

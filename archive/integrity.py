@@ -7,7 +7,7 @@ which leaves no broken link behind it, still contradicts the checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from .chain import Break, WalkResult, walk_chain
@@ -74,9 +74,11 @@ class IntegrityReport:
         return sum(s.unchained for s in self.streams)
 
 
-def verify_integrity(store: EventStore, stream: str | None = None) -> IntegrityReport:
-    """Recompute every stream's chain (or one's) against its links, its recorded head, every
-    checkpoint and every purge record; each result names its stream's first broken link."""
+def verify_integrity(store: EventStore, stream: str | None = None,
+                     keep: Mapping[str, Collection[int]] | None = None) -> IntegrityReport:
+    """Recompute every stream's chain (or one's, or those of ``keep``) against its links, its recorded head,
+    every checkpoint and every purge record; each result names its stream's first broken link, and holds the
+    full links of the versions ``keep`` names for it (``chain.WalkResult.kept``)."""
     checkpoints = list(compliance_records(store, ChainCheckpoint))
     purged: dict[str, dict[int, PurgedSpan]] = {}
     for purge in compliance_records(store, EventsPurged):
@@ -93,6 +95,8 @@ def verify_integrity(store: EventStore, stream: str | None = None) -> IntegrityR
     names = sorted(set(store.streams()) | heads.keys() | checkpointed.keys())
     if stream is not None:
         names = [stream] if stream in names else []
+    if keep is not None:
+        names = [name for name in names if name in keep]
     results = []
     for name in names:
         rows = list(store.stream_links(name))
@@ -103,6 +107,7 @@ def verify_integrity(store: EventStore, stream: str | None = None) -> IntegrityR
             heads.get(name),
             purged.get(name),
             checkpointed.get(name, []),
+            frozenset((keep or {}).get(name, ())),
         )
         unwalked = logged.get(name, 0) - len(rows)
         if result.broken is None and unwalked > 0:

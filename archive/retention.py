@@ -23,6 +23,7 @@ from .events import (
     COMPLIANCE_STREAM, Event, EventsPurged, LegalHoldPlaced, LegalHoldReleased, PurgeApplied, PurgedSpan, Recorded,
     room_problem,
 )
+from .integrity import verify_integrity
 from .settings import RetentionSettings
 from .store import EventStore
 from .times import format_time, utcnow
@@ -131,7 +132,9 @@ def purge(store: EventStore, settings: RetentionSettings, *, now: datetime | Non
             doomed[room] = versions
     if not doomed:
         return None
-    spans = [span for room, versions in doomed.items() for span in _spans(room, versions, store.stream_link_map(room))]
+    # Each span's last full link, recomputed: an event stores a prefix of its own (``archive.chain``).
+    links = {walk.stream: walk.kept for walk in verify_integrity(store, keep=doomed).streams}
+    spans = [span for room, versions in doomed.items() for span in _spans(room, versions, links.get(room, {}))]
     record = EventsPurged(
         room=COMPLIANCE_STREAM, occurred_at=now, recorded_at=utcnow(), spans=tuple(spans),
         events=sum(len(v) for v in doomed.values()), by=by,

@@ -49,7 +49,7 @@ def test_an_untouched_store_verifies_and_each_link_chains_the_previous(event_sto
     previous = chain.genesis(ROOM)
     for row in links:
         previous = chain.link(previous, row.version, row.state)
-        assert row.link == previous
+        assert row.link == previous[:16]  # a prefix stored: the head holds the whole link
     assert {h.stream: h.link for h in event_store.chain_heads()}[ROOM] == previous.hex()
 
 
@@ -72,6 +72,39 @@ def test_an_edited_row_is_named_with_its_room_version_and_position(event_store, 
     assert (broken.stream, broken.version, broken.position) == (ROOM, 3, victim.position)
     assert "no longer hashes" in broken.problem
     assert verify_integrity(event_store, OTHER).ok
+
+
+def test_a_store_with_whole_links_stored_verifies_and_its_edits_are_found(event_store, store_url, monkeypatch):
+    # Stores written before the prefix was stored hold every event's whole link: it compares as it is.
+    monkeypatch.setattr(chain, "STORED_LINK", 32)
+    fill(event_store)
+    monkeypatch.undo()
+    event_store.append([message(t, body=f"m{t}", room=ROOM) for t in range(20, 23)])
+    assert {len(link) for link in event_store.stream_link_map(ROOM).values()} == {16, 32}
+    assert verify_integrity(event_store).ok
+    run_sql(store_url, "UPDATE stored_events SET state=? WHERE originator_id=? AND originator_version=2",
+            (to_msgpack(message(0, body="forged", room=ROOM)), ROOM))
+    (broken,) = [s.broken for s in verify_integrity(event_store).streams if s.broken]
+    assert (broken.stream, broken.version) == (ROOM, 2) and "no longer hashes" in broken.problem
+
+
+def test_a_stored_link_cut_shorter_than_the_prefix_is_broken(event_store, store_url):
+    fill(event_store)
+    link = event_store.stream_link_map(ROOM)[3]
+    run_sql(store_url, "UPDATE archive_event_index SET chain=? WHERE originator_id=? AND originator_version=3",
+            (link[:4], ROOM))
+    (broken,) = [s.broken for s in verify_integrity(event_store).streams if s.broken]
+    assert (broken.stream, broken.version) == (ROOM, 3) and "no longer hashes" in broken.problem
+
+
+def test_the_recorded_head_is_compared_whole(event_store, store_url):
+    # Events store a prefix of their links: the last link's other half is compared in the head.
+    fill(event_store)
+    head = {h.stream: h for h in event_store.chain_heads()}[ROOM]
+    forged = bytes.fromhex(head.link[:32]) + bytes(16)
+    run_sql(store_url, "UPDATE archive_chain_heads SET link=? WHERE stream=?", (forged, ROOM))
+    (broken,) = [s.broken for s in verify_integrity(event_store).streams if s.broken]
+    assert (broken.stream, broken.version) == (ROOM, head.version) and "recorded chain head" in broken.problem
 
 
 def test_a_deleted_row_in_the_middle_is_named(event_store, store_url):

@@ -5,7 +5,7 @@ is the line's id, the log position of the post), made by the message model
 (``projections.messages``) exactly as the transcript view makes it: current
 text in ``body`` (a retracted message's in ``history``), earlier versions in
 ``history``, ``edited`` and ``retracted`` flags, every id the message is known by hashed in ``rhash``, and the line
-itself (msgpack, ``blob``, the only stored field) from which hits are made and
+itself (JSON, ``blob``, the only stored field) from which hits are made and
 the model takes its next step. A line awaiting its message carries the
 ``awaiting`` flag; a retraction awaiting its message is a document marked
 ``meta`` = TOMB_MARK, which searches never match.
@@ -22,8 +22,8 @@ from .schema import FLAG_SET, bare_jid, room_terms, span_terms, span_unit
 
 TOMB_MARK = 2  # ``meta`` of awaiting retractions; the position document has FLAG_SET (1)
 
-encode_line = msgspec.msgpack.Encoder().encode
-decode_line = msgspec.msgpack.Decoder(Line).decode
+encode_line = msgspec.json.Encoder().encode
+decode_line = msgspec.json.Decoder(Line).decode
 
 
 def to_tantivy(line: Line, blob: bytes) -> tantivy.Document:
@@ -31,7 +31,7 @@ def to_tantivy(line: Line, blob: bytes) -> tantivy.Document:
     awaiting its message."""
     out = tantivy.Document()
     out.add_unsigned("key", line.id)
-    out.add_bytes("blob", blob)
+    out.add_text("blob", blob.decode())
     if line.awaiting:
         out.add_unsigned("awaiting", FLAG_SET)
     if line.kind != "message":

@@ -32,7 +32,9 @@ from .. import messages
 from ..follower import ProjectionReset
 from ..lines import Line, ids
 from .book import IndexBook
-from .schema import FLAG_SET, SCHEMA, SCHEMA_VERSION, IndexUnusable, older_schema, ref_hash
+from .schema import (
+    FLAG_SET, SCHEMA, SCHEMA_VERSION, STORED_ONLY, STORED_ONLY_ANALYZER, IndexUnusable, older_schema, ref_hash,
+)
 from .storage import IndexLocation, RebuildClaim, began_at, generation_id, note_began_at
 
 DEFAULT_HEAP_MB = 256
@@ -86,6 +88,7 @@ def open_tantivy(directory: Path) -> tantivy.Index:
     """Open (or create, when empty) a generation's index and check its schema version."""
     try:
         index = tantivy.Index(SCHEMA, path=str(directory), reuse=True)
+        index.register_tokenizer(STORED_ONLY, STORED_ONLY_ANALYZER)
     except ValueError as e:
         raise IndexUnusable(
             f"search index {directory} cannot be opened ({e}); rebuild it: chat-archive rebuild search"

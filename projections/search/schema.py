@@ -21,7 +21,7 @@ message has not been indexed (yet) (see ``documents``).
 - ``span``: the time buckets ``ts`` falls in, one term per level (``span_terms``):
   a time sort searches the newest (oldest) buckets first instead of ordering every
   match, and finds the newest bucket in the term dictionary.
-- Only ``blob`` (the line, msgpack) is stored: a hit is made from it, as is the
+- Only ``blob`` (the line, JSON text) is stored: a hit is made from it, as is the
   message model's next step, so no field is stored (and compressed) twice.
 """
 
@@ -35,8 +35,8 @@ import tantivy
 
 from archive.errors import StoreError
 
-SCHEMA_VERSION = 5  # 2: message lines of the message model (blob, awaiting); 3: key indexed, only blob stored; 4: span;
-# 5: a retracted message's text in history, not body
+SCHEMA_VERSION = 6  # 2: message lines of the message model (blob, awaiting); 3: key indexed, only blob stored; 4: span;
+# 5: a retracted message's text in history, not body; 6: blob stored as JSON text, not msgpack bytes
 
 
 class IndexUnusable(StoreError):
@@ -48,6 +48,12 @@ def older_schema(directory: object, version: int) -> IndexUnusable:
                          "rebuild it with chat-archive rebuild search")
 
 BODY_TOKENIZER = "en_stem"
+# The line is stored as text (JSON, ``documents.encode_line``): tantivy reads a stored bytes value back a byte
+# at a time (at 1M ~6.5k instructions a hit's msgpack line, a tenth of a newest page), a text value in one copy,
+# and text of ASCII (a line's JSON but for a body's letters past it) is checked and made a str in word-sized steps.
+# A text field is always indexed: the blob's analyzer makes no term (its one raw token is dropped, as no
+# line's encoding is empty), registered on every index opened (``projection.open_tantivy``).
+STORED_ONLY = "stored_only"
 
 # Flags are only added when set: absent means false, at no indexing cost.
 FLAG_SET = 1
@@ -78,7 +84,7 @@ def build_schema() -> tantivy.Schema:
     sb.add_unsigned_field("position", stored=True)
     sb.add_unsigned_field("version", stored=True)
     sb.add_unsigned_field("awaiting", indexed=True)
-    sb.add_bytes_field("blob", stored=True)
+    sb.add_text_field("blob", stored=True, tokenizer_name=STORED_ONLY, index_option="basic")
     return sb.build()
 
 
@@ -95,6 +101,8 @@ def _analyzer(stem: bool) -> tantivy.TextAnalyzer:
         builder = builder.filter(tantivy.Filter.stemmer("english"))
     return builder.build()
 
+
+STORED_ONLY_ANALYZER = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.raw()).filter(tantivy.Filter.remove_long(1)).build()
 
 # The same pipelines as tantivy's built-in "en_stem" and "default" tokenizers,
 # so that query terms are analysed exactly as the indexed text was.

@@ -18,7 +18,7 @@ ShownLine = msgspec.defstruct(
      for f in msgspec.structs.fields(Line) if f.name in SHOWN],
     frozen=True, kw_only=True, gc=False,
 )
-_decode_shown = msgspec.msgpack.Decoder(ShownLine).decode
+_decode_shown = msgspec.json.Decoder(ShownLine).decode
 # A hit's (segment ordinal, document): one call in C, where two attribute reads and a tuple took twice as long.
 where_of = attrgetter("segment_ord", "doc")
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import tantivy
 
 from projections.search import SearchIndexProjection
@@ -16,3 +19,14 @@ def downgrade(projection: SearchIndexProjection) -> None:
     writer.add_document(documents.meta_document(projection.position(), SCHEMA_VERSION - 1))
     writer.commit()
     projection.close()
+
+
+def store_blob_as_bytes(directory: Path) -> None:
+    """Make the generation at ``directory`` declare ``blob`` as schema 5 did, a stored bytes field (6 stores it
+    as text): what tantivy compares with the program's schema when it opens an index."""
+    meta_file = directory / "meta.json"
+    meta = json.loads(meta_file.read_bytes())
+    for field in meta["schema"]:
+        if field["name"] == "blob":
+            field.update(type="bytes", options={"indexed": False, "fieldnorms": False, "fast": False, "stored": True})
+    meta_file.write_text(json.dumps(meta))

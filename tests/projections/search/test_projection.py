@@ -131,6 +131,16 @@ def test_every_generation_stores_lines_in_small_blocks(index_root):
     assert [hit.body for hit in found.hits] == ["hello blocks"]
 
 
+def test_a_line_is_stored_as_text_that_makes_no_term(index_root):
+    """A line is stored as JSON text, which tantivy reads back whole, not a byte at a time: it
+    reads back as written, past ASCII and markup too, and its field, indexed as every text field is, holds no term."""
+    feeder = Feeder(index_root, {})
+    feeder.feed(message(1, "h\u00e9llo w\u00f6rld \U0001f600 <b>&amp;</b>"))
+    assert [hit.body for hit in feeder.search("hello OR h\u00e9llo").hits] == ["h\u00e9llo w\u00f6rld \U0001f600 <b>&amp;</b>"]
+    searcher = SearchIndex(feeder.location, reload_interval=0)._refresh()
+    assert list(searcher.terms_with_prefix("blob", "")) == []
+
+
 def test_a_commit_writes_one_segment(index_root):
     """One indexing thread: each commit flushes one segment, not one per core, so a rebuild leaves
     half as many for every search to visit (each costs a search its set-up per segment)."""

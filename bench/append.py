@@ -18,6 +18,7 @@ import msgspec
 import psycopg
 
 from archive.application import open_event_store
+from archive.chain import STORED_LINK
 from archive.codec import idempotency_key, to_msgpack
 from archive.events import Event, MessagePosted
 from archive.idempotency import key_digest
@@ -97,9 +98,9 @@ class RawSQLiteSink:
 
     ``indexed`` writes the store's layout (``archive.sqlite_recorder``): the log with its position
     declared, and the side table keyed (room, the room's highest second so far, version) with the
-    second, log position, key digest, time and a 32-byte chain link, and its partial index of late
-    events; the store's SQLite log has no (room, version) key of its own. It splits the store's cost into
-    schema and Python.
+    second, log position, key digest, time and a chain link as long as the store keeps (``STORED_LINK``),
+    and its partial index of late events; the store's SQLite log has no (room, version) key of its own.
+    It splits the store's cost into schema and Python.
     """
 
     def __init__(self, name: str, path: Path, *, indexed: bool = False):
@@ -169,7 +170,7 @@ class RawPostgresSink:
 
 def _payloads(events: list[Event], versions: dict[str, int], highs: dict[str, int]) -> list[tuple]:
     """Each event's log row (room, version, topic, state) and side index row but its position (room, the
-    room's highest second so far, version, second; then digest, time, a 32-byte link as the chain's)."""
+    room's highest second so far, version, second; then digest, time, a link as long as the store keeps)."""
     rows = []
     for e in events:
         v = versions[e.room] = versions.get(e.room, 0) + 1
@@ -178,7 +179,7 @@ def _payloads(events: list[Event], versions: dict[str, int], highs: dict[str, in
         high = highs[e.room] = max(highs.get(e.room, second), second)
         state = to_msgpack(e)
         rows.append((e.room, v, e.__struct_config__.tag, state, e.room, high, v, second,
-                     key_digest(idempotency_key(e)), t, bytearray(hashlib.sha256(state).digest())))
+                     key_digest(idempotency_key(e)), t, bytearray(hashlib.sha256(state).digest()[:STORED_LINK])))
     return rows
 
 
@@ -243,7 +244,7 @@ def run_append(spec: CorpusSpec, workdir: Path, results: Results, *, postgres: b
         results.add(Figure("append", "store, SQLite vs raw into the same indexes", rate["store"], "events/s",
                            rate["raw, store's indexes"],
                            "raw executemany into the store's SQLite layout (log; side table keyed (room, high "
-                           "second so far, version) with second, position, digest, time, 32-byte link; partial "
+                           f"second so far, version) with second, position, digest, time, {STORED_LINK}-byte link; partial "
                            "index of late events)"))
         results.add(Figure("append", "store, SQLite, time-ordered stanza-ids (ejabberd/Openfire style)",
                            rate["store, ordered ids"], "events/s", rate["raw"], "raw sqlite3.executemany, plain table",

@@ -90,7 +90,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
         self._events_name = f'"{self.datastore.schema}"."{self.events_table_name}"'
         self._heads = SQL("{}.archive_chain_heads").format(schema)
         self._audit = SQL("{}.archive_audit").format(schema)
-        self._append_audit = SQL("{}.archive_audit_append").format(schema)
+        self._append_audit = SQL("{}.archive_audit_chain").format(schema)
         self._stored_slots_sql = SQL(_STORED_SLOTS).format(log=self._events)
         self._stream_heads_sql = SQL(_STREAM_HEADS).format(log=self._events, heads=self._heads)
         self._upsert_heads = SQL(
@@ -111,6 +111,8 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
                 "state bytea NOT NULL, link bytea NOT NULL)"
             ).format(self._audit),
             SQL("CREATE INDEX IF NOT EXISTS archive_audit_at ON {} (at)").format(self._audit),
+            # The earlier append (returning nothing; a function's result type cannot be replaced).
+            SQL("DROP FUNCTION IF EXISTS {}.archive_audit_append(bytea[], double precision[], bytea)").format(schema),
             self.audit_function(),
         ]
 

@@ -15,6 +15,7 @@ from eventsourcing.persistence import IntegrityError
 
 from archive.application import StoreLocation, open_event_store
 from archive.audit import read_audit, record_read
+from archive.audit_tables import alone
 from archive.codec import to_msgpack
 from archive.errors import StoreError
 from archive.events import AUDIT_STREAM
@@ -92,15 +93,29 @@ def test_a_writer_whose_last_record_is_no_longer_the_head_chains_on_the_newer_on
         assert verify_integrity(a, AUDIT_STREAM).ok
 
 
-def test_a_postgresql_store_made_without_the_server_side_append_gets_it_when_opened(postgres_url):
+def test_a_postgresql_store_of_an_earlier_version_gets_the_server_side_append_when_opened(postgres_url):
     with open_event_store(postgres_url) as store:
         record_read(store, via="api", endpoint="search")
+    schema = StoreLocation.parse(postgres_url).schema
     with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:  # as a store of an earlier version
-        conn.execute(f'DROP FUNCTION "{StoreLocation.parse(postgres_url).schema}".archive_audit_append')
+        conn.execute(f'DROP FUNCTION "{schema}".archive_audit_chain')
+        conn.execute(f'CREATE FUNCTION "{schema}".archive_audit_append(bytea[], double precision[], bytea) '
+                     "RETURNS void LANGUAGE sql AS 'SELECT 1'")
     with open_event_store(postgres_url) as store:
-        record_read(store, via="api", endpoint="search")
-        assert [r.position for r in read_audit(store)] == [1, 2]
+        for _ in range(3):  # the first through the server-side append, the others chained here
+            record_read(store, via="api", endpoint="search")
+        assert [r.position for r in read_audit(store)] == [1, 2, 3, 4]
         assert verify_integrity(store, AUDIT_STREAM).ok
+    with psycopg.connect(POSTGRES_DSN) as conn:
+        assert conn.execute("SELECT proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                            "WHERE nspname = %s AND proname LIKE 'archive_audit%%'", (schema,)).fetchall() == [
+            ("archive_audit_chain",)]
+
+
+def test_a_postgresql_writer_chains_in_python_only_while_no_other_wrote_between_its_batches():
+    assert alone(None, 7)  # its first batch
+    assert alone((7, b"l"), 7)
+    assert not alone((7, b"l"), 9)
 
 
 def test_group_commit_takes_at_most_max_batch_items_a_commit():

@@ -22,7 +22,7 @@ from .idempotency import Batch
 from .recorders import EventRow, HeadRow, IndexColumns, running_highs
 
 # Events made at a time: the server inserts one chunk while the next is made (it works on
-# rows as soon as the recorder has sent them, ``postgres_recorder._SEND_BYTES`` at a time).
+# rows as soon as the recorder has sent them, ``postgres_copy._SEND_BYTES`` at a time).
 # Large enough that the per-chunk steps cost nothing per event.
 ROW_CHUNK = 1000
 

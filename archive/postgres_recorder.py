@@ -1,8 +1,9 @@
-"""The PostgreSQL application recorder with the archive's side tables (see ``archive.recorders``)."""
+"""The PostgreSQL application recorder with the archive's side tables (see ``archive.recorders``): its schema and
+writes, the look-ups a write makes and the stores' shared queries. Its room page reads: ``archive.postgres_room_reads``;
+its binary COPY: ``archive.postgres_copy``."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -10,16 +11,16 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
-from psycopg.types.string import BytesBinaryDumper
 
 from .audit_tables import PostgresAuditTable
 from .batch_rows import BatchRows
 from .codec import to_msgpack_list
 from .idempotency import Probe, Slot
 from .key_upgrade import drop_postgres_version_key, merge_postgres_index
+from .postgres_copy import copy_rows
+from .postgres_room_reads import PostgresRoomReads
 from .recorders import (
-    BEFORE_ANY_SECOND, HeadRow, RangeRow, RoomRow, StreamHead, check_copy_positions, checked_highs,
-    lock_schema_ddl, range_params, bucket_spans,
+    BEFORE_ANY_SECOND, HeadRow, StreamHead, check_copy_positions, checked_highs, lock_schema_ddl, bucket_spans,
 )
 
 # The side index's columns, kept in the log's own rows: an event and its side data are one row, written by one
@@ -29,6 +30,8 @@ from .recorders import (
 # ``high`` is the room's highest whole second so far (``recorders.running_highs``).
 SIDE_COLUMNS = (("second", "bigint"), ("digest", "bigint"), ("occurred_at", "double precision"), ("chain", "bytea"),
                 ("high", "bigint"))
+# A log row: position, room, version, topic, state, then the side columns (``SIDE_COLUMNS``).
+LOG_ROW_TYPES = ["int8", "text", "int8", "text", "bytea", "int8", "int8", "float8", "bytea", "int8"]
 # The log has no unique (room, version) key (the library's: a b-tree written per event, a third of the server's
 # CPU in an append; versions stay unique: ``recorders.checked_highs``). It is keyed in the room's order as
 # archived, (room, the room's highest second so far, version): a room's next event lands at the right edge of
@@ -61,7 +64,7 @@ _STREAM_HEADS = (
 )
 
 
-class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
+class PostgresArchiveRecorder(PostgresAuditTable, PostgresRoomReads, PostgresApplicationRecorder):
     """PostgreSQL application recorder that also maintains the archive's side tables."""
 
     # The store's binary values as they come: COPY takes bytes through the driver's C dumper.
@@ -176,7 +179,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
                 curs.execute(self._draw_positions, (rows.count, self._events_name), prepare=True)
                 last = curs.fetchone()["last"]
                 drawn = range(last - rows.count + 1, last + 1)
-                _copy(curs, self._copy_events_at, LOG_ROW_TYPES, rows.at(drawn, highs))
+                copy_rows(curs, self._copy_events_at, LOG_ROW_TYPES, rows.at(drawn, highs))
             new_rooms = list(kwargs.get("new_rooms", ()))
             if new_rooms:
                 curs.executemany(
@@ -193,7 +196,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
         """Copied events at their source positions; the sequence then goes on after the last."""
         curs.execute(self.max_notification_id_statement)
         check_copy_positions(positions, curs.fetchone()["max"] or 0)
-        _copy(curs, self._copy_events_at, LOG_ROW_TYPES, rows)
+        copy_rows(curs, self._copy_events_at, LOG_ROW_TYPES, rows)
         curs.execute("SELECT setval(pg_get_serial_sequence(%s, 'notification_id'), %s)",
                      (self._events_name, positions[-1]))
         return positions[-1]
@@ -290,102 +293,6 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresApplicationRecorder):
                 SQL("DELETE FROM {} WHERE originator_id=%s AND originator_version = ANY(%s)").format(self._events),
                 (oid, list(versions)),
             )
-
-    def select_room(self, oid: str, after: RoomRow | None, limit: int) -> list[RoomRow]:
-        """A stream's rows in version order after ``after`` (the last row of the page before): its walk of the
-        order index goes on from there."""
-        sql = SQL(
-            "SELECT notification_id, originator_version, state, high FROM {} "
-            "WHERE originator_id=%s AND (high, originator_version)>(%s, %s) ORDER BY high, originator_version LIMIT %s"
-        ).format(self._events)
-        seek = (BEFORE_ANY_SECOND, 0) if after is None else (after[3], after[1])
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(sql, [oid, *seek, limit])
-            return [
-                (row["notification_id"], row["originator_version"], bytes(row["state"]), row["high"])
-                for row in curs.fetchall()
-            ]
-
-    def select_room_range(
-        self, oid: str, after: tuple[int, int] | None, limit: int, t_from: float | None, t_to: float | None
-    ) -> list[RangeRow]:
-        with self.datastore.transaction(commit=False) as curs:
-            _merge_walks(curs)
-            curs.execute(self._room_range_sql(), _range_params(oid, after, limit, t_from, t_to))
-            return [
-                (row["notification_id"], row["originator_version"], bytes(row["state"]), row["second"])
-                for row in curs.fetchall()
-            ]
-
-    def explain_room_range(self, *args: Any) -> str:
-        """The query plan of a ``select_room_range`` page (tests and the bench show it)."""
-        with self.datastore.transaction(commit=False) as curs:
-            _merge_walks(curs)
-            curs.execute(SQL("EXPLAIN ") + self._room_range_sql(), _range_params(*args))
-            return "\n".join(row["QUERY PLAN"] for row in curs.fetchall())
-
-    def _room_range_sql(self) -> SQL:
-        # Two walks from where the last page stopped, merged in the room's order (a Merge Append, nothing
-        # sorted): the events in order (at their second in the order index: ``high`` is their second) and the
-        # late ones (in their own index). Each walk ordered in its own parentheses: a UNION ALL in a subquery
-        # is planned as an Append of unordered scans, sorted.
-        walk = (
-            "(SELECT notification_id, originator_version, state, {by} AS second FROM {{log}} "
-            "WHERE originator_id=%(room)s AND ({by}, originator_version) > (%(second)s, %(version)s) "
-            "AND {by} <= %(last)s AND {which} AND occurred_at>=%(lo)s AND occurred_at<%(hi)s "
-            "ORDER BY {by}, originator_version)"
-        )
-        return SQL(
-            walk.format(by="high", which="second=high") + " UNION ALL "
-            + walk.format(by="second", which="second<high") + " ORDER BY 4, 2 LIMIT %(limit)s"
-        ).format(log=self._events)
-
-
-def _merge_walks(curs: Any) -> None:
-    # A room's range estimated small (a new room, stale statistics) is planned as both walks appended and sorted,
-    # which reads the whole rest of the range for every page: the walks are merged whatever the estimate.
-    curs.execute("SET LOCAL enable_sort = off", prepare=True)
-
-
-def _range_params(*args: Any) -> dict[str, Any]:
-    return dict(zip(("room", "second", "version", "last", "lo", "hi", "limit"), range_params(*args)))
-
-
-# A log row: position, room, version, topic, state, then the side columns (``SIDE_COLUMNS``).
-LOG_ROW_TYPES = ["int8", "text", "int8", "text", "bytea", "int8", "int8", "float8", "bytea", "int8"]
-
-
-# The binary COPY format's header and trailer, written around the rows formatted here (``_copy``).
-_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags 0, no header extension
-_COPY_TRAILER = b"\xff\xff"
-_SEND_BYTES = 64 * 1024  # sent as it fills: the server inserts these rows while the next are formatted
-try:  # the driver's C formatter of one row (psycopg 3.2+; a private name, hence the fallback)
-    from psycopg._copy_base import format_row_binary
-except ImportError:  # pragma: no cover (older psycopg: its public write_row, half as fast)
-    format_row_binary = None
-
-
-def _copy(curs: Any, statement: SQL, types: list[str], chunks: Iterable[Sequence[tuple]]) -> None:
-    # bytea columns take the driver's C dumper of ``bytes``: the one registered for the type by default
-    # (``psycopg.Binary``'s, for either argument kind) is Python, half a microsecond a value.
-    curs.adapters.register_dumper(bytes, BytesBinaryDumper)
-    with curs.copy(statement) as copy:
-        copy.set_types(types)
-        if format_row_binary is None:
-            for row in itertools.chain.from_iterable(chunks):
-                copy.write_row(row)
-            return
-        # The driver's C formatter of a row, called directly: ``write_row`` wraps it in two Python calls
-        # and a buffer check per row (~0.35 us an event of the client's ~7.5).
-        transformer, buffer = copy.formatter.transformer, bytearray(_COPY_SIGNATURE)
-        for rows in chunks:
-            for row in rows:
-                format_row_binary(row, transformer, buffer)
-                if len(buffer) > _SEND_BYTES:
-                    copy.write(buffer)
-                    buffer = bytearray()
-        buffer += _COPY_TRAILER
-        copy.write(buffer)
 
 
 def _columns(rows: Sequence[tuple], width: int) -> list[list]:

@@ -9,7 +9,7 @@ from contextlib import closing
 import pytest
 
 from archive import events as ev
-from archive import postgres_recorder
+from archive import postgres_copy
 from archive.application import StoreLocation, open_event_store
 from archive.batch_rows import ROW_CHUNK, BatchRows
 from archive.codec import to_msgpack_list
@@ -80,7 +80,7 @@ def test_a_batch_of_several_row_chunks_is_stored_whole_in_order_and_chained(even
     if formatter.startswith("write_row"):
         if store_url.startswith("sqlite"):
             pytest.skip("SQLite copies nothing: one formatter case is enough")
-        monkeypatch.setattr(postgres_recorder, "format_row_binary", None)
+        monkeypatch.setattr(postgres_copy, "format_row_binary", None)
     rooms = ["a@conference.localhost", "b@conference.localhost"]
     batch = [message(t, body=f"m{t}", room=rooms[t % 2]) for t in range(2 * ROW_CHUNK + 3)]
     recorded = event_store.append(batch)

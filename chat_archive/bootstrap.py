@@ -17,7 +17,7 @@ from archive.integrity import Checkpoints
 from archive.lease import process_alive
 from archive.store import EventStore
 from archive.times import utcnow
-from ingest import listener as ingest_listener
+from ingest import listener_thread
 from ingest.status import ListenerStatus, Liveness, assess, read_status, status_path
 from projections.presence.logic import Gap
 from projections.rebuild import RebuildReport, RebuildStopped, rebuild
@@ -347,7 +347,7 @@ def start_listener(config: Config, store: EventStore, stop: threading.Event, *, 
     """Run the XMPP listener in a thread of this process until ``stop`` is set (as `listen` and `up` do).
 
     ``xmpp``: settings to use instead of ``config.xmpp`` (e.g. those ``chat_archive.demo.start_demo``
-    returns). Returns ``ingest.listener.ListenerHandle``: ``.join()`` (raises if the listener
+    returns). Returns ``ingest.listener_thread.ListenerHandle``: ``.join()`` (raises if the listener
     crashed), ``.is_alive()``, ``.joined_rooms()``. On stop it writes what it holds, then ends.
     Raises ``StoreError`` if another listener archives into the store (its lease). ``health``:
     the process's parts, written into the listener's status file for `status`.
@@ -355,7 +355,7 @@ def start_listener(config: Config, store: EventStore, stop: threading.Event, *, 
     settings = xmpp if xmpp is not None else config.xmpp
     if not settings.jid:
         raise ConfigError("[xmpp] jid is empty: configure a server (README: Pointing at a real server) or use --demo")
-    return ingest_listener.start_listener(settings, store, stop, status_file=status_path(settings), health=health)
+    return listener_thread.start_listener(settings, store, stop, status_file=status_path(settings), health=health)
 
 
 def listener_status(config: Config) -> tuple[ListenerStatus | None, Liveness | None]:

@@ -11,7 +11,7 @@ import pytest
 
 from archive import events as ev
 from archive.idempotency import key_digest
-from ingest.listener import start_listener
+from ingest.listener_thread import start_listener
 from ingest.status import read_status
 from tests.services.prosody import LISTENER, PASSWORD, listener_settings, wait_for
 

@@ -12,7 +12,8 @@ from archive import events as ev
 from archive.application import open_event_store
 from archive.times import utcnow
 from archive.lease import LeaseHeld
-from ingest.listener import Listener, ListenerHandle, start_listener
+from ingest.listener import Listener
+from ingest.listener_thread import ListenerHandle, start_listener
 from ingest.status import read_status
 from tests.ingest.helpers import (
     room_events, room_summary, running_listener, wait_discovery_polls, wait_for_event, wait_joined,

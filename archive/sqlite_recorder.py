@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import msgspec
-from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
+from eventsourcing.persistence import IntegrityError
 from eventsourcing.sqlite import (
     SQLITE3_DEFAULT_LOCK_TIMEOUT,
     SQLiteApplicationRecorder,
@@ -24,9 +23,11 @@ from .codec import to_msgpack_arrays
 from .idempotency import Probe, Slot, key_digest
 from .key_upgrade import upgrade_sqlite_index, upgrade_sqlite_log
 from .recorders import (
-    BEFORE_ANY_SECOND, HeadRow, RangeRow, RoomRow, StreamHead, check_copy_positions, checked_highs, positioned,
-    range_params, bucket_spans, running_highs,
+    BEFORE_ANY_SECOND, HeadRow, StreamHead, check_copy_positions, checked_highs, positioned,
+    bucket_spans, running_highs,
 )
+from .sqlite_files import WAL_CHECKPOINT_BYTES, erase_wal_copies, new_database_pages
+from .sqlite_room_reads import SQLiteRoomReads
 
 # The log: eventsourcing's table without its unique (room, version) key, a b-tree written per event that
 # the side index orders as well (versions stay unique: ``recorders.checked_highs``); the rowid is the log
@@ -115,7 +116,7 @@ def _index_rows(rows: BatchRows, positions: Sequence[int], highs: dict[str, int]
     return zip(rooms, running_highs(rooms, seconds, highs), versions, seconds, positions, digests, times, links)
 
 
-class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
+class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteRoomReads, SQLiteApplicationRecorder):
     """SQLite application recorder that also maintains the archive's side tables."""
 
     # The store's binary values (msgpack states, chain links) as bytearrays: sqlite3 binds a bytearray
@@ -245,77 +246,6 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteApplicationRecorder):
     def erase_deleted_copies(self) -> None:
         erase_wal_copies(self.datastore)
 
-    def select_room(self, oid: str, after: RoomRow | None, limit: int) -> list[RoomRow]:
-        """A stream's rows in version order after ``after`` (the last row of the page before): its walk of the
-        side index goes on from there."""
-        sql = (
-            f"SELECT i.position, i.originator_version, e.state, i.high FROM archive_event_index i "
-            f"JOIN {self.events_table_name} e ON e.rowid=i.position "
-            "WHERE i.originator_id=? AND (i.high, i.originator_version)>(?, ?) ORDER BY i.high, i.originator_version LIMIT ?"
-        )
-        seek = (BEFORE_ANY_SECOND, 0) if after is None else (after[3], after[1])
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(sql, (oid, *seek, limit))
-            return [(row[0], row[1], row[2], row[3]) for row in c.fetchall()]
-
-    def select_room_range(
-        self, oid: str, after: tuple[int, int] | None, limit: int, t_from: float | None, t_to: float | None
-    ) -> list[RangeRow]:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(self._room_range_sql(), range_params(oid, after, limit, t_from, t_to))
-            return [(row[0], row[1], row[2], row[3]) for row in c.fetchall()]
-
-    def explain_room_range(self, *args: Any) -> str:
-        """The query plan of a ``select_room_range`` page (tests and the bench show it)."""
-        with self.datastore.transaction(commit=False) as c:
-            c.execute("EXPLAIN QUERY PLAN " + self._room_range_sql(), range_params(*args))
-            return "\n".join(row[3] for row in c.fetchall())
-
-    def _room_range_sql(self) -> str:
-        # Two walks from where the last page stopped, merged in the room's order: the events in order (at
-        # their second in the key: ``high`` is their second) and the late ones (in their own index).
-        walk = (
-            "SELECT i.position, i.originator_version, {by} AS second FROM archive_event_index i {indexed}"
-            "WHERE i.originator_id=?1 AND ({by}, i.originator_version) > (?2, ?3) AND {by} <= ?4 AND {which} "
-            "AND i.occurred_at>=?5 AND i.occurred_at<?6"
-        )
-        return (
-            "SELECT e.rowid, p.originator_version, e.state, p.second FROM ("
-            + walk.format(indexed="", by="i.high", which="i.second=i.high")
-            + " UNION ALL "
-            + walk.format(indexed="INDEXED BY archive_event_late ", by="i.second", which="i.second<i.high")
-            + f" ORDER BY 3, 2 LIMIT ?7) AS p CROSS JOIN {self.events_table_name} e ON e.rowid=p.position"
-        )
-
-
-# Bytes per page of a new store (SQLite's default is 4096): a commit writes a quarter as many WAL
-# frames, and a batch's rows fill fewer pages: less CPU per appended event.
-PAGE_SIZE = 16384
-# A checkpoint every ~256 MB of WAL (default 1000 pages: 16 MB at 16 KiB) instead of after nearly every
-# batch: a page rewritten by many commits is copied into the database once, and the writer waits for the
-# checkpoint's fsyncs less often (40 MB appended ~5% slower, wall clock). SQLite reuses the WAL file from
-# its start after a checkpoint, never shrinks it: it keeps its largest size (this plus a batch, more if a
-# long read held off a checkpoint) while the store is open. Counted in pages, so in bytes whatever the
-# store's page size.
-WAL_CHECKPOINT_BYTES = 256 * 2**20
-
-
-def new_database_pages(path: str, lock_timeout: float) -> None:
-    """Create an empty store (or views) file with ``PAGE_SIZE`` pages. The size is fixed once the file is in WAL
-    mode, which the library's first connection sets: an existing file keeps the page size it has.
-    Errors are the library's (``InterfaceError``), which the store translates like its own."""
-    if os.path.exists(path) and os.path.getsize(path):
-        return
-    try:
-        raw = sqlite3.connect(path, uri=True, isolation_level=None, timeout=lock_timeout)
-        try:
-            raw.execute(f"PRAGMA page_size={PAGE_SIZE}")
-            raw.execute("PRAGMA journal_mode=WAL")
-        finally:
-            raw.close()
-    except sqlite3.Error as e:
-        raise InterfaceError(e) from e
-
 
 class _ArchiveSQLitePool(SQLiteConnectionPool):
     def __init__(self, *, synchronous: str, **kwargs: Any):
@@ -359,29 +289,3 @@ class ArchiveSQLiteFactory(SQLiteFactory):
             synchronous=synchronous, db_name=pool.db_name, lock_timeout=pool.lock_timeout
         )
         pool.close()
-
-
-# How long erasing waits for readers to leave the write-ahead log. Short: the checkpoint holds the file's
-# write lock meanwhile, and the listener's appends wait behind it; the next purge tries again.
-ERASE_WAIT_SECONDS = 2.0
-
-
-def erase_wal_copies(datastore: Any) -> None:
-    """Copy a SQLite database's write-ahead log into it and empty the log, so that rows just deleted (and
-    overwritten: ``secure_delete``) leave no older copy in either file: the log is reused, never shrunk,
-    by the automatic checkpoints. eventsourcing's ``OperationalError`` if a reader held the log throughout."""
-    with datastore.get_connection(commit=True) as conn:  # this process's writers wait for it
-        raw: sqlite3.Connection = conn._sqlite_conn
-        try:
-            timeout = raw.execute("PRAGMA busy_timeout").fetchone()[0]
-            raw.execute(f"PRAGMA busy_timeout={int(ERASE_WAIT_SECONDS * 1000)}")
-            try:
-                busy, _, _ = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            finally:
-                raw.execute(f"PRAGMA busy_timeout={timeout}")
-        except sqlite3.Error as e:
-            raise OperationalError(str(e)) from e
-    if busy:
-        raise OperationalError(f"{datastore.pool.db_name}: a reader held the write-ahead log for "
-                               f"{ERASE_WAIT_SECONDS:g} s; its copies of deleted rows stay until a later "
-                               "purge empties it")

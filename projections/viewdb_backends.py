@@ -28,7 +28,7 @@ from eventsourcing.utils import Environment
 from archive.application import StoreLocation, ensure_postgres_schema
 from archive.errors import StoreError
 from archive.recorders import lock_schema_ddl
-from archive.sqlite_recorder import erase_wal_copies, new_database_pages
+from archive.sqlite_files import erase_wal_copies, new_database_pages
 from archive.store_errors import store_error
 
 from .viewdb import PREFIX, Columns, MsgpackColumn, ViewRecorderMixin

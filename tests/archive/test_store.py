@@ -17,7 +17,8 @@ from archive.errors import ConfigError, EventDecodeError, StoreError
 from archive.events import Recorded
 from archive.idempotency import slotted
 from archive.integrity import verify_integrity
-from archive.sqlite_recorder import PAGE_SIZE, ROWS_PER_INSERT
+from archive.sqlite_files import PAGE_SIZE
+from archive.sqlite_recorder import ROWS_PER_INSERT
 from archive.store import CopiedChains
 from tests.factories import at, make, message
 

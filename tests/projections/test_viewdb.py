@@ -7,7 +7,7 @@ import pytest
 
 from archive import events as ev
 from archive.errors import StoreError
-from archive.sqlite_recorder import PAGE_SIZE
+from archive.sqlite_files import PAGE_SIZE
 from chat_archive.bootstrap import rebuild_projections, views_url
 from chat_archive.config import load_config
 from projections.follower import ProjectionReset

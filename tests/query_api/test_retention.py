@@ -131,11 +131,11 @@ def test_a_reader_holding_the_stores_log_fails_the_purge_after_the_rebuild_and_t
     empties the log the failed one could not."""
     import sqlite3
 
-    from archive import sqlite_recorder
+    from archive import sqlite_files
     from archive.errors import StoreUnavailable
 
     config, store, client, compliance, search = setup
-    monkeypatch.setattr(sqlite_recorder, "ERASE_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(sqlite_files, "ERASE_WAIT_SECONDS", 0.2)
     path = Path(config.store.url.removeprefix("sqlite:///"))
     reader = sqlite3.connect(path, isolation_level=None)
     reader.execute("BEGIN")

@@ -39,16 +39,12 @@ from __future__ import annotations
 
 import itertools
 import random
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 
-import psycopg
-import psycopg.rows
-from psycopg import sql as pg_sql
 from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError
 
 from . import chain
@@ -58,6 +54,7 @@ from .codec import from_msgpack
 from .errors import ConcurrencyError, EventDecodeError, StoreError
 from .events import AUDIT_STREAM, SYSTEM_STREAMS, ChainHead, Event, Recorded
 from .idempotency import Batch, Probe, every_slot, slotted
+from .log_reads import LogReads
 from .recorders import RoomRow, stream_version
 from .store_errors import connection_lost, store_error
 
@@ -65,8 +62,6 @@ from .store_errors import connection_lost, store_error
 # costs about as much for 10,000 events as for 1,000 (it writes the pages the batch dirtied, and
 # a room's new keys share pages), so large batches are what keep up with a backlog.
 MAX_BATCH = 10_000
-_SQLITE_LOG_ROWS = "SELECT rowid, state FROM {} WHERE rowid>? ORDER BY rowid LIMIT ?"
-_POSTGRES_LOG_ROWS = pg_sql.SQL("SELECT notification_id, state FROM {} WHERE notification_id>%s ORDER BY notification_id LIMIT %s")
 
 
 @dataclass(frozen=True)
@@ -111,9 +106,9 @@ def _check_events(events: list) -> None:
         raise EventDecodeError(f"not an archive event: {wrong!r:.200}")
 
 
-class EventStore(AuditStore):
-    """Append archive events at most once each; read them back by room or globally (and the audit
-    trail beside the log: ``archive.audit_store``)."""
+class EventStore(LogReads, AuditStore):
+    """Append archive events at most once each; read them back by room or globally (the log in global
+    order: ``archive.log_reads``; the audit trail beside the log: ``archive.audit_store``)."""
 
     def __init__(self, recorder, *, close=None, chained: bool = True):
         """``chained=False`` writes no hash chain: only for the benchmark's baseline."""
@@ -206,45 +201,6 @@ class EventStore(AuditStore):
             heads={room: self._heads[room][0] for room in touched})
         self._heads.update(heads)
         return list(map(Recorded, positions, batch.events))
-
-    def read_log(self, after: int = 0, *, page_size: int = 1000) -> Iterator[Recorded]:
-        """Every event after global position ``after``, in log order, page by page."""
-        for _, record in self.read_log_versions(after, page_size=page_size):
-            yield record
-
-    def read_log_versions(self, after: int = 0, *, page_size: int = 1000) -> Iterator[tuple[int, Recorded]]:
-        """Every event after global position ``after`` with its version in its stream, in log order, page by page."""
-        while True:
-            try:
-                page = self._recorder.select_notifications(after, page_size, inclusive_of_start=False)
-            except PersistenceError as e:
-                raise store_error("could not read the log", e) from e
-            for notification in page:
-                yield notification.originator_version, Recorded(notification.id, from_msgpack(notification.state))
-            if len(page) < page_size:
-                return
-            after = page[-1].id
-
-    def read_log_rows(self, after: int = 0, limit: int = 1000) -> list[tuple[int, bytes]]:
-        """One page of the log after ``after``: (position, stored msgpack state) rows, oldest first.
-
-        For readers of the whole log (projections): no object per row beyond the driver's own,
-        and the caller decodes (``codec.from_msgpack``) only what it needs."""
-        recorder = self._recorder
-        schema = getattr(recorder.datastore, "schema", None)  # PostgreSQL's datastore has one
-        try:
-            with recorder.datastore.transaction(commit=False) as c:
-                if schema is None:
-                    c.execute(_SQLITE_LOG_ROWS.format(recorder.events_table_name), (after, limit))
-                else:
-                    c.row_factory = psycopg.rows.tuple_row
-                    table = pg_sql.Identifier(schema, recorder.events_table_name)
-                    # Binary results: the states come as bytes without the server's hex text of them and the
-                    # driver's decoding of it (300k rows: client CPU 0.34 -> 0.15 s, wall 0.8 -> 0.46 s).
-                    c.execute(_POSTGRES_LOG_ROWS.format(table), (after, limit), prepare=True, binary=True)
-                return c.fetchall()
-        except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
-            raise store_error("could not read the log", e) from e
 
     def read_room(
         self,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 
 import msgspec
 
@@ -12,6 +11,7 @@ from .events import ArchiveEvent, Event, MessageCorrected, MessagePosted, Messag
 
 _msgpack_encoder = msgspec.msgpack.Encoder()
 _msgpack_decoder = msgspec.msgpack.Decoder(ArchiveEvent)
+_msgpack_array_decoder = msgspec.msgpack.Decoder(list[ArchiveEvent])
 _json_encoder = msgspec.json.Encoder()
 _json_decoder = msgspec.json.Decoder(ArchiveEvent)
 
@@ -41,10 +41,11 @@ def from_msgpack(data: bytes) -> Event:
         raise EventDecodeError(f"not a valid archive event: {e}") from e
 
 
-def from_msgpack_all(states: Iterable[bytes]) -> list[Event]:
-    """``from_msgpack`` of each, in one C loop (``map``): a projection decodes every event of the log."""
+def from_msgpack_array(data: bytes) -> list[Event]:
+    """The events of a msgpack array of stored states (``EventStore.read_log_page``), in one decoder call:
+    a projection decodes every event of the log."""
     try:
-        return list(map(_msgpack_decoder.decode, states))
+        return _msgpack_array_decoder.decode(data)
     except msgspec.DecodeError as e:
         raise EventDecodeError(f"not a valid archive event: {e}") from e
 

@@ -1,11 +1,14 @@
 """The event store's reads of the whole log in global order (``EventStore`` inherits them): decoded
-events page by page, and the pages projections read (``read_log_rows``), which they decode themselves.
+events page by page, and the pages projections read (``read_log_page``), which they decode themselves.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+import sys
+from array import array
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import psycopg
 import psycopg.rows
@@ -17,7 +20,24 @@ from .events import Recorded
 from .store_errors import store_error
 
 _SQLITE_LOG_ROWS = "SELECT rowid, state FROM {} WHERE rowid>? ORDER BY rowid LIMIT ?"
-_POSTGRES_LOG_ROWS = pg_sql.SQL("SELECT notification_id, state FROM {} WHERE notification_id>%s ORDER BY notification_id LIMIT %s")
+# A page as two values the server joins: the positions as one buffer of big-endian 64-bit numbers, the states
+# as one msgpack array (its header, then the states, each a msgpack value). Row by row, the driver made a
+# tuple, an int and a bytes object per event, and the projection a decoder call per state: 1M events'
+# reading and decoding in the process applying them, interleaved at load 4.2-4.4, CPU 1.31-1.49 -> 0.78-0.83 s.
+_POSTGRES_LOG_PAGE = pg_sql.SQL(
+    "SELECT string_agg(int8send(notification_id), ''::bytea ORDER BY notification_id), "
+    "'\\xdd'::bytea || int4send(count(*)::int4) || string_agg(state, ''::bytea ORDER BY notification_id) "
+    "FROM (SELECT notification_id, state FROM {} WHERE notification_id>%s ORDER BY notification_id LIMIT %s) page"
+)
+_EMPTY_ARRAY = b"\x90"
+
+
+class LogPage(NamedTuple):
+    """One page of the log: the events' positions, and their stored states as one msgpack array
+    (``codec.from_msgpack_array`` decodes it); no positions at the end of the log."""
+
+    positions: Sequence[int]
+    states: bytes
 
 
 class LogReads:
@@ -41,23 +61,38 @@ class LogReads:
                 return
             after = page[-1].id
 
-    def read_log_rows(self, after: int = 0, limit: int = 1000) -> list[tuple[int, bytes]]:
-        """One page of the log after ``after``: (position, stored msgpack state) rows, oldest first.
-
-        For readers of the whole log (projections): no object per row beyond the driver's own,
-        and the caller decodes (``codec.from_msgpack``) only what it needs."""
+    def read_log_page(self, after: int = 0, limit: int = 1000) -> LogPage:
+        """The page of at most ``limit`` events after ``after``, oldest first: for readers of the whole
+        log (projections), who decode it in one call, with no object per event beyond the event's own."""
         recorder = self._recorder
         schema = getattr(recorder.datastore, "schema", None)  # PostgreSQL's datastore has one
         try:
             with recorder.datastore.transaction(commit=False) as c:
                 if schema is None:
                     c.execute(_SQLITE_LOG_ROWS.format(recorder.events_table_name), (after, limit))
-                else:
-                    c.row_factory = psycopg.rows.tuple_row
-                    table = pg_sql.Identifier(schema, recorder.events_table_name)
-                    # Binary results: the states come as bytes without the server's hex text of them and the
-                    # driver's decoding of it (300k rows: client CPU 0.34 -> 0.15 s, wall 0.8 -> 0.46 s).
-                    c.execute(_POSTGRES_LOG_ROWS.format(table), (after, limit), prepare=True, binary=True)
-                return c.fetchall()
+                    rows = c.fetchall()
+                    if not rows:
+                        return LogPage([], _EMPTY_ARRAY)
+                    positions, states = zip(*rows)
+                    # One join, header first: not the header added to the joined states, a second copy of them.
+                    return LogPage(positions, b"".join((_array_header(len(states)), *states)))
+                c.row_factory = psycopg.rows.tuple_row
+                table = pg_sql.Identifier(schema, recorder.events_table_name)
+                # Binary results: the buffers as bytes, without the server's hex text of them and the
+                # driver's decoding of it.
+                c.execute(_POSTGRES_LOG_PAGE.format(table), (after, limit), prepare=True, binary=True)
+                numbers, states = c.fetchone()
         except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
             raise store_error("could not read the log", e) from e
+        if numbers is None:  # no rows: the aggregates are NULL
+            return LogPage([], _EMPTY_ARRAY)
+        positions = array("q")
+        positions.frombytes(numbers)
+        if sys.byteorder == "little":
+            positions.byteswap()
+        return LogPage(positions, states)
+
+
+def _array_header(count: int) -> bytes:
+    """A msgpack array of ``count`` values starts so (array 32, whatever the count)."""
+    return b"\xdd" + count.to_bytes(4, "big")

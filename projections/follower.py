@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Protocol
 
-from archive.codec import from_msgpack_all
+from archive.codec import from_msgpack_array
 from archive.errors import ChatArchiveError, StoreError, StoreUnavailable
 from archive.events import Recorded
 from archive.health import Backoff
+from archive.log_reads import LogPage
 from archive.store import EventStore
 
 from .readahead import ReadAhead
@@ -192,14 +193,13 @@ class LogFollower:
             if not self._torn:
                 self._commit()
 
-    def _step(self, read: Callable[[], list[tuple[int, bytes]]] | None = None) -> bool:
+    def _step(self, read: Callable[[], LogPage] | None = None) -> bool:
         """Apply the next page (``read()``'s, by default read now); False at the end of the log."""
-        rows = read() if read is not None else self.store.read_log_rows(self._applied, self.page_size)
-        if not rows:
+        read_page = read() if read is not None else self.store.read_log_page(self._applied, self.page_size)
+        if not read_page.positions:
             return False
         with collection_paused():
-            positions, states = zip(*rows)
-            page = list(map(Recorded, positions, from_msgpack_all(states)))
+            page = list(map(Recorded, read_page.positions, from_msgpack_array(read_page.states)))
             # A page that raised half-way leaves pending changes past ``_applied``:
             # committing them under the old position would apply them twice later.
             self._torn = True

@@ -10,13 +10,14 @@ from __future__ import annotations
 import queue
 import threading
 
+from archive.log_reads import LogPage
 from archive.store import EventStore
 
 CLOSE_WAIT = 5.0  # seconds
 
 
 class ReadAhead:
-    """Pages of (position, state) rows after ``after``, in order: ``next()`` returns the page after
+    """Pages of the log (``LogPage``) after ``after``, in order: ``next()`` returns the page after
     ``after`` (an empty one at the end of the log), read while the one before was applied. ``close``
     ends the thread; an error the thread met is raised by the ``next()`` it was reading for."""
 
@@ -29,13 +30,13 @@ class ReadAhead:
         self._thread = threading.Thread(target=self._read, name="log read-ahead", daemon=True)
         self._thread.start()
 
-    def next(self) -> list[tuple[int, bytes]]:
-        rows, error = self._pages.get()
+    def next(self) -> LogPage:
+        page, error = self._pages.get()
         if error is not None:
             raise error
-        if rows:
-            self.after = rows[-1][0]
-        return rows
+        if page.positions:
+            self.after = page.positions[-1]
+        return page
 
     def close(self) -> None:
         self._closed.set()
@@ -51,12 +52,12 @@ class ReadAhead:
         after = self.after
         try:
             while not self._closed.is_set():
-                rows = self._store.read_log_rows(after, self._page_size)
-                if not self._hand_over((rows, None)) or not rows:
+                page = self._store.read_log_page(after, self._page_size)
+                if not self._hand_over((page, None)) or not page.positions:
                     return
-                after = rows[-1][0]
+                after = page.positions[-1]
         except BaseException as e:  # noqa: BLE001  (raised in the applying thread, by next(), which would wait for ever)
-            self._hand_over(([], e))
+            self._hand_over((None, e))
 
     def _hand_over(self, item: tuple) -> bool:
         while not self._closed.is_set():

@@ -15,6 +15,7 @@ import pytest
 from archive.errors import StoreError, StoreUnavailable
 from archive.health import Health, PartHealth
 from archive.lease import LeaseHeld, LeaseLost, StoreLease
+from archive.log_reads import LogPage
 from archive.times import utcnow
 from ingest.status import ListenerStatus, assess
 from ingest.writer import BatchWriter
@@ -117,11 +118,11 @@ def test_a_projection_retries_store_errors_instead_of_stopping():
         def __init__(self):
             self.failures = 3
 
-        def read_log_rows(self, after, limit):
+        def read_log_page(self, after, limit):
             if self.failures:
                 self.failures -= 1
                 raise StoreUnavailable("could not read the log: server closed the connection")
-            return []
+            return LogPage([], b"\x90")
 
     class Projection:
         name = "p"
@@ -173,7 +174,7 @@ def test_one_listener_per_store_a_dead_holder_is_taken_over_a_lost_lease_is_noti
 
 def test_a_projection_stops_on_an_error_that_trying_again_cannot_mend():
     class Log:
-        def read_log_rows(self, after, limit):
+        def read_log_page(self, after, limit):
             raise StoreError("search index has schema version 1, this program 2")
 
     class Projection:
@@ -191,8 +192,9 @@ def test_a_commit_whose_answer_was_lost_is_not_made_twice():
     from archive.codec import to_msgpack
 
     class Log:
-        def read_log_rows(self, after, limit):
-            return [(p, to_msgpack(message(p))) for p in range(after + 1, 4)]
+        def read_log_page(self, after, limit):
+            positions = range(after + 1, 4)
+            return LogPage(positions, to_msgpack([message(p) for p in positions]))
 
     class Projection:
         name = "p"

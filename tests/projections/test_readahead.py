@@ -82,7 +82,7 @@ def test_a_projection_reset_to_the_same_place_again_and_again_is_an_error_not_an
 
 def test_a_failed_read_ahead_is_raised_by_catch_up_and_its_thread_ends(event_store, monkeypatch):
     event_store.append([message(i, f"m{i}") for i in range(10)])
-    read = event_store.read_log_rows
+    read = event_store.read_log_page
     calls = []
 
     def failing(after, limit):
@@ -91,7 +91,7 @@ def test_a_failed_read_ahead_is_raised_by_catch_up_and_its_thread_ends(event_sto
             raise StoreUnavailable("the log went away")
         return read(after, limit)
 
-    monkeypatch.setattr(event_store, "read_log_rows", failing)
+    monkeypatch.setattr(event_store, "read_log_page", failing)
     projection = Recording()
     with pytest.raises(StoreUnavailable, match="went away"):
         LogFollower(event_store, projection, commit_interval=3600, page_size=2).catch_up()
@@ -109,7 +109,7 @@ def test_a_read_ahead_interrupted_by_a_base_exception_is_raised_not_waited_for(e
     def interrupted(after, limit):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(event_store, "read_log_rows", interrupted)
+    monkeypatch.setattr(event_store, "read_log_page", interrupted)
     raised = []
 
     def catch_up():

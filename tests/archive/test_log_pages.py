@@ -1,0 +1,25 @@
+"""The log read a page at a time (``EventStore.read_log_page``): what projections read."""
+
+from __future__ import annotations
+
+from archive.codec import from_msgpack_array
+from tests.factories import message
+
+
+def test_pages_are_the_log_in_order_and_empty_at_its_end(event_store):
+    event_store.append([message(t, f"m{t}") for t in range(5)])
+    records = list(event_store.read_log())
+    first = event_store.read_log_page(0, 3)
+    rest = event_store.read_log_page(first.positions[-1], 3)
+    assert [len(first.positions), len(rest.positions)] == [3, 2]
+    read = [(p, e) for page in (first, rest) for p, e in zip(page.positions, from_msgpack_array(page.states))]
+    assert read == [(r.position, r.event) for r in records]
+    end = event_store.read_log_page(rest.positions[-1], 3)
+    assert list(end.positions) == [] and from_msgpack_array(end.states) == []
+
+
+def test_a_page_starts_after_the_position_given_and_holds_each_event_beside_its_own(event_store):
+    recorded = event_store.append([message(t, f"m{t}") for t in range(6)])
+    page = event_store.read_log_page(recorded[1].position, 2)
+    assert list(page.positions) == [recorded[2].position, recorded[3].position]
+    assert from_msgpack_array(page.states) == [recorded[2].event, recorded[3].event]

@@ -20,7 +20,7 @@ smaller at both ends of the log (``ramped``).
 
 ``rebuild(store, targets)`` reads the log once and feeds every fresh
 projection from it (``FanOut``), committing every ``commit_every`` events
-(default: the least any target wants), then swaps each in. ``ProgressBar``
+(default: the least any target wants), then swaps them in, all at once (``_finish``). ``ProgressBar``
 prints events/s and an ETA to stderr.
 """
 
@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TextIO
 
 import msgspec
@@ -142,6 +143,20 @@ def _close(writers: dict[str, BackgroundWriter]) -> None:
         writer.close()
 
 
+def _finish(targets: Sequence[Rebuildable], fresh: Sequence[Projection]) -> None:
+    """Every target's ``finish_rebuild`` at once, each in a thread of its own: a view's last work (on PostgreSQL,
+    building its tables' indexes: a scan and a sort of each, in the server) overlaps the others' instead of
+    following it, and the server's cores share them. Each swap is atomic on its own, as one after another was;
+    the first error met is raised once all have ended (``_rebuild`` then aborts those not swapped in)."""
+    if len(targets) == 1:
+        targets[0].finish_rebuild(fresh[0])
+        return
+    with ThreadPoolExecutor(len(targets), thread_name_prefix="rebuild finish") as finishing:
+        done = [finishing.submit(target.finish_rebuild, projection) for target, projection in zip(targets, fresh)]
+    for finished in done:
+        finished.result()
+
+
 def ramped(commit_every: int, start: int, head: int, first: int) -> Callable[[int], int]:
     """The most events to apply before the next commit, given the position of the last one (``LogFollower``'s
     ``max_pending``), for a build from ``start`` to ``head`` written by a writer process: ``first`` at both ends,
@@ -231,8 +246,9 @@ def _rebuild(
             on_progress=_progress(bar, stop),
         )
         position = follower.catch_up()
-        for target, projection in zip(targets, fresh):
-            target.finish_rebuild(projection)
+        for writer in writers.values():
+            writer.wait()  # here, not by each finish in its thread: one reader of each writer's answers
+        _finish(targets, fresh)
         if bar:
             bar.update(position, final=True)
     except BaseException:

@@ -184,6 +184,51 @@ def test_a_rebuild_commits_as_often_as_the_most_frequent_committer_among_its_tar
     assert silent.commits == [10]  # the default: far more than this log
 
 
+def test_a_rebuild_finishes_its_targets_at_once_and_raises_what_one_met_after_all_ended(event_store):
+    """Each target's last work (PostgreSQL's index builds) overlaps the others': one finishing waits for the
+    other to begin, which finishing them one after the other never lets happen."""
+    both_finishing = threading.Barrier(2, timeout=10)
+
+    class Waiting:
+        def __init__(self, name: str, error: Exception | None = None):
+            self.name, self.error, self.finished, self.aborted = name, error, False, False
+
+        def begin_rebuild(self):
+            target = self
+
+            class Fresh:
+                name = target.name
+
+                def position(self):
+                    return 0
+
+                def apply(self, records):
+                    pass
+
+                def commit(self, position):
+                    pass
+
+            return Fresh()
+
+        def finish_rebuild(self, fresh):
+            both_finishing.wait()
+            if self.error:
+                raise self.error
+            self.finished = True
+
+        def abort_rebuild(self, fresh):
+            self.aborted = True
+
+    event_store.append([message(i, f"m{i}") for i in range(3)])
+    first, second = Waiting("first"), Waiting("second")
+    assert rebuild(event_store, [first, second]).position == 3
+    assert first.finished and second.finished
+    failing, other = Waiting("failing", RuntimeError("disk full")), Waiting("other")
+    with pytest.raises(RuntimeError, match="disk full"):
+        rebuild(event_store, [failing, other])
+    assert other.finished and failing.aborted and other.aborted  # (a swapped-in target's abort drops nothing)
+
+
 @pytest.mark.parametrize("enabled", [True, False])
 def test_a_follower_pauses_the_garbage_collector_for_a_page_and_leaves_it_as_it_found_it(event_store, enabled):
     """Decoding, applying and committing a page run with the cyclic collector off (see

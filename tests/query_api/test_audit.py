@@ -217,13 +217,19 @@ def test_the_archives_own_streams_are_not_replayed_as_rooms(audited):
     assert all(not r["room"].startswith("chat-archive:") for r in rooms)
 
 
+def one_turn_app(seeded):
+    """The app over ``seeded`` with one turn ([api] active_requests = 1), its token store and a compliance token."""
+    token_store = open_token_store(seeded.url, cache_seconds=0)
+    token, _ = token_store.create(Role.COMPLIANCE)
+    app = create_app(make_config(seeded.url, active_requests=1), store=seeded.store, views=seeded.views,
+                     search=seeded.search, tokens=token_store)
+    return app, token_store, token
+
+
 def test_a_request_waiting_for_its_audit_commit_lets_another_run_meanwhile(private_seeded):
     """With one turn ([api] active_requests = 1), a request whose record is being committed does not hold it."""
-    token_store = open_token_store(private_seeded.url, cache_seconds=0)
-    token, _ = token_store.create(Role.COMPLIANCE)
+    app, token_store, token = one_turn_app(private_seeded)
     store = private_seeded.store
-    app = create_app(make_config(private_seeded.url, active_requests=1), store=store, views=private_seeded.views,
-                     search=private_seeded.search, tokens=token_store)
     committing, other_done = threading.Event(), threading.Event()
     append = store.append_audit
 
@@ -253,6 +259,39 @@ def test_a_request_waiting_for_its_audit_commit_lets_another_run_meanwhile(priva
     assert answered_meanwhile and statuses == [200, 200]
     assert [r.event.endpoint.split()[0] for r in read_audit(store)][-2:] == ["transcript", "search"]
 
+
+def test_a_request_whose_audit_record_is_committed_answers_while_another_holds_the_turn(private_seeded):
+    """With one turn, the commit is a request's last wait: once its record is committed it answers without
+    queueing for a turn again behind the requests running (``busy.given_up``)."""
+    app, token_store, token = one_turn_app(private_seeded)
+    store = private_seeded.store
+    committing, resume = threading.Event(), threading.Event()
+    append = store.append_audit
+
+    def held_commit(record):
+        committing.set()
+        resume.wait(10)
+        append(record)
+
+    store.append_audit = held_commit
+    statuses = []
+    first = threading.Thread(
+        target=lambda: statuses.append(app.test_client().get("/api/v1/search?q=hello", headers=auth(token)).status_code)
+    )
+    first.start()
+    assert committing.wait(10)
+    turns = app.wsgi_app._turns
+    turns.__enter__()  # another request holds the one turn as the commit ends
+    try:
+        resume.set()
+        first.join(5)  # would wait for that turn, were it taken again after the commit
+        answered = not first.is_alive()
+    finally:
+        turns.__exit__(None, None, None)
+    first.join(10)
+    token_store.close()
+    assert answered and statuses == [200]
+    assert list(read_audit(store))[-1].event.endpoint.split()[0] == "search"
 
 def test_the_widget_feed_is_recorded_like_any_transcript_read(audited):
     """The widget's feed serves a room's lines (its last 50, then every change) to a site's users and to

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from query_api.busy import ActiveRequests, Turns, turns_for, waiting
+from query_api.busy import ActiveRequests, Turns, given_up, turns_for, waiting
 from query_api import deadline
 from query_api.deadline import DeadlinePool
 from query_api.errors import ApiError
@@ -105,21 +105,30 @@ def test_by_default_one_turn_per_core_of_the_process():
     assert turns_for(3, cores=2, processes=2) == 3  # as set
 
 
-def test_a_request_waiting_on_io_lends_its_turn_and_takes_one_back_before_those_queued():
-    order, lent, resume = [], threading.Event(), threading.Event()
+def one_turn_calls(before: dict):
+    """An app behind one turn that runs ``before[name]()`` for a request named ``name`` (in its environ), then
+    notes the name in ``order``; and a maker of threads calling it."""
+    order = []
 
     def app(environ, start_response):
-        name = environ["name"]
-        if name == "waits":
-            with waiting():
-                lent.set()
-                resume.wait(10)
-        order.append(name)
+        before.get(environ["name"], lambda: None)()
+        order.append(environ["name"])
         start_response("200 OK", [])
         return [b"ok"]
 
     wrapped = ActiveRequests(app, 1)
-    call = lambda name: threading.Thread(target=lambda: wrapped({"name": name}, lambda *a: None))  # noqa: E731
+    return wrapped, order, lambda name: threading.Thread(target=lambda: wrapped({"name": name}, lambda *a: None))
+
+
+def test_a_request_waiting_on_io_lends_its_turn_and_takes_one_back_before_those_queued():
+    lent, resume = threading.Event(), threading.Event()
+
+    def waits():
+        with waiting():
+            lent.set()
+            resume.wait(10)
+
+    wrapped, order, call = one_turn_calls({"waits": waits})
     waiter = call("waits")
     waiter.start()
     assert lent.wait(10)
@@ -143,6 +152,38 @@ def test_a_request_waiting_on_io_lends_its_turn_and_takes_one_back_before_those_
     assert order == ["meanwhile", "waits", "later"]
 
 
+
+def test_a_request_that_gave_up_its_turn_finishes_without_one_and_the_turn_is_given_back_once():
+    """Its last wait (the audit commit) over, a request does not queue for a turn again behind those running."""
+    gave_up, resume, holding, release = (threading.Event() for _ in range(4))
+
+    def gives_up():
+        given_up()
+        gave_up.set()
+        resume.wait(10)
+
+    def holds():
+        holding.set()
+        release.wait(10)
+
+    wrapped, order, call = one_turn_calls({"gives up": gives_up, "holds": holds})
+    first, holder = call("gives up"), call("holds")
+    first.start()
+    assert gave_up.wait(10)
+    holder.start()
+    assert holding.wait(10)  # the one turn went to the next request
+    resume.set()
+    first.join(5)  # would wait for the holder's turn, were it taken again
+    assert order == ["gives up"]
+    release.set()
+    holder.join(5)
+    assert order == ["gives up", "holds"] and wrapped._turns._free == 1  # given back once, not twice
+
+
+def test_giving_up_a_turn_outside_one_changes_nothing():
+    turns = Turns(1)
+    given_up()  # a streamed body, a test calling the app bare: no turn held
+    assert turns._free == 1
 
 def test_a_request_whose_search_runs_long_lends_its_turn_meanwhile():
     """With one turn (one core per worker), a pathological search must not hold up the

@@ -24,14 +24,14 @@ import tantivy
 from tantivy import Query
 
 from archive.errors import InvalidQueryError
-from archive.times import order_second
 
 from . import highlight, relevancepage
 from .projection import open_tantivy, read_meta
 from .cursor import PageCursor, read_cursor, write_cursor
+from .hits import hits_of
 from .plans import parsed, plan_for
-from .results import FacetCount, Facets, Hit, Scope, SearchResults, Sort
-from .schema import SCHEMA_VERSION, bare_jid, older_schema
+from .results import FacetCount, Facets, Scope, SearchResults, Sort
+from .schema import SCHEMA_VERSION, older_schema
 from .storage import IndexLocation
 from .storedlines import KeptLines, StoredLines
 from .timepage import KnownTimes, WindowOrder, edge_unit, time_page
@@ -137,7 +137,7 @@ class SearchIndex:
             next_cursor = PageCursor(check, ts=page[-1][1], key=page[-1][2]) if more else None
         if exact:
             totals[asked] = total
-        hits = _hits(page, lines, scope, highlight.marks_for(plan.highlights), sort)
+        hits = hits_of(page, lines, scope, highlight.marks_for(plan.highlights), sort)
         return SearchResults(
             query=text,
             sort=sort,
@@ -285,36 +285,6 @@ class SearchIndex:
             totals = {}
             self._totals = (searcher, totals)
         return totals
-
-
-def _hits(page: list, lines: StoredLines, scope: Scope, marks: highlight.Marks, sort: Sort) -> list[Hit]:
-    """The page's hits, in one loop with what every hit uses bound once: most of a rare word's
-    search is spent here, per hit."""
-    compliance, relevance, snippet, matches = scope.compliance, sort is Sort.RELEVANCE, marks.snippet, marks.matches
-    hits = []
-    for score, _, _, address in page:
-        line = lines(address)
-        body = line.body or ""
-        history = [version.body for version in line.versions] if compliance else []
-        text = body
-        if history and not matches(body):
-            text = next((old for old in history if matches(old)), body)
-        hits.append(Hit(
-            position=line.id,
-            room=line.room.lower(),
-            nick=line.nick or "",
-            jid=bare_jid(line.jid),
-            time=order_second(line.at),
-            body=body,
-            snippet=snippet(text),
-            thread=line.thread,
-            capture=line.capture or "live",
-            edited=line.edited,
-            retracted=line.removed is not None,
-            earlier_versions=history,
-            score=score if relevance else None,
-        ))  # fmt: skip
-    return hits
 
 
 class _Learned:

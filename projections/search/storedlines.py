@@ -9,7 +9,7 @@ import tantivy
 
 from ..lines import Line
 
-# What a hit shows of its line (``searcher._hits``), and the key that orders its ties (``id``): decoded without the
+# What a hit shows of its line (``hits.hits_of``), and the key that orders its ties (``id``): decoded without the
 # rest (the message's ids, occupant, edit bookkeeping), ~0.5 of the ~1.1 us a whole line took at 1M.
 SHOWN = ("id", "room", "at", "nick", "jid", "body", "thread", "capture", "edited", "versions", "removed")
 ShownLine = msgspec.defstruct(

@@ -140,7 +140,7 @@ class IndexBook:
         return out
 
     def written(self, lines: list[Line], blobs: list[bytes]) -> None:
-        """``lines`` were written, as ``blobs`` (``encode_line``)."""
+        """``lines`` were written, as ``blobs`` (``documents.stored``)."""
         self._written.update(zip(map(_id_of, lines), blobs))
 
     def committed(self, position: int) -> None:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from archive.times import order_second
-
 from . import highlight
 from .results import Hit, Scope, Sort
-from .schema import bare_jid
 from .storedlines import StoredLines
 
 
@@ -16,7 +13,8 @@ def hits_of(page: list, lines: StoredLines, scope: Scope, marks: highlight.Marks
     compliance, relevance, snippet, matches = scope.compliance, sort is Sort.RELEVANCE, marks.snippet, marks.matches
     hits = []
     for score, _, _, address in page:
-        line = lines(address)
+        stored = lines(address)
+        line = stored.line
         body = line.body or ""
         history = [version.body for version in line.versions] if compliance else []
         text = body
@@ -26,8 +24,8 @@ def hits_of(page: list, lines: StoredLines, scope: Scope, marks: highlight.Marks
             position=line.id,
             room=line.room.lower(),
             nick=line.nick or "",
-            jid=bare_jid(line.jid),
-            time=order_second(line.at),
+            jid=stored.jid,
+            time=stored.time,
             body=body,
             snippet=snippet(text),
             thread=line.thread,

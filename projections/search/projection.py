@@ -331,9 +331,11 @@ class SearchIndexProjection:
             for key in book.take_deletes():
                 # Not delete_documents_by_term: it makes a signed term of the key, which matches nothing.
                 writer.delete_documents_by_query(tantivy.Query.term_query(SCHEMA, "key", key))
-            blobs = list(map(docs.encode_line, lines))
-            for line, blob in zip(lines, blobs):
-                add(document(line, blob))
+            blobs = []
+            for line in lines:
+                made, blob = document(line)
+                add(made)
+                blobs.append(blob)
             book.written(lines, blobs)
         except ValueError as e:
             # The message, not the error: its traceback would keep the writer (and its lock) alive.

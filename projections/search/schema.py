@@ -21,7 +21,7 @@ message has not been indexed (yet) (see ``documents``).
 - ``span``: the time buckets ``ts`` falls in, one term per level (``span_terms``):
   a time sort searches the newest (oldest) buckets first instead of ordering every
   match, and finds the newest bucket in the term dictionary.
-- Only ``blob`` (the line, JSON text) is stored: a hit is made from it, as is the
+- Only ``blob`` (the line behind what a hit shows of it, JSON text) is stored: a hit is made from it, as is the
   message model's next step, so no field is stored (and compressed) twice.
 """
 
@@ -35,8 +35,9 @@ import tantivy
 
 from archive.errors import StoreError
 
-SCHEMA_VERSION = 6  # 2: message lines of the message model (blob, awaiting); 3: key indexed, only blob stored; 4: span;
-# 5: a retracted message's text in history, not body; 6: blob stored as JSON text, not msgpack bytes
+SCHEMA_VERSION = 7  # 2: message lines of the message model (blob, awaiting); 3: key indexed, only blob stored; 4: span;
+# 5: a retracted message's text in history, not body; 6: blob stored as JSON text, not msgpack bytes; 7: blob an array
+# of a hit's time and bare JID, then the line (``documents.StoredLine``)
 
 
 class IndexUnusable(StoreError):
@@ -48,7 +49,7 @@ def older_schema(directory: object, version: int) -> IndexUnusable:
                          "rebuild it with chat-archive rebuild search")
 
 BODY_TOKENIZER = "en_stem"
-# The line is stored as text (JSON, ``documents.encode_line``): tantivy reads a stored bytes value back a byte
+# The line is stored as text (JSON, ``documents.stored``): tantivy reads a stored bytes value back a byte
 # at a time (at 1M ~6.5k instructions a hit's msgpack line, a tenth of a newest page), a text value in one copy,
 # and text of ASCII (a line's JSON but for a body's letters past it) is checked and made a str in word-sized steps.
 # A text field is always indexed: the blob's analyzer makes no term (its one raw token is dropped, as no

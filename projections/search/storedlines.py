@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
-from operator import attrgetter
-
 import msgspec
 import tantivy
+
+from archive.events import UtcTime
 
 from ..lines import Line
 
 # What a hit shows of its line (``hits.hits_of``), and the key that orders its ties (``id``): decoded without the
 # rest (the message's ids, occupant, edit bookkeeping), ~0.5 of the ~1.1 us a whole line took at 1M.
-SHOWN = ("id", "room", "at", "nick", "jid", "body", "thread", "capture", "edited", "versions", "removed")
+SHOWN = ("id", "room", "nick", "body", "thread", "capture", "edited", "versions", "removed")
 ShownLine = msgspec.defstruct(
     "ShownLine",
     [(f.name, f.type, msgspec.field(default=f.default, default_factory=f.default_factory))
      for f in msgspec.structs.fields(Line) if f.name in SHOWN],
     frozen=True, kw_only=True, gc=False,
 )
-_decode_shown = msgspec.json.Decoder(ShownLine).decode
-# A hit's (segment ordinal, document): one call in C, where two attribute reads and a tuple took twice as long.
-where_of = attrgetter("segment_ord", "doc")
+
+
+class Shown(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A stored line (``documents.StoredLine``) as far as a hit shows it."""
+
+    time: UtcTime
+    jid: str | None
+    line: ShownLine
+
+
+# Not strict: the time, stored as seconds since the epoch, is decoded straight to a datetime (UTC) in the same call;
+# the rest is this program's own encoding, read as written.
+_decode_shown = msgspec.json.Decoder(Shown, strict=False).decode
+# A hit's (segment ordinal, document): one call into tantivy that makes the tuple (~0.9k instructions), where
+# reading its two attributes (``attrgetter``) called into it twice (~1.4k).
+where_of = tantivy.DocAddress.__getnewargs__
 
 
 # A reader keeps the lines its searches read (``KeptLines``), at most this many, of at most this many stored
@@ -37,10 +50,10 @@ class KeptLines:
     instructions went into its 20 lines). Cleared when full."""
 
     def __init__(self):
-        self.lines: dict[tuple[int, int], ShownLine] = {}
+        self.lines: dict[tuple[int, int], Shown] = {}
         self._bytes = 0
 
-    def keep(self, where: tuple[int, int], line: ShownLine, size: int) -> None:
+    def keep(self, where: tuple[int, int], line: Shown, size: int) -> None:
         if len(self.lines) >= KEPT_LINES or self._bytes + size > KEPT_BYTES:
             self.lines.clear()
             self._bytes = 0
@@ -59,7 +72,7 @@ class StoredLines:
         self._lines = kept.lines
         self._segments = segments
 
-    def __call__(self, address) -> ShownLine:
+    def __call__(self, address) -> Shown:
         segment, doc = where_of(address)
         where = (self._segments[segment], doc)
         line = self._lines.get(where)

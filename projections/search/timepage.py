@@ -27,7 +27,7 @@ from operator import itemgetter
 from tantivy import FieldType, Occur, Order, Query
 
 from .schema import SCHEMA, SPAN_LEVELS, span_term, span_unit
-from .storedlines import StoredLines
+from .storedlines import StoredLines, where_of
 
 # Matches this few (estimated from the finest window) are ordered whole and counted in the
 # same pass: searched again in a coarser window (each window counted in its ordering pass too),
@@ -118,7 +118,7 @@ def time_page(
     rows = [(None, ts, None, address) for ts, address in candidates]
     if more:
         _, ts, _, address = rows[-1]
-        rows[-1] = (None, ts, lines(address).id, address)
+        rows[-1] = (None, ts, lines(address).line.id, address)
     return rows, total, counted, more
 
 
@@ -126,7 +126,7 @@ def keys_of(searcher, addresses: list, lines: StoredLines, shown: int = 0) -> li
     """The keys (log positions) of hits, which order equal times and scores; ``shown``: how many
     of them the page will show (their lines are read in any case)."""
     if len(addresses) - shown <= FEW_KEYS:
-        return [lines(address).id for address in addresses]
+        return [lines(address).line.id for address in addresses]
     return searcher.fast_field_values("key", addresses)
 
 
@@ -219,7 +219,8 @@ class KnownTimes:
         if len(self.rows) + len(addresses) > KNOWN_TIMES:
             self.clear()
         for address, row in zip(addresses, rows):
-            self.rows[(segments[address.segment_ord], address.doc)] = row
+            segment, doc = where_of(address)
+            self.rows[(segments[segment], doc)] = row
 
 
 class WindowOrder:
@@ -268,7 +269,8 @@ class WindowOrder:
         rows, segments = self._known.rows, self._segments
         found, unknown = [], []
         for _, address in result.hits:
-            row = rows.get((segments[address.segment_ord], address.doc))
+            segment, doc = where_of(address)
+            row = rows.get((segments[segment], doc))
             if row is None:
                 unknown.append(address)
             else:

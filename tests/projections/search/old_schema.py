@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import tantivy
 
 from projections.search import SearchIndexProjection
@@ -19,6 +20,12 @@ def downgrade(projection: SearchIndexProjection) -> None:
     writer.add_document(documents.meta_document(projection.position(), SCHEMA_VERSION - 1))
     writer.commit()
     projection.close()
+
+
+def stored_as_schema_6(ts: int, jid: str | None, line) -> bytes:
+    """``documents.stored`` as schema 6 stored a line: its JSON object alone (7 puts a hit's time and bare JID
+    ahead of it)."""
+    return msgspec.json.encode(line)
 
 
 def store_blob_as_bytes(directory: Path) -> None:

@@ -14,7 +14,7 @@ from archive import events as ev
 from projections import messages
 from projections.lines import Line, ids
 from projections.search.book import IndexBook
-from projections.search.documents import encode_line
+from projections.search.documents import to_tantivy
 from tests.projections.test_message_model import ROOM, shown
 from tests.query_api.test_one_truth import histories, realise
 from tests.reference_messages import Reference
@@ -50,7 +50,7 @@ def _write(book: IndexBook, index: FakeIndex, lines: list[Line]) -> None:
         index.writer.pop(key, None)
     for line in lines:
         index.writer[line.id] = line
-    book.written(lines, [encode_line(line) for line in lines])
+    book.written(lines, [to_tantivy(line)[1] for line in lines])
 
 
 def _indexed(events: list[ev.Event], hold: int, window: int, commits: list[int], crashes: list[int]) -> FakeIndex:

@@ -133,10 +133,10 @@ def test_a_page_that_fails_half_way_commits_nothing(event_store, store_url, inde
     event_store.append([message(20, "also fine"), message(21, "poison"), message(22, "after")])
     real = documents.to_tantivy
 
-    def failing(line, blob):
+    def failing(line):
         if line.body == "poison":
             raise ValueError("disk on fire")
-        return real(line, blob)
+        return real(line)
 
     monkeypatch.setattr(documents, "to_tantivy", failing)
     indexer = SearchIndexer(event_store, search_projection(config), commit_interval=0.25)

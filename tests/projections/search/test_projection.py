@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
+import tantivy
 
 from archive import events as ev
 from archive.errors import StoreError
 from archive.events import Recorded
 from projections.search import IndexLocation, Scope, SearchIndex, SearchIndexProjection
 from projections.search.projection import STORE_BLOCK
-from tests.factories import make, message
+from projections.search.schema import SCHEMA
+from tests.factories import at, make, message
 
 ORDINARY = Scope(rooms=None)
 COMPLIANCE = Scope(rooms=None, compliance=True)
@@ -139,6 +141,20 @@ def test_a_line_is_stored_as_text_that_makes_no_term(index_root):
     assert [hit.body for hit in feeder.search("hello OR h\u00e9llo").hits] == ["h\u00e9llo w\u00f6rld \U0001f600 <b>&amp;</b>"]
     searcher = SearchIndex(feeder.location, reload_interval=0)._refresh()
     assert list(searcher.terms_with_prefix("blob", "")) == []
+
+
+def test_a_hit_shows_the_whole_second_and_the_bare_jid_its_stored_line_holds_ahead_of_the_line(index_root):
+    """Schema 7 stores a hit's time (the room order's whole second) and bare JID ahead of the line, made once when
+    indexed: a hit shows them, and the line behind them reads back whole (the exact time, the full JID)."""
+    from projections.search import documents
+
+    feeder = Feeder(index_root, {})
+    feeder.feed(message(1.25, "hello there", jid="Alice@Example.org/Phone"), message(2.5, "hello again"))
+    hits = feeder.search("hello").hits
+    assert [(hit.time, hit.jid) for hit in hits] == [(at(1), "alice@example.org"), (at(2), None)]
+    searcher = SearchIndex(feeder.location, reload_interval=0)._refresh()
+    line = documents.line_of(searcher.doc(searcher.search(tantivy.Query.term_query(SCHEMA, "key", 1), 1).hits[0][1]))
+    assert (line.at, line.jid) == (at(1.25), "Alice@Example.org/Phone")
 
 
 def test_a_commit_writes_one_segment(index_root):

@@ -11,10 +11,10 @@ import pytest
 from chat_archive.bootstrap import open_search_index, search_projection, start_search_indexer
 from projections.rebuild import rebuild
 from projections.search import Scope, SearchIndexer
-from tests.factories import message
+from tests.factories import at, message
 
 from .indexing import config_of, wait_for
-from .old_schema import downgrade, store_blob_as_bytes
+from .old_schema import downgrade, stored_as_schema_6, store_blob_as_bytes
 
 EVERYTHING = Scope(rooms=None)
 
@@ -74,17 +74,46 @@ def test_up_rebuilds_an_index_that_stored_its_lines_as_bytes(event_store, store_
     index = open_search_index(config)
     with pytest.raises(StoreError, match="rebuild"):
         index.search("upgrade", EVERYTHING, limit=1)
+    assert [hit.body for hit in _oldest_after_up(config, event_store, index, "upgrade").hits] == bodies
+
+
+def test_up_rebuilds_an_index_that_stored_its_lines_as_json_objects(event_store, store_url, index_root, monkeypatch):
+    """Schema 6 stored a line as its JSON object alone, which this program reads as no line (7 stores a hit's time
+    and bare JID ahead of it): its version refuses searches, and `up` rebuilds it from the log."""
+    from archive.errors import StoreError
+    from projections.search import documents
+
+    config = config_of(store_url, index_root)
+    bodies = [f"before upgrade {i} \u00e9t\u00e9 <&>" for i in range(30)]
+    event_store.append([message(i + 0.5, body, room="a@conference.localhost", jid="Bob@Example.org/x")
+                        for i, body in enumerate(bodies)])
+    with monkeypatch.context() as schema_6:
+        schema_6.setattr(documents, "stored", stored_as_schema_6)
+        rebuild(event_store, [search_projection(config)])
+    downgrade(search_projection(config))
+    index = open_search_index(config)
+    with pytest.raises(StoreError, match="schema version 6"):
+        index.search("upgrade", EVERYTHING, limit=1)
+    hits = _oldest_after_up(config, event_store, index, "upgrade").hits
+    expected = [(body, at(i), "bob@example.org") for i, body in enumerate(bodies)]
+    assert [(hit.body, hit.time, hit.jid) for hit in hits] == expected
+
+
+def _oldest_after_up(config, event_store, index, text: str):
+    """The oldest first page of ``text`` once `up` (``rebuild_unusable``) has rebuilt an unusable index."""
+    from archive.errors import StoreError
+
     stop = threading.Event()
     thread = start_search_indexer(config, event_store, stop, rebuild_unusable=True)
     try:
         def found():
             try:
-                return index.search("upgrade", EVERYTHING, sort="oldest", limit=50)
+                return index.search(text, EVERYTHING, sort="oldest", limit=50)
             except StoreError:
                 return None  # the old generation, until the swap
 
         assert wait_for(found, 30) is not None
-        assert [hit.body for hit in found().hits] == bodies
+        return found()
     finally:
         stop.set()
         thread.join(10)

@@ -221,7 +221,12 @@ def ensure_views_and_index(config, kind: str, results: Results | None, *, twin: 
 
 
 def _index_position(path: Path) -> int | None:
-    return open_search_index(bench_config(path.parent, index=path)).position() if path.exists() else None
+    """The position of the index at ``path``, or None where there is none or it is of an earlier schema, which
+    searches refuse (a workdir kept from a run before the schema changed): rebuilt then."""
+    try:
+        return open_search_index(bench_config(path.parent, index=path)).position() if path.exists() else None
+    except StoreError:
+        return None
 
 
 def _healthy(port: int) -> bool:

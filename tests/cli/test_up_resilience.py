@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -107,7 +108,12 @@ def test_up_survives_a_postgresql_restart_under_load_with_no_event_lost(prosody,
             assert set(archived) == set(traffic.sent[room])
             wait_for(lambda: all(p["position"] == head for p in status(direct)[1]["projections"]), 30,
                      message="projections and index caught up")
-            assert status(direct)[0] == 0
+            # `status` judges the listener by the file it writes about once a second: the recovery reaches the
+            # file a moment after /healthz sees it, later on a loaded machine, never much later.
+            deadline = time.monotonic() + 15
+            while (checked := status(direct))[0] != 0:
+                assert time.monotonic() < deadline, checked[1]["liveness"]
+                time.sleep(0.5)
         finally:
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=30) == 0, (tmp_path / "up.log").read_text()[-3000:]

@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 
 from chat_archive.xmpp_users import XmppUsers
 
 
-def main() -> None:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--password", required=True)
@@ -26,7 +27,19 @@ def main() -> None:
     parser.add_argument("--observer", required=True, help="JID")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=0.0, help="messages/s over all senders; 0: as fast as possible")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def command(port: int, password: str, room: str, domain: str, senders: int, seconds: float) -> list[str]:
+    """The flood's command line. Values as ``--name=value``: a random password may begin with "-", which
+    argparse takes for an option when it stands alone (a run failed so: "--password: expected one argument")."""
+    return [sys.executable, "-m", "bench.flood", f"--port={port}", f"--password={password}", f"--room={room}",
+            f"--observer=observer@{domain}", f"--seconds={seconds}",
+            "--senders", *[f"sender{i}@{domain}" for i in range(senders)]]
+
+
+def main() -> None:
+    args = parse()
 
     with XmppUsers("127.0.0.1", args.port, timeout=30) as users:
         observer = users.connect(args.observer, args.password)

@@ -33,6 +33,7 @@ from .api import _free_port
 from .append import pg_schema, pg_url, reset_pg_schema
 from .corpus import CorpusSpec
 from .files import open_new, write
+from .flood import command as flood_command
 from .measure import Figure, Results, peak_rss_of, percentile
 from .setup import bench_config, config_toml
 
@@ -85,9 +86,7 @@ def run_freshness(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict) 
 
             with open_new(base / "flood.log") as flood_log:
                 flood = subprocess.Popen(
-                    [sys.executable, "-m", "bench.flood", "--port", str(server.port), "--password", password,
-                     "--room", room, "--observer", f"observer@{server.domain}", "--seconds", str(FLOOD_SECONDS),
-                     "--senders", *[f"sender{i}@{server.domain}" for i in range(SENDERS)]],
+                    flood_command(server.port, password, room, server.domain, SENDERS, FLOOD_SECONDS),
                     stdout=subprocess.PIPE, stderr=flood_log, text=True)
             if flood.stdout.readline().strip() != "ready":
                 flood.kill()

@@ -39,7 +39,7 @@ def render(saved: dict, *, notes: str = "") -> str:
     ]
     for size, res in sizes.items():
         for stage in res.stages:
-            failed = f" — **failed**: {stage.failed}" if stage.failed else ""
+            failed = f" — **failed**: {_in_a_cell(stage.failed)}" if stage.failed else ""
             lines.append(f"| {size} | {stage.stage}{failed} | {stage.store or '-'} | {stage.run + 1} | "
                          f"{_load(stage.load_before, cores)} | {_load(stage.load_after, cores)} | {stage.seconds:,.0f} s |")
     for size, res in sizes.items():
@@ -87,6 +87,11 @@ def _not_again(sizes: dict[str, Results]) -> list[str]:
     stages = lambda res: {stage.stage for stage in res.stages}  # noqa: E731
     return [f"Not measured again at {res.size}: {', '.join(sorted(stages(first) - stages(res)))}."
             for res in later if stages(first) - stages(res)]
+
+
+def _in_a_cell(text: str) -> str:
+    """``text`` as one table cell: an error may span lines (argparse's usage) and hold a "|"."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def _cell(f: Figure | None) -> str:

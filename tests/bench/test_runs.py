@@ -99,3 +99,11 @@ def test_stages_run_on_sqlite_first_then_on_postgresql():
         ("append", ""), ("read", "SQLite"), ("api", "SQLite"), ("ranged", ""), ("read", "PostgreSQL"),
         ("api", "PostgreSQL")]
     assert plan(["api"], postgres=False) == [("api", "SQLite")]
+
+
+def test_a_stage_failure_of_several_lines_stays_in_its_row_of_the_stages_table():
+    res = measured("1m", {"append": [("store", 1.0)], "freshness, SQLite": []})
+    res.stages[1].failed = "RuntimeError: flood clients did not start (exit 2): usage: flood.py [-h]\n    [--rate RATE]\n| x"
+    text = render(runs.merge(None, run_info("one", "a"), {"1m": res}, whole=True))
+    row = next(line for line in text.splitlines() if line.startswith("| 1m | freshness"))
+    assert "usage: flood.py [-h] [--rate RATE] \\| x | SQLite | 1 |" in row

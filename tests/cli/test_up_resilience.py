@@ -8,7 +8,6 @@ restart."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess

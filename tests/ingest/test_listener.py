@@ -232,7 +232,7 @@ def test_backfill_after_an_id_the_server_does_not_know_reads_by_time(prosody, pe
     with running_listener(prosody, store, include=(room,)) as listener:
         wait_joined(listener, room)
         alice.say(room, "live")
-        summary = wait_for_event(store, room, ("message", "alice", "live"))
+        wait_for_event(store, room, ("message", "alice", "live"))
     messages = [e for e in room_events(store, room) if isinstance(e, ev.MessagePosted) and e.nick == "alice"]
     assert [m.body for m in messages] == ["m0", "m1", "m2", "live"]
     assert [m.stanza_id for m in messages[:3]] == [m["stanza_id"] for m in sent]

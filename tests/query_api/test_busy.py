@@ -63,7 +63,7 @@ def test_a_streamed_body_is_written_outside_the_limit():
 
 
 def test_turns_go_in_the_order_the_requests_came():
-    turns, order, entered = Turns(1), [], []
+    turns, order = Turns(1), []
     turns.__enter__()  # the one turn is taken: everyone below queues
     waiters = []
     for n in range(5):

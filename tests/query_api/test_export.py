@@ -23,7 +23,7 @@ def test_jsonl_export_with_edits_retractions_and_digest(client, tokens):
     lines = [json.loads(line) for line in content.splitlines()]
     types = [line["event"]["type"] for line in lines]
     assert "message_corrected" in types and "message_retracted" in types
-    assert any(line["event"].get("body") == f"oops secret secret" for line in lines)  # the retracted original
+    assert any(line["event"].get("body") == "oops secret secret" for line in lines)  # the retracted original
     assert "alice@localhost/pc" in content.decode()  # real JIDs for compliance
     summary = json.loads(trailer)
     assert (summary["sha256"], summary["count"]) == (hashlib.sha256(content).hexdigest(), len(lines))

@@ -9,7 +9,6 @@ a forbidden room, in items, counts or facets.
 
 from __future__ import annotations
 
-import json
 
 import pytest
 

@@ -71,7 +71,6 @@ def test_rebuild_all_from_the_command_line_applies_an_owed_purge(setup, monkeypa
     import argparse
 
     from archive.retention import pending_purge
-    from chat_archive import purges
     from chat_archive.commands.projections import run_rebuild
     from projections.search import IndexLocation
 

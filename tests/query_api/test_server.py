@@ -57,7 +57,7 @@ def get(url: str, token: str | None = None, user: str | None = None) -> tuple[in
 
 
 ENDPOINTS = [
-    ("compliance", f"/api/v1/search?q=hello&sort=newest", "application/json"),
+    ("compliance", "/api/v1/search?q=hello&sort=newest", "application/json"),
     ("site", "/api/v1/search?q=fixed", "application/json"),
     ("compliance", "/api/v1/rooms", "application/json"),
     ("site", f"/api/v1/rooms/{LOBBY}/transcript", "application/json"),

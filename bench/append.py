@@ -19,10 +19,11 @@ import psycopg
 
 from archive.application import open_event_store
 from archive.chain import STORED_LINK
-from archive.codec import idempotency_key, to_msgpack
+from archive.codec import from_msgpack_array, idempotency_key, to_msgpack
 from archive.events import Event, MessagePosted
 from archive.idempotency import key_digest
 from archive.store import MAX_BATCH
+from projections.rebuild import PAGE_SIZE as REBUILD_PAGE
 
 from .corpus import SIZES, CorpusSpec, generate
 from .files import write
@@ -317,8 +318,10 @@ def _chain_cost(backend: str, rate: dict[str, float]) -> Figure:
 
 
 def run_read(url: str, results: Results, label: str, *, baseline: bool = True) -> float:
-    """Decoded read rate (store.read_log) vs raw page reads of the recorder: the projections' ceiling.
-    ``baseline=False`` (10M): the decoded rate alone (the raw pages cost a 10M run a minute or two)."""
+    """Decoded read rates vs raw page reads of the recorder: ``store.read_log`` (every other reader of the whole
+    log), and the pages projections read (``read_log_page``, decoded in one call each, pages of a rebuild's size),
+    whose rate is returned: the projections' ceiling.
+    ``baseline=False`` (10M): the decoded rates alone (the raw pages cost a 10M run a minute or two)."""
     store = open_event_store(url)
     try:
         raw = Stopwatch()
@@ -336,9 +339,18 @@ def run_read(url: str, results: Results, label: str, *, baseline: bool = True) -
         with decoded:
             for _ in store.read_log(0, page_size=1000):
                 n += 1
+        paged = Stopwatch()
+        m = after = 0
+        with paged:
+            while (page := store.read_log_page(after, REBUILD_PAGE)).positions:
+                m += len(from_msgpack_array(page.states))
+                after = page.positions[-1]
     finally:
         store.close()
-    rate = n / decoded.elapsed
-    results.add(Figure("read", f"read_log, decoded events, {label}", rate, "events/s",
-                       n_raw / raw.elapsed if baseline else None, "raw select_notifications pages (undecoded)"))
+    raw_rate = n_raw / raw.elapsed if baseline else None
+    results.add(Figure("read", f"read_log, decoded events, {label}", n / decoded.elapsed, "events/s",
+                       raw_rate, "raw select_notifications pages (undecoded)"))
+    rate = m / paged.elapsed
+    results.add(Figure("read", f"log pages as projections read them (read_log_page), decoded, {label}", rate,
+                       "events/s", raw_rate, "raw select_notifications pages (undecoded)"))
     return rate

@@ -36,7 +36,7 @@ def run_projections(spec: CorpusSpec, workdir: Path, results: Results, ctx: dict
             finally:
                 close()
             results.add(Figure("projections", f"rebuild {label}, {kind}", report.events_per_second, "events/s",
-                               read_rate, "read_log decoded (ceiling)",
+                               read_rate, "log pages decoded as projections read them (ceiling)",
                                aim="both views from 1M events in < 8 s" if "+" in label else "",
                                note=f"{report.events:,} events in {report.seconds:.1f} s"))
     if kind == "SQLite":

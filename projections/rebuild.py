@@ -44,6 +44,7 @@ from .follower import LogFollower, Projection, ProjectionReset, collection_pause
 from .writer import BackgroundWriter
 
 COMMIT_EVERY = 100_000
+PAGE_SIZE = 2000  # events a rebuild reads from the log at a time
 FIRST_COMMIT = 10_000  # events: the size of a build's first and last commits when a writer process writes them
 
 
@@ -182,7 +183,7 @@ def rebuild(
     *,
     progress: bool | TextIO = False,
     commit_every: int | None = None,
-    page_size: int = 2000,
+    page_size: int = PAGE_SIZE,
     background: bool | None = None,
     stop: threading.Event | None = None,
 ) -> RebuildReport:

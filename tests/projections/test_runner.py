@@ -20,6 +20,23 @@ from tests.projections.conftest import catch_up
 ROOM = "lobby@conference.localhost"
 
 
+
+class FreshStub:
+    """A rebuild's fresh projection that keeps nothing: ``on_commit`` hears each commit's position."""
+
+    def __init__(self, name: str, on_commit=lambda position: None):
+        self.name, self._on_commit = name, on_commit
+
+    def position(self):
+        return 0
+
+    def apply(self, records):
+        pass
+
+    def commit(self, position):
+        self._on_commit(position)
+
+
 def bodies(views):
     return [line.body for line in views.transcripts.page(ROOM, limit=1000).lines]
 
@@ -156,21 +173,7 @@ def test_a_rebuild_commits_as_often_as_the_most_frequent_committer_among_its_tar
                 self.rebuild_commit_every = every
 
         def begin_rebuild(self):
-            target = self
-
-            class Fresh:
-                name = target.name
-
-                def position(self):
-                    return 0
-
-                def apply(self, records):
-                    pass
-
-                def commit(self, position):
-                    target.commits.append(position)
-
-            return Fresh()
+            return FreshStub(self.name, self.commits.append)
 
         def finish_rebuild(self, fresh):
             pass
@@ -194,21 +197,7 @@ def test_a_rebuild_finishes_its_targets_at_once_and_raises_what_one_met_after_al
             self.name, self.error, self.finished, self.aborted = name, error, False, False
 
         def begin_rebuild(self):
-            target = self
-
-            class Fresh:
-                name = target.name
-
-                def position(self):
-                    return 0
-
-                def apply(self, records):
-                    pass
-
-                def commit(self, position):
-                    pass
-
-            return Fresh()
+            return FreshStub(self.name)
 
         def finish_rebuild(self, fresh):
             both_finishing.wait()

@@ -4,11 +4,10 @@ The recorder writes a batch's event rows in its write transaction; PostgreSQL in
 each chunk in its own server process, on the other core, while this process encodes
 the next chunk and chains its links (streamed through COPY), instead of the server
 idling while the whole batch is made and this process idling while it is inserted.
-Iterating the rows once makes them all; SQLite's side index rows and the streams'
-new chain heads are complete only then (the recorders write the event rows first;
-PostgreSQL's rows carry their side index columns, ``BatchRows.at``).
-SQLite's recorder, in this process, gains nothing from it: it makes them first
-(``BatchRows.made``), before it takes its write lock.
+Iterating the rows once makes them all; the streams' new chain heads are complete
+only then (PostgreSQL's rows carry their side index columns, ``BatchRows.at``).
+SQLite's recorder, in this process, gains nothing from it: it takes the batch as
+columns (``BatchRows.log_columns``), made at once before it takes its write lock.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from typing import Protocol
 
 from . import chain
 from .idempotency import Batch
-from .recorders import EventRow, HeadRow, IndexColumns, running_highs
+from .recorders import HeadRow, IndexColumns, LogColumns, running_highs
 
 # Events made at a time: the server inserts one chunk while the next is made (it works on
 # rows as soon as the recorder has sent them, ``postgres_copy._SEND_BYTES`` at a time).
@@ -35,10 +34,11 @@ class Placement(Protocol):
 
 
 class BatchRows:
-    """Iterated: the batch's event rows, chunk by chunk, each event at its stream's next version (or its
+    """Iterated (after ``at``): the batch's event rows, chunk by chunk, each event at its stream's next version (or its
     copy's), chained from its stream's head link (advanced in ``heads``). Plain tuples, not the library's
-    StoredEvent (a frozen dataclass costs a microsecond an event to build): the recorders' insert
-    statements take them as they are. Afterwards: ``index_columns()`` and ``chain_heads()``."""
+    StoredEvent (a frozen dataclass costs a microsecond an event to build): PostgreSQL's COPY takes them as
+    they are. Or, made at once, the same values as columns (``log_columns()``). Afterwards: ``index_columns()``
+    and ``chain_heads()``."""
 
     def __init__(self, batch: Batch, heads: dict[str, list], placed: Placement | None, *,
                  encode_states: Callable[[list], list], blob: type, chained: bool):
@@ -48,22 +48,23 @@ class BatchRows:
         self.count = len(batch.events)
         self._versions: list[int] = []
         self._links: list[bytes | None] = []
-        self._made: list[list[EventRow]] | None = None
+        self._columns: LogColumns | None = None
         self._started = False
-        self._positions: Sequence[int] | None = None
+        self._positions: Sequence[int] = ()
         self._seconds: list[int] = []
         self._highs: list[int] = []
 
-    def __iter__(self) -> Iterator[list[EventRow]]:
-        if self._made is not None:
-            yield from self._made
-            return
-        # A second pass would go on from the heads the first advanced and add the index rows again.
-        if self._started:
-            raise RuntimeError("a batch's rows are made once: keep them (made()) to iterate them again")
-        self._started = True
+    def __iter__(self) -> Iterator[list[tuple]]:
+        """The rows behind their positions, with their side columns (``at``), chunk by chunk."""
+        self._start()
         for start in range(0, self.count, ROW_CHUNK):
             yield self._chunk(start, min(start + ROW_CHUNK, self.count))
+
+    def _start(self) -> None:
+        # A second pass would go on from the heads the first advanced and add the index rows again.
+        if self._started:
+            raise RuntimeError("a batch's rows are made once: keep their columns (log_columns()) to read them again")
+        self._started = True
 
     def at(self, positions: Sequence[int], highs: dict[str, int]) -> BatchRows:
         """These rows each made behind its log position (drawn, or a copy's) and followed by its side index
@@ -71,19 +72,23 @@ class BatchRows:
         ``highs`` before the batch), for a log that holds them (PostgreSQL's), aligned with the batch: zipped
         in with the row's columns, no Python step per row as a generator putting them in front would take
         (~1,000 instructions an event of ~62,000, callgrind)."""
-        if self._started or self._made is not None:
+        if self._started:
             raise RuntimeError("a batch's positions are set before its rows are made")
         self._positions = positions
         self._seconds = list(map(math.floor, self._batch.times))
         self._highs = running_highs(self._batch.rooms, self._seconds, highs)
         return self
 
-    def made(self) -> BatchRows:
-        """These rows made at once (iterating them then makes nothing): for a recorder that gains nothing
-        from making them while it writes, so as not to hold its write lock while they are made."""
-        if self._made is None:
-            self._made = list(self)
-        return self
+    def log_columns(self) -> LogColumns:
+        """The log's columns (room, version, topic, state), aligned, the whole batch made by the first call: for
+        a recorder that gains nothing from making rows while it writes (SQLite's, in this process), made before it
+        takes its write lock, and bound from columns: no tuple an event (``archive.sqlite_recorder``)."""
+        if self._columns is None:
+            self._start()
+            b = self._batch
+            states, versions = self._made(0, self.count)
+            self._columns = b.rooms, versions, [event.__struct_config__.tag for event in b.events], states
+        return self._columns
 
     def index_columns(self) -> IndexColumns:
         """The side index's columns, aligned (the rows made): each recorder zips what its table takes."""
@@ -94,9 +99,18 @@ class BatchRows:
         """The touched streams' heads after the batch (none for an unchained store)."""
         return [(room, *head) for room, head in self._heads.items() if self._chained and head[1] is not None]
 
-    def _chunk(self, start: int, end: int) -> list[EventRow]:
+    def _chunk(self, start: int, end: int) -> list[tuple]:
         b = self._batch
-        events, rooms, times = b.events[start:end], b.rooms[start:end], b.times[start:end]
+        states, versions = self._made(start, end)
+        tags = [event.__struct_config__.tag for event in b.events[start:end]]
+        return list(zip(self._positions[start:end], b.rooms[start:end], versions, tags, states,
+                        self._seconds[start:end], b.digests[start:end], b.times[start:end], self._links[start:end],
+                        self._highs[start:end]))
+
+    def _made(self, start: int, end: int) -> tuple[list, list[int]]:
+        """Events ``start`` to ``end``: their states and versions, their links chained (kept with their versions)."""
+        b = self._batch
+        events, rooms = b.events[start:end], b.rooms[start:end]
         states = self._encode(events)
         heads, placed, blob = self._heads, self._placed, self._blob
         versions = [0] * len(events)
@@ -111,8 +125,4 @@ class BatchRows:
                 links[i] = blob(head[1][:width])
         self._versions += versions
         self._links += links
-        tags = [event.__struct_config__.tag for event in events]
-        if self._positions is None:
-            return list(zip(rooms, versions, tags, states))
-        return list(zip(self._positions[start:end], rooms, versions, tags, states, self._seconds[start:end],
-                        b.digests[start:end], times, links, self._highs[start:end]))
+        return states, versions

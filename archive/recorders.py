@@ -35,7 +35,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError
@@ -43,8 +43,8 @@ from eventsourcing.persistence import IntegrityError
 from .errors import StoreError
 from .idempotency import BUCKET
 
-# (originator_id, originator_version, topic, state): an event as the events table holds it
-EventRow = tuple[str, int, str, bytes]
+# Columns of a batch's log rows as the events table holds them: originator_id, originator_version, topic, state
+LogColumns = tuple[list[str], list[int], list[str], list]
 # Columns of a batch's side index rows: originator_id, whole second, originator_version, digest, occurred_at
 # epoch seconds, chain link or None (rows zipped from columns: no Python step per row)
 IndexColumns = tuple[list[str], list[int], list[int], list[int], list[float], list[bytes | None]]
@@ -126,11 +126,6 @@ def check_copy_positions(positions: Sequence[int], last: int) -> None:
     if positions[0] <= last or any(a >= b for a, b in zip(positions, positions[1:])):
         raise StoreError(f"position {positions[0]} is taken or out of order here (the log ends at {last}): "
                          "copy into an empty store")
-
-
-def positioned(positions: Sequence[int], rows: Iterable[Iterable[tuple]]) -> Iterator[tuple]:
-    """Copied events' rows (chunks of them) each behind its position."""
-    return ((position, *row) for position, row in zip(positions, itertools.chain.from_iterable(rows)))
 
 
 def chunks(items: Sequence, size: int) -> Iterable[Sequence]:

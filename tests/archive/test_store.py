@@ -301,11 +301,15 @@ def test_a_batchs_rows_are_made_once_unless_kept():
 
     batch = slotted([message(t, room="a@conference.localhost") for t in range(3)])
     once = rows(batch)
-    assert [version for chunk in once for _, version, _, _ in chunk] == [1, 2, 3]
+    assert [version for chunk in once.at(range(1, 4), {"a@conference.localhost": 0}) for _, _, version, *_ in chunk] \
+        == [1, 2, 3]
     with pytest.raises(RuntimeError, match="made once"):  # it would go on at version 4, indexed twice
         list(once)
-    kept = rows(batch).made()
-    assert list(kept) == list(kept) and kept.index_columns()[2] == [1, 2, 3]
+    kept = rows(batch)
+    assert kept.log_columns() is kept.log_columns() and kept.log_columns()[1] == [1, 2, 3]
+    assert kept.index_columns()[2] == [1, 2, 3]
+    with pytest.raises(RuntimeError, match="made once"):
+        list(kept)
 
 
 def test_a_batchs_rows_made_at_positions_carry_them_across_chunks_and_are_set_before_made():

@@ -25,10 +25,15 @@ def to_msgpack_list(events: list[Event]) -> list[bytes]:
     return list(map(to_msgpack, events))
 
 
+# Bytes a stored state's buffer is made with (events are ~300 bytes): encoding into an empty one grows it twice
+# or more, and the encoder cuts it to the state's length anyway (~700 instructions an event of ~4,600, callgrind).
+_STATE_BUFFER = 512
+
+
 def to_msgpack_arrays(events: list[Event]) -> list[bytearray]:
     """The events as ``to_msgpack`` encodes them, each in a bytearray of its own (see
     ``archive.sqlite_recorder``: sqlite3 binds a bytearray cheaper than bytes)."""
-    buffers = [bytearray() for _ in events]
+    buffers = [bytearray(_STATE_BUFFER) for _ in events]
     for event, buffer in zip(events, buffers):
         _msgpack_into(event, buffer)
     return buffers
@@ -69,6 +74,19 @@ def event_from_builtins(data: object) -> Event:
         raise EventDecodeError(f"not a valid archive event: {e}") from e
 
 
+# The events keyed by their stanza-id when they carry one (``idempotency_key``).
+_STANZA_ID_KEYED = frozenset({MessagePosted, MessageCorrected, MessageRetracted})
+# A fresh SHA-256 copied, not made (see ``archive.chain``).
+_SHA256 = hashlib.sha256()
+
+
+def idempotency_keys(events: list[Event]) -> list[str]:
+    """Each event's ``idempotency_key``: a batch's, most of them by stanza-id in one comprehension, without a
+    call an event (~800 instructions an event of ~5,000, callgrind)."""
+    return [f"sid:{e.room}:{e.stanza_id}" if type(e) in _STANZA_ID_KEYED and e.stanza_id else _hashed_key(e)
+            for e in events]
+
+
 def idempotency_key(event: Event) -> str:
     """The key under which an event is stored at most once.
 
@@ -83,9 +101,11 @@ def idempotency_key(event: Event) -> str:
     - Everything else: a hash of the whole event except ``recorded_at`` and
       ``capture``, i.e. the same fact observed twice is stored once.
     """
-    stanza_id = getattr(event, "stanza_id", None)
-    if stanza_id and isinstance(event, (MessagePosted, MessageCorrected, MessageRetracted)):
-        return f"sid:{event.room}:{stanza_id}"
+    return idempotency_keys([event])[0]
+
+
+def _hashed_key(event: Event) -> str:
+    """The key of an event without a stanza-id (``idempotency_key``)."""
     if isinstance(event, (MessagePosted, MessageCorrected)) and event.message_id:
         parts = (event.room, type(event).__name__, event.nick, event.message_id, event.body)
     else:
@@ -93,5 +113,6 @@ def idempotency_key(event: Event) -> str:
         fields.pop("recorded_at")
         fields.pop("capture")
         parts = (type(event).__name__, fields)
-    digest = hashlib.sha256(msgspec.msgpack.encode(parts)).hexdigest()
-    return f"h:{digest[:40]}"
+    digest = _SHA256.copy()
+    digest.update(msgspec.msgpack.encode(parts))
+    return f"h:{digest.hexdigest()[:40]}"

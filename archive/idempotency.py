@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover (Python 3.12+, or a build without it)
     except ImportError:
         from hashlib import sha256
 
-from .codec import idempotency_key
+from .codec import idempotency_keys
 from .events import Event
 
 BUCKET = 3600  # seconds: one hour of a room
@@ -55,7 +55,12 @@ Slot = tuple[str, int, int]
 def key_digest(key: str) -> int:
     """The key's 8-byte digest as a signed 64-bit integer (a column both stores hold natively): the first
     8 bytes of its SHA-256, big-endian."""
-    return _first_int64(sha256(key.encode()).digest())[0]
+    return key_digests([key])[0]
+
+
+def key_digests(keys: list[str]) -> list[int]:
+    """Each key's ``key_digest``, in one comprehension: no call an event."""
+    return [_first_int64(sha256(key.encode()).digest())[0] for key in keys]
 
 
 _first_int64 = struct.Struct(">q").unpack_from
@@ -100,7 +105,7 @@ class Batch(NamedTuple):
 
 def slotted(events: list[Event]) -> Batch:
     """Each distinct event of a batch once (by idempotency key), with its time and slot."""
-    keys = list(map(idempotency_key, events))
+    keys = idempotency_keys(events)
     unique = dict(zip(keys, events))
     if len(unique) < len(events):  # a stanza twice in the batch: its first copy is the one kept
         unique = {}
@@ -112,13 +117,13 @@ def slotted(events: list[Event]) -> Batch:
 def every_slot(events: list[Event]) -> Batch:
     """Each event of a batch with its time and slot, repeated keys included (a copy of events a store
     holds already: ``EventStore.append_copies``)."""
-    return _batch(events, list(map(idempotency_key, events)))
+    return _batch(events, idempotency_keys(events))
 
 
 def _batch(events: list[Event], keys: list[str]) -> Batch:
     times = [event.occurred_at.timestamp() for event in events]
     buckets = buckets_of(times)
-    return Batch(events, [event.room for event in events], times, buckets, list(map(key_digest, keys)),
+    return Batch(events, [event.room for event in events], times, buckets, key_digests(keys),
                  neighbours(times, buckets))
 
 

@@ -38,10 +38,14 @@ DDL = (
     REFS,
     "CREATE TABLE IF NOT EXISTS {rooms} (id INTEGER PRIMARY KEY, jid TEXT NOT NULL UNIQUE)",
 )
+# A few hundred rows of a million: kept up row by row from a build's start, it costs a test of each row's kind;
+# built at the end, a scan of the whole table (1M events on PostgreSQL: 0.15 s of the server's, in the build's
+# last phase, which the rebuild waits for).
+LINES_SUBJECT = "CREATE INDEX IF NOT EXISTS [lines_subject] ON {lines} (room, ts, id) WHERE kind='subject_changed'"
 QUERY_DDL = (
     "CREATE INDEX IF NOT EXISTS [lines_time] ON {lines} (room, ts, id)",
     "CREATE INDEX IF NOT EXISTS [lines_rev] ON {lines} (room, rev)",
-    "CREATE INDEX IF NOT EXISTS [lines_subject] ON {lines} (room, ts, id) WHERE kind='subject_changed'",
+    LINES_SUBJECT,
 )
 # ``shown``: what a line is to the queries
 ORDINARY, COMPLIANCE_ONLY, GONE = 1, 0, -1
@@ -68,9 +72,10 @@ class TranscriptProjection(TableProjection):
     query_ddl = QUERY_DDL
 
     def build_ddl(self) -> tuple[str, ...]:
+        ddl = self.ddl + (LINES_SUBJECT,)
         if not self.recorder.keys_after_building:
-            return self.ddl
-        return tuple(REFS_UNKEYED if statement == REFS else statement for statement in self.ddl)
+            return ddl
+        return tuple(REFS_UNKEYED if statement == REFS else statement for statement in ddl)
 
     def deferred_ddl(self) -> tuple[str, ...]:
         return (REFS_KEY,) if self.recorder.keys_after_building else ()

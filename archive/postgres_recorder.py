@@ -67,9 +67,10 @@ _STREAM_HEADS = (
 class PostgresArchiveRecorder(PostgresAuditTable, PostgresRoomReads, PostgresApplicationRecorder):
     """PostgreSQL application recorder that also maintains the archive's side tables."""
 
-    # The store's binary values as they come: COPY takes bytes through the driver's C dumper.
+    # The store's binary values as they come: COPY takes bytes through the driver's C dumper (an empty bytes
+    # added to is the same bytes).
     encode_states = staticmethod(to_msgpack_list)
-    blob = bytes
+    blob = b""
 
     # The library retries these ten times, silently: a minute of stalled callers while PostgreSQL
     # restarts. One attempt each here; the callers retry with back-off and report the outage

@@ -127,9 +127,9 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteRoomReads, SQLiteApplication
 
     # The store's binary values (msgpack states, chain links) as bytearrays: sqlite3 binds a bytearray
     # as it is, and bytes only after a failed look-up for an adapter (about 0.4 us a value, two values
-    # an event).
+    # an event). ``blob``: an empty one, which links are added to (never changed itself).
     encode_states = staticmethod(to_msgpack_arrays)
-    blob = bytearray
+    blob = bytearray()
 
     def construct_create_table_statements(self) -> list[str]:
         return [

@@ -297,7 +297,7 @@ def test_a_sqlite_store_that_cannot_be_created_is_a_store_error(tmp_path):
 def test_a_batchs_rows_are_made_once_unless_kept():
     def rows(batch):
         return BatchRows(batch, {"a@conference.localhost": [0, None, 1]}, None,
-                         encode_states=to_msgpack_list, blob=bytes, chained=True)
+                         encode_states=to_msgpack_list, blob=b"", chained=True)
 
     batch = slotted([message(t, room="a@conference.localhost") for t in range(3)])
     once = rows(batch)
@@ -315,7 +315,7 @@ def test_a_batchs_rows_are_made_once_unless_kept():
 def test_a_batchs_rows_made_at_positions_carry_them_across_chunks_and_are_set_before_made():
     batch = slotted([message(t, room="a@conference.localhost") for t in range(ROW_CHUNK + 2)])
     rows = BatchRows(batch, {"a@conference.localhost": [0, None, 1]}, None,
-                     encode_states=to_msgpack_list, blob=bytes, chained=True)
+                     encode_states=to_msgpack_list, blob=b"", chained=True)
     # The room's highest second so far, 10 s into the batch's: each row's high is that until the batch passes it.
     stored_high = int(batch.times[0]) + 10
     made = [row for chunk in rows.at(range(100, 100 + ROW_CHUNK + 2), {"a@conference.localhost": stored_high})

@@ -90,13 +90,16 @@ def create_app(
         health=health,
     )
     install_error_handlers(app)
-    audit.install(app)  # every read of archived content is recorded; no request can opt out
     _install_request_metrics(app)
     for blueprint in (search_bp, rooms.bp, transcript.bp, presence.bp, replay.bp, export.bp, exports_api.bp, audit.bp, holds.bp, openapi.bp):
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     app.add_url_rule("/healthz", view_func=healthz)
     app.add_url_rule("/metrics", view_func=metrics)
     web.register(app)  # pages, sign-in, widget, security headers (query_api/web)
+    # Every read of archived content is recorded; no request can opt out. Installed last, so that it runs
+    # first (Flask runs after-request hooks in reverse): the 503 it answers with when the record cannot be
+    # written is the answer the metrics count and the cache and security headers are set on.
+    audit.install(app)
     turns = turns_for(settings.active_requests, len(os.sched_getaffinity(0)), processes)
     app.wsgi_app = ActiveRequests(app.wsgi_app, turns)
     return app

@@ -1,7 +1,8 @@
 """Prometheus text exposition of the API's own counters and the archive's progress.
 
-Request latency is a histogram per endpoint (time to the first byte for
-streamed answers); the archive's progress comes from gauges read at scrape
+Request latency is a histogram per endpoint (up to the answer's audit record
+committed, whose wait the client shares; time to the first byte for streamed
+answers); the archive's progress comes from gauges read at scrape
 time: the log's head, and how far each projection and the index lag behind.
 """
 

@@ -151,6 +151,27 @@ def test_no_content_is_served_when_the_trail_cannot_be_written(audited):
     assert "hello" not in response.get_data(as_text=True)
 
 
+def test_metrics_and_caching_see_the_answer_the_audit_made(audited):
+    """The answer a client gets when its read cannot be recorded (503) is the one /metrics counts and the one
+    marked not to be cached and given the security headers: the request hooks that observe and mark an answer
+    run after the audit's."""
+    app, store, tokens, _ = audited
+
+    def refuse(record):
+        from archive.errors import StoreError
+
+        raise StoreError("audit table gone")
+
+    store.append_audit = refuse
+    client = app.test_client()
+    response = client.get("/api/v1/search?q=hello", headers=auth(tokens["compliance"]))
+    text = client.get("/metrics", headers=auth(tokens["compliance"])).get_data(as_text=True)
+    assert 'chat_archive_api_requests_total{endpoint="/api/v1/search",status="503"} 1' in text
+    assert 'endpoint="/api/v1/search",status="200"' not in text
+    assert response.status_code == 503 and response.headers.get("Cache-Control") == "no-store"
+    assert response.headers.get("X-Content-Type-Options") == "nosniff"
+
+
 def test_pages_record_reads_and_show_the_trail_to_compliance_only(audited):
     app, store, tokens, _ = audited
     client = app.test_client()

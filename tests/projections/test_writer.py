@@ -119,11 +119,7 @@ def test_a_rebuild_another_rebuild_replaced_ends_in_the_archives_error(event_sto
 def _query_indexes(recorder, target, generation: int, besides: tuple[str, ...] = ()) -> str:
     """Which of ``target``'s query indexes (``query_ddl``, but those in ``besides``) exist for ``generation``:
     "all", "none" or "some"."""
-    if isinstance(recorder, SQLiteViewRecorder):
-        rows = recorder.read_rows("SELECT name FROM sqlite_master WHERE type='index'")
-    else:
-        rows = recorder.read_rows("SELECT indexname AS name FROM pg_indexes WHERE schemaname=?", (recorder.datastore.schema,))
-    present = {row["name"] for row in rows}
+    present = index_names(recorder)
     names = re.findall(r"\[(\w+)\]", " ".join(ddl for ddl in target.query_ddl if ddl not in besides))
     assert names
     found = {recorder.table_name(target.name, generation, name) for name in names} & present
@@ -237,3 +233,12 @@ def test_a_commit_the_writer_cannot_read_is_an_error_naming_why(views):
             writer.wait()
     finally:
         writer.close()
+
+
+def index_names(recorder) -> set[str]:
+    """The names of every index in ``recorder``'s views database (its schema, on PostgreSQL)."""
+    if isinstance(recorder, SQLiteViewRecorder):
+        rows = recorder.read_rows("SELECT name FROM sqlite_master WHERE type='index'")
+    else:
+        rows = recorder.read_rows("SELECT indexname AS name FROM pg_indexes WHERE schemaname=?", (recorder.datastore.schema,))
+    return {row["name"] for row in rows}

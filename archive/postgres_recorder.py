@@ -164,11 +164,20 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresRoomReads, PostgresApp
             # store being opened cannot deadlock. Ordered writers also make the look-up of the batch's
             # slots below see every key committed before it, and none committed until this one ends
             # (``archive.idempotency``).
-            self._lock_table(curs)
             expected: dict[str, int] = kwargs["heads"]
-            highs = checked_highs(self._stream_heads(curs, expected), expected)
             probe: Probe | None = kwargs.get("probe")
-            if probe and self._stored_slots(curs, probe):
+            # The lock, the streams' heads and the look-up of the batch's slots sent at once, in one round trip
+            # (pipeline mode), not one each, the server idle between them (begin, two lock statements, heads,
+            # planner settings, slots: six). The positions are drawn only once these pass: a batch refused
+            # draws none (the sequence does not roll back).
+            heads, slots = curs.connection.cursor(), curs.connection.cursor(row_factory=tuple_row)
+            with curs.connection.pipeline():
+                self._lock_table(curs)
+                heads.execute(self._stream_heads_sql, (list(expected),), prepare=True)
+                if probe:
+                    self._send_stored_slots(slots, probe)
+            highs = checked_highs(_stream_heads(heads.fetchall()), expected)
+            if probe and probe.among(slots.fetchall()):
                 raise IntegrityError("an event of the batch is stored already (its idempotency slot holds its key)")
             positions: list[int] | None = kwargs.get("positions")
             if positions:
@@ -182,15 +191,16 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresRoomReads, PostgresApp
                 drawn = range(last - rows.count + 1, last + 1)
                 copy_rows(curs, self._copy_events_at, LOG_ROW_TYPES, rows.at(drawn, highs))
             new_rooms = list(kwargs.get("new_rooms", ()))
-            if new_rooms:
-                curs.executemany(
-                    SQL("INSERT INTO {} VALUES (%s) ON CONFLICT DO NOTHING").format(self._rooms),
-                    [(room,) for room in new_rooms],
-                )
             chain_heads = rows.chain_heads()
-            if chain_heads:
-                curs.execute(self._upsert_heads, _columns(chain_heads, 4), prepare=True)
-            self._notify_channel(curs)
+            with curs.connection.pipeline():  # one round trip for the statements after the copy
+                if new_rooms:
+                    curs.executemany(
+                        SQL("INSERT INTO {} VALUES (%s) ON CONFLICT DO NOTHING").format(self._rooms),
+                        [(room,) for room in new_rooms],
+                    )
+                if chain_heads:
+                    curs.execute(self._upsert_heads, _columns(chain_heads, 4), prepare=True)
+                self._notify_channel(curs)
         return positions or list(range(last - rows.count + 1, last + 1))
 
     def _copy_at(self, curs: Any, positions: list[int], rows: BatchRows) -> int:
@@ -208,6 +218,13 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresRoomReads, PostgresApp
             return self._stored_slots(curs, probe)
 
     def _stored_slots(self, curs: Any, probe: Probe) -> set[Slot]:
+        rows = curs.connection.cursor(row_factory=tuple_row)
+        self._send_stored_slots(rows, probe)
+        return probe.among(rows.fetchall())
+
+    def _send_stored_slots(self, rows: Any, probe: Probe) -> None:
+        """The look-up of the stored rows of the probe's buckets on ``rows`` (a tuple cursor), its rows
+        fetched by the caller: in pipeline mode, only once the pipeline has sent it."""
         # The planner guesses hundreds of rows in each bucket (its range is a parameter), so a batch's
         # thousand buckets look costly enough for JIT compilation, which takes ten times as long
         # (~50 ms) as the look-up itself, and for parallel workers. It guesses a third of the log late
@@ -215,15 +232,13 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresRoomReads, PostgresApp
         # every late event (or, with ``second=high`` in the first walk, seq-scans the log: 3 s a batch at 1M):
         # a bucket is a seek and a short range in each walk, a nested loop of index scans (24 ms for a
         # batch's 884 buckets at 1M, 10,337 rows).
-        curs.execute("SELECT set_config('jit', 'off', true), set_config('enable_hashjoin', 'off', true), "
+        rows.execute("SELECT set_config('jit', 'off', true), set_config('enable_hashjoin', 'off', true), "
                      "set_config('enable_mergejoin', 'off', true), "
                      "set_config('max_parallel_workers_per_gather', '0', true)", prepare=True)
         # Thousands of rows a batch (the rooms' hours so far): as tuples in binary, made by the driver's C
         # loaders, not a dict each from text.
-        rows = curs.connection.cursor(row_factory=tuple_row)
         spans = _columns(bucket_spans(probe.buckets), 3)
         rows.execute(self._stored_slots_sql, spans + spans, prepare=True, binary=True)
-        return probe.among(rows.fetchall())
 
     def room_heads(self, originator_ids: Iterable[str]) -> dict[str, tuple[int, HeadRow | None]]:
         """Each stream's last version and its chain head (None before its chain began)."""
@@ -235,14 +250,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresRoomReads, PostgresApp
         """Each stream's last stored version (0 if none), highest second so far, and chain head (None before its
         chain began)."""
         curs.execute(self._stream_heads_sql, (list(oids),), prepare=True)
-        return {
-            row["stream"]: (
-                row["originator_version"] or 0,
-                BEFORE_ANY_SECOND if row["high"] is None else row["high"],
-                None if row["version"] is None else _head_row(row),
-            )
-            for row in curs.fetchall()
-        }
+        return _stream_heads(curs.fetchall())
 
     def chain_heads(self) -> list[HeadRow]:
         with self.datastore.transaction(commit=False) as curs:
@@ -299,6 +307,18 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresRoomReads, PostgresApp
 def _columns(rows: Sequence[tuple], width: int) -> list[list]:
     """Rows as column lists, for statements over unnest(column arrays)."""
     return [list(column) for column in zip(*rows)] if rows else [[] for _ in range(width)]
+
+
+def _stream_heads(rows: list[dict]) -> dict[str, StreamHead]:
+    """The rows of ``_STREAM_HEADS`` by stream."""
+    return {
+        row["stream"]: (
+            row["originator_version"] or 0,
+            BEFORE_ANY_SECOND if row["high"] is None else row["high"],
+            None if row["version"] is None else _head_row(row),
+        )
+        for row in rows
+    }
 
 
 def _head_row(row: dict) -> HeadRow:

@@ -16,7 +16,7 @@ import pytest
 
 from archive import events as ev
 from archive.application import open_event_store
-from archive.idempotency import BUCKET, WINDOW, buckets_of, key_digest, neighbours
+from archive.idempotency import BUCKET, WINDOW, bucket_of, key_digest, windows_of
 from archive.recorders import bucket_spans
 from tests.factories import T0, message
 
@@ -30,10 +30,10 @@ def copies(store) -> list[ev.Event]:
 
 
 def test_the_neighbouring_bucket_is_looked_up_within_the_window_of_an_edge():
-    (b,) = buckets_of([EDGE])
-    assert buckets_of([EDGE - 0.001, -0.001]) == [b - 1, -1]
+    b = EDGE // BUCKET
+    assert [bucket_of(w) for w in windows_of([EDGE - 0.001, -0.001])] == [(b - 1, b), (-1, 0)]
     times = [EDGE + d for d in (0, WINDOW - 0.001, WINDOW, BUCKET - WINDOW - 0.001, BUCKET - WINDOW)]
-    assert neighbours(times, buckets_of(times)) == [b - 1, b - 1, None, None, b + 1]
+    assert [bucket_of(w) for w in windows_of(times)] == [(b, b - 1), (b, b - 1), (b, None), (b, None), (b, b + 1)]
 
 
 def test_a_digest_is_eight_bytes_of_the_keys_sha256_as_a_signed_integer():

@@ -12,7 +12,6 @@ columns (``BatchRows.log_columns``), made at once before it takes its write lock
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
@@ -86,7 +85,7 @@ class BatchRows:
         if self._started:
             raise RuntimeError("a batch's positions are set before its rows are made")
         self._positions = positions
-        self._seconds = list(map(math.floor, self._batch.times))
+        self._seconds = self._batch.seconds
         self._highs = running_highs(self._batch.rooms, self._seconds, highs)
         return self
 
@@ -104,7 +103,7 @@ class BatchRows:
     def index_columns(self) -> IndexColumns:
         """The side index's columns, aligned (the rows made): each recorder zips what its table takes."""
         b = self._batch
-        return b.rooms, list(map(math.floor, b.times)), self._versions, b.digests, b.times, self._links
+        return b.rooms, b.seconds, self._versions, b.digests, b.times, self._links
 
     def chain_heads(self) -> list[HeadRow]:
         """The touched streams' heads after the batch (none for an unchained store)."""

@@ -27,6 +27,7 @@ stored a second time.
 
 from __future__ import annotations
 
+import math
 import sys
 from array import array
 from collections.abc import Iterable
@@ -71,14 +72,16 @@ def key_digests(keys: list[str]) -> list[int]:
 # A bucket is whole windows, so that an event's window tells both its bucket and whether it lies within ``WINDOW``
 # of the bucket's edge: one rule over the batch's times, and ``Probe`` reads a batch's distinct (room, window)s
 # (~3,000 of 10,000 events) instead of a bucket and a neighbour an event (~820 instructions an event fewer,
-# callgrind). Floor divisions of epoch times (exact for floats): an event's window is floor(t / WINDOW).
+# callgrind). An event's window is floor(t / WINDOW), read from its whole second floor(t) (the same: WINDOW is
+# whole seconds), which the side index holds too.
 WINDOWS_A_BUCKET = BUCKET // WINDOW
 assert WINDOWS_A_BUCKET * WINDOW == BUCKET
 
 
-def windows_of(times: list[float]) -> list[int]:
-    """The windows of epoch times in seconds (a rule over a batch's column: no call an event)."""
-    return [int(t // WINDOW) for t in times]
+def windows_of(seconds: list[int]) -> list[int]:
+    """The windows of whole epoch seconds (a rule over a batch's column, mapped in C: ~700 instructions an event
+    fewer than a float floor division of each time, callgrind)."""
+    return list(map(WINDOW.__rfloordiv__, seconds))
 
 
 def bucket_of(window: int) -> tuple[int, int | None]:
@@ -89,13 +92,14 @@ def bucket_of(window: int) -> tuple[int, int | None]:
 
 
 class Batch(NamedTuple):
-    """Events to append as columns, aligned: each event's room, occurred_at in epoch seconds, window
-    (``windows_of``) and key digest. Columns, not a tuple per event: a batch is made and read column by
+    """Events to append as columns, aligned: each event's room, occurred_at in epoch seconds, its whole second
+    (the floor), window (``windows_of``) and key digest. Columns, not a tuple per event: a batch is made and read column by
     column (one map of a rule over a column costs less than a loop)."""
 
     events: list[Event]
     rooms: list[str]
     times: list[float]
+    seconds: list[int]
     windows: list[int]
     digests: list[int]
 
@@ -128,7 +132,8 @@ def every_slot(events: list[Event]) -> Batch:
 
 def _batch(events: list[Event], keys: list[str]) -> Batch:
     times = [event.occurred_at.timestamp() for event in events]
-    return Batch(events, [event.room for event in events], times, windows_of(times), key_digests(keys))
+    seconds = list(map(math.floor, times))
+    return Batch(events, [event.room for event in events], times, seconds, windows_of(seconds), key_digests(keys))
 
 
 class Probe:

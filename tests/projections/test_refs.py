@@ -1,0 +1,48 @@
+"""The ``refs`` rows of a commit's new lines, as each store writes them (``transcripts.refs.created_ref_rows``)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from projections.lines import Line
+from projections.transcripts.refs import BUCKET_BITS, REFS, all_ref_rows, created_ref_rows, ref_hash
+
+AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def _message(line_id: int, *ids: str, **fields) -> Line:
+    stanza_id, origin_id = (ids + (None, None))[:2]
+    return Line(id=line_id, room="r@muc", at=AT, kind="message", nick="a", body="hi", stanza_id=stanza_id,
+                origin_id=origin_id, **fields)
+
+
+# Lines of a commit, in log order: ids in several buckets, a line not a message first (it starts the id
+# span all the same), one known by more ids than its own (a correction applied), and one whose hash has the
+# top bit set (a 32-bit number the JSON path must not take for negative).
+HIGH = next(f"s{n}" for n in range(100) if ref_hash("r@muc", f"s{n}") >= 2**31)
+LINES = [
+    Line(id=2**BUCKET_BITS - 2, room="r@muc", at=AT, kind="joined", nick="a"),
+    _message(2**BUCKET_BITS - 1, "a1", "o1"),
+    _message(2**BUCKET_BITS, HIGH),
+    _message(3 * 2**BUCKET_BITS + 5, "a3", "o3", message_id="m3", aliases=["c3"]),
+]
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [LINES, [*LINES, _message(LINES[0].id + 2**31, "far")]],  # ids 2**31 apart: a key would not fit 63 bits
+    ids=["one commit", "ids 2**31 apart"],
+)
+def test_the_refs_of_new_lines_are_their_rows(views, lines):
+    """Whichever way the store takes them (one JSON array on SQLite), the rows are ``all_ref_rows``'s."""
+    recorder = views.recorder
+    generation = recorder.create_generation("transcripts", [REFS], live=False)
+    recorder.commit_batch("transcripts", generation, lines[-1].id, created_ref_rows(lines, recorder.json_each),
+                          building=True)
+    rows = recorder.read_rows(recorder.sql("SELECT bucket, ref, id FROM {refs}", "transcripts", generation))
+    expected = sorted(all_ref_rows(lines))
+    assert sorted((row["bucket"], row["ref"], row["id"]) for row in rows) == expected
+    assert len(expected) == 7 + (len(lines) > len(LINES))  # 2 + 1 + 4 ids (+ the far line's)
+    recorder.drop_building("transcripts", generation)

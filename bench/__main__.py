@@ -18,7 +18,7 @@ Every size of a run is measured on one commit; the load average is recorded befo
 The run refuses to start writing bench/RESULTS*.md while the load is above the core count (it waits
 --quiet-wait seconds for it to fall first, and as long again before each stage; --allow-load writes it
 marked as loaded). At 10m (or with --light) the bench measures chat-archive's rates and only the cheap
-baselines (raw inserts, COPY); its append pass also reports each store's rate over its first 1m events, so
+baselines (raw inserts; PostgreSQL's store appends alone); its append pass also reports each store's rate over its first 1m events, so
 that size is compared within one pass.
 Stages after `append` reuse the stores it built in --workdir (built untimed if missing), and every pass over
 a corpus after the first reads it from --workdir instead of generating it again.

@@ -9,6 +9,7 @@ import pytest
 
 from bench import append
 from bench.corpus import CorpusSpec
+from bench.measure import Results
 
 
 class Slowing:
@@ -47,3 +48,23 @@ def test_a_pass_past_the_mark_reports_each_sinks_rate_over_its_first_and_its_las
 
 def test_a_pass_that_ends_at_the_mark_reports_no_rate_at_it(small_batches):
     assert append._feed(CorpusSpec(events=200, rooms=2, users=6), [Slowing()])[2:] == ({}, {})
+
+
+def test_a_light_pass_feeds_the_postgresql_store_alone_and_the_sqlite_store_beside_its_raw_table(
+        tmp_path, monkeypatch, postgres_url):
+    """At 10M a baseline's COPY into the store's server bends the store's rate at the end of the pass: the
+    light pass measures the PostgreSQL store by itself, so its size effect is the store's own."""
+    fed = []
+
+    def feed(spec, sinks):
+        fed.append(sorted(s.name for s in sinks))
+        for sink in sinks:
+            sink.watch = SimpleNamespace(elapsed=1.0)
+            sink.close()
+        return 300, 200, {}, {}
+
+    monkeypatch.setattr(append, "_feed", feed)
+    results = Results(size="test")
+    append.run_append(CorpusSpec(events=300, rooms=2, users=6), tmp_path, results, light=True)
+    assert fed == [["raw", "store"], ["store"]]
+    assert not [f for f in results.figures if "vs COPY" in f.name]

@@ -44,9 +44,10 @@ def recent(transcripts: Transcripts, room: str, *, limit: int = 50) -> tuple[lis
     return [item(line) for line in shown], {"r": last}
 
 
-def since(transcripts: Transcripts, room: str, cursor: dict) -> tuple[list[dict], dict]:
-    """What changed after ``cursor`` (from ``recent`` or an earlier ``since``), and the next cursor."""
-    changes = transcripts.changes(room, after=cursor["r"], after_line=cursor.get("i"), limit=MAX_ITEMS)
+def since(transcripts: Transcripts, room: str, cursor: dict, *, limit: int = MAX_ITEMS) -> tuple[list[dict], dict]:
+    """What changed after ``cursor`` (from ``recent`` or an earlier ``since``), at most ``limit`` lines, and the
+    next cursor."""
+    changes = transcripts.changes(room, after=cursor["r"], after_line=cursor.get("i"), limit=limit)
     items = [{"id": line_id, "kind": "gone"} for line_id in changes.gone]
     items += [item(line) for line in changes.lines if line.kind in SHOWN_KINDS]
     return items, {"r": changes.last} if changes.last_line is None else {"r": changes.last, "i": changes.last_line}

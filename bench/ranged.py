@@ -83,8 +83,10 @@ def _message(room: str, i: int) -> ev.MessagePosted:
 def _reads(store, views: Views, room: str, count: int, fraction: float) -> dict:
     start, end = _range(count, fraction)
     at = start + timedelta(seconds=PAGE)
-    # The widget's cursor: the position of a line deep inside the room (lines change with their own event).
-    cursor = views.transcripts.page(room, start=start, limit=1).lines[0].id
+    # The widget's cursor, as the feed issues it: after a line deep inside the room (lines change with their own
+    # event), with its floor (``Transcripts.changes``).
+    line = views.transcripts.page(room, start=start, limit=1).lines[0]
+    cursor = views.transcripts.changes(room, after=line.id - 1, limit=1)
 
     def store_page():
         taken = 0
@@ -96,7 +98,8 @@ def _reads(store, views: Views, room: str, count: int, fraction: float) -> dict:
     reads = {
         "store ranged read (events --from/--to, replay, export)": store_page,
         "transcript view page (from, to)": lambda: views.transcripts.page(room, start=start, end=end, limit=PAGE),
-        "widget changes after a cursor": lambda: views.transcripts.changes(room, after=cursor, limit=200),
+        "widget changes after a cursor": lambda: views.transcripts.changes(
+            room, after=cursor.last, after_line=cursor.last_line, floor=cursor.floor, limit=200),
         "/state at T (200 lines)": lambda: views.room_state_at(room, at, limit=200),
     }
     return reads

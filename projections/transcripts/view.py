@@ -4,7 +4,8 @@ Tables (per generation, see ``projections.viewdb``): ``lines`` (one row per line
 id = position of the creating event, room = the room's number in ``rooms``, ts = the whole second of
 occurred_at in epoch microseconds (``tables.order_micros``: with id, the transcript order), ``shown`` = 0
 for lines only the compliance view shows, ``awaiting`` = 1 for lines awaiting their message, ``rev`` =
-position of the event that last changed the line (the widget's feed follows it), and ``fields``, the
+position of the event that last changed the line (the widget's feed follows it), ``late`` = 1 for a line
+of an earlier ``ts`` than a line of its room created before it (``RoomTops``), and ``fields``, the
 ``Line`` itself (``lines.stored``; a view whose lines are msgpack maps has ``data`` instead, and is
 refused with the command that rebuilds it); a correction line taken into its message stays as a row
 with ``shown`` = GONE, so that a feed can take it away), ``rooms`` (each room's JID and number, numbered
@@ -15,6 +16,7 @@ SQLite compares and stores at a cost) and ``refs`` (every id a message line is k
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left
 from operator import attrgetter
 
 from archive import events as ev
@@ -34,7 +36,7 @@ NAME = "transcripts"
 DDL = (
     "CREATE TABLE IF NOT EXISTS {lines} (id INTEGER PRIMARY KEY, room INTEGER NOT NULL, ts INTEGER NOT NULL, "
     "kind TEXT NOT NULL, shown INTEGER NOT NULL, awaiting INTEGER NOT NULL, rev INTEGER NOT NULL, "
-    "fields BLOB NOT NULL)",
+    "late INTEGER NOT NULL, fields BLOB NOT NULL)",
     "CREATE INDEX IF NOT EXISTS [lines_awaiting] ON {lines} (id) WHERE awaiting=1",
     REFS,
     "CREATE TABLE IF NOT EXISTS {rooms} (id INTEGER PRIMARY KEY, jid TEXT NOT NULL UNIQUE)",
@@ -43,9 +45,15 @@ DDL = (
 # built at the end, a scan of the whole table (1M events on PostgreSQL: 0.15 s of the server's, in the build's
 # last phase, which the rebuild waits for).
 LINES_SUBJECT = "CREATE INDEX IF NOT EXISTS [lines_subject] ON {lines} (room, ts, id) WHERE kind='subject_changed'"
+# The widget's feed (``queries.Transcripts.changes``) reads the lines created since its cursor by ``lines_time``
+# (a line neither changed since nor late comes in the order of its room's times) and the others by
+# ``lines_changed``: a few of a million, where an index of every line by (room, rev) cost a rebuild's writer
+# process 1.3 s of 1M events' lines on SQLite. Its WHERE is ``CHANGED_OR_LATE``'s text: SQLite uses a partial
+# index only for a statement that says the same.
+CHANGED_OR_LATE = "(rev<>id OR late=1)"
 QUERY_DDL = (
     "CREATE INDEX IF NOT EXISTS [lines_time] ON {lines} (room, ts, id)",
-    "CREATE INDEX IF NOT EXISTS [lines_rev] ON {lines} (room, rev)",
+    f"CREATE INDEX IF NOT EXISTS [lines_changed] ON {{lines}} (room, rev, id) WHERE {CHANGED_OR_LATE}",
     LINES_SUBJECT,
 )
 # ``shown``: what a line is to the queries
@@ -59,12 +67,12 @@ OLDER_LAYOUT = (
 
 def made_by_older_layout(error: StoreError) -> bool:
     """Whether ``error``, from a read of the view, is for want of what this layout added (the ``fields``
-    column of positional lines, the refs' ``bucket``, ``awaiting``, the ``rooms`` table): a view an older
+    column of positional lines, the refs' ``bucket``, ``awaiting``, the ``rooms`` table, ``late``): a view an older
     chat-archive made, which this one would misread. Only a missing table or column: PostgreSQL's other errors
     quote the statement, which names them too."""
     text = str(error)
     missing = "no such " in text or "does not exist" in text
-    return missing and any(name in text for name in ("awaiting", "bucket", "fields", "_rooms_"))
+    return missing and any(name in text for name in ("awaiting", "bucket", "fields", "_rooms_", "late"))
 
 
 class TranscriptProjection(TableProjection):
@@ -97,6 +105,7 @@ class TranscriptProjection(TableProjection):
         self._gone: dict[int, Line] = {}  # lines taken into others, as they were then
         try:
             self._read_own("SELECT bucket FROM {refs} LIMIT 0")
+            self._read_own("SELECT late FROM {lines} LIMIT 0")
             awaiting = self._read_own("SELECT fields FROM {lines} WHERE awaiting=1 ORDER BY id")
         except StoreError as e:
             if made_by_older_layout(e):
@@ -105,6 +114,7 @@ class TranscriptProjection(TableProjection):
         for row in awaiting:
             self._book.remember(from_stored(bytes(row["fields"])))
         self._rooms = RoomNumbers({row["jid"]: row["id"] for row in self._read_own("SELECT id, jid FROM {rooms}")})
+        self._tops = RoomTops(set(self._rooms.known.values()), self._latest)
         self._book.horizon = self.position()
 
     def _committed_lines(self, room: str, ref: str) -> list[Line]:
@@ -121,6 +131,11 @@ class TranscriptProjection(TableProjection):
                 return [line]
         self._key_refs()
         return select_by_ref(self._read_own, room, ref)
+
+    def _latest(self, room: int) -> int:
+        """The latest ``ts`` of the committed lines of ``room`` (a room's number)."""
+        rows = self._read_own("SELECT MAX(ts) AS ts FROM {lines} WHERE room=?", (room,))
+        return NO_TIME if rows[0]["ts"] is None else rows[0]["ts"]
 
     def _read_own(self, statement: str, params: tuple = ()) -> list:
         """Rows from this instance's own generation (live or being built)."""
@@ -173,8 +188,12 @@ class TranscriptProjection(TableProjection):
             # Rooms are numbered in the order of their first lines, as a rebuild meets them whichever
             # commits an incremental run made: a line taken into another this commit may be a room's first.
             self._rooms.of(list(heapq.merge(created, gone_lines, key=_line_id)))
+        # Taken since the last commit: a new GONE row, late or not as it would be had it been committed before
+        # (``created_statements``); committed before: its row, late as it was made, becomes a GONE row.
+        new_gone = [line for line in gone_lines if line.id > horizon]
         gone_rows = [(line.id, room, order_micros(line.at), line.kind, GONE, 0, rev[line.id], fields)
-                     for line, room, fields in zip(gone_lines, self._rooms.of(gone_lines), stored(gone_lines))]
+                     for line, room, fields in zip(new_gone, self._rooms.of(new_gone), stored(new_gone))]
+        old_gone = [line for line in gone_lines if line.id <= horizon]
         # The ids a committed line gained (corrections applied) or lost (a correction that
         # stops awaiting its message stops being known by the id it awaited).
         gained, lost = [], []
@@ -186,14 +205,13 @@ class TranscriptProjection(TableProjection):
         if lost or gone_refs:
             self._key_refs()
         return [
-            *created_statements(created, rev, self._rooms, json_each=self.recorder.json_each),
+            *created_statements(created, rev, self._rooms, self._tops, gone_rows, json_each=self.recorder.json_each),
             (INSERT_REFS, gained),
             ("UPDATE {lines} SET fields=?, awaiting=?, rev=? WHERE id=?",
              [(fields, 1 if line.awaiting else 0, rev[line.id], line.id)
               for line, fields in zip(updated, stored(updated))]),
-            ("DELETE FROM {lines} WHERE id=?", [(line.id,) for line in gone]),
-            ("INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, fields) VALUES (?,?,?,?,?,?,?,?)",
-             gone_rows),
+            (f"UPDATE {{lines}} SET shown={GONE}, awaiting=0, rev=?, fields=? WHERE id=?",
+             [(rev[line.id], fields, line.id) for line, fields in zip(old_gone, stored(old_gone))]),
             ("DELETE FROM {refs} WHERE bucket=? AND ref=? AND id=?", gone_refs),
             ("DELETE FROM {refs} WHERE bucket=? AND ref=? AND id=?", lost),
             ("INSERT INTO {rooms} (id, jid) VALUES (?,?)", self._rooms.numbered()),
@@ -245,35 +263,83 @@ class RoomNumbers:
         return new
 
 
-def created_statements(created: list[Line], rev: dict[int, int], rooms: RoomNumbers, *, json_each: bool) -> Statements:
+def created_statements(created: list[Line], rev: dict[int, int], rooms: RoomNumbers, tops: RoomTops,
+                       gone_rows: list[tuple], *, json_each: bool) -> Statements:
     """The ``lines`` and ``refs`` rows of the lines created since the last commit (this is every line
-    of a rebuild), given the events that changed some of them since (``rev``) and the rooms' numbers
-    (``rooms``: a room met for the first time is numbered; its row is ``rooms.numbered()``'s); the refs from
+    of a rebuild), given the events that changed some of them since (``rev``), the rooms' numbers
+    (``rooms``: a room met for the first time is numbered; its row is ``rooms.numbered()``'s) and latest times
+    (``tops``), and the GONE rows of lines created and taken into others since (``gone_rows``, by id, without
+    their ``late``: each is inserted with it, in the order of ids with the others); the refs from
     a JSON array where the recorder reads one (``json_each``: ``refs.created_ref_rows``). Built here,
     not in a rebuild's writer process: with the query indexes kept up there (``TableProjection.write_in_background``)
     that is the busier process, and it had to decode the lines again to build them (1M events, interleaved
     at load 2.8-3.3: wall 0.84x)."""
+    ids_ = [line.id for line in created]
+    numbers, times = rooms.of(created), list(map(order_micros, [line.at for line in created]))
+    # Late or not in the order of ids: the GONE rows among the created lines where their ids fall.
+    late, gone_late, start = [], [], 0
+    for row in gone_rows:
+        end = bisect_left(ids_, row[0], start)
+        late += tops.late(numbers[start:end], times[start:end])
+        gone_late += tops.late([row[1]], [row[2]])
+        start = end
+    late += tops.late(numbers[start:], times[start:]) if start else tops.late(numbers, times)
     return [
-        ("INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, fields) VALUES (?,?,?,?,?,?,?,?)",
-         _created_rows(created, rooms.of(created), stored(created), rev)),
+        (INSERT_LINES, _created_rows(created, ids_, numbers, times, late, stored(created), rev)),
+        (INSERT_LINES, [(*row[:7], flag, row[7]) for row, flag in zip(gone_rows, gone_late)]),
         *created_ref_rows(created, json_each),
     ]
 
 
-def _created_rows(created: list[Line], rooms: list[int], fields: list[bytes], rev: dict[int, int]) -> Columns:
+INSERT_LINES = "INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, late, fields) VALUES (?,?,?,?,?,?,?,?,?)"
+
+
+def _created_rows(created: list[Line], ids_: list[int], rooms: list[int], times: list[int], late: list[int],
+                  fields: list[bytes], rev: dict[int, int]) -> Columns:
     """Column by column (``viewdb.Columns``): a comprehension or ``map`` per column, not a loop
     appending to eight lists (1.9 -> 1.6 us a line)."""
-    ids_ = [line.id for line in created]
     kinds = [line.kind for line in created]
     return Columns(
         ids_,
         rooms,
-        list(map(order_micros, [line.at for line in created])),
+        times,
         kinds,
         # From the kinds, not ``compliance_only`` called for each line (every line of a rebuild).
         [COMPLIANCE_ONLY if kind in COMPLIANCE_ONLY_KINDS else ORDINARY for kind in kinds],
         [1 if line.awaiting else 0 for line in created],
         list(map(rev.get, ids_, ids_)) if rev else ids_,
+        late,
         fields,
     )
+
+
+NO_TIME = -(2**63)  # earlier than any line's ts
+
+
+class RoomTops:
+    """The latest ``ts`` of each room's lines so far, which makes a line ``late`` (the one rule of it): of an
+    earlier ``ts`` than a line of its room created before it. So the lines not late come in the order of ids
+    and of times alike, what the widget's feed reads them by. A function of the lines and their order only:
+    a rebuild and an incremental run, whichever commits they make, mark the same lines."""
+
+    def __init__(self, committed: set[int], latest):
+        self._top: dict[int, int] = {}
+        self._committed = committed  # the rooms that had committed lines when this began,
+        self._latest = latest  # and where their latest ts is read (the others have none)
+
+    def late(self, rooms: list[int], times: list[int]) -> list[int]:
+        """1 for each line (its room's number and ts, in the order of ids) that is late, else 0; the room's
+        latest ts moves on with each that is not."""
+        top = self._top
+        for room in set(rooms).difference(top):  # each room once in a run: not the loop's look-up
+            top[room] = self._latest(room) if room in self._committed else NO_TIME
+        flags = []
+        append = flags.append
+        for room, ts in zip(rooms, times):
+            if ts < top[room]:
+                append(1)
+            else:
+                top[room] = ts
+                append(0)
+        return flags
 

@@ -2,7 +2,8 @@
 what changed since a cursor.
 
 The view keeps, for every line, the log position of the event that last changed it
-(``rev``): the cursor is that position (signed by the caller, ``query_api.signing``),
+(``rev``): the cursor is that position (signed by the caller, ``query_api.signing``), with the
+ts no line created since is earlier than unless late (``Transcripts.changes``' floor) and its room,
 and a poll reads the lines changed after it in that order, through an index, a
 page of at most MAX_ITEMS at a time. New lines, corrections and removals all come
 as the line itself, as the ordinary transcript shows it (removed messages as
@@ -12,6 +13,8 @@ view (``[projections] commit_interval``).
 """
 
 from __future__ import annotations
+
+import zlib
 
 from archive.times import format_time
 from projections.lines import Line, ids
@@ -44,20 +47,35 @@ def recent(transcripts: Transcripts, room: str, *, limit: int = 50) -> tuple[lis
     return [item(line) for line in shown], {"r": last}
 
 
-def since(transcripts: Transcripts, room: str, cursor: dict, *, limit: int = MAX_ITEMS) -> tuple[list[dict], dict]:
-    """What changed after ``cursor`` (from ``recent`` or an earlier ``since``), at most ``limit`` lines, and the
-    next cursor."""
-    changes = transcripts.changes(room, after=cursor["r"], after_line=cursor.get("i"), limit=limit)
+def since(transcripts: Transcripts, room: str, cursor: dict, *, limit: int | None = None) -> tuple[list[dict], dict]:
+    """What changed after ``cursor`` (from ``recent`` or an earlier ``since``), at most ``limit`` lines
+    (``MAX_ITEMS``), and the next cursor."""
+    # The floor of a cursor of this room's (one an older server issued has none; one of another room's is
+    # not this room's): else ``changes`` reads it.
+    floor = cursor.get("t") if cursor.get("k") == room_key(room) else None
+    changes = transcripts.changes(room, after=cursor["r"], after_line=cursor.get("i"), floor=floor,
+                                  limit=MAX_ITEMS if limit is None else limit)
     items = [{"id": line_id, "kind": "gone"} for line_id in changes.gone]
     items += [item(line) for line in changes.lines if line.kind in SHOWN_KINDS]
-    return items, {"r": changes.last} if changes.last_line is None else {"r": changes.last, "i": changes.last_line}
+    state = {"r": changes.last, "t": changes.floor, "k": room_key(room)}
+    return items, state if changes.last_line is None else {**state, "i": changes.last_line}
+
+
+def room_key(room: str) -> int:
+    """What binds a cursor to its room: a checksum, not the JID (up to 3 kB)."""
+    return zlib.crc32(room.encode())
 
 
 def valid_cursor(cursor: dict) -> bool:
     """Whether a (verified) cursor holds a log position, and if any, a line's id ("i": the last line read of
-    that position's event)."""
-    return _count(cursor.get("r")) and ("i" not in cursor or _count(cursor["i"]))
+    that position's event), a ts ("t": ``changes``' floor) and its room's key ("k")."""
+    return (_count(cursor.get("r")) and ("i" not in cursor or _count(cursor["i"]))
+            and ("t" not in cursor or _int(cursor["t"], -(2**63))) and ("k" not in cursor or _count(cursor["k"])))
 
 
 def _count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+    return _int(value, 0)
+
+
+def _int(value, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value < 2**63

@@ -87,4 +87,4 @@ def test_a_build_keeps_the_subject_index_up_from_its_start(event_store, views):
     finally:
         target.abort_rebuild(fresh)
     assert recorder.table_name("transcripts", fresh.generation, "lines_subject") in names
-    assert not {recorder.table_name("transcripts", fresh.generation, name) for name in ("lines_time", "lines_rev")} & names
+    assert not {recorder.table_name("transcripts", fresh.generation, name) for name in ("lines_time", "lines_changed")} & names

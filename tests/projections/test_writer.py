@@ -11,7 +11,7 @@ from archive.errors import ChatArchiveError, StoreError
 from projections import rebuild as rebuild_module
 from projections.rebuild import ramped, rebuild
 from projections.lines import Line, Removal, from_stored, stored
-from projections.transcripts.view import RoomNumbers, TranscriptProjection, created_statements
+from projections.transcripts.view import RoomNumbers, RoomTops, TranscriptProjection, created_statements
 from projections import lines as lines_module
 from projections import writer as writer_module
 from projections.viewdb import Columns, GenerationChanged
@@ -155,14 +155,15 @@ def test_created_lines_make_their_rows_and_refs(monkeypatch):
         Line(id=5, room="q@muc", at=at, kind="joined", nick="c"),
     ]
     rooms = RoomNumbers({"q@muc": 1})
-    here = created_statements(lines, {3: 7}, rooms, json_each=False)
+    here = created_statements(lines, {3: 7}, rooms, RoomTops(set(), None), [], json_each=False)
     there = writer_module._decode(writer_module._encode(("transcripts", 1, 9, here)))[3]
     assert [(statement, list(rows)) for statement, rows in there] == [(statement, list(rows)) for statement, rows in here]
-    (_, line_rows), (_, ref_rows) = there
+    (_, line_rows), (_, gone_rows), (_, ref_rows) = there
     assert [row[-1] for row in line_rows] == list(stored(lines))
     assert [from_stored(row[-1]) for row in line_rows] == lines  # each blob a whole line, read back alone
     assert [row[6] for row in line_rows] == [7, 4, 5]  # rev: the line's own id unless an event changed it
     assert [row[1] for row in line_rows] == [2, 2, 1] and rooms.numbered() == [(2, "r@muc")]  # rooms by number
+    assert [row[7] for row in line_rows] == [0, 0, 0] and not gone_rows  # none late: none before its room's latest
     assert sorted(row[2] for row in ref_rows) == [3, 3]  # a message line's ids only
 
 

@@ -26,7 +26,8 @@ def test_recent_then_since_sends_new_and_changed_lines_and_takes_away_absorbed_o
     _catch_up(event_store, views)
     items, cursor = widget_feed.recent(views.transcripts, ROOM)
     assert [(i["kind"], i["body"]) for i in items] == [("joined", None), ("message", "helo")]
-    assert widget_feed.since(views.transcripts, ROOM, cursor) == ([], cursor)
+    items, cursor = widget_feed.since(views.transcripts, ROOM, cursor)
+    assert items == [] and cursor["r"] == widget_feed.recent(views.transcripts, ROOM)[1]["r"]
 
     orphan = event_store.append([make(ev.MessageCorrected, 3, nick="bob", replaces_id="m9", body="fixed, b",
                                       occupant_id="b")])[0].position  # its message is not archived yet
@@ -53,8 +54,10 @@ def test_recent_then_since_sends_new_and_changed_lines_and_takes_away_absorbed_o
 def test_a_cursor_is_a_log_position():
     assert widget_feed.valid_cursor({"r": 12})
     assert widget_feed.valid_cursor({"r": 12, "i": 7})  # within the lines of the event at 12, after line 7
+    assert widget_feed.valid_cursor({"r": 12, "t": -5, "k": 9})  # no new line not late before ts -5, of room 9
     for bad in ({"r": -1}, {"r": "12"}, {"r": True}, {}, {"p": 1, "t": 0}, {"r": 2**63},
-                {"r": 12, "i": -1}, {"r": 12, "i": None}, {"r": 12, "i": "7"}, {"r": 12, "i": 2**64}):
+                {"r": 12, "i": -1}, {"r": 12, "i": None}, {"r": 12, "i": "7"}, {"r": 12, "i": 2**64},
+                {"r": 12, "t": "5"}, {"r": 12, "t": 2**63}, {"r": 12, "t": -(2**63) - 1}, {"r": 12, "k": -1}):
         assert not widget_feed.valid_cursor(bad)
 
 

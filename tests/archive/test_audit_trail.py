@@ -118,6 +118,33 @@ def test_a_postgresql_writer_chains_in_python_only_while_no_other_wrote_between_
     assert not alone((7, b"l"), 9)
 
 
+def test_a_postgresql_audit_append_whose_connection_broke_is_written_on_a_new_one(postgres_url):
+    # The append takes its connection from the pool itself and says the driver's errors as the library's: a broken
+    # connection is the library's OperationalError, which the store tries again, on a new connection.
+    with open_event_store(postgres_url) as store:
+        record_read(store, via="api", endpoint="search")
+        pool = store._recorder.datastore.pool
+        idle = [pool.getconn() for _ in range(pool.get_stats()["pool_available"])]
+        for conn in idle:
+            pool.putconn(conn)
+        with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:  # the server ends every one of them
+            for broken in idle:
+                assert conn.execute("SELECT pg_terminate_backend(%s)", (broken.info.backend_pid,)).fetchone()[0]
+        record_read(store, via="api", endpoint="search")
+        assert pool.get_stats().get("returns_bad", 0) >= 1  # the append hit a broken one and gave it back
+        assert [r.position for r in read_audit(store)] == [1, 2]
+        assert verify_integrity(store, AUDIT_STREAM).ok
+
+
+def test_a_postgresql_audit_append_gives_its_connection_back_to_the_pool(postgres_url):
+    with open_event_store(postgres_url) as store:
+        pool = store._recorder.datastore.pool
+        for _ in range(pool.max_size + 2):  # more than the pool holds: each batch's connection is given back
+            record_read(store, via="api", endpoint="search")
+        assert pool.get_stats()["pool_available"] == pool.get_stats()["pool_size"]
+        assert store.audit_last() == pool.max_size + 2
+
+
 def test_group_commit_takes_at_most_max_batch_items_a_commit():
     batches, started, release = [], threading.Event(), threading.Event()
 

@@ -23,3 +23,19 @@ def test_a_page_starts_after_the_position_given_and_holds_each_event_beside_its_
     page = event_store.read_log_page(recorded[1].position, 2)
     assert list(page.positions) == [recorded[2].position, recorded[3].position]
     assert from_msgpack_array(page.states) == [recorded[2].event, recorded[3].event]
+
+
+def test_pages_hold_the_log_in_order_wherever_its_rows_lie_on_disk(event_store):
+    # PostgreSQL joins a page's rows in the order its subquery sorts them (``log_reads._POSTGRES_LOG_PAGE``):
+    # rows written again lie after the others in the table, and a page still holds them in log order.
+    recorded = event_store.append([message(t, f"m{t}") for t in range(12)])
+    recorder = event_store._recorder
+    schema = getattr(recorder.datastore, "schema", None)
+    table, key = (f'"{schema}"."{recorder.events_table_name}"', "notification_id") if schema else (
+        recorder.events_table_name, "rowid")
+    with recorder.datastore.transaction(commit=True) as c:
+        c.execute(f"UPDATE {table} SET state=state WHERE {key}<={recorded[5].position}")
+    pages = [event_store.read_log_page(0, 8)]
+    pages.append(event_store.read_log_page(pages[0].positions[-1], 8))
+    read = [(p, e) for page in pages for p, e in zip(page.positions, from_msgpack_array(page.states))]
+    assert read == [(r.position, r.event) for r in recorded]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import psycopg
 import pytest
 
 from bench import append
@@ -65,6 +66,10 @@ def test_a_light_pass_feeds_the_postgresql_store_alone_and_the_sqlite_store_besi
 
     monkeypatch.setattr(append, "_feed", feed)
     results = Results(size="test")
-    append.run_append(CorpusSpec(events=300, rooms=2, users=6), tmp_path, results, light=True)
+    try:
+        append.run_append(CorpusSpec(events=300, rooms=2, users=6), tmp_path, results, light=True)
+    finally:  # the pass keeps its store's schema for the stages after it
+        with psycopg.connect(append.PG_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{append.pg_schema(tmp_path, "store")}" CASCADE')
     assert fed == [["raw", "store"], ["store"]]
     assert not [f for f in results.figures if "vs COPY" in f.name]

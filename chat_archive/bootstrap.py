@@ -234,7 +234,8 @@ def start_projections(config: Config, store: EventStore, stop: threading.Event, 
 def projection_status(config: Config, store: EventStore) -> list[ProjectionStatus]:
     """Each view projection's position and lag behind the log (``projections.runner.ProjectionStatus``)."""
     with open_views(config, store) as views:
-        return status(store, views.projections())
+        # Not loaded: a position is all it reads, and a status changes nothing (a start upgrades a view in place).
+        return status(store, views.projections(load=False))
 
 
 def view_projections(

@@ -81,6 +81,10 @@ class SQLiteViewRecorder(ViewRecorderMixin, SQLiteTrackingRecorder):
         )
         return [row["name"] for row in c.fetchall()]
 
+    def _columns_of(self, c: Any, table: str) -> set[str]:
+        c.execute("SELECT name FROM pragma_table_info(?)", (table,))
+        return {row["name"] for row in c.fetchall()}
+
 
 class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
     """PostgreSQL tracking recorder owning the view tables (``view_*`` in one schema)."""
@@ -158,10 +162,13 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
             list(builders.map(lambda statement: add(projection, generation, [statement]), ddl))
         try:
             with self._write() as c:
-                for table in self._tables_of(c, projection, generation):
-                    c.execute(f"ANALYZE {self._qualify(table)}")
+                self._analyse(c, self._tables_of(c, projection, generation))
         except (PersistenceError, psycopg.Error) as e:
             raise store_error(f"cannot analyse projection {projection}", e) from e
+
+    def _analyse(self, c: Any, tables: list[str]) -> None:
+        for table in tables:
+            c.execute(f"ANALYZE {self._qualify(table)}")
 
     def _tables_of(self, c: Any, projection: str, generation: int) -> list[str]:
         c.execute(
@@ -169,6 +176,11 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
             (self.datastore.schema, _like(f"{PREFIX}{projection}_") + "%" + _like(f"_g{generation}")),
         )
         return [row["tablename"] for row in c.fetchall()]
+
+    def _columns_of(self, c: Any, table: str) -> set[str]:
+        c.execute("SELECT column_name FROM information_schema.columns WHERE table_schema=%s AND table_name=%s",
+                  (self.datastore.schema, table))
+        return {row["column_name"] for row in c.fetchall()}
 
 
 ViewRecorder = SQLiteViewRecorder | PostgresViewRecorder

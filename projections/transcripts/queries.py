@@ -42,8 +42,8 @@ from archive.times import parse_day
 from ..tables import order_micros
 from ..viewdb_backends import ViewRecorder
 from ..lines import Line, compliance_only, from_stored, ordinary, shown
-from .view import (CHANGED_OR_LATE, COMPLIANCE_ONLY, GONE, NAME, NO_TIME, OLDER_LAYOUT, ORDINARY, made_by_older_layout,
-                   select_by_ref)
+from .view import (BEFORE_LATE_LINES, CHANGED_OR_LATE, COMPLIANCE_ONLY, GONE, NAME, NO_TIME, OLDER_LAYOUT, ORDINARY,
+                   made_before_late_lines, made_by_older_layout, select_by_ref)
 
 MAX_LIMIT = 1000
 NO_LINE = 2**63 - 1  # a feed's cursor without a line: after every line of its event
@@ -84,7 +84,7 @@ class Transcripts:
         except StoreError as e:
             # An API host may serve views its projection host has not rebuilt since an upgrade.
             if made_by_older_layout(e):
-                raise StoreError(OLDER_LAYOUT) from e
+                raise StoreError(BEFORE_LATE_LINES if made_before_late_lines(e) else OLDER_LAYOUT) from e
             raise
 
     def page(

@@ -26,7 +26,7 @@ from .. import messages
 from ..lines import COMPLIANCE_ONLY_KINDS, from_stored, ids, stored
 from ..tables import TableProjection, order_micros
 from ..viewdb import Columns, Statements
-from . import logic
+from . import logic, upgrade
 from .logic import Line
 from .refs import (INSERT_REFS, REFS, REFS_KEY, REFS_UNKEYED, all_ref_rows, created_ref_rows, ref_ids, ref_rows,
                    select_by_ref)
@@ -63,6 +63,20 @@ OLDER_LAYOUT = (
     "the transcript view was made by an older chat-archive (another table layout): "
     "rebuild it with chat-archive rebuild transcripts"
 )
+
+
+# What a query of a view made before late lines says (an API host's, before the projection's start upgrades it).
+BEFORE_LATE_LINES = (
+    "the transcript view was made before late lines, by an older chat-archive: the projections upgrade it in "
+    "place as they start (chat-archive up, or project); a view older still: rebuild it with chat-archive "
+    "rebuild transcripts"
+)
+
+
+def made_before_late_lines(error: StoreError) -> bool:
+    """Whether ``error``, from a read of the view, is for want of ``late`` (SQLite's words, PostgreSQL's)."""
+    text = str(error)
+    return "no such column: late" in text or 'column "late" does not exist' in text
 
 
 def made_by_older_layout(error: StoreError) -> bool:
@@ -103,19 +117,28 @@ class TranscriptProjection(TableProjection):
         self._changed: dict[int, Line] = {}  # committed before, changed since: the committed version
         self._rev: dict[int, int] = {}  # line id -> the event that last changed it
         self._gone: dict[int, Line] = {}  # lines taken into others, as they were then
-        try:
-            self._read_own("SELECT bucket FROM {refs} LIMIT 0")
-            self._read_own("SELECT late FROM {lines} LIMIT 0")
-            awaiting = self._read_own("SELECT fields FROM {lines} WHERE awaiting=1 ORDER BY id")
-        except StoreError as e:
-            if made_by_older_layout(e):
-                raise StoreError(OLDER_LAYOUT) from e
-            raise
-        for row in awaiting:
+        for row in self._awaiting_lines():
             self._book.remember(from_stored(bytes(row["fields"])))
         self._rooms = RoomNumbers({row["jid"]: row["id"] for row in self._read_own("SELECT id, jid FROM {rooms}")})
         self._tops = RoomTops(set(self._rooms.known.values()), self._latest)
         self._book.horizon = self.position()
+
+    def _awaiting_lines(self) -> list:
+        """The rows of the lines awaiting their message, from a view of this layout: a live one made just before
+        late lines is upgraded in place first (``upgrade``), an older one refused."""
+        try:
+            return self._read_layout()
+        except StoreError as e:
+            if not made_by_older_layout(e):
+                raise
+            if self.building or not self.recorder.upgrade(self.name, self.generation, upgrade.add_late_lines):
+                raise StoreError(OLDER_LAYOUT) from e
+        return self._read_layout()
+
+    def _read_layout(self) -> list:
+        self._read_own("SELECT bucket FROM {refs} LIMIT 0")
+        self._read_own("SELECT late FROM {lines} LIMIT 0")
+        return self._read_own("SELECT fields FROM {lines} WHERE awaiting=1 ORDER BY id")
 
     def _committed_lines(self, room: str, ref: str) -> list[Line]:
         """The committed message lines of ``room`` known by ``ref``, newest first (``MemoryBook``): the one

@@ -19,6 +19,7 @@ from projections.viewdb import GenerationChanged
 from projections.viewdb_backends import COPY_FROM, default_views_url
 from tests.factories import at, make, message
 from tests.projections.conftest import dump
+from tests.projections.test_late_upgrade import to_layout_before_late_lines
 
 
 def test_views_live_beside_the_store_unless_configured():
@@ -89,25 +90,18 @@ def test_a_transcript_view_of_an_older_layout_asks_for_a_rebuild(views):
         TranscriptProjection(recorder)
 
 
-def test_a_transcript_view_made_before_late_lines_is_refused_not_misread_and_the_rebuild_it_asks_for_works(
+def test_a_transcript_view_made_before_late_lines_is_not_misread_and_a_rebuild_of_it_works_too(
     event_store, views, store_url
 ):
     """A view of lines without ``late`` (indexed by (room, rev) for the widget's feed) would feed the widget from
-    an index it lacks: the projection and the feed's queries ask for the rebuild, which makes what they read."""
+    an index it lacks: until its projection upgrades it (``test_late_upgrade``), the feed's queries say so; a
+    rebuild, where an operator runs one, makes what they read."""
     event_store.append([message(1, "one"), message(2, "two")])
     recorder = views.recorder
-    TranscriptProjection(recorder)  # the live generation
-    generation = recorder.generations("transcripts")[0]
-    # One at a time: the statements of one call may run at once (each index in a backend of its own on PostgreSQL).
-    # (PostgreSQL drops the partial index with the column; SQLite refuses to.)
-    for statement in ("DROP INDEX IF EXISTS [lines_changed]", "ALTER TABLE {lines} DROP COLUMN late",
-                      "CREATE INDEX [lines_rev] ON {lines} (room, rev)"):
-        recorder.add_indexes("transcripts", generation, [statement])
-    with pytest.raises(StoreError, match="rebuild it with chat-archive rebuild transcripts"):
-        TranscriptProjection(recorder)
-    with pytest.raises(StoreError, match="rebuild it with chat-archive rebuild transcripts"):
+    to_layout_before_late_lines(recorder)
+    with pytest.raises(StoreError, match="the projections upgrade it in place as they start"):
         views.transcripts.changes("lobby@conference.localhost")
-    with pytest.raises(StoreError, match="rebuild it with chat-archive rebuild transcripts"):
+    with pytest.raises(StoreError, match="the projections upgrade it in place as they start"):
         views.transcripts.last_change("lobby@conference.localhost")
     config = load_config(environ={"CHAT_ARCHIVE_STORE_URL": store_url})
     rebuild_projections(config, event_store, ["transcripts"], progress=False)

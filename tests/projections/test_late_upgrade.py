@@ -5,6 +5,10 @@ and the projection goes on with it as with a rebuilt one. An interrupted upgrade
 
 from __future__ import annotations
 
+import threading
+import time
+
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,11 +20,13 @@ from chat_archive.config import load_config
 from projections.rebuild import rebuild
 from projections.transcripts import upgrade
 from projections.transcripts.view import TranscriptProjection
+from projections.views import Views
 from query_api.web import widget_feed
 from tests.factories import make, message
 from tests.projections.conftest import catch_up
 from tests.projections.test_properties import ROOMS, Backend, run_incremental, steps
 from tests.projections.test_writer import index_names
+from tests.services.postgres import POSTGRES_DSN
 
 LOBBY = "lobby@conference.localhost"
 # Every column by name: an upgraded table has ``late`` after ``fields`` (added), a rebuilt one before it.
@@ -162,3 +168,60 @@ def test_status_reads_a_view_made_before_late_lines_and_leaves_it_as_it_is(event
     assert [p.position for p in projection_status(config, event_store) if p.name == "transcripts"] == [7]
     assert layout(views.recorder, generation) == (
         False, {views.recorder.table_name("transcripts", generation, "lines_rev")})
+
+
+def test_a_reader_meanwhile_sees_the_older_layout_or_the_upgraded_one_never_a_half_upgraded_view(
+    event_store, views, views_url, monkeypatch
+):
+    """Another process's read while the upgrade has added ``late`` and not yet set it: SQLite's reader reads
+    the older layout (its snapshot) and is told the projections upgrade it; PostgreSQL's waits for the commit
+    (the ALTER TABLE's lock) and reads the upgraded view. After line 3, whose time is later than line 6's: a view
+    whose ``late`` is not set yet would leave line 6 out."""
+    _log(event_store)
+    catch_up(event_store, views, ["transcripts"])
+    expected = views.transcripts.changes(LOBBY, after=3)
+    assert [line.body for line in expected.lines] == ["five!", "nine again", "one, late"]
+    generation = to_layout_before_late_lines(views.recorder)
+    reads: list = []
+    mark_late = upgrade._late
+
+    def read(other):
+        try:
+            reads.append(other.transcripts.changes(LOBBY, after=3))
+        except StoreError as e:
+            reads.append(str(e))
+
+    def read_meanwhile(view):
+        found = mark_late(view)
+        if views_url.startswith("sqlite"):
+            read(other)
+        else:
+            reader = threading.Thread(target=read, args=(other,))
+            reader.start()
+            waited.append(_waits_for_a_lock(views.recorder, generation, reader))
+            readers.append(reader)
+        return found
+
+    readers: list[threading.Thread] = []
+    waited: list[bool] = []
+    monkeypatch.setattr(upgrade, "_late", read_meanwhile)
+    with Views(views_url, event_store) as other:
+        TranscriptProjection(views.recorder)
+        for reader in readers:
+            reader.join()
+    if views_url.startswith("sqlite"):
+        assert len(reads) == 1 and "the projections upgrade it in place as they start" in reads[0]
+    else:
+        assert waited == [True] and reads == [expected]
+
+
+def _waits_for_a_lock(recorder, generation: int, reader: threading.Thread) -> bool:
+    """Whether a backend waits for a lock on the generation's lines (the reader's) before the reader ends."""
+    table = f'"{recorder.datastore.schema}".{recorder.table_name("transcripts", generation, "lines")}'
+    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+        while reader.is_alive():
+            if conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation=%s::regclass",
+                            (table,)).fetchone()[0]:
+                return True
+            time.sleep(0.01)
+    return False

@@ -17,7 +17,7 @@ from ..viewdb import Upgrade
 from . import view as layout  # by the module: it calls this one
 
 DROP_LINES_REV = "DROP INDEX IF EXISTS {lines_rev}"  # the index ``lines_changed`` replaces
-PAGE = 100_000  # rows read at a time: a million (room, ts) held at once cost ~100 MB
+PAGE = 100_000  # rows read at a time: not every row of a large view held at once
 
 
 def add_late_lines(view: Upgrade) -> bool:

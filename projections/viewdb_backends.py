@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -139,6 +141,9 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
         c.execute(f"SELECT {columns[1:-1]} FROM {table} LIMIT 0")
         types = [column.type_code for column in c.description]
         with c.copy(f"COPY {table} {columns} FROM STDIN (FORMAT BINARY)") as copy:
+            if isinstance(rows, Columns) and all(t == _INT8 and type(v) is array for t, v in zip(types, rows.columns)):
+                copy.write(_binary_int8_rows(rows.columns))
+                return
             copy.set_types(types)
             for row in rows:
                 copy.write_row(row)
@@ -237,6 +242,29 @@ def _copied(column: Sequence[Any]) -> Sequence[Any]:
     """What COPY writes of a column: a ``MsgpackColumn``'s values as views of its array, which it binds as they
     are (as fast as bytes), not each copied into bytes first; any other column as it is."""
     return column.values() if type(column) is MsgpackColumn else column
+
+
+def _binary_int8_rows(columns: Sequence[array]) -> bytearray:
+    """COPY's binary form (header, rows, trailer) of rows of 64-bit integers given column by column (each an
+    ``array("q")``, as a rebuild's writer process gets them), made by one strided copy per byte of a row,
+    not a call per row (``write_row``; a 1M-event build's refs are 1.8M rows of three)."""
+    count, width = len(columns[0]), 2 + 12 * len(columns)
+    rows = bytearray(width * count)
+    rows[1::width] = bytes([len(columns)]) * count  # the field count (a 16-bit number < 256)
+    for number, column in enumerate(columns):
+        start = 2 + 12 * number
+        rows[start + 3::width] = b"\x08" * count  # each field's length (32 bits): 8 bytes
+        values = array("q", column)
+        if sys.byteorder == "little":
+            values.byteswap()  # COPY's numbers are big-endian
+        data = values.tobytes()
+        for byte in range(8):
+            rows[start + 4 + byte::width] = data[byte::8]
+    return _BINARY_SIGNATURE + rows + b"\xff\xff"
+
+
+_BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # the format's mark, flags and header extension length
+_INT8 = 20  # PostgreSQL's type oid of bigint
 
 
 def _like(text: str) -> str:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from array import array
 from datetime import datetime, timezone
 
 import pytest
 
+from projections import viewdb_backends
 from projections.lines import Line
-from projections.transcripts.refs import BUCKET_BITS, REFS, all_ref_rows, created_ref_rows, ref_hash
+from projections.transcripts.refs import BUCKET_BITS, INSERT_REFS, REFS, all_ref_rows, created_ref_rows, ref_hash
+from projections.viewdb import Columns
+from projections.viewdb_backends import COPY_FROM
 
 AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -45,4 +49,23 @@ def test_the_refs_of_new_lines_are_their_rows(views, lines):
     expected = sorted(all_ref_rows(lines))
     assert sorted((row["bucket"], row["ref"], row["id"]) for row in rows) == expected
     assert len(expected) == 7 + (len(lines) > len(LINES))  # 2 + 1 + 4 ids (+ the far line's)
+    recorder.drop_building("transcripts", generation)
+
+
+def test_refs_as_a_writer_process_gets_them_are_written_as_they_are(views, monkeypatch):
+    """A rebuild's writer process gets integer columns as ``array("q")`` (``projections.writer``); enough rows
+    for COPY, which PostgreSQL takes as one binary buffer made from the arrays (``_binary_int8_rows``): the rows
+    read back are the rows given, numbers at both ends of 64 bits included."""
+    recorder = views.recorder
+    generation = recorder.create_generation("transcripts", [REFS], live=False)
+    count = 2 * COPY_FROM
+    columns = [array("q", [i >> 3 for i in range(count)]),
+               array("q", [(-1) ** i * (2**63 - 1 - i) for i in range(count)]),
+               array("q", [i * 2**32 + 255 - i for i in range(count)])]
+    made, binary = [], viewdb_backends._binary_int8_rows
+    monkeypatch.setattr(viewdb_backends, "_binary_int8_rows", lambda cols: made.append(1) or binary(cols))
+    recorder.commit_batch("transcripts", generation, 1, [(INSERT_REFS, Columns(*columns))], building=True)
+    rows = recorder.read_rows(recorder.sql("SELECT bucket, ref, id FROM {refs}", "transcripts", generation))
+    assert sorted((row["bucket"], row["ref"], row["id"]) for row in rows) == sorted(zip(*columns))
+    assert made == ([1] if recorder.placeholder == "%s" else [])  # PostgreSQL's way was the one tested
     recorder.drop_building("transcripts", generation)

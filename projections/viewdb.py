@@ -91,7 +91,7 @@ _raw_values = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
 # (statement, rows) pairs executed with executemany inside one commit.
 Statements = list[tuple[str, Sequence[Sequence[Any]] | Columns]]
 
-_TABLE_REF = re.compile(r"\{(\w+)\}")
+TABLE_REF = re.compile(r"\{(\w+)\}")
 _INDEX_REF = re.compile(r"\[(\w+)\]")
 
 
@@ -127,7 +127,7 @@ class ViewRecorderMixin:
     def sql(self, statement: str, projection: str, generation: int) -> str:
         """``{lines}`` -> the generation's qualified table, ``[lines_ts]`` -> an index name
         (unqualified: PostgreSQL creates it in the table's schema), ``?`` -> the backend's placeholder."""
-        text = _TABLE_REF.sub(
+        text = TABLE_REF.sub(
             lambda m: self._qualify(self.table_name(projection, generation, m.group(1))), statement
         )
         text = _INDEX_REF.sub(lambda m: self.table_name(projection, generation, m.group(1)), text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -161,9 +162,9 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
         Also gather the planner's statistics: a rebuilt generation goes live before autovacuum
         has looked at it, and without them a 50-line transcript page read its room's whole day
         (bitmap scan and sort, ~860 buffers and 1.7-7 ms instead of the index walk's 41 and 0.1 ms).
-        A table's indexes one after another and then its ``ANALYZE`` (which waits for any index build on its
-        table), a thread per table: the statistics of one table are gathered while another's indexes are still
-        being built, not all after the last build."""
+        Each table's ``ANALYZE`` (which waits for any index build on its table) in the thread that ends its last
+        build: one table's statistics are gathered while another's indexes are still being built, not all after
+        the last build."""
         add = super().add_indexes
         try:
             with self._write() as c:
@@ -174,9 +175,16 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
             builds.setdefault(self.table_name(projection, generation, TABLE_REF.search(statement)[1]), []).append(
                 statement
             )
+        left = {table: len(statements) for table, statements in builds.items()}
+        counting = threading.Lock()
 
-        def build(table: str) -> None:
-            add(projection, generation, builds[table])
+        def build(table: str, statement: str | None) -> None:
+            if statement is not None:
+                add(projection, generation, [statement])
+                with counting:
+                    left[table] -= 1
+                    if left[table]:
+                        return
             try:
                 with self._write() as c:
                     # Unless a statement dropped it: any DDL may come here (tests make older layouts so).
@@ -184,9 +192,11 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
             except (PersistenceError, psycopg.Error) as e:
                 raise store_error(f"cannot analyse projection {projection}", e) from e
 
+        work = [(table, statement) for table, statements in builds.items() for statement in statements]
+        work += [(table, None) for table, statements in builds.items() if not statements]
         with ThreadPoolExecutor(INDEX_BUILDERS) as builders:
-            # The tables with the most to build first; list: the first error a build met is raised here.
-            list(builders.map(build, sorted(builds, key=lambda table: -len(builds[table]))))
+            # list: the first error a build met is raised here
+            list(builders.map(lambda task: build(*task), work))
 
     def _analyse(self, c: Any, tables: list[str]) -> None:
         for table in tables:

@@ -10,6 +10,7 @@ from array import array
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
+import msgspec
 import psycopg
 import psycopg.rows
 from eventsourcing.persistence import PersistenceError
@@ -19,7 +20,16 @@ from .codec import from_msgpack
 from .events import Recorded
 from .store_errors import store_error
 
-_SQLITE_LOG_ROWS = "SELECT rowid, state FROM {} WHERE rowid>? ORDER BY rowid LIMIT ?"
+# SQLite's page as one row too: the positions as a JSON array, the states joined (a blob read as text keeps its
+# bytes, cast back to a blob). Row by row, the driver let go of the interpreter lock around each row's step and
+# took it back after: a read-ahead thread (``projections.readahead``) then waited for the applying thread at
+# every row, so that a page was read while the applying thread waited for it, not beside it. In one step,
+# SQLite builds the page without the lock. Both aggregates take the rows in the order of the sorted subquery
+# (a co-routine feeding them in its order; SQLite before 3.44 has no ORDER BY inside an aggregate).
+_SQLITE_LOG_PAGE = (
+    "SELECT json_group_array(position), CAST(group_concat(state, '') AS BLOB) "
+    "FROM (SELECT rowid AS position, state FROM {} WHERE rowid>? ORDER BY rowid LIMIT ?)"
+)
 # A page as two values the server joins: the positions as one buffer of big-endian 64-bit numbers, the states
 # as one msgpack array (its header, then the states, each a msgpack value). Row by row, the driver made a
 # tuple, an int and a bytes object per event, and the projection a decoder call per state: 1M events'
@@ -74,13 +84,12 @@ class LogReads:
         try:
             if schema is None:
                 with recorder.datastore.transaction(commit=False) as c:
-                    c.execute(_SQLITE_LOG_ROWS.format(recorder.events_table_name), (after, limit))
-                    rows = c.fetchall()
-                    if not rows:
-                        return LogPage([], _EMPTY_ARRAY)
-                    positions, states = zip(*rows)
-                    # One join, header first: not the header added to the joined states, a second copy of them.
-                    return LogPage(positions, b"".join((_array_header(len(states)), *states)))
+                    c.execute(_SQLITE_LOG_PAGE.format(recorder.events_table_name), (after, limit))
+                    numbers, states = c.fetchone()
+                if states is None:  # no rows: the aggregates are NULL (json_group_array's is '[]')
+                    return LogPage([], _EMPTY_ARRAY)
+                positions = _decode_positions(numbers)
+                return LogPage(positions, b"".join((_array_header(len(positions)), states)))
             # One statement on the pool's connection (in autocommit: its own snapshot), not in a transaction:
             # BEGIN and ROLLBACK were two more round trips a page, each the driver's and the server's work.
             with recorder.datastore.get_connection() as conn:
@@ -99,6 +108,9 @@ class LogReads:
         if sys.byteorder == "little":
             positions.byteswap()
         return LogPage(positions, states)
+
+
+_decode_positions = msgspec.json.Decoder(list[int]).decode
 
 
 def _array_header(count: int) -> bytes:

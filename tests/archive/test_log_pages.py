@@ -39,3 +39,13 @@ def test_pages_hold_the_log_in_order_wherever_its_rows_lie_on_disk(event_store):
     pages.append(event_store.read_log_page(pages[0].positions[-1], 8))
     read = [(p, e) for page in pages for p, e in zip(page.positions, from_msgpack_array(page.states))]
     assert read == [(r.position, r.event) for r in recorded]
+
+
+def test_a_page_holds_each_state_byte_for_byte(event_store):
+    # SQLite joins a page's states as text and casts them back (``log_reads._SQLITE_LOG_PAGE``): a state's NUL
+    # bytes and bytes that are no UTF-8 text (a time's, an integer's) must come back as they were stored.
+    bodies = ["a\x00b", "\x00", "\u00e9\U0001f600\x7f", "x" * 70_000, ""]
+    recorded = event_store.append([message(t, body) for t, body in enumerate(bodies)])
+    page = event_store.read_log_page(0, 10)
+    assert list(page.positions) == [r.position for r in recorded]
+    assert [e.body for e in from_msgpack_array(page.states)] == bodies

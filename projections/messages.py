@@ -36,17 +36,19 @@ reveals neither cannot tell the renamed author from a newcomer, and refuses.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
 import msgspec
 
 from archive import events as ev
+from archive.events import Recorded
 
 from .lines import Line, Removal, Version, ids
 
 _LIVE = ev.Capture.LIVE
+_POSTED = ev.MessagePosted
 
 
 class Book(Protocol):
@@ -297,18 +299,22 @@ class MemoryBook:
         refs[ref] = max(known)
         return max(known)
 
-    def post(self, position: int, event: ev.Event) -> bool:
-        """``step`` and ``apply`` for a post that nothing awaits, the most common event of a log by far:
-        its line remembered, True. False, and nothing done, for any other event (``step`` decides it).
+    def post_each(self, records: Iterable[Recorded], step: Callable[[int, ev.Event], None]) -> None:
+        """``step`` and ``apply`` for each post of ``records`` that nothing awaits, the most common event of a
+        log by far: its line remembered. Any other event, in its turn, is ``step(position, event)``'s.
         Without the ``Changes`` and the calls between: 100k events of a rebuild applied in 0.21 s, not 0.32.
-        ``name_post`` for ``remember``: a post's ids are the event's (3.7 -> 2.8 us a post, 200k events)."""
-        if type(event) is not ev.MessagePosted:
-            return False
-        if self.awaited and awaits_any(self, event.room, ids_of(event)):  # the first test: nearly always empty
-            return False  # ``_settle`` applies what awaits it
-        self.lines[position] = message_line(position, event)
-        name_post(self.refs, event, position)
-        return True
+        ``name_post`` for ``remember``: a post's ids are the event's (3.7 -> 2.8 us a post, 200k events). A
+        page's records in one loop, not a call for each: 7% fewer instructions applying a page's posts
+        (callgrind, 100k events of the 1m corpus)."""
+        lines, refs = self.lines, self.refs
+        for record in records:
+            position, event = record.position, record.event
+            # ``awaited`` the first test: nearly always empty (``_settle`` applies what awaits a post).
+            if type(event) is _POSTED and not (self.awaited and awaits_any(self, event.room, ids_of(event))):
+                lines[position] = message_line(position, event)
+                name_post(refs, event, position)
+            else:
+                step(position, event)
 
     def awaiting(self, room: str, ref: str) -> list[Line]:
         awaited = self.awaited

@@ -166,12 +166,8 @@ class TranscriptProjection(TableProjection):
         return self.recorder.read_rows(self.recorder.sql(statement, self.name, self.generation), params)
 
     def apply(self, records) -> None:
-        """Posts that nothing awaits by the book's shortcut (``MemoryBook.post``), anything else by ``step``."""
-        post, step = self._book.post, self.step
-        for record in records:
-            position, event = record.position, record.event
-            if not post(position, event):
-                step(position, event)
+        """Posts that nothing awaits by the book's shortcut (``MemoryBook.post_each``), anything else by ``step``."""
+        self._book.post_each(records, self.step)
 
     def step(self, position: int, event: ev.Event) -> None:
         book = self._book

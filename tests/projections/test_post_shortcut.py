@@ -1,4 +1,4 @@
-"""The book's shortcut for a plain post (``MemoryBook.post``) is the message model's own rule: a book
+"""The book's shortcut for a plain post (``MemoryBook.post_each``) is the message model's own rule: a book
 driven by it, falling back to ``step`` for anything else, ends exactly as one driven by ``step`` and
 ``apply`` alone, whatever the order of posts, corrections and retractions; so does the search index's
 (``IndexBook.post``)."""
@@ -9,6 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from archive import events as ev
+from archive.events import Recorded
 from projections import messages
 from projections.messages import MemoryBook
 from projections.search.book import IndexBook
@@ -23,21 +24,18 @@ def _by_step(book: MemoryBook, position: int, event) -> None:
     book.apply(logic.step(position, event, book))
 
 
-def _by_post(book: MemoryBook, position: int, event) -> None:
-    if not book.post(position, event):
-        _by_step(book, position, event)
-
-
 @settings(max_examples=300, deadline=None)
 @given(st.lists(events, max_size=40))
 @example([make(ev.MessageCorrected, 1, nick="ann", replaces_id="x1", body="fixed"),  # before its message
           message(2, "fxed", "ann", message_id="x1")])
 def test_a_book_fed_posts_by_the_shortcut_ends_as_one_fed_every_event_by_step(log):
-    books = {"step": MemoryBook(), "post": MemoryBook()}
+    """The whole log as one page to ``MemoryBook.post_each``: the posts it takes and the events it hands to
+    ``step`` in their turns leave the book as ``step`` and ``apply`` of every event do."""
+    plain, short = MemoryBook(), MemoryBook()
     for position, event in enumerate(log, start=1):
-        _by_step(books["step"], position, event)
-        _by_post(books["post"], position, event)
-    plain, short = books["step"], books["post"]
+        _by_step(plain, position, event)
+    short.post_each([Recorded(position, event) for position, event in enumerate(log, start=1)],
+                    lambda position, event: _by_step(short, position, event))
     assert (short.lines, short.refs, short.awaited, short.dropped) == (plain.lines, plain.refs, plain.awaited,
                                                                        plain.dropped)
 

@@ -168,14 +168,18 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
         add = super().add_indexes
         try:
             with self._write() as c:
-                builds: dict[str, list[str]] = {table: [] for table in self._tables_of(c, projection, generation)}
+                tables = self._tables_of(c, projection, generation)
         except (PersistenceError, psycopg.Error) as e:
             raise store_error(f"cannot index projection {projection}", e) from e
-        for statement in ddl:
-            builds.setdefault(self.table_name(projection, generation, TABLE_REF.search(statement)[1]), []).append(
-                statement
-            )
-        left = {table: len(statements) for table, statements in builds.items()}
+        # In the order given (the longest build first: with fewer builders than builds it starts first), then
+        # the tables no statement names, for their statistics.
+        work: list[tuple[str, str | None]] = [
+            (self.table_name(projection, generation, TABLE_REF.search(statement)[1]), statement) for statement in ddl
+        ]
+        left = {table: 0 for table in tables}
+        for table, _ in work:
+            left[table] = left.get(table, 0) + 1
+        work += [(table, None) for table, count in left.items() if not count]
         counting = threading.Lock()
 
         def build(table: str, statement: str | None) -> None:
@@ -192,8 +196,6 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
             except (PersistenceError, psycopg.Error) as e:
                 raise store_error(f"cannot analyse projection {projection}", e) from e
 
-        work = [(table, statement) for table, statements in builds.items() for statement in statements]
-        work += [(table, None) for table, statements in builds.items() if not statements]
         with ThreadPoolExecutor(INDEX_BUILDERS) as builders:
             # list: the first error a build met is raised here
             list(builders.map(lambda task: build(*task), work))

@@ -144,7 +144,9 @@ def metrics() -> Response:
 
 def _gauges(context: ApiContext) -> list[Family]:
     head = context.store.head()
-    lags = [({"projection": s.name}, s.lag) for s in projection_status(context.store, context.views.projections())]
+    # Not loaded: a position is all a lag needs, and loading a view made by an older layout would upgrade it.
+    projections = context.views.projections(load=False)
+    lags = [({"projection": s.name}, s.lag) for s in projection_status(context.store, projections)]
     try:
         index_lag = max(0, head - context.search.position())
     except IndexUnusable:

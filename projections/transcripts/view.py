@@ -131,9 +131,16 @@ class TranscriptProjection(TableProjection):
         except StoreError as e:
             if not made_by_older_layout(e):
                 raise
-            if self.building or not self.recorder.upgrade(self.name, self.generation, upgrade.add_late_lines):
+            if self.building:
                 raise StoreError(OLDER_LAYOUT) from e
-        return self._read_layout()
+        # Nothing to upgrade is no refusal: another process's start may have upgraded it since the read above.
+        self.recorder.upgrade(self.name, self.generation, upgrade.add_late_lines)
+        try:
+            return self._read_layout()
+        except StoreError as e:
+            if made_by_older_layout(e):
+                raise StoreError(OLDER_LAYOUT) from e
+            raise
 
     def _read_layout(self) -> list:
         self._read_own("SELECT bucket FROM {refs} LIMIT 0")

@@ -225,3 +225,23 @@ def _waits_for_a_lock(recorder, generation: int, reader: threading.Thread) -> bo
                 return True
             time.sleep(0.01)
     return False
+
+
+def test_a_projection_starting_while_another_process_upgrades_the_view_goes_on_with_the_upgraded_view(
+    event_store, views, monkeypatch
+):
+    """Its first read meets the older layout, then another process's upgrade commits before its own takes the
+    lock, which finds nothing to do: it reads the upgraded view, not told to rebuild one."""
+    _log(event_store)
+    recorder = views.recorder
+    catch_up(event_store, views, ["transcripts"])
+    generation = to_layout_before_late_lines(recorder)
+    real = recorder.upgrade
+
+    def upgraded_first_by_another(projection, generation, work):
+        assert real(projection, generation, work)  # the other process
+        return real(projection, generation, work)
+
+    monkeypatch.setattr(recorder, "upgrade", upgraded_first_by_another)
+    assert TranscriptProjection(recorder).position() == 7
+    assert layout(recorder, generation) == (True, {recorder.table_name("transcripts", generation, "lines_changed")})

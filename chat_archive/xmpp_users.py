@@ -16,6 +16,8 @@ import slixmpp
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import StanzaPath
 
+from ingest.client import close
+
 MUC_USER = "{http://jabber.org/protocol/muc#user}"
 SID = "{urn:xmpp:sid:0}"
 
@@ -46,15 +48,10 @@ class XmppUsers:
             except Exception:  # noqa: BLE001 - closing anyway
                 pass
         async def cancel_all():
-            for user in self.users:
-                if getattr(user.client, "_run_out_filters", None) is not None:
-                    user.client._run_out_filters.cancel()
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for user in self.users:
-                user.client._run_out_filters = None
         try:
             self.run(cancel_all())
         finally:
@@ -93,8 +90,8 @@ class User:
         await asyncio.wait_for(started, self.pool.timeout)
 
     async def _disconnect(self) -> None:
-        if self.client and self.client.transport:
-            await self.client.disconnect(wait=1)
+        if self.client:
+            await close(self.client)
 
     def _incoming(self, stanza) -> None:
         for predicate, future in list(self._waiters):

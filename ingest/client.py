@@ -59,14 +59,27 @@ async def session(settings: XmppSettings, timeout: float = 30.0) -> AsyncIterato
             raise XmppSessionError(f"XMPP session to {server_address(settings)} as {settings.jid}: {failure}")
         yield client
     finally:
-        client.cancel_connection_attempt()
-        if client.transport:
-            try:
-                await asyncio.wait_for(client.disconnect(wait=1), 2)
-            except Exception:  # noqa: BLE001 - closing anyway
-                client.abort()
-        if getattr(client, "_run_out_filters", None) is not None:
-            client._run_out_filters.cancel()
+        await close(client)
+
+
+async def close(client: slixmpp.ClientXMPP, wait: float = 1.0) -> None:
+    """End a client's connection (or attempt), if any, writing nothing once it has closed.
+
+    slixmpp's send task takes a stanza off its queue, then awaits the outgoing filters (entity caps' is a
+    coroutine) before it writes the stanza: a connection closed in between makes the write fail and the task log
+    "Exception raised in send queue: NotConnectedError". So that task is stopped first (a stanza still queued is
+    dropped, as the close would drop it), then the stream is closed: ``wait`` seconds for the server to close its
+    side, else aborted. The next ``connect`` starts a new send task."""
+    client.cancel_connection_attempt()
+    sender = client._run_out_filters
+    if sender is not None and not sender.done():
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+    if client.transport:
+        try:
+            await asyncio.wait_for(client.disconnect(wait=wait, ignore_send_queue=True), wait + 1)
+        except Exception:  # noqa: BLE001 - closing anyway
+            client.abort()
 
 
 class DiscoError(Exception):

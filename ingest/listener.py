@@ -42,7 +42,7 @@ from archive.times import utcnow
 
 from .admin_rooms import list_rooms_as_admin
 from .client import (
-    DiscoError, UnnamableRooms, allowed, is_encrypted, list_rooms, make_client, server_address,
+    DiscoError, UnnamableRooms, allowed, close, is_encrypted, list_rooms, make_client, server_address,
 )
 from .joining import JOIN_TIMEOUT, join_room
 from .rooms import GONE, LOST, NEW, UNAVAILABLE, Rooms
@@ -105,7 +105,7 @@ class Listener:
         try:
             loop.run_until_complete(self._main(stop))
         finally:
-            _close_loop(loop, self.client)
+            _close_loop(loop)
 
     async def _main(self, stop: threading.Event) -> None:
         self._loop = asyncio.get_running_loop()
@@ -130,12 +130,7 @@ class Listener:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._went_offline("listener stopped")
-        if self.client.transport:
-            try:
-                await asyncio.wait_for(self.client.disconnect(wait=1), 2)
-            except Exception:  # noqa: BLE001 - leaving anyway
-                self.client.abort()
+        self._went_offline("listener stopped")  # the connection loop, cancelled, has closed the client
         self.writer.stop()
         try:
             self.lease.release()
@@ -191,9 +186,7 @@ class Listener:
             return None
         finally:
             self._went_offline("disconnected")
-            client.cancel_connection_attempt()
-            if client.transport:
-                client.abort()
+            await close(client)
 
     def _went_online(self, client) -> None:
         now = utcnow()
@@ -332,14 +325,10 @@ class Listener:
             return None
 
 
-def _close_loop(loop: asyncio.AbstractEventLoop, client) -> None:
-    """Let every task (slixmpp's send loop too) finish cancelling before the loop closes."""
-    if client is not None and getattr(client, "_run_out_filters", None) is not None:
-        client._run_out_filters.cancel()
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Let every task (joins, slixmpp's handlers) finish cancelling before the loop closes."""
     pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
     for task in pending:
         task.cancel()
     loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    if client is not None:
-        client._run_out_filters = None
     loop.close()

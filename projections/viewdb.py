@@ -95,6 +95,14 @@ TABLE_REF = re.compile(r"\{(\w+)\}")
 _INDEX_REF = re.compile(r"\[(\w+)\]")
 
 
+def named_table(projection: str, statement: str) -> str:
+    """The table a statement of ``add_indexes`` is about: the first it names (``{lines}``)."""
+    found = TABLE_REF.search(statement)
+    if found is None:
+        raise ChatArchiveError(f"an index statement of projection {projection} names no table of it: {statement!r}")
+    return found[1]
+
+
 class GenerationChanged(ChatArchiveError):
     """A rebuild swapped in (or restarted) a projection's tables under a running writer."""
 
@@ -163,6 +171,9 @@ class ViewRecorderMixin:
         """Indexes a build does without until it is done (created in one go, they cost less). One transaction
         each: on SQLite one for all held the file's write lock, and stalled the live projection, for the
         whole build (seconds at 1M events)."""
+        ddl = list(ddl)
+        for statement in ddl:  # checked before any runs: each names its table (PostgreSQL's analyses it)
+            named_table(projection, statement)
         try:
             for statement in ddl:
                 with self._write() as c:

@@ -34,7 +34,7 @@ from archive.recorders import lock_schema_ddl
 from archive.sqlite_files import erase_wal_copies, new_database_pages
 from archive.store_errors import store_error
 
-from .viewdb import PREFIX, TABLE_REF, Columns, MsgpackColumn, ViewRecorderMixin
+from .viewdb import PREFIX, Columns, MsgpackColumn, ViewRecorderMixin, named_table
 
 
 class SQLiteViewRecorder(ViewRecorderMixin, SQLiteTrackingRecorder):
@@ -174,7 +174,7 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
         # In the order given (the longest build first: with fewer builders than builds it starts first), then
         # the tables no statement names, for their statistics.
         work: list[tuple[str, str | None]] = [
-            (self.table_name(projection, generation, TABLE_REF.search(statement)[1]), statement) for statement in ddl
+            (self.table_name(projection, generation, named_table(projection, statement)), statement) for statement in ddl
         ]
         left = {table: 0 for table in tables}
         for table, _ in work:

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from archive import events as ev
-from archive.errors import StoreError
+from archive.errors import ChatArchiveError, StoreError
 from archive.sqlite_files import PAGE_SIZE
 from chat_archive.bootstrap import rebuild_projections, views_url
 from chat_archive.config import load_config
@@ -22,6 +22,7 @@ from projections.viewdb_backends import COPY_FROM, default_views_url
 from tests.factories import at, make, message
 from tests.projections.conftest import dump
 from tests.projections.test_late_upgrade import to_layout_before_late_lines
+from tests.projections.test_writer import index_names
 
 
 def test_views_live_beside_the_store_unless_configured():
@@ -90,6 +91,18 @@ def test_a_transcript_view_of_an_older_layout_asks_for_a_rebuild(views):
                          ["CREATE TABLE {refs} (ref INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (ref, id))"])
     with pytest.raises(StoreError, match="rebuild it with chat-archive rebuild transcripts"):
         TranscriptProjection(recorder)
+
+
+def test_an_index_statement_naming_no_table_of_the_view_is_refused_before_any_runs(views):
+    """Each statement names the generation's table it is about (``{lines}``): PostgreSQL's ``add_indexes``
+    gathers that table's statistics after it (and failed on a bare TypeError for a statement naming none)."""
+    recorder = views.recorder
+    generation = recorder.generations("transcripts")[0]
+    before = index_names(recorder)
+    with pytest.raises(ChatArchiveError, match="names no table of it"):
+        recorder.add_indexes("transcripts", generation, ["CREATE INDEX [lines_kind] ON {lines} (kind)",
+                                                          "CREATE INDEX lines_kind ON lines (kind)"])
+    assert index_names(recorder) == before
 
 
 def test_a_transcript_view_made_before_late_lines_is_not_misread_and_a_rebuild_of_it_works_too(

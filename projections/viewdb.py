@@ -203,6 +203,18 @@ class ViewRecorderMixin:
     def _analyse(self, c: Any, tables: list[str]) -> None:
         """Gather the planner's statistics of changed tables, where the backend needs them (PostgreSQL)."""
 
+    def columns_of(self, c: Any, table: str) -> set[str]:
+        """The columns of ``table`` (a full name, ``table_name``; none: no such table), read with cursor ``c``."""
+        raise NotImplementedError
+
+    def live_columns(self, projection: str, table: str) -> set[str]:
+        """The columns of ``table`` of the live generation of ``projection`` (none: no such table)."""
+        try:
+            with self._read() as c:
+                return self.columns_of(c, self.table_name(projection, self._live_generation(c, projection), table))
+        except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
+            raise store_error(f"cannot read view {projection}", e) from e
+
     def create_generation(self, projection: str, ddl: Iterable[str], *, live: bool) -> int:
         """Create a new generation's tables; as live (first use) or as the one being built.
 
@@ -372,7 +384,7 @@ class Upgrade:
 
     def columns(self, table: str) -> set[str]:
         """The columns of the generation's ``table`` (none: no such table)."""
-        return self._recorder._columns_of(self._c, self._recorder.table_name(self._projection, self._generation, table))
+        return self._recorder.columns_of(self._c, self._recorder.table_name(self._projection, self._generation, table))
 
 
 def _is_missing_table(error: BaseException) -> bool:

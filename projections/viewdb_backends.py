@@ -84,7 +84,7 @@ class SQLiteViewRecorder(ViewRecorderMixin, SQLiteTrackingRecorder):
         )
         return [row["name"] for row in c.fetchall()]
 
-    def _columns_of(self, c: Any, table: str) -> set[str]:
+    def columns_of(self, c: Any, table: str) -> set[str]:
         c.execute("SELECT name FROM pragma_table_info(?)", (table,))
         return {row["name"] for row in c.fetchall()}
 
@@ -211,7 +211,7 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
         )
         return [row["tablename"] for row in c.fetchall()]
 
-    def _columns_of(self, c: Any, table: str) -> set[str]:
+    def columns_of(self, c: Any, table: str) -> set[str]:
         c.execute("SELECT column_name FROM information_schema.columns WHERE table_schema=%s AND table_name=%s",
                   (self.datastore.schema, table))
         return {row["column_name"] for row in c.fetchall()}

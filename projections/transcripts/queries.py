@@ -43,7 +43,8 @@ from ..tables import order_micros
 from ..viewdb_backends import ViewRecorder
 from ..lines import Line, compliance_only, from_stored, ordinary, shown
 from .view import (BEFORE_LATE_LINES, CHANGED_OR_LATE, COMPLIANCE_ONLY, GONE, NAME, NO_TIME, OLDER_LAYOUT, ORDINARY,
-                   made_before_late_lines, made_by_older_layout, select_by_ref)
+                   made_by_older_layout, select_by_ref)
+from .upgrade import made_before_late_lines
 
 MAX_LIMIT = 1000
 NO_LINE = 2**63 - 1  # a feed's cursor without a line: after every line of its event
@@ -84,7 +85,8 @@ class Transcripts:
         except StoreError as e:
             # An API host may serve views its projection host has not rebuilt since an upgrade.
             if made_by_older_layout(e):
-                raise StoreError(BEFORE_LATE_LINES if made_before_late_lines(e) else OLDER_LAYOUT) from e
+                before_late = made_before_late_lines(lambda table: self.recorder.live_columns(NAME, table))
+                raise StoreError(BEFORE_LATE_LINES if before_late else OLDER_LAYOUT) from e
             raise
 
     def page(

@@ -13,6 +13,8 @@ names its columns. Views older still (lines as maps, ids not bucketed) are left 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..viewdb import Upgrade
 from . import view as layout  # by the module: it calls this one
 
@@ -20,11 +22,17 @@ DROP_LINES_REV = "DROP INDEX IF EXISTS {lines_rev}"  # the index ``lines_changed
 PAGE = 100_000  # rows read at a time: not every row of a large view held at once
 
 
+def made_before_late_lines(columns: Callable[[str], set[str]]) -> bool:
+    """Whether a transcript view, whose tables have ``columns(table)``, is of the layout just before late lines
+    (an older one lacks more than ``late``)."""
+    lines = columns("lines")
+    return "late" not in lines and {"fields", "awaiting"} <= lines and "bucket" in columns("refs") \
+        and bool(columns("rooms"))
+
+
 def add_late_lines(view: Upgrade) -> bool:
     """Upgrade ``view`` if it is of the layout just before late lines; True if it was."""
-    lines = view.columns("lines")
-    if "late" in lines or not {"fields", "awaiting"} <= lines or "bucket" not in view.columns("refs") \
-            or not view.columns("rooms"):
+    if not made_before_late_lines(view.columns):
         return False
     view.execute("ALTER TABLE {lines} ADD COLUMN late INTEGER NOT NULL DEFAULT 0")
     view.executemany("UPDATE {lines} SET late=1 WHERE id=?", _late(view))

@@ -73,12 +73,6 @@ BEFORE_LATE_LINES = (
 )
 
 
-def made_before_late_lines(error: StoreError) -> bool:
-    """Whether ``error``, from a read of the view, is for want of ``late`` (SQLite's words, PostgreSQL's)."""
-    text = str(error)
-    return "no such column: late" in text or 'column "late" does not exist' in text
-
-
 def made_by_older_layout(error: StoreError) -> bool:
     """Whether ``error``, from a read of the view, is for want of what this layout added (the ``fields``
     column of positional lines, the refs' ``bucket``, ``awaiting``, the ``rooms`` table, ``late``): a view an older

@@ -125,6 +125,21 @@ def test_a_transcript_view_made_before_late_lines_is_not_misread_and_a_rebuild_o
     assert views.transcripts.last_change("lobby@conference.localhost") == changes.last
 
 
+def test_a_transcript_view_older_than_the_one_before_late_lines_is_not_told_it_will_be_upgraded(event_store, views):
+    """A view that lacks ``late`` and more (here the refs' ``bucket``) is one no projection upgrades: its feed's
+    queries ask for a rebuild, by the layout's one rule (``upgrade.made_before_late_lines``), not by the column
+    the failing statement happened to name first."""
+    event_store.append([message(1, "one")])
+    recorder = views.recorder
+    generation = to_layout_before_late_lines(recorder)
+    recorder.add_indexes("transcripts", generation, ["DROP TABLE {refs}"])
+    recorder.add_indexes("transcripts", generation,
+                         ["CREATE TABLE {refs} (ref INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (ref, id))"])
+    with pytest.raises(StoreError, match="made by an older chat-archive") as refused:
+        views.transcripts.changes("lobby@conference.localhost")
+    assert "upgrade it in place" not in str(refused.value)
+
+
 def test_the_rebuild_an_older_layout_asks_for_works(tmp_path, event_store, views, store_url):
     event_store.append([message(1, "one"), message(2, "two")])
     recorder = views.recorder

@@ -30,19 +30,28 @@ _SQLITE_LOG_PAGE = (
     "SELECT json_group_array(position), CAST(group_concat(state, '') AS BLOB) "
     "FROM (SELECT rowid AS position, state FROM {} WHERE rowid>? ORDER BY rowid LIMIT ?)"
 )
-# A page as two values the server joins: the positions as one buffer of big-endian 64-bit numbers, the states
-# as one msgpack array (its header, then the states, each a msgpack value). Row by row, the driver made a
-# tuple, an int and a bytes object per event, and the projection a decoder call per state: 1M events'
-# reading and decoding in the process applying them, interleaved at load 4.2-4.4, CPU 1.31-1.49 -> 0.78-0.83 s.
+# A page as values the server joins: its first position and its count, the states as one msgpack array (its
+# header, then the states, each a msgpack value), and the positions as one buffer of big-endian 64-bit numbers
+# only where they are not first, first + 1, ... (a gap: a transaction that took numbers and rolled back). Row by
+# row, the driver made a tuple, an int and a bytes object per event, and the projection a decoder call per
+# state: 1M events' reading and decoding in the process applying them, interleaved at load 4.2-4.4, CPU
+# 1.31-1.49 -> 0.78-0.83 s. The buffer of positions, made for every page, was a fifth of the reading backend's
+# CPU (a number sent and joined per row: 1M events read in pages of 2,000, 0.87-0.90 -> 0.66-0.70 s at load 1.5-1.9; a page with
+# a gap costs what every page did); the subquery that makes it runs only where the CASE reaches it (an
+# InitPlan, evaluated when first used), on the statement's own snapshot.
 # The aggregates take the rows in the order of the sorted subquery, the way PostgreSQL's documentation of
 # aggregates gives for ordering their input (it warns of a join or grouping above the subquery, which could
 # reorder its rows: there is none, and its LIMIT keeps the aggregation above it, in one process). An ORDER BY in
 # each aggregate (PostgreSQL 15 sorts its input again, a copy of every state) cost the reading backend a quarter
 # of a 1M-event read's CPU (median 3.39 -> 2.44 s, five interleaved runs each at load 7.5-9).
 _POSTGRES_LOG_PAGE = pg_sql.SQL(
-    "SELECT string_agg(int8send(notification_id), ''::bytea), "
+    "SELECT min(notification_id), count(*), "
+    "CASE WHEN max(notification_id) - min(notification_id) < count(*) THEN NULL ELSE ("
+    "SELECT string_agg(int8send(notification_id), ''::bytea) FROM (SELECT notification_id FROM {table} "
+    "WHERE notification_id>%(after)s ORDER BY notification_id LIMIT %(limit)s) gapped) END, "
     "'\\xdd'::bytea || int4send(count(*)::int4) || string_agg(state, ''::bytea) "
-    "FROM (SELECT notification_id, state FROM {} WHERE notification_id>%s ORDER BY notification_id LIMIT %s) page"
+    "FROM (SELECT notification_id, state FROM {table} WHERE notification_id>%(after)s ORDER BY notification_id "
+    "LIMIT %(limit)s) page"
 )
 _EMPTY_ARRAY = b"\x90"
 
@@ -97,12 +106,15 @@ class LogReads:
                 table = pg_sql.Identifier(schema, recorder.events_table_name)
                 # Binary results: the buffers as bytes, without the server's hex text of them and the
                 # driver's decoding of it.
-                c.execute(_POSTGRES_LOG_PAGE.format(table), (after, limit), prepare=True, binary=True)
-                numbers, states = c.fetchone()
+                c.execute(_POSTGRES_LOG_PAGE.format(table=table), {"after": after, "limit": limit}, prepare=True,
+                          binary=True)
+                first, count, numbers, states = c.fetchone()
         except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
             raise store_error("could not read the log", e) from e
-        if numbers is None:  # no rows: the aggregates are NULL
+        if not count:  # no rows: the other aggregates are NULL
             return LogPage([], _EMPTY_ARRAY)
+        if numbers is None:  # no gap
+            return LogPage(range(first, first + count), states)
         positions = array("q")
         positions.frombytes(numbers)
         if sys.byteorder == "little":

@@ -103,8 +103,9 @@ def created_ref_rows(lines: list[Line], json_each: bool) -> Statements:
 
 
 def _ref_keys(lines: list[Line], first: int) -> list[int]:
-    """The keys ``INSERT_REFS_FROM_JSON`` takes, in one loop (as ``all_ref_rows``): built from its columns,
-    they cost the rebuilding process 2.5% more instructions (callgrind, 200k events)."""
+    """One integer for each ``refs`` row of ``lines``: (line id - ``first``) << 32 | its ref's hash, in one loop
+    (built from columns, the keys cost the rebuilding process 2.5% more instructions, callgrind, 200k events).
+    Python's integers make any line's offset fit, below ``first`` too: ``all_ref_rows`` splits them back."""
     keys: list[int] = []
     append, seeds = keys.append, _ROOM_SEEDS
     for line in lines:
@@ -114,18 +115,28 @@ def _ref_keys(lines: list[Line], first: int) -> list[int]:
             if seed is None:
                 seed = _room_seed(room)
             offset = (line.id - first) << 32
-            for ref in ids(line):
-                append(offset | _crc32(ref.encode(), seed))
+            if line.aliases or line.awaiting:
+                for ref in ids(line):
+                    append(offset | _crc32(ref.encode(), seed))
+                continue
+            # ``lines.ids`` of a line known by its own ids only (nearly every line), without the call and the
+            # list it makes: each of them once, in its order.
+            stanza_id, origin_id, message_id = line.stanza_id, line.origin_id, line.message_id
+            if stanza_id:
+                append(offset | _crc32(stanza_id.encode(), seed))
+            if origin_id and origin_id != stanza_id:
+                append(offset | _crc32(origin_id.encode(), seed))
+            if message_id and message_id != stanza_id and message_id != origin_id:
+                append(offset | _crc32(message_id.encode(), seed))
     return keys
 
 
 def all_ref_rows(lines: list[Line]) -> Columns:
     """The ``refs`` rows of ``lines`` (``ref_ids`` of each), in one loop, column by column: a rebuild
     runs it for every line, and a call or two per line was a third of the cost."""
-    buckets: list[int] = []
     hashes: list[int] = []
     line_ids: list[int] = []
-    seeds = _ROOM_SEEDS
+    add_hash, add_id, seeds = hashes.append, line_ids.append, _ROOM_SEEDS
     for line in lines:
         if line.kind != "message":
             continue
@@ -133,12 +144,22 @@ def all_ref_rows(lines: list[Line]) -> Columns:
         seed = seeds.get(room)
         if seed is None:
             seed = _room_seed(room)
-        bucket = line_id >> BUCKET_BITS
-        for ref in ids(line):
-            buckets.append(bucket)
-            hashes.append(_crc32(ref.encode(), seed))
-            line_ids.append(line_id)
-    return Columns(buckets, hashes, line_ids)
+        if line.aliases or line.awaiting:
+            for ref in ids(line):
+                add_hash(_crc32(ref.encode(), seed))
+                add_id(line_id)
+            continue
+        stanza_id, origin_id, message_id = line.stanza_id, line.origin_id, line.message_id  # as ``_ref_keys``
+        if stanza_id:
+            add_hash(_crc32(stanza_id.encode(), seed))
+            add_id(line_id)
+        if origin_id and origin_id != stanza_id:
+            add_hash(_crc32(origin_id.encode(), seed))
+            add_id(line_id)
+        if message_id and message_id != stanza_id and message_id != origin_id:
+            add_hash(_crc32(message_id.encode(), seed))
+            add_id(line_id)
+    return Columns([line_id >> BUCKET_BITS for line_id in line_ids], hashes, line_ids)
 
 
 def ref_rows(line: Line, refs: list[str]) -> list[tuple[int, int, int]]:

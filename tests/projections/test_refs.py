@@ -10,7 +10,8 @@ import pytest
 
 from projections import viewdb_backends
 from projections.lines import Line
-from projections.transcripts.refs import BUCKET_BITS, INSERT_REFS, REFS, all_ref_rows, created_ref_rows, ref_hash
+from projections.transcripts.refs import (BUCKET_BITS, INSERT_REFS, REFS, all_ref_rows, created_ref_rows, ref_hash,
+                                         ref_ids)
 from projections.viewdb import Columns
 from projections.viewdb_backends import COPY_FROM
 
@@ -85,3 +86,15 @@ def test_refs_as_a_writer_process_gets_them_are_written_as_they_are(views, monke
     assert sorted((row["bucket"], row["ref"], row["id"]) for row in rows) == sorted(zip(*columns))
     assert made == ([1] if recorder.placeholder == "%s" else [])  # PostgreSQL's way was the one tested
     recorder.drop_building("transcripts", generation)
+
+
+def test_a_lines_refs_are_the_ids_it_is_known_by():
+    """``all_ref_rows`` (and the keys SQLite's rows come from) hash a line's own ids without ``lines.ids``'
+    call: the same ids, each once, as that rule names them, for ids repeated, missing or gained."""
+    shapes = [("s", "o", "m"), ("s", "s", "m"), ("s", "o", "s"), ("s", "o", "o"), ("s", None, "s"), (None, "o", "o"),
+              (None, None, "m"), ("s", None, None), (None, None, None)]
+    lines = [_message(n, *shape[:2], message_id=shape[2]) for n, shape in enumerate(shapes, start=1)]
+    lines += [_message(20, "s", "o", aliases=("c", "s")), _message(21, "s", awaiting="w"),
+              Line(id=22, room="r@muc", at=AT, kind="joined", nick="a")]
+    expected = [(line.id >> BUCKET_BITS, ref_hash(line.room, ref), line.id) for line in lines for ref in ref_ids(line)]
+    assert list(all_ref_rows(lines)) == expected

@@ -6,6 +6,8 @@ from datetime import date, datetime, timezone
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from archive import events as ev
 from archive.errors import InvalidQueryError, NotFoundError
@@ -15,6 +17,7 @@ from projections.tables import micros, order_micros
 from projections.transcripts import refs as transcript_refs
 from projections.transcripts.queries import ROOM as ROOM_CLAUSE
 from projections.transcripts.queries import encode_cursor
+from projections.transcripts.view import NO_TIME, RoomTops
 from tests.factories import at, make, message
 from tests.projections.conftest import catch_up
 
@@ -309,3 +312,26 @@ def test_the_feed_pages_every_change_once_even_where_one_event_changed_several_l
         # each line once, none lost (none here is for the compliance view only)
         assert sorted(delivered) == sorted(r["id"] for r in rows), limit
         assert views.transcripts.last_change(ROOM) == after == max(r["rev"] for r in rows)
+
+
+_RUNS = st.lists(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 6)), max_size=8), max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(runs=_RUNS, committed=st.dictionaries(st.integers(0, 3), st.integers(0, 6)), in_order=st.booleans())
+def test_late_lines_are_those_of_an_earlier_time_than_a_line_of_their_room_before_them(runs, committed, in_order):
+    """``RoomTops.late`` over a commit's runs (rooms' numbers and times, in the order of ids; runs in order, as
+    a rebuild's nearly always are, or not) is the rule itself: a line is late if an earlier line of its room,
+    committed before or not, is of a later time; a late line moves nothing."""
+    if in_order:
+        flat = sorted(ts for run in runs for _, ts in run)
+        runs = [[(room, flat.pop(0)) for room, _ in run] for run in runs]
+    tops = RoomTops(set(committed), committed.__getitem__)
+    latest = dict(committed)
+    for run in runs:
+        expected = []
+        for room, ts in run:
+            expected.append(1 if ts < latest.get(room, NO_TIME) else 0)
+            if not expected[-1]:
+                latest[room] = ts
+        assert tops.late([room for room, _ in run], [ts for _, ts in run]) == expected

@@ -79,13 +79,16 @@ def step(room_open: Mapping[str, Span], position: int, event: ev.Event) -> list[
     changes = handler(room_open, position, event)
     # One open span per nick: an occupant the room never told us had left
     # gives way to whoever now holds the nick.
-    closing = {span.id for span in changes if span.end is not None}
     displaced = []
+    closing = None  # the spans the event closes, once a span it opens finds its nick held (rare)
     for span in changes:
         other = room_open.get(span.nick) if span.end is None else None
-        if other is not None and other.id != span.id and other.id not in closing:
-            displaced.append(_close(other, span.start, "replaced"))
-    return displaced + changes
+        if other is not None and other.id != span.id:
+            if closing is None:
+                closing = {span.id for span in changes if span.end is not None}
+            if other.id not in closing:
+                displaced.append(_close(other, span.start, "replaced"))
+    return displaced + changes if displaced else changes
 
 
 def span_id(position: int, seq: int = 0) -> int:
@@ -131,7 +134,7 @@ def _change(current: Span, position: int, at, reason: str = "changed", **changes
 
 def _given(event: ev.Event, names: tuple[str, ...]) -> dict:
     """The attributes an event states (None means "not stated", so it changes nothing)."""
-    return {name: getattr(event, name) for name in names if getattr(event, name) is not None}
+    return {name: value for name in names if (value := getattr(event, name)) is not None}
 
 
 def _joined(room_open, position, e: ev.OccupantJoined) -> list[Span]:

@@ -70,7 +70,9 @@ class PresenceProjection(TableProjection):
                 step(record.position, record.event)
 
     def step(self, position: int, event: ev.Event) -> None:
-        room_open = self._open.setdefault(event.room, {})
+        room_open = self._open.get(event.room)
+        if room_open is None:
+            room_open = self._open[event.room] = {}
         for span in logic.step(room_open, position, event):
             self._dirty[span.id] = span
             if span.end is None:

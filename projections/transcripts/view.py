@@ -24,7 +24,7 @@ from archive.errors import StoreError
 
 from .. import messages
 from ..lines import COMPLIANCE_ONLY_KINDS, from_stored, ids, stored
-from ..tables import TableProjection, order_micros
+from ..tables import TableProjection, order_micros, order_micros_each
 from ..viewdb import Columns, Statements
 from . import logic, upgrade
 from .logic import Line
@@ -295,7 +295,7 @@ def created_statements(created: list[Line], rev: dict[int, int], rooms: RoomNumb
     that is the busier process, and it had to decode the lines again to build them (1M events, interleaved
     at load 2.8-3.3: wall 0.84x)."""
     ids_ = [line.id for line in created]
-    numbers, times = rooms.of(created), list(map(order_micros, [line.at for line in created]))
+    numbers, times = rooms.of(created), order_micros_each([line.at for line in created])
     # Late or not in the order of ids: the GONE rows among the created lines where their ids fall.
     late, gone_late, start = [], [], 0
     for row in gone_rows:

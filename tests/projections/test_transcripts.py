@@ -13,7 +13,7 @@ from archive import events as ev
 from archive.errors import InvalidQueryError, NotFoundError
 from archive.times import order_second
 from projections.lines import Line, Removal, Version, from_stored, stored
-from projections.tables import micros, order_micros
+from projections.tables import micros, order_micros, order_micros_each
 from projections.transcripts import refs as transcript_refs
 from projections.transcripts.queries import ROOM as ROOM_CLAUSE
 from projections.transcripts.queries import encode_cursor
@@ -265,6 +265,7 @@ def test_a_backfilled_message_never_sorts_before_one_archived_earlier_in_the_sam
 def test_the_order_time_is_the_whole_second_the_model_orders_by(moment):
     # Computed from a timedelta's parts (a rebuild's every line): equal to what the model's rule says.
     assert order_micros(moment) == micros(order_second(moment))
+    assert order_micros_each([moment, moment]) == [micros(order_second(moment))] * 2
 
 
 def test_a_stored_line_reads_back_as_it_was_and_one_stored_before_a_field_was_added_gets_its_default():

@@ -26,7 +26,7 @@ import threading
 from array import array
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import msgspec
 
@@ -41,6 +41,7 @@ _COLUMNS = 1  # the msgpack extension type of ``Columns``
 # A ``MsgpackColumn`` among them goes as a list of its arrays after this mark, each array as it is (not
 # joined first: a buffer of a commit's every line, fresh pages each commit).
 _MSGPACK_COLUMN = msgspec.msgpack.Ext(2, b"")
+_ONE_VALUE, _SAME_COLUMN = 3, 4  # the extension types of a column of integers all equal, and of one given again
 
 
 def _pack(value: Any) -> msgspec.msgpack.Ext:
@@ -48,39 +49,58 @@ def _pack(value: Any) -> msgspec.msgpack.Ext:
     a list), which this process packs and the writer unpacks in one C loop each: decoding rows as
     lists of numbers was a quarter of the writer's time. A column is packed when its first value is an
     ``int`` (a ``bool`` is not: a column of them goes as a list, and stays ``bool``); its values come back
-    as ``int``."""
+    as ``int``. A column of integers all equal (by ``==``) goes as its value and length, and one given again
+    (the same list: a rebuild's ``rev`` is its ``id``) as the number of the first: a rebuild's commits hold
+    several (none late, none awaiting), and packing each number is the cost (``_packed``)."""
     if not isinstance(value, Columns):
         raise NotImplementedError(f"cannot send {type(value).__name__}")
     columns = []
+    packed: dict[int, int] = {}  # the id of each column of integers -> where it first is
     for column in value.columns:
         if type(column) is MsgpackColumn:
             columns.append([_MSGPACK_COLUMN, *column.arrays])
         elif column and type(column[0]) is int:
-            columns.append(_packed(column))
+            first = packed.setdefault(id(column), len(columns))
+            columns.append(_packed(column) if first == len(columns) else msgspec.msgpack.Ext(_SAME_COLUMN, bytes([first])))
         else:  # a list goes as it is (a copy of a line's every blob cost a pass over the column)
             columns.append(column if type(column) is list else list(column))
     return msgspec.msgpack.Ext(_COLUMNS, _encode(columns))
 
 
-def _packed(column: Sequence[int]) -> bytes | list:
+def _packed(column: Sequence[int]) -> bytes | list | msgspec.msgpack.Ext:
     """A column of integers as one buffer; by ``struct``, not ``array("q", column)``, which parses a format
     string for each number it converts (~290 instructions a number by callgrind, a dozen numbers a message
-    line with its refs: 5% of a rebuild's main process)."""
+    line with its refs: 5% of a rebuild's main process). A column of one value as that value and its length."""
     try:
+        first = column[0]
+        if column[-1] == first and column.count(first) == len(column):  # the last first: most are not
+            return msgspec.msgpack.Ext(_ONE_VALUE, struct.pack("qq", first, len(column)))
         return struct.pack(f"{len(column)}q", *column)
     except struct.error:  # not all integers (None), or wider than 64 bits
         return list(column)
 
 
+class _SameAs(NamedTuple):
+    column: int  # the number of an earlier column of the same ``Columns``
+
+
 def _unpack(code: int, data: memoryview) -> Any:
     if code == _MSGPACK_COLUMN.code:
         return MsgpackColumn
+    if code == _ONE_VALUE:
+        value, count = struct.unpack("qq", data)
+        return array("q", [value]) * count
+    if code == _SAME_COLUMN:
+        return _SameAs(data[0])
     if code != _COLUMNS:
         raise NotImplementedError(f"unknown extension type {code}")
-    return Columns(*map(_column, _decode_list(data)))
+    columns: list = []
+    for sent in _decode_list(data):
+        columns.append(columns[sent.column] if type(sent) is _SameAs else _column(sent))
+    return Columns(*columns)
 
 
-def _column(sent: bytes | list) -> Any:
+def _column(sent: bytes | list | array) -> Any:
     if isinstance(sent, bytes):
         return _numbers(sent)
     if sent and sent[0] is MsgpackColumn:

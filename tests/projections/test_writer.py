@@ -142,6 +142,17 @@ def test_rows_given_as_columns_reach_the_writer_as_the_same_values():
     assert [tuple(row) for row in plain] == [(1,)]
 
 
+def test_columns_of_one_value_or_given_twice_reach_the_writer_as_the_same_values():
+    """A column of integers all equal goes as its value and length, one given again as the earlier one's number:
+    both come back as integer columns of their values, beside the others."""
+    ids = [5, 6, 7]
+    columns = Columns(ids, [0, 0, 0], ids, [2**40] * 3, [1, 1, None], [7, 7, 2**63], ["a", "a", "a"], list(ids))
+    rows = [("INSERT INTO {t} VALUES (?,?,?,?,?,?,?,?)", columns)]
+    (_, sent), = writer_module._decode(writer_module._encode(("transcripts", 1, 9, rows)))[3]
+    assert list(sent) == list(columns)
+    assert [tuple(map(type, row)) for row in sent] == [tuple(map(type, row)) for row in columns]
+
+
 def test_created_lines_make_their_rows_and_refs(monkeypatch):
     """Each line's ``fields`` the bytes it is stored as alone (the view's format), ``rev`` its own id unless an event
     changed it since, ``room`` its room's number (a room met first numbered), ``refs`` a message line's ids only;

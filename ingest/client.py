@@ -78,6 +78,9 @@ async def close(client: slixmpp.ClientXMPP, wait: float = 1.0) -> None:
     if client.transport:
         try:
             await asyncio.wait_for(client.disconnect(wait=wait, ignore_send_queue=True), wait + 1)
+        except asyncio.CancelledError:  # a stopping listener cancels its connection loop's close: close anyway
+            client.abort()
+            raise
         except Exception:  # noqa: BLE001 - closing anyway
             client.abort()
 

@@ -67,13 +67,18 @@ def _pack(value: Any) -> msgspec.msgpack.Ext:
     return msgspec.msgpack.Ext(_COLUMNS, _encode(columns))
 
 
+_PACKABLE = {int, bool}
+
+
 def _packed(column: Sequence[int]) -> bytes | list | msgspec.msgpack.Ext:
     """A column of integers as one buffer; by ``struct``, not ``array("q", column)``, which parses a format
     string for each number it converts (~290 instructions a number by callgrind, a dozen numbers a message
     line with its refs: 5% of a rebuild's main process). A column of one value as that value and its length."""
     try:
         first = column[0]
-        if column[-1] == first and column.count(first) == len(column):  # the last first: most are not
+        # The last first: most are not. Equal is not enough (1.0 == 1): only what struct packs as a number may go
+        # as one, as the column would have gone without the shortcut.
+        if column[-1] == first and column.count(first) == len(column) and set(map(type, column)) <= _PACKABLE:
             return msgspec.msgpack.Ext(_ONE_VALUE, struct.pack("qq", first, len(column)))
         return struct.pack(f"{len(column)}q", *column)
     except struct.error:  # not all integers (None), or wider than 64 bits

@@ -57,6 +57,9 @@ def test_every_event_type_is_in_the_union_and_documented():
     assert set(ev.EVENT_TYPES) == {cls.__struct_config__.tag for cls in ev.ArchiveEvent.__args__}
     for cls in ev.EVENT_TYPES.values():
         assert cls.__doc__ and cls.__doc__.strip(), f"{cls.__name__} has no docstring"
+        # The union is Event's direct subclasses: an event type deriving from another, or from a base between
+        # them and Event, would be left out of it without this.
+        assert not cls.__subclasses__() and isinstance(cls.__struct_config__.tag, str), cls.__name__
 
 
 def test_json_carries_the_type_tag_and_utc_times():

@@ -12,9 +12,10 @@ import time
 from archive import events as ev
 from archive.application import open_event_store
 from chat_archive.xmpp_users import XmppUsers
+from ingest.client import close, session
 from ingest.roomview import RoomView
 from tests.ingest.helpers import room_events, running_listener, wait_for_event, wait_joined, write_config
-from tests.services.prosody import PASSWORD, unique_room, wait_for
+from tests.services.prosody import PASSWORD, listener_settings, unique_room, wait_for
 
 
 def test_killing_the_listener_mid_conversation_loses_nothing_and_duplicates_nothing(prosody, people, tmp_path, start_listen):
@@ -129,3 +130,26 @@ def test_a_stanza_on_its_way_out_when_the_listener_stops_is_not_written_to_the_c
             assert not handle.is_alive() and handle.error is None
     assert released_on_close.is_set(), "the stanza was held until the connection was closing"
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+
+
+def test_a_close_cancelled_while_the_stream_ends_still_closes_the_connection(prosody):
+    """A listener stopping while its connection loop closes a failed session cancels that close in its wait for
+    the server's end of stream: the connection must be closed all the same, not left open to the garbage
+    collector."""
+    async def scenario() -> bool:
+        async with session(listener_settings(prosody)) as client:
+            graceful = client.disconnect
+
+            async def server_silent(*args, **kwargs):
+                await asyncio.sleep(30)
+
+            client.disconnect = server_silent
+            closing = asyncio.create_task(close(client))
+            await asyncio.sleep(0.2)
+            closing.cancel()
+            await asyncio.gather(closing, return_exceptions=True)
+            closed = client.transport is None or client.transport.is_closing()
+            client.disconnect = graceful
+            return closed
+
+    assert asyncio.run(scenario()), "the connection was left open"

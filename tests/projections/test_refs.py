@@ -10,8 +10,8 @@ import pytest
 
 from projections import viewdb_backends
 from projections.lines import Line
-from projections.transcripts.refs import (BUCKET_BITS, INSERT_REFS, REFS, all_ref_rows, created_ref_rows, ref_hash,
-                                         ref_ids)
+from projections.transcripts.refs import (BUCKET_BITS, INSERT_REFS, REFS, _ref_keys, all_ref_rows, created_ref_rows,
+                                         ref_hash, ref_ids)
 from projections.viewdb import Columns
 from projections.viewdb_backends import COPY_FROM
 
@@ -98,3 +98,6 @@ def test_a_lines_refs_are_the_ids_it_is_known_by():
               Line(id=22, room="r@muc", at=AT, kind="joined", nick="a")]
     expected = [(line.id >> BUCKET_BITS, ref_hash(line.room, ref), line.id) for line in lines for ref in ref_ids(line)]
     assert list(all_ref_rows(lines)) == expected
+    first = 5  # some lines below it: their offsets are negative
+    keys = [(first + (key >> 32), key & 0xFFFFFFFF) for key in _ref_keys(lines, first)]
+    assert [(line_id >> BUCKET_BITS, ref, line_id) for line_id, ref in keys] == expected

@@ -146,8 +146,9 @@ def test_columns_of_one_value_or_given_twice_reach_the_writer_as_the_same_values
     """A column of integers all equal goes as its value and length, one given again as the earlier one's number:
     both come back as integer columns of their values, beside the others."""
     ids = [5, 6, 7]
-    columns = Columns(ids, [0, 0, 0], ids, [2**40] * 3, [1, 1, None], [7, 7, 2**63], ["a", "a", "a"], list(ids))
-    rows = [("INSERT INTO {t} VALUES (?,?,?,?,?,?,?,?)", columns)]
+    columns = Columns(ids, [0, 0, 0], ids, [2**40] * 3, [1, 1, None], [7, 7, 2**63], ["a", "a", "a"], list(ids),
+                      [1, 1.0, 1])  # equal, not all integers: goes as it is
+    rows = [("INSERT INTO {t} VALUES (?,?,?,?,?,?,?,?,?)", columns)]
     (_, sent), = writer_module._decode(writer_module._encode(("transcripts", 1, 9, rows)))[3]
     assert list(sent) == list(columns)
     assert [tuple(map(type, row)) for row in sent] == [tuple(map(type, row)) for row in columns]

@@ -44,7 +44,7 @@ from ..viewdb_backends import ViewRecorder
 from ..lines import Line, compliance_only, from_stored, ordinary, shown
 from .view import (BEFORE_LATE_LINES, CHANGED_OR_LATE, COMPLIANCE_ONLY, GONE, NAME, NO_TIME, OLDER_LAYOUT, ORDINARY,
                    made_by_older_layout, select_by_ref)
-from .upgrade import made_before_late_lines
+from . import upgrade
 
 MAX_LIMIT = 1000
 NO_LINE = 2**63 - 1  # a feed's cursor without a line: after every line of its event
@@ -85,7 +85,10 @@ class Transcripts:
         except StoreError as e:
             # An API host may serve views its projection host has not rebuilt since an upgrade.
             if made_by_older_layout(e):
-                before_late = made_before_late_lines(lambda table: self.recorder.live_columns(NAME, table))
+                found = upgrade.layout_of(lambda table: self.recorder.live_columns(NAME, table))
+                if found == upgrade.LAYOUT_THIS:  # upgraded (or a rebuild swapped in) since the read failed
+                    return self.recorder.read(NAME, work)
+                before_late = found == upgrade.LAYOUT_BEFORE_LATE_LINES
                 raise StoreError(BEFORE_LATE_LINES if before_late else OLDER_LAYOUT) from e
             raise
 

@@ -22,12 +22,20 @@ DROP_LINES_REV = "DROP INDEX IF EXISTS {lines_rev}"  # the index ``lines_changed
 PAGE = 100_000  # rows read at a time: not every row of a large view held at once
 
 
-def made_before_late_lines(columns: Callable[[str], set[str]]) -> bool:
-    """Whether a transcript view, whose tables have ``columns(table)``, is of the layout just before late lines
-    (an older one lacks more than ``late``)."""
+LAYOUT_THIS, LAYOUT_BEFORE_LATE_LINES, LAYOUT_OLDER = "this", "before late lines", "older"
+
+
+def layout_of(columns: Callable[[str], set[str]]) -> str:
+    """The layout of a transcript view whose tables have ``columns(table)``: this one, the one just before late
+    lines (it lacks ``late`` only), or an older one (it lacks more)."""
     lines = columns("lines")
-    return "late" not in lines and {"fields", "awaiting"} <= lines and "bucket" in columns("refs") \
-        and bool(columns("rooms"))
+    if not ({"fields", "awaiting"} <= lines and "bucket" in columns("refs") and columns("rooms")):
+        return LAYOUT_OLDER
+    return LAYOUT_THIS if "late" in lines else LAYOUT_BEFORE_LATE_LINES
+
+
+def made_before_late_lines(columns: Callable[[str], set[str]]) -> bool:
+    return layout_of(columns) == LAYOUT_BEFORE_LATE_LINES
 
 
 def add_late_lines(view: Upgrade) -> bool:

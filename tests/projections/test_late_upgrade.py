@@ -245,3 +245,24 @@ def test_a_projection_starting_while_another_process_upgrades_the_view_goes_on_w
     monkeypatch.setattr(recorder, "upgrade", upgraded_first_by_another)
     assert TranscriptProjection(recorder).position() == 7
     assert layout(recorder, generation) == (True, {recorder.table_name("transcripts", generation, "lines_changed")})
+
+
+def test_a_read_whose_view_was_upgraded_after_it_failed_is_answered_not_refused(event_store, views, monkeypatch):
+    """An API host's read of a view made before late lines fails; the projection host's upgrade commits before
+    the read looks at the view's columns to say why: the view is now of this layout, so the read is answered (it
+    was told the view needs a rebuild)."""
+    _log(event_store)
+    recorder = views.recorder
+    catch_up(event_store, views, ["transcripts"])
+    to_layout_before_late_lines(recorder)
+    columns, upgraded = recorder.live_columns, []
+
+    def upgrading_first(projection, table):
+        if not upgraded:
+            upgraded.append(TranscriptProjection(recorder))  # its start upgrades the view
+        return columns(projection, table)
+
+    monkeypatch.setattr(recorder, "live_columns", upgrading_first)
+    changes = views.transcripts.changes(LOBBY)
+    assert upgraded and [line.body for line in changes.lines] == [
+        "two, late", "nine", "five!", "nine again", "one, late"]

@@ -49,9 +49,10 @@ def _pack(value: Any) -> msgspec.msgpack.Ext:
     a list), which this process packs and the writer unpacks in one C loop each: decoding rows as
     lists of numbers was a quarter of the writer's time. A column is packed when its first value is an
     ``int`` (a ``bool`` is not: a column of them goes as a list, and stays ``bool``); its values come back
-    as ``int``. A column of integers all equal (by ``==``) goes as its value and length, and one given again
-    (the same list: a rebuild's ``rev`` is its ``id``) as the number of the first: a rebuild's commits hold
-    several (none late, none awaiting), and packing each number is the cost (``_packed``)."""
+    as ``int``. A column of integers all equal (each an ``int`` or ``bool``) goes as its value and length,
+    and one given again (the same list: a rebuild's ``rev`` is its ``id``) as the number of the first: a
+    rebuild's commits hold several (none late, none awaiting), and packing each number is the cost
+    (``_packed``)."""
     if not isinstance(value, Columns):
         raise NotImplementedError(f"cannot send {type(value).__name__}")
     columns = []
@@ -61,7 +62,7 @@ def _pack(value: Any) -> msgspec.msgpack.Ext:
             columns.append([_MSGPACK_COLUMN, *column.arrays])
         elif column and type(column[0]) is int:
             first = packed.setdefault(id(column), len(columns))
-            columns.append(_packed(column) if first == len(columns) else msgspec.msgpack.Ext(_SAME_COLUMN, bytes([first])))
+            columns.append(_packed(column) if first == len(columns) else msgspec.msgpack.Ext(_SAME_COLUMN, _place(first)))
         else:  # a list goes as it is (a copy of a line's every blob cost a pass over the column)
             columns.append(column if type(column) is list else list(column))
     return msgspec.msgpack.Ext(_COLUMNS, _encode(columns))
@@ -85,6 +86,10 @@ def _packed(column: Sequence[int]) -> bytes | list | msgspec.msgpack.Ext:
         return list(column)
 
 
+_PLACE = struct.Struct("I")  # a column's number among its ``Columns``
+_place = _PLACE.pack
+
+
 class _SameAs(NamedTuple):
     column: int  # the number of an earlier column of the same ``Columns``
 
@@ -96,7 +101,7 @@ def _unpack(code: int, data: memoryview) -> Any:
         value, count = struct.unpack("qq", data)
         return array("q", [value]) * count
     if code == _SAME_COLUMN:
-        return _SameAs(data[0])
+        return _SameAs(*_PLACE.unpack(data))
     if code != _COLUMNS:
         raise NotImplementedError(f"unknown extension type {code}")
     columns: list = []

@@ -255,3 +255,11 @@ def index_names(recorder) -> set[str]:
     else:
         rows = recorder.read_rows("SELECT indexname AS name FROM pg_indexes WHERE schemaname=?", (recorder.datastore.schema,))
     return {row["name"] for row in rows}
+
+
+def test_a_column_given_again_after_the_256th_comes_back_as_the_same_values():
+    """A column given again goes as the number of its first place: any number of columns, not one byte's worth."""
+    ids = [5, 6, 7]
+    columns = Columns(*([[n, n + 1, n + 2] for n in range(300)] + [ids, ids]))
+    (_, sent), = writer_module._decode(writer_module._encode(("transcripts", 1, 9, [("INSERT", columns)])))[3]
+    assert list(sent) == list(columns)

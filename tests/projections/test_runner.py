@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import io
+import sys
 import threading
 import time
 
@@ -11,7 +12,7 @@ import pytest
 
 from archive import events as ev
 from projections.follower import LogFollower
-from projections.rebuild import rebuild
+from projections.rebuild import SWITCH_INTERVAL, rebuild
 from projections.runner import ProjectionError, ProjectionThreads, status
 from projections.transcripts.view import TranscriptProjection
 from tests.factories import T0, make, message
@@ -265,6 +266,7 @@ class _CollectorWitness:
 
     def __init__(self):
         self.seen: list[bool] = []
+        self.intervals: list[float] = []  # the interpreter's switch interval then
         self._position = 0
 
     def position(self) -> int:
@@ -281,6 +283,7 @@ class _CollectorWitness:
 
     def finish_rebuild(self, fresh) -> None:
         self.seen.append(gc.isenabled())
+        self.intervals.append(sys.getswitchinterval())
 
 
 def test_a_rebuild_pauses_the_collector_throughout_only_in_the_main_thread(event_store):
@@ -293,3 +296,18 @@ def test_a_rebuild_pauses_the_collector_throughout_only_in_the_main_thread(event
     thread.start()
     thread.join(30)
     assert witness.seen == [False, True] and gc.isenabled()
+
+
+def test_a_rebuild_hands_the_interpreter_lock_over_often_only_in_the_main_thread(event_store):
+    """The command line's rebuild lets its log-reading thread have the interpreter lock within
+    ``rebuild.SWITCH_INTERVAL`` of asking, not Python's 5 ms, and puts the process's interval back after;
+    one in a thread of a long-running process leaves the interval to it."""
+    event_store.append([ev.RoomDiscovered(room="r@muc", occurred_at=T0, recorded_at=T0)])
+    witness = _CollectorWitness()
+    before = sys.getswitchinterval()
+    rebuild(event_store, [witness])
+    assert sys.getswitchinterval() == before
+    thread = threading.Thread(target=rebuild, args=(event_store, [witness]))
+    thread.start()
+    thread.join(30)
+    assert witness.intervals == [SWITCH_INTERVAL, before] and SWITCH_INTERVAL < before

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import threading
 from datetime import datetime, timezone
 
 import pytest
@@ -204,6 +207,29 @@ def test_a_writer_that_died_is_an_error_not_a_hang(views):
         writer.submit(TranscriptProjection.name, 1, 1, [("INSERT INTO {lines} (id) VALUES (?)", [(1,)] * 100_000)])
         writer.wait()
     writer.close()
+
+
+def test_a_commit_handed_over_does_not_wait_for_the_writer_process_to_read_it(views):
+    """The rebuilding process goes on applying the log while a commit goes into the pipe (larger than the pipe
+    holds: the writer reads it as fast as it can), and the commit is written all the same."""
+    recorder = views.recorder
+    building = recorder.create_generation(TranscriptProjection.name, TranscriptProjection.ddl, live=False)
+    writer = BackgroundWriter(recorder.url)
+    rooms = [(number, f"room {number:08}@muc") for number in range(1, 200_000)]  # ~4 MB: the pipe holds 64 KB
+    try:
+        os.kill(writer._process.pid, signal.SIGSTOP)  # reading nothing
+        try:
+            handed = threading.Thread(target=writer.submit, args=(TranscriptProjection.name, building, 1,
+                                                                  [("INSERT INTO {rooms} (id, jid) VALUES (?,?)", rooms)]))
+            handed.start()
+            handed.join(10)
+            assert not handed.is_alive()
+        finally:
+            os.kill(writer._process.pid, signal.SIGCONT)
+        writer.wait()
+    finally:
+        writer.close()
+    assert len(recorder.read_rows(recorder.sql("SELECT id FROM {rooms}", TranscriptProjection.name, building))) == len(rooms)
 
 
 def test_the_writer_command_line_does_not_show_the_view_url(views):

@@ -136,6 +136,23 @@ def test_a_postgresql_audit_append_whose_connection_broke_is_written_on_a_new_on
         assert verify_integrity(store, AUDIT_STREAM).ok
 
 
+def test_a_postgresql_audit_append_prepares_its_insert_again_where_the_driver_deallocated_it(postgres_url):
+    # The append prepares its INSERT once a connection through libpq; the driver deallocates every prepared
+    # statement of a connection after a ROLLBACK (DROP, ALTER, DISCARD ALL) on it.
+    with open_event_store(postgres_url) as store:
+        pool = store._recorder.datastore.pool
+        for _ in range(4):  # the first is the server-side append's; the next prepare the INSERT on the connections
+            record_read(store, via="api", endpoint="search")
+        idle = [pool.getconn() for _ in range(pool.get_stats()["pool_available"])]
+        for conn in idle:
+            conn.execute("DEALLOCATE ALL")
+            pool.putconn(conn)
+        for _ in range(len(idle)):  # the pool hands its connections out in turn: each one's INSERT
+            record_read(store, via="api", endpoint="search")
+        assert [r.position for r in read_audit(store)] == list(range(1, 5 + len(idle)))
+        assert verify_integrity(store, AUDIT_STREAM).ok
+
+
 def test_a_postgresql_audit_append_gives_its_connection_back_to_the_pool(postgres_url):
     with open_event_store(postgres_url) as store:
         pool = store._recorder.datastore.pool

@@ -26,6 +26,7 @@ spans (``span_id``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import attrgetter
 
 import msgspec
 
@@ -66,6 +67,9 @@ class Gap(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=Fals
 
 
 _ATTRIBUTES = ("jid", "occupant_id", "role", "affiliation", "show", "status")
+_IDS = ("jid", "occupant_id")
+# Each set of names' values in one call (``_given``), not a getattr each.
+_VALUES = {names: attrgetter(*names) for names in (_ATTRIBUTES, _IDS)}
 
 
 def step(room_open: Mapping[str, Span], position: int, event: ev.Event) -> list[Span]:
@@ -116,14 +120,18 @@ def _close(span: Span, at, reason: str) -> Span:
     return msgspec.structs.replace(span, end=max(at, span.start), end_reason=reason)
 
 
-def _open(position: int, event: ev.Event, nick: str, reason: str, **attributes) -> Span:
-    return Span(id=span_id(position), stay=span_id(position), room=event.room, nick=nick, start=event.occurred_at,
-                start_reason=reason, **attributes)
+def _open(position: int, event: ev.Event, nick: str, reason: str, attributes: dict) -> Span:
+    opened = span_id(position)
+    return Span(id=opened, stay=opened, room=event.room, nick=nick, start=event.occurred_at, start_reason=reason,
+                **attributes)
 
 
-def _change(current: Span, position: int, at, reason: str = "changed", **changes) -> list[Span]:
+def _change(current: Span, position: int, at, changes: dict, reason: str = "changed") -> list[Span]:
     """Close ``current`` and open its successor, if anything changes."""
-    if all(getattr(current, name) == value for name, value in changes.items()):
+    for name, value in changes.items():
+        if getattr(current, name) != value:
+            break
+    else:
         return []
     start = max(at, current.start)
     successor = msgspec.structs.replace(
@@ -134,14 +142,14 @@ def _change(current: Span, position: int, at, reason: str = "changed", **changes
 
 def _given(event: ev.Event, names: tuple[str, ...]) -> dict:
     """The attributes an event states (None means "not stated", so it changes nothing)."""
-    return {name: value for name in names if (value := getattr(event, name)) is not None}
+    return {name: value for name, value in zip(names, _VALUES[names](event)) if value is not None}
 
 
 def _joined(room_open, position, e: ev.OccupantJoined) -> list[Span]:
     current = room_open.get(e.nick)
     if current is not None:
-        return _change(current, position, e.occurred_at, **_given(e, _ATTRIBUTES))
-    return [_open(position, e, e.nick, "joined", **_given(e, _ATTRIBUTES))]
+        return _change(current, position, e.occurred_at, _given(e, _ATTRIBUTES))
+    return [_open(position, e, e.nick, "joined", _given(e, _ATTRIBUTES))]
 
 
 def _left(room_open, position, e: ev.OccupantLeft) -> list[Span]:
@@ -151,27 +159,27 @@ def _left(room_open, position, e: ev.OccupantLeft) -> list[Span]:
 
 def _presence(room_open, position, e: ev.PresenceChanged) -> list[Span]:
     current = room_open.get(e.nick)
-    changes = {"show": e.show, "status": e.status, **_given(e, ("jid", "occupant_id"))}
+    changes = {"show": e.show, "status": e.status, **_given(e, _IDS)}
     if current is None:
-        return [_open(position, e, e.nick, "inferred", **{k: v for k, v in changes.items() if v is not None})]
-    return _change(current, position, e.occurred_at, **changes)
+        return [_open(position, e, e.nick, "inferred", {k: v for k, v in changes.items() if v is not None})]
+    return _change(current, position, e.occurred_at, changes)
 
 
 def _nick(room_open, position, e: ev.NickChanged) -> list[Span]:
     current = room_open.get(e.old_nick)
     if current is None:
-        return [_open(position, e, e.new_nick, "inferred", **_given(e, ("jid", "occupant_id")))]
-    return _change(current, position, e.occurred_at, "nick_changed", nick=e.new_nick)
+        return [_open(position, e, e.new_nick, "inferred", _given(e, _IDS))]
+    return _change(current, position, e.occurred_at, {"nick": e.new_nick}, "nick_changed")
 
 
 def _role(room_open, position, e: ev.RoleChanged) -> list[Span]:
     current = room_open.get(e.nick)
-    return [] if current is None else _change(current, position, e.occurred_at, role=e.role)
+    return [] if current is None else _change(current, position, e.occurred_at, {"role": e.role})
 
 
 def _affiliation(room_open, position, e: ev.AffiliationChanged) -> list[Span]:
     current = room_open.get(e.nick) if e.nick else None
-    return [] if current is None else _change(current, position, e.occurred_at, affiliation=e.affiliation)
+    return [] if current is None else _change(current, position, e.occurred_at, {"affiliation": e.affiliation})
 
 
 def _destroyed(room_open, position, e: ev.RoomDestroyed) -> list[Span]:

@@ -73,13 +73,14 @@ class PresenceProjection(TableProjection):
         room_open = self._open.get(event.room)
         if room_open is None:
             room_open = self._open[event.room] = {}
+        dirty = self._dirty
         for span in logic.step(room_open, position, event):
-            self._dirty[span.id] = span
+            dirty[span.id] = span
             if span.end is None:
                 room_open[span.nick] = span
-            elif room_open.get(span.nick) is not None and room_open[span.nick].id == span.id:
+            elif (held := room_open.get(span.nick)) is not None and held.id == span.id:
                 del room_open[span.nick]
-        if isinstance(event, ev.ArchiveGap):
+        if type(event) is _GAP:
             self._gaps.append(logic.gap_of(position, event))
 
     def _statements(self) -> Statements:
@@ -104,5 +105,6 @@ class PresenceProjection(TableProjection):
         self._new_from = logic.span_id(position + 1)
 
 
+_GAP = ev.ArchiveGap  # events are no type's subclass (tests/archive: the union is Event's direct subclasses)
 _IGNORED = {ev.MessagePosted, ev.MessageCorrected, ev.MessageRetracted, ev.SubjectChanged, ev.RoomDiscovered,
             ev.RoomCreated}

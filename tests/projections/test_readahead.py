@@ -4,11 +4,13 @@ projection is after a reset, and a failed read is an error, not a hang."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
 from archive.errors import StoreError, StoreUnavailable
 from projections.follower import LogFollower, ProjectionReset
+from projections.readahead import PAGES_AHEAD, ReadAhead
 from tests.factories import message
 
 
@@ -136,3 +138,27 @@ def test_the_reader_ends_after_a_failed_apply_and_after_a_reset(event_store):
     assert not readers()
     LogFollower(event_store, Recording(reset_at=6, reset_to=2), commit_interval=3600, page_size=2, max_pending=6).catch_up()
     assert not readers()
+
+
+def test_the_reader_reads_several_pages_ahead_of_the_applying_thread(event_store, monkeypatch):
+    """``PAGES_AHEAD`` pages wait to be applied, and the reader holds the next: a read its database was slow to
+    answer (its backend waiting for a core) is made up for by the pages read before, not waited for."""
+    event_store.append([message(i, f"m{i}") for i in range(20)])
+    read = event_store.read_log_page
+    calls = []
+
+    def counted(after, limit):
+        calls.append(after)
+        return read(after, limit)
+
+    monkeypatch.setattr(event_store, "read_log_page", counted)
+    ahead = ReadAhead(event_store, 0, 1)
+    try:
+        deadline = time.monotonic() + 10
+        while len(calls) < PAGES_AHEAD + 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # no more than that
+        assert len(calls) == PAGES_AHEAD + 1 and PAGES_AHEAD > 1
+        assert [ahead.next().positions[0] for _ in range(3)] == [1, 2, 3]
+    finally:
+        ahead.close()

@@ -15,6 +15,7 @@ goes into the writer's pipe from a thread of its own (``_send``), while the rebu
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import pickle
@@ -149,7 +150,8 @@ class BackgroundWriter:
         self._sent = self._done = 0
         self._last: dict[str, int] = {}  # projection -> the number of its last commit handed over
         self._outgoing: queue.Queue = queue.Queue(maxsize=1)  # encoded commits for ``_send``, then None
-        self._unsent: OSError | None = None  # what a write into the pipe met: the writer has ended
+        self._unsent: BaseException | None = None  # what ended the writing into the pipe (``_send``)
+        self._closed = False
         self._sender = threading.Thread(target=self._send, name="view writer input", daemon=True)
         self._sender.start()
 
@@ -165,7 +167,9 @@ class BackgroundWriter:
         """Write each commit handed over into the pipe. In this thread, not the one applying the log: a commit is
         megabytes and the pipe holds 64 KB, so the write waits for the writer to read it (0.3-0.45 s of a 1M-event
         PostgreSQL rebuild's applying thread, at load 4-5), and it holds no interpreter lock meanwhile. Once one
-        fails the rest are dropped: the writer has ended, which ``_wait_until`` and ``submit`` raise."""
+        fails (the writer has ended, or anything else) the rest are dropped and the pipe is closed, so that a
+        writer given part of a commit ends instead of waiting for the rest: ``submit`` and ``_wait_until`` raise
+        it, never wait for ever."""
         stdin = self._process.stdin
         while (commit := self._outgoing.get()) is not None:
             if self._unsent is not None:
@@ -174,8 +178,10 @@ class BackgroundWriter:
                 stdin.write(len(commit).to_bytes(_LENGTH, "big"))
                 stdin.write(commit)
                 stdin.flush()
-            except OSError as e:
+            except BaseException as e:  # noqa: BLE001 - the applying thread raises it
                 self._unsent = e
+                with contextlib.suppress(OSError, ValueError):
+                    stdin.close()
 
     def wait(self) -> None:
         self._wait_until(self._sent)
@@ -185,21 +191,20 @@ class BackgroundWriter:
             try:
                 error = pickle.load(self._process.stdout)
             except (EOFError, OSError, pickle.UnpicklingError) as e:
-                raise self._ended(e) from e
+                raise self._ended(self._unsent or e) from e
             self._done += 1
             if error is not None:
                 raise error
 
     def close(self) -> None:
         """End the process once it has written what it was given (its errors are ``wait``'s to raise)."""
-        if self._process.stdin.closed:
+        if self._closed:
             return
+        self._closed = True
         self._outgoing.put(None)  # after what it was given
         self._sender.join()
-        try:
+        with contextlib.suppress(OSError, ValueError):  # it has ended already, or ``_send`` closed the pipe
             self._process.stdin.close()
-        except OSError:
-            pass  # it has ended already
         self._process.wait()
         self._process.stdout.close()
 

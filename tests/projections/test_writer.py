@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import threading
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -206,6 +207,48 @@ def test_a_writer_that_died_is_an_error_not_a_hang(views):
     with pytest.raises(StoreError, match="writer process ended"):
         writer.submit(TranscriptProjection.name, 1, 1, [("INSERT INTO {lines} (id) VALUES (?)", [(1,)] * 100_000)])
         writer.wait()
+    writer.close()
+
+
+def test_a_commit_the_sending_thread_fails_to_write_is_an_error_not_a_hang(views, monkeypatch):
+    """Whatever ends the thread writing into the pipe (here an OverflowError: no length fits zero bytes) is raised
+    in the rebuilding process; the writer process, given half a commit or none, would wait for the rest."""
+    monkeypatch.setattr(writer_module, "_LENGTH", 0)
+    writer = BackgroundWriter(views.recorder.url)
+    raised: list[BaseException] = []
+
+    def submit_and_wait():
+        try:
+            writer.submit(TranscriptProjection.name, 1, 1, [("INSERT INTO {rooms} (id, jid) VALUES (?,?)", [(1, "r@muc")])])
+            writer.wait()
+        except BaseException as e:  # noqa: BLE001 - what the test looks at
+            raised.append(e)
+
+    handed = threading.Thread(target=submit_and_wait, daemon=True)
+    handed.start()
+    handed.join(20)
+    try:
+        assert not handed.is_alive(), "the rebuilding process waited for ever"
+        assert len(raised) == 1 and isinstance(raised[0], StoreError) and "OverflowError" in str(raised[0])
+    finally:
+        if not handed.is_alive():
+            writer.close()
+        else:
+            writer._process.kill()
+
+
+def test_a_writer_that_died_is_raised_by_the_next_submit(views):
+    """A write into the pipe of a writer that has ended fails in the sending thread; the next hand-over says so."""
+    writer = BackgroundWriter(views.recorder.url)
+    writer._process.kill()
+    writer._process.wait()
+    big = [("INSERT INTO {lines} (id) VALUES (?)", [(1,)] * 100_000)]
+    writer.submit(TranscriptProjection.name, 1, 1, big)
+    deadline = time.monotonic() + 20
+    while writer._unsent is None and time.monotonic() < deadline:  # until the sending thread meets the closed pipe
+        time.sleep(0.01)
+    with pytest.raises(StoreError, match="writer process ended.*BrokenPipe"):
+        writer.submit("presence", 1, 1, big)  # another projection: nothing of its own to wait for first
     writer.close()
 
 

@@ -29,6 +29,7 @@ _AUDIT_TYPES = (20, 701, 17, 17)
 _BINARY = (1, 1, 1, 1)
 _INT8, _FLOAT8 = struct.Struct("!q"), struct.Struct("!d")
 _NO_SUCH_STATEMENT = b"26000"  # invalid_sql_statement_name
+_DUPLICATE_STATEMENT = b"42P05"  # duplicate_prepared_statement
 
 
 class SQLiteAuditTable:
@@ -197,8 +198,7 @@ class PostgresAuditTable:
             params += (_INT8.pack(seq), _FLOAT8.pack(at), state, link)
         for again in (False, True):
             if n not in prepared:
-                conn.pgconn.send_prepare(name, self._audit_insert(n, conn), _AUDIT_TYPES * n)
-                _check(conn, _result(conn))
+                _prepare(conn, name, self._audit_insert(n, conn), _AUDIT_TYPES * n)
                 prepared.add(n)
             conn.pgconn.send_query_prepared(name, params, _BINARY * n)
             result = _result(conn)
@@ -231,6 +231,21 @@ class PostgresAuditTable:
                 (after, through, since, until, limit),
             )
             return [(row["seq"], bytes(row["state"]), bytes(row["link"])) for row in curs.fetchall()]
+
+
+def _prepare(conn, name: bytes, statement: bytes, types: tuple[int, ...]) -> None:
+    """``statement`` prepared as ``name`` on ``conn``. A statement of that name there already was left by an append
+    interrupted (Ctrl-C) after the server prepared it and before the store noted it: deallocated and prepared anew
+    (it may even be another's), not an error on every append of that size on the connection."""
+    for again in (False, True):
+        conn.pgconn.send_prepare(name, statement, types)
+        result = _result(conn)
+        if not again and result.error_field(pq.DiagnosticField.SQLSTATE) == _DUPLICATE_STATEMENT:
+            conn.pgconn.send_query(b"DEALLOCATE " + name)
+            _check(conn, _result(conn))
+            continue
+        _check(conn, result)
+        return
 
 
 def _result(conn) -> pq.abc.PGresult:

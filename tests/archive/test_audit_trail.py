@@ -153,6 +153,22 @@ def test_a_postgresql_audit_append_prepares_its_insert_again_where_the_driver_de
         assert verify_integrity(store, AUDIT_STREAM).ok
 
 
+def test_a_postgresql_audit_append_prepares_its_insert_anew_where_the_connection_holds_one_of_its_name(postgres_url):
+    # An append interrupted (Ctrl-C) after the server prepared its INSERT and before the store noted it leaves
+    # a statement of that name on the connection: the next append there must not fail for ever with 42P05.
+    with open_event_store(postgres_url) as store:
+        pool = store._recorder.datastore.pool
+        record_read(store, via="api", endpoint="search")  # the server-side append: the head is known after it
+        idle = [pool.getconn() for _ in range(pool.get_stats()["pool_available"])]
+        for conn in idle:
+            conn.execute("PREPARE archive_audit_insert_1 AS SELECT 1")  # not even the INSERT
+            pool.putconn(conn)
+        for _ in range(len(idle) + 1):
+            record_read(store, via="api", endpoint="search")
+        assert [r.position for r in read_audit(store)] == list(range(1, 3 + len(idle)))
+        assert verify_integrity(store, AUDIT_STREAM).ok
+
+
 def test_a_postgresql_audit_append_gives_its_connection_back_to_the_pool(postgres_url):
     with open_event_store(postgres_url) as store:
         pool = store._recorder.datastore.pool

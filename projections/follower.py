@@ -117,7 +117,7 @@ class LogFollower:
 
     def catch_up(self) -> int:
         """Apply everything in the log now and commit; returns the position reached. The log is read
-        a page ahead (``readahead``). A commit that finds the projection reset reads on from where
+        ahead (``readahead``). A commit that finds the projection reset reads on from where
         the projection is, the last commit included; one reset to the same place twice is storage lost
         under it, not a rebuild swapped in (``StoreError``: catching up again would never end)."""
         reset_to = None

@@ -1,4 +1,5 @@
-"""The log read ahead, a page at a time, by a thread, while the pages before are applied.
+"""The log read ahead, a page at a time and up to ``PAGES_AHEAD`` pages, by a thread, while the pages before are
+applied.
 
 A read of the log waits for the database (PostgreSQL's server, SQLite's b-tree walk), and the
 driver lets go of the GIL while it waits: a thread reading the next page then overlaps that wait
@@ -16,7 +17,8 @@ from archive.store import EventStore
 CLOSE_WAIT = 5.0  # seconds
 # Pages read and waiting to be applied. More than one: under load the database's backend waits for a core now and
 # then, and a page late by that was waited for (a 1M-event PostgreSQL rebuild at load 6-8: the applying thread's
-# waits for pages 0.41-0.60 s with one, 0.09-0.12 s with four). Each is one msgpack array (~1 MB of 2,000 events).
+# waits for pages 0.41-0.60 s with one, 0.09-0.12 s with four). Each is one msgpack array of
+# 2,000 events' states (a few hundred bytes an event).
 PAGES_AHEAD = 4
 
 

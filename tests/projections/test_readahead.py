@@ -1,4 +1,4 @@
-"""Catching up reads the log a page ahead (``projections.readahead``): in order, from where the
+"""Catching up reads the log ahead (``projections.readahead``): in order, from where the
 projection is after a reset, and a failed read is an error, not a hang."""
 
 from __future__ import annotations

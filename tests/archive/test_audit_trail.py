@@ -143,13 +143,10 @@ def test_a_postgresql_audit_append_prepares_its_insert_again_where_the_driver_de
         pool = store._recorder.datastore.pool
         for _ in range(4):  # the first is the server-side append's; the next prepare the INSERT on the connections
             record_read(store, via="api", endpoint="search")
-        idle = [pool.getconn() for _ in range(pool.get_stats()["pool_available"])]
-        for conn in idle:
-            conn.execute("DEALLOCATE ALL")
-            pool.putconn(conn)
-        for _ in range(len(idle)):  # the pool hands its connections out in turn: each one's INSERT
+        idle = _on_each_idle_connection(pool, "DEALLOCATE ALL")
+        for _ in range(idle):  # the pool hands its connections out in turn: each one's INSERT
             record_read(store, via="api", endpoint="search")
-        assert [r.position for r in read_audit(store)] == list(range(1, 5 + len(idle)))
+        assert [r.position for r in read_audit(store)] == list(range(1, 5 + idle))
         assert verify_integrity(store, AUDIT_STREAM).ok
 
 
@@ -159,14 +156,20 @@ def test_a_postgresql_audit_append_prepares_its_insert_anew_where_the_connection
     with open_event_store(postgres_url) as store:
         pool = store._recorder.datastore.pool
         record_read(store, via="api", endpoint="search")  # the server-side append: the head is known after it
-        idle = [pool.getconn() for _ in range(pool.get_stats()["pool_available"])]
-        for conn in idle:
-            conn.execute("PREPARE archive_audit_insert_1 AS SELECT 1")  # not even the INSERT
-            pool.putconn(conn)
-        for _ in range(len(idle) + 1):
+        idle = _on_each_idle_connection(pool, "PREPARE archive_audit_insert_1 AS SELECT 1")  # not even the INSERT
+        for _ in range(idle + 1):
             record_read(store, via="api", endpoint="search")
-        assert [r.position for r in read_audit(store)] == list(range(1, 3 + len(idle)))
+        assert [r.position for r in read_audit(store)] == list(range(1, 3 + idle))
         assert verify_integrity(store, AUDIT_STREAM).ok
+
+
+def _on_each_idle_connection(pool, statement: str) -> int:
+    """``statement`` run on each connection the pool holds idle; how many there were."""
+    idle = [pool.getconn() for _ in range(pool.get_stats()["pool_available"])]
+    for conn in idle:
+        conn.execute(statement)
+        pool.putconn(conn)
+    return len(idle)
 
 
 def test_a_postgresql_audit_append_gives_its_connection_back_to_the_pool(postgres_url):

@@ -30,6 +30,10 @@ _BINARY = (1, 1, 1, 1)
 _INT8, _FLOAT8 = struct.Struct("!q"), struct.Struct("!d")
 _NO_SUCH_STATEMENT = b"26000"  # invalid_sql_statement_name
 _DUPLICATE_STATEMENT = b"42P05"  # duplicate_prepared_statement
+# Batches of up to this many records use an INSERT prepared once a connection for their size; larger ones (a burst's)
+# are parsed each time: a statement for every size the group commit makes (up to 200) would each hold its parse tree
+# in the server for the connection's life.
+MOST_PREPARED = 16
 
 
 class SQLiteAuditTable:
@@ -181,21 +185,25 @@ class PostgresAuditTable:
 
     def _exec_audit_insert(self, conn, rows: list[tuple]) -> None:
         """The INSERT of ``rows`` sent through libpq itself, binary parameters, prepared once a connection for
-        a batch size, its answer waited for by the driver's wait (without the interpreter lock; Ctrl-C cancels
+        a batch size (up to ``MOST_PREPARED`` records), its answer waited for by the driver's wait (without the interpreter lock; Ctrl-C cancels
         it) and its errors the driver's. The driver's cursor (``execute(..., prepare=True)``) builds a query,
         adapters, a prepare cache lookup and a cursor for every call: a request's record_read, a batch of one
         record, took 197k instructions through it and 119k so (callgrind; 500 records on PostgreSQL), the
         client CPU of ``_insert_audit`` 134-139 -> 101-106 us (interleaved, load 4.8). That is the leader's
         Python between one commit and the next, which the requests of the next wait through."""
         n = len(rows)
+        params = []
+        for seq, at, state, link in rows:
+            params += (_INT8.pack(seq), _FLOAT8.pack(at), state, link)
+        if n > MOST_PREPARED:
+            conn.pgconn.send_query_params(self._audit_insert(n, conn), params, _AUDIT_TYPES * n, _BINARY * n)
+            _check(conn, _result(conn))
+            return
         name = b"archive_audit_insert_%d" % n
         by_connection = self.__dict__.setdefault("_audit_prepared", weakref.WeakKeyDictionary())
         prepared = by_connection.get(conn)
         if prepared is None:
             prepared = by_connection[conn] = set()
-        params = []
-        for seq, at, state, link in rows:
-            params += (_INT8.pack(seq), _FLOAT8.pack(at), state, link)
         for again in (False, True):
             if n not in prepared:
                 _prepare(conn, name, self._audit_insert(n, conn), _AUDIT_TYPES * n)

@@ -15,6 +15,7 @@ from eventsourcing.persistence import IntegrityError
 
 from archive.application import StoreLocation, open_event_store
 from archive.audit import read_audit, record_read
+from archive import audit_tables
 from archive.audit_tables import alone
 from archive.codec import to_msgpack
 from archive.errors import StoreError
@@ -143,7 +144,7 @@ def test_a_postgresql_audit_append_prepares_its_insert_again_where_the_driver_de
         pool = store._recorder.datastore.pool
         for _ in range(4):  # the first is the server-side append's; the next prepare the INSERT on the connections
             record_read(store, via="api", endpoint="search")
-        idle = _on_each_idle_connection(pool, "DEALLOCATE ALL")
+        idle = len(_on_each_idle_connection(pool, "DEALLOCATE ALL"))
         for _ in range(idle):  # the pool hands its connections out in turn: each one's INSERT
             record_read(store, via="api", endpoint="search")
         assert [r.position for r in read_audit(store)] == list(range(1, 5 + idle))
@@ -156,20 +157,38 @@ def test_a_postgresql_audit_append_prepares_its_insert_anew_where_the_connection
     with open_event_store(postgres_url) as store:
         pool = store._recorder.datastore.pool
         record_read(store, via="api", endpoint="search")  # the server-side append: the head is known after it
-        idle = _on_each_idle_connection(pool, "PREPARE archive_audit_insert_1 AS SELECT 1")  # not even the INSERT
+        idle = len(_on_each_idle_connection(pool, "PREPARE archive_audit_insert_1 AS SELECT 1"))  # not even the INSERT
         for _ in range(idle + 1):
             record_read(store, via="api", endpoint="search")
         assert [r.position for r in read_audit(store)] == list(range(1, 3 + idle))
         assert verify_integrity(store, AUDIT_STREAM).ok
 
 
-def _on_each_idle_connection(pool, statement: str) -> int:
-    """``statement`` run on each connection the pool holds idle; how many there were."""
+def test_a_postgresql_audit_append_keeps_few_statements_prepared_on_a_connection(postgres_url):
+    # A statement prepared for each batch size the group commit makes (up to 200 records) would stay on the
+    # connection, each holding its parse tree in the server for the connection's life.
+    with open_event_store(postgres_url) as store:
+        record_read(store, via="api", endpoint="search")  # the server-side append: the head is known after it
+        record = next(iter(read_audit(store))).event
+        for n in range(1, 41):
+            store._insert_audit([record] * n)
+        prepared = _on_each_idle_connection(
+            store._recorder.datastore.pool,
+            "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'archive_audit_insert_%'")
+        assert 0 < max(row["count"] for row in prepared) <= audit_tables.MOST_PREPARED
+        assert [r.position for r in read_audit(store)] == list(range(1, 2 + 40 * 41 // 2))
+        assert verify_integrity(store, AUDIT_STREAM).ok
+
+
+def _on_each_idle_connection(pool, statement: str) -> list:
+    """``statement`` run on each connection the pool holds idle: its first row on each (None for no rows)."""
     idle = [pool.getconn() for _ in range(pool.get_stats()["pool_available"])]
+    rows = []
     for conn in idle:
-        conn.execute(statement)
+        cursor = conn.execute(statement)
+        rows.append(cursor.fetchone() if cursor.description else None)
         pool.putconn(conn)
-    return len(idle)
+    return rows
 
 
 def test_a_postgresql_audit_append_gives_its_connection_back_to_the_pool(postgres_url):

@@ -185,8 +185,8 @@ class PostgresAuditTable:
 
     def _exec_audit_insert(self, conn, rows: list[tuple]) -> None:
         """The INSERT of ``rows`` sent through libpq itself, binary parameters, prepared once a connection for
-        a batch size (up to ``MOST_PREPARED`` records), its answer waited for by the driver's wait (without the interpreter lock; Ctrl-C cancels
-        it) and its errors the driver's. The driver's cursor (``execute(..., prepare=True)``) builds a query,
+        a batch size (up to ``MOST_PREPARED`` records), its answer waited for by the driver's wait (without the
+        interpreter lock; Ctrl-C cancels it) and its errors the driver's. The driver's cursor (``execute(..., prepare=True)``) builds a query,
         adapters, a prepare cache lookup and a cursor for every call: a request's record_read, a batch of one
         record, took 197k instructions through it and 119k so (callgrind; 500 records on PostgreSQL), the
         client CPU of ``_insert_audit`` 134-139 -> 101-106 us (interleaved, load 4.8). That is the leader's

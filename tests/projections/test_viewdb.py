@@ -127,7 +127,7 @@ def test_a_transcript_view_made_before_late_lines_is_not_misread_and_a_rebuild_o
 
 def test_a_transcript_view_older_than_the_one_before_late_lines_is_not_told_it_will_be_upgraded(event_store, views):
     """A view that lacks ``late`` and more (here the refs' ``bucket``) is one no projection upgrades: its feed's
-    queries ask for a rebuild, by the layout's one rule (``upgrade.made_before_late_lines``), not by the column
+    queries ask for a rebuild, by the layout's one rule (``upgrade.layout_of``), not by the column
     the failing statement happened to name first."""
     event_store.append([message(1, "one")])
     recorder = views.recorder

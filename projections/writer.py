@@ -70,9 +70,6 @@ def _pack(value: Any) -> msgspec.msgpack.Ext:
     return msgspec.msgpack.Ext(_COLUMNS, _encode(columns))
 
 
-_PACKABLE = {int, bool}
-
-
 def _packed(column: Sequence[int]) -> bytes | list | msgspec.msgpack.Ext:
     """A column of integers as one buffer; by ``struct``, not ``array("q", column)``, which parses a format
     string for each number it converts (~290 instructions a number by callgrind, a dozen numbers a message
@@ -80,8 +77,10 @@ def _packed(column: Sequence[int]) -> bytes | list | msgspec.msgpack.Ext:
     try:
         first = column[0]
         # The last first: most are not. Equal is not enough (1.0 == 1): only what struct packs as a number may go
-        # as one, as the column would have gone without the shortcut.
-        if column[-1] == first and column.count(first) == len(column) and set(map(type, column)) <= _PACKABLE:
+        # as one, as the column would have gone without the shortcut. The sum of integers and booleans is an
+        # ``int``, and one of a float, Decimal or Fraction among them is not: tested in C, not a type made for each
+        # value (``set(map(type, column))`` was 2.3% of a 200k-event rebuild's applying thread, callgrind).
+        if column[-1] == first and column.count(first) == len(column) and type(sum(column)) is int:
             return msgspec.msgpack.Ext(_ONE_VALUE, struct.pack("qq", first, len(column)))
         return struct.pack(f"{len(column)}q", *column)
     except struct.error:  # not all integers (None), or wider than 64 bits

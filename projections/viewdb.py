@@ -382,6 +382,11 @@ class Upgrade:
         if rows:
             self._c.executemany(self._recorder.sql(statement, self._projection, self._generation), rows)
 
+    def rename(self, table: str, to: str) -> None:
+        """Give the generation's ``table`` the name of its table ``to`` (dropped before, in this transaction)."""
+        name = self._recorder.table_name(self._projection, self._generation, to)
+        self.execute(f'ALTER TABLE {{{table}}} RENAME TO "{name}"')
+
     def columns(self, table: str) -> set[str]:
         """The columns of the generation's ``table`` (none: no such table)."""
         return self._recorder.columns_of(self._c, self._recorder.table_name(self._projection, self._generation, table))

@@ -42,7 +42,7 @@ from archive.times import parse_day
 from ..tables import order_micros
 from ..viewdb_backends import ViewRecorder
 from ..lines import Line, compliance_only, from_stored, ordinary, shown
-from .view import (BEFORE_LATE_LINES, CHANGED_OR_LATE, COMPLIANCE_ONLY, GONE, NAME, NO_TIME, OLDER_LAYOUT, ORDINARY,
+from .view import (CHANGED_OR_LATE, COMPLIANCE_ONLY, GONE, NAME, NO_TIME, OLDER_LAYOUT, ORDINARY, UPGRADABLE_LAYOUT,
                    made_by_older_layout, select_by_ref)
 from . import upgrade
 
@@ -88,8 +88,7 @@ class Transcripts:
                 found = upgrade.layout_of(lambda table: self.recorder.live_columns(NAME, table))
                 if found == upgrade.LAYOUT_THIS:  # upgraded (or a rebuild swapped in) since the read failed
                     return self.recorder.read(NAME, work)
-                before_late = found == upgrade.LAYOUT_BEFORE_LATE_LINES
-                raise StoreError(BEFORE_LATE_LINES if before_late else OLDER_LAYOUT) from e
+                raise StoreError(OLDER_LAYOUT if found == upgrade.LAYOUT_OLDER else UPGRADABLE_LAYOUT) from e
             raise
 
     def page(

@@ -1,12 +1,15 @@
 """The transcript view's ``refs`` table: every id a message line is known by, for the message model's
 look-ups and ``line(room, ref)``.
 
-``refs`` is keyed by (bucket, hash, id): ``bucket`` is the line id's block of ``2**BUCKET_BITS``
-log positions and ``hash`` stands for (room, id text) (``ref_hash``). The ids are random, but
-the bucket gives the key insert locality: new lines go into the newest bucket, whose pages stay
-cached, instead of one random leaf of a tree as large as the archive per id. A look-up walks
-the buckets newest first (``select_by_ref``): the message a correction names is nearly always
-among the last ones, so one or two probes find it.
+``refs`` is keyed by (ref_key, id): ``ref_key`` is (bucket << 32) | hash (``ref_key``), where ``bucket`` is the
+line id's block of ``2**BUCKET_BITS`` log positions and ``hash`` stands for (room, id text) (``ref_hash``). The
+ids are random, but the bucket gives the key insert locality: new lines go into the newest bucket, whose pages
+stay cached, instead of one random leaf of a tree as large as the archive per id. A look-up walks the buckets
+newest first (``select_by_ref``): the message a correction names is nearly always among the last ones, so one
+or two probes find it. One integer, not a bucket and a hash: sorting the rows by the key (PostgreSQL builds it
+at a build's end) compares one number where the bucket, the same for ~118k rows, was nearly always a tie, and
+the server compared the next column by a function call (1.8M refs of 1M events, the key's build alone: 1.43-1.90
+-> 0.79-0.99 s of the server's CPU).
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ import msgspec
 from ..lines import Line, from_stored, ids
 from ..viewdb import Columns, Statements
 
-REFS = ("CREATE TABLE IF NOT EXISTS {refs} (bucket INTEGER NOT NULL, ref INTEGER NOT NULL, id INTEGER NOT NULL, "
-        "PRIMARY KEY (bucket, ref, id)) WITHOUT ROWID")
+REFS = ("CREATE TABLE IF NOT EXISTS {refs} (ref_key INTEGER NOT NULL, id INTEGER NOT NULL, "
+        "PRIMARY KEY (ref_key, id)) WITHOUT ROWID")
 
 # Where the recorder says so (``keys_after_building``: PostgreSQL), a build fills ``refs`` unkeyed and keys
 # them at its end, or before it first looks them up or deletes from them (``TranscriptProjection._key_refs``).
@@ -27,19 +30,20 @@ REFS = ("CREATE TABLE IF NOT EXISTS {refs} (bucket INTEGER NOT NULL, ref INTEGER
 # 0.4 s into the plain table (the writer's backend, interleaved A/B at load 5-7), and building it afterwards
 # 0.9-1.1 s (the same number of rows, alone). PostgreSQL keeps a table beside a primary key anyway: a unique
 # index over the plain table is the same layout.
-REFS_UNKEYED = "CREATE TABLE IF NOT EXISTS {refs} (bucket INTEGER NOT NULL, ref INTEGER NOT NULL, id INTEGER NOT NULL)"
-REFS_KEY = "CREATE UNIQUE INDEX IF NOT EXISTS [refs_key] ON {refs} (bucket, ref, id)"
-INSERT_REFS = "INSERT INTO {refs} (bucket, ref, id) VALUES (?,?,?)"
+REFS_UNKEYED = "CREATE TABLE IF NOT EXISTS {refs} (ref_key INTEGER NOT NULL, id INTEGER NOT NULL)"
+REFS_KEY = "CREATE UNIQUE INDEX IF NOT EXISTS [refs_key] ON {refs} (ref_key, id)"
+INSERT_REFS = "INSERT INTO {refs} (ref_key, id) VALUES (?,?)"
 
 BUCKET_BITS = 16
 RECENT_BUCKETS = 2  # probed first, alone
 MAX_CANDIDATES = 8  # lines sharing a ref hash looked at before giving up (collisions are ~never)
 # Where the recorder reads rows from a JSON array (``json_each``: SQLite), the refs of the lines a commit created
-# go in one statement, one integer a ref: (line id - the commit's first line id) << 32 | hash, split back into the
-# row by SQLite. executemany's binding of three numbers a row was a tenth of a rebuild's writer process (1.8M refs
-# of a 1M-event build; 200k events by callgrind: writer 11.52G -> 10.21G instructions, main process the same).
-INSERT_REFS_FROM_JSON = (f"INSERT INTO {{refs}} (bucket, ref, id) SELECT (? + (value >> 32)) >> {BUCKET_BITS}, "
-                         f"value & {0xFFFFFFFF}, ? + (value >> 32) FROM json_each(?)")
+# go in one statement, one integer a ref: (line id - the commit's first line id) << 32 | hash, made into the row
+# by SQLite (``ref_key``'s rule; its operators of bits all bind alike, so each is in brackets). executemany's
+# binding of the numbers of each row was a tenth of a rebuild's writer process (1.8M refs of a 1M-event build;
+# 200k events by callgrind: writer 11.52G -> 10.21G instructions, main process the same).
+INSERT_REFS_FROM_JSON = (f"INSERT INTO {{refs}} (ref_key, id) SELECT (((? + (value >> 32)) >> {BUCKET_BITS}) << 32) "
+                         f"| (value & {0xFFFFFFFF}), ? + (value >> 32) FROM json_each(?)")
 
 
 def ref_hash(room: str, ref: str) -> int:
@@ -47,6 +51,12 @@ def ref_hash(room: str, ref: str) -> int:
     of the id texts. Matches are checked against the line, so a collision cannot mislead,
     and within one bucket they are rare."""
     return _crc32(ref.encode(), _room_seed(room))
+
+
+def ref_key(line_id: int, hashed: int) -> int:
+    """The key of a ``refs`` row: the line id's bucket above its ref's hash (32 bits). Within 63 bits while line
+    ids (log positions) are below 2**47."""
+    return (line_id >> BUCKET_BITS) << 32 | hashed
 
 
 def _room_seed(room: str) -> int:
@@ -71,12 +81,11 @@ def select_by_ref(query, room: str, ref: str) -> list[Line]:
     for first, last in ((newest, newest - RECENT_BUCKETS), (newest - RECENT_BUCKETS, -1)):
         if first <= last:
             continue
-        # Literal bucket numbers (integers we computed): each is one seek into the key.
-        buckets = ",".join(map(str, range(first, last, -1)))
+        # Literal keys, one a bucket (integers we computed): each is one seek into the key.
+        keys = ",".join(str(ref_key(bucket << BUCKET_BITS, hashed)) for bucket in range(first, last, -1))
         rows = query(
-            f"SELECT l.fields FROM {{refs}} r JOIN {{lines}} l ON l.id=r.id WHERE r.bucket IN ({buckets}) "
-            f"AND r.ref=? ORDER BY r.id DESC LIMIT {MAX_CANDIDATES}",
-            (hashed,),
+            f"SELECT l.fields FROM {{refs}} r JOIN {{lines}} l ON l.id=r.id WHERE r.ref_key IN ({keys}) "
+            f"ORDER BY r.id DESC LIMIT {MAX_CANDIDATES}"
         )
         found = [line for line in map(from_stored, (bytes(row["fields"]) for row in rows))
                  if line.room == room and ref in ids(line)]
@@ -135,10 +144,11 @@ def _ref_keys(lines: list[Line], first: int) -> list[int]:
 
 def all_ref_rows(lines: list[Line]) -> Columns:
     """The ``refs`` rows of ``lines`` (``ref_ids`` of each), in one loop, column by column: a rebuild
-    runs it for every line, and a call or two per line was a third of the cost."""
-    hashes: list[int] = []
+    runs it for every line, and a call or two per line was a third of the cost. Each key as ``ref_key`` makes it,
+    its line's bucket shifted once a line."""
+    keys: list[int] = []
     line_ids: list[int] = []
-    add_hash, add_id, seeds = hashes.append, line_ids.append, _ROOM_SEEDS
+    add_key, add_id, seeds = keys.append, line_ids.append, _ROOM_SEEDS
     for line in lines:
         if line.kind != "message":
             continue
@@ -146,27 +156,27 @@ def all_ref_rows(lines: list[Line]) -> Columns:
         seed = seeds.get(room)
         if seed is None:
             seed = _room_seed(room)
+        high = (line_id >> BUCKET_BITS) << 32
         if line.aliases or line.awaiting:
             for ref in ids(line):
-                add_hash(_crc32(ref.encode(), seed))
+                add_key(high | _crc32(ref.encode(), seed))
                 add_id(line_id)
             continue
         stanza_id, origin_id, message_id = line.stanza_id, line.origin_id, line.message_id  # as ``_ref_keys``
         if stanza_id:
-            add_hash(_crc32(stanza_id.encode(), seed))
+            add_key(high | _crc32(stanza_id.encode(), seed))
             add_id(line_id)
         if origin_id and origin_id != stanza_id:
-            add_hash(_crc32(origin_id.encode(), seed))
+            add_key(high | _crc32(origin_id.encode(), seed))
             add_id(line_id)
         if message_id and message_id != stanza_id and (origin_id is None or message_id != origin_id):
-            add_hash(_crc32(message_id.encode(), seed))
+            add_key(high | _crc32(message_id.encode(), seed))
             add_id(line_id)
-    return Columns([line_id >> BUCKET_BITS for line_id in line_ids], hashes, line_ids)
+    return Columns(keys, line_ids)
 
 
-def ref_rows(line: Line, refs: list[str]) -> list[tuple[int, int, int]]:
+def ref_rows(line: Line, refs: list[str]) -> list[tuple[int, int]]:
     if not refs:
         return []
-    line_id = line.id
-    bucket, seed = line_id >> BUCKET_BITS, _room_seed(line.room)
-    return [(bucket, _crc32(ref.encode(), seed), line_id) for ref in refs]
+    line_id, seed = line.id, _room_seed(line.room)
+    return [(ref_key(line_id, _crc32(ref.encode(), seed)), line_id) for ref in refs]

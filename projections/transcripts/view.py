@@ -68,22 +68,23 @@ OLDER_LAYOUT = (
 )
 
 
-# What a query of a view made before late lines says (an API host's, before the projection's start upgrades it).
-BEFORE_LATE_LINES = (
-    "the transcript view was made before late lines, by an older chat-archive: the projections upgrade it in "
-    "place as they start (chat-archive up, or project); a view older still: rebuild it with chat-archive "
-    "rebuild transcripts"
+# What a query of a view of a layout the projection upgrades says (an API host's, before the projection's start
+# upgrades it: ``upgrade``).
+UPGRADABLE_LAYOUT = (
+    "the transcript view was made by an older chat-archive (before late lines, or before one-number ref keys): "
+    "the projections upgrade it in place as they start (chat-archive up, or project); a view older still: "
+    "rebuild it with chat-archive rebuild transcripts"
 )
 
 
 def made_by_older_layout(error: StoreError) -> bool:
     """Whether ``error``, from a read of the view, is for want of what this layout added (the ``fields``
-    column of positional lines, the refs' ``bucket``, ``awaiting``, the ``rooms`` table, ``late``): a view an older
+    column of positional lines, the refs' ``ref_key``, ``awaiting``, the ``rooms`` table, ``late``): a view an older
     chat-archive made, which this one would misread. Only a missing table or column: PostgreSQL's other errors
     quote the statement, which names them too."""
     text = str(error)
     missing = "no such " in text or "does not exist" in text
-    return missing and any(name in text for name in ("awaiting", "bucket", "fields", "_rooms_", "late"))
+    return missing and any(name in text for name in ("awaiting", "ref_key", "fields", "_rooms_", "late"))
 
 
 class TranscriptProjection(TableProjection):
@@ -122,8 +123,8 @@ class TranscriptProjection(TableProjection):
         self._book.horizon = self.position()
 
     def _awaiting_lines(self) -> list:
-        """The rows of the lines awaiting their message, from a view of this layout: a live one made just before
-        late lines is upgraded in place first (``upgrade``), an older one refused."""
+        """The rows of the lines awaiting their message, from a view of this layout: a live one of a layout just
+        before it (``upgrade``) is upgraded in place first, an older one refused."""
         try:
             return self._read_layout()
         except StoreError as e:
@@ -132,7 +133,7 @@ class TranscriptProjection(TableProjection):
             if self.building:
                 raise StoreError(OLDER_LAYOUT) from e
         # Nothing to upgrade is no refusal: another process's start may have upgraded it since the read above.
-        self.recorder.upgrade(self.name, self.generation, upgrade.add_late_lines)
+        self.recorder.upgrade(self.name, self.generation, upgrade.to_this_layout)
         try:
             return self._read_layout()
         except StoreError as e:
@@ -141,7 +142,7 @@ class TranscriptProjection(TableProjection):
             raise
 
     def _read_layout(self) -> list:
-        self._read_own("SELECT bucket FROM {refs} LIMIT 0")
+        self._read_own("SELECT ref_key FROM {refs} LIMIT 0")
         self._read_own("SELECT late FROM {lines} LIMIT 0")
         return self._read_own("SELECT fields FROM {lines} WHERE awaiting=1 ORDER BY id")
 
@@ -236,8 +237,8 @@ class TranscriptProjection(TableProjection):
               for line, fields in zip(updated, stored(updated))]),
             (f"UPDATE {{lines}} SET shown={GONE}, awaiting=0, rev=?, fields=? WHERE id=?",
              [(rev[line.id], fields, line.id) for line, fields in zip(old_gone, stored(old_gone))]),
-            ("DELETE FROM {refs} WHERE bucket=? AND ref=? AND id=?", gone_refs),
-            ("DELETE FROM {refs} WHERE bucket=? AND ref=? AND id=?", lost),
+            ("DELETE FROM {refs} WHERE ref_key=? AND id=?", gone_refs),
+            ("DELETE FROM {refs} WHERE ref_key=? AND id=?", lost),
             ("INSERT INTO {rooms} (id, jid) VALUES (?,?)", self._rooms.numbered()),
         ]
 

@@ -31,7 +31,7 @@ def dump(views: Views) -> dict:
     out = {}
     for name, names in tables.items():
         for table in names:
-            order = "ref, id" if table == "refs" else "id"
+            order = "ref_key, id" if table == "refs" else "id"
             rows = views.recorder.read(
                 name, lambda query, _g, t=table, o=order: query(f"SELECT * FROM {{{t}}} ORDER BY {o}")
             )

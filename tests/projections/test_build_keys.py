@@ -18,11 +18,11 @@ def _refs_keyed(recorder, generation: int) -> bool:
     table = recorder.table_name("transcripts", generation, "refs")
     if isinstance(recorder, SQLiteViewRecorder):  # keyed by its primary key (WITHOUT ROWID), always
         rows = recorder.read_rows("SELECT sql FROM sqlite_master WHERE name=?", (table,))
-        return "PRIMARY KEY (bucket, ref, id)" in rows[0]["sql"]
+        return "PRIMARY KEY (ref_key, id)" in rows[0]["sql"]
     rows = recorder.read_rows(
         "SELECT indexdef FROM pg_indexes WHERE schemaname=? AND tablename=?", (recorder.datastore.schema, table)
     )
-    return any("UNIQUE" in row["indexdef"] and "(bucket, ref, id)" in row["indexdef"] for row in rows)
+    return any("UNIQUE" in row["indexdef"] and "(ref_key, id)" in row["indexdef"] for row in rows)
 
 
 def test_a_build_keys_its_refs_at_its_end_where_the_recorder_defers_keys(event_store, views):

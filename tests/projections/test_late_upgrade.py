@@ -1,5 +1,6 @@
 """A transcript view made before late lines (no ``late`` column; the widget's feed indexed by ``lines_rev``
-(room, rev) over every line) is upgraded in place by its projection as it starts, on both stores: then it
+(room, rev) over every line; refs of (bucket, ref, id)), or before one-number ref keys (refs of (bucket, ref, id)
+only), is upgraded in place by its projection as it starts, on both stores: then it
 holds every row a rebuild of the same log makes (``late`` too), the feed pages it as it pages a rebuilt view,
 and the projection goes on with it as with a rebuilt one. An interrupted upgrade leaves the older layout."""
 
@@ -31,12 +32,26 @@ from tests.services.postgres import POSTGRES_DSN
 LOBBY = "lobby@conference.localhost"
 # Every column by name: an upgraded table has ``late`` after ``fields`` (added), a rebuilt one before it.
 TABLES = {"lines": ("id, room, ts, kind, shown, awaiting, rev, late, fields", "id"),
-          "refs": ("bucket, ref, id", "bucket, ref, id"), "rooms": ("id, jid", "id")}
+          "refs": ("ref_key, id", "ref_key, id"), "rooms": ("id, jid", "id")}
+
+
+def to_layout_before_ref_keys(recorder) -> int:
+    """The live transcript generation brought back to the layout before one-number ref keys; its number."""
+    generation = recorder.generations("transcripts")[0] or TranscriptProjection(recorder).generation
+    name = recorder.table_name("transcripts", generation, "refs")
+    for statement in ("CREATE TABLE {refs_bucketed} (bucket INTEGER NOT NULL, ref INTEGER NOT NULL, "
+                      "id INTEGER NOT NULL, PRIMARY KEY (bucket, ref, id)) WITHOUT ROWID",
+                      "INSERT INTO {refs_bucketed} (bucket, ref, id) SELECT ref_key >> 32, ref_key & 4294967295, id "
+                      "FROM {refs}",
+                      "DROP TABLE {refs}", f'ALTER TABLE {{refs_bucketed}} RENAME TO "{name}"'):
+        recorder.add_indexes("transcripts", generation, [statement])
+    return generation
 
 
 def to_layout_before_late_lines(recorder) -> int:
-    """The live transcript generation brought back to the layout before late lines; its number."""
-    generation = recorder.generations("transcripts")[0] or TranscriptProjection(recorder).generation
+    """The live transcript generation brought back to the layout before late lines (its refs bucketed too); its
+    number."""
+    generation = to_layout_before_ref_keys(recorder)
     # One at a time: the statements of one call may run at once (each index in a backend of its own on PostgreSQL).
     # The index first: SQLite refuses to drop a column an index names. {}: qualified, as PostgreSQL drops it.
     for statement in ("DROP INDEX IF EXISTS {lines_changed}", "ALTER TABLE {lines} DROP COLUMN late",
@@ -77,8 +92,10 @@ def layout(recorder, generation: int) -> tuple[bool, set[str]]:
     return late, names & index_names(recorder)
 
 
+@pytest.mark.parametrize("older", [to_layout_before_late_lines, to_layout_before_ref_keys],
+                         ids=["before late lines", "before ref keys"])
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_an_upgraded_view_holds_what_a_rebuild_makes_and_feeds_the_widget_alike(kind):
+def test_an_upgraded_view_holds_what_a_rebuild_makes_and_feeds_the_widget_alike(kind, older):
     examples = 15 if kind == "sqlite" else 6
 
     @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
@@ -87,7 +104,9 @@ def test_an_upgraded_view_holds_what_a_rebuild_makes_and_feeds_the_widget_alike(
         with Backend(kind) as backend:
             run_incremental(backend, before)
             views = backend.incremental
-            generation = to_layout_before_late_lines(views.recorder)
+            generation = older(views.recorder)
+            columns = views.recorder.live_columns
+            assert upgrade.layout_of(lambda table: columns("transcripts", table)) != upgrade.LAYOUT_THIS
             views.projections(["transcripts"])  # the projection starts: it upgrades the view
             assert layout(views.recorder, generation) == (
                 True, {views.recorder.table_name("transcripts", generation, "lines_changed")})
@@ -136,7 +155,7 @@ def test_an_interrupted_upgrade_leaves_the_older_layout_and_a_retry_upgrades_it_
     upgraded = rows(views)
     assert [row[7] for row in upgraded["lines"]] == [0, 1, 0, 0, 1, 0]  # late: "two" and "one" (lines 2 and 6)
     assert layout(recorder, generation) == (True, {recorder.table_name("transcripts", generation, "lines_changed")})
-    assert not recorder.upgrade("transcripts", generation, upgrade.add_late_lines)  # once: nothing left to do
+    assert not recorder.upgrade("transcripts", generation, upgrade.to_this_layout)  # once: nothing left to do
     TranscriptProjection(recorder)
     assert rows(views) == upgraded and recorder.generations("transcripts")[0] == generation
     changes = views.transcripts.changes(LOBBY)

@@ -11,7 +11,7 @@ import pytest
 from projections import viewdb_backends
 from projections.lines import Line
 from projections.transcripts.refs import (BUCKET_BITS, INSERT_REFS, REFS, _ref_keys, all_ref_rows, created_ref_rows,
-                                         ref_hash, ref_ids)
+                                         ref_hash, ref_ids, ref_key)
 from projections.viewdb import Columns
 from projections.viewdb_backends import COPY_FROM
 
@@ -47,9 +47,9 @@ def test_the_refs_of_new_lines_are_their_rows(views, lines):
     generation = recorder.create_generation("transcripts", [REFS], live=False)
     recorder.commit_batch("transcripts", generation, lines[-1].id, created_ref_rows(lines, recorder.json_each),
                           building=True)
-    rows = recorder.read_rows(recorder.sql("SELECT bucket, ref, id FROM {refs}", "transcripts", generation))
+    rows = recorder.read_rows(recorder.sql("SELECT ref_key, id FROM {refs}", "transcripts", generation))
     expected = sorted(all_ref_rows(lines))
-    assert sorted((row["bucket"], row["ref"], row["id"]) for row in rows) == expected
+    assert sorted((row["ref_key"], row["id"]) for row in rows) == expected
     assert len(expected) == 7 + (len(lines) > len(LINES))  # 2 + 1 + 4 ids (+ the far line's)
     recorder.drop_building("transcripts", generation)
 
@@ -76,14 +76,13 @@ def test_refs_as_a_writer_process_gets_them_are_written_as_they_are(views, monke
     recorder = views.recorder
     generation = recorder.create_generation("transcripts", [REFS], live=False)
     count = 2 * COPY_FROM
-    columns = [array("q", [i >> 3 for i in range(count)]),
-               array("q", [(-1) ** i * (2**63 - 1 - i) for i in range(count)]),
+    columns = [array("q", [(-1) ** i * (2**63 - 1 - i) for i in range(count)]),
                array("q", [i * 2**32 + 255 - i for i in range(count)])]
     made, binary = [], viewdb_backends._binary_int8_rows
     monkeypatch.setattr(viewdb_backends, "_binary_int8_rows", lambda cols: made.append(1) or binary(cols))
     recorder.commit_batch("transcripts", generation, 1, [(INSERT_REFS, Columns(*columns))], building=True)
-    rows = recorder.read_rows(recorder.sql("SELECT bucket, ref, id FROM {refs}", "transcripts", generation))
-    assert sorted((row["bucket"], row["ref"], row["id"]) for row in rows) == sorted(zip(*columns))
+    rows = recorder.read_rows(recorder.sql("SELECT ref_key, id FROM {refs}", "transcripts", generation))
+    assert sorted((row["ref_key"], row["id"]) for row in rows) == sorted(zip(*columns))
     assert made == ([1] if recorder.placeholder == "%s" else [])  # PostgreSQL's way was the one tested
     recorder.drop_building("transcripts", generation)
 
@@ -96,8 +95,16 @@ def test_a_lines_refs_are_the_ids_it_is_known_by():
     lines = [_message(n, *shape[:2], message_id=shape[2]) for n, shape in enumerate(shapes, start=1)]
     lines += [_message(20, "s", "o", aliases=("c", "s")), _message(21, "s", awaiting="w"),
               Line(id=22, room="r@muc", at=AT, kind="joined", nick="a")]
-    expected = [(line.id >> BUCKET_BITS, ref_hash(line.room, ref), line.id) for line in lines for ref in ref_ids(line)]
+    expected = [(ref_key(line.id, ref_hash(line.room, ref)), line.id) for line in lines for ref in ref_ids(line)]
     assert list(all_ref_rows(lines)) == expected
     first = 5  # some lines below it: their offsets are negative
     keys = [(first + (key >> 32), key & 0xFFFFFFFF) for key in _ref_keys(lines, first)]
-    assert [(line_id >> BUCKET_BITS, ref, line_id) for line_id, ref in keys] == expected
+    assert [(ref_key(line_id, ref), line_id) for line_id, ref in keys] == expected
+
+
+def test_a_ref_key_is_the_line_ids_bucket_above_the_hash():
+    """One number for (bucket, hash): ordered by bucket first, as the key was, and within 63 bits for any 32-bit
+    hash of a line id below 2**47."""
+    assert ref_key(3 * 2**BUCKET_BITS + 5, 7) == 3 << 32 | 7
+    assert ref_key(2**BUCKET_BITS - 1, 2**32 - 1) < ref_key(2**BUCKET_BITS, 0)
+    assert ref_key(2**47 - 1, 2**32 - 1) < 2**63

@@ -180,7 +180,7 @@ def test_created_lines_make_their_rows_and_refs(monkeypatch):
     assert [row[6] for row in line_rows] == [7, 4, 5]  # rev: the line's own id unless an event changed it
     assert [row[1] for row in line_rows] == [2, 2, 1] and rooms.numbered() == [(2, "r@muc")]  # rooms by number
     assert [row[7] for row in line_rows] == [0, 0, 0] and not gone_rows  # none late: none before its room's latest
-    assert sorted(row[2] for row in ref_rows) == [3, 3]  # a message line's ids only
+    assert sorted(row[1] for row in ref_rows) == [3, 3]  # a message line's ids only
 
 
 def test_columns_of_different_lengths_are_refused():

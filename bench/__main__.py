@@ -39,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import runs
+from . import pgserver, runs
 from .corpus import SIZES, CorpusSpec, from_irc_log, generate, write_ndjson
 from .machine import machine, versions
 from .measure import Results, StageRun, peak_rss_self
@@ -66,9 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if refusal:
         print(f"bench: {refusal}", file=sys.stderr)
         return 1
-    run = {"command": f"python -m bench {' '.join(argv)}".strip(), "commit": git_commit(),
-           "started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "load_start": load_start,
-           "machine": machine(), "versions": versions(POSTGRES_DSN if not args.no_postgres else None)}
+    run = describe_run(argv, load_start, postgres=not args.no_postgres)
     saved_at = runs.saved_path(args.out)
     before = runs.load(saved_at)
     whole = set(args.only) == set(runs.STAGES)
@@ -82,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         ctx: dict = {"postgres": not args.no_postgres, "light": args.light or spec.events >= LIGHT_FROM,
                      "search_from_corpus": args.search_from_corpus}
         for stage, store in plan([s for s in args.only if not (n and s in runs.FIRST_SIZE_ONLY)], ctx["postgres"]):
+            # Every stage starts from a server with nothing left to write (see bench.pgserver).
+            if ctx["postgres"] and (failure := pgserver.checkpoint(POSTGRES_DSN)):
+                print(f"bench: CHECKPOINT before {stage} failed: {failure}", flush=True)
             # The previous stage's own work (wrk, servers, a 10M pass) lifts the load above the cores for a
             # while after it ends: a stage started then would be measured on a busy machine.
             wait_for_quiet(cores, quiet_wait)
@@ -92,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     write(args.out, render(runs.load(saved_at)))
     print(f"wrote {args.out} (saved runs: {saved_at})")
     return 0
+
+
+def describe_run(argv: list[str], load_start: str, *, postgres: bool) -> dict:
+    return {"command": f"python -m bench {' '.join(argv)}".strip(), "commit": git_commit(),
+            "started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "load_start": load_start,
+            "machine": machine() | ({"PostgreSQL settings": pgserver.settings(POSTGRES_DSN)} if postgres else {}),
+            "versions": versions(POSTGRES_DSN if postgres else None)}
 
 
 def plan(stages: list[str], postgres: bool) -> list[tuple[str, str]]:

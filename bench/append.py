@@ -28,6 +28,7 @@ from projections.rebuild import PAGE_SIZE as REBUILD_PAGE
 from .corpus import SIZES, CorpusSpec, generate
 from .files import write
 from .measure import Figure, Results, Stopwatch, batched
+from .pgserver import activity, during
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
 BATCH = MAX_BATCH  # what the writers hand the store under load (a backlog, an import, a migration)
@@ -273,7 +274,10 @@ def run_append(spec: CorpusSpec, workdir: Path, results: Results, *, postgres: b
         sinks += [RawPostgresSink("COPY", schema["copy"], copy=True),
                   StoreSink("store, unchained", pg_url(schema["unchained"]), chained=False),
                   RawPostgresSink("executemany", schema["raw"], copy=False)]
+    server = activity(PG_DSN)
     _, _, first, last = _feed(spec, sinks)
+    results.notes.append(during(f"PostgreSQL server, append pass ({', '.join(s.name for s in sinks)})", server,
+                                activity(PG_DSN), n))
     rate = {s.name: n / s.watch.elapsed for s in sinks}
     results.add(Figure("append", f"store, PostgreSQL (EventStore.append, batches of {BATCH:,})", rate["store"],
                        "events/s", rate.get("executemany"), "raw psycopg executemany, plain table" if not light else "",

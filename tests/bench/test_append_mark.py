@@ -72,4 +72,5 @@ def test_a_light_pass_feeds_the_postgresql_store_alone_and_the_sqlite_store_besi
         with psycopg.connect(append.PG_DSN, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{append.pg_schema(tmp_path, "store")}" CASCADE')
     assert fed == [["raw", "store"], ["store"]]
+    assert [n for n in results.notes if n.startswith("PostgreSQL server, append pass (store): ")]
     assert not [f for f in results.figures if "vs COPY" in f.name]

@@ -28,13 +28,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--from", dest="start", metavar="TIME", help="only what occurred at or after TIME (ISO 8601 or -7d)")
     export.add_argument("--to", dest="end", metavar="TIME", help="only what occurred before TIME")
     export.add_argument("--query", metavar="Q", help="only the messages this search finds, with their edits and removals")
-    export.add_argument("-o", "--output", required=True, metavar="FILE", help="the ZIP file to write")
+    export.add_argument("-o", "--output", required=True, metavar="FILE", type=_zip_file, help="the ZIP file to write")
     export.set_defaults(handler=run_export)
 
     check = subparsers.add_parser("verify-export", help="check an export bundle against its manifest (no archive needed)")
     check.add_argument("file", help="the export's ZIP file")
     check.add_argument("--json", action="store_true", help="print the result as one JSON object")
     check.set_defaults(handler=run_verify_export)
+
+
+def _zip_file(text: str) -> str:
+    """An argparse type: the bundle's file. `-` is standard output to `export-log` and `import`, but a bundle
+    is written beside its final name and renamed when complete, which a stream cannot be."""
+    if text == "-":
+        raise argparse.ArgumentTypeError("an export is a ZIP file, not written to standard output: name the file")
+    return text
 
 
 def run_export(args: argparse.Namespace, config) -> int:

@@ -119,6 +119,18 @@ def test_a_backup_or_export_to_a_place_it_cannot_write_is_a_message_not_a_traceb
         assert f"cannot write {place}" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_an_export_to_standard_output_is_refused_not_written_to_a_file_named_dash(store_url, tmp_path):
+    """`export-log -` and `import -` mean standard output and input; `export -o -` wrote a ZIP named `-`
+    in the working directory and said "wrote -"."""
+    with open_event_store(store_url) as store:
+        store.append(history())
+    result = run_cli("export", "--format", "jsonl", "-o", "-", store_url=store_url, cwd=tmp_path,
+                     env={"CHAT_ARCHIVE_INDEX_PATH": str(tmp_path / "index")})  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "standard output" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "-").exists()
+
+
 def test_export_log_then_import_is_a_round_trip_and_a_damaged_backup_imports_nothing(store_url, tmp_path):
     source = f"sqlite:///{tmp_path}/source.sqlite"
     with open_event_store(source) as store:

@@ -92,7 +92,7 @@ SCHEMAS = {
     "TicketRequest": obj(
         {"room": {"type": "string", "description": "the room's JID"}},
         {"jid": {"type": "string", "maxLength": 1024}, "password": {"type": "string", "maxLength": 1024},
-         "nick": {"type": "string", "maxLength": 1024}},
+         "nick": {"type": "string", "maxLength": 1024}}, closed=True,
     ),  # fmt: skip
     "Ticket": obj({
         "ticket": {"type": "string", "description": "signed; send it back in the X-Widget-Ticket header"},

@@ -20,15 +20,21 @@ EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
 LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
 
 
+def refuse_unknown(names: Iterable[str], accepted: Iterable[str]) -> None:
+    """A 400 ``unknown_parameter`` naming the first of ``names`` not ``accepted`` (query parameters, a JSON body's
+    fields): a misspelt name would otherwise be ignored in silence."""
+    accepted = set(accepted)
+    unknown = sorted(set(names) - accepted)
+    if unknown:
+        listed = ", ".join(sorted(accepted)) or "none"
+        raise ApiError(400, "unknown_parameter", f"unknown parameter {unknown[0]!r} (accepted: {listed})")
+
+
 class Params:
     """The query parameters of one request, checked against the names an endpoint accepts."""
 
     def __init__(self, args: MultiDict, accepted: Iterable[str]):
-        accepted = set(accepted)
-        unknown = sorted(set(args) - accepted)
-        if unknown:
-            names = ", ".join(sorted(accepted)) or "none"
-            raise ApiError(400, "unknown_parameter", f"unknown parameter {unknown[0]!r} (accepted: {names})")
+        refuse_unknown(args, accepted)
         for name in args:
             if len(args.getlist(name)) > 1:
                 raise bad_parameter(name, "given more than once")

@@ -34,7 +34,7 @@ from .. import audit
 from ..access import Caller
 from ..context import api, caller, json_response, visible_room
 from ..errors import bad_parameter, room_not_found, unauthorized
-from ..params import MAX_CURSOR_CHARS, Params, decode_cursor, encode_cursor
+from ..params import MAX_CURSOR_CHARS, Params, decode_cursor, encode_cursor, refuse_unknown
 from ..roles import Capability, Role
 from ..signing import SignatureError
 from ..transcript import transcripts
@@ -46,6 +46,7 @@ bp = Blueprint("widget", __name__)
 TICKET_SECONDS = 8 * 3600
 TICKET_PURPOSE = "widget ticket"
 TICKET_HEADER = "X-Widget-Ticket"
+TICKET_FIELDS = ("room", "jid", "password", "nick")  # a ticket request's body; after the room, the credentials
 
 
 def ticket_for(who: Caller, room: str) -> str:
@@ -100,8 +101,9 @@ def issue_ticket():
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("room"), str):
         raise bad_parameter("room", "send a JSON object with the room's JID in 'room'")
+    refuse_unknown(body, TICKET_FIELDS)
     room = visible_room(who, body["room"])
-    credentials = {name: body[name] for name in ("jid", "password", "nick") if body.get(name) is not None}
+    credentials = {name: body[name] for name in TICKET_FIELDS[1:] if body.get(name) is not None}
     for name, value in credentials.items():
         if not (isinstance(value, str) and len(value) <= 1024 and _is_text(value)):
             raise bad_parameter(name, "must be a string (of at most 1024 characters)")

@@ -257,6 +257,14 @@ def test_widget_credentials_go_back_in_the_fragment_and_the_server_holds_no_xmpp
         assert client.post(f"/widget/{LOBBY}/{gone}", json={}).status_code in (404, 405)
 
 
+def test_a_ticket_request_naming_a_field_the_widget_does_not_know_is_a_400_not_ignored(client, tokens):
+    """As with query parameters, an unknown name is a 400, never a guess: a site that sent `nickname` got a
+    ticket without the nick, and its user was asked to type one."""
+    refused = widget_ticket(client, tokens["site"], LOBBY, jid="carol@localhost", password="pw", nickname="Carol")
+    assert refused.status_code == 400, refused.json
+    assert refused.json["error"]["code"] == "unknown_parameter" and "'nickname'" in refused.json["error"]["message"]
+
+
 def test_the_widget_may_connect_only_to_the_configured_xmpp_websocket(client, request, api_settings):
     page = client.get(f"/widget/{PUBLIC}")
     assert "connect-src 'self';" in page.headers["Content-Security-Policy"] and 'data-websocket=""' in page.text

@@ -59,8 +59,11 @@ def ticket_caller(key: str, room: str) -> Caller:
     """The caller a ticket stands for, resolved again now (a revoked token ends its tickets)."""
     try:
         value = api().signer.verify(key, TICKET_PURPOSE)
-    except SignatureError:
-        raise unauthorized("this widget's ticket has expired: reload the page that embeds it") from None
+    except SignatureError as e:
+        # Expiry is the ordinary end of a ticket (a page left open); anything else is the embedding site's to fix.
+        if e.expired:
+            raise unauthorized("this widget's ticket has expired: reload the page that embeds it") from None
+        raise unauthorized(f"{e}: the embedding site asks POST /widget/tickets for one") from None
     if not (isinstance(value, list) and len(value) == 3 and value[0] == room and isinstance(value[1], str)):
         raise unauthorized("this widget's ticket is for another room")
     user = value[2] if isinstance(value[2], str) else None

@@ -7,9 +7,11 @@ import re
 import pytest
 
 from query_api import create_app
+from query_api.context import api
 from query_api.roles import Role
 from query_api.tokens import hash_token
 from query_api.web import pages, search_page
+from query_api.web.widget import TICKET_PURPOSE
 
 from tests.factories import message
 
@@ -263,6 +265,20 @@ def test_a_ticket_request_naming_a_field_the_widget_does_not_know_is_a_400_not_i
     refused = widget_ticket(client, tokens["site"], LOBBY, jid="carol@localhost", password="pw", nickname="Carol")
     assert refused.status_code == 400, refused.json
     assert refused.json["error"]["code"] == "unknown_parameter" and "'nickname'" in refused.json["error"]["message"]
+
+
+def test_a_forged_widget_ticket_is_not_called_expired(client):
+    """A ticket the server never signed was answered "this widget's ticket has expired: reload the page", which
+    sends the embedding site's developer looking at clocks instead of at how the ticket was made."""
+    for forged in ("abc", "aaaaaaaa.e30.AAAA"):
+        answer = client.get(f"/widget/{LOBBY}/activity", headers={"X-Widget-Ticket": forged})
+        assert answer.status_code == 401
+        message = answer.json["error"]["message"]
+        assert "expired" not in message and "not a widget ticket this server issued" in message, message
+    with client.application.app_context():
+        expired = api().signer.sign([LOBBY, "id", "carol"], TICKET_PURPOSE, ttl=-5)
+    answer = client.get(f"/widget/{LOBBY}/activity", headers={"X-Widget-Ticket": expired})
+    assert answer.status_code == 401 and "has expired: reload the page" in answer.json["error"]["message"]
 
 
 def test_the_widget_may_connect_only_to_the_configured_xmpp_websocket(client, request, api_settings):

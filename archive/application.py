@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
@@ -15,6 +16,10 @@ from eventsourcing.persistence import PersistenceError
 
 from .errors import ConfigError, StoreError
 from .store import EventStore
+
+# The schema is written into SQL as it is (here and by eventsourcing), unquoted: only a plain identifier that
+# PostgreSQL keeps whole (63 bytes) names it; anything else would be read as SQL or name another schema.
+_SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 class ArchiveApplication(Application):
@@ -52,6 +57,9 @@ class StoreLocation:
                 port = parsed.port or 5432
             except ValueError as e:
                 raise ConfigError(f"store url {url!r} has a bad port") from e
+            schema = query.get("schema", ["public"])[0]
+            if not _SCHEMA.fullmatch(schema):
+                raise ConfigError(f"store url {url!r}: schema {schema!r} must be letters, digits and _ (at most 63)")
             return cls(
                 kind="postgresql",
                 host=parsed.hostname or "127.0.0.1",
@@ -59,7 +67,7 @@ class StoreLocation:
                 user=unquote(parsed.username or "postgres"),
                 password=unquote(parsed.password or ""),
                 dbname=(parsed.path.lstrip("/") or "postgres"),
-                schema=query.get("schema", ["public"])[0],
+                schema=schema,
             )
         raise ConfigError(f"store url {url!r}: scheme must be sqlite:/// or postgresql://")
 

@@ -200,7 +200,11 @@ def test_a_non_event_is_rejected_and_nothing_of_its_batch_is_stored(event_store)
     assert list(event_store.read_log()) == []
 
 
-@pytest.mark.parametrize("url", ["mysql://x", "sqlite://", "ftp:///tmp/x"])
+@pytest.mark.parametrize("url", ["mysql://x", "sqlite://", "ftp:///tmp/x",
+                                 # a schema is named in SQL as it is: other than a plain identifier it read as
+                                 # SQL ("syntax error at or near ..." and the statement, over several lines)
+                                 "postgresql://u@db/arch?schema=bad%20schema", "postgresql://u@db/arch?schema=a-b",
+                                 "postgresql://u@db/arch?schema=x;drop", "postgresql://u@db/arch?schema=" + "s" * 64])
 def test_a_bad_store_url_is_a_config_error(url):
     with pytest.raises(ConfigError):
         StoreLocation.parse(url)

@@ -57,8 +57,11 @@ def presence(room: str) -> Response:
         page = occupants_page(room, at, who, after, limit)
         audit.results(len(page["occupants"]))
         return json_response(page)
-    if start is None or end is None:
+    if start is None and end is None:
         raise bad_parameter("at", "give at=T (occupants then) or from and to (a range)")
+    if start is None or end is None:
+        missing, given = ("to", "from") if end is None else ("from", "to")
+        raise bad_parameter(missing, f"is required with {given} (a range); or give at=T alone")
     buckets = params.integer("buckets", 24, minimum=1, maximum=1000)
     nick, jid = params.text("nick", max_length=1024), params.text("jid", max_length=3071)
     if jid is not None and not who.sees_jids:

@@ -190,6 +190,15 @@ def test_presence_at_and_over_a_range(client, tokens):
     assert client.get(f"/api/v1/rooms/{LOBBY}/presence", headers=analyst).status_code == 400
 
 
+def test_a_presence_range_missing_one_end_names_the_missing_one(client, tokens):
+    """`from` without `to` was answered "at: give at=T ... or from and to", naming a parameter not given."""
+    analyst = auth(tokens["analyst"])
+    for given, missing in (("from=2024-05-01T12:00:00Z", "to"), ("to=2024-05-01T12:02:00Z", "from")):
+        answer = client.get(f"/api/v1/rooms/{LOBBY}/presence?{given}", headers=analyst)
+        assert answer.status_code == 400 and answer.json["error"]["code"] == "invalid_parameter"
+        assert answer.json["error"]["message"].startswith(f"{missing}: "), answer.json
+
+
 def test_state_at_a_time_shows_the_room_as_it_was(client, tokens):
     analyst = auth(tokens["analyst"])
     before_edit = client.get(f"/api/v1/rooms/{LOBBY}/state?at=2024-05-01T12:00:20.5Z", headers=analyst).json

@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search = subparsers.add_parser(
         "search",
         help="search messages (query language: see the README, 'Search query language')",
-        description='Examples: deploy failed | "exact phrase" from:alice after:-7d | kube* -test room:dev',
+        description='Examples: deploy failed | "exact phrase" from:alice after:-7d | kube* -test room:dev. '
+        "A query that starts with - goes last, after -- (else it reads as an option): search --limit 5 -- -bot",
     )
     search.add_argument("query", help="the query, quoted as one shell argument")
     search.add_argument(

@@ -8,13 +8,15 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 
 from archive.application import open_event_store
 from archive.audit import record_read
 from archive.errors import ChatArchiveError, ConfigError, StoreError, StoreUnavailable
 from archive.health import Backoff, Health
 from archive.integrity import Checkpoints
-from archive.lease import process_alive
+from archive.application import StoreLocation
+from archive.lease import StoreLease, holding, process_alive
 from archive.store import EventStore
 from archive.times import utcnow
 from ingest import listener_thread
@@ -223,12 +225,29 @@ def start_projections(config: Config, store: EventStore, stop: threading.Event, 
 
     Returns a handle with ``.join()`` (raises if a projection failed) and ``.is_alive()``;
     each projection commits every ``[projections] commit_interval`` seconds and on stop, and
-    retries store errors with back-off, reporting them to ``health``.
+    retries store errors with back-off, reporting them to ``health``. ``LeaseHeld`` if another
+    runner keeps these views (``views_lease``).
     """
-    views = open_views(config, store)
-    interval = config.projections.commit_interval
-    projections = [(p, interval) for p in views.projections()]
-    return ProjectionThreads(store, projections, stop, on_exit=views.close, health=health)
+    held = ExitStack()
+    try:
+        held.enter_context(holding(views_lease(config, store)))
+        views = held.enter_context(open_views(config, store))
+        interval = config.projections.commit_interval
+        projections = [(p, interval) for p in views.projections()]
+        return ProjectionThreads(store, projections, stop, on_exit=held.close, health=health)
+    except BaseException:
+        held.close()
+        raise
+
+
+def views_lease(config: Config, store: EventStore) -> StoreLease:
+    """One projection runner per views (`up`, `project`, `project --once`): two would write the same lines,
+    and whichever committed them second would fail on them and stop. A rebuild needs none: it writes a new
+    generation beside the live one."""
+    views = StoreLocation.parse(views_url(config))
+    where = (f"{socket.gethostname()}:{views.path.resolve()}" if views.kind == "sqlite"
+             else f"{views.host}:{views.port}/{views.dbname}?schema={views.schema}")
+    return StoreLease(store, f"views {where}", holder_is="projection runner of these views")
 
 
 def projection_status(config: Config, store: EventStore) -> list[ProjectionStatus]:

@@ -6,6 +6,7 @@ import argparse
 import sys
 import threading
 
+from archive.lease import holding
 from archive.retention import finish_purges, pending_purge
 from projections.follower import LogFollower
 from projections.search import SearchIndexer
@@ -17,6 +18,7 @@ from ..bootstrap import (
     start_projections,
     start_search_indexer,
     view_projections,
+    views_lease,
 )
 from ..process import stopped_by_signals
 from ..purges import ALL_PROJECTIONS, apply_purge, erase_purged_copies, purge_lease
@@ -67,12 +69,13 @@ def run_projections(args: argparse.Namespace, config) -> int:
 def _catch_up(config, *, views: bool, search: bool) -> int:
     with open_store(config) as store:
         if views:
-            projections, close = view_projections(config, store, VIEW_NAMES)
-            try:
-                for projection in projections:
-                    LogFollower(store, projection, commit_interval=config.projections.commit_interval).catch_up()
-            finally:
-                close()
+            with holding(views_lease(config, store)):
+                projections, close = view_projections(config, store, VIEW_NAMES)
+                try:
+                    for projection in projections:
+                        LogFollower(store, projection, commit_interval=config.projections.commit_interval).catch_up()
+                finally:
+                    close()
         if search:
             index = search_projection(config)
             try:

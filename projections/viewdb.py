@@ -368,6 +368,7 @@ class Upgrade:
 
     def __init__(self, recorder: ViewRecorderMixin, c: Any, projection: str, generation: int):
         self._recorder, self._c, self._projection, self._generation = recorder, c, projection, generation
+        self.keys_after_building = recorder.keys_after_building  # how the store keys a build's tables
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
         """Run one statement, written as ``ViewRecorderMixin.sql`` reads it (DDL with SQLite's types)."""

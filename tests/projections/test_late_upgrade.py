@@ -25,6 +25,7 @@ from projections.views import Views
 from query_api.web import widget_feed
 from tests.factories import make, message
 from tests.projections.conftest import catch_up
+from tests.projections.test_build_keys import _refs_keyed
 from tests.projections.test_properties import ROOMS, Backend, run_incremental, steps
 from tests.projections.test_writer import index_names
 from tests.services.postgres import POSTGRES_DSN
@@ -155,6 +156,7 @@ def test_an_interrupted_upgrade_leaves_the_older_layout_and_a_retry_upgrades_it_
     upgraded = rows(views)
     assert [row[7] for row in upgraded["lines"]] == [0, 1, 0, 0, 1, 0]  # late: "two" and "one" (lines 2 and 6)
     assert layout(recorder, generation) == (True, {recorder.table_name("transcripts", generation, "lines_changed")})
+    assert _refs_keyed(recorder, generation)  # as a build keys them (PostgreSQL: after the rows, by a unique index)
     assert not recorder.upgrade("transcripts", generation, upgrade.to_this_layout)  # once: nothing left to do
     TranscriptProjection(recorder)
     assert rows(views) == upgraded and recorder.generations("transcripts")[0] == generation

@@ -283,13 +283,18 @@ class SearchIndexProjection:
         self._open(self.location.current_or_new(create_tantivy))
 
     def close(self) -> None:
-        """Release the writer (and its directory lock); uncommitted changes are dropped."""
-        if self._writer is not None:
+        """Release the writer (and its directory lock); uncommitted changes are dropped (never committed).
+
+        It waits for the merges the last commits started, not rolled back nor dropped: a writer killed while
+        one of its merges ran (its commit started it in the background) sometimes published the merged segment
+        with the deletes of that commit misapplied, a deleted document alive again and a live one hidden (the
+        one-truth test, 2 in 5 runs of one history repeated in one index; never once waited for)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
             try:
-                self._writer.rollback()
+                writer.wait_merging_threads()
             except ValueError:
-                pass  # a writer that cannot roll back has nothing left to drop
-            self._writer = None
+                pass  # a broken writer: its lock is released as it is dropped
 
     # -- internals -------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,6 +25,10 @@ from eventsourcing.persistence import PersistenceError
 from .errors import StoreError
 from .store_errors import store_error
 from .store import EventStore
+
+
+# The holders of the leases this process has taken and not released.
+_HELD_HERE: set[str] = set()
 
 
 class LeaseHeld(StoreError):
@@ -63,6 +67,7 @@ class StoreLease:
         if holder:
             raise LeaseHeld(f"the store's {self.name} lease is held by {holder} (another {self.holder_is} runs on this store)")
         self.held = True
+        _HELD_HERE.add(self.holder)
 
     def renew(self) -> None:
         """Extend the lease; ``LeaseLost`` if someone took it over meanwhile."""
@@ -86,6 +91,7 @@ class StoreLease:
                 f"DELETE FROM {self._table} WHERE name={self._mark} AND holder={self._mark}", (self.name, self.holder)
             ))  # fmt: skip
             self.held = False
+            _HELD_HERE.discard(self.holder)
 
     # -- SQL --------------------------------------------------------------------
 
@@ -127,10 +133,12 @@ class StoreLease:
 
 
 @contextmanager
-def holding(lease: StoreLease) -> Iterator[StoreLease]:
+def holding(lease: StoreLease, on_lost: Callable[[], None] | None = None) -> Iterator[StoreLease]:
     """Hold ``lease`` for the block (``LeaseHeld`` if another holder has it), renewed every sixth of its ttl
     by a thread. A renewal that fails is logged and the block goes on: what it does (a purge's deletion, say)
-    is not safely stopped half-way, and the store may come back."""
+    is not safely stopped half-way, and the store may come back. ``on_lost`` is called once if another holder
+    took the lease over (it had expired: this process paused, or the store out of reach for a ttl), for a
+    block that can stop at its next safe point."""
     lease.acquire()
     done = threading.Event()
 
@@ -138,6 +146,11 @@ def holding(lease: StoreLease) -> Iterator[StoreLease]:
         while not done.wait(lease.ttl / 6):
             try:
                 lease.renew()
+            except LeaseLost as e:
+                logging.getLogger(__name__).error("%s", e)
+                if on_lost is not None:
+                    on_lost()
+                return
             except StoreError as e:
                 logging.getLogger(__name__).warning("cannot renew the store's %s lease: %s", lease.name, e)
 
@@ -160,9 +173,14 @@ def _alive(holder: str) -> bool:
     if host != socket.gethostname():
         return True
     try:
-        return process_alive(int(rest.split()[0]))
+        pid = int(rest.split()[0])
     except (ValueError, IndexError):
         return True
+    if pid == os.getpid():
+        # Not a lease this process holds: a former process of the same host name and id (a container
+        # restarted, its process 1 again), not one that still runs.
+        return holder in _HELD_HERE
+    return process_alive(pid)
 
 
 def process_alive(pid: int) -> bool:

@@ -10,12 +10,11 @@ import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 
-from archive.application import open_event_store
+from archive.application import StoreLocation, open_event_store
 from archive.audit import record_read
 from archive.errors import ChatArchiveError, ConfigError, StoreError, StoreUnavailable
 from archive.health import Backoff, Health
 from archive.integrity import Checkpoints
-from archive.application import StoreLocation
 from archive.lease import StoreLease, holding, process_alive
 from archive.store import EventStore
 from archive.times import utcnow
@@ -230,7 +229,7 @@ def start_projections(config: Config, store: EventStore, stop: threading.Event, 
     """
     held = ExitStack()
     try:
-        held.enter_context(holding(views_lease(config, store)))
+        held.enter_context(holding(views_lease(config, store), on_lost=stop.set))
         views = held.enter_context(open_views(config, store))
         interval = config.projections.commit_interval
         projections = [(p, interval) for p in views.projections()]
@@ -244,10 +243,24 @@ def views_lease(config: Config, store: EventStore) -> StoreLease:
     """One projection runner per views (`up`, `project`, `project --once`): two would write the same lines,
     and whichever committed them second would fail on them and stop. A rebuild needs none: it writes a new
     generation beside the live one."""
-    views = StoreLocation.parse(views_url(config))
-    where = (f"{socket.gethostname()}:{views.path.resolve()}" if views.kind == "sqlite"
-             else f"{views.host}:{views.port}/{views.dbname}?schema={views.schema}")
-    return StoreLease(store, f"views {where}", holder_is="projection runner of these views")
+    return StoreLease(store, f"views {_views_identity(views_url(config))}", holder_is="projection runner of these views")
+
+
+def _views_identity(url: str) -> str:
+    """The views' database as the same whatever names it: a SQLite file by its device and inode (a relative path,
+    a link, a bind mount), a PostgreSQL database by its name and schema, not by the host and port it is reached
+    at (an alias, a pooler). Two views that only share a database name on different servers are taken for one:
+    a runner refused, which says why, rather than two runners on one."""
+    views = StoreLocation.parse(url)
+    if views.kind == "postgresql":
+        return f"postgresql {views.dbname}?schema={views.schema}"
+    try:
+        views.path.parent.mkdir(parents=True, exist_ok=True)
+        views.path.touch()  # an empty file is an empty SQLite database: the views create their tables in it
+        found = views.path.stat()
+    except OSError as e:
+        raise StoreError(f"cannot open the views database {views.path}: {e}") from e
+    return f"sqlite {found.st_dev}:{found.st_ino}"
 
 
 def projection_status(config: Config, store: EventStore) -> list[ProjectionStatus]:

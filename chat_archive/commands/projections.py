@@ -57,7 +57,13 @@ def run_projections(args: argparse.Namespace, config) -> int:
         if search:  # first: a second indexer on the same directory fails here, before anything runs
             handles.append(start_search_indexer(config, store, stop, rebuild_unusable=True))
         if views:
-            handles.append(start_projections(config, store, stop))
+            try:
+                handles.append(start_projections(config, store, stop))
+            except BaseException:  # another runner keeps the views: the indexer started stops, committing
+                stop.set()
+                for handle in handles:
+                    handle.join()
+                raise
         print("chat-archive project: following the event log (SIGINT/SIGTERM stops, committing)", file=sys.stderr)
         while any(h.is_alive() for h in handles):
             handles[0].join(0.2)

@@ -4,17 +4,19 @@ and projections retrying store errors: pure or with an in-process store, no netw
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 
 import pytest
 
 from archive.errors import StoreError, StoreUnavailable
 from archive.health import Health, PartHealth
-from archive.lease import LeaseHeld, LeaseLost, StoreLease
+from archive.lease import LeaseHeld, LeaseLost, StoreLease, holding
 from archive.log_reads import LogPage
 from archive.times import utcnow
 from ingest.status import ListenerStatus, assess
@@ -170,6 +172,27 @@ def test_one_listener_per_store_a_dead_holder_is_taken_over_a_lost_lease_is_noti
     expired = StoreLease(event_store, "listener", ttl=-1)  # written already expired
     expired.acquire()
     StoreLease(event_store, "listener").acquire()
+
+
+def test_a_holder_named_by_this_process_id_but_not_this_lease_is_a_former_process_taken_over(event_store):
+    """A container restarted under the same host name runs as the same process id (1): the lease its former
+    process left names this id, which is alive (it is this process), so it refused itself until the lease
+    expired, and restarted meanwhile."""
+    former = StoreLease(event_store, "listener")
+    former.holder = f"{socket.gethostname()} pid {os.getpid()} former"
+    former._transaction(lambda cursor: former._write(cursor, time.time(), replacing=None))  # its row, left behind
+    StoreLease(event_store, "listener").acquire()
+
+
+def test_a_lease_taken_over_while_held_calls_on_lost_once(event_store):
+    """This process paused past the ttl (or the store out of reach): another took the lease over, and the block
+    holding it learns so at the next renewal, to stop at its next safe point rather than run beside the other."""
+    lost = threading.Event()
+    with holding(StoreLease(event_store, "views x", ttl=0.6), on_lost=lost.set) as held:
+        other = StoreLease(event_store, "views x")
+        other._transaction(lambda cursor: other._write(cursor, time.time(), replacing=held.holder))
+        assert lost.wait(5), "on_lost was called"
+    assert StoreLease(event_store, "views x")._transaction(other._current)[0] == other.holder, "the other keeps it"
 
 
 def test_a_projection_stops_on_an_error_that_trying_again_cannot_mend():

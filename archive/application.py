@@ -17,9 +17,10 @@ from eventsourcing.persistence import PersistenceError
 from .errors import ConfigError, StoreError
 from .store import EventStore
 
-# The schema is written into SQL as it is (here and by eventsourcing), unquoted: only a plain identifier that
-# PostgreSQL keeps whole (63 bytes) names it; anything else would be read as SQL or name another schema.
-_SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# The schema is named in SQL quoted by some statements and bare by others (a search_path, eventsourcing's
+# type look-ups), which PostgreSQL folds to lower case: only a lower-case plain identifier that it keeps whole
+# (63 bytes) names the same schema both ways; anything else is read as SQL or names another schema.
+_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 class ArchiveApplication(Application):
@@ -59,7 +60,7 @@ class StoreLocation:
                 raise ConfigError(f"store url {url!r} has a bad port") from e
             schema = query.get("schema", ["public"])[0]
             if not _SCHEMA.fullmatch(schema):
-                raise ConfigError(f"store url {url!r}: schema {schema!r} must be letters, digits and _ (at most 63)")
+                raise ConfigError(f"store url {url!r}: schema {schema!r} must be lower-case letters, digits and _ (at most 63)")
             return cls(
                 kind="postgresql",
                 host=parsed.hostname or "127.0.0.1",

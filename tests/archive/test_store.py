@@ -204,7 +204,10 @@ def test_a_non_event_is_rejected_and_nothing_of_its_batch_is_stored(event_store)
                                  # a schema is named in SQL as it is: other than a plain identifier it read as
                                  # SQL ("syntax error at or near ..." and the statement, over several lines)
                                  "postgresql://u@db/arch?schema=bad%20schema", "postgresql://u@db/arch?schema=a-b",
-                                 "postgresql://u@db/arch?schema=x;drop", "postgresql://u@db/arch?schema=" + "s" * 64])
+                                 "postgresql://u@db/arch?schema=x;drop", "postgresql://u@db/arch?schema=" + "s" * 64,
+                                 # quoted in some statements, folded to lower case in others (the token store's
+                                 # search_path): a schema created as "Chat", then looked for as chat
+                                 "postgresql://u@db/arch?schema=Chat"])
 def test_a_bad_store_url_is_a_config_error(url):
     with pytest.raises(ConfigError):
         StoreLocation.parse(url)

@@ -39,16 +39,28 @@ def checkpoint(dsn: str) -> str | None:
     return None
 
 
-def activity(dsn: str) -> tuple[int, int, int]:
-    """The server's running totals: checkpoints (timed + requested), requested ones, WAL bytes."""
-    with psycopg.connect(dsn, connect_timeout=3) as conn:
-        timed, requested = conn.execute("SELECT checkpoints_timed, checkpoints_req FROM pg_stat_bgwriter").fetchone()
-        wal = conn.execute("SELECT wal_bytes FROM pg_stat_wal").fetchone()[0]
+# PostgreSQL 17 moved the checkpoint counters from pg_stat_bgwriter to pg_stat_checkpointer.
+CHECKPOINT_COUNTS = ("SELECT num_timed, num_requested FROM pg_stat_checkpointer",
+                     "SELECT checkpoints_timed, checkpoints_req FROM pg_stat_bgwriter")
+
+
+def activity(dsn: str) -> tuple[int, int, int] | None:
+    """The server's running totals: checkpoints (timed + requested), requested ones, WAL bytes; None if it
+    does not say (a note must never stop the run)."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=3, autocommit=True) as conn:
+            version = conn.info.server_version
+            timed, requested = conn.execute(CHECKPOINT_COUNTS[version < 170000]).fetchone()
+            wal = conn.execute("SELECT wal_bytes FROM pg_stat_wal").fetchone()[0]
+    except psycopg.Error:
+        return None
     return int(timed) + int(requested), int(requested), int(wal)
 
 
-def during(what: str, before: tuple[int, int, int], after: tuple[int, int, int], events: int) -> str:
+def during(what: str, before: tuple[int, int, int] | None, after: tuple[int, int, int] | None, events: int) -> str:
     """A note: what the server wrote while ``events`` were appended (by every sink of the pass)."""
+    if before is None or after is None:
+        return f"{what}: the server's checkpoint and WAL counts could not be read"
     checkpoints, requested, wal = (a - b for a, b in zip(after, before))
     return (f"{what}: {checkpoints} checkpoint(s) during the pass ({requested} requested by WAL volume or a command), "
             f"{wal / max(events, 1):,.0f} B of WAL a corpus event (every sink of the pass together)")

@@ -26,6 +26,8 @@ def test_the_run_records_the_servers_settings_that_move_its_rates():
 def test_a_server_out_of_reach_is_said_not_raised():
     assert pgserver.settings(UNREACHABLE).startswith("unreachable (")
     assert pgserver.checkpoint(UNREACHABLE).startswith("OperationalError")
+    assert pgserver.activity(UNREACHABLE) is None
+    assert pgserver.during("the pass", None, None, 100) == "the pass: the server's checkpoint and WAL counts could not be read"
 
 
 def test_a_checkpoint_is_counted_and_the_note_says_how_many_fell_inside_the_pass():

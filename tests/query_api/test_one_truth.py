@@ -236,7 +236,7 @@ def test_a_history_repeated_in_rooms_of_one_index_reads_the_same_every_time(worl
     lacked a correction written in the batch before): every batch's commit in the shared index starts merges
     (after ~8 segments) and the writer is closed right after, while they run. A thread spinning (holding the
     GIL by turns, as a loaded machine would) delays the close into the merge: without it this failed 2 runs in
-    5 (a merge killed with its writer published with a commit's deletes misapplied), with it 4 in 4 (of 30 repeats; a failure came at the 5th-16th)."""
+    5 (a merge killed with its writer published with a commit's deletes misapplied), with it 4 in 4 (of 30 repeats; a failure came at the 5th-16th, so 20 are run)."""
     people = {p: {"nick": p, "occ": f"occ-{p}", "jid": None} for p in ("ann", "bob", "cy")}
     ann, bob, cy, bob2 = people["ann"], people["bob"], people["cy"], {**people["bob"], "nick": "bob2"}
     history = [("join", -1, who, None, None, None) for who in people.values()] + [

@@ -243,15 +243,16 @@ def views_lease(config: Config, store: EventStore) -> StoreLease:
     """One projection runner per views (`up`, `project`, `project --once`): two would write the same lines,
     and whichever committed them second would fail on them and stop. A rebuild needs none: it writes a new
     generation beside the live one."""
-    return StoreLease(store, f"views {_views_identity(views_url(config))}", holder_is="projection runner of these views")
+    views = StoreLocation.parse(views_url(config))
+    shown = views.path if views.kind == "sqlite" else f"{views.host}:{views.port}/{views.dbname}, schema {views.schema}"
+    return StoreLease(store, f"views {_views_identity(views)}", holder_is=f"projection runner of the views in {shown}")
 
 
-def _views_identity(url: str) -> str:
+def _views_identity(views: StoreLocation) -> str:
     """The views' database as the same whatever names it: a SQLite file by its device and inode (a relative path,
     a link, a bind mount), a PostgreSQL database by its name and schema, not by the host and port it is reached
     at (an alias, a pooler). Two views that only share a database name on different servers are taken for one:
     a runner refused, which says why, rather than two runners on one."""
-    views = StoreLocation.parse(url)
     if views.kind == "postgresql":
         return f"postgresql {views.dbname}?schema={views.schema}"
     try:

@@ -35,8 +35,8 @@ def running_runner(store_url: str, cwd: Path) -> Iterator[subprocess.Popen]:
 
 
 def refused(result: subprocess.CompletedProcess, first: subprocess.Popen) -> bool:
-    return (result.returncode == 1 and "projection runner" in result.stderr and f"pid {first.pid}" in result.stderr
-            and "Traceback" not in result.stderr)
+    return (result.returncode == 1 and "projection runner of the views in " in result.stderr
+            and f"pid {first.pid}" in result.stderr and "Traceback" not in result.stderr)
 
 
 def test_a_second_runner_on_the_same_views_is_refused_and_the_first_goes_on(event_store, store_url, tmp_path):

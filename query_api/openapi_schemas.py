@@ -73,7 +73,7 @@ SCHEMAS = {
     "Occupant": obj({"nick": STRING, "since": OPT_INSTANT}, {"jid": OPT_STRING, "role": OPT_STRING}),
     "PresenceAt": obj({
         "room": STRING, "at": INSTANT,
-        "known": {**BOOLEAN, "description": "false inside an archive gap, and after known_until (not known yet)"},
+        "known": {**BOOLEAN, "description": "false inside an archive gap (gap says which), before the room's archive began (a gap of kind before_archive), and after known_until (not known yet)"},
         "gap": {"type": ["object", "null"]}, "occupants": array(ref("Occupant")),
         "possibly_present": array({"type": "object"}), "next": CURSOR_OUT,
     }, {"known_until": {**OPT_INSTANT, "description": "the archive's last known moment"}}),  # fmt: skip

@@ -18,6 +18,16 @@ spans (``span_id``).
   (``start_reason="gap"``): the listener, on rejoining, reports as
   ``lost_sight`` leaves only the occupants the room no longer lists. A leave
   with reason ``lost_sight`` is unknown in the same way as a gap.
+- Before the archive began: presence is known only from the first moment the
+  listener was in the room, its first *live* event (the listener records a
+  room's discovery when it first joins it). History from before (imported, or
+  backfilled from the room's archive, which keeps messages only) is no
+  witness of who was there: each room has one gap of kind ``before_archive``
+  from ``EARLIEST`` to that moment (``archive_begins``), open (to ``NEVER``)
+  while the room's events are all imported.
+- Known: ``unknown_why`` is the one rule of whether presence at a moment is
+  known, which every view asks (the occupancy buckets ask it of an interval:
+  a bucket is unknown where it overlaps a gap or passes the last known moment).
 - A time earlier than the span's start (clock skew) is clamped to the start.
 - One open span per nick and room: a span opened for a nick that is still
   open (a nick change onto it, say) closes the older one as ``"replaced"``.
@@ -25,15 +35,21 @@ spans (``span_id``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
 from operator import attrgetter
 
 import msgspec
 
 from archive import events as ev
+from archive.times import format_time
 
 SPANS_PER_EVENT = 100_000
 UNKNOWN_ENDS = frozenset({"gap", "replaced", ev.LeaveReason.LOST_SIGHT.value})
+BEFORE_ARCHIVE = "before_archive"  # the kind of a room's gap before the archive first watched it
+EARLIEST = datetime.min.replace(tzinfo=timezone.utc)  # where that gap starts: every earlier moment
+NEVER = datetime.max.replace(tzinfo=timezone.utc)  # where it ends while the listener has never been in the room
+_LIVE = ev.Capture.LIVE
 
 
 class Span(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -110,6 +126,43 @@ def gap_of(position: int, event: ev.ArchiveGap) -> Gap:
         kind=event.kind.value,
         explanation=event.explanation,
     )
+
+
+def archive_begins(begun: Gap | None, position: int, event: ev.Event) -> Gap | None:
+    """The room's ``before_archive`` gap as ``event`` (at ``position``) leaves it; None: as it was.
+
+    ``begun``: the gap so far (None: the room's first event). The gap ends at the room's first live event;
+    until one comes it is open (ends ``NEVER``), so that a room known only from imported history is never
+    claimed known. Its id is the negated position of the room's first event: no archive gap's (a position).
+    """
+    live = event.capture == _LIVE
+    if begun is None:
+        return _before_archive(-position, event.room, event.occurred_at if live else NEVER)
+    return _before_archive(begun.id, event.room, event.occurred_at) if live and begun.end == NEVER else None
+
+
+def _before_archive(gap_id: int, room: str, end: datetime) -> Gap:
+    explanation = (
+        "the listener has never been in this room (its history was imported): presence in it is not known"
+        if end == NEVER else
+        f"the archive of this room begins at {format_time(end)}, when the listener was first in it: presence "
+        "before it is not known (history imported or backfilled from the room's archive holds no presence)"
+    )  # fmt: skip
+    return Gap(id=gap_id, room=room, start=EARLIEST, end=end, kind=BEFORE_ARCHIVE, explanation=explanation)
+
+
+def unknown_why(at: datetime, gaps: Iterable[Gap], known_until: datetime | None) -> str | None:
+    """None if presence at ``at`` is known, else why not: the one rule of "known" every view asks.
+
+    Unknown after the archive's last known moment ``known_until`` (None: not limited) and inside any of
+    the room's ``gaps``, [start, end): archive gaps, and the time before the archive began.
+    """
+    if known_until is not None and at > known_until:
+        return f"after the archive's last known moment ({format_time(known_until)})"
+    for gap in gaps:
+        if gap.start <= at < gap.end:
+            return gap.explanation or f"archive gap ({gap.kind}): presence unknown"
+    return None
 
 
 def end_known(span: Span) -> bool:

@@ -8,7 +8,9 @@
   ``known`` is False and ``possibly_present`` holds who was there then. If ``at`` falls
   in an archive gap, ``known`` is False, ``gap`` says which, ``occupants``
   holds only what is known (usually nobody) and ``possibly_present`` those
-  last seen when presence stopped being known.
+  last seen when presence stopped being known. Before the archive began (the
+  listener's first moment in the room) ``known`` is False too, with the room's
+  ``before_archive`` gap saying from when presence is known (``logic.archive_begins``).
 - ``stays(room, *, nick=None, jid=None, occupant_id=None, start=None,
   end=None, limit=100, after=None) -> list[Stay]``: when this person was in this room
   (exactly one of nick, jid, occupant_id; a nick matches any span that had
@@ -32,8 +34,8 @@
   (that of a span overlapping it), in the database's order: the people of a range, found without
   decoding a span or reading the transcript's joins.
 - ``gaps(room, *, start=None, end=None) -> list[Gap]``.
-- ``incomplete_gaps() -> list[Gap]``: gaps of every room in which messages too
-  may be missing (kind other than ``presence``), newest first.
+- ``incomplete_gaps() -> list[Gap]``: archive gaps of every room in which messages too
+  may be missing (kind other than ``presence``; not the time before the archive began), newest first.
 
 Bad arguments raise ``InvalidQueryError``.
 """
@@ -78,11 +80,14 @@ class Presence:
             gaps = [decode_gap(bytes(r["data"])) for r in query(
                 "SELECT data FROM {gaps} WHERE room=? AND end_ts>? AND start_ts<=? ORDER BY start_ts", (room, t, t)
             )]
+            # Who may be there still: those whose presence stopped being known when an archive gap began
+            # (before the archive began, nobody was seen).
+            seen = [gap for gap in gaps if gap.kind != logic.BEFORE_ARCHIVE]
             lost = []
-            if gaps:
+            if seen:
                 lost = [s for s in (_span(r) for r in query(
                     "SELECT data FROM {spans} WHERE room=? AND end_ts>=? AND end_ts<=? ORDER BY id",
-                    (room, micros(gaps[0].start), t),
+                    (room, micros(seen[0].start), t),
                 )) if not logic.end_known(s)]
             starts = _stay_starts(query, {s.stay for s in spans + lost})
             return spans, gaps, lost, starts
@@ -91,7 +96,7 @@ class Presence:
         return OccupantsAt(
             room=room,
             at=at,
-            known=not gaps,
+            known=logic.unknown_why(at, gaps, known_until) is None,
             occupants=[occupant(s, starts) for s in spans],
             gap=gaps[0] if gaps else None,
             possibly_present=[occupant(s, starts) for s in lost],
@@ -243,7 +248,7 @@ class Presence:
     def incomplete_gaps(self) -> list[Gap]:
         rows = self.recorder.read(NAME, lambda query, _: query("SELECT data FROM {gaps} ORDER BY start_ts DESC", ()))
         gaps = (decode_gap(bytes(r["data"])) for r in rows)
-        return [gap for gap in gaps if gap.kind != "presence"]
+        return [gap for gap in gaps if gap.kind not in ("presence", logic.BEFORE_ARCHIVE)]
 
 
 OPEN_BOUND = 2**63 - 1

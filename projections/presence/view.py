@@ -3,7 +3,9 @@
 Tables (per generation, see ``projections.viewdb``): ``spans`` (one row per
 span: id, stay, room, nick, jid, occupant_id, start_ts and end_ts in epoch
 microseconds, ``OPEN`` while open, and the ``Span`` as msgpack) and ``gaps``.
-The open spans (the rooms' current occupants) are kept in memory.
+The open spans (the rooms' current occupants) are kept in memory, and which rooms the archive has
+watched (``logic.archive_begins``: the gap before each room's first live event, found from every event,
+messages too).
 """
 
 from __future__ import annotations
@@ -53,8 +55,10 @@ class PresenceProjection(TableProjection):
 
     def _reset(self) -> None:
         self._dirty: dict[int, Span] = {}
-        self._gaps: list[Gap] = []
+        self._gaps: dict[int, Gap] = {}  # by id: a room's before_archive gap may change (once) before a commit
         self._open: dict[str, dict[str, Span]] = {}
+        self._watched: set[str] = set()  # rooms whose before_archive gap has ended
+        self._unwatched: dict[str, Gap] = {}  # the others' open gaps
         self._new_from = logic.span_id(self.position() + 1)  # spans with ids from here on are not stored yet
         rows = self.recorder.read_rows(
             self.recorder.sql(f"SELECT data FROM {{spans}} WHERE end_ts = {OPEN}", self.name, self.generation)
@@ -62,14 +66,39 @@ class PresenceProjection(TableProjection):
         for row in rows:
             span = decode_span(bytes(row["data"]))
             self._open.setdefault(span.room, {})[span.nick] = span
+        rows = self.recorder.read_rows(self.recorder.sql(
+            f"SELECT data FROM {{gaps}} WHERE start_ts = {micros(logic.EARLIEST)}", self.name, self.generation
+        ))  # fmt: skip
+        for row in rows:
+            gap = decode_gap(bytes(row["data"]))
+            if gap.end == logic.NEVER:
+                self._unwatched[gap.room] = gap
+            else:
+                self._watched.add(gap.room)
 
     def apply(self, records) -> None:
-        step = self.step
+        step, watched = self.step, self._watched
         for record in records:
-            if type(record.event) not in _IGNORED:  # most events are messages: skip them cheaply
-                step(record.position, record.event)
+            event = record.event
+            if type(event) not in _IGNORED:
+                step(record.position, event)
+            elif event.room not in watched:  # most events are messages of watched rooms: skip them cheaply
+                self._begin(record.position, event)
+
+    def _begin(self, position: int, event: ev.Event) -> None:
+        gap = logic.archive_begins(self._unwatched.get(event.room), position, event)
+        if gap is None:
+            return
+        self._gaps[gap.id] = gap
+        if gap.end == logic.NEVER:
+            self._unwatched[gap.room] = gap
+        else:
+            self._unwatched.pop(gap.room, None)
+            self._watched.add(gap.room)
 
     def step(self, position: int, event: ev.Event) -> None:
+        if event.room not in self._watched:
+            self._begin(position, event)
         room_open = self._open.get(event.room)
         if room_open is None:
             room_open = self._open[event.room] = {}
@@ -81,7 +110,8 @@ class PresenceProjection(TableProjection):
             elif (held := room_open.get(span.nick)) is not None and held.id == span.id:
                 del room_open[span.nick]
         if type(event) is _GAP:
-            self._gaps.append(logic.gap_of(position, event))
+            gap = logic.gap_of(position, event)
+            self._gaps[gap.id] = gap
 
     def _statements(self) -> Statements:
         # Spans opened since the last commit are new rows (a plain insert: batched, COPY on PostgreSQL);
@@ -90,18 +120,20 @@ class PresenceProjection(TableProjection):
         for s in self._dirty.values():
             row = (s.id, s.stay, s.room, s.nick, s.jid, s.occupant_id, micros(s.start), end_ts(s), _encode(s))
             (new if s.id >= new_from else changed).append(row)
-        gaps = [(g.id, g.room, micros(g.start), micros(g.end), _encode(g)) for g in self._gaps]
+        gaps = [(g.id, g.room, micros(g.start), micros(g.end), _encode(g)) for g in self._gaps.values()]
         insert = ("INSERT INTO {spans} (id, stay, room, nick, jid, occupant_id, start_ts, end_ts, data) "
                   "VALUES (?,?,?,?,?,?,?,?,?)")
         return [
             (insert, new),
             (insert + " ON CONFLICT (id) DO UPDATE SET end_ts=excluded.end_ts, data=excluded.data", changed),
-            ("INSERT INTO {gaps} (id, room, start_ts, end_ts, data) VALUES (?,?,?,?,?)", gaps),
+            # (A before_archive gap stored open is ended by the room's first live event.)
+            ("INSERT INTO {gaps} (id, room, start_ts, end_ts, data) VALUES (?,?,?,?,?) "
+             "ON CONFLICT (id) DO UPDATE SET end_ts=excluded.end_ts, data=excluded.data", gaps),
         ]
 
     def _committed(self, position: int) -> None:
         self._dirty = {}
-        self._gaps = []
+        self._gaps = {}
         self._new_from = logic.span_id(position + 1)
 
 

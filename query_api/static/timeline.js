@@ -34,13 +34,28 @@
       .map(function (nick) { return [nick, present[nick]]; });
   }
 
-  function show(panel, t, occupants, notKnownYet) {
+  // Why who was here at t is not known, or null: the server's rule (presence.logic.unknown_why), from what
+  // the chart carries: inside a gap (an archive gap, or before the archive began), or after the last known moment.
+  function unknownWhy(svg, t) {
+    var why = null;
+    svg.querySelectorAll("rect.gap").forEach(function (gap) {
+      if (why === null && Number(gap.dataset.start) <= t && t < Number(gap.dataset.end)) {
+        why = "not known: " + gap.dataset.why;
+      }
+    });
+    if (why === null && svg.dataset.knownUntil && t >= Number(svg.dataset.knownUntil)) {
+      why = "not known: after the archive's last known moment";
+    }
+    return why;
+  }
+
+  function show(panel, t, occupants, unknown) {
     panel.textContent = "";
     var heading = document.createElement("strong");
     heading.textContent = "At " + timeText(t) + ": ";
     panel.appendChild(heading);
-    if (notKnownYet) {
-      panel.appendChild(document.createTextNode("not known yet (after the archive's last known moment)"));
+    if (unknown) {
+      panel.appendChild(document.createTextNode(unknown));
       return;
     }
     if (occupants.length === 0) {
@@ -66,7 +81,7 @@
     cursor.setAttribute("x1", x);
     cursor.setAttribute("x2", x);
     cursor.setAttribute("visibility", "visible");
-    show(panel, t, occupantsAt(svg, t), svg.dataset.knownUntil && t >= Number(svg.dataset.knownUntil));
+    show(panel, t, occupantsAt(svg, t), unknownWhy(svg, t));
     var url = new URL(window.location.href);
     url.searchParams.set("at", new Date(Math.floor(t) * 1000).toISOString().replace(".000Z", "Z"));
     window.history.replaceState(null, "", url.toString());

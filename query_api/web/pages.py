@@ -173,9 +173,9 @@ def room(room: str):
     audit.results(len(lines))
     prev_day, next_day = neighbour_days(*_probes(room), day)
     year, month = month_of(request.args.get("month"), day)
-    chart, at_occupants, chart_partial = (None, [], None)
+    chart, at_occupants, chart_partial, at_unknown = (None, [], None, None)
     if who.can(Capability.PRESENCE):
-        chart, at_occupants, chart_partial = day_presence(room, day, at, who)
+        chart, at_occupants, chart_partial, at_unknown = day_presence(room, day, at, who)
     return render_template(
         "web/room.html",
         room=room,
@@ -195,6 +195,7 @@ def room(room: str):
         at=at,
         at_text=at and f"{at:%Y-%m-%d %H:%M:%S} UTC",
         at_occupants=at_occupants,
+        at_unknown=at_unknown,
         join_link=xmpp_join_link(room),
         snippet=widget_snippet(room),
     )

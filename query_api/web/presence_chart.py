@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 
+from projections.presence.logic import BEFORE_ARCHIVE, Gap
+
 STATUS_COLOURS = {
     "available": "#2e9d4f",
     "chat": "#1b6e35",
@@ -120,16 +122,18 @@ def presence_svg(
     start: datetime,
     end: datetime,
     *,
-    gaps: Iterable[tuple[datetime, datetime]] = (),
+    gaps: Iterable[Gap] = (),
     label: str = "",
     layout: Layout = WIDE,
     known_until: datetime | None = None,
 ) -> str:
     """The SVG chart of ``spans`` over [start, end) (usually one UTC day).
 
-    ``gaps`` are archive gaps (presence unknown), drawn hatched across all rows.
+    ``gaps`` are the presence view's gaps (presence unknown: archive gaps, the time
+    before the archive began), drawn hatched across all rows, each with why.
     After ``known_until`` (the archive's last known moment; spans are cut there by
-    the caller) the chart is empty and the page's script says "not known yet".
+    the caller) the chart is empty. The page's script says "not known" in a gap
+    or after ``known_until``, as ``presence.logic.unknown_why`` decides for the server.
     The chart is focusable: the page's script moves a cursor with the arrow keys.
     """
     spans = clip(spans, start, end)
@@ -219,14 +223,18 @@ def _gaps(gaps, start: datetime, end: datetime, x, bottom: float, hatch: str) ->
         'patternTransform="rotate(45)"><rect width="8" height="8" fill="#f1f1f1"/>'
         '<line x1="0" y1="0" x2="0" y2="8" stroke="#c9c9c9" stroke-width="4"/></pattern></defs>'
     ]
-    for gap_start, gap_end in gaps:
-        left, right = x(max(gap_start, start)), x(min(gap_end, end))
+    for gap in gaps:
+        # Drawn and dated within the window: a gap before the archive began starts at the earliest moment.
+        gap_start, gap_end = max(gap.start, start), min(gap.end, end)
+        left, right = x(gap_start), x(gap_end)
         if right <= left:
             continue
+        what = "before the archive began" if gap.kind == BEFORE_ARCHIVE else "archive gap"
         parts.append(
             f'<rect class="gap" x="{left}" y="{AXIS_HEIGHT}" width="{right - left}" height="{bottom - AXIS_HEIGHT}" '
-            f'fill="url(#{hatch})" data-start="{gap_start.timestamp():.0f}" data-end="{gap_end.timestamp():.0f}">'
-            f"<title>archive gap: presence unknown {gap_start:%H:%M}–{gap_end:%H:%M}</title></rect>"
+            f'fill="url(#{hatch})" data-start="{gap_start.timestamp():.0f}" data-end="{gap_end.timestamp():.0f}" '
+            f'data-why="{escape(gap.explanation or what)}">'
+            f"<title>{what}: presence unknown {gap_start:%H:%M}–{gap_end:%H:%M}</title></rect>"
         )
     return parts
 

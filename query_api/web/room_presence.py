@@ -9,6 +9,7 @@ from typing import NamedTuple
 from markupsafe import Markup
 
 from archive.times import parse_day
+from projections.presence.logic import unknown_why
 from projections.presence.queries import MAX_SPANS, MAX_STAYS
 
 from ..context import api
@@ -18,14 +19,15 @@ from .presence_chart import NARROW, WIDE, PresenceSpan, occupants_at, presence_s
 
 class DayPresence(NamedTuple):
     chart: Markup | None  # SVG, wide and narrow; None: no presence view
-    here: list | None  # who was there at ``at``; None: not known yet
+    here: list | None  # who was there at ``at``; None: not known
     partial: str | None  # why the chart shows only part of the day; None: it shows all of it
+    unknown: str | None = None  # why who was there at ``at`` is not known
 
 
 def day_presence(room: str, day: date, at: datetime | None, who) -> DayPresence:
-    """The day's presence chart and, for ``?at=``, who was there then (None: not known yet, ``at`` is after
-    the archive's last known moment). The answer comes from the day's bars: an ``at`` on another day is a
-    bad request, not "nobody"."""
+    """The day's presence chart and, for ``?at=``, who was there then (None: not known, and why: by the
+    presence view's one rule, ``unknown_why``, as the API answers). The answer comes from the day's bars:
+    an ``at`` on another day is a bad request, not "nobody"."""
     presence = getattr(api().views, "presence", None)
     if presence is None:
         return DayPresence(None, [], None)
@@ -34,11 +36,13 @@ def day_presence(room: str, day: date, at: datetime | None, who) -> DayPresence:
         raise bad_parameter("at", f"is not on the day shown ({day.isoformat()}): name its own day, or none")
     known_until = api().views.known_until()
     spans, whole = day_spans(presence, room, start, end, by_jid=who.sees_jids)
-    spans = until_known(spans, known_until)
-    here = []
+    gaps = presence.gaps(room, start=start, end=end)
+    here, unknown = [], None
     if at is not None:
-        here = None if known_until is None or at >= known_until else occupants_at(spans, at)
-    gaps = [(gap.start, gap.end) for gap in presence.gaps(room, start=start, end=end)]
+        unknown = unknown_why(at, gaps, known_until) if known_until is not None else "nothing is archived yet"
+        # (From the bars before they are cut at the last known moment, which is itself known.)
+        here = None if unknown else occupants_at(spans, at)
+    spans = until_known(spans, known_until)
     label = f"presence in {room} on {day.isoformat()}"
     charts = [
         presence_svg(spans, start, end, gaps=gaps, label=label, layout=layout, known_until=known_until)
@@ -48,7 +52,7 @@ def day_presence(room: str, day: date, at: datetime | None, who) -> DayPresence:
         f"The chart shows only its first people: the day holds more presence than a page reads ({MAX_SPANS:,} "
         f"changes, {MAX_STAYS:,} visits), and who was here at a moment counts those people only."
     )
-    return DayPresence(Markup("".join(charts)), here, partial)  # presence_svg escapes every nick itself
+    return DayPresence(Markup("".join(charts)), here, partial, unknown)  # presence_svg escapes every nick itself
 
 
 def until_known(spans: list[PresenceSpan], known_until: datetime | None) -> list[PresenceSpan]:

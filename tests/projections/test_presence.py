@@ -7,6 +7,8 @@ import pytest
 
 from archive import events as ev
 from archive.errors import InvalidQueryError
+from archive.times import format_time
+from projections.presence import logic
 from tests.factories import at, make, message
 from tests.projections.conftest import catch_up
 
@@ -102,7 +104,50 @@ def test_gap_makes_presence_unknown_not_absent(event_store, views):
     first, second = views.presence.stays(ROOM, nick="alice")
     assert (first.end, first.end_reason, first.end_known) == (at(100), "gap", False)
     assert (second.start, second.end) == (at(200), None)
-    assert [(g.start, g.end, g.kind) for g in views.presence.gaps(ROOM)] == [(at(100), at(200), "presence")]
+    assert [(g.start, g.end, g.kind) for g in views.presence.gaps(ROOM)] == [
+        (logic.EARLIEST, at(0), logic.BEFORE_ARCHIVE), (at(100), at(200), "presence"),
+    ]
+
+
+def test_presence_is_known_from_the_rooms_first_live_event(event_store, views):
+    """Imported or backfilled history (earlier times, archived late) holds no presence: before the listener was
+    first in the room presence is not known, and a room whose events are all imported is never known."""
+    imported = {"capture": ev.Capture.IMPORT, "recorded_at": at(300)}
+    project(event_store, views, [
+        message(10, "from the room's archive", "bob", **imported),
+        make(ev.OccupantJoined, 20, nick="bob", **imported),
+    ])
+    unwatched = views.presence.occupants_at(ROOM, at(30))
+    assert (unwatched.known, [o.nick for o in unwatched.occupants]) == (False, ["bob"])
+    assert (unwatched.gap.kind, unwatched.gap.end) == (logic.BEFORE_ARCHIVE, logic.NEVER)
+    assert "never" in unwatched.gap.explanation
+    project(event_store, views, [
+        make(ev.RoomDiscovered, 100, recorded_at=at(301)),
+        make(ev.OccupantJoined, 100, nick="alice", recorded_at=at(301)),
+        message(5, "backfilled later", "carol", capture=ev.Capture.BACKFILL, recorded_at=at(302)),
+    ])
+    before = views.presence.occupants_at(ROOM, at(99))
+    assert not before.known and before.possibly_present == [] and before.gap.end == at(100)
+    assert f"begins at {format_time(at(100))}" in before.gap.explanation
+    assert views.presence.occupants_at(ROOM, at(100)).known
+    assert [(g.start, g.end, g.kind) for g in views.presence.gaps(ROOM)] == [(logic.EARLIEST, at(100), logic.BEFORE_ARCHIVE)]
+    assert views.presence.incomplete_gaps() == []
+    assert [b.unknown for b in views.presence.occupancy(ROOM, at(0), at(200), buckets=2).buckets] == [True, False]
+
+
+def test_the_rooms_first_event_begins_its_gap_and_its_first_live_event_ends_it():
+    discovered = make(ev.RoomDiscovered, 100)
+    imported = message(10, capture=ev.Capture.IMPORT)
+    opened = logic.archive_begins(None, 7, imported)
+    assert (opened.id, opened.start, opened.end) == (-7, logic.EARLIEST, logic.NEVER)
+    assert logic.archive_begins(opened, 8, message(11, capture=ev.Capture.HISTORY)) is None
+    ended = logic.archive_begins(opened, 9, discovered)
+    assert (ended.id, ended.end) == (-7, at(100))
+    assert logic.archive_begins(ended, 10, make(ev.OccupantJoined, 200, nick="a")) is None
+    assert logic.archive_begins(None, 3, discovered).end == at(100)
+    assert logic.unknown_why(at(99), [ended], None) == ended.explanation
+    assert logic.unknown_why(at(100), [ended], at(100)) is None
+    assert "last known moment" in logic.unknown_why(at(101), [ended], at(100))
 
 
 def test_lost_sight_is_unknown_and_room_destroyed_closes_everyone(event_store, views):
@@ -134,6 +179,7 @@ def test_occupancy_buckets(event_store, views):
     assert [(b.peak, b.distinct, b.unknown) for b in result.buckets] == [
         (1, 1, False), (2, 2, False), (2, 2, False), (0, 0, True), (1, 1, False), (1, 1, False),
     ]
+    assert views.presence.occupancy(ROOM, at(-10), at(0), buckets=1).buckets[0].unknown, "before the archive began"
     with pytest.raises(InvalidQueryError):
         views.presence.occupancy(ROOM, at(10), at(0))
     with pytest.raises(InvalidQueryError):

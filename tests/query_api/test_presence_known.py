@@ -4,6 +4,7 @@ or the time the log's last event was recorded): later questions answer "not know
 from __future__ import annotations
 
 from datetime import timedelta
+from html import escape
 
 import pytest
 
@@ -54,7 +55,8 @@ def test_no_view_claims_presence_after_the_last_known_moment(world):
     day_range = f"from={format_time(MORNING.replace(hour=0))}&to={format_time(MORNING.replace(hour=0) + timedelta(days=1))}"
     ranged = world.client.get(f"/api/v1/rooms/{room}/presence?{day_range}&buckets=24", headers=compliance).json
     buckets = ranged["occupancy"]
-    assert [b["peak"] for b in buckets[9:11]] == [1, 0] and not buckets[8]["unknown"]
+    assert [b["peak"] for b in buckets[9:11]] == [1, 0]
+    assert all(b["unknown"] for b in buckets[:9]), "before 09:00 the archive had not seen the room"
     assert all(b["unknown"] and b["peak"] == 0 for b in buckets[10:]), "after 09:03: empty and not known"
 
 
@@ -66,8 +68,8 @@ def test_the_day_chart_draws_the_future_empty_and_says_not_known_yet(world):
         make(ev.OccupantJoined, 0, room, nick="bob", occurred_at=last, recorded_at=last),
     ])  # fmt: skip
     with world.app.test_request_context():
-        chart, here, _ = day_presence(room, MORNING.date(), MORNING.replace(hour=15, minute=51), _compliance_caller(world))
-        _, earlier, _ = day_presence(room, MORNING.date(), MORNING + timedelta(minutes=1), _compliance_caller(world))
+        chart, here, *_ = day_presence(room, MORNING.date(), MORNING.replace(hour=15, minute=51), _compliance_caller(world))
+        _, earlier, *_ = day_presence(room, MORNING.date(), MORNING + timedelta(minutes=1), _compliance_caller(world))
     assert here is None and earlier == [("alice", "available")]
     # alice's bar ends at the last known moment (09:03), not at midnight
     assert f'data-end="{last.timestamp():.0f}"' in chart and f'data-known-until="{last.timestamp():.0f}"' in chart
@@ -86,3 +88,90 @@ def test_the_listeners_heartbeat_extends_what_is_known(store_url, tmp_path, even
 
 def _compliance_caller(world):
     return Caller(role=Role.COMPLIANCE, scope=AllRooms())
+
+
+def test_presence_before_the_listener_first_saw_the_room_is_not_known(world):
+    """A room's history may reach back before the archive watched it (the room's own archive, imported or
+    backfilled, keeps no presence): "who was here at T" then is "not known", and from when it is."""
+    room = world.new_room()
+    earlier = MORNING - timedelta(hours=2)
+    world.feed([
+        make(ev.RoomDiscovered, 0, room, occurred_at=MORNING, recorded_at=MORNING),
+        message(0, "from the room's archive", "bob", room=room, occurred_at=earlier, recorded_at=MORNING,
+                capture=ev.Capture.IMPORT),
+        make(ev.OccupantJoined, 0, room, nick="alice", occurred_at=MORNING, recorded_at=MORNING),
+        message(0, "morning", "alice", room=room, occurred_at=MORNING + timedelta(minutes=3),
+                recorded_at=MORNING + timedelta(minutes=3)),
+        message(0, "still here", "alice", room=room, stanza_id="still", occurred_at=MORNING + timedelta(hours=1),
+                recorded_at=MORNING + timedelta(hours=1)),
+    ])  # fmt: skip
+    compliance = auth(world.compliance)
+    before = MORNING - timedelta(hours=1)
+    there = world.client.get(f"/api/v1/rooms/{room}/presence?at={format_time(before)}", headers=compliance).json
+    assert (there["known"], there["occupants"], there["possibly_present"]) == (False, [], [])
+    assert there["gap"]["end"] == format_time(MORNING) and there["gap"]["kind"] == "before_archive"
+    assert f"begins at {format_time(MORNING)}" in there["gap"]["explanation"]
+    state = world.client.get(f"/api/v1/rooms/{room}/state?at={format_time(before)}", headers=compliance).json
+    assert (state["presence_known"], state["occupants"], state["gap"]) == (False, [], there["gap"])
+    assert [line["body"] for line in state["lines"] if line["kind"] == "message"] == ["from the room's archive"]
+    since = world.client.get(f"/api/v1/rooms/{room}/presence?at={format_time(MORNING)}", headers=compliance).json
+    assert since["known"] and [o["nick"] for o in since["occupants"]] == ["alice"]
+    day_range = f"from={format_time(MORNING.replace(hour=0))}&to={format_time(MORNING.replace(hour=10))}"
+    ranged = world.client.get(f"/api/v1/rooms/{room}/presence?{day_range}&buckets=10", headers=compliance).json
+    assert [b["unknown"] for b in ranged["occupancy"]] == [True] * 9 + [False], ranged
+    assert [g["kind"] for g in ranged["gaps"]] == ["before_archive"]
+    with world.app.test_request_context():
+        page = day_presence(room, MORNING.date(), before, _compliance_caller(world))
+        then = day_presence(room, MORNING.date(), MORNING + timedelta(minutes=1), _compliance_caller(world)).here
+    assert page.here is None and page.unknown == there["gap"]["explanation"] and then == [("alice", "available")]
+    assert f'data-why="{escape(there["gap"]["explanation"])}"' in page.chart  # for the page's script
+
+
+def test_presence_in_a_room_the_listener_never_joined_is_not_known(world):
+    """Only imported history (a log's joins and leaves): the archive never watched the room itself."""
+    room = world.new_room()
+    imported = {"capture": ev.Capture.IMPORT, "recorded_at": MORNING + timedelta(hours=1)}
+    world.feed([
+        make(ev.OccupantJoined, 0, room, nick="alice", occurred_at=MORNING, **imported),
+        message(0, "hi", "alice", room=room, occurred_at=MORNING + timedelta(minutes=3), **imported),
+    ])  # fmt: skip
+    compliance = auth(world.compliance)
+    moment = format_time(MORNING + timedelta(minutes=5))
+    there = world.client.get(f"/api/v1/rooms/{room}/presence?at={moment}", headers=compliance).json
+    assert there["known"] is False and there["gap"]["kind"] == "before_archive"
+    assert "never" in there["gap"]["explanation"]
+    state = world.client.get(f"/api/v1/rooms/{room}/state?at={moment}", headers=compliance).json
+    assert state["presence_known"] is False
+
+
+def test_every_view_says_the_same_of_what_is_known(world):
+    """One rule (``logic.unknown_why``): /presence, /state, the occupancy of a one-second bucket and the room
+    page agree at every moment: before the archive began, in a gap, around it, and after the last known one."""
+    room = world.new_room()
+    minute = timedelta(minutes=1)
+    world.feed([
+        message(0, "imported", "bob", room=room, occurred_at=MORNING - 30 * minute, recorded_at=MORNING,
+                capture=ev.Capture.IMPORT),
+        make(ev.OccupantJoined, 0, room, nick="alice", occurred_at=MORNING, recorded_at=MORNING),
+        make(ev.OccupantJoined, 0, room, nick="alice", occurred_at=MORNING + 20 * minute,
+             recorded_at=MORNING + 20 * minute),
+        make(ev.ArchiveGap, 0, room, gap_start=MORNING + 10 * minute, gap_end=MORNING + 20 * minute,
+             occurred_at=MORNING + 20 * minute, recorded_at=MORNING + 20 * minute),
+        message(0, "last", "alice", room=room, occurred_at=MORNING + 30 * minute, recorded_at=MORNING + 30 * minute),
+    ])  # fmt: skip
+    compliance = auth(world.compliance)
+    said = {}
+    for offset in (-40, -1, 0, 5, 10, 15, 20, 25, 29, 31, 50):
+        moment = MORNING + offset * minute
+        t = format_time(moment)
+        presence = world.client.get(f"/api/v1/rooms/{room}/presence?at={t}", headers=compliance).json
+        state = world.client.get(f"/api/v1/rooms/{room}/state?at={t}", headers=compliance).json
+        bucket = world.client.get(f"/api/v1/rooms/{room}/presence?from={t}&to={format_time(moment + timedelta(seconds=1))}"
+                                  f"&buckets=1", headers=compliance).json["occupancy"][0]
+        with world.app.test_request_context():
+            page = day_presence(room, moment.date(), moment, _compliance_caller(world))
+        answers = {presence["known"], state["presence_known"], not bucket["unknown"], page.here is not None}
+        assert len(answers) == 1, (offset, presence, state, bucket, page.here)
+        said[offset] = presence["known"]
+    assert said == {-40: False, -1: False, 0: True, 5: True, 10: False, 15: False, 20: True, 25: True, 29: True,
+                    31: False, 50: False}

@@ -200,6 +200,10 @@ def test_who_was_here_at_t_is_answered_for_t_not_for_the_day_shown(private_app, 
     assert "alice" in who and "bob" in who
     for day in ("2024-05-04", "2024-04-30"):
         assert client.get(f"/rooms/{LOBBY}?day={day}&at=2024-05-01T12:00:30Z").status_code == 400
+    # Before the room's first event (12:00:00) the archive did not watch it: not "nobody", as the API says.
+    early = client.get(f"/rooms/{LOBBY}?at=2024-05-01T11:00:00Z")
+    who = re.search(r'<div id="who-was-here".*?</div>', early.text, re.S).group(0)
+    assert "not known: the archive of this room begins at 2024-05-01T12:00:00Z" in who and "nobody" not in who
 
 
 def test_a_hit_the_transcript_has_not_caught_up_with_shows_its_day_meanwhile(client, tokens):

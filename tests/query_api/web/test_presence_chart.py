@@ -5,6 +5,8 @@ from xml.etree import ElementTree
 
 import pytest
 
+from projections.presence.logic import BEFORE_ARCHIVE, EARLIEST, Gap
+
 from query_api.web.presence_chart import (
     LABEL_WIDTH,
     NARROW,
@@ -103,7 +105,10 @@ def test_an_empty_day_still_draws_a_chart():
 
 
 def test_archive_gaps_are_drawn_hatched_over_the_plot():
-    svg = presence_svg(SPANS, DAY, END, gaps=[(at(15), at(16)), (at(-2), at(1)), (at(30), at(31))])
+    gaps = [Gap(id=1, room="r", start=at(15), end=at(16), kind="presence", explanation="the listener <was> away"),
+            Gap(id=-1, room="r", start=EARLIEST, end=at(1), kind=BEFORE_ARCHIVE), Gap(id=2, room="r", start=at(30),
+            end=at(31), kind="all")]
+    svg = presence_svg(SPANS, DAY, END, gaps=gaps)
     gaps = [r for r in ElementTree.fromstring(svg).iter(f"{SVG}rect") if r.get("class") == "gap"]
     found = [(float(g.get("x")), float(g.get("width"))) for g in gaps]
     expected = [
@@ -112,6 +117,9 @@ def test_archive_gaps_are_drawn_hatched_over_the_plot():
     ]
     assert found == [(pytest.approx(x, abs=0.01), pytest.approx(w, abs=0.01)) for x, w in expected]
     assert gaps[0].get("fill") == "url(#unknown-wide)"
+    # each says why (the page's script shows it for a moment inside), dated within the window
+    assert [g.get("data-why") for g in gaps] == ["the listener <was> away", "before the archive began"]
+    assert gaps[1].get("data-start") == f"{DAY.timestamp():.0f}"
 
 
 def test_one_row_per_person_with_nick_changes_marked_inside_the_row():

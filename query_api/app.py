@@ -44,6 +44,7 @@ API_PREFIX = "/api/v1"
 # The largest request body anything here takes (a sign-in form, a ticket request): a bigger one
 # is a 413 before a byte of it is parsed (the server, waitress, refuses to buffer more).
 MAX_BODY_BYTES = 64 * 1024
+TOO_LARGE = f"the request body is larger than {MAX_BODY_BYTES} bytes"
 PUBLIC_PATHS = (f"{API_PREFIX}/openapi.json", "/static/")
 
 
@@ -163,7 +164,7 @@ def _install_request_metrics(app: Flask) -> None:
     def start_clock() -> None:
         g.started = time.perf_counter()
         if (request.content_length or 0) > MAX_BODY_BYTES:
-            raise RequestEntityTooLarge(f"the request body is larger than {MAX_BODY_BYTES} bytes")
+            raise RequestEntityTooLarge(TOO_LARGE)
 
     @app.after_request
     def not_cached(response: Response) -> Response:

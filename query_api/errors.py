@@ -65,17 +65,27 @@ def from_archive_error(error: ChatArchiveError) -> ApiError:
     return ApiError(500, "internal", "internal error")
 
 
-def error_response(error: ApiError):
+def error_document(error: ApiError) -> dict:
+    """The JSON document every error is answered with."""
     body: dict = {"code": error.code, "message": error.message}
     if error.position is not None:
         body["position"] = error.position
-    response = jsonify(error=body)
+    return {"error": body}
+
+
+def error_response(error: ApiError):
+    response = jsonify(error_document(error))
     response.status_code = error.status
     response.headers.update(error.headers)
     return response
 
 
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+def http_error(status: int, message: str) -> ApiError:
+    """A refusal at the HTTP level (werkzeug's, or the server's before the app is called) as an ApiError."""
+    return ApiError(status, _HTTP_CODES.get(status, "http_error"), message)
 
 
 def install_error_handlers(app: Flask) -> None:
@@ -86,10 +96,9 @@ def install_error_handlers(app: Flask) -> None:
     app.register_error_handler(ChatArchiveError, lambda e: error_response(from_archive_error(e)))
 
     @app.errorhandler(HTTPException)
-    def http_error(e: HTTPException):
+    def answer_http_exception(e: HTTPException):
         status = e.code or 500
-        error = ApiError(status, _HTTP_CODES.get(status, "http_error"), e.description or e.name)
-        response = error_response(error)
+        response = error_response(http_error(status, e.description or e.name))
         if status == 405 and e.get_response().headers.get("Allow"):
             response.headers["Allow"] = e.get_response().headers["Allow"]
         return response

@@ -11,17 +11,21 @@ behaves the same on SQLite and PostgreSQL. The work per request is short
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 
 from waitress import wasyncore
+from waitress.channel import HTTPChannel
 from waitress.server import create_server
+from waitress.task import ErrorTask
 
 from archive.errors import ConfigError
 
-from .app import MAX_BODY_BYTES
+from .app import MAX_BODY_BYTES, TOO_LARGE
 from .context import EXTENSION
+from .errors import error_document, http_error
 from .streams import OUTPUT_BUFFER_BYTES
 
 log = logging.getLogger(__name__)
@@ -29,6 +33,25 @@ log = logging.getLogger(__name__)
 LOOP_TIMEOUT = 0.2
 MAX_THREADS = 1024
 DRAIN_SECONDS = 5.0
+
+
+class _JsonErrorTask(ErrorTask):
+    """What waitress refuses before the app is called (a body over the limit, announced or chunked; a
+    malformed request) is answered in the API's JSON error shape too, not waitress's text/plain page."""
+
+    def execute(self):
+        refusal = self.request.error
+        message = TOO_LARGE if refusal.code == 413 else f"{refusal.reason}: {refusal.body}"
+        body = json.dumps(error_document(http_error(refusal.code, message))).encode()
+        self.status = f"{refusal.code} {refusal.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class _JsonErrorChannel(HTTPChannel):
+    error_task_class = _JsonErrorTask
 
 
 class ApiServer:
@@ -39,10 +62,13 @@ class ApiServer:
         if not 1 <= threads <= MAX_THREADS:
             raise ConfigError(f"[api] threads must be between 1 and {MAX_THREADS}, not {threads}")
         try:
+            # (waitress refuses a body of max_request_body_size bytes or more; the app, one of more than
+            # MAX_BODY_BYTES: one rule.)
             self._server = create_server(
                 app, host=host, port=port, threads=threads, ident="chat-archive",
-                max_request_body_size=MAX_BODY_BYTES, outbuf_high_watermark=OUTPUT_BUFFER_BYTES,
+                max_request_body_size=MAX_BODY_BYTES + 1, outbuf_high_watermark=OUTPUT_BUFFER_BYTES,
             )  # fmt: skip
+            self._server.channel_class = _JsonErrorChannel  # (create_server takes no channel; one socket here)
         except (OSError, ValueError) as e:
             raise ConfigError(f"cannot listen on {host}:{port}: {e}") from e
         self.host = self._server.effective_host

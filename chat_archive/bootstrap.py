@@ -10,12 +10,12 @@ import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 
-from archive.application import StoreLocation, open_event_store
+from archive.application import open_event_store
 from archive.audit import record_read
 from archive.errors import ChatArchiveError, ConfigError, StoreError, StoreUnavailable
 from archive.health import Backoff, Health
 from archive.integrity import Checkpoints
-from archive.lease import StoreLease, holding, process_alive
+from archive.lease import holding, process_alive
 from archive.store import EventStore
 from archive.times import utcnow
 from ingest import listener_thread
@@ -36,6 +36,7 @@ from query_api.tokens import TokenStore, open_database, open_token_store
 from query_api.workers import serve_workers
 
 from .config import Config
+from .views_lease import views_lease
 from .process import Periodic
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ def start_projections(config: Config, store: EventStore, stop: threading.Event, 
     """
     held = ExitStack()
     try:
-        held.enter_context(holding(views_lease(config, store), on_lost=stop.set))
+        held.enter_context(holding(views_lease(store, views_url(config)), on_lost=stop.set))
         views = held.enter_context(open_views(config, store))
         interval = config.projections.commit_interval
         projections = [(p, interval) for p in views.projections()]
@@ -237,31 +238,6 @@ def start_projections(config: Config, store: EventStore, stop: threading.Event, 
     except BaseException:
         held.close()
         raise
-
-
-def views_lease(config: Config, store: EventStore) -> StoreLease:
-    """One projection runner per views (`up`, `project`, `project --once`): two would write the same lines,
-    and whichever committed them second would fail on them and stop. A rebuild needs none: it writes a new
-    generation beside the live one."""
-    views = StoreLocation.parse(views_url(config))
-    shown = views.path if views.kind == "sqlite" else f"{views.host}:{views.port}/{views.dbname}, schema {views.schema}"
-    return StoreLease(store, f"views {_views_identity(views)}", holder_is=f"projection runner of the views in {shown}")
-
-
-def _views_identity(views: StoreLocation) -> str:
-    """The views' database as the same whatever names it: a SQLite file by its device and inode (a relative path,
-    a link, a bind mount), a PostgreSQL database by its name and schema, not by the host and port it is reached
-    at (an alias, a pooler). Two views that only share a database name on different servers are taken for one:
-    a runner refused, which says why, rather than two runners on one."""
-    if views.kind == "postgresql":
-        return f"postgresql {views.dbname}?schema={views.schema}"
-    try:
-        views.path.parent.mkdir(parents=True, exist_ok=True)
-        views.path.touch()  # an empty file is an empty SQLite database: the views create their tables in it
-        found = views.path.stat()
-    except OSError as e:
-        raise StoreError(f"cannot open the views database {views.path}: {e}") from e
-    return f"sqlite {found.st_dev}:{found.st_ino}"
 
 
 def projection_status(config: Config, store: EventStore) -> list[ProjectionStatus]:

@@ -18,10 +18,11 @@ from ..bootstrap import (
     start_projections,
     start_search_indexer,
     view_projections,
-    views_lease,
+    views_url,
 )
 from ..process import stopped_by_signals
 from ..purges import ALL_PROJECTIONS, apply_purge, erase_purged_copies, purge_lease
+from ..views_lease import views_lease
 from . import operator
 
 VIEW_NAMES = ["transcripts", "presence"]
@@ -75,7 +76,7 @@ def run_projections(args: argparse.Namespace, config) -> int:
 def _catch_up(config, *, views: bool, search: bool) -> int:
     with open_store(config) as store:
         if views:
-            with holding(views_lease(config, store)):
+            with holding(views_lease(store, views_url(config))):
                 projections, close = view_projections(config, store, VIEW_NAMES)
                 try:
                     for projection in projections:

@@ -1,0 +1,33 @@
+"""The views lease: one projection runner per views database, named by what the database is."""
+
+from __future__ import annotations
+
+from archive.application import StoreLocation
+from archive.errors import StoreError
+from archive.lease import StoreLease
+from archive.store import EventStore
+
+
+def views_lease(store: EventStore, url: str) -> StoreLease:
+    """One projection runner per views (`up`, `project`, `project --once`): two would write the same lines,
+    and whichever committed them second would fail on them and stop. A rebuild needs none: it writes a new
+    generation beside the live one. ``url``: the views' database."""
+    views = StoreLocation.parse(url)
+    shown = views.path if views.kind == "sqlite" else f"{views.host}:{views.port}/{views.dbname}, schema {views.schema}"
+    return StoreLease(store, f"views {_views_identity(views)}", holder_is=f"projection runner of the views in {shown}")
+
+
+def _views_identity(views: StoreLocation) -> str:
+    """The views' database as the same whatever names it: a SQLite file by its device and inode (a relative path,
+    a link, a bind mount), a PostgreSQL database by its name and schema, not by the host and port it is reached
+    at (an alias, a pooler). Two views that only share a database name on different servers are taken for one:
+    a runner refused, which says why, rather than two runners on one."""
+    if views.kind == "postgresql":
+        return f"postgresql {views.dbname}?schema={views.schema}"
+    try:
+        views.path.parent.mkdir(parents=True, exist_ok=True)
+        views.path.touch()  # an empty file is an empty SQLite database: the views create their tables in it
+        found = views.path.stat()
+    except OSError as e:
+        raise StoreError(f"cannot open the views database {views.path}: {e}") from e
+    return f"sqlite {found.st_dev}:{found.st_ino}"

@@ -81,6 +81,16 @@ def rebuild_projections(
             close()
 
 
+def rebuild_outdated(config: Config, store: EventStore, views: Views) -> None:
+    """Rebuild the views built before a rule only a rebuild applies (``Views.outdated``), before a runner
+    follows the log with them: their holder's lease held, so no other runner writes them meanwhile."""
+    outdated = views.outdated()
+    if outdated:
+        log.warning("%s: rebuilding it from the log now", "; ".join(outdated.values()))
+        rebuild_projections(config, store, list(outdated), progress=False)
+        log.warning("rebuilt from the log: %s", ", ".join(outdated))
+
+
 # -- query API ----------------------------------------------------------------
 
 
@@ -232,6 +242,7 @@ def start_projections(config: Config, store: EventStore, stop: threading.Event, 
     try:
         held.enter_context(holding(views_lease(store, views_url(config)), on_lost=stop.set))
         views = held.enter_context(open_views(config, store))
+        rebuild_outdated(config, store, views)
         interval = config.projections.commit_interval
         projections = [(p, interval) for p in views.projections()]
         return ProjectionThreads(store, projections, stop, on_exit=held.close, health=health)

@@ -50,6 +50,12 @@ class TableProjection:
         if load:
             self._reset()
 
+    @classmethod
+    def outdated(cls, recorder: ViewRecorder) -> str | None:
+        """Why the live view must be rebuilt from the log (built before a rule no in-place upgrade can
+        apply: one that needs the log); None if it need not."""
+        return None
+
     # -- Projection ----------------------------------------------------------
 
     def position(self) -> int:

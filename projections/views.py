@@ -7,8 +7,10 @@
 - ``views.room_state_at(room, at, **options)``: ``pointintime.RoomState``;
 - ``views.known_until()``: the archive's last known moment (the listener's
   heartbeat, when the composition root passes one, or the time the log's last
-  event was recorded); presence after it is "not known yet" (both need the store);
+  event was recorded; while the views lag the log, the time their last event was
+  recorded); presence after it is "not known yet" (both need the store);
 - ``views.projections()``: fresh projection instances for a runner or a rebuild;
+- ``views.outdated()``: the views built before a rule only a rebuild applies, each with why;
 - ``views.close()``.
 
 Queries read committed data only, i.e. up to the last commit of each projection.
@@ -55,6 +57,10 @@ class Views:
         """``load=False`` for the targets of a rebuild: they begin and finish it only."""
         return [PROJECTION_CLASSES[name](self.recorder, load=load) for name in (names or list(PROJECTION_CLASSES))]
 
+    def outdated(self) -> dict[str, str]:
+        """The views a start must rebuild from the log (``TableProjection.outdated``), each with why."""
+        return {name: why for name, cls in PROJECTION_CLASSES.items() if (why := cls.outdated(self.recorder))}
+
     def room_state_at(self, room: str, at: datetime, **options) -> RoomState:
         return room_state_at(self.transcripts, self.presence, room, at, known_until=self.known_until(), **options)
 
@@ -62,10 +68,21 @@ class Views:
         """The archive's last known moment, never later than now; None for an empty archive."""
         if self.store is None:
             raise ConfigError("the archive's last known moment needs the event store: open the views with one")
+        # Read before the log's head: a view that commits in between only makes the answer earlier.
+        held = min(self.recorder.position(name, self.recorder.generations(name)[0]) for name in PROJECTION_CLASSES)
         head = self.store.head()
-        last = next(iter(self.store.read_log(head - 1, page_size=1)), None) if head else None
-        moments = [m for m in (last.event.recorded_at if last else None, self._heartbeat and self._heartbeat()) if m]
+        if 0 < held < head:
+            # The views have not applied the log's newest events yet (they commit every minute, and an API host
+            # may serve views another process keeps): known only up to the last event they hold. (A room they
+            # have not reached at all is not known at any moment: ``presence.logic.not_reached``.)
+            return self._recorded_at(held)
+        last = self._recorded_at(head) if head else None
+        moments = [m for m in (last, self._heartbeat and self._heartbeat()) if m]
         return min(max(moments), utcnow()) if moments else None
+
+    def _recorded_at(self, position: int) -> datetime | None:
+        record = next(iter(self.store.read_log(position - 1, page_size=1)), None)
+        return record.event.recorded_at if record else None
 
     def close(self) -> None:
         self._close()

@@ -13,11 +13,12 @@ from projections.search import SearchIndexer
 
 from ..bootstrap import (
     open_store,
+    open_views,
+    rebuild_outdated,
     rebuild_projections,
     search_projection,
     start_projections,
     start_search_indexer,
-    view_projections,
     views_url,
 )
 from ..process import stopped_by_signals
@@ -76,13 +77,10 @@ def run_projections(args: argparse.Namespace, config) -> int:
 def _catch_up(config, *, views: bool, search: bool) -> int:
     with open_store(config) as store:
         if views:
-            with holding(views_lease(store, views_url(config))):
-                projections, close = view_projections(config, store, VIEW_NAMES)
-                try:
-                    for projection in projections:
-                        LogFollower(store, projection, commit_interval=config.projections.commit_interval).catch_up()
-                finally:
-                    close()
+            with holding(views_lease(store, views_url(config))), open_views(config, store) as views:
+                rebuild_outdated(config, store, views)
+                for projection in views.projections(VIEW_NAMES):
+                    LogFollower(store, projection, commit_interval=config.projections.commit_interval).catch_up()
         if search:
             index = search_projection(config)
             try:

@@ -24,7 +24,8 @@ spans (``span_id``).
   backfilled from the room's archive, which keeps messages only) is no
   witness of who was there: each room has one gap of kind ``before_archive``
   from ``EARLIEST`` to that moment (``archive_begins``), open (to ``NEVER``)
-  while the room's events are all imported.
+  while the room's events are all imported. A room the view holds no such gap of
+  has not been reached by it yet (``not_reached``): presence there is not known.
 - Known: ``unknown_why`` is the one rule of whether presence at a moment is
   known, which every view asks (the occupancy buckets ask it of an interval:
   a bucket is unknown where it overlaps a gap or passes the last known moment).
@@ -149,6 +150,15 @@ def _before_archive(gap_id: int, room: str, end: datetime) -> Gap:
         "before it is not known (history imported or backfilled from the room's archive holds no presence)"
     )  # fmt: skip
     return Gap(id=gap_id, room=room, start=EARLIEST, end=end, kind=BEFORE_ARCHIVE, explanation=explanation)
+
+
+def not_reached(room: str) -> Gap:
+    """The gap of a room the presence view holds no beginning of: ``archive_begins`` gives every room one at
+    its first event, so the view has not applied that event yet (it commits every minute), or it was built
+    before this rule. Presence in it is known at no moment."""
+    explanation = ("the presence view has not reached this room yet: presence in it is not known (a presence "
+                   "view built before the rule of when a room's archive begins: chat-archive rebuild presence)")
+    return Gap(id=0, room=room, start=EARLIEST, end=NEVER, kind=BEFORE_ARCHIVE, explanation=explanation)
 
 
 def unknown_why(at: datetime, gaps: Iterable[Gap], known_until: datetime | None) -> str | None:

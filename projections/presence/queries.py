@@ -52,7 +52,7 @@ from ..viewdb_backends import ViewRecorder
 from . import logic
 from .logic import Gap, Span
 from .results import Occupancy, OccupancyBucket, Occupant, OccupantsAt, PeopleStays, Stay, StaysPage
-from .view import NAME, decode_gap, decode_span
+from .view import BEGINNINGS, NAME, decode_gap, decode_span
 
 # Anyone may ask a public room for its whole history: what one call reads is bounded.
 MAX_STAYS = 1000
@@ -77,9 +77,9 @@ class Presence:
             spans = [_span(r) for r in query(
                 "SELECT data FROM {spans} WHERE room=? AND end_ts>? AND start_ts<=? ORDER BY id", (room, t, t)
             )]
-            gaps = [decode_gap(bytes(r["data"])) for r in query(
+            gaps = _reached(query, room, [decode_gap(bytes(r["data"])) for r in query(
                 "SELECT data FROM {gaps} WHERE room=? AND end_ts>? AND start_ts<=? ORDER BY start_ts", (room, t, t)
-            )]
+            )])
             # Who may be there still: those whose presence stopped being known when an archive gap began
             # (before the archive began, nobody was seen).
             seen = [gap for gap in gaps if gap.kind != logic.BEFORE_ARCHIVE]
@@ -203,9 +203,12 @@ class Presence:
                           "LIMIT ?", (room, lo, hi, most + 1))
             if len(spans) > most:
                 raise InvalidQueryError(f"the range holds more than {most:,} presence spans: ask a shorter one")
-            gaps = query("SELECT start_ts, end_ts FROM {gaps} WHERE room=? AND end_ts>? AND start_ts<?",
-                         (room, lo, hi))
-            return [(r["stay"], r["start_ts"], r["end_ts"]) for r in spans], [(r["start_ts"], r["end_ts"]) for r in gaps]
+            gaps = [(r["start_ts"], r["end_ts"]) for r in query(
+                "SELECT start_ts, end_ts FROM {gaps} WHERE room=? AND end_ts>? AND start_ts<?", (room, lo, hi)
+            )]
+            if not _begun(query, room):
+                gaps.append((micros(logic.EARLIEST), micros(logic.NEVER)))
+            return [(r["stay"], r["start_ts"], r["end_ts"]) for r in spans], gaps
 
         spans, gaps = self.recorder.read(NAME, work)
         if known_until is not None and micros(known_until) < hi:
@@ -240,10 +243,9 @@ class Presence:
     def gaps(self, room: str, *, start: datetime | None = None, end: datetime | None = None) -> list[Gap]:
         lo = micros(start) if start else -OPEN_BOUND
         hi = micros(end) if end else OPEN_BOUND
-        rows = self.recorder.read(NAME, lambda query, _: query(
+        return self.recorder.read(NAME, lambda query, _: _reached(query, room, [decode_gap(bytes(r["data"])) for r in query(
             "SELECT data FROM {gaps} WHERE room=? AND end_ts>? AND start_ts<? ORDER BY start_ts", (room, lo, hi)
-        ))
-        return [decode_gap(bytes(r["data"])) for r in rows]
+        )]))
 
     def incomplete_gaps(self) -> list[Gap]:
         rows = self.recorder.read(NAME, lambda query, _: query("SELECT data FROM {gaps} ORDER BY start_ts DESC", ()))
@@ -252,6 +254,18 @@ class Presence:
 
 
 OPEN_BOUND = 2**63 - 1
+
+
+def _begun(query, room: str) -> bool:
+    """Whether the view holds the room's beginning (its ``before_archive`` gap, the one starting at EARLIEST)."""
+    return bool(query(BEGINNINGS + " AND room=? LIMIT 1", (room,)))
+
+
+def _reached(query, room: str, gaps: list[Gap]) -> list[Gap]:
+    """``gaps`` (of ``room``), led by ``logic.not_reached`` if the view has not reached the room."""
+    if any(gap.kind == logic.BEFORE_ARCHIVE for gap in gaps) or _begun(query, room):
+        return gaps
+    return [logic.not_reached(room), *gaps]
 
 
 def occupancy_counts(

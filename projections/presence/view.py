@@ -39,6 +39,8 @@ QUERY_DDL = (
     "CREATE INDEX IF NOT EXISTS [gaps_end] ON {gaps} (room, end_ts)",
 )
 
+BEGINNINGS = f"SELECT data FROM {{gaps}} WHERE start_ts = {micros(logic.EARLIEST)}"  # every room's before_archive gap
+
 _encode = msgspec.msgpack.Encoder().encode
 decode_span = msgspec.msgpack.Decoder(Span).decode
 decode_gap = msgspec.msgpack.Decoder(Gap).decode
@@ -53,6 +55,17 @@ class PresenceProjection(TableProjection):
     ddl = DDL
     query_ddl = QUERY_DDL
 
+    @classmethod
+    def outdated(cls, recorder) -> str | None:
+        # Every room's first event gives it a before_archive gap (``logic.archive_begins``): a view that has
+        # applied events and holds none was built before that rule, and would read "not reached" everywhere.
+        generation = recorder.generations(NAME)[0]
+        if not generation or not recorder.position(NAME, generation) or recorder.read_rows(recorder.sql(
+            BEGINNINGS + " LIMIT 1", NAME, generation
+        )):  # fmt: skip
+            return None
+        return "the presence view was built before the rule of when a room's archive begins"
+
     def _reset(self) -> None:
         self._dirty: dict[int, Span] = {}
         self._gaps: dict[int, Gap] = {}  # by id: a room's before_archive gap may change (once) before a commit
@@ -66,9 +79,7 @@ class PresenceProjection(TableProjection):
         for row in rows:
             span = decode_span(bytes(row["data"]))
             self._open.setdefault(span.room, {})[span.nick] = span
-        rows = self.recorder.read_rows(self.recorder.sql(
-            f"SELECT data FROM {{gaps}} WHERE start_ts = {micros(logic.EARLIEST)}", self.name, self.generation
-        ))  # fmt: skip
+        rows = self.recorder.read_rows(self.recorder.sql(BEGINNINGS, self.name, self.generation))
         for row in rows:
             gap = decode_gap(bytes(row["data"]))
             if gap.end == logic.NEVER:

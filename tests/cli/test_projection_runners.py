@@ -25,7 +25,7 @@ def running_runner(store_url: str, cwd: Path) -> Iterator[subprocess.Popen]:
     env = {**os.environ, "CHAT_ARCHIVE_STORE_URL": store_url}
     first = subprocess.Popen([*CLI, "project", "--no-search"], cwd=cwd, env=env, stderr=subprocess.PIPE, text=True)
     try:
-        assert "following the event log" in first.stderr.readline()
+        assert any("following the event log" in line for line in iter(first.stderr.readline, ""))
         yield first
         assert first.poll() is None, "the running one goes on"
     finally:

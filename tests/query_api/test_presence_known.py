@@ -12,6 +12,7 @@ from archive import events as ev
 from archive.times import format_time, utcnow
 from projections.views import Views
 from query_api.access import AllRooms, Caller
+from query_api.context import EXTENSION
 from query_api.roles import Role
 from query_api.web.room_presence import day_presence
 from tests.factories import at, make, message
@@ -175,3 +176,59 @@ def test_every_view_says_the_same_of_what_is_known(world):
         said[offset] = presence["known"]
     assert said == {-40: False, -1: False, 0: True, 5: True, 10: False, 15: False, 20: True, 25: True, 29: True,
                     31: False, 50: False}
+
+
+def test_presence_the_views_have_not_applied_yet_is_not_known(world):
+    """The views commit every minute (and an API host may serve views another process keeps): events in the
+    log the presence view has not applied yet must not read as absence. Presence is known up to the last
+    event the views hold, and a room the view has not reached at all is known at no moment."""
+    room, later_room = world.new_room(), world.new_room()
+    minute = timedelta(minutes=1)
+    world.feed([
+        make(ev.RoomDiscovered, 0, room, occurred_at=MORNING, recorded_at=MORNING),
+        make(ev.OccupantJoined, 0, room, nick="alice", occurred_at=MORNING, recorded_at=MORNING),
+        message(0, "morning", "alice", room=room, occurred_at=MORNING + 3 * minute, recorded_at=MORNING + 3 * minute),
+    ])  # fmt: skip
+    world.store.append([
+        make(ev.OccupantJoined, 0, room, nick="bob", occurred_at=MORNING + 5 * minute, recorded_at=MORNING + 5 * minute),
+        make(ev.RoomDiscovered, 0, later_room, occurred_at=MORNING + 6 * minute, recorded_at=MORNING + 6 * minute),
+        make(ev.OccupantJoined, 0, later_room, nick="carol", occurred_at=MORNING + 6 * minute,
+             recorded_at=MORNING + 6 * minute),
+        message(0, "later", "alice", room=room, stanza_id="later", occurred_at=MORNING + 10 * minute,
+                recorded_at=MORNING + 10 * minute),
+    ])  # fmt: skip
+    world.app.extensions[EXTENSION]._rooms.clear()
+    compliance = auth(world.compliance)
+
+    def asked(which, moment):
+        t = format_time(moment)
+        presence = world.client.get(f"/api/v1/rooms/{which}/presence?at={t}", headers=compliance).json
+        state = world.client.get(f"/api/v1/rooms/{which}/state?at={t}", headers=compliance).json
+        bucket = world.client.get(f"/api/v1/rooms/{which}/presence?from={t}&to={format_time(moment + timedelta(seconds=1))}"
+                                  f"&buckets=1", headers=compliance).json
+        with world.app.test_request_context():
+            page = day_presence(which, moment.date(), moment, _compliance_caller(world))
+        answers = {presence["known"], state["presence_known"], not bucket["occupancy"][0]["unknown"],
+                   page.here is not None}
+        assert len(answers) == 1, (which, moment, presence, state, bucket, page)
+        return presence, bucket
+
+    there, _ = asked(room, MORNING + 7 * minute)
+    assert (there["known"], there["occupants"]) == (False, []), "bob's join is in the log, not yet in the view"
+    assert there["known_until"] == format_time(MORNING + 3 * minute)
+    assert [o["nick"] for o in there["possibly_present"]] == ["alice"]
+    assert asked(room, MORNING + 2 * minute)[0]["known"], "what the view holds is known"
+    for moment in (MORNING - 60 * minute, MORNING + 7 * minute):
+        there, ranged = asked(later_room, moment)
+        assert (there["known"], there["occupants"], there["possibly_present"]) == (False, [], []), moment
+        assert [g["kind"] for g in ranged["gaps"]] == ["before_archive"]
+        assert "not reached" in ranged["gaps"][0]["explanation"]
+    there, _ = asked(later_room, MORNING - 60 * minute)
+    assert there["gap"]["kind"] == "before_archive" and "not reached" in there["gap"]["explanation"], there
+
+    world.feed([])
+    there, _ = asked(later_room, MORNING + 7 * minute)
+    assert there["known"] and [o["nick"] for o in there["occupants"]] == ["carol"]
+    there, _ = asked(room, MORNING + 7 * minute)
+    assert there["known"] and [o["nick"] for o in there["occupants"]] == ["alice", "bob"]
+    assert asked(later_room, MORNING - 60 * minute)[0]["gap"]["end"] == format_time(MORNING + 6 * minute)

@@ -74,10 +74,11 @@ def read_audit(
     until: datetime | None = None,
     after: int = 0,
     through: int = MAX_SEQ,
+    trail: str = AUDIT_STREAM,
 ) -> Iterator[Recorded]:
     """Audit records, oldest first, optionally of one caller, in [since, until), after sequence number ``after``
-    up to ``through``."""
-    for recorded in store.read_audit(after=after, through=through, start=since, end=until):
+    up to ``through``; of the store's own trail, or of one copied from another store (``archive.copied_trails``)."""
+    for recorded in store.read_audit(after=after, through=through, start=since, end=until, trail=trail):
         if who is None or matches_who(recorded.event, who):
             yield recorded
 

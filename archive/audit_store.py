@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError
 
+from . import chain
 from .codec import from_msgpack, to_msgpack
 from .errors import ConcurrencyError, StoreError
-from .events import AUDIT_STREAM, ChainHead, ContentRead, Recorded
+from .events import AUDIT_STREAM, ChainHead, ContentRead, Recorded, is_audit_trail
+from .records import COPIED
 from .group_commit import GroupCommit
 
 MAX_ATTEMPTS = 20  # conflicts with other writers before an append gives up (events and audit records)
@@ -50,12 +52,51 @@ class AuditStore:
 
     def read_audit(
         self, *, after: int = 0, through: int = MAX_SEQ, start: datetime | None = None, end: datetime | None = None,
-        page_size: int = 1000,
+        page_size: int = 1000, trail: str = AUDIT_STREAM,
     ) -> Iterator[Recorded]:
         """Audit records after sequence number ``after`` up to ``through``, optionally in [start, end), oldest
-        first; ``Recorded.position`` is the record's sequence number in the audit trail."""
-        for seq, state, _ in self._audit_rows(after, start, end, page_size, through):
+        first; ``Recorded.position`` is the record's sequence number in the audit trail. ``trail``: the store's own,
+        or one copied from another store (``archive.copied_trails``)."""
+        for seq, state, _ in self._audit_rows(after, start, end, page_size, through, trail):
             yield Recorded(seq, from_msgpack(state))
+
+    def audit_trails(self) -> list[str]:
+        """The audit trails holding records: the store's own and those copied from the stores it came from."""
+        return [head.stream for head in self._trail_heads()]
+
+    def audit_link(self, trail: str, seq: int) -> bytes | None:
+        """The stored link of record ``seq`` of an audit trail, None if the trail holds no such record."""
+        return next((link for _, _, link in self._audit_rows(seq - 1, None, None, 1, seq, trail)), None)
+
+    def copy_audit(self, trail: str, records: Iterable[Recorded], page_size: int = 1000) -> int:
+        """Append another store's audit records (each ``Recorded.position`` its sequence number there, in order)
+        to the copied trail ``trail`` at their numbers, chained as there; those it holds are skipped. How many
+        were new."""
+        if not is_audit_trail(trail) or not trail.endswith(COPIED):
+            raise StoreError(f"{trail} is not the name of a copied audit trail")
+        head = next((h for h in self._copied_trail_heads() if h.stream == trail), None)
+        seq, link = (head.version, bytes.fromhex(head.link)) if head else (0, chain.genesis(trail))
+        held, rows, new = seq, [], 0
+        for record in records:
+            if record.position <= held:
+                continue
+            if record.position != seq + 1:
+                raise StoreError(f"{trail}: record {record.position} does not follow record {seq}: a trail is copied "
+                                 "whole, in order")
+            state = to_msgpack(record.event)
+            seq, link = record.position, chain.link(link, record.position, state)
+            rows.append((trail, seq, record.event.occurred_at.timestamp(), state, link))
+            if len(rows) == page_size:
+                new += self._insert_copied(rows)
+                rows = []
+        return new + (self._insert_copied(rows) if rows else 0)
+
+    def _insert_copied(self, rows: list) -> int:
+        try:
+            self._recorder.insert_copied(rows)
+        except PersistenceError as e:
+            raise StoreError(f"could not copy audit records: {e}") from e
+        return len(rows)
 
     def audit_last(self) -> int:
         """The sequence number of the trail's last record, 0 for none."""
@@ -65,12 +106,16 @@ class AuditStore:
             raise StoreError(f"could not read the audit trail: {e}") from e
         return head[0] if head else 0
 
-    def _audit_rows(self, after: int, start, end, page_size: int, through: int = MAX_SEQ) -> Iterator[tuple[int, bytes, bytes]]:
+    def _audit_rows(self, after: int, start, end, page_size: int, through: int = MAX_SEQ,
+                    trail: str = AUDIT_STREAM) -> Iterator[tuple[int, bytes, bytes]]:
         t_from = start.timestamp() if start else float("-inf")
         t_to = end.timestamp() if end else float("inf")
         while True:
             try:
-                page = self._recorder.select_audit(after, through, t_from, t_to, page_size)
+                if trail == AUDIT_STREAM:
+                    page = self._recorder.select_audit(after, through, t_from, t_to, page_size)
+                else:
+                    page = self._recorder.select_copied(trail, after, through, t_from, t_to, page_size)
             except PersistenceError as e:
                 raise StoreError(f"could not read the audit trail: {e}") from e
             yield from page
@@ -78,6 +123,14 @@ class AuditStore:
                 return
             after = page[-1][0]
 
-    def _audit_head(self) -> ChainHead | None:
+    def _trail_heads(self) -> list[ChainHead]:
+        """The heads of the audit trails holding records, the store's own first."""
         last = self._recorder.audit_head()
-        return ChainHead(AUDIT_STREAM, last[0], last[1].hex(), 1) if last else None
+        own = [ChainHead(AUDIT_STREAM, last[0], last[1].hex(), 1)] if last else []
+        return own + self._copied_trail_heads()
+
+    def _copied_trail_heads(self) -> list[ChainHead]:
+        try:
+            return [ChainHead(trail, seq, link.hex(), 1) for trail, seq, link in self._recorder.copied_heads()]
+        except PersistenceError as e:
+            raise StoreError(f"could not read the copied audit trails: {e}") from e

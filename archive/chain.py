@@ -23,11 +23,12 @@ import hashlib
 from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from .events import ChainHead, PurgedSpan
+from .events import ChainHead, PurgedSpan, trail_origin
 
 
 def genesis(stream: str) -> bytes:
-    return hashlib.sha256(b"chat-archive chain genesis\x00" + stream.encode()).digest()
+    """A stream's first link's predecessor; a copied audit trail's is its origin's: it goes on the source's chain."""
+    return hashlib.sha256(b"chat-archive chain genesis\x00" + trail_origin(stream).encode()).digest()
 
 
 # A fresh SHA-256 copied, not made: OpenSSL 3 looks the algorithm up and sets a context up for each

@@ -13,6 +13,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from .audit_tables import PostgresAuditTable
+from .copied_trails import PostgresCopiedTrails, postgres_table as copied_trails_table
 from .batch_rows import BatchRows
 from .codec import to_msgpack_list
 from .idempotency import Probe, Slot
@@ -64,7 +65,7 @@ _STREAM_HEADS = (
 )
 
 
-class PostgresArchiveRecorder(PostgresAuditTable, PostgresRoomReads, PostgresApplicationRecorder):
+class PostgresArchiveRecorder(PostgresAuditTable, PostgresCopiedTrails, PostgresRoomReads, PostgresApplicationRecorder):
     """PostgreSQL application recorder that also maintains the archive's side tables."""
 
     # The store's binary values as they come: COPY takes bytes through the driver's C dumper (an empty bytes
@@ -115,6 +116,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresRoomReads, PostgresApp
                 "state bytea NOT NULL, link bytea NOT NULL)"
             ).format(self._audit),
             SQL("CREATE INDEX IF NOT EXISTS archive_audit_at ON {} (at)").format(self._audit),
+            copied_trails_table(self._copied),
             # The earlier append (returning nothing; a function's result type cannot be replaced).
             SQL("DROP FUNCTION IF EXISTS {}.archive_audit_append(bytea[], double precision[], bytea)").format(schema),
             self.audit_function(),

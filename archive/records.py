@@ -14,6 +14,24 @@ COMPLIANCE_STREAM = "chat-archive:compliance"
 AUDIT_STREAM = "chat-archive:audit"
 """The stream of audit records: who read what."""
 SYSTEM_STREAMS = (COMPLIANCE_STREAM, AUDIT_STREAM)
+COPIED = ":copied"
+
+
+def copied_trail(trail: str) -> str:
+    """The name a store gives the audit trail ``trail`` of the store it was migrated or restored from
+    (``archive.copied_trails``); a copy of a copy gets the suffix twice."""
+    return trail + COPIED
+
+
+def trail_origin(stream: str) -> str:
+    """The stream whose chain a copied trail goes on (its genesis): the name it had where it was written."""
+    while stream.endswith(COPIED):
+        stream = stream[: -len(COPIED)]
+    return stream
+
+
+def is_audit_trail(stream: str) -> bool:
+    return trail_origin(stream) == AUDIT_STREAM
 
 
 # What a decoded record may give as a version, and as a link (a SHA-256 in hex; a purge span's is empty where

@@ -17,6 +17,7 @@ from eventsourcing.sqlite import (
 )
 
 from .audit_tables import SQLiteAuditTable
+from .copied_trails import SQLITE_TABLE as COPIED_TRAILS, SQLiteCopiedTrails
 from .batch_rows import BatchRows
 from .codec import to_msgpack_arrays
 from .idempotency import Probe, Slot, key_digest
@@ -122,7 +123,7 @@ def _index_columns(rows: BatchRows, positions: Sequence[int], highs: dict[str, i
     return [rooms, running_highs(rooms, seconds, highs), versions, seconds, positions, digests, times, links]
 
 
-class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteRoomReads, SQLiteApplicationRecorder):
+class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteCopiedTrails, SQLiteRoomReads, SQLiteApplicationRecorder):
     """SQLite application recorder that also maintains the archive's side tables."""
 
     # The store's binary values (msgpack states, chain links) as bytearrays: sqlite3 binds a bytearray
@@ -143,6 +144,7 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteRoomReads, SQLiteApplication
             "CREATE TABLE IF NOT EXISTS archive_audit (seq INTEGER PRIMARY KEY, at REAL NOT NULL, "
             "state BLOB NOT NULL, link BLOB NOT NULL)",
             "CREATE INDEX IF NOT EXISTS archive_audit_at ON archive_audit (at)",
+            COPIED_TRAILS,
         ]
 
     def create_table(self) -> None:

@@ -52,7 +52,7 @@ from .audit_store import MAX_ATTEMPTS, AuditStore
 from .batch_rows import BatchRows
 from .codec import from_msgpack
 from .errors import ConcurrencyError, EventDecodeError, StoreError
-from .events import AUDIT_STREAM, SYSTEM_STREAMS, ChainHead, Event, Recorded
+from .events import SYSTEM_STREAMS, ChainHead, Event, Recorded, is_audit_trail
 from .idempotency import Batch, Probe, every_slot, slotted
 from .log_reads import LogReads
 from .recorders import RoomRow, stream_version
@@ -311,13 +311,12 @@ class EventStore(LogReads, AuditStore):
 
     def streams(self) -> list[str]:
         """Every stream with events: the rooms and the archive's own (``archive.events.SYSTEM_STREAMS``)."""
-        return sorted({*self._recorder.streams(), *([AUDIT_STREAM] if self._audit_head() else [])})
+        return sorted({*self._recorder.streams(), *self.audit_trails()})
 
     def chain_heads(self) -> list[ChainHead]:
-        """Every stream's hash-chain head as recorded with its last append (the audit trail's: its last record)."""
+        """Every stream's hash-chain head as recorded with its last append (an audit trail's: its last record)."""
         heads = [ChainHead(s, v, link.hex(), g) for s, v, link, g in self._recorder.chain_heads()]
-        audit = self._audit_head()
-        return sorted([*heads, *([audit] if audit else [])], key=lambda h: h.stream)
+        return sorted([*heads, *self._trail_heads()], key=lambda h: h.stream)
 
     def stream_link_map(self, stream: str) -> dict[int, bytes | None]:
         """Every stored chain link of a stream by version."""
@@ -325,8 +324,8 @@ class EventStore(LogReads, AuditStore):
 
     def stream_links(self, stream: str) -> Iterator[chain.StoredLink]:
         """A stream's events with their stored chain links, in version order (for verification)."""
-        if stream == AUDIT_STREAM:
-            for seq, state, link in self._audit_rows(0, None, None, 1000):
+        if is_audit_trail(stream):
+            for seq, state, link in self._audit_rows(0, None, None, 1000, trail=stream):
                 yield chain.StoredLink(seq, seq, state, link)
             return
         links = self._recorder.stream_links(stream)

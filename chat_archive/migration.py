@@ -31,7 +31,7 @@ from pathlib import Path
 
 from archive import chain
 from archive.errors import StoreError
-from archive.events import AUDIT_STREAM, ChainHead, EventsPurged, PurgedSpan, Recorded
+from archive.events import AUDIT_STREAM, ChainHead, EventsPurged, PurgedSpan, Recorded, copied_trail, is_audit_trail
 from archive.integrity import compliance_records
 from archive.store import MAX_BATCH, CopiedChains, EventStore
 
@@ -143,7 +143,7 @@ def carry_purged_heads(heads: Iterable[ChainHead], target: EventStore, purged: d
     theirs = {head.stream: head.version for head in target.chain_heads()}
     carried = [
         head for head in heads
-        if head.stream != AUDIT_STREAM and theirs.get(head.stream, 0) < head.version
+        if not is_audit_trail(head.stream) and theirs.get(head.stream, 0) < head.version
         and covered(purged.get(head.stream, []), _last_copied(target, head, theirs.get(head.stream, 0)), head)
     ]  # fmt: skip
     if carried:
@@ -178,20 +178,24 @@ def covered(spans: list[PurgedSpan], last_copied: int, head: ChainHead) -> bool:
 
 
 def _copy_audit(source: EventStore, target: EventStore) -> None:
-    """The audit trail (who read what) is not part of the log: it follows, record by record."""
-    copied = {head.stream: head.version for head in target.chain_heads()}.get(AUDIT_STREAM, 0)
-    for record in source.read_audit(after=copied):
-        target.append_audit(record.event)
+    """The audit trails (who read what) are not part of the log: each of the source's follows, record by record, into
+    its copy in the target (``archive.copied_trails``), after the records the copy holds. Reads made on the target
+    are in its own trail, and take none of the source's numbers."""
+    held = {head.stream: head.version for head in target.chain_heads()}
+    for trail in source.audit_trails():
+        copy = copied_trail(trail)
+        target.copy_audit(copy, source.read_audit(after=held.get(copy, 0), trail=trail))
 
 
 def check(source: EventStore, target: EventStore) -> CheckReport:
-    """Every stream of the source holds as many events in the target, with the same chain head."""
-    theirs = {head.stream: head for head in target.chain_heads()}
+    """Every stream of the source holds as many events in the target, with the same chain head; every audit trail of
+    the source is its copy's (the target's own trail holds the reads made on it)."""
+    theirs = {head.stream: head for head in target.chain_heads() if head.stream != AUDIT_STREAM}
     mine, copied = source.event_counts(), target.event_counts()
     mismatches = []
     heads = source.chain_heads()
     for head in heads:
-        copy = theirs.pop(head.stream, None)
+        copy = theirs.pop(copied_trail(head.stream) if is_audit_trail(head.stream) else head.stream, None)
         if copy is None or copy.version != head.version:
             found = copy.version if copy else 0
             mismatches.append(f"{head.stream}: the head is version {head.version} in the source, {found} in the target")

@@ -7,6 +7,7 @@ import sys
 
 from archive.audit import read_audit
 from archive.codec import to_json
+from archive.events import AUDIT_STREAM, copied_trail
 from archive.errors import InvalidQueryError
 from archive.times import format_time, parse_time
 from query_api.escaping import plain_line
@@ -20,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     audit.add_argument("--since", metavar="TIME", help="only reads at or after TIME (ISO 8601 or -7d)")
     audit.add_argument("--until", metavar="TIME", help="only reads before TIME")
     audit.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+    audit.add_argument("--trail", metavar="NAME", default=AUDIT_STREAM,
+                       help="a trail copied from the store this one was migrated or restored from, e.g. "
+                       f"{copied_trail(AUDIT_STREAM)} (default: this store's own, {AUDIT_STREAM})")  # fmt: skip
     audit.set_defaults(handler=print_audit)
 
 
@@ -31,7 +35,12 @@ def print_audit(args: argparse.Namespace, config) -> int:
     out = sys.stdout
     count = 0
     with open_store(config) as store:
-        for count, recorded in enumerate(read_audit(store, who=args.who, since=since, until=until), 1):
+        trails = store.audit_trails()
+        if args.trail != AUDIT_STREAM and args.trail not in trails:
+            raise InvalidQueryError(f"--trail: this store keeps no trail {args.trail!r}; its copied trails: "
+                                    + (", ".join(t for t in trails if t != AUDIT_STREAM) or "none"))
+        for count, recorded in enumerate(read_audit(store, who=args.who, since=since, until=until,
+                                                    trail=args.trail), 1):
             r = recorded.event
             if args.json:
                 out.write(f'{{"seq":{recorded.position},"record":{to_json(r).decode()}}}\n')
@@ -45,5 +54,10 @@ def print_audit(args: argparse.Namespace, config) -> int:
             # Paths, rooms and users are what callers sent: shown escaped, never as the terminal's own sequences.
             out.write(plain_line(f"{format_time(r.occurred_at)}  {r.via:<3}  {who or 'anonymous'}  {what}{span}{result}{status}") + "\n")
         out.flush()
-        audit_cli_read(store, "audit", query=args.who, range_from=since, range_to=until, results=count)
+        audit_cli_read(store, "audit" + (f" --trail {args.trail}" if args.trail != AUDIT_STREAM else ""),
+                       query=args.who, range_from=since, range_to=until, results=count)
+        for trail in trails if args.trail == AUDIT_STREAM else ():
+            if trail != AUDIT_STREAM:
+                print(f"chat-archive audit: the reads made on the store this one was migrated or restored from are "
+                      f"in its trail {trail}: --trail {trail}", file=sys.stderr)
     return 0

@@ -1,0 +1,104 @@
+"""`migrate` and the audit trail: the source's trail is copied whole, at its numbers and links, beside the target's
+own (reads made on the target), so reads on either store between two runs break neither trail nor the next run.
+Both directions: SQLite to PostgreSQL and back."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import pytest
+from msgspec.structs import replace
+
+from archive.application import open_event_store
+from archive.audit import record_read
+from archive.events import AUDIT_STREAM, copied_trail
+from archive.integrity import verify_integrity, write_checkpoint
+from chat_archive.migration import check, copy_log, progress_file
+from tests.cli.test_events_commands import run_cli
+from tests.cli.test_migrate_purged import store_of
+from tests.cli.test_moving import history
+
+COPIED = copied_trail(AUDIT_STREAM)
+
+
+def read(store, query: str) -> None:
+    record_read(store, via="cli", endpoint="search", role="operator", query=query, results=1)
+
+
+def queries(records) -> list[str]:
+    return [r.event.query for r in records]
+
+
+@pytest.mark.parametrize("source_kind, target_kind", [("sqlite", "postgresql"), ("postgresql", "sqlite")])
+def test_reads_on_both_stores_between_two_migrations_keep_both_trails_whole_and_verifiable(source_kind, target_kind,
+                                                                                            tmp_path):
+    with ExitStack() as stack:
+        source_url, source = stack.enter_context(store_of(source_kind, tmp_path / "source.sqlite"))
+        target_url, target = stack.enter_context(store_of(target_kind, tmp_path / "target.sqlite"))
+        source.append(history()[:40])
+        for i in range(3):
+            read(source, f"source {i}")
+        write_checkpoint(source)  # names the source's audit head, version 3
+        progress = progress_file(tmp_path, source_url, target_url)
+        copy_log(source, target, progress)
+        assert check(source, target).ok
+        read(target, "checking the target")  # e.g. `chat-archive search` against the target
+        read(source, "source 3")  # `up` still serving from the source
+        write_checkpoint(source)  # the source's audit head, version 4, in the log the next run copies
+        copy_log(source, target, progress)
+        report = check(source, target)
+        assert report.ok, report.mismatches
+        assert queries(target.read_audit()) == ["checking the target"]  # the target's own reads
+        assert [(r.position, r.event) for r in target.read_audit(trail=COPIED)] == [
+            (r.position, r.event) for r in source.read_audit()]  # the source's, at its numbers
+        copied = next(h for h in target.chain_heads() if h.stream == COPIED)
+        assert copied == replace(next(h for h in source.chain_heads() if h.stream == AUDIT_STREAM), stream=COPIED)
+        integrity = verify_integrity(target)  # the source's checkpoints of its trail hold in the copy
+        assert integrity.ok, [str(s.broken) for s in integrity.streams if s.broken]
+        # The target takes over: its checkpoints name both trails, and both verify.
+        write_checkpoint(target)
+        read(target, "after the move")
+        assert verify_integrity(target).ok
+        assert queries(target.read_audit()) == ["checking the target", "after the move"]
+
+
+def test_a_copied_audit_record_removed_or_altered_in_the_target_is_found(tmp_path):
+    with ExitStack() as stack:
+        source_url, source = stack.enter_context(store_of("sqlite", tmp_path / "source.sqlite"))
+        target_url, target = stack.enter_context(store_of("sqlite", tmp_path / "target.sqlite"))
+        for i in range(4):
+            read(source, f"source {i}")
+        write_checkpoint(source)
+        copy_log(source, target, progress_file(tmp_path, source_url, target_url))
+        assert verify_integrity(target).ok
+        with target._recorder.datastore.transaction(commit=True) as c:
+            c.execute("UPDATE archive_audit_copied SET state=? WHERE seq=2", (b"\x80",))
+        broken = [str(s.broken) for s in verify_integrity(target).streams if s.broken]
+        assert len(broken) == 1, broken
+        assert broken[0].startswith(f"{COPIED}: version 2 (log position 2): stored bytes or link altered"), broken
+        with target._recorder.datastore.transaction(commit=True) as c:
+            c.execute("DELETE FROM archive_audit_copied WHERE seq=4")
+        broken = [str(s.broken) for s in verify_integrity(target).streams if s.broken]
+        assert any("4" in problem and "deleted" in problem for problem in broken), broken
+
+
+def test_migrate_runs_again_after_a_search_on_the_target(store_url, tmp_path):
+    """The operator's steps in DEPLOY: migrate, look at the target, stop `up`, migrate once more."""
+    source = f"sqlite:///{tmp_path}/old/events.sqlite"
+    with open_event_store(source) as store:
+        store.append(history())
+    index = {"CHAT_ARCHIVE_INDEX_PATH": f"{tmp_path}/data/index-migrated"}
+    first = run_cli("migrate", "--to", store_url, "--quiet", store_url=source, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    found = run_cli("search", "deploy", store_url=store_url, cwd=tmp_path, env=index)
+    assert found.returncode == 0, found.stderr
+    assert run_cli("log", "--limit", "1", store_url=source, cwd=tmp_path).returncode == 0  # a read on the source
+    again = run_cli("migrate", "--to", store_url, "--quiet", store_url=source, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    trail = run_cli("audit", "--json", store_url=store_url, cwd=tmp_path)
+    assert trail.returncode == 0, trail.stderr
+    copied = run_cli("audit", "--trail", COPIED, "--json", store_url=store_url, cwd=tmp_path)
+    assert copied.returncode == 0, copied.stderr
+    assert '"endpoint":"search"' in trail.stdout and '"endpoint":"log"' in copied.stdout
+    assert run_cli("verify", "--integrity", store_url=store_url, cwd=tmp_path).returncode == 0
+

@@ -4,8 +4,11 @@ A backup line is ``{"position": N, "version": V, "event": {...}}``: an event at 
 version in its stream, as the store holds it. Both are kept by a restore because records name events by
 them: a purge's record names the versions it deleted and a ``PurgeApplied`` names its purge's position;
 renumbered, they would name other events (the next purge would finish a restored purge by deleting events
-the source kept). The file ends with a trailer holding the lines' count and SHA-256 and the store's chain
-heads (a stream whose last events were purged goes on at its head's version, from its link).
+the source kept). After the events come the audit trails' records (who read what), each
+``{"trail": NAME, "seq": N, "event": {...}}``: a record at its sequence number in its trail, which a restore
+keeps beside the restored store's own trail (``archive.copied_trails``). The file ends with a trailer
+holding the lines' count and SHA-256 and the store's chain heads (a stream whose last events were purged goes
+on at its head's version, from its link), the audit trails' at their last records in the file.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import msgspec
 
 from archive.codec import from_json, to_json
 from archive.errors import EventDecodeError
-from archive.events import AUDIT_STREAM, MAX_NUMBER, ChainHead, Event, EventsPurged, PurgeApplied, Recorded
+from archive.events import MAX_NUMBER, ChainHead, Event, EventsPurged, PurgeApplied, Recorded
 
 GZIP_MAGIC = b"\x1f\x8b"
 # Records naming events by the positions and versions of the store that wrote them: renumbered, they name
@@ -28,6 +31,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 PURGE_KINDS = (EventsPurged, PurgeApplied)
 _fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _number = msgspec.json.Decoder(Annotated[int, msgspec.Meta(ge=1, le=MAX_NUMBER)]).decode
+_name = msgspec.json.Decoder(str).decode
 
 
 class _Trailer(msgspec.Struct):
@@ -43,10 +47,12 @@ def backup_line(version: int, record: Recorded) -> bytes:
     return b'{"position":%d,"version":%d,"event":%s}\n' % (record.position, version, to_json(record.event))
 
 
+def audit_line(trail: str, record: Recorded) -> bytes:
+    return b'{"trail":%s,"seq":%d,"event":%s}\n' % (msgspec.json.encode(trail), record.position, to_json(record.event))
+
+
 def trailer(digest: str, count: int, heads: Iterable[ChainHead]) -> bytes:
-    """The heads of the log's streams (not the audit trail's: a backup holds none of it)."""
-    log_heads = [head for head in heads if head.stream != AUDIT_STREAM]
-    return msgspec.json.encode({"sha256": digest, "count": count, "heads": log_heads}) + b"\n"
+    return msgspec.json.encode({"sha256": digest, "count": count, "heads": list(heads)}) + b"\n"
 
 
 def _is_trailer(line: bytes) -> bool:
@@ -55,12 +61,14 @@ def _is_trailer(line: bytes) -> bool:
 
 @dataclass
 class Entry:
-    """A line's event, with its position and version when the line holds them (a backup's do)."""
+    """A line's event, with its position and version when the line holds them (a backup's do); an audit record's
+    line: its trail, its sequence number as ``position``."""
 
     event: Event
     line: int
     position: int | None = None
     version: int | None = None
+    trail: str | None = None
 
 
 class LogFile:
@@ -103,6 +111,9 @@ class LogFile:
                 fields = _fields(raw)
                 if "event" not in fields:
                     yield Entry(from_json(raw), number)
+                    continue
+                if "trail" in fields:
+                    yield Entry(from_json(fields["event"]), number, _number(fields.get("seq", b"0")), trail=_name(fields["trail"]))
                     continue
                 position, version = (_number(fields[k]) if k in fields else None for k in ("position", "version"))
                 yield Entry(from_json(fields["event"]), number, position, version)

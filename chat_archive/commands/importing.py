@@ -15,7 +15,7 @@ from typing import BinaryIO
 import msgspec
 
 from archive.errors import ChatArchiveError, EventDecodeError, StoreError
-from archive.events import ChainHead, Event, EventsPurged, Recorded, misplaced
+from archive.events import ChainHead, ContentRead, Event, EventsPurged, Recorded, copied_trail, is_audit_trail, misplaced
 from archive.room_names import RoomNames
 from archive.store import MAX_BATCH, EventStore
 
@@ -44,8 +44,13 @@ class _Survey:
     misplaced: str | None = None  # the first line whose event names a stream it cannot go to, and why
     last_position: int = 0
     versions: dict[str, int] = field(default_factory=dict)  # stream -> its last version in the lines
+    trails: dict[str, int] = field(default_factory=dict)  # audit trail -> its last record's number in the lines
 
     def read(self, entry: Entry) -> None:
+        if entry.trail is not None:
+            return self._read_record(entry)
+        if self.trails:
+            self._disorder(entry, "an event after the audit records")
         if isinstance(entry.event, PURGE_KINDS) and self.purge_line is None:
             self.purge_line = entry.line
         if type(entry.event) is EventsPurged:
@@ -61,6 +66,15 @@ class _Survey:
         if entry.version <= before:
             self._disorder(entry, f"version {entry.version} of {room} after its version {before}")
         self.last_position, self.versions[room] = entry.position, entry.version
+
+    def _read_record(self, entry: Entry) -> None:
+        """An audit record's line: a backup holds each trail whole, its records numbered from 1 (``copy_audit``)."""
+        if not is_audit_trail(entry.trail) or not isinstance(entry.event, ContentRead):
+            raise EventDecodeError(f"{self.source}, line {entry.line}: not an audit trail's record")
+        before = self.trails.get(entry.trail, 0)
+        if entry.position != before + 1:
+            self._disorder(entry, f"record {entry.position} of {entry.trail} after its record {before}")
+        self.trails[entry.trail] = entry.position
 
     def _disorder(self, entry: Entry, what: str):
         raise EventDecodeError(f"{self.source}, line {entry.line}: {what}: a backup's lines are in log order, "
@@ -84,11 +98,15 @@ def import_events(args: argparse.Namespace, config) -> int:
     # A backup holds what its store held, and is restored as it was; other lines go in as new events.
     if not survey.numbered and survey.misplaced:
         raise EventDecodeError(f"{survey.misplaced}: nothing was imported")
-    if survey.numbered and survey.last_position and not log.ends_with_trailer:
+    backup = survey.numbered and bool(survey.last_position or survey.trails)
+    if survey.trails and not backup:
+        raise EventDecodeError(f"{source}: audit records are restored from a backup written by `chat-archive "
+                               "export-log` only, whose every line holds its event's position and version")
+    if backup and not log.ends_with_trailer:
         raise EventDecodeError(f"{source}: a backup ends with its trailer (count, SHA-256, chain heads): this one "
                                "is cut short or has lines after it")
     with open_store(config) as store:
-        if survey.numbered and survey.last_position:
+        if backup:
             return _restore(store, opener, survey, log.heads)
         names = RoomNames(store.rooms())
         with opener() as raw:
@@ -134,22 +152,39 @@ def _expected_heads(survey: _Survey, trailer_heads: list[ChainHead]) -> dict[str
     return expected
 
 
+def _expected_trails(survey: _Survey, trailer_heads: list[ChainHead]) -> dict[str, ChainHead]:
+    """The heads of the audit trails the restore copies, from the trailer, which must name every trail the lines
+    hold at its last record (a backup written before it held audit trails names none)."""
+    heads = {head.stream: head for head in trailer_heads if is_audit_trail(head.stream)}
+    if {stream: head.version for stream, head in heads.items()} != survey.trails:
+        raise EventDecodeError(f"{survey.source}: its trailer's audit trail heads are not its audit records' last ones")
+    return heads
+
+
 def _restore(store: EventStore, opener, survey: _Survey, trailer_heads: list[ChainHead]) -> int:
     heads = _expected_heads(survey, trailer_heads)
+    trails = _expected_trails(survey, trailer_heads)
     purged = purged_spans(survey.purges)
     with opener() as raw:
         entries = LogFile(raw, survey.source).entries()
         held = _skip_held(store, entries)
-        copies = ((e.version, Recorded(e.position, e.event)) for e in entries)
+        records: list[Entry] = []  # the first audit record, which ends the events (``_Survey``)
+        events = itertools.takewhile(lambda e: e.trail is None or records.append(e), entries)
+        copies = ((e.version, Recorded(e.position, e.event)) for e in events)
         read, new, _ = copy_records(copies, store, copied_chains(purged, trailer_heads))
-    carry_purged_heads(heads.values(), store, purged)
+        carry_purged_heads(heads.values(), store, purged)
+        # Each trail beside the store's own, as `migrate` keeps the source's (``archive.copied_trails``).
+        copied = sum(store.copy_audit(copied_trail(trail), (Recorded(e.position, e.event) for e in lines))
+                     for trail, lines in itertools.groupby(itertools.chain(records, entries), lambda e: e.trail))
     restored = {head.stream: head for head in store.chain_heads()}
-    differ = [stream for stream, head in heads.items() if restored.get(stream) != head]
+    expected = [*heads.values(), *(msgspec.structs.replace(head, stream=copied_trail(head.stream))
+                                   for head in trails.values())]
+    differ = [head.stream for head in expected if restored.get(head.stream) != head]
     if differ:
         raise StoreError(f"the restored chain heads differ from the backup's trailer in {', '.join(differ)}: the "
                          "file's events or its trailer were altered")
     print(f"restored {new} new events from {survey.source} at their positions and versions ({held + read - new} "
-          "already archived)")
+          f"already archived) and {copied} new audit records beside the store's own trail")
     return 0
 
 

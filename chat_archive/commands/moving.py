@@ -1,5 +1,5 @@
 """`migrate --to URL`: move the archive to another store (SQLite to PostgreSQL); `export-log FILE`:
-the whole log as compressed JSON lines, a portable backup (`import FILE` reads it back)."""
+the whole log and the audit trails as compressed JSON lines, a portable backup (`import FILE` reads it back)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import msgspec
 
 from archive.application import StoreLocation, open_event_store
 from archive.errors import ConfigError, StoreError
+from archive.events import ChainHead, is_audit_trail
 from projections.rebuild import ProgressBar
 from query_api.server_tables import copy_server_tables
 
 from ..bootstrap import audit_cli_read, open_store, rebuild_projections
-from ..log_file import backup_line, trailer
+from ..log_file import audit_line, backup_line, trailer
 from ..migration import check, copy_log, progress_file
 
 
@@ -77,8 +78,8 @@ def run_migrate(args: argparse.Namespace, config) -> int:
 
 
 def run_export_log(args: argparse.Namespace, config) -> int:
-    """A backup (``chat_archive.log_file``): every event at its position and version, then a trailer with
-    the lines' count and SHA-256 and the chain heads."""
+    """A backup (``chat_archive.log_file``): every event at its position and version, every audit trail's records
+    at their numbers, then a trailer with the lines' count and SHA-256 and the chain heads."""
     try:  # opening and closing the file too (a missing directory, a full disk at the last flush)
         output = sys.stdout.buffer if args.file == "-" else open(args.file, "wb")
         try:
@@ -89,12 +90,22 @@ def run_export_log(args: argparse.Namespace, config) -> int:
                     digest.update(line)
                     out.write(line)
                     count += 1
-                out.write(trailer(digest.hexdigest(), count, store.chain_heads()))
+                heads = [head for head in store.chain_heads() if not is_audit_trail(head.stream)]
+                records = 0
+                for trail in store.audit_trails():
+                    for record in store.read_audit(trail=trail):
+                        line = audit_line(trail, record)
+                        digest.update(line)
+                        out.write(line)
+                        records += 1
+                    # The trail's head at the last record written: records appended since are not in the file.
+                    heads.append(ChainHead(trail, record.position, store.audit_link(trail, record.position).hex(), 1))
+                out.write(trailer(digest.hexdigest(), count + records, sorted(heads, key=lambda h: h.stream)))
                 audit_cli_read(store, "export-log", results=count)
         finally:
             if output is not sys.stdout.buffer:
                 output.close()
     except OSError as e:
         raise StoreError(f"cannot write {args.file}: {e.strerror}") from e
-    print(f"exported {count:,} events to {args.file}", file=sys.stderr)
+    print(f"exported {count:,} events and {records:,} audit records to {args.file}", file=sys.stderr)
     return 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from msgspec.structs import replace as replace_struct
 
 from .chain import Break, WalkResult, walk_chain
-from .events import COMPLIANCE_STREAM, ChainCheckpoint, ChainHead, EventsPurged, PurgedSpan
+from .events import COMPLIANCE_STREAM, ChainCheckpoint, ChainHead, EventsPurged, PurgedSpan, is_audit_trail
 from .records import COPIED
 from .store import EventStore
 from .times import utcnow
@@ -92,7 +92,7 @@ def verify_integrity(store: EventStore, stream: str | None = None,
     for checkpoint in checkpoints:
         for head in checkpoint.heads:
             checkpointed.setdefault(head.stream, []).append(head)
-    _attribute_to_copies(store, checkpointed)
+    checkpointed = _attribute_to_copies(store, checkpointed)
     # Counted in the log itself before the walks (which then see as many rows or more, as appends go on): SQLite
     # walks a stream through its side index, which a row written behind the store's back need not be in.
     logged = store.event_counts()
@@ -121,21 +121,21 @@ def verify_integrity(store: EventStore, stream: str | None = None,
     return IntegrityReport(results, len(checkpoints))
 
 
-def _attribute_to_copies(store: EventStore, checkpointed: dict[str, list[ChainHead]]) -> None:
+def _attribute_to_copies(store: EventStore, checkpointed: dict[str, list[ChainHead]]) -> dict[str, list[ChainHead]]:
     """The checkpoints copied from the store an audit trail was copied from (``archive.copied_trails``) name that
-    trail by the name it had there, which this store's own trail has here: each checkpointed head of a trail goes
-    to the trail's copy when the copy holds the head's link at its version (a link is a hash over its trail's
-    every record: it names one trail). A head neither holds stays with the trail it names, whose walk reports it."""
-    for copy in sorted((t for t in store.audit_trails() if t.endswith(COPIED)), key=len, reverse=True):
-        named = copy[: -len(COPIED)]
-        stays = []
-        for head in checkpointed.pop(named, []):
-            if store.audit_link(copy, head.version) == bytes.fromhex(head.link):
-                checkpointed.setdefault(copy, []).append(replace_struct(head, stream=copy))
-            else:
-                stays.append(head)
-        if stays:
-            checkpointed[named] = stays
+    trail by the name it had there, which this store's own trail (or a shallower copy) has here: each checkpointed
+    head of an audit trail goes to the trail's copy (or the copy's copy...) holding the head's link at its version
+    (a link is a hash over its trail's every record: it names one trail). A head none holds stays with the trail
+    it names, whose walk reports it."""
+    copies = [trail for trail in store.audit_trails() if trail.endswith(COPIED)]
+    attributed: dict[str, list[ChainHead]] = {}
+    for named, heads in checkpointed.items():
+        deeper = [copy for copy in copies if is_audit_trail(named) and copy.startswith(named + COPIED)]
+        for head in heads:
+            link = bytes.fromhex(head.link)
+            trail = next((copy for copy in deeper if store.audit_link(copy, head.version) == link), named)
+            attributed.setdefault(trail, []).append(replace_struct(head, stream=trail))
+    return attributed
 
 
 def _genesis_version(stream, rows, head: ChainHead | None, checkpoints: list[ChainHead]) -> int:

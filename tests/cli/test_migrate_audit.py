@@ -141,3 +141,23 @@ def test_export_log_holds_the_audit_trails_and_import_restores_them_verifiably(s
         path.write_bytes(gzip.compress(b"".join(damaged)))
         refused = run_cli("import", str(path), store_url=f"sqlite:///{tmp_path}/{name}.sqlite", cwd=tmp_path)
         assert refused.returncode == 1 and "altered or is incomplete" in refused.stderr, (name, refused.stderr)
+
+
+def test_a_store_migrated_again_carries_both_trails_and_the_first_stores_checkpoints_still_verify(tmp_path):
+    with ExitStack() as stack:
+        first_url, first = stack.enter_context(store_of("sqlite", tmp_path / "first.sqlite"))
+        second_url, second = stack.enter_context(store_of("postgresql", tmp_path / "second.sqlite"))
+        third_url, third = stack.enter_context(store_of("sqlite", tmp_path / "third.sqlite"))
+        first.append(history()[:20])
+        read(first, "on the first")
+        write_checkpoint(first)  # names the first store's trail as chat-archive:audit
+        copy_log(first, second, progress_file(tmp_path, first_url, second_url))
+        read(second, "on the second")
+        copy_log(second, third, progress_file(tmp_path, second_url, third_url))
+        report = check(second, third)
+        assert report.ok, report.mismatches
+        assert queries(third.read_audit(trail=COPIED)) == ["on the second"]
+        assert queries(third.read_audit(trail=copied_trail(COPIED))) == ["on the first"]
+        integrity = verify_integrity(third)
+        assert integrity.ok, [str(s.broken) for s in integrity.streams if s.broken]
+        assert {s.stream for s in integrity.streams} >= {COPIED, copied_trail(COPIED)}

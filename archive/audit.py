@@ -91,6 +91,7 @@ def audit_page(
     since: datetime | None = None,
     until: datetime | None = None,
     after: int = 0,
+    trail: str = AUDIT_STREAM,
 ) -> tuple[list[Recorded], int | None]:
     """Up to ``limit`` records of ``read_audit``, and the sequence number the next page goes on after (None: the
     trail holds no more). A page reads the records after ``after`` up to ``SCAN`` of them: a filter that matches
@@ -98,8 +99,8 @@ def audit_page(
     looked, so that no request reads the whole trail (it grows with every request)."""
     through = min(after + SCAN, MAX_SEQ)
     found: list[Recorded] = []
-    for recorded in read_audit(store, who=who, since=since, until=until, after=after, through=through):
+    for recorded in read_audit(store, who=who, since=since, until=until, after=after, through=through, trail=trail):
         if len(found) == limit:
             return found, found[-1].position
         found.append(recorded)
-    return found, (through if store.audit_last() > through else None)
+    return found, (through if store.audit_last(trail) > through else None)

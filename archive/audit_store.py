@@ -98,8 +98,10 @@ class AuditStore:
             raise StoreError(f"could not copy audit records: {e}") from e
         return len(rows)
 
-    def audit_last(self) -> int:
+    def audit_last(self, trail: str = AUDIT_STREAM) -> int:
         """The sequence number of the trail's last record, 0 for none."""
+        if trail != AUDIT_STREAM:
+            return next((h.version for h in self._copied_trail_heads() if h.stream == trail), 0)
         try:
             head = self._recorder.audit_head()
         except PersistenceError as e:

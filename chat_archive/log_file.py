@@ -113,7 +113,8 @@ class LogFile:
                     yield Entry(from_json(raw), number)
                     continue
                 if "trail" in fields:
-                    yield Entry(from_json(fields["event"]), number, _number(fields.get("seq", b"0")), trail=_name(fields["trail"]))
+                    seq = _number(fields.get("seq", b"0"))
+                    yield Entry(from_json(fields["event"]), number, seq, trail=_name(fields["trail"]))
                     continue
                 position, version = (_number(fields[k]) if k in fields else None for k in ("position", "version"))
                 yield Entry(from_json(fields["event"]), number, position, version)

@@ -21,11 +21,12 @@ from flask import Blueprint, Flask, Response, g, request
 from archive.audit import audit_page, record_read
 from archive.codec import to_json
 from archive.errors import ChatArchiveError, InvalidQueryError
+from archive.events import AUDIT_STREAM
 from archive.times import parse_time
 
 from . import busy
 from .context import api, caller
-from .errors import ApiError, error_response
+from .errors import ApiError, bad_parameter, error_response
 from .params import Params
 from .roles import Capability
 
@@ -154,15 +155,20 @@ def _time(text: str | None):
 @bp.get("/audit")
 def audit() -> Response:
     """Audit records, oldest first: ``who`` (token id, site user or role), ``since``/``until``, ``after``
-    (a log position from ``next_after``) and ``limit``. Compliance only. A page looks at ``archive.audit.SCAN``
+    (a log position from ``next_after``), ``limit`` and ``trail`` (the store's own, or one copied from the store it
+    was migrated or restored from: ``archive.copied_trails``). Compliance only. A page looks at ``archive.audit.SCAN``
     records at most: with a filter, it may hold fewer than ``limit`` (even none) and still a ``next_after``."""
     caller(Capability.AUDIT)
-    params = Params(request.args, ("who", "since", "until", "after", "limit"))
+    params = Params(request.args, ("who", "since", "until", "after", "limit", "trail"))
     since, until = params.time_range("since", "until")
     after = params.integer("after", 0)
     limit = params.integer("limit", 100, minimum=1, maximum=PAGE_LIMIT)
+    trail = params.text("trail") or AUDIT_STREAM
+    if trail != AUDIT_STREAM and trail not in (trails := api().store.audit_trails()):
+        copies = ", ".join(t for t in trails if t != AUDIT_STREAM) or "none"
+        raise bad_parameter("trail", f"this store keeps no trail {trail!r} (its own: {AUDIT_STREAM}; copied: {copies})")
     records, next_after = audit_page(api().store, who=params.text("who"), since=since, until=until, after=after,
-                                     limit=limit)
+                                     limit=limit, trail=trail)
     results(len(records))
     body = b'{"records":[%s],"next_after":%s}' % (
         b",".join(b'{"position":%d,"record":%s}' % (r.position, to_json(r.event)) for r in records),

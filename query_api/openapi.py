@@ -214,7 +214,9 @@ def document() -> dict:
             [query("who", {"type": "string"}, "only records of this token id, site user or role"),
              time_param("since", "records at or after"), time_param("until", "records before"),
              query("after", {"type": "integer", "minimum": 0}, "the `next_after` of an earlier page"),
-             query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})],
+             query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+             query("trail", {"type": "string"}, "`chat-archive:audit` (the default): the reads made on this store; "
+                   "`chat-archive:audit:copied`: the trail of the store it was migrated or restored from")],
             json_ok("records oldest first: `{\"records\": [{\"position\": N, \"record\": {...}}], \"next_after\": N|null}`; "
                     "a page looks at 10,000 records at most, so with a filter it may hold fewer than `limit`, even none, "
                     "while `next_after` is not null: page on until it is",

@@ -15,7 +15,9 @@ from typing import BinaryIO
 import msgspec
 
 from archive.errors import ChatArchiveError, EventDecodeError, StoreError
-from archive.events import ChainHead, ContentRead, Event, EventsPurged, Recorded, copied_trail, is_audit_trail, misplaced
+from archive.events import (
+    ChainHead, ContentRead, Event, EventsPurged, Recorded, copied_trail, is_audit_trail, misplaced,
+)
 from archive.room_names import RoomNames
 from archive.store import MAX_BATCH, EventStore
 

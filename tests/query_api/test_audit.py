@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import datetime, timezone
 
 import pytest
 
 from archive.application import open_event_store
 from archive.audit import read_audit
+from archive.events import AUDIT_STREAM, ContentRead, Recorded, copied_trail
 from archive.integrity import verify_integrity
 from query_api import create_app
 from query_api.roles import Role
@@ -329,3 +331,29 @@ def test_the_widget_feed_is_recorded_like_any_transcript_read(audited):
     assert record.results == len(feed.json["items"])
     assert client.get(f"/widget/{SECRET}/activity", headers={"X-Widget-Ticket": ticket}).status_code == 401
     assert (last_record(store).status, last_record(store).rooms) == (401, (SECRET,))  # refused reads too
+
+
+def test_compliance_reads_a_trail_copied_from_the_store_this_one_came_from(audited):
+    """After `migrate` (or a backup's restore) the source's trail is kept beside the store's own
+    (``archive.copied_trails``): `trail=chat-archive:audit:copied` pages through it as through the own one."""
+    app, store, tokens, _ = audited
+    copied = copied_trail(AUDIT_STREAM)
+    elsewhere = [Recorded(seq, record_read_elsewhere(seq)) for seq in range(1, 6)]
+    store.copy_audit(copied, elsewhere)
+    client = app.test_client()
+    first = client.get(f"/api/v1/audit?trail={copied}&limit=3", headers=auth(tokens["compliance"])).json
+    assert [r["record"]["query"] for r in first["records"]] == ["elsewhere 1", "elsewhere 2", "elsewhere 3"]
+    rest = client.get(f"/api/v1/audit?trail={copied}&after={first['next_after']}",
+                      headers=auth(tokens["compliance"])).json
+    assert [r["position"] for r in rest["records"]] == [4, 5] and rest["next_after"] is None
+    own = client.get("/api/v1/audit", headers=auth(tokens["compliance"])).json
+    assert "elsewhere 1" not in json.dumps(own)  # the store's own trail holds the reads made on it
+    unknown = client.get("/api/v1/audit?trail=nothing", headers=auth(tokens["compliance"]))
+    assert unknown.status_code == 400 and unknown.json["error"]["code"] == "invalid_parameter", unknown.json
+    assert copied in unknown.json["error"]["message"]
+
+
+def record_read_elsewhere(seq: int) -> ContentRead:
+    at = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
+    return ContentRead(room=AUDIT_STREAM, occurred_at=at, recorded_at=at, request_id=f"r{seq}", via="cli",
+                       endpoint="search", query=f"elsewhere {seq}")

@@ -43,6 +43,7 @@ class CopyReport:
     read: int  # events read from the source
     appended: int  # of those, new to the target
     position: int  # source position reached
+    audit_records: int = 0  # the source's audit records new to the target's copies of its trails
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,7 @@ def copy_log(
     if on_page and not read:
         on_page(after)
     carry_purged_heads(source.chain_heads(), target, purged)
-    _copy_audit(source, target)
-    return CopyReport(read, appended, position or after)
+    return CopyReport(read, appended, position or after, _copy_audit(source, target))
 
 
 def copied_chains(purged: dict[str, list[PurgedSpan]], heads: Iterable[ChainHead]) -> CopiedChains:
@@ -177,14 +177,16 @@ def covered(spans: list[PurgedSpan], last_copied: int, head: ChainHead) -> bool:
     return False
 
 
-def _copy_audit(source: EventStore, target: EventStore) -> None:
+def _copy_audit(source: EventStore, target: EventStore) -> int:
     """The audit trails (who read what) are not part of the log: each of the source's follows, record by record, into
     its copy in the target (``archive.copied_trails``), after the records the copy holds. Reads made on the target
     are in its own trail, and take none of the source's numbers."""
     held = {head.stream: head.version for head in target.chain_heads()}
+    copied = 0
     for trail in source.audit_trails():
         copy = copied_trail(trail)
-        target.copy_audit(copy, source.read_audit(after=held.get(copy, 0), trail=trail))
+        copied += target.copy_audit(copy, source.read_audit(after=held.get(copy, 0), trail=trail))
+    return copied
 
 
 def check(source: EventStore, target: EventStore) -> CheckReport:

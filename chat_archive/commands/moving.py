@@ -61,7 +61,8 @@ def run_migrate(args: argparse.Namespace, config) -> int:
                 print(f"chat-archive migrate: {problem}", file=sys.stderr)
             raise StoreError(f"the copy does not match the source in {len(report.mismatches)} streams: run migrate again")
         print(
-            f"chat-archive migrate: {copied.appended:,} events copied ({copied.read - copied.appended:,} there already); "
+            f"chat-archive migrate: {copied.appended:,} events copied ({copied.read - copied.appended:,} there already) "
+            f"and {copied.audit_records:,} audit records, beside the target's own trail; "
             f"checked: {report.events:,} events in {report.streams:,} streams, counts and chain heads match",
             file=sys.stderr,
         )

@@ -152,6 +152,16 @@ def _time(text: str | None):
         return None  # the endpoint itself answered the bad value with a 400
 
 
+def checked_trail(params: Params) -> str:
+    """The ``trail`` parameter: the store's own trail (the default) or one it keeps copied from the store it was
+    migrated or restored from (``archive.copied_trails``)."""
+    trail = params.text("trail") or AUDIT_STREAM
+    if trail != AUDIT_STREAM and trail not in (trails := api().store.audit_trails()):
+        copies = ", ".join(t for t in trails if t != AUDIT_STREAM) or "none"
+        raise bad_parameter("trail", f"this store keeps no trail {trail!r} (its own: {AUDIT_STREAM}; copied: {copies})")
+    return trail
+
+
 @bp.get("/audit")
 def audit() -> Response:
     """Audit records, oldest first: ``who`` (token id, site user or role), ``since``/``until``, ``after``
@@ -163,10 +173,7 @@ def audit() -> Response:
     since, until = params.time_range("since", "until")
     after = params.integer("after", 0)
     limit = params.integer("limit", 100, minimum=1, maximum=PAGE_LIMIT)
-    trail = params.text("trail") or AUDIT_STREAM
-    if trail != AUDIT_STREAM and trail not in (trails := api().store.audit_trails()):
-        copies = ", ".join(t for t in trails if t != AUDIT_STREAM) or "none"
-        raise bad_parameter("trail", f"this store keeps no trail {trail!r} (its own: {AUDIT_STREAM}; copied: {copies})")
+    trail = checked_trail(params)
     records, next_after = audit_page(api().store, who=params.text("who"), since=since, until=until, after=after,
                                      limit=limit, trail=trail)
     results(len(records))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import redirect, render_template, request, url_for
 
 from archive.audit import audit_page as trail_page
+from archive.events import AUDIT_STREAM
 from archive.times import format_time
 
 from .. import audit
@@ -22,16 +23,19 @@ AUDIT_PAGE = 200
 @bp.get("/audit")
 def audit_page():
     require(Capability.AUDIT)
-    params = Params(request.args, ("who", "since", "until", "after"))
+    params = Params(request.args, ("who", "since", "until", "after", "trail"))
     since, until = params.time_range("since", "until")
     after = params.integer("after", 0)
+    trail = audit.checked_trail(params)
     records, next_after = trail_page(api().store, who=params.text("who"), since=since, until=until, after=after,
-                                     limit=AUDIT_PAGE)
+                                     limit=AUDIT_PAGE, trail=trail)
     audit.results(len(records))
     return render_template(
         "web/audit.html",
         rows=[(r.position, format_time(r.event.occurred_at), r.event) for r in records],
-        form={k: request.args.get(k, "") for k in ("who", "since", "until")},
+        form={**{k: request.args.get(k, "") for k in ("who", "since", "until")}, "trail": trail},
+        own=AUDIT_STREAM,
+        copies=[t for t in api().store.audit_trails() if t != AUDIT_STREAM],
         next_after=next_after,
         after=after,
         format_time=format_time,

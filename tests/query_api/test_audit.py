@@ -357,3 +357,16 @@ def record_read_elsewhere(seq: int) -> ContentRead:
     at = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
     return ContentRead(room=AUDIT_STREAM, occurred_at=at, recorded_at=at, request_id=f"r{seq}", via="cli",
                        endpoint="search", query=f"elsewhere {seq}")
+
+
+def test_the_audit_page_offers_and_shows_a_copied_trail(audited):
+    app, store, tokens, _ = audited
+    copied = copied_trail(AUDIT_STREAM)
+    client = app.test_client()
+    assert sign_in(client, tokens["compliance"]).status_code == 303
+    assert copied not in client.get("/audit").get_data(as_text=True)  # no copy kept: nothing to choose
+    store.copy_audit(copied, [Recorded(seq, record_read_elsewhere(seq)) for seq in range(1, 4)])
+    assert f'<option value="{copied}"' in client.get("/audit").get_data(as_text=True)
+    page = client.get(f"/audit?trail={copied}").get_data(as_text=True)
+    assert "elsewhere 1" in page and "elsewhere 3" in page and f'<option value="{copied}" selected' in page
+    assert "elsewhere 1" not in client.get("/audit").get_data(as_text=True)

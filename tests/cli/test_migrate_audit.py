@@ -144,11 +144,12 @@ def test_export_log_holds_the_audit_trails_and_import_restores_them_verifiably(s
         assert refused.returncode == 1 and "altered or is incomplete" in refused.stderr, (name, refused.stderr)
 
 
-def test_a_store_migrated_again_carries_both_trails_and_the_first_stores_checkpoints_still_verify(tmp_path):
+@pytest.mark.parametrize("kinds", [("sqlite", "postgresql", "sqlite"), ("postgresql", "sqlite", "postgresql")])
+def test_a_store_migrated_again_carries_both_trails_and_the_first_stores_checkpoints_still_verify(kinds, tmp_path):
     with ExitStack() as stack:
-        first_url, first = stack.enter_context(store_of("sqlite", tmp_path / "first.sqlite"))
-        second_url, second = stack.enter_context(store_of("postgresql", tmp_path / "second.sqlite"))
-        third_url, third = stack.enter_context(store_of("sqlite", tmp_path / "third.sqlite"))
+        first_url, first = stack.enter_context(store_of(kinds[0], tmp_path / "first.sqlite"))
+        second_url, second = stack.enter_context(store_of(kinds[1], tmp_path / "second.sqlite"))
+        third_url, third = stack.enter_context(store_of(kinds[2], tmp_path / "third.sqlite"))
         first.append(history()[:20])
         read(first, "on the first")
         write_checkpoint(first)  # names the first store's trail as chat-archive:audit
@@ -162,3 +163,4 @@ def test_a_store_migrated_again_carries_both_trails_and_the_first_stores_checkpo
         integrity = verify_integrity(third)
         assert integrity.ok, [str(s.broken) for s in integrity.streams if s.broken]
         assert {s.stream for s in integrity.streams} >= {COPIED, copied_trail(COPIED)}
+        assert third.audit_trails() == [COPIED, copied_trail(COPIED)]  # the own trail holds no record yet

@@ -164,3 +164,24 @@ def test_a_store_migrated_again_carries_both_trails_and_the_first_stores_checkpo
         assert integrity.ok, [str(s.broken) for s in integrity.streams if s.broken]
         assert {s.stream for s in integrity.streams} >= {COPIED, copied_trail(COPIED)}
         assert third.audit_trails() == [COPIED, copied_trail(COPIED)]  # the own trail holds no record yet
+
+
+def test_a_target_an_earlier_version_migrated_into_gets_the_sources_trail_whole_by_running_migrate_again(tmp_path):
+    """An earlier `migrate` appended the source's records to the target's own trail (DEPLOY: running this version's
+    once more copies the source's trail whole beside it, and both check and verify)."""
+    with ExitStack() as stack:
+        source_url, source = stack.enter_context(store_of("sqlite", tmp_path / "source.sqlite"))
+        target_url, target = stack.enter_context(store_of("postgresql", tmp_path / "target.sqlite"))
+        source.append(history()[:20])
+        for i in range(3):
+            read(source, f"source {i}")
+        write_checkpoint(source)
+        for record in source.read_audit():  # what the earlier version did
+            target.append_audit(record.event)
+        read(target, "on the target")
+        copy_log(source, target, progress_file(tmp_path, source_url, target_url))
+        report = check(source, target)
+        assert report.ok, report.mismatches
+        assert queries(target.read_audit(trail=COPIED)) == ["source 0", "source 1", "source 2"]
+        integrity = verify_integrity(target)
+        assert integrity.ok, [str(s.broken) for s in integrity.streams if s.broken]

@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 
 class ProjectionReset(ChatArchiveError):
     """Raised by ``commit`` when the projection's storage was replaced under it
-    (a rebuild swapped in fresh tables). The projection has dropped its pending
-    changes; ``position()`` says where to resume."""
+    (a rebuild swapped in fresh tables) or written by another runner. The projection
+    has dropped its pending changes; ``position()`` says where to resume."""
 
 
 class Projection(Protocol):
@@ -233,7 +233,8 @@ class LogFollower:
                 # position the view holds (``_retrying``), never commit the same changes twice.
                 self._torn = True
                 raise
-            except ProjectionReset:
+            except ProjectionReset as e:
+                log.warning("projection %s: %s", self.projection.name, e)
                 self._applied = self._committed = self.projection.position()
             else:
                 self._committed = self._applied

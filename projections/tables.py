@@ -48,7 +48,7 @@ class TableProjection:
         # Only a rebuild's target is made without loading: it needs nothing of the live generation,
         # which may be of a layout this code can no longer read (the rebuild is how it is replaced).
         if load:
-            self._reset()
+            self._load()
 
     @classmethod
     def outdated(cls, recorder: ViewRecorder) -> str | None:
@@ -68,6 +68,12 @@ class TableProjection:
             step(record.position, record.event)
 
     def discard(self) -> None:
+        self._load()
+
+    def _load(self) -> None:
+        # The position first: a commit by another runner after it only makes the next commit find the view
+        # moved on (``commit_batch``'s ``after``), and load again.
+        self._since = self.recorder.position(self.name, self.generation)
         self._reset()
 
     def commit(self, position: int) -> None:
@@ -76,15 +82,17 @@ class TableProjection:
             self._committed(position)
             return
         try:
-            self.recorder.commit_batch(
-                self.name, self.generation, position, self._statements(), building=self.building
-            )
-        except GenerationChanged:
+            # A build's tables have one writer; the live view's, where a runner that lost its lease wakes
+            # beside the one that took over (``viewdb.commit_batch``), may have two.
+            self.recorder.commit_batch(self.name, self.generation, position, self._statements(),
+                                       building=self.building, after=None if self.building else self._since)
+        except GenerationChanged as e:
             if self.building:
                 raise
             self.generation = self.recorder.generations(self.name)[0]
-            self._reset()
-            raise ProjectionReset(f"{self.name} was rebuilt; resuming from generation {self.generation}") from None
+            self._load()
+            raise ProjectionReset(f"{e}; resuming from generation {self.generation} at {self._since}") from None
+        self._since = position
         self._committed(position)
 
     # -- Rebuildable ---------------------------------------------------------
@@ -126,7 +134,7 @@ class TableProjection:
         self.recorder.add_indexes(self.name, fresh.generation, self.deferred_ddl() + self.query_ddl)
         self.recorder.swap_in(self.name, fresh.generation)
         self.generation = fresh.generation
-        self._reset()
+        self._load()
 
     def abort_rebuild(self, fresh: TableProjection) -> None:
         self.recorder.drop_building(self.name, fresh.generation)

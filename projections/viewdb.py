@@ -282,16 +282,24 @@ class ViewRecorderMixin:
     # -- writes and reads ----------------------------------------------------
 
     def commit_batch(
-        self, projection: str, generation: int, position: int, statements: Statements, *, building: bool
+        self, projection: str, generation: int, position: int, statements: Statements, *, building: bool,
+        after: int | None = None,
     ) -> None:
         """Write ``statements`` and the generation's position in one transaction.
 
         Raises GenerationChanged (and writes nothing) if ``generation`` is no
-        longer the live one (or, for a build, the one being built).
+        longer the live one (or, for a build, the one being built), or if it no longer holds position
+        ``after``, which the changes follow (another runner committed since this one read it).
         """
+        name = self.tracking_name(projection, generation)
         try:
             with self._write() as c:
-                self._insert_tracking(c, Tracking(self.tracking_name(projection, generation), position))
+                if after is not None and (held := self._held_position(c, name)) != after:
+                    raise GenerationChanged(
+                        f"{projection} generation {generation} holds position {held}, not {after}: "
+                        "another runner committed it"
+                    )
+                self._insert_tracking(c, Tracking(name, position))
                 c.execute(
                     self._g("SELECT live, building FROM {g} WHERE projection=?" + self.row_lock), (projection,)
                 )
@@ -307,6 +315,10 @@ class ViewRecorderMixin:
 
     def _write_rows(self, c: Any, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         c.executemany(statement, rows)
+
+    def _held_position(self, c: Any, name: str) -> int:
+        """The position tracked as ``name``, which no other commit changes before this transaction ends."""
+        raise NotImplementedError
 
     def read(self, projection: str, work: Callable[[Callable[..., list], int], Any]) -> Any:
         """Run ``work(query, generation)`` on the live generation.

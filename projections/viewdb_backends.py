@@ -69,6 +69,11 @@ class SQLiteViewRecorder(ViewRecorderMixin, SQLiteTrackingRecorder):
         # A write first takes SQLite's write lock, so the read that follows cannot go stale.
         c.execute(f"UPDATE {PREFIX}generations SET live=live WHERE 0")
 
+    def _held_position(self, c: Any, name: str) -> int:
+        self._lock_generations(c)
+        c.execute(f"SELECT MAX(notification_id) FROM {self.tracking_table} WHERE application_name=?", (name,))
+        return c.fetchone()[0] or 0
+
     def erase_dropped_copies(self) -> None:
         """Dropped tables are overwritten (``secure_delete``) in pages still in the write-ahead log, which
         also holds older copies of their rows: copy it in and empty it."""
@@ -117,6 +122,13 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
 
     def _qualify(self, table: str) -> str:
         return f'"{self.datastore.schema}"."{table}"'
+
+    def _held_position(self, c: Any, name: str) -> int:
+        # Locked: a second commit of the generation waits here for this one, then reads what it wrote.
+        c.execute(f"SELECT notification_id FROM {self._qualify(self.tracking_table)} WHERE application_name=%s "
+                  "ORDER BY notification_id DESC LIMIT 1 FOR UPDATE", (name,))
+        row = c.fetchone()
+        return row["notification_id"] if row else 0
 
     @contextmanager
     def _read(self):

@@ -81,6 +81,34 @@ def test_a_commit_into_replaced_tables_is_refused(event_store, views):
     assert [line.body for line in views.transcripts.page("lobby@conference.localhost").lines] == ["one", "two"]
 
 
+@pytest.mark.parametrize("name", ["transcripts", "presence"])
+def test_a_runner_whose_view_another_runner_committed_resumes_from_the_view(event_store, views, name):
+    """Two runners on one view: a holder stalled past its lease wakes beside the one that took over. Whichever
+    commits changes that follow a position the view no longer holds must neither fail (that stopped `up`:
+    "Failed to record tracking", or a duplicate line) nor write twice: it resumes from what the view holds."""
+    event_store.append([make(ev.OccupantJoined, 0, nick="alice")] + [message(t, f"m{t}") for t in range(1, 5)])
+    records = list(event_store.read_log())
+    stalled, took_over = views.projections([name]) + views.projections([name])
+    stalled.apply(records[:2])
+    took_over.apply(records[:4])
+    took_over.commit(4)
+    with pytest.raises(ProjectionReset):
+        stalled.commit(2)  # behind the view
+    assert stalled.position() == 4
+    stalled.apply(records[4:])
+    stalled.commit(5)
+    with pytest.raises(ProjectionReset):
+        took_over.apply(records[4:])
+        took_over.commit(5)  # as far as the view, from an earlier position
+    took_over.apply([])
+    assert took_over.position() == 5
+    if name == "transcripts":
+        lines = views.transcripts.page("lobby@conference.localhost").lines
+        assert [line.body for line in lines if line.body] == ["m1", "m2", "m3", "m4"]
+    else:
+        assert [o.nick for o in views.presence.occupants_at("lobby@conference.localhost", at(9)).occupants] == ["alice"]
+
+
 def test_a_transcript_view_of_an_older_layout_asks_for_a_rebuild(views):
     recorder = views.recorder
     generation = recorder.generations("transcripts")[0]

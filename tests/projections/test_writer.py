@@ -275,6 +275,40 @@ def test_a_commit_handed_over_does_not_wait_for_the_writer_process_to_read_it(vi
     assert len(recorder.read_rows(recorder.sql("SELECT id FROM {rooms}", TranscriptProjection.name, building))) == len(rooms)
 
 
+def test_a_projection_hands_over_its_next_commit_before_its_last_is_durable_but_not_a_third(views):
+    """Two commits of one projection may be in flight (``IN_FLIGHT``): the applying thread goes on while the writer
+    process writes the one before; a third waits until the first is durable."""
+    recorder = views.recorder
+    building = recorder.create_generation(TranscriptProjection.name, TranscriptProjection.ddl, live=False)
+    writer = BackgroundWriter(recorder.url)
+
+    def commit(number: int) -> list:
+        return [("INSERT INTO {rooms} (id, jid) VALUES (?,?)", [(number, f"room {number}@muc")])]
+
+    try:
+        os.kill(writer._process.pid, signal.SIGSTOP)  # writing nothing
+        try:
+            writer.submit(TranscriptProjection.name, building, 1, commit(1))
+            second = threading.Thread(target=writer.submit, args=(TranscriptProjection.name, building, 2, commit(2)))
+            second.start()
+            second.join(10)
+            assert not second.is_alive(), "the second commit waited for the first to be durable"
+            third = threading.Thread(target=writer.submit, args=(TranscriptProjection.name, building, 3, commit(3)))
+            third.start()
+            third.join(0.5)
+            assert third.is_alive(), "a third commit was handed over with two not durable"
+        finally:
+            os.kill(writer._process.pid, signal.SIGCONT)
+        third.join(10)
+        assert not third.is_alive()
+        writer.wait()
+    finally:
+        writer.close()
+    rows = recorder.read_rows(recorder.sql("SELECT id FROM {rooms} ORDER BY id", TranscriptProjection.name, building))
+    assert [row["id"] for row in rows] == [1, 2, 3]
+    assert recorder.position(TranscriptProjection.name, building) == 3
+
+
 def test_the_writer_command_line_does_not_show_the_view_url(views):
     # Anyone on the host can read a process's command line; a PostgreSQL URL holds its password.
     writer = BackgroundWriter(views.recorder.url)

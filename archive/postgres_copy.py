@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover (older psycopg: its public write_row, ha
     format_row_binary = None
 
 
-def copy_rows(curs: Any, statement: SQL, types: list[str], chunks: Iterable[Sequence[tuple]]) -> None:
+def copy_rows(curs: Any, statement: SQL | str, types: Sequence[str | int], chunks: Iterable[Iterable[tuple]]) -> None:
     # bytea columns take the driver's C dumper of ``bytes``: the one registered for the type by default
     # (``psycopg.Binary``'s, for either argument kind) is Python, half a microsecond a value.
     curs.adapters.register_dumper(bytes, BytesBinaryDumper)

@@ -30,6 +30,7 @@ from eventsourcing.utils import Environment
 
 from archive.application import StoreLocation, ensure_postgres_schema
 from archive.errors import StoreError
+from archive.postgres_copy import copy_rows
 from archive.recorders import lock_schema_ddl
 from archive.sqlite_files import erase_wal_copies, new_database_pages
 from archive.store_errors import store_error
@@ -153,13 +154,15 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
         table, columns = plain["table"], plain["columns"]
         c.execute(f"SELECT {columns[1:-1]} FROM {table} LIMIT 0")
         types = [column.type_code for column in c.description]
-        with c.copy(f"COPY {table} {columns} FROM STDIN (FORMAT BINARY)") as copy:
-            if isinstance(rows, Columns) and all(t == _INT8 and type(v) is array for t, v in zip(types, rows.columns)):
+        statement = f"COPY {table} {columns} FROM STDIN (FORMAT BINARY)"
+        if isinstance(rows, Columns) and all(t == _INT8 and type(v) is array for t, v in zip(types, rows.columns)):
+            with c.copy(statement) as copy:
                 copy.write(_binary_int8_rows(rows.columns))
-                return
-            copy.set_types(types)
-            for row in rows:
-                copy.write_row(row)
+            return
+        # As the store's append formats its rows (the driver's C formatter of a row, and its C dumper of bytea, not
+        # the Python one ``set_types`` picks): a 1M-event build's transcript lines, the writer process's CPU
+        # 0.054 -> 0.029 s a 100k lines (``write_row`` with the C dumper: 0.037).
+        copy_rows(c, statement, types, [rows])
 
     def ddl_types(self, statement: str) -> str:
         # A table keyed by its primary key alone is what PostgreSQL makes anyway (with a heap beside).

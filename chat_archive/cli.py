@@ -2,7 +2,8 @@
 
 Each module in `chat_archive.commands` adds its subcommands with
 `register(subparsers)`; a subcommand's handler takes (args, config) and returns
-an exit status. Every ChatArchiveError becomes a one-line message and exit 1.
+an exit status. Every ChatArchiveError becomes a one-line message: exit 2 for
+a bad argument or setting (what the caller must change), exit 1 for the rest.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pkgutil
 import re
 import sys
 
-from archive.errors import ChatArchiveError, ConfigError
+from archive.errors import ChatArchiveError, ConfigError, InvalidQueryError
 
 from . import commands
 from .config import load_config
@@ -53,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         return args.handler(args, config) or 0
-    except ConfigError as e:  # a bad setting, like a bad argument: exit status 2
+    except (ConfigError, InvalidQueryError) as e:
+        # A bad setting, or an argument parsed after argparse (a time, a query, a cursor): exit status 2, as
+        # argparse's own refusals.
         print(f"chat-archive {args.command}: error: {e}", file=sys.stderr)
         return 2
     except ChatArchiveError as e:
@@ -61,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except OverflowError as e:
         # Times far out of range (on:9999-12-31, --from -99999999999d) overflow in date arithmetic below us:
-        # bad input, as the API answers them (400 out_of_range), not a traceback.
+        # a bad argument, as the API answers them (400 out_of_range), not a traceback.
         print(f"chat-archive {args.command}: error: a time or number given is out of range ({e})", file=sys.stderr)
-        return 1
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

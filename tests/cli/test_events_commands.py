@@ -83,22 +83,29 @@ def test_log_prints_the_global_log_after_a_position(filled_store, store_url):
 
 
 @pytest.mark.parametrize(
-    "args, complaint",
+    "args, complaint, status",
     [
-        (["log", "--after", "ten"], "'ten' is not a whole number"),
-        (["log", "--after", "-1"], "must be at least 0"),
-        (["events", "lobby@conference.localhost", "--from", "yesterday"], "is not a time"),
-        (["events", "lobby@conference.localhost", "--from", "2024-05-02", "--to", "2024-05-01"], "later than"),
-        (["events", "nobody@conference.localhost"], "no events for room"),
-        (["events", "lobby@conference.localhost", "--from", "-99999999999d"], "out of range"),
-        (["events", "lobby@conference.localhost", "--to", "9999-12-31T23:59:59-05:00"], "out of range"),
-        (["audit", "--since", "-9999999d"], "out of range"),
-        (["frobnicate"], "invalid choice"),
+        (["log", "--after", "ten"], "'ten' is not a whole number", 2),
+        (["log", "--after", "-1"], "must be at least 0", 2),
+        (["events", "lobby@conference.localhost", "--from", "yesterday"], "is not a time", 2),
+        (["events", "lobby@conference.localhost", "--from", "2024-05-02", "--to", "2024-05-01"], "later than", 2),
+        (["events", "nobody@conference.localhost"], "no events for room", 1),  # the archive's answer, not a bad argument
+        (["events", "lobby@conference.localhost", "--from", "-99999999999d"], "out of range", 2),
+        (["events", "lobby@conference.localhost", "--to", "9999-12-31T23:59:59-05:00"], "out of range", 2),
+        (["audit", "--since", "-9999999d"], "out of range", 2),
+        (["audit", "--since", "garbage"], "is not a time", 2),
+        (["audit", "--since", "2024-05-02", "--until", "2024-05-01"], "later than", 2),
+        (["transcript", "lobby@conference.localhost", "--from", "garbage"], "is not a time", 2),
+        (["export", "--from", "garbage", "-o", "unused.zip"], "is not a time", 2),
+        (["hold", "place", "--case", "c", "--room", "lobby"], "not a room's JID", 2),
+        (["frobnicate"], "invalid choice", 2),
     ],
 )
-def test_bad_arguments_give_a_message_and_a_non_zero_exit(filled_store, store_url, args, complaint):
-    result = run_cli(*args, store_url=store_url)
-    assert result.returncode != 0
+def test_bad_arguments_give_a_message_and_exit_status_2(filled_store, store_url, tmp_path, args, complaint, status):
+    """README: bad arguments exit 2, errors of the archive 1 (a time that does not parse was 1, as argparse's own
+    refusals were 2)."""
+    result = run_cli(*args, store_url=store_url, cwd=tmp_path)
+    assert result.returncode == status, result.stderr
     assert complaint in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -108,7 +115,7 @@ def test_a_search_for_a_time_out_of_range_is_a_message_not_a_traceback(filled_st
     """As the API answers them (400 out_of_range): times past datetime's years overflow in its arithmetic."""
     result = run_cli("search", query, store_url=store_url, cwd=tmp_path,
                      env={"CHAT_ARCHIVE_INDEX_PATH": str(tmp_path / "index")})  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == 2  # a bad argument
     assert "out of range" in result.stderr and "Traceback" not in result.stderr
 
 

@@ -63,10 +63,16 @@ def test_text_results_limited_to_a_room(env):
 
 def test_a_syntax_error_points_at_the_fault(env):
     result = run(env, 'deploy "unfinished')
-    assert result.returncode == 1
+    assert result.returncode == 2  # a bad argument
     assert "unterminated quote at position 7" in result.stderr
     assert "Traceback" not in result.stderr
     assert '         ^' in result.stderr
+
+
+def test_a_cursor_this_search_did_not_return_is_a_bad_argument(env):
+    result = run(env, "deploy*", "--cursor", "garbage")
+    assert result.returncode == 2 and "the cursor is not one this search returned" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_room_takes_the_forms_room_takes_in_the_query(env):
@@ -90,7 +96,7 @@ def test_a_room_that_does_not_exist_is_an_error_not_zero_hits(env):
 def test_the_cli_has_the_same_query_caps_as_the_api(env):
     for query, complaint in ((" ".join(["deploy~2"] * 100), "prefix or fuzzy terms"), (" ".join(["w"] * 300), "256 terms"), ("(" * 40 + "a" + ")" * 40, "nests deeper")):
         result = run(env, query)
-        assert result.returncode == 1 and complaint in result.stderr and "Traceback" not in result.stderr
+        assert result.returncode == 2 and complaint in result.stderr and "Traceback" not in result.stderr
 
 
 def test_the_cli_json_says_how_exact_its_total_is(env):

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from archive.errors import ConfigError
+from archive.errors import ConfigError, NotFoundError
 from archive.times import format_time, utcnow
 
 from .tables import Table
@@ -80,7 +80,7 @@ class KeyStore:
         """What ``key_id`` signed stops verifying (in every process within ``RELOAD_SECONDS``)."""
         keys = self._read()
         if key_id not in {k.id for k in keys}:
-            raise ConfigError(f"no signing key {key_id!r} (see `chat-archive keys list`)")
+            raise NotFoundError(f"no signing key {key_id!r} (see `chat-archive keys list`)")
         if keys[-1].id == key_id:
             raise ConfigError(f"{key_id} is the key that signs now: rotate first, then retire it")
         self._db.execute("DELETE FROM signing_keys WHERE id = ?", (key_id,))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from archive.errors import ConfigError, InvalidQueryError
+from archive.errors import ConfigError, InvalidQueryError, NotFoundError
 from query_api.keys import KeyRing, KeyStore
 from query_api.signing import SignatureError, Signer
 from query_api.tokens import open_database
@@ -86,6 +86,8 @@ def test_rotation_keeps_old_tokens_valid_and_retiring_ends_them(store_url):
     assert second.verify(old, "cursor") == "old"
     with pytest.raises(ConfigError):
         keys.retire(new_key.id)  # the signing key cannot be retired
+    with pytest.raises(NotFoundError):  # as an unknown token or hold id: the archive's answer (exit 1), not a setting
+        keys.retire("nosuch")
     keys.retire(old.split(".")[0])
     with pytest.raises(SignatureError):
         signer_over(store_url).verify(old, "cursor")

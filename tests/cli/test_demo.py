@@ -87,6 +87,15 @@ def test_dev_runs_the_command_line_without_knowing_about_the_virtualenv(tmp_path
     assert "usage: chat-archive search" in result.stdout and "--room ROOM" in result.stdout
 
 
+def test_dev_usage_names_every_command_it_takes(tmp_path):
+    """`./dev` alone printed up, test, bench and chat-archive, not install."""
+    script = Path(__file__).resolve().parents[2] / "dev"
+    taken = re.findall(r"^  ([a-z-]+)\)$", script.read_text(), re.MULTILINE)
+    result = subprocess.run([str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "install" in taken
+    assert [command for command in taken if f"./dev {command}" not in result.stdout] == []
+
+
 def test_the_demo_token_replaces_the_never_expiring_ones_earlier_demos_left(tmp_path):
     from chat_archive.demo_guide import sign_in_token
     from query_api.roles import Role

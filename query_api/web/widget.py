@@ -106,10 +106,11 @@ def issue_ticket():
         raise bad_parameter("room", "send a JSON object with the room's JID in 'room'")
     refuse_unknown(body, TICKET_FIELDS)
     room = visible_room(who, body["room"])
-    credentials = {name: body[name] for name in TICKET_FIELDS[1:] if body.get(name) is not None}
+    # A null is refused as any other non-string, not read as left out: a site sending one meant something.
+    credentials = {name: body[name] for name in TICKET_FIELDS[1:] if name in body}
     for name, value in credentials.items():
         if not (isinstance(value, str) and len(value) <= 1024 and _is_text(value)):
-            raise bad_parameter(name, "must be a string (of at most 1024 characters)")
+            raise bad_parameter(name, "must be a string (of at most 1024 characters); leave it out for none")
     key = ticket_for(who, room)
     # Credentials go back in the fragment (never sent to a server) for the widget's script, not kept here.
     fragment = urlencode({"ticket": key, **credentials})

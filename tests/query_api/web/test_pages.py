@@ -271,6 +271,16 @@ def test_a_ticket_request_naming_a_field_the_widget_does_not_know_is_a_400_not_i
     assert refused.json["error"]["code"] == "unknown_parameter" and "'nickname'" in refused.json["error"]["message"]
 
 
+def test_a_ticket_request_with_a_null_credential_is_a_400_naming_it(client, tokens):
+    """`"jid": null` was taken for no jid, as if left out: a site whose user has no jid yet got a ticket whose
+    Join asks for one, while a number or list there is a 400."""
+    for name in ("jid", "password", "nick"):
+        refused = widget_ticket(client, tokens["site"], LOBBY, **{name: None})
+        assert refused.status_code == 400, refused.json
+        assert refused.json["error"]["code"] == "invalid_parameter"
+        assert refused.json["error"]["message"].startswith(f"{name}: must be a string")
+
+
 def test_a_forged_widget_ticket_is_not_called_expired(client):
     """A ticket the server never signed was answered "this widget's ticket has expired: reload the page", which
     sends the embedding site's developer looking at clocks instead of at how the ticket was made."""

@@ -18,6 +18,7 @@ MAX_INTEGER = 2**63 - 1  # what the databases' integer columns hold
 # Far enough apart for any archive, and far from datetime's limits that arithmetic on a time would overflow.
 EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
 LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+_BETWEEN = f"must be between {EARLIEST.year} and {LATEST.year}"
 
 
 def refuse_unknown(names: Iterable[str], accepted: Iterable[str]) -> None:
@@ -28,6 +29,37 @@ def refuse_unknown(names: Iterable[str], accepted: Iterable[str]) -> None:
     if unknown:
         listed = ", ".join(sorted(accepted)) or "none"
         raise ApiError(400, "unknown_parameter", f"unknown parameter {unknown[0]!r} (accepted: {listed})")
+
+
+def request_time(name: str, value: str) -> datetime:
+    """A time a request gives (API or page): ISO 8601 or -7d, between EARLIEST and LATEST, else a 400 naming it."""
+    try:
+        moment = parse_time(value)
+    except InvalidQueryError as e:
+        raise bad_parameter(name, f"{e}{_plus_hint(value)}") from None
+    except OverflowError:  # past datetime's years either way (-99999999d, 9999-12-31T23:59-05:00)
+        moment = LATEST
+    if not EARLIEST <= moment < LATEST:
+        raise bad_parameter(name, _BETWEEN)
+    return moment
+
+
+def request_day(name: str, value: str) -> tuple[datetime, datetime]:
+    """The [start, end) UTC span of a day a request gives, between EARLIEST and LATEST, else a 400 naming it."""
+    try:
+        start, end = parse_day(value)
+    except InvalidQueryError as e:
+        raise bad_parameter(name, str(e)) from None
+    except OverflowError:  # 9999-12-31 has no next day
+        start = end = LATEST
+    if not EARLIEST <= start < LATEST:
+        raise bad_parameter(name, _BETWEEN)
+    return start, end
+
+
+def _plus_hint(value: str) -> str:
+    # A query string's '+' is a space: an offset such as +01:00 typed into a URL arrives as ' 01:00'.
+    return " (a '+' in a URL's query string reads as a space: write it as %2B, or give the time in UTC with Z)" if " " in value else ""
 
 
 class Params:
@@ -83,27 +115,11 @@ class Params:
 
     def time(self, name: str) -> datetime | None:
         value = self.text(name, max_length=64)
-        if value is None:
-            return None
-        try:
-            moment = parse_time(value)
-        except (InvalidQueryError, OverflowError) as e:
-            raise bad_parameter(name, str(e)) from None
-        if not EARLIEST <= moment < LATEST:
-            raise bad_parameter(name, f"must be between {EARLIEST.year} and {LATEST.year}")
-        return moment
+        return None if value is None else request_time(name, value)
 
     def day(self, name: str) -> tuple[datetime, datetime] | None:
         value = self.text(name, max_length=10)
-        if value is None:
-            return None
-        try:
-            start, end = parse_day(value)
-        except (InvalidQueryError, OverflowError) as e:
-            raise bad_parameter(name, str(e)) from None
-        if not EARLIEST <= start < LATEST:
-            raise bad_parameter(name, f"must be between {EARLIEST.year} and {LATEST.year}")
-        return start, end
+        return None if value is None else request_day(name, value)
 
     def time_range(self, start: str = "from", end: str = "to") -> tuple[datetime | None, datetime | None]:
         lo, hi = self.time(start), self.time(end)

@@ -16,13 +16,13 @@ from urllib.parse import quote, urlsplit
 from flask import Blueprint, redirect, render_template, request, url_for
 from markupsafe import escape
 
-from archive.errors import ChatArchiveError, InvalidQueryError, NotFoundError
-from archive.times import format_time, parse_day, parse_time, utcnow
+from archive.errors import ChatArchiveError, NotFoundError
+from archive.times import format_time, parse_day, utcnow
 
 from .. import audit
 from ..context import visible_room
 from ..errors import ApiError, bad_parameter, forbidden, from_archive_error
-from ..params import decode_cursor, encode_cursor
+from ..params import decode_cursor, encode_cursor, request_day, request_time
 from ..roles import Capability
 from ..rooms import describe_rooms, page_of_visible_rooms
 from ..transcript import describe, shown, transcripts
@@ -269,19 +269,11 @@ def _calendar(room: str, year: int, month: int, day: date) -> dict:
 
 
 def _day(text: str) -> date:
-    try:
-        return parse_day(text)[0].date()
-    except InvalidQueryError as e:
-        raise bad_parameter("day", str(e)) from None
+    return request_day("day", text)[0].date()
 
 
 def _at(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return parse_time(text)
-    except (InvalidQueryError, OverflowError) as e:
-        raise bad_parameter("at", str(e)) from None
+    return request_time("at", text) if text else None
 
 
 def _latest_day(room: str) -> date:

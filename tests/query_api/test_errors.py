@@ -19,6 +19,9 @@ from .conftest import LOBBY, auth, make_config
         (f"/api/v1/rooms/{LOBBY}/events?after=1&after=2", "invalid_parameter", "more than once"),
         (f"/api/v1/rooms/{LOBBY}/events?from=2024-13-01", "invalid_parameter", "ISO 8601"),
         (f"/api/v1/rooms/{LOBBY}/events?from=2024-05-02&to=2024-05-01", "invalid_parameter", "later than"),
+        # An unencoded '+' is a space in a query string: the time read '2024-05-01T12:00:00 01:00', with no hint.
+        (f"/api/v1/rooms/{LOBBY}/events?from=2024-05-01T12:00:00+01:00", "invalid_parameter", "as %2B"),
+        (f"/api/v1/rooms/{LOBBY}/events?to=+1d", "invalid_parameter", "as %2B"),
         ("/api/v1/events?follow=maybe", "invalid_parameter", "true or false"),
         (f"/api/v1/rooms/{LOBBY}/transcript?format=pdf", "invalid_parameter", "json, html, text"),
         (f"/api/v1/rooms/{LOBBY}/transcript?cursor=not-ours", "invalid_parameter", "cursor"),

@@ -151,6 +151,11 @@ def test_a_room_day_navigates_between_active_days_and_stops_at_the_ends(client, 
     assert client.get(f"/rooms/{LOBBY}?day=2024-05-01&month=nonsense").status_code == 200
     assert client.get(f"/rooms/{LOBBY}?day=May").status_code == 400
     assert client.get(f"/rooms/{LOBBY}?at=soon").status_code == 400
+    # Out of range, a page's 400 as any other (it was the API's JSON, naming no parameter), and '+' hinted at.
+    for query, words in (("at=9999-12-31T23:59:59Z", "at: must be between"), ("day=9999-12-31", "day: must be between"),
+                         ("at=2024-05-01T12:00:00+01:00", "as %2B")):
+        refused = client.get(f"/rooms/{LOBBY}?{query}")
+        assert refused.status_code == 400 and refused.mimetype == "text/html" and words in refused.text, query
 
 
 def test_the_rooms_page_comes_in_pages(private_app, private_seeded, tokens, monkeypatch):

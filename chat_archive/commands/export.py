@@ -16,6 +16,7 @@ from query_api.escaping import plain_line
 from query_api.exports.bundle import FORMATS, ExportRequest, write_bundle
 from query_api.exports.manifest import verify_bundle
 
+from . import counted
 from ..bootstrap import audit_cli_read, open_search_index, open_store, open_views
 
 
@@ -69,8 +70,8 @@ def run_export(args: argparse.Namespace, config) -> int:
         audit_cli_read(store, f"export {args.format}", rooms=tuple(manifest.rooms) if request.rooms else (), query=request.query,
                        range_from=request.start, range_to=request.end, results=manifest.counts["events"])
     counts = manifest.counts
-    print(f"wrote {output}: {counts['events']} events ({counts['messages']} messages) from {counts['rooms']} rooms "
-          f"in {counts['files']} files; manifest SHA-256 {digest}")
+    print(f"wrote {output}: {counted(counts['events'], 'event')} ({counted(counts['messages'], 'message')}) from "
+          f"{counted(counts['rooms'], 'room')} in {counted(counts['files'], 'file')}; manifest SHA-256 {digest}")
     return 0
 
 
@@ -90,6 +91,6 @@ def run_verify_export(args: argparse.Namespace, config) -> int:
             print(plain_line(f"PROBLEM {problem}"))
         if result.manifest is not None:
             m = result.manifest
-            print(plain_line(f"{'ok' if result.ok else 'FAILED'}: {len(m.files)} files, {m.counts.get('events')} events, "
+            print(plain_line(f"{'ok' if result.ok else 'FAILED'}: {counted(len(m.files), 'file')}, {m.counts.get('events')} events, "
                              f"format {m.format}, made {m.created_at}; manifest SHA-256 {result.manifest_sha256}"))
     return 0 if result.ok else 1

@@ -21,6 +21,7 @@ from archive.events import (
 from archive.room_names import RoomNames
 from archive.store import MAX_BATCH, EventStore
 
+from . import counted
 from ..bootstrap import open_store
 from ..log_file import PURGE_KINDS, Entry, LogFile
 from ..migration import carry_purged_heads, copied_chains, copy_records, purged_spans
@@ -117,7 +118,7 @@ def import_events(args: argparse.Namespace, config) -> int:
             while batch := [_as_archived(e.event, names) for e in itertools.islice(entries, MAX_BATCH)]:
                 stored = len(store.append(batch))
                 new, seen = new + stored, seen + len(batch) - stored
-    print(f"imported {new} new events from {source} ({seen} already archived)")
+    print(f"imported {counted(new, 'new event')} from {source} ({seen} already archived)")
     return 0
 
 
@@ -185,8 +186,8 @@ def _restore(store: EventStore, opener, survey: _Survey, trailer_heads: list[Cha
     if differ:
         raise StoreError(f"the restored chain heads differ from the backup's trailer in {', '.join(differ)}: the "
                          "file's events or its trailer were altered")
-    print(f"restored {new} new events from {survey.source} at their positions and versions ({held + read - new} "
-          f"already archived) and {copied} new audit records beside the store's own trail")
+    print(f"restored {counted(new, 'new event')} from {survey.source} at their positions and versions ({held + read - new} "
+          f"already archived) and {counted(copied, 'new audit record')} beside the store's own trail")
     return 0
 
 

@@ -13,7 +13,7 @@ from query_api.escaping import one_line
 
 from ..bootstrap import open_store
 from ..purges import purge_expired
-from . import operator
+from . import counted, operator
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -91,5 +91,5 @@ def run_purge(args: argparse.Namespace, config) -> int:
         return 0
     rooms = sorted({span.stream for span in record.spans})
     verb = "would delete" if args.dry_run else "deleted"
-    print(f"{verb} {record.events} events from {len(rooms)} rooms ({record.cutoff_policy})", file=sys.stdout)
+    print(f"{verb} {counted(record.events, 'event')} from {counted(len(rooms), 'room')} ({record.cutoff_policy})", file=sys.stdout)
     return 0

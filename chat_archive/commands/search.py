@@ -15,6 +15,7 @@ from archive.times import format_time, utcnow
 from projections.search import Scope, SearchResults, Sort
 from query_api.escaping import plain_line
 
+from . import counted
 from ..bootstrap import audit_cli_read, open_search_index, open_store
 from ..process import whole_number
 
@@ -101,7 +102,7 @@ def _print(results: SearchResults, out) -> None:
         out.write(f"{format_time(hit.time)}  {plain_line(hit.room)}  <{plain_line(hit.nick)}>  {text}{flags}  (#{hit.position})\n")
     shown = f"{len(results.hits)} shown" if results.hits else "none shown"
     # Exact: a first page comes with facets, which count every match anyway (``SearchIndex.search``).
-    out.write(f"{results.total} matching message{'s' if results.total != 1 else ''}, {shown}\n")
+    out.write(f"{counted(results.total, 'matching message')}, {shown}\n")
     if results.facets and results.total:
         for label, counts in (("rooms", results.facets.rooms), ("senders", results.facets.senders)):
             out.write(f"  {label}: " + ", ".join(f"{c.value} ({c.count})" for c in counts) + "\n")

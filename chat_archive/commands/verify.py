@@ -19,6 +19,7 @@ from archive.room_names import RoomNames
 from archive.times import format_time, parse_time
 from ingest.verify import RoomReport, verify
 
+from . import counted
 from ..bootstrap import audit_cli_read, open_store
 from ..demo_guide import running_server
 
@@ -81,11 +82,11 @@ def print_integrity(report: IntegrityReport, *, as_json: bool) -> None:
         if result.broken is not None:
             print(f"BROKEN {result.broken}")
     summary = (
-        f"{report.events} events in {len(report.streams)} streams verified against their hash chains "
-        f"and {report.checkpoints} checkpoints"
+        f"{counted(report.events, 'event')} in {counted(len(report.streams), 'stream')} verified against their hash "
+        f"chains and {counted(report.checkpoints, 'checkpoint')}"
     )
     if report.unchained:
-        summary += f"; {report.unchained} events archived before chaining began are not covered"
+        summary += f"; {counted(report.unchained, 'event')} archived before chaining began are not covered"
     broken = sum(1 for s in report.streams if s.broken is not None)
     print(f"integrity: {'FAILED, ' + str(broken) + ' broken stream(s); ' if broken else 'ok, '}{summary}")
 
@@ -113,7 +114,7 @@ def run_completeness(args: argparse.Namespace, config) -> int:
     else:
         for report in reports:
             print(*describe_room(report), sep="\n")
-        print(f"{len(reports)} rooms checked; {missing} messages missing" + ("" if missing else ": complete"))
+        print(f"{counted(len(reports), 'room')} checked; {counted(missing, 'message')} missing" + ("" if missing else ": complete"))
     return 0 if missing == 0 else 1
 
 

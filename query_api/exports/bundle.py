@@ -19,7 +19,7 @@ from datetime import date, datetime
 from types import SimpleNamespace
 from typing import IO
 
-from archive.errors import InvalidQueryError
+from archive.errors import InvalidQueryError, NotFoundError
 from archive.events import Recorded
 from archive.room_names import RoomNames
 from archive.store import EventStore
@@ -68,7 +68,7 @@ def write_bundle(
     names = RoomNames(store.rooms())
     named = [names.named(room) for room in request.rooms]
     if None in named:
-        raise InvalidQueryError(f"no events for room {request.rooms[named.index(None)]!r}")
+        raise NotFoundError(f"no events for room {request.rooms[named.index(None)]!r}")
     rooms = list(dict.fromkeys(named)) or names.rooms  # a room named twice (in any case) is exported once
     hits = _hits(search, request, rooms) if request.query is not None else None
     tally = _Tally()

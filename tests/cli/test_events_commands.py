@@ -72,7 +72,9 @@ def test_a_room_is_named_by_its_jid_in_any_case(filled_store, store_url, tmp_pat
     export = run_cli("export", "--format", "jsonl", "--room", given, "-o", str(bundle), store_url=store_url, cwd=tmp_path,
                      env=env)  # fmt: skip
     assert export.returncode == 0, export.stderr
-    assert "4 events" in export.stdout
+    assert "4 events (3 messages) from 1 room in 1 file;" in export.stdout  # it said "1 rooms in 1 files"
+    checked = run_cli("verify-export", str(bundle), store_url=store_url, cwd=tmp_path)
+    assert checked.returncode == 0 and checked.stdout.startswith("ok: 1 file, 4 events,"), checked.stdout
 
 
 def test_log_prints_the_global_log_after_a_position(filled_store, store_url):

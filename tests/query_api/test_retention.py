@@ -87,7 +87,7 @@ def test_hold_and_purge_from_the_command_line(tmp_path, capsys):
     hold_id = capsys.readouterr().out.split()[1]
     # Events whose author the room did not reveal are kept by a hold on a person: it errs on keeping.
     assert main([*args, "purge", "--dry-run"]) == 0
-    assert "would delete 5 events from 1 rooms" in capsys.readouterr().out
+    assert "would delete 5 events from 1 room " in capsys.readouterr().out
     assert main([*args, "purge"]) == 0
     assert "deleted 5 events" in capsys.readouterr().out
     assert main([*args, "hold", "list", "--json"]) == 0

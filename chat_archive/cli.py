@@ -57,22 +57,26 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, InvalidQueryError) as e:
         # A bad setting, or an argument parsed after argparse (a time, a query, a cursor): exit status 2, as
         # argparse's own refusals.
-        print(f"chat-archive {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return fail(args.command, e, 2)
     except ChatArchiveError as e:
-        print(f"chat-archive {args.command}: error: {e}", file=sys.stderr)
-        return 1
+        return fail(args.command, e, 1)
     except OverflowError as e:
         # Times far out of range (on:9999-12-31, --from -99999999999d) overflow in date arithmetic below us:
         # a bad argument, as the API answers them (400 out_of_range), not a traceback.
-        print(f"chat-archive {args.command}: error: a time or number given is out of range ({e})", file=sys.stderr)
-        return 2
+        return fail(args.command, f"a time or number given is out of range ({e})", 2)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         # Output piped into `head` and the like: not an error of ours.
         sys.stderr.close()
         return 0
+
+
+def fail(command: str, error: object, status: int) -> int:
+    """The one-line message: a driver's message may go on in lines of its own (psycopg's "\n\tIs the server
+    running on that host..."), which would read as output of something else."""
+    print(f"chat-archive {command}: error: {' '.join(line.strip() for line in str(error).splitlines())}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

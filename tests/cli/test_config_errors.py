@@ -3,6 +3,7 @@ port or a server that never answers."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -47,3 +48,15 @@ def test_a_retention_period_past_the_calendar_is_refused_when_read(tmp_path, set
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "$.retention" in result.stderr and "36500" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_store_that_cannot_be_reached_is_one_line_and_exit_1(tmp_path):
+    """The README's one-line message: the driver's own went on in a second, tab-indented line ("Is the server
+    running on that host...")."""
+    result = subprocess.run(
+        [sys.executable, "-m", "chat_archive.cli", "log"], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={**os.environ, "CHAT_ARCHIVE_STORE_URL": "postgresql://postgres@127.0.0.1:1/postgres?schema=nowhere"},
+    )  # fmt: skip
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "cannot reach PostgreSQL at 127.0.0.1:1" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

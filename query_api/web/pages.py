@@ -100,6 +100,8 @@ def signin_post():
         session = auth.sign_in(token, user)
     except ApiError as e:
         message = "that token is not valid" if e.status == 401 else e.message
+        if e.code == "missing_user":  # the API's words name its header; here it is the form's field
+            message = "a site token acts for one of the site's users: name that user in Site user"
         return render_template("web/signin.html", next=target, error=message, user=user), e.status
     response = redirect(target, 303)
     auth.set_cookie(response, auth.SESSION_COOKIE, session, max_age=auth.SESSION_SECONDS)

@@ -96,9 +96,9 @@ def document() -> dict:
                       "32 levels of nesting); empty: everything in scope", required=True), "allowEmptyValue": True},
              query("sort", {"type": "string", "enum": ["relevance", "newest", "oldest"]}),
              query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_SEARCH_LIMIT}), CURSOR,
-             query("facets", {"type": "string", "enum": ["true", "false"], "default": "false"},
+             query("facets", {"type": "boolean", "default": False},
                    "also count the hits by room and by sender (first page only; most of a search's cost)"),
-             query("exact_total", {"type": "string", "enum": ["true", "false"], "default": "false"},
+             query("exact_total", {"type": "boolean", "default": False},
                    "count every match (about half of a common word's newest page); without it (or `facets=true`) a "
                    "newest/oldest first page may give a lower bound, `total_relation` \"gte\""),
              SITE_USER],

@@ -47,8 +47,8 @@ def search() -> Response:
     text = params.text("q", max_length=MAX_QUERY_CHARS) or ""
     sort = params.choice("sort", ("relevance", "newest", "oldest"), "relevance")
     limit = params.integer("limit", DEFAULT_LIMIT, minimum=1, maximum=min(MAX_LIMIT, api().settings.max_page_size))
-    facets = params.choice("facets", ("true", "false"), "false") == "true"
-    exact_total = params.choice("exact_total", ("true", "false"), "false") == "true"
+    facets = params.boolean("facets")
+    exact_total = params.boolean("exact_total")
     cursor = params.text("cursor", max_length=MAX_CURSOR_CHARS)
     results = run_search(who, text, sort, limit, cursor, facets=facets, exact_total=exact_total)
     audit.results(len(results.hits))

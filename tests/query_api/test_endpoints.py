@@ -35,6 +35,17 @@ def test_search_sorting_paging_and_facets(client, tokens):
     assert (exact["total"], exact["total_relation"], exact["hits"]) == (3, "eq", newest["hits"])
 
 
+def test_search_takes_its_switches_as_every_endpoint_takes_a_boolean(client, tokens):
+    """follow=1 was a boolean and facets=1 a 400 ("must be one of true, false"): two rules for one kind of value."""
+    headers = auth(tokens["compliance"])
+    for on, off in (("1", "0"), ("yes", "no"), ("True", "False")):
+        assert client.get(f"/api/v1/search?q=lobby&facets={on}", headers=headers).json["facets"] is not None, on
+        assert client.get(f"/api/v1/search?q=lobby&facets={off}", headers=headers).json["facets"] is None, off
+        assert client.get(f"/api/v1/search?q=lobby&sort=newest&exact_total={on}", headers=headers).status_code == 200
+    refused = client.get("/api/v1/search?q=lobby&facets=maybe", headers=headers)
+    assert refused.status_code == 400 and "true or false" in refused.json["error"]["message"]
+
+
 def test_search_hides_retractions_and_originals_outside_compliance(client, tokens):
     site = auth(tokens["site"], "carol")
     result = client.get("/api/v1/search?q=lobby", headers=site).json

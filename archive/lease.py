@@ -41,8 +41,9 @@ class LeaseLost(StoreError):
 
 class StoreLease:
     def __init__(self, store: EventStore, name: str, *, ttl: float = 30.0, holder_is: str | None = None):
-        """``holder_is``: what a holder is, for the refusal (default: the lease's name)."""
-        self.name, self.ttl, self.holder_is = name, ttl, holder_is or name
+        """``holder_is``: what a holder is, for the refusal, where the name is no word for a reader (the views'
+        lease is named by their database's identity, a SQLite file's device and inode)."""
+        self.name, self.ttl, self.holder_is = name, ttl, holder_is
         self.holder = f"{socket.gethostname()} pid {os.getpid()} {uuid.uuid4().hex[:8]}"
         self._recorder = store._recorder
         self._postgres = hasattr(self._recorder.datastore, "schema")
@@ -65,7 +66,9 @@ class StoreLease:
 
         holder = self._transaction(claim)
         if holder:
-            raise LeaseHeld(f"the store's {self.name} lease is held by {holder} (another {self.holder_is} runs on this store)")
+            if self.holder_is is None:
+                raise LeaseHeld(f"the store's {self.name} lease is held by {holder} (another {self.name} runs on this store)")
+            raise LeaseHeld(f"another {self.holder_is} runs on this store: {holder}")
         self.held = True
         _HELD_HERE.add(self.holder)
 

@@ -12,6 +12,7 @@ from archive.errors import InvalidQueryError
 from archive.times import format_time, parse_time
 from query_api.escaping import plain_line
 
+from . import counted
 from ..bootstrap import audit_cli_read, open_store
 
 
@@ -49,10 +50,12 @@ def print_audit(args: argparse.Namespace, config) -> int:
             what = r.endpoint + (f" rooms={','.join(r.rooms)}" if r.rooms else "") + (f" q={r.query!r}" if r.query else "")
             span = (f" {format_time(r.range_from) if r.range_from else '…'}..{format_time(r.range_to) if r.range_to else '…'}"
                     if r.range_from or r.range_to else "")
-            result = f" -> {r.results} results" if r.results is not None else ""
+            result = f" -> {counted(r.results, 'result')}" if r.results is not None else ""
             status = f" [{r.status}]" if r.status and r.status >= 400 else ""
             # Paths, rooms and users are what callers sent: shown escaped, never as the terminal's own sequences.
             out.write(plain_line(f"{format_time(r.occurred_at)}  {r.via:<3}  {who or 'anonymous'}  {what}{span}{result}{status}") + "\n")
+        if not count and not args.json:
+            out.write("no audit records match\n")
         out.flush()
         audit_cli_read(store, "audit" + (f" --trail {args.trail}" if args.trail != AUDIT_STREAM else ""),
                        query=args.who, range_from=since, range_to=until, results=count)

@@ -208,6 +208,9 @@ def test_the_command_line_records_its_reads_and_prints_the_trail(tmp_path, capsy
     assert "events rooms=" + LOBBY in out and "-> 11 results" in out
     with open_event_store(url) as store:
         assert last_record(store).endpoint == "audit"
+    # Nothing matching is said, as `hold list` says it (the command printed nothing at all).
+    assert main(["--config", str(config), "audit", "--who", "nobody"]) == 0
+    assert capsys.readouterr().out == "no audit records match\n"
 
 
 def test_the_trail_in_a_terminal_shows_what_callers_sent_escaped(audited, tmp_path, capsys):

@@ -104,4 +104,4 @@ def test_verify_names_a_room_as_it_is_archived(prosody, people, tmp_path):
     assert unknown.returncode == 1 and "no events for room" in unknown.stderr
     integrity = verify(config, "--integrity", "--room", room.upper())
     assert integrity.returncode == 0, integrity.stdout + integrity.stderr
-    assert "integrity: ok, 2 events in 1 streams" in integrity.stdout
+    assert "integrity: ok, 2 events in 1 stream verified" in integrity.stdout

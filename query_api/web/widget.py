@@ -78,7 +78,8 @@ def widget_caller(room: str) -> Caller:
     else:
         who = page_caller(required=False)
         if who is None:
-            raise unauthorized("the embedding site must pass a ticket (see the README's widget section)")
+            raise unauthorized("no ticket and no sign-in: sign in on this archive's pages (a widget embedded by another "
+                               "site gets a ticket from it: the README's widget section)")
     g.caller = who  # whom the audit trail records
     if not who.can(Capability.TRANSCRIPT):
         raise room_not_found(room)

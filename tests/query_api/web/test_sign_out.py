@@ -30,6 +30,8 @@ def assert_refused(browser) -> None:
     assert page.status_code == 303 and page.headers["Location"].startswith("/signin")
     feed = browser.get(f"/widget/{LOBBY}/activity")
     assert feed.status_code == 401 and feed.json["error"]["code"] == "unauthorized"
+    # A page user's widget (no ticket) was told "the embedding site must pass a ticket": there is no embedding site.
+    assert "sign in" in feed.json["error"]["message"], feed.json
 
 
 def assert_signed_in(browser) -> None:

@@ -143,7 +143,7 @@ def document() -> dict:
                      "`limit` and `cursor` for everyone); `cursor` not with `nick` or `jid`.")},
         "/api/v1/rooms/{room}/state": {"get": operation(
             "A room's state at a time", "compliance, analyst",
-            [ROOM, time_param("at", "the time (default now)"), time_param("since", "only transcript lines from this time on"),
+            [ROOM, time_param("at", "the time (default: the archive's last known moment)"), time_param("since", "only transcript lines from this time on"),
              query("limit", {"type": "integer", "minimum": 0, "maximum": 5000}, "most transcript lines (the last before T; default 200)")],
             json_ok("occupants, subject and the room's details as they were at T", ref("RoomState")),
             statuses=(400, 401, 403, 404, 503))},

@@ -125,7 +125,8 @@ def state(room: str) -> Response:
     who = caller(Capability.STATE)
     room = visible_room(who, room)
     params = Params(request.args, ("at", "since", "limit"))
-    at = params.time("at") or utcnow()
+    # No moment named: the room as the archive last knew it (just after it, "now", presence is not known yet).
+    at = params.time("at") or views().known_until() or utcnow()
     since = params.time("since")
     limit = params.integer("limit", 200, minimum=0, maximum=5000)
     result = views().room_state_at(room, at, limit=limit, since=since, include_originals=who.sees_originals)

@@ -232,3 +232,18 @@ def test_presence_the_views_have_not_applied_yet_is_not_known(world):
     there, _ = asked(room, MORNING + 7 * minute)
     assert there["known"] and [o["nick"] for o in there["occupants"]] == ["alice", "bob"]
     assert asked(later_room, MORNING - 60 * minute)[0]["gap"]["end"] == format_time(MORNING + 6 * minute)
+
+
+def test_the_room_state_without_a_moment_is_at_the_last_known_one(world):
+    """`/state` with no `at` is the room as the archive last knew it: "now" is always a little after that
+    moment, where presence is not known, so it answered nobody there while people were."""
+    room = world.new_room()
+    world.feed([
+        make(ev.RoomDiscovered, 0, room, occurred_at=MORNING, recorded_at=MORNING),
+        make(ev.OccupantJoined, 0, room, nick="alice", occurred_at=MORNING, recorded_at=MORNING),
+        message(0, "morning", "alice", room=room, occurred_at=MORNING + timedelta(minutes=3),
+                recorded_at=MORNING + timedelta(minutes=3)),
+    ])  # fmt: skip
+    state = world.client.get(f"/api/v1/rooms/{room}/state", headers=auth(world.compliance)).json
+    assert state["presence_known"] and [o["nick"] for o in state["occupants"]] == ["alice"], state
+    assert state["at"] == format_time(MORNING + timedelta(minutes=3))

@@ -294,7 +294,7 @@ class ViewRecorderMixin:
         name = self.tracking_name(projection, generation)
         try:
             with self._write() as c:
-                if after is not None and (held := self._held_position(c, name)) != after:
+                if after is not None and (held := self._held_position(c, projection, name)) != after:
                     raise GenerationChanged(
                         f"{projection} generation {generation} holds position {held}, not {after}: "
                         "another runner committed it"
@@ -316,8 +316,9 @@ class ViewRecorderMixin:
     def _write_rows(self, c: Any, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         c.executemany(statement, rows)
 
-    def _held_position(self, c: Any, name: str) -> int:
-        """The position tracked as ``name``, which no other commit changes before this transaction ends."""
+    def _held_position(self, c: Any, projection: str, name: str) -> int:
+        """The position tracked as ``name`` (of ``projection``), which no other commit changes before this
+        transaction ends."""
         raise NotImplementedError
 
     def read(self, projection: str, work: Callable[[Callable[..., list], int], Any]) -> Any:

@@ -70,7 +70,7 @@ class SQLiteViewRecorder(ViewRecorderMixin, SQLiteTrackingRecorder):
         # A write first takes SQLite's write lock, so the read that follows cannot go stale.
         c.execute(f"UPDATE {PREFIX}generations SET live=live WHERE 0")
 
-    def _held_position(self, c: Any, name: str) -> int:
+    def _held_position(self, c: Any, projection: str, name: str) -> int:
         self._lock_generations(c)
         c.execute(f"SELECT MAX(notification_id) FROM {self.tracking_table} WHERE application_name=?", (name,))
         return c.fetchone()[0] or 0
@@ -124,12 +124,13 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
     def _qualify(self, table: str) -> str:
         return f'"{self.datastore.schema}"."{table}"'
 
-    def _held_position(self, c: Any, name: str) -> int:
-        # Locked: a second commit of the generation waits here for this one, then reads what it wrote.
-        c.execute(f"SELECT notification_id FROM {self._qualify(self.tracking_table)} WHERE application_name=%s "
-                  "ORDER BY notification_id DESC LIMIT 1 FOR UPDATE", (name,))
-        row = c.fetchone()
-        return row["notification_id"] if row else 0
+    def _held_position(self, c: Any, projection: str, name: str) -> int:
+        # The projection's generations row, not the tracking row: that exists only from a view's first commit
+        # on, and two first commits would both read none. A second commit waits here, then reads the first's.
+        c.execute(self._g("SELECT 1 FROM {g} WHERE projection=%s FOR UPDATE"), (projection,))
+        c.execute(f"SELECT MAX(notification_id) AS held FROM {self._qualify(self.tracking_table)} "
+                  "WHERE application_name=%s", (name,))
+        return c.fetchone()["held"] or 0
 
     @contextmanager
     def _read(self):

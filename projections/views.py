@@ -7,8 +7,8 @@
 - ``views.room_state_at(room, at, **options)``: ``pointintime.RoomState``;
 - ``views.known_until()``: the archive's last known moment (the listener's
   heartbeat, when the composition root passes one, or the time the log's last
-  event was recorded; while the views lag the log, the time their last event was
-  recorded); presence after it is "not known yet" (both need the store);
+  event was recorded; while the views lag the log, just before the first event
+  they have not applied was recorded); presence after it is "not known yet" (both need the store);
 - ``views.projections()``: fresh projection instances for a runner or a rebuild;
 - ``views.outdated()``: the views built before a rule only a rebuild applies, each with why;
 - ``views.close()``.
@@ -19,7 +19,7 @@ Queries read committed data only, i.e. up to the last commit of each projection.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from archive.errors import ConfigError
 from archive.store import EventStore
@@ -32,6 +32,8 @@ from .tables import TableProjection
 from .transcripts.queries import Transcripts
 from .transcripts.view import TranscriptProjection
 from .viewdb_backends import open_view_recorder
+
+_EXCLUSIVE = timedelta(microseconds=1)  # the last moment before one: times are kept to the microsecond
 
 PROJECTION_CLASSES: dict[str, type[TableProjection]] = {
     TranscriptProjection.name: TranscriptProjection,
@@ -61,28 +63,32 @@ class Views:
         """The views a start must rebuild from the log (``TableProjection.outdated``), each with why."""
         return {name: why for name, cls in PROJECTION_CLASSES.items() if (why := cls.outdated(self.recorder))}
 
-    def room_state_at(self, room: str, at: datetime, **options) -> RoomState:
-        return room_state_at(self.transcripts, self.presence, room, at, known_until=self.known_until(), **options)
+    def room_state_at(self, room: str, at: datetime, *, known_until: datetime | None = None, **options) -> RoomState:
+        """``known_until``: the caller's own read of ``known_until()``, if it has one (one answer, one read)."""
+        known_until = known_until or self.known_until()
+        return room_state_at(self.transcripts, self.presence, room, at, known_until=known_until, **options)
 
     def known_until(self) -> datetime | None:
         """The archive's last known moment, never later than now; None for an empty archive."""
         if self.store is None:
             raise ConfigError("the archive's last known moment needs the event store: open the views with one")
-        # Read before the log's head: a view that commits in between only makes the answer earlier.
+        # The heartbeat, then the views' positions, then the log: what is stored or committed after one of
+        # these reads can only make the answer earlier than it might be, never later.
+        beat = self._heartbeat and self._heartbeat()
         held = min(self.recorder.position(name, self.recorder.generations(name)[0]) for name in PROJECTION_CLASSES)
         head = self.store.head()
-        if 0 < held < head:
+        if held < head:
             # The views have not applied the log's newest events yet (they commit every minute, and an API host
-            # may serve views another process keeps): known only up to the last event they hold. (A room they
-            # have not reached at all is not known at any moment: ``presence.logic.not_reached``.)
-            return self._recorded_at(held)
+            # may serve views another process keeps): known only until the first event they have not applied.
+            # (A room they have not reached at all is not known at any moment: ``presence.logic.not_reached``.)
+            return self._recorded_at(held + 1) - _EXCLUSIVE
         last = self._recorded_at(head) if head else None
-        moments = [m for m in (last, self._heartbeat and self._heartbeat()) if m]
+        moments = [m for m in (last, beat) if m]
         return min(max(moments), utcnow()) if moments else None
 
-    def _recorded_at(self, position: int) -> datetime | None:
-        record = next(iter(self.store.read_log(position - 1, page_size=1)), None)
-        return record.event.recorded_at if record else None
+    def _recorded_at(self, position: int) -> datetime:
+        """When the first event at or after ``position`` was recorded."""
+        return next(iter(self.store.read_log(position - 1, page_size=1))).event.recorded_at
 
     def close(self) -> None:
         self._close()

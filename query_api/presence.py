@@ -126,10 +126,12 @@ def state(room: str) -> Response:
     room = visible_room(who, room)
     params = Params(request.args, ("at", "since", "limit"))
     # No moment named: the room as the archive last knew it (just after it, "now", presence is not known yet).
-    at = params.time("at") or views().known_until() or utcnow()
+    known_until = views().known_until()
+    at = params.time("at") or known_until or utcnow()
     since = params.time("since")
     limit = params.integer("limit", 200, minimum=0, maximum=5000)
-    result = views().room_state_at(room, at, limit=limit, since=since, include_originals=who.sees_originals)
+    result = views().room_state_at(room, at, known_until=known_until, limit=limit, since=since,
+                                   include_originals=who.sees_originals)
     audit.results(len(result.occupants) + len(result.lines))
     return json_response(msgspec.structs.replace(
         result,

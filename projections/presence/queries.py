@@ -207,7 +207,8 @@ class Presence:
                 "SELECT start_ts, end_ts FROM {gaps} WHERE room=? AND end_ts>? AND start_ts<?", (room, lo, hi)
             )]
             if not _begun(query, room):
-                gaps.append((micros(logic.EARLIEST), micros(logic.NEVER)))
+                gap = logic.not_reached(room)
+                gaps.append((micros(gap.start), micros(gap.end)))
             return [(r["stay"], r["start_ts"], r["end_ts"]) for r in spans], gaps
 
         spans, gaps = self.recorder.read(NAME, work)

@@ -65,21 +65,35 @@ class AuditStore:
         return [head.stream for head in self._trail_heads()]
 
     def audit_link(self, trail: str, seq: int) -> bytes | None:
-        """The stored link of record ``seq`` of an audit trail, None if the trail holds no such record."""
+        """The stored link of record ``seq`` of an audit trail (its genesis for 0), None if it holds no such record."""
+        if seq == 0:
+            return chain.genesis(trail)
         return next((link for _, _, link in self._audit_rows(seq - 1, None, None, 1, seq, trail)), None)
 
-    def copy_audit(self, trail: str, records: Iterable[Recorded], page_size: int = 1000) -> int:
-        """Append another store's audit records (each ``Recorded.position`` its sequence number there, in order)
-        to the copied trail ``trail`` at their numbers, chained as there; those it holds are skipped. How many
-        were new."""
+    def copied_head(self, trail: str) -> tuple[int, bytes]:
+        """The number and the link of a copied trail's last record; 0 and its genesis for none."""
+        head = next((h for h in self._copied_trail_heads() if h.stream == trail), None)
+        return (head.version, bytes.fromhex(head.link)) if head else (0, chain.genesis(trail))
+
+    def check_copy(self, trail: str, link: bytes | None, source: str) -> tuple[int, bytes]:
+        """Refuse to go on with the copied trail ``trail`` from ``source`` (a trail elsewhere, named for the message)
+        unless ``link``, ``source``'s link at the copy's last record, is the copy's; ``copied_head``."""
+        seq, held = self.copied_head(trail)
+        if link != held:
+            raise StoreError(f"{trail} holds another trail than {source}: they differ at record {seq}; a copied trail "
+                             "goes on only with the trail it was copied from")
+        return seq, held
+
+    def copy_audit(self, trail: str, records: Iterable[Recorded], *, link: bytes | None = None,
+                   page_size: int = 1000) -> int:
+        """Append another store's audit records (each ``Recorded.position`` its sequence number there, in order, from
+        the one after the copy's last) to the copied trail ``trail`` at their numbers, chained as there. ``link``:
+        the source's link at the copy's last record (``check_copy``; None: the copy holds none). How many."""
         if not is_audit_trail(trail) or not trail.endswith(COPIED):
             raise StoreError(f"{trail} is not the name of a copied audit trail")
-        head = next((h for h in self._copied_trail_heads() if h.stream == trail), None)
-        seq, link = (head.version, bytes.fromhex(head.link)) if head else (0, chain.genesis(trail))
-        held, rows, new = seq, [], 0
+        seq, link = self.check_copy(trail, link or chain.genesis(trail), "the one copied")
+        rows, new = [], 0
         for record in records:
-            if record.position <= held:
-                continue
             if record.position != seq + 1:
                 raise StoreError(f"{trail}: record {record.position} does not follow record {seq}: a trail is copied "
                                  "whole, in order")
@@ -90,6 +104,21 @@ class AuditStore:
                 new += self._insert_copied(rows)
                 rows = []
         return new + (self._insert_copied(rows) if rows else 0)
+
+    def copied_checkpoints(self) -> dict[str, int]:
+        """How far the log's checkpoints came with each copied trail (``archive.copied_trails``): copied trail ->
+        the last log position a migration or a restore appended from the store it was copied from."""
+        try:
+            return self._recorder.copied_checkpoints()
+        except PersistenceError as e:
+            raise StoreError(f"could not read the copied checkpoints' marks: {e}") from e
+
+    def mark_copied_checkpoints(self, marks: dict[str, int]) -> None:
+        """Record that the log's checkpoints up to each position came with a copied trail (a mark only grows)."""
+        try:
+            self._recorder.mark_copied_checkpoints(marks)
+        except PersistenceError as e:
+            raise StoreError(f"could not mark the copied checkpoints: {e}") from e
 
     def _insert_copied(self, rows: list) -> int:
         try:

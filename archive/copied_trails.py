@@ -4,9 +4,16 @@ A store's own trail (``archive_audit``, stream ``chat-archive:audit``) holds the
 store it was migrated (``chat-archive migrate``) or restored (``import`` of an ``export-log`` backup) from is copied
 record for record under that trail's name with ``:copied`` appended (``records.copied_trail``), at its sequence
 numbers, each link recomputed on the way in from its origin's genesis (``chain.genesis``): it is the source's chain,
-so its head is the source's and the source's checkpoints of it hold in the copy (``integrity`` attributes each
-checkpointed head to the trail holding its link). Neither trail takes the other's numbers: reads on the target
+so its head is the source's, and a copy goes on only with the trail it was copied from (its head's link is the
+source's at that record: ``AuditStore.copy_audit``). Neither trail takes the other's numbers: reads on the target
 between two runs of a migration stay the target's, and the next run goes on with the source's.
+
+The source's checkpoints, copied with its log at their positions, name its trails by the names they had there
+(its own ``chat-archive:audit``, which is the copy here). A copy starts from the same genesis as the store's own
+trail, so a link names no store: the copy records instead how far the log's checkpoints came with it (table
+``archive_copied_checkpoints``: the copied trail, the last log position a migration or a restore appended; the
+source's own records, one copy deeper), and ``integrity`` gives a checkpointed head of an audit trail to the trail
+of the store that wrote the checkpoint.
 """
 
 from __future__ import annotations
@@ -19,9 +26,11 @@ from psycopg.sql import SQL, Composed, Identifier
 # (trail, seq, at, state, link)
 CopiedRow = tuple[str, int, float, bytes, bytes]
 
-SQLITE_TABLE = (
+SQLITE_TABLES = (
     "CREATE TABLE IF NOT EXISTS archive_audit_copied (trail TEXT NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL, "
-    "state BLOB NOT NULL, link BLOB NOT NULL, PRIMARY KEY (trail, seq)) WITHOUT ROWID"
+    "state BLOB NOT NULL, link BLOB NOT NULL, PRIMARY KEY (trail, seq)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS archive_copied_checkpoints (trail TEXT PRIMARY KEY, last_position INTEGER NOT NULL) "
+    "WITHOUT ROWID",
 )
 # Each trail's last record, found by stepping from trail to trail down the primary key (a handful of trails, each of
 # millions of records: a GROUP BY would read every one, on every checkpoint and chain-heads read).
@@ -37,11 +46,19 @@ _SELECT = ("SELECT seq, state, link FROM {t} WHERE trail={p} AND seq>{p} AND seq
            "ORDER BY seq LIMIT {p}")  # fmt: skip
 
 
-def postgres_table(table: Composed) -> Composed:
-    return SQL(
-        "CREATE TABLE IF NOT EXISTS {} (trail text NOT NULL, seq bigint NOT NULL, at double precision NOT NULL, "
-        "state bytea NOT NULL, link bytea NOT NULL, PRIMARY KEY (trail, seq))"
-    ).format(table)
+# A mark only grows: a later run of a migration appends after the earlier's.
+_MARK = ("INSERT INTO {t} AS m VALUES ({p}, {p}) ON CONFLICT (trail) DO UPDATE SET "
+         "last_position = {greatest}(m.last_position, excluded.last_position)")  # fmt: skip
+
+
+def postgres_tables(schema: str) -> list[Composed]:
+    return [
+        SQL("CREATE TABLE IF NOT EXISTS {}.archive_audit_copied (trail text NOT NULL, seq bigint NOT NULL, "
+            "at double precision NOT NULL, state bytea NOT NULL, link bytea NOT NULL, PRIMARY KEY (trail, seq))"
+            ).format(Identifier(schema)),
+        SQL("CREATE TABLE IF NOT EXISTS {}.archive_copied_checkpoints (trail text PRIMARY KEY, "
+            "last_position bigint NOT NULL)").format(Identifier(schema)),
+    ]
 
 
 class SQLiteCopiedTrails:
@@ -60,6 +77,15 @@ class SQLiteCopiedTrails:
         with self.datastore.transaction(commit=False) as c:
             c.execute(_SELECT.format(t="archive_audit_copied", p="?"), (trail, after, through, since, until, limit))
             return [tuple(row) for row in c.fetchall()]
+
+    def copied_checkpoints(self) -> dict[str, int]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT trail, last_position FROM archive_copied_checkpoints")
+            return dict(c.fetchall())
+
+    def mark_copied_checkpoints(self, marks: dict[str, int]) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.executemany(_MARK.format(t="archive_copied_checkpoints", p="?", greatest="max"), list(marks.items()))
 
 
 class PostgresCopiedTrails:
@@ -83,3 +109,17 @@ class PostgresCopiedTrails:
             curs.execute(SQL(_SELECT.format(t="{t}", p="%s")).format(t=self._copied),
                          (trail, after, through, since, until, limit))  # fmt: skip
             return [(row["seq"], bytes(row["state"]), bytes(row["link"])) for row in curs.fetchall()]
+
+    @functools.cached_property
+    def _copied_checkpoints(self) -> Composed:
+        return SQL("{}.archive_copied_checkpoints").format(Identifier(self.datastore.schema))
+
+    def copied_checkpoints(self) -> dict[str, int]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT trail, last_position FROM {}").format(self._copied_checkpoints))
+            return {row["trail"]: row["last_position"] for row in curs.fetchall()}
+
+    def mark_copied_checkpoints(self, marks: dict[str, int]) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.executemany(SQL(_MARK.format(t="{t}", p="%s", greatest="GREATEST")).format(
+                t=self._copied_checkpoints), list(marks.items()))

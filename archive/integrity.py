@@ -82,17 +82,12 @@ def verify_integrity(store: EventStore, stream: str | None = None,
     """Recompute every stream's chain (or one's, or those of ``keep``) against its links, its recorded head,
     every checkpoint and every purge record; each result names its stream's first broken link, and holds the
     full links of the versions ``keep`` names for it (``chain.WalkResult.kept``)."""
-    checkpoints = list(compliance_records(store, ChainCheckpoint))
+    checkpoints, checkpointed = _checkpointed_heads(store)
     purged: dict[str, dict[int, PurgedSpan]] = {}
     for purge in compliance_records(store, EventsPurged):
         for span in purge.spans:
             purged.setdefault(span.stream, {})[span.first] = span
     heads = {h.stream: h for h in store.chain_heads()}
-    checkpointed: dict[str, list[ChainHead]] = {}
-    for checkpoint in checkpoints:
-        for head in checkpoint.heads:
-            checkpointed.setdefault(head.stream, []).append(head)
-    checkpointed = _attribute_to_copies(store, checkpointed)
     # Counted in the log itself before the walks (which then see as many rows or more, as appends go on): SQLite
     # walks a stream through its side index, which a row written behind the store's back need not be in.
     logged = store.event_counts()
@@ -118,24 +113,27 @@ def verify_integrity(store: EventStore, stream: str | None = None,
             result = replace(result, broken=Break(name, 0, None, f"the log holds {unwalked} more event(s) than "
                                                               "its index: written behind the store's back"))
         results.append(result)
-    return IntegrityReport(results, len(checkpoints))
+    return IntegrityReport(results, checkpoints)
 
 
-def _attribute_to_copies(store: EventStore, checkpointed: dict[str, list[ChainHead]]) -> dict[str, list[ChainHead]]:
-    """The checkpoints copied from the store an audit trail was copied from (``archive.copied_trails``) name that
-    trail by the name it had there, which this store's own trail (or a shallower copy) has here: each checkpointed
-    head of an audit trail goes to the trail's copy (or the copy's copy...) holding the head's link at its version
-    (a link is a hash over its trail's every record: it names one trail). A head none holds stays with the trail
-    it names, whose walk reports it."""
-    copies = [trail for trail in store.audit_trails() if trail.endswith(COPIED)]
-    attributed: dict[str, list[ChainHead]] = {}
-    for named, heads in checkpointed.items():
-        deeper = [copy for copy in copies if is_audit_trail(named) and copy.startswith(named + COPIED)]
-        for head in heads:
-            link = bytes.fromhex(head.link)
-            trail = next((copy for copy in deeper if store.audit_link(copy, head.version) == link), named)
-            attributed.setdefault(trail, []).append(replace_struct(head, stream=trail))
-    return attributed
+def _checkpointed_heads(store: EventStore) -> tuple[int, dict[str, list[ChainHead]]]:
+    """How many checkpoints the log holds, and their heads by the stream each names here. A checkpoint that came
+    with a copied audit trail (at or before its mark: ``archive.copied_trails``) was written by the store that trail
+    was copied from, and names that store's trails: an audit trail it names is, here, its copy (a copy's copy, for
+    one that came through two copies). A link names no store (a copy starts from its origin's genesis), so nothing
+    else may give a head to a copy: the store's own checkpoints stay with its own trails."""
+    marks = store.copied_checkpoints()
+    count, checkpointed = 0, {}
+    for record in store.read_room(COMPLIANCE_STREAM):
+        if type(record.event) is not ChainCheckpoint:
+            continue
+        count += 1
+        copies = max((trail.count(COPIED) for trail, last in marks.items() if record.position <= last), default=0)
+        for head in record.event.heads:
+            if copies and is_audit_trail(head.stream):
+                head = replace_struct(head, stream=head.stream + COPIED * copies)
+            checkpointed.setdefault(head.stream, []).append(head)
+    return count, checkpointed
 
 
 def _genesis_version(stream, rows, head: ChainHead | None, checkpoints: list[ChainHead]) -> int:

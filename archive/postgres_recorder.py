@@ -13,7 +13,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from .audit_tables import PostgresAuditTable
-from .copied_trails import PostgresCopiedTrails, postgres_table as copied_trails_table
+from .copied_trails import PostgresCopiedTrails, postgres_tables as copied_trails_tables
 from .batch_rows import BatchRows
 from .codec import to_msgpack_list
 from .idempotency import Probe, Slot
@@ -116,7 +116,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresCopiedTrails, Postgres
                 "state bytea NOT NULL, link bytea NOT NULL)"
             ).format(self._audit),
             SQL("CREATE INDEX IF NOT EXISTS archive_audit_at ON {} (at)").format(self._audit),
-            copied_trails_table(self._copied),
+            *copied_trails_tables(self.datastore.schema),
             # The earlier append (returning nothing; a function's result type cannot be replaced).
             SQL("DROP FUNCTION IF EXISTS {}.archive_audit_append(bytea[], double precision[], bytea)").format(schema),
             self.audit_function(),

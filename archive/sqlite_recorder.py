@@ -17,7 +17,7 @@ from eventsourcing.sqlite import (
 )
 
 from .audit_tables import SQLiteAuditTable
-from .copied_trails import SQLITE_TABLE as COPIED_TRAILS, SQLiteCopiedTrails
+from .copied_trails import SQLITE_TABLES as COPIED_TRAILS, SQLiteCopiedTrails
 from .batch_rows import BatchRows
 from .codec import to_msgpack_arrays
 from .idempotency import Probe, Slot, key_digest
@@ -144,7 +144,7 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteCopiedTrails, SQLiteRoomRead
             "CREATE TABLE IF NOT EXISTS archive_audit (seq INTEGER PRIMARY KEY, at REAL NOT NULL, "
             "state BLOB NOT NULL, link BLOB NOT NULL)",
             "CREATE INDEX IF NOT EXISTS archive_audit_at ON archive_audit (at)",
-            COPIED_TRAILS,
+            *COPIED_TRAILS,
         ]
 
     def create_table(self) -> None:

@@ -8,7 +8,9 @@ the source kept). After the events come the audit trails' records (who read what
 ``{"trail": NAME, "seq": N, "event": {...}}``: a record at its sequence number in its trail, which a restore
 keeps beside the restored store's own trail (``archive.copied_trails``). The file ends with a trailer
 holding the lines' count and SHA-256 and the store's chain heads (a stream whose last events were purged goes
-on at its head's version, from its link), the audit trails' at their last records in the file.
+on at its head's version, from its link), the audit trails' at their last records in the file, and how far the
+log's checkpoints came with the store's copied trails (``archive.copied_trails``: a restore keeps them, one copy
+deeper).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class _Trailer(msgspec.Struct):
     sha256: str | None = None
     count: int | None = None
     heads: list[ChainHead] = []
+    copied_checkpoints: dict[str, int] = {}
 
 
 _trailer = msgspec.json.Decoder(_Trailer).decode
@@ -51,8 +54,9 @@ def audit_line(trail: str, record: Recorded) -> bytes:
     return b'{"trail":%s,"seq":%d,"event":%s}\n' % (msgspec.json.encode(trail), record.position, to_json(record.event))
 
 
-def trailer(digest: str, count: int, heads: Iterable[ChainHead]) -> bytes:
-    return msgspec.json.encode({"sha256": digest, "count": count, "heads": list(heads)}) + b"\n"
+def trailer(digest: str, count: int, heads: Iterable[ChainHead], copied_checkpoints: dict[str, int]) -> bytes:
+    return msgspec.json.encode({"sha256": digest, "count": count, "heads": list(heads),
+                                "copied_checkpoints": copied_checkpoints}) + b"\n"  # fmt: skip
 
 
 def _is_trailer(line: bytes) -> bool:
@@ -78,6 +82,7 @@ class LogFile:
     def __init__(self, raw: BinaryIO, source: str):
         self.raw, self.source = raw, source
         self.heads: list[ChainHead] = []
+        self.copied_checkpoints: dict[str, int] = {}
         self.ends_with_trailer = False  # once read: the last line was a trailer
 
     def lines(self) -> Iterator[bytes]:
@@ -90,7 +95,8 @@ class LogFile:
                     if (found.sha256, found.count) != (digest.hexdigest(), count):
                         raise EventDecodeError(f"{self.source}: the lines do not match the trailer's SHA-256 and count: "
                                                "the file was altered or is incomplete")  # fmt: skip
-                    self.heads, self.ends_with_trailer = found.heads, True
+                    self.heads, self.copied_checkpoints = found.heads, found.copied_checkpoints
+                    self.ends_with_trailer = True
                 else:
                     digest.update(line)
                     count += 1

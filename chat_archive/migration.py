@@ -25,7 +25,7 @@ import hashlib
 import itertools
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +86,9 @@ def copy_log(
     page_size: int = PAGE_SIZE,
 ) -> CopyReport:
     """Append the source's events after the recorded progress to the target, at their positions and versions;
-    then the heads of streams whose last events were purged, and the audit trail."""
+    then the heads of streams whose last events were purged, and the audit trail. Nothing is written unless each of
+    the source's audit trails is the one its copy in the target was copied from."""
+    _check_audit_copies(source, target)
     after = read_progress(progress)
     purged = purged_spans(compliance_records(source, EventsPurged))
 
@@ -96,8 +98,8 @@ def copy_log(
             on_page(position)
 
     chains = copied_chains(purged, source.chain_heads())
-    read, appended, position = copy_records(source.read_log_versions(after, page_size=page_size), target,
-                                            chains, page_done, page_size)  # fmt: skip
+    read, appended, position = copy_records(source.read_log_versions(after, page_size=page_size), target, chains,
+                                            source.copied_checkpoints(), page_done, page_size)  # fmt: skip
     if on_page and not read:
         on_page(after)
     carry_purged_heads(source.chain_heads(), target, purged)
@@ -111,19 +113,31 @@ def copied_chains(purged: dict[str, list[PurgedSpan]], heads: Iterable[ChainHead
 
 
 def copy_records(
-    records: Iterable[tuple[int, Recorded]], target: EventStore, chains: CopiedChains,
+    records: Iterable[tuple[int, Recorded]], target: EventStore, chains: CopiedChains, marks: Mapping[str, int],
     page_done: Callable[[int], None] = lambda position: None, page_size: int = PAGE_SIZE,
 ) -> tuple[int, int, int]:
     """Append (version, record) pairs, in log order, to the target at their positions and versions, page by
-    page, skipping those it holds; (read, appended, the last position read)."""
+    page, skipping those it holds; (read, appended, the last position read). ``marks``: the source's own of the
+    checkpoints that came to it with its copied trails (``copied_checkpoint_marks``)."""
     read = appended = position = 0
     records = iter(records)
     while page := list(itertools.islice(records, page_size)):
-        appended += len(target.append_copies(page, chains))
+        new = target.append_copies(page, chains)
+        if new:  # after the page's commit: one lost in between makes verify report, never hides, a deletion
+            target.mark_copied_checkpoints(copied_checkpoint_marks(max(r.position for r in new), marks))
+        appended += len(new)
         read += len(page)
         position = page[-1][1].position
         page_done(position)
     return read, appended, position
+
+
+def copied_checkpoint_marks(last: int, marks: Mapping[str, int]) -> dict[str, int]:
+    """The target's marks of the checkpoints it holds from the source (``archive.copied_trails``), when it has
+    appended the source's events up to position ``last``: those up to there came with the copy of the source's own
+    trail, and those that had come to the source with its copies came with the copies of those, one copy deeper.
+    Only what a copy appended is marked: a store's own backup restored into it marks none of its own checkpoints."""
+    return {copied_trail(AUDIT_STREAM): last, **{copied_trail(trail): min(at, last) for trail, at in marks.items()}}
 
 
 def purged_spans(records: Iterable[EventsPurged]) -> dict[str, list[PurgedSpan]]:
@@ -177,15 +191,24 @@ def covered(spans: list[PurgedSpan], last_copied: int, head: ChainHead) -> bool:
     return False
 
 
+def _check_audit_copies(source: EventStore, target: EventStore) -> None:
+    """Each of the source's audit trails is the one its copy in the target was copied from: the same link at the
+    copy's last record (a store restored from the source's backup has a trail of its own, begun anew)."""
+    for trail in source.audit_trails():
+        copy = copied_trail(trail)
+        seq, _ = target.copied_head(copy)
+        target.check_copy(copy, source.audit_link(trail, seq), f"the source's {trail}")
+
+
 def _copy_audit(source: EventStore, target: EventStore) -> int:
     """The audit trails (who read what) are not part of the log: each of the source's follows, record by record, into
     its copy in the target (``archive.copied_trails``), after the records the copy holds. Reads made on the target
     are in its own trail, and take none of the source's numbers."""
-    held = {head.stream: head.version for head in target.chain_heads()}
     copied = 0
     for trail in source.audit_trails():
         copy = copied_trail(trail)
-        copied += target.copy_audit(copy, source.read_audit(after=held.get(copy, 0), trail=trail))
+        seq, _ = target.copied_head(copy)
+        copied += target.copy_audit(copy, source.read_audit(after=seq, trail=trail), link=source.audit_link(trail, seq))
     return copied
 
 

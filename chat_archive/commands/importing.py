@@ -14,10 +14,13 @@ from typing import BinaryIO
 
 import msgspec
 
+from archive import chain
+from archive.codec import to_msgpack
 from archive.errors import ChatArchiveError, EventDecodeError, StoreError
 from archive.events import (
     ChainHead, ContentRead, Event, EventsPurged, Recorded, copied_trail, is_audit_trail, misplaced,
 )
+from archive.records import COPIED
 from archive.room_names import RoomNames
 from archive.store import MAX_BATCH, EventStore
 
@@ -48,6 +51,9 @@ class _Survey:
     last_position: int = 0
     versions: dict[str, int] = field(default_factory=dict)  # stream -> its last version in the lines
     trails: dict[str, int] = field(default_factory=dict)  # audit trail -> its last record's number in the lines
+    links: dict[str, bytes] = field(default_factory=dict)  # audit trail -> its chain's link at its last record
+    wanted: dict[str, int] = field(default_factory=dict)  # audit trail -> a record whose link ``found`` keeps
+    found: dict[str, bytes] = field(default_factory=dict)
 
     def read(self, entry: Entry) -> None:
         if entry.trail is not None:
@@ -78,6 +84,10 @@ class _Survey:
         if entry.position != before + 1:
             self._disorder(entry, f"record {entry.position} of {entry.trail} after its record {before}")
         self.trails[entry.trail] = entry.position
+        link = self.links.get(entry.trail) or chain.genesis(entry.trail)
+        link = self.links[entry.trail] = chain.link(link, entry.position, to_msgpack(entry.event))
+        if self.wanted.get(entry.trail) == entry.position:
+            self.found[entry.trail] = link
 
     def _disorder(self, entry: Entry, what: str):
         raise EventDecodeError(f"{self.source}, line {entry.line}: {what}: a backup's lines are in log order, "
@@ -110,7 +120,7 @@ def import_events(args: argparse.Namespace, config) -> int:
                                "is cut short or has lines after it")
     with open_store(config) as store:
         if backup:
-            return _restore(store, opener, survey, log.heads)
+            return _restore(store, opener, survey, log)
         names = RoomNames(store.rooms())
         with opener() as raw:
             entries = LogFile(raw, source).entries()
@@ -155,18 +165,41 @@ def _expected_heads(survey: _Survey, trailer_heads: list[ChainHead]) -> dict[str
     return expected
 
 
-def _expected_trails(survey: _Survey, trailer_heads: list[ChainHead]) -> dict[str, ChainHead]:
+def _expected_trails(survey: _Survey, log: LogFile) -> dict[str, ChainHead]:
     """The heads of the audit trails the restore copies, from the trailer, which must name every trail the lines
-    hold at its last record (a backup written before it held audit trails names none)."""
-    heads = {head.stream: head for head in trailer_heads if is_audit_trail(head.stream)}
-    if {stream: head.version for stream, head in heads.items()} != survey.trails:
-        raise EventDecodeError(f"{survey.source}: its trailer's audit trail heads are not its audit records' last ones")
+    hold at its last record and link (a backup written before it held audit trails names none); the trailer's marks
+    of copied checkpoints must name copied trails."""
+    heads = {head.stream: head for head in log.heads if is_audit_trail(head.stream)}
+    if {stream: (head.version, head.link) for stream, head in heads.items()} != {
+            trail: (last, survey.links[trail].hex()) for trail, last in survey.trails.items()}:
+        raise EventDecodeError(f"{survey.source}: its trailer's audit trail heads are not its audit records' last "
+                               "ones: the file was altered")
+    if not all(is_audit_trail(trail) and trail.endswith(COPIED) for trail in log.copied_checkpoints):
+        raise EventDecodeError(f"{survey.source}: its trailer marks checkpoints of trails it cannot have copied")
     return heads
 
 
-def _restore(store: EventStore, opener, survey: _Survey, trailer_heads: list[ChainHead]) -> int:
-    heads = _expected_heads(survey, trailer_heads)
-    trails = _expected_trails(survey, trailer_heads)
+def _held_trails(store: EventStore, opener, survey: _Survey) -> dict[str, tuple[int, bytes]]:
+    """Each of the backup's audit trails is the one its copy in the store was copied from, if the store holds one (a
+    restore repeated or resumed): the copy's last record's link is the file's at that record. Checked before
+    anything is written; trail -> the number and the link of the copy's last record."""
+    held = {trail: store.copied_head(copied_trail(trail))[0] for trail in survey.trails}
+    links = {trail: chain.genesis(trail) for trail, seq in held.items() if not seq}
+    if len(links) < len(held):  # the file read once more for the links at those records
+        again = _Survey(survey.source, wanted=held)
+        with opener() as raw:
+            for entry in LogFile(raw, survey.source).entries():
+                again.read(entry)
+        links |= again.found
+    for trail, seq in held.items():
+        store.check_copy(copied_trail(trail), links.get(trail), f"the backup's {trail}")
+    return {trail: (seq, links[trail]) for trail, seq in held.items()}
+
+
+def _restore(store: EventStore, opener, survey: _Survey, log: LogFile) -> int:
+    heads = _expected_heads(survey, log.heads)
+    trails = _expected_trails(survey, log)
+    copies_held = _held_trails(store, opener, survey)
     purged = purged_spans(survey.purges)
     with opener() as raw:
         entries = LogFile(raw, survey.source).entries()
@@ -174,10 +207,12 @@ def _restore(store: EventStore, opener, survey: _Survey, trailer_heads: list[Cha
         records: list[Entry] = []  # the first audit record, which ends the events (``_Survey``)
         events = itertools.takewhile(lambda e: e.trail is None or records.append(e), entries)
         copies = ((e.version, Recorded(e.position, e.event)) for e in events)
-        read, new, _ = copy_records(copies, store, copied_chains(purged, trailer_heads))
+        read, new, _ = copy_records(copies, store, copied_chains(purged, log.heads), log.copied_checkpoints)
         carry_purged_heads(heads.values(), store, purged)
         # Each trail beside the store's own, as `migrate` keeps the source's (``archive.copied_trails``).
-        copied = sum(store.copy_audit(copied_trail(trail), (Recorded(e.position, e.event) for e in lines))
+        copied = sum(store.copy_audit(copied_trail(trail), (Recorded(e.position, e.event) for e in lines
+                                                            if e.position > copies_held[trail][0]),
+                                      link=copies_held[trail][1])
                      for trail, lines in itertools.groupby(itertools.chain(records, entries), lambda e: e.trail))
     restored = {head.stream: head for head in store.chain_heads()}
     expected = [*heads.values(), *(msgspec.structs.replace(head, stream=copied_trail(head.stream))

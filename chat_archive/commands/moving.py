@@ -101,7 +101,8 @@ def run_export_log(args: argparse.Namespace, config) -> int:
                         records += 1
                     # The trail's head at the last record written: records appended since are not in the file.
                     heads.append(ChainHead(trail, record.position, store.audit_link(trail, record.position).hex(), 1))
-                out.write(trailer(digest.hexdigest(), count + records, sorted(heads, key=lambda h: h.stream)))
+                out.write(trailer(digest.hexdigest(), count + records, sorted(heads, key=lambda h: h.stream),
+                                  store.copied_checkpoints()))
                 audit_cli_read(store, "export-log", results=count)
         finally:
             if output is not sys.stdout.buffer:

@@ -61,6 +61,12 @@ def record_read(
     return record
 
 
+def trail_endpoint(endpoint: str, trail: str) -> str:
+    """What a record of a read of an audit trail names as its endpoint: the store's own trail is the default, a copied
+    one (``archive.copied_trails``; or one asked for and refused) is named after it, however it was asked for."""
+    return endpoint if trail == AUDIT_STREAM else f"{endpoint} trail={trail}"
+
+
 def matches_who(record: ContentRead, who: str) -> bool:
     """``who`` names the token id, the site user or the role of the record."""
     return who in (record.token_id, record.user, record.role)

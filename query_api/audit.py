@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Request, Response, g, request
 
-from archive.audit import audit_page, record_read
+from archive.audit import audit_page, record_read, trail_endpoint
 from archive.codec import to_json
 from archive.errors import ChatArchiveError, InvalidQueryError
 from archive.events import AUDIT_STREAM
@@ -134,7 +134,7 @@ def _fields(req: Request, ctx: Any, kind: str, status: int) -> dict:
     rooms = tuple(r for r in (room or "").split(",") if r)
     return {
         "via": "web" if (req.blueprint or "") == "web" else "api",
-        "endpoint": f"{kind} {req.path}",
+        "endpoint": trail_endpoint(f"{kind} {req.path}", ctx.get("audit_trail") or AUDIT_STREAM),
         "token_id": who.token_id if who else None,
         "role": who.role.value if who else None,
         "user": who.user if who else None,
@@ -158,7 +158,7 @@ def _time(text: str | None):
 def checked_trail(params: Params) -> str:
     """The ``trail`` parameter: the store's own trail (the default) or one it keeps copied from the store it was
     migrated or restored from (``archive.copied_trails``)."""
-    trail = params.text("trail") or AUDIT_STREAM
+    trail = g.audit_trail = params.text("trail") or AUDIT_STREAM  # recorded as asked for, refused or not
     if trail != AUDIT_STREAM and trail not in (trails := api().store.audit_trails()):
         copies = ", ".join(t for t in trails if t != AUDIT_STREAM) or "none"
         raise bad_parameter("trail", f"this store keeps no trail {trail!r} (its own: {AUDIT_STREAM}; copied: {copies})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from archive.audit import read_audit
+from archive.audit import read_audit, trail_endpoint
 from archive.codec import to_json
 from archive.events import AUDIT_STREAM, copied_trail
 from archive.errors import InvalidQueryError
@@ -57,7 +57,7 @@ def print_audit(args: argparse.Namespace, config) -> int:
         if not count and not args.json:
             out.write("no audit records match\n")
         out.flush()
-        audit_cli_read(store, "audit" + (f" --trail {args.trail}" if args.trail != AUDIT_STREAM else ""),
+        audit_cli_read(store, trail_endpoint("audit", args.trail),
                        query=args.who, range_from=since, range_to=until, results=count)
         for trail in trails if args.trail == AUDIT_STREAM else ():
             if trail != AUDIT_STREAM:

@@ -373,3 +373,30 @@ def test_the_audit_page_offers_and_shows_a_copied_trail(audited):
     page = client.get(f"/audit?trail={copied}").get_data(as_text=True)
     assert "elsewhere 1" in page and "elsewhere 3" in page and f'<option value="{copied}" selected' in page
     assert "elsewhere 1" not in client.get("/audit").get_data(as_text=True)
+
+
+def test_a_read_of_a_copied_trail_is_recorded_by_its_name_alike_on_the_api_the_pages_and_the_command_line(
+        audited, tmp_path, capsys):
+    """The API and the page recorded `audit /api/v1/audit` for `?trail=chat-archive:audit:copied`, as for the store's
+    own trail, while the command line recorded `audit --trail ...`: one rule (``archive.audit.trail_endpoint``)."""
+    from chat_archive.cli import main
+
+    app, store, tokens, _ = audited
+    copied = copied_trail(AUDIT_STREAM)
+    store.copy_audit(copied, [Recorded(seq, record_read_elsewhere(seq)) for seq in range(1, 4)])
+    client = app.test_client()
+    assert client.get(f"/api/v1/audit?trail={copied}", headers=auth(tokens["compliance"])).status_code == 200
+    api_read = last_record(store).endpoint
+    assert client.get("/api/v1/audit?trail=nothing", headers=auth(tokens["compliance"])).status_code == 400
+    refused = last_record(store).endpoint  # what was asked for, though refused
+    assert sign_in(client, tokens["compliance"]).status_code == 303
+    assert client.get(f"/audit?trail={copied}").status_code == 200
+    page_read = last_record(store).endpoint
+    assert client.get("/audit").status_code == 200
+    own_read = last_record(store).endpoint
+    config = tmp_path / "c.toml"
+    config.write_text(f'[store]\nurl = "{app.config["STORE_URL"]}"\n[index]\npath = "{tmp_path}/index"\n')
+    assert main(["--config", str(config), "audit", "--trail", copied]) == 0
+    assert (api_read, refused, page_read, own_read, last_record(store).endpoint) == (
+        f"audit /api/v1/audit trail={copied}", "audit /api/v1/audit trail=nothing", f"audit /audit trail={copied}",
+        "audit /audit", f"audit trail={copied}")

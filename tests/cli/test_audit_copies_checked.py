@@ -116,3 +116,32 @@ def test_migrate_from_a_store_whose_trail_is_not_the_one_the_targets_copy_holds_
         assert f"{COPIED}" in refused.stderr, refused.stderr
         assert (target.head(), trail(target, COPIED), target.audit_trails()) == before
         assert broken(target) == []
+
+
+@pytest.mark.parametrize("kinds", [("sqlite", "postgresql"), ("postgresql", "sqlite")])
+def test_a_migrated_stores_backup_carries_which_checkpoints_came_with_its_copy(kinds, tmp_path):
+    """The first store's checkpoint came to the second with its copy; restored from the second's backup, it is the
+    first's still, and goes to the copy of the copy."""
+    with ExitStack() as stack:
+        first_url, first = stack.enter_context(store_of(kinds[0], tmp_path / "first.sqlite"))
+        second_url, second = stack.enter_context(store_of(kinds[1], tmp_path / "second.sqlite"))
+        first.append(history()[:20])
+        for i in range(3):
+            read(first, f"first {i}")
+        write_checkpoint(first)
+        copy_log(first, second, progress_file(tmp_path, first_url, second_url))
+        read(second, "second 0")
+        second.append(history()[20:25])
+        write_checkpoint(second)
+        backup = tmp_path / "second.jsonl.gz"
+        assert run_cli("export-log", str(backup), store_url=second_url, cwd=tmp_path).returncode == 0
+    restored_url = f"sqlite:///{tmp_path}/restored.sqlite"
+    imported = run_cli("import", str(backup), store_url=restored_url, cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    with open_event_store(restored_url) as restored:
+        assert trail(restored, copied_trail(COPIED)) == [(1, "first 0"), (2, "first 1"), (3, "first 2")]
+        assert broken(restored) == []
+    run_sql(restored_url, f"DELETE FROM archive_audit_copied WHERE trail='{copied_trail(COPIED)}' AND seq=3")
+    with open_event_store(restored_url) as restored:
+        problems = broken(restored)
+    assert len(problems) == 1 and problems[0].startswith(f"{copied_trail(COPIED)}: "), problems

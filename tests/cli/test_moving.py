@@ -103,7 +103,7 @@ def test_export_log_writes_compressed_json_lines_with_a_checked_trailer(store_ur
     lines = gzip.decompress(path.read_bytes()).splitlines(keepends=True)
     trailer = json.loads(lines[-1])
     assert trailer == {"sha256": hashlib.sha256(b"".join(lines[:-1])).hexdigest(), "count": len(history()),
-                       "heads": heads}
+                       "heads": heads, "copied_checkpoints": {}}
     backup = [json.loads(line) for line in lines[:-1]]
     assert [{"position": b["position"], "event": b["event"]} for b in backup] == [
         json.loads(line) for line in run_cli("log", store_url=store_url).stdout.splitlines()]

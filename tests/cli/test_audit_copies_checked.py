@@ -4,7 +4,7 @@ the same links), and a copy goes on only with the trail it was copied from. Both
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 
 import pytest
 
@@ -31,6 +31,21 @@ def broken(store) -> list[str]:
 
 def trail(store, name: str) -> list[tuple[int, str]]:
     return [(r.position, r.event.query) for r in store.read_audit(trail=name)]
+
+
+@contextmanager
+def migrated(kinds: tuple[str, str], tmp_path, checkpoint: bool = False):
+    """A first store with 3 reads (and a checkpoint of them), migrated into a second: (url, store) of each."""
+    with ExitStack() as stack:
+        first_url, first = stack.enter_context(store_of(kinds[0], tmp_path / "first.sqlite"))
+        second_url, second = stack.enter_context(store_of(kinds[1], tmp_path / "second.sqlite"))
+        first.append(history()[:20])
+        for i in range(3):
+            read(first, f"first {i}")
+        if checkpoint:
+            write_checkpoint(first)
+        copy_log(first, second, progress_file(tmp_path, first_url, second_url))
+        yield first_url, first, second_url, second
 
 
 def test_a_copy_of_the_stores_own_trail_does_not_take_its_checkpoints(store_url):
@@ -69,13 +84,7 @@ def test_an_idle_stores_backup_restored_into_it_leaves_its_checkpoints_with_its_
 @pytest.mark.parametrize("kinds", [("sqlite", "postgresql"), ("postgresql", "sqlite")])
 def test_a_backup_whose_trail_is_not_the_one_a_copy_was_made_from_is_refused_before_anything_is_written(kinds,
                                                                                                        tmp_path):
-    with ExitStack() as stack:
-        first_url, first = stack.enter_context(store_of(kinds[0], tmp_path / "first.sqlite"))
-        second_url, second = stack.enter_context(store_of(kinds[1], tmp_path / "second.sqlite"))
-        first.append(history()[:20])
-        for i in range(3):
-            read(first, f"first {i}")
-        copy_log(first, second, progress_file(tmp_path, first_url, second_url))
+    with migrated(kinds, tmp_path) as (first_url, first, second_url, second):
         for i in range(5):
             read(second, f"second {i}")
         backup = tmp_path / "second.jsonl.gz"
@@ -94,14 +103,8 @@ def test_a_backup_whose_trail_is_not_the_one_a_copy_was_made_from_is_refused_bef
 def test_migrate_from_a_store_whose_trail_is_not_the_one_the_targets_copy_holds_is_refused_before_copying(kinds,
                                                                                                          tmp_path):
     """The first store's backup restored into a new store (whose own trail starts anew) and migrated again into the
-    target of the first: the new store's reads are not the first store's."""
-    with ExitStack() as stack:
-        first_url, first = stack.enter_context(store_of(kinds[0], tmp_path / "first.sqlite"))
-        target_url, target = stack.enter_context(store_of(kinds[1], tmp_path / "target.sqlite"))
-        first.append(history()[:20])
-        for i in range(3):
-            read(first, f"first {i}")
-        copy_log(first, target, progress_file(tmp_path, first_url, target_url))
+    target of the first (the second store): the new store's reads are not the first store's."""
+    with migrated(kinds, tmp_path) as (first_url, first, target_url, target):
         backup = tmp_path / "first.jsonl.gz"
         assert run_cli("export-log", str(backup), store_url=first_url, cwd=tmp_path).returncode == 0
         restored_url = f"sqlite:///{tmp_path}/restored.sqlite"
@@ -122,14 +125,7 @@ def test_migrate_from_a_store_whose_trail_is_not_the_one_the_targets_copy_holds_
 def test_a_migrated_stores_backup_carries_which_checkpoints_came_with_its_copy(kinds, tmp_path):
     """The first store's checkpoint came to the second with its copy; restored from the second's backup, it is the
     first's still, and goes to the copy of the copy."""
-    with ExitStack() as stack:
-        first_url, first = stack.enter_context(store_of(kinds[0], tmp_path / "first.sqlite"))
-        second_url, second = stack.enter_context(store_of(kinds[1], tmp_path / "second.sqlite"))
-        first.append(history()[:20])
-        for i in range(3):
-            read(first, f"first {i}")
-        write_checkpoint(first)
-        copy_log(first, second, progress_file(tmp_path, first_url, second_url))
+    with migrated(kinds, tmp_path, checkpoint=True) as (first_url, first, second_url, second):
         read(second, "second 0")
         second.append(history()[20:25])
         write_checkpoint(second)

@@ -22,6 +22,9 @@ in the same transaction as every insert, the archive writes:
   that reads never become events the projections must step over;
 - ``archive_chain_heads``: each stream's last link and the version its chain
   started at (see ``archive.chain``).
+- ``archive_audit_copied`` and ``archive_copied_checkpoints``: the audit trails of
+  the stores this one was migrated or restored from, and how far the log's
+  checkpoints came with them (``archive.copied_trails``).
 
 The stores: ``archive.sqlite_recorder`` and ``archive.postgres_recorder``;
 ``archive.key_upgrade`` moves a store made with an earlier side index (keyed by

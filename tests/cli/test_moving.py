@@ -59,6 +59,9 @@ class FailingAfter:
         self.pages -= 1
         return self.store.append_copies(copies, chains)
 
+    def __getattr__(self, name):  # the store's other methods, as they are
+        return getattr(self.store, name)
+
 
 def test_migrate_resumes_after_an_interruption_checks_and_rebuilds(source, store_url, tmp_path):
     progress = progress_file(tmp_path / "data", source, store_url)

@@ -9,6 +9,7 @@
   var credentials = null;  // from the embedding site (URL fragment), used once by Join
   var xmpp = null, nick = "";  // the user's own connection while joined
   var generation = 0;  // bumped on join and leave: answers to polls sent before are dropped
+  var lineOf = new WeakMap();  // a shown message's element -> its line (as the feed sent it, or as heard live)
 
   function $(id) { return document.getElementById(id); }
 
@@ -75,9 +76,14 @@
   // Every item is a whole line (new, or changed since it was shown: it replaces the one
   // with its id) or {kind: "gone", id} for a line taken into another one.
   function render(item) {
-    var list = $("activity");
     var archived = item.id !== undefined;  // lines straight from XMPP (joined rooms) have no id
-    var shown = archived ? list.querySelector('li[data-id="' + Number(item.id) + '"]') : null;
+    show(item, archived ? $("activity").querySelector('li[data-id="' + Number(item.id) + '"]') : null);
+  }
+
+  // ``item`` in place of the ``shown`` element, or as a new line where it belongs.
+  function show(item, shown) {
+    var list = $("activity");
+    var archived = item.id !== undefined;
     if (item.kind === "gone") {
       if (shown) { list.removeChild(shown); }
       return;
@@ -95,6 +101,7 @@
     if (item.at) { time.title = item.at.replace("T", " ").substring(0, 19) + " UTC"; }
     li.appendChild(time);
     if (item.kind === "message") {
+      lineOf.set(li, item);
       var nick = document.createElement("span");
       nick.className = "nick";
       nick.textContent = item.nick;
@@ -131,6 +138,26 @@
     list.insertBefore(li, later);
     while (list.children.length > 300) { list.removeChild(list.firstChild); }
     if (nearBottom) { list.scrollTop = list.scrollHeight; }
+  }
+
+  // The newest shown message known by ``ref`` (messages.js), with its element.
+  function newestKnownBy(ref) {
+    for (var li = $("activity").lastElementChild; li; li = li.previousElementSibling) {
+      var line = lineOf.get(li);
+      if (line && line.refs && line.refs.indexOf(ref) >= 0) { return { line: line, element: li }; }
+    }
+    return null;
+  }
+
+  // What the room says while joined: a correction or retraction changes the line it names (from the archive's
+  // feed or heard live) as the archive will, by the message model's rule.
+  function hear(item) {
+    var named = null;
+    var change = ChatArchiveMessages.step(item, function (ref) {
+      named = newestKnownBy(ref);
+      return named && named.line;
+    });
+    if (change) { show(change.line, change.replaces ? named.element : null); }
   }
 
   // Text with its http(s) and xmpp addresses as links (as on the archive's pages): built as DOM
@@ -245,7 +272,7 @@
       connection.onclose = function (error) {
         if (xmpp === connection) { watchArchive(error.message); }
       };
-      return connection.joinRoom(room, wanted.substring(0, 64), render, shown ? 0 : 20);
+      return connection.joinRoom(room, wanted.substring(0, 64), hear, shown ? 0 : 20);
     }).then(function (joinedAs) {
       nick = joinedAs;
       $("join-button").hidden = true;

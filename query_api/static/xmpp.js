@@ -1,6 +1,8 @@
 // A small XMPP client over WebSocket (RFC 7395) for the room widget: sign in (SASL SCRAM-SHA-256 or
 // SCRAM-SHA-1 through WebCrypto, PLAIN only where the server offers nothing better), bind a resource,
-// join one room (XEP-0045), send groupchat messages and report what the room sends.
+// join one room (XEP-0045), send groupchat messages and report what the room sends, read as the archive's
+// listener reads it (ingest/translate_message.py): posts, XEP-0308 corrections, XEP-0424 retractions and
+// XEP-0425 moderation, with the ids and occupant-ids that name messages and their authors.
 // The browser talks to the XMPP server itself: the archive server never sees the password or holds a
 // session. Exposes window.ChatArchiveXmpp.connect(url, jid, password) -> Promise<Connection>.
 (function () {
@@ -15,7 +17,17 @@
     muc: "http://jabber.org/protocol/muc",
     mucUser: "http://jabber.org/protocol/muc#user",
     stanzas: "urn:ietf:params:xml:ns:xmpp-stanzas",
-    delay: "urn:xmpp:delay"
+    delay: "urn:xmpp:delay",
+    disco: "http://jabber.org/protocol/disco#info",
+    sid: "urn:xmpp:sid:0",
+    mam: "urn:xmpp:mam:2",
+    occupantId: "urn:xmpp:occupant-id:0",
+    correct: "urn:xmpp:message-correct:0",
+    retract: "urn:xmpp:message-retract:1",
+    moderate: "urn:xmpp:message-moderate:1",
+    fasten: "urn:xmpp:fasten:0",
+    retract0: "urn:xmpp:message-retract:0",
+    moderate0: "urn:xmpp:message-moderate:0"
   };
   var STEP_MS = 15000;
   var MIN_ITERATIONS = 4096, MAX_ITERATIONS = 1000000;  // a hostile server must not make the page spin
@@ -274,12 +286,87 @@
 
   // -- the room ------------------------------------------------------------------------------------
 
-  // Enter ``room`` as ``nick``; ``onItem`` then receives {kind: message|joined|left, nick, body, at}
-  // for what the room sends, starting with up to ``history`` earlier messages (default 20).
+  // -- what the room says (as ingest/translate_message.py reads it) ------------------------------
+
+  // The ids a message is known by (messages.ids): the room's stanza-id, the origin-id and the id attribute.
+  // A stanza-id or occupant-id counts only where the room says it sets them (its disco#info): elsewhere the
+  // sender may have forged them (XEP-0359 section 4, XEP-0421 section 4).
+  function refsOf(stanza, room, trust) {
+    var roomSids = trust.stanzaId ? children(stanza, NS.sid, "stanza-id").filter(function (sid) {
+      return (sid.getAttribute("by") || "").toLowerCase() === room && sid.getAttribute("id");
+    }) : [];
+    var origin = child(stanza, NS.sid, "origin-id");
+    var refs = [];
+    [roomSids.length && roomSids[0].getAttribute("id"), origin && origin.getAttribute("id"), stanza.getAttribute("id")].forEach(function (ref) {
+      if (ref && refs.indexOf(ref) < 0) { refs.push(ref); }
+    });
+    return refs;
+  }
+
+  function occupantIdOf(stanza, trust) {
+    var found = trust.occupantId ? child(stanza, NS.occupantId, "occupant-id") : null;
+    return found ? found.getAttribute("id") : null;
+  }
+
+  function realJid(x) {
+    var item = x && child(x, NS.mucUser, "item");
+    return item && item.getAttribute("jid") ? bare(item.getAttribute("jid")) : null;
+  }
+
+  // A retraction (XEP-0424 by its author, XEP-0425 by the room for a moderator; the current and the older
+  // fastening forms): {kind: "retraction", target, moderated}, "malformed" for one the listener would skip,
+  // or null for no retraction. Whatever body it carries is only a fallback for clients that know none.
+  function retractionOf(stanza, who) {
+    var retract = child(stanza, NS.retract, "retract"), moderated;
+    if (retract) {
+      moderated = child(retract, NS.moderate, "moderated");
+    } else {
+      retract = child(stanza, NS.fasten, "apply-to");
+      if (!retract) { return null; }
+      moderated = child(retract, NS.moderate0, "moderated");
+      if (!moderated && !child(retract, NS.retract0, "retract")) { return null; }  // some other fastening
+    }
+    // A self-retraction comes from an occupant, a moderation from the room itself.
+    if (!retract.getAttribute("id") || (moderated ? who : !who)) { return "malformed"; }
+    return { kind: "retraction", target: retract.getAttribute("id"), moderated: !!moderated };
+  }
+
+  // A groupchat message as an item: {kind: message|correction|retraction, nick, occupant_id, jid, ...}, or
+  // null for what shows nothing (a subject, the room's own notices, what the listener would skip as malformed).
+  // ``present``: the occupants by nick, with their real JIDs where the room shows them.
+  function messageItem(stanza, room, who, trust, present) {
+    var sender = { nick: who, occupant_id: occupantIdOf(stanza, trust) };
+    var retraction = retractionOf(stanza, who);
+    if (retraction === "malformed") { return null; }
+    // The archive names no real JID for a self-retraction: its author is told by occupant-id, else nick.
+    if (retraction) { return Object.assign(retraction, sender); }
+    var body = child(stanza, NS.client, "body");
+    if (!body || !who) { return null; }
+    var delay = child(stanza, NS.delay, "delay");
+    var item = Object.assign(sender, {
+      kind: "message",
+      jid: realJid(child(stanza, NS.mucUser, "x")) || (present[who] && present[who].jid) || null,
+      body: body.textContent,
+      at: delay ? delay.getAttribute("stamp") : new Date().toISOString(),
+      refs: refsOf(stanza, room, trust)
+    });
+    var replace = child(stanza, NS.correct, "replace");
+    if (replace) {
+      if (!replace.getAttribute("id")) { return null; }
+      item.kind = "correction";
+      item.replaces = replace.getAttribute("id");
+    }
+    return item;
+  }
+
+  // Enter ``room`` as ``nick``; ``onItem`` then receives {kind: joined|left, nick, at} for presences and
+  // ``messageItem``'s items for what is said, starting with up to ``history`` earlier messages (default 20).
   // Resolves with the nick the room gave, rejects with the room's refusal.
   Connection.prototype.joinRoom = function (room, nick, onItem, history) {
     var self = this;
     var present = {};
+    var trust = { stanzaId: false, occupantId: false };  // until the room's disco#info tells
+    var discoId = "w" + Math.random().toString(36).substring(2);
     return new Promise(function (resolve, reject) {
       var settled = false;
       var timer = setTimeout(function () { settle(failure("the room did not let this account in")); }, STEP_MS);
@@ -289,8 +376,22 @@
         clearTimeout(timer);
         if (error) { reject(error); } else { resolve(value); }
       }
+      function enter() {
+        self.send(el(NS.client, "presence", { to: room + "/" + nick }, [
+          el(NS.muc, "x", {}, [el(NS.muc, "history", { maxstanzas: String(history === undefined ? 20 : history) })])
+        ]));
+      }
       self.handler = function (stanza) {
         var from = stanza.getAttribute("from") || "";
+        if (stanza.localName === "iq" && stanza.getAttribute("id") === discoId) {
+          // The room's features, or none (an error: a room this join creates), then the join itself.
+          var query = stanza.getAttribute("type") === "result" ? child(stanza, NS.disco, "query") : null;
+          var features = query ? children(query, NS.disco, "feature").map(function (f) { return f.getAttribute("var"); }) : [];
+          trust.stanzaId = features.indexOf(NS.sid) >= 0 || features.indexOf(NS.mam) >= 0;
+          trust.occupantId = features.indexOf(NS.occupantId) >= 0;
+          enter();
+          return;
+        }
         if (stanza.localName === "iq") { self.refuse(stanza); return; }
         if (bare(from) !== room) { return; }
         var who = resource(from);
@@ -301,24 +402,19 @@
           var self110 = x && children(x, NS.mucUser, "status").some(function (s) { return s.getAttribute("code") === "110"; });
           if (type === "unavailable") {
             if (present[who]) { delete present[who]; onItem({ kind: "left", nick: who, at: new Date().toISOString() }); }
-          } else if (!present[who]) {
-            present[who] = true;
-            onItem({ kind: "joined", nick: who, at: new Date().toISOString() });
+          } else {
+            if (!present[who]) { onItem({ kind: "joined", nick: who, at: new Date().toISOString() }); }
+            present[who] = { jid: realJid(x) };
           }
           if (self110 && type !== "unavailable") { settle(null, who); }
         } else if (stanza.localName === "message" && stanza.getAttribute("type") === "groupchat") {
-          var body = child(stanza, NS.client, "body");
-          if (body && who) {
-            var delay = child(stanza, NS.delay, "delay");
-            onItem({ kind: "message", nick: who, body: body.textContent, at: delay ? delay.getAttribute("stamp") : new Date().toISOString() });
-          }
+          var item = messageItem(stanza, room, who, trust, present);
+          if (item) { onItem(item); }
         } else if (stanza.localName === "message" && stanza.getAttribute("type") === "error") {
           onItem({ kind: "error", body: "the room did not take that message (" + errorCondition(stanza) + ")" });
         }
       };
-      self.send(el(NS.client, "presence", { to: room + "/" + nick }, [
-        el(NS.muc, "x", {}, [el(NS.muc, "history", { maxstanzas: String(history === undefined ? 20 : history) })])
-      ]));
+      self.send(el(NS.client, "iq", { type: "get", to: room, id: discoId }, [el(NS.disco, "query")]));
     });
   };
 

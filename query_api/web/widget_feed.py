@@ -31,6 +31,10 @@ def item(line: Line) -> dict:
         "kind": line.kind,
         "at": format_time(line.at),
         "nick": line.nick,
+        # With the nick, who wrote the line as the message model tells authors apart (``same_author``): the
+        # widget, once joined, applies the room's live corrections and retractions by the same rule. The real
+        # JID stays withheld, as from every reader but compliance.
+        "occupant_id": line.occupant_id,
         "body": line.body,
         "old_nick": line.old_nick,
         "removed": line.removed is not None,

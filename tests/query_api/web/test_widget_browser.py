@@ -30,6 +30,7 @@ from .server import ServerProcess, keep, listener_config
 
 WIDGET_USER, WIDGET_PASSWORD = "wanda", "Widget-S3cret-7e1f"  # passed by the embedding site
 TYPING_USER, TYPING_PASSWORD = "tom", "Typed-S3cret-91ab"  # typed into the widget
+OTHER_USER, OTHER_PASSWORD = "mallory", "0ther-S3cret-5d2c"  # another occupant, not the author
 
 
 class EmbeddingSite:
@@ -80,6 +81,7 @@ def world(request, prosody, tmp_path_factory):
 def _world(prosody, directory, store_url: str):
     prosody.register(WIDGET_USER, WIDGET_PASSWORD)
     prosody.register(TYPING_USER, TYPING_PASSWORD)
+    prosody.register(OTHER_USER, OTHER_PASSWORD)
     users = XmppUsers("127.0.0.1", prosody.port)
     room, alice, heard = room_of_alice(users, prosody, "widget")
 
@@ -102,7 +104,7 @@ def _world(prosody, directory, store_url: str):
         wait_until(lambda: _archived(store_url, room, ev.OccupantJoined, "alice"), "the listener to archive the room")
         yield {
             "room": room, "base": base, "token": site_token, "alice": alice, "heard": heard, "store_url": store_url,
-            "embedding": embedding, "server": server,
+            "embedding": embedding, "server": server, "users": users,
         }  # fmt: skip
     finally:
         server.stop()
@@ -191,6 +193,59 @@ def test_a_correction_and_a_retraction_of_the_correction_change_the_line_in_plac
     world["alice"].retract(world["room"], fixed["stanza_id"])
     WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda b: tag not in activity(b))
     assert activity(browser).count("message removed") == removed_before + 1
+
+
+def message_lines(browser, count: int) -> list[tuple[str, str]]:
+    """The widget's last ``count`` message lines: (nick, text as shown, with " (edited)" if marked)."""
+    return [tuple(line) for line in browser.execute_script(
+        "return Array.from(document.querySelectorAll('#activity li.message')).slice(-arguments[0]).map(li => ["
+        "  li.querySelector('.nick').textContent,"
+        "  li.querySelector('.body, .tombstone').textContent + (li.querySelector('.edited') || {textContent: ''}).textContent])",
+        count,
+    )]
+
+
+def test_after_join_corrections_and_retractions_show_as_the_archive_feed_shows_them(browser, world):
+    """One truth before and after Join: what the room sends live changes the lines as the archive's feed does.
+    The author's corrections replace the text of the line they name, from the feed or heard live (marked
+    edited); a retraction (by the correction's stanza-id too) or a moderation shows the line removed;
+    somebody else's correction is a line of its own and their retraction changes nothing."""
+    room, alice = world["room"], world["alice"]
+    mallory = world["users"].connect(f"{OTHER_USER}@localhost", OTHER_PASSWORD)
+    mallory.join(room, OTHER_USER)
+    tag = uuid.uuid4().hex[:6]
+    open_widget(browser, world, jid=f"{WIDGET_USER}@localhost", password=WIDGET_PASSWORD, nick="Wanda")
+    typo = alice.say(room, f"teh typo {tag}")
+    WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda b: f"teh typo {tag}" in activity(b))  # the feed's
+    browser.find_element(By.ID, "join-button").click()
+    WebDriverWait(browser, 15).until(EC.text_to_be_present_in_element((By.ID, "status"), "In the room as Wanda"))
+    second = alice.say(room, f"second {tag}")
+    doomed = alice.say(room, f"moderated {tag}")
+    WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda b: f"moderated {tag}" in activity(b))  # heard live
+    alice.correct(room, typo["id"], f"the typo {tag}")
+    fixed = alice.correct(room, second["id"], f"second, fixed {tag}")
+    mallory.correct(room, typo["id"], f"not yours {tag}")
+    mallory.retract(room, typo["stanza_id"])
+    alice.retract(room, fixed["stanza_id"])
+    alice.moderate(room, doomed["stanza_id"])
+    mallory.say(room, f"done {tag}")
+    expected = [
+        ("alice", f"the typo {tag} (edited)"),
+        ("alice", "message removed (edited)"),  # as the archive's feed marks a corrected message it removed
+        ("alice", "message removed"),
+        (OTHER_USER, f"not yours {tag} (edited)"),
+        (OTHER_USER, f"done {tag}"),
+    ]
+    try:
+        WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda b: f"done {tag}" in activity(b))
+        assert message_lines(browser, len(expected)) == expected  # live, after Join
+        browser.find_element(By.ID, "leave").click()  # back to the archive's feed
+        # The feed shows the lines in log order: with the last one, the changes before it.
+        WebDriverWait(browser, 15, poll_frequency=0.1).until(lambda b: f"done {tag}" in activity(b))
+        assert message_lines(browser, len(expected)) == expected
+    finally:
+        browser.switch_to.default_content()
+        mallory.leave(room)
 
 
 def join_and_say(browser, world, nick: str, password: str, screenshot=None) -> None:

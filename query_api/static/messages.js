@@ -35,7 +35,8 @@
 
   // What ``heard`` (a {kind: message|correction|retraction|...} item from xmpp.js) does to the lines:
   // {line, replaces} to show, where ``replaces`` is the shown line it takes the place of (or null for a new
-  // line), or null when nothing changes. ``find(ref)`` is the newest shown message line known by ``ref``.
+  // line), or null when nothing changes. ``find(ref)`` is the newest shown message line known by ``ref``: a
+  // correction naming a message older than the shown lines is a line of its own here, as one naming no message is.
   function step(heard, find) {
     if (heard.kind === "correction") {
       var corrected = find(heard.replaces);

@@ -100,8 +100,8 @@ SCHEMAS = {
         "expires_at": INSTANT, "credentials": BOOLEAN,
     }),  # fmt: skip
     # A whole transcript line (it replaces the one with its id), or {"id", "kind": "gone"}.
-    "WidgetItem": obj({"id": INTEGER, "kind": STRING}, {"at": INSTANT, "nick": OPT_STRING, "body": OPT_STRING,
-                                                         "old_nick": OPT_STRING, "removed": BOOLEAN,
+    "WidgetItem": obj({"id": INTEGER, "kind": STRING}, {"at": INSTANT, "nick": OPT_STRING, "occupant_id": OPT_STRING,
+                                                         "body": OPT_STRING, "old_nick": OPT_STRING, "removed": BOOLEAN,
                                                          "edited": BOOLEAN, "refs": array(STRING)}),
     "WidgetActivity": obj({"items": array(ref("WidgetItem")), "cursor": {"type": "string", "description": "signed; poll on with it"}}),
 }

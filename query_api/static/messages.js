@@ -44,7 +44,9 @@
         var line = Object.assign({}, corrected, { body: heard.body, edited: true, refs: union(corrected.refs || [], heard.refs) });
         return { line: line, replaces: corrected };
       }
-      return { line: Object.assign({}, heard, { kind: "message", edited: true }), replaces: null };
+      // One naming no shown message awaits it, and is known by the id it names too (lines.ids).
+      var refs = corrected ? heard.refs : union(heard.refs, [heard.replaces]);
+      return { line: Object.assign({}, heard, { kind: "message", edited: true, refs: refs }), replaces: null };
     }
     if (heard.kind === "retraction") {
       var retracted = find(heard.target);

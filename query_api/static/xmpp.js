@@ -383,7 +383,8 @@
       }
       self.handler = function (stanza) {
         var from = stanza.getAttribute("from") || "";
-        if (stanza.localName === "iq" && stanza.getAttribute("id") === discoId) {
+        var answer = stanza.getAttribute("type") === "result" || stanza.getAttribute("type") === "error";
+        if (stanza.localName === "iq" && answer && stanza.getAttribute("id") === discoId) {
           // The room's features, or none (an error: a room this join creates), then the join itself.
           var query = stanza.getAttribute("type") === "result" ? child(stanza, NS.disco, "query") : null;
           var features = query ? children(query, NS.disco, "feature").map(function (f) { return f.getAttribute("var"); }) : [];

@@ -47,7 +47,6 @@ from .files import write
 from .results import load1, loadavg, render
 
 HERE = Path(__file__).parent
-POSTGRES_DSN = "host=127.0.0.1 user=postgres dbname=postgres"
 LIGHT_FROM = 10_000_000  # events: from this size on only the cheap baselines are measured again
 
 
@@ -81,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                      "search_from_corpus": args.search_from_corpus}
         for stage, store in plan([s for s in args.only if not (n and s in runs.FIRST_SIZE_ONLY)], ctx["postgres"]):
             # Every stage starts from a server with nothing left to write (see bench.pgserver).
-            if ctx["postgres"] and (failure := pgserver.checkpoint(POSTGRES_DSN)):
+            if ctx["postgres"] and (failure := pgserver.checkpoint(pgserver.DSN)):
                 print(f"bench: CHECKPOINT before {stage} failed: {failure}", flush=True)
             # The previous stage's own work (wrk, servers, a 10M pass) lifts the load above the cores for a
             # while after it ends: a stage started then would be measured on a busy machine.
@@ -98,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 def describe_run(argv: list[str], load_start: str, *, postgres: bool) -> dict:
     return {"command": f"python -m bench {' '.join(argv)}".strip(), "commit": git_commit(),
             "started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "load_start": load_start,
-            "machine": machine() | ({"PostgreSQL settings": pgserver.settings(POSTGRES_DSN)} if postgres else {}),
-            "versions": versions(POSTGRES_DSN if postgres else None)}
+            "machine": machine() | ({"PostgreSQL settings": pgserver.settings(pgserver.DSN)} if postgres else {}),
+            "versions": versions(pgserver.DSN if postgres else None)}
 
 
 def plan(stages: list[str], postgres: bool) -> list[tuple[str, str]]:

@@ -28,9 +28,8 @@ from projections.rebuild import PAGE_SIZE as REBUILD_PAGE
 from .corpus import SIZES, CorpusSpec, generate
 from .files import write
 from .measure import Figure, Results, Stopwatch, batched
-from .pgserver import activity, during
+from .pgserver import DSN, activity, during
 
-PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
 BATCH = MAX_BATCH  # what the writers hand the store under load (a backlog, an import, a migration)
 # A pass longer than this also reports its sinks' rates over its first this many events (the smallest
 # published size): how a rate changes with size, measured inside one pass with one mix of sinks. Passes
@@ -56,7 +55,7 @@ def pg_schema(workdir: Path, role: str) -> str:
 
 
 def reset_pg_schema(schema: str) -> None:
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+    with psycopg.connect(DSN, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         conn.execute(f'CREATE SCHEMA "{schema}"')
 
@@ -145,7 +144,7 @@ class RawPostgresSink:
     def __init__(self, name: str, schema: str, *, copy: bool):
         self.name = name
         self.copy = copy
-        self.conn = psycopg.connect(PG_DSN)
+        self.conn = psycopg.connect(DSN)
         self.table = f'"{schema}".ev'
         self.conn.execute(
             f"CREATE TABLE {self.table} (id bigserial PRIMARY KEY, room text, version bigint, topic text, state bytea)"
@@ -274,10 +273,10 @@ def run_append(spec: CorpusSpec, workdir: Path, results: Results, *, postgres: b
         sinks += [RawPostgresSink("COPY", schema["copy"], copy=True),
                   StoreSink("store, unchained", pg_url(schema["unchained"]), chained=False),
                   RawPostgresSink("executemany", schema["raw"], copy=False)]
-    server = activity(PG_DSN)
+    server = activity(DSN)
     _, _, first, last = _feed(spec, sinks)
     results.notes.append(during(f"PostgreSQL server, append pass ({', '.join(s.name for s in sinks)})", server,
-                                activity(PG_DSN), n))
+                                activity(DSN), n))
     rate = {s.name: n / s.watch.elapsed for s in sinks}
     results.add(Figure("append", f"store, PostgreSQL (EventStore.append, batches of {BATCH:,})", rate["store"],
                        "events/s", rate.get("executemany"), "raw psycopg executemany, plain table" if not light else "",
@@ -290,7 +289,7 @@ def run_append(spec: CorpusSpec, workdir: Path, results: Results, *, postgres: b
             results.add(figure)
     if not light:
         results.add(_chain_cost("PostgreSQL", rate))
-    with psycopg.connect(PG_DSN) as conn:
+    with psycopg.connect(DSN) as conn:
         size = lambda schema: conn.execute(  # noqa: E731
             "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
@@ -299,7 +298,7 @@ def run_append(spec: CorpusSpec, workdir: Path, results: Results, *, postgres: b
                            float(size(schema["copy"])) / n if not light else None, "raw table of the same payloads",
                            higher_is_better=False))
     for role in ("raw", "copy", "unchained"):
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        with psycopg.connect(DSN, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema[role]}" CASCADE')
     info["postgres_url"] = pg_url(schema["store"])
     return info

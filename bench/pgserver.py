@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import psycopg
 
+# The one server every PostgreSQL stage and baseline uses.
+DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
 # What moves the store's rates on one server: checkpoint spacing, the buffer cache, commit durability,
 # statistics and vacuum.
 SETTINGS = ("shared_buffers", "max_wal_size", "checkpoint_timeout", "synchronous_commit", "full_page_writes",

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 
-from bench import append
+from bench import append, pgserver
 from bench.corpus import CorpusSpec
 from bench.measure import Results
 
@@ -69,7 +69,7 @@ def test_a_light_pass_feeds_the_postgresql_store_alone_and_the_sqlite_store_besi
     try:
         append.run_append(CorpusSpec(events=300, rooms=2, users=6), tmp_path, results, light=True)
     finally:  # the pass keeps its store's schema for the stages after it
-        with psycopg.connect(append.PG_DSN, autocommit=True) as conn:
+        with psycopg.connect(pgserver.DSN, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{append.pg_schema(tmp_path, "store")}" CASCADE')
     assert fed == [["raw", "store"], ["store"]]
     assert [n for n in results.notes if n.startswith("PostgreSQL server, append pass (store): ")]

@@ -9,14 +9,13 @@ import psycopg
 
 from bench import pgserver
 from bench.__main__ import describe_run
-from bench.append import PG_DSN
 
 UNREACHABLE = "host=127.0.0.1 port=1 user=postgres dbname=postgres connect_timeout=1"
 
 
 def test_the_run_records_the_servers_settings_that_move_its_rates():
     recorded = describe_run(["--size", "1m"], "0.5 0.4 0.3", postgres=True)["machine"]["PostgreSQL settings"]
-    with psycopg.connect(PG_DSN) as conn:
+    with psycopg.connect(pgserver.DSN) as conn:
         for name in pgserver.SETTINGS:
             value = conn.execute(f"SHOW {name}").fetchone()[0]
             assert f"{name} {value}" in recorded
@@ -31,11 +30,11 @@ def test_a_server_out_of_reach_is_said_not_raised():
 
 
 def test_a_checkpoint_is_counted_and_the_note_says_how_many_fell_inside_the_pass():
-    before = pgserver.activity(PG_DSN)
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+    before = pgserver.activity(pgserver.DSN)
+    with psycopg.connect(pgserver.DSN, autocommit=True) as conn:
         conn.execute("CREATE TEMP TABLE t AS SELECT g FROM generate_series(1, 10000) AS g")
-    assert pgserver.checkpoint(PG_DSN) is None
-    after = pgserver.activity(PG_DSN)
+    assert pgserver.checkpoint(pgserver.DSN) is None
+    after = pgserver.activity(pgserver.DSN)
     note = pgserver.during("the pass", before, after, 100)
     checkpoints, requested = map(int, re.search(r"(\d+) checkpoint\(s\) during the pass \((\d+) requested", note).groups())
     assert requested >= 1 and checkpoints >= requested  # other clients of the server may checkpoint too

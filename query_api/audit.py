@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Request, Response, g, request
@@ -86,6 +87,12 @@ def query(text: str) -> None:
     g.audit_query = text
 
 
+def scope(rooms: tuple[str, ...], query: str | None, start: datetime | None, end: datetime | None) -> None:
+    """What this request reads, where its query string does not say it: an export's form body, or a job its
+    download names only by id. The record then says what was read (``rooms=()`` would mean the whole scope)."""
+    g.audit_scope = (rooms, query, start, end)
+
+
 def install(app: Flask) -> None:
     app.after_request(_record)
 
@@ -130,8 +137,15 @@ def _record(response: Response) -> Response:
 def _fields(req: Request, ctx: Any, kind: str, status: int) -> dict:
     who = ctx.get("caller") or ctx.get("session_caller")  # the API's caller, or a page's signed-in one
     args = req.args.to_dict()  # first values, as werkzeug's get; a dict's get raises nothing for absent names
-    room = (req.view_args or {}).get("room") or args.get("room")
-    rooms = tuple(r for r in (room or "").split(",") if r)
+    given = ctx.get("audit_scope")
+    if given is not None:
+        rooms, query, start, end = given
+    else:
+        room = (req.view_args or {}).get("room") or args.get("room")
+        rooms = tuple(r for r in (room or "").split(",") if r)
+        query = ctx.get("audit_query") or args.get("q") or args.get("who")
+        start = _time(args.get("from") or args.get("since") or args.get("at") or args.get("day"))
+        end = _time(args.get("to") or args.get("until"))
     return {
         "via": "web" if (req.blueprint or "") == "web" else "api",
         "endpoint": trail_endpoint(f"{kind} {req.path}", ctx.get("audit_trail") or AUDIT_STREAM),
@@ -139,9 +153,9 @@ def _fields(req: Request, ctx: Any, kind: str, status: int) -> dict:
         "role": who.role.value if who else None,
         "user": who.user if who else None,
         "rooms": rooms,
-        "query": ctx.get("audit_query") or args.get("q") or args.get("who"),
-        "range_from": _time(args.get("from") or args.get("since") or args.get("at") or args.get("day")),
-        "range_to": _time(args.get("to") or args.get("until")),
+        "query": query,
+        "range_from": start,
+        "range_to": end,
         "status": status,
     }
 

@@ -12,11 +12,13 @@ both answer 410 ``expired`` for as long again, and after that 404 like any unkno
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import msgspec
 from flask import Blueprint, Response, request, send_file
 
 from archive.errors import NotFoundError
-from archive.times import format_time
+from archive.times import format_time, parse_time
 from projections.search.query import parse
 
 from .. import audit
@@ -35,9 +37,10 @@ def export_request(values, who: Caller) -> ExportRequest:
     """The export asked for by request parameters (the API's or the page's form), rooms checked."""
     params = Params(values, ("format", "room", "from", "to", "q", "csrf_token"))
     start, end = params.time_range()
-    named = (r.strip() for r in (params.text("room", max_length=65536) or "").split(",") if r.strip())
-    rooms = tuple(visible_room(who, room) for room in named)
+    named = tuple(r.strip() for r in (params.text("room", max_length=65536) or "").split(",") if r.strip())
     query = params.text("q")
+    audit.scope(named, query, start, end)  # given in a form body, as the page's form gives them
+    rooms = tuple(visible_room(who, room) for room in named)
     if query is not None:
         # Checked now, as the streamed export does: a malformed query is this request's 400, not a job that
         # fails after its 202 (or, with a time out of range, a job whose thread died "running" for ever).
@@ -80,6 +83,8 @@ def download(status: JobStatus) -> Response:
     if status.state != "done":
         raise ApiError(409, "not_ready", f"the export is {status.state}" + (f": {status.error}" if status.error else ""))
     audit.results(status.events)
+    asked = status.request
+    audit.scope(tuple(asked.get("rooms") or ()), asked.get("query"), _moment(asked.get("start")), _moment(asked.get("end")))
     try:
         response = send_file(api().exports.bundle_path(status.id), mimetype="application/zip", as_attachment=True,
                              download_name=f"chat-archive-export-{status.id}.zip", conditional=True)
@@ -88,6 +93,10 @@ def download(status: JobStatus) -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Manifest-SHA256"] = status.manifest_sha256 or ""
     return response
+
+
+def _moment(text: str | None) -> datetime | None:
+    return parse_time(text) if text else None
 
 
 @bp.post("/exports")

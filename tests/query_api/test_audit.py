@@ -23,7 +23,7 @@ from .web.test_pages import sign_in
 
 
 @pytest.fixture
-def audited(private_seeded):
+def audited(private_seeded, tmp_path):
     """(app, store, tokens by role, token ids by role) over a fresh seeded archive (on each store)."""
     url, store = private_seeded.url, private_seeded.store
     token_store = open_token_store(url, cache_seconds=0)
@@ -32,8 +32,8 @@ def audited(private_seeded):
     for role, rooms in ((Role.COMPLIANCE, ()), (Role.ANALYST, (LOBBY,)), (Role.SITE, (LOBBY,))):
         tokens[role.value], info = token_store.create(role, rooms)
         ids[role.value] = info.id
-    app = create_app(make_config(url), store=store, views=private_seeded.views, search=private_seeded.search,
-                     tokens=token_store)
+    app = create_app(make_config(url, export_dir=str(tmp_path / "exports")), store=store, views=private_seeded.views,
+                     search=private_seeded.search, tokens=token_store)
     app.config["STORE_URL"] = url
     yield app, store, tokens, ids
     token_store.close()
@@ -400,3 +400,31 @@ def test_a_read_of_a_copied_trail_is_recorded_by_its_name_alike_on_the_api_the_p
     assert (api_read, refused, page_read, own_read, last_record(store).endpoint) == (
         f"audit /api/v1/audit trail={copied}", "audit /api/v1/audit trail=nothing", f"audit /audit trail={copied}",
         "audit /audit", f"audit trail={copied}")
+
+
+def test_an_export_job_is_recorded_with_its_rooms_query_and_range_wherever_they_were_given(audited):
+    """A form body (the page's export form POSTs one; the API takes one too) and the download, which names only
+    the job: the record says what was exported, not ``rooms=()``, which elsewhere means the whole scope."""
+    from tests.query_api.test_export_jobs import wait_done
+
+    app, store, tokens, _ = audited
+    client = app.test_client()
+    headers = auth(tokens["compliance"])
+    form = {"format": "jsonl", "room": LOBBY, "from": "2024-05-01", "to": "2024-05-02", "q": "hello"}
+    started = client.post("/api/v1/exports", data=form, headers=headers)
+    assert started.status_code == 202
+    wanted = ((LOBBY,), "hello", "2024-05-01", "2024-05-02")
+    record = last_record(store)
+    assert (record.rooms, record.query, str(record.range_from)[:10], str(record.range_to)[:10]) == wanted
+    job = started.json["id"]
+    assert wait_done(client, f"/api/v1/exports/{job}", headers).json["state"] == "done"
+    download = client.get(f"/api/v1/exports/{job}/download", headers=headers)
+    assert download.status_code == 200
+    download.close()
+    record = last_record(store)
+    assert record.endpoint.startswith("export /api/v1/exports/") and record.results == download_events(job, client, headers)
+    assert (record.rooms, record.query, str(record.range_from)[:10], str(record.range_to)[:10]) == wanted
+
+
+def download_events(job: str, client, headers) -> int:
+    return client.get(f"/api/v1/exports/{job}", headers=headers).json["events"]

@@ -199,7 +199,7 @@ class User:
     def set_subject(self, room: str, subject: str) -> None:
         self._post(room, subject=subject)
 
-    def _post(self, room, body=None, subject=None, replace=None, retract=None) -> dict:
+    def _post(self, room, body=None, subject=None, replace=None, retract=None, elements=()) -> dict:
         message_id, origin = uuid.uuid4().hex, uuid.uuid4().hex
 
         async def go():
@@ -212,6 +212,7 @@ class User:
                     slixmpp.ET.SubElement(xml, "{urn:xmpp:message-correct:0}replace", {"id": replace})
                 if retract:
                     slixmpp.ET.SubElement(xml, "{urn:xmpp:message-retract:1}retract", {"id": retract})
+                xml.extend(elements)  # what a client may add to a message (a test's forged <delay>, say)
                 message.send()
             # A subject change is re-broadcast as a new stanza (no id): match its text.
             reflected = self._reflected_subject(room, subject) if subject is not None else self._reflected_message(room, message_id)

@@ -35,7 +35,7 @@ class RoomView:
     last_message_at: datetime | None = None
     last_event_at: datetime | None = None  # recorded_at of the newest event
     destroyed: bool = False
-    joining: bool = False  # between sending the join and our own presence
+    joining: bool = False  # between sending the join and the subject, which ends the room's history replay
     seen: set[str] = field(default_factory=set)  # occupants announced during this join
     jids: dict[str, str] = field(default_factory=dict)  # occupant-id -> real JID, of everyone seen with both
 

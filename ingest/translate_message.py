@@ -96,7 +96,9 @@ def _translate(stanza, ctx, view, now, archived) -> list[ev.Event]:
         stanza_id, occurred_at, capture = archived
     else:
         stanza_id = room_stanza_id(stanza, ctx)
-        delayed = room_delay(stanza, ctx.room)
+        # Only the history the room replays on join carries its delay; a client can add a <delay from=room> to
+        # anything it posts (Prosody strips it, XEP-0045 does not require a service to), which must not backdate it.
+        delayed = room_delay(stanza, ctx.room) if view.joining else None
         occurred_at = delayed or now
         capture = ev.Capture.HISTORY if delayed else ev.Capture.LIVE
     base = {"room": ctx.room, "occurred_at": occurred_at, "recorded_at": now, "capture": capture}

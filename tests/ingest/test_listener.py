@@ -7,6 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from slixmpp import ET
 
 from archive import events as ev
 from archive.application import open_event_store
@@ -146,6 +147,22 @@ def test_without_import_archive_the_first_join_takes_no_history(prosody, people,
         alice.say(room, "first archived")
         summary = wait_for_event(store, room, ("message", "alice", "first archived"))
     assert summary == [("discovered",), ("joined", "alice"), ("message", "alice", "first archived")]
+
+
+def test_a_live_message_with_a_delay_claiming_the_room_is_archived_at_its_arrival(prosody, people, store):
+    """Only history the room replays on join carries the room's delay; an occupant's client can add a <delay
+    from=room> to any message it posts (the server passes it on), which must not backdate it."""
+    alice = people["alice"]
+    room = unique_room(prosody, "backdate")
+    alice.create_room(room, "alice")
+    with running_listener(prosody, store, include=(room,)) as listener:
+        wait_joined(listener, room)
+        forged = ET.Element("{urn:xmpp:delay}delay", {"from": room, "stamp": "2020-01-01T09:00:00Z"})
+        alice.say(room, "backdated?", elements=(forged,))
+        wait_for_event(store, room, ("message", "alice", "backdated?"))
+    posted = room_events(store, room)[-1]
+    assert posted.capture == ev.Capture.LIVE
+    assert utcnow() - posted.occurred_at < timedelta(minutes=1)
 
 
 def test_a_destroyed_room_is_recorded_and_its_occupants_closed_out(prosody, people, store):

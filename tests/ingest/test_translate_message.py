@@ -51,11 +51,25 @@ def test_stanza_id_is_ignored_when_the_room_does_not_advertise_sid():
     assert event.stanza_id is None
 
 
+ROOM_DELAY = f'<delay xmlns="urn:xmpp:delay" from="{ROOM}" stamp="2024-05-01T11:00:00Z"/>'
+
+
+def joining() -> RoomView:
+    view = RoomView(ROOM)
+    view.begin_join()
+    return view
+
+
 def test_history_replay_uses_the_rooms_delay_stamp():
-    stanza = message(f'<body>old</body>{SID}<delay xmlns="urn:xmpp:delay" from="{ROOM}" stamp="2024-05-01T11:00:00Z"/>')
-    [event] = translate(stanza)
+    [event] = translate(message(f"<body>old</body>{SID}{ROOM_DELAY}"), joining())
     assert event.capture == ev.Capture.HISTORY
     assert event.occurred_at == T0 - timedelta(hours=1) and event.recorded_at == T0
+
+
+def test_a_delay_claiming_the_room_after_the_join_is_not_trusted():
+    """The room replays history only while the listener joins: later, such a delay is the sender's own."""
+    [event] = translate(message(f"<body>backdated</body>{SID}{ROOM_DELAY}"))
+    assert (event.capture, event.occurred_at) == (ev.Capture.LIVE, T0)
 
 
 def test_a_delay_added_by_the_sender_is_not_trusted():
@@ -159,7 +173,8 @@ def test_malformed_or_foreign_messages_are_skipped():
     other_room = ET.fromstring('<message xmlns="jabber:client" type="groupchat" from="x@y/z"><body>x</body></message>')
     chat_state = message('<active xmlns="http://jabber.org/protocol/chatstates"/>')
     not_mam = ET.fromstring(f'<message xmlns="jabber:client" from="{ROOM}"/>')
-    for stanza in (bad_stamp, correction_without_id, chat, other_room, chat_state):
+    assert translate(bad_stamp, joining()) == []  # replayed history, but when?
+    for stanza in (correction_without_id, chat, other_room, chat_state):
         assert translate(stanza) == []
     assert translate_archived(not_mam, CTX, RoomView(ROOM), T0, ev.Capture.IMPORT) == []
 

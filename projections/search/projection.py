@@ -38,7 +38,7 @@ from .schema import (
 from .storage import IndexLocation, RebuildClaim, began_at, generation_id, note_began_at
 
 DEFAULT_HEAP_MB = 256
-MAX_CANDIDATES = 8  # messages sharing a ref hash looked at (collisions are ~never)
+MAX_CANDIDATES = 8  # messages sharing a ref hash read at a time (by chance, collisions are ~never)
 # Log positions a line waits before its document is written: corrections and retractions
 # mostly come within this distance, so they change the line, not a written document.
 HOLD = 20_000
@@ -370,9 +370,16 @@ class Committed:
         """The committed message lines of ``room`` known by ``ref``, newest first: a scan of
         the hash column, only for an id the book does not keep in memory."""
         ref_query = tantivy.Query.range_query(SCHEMA, "rhash", tantivy.FieldType.Unsigned, *(ref_hash(room.lower(), ref),) * 2)
-        hits = self.searcher.search(ref_query, MAX_CANDIDATES, order_by_field="key").hits
-        found = [docs.line_of(self.searcher.doc(address)) for _, address in hits]
-        return [line for line in found if line.room == room and ref in ids(line)]
+        offset = 0
+        while True:
+            hits = self.searcher.search(ref_query, MAX_CANDIDATES, order_by_field="key", offset=offset).hits
+            found = [docs.line_of(self.searcher.doc(address)) for _, address in hits]
+            known = [line for line in found if line.room == room and ref in ids(line)]
+            # A full page of other messages: ids can be chosen to share a hash (both checksums are cheap to
+            # solve for), and the message may be behind them.
+            if known or len(hits) < MAX_CANDIDATES:
+                return known
+            offset += MAX_CANDIDATES
 
     def line(self, key: int) -> Line | None:
         hits = self.searcher.search(tantivy.Query.term_query(SCHEMA, "key", key), 1).hits

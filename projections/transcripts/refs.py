@@ -36,7 +36,7 @@ INSERT_REFS = "INSERT INTO {refs} (ref_key, id) VALUES (?,?)"
 
 BUCKET_BITS = 16
 RECENT_BUCKETS = 2  # probed first, alone
-MAX_CANDIDATES = 8  # lines sharing a ref hash looked at before giving up (collisions are ~never)
+MAX_CANDIDATES = 8  # lines sharing a ref hash read at a time (by chance, collisions are ~never)
 # Where the recorder reads rows from a JSON array (``json_each``: SQLite), the refs of the lines a commit created
 # go in one statement, one integer a ref: (line id - the commit's first line id) << 32 | hash, made into the row
 # by SQLite (``ref_key``'s rule; its operators of bits all bind alike, so each is in brackets). executemany's
@@ -83,14 +83,21 @@ def select_by_ref(query, room: str, ref: str) -> list[Line]:
             continue
         # Literal keys, one a bucket (integers we computed): each is one seek into the key.
         keys = ",".join(str(ref_key(bucket << BUCKET_BITS, hashed)) for bucket in range(first, last, -1))
-        rows = query(
-            f"SELECT l.fields FROM {{refs}} r JOIN {{lines}} l ON l.id=r.id WHERE r.ref_key IN ({keys}) "
-            f"ORDER BY r.id DESC LIMIT {MAX_CANDIDATES}"
-        )
-        found = [line for line in map(from_stored, (bytes(row["fields"]) for row in rows))
-                 if line.room == room and ref in ids(line)]
-        if found:
-            return found
+        below = ""
+        while True:
+            rows = query(
+                f"SELECT l.id, l.fields FROM {{refs}} r JOIN {{lines}} l ON l.id=r.id WHERE r.ref_key IN ({keys}) "
+                f"{below}ORDER BY r.id DESC LIMIT {MAX_CANDIDATES}"
+            )
+            found = [line for line in map(from_stored, (bytes(row["fields"]) for row in rows))
+                     if line.room == room and ref in ids(line)]
+            if found:
+                return found
+            # A full page of other lines: ids can be chosen to share a hash (crc32 is linear), and the
+            # message may be behind them.
+            if len(rows) < MAX_CANDIDATES:
+                break
+            below = f"AND r.id < {rows[-1]['id']} "
     return []
 
 

@@ -10,10 +10,13 @@ import pytest
 
 from projections import viewdb_backends
 from projections.lines import Line
-from projections.transcripts.refs import (BUCKET_BITS, INSERT_REFS, REFS, _ref_keys, all_ref_rows, created_ref_rows,
-                                         ref_hash, ref_ids, ref_key)
+from archive import events as ev
+from projections.transcripts.refs import (BUCKET_BITS, INSERT_REFS, MAX_CANDIDATES, REFS, _ref_keys, all_ref_rows,
+                                         created_ref_rows, ref_hash, ref_ids, ref_key)
 from projections.viewdb import Columns
 from projections.viewdb_backends import COPY_FROM
+from tests.factories import make, message
+from tests.projections.test_transcripts import project
 
 AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -108,3 +111,49 @@ def test_a_ref_key_is_the_line_ids_bucket_above_the_hash():
     assert ref_key(3 * 2**BUCKET_BITS + 5, 7) == 3 << 32 | 7
     assert ref_key(2**BUCKET_BITS - 1, 2**32 - 1) < ref_key(2**BUCKET_BITS, 0)
     assert ref_key(2**47 - 1, 2**32 - 1) < 2**63
+
+
+def colliding(room: str, ref: str, prefix: str) -> str:
+    """An id of ``prefix`` and 40 letters whose ``ref_hash`` is ``ref``'s: crc32 is linear over GF(2), so which
+    letters to flip (a for c) is a linear system. Any occupant can choose its messages' ids so."""
+    letters = 40
+    base = bytearray(prefix.encode() + b"a" * letters)
+    start, want = ref_hash(room, base.decode()), ref_hash(room, ref)
+
+    def flipped(i: int) -> int:
+        one = bytearray(base)
+        one[len(prefix) + i] ^= 2
+        return ref_hash(room, one.decode()) ^ start
+
+    basis: list[tuple[int, int]] = []  # (hash difference, letters flipped), reduced
+    for i in range(letters):
+        vector, flips = flipped(i), 1 << i
+        for known, known_flips in basis:
+            if vector ^ known < vector:
+                vector, flips = vector ^ known, flips ^ known_flips
+        if vector:
+            basis.append((vector, flips))
+            basis.sort(reverse=True)
+    rest, flips = start ^ want, 0
+    for known, known_flips in basis:
+        if rest ^ known < rest:
+            rest, flips = rest ^ known, flips ^ known_flips
+    assert rest == 0
+    forged = bytearray(base)
+    for i in range(letters):
+        if flips >> i & 1:
+            forged[len(prefix) + i] ^= 2
+    return forged.decode()
+
+
+def test_ids_chosen_to_collide_with_a_messages_id_do_not_hide_it_from_a_moderator(event_store, views):
+    """``select_by_ref`` looked at the 8 newest lines sharing the id's hash and gave up: eight posts with ids
+    chosen to collide kept a moderation (and the author's own corrections) from the message."""
+    room = "lobby@conference.localhost"
+    project(event_store, views, [message(1, "abuse", nick="mallory", stanza_id="room-sid-1")])
+    decoys = [colliding(room, "room-sid-1", f"d{k}-") for k in range(MAX_CANDIDATES + 1)]
+    assert {ref_hash(room, d) for d in decoys} == {ref_hash(room, "room-sid-1")}
+    project(event_store, views, [message(2 + k, "x", nick="mallory", stanza_id=d) for k, d in enumerate(decoys)])
+    project(event_store, views, [make(ev.MessageRetracted, 20, target_id="room-sid-1", moderated=True, by_nick="mod")])
+    [abuse] = [line for line in views.transcripts.page(room, limit=100, include_originals=True).lines if line.body == "abuse"]
+    assert abuse.removed is not None and abuse.removed.by_nick == "mod"

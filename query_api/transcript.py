@@ -30,7 +30,6 @@ UTC = ZoneInfo("UTC")
 bp = Blueprint("transcript", __name__)
 
 DEFAULT_LIMIT = 100
-MAX_AROUND_CHARS = 256  # longer than any stanza-id servers hand out (Prosody: 16-36 characters)
 
 
 def transcripts():
@@ -70,22 +69,13 @@ def transcript(room: str) -> Response:
     return json_response({"room": room, **page})
 
 
-def around_line(value: str | None) -> str | None:
-    """The line ``around`` names (API and room page): a line position or a message id, bounded as both are."""
-    if not value:
-        return None
-    if len(value) > MAX_AROUND_CHARS:
-        raise bad_parameter("around", f"longer than {MAX_AROUND_CHARS} characters")
-    if value.isdecimal() and int(value) > MAX_INTEGER:
-        raise bad_parameter("around", "is not a line position or message id")
-    return value
-
-
 def read_page(room: str, params: Params, limit: int, originals: bool) -> dict:
     """The lines asked for, with cursors that page forward (``next``) and backward (``previous``)."""
     start, end = params.time_range()
     day = params.day("day")
-    around = around_line(params.text("around", max_length=MAX_AROUND_CHARS))
+    around = params.text("around", max_length=256)
+    if around is not None and around.isdecimal() and int(around) > MAX_INTEGER:
+        raise bad_parameter("around", "is not a line position or message id")
     cursor = params.cursor("transcript")
     if day is not None:
         if start is not None or end is not None:

@@ -25,7 +25,7 @@ from ..errors import ApiError, bad_parameter, forbidden, from_archive_error
 from ..params import decode_cursor, encode_cursor, request_day, request_time
 from ..roles import Capability
 from ..rooms import describe_rooms, page_of_visible_rooms
-from ..transcript import around_line, describe, shown, transcripts
+from ..transcript import describe, shown, transcripts
 from . import auth
 from .calendar import active_days, month_grid, month_of, neighbour_days, shift_month
 from .room_presence import day_presence
@@ -160,7 +160,7 @@ def room(room: str):
     who = require(Capability.TRANSCRIPT)
     room = visible_room(who, room)
     at = _at(request.args.get("at"))
-    around = around_line(request.args.get("around"))
+    around = request.args.get("around")
     marked = request.args.getlist("hl")[:MAX_MARKED_WORDS]  # the search's words, marked in the hit's line
     context = _context(room, around, request.args.get("t"), who) if around else None
     if context is not None:

@@ -77,18 +77,34 @@ def step(position: int, event: ev.Event, book: Book) -> Changes:
     if kind is ev.MessagePosted:
         return _settle(message_line(position, event), book, ids_of(event))
     if kind is ev.MessageCorrected:
-        target = book.find(event.room, event.replaces_id)
+        target = meant(event, book)
         if target is not None and same_author(target, event.nick, event.jid, event.occupant_id):
             return _settle(correct(target, event, position), book, ids_of(event))
         line = correction_line(position, event, awaiting=target is None)
         return _settle(line, book, ids_of(event))
     if kind is ev.MessageRetracted:
-        target = book.find(event.room, event.target_id)
+        target = meant(event, book)
         if target is None:
             return Changes([retraction_line(position, event)], [])
         if target.removed is None and may_remove(target, event.moderated, event.by_nick, event.by_jid, event.occupant_id):
             return Changes([retract(target, removal_of(position, event))], [])
     return NOTHING
+
+
+def named(event: ev.Event) -> str | None:
+    """The id by which a correction or retraction names its message; None for any other event."""
+    kind = type(event)
+    if kind is ev.MessageCorrected:
+        return event.replaces_id
+    if kind is ev.MessageRetracted:
+        return event.target_id
+    return None
+
+
+def meant(event: ev.MessageCorrected | ev.MessageRetracted, book: Book) -> Line | None:
+    """The message line a correction or retraction means, applied to it or not: the one archived last that is
+    known by the id it names; None while there is none."""
+    return book.find(event.room, named(event))
 
 
 def awaits_any(book: Book, room: str, refs: Iterable[str]) -> bool:

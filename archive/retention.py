@@ -2,7 +2,8 @@
 
 Holds are events of the compliance stream (``LegalHoldPlaced``, ``LegalHoldReleased``),
 so who placed and released which hold, and when, is itself archived and chained.
-``held`` and ``retention_days`` are the rules; ``purge`` applies them: it records
+``held`` and ``retention_days`` are the rules; ``purge`` applies them, keeping whole what belongs together
+(a message's post, corrections and removals: the message model's rule, which the caller hands in): it records
 an ``EventsPurged`` (per room the spans of versions it deletes, each with the chain
 link at its last version, so that ``verify --integrity`` carries the chain across
 the cut) and then deletes the events from the store. The views and the search index
@@ -14,7 +15,7 @@ records a ``PurgeApplied`` when they are: a purge record no ``PurgeApplied`` cov
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
@@ -29,6 +30,12 @@ from .store import EventStore
 from .times import format_time, utcnow
 
 _PEOPLE_FIELDS = ("jid", "by_jid", "actor")
+
+KeptTogether = Callable[[Callable[[], Iterable[Recorded]]], Iterable[Collection[int]]]
+"""The groups (log positions) of a room's events that a hold keeps whole, given a way to read the room's events
+in log order (as often as it needs): ``projections.message_groups``, from ``chat_archive``. Which events make
+one message is the message model's rule, above the archive: a purge that judged each event alone deleted a
+held message's later moderation or correction, and the rebuilt views showed it never removed, uncorrected."""
 
 
 def retention_days(room: str, settings: RetentionSettings) -> int:
@@ -58,9 +65,8 @@ def held(event: Event, holds: Iterable[LegalHoldPlaced]) -> bool:
     """Whether any hold covers the event: its room, its time and one of its people. An event whose
     people the room did not reveal is kept by every hold on people of its room: a hold errs on keeping. Rooms are
     JIDs, named in any case (as retention reads them)."""
-    room = event.room.lower()
     for hold in holds:
-        if hold.rooms and not any(room == r or fnmatchcase(room, r) for r in map(str.lower, hold.rooms)):
+        if not _covers_room(hold, event.room):
             continue
         if (hold.hold_from and event.occurred_at < hold.hold_from) or (hold.hold_to and event.occurred_at >= hold.hold_to):
             continue
@@ -70,6 +76,11 @@ def held(event: Event, holds: Iterable[LegalHoldPlaced]) -> bool:
         if not people or people & {_bare(j) for j in hold.jids}:
             return True
     return False
+
+
+def _covers_room(hold: LegalHoldPlaced, room: str) -> bool:
+    room = room.lower()
+    return not hold.rooms or any(room == r or fnmatchcase(room, r) for r in map(str.lower, hold.rooms))
 
 
 def _bare(jid: str | None) -> str | None:
@@ -115,9 +126,10 @@ def holds_of(store: EventStore) -> list[LegalHoldPlaced]:
     return active_holds(r.event for r in store.read_room(COMPLIANCE_STREAM))
 
 
-def purge(store: EventStore, settings: RetentionSettings, *, now: datetime | None = None, by: str = "",
-          dry_run: bool = False) -> EventsPurged | None:
-    """Delete every expired event no hold covers; the purge record, or None if nothing expired."""
+def purge(store: EventStore, settings: RetentionSettings, *, together: KeptTogether, now: datetime | None = None,
+          by: str = "", dry_run: bool = False) -> EventsPurged | None:
+    """Delete every expired event no hold covers, alone or through a group it is kept ``together`` with; the
+    purge record, or None if nothing expired."""
     now = now or utcnow()
     holds = holds_of(store)
     cutoffs: dict[str, datetime] = {}
@@ -127,7 +139,7 @@ def purge(store: EventStore, settings: RetentionSettings, *, now: datetime | Non
         if not days:
             continue
         cutoffs[room] = now - timedelta(days=days)
-        versions = [v for v, r in store.read_room_versions(room, end=cutoffs[room]) if not held(r.event, holds)]
+        versions = _expired(store, room, cutoffs[room], [h for h in holds if _covers_room(h, room)], together)
         if versions:
             doomed[room] = versions
     if not doomed:
@@ -139,7 +151,7 @@ def purge(store: EventStore, settings: RetentionSettings, *, now: datetime | Non
         room=COMPLIANCE_STREAM, occurred_at=now, recorded_at=utcnow(), spans=tuple(spans),
         events=sum(len(v) for v in doomed.values()), by=by,
         cutoff_policy=f"default {settings.default_days} days; rooms {dict(settings.rooms) or 'none'}; "
-        f"{len(holds)} active holds; run at {format_time(now)}",
+        f"{len(holds)} active holds, each keeping whole messages; run at {format_time(now)}",
     )
     if dry_run:
         return record
@@ -147,6 +159,32 @@ def purge(store: EventStore, settings: RetentionSettings, *, now: datetime | Non
     for room, versions in doomed.items():
         store.delete_events(room, versions, cutoffs[room])
     return record
+
+
+def _expired(store: EventStore, room: str, cutoff: datetime, holds: list[LegalHoldPlaced],
+             together: KeptTogether) -> list[int]:
+    """The versions of ``room`` a purge deletes: those that occurred before ``cutoff`` that no hold covers, nor
+    a group with an event a hold covers, however late that event (a correction after the hold's end, a
+    moderation by somebody it does not name). Streamed: in memory are the expired versions (as without groups)
+    and the groups' members, not the room's events."""
+    if not holds:
+        return [v for v, _ in store.read_room_versions(room, end=cutoff)]
+    group_of = {p: i for i, group in enumerate(together(lambda: store.read_room(room))) for p in group}
+    kept: set[int] = set()
+    expired: list[int] = []
+    grouped: dict[int, int] = {}  # expired version -> its group
+    for version, record in store.read_room_versions(room):
+        group, event = group_of.get(record.position), record.event
+        if event.occurred_at >= cutoff and group is None:
+            continue  # neither deleted nor keeping anything
+        if held(event, holds):
+            if group is not None:
+                kept.add(group)
+        elif event.occurred_at < cutoff:
+            expired.append(version)
+            if group is not None:
+                grouped[version] = group
+    return [version for version in expired if version not in grouped or grouped[version] not in kept]
 
 
 def unapplied_purges(compliance: Iterable[Recorded]) -> list[Recorded]:

@@ -12,6 +12,7 @@ from archive.events import EventsPurged
 from archive.lease import LeaseHeld, StoreLease, holding
 from archive.retention import finish_purges, pending_purge, purge, record_purge_applied
 from archive.store import EventStore
+from projections.message_groups import message_groups
 from projections.rebuild import RebuildReport
 from projections.search import IndexLocation
 from projections.search.storage import generation_id
@@ -34,16 +35,17 @@ def purge_lease(store: EventStore):
 
 
 def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool = False) -> EventsPurged | None:
-    """Delete the expired events no legal hold covers (``archive.retention``), then rebuild the views and
+    """Delete the expired events no legal hold covers (``archive.retention``; a hold keeps whole the messages of
+    the message model's rule, ``projections.message_groups``), then rebuild the views and
     the search index from what remains, so that nothing purged can be read or found anywhere: after this
     purge's deletions, or an earlier purge's whose rebuild did not finish (``pending_purge``). One purge at a
     time on a store (its ``purge`` lease; ``LeaseHeld`` naming the other): a rebuild that read the log while
     another purge was deleting would record that purge applied without having seen its deletions."""
     if dry_run:
-        return purge(store, config.retention, by=by, dry_run=True)
+        return purge(store, config.retention, together=message_groups, by=by, dry_run=True)
     with purge_lease(store):
         finish_purges(store)  # first: what an interrupted purge named, so that this one names none of it again
-        record = purge(store, config.retention, by=by)
+        record = purge(store, config.retention, together=message_groups, by=by)
         unapplied = pending_purge(store)
         if unapplied is not None:
             apply_purge(config, store, unapplied, by=by, progress=False)

@@ -16,6 +16,7 @@ from archive.events import COMPLIANCE_STREAM, ChainCheckpoint
 from archive.integrity import verify_integrity, write_checkpoint
 from archive.retention import purge
 from archive.settings import RetentionSettings
+from projections.message_groups import message_groups
 from tests.archive.old_schema import downgrade
 from tests.factories import T0, message
 
@@ -232,7 +233,8 @@ def test_a_purge_of_a_stream_not_chained_yet_keeps_its_versions_going(store_url)
         store.append([message(t, room=ROOM) for t in range(3)])
     downgrade(store_url, chained=False)  # a stream with no chain head: its versions are its rows'
     with open_event_store(store_url) as store:
-        (record,) = [purge(store, RetentionSettings(default_days=1), now=T0 + timedelta(days=10))]
+        (record,) = [purge(store, RetentionSettings(default_days=1), together=message_groups,
+                           now=T0 + timedelta(days=10))]
         assert [(s.stream, s.first, s.last) for s in record.spans] == [(ROOM, 1, 3)]
         assert verify_integrity(store).ok
     with open_event_store(store_url) as store:  # a new process: nothing kept in memory

@@ -15,6 +15,7 @@ from archive.integrity import verify_integrity, write_checkpoint
 from archive.lease import LeaseHeld, StoreLease
 from archive.retention import purge
 from archive.settings import RetentionSettings
+from projections.message_groups import message_groups
 from tests.archive.old_schema import (
     downgrade, downgrade_log_to_undeclared_rowid, downgrade_to_ordered, downgrade_to_slots, key_postgres_log_by_version,
     split_postgres,
@@ -82,7 +83,7 @@ def test_an_old_store_is_upgraded_to_the_side_index_the_new_code_writes_and_keep
                                                                                                   at(6), at(8)]
         with pytest.raises(LeaseHeld):
             StoreLease(store, "listener").acquire()
-        purge(store, RetentionSettings(default_days=1), now=T0 + timedelta(days=10))
+        purge(store, RetentionSettings(default_days=1), together=message_groups, now=T0 + timedelta(days=10))
         assert verify_integrity(store).ok and store.rooms() == [DEV, LOBBY]
 
 
@@ -134,7 +135,7 @@ def assert_upgraded_store_works(url: str, written: tuple) -> None:
         assert new.position == log[-1][1].position + 1
         assert [v for v, _ in store.read_room_versions(LOBBY)][-1] == max(v for v, r in log if r.event.room == LOBBY) + 1
         assert verify_integrity(store).ok
-        purge(store, RetentionSettings(default_days=1), now=T0 + timedelta(days=10))
+        purge(store, RetentionSettings(default_days=1), together=message_groups, now=T0 + timedelta(days=10))
         assert verify_integrity(store).ok and store.rooms() == [DEV, LOBBY]
 
 
@@ -241,7 +242,8 @@ def test_a_sqlite_log_whose_position_is_an_undeclared_rowid_is_rebuilt_in_place_
     url = f"sqlite:///{path}"
     with open_event_store(url) as store:
         store.append(history())
-        purge(store, RetentionSettings(rooms={DEV: 1}), now=T0 + timedelta(days=10))  # gaps in the positions
+        # gaps in the positions
+        purge(store, RetentionSettings(rooms={DEV: 1}), together=message_groups, now=T0 + timedelta(days=10))
         log = list(store.read_log_versions())
     downgrade_log_to_undeclared_rowid(path)
     assert ("rowid", 1) not in log_columns(path)

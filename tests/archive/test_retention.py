@@ -18,6 +18,7 @@ from archive.retention import (
     unapplied_purges,
 )
 from archive.settings import RetentionSettings
+from projections.message_groups import message_groups
 from tests.factories import T0, at, make, message
 
 LOBBY, DEV = "lobby@conference.localhost", "dev@conference.localhost"
@@ -72,19 +73,19 @@ def test_a_hold_names_its_rooms_in_any_case_as_retention_does():
 def test_a_hold_blocks_the_purge_and_its_release_lets_the_next_one_delete(event_store):
     fill(event_store)
     hold = place_hold(event_store, case="Acme v. Widget", rooms=[LOBBY], by="test")
-    record = purge(event_store, ONE_DAY, now=NOW)
+    record = purge(event_store, ONE_DAY, together=message_groups, now=NOW)
     assert record.events == 2 and {s.stream for s in record.spans} == {DEV}
     assert bodies(event_store, DEV) == []
     assert bodies(event_store, LOBBY) == ["from alice", "from bob", "anonymous", "recent"]
     assert verify_integrity(event_store).ok
     release_hold(event_store, hold.hold_id, by="test", reason="settled")
     assert holds_of(event_store) == []
-    assert purge(event_store, ONE_DAY, now=NOW).events == 3
+    assert purge(event_store, ONE_DAY, together=message_groups, now=NOW).events == 3
     assert bodies(event_store, LOBBY) == ["recent"]
     assert [r.event.body for r in event_store.read_log() if isinstance(r.event, ev.MessagePosted)] == ["recent"]
     report = verify_integrity(event_store)
     assert report.ok, [str(s.broken) for s in report.streams if s.broken]
-    assert purge(event_store, ONE_DAY, now=NOW) is None  # nothing left to expire
+    assert purge(event_store, ONE_DAY, together=message_groups, now=NOW) is None  # nothing left to expire
     assert len(list(compliance_records(event_store, EventsPurged))) == 2
 
 
@@ -92,7 +93,7 @@ def test_a_hold_on_a_person_keeps_only_their_events_and_the_chain_verifies_acros
     fill(event_store)
     write_checkpoint(event_store)
     place_hold(event_store, case="HR-12", jids=["alice@localhost"])
-    purge(event_store, ONE_DAY, now=NOW)
+    purge(event_store, ONE_DAY, together=message_groups, now=NOW)
     assert bodies(event_store, LOBBY) == ["from alice", "anonymous", "recent"]
     # The stream goes on after a purge, versions and links included.
     event_store.append([message(9 * 86400 + 5, "later", "bob", room=DEV, jid="bob@localhost/x")])
@@ -105,7 +106,7 @@ def test_a_deletion_beyond_the_purge_record_is_still_found(event_store):
     from tests.archive.test_integrity import run_sql
 
     fill(event_store)
-    purge(event_store, RetentionSettings(rooms={DEV: 1}), now=NOW)
+    purge(event_store, RetentionSettings(rooms={DEV: 1}), together=message_groups, now=NOW)
     url = event_store._url  # noqa: SLF001 - set by the fixture below
     run_sql(url, "DELETE FROM stored_events WHERE originator_id=? AND originator_version=2", (LOBBY,))
     (broken,) = [s.broken for s in verify_integrity(event_store).streams if s.broken]
@@ -130,7 +131,7 @@ def test_a_hold_on_a_bare_room_name_or_a_nick_is_refused_not_placed_covering_not
             place_hold(event_store, case="Acme", **names)
     assert holds_of(event_store) == []
     place_hold(event_store, case="Acme", rooms=["lobby@*"], jids=["Bob@localhost/x"])
-    purge(event_store, ONE_DAY, now=NOW)
+    purge(event_store, ONE_DAY, together=message_groups, now=NOW)
     assert bodies(event_store, LOBBY) == ["from bob", "anonymous", "recent"]
 
 
@@ -150,7 +151,7 @@ def test_purged_events_are_gone_from_the_sqlite_files_themselves_while_the_store
     path = tmp_path / "events.sqlite"
     with open_event_store(f"sqlite:///{path}") as store:
         store.append([message(t, f"needle-{t}-in-the-haystack", room=DEV) for t in range(50)])
-        purge(store, ONE_DAY, now=NOW)
+        purge(store, ONE_DAY, together=message_groups, now=NOW)
         store.erase_deleted_copies()  # what a purge's caller does once the views are rebuilt too
         files = list(tmp_path.iterdir())  # the database, and its write-ahead log while it is open
         assert path in files and not [f for f in files if b"needle-" in f.read_bytes()]
@@ -180,17 +181,18 @@ def test_an_interrupted_purge_is_finished_as_recorded_before_the_next_one_runs(e
     with monkeypatch.context() as patch:
         patch.setattr(event_store, "delete_events", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
         with pytest.raises(KeyboardInterrupt):
-            purge(event_store, ONE_DAY, now=NOW)
+            purge(event_store, ONE_DAY, together=message_groups, now=NOW)
     assert owed_deletions(event_store) == 5
     place_hold(event_store, case="HR-12", jids=["bob@localhost"], by="test")
     finish_purges(event_store)
     assert owed_deletions(event_store) == 0
     assert bodies(event_store, LOBBY) == ["recent"] and bodies(event_store, DEV) == []
-    assert purge(event_store, ONE_DAY, now=NOW) is None  # nothing left to name twice
+    assert purge(event_store, ONE_DAY, together=message_groups, now=NOW) is None  # nothing left to name twice
     report = verify_integrity(event_store)
     assert report.ok, [str(s.broken) for s in report.streams if s.broken]
     record_purge_applied(event_store, pending_purge(event_store), by="test")
-    later = purge(event_store, ONE_DAY, now=NOW + timedelta(days=2))  # "recent" expires, bob's hold keeps it
+    # "recent" expires, bob's hold keeps it
+    later = purge(event_store, ONE_DAY, together=message_groups, now=NOW + timedelta(days=2))
     assert later is None and bodies(event_store, LOBBY) == ["recent"]
     assert verify_integrity(event_store).ok
 
@@ -198,7 +200,7 @@ def test_an_interrupted_purge_is_finished_as_recorded_before_the_next_one_runs(e
 def test_the_store_owes_a_rebuild_from_the_purge_until_it_is_recorded_applied(event_store):
     fill(event_store)
     assert pending_purge(event_store) is None
-    purge(event_store, ONE_DAY, now=NOW)
+    purge(event_store, ONE_DAY, together=message_groups, now=NOW)
     owed = pending_purge(event_store)
     assert owed is not None
     record_purge_applied(event_store, owed, by="test")
@@ -218,7 +220,8 @@ def test_vacuum_after_a_purge_keeps_every_position(tmp_path):
     with open_event_store(f"sqlite:///{path}") as store:
         store.append([message(t, f"old-{t}", room=DEV if t % 2 else LOBBY) for t in range(40)])
         store.append([message(9 * 86400 + t, f"new-{t}", room=DEV) for t in range(10)])
-        purge(store, RetentionSettings(rooms={LOBBY: 1}), now=NOW)  # a gap at every other early position
+        # a gap at every other early position
+        purge(store, RetentionSettings(rooms={LOBBY: 1}), together=message_groups, now=NOW)
         before = [(r.position, r.event) for r in store.read_log()]
     with sqlite3.connect(path) as raw:
         raw.execute("VACUUM")

@@ -18,6 +18,7 @@ from archive.integrity import verify_integrity, write_checkpoint
 from archive.retention import pending_purge, purge, record_purge_applied
 from archive.settings import RetentionSettings
 from chat_archive.migration import check, copy_log, covered, progress_file
+from projections.message_groups import message_groups
 from tests.cli.test_moving import FailingAfter
 from tests.factories import T0, make, message
 from tests.services.postgres import fresh_schema_url
@@ -44,7 +45,7 @@ def cut_history(store) -> None:
     store.append([make(ev.OccupantJoined, 0, room=room, nick="u0") for room in (LOBBY, DEV, OPS)])
     store.append([message(i, f"old {i}", "u0", room=(LOBBY, DEV, OPS)[i % 3], stanza_id=f"o{i}") for i in range(1, 40)])
     store.append([message(9 * DAY + i, f"recent {i}", "u1", room=LOBBY, stanza_id=f"r{i}") for i in range(10)])
-    purge(store, RetentionSettings(default_days=1, rooms={OPS: 0}), now=NOW, by="test")
+    purge(store, RetentionSettings(default_days=1, rooms={OPS: 0}), together=message_groups, now=NOW, by="test")
     store.append([message(9 * DAY + 100 + i, f"after {i}", "u1", room=LOBBY, stanza_id=f"a{i}") for i in range(5)])
     write_checkpoint(store)
 
@@ -108,7 +109,8 @@ def test_an_applied_purge_still_names_its_own_record_in_the_copy(source_kind, ta
         copy_log(source, target, progress_file(tmp_path, source_url, target_url), page_size=10)
         assert [r.position for r in target.read_log()] == [r.position for r in source.read_log()]
         assert pending_purge(target) is None
-        later = purge(target, RetentionSettings(default_days=1, rooms={OPS: 0}), now=NOW + timedelta(days=9), by="test")
+        later = purge(target, RetentionSettings(default_days=1, rooms={OPS: 0}), together=message_groups,
+                      now=NOW + timedelta(days=9), by="test")
         assert later is not None and pending_purge(target) == target.head()
         # The copy goes on after the source's last position, as the source would.
         assert target.head() > source.head()
@@ -126,7 +128,8 @@ def test_a_store_older_than_its_chains_migrates_with_the_same_links(tmp_path):
     with open_event_store(source_url) as source, store_of("postgresql", tmp_path) as (target_url, target):
         source.append([message((0 if i < 2 else 9 * DAY) + 10 + i, f"c{i}", "u", room=LOBBY, stanza_id=f"c{i}")
                        for i in range(5)])  # fmt: skip
-        record = purge(source, RetentionSettings(default_days=1, rooms={never: 0}), now=NOW, by="test")
+        record = purge(source, RetentionSettings(default_days=1, rooms={never: 0}), together=message_groups, now=NOW,
+                       by="test")
         assert [(s.first, s.last) for s in record.spans] == [(3, 7)]  # across the genesis, version 6
         write_checkpoint(source)
         assert verify_integrity(source).ok
@@ -142,7 +145,7 @@ def test_a_stream_purged_before_its_chain_began_migrates_with_the_head_the_purge
     with open_event_store(source_url, chained=False) as source:
         source.append([message(i, f"old {i}", "u", room=DEV, stanza_id=f"o{i}") for i in range(3)])
     with open_event_store(source_url) as source, store_of("postgresql", tmp_path) as (target_url, target):
-        purge(source, RetentionSettings(default_days=1), now=NOW, by="test")
+        purge(source, RetentionSettings(default_days=1), together=message_groups, now=NOW, by="test")
         copy_log(source, target, progress_file(tmp_path, source_url, target_url))
         assert check(source, target).ok and target.chain_heads() == source.chain_heads()
         for store in (source, target):  # both go on after the purged versions, from the same link
@@ -160,7 +163,7 @@ def test_a_stream_not_chained_yet_whose_oldest_events_a_purge_deleted_migrates_a
         source.append([message((9 * DAY if i >= 3 else 0) + i, f"m{i}", "u", room=DEV, stanza_id=f"o{i}")
                        for i in range(5)])  # fmt: skip
     with open_event_store(source_url) as source, store_of("postgresql", tmp_path) as (target_url, target):
-        record = purge(source, RetentionSettings(default_days=1), now=NOW, by="test")
+        record = purge(source, RetentionSettings(default_days=1), together=message_groups, now=NOW, by="test")
         assert [(s.first, s.last) for s in record.spans] == [(1, 3)]
         assert verify_integrity(source).ok
         copy_log(source, target, progress_file(tmp_path, source_url, target_url))

@@ -13,6 +13,7 @@ from archive.events import PurgedSpan
 from archive.integrity import verify_integrity, write_checkpoint
 from archive.retention import finish_purges, pending_purge, purge
 from archive.settings import RetentionSettings
+from projections.message_groups import message_groups
 from tests.cli.test_events_commands import run_cli
 from tests.cli.test_migrate_purged import DAY, LOBBY, NOW, OPS, cut_history
 from tests.factories import make, message
@@ -198,7 +199,7 @@ def test_a_stream_not_chained_yet_whose_oldest_events_a_purge_deleted_restores(t
         source.append([message((9 * DAY if i >= 3 else 0) + i, f"m{i}", "u", room=dev, stanza_id=f"o{i}")
                        for i in range(5)])  # fmt: skip
     with open_event_store(source_url) as source:
-        purge(source, RetentionSettings(default_days=1), now=NOW, by="test")
+        purge(source, RetentionSettings(default_days=1), together=message_groups, now=NOW, by="test")
         heads = source.chain_heads()
     backup = tmp_path / "backup.jsonl.gz"
     assert run_cli("export-log", str(backup), store_url=source_url, cwd=tmp_path).returncode == 0

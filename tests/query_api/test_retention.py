@@ -61,6 +61,22 @@ def test_hold_blocks_purge_release_lets_it_delete_and_nothing_purged_is_found(se
         assert not [f for f in files if b"typo in lobby" in f.read_bytes()]
 
 
+def test_a_purge_keeps_the_moderation_and_correction_of_a_held_message_that_came_after_the_hold(setup):
+    """Two holds on the lobby end just before a correction (at 21 s) and a moderation (at 31 s) of the messages
+    they hold: the purge deleted both, and the rebuilt views showed "typo" uncorrected and "oops" never removed,
+    with no record of who removed it. A hold keeps whole messages."""
+    config, store, client, compliance, _ = setup
+    for window in ("to=2024-05-01T12:00:21Z", "from=2024-05-01T12:00:30Z&to=2024-05-01T12:00:31Z"):
+        assert client.post(f"/api/v1/holds?case=Acme&room={LOBBY}&{window}", headers=compliance).status_code == 201
+    purge_expired(config, store, by="test")
+    lines = client.get(f"/api/v1/rooms/{LOBBY}/transcript?from=2024-01-01", headers=compliance).json["lines"]
+    messages = {line["body"]: line for line in lines if line["kind"] == "message"}
+    assert sorted(messages) == sorted(["hello from lobby", "fixed in lobby", "oops lobby secret", RECENT])
+    assert [v["body"] for v in messages["fixed in lobby"]["versions"]] == ["typo in lobby"]
+    assert messages["oops lobby secret"]["removed"]["by_jid"] == "bob@localhost/phone"
+    assert verify_integrity(store).ok
+
+
 def test_holds_need_the_compliance_role_and_valid_input(setup):
     config, store, client, compliance, _ = setup
     assert client.post("/api/v1/holds?case=x").status_code == 401
@@ -85,16 +101,17 @@ def test_hold_and_purge_from_the_command_line(tmp_path, capsys):
     assert main([*args, "rebuild", "all", "--quiet"]) == 0
     assert main([*args, "hold", "place", "--case", "Acme", "--jid", "alice@localhost"]) == 0
     hold_id = capsys.readouterr().out.split()[1]
-    # Events whose author the room did not reveal are kept by a hold on a person: it errs on keeping.
+    # Events whose author the room did not reveal are kept by a hold on a person: it errs on keeping. So is bob's
+    # moderation of a message it keeps ("oops"): a hold keeps whole messages.
     assert main([*args, "purge", "--dry-run"]) == 0
-    assert "would delete 5 events from 1 room " in capsys.readouterr().out
+    assert "would delete 4 events from 1 room " in capsys.readouterr().out
     assert main([*args, "purge"]) == 0
-    assert "deleted 5 events" in capsys.readouterr().out
+    assert "deleted 4 events" in capsys.readouterr().out
     assert main([*args, "hold", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["case"] == "Acme"
     assert main([*args, "hold", "release", hold_id, "--reason", "done"]) == 0
     assert main([*args, "purge"]) == 0
-    assert "deleted 6 events" in capsys.readouterr().out
+    assert "deleted 7 events" in capsys.readouterr().out
     assert main([*args, "verify", "--integrity"]) == 0
     assert main([*args, "hold", "release", hold_id]) == 1
 

@@ -38,7 +38,7 @@ from archive.errors import StoreError
 from archive.health import Health
 from archive.lease import LeaseLost, StoreLease
 from archive.store import EventStore
-from archive.times import utcnow
+from archive.times import format_time, utcnow
 
 from .admin_rooms import list_rooms_as_admin
 from .client import (
@@ -123,6 +123,11 @@ class Listener:
             await self._shutdown(tasks)
         if self._fatal is not None:
             raise self._fatal
+        if self.writer.lost:
+            raise StoreError(
+                f"the store did not take the last events before the stop ({self.writer.lost} given up): the next "
+                f"start records a gap from {format_time(self.status.stored_until)} and reads the rooms' archives again"
+            )
 
     async def _shutdown(self, tasks: list[asyncio.Task]) -> None:
         # The last status names the rooms watched until now, for the next run's gap records.

@@ -29,6 +29,9 @@ class ListenerHandle:
     def _run(self) -> None:
         try:
             self.listener.run(self._stop)
+        except ChatArchiveError as e:  # said in the error's own words: no traceback to read past
+            log.error("the listener stopped: %s", e)
+            self.error = e
         except BaseException as e:  # noqa: BLE001 - reported to whoever joins the thread
             log.exception("the listener crashed")
             self.error = e

@@ -5,7 +5,8 @@ queue. The writer takes everything queued at that moment (up to
 ``max_batch``) and appends it in one transaction, so batches grow by
 themselves under load while a lone event is written at once. A failed append
 is retried with back-off (the store is idempotent) until it succeeds or the
-writer stops, and reported to ``on_health`` (the error; None once it works).
+writer stops, and reported to ``on_health`` (the error; None once it works). What a stop gives up on is
+counted (``lost``) and keeps ``stored_until`` before it.
 
 The queue is bounded without dropping anything: once more than ``high_water``
 events wait, ``on_full(True)`` is called (the listener stops reading from the
@@ -60,6 +61,8 @@ class BatchWriter:
         self._put_total = 0  # events ever put; written in order, so a mark is reached once all before it are
         self._done_total = 0
         self._drained_at = utcnow()
+        self.lost = 0  # events given up at shutdown
+        self._lost_since: datetime | None = None  # the earliest time (recorded_at) of those
         self._idle = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="archive-writer", daemon=True)
         self._stopping = False
@@ -102,9 +105,11 @@ class BatchWriter:
             return self._idle.wait_for(lambda: self._done_total >= mark, timeout)
 
     def stored_until(self, now: datetime) -> datetime:
-        """A time before which every event put has been stored: ``now`` if nothing is pending."""
+        """A time before which every event put has been stored: ``now`` if nothing is pending, and never past an
+        event given up at shutdown (the next run's gap starts here, and the views' known moment ends here)."""
         with self._idle:
-            return now if self._pending == 0 else self._drained_at
+            until = now if self._pending == 0 else self._drained_at
+            return until if self._lost_since is None else min(until, self._lost_since)
 
     def wait_idle(self, timeout: float) -> bool:
         """True once every event put so far has been written (for tests and shutdown)."""
@@ -136,6 +141,12 @@ class BatchWriter:
             if batch:
                 self._write(batch)
 
+    def _give_up(self, batch: list[Event]) -> None:
+        first = min(event.recorded_at for event in batch)
+        with self._idle:
+            self.lost += len(batch)
+            self._lost_since = first if self._lost_since is None else min(self._lost_since, first)
+
     def _write(self, batch: list[Event]) -> None:
         backoff, recorded, stored = Backoff(first=0.1, most=5.0), [], False
         for attempt in range(1_000_000):
@@ -152,6 +163,7 @@ class BatchWriter:
                     self._on_health(message)
                 if self._stopping and attempt >= 2:
                     log.error("giving up on %d events at shutdown", len(batch))
+                    self._give_up(batch)
                     break
                 time.sleep(backoff.next())
         if stored and self._failing:

@@ -163,10 +163,11 @@ def archived_stanza_ids(store, room: str) -> list[str]:
     return [e.stanza_id for e in room_events(store, room) if isinstance(e, ev.MessagePosted)]
 
 
-def write_config(tmp_path, server, room: str, extra: str = "", port: int | None = None) -> tuple:
-    """A config file for `chat-archive listen` archiving the rooms ``room`` (a glob) matches."""
+def write_config(tmp_path, server, room: str, extra: str = "", port: int | None = None, store_url: str | None = None) -> tuple:
+    """A config file for `chat-archive listen` archiving the rooms ``room`` (a glob) matches (into a SQLite store
+    beside it, unless ``store_url`` names one)."""
     status_file = tmp_path / "status.json"
-    store_url = f"sqlite:///{tmp_path}/events.sqlite"
+    store_url = store_url or f"sqlite:///{tmp_path}/events.sqlite"
     config = tmp_path / "chat-archive.toml"
     config.write_text(
         f"""

@@ -14,7 +14,10 @@ from archive.application import open_event_store
 from chat_archive.xmpp_users import XmppUsers
 from ingest.client import close, session
 from ingest.roomview import RoomView
+from archive.times import utcnow
+from ingest.status import read_status
 from tests.ingest.helpers import room_events, running_listener, wait_for_event, wait_joined, write_config
+from tests.ingest.test_listener_parts import accepting_inserts, refusing_inserts
 from tests.services.prosody import PASSWORD, listener_settings, unique_room, wait_for
 
 
@@ -56,6 +59,39 @@ def test_killing_the_listener_mid_conversation_loses_nothing_and_duplicates_noth
     joins = [e.nick for e in events if isinstance(e, ev.OccupantJoined)]
     assert sorted(joins) == ["alice", "bob", "carol", "dave"], "nobody joins twice"
     assert set(RoomView.from_events(room, events).occupants) == {"alice", "bob", "dave"}
+
+
+def test_a_stop_while_the_store_refuses_events_fails_and_the_next_start_records_their_time_as_a_gap(
+        prosody, people, tmp_path, start_listen, postgres_url):
+    """The writer gives up on what the store will not take at a stop: `listen` says so and exits non-zero, and
+    its status keeps the time before them (not the stop's), so the next start's gap covers them and the room's
+    archive gives the messages back."""
+    alice, bob = people["alice"], people["bob"]
+    room = unique_room(prosody, "refused")
+    alice.create_room(room, "alice")
+    config, status_file, store_url = write_config(tmp_path, prosody, room, store_url=postgres_url)
+    listener = start_listen(config, status_file, room)
+    with open_event_store(store_url) as store:
+        refusing_inserts(store_url)
+        bob.join(room, "bob")
+        said = alice.say(room, "while the store refuses")
+        wait_for(lambda: (s := read_status(status_file)) and s.write_queue >= 2, 10, message="the events to wait")
+        seen_by = utcnow()
+        listener.send_signal(signal.SIGTERM)
+        assert listener.wait(30) == 1
+        assert "the store did not take the last events before the stop" in config.with_suffix(".log").read_text()
+        assert read_status(status_file).stored_until <= seen_by
+        accepting_inserts(store_url)
+        listener = start_listen(config, status_file, room)
+        alice.say(room, "after the restart")
+        wait_for_event(store, room, ("message", "alice", "after the restart"))
+        listener.send_signal(signal.SIGTERM)
+        assert listener.wait(15) == 0
+        events = room_events(store, room)
+    [gap] = [e for e in events if isinstance(e, ev.ArchiveGap)]
+    assert gap.gap_start <= seen_by
+    [recovered] = [e for e in events if isinstance(e, ev.MessagePosted) and e.stanza_id == said["stanza_id"]]
+    assert recovered.capture == ev.Capture.BACKFILL
 
 
 def test_after_a_server_restart_the_listener_reconnects_rejoins_and_backfills(prosody, tmp_path):
@@ -153,3 +189,4 @@ def test_a_close_cancelled_while_the_stream_ends_still_closes_the_connection(pro
             return closed
 
     assert asyncio.run(scenario()), "the connection was left open"
+

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import psycopg
+
 from archive import events as ev
+from archive.application import open_event_store
 from archive.errors import StoreError
 from archive.times import utcnow
 from ingest.client import UnnamableRooms, allowed
@@ -13,6 +16,7 @@ from ingest.settings import XmppSettings
 from ingest.status import ListenerStatus, describe, read_status, write_status
 from ingest.writer import BatchWriter
 from tests.factories import T0, at, make, message
+from tests.services.postgres import POSTGRES_DSN
 
 ROOM = "lobby@conference.localhost"
 
@@ -137,3 +141,34 @@ def test_the_rooms_skipped_for_names_no_room_can_have_are_kept_to_a_bounded_numb
     assert len(skipped._known) == 3
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 4 and "without a warning" in warnings[-1]
+
+
+def refusing_inserts(url: str) -> None:
+    """The store's server refuses every new event from now on (a trigger raising), as a full disk or a revoked
+    grant would: a real failure of the real store, at once rather than after a lock's timeout."""
+    schema = url.split("schema=")[1]
+    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS '
+                     "$$ BEGIN RAISE EXCEPTION 'no space left on device'; END $$")
+        conn.execute(f'CREATE TRIGGER refuse BEFORE INSERT ON "{schema}".archive_store_events '
+                     f'FOR EACH ROW EXECUTE FUNCTION "{schema}".refuse()')
+
+
+def accepting_inserts(url: str) -> None:
+    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP TRIGGER refuse ON "{url.split("schema=")[1]}".archive_store_events')
+
+
+def test_events_given_up_at_shutdown_are_not_counted_as_stored(postgres_url):
+    """A stop gives up on what a failing store will not take; ``stored_until`` (the next run's gap starts there,
+    and the views' known moment ends there) must stay before the first event given up, not move to the stop."""
+    with open_event_store(postgres_url) as store:
+        store.append([message(0, stanza_id="stored")])
+        refusing_inserts(postgres_url)
+        writer = BatchWriter(store)
+        writer.start()
+        lost = [message(5, stanza_id="lost-1"), message(6, stanza_id="lost-2")]
+        writer.put(lost)
+        writer.stop()
+        assert writer.lost == 2
+        assert writer.stored_until(utcnow()) <= lost[0].recorded_at

@@ -199,8 +199,9 @@ class User:
     def set_subject(self, room: str, subject: str) -> None:
         self._post(room, subject=subject)
 
-    def _post(self, room, body=None, subject=None, replace=None, retract=None, elements=()) -> dict:
-        message_id, origin = uuid.uuid4().hex, uuid.uuid4().hex
+    def _post(self, room, body=None, subject=None, replace=None, retract=None, message_id=None, elements=()) -> dict:
+        """``message_id``: the stanza's ``id`` (a fresh one unless given: a test may send a correction first)."""
+        message_id, origin = message_id or uuid.uuid4().hex, uuid.uuid4().hex
 
         async def go():
             def send():

@@ -1,17 +1,25 @@
 // The message model's rule (projections/messages.py) for what the widget hears live after Join, so that a
-// correction or retraction arriving over XMPP changes the shown line exactly as the archive's feed would:
-// - a line is known by every id it came with (the feed's ``refs``: stanza-id, origin-id, id attribute, and
-//   those of the corrections applied to it); a correction or retraction names one, and where several lines
-//   carry it the newest is meant (``Book.find``);
+// correction or retraction arriving over XMPP changes the lines exactly as the archive's feed would. The same
+// rule, restated step by step in the Python's terms (tests/query_api/web/test_messages_js.py holds the two
+// to the same answers on random histories):
+// - a line is known by every id it came with (``refs``: stanza-id, origin-id, id attribute, and those of the
+//   corrections applied to it) and, while a correction line awaits its message, by the id it names too
+//   (``lines.ids``); a correction or retraction names one, and where several lines carry it the newest is
+//   meant (``Book.find``);
 // - a correction applies only when it comes from the line's author (``same_author``): the text is replaced,
 //   the line marked edited and known by the correction's ids too; anybody else's correction is a line of its
-//   own, marked edited (``correction_line``);
+//   own, marked edited (``correction_line``), awaiting the id it names when no line is known by it;
 // - a retraction removes the line when its author sent it or the room moderated it (``may_remove``); the
-//   first removal is kept; any other retraction, or one naming no shown line, changes nothing.
+//   first removal is kept; one naming no line is held (a ``retraction`` line, never shown) awaiting the id;
+// - a message (or a message gaining ids through a correction) takes what awaited any of its ids, in the order
+//   heard, as if it had come after it (``_settle``).
 // Lines are plain objects as the widget's feed sends them ({kind, nick, body, refs, occupant_id, removed,
-// edited, ...}); a line heard live may also carry the sender's real JID, when the room shows it.
+// edited, ...}), plus ``key`` (what identifies the line in the book) and, for a line heard live, ``seq`` (its
+// order) and the sender's real JID when the room shows it.
 (function () {
   "use strict";
+
+  var HELD = 200;  // awaiting lines kept at most (a hostile room must not grow the page's memory): oldest go
 
   function bare(jid) { return (jid || "").split("/")[0]; }
 
@@ -33,30 +41,126 @@
     return refs.concat(more.filter(function (ref) { return refs.indexOf(ref) < 0; }));
   }
 
-  // What ``heard`` (a {kind: message|correction|retraction|...} item from xmpp.js) does to the lines:
-  // {line, replaces} to show, where ``replaces`` is the shown line it takes the place of (or null for a new
-  // line), or null when nothing changes. ``find(ref)`` is the newest shown message line known by ``ref``: a
-  // correction naming a message older than the shown lines is a line of its own here, as one naming no message is.
-  function step(heard, find) {
-    if (heard.kind === "correction") {
-      var corrected = find(heard.replaces);
-      if (corrected && sameAuthor(corrected, heard)) {
-        var line = Object.assign({}, corrected, { body: heard.body, edited: true, refs: union(corrected.refs || [], heard.refs) });
-        return { line: line, replaces: corrected };
-      }
-      // One naming no shown message awaits it, and is known by the id it names too (lines.ids).
-      var refs = corrected ? heard.refs : union(heard.refs, [heard.replaces]);
-      return { line: Object.assign({}, heard, { kind: "message", edited: true, refs: refs }), replaces: null };
-    }
-    if (heard.kind === "retraction") {
-      var retracted = find(heard.target);
-      if (retracted && !retracted.removed && mayRemove(retracted, heard)) {
-        return { line: Object.assign({}, retracted, { removed: true }), replaces: retracted };
-      }
-      return null;
-    }
-    return { line: heard, replaces: null };
+  // Every id a line is known by (lines.ids).
+  function ids(line) {
+    return line.kind === "message" && line.awaiting ? union(line.refs || [], [line.awaiting]) : (line.refs || []);
   }
 
-  window.ChatArchiveMessages = { step: step };
+  function with_(line, changes) { return Object.assign({}, line, changes); }
+
+  // ``line`` showing ``body`` (messages._corrected), known by ``more`` ids too.
+  function corrected(line, body, more) {
+    return with_(line, { body: body, edited: true, refs: union(line.refs || [], more.filter(function (ref) {
+      return ids(line).indexOf(ref) < 0;
+    })) });
+  }
+
+  // ``line`` after the correction line that awaited it (messages.absorb): its text, ids and removal.
+  function absorb(line, correction) {
+    line = corrected(line, correction.body, ids(correction));
+    return !line.removed && correction.removed ? with_(line, { removed: correction.removed }) : line;
+  }
+
+  // A book of lines in the order heard: ``find`` and ``awaiting`` as messages.Book, ``apply`` as MemoryBook.
+  function Book() {
+    this.lines = [];  // oldest first (a line put again keeps its place)
+    this.held = [];   // the awaiting ones, oldest first
+  }
+
+  Book.prototype.find = function (ref) {
+    for (var i = this.lines.length - 1; i >= 0; i--) {
+      var line = this.lines[i];
+      if (line.kind === "message" && ids(line).indexOf(ref) >= 0) { return line; }
+    }
+    return null;
+  };
+
+  Book.prototype.awaiting = function (ref) {
+    return this.held.filter(function (line) { return line.awaiting === ref; });
+  };
+
+  Book.prototype.indexOf = function (key) {
+    for (var i = this.lines.length - 1; i >= 0; i--) { if (this.lines[i].key === key) { return i; } }
+    return -1;
+  };
+
+  // Returns the lines ``changes`` pushed out of the book (beyond HELD awaiting ones), as dropped lines.
+  Book.prototype.apply = function (changes) {
+    var self = this;
+    changes.dropped.forEach(function (line) {
+      var i = self.indexOf(line.key);
+      if (i >= 0) { self.lines.splice(i, 1); }
+    });
+    changes.put.forEach(function (line) {
+      var i = self.indexOf(line.key);
+      if (i >= 0) { self.lines[i] = line; } else { self.lines.push(line); }
+    });
+    this.held = this.lines.filter(function (line) { return line.awaiting; });
+    var evicted = this.held.slice(0, Math.max(0, this.held.length - HELD));
+    if (evicted.length) { this.apply({ put: [], dropped: evicted }); }
+    return evicted;
+  };
+
+  function settle(line, book, newIds) {
+    var put = [], dropped = [], todo = newIds.slice(), seen = [line.key];
+    while (todo.length) {
+      var waiting = [];
+      todo.forEach(function (ref) {
+        book.awaiting(ref).forEach(function (w) {
+          if (seen.indexOf(w.key) < 0 && waiting.indexOf(w) < 0) { waiting.push(w); }
+        });
+      });
+      if (!waiting.length) { break; }
+      waiting.sort(function (a, b) { return a.seq - b.seq; });
+      todo = [];
+      waiting.forEach(function (other) {
+        if (seen.indexOf(other.key) >= 0) { return; }
+        seen.push(other.key);
+        if (other.kind === "retraction") {
+          if (!line.removed && mayRemove(line, other.removed)) { line = with_(line, { removed: other.removed }); }
+          dropped.push(other);
+        } else if (sameAuthor(line, other)) {
+          line = absorb(line, other);
+          todo = todo.concat(ids(other));
+          dropped.push(other);
+        } else {
+          put.push(with_(other, { awaiting: null }));
+        }
+      });
+    }
+    put.push(line);
+    return { put: put, dropped: dropped };
+  }
+
+  // What ``heard`` (a {kind: message|correction|retraction|...} item from xmpp.js, with ``key`` and ``seq``)
+  // does to the lines of ``book``: {put: lines created or changed (a changed one has the key of the line it
+  // takes the place of), dropped: lines taken into another and gone}.
+  function step(heard, book) {
+    var refs = heard.refs || [];
+    if (heard.kind === "message") { return settle(heard, book, refs); }
+    if (heard.kind === "correction") {
+      var target = book.find(heard.replaces);
+      if (target && sameAuthor(target, heard)) {
+        return settle(corrected(target, heard.body, refs), book, refs);
+      }
+      var line = with_(heard, { kind: "message", edited: true, corrects: heard.replaces, awaiting: target ? null : heard.replaces });
+      delete line.replaces;
+      return settle(line, book, refs);
+    }
+    if (heard.kind === "retraction") {
+      var removal = { moderated: !!heard.moderated, nick: heard.nick, jid: heard.jid || null, occupant_id: heard.occupant_id || null };
+      var retracted = book.find(heard.target);
+      if (!retracted) {
+        return { put: [{ key: heard.key, seq: heard.seq, kind: "retraction", nick: heard.nick, jid: removal.jid,
+                         occupant_id: removal.occupant_id, removed: removal, awaiting: heard.target, refs: [] }], dropped: [] };
+      }
+      if (!retracted.removed && mayRemove(retracted, removal)) {
+        return { put: [with_(retracted, { removed: removal })], dropped: [] };
+      }
+      return { put: [], dropped: [] };
+    }
+    return { put: [heard], dropped: [] };
+  }
+
+  window.ChatArchiveMessages = { step: step, Book: Book, ids: ids };
 })();

@@ -86,7 +86,7 @@
     var archived = item.id !== undefined;
     if (item.kind === "gone") {
       if (shown) { list.removeChild(shown); }
-      return;
+      return null;
     }
     var li = document.createElement("li");
     li.className = item.kind;
@@ -126,7 +126,7 @@
     }
     if (shown) {
       list.replaceChild(li, shown);
-      return;
+      return li;
     }
     var nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     // In the transcript's order (whole second, then id): a backfilled line goes where it belongs.
@@ -138,26 +138,52 @@
     list.insertBefore(li, later);
     while (list.children.length > 300) { list.removeChild(list.firstChild); }
     if (nearBottom) { list.scrollTop = list.scrollHeight; }
+    return li;
   }
 
-  // The newest shown message known by ``ref`` (messages.js), with its element.
-  function newestKnownBy(ref) {
-    for (var li = $("activity").lastElementChild; li; li = li.previousElementSibling) {
+  // While joined: the lines the room's live corrections and retractions may name (messages.js), and their
+  // elements. Lines from the feed are known by "f" and their id, lines heard live by "l" and the order heard.
+  var book = null, elementOf = new Map(), heardCount = 0;
+
+  function startBook() {
+    book = new ChatArchiveMessages.Book();
+    elementOf = new Map();
+    var shown = [];
+    Array.prototype.forEach.call($("activity").children, function (li) {
       var line = lineOf.get(li);
-      if (line && line.refs && line.refs.indexOf(ref) >= 0) { return { line: line, element: li }; }
-    }
-    return null;
+      if (line) {
+        line = Object.assign({}, line, { key: "f" + line.id });
+        lineOf.set(li, line);
+        elementOf.set(line.key, li);
+        shown.push(line);
+      }
+    });
+    book.apply({ put: shown, dropped: [] });
+  }
+
+  function unshow(line) {
+    var li = elementOf.get(line.key);
+    if (li && li.parentNode) { li.parentNode.removeChild(li); }
+    elementOf.delete(line.key);
   }
 
   // What the room says while joined: a correction or retraction changes the line it names (from the archive's
-  // feed or heard live) as the archive will, by the message model's rule.
+  // feed or heard live) as the archive will, by the message model's rule, also when it comes before the
+  // message it names.
   function hear(item) {
-    var named = null;
-    var change = ChatArchiveMessages.step(item, function (ref) {
-      named = newestKnownBy(ref);
-      return named && named.line;
+    if (item.kind !== "message" && item.kind !== "correction" && item.kind !== "retraction") { show(item, null); return; }
+    heardCount += 1;
+    var changes = ChatArchiveMessages.step(Object.assign({ key: "l" + heardCount, seq: heardCount }, item), book);
+    var evicted = book.apply(changes);
+    changes.dropped.concat(evicted).forEach(unshow);
+    changes.put.forEach(function (line) {
+      var shown = elementOf.get(line.key) || null;
+      if (line.kind !== "message") {
+        if (shown) { unshow(line); }
+        return;
+      }
+      elementOf.set(line.key, show(line, shown));
     });
-    if (change) { show(change.line, change.replaces ? named.element : null); }
   }
 
   // Text with its http(s) and xmpp addresses as links (as on the archive's pages): built as DOM
@@ -268,6 +294,7 @@
       xmpp = connection;
       // The backlog being read stays; the room's own history would repeat it, so none is asked for.
       var shown = $("activity").children.length;
+      startBook();
       divider("You joined: from here on, what your account sees in the room");
       connection.onclose = function (error) {
         if (xmpp === connection) { watchArchive(error.message); }

@@ -1,0 +1,83 @@
+"""The widget's mirror of the message model (query_api/static/messages.js, run in headless Chromium) against
+the model itself (projections/messages.py): random histories of posts, corrections and retractions, in and
+out of order, leave the same lines in both."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from archive import events as ev
+from projections.lines import ids
+from projections.messages import MemoryBook, step
+from tests.factories import make
+
+SOURCE = Path(__file__).parents[3] / "query_api" / "static" / "messages.js"
+# Who speaks: the same person under another nick (occupant-id and JID kept), a namesake, a room without ids.
+PEOPLE = [("alice", "alice@x", "oa"), ("ally", "alice@x", "oa"), ("alice", "eve@x", "oe"), ("bob", None, None),
+          ("bob", "bob@x", None), ("carol", None, "oc")]
+
+
+def history(rng: random.Random) -> list[ev.Event]:
+    """Events naming a small pool of ids, some of messages still to come."""
+    events = []
+    for n in range(rng.randint(2, 12)):
+        nick, jid, occ = rng.choice(PEOPLE)
+        own = {"stanza_id": f"s{n}", "message_id": rng.choice([f"m{n}", f"m{n % 3}", None])}
+        named = rng.choice([f"s{rng.randint(0, 11)}", f"m{rng.randint(0, 11)}"])
+        kind = rng.choice(["post", "post", "correct", "correct", "retract", "moderate"])
+        if kind == "post":
+            events.append(make(ev.MessagePosted, n, nick=nick, jid=jid, occupant_id=occ, body=f"b{n}", **own))
+        elif kind == "correct":
+            events.append(make(ev.MessageCorrected, n, nick=nick, jid=jid, occupant_id=occ, body=f"c{n}",
+                               replaces_id=named, **own))
+        else:
+            events.append(make(ev.MessageRetracted, n, target_id=named, moderated=kind == "moderate",
+                               by_nick=nick, by_jid=jid, occupant_id=occ, stanza_id=f"s{n}"))
+    return events
+
+
+def heard(position: int, event: ev.Event) -> dict:
+    """The event as xmpp.js reports it."""
+    if isinstance(event, ev.MessageRetracted):
+        return {"kind": "retraction", "key": f"l{position}", "seq": position, "target": event.target_id,
+                "moderated": event.moderated, "nick": event.by_nick, "jid": event.by_jid,
+                "occupant_id": event.occupant_id}
+    item = {"kind": "message", "key": f"l{position}", "seq": position, "nick": event.nick, "jid": event.jid,
+            "occupant_id": event.occupant_id, "body": event.body,
+            "refs": list(dict.fromkeys(i for i in (event.stanza_id, event.message_id) if i))}
+    if isinstance(event, ev.MessageCorrected):
+        item.update(kind="correction", replaces=event.replaces_id)
+    return item
+
+
+def python_lines(events: list[ev.Event]) -> list[tuple]:
+    book = MemoryBook()
+    for position, event in enumerate(events, 1):
+        book.apply(step(position, event, book))
+    return [(line.kind, line.nick, line.body, line.edited, line.removed is not None, sorted(ids(line)), line.awaiting)
+            for line in sorted(book.lines.values(), key=lambda line: line.id)]
+
+
+JS_LINES = """
+var results = [];
+arguments[0].forEach(function (items) {
+  var book = new ChatArchiveMessages.Book();
+  items.forEach(function (item) { book.apply(ChatArchiveMessages.step(item, book)); });
+  results.push(book.lines.map(function (line) {
+    return [line.kind, line.nick, line.body === undefined ? null : line.body, !!line.edited, !!line.removed,
+            ChatArchiveMessages.ids(line).slice().sort(), line.awaiting || null];
+  }));
+});
+return results;
+"""
+
+
+def test_the_widget_s_message_model_answers_as_the_archive_s(browser):
+    rng = random.Random(20261205)
+    histories = [history(rng) for _ in range(600)]
+    browser.get("about:blank")
+    browser.execute_script(SOURCE.read_text(encoding="utf-8"))
+    got = browser.execute_script(JS_LINES, [[heard(p, e) for p, e in enumerate(h, 1)] for h in histories])
+    for events, lines in zip(histories, got):
+        assert [tuple(line) for line in lines] == python_lines(events), events

@@ -168,8 +168,10 @@
   }
 
   // What the room says while joined: a correction or retraction changes the line it names (from the archive's
-  // feed or heard live) as the archive will, by the message model's rule, also when it comes before the
-  // message it names.
+  // feed or heard live) as the archive will, by the message model's rule. A line still awaiting the message
+  // it names is not shown: the widget cannot tell one naming a message older than its lines (which the
+  // archive applies there, showing nothing new) from one naming a message yet to come; when that message
+  // comes, the line is applied to it, or shown (somebody else's correction) as the archive's feed shows it.
   function hear(item) {
     if (item.kind !== "message" && item.kind !== "correction" && item.kind !== "retraction") { show(item, null); return; }
     heardCount += 1;
@@ -178,7 +180,7 @@
     changes.dropped.concat(evicted).forEach(unshow);
     changes.put.forEach(function (line) {
       var shown = elementOf.get(line.key) || null;
-      if (line.kind !== "message") {
+      if (line.kind !== "message" || line.awaiting) {
         if (shown) { unshow(line); }
         return;
       }

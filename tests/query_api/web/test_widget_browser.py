@@ -290,6 +290,28 @@ def test_a_correction_and_a_retraction_heard_before_their_message_apply_when_it_
         left(browser)
 
 
+def test_a_correction_of_a_message_older_than_the_widget_s_lines_shows_nothing_new(browser, world):
+    """The archive applies it to that message, which the widget does not show (nor does its feed, after Leave)."""
+    room, alice = world["room"], world["alice"]
+    tag = uuid.uuid4().hex[:6]
+    old = alice.say(room, f"old {tag}")
+    for n in range(50):  # the feed shows the last 50 lines
+        alice.say(room, f"filler {n} {tag}")
+    wait_until(lambda: f"filler 49 {tag}" in transcript_text(world), "the transcript view")  # before the feed opens
+    join_as_wanda(browser, world, shown=f"filler 49 {tag}")
+    try:
+        assert f"old {tag}" not in activity(browser)
+        alice.correct(room, old["id"], f"older, fixed {tag}")
+        alice.say(room, f"done {tag}")
+        expected = [("alice", f"filler 49 {tag}"), ("alice", f"done {tag}")]
+        WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda b: f"done {tag}" in activity(b))
+        assert message_lines(browser, len(expected)) == expected
+        leave_and_see(browser, f"done {tag}", expected)
+        assert f"fixed {tag}" not in activity(browser)
+    finally:
+        left(browser)
+
+
 def join_and_say(browser, world, nick: str, password: str, screenshot=None) -> None:
     WebDriverWait(browser, 15).until(EC.text_to_be_present_in_element((By.ID, "status"), f"In the room as {nick}"))
     tag = uuid.uuid4().hex[:6]

@@ -92,6 +92,7 @@
     li.className = item.kind;
     if (archived) {
       li.dataset.id = item.id;
+      li.dataset.at = item.at;
       li.dataset.order = orderOf(item);
     }
     if (item.refs && item.refs.length) { li.dataset.refs = item.refs.join(" "); }
@@ -161,6 +162,28 @@
     book.apply({ put: shown, dropped: [] });
   }
 
+  // Whether a message the room replays (said before Join) is one the page shows already, or a correction one
+  // it applied: by the room's stanza-id where the room sets them, else by any id.
+  function shownAlready(item) {
+    var refs = item.stanza_id ? [item.stanza_id] : (item.refs || []);
+    return refs.some(function (ref) { return book.find(ref); });
+  }
+
+  // What the page shows, for Join to ask the room for what came after it (xmpp.js joinRoom's ``since``): the
+  // newest message line the archive sent (the greatest id: its stanza-id comes first in its refs), or the
+  // time of the newest line; null when nothing is shown.
+  function shownUntil() {
+    var newest = null, at = null;
+    book.lines.forEach(function (line) {
+      if (line.kind === "message" && line.refs && line.refs.length && (!newest || line.id > newest.id)) { newest = line; }
+    });
+    Array.prototype.forEach.call($("activity").querySelectorAll("li[data-at]"), function (li) {
+      if (!at || li.dataset.at > at) { at = li.dataset.at; }
+    });
+    if (!newest && !at) { return null; }
+    return { after: newest && newest.refs[0], at: newest ? newest.at : at };
+  }
+
   function unshow(line) {
     var li = elementOf.get(line.key);
     if (li && li.parentNode) { li.parentNode.removeChild(li); }
@@ -174,6 +197,7 @@
   // comes, the line is applied to it, or shown (somebody else's correction) as the archive's feed shows it.
   function hear(item) {
     if (item.kind !== "message" && item.kind !== "correction" && item.kind !== "retraction") { show(item, null); return; }
+    if (item.replayed && shownAlready(item)) { return; }
     heardCount += 1;
     var changes = ChatArchiveMessages.step(Object.assign({ key: "l" + heardCount, seq: heardCount }, item), book);
     var evicted = book.apply(changes);
@@ -294,14 +318,14 @@
       generation += 1;
       clearTimeout(timer);
       xmpp = connection;
-      // The backlog being read stays; the room's own history would repeat it, so none is asked for.
-      var shown = $("activity").children.length;
+      // The backlog being read stays: the room is asked for what came after it only.
       startBook();
+      var since = shownUntil();
       divider("You joined: from here on, what your account sees in the room");
       connection.onclose = function (error) {
         if (xmpp === connection) { watchArchive(error.message); }
       };
-      return connection.joinRoom(room, wanted.substring(0, 64), hear, shown ? 0 : 20);
+      return connection.joinRoom(room, wanted.substring(0, 64), hear, since);
     }).then(function (joinedAs) {
       nick = joinedAs;
       $("join-button").hidden = true;

@@ -21,6 +21,8 @@
     disco: "http://jabber.org/protocol/disco#info",
     sid: "urn:xmpp:sid:0",
     mam: "urn:xmpp:mam:2",
+    rsm: "http://jabber.org/protocol/rsm",
+    forward: "urn:xmpp:forward:0",
     occupantId: "urn:xmpp:occupant-id:0",
     correct: "urn:xmpp:message-correct:0",
     retract: "urn:xmpp:message-retract:1",
@@ -30,6 +32,7 @@
     moderate0: "urn:xmpp:message-moderate:0"
   };
   var STEP_MS = 15000;
+  var PAGE = 50;  // messages a page of the room's archive, after Join
   var MIN_ITERATIONS = 4096, MAX_ITERATIONS = 1000000;  // a hostile server must not make the page spin
   var REFUSALS = {
     "conflict": "that nickname is in use in this room: choose another",
@@ -291,13 +294,17 @@
   // The ids a message is known by (messages.ids): the room's stanza-id, the origin-id and the id attribute.
   // A stanza-id or occupant-id counts only where the room says it sets them (its disco#info): elsewhere the
   // sender may have forged them (XEP-0359 section 4, XEP-0421 section 4).
-  function refsOf(stanza, room, trust) {
+  function roomStanzaId(stanza, room, trust) {
     var roomSids = trust.stanzaId ? children(stanza, NS.sid, "stanza-id").filter(function (sid) {
       return (sid.getAttribute("by") || "").toLowerCase() === room && sid.getAttribute("id");
     }) : [];
+    return roomSids.length ? roomSids[0].getAttribute("id") : null;
+  }
+
+  function refsOf(stanza, room, trust) {
     var origin = child(stanza, NS.sid, "origin-id");
     var refs = [];
-    [roomSids.length && roomSids[0].getAttribute("id"), origin && origin.getAttribute("id"), stanza.getAttribute("id")].forEach(function (ref) {
+    [roomStanzaId(stanza, room, trust), origin && origin.getAttribute("id"), stanza.getAttribute("id")].forEach(function (ref) {
       if (ref && refs.indexOf(ref) < 0) { refs.push(ref); }
     });
     return refs;
@@ -335,7 +342,7 @@
   // null for what shows nothing (a subject, the room's own notices, what the listener would skip as malformed).
   // ``present``: the occupants by nick, with their real JIDs where the room shows them.
   function messageItem(stanza, room, who, trust, present) {
-    var sender = { nick: who, occupant_id: occupantIdOf(stanza, trust) };
+    var sender = { nick: who, occupant_id: occupantIdOf(stanza, trust), stanza_id: roomStanzaId(stanza, room, trust) };
     var retraction = retractionOf(stanza, who);
     if (retraction === "malformed") { return null; }
     // The archive names no real JID for a self-retraction: its author is told by occupant-id, else nick.
@@ -360,13 +367,21 @@
   }
 
   // Enter ``room`` as ``nick``; ``onItem`` then receives {kind: joined|left, nick, at} for presences and
-  // ``messageItem``'s items for what is said, starting with up to ``history`` earlier messages (default 20).
-  // Resolves with the nick the room gave, rejects with the room's refusal.
-  Connection.prototype.joinRoom = function (room, nick, onItem, history) {
+  // ``messageItem``'s items for what is said. Resolves with the nick the room gave, rejects with the room's
+  // refusal. ``since`` is what the page already shows, so that nothing said before Join is lost or repeated:
+  // - {after: the stanza-id of the newest message shown}: when the room keeps an archive (XEP-0313), its
+  //   messages after that one, asked for once in the room, then what was heard live meanwhile, less what
+  //   the archive gave (by stanza-id): exact, whatever the clocks or the room's history length;
+  // - {at: the time of the newest line shown} (a room without archive, or no message shown): the room's
+  //   history since then (XEP-0045 7.2.15);
+  // - null: the room's last 20 messages.
+  // Replayed items carry ``replayed: true``: the page drops those it already shows.
+  Connection.prototype.joinRoom = function (room, nick, onItem, since) {
     var self = this;
     var present = {};
-    var trust = { stanzaId: false, occupantId: false };  // until the room's disco#info tells
+    var trust = { stanzaId: false, occupantId: false, archive: false };  // until the room's disco#info tells
     var discoId = "w" + Math.random().toString(36).substring(2);
+    var catchUp = null;  // while the room's archive is read: {queryId, iqId, items, live}
     return new Promise(function (resolve, reject) {
       var settled = false;
       var timer = setTimeout(function () { settle(failure("the room did not let this account in")); }, STEP_MS);
@@ -376,10 +391,52 @@
         clearTimeout(timer);
         if (error) { reject(error); } else { resolve(value); }
       }
+      function fromArchive() { return since && since.after && trust.archive; }
       function enter() {
+        var history = { maxstanzas: "20" };
+        if (fromArchive()) { history = { maxstanzas: "0" }; } else if (since && since.at) { history.since = since.at; }
         self.send(el(NS.client, "presence", { to: room + "/" + nick }, [
-          el(NS.muc, "x", {}, [el(NS.muc, "history", { maxstanzas: String(history === undefined ? 20 : history) })])
+          el(NS.muc, "x", {}, [el(NS.muc, "history", history)])
         ]));
+      }
+      function askArchive(after) {
+        catchUp.iqId = "w" + Math.random().toString(36).substring(2);
+        self.send(el(NS.client, "iq", { type: "set", to: room, id: catchUp.iqId }, [
+          el(NS.mam, "query", { queryid: catchUp.queryId }, [
+            el(NS.rsm, "set", {}, [el(NS.rsm, "max", {}, [String(PAGE)]), el(NS.rsm, "after", {}, [after])])
+          ])
+        ]));
+      }
+      // The archive's answer is complete (or refused): its messages, then those heard live meanwhile.
+      function caughtUp(error) {
+        var got = catchUp;
+        catchUp = null;
+        var seen = {};
+        got.items.forEach(function (item) { seen[item.stanza_id] = true; onItem(item); });
+        got.live.forEach(function (item) { if (!(item.stanza_id && seen[item.stanza_id])) { onItem(item); } });
+        if (error) { onItem({ kind: "error", body: "what was said just before you joined could not be read (" + error + "): Leave shows it" }); }
+      }
+      function archived(stanza) {
+        var result = child(stanza, NS.mam, "result");
+        var forwarded = result && child(result, NS.forward, "forwarded");
+        var inner = forwarded && child(forwarded, NS.client, "message");
+        if (!inner || result.getAttribute("queryid") !== catchUp.queryId || bare(inner.getAttribute("from")) !== room) { return; }
+        var item = messageItem(inner, room, resource(inner.getAttribute("from")), trust, present);
+        if (!item) { return; }
+        var delay = child(forwarded, NS.delay, "delay");
+        item.at = delay ? delay.getAttribute("stamp") : item.at;
+        // The archive's id is the message's stanza-id (the stored message does not carry it).
+        item.stanza_id = result.getAttribute("id");
+        item.refs = [item.stanza_id].concat((item.refs || []).filter(function (ref) { return ref !== item.stanza_id; }));
+        item.replayed = true;
+        catchUp.items.push(item);
+      }
+      function archiveAnswer(stanza) {
+        if (stanza.getAttribute("type") !== "result") { caughtUp(errorCondition(stanza)); return; }
+        var fin = child(stanza, NS.mam, "fin");
+        var set = fin && child(fin, NS.rsm, "set");
+        var last = set && child(set, NS.rsm, "last");
+        if (fin && fin.getAttribute("complete") !== "true" && last && last.textContent) { askArchive(last.textContent); } else { caughtUp(null); }
       }
       self.handler = function (stanza) {
         var from = stanza.getAttribute("from") || "";
@@ -388,11 +445,13 @@
           // The room's features, or none (an error: a room this join creates), then the join itself.
           var query = stanza.getAttribute("type") === "result" ? child(stanza, NS.disco, "query") : null;
           var features = query ? children(query, NS.disco, "feature").map(function (f) { return f.getAttribute("var"); }) : [];
-          trust.stanzaId = features.indexOf(NS.sid) >= 0 || features.indexOf(NS.mam) >= 0;
+          trust.archive = features.indexOf(NS.mam) >= 0;
+          trust.stanzaId = features.indexOf(NS.sid) >= 0 || trust.archive;
           trust.occupantId = features.indexOf(NS.occupantId) >= 0;
           enter();
           return;
         }
+        if (stanza.localName === "iq" && answer && catchUp && stanza.getAttribute("id") === catchUp.iqId) { archiveAnswer(stanza); return; }
         if (stanza.localName === "iq") { self.refuse(stanza); return; }
         if (bare(from) !== room) { return; }
         var who = resource(from);
@@ -407,10 +466,20 @@
             if (!present[who]) { onItem({ kind: "joined", nick: who, at: new Date().toISOString() }); }
             present[who] = { jid: realJid(x) };
           }
-          if (self110 && type !== "unavailable") { settle(null, who); }
+          if (self110 && type !== "unavailable" && !settled) {
+            // In: from here on the room sends everything live; what came before is the archive's to tell.
+            if (fromArchive()) {
+              catchUp = { queryId: "w" + Math.random().toString(36).substring(2), iqId: null, items: [], live: [] };
+              askArchive(since.after);
+            }
+            settle(null, who);
+          }
+        } else if (stanza.localName === "message" && catchUp && !who && child(stanza, NS.mam, "result")) {
+          archived(stanza);
         } else if (stanza.localName === "message" && stanza.getAttribute("type") === "groupchat") {
           var item = messageItem(stanza, room, who, trust, present);
-          if (item) { onItem(item); }
+          if (item && child(stanza, NS.delay, "delay")) { item.replayed = true; }  // the room's history
+          if (item && catchUp) { catchUp.live.push(item); } else if (item) { onItem(item); }
         } else if (stanza.localName === "message" && stanza.getAttribute("type") === "error") {
           onItem({ kind: "error", body: "the room did not take that message (" + errorCondition(stanza) + ")" });
         }

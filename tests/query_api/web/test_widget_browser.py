@@ -4,6 +4,7 @@ whose listener archives a real Prosody room: live activity, and joining from the
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -308,6 +309,46 @@ def test_a_correction_of_a_message_older_than_the_widget_s_lines_shows_nothing_n
         assert message_lines(browser, len(expected)) == expected
         leave_and_see(browser, f"done {tag}", expected)
         assert f"fixed {tag}" not in activity(browser)
+    finally:
+        left(browser)
+
+
+def test_what_is_said_between_the_last_poll_and_join_shows_once(browser, world):
+    """The feed's last poll, then a message, then Join while the room is busy: every message shows, once,
+    in the order said (the widget asks the room for what came after its newest line)."""
+    room, alice = world["room"], world["alice"]
+    tag = uuid.uuid4().hex[:6]
+    alice.say(room, f"polled {tag}")
+    open_widget(browser, world, jid=f"{WIDGET_USER}@localhost", password=WIDGET_PASSWORD, nick="Wanda")
+    WebDriverWait(browser, 15, poll_frequency=0.1).until(lambda b: f"polled {tag}" in activity(b))
+    # The archive's feed answers no more (a slow archive): what follows reaches the widget only through Join.
+    browser.execute_script("window.fetch = function () { return new Promise(function () {}); }")
+    said = [f"polled {tag}", f"unpolled {tag}"]
+    alice.say(room, said[-1])
+    busy = threading.Event()
+
+    def chatter():
+        while not busy.is_set() and len(said) < 200:
+            said.append(f"during {len(said)} {tag}")
+            alice.say(room, said[-1])
+            time.sleep(0.01)
+
+    talker = threading.Thread(target=chatter)
+    talker.start()
+    try:
+        time.sleep(0.1)
+        browser.find_element(By.ID, "join-button").click()
+        WebDriverWait(browser, 15).until(EC.text_to_be_present_in_element((By.ID, "status"), "In the room as Wanda"))
+        time.sleep(0.3)
+    finally:
+        busy.set()
+        talker.join()
+    try:
+        said.append(f"done {tag}")
+        alice.say(room, said[-1])
+        WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda b: f"done {tag}" in activity(b))
+        shown = [body for _, body in message_lines(browser, 400) if body.endswith(tag)]
+        assert len(said) > 4 and shown == said
     finally:
         left(browser)
 

@@ -353,6 +353,46 @@ def test_what_is_said_between_the_last_poll_and_join_shows_once(browser, world):
         left(browser)
 
 
+def test_a_correction_across_a_nick_change_by_the_same_occupant_applies(browser, world):
+    """The room shows nobody's real JID to the widget's user: only the occupant-id (XEP-0421: Debian's Prosody
+    0.12 gives them, muc/occupant_id.lib.lua, unless `muc_occupant_id = false`) tells that alicia is alice
+    renamed (her corrections apply, to a line from the feed and to one heard live) and that the newcomer
+    who took the nick alice is somebody else (a line of its own), as the archive tells them apart."""
+    room, alice = world["room"], world["alice"]
+    mallory = world["users"].connect(f"{OTHER_USER}@localhost", OTHER_PASSWORD)
+    tag = uuid.uuid4().hex[:6]
+    first = alice.say(room, f"teh first {tag}")
+    join_as_wanda(browser, world, shown=f"teh first {tag}")
+    try:
+        second = alice.say(room, f"teh second {tag}")
+        WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda b: f"teh second {tag}" in activity(b))
+        alice.change_nick(room, "alicia")
+        alice.correct(room, first["id"], f"the first {tag}")
+        alice.correct(room, second["id"], f"the second {tag}")
+        mallory.join(room, "alice")
+        mallory.correct(room, first["id"], f"not hers {tag}")
+        alice.say(room, f"done {tag}")
+        expected = [
+            ("alice", f"the first {tag} (edited)"),
+            ("alice", f"the second {tag} (edited)"),
+            ("alice", f"not hers {tag} (edited)"),
+            ("alicia", f"done {tag}"),
+        ]
+        WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda b: f"done {tag}" in activity(b))
+        assert message_lines(browser, len(expected)) == expected
+        leave_and_see(browser, f"done {tag}", expected)
+    finally:
+        left(browser)
+        mallory.leave(room)
+        alice.change_nick(room, "alice")
+    with open_event_store(world["store_url"]) as store:  # the listener kept the occupant-ids
+        said = [r.event for r in store.read_room(room) if isinstance(r.event, (ev.MessagePosted, ev.MessageCorrected))
+                and tag in r.event.body]
+    by_alice = {e.occupant_id for e in said if "not hers" not in e.body}
+    assert len(by_alice) == 1 and None not in by_alice
+    assert [e.occupant_id for e in said if "not hers" in e.body] != list(by_alice)
+
+
 def join_and_say(browser, world, nick: str, password: str, screenshot=None) -> None:
     WebDriverWait(browser, 15).until(EC.text_to_be_present_in_element((By.ID, "status"), f"In the room as {nick}"))
     tag = uuid.uuid4().hex[:6]

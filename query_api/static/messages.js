@@ -19,7 +19,10 @@
 (function () {
   "use strict";
 
-  var HELD = 200;  // awaiting lines kept at most (a hostile room must not grow the page's memory): oldest go
+  // A page joined for days must not grow without end (nor a hostile room grow it): the oldest lines go, as
+  // lines older than the widget's (a correction naming one then awaits, as one naming an older message).
+  var HELD = 200;    // awaiting lines kept at most
+  var LINES = 2000;  // lines kept at most (the widget shows 300)
 
   function bare(jid) { return (jid || "").split("/")[0]; }
 
@@ -84,7 +87,7 @@
     return -1;
   };
 
-  // Returns the lines ``changes`` pushed out of the book (beyond HELD awaiting ones), as dropped lines.
+  // Returns the awaiting lines ``changes`` pushed out of the book (beyond HELD), as dropped lines.
   Book.prototype.apply = function (changes) {
     var self = this;
     changes.dropped.forEach(function (line) {
@@ -95,6 +98,7 @@
       var i = self.indexOf(line.key);
       if (i >= 0) { self.lines[i] = line; } else { self.lines.push(line); }
     });
+    if (this.lines.length > LINES) { this.lines.splice(0, this.lines.length - LINES); }
     this.held = this.lines.filter(function (line) { return line.awaiting; });
     var evicted = this.held.slice(0, Math.max(0, this.held.length - HELD));
     if (evicted.length) { this.apply({ put: [], dropped: evicted }); }

@@ -81,3 +81,18 @@ def test_the_widget_s_message_model_answers_as_the_archive_s(browser):
     got = browser.execute_script(JS_LINES, [[heard(p, e) for p, e in enumerate(h, 1)] for h in histories])
     for events, lines in zip(histories, got):
         assert [tuple(line) for line in lines] == python_lines(events), events
+
+
+def test_the_widget_holds_a_bounded_number_of_lines_and_of_those_awaiting_their_message(browser):
+    browser.get("about:blank")
+    browser.execute_script(SOURCE.read_text(encoding="utf-8"))
+    held, lines, first_known = browser.execute_script("""
+      var book = new ChatArchiveMessages.Book();
+      for (var n = 0; n < 2500; n++) {
+        var item = n % 10 ? {kind: "message", nick: "a", body: "b", refs: ["s" + n]}
+                          : {kind: "correction", nick: "a", body: "c", refs: ["s" + n], replaces: "missing" + n};
+        book.apply(ChatArchiveMessages.step(Object.assign({key: "l" + n, seq: n}, item), book));
+      }
+      return [book.held.length, book.lines.length, book.lines[0].key];
+    """)
+    assert (held, lines, first_known) == (200, 2000, "l500")

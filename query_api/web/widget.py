@@ -9,7 +9,7 @@ only, for 8 hours; the token and the room permission are checked again on every
 poll, by whichever API process serves it. Without a ticket the widget serves a signed-in page user (same site) or,
 when anonymous read is on, public rooms.
 
-Join is the browser's own business: the widget's script (``static/xmpp.js``)
+Join is the browser's own business: the widget's script (``static/xmpp.js``, ``xmpp-room.js``)
 signs the user's XMPP account in over the XMPP server's WebSocket endpoint
 (RFC 7395, ``[api] widget_websocket_url``) and joins the room there. This
 server holds no XMPP session and never keeps a password: credentials the

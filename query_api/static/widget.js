@@ -74,10 +74,15 @@
   }
 
   // Every item is a whole line (new, or changed since it was shown: it replaces the one
-  // with its id) or {kind: "gone", id} for a line taken into another one.
+  // with its id) or {kind: "gone", id} for a line taken into another one. A line not shown that comes before
+  // the first one shown (an older message corrected or removed, or an old one backfilled) is not shown: the
+  // widget's lines begin there, as on a page opened anew, and after Join.
   function render(item) {
     var archived = item.id !== undefined;  // lines straight from XMPP (joined rooms) have no id
-    show(item, archived ? $("activity").querySelector('li[data-id="' + Number(item.id) + '"]') : null);
+    var shown = archived ? $("activity").querySelector('li[data-id="' + Number(item.id) + '"]') : null;
+    var first = $("activity").querySelector("li[data-order]");
+    if (archived && !shown && first && orderOf(item) < first.dataset.order) { return; }
+    show(item, shown);
   }
 
   // ``item`` in place of the ``shown`` element, or as a new line where it belongs.

@@ -10,6 +10,15 @@
   var NS = X.NS, STEP_MS = X.STEP_MS, failure = X.failure, el = X.el, child = X.child, children = X.children;
   var errorCondition = X.errorCondition, bare = X.bare, resource = X.resource, Connection = X.Connection;
   var PAGE = 50;  // messages a page of the room's archive, after Join
+  // The newest line's time is the archive's (when its listener heard it), the history's the room's: a message
+  // the room stamped just before that time came after the line. A margin takes it in; the page drops the
+  // replayed lines it shows already.
+  var SINCE_MARGIN_MS = 5000;
+
+  function sinceMoment(at) {
+    var moment = Date.parse(at);
+    return isNaN(moment) ? at : new Date(moment - SINCE_MARGIN_MS).toISOString();
+  }
   var REFUSALS = {
     "conflict": "that nickname is in use in this room: choose another",
     "not-authorized": "the room needs a password",
@@ -124,7 +133,7 @@
       function fromArchive() { return since && since.after && trust.archive; }
       function enter() {
         var history = { maxstanzas: "20" };
-        if (fromArchive()) { history = { maxstanzas: "0" }; } else if (since && since.at) { history.since = since.at; }
+        if (fromArchive()) { history = { maxstanzas: "0" }; } else if (since && since.at) { history.since = sinceMoment(since.at); }
         self.send(el(NS.client, "presence", { to: room + "/" + nick }, [
           el(NS.muc, "x", {}, [el(NS.muc, "history", history)])
         ]));

@@ -55,7 +55,8 @@ def listener_config(prosody) -> dict:
     """``[xmpp]`` for the server's listener on the test's Prosody (only its rooms)."""
     return {
         "jid": f"{LISTENER}@{prosody.domain}", "password": PASSWORD, "host": "127.0.0.1", "port": prosody.port,
-        "tls": False, "muc_services": [prosody.muc_service], "include": [f"*@{prosody.muc_service}"],
+        "tls": False, "muc_services": [prosody.muc_service, prosody.plain_muc_service],
+        "include": [f"*@{prosody.muc_service}", f"*@{prosody.plain_muc_service}"],
         "poll_interval": 0.3,
     }  # fmt: skip
 

@@ -401,6 +401,34 @@ def test_a_correction_across_a_nick_change_by_the_same_occupant_applies(browser,
     assert [e.occupant_id for e in said if "not hers" in e.body] != list(by_alice)
 
 
+def test_in_a_room_without_archive_what_is_said_between_the_last_poll_and_join_shows_once(browser, world, prosody):
+    """A room that keeps no archive (no XEP-0313) is asked for its history since the newest line shown."""
+    alice = world["alice"]
+    room = f"plain-{uuid.uuid4().hex[:8]}@{prosody.plain_muc_service}"
+    alice.create_room(room, "alice")
+    tokens = open_token_store(world["store_url"])
+    plain = {**world, "room": room, "token": tokens.create(Role.SITE, (room,), label="plain room")[0]}
+    tokens.close()
+    tag = uuid.uuid4().hex[:6]
+    alice.say(room, f"polled {tag}")
+    wait_until(lambda: _archived(world["store_url"], room, ev.MessagePosted, f"polled {tag}"), "the listener")
+    wait_until(lambda: f"polled {tag}" in transcript_text(plain), "the transcript view")
+    open_widget(browser, plain, jid=f"{WIDGET_USER}@localhost", password=WIDGET_PASSWORD, nick="Wanda")
+    try:
+        WebDriverWait(browser, 15, poll_frequency=0.1).until(lambda b: f"polled {tag}" in activity(b))
+        browser.execute_script("window.fetch = function () { return new Promise(function () {}); }")  # as above
+        alice.say(room, f"unpolled {tag}")
+        browser.find_element(By.ID, "join-button").click()
+        WebDriverWait(browser, 15).until(EC.text_to_be_present_in_element((By.ID, "status"), "In the room as Wanda"))
+        alice.say(room, f"done {tag}")
+        WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda b: f"done {tag}" in activity(b))
+        shown = [body for _, body in message_lines(browser, 50) if body.endswith(tag)]
+        assert shown == [f"polled {tag}", f"unpolled {tag}", f"done {tag}"]
+    finally:
+        left(browser)
+        alice.leave(room)
+
+
 def join_and_say(browser, world, nick: str, password: str, screenshot=None) -> None:
     WebDriverWait(browser, 15).until(EC.text_to_be_present_in_element((By.ID, "status"), f"In the room as {nick}"))
     tag = uuid.uuid4().hex[:6]

@@ -51,12 +51,13 @@ def toml(sections: dict[str, dict]) -> str:
     )
 
 
-def listener_config(prosody) -> dict:
-    """``[xmpp]`` for the server's listener on the test's Prosody (only its rooms)."""
+def listener_config(prosody, *, plain_rooms: bool = False) -> dict:
+    """``[xmpp]`` for the server's listener on the test's Prosody (only its rooms; ``plain_rooms``: those of
+    its MUC service without MAM too)."""
+    services = [prosody.muc_service, *([prosody.plain_muc_service] if plain_rooms else [])]
     return {
         "jid": f"{LISTENER}@{prosody.domain}", "password": PASSWORD, "host": "127.0.0.1", "port": prosody.port,
-        "tls": False, "muc_services": [prosody.muc_service, prosody.plain_muc_service],
-        "include": [f"*@{prosody.muc_service}", f"*@{prosody.plain_muc_service}"],
+        "tls": False, "muc_services": services, "include": [f"*@{service}" for service in services],
         "poll_interval": 0.3,
     }  # fmt: skip
 

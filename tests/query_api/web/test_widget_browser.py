@@ -93,7 +93,7 @@ def _world(prosody, directory, store_url: str):
     server = ServerProcess(
         directory,
         {
-            "xmpp": listener_config(prosody),
+            "xmpp": listener_config(prosody, plain_rooms=True),
             "store": {"url": store_url},
             "index": {"path": str(directory / "index"), "commit_interval": 0.1},
             "projections": {"commit_interval": 0.2},

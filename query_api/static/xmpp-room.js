@@ -120,7 +120,7 @@
     var present = {};
     var trust = { stanzaId: false, occupantId: false, archive: false };  // until the room's disco#info tells
     var discoId = "w" + Math.random().toString(36).substring(2);
-    var catchUp = null;  // while the room's archive is read: {queryId, iqId, items, live}
+    var catchUp = null;  // while the room's archive is read: {queryId, iqId, timer, items, live}
     return new Promise(function (resolve, reject) {
       var settled = false;
       var timer = setTimeout(function () { settle(failure("the room did not let this account in")); }, STEP_MS);
@@ -140,6 +140,9 @@
       }
       function askArchive(after) {
         catchUp.iqId = "w" + Math.random().toString(36).substring(2);
+        // A room that never answers must not hold what is said live: after a while it shows without.
+        clearTimeout(catchUp.timer);
+        catchUp.timer = setTimeout(function () { caughtUp("no answer"); }, STEP_MS);
         self.send(el(NS.client, "iq", { type: "set", to: room, id: catchUp.iqId }, [
           el(NS.mam, "query", { queryid: catchUp.queryId }, [
             el(NS.rsm, "set", {}, [el(NS.rsm, "max", {}, [String(PAGE)]), el(NS.rsm, "after", {}, [after])])
@@ -150,6 +153,7 @@
       function caughtUp(error) {
         var got = catchUp;
         catchUp = null;
+        clearTimeout(got.timer);
         var seen = {};
         got.items.forEach(function (item) { seen[item.stanza_id] = true; onItem(item); });
         got.live.forEach(function (item) { if (!(item.stanza_id && seen[item.stanza_id])) { onItem(item); } });
@@ -208,7 +212,7 @@
           if (self110 && type !== "unavailable" && !settled) {
             // In: from here on the room sends everything live; what came before is the archive's to tell.
             if (fromArchive()) {
-              catchUp = { queryId: "w" + Math.random().toString(36).substring(2), iqId: null, items: [], live: [] };
+              catchUp = { queryId: "w" + Math.random().toString(36).substring(2), iqId: null, timer: null, items: [], live: [] };
               askArchive(since.after);
             }
             settle(null, who);

@@ -209,6 +209,7 @@
     changes.dropped.concat(evicted).forEach(unshow);
     changes.put.forEach(function (line) {
       var shown = elementOf.get(line.key) || null;
+      if (shown && !shown.parentNode) { return; }  // gone off the top (300 lines): older than the widget's lines
       if (line.kind !== "message" || line.awaiting) {
         if (shown) { unshow(line); }
         return;

@@ -21,10 +21,13 @@ PEOPLE = [("alice", "alice@x", "oa"), ("ally", "alice@x", "oa"), ("alice", "eve@
 def history(rng: random.Random) -> list[ev.Event]:
     """Events naming a small pool of ids, some of messages still to come."""
     events = []
-    for n in range(rng.randint(2, 12)):
-        nick, jid, occ = rng.choice(PEOPLE)
+    size = rng.randint(2, 12)
+    for n in range(size):
+        nick, jid, occ = rng.choice(PEOPLE[:2] * 3 + PEOPLE)  # mostly one author: corrections apply, chain
         own = {"stanza_id": f"s{n}", "message_id": rng.choice([f"m{n}", f"m{n % 3}", None])}
-        named = rng.choice([f"s{rng.randint(0, 11)}", f"m{rng.randint(0, 11)}"])
+        # Often an id still to come: what awaits its message, several lines on its several ids.
+        nth = rng.randint(n + 1, n + 3) if rng.random() < 0.5 else rng.randint(0, size)
+        named = rng.choice([f"s{nth}", f"m{nth}"])
         kind = rng.choice(["post", "post", "correct", "correct", "retract", "moderate"])
         if kind == "post":
             events.append(make(ev.MessagePosted, n, nick=nick, jid=jid, occupant_id=occ, body=f"b{n}", **own))
@@ -75,7 +78,7 @@ return results;
 
 def test_the_widget_s_message_model_answers_as_the_archive_s(browser):
     rng = random.Random(20261205)
-    histories = [history(rng) for _ in range(600)]
+    histories = [history(rng) for _ in range(3000)]
     browser.get("about:blank")
     browser.execute_script(SOURCE.read_text(encoding="utf-8"))
     got = browser.execute_script(JS_LINES, [[heard(p, e) for p, e in enumerate(h, 1)] for h in histories])

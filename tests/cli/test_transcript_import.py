@@ -140,3 +140,32 @@ def test_import_names_an_archived_room_as_it_is_archived(store_url, tmp_path):
         assert sorted(store.rooms()) == ["New@Conference.localhost", ROOM]
         assert [r.event.body for r in store.read_room(ROOM) if hasattr(r.event, "body")] == ["hi"]
         assert [r.event.body for r in store.read_room("New@Conference.localhost")] == ["new", "again"]
+
+
+def test_a_hand_written_event_without_recorded_at_is_recorded_at_its_own_time(store_url, tmp_path):
+    """Another archive's export knows when things were said, not when this archive recorded them: an event
+    without ``recorded_at`` was refused ("missing required field"). It now takes its ``occurred_at``
+    (the same file imports the same events; and an import claims no later knowledge of a room than it has)."""
+    bare = {k: v for k, v in HISTORY[1].items() if k != "recorded_at"}
+    wrapped = {"position": 3, "event": {k: v for k, v in HISTORY[3].items() if k != "recorded_at"}}
+    result = run_cli("import", _file(tmp_path, [json.dumps(bare), json.dumps(wrapped)]), store_url=store_url)
+    assert result.returncode == 0, result.stderr
+    with open_event_store(store_url) as store:
+        stored = [r.event for r in store.read_room(ROOM)]
+    assert [e.recorded_at for e in stored] == [e.occurred_at for e in stored] and len(stored) == 2
+    neither = {k: v for k, v in bare.items() if k != "occurred_at"}
+    refused = run_cli("import", _file(tmp_path, [json.dumps(neither)]), store_url=store_url)
+    assert refused.returncode == 1 and "line 1" in refused.stderr and "occurred_at" in refused.stderr
+
+
+def test_a_line_over_the_size_limit_is_refused_naming_it(store_url, tmp_path):
+    """A 20 MB body was imported whole (and made a 20 MB day page): a line of new events is at most
+    ``MAX_LINE_BYTES``, refused by its number before anything is imported."""
+    from chat_archive.log_file import MAX_LINE_BYTES
+
+    big = _event("message_posted", 9, nick="bob", body="x" * MAX_LINE_BYTES, stanza_id="s9")
+    result = run_cli("import", _file(tmp_path, [json.dumps(HISTORY[0]), json.dumps(big)]), store_url=store_url)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "line 2" in result.stderr and "1 MiB" in result.stderr and "nothing was imported" in result.stderr
+    with open_event_store(store_url) as store:
+        assert store.head() == 0

@@ -45,6 +45,11 @@ class _Trailer(msgspec.Struct):
 
 _trailer = msgspec.json.Decoder(_Trailer).decode
 
+# The largest line of new events `import` takes. An XMPP server refuses stanzas far smaller (Prosody: 256 KiB, ejabberd:
+# 64 KiB from clients), so a larger line is a mistake (a file's bytes in a body), and it would make a day page of its
+# size for every reader. A backup is exempt: it holds what its store held, and a restore must not drop any of it.
+MAX_LINE_BYTES = 1 << 20
+
 
 def _event(raw: bytes) -> Event:
     """A line's event; one without ``recorded_at`` (written by hand, or another archive's export, which knows when
@@ -98,12 +103,13 @@ class LogFile:
         self.heads: list[ChainHead] = []
         self.copied_checkpoints: dict[str, int] = {}
         self.ends_with_trailer = False  # once read: the last line was a trailer
+        self.oversized: int | None = None  # once read: the first line longer than MAX_LINE_BYTES
 
     def lines(self) -> Iterator[bytes]:
         stream = gzip.GzipFile(fileobj=self.raw) if self.raw.peek(2)[:2] == GZIP_MAGIC else self.raw
         digest, count = hashlib.sha256(), 0
         try:
-            for line in stream:
+            for number, line in enumerate(stream, 1):
                 if _is_trailer(line):
                     found = _trailer(line)
                     if (found.sha256, found.count) != (digest.hexdigest(), count):
@@ -115,6 +121,8 @@ class LogFile:
                     digest.update(line)
                     count += 1
                     self.ends_with_trailer = False
+                    if self.oversized is None and len(line) > MAX_LINE_BYTES:
+                        self.oversized = number
                 yield line
         except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
             raise EventDecodeError(f"{self.source}: cannot read it: {e}") from None

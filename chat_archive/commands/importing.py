@@ -26,7 +26,7 @@ from archive.store import MAX_BATCH, EventStore
 
 from . import counted
 from ..bootstrap import open_store
-from ..log_file import PURGE_KINDS, Entry, LogFile
+from ..log_file import MAX_LINE_BYTES, PURGE_KINDS, Entry, LogFile
 from ..migration import carry_purged_heads, copied_chains, copy_records, purged_spans
 
 
@@ -112,6 +112,9 @@ def import_events(args: argparse.Namespace, config) -> int:
     if not survey.numbered and survey.misplaced:
         raise EventDecodeError(f"{survey.misplaced}: nothing was imported")
     backup = survey.numbered and bool(survey.last_position or survey.trails)
+    if log.oversized is not None and not backup:
+        raise EventDecodeError(f"{source}, line {log.oversized}: longer than {MAX_LINE_BYTES >> 20} MiB, the most a line "
+                               "of new events may hold: nothing was imported")
     if survey.trails and not backup:
         raise EventDecodeError(f"{source}: audit records are restored from a backup written by `chat-archive "
                                "export-log` only, whose every line holds its event's position and version")

@@ -105,8 +105,10 @@ def _check_hold_names(rooms: Iterable[str], jids: Iterable[str]) -> None:
     it) or a nick would cover nothing, and the next purge would delete what the hold was placed to keep."""
     for room in rooms:
         if not any(c in room for c in "*?[") and (problem := room_problem(room)):
-            raise InvalidQueryError(f"a hold names rooms by JID or glob (lobby@conference.example.org, "
-                                    f"lobby@*, *@conference.example.org): {problem}")
+            raise InvalidQueryError(f"{problem}: a hold names rooms by JID or glob (lobby@conference.example.org, "
+                                    "lobby@*, *@conference.example.org), unlike the other commands' --room, because it "
+                                    "covers rooms archived later too, which a bare name read now would miss; a name "
+                                    "that covered nothing would let the next purge delete what the hold is to keep")
     for jid in jids:
         if room_problem(jid.split("/", 1)[0]):
             raise InvalidQueryError(f"a hold names people by JID (alice@example.org), not {jid!r}")

@@ -16,7 +16,7 @@ from ..process import whole_number
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     events = subparsers.add_parser("events", help="print a room's events as JSON lines, in order")
-    events.add_argument("room", help="room JID, e.g. lobby@conference.example.org")
+    events.add_argument("room", help="the room: its JID (lobby@conference.example.org) or a bare name (lobby)")
     events.add_argument("--from", dest="start", metavar="TIME", help="only events at or after TIME (ISO 8601 or -7d)")
     events.add_argument("--to", dest="end", metavar="TIME", help="only events before TIME")
     events.set_defaults(handler=print_room_events)
@@ -40,10 +40,7 @@ def time_range(args: argparse.Namespace):
 def print_room_events(args: argparse.Namespace, config) -> int:
     start, end = time_range(args)
     with open_store(config) as store:
-        room = RoomNames(store.rooms()).named(args.room)
-        if room is None:
-            print(f"chat-archive events: no events for room {args.room!r}", file=sys.stderr)
-            return 1
+        room = RoomNames(store.rooms()).one(args.room)
         count = _write(store.read_room(room, start=start, end=end))
         audit_cli_read(store, "events", rooms=(room,), range_from=start, range_to=end, results=count)
     return 0

@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 
 from archive.errors import ChatArchiveError
+from archive.room_names import RoomNames
 from archive.times import parse_time
 from query_api.escaping import plain_line
 from query_api.exports.bundle import FORMATS, ExportRequest, write_bundle
@@ -25,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export", help="write an eDiscovery export (RSMF 2.0, EML, JSON lines or CSV) with a manifest, as a ZIP file"
     )
     export.add_argument("--format", choices=FORMATS, default="rsmf", help="rsmf (default), eml, jsonl or csv")
-    export.add_argument("--room", action="append", default=[], metavar="JID", help="a room to export (repeatable; default every room)")
+    export.add_argument("--room", action="append", default=[], metavar="ROOM",
+                        help="a room to export: its JID, or a bare name for every room of that name (repeatable; default every room)")
     export.add_argument("--from", dest="start", metavar="TIME", help="only what occurred at or after TIME (ISO 8601 or -7d)")
     export.add_argument("--to", dest="end", metavar="TIME", help="only what occurred before TIME")
     export.add_argument("--query", metavar="Q", help="only the messages this search finds, with their edits and removals")
@@ -47,9 +49,12 @@ def _zip_file(text: str) -> str:
 
 
 def run_export(args: argparse.Namespace, config) -> int:
+    if args.room:
+        with open_store(config) as store:
+            names = RoomNames(store.rooms())
     request = ExportRequest(
         format=args.format,
-        rooms=tuple(args.room),
+        rooms=tuple(room for given in args.room for room in names.given(given)),
         start=parse_time(args.start) if args.start else None,
         end=parse_time(args.end) if args.end else None,
         query=args.query,

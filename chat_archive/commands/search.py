@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from archive.errors import InvalidQueryError, NotFoundError
+from archive.errors import InvalidQueryError
+from archive.room_names import RoomNames
 from archive.times import format_time, utcnow
 from projections.search import Scope, SearchResults, Sort
 from query_api.escaping import plain_line
@@ -50,8 +51,8 @@ def run_search(args: argparse.Namespace, config) -> int:
     rooms = None
     if args.room:
         with open_store(config) as store:
-            known = {room.lower() for room in store.rooms()} | set(index.rooms())
-        rooms = frozenset(room for given in args.room for room in resolve_room(given, known))
+            names = RoomNames([*store.rooms(), *index.rooms()])
+        rooms = frozenset(room.lower() for given in args.room for room in names.given(given))
     # Whoever runs the CLI reads the archive's files: every room and real JID.
     scope = Scope(rooms=rooms, compliance=args.compliance, jids=True)
     try:
@@ -74,20 +75,6 @@ def run_search(args: argparse.Namespace, config) -> int:
     if note:
         print(f"chat-archive search: note: {note}", file=sys.stderr)
     return 0
-
-
-def resolve_room(given: str, known: set[str]) -> list[str]:
-    """The archived rooms ``given`` names, read as ``room:`` reads it: a JID (any case), or a bare
-    name meaning every room of that name. A name that matches no room is an error, not 0 hits."""
-    wanted = given.strip().lower()
-    if "@" in wanted:
-        matches = [wanted] if wanted in known else []
-    else:
-        matches = sorted(room for room in known if room.partition("@")[0] == wanted)
-    if not matches:
-        some = ", ".join(sorted(known)[:10]) or "none yet"
-        raise NotFoundError(f"no archived room {given!r} (rooms: {some}{', ...' if len(known) > 10 else ''})")
-    return matches
 
 
 def _print(results: SearchResults, out) -> None:

@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     transcript = subparsers.add_parser(
         "transcript", help="print a room's transcript (lines as the API returns them; --json: JSON lines)"
     )
-    transcript.add_argument("room", help="room JID, e.g. lobby@conference.example.org")
+    transcript.add_argument("room", help="the room: its JID (lobby@conference.example.org) or a bare name (lobby)")
     transcript.add_argument("--from", dest="start", metavar="TIME", help="only lines at or after TIME (ISO 8601 or -7d)")
     transcript.add_argument("--to", dest="end", metavar="TIME", help="only lines before TIME")
     transcript.add_argument("--json", action="store_true", help="one JSON object per line, as the API's lines")
@@ -34,10 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def print_transcript(args: argparse.Namespace, config) -> int:
     start, end = time_range(args)
     with open_store(config) as store, open_views(config, store) as views:
-        room = RoomNames(store.rooms()).named(args.room)
-        if room is None:
-            print(f"chat-archive transcript: no events for room {args.room!r}", file=sys.stderr)
-            return 1
+        room = RoomNames(store.rooms()).one(args.room)
         out = sys.stdout.buffer
         count, cursor = 0, None
         while True:  # the view's pages, in transcript order: constant memory however long the room

@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="recompute every room's hash chain against its links, checkpoints and purge records; "
         "exit 1 naming the first broken link of each broken room",
     )  # fmt: skip
-    verify.add_argument("--room", metavar="JID", help="check only this room (or stream)")
+    verify.add_argument("--room", metavar="ROOM", help="check only this room (or stream): its JID or a bare name")
     verify.add_argument("--since", metavar="TIME", help="completeness from TIME on (ISO 8601 or -7d; default: all history)")
     verify.add_argument("--repair", action="store_true", help="store the messages found missing, then check again")
     verify.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -50,21 +50,11 @@ def run_verify(args: argparse.Namespace, config) -> int:
         print("chat-archive verify: --since and --repair belong to the completeness check, not --integrity", file=sys.stderr)
         return 2
     with open_store(config) as store:
-        room = None if args.room is None else _archived_room(store.streams(), args.room)
-        if args.room is not None and room is None:
-            return 1
+        room = None if args.room is None else RoomNames(store.streams()).one(args.room)
         report = verify_integrity(store, room)
         audit_cli_read(store, "verify --integrity", rooms=(room,) if room else (), results=report.events)
     print_integrity(report, as_json=args.json)
     return 0 if report.ok else 1
-
-
-def _archived_room(streams: list[str], name: str) -> str | None:
-    """The archived room (or stream) ``name`` names, by the one rule for room names; None, said, if none."""
-    room = RoomNames(streams).named(name)
-    if room is None:
-        print(f"chat-archive verify: no events for room {name!r}", file=sys.stderr)
-    return room
 
 
 def print_integrity(report: IntegrityReport, *, as_json: bool) -> None:
@@ -102,9 +92,7 @@ def run_completeness(args: argparse.Namespace, config) -> int:
         print(f"chat-archive verify: checking against the running demo's server, {xmpp.host}:{xmpp.port}", file=sys.stderr)
     since = parse_time(args.since) if args.since else None
     with open_store(config) as store:
-        rooms = store.rooms() if args.room is None else [_archived_room(store.rooms(), args.room)]
-        if rooms == [None]:
-            return 1
+        rooms = store.rooms() if args.room is None else [RoomNames(store.rooms()).one(args.room)]
         reports = verify(xmpp, store, rooms, since=since, repair=args.repair)
         audit_cli_read(store, "verify" + (" --repair" if args.repair else ""), rooms=tuple(rooms), range_from=since,
                        results=sum(r.archived for r in reports))

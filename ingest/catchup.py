@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from archive import events as ev
+from archive.wording import counted
 
 from .roomview import RoomView
 
@@ -138,17 +139,18 @@ def gap_event(room: str, start: datetime, end: datetime, outcome: CatchUp) -> ev
     if outcome.verified:
         kind = ev.GapKind.PRESENCE
         why = (
-            f"listener away; {n} messages recovered from the room's archive, which holds {outcome.checked.server} "
-            "messages for the span, all archived; presence cannot be recovered"
+            f"listener away; {counted(n, 'message')} recovered from the room's archive, which holds "
+            f"{counted(outcome.checked.server, 'message')} for the span, all archived; presence cannot be recovered"
         )
     elif outcome.mam:
         kind = ev.GapKind.MESSAGES
-        reason = outcome.problem or f"{len(outcome.checked.missing) if outcome.checked else 'some'} messages could not be stored"
-        why = f"listener away; {n} messages recovered from the room's archive, but {reason}: messages and presence may be missing"
+        missing = counted(len(outcome.checked.missing), "message") if outcome.checked else "some messages"
+        reason = outcome.problem or f"{missing} could not be stored"
+        why = f"listener away; {counted(n, 'message')} recovered from the room's archive, but {reason}: messages and presence may be missing"
     else:
         kind = ev.GapKind.MESSAGES
         why = (
-            f"listener away and the room keeps no archive: {n} messages recovered from its discussion history; "
+            f"listener away and the room keeps no archive: {counted(n, 'message')} recovered from its discussion history; "
             "messages and presence may be missing"
         )
     return ev.ArchiveGap(

@@ -2,10 +2,9 @@
 
 import getpass
 
+from archive.wording import counted  # the commands' one way to count, as every part's
 
-def counted(n: int, noun: str) -> str:
-    """``1 room``, ``2 rooms``: what a command prints is read by people (nouns here take an s)."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+__all__ = ["counted", "operator"]
 
 
 def operator() -> str:

@@ -17,6 +17,7 @@ from archive.events import ChainHead, is_audit_trail
 from projections.rebuild import ProgressBar
 from query_api.server_tables import copy_server_tables
 
+from . import counted
 from ..bootstrap import audit_cli_read, open_store, rebuild_projections
 from ..log_file import audit_line, backup_line, trailer
 from ..migration import check, copy_log, progress_file
@@ -61,15 +62,16 @@ def run_migrate(args: argparse.Namespace, config) -> int:
                 print(f"chat-archive migrate: {problem}", file=sys.stderr)
             raise StoreError(f"the copy does not match the source in {len(report.mismatches)} streams: run migrate again")
         print(
-            f"chat-archive migrate: {copied.appended:,} events copied ({copied.read - copied.appended:,} there already) "
-            f"and {copied.audit_records:,} audit records, beside the target's own trail; "
-            f"checked: {report.events:,} events in {report.streams:,} streams, counts and chain heads match",
+            f"chat-archive migrate: {counted(copied.appended, 'event', grouped=True)} copied "
+            f"({copied.read - copied.appended:,} there already) and {counted(copied.audit_records, 'audit record', grouped=True)}, "
+            f"beside the target's own trail; checked: {counted(report.events, 'event', grouped=True)} in "
+            f"{counted(report.streams, 'stream', grouped=True)}, counts and chain heads match",
             file=sys.stderr,
         )
         carried = copy_server_tables(config.store.url, args.to)
         print(
-            f"chat-archive migrate: carried {carried['api_tokens']} API tokens, {carried['signing_keys']} signing keys "
-            f"and {carried['ended_sessions']} sign-outs",
+            f"chat-archive migrate: carried {counted(carried['api_tokens'], 'API token')}, "
+            f"{counted(carried['signing_keys'], 'signing key')} and {counted(carried['ended_sessions'], 'sign-out')}",
             file=sys.stderr,
         )
         rebuild_projections(target_config, target, ["transcripts", "presence", "search"], progress=not args.quiet)
@@ -109,5 +111,6 @@ def run_export_log(args: argparse.Namespace, config) -> int:
                 output.close()
     except OSError as e:
         raise StoreError(f"cannot write {args.file}: {e.strerror}") from e
-    print(f"exported {count:,} events and {records:,} audit records to {args.file}", file=sys.stderr)
+    print(f"exported {counted(count, 'event', grouped=True)} and {counted(records, 'audit record', grouped=True)} to "
+          f"{args.file}", file=sys.stderr)
     return 0

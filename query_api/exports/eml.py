@@ -7,6 +7,8 @@ from datetime import date, datetime, time, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
+from archive.wording import counted
+
 from ..escaping import one_line
 from ..transcript import text_line
 
@@ -18,7 +20,7 @@ def eml_file(room: str, day: date, lines: Sequence) -> bytes:
     message = EmailMessage()
     message["From"] = f"chat-archive <chat-archive@{room.split('@')[-1]}>"
     message["To"] = room
-    message["Subject"] = f"{room} on {day.isoformat()} ({len(lines)} events)"
+    message["Subject"] = f"{room} on {day.isoformat()} ({counted(len(lines), 'event')})"
     message["Date"] = format_datetime(datetime.combine(day, time(), timezone.utc))
     message["Message-ID"] = make_msgid("chat-archive")
     message["X-Chat-Archive-Room"] = room

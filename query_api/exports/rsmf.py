@@ -20,6 +20,7 @@ from email.utils import format_datetime, make_msgid
 import msgspec
 
 from archive.times import format_time, utcnow
+from archive.wording import counted
 
 from ..escaping import one_line
 from ..transcript import describe, text_line
@@ -104,7 +105,7 @@ def rsmf_file(room: str, lines: Sequence, collection_id: str) -> bytes:
     room, collection_id = one_line(room), one_line(collection_id)
     message["From"] = f"chat-archive <chat-archive@{room.split('@')[-1]}>"
     message["To"] = room
-    message["Subject"] = f"{room}: {len(lines)} events"
+    message["Subject"] = f"{room}: {counted(len(lines), 'event')}"
     message["Date"] = format_datetime(lines[0].at if lines else utcnow())
     message["Message-ID"] = make_msgid("rsmf")
     message["X-RSMF-Version"] = RSMF_VERSION

@@ -101,7 +101,7 @@ def test_migrate_runs_again_after_a_search_on_the_target(store_url, tmp_path):
     assert run_cli("log", "--limit", "1", store_url=source, cwd=tmp_path).returncode == 0  # a read on the source
     again = run_cli("migrate", "--to", store_url, "--quiet", store_url=source, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert "0 events copied (309 there already) and 1 audit records, beside the target's own trail" in again.stderr
+    assert "0 events copied (309 there already) and 1 audit record, beside the target's own trail" in again.stderr
     trail = run_cli("audit", "--json", store_url=store_url, cwd=tmp_path)
     assert trail.returncode == 0, trail.stderr
     copied = run_cli("audit", "--trail", COPIED, "--json", store_url=store_url, cwd=tmp_path)

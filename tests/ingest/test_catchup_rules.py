@@ -134,7 +134,8 @@ def test_gap_events_tell_how_many_were_recovered_and_whether_anything_may_be_mis
     assert (complete.kind, complete.recovered, complete.verified) == (ev.GapKind.PRESENCE, 4, True)
     assert "4 messages recovered" in complete.explanation and "holds 2 messages for the span, all archived" in complete.explanation
     short = gap_event(ROOM, at(0), at(9), CatchUp(mam=True, recovered=1, checked=compare(["a", "b"], {"a"})))
-    assert (short.kind, short.verified) == (ev.GapKind.MESSAGES, False) and "1 messages could not be stored" in short.explanation
+    assert (short.kind, short.verified) == (ev.GapKind.MESSAGES, False) and "1 message could not be stored" in short.explanation
+    assert "1 message recovered" in short.explanation  # people read it: not "1 messages"
     expired = gap_event(ROOM, at(0), at(9), CatchUp(mam=True, recovered=2, checked=compare([], set()), problem="the archive starts later"))
     assert expired.kind == ev.GapKind.MESSAGES and "the archive starts later" in expired.explanation
     unreadable = gap_event(ROOM, at(0), at(9), CatchUp(mam=True, problem="the room's archive could not be read (timeout)"))

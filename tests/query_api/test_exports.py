@@ -270,3 +270,14 @@ def test_export_and_verify_export_from_the_command_line(tmp_path, capsys):
     assert "extra.txt: not listed" in capsys.readouterr().out
     assert main(["--config", str(config), "export", "--room", "nobody@x", "-o", str(tmp_path / "x.zip")]) == 1
     assert not (tmp_path / "x.zip").exists() and not (tmp_path / "x.zip.partial").exists()
+
+
+@pytest.mark.parametrize("fmt, subject", [("eml", "solo@conference.localhost on 2024-05-01 (1 event)"),
+                                          ("rsmf", "solo@conference.localhost: 1 event")])
+def test_a_room_day_of_one_event_is_not_called_1_events(archive, tmp_path, fmt, subject):
+    archive.store.append([message(1, "alone", "eve", room="solo@conference.localhost")])
+    archive.catch_up()
+    path, _ = export(archive, tmp_path, format=fmt, rooms=("solo@conference.localhost",))
+    with zipfile.ZipFile(path) as zf:
+        (name,) = [n for n in zf.namelist() if n.endswith(f".{fmt}")]
+        assert email.message_from_bytes(zf.read(name), policy=email.policy.default)["Subject"] == subject

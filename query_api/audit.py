@@ -185,7 +185,7 @@ def audit() -> Response:
     (a log position from ``next_after``), ``limit`` and ``trail`` (the store's own, or one copied from the store it
     was migrated or restored from: ``archive.copied_trails``). Compliance only. A page looks at ``archive.audit.SCAN``
     records at most: with a filter, it may hold fewer than ``limit`` (even none) and still a ``next_after``."""
-    caller(Capability.AUDIT)
+    caller(Capability.AUDIT, "read the audit trail")
     params = Params(request.args, ("who", "since", "until", "after", "limit", "trail"))
     since, until = params.time_range("since", "until")
     after = params.integer("after", 0)

@@ -27,14 +27,14 @@ def _list(values) -> tuple[str, ...]:
 
 @bp.get("/holds")
 def holds() -> Response:
-    caller(Capability.AUDIT)
+    caller(Capability.AUDIT, "list legal holds")
     Params(request.args, ())
     return json_response({"holds": holds_of(api().store)})
 
 
 @bp.post("/holds")
 def place() -> Response:
-    who = caller(Capability.AUDIT)
+    who = caller(Capability.AUDIT, "place legal holds")
     params = Params(form_parameters(request), ("case", "room", "jid", "from", "to"))
     start, end = params.time_range()
     hold = place_hold(api().store, case=params.text("case", required=True, max_length=500),
@@ -45,6 +45,6 @@ def place() -> Response:
 
 @bp.post("/holds/<hold_id>/release")
 def release(hold_id: str) -> Response:
-    who = caller(Capability.AUDIT)
+    who = caller(Capability.AUDIT, "release legal holds")
     params = Params(form_parameters(request), ("reason",))
     return json_response(release_hold(api().store, hold_id, by=_by(who), reason=params.text("reason", max_length=2000) or ""))

@@ -55,7 +55,8 @@ def errors(*statuses: int) -> dict:
         409: "not ready yet (an export still running, or failed)",
         410: "the export expired: its bundle was deleted `[api] export_keep_days` after it finished",
         413: "the request body is larger than 64 KiB (refused before it is read)",
-        415: "a body other than a form (JSON): this endpoint reads query or form parameters only",
+        415: "a body of a kind this endpoint does not take: JSON where it reads query or form parameters, anything "
+             "but JSON for a widget ticket",
         429: "this client already has `[api] streams_per_client` streams open",
         503: "the archive, its views or its index cannot be read right now, a search ran past `[api] search_timeout`, "
              "or too many streams are open",
@@ -264,7 +265,7 @@ def widget_paths() -> dict:
         "/widget/tickets": {"post": {
             **operation("A widget ticket for one of the site's users and one room (for the embedding site's server)",
                         "compliance, site (anonymous callers: 401)", [SITE_USER], json_ok("the ticket", ref("Ticket")),
-                        statuses=(400, 401, 403, 404, 413)),
+                        statuses=(400, 401, 403, 404, 413, 415)),
             "requestBody": {"required": True, "content": {"application/json": {"schema": ref("TicketRequest")}}},
         }},
         "/widget/{room}": {"get": {

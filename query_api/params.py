@@ -136,14 +136,29 @@ MAX_CURSOR_CHARS = 4096
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
+JSON_TYPES = ("application/json",)
+
+
+def refuse_body_types(request, accepted: tuple[str, ...], wanted: str) -> None:
+    """One rule for a POST's body: one of a kind the endpoint does not take is a 415 saying what it takes
+    (``wanted``), whichever endpoint; read as if absent or as the wrong kind, it would run the request on defaults,
+    or answer a 400 that names a parameter the caller did send."""
+    if request.mimetype not in accepted and (request.content_length or "Transfer-Encoding" in request.headers):
+        sent = request.mimetype or "a body without a type"
+        raise ApiError(415, "unsupported_media_type", f"send {wanted}, not {sent}")
+
+
 def form_parameters(request) -> MultiDict:
     """A POST's query and form parameters. A body of another kind (JSON) is refused: read as no parameters,
     it would run the request on defaults (an export of every room rather than the one it named)."""
-    if request.mimetype not in FORM_TYPES and (request.content_length or "Transfer-Encoding" in request.headers):
-        sent = request.mimetype or "a body without a type"
-        raise ApiError(415, "unsupported_media_type",
-                       f"send the parameters in the query string or as a form ({FORM_TYPES[0]}), not as {sent}")
+    refuse_body_types(request, FORM_TYPES, f"the parameters in the query string or as a form ({FORM_TYPES[0]})")
     return request.values
+
+
+def json_body(request, wanted: str):
+    """A POST's JSON body (None if it has none or it does not parse); a body of another kind is refused."""
+    refuse_body_types(request, JSON_TYPES, f"{wanted} as {JSON_TYPES[0]}")
+    return request.get_json(silent=True)
 
 
 def encode_cursor(state, kind: str) -> str:

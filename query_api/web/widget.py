@@ -34,7 +34,7 @@ from .. import audit
 from ..access import Caller
 from ..context import api, caller, json_response, visible_room
 from ..errors import bad_parameter, room_not_found, unauthorized
-from ..params import MAX_CURSOR_CHARS, Params, decode_cursor, encode_cursor, refuse_unknown
+from ..params import MAX_CURSOR_CHARS, Params, decode_cursor, encode_cursor, json_body, refuse_unknown
 from ..roles import Capability, Role
 from ..signing import SignatureError
 from ..transcript import transcripts
@@ -102,7 +102,7 @@ def issue_ticket():
     who = caller(Capability.TRANSCRIPT)
     if who.role is Role.ANONYMOUS:
         raise unauthorized("a bearer token is required")
-    body = request.get_json(silent=True)
+    body = json_body(request, "a JSON object with the room's JID in 'room'")
     if not isinstance(body, dict) or not isinstance(body.get("room"), str):
         raise bad_parameter("room", "send a JSON object with the room's JID in 'room'")
     refuse_unknown(body, TICKET_FIELDS)

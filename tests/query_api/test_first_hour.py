@@ -16,3 +16,16 @@ def test_an_analyst_at_holds_is_told_it_may_not_use_legal_holds(client, tokens):
         assert answer.status_code == 403
         assert answer.json["error"]["message"] == f"the analyst role may not {doing}: only the compliance role may"
 
+
+def test_a_ticket_request_of_the_wrong_content_type_is_a_415_as_for_exports_and_holds(client, tokens):
+    """A form-encoded ticket request answered 400 ("send a JSON object"), where a JSON body to exports or holds
+    answers 415: a body of a kind the endpoint does not take is a 415 everywhere, saying which it takes."""
+    site = auth(tokens["site"], "carol")
+    form = client.post("/widget/tickets", data={"room": LOBBY}, headers=site)
+    assert form.status_code == 415 and form.json["error"]["code"] == "unsupported_media_type"
+    assert "application/json" in form.json["error"]["message"]
+    held = client.post("/api/v1/holds", json={"case": "x"}, headers=auth(tokens["compliance"]))
+    assert held.status_code == 415 and held.json["error"]["code"] == "unsupported_media_type"
+    assert client.post("/widget/tickets", json={"room": LOBBY}, headers=site).status_code == 200
+    # JSON that is not an object naming a room is still a bad parameter.
+    assert client.post("/widget/tickets", json=["x"], headers=site).status_code == 400

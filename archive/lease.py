@@ -41,8 +41,8 @@ class LeaseLost(StoreError):
 
 class StoreLease:
     def __init__(self, store: EventStore, name: str, *, ttl: float = 30.0, holder_is: str | None = None):
-        """``holder_is``: what a holder is, for the refusal, where the name is no word for a reader (the views'
-        lease is named by their database's identity, a SQLite file's device and inode)."""
+        """``holder_is``: what a holder is, for the refusal and the loss, where the name is no word for a reader
+        (the views' lease is named by their database's identity, a SQLite file's device and inode)."""
         self.name, self.ttl, self.holder_is = name, ttl, holder_is
         self.holder = f"{socket.gethostname()} pid {os.getpid()} {uuid.uuid4().hex[:8]}"
         self._recorder = store._recorder
@@ -86,7 +86,9 @@ class StoreLease:
         holder = self._transaction(extend)
         if holder:
             self.held = False
-            raise LeaseLost(f"the store's {self.name} lease was taken over by {holder}")
+            if self.holder_is is None:
+                raise LeaseLost(f"the store's {self.name} lease was taken over by {holder}")
+            raise LeaseLost(f"the lease of this {self.holder_is} was taken over by {holder}")
 
     def release(self) -> None:
         if self.held:

@@ -259,3 +259,22 @@ def test_a_commit_whose_answer_was_lost_is_not_made_twice():
     stop.set()
     thread.join(10)
     assert errors == [] and projection.rows == [1, 2, 3]
+
+
+def test_a_lost_views_lease_names_the_views_by_their_path_not_device_and_inode(event_store, tmp_path):
+    """A projection runner that lost its lease said "the store's views sqlite 2049:1834 lease was taken over":
+    the lease is keyed by the file's identity, but a reader knows the file by its path."""
+    from chat_archive.views_lease import views_lease
+
+    url = f"sqlite:///{tmp_path}/views.sqlite"
+    crashed = views_lease(event_store, url)
+    crashed.holder = f"{socket.gethostname()} pid {subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True).stdout.strip()} crashed"
+    crashed.acquire()
+    taker = views_lease(event_store, url)
+    taker.acquire()
+    with pytest.raises(LeaseLost) as lost:
+        crashed.renew()
+    message = str(lost.value)
+    assert f"{tmp_path}/views.sqlite" in message and taker.holder in message
+    assert str((tmp_path / "views.sqlite").stat().st_ino) not in message
+    taker.release()

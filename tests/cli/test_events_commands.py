@@ -114,6 +114,7 @@ def test_log_prints_the_global_log_after_a_position(filled_store, store_url):
         (["events", "nobody@conference.localhost"], "error: no archived room 'nobody@conference.localhost' (rooms: "
          "lobby@conference.localhost, other@conference.localhost)", 1),  # the archive's answer, not a bad argument
         (["transcript", "nobody"], "error: no archived room 'nobody'", 1),
+        (["verify", "--integrity", "--room", "nobody"], "error: no archived room 'nobody'", 1),
         (["export", "--room", "nobody", "-o", "unused.zip"], "error: no archived room 'nobody'", 1),
         (["events", "lobby@conference.localhost", "--from", "-99999999999d"], "out of range", 2),
         (["events", "lobby@conference.localhost", "--to", "9999-12-31T23:59:59-05:00"], "out of range", 2),

@@ -88,11 +88,15 @@ def http_error(status: int, message: str) -> ApiError:
     return ApiError(status, _HTTP_CODES.get(status, "http_error"), message)
 
 
+def out_of_range() -> ApiError:
+    """An OverflowError below us: a time or number far out of range (on:9999-12-31, after:-99999999w, a line id of
+    23 digits) overflowed in date arithmetic or a database's integer; bad input, not our failure."""
+    return ApiError(400, "out_of_range", "a time or number in the request is out of range")
+
+
 def install_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, error_response)
-    # Times and numbers far out of range (on:9999-12-31, after:-99999999w) overflow in date arithmetic
-    # below us; they are bad input, not our failure.
-    app.register_error_handler(OverflowError, lambda e: error_response(ApiError(400, "out_of_range", "a time or number in the request is out of range")))
+    app.register_error_handler(OverflowError, lambda e: error_response(out_of_range()))
     app.register_error_handler(ChatArchiveError, lambda e: error_response(from_archive_error(e)))
 
     @app.errorhandler(HTTPException)

@@ -161,6 +161,19 @@ def json_body(request, wanted: str):
     return request.get_json(silent=True)
 
 
+def line_ref(value: str | None, name: str = "around") -> str | None:
+    """A transcript line named by its position or a message id (``around``, the API's and the room page's): a
+    number past the databases' integers is no line, and it overflowed in one store's driver (a 400 there, a
+    404 in the other)."""
+    if value is None:
+        return None
+    if len(value) > 256:
+        raise bad_parameter(name, "longer than 256 characters")
+    if value.isdecimal() and int(value) > MAX_INTEGER:
+        raise bad_parameter(name, "is not a line position or message id")
+    return value
+
+
 def encode_cursor(state, kind: str) -> str:
     """An opaque cursor: the state needed to resume a list of ``kind`` (rooms, presence,
     transcript, search, ...), signed so that only what this server issued comes back."""

@@ -22,7 +22,7 @@ from .access import Caller, names_a_jid
 from .context import api, caller, json_response, visible_room
 from .escaping import plain_line
 from .errors import bad_parameter
-from .params import MAX_INTEGER, Params, encode_cursor
+from .params import Params, encode_cursor, line_ref
 from .roles import Capability
 
 UTC = ZoneInfo("UTC")
@@ -73,9 +73,7 @@ def read_page(room: str, params: Params, limit: int, originals: bool) -> dict:
     """The lines asked for, with cursors that page forward (``next``) and backward (``previous``)."""
     start, end = params.time_range()
     day = params.day("day")
-    around = params.text("around", max_length=256)
-    if around is not None and around.isdecimal() and int(around) > MAX_INTEGER:
-        raise bad_parameter("around", "is not a line position or message id")
+    around = line_ref(params.text("around", max_length=256))
     cursor = params.cursor("transcript")
     if day is not None:
         if start is not None or end is not None:

@@ -21,8 +21,8 @@ from archive.times import format_time, parse_day, utcnow
 
 from .. import audit
 from ..context import visible_room
-from ..errors import ApiError, bad_parameter, forbidden, from_archive_error
-from ..params import decode_cursor, encode_cursor, request_day, request_time
+from ..errors import ApiError, bad_parameter, forbidden, from_archive_error, out_of_range
+from ..params import decode_cursor, encode_cursor, line_ref, request_day, request_time
 from ..roles import Capability
 from ..rooms import describe_rooms, page_of_visible_rooms
 from ..transcript import describe, shown, transcripts
@@ -62,6 +62,11 @@ def sign_in_first(_):
 @bp.errorhandler(ApiError)
 def page_error(error: ApiError):
     return error_page(error)
+
+
+@bp.errorhandler(OverflowError)
+def overflow(_):
+    return error_page(out_of_range())
 
 
 @bp.errorhandler(ChatArchiveError)
@@ -160,7 +165,7 @@ def room(room: str):
     who = require(Capability.TRANSCRIPT)
     room = visible_room(who, room)
     at = _at(request.args.get("at"))
-    around = request.args.get("around")
+    around = line_ref(request.args.get("around"))
     marked = request.args.getlist("hl")[:MAX_MARKED_WORDS]  # the search's words, marked in the hit's line
     context = _context(room, around, request.args.get("t"), who) if around else None
     if context is not None:

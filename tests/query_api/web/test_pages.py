@@ -386,3 +386,13 @@ def test_the_embed_snippet_holds_any_room_name_inside_its_attributes(app):
 
     Iframe().feed(snippet)
     assert Iframe.attrs["title"] == room and "onload" not in Iframe.attrs
+
+
+def test_a_number_out_of_range_in_a_page_address_is_the_pages_error_page_not_json(client, tokens):
+    """A line id of 23 digits answered the room page with the API's JSON error on SQLite (an overflow in its
+    integer) and a 404 on PostgreSQL: the page takes ``around`` by the API's rule, and a person reading pages gets
+    the pages' error page, as for every other bad address."""
+    sign_in(client, tokens["compliance"])
+    page = client.get(f"/rooms/{LOBBY}?around=99999999999999999999999")
+    assert page.status_code == 400 and page.mimetype == "text/html"
+    assert "is not a line position or message id" in page.text and "Back to search" in page.text

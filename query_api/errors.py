@@ -37,8 +37,10 @@ def bad_parameter(name: str, message: str) -> ApiError:
 
 
 def room_not_found(room: str) -> ApiError:
-    # The same answer whether the room does not exist or the caller may not see it.
-    return ApiError(404, "not_found", f"no room {room!r}")
+    # The same answer whether the room does not exist or the caller may not see it; the hint depends on what was
+    # sent alone (the CLI takes a bare name, `lobby`, where the API takes only JIDs).
+    hint = "" if "@" in room else ": a room is named by its JID here (name@service)"
+    return ApiError(404, "not_found", f"no room {room!r}{hint}")
 
 
 def unauthorized(message: str) -> ApiError:

@@ -29,3 +29,14 @@ def test_a_ticket_request_of_the_wrong_content_type_is_a_415_as_for_exports_and_
     assert client.post("/widget/tickets", json={"room": LOBBY}, headers=site).status_code == 200
     # JSON that is not an object naming a room is still a bad parameter.
     assert client.post("/widget/tickets", json=["x"], headers=site).status_code == 400
+
+
+def test_a_bare_room_name_is_told_the_api_names_rooms_by_jid(client, tokens):
+    """The CLI takes `lobby`; the API answered "no room 'lobby'", as if the archive had none. It still answers 404
+    (the same for a room one may not see), saying how the API names rooms, from what was sent alone."""
+    for path in ("/api/v1/rooms/lobby/transcript", "/api/v1/export?room=lobby"):
+        answer = client.get(path, headers=auth(tokens["compliance"]))
+        assert answer.status_code == 404
+        assert answer.json["error"]["message"] == "no room 'lobby': a room is named by its JID here (name@service)"
+    unseen = client.get("/api/v1/rooms/nobody@conference.localhost/transcript", headers=auth(tokens["compliance"]))
+    assert unseen.json["error"]["message"] == "no room 'nobody@conference.localhost'"

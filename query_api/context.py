@@ -19,7 +19,7 @@ from .access import Authorizer, Caller
 from .cache import TtlCache
 from .errors import forbidden, room_not_found, unauthorized
 from .metrics import RequestMetrics
-from .roles import ROLE_CAPABILITIES, TOKEN_ROLES, Capability, Role
+from .roles import DOING, ROLE_CAPABILITIES, TOKEN_ROLES, Capability, Role
 from .sessions import EndedSessions
 from .settings import ApiSettings
 from .deadline import DeadlinePool
@@ -96,7 +96,7 @@ def api() -> ApiContext:
 def caller(capability: Capability, doing: str | None = None) -> Caller:
     """The request's caller, who must hold ``capability``: 401 if unknown (or anonymous and the
     capability needs a token), 403 if the role lacks it, saying what the request was ``doing`` (in the caller's
-    terms, "place legal holds": a capability's name, "audit", is ours) and which roles may.
+    terms, "place legal holds"; else the capability's ``DOING``) and which roles may.
 
     The role check comes before any room is looked at, so a 403 never says
     anything about a room.
@@ -108,7 +108,7 @@ def caller(capability: Capability, doing: str | None = None) -> Caller:
         if who.role is Role.ANONYMOUS:
             raise unauthorized(f"{capability.value} endpoints need a bearer token")
         roles = [role.value for role in TOKEN_ROLES if capability in ROLE_CAPABILITIES[role]]
-        raise forbidden(f"the {who.role.value} role may not {doing or f'use {capability.value} endpoints'}: only the "
+        raise forbidden(f"the {who.role.value} role may not {doing or DOING[capability]}: only the "
                         f"{' and '.join(roles)} role{'s' if len(roles) > 1 else ''} may")
     return who
 

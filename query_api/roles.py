@@ -27,6 +27,19 @@ class Capability(str, enum.Enum):
     AUDIT = "audit"  # the audit trail, legal holds and purges
 
 
+# What a capability lets a caller do, in the words of a refusal ("the site role may not replay events"): the
+# capability's name is ours, not the caller's. An endpoint may say more exactly (``context.caller``'s ``doing``).
+DOING: dict[Capability, str] = {
+    Capability.ROOMS: "list rooms",
+    Capability.SEARCH: "search messages",
+    Capability.TRANSCRIPT: "read transcripts",
+    Capability.PRESENCE: "read presence",
+    Capability.REPLAY: "replay events",
+    Capability.STATE: "read a room's state at a moment",
+    Capability.EXPORT: "export rooms",
+    Capability.AUDIT: "read the audit trail or use legal holds",
+}
+
 ROLE_CAPABILITIES: dict[Role, frozenset[Capability]] = {
     Role.COMPLIANCE: frozenset(Capability),
     Role.ANALYST: frozenset({Capability.ROOMS, Capability.REPLAY, Capability.STATE, Capability.PRESENCE}),

@@ -40,3 +40,15 @@ def test_a_bare_room_name_is_told_the_api_names_rooms_by_jid(client, tokens):
         assert answer.json["error"]["message"] == "no room 'lobby': a room is named by its JID here (name@service)"
     unseen = client.get("/api/v1/rooms/nobody@conference.localhost/transcript", headers=auth(tokens["compliance"]))
     assert unseen.json["error"]["message"] == "no room 'nobody@conference.localhost'"
+
+
+def test_every_refusal_by_role_says_what_the_role_may_not_do(client, tokens):
+    """"the site role may not use replay endpoints": which endpoints are those? It says what, in the reader's terms."""
+    site = auth(tokens["site"], "carol")
+    for path, doing in (("/api/v1/events", "replay events"),
+                        (f"/api/v1/rooms/{LOBBY}/state?at=2024-05-01T12:00:00Z", "read a room's state at a moment"),
+                        (f"/api/v1/export?room={LOBBY}", "export rooms")):
+        message = client.get(path, headers=site).json["error"]["message"]
+        assert message.startswith(f"the site role may not {doing}: only the "), message
+    analyst = client.get("/api/v1/search?q=x", headers=auth(tokens["analyst"])).json["error"]["message"]
+    assert analyst == "the analyst role may not search messages: only the compliance and site roles may"

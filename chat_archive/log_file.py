@@ -25,7 +25,7 @@ import msgspec
 
 from archive.codec import from_json, to_json
 from archive.errors import EventDecodeError
-from archive.events import MAX_NUMBER, ChainHead, Event, EventsPurged, PurgeApplied, Recorded
+from archive.events import MAX_NUMBER, Capture, ChainHead, Event, EventsPurged, PurgeApplied, Recorded
 
 GZIP_MAGIC = b"\x1f\x8b"
 # Records naming events by the positions and versions of the store that wrote them: renumbered, they name
@@ -63,6 +63,16 @@ def _event(raw: bytes) -> Event:
         if "recorded_at" in fields or "occurred_at" not in fields:
             raise
         return from_json(msgspec.json.encode({**fields, "recorded_at": fields["occurred_at"]}))
+
+
+# A bare event (not a line as `log` prints it, which says how this archive captured it by leaving out ``live``) came
+# from elsewhere: taken as ``live``, its room's presence would read as known where this archive never watched.
+_IMPORTED = msgspec.json.encode(Capture.IMPORT)
+
+
+def _bare_event(raw: bytes, fields: dict[str, msgspec.Raw]) -> Event:
+    """A bare event's line, captured by ``import`` unless it says otherwise."""
+    return _event(raw if "capture" in fields else msgspec.json.encode({**fields, "capture": msgspec.Raw(_IMPORTED)}))
 
 
 def backup_line(version: int, record: Recorded) -> bytes:
@@ -138,7 +148,7 @@ class LogFile:
             try:
                 fields = _fields(raw)
                 if "event" not in fields:
-                    yield Entry(_event(raw), number)
+                    yield Entry(_bare_event(raw, fields), number)
                     continue
                 if "trail" in fields:
                     seq = _number(fields.get("seq", b"0"))

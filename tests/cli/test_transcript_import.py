@@ -56,7 +56,9 @@ def test_import_takes_log_lines_and_bare_events_once_and_moves_a_log(store_url, 
     again = run_cli("import", path, store_url=store_url)
     assert again.stdout.strip() == f"imported 0 new events from {path} (6 already archived)"
     log = run_cli("log", store_url=store_url).stdout
-    assert [json.loads(line)["event"] for line in log.splitlines()] == HISTORY
+    # The bare events came from elsewhere: captured by import (the log's lines say how they were captured).
+    assert [json.loads(line)["event"] for line in log.splitlines()] == HISTORY[:3] + [
+        dict(e, capture="import") for e in HISTORY[3:]]
     # The log moves to another store through standard input, as it was.
     other = f"sqlite:///{tmp_path}/other.sqlite"
     moved = run_cli("import", "-", store_url=other, input=log)
@@ -94,7 +96,7 @@ def test_transcript_prints_what_the_api_serves(store_url):
                      "--json", store_url=store_url)
     assert [json.loads(line)["body"] for line in window.stdout.splitlines()] == ["hello"]
     unknown = run_cli("transcript", "nobody@conference.localhost", store_url=store_url)
-    assert unknown.returncode == 1 and "no events" in unknown.stderr
+    assert unknown.returncode == 1 and "error: no archived room" in unknown.stderr
 
 
 def test_transcript_text_cannot_be_forged_by_line_breaks_or_control_characters(store_url):
@@ -169,3 +171,18 @@ def test_a_line_over_the_size_limit_is_refused_naming_it(store_url, tmp_path):
     assert "line 2" in result.stderr and "1 MiB" in result.stderr and "nothing was imported" in result.stderr
     with open_event_store(store_url) as store:
         assert store.head() == 0
+
+
+def test_a_bare_event_without_capture_is_imported_not_live(store_url, tmp_path):
+    """A hand-written event (another archive's export) said nothing of how it was captured and went in as
+    ``live``: its room's presence then read as known ("nobody was there") where the archive never watched. A
+    bare event is captured by ``import`` unless it says otherwise; a line as `log` prints it keeps what it says."""
+    bare = {k: v for k, v in HISTORY[1].items() if k != "recorded_at"}
+    logged = {"position": 9, "event": HISTORY[3]}
+    said = dict(HISTORY[0], capture="backfill")
+    result = run_cli("import", _file(tmp_path, [json.dumps(bare), json.dumps(logged), json.dumps(said)]),
+                     store_url=store_url)
+    assert result.returncode == 0, result.stderr
+    with open_event_store(store_url) as store:
+        captures = {getattr(r.event, "body", "joined"): r.event.capture.value for r in store.read_room(ROOM)}
+    assert captures == {"helo": "import", "my password is hunter2": "live", "joined": "backfill"}

@@ -64,7 +64,9 @@ def ticket_caller(key: str, room: str) -> Caller:
         if e.expired:
             raise unauthorized("this widget's ticket has expired: reload the page that embeds it") from None
         raise unauthorized(f"{e}: the embedding site asks POST /widget/tickets for one") from None
-    if not (isinstance(value, list) and len(value) == 3 and value[0] == room and isinstance(value[1], str)):
+    # The ticket names the room as archived; the address may name it in another case (``RoomNames``).
+    if not (isinstance(value, list) and len(value) == 3 and value[0] in (room, api().room_named(room))
+            and isinstance(value[1], str)):
         raise unauthorized("this widget's ticket is for another room")
     user = value[2] if isinstance(value[2], str) else None
     return api().authorizer.caller_for_token_id(value[1], user)

@@ -3,7 +3,7 @@ what is wrong in the caller's terms, and one kind of mistake gets one kind of an
 
 from __future__ import annotations
 
-from .conftest import LOBBY, auth
+from .conftest import LOBBY, PUBLIC, auth
 
 
 def test_an_analyst_at_holds_is_told_it_may_not_use_legal_holds(client, tokens):
@@ -52,3 +52,13 @@ def test_every_refusal_by_role_says_what_the_role_may_not_do(client, tokens):
         assert message.startswith(f"the site role may not {doing}: only the "), message
     analyst = client.get("/api/v1/search?q=x", headers=auth(tokens["analyst"])).json["error"]["message"]
     assert analyst == "the analyst role may not search messages: only the compliance and site roles may"
+
+
+def test_a_ticket_reads_its_room_named_in_any_case_as_every_room_endpoint_does(client, tokens):
+    """A ticket for lobby@… answered "this widget's ticket is for another room" at /widget/LOBBY@…/activity, where
+    every room endpoint takes a JID in any case (``RoomNames``); another room is still refused."""
+    site = auth(tokens["site"], "carol")
+    ticket = client.post("/widget/tickets", json={"room": LOBBY}, headers=site).json["ticket"]
+    shouted = client.get(f"/widget/{LOBBY.upper()}/activity", headers={"X-Widget-Ticket": ticket})
+    assert shouted.status_code == 200, shouted.json
+    assert client.get(f"/widget/{PUBLIC}/activity", headers={"X-Widget-Ticket": ticket}).status_code == 401

@@ -7,7 +7,7 @@ import hashlib
 import msgspec
 
 from .errors import EventDecodeError
-from .events import ArchiveEvent, Event, MessageCorrected, MessagePosted, MessageRetracted
+from .events import EVENT_TYPES, ArchiveEvent, Event, MessageCorrected, MessagePosted, MessageRetracted
 
 _msgpack_encoder = msgspec.msgpack.Encoder()
 _msgpack_decoder = msgspec.msgpack.Decoder(ArchiveEvent)
@@ -64,7 +64,9 @@ def from_json(data: bytes | str) -> Event:
     try:
         return _json_decoder.decode(data)
     except msgspec.DecodeError as e:
-        raise EventDecodeError(f"not a valid archive event: {e}") from e
+        # JSON is what people write by hand (an import): a type that is none says which there are.
+        types = f"; the types are: {', '.join(EVENT_TYPES)}" if str(e).endswith("at `$.type`") else ""
+        raise EventDecodeError(f"not a valid archive event: {e}{types}") from e
 
 
 def event_from_builtins(data: object) -> Event:

@@ -70,8 +70,11 @@ def test_json_carries_the_type_tag_and_utc_times():
 
 
 def test_unknown_type_is_rejected_with_a_clear_error():
-    with pytest.raises(EventDecodeError, match="Invalid value 'room_exploded'"):
+    with pytest.raises(EventDecodeError, match="Invalid value 'room_exploded'") as refused:
         codec.from_json(b'{"type":"room_exploded","room":"r","occurred_at":"2024-05-01T12:00:00Z","recorded_at":"2024-05-01T12:00:00Z"}')
+    # Whoever writes events by hand (an import) learns the types there are, not only that theirs is not one.
+    assert "the types are: room_discovered, room_created, occupant_joined" in str(refused.value)
+    assert "message_posted" in str(refused.value)
 
 
 @pytest.mark.parametrize(

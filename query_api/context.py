@@ -17,7 +17,7 @@ from projections.views import Views
 
 from .access import Authorizer, Caller
 from .cache import TtlCache
-from .errors import forbidden, room_not_found, unauthorized
+from .errors import ApiError, forbidden, room_not_found, unauthorized
 from .metrics import RequestMetrics
 from .roles import DOING, ROLE_CAPABILITIES, TOKEN_ROLES, Capability, Role
 from .sessions import EndedSessions
@@ -107,10 +107,16 @@ def caller(capability: Capability, doing: str | None = None) -> Caller:
     if not who.can(capability):
         if who.role is Role.ANONYMOUS:
             raise unauthorized(f"{capability.value} endpoints need a bearer token")
-        roles = [role.value for role in TOKEN_ROLES if capability in ROLE_CAPABILITIES[role]]
-        raise forbidden(f"the {who.role.value} role may not {doing or DOING[capability]}: only the "
-                        f"{' and '.join(roles)} role{'s' if len(roles) > 1 else ''} may")
+        raise refusal(who, capability, doing)
     return who
+
+
+def refusal(who: Caller, capability: Capability, doing: str | None = None) -> ApiError:
+    """The 403 of a role that lacks ``capability``, for the API and the pages alike: what the request was ``doing``
+    in the caller's terms (else the capability's ``DOING``), and which roles may."""
+    roles = [role.value for role in TOKEN_ROLES if capability in ROLE_CAPABILITIES[role]]
+    return forbidden(f"the {who.role.value} role may not {doing or DOING[capability]}: only the "
+                     f"{' and '.join(roles)} role{'s' if len(roles) > 1 else ''} may")
 
 
 def visible_room(who: Caller, room: str) -> str:

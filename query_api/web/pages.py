@@ -20,8 +20,8 @@ from archive.errors import ChatArchiveError, NotFoundError
 from archive.times import format_time, parse_day, utcnow
 
 from .. import audit
-from ..context import visible_room
-from ..errors import ApiError, bad_parameter, forbidden, from_archive_error, out_of_range
+from ..context import refusal, visible_room
+from ..errors import ApiError, bad_parameter, from_archive_error, out_of_range
 from ..params import decode_cursor, encode_cursor, line_ref, request_day, request_time
 from ..roles import Capability
 from ..rooms import describe_rooms, page_of_visible_rooms
@@ -83,7 +83,7 @@ def error_page(error: ApiError):
 def require(capability: Capability):
     who = auth.page_caller()
     if not who.can(capability):
-        raise forbidden(f"the {who.role.value} role may not use these pages")
+        raise refusal(who, capability)
     return who
 
 

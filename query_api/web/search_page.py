@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from flask import render_template, request, url_for
+from flask import redirect, render_template, request, url_for
 from markupsafe import Markup
 
 from archive.errors import InvalidQueryError
@@ -29,6 +29,10 @@ SEARCH_PAGE = 20
 
 @bp.get("/")
 def search():
+    # Sign-in lands here: a role that may not search (analyst) is sent to the rooms, not to a 403 whose way out,
+    # "Back to search", is this page; a search it asks for is refused as in the API.
+    if not request.args and not require(Capability.ROOMS).can(Capability.SEARCH):
+        return redirect(url_for("web.rooms"), 303)
     who = require(Capability.SEARCH)
     form = {
         "q": request.args.get("q", ""),

@@ -90,7 +90,7 @@ def test_pages_grant_exactly_what_the_api_grants(app, client, tokens, api_settin
 
     analyst = app.test_client()
     sign_in(analyst, tokens["analyst"])
-    assert analyst.get("/").status_code == 403  # analysts may not search, in the API nor here
+    assert analyst.get("/?q=x").status_code == 403  # analysts may not search, in the API nor here
     assert analyst.get(f"/rooms/{LOBBY}").status_code == 403
 
 
@@ -396,3 +396,17 @@ def test_a_number_out_of_range_in_a_page_address_is_the_pages_error_page_not_jso
     page = client.get(f"/rooms/{LOBBY}?around=99999999999999999999999")
     assert page.status_code == 400 and page.mimetype == "text/html"
     assert "is not a line position or message id" in page.text and "Back to search" in page.text
+
+
+def test_an_analyst_signing_in_lands_on_the_rooms_not_a_403(client, tokens):
+    """Sign-in goes to /, the search page, which an analyst may not use: its first page was "403 the analyst
+    role may not use these pages", whose "Back to search" led to the same 403. / sends a role that cannot search
+    to the rooms, and a page a role may not use says what it may not do, as the API does."""
+    signed_in = sign_in(client, tokens["analyst"])
+    assert signed_in.status_code == 303 and signed_in.headers["Location"] == "/"
+    home = client.get("/")
+    assert home.status_code == 303 and home.headers["Location"] == "/rooms"
+    assert client.get("/rooms").status_code == 200
+    refused = client.get(f"/rooms/{LOBBY}")
+    assert refused.status_code == 403
+    assert "the analyst role may not read transcripts: only the compliance and site roles may" in refused.text

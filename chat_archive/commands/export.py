@@ -86,6 +86,10 @@ def _progress(done: int, total: int, events: int) -> None:
 
 
 def run_verify_export(args: argparse.Namespace, config) -> int:
+    try:
+        os.stat(args.file)
+    except OSError as e:  # a name mistyped: not a damaged bundle
+        raise ChatArchiveError(f"cannot read {args.file}: {e.strerror}") from e
     result = verify_bundle(args.file)
     if args.json:
         print(msgspec.json.encode(result).decode())

@@ -128,6 +128,8 @@ def test_log_prints_the_global_log_after_a_position(filled_store, store_url):
         # read now would miss; it says so.
         (["hold", "place", "--case", "c", "--room", "lobby"], "rooms archived later", 2),
         (["frobnicate"], "invalid choice", 2),
+        # A file that is not there is not a damaged bundle ("PROBLEM not a readable ZIP file: [Errno 2] ...").
+        (["verify-export", "nope.zip"], "verify-export: error: cannot read nope.zip: No such file or directory", 1),
     ],
 )
 def test_bad_arguments_give_a_message_and_exit_status_2(filled_store, store_url, tmp_path, args, complaint, status):

@@ -13,7 +13,7 @@ class RoomNames:
     """The archived rooms, looked up by a name in any case."""
 
     def __init__(self, rooms: Iterable[str]):
-        self.rooms = sorted(rooms)
+        self.rooms = sorted(set(rooms))  # a room named by two sources (the store's and an index's) is one
         self._exact = set(self.rooms)
         # Rooms differing only in case (older imports brought both): a name in neither's case takes the first in
         # JID order.

@@ -91,6 +91,7 @@ def test_a_room_that_does_not_exist_is_an_error_not_zero_hits(env):
         result = run(env, "deploy*", "--room", given)
         assert result.returncode == 1
         assert f"no archived room {given!r}" in result.stderr and "lobby@conference.localhost" in result.stderr
+        assert result.stderr.count("dev@conference.localhost") == 1  # the store's and the index's rooms, once
 
 
 def test_the_cli_has_the_same_query_caps_as_the_api(env):

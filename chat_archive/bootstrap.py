@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 
-from archive.application import open_event_store
+from archive.application import StoreLocation, open_event_store
 from archive.audit import record_read
 from archive.errors import ChatArchiveError, ConfigError, StoreError, StoreUnavailable
 from archive.health import Backoff, Health
@@ -44,6 +44,22 @@ log = logging.getLogger(__name__)
 
 def open_store(config: Config) -> EventStore:
     return open_event_store(config.store.url, sqlite_synchronous=config.store.sqlite_synchronous)
+
+
+def open_archive(config: Config) -> EventStore:
+    """The store, for a command that only reads it (``events``, ``search``, ...): ``archive_must_exist``."""
+    archive_must_exist(config)
+    return open_store(config)
+
+
+def archive_must_exist(config: Config) -> None:
+    """A SQLite store that is not there is an error for a command that only reads, not made: ``./data`` is
+    relative, so from another directory such a command made an empty archive and answered from it (no rooms,
+    0 hits), as if the archive were empty."""
+    location = StoreLocation.parse(config.store.url)
+    if location.kind == "sqlite" and not location.path.exists():
+        raise ChatArchiveError(f"no archive at {location.path}: run where its chat-archive.toml is (its data/), or "
+                               "give --config FILE or CHAT_ARCHIVE_STORE_URL")
 
 
 def audit_cli_read(store: EventStore, command: str, **what) -> None:

@@ -18,7 +18,7 @@ from query_api.exports.bundle import FORMATS, ExportRequest, write_bundle
 from query_api.exports.manifest import verify_bundle
 
 from . import counted
-from ..bootstrap import audit_cli_read, open_search_index, open_store, open_views
+from ..bootstrap import audit_cli_read, open_archive, open_search_index, open_views
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,19 +49,17 @@ def _zip_file(text: str) -> str:
 
 
 def run_export(args: argparse.Namespace, config) -> int:
-    if args.room:
-        with open_store(config) as store:
-            names = RoomNames(store.rooms())
-    request = ExportRequest(
-        format=args.format,
-        rooms=tuple(room for given in args.room for room in names.given(given)),
-        start=parse_time(args.start) if args.start else None,
-        end=parse_time(args.end) if args.end else None,
-        query=args.query,
-    )
     output = Path(args.output)
     partial = output.with_name(output.name + ".partial")
-    with open_store(config) as store, open_views(config, store) as views:
+    with open_archive(config) as store, open_views(config, store) as views:
+        names = RoomNames(store.rooms())
+        request = ExportRequest(
+            format=args.format,
+            rooms=tuple(room for given in args.room for room in names.given(given)),
+            start=parse_time(args.start) if args.start else None,
+            end=parse_time(args.end) if args.end else None,
+            query=args.query,
+        )
         try:
             with open(partial, "wb") as out:
                 search = open_search_index(config) if request.query is not None else None

@@ -17,7 +17,7 @@ from projections.search import Scope, SearchResults, Sort
 from query_api.escaping import plain_line
 
 from . import counted
-from ..bootstrap import audit_cli_read, open_search_index, open_store
+from ..bootstrap import archive_must_exist, audit_cli_read, open_search_index, open_store
 from ..process import whole_number
 
 _MARK = re.compile(r"</?mark>")
@@ -47,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_search(args: argparse.Namespace, config) -> int:
+    archive_must_exist(config)  # before the index is opened (and made)
     index = open_search_index(config)
     rooms = None
     if args.room:

@@ -175,3 +175,16 @@ def test_help_lists_every_command_with_one_line(tmp_path):
     assert result.returncode == 0
     for command in ("events", "log"):
         assert f"    {command} " in result.stdout
+
+
+@pytest.mark.parametrize("args", [["events", "lobby"], ["log"], ["transcript", "lobby"], ["search", "deploy"],
+                                  ["export", "-o", "x.zip"]])
+def test_a_command_that_reads_refuses_a_store_that_is_not_there_and_makes_none(tmp_path, args):
+    """Run from another directory (``./data`` is relative), a reading command made an empty archive there and
+    answered from it: no events, no rooms, 0 hits, as if the archive were empty."""
+    missing = tmp_path / "elsewhere" / "events.sqlite"
+    result = run_cli(*args, store_url=f"sqlite:///{missing}", cwd=tmp_path,
+                     env={"CHAT_ARCHIVE_INDEX_PATH": str(tmp_path / "index")})
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"error: no archive at {missing}" in result.stderr and "--config" in result.stderr
+    assert not missing.parent.exists()

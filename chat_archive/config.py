@@ -8,6 +8,7 @@ validates everything up front so that a typo fails at start, not hours later.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,7 +58,17 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     try:
         return msgspec.convert(data, Config, strict=False)
     except msgspec.ValidationError as e:
-        raise ConfigError(f"invalid configuration: {e} (file {file}, or a {ENV_PREFIX}* variable)") from e
+        raise ConfigError(f"invalid configuration: {e} ({_source(str(e), file, environ)})") from e
+
+
+def _source(error: str, file: Path, environ: Mapping[str, str]) -> str:
+    """Where the value an error is about came from: the variable that overrides the file, else the file (it said
+    "file chat-archive.toml, or a CHAT_ARCHIVE_* variable" where there was no such file)."""
+    path = re.search(r"at `\$\.(\w+)\.(\w+)", error)
+    variable = f"{ENV_PREFIX}{path.group(1)}_{path.group(2)}".upper() if path else None
+    if variable in environ:
+        return f"from the environment variable {variable}"
+    return f"in {file}" if file.is_file() else f"from a {ENV_PREFIX}* variable"
 
 
 def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:

@@ -86,3 +86,17 @@ def test_the_readme_settings_table_matches_the_code():
     documented = {setting: (env, default) for setting, env, default in rows}
     in_code = {setting: (env, default) for setting, env, default, _ in settings_table()}
     assert documented == in_code, "regenerate with: .venv/bin/python -m chat_archive.config"
+
+
+@pytest.mark.parametrize("in_file", [True, False])
+def test_a_bad_value_names_where_it_came_from(tmp_path, monkeypatch, in_file):
+    """"(file chat-archive.toml, or a CHAT_ARCHIVE_* variable)" named a file that was not there for a bad
+    CHAT_ARCHIVE_API_PORT: the error names the variable, or the file, that gave the value."""
+    monkeypatch.chdir(tmp_path)
+    if in_file:
+        (tmp_path / "chat-archive.toml").write_text("[api]\nport = 'eighty'\n")
+    environ = {} if in_file else {"CHAT_ARCHIVE_API_PORT": "eighty"}
+    with pytest.raises(ConfigError) as refused:
+        load_config(environ=environ)
+    where = "(in chat-archive.toml)" if in_file else "(from the environment variable CHAT_ARCHIVE_API_PORT)"
+    assert str(refused.value).endswith(where), str(refused.value)

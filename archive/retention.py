@@ -165,10 +165,12 @@ def purge(store: EventStore, settings: RetentionSettings, *, together: KeptToget
 
 def _expired(store: EventStore, room: str, cutoff: datetime, holds: list[LegalHoldPlaced],
              together: KeptTogether) -> list[int]:
-    """The versions of ``room`` a purge deletes: those that occurred before ``cutoff`` that no hold covers, nor
-    a group with an event a hold covers, however late that event (a correction after the hold's end, a
-    moderation by somebody it does not name). Streamed: in memory are the expired versions (as without groups)
-    and the groups' members, not the room's events."""
+    """The versions of ``room`` a purge deletes: those that occurred before ``cutoff`` that no hold covers, and
+    whose group (``together``) goes whole: none of its events held, however late (a correction after the hold's
+    end, a moderation by somebody it does not name), and none younger than ``cutoff``. A group split by the
+    cutoff would leave a correction or removal without its message, naming the newest message left with that id
+    (a held one, say) and changing what it shows. Streamed: in memory are the expired versions (as without
+    groups) and the groups' members, not the room's events."""
     if not holds:
         return [v for v, _ in store.read_room_versions(room, end=cutoff)]
     group_of = {p: i for i, group in enumerate(together(lambda: store.read_room(room))) for p in group}
@@ -177,12 +179,10 @@ def _expired(store: EventStore, room: str, cutoff: datetime, holds: list[LegalHo
     grouped: dict[int, int] = {}  # expired version -> its group
     for version, record in store.read_room_versions(room):
         group, event = group_of.get(record.position), record.event
-        if event.occurred_at >= cutoff and group is None:
-            continue  # neither deleted nor keeping anything
-        if held(event, holds):
+        if event.occurred_at >= cutoff or held(event, holds):
             if group is not None:
                 kept.add(group)
-        elif event.occurred_at < cutoff:
+        else:
             expired.append(version)
             if group is not None:
                 grouped[version] = group

@@ -118,3 +118,17 @@ def test_a_held_moderation_not_yet_expired_keeps_the_expired_message_it_removed(
     ])  # fmt: skip
     assert purged(event_store, jids=["mod@localhost"]) == ["abuse", "MessageRetracted:s1"]
     assert shown(event_store) == {"s1": ("abuse", "mod")}
+
+
+def test_a_group_not_yet_all_expired_is_kept_whole_so_its_survivor_names_no_held_message(event_store):
+    """A held post, a later post by the same id (a client reusing ids), expired and held by nothing, and its
+    correction, not yet expired: split, the correction's group lost its post and the correction then named the
+    held message (the newest left with that id), which the views showed corrected by it."""
+    event_store.append([
+        message(100, "held", "ann", room=LOBBY, jid=ANN, stanza_id="s1", message_id="x"),
+        message(200, "other", "ann", room=LOBBY, jid=ANN, stanza_id="s2", message_id="x"),
+        message(300, "expired, alone", "bob", room=LOBBY, jid=BOB, stanza_id="s3"),
+        correction(9 * 86400 + 60, "fixed other", "x", stanza_id="c1"),  # within the day's retention
+    ])  # fmt: skip
+    assert purged(event_store, rooms=[LOBBY], start=at(50), end=at(150)) == ["held", "other", "fixed other"]
+    assert shown(event_store) == {"s1": ("held", None), "s2": ("fixed other", None)}

@@ -42,20 +42,20 @@ from .process import Periodic
 log = logging.getLogger(__name__)
 
 
-def open_store(config: Config) -> EventStore:
+def open_store(config: Config, *, create: bool = False) -> EventStore:
+    """The store. A SQLite one that is not there is made only where ``create`` (the processes that run a
+    deployment: ``up``, ``listen``, ``project``, ``api``; and ``import``), an error for every other command
+    (``archive_must_exist``)."""
+    if not create:
+        archive_must_exist(config)
     return open_event_store(config.store.url, sqlite_synchronous=config.store.sqlite_synchronous)
 
 
-def open_archive(config: Config) -> EventStore:
-    """The store, for a command that only reads it (``events``, ``search``, ...): ``archive_must_exist``."""
-    archive_must_exist(config)
-    return open_store(config)
-
-
 def archive_must_exist(config: Config) -> None:
-    """A SQLite store that is not there is an error for a command that only reads, not made: ``./data`` is
-    relative, so from another directory such a command made an empty archive and answered from it (no rooms,
-    0 hits), as if the archive were empty."""
+    """A SQLite store that is not there is an error for a command run by hand, not made: ``./data`` is relative,
+    so from another directory such a command made an empty archive and answered from it (no rooms, 0 hits), or
+    wrote to it: a legal hold placed there kept nothing of the real archive from its next purge, and a backup
+    of it held nothing."""
     location = StoreLocation.parse(config.store.url)
     if location.kind == "sqlite" and not location.path.exists():
         raise ChatArchiveError(f"no archive at {location.path}: run where its chat-archive.toml is (its data/), or "
@@ -149,7 +149,7 @@ def serve_api_workers(config: Config, workers: int, *, host=None, port=None, on_
     ended sessions' table and the signing keys are made here first, so that workers
     starting at once do not race to create them.
     """
-    with open_store(config) as store:
+    with open_store(config, create=True) as store:
         open_views(config, store).close()
     database = open_database(config.store.url)
     try:
@@ -160,7 +160,7 @@ def serve_api_workers(config: Config, workers: int, *, host=None, port=None, on_
         database.close()
 
     def make_app(stop: threading.Event):
-        app = build_api(config, open_store(config), stop=stop, processes=workers)
+        app = build_api(config, open_store(config, create=True), stop=stop, processes=workers)
         freeze_startup_heap()
         return app
 

@@ -59,7 +59,7 @@ def serve_api(args: argparse.Namespace, config) -> int:
             print(f"chat-archive serve: {args.workers} worker processes (gunicorn)", file=sys.stderr, flush=True)
 
         return serve_api_workers(config, args.workers, host=args.host, port=args.port, on_ready=announce)
-    with stopped_by_signals(threading.Event()) as stop, open_store(config) as store, open_views(config, store) as views:
+    with stopped_by_signals(threading.Event()) as stop, open_store(config, create=True) as store, open_views(config, store) as views:
         server = start_api(config, store, views, open_search_index(config), stop, host=args.host, port=args.port,
                            freeze_heap=True)
         print(f"chat-archive serve: listening on {server.url}", flush=True)

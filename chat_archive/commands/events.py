@@ -10,7 +10,7 @@ from archive.errors import InvalidQueryError
 from archive.room_names import RoomNames
 from archive.times import parse_time
 
-from ..bootstrap import audit_cli_read, open_archive
+from ..bootstrap import audit_cli_read, open_store
 from ..process import whole_number
 
 
@@ -39,7 +39,7 @@ def time_range(args: argparse.Namespace):
 
 def print_room_events(args: argparse.Namespace, config) -> int:
     start, end = time_range(args)
-    with open_archive(config) as store:
+    with open_store(config) as store:
         room = RoomNames(store.rooms()).one(args.room)
         count = _write(store.read_room(room, start=start, end=end))
         audit_cli_read(store, "events", rooms=(room,), range_from=start, range_to=end, results=count)
@@ -47,7 +47,7 @@ def print_room_events(args: argparse.Namespace, config) -> int:
 
 
 def print_log(args: argparse.Namespace, config) -> int:
-    with open_archive(config) as store:
+    with open_store(config) as store:
         records = store.read_log(args.after)
         if args.limit is not None:
             records = (r for i, r in zip(range(args.limit), records))

@@ -18,7 +18,7 @@ from query_api.exports.bundle import FORMATS, ExportRequest, write_bundle
 from query_api.exports.manifest import verify_bundle
 
 from . import counted
-from ..bootstrap import audit_cli_read, open_archive, open_search_index, open_views
+from ..bootstrap import audit_cli_read, open_store, open_search_index, open_views
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +51,7 @@ def _zip_file(text: str) -> str:
 def run_export(args: argparse.Namespace, config) -> int:
     output = Path(args.output)
     partial = output.with_name(output.name + ".partial")
-    with open_archive(config) as store, open_views(config, store) as views:
+    with open_store(config) as store, open_views(config, store) as views:
         names = RoomNames(store.rooms())
         request = ExportRequest(
             format=args.format,

@@ -121,7 +121,7 @@ def import_events(args: argparse.Namespace, config) -> int:
     if backup and not log.ends_with_trailer:
         raise EventDecodeError(f"{source}: a backup ends with its trailer (count, SHA-256, chain heads): this one "
                                "is cut short or has lines after it")
-    with open_store(config) as store:
+    with open_store(config, create=True) as store:
         if backup:
             return _restore(store, opener, survey, log)
         names = RoomNames(store.rooms())

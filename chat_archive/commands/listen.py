@@ -27,7 +27,7 @@ def run_listener(args: argparse.Namespace, config) -> int:
 
         settings, demo = start_demo(config)
     try:
-        with stopped_by_signals(threading.Event()) as stop, open_store(config) as store:
+        with stopped_by_signals(threading.Event()) as stop, open_store(config, create=True) as store:
             listener = start_listener(config, store, stop, xmpp=settings)
             checkpoints = start_checkpoints(config, store, stop)
             while listener.is_alive():

@@ -54,7 +54,7 @@ def run_projections(args: argparse.Namespace, config) -> int:
     views, search = not args.search_only, not args.no_search
     if args.once:
         return _catch_up(config, views=views, search=search)
-    with stopped_by_signals(threading.Event()) as stop, open_store(config) as store:
+    with stopped_by_signals(threading.Event()) as stop, open_store(config, create=True) as store:
         handles = []
         if search:  # first: a second indexer on the same directory fails here, before anything runs
             handles.append(start_search_indexer(config, store, stop, rebuild_unusable=True))

@@ -10,7 +10,7 @@ import msgspec
 from archive.room_names import RoomNames
 from query_api.transcript import text_line
 
-from ..bootstrap import audit_cli_read, open_archive, open_views
+from ..bootstrap import audit_cli_read, open_store, open_views
 from .events import time_range
 
 PAGE = 1000
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def print_transcript(args: argparse.Namespace, config) -> int:
     start, end = time_range(args)
-    with open_archive(config) as store, open_views(config, store) as views:
+    with open_store(config) as store, open_views(config, store) as views:
         room = RoomNames(store.rooms()).one(args.room)
         out = sys.stdout.buffer
         count, cursor = 0, None

@@ -59,7 +59,7 @@ def run_everything(args: argparse.Namespace, config) -> int:
         config = msgspec.structs.replace(config, projections=projections, api=api, xmpp=xmpp)
         publish_server(config, xmpp)
     try:
-        with stopped_by_signals(threading.Event()) as shutdown, open_store(config) as store:
+        with stopped_by_signals(threading.Event()) as shutdown, open_store(config, create=True) as store:
             running = RunningParts(config, store, xmpp, args, demo)
             failures = running.wait(shutdown)
     finally:

@@ -178,10 +178,13 @@ def test_help_lists_every_command_with_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("args", [["events", "lobby"], ["log"], ["transcript", "lobby"], ["search", "deploy"],
-                                  ["export", "-o", "x.zip"]])
-def test_a_command_that_reads_refuses_a_store_that_is_not_there_and_makes_none(tmp_path, args):
-    """Run from another directory (``./data`` is relative), a reading command made an empty archive there and
-    answered from it: no events, no rooms, 0 hits, as if the archive were empty."""
+                                  ["export", "-o", "x.zip"], ["hold", "place", "--case", "Acme", "--room", "lobby@x"],
+                                  ["hold", "list"], ["purge", "--dry-run"], ["export-log", "backup.gz"],
+                                  ["verify", "--integrity"], ["status"], ["audit"], ["rebuild"]])
+def test_a_command_run_by_hand_refuses_a_store_that_is_not_there_and_makes_none(tmp_path, args):
+    """Run from another directory (``./data`` is relative), such a command made an empty archive there and
+    answered from it (no events, no rooms, 0 hits, as if the archive were empty) or wrote to it: a hold placed
+    there kept nothing from the real archive's purge, and a backup of it held nothing."""
     missing = tmp_path / "elsewhere" / "events.sqlite"
     result = run_cli(*args, store_url=f"sqlite:///{missing}", cwd=tmp_path,
                      env={"CHAT_ARCHIVE_INDEX_PATH": str(tmp_path / "index")})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import getpass
 import logging
@@ -15,13 +16,13 @@ from archive.audit import record_read
 from archive.errors import ChatArchiveError, ConfigError, StoreError, StoreUnavailable
 from archive.health import Backoff, Health
 from archive.integrity import Checkpoints
-from archive.lease import holding, process_alive
+from archive.lease import LeaseHeld, holding, process_alive
 from archive.store import EventStore
 from archive.times import utcnow
 from ingest import listener_thread
 from ingest.status import ListenerStatus, Liveness, assess, read_status, status_path
 from projections.presence.logic import Gap
-from projections.rebuild import RebuildReport, RebuildStopped, rebuild
+from projections.rebuild import Rebuildable, RebuildReport, RebuildStopped, rebuild
 from projections.runner import ProjectionStatus, ProjectionThreads, status
 from projections.search import IndexerThread, IndexLocation, SearchIndex, SearchIndexer, SearchIndexProjection
 from projections.tables import TableProjection
@@ -36,7 +37,7 @@ from query_api.tokens import TokenStore, open_database, open_token_store
 from query_api.workers import serve_workers
 
 from .config import Config
-from .views_lease import views_lease
+from .views_lease import PURGE_LEASE_TTL, purge_lease, views_lease
 from .process import Periodic
 
 log = logging.getLogger(__name__)
@@ -97,14 +98,32 @@ def rebuild_projections(
             close()
 
 
-def rebuild_outdated(config: Config, store: EventStore, views: Views) -> None:
-    """Rebuild the views built before a rule only a rebuild applies (``Views.outdated``), before a runner
-    follows the log with them: their holder's lease held, so no other runner writes them meanwhile."""
-    outdated = views.outdated()
-    if outdated:
-        log.warning("%s: rebuilding it from the log now", "; ".join(outdated.values()))
-        rebuild_projections(config, store, list(outdated), progress=False)
-        log.warning("rebuilt from the log: %s", ", ".join(outdated))
+def followed_view(
+    config: Config, store: EventStore, views: Views, name: str, stop: threading.Event | None = None,
+    on_error: Callable[[str | None], None] | None = None,
+) -> TableProjection | None:
+    """The view ``name`` for a runner to follow the log with, rebuilt from the log first if it was built before a
+    rule only a rebuild applies (``Views.outdated``); None if ``stop`` was set first: the old view stays live and
+    the next start rebuilds it. `up` and `project` call it in the view's own thread (``start_projections``): at
+    10M events the presence view's rebuild takes tens of seconds, and the listener must capture meanwhile. The
+    API answers from the old view meanwhile, known no further than it has applied (``Views.known_until``, which
+    the old view no longer extends), each room in it "not reached" (``presence.logic.not_reached``). Under the
+    purge lease, waited for: a purge deleting while the rebuild reads would have its deletions swapped back in
+    (and a purge rebuilds the view itself). Store errors are waited out (reported to ``on_error``)."""
+    stop = stop if stop is not None else threading.Event()
+    while (why := views.outdated().get(name)) is not None:
+        try:
+            with purge_lease(store):
+                log.warning("%s: rebuilding it from the log now", why)
+                if not _rebuild_in_background(store, views.projections([name], load=False), stop, on_error):
+                    log.warning("stopped before the %s view was rebuilt: the next start rebuilds it", name)
+                    return None
+                log.warning("rebuilt from the log: %s", name)
+        except LeaseHeld as e:
+            log.warning("the %s view waits for a purge to rebuild it: %s", name, e)
+            if stop.wait(PURGE_LEASE_TTL / 6):
+                return None
+    return views.projections([name])[0]
 
 
 # -- query API ----------------------------------------------------------------
@@ -258,10 +277,13 @@ def start_projections(config: Config, store: EventStore, stop: threading.Event, 
     try:
         held.enter_context(holding(views_lease(store, views_url(config)), on_lost=stop.set))
         views = held.enter_context(open_views(config, store))
-        rebuild_outdated(config, store, views)
+        outdated = views.outdated()
         interval = config.projections.commit_interval
-        projections = [(p, interval) for p in views.projections()]
-        return ProjectionThreads(store, projections, stop, on_exit=held.close, health=health)
+        current = [(p, interval) for p in views.projections() if p.name not in outdated]
+        rebuilt = [(name, functools.partial(followed_view, config, store, views, name, stop,
+                                            health and health.reporter(f"projection {name}")), interval)
+                   for name in outdated]  # fmt: skip
+        return ProjectionThreads(store, current, stop, later=rebuilt, on_exit=held.close, health=health)
     except BaseException:
         held.close()
         raise
@@ -331,7 +353,7 @@ def start_search_indexer(
                 projection.unusable)
 
     def rebuilt() -> SearchIndexer | None:
-        if not _rebuild_in_background(store, projection, stop, on_error):
+        if not _rebuild_in_background(store, [projection], stop, on_error):
             return None
         projection.claim_writer()
         log.warning("search index rebuilt: searches are answered again")
@@ -341,20 +363,20 @@ def start_search_indexer(
 
 
 def _rebuild_in_background(
-    store: EventStore, projection: SearchIndexProjection, stop: threading.Event, on_error: Callable[[str | None], None] | None
+    store: EventStore, targets: list[Rebuildable], stop: threading.Event, on_error: Callable[[str | None], None] | None
 ) -> bool:
-    """Rebuild the index, store errors waited out as the indexer waits them out (each attempt starts again:
+    """Rebuild ``targets``, store errors waited out as a runner waits them out (each attempt starts again:
     a rebuild is not resumable); False if ``stop`` was set first."""
     backoff = Backoff(first=0.2, most=10.0)
     while True:
         try:
-            rebuild(store, [projection], stop=stop)
+            rebuild(store, targets, stop=stop)
         except RebuildStopped:
             return False
         except StoreUnavailable as e:
-            log.warning("search index rebuild: %s (starting again)", e)
+            log.warning("%s rebuild: %s (starting again)", "+".join(t.name for t in targets), e)
             if on_error:
-                on_error(f"search index rebuild: {e}")
+                on_error(f"{'+'.join(t.name for t in targets)} rebuild: {e}")
             if stop.wait(backoff.next()):
                 return False
             continue

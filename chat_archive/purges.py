@@ -9,7 +9,7 @@ import threading
 from archive.application import StoreLocation
 from archive.errors import ChatArchiveError
 from archive.events import EventsPurged
-from archive.lease import LeaseHeld, StoreLease, holding
+from archive.lease import LeaseHeld
 from archive.retention import finish_purges, pending_purge, purge, record_purge_applied
 from archive.store import EventStore
 from projections.message_groups import message_groups
@@ -20,18 +20,10 @@ from projections.search.storage import generation_id
 from .bootstrap import open_views, rebuild_projections, views_url
 from .config import Config
 from .process import Periodic
+from .views_lease import purge_lease
 
 log = logging.getLogger(__name__)
 ALL_PROJECTIONS = ["transcripts", "presence", "search"]
-PURGE_LEASE_TTL = 60.0  # seconds a purge's lease lasts unless renewed (a crashed purge's is taken over then)
-
-
-def purge_lease(store: EventStore):
-    """Held by a purge, and by a rebuild of the views from the command line: a rebuild whose read of the log
-    overlapped a purge's deletion would swap in views showing what it deleted, after it recorded them rebuilt.
-    (The search index needs no lease: a copy built meanwhile notes the purge and is rebuilt, see
-    ``projections.search.purged``.) ``LeaseHeld`` naming the holder."""
-    return holding(StoreLease(store, "purge", ttl=PURGE_LEASE_TTL))
 
 
 def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool = False) -> EventsPurged | None:

@@ -1,11 +1,23 @@
-"""The views lease: one projection runner per views database, named by what the database is."""
+"""The leases around the views: one projection runner per views database, named by what the database is; one
+purge, or rebuild of the views, at a time on a store."""
 
 from __future__ import annotations
 
 from archive.application import StoreLocation
 from archive.errors import StoreError
-from archive.lease import StoreLease
+from archive.lease import StoreLease, holding
 from archive.store import EventStore
+
+PURGE_LEASE_TTL = 60.0  # seconds a purge's lease lasts unless renewed (a crashed purge's is taken over then)
+
+
+def purge_lease(store: EventStore):
+    """Held by a purge, by a rebuild of the views from the command line and by a runner's rebuild of an outdated view
+    (``bootstrap.followed_view``): a rebuild whose read of the log
+    overlapped a purge's deletion would swap in views showing what it deleted, after it recorded them rebuilt.
+    (The search index needs no lease: a copy built meanwhile notes the purge and is rebuilt, see
+    ``projections.search.purged``.) ``LeaseHeld`` naming the holder."""
+    return holding(StoreLease(store, "purge", ttl=PURGE_LEASE_TTL))
 
 
 def views_lease(store: EventStore, url: str) -> StoreLease:

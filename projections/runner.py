@@ -10,7 +10,7 @@ retries them, reporting to ``health``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -37,32 +37,51 @@ class ProjectionStatus(msgspec.Struct, kw_only=True):
 
 
 class ProjectionThreads:
+    """``later``: (name, make, commit interval) of projections made in their own thread before it follows the
+    log, ``make`` returning the projection, or None if ``stop`` was set first (`up` rebuilding an outdated
+    view from the log while the others follow and the listener captures)."""
+
     def __init__(
         self,
         store: EventStore,
         projections: Sequence[tuple[Projection, float]],
         stop: threading.Event,
         *,
+        later: Sequence[tuple[str, Callable[[], Projection | None], float]] = (),
         on_exit=None,
         health: Health | None = None,
     ):
         self.stop = stop
         self.errors: list[BaseException] = []
         self._on_exit = on_exit
-        self.followers = [
-            LogFollower(store, p, commit_interval=interval, on_error=health and health.reporter(f"projection {p.name}"))
-            for p, interval in projections
-        ]
+        self._store, self._health = store, health
+        self.followers = [self._follower(p, interval) for p, interval in projections]
+        runs = [(f.projection.name, lambda f=f: f) for f in self.followers]
+        runs += [(name, lambda make=make, interval=interval: self._made(make, interval)) for name, make, interval in later]
         self.threads = [
-            threading.Thread(target=self._run, args=(f,), name=f"projection-{f.projection.name}", daemon=True)
-            for f in self.followers
+            threading.Thread(target=self._run, args=(follower,), name=f"projection-{name}", daemon=True)
+            for name, follower in runs
         ]
         for thread in self.threads:
             thread.start()
 
-    def _run(self, follower: LogFollower) -> None:
+    def _follower(self, projection: Projection, interval: float) -> LogFollower:
+        on_error = self._health and self._health.reporter(f"projection {projection.name}")
+        return LogFollower(self._store, projection, commit_interval=interval, on_error=on_error)
+
+    def _made(self, make: Callable[[], Projection | None], interval: float) -> LogFollower | None:
+        projection = make()
+        if projection is None:
+            return None
+        follower = self._follower(projection, interval)
+        self.followers.append(follower)
+        return follower
+
+    def _run(self, follower: Callable[[], LogFollower | None]) -> None:
         try:
-            follower.run(self.stop)
+            made = follower()
+            if made is not None:
+                made.run(self.stop)
         except BaseException as e:  # noqa: BLE001 - reported by join()
             self.errors.append(e)
             self.stop.set()

@@ -13,8 +13,8 @@ from projections.search import SearchIndexer
 
 from ..bootstrap import (
     open_store,
+    followed_view,
     open_views,
-    rebuild_outdated,
     rebuild_projections,
     search_projection,
     start_projections,
@@ -22,8 +22,8 @@ from ..bootstrap import (
     views_url,
 )
 from ..process import stopped_by_signals
-from ..purges import ALL_PROJECTIONS, apply_purge, erase_purged_copies, purge_lease
-from ..views_lease import views_lease
+from ..purges import ALL_PROJECTIONS, apply_purge, erase_purged_copies
+from ..views_lease import purge_lease, views_lease
 from . import operator
 
 VIEW_NAMES = ["transcripts", "presence"]
@@ -78,9 +78,9 @@ def _catch_up(config, *, views: bool, search: bool) -> int:
     with open_store(config) as store:
         if views:
             with holding(views_lease(store, views_url(config))), open_views(config, store) as views:
-                rebuild_outdated(config, store, views)
-                for projection in views.projections(VIEW_NAMES):
-                    LogFollower(store, projection, commit_interval=config.projections.commit_interval).catch_up()
+                for name in VIEW_NAMES:
+                    view = followed_view(config, store, views, name)
+                    LogFollower(store, view, commit_interval=config.projections.commit_interval).catch_up()
         if search:
             index = search_projection(config)
             try:

@@ -59,10 +59,12 @@ class PresenceProjection(TableProjection):
     def outdated(cls, recorder) -> str | None:
         # Every room's first event gives it a before_archive gap (``logic.archive_begins``): a view that has
         # applied events and holds none was built before that rule, and would read "not reached" everywhere.
-        generation = recorder.generations(NAME)[0]
-        if not generation or not recorder.position(NAME, generation) or recorder.read_rows(recorder.sql(
-            BEGINNINGS + " LIMIT 1", NAME, generation
-        )):  # fmt: skip
+        # Read as queries read the live view (``recorder.read``): a rebuild swapping one in (a runner's own, a
+        # purge's) drops the tables of the one it replaces, which a look-up of the live one first then read.
+        def built_before_the_rule(query, generation: int) -> bool:
+            return bool(generation and recorder.position(NAME, generation) and not query(BEGINNINGS + " LIMIT 1"))
+
+        if not recorder.read(NAME, built_before_the_rule):
             return None
         return "the presence view was built before the rule of when a room's archive begins"
 

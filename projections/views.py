@@ -9,6 +9,7 @@
   heartbeat, when the composition root passes one, or the time the log's last
   event was recorded; while the views lag the log, just before the first event
   they have not applied was recorded); presence after it is "not known yet" (both need the store);
+- ``shown_now(known_until, now)``: the moment a room "now" is shown at (``/state`` without a moment, ``/rooms``);
 - ``views.projections()``: fresh projection instances for a runner or a rebuild;
 - ``views.outdated()``: the views built before a rule only a rebuild applies, each with why;
 - ``views.close()``.
@@ -39,6 +40,13 @@ PROJECTION_CLASSES: dict[str, type[TableProjection]] = {
     TranscriptProjection.name: TranscriptProjection,
     PresenceProjection.name: PresenceProjection,
 }
+
+
+def shown_now(known_until: datetime | None, now: datetime) -> datetime:
+    """The moment a room is shown at when none is asked for ("now"): the archive's last known moment (the clock's
+    now is always a little after it, where presence is not known yet, so a room read there shows nobody while
+    people are), the clock's ``now`` for an archive that holds nothing."""
+    return known_until or now
 
 
 class Views:

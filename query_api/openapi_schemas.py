@@ -53,7 +53,10 @@ SCHEMAS = {
         "next": CURSOR_OUT, "index_position": INTEGER,
     }),  # fmt: skip
     "RoomSummary": obj({"room": STRING, "messages": {"type": ["integer", "null"], "description": "null while the search index is rebuilt"}, "last_activity": OPT_INSTANT},
-                       {"occupants_now": {"type": ["integer", "null"]}, "presence_known": BOOLEAN}),
+                       {"occupants_now": {"type": ["integer", "null"], "description": "the occupants at presence_as_of"},
+                        "presence_known": BOOLEAN,
+                        "presence_as_of": {**INSTANT, "description": "the archive's last known moment (known_until), "
+                                                                     "where /state without at shows the room"}}),
     "RoomList": obj({"rooms": array(ref("RoomSummary")), "next": CURSOR_OUT}),
     "Line": obj(
         {"id": {"type": "integer", "description": "the log position of the event that made the line"},

@@ -14,6 +14,7 @@ import msgspec
 from flask import Blueprint, Response, request
 
 from archive.times import utcnow
+from projections.views import shown_now
 
 from . import audit
 from .access import Caller
@@ -127,7 +128,7 @@ def state(room: str) -> Response:
     params = Params(request.args, ("at", "since", "limit"))
     # No moment named: the room as the archive last knew it (just after it, "now", presence is not known yet).
     known_until = views().known_until()
-    at = params.time("at") or known_until or utcnow()
+    at = params.time("at") or shown_now(known_until, utcnow())
     since = params.time("since")
     limit = params.integer("limit", 200, minimum=0, maximum=5000)
     result = views().room_state_at(room, at, known_until=known_until, limit=limit, since=since,

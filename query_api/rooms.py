@@ -1,4 +1,5 @@
-"""`GET /rooms`: the rooms the caller may see, with message count, occupants now and last activity.
+"""`GET /rooms`: the rooms the caller may see, with message count, occupants now (at the archive's last known
+moment, as `/state` shows a room "now") and last activity.
 
 Served from the views and the index: the room list is the store's room table
 (not the log), message counts are one scoped search, occupants come from the
@@ -11,6 +12,7 @@ from flask import Blueprint, Response, request
 
 from archive.times import utcnow
 from projections.search import IndexUnusable
+from projections.views import shown_now
 
 from .access import Caller
 from .context import api, caller, json_response
@@ -57,16 +59,19 @@ def describe_rooms(rooms: list[str], who: Caller) -> list[dict]:
 def _describe(context, rooms: list[str], who: Caller) -> list[dict]:
     views, search = context.views, context.search
     counts = message_counts(search, rooms, who)
-    now = utcnow()
+    # The rooms at the archive's last known moment, as `/state` shows a room "now": one read of it for the page.
+    known_until = views.known_until()
+    now = shown_now(known_until, utcnow())
     items = []
     for room in rooms:
-        occupants = views.presence.occupants_at(room, now)
+        occupants = views.presence.occupants_at(room, now, known_until=known_until)
         last = views.transcripts.page(room, direction="backward", limit=1).lines
         items.append({
             "room": room,
             "messages": counts.get(room.lower(), 0) if counts is not None else None,
             "occupants_now": len(occupants.occupants),
             "presence_known": occupants.known,
+            "presence_as_of": now,
             "last_activity": last[-1].at if last else None,
         })  # fmt: skip
     return items

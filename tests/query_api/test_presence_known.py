@@ -272,3 +272,25 @@ def test_a_view_that_has_applied_nothing_yet_bounds_what_is_known(world):
     there = world.client.get(f"/api/v1/rooms/{room}/presence?at={t}", headers=auth(world.compliance)).json
     assert there["known"] is False, there
     assert there["known_until"] == format_time(MORNING - timedelta(microseconds=1)), "the transcripts hold nothing"
+
+
+def test_the_rooms_occupants_now_are_the_room_at_the_last_known_moment(world):
+    """`/rooms`' occupants now are the room as `/state` without a moment has it, at the archive's last known
+    moment: the presence view may have applied a leave the other view has not, which is not known yet (they
+    read the presence view at the clock's now, and answered the room empty, known, while `/state` had alice)."""
+    room = world.new_room()
+    world.feed([
+        make(ev.RoomDiscovered, 0, room, occurred_at=MORNING, recorded_at=MORNING),
+        make(ev.OccupantJoined, 0, room, nick="alice", occurred_at=MORNING, recorded_at=MORNING),
+        message(0, "morning", "alice", room=room, occurred_at=MORNING + timedelta(minutes=3),
+                recorded_at=MORNING + timedelta(minutes=3)),
+    ])  # fmt: skip
+    left = MORNING + timedelta(minutes=5)
+    world.store.append([make(ev.OccupantLeft, 0, room, nick="alice", occurred_at=left, recorded_at=left)])
+    LogFollower(world.store, world.views.projections(["presence"])[0], commit_interval=60).catch_up()
+    compliance = auth(world.compliance)
+    state = world.client.get(f"/api/v1/rooms/{room}/state", headers=compliance).json
+    assert state["at"] == format_time(left - timedelta(microseconds=1)) and len(state["occupants"]) == 1, state
+    listed = next(r for r in world.client.get("/api/v1/rooms", headers=compliance).json["rooms"] if r["room"] == room)
+    assert (listed["occupants_now"], listed["presence_known"]) == (1, True), listed
+    assert listed["presence_as_of"] == state["at"], listed

@@ -113,13 +113,6 @@ class AuditStore:
         except PersistenceError as e:
             raise StoreError(f"could not read the copied checkpoints' marks: {e}") from e
 
-    def mark_copied_checkpoints(self, marks: dict[str, int]) -> None:
-        """Record that the log's checkpoints up to each position came with a copied trail (a mark only grows)."""
-        try:
-            self._recorder.mark_copied_checkpoints(marks)
-        except PersistenceError as e:
-            raise StoreError(f"could not mark the copied checkpoints: {e}") from e
-
     def _insert_copied(self, rows: list) -> int:
         try:
             self._recorder.insert_copied(rows)

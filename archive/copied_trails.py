@@ -13,15 +13,19 @@ The source's checkpoints, copied with its log at their positions, name its trail
 trail, so a link names no store: the copy records instead how far the log's checkpoints came with it (table
 ``archive_copied_checkpoints``: the copied trail, the last log position a migration or a restore appended; the
 source's own records, one copy deeper), and ``integrity`` gives a checkpointed head of an audit trail to the trail
-of the store that wrote the checkpoint.
+of the store that wrote the checkpoint. The marks are written in the transaction of the page of copied events they
+mark (``EventStore.append_copies``): a copy stopped after a page's commit and before a mark of its own would leave
+the source's checkpoints to the store's own trail, which `verify --integrity` would report broken.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from psycopg.sql import SQL, Composed, Identifier
+
+from .records import AUDIT_STREAM, copied_trail
 
 # (trail, seq, at, state, link)
 CopiedRow = tuple[str, int, float, bytes, bytes]
@@ -49,6 +53,14 @@ _SELECT = ("SELECT seq, state, link FROM {t} WHERE trail={p} AND seq>{p} AND seq
 # A mark only grows: a later run of a migration appends after the earlier's.
 _MARK = ("INSERT INTO {t} AS m VALUES ({p}, {p}) ON CONFLICT (trail) DO UPDATE SET "
          "last_position = {greatest}(m.last_position, excluded.last_position)")  # fmt: skip
+
+
+def copied_checkpoint_marks(last: int, marks: Mapping[str, int]) -> dict[str, int]:
+    """A store's marks of the checkpoints it holds from a source, when it has appended the source's events up to
+    position ``last``: those up to there came with the copy of the source's own trail, and those that had come to
+    the source with its copies (its ``marks``) came with the copies of those, one copy deeper. Only what a copy
+    appended is marked: a store's own backup restored into it marks none of its own checkpoints."""
+    return {copied_trail(AUDIT_STREAM): last, **{copied_trail(trail): min(at, last) for trail, at in marks.items()}}
 
 
 def postgres_tables(schema: str) -> list[Composed]:
@@ -83,9 +95,9 @@ class SQLiteCopiedTrails:
             c.execute("SELECT trail, last_position FROM archive_copied_checkpoints")
             return dict(c.fetchall())
 
-    def mark_copied_checkpoints(self, marks: dict[str, int]) -> None:
-        with self.datastore.transaction(commit=True) as c:
-            c.executemany(_MARK.format(t="archive_copied_checkpoints", p="?", greatest="max"), list(marks.items()))
+    def _mark_copied(self, c, marks: dict[str, int]) -> None:
+        """In the transaction of the copied page they mark (``EventStore.append_copies``)."""
+        c.executemany(_MARK.format(t="archive_copied_checkpoints", p="?", greatest="max"), list(marks.items()))
 
 
 class PostgresCopiedTrails:
@@ -119,7 +131,7 @@ class PostgresCopiedTrails:
             curs.execute(SQL("SELECT trail, last_position FROM {}").format(self._copied_checkpoints))
             return {row["trail"]: row["last_position"] for row in curs.fetchall()}
 
-    def mark_copied_checkpoints(self, marks: dict[str, int]) -> None:
-        with self.datastore.transaction(commit=True) as curs:
-            curs.executemany(SQL(_MARK.format(t="{t}", p="%s", greatest="GREATEST")).format(
-                t=self._copied_checkpoints), list(marks.items()))
+    def _mark_copied(self, curs, marks: dict[str, int]) -> None:
+        """In the transaction of the copied page they mark (``EventStore.append_copies``)."""
+        curs.executemany(SQL(_MARK.format(t="{t}", p="%s", greatest="GREATEST")).format(
+            t=self._copied_checkpoints), list(marks.items()))

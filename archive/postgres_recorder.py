@@ -202,6 +202,8 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresCopiedTrails, Postgres
                     )
                 if chain_heads:
                     curs.execute(self._upsert_heads, _columns(chain_heads, 4), prepare=True)
+                if kwargs.get("copied_marks"):
+                    self._mark_copied(curs, kwargs["copied_marks"])
                 self._notify_channel(curs)
         return positions or list(range(last - rows.count + 1, last + 1))
 

@@ -193,6 +193,8 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteCopiedTrails, SQLiteRoomRead
             [(room,) for room in kwargs.get("new_rooms", ())],
         )
         c.executemany("INSERT OR REPLACE INTO archive_chain_heads VALUES (?,?,?,?)", rows.chain_heads())
+        if kwargs.get("copied_marks"):
+            self._mark_copied(c, kwargs["copied_marks"])
         return positions
 
     def stored_slots(self, probe: Probe) -> set[Slot]:

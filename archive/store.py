@@ -51,6 +51,7 @@ from . import chain
 from .audit_store import MAX_ATTEMPTS, AuditStore
 from .batch_rows import BatchRows
 from .codec import from_msgpack
+from .copied_trails import copied_checkpoint_marks
 from .errors import ConcurrencyError, EventDecodeError, StoreError
 from .events import SYSTEM_STREAMS, ChainHead, Event, Recorded, is_audit_trail
 from .idempotency import Batch, Probe, every_slot, slotted
@@ -78,11 +79,16 @@ class CopiedChains:
 class _Placed:
     """The positions and versions of copied events (``EventStore.append_copies``), aligned with their batch."""
 
-    def __init__(self, positions: list[int], versions: list[int], chains: CopiedChains):
-        self.positions, self.versions, self.chains = positions, versions, chains
+    def __init__(self, positions: list[int], versions: list[int], chains: CopiedChains, marks: Mapping[str, int]):
+        self.positions, self.versions, self.chains, self.marks = positions, versions, chains, marks
 
     def only(self, indexes: list[int]) -> _Placed:
-        return _Placed([self.positions[i] for i in indexes], [self.versions[i] for i in indexes], self.chains)
+        return _Placed([self.positions[i] for i in indexes], [self.versions[i] for i in indexes], self.chains,
+                       self.marks)
+
+    def copied_marks(self) -> dict[str, int]:
+        """The marks of the checkpoints these copies bring (``archive.copied_trails``)."""
+        return copied_checkpoint_marks(max(self.positions), self.marks)
 
     def move(self, head: list, room: str, i: int) -> int:
         """Event ``i``'s version; across a gap its stream's chain resumes from the purge's link; a stream not
@@ -134,9 +140,13 @@ class EventStore(LogReads, AuditStore):
             recorded += self._append_batch(slotted(batch))
         return recorded
 
-    def append_copies(self, copies: list[tuple[int, Recorded]], chains: CopiedChains) -> list[Recorded]:
+    def append_copies(
+        self, copies: list[tuple[int, Recorded]], chains: CopiedChains, marks: Mapping[str, int] | None = None
+    ) -> list[Recorded]:
         """Store events copied from another store (``chat-archive migrate``), each at the log position and
-        the version it has there, those not stored here before, in one transaction; return those.
+        the version it has there, those not stored here before, in one transaction; return those. In the same
+        transaction, the marks of the checkpoints they bring (``archive.copied_trails``; ``marks``: the source's
+        own, as ``AuditStore.copied_checkpoints`` reads them there); none for a page holding nothing new.
 
         Positions are kept, gaps included, because records name events by position: a ``PurgeApplied``
         names its purge's record, and a client's replay cursor is one. Renumbered, the source's numbers
@@ -147,7 +157,8 @@ class EventStore(LogReads, AuditStore):
         deduplication: the source stored them all)."""
         events = [record.event for _, record in copies]
         _check_events(events)
-        placed = _Placed([record.position for _, record in copies], [version for version, _ in copies], chains)
+        placed = _Placed([record.position for _, record in copies], [version for version, _ in copies], chains,
+                         marks or {})
         return self._append_batch(every_slot(events), placed)
 
     def _append_batch(self, batch: Batch, placed: _Placed | None = None) -> list[Recorded]:
@@ -198,7 +209,7 @@ class EventStore(LogReads, AuditStore):
         # ``heads``: the version each stream's rows are numbered from, which SQLite checks with its write lock held.
         positions = self._recorder.insert_events(
             rows, probe=Probe(batch), new_rooms=new_rooms, positions=placed.positions if placed else None,
-            heads={room: self._heads[room][0] for room in touched})
+            heads={room: self._heads[room][0] for room in touched}, copied_marks=placed and placed.copied_marks())
         self._heads.update(heads)
         return list(map(Recorded, positions, batch.events))
 

@@ -118,26 +118,16 @@ def copy_records(
 ) -> tuple[int, int, int]:
     """Append (version, record) pairs, in log order, to the target at their positions and versions, page by
     page, skipping those it holds; (read, appended, the last position read). ``marks``: the source's own of the
-    checkpoints that came to it with its copied trails (``copied_checkpoint_marks``)."""
+    checkpoints that came to it with its copied trails (``archive.copied_trails.copied_checkpoint_marks``)."""
     read = appended = position = 0
     records = iter(records)
     while page := list(itertools.islice(records, page_size)):
-        new = target.append_copies(page, chains)
-        if new:  # after the page's commit: one lost in between makes verify report, never hides, a deletion
-            target.mark_copied_checkpoints(copied_checkpoint_marks(max(r.position for r in new), marks))
+        new = target.append_copies(page, chains, marks)  # with the marks of the checkpoints it brings
         appended += len(new)
         read += len(page)
         position = page[-1][1].position
         page_done(position)
     return read, appended, position
-
-
-def copied_checkpoint_marks(last: int, marks: Mapping[str, int]) -> dict[str, int]:
-    """The target's marks of the checkpoints it holds from the source (``archive.copied_trails``), when it has
-    appended the source's events up to position ``last``: those up to there came with the copy of the source's own
-    trail, and those that had come to the source with its copies came with the copies of those, one copy deeper.
-    Only what a copy appended is marked: a store's own backup restored into it marks none of its own checkpoints."""
-    return {copied_trail(AUDIT_STREAM): last, **{copied_trail(trail): min(at, last) for trail, at in marks.items()}}
 
 
 def purged_spans(records: Iterable[EventsPurged]) -> dict[str, list[PurgedSpan]]:

@@ -141,3 +141,35 @@ def test_a_migrated_stores_backup_carries_which_checkpoints_came_with_its_copy(k
     with open_event_store(restored_url) as restored:
         problems = broken(restored)
     assert len(problems) == 1 and problems[0].startswith(f"{copied_trail(COPIED)}: "), problems
+
+
+@pytest.mark.parametrize("kinds", [("sqlite", "postgresql"), ("postgresql", "sqlite")])
+def test_a_copied_page_and_its_checkpoints_mark_are_written_together_or_not_at_all(kinds, tmp_path):
+    """The mark was written in a transaction of its own after the page's: a copy stopped between the two (killed,
+    the target unreachable) left the source's checkpoints with no mark, so `verify --integrity` gave them to the
+    store's own trail, and reported a break in it (the source's reads are not the target's). The mark's write made
+    to fail by the target's database (a constraint), the page it marks is not written either; a run again copies
+    both."""
+    with ExitStack() as stack:
+        first_url, first = stack.enter_context(store_of(kinds[0], tmp_path / "first.sqlite"))
+        second_url, second = stack.enter_context(store_of(kinds[1], tmp_path / "second.sqlite"))
+        first.append(history()[:20])
+        for i in range(3):
+            read(first, f"first {i}")
+        write_checkpoint(first)
+        read(second, "second 0")  # the target's own trail: the source's checkpoint names another head of it
+        if kinds[1] == "sqlite":
+            run_sql(second_url, "CREATE TRIGGER refused BEFORE INSERT ON archive_copied_checkpoints "
+                                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+        else:
+            run_sql(second_url, "ALTER TABLE archive_copied_checkpoints ADD CONSTRAINT refused CHECK (last_position < 0)")
+        progress = progress_file(tmp_path, first_url, second_url)
+        with pytest.raises(Exception):
+            copy_log(first, second, progress)
+        assert (second.head(), second.copied_checkpoints()) == (0, {}), "neither the page nor its mark"
+        assert broken(second) == []
+        run_sql(second_url, "DROP TRIGGER refused" if kinds[1] == "sqlite"
+                else "ALTER TABLE archive_copied_checkpoints DROP CONSTRAINT refused")  # fmt: skip
+        copy_log(first, second, progress)
+        assert second.head() == first.head() and second.copied_checkpoints() == {COPIED: first.head()}
+        assert broken(second) == []

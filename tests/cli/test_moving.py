@@ -53,11 +53,11 @@ class FailingAfter:
     def __init__(self, store, pages: int):
         self.store, self.pages = store, pages
 
-    def append_copies(self, copies, chains):
+    def append_copies(self, copies, chains, marks=None):
         if self.pages == 0:
             raise KeyboardInterrupt
         self.pages -= 1
-        return self.store.append_copies(copies, chains)
+        return self.store.append_copies(copies, chains, marks)
 
     def __getattr__(self, name):  # the store's other methods, as they are
         return getattr(self.store, name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from msgspec.structs import replace as replace_struct
 
@@ -43,6 +44,11 @@ class Checkpoints:
         self._store = store
         self._heads: dict[str, ChainHead] = {}
 
+    @property
+    def written(self) -> bool:
+        """Whether one was written (a store that holds nothing has nothing to checkpoint)."""
+        return bool(self._heads)
+
     def write(self) -> ChainCheckpoint | None:
         previous = ChainCheckpoint(room=COMPLIANCE_STREAM, occurred_at=utcnow(), recorded_at=utcnow(),
                                    heads=tuple(self._heads.values())) if self._heads else None
@@ -61,8 +67,14 @@ def compliance_records(store: EventStore, kind: type) -> Iterator:
 
 @dataclass(frozen=True)
 class IntegrityReport:
+    """``not_checkpointed``: the events of the streams verified after the last checkpoint naming each (every event
+    before the first): a deletion of a stream's last events is found against a checkpoint only, so these are covered
+    by their links alone until the next checkpoint."""
+
     streams: list[WalkResult]
     checkpoints: int
+    not_checkpointed: int = 0
+    last_checkpoint_at: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -82,7 +94,7 @@ def verify_integrity(store: EventStore, stream: str | None = None,
     """Recompute every stream's chain (or one's, or those of ``keep``) against its links, its recorded head,
     every checkpoint and every purge record; each result names its stream's first broken link, and holds the
     full links of the versions ``keep`` names for it (``chain.WalkResult.kept``)."""
-    checkpoints, checkpointed = _checkpointed_heads(store)
+    checkpoints, checkpointed, last_at = _checkpointed_heads(store)
     purged: dict[str, dict[int, PurgedSpan]] = {}
     for purge in compliance_records(store, EventsPurged):
         for span in purge.spans:
@@ -113,27 +125,36 @@ def verify_integrity(store: EventStore, stream: str | None = None,
             result = replace(result, broken=Break(name, 0, None, f"the log holds {unwalked} more event(s) than "
                                                               "its index: written behind the store's back"))
         results.append(result)
-    return IntegrityReport(results, checkpoints)
+    return IntegrityReport(results, checkpoints, sum(not_checkpointed(heads.get(n), checkpointed.get(n, []))
+                                                     for n in names if n != COMPLIANCE_STREAM), last_at)
 
 
-def _checkpointed_heads(store: EventStore) -> tuple[int, dict[str, list[ChainHead]]]:
-    """How many checkpoints the log holds, and their heads by the stream each names here. A checkpoint that came
+def not_checkpointed(head: ChainHead | None, checkpoints: list[ChainHead]) -> int:
+    """How many of a stream's versions came after the last checkpoint naming it (all, with none). (The compliance
+    stream, which holds the checkpoints, is named by none: the checkpoint that would cover it moves it on.)"""
+    if head is None:
+        return 0
+    return max(0, head.version - max((c.version for c in checkpoints), default=0))
+
+
+def _checkpointed_heads(store: EventStore) -> tuple[int, dict[str, list[ChainHead]], datetime | None]:
+    """How many checkpoints the log holds, their heads by the stream each names here, and when the last was written. A checkpoint that came
     with a copied audit trail (at or before its mark: ``archive.copied_trails``) was written by the store that trail
     was copied from, and names that store's trails: an audit trail it names is, here, its copy (a copy's copy, for
     one that came through two copies). A link names no store (a copy starts from its origin's genesis), so nothing
     else may give a head to a copy: the store's own checkpoints stay with its own trails."""
     marks = store.copied_checkpoints()
-    count, checkpointed = 0, {}
+    count, checkpointed, last_at = 0, {}, None
     for record in store.read_room(COMPLIANCE_STREAM):
         if type(record.event) is not ChainCheckpoint:
             continue
-        count += 1
+        count, last_at = count + 1, record.event.recorded_at
         copies = max((trail.count(COPIED) for trail, last in marks.items() if record.position <= last), default=0)
         for head in record.event.heads:
             if copies and is_audit_trail(head.stream):
                 head = replace_struct(head, stream=head.stream + COPIED * copies)
             checkpointed.setdefault(head.stream, []).append(head)
-    return count, checkpointed
+    return count, checkpointed, last_at
 
 
 def _genesis_version(stream, rows, head: ChainHead | None, checkpoints: list[ChainHead]) -> int:

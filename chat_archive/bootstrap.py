@@ -41,6 +41,7 @@ from .views_lease import PURGE_LEASE_TTL, purge_lease, views_lease
 from .process import Periodic
 
 log = logging.getLogger(__name__)
+FIRST_CHECKPOINT_POLL = 2.0  # seconds between looks for a first checkpoint's events (a read of the chains' heads)
 
 
 def open_store(config: Config, *, create: bool = False) -> EventStore:
@@ -73,10 +74,17 @@ def start_checkpoints(config: Config, store: EventStore, stop: threading.Event, 
     """Record every stream's hash-chain head in the log at start, every ``[store] checkpoint_interval``
     seconds and on ``stop`` (``archive.integrity``); ``.join()`` raises what stopped it. Stop it with
     the writers, before the projections: their last page read on stop takes the last checkpoint in.
-    The store unavailable: tried again at the next interval, reported to ``health``."""
+    The store unavailable: tried again at the next interval, reported to ``health``. Until one is written
+    (a fresh store holds nothing to checkpoint at start), tried every ``FIRST_CHECKPOINT_POLL`` seconds: the
+    first events are covered once they are stored, not an interval (an hour) later."""
+    checkpoints = Checkpoints(store)
     on_error = health.reporter("checkpoints") if health else None
-    return Periodic("chain-checkpoints", config.store.checkpoint_interval, stop, Checkpoints(store).write,
-                    on_stop=True, on_error=on_error)  # fmt: skip
+
+    def interval() -> float:
+        every = config.store.checkpoint_interval
+        return every if checkpoints.written else min(every, FIRST_CHECKPOINT_POLL)
+
+    return Periodic("chain-checkpoints", interval, stop, checkpoints.write, on_stop=True, on_error=on_error)
 
 
 def rebuild_projections(

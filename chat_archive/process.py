@@ -51,12 +51,13 @@ port_number = whole_number(0, 65535)
 
 class Periodic(Background):
     """Run ``job`` at start and every ``interval`` seconds in a thread until ``stop`` is set, and once
-    more then if ``on_stop`` (as `up` runs checkpoints and purges); ``.join()`` raises what stopped it."""
+    more then if ``on_stop`` (as `up` runs checkpoints and purges); ``.join()`` raises what stopped it.
+    ``interval``: seconds, or a function asked for them after each run."""
 
     def __init__(
         self,
         name: str,
-        interval: float,
+        interval: float | Callable[[], float],
         stop: threading.Event,
         job: Callable[[], object],
         *,
@@ -70,10 +71,13 @@ class Periodic(Background):
 
     def run(self) -> None:
         self._once()
-        while not self._stop.wait(self._interval):
+        while not self._stop.wait(self._next()):
             self._once()
         if self._on_stop:
             self._once()
+
+    def _next(self) -> float:
+        return self._interval() if callable(self._interval) else self._interval
 
     def stopped_by(self, error: BaseException) -> None:
         logging.getLogger(__name__).error("%s stopped: %s", self.name, error)
@@ -82,7 +86,7 @@ class Periodic(Background):
         try:
             self._job()
         except StoreUnavailable as e:
-            logging.getLogger(__name__).warning("%s: %s (next try in %.0f s)", self.name, e, self._interval)
+            logging.getLogger(__name__).warning("%s: %s (next try in %.0f s)", self.name, e, self._next())
             if self._on_error:
                 self._on_error(f"{self.name}: {e}")
         else:

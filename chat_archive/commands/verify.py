@@ -61,6 +61,7 @@ def print_integrity(report: IntegrityReport, *, as_json: bool) -> None:
     if as_json:
         print(msgspec.json.encode({
             "ok": report.ok, "events": report.events, "unchained": report.unchained, "checkpoints": report.checkpoints,
+            "last_checkpoint_at": report.last_checkpoint_at, "not_checkpointed": report.not_checkpointed,
             "streams": [
                 {"stream": s.stream, "events": s.events, "unchained": s.unchained,
                  "head": s.head, "broken": None if s.broken is None else vars(s.broken)}
@@ -77,8 +78,21 @@ def print_integrity(report: IntegrityReport, *, as_json: bool) -> None:
     )
     if report.unchained:
         summary += f"; {counted(report.unchained, 'event')} archived before chaining began are not covered"
+    summary += not_checkpointed_yet(report)
     broken = sum(1 for s in report.streams if s.broken is not None)
     print(f"integrity: {'FAILED, ' + str(broken) + ' broken stream(s); ' if broken else 'ok, '}{summary}")
+
+
+def not_checkpointed_yet(report: IntegrityReport) -> str:
+    """What no checkpoint covers yet: a deletion of its streams' last events would leave no broken link to find."""
+    if not report.not_checkpointed:
+        return ""
+    since = (f"after the last checkpoint ({format_time(report.last_checkpoint_at)})" if report.last_checkpoint_at
+             else "no checkpoint yet:")
+    return (f"; {since} {counted(report.not_checkpointed, 'event')} "
+            f"{'is' if report.not_checkpointed == 1 else 'are'} not covered by a checkpoint: a deletion of a room's "
+            "last events among them is not detectable until the next ([store] checkpoint_interval, and when up or "
+            "listen stops)")
 
 
 def run_completeness(args: argparse.Namespace, config) -> int:

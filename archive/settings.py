@@ -29,4 +29,4 @@ class RetentionSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     rooms: dict[str, RetentionDays] = {}
     """Days per room (a JID or shell glob, as `[retention.rooms]` table `"lobby@conference.example.org" = 30`), overriding `default_days`; 0 keeps that room forever (at most 36500)."""
     purge_interval: Annotated[float, msgspec.Meta(gt=0)] = 86400.0
-    """Seconds between the purges `up` runs when a retention period is set (and once at start; with none set, only until an interrupted purge's rebuild that was owed at start is done)."""
+    """Seconds between the purges `up` runs when a retention period is set (and once at start; with none set, only until an interrupted purge's rebuild that was owed at start is done; a turn another purge or a rebuild of the views held the purge lease from is tried again every 5 s)."""

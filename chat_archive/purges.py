@@ -24,6 +24,7 @@ from .views_lease import purge_lease
 
 log = logging.getLogger(__name__)
 ALL_PROJECTIONS = ["transcripts", "presence", "search"]
+LEASE_RETRY = 5.0  # seconds between a scheduled purge's tries while the purge lease is held (a read of the lease)
 
 
 def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool = False) -> EventsPurged | None:
@@ -84,18 +85,27 @@ def _erase_views_copies(config: Config, store: EventStore) -> None:
 
 def start_purges(config: Config, store: EventStore, stop: threading.Event) -> Periodic | None:
     """`up`'s scheduled purge, at start and every ``[retention] purge_interval`` seconds; with no retention period
-    set, only while an earlier purge's rebuild is owed (a turn skipped, another purge holding the lease or the
-    store unavailable, is taken at the next interval, as with a period set); None when neither."""
+    set, only while an earlier purge's rebuild is owed (a turn skipped for the store unavailable is taken at the
+    next interval, as with a period set); None when neither. A turn the purge lease kept from running (another
+    purge, or a rebuild of the views: `up`'s own of an outdated view, at start) is tried again every
+    ``LEASE_RETRY`` seconds until it runs, not an interval (a day) later."""
     retains = bool(config.retention.default_days or any(config.retention.rooms.values()))
     if not retains and pending_purge(store) is None:
         return None
+    held = threading.Event()  # the last turn found the lease held
 
     def scheduled() -> None:
+        held.clear()
         if not retains and pending_purge(store) is None:
             return  # the owed rebuild is done: nothing expires without a period
         try:
             purge_expired(config, store, by="scheduled purge (up)")
         except LeaseHeld as e:
-            log.warning("scheduled purge skipped: %s", e)
+            held.set()
+            log.warning("scheduled purge waits: %s (tried again in %.0f s)", e, LEASE_RETRY)
 
-    return Periodic("retention-purge", config.retention.purge_interval, stop, scheduled)
+    def interval() -> float:
+        every = config.retention.purge_interval
+        return min(every, LEASE_RETRY) if held.is_set() else every
+
+    return Periodic("retention-purge", interval, stop, scheduled)

@@ -175,3 +175,28 @@ def test_up_retries_an_owed_rebuild_whose_turn_another_purge_held(setup, monkeyp
         time.sleep(0.05)
     stop.set()
     scheduled.join()
+
+
+def test_a_scheduled_purge_whose_lease_was_held_is_tried_again_soon_not_an_interval_later(setup):
+    """`up` rebuilds an outdated view at start under the purge lease, while its scheduled purge takes its first
+    turn: a turn skipped for a held lease waited for the next interval (a day by default), the expired events
+    kept meanwhile."""
+    import threading
+
+    from archive.events import EventsPurged
+    from archive.integrity import compliance_records
+    from chat_archive import purges
+
+    config, store, client, compliance, search = setup
+    assert config.retention.purge_interval == 86400
+    stop = threading.Event()
+    with purges.purge_lease(store):  # another purge, or a rebuild of the views
+        scheduled = purges.start_purges(config, store, stop)
+        time.sleep(0.5)
+        assert not list(compliance_records(store, EventsPurged)), "its turn waits for the lease"
+    deadline = time.monotonic() + 60
+    while not list(compliance_records(store, EventsPurged)):
+        assert scheduled.is_alive() and time.monotonic() < deadline, "purged once the lease is free"
+        time.sleep(0.1)
+    stop.set()
+    scheduled.join()

@@ -13,7 +13,7 @@ import msgspec
 
 from archive import events as ev
 
-from .viewdb import MsgpackColumn
+from .columns import MsgpackColumn
 
 UtcTime = ev.UtcTime
 

@@ -15,7 +15,8 @@ from datetime import datetime, timedelta, timezone
 from archive.events import Event, Recorded
 
 from .follower import ProjectionReset
-from .viewdb import GenerationChanged, Statements
+from .columns import Statements
+from .viewdb import GenerationChanged
 from .viewdb_backends import ViewRecorder
 from .writer import BackgroundWriter
 

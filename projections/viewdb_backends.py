@@ -35,7 +35,8 @@ from archive.recorders import lock_schema_ddl
 from archive.sqlite_files import erase_wal_copies, new_database_pages
 from archive.store_errors import store_error
 
-from .viewdb import PREFIX, Columns, MsgpackColumn, ViewRecorderMixin, named_table
+from .columns import Columns, MsgpackColumn
+from .viewdb import PREFIX, ViewRecorderMixin, named_table
 
 
 class SQLiteViewRecorder(ViewRecorderMixin, SQLiteTrackingRecorder):

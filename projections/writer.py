@@ -34,7 +34,7 @@ import msgspec
 
 from archive.errors import ChatArchiveError, StoreError
 
-from .viewdb import Columns, MsgpackColumn, Statements
+from .columns import Columns, MsgpackColumn, Statements
 from .viewdb_backends import open_view_recorder
 
 _PROJECT = str(Path(__file__).resolve().parent.parent)

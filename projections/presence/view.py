@@ -15,7 +15,7 @@ import msgspec
 from archive import events as ev
 
 from ..tables import TableProjection, micros
-from ..viewdb import Statements
+from ..columns import Statements
 from . import logic
 from .logic import Gap, Span
 

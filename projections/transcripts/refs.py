@@ -19,7 +19,7 @@ import zlib
 import msgspec
 
 from ..lines import Line, from_stored, ids
-from ..viewdb import Columns, Statements
+from ..columns import Columns, Statements
 
 REFS = ("CREATE TABLE IF NOT EXISTS {refs} (ref_key INTEGER NOT NULL, id INTEGER NOT NULL, "
         "PRIMARY KEY (ref_key, id)) WITHOUT ROWID")

@@ -25,7 +25,7 @@ from archive.errors import StoreError
 from .. import messages
 from ..lines import COMPLIANCE_ONLY_KINDS, from_stored, ids, stored
 from ..tables import TableProjection, order_micros, order_micros_each
-from ..viewdb import Columns, Statements
+from ..columns import Columns, Statements
 from . import logic, upgrade
 from .logic import Line
 from .refs import (INSERT_REFS, REFS, REFS_KEY, REFS_UNKEYED, all_ref_rows, created_ref_rows, ref_ids, ref_rows,
@@ -321,7 +321,7 @@ INSERT_LINES = "INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, l
 
 def _created_rows(created: list[Line], ids_: list[int], rooms: list[int], times: list[int], late: list[int],
                   fields: list[bytes], rev: dict[int, int]) -> Columns:
-    """Column by column (``viewdb.Columns``): a comprehension or ``map`` per column, not a loop
+    """Column by column (``columns.Columns``): a comprehension or ``map`` per column, not a loop
     appending to eight lists (1.9 -> 1.6 us a line)."""
     kinds = [line.kind for line in created]
     return Columns(

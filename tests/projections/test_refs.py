@@ -11,9 +11,9 @@ import pytest
 from projections import viewdb_backends
 from projections.lines import Line
 from archive import events as ev
+from projections.columns import Columns
 from projections.transcripts.refs import (BUCKET_BITS, INSERT_REFS, MAX_CANDIDATES, REFS, _ref_keys, all_ref_rows,
                                          created_ref_rows, ref_hash, ref_ids, ref_key)
-from projections.viewdb import Columns
 from projections.viewdb_backends import COPY_FROM
 from tests.factories import make, message
 from tests.projections.test_transcripts import project

@@ -18,7 +18,8 @@ from projections.lines import Line, Removal, from_stored, stored
 from projections.transcripts.view import RoomNumbers, RoomTops, TranscriptProjection, created_statements
 from projections import lines as lines_module
 from projections import writer as writer_module
-from projections.viewdb import Columns, GenerationChanged
+from projections.columns import Columns
+from projections.viewdb import GenerationChanged
 from projections.viewdb_backends import SQLiteViewRecorder
 from projections.writer import BackgroundWriter
 from tests.factories import message

@@ -63,6 +63,7 @@ from .room_events import (
     MessageRetracted,
     RoomDestroyed,
     ArchiveGap,
+    FirstJoinCompleted,
 )
 
 
@@ -148,6 +149,7 @@ __all__ = [
     "MessageRetracted",
     "RoomDestroyed",
     "ArchiveGap",
+    "FirstJoinCompleted",
     "ArchiveEvent",
     "EVENT_TYPES",
     "Recorded",

@@ -64,6 +64,7 @@ class RoomDiscovered(Event, tag="room_discovered"):
     name: str | None = None
     description: str | None = None
     features: tuple[str, ...] = ()
+    first_join_pending: bool = False  # a ``FirstJoinCompleted`` will follow: until then the first import is owed
 
 
 class RoomCreated(Event, tag="room_created"):
@@ -208,3 +209,11 @@ class ArchiveGap(Event, tag="archive_gap"):
     explanation: str = ""
     recovered: int | None = None  # messages of the span fetched afterwards (MAM or replayed history)
     verified: bool = False  # the room's archive was read over the span: every message it holds is archived
+
+
+class FirstJoinCompleted(Event, tag="first_join_completed"):
+    """The listener's first join of the room completed, with its first catch-up (the room's whole archive imported,
+    or its discussion history, as configured): a later join catches up from what the archive holds. Until it is
+    recorded, a join that failed (refused, or cut off while importing) is retried as the first."""
+
+    recovered: int | None = None  # messages the first catch-up stored (None: it read nothing)

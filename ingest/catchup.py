@@ -44,6 +44,16 @@ class Anchor:
         return cls(view.last_stanza_id, view.last_message_at, view.last_event_at)
 
 
+def first_catch_up(view: RoomView) -> bool:
+    """Whether the room's next catch-up is its first (the whole archive or history, as ``import_archive`` says).
+
+    A room stays "first" until its first join completes: a join refused, or cut off while importing, leaves
+    the ``RoomDiscovered`` it wrote and nothing that says the import happened (kept in the store, so a restart
+    knows it too). Reading only from the failed attempt on would skip the room's whole earlier archive.
+    """
+    return view.last_event_at is None or view.first_join_pending
+
+
 def begin_catch_up(kept: Anchor | None, view: RoomView) -> Anchor:
     """The anchor of a catch-up about to start: the one kept from an unfinished catch-up, else the view's.
 

@@ -13,7 +13,7 @@ from archive import events as ev
 from archive.times import utcnow
 
 from .backfill import catch_up
-from .catchup import CatchUp, begin_catch_up, gap_event, history_request
+from .catchup import CatchUp, begin_catch_up, first_catch_up, gap_event, history_request
 from .client import MAM_NS, OCCUPANT_ID_NS, ROOM_GONE, SID_NS, DiscoError, room_info
 from .roomview import RoomView
 from .rooms import JOINED, JOINING, RoomState, Rooms
@@ -44,7 +44,7 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
         if e.condition in ROOM_GONE:
             return rooms.gone(state, view, "the service no longer has this room")
         return rooms.unavailable(state, str(e))
-    first = view.last_event_at is None
+    first = first_catch_up(view)
     state.mam = mam = MAM_NS in info.features
     state.ctx = RoomContext(
         room=room,
@@ -53,9 +53,12 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
         trust_occupant_id=OCCUPANT_ID_NS in info.features,
     )
     now = utcnow()
-    if first:
+    if view.last_event_at is None:
         features = tuple(sorted(info.features))
-        rooms.emit(state, [ev.RoomDiscovered(room=room, occurred_at=now, recorded_at=now, name=info.name, features=features)])
+        discovered = ev.RoomDiscovered(
+            room=room, occurred_at=now, recorded_at=now, name=info.name, features=features, first_join_pending=first
+        )
+        rooms.emit(state, [discovered])
     gap_start = state.gap_start or (None if first else _restart_gap_start(rooms, room, view))
     # Taken before the join is sent: live events from here on change the view, never the anchor.
     anchor = state.anchor = begin_catch_up(state.anchor, view)
@@ -79,6 +82,10 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
         result = await catch_up(rooms, client, state, anchor, first, gap_start, joined_at, base)
     if gap_start:
         rooms.emit(state, [gap_event(room, gap_start, joined_at, result or CatchUp(mam=mam))], direct=True)
+    if first and not (result and result.problem):  # an import that could not read the archive is owed still
+        recovered = None if result is None else result.recovered
+        done = ev.FirstJoinCompleted(room=room, occurred_at=joined_at, recorded_at=joined_at, recovered=recovered)
+        rooms.emit(state, [done], direct=True)
     rooms.release(state)
     state.phase, state.gap_start, state.reason, state.anchor = JOINED, None, None, None
     rooms.changed()

@@ -35,6 +35,7 @@ class RoomView:
     last_message_at: datetime | None = None
     last_event_at: datetime | None = None  # recorded_at of the newest event
     destroyed: bool = False
+    first_join_pending: bool = False  # discovered, but its first join (and import) never completed
     joining: bool = False  # between sending the join and the subject, which ends the room's history replay
     seen: set[str] = field(default_factory=set)  # occupants announced during this join
     jids: dict[str, str] = field(default_factory=dict)  # occupant-id -> real JID, of everyone seen with both
@@ -101,6 +102,14 @@ def _message(view: RoomView, e: ev.MessagePosted | ev.MessageCorrected | ev.Mess
             view.last_stanza_id = e.stanza_id
 
 
+def _discovered(view: RoomView, e: ev.RoomDiscovered) -> None:
+    view.first_join_pending = e.first_join_pending
+
+
+def _first_join(view: RoomView, e: ev.FirstJoinCompleted) -> None:
+    view.first_join_pending = False
+
+
 def _destroyed(view: RoomView, e: ev.RoomDestroyed) -> None:
     view.occupants.clear()
     view.destroyed = True
@@ -118,4 +127,6 @@ _APPLY = {
     ev.MessageCorrected: _message,
     ev.MessageRetracted: _message,
     ev.RoomDestroyed: _destroyed,
+    ev.RoomDiscovered: _discovered,
+    ev.FirstJoinCompleted: _first_join,
 }

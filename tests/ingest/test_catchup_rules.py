@@ -13,6 +13,7 @@ from ingest.catchup import (
     begin_catch_up,
     compare,
     fallback_read,
+    first_catch_up,
     first_read,
     gap_event,
     history_request,
@@ -110,6 +111,18 @@ def test_first_and_fallback_reads():
     assert fallback_read(anchor, at(9)).start == at(5) - (at(60) - at(0))
     quiet = Anchor.of(RoomView.from_events(ROOM, [make(ev.OccupantJoined, 3, nick="bob")]))
     assert first_read(quiet, first=False, gap_start=at(7)).start == at(7) - (at(60) - at(0))
+
+
+def test_a_room_is_first_until_its_first_join_completes():
+    def first(*events):
+        return first_catch_up(RoomView.from_events(ROOM, events))
+
+    pending = make(ev.RoomDiscovered, 1, first_join_pending=True)
+    assert first()
+    assert first(pending)  # the join was refused, or cut off while importing: retried as the first
+    assert first(pending, make(ev.OccupantJoined, 2, nick="bob"), message(3))  # an interrupted import's part
+    assert not first(pending, message(3), make(ev.FirstJoinCompleted, 4))
+    assert not first(make(ev.RoomDiscovered, 1), message(3))  # written before the mark existed: done
 
 
 def test_the_join_asks_for_as_little_history_as_the_archive_needs():

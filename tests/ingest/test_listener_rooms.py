@@ -5,6 +5,8 @@ and a nick already taken."""
 from __future__ import annotations
 
 import logging
+import time
+from datetime import timedelta
 
 import pytest
 
@@ -81,10 +83,17 @@ def test_hidden_rooms_are_found_through_the_admin_interface_only_when_opted_in(p
     assert len(sessions) == len(set(sessions)) >= 2
 
 
-def test_a_room_that_refuses_entry_is_reported_once_and_retried_only_later(prosody, people, store, tmp_path, caplog):
+def test_a_room_that_refuses_entry_is_reported_once_and_retried_only_later(
+    prosody, people, store, tmp_path, caplog, monkeypatch
+):
+    monkeypatch.setattr("ingest.catchup.OVERLAP", timedelta(0))  # retried minutes later, not seconds: see below
     alice = people["alice"]
     room = unique_room(prosody, "members")
     alice.create_room(room, "alice", **{"muc#roomconfig_membersonly": "1"})
+    before = [f"said before the listener came {i}" for i in range(50)]
+    for body in before:
+        alice.say(room, body)
+    time.sleep(1.1)  # the room's archive stamps to the second: the first attempt comes after every one of them
     caplog.set_level(logging.WARNING, logger="ingest.listener")
     status_file = tmp_path / "status.json"
     # dave is no server admin: a members-only room keeps him out.
@@ -101,7 +110,38 @@ def test_a_room_that_refuses_entry_is_reported_once_and_retried_only_later(proso
         alice.set_affiliation(room, "dave@localhost", "member")
         wait_joined(listener, room, timeout=10)
         wait_for(lambda: room in read_status(status_file).rooms_joined, message="the join in the status file")
+        alice.say(room, "said once the listener was in")  # live traffic after the delayed first join
+        wait_for(lambda: "said once the listener was in" in _bodies(store, room), message="the live message")
     assert read_status(status_file).rooms_refused == {}
+    # The first join failed, so the retry is still the first import: the room's whole archive.
+    assert _bodies(store, room) == [*before, "said once the listener was in"]
+    assert not [r.event for r in store.read_room(room) if isinstance(r.event, ev.ArchiveGap)]
+
+
+def test_a_first_import_refused_before_a_restart_imports_the_whole_archive_after_it(prosody, people, store, monkeypatch):
+    # A catch-up re-reads a minute before its time bound; the retry comes minutes after the first attempt. Without
+    # the overlap, messages said before the first attempt stand for those said more than a minute before it.
+    monkeypatch.setattr("ingest.catchup.OVERLAP", timedelta(0))
+    alice = people["alice"]
+    room = unique_room(prosody, "members")
+    alice.create_room(room, "alice", **{"muc#roomconfig_membersonly": "1"})
+    before = [f"said before the listener came {i}" for i in range(50)]
+    for body in before:
+        alice.say(room, body)
+    time.sleep(1.1)  # the room's archive stamps to the second: the first attempt comes after every one of them
+    settings = {"jid": "dave@localhost", "include": (room,), "retry_refused_after": 300.0}
+    with running_listener(prosody, store, **settings) as listener:
+        wait_for(lambda: room in listener.listener.refused_rooms(), message="the refusal")
+    assert [type(r.event) for r in store.read_room(room)] == [ev.RoomDiscovered]  # discovered, never entered
+    alice.set_affiliation(room, "dave@localhost", "member")
+    alice.say(room, "said while no listener ran")
+    with running_listener(prosody, store, **settings) as listener:
+        wait_joined(listener, room)
+        alice.say(room, "said after the restart")
+        wait_for(lambda: "said after the restart" in _bodies(store, room), message="the live message")
+    assert _bodies(store, room) == [*before, "said while no listener ran", "said after the restart"]
+    kinds = [type(r.event) for r in store.read_room(room)]
+    assert kinds.count(ev.FirstJoinCompleted) == 1 and ev.ArchiveGap not in kinds
 
 
 def test_the_listener_takes_another_nick_when_its_own_is_taken(prosody, people, store):

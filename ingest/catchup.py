@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from archive import events as ev
+from archive.times import format_time
 from archive.wording import counted
 
 from .roomview import RoomView
+from .translate_presence import close_out
 
 OVERLAP = timedelta(seconds=60)  # re-read this much before a time bound; duplicates collapse in the store
 MESSAGE_EVENTS = (ev.MessagePosted, ev.MessageCorrected, ev.MessageRetracted)
@@ -167,3 +169,24 @@ def gap_event(room: str, start: datetime, end: datetime, outcome: CatchUp) -> ev
         room=room, occurred_at=end, recorded_at=end, gap_start=start, gap_end=end, kind=kind,
         explanation=why, recovered=n, verified=outcome.verified,
     )  # fmt: skip
+
+
+def found_gone(view: RoomView, reason: str, now: datetime, gap_start: datetime | None) -> list[ev.Event]:
+    """The record of a room the service no longer has, found at ``now``.
+
+    Away since ``gap_start``, the listener saw neither the room end nor anyone leave: the end happened at an
+    unknown time within the span, and the room's archive of the span went with it. So the span is a gap in
+    which messages may be missing, the occupants are closed out as lost sight (as after a disconnect), and the
+    destruction is recorded at the end of the gap, saying when it may have happened. Without time away (never
+    watched yet), the room simply ends now.
+    """
+    base = {"room": view.room, "occurred_at": now, "recorded_at": now}
+    if gap_start is None:
+        return [ev.RoomDestroyed(**base, reason=reason), *close_out(view, ev.LeaveReason.ROOM_DESTROYED, base)]
+    gap = ev.ArchiveGap(
+        **base, gap_start=gap_start, gap_end=now, kind=ev.GapKind.MESSAGES, recovered=0, verified=False,
+        explanation="listener away; the room was destroyed meanwhile, at an unknown time within the span, and its "
+        "archive with it: messages and presence may be missing",
+    )  # fmt: skip
+    when = f"destroyed at an unknown time between {format_time(gap_start)} and {format_time(now)}, while the listener was away"
+    return [gap, *close_out(view, ev.LeaveReason.LOST_SIGHT, base), ev.RoomDestroyed(**base, reason=f"{reason}; {when}")]

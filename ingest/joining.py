@@ -38,13 +38,14 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
     room = state.room
     state.phase = JOINING
     view = await rooms.view(room)
+    first = first_catch_up(view)
+    gap_start = state.gap_start or (None if first else _restart_gap_start(rooms, room, view))
     try:
         info = await room_info(client, room)
     except DiscoError as e:
         if e.condition in ROOM_GONE:
-            return rooms.gone(state, view, "the service no longer has this room")
+            return rooms.gone(state, view, "the service no longer has this room", gap_start)
         return rooms.unavailable(state, str(e))
-    first = first_catch_up(view)
     state.mam = mam = MAM_NS in info.features
     state.ctx = RoomContext(
         room=room,
@@ -59,7 +60,6 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
             room=room, occurred_at=now, recorded_at=now, name=info.name, features=features, first_join_pending=first
         )
         rooms.emit(state, [discovered])
-    gap_start = state.gap_start or (None if first else _restart_gap_start(rooms, room, view))
     # Taken before the join is sent: live events from here on change the view, never the anchor.
     anchor = state.anchor = begin_catch_up(state.anchor, view)
     base = rooms.recovered[room]
@@ -69,7 +69,7 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
     if outcome[0] != "joined":
         rooms.abandon(state)
         if outcome[0] == "created":
-            return await _undo_creation(rooms, client, state, view)
+            return await _undo_creation(rooms, client, state, view, gap_start)
         return rooms.unavailable(state, outcome[1])
     try:  # history and the subject end the join (XEP-0045 §7.2.15)
         await asyncio.wait_for(state.join_done.wait(), 5)
@@ -125,10 +125,10 @@ def _restart_gap_start(rooms: Rooms, room: str, view: RoomView) -> datetime | No
     return start
 
 
-async def _undo_creation(rooms: Rooms, client, state: RoomState, view: RoomView) -> None:
+async def _undo_creation(rooms: Rooms, client, state: RoomState, view: RoomView, gap_start: datetime | None) -> None:
     """Our join created the room (status 201): it had ceased to exist. Do not keep it alive."""
     try:
         await client.plugin["xep_0045"].destroy(state.room, reason="created by mistake by the archive listener")
     except Exception as e:  # noqa: BLE001 - the server removes an unconfigured room anyway
         log.warning("could not destroy %s after creating it: %s", state.room, e)
-    rooms.gone(state, view, "the room no longer existed when the listener rejoined")
+    rooms.gone(state, view, "the room no longer existed when the listener rejoined", gap_start)

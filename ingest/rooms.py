@@ -21,12 +21,12 @@ from archive import events as ev
 from archive.store import EventStore
 from archive.times import utcnow
 
-from .catchup import MESSAGE_EVENTS, Anchor
+from .catchup import MESSAGE_EVENTS, Anchor, found_gone
 from .roomview import RoomView
 from .settings import XmppSettings
 from .status import ListenerStatus
 from .translate_message import translate_message
-from .translate_presence import close_out, is_own_presence, lost_sight, translate_presence
+from .translate_presence import is_own_presence, lost_sight, translate_presence
 from .writer import BatchWriter
 from .xmlutil import CLIENT, MUC_USER, STANZAS, MalformedStanza, RoomContext, muc_user, q, split_jid, status_codes
 
@@ -219,13 +219,10 @@ class Rooms:
             log.warning("cannot archive %s: %s (next try in %.0f s)", state.room, reason, self.settings.retry_refused_after)
             state.reported = reason
 
-    def gone(self, state: RoomState, view: RoomView, reason: str) -> None:
-        """The service says the room does not exist: record an archived room as destroyed."""
+    def gone(self, state: RoomState, view: RoomView, reason: str, gap_start: datetime | None) -> None:
+        """The service says the room does not exist: record an archived room as destroyed (see ``found_gone``)."""
         if view.last_event_at is not None and not view.destroyed:
-            now = utcnow()
-            base = {"room": state.room, "occurred_at": now, "recorded_at": now}
-            events = [ev.RoomDestroyed(**base, reason=reason), *close_out(view, ev.LeaveReason.ROOM_DESTROYED, base)]
-            self.emit(state, events, direct=True)
+            self.emit(state, found_gone(view, reason, utcnow(), gap_start), direct=True)
             log.info("%s: %s; recorded as destroyed", state.room, reason)
         if state.room in {room.lower() for room in self.settings.rooms}:
             self.unavailable(state, "the room does not exist")  # configured: the operator should know

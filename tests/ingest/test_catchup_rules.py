@@ -15,6 +15,7 @@ from ingest.catchup import (
     fallback_read,
     first_catch_up,
     first_read,
+    found_gone,
     gap_event,
     history_request,
 )
@@ -123,6 +124,17 @@ def test_a_room_is_first_until_its_first_join_completes():
     assert first(pending, make(ev.OccupantJoined, 2, nick="bob"), message(3))  # an interrupted import's part
     assert not first(pending, message(3), make(ev.FirstJoinCompleted, 4))
     assert not first(make(ev.RoomDiscovered, 1), message(3))  # written before the mark existed: done
+
+
+def test_a_room_found_gone_after_time_away_ends_within_a_gap_with_its_occupants_out_of_sight():
+    view = RoomView.from_events(ROOM, [make(ev.RoomDiscovered, 1), make(ev.OccupantJoined, 2, nick="alice")])
+    gap, left, destroyed = found_gone(view, "the service no longer has this room", at(50), gap_start=at(10))
+    assert (gap.gap_start, gap.gap_end, gap.kind, gap.verified, gap.recovered) == (at(10), at(50), ev.GapKind.MESSAGES, False, 0)
+    assert (left.nick, left.reason, left.occurred_at) == ("alice", ev.LeaveReason.LOST_SIGHT, at(50))
+    assert destroyed.occurred_at == at(50) and "unknown time between" in destroyed.reason
+    watched = found_gone(view, "the service no longer has this room", at(50), gap_start=None)
+    assert [type(e) for e in watched] == [ev.RoomDestroyed, ev.OccupantLeft]
+    assert watched[1].reason == ev.LeaveReason.ROOM_DESTROYED
 
 
 def test_the_join_asks_for_as_little_history_as_the_archive_needs():

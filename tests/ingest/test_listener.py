@@ -262,25 +262,35 @@ def test_backfill_after_an_id_the_server_does_not_know_reads_by_time(prosody, pe
     assert any("does not know id not-from-this-server" in r.getMessage() for r in caplog.records)
 
 
-def test_a_room_destroyed_while_the_listener_was_away_is_recorded_as_destroyed(prosody, people, store, tmp_path):
-    alice = people["alice"]
-    room = unique_room(prosody, "vanished")
+def test_a_room_destroyed_while_the_listener_was_away_is_recorded_within_a_gap(prosody, people, store, tmp_path):
+    alice, bob = people["alice"], people["bob"]
+    room, other = unique_room(prosody, "vanished"), unique_room(prosody, "vanished")
     alice.create_room(room, "alice")
+    bob.create_room(other, "bob")
     status_file = tmp_path / "status.json"
-    with running_listener(prosody, store, status_file, include=(room,)) as listener:
+    with running_listener(prosody, store, status_file, include=(room, other)) as listener:
         wait_joined(listener, room)
+        wait_joined(listener, other)
+    stopped = utcnow()
+    alice.say(room, "said while nobody watched")  # lost with the room's archive
     alice.destroy(room, "gone for good")
-    with running_listener(prosody, store, status_file, include=(room,)) as listener:
-        summary = wait_for_event(store, room, ("left", "alice", "room_destroyed"))
+    with running_listener(prosody, store, status_file, include=(room, other)) as listener:
+        wait_joined(listener, other)
+        bob.say(other, "the other room talks on")  # live traffic while the vanished room is found gone
+        wait_for(lambda: any(isinstance(e, ev.RoomDestroyed) for e in room_events(store, room)), message="the end")
+        wait_for_event(store, other, ("message", "bob", "the other room talks on"))
         wait_discovery_polls(listener, 2)  # the room is not tried again
-        assert listener.listener.refused_rooms() == {} and listener.joined_rooms() == []
-    assert summary == [
-        ("discovered",),
-        ("joined", "alice"),
-        ("destroyed", "the service no longer has this room"),
-        ("left", "alice", "room_destroyed"),
-    ]
-    assert room_summary(store, room) == summary
+        assert listener.listener.refused_rooms() == {} and listener.joined_rooms() == [other]
+    found = utcnow()
+    # Nobody saw alice leave nor the room end: both happened at an unknown time while the listener was away.
+    gap, left, destroyed = events = room_events(store, room)[2:]
+    assert room_summary(store, room)[:2] == [("discovered",), ("joined", "alice")]
+    assert [type(e) for e in events] == [ev.ArchiveGap, ev.OccupantLeft, ev.RoomDestroyed]
+    assert (gap.kind, left.nick, left.reason) == (ev.GapKind.MESSAGES, "alice", ev.LeaveReason.LOST_SIGHT)
+    assert gap.gap_start <= stopped and gap.verified is False and gap.recovered == 0
+    assert "destroyed" in gap.explanation and "messages and presence may be missing" in gap.explanation
+    assert left.occurred_at == destroyed.occurred_at == gap.gap_end <= found
+    assert "at an unknown time" in destroyed.reason
 
 
 def test_affiliation_changes_of_users_not_in_the_room(prosody, people, store):

@@ -52,8 +52,9 @@ def first_catch_up(view: RoomView) -> bool:
     A room stays "first" until its first join completes: a join refused, or cut off while importing, leaves
     the ``RoomDiscovered`` it wrote and nothing that says the import happened (kept in the store, so a restart
     knows it too). Reading only from the failed attempt on would skip the room's whole earlier archive.
+    A room whose events were all purged is no first: imported again, what expired would come back.
     """
-    return view.last_event_at is None or view.first_join_pending
+    return (view.last_event_at is None and not view.purged) or view.first_join_pending
 
 
 def begin_catch_up(kept: Anchor | None, view: RoomView) -> Anchor:

@@ -75,6 +75,7 @@ class Rooms:
         self.states: dict[str, RoomState] = {}
         self.views: dict[str, RoomView] = {}
         self.recovered: Counter[str] = Counter()  # per room: messages stored from its archive or history
+        self._once_written: set[str] | None = None
 
     def written(self, recorded: list[ev.Recorded]) -> None:
         """Count what the store took of catch-ups (called from the writer's thread)."""
@@ -233,8 +234,20 @@ class Rooms:
         """The room's view, folded from its archived events the first time it is needed."""
         if room not in self.views:
             events = await asyncio.to_thread(lambda: [r.event for r in self.store.read_room(room)])
-            self.views.setdefault(room, RoomView.from_events(room, events))
+            view = RoomView.from_events(room, events)
+            if not events:
+                view.purged = room in await self._streams_once_written()
+            self.views.setdefault(room, view)
         return self.views[room]
+
+    async def _streams_once_written(self) -> set[str]:
+        """The streams the store holds or held events of: a purge keeps a stream's head past its deleted events.
+
+        Read once: a stream purged while the listener runs is one whose view it holds already."""
+        if self._once_written is None:
+            heads = await asyncio.to_thread(self.store.chain_heads)
+            self._once_written = {head.stream for head in heads}
+        return self._once_written
 
 
 def _error_of(presence) -> tuple[str, str]:

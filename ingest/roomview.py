@@ -36,6 +36,7 @@ class RoomView:
     last_event_at: datetime | None = None  # recorded_at of the newest event
     destroyed: bool = False
     first_join_pending: bool = False  # discovered, but its first join (and import) never completed
+    purged: bool = False  # holds no event, but its stream held some once: all expired and purged (retention)
     joining: bool = False  # between sending the join and the subject, which ends the room's history replay
     seen: set[str] = field(default_factory=set)  # occupants announced during this join
     jids: dict[str, str] = field(default_factory=dict)  # occupant-id -> real JID, of everyone seen with both

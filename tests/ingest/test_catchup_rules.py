@@ -124,6 +124,7 @@ def test_a_room_is_first_until_its_first_join_completes():
     assert first(pending, make(ev.OccupantJoined, 2, nick="bob"), message(3))  # an interrupted import's part
     assert not first(pending, message(3), make(ev.FirstJoinCompleted, 4))
     assert not first(make(ev.RoomDiscovered, 1), message(3))  # written before the mark existed: done
+    assert not first_catch_up(RoomView(ROOM, purged=True))  # all expired: importing it again would bring it back
 
 
 def test_a_room_found_gone_after_time_away_ends_within_a_gap_with_its_occupants_out_of_sight():

@@ -12,6 +12,7 @@ import pytest
 
 from archive import events as ev
 from archive.application import open_event_store
+from archive.times import utcnow
 from ingest.status import read_status
 from tests.ingest.helpers import running_listener, wait_discovery_polls, wait_for_event, wait_joined, watch_sent
 from tests.services.prosody import unique_room, wait_for
@@ -142,6 +143,35 @@ def test_a_first_import_refused_before_a_restart_imports_the_whole_archive_after
     assert _bodies(store, room) == [*before, "said while no listener ran", "said after the restart"]
     kinds = [type(r.event) for r in store.read_room(room)]
     assert kinds.count(ev.FirstJoinCompleted) == 1 and ev.ArchiveGap not in kinds
+
+
+def test_a_room_emptied_by_retention_is_caught_up_not_imported_again(prosody, people, event_store, tmp_path, monkeypatch):
+    store = event_store
+    monkeypatch.setattr("ingest.catchup.OVERLAP", timedelta(0))  # retention periods are days, not seconds
+    alice = people["alice"]
+    room = unique_room(prosody, "expired")
+    alice.create_room(room, "alice")
+    for i in range(3):
+        alice.say(room, f"expired {i}")
+    time.sleep(1.1)  # the room's archive stamps to the second: the old messages are older than the listener's stop
+    status_file = tmp_path / "status.json"
+    with running_listener(prosody, store, status_file, include=(room,)) as listener:
+        wait_joined(listener, room)
+        wait_for(lambda: len(_bodies(store, room)) == 3, message="the first import")
+    # What a purge deletes (archive.retention.purge): every event of the room, all expired.
+    store.delete_events(room, [v for v, _ in store.read_room_versions(room)], utcnow() + timedelta(days=1))
+    assert list(store.read_room(room)) == []
+    time.sleep(1.1)  # said in a later second than the stop (archive stamps are whole seconds)
+    alice.say(room, "said while away")
+    with running_listener(prosody, store, status_file, include=(room,)) as listener:
+        wait_joined(listener, room)
+        alice.say(room, "said after the restart")  # live traffic during the catch-up
+        wait_for(lambda: "said after the restart" in _bodies(store, room), message="the live message")
+    assert _bodies(store, room) == ["said while away", "said after the restart"]  # the purged stay purged
+    events = [r.event for r in store.read_room(room)]
+    assert not [e for e in events if e.capture == ev.Capture.IMPORT]
+    gap = next(e for e in events if isinstance(e, ev.ArchiveGap))
+    assert gap.verified and gap.recovered == 1, gap.explanation
 
 
 def test_the_listener_takes_another_nick_when_its_own_is_taken(prosody, people, store):

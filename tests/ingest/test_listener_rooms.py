@@ -84,17 +84,23 @@ def test_hidden_rooms_are_found_through_the_admin_interface_only_when_opted_in(p
     assert len(sessions) == len(set(sessions)) >= 2
 
 
-def test_a_room_that_refuses_entry_is_reported_once_and_retried_only_later(
-    prosody, people, store, tmp_path, caplog, monkeypatch
-):
-    monkeypatch.setattr("ingest.catchup.OVERLAP", timedelta(0))  # retried minutes later, not seconds: see below
-    alice = people["alice"]
+def _members_only_room_with_history(prosody, alice) -> tuple[str, list[str]]:
+    """A members-only room of alice's with 50 messages in its archive, the last a second old or more."""
     room = unique_room(prosody, "members")
     alice.create_room(room, "alice", **{"muc#roomconfig_membersonly": "1"})
     before = [f"said before the listener came {i}" for i in range(50)]
     for body in before:
         alice.say(room, body)
     time.sleep(1.1)  # the room's archive stamps to the second: the first attempt comes after every one of them
+    return room, before
+
+
+def test_a_room_that_refuses_entry_is_reported_once_and_retried_only_later(
+    prosody, people, store, tmp_path, caplog, monkeypatch
+):
+    monkeypatch.setattr("ingest.catchup.OVERLAP", timedelta(0))  # retried minutes later, not seconds: see below
+    alice = people["alice"]
+    room, before = _members_only_room_with_history(prosody, alice)
     caplog.set_level(logging.WARNING, logger="ingest.listener")
     status_file = tmp_path / "status.json"
     # dave is no server admin: a members-only room keeps him out.
@@ -124,12 +130,7 @@ def test_a_first_import_refused_before_a_restart_imports_the_whole_archive_after
     # the overlap, messages said before the first attempt stand for those said more than a minute before it.
     monkeypatch.setattr("ingest.catchup.OVERLAP", timedelta(0))
     alice = people["alice"]
-    room = unique_room(prosody, "members")
-    alice.create_room(room, "alice", **{"muc#roomconfig_membersonly": "1"})
-    before = [f"said before the listener came {i}" for i in range(50)]
-    for body in before:
-        alice.say(room, body)
-    time.sleep(1.1)  # the room's archive stamps to the second: the first attempt comes after every one of them
+    room, before = _members_only_room_with_history(prosody, alice)
     settings = {"jid": "dave@localhost", "include": (room,), "retry_refused_after": 300.0}
     with running_listener(prosody, store, **settings) as listener:
         wait_for(lambda: room in listener.listener.refused_rooms(), message="the refusal")

@@ -27,7 +27,7 @@ def message_groups(read: Callable[[], Iterable[Recorded]]) -> list[list[int]]:
     model over those and the posts carrying such an id. A post no correction or retraction names is a message
     of one event whose line nothing can find: no line of it is made, so memory grows with a room's corrections
     and retractions, not with its millions of posts. Where several messages carry an id, all are folded, so the
-    model still means the one archived last."""
+    model still means the one it means in the room (``messages.owns``)."""
     wanted = {ref for record in read() if (ref := named(record.event))}
     if not wanted:
         return []

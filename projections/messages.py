@@ -9,8 +9,15 @@ Rules:
 
 - A message is known in its room by every id of the post (stanza-id,
   origin-id, ``id`` attribute) and of each correction applied to it. A
-  correction or retraction names one of them; where several messages carry the
-  id (clients reuse them), the one archived last is meant.
+  correction or retraction names one of them. A message whose room-assigned
+  stanza-id is the named id is meant before any message that carries it only
+  as a client id (origin-id, ``id`` attribute, or a correction's alias); among
+  several of either kind (clients reuse ids), the one archived last. Clients
+  choose their ids, the room its stanza-ids (the listener keeps only the
+  room's): a post whose origin-id or ``id`` is another message's stanza-id
+  must not take that message's moderation (XEP-0425 names the stanza-id), its
+  author's retraction or correction, which real clients, matching stanza-ids,
+  apply to the message.
 - A correction (XEP-0308) applies only when it comes from the message's author
   (``same_author``): then the text it showed becomes a version, and the
   correction's ids join the message's, so a correction of a correction (a
@@ -36,6 +43,7 @@ reveals neither cannot tell the renamed author from a newcomer, and refuses.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import NamedTuple, Protocol
@@ -55,7 +63,8 @@ class Book(Protocol):
     """A view's lines, as the model needs to see them (including this step's own writes)."""
 
     def find(self, room: str, ref: str) -> Line | None:
-        """The message line of ``room`` archived last that is known by ``ref``."""
+        """The message line of ``room`` that ``ref`` names (``owns``: the newest whose own stanza-id it is, else
+        the newest known by it)."""
 
     def awaiting(self, room: str, ref: str) -> list[Line]:
         """The lines of ``room`` awaiting a message known by ``ref``, oldest first."""
@@ -68,6 +77,17 @@ class Changes(NamedTuple):
 
 NOTHING = Changes([], [])
 NO_REFS: Mapping[str, int] = MappingProxyType({})  # the refs of a room a book knows no ids of (read only)
+
+
+RoomIds = defaultdict  # room -> id -> line id (``room_ids``)
+
+
+def room_ids() -> RoomIds:
+    """A book's ids: a dict per room, made when first asked for (a ``defaultdict`` itself: a subclass of it
+    is subscripted through a Python-level slot, 60M more instructions folding 100k events, callgrind). Not one
+    keyed by (room, id): no tuple made, hashed and freed for each id of each post (a rebuild's every message):
+    0.91 -> 0.31 us a post of two ids (timeit, 100k posts in 100 rooms, freeing included)."""
+    return defaultdict(dict)
 
 
 def step(position: int, event: ev.Event, book: Book) -> Changes:
@@ -102,9 +122,15 @@ def named(event: ev.Event) -> str | None:
 
 
 def meant(event: ev.MessageCorrected | ev.MessageRetracted, book: Book) -> Line | None:
-    """The message line a correction or retraction means, applied to it or not: the one archived last that is
-    known by the id it names; None while there is none."""
+    """The message line a correction or retraction means, applied to it or not (``Book.find``: the newest
+    whose stanza-id it names, else the newest known by the id it names); None while there is none."""
     return book.find(event.room, named(event))
+
+
+def owns(line: Line, ref: str) -> tuple[bool, int]:
+    """How strongly ``line``, known by ``ref``, is meant by it: owned (its own stanza-id) before carried as a
+    client id, then the one archived last. Books compare candidates by it."""
+    return line.stanza_id == ref, line.id
 
 
 def awaits_any(book: Book, room: str, refs: Iterable[str]) -> bool:
@@ -148,25 +174,32 @@ def ids_of(event: ev.MessagePosted | ev.MessageCorrected) -> list[str]:
     return [ident for ident in (event.stanza_id, event.origin_id, event.message_id) if ident]
 
 
-def post_line(refs: dict[str, dict[str, int]], position: int, event: ev.MessagePosted) -> Line:
+def post_line(refs: RoomIds, owners: RoomIds, position: int, event: ev.MessagePosted) -> Line:
     """A book's post shortcut: the post's line (``message_line``'s, made here: a rebuild makes one for nearly
     every event, and a call less: folding 100k events' posts 462M -> 402M instructions, callgrind), each of the
-    event's ids now naming it in its room (``refs``: room -> id -> line id). A post's line is newer than every
-    line the book knows (positions grow), and its ids are the event's (no aliases: it awaits nothing).
-    ``tests/projections/test_post_shortcut.py`` holds both books' shortcuts to the model's rule."""
+    event's ids now naming it in its room: its stanza-id in ``owners``, its client ids in ``refs`` (``remember``'s
+    split). A post's line is newer than every line the book knows (positions grow), and its ids are the event's
+    (no aliases: it awaits nothing). ``tests/projections/test_post_shortcut.py`` holds both books' shortcuts to
+    the model's rule."""
     room, capture = event.room, event.capture
     stanza_id, origin_id, message_id = event.stanza_id, event.origin_id, event.message_id
-    room_refs = refs.get(room)
-    if room_refs is None:
-        room_refs = refs[room] = {}
+    # Both of the room's dicts by subscript (``RoomIds`` makes a missing one): 4 bytecodes each, where ``get``
+    # and a test for None were 9 for the one dict before owners were kept apart.
+    room_refs, room_owners = refs[room], owners[room]
     if stanza_id:
-        room_refs[stanza_id] = position
+        room_owners[stanza_id] = position
     if origin_id:
         room_refs[origin_id] = position
     if message_id:
         room_refs[message_id] = position
     return Line(position, room, event.occurred_at, "message", event.nick, event.jid, event.occupant_id, event.body,
                 stanza_id, origin_id, message_id, event.thread, None if capture is _LIVE else capture.value)
+
+
+def client_ids(line: Line) -> tuple[str | None, ...]:
+    """The ids a message line carries as a client chose them (None where it has none): its origin-id, ``id``
+    attribute, the ids of the corrections applied to it, and the id a correction line awaits (``lines.ids``)."""
+    return line.origin_id, line.message_id, *line.aliases, line.awaiting
 
 
 def same_author(line: Line, nick: str | None, jid: str | None, occupant_id: str | None) -> bool:
@@ -276,16 +309,16 @@ def retraction_line(position: int, event: ev.MessageRetracted) -> Line:
 
 
 class MemoryBook:
-    """A ``Book`` of the lines in memory; ``committed(room, ref)`` (the view's stored
-    message lines known by ``ref``, newest first) is asked for what memory misses.
-    Lines awaiting a message are rare: a view keeps all of them in memory."""
+    """A ``Book`` of the lines in memory; ``committed(room, ref, owned)`` (the view's stored message lines
+    known by ``ref``: those whose stanza-id it is first, each kind newest first; only those if ``owned``) is
+    asked for what memory misses. Lines awaiting a message are rare: a view keeps all of them in memory."""
 
     def __init__(self, committed=None) -> None:
         self.lines: dict[int, Line] = {}
-        # room -> ref -> the newest line known by it. A dict per room, not one keyed by (room, ref): no tuple
-        # made, hashed and freed for each id of each post (a rebuild's every message): 0.91 -> 0.31 us a post
-        # of two ids (timeit, 100k posts in 100 rooms, freeing included).
-        self.refs: dict[str, dict[str, int]] = {}
+        # room -> ref -> the newest line known by it: ``owners`` the lines whose own stanza-id it is, ``refs``
+        # those carrying it as a client id (``client_ids``; ``find`` asks ``owners`` first).
+        self.refs = room_ids()
+        self.owners = room_ids()
         self.awaited: dict[tuple[str, str], set[int]] = {}
         self.dropped: set[int] = set()
         self._committed = committed
@@ -294,32 +327,46 @@ class MemoryBook:
         self.horizon: int | None = None
 
     def find(self, room: str, ref: str) -> Line | None:
-        line_id = self.refs.get(room, NO_REFS).get(ref)
+        line_id = self._known(self.owners, room, ref, True)
+        owned = line_id is not None
+        if not owned:
+            line_id = self._known(self.refs, room, ref, False)
+        best = None if line_id is None else self.lines[line_id]
+        if self._committed is None:
+            return best
+        # A line in memory created after the horizon is newer than any committed: an owner outranks them all,
+        # a client id's line all but a committed owner.
+        newer = best is not None and self.horizon is not None and line_id > self.horizon
+        if owned and newer:
+            return best
+        for stored in self._committed(room, ref, owned or newer):
+            if stored.id in self.dropped or ref not in ids(self.lines.get(stored.id, stored)):
+                continue  # changed since it was committed: no longer known by ``ref``
+            if best is None or owns(stored, ref) > owns(best, ref):
+                best = self.lines.setdefault(stored.id, stored)
+            break
+        return best
+
+    def _known(self, known: RoomIds, room: str, ref: str, owned: bool) -> int | None:
+        """The newest line in memory ``known`` by ``ref`` (``owners`` or ``refs``)."""
+        line_id = known.get(room, NO_REFS).get(ref)
         if line_id is not None and (line_id in self.dropped or ref not in ids(self.lines[line_id])):
             # The line lost the id (a correction that stopped awaiting it when its message came, or one
-            # taken into its message): ``refs`` kept only the newest line, so the others are looked for.
-            line_id = self._newest_known(room, ref)
-        horizon = self.horizon
-        if self._committed is not None and (line_id is None or horizon is None or line_id <= horizon):
-            for stored in self._committed(room, ref):
-                if stored.id in self.dropped or ref not in ids(self.lines.get(stored.id, stored)):
-                    continue  # changed since it was committed: no longer known by ``ref``
-                if line_id is None or stored.id > line_id:
-                    line_id = stored.id
-                    self.lines.setdefault(stored.id, stored)
-                break
-        return None if line_id is None else self.lines[line_id]
+            # taken into its message): ``known`` kept only the newest line, so the others are looked for.
+            line_id = self._newest_known(known, room, ref, owned)
+        return line_id
 
-    def _newest_known(self, room: str, ref: str) -> int | None:
-        """The newest message line in memory known by ``ref`` (rare: a look-up of an id a line lost)."""
-        known = [line.id for line in self.lines.values() if line.kind == "message" and line.room == room
-                 and line.id not in self.dropped and ref in ids(line)]
-        refs = self.refs.setdefault(room, {})
-        if not known:
+    def _newest_known(self, known: RoomIds, room: str, ref: str, owned: bool) -> int | None:
+        """The newest message line in memory owning ``ref`` (``owned``), else known by it (asked when none owns
+        it) (rare: a look-up of an id a line lost)."""
+        found = [line.id for line in self.lines.values() if line.kind == "message" and line.room == room
+                 and line.id not in self.dropped and ref in ids(line) and (line.stanza_id == ref or not owned)]
+        refs = known[room]
+        if not found:
             refs.pop(ref, None)
             return None
-        refs[ref] = max(known)
-        return max(known)
+        refs[ref] = max(found)
+        return max(found)
 
     def post_each(self, records: Iterable[Recorded], step: Callable[[int, ev.Event], None]) -> None:
         """``step`` and ``apply`` for each post of ``records`` that nothing awaits, the most common event of a
@@ -329,12 +376,12 @@ class MemoryBook:
         too: 3.7 -> 2.8 us a post, 200k events). A
         page's records in one loop, not a call for each: 7% fewer instructions applying a page's posts
         (callgrind, 100k events of the 1m corpus)."""
-        lines, refs = self.lines, self.refs
+        lines, refs, owners = self.lines, self.refs, self.owners
         for record in records:
             position, event = record.position, record.event
             # ``awaited`` the first test: nearly always empty (``_settle`` applies what awaits a post).
             if type(event) is _POSTED and not (self.awaited and awaits_any(self, event.room, ids_of(event))):
-                lines[position] = post_line(refs, position, event)
+                lines[position] = post_line(refs, owners, position, event)
             else:
                 step(position, event)
 
@@ -355,14 +402,12 @@ class MemoryBook:
         line_id = line.id
         self.lines[line_id] = line
         if line.kind == "message":
-            dropped, room = self.dropped, line.room
-            refs = self.refs.get(room)
-            if refs is None:
-                refs = self.refs[room] = {}
-            for ref in ids(line):
-                known = refs.get(ref)
-                if known is None or known < line_id or known in dropped:
-                    refs[ref] = line_id
+            dropped, room, stanza_id = self.dropped, line.room, line.stanza_id
+            owners, refs = self.owners[room], self.refs[room]
+            for known_by, ref in ((owners, stanza_id), *((refs, ref) for ref in client_ids(line))):
+                known = known_by.get(ref)
+                if ref and (known is None or known < line_id or known in dropped):
+                    known_by[ref] = line_id
         if line.awaiting:
             self.awaited.setdefault((line.room, line.awaiting), set()).add(line.id)
 

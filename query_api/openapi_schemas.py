@@ -105,6 +105,7 @@ SCHEMAS = {
     # A whole transcript line (it replaces the one with its id), or {"id", "kind": "gone"}.
     "WidgetItem": obj({"id": INTEGER, "kind": STRING}, {"at": INSTANT, "nick": OPT_STRING, "occupant_id": OPT_STRING,
                                                          "body": OPT_STRING, "old_nick": OPT_STRING, "removed": BOOLEAN,
-                                                         "edited": BOOLEAN, "refs": array(STRING)}),
+                                                         "edited": BOOLEAN, "refs": array(STRING),
+                                                         "stanza_id": OPT_STRING}),
     "WidgetActivity": obj({"items": array(ref("WidgetItem")), "cursor": {"type": "string", "description": "signed; poll on with it"}}),
 }

@@ -9,7 +9,8 @@ known by the id. Corrections apply only from the author (occupant-id, else bare
 real JID, else nick); retractions from the author or a moderator, first one
 kept. Without a message to apply to, a correction is a message of its own and a
 retraction a compliance-only line, both awaiting the id; a message that comes to
-be known by that id takes them in log order, as if they had come after it.
+be known by that id takes them in log order, as if they had come after it. A message
+whose own stanza-id (the room's) is the id named is meant before any known by it otherwise.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Msg:
     moderated: bool = False
     positions: list[int] = field(default_factory=list)  # the events that made its texts
     removal: int | None = None  # the event that removed it
+    sid: str | None = None  # its own stanza-id (assigned by the room)
 
     def known_by(self) -> list[str]:
         return self.own + self.extra + ([self.awaiting] if self.awaiting and self.kind == "message" else [])
@@ -64,12 +66,13 @@ class Reference:
 
     def find(self, room: str, ref: str) -> Msg | None:
         known = [m for m in self.lines if m.kind == "message" and m.room == room and ref in m.known_by()]
-        return max(known, key=lambda m: m.id) if known else None
+        owners = [m for m in known if m.sid == ref]
+        return max(owners or known, key=lambda m: m.id) if known else None
 
     def feed(self, position: int, e: ev.Event) -> None:
         if isinstance(e, ev.MessagePosted):
             m = Msg(position, e.room, order_second(e.occurred_at), "message", e.nick, e.jid, e.occupant_id,
-                    [e.body], _ids(e), positions=[position])
+                    [e.body], _ids(e), positions=[position], sid=e.stanza_id)
             self.lines.append(m)
             self._settle(m, _ids(e))
         elif isinstance(e, ev.MessageCorrected):
@@ -83,7 +86,7 @@ class Reference:
                 m = Msg(position, e.room, order_second(e.occurred_at), "message", e.nick, e.jid, e.occupant_id,
                         [e.body], _ids(e),
                         awaiting=e.replaces_id if target is None else None, corrects=e.replaces_id,
-                        positions=[position])
+                        positions=[position], sid=e.stanza_id)
                 self.lines.append(m)
                 self._settle(m, _ids(e))
         elif isinstance(e, ev.MessageRetracted):

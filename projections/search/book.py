@@ -11,11 +11,13 @@ indexed) and written again.
 
 Finding the message an id names (``find``): the ids of the lines remembered
 since ``covered_from`` are kept in memory, in two generations (the older is
-forgotten at a commit once the newer holds ``window`` ids); a line written and
-committed is then fetched by its key (``by_key``). Only an id the memory does
-not hold, or held by a line older than ``covered_from`` (a later line known by
-the same id may have been forgotten), costs a scan of the committed index
-(``committed``): a message from long ago, or one never archived.
+forgotten at a commit once the newer holds ``window`` ids), stanza-ids apart
+from client ids (the model means a line owning the id first: ``messages.owns``);
+a line written and committed is then fetched by its key (``by_key``). Only an
+id the memory does not hold, or held by a line older than ``covered_from`` (a
+later line known by the same id may have been forgotten), or held only as a
+client id where a forgotten line may own it (``OwnedIds``), costs a scan of the
+committed index (``committed``): a message from long ago, or one never archived.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from archive.events import MessagePosted
 
 from .. import messages
 from ..lines import Line, ids
+from ..owned import OwnedIds
 from .documents import decode_line
 
 _id_of = attrgetter("id")
@@ -44,7 +47,9 @@ class IndexBook:
         hold: int,
         window: int,
     ) -> None:
-        self._committed = committed  # (room, ref) -> committed message lines known by ref, newest first
+        # (room, ref, owned) -> committed message lines known by ref, owners first, each kind newest first
+        # (only owners if owned)
+        self._committed = committed
         self._by_key = by_key
         self.hold = hold
         self.window = window
@@ -55,8 +60,11 @@ class IndexBook:
         self._awaited: dict[tuple[str, str], set[int]] = {}
         # room -> id -> line id, a dict per room (not one keyed by (room, id) tuples: no tuple made, hashed
         # and freed for each id of each post, which a rebuild does for nearly every event)
-        self._refs: dict[str, dict[str, int]] = {}
-        self._older_refs: dict[str, dict[str, int]] = {}
+        self._refs = messages.room_ids()
+        self._older_refs = messages.room_ids()
+        self._owners = messages.room_ids()  # the same for the stanza-ids lines own
+        self._older_owners = messages.room_ids()
+        self._owned = OwnedIds(complete=position == 0)  # owners forgotten: those of older generations
         self._dropped: set[int] = set()  # since the last commit
         self._deletes: list[int] = []
         self.covered_from = self._current_from = position
@@ -64,24 +72,37 @@ class IndexBook:
     # -- the Book protocol ----------------------------------------------------------
 
     def find(self, room: str, ref: str) -> Line | None:
-        line_id = self._refs.get(room, _NONE).get(ref)
-        if line_id is None:
-            line_id = self._older_refs.get(room, _NONE).get(ref)
-        line = None if line_id is None or line_id in self._dropped else self._line(line_id)
-        if line is not None and ref not in ids(line):
-            # The line lost the id (a correction that stopped awaiting it when its message came): the
-            # memory kept only the newest line known by it, so the others are looked for.
-            line = self._newest_unsearchable(room, ref)
-        elif line is not None and line_id >= self.covered_from:
-            return line
-        for stored in self._committed(room, ref):
+        line, sure = self._remembered(self._owners, self._older_owners, room, ref, True)
+        owned = line is not None
+        if not owned:
+            line, sure_too = self._remembered(self._refs, self._older_refs, room, ref, False)
+            sure = sure and sure_too
+        newer = sure and line is not None and line.id >= self.covered_from
+        if newer and (owned or self._owned.none_own(room, ref)):
+            return line  # newer than any other of its kind forgotten, and no forgotten line outranks it
+        for stored in self._committed(room, ref, owned or newer):
             current = self._unsearchable(stored.id) or stored
             if stored.id in self._dropped or ref not in ids(current):
                 continue  # changed since it was committed: no longer known by ``ref``
-            if line is None or stored.id > line.id:
+            if line is None or messages.owns(stored, ref) > messages.owns(line, ref):
                 line = current
             break
         return line
+
+    def _remembered(self, known: dict, older: dict, room: str, ref: str, owned: bool) -> tuple[Line | None, bool]:
+        """The newest line the memory holds owning ``ref`` (``owned``) or carrying it as a client id (``known``
+        and ``older``: a generation of ``_owners`` or ``_refs`` each), and whether memory is sure of it."""
+        line_id = known.get(room, _NONE).get(ref)
+        if line_id is None:
+            line_id = older.get(room, _NONE).get(ref)
+            if line_id is None:
+                return None, True
+        line = None if line_id in self._dropped else self._line(line_id)
+        if line is None or ref not in ids(line):
+            # The line lost the id (a correction that stopped awaiting it when its message came, or one taken
+            # into its message): the memory kept only the newest line known by it, so the others are looked for.
+            return self._newest_unsearchable(room, ref, owned), False
+        return line, True
 
     def awaiting(self, room: str, ref: str) -> list[Line]:
         if not self._awaited:  # as good as always: asked for every id of every message
@@ -98,7 +119,7 @@ class IndexBook:
         thread spends 2-3 us less per message (of 25-30)."""
         if self._awaited and messages.awaits_any(self, event.room, messages.ids_of(event)):
             return False
-        self.pending[position] = messages.post_line(self._refs, position, event)
+        self.pending[position] = messages.post_line(self._refs, self._owners, position, event)
         self._queue.append((position, position))
         return True
 
@@ -146,8 +167,10 @@ class IndexBook:
         """Everything written is committed at ``position``."""
         self._written.clear()
         self._dropped.clear()
-        if sum(map(len, self._refs.values())) >= self.window:
-            self._older_refs, self._refs = self._refs, {}
+        if sum(map(len, self._refs.values())) + sum(map(len, self._owners.values())) >= self.window:
+            self._owned.forgot(self._older_owners)
+            self._older_refs, self._refs = self._refs, messages.room_ids()
+            self._older_owners, self._owners = self._owners, messages.room_ids()
             self.covered_from, self._current_from = self._current_from, position
 
     def hold_awaiting(self, line: Line) -> None:
@@ -168,12 +191,16 @@ class IndexBook:
         blob = self._written.get(line_id)
         return decode_line(blob) if blob is not None else None
 
-    def _newest_unsearchable(self, room: str, ref: str) -> Line | None:
-        """The newest message line known by ``ref`` that the committed index does not show (rare: a
-        look-up of an id a line lost); None if none."""
-        lines = [*self.pending.values(), *self._held.values(), *map(decode_line, self._written.values())]
-        known = [line for line in lines if line.kind == "message" and line.room == room
-                 and line.id not in self._dropped and ref in ids(line)]
+    def _newest_unsearchable(self, room: str, ref: str, owned: bool) -> Line | None:
+        """The newest message line owning ``ref`` (``owned``), else known by it (asked when none owns it), that
+        the committed index does not show (rare: a look-up of an id a line lost); None if none."""
+        # Each line as it is now (``_unsearchable``'s order): a line written and changed since is pending again,
+        # and its written blob may still carry an id the line lost.
+        current = {line_id: decode_line(blob) for line_id, blob in self._written.items()}
+        current.update(self._held)
+        current.update(self.pending)
+        known = [line for line in current.values() if line.kind == "message" and line.room == room
+                 and line.id not in self._dropped and ref in ids(line) and (line.stanza_id == ref or not owned)]
         return max(known, key=lambda line: line.id, default=None)
 
     def _remember(self, line: Line, new: bool) -> None:
@@ -182,18 +209,15 @@ class IndexBook:
         if line.kind != "message":
             return
         line_id, room, dropped = line.id, line.room, self._dropped
-        refs = self._refs.setdefault(room, {})
-        if new:  # the line of the event just applied: newer than any other line
-            for ref in ids(line):
-                refs[ref] = line_id
-            return
-        older = self._older_refs.get(room, _NONE)
-        for ref in ids(line):
-            known = refs.get(ref)
-            if known is None:
-                known = older.get(ref)
+        owners, refs = self._owners[room], self._refs[room]
+        older_owners, older_refs = self._older_owners.get(room, _NONE), self._older_refs.get(room, _NONE)
+        for known_by, older, ref in ((owners, older_owners, line.stanza_id),
+                                     *((refs, older_refs, ref) for ref in messages.client_ids(line))):
+            if not ref:
+                continue
+            known = None if new else known_by.get(ref, older.get(ref))  # new: newer than any other line
             if known is None or known < line_id or known in dropped:
-                refs[ref] = line_id
+                known_by[ref] = line_id
 
     def _forget_awaiting(self, line_id: int) -> None:
         line = self._held.pop(line_id, None)

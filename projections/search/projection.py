@@ -366,19 +366,22 @@ class Committed:
     def __init__(self, searcher: tantivy.Searcher):
         self.searcher = searcher
 
-    def lines(self, room: str, ref: str) -> list[Line]:
-        """The committed message lines of ``room`` known by ``ref``, newest first: a scan of
-        the hash column, only for an id the book does not keep in memory."""
+    def lines(self, room: str, ref: str, owned: bool) -> list[Line]:
+        """The committed message lines of ``room`` known by ``ref``, those whose stanza-id it is first, each kind
+        newest first (``messages.owns``), only those if ``owned``: a scan of the hash column, only for an id the
+        book does not keep in memory."""
         ref_query = tantivy.Query.range_query(SCHEMA, "rhash", tantivy.FieldType.Unsigned, *(ref_hash(room.lower(), ref),) * 2)
+        found: list[Line] = []
         offset = 0
         while True:
             hits = self.searcher.search(ref_query, MAX_CANDIDATES, order_by_field="key", offset=offset).hits
-            found = [docs.line_of(self.searcher.doc(address)) for _, address in hits]
-            known = [line for line in found if line.room == room and ref in ids(line)]
-            # A full page of other messages: ids can be chosen to share a hash (both checksums are cheap to
-            # solve for), and the message may be behind them.
-            if known or len(hits) < MAX_CANDIDATES:
-                return known
+            lines = [docs.line_of(self.searcher.doc(address)) for _, address in hits]
+            found += [line for line in lines if line.room == room and ref in ids(line)
+                      and (line.stanza_id == ref or not owned)]
+            # A full page: more messages sharing the hash (ids can be chosen to share it, both checksums are
+            # cheap to solve for) may be behind it, an owner among them.
+            if len(hits) < MAX_CANDIDATES:
+                return sorted(found, key=lambda line: messages.owns(line, ref), reverse=True)
             offset += MAX_CANDIDATES
 
     def line(self, key: int) -> Line | None:

@@ -4,9 +4,8 @@ look-ups and ``line(room, ref)``.
 ``refs`` is keyed by (ref_key, id): ``ref_key`` is (bucket << 32) | hash (``ref_key``), where ``bucket`` is the
 line id's block of ``2**BUCKET_BITS`` log positions and ``hash`` stands for (room, id text) (``ref_hash``). The
 ids are random, but the bucket gives the key insert locality: new lines go into the newest bucket, whose pages
-stay cached, instead of one random leaf of a tree as large as the archive per id. A look-up walks the buckets
-newest first (``select_by_ref``): the message a correction names is nearly always among the last ones, so one
-or two probes find it. One integer, not a bucket and a hash: sorting the rows by the key (PostgreSQL builds it
+stay cached, instead of one random leaf of a tree as large as the archive per id. A look-up probes the newest
+buckets, then all older ones (``select_by_ref``; an older line may own the id: ``messages.owns``). One integer, not a bucket and a hash: sorting the rows by the key (PostgreSQL builds it
 at a build's end) compares one number where the bucket, the same for ~118k rows, was nearly always a tie, and
 the server compared the next column by a function call (1.8M refs of 1M events, the key's build alone: 1.43-1.90
 -> 0.79-0.99 s of the server's CPU).
@@ -20,6 +19,7 @@ import msgspec
 
 from ..lines import Line, from_stored, ids
 from ..columns import Columns, Statements
+from ..messages import owns
 
 REFS = ("CREATE TABLE IF NOT EXISTS {refs} (ref_key INTEGER NOT NULL, id INTEGER NOT NULL, "
         "PRIMARY KEY (ref_key, id)) WITHOUT ROWID")
@@ -71,13 +71,15 @@ _ROOM_SEEDS: dict[str, int] = {}
 _crc32 = zlib.crc32
 
 
-def select_by_ref(query, room: str, ref: str) -> list[Line]:
-    """The message lines of ``room`` known by ``ref``, newest first: the newest buckets alone,
-    then (if none is there) all older ones in one statement."""
+def select_by_ref(query, room: str, ref: str, owned: bool = False) -> list[Line]:
+    """The message lines of ``room`` known by ``ref``, those whose stanza-id it is first, each kind newest first
+    (``messages.owns``); only those if ``owned``. The newest buckets, then all older ones in one statement: an
+    owner there outranks a line of the newest carrying ``ref`` as a client id."""
     top = query("SELECT MAX(id) AS top FROM {lines}")[0]["top"]
     if top is None:
         return []
     newest, hashed = top >> BUCKET_BITS, ref_hash(room, ref)
+    found: list[Line] = []
     for first, last in ((newest, newest - RECENT_BUCKETS), (newest - RECENT_BUCKETS, -1)):
         if first <= last:
             continue
@@ -89,16 +91,14 @@ def select_by_ref(query, room: str, ref: str) -> list[Line]:
                 f"SELECT l.id, l.fields FROM {{refs}} r JOIN {{lines}} l ON l.id=r.id WHERE r.ref_key IN ({keys}) "
                 f"{below}ORDER BY r.id DESC LIMIT {MAX_CANDIDATES}"
             )
-            found = [line for line in map(from_stored, (bytes(row["fields"]) for row in rows))
-                     if line.room == room and ref in ids(line)]
-            if found:
-                return found
-            # A full page of other lines: ids can be chosen to share a hash (crc32 is linear), and the
-            # message may be behind them.
+            found += [line for line in map(from_stored, (bytes(row["fields"]) for row in rows))
+                      if line.room == room and ref in ids(line) and (line.stanza_id == ref or not owned)]
+            # A full page: more lines sharing the hash (ids can be chosen to share it, crc32 is linear) may be
+            # behind it, an owner among them.
             if len(rows) < MAX_CANDIDATES:
                 break
             below = f"AND r.id < {rows[-1]['id']} "
-    return []
+    return sorted(found, key=lambda line: owns(line, ref), reverse=True)
 
 
 

@@ -24,6 +24,7 @@ from archive.errors import StoreError
 
 from .. import messages
 from ..lines import COMPLIANCE_ONLY_KINDS, from_stored, ids, stored
+from ..owned import OwnedIds
 from ..tables import TableProjection, order_micros, order_micros_each
 from ..columns import Columns, Statements
 from . import logic, upgrade
@@ -112,7 +113,7 @@ class TranscriptProjection(TableProjection):
     def _reset(self) -> None:
         self._refs_keyed = not (self.building and self.deferred_ddl())
         self._book = messages.MemoryBook(self._committed_lines)
-        self._recent: tuple[dict, dict, int] | None = None  # the last commit's lines (``_committed_lines``)
+        self._recent: tuple[dict, dict, dict, int] | None = None  # the last commit's lines (``_committed_lines``)
         self._changed: dict[int, Line] = {}  # committed before, changed since: the committed version
         self._rev: dict[int, int] = {}  # line id -> the event that last changed it
         self._gone: dict[int, Line] = {}  # lines taken into others, as they were then
@@ -121,6 +122,8 @@ class TranscriptProjection(TableProjection):
         self._rooms = RoomNumbers({row["jid"]: row["id"] for row in self._read_own("SELECT id, jid FROM {rooms}")})
         self._tops = RoomTops(set(self._rooms.known.values()), self._latest)
         self._book.horizon = self.position()
+        # The stanza-ids of the lines committed before the last commit, if this process built all of them.
+        self._owned = OwnedIds(complete=self._book.horizon == 0)
 
     def _awaiting_lines(self) -> list:
         """The rows of the lines awaiting their message, from a view of this layout: a live one of a layout just
@@ -146,20 +149,30 @@ class TranscriptProjection(TableProjection):
         self._read_own("SELECT late FROM {lines} LIMIT 0")
         return self._read_own("SELECT fields FROM {lines} WHERE awaiting=1 ORDER BY id")
 
-    def _committed_lines(self, room: str, ref: str) -> list[Line]:
-        """The committed message lines of ``room`` known by ``ref``, newest first (``MemoryBook``): the one
-        the last commit created, if any (the lines it created are newer than all before, and the lines
-        corrections name nearly always are among them), else the view's (``select_by_ref``). A rebuild's
-        writer process may still be writing the last commit: only the view's wait for it."""
+    def _committed_lines(self, room: str, ref: str, owned: bool) -> list[Line]:
+        """The committed message lines of ``room`` known by ``ref``, those owning it first, each kind newest
+        first, only those if ``owned`` (``MemoryBook``): from the last commit's lines, where they tell (the lines
+        it created are newer than all before, and the lines corrections name nearly always are among them),
+        and ``_owned`` says no older line owns ``ref``; else the view's (``select_by_ref``). A rebuild's writer
+        process may still be writing the last commit: only the view's wait for it."""
         if self._recent is not None:
-            refs, lines, horizon = self._recent
-            line = lines.get(refs.get(room, messages.NO_REFS).get(ref))
+            refs, owners, lines, horizon = self._recent
+            dropped = self._book.dropped
+            line = lines.get(owners.get(room, messages.NO_REFS).get(ref))
             # Past the last commit's horizon: created by it. A line dropped since (rare) has older
             # candidates behind it, which the view has.
-            if line is not None and line.id > horizon and ref in ids(line) and line.id not in self._book.dropped:
+            if line is not None and line.id > horizon and line.id not in dropped:
                 return [line]
+            if line is None and self._owned.none_own(room, ref):
+                if owned:
+                    return []
+                line = lines.get(refs.get(room, messages.NO_REFS).get(ref))
+                if line is not None and line.id > horizon and ref in ids(line) and line.id not in dropped:
+                    return [line]
+        elif self._owned.complete:
+            return []  # nothing committed since the view was empty
         self._key_refs()
-        return select_by_ref(self._read_own, room, ref)
+        return select_by_ref(self._read_own, room, ref, owned)
 
     def _latest(self, room: int) -> int:
         """The latest ``ts`` of the committed lines of ``room`` (a room's number)."""
@@ -251,8 +264,10 @@ class TranscriptProjection(TableProjection):
         # The lines awaiting a message, from the book's own record of them (rare): not a look at each of the
         # commit's lines (every line of a rebuild).
         kept = [book.lines[line_id] for waiting in book.awaited.values() for line_id in sorted(waiting)]
-        self._recent = (book.refs, book.lines, book.horizon)
-        book.lines, book.refs, book.awaited, book.dropped = {}, {}, {}, set()
+        if self._recent is not None:
+            self._owned.forgot(self._recent[1])
+        self._recent = (book.refs, book.owners, book.lines, book.horizon)
+        book.lines, book.refs, book.owners, book.awaited, book.dropped = {}, messages.room_ids(), messages.room_ids(), {}, set()
         for line in kept:
             book.remember(line)
         self._changed.clear()

@@ -40,6 +40,9 @@ def item(line: Line) -> dict:
         "removed": line.removed is not None,
         "edited": line.edited,
         "refs": ids(line),
+        # Of ``refs``, the one the room assigned (the model means the line owning an id before one carrying it
+        # as a client id: ``messages.owns``), as the widget's live items carry theirs.
+        "stanza_id": line.stanza_id,
     }
 
 

@@ -55,9 +55,9 @@ def test_a_build_keys_its_refs_before_it_looks_them_up_or_deletes_from_them(even
     recorder, looked_up = views.recorder, []
     select_by_ref = transcript_view.select_by_ref
 
-    def spied(query, room, ref):
+    def spied(query, room, ref, owned=False):
         looked_up.append(_refs_keyed(recorder, recorder.generations("transcripts")[1]))
-        return select_by_ref(query, room, ref)
+        return select_by_ref(query, room, ref, owned)
 
     monkeypatch.setattr(transcript_view, "select_by_ref", spied)
     deleted = []

@@ -17,15 +17,17 @@ from projections.transcripts import logic
 
 from tests.factories import make, message
 
-from .test_properties import events, ids, nicks, rooms, times
+from .test_properties import IDS, events, ids, nicks, rooms, times
 
 # Posts with every field a line takes from one drawn: the shortcut makes the line itself (``post_line``).
 _maybe_text = st.none() | st.sampled_from(["", "t1"])
 posts = st.builds(
     lambda t, room, nick, named, ref, ref2, thread, capture, jid, occupant_id: make(
-        ev.MessagePosted, t, room, nick=nick, body="hi", stanza_id=f"s-{ref}-{t}" if named else None, message_id=ref,
-        origin_id=ref2, thread=thread, capture=capture, jid=jid, occupant_id=occupant_id),
-    times, rooms, nicks, st.booleans(), ids, st.none() | ids, _maybe_text, st.sampled_from(ev.Capture), _maybe_text,
+        ev.MessagePosted, t, room, nick=nick, body="hi", stanza_id=named and (named if named in IDS else f"s-{ref}-{t}"),
+        message_id=ref, origin_id=ref2, thread=thread, capture=capture, jid=jid, occupant_id=occupant_id),
+    # a stanza-id of its own, none, or one other posts carry as their ids (a squat)
+    times, rooms, nicks, st.sampled_from([None, "own", *IDS]), ids, st.none() | ids, _maybe_text,
+    st.sampled_from(ev.Capture), _maybe_text,
     _maybe_text,
 )
 log_events = events | posts
@@ -47,16 +49,17 @@ def test_a_book_fed_posts_by_the_shortcut_ends_as_one_fed_every_event_by_step(lo
         _by_step(plain, position, event)
     short.post_each([Recorded(position, event) for position, event in enumerate(log, start=1)],
                     lambda position, event: _by_step(short, position, event))
-    assert (short.lines, short.refs, short.awaited, short.dropped) == (plain.lines, plain.refs, plain.awaited,
-                                                                       plain.dropped)
+    assert (short.lines, short.refs, short.owners, short.awaited, short.dropped) == (
+        plain.lines, plain.refs, plain.owners, plain.awaited, plain.dropped)
 
 
 def _index_book() -> IndexBook:
-    return IndexBook(lambda room, ref: [], lambda key: None, position=0, hold=3, window=1000)
+    return IndexBook(lambda room, ref, owned: [], lambda key: None, position=0, hold=3, window=1000)
 
 
 def _index_state(book: IndexBook, written: list) -> tuple:
-    return (written, book.pending, list(book._queue), book._refs, book._awaited, book._held, book.take_deletes())
+    return (written, book.pending, list(book._queue), book._refs, book._owners, book._awaited, book._held,
+            book.take_deletes())
 
 
 @settings(max_examples=300, deadline=None)

@@ -34,8 +34,10 @@ maybe = st.none() | st.sampled_from(["away", "dnd"])
 
 def _event(kind, t, room, nick, other, ref, ref2, flag, word):
     if kind == "message":
-        return make(ev.MessagePosted, t, room, nick=nick, body=word, stanza_id=f"s-{ref}-{t}",
-                    message_id=ref, origin_id=ref2)
+        # ``flag``: the room's stanza-id is one a client may also choose (another post's id attribute or
+        # origin-id: a squat, whichever comes first).
+        return make(ev.MessagePosted, t, room, nick=nick, body=word, stanza_id=ref2 if flag else f"s-{ref}-{t}",
+                    message_id=ref, origin_id=None if flag else ref2)
     if kind == "correct":
         return make(ev.MessageCorrected, t, room, nick=nick, replaces_id=ref, body=word + "!")
     if kind == "retract":

@@ -152,6 +152,66 @@ def test_a_retraction_naming_an_id_a_correction_stopped_awaiting_names_the_messa
     }
 
 
+SQUATS = {"origin-id": {"oid": "sA"}, "id attribute": {"mid": "sA"}}
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one batch", "message committed before"])
+@pytest.mark.parametrize("decoy", sorted(SQUATS))
+def test_a_decoy_carrying_a_messages_stanza_id_as_its_own_id_takes_no_moderation_retraction_or_correction(
+        world, decoy, split):
+    """Mallory posts a decoy whose origin-id (or id attribute) is alice's message's stanza-id ``sA``: the room
+    assigned ``sA`` to alice's message, and moderations, retractions and corrections naming it mean hers (as
+    real clients, which match stanza-ids, take them), not the decoy archived after it."""
+    room = world.new_room()
+    alice = {"occ": "occ-alice", "room": room}
+    events = [
+        post(0, "alice", "abuse", sid="sA", mid="mA", **alice),
+        post(1, "mallory", "decoy", sid="sD", occ="occ-mallory", room=room, **SQUATS[decoy]),
+        correction(2, "alice", "abuse, corrected", "sA", sid="sC", **alice),
+        retraction(3, "sA", by_nick="mod", moderated=True, sid="sM", room=room),
+    ]  # fmt: skip
+    recorded = world.feed(events[:1]) + world.feed(events[1:]) if split else world.feed(events)
+    reference = agree(world, room, recorded)
+    message, decoy_line = recorded[0].position, recorded[1].position
+    assert reference.messages(compliance=True) == {
+        message: ("abuse, corrected", True, True),
+        decoy_line: ("decoy", False, False),
+    }
+
+
+@pytest.mark.parametrize("decoy", sorted(SQUATS))
+def test_a_decoy_does_not_divert_the_authors_own_retraction(world, decoy):
+    room = world.new_room()
+    recorded = world.feed([post(0, "alice", "oops", sid="sA", mid="mA", occ="occ-alice", room=room)])
+    recorded += world.feed([
+        post(1, "mallory", "decoy", sid="sD", occ="occ-mallory", room=room, **SQUATS[decoy]),
+        retraction(2, "sA", by_nick="alice", occ="occ-alice", sid="sR", room=room),
+    ])  # fmt: skip
+    reference = agree(world, room, recorded)
+    assert reference.messages(compliance=False) == {
+        recorded[0].position: (None, False, True),
+        recorded[1].position: ("decoy", False, False),
+    }
+
+
+@pytest.mark.parametrize("decoy", sorted(SQUATS))
+def test_a_decoy_archived_before_the_message_whose_stanza_id_it_carries_takes_nothing(world, decoy):
+    """The decoy archived first (a backfill brings alice's message after it): her message is still meant."""
+    room = world.new_room()
+    recorded = world.feed([post(1, "mallory", "decoy", sid="sD", occ="occ-mallory", room=room, **SQUATS[decoy])])
+    recorded += world.feed([post(0, "alice", "abuse", sid="sA", mid="mA", occ="occ-alice", room=room)])
+    recorded += world.feed([
+        post(2, "mallory", "another decoy", sid="sE", occ="occ-mallory", room=room, **SQUATS[decoy]),
+        retraction(3, "sA", by_nick="mod", moderated=True, sid="sM", room=room),
+    ])  # fmt: skip
+    reference = agree(world, room, recorded)
+    assert reference.messages(compliance=False) == {
+        recorded[0].position: ("decoy", False, False),
+        recorded[1].position: (None, False, True),
+        recorded[2].position: ("another decoy", False, False),
+    }
+
+
 # -- the differential property ------------------------------------------------------------
 
 MODES = ("occupant-id", "jid", "nick")
@@ -160,7 +220,8 @@ MODES = ("occupant-id", "jid", "nick")
 @st.composite
 def histories(draw):
     """A room's messages, corrections, retractions, moderations and nick changes by three
-    people, with ids reused, names of ids never archived, and a few events archived late."""
+    people, with ids reused (a post's id attribute may be another's stanza-id: a squat), names of ids never
+    archived, and a few events archived late."""
     mode = draw(st.sampled_from(MODES))
     nicks = {p: p for p in ("ann", "bob", "cy")}
     ids: list[str] = ["ghost"]
@@ -175,12 +236,13 @@ def histories(draw):
         action = draw(st.sampled_from(("post", "post", "correct", "correct", "retract", "moderate", "nick")))
         sid = f"s{t}"
         if action == "post":
-            mid = draw(st.sampled_from(("m0", "m1", "m2", f"m{t}")))
+            mid = draw(st.sampled_from(("m0", "m1", "m2", f"m{t}", "s0", "s1", "s2")))
             events.append(("post", t, who, sid, mid, draw(st.sampled_from(("hi", "yo", "ok")))))
             ids += [sid, mid]
         elif action == "correct":
-            events.append(("correct", t, who, sid, f"c{t}", draw(st.sampled_from(ids))))
-            ids += [sid, f"c{t}"]
+            own = draw(st.sampled_from((f"c{t}", f"c{t}", "s1", "s3")))
+            events.append(("correct", t, who, sid, own, draw(st.sampled_from(ids))))
+            ids += [sid, own]
         elif action in ("retract", "moderate"):
             events.append((action, t, who, sid, None, draw(st.sampled_from(ids))))
         else:

@@ -28,9 +28,10 @@ class FakeIndex:
         self.committed: dict[int, Line] = {}
         self.writer: dict[int, Line] = {}
 
-    def lines(self, room: str, ref: str) -> list[Line]:
-        newest_first = sorted(self.committed.items(), reverse=True)
-        return [line for _, line in newest_first if line.room == room and ref in ids(line)]
+    def lines(self, room: str, ref: str, owned: bool) -> list[Line]:
+        known = [line for line in self.committed.values() if line.room == room and ref in ids(line)
+                 and (line.stanza_id == ref or not owned)]
+        return sorted(known, key=lambda line: messages.owns(line, ref), reverse=True)
 
     def line(self, key: int) -> Line | None:
         return self.committed.get(key)

@@ -23,5 +23,5 @@ def test_a_message_behind_more_colliding_messages_than_one_page_is_found(tmp_pat
         writer.add_document(decoy)
     writer.commit()
     index.reload()
-    [found] = Committed(index.searcher()).lines(ROOM, "room-sid-1")
+    [found] = Committed(index.searcher()).lines(ROOM, "room-sid-1", False)
     assert found.body == "abuse"

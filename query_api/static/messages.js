@@ -4,8 +4,10 @@
 // to the same answers on random histories):
 // - a line is known by every id it came with (``refs``: stanza-id, origin-id, id attribute, and those of the
 //   corrections applied to it) and, while a correction line awaits its message, by the id it names too
-//   (``lines.ids``); a correction or retraction names one, and where several lines carry it the newest is
-//   meant (``Book.find``);
+//   (``lines.ids``); a correction or retraction names one: the line whose own stanza-id (the room's) it is is
+//   meant before any carrying it as a client id (origin-id, id attribute, a correction's), and among several
+//   of either kind the newest (``Book.find``, ``messages.owns``: a post reusing a message's stanza-id as its
+//   own id takes none of that message's moderations, retractions or corrections);
 // - a correction applies only when it comes from the line's author (``same_author``): the text is replaced,
 //   the line marked edited and known by the correction's ids too; anybody else's correction is a line of its
 //   own, marked edited (``correction_line``), awaiting the id it names when no line is known by it;
@@ -13,8 +15,8 @@
 //   first removal is kept; one naming no line is held (a ``retraction`` line, never shown) awaiting the id;
 // - a message (or a message gaining ids through a correction) takes what awaited any of its ids, in the order
 //   heard, as if it had come after it (``_settle``).
-// Lines are plain objects as the widget's feed sends them ({kind, nick, body, refs, occupant_id, removed,
-// edited, ...}), plus ``key`` (what identifies the line in the book) and, for a line heard live, ``seq`` (its
+// Lines are plain objects as the widget's feed sends them ({kind, nick, body, refs, stanza_id, occupant_id,
+// removed, edited, ...}), plus ``key`` (what identifies the line in the book) and, for a line heard live, ``seq`` (its
 // order) and the sender's real JID when the room shows it.
 (function () {
   "use strict";
@@ -71,11 +73,14 @@
   }
 
   Book.prototype.find = function (ref) {
+    var known = null;  // the newest carrying ``ref`` as a client id, while no line owns it
     for (var i = this.lines.length - 1; i >= 0; i--) {
       var line = this.lines[i];
-      if (line.kind === "message" && ids(line).indexOf(ref) >= 0) { return line; }
+      if (line.kind !== "message" || ids(line).indexOf(ref) < 0) { continue; }
+      if (line.stanza_id === ref) { return line; }
+      if (!known) { known = line; }
     }
-    return null;
+    return known;
   };
 
   Book.prototype.awaiting = function (ref) {

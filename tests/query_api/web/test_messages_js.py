@@ -24,7 +24,9 @@ def history(rng: random.Random) -> list[ev.Event]:
     size = rng.randint(2, 12)
     for n in range(size):
         nick, jid, occ = rng.choice(PEOPLE[:2] * 3 + PEOPLE)  # mostly one author: corrections apply, chain
-        own = {"stanza_id": f"s{n}", "message_id": rng.choice([f"m{n}", f"m{n % 3}", None])}
+        # An id attribute may be another message's stanza-id (a squat, before or after that message).
+        squat = f"s{rng.randint(0, size)}"
+        own = {"stanza_id": f"s{n}", "message_id": rng.choice([f"m{n}", f"m{n % 3}", None, squat])}
         # Often an id still to come: what awaits its message, several lines on its several ids.
         nth = rng.randint(n + 1, n + 3) if rng.random() < 0.5 else rng.randint(0, size)
         named = rng.choice([f"s{nth}", f"m{nth}"])
@@ -47,7 +49,7 @@ def heard(position: int, event: ev.Event) -> dict:
                 "moderated": event.moderated, "nick": event.by_nick, "jid": event.by_jid,
                 "occupant_id": event.occupant_id}
     item = {"kind": "message", "key": f"l{position}", "seq": position, "nick": event.nick, "jid": event.jid,
-            "occupant_id": event.occupant_id, "body": event.body,
+            "occupant_id": event.occupant_id, "body": event.body, "stanza_id": event.stanza_id,
             "refs": list(dict.fromkeys(i for i in (event.stanza_id, event.message_id) if i))}
     if isinstance(event, ev.MessageCorrected):
         item.update(kind="correction", replaces=event.replaces_id)

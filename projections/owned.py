@@ -5,8 +5,9 @@ correction (they name client ids) would make a rebuild wait for its writer proce
 of a PostgreSQL build early; this answers from memory for the lines forgotten in this process.
 
 It keeps the book's own dicts of owned ids as they were forgotten (``RoomIds``, room -> stanza-id -> line id):
-nothing is copied or hashed again for a post (a set of the ids cost 330 instructions an id, sorted arrays of
-their hashes more, callgrind), at the price of memory: ~100 bytes a message for as long as the view is built.
+nothing is copied, hashed or sorted again (a set of the ids cost 330 instructions an id, sorted arrays of their
+hashes 2,400: callgrind, 900k ids in 11 commits), at the price of memory: the ids stay alive, ~100 bytes a
+message for as long as the view is built (~90 MB for a 1M-event rebuild).
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ of a PostgreSQL build early; this answers from memory for the lines forgotten in
 It keeps the book's own dicts of owned ids as they were forgotten (``RoomIds``, room -> stanza-id -> line id):
 nothing is copied, hashed or sorted again (a set of the ids cost 330 instructions an id, sorted arrays of their
 hashes 2,400: callgrind, 900k ids in 11 commits), at the price of memory: the ids stay alive, ~100 bytes a
-message for as long as the view is built (~90 MB for a 1M-event rebuild).
+message for as long as the view is built (~90 MB for a 1M-event rebuild). Bounded (``MOST``): past it, the
+dicts go and the view is asked, as for a view not built from empty here (right, slower: a look-up each
+correction that names a client id), so a rebuild of a far larger archive needs no more memory than ~MOST ids.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 MERGED = 16  # forgotten dicts looked through at most (a look-up asks each): more are merged into the oldest
+MOST = 5_000_000  # stanza-ids kept at most (~500 MB)
 
 
 class OwnedIds:
@@ -25,10 +28,15 @@ class OwnedIds:
     def __init__(self, complete: bool) -> None:
         self.complete = complete
         self._forgotten: list[Mapping[str, dict[str, int]]] = []
+        self._kept = 0  # ids
 
     def forgot(self, owners: Mapping[str, dict[str, int]]) -> None:
         """``owners`` (room -> the stanza-ids owned there, a book's, no longer changed) are forgotten by it."""
         if not self.complete:
+            return
+        self._kept += sum(map(len, owners.values()))
+        if self._kept > MOST:
+            self.complete, self._forgotten = False, []
             return
         forgotten = self._forgotten
         forgotten.append(owners)

@@ -10,6 +10,7 @@ import pytest
 
 from projections import viewdb_backends
 from projections.lines import Line
+from projections.owned import OwnedIds
 from archive import events as ev
 from projections.columns import Columns
 from projections.transcripts.refs import (BUCKET_BITS, INSERT_REFS, MAX_CANDIDATES, REFS, _ref_keys, all_ref_rows,
@@ -157,3 +158,16 @@ def test_ids_chosen_to_collide_with_a_messages_id_do_not_hide_it_from_a_moderato
     project(event_store, views, [make(ev.MessageRetracted, 20, target_id="room-sid-1", moderated=True, by_nick="mod")])
     [abuse] = [line for line in views.transcripts.page(room, limit=100, include_originals=True).lines if line.body == "abuse"]
     assert abuse.removed is not None and abuse.removed.by_nick == "mod"
+
+
+
+def test_past_the_stanza_ids_it_keeps_a_rebuild_asks_the_view_whether_a_forgotten_line_owns_an_id(monkeypatch):
+    """``OwnedIds`` answers "no forgotten line owns it" from memory only while it holds every forgotten
+    stanza-id; past its bound it keeps none and answers nothing, so the book asks the view (as for a view not
+    built from empty in this process)."""
+    monkeypatch.setattr("projections.owned.MOST", 2)
+    owned = OwnedIds(complete=True)
+    owned.forgot({"r@muc": {"s1": 1, "s2": 2}})
+    assert (owned.none_own("r@muc", "s1"), owned.none_own("r@muc", "s9")) == (False, True)
+    owned.forgot({"r@muc": {"s3": 3}})
+    assert not owned.complete and not owned.none_own("r@muc", "s9") and not owned._forgotten

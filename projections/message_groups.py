@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable
 from archive import events as ev
 from archive.events import Recorded
 
-from .messages import MemoryBook, ids_of, meant, named, step
+from .memory_book import MemoryBook
+from .messages import ids_of, meant, named, step
 
 
 def message_groups(read: Callable[[], Iterable[Recorded]]) -> list[list[int]]:

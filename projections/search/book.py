@@ -28,7 +28,7 @@ from operator import attrgetter
 
 from archive.events import MessagePosted
 
-from .. import messages
+from .. import memory_book, messages
 from ..lines import Line, ids
 from ..owned import OwnedIds
 from .documents import decode_line
@@ -60,10 +60,10 @@ class IndexBook:
         self._awaited: dict[tuple[str, str], set[int]] = {}
         # room -> id -> line id, a dict per room (not one keyed by (room, id) tuples: no tuple made, hashed
         # and freed for each id of each post, which a rebuild does for nearly every event)
-        self._refs = messages.room_ids()
-        self._older_refs = messages.room_ids()
-        self._owners = messages.room_ids()  # the same for the stanza-ids lines own
-        self._older_owners = messages.room_ids()
+        self._refs = memory_book.room_ids()
+        self._older_refs = memory_book.room_ids()
+        self._owners = memory_book.room_ids()  # the same for the stanza-ids lines own
+        self._older_owners = memory_book.room_ids()
         self._owned = OwnedIds(complete=position == 0)  # owners forgotten: those of older generations
         self._dropped: set[int] = set()  # since the last commit
         self._deletes: list[int] = []
@@ -119,7 +119,7 @@ class IndexBook:
         thread spends 2-3 us less per message (of 25-30)."""
         if self._awaited and messages.awaits_any(self, event.room, messages.ids_of(event)):
             return False
-        self.pending[position] = messages.post_line(self._refs, self._owners, position, event)
+        self.pending[position] = memory_book.post_line(self._refs, self._owners, position, event)
         self._queue.append((position, position))
         return True
 
@@ -169,8 +169,8 @@ class IndexBook:
         self._dropped.clear()
         if sum(map(len, self._refs.values())) + sum(map(len, self._owners.values())) >= self.window:
             self._owned.forgot(self._older_owners)
-            self._older_refs, self._refs = self._refs, messages.room_ids()
-            self._older_owners, self._owners = self._owners, messages.room_ids()
+            self._older_refs, self._refs = self._refs, memory_book.room_ids()
+            self._older_owners, self._owners = self._owners, memory_book.room_ids()
             self.covered_from, self._current_from = self._current_from, position
 
     def hold_awaiting(self, line: Line) -> None:

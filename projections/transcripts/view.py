@@ -22,7 +22,7 @@ from operator import attrgetter, le
 from archive import events as ev
 from archive.errors import StoreError
 
-from .. import messages
+from .. import memory_book
 from ..lines import COMPLIANCE_ONLY_KINDS, from_stored, ids, stored
 from ..owned import OwnedIds
 from ..tables import TableProjection, order_micros, order_micros_each
@@ -112,7 +112,7 @@ class TranscriptProjection(TableProjection):
 
     def _reset(self) -> None:
         self._refs_keyed = not (self.building and self.deferred_ddl())
-        self._book = messages.MemoryBook(self._committed_lines)
+        self._book = memory_book.MemoryBook(self._committed_lines)
         self._recent: tuple[dict, dict, dict, int] | None = None  # the last commit's lines (``_committed_lines``)
         self._changed: dict[int, Line] = {}  # committed before, changed since: the committed version
         self._rev: dict[int, int] = {}  # line id -> the event that last changed it
@@ -158,7 +158,7 @@ class TranscriptProjection(TableProjection):
         if self._recent is not None:
             refs, owners, lines, horizon = self._recent
             dropped = self._book.dropped
-            line = lines.get(owners.get(room, messages.NO_REFS).get(ref))
+            line = lines.get(owners.get(room, memory_book.NO_REFS).get(ref))
             # Past the last commit's horizon: created by it. A line dropped since (rare) has older
             # candidates behind it, which the view has.
             if line is not None and line.id > horizon and line.id not in dropped:
@@ -166,7 +166,7 @@ class TranscriptProjection(TableProjection):
             if line is None and self._owned.none_own(room, ref):
                 if owned:
                     return []
-                line = lines.get(refs.get(room, messages.NO_REFS).get(ref))
+                line = lines.get(refs.get(room, memory_book.NO_REFS).get(ref))
                 if line is not None and line.id > horizon and ref in ids(line) and line.id not in dropped:
                     return [line]
         elif self._owned.complete:
@@ -267,7 +267,7 @@ class TranscriptProjection(TableProjection):
         if self._recent is not None:
             self._owned.forgot(self._recent[1])
         self._recent = (book.refs, book.owners, book.lines, book.horizon)
-        book.lines, book.refs, book.owners, book.awaited, book.dropped = {}, messages.room_ids(), messages.room_ids(), {}, set()
+        book.lines, book.refs, book.owners, book.awaited, book.dropped = {}, memory_book.room_ids(), memory_book.room_ids(), {}, set()
         for line in kept:
             book.remember(line)
         self._changed.clear()

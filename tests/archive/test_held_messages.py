@@ -13,7 +13,8 @@ from archive.integrity import verify_integrity
 from archive.retention import place_hold, purge
 from archive.settings import RetentionSettings
 from projections.message_groups import message_groups
-from projections.messages import MemoryBook, step
+from projections.memory_book import MemoryBook
+from projections.messages import step
 from tests.factories import T0, at, make, message
 
 LOBBY = "lobby@conference.localhost"

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from archive import events as ev
 from projections.message_groups import message_groups
-from projections.messages import MemoryBook, step
+from projections.memory_book import MemoryBook
+from projections.messages import step
 from tests.query_api.test_one_truth import correction, histories, post, realise, retraction
 
 ROOM = "groups@conference.localhost"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, example, given, settings
 
-from projections.messages import MemoryBook
+from projections.memory_book import MemoryBook
 from projections.transcripts import logic
 from tests.query_api.test_one_truth import histories, realise
 from tests.reference_messages import Reference

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from archive import events as ev
 from archive.events import Recorded
 from projections import messages
-from projections.messages import MemoryBook
+from projections.memory_book import MemoryBook
 from projections.search.book import IndexBook
 from projections.transcripts import logic
 

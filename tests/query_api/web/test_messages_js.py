@@ -9,7 +9,8 @@ from pathlib import Path
 
 from archive import events as ev
 from projections.lines import ids
-from projections.messages import MemoryBook, step
+from projections.memory_book import MemoryBook
+from projections.messages import step
 from tests.factories import make
 
 SOURCE = Path(__file__).parents[3] / "query_api" / "static" / "messages.js"

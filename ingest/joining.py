@@ -5,6 +5,7 @@ catch up from its archive (``backfill``), and record the span nobody watched as 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import replace
 from datetime import datetime
@@ -22,6 +23,7 @@ from .xmlutil import RoomContext
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT = 30.0
+SUBJECT_WAIT = 5.0
 
 
 async def join_room(rooms: Rooms, client, state: RoomState) -> None:
@@ -71,10 +73,7 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
         if outcome[0] == "created":
             return await _undo_creation(rooms, client, state, view, gap_start)
         return rooms.unavailable(state, outcome[1])
-    try:  # history and the subject end the join (XEP-0045 §7.2.15)
-        await asyncio.wait_for(state.join_done.wait(), 5)
-    except asyncio.TimeoutError:
-        view.joining = False
+    await await_subject(state)
     joined_at = utcnow()
     if mam and first and not rooms.settings.import_archive:
         result = None
@@ -110,9 +109,19 @@ async def _enter(rooms: Rooms, client, state: RoomState, view: RoomView, history
             state.ctx = replace(state.ctx, own_nick=state.nick)
             continue
         if outcome[0] != "joined":
-            view.joining = False
+            view.replaying = False  # no room replays history to one it refused
         return outcome
     return outcome
+
+
+async def await_subject(state: RoomState, timeout: float = SUBJECT_WAIT) -> None:
+    """Wait for the subject, which ends the join (XEP-0045 §7.2.15), at most ``timeout``.
+
+    A room slow to send it is caught up meanwhile; the view keeps replaying (``RoomView.replaying``): its history,
+    however late, is history and its re-sent subject no change. Only the subject ends that, or the next join.
+    """
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(state.join_done.wait(), timeout)
 
 
 def _restart_gap_start(rooms: Rooms, room: str, view: RoomView) -> datetime | None:

@@ -155,7 +155,7 @@ class Rooms:
             self.emit(state, lost_sight(view, now))
             return state.join_future.set_result(("joined",))
         events = translate_presence(xml, state.ctx, view, now)
-        if view.joining and not own and nick and kind != "unavailable":
+        if view.replaying and not own and nick and kind != "unavailable":
             view.seen.add(nick)
         self.emit(state, events)
         if own and kind == "unavailable" and 303 not in codes:
@@ -177,8 +177,8 @@ class Rooms:
 
     def _on_message(self, state: RoomState, view: RoomView, nick: str | None, xml) -> None:
         events = translate_message(xml, state.ctx, view, utcnow())
-        if view.joining and xml.find(_SUBJECT) is not None and xml.find(_BODY) is None:
-            view.joining = False  # the subject ends the join sequence
+        if view.replaying and xml.find(_SUBJECT) is not None and xml.find(_BODY) is None:
+            view.replaying = False  # the subject ends the join sequence, however late (joining.await_subject)
             state.join_done.set()
         # Replayed history belongs before the gap record and the rejoin's presence changes.
         self.emit(state, events, direct=any(e.capture == ev.Capture.HISTORY for e in events))

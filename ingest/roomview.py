@@ -37,7 +37,7 @@ class RoomView:
     destroyed: bool = False
     first_join_pending: bool = False  # discovered, but its first join (and import) never completed
     purged: bool = False  # holds no event, but its stream held some once: all expired and purged (retention)
-    joining: bool = False  # between sending the join and the subject, which ends the room's history replay
+    replaying: bool = False  # between sending the join and the subject, which ends the room's history replay
     seen: set[str] = field(default_factory=set)  # occupants announced during this join
     jids: dict[str, str] = field(default_factory=dict)  # occupant-id -> real JID, of everyone seen with both
 
@@ -56,7 +56,7 @@ class RoomView:
             handler(self, event)
 
     def begin_join(self) -> None:
-        self.joining = True
+        self.replaying = True
         self.seen = set()
 
 

@@ -98,7 +98,7 @@ def _translate(stanza, ctx, view, now, archived) -> list[ev.Event]:
         stanza_id = room_stanza_id(stanza, ctx)
         # Only the history the room replays on join carries its delay; a client can add a <delay from=room> to
         # anything it posts (Prosody strips it, XEP-0045 does not require a service to), which must not backdate it.
-        delayed = room_delay(stanza, ctx.room) if view.joining else None
+        delayed = room_delay(stanza, ctx.room) if view.replaying else None
         occurred_at = delayed or now
         capture = ev.Capture.HISTORY if delayed else ev.Capture.LIVE
     base = {"room": ctx.room, "occurred_at": occurred_at, "recorded_at": now, "capture": capture}
@@ -151,7 +151,7 @@ def _sender_jid(stanza: Element, nick: str, view: RoomView, capture: ev.Capture,
 def _subject(subject: str, nick: str | None, view: RoomView, base: dict) -> list[ev.Event]:
     # The room re-sends its subject on every join: that is current state, a
     # change only if it differs from what the archive holds.
-    if view.joining and subject == (view.subject or ""):
+    if view.replaying and subject == (view.subject or ""):
         return []
     return [ev.SubjectChanged(**base, subject=subject, nick=nick)]
 

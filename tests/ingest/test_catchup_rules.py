@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from xml.etree import ElementTree as ET
 
@@ -19,6 +20,7 @@ from ingest.catchup import (
     gap_event,
     history_request,
 )
+from ingest.joining import await_subject
 from ingest.roomview import RoomView
 from ingest.rooms import JOINED, JOINING, LOST, Rooms
 from ingest.settings import XmppSettings
@@ -63,6 +65,22 @@ def rejoining_room(stored: list[ev.Event]):
     state.anchor = begin_catch_up(state.anchor, view)
     state.holding = True
     return rooms, state, view
+
+
+def replayed(sid: str, stamp: str, body: str = "old") -> SimpleNamespace:
+    """A message of the discussion history the room replays on join (Prosody's shape)."""
+    return stanza(
+        f'<message xmlns="jabber:client" type="groupchat" from="{ROOM}/bob" id="c-{sid}"><body>{body}</body>'
+        f"<stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='{sid}'/><delay xmlns='urn:xmpp:delay' from='{ROOM}' stamp='{stamp}'/></message>"
+    )
+
+
+def join_subject(subject: str, stamp: str) -> SimpleNamespace:
+    """The subject the room sends last on join, stamped (by Prosody) when it was set."""
+    return stanza(
+        f'<message xmlns="jabber:client" type="groupchat" from="{ROOM}"><subject>{subject}</subject>'
+        f"<delay xmlns='urn:xmpp:delay' from='{ROOM}' stamp='{stamp}'/></message>"
+    )
 
 
 STORED = [make(ev.OccupantJoined, 1, nick="bob", role="participant", affiliation="none"), message(5, stanza_id="stored-last", nick="bob")]
@@ -168,3 +186,21 @@ def test_gap_events_tell_how_many_were_recovered_and_whether_anything_may_be_mis
     assert unreadable.kind == ev.GapKind.MESSAGES and not unreadable.verified
     no_mam = gap_event(ROOM, at(0), at(9), CatchUp(mam=False, recovered=3))
     assert (no_mam.kind, no_mam.recovered) == (ev.GapKind.MESSAGES, 3) and "keeps no archive" in no_mam.explanation
+
+
+def test_history_replayed_after_the_join_wait_gave_up_is_history_until_the_subject_ends_it():
+    """The join waits a few seconds for the subject, then catches up without it: a slow room's history is
+    still the room's history (its delay is its stamp; the subject it re-sends is no change); after the
+    subject, a delay claiming the room is the sender's own."""
+    rooms, state, view = rejoining_room([*STORED, make(ev.SubjectChanged, 2, subject="Plans")])
+    view.begin_join()  # as _enter does before sending the join
+    asyncio.run(await_subject(state, timeout=0.01))  # no subject within the wait
+    rooms.take(replayed("late-1", "2024-05-01T11:00:00Z"))
+    rooms.take(join_subject("Plans", "2024-05-01T10:00:00Z"))
+    [late] = [e for e in rooms.writer.written + state.held if e.stanza_id == "late-1"]
+    assert (late.capture, late.occurred_at.isoformat()) == (ev.Capture.HISTORY, "2024-05-01T11:00:00+00:00")
+    assert not [e for e in rooms.writer.written + state.held if isinstance(e, ev.SubjectChanged)], "current state, no change"
+    assert state.join_done.is_set()
+    rooms.take(replayed("forged-1", "2000-01-01T00:00:00Z", body="backdated"))
+    [forged] = [e for e in state.held if e.stanza_id == "forged-1"]
+    assert forged.capture == ev.Capture.LIVE and forged.occurred_at.year != 2000

@@ -7,8 +7,9 @@ rejoined and caught up are kept (held, then written, duplicates collapsing in
 the store) but never move the anchor: the anchor is taken once, when the
 catch-up begins, and kept until a catch-up completes, however many attempts
 that takes. A catch-up that is interrupted writes none of the live messages it
-held, so the store never holds a live message after a span it has not caught
-up, and an anchor folded from the store after a restart is sound too.
+held that the room's archive holds too (``written_on_interruption``), so the
+store never holds such a message after a span it has not caught up, and an
+anchor folded from the store after a restart is sound too.
 
 After every catch-up the room's archive is read again over the span away and
 compared, stanza-id by stanza-id, with what is archived (``compare``); the gap
@@ -110,6 +111,16 @@ def history_request(anchor: Anchor, first: bool, mam: bool, import_archive: bool
         return {} if import_archive else {"maxstanzas": 0}
     since = anchor.message_at or gap_start or anchor.event_at
     return {"since": since.replace(microsecond=0)}  # replayed duplicates collapse in the store
+
+
+def written_on_interruption(held: list[ev.Event]) -> list[ev.Event]:
+    """What an interrupted catch-up writes of the live events it held: all but the messages the room's archive holds.
+
+    Those carry the room's stanza-id: the next catch-up reads them again after the anchor. The room archives only
+    some messages (Prosody: a body, a store hint, encryption, a chat marker), the rest get no stanza-id: a body-less
+    retraction is never given again, and dropped here it would be lost.
+    """
+    return [e for e in held if not (isinstance(e, MESSAGE_EVENTS) and e.stanza_id)]
 
 
 def archived_ids(events: Iterable[ev.Event]) -> set[str]:

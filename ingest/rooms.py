@@ -21,7 +21,7 @@ from archive import events as ev
 from archive.store import EventStore
 from archive.times import utcnow
 
-from .catchup import MESSAGE_EVENTS, Anchor, found_gone
+from .catchup import MESSAGE_EVENTS, Anchor, found_gone, written_on_interruption
 from .roomview import RoomView
 from .settings import XmppSettings
 from .status import ListenerStatus
@@ -208,7 +208,7 @@ class Rooms:
         archive; stored now, they would sit after a span not yet caught up.
         """
         if state.mam:
-            state.held = [e for e in state.held if not isinstance(e, MESSAGE_EVENTS)]
+            state.held = written_on_interruption(state.held)
         self.release(state)
 
     def unavailable(self, state: RoomState, reason: str) -> None:

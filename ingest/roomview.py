@@ -96,6 +96,10 @@ def _subject(view: RoomView, e: ev.SubjectChanged) -> None:
 
 
 def _message(view: RoomView, e: ev.MessagePosted | ev.MessageCorrected | ev.MessageRetracted) -> None:
+    if view.last_stanza_id and not e.stanza_id:
+        # The room stamps what it archives with its id: one without (a body-less retraction) is not in its archive,
+        # and kept by an interrupted catch-up (catchup.written_on_interruption) it is newer than what was caught up.
+        return
     # Backfilled messages may be applied after newer live ones: keep the newest.
     if view.last_message_at is None or e.occurred_at >= view.last_message_at:
         view.last_message_at = e.occurred_at

@@ -19,6 +19,7 @@ from ingest.catchup import (
     found_gone,
     gap_event,
     history_request,
+    written_on_interruption,
 )
 from ingest.joining import await_subject
 from ingest.roomview import RoomView
@@ -104,6 +105,36 @@ def test_an_interrupted_catch_up_keeps_its_anchor_and_writes_no_live_message_aft
     assert [type(e) for e in rooms.writer.written] == [ev.PresenceChanged], "presence kept; the message comes from MAM"
     rooms.take(live_message("live-2"))  # not handled while lost
     assert begin_catch_up(state.anchor, view) == Anchor("stored-last", STORED[1].occurred_at, STORED[1].recorded_at)
+
+
+def retraction(target: str, nick: str = "bob") -> SimpleNamespace:
+    """A body-less retraction: Prosody neither archives it nor gives it a stanza-id (muc-message-is-historic)."""
+    return stanza(
+        f'<message xmlns="jabber:client" type="groupchat" from="{ROOM}/{nick}" id="r-{target}">'
+        f"<retract xmlns='urn:xmpp:message-retract:1' id='{target}'/></message>"
+    )
+
+
+def test_an_interrupted_catch_up_writes_the_held_messages_the_rooms_archive_cannot_give_again():
+    rooms, state, view = rejoining_room(STORED)
+    rooms.take(live_message("live-1"))
+    rooms.take(retraction("c-stored-last"))
+    rooms.went_offline(at(20))
+    [kept] = rooms.writer.written
+    assert (type(kept), kept.target_id, kept.stanza_id) == (ev.MessageRetracted, "c-stored-last", None)
+    assert begin_catch_up(state.anchor, view).stanza_id == "stored-last"
+    restarted = Anchor.of(RoomView.from_events(ROOM, [*STORED, kept]))  # the anchor a restart folds from the store
+    assert (restarted.stanza_id, restarted.message_at) == ("stored-last", STORED[1].occurred_at), "read from there again"
+
+
+def test_an_interrupted_catch_up_drops_only_held_messages_carrying_the_rooms_stanza_id():
+    archived = [message(6, stanza_id="s6"), make(ev.MessageRetracted, 7, target_id="c5", by_nick="bob", stanza_id="s7")]
+    unarchived = [
+        make(ev.MessagePosted, 8, nick="bob", body="with a no-store hint"),
+        make(ev.MessageRetracted, 9, target_id="c5", by_nick="bob"),
+        make(ev.PresenceChanged, 9, nick="bob"),
+    ]
+    assert written_on_interruption([*archived, *unarchived]) == unarchived
 
 
 def test_a_completed_catch_up_lets_the_next_anchor_follow_the_archive():
@@ -199,7 +230,8 @@ def test_history_replayed_after_the_join_wait_gave_up_is_history_until_the_subje
     rooms.take(join_subject("Plans", "2024-05-01T10:00:00Z"))
     [late] = [e for e in rooms.writer.written + state.held if e.stanza_id == "late-1"]
     assert (late.capture, late.occurred_at.isoformat()) == (ev.Capture.HISTORY, "2024-05-01T11:00:00+00:00")
-    assert not [e for e in rooms.writer.written + state.held if isinstance(e, ev.SubjectChanged)], "current state, no change"
+    subjects = [e for e in rooms.writer.written + state.held if isinstance(e, ev.SubjectChanged)]
+    assert subjects == [], "current state, no change"
     assert state.join_done.is_set()
     rooms.take(replayed("forged-1", "2000-01-01T00:00:00Z", body="backdated"))
     [forged] = [e for e in state.held if e.stanza_id == "forged-1"]

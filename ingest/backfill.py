@@ -109,7 +109,8 @@ async def _check(rooms: Rooms, state: RoomState, start, fetched: dict):
 
 def _stored_ids(store, room: str, start) -> set[str]:
     # A live copy carries its receive time, never earlier than the archive's stamp: reading from
-    # ``start`` finds every stored copy of a message the archive stamps at or after ``start``.
+    # ``start`` (a whole second, as the archive reads it: ``reconcile_start``) finds every stored copy of a
+    # message the archive returns for the span.
     return archived_ids(r.event for r in store.read_room(room, start=start))
 
 

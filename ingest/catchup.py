@@ -89,10 +89,14 @@ def fallback_read(anchor: Anchor, gap_start: datetime | None) -> ArchiveRead:
 
 
 def reconcile_start(anchor: Anchor, first: bool, gap_start: datetime | None) -> datetime | None:
-    """Where the span to confirm begins: the archive's last message (or the gap), less the overlap."""
+    """Where the span to confirm begins: the archive's last message (or the gap), less the overlap.
+
+    In whole seconds, as the room's archive reads a start (Prosody drops the fraction, and stamps in whole
+    seconds): it gives messages stamped earlier within the start's second, which the store must be read for too.
+    """
     if first:
         return None
-    return _earliest(anchor.message_at, gap_start, anchor.event_at) - OVERLAP
+    return (_earliest(anchor.message_at, gap_start, anchor.event_at) - OVERLAP).replace(microsecond=0)
 
 
 def _earliest(*moments: datetime | None) -> datetime:

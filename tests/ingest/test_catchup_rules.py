@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from xml.etree import ElementTree as ET
 
 from archive import events as ev
+from ingest.backfill import _stored_ids
 from ingest.catchup import (
     Anchor,
     ArchiveRead,
@@ -19,6 +20,7 @@ from ingest.catchup import (
     found_gone,
     gap_event,
     history_request,
+    reconcile_start,
     written_on_interruption,
 )
 from ingest.joining import await_subject
@@ -185,6 +187,18 @@ def test_a_room_found_gone_after_time_away_ends_within_a_gap_with_its_occupants_
     watched = found_gone(view, "the service no longer has this room", at(50), gap_start=None)
     assert [type(e) for e in watched] == [ev.RoomDestroyed, ev.OccupantLeft]
     assert watched[1].reason == ev.LeaveReason.ROOM_DESTROYED
+
+
+def test_the_span_confirmed_is_read_from_the_store_from_the_whole_second_the_rooms_archive_reads_it_from(event_store):
+    """Prosody stamps in whole seconds and reads a query's start to the second (fractions dropped): what it gives
+    for the span may be stamped earlier than the start within its second. Read from the exact start, the store
+    lacked those copies: reported as not stored, the gap as unverified."""
+    start = reconcile_start(Anchor("s", at(70.5), at(70.5)), first=False, gap_start=at(75))
+    backfilled = message(10, stanza_id="stamped-in-that-second", capture=ev.Capture.BACKFILL)
+    live = message(10.25, stanza_id="received-in-that-second")  # a live copy carries its receive time
+    event_store.append([backfilled, live])
+    assert _stored_ids(event_store, ROOM, start) == {"stamped-in-that-second", "received-in-that-second"}
+    assert start == at(10), "the last archived message less the overlap, in whole seconds"
 
 
 def test_the_join_asks_for_as_little_history_as_the_archive_needs():

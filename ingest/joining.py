@@ -91,6 +91,16 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
     log.info("archiving %s%s", room, " (with MAM backfill)" if mam else "")
 
 
+async def await_subject(state: RoomState, timeout: float = SUBJECT_WAIT) -> None:
+    """Wait for the subject, which ends the join (XEP-0045 §7.2.15), at most ``timeout``.
+
+    A room slow to send it is caught up meanwhile; the view keeps replaying (``RoomView.replaying``): its history,
+    however late, is history and its re-sent subject no change. Only the subject ends that (or a refused join).
+    """
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(state.join_done.wait(), timeout)
+
+
 async def _enter(rooms: Rooms, client, state: RoomState, view: RoomView, history: dict) -> tuple:
     """Send the join; wait for our own presence (or an error). Retries another nick on conflict."""
     for attempt in range(3):
@@ -112,16 +122,6 @@ async def _enter(rooms: Rooms, client, state: RoomState, view: RoomView, history
             view.replaying = False  # no room replays history to one it refused
         return outcome
     return outcome
-
-
-async def await_subject(state: RoomState, timeout: float = SUBJECT_WAIT) -> None:
-    """Wait for the subject, which ends the join (XEP-0045 §7.2.15), at most ``timeout``.
-
-    A room slow to send it is caught up meanwhile; the view keeps replaying (``RoomView.replaying``): its history,
-    however late, is history and its re-sent subject no change. Only the subject ends that, or the next join.
-    """
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(state.join_done.wait(), timeout)
 
 
 def _restart_gap_start(rooms: Rooms, room: str, view: RoomView) -> datetime | None:

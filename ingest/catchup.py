@@ -19,7 +19,7 @@ missing (``gap_event``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -56,6 +56,39 @@ def first_catch_up(view: RoomView) -> bool:
     A room whose events were all purged is no first: imported again, what expired would come back.
     """
     return (view.last_event_at is None and not view.purged) or view.first_join_pending
+
+
+def restart_gap_start(
+    last_event_at: datetime | None, watched_until: datetime | None, away_since: datetime | None
+) -> datetime | None:
+    """Since when nobody watched a room, at a start: since the previous run's gap of it began (``away_since``: it
+    was away, catching up, refused), else until when it stored all it saw of a room it watched (``watched_until``),
+    else since the room's last event.
+
+    The last event is no measure once a catch-up was cut off: what it stored of the room's archive or history is
+    recorded when it was read, after the time away it belongs to; a gap from there would leave that time out.
+    """
+    if away_since is not None:
+        return away_since
+    if watched_until is not None and (last_event_at is None or watched_until > last_event_at):
+        return watched_until
+    return last_event_at
+
+
+def open_gaps(
+    inherited: Mapping[str, datetime], away: Mapping[str, datetime | None], settled: Iterable[str]
+) -> dict[str, datetime]:
+    """Since when each room nobody watches has gone unwatched, for the status (the next start's gaps begin there).
+
+    ``away``: the rooms not watched now (lost, being joined, refused), with their gap's start (None: none known
+    yet); ``settled``: the rooms watched again or found gone; ``inherited``: the previous run's (``unwatched``),
+    kept for every room not settled and without a start of its own yet, so a stop before a room is taken up
+    again (or while the server is unreachable) forgets nothing.
+    """
+    settled = set(settled)
+    gaps = {room: start for room, start in inherited.items() if room not in settled}
+    gaps.update((room, start) for room, start in away.items() if start is not None)
+    return gaps
 
 
 def begin_catch_up(kept: Anchor | None, view: RoomView) -> Anchor:

@@ -14,7 +14,7 @@ from archive import events as ev
 from archive.times import utcnow
 
 from .backfill import catch_up
-from .catchup import CatchUp, begin_catch_up, first_catch_up, gap_event, history_request
+from .catchup import CatchUp, begin_catch_up, first_catch_up, gap_event, history_request, restart_gap_start
 from .client import MAM_NS, OCCUPANT_ID_NS, ROOM_GONE, SID_NS, DiscoError, room_info
 from .roomview import RoomView
 from .rooms import JOINED, JOINING, RoomState, Rooms
@@ -41,7 +41,9 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
     state.phase = JOINING
     view = await rooms.view(room)
     first = first_catch_up(view)
-    gap_start = state.gap_start or (None if first else _restart_gap_start(rooms, room, view))
+    # Kept on the state (and so in the status) until the join completes: a catch-up cut off stores what it read of
+    # the room's archive, recorded after the time away, and the next attempt or start must not begin there.
+    gap_start = state.gap_start = state.gap_start or (None if first else _restart_gap_start(rooms, room, view))
     try:
         info = await room_info(client, room)
     except DiscoError as e:
@@ -125,13 +127,10 @@ async def _enter(rooms: Rooms, client, state: RoomState, view: RoomView, history
 
 
 def _restart_gap_start(rooms: Rooms, room: str, view: RoomView) -> datetime | None:
-    """Since when nobody watched the room: until when the previous run had stored all it saw, or its last event."""
-    start = view.last_event_at
+    """Since when nobody watched the room, from the previous run's status (see ``restart_gap_start``)."""
     previous = rooms.previous
     watched = previous.stored_until if previous and room in previous.rooms_joined else None
-    if watched and (start is None or watched > start):
-        start = watched
-    return start
+    return restart_gap_start(view.last_event_at, watched, previous.rooms_away.get(room) if previous else None)
 
 
 async def _undo_creation(rooms: Rooms, client, state: RoomState, view: RoomView, gap_start: datetime | None) -> None:

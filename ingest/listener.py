@@ -130,8 +130,9 @@ class Listener:
             )
 
     async def _shutdown(self, tasks: list[asyncio.Task]) -> None:
-        # The last status names the rooms watched until now, for the next run's gap records.
-        watched, watched_until = self.joined_rooms(), utcnow()
+        # The last status names the rooms watched until now, and those unwatched since when, for the next run's gap
+        # records: taken before the stop makes every room lost.
+        watched, away, watched_until = self.joined_rooms(), self.rooms.away(), utcnow()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -142,7 +143,7 @@ class Listener:
         except StoreError as e:
             log.warning("could not release the store's listener lease (it expires by itself): %s", e)
         self.status.stopped = True
-        self._write_status(watched, watched_until)
+        self._write_status(watched, away, watched_until)
 
     def _make_client(self):
         client = make_client(self.settings)
@@ -216,9 +217,9 @@ class Listener:
     # -- discovery -------------------------------------------------------------
 
     async def _discovery_loop(self, client) -> None:
-        # Rooms the previous run was archiving are checked once, listed or not:
+        # Rooms the previous run was archiving, or owed a gap, are checked once, listed or not:
         # one destroyed while nobody watched is recorded as destroyed.
-        unlisted = self._previously_joined()
+        unlisted = self._previously_watched()
         while True:
             listed: set[str] = set()
             for service in self.settings.muc_services:
@@ -239,10 +240,8 @@ class Listener:
                     self._maybe_join(client, room, listed=room in listed)
             await asyncio.sleep(self.settings.poll_interval)
 
-    def _previously_joined(self) -> set[str]:
-        previous = self.rooms.previous
-        joined = previous.rooms_joined if previous else []
-        return {room for room in joined if allowed(room, self.settings) and room not in self.rooms.states}
+    def _previously_watched(self) -> set[str]:
+        return {room for room in self.rooms.inherited if allowed(room, self.settings) and room not in self.rooms.states}
 
     def _maybe_join(self, client, room: str, *, listed: bool) -> None:
         state = self.rooms.state(room)
@@ -306,11 +305,14 @@ class Listener:
             self._write_status()
             await asyncio.sleep(1.0)
 
-    def _write_status(self, joined: list[str] | None = None, watched_until: datetime | None = None) -> None:
+    def _write_status(
+        self, joined: list[str] | None = None, away: dict[str, datetime] | None = None, watched_until: datetime | None = None
+    ) -> None:
         # Runs in the loop thread, which alone puts events: nothing is put meanwhile.
         self.status.updated_at = now = utcnow()
         self.status.stored_until = self.writer.stored_until(watched_until or now)
         self.status.rooms_joined = self.joined_rooms() if joined is None else joined
+        self.status.rooms_away = self.rooms.away() if away is None else away
         self.status.rooms_refused = self.refused_rooms()
         self.status.write_queue = self.writer.pending
         self.status.parts = self.health.snapshot()

@@ -21,10 +21,10 @@ from archive import events as ev
 from archive.store import EventStore
 from archive.times import utcnow
 
-from .catchup import MESSAGE_EVENTS, Anchor, found_gone, written_on_interruption
+from .catchup import MESSAGE_EVENTS, Anchor, found_gone, open_gaps, written_on_interruption
 from .roomview import RoomView
 from .settings import XmppSettings
-from .status import ListenerStatus
+from .status import ListenerStatus, unwatched
 from .translate_message import translate_message
 from .translate_presence import is_own_presence, lost_sight, translate_presence
 from .writer import BatchWriter
@@ -71,6 +71,7 @@ class Rooms:
         self.store = store
         self.writer = writer
         self.previous = previous  # the last status of the previous run
+        self.inherited = unwatched(previous)  # room -> since when the previous run had not watched it
         self.changed = on_change  # the status should be written again
         self.states: dict[str, RoomState] = {}
         self.views: dict[str, RoomView] = {}
@@ -91,6 +92,12 @@ class Rooms:
 
     def refused(self) -> dict[str, str]:
         return {room: s.reason or "" for room, s in self.states.items() if s.phase == UNAVAILABLE}
+
+    def away(self) -> dict[str, datetime]:
+        """Since when each room not watched now has gone unwatched (for the status: see ``open_gaps``)."""
+        away = {room: s.gap_start for room, s in self.states.items() if s.phase in (NEW, JOINING, LOST, UNAVAILABLE)}
+        settled = [room for room, s in self.states.items() if s.phase in (JOINED, GONE)]
+        return open_gaps(self.inherited, away, settled)
 
     def lost(self) -> list[str]:
         return [room for room, state in self.states.items() if state.phase == LOST]

@@ -35,6 +35,9 @@ class ListenerStatus(msgspec.Struct, kw_only=True):
     stored_until: datetime | None = None  # every event seen before this time is in the store
     events_written: int = 0
     rooms_joined: list[str] = []
+    # room -> since when nobody watches it (lost, being rejoined, refused): the next start's gap begins there.
+    # Missing in files of older versions: their rooms not joined fall back to their last event.
+    rooms_away: dict[str, datetime] = {}
     rooms_refused: dict[str, str] = {}  # room -> why it cannot be entered (or was left)
     last_error: str | None = None
     stopped: bool = False
@@ -82,6 +85,18 @@ def assess(
     return Liveness(state="behind" if problems else "running", ok=not problems, problems=problems)
 
 
+def unwatched(status: ListenerStatus | None) -> dict[str, datetime]:
+    """Since when each room a run watched, or still owed a gap, has gone unwatched, as its last status says.
+
+    A room it had joined was watched until ``stored_until``; a room it was away from, since its gap began.
+    A run that stops before taking a room up again passes this on in its own status, however many restarts it takes.
+    """
+    if status is None:
+        return {}
+    joined = {room: status.stored_until for room in status.rooms_joined} if status.stored_until else {}
+    return {**joined, **status.rooms_away}
+
+
 def status_path(settings: XmppSettings) -> Path:
     return Path(settings.status_file)
 
@@ -123,6 +138,8 @@ def describe(status: ListenerStatus | None) -> list[str]:
         f"last event: {when(status.last_event_at)}; events written: {status.events_written}",
         f"rooms joined ({len(status.rooms_joined)}): {', '.join(status.rooms_joined) or '-'}",
     ]
+    for room, since in sorted(status.rooms_away.items()):
+        lines.append(f"room not watched since {when(since)}: {room} (the gap is recorded when it is joined again)")
     for room, reason in sorted(status.rooms_refused.items()):
         lines.append(f"room not entered: {room}: {reason}")
     if status.last_error:

@@ -20,13 +20,16 @@ from ingest.catchup import (
     found_gone,
     gap_event,
     history_request,
+    open_gaps,
     reconcile_start,
+    restart_gap_start,
     written_on_interruption,
 )
 from ingest.joining import await_subject
 from ingest.roomview import RoomView
 from ingest.rooms import JOINED, JOINING, LOST, Rooms
 from ingest.settings import XmppSettings
+from ingest.status import ListenerStatus
 from ingest.xmlutil import RoomContext
 from tests.factories import at, make, message
 
@@ -250,3 +253,36 @@ def test_history_replayed_after_the_join_wait_gave_up_is_history_until_the_subje
     rooms.take(replayed("forged-1", "2000-01-01T00:00:00Z", body="backdated"))
     [forged] = [e for e in state.held if e.stanza_id == "forged-1"]
     assert forged.capture == ev.Capture.LIVE and forged.occurred_at.year != 2000
+
+
+def test_a_restart_gap_begins_where_the_previous_run_lost_sight_not_at_the_rooms_last_event():
+    # A catch-up cut off by the stop stored part of the archive, recorded after the time away (at 40).
+    assert restart_gap_start(at(40), watched_until=None, away_since=at(10)) == at(10)
+    assert restart_gap_start(at(40), watched_until=at(50), away_since=None) == at(50)  # watched until the stop
+    assert restart_gap_start(at(40), watched_until=at(30), away_since=None) == at(40)
+    assert restart_gap_start(at(40), watched_until=None, away_since=None) == at(40)  # an older status: as before
+    assert restart_gap_start(None, watched_until=None, away_since=None) is None
+
+
+def test_open_gaps_keep_the_previous_runs_until_a_room_is_watched_again_or_has_a_start_of_its_own():
+    inherited = {"a@muc": at(1), "b@muc": at(2), "c@muc": at(3), "d@muc": at(4)}
+    away = {"a@muc": None, "b@muc": at(20), "e@muc": at(30), "first@muc": None}
+    assert open_gaps(inherited, away, settled=["c@muc"]) == {
+        "a@muc": at(1),  # being taken up, no start of its own yet
+        "b@muc": at(20),  # its own (derived from the inherited one, or lost again since)
+        "d@muc": at(4),  # not taken up yet: a stop now must not forget it
+        "e@muc": at(30),
+    }
+
+
+def test_the_rooms_away_are_those_lost_being_joined_or_refused_with_their_gaps_start():
+    previous = ListenerStatus(jid="a@b", pid=1, started_at=at(0), updated_at=at(9), stored_until=at(9),
+                              rooms_joined=["kept@muc", "back@muc"], rooms_away={"joining@muc": at(3)})
+    rooms = Rooms(XmppSettings(), store=None, writer=Writer(), previous=previous, on_change=lambda: None)
+    assert rooms.away() == {"kept@muc": at(9), "back@muc": at(9), "joining@muc": at(3)}, "nothing taken up yet"
+    rooms.state("back@muc").phase = JOINED
+    rooms.state("joining@muc").phase = JOINING
+    watched = rooms.state("watched@muc")
+    watched.phase = JOINED
+    rooms.went_offline(at(20))
+    assert rooms.away() == {"kept@muc": at(9), "back@muc": at(20), "joining@muc": at(3), "watched@muc": at(20)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import msgspec
 import psycopg
 
 from archive import events as ev
@@ -13,7 +14,7 @@ from archive.times import utcnow
 from ingest.client import UnnamableRooms, allowed
 from ingest.roomview import RoomView
 from ingest.settings import XmppSettings
-from ingest.status import ListenerStatus, describe, read_status, write_status
+from ingest.status import ListenerStatus, describe, read_status, unwatched, write_status
 from ingest.writer import BatchWriter
 from tests.factories import T0, at, make, message
 from tests.services.postgres import POSTGRES_DSN
@@ -57,11 +58,26 @@ def test_status_file_round_trip_and_description(tmp_path):
     status = ListenerStatus(
         jid="archiver@localhost", pid=42, started_at=T0, updated_at=at(5), connected=True, connected_since=at(1),
         rooms_joined=[ROOM], rooms_refused={"vip@conference.localhost": "registration-required"},
+        rooms_away={"vip@conference.localhost": at(2)},
     )
     write_status(path, status)
     assert read_status(path) == status
     text = "\n".join(describe(status))
     assert "connected" in text and ROOM in text and "vip@conference.localhost: registration-required" in text
+    assert "room not watched since" in text
+
+
+def test_a_status_file_of_an_older_version_says_its_joined_rooms_were_watched_until_stored_until(tmp_path):
+    """Older files have no ``rooms_away``: their joined rooms still start the next gap at ``stored_until``."""
+    path = tmp_path / "status.json"
+    path.write_text(
+        '{"jid":"archiver@localhost","pid":42,"started_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:09Z",'
+        f'"stored_until":"2026-01-01T00:00:08Z","rooms_joined":["{ROOM}"]}}'
+    )
+    old = read_status(path)
+    assert old.rooms_away == {} and unwatched(old) == {ROOM: old.stored_until}
+    away = msgspec.structs.replace(old, rooms_joined=[], rooms_away={ROOM: at(3)})
+    assert unwatched(away) == {ROOM: at(3)} and unwatched(None) == {}
 
 
 class FlakyStore:

@@ -1,0 +1,155 @@
+"""Time away that a restart must not forget: a listener stopped while it caught a room up, or while it was
+disconnected, leaves the room's gap open in its status; the next start records the gap from where it began."""
+
+from __future__ import annotations
+
+import threading
+
+from archive import events as ev
+from archive.application import open_event_store
+from archive.times import utcnow
+from ingest.xmlutil import MAM, q
+from tests.ingest.helpers import (
+    Traffic, archived_stanza_ids, room_events, running_listener, wait_for_event, wait_joined,
+)
+from tests.services.prosody import unique_room, wait_for
+from tests.services.tcp_proxy import TcpProxy
+
+
+def unanswered_after_first_archive_page(handle) -> tuple[list, threading.Event]:
+    """From the listener's second MAM query on, its queries are lost on their way to the server until the event
+    returned is cleared: a catch-up stalls after its first page, as on a server that stops answering.
+    Returns the queries sent, and the event."""
+    queries, stalling = [], threading.Event()
+    stalling.set()
+
+    def drop(stanza):
+        if stanza.xml.find(q(MAM, "query")) is not None:
+            queries.append(stanza)
+            if len(queries) > 1 and stalling.is_set():
+                return None
+        return stanza
+
+    client = wait_for(lambda: handle.listener.client, message="the listener's client")
+    client.add_filter("out", drop)
+    return queries, stalling
+
+
+def backfilled(store, room: str) -> list[ev.MessagePosted]:
+    return [e for e in room_events(store, room) if isinstance(e, ev.MessagePosted) and e.capture == ev.Capture.BACKFILL]
+
+
+def test_a_stop_during_a_catch_up_after_a_restart_leaves_the_time_away_to_the_next_start(prosody, people, store_url, tmp_path):
+    """The stopped catch-up wrote part of the room's archive (recorded at the time it was read) but not its gap:
+    the next start's gap must begin where the first listener stopped watching, not at that partial backfill."""
+    alice, bob, carol = people["alice"], people["bob"], people["carol"]
+    room = unique_room(prosody, "stalled")
+    alice.create_room(room, "alice")
+    carol.join(room, "carol")
+    status_file = tmp_path / "status.json"
+    with open_event_store(store_url) as store:
+        with running_listener(prosody, store, status_file, include=(room,)) as listener:
+            wait_joined(listener, room)
+            alice.say(room, "before the stop")
+            wait_for_event(store, room, ("message", "alice", "before the stop"))
+        stopped = utcnow()
+        away = [alice.say(room, f"away {i}")["stanza_id"] for i in range(150)]  # two pages of the room's archive
+        bob.join(room, "bob")
+        bob.leave(room)
+        bob_gone = utcnow()
+        traffic = Traffic([alice, carol], [room], prefix="live").start()
+        try:
+            with running_listener(prosody, store, status_file, include=(room,)) as listener:
+                queries, _ = unanswered_after_first_archive_page(listener)
+                wait_for(lambda: backfilled(store, room), 20, message="the first page of the catch-up stored")
+                assert len(queries) == 2 and room not in listener.joined_rooms(), "stopped while catching up"
+                traffic.sent_at_least(5)
+            traffic.sent_at_least(5)  # nobody listens
+            with running_listener(prosody, store, status_file, include=(room,)) as listener:
+                wait_joined(listener, room, timeout=20)
+                traffic.sent_at_least(5)  # the recovery under live traffic
+                traffic.stop()
+                wait_for(lambda: set(away + traffic.sent[room]) <= set(archived_stanza_ids(store, room)), 20,
+                         message="every message archived")
+        finally:
+            traffic.stop()
+        events = room_events(store, room)
+    archived = [e.stanza_id for e in events if isinstance(e, ev.MessagePosted)]
+    assert len(archived) == len(set(archived)), "a message archived twice"
+    gaps = [e for e in events if isinstance(e, ev.ArchiveGap)]
+    assert gaps, "no gap recorded"
+    first = min(gaps, key=lambda g: g.gap_start)
+    assert first.gap_start <= stopped, f"the gap starts at {first.gap_start}, after the stop at {stopped}: bob's visit is in no gap"
+    assert max(g.gap_end for g in gaps) >= bob_gone
+
+
+def test_a_catch_up_after_a_restart_cut_off_by_a_disconnect_keeps_the_gaps_start_for_the_rejoin(prosody, people, tmp_path):
+    """The same within one run: the rejoin after the disconnect must not begin the gap at the partial backfill."""
+    alice, bob, carol = people["alice"], people["bob"], people["carol"]
+    room = unique_room(prosody, "recut")
+    alice.create_room(room, "alice")
+    carol.join(room, "carol")
+    status_file = tmp_path / "status.json"
+    with TcpProxy("127.0.0.1", prosody.port) as proxy, open_event_store(f"sqlite:///{tmp_path}/e.sqlite") as store:
+        with running_listener(prosody, store, status_file, include=(room,)) as listener:
+            wait_joined(listener, room)
+        stopped = utcnow()
+        away = [alice.say(room, f"away {i}")["stanza_id"] for i in range(150)]
+        bob.join(room, "bob")
+        bob.leave(room)
+        traffic = Traffic([alice, carol], [room], prefix="live").start()
+        try:
+            with running_listener(prosody, store, status_file, port=proxy.port, include=(room,)) as listener:
+                queries, stalling = unanswered_after_first_archive_page(listener)
+                wait_for(lambda: backfilled(store, room), 20, message="the first page of the catch-up stored")
+                proxy.cut()
+                wait_for(lambda: not listener.listener.status.connected, message="the listener to notice")
+                stalling.clear()
+                traffic.sent_at_least(5)
+                proxy.restore()
+                wait_joined(listener, room, timeout=30)
+                traffic.sent_at_least(5)
+                traffic.stop()
+                wait_for(lambda: set(away + traffic.sent[room]) <= set(archived_stanza_ids(store, room)), 20,
+                         message="every message archived")
+        finally:
+            traffic.stop()
+        events = room_events(store, room)
+    archived = [e.stanza_id for e in events if isinstance(e, ev.MessagePosted)]
+    assert len(archived) == len(set(archived)), "a message archived twice"
+    [gap] = [e for e in events if isinstance(e, ev.ArchiveGap)]
+    assert gap.gap_start <= stopped, f"the gap starts at {gap.gap_start}, after the stop at {stopped}"
+
+
+def test_a_listener_stopped_while_disconnected_leaves_its_rooms_time_away_to_the_next_start(prosody, people, tmp_path):
+    """Stopped while the server was unreachable, the listener had joined no room: its rooms' gaps are still open
+    and the next start checks them, listed or not (one destroyed meanwhile is recorded destroyed, within a gap)."""
+    alice, bob = people["alice"], people["bob"]
+    room, other = unique_room(prosody, "unreached"), unique_room(prosody, "unreached")
+    alice.create_room(room, "alice")
+    bob.create_room(other, "bob")
+    status_file = tmp_path / "status.json"
+    with TcpProxy("127.0.0.1", prosody.port) as proxy, open_event_store(f"sqlite:///{tmp_path}/e.sqlite") as store:
+        with running_listener(prosody, store, status_file, port=proxy.port, include=(room, other)) as listener:
+            wait_joined(listener, room)
+            wait_joined(listener, other)
+            proxy.cut()  # the server unreachable: the listener backs off and retries
+            cut = utcnow()
+            wait_for(lambda: not listener.listener.status.connected, message="the listener to notice")
+            alice.say(room, "said while nobody watched")
+            alice.destroy(room, "gone for good")
+            bob.say(other, "the other room talks on")
+        with running_listener(prosody, store, status_file, include=(room, other)) as listener:
+            wait_joined(listener, other)
+            bob.say(other, "live while the rooms are checked")
+            wait_for(lambda: any(isinstance(e, ev.RoomDestroyed) for e in room_events(store, room)), 10,
+                     message="the room recorded destroyed")
+            wait_for_event(store, other, ("message", "bob", "live while the rooms are checked"))
+        events, others = room_events(store, room), room_events(store, other)
+    [gap] = [e for e in events if isinstance(e, ev.ArchiveGap)]
+    assert gap.gap_start <= cut and gap.kind == ev.GapKind.MESSAGES
+    [other_gap] = [e for e in others if isinstance(e, ev.ArchiveGap)]
+    assert other_gap.gap_start <= cut
+    assert [e.body for e in others if isinstance(e, ev.MessagePosted)] == [
+        "the other room talks on", "live while the rooms are checked",
+    ]

@@ -76,18 +76,24 @@ def restart_gap_start(
 
 
 def open_gaps(
-    inherited: Mapping[str, datetime], away: Mapping[str, datetime | None], settled: Iterable[str]
+    inherited: Mapping[str, datetime],
+    away: Mapping[str, datetime | None],
+    settled: Iterable[str],
+    unstored: Mapping[str, datetime] | None = None,
 ) -> dict[str, datetime]:
     """Since when each room nobody watches has gone unwatched, for the status (the next start's gaps begin there).
 
     ``away``: the rooms not watched now (lost, being joined, refused), with their gap's start (None: none known
     yet); ``settled``: the rooms watched again or found gone; ``inherited``: the previous run's (``unwatched``),
     kept for every room not settled and without a start of its own yet, so a stop before a room is taken up
-    again (or while the server is unreachable) forgets nothing.
+    again (or while the server is unreachable) forgets nothing. ``unstored``: gap records handed to the store
+    and not stored yet, by room: a gap is open until its record is stored, watched again or not.
     """
     settled = set(settled)
     gaps = {room: start for room, start in inherited.items() if room not in settled}
     gaps.update((room, start) for room, start in away.items() if start is not None)
+    for room, start in (unstored or {}).items():
+        gaps[room] = min(start, gaps.get(room, start))
     return gaps
 
 

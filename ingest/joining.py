@@ -82,7 +82,7 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
     else:
         result = await catch_up(rooms, client, state, anchor, first, gap_start, joined_at, base)
     if gap_start:
-        rooms.emit(state, [gap_event(room, gap_start, joined_at, result or CatchUp(mam=mam))], direct=True)
+        rooms.emit_gap(state, [gap_event(room, gap_start, joined_at, result or CatchUp(mam=mam))])
     if first and not (result and result.problem):  # an import that could not read the archive is owed still
         recovered = None if result is None else result.recovered
         done = ev.FirstJoinCompleted(room=room, occurred_at=joined_at, recorded_at=joined_at, recovered=recovered)

@@ -41,6 +41,7 @@ from archive.store import EventStore
 from archive.times import format_time, utcnow
 
 from .admin_rooms import list_rooms_as_admin
+from .catchup import open_gaps
 from .client import (
     DiscoError, UnnamableRooms, allowed, close, is_encrypted, list_rooms, make_client, server_address,
 )
@@ -131,13 +132,14 @@ class Listener:
 
     async def _shutdown(self, tasks: list[asyncio.Task]) -> None:
         # The last status names the rooms watched until now, and those unwatched since when, for the next run's gap
-        # records: taken before the stop makes every room lost.
-        watched, away, watched_until = self.joined_rooms(), self.rooms.away(), utcnow()
+        # records: taken before the stop makes every room lost (the gap records the store refuses are added after).
+        watched, away, watched_until = self.joined_rooms(), self.rooms.away(unstored=False), utcnow()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._went_offline("listener stopped")  # the connection loop, cancelled, has closed the client
         self.writer.stop()
+        away = open_gaps(away, {}, (), self.rooms.unstored_gaps)
         try:
             self.lease.release()
         except StoreError as e:

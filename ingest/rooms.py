@@ -76,6 +76,7 @@ class Rooms:
         self.states: dict[str, RoomState] = {}
         self.views: dict[str, RoomView] = {}
         self.recovered: Counter[str] = Counter()  # per room: messages stored from its archive or history
+        self.unstored_gaps: dict[str, datetime] = {}  # room -> start of its gap record, handed to the writer, not stored
         self._once_written: set[str] | None = None
 
     def written(self, recorded: list[ev.Recorded]) -> None:
@@ -83,6 +84,8 @@ class Rooms:
         for r in recorded:
             if isinstance(r.event, MESSAGE_EVENTS) and r.event.capture != ev.Capture.LIVE:
                 self.recovered[r.event.room] += 1
+            elif isinstance(r.event, ev.ArchiveGap) and self.unstored_gaps.get(r.event.room) == r.event.gap_start:
+                del self.unstored_gaps[r.event.room]
 
     def state(self, room: str) -> RoomState:
         return self.states.setdefault(room, RoomState(room, self.settings.nick))
@@ -93,11 +96,19 @@ class Rooms:
     def refused(self) -> dict[str, str]:
         return {room: s.reason or "" for room, s in self.states.items() if s.phase == UNAVAILABLE}
 
-    def away(self) -> dict[str, datetime]:
-        """Since when each room not watched now has gone unwatched (for the status: see ``open_gaps``)."""
+    def away(self, *, unstored: bool = True) -> dict[str, datetime]:
+        """Since when each room not watched now has gone unwatched (for the status: see ``open_gaps``);
+        counting the gap records not stored yet unless not ``unstored``."""
         away = {room: s.gap_start for room, s in self.states.items() if s.phase in (NEW, JOINING, LOST, UNAVAILABLE)}
         settled = [room for room, s in self.states.items() if s.phase in (JOINED, GONE)]
-        return open_gaps(self.inherited, away, settled)
+        return open_gaps(self.inherited, away, settled, self.unstored_gaps.copy() if unstored else None)
+
+    def emit_gap(self, state: RoomState, events: list[ev.Event]) -> None:
+        """Write a gap record (with the events that go with it): its room stays away until the store has it."""
+        for event in events:
+            if isinstance(event, ev.ArchiveGap):
+                self.unstored_gaps[state.room] = event.gap_start
+        self.emit(state, events, direct=True)
 
     def lost(self) -> list[str]:
         return [room for room, state in self.states.items() if state.phase == LOST]
@@ -230,7 +241,7 @@ class Rooms:
     def gone(self, state: RoomState, view: RoomView, reason: str, gap_start: datetime | None) -> None:
         """The service says the room does not exist: record an archived room as destroyed (see ``found_gone``)."""
         if view.last_event_at is not None and not view.destroyed:
-            self.emit(state, found_gone(view, reason, utcnow(), gap_start), direct=True)
+            self.emit_gap(state, found_gone(view, reason, utcnow(), gap_start))
             log.info("%s: %s; recorded as destroyed", state.room, reason)
         if state.room in {room.lower() for room in self.settings.rooms}:
             self.unavailable(state, "the room does not exist")  # configured: the operator should know

@@ -286,3 +286,19 @@ def test_the_rooms_away_are_those_lost_being_joined_or_refused_with_their_gaps_s
     watched.phase = JOINED
     rooms.went_offline(at(20))
     assert rooms.away() == {"kept@muc": at(9), "back@muc": at(20), "joining@muc": at(3), "watched@muc": at(20)}
+
+
+def test_a_room_stays_away_until_its_gap_record_is_stored():
+    rooms = Rooms(XmppSettings(), store=None, writer=Writer(), previous=None, on_change=lambda: None)
+    rooms.views[ROOM] = RoomView(ROOM)
+    state = rooms.state(ROOM)
+    gap = gap_event(ROOM, at(10), at(20), CatchUp(mam=False))
+    rooms.emit_gap(state, [gap])
+    state.phase = JOINED
+    assert rooms.writer.written == [gap]
+    assert rooms.away() == {ROOM: at(10)} and rooms.away(unstored=False) == {}
+    rooms.written([SimpleNamespace(event=gap_event(ROOM, at(5), at(20), CatchUp(mam=False)))])  # another gap's
+    assert rooms.away() == {ROOM: at(10)}
+    rooms.written([SimpleNamespace(event=gap)])
+    assert rooms.away() == {}
+    assert open_gaps({}, {ROOM: at(30)}, (), unstored={ROOM: at(10), "b@muc": at(3)}) == {ROOM: at(10), "b@muc": at(3)}

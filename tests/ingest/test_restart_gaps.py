@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import threading
 
+import psycopg
+import pytest
+
 from archive import events as ev
+from archive.errors import ChatArchiveError
 from archive.application import open_event_store
 from archive.times import utcnow
 from ingest.xmlutil import MAM, q
 from tests.ingest.helpers import (
     Traffic, archived_stanza_ids, room_events, running_listener, wait_for_event, wait_joined,
 )
+from tests.ingest.test_listener_parts import accepting_inserts
+from tests.services.postgres import POSTGRES_DSN
 from tests.services.prosody import unique_room, wait_for
 from tests.services.tcp_proxy import TcpProxy
 
@@ -153,3 +159,47 @@ def test_a_listener_stopped_while_disconnected_leaves_its_rooms_time_away_to_the
     assert [e.body for e in others if isinstance(e, ev.MessagePosted)] == [
         "the other room talks on", "live while the rooms are checked",
     ]
+
+
+def refusing_gap_records(url: str) -> None:
+    """The store's server refuses gap records from now on (and so the batches holding them): a real failure of the
+    real store, aimed at the moment a catch-up has stored the room's archive and its gap is the last thing owed."""
+    schema = url.split("schema=")[1]
+    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS '
+                     "$$ BEGIN RAISE EXCEPTION 'no space left on device'; END $$")
+        conn.execute(f'CREATE TRIGGER refuse BEFORE INSERT ON "{schema}".archive_store_events '
+                     f"""FOR EACH ROW WHEN (NEW.topic = 'archive_gap') EXECUTE FUNCTION "{schema}".refuse()""")
+
+
+def test_a_gap_record_the_store_refuses_at_a_stop_is_owed_by_the_next_start(prosody, people, postgres_url, tmp_path):
+    """The rejoin completed and its catch-up was stored, but its gap record was given up at the stop: the room is
+    watched again, yet its time away is in no gap. The next start must record it, from where it began."""
+    alice, bob = people["alice"], people["bob"]
+    room = unique_room(prosody, "owed")
+    alice.create_room(room, "alice")
+    status_file = tmp_path / "status.json"
+    with open_event_store(postgres_url) as store:
+        with running_listener(prosody, store, status_file, include=(room,)) as listener:
+            wait_joined(listener, room)
+        stopped = utcnow()
+        for i in range(3):
+            alice.say(room, f"away {i}")
+        bob.join(room, "bob")
+        bob.leave(room)
+        refusing_gap_records(postgres_url)
+        with pytest.raises(ChatArchiveError, match="did not take the last events"):
+            with running_listener(prosody, store, status_file, include=(room,)) as listener:
+                wait_joined(listener, room, timeout=20)
+                wait_for_event(store, room, ("message", "alice", "away 2"))  # the catch-up is stored
+                alice.say(room, "live while the gap record waits")
+        accepting_inserts(postgres_url)
+        with running_listener(prosody, store, status_file, include=(room,)) as listener:
+            wait_joined(listener, room)
+            alice.say(room, "after the restart")
+            wait_for_event(store, room, ("message", "alice", "after the restart"))
+        events = room_events(store, room)
+    gaps = [e for e in events if isinstance(e, ev.ArchiveGap)]
+    assert gaps and min(g.gap_start for g in gaps) <= stopped, [(g.gap_start, g.gap_end) for g in gaps]
+    bodies = [e.body for e in events if isinstance(e, ev.MessagePosted)]
+    assert bodies == ["away 0", "away 1", "away 2", "live while the gap record waits", "after the restart"]

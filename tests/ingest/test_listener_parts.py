@@ -159,15 +159,17 @@ def test_the_rooms_skipped_for_names_no_room_can_have_are_kept_to_a_bounded_numb
     assert len(warnings) == 4 and "without a warning" in warnings[-1]
 
 
-def refusing_inserts(url: str) -> None:
+def refusing_inserts(url: str, topic: str | None = None) -> None:
     """The store's server refuses every new event from now on (a trigger raising), as a full disk or a revoked
-    grant would: a real failure of the real store, at once rather than after a lock's timeout."""
+    grant would: a real failure of the real store, at once rather than after a lock's timeout. With ``topic``,
+    only events of that type (and so the batches holding them): aimed at one moment of a scenario."""
     schema = url.split("schema=")[1]
+    when = f"WHEN (NEW.topic = '{topic}') " if topic else ""
     with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS '
                      "$$ BEGIN RAISE EXCEPTION 'no space left on device'; END $$")
         conn.execute(f'CREATE TRIGGER refuse BEFORE INSERT ON "{schema}".archive_store_events '
-                     f'FOR EACH ROW EXECUTE FUNCTION "{schema}".refuse()')
+                     f'FOR EACH ROW {when}EXECUTE FUNCTION "{schema}".refuse()')
 
 
 def accepting_inserts(url: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 
-import psycopg
 import pytest
 
 from archive import events as ev
@@ -16,8 +15,7 @@ from ingest.xmlutil import MAM, q
 from tests.ingest.helpers import (
     Traffic, archived_stanza_ids, room_events, running_listener, wait_for_event, wait_joined,
 )
-from tests.ingest.test_listener_parts import accepting_inserts
-from tests.services.postgres import POSTGRES_DSN
+from tests.ingest.test_listener_parts import accepting_inserts, refusing_inserts
 from tests.services.prosody import unique_room, wait_for
 from tests.services.tcp_proxy import TcpProxy
 
@@ -161,17 +159,6 @@ def test_a_listener_stopped_while_disconnected_leaves_its_rooms_time_away_to_the
     ]
 
 
-def refusing_gap_records(url: str) -> None:
-    """The store's server refuses gap records from now on (and so the batches holding them): a real failure of the
-    real store, aimed at the moment a catch-up has stored the room's archive and its gap is the last thing owed."""
-    schema = url.split("schema=")[1]
-    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS '
-                     "$$ BEGIN RAISE EXCEPTION 'no space left on device'; END $$")
-        conn.execute(f'CREATE TRIGGER refuse BEFORE INSERT ON "{schema}".archive_store_events '
-                     f"""FOR EACH ROW WHEN (NEW.topic = 'archive_gap') EXECUTE FUNCTION "{schema}".refuse()""")
-
-
 def test_a_gap_record_the_store_refuses_at_a_stop_is_owed_by_the_next_start(prosody, people, postgres_url, tmp_path):
     """The rejoin completed and its catch-up was stored, but its gap record was given up at the stop: the room is
     watched again, yet its time away is in no gap. The next start must record it, from where it began."""
@@ -187,7 +174,7 @@ def test_a_gap_record_the_store_refuses_at_a_stop_is_owed_by_the_next_start(pros
             alice.say(room, f"away {i}")
         bob.join(room, "bob")
         bob.leave(room)
-        refusing_gap_records(postgres_url)
+        refusing_inserts(postgres_url, topic="archive_gap")  # the catch-up is stored, its gap record refused
         with pytest.raises(ChatArchiveError, match="did not take the last events"):
             with running_listener(prosody, store, status_file, include=(room,)) as listener:
                 wait_joined(listener, room, timeout=20)

@@ -3,7 +3,7 @@
     python -m bench.profile_request --size 1m --kind search --requests 3000
 
 Builds (untimed, once) the corpus's store, views and index in the bench workdir,
-builds the app exactly as `chat-archive serve` does (``bootstrap.build_api``), then
+builds the app exactly as `chat-archive serve` does (``api_root.build_api``), then
 runs the requests through the WSGI interface under cProfile and prints where the
 time goes (the HTTP server's own share is what wrk adds on top: see ``bench.api``).
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from archive.application import open_event_store
-from chat_archive.bootstrap import build_api, open_tokens
+from chat_archive.api_root import build_api, open_tokens
 from query_api.context import EXTENSION
 from query_api.roles import Role
 

@@ -15,7 +15,8 @@ from archive.times import parse_time, utcnow
 from query_api.escaping import one_line
 from query_api.roles import TOKEN_ROLES, Role
 
-from ..bootstrap import open_search_index, open_store, open_tokens, open_views, serve_api_workers, start_api
+from ..api_root import open_tokens, serve_api_workers, start_api
+from ..bootstrap import open_search_index, open_store, open_views
 from ..process import port_number, stopped_by_signals, whole_number
 
 

@@ -12,7 +12,7 @@ import argparse
 
 from archive.errors import ConfigError
 
-from ..bootstrap import open_key_store
+from ..api_root import open_key_store
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,12 +11,11 @@ import msgspec
 
 from archive.health import Health
 
+from ..api_root import open_tokens, start_api
 from ..bootstrap import (
     open_search_index,
     open_store,
-    open_tokens,
     open_views,
-    start_api,
     start_checkpoints,
     start_listener,
     start_projections,

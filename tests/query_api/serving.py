@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from archive.application import open_event_store
-from chat_archive.bootstrap import open_tokens, open_views, search_projection
+from chat_archive.api_root import open_tokens
+from chat_archive.bootstrap import open_views, search_projection
 from chat_archive.config import load_config
 from projections.follower import LogFollower
 from projections.search import SearchIndexer

@@ -185,16 +185,16 @@ def test_over_the_api_an_expired_export_answers_410_and_its_bundle_is_gone(tmp_p
 
 
 def test_a_serving_process_deletes_expired_bundles_on_schedule_though_no_one_asks_for_exports(tmp_path, monkeypatch):
-    from chat_archive import bootstrap
+    from chat_archive import api_root
 
-    monkeypatch.setattr(bootstrap, "SWEEP_EVERY", 0.2)  # a test cannot wait the minute
+    monkeypatch.setattr(api_root, "SWEEP_EVERY", 0.2)  # a test cannot wait the minute
     exports = tmp_path / "exports"
     write_job(exports, OLD, "done", utcnow() - timedelta(days=1, hours=1))  # left by an earlier process
     write_job(exports, FRESH, "done", utcnow() - timedelta(days=1) + timedelta(seconds=2))  # due while it serves
     archive = build_seeded(tmp_path)
     stop = threading.Event()
     config = make_config(archive.url, export_dir=str(exports), export_keep_days=1)
-    server = bootstrap.start_api(config, archive.store, archive.views, archive.search, stop, host="127.0.0.1", port=0)
+    server = api_root.start_api(config, archive.store, archive.views, archive.search, stop, host="127.0.0.1", port=0)
     try:
         deadline = utcnow() + timedelta(seconds=30)
         while {f"{OLD}.zip", f"{FRESH}.zip"} & files(exports) and utcnow() < deadline:

@@ -1,5 +1,5 @@
 """Every endpoint through a real server: `chat-archive serve` in its own process on loopback,
-and the in-process server that `chat-archive up` starts (bootstrap.start_api)."""
+and the in-process server that `chat-archive up` starts (api_root.start_api)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ import weakref
 import pytest
 
 from archive.application import open_event_store
-from chat_archive import bootstrap
-from chat_archive.bootstrap import open_search_index, open_tokens, open_views, start_api
+from chat_archive import api_root
+from chat_archive.api_root import open_tokens, start_api
+from chat_archive.bootstrap import open_search_index, open_views
 from query_api.roles import Role
 from tests.factories import message
 
@@ -236,8 +237,8 @@ def test_serve_freezes_its_startup_heap_before_answering(served, monkeypatch):
         built["make_app"] = make_app
         return 0
 
-    monkeypatch.setattr(bootstrap, "serve_workers", serve_workers)
-    bootstrap.serve_api_workers(served["config"], 1, on_ready=lambda url: None)
+    monkeypatch.setattr(api_root, "serve_workers", serve_workers)
+    api_root.serve_api_workers(served["config"], 1, on_ready=lambda url: None)
     stop = threading.Event()
     try:
         app = _frozen_at_start(lambda: built["make_app"](stop))

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from chat_archive.bootstrap import open_tokens
+from chat_archive.api_root import open_tokens
 from query_api.roles import Role
 from tests.factories import message
 

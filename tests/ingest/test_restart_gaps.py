@@ -43,6 +43,18 @@ def backfilled(store, room: str) -> list[ev.MessagePosted]:
     return [e for e in room_events(store, room) if isinstance(e, ev.MessagePosted) and e.capture == ev.Capture.BACKFILL]
 
 
+def wait_all_archived(store, room: str, stanza_ids: list[str]) -> None:
+    wait_for(lambda: set(stanza_ids) <= set(archived_stanza_ids(store, room)), 20, message="every message archived")
+
+
+def gaps_of_a_room_archived_once(store, room: str) -> list[ev.ArchiveGap]:
+    """The room's gap records, once no message is archived twice."""
+    events = room_events(store, room)
+    archived = [e.stanza_id for e in events if isinstance(e, ev.MessagePosted)]
+    assert len(archived) == len(set(archived)), "a message archived twice"
+    return [e for e in events if isinstance(e, ev.ArchiveGap)]
+
+
 def test_a_stop_during_a_catch_up_after_a_restart_leaves_the_time_away_to_the_next_start(prosody, people, store_url, tmp_path):
     """The stopped catch-up wrote part of the room's archive (recorded at the time it was read) but not its gap:
     the next start's gap must begin where the first listener stopped watching, not at that partial backfill."""
@@ -73,14 +85,10 @@ def test_a_stop_during_a_catch_up_after_a_restart_leaves_the_time_away_to_the_ne
                 wait_joined(listener, room, timeout=20)
                 traffic.sent_at_least(5)  # the recovery under live traffic
                 traffic.stop()
-                wait_for(lambda: set(away + traffic.sent[room]) <= set(archived_stanza_ids(store, room)), 20,
-                         message="every message archived")
+                wait_all_archived(store, room, away + traffic.sent[room])
         finally:
             traffic.stop()
-        events = room_events(store, room)
-    archived = [e.stanza_id for e in events if isinstance(e, ev.MessagePosted)]
-    assert len(archived) == len(set(archived)), "a message archived twice"
-    gaps = [e for e in events if isinstance(e, ev.ArchiveGap)]
+        gaps = gaps_of_a_room_archived_once(store, room)
     assert gaps, "no gap recorded"
     first = min(gaps, key=lambda g: g.gap_start)
     assert first.gap_start <= stopped, f"the gap starts at {first.gap_start}, after the stop at {stopped}: bob's visit is in no gap"
@@ -114,14 +122,11 @@ def test_a_catch_up_after_a_restart_cut_off_by_a_disconnect_keeps_the_gaps_start
                 wait_joined(listener, room, timeout=30)
                 traffic.sent_at_least(5)
                 traffic.stop()
-                wait_for(lambda: set(away + traffic.sent[room]) <= set(archived_stanza_ids(store, room)), 20,
-                         message="every message archived")
+                wait_all_archived(store, room, away + traffic.sent[room])
         finally:
             traffic.stop()
-        events = room_events(store, room)
-    archived = [e.stanza_id for e in events if isinstance(e, ev.MessagePosted)]
-    assert len(archived) == len(set(archived)), "a message archived twice"
-    [gap] = [e for e in events if isinstance(e, ev.ArchiveGap)]
+        gaps = gaps_of_a_room_archived_once(store, room)
+    [gap] = gaps
     assert gap.gap_start <= stopped, f"the gap starts at {gap.gap_start}, after the stop at {stopped}"
 
 

@@ -120,6 +120,11 @@ class KeyRing:
         assert self._current is not None
         return self._current
 
+    def oldest(self) -> SigningKey:
+        """The oldest key still listed (what should stay the same across rotations)."""
+        self._refresh(RELOAD_SECONDS)
+        return next(iter(self._keys.values()))
+
     def find(self, key_id: str) -> SigningKey | None:
         """The key named ``key_id``, or None if it is unknown (or retired)."""
         self._refresh(RELOAD_SECONDS)

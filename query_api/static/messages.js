@@ -16,7 +16,7 @@
 // - a message (or a message gaining ids through a correction) takes what awaited any of its ids, in the order
 //   heard, as if it had come after it (``_settle``).
 // Lines are plain objects as the widget's feed sends them ({kind, nick, body, refs, stanza_id, occupant_id,
-// removed, edited, ...}), plus ``key`` (what identifies the line in the book) and, for a line heard live, ``seq`` (its
+// author, removed, edited, ...}), plus ``key`` (what identifies the line in the book) and, for a line heard live, ``seq`` (its
 // order) and the sender's real JID when the room shows it.
 (function () {
   "use strict";
@@ -29,9 +29,12 @@
   function bare(jid) { return (jid || "").split("/")[0]; }
 
   // XEP-0308 section 3 / XEP-0421: the same occupant-id when both carry one, else the same bare real JID
-  // when both carry one, else the same nick.
+  // when both carry one, else the same nick. The real JID as the widget knows it: a line from the archive's
+  // feed carries the feed's key of it (``author``, widget_feed.author_key: the JID itself is withheld), and
+  // an item heard live the key its nick has (``Book.know``), or the JID where the room shows it.
   function sameAuthor(line, who) {
     if (line.occupant_id && who.occupant_id) { return line.occupant_id === who.occupant_id; }
+    if (line.author && who.author) { return line.author === who.author; }
     if (line.jid && who.jid) { return bare(line.jid) === bare(who.jid); }
     if (line.nick && who.nick) { return line.nick === who.nick; }
     return true;
@@ -70,7 +73,29 @@
   function Book() {
     this.lines = [];  // oldest first (a line put again keeps its place)
     this.held = [];   // the awaiting ones, oldest first
+    this.keys = new Map();  // nick -> the author key of whoever holds it now, as the feed's lines tell
   }
+
+  // The feed's lines shown at Join (``feed``, in the transcript's order, each with its ``key``): its messages
+  // are the book's first lines, and all of them say who holds which nick.
+  Book.prototype.start = function (feed) {
+    var self = this;
+    feed.forEach(function (line) { self.know(line); });
+    this.apply({ put: feed.filter(function (line) { return line.kind === "message"; }), dropped: [] });
+  };
+
+  // Who holds a nick, for the items heard live, which carry no key: the author key of the nick's latest line
+  // from the feed (a message, a join, a nick change), until the nick is given up (left, renamed). A presence
+  // heard live (not the room's list of who is in at Join: ``roster``, as the feed last told) makes the nick's
+  // holder unknown: the room shows the widget no JID, so a newcomer under a nick that just came free cannot
+  // be told from its earlier holder coming back. Such a holder's items are told by nick, as a room without
+  // real JIDs tells them; the archive, knowing the JIDs, may then decide otherwise (shown after Leave).
+  Book.prototype.know = function (line) {
+    if (line.roster) { return; }
+    if (line.kind === "nick_changed" && line.old_nick) { this.keys.delete(line.old_nick); }
+    if (line.id === undefined || line.kind === "left") { this.keys.delete(line.nick); return; }
+    this.keys.set(line.nick, line.author || null);
+  };
 
   Book.prototype.find = function (ref) {
     var known = null;  // the newest carrying ``ref`` as a client id, while no line owns it
@@ -146,6 +171,7 @@
   // takes the place of), dropped: lines taken into another and gone}.
   function step(heard, book) {
     var refs = heard.refs || [];
+    if (!heard.author && book.keys.get(heard.nick)) { heard = with_(heard, { author: book.keys.get(heard.nick) }); }
     if (heard.kind === "message") { return settle(heard, book, refs); }
     if (heard.kind === "correction") {
       var target = book.find(heard.replaces);
@@ -157,11 +183,12 @@
       return settle(line, book, refs);
     }
     if (heard.kind === "retraction") {
-      var removal = { moderated: !!heard.moderated, nick: heard.nick, jid: heard.jid || null, occupant_id: heard.occupant_id || null };
+      var removal = { moderated: !!heard.moderated, nick: heard.nick, jid: heard.jid || null, occupant_id: heard.occupant_id || null,
+                      author: heard.author || null };
       var retracted = book.find(heard.target);
       if (!retracted) {
         return { put: [{ key: heard.key, seq: heard.seq, kind: "retraction", nick: heard.nick, jid: removal.jid,
-                         occupant_id: removal.occupant_id, removed: removal, awaiting: heard.target, refs: [] }], dropped: [] };
+                         occupant_id: removal.occupant_id, author: removal.author, removed: removal, awaiting: heard.target, refs: [] }], dropped: [] };
       }
       if (!retracted.removed && mayRemove(retracted, removal)) {
         return { put: [with_(retracted, { removed: removal })], dropped: [] };

@@ -9,7 +9,7 @@
   var credentials = null;  // from the embedding site (URL fragment), used once by Join
   var xmpp = null, nick = "";  // the user's own connection while joined
   var generation = 0;  // bumped on join and leave: answers to polls sent before are dropped
-  var lineOf = new WeakMap();  // a shown message's element -> its line (as the feed sent it, or as heard live)
+  var lineOf = new WeakMap();  // a shown line's element -> its line (as the feed sent it, or as heard live)
 
   function $(id) { return document.getElementById(id); }
 
@@ -106,8 +106,8 @@
     time.textContent = timeOf(item.at);
     if (item.at) { time.title = item.at.replace("T", " ").substring(0, 19) + " UTC"; }
     li.appendChild(time);
+    lineOf.set(li, item);  // messages, and the presences that say who holds a nick (messages.js Book.know)
     if (item.kind === "message") {
-      lineOf.set(li, item);
       var nick = document.createElement("span");
       nick.className = "nick";
       nick.textContent = item.nick;
@@ -164,7 +164,7 @@
         shown.push(line);
       }
     });
-    book.apply({ put: shown, dropped: [] });
+    book.start(shown);
   }
 
   // Whether a message the room replays (said before Join) is one the page shows already, or a correction one
@@ -175,18 +175,18 @@
   }
 
   // What the page shows, for Join to ask the room for what came after it (xmpp.js joinRoom's ``since``): the
-  // newest message line the archive sent (the greatest id: its stanza-id comes first in its refs), or the
+  // room's stanza-id of the newest message line the archive sent (the greatest id) that has one, or the
   // time of the newest line; null when nothing is shown.
   function shownUntil() {
     var newest = null, at = null;
     book.lines.forEach(function (line) {
-      if (line.kind === "message" && line.refs && line.refs.length && (!newest || line.id > newest.id)) { newest = line; }
+      if (line.kind === "message" && line.stanza_id && (!newest || line.id > newest.id)) { newest = line; }
     });
     Array.prototype.forEach.call($("activity").querySelectorAll("li[data-at]"), function (li) {
       if (!at || li.dataset.at > at) { at = li.dataset.at; }
     });
     if (!newest && !at) { return null; }
-    return { after: newest && newest.refs[0], at: newest ? newest.at : at };
+    return { after: newest && newest.stanza_id, at: newest ? newest.at : at };
   }
 
   function unshow(line) {
@@ -201,7 +201,11 @@
   // archive applies there, showing nothing new) from one naming a message yet to come; when that message
   // comes, the line is applied to it, or shown (somebody else's correction) as the archive's feed shows it.
   function hear(item) {
-    if (item.kind !== "message" && item.kind !== "correction" && item.kind !== "retraction") { show(item, null); return; }
+    if (item.kind !== "message" && item.kind !== "correction" && item.kind !== "retraction") {
+      book.know(item);
+      show(item, null);
+      return;
+    }
     if (item.replayed && shownAlready(item)) { return; }
     heardCount += 1;
     var changes = ChatArchiveMessages.step(Object.assign({ key: "l" + heardCount, seq: heardCount }, item), book);

@@ -206,7 +206,8 @@
           if (type === "unavailable") {
             if (present[who]) { delete present[who]; onItem({ kind: "left", nick: who, at: new Date().toISOString() }); }
           } else {
-            if (!present[who]) { onItem({ kind: "joined", nick: who, at: new Date().toISOString() }); }
+            // Before this account is in (``settled``): the room's list of who is in, not somebody joining.
+            if (!present[who]) { onItem({ kind: "joined", nick: who, at: new Date().toISOString(), roster: !settled }); }
             present[who] = { jid: realJid(x) };
           }
           if (self110 && type !== "unavailable" && !settled) {

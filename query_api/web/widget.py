@@ -135,6 +135,13 @@ def page(room: str):
     )
 
 
+def author_secret() -> bytes:
+    """The key of the feed's author keys (``widget_feed.author_key``): the server's oldest signing key still
+    listed, so that the keys stay as they were across a rotation (a widget compares keys of lines read at
+    different times) and change only when that key is retired."""
+    return api().signer.keys.oldest().secret
+
+
 @bp.get("/widget/<room>/activity")
 def activity(room: str):
     who = widget_caller(room)
@@ -144,8 +151,8 @@ def activity(room: str):
         state = decode_cursor(text, "widget")
         if not (isinstance(state, dict) and widget_feed.valid_cursor(state)):
             raise bad_parameter("cursor", "is not a cursor this widget issued")
-        items, state = widget_feed.since(transcripts(), room, state)
+        items, state = widget_feed.since(transcripts(), room, state, secret=author_secret())
     else:
-        items, state = widget_feed.recent(transcripts(), room)
+        items, state = widget_feed.recent(transcripts(), room, secret=author_secret())
     audit.results(len(items))
     return json_response({"items": items, "cursor": encode_cursor(state, "widget")})

@@ -14,6 +14,7 @@ from projections.transcripts.queries import ROOM as ROOM_CLAUSE
 from projections.transcripts.view import GONE, ORDINARY
 from query_api.web import widget_feed
 from tests.projections.test_properties import ROOMS, Backend, events
+from tests.query_api.web.test_widget_feed import SECRET
 
 # One step: append some events, apply some pages of them and commit (or crash), then poll every room.
 steps = st.lists(
@@ -40,7 +41,7 @@ def _drain(views, room: str, cursor: dict, limit: int) -> dict:
     key = lambda row: (row["rev"], row["id"])  # noqa: E731
     start = (cursor["r"], cursor.get("i", NO_LINE))
     for _ in range(len(rows) + 2):
-        items, after = widget_feed.since(views.transcripts, room, cursor, limit=limit)
+        items, after = widget_feed.since(views.transcripts, room, cursor, secret=SECRET, limit=limit)
         end = (after["r"], after.get("i", NO_LINE))
         window = [row for row in rows if start < key(row) <= end]
         assert len(window) <= limit
@@ -78,7 +79,7 @@ def test_the_feed_delivers_every_change_once_in_order_from_any_cursor_with_any_p
             for new_events, page_size, pages, commit in plan:
                 _step(backend, new_events, page_size, pages, commit)
                 for room in ROOMS:
-                    held[room].append(widget_feed.recent(views.transcripts, room)[1])
+                    held[room].append(widget_feed.recent(views.transcripts, room, secret=SECRET)[1])
                     held[room].append({"r": 0})
                     limit = data.draw(st.integers(1, 4))
                     held[room] = [_drain(views, room, cursor, limit) for cursor in held[room]]

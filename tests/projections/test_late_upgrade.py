@@ -29,6 +29,7 @@ from tests.projections.test_build_keys import _refs_keyed
 from tests.projections.test_properties import ROOMS, Backend, run_incremental, steps
 from tests.projections.test_writer import index_names
 from tests.services.postgres import POSTGRES_DSN
+from tests.query_api.web.test_widget_feed import SECRET
 
 LOBBY = "lobby@conference.localhost"
 # Every column by name: an upgraded table has ``late`` after ``fields`` (added), a rebuilt one before it.
@@ -75,7 +76,7 @@ def feed_pages(views, room: str, limit: int) -> list:
     """Every page of the widget's feed of ``room`` from its start, and each page's cursor."""
     cursor, pages = {"r": 0}, []
     while True:
-        items, after = widget_feed.since(views.transcripts, room, cursor, limit=limit)
+        items, after = widget_feed.since(views.transcripts, room, cursor, secret=SECRET, limit=limit)
         pages.append((items, after))
         if after == cursor:
             return pages

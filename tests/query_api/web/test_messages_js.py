@@ -1,6 +1,7 @@
 """The widget's mirror of the message model (query_api/static/messages.js, run in headless Chromium) against
 the model itself (projections/messages.py): random histories of posts, corrections and retractions, in and
-out of order, leave the same lines in both."""
+out of order, leave the same lines in both; so do histories the widget reads first from the archive's feed
+(lines and presences, real JIDs as its author keys) and then hears live without JIDs or occupant-ids."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from archive import events as ev
 from projections.lines import ids
 from projections.memory_book import MemoryBook
 from projections.messages import step
+from projections.transcripts import logic
+from query_api.web import widget_feed
 from tests.factories import make
+from tests.query_api.web.test_widget_feed import SECRET
 
 SOURCE = Path(__file__).parents[3] / "query_api" / "static" / "messages.js"
 # Who speaks: the same person under another nick (occupant-id and JID kept), a namesake, a room without ids.
@@ -44,7 +48,7 @@ def history(rng: random.Random) -> list[ev.Event]:
 
 
 def heard(position: int, event: ev.Event) -> dict:
-    """The event as xmpp.js reports it."""
+    """The event as xmpp.js reports it (with the sender's real JID: a room that shows them)."""
     if isinstance(event, ev.MessageRetracted):
         return {"kind": "retraction", "key": f"l{position}", "seq": position, "target": event.target_id,
                 "moderated": event.moderated, "nick": event.by_nick, "jid": event.by_jid,
@@ -102,3 +106,79 @@ def test_the_widget_holds_a_bounded_number_of_lines_and_of_those_awaiting_their_
       return [book.held.length, book.lines.length, book.lines[0].key];
     """)
     assert (held, lines, first_known) == (200, 2000, "l500")
+
+
+def joined_history(rng: random.Random) -> tuple[list[ev.Event], int]:
+    """A room without occupant-ids whose real JIDs the archive knows: people join, leave and rename (a nick
+    that came free is taken by another, an author goes on under a new nick) and speak, naming messages said
+    before; the widget then joins (at the returned index) and hears what is said, no presence."""
+    holders: dict[str, str] = {}  # nick -> real JID
+    events, said = [], []
+    size, join_at = rng.randint(3, 16), rng.randint(1, 12)
+    for _ in range(10 * size):  # ends early where nobody is in after Join
+        if len(events) == size:
+            break
+        t, free = len(events), [nick for nick in ("ann", "anna", "bob") if nick not in holders]
+        absent = [jid for jid in ("ann@x", "mallory@y", "bob@z") if jid not in holders.values()]
+        kind = rng.choice(["say"] * 4 + ([] if t >= join_at else ["join", "leave", "rename"]))
+        if kind == "join" and free and absent:
+            holders[nick := rng.choice(free)] = rng.choice(absent)
+            events.append(make(ev.OccupantJoined, t, nick=nick, jid=holders[nick] + "/r"))
+        elif kind == "leave" and holders:
+            nick = rng.choice(sorted(holders))
+            events.append(make(ev.OccupantLeft, t, nick=nick, jid=holders.pop(nick) + "/r"))
+        elif kind == "rename" and holders and free:
+            old, new = rng.choice(sorted(holders)), rng.choice(free)
+            holders[new] = holders.pop(old)
+            events.append(make(ev.NickChanged, t, old_nick=old, new_nick=new, jid=holders[new] + "/r"))
+        elif kind == "say" and holders:
+            nick = rng.choice(sorted(holders))
+            who = {"nick": nick, "jid": holders[nick] + "/r"}
+            own = {"stanza_id": f"s{t}", "message_id": f"m{t}"}
+            named = rng.choice(said) if said else "s0"
+            action = rng.choice(["post", "post", "correct", "correct", "retract"]) if said else "post"
+            if action == "post":
+                events.append(make(ev.MessagePosted, t, body=f"b{t}", **who, **own))
+            elif action == "correct":
+                events.append(make(ev.MessageCorrected, t, body=f"c{t}", replaces_id=named, **who, **own))
+            else:
+                events.append(make(ev.MessageRetracted, t, target_id=named, by_nick=nick, by_jid=who["jid"],
+                                   stanza_id=f"s{t}"))
+            said += [] if action == "retract" else [f"s{t}", f"m{t}"]
+    return events, min(join_at, len(events))
+
+
+def feed(events: list[ev.Event]) -> list[dict]:
+    """The archive's feed of ``events``' room as the widget holds it at Join."""
+    book = MemoryBook()
+    for position, event in enumerate(events, 1):
+        book.apply(logic.step(position, event, book))
+    lines = sorted(book.lines.values(), key=lambda line: line.id)
+    return [{**widget_feed.item(line, SECRET), "key": f"f{line.id}"} for line in lines
+            if line.kind in widget_feed.SHOWN_KINDS]
+
+
+JS_JOINED_LINES = """
+return arguments[0].map(function (history) {
+  var book = new ChatArchiveMessages.Book();
+  book.start(history[0]);
+  history[1].forEach(function (item) { book.apply(ChatArchiveMessages.step(item, book)); });
+  return book.lines.map(function (line) {
+    return [line.kind, line.nick, line.body === undefined ? null : line.body, !!line.edited, !!line.removed,
+            ChatArchiveMessages.ids(line).slice().sort(), line.awaiting || null];
+  });
+});
+"""
+
+
+def test_the_widget_tells_authors_as_the_archive_does_by_their_jids_which_it_is_not_shown(browser):
+    rng = random.Random(20261205)
+    histories = [joined_history(rng) for _ in range(2000)]
+    sent = [[feed(events[:at]), [{**heard(p, e), "jid": None} for p, e in enumerate(events, 1) if p > at
+                                 and isinstance(e, (ev.MessagePosted, ev.MessageCorrected, ev.MessageRetracted))]]
+            for events, at in histories]
+    browser.get("about:blank")
+    browser.execute_script(SOURCE.read_text(encoding="utf-8"))
+    got = browser.execute_script(JS_JOINED_LINES, sent)
+    for (events, _), lines in zip(histories, got):
+        assert [tuple(line) for line in lines] == python_lines(events), events

@@ -9,6 +9,7 @@ from query_api.web import widget_feed
 from tests.factories import make, message
 
 ROOM = "lobby@conference.localhost"
+SECRET = b"the server's key of the feed's author keys"
 
 
 def _catch_up(store, views):
@@ -24,15 +25,15 @@ def test_recent_then_since_sends_new_and_changed_lines_and_takes_away_absorbed_o
         make(ev.PresenceChanged, 2, nick="alice", show="away"),  # not a line: never sent
     ])[1].position  # fmt: skip
     _catch_up(event_store, views)
-    items, cursor = widget_feed.recent(views.transcripts, ROOM)
+    items, cursor = widget_feed.recent(views.transcripts, ROOM, secret=SECRET)
     assert [(i["kind"], i["body"]) for i in items] == [("joined", None), ("message", "helo")]
-    items, cursor = widget_feed.since(views.transcripts, ROOM, cursor)
-    assert items == [] and cursor["r"] == widget_feed.recent(views.transcripts, ROOM)[1]["r"]
+    items, cursor = widget_feed.since(views.transcripts, ROOM, cursor, secret=SECRET)
+    assert items == [] and cursor["r"] == widget_feed.recent(views.transcripts, ROOM, secret=SECRET)[1]["r"]
 
     orphan = event_store.append([make(ev.MessageCorrected, 3, nick="bob", replaces_id="m9", body="fixed, b",
                                       occupant_id="b")])[0].position  # its message is not archived yet
     _catch_up(event_store, views)
-    items, cursor = widget_feed.since(views.transcripts, ROOM, cursor)
+    items, cursor = widget_feed.since(views.transcripts, ROOM, cursor, secret=SECRET)
     assert [(i["id"], i["body"], i["edited"]) for i in items] == [(orphan, "fixed, b", True)]
 
     recorded = event_store.append([
@@ -41,13 +42,13 @@ def test_recent_then_since_sends_new_and_changed_lines_and_takes_away_absorbed_o
         message(0.5, "fxed, b", "bob", message_id="m9", stanza_id="s9", occupant_id="b"),  # backfilled
     ])  # fmt: skip
     _catch_up(event_store, views)
-    items, cursor = widget_feed.since(views.transcripts, ROOM, cursor)
+    items, cursor = widget_feed.since(views.transcripts, ROOM, cursor, secret=SECRET)
     assert [(i["kind"], i["id"], i.get("body"), i.get("removed")) for i in items] == [
         ("gone", orphan, None, None),  # taken into its message
         ("message", first, None, True),  # corrected, then removed: a tombstone
         ("message", recorded[2].position, "fixed, b", False),
     ]
-    assert widget_feed.since(views.transcripts, ROOM, cursor) == ([], cursor)
+    assert widget_feed.since(views.transcripts, ROOM, cursor, secret=SECRET) == ([], cursor)
     views.close()
 
 
@@ -71,13 +72,33 @@ def test_a_page_of_the_feed_holds_at_most_its_limit_of_lines_and_the_next_goes_o
     orphan = event_store.append([make(ev.MessageCorrected, 1, nick="bob", replaces_id="m9", body="fixed",
                                       stanza_id="c1")])[0].position  # its message is not archived yet
     _catch_up(event_store, views)
-    _, cursor = widget_feed.recent(views.transcripts, ROOM)
+    _, cursor = widget_feed.recent(views.transcripts, ROOM, secret=SECRET)
     message_at = event_store.append([message(0.5, "fxed", "bob", message_id="m9", stanza_id="s9")])[0].position
     _catch_up(event_store, views)
     pages = []
-    while (page := widget_feed.since(views.transcripts, ROOM, cursor))[0]:
+    while (page := widget_feed.since(views.transcripts, ROOM, cursor, secret=SECRET))[0]:
         pages.append([(i["kind"], i["id"], i.get("body")) for i in page[0]])
         cursor = page[1]
         assert len(pages) <= 3
     assert pages == [[("gone", orphan, None)], [("message", message_at, "fixed")]]
+    views.close()
+
+
+def test_a_line_s_author_is_a_key_of_its_bare_jid_in_its_room_which_the_jid_cannot_be_read_from(event_store, tmp_path):
+    views = Views(f"sqlite:///{tmp_path}/views.sqlite", event_store)
+    event_store.append([
+        message(1, "hi", "ann", jid="ann@x/phone"),
+        message(2, "hi again", "annie", jid="ann@x/laptop"),  # the same person, another nick and client
+        message(3, "me too", "ann", jid="mallory@y/a"),  # a namesake
+        message(4, "who am I", "ann"),  # a room that hides real JIDs from the archive
+        message(5, "elsewhere", "ann", jid="ann@x/phone", room="other@conference.localhost"),
+    ])  # fmt: skip
+    _catch_up(event_store, views)
+    items = widget_feed.recent(views.transcripts, ROOM, secret=SECRET)[0]
+    authors = [i["author"] for i in items]
+    assert authors[0] == authors[1] != authors[2] and authors[3] is None and None not in authors[:3]
+    assert all("ann" not in a and "mallory" not in a for a in authors[:3])
+    elsewhere = widget_feed.recent(views.transcripts, "other@conference.localhost", secret=SECRET)[0]
+    assert elsewhere[0]["author"] != authors[0]  # one person's lines are not matched across rooms
+    assert widget_feed.recent(views.transcripts, ROOM, secret=b"another server")[0][0]["author"] != authors[0]
     views.close()

@@ -90,8 +90,10 @@
   // holder unknown: the room shows the widget no JID, so a newcomer under a nick that just came free cannot
   // be told from its earlier holder coming back. Such a holder's items are told by nick, as a room without
   // real JIDs tells them; the archive, knowing the JIDs, may then decide otherwise (shown after Leave).
+  var TELLING = ["message", "joined", "left", "nick_changed"];  // the lines that say who holds their nick
+
   Book.prototype.know = function (line) {
-    if (line.roster) { return; }
+    if (line.roster || TELLING.indexOf(line.kind) < 0) { return; }
     if (line.kind === "nick_changed" && line.old_nick) { this.keys.delete(line.old_nick); }
     if (line.id === undefined || line.kind === "left") { this.keys.delete(line.nick); return; }
     this.keys.set(line.nick, line.author || null);

@@ -88,9 +88,12 @@ def test_rotation_keeps_old_tokens_valid_and_retiring_ends_them(store_url):
         keys.retire(new_key.id)  # the signing key cannot be retired
     with pytest.raises(NotFoundError):  # as an unknown token or hold id: the archive's answer (exit 1), not a setting
         keys.retire("nosuch")
+    # The oldest key listed (the widget's author keys') stays through a rotation, until retired.
+    assert signer_over(store_url).keys.oldest().id == old.split(".")[0]
     keys.retire(old.split(".")[0])
     with pytest.raises(SignatureError):
         signer_over(store_url).verify(old, "cursor")
+    assert signer_over(store_url).keys.oldest().id == new_key.id
 
 
 def test_keys_from_the_config_first_signs_all_verify():
@@ -99,6 +102,7 @@ def test_keys_from_the_config_first_signs_all_verify():
     rotated = Signer(KeyRing.fixed([b, a]))
     assert rotated.verify(old, "cursor") == 1
     assert Signer(KeyRing.fixed([b])).verify(rotated.sign(2, "cursor"), "cursor") == 2
+    assert rotated.keys.oldest().secret == a.encode()  # the last listed
     with pytest.raises(ConfigError):
         KeyRing.fixed(["short"]).current()
 

@@ -109,9 +109,9 @@ def test_the_widget_holds_a_bounded_number_of_lines_and_of_those_awaiting_their_
 
 
 def joined_history(rng: random.Random) -> tuple[list[ev.Event], int]:
-    """A room without occupant-ids whose real JIDs the archive knows: people join, leave and rename (a nick
-    that came free is taken by another, an author goes on under a new nick) and speak, naming messages said
-    before; the widget then joins (at the returned index) and hears what is said, no presence."""
+    """A room without occupant-ids whose real JIDs the archive knows: people join, leave, rename (a nick
+    that came free is taken by another, an author goes on under a new nick), set the subject and speak,
+    naming messages said before; the widget then joins (at the returned index) and hears what is said, no presence."""
     holders: dict[str, str] = {}  # nick -> real JID
     events, said = [], []
     size, join_at = rng.randint(3, 16), rng.randint(1, 12)
@@ -120,7 +120,7 @@ def joined_history(rng: random.Random) -> tuple[list[ev.Event], int]:
             break
         t, free = len(events), [nick for nick in ("ann", "anna", "bob") if nick not in holders]
         absent = [jid for jid in ("ann@x", "mallory@y", "bob@z") if jid not in holders.values()]
-        kind = rng.choice(["say"] * 4 + ([] if t >= join_at else ["join", "leave", "rename"]))
+        kind = rng.choice(["say"] * 4 + ([] if t >= join_at else ["join", "leave", "rename", "subject"]))
         if kind == "join" and free and absent:
             holders[nick := rng.choice(free)] = rng.choice(absent)
             events.append(make(ev.OccupantJoined, t, nick=nick, jid=holders[nick] + "/r"))
@@ -131,6 +131,8 @@ def joined_history(rng: random.Random) -> tuple[list[ev.Event], int]:
             old, new = rng.choice(sorted(holders)), rng.choice(free)
             holders[new] = holders.pop(old)
             events.append(make(ev.NickChanged, t, old_nick=old, new_nick=new, jid=holders[new] + "/r"))
+        elif kind == "subject" and holders:  # a line of the nick's that tells nothing of its holder's JID
+            events.append(make(ev.SubjectChanged, t, nick=rng.choice(sorted(holders)), subject=f"topic {t}"))
         elif kind == "say" and holders:
             nick = rng.choice(sorted(holders))
             who = {"nick": nick, "jid": holders[nick] + "/r"}

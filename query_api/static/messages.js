@@ -85,18 +85,21 @@
   };
 
   // Who holds a nick, for the items heard live, which carry no key: the author key of the nick's latest line
-  // from the feed (a message, a join, a nick change), until the nick is given up (left, renamed). A presence
-  // heard live (not the room's list of who is in at Join: ``roster``, as the feed last told) makes the nick's
-  // holder unknown: the room shows the widget no JID, so a newcomer under a nick that just came free cannot
-  // be told from its earlier holder coming back. Such a holder's items are told by nick, as a room without
-  // real JIDs tells them; the archive, knowing the JIDs, may then decide otherwise (shown after Leave).
+  // from the feed (a message, a join, a nick change), until the nick is given up (left, renamed: the key goes
+  // with its holder, also on a rename heard live). A join heard live (not the room's list of who is in at
+  // Join, ``roster``, as the feed last told) leaves the nick's holder unknown: the room shows the widget no
+  // JID, so a newcomer under a nick that came free cannot be told from its earlier holder back. Such a
+  // holder's items are told by nick, as in a room without real JIDs; the archive, knowing the JIDs, may decide
+  // otherwise (shown after Leave).
   var TELLING = ["message", "joined", "left", "nick_changed"];  // the lines that say who holds their nick
 
   Book.prototype.know = function (line) {
     if (line.roster || TELLING.indexOf(line.kind) < 0) { return; }
-    if (line.kind === "nick_changed" && line.old_nick) { this.keys.delete(line.old_nick); }
-    if (line.id === undefined || line.kind === "left") { this.keys.delete(line.nick); return; }
-    this.keys.set(line.nick, line.author || null);
+    var carried = line.kind === "nick_changed" ? this.keys.get(line.old_nick) : null;
+    this.keys.delete(line.kind === "nick_changed" ? line.old_nick : line.nick);
+    if (line.kind === "left") { return; }
+    var key = line.id !== undefined ? line.author : carried;  // the feed's, or the renamed holder's
+    if (key || line.id !== undefined) { this.keys.set(line.nick, key || null); }
   };
 
   Book.prototype.find = function (ref) {

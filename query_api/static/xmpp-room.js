@@ -203,7 +203,14 @@
           if (type === "error") { settle(failure(REFUSALS[errorCondition(stanza)] || "the room refused to let this account in", errorCondition(stanza))); return; }
           var x = child(stanza, NS.mucUser, "x");
           var self110 = x && children(x, NS.mucUser, "status").some(function (s) { return s.getAttribute("code") === "110"; });
-          if (type === "unavailable") {
+          var renamed = x && children(x, NS.mucUser, "status").some(function (s) { return s.getAttribute("code") === "303"; })
+            && child(x, NS.mucUser, "item") && child(x, NS.mucUser, "item").getAttribute("nick");
+          if (type === "unavailable" && renamed && present[who]) {
+            // A nick change (XEP-0045 7.6): the same occupant under another nick (the archive's nick_changed).
+            present[renamed] = present[who];
+            delete present[who];
+            onItem({ kind: "nick_changed", old_nick: who, nick: renamed, at: new Date().toISOString() });
+          } else if (type === "unavailable") {
             if (present[who]) { delete present[who]; onItem({ kind: "left", nick: who, at: new Date().toISOString() }); }
           } else {
             // Before this account is in (``settled``): the room's list of who is in, not somebody joining.

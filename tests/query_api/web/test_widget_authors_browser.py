@@ -1,0 +1,64 @@
+"""The widget in a room that gives no occupant-ids (Prosody's ``muc_occupant_id = false``) and shows its user
+no real JIDs, while the archive's listener (an owner) sees them: a correction heard live is applied where the
+archive applies it, by the author key the feed sent for the sender's nick (messages.js ``Book.know``)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from selenium.webdriver.support.ui import WebDriverWait
+
+from chat_archive.prosody import ProsodyServer
+from tests.services.prosody import LISTENER, PASSWORD
+
+from ..conftest import archive_url
+from .test_widget_browser import (OTHER_PASSWORD, OTHER_USER, _world, activity, join_as_wanda, leave_and_see, left,
+                                  message_lines)
+
+
+@pytest.fixture(scope="module")
+def prosody(tmp_path_factory):
+    server = ProsodyServer(tmp_path_factory.mktemp("prosody-no-ids"), admins=(f"{LISTENER}@localhost",),
+                           muc_options={"muc_occupant_id": "false"})
+    for user in (LISTENER, "alice"):
+        server.register(user, PASSWORD)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(request, prosody, tmp_path_factory):
+    directory = tmp_path_factory.mktemp(f"web-widget-no-ids-{request.param}")
+    with archive_url(request.param, directory) as store_url:
+        yield from _world(prosody, directory, store_url)
+
+
+def test_a_newcomer_in_the_author_s_freed_nick_does_not_correct_her_message_the_author_renamed_does(browser, world):
+    """The reviewer's case: alice says something and leaves, mallory joins as alice, alice comes back as
+    alicia; then, live, mallory's correction of alice's message is a line of its own and alicia's applies, as
+    the archive (comparing real JIDs) shows them after Leave."""
+    room, alice = world["room"], world["alice"]
+    mallory = world["users"].connect(f"{OTHER_USER}@localhost", OTHER_PASSWORD)
+    tag = uuid.uuid4().hex[:6]
+    first = alice.say(room, f"teh first {tag}")
+    alice.leave(room)
+    mallory.join(room, "alice")
+    alice.join(room, "alicia")
+    join_as_wanda(browser, world, shown="alicia joined")
+    try:
+        mallory.correct(room, first["id"], f"not hers {tag}")
+        alice.correct(room, first["id"], f"the first {tag}")
+        alice.say(room, f"done {tag}")
+        expected = [
+            ("alice", f"the first {tag} (edited)"),
+            ("alice", f"not hers {tag} (edited)"),
+            ("alicia", f"done {tag}"),
+        ]
+        WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda b: f"done {tag}" in activity(b))
+        assert message_lines(browser, len(expected)) == expected
+        leave_and_see(browser, f"done {tag}", expected)
+    finally:
+        left(browser)
+        mallory.leave(room)

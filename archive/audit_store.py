@@ -17,6 +17,7 @@ from .codec import from_msgpack, to_msgpack
 from .errors import ConcurrencyError, StoreError
 from .events import AUDIT_STREAM, ChainHead, ContentRead, Recorded, is_audit_trail
 from .records import COPIED
+from .store_errors import store_error
 from .group_commit import GroupCommit
 
 MAX_ATTEMPTS = 20  # conflicts with other writers before an append gives up (events and audit records)
@@ -157,4 +158,4 @@ class AuditStore:
         try:
             return [ChainHead(trail, seq, link.hex(), 1) for trail, seq, link in self._recorder.copied_heads()]
         except PersistenceError as e:
-            raise StoreError(f"could not read the copied audit trails: {e}") from e
+            raise store_error("could not read the copied audit trails", e) from e

@@ -322,16 +322,25 @@ class EventStore(LogReads, AuditStore):
 
     def streams(self) -> list[str]:
         """Every stream with events: the rooms and the archive's own (``archive.events.SYSTEM_STREAMS``)."""
-        return sorted({*self._recorder.streams(), *self.audit_trails()})
+        try:
+            return sorted({*self._recorder.streams(), *self.audit_trails()})
+        except PersistenceError as e:
+            raise store_error("could not list the streams", e) from e
 
     def chain_heads(self) -> list[ChainHead]:
         """Every stream's hash-chain head as recorded with its last append (an audit trail's: its last record)."""
-        heads = [ChainHead(s, v, link.hex(), g) for s, v, link, g in self._recorder.chain_heads()]
-        return sorted([*heads, *self._trail_heads()], key=lambda h: h.stream)
+        try:
+            heads = [ChainHead(s, v, link.hex(), g) for s, v, link, g in self._recorder.chain_heads()]
+            return sorted([*heads, *self._trail_heads()], key=lambda h: h.stream)
+        except PersistenceError as e:  # a server restarting is StoreUnavailable: the checkpoints try again
+            raise store_error("could not read the chain heads", e) from e
 
     def stream_link_map(self, stream: str) -> dict[int, bytes | None]:
         """Every stored chain link of a stream by version."""
-        return self._recorder.stream_links(stream)
+        try:
+            return self._recorder.stream_links(stream)
+        except PersistenceError as e:
+            raise store_error(f"could not read the chain links of {stream}", e) from e
 
     def stream_links(self, stream: str) -> Iterator[chain.StoredLink]:
         """A stream's events with their stored chain links, in version order (for verification)."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import io
 import itertools
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -96,7 +97,7 @@ class _Survey:
 
 def import_events(args: argparse.Namespace, config) -> int:
     source = "standard input" if args.file == "-" else args.file
-    opener = _file_opener(args.file) if os.path.isfile(args.file) else _memory_opener(args.file)
+    opener = _file_opener(args.file) if os.path.isfile(args.file) else _spooled_opener(args.file)
     survey = _Survey(source)
     with opener() as raw:
         log = LogFile(raw, source)
@@ -246,14 +247,25 @@ def _file_opener(path: str) -> Callable[[], AbstractContextManager[BinaryIO]]:
     return lambda: _open(path)
 
 
-def _memory_opener(path: str) -> Callable[[], AbstractContextManager[BinaryIO]]:
-    """Standard input or a pipe, read once, into memory: the file is read twice (first checked whole)."""
-    if path == "-":
-        data = sys.stdin.buffer.read()
-    else:
-        with _open(path) as f:
-            data = f.read()
-    return lambda: io.BufferedReader(io.BytesIO(data))
+def _spooled_opener(path: str) -> Callable[[], AbstractContextManager[BinaryIO]]:
+    """Standard input or a pipe, read once, into a temporary file (the file is read twice: first checked whole):
+    on disk, not in memory, so a backup piped in needs no memory of its size. Gone when the process ends."""
+    spool = tempfile.TemporaryFile()
+    try:
+        if path == "-":
+            shutil.copyfileobj(sys.stdin.buffer, spool)
+        else:
+            with _open(path) as f:
+                shutil.copyfileobj(f, spool)
+        spool.flush()
+    except OSError as e:  # the temporary directory full, say
+        raise ChatArchiveError(f"cannot keep {path} in a temporary file in {tempfile.gettempdir()}: {e.strerror}") from e
+
+    def reopened() -> AbstractContextManager[BinaryIO]:
+        spool.seek(0)
+        return open(os.dup(spool.fileno()), "rb")  # the same file and offset; closing it leaves the spool open
+
+    return reopened
 
 
 def _open(path: str) -> BinaryIO:

@@ -259,7 +259,8 @@ def _spooled_opener(path: str) -> Callable[[], AbstractContextManager[BinaryIO]]
                 shutil.copyfileobj(f, spool)
         spool.flush()
     except OSError as e:  # the temporary directory full, say
-        raise ChatArchiveError(f"cannot keep {path} in a temporary file in {tempfile.gettempdir()}: {e.strerror}") from e
+        given = "standard input" if path == "-" else path
+        raise ChatArchiveError(f"cannot keep {given} in a temporary file in {tempfile.gettempdir()}: {e.strerror}") from e
 
     def reopened() -> AbstractContextManager[BinaryIO]:
         spool.seek(0)

@@ -12,9 +12,11 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 
 
 def parse_time(text: str, *, now: datetime | None = None) -> datetime:
-    """An aware UTC datetime from ISO 8601 (date or datetime; naive means UTC)
+    """An aware UTC datetime from ISO 8601 (date or datetime; naive means UTC), ``now``,
     or a relative form such as ``-7d``, ``-2h``, ``+30m`` (relative to now)."""
     text = text.strip()
+    if text.lower() == "now":
+        return now or datetime.now(timezone.utc)
     match = _RELATIVE.match(text)
     if match:
         sign, amount, unit = match.groups()
@@ -28,7 +30,7 @@ def parse_time(text: str, *, now: datetime | None = None) -> datetime:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T", 1))
     except ValueError as e:
         raise InvalidQueryError(
-            f"{text!r} is not a time: use ISO 8601 (2024-05-01, 2024-05-01T12:30:00Z) or -7d, -2h"
+            f"{text!r} is not a time: use ISO 8601 (2024-05-01, 2024-05-01T12:30:00Z), -7d, -2h or now"
         ) from e
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)

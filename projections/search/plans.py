@@ -15,8 +15,10 @@ from datetime import datetime
 
 from tantivy import Occur, Query
 
+from archive.errors import InvalidQueryError
+
 from .documents import TOMB_MARK
-from .query import Node, parse
+from .query import Everything, Node, parse
 from .results import Scope
 from .schema import FLAG_SET, SCHEMA
 from .translate import Highlights, Translator, required_stems
@@ -64,6 +66,9 @@ def plan_for(text: str, node: Node, scope: Scope, rooms_with_local: Callable[[st
         return plan
     translator = Translator(compliance=scope.compliance, rooms_with_local=rooms_with_local, jids=scope.jids)
     matched = translator.translate(node)
+    if matched is None and not isinstance(node, Everything):
+        raise InvalidQueryError(f"{text.strip()[:80]!r} holds no word to search for (punctuation and symbols are not "
+                                "indexed): give a word, or an empty query for every message")
     clauses = _scope_clauses(scope, matched, translator.matches_every_document, translator.needs_current_text)
     clauses += [(Occur.Must, matched)] if matched else []
     # A lone clause goes bare: the same scores, and tantivy scores a term without the boolean's overhead.

@@ -58,6 +58,14 @@ def test_an_empty_q_finds_everything_in_scope_as_the_readme_says(served):
     assert served.request("GET", "/api/v1/search", token="site", user="carol")[0] == 400
 
 
+@pytest.mark.parametrize("q", ["%00", "!!!", "%E2%9C%85", "-%2B%2B"], ids=["NUL", "punctuation", "emoji", "not ++"])
+def test_a_q_with_no_word_to_search_for_is_a_400_not_everything(served, q):
+    """Only an empty q means everything: a q whose text analyses to no word (NUL, punctuation, symbols) found
+    every message in scope, as if the search had matched."""
+    status, _, body = served.request("GET", f"/api/v1/search?q={q}", token="site", user="carol")
+    assert status == 400 and "no word to search for" in json.loads(body)["error"]["message"], body
+
+
 # Every POST endpoint (and one that takes none).
 POSTS = ["/widget/tickets", "/signin", "/signout", "/exports", "/api/v1/exports", "/api/v1/holds",
          "/api/v1/holds/h1/release", "/api/v1/search?q=x"]

@@ -41,6 +41,18 @@ def plain(text: str) -> list[str]:
     return _PLAIN.analyze(text)
 
 
+def wordless(node) -> bool:
+    """Whether a query has nothing to search for: its text analyses to no word (emoji, punctuation), and its
+    operators hold nothing else. The index refuses it (only an empty query means every message)."""
+    if isinstance(node, (Word, Phrase, Prefix, Fuzzy)):
+        return not plain(node.text)
+    if isinstance(node, Not):
+        return wordless(node.child)
+    if isinstance(node, (And, Or)):
+        return all(wordless(child) for child in node.children)
+    return False
+
+
 def edit_distance(a: str, b: str) -> int:
     """Optimal string alignment distance (adjacent transposition costs 1), full table."""
     d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]

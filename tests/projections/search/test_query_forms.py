@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from archive import events as ev
+from archive.errors import InvalidQueryError
 from archive.events import Recorded
 from projections.search import IndexLocation, Scope, SearchIndex, SearchIndexProjection
 from projections.search.query import parse
@@ -73,7 +74,6 @@ EXPECTED = {
     "after:2024-05-01T13:00:00Z before:2024-05-02T12:00:01Z": [2, 3, 4],
     "is:edited": [3],
     "-room:dev -from:alice": [5],
-    "🙂": [1, 2, 3, 4, 5, 6],
     "": [1, 2, 3, 4, 5, 6],
 }
 
@@ -103,6 +103,14 @@ def test_query_form(searched, text):
         expected = time_order(oracle.search(node, rooms=scope.rooms, compliance=scope.compliance), False)
         got = index.search(text, scope, sort="oldest", limit=50, now=NOW)
         assert [h.position for h in got.hits] == expected, scope
+
+
+@pytest.mark.parametrize("text", ["🙂", "!!!", "-🙂", "🙂 OR ..."])
+def test_a_query_with_no_word_to_search_for_is_refused(searched, text):
+    """Emoji and lone punctuation are ignored among words; alone, they asked for nothing and found everything."""
+    index, _ = searched
+    with pytest.raises(InvalidQueryError, match="no word to search for"):
+        index.search(text, Scope(rooms=None, jids=True), now=NOW)
 
 
 def test_compliance_scope_finds_earlier_versions_and_retracted(searched):

@@ -26,7 +26,7 @@ from projections.runner import ProjectionStatus, ProjectionThreads, status
 from projections.search import IndexerThread, IndexLocation, SearchIndex, SearchIndexer, SearchIndexProjection
 from projections.tables import TableProjection
 from projections.viewdb_backends import default_views_url
-from projections.views import Views
+from projections.views import Heartbeat, Views
 
 from .config import Config
 from .views_lease import PURGE_LEASE_TTL, purge_lease, views_lease
@@ -139,15 +139,18 @@ def open_views(config: Config, store: EventStore | None = None) -> Views:
     return Views(views_url(config), store, heartbeat=lambda: listener_heartbeat(config))
 
 
-def listener_heartbeat(config: Config):
-    """Until when the listener has watched the rooms and stored all it saw (None: not running)."""
+def listener_heartbeat(config: Config) -> Heartbeat | None:
+    """Until when the listener has watched the rooms and stored all it saw (None: not running), and since when
+    it has not watched each room it is away from, read from its status file on this host (None: none here).
+    A room stays away across stops until a start records its gap, so that holds while it is not running too."""
     try:
         status = read_status(status_path(config.xmpp))
     except ChatArchiveError:
         return None
-    if status is None or status.stopped or not status.connected:
+    if status is None:
         return None
-    return status.stored_until
+    running = not status.stopped and status.connected
+    return Heartbeat(status.stored_until if running else None, status.rooms_away)
 
 
 def start_projections(config: Config, store: EventStore, stop: threading.Event, health: Health | None = None) -> ProjectionThreads:

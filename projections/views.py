@@ -5,10 +5,13 @@
 - ``views.transcripts``: ``transcripts.queries.Transcripts`` (page, day, context, line);
 - ``views.presence``: ``presence.queries.Presence`` (occupants_at, stays, occupancy, gaps);
 - ``views.room_state_at(room, at, **options)``: ``pointintime.RoomState``;
-- ``views.known_until()``: the archive's last known moment (the listener's
+- ``views.known_until(room=None)``: the archive's last known moment (the listener's
   heartbeat, when the composition root passes one, or the time the log's last
   event was recorded; while the views lag the log, just before the first event
-  they have not applied was recorded); presence after it is "not known yet" (both need the store);
+  they have not applied was recorded); for a room, never later than when the listener
+  stopped watching it (``presence.logic.room_known_until``); presence after it is "not known yet"
+  (both need the store); ``views.last_known(room)``: that with the moment the watching stopped, for why;
+- ``Heartbeat(until, away)``: what the composition root's heartbeat returns (the listener's status);
 - ``shown_now(known_until, now)``: the moment a room "now" is shown at (``/state`` without a moment, ``/rooms``);
 - ``views.projections()``: fresh projection instances for a runner or a rebuild;
 - ``views.outdated()``: the views built before a rule only a rebuild applies, each with why;
@@ -21,12 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from archive.errors import ConfigError
 from archive.store import EventStore
 from archive.times import utcnow
 
 from .pointintime import RoomState, room_state_at
+from .presence.logic import room_known_until
 from .presence.queries import Presence
 from .presence.view import PresenceProjection
 from .tables import TableProjection
@@ -42,6 +47,18 @@ PROJECTION_CLASSES: dict[str, type[TableProjection]] = {
 }
 
 
+class Heartbeat(NamedTuple):
+    """What the listener says it watches: one read of its status, for one answer."""
+
+    until: datetime | None  # every room it watches is stored up to here (None: not running, or not connected)
+    away: dict[str, datetime] = {}  # room -> since when it watches it no more (lost, being caught up, refused)
+
+
+class LastKnown(NamedTuple):
+    until: datetime | None  # the room's last known moment (``room_known_until``)
+    away_since: datetime | None  # when the listener stopped watching the room; None: it watches it, or never did
+
+
 def shown_now(known_until: datetime | None, now: datetime) -> datetime:
     """The moment a room is shown at when none is asked for ("now"): the archive's last known moment (the clock's
     now is always a little after it, where presence is not known yet, so a room read there shows nobody while
@@ -51,7 +68,7 @@ def shown_now(known_until: datetime | None, now: datetime) -> datetime:
 
 class Views:
     def __init__(
-        self, url: str, store: EventStore | None = None, heartbeat: Callable[[], datetime | None] | None = None
+        self, url: str, store: EventStore | None = None, heartbeat: Callable[[], Heartbeat | None] | None = None
     ):
         self.url = url
         self.store = store
@@ -72,17 +89,26 @@ class Views:
         return {name: why for name, cls in PROJECTION_CLASSES.items() if (why := cls.outdated(self.recorder))}
 
     def room_state_at(self, room: str, at: datetime, *, known_until: datetime | None = None, **options) -> RoomState:
-        """``known_until``: the caller's own read of ``known_until()``, if it has one (one answer, one read)."""
-        known_until = known_until or self.known_until()
+        """``known_until``: the caller's own read of ``known_until(room)``, if it has one (one answer, one read)."""
+        known_until = known_until or self.known_until(room)
         return room_state_at(self.transcripts, self.presence, room, at, known_until=known_until, **options)
 
-    def known_until(self) -> datetime | None:
-        """The archive's last known moment, never later than now; None for an empty archive."""
+    def known_until(self, room: str | None = None) -> datetime | None:
+        """The archive's last known moment (of ``room``'s presence, if given), never later than now; None for an
+        empty archive."""
+        return self.last_known(room).until
+
+    def last_known(self, room: str | None = None) -> LastKnown:
+        """``known_until(room)``, and since when the listener has not watched the room (to say why)."""
+        beat = self._heartbeat and self._heartbeat() or Heartbeat(None)
+        away = beat.away.get(room) if room is not None else None
+        return LastKnown(room_known_until(self._known_until(beat.until), away), away)
+
+    def _known_until(self, beat: datetime | None) -> datetime | None:
         if self.store is None:
             raise ConfigError("the archive's last known moment needs the event store: open the views with one")
         # The heartbeat, then the views' positions, then the log: what is stored or committed after one of
         # these reads can only make the answer earlier than it might be, never later.
-        beat = self._heartbeat and self._heartbeat()
         held = min(self.recorder.position(name, self.recorder.generations(name)[0]) for name in PROJECTION_CLASSES)
         head = self.store.head()
         if held < head:

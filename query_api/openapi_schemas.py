@@ -79,7 +79,8 @@ SCHEMAS = {
         "known": {**BOOLEAN, "description": "false inside an archive gap (gap says which), before the room's archive began (a gap of kind before_archive), and after known_until (not known yet)"},
         "gap": {"type": ["object", "null"]}, "occupants": array(ref("Occupant")),
         "possibly_present": array({"type": "object"}), "next": CURSOR_OUT,
-    }, {"known_until": {**OPT_INSTANT, "description": "the archive's last known moment"}}),  # fmt: skip
+    }, {"known_until": {**OPT_INSTANT, "description": "the room's last known moment: the archive's, or earlier, when the listener stopped watching the room"},
+        "unknown_why": {**OPT_STRING, "description": "why presence at `at` is not known (null: it is)"}}),  # fmt: skip
     "Bucket": obj({"start": INSTANT, "end": INSTANT, "peak": INTEGER, "distinct": INTEGER, "unknown": BOOLEAN}),
     "Stay": obj({"room": STRING, "nicks": array(STRING), "start": INSTANT, "end": OPT_INSTANT, "spans": array({"type": "object"})}),
     "PresenceRange": obj({

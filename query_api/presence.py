@@ -70,7 +70,7 @@ def presence(room: str) -> Response:
     if nick is not None and jid is not None:
         raise bad_parameter("nick", "give nick or jid, not both")
     presence_view = views().presence
-    known_until = views().known_until()
+    known_until = views().known_until(room)
     result = {
         "room": room,
         "from": start,
@@ -102,7 +102,8 @@ def presence(room: str) -> Response:
 
 def occupants_page(room: str, at, who: Caller, after: str | None, limit: int) -> dict:
     """Who was in the room at ``at``, by nick, ``limit`` at a time after ``after``."""
-    there = views().presence.occupants_at(room, at, known_until=views().known_until())
+    known = views().last_known(room)
+    there = views().presence.occupants_at(room, at, known_until=known.until, away_since=known.away_since)
     occupants = sorted((o for o in there.occupants if after is None or o.nick > after), key=lambda o: o.nick)
     page = occupants[:limit]
     return {
@@ -111,6 +112,7 @@ def occupants_page(room: str, at, who: Caller, after: str | None, limit: int) ->
         "known": there.known,
         "known_until": there.known_until,
         "gap": there.gap,
+        "unknown_why": there.unknown_why,
         "occupants": [without_jids(o, who) for o in page],
         "possibly_present": [without_jids(o, who) for o in there.possibly_present] if after is None else [],
         "next": encode_cursor({"after": page[-1].nick}, "presence") if len(occupants) > limit else None,
@@ -127,7 +129,7 @@ def state(room: str) -> Response:
     room = visible_room(who, room)
     params = Params(request.args, ("at", "since", "limit"))
     # No moment named: the room as the archive last knew it (just after it, "now", presence is not known yet).
-    known_until = views().known_until()
+    known_until = views().known_until(room)
     at = params.time("at") or shown_now(known_until, utcnow())
     since = params.time("since")
     limit = params.integer("limit", 200, minimum=0, maximum=5000)

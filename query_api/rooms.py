@@ -59,11 +59,12 @@ def describe_rooms(rooms: list[str], who: Caller) -> list[dict]:
 def _describe(context, rooms: list[str], who: Caller) -> list[dict]:
     views, search = context.views, context.search
     counts = message_counts(search, rooms, who)
-    # The rooms at the archive's last known moment, as `/state` shows a room "now": one read of it for the page.
-    known_until = views.known_until()
-    now = shown_now(known_until, utcnow())
+    # Each room at its last known moment, as `/state` shows a room "now" (a room the listener is away from is
+    # known only until it went away: ``Views.known_until``).
     items = []
     for room in rooms:
+        known_until = views.known_until(room)
+        now = shown_now(known_until, utcnow())
         occupants = views.presence.occupants_at(room, now, known_until=known_until)
         last = views.transcripts.page(room, direction="backward", limit=1).lines
         items.append({

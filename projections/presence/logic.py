@@ -161,12 +161,26 @@ def not_reached(room: str) -> Gap:
     return Gap(id=0, room=room, start=EARLIEST, end=NEVER, kind=BEFORE_ARCHIVE, explanation=explanation)
 
 
-def unknown_why(at: datetime, gaps: Iterable[Gap], known_until: datetime | None) -> str | None:
+def room_known_until(known_until: datetime | None, away_since: datetime | None) -> datetime | None:
+    """The moment up to which a room's presence is known: the archive's last known moment ``known_until`` (the
+    listener's heartbeat is one value for every room), but never later than ``away_since``, when the listener
+    stopped watching the room (lost with its connection, being caught up, refused: its status' ``rooms_away``).
+    Nobody saw who came or went since, however long the listener has been connected to its other rooms."""
+    moments = [m for m in (known_until, away_since) if m is not None]
+    return min(moments) if moments else None
+
+
+def unknown_why(
+    at: datetime, gaps: Iterable[Gap], known_until: datetime | None, away_since: datetime | None = None
+) -> str | None:
     """None if presence at ``at`` is known, else why not: the one rule of "known" every view asks.
 
-    Unknown after the archive's last known moment ``known_until`` (None: not limited) and inside any of
-    the room's ``gaps``, [start, end): archive gaps, and the time before the archive began.
+    Unknown after the archive's last known moment ``known_until`` (None: not limited; for a room, as
+    ``room_known_until`` has it), after ``away_since``, when the listener stopped watching the room, and inside
+    any of the room's ``gaps``, [start, end): archive gaps, and the time before the archive began.
     """
+    if away_since is not None and at > away_since:
+        return f"the listener is not watching this room since {format_time(away_since)}"
     if known_until is not None and at > known_until:
         return f"after the archive's last known moment ({format_time(known_until)})"
     for gap in gaps:

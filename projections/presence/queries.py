@@ -65,12 +65,18 @@ class Presence:
     def __init__(self, recorder: ViewRecorder):
         self.recorder = recorder
 
-    def occupants_at(self, room: str, at: datetime, *, known_until: datetime | None = None) -> OccupantsAt:
+    def occupants_at(
+        self, room: str, at: datetime, *, known_until: datetime | None = None, away_since: datetime | None = None
+    ) -> OccupantsAt:
+        """``known_until``: the room's last known moment; ``away_since``: when the listener stopped watching it
+        (``Views.last_known``), to say why presence after it is not known."""
+        known_until = logic.room_known_until(known_until, away_since)
         if known_until is not None and at > known_until:
             # Not known yet: nobody is claimed; those there at the last known moment may still be.
             last = self.occupants_at(room, known_until)
             return OccupantsAt(room=room, at=at, known=False, occupants=[], known_until=known_until,
-                               possibly_present=last.occupants if last.known else last.possibly_present)
+                               possibly_present=last.occupants if last.known else last.possibly_present,
+                               unknown_why=logic.unknown_why(at, [], known_until, away_since))
         t = micros(at)
 
         def work(query, _generation):
@@ -93,10 +99,12 @@ class Presence:
             return spans, gaps, lost, starts
 
         spans, gaps, lost, starts = self.recorder.read(NAME, work)
+        why = logic.unknown_why(at, gaps, known_until, away_since)
         return OccupantsAt(
             room=room,
             at=at,
-            known=logic.unknown_why(at, gaps, known_until) is None,
+            known=why is None,
+            unknown_why=why,
             occupants=[occupant(s, starts) for s in spans],
             gap=gaps[0] if gaps else None,
             possibly_present=[occupant(s, starts) for s in lost],

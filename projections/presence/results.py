@@ -27,6 +27,7 @@ class OccupantsAt(msgspec.Struct, kw_only=True):
     gap: Gap | None = None
     possibly_present: list[Occupant] = []
     known_until: logic.ev.UtcTime | None = None  # the archive's last known moment
+    unknown_why: str | None = None  # why presence at ``at`` is not known (``logic.unknown_why``)
 
 
 class Stay(msgspec.Struct, kw_only=True):

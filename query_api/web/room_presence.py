@@ -34,12 +34,12 @@ def day_presence(room: str, day: date, at: datetime | None, who) -> DayPresence:
     start, end = parse_day(day.isoformat())
     if at is not None and not start <= at < end:
         raise bad_parameter("at", f"is not on the day shown ({day.isoformat()}): name its own day, or none")
-    known_until = api().views.known_until()
+    known_until, away_since = api().views.last_known(room)
     spans, whole = day_spans(presence, room, start, end, by_jid=who.sees_jids)
     gaps = presence.gaps(room, start=start, end=end)
     here, unknown = [], None
     if at is not None:
-        unknown = unknown_why(at, gaps, known_until) if known_until is not None else "nothing is archived yet"
+        unknown = unknown_why(at, gaps, known_until, away_since) if known_until is not None else "nothing is archived yet"
         # (From the bars before they are cut at the last known moment, which is itself known.)
         here = None if unknown else occupants_at(spans, at)
     spans = until_known(spans, known_until)

@@ -11,7 +11,7 @@ import pytest
 from archive import events as ev
 from archive.times import format_time, utcnow
 from projections.follower import LogFollower
-from projections.views import Views
+from projections.views import Heartbeat, Views
 from query_api.access import AllRooms, Caller
 from query_api.context import EXTENSION
 from query_api.roles import Role
@@ -82,12 +82,12 @@ def test_the_day_chart_draws_the_future_empty_and_says_not_known_yet(world):
 def test_the_listeners_heartbeat_extends_what_is_known(store_url, tmp_path, event_store):
     event_store.append([make(ev.OccupantJoined, 0, nick="alice", occurred_at=MORNING, recorded_at=MORNING)])
     beat = MORNING + timedelta(hours=2)
-    with Views(f"sqlite:///{tmp_path}/v.sqlite", event_store, heartbeat=lambda: beat) as views:
+    with Views(f"sqlite:///{tmp_path}/v.sqlite", event_store, heartbeat=lambda: Heartbeat(beat)) as views:
         assert views.known_until() < MORNING, "views that hold nothing yet know nothing"
         for projection in views.projections():
             LogFollower(event_store, projection, commit_interval=60).catch_up()
         assert views.known_until() == beat
-    with Views(f"sqlite:///{tmp_path}/v.sqlite", event_store, heartbeat=lambda: utcnow() + timedelta(days=1)) as views:
+    with Views(f"sqlite:///{tmp_path}/v.sqlite", event_store, heartbeat=lambda: Heartbeat(utcnow() + timedelta(days=1))) as views:
         assert views.known_until() <= utcnow(), "never later than now"
 
 

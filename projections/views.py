@@ -10,7 +10,8 @@
   event was recorded; while the views lag the log, just before the first event
   they have not applied was recorded); for a room, never later than when the listener
   stopped watching it (``presence.logic.room_known_until``); presence after it is "not known yet"
-  (both need the store); ``views.last_known(room)``: that with the moment the watching stopped, for why;
+  (both need the store); ``views.last_known(room)``: that with the moment the watching stopped, for why
+  (``views.rooms_last_known(rooms)``: of a page of rooms, from one read);
 - ``Heartbeat(until, away)``: what the composition root's heartbeat returns (the listener's status);
 - ``shown_now(known_until, now)``: the moment a room "now" is shown at (``/state`` without a moment, ``/rooms``);
 - ``views.projections()``: fresh projection instances for a runner or a rebuild;
@@ -100,9 +101,13 @@ class Views:
 
     def last_known(self, room: str | None = None) -> LastKnown:
         """``known_until(room)``, and since when the listener has not watched the room (to say why)."""
+        return self.rooms_last_known([room])[room]
+
+    def rooms_last_known(self, rooms: list) -> dict[str | None, LastKnown]:
+        """``last_known`` of each room, from one read of the heartbeat, the views and the log (a page of rooms)."""
         beat = self._heartbeat and self._heartbeat() or Heartbeat(None)
-        away = beat.away.get(room) if room is not None else None
-        return LastKnown(room_known_until(self._known_until(beat.until), away), away)
+        until = self._known_until(beat.until)
+        return {room: LastKnown(room_known_until(until, beat.away.get(room)), beat.away.get(room)) for room in rooms}
 
     def _known_until(self, beat: datetime | None) -> datetime | None:
         if self.store is None:

@@ -60,10 +60,10 @@ def _describe(context, rooms: list[str], who: Caller) -> list[dict]:
     views, search = context.views, context.search
     counts = message_counts(search, rooms, who)
     # Each room at its last known moment, as `/state` shows a room "now" (a room the listener is away from is
-    # known only until it went away: ``Views.known_until``).
-    items = []
+    # known only until it went away: ``Views.known_until``); one read of them for the page.
+    items, known = [], views.rooms_last_known(rooms)
     for room in rooms:
-        known_until = views.known_until(room)
+        known_until = known[room].until
         now = shown_now(known_until, utcnow())
         occupants = views.presence.occupants_at(room, now, known_until=known_until)
         last = views.transcripts.page(room, direction="backward", limit=1).lines

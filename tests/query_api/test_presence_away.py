@@ -19,8 +19,10 @@ from projections.follower import LogFollower
 from projections.presence.logic import room_known_until, unknown_why
 from projections.search import IndexLocation, SearchIndex, SearchIndexProjection
 from query_api import create_app
+from query_api.access import AllRooms, Caller
 from query_api.roles import Role
 from query_api.tokens import open_token_store
+from query_api.web.room_presence import day_presence
 from tests.factories import at
 from ingest.xmlutil import MAM, q
 from tests.ingest.helpers import running_listener, wait_for_event, wait_joined
@@ -57,7 +59,7 @@ class Api:
         SearchIndexProjection(location).close()
         self.tokens = open_token_store(store_url, cache_seconds=0)
         search = SearchIndex(location, reload_interval=0)
-        app = create_app(config, store=store, views=self.views, search=search, tokens=self.tokens)
+        self.app = app = create_app(config, store=store, views=self.views, search=search, tokens=self.tokens)
         self.client, self.compliance = app.test_client(), auth(self.tokens.create(Role.COMPLIANCE)[0])
 
     def get(self, url: str) -> dict:
@@ -88,6 +90,10 @@ def assert_not_known_since(api: Api, room: str, away, beat) -> None:
     assert parse_time(state["at"]) <= away, "the room 'now' is the room as last known"
     listed = next(r for r in api.get("/rooms")["rooms"] if r["room"] == room)
     assert parse_time(listed["presence_as_of"]) <= away, listed
+    asked = parse_time(moment)
+    with api.app.test_request_context():
+        *_, page_says = day_presence(room, asked.date(), asked, Caller(role=Role.COMPLIANCE, scope=AllRooms()))
+    assert page_says == there["unknown_why"], "the room page says why as the API does"
 
 
 def test_the_api_does_not_claim_presence_in_a_room_the_listener_was_kicked_from(prosody, people, store_url, tmp_path):

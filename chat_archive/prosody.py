@@ -89,6 +89,7 @@ class ProsodyServer:
     muc_modules: tuple[str, ...] = ()  # more modules of the MUC component (found in ``directory`` too)
     tls: bool = False  # require STARTTLS, with a self-signed certificate (``certificate``)
     plain_auth: bool = True  # offer SASL PLAIN on unencrypted connections (False: SCRAM only)
+    entity_time: bool = True  # answer XEP-0202 time requests (mod_time), as the listener asks at connect
     process: subprocess.Popen | None = None
 
     @property
@@ -129,7 +130,10 @@ class ProsodyServer:
             **self.muc_options,
         }
         muc_lines = "\n".join(f"    {key} = {value}" for key, value in muc.items())
-        enabled = ["roster", "saslauth", "disco", "ping", "posix", "websocket", *(["tls"] if self.tls else [])]
+        enabled = [
+            "roster", "saslauth", "disco", "ping", "posix", "websocket",
+            *(["time"] if self.entity_time else []), *(["tls"] if self.tls else []),
+        ]
         disabled = ["s2s", *([] if self.tls else ["tls"])]
         tls_lines = self._tls_config() if self.tls else "c2s_require_encryption = false"
         (self.directory / "mod_muc_moderation_lite.lua").write_text(MODERATION_MODULE, encoding="utf-8")

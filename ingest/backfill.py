@@ -12,9 +12,11 @@ from datetime import datetime
 
 from archive import events as ev
 from archive.errors import StoreError
-from archive.times import format_time, utcnow
+from archive.times import format_time
 
-from .catchup import Anchor, ArchiveRead, CatchUp, archived_ids, compare, fallback_read, first_read, reconcile_start
+from .catchup import (
+    Anchor, ArchiveRead, CatchUp, archived_ids, compare, fallback_read, first_read, reconcile_start, store_read_start,
+)
 from .mam import ArchiveQueryError, archive_pages
 from .rooms import RoomState, Rooms
 from .translate_message import translate_archived
@@ -74,7 +76,7 @@ async def _fetch(rooms: Rooms, client, state: RoomState, read: ArchiveRead, capt
     fetched: dict[str, tuple[datetime, list[ev.Event]]] = {}
     view = rooms.views[state.room]
     async for page in archive_pages(client, state.room, after=read.after, start=read.start, end=end):
-        now = utcnow()
+        now = rooms.clock()
         for result in page:
             events = translate_archived(result, state.ctx, view, now, capture)
             if emit:
@@ -103,14 +105,14 @@ async def _reconcile(rooms, client, state, anchor, first, gap_start, joined_at, 
 
 async def _check(rooms: Rooms, state: RoomState, start, fetched: dict):
     await _flush(rooms)
-    stored = await asyncio.to_thread(_stored_ids, rooms.store, state.room, start)
+    stored = await asyncio.to_thread(_stored_ids, rooms.store, state.room, store_read_start(start, rooms.clock_offset))
     return compare(fetched, stored | archived_ids(state.held))  # held live messages are written on release
 
 
 def _stored_ids(store, room: str, start) -> set[str]:
-    # A live copy carries its receive time, never earlier than the archive's stamp: reading from
-    # ``start`` (a whole second, as the archive reads it: ``reconcile_start``) finds every stored copy of a
-    # message the archive returns for the span.
+    # A live copy carries its receive time, never earlier than the archive's stamp once ``start`` allows for the
+    # clocks' offset (``store_read_start``); from a whole second, as the archive reads it (``reconcile_start``):
+    # every stored copy of a message the archive returns for the span is found.
     return archived_ids(r.event for r in store.read_room(room, start=start))
 
 

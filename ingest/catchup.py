@@ -138,6 +138,19 @@ def reconcile_start(anchor: Anchor, first: bool, gap_start: datetime | None) -> 
     return (_earliest(anchor.message_at, gap_start, anchor.event_at) - OVERLAP).replace(microsecond=0)
 
 
+def store_read_start(start: datetime | None, offset: timedelta | None) -> datetime | None:
+    """Where the reconciliation reads the store from, for the span the room's archive gives from ``start``.
+
+    The archive reads by its stamps, on the server's clock; the store holds live copies at their receive time, on
+    the listener's: one ``offset`` behind (the server's clock less the listener's, ``ingest.clock``) was stamped
+    that much earlier. Read back by its size whichever clock is ahead (a copy found too many is no harm; one not
+    found counts as missing and is said to be lost). Unknown: as if the clocks agreed.
+    """
+    if start is None or offset is None:
+        return start
+    return start - abs(offset)
+
+
 def _earliest(*moments: datetime | None) -> datetime:
     return min(m for m in moments if m is not None)
 

@@ -11,7 +11,6 @@ from dataclasses import replace
 from datetime import datetime
 
 from archive import events as ev
-from archive.times import utcnow
 
 from .backfill import catch_up
 from .catchup import CatchUp, begin_catch_up, first_catch_up, gap_event, history_request, restart_gap_start
@@ -57,7 +56,7 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
         trust_stanza_id=SID_NS in info.features or mam,
         trust_occupant_id=OCCUPANT_ID_NS in info.features,
     )
-    now = utcnow()
+    now = rooms.clock()
     if view.last_event_at is None:
         features = tuple(sorted(info.features))
         discovered = ev.RoomDiscovered(
@@ -76,7 +75,7 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
             return await _undo_creation(rooms, client, state, view, gap_start)
         return rooms.unavailable(state, outcome[1])
     await await_subject(state)
-    joined_at = utcnow()
+    joined_at = rooms.clock()
     if mam and first and not rooms.settings.import_archive:
         result = None
     else:

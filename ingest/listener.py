@@ -31,7 +31,7 @@ import os
 import socket
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from archive.errors import StoreError
@@ -45,6 +45,7 @@ from .catchup import open_gaps
 from .client import (
     DiscoError, UnnamableRooms, allowed, close, is_encrypted, list_rooms, make_client, server_address,
 )
+from .clock import SKEW_UNSAFE, Clock, measure_offset, skew_problem
 from .joining import JOIN_TIMEOUT, join_room
 from .rooms import GONE, LOST, NEW, UNAVAILABLE, Rooms
 from .settings import XmppSettings
@@ -67,11 +68,13 @@ class Listener:
         status_file: Path | str | None = None,
         health: Health | None = None,
         write_queue_limit: int = 50_000,
+        clock: Clock = utcnow,
     ):
         self.settings = settings
+        self.clock = clock  # the listener's time (``ingest.clock``): injected, as a test sets it off the server's
         self.store = store
         self.status_file = Path(status_file) if status_file else None
-        now = utcnow()
+        now = self.clock()
         self.status = ListenerStatus(
             jid=settings.jid, pid=os.getpid(), host=socket.gethostname(), started_at=now, updated_at=now
         )
@@ -89,7 +92,7 @@ class Listener:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fatal: BaseException | None = None
         self.rooms = Rooms(
-            settings, store, self.writer, previous=self._read_previous_status(), on_change=self._write_status
+            settings, store, self.writer, previous=self._read_previous_status(), on_change=self._write_status, clock=clock
         )
         self.client = None
         self._session: asyncio.Future | None = None
@@ -133,7 +136,7 @@ class Listener:
     async def _shutdown(self, tasks: list[asyncio.Task]) -> None:
         # The last status names the rooms watched until now, and those unwatched since when, for the next run's gap
         # records: taken before the stop makes every room lost (the gap records the store refuses are added after).
-        watched, away, watched_until = self.joined_rooms(), self.rooms.away(unstored=False), utcnow()
+        watched, away, watched_until = self.joined_rooms(), self.rooms.away(unstored=False), self.clock()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -197,7 +200,7 @@ class Listener:
             await close(client)
 
     def _went_online(self, client) -> None:
-        now = utcnow()
+        now = self.clock()
         log.info("connected to the XMPP server as %s", client.boundjid)
         self.status.connected, self.status.connected_since, self.status.last_error = True, now, None
         self.last_heard = now
@@ -210,11 +213,23 @@ class Listener:
         if self._discovery:
             self._discovery.cancel()
             self._discovery = None
-        self.rooms.went_offline(self.last_heard or utcnow())
+        self.rooms.went_offline(self.last_heard or self.clock())
 
     def _incoming(self, stanza):
-        self.last_heard = utcnow()
+        self.last_heard = self.clock()
         return None if self.rooms.take(stanza) else stanza
+
+    async def _measure_clock(self, client) -> None:
+        offset, unknown = await measure_offset(client, self.clock)
+        self.status.clock_offset, self.status.clock_unknown = offset, unknown
+        self.rooms.clock_offset = timedelta(seconds=offset) if offset is not None else None
+        problem = skew_problem(offset)
+        if problem and abs(offset) >= SKEW_UNSAFE.total_seconds():
+            log.error("%s", problem)
+        elif problem:
+            log.warning("%s", problem)
+        elif unknown:
+            log.info("clock offset to the XMPP server unknown: %s", unknown)
 
     # -- discovery -------------------------------------------------------------
 
@@ -222,6 +237,7 @@ class Listener:
         # Rooms the previous run was archiving, or owed a gap, are checked once, listed or not:
         # one destroyed while nobody watched is recorded as destroyed.
         unlisted = self._previously_watched()
+        await self._measure_clock(client)  # before any catch-up: its reconciliation allows for the offset
         while True:
             listed: set[str] = set()
             for service in self.settings.muc_services:
@@ -259,7 +275,7 @@ class Listener:
         self.rooms.written(recorded)
         self.status.events_written += len(recorded)
         if recorded:
-            self.status.last_event_at = utcnow()
+            self.status.last_event_at = self.clock()
 
     def _write_queue_full(self, _full: bool = True) -> None:
         """Back-pressure: stop reading from the server while the store is behind (any thread; only schedules)."""
@@ -311,7 +327,7 @@ class Listener:
         self, joined: list[str] | None = None, away: dict[str, datetime] | None = None, watched_until: datetime | None = None
     ) -> None:
         # Runs in the loop thread, which alone puts events: nothing is put meanwhile.
-        self.status.updated_at = now = utcnow()
+        self.status.updated_at = now = self.clock()
         self.status.stored_until = self.writer.stored_until(watched_until or now)
         self.status.rooms_joined = self.joined_rooms() if joined is None else joined
         self.status.rooms_away = self.rooms.away() if away is None else away

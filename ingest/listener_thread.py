@@ -10,7 +10,9 @@ from pathlib import Path
 from archive.errors import ChatArchiveError
 from archive.health import Health
 from archive.store import EventStore
+from archive.times import utcnow
 
+from .clock import Clock
 from .listener import Listener
 from .settings import XmppSettings
 
@@ -64,10 +66,12 @@ def start_listener(
     *,
     status_file: Path | str | None = None,
     health: Health | None = None,
+    clock: Clock = utcnow,
 ) -> ListenerHandle:
     """Start a listener thread that archives into ``store`` until ``stop`` is set.
 
+    ``clock``: the listener's (its times and what it stamps live; a test's may be set off the server's).
     Raises ``LeaseHeld`` (a ``StoreError``) if another listener archives into the store."""
-    listener = Listener(settings, store, status_file=status_file, health=health)
+    listener = Listener(settings, store, status_file=status_file, health=health, clock=clock)
     listener.lease.acquire()
     return ListenerHandle(listener, stop or threading.Event()).start()

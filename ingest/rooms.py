@@ -15,13 +15,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from archive import events as ev
 from archive.store import EventStore
 from archive.times import utcnow
 
 from .catchup import MESSAGE_EVENTS, Anchor, found_gone, open_gaps, written_on_interruption
+from .clock import Clock
 from .roomview import RoomView
 from .settings import XmppSettings
 from .status import ListenerStatus, unwatched
@@ -66,8 +67,12 @@ class Rooms:
         *,
         previous: ListenerStatus | None,
         on_change: Callable[[], None],
+        clock: Clock = utcnow,
     ):
         self.settings = settings
+        self.clock = clock  # stamps what is received live (the listener's clock: ``ingest.clock``)
+        # The server's clock less ``clock``, asked at connect (None: unknown): ``catchup.store_read_start``.
+        self.clock_offset: timedelta | None = None
         self.store = store
         self.writer = writer
         self.previous = previous  # the last status of the previous run
@@ -154,7 +159,7 @@ class Rooms:
         return True
 
     def _on_presence(self, state: RoomState, view: RoomView, nick: str | None, xml) -> None:
-        kind, now = xml.get("type"), utcnow()
+        kind, now = xml.get("type"), self.clock()
         pending = state.join_future is not None and not state.join_future.done()
         if kind == "error":
             if pending and nick in (None, state.nick):
@@ -190,11 +195,11 @@ class Rooms:
             state.phase = GONE
             self.changed()
             return
-        state.gap_start = utcnow()
+        state.gap_start = self.clock()
         self.unavailable(state, f"the listener was removed (status {sorted(codes)})")
 
     def _on_message(self, state: RoomState, view: RoomView, nick: str | None, xml) -> None:
-        events = translate_message(xml, state.ctx, view, utcnow())
+        events = translate_message(xml, state.ctx, view, self.clock())
         if view.replaying and xml.find(_SUBJECT) is not None and xml.find(_BODY) is None:
             view.replaying = False  # the subject ends the join sequence, however late (joining.await_subject)
             state.join_done.set()
@@ -241,7 +246,7 @@ class Rooms:
     def gone(self, state: RoomState, view: RoomView, reason: str, gap_start: datetime | None) -> None:
         """The service says the room does not exist: record an archived room as destroyed (see ``found_gone``)."""
         if view.last_event_at is not None and not view.destroyed:
-            self.emit_gap(state, found_gone(view, reason, utcnow(), gap_start))
+            self.emit_gap(state, found_gone(view, reason, self.clock(), gap_start))
             log.info("%s: %s; recorded as destroyed", state.room, reason)
         if state.room in {room.lower() for room in self.settings.rooms}:
             self.unavailable(state, "the room does not exist")  # configured: the operator should know

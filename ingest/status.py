@@ -20,6 +20,7 @@ from archive.errors import ChatArchiveError
 from archive.health import PartHealth
 from archive.times import format_time
 
+from .clock import skew_problem
 from .settings import XmppSettings
 
 
@@ -43,6 +44,10 @@ class ListenerStatus(msgspec.Struct, kw_only=True):
     stopped: bool = False
     write_queue: int = 0  # events waiting for the store
     input_paused: bool = False  # reading from the server paused until the write queue drains
+    # The XMPP server's clock less the listener's, in seconds, asked at the last connect (``ingest.clock``);
+    # None with ``clock_unknown`` saying why (a server without XEP-0202), or not connected yet.
+    clock_offset: float | None = None
+    clock_unknown: str | None = None
     parts: dict[str, PartHealth] = {}  # each part of the process (writer, projections, indexer): failing or well
 
 
@@ -51,7 +56,7 @@ BEHIND_AFTER = timedelta(seconds=30)  # events seen this long ago and not yet st
 
 
 class Liveness(msgspec.Struct, kw_only=True):
-    state: str  # not-started | running | stopped | dead | disconnected | behind
+    state: str  # not-started | running | stopped | dead | disconnected | behind | skewed (clocks apart)
     ok: bool
     problems: list[str] = []
 
@@ -82,7 +87,10 @@ def assess(
         problems.append(f"reading from the server paused: {status.write_queue} events wait for the store")
     if status.stored_until and status.updated_at - status.stored_until > BEHIND_AFTER:
         problems.append(f"events seen since {format_time(status.stored_until)} are not all stored yet")
-    return Liveness(state="behind" if problems else "running", ok=not problems, problems=problems)
+    skew = skew_problem(status.clock_offset)
+    state = "behind" if problems else "skewed" if skew else "running"
+    problems += [skew] if skew else []
+    return Liveness(state=state, ok=not problems, problems=problems)
 
 
 def unwatched(status: ListenerStatus | None) -> dict[str, datetime]:
@@ -142,6 +150,11 @@ def describe(status: ListenerStatus | None) -> list[str]:
         lines.append(f"room not watched since {when(since)}: {room} (the gap is recorded when it is joined again)")
     for room, reason in sorted(status.rooms_refused.items()):
         lines.append(f"room not entered: {room}: {reason}")
+    if status.clock_offset is not None:
+        side = "behind" if status.clock_offset >= 0 else "ahead of"
+        lines.append(f"clock: the listener's is {abs(status.clock_offset):.0f} s {side} the server's (XEP-0202)")
+    elif status.clock_unknown:
+        lines.append(f"clock offset to the server unknown: {status.clock_unknown}")
     if status.last_error:
         lines.append(f"last error: {status.last_error}")
     return lines

@@ -15,7 +15,8 @@ from archive.errors import StoreError
 from archive.times import format_time
 
 from .catchup import (
-    Anchor, ArchiveRead, CatchUp, archived_ids, compare, fallback_read, first_read, reconcile_start, store_read_start,
+    Anchor, ArchiveRead, CatchUp, archive_end, archived_ids, compare, fallback_read, first_read, reconcile_start,
+    store_read_start,
 )
 from .mam import ArchiveQueryError, archive_pages
 from .rooms import RoomState, Rooms
@@ -93,7 +94,8 @@ async def _reconcile(rooms, client, state, anchor, first, gap_start, joined_at, 
     """
     start = reconcile_start(anchor, first, gap_start)
     if fetched is None:
-        fetched = await _fetch(rooms, client, state, ArchiveRead(start=start), capture, end=joined_at, emit=False)
+        end = archive_end(joined_at, rooms.clock_offset)
+        fetched = await _fetch(rooms, client, state, ArchiveRead(start=start), capture, end=end, emit=False)
     checked = await _check(rooms, state, start, fetched)
     if checked.missing:
         log.warning("%s: %d messages the room's archive holds for the span were not archived; storing them", state.room, len(checked.missing))

@@ -151,6 +151,13 @@ def store_read_start(start: datetime | None, offset: timedelta | None) -> dateti
     return start - abs(offset)
 
 
+def archive_end(joined_at: datetime, offset: timedelta | None) -> datetime:
+    """Up to when the reconciliation reads the room's archive: the join (on the listener's clock) as the server's
+    clock tells it (``offset``: the server's less the listener's; unknown: as if they agreed). A listener behind
+    would otherwise leave out the span's last minutes, and find an empty comparison complete."""
+    return joined_at + offset if offset is not None else joined_at
+
+
 def _earliest(*moments: datetime | None) -> datetime:
     return min(m for m in moments if m is not None)
 

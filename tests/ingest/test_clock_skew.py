@@ -12,7 +12,7 @@ import pytest
 from archive import events as ev
 from archive.application import open_event_store
 from archive.times import utcnow
-from ingest.catchup import store_read_start
+from ingest.catchup import archive_end, store_read_start
 from ingest.clock import clock_offset
 from ingest.listener_thread import start_listener
 from ingest.status import ListenerStatus, assess, describe
@@ -30,6 +30,10 @@ def behind_clock():
     return utcnow() - BEHIND
 
 
+def far_behind():
+    return utcnow() - timedelta(seconds=120)
+
+
 def test_the_offset_is_the_servers_time_less_the_round_trips_midpoint():
     assert clock_offset(T, T + timedelta(seconds=2), T + timedelta(seconds=121)) == timedelta(seconds=120)
     assert clock_offset(T, T, T - timedelta(seconds=5)) == timedelta(seconds=-5)
@@ -40,6 +44,12 @@ def test_the_store_is_read_from_before_the_start_by_the_skew_whichever_clock_is_
     assert store_read_start(T, timedelta(seconds=-90)) == T - timedelta(seconds=90)
     assert store_read_start(T, None) == T  # unknown: as before
     assert store_read_start(None, timedelta(seconds=90)) is None  # the whole room
+
+
+def test_the_archive_is_read_up_to_the_join_on_the_servers_clock():
+    assert archive_end(T, timedelta(seconds=120)) == T + timedelta(seconds=120)
+    assert archive_end(T, timedelta(seconds=-120)) == T - timedelta(seconds=120)
+    assert archive_end(T, None) == T
 
 
 def _status(offset: float | None, unknown: str | None = None) -> ListenerStatus:
@@ -129,3 +139,28 @@ def test_a_catch_up_with_a_clock_behind_the_servers_finds_every_stored_live_mess
     assert "could not be stored" not in gap.explanation, gap.explanation
     assert gap.verified is True, gap.explanation
     assert archived_stanza_ids(store, room) == [early, late]
+
+
+def test_a_catch_up_with_a_clock_far_behind_checks_the_whole_span_away(prosody, people, store):
+    # 120 s behind: the join's time on the listener's clock is two minutes before the server's. The check of the
+    # span away must read the room's archive up to the join as the server stamps it, or it compares nothing and
+    # calls an empty comparison complete.
+    room = unique_room(prosody, "farbehind")
+    alice = people["alice"]
+    alice.create_room(room, "alice")
+    handle = _listen(prosody, store, room, far_behind)
+    try:
+        wait_for(lambda: room in handle.joined_rooms(), message="the room joined")
+        seen = alice.say(room, "seen live")["stanza_id"]
+        wait_for(lambda: archived_stanza_ids(store, room) == [seen], message="archived live")
+    finally:
+        handle.stop()
+    away = alice.say(room, "said while away")["stanza_id"]
+    handle = _listen(prosody, store, room, far_behind)
+    try:
+        wait_for(lambda: [e for e in room_events(store, room) if isinstance(e, ev.ArchiveGap)], message="the gap")
+    finally:
+        handle.stop()
+    [gap] = [e for e in room_events(store, room) if isinstance(e, ev.ArchiveGap)]
+    assert "holds 2 messages for the span, all archived" in gap.explanation, gap.explanation
+    assert archived_stanza_ids(store, room) == [seen, away]

@@ -141,7 +141,8 @@ def test_a_catch_up_with_a_clock_behind_the_servers_finds_every_stored_live_mess
     assert archived_stanza_ids(store, room) == [early, late]
 
 
-def test_a_catch_up_with_a_clock_far_behind_checks_the_whole_span_away(prosody, people, store):
+def test_a_catch_up_with_a_clock_far_behind_checks_the_whole_span_away(prosody, people, event_store):
+    store = event_store
     # 120 s behind: the join's time on the listener's clock is two minutes before the server's. The check of the
     # span away must read the room's archive up to the join as the server stamps it, or it compares nothing and
     # calls an empty comparison complete.

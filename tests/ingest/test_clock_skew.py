@@ -112,56 +112,58 @@ def test_a_server_without_entity_time_leaves_the_offset_unknown(tmp_path, store)
         server.stop()
 
 
+def _archived_live(server, store, room: str, clock, say) -> list[str]:
+    """Run a listener on ``clock`` in ``room`` while ``say()`` says messages; their stanza-ids, archived live."""
+    handle = _listen(server, store, room, clock)
+    try:
+        wait_for(lambda: room in handle.joined_rooms(), message="the room joined")
+        said = say()
+        wait_for(lambda: archived_stanza_ids(store, room) == said, message="archived live")
+        return said
+    finally:
+        handle.stop()
+
+
+def _gap_of_rejoin(server, store, room: str, clock) -> ev.ArchiveGap:
+    """Run a listener on ``clock`` until it rejoined ``room`` and recorded the gap; the gap."""
+    handle = _listen(server, store, room, clock)
+    try:
+        wait_for(lambda: [e for e in room_events(store, room) if isinstance(e, ev.ArchiveGap)], message="the gap")
+    finally:
+        handle.stop()
+    [gap] = [e for e in room_events(store, room) if isinstance(e, ev.ArchiveGap)]
+    return gap
+
+
 def test_a_catch_up_with_a_clock_behind_the_servers_finds_every_stored_live_message(prosody, people, event_store):
-    store = event_store
     # A live message stamped (on the listener's clock, 45 s behind) more than the overlap before the anchor: the
     # archive's copy is stamped 45 s later, inside the span the reconciliation reads, so the store must be read
     # from that far back too, or the message counts as missing and "could not be stored".
     room = unique_room(prosody, "skewed")
     alice = people["alice"]
     alice.create_room(room, "alice")
-    handle = _listen(prosody, store, room, behind_clock)
-    try:
-        wait_for(lambda: room in handle.joined_rooms(), message="the room joined")
+
+    def say():
         early = alice.say(room, "early")["stanza_id"]
         time.sleep(61)  # the overlap (60 s) is real time on both clocks
-        late = alice.say(room, "late")["stanza_id"]
-        wait_for(lambda: archived_stanza_ids(store, room) == [early, late], message="both archived live")
-    finally:
-        handle.stop()
-    handle = _listen(prosody, store, room, behind_clock)
-    try:
-        wait_for(lambda: room in handle.joined_rooms(), message="the room joined again")
-        wait_for(lambda: [e for e in room_events(store, room) if isinstance(e, ev.ArchiveGap)], message="the gap")
-    finally:
-        handle.stop()
-    [gap] = [e for e in room_events(store, room) if isinstance(e, ev.ArchiveGap)]
+        return [early, alice.say(room, "late")["stanza_id"]]
+
+    said = _archived_live(prosody, event_store, room, behind_clock, say)
+    gap = _gap_of_rejoin(prosody, event_store, room, behind_clock)
     assert "could not be stored" not in gap.explanation, gap.explanation
     assert gap.verified is True, gap.explanation
-    assert archived_stanza_ids(store, room) == [early, late]
+    assert archived_stanza_ids(event_store, room) == said
 
 
 def test_a_catch_up_with_a_clock_far_behind_checks_the_whole_span_away(prosody, people, event_store):
-    store = event_store
     # 120 s behind: the join's time on the listener's clock is two minutes before the server's. The check of the
     # span away must read the room's archive up to the join as the server stamps it, or it compares nothing and
     # calls an empty comparison complete.
     room = unique_room(prosody, "farbehind")
     alice = people["alice"]
     alice.create_room(room, "alice")
-    handle = _listen(prosody, store, room, far_behind)
-    try:
-        wait_for(lambda: room in handle.joined_rooms(), message="the room joined")
-        seen = alice.say(room, "seen live")["stanza_id"]
-        wait_for(lambda: archived_stanza_ids(store, room) == [seen], message="archived live")
-    finally:
-        handle.stop()
+    said = _archived_live(prosody, event_store, room, far_behind, lambda: [alice.say(room, "seen live")["stanza_id"]])
     away = alice.say(room, "said while away")["stanza_id"]
-    handle = _listen(prosody, store, room, far_behind)
-    try:
-        wait_for(lambda: [e for e in room_events(store, room) if isinstance(e, ev.ArchiveGap)], message="the gap")
-    finally:
-        handle.stop()
-    [gap] = [e for e in room_events(store, room) if isinstance(e, ev.ArchiveGap)]
+    gap = _gap_of_rejoin(prosody, event_store, room, far_behind)
     assert "holds 2 messages for the span, all archived" in gap.explanation, gap.explanation
-    assert archived_stanza_ids(store, room) == [seen, away]
+    assert archived_stanza_ids(event_store, room) == [*said, away]

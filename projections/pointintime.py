@@ -1,7 +1,7 @@
 """A room as it was at a moment T (for analysts), read from the stored views.
 
-``room_state_at(transcripts, presence, room, at, *, known_until, limit=200, since=None,
-include_originals=False) -> RoomState``: the occupants then (with role,
+``room_state_at(transcripts, presence, room, at, *, known_until, away_since=None, limit=200,
+since=None, include_originals=False) -> RoomState``: the occupants then (with role,
 affiliation, show, status: the presence view's spans that cover T), the subject
 then, and the last ``limit`` transcript lines before T (those from ``since`` on,
 if given), oldest first, each as it read then (``as_at``: corrections and
@@ -23,7 +23,7 @@ from archive import events as ev
 from archive.errors import InvalidQueryError
 
 from .lines import Line, as_at, shown
-from .presence.logic import Gap
+from .presence.logic import Gap, room_known_until
 from .presence.queries import Presence
 from .presence.results import Occupant
 from .transcripts.queries import MAX_LIMIT, Transcripts
@@ -42,6 +42,7 @@ class RoomState(msgspec.Struct, kw_only=True):
     gap: Gap | None
     lines: list[Line]
     known_until: ev.UtcTime | None = None  # the archive's last known moment
+    unknown_why: str | None = None  # why presence at ``at`` is not known (``presence.logic.unknown_why``)
 
 
 def room_state_at(
@@ -51,6 +52,7 @@ def room_state_at(
     at: datetime,
     *,
     known_until: datetime | None,
+    away_since: datetime | None = None,
     limit: int = 200,
     since: datetime | None = None,
     include_originals: bool = False,
@@ -70,7 +72,7 @@ def room_state_at(
                 break
             cursor = page.prev_cursor
     subject = transcripts.subject_at(room, at)
-    occupants = presence.occupants_at(room, at, known_until=known_until)
+    occupants = presence.occupants_at(room, at, known_until=known_until, away_since=away_since)
     return RoomState(
         room=room,
         at=at,
@@ -80,5 +82,6 @@ def room_state_at(
         presence_known=occupants.known,
         gap=occupants.gap,
         lines=lines,
-        known_until=known_until,
+        known_until=room_known_until(known_until, away_since),
+        unknown_why=occupants.unknown_why,
     )

@@ -89,10 +89,11 @@ class Views:
         """The views a start must rebuild from the log (``TableProjection.outdated``), each with why."""
         return {name: why for name, cls in PROJECTION_CLASSES.items() if (why := cls.outdated(self.recorder))}
 
-    def room_state_at(self, room: str, at: datetime, *, known_until: datetime | None = None, **options) -> RoomState:
-        """``known_until``: the caller's own read of ``known_until(room)``, if it has one (one answer, one read)."""
-        known_until = known_until or self.known_until(room)
-        return room_state_at(self.transcripts, self.presence, room, at, known_until=known_until, **options)
+    def room_state_at(self, room: str, at: datetime, *, last: LastKnown | None = None, **options) -> RoomState:
+        """``last``: the caller's own read of ``last_known(room)``, if it has one (one answer, one read)."""
+        last = last or self.last_known(room)
+        return room_state_at(self.transcripts, self.presence, room, at, known_until=last.until,
+                             away_since=last.away_since, **options)
 
     def known_until(self, room: str | None = None) -> datetime | None:
         """The archive's last known moment (of ``room``'s presence, if given), never later than now; None for an

@@ -91,7 +91,8 @@ SCHEMAS = {
     "RoomState": obj({
         "room": STRING, "at": INSTANT, "subject": OPT_STRING, "occupants": array(ref("Occupant")),
         "presence_known": BOOLEAN, "lines": array(ref("Line")),
-    }, {"subject_by": OPT_STRING, "gap": {"type": ["object", "null"]}, "known_until": OPT_INSTANT}),  # fmt: skip
+    }, {"subject_by": OPT_STRING, "gap": {"type": ["object", "null"]}, "known_until": OPT_INSTANT,
+        "unknown_why": {**OPT_STRING, "description": "why presence at `at` is not known (null: it is)"}}),  # fmt: skip
     "EventLine": obj({"position": INTEGER, "event": obj({"type": STRING, "room": STRING, "occurred_at": INSTANT})}),
     "TicketRequest": obj(
         {"room": {"type": "string", "description": "the room's JID"}},

@@ -129,11 +129,11 @@ def state(room: str) -> Response:
     room = visible_room(who, room)
     params = Params(request.args, ("at", "since", "limit"))
     # No moment named: the room as the archive last knew it (just after it, "now", presence is not known yet).
-    known_until = views().known_until(room)
-    at = params.time("at") or shown_now(known_until, utcnow())
+    last = views().last_known(room)
+    at = params.time("at") or shown_now(last.until, utcnow())
     since = params.time("since")
     limit = params.integer("limit", 200, minimum=0, maximum=5000)
-    result = views().room_state_at(room, at, known_until=known_until, limit=limit, since=since,
+    result = views().room_state_at(room, at, last=last, limit=limit, since=since,
                                    include_originals=who.sees_originals)
     audit.results(len(result.occupants) + len(result.lines))
     return json_response(msgspec.structs.replace(

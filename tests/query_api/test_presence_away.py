@@ -88,6 +88,8 @@ def assert_not_known_since(api: Api, room: str, away, beat) -> None:
     assert there["unknown_why"] == f"the listener is not watching this room since {format_time(away)}", there
     state = api.get(f"/rooms/{room}/state")
     assert parse_time(state["at"]) <= away, "the room 'now' is the room as last known"
+    later = api.get(f"/rooms/{room}/state?at={moment}")
+    assert later["presence_known"] is False and later["unknown_why"] == there["unknown_why"], "/state says why too"
     listed = next(r for r in api.get("/rooms")["rooms"] if r["room"] == room)
     assert parse_time(listed["presence_as_of"]) <= away, listed
     asked = parse_time(moment)

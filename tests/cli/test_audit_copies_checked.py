@@ -37,15 +37,22 @@ def trail(store, name: str) -> list[tuple[int, str]]:
 def migrated(kinds: tuple[str, str], tmp_path, checkpoint: bool = False):
     """A first store with 3 reads (and a checkpoint of them), migrated into a second: (url, store) of each."""
     with ExitStack() as stack:
-        first_url, first = stack.enter_context(store_of(kinds[0], tmp_path / "first.sqlite"))
-        second_url, second = stack.enter_context(store_of(kinds[1], tmp_path / "second.sqlite"))
-        first.append(history()[:20])
-        for i in range(3):
-            read(first, f"first {i}")
-        if checkpoint:
-            write_checkpoint(first)
+        first_url, first, second_url, second = read_first(stack, kinds, tmp_path, checkpoint)
         copy_log(first, second, progress_file(tmp_path, first_url, second_url))
         yield first_url, first, second_url, second
+
+
+def read_first(stack: ExitStack, kinds: tuple[str, str], tmp_path, checkpoint: bool) -> tuple:
+    """Two stores of ``kinds`` (closed with ``stack``), the first holding 20 events and 3 reads (and a checkpoint
+    of them): (url, store) of each."""
+    first_url, first = stack.enter_context(store_of(kinds[0], tmp_path / "first.sqlite"))
+    second_url, second = stack.enter_context(store_of(kinds[1], tmp_path / "second.sqlite"))
+    first.append(history()[:20])
+    for i in range(3):
+        read(first, f"first {i}")
+    if checkpoint:
+        write_checkpoint(first)
+    return first_url, first, second_url, second
 
 
 def test_a_copy_of_the_stores_own_trail_does_not_take_its_checkpoints(store_url):
@@ -151,12 +158,7 @@ def test_a_copied_page_and_its_checkpoints_mark_are_written_together_or_not_at_a
     to fail by the target's database (a constraint), the page it marks is not written either; a run again copies
     both."""
     with ExitStack() as stack:
-        first_url, first = stack.enter_context(store_of(kinds[0], tmp_path / "first.sqlite"))
-        second_url, second = stack.enter_context(store_of(kinds[1], tmp_path / "second.sqlite"))
-        first.append(history()[:20])
-        for i in range(3):
-            read(first, f"first {i}")
-        write_checkpoint(first)
+        first_url, first, second_url, second = read_first(stack, kinds, tmp_path, checkpoint=True)
         read(second, "second 0")  # the target's own trail: the source's checkpoint names another head of it
         if kinds[1] == "sqlite":
             run_sql(second_url, "CREATE TRIGGER refused BEFORE INSERT ON archive_copied_checkpoints "

@@ -239,9 +239,8 @@ def test_presence_the_views_have_not_applied_yet_is_not_known(world):
     assert asked(later_room, MORNING - 60 * minute)[0]["gap"]["end"] == format_time(MORNING + 6 * minute)
 
 
-def test_the_room_state_without_a_moment_is_at_the_last_known_one(world):
-    """`/state` with no `at` is the room as the archive last knew it: "now" is always a little after that
-    moment, where presence is not known, so it answered nobody there while people were."""
+def alice_says_good_morning(world) -> str:
+    """A new room, projected: alice joined at MORNING and said "morning" three minutes later (its last event)."""
     room = world.new_room()
     world.feed([
         make(ev.RoomDiscovered, 0, room, occurred_at=MORNING, recorded_at=MORNING),
@@ -249,6 +248,13 @@ def test_the_room_state_without_a_moment_is_at_the_last_known_one(world):
         message(0, "morning", "alice", room=room, occurred_at=MORNING + timedelta(minutes=3),
                 recorded_at=MORNING + timedelta(minutes=3)),
     ])  # fmt: skip
+    return room
+
+
+def test_the_room_state_without_a_moment_is_at_the_last_known_one(world):
+    """`/state` with no `at` is the room as the archive last knew it: "now" is always a little after that
+    moment, where presence is not known, so it answered nobody there while people were."""
+    room = alice_says_good_morning(world)
     state = world.client.get(f"/api/v1/rooms/{room}/state", headers=auth(world.compliance)).json
     assert state["presence_known"] and [o["nick"] for o in state["occupants"]] == ["alice"], state
     assert state["at"] == format_time(MORNING + timedelta(minutes=3))
@@ -278,13 +284,7 @@ def test_the_rooms_occupants_now_are_the_room_at_the_last_known_moment(world):
     """`/rooms`' occupants now are the room as `/state` without a moment has it, at the archive's last known
     moment: the presence view may have applied a leave the other view has not, which is not known yet (they
     read the presence view at the clock's now, and answered the room empty, known, while `/state` had alice)."""
-    room = world.new_room()
-    world.feed([
-        make(ev.RoomDiscovered, 0, room, occurred_at=MORNING, recorded_at=MORNING),
-        make(ev.OccupantJoined, 0, room, nick="alice", occurred_at=MORNING, recorded_at=MORNING),
-        message(0, "morning", "alice", room=room, occurred_at=MORNING + timedelta(minutes=3),
-                recorded_at=MORNING + timedelta(minutes=3)),
-    ])  # fmt: skip
+    room = alice_says_good_morning(world)
     left = MORNING + timedelta(minutes=5)
     world.store.append([make(ev.OccupantLeft, 0, room, nick="alice", occurred_at=left, recorded_at=left)])
     LogFollower(world.store, world.views.projections(["presence"])[0], commit_interval=60).catch_up()

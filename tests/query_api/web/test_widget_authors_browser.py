@@ -7,23 +7,16 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from selenium.webdriver.support.ui import WebDriverWait
 
-from chat_archive.prosody import ProsodyServer
-from tests.services.prosody import LISTENER, PASSWORD
 
 from ..conftest import archive_url
-from .test_widget_browser import (OTHER_PASSWORD, OTHER_USER, _world, activity, join_as_wanda, leave_and_see, left,
-                                  message_lines)
+from .test_widget_browser import (OTHER_PASSWORD, OTHER_USER, _world, join_as_wanda, left, seen_live_then_in_the_feed,
+                                  widget_prosody)
 
 
 @pytest.fixture(scope="module")
 def prosody(tmp_path_factory):
-    server = ProsodyServer(tmp_path_factory.mktemp("prosody-no-ids"), admins=(f"{LISTENER}@localhost",),
-                           muc_options={"muc_occupant_id": "false"})
-    for user in (LISTENER, "alice"):
-        server.register(user, PASSWORD)
-    server.start()
+    server = widget_prosody(tmp_path_factory, "prosody-no-ids", muc_options={"muc_occupant_id": "false"})
     yield server
     server.stop()
 
@@ -56,9 +49,7 @@ def test_a_newcomer_in_the_author_s_freed_nick_does_not_correct_her_message_the_
             ("alice", f"not hers {tag} (edited)"),
             ("alicia", f"done {tag}"),
         ]
-        WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda b: f"done {tag}" in activity(b))
-        assert message_lines(browser, len(expected)) == expected
-        leave_and_see(browser, f"done {tag}", expected)
+        seen_live_then_in_the_feed(browser, f"done {tag}", expected)
     finally:
         left(browser)
         mallory.leave(room)

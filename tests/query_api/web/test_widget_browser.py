@@ -60,13 +60,19 @@ def room_of_alice(users: XmppUsers, prosody, prefix: str) -> tuple[str, object, 
     return room, alice, heard
 
 
-@pytest.fixture(scope="module")
-def prosody(tmp_path_factory):
-    """This module's Prosody offers no PLAIN sign-in: the widget's script must do SCRAM itself."""
-    server = ProsodyServer(tmp_path_factory.mktemp("prosody-scram"), admins=(f"{LISTENER}@localhost",), plain_auth=False)
+def widget_prosody(tmp_path_factory, name: str, **options) -> ProsodyServer:
+    """A Prosody of the widget tests' own (``options``: ``ProsodyServer``'s), started, with the listener and alice."""
+    server = ProsodyServer(tmp_path_factory.mktemp(name), admins=(f"{LISTENER}@localhost",), **options)
     for user in (LISTENER, "alice"):
         server.register(user, PASSWORD)
     server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def prosody(tmp_path_factory):
+    """This module's Prosody offers no PLAIN sign-in: the widget's script must do SCRAM itself."""
+    server = widget_prosody(tmp_path_factory, "prosody-scram", plain_auth=False)
     yield server
     server.stop()
 
@@ -270,6 +276,14 @@ def leave_and_see(browser, last: str, expected: list[tuple[str, str]]) -> None:
     assert message_lines(browser, len(expected)) == expected
 
 
+def seen_live_then_in_the_feed(browser, last: str, expected: list[tuple[str, str]]) -> None:
+    """Joined, the widget shows ``expected`` as its last message lines once it shows ``last``; the archive's feed,
+    after Leave, shows the same."""
+    WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda b: last in activity(b))
+    assert message_lines(browser, len(expected)) == expected
+    leave_and_see(browser, last, expected)
+
+
 def left(browser) -> None:
     """Out of the room (a test that failed joined may not have left) and out of the widget's frame."""
     if browser.find_element(By.ID, "leave").is_displayed():
@@ -290,9 +304,7 @@ def test_a_correction_and_a_retraction_heard_before_their_message_apply_when_it_
         alice.say(room, f"doomed {tag}", message_id=f"doomed-{tag}")
         alice.say(room, f"done {tag}")
         expected = [("alice", f"fixed {tag} (edited)"), ("alice", "message removed"), ("alice", f"done {tag}")]
-        WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda b: f"done {tag}" in activity(b))
-        assert message_lines(browser, len(expected)) == expected
-        leave_and_see(browser, f"done {tag}", expected)
+        seen_live_then_in_the_feed(browser, f"done {tag}", expected)
     finally:
         left(browser)
 
@@ -319,9 +331,7 @@ def test_a_correction_of_a_message_older_than_the_widget_s_lines_shows_nothing_n
         alice.correct(room, old["id"], f"older, fixed again {tag}")
         alice.say(room, f"done {tag}")
         expected = [("alice", f"polled {tag}"), ("alice", f"done {tag}")]
-        WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda b: f"done {tag}" in activity(b))
-        assert message_lines(browser, len(expected)) == expected
-        leave_and_see(browser, f"done {tag}", expected)
+        seen_live_then_in_the_feed(browser, f"done {tag}", expected)
         assert f"fixed {tag}" not in activity(browser) and f"fixed again {tag}" not in activity(browser)
     finally:
         left(browser)
@@ -401,9 +411,7 @@ def test_a_correction_across_a_nick_change_by_the_same_occupant_applies(browser,
             ("alice", f"not hers {tag} (edited)"),
             ("alicia", f"done {tag}"),
         ]
-        WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda b: f"done {tag}" in activity(b))
-        assert message_lines(browser, len(expected)) == expected
-        leave_and_see(browser, f"done {tag}", expected)
+        seen_live_then_in_the_feed(browser, f"done {tag}", expected)
     finally:
         left(browser)
         mallory.leave(room)

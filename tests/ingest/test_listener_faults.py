@@ -71,6 +71,8 @@ def test_a_stop_while_the_store_refuses_events_fails_and_the_next_start_records_
     alice.create_room(room, "alice")
     config, status_file, store_url = write_config(tmp_path, prosody, room, store_url=postgres_url)
     listener = start_listen(config, status_file, room)
+    # The join's own events stored first: the two waiting below are then the ones this test makes, seen before seen_by.
+    wait_for(lambda: read_status(status_file).write_queue == 0, 10, message="the join's events to be stored")
     with open_event_store(store_url) as store:
         refusing_inserts(store_url)
         bob.join(room, "bob")

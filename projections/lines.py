@@ -19,11 +19,14 @@ UtcTime = ev.UtcTime
 
 
 class Version(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
-    """An earlier text of a corrected message (compliance view only)."""
+    """An earlier text of a corrected message (compliance view only): the text, and when, by which event
+    (``position``) and how (``capture``, as ``Line.capture``) it was set."""
 
     body: str
     at: UtcTime
     position: int
+    # Added after ``position``: a version stored before reads None (live) until the view is rebuilt.
+    capture: str | None = None
 
 
 class Removal(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -35,6 +38,9 @@ class Removal(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=
     by_nick: str | None = None
     by_jid: str | None = None
     reason: str | None = None
+    # How the retraction was captured (as ``Line.capture``): an imported or backfilled moderation is evidence of
+    # another kind than one the listener saw. A removal stored before it was added reads None until a rebuild.
+    capture: str | None = None
 
 
 class Line(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
@@ -49,7 +55,9 @@ class Line(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
 
     A removed message has ``removed`` set; the ordinary view serves it with
     ``body`` None (a tombstone), the compliance view with the original text.
-    ``versions`` (compliance view only) holds earlier texts, oldest first.
+    ``versions`` (compliance view only) holds earlier texts, oldest first; ``capture``
+    says how the event that made the line was captured, ``edit_capture`` the current text's
+    correction, each version's and the removal's their own.
     ``aliases`` are the ids of the corrections applied to a message, by which
     later corrections and retractions may name it too. ``awaiting`` is set on a
     correction or retraction whose message is not archived (yet): the id it names.
@@ -86,6 +94,9 @@ class Line(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     gap_kind: str | None = None
     aliases: tuple[str, ...] = ()
     awaiting: str | None = None
+    edit_capture: str | None = None  # how the correction that set the current text was captured (``edit_position``)
+    gap_recovered: int | None = None  # a gap: messages of its span fetched afterwards (``ArchiveGap.recovered``)
+    gap_verified: bool = False  # a gap: the room's archive was read over its span, every message it holds archived
 
 
 # A line as the transcript view stores it: its fields in ``Line``'s order, without their names (msgpack
@@ -143,6 +154,11 @@ def ids(line: Line) -> list[str]:
     return found
 
 
+def text_capture(line: Line) -> str | None:
+    """How the event that set a message line's current text was captured: its correction's, or the line's own."""
+    return line.edit_capture if line.edit_position is not None else line.capture
+
+
 def as_at(line: Line, moment) -> Line:
     """``line`` (with its versions) as it read at ``moment``: corrections and removal made
     later undone."""
@@ -152,14 +168,15 @@ def as_at(line: Line, moment) -> Line:
         return line
     changes: dict = {"removed": None} if later_removal else {}
     if later_edit:
-        texts = [(v.body, v.at, v.position) for v in line.versions]
-        texts.append((line.body, line.edited_at, line.edit_position))
+        texts = [(v.body, v.at, v.position, v.capture) for v in line.versions]
+        texts.append((line.body, line.edited_at, line.edit_position, line.edit_capture))
         kept = [text for text in texts if text[1] < moment] or texts[:1]
-        body, at, position = kept[-1]
+        body, at, position, capture = kept[-1]
         edited = len(kept) > 1 or line.corrects is not None
         changes.update(
             body=body, versions=line.versions[: len(kept) - 1], edited=edited,
             edited_at=at if edited else None, edit_position=position if len(kept) > 1 else None,
+            edit_capture=capture if len(kept) > 1 else None,
         )  # fmt: skip
     return msgspec.structs.replace(line, **changes)
 

@@ -50,7 +50,7 @@ import msgspec
 
 from archive import events as ev
 
-from .lines import Line, Removal, Version, ids
+from .lines import Line, Removal, Version, ids, text_capture
 
 _LIVE = ev.Capture.LIVE
 _POSTED = ev.MessagePosted
@@ -185,11 +185,12 @@ def bare(jid: str) -> str:
 
 def correct(line: Line, event: ev.MessageCorrected, position: int) -> Line:
     """``line`` showing the corrected text; the text it showed becomes a version."""
-    return _corrected(line, event.body, event.occurred_at, position, ids_of(event))
+    return _corrected(line, event.body, event.occurred_at, position, _capture(event), ids_of(event))
 
 
-def _corrected(line: Line, body: str, at, position: int, new_ids: Iterable[str]) -> Line:
-    previous = Version(body=line.body or "", at=line.edited_at or line.at, position=line.edit_position or line.id)
+def _corrected(line: Line, body: str, at, position: int, capture: str | None, new_ids: Iterable[str]) -> Line:
+    previous = Version(body=line.body or "", at=line.edited_at or line.at, position=line.edit_position or line.id,
+                       capture=text_capture(line))
     known = ids(line)
     return msgspec.structs.replace(
         line,
@@ -197,6 +198,7 @@ def _corrected(line: Line, body: str, at, position: int, new_ids: Iterable[str])
         edited=True,
         edited_at=at,
         edit_position=position,
+        edit_capture=capture,
         versions=(*line.versions, previous),
         aliases=(*line.aliases, *(i for i in new_ids if i not in known)),
     )
@@ -204,10 +206,11 @@ def _corrected(line: Line, body: str, at, position: int, new_ids: Iterable[str])
 
 def absorb(line: Line, correction: Line) -> Line:
     """``line`` after the correction line that awaited it (with its own corrections and removal)."""
-    texts = [(v.body, v.at, v.position) for v in correction.versions]
-    texts.append((correction.body or "", correction.edited_at or correction.at, correction.edit_position or correction.id))
-    for body, at, position in texts:
-        line = _corrected(line, body, at, position, ())
+    texts = [(v.body, v.at, v.position, v.capture) for v in correction.versions]
+    texts.append((correction.body or "", correction.edited_at or correction.at, correction.edit_position or correction.id,
+                  text_capture(correction)))
+    for body, at, position, capture in texts:
+        line = _corrected(line, body, at, position, capture, ())
     known = ids(line)
     line = msgspec.structs.replace(line, aliases=(*line.aliases, *(i for i in ids(correction) if i not in known)))
     if line.removed is None and correction.removed is not None:
@@ -227,7 +230,13 @@ def removal_of(position: int, event: ev.MessageRetracted) -> Removal:
         by_nick=event.by_nick,
         by_jid=event.by_jid,
         reason=event.reason,
+        capture=_capture(event),
     )
+
+
+def _capture(event: ev.Event) -> str | None:
+    capture = event.capture
+    return None if capture is _LIVE else capture.value
 
 
 def message_line(position: int, e: ev.MessagePosted | ev.MessageCorrected) -> Line:

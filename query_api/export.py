@@ -24,6 +24,7 @@ from archive.codec import to_json
 from archive.errors import NotFoundError
 from archive.events import Recorded
 from archive.times import format_time
+from projections.ranges import in_range, may_hold, positions_in
 
 from . import audit
 from .context import api, caller, limited_stream, visible_room
@@ -86,8 +87,8 @@ def search_export_records(who, query: str, room: str | None, start, end) -> Iter
         results = first
         while True:
             for hit in results.hits:
-                if (start is None or hit.time >= start) and (end is None or hit.time < end):
-                    yield from message_records(context, hit)
+                if may_hold(hit.time, hit.edited or hit.retracted, start, end):
+                    yield from message_records(context, hit, start, end)
             if results.next_cursor is None:
                 return
             results = context.search.search(
@@ -97,18 +98,17 @@ def search_export_records(who, query: str, room: str | None, start, end) -> Iter
     return records()
 
 
-def message_records(context, hit) -> Iterator[Recorded]:
-    """The message of a hit and the events that edited or removed it, by log position."""
+def message_records(context, hit, start=None, end=None) -> Iterator[Recorded]:
+    """The message of a hit and the events that edited or removed it that occurred in ``[start, end)``
+    (``ranges.positions_in``: the rule every export format holds a range by), by log position."""
     try:
         line = context.views.transcripts.line(hit.room, hit.position, include_originals=True)
-        positions = {line.id, line.edit_position, *(v.position for v in line.versions)}
-        if line.removed is not None:
-            positions.add(line.removed.position)
+        positions = positions_in(line, start, end)
     except NotFoundError:
         # The transcript view commits less often than the index: edits of this message
         # made since its last commit cannot be linked yet; the message itself is exported.
-        positions = {hit.position}
-    for position in sorted(p for p in positions if p is not None):
+        positions = [hit.position] if in_range(hit.time, start, end) else []
+    for position in positions:
         record = next(iter(context.store.read_log(position - 1, page_size=1)), None)
         if record is not None and record.position == position:
             yield record

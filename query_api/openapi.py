@@ -116,7 +116,7 @@ def document() -> dict:
             "A room's transcript", "compliance, site, anonymous (public rooms)",
             [ROOM, time_param("from", "start"), time_param("to", "end (exclusive)"),
              query("day", {"type": "string", "format": "date", "maxLength": 10}, "a UTC day, YYYY-MM-DD"),
-             query("around", {"type": "string", "maxLength": 256}, "a line's position (a search hit's `position`) or a message id: the lines around it"),
+             query("around", {"type": "string", "maxLength": 256}, "a line's position (a search hit's `position`) or a message id (digits that are no line's position in the room: the message of that id): the lines around it"),
              query("format", {"type": "string", "enum": ["json", "html", "text"]}),
              query("tz", {"type": "string", "maxLength": 64}, "time zone (IANA name) of the times in the text and html formats; default `[api] time_zone`"),
              LIMIT, CURSOR, SITE_USER],

@@ -65,7 +65,12 @@ SCHEMAS = {
                                            "the archive does not hold"}},
         {"nick": OPT_STRING, "jid": {**OPT_STRING, "description": "compliance only"}, "body": OPT_STRING,
          "edited": BOOLEAN, "versions": array({"type": "object"}), "message_id": OPT_STRING, "stanza_id": OPT_STRING,
-         "removed": {"type": ["object", "null"], "description": "who removed the message, when and why"},
+         "removed": {"type": ["object", "null"], "description": "who removed the message, when, why and (`capture`, "
+                                                              "absent if live) how the removal was captured"},
+         "capture": {**OPT_STRING, "description": "history, backfill or import; absent for an event seen live"},
+         "edit_capture": {**OPT_STRING, "description": "how the correction that set the current text was captured"},
+         "gap_verified": {**BOOLEAN, "description": "a gap: the room's archive was read over it, every message archived"},
+         "gap_recovered": {"type": ["integer", "null"], "description": "a gap: messages of its span fetched afterwards"},
          "aliases": {**array(STRING), "description": "ids of the corrections applied, which name the message too"},
          "awaiting": {**OPT_STRING, "description": "a correction or retraction whose message is not archived (yet)"}},
     ),  # fmt: skip

@@ -7,6 +7,7 @@ earlier versions of edited ones, real JIDs); everyone else the ordinary view.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -14,6 +15,7 @@ import msgspec
 from flask import Blueprint, Response, render_template_string, request
 
 from archive.times import format_time
+from archive.wording import counted
 from projections.tables import order_micros
 from projections.transcripts.queries import encode_cursor as line_cursor
 
@@ -151,11 +153,12 @@ def zoned_time(moment: datetime, zone: ZoneInfo) -> str:
     return text.replace("+00:00", "Z") if zone.key == "UTC" else text
 
 
-def text_line(line, zone: ZoneInfo = UTC) -> str:
+def text_line(line, zone: ZoneInfo = UTC, later: Sequence = ()) -> str:
     """One line as plain text, as a person reads a chat log (the API's text format, the CLI, the text of EML
     and RSMF exports): a line break in what someone said continues on an indented line, so that no one can
-    forge a line of their own, and control characters are shown as escapes."""
-    return plain_line(_text_line(line, zone))
+    forge a line of their own, and control characters are shown as escapes. ``later``: the line's changes
+    after the range an export holds (``projections.ranges.Held``), said after it."""
+    return plain_line(_text_line(line, zone) + "".join(f" ({later_change(change, zone)})" for change in later))
 
 
 def _text_line(line, zone: ZoneInfo) -> str:
@@ -164,11 +167,25 @@ def _text_line(line, zone: ZoneInfo) -> str:
     if kind == "message":
         if line.removed is not None and line.body is None:
             by = f" by {line.removed.by_nick}" if line.removed.by_nick else ""
-            return f"[{when}] * a message by {line.nick} was removed{by}"
+            return f"[{when}] * a message by {line.nick} was removed{by}{captured(line.removed.capture, ' ({})')}"
         edited = " (edited)" if line.edited else ""
-        removed = " (removed)" if line.removed is not None else ""
+        removed = f" (removed{captured(line.removed.capture, ', {}')})" if line.removed is not None else ""
         return f"[{when}] <{line.nick}> {line.body}{edited}{removed}"
     return f"[{when}] * {describe(line)}"
+
+
+_CAPTURED = {"import": "imported", "backfill": "backfilled from the room's archive",
+             "history": "from the room's discussion history"}
+
+
+def captured(capture: str | None, form: str = " ({})") -> str:
+    """How an event not seen live was captured, in ``form``; "" for a live one (None)."""
+    return form.format(_CAPTURED.get(capture, capture)) if capture else ""
+
+
+def later_change(change, zone: ZoneInfo = UTC) -> str:
+    """A change made after an export's range (``projections.ranges.LineEvent``), as the export says it."""
+    return f"{change.what} later, at {zoned_time(change.at, zone)}{captured(change.capture, ', {}')}"
 
 
 def describe(line) -> str:
@@ -191,11 +208,20 @@ def describe(line) -> str:
         return f"{nick} is now {line.affiliation}"
     if kind == "retraction":
         how = "moderated" if line.removed and line.removed.moderated else "retracted"
-        return f"{nick} {how} message {line.awaiting}, which the archive does not hold"
+        return f"{nick} {how} message {line.awaiting}, which the archive does not hold{captured(line.capture)}"
     if kind == "gap":
-        end = format_time(line.gap_end) if line.gap_end else "?"
-        return f"the archive may be missing {line.gap_kind or 'events'} until {end}"
+        return _gap(line)
     return kind.replace("_", " ")
+
+
+def _gap(line) -> str:
+    """A gap with all the evidence its record holds: its span, whether the room's archive was read over it and
+    every message it holds archived, how many messages were recovered, and why."""
+    end = format_time(line.gap_end) if line.gap_end else "?"
+    checked = "verified against the room's archive" if line.gap_verified else "not verified against the room's archive"
+    recovered = f"; {counted(line.gap_recovered, 'message')} recovered" if line.gap_recovered is not None else ""
+    why = f": {line.reason}" if line.reason else ""
+    return f"the archive may be missing {line.gap_kind or 'events'} until {end} ({checked}{recovered}){why}"
 
 
 _HTML = """<!doctype html>

@@ -94,7 +94,7 @@ def _destroyed(position: int, e: ev.RoomDestroyed) -> Line:
 def _gap(position: int, e: ev.ArchiveGap) -> Line:
     return Line(
         id=position, room=e.room, at=e.gap_start, kind="gap", gap_end=e.gap_end, gap_kind=e.kind.value,
-        reason=e.explanation or None,
+        reason=e.explanation or None, gap_recovered=e.recovered, gap_verified=e.verified,
     )
 
 

@@ -16,11 +16,14 @@
   -> TranscriptContext``: the line ``ref`` and up to ``before``/``after``
   lines around it.
 - ``line(room, ref, *, include_originals=False) -> Line``.
+- ``changed_before(room, before, *, include_originals=False) -> list[Line]``: the lines before
+  ``before``'s whole second changed since they were made (or late), for range exports.
 - ``changes(room, *, after=0, after_line=None, floor=None, limit=100) -> LineChanges`` and
   ``last_change(room)``: what changed in the ordinary view after a log position (the widget's live feed).
 
 ``ref`` is a line id (``int``, or a string of digits) or a message's
-stanza-id, origin-id or ``id`` attribute. ``include_originals=False`` is the
+stanza-id, origin-id or ``id`` attribute: a string of digits that is no line's
+id in the room is looked up as a message's id. ``include_originals=False`` is the
 ordinary view (removed messages as tombstones: ``removed`` set, ``body``
 None; no ``versions``); ``True`` is the compliance view (original text of
 removed messages, every earlier version of corrected ones).
@@ -249,6 +252,18 @@ class Transcripts:
             floor=max([low, *(r["ts"] for r in rows)]),
         )
 
+    def changed_before(self, room: str, before: datetime, *, include_originals: bool = False) -> list[Line]:
+        """The lines of ``room`` of an earlier ``ts`` than ``before``'s (``page``'s first lines of a range from
+        ``before`` are of its ``ts``) that an event changed after it made them, or that are late, in transcript
+        order: where a range export (``projections.ranges``) finds the messages posted before its start and
+        corrected or removed in it. Read by ``lines_changed``: a few lines of a room's thousands."""
+        shown_at_least = COMPLIANCE_ONLY if include_originals else ORDINARY
+        rows = self._read(lambda query, _: query(
+            f"SELECT fields FROM {{lines}} WHERE {ROOM} AND {CHANGED_OR_LATE} AND ts<? AND shown>=? ORDER BY ts, id",
+            (room, order_micros(before), shown_at_least),
+        ))  # fmt: skip
+        return shown([from_stored(bytes(r["fields"])) for r in rows], include_originals)
+
     def subject_at(self, room: str, at: datetime) -> Line | None:
         """The line that set the subject ``room`` had at ``at`` (None: never set before)."""
         rows = self._read(lambda query, _: query(
@@ -275,13 +290,16 @@ class Transcripts:
 
 
 def _find(query, room: str, ref: int | str, include_originals: bool) -> Line:
+    """The line ``ref`` names: an int is a position; a string of digits the line at that position in the room if
+    it has one (links made from search hits), else a message id (ejabberd's stanza-ids are decimal, and so are a
+    client's counter ids); any other string a message id."""
     if isinstance(ref, int) or ref.isdecimal():  # what int() reads (isdigit takes superscripts too)
         rows = query(f"SELECT fields FROM {{lines}} WHERE {ROOM} AND id=? AND shown>{GONE}", (room, int(ref)))
         if rows:
             line = from_stored(bytes(rows[0]["fields"]))
             if include_originals or not compliance_only(line):
                 return line
-    else:
+    if isinstance(ref, str):
         found = select_by_ref(query, room, ref)
         if found:
             return found[0]

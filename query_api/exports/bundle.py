@@ -2,11 +2,13 @@
 
 What is exported: the rooms asked for (default every room), optionally only what
 occurred in [start, end), optionally only the messages a search finds (each with
-its edits and its removal). RSMF and EML are made per room-day from the transcript
-lines (the one message model: text, edits and removals as it folds them), JSON lines
-and CSV from the archived events themselves (edits and retractions are events of
-their own there). Members are streamed into the ZIP and hashed as they are written,
-so an export of any size takes little memory.
+its edits and its removal). Every format holds a range by one rule
+(``projections.ranges``): JSON lines and CSV the archived events that occurred in it
+(edits and retractions are events of their own there), RSMF and EML, made per
+room-day from the transcript lines (the one message model: text, edits and removals
+as it folds them), every line one of those events made or changed, as it read at the
+range's end, its changes after the end listed with it. Members are streamed into the
+ZIP and hashed as they are written, so an export of any size takes little memory.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import hashlib
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from types import SimpleNamespace
 from typing import IO
 
@@ -24,7 +26,9 @@ from archive.events import Recorded
 from archive.room_names import RoomNames
 from archive.store import EventStore
 from archive.times import format_time, utcnow
+from projections.ranges import Held, held, may_hold
 from projections.search import Scope, SearchIndex
+from projections.tables import order_micros
 from projections.views import Views
 
 from ..export import csv_lines, jsonl_lines, message_records
@@ -81,7 +85,7 @@ def write_bundle(
             for done, room in enumerate(rooms, 1):
                 for day, lines in _room_days(views, request, room, hits):
                     tally.events += len(lines)
-                    tally.messages += sum(1 for line in lines if line.kind == "message")
+                    tally.messages += sum(1 for line, _ in lines if line.kind == "message")
                     name = f"{request.format}/{_safe(room)}/{day.isoformat()}.{request.format}"
                     data = rsmf_file(room, lines, room) if request.format == "rsmf" else eml_file(room, day, lines)
                     _member(zf, name, [data], tally, lambda n=len(lines): n)
@@ -115,14 +119,14 @@ def _member(zf: zipfile.ZipFile, name: str, chunks: Iterable[bytes], tally: _Tal
 
 
 def _hits(search: SearchIndex, request: ExportRequest, rooms: list[str]) -> dict[str, list]:
-    """The search's hits in the range, by room, oldest first."""
+    """The search's hits that may have events in the range (``ranges.may_hold``), by room, oldest first."""
     scope = Scope(rooms=frozenset(rooms), compliance=True, jids=True)
     found: dict[str, list] = {}
     cursor = None
     while True:
         results = search.search(request.query, scope, sort="oldest", limit=500, cursor=cursor, facets=False)
         for hit in results.hits:
-            if (request.start is None or hit.time >= request.start) and (request.end is None or hit.time < request.end):
+            if may_hold(hit.time, hit.edited or hit.retracted, request.start, request.end):
                 found.setdefault(hit.room, []).append(hit)
         cursor = results.next_cursor
         if cursor is None:
@@ -135,7 +139,8 @@ def _all_records(store, views, request, rooms, hits, tally, progress) -> Iterato
         if hits is None:
             records = store.read_room(room, start=request.start, end=request.end)
         else:
-            records = (record for hit in hits.get(room, []) for record in message_records(context, hit))
+            records = (record for hit in hits.get(room, [])
+                       for record in message_records(context, hit, request.start, request.end))
         for record in records:
             tally.events += 1
             tally.messages += type(record.event).__name__ == "MessagePosted"
@@ -143,29 +148,60 @@ def _all_records(store, views, request, rooms, hits, tally, progress) -> Iterato
         progress(done, len(rooms), tally.events)
 
 
-def _room_days(views: Views, request: ExportRequest, room: str, hits) -> Iterator[tuple[date, list]]:
-    """A room's transcript lines (originals included) in the range, grouped by UTC day."""
+def _room_days(views: Views, request: ExportRequest, room: str, hits) -> Iterator[tuple[date, list[Held]]]:
+    """A room's transcript lines (originals included) as the range holds them (``ranges.held``), grouped by the
+    UTC day of each line."""
     wanted = None if hits is None else {hit.position for hit in hits.get(room, [])}
     if wanted is not None and not wanted:
         return
-    day, lines, cursor = None, [], None
-    while True:
-        page = views.transcripts.page(
-            room, start=request.start, end=request.end, cursor=cursor, limit=PAGE, include_originals=True
-        )
-        for line in page.lines:
-            if wanted is not None and line.id not in wanted:
-                continue
-            if day is not None and line.at.date() != day:
-                yield day, lines
-                lines = []
-            day = line.at.date()
-            lines.append(line)
-        cursor = page.next_cursor
-        if cursor is None:
-            break
+    day, lines = None, []
+    for line, later in _held_lines(views, request, room):
+        if wanted is not None and line.id not in wanted:
+            continue
+        if day is not None and line.at.date() != day:
+            yield day, lines
+            lines = []
+        day = line.at.date()
+        lines.append(Held(line, later))
     if lines:
         yield day, lines
+
+
+def _held_lines(views: Views, request: ExportRequest, room: str) -> Iterator[Held]:
+    """Every line of ``room`` the range holds, in transcript order: those before its start that an event in it
+    changed (``changed_before``) or whose gap reaches into it, then the range's own, read by whole seconds to the
+    second after its end (the view's ``ts``) and each kept by the rule."""
+    start, end = request.start, request.end
+    if start is not None:
+        earlier = {line.id: line for line in views.transcripts.changed_before(room, start, include_originals=True)}
+        earlier.update((line.id, line) for line in _gaps_into(views, room, start))
+        for line in sorted(earlier.values(), key=lambda line: (order_micros(line.at), line.id)):
+            if (kept := held(line, start, end)) is not None:
+                yield kept
+    read_to = end + timedelta(seconds=1) if end is not None else None
+    cursor = None
+    while True:
+        page = views.transcripts.page(room, start=start, end=read_to, cursor=cursor, limit=PAGE, include_originals=True)
+        for line in page.lines:
+            if (kept := held(line, start, end)) is not None:
+                yield kept
+        cursor = page.next_cursor
+        if cursor is None:
+            return
+
+
+def _gaps_into(views: Views, room: str, start: datetime) -> list:
+    """The gap lines of ``room`` that began before ``start`` and end at or after it, found by the presence view's
+    gaps (ids are the gaps' log positions), of an earlier ``ts`` than the page from ``start`` reads."""
+    found = []
+    for gap in views.presence.gaps(room, start=start - timedelta(microseconds=1), end=start):
+        try:
+            line = views.transcripts.line(room, gap.id, include_originals=True)
+        except NotFoundError:  # the room's beginning (not a recorded gap), or a view behind the other
+            continue
+        if line.kind == "gap" and order_micros(line.at) < order_micros(start):
+            found.append(line)
+    return found
 
 
 def _safe(room: str) -> str:

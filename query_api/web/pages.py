@@ -25,7 +25,7 @@ from ..errors import ApiError, bad_parameter, from_archive_error, out_of_range
 from ..params import decode_cursor, encode_cursor, line_ref, request_day, request_time
 from ..roles import Capability
 from ..rooms import describe_rooms, page_of_visible_rooms
-from ..transcript import describe, shown, transcripts
+from ..transcript import captured, describe, shown, transcripts
 from . import auth
 from .calendar import active_days, month_grid, month_of, neighbour_days, shift_month
 from .room_presence import day_presence
@@ -302,7 +302,8 @@ def _line(line, marked=()) -> dict:
         "body_html": message_html(line.body, marked) if line.body is not None else None,
         "edited": line.edited,
         "removed": line.removed,
-        "versions": [{"body": v.body, "at": f"{v.at:%H:%M:%S}"} for v in line.versions],
+        "removed_how": captured(line.removed.capture) if line.removed is not None else "",
+        "versions": [{"body": v.body, "at": f"{v.at:%H:%M:%S}", "how": captured(v.capture)} for v in line.versions],
         "capture": line.capture,
         "text": describe(line) if line.kind != "message" else "",
     }

@@ -273,17 +273,69 @@ def test_a_stored_line_reads_back_as_it_was_and_one_stored_before_a_field_was_ad
     line = Line(
         id=9, room=ROOM, at=moment, kind="message", nick="n", jid="j@h/r", occupant_id="o", body="b", stanza_id="s",
         origin_id="oi", message_id="m", thread="t", capture="import", edited=True, edited_at=at(6), edit_position=3,
-        versions=(Version(body="first", at=moment, position=2),),
-        removed=Removal(at=at(7), position=4, moderated=True, by_nick="mod", by_jid="mod@h", reason="spam"),
+        versions=(Version(body="first", at=moment, position=2, capture="history"),),
+        removed=Removal(at=at(7), position=4, moderated=True, by_nick="mod", by_jid="mod@h", reason="spam",
+                        capture="import"),
         corrects="c", leave_reason="kicked", reason="r", actor="a", status="st", old_nick="on", new_nick="nn",
         role="moderator", affiliation="owner", gap_end=at(8), gap_kind="k", aliases=("x", "y"), awaiting="w",
+        edit_capture="backfill", gap_recovered=3, gap_verified=True,
     )  # fmt: skip
     assert all(getattr(line, f.name) != f.default for f in msgspec.structs.fields(Line))  # every field set
     data = stored([line])[0]
     assert from_stored(data) == line
     assert b"occupant_id" not in data  # positional: no field names
-    older = msgspec.msgpack.encode(msgspec.structs.astuple(line)[:-1])  # as stored before ``awaiting`` was added
-    assert from_stored(older) == msgspec.structs.replace(line, awaiting=None)
+    older = msgspec.msgpack.encode(msgspec.structs.astuple(line)[:-4])  # as stored before ``awaiting`` was added
+    assert from_stored(older) == msgspec.structs.replace(
+        line, awaiting=None, edit_capture=None, gap_recovered=None, gap_verified=False)
+    # A removal and a version stored before their ``capture`` read as live (None), their other fields as they were.
+    before_capture = msgspec.structs.replace(
+        line, versions=(Version(body="first", at=moment, position=2),),
+        removed=Removal(at=at(7), position=4, moderated=True, by_nick="mod", by_jid="mod@h", reason="spam"))
+    kept = from_stored(stored([before_capture])[0])
+    assert kept.removed.capture is None and kept.versions[0].capture is None and kept == before_capture
+
+
+def test_removals_and_versions_say_how_they_were_captured_and_gaps_carry_their_evidence(event_store, views):
+    """An imported or backfilled moderation read exactly like one the listener saw, and a gap line lost whether
+    the room's archive was read over it and how many messages were recovered (reviewer, LOW 8)."""
+    project(event_store, views, [
+        message(1, "live one", message_id="m1", stanza_id="s1"),
+        make(ev.MessageCorrected, 2, nick="alice", replaces_id="m1", body="backfilled fix", capture=ev.Capture.BACKFILL),
+        make(ev.MessageCorrected, 3, nick="alice", replaces_id="m1", body="live fix"),
+        make(ev.MessageRetracted, 4, target_id="s1", moderated=True, by_nick="mod", capture=ev.Capture.IMPORT),
+        message(5, "imported", stanza_id="s5", capture=ev.Capture.IMPORT),
+        make(ev.MessageRetracted, 6, target_id="s5", moderated=True, by_nick="mod"),
+        make(ev.ArchiveGap, 20, gap_start=at(10), gap_end=at(20), kind=ev.GapKind.PRESENCE, explanation="away",
+             recovered=2, verified=True),
+    ])  # fmt: skip
+    first, second, gap = lines_of(views, include_originals=True)
+    assert [(v.body, v.capture) for v in first.versions] == [("live one", None), ("backfilled fix", "backfill")]
+    assert (first.body, first.edit_capture, first.removed.capture) == ("live fix", None, "import")
+    assert (second.capture, second.removed.capture) == ("import", None)
+    assert (gap.reason, gap.gap_recovered, gap.gap_verified) == ("away", 2, True)
+    # The point in time before the live fix: the backfilled fix is the text, set by a backfill.
+    from projections.lines import as_at
+    then = as_at(first, at(2.5))
+    assert (then.body, then.edit_capture, then.edit_position, then.removed) == ("backfilled fix", "backfill", 2, None)
+
+
+def test_a_decimal_message_id_that_is_no_position_in_the_room_names_its_message(event_store, views):
+    """``around`` read any all-digit id as a log position and never looked it up as a message id: ejabberd's
+    stanza-ids are decimal, a client's counter ids too, so around=<such an id> was a 404 (reviewer, LOW 7)."""
+    project(event_store, views, [
+        message(1, "first", stanza_id="s-first"),
+        message(2, "by a decimal stanza-id", stanza_id="1717171717171717"),
+        message(3, "by a counter id", message_id="900001"),
+    ])
+    first = lines_of(views)[0]
+    for ref, body in (("1717171717171717", "by a decimal stanza-id"), ("900001", "by a counter id"),
+                      (str(first.id), "first")):  # a position in the room is still the line at that position
+        assert views.transcripts.context(ROOM, ref, before=0, after=0).target.body == body
+        assert views.transcripts.line(ROOM, ref).body == body
+    with pytest.raises(NotFoundError):  # an int is a position only
+        views.transcripts.line(ROOM, 900001)
+    with pytest.raises(NotFoundError):
+        views.transcripts.line(ROOM, "123456789")
 
 
 def test_the_feed_pages_every_change_once_even_where_one_event_changed_several_lines(event_store, views):

@@ -180,7 +180,9 @@ class MessageRetracted(Event, tag="message_retracted"):
     """XEP-0424 retraction by the author, or XEP-0425 moderation.
 
     ``target_id`` is the stanza-id (moderation) or origin-id (self retraction)
-    of the removed message.
+    of the removed message. ``by_jid``: the moderator's real JID where the room
+    names it (older XEP-0425), or the author's, as the listener knows it, for a
+    self-retraction (recorded since the message model judges retractions by it).
     """
 
     target_id: str

@@ -102,7 +102,7 @@ def _translate(stanza, ctx, view, now, archived) -> list[ev.Event]:
         occurred_at = delayed or now
         capture = ev.Capture.HISTORY if delayed else ev.Capture.LIVE
     base = {"room": ctx.room, "occurred_at": occurred_at, "recorded_at": now, "capture": capture}
-    retraction = _retraction(stanza, nick, ctx, base, stanza_id)
+    retraction = _retraction(stanza, nick, ctx, view, base, stanza_id)
     if retraction:
         return [retraction]
     body = child_text(stanza, CLIENT, "body")
@@ -174,8 +174,9 @@ def _affiliation_notice(stanza: Element, nick: str | None, base: dict) -> list[e
     ]
 
 
-def _retraction(stanza, nick, ctx, base, stanza_id) -> ev.MessageRetracted | None:
-    common = {"stanza_id": stanza_id, "occupant_id": occupant_id(stanza, ctx)}
+def _retraction(stanza, nick, ctx, view, base, stanza_id) -> ev.MessageRetracted | None:
+    occupant = occupant_id(stanza, ctx)
+    common = {"stanza_id": stanza_id, "occupant_id": occupant}
     retract = stanza.find(q(RETRACT, "retract"))
     if retract is not None:
         target = retract.get("id")
@@ -198,7 +199,10 @@ def _retraction(stanza, nick, ctx, base, stanza_id) -> ev.MessageRetracted | Non
     if moderated is None:
         if not nick:
             raise MalformedStanza("self-retraction not from an occupant")
-        return ev.MessageRetracted(**base, target_id=target, by_nick=nick, **common)
+        # The sender's real JID as for a correction: the model judges both by it where it is known (one rule),
+        # so a newcomer in the author's freed nick retracts her message no more than he corrects it.
+        by_jid = _sender_jid(stanza, nick, view, base["capture"], occupant)
+        return ev.MessageRetracted(**base, target_id=target, by_nick=nick, by_jid=by_jid, **common)
     if nick:
         raise MalformedStanza("moderation must come from the room itself")
     by_nick = by_jid = None

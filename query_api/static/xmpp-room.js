@@ -81,17 +81,18 @@
   // null for what shows nothing (a subject, the room's own notices, what the listener would skip as malformed).
   // ``present``: the occupants by nick, with their real JIDs where the room shows them.
   function messageItem(stanza, room, who, trust, present) {
-    var sender = { nick: who, occupant_id: occupantIdOf(stanza, trust), stanza_id: roomStanzaId(stanza, room, trust) };
+    // The sender's real JID where the room shows it, for a self-retraction as for a message or correction (the
+    // archive's listener names it in both: ingest/translate_message.py), so that both are judged by it.
+    var sender = { nick: who, occupant_id: occupantIdOf(stanza, trust), stanza_id: roomStanzaId(stanza, room, trust),
+                   jid: (who && (realJid(child(stanza, NS.mucUser, "x")) || (present[who] && present[who].jid))) || null };
     var retraction = retractionOf(stanza, who);
     if (retraction === "malformed") { return null; }
-    // The archive names no real JID for a self-retraction: its author is told by occupant-id, else nick.
     if (retraction) { return Object.assign(retraction, sender); }
     var body = child(stanza, NS.client, "body");
     if (!body || !who) { return null; }
     var delay = child(stanza, NS.delay, "delay");
     var item = Object.assign(sender, {
       kind: "message",
-      jid: realJid(child(stanza, NS.mucUser, "x")) || (present[who] && present[who].jid) || null,
       body: body.textContent,
       at: delay ? delay.getAttribute("stamp") : new Date().toISOString(),
       refs: refsOf(stanza, room, trust)

@@ -93,6 +93,18 @@ def test_retraction_xep_0424():
     )
 
 
+def test_a_self_retraction_names_the_sender_s_real_jid_as_a_correction_does():
+    """A room without occupant-ids that shows real JIDs: alice left and mallory took her nick. Mallory's
+    retraction names her real JID, as her correction does, so the message model refuses both (JIDs differ); it
+    used to name only the nick, and was taken for alice's (failed on the old code)."""
+    view = RoomView(ROOM, occupants={"alice": Occupant("alice", "mallory@localhost")})
+    [retraction] = translate(message(f'<retract xmlns="urn:xmpp:message-retract:1" id="room-sid-0"/>{SID}'), view)
+    [corrected] = translate(message(f'<body>x</body><replace xmlns="urn:xmpp:message-correct:0" id="room-sid-0"/>{SID}'), view)
+    assert (retraction.by_nick, retraction.by_jid) == ("alice", "mallory@localhost") == (corrected.nick, corrected.jid)
+    older = message('<apply-to xmlns="urn:xmpp:fasten:0" id="origin-0"><retract xmlns="urn:xmpp:message-retract:0"/></apply-to>')
+    assert translate(older, view)[0].by_jid == "mallory@localhost"
+
+
 def test_retraction_older_fastening_form():
     stanza = message('<apply-to xmlns="urn:xmpp:fasten:0" id="origin-0"><retract xmlns="urn:xmpp:message-retract:0"/></apply-to>')
     [event] = translate(stanza)

@@ -30,8 +30,9 @@ def world(request, prosody, tmp_path_factory):
 
 def test_a_newcomer_in_the_author_s_freed_nick_does_not_correct_her_message_the_author_renamed_does(browser, world):
     """The reviewer's case: alice says something and leaves, mallory joins as alice, alice comes back as
-    alicia; then, live, mallory's correction of alice's message is a line of its own and alicia's applies, as
-    the archive (comparing real JIDs) shows them after Leave."""
+    alicia; then, live, mallory's correction of alice's message is a line of its own, her retraction of it
+    changes nothing, and alicia's correction applies, as the archive (comparing real JIDs) shows them after
+    Leave. (The archive used to judge the retraction by nick: the feed showed alice's message removed.)"""
     room, alice = world["room"], world["alice"]
     mallory = world["users"].connect(f"{OTHER_USER}@localhost", OTHER_PASSWORD)
     tag = uuid.uuid4().hex[:6]
@@ -42,6 +43,7 @@ def test_a_newcomer_in_the_author_s_freed_nick_does_not_correct_her_message_the_
     join_as_wanda(browser, world, shown="alicia joined")
     try:
         mallory.correct(room, first["id"], f"not hers {tag}")
+        mallory.retract(room, first["stanza_id"])
         alice.correct(room, first["id"], f"the first {tag}")
         alice.say(room, f"done {tag}")
         expected = [

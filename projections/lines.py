@@ -59,8 +59,11 @@ class Line(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     says how the event that made the line was captured, ``edit_capture`` the current text's
     correction, each version's and the removal's their own.
     ``aliases`` are the ids of the corrections applied to a message, by which
-    later corrections and retractions may name it too. ``awaiting`` is set on a
-    correction or retraction whose message is not archived (yet): the id it names.
+    later corrections and retractions may name it too; ``stanza_aliases`` those
+    of them the room gave (the corrections' stanza-ids: the message owns them as
+    it owns its own, ``messages.owned``). ``awaiting`` is set on a correction or
+    retraction whose message is not archived (yet), or a retraction waiting for
+    the message the room gave the id it names: the id it names.
     """
 
     id: int
@@ -97,6 +100,7 @@ class Line(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     edit_capture: str | None = None  # how the correction that set the current text was captured (``edit_position``)
     gap_recovered: int | None = None  # a gap: messages of its span fetched afterwards (``ArchiveGap.recovered``)
     gap_verified: bool = False  # a gap: the room's archive was read over its span, every message it holds archived
+    stanza_aliases: tuple[str, ...] = ()  # the stanza-ids of the corrections applied (all among ``ids``)
 
 
 # A line as the transcript view stores it: its fields in ``Line``'s order, without their names (msgpack

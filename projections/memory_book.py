@@ -13,6 +13,7 @@ from archive.events import Recorded
 
 from .lines import Line, ids
 from .messages import Changes, awaits_any, client_ids, ids_of, owns
+from .messages import owned as owned_by
 
 _LIVE = ev.Capture.LIVE
 _POSTED = ev.MessagePosted
@@ -55,13 +56,13 @@ def post_line(refs: RoomIds, owners: RoomIds, position: int, event: ev.MessagePo
 
 class MemoryBook:
     """A ``Book`` of the lines in memory; ``committed(room, ref, owned)`` (the view's stored message lines
-    known by ``ref``: those whose stanza-id it is first, each kind newest first; only those if ``owned``) is
+    known by ``ref``: those the room gave it first, each kind newest first; only those if ``owned``) is
     asked for what memory misses. Lines awaiting a message are rare: a view keeps all of them in memory."""
 
     def __init__(self, committed=None) -> None:
         self.lines: dict[int, Line] = {}
-        # room -> ref -> the newest line known by it: ``owners`` the lines whose own stanza-id it is, ``refs``
-        # those carrying it as a client id (``client_ids``; ``find`` asks ``owners`` first).
+        # room -> ref -> the newest line known by it: ``owners`` the lines the room gave it (``messages.owned``),
+        # ``refs`` those carrying it as a client id (``client_ids``; ``find`` asks ``owners`` first).
         self.refs = room_ids()
         self.owners = room_ids()
         self.awaited: dict[tuple[str, str], set[int]] = {}
@@ -105,7 +106,7 @@ class MemoryBook:
         """The newest message line in memory owning ``ref`` (``owned``), else known by it (asked when none owns
         it) (rare: a look-up of an id a line lost)."""
         found = [line.id for line in self.lines.values() if line.kind == "message" and line.room == room
-                 and line.id not in self.dropped and ref in ids(line) and (line.stanza_id == ref or not owned)]
+                 and line.id not in self.dropped and ref in ids(line) and (not owned or owned_by(line, ref))]
         refs = known[room]
         if not found:
             refs.pop(ref, None)
@@ -149,7 +150,10 @@ class MemoryBook:
         if line.kind == "message":
             dropped, room, stanza_id = self.dropped, line.room, line.stanza_id
             owners, refs = self.owners[room], self.refs[room]
-            for known_by, ref in ((owners, stanza_id), *((refs, ref) for ref in client_ids(line))):
+            known_by_ref = ((owners, stanza_id), *((refs, ref) for ref in client_ids(line)))
+            if line.stanza_aliases:  # a corrected message: the room gave it its corrections' stanza-ids too
+                known_by_ref += tuple((owners, ref) for ref in line.stanza_aliases)
+            for known_by, ref in known_by_ref:
                 known = known_by.get(ref)
                 if ref and (known is None or known < line_id or known in dropped):
                     known_by[ref] = line_id

@@ -9,15 +9,16 @@ Rules:
 
 - A message is known in its room by every id of the post (stanza-id,
   origin-id, ``id`` attribute) and of each correction applied to it. A
-  correction or retraction names one of them. A message whose room-assigned
-  stanza-id is the named id is meant before any message that carries it only
-  as a client id (origin-id, ``id`` attribute, or a correction's alias); among
-  several of either kind (clients reuse ids), the one archived last. Clients
-  choose their ids, the room its stanza-ids (the listener keeps only the
-  room's): a post whose origin-id or ``id`` is another message's stanza-id
-  must not take that message's moderation (XEP-0425 names the stanza-id), its
-  author's retraction or correction, which real clients, matching stanza-ids,
-  apply to the message.
+  correction or retraction names one of them. A message the room gave the
+  named id (``owned``: its stanza-id, or the stanza-id of a correction applied
+  to it) is meant before any message that carries it only as a client id
+  (origin-id, ``id`` attribute, or a correction's); among several of either
+  kind (clients reuse ids), the one archived last. Clients choose their ids,
+  the room its stanza-ids (the listener keeps only the room's): a post whose
+  origin-id or ``id`` is another message's stanza-id must not take that
+  message's moderation (XEP-0425 names the stanza-id), its author's retraction
+  or correction, which real clients, matching stanza-ids, apply to the
+  message.
 - A correction (XEP-0308) applies only when it comes from the message's author
   (``same_author``): then the text it showed becomes a version, and the
   correction's ids join the message's, so a correction of a correction (a
@@ -25,20 +26,32 @@ Rules:
   correction by somebody else is a line of its own (``corrects`` set).
 - A retraction (XEP-0424, by the author) or moderation (XEP-0425, by a
   moderator: any message) removes the message; the first removal is kept. A
-  self-retraction by somebody else changes nothing.
+  self-retraction by somebody else changes nothing (``removes``).
+- A removal does not take a message that carries the id it names only as a
+  client id, unless that message is the author's own (a retraction) or the room
+  gave it no stanza-id (a moderation in a room without stanza-ids, which can
+  name only clients' ids): it waits, as for a message not archived, for the
+  message the room gave the id, which a backfill may bring later. Else a
+  decoy, whose origin-id is the stanza-id of a message missed live, took the
+  moderation of that message (or refused its author's retraction, which was
+  then lost) whenever the decoy was archived first.
 - Out of order (a backfill stores a correction or retraction before its
   message): a correction whose message is not archived is a message line of
   its own, and a retraction a ``retraction`` line (compliance view only), both
   ``awaiting`` the id they name. When a message with that id arrives, or a
   message gains it through a correction, the awaiting lines are applied to it
-  in log order as if they had come after it, and dropped. A retraction whose
-  message never arrives stays visible to compliance as such a line.
+  in log order as if they had come after it, and dropped (a removal that does
+  not take it, above, waits on). A retraction whose message never arrives
+  stays visible to compliance as such a line.
 
 Who is the author (XEP-0308 section 3, XEP-0421): the same occupant-id when both carry
 one, else the same bare real JID when both carry one, else the same nick. A
 nick change keeps the occupant-id and the real JID, so corrections and
 retractions across it are accepted where the room reveals either; a room that
 reveals neither cannot tell the renamed author from a newcomer, and refuses.
+One rule for both: a self-retraction names its sender's real JID wherever a
+correction does (the listener's), so a newcomer in the author's freed nick can
+retract her message no more than correct it.
 """
 
 from __future__ import annotations
@@ -60,8 +73,8 @@ class Book(Protocol):
     """A view's lines, as the model needs to see them (including this step's own writes)."""
 
     def find(self, room: str, ref: str) -> Line | None:
-        """The message line of ``room`` that ``ref`` names (``owns``: the newest whose own stanza-id it is, else
-        the newest known by it)."""
+        """The message line of ``room`` that ``ref`` names (``owns``: the newest the room gave it, else the newest
+        known by it)."""
 
     def awaiting(self, room: str, ref: str) -> list[Line]:
         """The lines of ``room`` awaiting a message known by ``ref``, oldest first."""
@@ -87,9 +100,11 @@ def step(position: int, event: ev.Event, book: Book) -> Changes:
         return _settle(line, book, ids_of(event))
     if kind is ev.MessageRetracted:
         target = meant(event, book)
-        if target is None:
+        verdict = None if target is None else removes(
+            target, event.target_id, event.moderated, event.by_nick, event.by_jid, event.occupant_id)
+        if verdict is None:
             return Changes([retraction_line(position, event)], [])
-        if target.removed is None and may_remove(target, event.moderated, event.by_nick, event.by_jid, event.occupant_id):
+        if verdict and target.removed is None:
             return Changes([retract(target, removal_of(position, event))], [])
     return NOTHING
 
@@ -110,10 +125,15 @@ def meant(event: ev.MessageCorrected | ev.MessageRetracted, book: Book) -> Line 
     return book.find(event.room, named(event))
 
 
+def owned(line: Line, ref: str) -> bool:
+    """Whether the room gave ``line`` the id ``ref``: its stanza-id, or a correction's applied to it."""
+    return line.stanza_id == ref or ref in line.stanza_aliases
+
+
 def owns(line: Line, ref: str) -> tuple[bool, int]:
-    """How strongly ``line``, known by ``ref``, is meant by it: owned (its own stanza-id) before carried as a
-    client id, then the one archived last. Books compare candidates by it."""
-    return line.stanza_id == ref, line.id
+    """How strongly ``line``, known by ``ref``, is meant by it: owned (``owned``) before carried as a client
+    id, then the one archived last. Books compare candidates by it."""
+    return owned(line, ref), line.id
 
 
 def awaits_any(book: Book, room: str, refs: Iterable[str]) -> bool:
@@ -138,12 +158,19 @@ def _settle(line: Line, book: Book, new_ids: list[str]) -> Changes:
         for other in waiting:
             if other.id in seen:
                 continue
-            seen.add(other.id)
             if other.kind == "retraction":
-                if line.removed is None and may_remove(line, other.removed.moderated, other.nick, other.jid, other.occupant_id):
+                verdict = removes(line, other.awaiting, other.removed.moderated, other.nick, other.jid, other.occupant_id)
+                # None: not this line's to take or refuse. It waits on, and is asked again if a correction taken
+                # in below gives the line the id as the room's (as it would be, had it come after them).
+                if verdict is None:
+                    continue
+                seen.add(other.id)
+                if verdict and line.removed is None:
                     line = retract(line, other.removed)
                 dropped.append(other.id)
-            elif same_author(line, other.nick, other.jid, other.occupant_id):
+                continue
+            seen.add(other.id)
+            if same_author(line, other.nick, other.jid, other.occupant_id):
                 line = absorb(line, other)
                 todo += ids(other)
                 dropped.append(other.id)
@@ -159,8 +186,12 @@ def ids_of(event: ev.MessagePosted | ev.MessageCorrected) -> list[str]:
 
 def client_ids(line: Line) -> tuple[str | None, ...]:
     """The ids a message line carries as a client chose them (None where it has none): its origin-id, ``id``
-    attribute, the ids of the corrections applied to it, and the id a correction line awaits (``lines.ids``)."""
-    return line.origin_id, line.message_id, *line.aliases, line.awaiting
+    attribute, the ids of the corrections applied to it but their stanza-ids (``owned``), and the id a
+    correction line awaits (``lines.ids``)."""
+    aliases = line.aliases
+    if line.stanza_aliases:  # rare: only a corrected message
+        aliases = tuple(ref for ref in aliases if ref not in line.stanza_aliases)
+    return line.origin_id, line.message_id, *aliases, line.awaiting
 
 
 def same_author(line: Line, nick: str | None, jid: str | None, occupant_id: str | None) -> bool:
@@ -174,9 +205,24 @@ def same_author(line: Line, nick: str | None, jid: str | None, occupant_id: str 
     return True
 
 
-def may_remove(line: Line, moderated: bool, nick: str | None, jid: str | None, occupant_id: str | None) -> bool:
-    """Moderators may remove any message (XEP-0425); authors only their own (XEP-0424)."""
-    return moderated or same_author(line, nick, jid, occupant_id)
+def removes(line: Line, ref: str, moderated: bool, nick: str | None, jid: str | None,
+            occupant_id: str | None) -> bool | None:
+    """Whether a retraction or moderation naming ``ref`` by (nick, jid, occupant_id) removes ``line``, a message
+    line known by ``ref`` (the one it means, or one that came to be known by ``ref`` while it waited): True
+    (unless removed already: the first removal is kept), False (refused: nothing), or None: it waits for
+    another (``retraction_line``).
+
+    Moderators may remove any message (XEP-0425), authors only their own (XEP-0424, judged as corrections are:
+    ``same_author``). A moderation names the stanza-id the room gave the message: a line carrying ``ref`` only
+    as a client id (a decoy's origin-id, say, reusing the stanza-id of a message missed live) is not the one it
+    means, and it waits for the line the room gave ``ref``, unless the room gave this line no stanza-id (a room
+    without stanza-ids, an import: clients' ids are all a moderation can name there). A retraction by somebody
+    else than the author of such a line waits too: the author's message the room gave ``ref`` may come."""
+    if owned(line, ref):
+        return moderated or same_author(line, nick, jid, occupant_id)
+    if moderated:
+        return None if line.stanza_id else True
+    return True if same_author(line, nick, jid, occupant_id) else None
 
 
 def bare(jid: str) -> str:
@@ -185,10 +231,12 @@ def bare(jid: str) -> str:
 
 def correct(line: Line, event: ev.MessageCorrected, position: int) -> Line:
     """``line`` showing the corrected text; the text it showed becomes a version."""
-    return _corrected(line, event.body, event.occurred_at, position, _capture(event), ids_of(event))
+    return _corrected(line, event.body, event.occurred_at, position, _capture(event), ids_of(event), (event.stanza_id,))
 
 
-def _corrected(line: Line, body: str, at, position: int, capture: str | None, new_ids: Iterable[str]) -> Line:
+def _corrected(line: Line, body: str, at, position: int, capture: str | None, new_ids: Iterable[str],
+               room_ids: Iterable[str | None]) -> Line:
+    """``line`` showing ``body``, known by ``new_ids`` too, owning ``room_ids`` (those the room gave) too."""
     previous = Version(body=line.body or "", at=line.edited_at or line.at, position=line.edit_position or line.id,
                        capture=text_capture(line))
     known = ids(line)
@@ -201,6 +249,7 @@ def _corrected(line: Line, body: str, at, position: int, capture: str | None, ne
         edit_capture=capture,
         versions=(*line.versions, previous),
         aliases=(*line.aliases, *(i for i in new_ids if i not in known)),
+        stanza_aliases=(*line.stanza_aliases, *(i for i in room_ids if i and not owned(line, i))),
     )
 
 
@@ -210,9 +259,14 @@ def absorb(line: Line, correction: Line) -> Line:
     texts.append((correction.body or "", correction.edited_at or correction.at, correction.edit_position or correction.id,
                   text_capture(correction)))
     for body, at, position, capture in texts:
-        line = _corrected(line, body, at, position, capture, ())
+        line = _corrected(line, body, at, position, capture, (), ())
     known = ids(line)
-    line = msgspec.structs.replace(line, aliases=(*line.aliases, *(i for i in ids(correction) if i not in known)))
+    room_ids = (correction.stanza_id, *correction.stanza_aliases)
+    line = msgspec.structs.replace(
+        line,
+        aliases=(*line.aliases, *(i for i in ids(correction) if i not in known)),
+        stanza_aliases=(*line.stanza_aliases, *(i for i in room_ids if i and not owned(line, i))),
+    )
     if line.removed is None and correction.removed is not None:
         line = retract(line, correction.removed)
     return line
@@ -262,7 +316,8 @@ def correction_line(position: int, event: ev.MessageCorrected, *, awaiting: bool
 
 
 def retraction_line(position: int, event: ev.MessageRetracted) -> Line:
-    """A retraction whose message is not archived (yet): compliance sees who removed what, and when."""
+    """A retraction whose message is not archived (yet), or that waits past a line not its to take or refuse
+    (``removes``): compliance sees who removed what, and when."""
     capture = event.capture
     return Line(
         id=position,

@@ -1,5 +1,5 @@
-"""Which stanza-ids the lines a book forgot own: the message model means a line owning an id (its own
-stanza-id) before any carrying it as a client id (``messages.owns``), so a book that finds only a line of the
+"""Which stanza-ids the lines a book forgot own: the message model means a line owning an id (one the room
+gave it: its stanza-id, a correction's) before any carrying it as a client id (``messages.owns``), so a book that finds only a line of the
 latter kind in memory must know whether a forgotten (committed) line owns the id. Asking the view for every
 correction (they name client ids) would make a rebuild wait for its writer process each time, and key the refs
 of a PostgreSQL build early; this answers from memory for the lines forgotten in this process.

@@ -72,7 +72,8 @@ SCHEMAS = {
          "gap_verified": {**BOOLEAN, "description": "a gap: the room's archive was read over it, every message archived"},
          "gap_recovered": {"type": ["integer", "null"], "description": "a gap: messages of its span fetched afterwards"},
          "aliases": {**array(STRING), "description": "ids of the corrections applied, which name the message too"},
-         "awaiting": {**OPT_STRING, "description": "a correction or retraction whose message is not archived (yet)"}},
+         "stanza_aliases": {**array(STRING), "description": "of aliases, the corrections' stanza-ids (the room's)"},
+         "awaiting": {**OPT_STRING, "description": "a correction or retraction whose message is not archived (yet), or a removal waiting for the message the room gave the id"}},
     ),  # fmt: skip
     "TranscriptPage": obj(
         {"room": STRING, "lines": array(ref("Line")), "next": CURSOR_OUT, "previous": CURSOR_OUT},
@@ -115,6 +116,6 @@ SCHEMAS = {
                                                          "author": OPT_STRING,
                                                          "body": OPT_STRING, "old_nick": OPT_STRING, "removed": BOOLEAN,
                                                          "edited": BOOLEAN, "refs": array(STRING),
-                                                         "stanza_id": OPT_STRING}),
+                                                         "stanza_id": OPT_STRING, "stanza_aliases": array(STRING)}),
     "WidgetActivity": obj({"items": array(ref("WidgetItem")), "cursor": {"type": "string", "description": "signed; poll on with it"}}),
 }

@@ -12,7 +12,7 @@ indexed) and written again.
 Finding the message an id names (``find``): the ids of the lines remembered
 since ``covered_from`` are kept in memory, in two generations (the older is
 forgotten at a commit once the newer holds ``window`` ids), stanza-ids apart
-from client ids (the model means a line owning the id first: ``messages.owns``);
+from client ids (the model means a line the room gave the id first: ``messages.owns``);
 a line written and committed is then fetched by its key (``by_key``). Only an
 id the memory does not hold, or held by a line older than ``covered_from`` (a
 later line known by the same id may have been forgotten), or held only as a
@@ -200,7 +200,7 @@ class IndexBook:
         current.update(self._held)
         current.update(self.pending)
         known = [line for line in current.values() if line.kind == "message" and line.room == room
-                 and line.id not in self._dropped and ref in ids(line) and (line.stanza_id == ref or not owned)]
+                 and line.id not in self._dropped and ref in ids(line) and (not owned or messages.owned(line, ref))]
         return max(known, key=lambda line: line.id, default=None)
 
     def _remember(self, line: Line, new: bool) -> None:
@@ -211,8 +211,11 @@ class IndexBook:
         line_id, room, dropped = line.id, line.room, self._dropped
         owners, refs = self._owners[room], self._refs[room]
         older_owners, older_refs = self._older_owners.get(room, _NONE), self._older_refs.get(room, _NONE)
-        for known_by, older, ref in ((owners, older_owners, line.stanza_id),
-                                     *((refs, older_refs, ref) for ref in messages.client_ids(line))):
+        known_by_ref = ((owners, older_owners, line.stanza_id),
+                        *((refs, older_refs, ref) for ref in messages.client_ids(line)))
+        if line.stanza_aliases:  # a corrected message: the room gave it its corrections' stanza-ids too
+            known_by_ref += tuple((owners, older_owners, ref) for ref in line.stanza_aliases)
+        for known_by, older, ref in known_by_ref:
             if not ref:
                 continue
             known = None if new else known_by.get(ref, older.get(ref))  # new: newer than any other line

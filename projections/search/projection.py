@@ -367,7 +367,7 @@ class Committed:
         self.searcher = searcher
 
     def lines(self, room: str, ref: str, owned: bool) -> list[Line]:
-        """The committed message lines of ``room`` known by ``ref``, those whose stanza-id it is first, each kind
+        """The committed message lines of ``room`` known by ``ref``, those the room gave it first, each kind
         newest first (``messages.owns``), only those if ``owned``: a scan of the hash column, only for an id the
         book does not keep in memory."""
         ref_query = tantivy.Query.range_query(SCHEMA, "rhash", tantivy.FieldType.Unsigned, *(ref_hash(room.lower(), ref),) * 2)
@@ -377,7 +377,7 @@ class Committed:
             hits = self.searcher.search(ref_query, MAX_CANDIDATES, order_by_field="key", offset=offset).hits
             lines = [docs.line_of(self.searcher.doc(address)) for _, address in hits]
             found += [line for line in lines if line.room == room and ref in ids(line)
-                      and (line.stanza_id == ref or not owned)]
+                      and (not owned or messages.owned(line, ref))]
             # A full page: more messages sharing the hash (ids can be chosen to share it, both checksums are
             # cheap to solve for) may be behind it, an owner among them.
             if len(hits) < MAX_CANDIDATES:

@@ -19,7 +19,7 @@ import msgspec
 
 from ..lines import Line, from_stored, ids
 from ..columns import Columns, Statements
-from ..messages import owns
+from ..messages import owned as owned_by, owns
 
 REFS = ("CREATE TABLE IF NOT EXISTS {refs} (ref_key INTEGER NOT NULL, id INTEGER NOT NULL, "
         "PRIMARY KEY (ref_key, id)) WITHOUT ROWID")
@@ -72,7 +72,7 @@ _crc32 = zlib.crc32
 
 
 def select_by_ref(query, room: str, ref: str, owned: bool = False) -> list[Line]:
-    """The message lines of ``room`` known by ``ref``, those whose stanza-id it is first, each kind newest first
+    """The message lines of ``room`` known by ``ref``, those the room gave it first, each kind newest first
     (``messages.owns``); only those if ``owned``. The newest buckets, then all older ones in one statement: an
     owner there outranks a line of the newest carrying ``ref`` as a client id."""
     top = query("SELECT MAX(id) AS top FROM {lines}")[0]["top"]
@@ -92,7 +92,7 @@ def select_by_ref(query, room: str, ref: str, owned: bool = False) -> list[Line]
                 f"{below}ORDER BY r.id DESC LIMIT {MAX_CANDIDATES}"
             )
             found += [line for line in map(from_stored, (bytes(row["fields"]) for row in rows))
-                      if line.room == room and ref in ids(line) and (line.stanza_id == ref or not owned)]
+                      if line.room == room and ref in ids(line) and (not owned or owned_by(line, ref))]
             # A full page: more lines sharing the hash (ids can be chosen to share it, crc32 is linear) may be
             # behind it, an owner among them.
             if len(rows) < MAX_CANDIDATES:

@@ -4,19 +4,22 @@
 // to the same answers on random histories):
 // - a line is known by every id it came with (``refs``: stanza-id, origin-id, id attribute, and those of the
 //   corrections applied to it) and, while a correction line awaits its message, by the id it names too
-//   (``lines.ids``); a correction or retraction names one: the line whose own stanza-id (the room's) it is is
-//   meant before any carrying it as a client id (origin-id, id attribute, a correction's), and among several
-//   of either kind the newest (``Book.find``, ``messages.owns``: a post reusing a message's stanza-id as its
-//   own id takes none of that message's moderations, retractions or corrections);
+//   (``lines.ids``); a correction or retraction names one: the line the room gave it (``owned``: its
+//   stanza-id, or a correction's applied to it, ``stanza_aliases``) is meant before any carrying it as a
+//   client id (origin-id, id attribute, a correction's), and among several of either kind the newest
+//   (``Book.find``, ``messages.owns``: a post reusing a message's stanza-id as its own id takes none of that
+//   message's moderations, retractions or corrections);
 // - a correction applies only when it comes from the line's author (``same_author``): the text is replaced,
 //   the line marked edited and known by the correction's ids too; anybody else's correction is a line of its
 //   own, marked edited (``correction_line``), awaiting the id it names when no line is known by it;
-// - a retraction removes the line when its author sent it or the room moderated it (``may_remove``); the
-//   first removal is kept; one naming no line is held (a ``retraction`` line, never shown) awaiting the id;
+// - a retraction removes the line when its author sent it or the room moderated it, the first removal kept;
+//   one naming no line is held (a ``retraction`` line, never shown) awaiting the id, and so is one meeting a
+//   line that carries the id only as a client id, unless it is the author's retraction or a moderation of a
+//   line the room gave no stanza-id (``removes``: it waits for the line the room gave the id);
 // - a message (or a message gaining ids through a correction) takes what awaited any of its ids, in the order
-//   heard, as if it had come after it (``_settle``).
-// Lines are plain objects as the widget's feed sends them ({kind, nick, body, refs, stanza_id, occupant_id,
-// author, removed, edited, ...}), plus ``key`` (what identifies the line in the book) and, for a line heard live, ``seq`` (its
+//   heard, as if it had come after it (``_settle``; a removal it does not take waits on).
+// Lines are plain objects as the widget's feed sends them ({kind, nick, body, refs, stanza_id, stanza_aliases,
+// occupant_id, author, removed, edited, ...}), plus ``key`` (what identifies the line in the book) and, for a line heard live, ``seq`` (its
 // order) and the sender's real JID when the room shows it.
 (function () {
   "use strict";
@@ -40,9 +43,19 @@
     return true;
   }
 
-  // Moderators may remove any message (XEP-0425); authors only their own (XEP-0424).
-  function mayRemove(line, retraction) {
-    return retraction.moderated || sameAuthor(line, retraction);
+  // Whether the room gave ``line`` the id ``ref`` (messages.owned): its stanza-id or a correction's applied.
+  function owned(line, ref) {
+    return line.stanza_id === ref || (line.stanza_aliases || []).indexOf(ref) >= 0;
+  }
+
+  // What a retraction naming ``ref`` does to ``line``, known by it (messages.removes): true removes it, false
+  // refuses it, null leaves it waiting. Moderators may remove any message (XEP-0425), authors only their own
+  // (XEP-0424); a moderation names the room's stanza-id: a line carrying ``ref`` only as a client id (a
+  // decoy's) is not meant unless the room gave it no stanza-id, and anybody else's retraction waits past it.
+  function removes(line, ref, retraction) {
+    if (owned(line, ref)) { return !!retraction.moderated || sameAuthor(line, retraction); }
+    if (retraction.moderated) { return line.stanza_id ? null : true; }
+    return sameAuthor(line, retraction) ? true : null;
   }
 
   function union(refs, more) {
@@ -56,16 +69,18 @@
 
   function with_(line, changes) { return Object.assign({}, line, changes); }
 
-  // ``line`` showing ``body`` (messages._corrected), known by ``more`` ids too.
-  function corrected(line, body, more) {
+  // ``line`` showing ``body`` (messages._corrected), known by ``more`` ids too, owning ``roomIds`` too.
+  function corrected(line, body, more, roomIds) {
     return with_(line, { body: body, edited: true, refs: union(line.refs || [], more.filter(function (ref) {
       return ids(line).indexOf(ref) < 0;
+    })), stanza_aliases: union(line.stanza_aliases || [], roomIds.filter(function (ref) {
+      return ref && !owned(line, ref);
     })) });
   }
 
   // ``line`` after the correction line that awaited it (messages.absorb): its text, ids and removal.
   function absorb(line, correction) {
-    line = corrected(line, correction.body, ids(correction));
+    line = corrected(line, correction.body, ids(correction), [correction.stanza_id].concat(correction.stanza_aliases || []));
     return !line.removed && correction.removed ? with_(line, { removed: correction.removed }) : line;
   }
 
@@ -107,7 +122,7 @@
     for (var i = this.lines.length - 1; i >= 0; i--) {
       var line = this.lines[i];
       if (line.kind !== "message" || ids(line).indexOf(ref) < 0) { continue; }
-      if (line.stanza_id === ref) { return line; }
+      if (owned(line, ref)) { return line; }
       if (!known) { known = line; }
     }
     return known;
@@ -154,11 +169,18 @@
       todo = [];
       waiting.forEach(function (other) {
         if (seen.indexOf(other.key) >= 0) { return; }
-        seen.push(other.key);
         if (other.kind === "retraction") {
-          if (!line.removed && mayRemove(line, other.removed)) { line = with_(line, { removed: other.removed }); }
+          var verdict = removes(line, other.awaiting, other.removed);
+          // Not this line's to take or refuse: waits on (asked again if a correction taken in gives the line
+          // the id as the room's).
+          if (verdict === null) { return; }
+          seen.push(other.key);
+          if (verdict && !line.removed) { line = with_(line, { removed: other.removed }); }
           dropped.push(other);
-        } else if (sameAuthor(line, other)) {
+          return;
+        }
+        seen.push(other.key);
+        if (sameAuthor(line, other)) {
           line = absorb(line, other);
           todo = todo.concat(ids(other));
           dropped.push(other);
@@ -181,7 +203,7 @@
     if (heard.kind === "correction") {
       var target = book.find(heard.replaces);
       if (target && sameAuthor(target, heard)) {
-        return settle(corrected(target, heard.body, refs), book, refs);
+        return settle(corrected(target, heard.body, refs, [heard.stanza_id]), book, refs);
       }
       var line = with_(heard, { kind: "message", edited: true, corrects: heard.replaces, awaiting: target ? null : heard.replaces });
       delete line.replaces;
@@ -191,11 +213,12 @@
       var removal = { moderated: !!heard.moderated, nick: heard.nick, jid: heard.jid || null, occupant_id: heard.occupant_id || null,
                       author: heard.author || null };
       var retracted = book.find(heard.target);
-      if (!retracted) {
+      var verdict = retracted ? removes(retracted, heard.target, removal) : null;
+      if (verdict === null) {
         return { put: [{ key: heard.key, seq: heard.seq, kind: "retraction", nick: heard.nick, jid: removal.jid,
                          occupant_id: removal.occupant_id, author: removal.author, removed: removal, awaiting: heard.target, refs: [] }], dropped: [] };
       }
-      if (!retracted.removed && mayRemove(retracted, removal)) {
+      if (verdict && !retracted.removed) {
         return { put: [with_(retracted, { removed: removal })], dropped: [] };
       }
       return { put: [], dropped: [] };

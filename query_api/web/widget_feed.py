@@ -45,9 +45,11 @@ def item(line: Line, secret: bytes) -> dict:
         "removed": line.removed is not None,
         "edited": line.edited,
         "refs": ids(line),
-        # Of ``refs``, the one the room assigned (the model means the line owning an id before one carrying it
-        # as a client id: ``messages.owns``), as the widget's live items carry theirs.
+        # Of ``refs``, those the room assigned: the post's and its corrections' stanza-ids (the model means the
+        # line owning an id before one carrying it as a client id, and a moderation only a line owning it:
+        # ``messages.owns``, ``messages.removes``), as the widget's live items carry theirs.
         "stanza_id": line.stanza_id,
+        "stanza_aliases": list(line.stanza_aliases),
     }
 
 

@@ -279,14 +279,16 @@ def test_a_stored_line_reads_back_as_it_was_and_one_stored_before_a_field_was_ad
         corrects="c", leave_reason="kicked", reason="r", actor="a", status="st", old_nick="on", new_nick="nn",
         role="moderator", affiliation="owner", gap_end=at(8), gap_kind="k", aliases=("x", "y"), awaiting="w",
         edit_capture="backfill", gap_recovered=3, gap_verified=True,
+        stanza_aliases=("y",),
     )  # fmt: skip
     assert all(getattr(line, f.name) != f.default for f in msgspec.structs.fields(Line))  # every field set
     data = stored([line])[0]
     assert from_stored(data) == line
     assert b"occupant_id" not in data  # positional: no field names
-    older = msgspec.msgpack.encode(msgspec.structs.astuple(line)[:-4])  # as stored before ``awaiting`` was added
+    older = msgspec.msgpack.encode(msgspec.structs.astuple(line)[:-5])  # as stored before ``awaiting`` was added
     assert from_stored(older) == msgspec.structs.replace(
-        line, awaiting=None, edit_capture=None, gap_recovered=None, gap_verified=False)
+        line, awaiting=None, edit_capture=None, gap_recovered=None, gap_verified=False,
+        stanza_aliases=())
     # A removal and a version stored before their ``capture`` read as live (None), their other fields as they were.
     before_capture = msgspec.structs.replace(
         line, versions=(Version(body="first", at=moment, position=2),),

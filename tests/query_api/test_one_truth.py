@@ -212,6 +212,49 @@ def test_a_decoy_archived_before_the_message_whose_stanza_id_it_carries_takes_no
     }
 
 
+REMOVALS = {"moderation": {"by_nick": "mod", "moderated": True}, "author's retraction": {"by_nick": "alice", "occ": "occ-alice"}}
+
+
+@pytest.mark.parametrize("removal", sorted(REMOVALS))
+@pytest.mark.parametrize("decoy", sorted(SQUATS))
+def test_a_removal_meeting_a_decoy_before_the_message_it_names_waits_for_it_in_every_view(world, decoy, removal):
+    """The reviewer's case: alice's message (stanza-id sA) is missed live; mallory's decoy carries sA as a client
+    id; the removal naming sA comes; then the backfill stores alice's message. Hers is removed and the decoy
+    shown in every view (the moderation used to remove the decoy, alice's retraction to be refused by it and
+    dropped, and her message stayed: failed on the old code)."""
+    room = world.new_room()
+    recorded = world.feed([
+        post(1, "mallory", "decoy", sid="sD", occ="occ-mallory", room=room, **SQUATS[decoy]),
+        retraction(2, "sA", sid="sR", room=room, **REMOVALS[removal]),
+    ])  # fmt: skip
+    world.poll_widget(room)
+    recorded += world.feed([post(0, "alice", "abuse", sid="sA", mid="mA", occ="occ-alice", room=room)])
+    reference = agree(world, room, recorded)
+    assert reference.messages(compliance=False) == {
+        recorded[0].position: ("decoy", False, False),
+        recorded[2].position: (None, False, True),
+    }
+
+
+def test_a_moderation_of_a_correction_s_stanza_id_removes_the_corrected_message_not_a_decoy_carrying_it(world):
+    room = world.new_room()
+    alice = {"occ": "occ-alice", "room": room}
+    recorded = world.feed([
+        post(0, "alice", "abuse", sid="sA", mid="mA", **alice),
+        correction(1, "alice", "abuse!", "sA", sid="sC", mid="mC", **alice),
+    ])  # fmt: skip
+    world.poll_widget(room)
+    recorded += world.feed([
+        post(2, "mallory", "decoy", sid="sD", oid="sC", occ="occ-mallory", room=room),
+        retraction(3, "sC", by_nick="mod", moderated=True, sid="sM", room=room),
+    ])  # fmt: skip
+    reference = agree(world, room, recorded)
+    assert reference.messages(compliance=False) == {
+        recorded[0].position: (None, True, True),
+        recorded[2].position: ("decoy", False, False),
+    }
+
+
 # -- the differential property ------------------------------------------------------------
 
 MODES = ("occupant-id", "jid", "nick")

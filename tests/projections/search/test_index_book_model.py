@@ -30,7 +30,7 @@ class FakeIndex:
 
     def lines(self, room: str, ref: str, owned: bool) -> list[Line]:
         known = [line for line in self.committed.values() if line.room == room and ref in ids(line)
-                 and (line.stanza_id == ref or not owned)]
+                 and (not owned or messages.owned(line, ref))]
         return sorted(known, key=lambda line: messages.owns(line, ref), reverse=True)
 
     def line(self, key: int) -> Line | None:

@@ -3,7 +3,7 @@
 slixmpp's own iterator ends silently on an error; a backfill must know whether
 it got everything, so paging is done here: results are collected by query id
 (and only from the room), a page ends with ``<fin>``, the next page starts
-after its ``<last>``.
+after its ``<last>``, and only ``complete="true"`` ends the query (``next_page``).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ async def archive_pages(
     a page at a time: after the archive id ``after``, or from ``start``, or all; up to ``end`` if given.
 
     Raises ``ArchiveQueryError`` if any page fails (e.g. ``item-not-found`` when
-    the archive does not know ``after``).
+    the archive does not know ``after``) or the paging ends before the archive says it is complete (``next_page``).
     """
     while True:
         query_id = uuid.uuid4().hex
@@ -103,7 +103,23 @@ async def archive_pages(
             raise ArchiveQueryError(f"archive query to {room}: reply without <fin>")
         if results:
             yield results
-        last = fin.findtext(f"{q(RSM, 'set')}/{q(RSM, 'last')}")
-        if fin.get("complete") in ("true", "1") or not results or not last or last == after:
+        after = next_page(room, fin, bool(results), after)
+        if after is None:
             return
-        after = last
+
+
+def next_page(room: str, fin: ET.Element, results: bool, after: str | None) -> str | None:
+    """Where the page after the one ``fin`` ends starts (its ``after``); None once the archive says it gave all.
+
+    Only ``complete="true"`` says so (XEP-0313: the server MUST mark the page holding the last result; Prosody
+    does, on every query, an empty one too). A page that ends otherwise without telling where the next one starts
+    (no results, no ``<last>``, the page just read again) is an error: stopping there would pass part of the archive
+    off as all of it, and the catch-up, reconciliation and ``verify`` would confirm a span they never read to its end.
+    """
+    if fin.get("complete") in ("true", "1"):
+        return None
+    last = fin.findtext(f"{q(RSM, 'set')}/{q(RSM, 'last')}")
+    if not results or not last or last == after:
+        why = "an empty page" if not results else "no <last>" if not last else f"the page after {after} again"
+        raise ArchiveQueryError(f"archive query to {room}: paging ended before complete ({why})")
+    return last

@@ -5,8 +5,8 @@ queue. The writer takes everything queued at that moment (up to
 ``max_batch``) and appends it in one transaction, so batches grow by
 themselves under load while a lone event is written at once. A failed append
 is retried with back-off (the store is idempotent) until it succeeds or the
-writer stops, and reported to ``on_health`` (the error; None once it works). What a stop gives up on is
-counted (``lost``) and keeps ``stored_until`` before it.
+writer stops, and reported to ``on_health`` (the error; None once it works). What a stop gives up on, with
+everything queued after it, is counted (``lost``) and keeps ``stored_until`` before it.
 
 The queue is bounded without dropping anything: once more than ``high_water``
 events wait, ``on_full(True)`` is called (the listener stops reading from the
@@ -149,7 +149,9 @@ class BatchWriter:
 
     def _write(self, batch: list[Event]) -> None:
         backoff, recorded, stored = Backoff(first=0.1, most=5.0), [], False
-        for attempt in range(1_000_000):
+        # Once a stop gave up on a batch, every later one is given up too, untried: stored after the hole, it would
+        # move the rooms' last events (where the next start's gaps begin) and their archive anchors past it.
+        for attempt in range(0 if self._stopping and self.lost else 1_000_000):
             try:
                 recorded, stored = self._store.append(batch), True
                 break
@@ -162,10 +164,11 @@ class BatchWriter:
                 if self._on_health:
                     self._on_health(message)
                 if self._stopping and attempt >= 2:
-                    log.error("giving up on %d events at shutdown", len(batch))
-                    self._give_up(batch)
                     break
                 time.sleep(backoff.next())
+        if not stored:
+            log.error("giving up on %d events at shutdown", len(batch))
+            self._give_up(batch)
         if stored and self._failing:
             self._failing = False
             log.info("the store takes events again")

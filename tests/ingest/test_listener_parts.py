@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import msgspec
@@ -190,3 +191,23 @@ def test_events_given_up_at_shutdown_are_not_counted_as_stored(postgres_url):
         writer.stop()
         assert writer.lost == 2
         assert writer.stored_until(utcnow()) <= lost[0].recorded_at
+
+
+def test_once_a_stop_gives_up_on_a_batch_it_gives_up_on_every_later_one(postgres_url):
+    """The store refuses one batch (a trigger on one kind of event) and would take the next: stored after the hole,
+    that one would move the room's last event, where the next start's gap begins, and its archive anchor past it.
+    Failed before: the later batch was stored, the next start's gap began after the events given up."""
+    with open_event_store(postgres_url) as store:
+        store.append([message(0, stanza_id="stored")])
+        refusing_inserts(postgres_url, topic="occupant_joined")
+        failed = threading.Event()
+        writer = BatchWriter(store, on_error=lambda _: failed.set())
+        writer.start()
+        refused = make(ev.OccupantJoined, 5, nick="bob")
+        writer.put([refused])
+        assert failed.wait(10), "the store refused the join's batch"
+        writer.put([message(6, stanza_id="after-the-hole")])  # waits behind it: a batch of its own
+        writer.stop()
+        assert writer.lost == 2
+        assert [r.event.stanza_id for r in store.read_room(ROOM)] == ["stored"]
+        assert writer.stored_until(utcnow()) <= refused.recorded_at

@@ -147,15 +147,18 @@ class User:
         """Join (creating) a room and accept its configuration (plus ``config`` fields, e.g.
         ``{"muc#roomconfig_whois": "anyone"}``), which unlocks it for others."""
         self.join(room, nick)
+        self.configure(room, **config)
 
-        async def configure():
-            # Fields left out keep their defaults (XEP-0045 §10.1.3).
+    def configure(self, room: str, **config: str) -> None:
+        """As the room's owner, change the ``config`` fields of its configuration (the others keep their values)."""
+        async def go():
+            # Fields left out keep their values: a new room's defaults (XEP-0045 §10.1.3).
             form = self.client.plugin["xep_0004"].make_form(ftype="submit")
             form.add_field(var="FORM_TYPE", ftype="hidden", value="http://jabber.org/protocol/muc#roomconfig")
             for var, value in config.items():
                 form.add_field(var=var, value=value)
             await self.client.plugin["xep_0045"].set_room_config(room, form)
-        self.pool.run(configure())
+        self.pool.run(go())
 
     def set_presence(self, room: str, show: str | None = None, status: str | None = None) -> None:
         nick = self.nicks[room]

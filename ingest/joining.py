@@ -65,7 +65,7 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
         rooms.emit(state, [discovered])
     # Taken before the join is sent: live events from here on change the view, never the anchor.
     anchor = state.anchor = begin_catch_up(state.anchor, view)
-    base = rooms.recovered[room]
+    base = state.recovered_base = rooms.recovered[room]
     state.holding, state.held = True, []
     history = history_request(anchor, first, mam, rooms.settings.import_archive, gap_start)
     outcome = await _enter(rooms, client, state, view, history)

@@ -251,7 +251,10 @@ class Listener:
                 if self.settings.admin_discovery:
                     hidden = await list_rooms_as_admin(client, service)
                     listed.update(room for room in hidden or () if allowed(room, self.settings))
+            # Rooms refused or put out are tried again (``retry_refused_after``) though no longer listed: one made
+            # hidden, or destroyed, is then found refusing still, or gone.
             candidates = listed | {room.lower() for room in self.settings.rooms} | set(self.rooms.lost()) | unlisted
+            candidates |= set(self.rooms.refused())
             unlisted = set()
             for room in sorted(candidates):
                 if not self._unnamable.skips(room):

@@ -21,7 +21,7 @@ from archive import events as ev
 from archive.store import EventStore
 from archive.times import utcnow
 
-from .catchup import MESSAGE_EVENTS, Anchor, found_gone, open_gaps, written_on_interruption
+from .catchup import MESSAGE_EVENTS, Anchor, CatchUp, found_gone, gap_event, open_gaps, written_on_interruption
 from .clock import Clock
 from .roomview import RoomView
 from .settings import XmppSettings
@@ -53,6 +53,7 @@ class RoomState:
     gap_start: datetime | None = None  # since when the listener has not been watching
     anchor: Anchor | None = None  # where the unfinished catch-up starts (see ``catchup``)
     mam: bool = False  # the room serves an archive: messages held by an unfinished catch-up can be re-read
+    recovered_base: int = 0  # the room's ``Rooms.recovered`` when its catch-up began
     reason: str | None = None  # why the room cannot be entered
     reported: str | None = None  # the last reason logged
     retry_at: float = 0.0
@@ -182,21 +183,44 @@ class Rooms:
             view.seen.add(nick)
         self.emit(state, events)
         if own and kind == "unavailable" and 303 not in codes:
-            self._removed(state, xml, codes, pending)
+            self._removed(state, xml, codes, pending, now)
 
-    def _removed(self, state: RoomState, xml, codes: set[int], pending: bool) -> None:
-        """The room put the listener out (kick, ban, destruction, shutdown)."""
+    def _removed(self, state: RoomState, xml, codes: set[int], pending: bool, now: datetime) -> None:
+        """The room put the listener out (kick, ban, destruction, shutdown), joined or still catching up.
+
+        Out while catching up (its join answered, its catch-up not done), the join ends here: left running it
+        would mark the room joined, never to be tried again. Its time away has not been caught up: it stays the
+        gap's start, with the anchor, for the next attempt (a kick or ban), or is recorded now (a destruction).
+        """
         if pending:
             state.join_future.set_result(("refused", "removed while joining", "removed"))
             return
-        self.release(state)
+        catching_up = state.phase == JOINING
+        if catching_up:
+            if state.task is not None:
+                state.task.cancel()
+            self.views[state.room].replaying = False  # no room replays history to one it put out
         x = muc_user(xml)
         if x is not None and x.find(q(MUC_USER, "destroy")) is not None:
-            state.phase = GONE
+            if catching_up and state.gap_start is not None:
+                self.emit_gap(state, [self._cut_off_by_destruction(state, now)])
+            self.release(state)  # its archive went with the room: what was held is all there is of it
+            state.phase, state.gap_start, state.anchor = GONE, None, None
             self.changed()
             return
-        state.gap_start = self.clock()
+        if catching_up:
+            self.abandon(state)
+        else:
+            self.release(state)
+        state.gap_start = state.gap_start or now
         self.unavailable(state, f"the listener was removed (status {sorted(codes)})")
+
+    def _cut_off_by_destruction(self, state: RoomState, now: datetime) -> ev.ArchiveGap:
+        """The gap record of time away whose catch-up the room's destruction (at ``now``) cut off."""
+        # What the store took of the catch-up so far: its messages still queued are not counted.
+        recovered = self.recovered[state.room] - state.recovered_base
+        problem = "the room was destroyed, with its archive, before the catch-up completed"
+        return gap_event(state.room, state.gap_start, now, CatchUp(mam=state.mam, recovered=recovered, problem=problem))
 
     def _on_message(self, state: RoomState, view: RoomView, nick: str | None, xml) -> None:
         events = translate_message(xml, state.ctx, view, self.clock())

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
+import threading
 from contextlib import contextmanager
 
 import pytest
@@ -13,6 +15,7 @@ from archive import events as ev
 from archive.idempotency import key_digest
 from ingest.listener_thread import start_listener
 from ingest.status import read_status
+from ingest.xmlutil import MAM
 from tests.services.prosody import LISTENER, PASSWORD, listener_settings, wait_for
 
 
@@ -117,8 +120,6 @@ class Traffic:
     """
 
     def __init__(self, users, rooms: list[str], prefix: str = "m"):
-        import threading
-
         self.users, self.rooms, self.prefix = users, rooms, prefix
         self.sent: dict[str, list[str]] = {room: [] for room in rooms}
         self._go, self._stopped, self._idle = threading.Event(), threading.Event(), threading.Event()
@@ -232,3 +233,22 @@ def delete_behind_its_back(path, room: str, stanza_id: str) -> None:
         ).fetchone()
         db.execute("DELETE FROM stored_events WHERE originator_id=? AND originator_version=?", (room, version))
         db.execute("DELETE FROM archive_event_index WHERE originator_id=? AND digest=?", (room, digest))
+
+
+def archive_queries_held_after_the_first(handle, room: str) -> tuple[list, threading.Event]:
+    """From the listener's second MAM query of ``room`` on, each query waits on its way out until the event returned
+    is cleared, then goes to the server: a catch-up held after its first page, as long as a test needs (slixmpp
+    sends the listener's other stanzas meanwhile). Returns the queries seen, and the event."""
+    queries, holding = [], threading.Event()
+    holding.set()
+
+    async def hold(stanza):
+        if stanza.xml.get("to") == room and stanza.xml.find(f"{{{MAM}}}query") is not None:
+            queries.append(stanza)
+            while len(queries) > 1 and holding.is_set():
+                await asyncio.sleep(0.02)
+        return stanza
+
+    client = wait_for(lambda: handle.listener.client, message="the listener's client")
+    client.add_filter("out", hold)
+    return queries, holding

@@ -27,11 +27,12 @@ from ingest.catchup import (
 )
 from ingest.joining import await_subject
 from ingest.roomview import RoomView
-from ingest.rooms import JOINED, JOINING, LOST, Rooms
+from ingest.rooms import GONE, JOINED, JOINING, LOST, UNAVAILABLE, Rooms
 from ingest.settings import XmppSettings
 from ingest.status import ListenerStatus
 from ingest.xmlutil import RoomContext
 from tests.factories import at, make, message
+from tests.ingest.helpers import short
 
 ROOM = "lobby@conference.localhost"
 
@@ -302,3 +303,58 @@ def test_a_room_stays_away_until_its_gap_record_is_stored():
     rooms.written([SimpleNamespace(event=gap)])
     assert rooms.away() == {}
     assert open_gaps({}, {ROOM: at(30)}, (), unstored={ROOM: at(10), "b@muc": at(3)}) == {ROOM: at(10), "b@muc": at(3)}
+
+
+def removal(*codes: int, destroy: bool = False) -> SimpleNamespace:
+    """The listener's own presence as the room puts it out (status 110 and ``codes``; a destruction's <destroy>)."""
+    statuses = "".join(f"<status code='{code}'/>" for code in (110, *codes))
+    destroyed = "<destroy><reason>project over</reason></destroy>" if destroy else ""
+    return stanza(
+        f'<presence xmlns="jabber:client" type="unavailable" from="{ROOM}/archive">'
+        f"<x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='none'/>{destroyed}{statuses}</x>"
+        "</presence>"
+    )
+
+
+def put_out_while_catching_up(put_out: SimpleNamespace):
+    """A room rejoined after time away (since 10), its join answered and its catch-up running (as ``state.task``),
+    live traffic held meanwhile, when the room puts the listener out. Returns the room as left then, and whether the
+    join was cancelled (asked before ``asyncio.run`` cancels whatever still runs)."""
+
+    async def scenario():
+        rooms, state, view = rejoining_room(STORED)
+        state.gap_start = at(10)
+        state.task = asyncio.create_task(asyncio.sleep(30))
+        rooms.take(live_message("live-1"))
+        rooms.take(presence("bob", "away"))
+        rooms.take(put_out)
+        await asyncio.sleep(0)
+        return rooms, state, state.task.cancelled()
+
+    return asyncio.run(scenario())
+
+
+def test_a_kick_while_catching_up_ends_the_join_and_keeps_the_time_away_for_the_next_attempt():
+    """Failed before: the kick released the held messages, restarted the gap at the kick and left the join running,
+    which then marked the room joined (never retried, the time away and the kick in no gap)."""
+    rooms, state, cancelled = put_out_while_catching_up(removal(307))
+    assert cancelled, "the join does not go on"
+    assert (state.phase, state.gap_start) == (UNAVAILABLE, at(10))
+    assert state.anchor.stanza_id == "stored-last", "the next attempt reads the room's archive from there"
+    assert [short(e) for e in rooms.writer.written] == [("presence", "bob", "away", None), ("left", "bob", "lost_sight")]
+    assert rooms.away() == {ROOM: at(10)}
+
+
+def test_a_destruction_while_catching_up_records_the_time_away_before_what_was_held():
+    """The room's archive went with it: the held live messages are all there is of the span, and the span whose
+    catch-up was cut off is a gap in which messages may be missing. Failed before: no gap, the join went on."""
+    rooms, state, cancelled = put_out_while_catching_up(removal(destroy=True))
+    assert cancelled and state.phase == GONE
+    gap, *held = rooms.writer.written
+    assert [short(e) for e in held] == [
+        ("message", "bob", "live"), ("presence", "bob", "away", None), ("destroyed", "project over"),
+        ("left", "bob", "room_destroyed"),
+    ]
+    assert (gap.gap_start, gap.kind, gap.verified) == (at(10), ev.GapKind.MESSAGES, False)
+    assert gap.gap_end == held[2].occurred_at and "destroyed, with its archive" in gap.explanation
+    assert rooms.away() == {ROOM: at(10)}, "away until the store has the gap record"

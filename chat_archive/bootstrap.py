@@ -26,7 +26,7 @@ from projections.runner import ProjectionStatus, ProjectionThreads, status
 from projections.search import IndexerThread, IndexLocation, SearchIndex, SearchIndexer, SearchIndexProjection
 from projections.tables import TableProjection
 from projections.viewdb_backends import default_views_url
-from projections.views import Heartbeat, Views
+from projections.views import PROJECTION_CLASSES, Heartbeat, Views
 
 from .config import Config
 from .views_lease import PURGE_LEASE_TTL, purge_lease, views_lease
@@ -167,7 +167,9 @@ def start_projections(config: Config, store: EventStore, stop: threading.Event, 
         views = held.enter_context(open_views(config, store))
         outdated = views.outdated()
         interval = config.projections.commit_interval
-        current = [(p, interval) for p in views.projections() if p.name not in outdated]
+        # The current ones only: loading an outdated one may be refused (a layout this program cannot read), and the
+        # rebuild that replaces it does not read it.
+        current = [(p, interval) for p in views.projections([n for n in PROJECTION_CLASSES if n not in outdated])]
         rebuilt = [(name, functools.partial(followed_view, config, store, views, name, stop,
                                             health and health.reporter(f"projection {name}")), interval)
                    for name in outdated]  # fmt: skip

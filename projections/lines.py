@@ -25,7 +25,8 @@ class Version(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=
     body: str
     at: UtcTime
     position: int
-    # Added after ``position``: a version stored before reads None (live) until the view is rebuilt.
+    # Added after ``position``: a version stored before reads None (live); a start rebuilds such a view (its rules
+    # are older: ``TranscriptProjection.rules``).
     capture: str | None = None
 
 
@@ -39,7 +40,7 @@ class Removal(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=
     by_jid: str | None = None
     reason: str | None = None
     # How the retraction was captured (as ``Line.capture``): an imported or backfilled moderation is evidence of
-    # another kind than one the listener saw. A removal stored before it was added reads None until a rebuild.
+    # another kind than one the listener saw. A removal stored before it was added reads None (rebuilt: as ``Version``'s).
     capture: str | None = None
 
 

@@ -35,14 +35,19 @@ class TableProjection:
     # indexes of a few rows, which cost the writer a test of each row's columns, not a scan of the whole table
     # at the build's end (which the rebuild waits for).
     built_early: tuple[str, ...] = ()
+    # The version of the rules a generation's rows are made by, recorded with it (``create_generation``): a live
+    # generation of older rules is rebuilt from the log as a runner starts (``outdated``). A subclass raises it for a
+    # rule only a rebuild applies (one that needs the log: an in-place upgrade cannot), saying in ``rules_added``
+    # what each version added (version -> what, from 2: version 1 is what a view made before versions were
+    # recorded counts as, unless its layout says otherwise: ``unrecorded_rules``).
+    rules: int = 1
+    rules_added: dict[int, str] = {}
 
     def __init__(self, recorder: ViewRecorder, *, generation: int | None = None, building: bool = False,
                  load: bool = True):
         self.recorder = recorder
         if generation is None:
-            generation = recorder.generations(self.name)[0] or recorder.create_generation(
-                self.name, self.ddl + self.query_ddl, live=True
-            )
+            generation = self.live_generation(recorder)
         self.generation = generation
         self.building = building
         self._writer: BackgroundWriter | None = None  # a rebuild's writer process (``write_in_background``)
@@ -52,10 +57,30 @@ class TableProjection:
             self._load()
 
     @classmethod
+    def live_generation(cls, recorder: ViewRecorder) -> int:
+        """The live generation, made (empty, by these rules) if there is none yet."""
+        return recorder.generations(cls.name)[0] or recorder.create_generation(
+            cls.name, cls.ddl + cls.query_ddl, live=True, rules=cls.rules
+        )
+
+    @classmethod
     def outdated(cls, recorder: ViewRecorder) -> str | None:
-        """Why the live view must be rebuilt from the log (built before a rule no in-place upgrade can
-        apply: one that needs the log); None if it need not."""
-        return None
+        """Why the live view must be rebuilt from the log (built by older ``rules``); None if it need not."""
+        generation, built = recorder.live_rules(cls.name)
+        if not generation:
+            return None
+        if built is None:
+            built = cls.unrecorded_rules(recorder)
+        if built >= cls.rules:
+            return None
+        added = "; ".join(cls.rules_added[version] for version in range(built + 1, cls.rules + 1))
+        return f"the {cls.name} view was built by rules {built}, this program's are {cls.rules}: before {added}"
+
+    @classmethod
+    def unrecorded_rules(cls, recorder: ViewRecorder) -> int:
+        """The version of the rules the live generation was built by where none was recorded (made before versions
+        were): 1, unless a subclass tells a later one by what its tables hold."""
+        return 1
 
     # -- Projection ----------------------------------------------------------
 
@@ -108,7 +133,7 @@ class TableProjection:
         return ()
 
     def begin_rebuild(self) -> TableProjection:
-        generation = self.recorder.create_generation(self.name, self.build_ddl(), live=False)
+        generation = self.recorder.create_generation(self.name, self.build_ddl(), live=False, rules=self.rules)
         return type(self)(self.recorder, generation=generation, building=True)
 
     def write_in_background(self, writers: dict[str, BackgroundWriter]) -> None:

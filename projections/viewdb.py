@@ -8,7 +8,9 @@ Generations: each projection's tables carry a generation number
 (``view_transcript_lines_g3``). ``view_generations`` records, per projection, the
 ``live`` generation (the one queries read) and the ``building`` one (a rebuild in
 progress). The tracking position of a generation is eventsourcing's tracking row
-named ``<projection>#g<generation>``. A rebuild fills a new generation from
+named ``<projection>#g<generation>``. ``view_generation_rules`` records the version of the rules
+each generation was built by (``TableProjection.rules``), written with its tables: a live generation of older
+rules is one a start rebuilds from the log (``TableProjection.outdated``). A rebuild fills a new generation from
 position 0 and then, in one transaction, makes it live and drops the old one;
 a running projection notices at its next commit (``GenerationChanged``) and
 starts over from the new generation's position, so nothing is applied twice.
@@ -35,6 +37,7 @@ from archive.store_errors import store_error
 from .columns import Statements
 
 PREFIX = "view_"
+RULES = PREFIX + "generation_rules"  # (projection, generation) -> the rules it was built by
 
 
 TABLE_REF = re.compile(r"\{(\w+)\}")
@@ -107,6 +110,15 @@ class ViewRecorderMixin:
             return 0, None
         return rows[0]["live"], rows[0]["building"]
 
+    def live_rules(self, projection: str) -> tuple[int, int | None]:
+        """The live generation of ``projection`` (0 before the first one exists) and the version of the rules it was
+        built by (None: not recorded, made before versions were), in one read."""
+        rows = self.read_rows(
+            f"SELECT g.live, r.rules FROM {self._qualify(PREFIX + 'generations')} g LEFT JOIN {self._qualify(RULES)} r "
+            "ON r.projection=g.projection AND r.generation=g.live WHERE g.projection=?", (projection,),
+        )  # fmt: skip
+        return (rows[0]["live"], rows[0]["rules"]) if rows else (0, None)
+
     def position(self, projection: str, generation: int) -> int:
         try:
             return self.max_tracking_id(self.tracking_name(projection, generation)) or 0
@@ -161,8 +173,9 @@ class ViewRecorderMixin:
         except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
             raise store_error(f"cannot read view {projection}", e) from e
 
-    def create_generation(self, projection: str, ddl: Iterable[str], *, live: bool) -> int:
-        """Create a new generation's tables; as live (first use) or as the one being built.
+    def create_generation(self, projection: str, ddl: Iterable[str], *, live: bool, rules: int) -> int:
+        """Create a new generation's tables, built by version ``rules`` of the projection's rules; as live (first
+        use) or as the one being built.
 
         Starting a build drops any earlier, unfinished build of the same projection.
         """
@@ -178,6 +191,11 @@ class ViewRecorderMixin:
             new = max(live_gen, building or 0) + 1
             for statement in ddl:
                 c.execute(self.sql(self.ddl_types(statement), projection, new))
+            # Replacing a row left by a generation of this number that an older chat-archive (run in between)
+            # dropped without it.
+            c.execute(self._g(f"INSERT INTO {self._qualify(RULES)} (projection, generation, rules) VALUES (?,?,?) "
+                              "ON CONFLICT (projection, generation) DO UPDATE SET rules=excluded.rules"),
+                      (projection, new, rules))
             if row is None:
                 c.execute(
                     self._g("INSERT INTO {g} (projection, live, building) VALUES (?,?,?)"),
@@ -220,6 +238,8 @@ class ViewRecorderMixin:
             self._g(f"DELETE FROM {self._qualify(self.tracking_table)} WHERE application_name=?"),
             (self.tracking_name(projection, generation),),
         )
+        c.execute(self._g(f"DELETE FROM {self._qualify(RULES)} WHERE projection=? AND generation=?"),
+                  (projection, generation))
 
     def _g(self, statement: str) -> str:
         text = statement.replace("{g}", self._qualify(PREFIX + "generations"))

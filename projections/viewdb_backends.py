@@ -36,7 +36,7 @@ from archive.sqlite_files import erase_wal_copies, new_database_pages
 from archive.store_errors import store_error
 
 from .columns import Columns, MsgpackColumn
-from .viewdb import PREFIX, ViewRecorderMixin, named_table
+from .viewdb import PREFIX, RULES, ViewRecorderMixin, named_table
 
 
 class SQLiteViewRecorder(ViewRecorderMixin, SQLiteTrackingRecorder):
@@ -65,6 +65,7 @@ class SQLiteViewRecorder(ViewRecorderMixin, SQLiteTrackingRecorder):
             *super().construct_create_table_statements(),
             f"CREATE TABLE IF NOT EXISTS {PREFIX}generations (projection TEXT PRIMARY KEY, "
             "live INTEGER NOT NULL, building INTEGER)",
+            f"CREATE TABLE IF NOT EXISTS {RULES} ({RULES_COLUMNS})",
         ]
 
     def _lock_generations(self, c: Any) -> None:
@@ -113,6 +114,10 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
                 "CREATE TABLE IF NOT EXISTS {}.{} (projection text PRIMARY KEY, "
                 "live bigint NOT NULL, building bigint)"
             ).format(Identifier(self.datastore.schema), Identifier(PREFIX + "generations"))
+        )
+        self.sql_create_statements.append(
+            SQL("CREATE TABLE IF NOT EXISTS {}.{} (" + self.ddl_types(RULES_COLUMNS) + ")").format(
+                Identifier(self.datastore.schema), Identifier(RULES))
         )
 
     def create_table(self) -> None:
@@ -235,6 +240,11 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
 
 
 ViewRecorder = SQLiteViewRecorder | PostgresViewRecorder
+# ``viewdb.RULES``: a table apart from the generations' (not two columns of theirs), made where missing as every
+# table is when the views are opened: a views database made before it needs no ALTER (nor its lock, nor the race
+# of two processes opening it at once), and a generation's row goes with its tables (``_drop``).
+RULES_COLUMNS = ("projection TEXT NOT NULL, generation INTEGER NOT NULL, rules INTEGER NOT NULL, "
+                 "PRIMARY KEY (projection, generation)")
 _PLAIN_INSERT = re.compile(r"INSERT INTO (?P<table>\S+) (?P<columns>\([\w, ]+\)) VALUES \((%s,?)+\)")
 COPY_FROM = 100  # rows: below it, executemany's fewer steps win
 INDEX_BUILDERS = os.cpu_count() or 1  # connections building a rebuild's indexes at once (PostgreSQL)

@@ -15,7 +15,7 @@
 - ``Heartbeat(until, away)``: what the composition root's heartbeat returns (the listener's status);
 - ``shown_now(known_until, now)``: the moment a room "now" is shown at (``/state`` without a moment, ``/rooms``);
 - ``views.projections()``: fresh projection instances for a runner or a rebuild;
-- ``views.outdated()``: the views built before a rule only a rebuild applies, each with why;
+- ``views.outdated()``: the views built by older rules (``TableProjection.rules``), each with why;
 - ``views.close()``.
 
 Queries read committed data only, i.e. up to the last commit of each projection.
@@ -76,17 +76,18 @@ class Views:
         self._heartbeat = heartbeat
         self.recorder, self._close = open_view_recorder(url)
         for cls in PROJECTION_CLASSES.values():
-            if not self.recorder.generations(cls.name)[0]:
-                self.recorder.create_generation(cls.name, cls.ddl + cls.query_ddl, live=True)
+            cls.live_generation(self.recorder)
         self.transcripts = Transcripts(self.recorder)
         self.presence = Presence(self.recorder)
 
     def projections(self, names: list[str] | None = None, *, load: bool = True) -> list[TableProjection]:
         """``load=False`` for the targets of a rebuild: they begin and finish it only."""
-        return [PROJECTION_CLASSES[name](self.recorder, load=load) for name in (names or list(PROJECTION_CLASSES))]
+        names = list(PROJECTION_CLASSES) if names is None else names
+        return [PROJECTION_CLASSES[name](self.recorder, load=load) for name in names]
 
     def outdated(self) -> dict[str, str]:
-        """The views a start must rebuild from the log (``TableProjection.outdated``), each with why."""
+        """The views a start must rebuild from the log (``TableProjection.outdated``: built by older rules), each
+        with why."""
         return {name: why for name, cls in PROJECTION_CLASSES.items() if (why := cls.outdated(self.recorder))}
 
     def room_state_at(self, room: str, at: datetime, *, last: LastKnown | None = None, **options) -> RoomState:

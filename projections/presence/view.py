@@ -55,18 +55,21 @@ class PresenceProjection(TableProjection):
     ddl = DDL
     query_ddl = QUERY_DDL
 
+    # 2: every room's archive begins with its first event (``logic.archive_begins``: a before_archive gap until then)
+    rules = 2
+    rules_added = {2: "the rule of when a room's archive begins (read with it, every room in the view is not reached)"}
+
     @classmethod
-    def outdated(cls, recorder) -> str | None:
+    def unrecorded_rules(cls, recorder) -> int:
         # Every room's first event gives it a before_archive gap (``logic.archive_begins``): a view that has
-        # applied events and holds none was built before that rule, and would read "not reached" everywhere.
+        # applied events and holds none was built before that rule; one that holds one, or has applied nothing,
+        # by it (a view made after it, before versions were recorded, is not rebuilt for want of a version).
         # Read as queries read the live view (``recorder.read``): a rebuild swapping one in (a runner's own, a
         # purge's) drops the tables of the one it replaces, which a look-up of the live one first then read.
         def built_before_the_rule(query, generation: int) -> bool:
             return bool(generation and recorder.position(NAME, generation) and not query(BEGINNINGS + " LIMIT 1"))
 
-        if not recorder.read(NAME, built_before_the_rule):
-            return None
-        return "the presence view was built before the rule of when a room's archive begins"
+        return 1 if recorder.read(NAME, built_before_the_rule) else 2
 
     def _reset(self) -> None:
         self._dirty: dict[int, Span] = {}

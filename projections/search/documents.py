@@ -24,7 +24,7 @@ TOMB_MARK = 2  # ``meta`` of awaiting retractions; the position document has FLA
 
 
 class StoredLine(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """What ``blob`` holds (schema 7): a line, behind what a search hit shows of it that the line holds only
+    """What ``blob`` holds (since schema 7): a line, behind what a search hit shows of it that the line holds only
     in another form, made once when indexed (from what the document's fields need anyway) instead of for every
     hit: ``time``, the room order's whole second (``order_second``: ~4.5k instructions a hit, a fifth of reading
     its line) in seconds since the epoch, and ``jid``, the bare JID. A JSON array: ``storedlines`` decodes the

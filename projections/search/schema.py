@@ -35,9 +35,10 @@ import tantivy
 
 from archive.errors import StoreError
 
-SCHEMA_VERSION = 7  # 2: message lines of the message model (blob, awaiting); 3: key indexed, only blob stored; 4: span;
+SCHEMA_VERSION = 8  # 2: message lines of the message model (blob, awaiting); 3: key indexed, only blob stored; 4: span;
 # 5: a retracted message's text in history, not body; 6: blob stored as JSON text, not msgpack bytes; 7: blob an array
-# of a hit's time and bare JID, then the line (``documents.StoredLine``)
+# of a hit's time and bare JID, then the line (``documents.StoredLine``); 8: the line's removal and versions say how
+# they were captured, its current text too (``edit_capture``): a line stored before reads them as live
 
 
 class IndexUnusable(StoreError):

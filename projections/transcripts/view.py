@@ -93,6 +93,11 @@ class TranscriptProjection(TableProjection):
     ddl = DDL
     query_ddl = QUERY_DDL
     built_early = (LINES_SUBJECT, LINES_CHANGED)
+    # 2: a removal's and a version's ``capture``, the current text's ``edit_capture``, a gap's ``gap_recovered`` and
+    # ``gap_verified`` (``lines``): lines made before read as live and not verified, which only the log can correct
+    rules = 2
+    rules_added = {2: "removals and versions said how they were captured (an imported one read as live), "
+                      "and gaps whether the room's archive was read over them and what it recovered"}
 
     def build_ddl(self) -> tuple[str, ...]:
         ddl = super().build_ddl()

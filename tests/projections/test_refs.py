@@ -48,7 +48,7 @@ LINES = [
 def test_the_refs_of_new_lines_are_their_rows(views, lines):
     """Whichever way the store takes them (one JSON array on SQLite), the rows are ``all_ref_rows``'s."""
     recorder = views.recorder
-    generation = recorder.create_generation("transcripts", [REFS], live=False)
+    generation = recorder.create_generation("transcripts", [REFS], live=False, rules=1)
     recorder.commit_batch("transcripts", generation, lines[-1].id, created_ref_rows(lines, recorder.json_each),
                           building=True)
     rows = recorder.read_rows(recorder.sql("SELECT ref_key, id FROM {refs}", "transcripts", generation))
@@ -78,7 +78,7 @@ def test_refs_as_a_writer_process_gets_them_are_written_as_they_are(views, monke
     for COPY, which PostgreSQL takes as one binary buffer made from the arrays (``_binary_int8_rows``): the rows
     read back are the rows given, numbers at both ends of 64 bits included."""
     recorder = views.recorder
-    generation = recorder.create_generation("transcripts", [REFS], live=False)
+    generation = recorder.create_generation("transcripts", [REFS], live=False, rules=1)
     count = 2 * COPY_FROM
     columns = [array("q", [(-1) ** i * (2**63 - 1 - i) for i in range(count)]),
                array("q", [i * 2**32 + 255 - i for i in range(count)])]

@@ -191,7 +191,8 @@ def test_columns_of_different_lengths_are_refused():
 
 def test_a_commit_the_writer_refuses_is_raised_in_the_rebuilding_process(views):
     recorder = views.recorder
-    building = recorder.create_generation(TranscriptProjection.name, TranscriptProjection.ddl, live=False)
+    building = recorder.create_generation(TranscriptProjection.name, TranscriptProjection.ddl, live=False,
+                                                     rules=TranscriptProjection.rules)
     writer = BackgroundWriter(recorder.url)
     try:
         writer.submit(TranscriptProjection.name, building + 1, 1, [])  # not the generation being built
@@ -257,7 +258,8 @@ def test_a_commit_handed_over_does_not_wait_for_the_writer_process_to_read_it(vi
     """The rebuilding process goes on applying the log while a commit goes into the pipe (larger than the pipe
     holds: the writer reads it as fast as it can), and the commit is written all the same."""
     recorder = views.recorder
-    building = recorder.create_generation(TranscriptProjection.name, TranscriptProjection.ddl, live=False)
+    building = recorder.create_generation(TranscriptProjection.name, TranscriptProjection.ddl, live=False,
+                                                     rules=TranscriptProjection.rules)
     writer = BackgroundWriter(recorder.url)
     rooms = [(number, f"room {number:08}@muc") for number in range(1, 200_000)]  # ~4 MB: the pipe holds 64 KB
     try:
@@ -280,7 +282,8 @@ def test_a_projection_hands_over_its_next_commit_before_its_last_is_durable_but_
     """Two commits of one projection may be in flight (``IN_FLIGHT``): the applying thread goes on while the writer
     process writes the one before; a third waits until the first is durable."""
     recorder = views.recorder
-    building = recorder.create_generation(TranscriptProjection.name, TranscriptProjection.ddl, live=False)
+    building = recorder.create_generation(TranscriptProjection.name, TranscriptProjection.ddl, live=False,
+                                                     rules=TranscriptProjection.rules)
     writer = BackgroundWriter(recorder.url)
 
     def commit(number: int) -> list:
@@ -327,7 +330,8 @@ def test_the_writer_imports_nothing_from_the_working_directory(views, tmp_path, 
     (tmp_path / "projections").mkdir()
     (tmp_path / "projections" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
     monkeypatch.chdir(tmp_path)
-    building = views.recorder.create_generation(TranscriptProjection.name, TranscriptProjection.ddl, live=False)
+    building = views.recorder.create_generation(TranscriptProjection.name, TranscriptProjection.ddl, live=False,
+                                                           rules=TranscriptProjection.rules)
     writer = BackgroundWriter(views.recorder.url)
     try:
         writer.submit(TranscriptProjection.name, building, 1, [])

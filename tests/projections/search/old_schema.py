@@ -13,11 +13,12 @@ from projections.search import documents
 from projections.search.schema import FLAG_SET, SCHEMA, SCHEMA_VERSION
 
 
-def downgrade(projection: SearchIndexProjection) -> None:
-    """Rewrite the live generation's meta document with the previous schema version, then close ``projection``."""
+def downgrade(projection: SearchIndexProjection, version: int = SCHEMA_VERSION - 1) -> None:
+    """Rewrite the live generation's meta document with an earlier schema ``version`` (the previous one), then close
+    ``projection``."""
     writer = projection._open_writer()  # noqa: SLF001
     writer.delete_documents_by_query(tantivy.Query.term_query(SCHEMA, "meta", FLAG_SET))
-    writer.add_document(documents.meta_document(projection.position(), SCHEMA_VERSION - 1))
+    writer.add_document(documents.meta_document(projection.position(), version))
     writer.commit()
     projection.close()
 

@@ -90,7 +90,7 @@ def test_up_rebuilds_an_index_that_stored_its_lines_as_json_objects(event_store,
     with monkeypatch.context() as schema_6:
         schema_6.setattr(documents, "stored", stored_as_schema_6)
         rebuild(event_store, [search_projection(config)])
-    downgrade(search_projection(config))
+    downgrade(search_projection(config), 6)
     index = open_search_index(config)
     with pytest.raises(StoreError, match="schema version 6"):
         index.search("upgrade", EVERYTHING, limit=1)

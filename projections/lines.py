@@ -40,7 +40,8 @@ class Removal(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=
     by_jid: str | None = None
     reason: str | None = None
     # How the retraction was captured (as ``Line.capture``): an imported or backfilled moderation is evidence of
-    # another kind than one the listener saw. A removal stored before it was added reads None (rebuilt: as ``Version``'s).
+    # another kind than one the listener saw. A removal stored before it was added reads None (rebuilt, as a
+    # ``Version``'s).
     capture: str | None = None
 
 

@@ -150,6 +150,10 @@ class MessagePosted(Event, tag="message_posted"):
 
     ``stanza_id`` is the room's XEP-0359 id (the MAM id); ``message_id`` is the
     stanza's own ``id`` attribute, which XEP-0308 corrections point at.
+    ``body_kept`` False: the text is not known (``body`` is empty). The room's
+    archive held only the tombstone its server left of the message when it was
+    retracted or moderated (XEP-0424/0425): the message existed, its removal
+    follows as a ``MessageRetracted``, its text was never archived here.
     """
 
     nick: str
@@ -161,6 +165,7 @@ class MessagePosted(Event, tag="message_posted"):
     occupant_id: str | None = None
     thread: str | None = None
     lang: str | None = None
+    body_kept: bool = True
 
 
 class MessageCorrected(Event, tag="message_corrected"):

@@ -24,11 +24,43 @@ PROSODYCTL = "prosodyctl"
 # XEP-0425 message moderation is not in Prosody 0.12 (only as a community module):
 # this minimal version lets tests and the demo moderate. A moderator's request
 # becomes a groupchat announcement from the room, archived like any message.
+# With ``muc_moderation_tombstones`` it also does what the community module
+# (mod_muc_moderation) and ejabberd do: the moderated message in the room's
+# archive (mod_muc_mam's store) is replaced, in place and under its own id, by a
+# tombstone naming the moderator and when (the archive API's ``set``).
 MODERATION_MODULE = """
 local st = require "util.stanza";
+local dt = require "util.datetime";
 local new_id = require "util.id".medium;
+local jid_split = require "util.jid".split;
 local mod_muc = module:depends("muc");
 local NS_MODERATE, NS_RETRACT = "urn:xmpp:message-moderate:1", "urn:xmpp:message-retract:1";
+local tombstones = module:get_option_boolean("muc_moderation_tombstones", false);
+local archive = module:open_store("muc_log", "archive");
+
+-- The archived message's tombstone, in place of it: false and an error condition if there is none to replace.
+local function bury(room, stanza_id, actor, reason)
+	local node = jid_split(room.jid);
+	local original = archive:get(node, stanza_id);
+	if not original then
+		return false, "item-not-found";
+	end
+	local tombstone = st.message({ from = original.attr.from, type = "groupchat", id = original.attr.id })
+		:tag("moderated", { xmlns = NS_MODERATE, by = actor })
+			:tag("retracted", { xmlns = NS_RETRACT, stamp = dt.datetime() }):up();
+	if reason then
+		tombstone:text_tag("reason", reason);
+	end
+	tombstone:up();
+	local occupant_id = original:get_child("occupant-id", "urn:xmpp:occupant-id:0");
+	if occupant_id then
+		tombstone:add_child(st.clone(occupant_id));
+	end
+	if not archive:set(node, stanza_id, tombstone) then
+		return false, "internal-server-error";
+	end
+	return true;
+end
 
 module:hook("muc-disco#info", function (event)
 	event.reply:tag("feature", { var = NS_MODERATE }):up();
@@ -47,10 +79,17 @@ module:hook("iq-set/bare/" .. NS_MODERATE .. ":moderate", function (event)
 		return true;
 	end
 	local request = stanza:get_child("moderate", NS_MODERATE);
+	local reason = request:get_child_text("reason");
+	if tombstones then
+		local buried, condition = bury(room, request.attr.id, actor, reason);
+		if not buried then
+			origin.send(st.error_reply(stanza, condition == "item-not-found" and "modify" or "wait", condition));
+			return true;
+		end
+	end
 	local announcement = st.message({ type = "groupchat", from = room.jid, id = new_id() })
 		:tag("retract", { xmlns = NS_RETRACT, id = request.attr.id })
 		:tag("moderated", { xmlns = NS_MODERATE, by = actor }):up();
-	local reason = request:get_child_text("reason");
 	if reason then
 		announcement:text_tag("reason", reason);
 	end
@@ -90,6 +129,7 @@ class ProsodyServer:
     tls: bool = False  # require STARTTLS, with a self-signed certificate (``certificate``)
     plain_auth: bool = True  # offer SASL PLAIN on unencrypted connections (False: SCRAM only)
     entity_time: bool = True  # answer XEP-0202 time requests (mod_time), as the listener asks at connect
+    moderation_tombstones: bool = False  # a moderated message's archived copy becomes a tombstone (MODERATION_MODULE)
     process: subprocess.Popen | None = None
 
     @property
@@ -127,6 +167,7 @@ class ProsodyServer:
             "muc_room_default_public": "true",
             "muc_room_default_persistent": "true",
             "max_archive_query_results": "100",
+            **({"muc_moderation_tombstones": "true"} if self.moderation_tombstones else {}),
             **self.muc_options,
         }
         muc_lines = "\n".join(f"    {key} = {value}" for key, value in muc.items())

@@ -15,8 +15,8 @@ from archive.errors import StoreError
 from archive.times import format_time
 
 from .catchup import (
-    Anchor, ArchiveRead, CatchUp, archive_end, archived_ids, compare, fallback_read, first_read, reconcile_start,
-    store_read_start,
+    Anchor, ArchiveRead, CatchUp, archive_end, archived_ids, compare, fallback_read, first_read, held_ids,
+    reconcile_start, store_read_start,
 )
 from .mam import ArchiveQueryError, archive_pages
 from .rooms import RoomState, Rooms
@@ -108,7 +108,8 @@ async def _reconcile(rooms, client, state, anchor, first, gap_start, joined_at, 
 async def _check(rooms: Rooms, state: RoomState, start, fetched: dict):
     await _flush(rooms)
     stored = await asyncio.to_thread(_stored_ids, rooms.store, state.room, store_read_start(start, rooms.clock_offset))
-    return compare(fetched, stored | archived_ids(state.held))  # held live messages are written on release
+    archived = stored | archived_ids(state.held)  # held live messages are written on release
+    return compare(fetched, held_ids(fetched, archived, rooms.views[state.room]))
 
 
 def _stored_ids(store, room: str, start) -> set[str]:

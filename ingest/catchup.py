@@ -191,6 +191,40 @@ def archived_ids(events: Iterable[ev.Event]) -> set[str]:
     return {e.stanza_id for e in events if isinstance(e, MESSAGE_EVENTS) and e.stanza_id}
 
 
+def recovered_message(event: ev.Event) -> bool:
+    """Whether a stored event counts as a message a catch-up recovered (the gap's count, verify's): one not seen
+    live, except a tombstone's removal, counted with its post (a retraction read from the room's archive without a
+    stanza-id of its own: every other message the archive gives carries its id, ``translate_message._tombstone``)."""
+    if not isinstance(event, MESSAGE_EVENTS) or event.capture == ev.Capture.LIVE:
+        return False
+    return not (type(event) is ev.MessageRetracted and event.stanza_id is None and event.capture in _ARCHIVE_READS)
+
+
+_ARCHIVE_READS = (ev.Capture.BACKFILL, ev.Capture.IMPORT)
+
+
+def tombstone(events: list[ev.Event]) -> tuple[ev.MessagePosted, ev.MessageRetracted | None] | None:
+    """The post and removal a tombstone of the room's archive was read as (the removal None where the room's view
+    knew it then: ``translate_message._tombstone``); None for any other message."""
+    post = events[0] if events else None
+    if type(post) is not ev.MessagePosted or post.body_kept:
+        return None
+    return post, next((e for e in events[1:] if type(e) is ev.MessageRetracted), None)
+
+
+def held_ids(server: Mapping[str, tuple[datetime, list[ev.Event]]], archived: set[str], view: RoomView) -> set[str]:
+    """Of ``archived`` (stanza-ids), those that hold what the room's archive (``server``: stanza-id -> (stamp,
+    events)) says of them: a tombstone is held once its removal is too (``RoomView.knows_removal``). A message
+    archived with its text and removed while nobody watched (on a server that archives no announcement of it)
+    is missing its removal."""
+    owed = set()
+    for sid in archived & server.keys():
+        found = tombstone(server[sid][1])
+        if found and found[1] is not None and not view.knows_removal(found[1], found[0]):
+            owed.add(sid)
+    return archived - owed
+
+
 @dataclass(frozen=True)
 class Completeness:
     """A span of a room's history, checked against the server's archive of it."""

@@ -21,7 +21,7 @@ from archive import events as ev
 from archive.store import EventStore
 from archive.times import utcnow
 
-from .catchup import MESSAGE_EVENTS, Anchor, CatchUp, found_gone, gap_event, open_gaps, written_on_interruption
+from .catchup import Anchor, CatchUp, found_gone, gap_event, open_gaps, recovered_message, written_on_interruption
 from .clock import Clock
 from .roomview import RoomView
 from .settings import XmppSettings
@@ -88,7 +88,7 @@ class Rooms:
     def written(self, recorded: list[ev.Recorded]) -> None:
         """Count what the store took of catch-ups (called from the writer's thread)."""
         for r in recorded:
-            if isinstance(r.event, MESSAGE_EVENTS) and r.event.capture != ev.Capture.LIVE:
+            if recovered_message(r.event):
                 self.recovered[r.event.room] += 1
             elif isinstance(r.event, ev.ArchiveGap) and self.unstored_gaps.get(r.event.room) == r.event.gap_start:
                 del self.unstored_gaps[r.event.room]

@@ -40,6 +40,8 @@ class RoomView:
     replaying: bool = False  # between sending the join and the subject, which ends the room's history replay
     seen: set[str] = field(default_factory=set)  # occupants announced during this join
     jids: dict[str, str] = field(default_factory=dict)  # occupant-id -> real JID, of everyone seen with both
+    # The removals archived: (id named, by whom: ``_remover``), for ``knows_removal``.
+    removals: set[tuple[str, str]] = field(default_factory=set)
 
     @classmethod
     def from_events(cls, room: str, events: Iterable[ev.Event]) -> RoomView:
@@ -54,6 +56,17 @@ class RoomView:
         handler = _APPLY.get(type(event))
         if handler:
             handler(self, event)
+
+    def knows_removal(self, removal: ev.MessageRetracted, post: ev.MessagePosted) -> bool:
+        """Whether the archive holds ``removal`` of ``post`` already: a moderation naming its stanza-id (XEP-0425
+        names the room's id; only the room sends them), or a retraction by its author naming any of its ids
+        (anyone may send one, naming any id)."""
+        who = _remover(removal)
+        if removal.moderated:
+            named = (removal.target_id,)
+        else:
+            named = (i for i in (post.stanza_id, post.message_id, post.origin_id) if i)
+        return any((ident, who) in self.removals for ident in named)
 
     def begin_join(self) -> None:
         self.replaying = True
@@ -107,6 +120,19 @@ def _message(view: RoomView, e: ev.MessagePosted | ev.MessageCorrected | ev.Mess
             view.last_stanza_id = e.stanza_id
 
 
+def _retracted(view: RoomView, e: ev.MessageRetracted) -> None:
+    _message(view, e)
+    view.removals.add((e.target_id, _remover(e)))
+
+
+def _remover(e: ev.MessageRetracted) -> str:
+    """Who removed a message, as far as telling one removal from another needs: the room's moderators are one;
+    an author is known by occupant-id where the room gives one (stable across nicks), else by nick."""
+    if e.moderated:
+        return "moderator"
+    return f"occupant:{e.occupant_id}" if e.occupant_id else f"nick:{e.by_nick}"
+
+
 def _discovered(view: RoomView, e: ev.RoomDiscovered) -> None:
     view.first_join_pending = e.first_join_pending
 
@@ -130,7 +156,7 @@ _APPLY = {
     ev.SubjectChanged: _subject,
     ev.MessagePosted: _message,
     ev.MessageCorrected: _message,
-    ev.MessageRetracted: _message,
+    ev.MessageRetracted: _retracted,
     ev.RoomDestroyed: _destroyed,
     ev.RoomDiscovered: _discovered,
     ev.FirstJoinCompleted: _first_join,

@@ -3,7 +3,9 @@
 Covers XEP-0045 messages and subjects, XEP-0359 ids, XEP-0203 delays on replayed
 history, XEP-0308 corrections, XEP-0424 retractions and XEP-0425 moderation
 (current ``:1`` namespaces and the older fastening-based ``:0`` ones), affiliation
-notices for users not in the room, and XEP-0313 archive results.
+notices for users not in the room, and XEP-0313 archive results, including the
+tombstones servers leave in a room's archive in place of a retracted or moderated
+message.
 """
 
 from __future__ import annotations
@@ -106,6 +108,8 @@ def _translate(stanza, ctx, view, now, archived) -> list[ev.Event]:
     if retraction:
         return [retraction]
     body = child_text(stanza, CLIENT, "body")
+    if body is None and capture != ev.Capture.LIVE and (tombstone := _tombstone_parts(stanza)):
+        return _tombstone(stanza, nick, ctx, view, base, stanza_id, *tombstone)
     subject = child_text(stanza, CLIENT, "subject")
     if body is None:
         if subject is not None:
@@ -205,11 +209,81 @@ def _retraction(stanza, nick, ctx, view, base, stanza_id) -> ev.MessageRetracted
         return ev.MessageRetracted(**base, target_id=target, by_nick=nick, by_jid=by_jid, **common)
     if nick:
         raise MalformedStanza("moderation must come from the room itself")
-    by_nick = by_jid = None
-    if moderated.get("by"):
-        by_room, by_nick = split_jid(moderated.get("by"))
-        if by_room != ctx.room:  # older servers name the moderator's real JID
-            by_nick, by_jid = None, bare(moderated.get("by"))
+    by_nick, by_jid = _moderator(moderated, ctx)
     return ev.MessageRetracted(
         **base, target_id=target, moderated=True, by_nick=by_nick, by_jid=by_jid, reason=reason, **common
     )
+
+
+_RETRACTED = (q(RETRACT, "retracted"), q(RETRACT_0, "retracted"))
+_MODERATED = (q(MODERATE, "moderated"), q(MODERATE_0, "moderated"))
+_REASONS = tuple(q(ns, "reason") for ns in (RETRACT, MODERATE, RETRACT_0, MODERATE_0))
+
+
+def _first(element: Element | None, tags: tuple[str, ...]) -> Element | None:
+    for tag in () if element is None else tags:
+        found = element.find(tag)
+        if found is not None:
+            return found
+    return None
+
+
+def _tombstone_parts(stanza: Element) -> tuple[Element, Element | None] | None:
+    """(``<retracted>``, ``<moderated>`` or None) of a tombstone, in each form servers write: XEP-0424's
+    ``<retracted/>``; XEP-0425's ``<retracted><moderated/></retracted>``; mod_muc_moderation's
+    ``<moderated><retracted/></moderated>``; each in the ``:1`` or the older ``:0`` namespaces."""
+    retracted = _first(stanza, _RETRACTED)
+    if retracted is not None:
+        return retracted, _first(retracted, _MODERATED)
+    moderated = _first(stanza, _MODERATED)
+    retracted = _first(moderated, _RETRACTED)
+    return None if retracted is None else (retracted, moderated)
+
+
+def _tombstone(stanza, nick, ctx, view, base, stanza_id, retracted, moderated) -> list[ev.Event]:
+    """A body-less message the room's archive (or its history, read from the archive) holds in place of one
+    retracted or moderated (XEP-0424 §6, XEP-0425 §5): the post, whose text the archive did not keep, then its
+    removal at the tombstone's stamp by whom it names. The removal is left out when the room's view knows it
+    already (seen live, or read from an earlier tombstone): one moderation, one event, however often read.
+
+    Only read from the archive: a live message claiming to be a tombstone is no post. The removal carries no
+    stanza-id of its own (the tombstone's is the post's), so it is stored once by its content
+    (``archive.codec.idempotency_key``) and never moves the catch-up's anchor (``RoomView``).
+    """
+    if not nick:
+        return []  # the room itself speaking
+    target = stanza_id or stanza.get("id")
+    if not target:
+        raise MalformedStanza("tombstone without an id")
+    occupant = occupant_id(stanza, ctx)
+    capture = base["capture"]
+    jid = _sender_jid(stanza, nick, view, capture, occupant)
+    post = ev.MessagePosted(
+        **base, nick=nick, body="", body_kept=False, stanza_id=stanza_id, message_id=stanza.get("id"),
+        origin_id=origin_id(stanza), jid=jid, occupant_id=occupant,
+    )  # fmt: skip
+    # Without a stamp the removal is dated with the message: not after it happened, and the same on every read.
+    stamp = retracted.get("stamp")
+    when = {**base, "occurred_at": parse_stamp(stamp) if stamp else base["occurred_at"]}
+    reason = next((r.text or "" for element in (retracted, moderated) for r in [_first(element, _REASONS)] if r is not None), None)
+    if moderated is None:
+        removal = ev.MessageRetracted(**when, target_id=target, by_nick=nick, by_jid=jid, reason=reason, occupant_id=occupant)
+    else:
+        by_nick, by_jid = _moderator(moderated, ctx)
+        removal = ev.MessageRetracted(
+            **when, target_id=target, moderated=True, by_nick=by_nick, by_jid=by_jid, reason=reason,
+            occupant_id=occupant_id(moderated, ctx),
+        )  # fmt: skip
+    return [post] if view.knows_removal(removal, post) else [post, removal]
+
+
+def _moderator(moderated: Element, ctx: RoomContext) -> tuple[str | None, str | None]:
+    """(nick, real JID) of the moderator a ``<moderated by=...>`` names: the occupant's JID in the room, or, on
+    older servers, the moderator's real JID."""
+    by = moderated.get("by")
+    if not by:
+        return None, None
+    by_room, by_nick = split_jid(by)
+    if by_room != ctx.room:
+        return None, bare(by)
+    return by_nick, None

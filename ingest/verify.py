@@ -3,6 +3,8 @@
 For each room, every message the room's archive holds for the span is compared,
 stanza-id by stanza-id, with what the archive holds (``catchup.compare``, the
 rule the listener's reconciliation uses too); ``repair`` stores what is missing.
+A tombstone (a message the server retracted or moderated, its text gone) counts
+as a message the room's archive holds, and as archived once its removal is too.
 What cannot be checked is reported as an unverifiable span, with the reason: a
 room without MAM, a room the server no longer has, history older than the
 room's archive reaches back.
@@ -19,7 +21,7 @@ from archive import events as ev
 from archive.store import EventStore
 from archive.times import format_time, utcnow
 
-from .catchup import MESSAGE_EVENTS, archived_ids, compare
+from .catchup import MESSAGE_EVENTS, archived_ids, compare, held_ids, recovered_message, tombstone
 from .client import MAM_NS, OCCUPANT_ID_NS, ROOM_GONE, DiscoError, room_info, session
 from .mam import ArchiveQueryError, archive_pages
 from .roomview import RoomView
@@ -42,7 +44,8 @@ class Span(msgspec.Struct, kw_only=True):
 class RoomReport(msgspec.Struct, kw_only=True):
     room: str
     server: int = 0  # messages the room's archive holds for the span
-    archived: int = 0  # of those, archived (after any repair)
+    tombstones: int = 0  # of those, held by the room's archive only as tombstones (retracted or moderated)
+    archived: int = 0  # of those, archived (after any repair); a tombstone with its removal
     missing: int = 0
     recovered: int = 0  # stored by this run's repair
     missing_ids: list[str] = []  # the first few
@@ -84,13 +87,14 @@ async def _room(client, settings, store, room, since, until, repair) -> RoomRepo
         server = await _server_messages(client, ctx, view, since, until)
     except ArchiveQueryError as e:
         return _unverifiable(report, whole, f"the room's archive could not be read ({e})", events)
-    checked = compare(server, archived_ids(events))
+    checked = compare(server, held_ids(server, archived_ids(events), view))
     if repair and checked.missing:
         stored = await asyncio.to_thread(store.append, [e for sid in checked.missing for e in server[sid][1]])
-        report.recovered = sum(isinstance(r.event, MESSAGE_EVENTS) for r in stored)
+        report.recovered = sum(recovered_message(r.event) for r in stored)
         events = await asyncio.to_thread(_events, store, room, since)
-        checked = compare(server, archived_ids(events))
+        checked = compare(server, held_ids(server, archived_ids(events), RoomView.from_events(room, events)))
     report.server, report.archived, report.missing = checked.server, checked.archived, len(checked.missing)
+    report.tombstones = sum(tombstone(found) is not None for _, found in server.values())
     report.missing_ids = list(checked.missing[:MISSING_LISTED])
     oldest = min((stamp for stamp, _ in server.values()), default=None)
     older = [e for e in events if isinstance(e, MESSAGE_EVENTS) and e.occurred_at < (oldest or until)]

@@ -50,7 +50,10 @@ def post_line(refs: RoomIds, owners: RoomIds, position: int, event: ev.MessagePo
         room_refs[origin_id] = position
     if message_id:
         room_refs[message_id] = position
-    return Line(position, room, event.occurred_at, "message", event.nick, event.jid, event.occupant_id, event.body,
+    body = event.body
+    if not body and not event.body_kept:  # a tombstone's post (``messages.text_of``): asked of empty texts only
+        body = None
+    return Line(position, room, event.occurred_at, "message", event.nick, event.jid, event.occupant_id, body,
                 stanza_id, origin_id, message_id, event.thread, None if capture is _LIVE else capture.value)
 
 

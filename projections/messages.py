@@ -26,7 +26,9 @@ Rules:
   correction by somebody else is a line of its own (``corrects`` set).
 - A retraction (XEP-0424, by the author) or moderation (XEP-0425, by a
   moderator: any message) removes the message; the first removal is kept. A
-  self-retraction by somebody else changes nothing (``removes``).
+  self-retraction by somebody else changes nothing (``removes``). A post read
+  from a tombstone in the room's archive has no text (``body`` None:
+  ``text_of``); its removal follows it.
 - A removal does not take a message that carries the id it names only as a
   client id, unless that message is the author's own (a retraction) or the room
   gave it no stanza-id (a moderation in a room without stanza-ids, which can
@@ -298,10 +300,19 @@ def message_line(position: int, e: ev.MessagePosted | ev.MessageCorrected) -> Li
     # By position (``Line``'s first fields, in its order, which only ever grows at the end): a rebuild makes
     # one for nearly every event, and naming 13 of 32 fields cost 0.37 us a line more (1.00 vs 0.63 us).
     return Line(
-        position, e.room, e.occurred_at, "message", e.nick, e.jid, e.occupant_id, e.body, e.stanza_id,
+        position, e.room, e.occurred_at, "message", e.nick, e.jid, e.occupant_id, text_of(e), e.stanza_id,
         e.origin_id, e.message_id, e.thread if type(e) is _POSTED else None,  # a correction has no thread
         None if capture is _LIVE else capture.value,
     )
+
+
+def text_of(e: ev.MessagePosted | ev.MessageCorrected):
+    """The text a message line shows: None where the archive does not know it (a post read from a tombstone,
+    ``MessagePosted.body_kept``), which every view shows as a removed message's."""
+    body = e.body
+    if not body and type(e) is _POSTED and not e.body_kept:
+        return None
+    return body
 
 
 def correction_line(position: int, event: ev.MessageCorrected, *, awaiting: bool) -> Line:

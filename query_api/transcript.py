@@ -168,6 +168,8 @@ def _text_line(line, zone: ZoneInfo) -> str:
         if line.removed is not None and line.body is None:
             by = f" by {line.removed.by_nick}" if line.removed.by_nick else ""
             return f"[{when}] * a message by {line.nick} was removed{by}{captured(line.removed.capture, ' ({})')}"
+        if line.body is None:  # read from a tombstone, as it was before its removal (``as_at``)
+            return f"[{when}] * a message by {line.nick}, its text not kept by the room's archive{captured(line.capture)}"
         edited = " (edited)" if line.edited else ""
         removed = f" (removed{captured(line.removed.capture, ', {}')})" if line.removed is not None else ""
         return f"[{when}] <{line.nick}> {line.body}{edited}{removed}"

@@ -121,8 +121,10 @@ def run_completeness(args: argparse.Namespace, config) -> int:
 
 
 def describe_room(report: RoomReport) -> list[str]:
+    # Tombstones: messages the server holds only as removed (XEP-0424/0425), archived with their removal.
+    tombstones = f" ({counted(report.tombstones, 'tombstone')})" if report.tombstones else ""
     lines = [
-        f"{report.room}: server {report.server}, archived {report.archived}, missing {report.missing}, "
+        f"{report.room}: server {report.server}{tombstones}, archived {report.archived}, missing {report.missing}, "
         f"recovered {report.recovered}"
     ]
     if report.missing_ids:

@@ -22,13 +22,14 @@ from .test_properties import IDS, events, ids, nicks, rooms, times
 # Posts with every field a line takes from one drawn: the shortcut makes the line itself (``post_line``).
 _maybe_text = st.none() | st.sampled_from(["", "t1"])
 posts = st.builds(
-    lambda t, room, nick, named, ref, ref2, thread, capture, jid, occupant_id: make(
-        ev.MessagePosted, t, room, nick=nick, body="hi", stanza_id=named and (named if named in IDS else f"s-{ref}-{t}"),
+    lambda t, room, nick, named, ref, ref2, thread, capture, jid, occupant_id, kept: make(
+        ev.MessagePosted, t, room, nick=nick, body="hi" if kept else "", body_kept=kept, stanza_id=named and (named if named in IDS else f"s-{ref}-{t}"),
         message_id=ref, origin_id=ref2, thread=thread, capture=capture, jid=jid, occupant_id=occupant_id),
     # a stanza-id of its own, none, or one other posts carry as their ids (a squat)
     times, rooms, nicks, st.sampled_from([None, "own", *IDS]), ids, st.none() | ids, _maybe_text,
     st.sampled_from(ev.Capture), _maybe_text,
     _maybe_text,
+    st.booleans(),  # False: a post read from a tombstone, its text not kept
 )
 log_events = events | posts
 

@@ -10,6 +10,7 @@ from xml.etree import ElementTree as ET
 import msgspec
 
 from archive import events as ev
+from ingest.catchup import compare, held_ids, recovered_message
 from ingest.roomview import RoomView
 from ingest.translate_message import translate_archived, translate_message
 from ingest.xmlutil import RoomContext
@@ -130,3 +131,16 @@ def test_what_is_no_tombstone():
     from_room = result(MODERATED_1)
     from_room.find(".//{jabber:client}message").set("from", ROOM)
     assert translate(from_room) == [], "the room's own messages are no posts"
+
+
+def test_a_tombstone_is_held_once_its_removal_is_and_its_removal_is_no_recovered_message():
+    """The listener saw the message live, then was away while it was moderated, on a server that archives no
+    announcement of it: the message is archived, its removal is not; the tombstone's removal makes it whole."""
+    live = ev.MessagePosted(room=ROOM, occurred_at=POSTED_AT, recorded_at=POSTED_AT, nick="bob", body="rude",
+                            stanza_id="sid-7", message_id="c9")
+    server = {"sid-7": (POSTED_AT, translate(result(MODERATED_0), RoomView.from_events(ROOM, [live])))}
+    [_, owed] = server["sid-7"][1]
+    assert held_ids(server, {"sid-7"}, RoomView.from_events(ROOM, [live])) == set()
+    assert held_ids(server, {"sid-7"}, RoomView.from_events(ROOM, [live, owed])) == {"sid-7"}
+    assert compare(server, set()).missing == ("sid-7",)
+    assert [recovered_message(e) for e in server["sid-7"][1]] == [True, False]

@@ -3,7 +3,8 @@
 Holds are events of the compliance stream (``LegalHoldPlaced``, ``LegalHoldReleased``),
 so who placed and released which hold, and when, is itself archived and chained.
 ``held`` and ``retention_days`` are the rules; ``purge`` applies them, keeping whole what belongs together
-(a message's post, corrections and removals: the message model's rule, which the caller hands in): it records
+(a message's post, corrections and removals: the message model's rule, which the caller hands in), with or
+without holds: a message's events expire together, with the youngest of them. It records
 an ``EventsPurged`` (per room the spans of versions it deletes, each with the chain
 link at its last version, so that ``verify --integrity`` carries the chain across
 the cut) and then deletes the events from the store. The views and the search index
@@ -32,10 +33,12 @@ from .times import format_time, utcnow
 _PEOPLE_FIELDS = ("jid", "by_jid", "actor")
 
 KeptTogether = Callable[[Callable[[], Iterable[Recorded]]], Iterable[Collection[int]]]
-"""The groups (log positions) of a room's events that a hold keeps whole, given a way to read the room's events
-in log order (as often as it needs): ``projections.message_groups``, from ``chat_archive``. Which events make
-one message is the message model's rule, above the archive: a purge that judged each event alone deleted a
-held message's later moderation or correction, and the rebuilt views showed it never removed, uncorrected."""
+"""The groups (log positions) of a room's events that a purge keeps or deletes whole, given a way to read the
+room's events in log order (as often as it needs): ``projections.message_groups``, from ``chat_archive``. Which
+events make one message is the message model's rule, above the archive: a purge that judged each event alone
+deleted a held message's later moderation or correction, and the rebuilt views showed it never removed,
+uncorrected; with no hold, it deleted a message and kept its younger correction, which the rebuild then applied
+to a later message reusing its id."""
 
 
 def retention_days(room: str, settings: RetentionSettings) -> int:
@@ -130,8 +133,8 @@ def holds_of(store: EventStore) -> list[LegalHoldPlaced]:
 
 def purge(store: EventStore, settings: RetentionSettings, *, together: KeptTogether, now: datetime | None = None,
           by: str = "", dry_run: bool = False) -> EventsPurged | None:
-    """Delete every expired event no hold covers, alone or through a group it is kept ``together`` with; the
-    purge record, or None if nothing expired."""
+    """Delete every expired event no hold covers, alone or through a group it is kept ``together`` with, and
+    none of whose group is younger than its room's cutoff; the purge record, or None if nothing expired."""
     now = now or utcnow()
     holds = holds_of(store)
     cutoffs: dict[str, datetime] = {}
@@ -153,7 +156,7 @@ def purge(store: EventStore, settings: RetentionSettings, *, together: KeptToget
         room=COMPLIANCE_STREAM, occurred_at=now, recorded_at=utcnow(), spans=tuple(spans),
         events=sum(len(v) for v in doomed.values()), by=by,
         cutoff_policy=f"default {settings.default_days} days; rooms {dict(settings.rooms) or 'none'}; "
-        f"{len(holds)} active holds, each keeping whole messages; run at {format_time(now)}",
+        f"{len(holds)} active holds; messages kept whole; run at {format_time(now)}",
     )
     if dry_run:
         return record
@@ -167,12 +170,13 @@ def _expired(store: EventStore, room: str, cutoff: datetime, holds: list[LegalHo
              together: KeptTogether) -> list[int]:
     """The versions of ``room`` a purge deletes: those that occurred before ``cutoff`` that no hold covers, and
     whose group (``together``) goes whole: none of its events held, however late (a correction after the hold's
-    end, a moderation by somebody it does not name), and none younger than ``cutoff``. A group split by the
-    cutoff would leave a correction or removal without its message, naming the newest message left with that id
-    (a held one, say) and changing what it shows. Streamed: in memory are the expired versions (as without
-    groups) and the groups' members, not the room's events."""
-    if not holds:
-        return [v for v, _ in store.read_room_versions(room, end=cutoff)]
+    end, a moderation by somebody it does not name), and none younger than ``cutoff``. With no hold as with one:
+    a group split by the cutoff would leave a correction or removal without its message, naming the newest
+    message left with that id (a later one reusing it, a held one) and changing what it shows, with no event
+    saying so. Streamed: in memory are the expired versions and the groups' members, not the room's events; a
+    room with nothing expired is not read (one index probe)."""
+    if next(iter(store.read_room(room, end=cutoff, page_size=1)), None) is None:
+        return []
     group_of = {p: i for i, group in enumerate(together(lambda: store.read_room(room))) for p in group}
     kept: set[int] = set()
     expired: list[int] = []

@@ -28,8 +28,8 @@ LEASE_RETRY = 5.0  # seconds between a scheduled purge's tries while the purge l
 
 
 def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool = False) -> EventsPurged | None:
-    """Delete the expired events no legal hold covers (``archive.retention``; a hold keeps whole the messages of
-    the message model's rule, ``projections.message_groups``), then rebuild the views and
+    """Delete the expired events no legal hold covers (``archive.retention``; messages expire and are held whole,
+    by the message model's rule, ``projections.message_groups``), then rebuild the views and
     the search index from what remains, so that nothing purged can be read or found anywhere: after this
     purge's deletions, or an earlier purge's whose rebuild did not finish (``pending_purge``). One purge at a
     time on a store (its ``purge`` lease; ``LeaseHeld`` naming the other): a rebuild that read the log while

@@ -1,9 +1,11 @@
 """Which events of a room stand or fall together: a message's post and every correction and retraction that
 means it, by the message model's rule (``projections.messages``), whether the model applied it or refused it.
 
-A legal hold that covers one of them keeps them all (``archive.retention.purge``, handed this rule by
-``chat_archive``): a held message's later correction or moderation says what readers were shown and who removed
-it, and a held correction or removal says what it changed only beside its message. Kept whole, each of these
+A legal hold that covers one of them keeps them all, and one not yet expired keeps them all too
+(``archive.retention.purge``, handed this rule by ``chat_archive``): a held message's later correction or
+moderation says what readers were shown and who removed it, and a held correction or removal says what it changed
+only beside its message; a correction kept without its expired message would await the next message reusing its
+id, and the rebuilt views would show that one corrected. Kept whole, each of these
 messages folds as it did before, whatever the purge deletes around it: every line a correction or retraction of
 the group found or settled is in the group, so no other line can take its place (a refused one included: with
 its message deleted, it would mean an older message with that id, or await the next). Other events (joins,

@@ -77,6 +77,52 @@ def test_a_purge_keeps_the_moderation_and_correction_of_a_held_message_that_came
     assert verify_integrity(store).ok
 
 
+def test_a_purge_without_holds_keeps_a_message_whole_while_any_of_its_events_is_younger_than_the_cutoff(setup):
+    """No hold in force: a purge deleted a bot's message and kept its correction two days younger; rebuilt, the
+    views applied the correction to the next message reusing its id (clients reuse ids), which then read "old
+    msg corrected", edited; an author's retraction of a reused origin-id removed the later message likewise.
+    Every view changed with no event saying so. A message's events expire together, with the youngest."""
+    from datetime import timedelta
+
+    from archive import events as ev
+    from archive.times import utcnow
+    from chat_archive.bootstrap import rebuild_projections
+    from tests.factories import make
+
+    config, store, client, compliance, _ = setup
+    bots, bot, ann = "bots@conference.localhost", "bot@localhost/x", "ann@localhost/pc"
+    now = utcnow()
+
+    def ago(days):
+        return {"room": bots, "occurred_at": now - timedelta(days=days)}
+
+    store.append([
+        message(0, "gone for good", "bot", "b0", jid=bot, message_id="0", **ago(40)),  # its group all expired: deleted
+        make(ev.MessageCorrected, nick="bot", jid=bot, replaces_id="0", body="gone, corrected", **ago(39)),
+        message(0, "old msg", "bot", "b1", jid=bot, message_id="1", **ago(31)),  # expired: kept for its correction
+        make(ev.MessageCorrected, nick="bot", jid=bot, replaces_id="1", body="old msg corrected", **ago(29)),
+        message(0, "new msg", "bot", "b2", jid=bot, message_id="1", **ago(6)),  # reuses the id
+        message(0, "ann's slip", "ann", "a1", jid=ann, origin_id="o2", **ago(31)),
+        make(ev.MessageRetracted, target_id="o2", by_nick="ann", by_jid=ann, **ago(29)),
+        message(0, "ann again", "ann", "a2", jid=ann, origin_id="o2", **ago(6)),  # reuses the origin-id
+    ])  # fmt: skip
+    rebuild_projections(config, store, ["transcripts"], progress=False)
+
+    def transcript():
+        answer = client.get(f"/api/v1/rooms/{bots}/transcript?from=2024-01-01", headers=compliance)
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        return [line for line in answer.json["lines"] if line["kind"] == "message"]
+
+    before = transcript()
+    assert [line["body"] for line in before] == ["gone, corrected", "old msg corrected", "ann's slip", "new msg",
+                                                 "ann again"]
+    record = purge_expired(config, store, by="test")
+    assert transcript() == before[1:]  # each kept message as it was: "new msg" uncorrected, "ann again" not removed
+    assert sum(s.last - s.first + 1 for s in record.spans if s.stream == bots) == 2  # the first message, its correction
+    report = verify_integrity(store)
+    assert report.ok, [str(s.broken) for s in report.streams if s.broken]
+
+
 def test_holds_need_the_compliance_role_and_valid_input(setup):
     config, store, client, compliance, _ = setup
     assert client.post("/api/v1/holds?case=x").status_code == 401

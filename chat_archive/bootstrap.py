@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import getpass
 import logging
 import socket
 import threading
@@ -11,7 +10,6 @@ from collections.abc import Callable
 from contextlib import ExitStack
 
 from archive.application import StoreLocation, open_event_store
-from archive.audit import record_read
 from archive.errors import ChatArchiveError, ConfigError, StoreError, StoreUnavailable
 from archive.health import Backoff, Health
 from archive.integrity import Checkpoints
@@ -54,12 +52,6 @@ def archive_must_exist(config: Config) -> None:
     if location.kind == "sqlite" and not location.path.exists():
         raise ChatArchiveError(f"no archive at {location.path}: run where its chat-archive.toml is (its data/), or "
                                "give --config FILE or CHAT_ARCHIVE_STORE_URL")
-
-
-def audit_cli_read(store: EventStore, command: str, **what) -> None:
-    """Record a read of archived content made from the command line (``archive.audit``): who is the
-    operating-system user running it, with the store's own access (role ``operator``)."""
-    record_read(store, via="cli", endpoint=command, role="operator", user=getpass.getuser(), **what)
 
 
 def start_checkpoints(config: Config, store: EventStore, stop: threading.Event, health: Health | None = None) -> Periodic:

@@ -13,7 +13,8 @@ from archive.times import format_time, parse_time
 from query_api.escaping import plain_line
 
 from . import counted
-from ..bootstrap import audit_cli_read, open_store
+from ..bootstrap import open_store
+from ..cli_audit import audited_cli_read
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,33 +35,35 @@ def print_audit(args: argparse.Namespace, config) -> int:
     if since and until and until <= since:
         raise InvalidQueryError("--until must be later than --since")
     out = sys.stdout
-    count = 0
     with open_store(config) as store:
         trails = store.audit_trails()
         if args.trail != AUDIT_STREAM and args.trail not in trails:
             raise InvalidQueryError(f"--trail: this store keeps no trail {args.trail!r}; its copied trails: "
                                     + (", ".join(t for t in trails if t != AUDIT_STREAM) or "none"))
-        for count, recorded in enumerate(read_audit(store, who=args.who, since=since, until=until,
-                                                    trail=args.trail), 1):
-            r = recorded.event
-            if args.json:
-                out.write(f'{{"seq":{recorded.position},"record":{to_json(r).decode()}}}\n')
-                continue
-            who = " ".join(p for p in (r.role, r.token_id and f"token {r.token_id}", r.user and f"user {r.user}") if p)
-            what = r.endpoint + (f" rooms={','.join(r.rooms)}" if r.rooms else "") + (f" q={r.query!r}" if r.query else "")
-            span = (f" {format_time(r.range_from) if r.range_from else '…'}..{format_time(r.range_to) if r.range_to else '…'}"
-                    if r.range_from or r.range_to else "")
-            result = f" -> {counted(r.results, 'result')}" if r.results is not None else ""
-            status = f" [{r.status}]" if r.status and r.status >= 400 else ""
-            # Paths, rooms and users are what callers sent: shown escaped, never as the terminal's own sequences.
-            out.write(plain_line(f"{format_time(r.occurred_at)}  {r.via:<3}  {who or 'anonymous'}  {what}{span}{result}{status}") + "\n")
-        if not count and not args.json:
-            out.write("no audit records match\n")
-        out.flush()
-        audit_cli_read(store, trail_endpoint("audit", args.trail),
-                       query=args.who, range_from=since, range_to=until, results=count)
+        with audited_cli_read(store, trail_endpoint("audit", args.trail), query=args.who, range_from=since,
+                              range_to=until) as tally:
+            for recorded in read_audit(store, who=args.who, since=since, until=until, trail=args.trail):
+                tally.results += 1
+                out.write(_shown(recorded, as_json=args.json))
+            if not tally.results and not args.json:
+                out.write("no audit records match\n")
+            out.flush()
         for trail in trails if args.trail == AUDIT_STREAM else ():
             if trail != AUDIT_STREAM:
                 print(f"chat-archive audit: the reads made on the store this one was migrated or restored from are "
                       f"in its trail {trail}: --trail {trail}", file=sys.stderr)
     return 0
+
+
+def _shown(recorded, *, as_json: bool) -> str:
+    r = recorded.event
+    if as_json:
+        return f'{{"seq":{recorded.position},"record":{to_json(r).decode()}}}\n'
+    who = " ".join(p for p in (r.role, r.token_id and f"token {r.token_id}", r.user and f"user {r.user}") if p)
+    what = r.endpoint + (f" rooms={','.join(r.rooms)}" if r.rooms else "") + (f" q={r.query!r}" if r.query else "")
+    span = (f" {format_time(r.range_from) if r.range_from else '…'}..{format_time(r.range_to) if r.range_to else '…'}"
+            if r.range_from or r.range_to else "")
+    result = f" -> {counted(r.results, 'result')}" if r.results is not None else ""
+    status = f" [{r.status}]" if r.status and r.status >= 400 else ""
+    # Paths, rooms and users are what callers sent: shown escaped, never as the terminal's own sequences.
+    return plain_line(f"{format_time(r.occurred_at)}  {r.via:<3}  {who or 'anonymous'}  {what}{span}{result}{status}") + "\n"

@@ -10,7 +10,8 @@ from archive.errors import InvalidQueryError
 from archive.room_names import RoomNames
 from archive.times import parse_time
 
-from ..bootstrap import audit_cli_read, open_store
+from ..bootstrap import open_store
+from ..cli_audit import ReadTally, audited_cli_read
 from ..process import whole_number
 
 
@@ -41,8 +42,8 @@ def print_room_events(args: argparse.Namespace, config) -> int:
     start, end = time_range(args)
     with open_store(config) as store:
         room = RoomNames(store.rooms()).one(args.room)
-        count = _write(store.read_room(room, start=start, end=end))
-        audit_cli_read(store, "events", rooms=(room,), range_from=start, range_to=end, results=count)
+        with audited_cli_read(store, "events", rooms=(room,), range_from=start, range_to=end) as tally:
+            _write(store.read_room(room, start=start, end=end), tally)
     return 0
 
 
@@ -51,15 +52,14 @@ def print_log(args: argparse.Namespace, config) -> int:
         records = store.read_log(args.after)
         if args.limit is not None:
             records = (r for i, r in zip(range(args.limit), records))
-        count = _write(records)
-        audit_cli_read(store, "log", results=count)
+        with audited_cli_read(store, "log") as tally:
+            _write(records, tally)
     return 0
 
 
-def _write(records) -> int:
+def _write(records, tally: ReadTally) -> None:
     out = sys.stdout.buffer
-    count = 0
-    for count, record in enumerate(records, 1):
+    for record in records:
+        tally.results += 1
         out.write(b'{"position":%d,"event":%s}\n' % (record.position, to_json(record.event)))
     out.flush()
-    return count

@@ -18,7 +18,8 @@ from query_api.exports.bundle import FORMATS, ExportRequest, write_bundle
 from query_api.exports.manifest import verify_bundle
 
 from . import counted
-from ..bootstrap import audit_cli_read, open_store, open_search_index, open_views
+from ..bootstrap import open_store, open_search_index, open_views
+from ..cli_audit import audited_cli_read
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,18 +61,24 @@ def run_export(args: argparse.Namespace, config) -> int:
             end=parse_time(args.end) if args.end else None,
             query=args.query,
         )
-        try:
-            with open(partial, "wb") as out:
-                search = open_search_index(config) if request.query is not None else None
-                manifest, digest = write_bundle(out, request, store, views, search, _progress)
-            os.replace(partial, output)
-        except OSError as e:  # a missing directory, a directory, a full disk
-            raise ChatArchiveError(f"cannot write {output}: {e.strerror}") from e
-        finally:
-            partial.unlink(missing_ok=True)
-        # The rooms as archived (a name in another case reads the room it names); none asked: every room.
-        audit_cli_read(store, f"export {args.format}", rooms=tuple(manifest.rooms) if request.rooms else (), query=request.query,
-                       range_from=request.start, range_to=request.end, results=manifest.counts["events"])
+        # The rooms as archived (a name in another case reads the room it names, once); none asked: every room.
+        with audited_cli_read(store, f"export {args.format}", rooms=tuple(dict.fromkeys(request.rooms)),
+                              query=request.query, range_from=request.start, range_to=request.end) as tally:
+
+            def progress(done: int, total: int, events: int) -> None:
+                tally.results = events  # an export stopped part way read this much
+                _progress(done, total, events)
+
+            try:
+                with open(partial, "wb") as out:
+                    search = open_search_index(config) if request.query is not None else None
+                    manifest, digest = write_bundle(out, request, store, views, search, progress)
+                os.replace(partial, output)
+            except OSError as e:  # a missing directory, a directory, a full disk
+                raise ChatArchiveError(f"cannot write {output}: {e.strerror}") from e
+            finally:
+                partial.unlink(missing_ok=True)
+            tally.results = manifest.counts["events"]
     counts = manifest.counts
     print(f"wrote {output}: {counted(counts['events'], 'event')} ({counted(counts['messages'], 'message')}) from "
           f"{counted(counts['rooms'], 'room')} in {counted(counts['files'], 'file')}; manifest SHA-256 {digest}")

@@ -18,7 +18,8 @@ from projections.rebuild import ProgressBar
 from query_api.server_tables import copy_server_tables
 
 from . import counted
-from ..bootstrap import audit_cli_read, open_store, rebuild_projections
+from ..bootstrap import open_store, rebuild_projections
+from ..cli_audit import audited_cli_read
 from ..log_file import audit_line, backup_line, trailer
 from ..migration import check, copy_log, progress_file
 
@@ -86,13 +87,14 @@ def run_export_log(args: argparse.Namespace, config) -> int:
     try:  # opening and closing the file too (a missing directory, a full disk at the last flush)
         output = sys.stdout.buffer if args.file == "-" else open(args.file, "wb")
         try:
-            digest, count = hashlib.sha256(), 0
-            with open_store(config) as store, gzip.GzipFile(fileobj=output, mode="wb", compresslevel=6) as out:
+            digest = hashlib.sha256()
+            with (open_store(config) as store, gzip.GzipFile(fileobj=output, mode="wb", compresslevel=6) as out,
+                  audited_cli_read(store, "export-log") as events):
                 for version, record in store.read_log_versions(0, page_size=5000):
                     line = backup_line(version, record)
                     digest.update(line)
+                    events.results += 1
                     out.write(line)
-                    count += 1
                 heads = [head for head in store.chain_heads() if not is_audit_trail(head.stream)]
                 records = 0
                 for trail in store.audit_trails():
@@ -103,14 +105,13 @@ def run_export_log(args: argparse.Namespace, config) -> int:
                         records += 1
                     # The trail's head at the last record written: records appended since are not in the file.
                     heads.append(ChainHead(trail, record.position, store.audit_link(trail, record.position).hex(), 1))
-                out.write(trailer(digest.hexdigest(), count + records, sorted(heads, key=lambda h: h.stream),
+                out.write(trailer(digest.hexdigest(), events.results + records, sorted(heads, key=lambda h: h.stream),
                                   store.copied_checkpoints()))
-                audit_cli_read(store, "export-log", results=count)
         finally:
             if output is not sys.stdout.buffer:
                 output.close()
     except OSError as e:
         raise StoreError(f"cannot write {args.file}: {e.strerror}") from e
-    print(f"exported {counted(count, 'event', grouped=True)} and {counted(records, 'audit record', grouped=True)} to "
+    print(f"exported {counted(events.results, 'event', grouped=True)} and {counted(records, 'audit record', grouped=True)} to "
           f"{args.file}", file=sys.stderr)
     return 0

@@ -17,7 +17,8 @@ from projections.search import Scope, SearchResults, Sort
 from query_api.escaping import plain_line
 
 from . import counted
-from ..bootstrap import archive_must_exist, audit_cli_read, open_search_index, open_store
+from ..bootstrap import archive_must_exist, open_search_index, open_store
+from ..cli_audit import audit_cli_read
 from ..process import whole_number
 
 _MARK = re.compile(r"</?mark>")

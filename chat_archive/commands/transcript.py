@@ -10,7 +10,8 @@ import msgspec
 from archive.room_names import RoomNames
 from query_api.transcript import text_line
 
-from ..bootstrap import audit_cli_read, open_store, open_views
+from ..bootstrap import open_store, open_views
+from ..cli_audit import audited_cli_read
 from .events import time_range
 
 PAGE = 1000
@@ -36,17 +37,17 @@ def print_transcript(args: argparse.Namespace, config) -> int:
     with open_store(config) as store, open_views(config, store) as views:
         room = RoomNames(store.rooms()).one(args.room)
         out = sys.stdout.buffer
-        count, cursor = 0, None
-        while True:  # the view's pages, in transcript order: constant memory however long the room
-            page = views.transcripts.page(
-                room, start=start, end=end, cursor=cursor, limit=PAGE, include_originals=args.originals
-            )
-            for line in page.lines:
-                out.write(msgspec.json.encode(line) + b"\n" if args.json else text_line(line).encode() + b"\n")
-            count += len(page.lines)
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
-        out.flush()
-        audit_cli_read(store, "transcript", rooms=(room,), range_from=start, range_to=end, results=count)
+        cursor = None
+        with audited_cli_read(store, "transcript", rooms=(room,), range_from=start, range_to=end) as tally:
+            while True:  # the view's pages, in transcript order: constant memory however long the room
+                page = views.transcripts.page(
+                    room, start=start, end=end, cursor=cursor, limit=PAGE, include_originals=args.originals
+                )
+                for line in page.lines:
+                    tally.results += 1
+                    out.write(msgspec.json.encode(line) + b"\n" if args.json else text_line(line).encode() + b"\n")
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+            out.flush()
     return 0

@@ -20,7 +20,8 @@ from archive.times import format_time, parse_time
 from ingest.verify import RoomReport, verify
 
 from . import counted
-from ..bootstrap import audit_cli_read, open_store
+from ..bootstrap import open_store
+from ..cli_audit import audit_cli_read
 from ..demo_guide import running_server
 
 

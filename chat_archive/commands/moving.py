@@ -88,8 +88,9 @@ def run_export_log(args: argparse.Namespace, config) -> int:
         output = sys.stdout.buffer if args.file == "-" else open(args.file, "wb")
         try:
             digest = hashlib.sha256()
-            with (open_store(config) as store, gzip.GzipFile(fileobj=output, mode="wb", compresslevel=6) as out,
-                  audited_cli_read(store, "export-log") as events):
+            # Recorded around the whole file's writing, its header's and last flush's too.
+            with (open_store(config) as store, audited_cli_read(store, "export-log") as events,
+                  gzip.GzipFile(fileobj=output, mode="wb", compresslevel=6) as out):
                 for version, record in store.read_log_versions(0, page_size=5000):
                     line = backup_line(version, record)
                     digest.update(line)

@@ -42,13 +42,13 @@ def filled(event_store, store_url, tmp_path):
 
 
 def started(command: str, env: dict, cwd: Path) -> subprocess.Popen:
-    """The command running, its answer begun: a first byte of it read."""
+    """The command running, its answer begun: its first 4 KiB read (beyond `export-log`'s gzip header)."""
     if command == "transcript":
         built = subprocess.run([*CLI, "project", "--once"], env=env, cwd=cwd, capture_output=True, timeout=120)
         assert built.returncode == 0, built.stderr
     process = subprocess.Popen([*CLI, *COMMANDS[command]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                cwd=cwd)
-    assert process.stdout.read(1), process.stderr.read()
+    assert len(process.stdout.read(4096)) == 4096, process.stderr.read()
     return process
 
 

@@ -128,4 +128,33 @@ CORPUS = [
             body=b"token=x", expected={403}),
     Hostile("sign-out with an Origin that is no URL", "POST", "/signout", headers={"Origin": "http://[::1"}, expected={403}),
     Hostile("search by POST", "POST", "/api/v1/search?q=x", expected={405}),
+    # JSON nested deeper than the parser's stack: its RecursionError escaped get_json(silent=True), a 500.
+    Hostile("ticket request nested 2,000 deep", "POST", "/widget/tickets", "site",
+            headers={"Content-Type": "application/json", "X-Chat-Archive-User": "carol"}, body=b"[" * 2000),
+    Hostile("ticket request, objects nested 7,000 deep", "POST", "/widget/tickets", "site",
+            headers={"Content-Type": "application/json", "X-Chat-Archive-User": "carol"}, body=b'{"room":' * 7_000),
 ]  # fmt: skip
+
+
+def nul_in(parameter: str, path: str, caller: str | None = "compliance", where: str = "") -> Hostile:
+    """A text parameter holding a NUL: PostgreSQL's text refuses one (a driver error, answered 503 as if the store
+    were down, where SQLite found nothing); a 400 naming the parameter on both stores."""
+    return Hostile(f"NUL in {parameter}{where}", "GET", path, caller)
+
+
+_RANGE = "from=2024-05-01&to=2024-05-02"
+NUL_CORPUS = [
+    nul_in("nick", f"/api/v1/rooms/{LOBBY}/presence?{_RANGE}&nick=alice%00"),
+    nul_in("jid", f"/api/v1/rooms/{LOBBY}/presence?{_RANGE}&jid=alice%00@localhost"),
+    nul_in("around", f"/api/v1/rooms/{LOBBY}/transcript?around=m1-lobby%00"),
+    nul_in("around", f"/rooms/{PUBLIC}?around=m1-public%00", None, ", room page"),
+    nul_in("tz", f"/api/v1/rooms/{LOBBY}/transcript?tz=UTC%00"),
+    nul_in("format", f"/api/v1/rooms/{LOBBY}/transcript?format=json%00"),
+    nul_in("who", "/api/v1/audit?who=carol%00"),
+    nul_in("trail", "/api/v1/audit?trail=chat-archive:audit%00"),
+    nul_in("q", "/api/v1/search?q=hello%00"),
+    nul_in("q", "/api/v1/export?q=hello%00", where=", export"),
+    nul_in("room", "/api/v1/export?room=lobby%00@conference.localhost", where=", export"),
+    nul_in("cursor", "/api/v1/rooms?cursor=a%00", where=", rooms"),
+]
+CORPUS += NUL_CORPUS

@@ -228,3 +228,46 @@ def test_closing_the_export_jobs_ends_a_running_job_before_its_store_is_closed(t
     assert status.state == "failed" and "stopped" in status.error
     with pytest.raises(ChatArchiveError, match="stopping"):
         exports.start(ExportRequest(format="jsonl"), "owner", None, None, None)
+
+
+def test_export_jobs_past_the_limit_are_a_429_counted_across_processes(archive, views, search_index, token_store,
+                                                                       seeded_url, tokens, tmp_path):
+    """Every POST started a job (a thread reading whole rooms), with no bound per token or process. The jobs
+    running are counted from the shared directory's status files: those of another worker or host count too,
+    one whose process on this host died does not."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import msgspec
+
+    from query_api import create_app
+    from query_api.exports.jobs import JobStatus
+
+    from .conftest import auth, make_config
+
+    def running(job_id: str, host: str, pid: int) -> None:
+        (tmp_path / f"{job_id}.json").write_bytes(msgspec.json.encode(JobStatus(
+            id=job_id, owner=None, state="running", created_at="2024-05-01T00:00:00Z", request={}, host=host, pid=pid)))
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    running("a" * 22, "another-host", 1)  # another host's: cannot be checked from here, so it counts
+    running("b" * 22, socket.gethostname(), os.getpid())  # another worker's, alive
+    running("c" * 22, socket.gethostname(), gone.pid)  # its process died: not running
+    config = make_config(seeded_url, export_dir=str(tmp_path), max_running_exports=2)
+    app = create_app(config, store=archive, views=views, search=search_index, tokens=token_store)
+    client = app.test_client()
+    try:
+        refused = client.post(f"/api/v1/exports?format=jsonl&room={LOBBY}", headers=auth(tokens["compliance"]))
+        assert refused.status_code == 429 and refused.headers["Retry-After"] == "30"
+        assert refused.json["error"]["code"] == "too_many_exports"
+        assert "max_running_exports" in refused.json["error"]["message"]
+        assert len(list(tmp_path.glob("*.json"))) == 3  # no job of the refused request
+        running("b" * 22, socket.gethostname(), gone.pid)  # the other worker's job ended with its process
+        started = client.post(f"/api/v1/exports?format=jsonl&room={LOBBY}", headers=auth(tokens["compliance"]))
+        assert started.status_code == 202, started.get_data(as_text=True)
+        assert wait_done(client, f"/api/v1/exports/{started.json['id']}", auth(tokens["compliance"])).json["state"] == "done"
+    finally:
+        app.extensions[EXTENSION].exports.close()

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from .conftest import archive_url
-from .hostile_corpus import CORPUS, Hostile
+from .hostile_corpus import CORPUS, NUL_CORPUS, Hostile
 from .serving import start_serve
 
 
@@ -58,10 +58,10 @@ def test_an_empty_q_finds_everything_in_scope_as_the_readme_says(served):
     assert served.request("GET", "/api/v1/search", token="site", user="carol")[0] == 400
 
 
-@pytest.mark.parametrize("q", ["%00", "!!!", "%E2%9C%85", "-%2B%2B"], ids=["NUL", "punctuation", "emoji", "not ++"])
+@pytest.mark.parametrize("q", ["%01", "!!!", "%E2%9C%85", "-%2B%2B"], ids=["control", "punctuation", "emoji", "not ++"])
 def test_a_q_with_no_word_to_search_for_is_a_400_not_everything(served, q):
-    """Only an empty q means everything: a q whose text analyses to no word (NUL, punctuation, symbols) found
-    every message in scope, as if the search had matched."""
+    """Only an empty q means everything: a q whose text analyses to no word (a control character, punctuation,
+    symbols) found every message in scope, as if the search had matched. (A NUL is refused before: NUL_CORPUS.)"""
     status, _, body = served.request("GET", f"/api/v1/search?q={q}", token="site", user="carol")
     assert status == 400 and "no word to search for" in json.loads(body)["error"]["message"], body
 
@@ -134,6 +134,15 @@ def test_the_corpus_of_hostile_requests_gets_4xx_answers(served, hostile: Hostil
     if status >= 400 and headers.get_content_type() == "application/json":
         assert set(json.loads(body)["error"]) >= {"code", "message"}
     assert served.process.poll() is None
+
+
+@pytest.mark.parametrize("hostile", [h for h in NUL_CORPUS if h.path.startswith("/api/")],
+                         ids=[h.name for h in NUL_CORPUS if h.path.startswith("/api/")])
+def test_a_nul_in_a_text_parameter_is_a_400_naming_it_on_both_stores(served, hostile: Hostile):
+    parameter = hostile.name.removeprefix("NUL in ").split(",")[0]
+    status, _, body = served.request(hostile.method, hostile.path, token=hostile.caller)
+    assert status == 400, body[:300]
+    assert json.loads(body)["error"] == {"code": "invalid_parameter", "message": f"{parameter}: holds a NUL character"}
 
 
 def test_after_the_corpus_the_server_is_healthy_and_logged_no_crash(served):

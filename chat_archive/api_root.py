@@ -43,7 +43,7 @@ def build_api(
     """
     views = views if views is not None else open_views(config, store)
     search = search if search is not None else open_search_index(config)
-    exports = ExportJobs(config.api.export_dir, config.api.export_keep_days)
+    exports = ExportJobs(config.api.export_dir, config.api.export_keep_days, config.api.max_running_exports)
     app = create_app(
         config, store=store, views=views, search=search, tokens=open_tokens(config), exports=exports, stopping=stop,
         health=health, processes=processes,
@@ -83,6 +83,8 @@ def serve_api_workers(config: Config, workers: int, *, host=None, port=None, on_
         workers=workers,
         threads=config.api.threads,
         on_ready=on_ready,
+        client_seconds=config.api.stalled_client_seconds,
+        connection_limit=config.api.connection_limit,
     )
 
 
@@ -131,4 +133,5 @@ def start_api(
         threads=config.api.threads,
         stop=stop,
         stalled_seconds=config.api.stalled_client_seconds,
+        connection_limit=config.api.connection_limit,
     )

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Protocol
@@ -27,6 +24,7 @@ from .errors import ApiError, unauthorized
 from .escaping import log_safe
 from .roles import ROLE_CAPABILITIES, Capability, Role
 from .settings import ApiSettings
+from .site_call import SiteCall
 from .tokens import TokenInfo, TokenStore, grant_glob
 
 log = logging.getLogger(__name__)
@@ -89,10 +87,10 @@ class PermissionCallback:
     ``GET url?user=U&room=R1&room=R2...`` answered with ``{"allowed": [the rooms
     asked that U may see]}`` (a single room asked may also be answered
     ``{"allowed": true|false}``). The calls are given up at ``timeout`` seconds
-    (the request thread is freed then, whatever the site does). Answers are
-    cached per user and room for ``cache_seconds``; an error, a timeout or any
-    other answer means "not allowed" and is not cached, so the next request
-    asks again.
+    (the request thread and the calls' threads are freed then, whatever the site
+    does). Answers are cached per user and room for ``cache_seconds``; an error,
+    a timeout or any other answer means "not allowed" and is not cached, so the
+    next request asks again.
     """
 
     def __init__(self, url: str, *, token: str = "", timeout: float = 2.0, cache_seconds: float = 30.0):
@@ -118,23 +116,26 @@ class PermissionCallback:
 
     def _ask_within_deadline(self, user: str, rooms: list[str]) -> dict[str, bool]:
         """The answers the calls about ``rooms`` gave within the deadline (a room no call answered: none)."""
+        calls = [(batch, SiteCall()) for batch in ask_batches(user, rooms)]
         try:
-            futures = [self._pool.submit(self._ask, user, batch) for batch in ask_batches(user, rooms)]
+            futures = {self._pool.submit(self._ask, user, batch, call): call for batch, call in calls}
         except RuntimeError:  # shut down
             return {}
-        answers: dict[str, bool] = {}
-        deadline = time.monotonic() + self.timeout
         with busy.waiting():  # on another host: the request's turn serves others meanwhile
-            for future in futures:
-                try:
-                    answers.update(future.result(timeout=max(0.0, deadline - time.monotonic())) or {})
-                except FutureTimeout:
-                    log.warning("permission callback gave no answer within %.1f s (%d rooms): denied",
-                                self.timeout, len(rooms))
-                    break
+            done, given_up = wait(futures, timeout=self.timeout)
+        if given_up:
+            log.warning("permission callback gave no answer within %.1f s (%d rooms): denied", self.timeout, len(rooms))
+        for future in given_up:
+            # Neither waiting for a thread nor holding one: a slow site's calls, left to go on, held the pool's
+            # threads and kept every later call waiting behind them (denied) after the site had recovered.
+            if not future.cancel():
+                futures[future].abandon()
+        answers: dict[str, bool] = {}
+        for future in done:
+            answers.update(future.result() or {})
         return answers
 
-    def _ask(self, user: str, rooms: list[str]) -> dict[str, bool] | None:
+    def _ask(self, user: str, rooms: list[str], call: SiteCall) -> dict[str, bool] | None:
         separator = "&" if urllib.parse.urlparse(self.url).query else "?"
         try:
             # A room from a JSON body (a ticket request) may hold a lone surrogate, which no URL can carry:
@@ -143,10 +144,15 @@ class PermissionCallback:
             request = urllib.request.Request(self.url + separator + query, headers={"Accept": "application/json"})
             if self.token:
                 request.add_header("Authorization", f"Bearer {self.token}")
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with call.open(request, self.timeout) as response:
                 answer = json.loads(response.read(MAX_ANSWER_BYTES))
-        except (OSError, ValueError) as e:  # URLError, HTTPError, timeouts, bad JSON
-            log.warning("permission callback failed for user %s (%d rooms): %s", log_safe(user), len(rooms), log_safe(e))
+        except Exception as e:
+            # Whatever the site did (refused, timed out, broke off its answer, sent a status line or JSON no parser
+            # takes: http.client's errors are not OSErrors, a JSON nested too deep is a RecursionError), the
+            # rooms are denied: an error escaping here was re-raised in the request, a 500 for every site user.
+            if not call.abandoned:
+                log.warning("permission callback failed for user %s (%d rooms): %s", log_safe(user), len(rooms),
+                            log_safe(f"{type(e).__name__}: {e}"))
             return None
         decided = self.decide(answer, rooms)
         if decided is None:

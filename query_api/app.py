@@ -86,7 +86,7 @@ def create_app(
         search=search,
         signer=signer,
         sessions=open_ended_sessions(config.store.url, cache_seconds=settings.token_cache_seconds),
-        exports=exports if exports is not None else ExportJobs(settings.export_dir, settings.export_keep_days),
+        exports=exports if exports is not None else ExportJobs(settings.export_dir, settings.export_keep_days, settings.max_running_exports),
         stopping=stopping or threading.Event(),
         health=health,
     )

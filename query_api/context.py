@@ -136,11 +136,8 @@ def limited_stream(who: Caller, response: Response) -> Response:
     context, key = api(), client_key(who, request.remote_addr)
     context.streams.acquire(key)
     response.call_on_close(lambda: context.streams.release(key))
-    connection = request.environ.get("gunicorn.socket")
-    if connection is not None:
-        # Under gunicorn (serve --workers) a send to a client that reads nothing blocks its thread
-        # for ever; waitress' loop cuts such clients off itself (query_api.server).
-        connection.settimeout(context.settings.stalled_client_seconds)
+    # A client that reads nothing is cut off by the server, waitress' loop or gunicorn's socket timeout
+    # (query_api.server, query_api.workers).
     return response
 
 

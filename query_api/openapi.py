@@ -57,7 +57,8 @@ def errors(*statuses: int) -> dict:
         413: "the request body is larger than 64 KiB (refused before it is read)",
         415: "a body of a kind this endpoint does not take: JSON where it reads query or form parameters, anything "
              "but JSON for a widget ticket",
-        429: "this client already has `[api] streams_per_client` streams open",
+        429: "too many at once: this client already has `[api] streams_per_client` streams open (a stream), or "
+             "`[api] max_running_exports` export jobs are running (an export job)",
         503: "the archive, its views or its index cannot be read right now, a search ran past `[api] search_timeout`, "
              "or too many streams are open",
     }
@@ -179,7 +180,7 @@ def document() -> dict:
              query("q", {"type": "string"}, "only the messages this search finds, with their edits and removals")],
             {"202": {"description": "the job's status: `id`, `state`, progress (`rooms_done` of `rooms_total`, `events`)",
                      "content": {"application/json": {"schema": OBJECT}}}},
-            statuses=(400, 401, 403, 404, 415))},
+            statuses=(400, 401, 403, 404, 415, 429))},
         "/api/v1/exports/{job_id}": {"get": operation(
             "An export job's status and progress", "compliance (the token that started it)",
             [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],

@@ -62,6 +62,18 @@ def _plus_hint(value: str) -> str:
     return " (a '+' in a URL's query string reads as a space: write it as %2B, or give the time in UTC with Z)" if " " in value else ""
 
 
+def checked_text(name: str, value: str, max_length: int) -> str:
+    """A request's text value (a parameter, a field) if it is at most ``max_length`` characters and holds no NUL,
+    else a 400 naming it. No archived name or text holds a NUL (XML cannot carry one), and PostgreSQL's text
+    refuses it: a nick=%00 was a driver error there, answered 503 "temporarily unavailable", where SQLite found
+    nothing."""
+    if len(value) > max_length:
+        raise bad_parameter(name, f"longer than {max_length} characters")
+    if "\x00" in value:
+        raise bad_parameter(name, "holds a NUL character")
+    return value
+
+
 class Params:
     """The query parameters of one request, checked against the names an endpoint accepts."""
 
@@ -80,9 +92,7 @@ class Params:
             if required:
                 raise bad_parameter(name, "is required")
             return None
-        if len(value) > max_length:
-            raise bad_parameter(name, f"longer than {max_length} characters")
-        return value
+        return checked_text(name, value, max_length)
 
     def choice(self, name: str, options: tuple[str, ...], default: str) -> str:
         value = self.text(name) or default
@@ -158,7 +168,10 @@ def form_parameters(request) -> MultiDict:
 def json_body(request, wanted: str):
     """A POST's JSON body (None if it has none or it does not parse); a body of another kind is refused."""
     refuse_body_types(request, JSON_TYPES, f"{wanted} as {JSON_TYPES[0]}")
-    return request.get_json(silent=True)
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser's stack ("[" * 2000): silent swallows ValueError only
+        return None
 
 
 def line_ref(value: str | None, name: str = "around") -> str | None:
@@ -167,8 +180,7 @@ def line_ref(value: str | None, name: str = "around") -> str | None:
     404 in the other)."""
     if value is None:
         return None
-    if len(value) > 256:
-        raise bad_parameter(name, "longer than 256 characters")
+    checked_text(name, value, 256)
     if value.isdecimal() and int(value) > MAX_INTEGER:
         raise bad_parameter(name, "is not a line position or message id")
     return value

@@ -57,7 +57,8 @@ class _JsonErrorChannel(HTTPChannel):
 class ApiServer:
     """A running server: ``url`` to reach it, ``stop()`` to end it (or set the ``stop`` event)."""
 
-    def __init__(self, app, host: str, port: int, *, threads: int, stop: threading.Event, stalled_seconds: float = 30.0):
+    def __init__(self, app, host: str, port: int, *, threads: int, stop: threading.Event, stalled_seconds: float = 30.0,
+                 connection_limit: int = 100):
         self._exports = app.extensions[EXTENSION].exports
         if not 1 <= threads <= MAX_THREADS:
             raise ConfigError(f"[api] threads must be between 1 and {MAX_THREADS}, not {threads}")
@@ -67,6 +68,7 @@ class ApiServer:
             self._server = create_server(
                 app, host=host, port=port, threads=threads, ident="chat-archive",
                 max_request_body_size=MAX_BODY_BYTES + 1, outbuf_high_watermark=OUTPUT_BUFFER_BYTES,
+                connection_limit=connection_limit,
             )  # fmt: skip
             self._server.channel_class = _JsonErrorChannel  # (create_server takes no channel; one socket here)
         except (OSError, ValueError) as e:
@@ -75,6 +77,7 @@ class ApiServer:
         self.port = self._server.effective_port
         self.stop_event = stop
         self.stalled_seconds = stalled_seconds
+        self._receiving: dict = {}  # channel -> (the request it is receiving, when first seen)
         self._thread = threading.Thread(target=self._run, name=f"api-{self.port}", daemon=True)
         self._thread.start()
 
@@ -102,14 +105,24 @@ class ApiServer:
         self._exports.close()
 
     def _drop_stalled_clients(self) -> None:
-        """Disconnect clients that took nothing of a pending answer for ``stalled_seconds``: the
-        thread writing it (blocked once waitress buffers ``OUTPUT_BUFFER_BYTES``) is freed, its
-        stream slot given back. waitress itself waits for such a client forever."""
-        cutoff = time.time() - self.stalled_seconds
+        """Disconnect the clients that stall (``stalled``): waitress waits for them as long as their connections
+        last (an idle one two minutes, one sending a byte a minute for ever), and past ``[api] connection_limit``
+        open connections it accepts no more. One taking nothing of a pending answer also frees the thread writing
+        it (blocked once waitress buffers ``OUTPUT_BUFFER_BYTES``) and gives its stream slot back."""
+        now = time.time()
+        receiving = {}
         for channel in list(self._server.active_channels.values()):
-            if channel.total_outbufs_len > 0 and channel.last_activity < cutoff:
-                log.warning("disconnecting a client that read nothing for %.0f s", self.stalled_seconds)
+            request = channel.request
+            if request is not None:
+                seen = self._receiving.get(channel)
+                receiving[channel] = seen if seen is not None and seen[0] is request else (request, now)
+            why = stalled(channel, receiving.get(channel, (None, now))[1], now, self.stalled_seconds)
+            if why is not None:
+                if why is not IDLE:  # (an idle connection closed is routine: one a client keeps alive but no longer uses)
+                    log.warning("disconnecting a client that %s", why)
                 channel.handle_close()
+                receiving.pop(channel, None)
+        self._receiving = receiving
 
     def stop(self, timeout: float = DRAIN_SECONDS + 5) -> None:
         self.stop_event.set()
@@ -122,10 +135,28 @@ class ApiServer:
         return self._thread.is_alive()
 
 
+IDLE = "sent nothing"
+
+
+def stalled(channel, receiving_since: float, now: float, seconds: float) -> str | None:
+    """What the client of a waitress ``channel`` failed to do within ``seconds`` (so it is disconnected), or None:
+    take any of a pending answer; send a request whole (counted from when its first bytes were seen: waitress
+    reads a whole request, body included, before a thread runs it); send anything at all on an idle connection."""
+    if channel.total_outbufs_len > 0:
+        return f"read nothing for {seconds:.0f} s" if channel.last_activity < now - seconds else None
+    if channel.requests:  # being answered
+        return None
+    if channel.request is not None:
+        return f"took more than {seconds:.0f} s to send a request" if receiving_since < now - seconds else None
+    return IDLE if channel.last_activity < now - seconds else None
+
+
 def start_server(
-    app, host: str, port: int, *, threads: int, stop: threading.Event, stalled_seconds: float = 30.0
+    app, host: str, port: int, *, threads: int, stop: threading.Event, stalled_seconds: float = 30.0,
+    connection_limit: int = 100,
 ) -> ApiServer:
     """Bind ``host:port`` (port 0: any free port) and serve ``app`` until ``stop`` is set."""
     # waitress warns for every request that waits for a free thread: under load, one line per request.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    return ApiServer(app, host, port, threads=threads, stop=stop, stalled_seconds=stalled_seconds)
+    return ApiServer(app, host, port, threads=threads, stop=stop, stalled_seconds=stalled_seconds,
+                     connection_limit=connection_limit)

@@ -48,7 +48,11 @@ class ApiSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     streams_per_client: Positive = 4
     """Streamed answers (replay, export, `follow`) one client (a token and site user, else an address) may have open at once; more: 429."""
     stalled_client_seconds: Seconds = 30.0
-    """A client that reads nothing of a pending answer for this long is disconnected (its server thread freed)."""
+    """A client that reads nothing of a pending answer for this long, sends nothing of its request for this long, or takes longer than this to send a request's headers (`up`, `serve`: its whole request) is disconnected (its connection and server thread freed)."""
+    connection_limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 100
+    """Client connections one server process holds open at once (each of `serve --workers`' processes its own); more wait to be accepted."""
+    max_running_exports: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 4
+    """Export jobs (`POST /api/v1/exports`, the export page) running at once, counted in `export_dir` (so across every process sharing it); more: 429 `too_many_exports`."""
     export_dir: str = "data/exports"
     """Directory where export jobs write their bundles and status (shared by every server process of one archive)."""
     export_keep_days: Annotated[float, msgspec.Meta(ge=0, le=36500)] = 7.0

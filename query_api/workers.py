@@ -16,9 +16,12 @@ export jobs are ended before it exits.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import select
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -38,14 +41,30 @@ MAX_HELD_REQUESTS = 32
 
 
 class _Worker(ThreadWorker):
-    """gunicorn's threaded worker, telling the master it is alive at most once a second.
+    """gunicorn's threaded worker, telling the master it is alive at most once a second, serving a kept-alive
+    connection's prompt requests on the thread it is on, and disconnecting clients that stall.
 
-    Its loop tells it on every turn, that is on nearly every request, with a system call
-    (``os.utime`` of the worker's heartbeat file) that gives up the interpreter lock,
-    which the loop thread then waits to get back from the request threads. The master
-    only looks every ``timeout`` seconds (60)."""
+    gthread waits for a client's bytes without end: a connection that sends nothing stays open (and counts
+    against ``worker_connections``), a request sent a byte at a time or a large answer never read holds a thread
+    (a socket with no timeout), and a few such clients stall the worker. Here every wait for a client (for its
+    bytes, for room for ours) is given up after ``client_seconds`` (``[api] stalled_client_seconds``), and so is
+    a connection that has not sent a whole request head (request line and headers) that long after it began or
+    after it connected. Its request body and its answer then have the per-wait bound only (a buffering proxy in
+    front bounds them whole: docs/DEPLOY.md)."""
 
     _told = float("-inf")
+    client_seconds = 30.0  # serve_workers sets the configured value
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._heads_due: dict = {}  # connection -> when its request head is due (a thread is reading it)
+        self._heads_lock = threading.Lock()
+        self._silent_since: dict = {}  # connection -> when first seen waiting for its first bytes (no thread)
+        self._next_check = 0.0
+
+    def init_process(self) -> None:
+        logging.getLogger("gunicorn.error").addFilter(_stalled_client_line)
+        super().init_process()
 
     def notify(self) -> None:
         now = time.monotonic()
@@ -66,12 +85,80 @@ class _Worker(ThreadWorker):
         connection goes back to the loop after a few milliseconds, as before; one that never
         pauses, after ``MAX_HELD_REQUESTS``, so that connections queued for a thread get theirs."""
         for _ in range(MAX_HELD_REQUESTS - 1):
-            keepalive, conn = super().handle(conn)
+            keepalive, conn = self._one_request(conn)
             if not (keepalive and self.alive and _readable(conn.sock, NEXT_REQUEST_WAIT_MS)):
                 return keepalive, conn
-            if conn.sock.gettimeout() is not None:  # a stream's send timeout (context.limited_stream)
-                conn.sock.settimeout(None)  # as the loop's hand-over leaves it: blocking, no timeout
-        return super().handle(conn)
+        return self._one_request(conn)
+
+    def _one_request(self, conn):
+        # Each request from the bound (gthread's hand-over leaves a socket blocking; an answer may set its own).
+        if conn.sock.gettimeout() != self.client_seconds:
+            conn.sock.settimeout(self.client_seconds)
+        with self._heads_lock:
+            self._heads_due[conn] = time.monotonic() + self.client_seconds
+        try:
+            return super().handle(conn)
+        finally:
+            with self._heads_lock:
+                self._heads_due.pop(conn, None)
+
+    def handle_request(self, req, conn):
+        """Called once a request's head is read: the app's to answer from now on."""
+        with self._heads_lock:
+            self._heads_due.pop(conn, None)
+        return super().handle_request(req, conn)
+
+    def murder_keepalived(self) -> None:
+        """gthread's loop calls this on every turn (it closes idle kept-alive connections): once a second, also
+        the connections that are too slow to send a request head."""
+        super().murder_keepalived()
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + 1.0
+            self._drop_slow_heads(now)
+            self._drop_silent(now)
+
+    def _drop_slow_heads(self, now: float) -> None:
+        with self._heads_lock:
+            late = [conn for conn, due in self._heads_due.items() if due <= now]
+            for conn in late:
+                del self._heads_due[conn]
+        for conn in late:
+            # Its thread is blocked reading: a shut socket ends that read (no more data), and gthread closes it.
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _drop_silent(self, now: float) -> None:
+        """Close the connections that sent nothing since they connected, ``client_seconds`` after this first saw
+        them (gthread's poller holds them until their first bytes, with no timeout)."""
+        seen = {}
+        with self._lock:
+            for key in list(self.poller.get_map().values()):
+                waiting = key.data
+                if not (isinstance(waiting, functools.partial) and waiting.func == self.on_client_socket_readable):
+                    continue  # a listener
+                conn = waiting.args[0]
+                if conn.initialized:  # kept alive between requests: gthread's keepalive closes it
+                    continue
+                since = seen[conn] = self._silent_since.get(conn, now)
+                if now - since >= self.client_seconds:
+                    del seen[conn]
+                    self.poller.unregister(conn.sock)
+                    self.nr_conns -= 1
+                    conn.close()
+        self._silent_since = seen
+
+
+def _stalled_client_line(record: logging.LogRecord) -> bool:
+    """gunicorn logs a client cut off by its socket's timeout (``_Worker``) as an error, with a traceback; a line
+    saying so is what it is (each one a client's doing, not the server's failure)."""
+    if record.exc_info and isinstance(record.exc_info[1], TimeoutError):
+        record.msg, record.args = "disconnected a client that stalled (%s)", (record.exc_info[1],)
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
 
 
 def _readable(sock, milliseconds: int) -> bool:
@@ -132,16 +219,20 @@ def serve_workers(
     workers: int,
     threads: int,
     on_ready: Callable[[str], None],
+    client_seconds: float = _Worker.client_seconds,
+    connection_limit: int = 100,
 ) -> int:
     """Serve ``make_app``'s app from ``workers`` processes on ``host:port`` until SIGTERM/SIGINT.
 
-    ``on_ready(url)`` is called in the master once the port is bound (port 0: any free one).
+    ``on_ready(url)`` is called in the master once the port is bound (port 0: any free one);
+    ``client_seconds``: how long a client may stall (``_Worker``); ``connection_limit``: connections per worker.
     Returns the exit status.
     """
     options = {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,
-        "worker_class": _Worker,
+        "worker_class": type("_Worker", (_Worker,), {"client_seconds": client_seconds}),
+        "worker_connections": connection_limit,
         "threads": threads,
         "graceful_timeout": GRACEFUL_SECONDS,
         "timeout": 60,

@@ -16,16 +16,23 @@ directory every ``SWEEP_EVERY`` seconds (scheduled by ``chat_archive.bootstrap``
 bundle is deleted on time though no one asks for exports again (retention); a job asked
 about is judged at that moment. Sweeps of several processes at once are safe: a file
 another one deleted first is not an error, a running job is never touched.
+
+At most ``[api] max_running_exports`` jobs run at once, counted from the status files: one count for every
+process sharing the directory, whichever started them; a job is started under a lock on the directory
+(``flock``: exact between the processes of one host; across hosts as exact as their shared file system's locks).
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
 import secrets
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,6 +44,7 @@ from archive.errors import ChatArchiveError, NotFoundError
 from archive.lease import process_alive
 from archive.times import format_time, parse_time, utcnow
 
+from ..errors import ApiError
 from .bundle import ExportRequest, write_bundle
 
 log = logging.getLogger(__name__)
@@ -93,9 +101,10 @@ class ExportStopped(ChatArchiveError):
 
 
 class ExportJobs:
-    def __init__(self, directory: str | Path, keep_days: float = 0):
+    def __init__(self, directory: str | Path, keep_days: float = 0, max_running: int = 4):
         self.directory = Path(directory)
         self.keep = timedelta(days=keep_days) if keep_days else None
+        self.max_running = max_running
         self._closing = threading.Event()
         self._threads: set[threading.Thread] = set()
 
@@ -114,7 +123,16 @@ class ExportJobs:
                            host=socket.gethostname(), pid=os.getpid())
         if self._closing.is_set():
             raise ExportStopped("the server is stopping: start the export again once it is back")
-        self._save(status)
+        with self._starting():
+            # Each job holds a thread and reads the whole of its rooms: without a bound, a token could start them
+            # until the process (or every process) had no memory or I/O left.
+            running = self.running()
+            if running >= self.max_running:
+                raise ApiError(429, "too_many_exports",
+                               f"{running} export jobs are running, at most {self.max_running} at once ([api] "
+                               "max_running_exports): start this one once one of them has finished",
+                               headers={"Retry-After": "30"})  # fmt: skip
+            self._save(status)
         thread = threading.Thread(target=self._run, args=(status, request, store, views, search),
                                   name=f"export-{status.id}", daemon=True)
         self._threads.add(thread)
@@ -146,6 +164,21 @@ class ExportJobs:
         status.finished_at = format_time(utcnow())
         self._save(status)
         self._threads.discard(threading.current_thread())
+
+    def running(self) -> int:
+        """The jobs running now, whichever process runs them (one whose process on this host died: not)."""
+        statuses = (self._read(path.stem) for path in self.directory.glob("*.json") if _JOB_ID.match(path.stem))
+        return sum(1 for status in statuses if status is not None and status.state == "running")
+
+    @contextmanager
+    def _starting(self) -> Iterator[None]:
+        """A lock on the directory, so that two processes starting a job at once do not both take the last place."""
+        with open(self.directory / ".starting.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def status(self, job_id: str) -> JobStatus:
         """The job as it stands now: a job due to expire is expired first (whether or not a sweep came by)."""

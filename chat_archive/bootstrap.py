@@ -174,7 +174,7 @@ def start_projections(config: Config, store: EventStore, stop: threading.Event, 
 def projection_status(config: Config, store: EventStore) -> list[ProjectionStatus]:
     """Each view projection's position and lag behind the log (``projections.runner.ProjectionStatus``)."""
     with open_views(config, store) as views:
-        # Not loaded: a position is all it reads, and a status changes nothing (a start upgrades a view in place).
+        # Not loaded: a position is all it reads; loading a view of an older layout is refused (a start rebuilds it).
         return status(store, views.projections(load=False))
 
 

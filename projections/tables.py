@@ -37,7 +37,7 @@ class TableProjection:
     built_early: tuple[str, ...] = ()
     # The version of the rules a generation's rows are made by, recorded with it (``create_generation``): a live
     # generation of older rules is rebuilt from the log as a runner starts (``outdated``). A subclass raises it for a
-    # rule only a rebuild applies (one that needs the log: an in-place upgrade cannot), saying in ``rules_added``
+    # rule only a rebuild applies (one that needs the log), saying in ``rules_added``
     # what each version added (version -> what, from 2: version 1 is what a view made before versions were
     # recorded counts as, unless its layout says otherwise: ``unrecorded_rules``).
     rules: int = 1

@@ -141,38 +141,6 @@ class ViewRecorderMixin:
                 raise GenerationChanged(f"{projection} generation {generation} was replaced by another rebuild") from e
             raise store_error(f"cannot index projection {projection}", e) from e
 
-    def upgrade(self, projection: str, generation: int, work: Callable[[Upgrade], bool]) -> bool:
-        """Upgrade the live ``generation`` of ``projection`` in place: ``work`` (True if it changed anything) in one
-        transaction that holds the generations' lock, so that no swap, commit or other upgrade comes between its
-        look at the tables and its changes; a failure leaves them as they were. Raises GenerationChanged if a
-        rebuild replaced ``generation``."""
-        try:
-            with self._write() as c:
-                self._lock_generations(c)
-                if self._live_generation(c, projection) != generation:
-                    raise GenerationChanged(f"{projection} generation {generation} is no longer live")
-                upgraded = work(Upgrade(self, c, projection, generation))
-                if upgraded:
-                    self._analyse(c, self._tables_of(c, projection, generation))
-                return upgraded
-        except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
-            raise store_error(f"cannot upgrade projection {projection}", e) from e
-
-    def _analyse(self, c: Any, tables: list[str]) -> None:
-        """Gather the planner's statistics of changed tables, where the backend needs them (PostgreSQL)."""
-
-    def columns_of(self, c: Any, table: str) -> set[str]:
-        """The columns of ``table`` (a full name, ``table_name``; none: no such table), read with cursor ``c``."""
-        raise NotImplementedError
-
-    def live_columns(self, projection: str, table: str) -> set[str]:
-        """The columns of ``table`` of the live generation of ``projection`` (none: no such table)."""
-        try:
-            with self._read() as c:
-                return self.columns_of(c, self.table_name(projection, self._live_generation(c, projection), table))
-        except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
-            raise store_error(f"cannot read view {projection}", e) from e
-
     def create_generation(self, projection: str, ddl: Iterable[str], *, live: bool, rules: int) -> int:
         """Create a new generation's tables, built by version ``rules`` of the projection's rules; as live (first
         use) or as the one being built.
@@ -340,36 +308,6 @@ class ViewRecorderMixin:
     def _read(self):
         with self.datastore.transaction(commit=False) as c:
             yield c
-
-
-class Upgrade:
-    """A generation's tables as ``ViewRecorderMixin.upgrade``'s work sees them, in its transaction."""
-
-    def __init__(self, recorder: ViewRecorderMixin, c: Any, projection: str, generation: int):
-        self._recorder, self._c, self._projection, self._generation = recorder, c, projection, generation
-        self.keys_after_building = recorder.keys_after_building  # how the store keys a build's tables
-
-    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
-        """Run one statement, written as ``ViewRecorderMixin.sql`` reads it (DDL with SQLite's types)."""
-        recorder = self._recorder
-        self._c.execute(recorder.sql(recorder.ddl_types(statement), self._projection, self._generation), params)
-
-    def select(self, statement: str, params: Sequence[Any] = ()) -> list:
-        self.execute(statement, params)
-        return self._c.fetchall()
-
-    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            self._c.executemany(self._recorder.sql(statement, self._projection, self._generation), rows)
-
-    def rename(self, table: str, to: str) -> None:
-        """Give the generation's ``table`` the name of its table ``to`` (dropped before, in this transaction)."""
-        name = self._recorder.table_name(self._projection, self._generation, to)
-        self.execute(f'ALTER TABLE {{{table}}} RENAME TO "{name}"')
-
-    def columns(self, table: str) -> set[str]:
-        """The columns of the generation's ``table`` (none: no such table)."""
-        return self._recorder.columns_of(self._c, self._recorder.table_name(self._projection, self._generation, table))
 
 
 def _is_missing_table(error: BaseException) -> bool:

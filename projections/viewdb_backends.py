@@ -92,10 +92,6 @@ class SQLiteViewRecorder(ViewRecorderMixin, SQLiteTrackingRecorder):
         )
         return [row["name"] for row in c.fetchall()]
 
-    def columns_of(self, c: Any, table: str) -> set[str]:
-        c.execute("SELECT name FROM pragma_table_info(?)", (table,))
-        return {row["name"] for row in c.fetchall()}
-
 
 class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
     """PostgreSQL tracking recorder owning the view tables (``view_*`` in one schema)."""
@@ -232,11 +228,6 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
             (self.datastore.schema, _like(f"{PREFIX}{projection}_") + "%" + _like(f"_g{generation}")),
         )
         return [row["tablename"] for row in c.fetchall()]
-
-    def columns_of(self, c: Any, table: str) -> set[str]:
-        c.execute("SELECT column_name FROM information_schema.columns WHERE table_schema=%s AND table_name=%s",
-                  (self.datastore.schema, table))
-        return {row["column_name"] for row in c.fetchall()}
 
 
 ViewRecorder = SQLiteViewRecorder | PostgresViewRecorder

@@ -145,7 +145,7 @@ def metrics() -> Response:
 
 def _gauges(context: ApiContext) -> list[Family]:
     head = context.store.head()
-    # Not loaded: a position is all a lag needs, and loading a view made by an older layout would upgrade it.
+    # Not loaded: a position is all a lag needs; loading a view of an older layout is refused (a start rebuilds it).
     projections = context.views.projections(load=False)
     lags = [({"projection": s.name}, s.lag) for s in projection_status(context.store, projections)]
     try:

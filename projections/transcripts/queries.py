@@ -45,9 +45,8 @@ from archive.times import parse_day
 from ..tables import order_micros
 from ..viewdb_backends import ViewRecorder
 from ..lines import Line, compliance_only, from_stored, ordinary, shown
-from .view import (CHANGED_OR_LATE, COMPLIANCE_ONLY, GONE, NAME, NO_TIME, OLDER_LAYOUT, ORDINARY, UPGRADABLE_LAYOUT,
-                   made_by_older_layout, select_by_ref)
-from . import upgrade
+from .view import (CHANGED_OR_LATE, COMPLIANCE_ONLY, GONE, NAME, NO_TIME, OLDER_LAYOUT, ORDINARY, made_by_older_layout,
+                   select_by_ref)
 
 MAX_LIMIT = 1000
 NO_LINE = 2**63 - 1  # a feed's cursor without a line: after every line of its event
@@ -86,12 +85,9 @@ class Transcripts:
         try:
             return self.recorder.read(NAME, work)
         except StoreError as e:
-            # An API host may serve views its projection host has not rebuilt since an upgrade.
+            # An API host may serve a view its projection host has not rebuilt yet (``OLDER_LAYOUT``).
             if made_by_older_layout(e):
-                found = upgrade.layout_of(lambda table: self.recorder.live_columns(NAME, table))
-                if found == upgrade.LAYOUT_THIS:  # upgraded (or a rebuild swapped in) since the read failed
-                    return self.recorder.read(NAME, work)
-                raise StoreError(OLDER_LAYOUT if found == upgrade.LAYOUT_OLDER else UPGRADABLE_LAYOUT) from e
+                raise StoreError(OLDER_LAYOUT) from e
             raise
 
     def page(

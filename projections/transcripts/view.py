@@ -7,7 +7,7 @@ for lines only the compliance view shows, ``awaiting`` = 1 for lines awaiting th
 position of the event that last changed the line (the widget's feed follows it), ``late`` = 1 for a line
 of an earlier ``ts`` than a line of its room created before it (``RoomTops``), and ``fields``, the
 ``Line`` itself (``lines.stored``; a view whose lines are msgpack maps has ``data`` instead, and is
-refused with the command that rebuilds it); a correction line taken into its message stays as a row
+refused saying what rebuilds it: ``OLDER_LAYOUT``); a correction line taken into its message stays as a row
 with ``shown`` = GONE, so that a feed can take it away), ``rooms`` (each room's JID and number, numbered
 as their first lines come: a number in each row and query index entry instead of the JID's text, which
 SQLite compares and stores at a cost) and ``refs`` (every id a message line is known by: ``refs``).
@@ -27,7 +27,7 @@ from ..lines import COMPLIANCE_ONLY_KINDS, from_stored, ids, stored
 from ..owned import OwnedIds
 from ..tables import TableProjection, order_micros, order_micros_each
 from ..columns import Columns, Statements
-from . import logic, upgrade
+from . import logic
 from .logic import Line
 from .refs import (INSERT_REFS, REFS, REFS_KEY, REFS_UNKEYED, all_ref_rows, created_ref_rows, ref_ids, ref_rows,
                    select_by_ref)
@@ -63,18 +63,12 @@ QUERY_DDL = (
 # ``shown``: what a line is to the queries
 ORDINARY, COMPLIANCE_ONLY, GONE = 1, 0, -1
 
+# What a load or a query of a view of an older layout says. An older chat-archive recorded no version of the rules it
+# built by, so such a view counts as rules 1: the projections' next start rebuilds it from the log without loading it
+# (``TableProjection.outdated``), and an API host may serve it until then.
 OLDER_LAYOUT = (
-    "the transcript view was made by an older chat-archive (another table layout): "
-    "rebuild it with chat-archive rebuild transcripts"
-)
-
-
-# What a query of a view of a layout the projection upgrades says (an API host's, before the projection's start
-# upgrades it: ``upgrade``).
-UPGRADABLE_LAYOUT = (
-    "the transcript view was made by an older chat-archive (before late lines, or before one-number ref keys): "
-    "the projections upgrade it in place as they start (chat-archive up, or project); a view older still: "
-    "rebuild it with chat-archive rebuild transcripts"
+    "the transcript view was built by an older chat-archive (another table layout): "
+    "chat-archive up or project rebuild it from the log as they start (or chat-archive rebuild transcripts)"
 )
 
 
@@ -131,17 +125,7 @@ class TranscriptProjection(TableProjection):
         self._owned = OwnedIds(complete=self._book.horizon == 0)
 
     def _awaiting_lines(self) -> list:
-        """The rows of the lines awaiting their message, from a view of this layout: a live one of a layout just
-        before it (``upgrade``) is upgraded in place first, an older one refused."""
-        try:
-            return self._read_layout()
-        except StoreError as e:
-            if not made_by_older_layout(e):
-                raise
-            if self.building:
-                raise StoreError(OLDER_LAYOUT) from e
-        # Nothing to upgrade is no refusal: another process's start may have upgraded it since the read above.
-        self.recorder.upgrade(self.name, self.generation, upgrade.to_this_layout)
+        """The rows of the lines awaiting their message, from a view of this layout; an older one is refused."""
         try:
             return self._read_layout()
         except StoreError as e:

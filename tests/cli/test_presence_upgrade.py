@@ -15,7 +15,7 @@ from projections.views import Views
 from tests.cli.test_events_commands import run_cli
 from tests.cli.test_projection_runners import ROOM, running_runner
 from tests.factories import at, make, message
-from tests.projections.old_rules import as_built_by_rules
+from tests.projections.old_rules import as_built_by_rules, written_as_before
 from tests.services.prosody import wait_for
 
 BEGAN = at(0)
@@ -26,9 +26,7 @@ def _as_built_before_the_rule(store_url: str, event_store) -> None:
     """As an older chat-archive built it: no room's beginning, and no version of its rules recorded."""
     with Views(default_views_url(store_url), event_store) as views:
         as_built_by_rules(views, "presence", None)
-        generation = views.recorder.generations("presence")[0]
-        views.recorder.upgrade("presence", generation, lambda tables: tables.execute(
-            "DELETE FROM {gaps} WHERE start_ts=?", (micros(EARLIEST),)) or True)
+        written_as_before(views, "presence", "DELETE FROM {gaps} WHERE start_ts=?", [(micros(EARLIEST),)])
 
 
 def _outdated(store_url: str, event_store) -> dict[str, str]:

@@ -21,7 +21,7 @@ from projections.views import PROJECTION_CLASSES, Views
 from tests.cli.test_events_commands import run_cli
 from tests.cli.test_presence_upgrade import _as_built_before_the_rule
 from tests.factories import at, make, message
-from tests.projections.old_rules import as_built_by_rules
+from tests.projections.old_rules import as_built_by_rules, written_as_before
 
 ROOM = "lobby@conference.localhost"
 EVIDENCE = [
@@ -37,8 +37,8 @@ def as_the_older_rules_built_it(views: Views) -> None:
     lines = views.transcripts.page(ROOM, include_originals=True).lines
     older = [msgspec.structs.replace(line, removed=line.removed and msgspec.structs.replace(line.removed, capture=None),
                                      gap_recovered=None, gap_verified=False) for line in lines]
-    views.recorder.upgrade("transcripts", views.recorder.generations("transcripts")[0], lambda tables: tables.executemany(
-        "UPDATE {lines} SET fields=? WHERE id=?", [(data, line.id) for data, line in zip(stored(older), older)]) or True)
+    written_as_before(views, "transcripts", "UPDATE {lines} SET fields=? WHERE id=?",
+                      [(data, line.id) for data, line in zip(stored(older), older)])
 
 
 def evidence(views: Views) -> list:

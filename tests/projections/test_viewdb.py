@@ -21,8 +21,11 @@ from projections.viewdb import GenerationChanged, ViewRecorderMixin
 from projections.viewdb_backends import COPY_FROM, default_views_url
 from tests.factories import at, make, message
 from tests.projections.conftest import dump
-from tests.projections.test_late_upgrade import to_layout_before_late_lines
+from tests.projections.old_rules import as_made_before_late_lines
 from tests.projections.test_writer import index_names
+
+# What a load or a query of a transcript view of an older layout says (``view.OLDER_LAYOUT``): what happens to it.
+REBUILT_AT_START = "built by an older chat-archive .*: chat-archive up or project rebuild it from the log as they start"
 
 
 def test_views_live_beside_the_store_unless_configured():
@@ -117,7 +120,7 @@ def test_a_transcript_view_of_an_older_layout_asks_for_a_rebuild(views):
     recorder.add_indexes("transcripts", generation, ["DROP TABLE {refs}"])
     recorder.add_indexes("transcripts", generation,
                          ["CREATE TABLE {refs} (ref INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (ref, id))"])
-    with pytest.raises(StoreError, match="rebuild it with chat-archive rebuild transcripts"):
+    with pytest.raises(StoreError, match=REBUILT_AT_START):
         TranscriptProjection(recorder)
 
 
@@ -137,35 +140,19 @@ def test_a_transcript_view_made_before_late_lines_is_not_misread_and_a_rebuild_o
     event_store, views, store_url
 ):
     """A view of lines without ``late`` (indexed by (room, rev) for the widget's feed) would feed the widget from
-    an index it lacks: until its projection upgrades it (``test_late_upgrade``), the feed's queries say so; a
-    rebuild, where an operator runs one, makes what they read."""
+    an index it lacks: until a start rebuilds it (``tests/cli/test_older_layout_view``), the feed's queries say so;
+    a rebuild, where an operator runs one, makes what they read."""
     event_store.append([message(1, "one"), message(2, "two")])
-    recorder = views.recorder
-    to_layout_before_late_lines(recorder)
-    with pytest.raises(StoreError, match="the projections upgrade it in place as they start"):
+    as_made_before_late_lines(views)
+    with pytest.raises(StoreError, match=REBUILT_AT_START):
         views.transcripts.changes("lobby@conference.localhost")
-    with pytest.raises(StoreError, match="the projections upgrade it in place as they start"):
+    with pytest.raises(StoreError, match=REBUILT_AT_START):
         views.transcripts.last_change("lobby@conference.localhost")
     config = load_config(environ={"CHAT_ARCHIVE_STORE_URL": store_url})
     rebuild_projections(config, event_store, ["transcripts"], progress=False)
     changes = views.transcripts.changes("lobby@conference.localhost")
     assert [line.body for line in changes.lines] == ["one", "two"]
     assert views.transcripts.last_change("lobby@conference.localhost") == changes.last
-
-
-def test_a_transcript_view_older_than_the_one_before_late_lines_is_not_told_it_will_be_upgraded(event_store, views):
-    """A view that lacks ``late`` and more (here the refs' ``bucket``) is one no projection upgrades: its feed's
-    queries ask for a rebuild, by the layout's one rule (``upgrade.layout_of``), not by the column
-    the failing statement happened to name first."""
-    event_store.append([message(1, "one")])
-    recorder = views.recorder
-    generation = to_layout_before_late_lines(recorder)
-    recorder.add_indexes("transcripts", generation, ["DROP TABLE {refs}"])
-    recorder.add_indexes("transcripts", generation,
-                         ["CREATE TABLE {refs} (ref INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (ref, id))"])
-    with pytest.raises(StoreError, match="made by an older chat-archive") as refused:
-        views.transcripts.changes("lobby@conference.localhost")
-    assert "upgrade it in place" not in str(refused.value)
 
 
 def test_the_rebuild_an_older_layout_asks_for_works(tmp_path, event_store, views, store_url):
@@ -198,13 +185,13 @@ def test_a_transcript_view_of_msgpack_maps_is_refused_not_misread_and_the_rebuil
         ("INSERT INTO {lines} (id, room, ts, kind, shown, awaiting, rev, data) VALUES (?,?,?,?,?,?,?,?)",
          [(1, old.room, order_micros(old.at), "message", 1, 1, 1, msgspec.msgpack.encode(old))]),
     ], building=False)  # fmt: skip
-    with pytest.raises(StoreError, match="rebuild it with chat-archive rebuild transcripts"):
+    with pytest.raises(StoreError, match=REBUILT_AT_START):
         TranscriptProjection(recorder)
     # A query too (an API host reading views its projection host has not rebuilt yet): the same error, never
     # lines read from a map nor the driver's missing table.
-    with pytest.raises(StoreError, match="rebuild it with chat-archive rebuild transcripts"):
+    with pytest.raises(StoreError, match=REBUILT_AT_START):
         views.transcripts.page("lobby@conference.localhost")
-    with pytest.raises(StoreError, match="rebuild it with chat-archive rebuild transcripts"):
+    with pytest.raises(StoreError, match=REBUILT_AT_START):
         views.transcripts.line("lobby@conference.localhost", 1)
     config = load_config(environ={"CHAT_ARCHIVE_STORE_URL": store_url})
     rebuild_projections(config, event_store, ["transcripts"], progress=False)

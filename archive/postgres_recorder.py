@@ -18,6 +18,7 @@ from .batch_rows import BatchRows
 from .codec import to_msgpack_list
 from .idempotency import Probe, Slot
 from .key_upgrade import drop_postgres_version_key, merge_postgres_index
+from .lease_tables import postgres_tables as lease_tables
 from .postgres_copy import copy_rows
 from .postgres_room_reads import PostgresRoomReads
 from .recorders import (
@@ -117,6 +118,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresCopiedTrails, Postgres
             ).format(self._audit),
             SQL("CREATE INDEX IF NOT EXISTS archive_audit_at ON {} (at)").format(self._audit),
             *copied_trails_tables(self.datastore.schema),
+            *lease_tables(self.datastore.schema),
             # The earlier append (returning nothing; a function's result type cannot be replaced).
             SQL("DROP FUNCTION IF EXISTS {}.archive_audit_append(bytea[], double precision[], bytea)").format(schema),
             self.audit_function(),

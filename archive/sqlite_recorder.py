@@ -18,6 +18,7 @@ from eventsourcing.sqlite import (
 
 from .audit_tables import SQLiteAuditTable
 from .copied_trails import SQLITE_TABLES as COPIED_TRAILS, SQLiteCopiedTrails
+from .lease_tables import SQLITE_TABLES as LEASE_TABLES
 from .batch_rows import BatchRows
 from .codec import to_msgpack_arrays
 from .idempotency import Probe, Slot, key_digest
@@ -145,6 +146,7 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteCopiedTrails, SQLiteRoomRead
             "state BLOB NOT NULL, link BLOB NOT NULL)",
             "CREATE INDEX IF NOT EXISTS archive_audit_at ON archive_audit (at)",
             *COPIED_TRAILS,
+            *LEASE_TABLES,
         ]
 
     def create_table(self) -> None:

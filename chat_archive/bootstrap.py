@@ -13,11 +13,11 @@ from archive.application import StoreLocation, open_event_store
 from archive.errors import ChatArchiveError, ConfigError, StoreError, StoreUnavailable
 from archive.health import Backoff, Health
 from archive.integrity import Checkpoints
-from archive.lease import LeaseHeld, holding, process_alive
+from archive.lease import LeaseHeld, LeaseLost, StoreLease, holding, process_alive
 from archive.store import EventStore
 from archive.times import utcnow
 from ingest import listener_thread
-from ingest.status import ListenerStatus, Liveness, assess, read_status, status_path
+from ingest.status import ListenerStatus, Liveness, assess, latest_status, read_status, status_path, stored_status
 from projections.presence.logic import Gap
 from projections.rebuild import Rebuildable, RebuildReport, RebuildStopped, rebuild
 from projections.runner import ProjectionStatus, ProjectionThreads, status
@@ -72,9 +72,13 @@ def start_checkpoints(config: Config, store: EventStore, stop: threading.Event, 
 
 
 def rebuild_projections(
-    config: Config, store: EventStore, names: list[str], *, progress: bool, keep_replaced: bool = True
+    config: Config, store: EventStore, names: list[str], *, progress: bool, keep_replaced: bool = True,
+    lease: StoreLease | None = None,
 ) -> RebuildReport:
-    """Rebuild the named projections (transcripts, presence, search) from the log, swapped in atomically."""
+    """Rebuild the named projections (transcripts, presence, search) from the log, swapped in atomically.
+    ``lease``: the purge lease the caller holds (``views_lease.purge_lease``): the rebuild stops once another
+    holder took it over, and is swapped in only if it is still the caller's (``LeaseLost`` otherwise): a purge
+    that ran meanwhile may have deleted what it read, and recorded the views rebuilt without it."""
     closers, targets = [], []
     try:
         view_names = [n for n in names if n != "search"]
@@ -84,7 +88,13 @@ def rebuild_projections(
             closers.append(close)
         if "search" in names:
             targets.append(search_projection(config, keep_replaced=keep_replaced))
-        return rebuild(store, targets, progress=progress)
+        if lease is None:
+            return rebuild(store, targets, progress=progress)
+        try:
+            return rebuild(store, targets, progress=progress, stop=lease.lost, before_swap=lease.renew)
+        except RebuildStopped as e:  # only the lease's loss stops it
+            raise LeaseLost("the store's purge lease was taken over while this rebuild ran (the process paused past "
+                            "it?): the rebuild was not swapped in") from e
     finally:
         for close in closers:
             close()
@@ -105,13 +115,14 @@ def followed_view(
     stop = stop if stop is not None else threading.Event()
     while (why := views.outdated().get(name)) is not None:
         try:
-            with purge_lease(store):
+            with purge_lease(store) as lease:
                 log.warning("%s: rebuilding it from the log now", why)
-                if not _rebuild_in_background(store, views.projections([name], load=False), stop, on_error):
+                targets = views.projections([name], load=False)
+                if not _rebuild_in_background(store, targets, stop, on_error, before_swap=lease.renew):
                     log.warning("stopped before the %s view was rebuilt: the next start rebuilds it", name)
                     return None
                 log.warning("rebuilt from the log: %s", name)
-        except LeaseHeld as e:
+        except (LeaseHeld, LeaseLost) as e:  # lost: not swapped in, built again once no purge runs
             log.warning("the %s view waits for a purge to rebuild it: %s", name, e)
             if stop.wait(PURGE_LEASE_TTL / 6):
                 return None
@@ -128,21 +139,28 @@ def views_url(config: Config) -> str:
 
 def open_views(config: Config, store: EventStore | None = None) -> Views:
     """The transcript and presence views (``projections.views.Views``): queries for the API."""
-    return Views(views_url(config), store, heartbeat=lambda: listener_heartbeat(config))
+    return Views(views_url(config), store, heartbeat=lambda: listener_heartbeat(config, store))
 
 
-def listener_heartbeat(config: Config) -> Heartbeat | None:
+def listener_heartbeat(config: Config, store: EventStore | None) -> Heartbeat | None:
     """Until when the listener has watched the rooms and stored all it saw (None: not running), and since when
-    it has not watched each room it is away from, read from its status file on this host (None: none here).
+    it has not watched each room it is away from, from its last status (``last_listener_status``; None: none).
     A room stays away across stops until a start records its gap, so that holds while it is not running too."""
-    try:
-        status = read_status(status_path(config.xmpp))
-    except ChatArchiveError:
-        return None
+    status = last_listener_status(config, store)
     if status is None:
         return None
     running = not status.stopped and status.connected
     return Heartbeat(status.stored_until if running else None, status.rooms_away)
+
+
+def last_listener_status(config: Config, store: EventStore | None) -> ListenerStatus | None:
+    """The listener's last status, wherever it runs: the one it keeps in the store, or its status file on this host
+    where that is the same listener's and newer (``ingest.status.latest_status``)."""
+    try:
+        in_file = read_status(status_path(config.xmpp))
+    except ChatArchiveError:
+        in_file = None
+    return latest_status(in_file, stored_status(store) if store is not None else None)
 
 
 def start_projections(config: Config, store: EventStore, stop: threading.Event, health: Health | None = None) -> ProjectionThreads:
@@ -245,14 +263,15 @@ def start_search_indexer(
 
 
 def _rebuild_in_background(
-    store: EventStore, targets: list[Rebuildable], stop: threading.Event, on_error: Callable[[str | None], None] | None
+    store: EventStore, targets: list[Rebuildable], stop: threading.Event, on_error: Callable[[str | None], None] | None,
+    *, before_swap: Callable[[], None] | None = None,
 ) -> bool:
     """Rebuild ``targets``, store errors waited out as a runner waits them out (each attempt starts again:
-    a rebuild is not resumable); False if ``stop`` was set first."""
+    a rebuild is not resumable); False if ``stop`` was set first. ``before_swap``: as ``rebuild``'s."""
     backoff = Backoff(first=0.2, most=10.0)
     while True:
         try:
-            rebuild(store, targets, stop=stop)
+            rebuild(store, targets, stop=stop, before_swap=before_swap)
         except RebuildStopped:
             return False
         except StoreUnavailable as e:
@@ -299,10 +318,11 @@ def start_listener(config: Config, store: EventStore, stop: threading.Event, *, 
     return listener_thread.start_listener(settings, store, stop, status_file=status_path(settings), health=health)
 
 
-def listener_status(config: Config) -> tuple[ListenerStatus | None, Liveness | None]:
-    """The listener's last status (rooms joined and refused, connection, write queue, parts' health) and
-    whether it runs and keeps up (``ingest.status.assess``); liveness None where no listener is configured."""
-    status = read_status(status_path(config.xmpp))
+def listener_status(config: Config, store: EventStore) -> tuple[ListenerStatus | None, Liveness | None]:
+    """The listener's last status (rooms joined and refused, connection, write queue, parts' health), wherever it
+    runs (``last_listener_status``), and whether it runs and keeps up (``ingest.status.assess``); liveness None
+    where no listener is configured."""
+    status = last_listener_status(config, store)
     if status is None and not config.xmpp.jid:
         return None, None
     return status, assess(status, utcnow(), host=socket.gethostname(), alive=process_alive)

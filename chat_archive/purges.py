@@ -9,7 +9,7 @@ import threading
 from archive.application import StoreLocation
 from archive.errors import ChatArchiveError
 from archive.events import EventsPurged
-from archive.lease import LeaseHeld
+from archive.lease import LeaseHeld, StoreLease
 from archive.retention import finish_purges, pending_purge, purge, record_purge_applied
 from archive.store import EventStore
 from projections.message_groups import message_groups
@@ -33,27 +33,32 @@ def purge_expired(config: Config, store: EventStore, *, by: str, dry_run: bool =
     the search index from what remains, so that nothing purged can be read or found anywhere: after this
     purge's deletions, or an earlier purge's whose rebuild did not finish (``pending_purge``). One purge at a
     time on a store (its ``purge`` lease; ``LeaseHeld`` naming the other): a rebuild that read the log while
-    another purge was deleting would record that purge applied without having seen its deletions."""
+    another purge was deleting would record that purge applied without having seen its deletions. A purge that
+    paused past its lease (another ran meanwhile) neither swaps its rebuild in nor records it (``LeaseLost``)."""
     if dry_run:
         return purge(store, config.retention, together=message_groups, by=by, dry_run=True)
-    with purge_lease(store):
+    with purge_lease(store) as lease:
         finish_purges(store)  # first: what an interrupted purge named, so that this one names none of it again
         record = purge(store, config.retention, together=message_groups, by=by)
         unapplied = pending_purge(store)
         if unapplied is not None:
-            apply_purge(config, store, unapplied, by=by, progress=False)
+            apply_purge(config, store, unapplied, by=by, progress=False, lease=lease)
         # Last, as a reader holding a log fails it (the views must be rebuilt by then), and on every purge, also
         # one that found nothing to delete: it empties what an earlier one's failed erase left.
         erase_purged_copies(config, store)
     return record
 
 
-def apply_purge(config: Config, store: EventStore, unapplied: int, *, by: str, progress: bool) -> RebuildReport:
+def apply_purge(
+    config: Config, store: EventStore, unapplied: int, *, by: str, progress: bool, lease: StoreLease
+) -> RebuildReport:
     """Rebuild the views and the search index without what the purge record at log position ``unapplied`` (and
-    every one before it) deleted, and record it applied. The caller holds the purge lease and finished the
-    records' deletions (``finish_purges``: a purge may have stopped among them)."""
+    every one before it) deleted, and record it applied. The caller holds the purge ``lease`` and finished the
+    records' deletions (``finish_purges``: a purge may have stopped among them); ``LeaseLost`` if another took
+    it over meanwhile (checked before the swap and before the record: ``rebuild_projections``)."""
     # The replaced index generation is dropped at the swap: it holds what was purged.
-    report = rebuild_projections(config, store, ALL_PROJECTIONS, progress=progress, keep_replaced=False)
+    report = rebuild_projections(config, store, ALL_PROJECTIONS, progress=progress, keep_replaced=False, lease=lease)
+    lease.renew()  # still ours: the record says no other purge's deletions are left to rebuild without
     rebuilt = IndexLocation(config.index.path).current()
     record_purge_applied(store, unapplied, by=by, search_index=generation_id(rebuilt) if rebuilt else "")
     return report

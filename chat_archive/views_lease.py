@@ -16,7 +16,9 @@ def purge_lease(store: EventStore):
     (``bootstrap.followed_view``): a rebuild whose read of the log
     overlapped a purge's deletion would swap in views showing what it deleted, after it recorded them rebuilt.
     (The search index needs no lease: a copy built meanwhile notes the purge and is rebuilt, see
-    ``projections.search.purged``.) ``LeaseHeld`` naming the holder."""
+    ``projections.search.purged``.) ``LeaseHeld`` naming the holder. The lease is yielded: a holder that paused
+    past it (another purge ran meanwhile) learns so at its next renewal (``lease.lost`` set, which stops its
+    rebuild) or at the checks before its swap and its record (``lease.renew``)."""
     return holding(StoreLease(store, "purge", ttl=PURGE_LEASE_TTL))
 
 

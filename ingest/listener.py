@@ -18,23 +18,31 @@ Per room:
 - time not watched (disconnect, restart) becomes an ``ArchiveGap``.
 
 The listener holds the store's ``listener`` lease (``archive.lease``) while it
-runs: a second listener on the same store is refused. Store errors are retried
-by the writer and reported (``archive.health``) in the status file; when too
-many events wait for the store, reading from the server pauses (back-pressure).
+runs: a second listener on the same store is refused, and one that went a lease's
+length without renewing it (paused, the store out of reach) appends nothing until
+it has (another may have taken over: both would store the same presence). It starts
+from the status the lease's last holder left in the store, wherever that ran
+(``status.latest_status``), and keeps its own there beside its status file. Store
+errors are retried by the writer and reported (``archive.health``) in the status;
+when too many events wait for the store, reading from the server pauses (back-pressure).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from archive.errors import StoreError
+import msgspec
+
+from archive.errors import ChatArchiveError, StoreError
 from archive.health import Health
 from archive.lease import LeaseLost, StoreLease
 from archive.store import EventStore
@@ -49,12 +57,10 @@ from .clock import SKEW_UNSAFE, Clock, measure_offset, skew_problem
 from .joining import JOIN_TIMEOUT, join_room
 from .rooms import GONE, LOST, NEW, UNAVAILABLE, Rooms
 from .settings import XmppSettings
-from .status import ListenerStatus, read_status, write_status
+from .status import LEASE, ListenerStatus, latest_status, read_status, stored_status, write_status
 from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
-
-LEASE_TTL = 30.0  # seconds a listener's lease on the store lasts unless renewed (every sixth of that)
 
 
 class Listener:
@@ -75,11 +81,12 @@ class Listener:
         self.store = store
         self.status_file = Path(status_file) if status_file else None
         now = self.clock()
+        self.lease = StoreLease(store, LEASE, ttl=settings.lease_seconds)
         self.status = ListenerStatus(
-            jid=settings.jid, pid=os.getpid(), host=socket.gethostname(), started_at=now, updated_at=now
+            jid=settings.jid, pid=os.getpid(), host=socket.gethostname(), holder=self.lease.holder, started_at=now,
+            updated_at=now,
         )
         self.health = health if health is not None else Health()
-        self.lease = StoreLease(store, "listener", ttl=LEASE_TTL)
         self._lease_report = self.health.reporter("listener lease")
         self.writer = BatchWriter(
             store,
@@ -88,12 +95,15 @@ class Listener:
             on_health=self.health.reporter("listener writer"),
             on_full=self._write_queue_full,
             high_water=write_queue_limit,
+            fence=self._lease_fence,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fatal: BaseException | None = None
-        self.rooms = Rooms(
-            settings, store, self.writer, previous=self._read_previous_status(), on_change=self._write_status, clock=clock
-        )
+        self.rooms = Rooms(settings, store, self.writer, on_change=self._write_status, clock=clock)
+        # The status into the store from a thread of its own, one write at a time: the loop never waits on the store.
+        self._status_keeper = ThreadPoolExecutor(1, thread_name_prefix="listener-status")
+        self._status_kept: Future | None = None
+        self._keeping_problem: str | None = None
         self.client = None
         self._session: asyncio.Future | None = None
         self._ended: asyncio.Future | None = None
@@ -102,6 +112,12 @@ class Listener:
         self._unnamable = UnnamableRooms()
 
     # -- lifecycle -------------------------------------------------------------
+
+    def acquire(self) -> None:
+        """Take the store's listener lease (``LeaseHeld`` naming the holder), then start from what its last holder
+        left: which rooms it watched until when, and which it was away from since when."""
+        self.lease.acquire()
+        self.rooms.inherit(self._read_previous_status())
 
     def run(self, stop: threading.Event) -> None:
         loop = asyncio.new_event_loop()
@@ -143,12 +159,13 @@ class Listener:
         self._went_offline("listener stopped")  # the connection loop, cancelled, has closed the client
         self.writer.stop()
         away = open_gaps(away, {}, (), self.rooms.unstored_gaps)
+        self.status.stopped = True
+        self._write_status(watched, away, watched_until)
+        self._status_keeper.shutdown(wait=True)  # the last status is in the store (if it takes it) before the release
         try:
             self.lease.release()
         except StoreError as e:
             log.warning("could not release the store's listener lease (it expires by itself): %s", e)
-        self.status.stopped = True
-        self._write_status(watched, away, watched_until)
 
     def _make_client(self):
         client = make_client(self.settings)
@@ -293,9 +310,16 @@ class Listener:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(apply)
 
+    def _lease_fence(self) -> str | None:
+        """Why the writer may not append now (``BatchWriter``'s ``fence``): the lease not renewed for its length."""
+        if not self.lease.lapsed():
+            return None
+        return (f"the listener lease was not renewed for {self.lease.ttl:g} s (this process paused, or the store "
+                "out of reach): another listener may archive this store now; nothing is stored until it is renewed")
+
     async def _lease_loop(self) -> None:
         while True:
-            await asyncio.sleep(LEASE_TTL / 6)
+            await asyncio.sleep(self.lease.ttl / 6)
             try:
                 await asyncio.to_thread(self.lease.renew)
             except LeaseLost as e:
@@ -342,15 +366,37 @@ class Listener:
                 write_status(self.status_file, self.status)
             except OSError as e:
                 log.warning("cannot write listener status %s: %s", self.status_file, e)
+        if self._status_kept is None or self._status_kept.done() or self.status.stopped:  # else: the next second's
+            with contextlib.suppress(RuntimeError):  # the keeper shut down: the stop's status is the last
+                self._status_kept = self._status_keeper.submit(self._keep_status, msgspec.json.encode(self.status))
+
+    def _keep_status(self, status: bytes) -> None:
+        """The status into the store, as the lease's note (in ``_status_keeper``'s thread)."""
+        try:
+            problem = None if self.lease.write_note(status) else "another listener holds the store's lease"
+        except StoreError as e:
+            problem = str(e)
+        if problem and problem != self._keeping_problem:
+            log.warning("cannot keep the listener status in the store: %s", problem)
+        elif self._keeping_problem and not problem:
+            log.info("the listener status is kept in the store again")
+        self._keeping_problem = problem
 
     def _read_previous_status(self) -> ListenerStatus | None:
-        if not self.status_file:
-            return None
+        in_file = None
+        if self.status_file:
+            try:
+                in_file = read_status(self.status_file)
+            except Exception as e:  # noqa: BLE001 - a damaged status file only costs precision
+                log.warning("ignoring previous listener status: %s", e)
         try:
-            return read_status(self.status_file)
-        except Exception as e:  # noqa: BLE001 - a damaged status file only costs precision
+            in_store = stored_status(self.store)
+        except StoreError:
+            raise  # the store unread: the start fails, as the lease's would
+        except ChatArchiveError as e:  # damaged: and the file cannot be told to be the last holder's
             log.warning("ignoring previous listener status: %s", e)
             return None
+        return latest_status(in_file, in_store)
 
 
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:

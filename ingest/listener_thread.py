@@ -73,5 +73,5 @@ def start_listener(
     ``clock``: the listener's (its times and what it stamps live; a test's may be set off the server's).
     Raises ``LeaseHeld`` (a ``StoreError``) if another listener archives into the store."""
     listener = Listener(settings, store, status_file=status_file, health=health, clock=clock)
-    listener.lease.acquire()
+    listener.acquire()
     return ListenerHandle(listener, stop or threading.Event()).start()

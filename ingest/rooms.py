@@ -66,7 +66,7 @@ class Rooms:
         store: EventStore,
         writer: BatchWriter,
         *,
-        previous: ListenerStatus | None,
+        previous: ListenerStatus | None = None,
         on_change: Callable[[], None],
         clock: Clock = utcnow,
     ):
@@ -76,14 +76,19 @@ class Rooms:
         self.clock_offset: timedelta | None = None
         self.store = store
         self.writer = writer
-        self.previous = previous  # the last status of the previous run
-        self.inherited = unwatched(previous)  # room -> since when the previous run had not watched it
+        self.inherit(previous)
         self.changed = on_change  # the status should be written again
         self.states: dict[str, RoomState] = {}
         self.views: dict[str, RoomView] = {}
         self.recovered: Counter[str] = Counter()  # per room: messages stored from its archive or history
         self.unstored_gaps: dict[str, datetime] = {}  # room -> start of its gap record, handed to the writer, not stored
         self._once_written: set[str] | None = None
+
+    def inherit(self, previous: ListenerStatus | None) -> None:
+        """Start from the previous run's last status (the last holder of the store's lease, read once this run
+        holds it)."""
+        self.previous = previous
+        self.inherited = unwatched(previous)  # room -> since when the previous run had not watched it
 
     def written(self, recorded: list[ev.Recorded]) -> None:
         """Count what the store took of catch-ups (called from the writer's thread)."""

@@ -1,5 +1,7 @@
 """Settings of the XMPP listener."""
 
+from typing import Annotated
+
 import msgspec
 
 
@@ -38,3 +40,5 @@ class XmppSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Where the listener writes its status (rooms joined and refused, connection, last event) for `chat-archive status`."""
     retry_refused_after: float = 300.0
     """Seconds before the listener tries again to enter a room that refused it (or that it was removed from)."""
+    lease_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    """Seconds the listener's lease on the store lasts unless renewed (every sixth of it): a listener on another host takes over this long after the last renewal, and one that went this long without renewing (paused, store unreachable) stores nothing until it renews."""

@@ -1,10 +1,14 @@
-"""The listener's status, in a small JSON file another process (``chat-archive status``) can read.
+"""The listener's status, in a small JSON file another process (``chat-archive status``) can read, and in the store.
 
 Written atomically (temporary file + rename) about once a second while the
 listener runs, so ``updated_at`` doubles as a heartbeat: a restarted listener
 knows until when its predecessor was watching each room, and ``assess`` tells
 a listener killed without a word (kill -9: the file says running, but it is
-stale, or its process is gone) from one that runs.
+stale, or its process is gone) from one that runs. The same status is kept in
+the store as the note of the listener's lease (``archive.lease``), where a
+listener taking over on another host, and the API on every host, read it:
+the file is of one host only, and may be a listener's that ran there long ago
+(``latest_status`` tells them apart).
 """
 
 from __future__ import annotations
@@ -18,16 +22,22 @@ import msgspec
 
 from archive.errors import ChatArchiveError
 from archive.health import PartHealth
+from archive.lease import last_note
+from archive.store import EventStore
 from archive.times import format_time
 
 from .clock import skew_problem
 from .settings import XmppSettings
 
 
+LEASE = "listener"  # the store's lease a listener holds while it runs; its note is the listener's last status
+
+
 class ListenerStatus(msgspec.Struct, kw_only=True):
     jid: str
     pid: int
     host: str = ""
+    holder: str = ""  # the listener's holder of the store's lease: whose status it is (missing in older files)
     started_at: datetime
     updated_at: datetime
     connected: bool = False
@@ -103,6 +113,33 @@ def unwatched(status: ListenerStatus | None) -> dict[str, datetime]:
         return {}
     joined = {room: status.stored_until for room in status.rooms_joined} if status.stored_until else {}
     return {**joined, **status.rooms_away}
+
+
+def latest_status(in_file: ListenerStatus | None, in_store: ListenerStatus | None) -> ListenerStatus | None:
+    """The listener's last status, from this host's status file and the store's (``stored_status``).
+
+    The store's is the last lease holder's, whichever host it ran on. A file of the same holder is the newer where
+    it was written later (the store refused the last writes: a stop with the store out of reach); a file of another
+    holder is an earlier listener's of this host (another has held the lease since, here or elsewhere), and its
+    rooms away and watched until are long past: ignored. A store without one (written by earlier versions only,
+    whose files name no holder) leaves the file.
+    """
+    if in_store is None:
+        return in_file
+    if in_file is None or in_file.holder != in_store.holder:
+        return in_store
+    return in_file if in_file.updated_at > in_store.updated_at else in_store
+
+
+def stored_status(store: EventStore) -> ListenerStatus | None:
+    """The status the last listener to hold the store's lease left there (``StoreLease.write_note``)."""
+    note = last_note(store, LEASE)
+    if note is None:
+        return None
+    try:
+        return msgspec.json.decode(note[1], type=ListenerStatus)
+    except msgspec.DecodeError as e:
+        raise ChatArchiveError(f"the listener status in the store is not valid: {e}") from e
 
 
 def status_path(settings: XmppSettings) -> Path:

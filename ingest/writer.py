@@ -6,7 +6,9 @@ queue. The writer takes everything queued at that moment (up to
 themselves under load while a lone event is written at once. A failed append
 is retried with back-off (the store is idempotent) until it succeeds or the
 writer stops, and reported to ``on_health`` (the error; None once it works). What a stop gives up on, with
-everything queued after it, is counted (``lost``) and keeps ``stored_until`` before it.
+everything queued after it, is counted (``lost``) and keeps ``stored_until`` before it. ``fence`` says why
+nothing may be appended now (the listener's lease lapsed: another listener may have taken over), which is
+waited out as an error is.
 
 The queue is bounded without dropping anything: once more than ``high_water``
 events wait, ``on_full(True)`` is called (the listener stops reading from the
@@ -25,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from archive.errors import ChatArchiveError
 from archive.events import Event, Recorded
 from archive.health import Backoff
 from archive.store import MAX_BATCH, EventStore
@@ -33,6 +36,10 @@ from archive.times import utcnow
 log = logging.getLogger(__name__)
 
 _STOP = object()
+
+
+class Fenced(ChatArchiveError):
+    """Nothing may be appended now (the writer's ``fence``)."""
 
 
 class BatchWriter:
@@ -46,8 +53,10 @@ class BatchWriter:
         on_health: Callable[[str | None], None] | None = None,
         on_full: Callable[[bool], None] | None = None,
         high_water: int = 50_000,
+        fence: Callable[[], str | None] | None = None,
     ):
         self._store = store
+        self._fence = fence
         self._max_batch = max_batch
         self._on_written = on_written
         self._on_error = on_error
@@ -153,6 +162,8 @@ class BatchWriter:
         # move the rooms' last events (where the next start's gaps begin) and their archive anchors past it.
         for attempt in range(0 if self._stopping and self.lost else 1_000_000):
             try:
+                if self._fence is not None and (why := self._fence()):
+                    raise Fenced(why)
                 recorded, stored = self._store.append(batch), True
                 break
             except Exception as e:  # noqa: BLE001 - never lose the batch to one failure

@@ -188,10 +188,13 @@ def rebuild(
     page_size: int = PAGE_SIZE,
     background: bool | None = None,
     stop: threading.Event | None = None,
+    before_swap: Callable[[], None] | None = None,
 ) -> RebuildReport:
     """Rebuild ``targets`` from the whole log and swap them in; see the module docstring.
     ``background``: commit through writer processes (default: where the log is longer than one commit);
-    ``stop``: once set, ``RebuildStopped`` is raised after the page being applied."""
+    ``stop``: once set, ``RebuildStopped`` is raised after the page being applied; ``before_swap``: called
+    once the builds are done, before any is swapped in: what it raises aborts them (a purge lease taken over
+    while this process paused: another purge may have deleted what they were built from)."""
     # The collector off for the whole build, not only page by page (``collection_paused``): each page
     # leaves thousands of young objects alive (pending lines, id keys), so re-enabling it after every
     # page set off a collection over them, 2-3 s of a 1M search rebuild's main thread (wall 38.5 -> 32.6
@@ -201,7 +204,7 @@ def rebuild(
     # and the switch is the process's: the listener's and the API's cycles would pile up meanwhile. So is the
     # interpreter lock's switch interval (``_handing_over_often``).
     build = functools.partial(_rebuild, store, targets, progress=progress, commit_every=commit_every,
-                              page_size=page_size, background=background, stop=stop)
+                              page_size=page_size, background=background, stop=stop, before_swap=before_swap)
     if threading.current_thread() is not threading.main_thread():
         return build()
     with collection_paused(), _handing_over_often():
@@ -232,6 +235,7 @@ def _rebuild(
     page_size: int,
     background: bool | None,
     stop: threading.Event | None,
+    before_swap: Callable[[], None] | None,
 ) -> RebuildReport:
     if commit_every is None:
         commit_every = min((getattr(t, "rebuild_commit_every", COMMIT_EVERY) for t in targets), default=COMMIT_EVERY)
@@ -267,6 +271,8 @@ def _rebuild(
         position = follower.catch_up()
         for writer in writers.values():
             writer.wait()  # here, not by each finish in its thread: one reader of each writer's answers
+        if before_swap is not None:
+            before_swap()
         _finish(targets, fresh)
         if bar:
             bar.update(position, final=True)

@@ -91,14 +91,14 @@ def _catch_up(config, *, views: bool, search: bool) -> int:
 
 
 def run_rebuild(args: argparse.Namespace, config) -> int:
-    with open_store(config) as store, purge_lease(store):  # a purge deleting under the read would be undone
+    with open_store(config) as store, purge_lease(store) as lease:  # a purge deleting under the read would be undone
         unapplied = pending_purge(store) if args.what == "all" else None
         if unapplied is None:
             report = rebuild_projections(config, store, ALL_PROJECTIONS if args.what == "all" else [args.what],
-                                         progress=not args.quiet)
+                                         progress=not args.quiet, lease=lease)
         else:  # an interrupted purge's rebuild, done by hand: as the purge would have finished it
             finish_purges(store)
-            report = apply_purge(config, store, unapplied, by=operator(), progress=not args.quiet)
+            report = apply_purge(config, store, unapplied, by=operator(), progress=not args.quiet, lease=lease)
         print(
             f"rebuilt {', '.join(report.projections)}: {report.events:,} events in {report.seconds:.1f} s "
             f"({report.events_per_second:,.0f} events/s), now at position {report.position}",

@@ -32,7 +32,7 @@ def print_status(args: argparse.Namespace, config) -> int:
         head = store.head()
         projections = [*projection_status(config, store), search_status(config, store)]
         incomplete = incomplete_spans(config, store)
-    listener, liveness = listener_status(config)
+        listener, liveness = listener_status(config, store)
     failed = liveness is not None and not liveness.ok
     if args.json:
         print(msgspec.json.encode({

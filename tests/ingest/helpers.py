@@ -166,9 +166,11 @@ def archived_stanza_ids(store, room: str) -> list[str]:
     return [e.stanza_id for e in room_events(store, room) if isinstance(e, ev.MessagePosted)]
 
 
-def write_config(tmp_path, server, room: str, extra: str = "", port: int | None = None, store_url: str | None = None) -> tuple:
+def write_config(tmp_path, server, room: str, extra: str = "", port: int | None = None, store_url: str | None = None,
+                 xmpp: str = "") -> tuple:
     """A config file for `chat-archive listen` archiving the rooms ``room`` (a glob) matches (into a SQLite store
-    beside it, unless ``store_url`` names one)."""
+    beside it, unless ``store_url`` names one); ``xmpp``: more lines of its `[xmpp]` section."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     status_file = tmp_path / "status.json"
     store_url = store_url or f"sqlite:///{tmp_path}/events.sqlite"
     config = tmp_path / "chat-archive.toml"
@@ -184,6 +186,7 @@ muc_services = ["{server.muc_service}"]
 include = ["{room}"]
 poll_interval = 0.3
 status_file = "{status_file}"
+{xmpp}
 
 [store]
 url = "{store_url}"

@@ -41,7 +41,7 @@ def test_demo_traffic_is_archived_live_and_the_status_is_readable(tmp_path):
 
                 wait_for(talked, 30, message="simulated users talking")
                 lines = wait_for(
-                    lambda: (text := describe(listener_status(config)[0])) and "lobby@" in "\n".join(text) and text,
+                    lambda: (text := describe(listener_status(config, store)[0])) and "lobby@" in "\n".join(text) and text,
                     message="the status",
                 )
             finally:

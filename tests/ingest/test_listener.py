@@ -334,7 +334,7 @@ def test_a_full_write_queue_pauses_reading_from_the_server_and_loses_nothing(pro
     alice.create_room(room, "alice")
     gated = GatedStore(store)
     listener = Listener(listener_settings(prosody, include=(room,)), gated, write_queue_limit=5)
-    listener.lease.acquire()
+    listener.acquire()
     handle = ListenerHandle(listener, threading.Event()).start()
     try:
         wait_joined(handle, room, timeout=30)

@@ -15,7 +15,7 @@ from archive.times import utcnow
 from ingest.client import UnnamableRooms, allowed
 from ingest.roomview import RoomView
 from ingest.settings import XmppSettings
-from ingest.status import ListenerStatus, describe, read_status, unwatched, write_status
+from ingest.status import ListenerStatus, describe, latest_status, read_status, unwatched, write_status
 from ingest.writer import BatchWriter
 from tests.factories import T0, at, make, message
 from tests.services.postgres import POSTGRES_DSN
@@ -81,6 +81,24 @@ def test_a_status_file_of_an_older_version_says_its_joined_rooms_were_watched_un
     assert unwatched(away) == {ROOM: at(3)} and unwatched(None) == {}
 
 
+def test_the_last_status_is_the_last_lease_holders_a_status_file_of_another_holder_is_ignored():
+    """A listener taking over on another host: that host's file, if any, is a listener's that ran there before (weeks
+    ago, its rooms away since then); the store's is the last holder's. A file of the same holder is read where newer
+    (the store refused the stop's status), and a store no listener of this version wrote leaves the file."""
+    def status(holder: str, updated: int, **fields) -> ListenerStatus:
+        return ListenerStatus(jid="archiver@localhost", pid=1, holder=holder, started_at=T0, updated_at=at(updated),
+                              **fields)
+
+    weeks_ago = status("host-b pid 7 0ld", 0, rooms_away={ROOM: at(-3 * 7 * 86400)}, stopped=True)
+    last = status("host-a pid 9 last", 60, rooms_joined=[ROOM], stored_until=at(59))
+    assert latest_status(weeks_ago, last) == last, "a file of another holder"
+    assert latest_status(None, last) == last, "no file on this host"
+    at_stop = msgspec.structs.replace(last, updated_at=at(61), stopped=True)
+    assert latest_status(at_stop, last) == at_stop and latest_status(last, at_stop) == at_stop, "the newer of one holder"
+    earlier_version = status("", 0, rooms_joined=[ROOM], stored_until=at(0))
+    assert latest_status(earlier_version, None) == earlier_version and latest_status(None, None) is None
+
+
 class FlakyStore:
     """Fails the first append, then records every batch it is given."""
 
@@ -106,6 +124,25 @@ def test_batch_writer_retries_a_failed_append_and_batches_what_queued_meanwhile(
     writer.stop()
     assert [len(b) for b in store.batches] == [3, 2]
     assert sum(written) == 5 and len(errors) == 1 and "locked" in errors[0]
+
+
+def test_a_fenced_writer_appends_nothing_until_the_fence_lifts_and_gives_up_on_it_at_a_stop():
+    """The listener's lease went a whole length unrenewed (the process paused): another listener may archive the
+    store now, and both would store the same presence at their own receive times. Nothing is appended until a
+    renewal lifts the fence; at a stop (the lease lost) what waits is given up, and ``stored_until`` stays before it."""
+    store, fenced = FlakyStore(), ["the lease lapsed"]
+    store.failures = 0
+    writer = BatchWriter(store, fence=lambda: fenced[0])
+    writer.start()
+    writer.put([message(1)])
+    assert not writer.wait_idle(0.5) and store.batches == []
+    fenced[0] = None
+    assert writer.wait_idle(10) and [len(b) for b in store.batches] == [1]
+    fenced[0] = "the lease was taken over"
+    writer.put([message(2)])
+    writer.stop()
+    assert [len(b) for b in store.batches] == [1] and writer.lost == 1
+    assert writer.stored_until(utcnow()) <= message(2).recorded_at
 
 
 def test_batch_writer_tells_until_when_everything_put_is_stored():

@@ -1,8 +1,8 @@
 """Presence in a room the listener is not watching (kicked and refused, lost with its connection, being caught up)
 is known no later than when its watching stopped, whatever the listener's heartbeat says of the rooms it watches.
 
-A real listener against Prosody writes its status file; the API reads it as it does beside `chat-archive listen`
-(``chat_archive.bootstrap.open_views``)."""
+A real listener against Prosody writes its status, in its file and in the store; the API reads it as it does beside
+`chat-archive listen` or on another host (``chat_archive.bootstrap.open_views``)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def test_presence_after_the_watching_stopped_says_why():
 
 
 class Api:
-    """The API over a store, reading the listener's status file as beside `chat-archive listen`."""
+    """The API over a store, reading the listener's status as `serve` does (its file: beside `chat-archive listen`,
+    or on another host, where there is none)."""
 
     def __init__(self, store, store_url: str, status_file, base):
         config = Config(store=StoreSettings(url=store_url), xmpp=XmppSettings(status_file=str(status_file)))
@@ -99,6 +100,8 @@ def assert_not_known_since(api: Api, room: str, away, beat) -> None:
 
 
 def test_the_api_does_not_claim_presence_in_a_room_the_listener_was_kicked_from(prosody, people, store_url, tmp_path):
+    """The API on another host than the listener's (no status file there): it reads the status the listener keeps
+    in the store."""
     alice, bob = people["alice"], people["bob"]
     room = unique_room(prosody, "away")
     alice.create_room(room, "alice")
@@ -106,7 +109,7 @@ def test_the_api_does_not_claim_presence_in_a_room_the_listener_was_kicked_from(
     status_file = tmp_path / "status.json"
     settings = {"jid": "dave@localhost", "include": (room,), "retry_refused_after": 300.0}
     with open_event_store(store_url) as store:
-        api = Api(store, store_url, status_file, tmp_path)
+        api = Api(store, store_url, tmp_path / "api-host" / "status.json", tmp_path)
         try:
             with running_listener(prosody, store, status_file, **settings) as listener:
                 wait_joined(listener, room)

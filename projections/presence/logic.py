@@ -32,6 +32,9 @@ spans (``span_id``).
 - A time earlier than the span's start (clock skew) is clamped to the start.
 - One open span per nick and room: a span opened for a nick that is still
   open (a nick change onto it, say) closes the older one as ``"replaced"``.
+- The stay of a transcript line (``stay_at``): the stay whose span of the line's nick holds its time, of its
+  real JID where both name one. What one occupant did in one stay is what the room itself shows as one
+  person's (a nick change is announced); two stays of one account are not (the widget's author keys).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ import msgspec
 
 from archive import events as ev
 from archive.times import format_time
+
+from ..messages import bare
 
 SPANS_PER_EVENT = 100_000
 UNKNOWN_ENDS = frozenset({"gap", "replaced", ev.LeaveReason.LOST_SIGHT.value})
@@ -187,6 +192,26 @@ def unknown_why(
         if gap.start <= at < gap.end:
             return gap.explanation or f"archive gap ({gap.kind}): presence unknown"
     return None
+
+
+def stay_at(spans: Iterable[Span], nick: str, jid: str | None, at: datetime, *, leaving: bool = False) -> int | None:
+    """The stay in which the occupant holding ``nick`` (real JID ``jid``, where known) spoke, joined or took the
+    nick at ``at``, or (``leaving``) left: of ``spans`` (a room's spans of ``nick`` around ``at``), the one of
+    ``nick`` holding ``at`` and of no other real JID. At a span's edges (a join, a rename or a leave opens one
+    and closes another at one moment), the one opening at ``at``, or for a leave the one it closes. None: in no
+    stay the view knows (history from before the archive watched the room, a gap)."""
+    best, rank = None, None
+    for span in spans:
+        end = span.end
+        if span.nick != nick or span.start > at or (end is not None and end < at):
+            continue
+        if jid and span.jid and bare(span.jid) != bare(jid):
+            continue
+        # Its own edge first, then the latest opened.
+        this = ((end == at) == leaving, span.start, span.id)
+        if rank is None or this > rank:
+            best, rank = span, this
+    return None if best is None else best.stay
 
 
 def end_known(span: Span) -> bool:

@@ -34,6 +34,9 @@
   (that of a span overlapping it), in the database's order: the people of a range, found without
   decoding a span or reading the transcript's joins.
 - ``gaps(room, *, start=None, end=None) -> list[Gap]``.
+- ``stays_at(room, acts) -> list[int | None]``: the stay of each (nick, jid, at, leaving) of ``room``
+  (``logic.stay_at``: what a transcript line's author did, and when), at most MAX_SPANS spans of a nick read;
+  ``position()``: the log position the view holds every event up to (what ``stays_at`` answers for).
 - ``incomplete_gaps() -> list[Gap]``: archive gaps of every room in which messages too
   may be missing (kind other than ``presence``; not the time before the archive began), newest first.
 
@@ -43,6 +46,7 @@ Bad arguments raise ``InvalidQueryError``.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from datetime import datetime
 
 from archive.errors import InvalidQueryError
@@ -255,6 +259,27 @@ class Presence:
         return self.recorder.read(NAME, lambda query, _: _reached(query, room, [decode_gap(bytes(r["data"])) for r in query(
             "SELECT data FROM {gaps} WHERE room=? AND end_ts>? AND start_ts<? ORDER BY start_ts", (room, lo, hi)
         )]))
+
+    def position(self) -> int:
+        """The log position of the last event the view has applied and committed."""
+        return self.recorder.position(NAME, self.recorder.generations(NAME)[0])
+
+    def stays_at(self, room: str, acts: Sequence[tuple[str, str | None, datetime, bool]]) -> list[int | None]:
+        """``logic.stay_at`` of each (nick, jid, at, leaving) of ``acts`` in ``room``: one read of each nick's
+        spans around its acts' times (the newest MAX_SPANS: an act older than those is in no stay known)."""
+        around: dict[str, tuple[int, int]] = {}
+        for nick, _, at, _ in acts:
+            t = micros(at)
+            low, high = around.get(nick, (t, t))
+            around[nick] = (min(low, t), max(high, t))
+
+        def work(query, _generation):
+            return {nick: [_span(r) for r in query(
+                "SELECT data FROM {spans} WHERE room=? AND nick=? AND start_ts<=? AND end_ts>=? ORDER BY id DESC "
+                "LIMIT ?", (room, nick, high, low, MAX_SPANS))] for nick, (low, high) in around.items()}
+
+        spans = self.recorder.read(NAME, work) if around else {}
+        return [logic.stay_at(spans[nick], nick, jid, at, leaving=leaving) for nick, jid, at, leaving in acts]
 
     def incomplete_gaps(self) -> list[Gap]:
         rows = self.recorder.read(NAME, lambda query, _: query("SELECT data FROM {gaps} ORDER BY start_ts DESC", ()))

@@ -18,7 +18,7 @@
 - ``line(room, ref, *, include_originals=False) -> Line``.
 - ``changed_before(room, before, *, include_originals=False) -> list[Line]``: the lines before
   ``before``'s whole second changed since they were made (or late), for range exports.
-- ``changes(room, *, after=0, after_line=None, floor=None, limit=100) -> LineChanges`` and
+- ``changes(room, *, after=0, after_line=None, floor=None, limit=100, until=None) -> LineChanges`` and
   ``last_change(room)``: what changed in the ordinary view after a log position (the widget's live feed).
 
 ``ref`` is a line id (``int``, or a string of digits) or a message's
@@ -197,7 +197,7 @@ class Transcripts:
         )
 
     def changes(self, room: str, *, after: int = 0, after_line: int | None = None, floor: int | None = None,
-                limit: int = 100) -> LineChanges:
+                limit: int = 100, until: int | None = None) -> LineChanges:
         """The ordinary view's lines of ``room`` created or changed by events after position
         ``after`` (or, with ``after_line``, the lines after that one of the event at ``after``), in the
         order of those events and then of lines, and where to go on from next time; ``gone`` lists the
@@ -205,6 +205,8 @@ class Transcripts:
         lines (a message and the corrections awaiting it, taken into it): a page may end among them and
         the next begins after its last line. ``floor``: the ``floor`` of the page before (None: read here),
         a ts no line of the room created after the page's position and not late is earlier than.
+        ``until``: no line an event after that position made or changed (they come on a later page): as far as
+        another view the caller reads beside this one has come (the widget's author keys: the presence view).
 
         Two sets of rows make a page, which no row is in both of: the lines that no event changed since it
         made them and that are not late, read by ``lines_time`` from the floor on (of those, the ones created
@@ -215,6 +217,7 @@ class Transcripts:
         line = NO_LINE if after_line is None else after_line
         # The new lines after (after, line): those after the position, and the position's own if line is before it.
         newer_than = after - 1 if line < after else after
+        until = NO_LINE if until is None else until  # a line last changed after it waits, whole, for a later page
 
         def work(query, _generation):
             low = floor
@@ -230,10 +233,10 @@ class Transcripts:
             # every line after a cursor deep in a room (a bitmap scan, then a sort) instead of the page's in order.
             rows = query(
                 f"SELECT * FROM (SELECT id, shown, rev, ts, fields FROM {{lines}} WHERE {ROOM} AND ts>=? AND id>? "
-                "AND rev<=id AND late=0 ORDER BY ts, id LIMIT ?) AS created UNION ALL SELECT * FROM (SELECT id, shown, "
-                f"rev, ts, fields FROM {{lines}} WHERE {ROOM} AND {CHANGED_OR_LATE} AND rev>=? AND (rev, id) > (?, ?) "
-                "ORDER BY rev, id LIMIT ?) AS changed",
-                (room, low, newer_than, limit, room, after, after, line, limit),
+                "AND rev<=id AND id<=? AND late=0 ORDER BY ts, id LIMIT ?) AS created UNION ALL SELECT * FROM (SELECT "
+                f"id, shown, rev, ts, fields FROM {{lines}} WHERE {ROOM} AND {CHANGED_OR_LATE} AND rev>=? AND rev<=? "
+                "AND (rev, id) > (?, ?) ORDER BY rev, id LIMIT ?) AS changed",
+                (room, low, newer_than, until, limit, room, after, until, after, line, limit),
             )
             return sorted(rows, key=_change_order)[:limit], low
 

@@ -151,8 +151,9 @@ def activity(room: str):
         state = decode_cursor(text, "widget")
         if not (isinstance(state, dict) and widget_feed.valid_cursor(state)):
             raise bad_parameter("cursor", "is not a cursor this widget issued")
-        items, state = widget_feed.since(transcripts(), room, state, secret=author_secret())
+        items, state = widget_feed.since(transcripts(), room, state, presence=api().views.presence,
+                                         secret=author_secret())
     else:
-        items, state = widget_feed.recent(transcripts(), room, secret=author_secret())
+        items, state = widget_feed.recent(transcripts(), room, presence=api().views.presence, secret=author_secret())
     audit.results(len(items))
     return json_response({"items": items, "cursor": encode_cursor(state, "widget")})

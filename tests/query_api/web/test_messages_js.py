@@ -1,17 +1,22 @@
 """The widget's mirror of the message model (query_api/static/messages.js, run in headless Chromium) against
 the model itself (projections/messages.py): random histories of posts, corrections and retractions, in and
 out of order, leave the same lines in both; so do histories the widget reads first from the archive's feed
-(lines and presences, real JIDs as its author keys) and then hears live without JIDs or occupant-ids."""
+(lines and presences, real JIDs as its author keys, one for each stay) and then hears live without JIDs or
+occupant-ids, the model telling authors by their JID in the stay they are in."""
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
 
+import msgspec
+
 from archive import events as ev
 from projections.lines import ids
 from projections.memory_book import MemoryBook
-from projections.messages import step
+from projections.messages import bare, step
+from projections.presence import logic as presence_logic
+from projections.presence.logic import Span, stay_at
 from projections.transcripts import logic
 from query_api.web import widget_feed
 from tests.factories import make
@@ -67,6 +72,10 @@ def python_lines(events: list[ev.Event], joined: int = 0) -> list[tuple]:
     book = MemoryBook()
     for position, event in enumerate(events, 1):
         book.apply(step(position, event, book))
+    return lines_of(book, joined)
+
+
+def lines_of(book: MemoryBook, joined: int) -> list[tuple]:
     return [(line.kind, line.nick, line.body, line.edited, line.removed is not None, sorted(ids(line)), line.awaiting)
             for line in sorted(book.lines.values(), key=lambda line: line.id)
             if not (line.kind == "retraction" and line.id <= joined)]
@@ -153,14 +162,54 @@ def joined_history(rng: random.Random) -> tuple[list[ev.Event], int]:
     return events, min(join_at, len(events))
 
 
+def spans(events: list[ev.Event]) -> list[Span]:
+    """The presence view's spans of ``events`` (of one room), each as it ends up."""
+    room_open: dict[str, Span] = {}
+    made: dict[int, Span] = {}
+    for position, event in enumerate(events, 1):
+        for span in presence_logic.step(room_open, position, event):
+            made[span.id] = span
+            if span.end is None:
+                room_open[span.nick] = span
+            elif (held := room_open.get(span.nick)) is not None and held.id == span.id:
+                del room_open[span.nick]
+    return list(made.values())
+
+
 def feed(events: list[ev.Event]) -> list[dict]:
     """The archive's feed of ``events``' room as the widget holds it at Join."""
     book = MemoryBook()
     for position, event in enumerate(events, 1):
         book.apply(logic.step(position, event, book))
     lines = sorted(book.lines.values(), key=lambda line: line.id)
-    return [{**widget_feed.item(line, SECRET), "key": f"f{line.id}"} for line in lines
-            if line.kind in widget_feed.SHOWN_KINDS]
+    known = spans(events)
+    return [{**widget_feed.item(line, SECRET, stay_at(known, line.nick, line.jid, line.at, leaving=line.kind == "left")),
+             "key": f"f{line.id}"} for line in lines if line.kind in widget_feed.SHOWN_KINDS]
+
+
+def widget_lines(events: list[ev.Event], joined: int) -> list[tuple]:
+    """What the widget holds once it has heard ``events`` after the first ``joined`` (``python_lines``): the
+    archive's lines at Join, then what it heard, judged by the model with each author's real JID as the one of
+    the stay it was in (the feed's author keys): an author back in another stay is somebody else to it."""
+    known = spans(events)
+
+    def in_stay(own: int, nick: str, jid: str | None, at) -> str | None:
+        stay = stay_at(known, nick, jid, at)
+        return jid and f"{bare(jid)}#{f'line {own}' if stay is None else stay}"  # as ``widget_feed.author_key``
+
+    book = MemoryBook()
+    for position, event in enumerate(events[:joined], 1):
+        book.apply(step(position, event, book))
+    for line in list(book.lines.values()):
+        book.lines[line.id] = msgspec.structs.replace(line, jid=in_stay(line.id, line.nick, line.jid, line.at))
+    for position, event in enumerate(events[joined:], joined + 1):
+        if isinstance(event, ev.MessageRetracted):
+            event = msgspec.structs.replace(event, by_jid=in_stay(position, event.by_nick, event.by_jid,
+                                                                        event.occurred_at))
+        elif isinstance(event, (ev.MessagePosted, ev.MessageCorrected)):
+            event = msgspec.structs.replace(event, jid=in_stay(position, event.nick, event.jid, event.occurred_at))
+        book.apply(step(position, event, book))
+    return lines_of(book, joined)
 
 
 def live(position: int, event: ev.Event) -> dict:
@@ -185,7 +234,7 @@ return arguments[0].map(function (history) {
 """
 
 
-def test_the_widget_tells_authors_as_the_archive_does_by_their_jids_which_it_is_not_shown(browser):
+def test_the_widget_tells_authors_as_the_archive_does_by_their_jids_within_a_stay_which_it_is_not_shown(browser):
     rng = random.Random(20261205)
     histories = [joined_history(rng) for _ in range(2000)]
     sent = [[feed(events[:at]), [live(p, e) for p, e in enumerate(events, 1) if p > at]] for events, at in histories]
@@ -193,4 +242,4 @@ def test_the_widget_tells_authors_as_the_archive_does_by_their_jids_which_it_is_
     browser.execute_script(SOURCE.read_text(encoding="utf-8"))
     got = browser.execute_script(JS_JOINED_LINES, sent)
     for (events, at), lines in zip(histories, got):
-        assert [tuple(line) for line in lines] == python_lines(events, at), events
+        assert [tuple(line) for line in lines] == widget_lines(events, at), events

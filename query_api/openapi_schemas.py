@@ -111,7 +111,8 @@ SCHEMAS = {
         "expires_at": INSTANT, "credentials": BOOLEAN,
     }),  # fmt: skip
     # A whole transcript line (it replaces the one with its id), or {"id", "kind": "gone"}.
-    # ``author``: a keyed hash of the room and the line's bare real JID (widget_feed.author_key), the JID withheld.
+    # ``author``: a keyed hash of the room, the line's bare real JID and its author's stay (widget_feed.author_key),
+    # the JID withheld.
     "WidgetItem": obj({"id": INTEGER, "kind": STRING}, {"at": INSTANT, "nick": OPT_STRING, "occupant_id": OPT_STRING,
                                                          "author": OPT_STRING,
                                                          "body": OPT_STRING, "old_nick": OPT_STRING, "removed": BOOLEAN,

@@ -33,8 +33,10 @@
 
   // XEP-0308 section 3 / XEP-0421: the same occupant-id when both carry one, else the same bare real JID
   // when both carry one, else the same nick. The real JID as the widget knows it: a line from the archive's
-  // feed carries the feed's key of it (``author``, widget_feed.author_key: the JID itself is withheld), and
-  // an item heard live the key its nick has (``Book.know``), or the JID where the room shows it.
+  // feed carries the feed's key of it in its author's stay (``author``, widget_feed.author_key: the JID itself
+  // is withheld, and one stay is not linked to another: an author back in another stay is somebody else here,
+  // until the feed, after Leave, shows the archive's verdict), and an item heard live the key its nick has
+  // (``Book.know``), or the JID where the room shows it.
   function sameAuthor(line, who) {
     if (line.occupant_id && who.occupant_id) { return line.occupant_id === who.occupant_id; }
     if (line.author && who.author) { return line.author === who.author; }

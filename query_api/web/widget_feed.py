@@ -86,13 +86,14 @@ def items(presence: Presence, room: str, lines: list[Line], secret: bytes) -> li
 
 def recent(transcripts: Transcripts, room: str, *, presence: Presence, secret: bytes,
            limit: int = 50) -> tuple[list[dict], dict]:
-    """The room's last ``limit`` shown lines (``secret``: ``author_key``'s) that the presence view has come to
-    (``presence``: it tells their stays), and the cursor to poll on with."""
+    """The room's last ``limit`` shown lines (``secret``: ``author_key``'s), less those the presence view has
+    not come to (``presence``: it tells their stays; they come with the next poll), and the cursor to poll on
+    with."""
     reached = presence.position()  # first: the stays read after it hold at least its events'
     last = min(transcripts.last_change(room), reached)  # before the page: a change in between comes again
     lines = transcripts.page(room, direction="backward", limit=limit * 2).lines
-    shown = [line for line in lines if line.kind in SHOWN_KINDS and line.id <= reached][-limit:]
-    return items(presence, room, shown, secret), {"r": last}
+    shown = [line for line in lines if line.kind in SHOWN_KINDS][-limit:]
+    return items(presence, room, [line for line in shown if line.id <= reached], secret), {"r": last}
 
 
 def since(transcripts: Transcripts, room: str, cursor: dict, *, presence: Presence, secret: bytes,

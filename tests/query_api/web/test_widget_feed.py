@@ -158,6 +158,8 @@ def test_the_feed_goes_only_as_far_as_the_presence_view_which_tells_the_stays(ev
     assert waiting == [] and cursor["r"] == 2
     assert [i["body"] for i in widget_feed.recent(views.transcripts, ROOM, presence=views.presence,
                                                   secret=SECRET)[0]] == [None, "hi"]
+    # The last lines, less those: not lines further back in their place (the widget's lines begin where they did).
+    assert widget_feed.recent(views.transcripts, ROOM, presence=views.presence, secret=SECRET, limit=2)[0] == []
     LogFollower(event_store, presence, commit_interval=60).catch_up()
     items, _ = widget_feed.since(views.transcripts, ROOM, cursor, presence=views.presence, secret=SECRET)
     assert [(i["kind"], i["author"] == first) for i in items] == [("left", True), ("joined", False),

@@ -117,6 +117,16 @@ def step(room_open: Mapping[str, Span], position: int, event: ev.Event) -> list[
     return displaced + changes if displaced else changes
 
 
+def hold(room_open: dict[str, Span], changes: Iterable[Span]) -> None:
+    """Bring ``room_open`` (as ``step`` takes it) up to ``changes`` (``step``'s): the spans opened held by their
+    nick, the closed ones let go (unless the nick is held by another already)."""
+    for span in changes:
+        if span.end is None:
+            room_open[span.nick] = span
+        elif (held := room_open.get(span.nick)) is not None and held.id == span.id:
+            del room_open[span.nick]
+
+
 def span_id(position: int, seq: int = 0) -> int:
     """A span's id: the opening event's position, and a sequence number for an
     event that opens several (a gap)."""

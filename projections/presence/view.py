@@ -118,13 +118,11 @@ class PresenceProjection(TableProjection):
         room_open = self._open.get(event.room)
         if room_open is None:
             room_open = self._open[event.room] = {}
+        changes = logic.step(room_open, position, event)
         dirty = self._dirty
-        for span in logic.step(room_open, position, event):
+        for span in changes:
             dirty[span.id] = span
-            if span.end is None:
-                room_open[span.nick] = span
-            elif (held := room_open.get(span.nick)) is not None and held.id == span.id:
-                del room_open[span.nick]
+        logic.hold(room_open, changes)
         if type(event) is _GAP:
             gap = logic.gap_of(position, event)
             self._gaps[gap.id] = gap

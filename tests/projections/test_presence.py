@@ -260,3 +260,23 @@ def test_occupancy_of_many_stays_in_many_buckets_compares_each_stay_a_few_times(
     assert counts[1] == (3, 102, True)
     # sorting and bisecting: about 10 comparisons per stay; a pass over every stay per bucket: over 300
     assert compared < 100 * stays
+
+
+def test_the_stay_of_a_line_is_the_one_its_nick_had_at_an_edge_the_one_opening_or_for_a_leave_closing():
+    """``logic.stay_at``, the widget's author keys' stays: alice leaves and is back in the same moment."""
+    events = [make(ev.OccupantJoined, 0, nick="alice", jid="alice@x/a"), make(ev.OccupantLeft, 5, nick="alice"),
+              make(ev.OccupantJoined, 5, nick="alice", jid="alice@x/b"), make(ev.NickChanged, 7, old_nick="alice",
+                                                                             new_nick="ally", jid="alice@x/b")]
+    room_open, spans = {}, {}
+    for position, event in enumerate(events, 1):
+        changes = logic.step(room_open, position, event)
+        spans.update((span.id, span) for span in changes)
+        logic.hold(room_open, changes)
+    spans = list(spans.values())
+    first, second = logic.span_id(1), logic.span_id(3)
+    assert [logic.stay_at(spans, "alice", "alice@x/a", at(t)) for t in (0, 3, 5, 6, 7)] == [
+        first, first, second, second, second]
+    assert logic.stay_at(spans, "alice", "alice@x", at(5), leaving=True) == first
+    assert logic.stay_at(spans, "ally", "alice@x/b", at(7)) == logic.stay_at(spans, "ally", None, at(9)) == second
+    assert logic.stay_at(spans, "alice", "mallory@y/a", at(3)) is None  # another's span: not hers
+    assert logic.stay_at(spans, "alice", "alice@x/a", at(-1)) is None  # before the archive saw her

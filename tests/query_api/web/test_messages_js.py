@@ -167,12 +167,9 @@ def spans(events: list[ev.Event]) -> list[Span]:
     room_open: dict[str, Span] = {}
     made: dict[int, Span] = {}
     for position, event in enumerate(events, 1):
-        for span in presence_logic.step(room_open, position, event):
-            made[span.id] = span
-            if span.end is None:
-                room_open[span.nick] = span
-            elif (held := room_open.get(span.nick)) is not None and held.id == span.id:
-                del room_open[span.nick]
+        changes = presence_logic.step(room_open, position, event)
+        made.update((span.id, span) for span in changes)
+        presence_logic.hold(room_open, changes)
     return list(made.values())
 
 

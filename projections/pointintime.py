@@ -4,7 +4,7 @@
 since=None, include_originals=False) -> RoomState``: the occupants then (with role,
 affiliation, show, status: the presence view's spans that cover T), the subject
 then, and the last ``limit`` transcript lines before T (those from ``since`` on,
-if given), oldest first, each as it read then (``as_at``: corrections and
+if given, led by the gaps that reach into it from before: ``Transcripts.page``), oldest first, each as it read then (``as_at``: corrections and
 removals made after T are not applied).
 
 No replay: the views are the room's state kept at every event (spans, lines with

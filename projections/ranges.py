@@ -10,7 +10,8 @@ that the export says the message was removed or edited later, when and how, with
 it was not. What changed it before the start is shown as its history (its earlier texts, by their times).
 
 A gap line is held wherever its span ``[gap start, gap end]`` meets the range (its record is made at its end, and
-the archive may be missing events anywhere in it): an export of a day inside a long gap says so.
+the archive may be missing events anywhere in it): an export of a day inside a long gap says so, and so does every
+ranged transcript read (``gap_meets``; ``transcripts.queries``: first in the range, as if it began at its start).
 """
 
 from __future__ import annotations
@@ -65,17 +66,22 @@ def in_range(moment: datetime, start: datetime | None, end: datetime | None) -> 
 def held(line: Line, start: datetime | None, end: datetime | None) -> Held | None:
     """``line`` as an export of ``[start, end)`` (either bound None: open) holds it; None if it holds nothing of
     it. A line created at or after the end is not held (it did not exist by then)."""
+    if line.kind == "gap":
+        return Held(line) if gap_meets(line, start, end) else None
     if end is not None and line.at >= end:
         return None
-    if line.kind == "gap":
-        meets = start is None or (line.gap_end or line.at) >= start
-        return Held(line) if meets else None
     events = line_events(line)
     if not any(in_range(e.at, start, end) for e in events):
         return None
     if end is None:
         return Held(line)
     return Held(as_at(line, end), tuple(e for e in events if e.at >= end))
+
+
+def gap_meets(line: Line, start: datetime | None, end: datetime | None) -> bool:
+    """Whether the span ``[gap start, gap end]`` of the gap line ``line`` meets ``[start, end)``: where every
+    ranged read shows it (an export, a transcript page, /state), however long before ``start`` it began."""
+    return (end is None or line.at < end) and (start is None or (line.gap_end or line.at) >= start)
 
 
 def positions_in(line: Line, start: datetime | None, end: datetime | None) -> list[int]:

@@ -77,8 +77,8 @@ class Views:
         self.recorder, self._close = open_view_recorder(url)
         for cls in PROJECTION_CLASSES.values():
             cls.live_generation(self.recorder)
-        self.transcripts = Transcripts(self.recorder)
         self.presence = Presence(self.recorder)
+        self.transcripts = Transcripts(self.recorder, self.presence.gap_positions)
 
     def projections(self, names: list[str] | None = None, *, load: bool = True) -> list[TableProjection]:
         """``load=False`` for the targets of a rebuild: they begin and finish it only."""

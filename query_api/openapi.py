@@ -121,7 +121,9 @@ def document() -> dict:
              query("format", {"type": "string", "enum": ["json", "html", "text"]}),
              query("tz", {"type": "string", "maxLength": 64}, "time zone (IANA name) of the times in the text and html formats; default `[api] time_zone`"),
              LIMIT, CURSOR, SITE_USER],
-            {"200": {"description": "transcript lines (JSON page), a complete HTML page or plain text lines", "content": {
+            {"200": {"description": "transcript lines (JSON page), a complete HTML page or plain text lines; a range's "
+                            "first page (and an `around` window) begins with the archive gaps that began before it "
+                            "and reach into it", "content": {
                 "application/json": {"schema": ref("TranscriptPage")}, "text/html": {"schema": {"type": "string"}},
                 "text/plain": {"schema": {"type": "string"}}}}}, statuses=(400, 401, 403, 404, 503),
             together="`day` or `from`/`to`, not both; `around` alone (with `limit`, `format`); `cursor` carries the "

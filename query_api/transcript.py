@@ -102,13 +102,15 @@ def read_page(room: str, params: Params, limit: int, originals: bool) -> dict:
 
 
 def _around(room: str, ref: str, limit: int, originals: bool) -> dict:
-    """``limit`` lines centred on the line ``ref`` (a position or a message id)."""
+    """``limit`` lines centred on the line ``ref`` (a position or a message id), led by the gap lines that began
+    before the first of them and reach into it (``Transcripts.context``'s ``gaps``: beyond ``limit``). ``previous``
+    goes on back from the first of the room's lines shown, not from such a gap's: nothing between is lost."""
     before = (limit - 1) // 2
     after = limit - 1 - before
     context = transcripts().context(room, ref, before=before, after=after, include_originals=originals)
     items = [*context.before, context.target, *context.after]
     return {
-        "lines": items,
+        "lines": [*context.gaps, *items],
         "target": context.target.id,
         "next": _cursor(items[-1], "forward") if len(context.after) == after else None,
         "previous": _cursor(items[0], "backward") if before and len(context.before) == before else None,

@@ -33,7 +33,8 @@
   (after ``after``, or from it if ``inclusive``) present in ``room`` at some time in ``[start, end)``
   (that of a span overlapping it), in the database's order: the people of a range, found without
   decoding a span or reading the transcript's joins.
-- ``gaps(room, *, start=None, end=None) -> list[Gap]``.
+- ``gaps(room, *, start=None, end=None) -> list[Gap]``; ``gap_positions(room, *, ending_from, starting_before)
+  -> list[int]``: the log positions of the gaps that end at or after one moment and start before another.
 - ``stays_at(room, acts) -> list[int | None]``: the stay of each (nick, jid, at, leaving) of ``room``
   (``logic.stay_at``: what a transcript line's author did, and when), at most MAX_SPANS spans of a nick read;
   ``position()``: the log position the view holds every event up to (what ``stays_at`` answers for).
@@ -280,6 +281,18 @@ class Presence:
 
         spans = self.recorder.read(NAME, work) if around else {}
         return [logic.stay_at(spans[nick], nick, jid, at, leaving=leaving) for nick, jid, at, leaving in acts]
+
+    def gap_positions(self, room: str, *, ending_from: datetime | None, starting_before: datetime | None) -> list[int]:
+        """The log positions of ``room``'s gaps that end at or after ``ending_from`` and start before
+        ``starting_before`` (either None: any): where the transcript queries find the gap lines that began before a range and reach
+        into it (``Transcripts.gaps_into``), by this view's index of gaps by their ends. (A room's ``before_archive``
+        gap is among them, by the position of its first event: the transcript's line there is no gap line.)"""
+        rows = self.recorder.read(NAME, lambda query, _: query(
+            "SELECT id FROM {gaps} WHERE room=? AND end_ts>=? AND start_ts<?",
+            (room, micros(ending_from) if ending_from else -OPEN_BOUND,
+             micros(starting_before) if starting_before else OPEN_BOUND),
+        ))  # fmt: skip
+        return [row["id"] for row in rows]
 
     def incomplete_gaps(self) -> list[Gap]:
         rows = self.recorder.read(NAME, lambda query, _: query("SELECT data FROM {gaps} ORDER BY start_ts DESC", ()))

@@ -1,11 +1,15 @@
 """Transcript queries (what the API serves). Every result is a msgspec Struct.
 
-``Transcripts(recorder)`` (get one from ``chat_archive.bootstrap.open_views``):
+``Transcripts(recorder, gap_positions)`` (get one from ``chat_archive.bootstrap.open_views``):
 
 - ``page(room, *, start=None, end=None, cursor=None, direction="forward",
-  limit=100, include_originals=False) -> TranscriptPage``: lines of ``room``
+  limit=100, include_originals=False, reaching=True) -> TranscriptPage``: lines of ``room``
   with ``start <= at < end`` (either bound optional), in transcript order
-  (``at``, then ``id``). Without a cursor, ``forward`` starts at the beginning
+  (``at``, then ``id``), led by the gap lines that began before ``start`` and
+  reach into the range (``gaps_into``; ``reaching=False``: the range's own lines
+  only, where a caller asks where lines are): a range inside a long gap says
+  the archive may be missing events in it, on its first page, once.
+  Without a cursor, ``forward`` starts at the beginning
   of the range and ``backward`` ends at its end (the latest lines). To page on,
   pass ``page.next_cursor`` with ``direction="forward"`` or
   ``page.prev_cursor`` with ``direction="backward"``; a cursor is None when
@@ -14,7 +18,13 @@
   (``day`` a ``date`` or ``"YYYY-MM-DD"``).
 - ``context(room, ref, *, before=10, after=10, include_originals=False)
   -> TranscriptContext``: the line ``ref`` and up to ``before``/``after``
-  lines around it.
+  lines around it, and (``gaps``) the gap lines that began before the first
+  of them and reach into it.
+- ``gaps_into(room, start, *, include_originals=False) -> list[Line]``: the gap
+  lines of ``room`` that began before ``start``'s whole second and whose span
+  meets the range from ``start`` (``projections.ranges.gap_meets``);
+  ``gaps_meeting(room, start, end, ...)``: every gap line whose span meets
+  ``[start, end)``.
 - ``line(room, ref, *, include_originals=False) -> Line``.
 - ``changed_before(room, before, *, include_originals=False) -> list[Line]``: the lines before
   ``before``'s whole second changed since they were made (or late), for range exports.
@@ -35,6 +45,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from datetime import date, datetime
 
 import msgspec
@@ -42,13 +53,16 @@ import msgspec
 from archive.errors import InvalidQueryError, NotFoundError, StoreError
 from archive.times import parse_day
 
-from ..tables import order_micros
+from ..ranges import gap_meets
+from ..tables import from_micros, order_micros
 from ..viewdb_backends import ViewRecorder
 from ..lines import Line, compliance_only, from_stored, ordinary, shown
 from .view import (CHANGED_OR_LATE, COMPLIANCE_ONLY, GONE, NAME, NO_TIME, OLDER_LAYOUT, ORDINARY, made_by_older_layout,
                    select_by_ref)
 
 MAX_LIMIT = 1000
+SECOND = 1_000_000  # in the view's ts (epoch microseconds)
+ID_CHUNK = 500  # ids asked for in one statement (``gaps_into``)
 NO_LINE = 2**63 - 1  # a feed's cursor without a line: after every line of its event
 # A room's lines by its number (``view.RoomNumbers``), looked up in the statement: none for a room it lacks.
 ROOM = "room=(SELECT id FROM {rooms} WHERE jid=?)"
@@ -75,11 +89,20 @@ class TranscriptContext(msgspec.Struct, kw_only=True):
     target: Line
     before: list[Line]
     after: list[Line]
+    gaps: list[Line] = []  # the gap lines that began before the first line shown and reach into it: shown first
+
+
+GapPositions = Callable[..., list[int]]
+"""``presence.queries.Presence.gap_positions``: (room, *, ending_from, starting_before) -> the log positions of the
+room's gaps that end at or after one moment and start before another."""
 
 
 class Transcripts:
-    def __init__(self, recorder: ViewRecorder):
+    def __init__(self, recorder: ViewRecorder, gap_positions: GapPositions):
         self.recorder = recorder
+        # A gap line's ``ts`` is its start, and its end is in no column of its own: the presence view's gaps, indexed
+        # by their ends, say which lines reach into a range from before it.
+        self._gap_positions = gap_positions
 
     def _read(self, work):
         try:
@@ -100,6 +123,7 @@ class Transcripts:
         direction: str = "forward",
         limit: int = 100,
         include_originals: bool = False,
+        reaching: bool = True,
     ) -> TranscriptPage:
         _check_limit(limit)
         if direction not in ("forward", "backward"):
@@ -119,6 +143,8 @@ class Transcripts:
             """Rows beyond ``edge`` that way (and the edge's own, ``inclusive``). The edge replaces the
             range's bound on its side, so that the index walk starts at the edge instead of filtering
             its way there."""
+            if edge_way == ">" and lo and edge[0] < lo[1]:
+                edge = (lo[1], -1)  # a cursor on a gap line reaching into the range: its own lines all lie beyond
             other = [b for b in ((hi,) if edge_way == ">" else (lo,)) if b]
             row_way = edge_way + ("=" if inclusive else "")
             clause = " AND ".join([base, f"ts{edge_way}=?", *(b[0] for b in other), f"(ts, id) {row_way} (?, ?)"])
@@ -131,34 +157,43 @@ class Transcripts:
                 rows = query(
                     f"SELECT ts, id, fields FROM {{lines}} WHERE {where} ORDER BY {order} LIMIT ?", (*params, limit + 1)
                 )
-                behind = False
-            else:
-                # Whether anything in the range lies behind the page is whether anything lies at or
-                # behind the cursor (nothing lies between it and the page): asked in the page's own
-                # statement, one round trip to PostgreSQL, one snapshot. That row sorts first.
-                this_way, this_params = after(">" if forward else "<", key)
-                back_way, back_params = after("<" if forward else ">", key, inclusive=True)
-                back_order = "ts DESC, id DESC" if forward else "ts, id"
-                rows = query(
-                    f"SELECT * FROM (SELECT ts, id, fields, 0 AS behind FROM {{lines}} WHERE {this_way} "
-                    f"ORDER BY {order} LIMIT ?) AS page UNION ALL SELECT * FROM (SELECT ts, id, fields, 1 AS behind "
-                    f"FROM {{lines}} WHERE {back_way} ORDER BY {back_order} LIMIT 1) AS back ORDER BY {order}",
-                    (*this_params, limit + 1, *back_params),
-                )
-                behind = bool(rows) and rows[0]["behind"] == 1
-                rows = rows[1:] if behind else rows
-            more = len(rows) > limit
-            rows = rows[:limit] if forward else list(reversed(rows[:limit]))
-            if not rows:
-                return [], None, None
-            first, last = (rows[0]["ts"], rows[0]["id"]), (rows[-1]["ts"], rows[-1]["id"])
-            has_next, has_prev = (more, behind) if forward else (behind, more)
-            lines = [from_stored(bytes(row["fields"])) for row in rows]
-            return lines, encode_cursor(*last) if has_next else None, encode_cursor(*first) if has_prev else None
+                return rows, False
+            # Whether anything in the range lies behind the page is whether anything lies at or
+            # behind the cursor (nothing lies between it and the page): asked in the page's own
+            # statement, one round trip to PostgreSQL, one snapshot. That row sorts first.
+            this_way, this_params = after(">" if forward else "<", key)
+            back_way, back_params = after("<" if forward else ">", key, inclusive=True)
+            back_order = "ts DESC, id DESC" if forward else "ts, id"
+            rows = query(
+                f"SELECT * FROM (SELECT ts, id, fields, 0 AS behind FROM {{lines}} WHERE {this_way} "
+                f"ORDER BY {order} LIMIT ?) AS page UNION ALL SELECT * FROM (SELECT ts, id, fields, 1 AS behind "
+                f"FROM {{lines}} WHERE {back_way} ORDER BY {back_order} LIMIT 1) AS back ORDER BY {order}",
+                (*this_params, limit + 1, *back_params),
+            )
+            behind = bool(rows) and rows[0]["behind"] == 1
+            return (rows[1:] if behind else rows), behind
 
-        lines, next_cursor, prev_cursor = self._read(work)
+        rows, behind = self._read(work)
+        # (ts, id, the row or the line) in the page's order: the range's own lines, and where the page reaches
+        # the range's start, the gap lines reaching into it from before, which sort before all of them.
+        items: list[tuple[int, int, object]] = [(row["ts"], row["id"], row) for row in rows]
+        if reaching and lo is not None and ((key is None or key[0] < lo[1]) if forward else len(rows) <= limit):
+            gaps = [(order_micros(g.at), g.id, g) for g in self.gaps_into(room, start, include_originals=include_originals)]
+            if forward:
+                items[:0] = [g for g in gaps if key is None or g[:2] > key]
+            else:
+                items += [g for g in reversed(gaps) if key is None or g[:2] < key]
+            behind = behind or (key is not None and any(g[:2] <= key if forward else g[:2] >= key for g in gaps))
+        more = len(items) > limit
+        items = items[:limit] if forward else list(reversed(items[:limit]))
+        if not items:
+            return TranscriptPage(room=room, lines=[])
+        first, last = items[0][:2], items[-1][:2]
+        has_next, has_prev = (more, behind) if forward else (behind, more)
+        lines = [it if isinstance(it, Line) else from_stored(bytes(it["fields"])) for _, _, it in items]
         return TranscriptPage(
-            room=room, lines=shown(lines, include_originals), next_cursor=next_cursor, prev_cursor=prev_cursor
+            room=room, lines=shown(lines, include_originals),
+            next_cursor=encode_cursor(*last) if has_next else None, prev_cursor=encode_cursor(*first) if has_prev else None,
         )
 
     def day(self, room: str, day: date | str, **options) -> TranscriptPage:
@@ -189,12 +224,52 @@ class Transcripts:
             ]
 
         target, earlier, later = self._read(work)
+        # The window begins at its first line unless it holds every line before the target: then the gaps that
+        # began before that line and reach into it are said first (the cursor back from it reaches them later).
+        first = target if before == 0 else earlier[0] if len(earlier) == before else None
+        gaps = [] if first is None else self._gaps(room, first.at, None, (order_micros(first.at), first.id),
+                                                   include_originals)
         return TranscriptContext(
             room=room,
             target=shown([target], include_originals)[0],
             before=shown(earlier, include_originals),
             after=shown(later, include_originals),
+            gaps=gaps,
         )
+
+    def gaps_into(self, room: str, start: datetime, *, include_originals: bool = False) -> list[Line]:
+        """The gap lines of ``room`` before ``start``'s whole second (a page from ``start`` reads the lines of it)
+        whose span meets the range from ``start`` (``ranges.gap_meets``), in transcript order: what every ranged
+        read shows first (``page``, the exports)."""
+        return self._gaps(room, start, None, (order_micros(start), -1), include_originals)
+
+    def gaps_meeting(self, room: str, start: datetime | None, end: datetime | None, *,
+                     include_originals: bool = False) -> list[Line]:
+        """Every gap line of ``room`` whose span meets ``[start, end)`` (either bound None: open), in transcript
+        order: what a search export says of a room it found nothing in."""
+        return self._gaps(room, start, end, None, include_originals)
+
+    def _gaps(self, room: str, start: datetime | None, end: datetime | None, key: tuple[int, int] | None,
+              include_originals: bool) -> list[Line]:
+        """The gap lines of ``room`` whose span meets ``[start, end)``, of those before ``key`` (ts, id) if given."""
+        ids = self._gap_positions(room, ending_from=start, starting_before=from_micros(key[0] + SECOND) if key else end)
+        if not ids:
+            return []
+        shown_at_least = COMPLIANCE_ONLY if include_originals else ORDINARY
+        before = " AND (ts, id) < (?, ?)" if key else ""
+
+        def work(query, _generation):
+            rows = []
+            for at in range(0, len(ids), ID_CHUNK):
+                chunk = ids[at:at + ID_CHUNK]
+                rows += query(
+                    f"SELECT ts, id, fields FROM {{lines}} WHERE {ROOM} AND kind='gap' AND shown>=?{before} "
+                    f"AND id IN ({', '.join('?' * len(chunk))})", (room, shown_at_least, *(key or ()), *chunk),
+                )
+            return sorted(rows, key=lambda row: (row["ts"], row["id"]))
+
+        lines = [from_stored(bytes(row["fields"])) for row in self._read(work)]
+        return shown([line for line in lines if gap_meets(line, start, end)], include_originals)
 
     def changes(self, room: str, *, after: int = 0, after_line: int | None = None, floor: int | None = None,
                 limit: int = 100, until: int | None = None) -> LineChanges:

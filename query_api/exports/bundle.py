@@ -150,13 +150,17 @@ def _all_records(store, views, request, rooms, hits, tally, progress) -> Iterato
 
 def _room_days(views: Views, request: ExportRequest, room: str, hits) -> Iterator[tuple[date, list[Held]]]:
     """A room's transcript lines (originals included) as the range holds them (``ranges.held``), grouped by the
-    UTC day of each line."""
+    UTC day of each line. With a search, its messages and every gap line the range holds: what it found, and
+    where the archive may be missing what it would have found."""
     wanted = None if hits is None else {hit.position for hit in hits.get(room, [])}
-    if wanted is not None and not wanted:
-        return
+    if wanted is not None and not wanted:  # nothing found here: read the gaps alone, not the room's whole range
+        held_lines = (Held(line) for line in views.transcripts.gaps_meeting(
+            room, request.start, request.end, include_originals=True))
+    else:
+        held_lines = _held_lines(views, request, room)
     day, lines = None, []
-    for line, later in _held_lines(views, request, room):
-        if wanted is not None and line.id not in wanted:
+    for line, later in held_lines:
+        if wanted is not None and line.id not in wanted and line.kind != "gap":
             continue
         if day is not None and line.at.date() != day:
             yield day, lines
@@ -174,34 +178,21 @@ def _held_lines(views: Views, request: ExportRequest, room: str) -> Iterator[Hel
     start, end = request.start, request.end
     if start is not None:
         earlier = {line.id: line for line in views.transcripts.changed_before(room, start, include_originals=True)}
-        earlier.update((line.id, line) for line in _gaps_into(views, room, start))
+        earlier.update((line.id, line) for line in views.transcripts.gaps_into(room, start, include_originals=True))
         for line in sorted(earlier.values(), key=lambda line: (order_micros(line.at), line.id)):
             if (kept := held(line, start, end)) is not None:
                 yield kept
     read_to = end + timedelta(seconds=1) if end is not None else None
     cursor = None
     while True:
-        page = views.transcripts.page(room, start=start, end=read_to, cursor=cursor, limit=PAGE, include_originals=True)
+        page = views.transcripts.page(room, start=start, end=read_to, cursor=cursor, limit=PAGE, include_originals=True,
+                                      reaching=False)  # those gaps are among ``earlier``, in order
         for line in page.lines:
             if (kept := held(line, start, end)) is not None:
                 yield kept
         cursor = page.next_cursor
         if cursor is None:
             return
-
-
-def _gaps_into(views: Views, room: str, start: datetime) -> list:
-    """The gap lines of ``room`` that began before ``start`` and end at or after it, found by the presence view's
-    gaps (ids are the gaps' log positions), of an earlier ``ts`` than the page from ``start`` reads."""
-    found = []
-    for gap in views.presence.gaps(room, start=start - timedelta(microseconds=1), end=start):
-        try:
-            line = views.transcripts.line(room, gap.id, include_originals=True)
-        except NotFoundError:  # the room's beginning (not a recorded gap), or a view behind the other
-            continue
-        if line.kind == "gap" and order_micros(line.at) < order_micros(start):
-            found.append(line)
-    return found
 
 
 def _safe(room: str) -> str:

@@ -169,7 +169,7 @@ def room(room: str):
     marked = request.args.getlist("hl")[:MAX_MARKED_WORDS]  # the search's words, marked in the hit's line
     context = _context(room, around, request.args.get("t"), who) if around else None
     if context is not None:
-        lines = [*context.before, context.target, *context.after]
+        lines = [*context.gaps, *context.before, context.target, *context.after]
         target, day, previous, following = context.target.id, context.target.at.date(), None, None
     else:
         day_text = request.args.get("day") or (request.args.get("t") or "")[:10]
@@ -191,7 +191,7 @@ def room(room: str):
         prev_day=prev_day and prev_day.isoformat(),
         next_day=next_day and next_day.isoformat(),
         calendar=_calendar(room, year, month, day),
-        lines=[_line(shown(line, who), marked if line.id == target else ()) for line in lines],
+        lines=[_line(shown(line, who), marked if line.id == target else (), day) for line in lines],
         target=target,
         around=context is not None,
         pending=bool(around) and context is None,
@@ -245,10 +245,11 @@ def _day_page(room: str, day: date, cursor: str | None, who) -> tuple[list, str 
 
 
 def _probes(room: str):
-    """The transcript view's lookups the calendar needs: first line in [start, end), last before end."""
+    """The transcript view's lookups the calendar needs: first line in [start, end), last before end (of the lines
+    there: not a gap that began before ``start`` and reaches into it, which a page of the range shows first)."""
 
     def first_line(start, end):
-        lines = transcripts().page(room, start=start, end=end, limit=1, include_originals=True).lines
+        lines = transcripts().page(room, start=start, end=end, limit=1, include_originals=True, reaching=False).lines
         return lines[0].at if lines else None
 
     def last_line(end):
@@ -289,12 +290,16 @@ def _latest_day(room: str) -> date:
     return lines[-1].at.date() if lines else utcnow().date()
 
 
-def _line(line, marked=()) -> dict:
+def _line(line, marked=(), day: date | None = None) -> dict:
+    """A line for the page's template: its time of day, or (``at_local`` "date") its day and time where that is
+    not ``day``'s (a gap that began before the day shown, and reaches into it)."""
+    other_day = day is not None and line.at.date() != day
     return {
         "id": line.id,
         "kind": line.kind,
         "at_iso": format_time(line.at),
-        "at_text": f"{line.at:%H:%M:%S}",
+        "at_text": f"{line.at:%Y-%m-%d %H:%M}" if other_day else f"{line.at:%H:%M:%S}",
+        "at_local": "date" if other_day else "time",
         "at_utc": f"{line.at:%Y-%m-%d %H:%M:%S} UTC",
         "nick": line.nick,
         "jid": line.jid,

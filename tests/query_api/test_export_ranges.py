@@ -202,12 +202,15 @@ def test_captures_and_gaps_are_evidence_in_rsmf_and_eml(archive, tmp_path):
 @pytest.mark.parametrize("fmt", ["jsonl", "rsmf"])
 def test_a_search_export_holds_its_messages_by_the_same_rule(archive, tmp_path, fmt):
     """A hit posted before the range and corrected in it: the correction (JSON lines), the message as it read at
-    the range's end (RSMF); a hit with nothing in the range: nothing."""
+    the range's end (RSMF), with the gap lines the range holds (a search export dropped them); a hit with nothing
+    in the range: nothing."""
     fixed = next(r.position for r in archive.store.read_room(ROOM) if getattr(r.event, "stanza_id", None) == "b3")
     if fmt == "jsonl":
         assert event_positions(archive, tmp_path, fmt, D2, D3, "bravo") == {fixed: "message_corrected"}
         assert event_positions(archive, tmp_path, fmt, D3, D4, "bravo") == {}
         return
-    (event,) = rsmf_events(export(archive, tmp_path, fmt, D2, D3, "bravo"))
+    event, gap = sorted(rsmf_events(export(archive, tmp_path, fmt, D2, D3, "bravo")), key=lambda e: "gap_end" in str(e))
     assert event["body"] == "bravo three" and shown_positions([event], D2, D3) == {fixed: "message_corrected"}
+    # And the gap reaching into the range: where the archive may be missing what the search would have found.
+    assert {c["name"]: c["value"] for c in gap["custom"]}["gap_end"] == "2024-06-02T02:00:00Z"
     assert rsmf_events(export(archive, tmp_path, fmt, D3, D4, "bravo")) == []

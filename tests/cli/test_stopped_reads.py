@@ -46,8 +46,10 @@ def started(command: str, env: dict, cwd: Path) -> subprocess.Popen:
     if command == "transcript":
         built = subprocess.run([*CLI, "project", "--once"], env=env, cwd=cwd, capture_output=True, timeout=120)
         assert built.returncode == 0, built.stderr
+    # Ctrl-C as in a terminal: a suite started in the background (`./dev test &`, CI) runs with SIGINT ignored,
+    # which children inherit, and the command would then read on to the end.
     process = subprocess.Popen([*CLI, *COMMANDS[command]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                               cwd=cwd)
+                               cwd=cwd, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert len(process.stdout.read(4096)) == 4096, process.stderr.read()
     return process
 

@@ -27,6 +27,7 @@ SID_NS = "urn:xmpp:sid:0"
 OCCUPANT_ID_NS = "urn:xmpp:occupant-id:0"
 ROOM_GONE = {"item-not-found", "gone"}
 DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+DISCO_TIMEOUT = 15.0  # seconds a service-discovery query waits for its answer
 
 
 class XmppSessionError(ChatArchiveError):
@@ -96,7 +97,9 @@ def make_client(settings: XmppSettings) -> slixmpp.ClientXMPP:
     for plugin in ("xep_0030", "xep_0045", "xep_0050", "xep_0199"):
         client.register_plugin(plugin)
     # Dead TCP connections are found by pinging the server.
-    client.plugin["xep_0199"].config.update({"keepalive": True, "interval": 30, "timeout": 15})
+    client.plugin["xep_0199"].config.update(
+        {"keepalive": True, "interval": settings.keepalive_interval, "timeout": settings.keepalive_timeout}
+    )
     client.enable_direct_tls = settings.port == 5223
     client.enable_starttls = True
     if settings.ca_certs:
@@ -173,12 +176,15 @@ class RoomInfo:
     features: frozenset[str]
 
 
-async def list_rooms(client: slixmpp.ClientXMPP, service: str, timeout: float = 15, page_size: int = 100) -> list[str]:
+async def list_rooms(
+    client: slixmpp.ClientXMPP, service: str, timeout: float | None = None, page_size: int = 100
+) -> list[str]:
     """Room JIDs a MUC service lists in disco#items (public rooms only), every page of them.
 
     The query asks for RSM (XEP-0059) pages; a service that pages answers with a
     ``<set>`` and is asked again after its ``<last>``, one that does not lists all at once.
     """
+    timeout = DISCO_TIMEOUT if timeout is None else timeout
     rooms: list[str] = []
     after = None
     while True:
@@ -207,8 +213,8 @@ def _items_page(client, service: str, after: str | None, page_size: int, timeout
     return send()
 
 
-async def room_info(client: slixmpp.ClientXMPP, room: str, timeout: float = 15) -> RoomInfo:
-    reply = await _disco(client, "info", room, timeout)
+async def room_info(client: slixmpp.ClientXMPP, room: str, timeout: float | None = None) -> RoomInfo:
+    reply = await _disco(client, "info", room, DISCO_TIMEOUT if timeout is None else timeout)
     info = reply["disco_info"]
     names = [identity[3] for identity in info["identities"] if identity[0] == "conference" and identity[3]]
     return RoomInfo(name=names[0] if names else None, features=frozenset(info["features"]))

@@ -28,6 +28,7 @@ SKEW_WARN = timedelta(seconds=30)  # NTP keeps clocks within a second: more is a
 SKEW_UNSAFE = timedelta(seconds=WINDOW) / 2
 
 Clock = Callable[[], datetime]  # the current time, aware UTC
+TIME_TIMEOUT = 10.0  # seconds the server's time may take to come
 
 
 def clock_offset(sent: datetime, received: datetime, server_time: datetime) -> timedelta:
@@ -57,8 +58,9 @@ def server_time(reply) -> datetime | None:
     return moment if moment is not None and moment.tzinfo is not None else None
 
 
-async def measure_offset(client, clock: Clock, timeout: float = 10.0) -> tuple[float | None, str | None]:
+async def measure_offset(client, clock: Clock, timeout: float | None = None) -> tuple[float | None, str | None]:
     """Ask the listener's server its time: (offset in seconds, None), or (None, why it is unknown)."""
+    timeout = TIME_TIMEOUT if timeout is None else timeout
     iq = client.make_iq_get(ito=client.boundjid.domain)
     ET.SubElement(iq.xml, q(TIME_NS, "time"))
     sent = clock()

@@ -25,6 +25,7 @@ from .xmlutil import MAM, RSM, q, split_jid
 log = logging.getLogger(__name__)
 
 DATA_FORMS = "jabber:x:data"
+MAM_TIMEOUT = 30.0  # seconds a page of the archive may take to come
 
 
 class ArchiveQueryError(Exception):
@@ -76,7 +77,7 @@ async def archive_pages(
     start: datetime | None = None,
     end: datetime | None = None,
     page_size: int = 100,
-    timeout: float = 30.0,
+    timeout: float | None = None,
 ) -> AsyncIterator[list[ET.Element]]:
     """Yield the room's archived messages (MAM ``<result>`` wrappers), oldest first,
     a page at a time: after the archive id ``after``, or from ``start``, or all; up to ``end`` if given.
@@ -84,6 +85,7 @@ async def archive_pages(
     Raises ``ArchiveQueryError`` if any page fails (e.g. ``item-not-found`` when
     the archive does not know ``after``) or the paging ends before the archive says it is complete (``next_page``).
     """
+    timeout = MAM_TIMEOUT if timeout is None else timeout
     while True:
         query_id = uuid.uuid4().hex
         results: list[ET.Element] = []

@@ -42,3 +42,7 @@ class XmppSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Seconds before the listener tries again to enter a room that refused it (or that it was removed from)."""
     lease_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
     """Seconds the listener's lease on the store lasts unless renewed (every sixth of it): a listener on another host takes over this long after the last renewal, and one that went this long without renewing (paused, store unreachable) stores nothing until it renews."""
+    keepalive_interval: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    """Seconds between the listener's pings to the server, which find a dead connection."""
+    keepalive_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 15.0
+    """Seconds a ping may go unanswered before the connection is taken for dead and made again."""

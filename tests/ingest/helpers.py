@@ -255,3 +255,18 @@ def archive_queries_held_after_the_first(handle, room: str) -> tuple[list, threa
     client = wait_for(lambda: handle.listener.client, message="the listener's client")
     client.add_filter("out", hold)
     return queries, holding
+
+
+class GatedStore:
+    """The test's store, whose appends wait while ``gate`` is closed (a store that cannot keep up)."""
+
+    def __init__(self, store):
+        self._store, self._recorder, self.gate = store, store._recorder, threading.Event()
+        self.gate.set()
+
+    def append(self, events):
+        self.gate.wait(30)
+        return self._store.append(events)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)

@@ -17,7 +17,7 @@ from ingest.listener import Listener
 from ingest.listener_thread import ListenerHandle, start_listener
 from ingest.status import read_status
 from tests.ingest.helpers import (
-    room_events, room_summary, running_listener, wait_discovery_polls, wait_for_event, wait_joined,
+    GatedStore, room_events, room_summary, running_listener, wait_discovery_polls, wait_for_event, wait_joined,
 )
 from tests.factories import make, message
 from tests.services.prosody import listener_settings, unique_room, wait_for
@@ -311,21 +311,6 @@ def test_a_second_listener_on_the_same_store_is_refused(prosody, store):
             start_listener(listener_settings(prosody), store)
         assert first.is_alive()
     start_listener(listener_settings(prosody), store).stop()  # released on stop
-
-
-class GatedStore:
-    """The test's store, whose appends wait while ``gate`` is closed (a store that cannot keep up)."""
-
-    def __init__(self, store):
-        self._store, self._recorder, self.gate = store, store._recorder, threading.Event()
-        self.gate.set()
-
-    def append(self, events):
-        self.gate.wait(30)
-        return self._store.append(events)
-
-    def __getattr__(self, name):
-        return getattr(self._store, name)
 
 
 def test_a_full_write_queue_pauses_reading_from_the_server_and_loses_nothing(prosody, people, store):

@@ -27,6 +27,7 @@ class TcpProxy:
         self.hold = False
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
+        self._silenced: set[socket.socket] = set()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._thread = threading.Thread(target=self._accept, name="tcp-proxy", daemon=True)
@@ -71,7 +72,8 @@ class TcpProxy:
                     if not more:
                         break
                     data += more
-                sink.sendall(data)
+                if source not in self._silenced:
+                    sink.sendall(data)
         except OSError:
             pass
         finally:
@@ -95,6 +97,13 @@ class TcpProxy:
         with self._lock:
             sockets = list(self._sockets)
         self._close(*sockets)
+
+    def silence(self) -> None:
+        """From now on, drop what either side of every open connection sends, and close none: to the client this
+        is a link that died without a word (no FIN, no RST), which only an unanswered request reveals. New
+        connections go through."""
+        with self._lock:
+            self._silenced |= self._sockets
 
     def restore(self) -> None:
         self._open.set()

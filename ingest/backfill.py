@@ -76,7 +76,7 @@ async def _fetch(rooms: Rooms, client, state: RoomState, read: ArchiveRead, capt
     """The archived messages of ``read`` (up to ``end``), emitted unless not ``emit``: stanza-id -> (stamp, events)."""
     fetched: dict[str, tuple[datetime, list[ev.Event]]] = {}
     view = rooms.views[state.room]
-    async for page in archive_pages(client, state.room, after=read.after, start=read.start, end=end):
+    async for page in archive_pages(client, state.room, after=read.after, start=read.start, end=end, flow=rooms.flow):
         now = rooms.clock()
         for result in page:
             events = translate_archived(result, state.ctx, view, now, capture)

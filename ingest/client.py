@@ -94,12 +94,10 @@ class DiscoError(Exception):
 
 def make_client(settings: XmppSettings) -> slixmpp.ClientXMPP:
     client = slixmpp.ClientXMPP(settings.jid, settings.password)
+    # xep_0199's own keepalive stays off (as configured after registration, it never ran): the listener pings with
+    # ``flow.keep_alive``, which a pause of reading cannot take for a dead connection.
     for plugin in ("xep_0030", "xep_0045", "xep_0050", "xep_0199"):
         client.register_plugin(plugin)
-    # Dead TCP connections are found by pinging the server.
-    client.plugin["xep_0199"].config.update(
-        {"keepalive": True, "interval": settings.keepalive_interval, "timeout": settings.keepalive_timeout}
-    )
     client.enable_direct_tls = settings.port == 5223
     client.enable_starttls = True
     if settings.ca_certs:

@@ -17,6 +17,7 @@ from slixmpp.xmlstream import ET
 
 from archive.idempotency import WINDOW
 
+from .flow import InputFlow, answered
 from .xmlutil import q
 
 log = logging.getLogger(__name__)
@@ -58,14 +59,21 @@ def server_time(reply) -> datetime | None:
     return moment if moment is not None and moment.tzinfo is not None else None
 
 
-async def measure_offset(client, clock: Clock, timeout: float | None = None) -> tuple[float | None, str | None]:
-    """Ask the listener's server its time: (offset in seconds, None), or (None, why it is unknown)."""
+async def measure_offset(
+    client, clock: Clock, timeout: float | None = None, flow: InputFlow | None = None
+) -> tuple[float | None, str | None]:
+    """Ask the listener's server its time: (offset in seconds, None), or (None, why it is unknown).
+    Asked again after a pause of reading (``flow``): an answer read late would measure the pause."""
     timeout = TIME_TIMEOUT if timeout is None else timeout
-    iq = client.make_iq_get(ito=client.boundjid.domain)
-    ET.SubElement(iq.xml, q(TIME_NS, "time"))
-    sent = clock()
+
+    async def ask():
+        iq = client.make_iq_get(ito=client.boundjid.domain)
+        ET.SubElement(iq.xml, q(TIME_NS, "time"))
+        sent = clock()
+        return sent, await iq.send(timeout=timeout)
+
     try:
-        reply = await iq.send(timeout=timeout)
+        sent, reply = await answered(flow, ask)
     except IqError as e:
         return None, f"the server does not tell its time (XEP-0202: {e.iq['error']['condition']})"
     except IqTimeout:

@@ -15,6 +15,7 @@ from archive import events as ev
 from .backfill import catch_up
 from .catchup import CatchUp, begin_catch_up, first_catch_up, gap_event, history_request, restart_gap_start
 from .client import MAM_NS, OCCUPANT_ID_NS, ROOM_GONE, SID_NS, DiscoError, room_info
+from .flow import answered
 from .roomview import RoomView
 from .rooms import JOINED, JOINING, RoomState, Rooms
 from .xmlutil import RoomContext
@@ -44,7 +45,7 @@ async def _join(rooms: Rooms, client, state: RoomState) -> None:
     # the room's archive, recorded after the time away, and the next attempt or start must not begin there.
     gap_start = state.gap_start = state.gap_start or (None if first else _restart_gap_start(rooms, room, view))
     try:
-        info = await room_info(client, room)
+        info = await answered(rooms.flow, lambda: room_info(client, room))
     except DiscoError as e:
         if e.condition in ROOM_GONE:
             return rooms.gone(state, view, "the service no longer has this room", gap_start)
@@ -105,12 +106,15 @@ async def await_subject(state: RoomState, timeout: float = SUBJECT_WAIT) -> None
 async def _enter(rooms: Rooms, client, state: RoomState, view: RoomView, history: dict) -> tuple:
     """Send the join; wait for our own presence (or an error). Retries another nick on conflict."""
     for attempt in range(3):
+        await rooms.flow.reading()  # a join sent with reading paused could only be answered unread
         state.join_future = asyncio.get_running_loop().create_future()
         state.join_done.clear()
         view.begin_join()
         client.plugin["xep_0045"].make_join_stanza(state.room, state.nick, **history).send()
         try:
-            outcome = await asyncio.wait_for(state.join_future, JOIN_TIMEOUT)
+            # Only time spent reading counts: the room's answer may wait unread behind a pause (``flow``).
+            future = state.join_future
+            outcome = await answered(rooms.flow, lambda: asyncio.wait_for(asyncio.shield(future), JOIN_TIMEOUT))
         except asyncio.TimeoutError:
             outcome = ("refused", "no answer to the join request", "timeout")
         finally:

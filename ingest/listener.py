@@ -24,7 +24,9 @@ it has (another may have taken over: both would store the same presence). It sta
 from the status the lease's last holder left in the store, wherever that ran
 (``status.latest_status``), and keeps its own there beside its status file. Store
 errors are retried by the writer and reported (``archive.health``) in the status;
-when too many events wait for the store, reading from the server pauses (back-pressure).
+when too many events wait for the store, reading from the server pauses (back-pressure): the session and the
+rooms are kept meanwhile, as nothing is asked of the server then and no answer's time runs while reading is
+paused (``flow``), the keepalive's included.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from .client import (
     DiscoError, UnnamableRooms, allowed, close, is_encrypted, list_rooms, make_client, server_address,
 )
 from .clock import SKEW_UNSAFE, Clock, measure_offset, skew_problem
+from .flow import answered, keep_alive
 from .joining import JOIN_TIMEOUT, join_room
 from .rooms import GONE, LOST, NEW, UNAVAILABLE, Rooms
 from .settings import XmppSettings
@@ -108,7 +111,7 @@ class Listener:
         self._session: asyncio.Future | None = None
         self._ended: asyncio.Future | None = None
         self.last_heard: datetime | None = None
-        self._discovery: asyncio.Task | None = None
+        self._session_tasks: list[asyncio.Task] = []  # discovery and keepalive of the connection's session
         self._unnamable = UnnamableRooms()
 
     # -- lifecycle -------------------------------------------------------------
@@ -221,23 +224,29 @@ class Listener:
         log.info("connected to the XMPP server as %s", client.boundjid)
         self.status.connected, self.status.connected_since, self.status.last_error = True, now, None
         self.last_heard = now
-        if self.writer.full:
-            self._write_queue_full(True)  # a new connection: hold its input back too
-        self._discovery = asyncio.create_task(self._discovery_loop(client))
+        self._hold_input()  # a new connection: its input held back too while the store is behind, before anything is asked
+        self._session_tasks = [
+            asyncio.create_task(self._discovery_loop(client)), asyncio.create_task(self._keepalive(client)),
+        ]
 
     def _went_offline(self, why: str) -> None:
         self.status.connected = False
-        if self._discovery:
-            self._discovery.cancel()
-            self._discovery = None
+        for task in self._session_tasks:
+            task.cancel()
+        self._session_tasks = []
         self.rooms.went_offline(self.last_heard or self.clock())
+
+    async def _keepalive(self, client) -> None:
+        settings = self.settings
+        reason = await keep_alive(client, self.rooms.flow, settings.keepalive_interval, settings.keepalive_timeout)
+        self._settle("ended", reason)  # the connection loop closes it and connects again
 
     def _incoming(self, stanza):
         self.last_heard = self.clock()
         return None if self.rooms.take(stanza) else stanza
 
     async def _measure_clock(self, client) -> None:
-        offset, unknown = await measure_offset(client, self.clock)
+        offset, unknown = await measure_offset(client, self.clock, flow=self.rooms.flow)
         self.status.clock_offset, self.status.clock_unknown = offset, unknown
         self.rooms.clock_offset = timedelta(seconds=offset) if offset is not None else None
         problem = skew_problem(offset)
@@ -254,12 +263,14 @@ class Listener:
         # Rooms the previous run was archiving, or owed a gap, are checked once, listed or not:
         # one destroyed while nobody watched is recorded as destroyed.
         unlisted = self._previously_watched()
+        await self.rooms.flow.reading()  # nothing is asked while the answers could not be read
         await self._measure_clock(client)  # before any catch-up: its reconciliation allows for the offset
         while True:
+            await self.rooms.flow.reading()
             listed: set[str] = set()
             for service in self.settings.muc_services:
                 try:
-                    rooms = await list_rooms(client, service)
+                    rooms = await answered(self.rooms.flow, lambda: list_rooms(client, service))
                 except DiscoError as e:
                     if str(e) != self.status.last_error:  # once, not every poll
                         self._error(str(e))
@@ -299,16 +310,17 @@ class Listener:
 
     def _write_queue_full(self, _full: bool = True) -> None:
         """Back-pressure: stop reading from the server while the store is behind (any thread; only schedules)."""
-
-        def apply() -> None:
-            paused = self.writer.full  # as it is when this runs: the last change always wins
-            transport = self.client.transport if self.client else None
-            if transport is not None:
-                transport.pause_reading() if paused else transport.resume_reading()
-            self.status.input_paused = paused
-
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(apply)
+            self._loop.call_soon_threadsafe(self._hold_input)
+
+    def _hold_input(self) -> None:
+        """Read from the server or not, as the writer is now (in the loop: the last change always wins)."""
+        paused = self.writer.full
+        transport = self.client.transport if self.client else None
+        if transport is not None:
+            transport.pause_reading() if paused else transport.resume_reading()
+        self.rooms.flow.set_paused(paused)
+        self.status.input_paused = paused
 
     def _lease_fence(self) -> str | None:
         """Why the writer may not append now (``BatchWriter``'s ``fence``): the lease not renewed for its length."""

@@ -20,6 +20,7 @@ from slixmpp.xmlstream.matcher.base import MatcherBase
 
 from archive.times import format_time
 
+from .flow import InputFlow, answered
 from .xmlutil import MAM, RSM, q, split_jid
 
 log = logging.getLogger(__name__)
@@ -78,28 +79,24 @@ async def archive_pages(
     end: datetime | None = None,
     page_size: int = 100,
     timeout: float | None = None,
+    flow: InputFlow | None = None,
 ) -> AsyncIterator[list[ET.Element]]:
     """Yield the room's archived messages (MAM ``<result>`` wrappers), oldest first,
     a page at a time: after the archive id ``after``, or from ``start``, or all; up to ``end`` if given.
+    A page whose answer was not read in time because reading was paused (``flow``) is asked for again.
 
     Raises ``ArchiveQueryError`` if any page fails (e.g. ``item-not-found`` when
     the archive does not know ``after``) or the paging ends before the archive says it is complete (``next_page``).
     """
     timeout = MAM_TIMEOUT if timeout is None else timeout
     while True:
-        query_id = uuid.uuid4().hex
-        results: list[ET.Element] = []
-        collector = Callback(f"mam-{query_id}", _ResultsOf(room, query_id), lambda s: results.append(s.xml))
-        client.register_handler(collector)
         try:
-            reply = await _query(client, room, query_id, after, start, end, page_size).send(timeout=timeout)
+            reply, results = await answered(flow, lambda: _page(client, room, after, start, end, page_size, timeout))
         except IqError as e:
             condition = e.iq["error"]["condition"]
             raise ArchiveQueryError(f"archive query to {room} failed: {condition} {e.text}", condition) from e
         except IqTimeout as e:
             raise ArchiveQueryError(f"archive query to {room} timed out", "timeout") from e
-        finally:
-            client.remove_handler(collector.name)
         fin = reply.xml.find(q(MAM, "fin"))
         if fin is None:
             raise ArchiveQueryError(f"archive query to {room}: reply without <fin>")
@@ -108,6 +105,19 @@ async def archive_pages(
         after = next_page(room, fin, bool(results), after)
         if after is None:
             return
+
+
+async def _page(client, room: str, after, start, end, page_size: int, timeout: float) -> tuple:
+    """One page: (the query's answer, the results it sent before it). A query id of its own, so that a page asked
+    again collects none of the results of the one given up."""
+    query_id = uuid.uuid4().hex
+    results: list[ET.Element] = []
+    collector = Callback(f"mam-{query_id}", _ResultsOf(room, query_id), lambda s: results.append(s.xml))
+    client.register_handler(collector)
+    try:
+        return await _query(client, room, query_id, after, start, end, page_size).send(timeout=timeout), results
+    finally:
+        client.remove_handler(collector.name)
 
 
 def next_page(room: str, fin: ET.Element, results: bool, after: str | None) -> str | None:

@@ -23,6 +23,7 @@ from archive.times import utcnow
 
 from .catchup import Anchor, CatchUp, found_gone, gap_event, open_gaps, recovered_message, written_on_interruption
 from .clock import Clock
+from .flow import InputFlow
 from .roomview import RoomView
 from .settings import XmppSettings
 from .status import ListenerStatus, unwatched
@@ -74,6 +75,7 @@ class Rooms:
         self.clock = clock  # stamps what is received live (the listener's clock: ``ingest.clock``)
         # The server's clock less ``clock``, asked at connect (None: unknown): ``catchup.store_read_start``.
         self.clock_offset: timedelta | None = None
+        self.flow = InputFlow()  # reading from the server paused (back-pressure) or not: ``flow.answered``
         self.store = store
         self.writer = writer
         self.inherit(previous)

@@ -43,6 +43,6 @@ class XmppSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     lease_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
     """Seconds the listener's lease on the store lasts unless renewed (every sixth of it): a listener on another host takes over this long after the last renewal, and one that went this long without renewing (paused, store unreachable) stores nothing until it renews."""
     keepalive_interval: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
-    """Seconds between the listener's pings to the server, which find a dead connection."""
+    """Seconds between the listener's pings to the server, which find a connection that died without a word."""
     keepalive_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 15.0
-    """Seconds a ping may go unanswered before the connection is taken for dead and made again."""
+    """Seconds a ping may go unanswered before the connection is taken for dead and made again (time with reading paused, when the store is behind, does not count)."""

@@ -6,24 +6,27 @@ server answered. The store is made slow by a gate its appends wait on (``GatedSt
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from contextlib import contextmanager
 
 import pytest
+from slixmpp.exceptions import IqTimeout
 
 from archive import events as ev
+from ingest.flow import InputFlow, answered
 from ingest.listener import Listener
 from ingest.listener_thread import ListenerHandle
+from ingest.xmlutil import MAM, q
 from tests.factories import message
 from tests.ingest.helpers import GatedStore, Traffic, archived_stanza_ids, room_events, running_listener, wait_joined
 from tests.services.prosody import listener_settings, unique_room, wait_for
 from tests.services.tcp_proxy import TcpProxy
-from ingest.xmlutil import MAM, q
 
 QUEUE_LIMIT = 5
-FAST_KEEPALIVE = {"keepalive_interval": 0.3, "keepalive_timeout": 0.3}
-PAUSED_FOR = 2.5  # seconds: several keepalive rounds, and longer than every answer's (shortened) timeout
+FAST_KEEPALIVE = {"keepalive_interval": 0.3, "keepalive_timeout": 1.5}
+PAUSED_FOR = 4.0  # seconds: longer than a keepalive round, and than the answers' (shortened) timeouts added up
 
 
 @contextmanager
@@ -49,6 +52,29 @@ def paused_for(listener, seconds: float, check=lambda: None) -> None:
         time.sleep(0.05)
 
 
+def room_of_two(prosody, people, prefix: str) -> tuple[str, list]:
+    """A new room, and alice and bob in it to talk (``Traffic``)."""
+    alice, bob = people["alice"], people["bob"]
+    room = unique_room(prosody, prefix)
+    alice.create_room(room, "alice")
+    bob.join(room, "bob")
+    return room, [alice, bob]
+
+
+@contextmanager
+def talking(handle, room: str, talkers: list, prefix: str):
+    """Once the listener is in ``room``, ``talkers`` talk in it until the block ends (3 messages at least before the
+    block, and 3 after its end); the ``Traffic``."""
+    wait_joined(handle, room, timeout=30)
+    traffic = Traffic(talkers, [room], prefix=prefix).start()
+    try:
+        traffic.sent_at_least(3)
+        yield traffic
+        traffic.sent_at_least(3)
+    finally:
+        traffic.stop()
+
+
 def archived_once(store, room: str, sent: list[str]) -> list[ev.ArchiveGap]:
     """Wait until every message sent is archived; check none twice; the room's gap records."""
     wait_for(lambda: set(sent) <= set(archived_stanza_ids(store, room)), 20, message="every message archived")
@@ -59,49 +85,31 @@ def archived_once(store, room: str, sent: list[str]) -> list[ev.ArchiveGap]:
 
 def test_a_connection_gone_silent_is_found_by_the_keepalive_and_made_again(prosody, people, event_store):
     """The keepalive is what finds a connection that died without a word: a ping goes unanswered."""
-    alice, bob = people["alice"], people["bob"]
-    room = unique_room(prosody, "silent")
-    alice.create_room(room, "alice")
-    bob.join(room, "bob")
+    room, talkers = room_of_two(prosody, people, "silent")
     with TcpProxy("127.0.0.1", prosody.port) as proxy:
         with running_listener(prosody, event_store, port=proxy.port, include=(room,), **FAST_KEEPALIVE) as handle:
             listener = handle.listener
-            wait_joined(handle, room, timeout=30)
-            session = listener.status.connected_since
-            traffic = Traffic([alice, bob], [room], prefix="silent").start()
-            try:
-                traffic.sent_at_least(3)
+            with talking(handle, room, talkers, "silent") as traffic:
+                session = listener.status.connected_since
                 proxy.silence()
                 wait_for(lambda: listener.status.connected_since != session, 15, message="a new session")
                 wait_joined(handle, room, timeout=15)
-                traffic.sent_at_least(3)
-            finally:
-                traffic.stop()
             [gap] = archived_once(event_store, room, traffic.sent[room])  # the silence's, caught up from the archive
     assert gap.kind == ev.GapKind.PRESENCE  # every message recovered: only presence is unknown for the span
 
 
 def test_a_pause_longer_than_the_keepalive_timeout_keeps_the_session(prosody, people, event_store):
     """The keepalive checks the server, which answers; unread, its answers are no sign of a dead connection."""
-    alice, bob = people["alice"], people["bob"]
-    room = unique_room(prosody, "held")
-    alice.create_room(room, "alice")
-    bob.join(room, "bob")
+    room, talkers = room_of_two(prosody, people, "held")
     with gated_listener(prosody, event_store, include=(room,), **FAST_KEEPALIVE) as (handle, gated):
         listener = handle.listener
-        wait_joined(handle, room, timeout=30)
-        session = listener.status.connected_since
-        traffic = Traffic([alice, bob], [room], prefix="held").start()
-        try:
-            traffic.sent_at_least(3)
+        with talking(handle, room, talkers, "held") as traffic:
+            session = listener.status.connected_since
             gated.gate.clear()
             wait_for(lambda: listener.status.input_paused, 30, message="reading paused")
             paused_for(listener, PAUSED_FOR)
             gated.gate.set()
             wait_for(lambda: not listener.status.input_paused, 30, message="reading resumed")
-            traffic.sent_at_least(3)
-        finally:
-            traffic.stop()
         assert archived_once(event_store, room, traffic.sent[room]) == []
         assert archived_stanza_ids(event_store, room) == traffic.sent[room]  # live, in order: nothing read again
         assert listener.status.connected and listener.status.connected_since == session, "the session was dropped"
@@ -113,20 +121,16 @@ def test_a_reconnect_while_the_store_is_behind_parks_no_room(prosody, people, ev
     drained: a clock query, a room listing or a join sent then would time out unread, and the join's timeout
     would put the room among the refused for ``retry_refused_after``."""
     # Every answer's timeout shortened, so that a pause of seconds outlasts them all.
-    monkeypatch.setattr("ingest.joining.JOIN_TIMEOUT", 1.0)
-    monkeypatch.setattr("ingest.client.DISCO_TIMEOUT", 0.5)
-    monkeypatch.setattr("ingest.clock.TIME_TIMEOUT", 0.5)
-    alice, bob = people["alice"], people["bob"]
-    room, backlog = unique_room(prosody, "rejoin"), unique_room(prosody, "backlog")
-    alice.create_room(room, "alice")
-    bob.join(room, "bob")
+    monkeypatch.setattr("ingest.joining.JOIN_TIMEOUT", 2.0)
+    monkeypatch.setattr("ingest.client.DISCO_TIMEOUT", 1.0)
+    monkeypatch.setattr("ingest.clock.TIME_TIMEOUT", 1.0)
+    room, talkers = room_of_two(prosody, people, "rejoin")
+    backlog = unique_room(prosody, "backlog")
     with TcpProxy("127.0.0.1", prosody.port) as proxy:
-        with gated_listener(prosody, event_store, port=proxy.port, include=(room,)) as (handle, gated):
+        only = {"port": proxy.port, "include": (room,), "muc_services": (prosody.muc_service,)}
+        with gated_listener(prosody, event_store, **only) as (handle, gated):
             listener = handle.listener
-            wait_joined(handle, room, timeout=30)
-            traffic = Traffic([alice, bob], [room], prefix="rejoin").start()
-            try:
-                traffic.sent_at_least(3)
+            with talking(handle, room, talkers, "rejoin") as traffic:
                 proxy.cut()
                 wait_for(lambda: not listener.status.connected, message="the listener to notice the cut")
                 gated.gate.clear()
@@ -138,9 +142,6 @@ def test_a_reconnect_while_the_store_is_behind_parks_no_room(prosody, people, ev
                 paused_for(listener, PAUSED_FOR, check=lambda: _no_room_refused(listener))
                 gated.gate.set()
                 wait_joined(handle, room, timeout=15)
-                traffic.sent_at_least(3)
-            finally:
-                traffic.stop()
             _no_room_refused(listener)
             [gap] = archived_once(event_store, room, traffic.sent[room])  # the cut's, caught up from the room's archive
     assert gap.kind == ev.GapKind.PRESENCE  # every message recovered: only presence is unknown for the span
@@ -163,13 +164,11 @@ def test_an_answer_a_pause_holds_back_is_waited_for(prosody, people, event_store
     """The store falls behind just as the listener asks the room something (its join, the first page of its
     archive): the answer waits unread until the queue drains. That is no refusal, and no archive that cannot be
     read: the room is joined and its archive imported once reading again, with the live messages in between."""
-    monkeypatch.setattr("ingest.joining.JOIN_TIMEOUT", 1.0)
-    monkeypatch.setattr("ingest.mam.MAM_TIMEOUT", 1.0)
-    alice, bob = people["alice"], people["bob"]
-    room, backlog = unique_room(prosody, "asked"), unique_room(prosody, "backlog")
-    alice.create_room(room, "alice")
-    bob.join(room, "bob")
-    traffic = Traffic([alice, bob], [room], prefix="asked").start()
+    monkeypatch.setattr("ingest.joining.JOIN_TIMEOUT", 2.0)
+    monkeypatch.setattr("ingest.mam.MAM_TIMEOUT", 2.0)
+    room, talkers = room_of_two(prosody, people, "asked")
+    backlog = unique_room(prosody, "backlog")
+    traffic = Traffic(talkers, [room], prefix="asked").start()
     try:
         traffic.sent_at_least(3)  # in the room's archive before the listener comes: imported on its first join
         with gated_listener(prosody, event_store, include=(room,)) as (handle, gated):
@@ -203,3 +202,32 @@ def behind_once_sent(handle, gated, matches, backlog: list) -> list:
 
     wait_for(lambda: handle.listener.client, message="the listener's client").add_filter("out", hook)
     return held
+
+
+def test_only_an_answer_missed_while_reading_is_asked_for_again():
+    """``answered``: a request timed out with reading paused meanwhile is made again once reading; one timed out
+    while reading, or failed otherwise, fails."""
+    async def run() -> None:
+        flow, made = InputFlow(), []
+
+        async def request(pause_first: bool, error: Exception):
+            made.append(flow.paused)
+            if pause_first and len(made) == 1:
+                flow.set_paused(True)  # the pause begins while the request waits: its answer is not read
+                asyncio.get_running_loop().call_later(0.05, flow.set_paused, False)
+                raise error
+            if len(made) == 1:
+                raise error
+            return "answer"
+
+        assert await answered(flow, lambda: request(True, IqTimeout(None))) == "answer"
+        assert made == [False, False]  # made again only once reading
+        for error in (IqTimeout(None), ValueError("refused")):
+            made.clear()
+            with pytest.raises(type(error)):
+                await answered(flow, lambda: request(False, error))
+        made.clear()
+        with pytest.raises(ValueError):
+            await answered(flow, lambda: request(True, ValueError("refused")))  # an answer, however read
+
+    asyncio.run(run())

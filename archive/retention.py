@@ -3,8 +3,9 @@
 Holds are events of the compliance stream (``LegalHoldPlaced``, ``LegalHoldReleased``),
 so who placed and released which hold, and when, is itself archived and chained.
 ``held`` and ``retention_days`` are the rules; ``purge`` applies them, keeping whole what belongs together
-(a message's post, corrections and removals: the message model's rule, which the caller hands in), with or
-without holds: a message's events expire together, with the youngest of them. It records
+(a message's post and the corrections and removals applied to it: the message model's rule, which the caller
+hands in; not what it refused, which anyone may send), with or without holds: a message's events expire
+together, with the youngest of them. It records
 an ``EventsPurged`` (per room the spans of versions it deletes, each with the chain
 link at its last version, so that ``verify --integrity`` carries the chain across
 the cut) and then deletes the events from the store. The views and the search index

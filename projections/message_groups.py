@@ -1,15 +1,23 @@
-"""Which events of a room stand or fall together: a message's post and every correction and retraction that
-means it, by the message model's rule (``projections.messages``), whether the model applied it or refused it.
+"""Which events of a room stand or fall together: a message's post and the corrections and retractions the
+message model applied to it (``projections.messages``: ``applies``, and what awaited it that ``step`` settled
+into it), as the transcript view and the search index fold them.
 
 A legal hold that covers one of them keeps them all, and one not yet expired keeps them all too
 (``archive.retention.purge``, handed this rule by ``chat_archive``): a held message's later correction or
 moderation says what readers were shown and who removed it, and a held correction or removal says what it changed
 only beside its message; a correction kept without its expired message would await the next message reusing its
-id, and the rebuilt views would show that one corrected. Kept whole, each of these
-messages folds as it did before, whatever the purge deletes around it: every line a correction or retraction of
-the group found or settled is in the group, so no other line can take its place (a refused one included: with
-its message deleted, it would mean an older message with that id, or await the next). Other events (joins,
-subjects) are never part of a message.
+id, and the rebuilt views would show that one corrected. Kept whole, each of these messages folds as it did
+before, whatever the purge deletes around it.
+
+What the model refused is no part of the message: a correction by somebody else (a line of its own, with its own
+group: it expires by its own age), a retraction not the author's (it changes nothing), a removal waiting past a
+line not its to take (``removes``: a line of its own until the message the room gave the id comes). Grouped with
+the message it names, anyone in a room kept any message from ever being purged, by correcting or retracting it
+once a year. Kept after that message expired, such an event names a message the archive no longer holds, as if it
+had never been archived: it awaits one, or means another line carrying the id, which it changes only if that
+line is its own author's (the model applies nothing else of it). A removal the model accepted for a message
+removed already (a second moderation) is in the message's group: kept alone, it would remove the next message
+reusing the id. Other events (joins, subjects) are never part of a message.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from archive import events as ev
 from archive.events import Recorded
 
 from .memory_book import MemoryBook
-from .messages import ids_of, meant, named, step
+from .messages import applies, ids_of, meant, named, step
 
 
 def message_groups(read: Callable[[], Iterable[Recorded]]) -> list[list[int]]:
@@ -43,10 +51,15 @@ def message_groups(read: Callable[[], Iterable[Recorded]]) -> list[list[int]]:
         target = None if ref is None else meant(event, book)
         changes = step(position, event, book)
         book.apply(changes)
-        members = [line.id for line in changes.put] + changes.dropped + ([target.id] if target else [])
-        for member in members:
-            _join(parent, position, member)
         parent.setdefault(position, position)
+        if target is not None and applies(target, event):
+            _join(parent, position, target.id)
+        # What awaited the line this event made or changed (a post's, a correction's own, or the message it
+        # corrected, which it joined above) and was taken into it; not the lines of others' corrections that
+        # stop awaiting it (``put``: lines of their own) nor the retractions it refused.
+        for member in changes.dropped:
+            if member not in changes.refused:
+                _join(parent, position, member)
     groups: dict[int, list[int]] = {}
     for member in parent:
         groups.setdefault(_root(parent, member), []).append(member)

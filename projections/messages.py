@@ -84,7 +84,10 @@ class Book(Protocol):
 
 class Changes(NamedTuple):
     put: list[Line]  # lines created or changed
-    dropped: list[int]  # ids of lines applied to a message and gone
+    dropped: list[int]  # ids of the lines that awaited a message it settled, gone: applied to it, or refused
+    # Those of ``dropped`` the message refused (a retraction not its author's): gone, changing nothing. Apart, as
+    # a refused event is no part of the message (``projections.message_groups``).
+    refused: tuple[int, ...] = ()
 
 
 NOTHING = Changes([], [])
@@ -96,14 +99,13 @@ def step(position: int, event: ev.Event, book: Book) -> Changes:
         return _settle(message_line(position, event), book, ids_of(event))
     if kind is ev.MessageCorrected:
         target = meant(event, book)
-        if target is not None and same_author(target, event.nick, event.jid, event.occupant_id):
+        if target is not None and applies(target, event):
             return _settle(correct(target, event, position), book, ids_of(event))
         line = correction_line(position, event, awaiting=target is None)
         return _settle(line, book, ids_of(event))
     if kind is ev.MessageRetracted:
         target = meant(event, book)
-        verdict = None if target is None else removes(
-            target, event.target_id, event.moderated, event.by_nick, event.by_jid, event.occupant_id)
+        verdict = None if target is None else applies(target, event)
         if verdict is None:
             return Changes([retraction_line(position, event)], [])
         if verdict and target.removed is None:
@@ -125,6 +127,16 @@ def meant(event: ev.MessageCorrected | ev.MessageRetracted, book: Book) -> Line 
     """The message line a correction or retraction means, applied to it or not (``Book.find``: the newest
     whose stanza-id it names, else the newest known by the id it names); None while there is none."""
     return book.find(event.room, named(event))
+
+
+def applies(line: Line, event: ev.MessageCorrected | ev.MessageRetracted) -> bool | None:
+    """The model's verdict on a correction or retraction for ``line``, the message line it means (``meant``): True,
+    it applies (a removal of a message removed already too: accepted, and the first removal kept); False, refused
+    (a correction by somebody else is a line of its own, a retraction not the author's changes nothing); None, a
+    removal that waits for another line (``removes``)."""
+    if type(event) is ev.MessageCorrected:
+        return same_author(line, event.nick, event.jid, event.occupant_id)
+    return removes(line, event.target_id, event.moderated, event.by_nick, event.by_jid, event.occupant_id)
 
 
 def owned(line: Line, ref: str) -> bool:
@@ -149,6 +161,7 @@ def _settle(line: Line, book: Book, new_ids: list[str]) -> Changes:
         return Changes([line], [])  # nearly always: nothing awaits a new message
     put: dict[int, Line] = {}
     dropped: list[int] = []
+    refused: list[int] = []
     todo = list(new_ids)
     seen: set[int] = {line.id}
     while todo:
@@ -169,6 +182,8 @@ def _settle(line: Line, book: Book, new_ids: list[str]) -> Changes:
                 seen.add(other.id)
                 if verdict and line.removed is None:
                     line = retract(line, other.removed)
+                elif not verdict:
+                    refused.append(other.id)
                 dropped.append(other.id)
                 continue
             seen.add(other.id)
@@ -179,7 +194,7 @@ def _settle(line: Line, book: Book, new_ids: list[str]) -> Changes:
             else:
                 put[other.id] = msgspec.structs.replace(other, awaiting=None)
     put[line.id] = line
-    return Changes(list(put.values()), dropped)
+    return Changes(list(put.values()), dropped, tuple(refused))
 
 
 def ids_of(event: ev.MessagePosted | ev.MessageCorrected) -> list[str]:

@@ -1,5 +1,5 @@
 """A legal hold keeps whole messages, on both stores: a purge keeps every correction and removal of a message a
-hold covers, however late and by whomever they came, and the message every correction or removal it covers names;
+hold covers, however late, by its author or a moderator, and the message every correction or removal it covers changed;
 what it keeps shows as it did before, and the chains verify across what it deletes."""
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import pytest
 from archive.application import open_event_store
 from archive.integrity import verify_integrity
 from archive.settings import RetentionSettings
-from chat_archive.bootstrap import open_search_index
+from chat_archive.bootstrap import open_search_index, rebuild_projections
 from chat_archive.purges import purge_expired
 from tests.factories import message
 
@@ -86,7 +86,6 @@ def test_a_purge_without_holds_keeps_a_message_whole_while_any_of_its_events_is_
 
     from archive import events as ev
     from archive.times import utcnow
-    from chat_archive.bootstrap import rebuild_projections
     from tests.factories import make
 
     config, store, client, compliance, _ = setup
@@ -119,6 +118,68 @@ def test_a_purge_without_holds_keeps_a_message_whole_while_any_of_its_events_is_
     record = purge_expired(config, store, by="test")
     assert transcript() == before[1:]  # each kept message as it was: "new msg" uncorrected, "ann again" not removed
     assert sum(s.last - s.first + 1 for s in record.spans if s.stream == bots) == 2  # the first message, its correction
+    report = verify_integrity(store)
+    assert report.ok, [str(s.broken) for s in report.streams if s.broken]
+
+
+def test_a_refused_correction_or_retraction_keeps_no_message_from_its_purge(setup):
+    """Anyone in a room could keep any message from ever being purged: mallory's correction of ann's 400-day-old
+    message (refused: not hers, a line of her own) or her retraction of another (refused: nothing), sent
+    yesterday, kept it past its retention, and again every year she repeated them, the purge record saying
+    "messages kept whole". What the model refused is no part of the message: ann's messages expire; mallory's
+    line expires by its own date (her 40-day-old correction of a held message goes, the message stays); ann's own
+    younger correction still keeps hers whole. The rebuilt views are the old ones less what expired, but that
+    what mallory sent now names a message the archive no longer holds, as had it never been archived."""
+    from datetime import timedelta
+
+    from archive import events as ev
+    from archive.times import utcnow
+    from tests.factories import make
+
+    config, store, client, compliance, search = setup
+    room, ann, mallory, cara = "commons@conference.localhost", "ann@localhost/pc", "mallory@localhost/x", "cara@localhost/x"
+    now = utcnow()
+
+    def ago(days):
+        return {"room": room, "occurred_at": now - timedelta(days=days)}
+
+    store.append([
+        message(0, "ann's old words", "ann", "s1", jid=ann, **ago(400)),  # expired: nothing ann did keeps it
+        make(ev.MessageCorrected, nick="mallory", jid=mallory, replaces_id="s1", body="mallory's words", **ago(1)),
+        message(0, "ann's gone words", "ann", "s4", jid=ann, **ago(400)),  # expired too
+        make(ev.MessageRetracted, target_id="s4", by_nick="mallory", by_jid=mallory, **ago(1)),  # refused
+        message(0, "cara's held words", "cara", "s2", jid=cara, **ago(400)),  # held
+        make(ev.MessageCorrected, nick="mallory", jid=mallory, replaces_id="s2", body="mallory's old", **ago(40)),
+        message(0, "ann's typo", "ann", "s3", jid=ann, **ago(400)),
+        make(ev.MessageCorrected, nick="ann", jid=ann, replaces_id="s3", body="ann's fix", **ago(1)),  # keeps s3
+    ])  # fmt: skip
+    assert client.post("/api/v1/holds?case=Acme&jid=cara@localhost", headers=compliance).status_code == 201
+    rebuild_projections(config, store, ["transcripts", "search"], progress=False)
+
+    def transcript():
+        answer = client.get(f"/api/v1/rooms/{room}/transcript?from=2000-01-01", headers=compliance)
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        return answer.json["lines"]
+
+    def searched(words):
+        return [hit["body"] for hit in client.get(f"/api/v1/search?q={words}", headers=compliance).json["hits"]]
+
+    before = {line["body"]: line for line in transcript()}
+    assert sorted(before) == sorted(["ann's old words", "mallory's words", "ann's gone words", "cara's held words",
+                                     "mallory's old", "ann's fix"])
+    assert before["mallory's words"]["corrects"] == "s1" and "awaiting" not in before["mallory's words"]
+    record = purge_expired(config, store, by="test")
+    assert sum(s.last - s.first + 1 for s in record.spans if s.stream == room) == 3  # ann's s1 and s4, mallory's old
+    after = transcript()
+    (removal,) = [line for line in after if line["kind"] == "retraction"]  # compliance: of a message not held
+    assert removal["removed"]["by_jid"] == mallory and removal["awaiting"] == "s4"
+    expected = {body: line for body, line in before.items()
+                if body not in ("ann's old words", "ann's gone words", "mallory's old")}
+    expected["mallory's words"] = {**expected["mallory's words"], "awaiting": "s1"}  # its message no longer held
+    assert {line["body"]: line for line in after if line["kind"] == "message"} == expected
+    assert expected["ann's fix"]["versions"][0]["body"] == "ann's typo"
+    time.sleep(search.reload_interval)  # readers see a swapped index within their reload interval
+    assert searched("old OR gone") == [] and searched("mallory") == ["mallory's words"]
     report = verify_integrity(store)
     assert report.ok, [str(s.broken) for s in report.streams if s.broken]
 

@@ -118,3 +118,18 @@ def test_healthz_reports_parts_retrying_store_errors_without_their_text(archive,
     assert "/secret/socket" not in degraded.get_data(as_text=True)
     writer(None)
     assert app.test_client().get("/healthz").status_code == 200
+
+
+def test_healthz_says_which_view_is_rebuilt_and_why_and_stays_ok(private_seeded, token_store):
+    """A view built by older rules is followed while up or project rebuild it (``chat_archive.bootstrap``): not a
+    failure, but an operator asking the process how it is should learn that its answers come from the old view."""
+    from tests.projections.old_rules import as_built_by_rules
+
+    app = create_app(make_config(private_seeded.url), store=private_seeded.store, views=private_seeded.views,
+                     search=private_seeded.search, tokens=token_store)  # fmt: skip
+    assert "rebuilding" not in app.test_client().get("/healthz").json
+    as_built_by_rules(private_seeded.views, "transcripts", None)
+    health = app.test_client().get("/healthz")
+    assert health.status_code == 200 and health.json["status"] == "ok"
+    assert list(health.json["rebuilding"]) == ["transcripts"]
+    assert health.json["rebuilding"]["transcripts"].startswith("the transcripts view was built by rules 1")

@@ -271,3 +271,71 @@ def test_export_jobs_past_the_limit_are_a_429_counted_across_processes(archive, 
         assert wait_done(client, f"/api/v1/exports/{started.json['id']}", auth(tokens["compliance"])).json["state"] == "done"
     finally:
         app.extensions[EXTENSION].exports.close()
+
+
+def _status_file(directory, job_id: str, *, host: str, pid: int, heartbeat_at: str | None) -> None:
+    """A running job's status file as another process wrote it (raw JSON: as any version of the server reads it)."""
+    import json
+
+    status = {"id": job_id, "owner": None, "state": "running", "created_at": "2024-05-01T00:00:00Z", "request": {},
+              "host": host, "pid": pid}
+    if heartbeat_at is not None:
+        status["heartbeat_at"] = heartbeat_at
+    (directory / f"{job_id}.json").write_text(json.dumps(status))
+
+
+def test_jobs_whose_processes_died_elsewhere_do_not_hold_the_limit_for_good(tmp_path, monkeypatch):
+    """The cap counted every status file marked running, and a job's process could be checked only on its own
+    host: a job whose container was recreated (a new hostname), or whose pid 1 is the restarted container's own
+    pid 1 on the same hostname, counted for ever; after ``max_running_exports`` such deaths nobody could export.
+    A running job beats in its status file; one whose heartbeat is stale is not running (it reads as failed), and
+    one of this host with this process's pid runs only if this process runs it or it beats."""
+    import os
+    import socket
+    import threading
+    from datetime import timedelta
+
+    from archive.errors import ChatArchiveError
+    from archive.times import format_time, utcnow
+    from query_api.exports import jobs
+    from tests.services.prosody import wait_for
+
+    stale, fresh = format_time(utcnow() - timedelta(minutes=10)), format_time(utcnow())
+    for n in range(3):
+        _status_file(tmp_path, f"{n}" * 22, host=f"recreated-container-{n}", pid=1, heartbeat_at=stale)
+    _status_file(tmp_path, "3" * 22, host="before-heartbeats", pid=1, heartbeat_at=None)  # since 2024-05-01
+    exports = jobs.ExportJobs(tmp_path, max_running=4)
+    assert exports.running() == 0
+    dead = exports.status("0" * 22)
+    assert dead.state == "failed" and dead.finished_at and "recreated-container-0" in dead.error
+
+    # This host, this process's pid, not run by this process: a restarted container's pid 1 before it.
+    _status_file(tmp_path, "4" * 22, host=socket.gethostname(), pid=os.getpid(), heartbeat_at=stale)
+    _status_file(tmp_path, "5" * 22, host="live-host", pid=1, heartbeat_at=fresh)  # runs elsewhere: counts
+    _status_file(tmp_path, "6" * 22, host=socket.gethostname(), pid=os.getpid(), heartbeat_at=fresh)  # beats: counts
+    assert exports.running() == 2
+    assert exports.status("4" * 22).state == "failed"
+
+    monkeypatch.setattr(jobs, "HEARTBEAT_EVERY", 0.05)
+    step, go_on = threading.Event(), threading.Event()
+
+    def slow(out, request, store, views, search, progress):
+        progress(0, 1, 0)
+        step.set()
+        go_on.wait(10)
+        raise ChatArchiveError("done waiting")
+
+    job = None
+    try:
+        monkeypatch.setattr(jobs, "write_bundle", slow)
+        monkeypatch.setattr(exports, "max_running", 3)
+        job = exports.start(ExportRequest(format="jsonl"), "owner", None, None, None)  # a new export is accepted
+        assert step.wait(10)
+        first = exports.status(job.id).heartbeat_at
+        wait_for(lambda: exports.status(job.id).heartbeat_at != first, 10, message="the job's heartbeat")
+        assert exports.running() == 3
+        with pytest.raises(Exception, match="max_running_exports"):
+            exports.start(ExportRequest(format="jsonl"), "owner", None, None, None)
+    finally:
+        go_on.set()
+        exports.close()

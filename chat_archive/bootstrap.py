@@ -100,18 +100,18 @@ def rebuild_projections(
             close()
 
 
-def followed_view(
+def rebuild_outdated(
     config: Config, store: EventStore, views: Views, name: str, stop: threading.Event | None = None,
     on_error: Callable[[str | None], None] | None = None,
-) -> TableProjection | None:
-    """The view ``name`` for a runner to follow the log with, rebuilt from the log first if it was built before a
-    rule only a rebuild applies (``Views.outdated``); None if ``stop`` was set first: the old view stays live and
-    the next start rebuilds it. `up` and `project` call it in the view's own thread (``start_projections``): at
-    10M events the presence view's rebuild takes tens of seconds, and the listener must capture meanwhile. The
-    API answers from the old view meanwhile, known no further than it has applied (``Views.known_until``, which
-    the old view no longer extends), each room in it "not reached" (``presence.logic.not_reached``). Under the
-    purge lease, waited for: a purge deleting while the rebuild reads would have its deletions swapped back in
-    (and a purge rebuilds the view itself). Store errors are waited out (reported to ``on_error``)."""
+) -> bool:
+    """Rebuild the view ``name`` from the log and swap it in if it was built before a rule only a rebuild applies
+    (``Views.outdated``); True once it is not outdated (rebuilt here, or by a purge meanwhile), False if ``stop`` was
+    set first: the old view stays live and the next start rebuilds it. `up` and `project` call it in a thread of its
+    own (``start_projections``): at 10M events a rebuild takes minutes, and the listener must capture meanwhile. The
+    API answers from the old view meanwhile, which its follower keeps up with the log where this program can load
+    it (else known no further than it has applied, ``Views.known_until``). Under the purge lease, waited for: a purge
+    deleting while the rebuild reads would have its deletions swapped back in (and a purge rebuilds the view
+    itself). Store errors are waited out (reported to ``on_error``)."""
     stop = stop if stop is not None else threading.Event()
     while (why := views.outdated().get(name)) is not None:
         try:
@@ -120,13 +120,37 @@ def followed_view(
                 targets = views.projections([name], load=False)
                 if not _rebuild_in_background(store, targets, stop, on_error, before_swap=lease.renew):
                     log.warning("stopped before the %s view was rebuilt: the next start rebuilds it", name)
-                    return None
+                    return False
                 log.warning("rebuilt from the log: %s", name)
         except (LeaseHeld, LeaseLost) as e:  # lost: not swapped in, built again once no purge runs
             log.warning("the %s view waits for a purge to rebuild it: %s", name, e)
             if stop.wait(PURGE_LEASE_TTL / 6):
-                return None
+                return False
+    return True
+
+
+def followed_view(
+    config: Config, store: EventStore, views: Views, name: str, stop: threading.Event | None = None,
+    on_error: Callable[[str | None], None] | None = None,
+) -> TableProjection | None:
+    """The view ``name`` for a runner to follow the log with, rebuilt from the log first if it is outdated
+    (``rebuild_outdated``); None if ``stop`` was set first. For a view this program cannot load (a layout an older
+    chat-archive made): one it can load is followed while it is rebuilt (``start_projections``)."""
+    if not rebuild_outdated(config, store, views, name, stop, on_error):
+        return None
     return views.projections([name])[0]
+
+
+def loaded_view(views: Views, name: str) -> TableProjection | None:
+    """The live view ``name`` loaded for a runner to follow, None where this program cannot load it (a layout an
+    older chat-archive made, whose load is refused: ``transcripts.view.OLDER_LAYOUT``)."""
+    try:
+        return views.projections([name])[0]
+    except StoreUnavailable:
+        raise
+    except StoreError as e:
+        log.warning("%s: the %s view is not followed until it is rebuilt", e, name)
+        return None
 
 
 # -- projections (transcripts, presence) -------------------------------------
@@ -175,25 +199,41 @@ def start_projections(config: Config, store: EventStore, stop: threading.Event, 
     try:
         held.enter_context(holding(views_lease(store, views_url(config)), on_lost=stop.set))
         views = held.enter_context(open_views(config, store))
+        views.record_unrecorded_rules()  # as the views' tables tell it before they are followed
         outdated = views.outdated()
         interval = config.projections.commit_interval
-        # The current ones only: loading an outdated one may be refused (a layout this program cannot read), and the
-        # rebuild that replaces it does not read it.
-        current = [(p, interval) for p in views.projections([n for n in PROJECTION_CLASSES if n not in outdated])]
-        rebuilt = [(name, functools.partial(followed_view, config, store, views, name, stop,
-                                            health and health.reporter(f"projection {name}")), interval)
-                   for name in outdated]  # fmt: skip
-        return ProjectionThreads(store, current, stop, later=rebuilt, on_exit=held.close, health=health)
+        current, later, replacing = [], [], []
+        for name in PROJECTION_CLASSES:
+            if name not in outdated:
+                current.append((views.projections([name])[0], interval))
+                continue
+            # An outdated view is rebuilt in a thread of its own. Meanwhile the old one is followed, so that the API
+            # and the widget's feed are not frozen for the rebuild's minutes; unless it cannot be loaded (an older
+            # layout): then its rebuild, which does not read it, comes first.
+            on_error = health and health.reporter(f"projection {name} rebuild")
+            if (loaded := loaded_view(views, name)) is not None:
+                current.append((loaded, interval))
+                replacing.append((name, functools.partial(rebuild_outdated, config, store, views, name, stop, on_error)))
+            else:
+                later.append((name, functools.partial(followed_view, config, store, views, name, stop, on_error),
+                              interval))
+        return ProjectionThreads(store, current, stop, later=later, replacing=replacing, on_exit=held.close,
+                                 health=health)
     except BaseException:
         held.close()
         raise
 
 
 def projection_status(config: Config, store: EventStore) -> list[ProjectionStatus]:
-    """Each view projection's position and lag behind the log (``projections.runner.ProjectionStatus``)."""
+    """Each view projection's position and lag behind the log (``projections.runner.ProjectionStatus``), and why it
+    is being rebuilt (``Views.rebuilding``)."""
     with open_views(config, store) as views:
+        rebuilding = views.rebuilding()
         # Not loaded: a position is all it reads; loading a view of an older layout is refused (a start rebuilds it).
-        return status(store, views.projections(load=False))
+        statuses = status(store, views.projections(load=False))
+    for projection in statuses:
+        projection.rebuilding = rebuilding.get(projection.name)
+    return statuses
 
 
 def view_projections(

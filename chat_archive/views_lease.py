@@ -13,7 +13,7 @@ PURGE_LEASE_TTL = 60.0  # seconds a purge's lease lasts unless renewed (a crashe
 
 def purge_lease(store: EventStore):
     """Held by a purge, by a rebuild of the views from the command line and by a runner's rebuild of an outdated view
-    (``bootstrap.followed_view``): a rebuild whose read of the log
+    (``bootstrap.rebuild_outdated``): a rebuild whose read of the log
     overlapped a purge's deletion would swap in views showing what it deleted, after it recorded them rebuilt.
     (The search index needs no lease: a copy built meanwhile notes the purge and is rebuilt, see
     ``projections.search.purged``.) ``LeaseHeld`` naming the holder. The lease is yielded: a holder that paused

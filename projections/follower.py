@@ -110,6 +110,7 @@ class LogFollower:
         self._committed = self._applied
         self._applied_since_commit = 0
         self._torn = False
+        self._replaced = False  # set by another thread (``replaced``), read by this follower's
 
     @property
     def applied_position(self) -> int:
@@ -170,6 +171,13 @@ class LogFollower:
                 if stop.wait(backoff.next()):
                     return
 
+    def replaced(self) -> None:
+        """The projection's storage was replaced under this follower (a rebuild swapped in by another thread): it
+        drops what it applied since its last commit and goes on from the replacement's position before its next page.
+        Without it a follower idle at the log's head kept the replaced view's position, and the events appended
+        between the rebuild's last read and its swap were missing from the new view until the next event came."""
+        self._replaced = True
+
     def _resume_from_commit(self) -> None:
         """A page was applied in part: drop it and go on from the last commit."""
         self.projection.discard()
@@ -181,6 +189,10 @@ class LogFollower:
         last_commit = time.monotonic()
         try:
             while not stop.is_set():
+                if self._replaced:
+                    self._replaced = False
+                    self._torn = True  # until resumed: a store error meanwhile resumes it again (``_retrying``)
+                    self._resume_from_commit()
                 got_any = self._step()
                 due = time.monotonic() - last_commit >= self.commit_interval
                 if due or self._applied_since_commit >= self._pending_limit():

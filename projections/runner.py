@@ -34,12 +34,17 @@ class ProjectionStatus(msgspec.Struct, kw_only=True):
     head: int
     lag: int
     problem: str | None = None  # why the projection cannot be used now (it shows position 0)
+    # Why the view is being rebuilt from the log (built by older rules), while the old one still answers: None if not.
+    rebuilding: str | None = None
 
 
 class ProjectionThreads:
     """``later``: (name, make, commit interval) of projections made in their own thread before it follows the
     log, ``make`` returning the projection, or None if ``stop`` was set first (`up` rebuilding an outdated
-    view from the log while the others follow and the listener captures)."""
+    view of a layout it cannot load from the log while the others follow and the listener captures).
+    ``replacing``: (name, replace) run in a thread of its own beside the follower of the projection ``name`` (of
+    ``projections``), ``replace`` rebuilding it from the log and swapping it in under the follower; once it returns
+    True (False: ``stop`` was set first), the follower goes on from the rebuilt one (``LogFollower.replaced``)."""
 
     def __init__(
         self,
@@ -48,6 +53,7 @@ class ProjectionThreads:
         stop: threading.Event,
         *,
         later: Sequence[tuple[str, Callable[[], Projection | None], float]] = (),
+        replacing: Sequence[tuple[str, Callable[[], bool]]] = (),
         on_exit=None,
         health: Health | None = None,
     ):
@@ -58,6 +64,9 @@ class ProjectionThreads:
         self.followers = [self._follower(p, interval) for p, interval in projections]
         runs = [(f.projection.name, lambda f=f: f) for f in self.followers]
         runs += [(name, lambda make=make, interval=interval: self._made(make, interval)) for name, make, interval in later]
+        followed = {f.projection.name: f for f in self.followers}
+        runs += [(f"{name}-rebuild", lambda replace=replace, f=followed[name]: self._replaced(replace, f))
+                 for name, replace in replacing]  # fmt: skip
         self.threads = [
             threading.Thread(target=self._run, args=(follower,), name=f"projection-{name}", daemon=True)
             for name, follower in runs
@@ -76,6 +85,11 @@ class ProjectionThreads:
         follower = self._follower(projection, interval)
         self.followers.append(follower)
         return follower
+
+    @staticmethod
+    def _replaced(replace: Callable[[], bool], follower: LogFollower) -> None:
+        if replace():
+            follower.replaced()
 
     def _run(self, follower: Callable[[], LogFollower | None]) -> None:
         try:

@@ -77,6 +77,15 @@ class TableProjection:
         return f"the {cls.name} view was built by rules {built}, this program's are {cls.rules}: before {added}"
 
     @classmethod
+    def record_unrecorded_rules(cls, recorder: ViewRecorder) -> None:
+        """Record the version of the rules the live generation was built by where none is (``unrecorded_rules``): before
+        a runner follows it, which adds rows of this program's rules, and those may change what its tables say (a
+        presence view built before room beginnings holds one once a new room comes, and was no longer outdated)."""
+        generation, built = recorder.live_rules(cls.name)
+        if generation and built is None:
+            recorder.record_rules(cls.name, generation, cls.unrecorded_rules(recorder))
+
+    @classmethod
     def unrecorded_rules(cls, recorder: ViewRecorder) -> int:
         """The version of the rules the live generation was built by where none was recorded (made before versions
         were): 1, unless a subclass tells a later one by what its tables hold."""
@@ -94,6 +103,10 @@ class TableProjection:
             step(record.position, record.event)
 
     def discard(self) -> None:
+        if not self.building:
+            # The live generation now: a rebuild may have swapped another in since this one was loaded (the follower
+            # resuming from the last commit after a store error, or told of the swap: ``LogFollower.replaced``).
+            self.generation = self.recorder.generations(self.name)[0]
         self._load()
 
     def _load(self) -> None:

@@ -119,6 +119,12 @@ class ViewRecorderMixin:
         )  # fmt: skip
         return (rows[0]["live"], rows[0]["rules"]) if rows else (0, None)
 
+    def record_rules(self, projection: str, generation: int, rules: int) -> None:
+        """Record ``generation`` as built by version ``rules`` of the projection's rules, unless a version is."""
+        with self._write() as c:
+            c.execute(self._g(f"INSERT INTO {self._qualify(RULES)} (projection, generation, rules) VALUES (?,?,?) "
+                              "ON CONFLICT (projection, generation) DO NOTHING"), (projection, generation, rules))
+
     def position(self, projection: str, generation: int) -> int:
         try:
             return self.max_tracking_id(self.tracking_name(projection, generation)) or 0

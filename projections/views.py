@@ -16,6 +16,8 @@
 - ``shown_now(known_until, now)``: the moment a room "now" is shown at (``/state`` without a moment, ``/rooms``);
 - ``views.projections()``: fresh projection instances for a runner or a rebuild;
 - ``views.outdated()``: the views built by older rules (``TableProjection.rules``), each with why;
+  ``views.rebuilding()``: that, with whether their rebuild has begun (for `status` and ``/healthz``);
+  ``views.record_unrecorded_rules()``: what a runner does first;
 - ``views.close()``.
 
 Queries read committed data only, i.e. up to the last commit of each projection.
@@ -40,6 +42,8 @@ from .transcripts.queries import Transcripts
 from .transcripts.view import TranscriptProjection
 from .viewdb_backends import open_view_recorder
 
+_REBUILD_BEGUN = "being rebuilt from the log; the old view answers until the rebuilt one is swapped in"
+_REBUILD_DUE = "to be rebuilt from the log (up and project do as they start, once no purge runs); the old view answers"
 _EXCLUSIVE = timedelta(microseconds=1)  # the last moment before one: times are kept to the microsecond
 
 PROJECTION_CLASSES: dict[str, type[TableProjection]] = {
@@ -89,6 +93,18 @@ class Views:
         """The views a start must rebuild from the log (``TableProjection.outdated``: built by older rules), each
         with why."""
         return {name: why for name, cls in PROJECTION_CLASSES.items() if (why := cls.outdated(self.recorder))}
+
+    def record_unrecorded_rules(self) -> None:
+        """Each view made before versions of rules were recorded recorded as built by the version its tables tell
+        (``TableProjection.record_unrecorded_rules``): a runner, before it follows them."""
+        for cls in PROJECTION_CLASSES.values():
+            cls.record_unrecorded_rules(self.recorder)
+
+    def rebuilding(self) -> dict[str, str]:
+        """The outdated views (``outdated``), each with why and whether its rebuild from the log has begun (a
+        generation is being built): until it is swapped in, the old view answers."""
+        return {name: f"{why}; {_REBUILD_BEGUN if self.recorder.generations(name)[1] is not None else _REBUILD_DUE}"
+                for name, why in self.outdated().items()}
 
     def room_state_at(self, room: str, at: datetime, *, last: LastKnown | None = None, **options) -> RoomState:
         """``last``: the caller's own read of ``last_known(room)``, if it has one (one answer, one read)."""

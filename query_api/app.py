@@ -115,7 +115,9 @@ def open_signer(config: Any) -> Signer:
 
 def healthz() -> Response:
     """Open to all: whether the archive can be read, and which parts of the process are retrying
-    store errors (since when, how many attempts; never the error text), nothing about its content."""
+    store errors (since when, how many attempts; never the error text), nothing about its content; which views
+    are being rebuilt from the log and why (``Views.rebuilding``: answers come from the old ones meanwhile, not
+    a failure)."""
     context = api()
     parts = {
         name: {"ok": state.ok, **({} if state.ok else {"failing_since": state.since, "attempts": state.attempts})}
@@ -125,9 +127,14 @@ def healthz() -> Response:
         context.store.head()
     except ChatArchiveError:
         return json_response({"status": "unavailable", "parts": parts}, 503)
+    try:
+        rebuilding = context.views.rebuilding()
+    except ChatArchiveError:  # the views' database: what the answers say, not whether the archive can be read
+        rebuilding = {}
+    more = {"rebuilding": rebuilding} if rebuilding else {}
     if not all(part["ok"] for part in parts.values()):
-        return json_response({"status": "degraded", "parts": parts}, 503)
-    return json_response({"status": "ok", "parts": parts})
+        return json_response({"status": "degraded", "parts": parts, **more}, 503)
+    return json_response({"status": "ok", "parts": parts, **more})
 
 
 def metrics() -> Response:

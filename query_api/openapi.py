@@ -234,7 +234,9 @@ def document() -> dict:
         "/healthz": {"get": {
             "summary": "Whether the archive can be read and the process's parts work (open to all, says nothing of content)",
             "description": "`status`: `ok`, `degraded` (a part retries store errors: `parts.NAME.ok` false, "
-                           "`failing_since`, `attempts`) or `unavailable` (the store cannot be read).",
+                           "`failing_since`, `attempts`) or `unavailable` (the store cannot be read). `rebuilding` "
+                           "(only while there are any): view -> why it is being rebuilt from the log (built by older "
+                           "rules), the old one answering until then.",
             "security": [],
             "responses": {**json_ok("ok", OBJECT), "503": {"description": "the store cannot be read, or a part is retrying store errors",
                                                           "content": {"application/json": {"schema": OBJECT}}}}}},

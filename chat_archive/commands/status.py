@@ -43,6 +43,8 @@ def print_status(args: argparse.Namespace, config) -> int:
     print(f"event log head: {head}")
     for p in projections:
         print(f"projection {p.name:<12} position {p.position:>10}  lag {p.lag:>8}" + (f"  ({p.problem})" if p.problem else ""))
+        if p.rebuilding:
+            print(f"  {p.rebuilding}")
     for line in describe(listener):
         print(line)
     if liveness is not None:

@@ -4,9 +4,10 @@ A job is two files, ``<id>.json`` (state, progress, the request, the manifest's
 SHA-256 once done) and ``<id>.zip``; the status file is replaced atomically at every
 step, so any server process of the archive can report a job's progress or serve
 its download, whichever started it. Downloads are plain files: streamed, and
-resumable with HTTP ranges. A job records the host and process writing it: a
-"running" job whose process on this host has ended reads as failed, rather than
-running for ever.
+resumable with HTTP ranges. A job records the host and process writing it, and beats
+in its status file every ``HEARTBEAT_EVERY`` seconds while it runs: a "running" job
+whose process on this host has ended, or that has not beaten for ``STALE_AFTER``
+seconds, reads as failed (``abandoned``), rather than running for ever.
 
 A finished job (done or failed) is kept ``[api] export_keep_days`` after it finished,
 then **expires**: its bundle is deleted and its status file becomes a small tombstone
@@ -31,7 +32,7 @@ import re
 import secrets
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -50,6 +51,11 @@ from .bundle import ExportRequest, write_bundle
 log = logging.getLogger(__name__)
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
 SWEEP_EVERY = 60.0  # seconds between a process's sweeps: how late a bundle may outlive its keep period
+HEARTBEAT_EVERY = 5.0  # seconds between a running job's beats in its status file
+# Seconds without a beat after which a running job is taken for dead wherever it ran: many beats, so that a slow
+# shared file system or the clocks of the hosts sharing export_dir (each beat is its writer's time) do not fail a
+# live job.
+STALE_AFTER = 60.0
 
 
 class JobStatus(msgspec.Struct, kw_only=True):
@@ -67,11 +73,28 @@ class JobStatus(msgspec.Struct, kw_only=True):
     error: str | None = None
     host: str = ""  # where the job runs, so a job whose process died is not reported running for ever
     pid: int = 0
+    heartbeat_at: str | None = None  # a running job's last beat (None: written before jobs beat; its start counts)
 
 
-def abandoned(status: JobStatus, host: str) -> bool:
-    """A running job whose writer, on this host, is gone (a job of another host cannot be checked)."""
-    return status.state == "running" and status.host == host and status.pid > 0 and not process_alive(status.pid)
+def abandoned(
+    status: JobStatus, now: datetime, *, host: str, pid: int, ours: Collection[str],
+    alive: Callable[[int], bool] = process_alive,
+) -> str | None:
+    """Why a job marked running runs no more (None: it runs, or may), as the process ``pid`` on ``host`` running the
+    jobs ``ours`` sees it at ``now``. A job of this process runs. One whose process on this host is gone does not.
+    Any other runs only while it beats (``STALE_AFTER``): its process cannot be checked from here, or is not
+    the one that wrote it (a recreated container's new hostname; its pid 1 reused by the restarted one, this
+    process's own pid on the same hostname; another process given a dead one's pid). Without a beat, one status
+    file per job whose process died counted for ever, and ``max_running_exports`` of them refused every export."""
+    if status.state != "running" or (status.host, status.pid) == (host, pid) and status.id in ours:
+        return None
+    if status.host == host and status.pid not in (0, pid) and not alive(status.pid):
+        return f"the server process writing it (pid {status.pid}) stopped"
+    beat = parse_time(status.heartbeat_at or status.created_at)
+    if now - beat < timedelta(seconds=STALE_AFTER):
+        return None
+    return (f"the server process writing it ({status.host or 'unknown host'}, pid {status.pid}) has given no sign of "
+            f"life since {format_time(beat)}")
 
 
 Due = Literal["expire", "forget"]
@@ -107,6 +130,7 @@ class ExportJobs:
         self.max_running = max_running
         self._closing = threading.Event()
         self._threads: set[threading.Thread] = set()
+        self._ours: set[str] = set()  # the ids of the jobs this process runs
 
     def close(self, timeout: float = 30.0) -> None:
         """End the jobs this process runs (each at its next step, failed) and wait for them, before the store and
@@ -132,7 +156,8 @@ class ExportJobs:
                                f"{running} export jobs are running, at most {self.max_running} at once ([api] "
                                "max_running_exports): start this one once one of them has finished",
                                headers={"Retry-After": "30"})  # fmt: skip
-            self._save(status)
+            self._ours.add(status.id)
+            self._beat(status)
         thread = threading.Thread(target=self._run, args=(status, request, store, views, search),
                                   name=f"export-{status.id}", daemon=True)
         self._threads.add(thread)
@@ -141,32 +166,53 @@ class ExportJobs:
 
     def _run(self, status: JobStatus, request: ExportRequest, store, views, search) -> None:
         partial = self.directory / f"{status.id}.zip.partial"
+        saving, finished = threading.Lock(), threading.Event()  # one writer of the status file at a time
 
         def progress(done: int, total: int, events: int) -> None:
             if self._closing.is_set():
                 raise ExportStopped("the server stopped during the export: start it again")
-            status.rooms_done, status.rooms_total, status.events = done, total, events
-            self._save(status)
+            with saving:
+                status.rooms_done, status.rooms_total, status.events = done, total, events
+                self._beat(status)
 
+        def beating() -> None:
+            # Between progress steps too: one room of a long history may take minutes.
+            while not finished.wait(HEARTBEAT_EVERY):
+                with saving:
+                    if status.state == "running":
+                        try:
+                            self._beat(status)
+                        except OSError as e:  # the next beat tries again; a stale job reads as failed elsewhere
+                            log.error("export %s: its heartbeat could not be written: %s", status.id, e)
+
+        heart = threading.Thread(target=beating, name=f"export-{status.id}-heartbeat", daemon=True)
+        heart.start()
         try:
             with open(partial, "wb") as out:
                 manifest, digest = write_bundle(out, request, store, views, search, progress)
             os.replace(partial, self.bundle_path(status.id))
-            status.state, status.manifest_sha256 = "done", digest
-            status.events, status.bytes = manifest.counts["events"], self.bundle_path(status.id).stat().st_size
+            size = self.bundle_path(status.id).stat().st_size
+            with saving:
+                status.state, status.manifest_sha256 = "done", digest
+                status.events, status.bytes = manifest.counts["events"], size
         except Exception as e:
             # Whatever it was, the job ends failed (a thread ended by an exception left it "running" for ever);
             # its owner reads why when the archive or the system said it, a bug's text goes to the log only.
             said = isinstance(e, (ChatArchiveError, OSError))
             log.error("export %s failed: %s", status.id, e, exc_info=not said)
-            status.state, status.error = "failed", str(e) if said else "internal error (see the server's log)"
+            with saving:
+                status.state, status.error = "failed", str(e) if said else "internal error (see the server's log)"
             partial.unlink(missing_ok=True)
-        status.finished_at = format_time(utcnow())
-        self._save(status)
+        with saving:
+            status.finished_at = format_time(utcnow())
+            self._save(status)
+        finished.set()
+        heart.join()
+        self._ours.discard(status.id)
         self._threads.discard(threading.current_thread())
 
     def running(self) -> int:
-        """The jobs running now, whichever process runs them (one whose process on this host died: not)."""
+        """The jobs running now, whichever process runs them (one that runs no more, ``abandoned``: not)."""
         statuses = (self._read(path.stem) for path in self.directory.glob("*.json") if _JOB_ID.match(path.stem))
         return sum(1 for status in statuses if status is not None and status.state == "running")
 
@@ -237,7 +283,7 @@ class ExportJobs:
             log.error("sweeping expired exports in %s: %s", self.directory, e)
 
     def _read(self, job_id: str) -> JobStatus | None:
-        """A job's status (a running one whose writer died on this host marked failed), None if gone."""
+        """A job's status (a running one that runs no more, ``abandoned``, marked failed), None if gone."""
         try:
             status = msgspec.json.decode((self.directory / f"{job_id}.json").read_bytes(), type=JobStatus)
         except FileNotFoundError:
@@ -245,9 +291,11 @@ class ExportJobs:
         except msgspec.DecodeError as e:  # not written by us (ours are replaced whole): left for the operator
             log.error("export status %s unreadable: %s", job_id, e)
             return None
-        if abandoned(status, socket.gethostname()):
-            status.state, status.finished_at = "failed", format_time(utcnow())
-            status.error = f"the server process writing it (pid {status.pid}) stopped; start the export again"
+        now = utcnow()
+        why = abandoned(status, now, host=socket.gethostname(), pid=os.getpid(), ours=self._ours)
+        if why is not None:
+            status.state, status.finished_at = "failed", format_time(now)
+            status.error = f"{why}; start the export again"
             (self.directory / f"{job_id}.zip.partial").unlink(missing_ok=True)
             self._save(status)
         return status
@@ -264,6 +312,11 @@ class ExportJobs:
 
     def bundle_path(self, job_id: str) -> Path:
         return self.directory / f"{job_id}.zip"
+
+    def _beat(self, status: JobStatus) -> None:
+        """Save a running job's status with a beat: it runs as of now (``abandoned``)."""
+        status.heartbeat_at = format_time(utcnow())
+        self._save(status)
 
     def _save(self, status: JobStatus) -> None:
         # A temporary file of this process and thread: two processes expiring one job at once must not

@@ -73,10 +73,11 @@ def seed_jobs(directory) -> None:
     write_job(directory, OLD, "done", NOW - WEEK - timedelta(hours=1))
     write_job(directory, FRESH, "done", NOW - timedelta(days=1))
     write_job(directory, FAILED, "failed", NOW - 2 * WEEK + timedelta(hours=1), error="boom")
-    write_job(directory, RUNNING, "running", None)  # this process: alive, so running whatever its age
-    write_job(directory, ELSEWHERE, "running", None)
+    beating = format_time(utcnow())  # (real time: as ``ExportJobs`` judges whether a job runs)
+    write_job(directory, RUNNING, "running", None, heartbeat_at=beating)  # this pid, beating: running whatever its age
+    write_job(directory, ELSEWHERE, "running", None, heartbeat_at=beating)
     status = msgspec.json.decode((directory / f"{ELSEWHERE}.json").read_bytes(), type=JobStatus)
-    status.host = "another-host"  # cannot be checked from here: left alone
+    status.host = "another-host"  # cannot be checked from here, beating: left alone
     (directory / f"{ELSEWHERE}.json").write_bytes(msgspec.json.encode(status))
 
 

@@ -157,20 +157,23 @@ def test_an_export_whose_server_process_died_reads_as_failed_not_running_for_eve
 
     from query_api.exports.jobs import ExportJobs, JobStatus
 
+    from archive.times import format_time, utcnow
+
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     jobs = ExportJobs(tmp_path)
     for job_id, host, pid in (("a" * 22, socket.gethostname(), gone.pid), ("b" * 22, socket.gethostname(), os.getpid()),
                               ("c" * 22, "another-host", gone.pid)):
         (tmp_path / f"{job_id}.json").write_bytes(msgspec.json.encode(JobStatus(
-            id=job_id, owner=None, state="running", created_at="2024-05-01T00:00:00Z", request={}, host=host, pid=pid)))
+            id=job_id, owner=None, state="running", created_at="2024-05-01T00:00:00Z", request={}, host=host, pid=pid,
+            heartbeat_at=format_time(utcnow()))))  # beating (test_jobs_whose_processes_died_elsewhere...: not)
     (tmp_path / f"{'a' * 22}.zip.partial").write_bytes(b"half")
     dead = jobs.status("a" * 22)
     assert dead.state == "failed" and f"pid {gone.pid}" in dead.error
     assert not (tmp_path / f"{'a' * 22}.zip.partial").exists()
     assert jobs.status("a" * 22).state == "failed"  # and so it stays, for every process
-    assert jobs.status("b" * 22).state == "running"  # its writer (this process) is alive
-    assert jobs.status("c" * 22).state == "running"  # another host's process cannot be checked from here
+    assert jobs.status("b" * 22).state == "running"  # its writer (this process's pid, another container's?) beats
+    assert jobs.status("c" * 22).state == "running"  # another host's process cannot be checked from here, and beats
 
 
 def test_an_export_job_that_fails_for_any_reason_ends_failed_with_a_reason(tmp_path, monkeypatch):
@@ -247,13 +250,16 @@ def test_export_jobs_past_the_limit_are_a_429_counted_across_processes(archive, 
 
     from .conftest import auth, make_config
 
+    from archive.times import format_time, utcnow
+
     def running(job_id: str, host: str, pid: int) -> None:
         (tmp_path / f"{job_id}.json").write_bytes(msgspec.json.encode(JobStatus(
-            id=job_id, owner=None, state="running", created_at="2024-05-01T00:00:00Z", request={}, host=host, pid=pid)))
+            id=job_id, owner=None, state="running", created_at="2024-05-01T00:00:00Z", request={}, host=host, pid=pid,
+            heartbeat_at=format_time(utcnow()))))
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    running("a" * 22, "another-host", 1)  # another host's: cannot be checked from here, so it counts
+    running("a" * 22, "another-host", 1)  # another host's: cannot be checked from here, and beats, so it counts
     running("b" * 22, socket.gethostname(), os.getpid())  # another worker's, alive
     running("c" * 22, socket.gethostname(), gone.pid)  # its process died: not running
     config = make_config(seeded_url, export_dir=str(tmp_path), max_running_exports=2)
@@ -339,3 +345,31 @@ def test_jobs_whose_processes_died_elsewhere_do_not_hold_the_limit_for_good(tmp_
     finally:
         go_on.set()
         exports.close()
+
+
+@pytest.mark.parametrize("host, pid, alive, beat_ago, ours, runs", [
+    ("here", 7, True, 1000, True, True),  # this process runs it: however long since it beat (it beats)
+    ("here", 7, True, 1000, False, False),  # this pid, not run here: a restarted container's pid 1 before it
+    ("here", 7, True, 1, False, True),  # this pid, beating: another container of the same hostname
+    ("here", 8, False, 1, False, False),  # this host, its process gone: at once
+    ("here", 8, True, 1000, False, False),  # its pid alive but silent: given to another process since
+    ("here", 8, True, 1, False, True),
+    ("there", 1, True, 1, False, True),  # another host's, beating
+    ("there", 1, True, 59, False, True),
+    ("there", 1, True, 61, False, False),  # silent past STALE_AFTER
+])
+def test_abandoned_is_decided_by_process_and_heartbeat(host, pid, alive, beat_ago, ours, runs):
+    from datetime import datetime, timedelta, timezone
+
+    import msgspec
+
+    from archive.times import format_time
+    from query_api.exports.jobs import JobStatus, abandoned
+
+    now = datetime(2026, 12, 5, 18, 0, tzinfo=timezone.utc)
+    status = JobStatus(id="j" * 22, owner=None, state="running", created_at="2024-05-01T00:00:00Z", request={},
+                       host=host, pid=pid, heartbeat_at=format_time(now - timedelta(seconds=beat_ago)))
+    why = abandoned(status, now, host="here", pid=7, ours={"j" * 22} if ours else set(), alive=lambda _: alive)
+    assert (why is None) == runs, why
+    done = msgspec.structs.replace(status, state="done")
+    assert abandoned(done, now, host="here", pid=7, ours=set(), alive=lambda _: False) is None

@@ -4,6 +4,7 @@ paused checks before it writes (both stores)."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 
@@ -12,7 +13,9 @@ import pytest
 
 import archive.lease
 from archive.application import StoreLocation, open_event_store
+from archive.errors import Fenced
 from archive.lease import LeaseHeld, LeaseLost, StoreLease, last_note
+from tests.factories import message
 from tests.services.postgres import POSTGRES_DSN
 
 
@@ -117,3 +120,82 @@ def test_a_store_made_before_the_notes_gets_them_when_opened(store_url):
         upgraded.holder = left.holder  # the same holder, on the store as opened again
         assert upgraded.write_note(b"kept by the next version")
         assert last_note(store, "listener") == (left.holder, b"kept by the next version")
+
+
+def stored_ids(store) -> list[str]:
+    return [r.event.stanza_id for r in store.read_room("lobby@conference.localhost")]
+
+
+def test_an_append_under_a_lease_is_refused_in_its_transaction_unless_the_lease_is_its_holders(event_store):
+    """The listener's writer appends under its lease (``StoreLease.fence``): the store checks the lease row, by the
+    database's clock, in the append's own transaction. A check before the append (the holder's own clock) leaves the
+    moment between them, where a pause lets the append commit after another listener took over."""
+    first = StoreLease(event_store, "listener", ttl=0.5)
+    first.acquire()
+    event_store.append([message(0, stanza_id="held")], fence=first.fence)
+    time.sleep(0.6)
+    with pytest.raises(Fenced, match="expired"):  # nobody took it over yet: expired by the database's clock is enough
+        event_store.append([message(1, stanza_id="expired")], fence=first.fence)
+    second = StoreLease(event_store, "listener")
+    second.acquire()
+    with pytest.raises(Fenced, match=second.holder):
+        event_store.append([message(2, stanza_id="taken over")], fence=first.fence)
+    second.release()
+    with pytest.raises(Fenced, match="nobody holds"):
+        event_store.append([message(3, stanza_id="released")], fence=first.fence)
+    event_store.append([message(4, stanza_id="unfenced")])  # what holds no lease (an import) is not fenced
+    assert stored_ids(event_store) == ["held", "unfenced"]
+
+
+def test_a_lease_taken_over_while_an_append_under_it_runs_stops_that_append_from_committing(postgres_url):
+    """The lease row changes between a check and the commit: the append sleeps in its transaction (a trigger, as a
+    holder paused there: SIGSTOP, a VM frozen), and another holder takes the lease over meanwhile. The append must
+    not commit after that (the other listener records the same presence); it did when the check came first."""
+    schema = postgres_url.split("schema=")[1]
+    with open_event_store(postgres_url) as store:
+        store.append([message(0, stanza_id="before")])
+        with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+            conn.execute(f'CREATE FUNCTION "{schema}".pause() RETURNS trigger LANGUAGE plpgsql AS '
+                         "$$ BEGIN PERFORM pg_sleep(1.5); RETURN NEW; END $$")
+            conn.execute(f'CREATE TRIGGER pause BEFORE INSERT ON "{schema}".archive_store_events '
+                         f'FOR EACH ROW EXECUTE FUNCTION "{schema}".pause()')
+        paused = StoreLease(store, "listener", ttl=0.5)
+        paused.acquire()
+        outcome: list = []
+
+        def append() -> None:
+            try:
+                outcome.append(store.append([message(1, stanza_id="paused")], fence=paused.fence))
+            except Fenced as e:
+                outcome.append(e)
+
+        appending = threading.Thread(target=append)
+        appending.start()
+        time.sleep(0.8)  # in the trigger's sleep, past the lease
+        with open_event_store(postgres_url) as elsewhere:
+            StoreLease(elsewhere, "listener").acquire()  # another listener takes over
+            appending.join(10)
+            assert isinstance(outcome[0], Fenced), outcome
+            assert stored_ids(elsewhere) == ["before"], "nothing committed after the takeover"
+
+
+def test_a_holder_told_its_lease_was_taken_over_guards_nothing_more_though_its_ttl_has_not_passed(event_store):
+    """After ``LeaseLost`` the listener stops, and its stop writes what its writer holds: not while another holds the
+    lease, though it renewed less than a ttl ago (the row deleted by hand, or its clock not counting a suspend)."""
+    first = StoreLease(event_store, "listener", ttl=600)
+    first.acquire()
+    assert first.refusal() is None
+    remove_lease_rows(event_store)
+    StoreLease(event_store, "listener").acquire()
+    with pytest.raises(LeaseLost):
+        first.renew()
+    assert not first.lapsed(), "renewed a moment ago by its own clock"
+    assert "taken over" in first.refusal()
+
+
+def remove_lease_rows(store) -> None:
+    """An operator's forced takeover: the leases' rows deleted."""
+    datastore = store._recorder.datastore
+    prefix = f'"{datastore.schema}".' if hasattr(datastore, "schema") else ""
+    with datastore.transaction(commit=True) as cursor:
+        cursor.execute(f"DELETE FROM {prefix}archive_leases")

@@ -77,3 +77,31 @@ def test_status_says_why_the_search_index_cannot_be_used_and_shows_the_rest(tmp_
         subprocess.run([CLI, "status", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True).stdout
     )
     assert "rebuild" in {p["name"]: p for p in data["projections"]}["search"]["problem"]
+
+
+def test_a_listener_note_this_version_cannot_read_is_no_status_not_a_crash(tmp_path, caplog):
+    """The listener and the API or `status` on different versions: the note the listener keeps in the store is one
+    this version cannot decode. Every page reading the heartbeat (/presence, /rooms, /state, a room's page) was a
+    500, and `chat-archive status` crashed: it is no status, said so."""
+    from chat_archive.bootstrap import open_views
+    from chat_archive.config import load_config
+    from archive.lease import StoreLease
+    from ingest.status import LEASE
+
+    url = f"sqlite:///{tmp_path}/events.sqlite"
+    env = {**os.environ, "CHAT_ARCHIVE_STORE_URL": url, "CHAT_ARCHIVE_INDEX_PATH": str(tmp_path / "index"),
+           "CHAT_ARCHIVE_XMPP_JID": "archiver@localhost", "CHAT_ARCHIVE_XMPP_STATUS_FILE": str(tmp_path / "status.json")}
+    with open_event_store(url) as store:
+        store.append([message(0)])
+        newer = StoreLease(store, LEASE)
+        newer.acquire()
+        assert newer.write_note(b'{"jid": "archiver@localhost", "pid": "a later version\'s"}')
+        newer.release()
+        config = load_config(None, environ=env)
+        with open_views(config, store) as views:
+            assert views.last_known("lobby@conference.localhost").away_since is None  # read, not raised
+    assert "listener status in the store is not valid" in caplog.text
+    text = subprocess.run([CLI, "status"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert text.returncode == 1, text.stderr
+    assert "listener state: not-started" in text.stdout
+    assert "the listener status in the store is not valid" in text.stdout, text.stdout

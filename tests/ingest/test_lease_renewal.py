@@ -1,13 +1,18 @@
 """The listener's lease is renewed however busy its event loop's default executor is: at connect every room's join
-reads the room from the store there, all at once (``Rooms.view``), for as long as a large archive takes."""
+reads the room from the store there, all at once (``Rooms.view``), for as long as a large archive takes. Its status,
+the lease's note, is kept in the store as often as the lease is renewed, and at once when its rooms change."""
 
 from __future__ import annotations
 
 import threading
 import time
 
+import msgspec
+
+from archive.lease import last_note
+from ingest.status import LEASE as LISTENER_LEASE, ListenerStatus
 from tests.ingest.helpers import running_listener, wait_for_event, wait_joined
-from tests.services.prosody import unique_room
+from tests.services.prosody import unique_room, wait_for
 
 LEASE = 1.2  # seconds: short, so that a renewal queued behind the reads comes too late within the test
 
@@ -41,3 +46,28 @@ def test_the_lease_is_renewed_while_the_rooms_reads_fill_the_loops_executor(pros
             wait_for_event(event_store, room, ("message", "alice", "while the rooms are read"), timeout=2)
         finally:
             reads_done.set()
+
+
+def test_the_status_is_kept_in_the_store_every_sixth_of_the_lease_and_at_once_when_the_rooms_change(
+        prosody, people, event_store):
+    """The whole status was written into the store every second: most of what an idle listener costs the store. A
+    heartbeat every sixth of the lease (as the renewals) is enough; a room joined or lost is told at once."""
+    alice = people["alice"]
+    room = unique_room(prosody, "kept")
+    alice.create_room(room, "alice")
+    with running_listener(prosody, event_store, include=(room,), lease_seconds=18.0) as handle:
+        wait_for(lambda: (status := kept(event_store)) and room in status.rooms_joined, 10,
+                 message="the room joined, in the store at once")
+        beats = set()
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            beats.add(kept(event_store).updated_at)
+            time.sleep(0.1)
+        assert len(beats) <= 2, f"{len(beats)} writes in 2.5 s: every 3 s is enough"
+        assert handle.listener.status.updated_at > max(beats), "its status file is written every second still"
+
+
+def kept(store) -> ListenerStatus | None:
+    """The status the listener keeps in the store."""
+    note = last_note(store, LISTENER_LEASE)
+    return note and msgspec.json.decode(note[1], type=ListenerStatus)

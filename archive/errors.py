@@ -27,6 +27,10 @@ class StoreUnavailable(StoreError):
     the same call may succeed later, so long-running parts retry it with back-off."""
 
 
+class Fenced(StoreError):
+    """Nothing may be appended now: the lease the append is made under is not its holder's (``archive.lease``)."""
+
+
 class ConcurrencyError(StoreError):
     """Another writer kept winning the race for a room's next version."""
 

@@ -10,8 +10,11 @@ database's clock: holders on several hosts have clocks of their own.
 
 Expiry alone does not stop a holder that paused past it (SIGSTOP, a VM frozen): it
 learns so at its next renewal (``LeaseLost``, ``lost``), and until then checks
-``lapsed()`` before what another holder may be doing too, and renews (the check
-that nobody took over) before a step that must not follow another's work.
+``refusal()`` (lost, or ``lapsed()``) before what another holder may be doing too,
+and renews (the check that nobody took over) before a step that must not follow
+another's work. Appends are made under the lease (``fence``): the store checks it
+in the append's own transaction, where no pause can come between check and commit.
+Renewals run in a thread of their own (``Renewer``), never queued behind other work.
 
 A holder may leave a note for the next (``write_note``, ``last_note``): the
 listener's rooms and heartbeat, which a listener taking over on another host
@@ -20,6 +23,7 @@ starts from and every host's API reads.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -33,8 +37,14 @@ from typing import Any
 from eventsourcing.persistence import PersistenceError
 
 from .errors import StoreError
+from .lease_tables import POSTGRES_NOW, SQLITE_NOW, Fence
 from .store_errors import store_error
 from .store import EventStore
+
+# The holder's clock for its lapse: CLOCK_BOOTTIME counts a suspend of the host (a laptop's, a VM's), which
+# time.monotonic() does not (Linux), and during which the lease expires all the same. Bound here, once.
+_elapsed = (functools.partial(time.clock_gettime, time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME")
+            else time.monotonic)
 
 
 # The holders of the leases this process has taken and not released.
@@ -57,13 +67,14 @@ class StoreLease:
         self.holder = f"{socket.gethostname()} pid {os.getpid()} {uuid.uuid4().hex[:8]}"
         self._tables = _Tables(store)
         self.held = False
-        # This process's monotonic clock (a pause does not stop it) when the last claim that succeeded began.
+        # This host's clock since boot (``_elapsed``: neither a pause nor a suspend stops it) when the last claim that
+        # succeeded began.
         self.renewed_at: float | None = None
         self.lost = threading.Event()  # set once a renewal found another holder: what the lease guards stops
 
     def acquire(self) -> None:
         """Take the lease, or raise ``LeaseHeld`` naming who has it."""
-        began = time.monotonic()
+        began = _elapsed()
 
         def claim(cursor) -> str | None:
             now = self._tables.now(cursor)
@@ -85,7 +96,7 @@ class StoreLease:
     def renew(self) -> None:
         """Extend the lease; ``LeaseLost`` if someone took it over meanwhile. Also the check, before a step that must
         not follow another holder's work (a rebuild's swap), that no other has had the lease: it is ours a ttl more."""
-        began = time.monotonic()
+        began = _elapsed()
 
         def extend(cursor) -> str | None:
             current = self._current(cursor)
@@ -107,10 +118,27 @@ class StoreLease:
         self.renewed_at = began
 
     def lapsed(self) -> bool:
-        """Whether a ttl has passed since the last claim that succeeded began, by this process's monotonic clock:
-        the lease may have expired (this process paused, or the store out of reach) and another holder have it, so
-        what it guards waits for the next renewal (``LeaseLost`` if there is another)."""
-        return self.renewed_at is None or time.monotonic() - self.renewed_at > self.ttl
+        """Whether a ttl has passed since the last claim that succeeded began, by this host's clock since boot: the
+        lease may have expired (this process paused, the host suspended, or the store out of reach) and another
+        holder have it, so what it guards waits for the next renewal (``LeaseLost`` if there is another)."""
+        return self.renewed_at is None or _elapsed() - self.renewed_at > self.ttl
+
+    def refusal(self) -> str | None:
+        """Why what the lease guards must not go on now (None: it may): the lease lost to another holder (however
+        recently this one renewed it), or lapsed."""
+        what = f"the store's {self.name} lease" if self.holder_is is None else f"the lease of this {self.holder_is}"
+        if self.lost.is_set():
+            return f"{what} was taken over by another holder: nothing more is done under it"
+        if self.lapsed():
+            return (f"{what} was not renewed for {self.ttl:g} s (this process paused, or the store out of reach): "
+                    "another holder may have it now; nothing is done under it until it is renewed")
+        return None
+
+    @property
+    def fence(self) -> Fence:
+        """What an append under this lease names (``EventStore.append``): the store commits it only while this
+        holder has the lease, unexpired by the database's clock, checked in the append's transaction."""
+        return Fence(self.name, self.holder)
 
     def write_note(self, note: bytes) -> bool:
         """Leave ``note`` for the lease's next holder (``last_note``), if this holder still has the lease: one that
@@ -207,48 +235,80 @@ class _Tables:
             raise store_error(f"cannot read or write {what}", e) from e
 
     def now(self, cursor) -> float:
-        """Seconds since the epoch by the database's clock, which sets and judges every holder's expiry whatever
-        host it runs on: hosts' clocks differ (a SQLite store is on one host, and SQLite's clock is that host's)."""
+        """Seconds since the epoch by the database's clock (``archive.lease_tables``)."""
         if self.postgres:
-            cursor.execute("SELECT extract(epoch FROM clock_timestamp())::double precision AS now")
+            cursor.execute(f"SELECT {POSTGRES_NOW} AS now")
             return cursor.fetchone()["now"]
-        cursor.execute("SELECT (julianday('now') - 2440587.5) * 86400.0")
+        cursor.execute(f"SELECT {SQLITE_NOW}")
         return cursor.fetchone()[0]
+
+
+class Renewer:
+    """Renews a lease every sixth of its ttl, in a thread of its own: a renewal queued behind other work (a shared
+    executor's, busy reading rooms) could come after the lease expired, and another holder take over from one that
+    runs well. A renewal that fails is reported to ``on_failure`` (None once one succeeds) and the holder goes on
+    (the store may come back). ``on_lost(error)`` is called once (and ``lease.lost`` set) if another holder took the
+    lease over; the renewals end there."""
+
+    def __init__(self, lease: StoreLease, *, on_lost: Callable[[LeaseLost], None] | None = None,
+                 on_failure: Callable[[str | None], None] | None = None):
+        self.lease, self._on_lost, self._on_failure = lease, on_lost, on_failure
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"{lease.name}-lease", daemon=True)
+
+    def start(self) -> Renewer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._done.wait(self.lease.ttl / 6):
+            try:
+                self.lease.renew()
+            except LeaseLost as e:
+                if self._on_lost is not None:
+                    self._on_lost(e)
+                return
+            except StoreError as e:
+                if self._on_failure is not None:
+                    self._on_failure(f"cannot renew the store's {self.lease.name} lease: {e}")
+            else:
+                if self._on_failure is not None:
+                    self._on_failure(None)
 
 
 @contextmanager
 def holding(lease: StoreLease, on_lost: Callable[[], None] | None = None) -> Iterator[StoreLease]:
-    """Hold ``lease`` for the block (``LeaseHeld`` if another holder has it), renewed every sixth of its ttl
-    by a thread. A renewal that fails is logged and the block goes on: what it does (a purge's deletion, say)
-    is not safely stopped half-way, and the store may come back. ``on_lost`` is called once (and ``lease.lost``
-    set) if another holder took the lease over (it had expired: this process paused, or the store out of reach
-    for a ttl), for a block that can stop at its next safe point."""
+    """Hold ``lease`` for the block (``LeaseHeld`` if another holder has it), renewed by a ``Renewer``. A renewal
+    that fails is logged and the block goes on: what it does (a purge's deletion, say) is not safely stopped
+    half-way, and the store may come back. ``on_lost`` is called once (and ``lease.lost`` set) if another holder took
+    the lease over (it had expired: this process paused, or the store out of reach for a ttl), for a block that can
+    stop at its next safe point."""
     lease.acquire()
-    done = threading.Event()
+    log = logging.getLogger(__name__)
 
-    def renew() -> None:
-        while not done.wait(lease.ttl / 6):
-            try:
-                lease.renew()
-            except LeaseLost as e:
-                logging.getLogger(__name__).error("%s", e)
-                if on_lost is not None:
-                    on_lost()
-                return
-            except StoreError as e:
-                logging.getLogger(__name__).warning("cannot renew the store's %s lease: %s", lease.name, e)
+    def lost(error: LeaseLost) -> None:
+        log.error("%s", error)
+        if on_lost is not None:
+            on_lost()
 
-    renewer = threading.Thread(target=renew, name=f"{lease.name}-lease", daemon=True)
-    renewer.start()
+    def failed(why: str | None) -> None:
+        if why:
+            log.warning("%s", why)
+
+    renewer = Renewer(lease, on_lost=lost, on_failure=failed).start()
     try:
         yield lease
     finally:
-        done.set()
-        renewer.join()
+        renewer.stop()
         try:
             lease.release()
         except StoreError as e:  # it expires by itself; the block's own error, if any, is the one to see
-            logging.getLogger(__name__).warning("cannot release the store's %s lease: %s", lease.name, e)
+            log.warning("cannot release the store's %s lease: %s", lease.name, e)
 
 
 def _alive(holder: str) -> bool:

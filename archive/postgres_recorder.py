@@ -8,6 +8,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError
+
+from .errors import Fenced
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
@@ -18,6 +20,7 @@ from .batch_rows import BatchRows
 from .codec import to_msgpack_list
 from .idempotency import Probe, Slot
 from .key_upgrade import drop_postgres_version_key, merge_postgres_index
+from .lease_tables import Fence, postgres_fence, refusal
 from .lease_tables import postgres_tables as lease_tables
 from .postgres_copy import copy_rows
 from .postgres_room_reads import PostgresRoomReads
@@ -95,6 +98,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresCopiedTrails, Postgres
         )
         self._events_name = f'"{self.datastore.schema}"."{self.events_table_name}"'
         self._heads = SQL("{}.archive_chain_heads").format(schema)
+        self._fence = postgres_fence(self.datastore.schema)
         self._audit = SQL("{}.archive_audit").format(schema)
         self._append_audit = SQL("{}.archive_audit_chain").format(schema)
         self._stored_slots_sql = SQL(_STORED_SLOTS).format(log=self._events)
@@ -196,7 +200,11 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresCopiedTrails, Postgres
                 copy_rows(curs, self._copy_events_at, LOG_ROW_TYPES, rows.at(drawn, highs))
             new_rooms = list(kwargs.get("new_rooms", ()))
             chain_heads = rows.chain_heads()
+            fence: Fence | None = kwargs.get("fence")
+            lease = curs.connection.cursor(row_factory=tuple_row)
             with curs.connection.pipeline():  # one round trip for the statements after the copy
+                if fence:  # last before the commit: a holder paused in the append finds the lease taken over
+                    lease.execute(self._fence, (fence.name,), prepare=True)
                 if new_rooms:
                     curs.executemany(
                         SQL("INSERT INTO {} VALUES (%s) ON CONFLICT DO NOTHING").format(self._rooms),
@@ -207,6 +215,8 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresCopiedTrails, Postgres
                 if kwargs.get("copied_marks"):
                     self._mark_copied(curs, kwargs["copied_marks"])
                 self._notify_channel(curs)
+            if fence and (why := refusal(fence, lease.fetchone())):
+                raise Fenced(why)  # the transaction rolls back
         return positions or list(range(last - rows.count + 1, last + 1))
 
     def _copy_at(self, curs: Any, positions: list[int], rows: BatchRows) -> int:

@@ -17,7 +17,9 @@ from eventsourcing.sqlite import (
 )
 
 from .audit_tables import SQLiteAuditTable
+from .errors import Fenced
 from .copied_trails import SQLITE_TABLES as COPIED_TRAILS, SQLiteCopiedTrails
+from .lease_tables import FENCE_SQL, Fence, refusal
 from .lease_tables import SQLITE_TABLES as LEASE_TABLES
 from .batch_rows import BatchRows
 from .codec import to_msgpack_arrays
@@ -197,6 +199,12 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteCopiedTrails, SQLiteRoomRead
         c.executemany("INSERT OR REPLACE INTO archive_chain_heads VALUES (?,?,?,?)", rows.chain_heads())
         if kwargs.get("copied_marks"):
             self._mark_copied(c, kwargs["copied_marks"])
+        fence: Fence | None = kwargs.get("fence")
+        if fence:  # last before the commit: a holder paused in the append finds the lease expired
+            c.execute(FENCE_SQL["sqlite"], (fence.name,))
+            row = c.fetchone()
+            if why := refusal(fence, tuple(row) if row else None):
+                raise Fenced(why)  # the transaction rolls back
         return positions
 
     def stored_slots(self, probe: Probe) -> set[Slot]:

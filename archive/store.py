@@ -55,6 +55,7 @@ from .copied_trails import copied_checkpoint_marks
 from .errors import ConcurrencyError, EventDecodeError, StoreError
 from .events import SYSTEM_STREAMS, ChainHead, Event, Recorded, is_audit_trail
 from .idempotency import Batch, Probe, every_slot, slotted
+from .lease_tables import Fence
 from .log_reads import LogReads
 from .recorders import RoomRow, stream_version
 from .store_errors import connection_lost, store_error
@@ -125,10 +126,14 @@ class EventStore(LogReads, AuditStore):
         self._heads: dict[str, list] = {}
         self._lock = threading.Lock()
 
-    def append(self, events: Iterable[Event], batch_size: int = MAX_BATCH) -> list[Recorded]:
+    def append(
+        self, events: Iterable[Event], batch_size: int = MAX_BATCH, *, fence: Fence | None = None
+    ) -> list[Recorded]:
         """Store the events not stored before; return those, with their positions.
 
-        Events are written in batches of ``batch_size``, each batch atomically.
+        Events are written in batches of ``batch_size``, each batch atomically. ``fence``: each batch under that
+        lease (``archive.lease_tables``), committed only if its holder has it unexpired by the database's clock,
+        checked in the batch's transaction; else ``Fenced`` and nothing of that batch is stored.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")  # islice would take nothing
@@ -137,7 +142,7 @@ class EventStore(LogReads, AuditStore):
         # A batch taken and checked whole: no Python step per event here.
         while batch := list(itertools.islice(events, batch_size)):
             _check_events(batch)
-            recorded += self._append_batch(slotted(batch))
+            recorded += self._append_batch(slotted(batch), fence=fence)
         return recorded
 
     def append_copies(
@@ -161,7 +166,7 @@ class EventStore(LogReads, AuditStore):
                          marks or {})
         return self._append_batch(every_slot(events), placed)
 
-    def _append_batch(self, batch: Batch, placed: _Placed | None = None) -> list[Recorded]:
+    def _append_batch(self, batch: Batch, placed: _Placed | None = None, fence: Fence | None = None) -> list[Recorded]:
         with self._lock:
             for attempt in range(MAX_ATTEMPTS):
                 try:
@@ -169,7 +174,8 @@ class EventStore(LogReads, AuditStore):
                     # look-up in the write transaction rejects any that does, so the look-up of
                     # known keys beforehand is only made when an attempt has failed. A copy looks
                     # up at once: resumed, it starts with what the target holds already.
-                    return self._try_insert(batch, check_known=attempt > 0 or placed is not None, placed=placed)
+                    return self._try_insert(batch, check_known=attempt > 0 or placed is not None, placed=placed,
+                                            fence=fence)
                 except (IntegrityError, OperationalError) as e:
                     if connection_lost(e):
                         raise store_error("could not append events", e) from e
@@ -183,7 +189,9 @@ class EventStore(LogReads, AuditStore):
                     raise store_error("could not append events", e) from e
         raise AssertionError("unreachable")
 
-    def _try_insert(self, batch: Batch, *, check_known: bool, placed: _Placed | None) -> list[Recorded]:
+    def _try_insert(
+        self, batch: Batch, *, check_known: bool, placed: _Placed | None, fence: Fence | None
+    ) -> list[Recorded]:
         if check_known:
             known = self._recorder.stored_slots(Probe(batch))
             new = [i for i in range(len(batch.events)) if known.isdisjoint(batch.slots(i))]
@@ -209,7 +217,8 @@ class EventStore(LogReads, AuditStore):
         # ``heads``: the version each stream's rows are numbered from, which SQLite checks with its write lock held.
         positions = self._recorder.insert_events(
             rows, probe=Probe(batch), new_rooms=new_rooms, positions=placed.positions if placed else None,
-            heads={room: self._heads[room][0] for room in touched}, copied_marks=placed and placed.copied_marks())
+            heads={room: self._heads[room][0] for room in touched}, copied_marks=placed and placed.copied_marks(),
+            fence=fence)
         self._heads.update(heads)
         return list(map(Recorded, positions, batch.events))
 

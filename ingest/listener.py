@@ -44,9 +44,9 @@ from pathlib import Path
 
 import msgspec
 
-from archive.errors import ChatArchiveError, StoreError
+from archive.errors import StoreError
 from archive.health import Health
-from archive.lease import LeaseLost, StoreLease
+from archive.lease import LeaseLost, Renewer, StoreLease
 from archive.store import EventStore
 from archive.times import format_time, utcnow
 
@@ -60,7 +60,7 @@ from .flow import answered, keep_alive
 from .joining import JOIN_TIMEOUT, join_room
 from .rooms import GONE, LOST, NEW, UNAVAILABLE, Rooms
 from .settings import XmppSettings
-from .status import LEASE, ListenerStatus, latest_status, read_status, stored_status, write_status
+from .status import LEASE, ListenerStatus, keep_interval, last_status, read_status, write_status
 from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -98,14 +98,17 @@ class Listener:
             on_health=self.health.reporter("listener writer"),
             on_full=self._write_queue_full,
             high_water=write_queue_limit,
-            fence=self._lease_fence,
+            fence=self.lease.refusal,
+            under=self.lease.fence,
         )
+        self._renewer = Renewer(self.lease, on_lost=self._lease_lost, on_failure=self._lease_report)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fatal: BaseException | None = None
         self.rooms = Rooms(settings, store, self.writer, on_change=self._write_status, clock=clock)
         # The status into the store from a thread of its own, one write at a time: the loop never waits on the store.
         self._status_keeper = ThreadPoolExecutor(1, thread_name_prefix="listener-status")
         self._status_kept: Future | None = None
+        self._keep_due, self._kept_at = True, 0.0  # whether the status is owed to the store; when last handed over
         self._keeping_problem: str | None = None
         self.client = None
         self._session: asyncio.Future | None = None
@@ -134,11 +137,8 @@ class Listener:
         self._loop = asyncio.get_running_loop()
         self.writer.start()
         self.client = self._make_client()
-        tasks = [
-            asyncio.create_task(self._connection_loop()),
-            asyncio.create_task(self._status_loop()),
-            asyncio.create_task(self._lease_loop()),
-        ]
+        self._renewer.start()
+        tasks = [asyncio.create_task(self._connection_loop()), asyncio.create_task(self._status_loop())]
         try:
             while not stop.is_set() and self._fatal is None:
                 await asyncio.sleep(0.05)
@@ -165,6 +165,7 @@ class Listener:
         self.status.stopped = True
         self._write_status(watched, away, watched_until)
         self._status_keeper.shutdown(wait=True)  # the last status is in the store (if it takes it) before the release
+        self._renewer.stop()  # renewed until now: the writer's last appends were made under it
         try:
             self.lease.release()
         except StoreError as e:
@@ -322,26 +323,10 @@ class Listener:
         self.rooms.flow.set_paused(paused)
         self.status.input_paused = paused
 
-    def _lease_fence(self) -> str | None:
-        """Why the writer may not append now (``BatchWriter``'s ``fence``): the lease not renewed for its length."""
-        if not self.lease.lapsed():
-            return None
-        return (f"the listener lease was not renewed for {self.lease.ttl:g} s (this process paused, or the store "
-                "out of reach): another listener may archive this store now; nothing is stored until it is renewed")
-
-    async def _lease_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease.ttl / 6)
-            try:
-                await asyncio.to_thread(self.lease.renew)
-            except LeaseLost as e:
-                log.error("%s: stopping, another listener archives this store now", e)
-                self._fatal = e
-                return
-            except StoreError as e:
-                self._lease_report(f"cannot renew the listener lease: {e}")
-            else:
-                self._lease_report(None)
+    def _lease_lost(self, error: LeaseLost) -> None:
+        """Another listener took the lease over (in the renewer's thread): the loop stops (``_main`` polls)."""
+        log.error("%s: stopping, another listener archives this store now", error)
+        self._fatal = error
 
     def _error(self, message: str) -> None:
         self.status.last_error = message
@@ -359,12 +344,16 @@ class Listener:
 
     async def _status_loop(self) -> None:
         while True:
-            self._write_status()
+            self._write_status(changed=False)
             await asyncio.sleep(1.0)
 
     def _write_status(
-        self, joined: list[str] | None = None, away: dict[str, datetime] | None = None, watched_until: datetime | None = None
+        self, joined: list[str] | None = None, away: dict[str, datetime] | None = None,
+        watched_until: datetime | None = None, *, changed: bool = True,
     ) -> None:
+        """The status into its file, and into the store when the rooms ``changed`` (the default: as ``Rooms`` calls
+        it) or every ``keep_interval`` (a heartbeat: one write of the whole status a second would be most of the
+        store's load from an idle listener)."""
         # Runs in the loop thread, which alone puts events: nothing is put meanwhile.
         self.status.updated_at = now = self.clock()
         self.status.stored_until = self.writer.stored_until(watched_until or now)
@@ -378,9 +367,12 @@ class Listener:
                 write_status(self.status_file, self.status)
             except OSError as e:
                 log.warning("cannot write listener status %s: %s", self.status_file, e)
-        if self._status_kept is None or self._status_kept.done() or self.status.stopped:  # else: the next second's
+        self._keep_due = self._keep_due or changed or time.monotonic() >= self._kept_at + keep_interval(self.lease.ttl)
+        idle = self._status_kept is None or self._status_kept.done()
+        if (self._keep_due and idle) or self.status.stopped:  # else: a later second's
             with contextlib.suppress(RuntimeError):  # the keeper shut down: the stop's status is the last
                 self._status_kept = self._status_keeper.submit(self._keep_status, msgspec.json.encode(self.status))
+                self._keep_due, self._kept_at = False, time.monotonic()
 
     def _keep_status(self, status: bytes) -> None:
         """The status into the store, as the lease's note (in ``_status_keeper``'s thread)."""
@@ -401,14 +393,10 @@ class Listener:
                 in_file = read_status(self.status_file)
             except Exception as e:  # noqa: BLE001 - a damaged status file only costs precision
                 log.warning("ignoring previous listener status: %s", e)
-        try:
-            in_store = stored_status(self.store)
-        except StoreError:
-            raise  # the store unread: the start fails, as the lease's would
-        except ChatArchiveError as e:  # damaged: and the file cannot be told to be the last holder's
-            log.warning("ignoring previous listener status: %s", e)
-            return None
-        return latest_status(in_file, in_store)
+        status, unread = last_status(in_file, self.store)  # the store unread: the start fails, as the lease's would
+        if unread:
+            log.warning("ignoring previous listener status: %s", unread)
+        return status
 
 
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:

@@ -1,7 +1,7 @@
 """The listener's status, in a small JSON file another process (``chat-archive status``) can read, and in the store.
 
 Written atomically (temporary file + rename) about once a second while the
-listener runs, so ``updated_at`` doubles as a heartbeat: a restarted listener
+listener runs (into the store every ``keep_interval``), so ``updated_at`` doubles as a heartbeat: a restarted listener
 knows until when its predecessor was watching each room, and ``assess`` tells
 a listener killed without a word (kill -9: the file says running, but it is
 stale, or its process is gone) from one that runs. The same status is kept in
@@ -63,6 +63,13 @@ class ListenerStatus(msgspec.Struct, kw_only=True):
 
 STALE_AFTER = timedelta(seconds=10)  # the status is written every second while the listener runs
 BEHIND_AFTER = timedelta(seconds=30)  # events seen this long ago and not yet stored: behind
+
+
+def keep_interval(lease_seconds: float) -> float:
+    """Seconds between the listener's status writes into the store (and at once when its rooms change): a sixth of
+    its lease, as its renewals, but at most half ``STALE_AFTER``, so that a reader on another host never takes a
+    running listener for a dead one."""
+    return min(lease_seconds / 6, STALE_AFTER.total_seconds() / 2)
 
 
 class Liveness(msgspec.Struct, kw_only=True):
@@ -131,15 +138,24 @@ def latest_status(in_file: ListenerStatus | None, in_store: ListenerStatus | Non
     return in_file if in_file.updated_at > in_store.updated_at else in_store
 
 
-def stored_status(store: EventStore) -> ListenerStatus | None:
-    """The status the last listener to hold the store's lease left there (``StoreLease.write_note``)."""
+def last_status(in_file: ListenerStatus | None, store: EventStore) -> tuple[ListenerStatus | None, str | None]:
+    """``latest_status`` of this host's file and the store's; or None and why the store's cannot be read
+    (``stored_status``): then the file cannot be told to be the last holder's either, and there is no status (for the
+    listener starting as for every page of the API). ``StoreError`` if the store is not read."""
+    in_store, unread = stored_status(store)
+    return (None, unread) if unread else (latest_status(in_file, in_store), None)
+
+
+def stored_status(store: EventStore) -> tuple[ListenerStatus | None, str | None]:
+    """The status the last listener to hold the store's lease left there (``StoreLease.write_note``), None if none
+    did; or None and why it cannot be read: one this version cannot decode (the listener of another version)."""
     note = last_note(store, LEASE)
     if note is None:
-        return None
+        return None, None
     try:
-        return msgspec.json.decode(note[1], type=ListenerStatus)
+        return msgspec.json.decode(note[1], type=ListenerStatus), None
     except msgspec.DecodeError as e:
-        raise ChatArchiveError(f"the listener status in the store is not valid: {e}") from e
+        return None, f"the listener status in the store is not valid (written by {note[0]}; another version?): {e}"
 
 
 def status_path(settings: XmppSettings) -> Path:

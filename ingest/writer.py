@@ -7,8 +7,9 @@ themselves under load while a lone event is written at once. A failed append
 is retried with back-off (the store is idempotent) until it succeeds or the
 writer stops, and reported to ``on_health`` (the error; None once it works). What a stop gives up on, with
 everything queued after it, is counted (``lost``) and keeps ``stored_until`` before it. ``fence`` says why
-nothing may be appended now (the listener's lease lapsed: another listener may have taken over), which is
-waited out as an error is.
+nothing may be appended now (the listener's lease lost or lapsed: another listener may have taken over), which
+is waited out as an error is. ``under``: the lease every append is made under, which the store checks in the
+append's transaction (a pause between ``fence`` and the commit must not let the append follow a takeover).
 
 The queue is bounded without dropping anything: once more than ``high_water``
 events wait, ``on_full(True)`` is called (the listener stops reading from the
@@ -27,19 +28,16 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from archive.errors import ChatArchiveError
+from archive.errors import Fenced
 from archive.events import Event, Recorded
 from archive.health import Backoff
+from archive.lease_tables import Fence
 from archive.store import MAX_BATCH, EventStore
 from archive.times import utcnow
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
-
-
-class Fenced(ChatArchiveError):
-    """Nothing may be appended now (the writer's ``fence``)."""
 
 
 class BatchWriter:
@@ -54,9 +52,10 @@ class BatchWriter:
         on_full: Callable[[bool], None] | None = None,
         high_water: int = 50_000,
         fence: Callable[[], str | None] | None = None,
+        under: Fence | None = None,
     ):
         self._store = store
-        self._fence = fence
+        self._fence, self._under = fence, under
         self._max_batch = max_batch
         self._on_written = on_written
         self._on_error = on_error
@@ -164,7 +163,8 @@ class BatchWriter:
             try:
                 if self._fence is not None and (why := self._fence()):
                     raise Fenced(why)
-                recorded, stored = self._store.append(batch), True
+                recorded = self._store.append(batch, fence=self._under) if self._under else self._store.append(batch)
+                stored = True
                 break
             except Exception as e:  # noqa: BLE001 - never lose the batch to one failure
                 message = f"could not append {len(batch)} events (attempt {attempt + 1}): {e}"

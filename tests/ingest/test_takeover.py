@@ -109,7 +109,8 @@ def test_a_listener_paused_inside_an_append_commits_nothing_once_another_took_ov
     alice, bob = people["alice"], people["bob"]
     room = unique_room(prosody, "frozen")
     alice.create_room(room, "alice")
-    config, status_file, _ = write_config(tmp_path, prosody, room, store_url=postgres_url, xmpp=f"lease_seconds = {LEASE}")
+    lease = f"lease_seconds = {LEASE}"
+    config, status_file, _ = write_config(tmp_path, prosody, room, store_url=postgres_url, xmpp=lease)
     with open_event_store(postgres_url) as store:
         first = start_listen(config, status_file, room)
         pausing_the_next_append(postgres_url, room, 2.0)

@@ -264,9 +264,9 @@ class GatedStore:
         self._store, self._recorder, self.gate = store, store._recorder, threading.Event()
         self.gate.set()
 
-    def append(self, events):
+    def append(self, events, **fenced):
         self.gate.wait(30)
-        return self._store.append(events)
+        return self._store.append(events, **fenced)
 
     def __getattr__(self, name):
         return getattr(self._store, name)

@@ -56,9 +56,29 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
             raise ConfigError(f"{file}: not valid TOML: {e}") from e
     _apply_environment(data, environ)
     try:
-        return msgspec.convert(data, Config, strict=False)
+        config = msgspec.convert(data, Config, strict=False)
     except msgspec.ValidationError as e:
         raise ConfigError(f"invalid configuration: {e} ({_source(str(e), file, environ)})") from e
+    return with_absolute_paths(config, Path.cwd())
+
+
+# The settings that name a file or a directory: (section, key).
+PATH_SETTINGS = (("xmpp", "status_file"), ("index", "path"), ("api", "export_dir"))
+
+
+def with_absolute_paths(config: Config, base: Path) -> Config:
+    """``config`` with every file and directory setting made absolute against ``base`` (the working directory,
+    where the README says `./data/` is), once, here: a relative path handed on is resolved by whatever opens it,
+    and Flask's ``send_file`` resolves one against its own package directory (every export download of the
+    default `data/exports` answered "expired"). An empty setting stays empty (none). The store URLs are left as
+    written: only SQLite reads them, against the working directory too."""
+    changed = {}
+    for section, key in PATH_SETTINGS:
+        settings = changed.get(section, getattr(config, section))
+        value = getattr(settings, key)
+        if value and not Path(value).is_absolute():
+            changed[section] = msgspec.structs.replace(settings, **{key: str(base / value)})
+    return msgspec.structs.replace(config, **changed) if changed else config
 
 
 def _source(error: str, file: Path, environ: Mapping[str, str]) -> str:

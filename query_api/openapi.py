@@ -53,7 +53,8 @@ def errors(*statuses: int) -> dict:
         403: "the caller's role may not use this endpoint",
         404: "no such room, or one the caller may not see (the same answer)",
         409: "not ready yet (an export still running, or failed)",
-        410: "the export expired: its bundle was deleted `[api] export_keep_days` after it finished",
+        410: "the export expired: its bundle was deleted `[api] export_keep_days` after it finished (`expired`); or, "
+             "not expired, its bundle is missing from `[api] export_dir` (`bundle_missing`)",
         413: "the request body is larger than 64 KiB (refused before it is read)",
         415: "a body of a kind this endpoint does not take: JSON where it reads query or form parameters, anything "
              "but JSON for a widget ticket",

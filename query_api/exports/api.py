@@ -7,11 +7,13 @@ progress; ``GET /api/v1/exports/{id}/download`` the ZIP, with HTTP range support
 that an interrupted download resumes where it stopped. A job is visible only to the
 token that started it (anyone else gets the same 404 as for no job at all). A finished
 job is kept ``[api] export_keep_days`` (its status says until when, ``expires_at``); then
-both answer 410 ``expired`` for as long again, and after that 404 like any unknown job.
+both answer 410 ``expired`` for as long again, and after that 404 like any unknown job. A job not expired whose
+bundle is missing (deleted by hand) answers 410 ``bundle_missing``, saying so.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 import msgspec
@@ -31,6 +33,7 @@ from .bundle import FORMATS, ExportRequest
 from .jobs import JobStatus
 
 bp = Blueprint("exports", __name__)
+log = logging.getLogger(__name__)
 
 
 def export_request(values, who: Caller) -> ExportRequest:
@@ -73,6 +76,22 @@ def expired(status: JobStatus) -> ApiError:
                                     "deleted; start the export again")
 
 
+def bundle_gone(status: JobStatus) -> ApiError:
+    """A done job's bundle not found: expired by another process since its status was read (its clock a little
+    ahead), or deleted from under a job that has not expired, which is not to be called "expired"."""
+    jobs = api().exports
+    try:
+        now = jobs.status(status.id)
+    except NotFoundError:  # forgotten meanwhile: long expired
+        now = msgspec.structs.replace(status, state="expired")
+    if now.state == "expired":
+        return expired(now)
+    log.warning("export %s is %s but its bundle %s is missing", status.id, now.state, jobs.bundle_path(status.id))
+    return ApiError(410, "bundle_missing", "the export has not expired but its bundle is missing from [api] export_dir "
+                                           "(deleted there, or this server process reads another directory than the "
+                                           "one it was written to): start the export again")
+
+
 def status_answer(status: JobStatus) -> dict:
     """The job's status, with when its bundle will be deleted (from the current `[api] export_keep_days`)."""
     expires = api().exports.expires_at(status)
@@ -88,8 +107,8 @@ def download(status: JobStatus) -> Response:
     try:
         response = send_file(api().exports.bundle_path(status.id), mimetype="application/zip", as_attachment=True,
                              download_name=f"chat-archive-export-{status.id}.zip", conditional=True)
-    except FileNotFoundError:  # expired by another process since its status was read (its clock a little ahead)
-        raise expired(status) from None
+    except FileNotFoundError:
+        raise bundle_gone(status) from None
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Manifest-SHA256"] = status.manifest_sha256 or ""
     return response

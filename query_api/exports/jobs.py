@@ -125,7 +125,9 @@ class ExportStopped(ChatArchiveError):
 
 class ExportJobs:
     def __init__(self, directory: str | Path, keep_days: float = 0, max_running: int = 4):
-        self.directory = Path(directory)
+        # Absolute (against the working directory) whoever made the settings: a relative path given to Flask's
+        # ``send_file`` is resolved against the app's package directory, where no bundle is.
+        self.directory = Path(directory).absolute()
         self.keep = timedelta(days=keep_days) if keep_days else None
         self.max_running = max_running
         self._closing = threading.Event()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from archive.errors import ConfigError
-from chat_archive.config import Config, load_config, settings_table
+from chat_archive.config import Config, load_config, settings_table, with_absolute_paths
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -16,10 +16,19 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def test_with_no_file_and_no_environment_everything_lives_under_data(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = load_config(environ={})
-    assert config == Config()
+    # The path settings made absolute against the working directory once, here (a relative one handed on was
+    # resolved by Flask against its package directory: no export could be downloaded).
+    data = tmp_path / "data"
+    assert (config.index.path, config.api.export_dir, config.xmpp.status_file) == (
+        str(data / "index"), str(data / "exports"), str(data / "listener-status.json"))
+    assert config == with_absolute_paths(Config(), tmp_path)
     assert config.store.url == "sqlite:///data/events.sqlite"
-    assert config.index.path.startswith("data/")
     assert config.projections.commit_interval == 60.0
+
+
+def test_an_absolute_path_setting_stays_as_written_and_an_empty_one_empty(tmp_path):
+    config = load_config(environ={"CHAT_ARCHIVE_INDEX_PATH": "/srv/index", "CHAT_ARCHIVE_XMPP_STATUS_FILE": ""})
+    assert (config.index.path, config.xmpp.status_file) == ("/srv/index", "")
 
 
 def test_the_file_in_the_working_directory_is_read(tmp_path, monkeypatch):

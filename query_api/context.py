@@ -24,7 +24,7 @@ from .sessions import EndedSessions
 from .settings import ApiSettings
 from .deadline import DeadlinePool
 from .signing import Signer
-from .streams import StreamSlots, client_key
+from .streams import StreamSlots, client_key, unseen_end_seconds
 
 if TYPE_CHECKING:
     from .exports.jobs import ExportJobs  # which builds bundles with the endpoints' helpers
@@ -66,7 +66,8 @@ class ApiContext:
         if self.searches is None:
             self.searches = DeadlinePool(self.settings.threads // 2, "search")
         if self.streams is None:
-            self.streams = StreamSlots(self.settings.threads // 2, self.settings.streams_per_client)
+            self.streams = StreamSlots(self.settings.threads // 2, self.settings.streams_per_client,
+                                       unseen_end_seconds(self.settings.follow_heartbeat))
 
     def known_rooms(self) -> list[str]:
         """Every room with events, in JID order (briefly cached: a new room shows up within a second)."""

@@ -58,7 +58,8 @@ def errors(*statuses: int) -> dict:
         413: "the request body is larger than 64 KiB (refused before it is read)",
         415: "a body of a kind this endpoint does not take: JSON where it reads query or form parameters, anything "
              "but JSON for a widget ticket",
-        429: "too many at once: this client already has `[api] streams_per_client` streams open (a stream), or "
+        429: "too many at once: this client already has `[api] streams_per_client` streams open, or closed so lately "
+             "that the server has not seen their end (a stream; `Retry-After`: when it will have), or "
              "`[api] max_running_exports` export jobs are running (an export job)",
         503: "the archive, its views or its index cannot be read right now, a search ran past `[api] search_timeout`, "
              "or too many streams are open",

@@ -4,7 +4,8 @@ Each line is ``{"position": N, "event": {...}}`` in the archive's one event
 schema; ``position`` is the global log position, the cursor to resume from
 (``after=N``). With ``follow=true`` the global stream stays open and tails the
 log as events are appended; an idle stream sends an empty line every
-``[api] follow_heartbeat`` seconds, which is how a closed client is noticed.
+``[api] follow_heartbeat`` seconds, which is how a closed client is noticed where the server does not see
+it at once (waitress, serving `up` and `serve`, does; `serve --workers`' gunicorn at the second heartbeat after).
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from .access import Caller, names_a_jid
 from .context import api, caller, limited_stream, visible_room
 from .params import Params
 from .roles import Capability
+from .streams import FOLLOW_POLL_SECONDS
 
 bp = Blueprint("replay", __name__)
 
 CHUNK_BYTES = 64 * 1024
-POLL_SECONDS = 0.2
 NDJSON = "application/x-ndjson"
 FLUSH = b""
 HEARTBEAT = b"\n"
@@ -100,7 +101,10 @@ def log_events() -> Response:
     if not follow:
         records = (r for r in context.store.read_log(after) if seen(r.event.room))
         return limited_stream(who, _stream(ndjson_line(r, who) for r in _take(records, limit)))
-    alive = lambda: not context.stopping.is_set() and context.authorizer.still_valid(who)  # noqa: E731
+    # waitress tells whether the client closed its connection (``query_api.server``); gunicorn's workers do not,
+    # and their streams end at the second heartbeat written after the close.
+    gone = request.environ.get("waitress.client_disconnected", lambda: False)
+    alive = lambda: not context.stopping.is_set() and not gone() and context.authorizer.still_valid(who)  # noqa: E731
     tail = follow_log(context.store, after, seen, alive, context.stopping, context.settings.follow_heartbeat)
     lines = (r if isinstance(r, bytes) else ndjson_line(r, who) for r in tail)
     return limited_stream(who, _stream(_take(lines, limit, count=lambda line: line not in (FLUSH, HEARTBEAT))))
@@ -132,7 +136,7 @@ def follow_log(
             last_sent = time.monotonic()
             yield HEARTBEAT
             yield FLUSH
-        stopping.wait(POLL_SECONDS)
+        stopping.wait(FOLLOW_POLL_SECONDS)
 
 
 def _stream(lines: Iterable[bytes]) -> Response:

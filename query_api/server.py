@@ -69,6 +69,10 @@ class ApiServer:
                 app, host=host, port=port, threads=threads, ident="chat-archive",
                 max_request_body_size=MAX_BODY_BYTES + 1, outbuf_high_watermark=OUTPUT_BUFFER_BYTES,
                 connection_limit=connection_limit,
+                # A connection stays read while its request is answered, so that a client's close is seen when it
+                # happens (``waitress.client_disconnected``): a follow stream whose client went away ends then, not
+                # at its second heartbeat after (its stream slot held meanwhile: ``query_api.streams``).
+                channel_request_lookahead=1,
             )  # fmt: skip
             self._server.channel_class = _JsonErrorChannel  # (create_server takes no channel; one socket here)
         except (OSError, ValueError) as e:

@@ -12,6 +12,7 @@ for it.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import Counter
 from collections.abc import Hashable
@@ -21,10 +22,23 @@ from .errors import ApiError
 OUTPUT_BUFFER_BYTES = 1024 * 1024
 
 
+FOLLOW_POLL_SECONDS = 0.2  # how often a follow stream looks for new events, and whether it should go on
+
+
+def unseen_end_seconds(heartbeat: float) -> int:
+    """How long a stream whose client went away may hold its slot, at most: a server sees a closed connection when
+    writing to it fails, which is the second write after the close (the first one only makes the peer answer
+    with a reset). An idle follow stream writes every ``heartbeat`` seconds, and looks every
+    ``FOLLOW_POLL_SECONDS`` whether waitress saw the client's end sooner (``query_api.replay``). A stream that
+    is sending is past its second write at once."""
+    return max(1, math.ceil(2 * heartbeat + FOLLOW_POLL_SECONDS))
+
+
 class StreamSlots:
-    def __init__(self, total: int, per_client: int):
+    def __init__(self, total: int, per_client: int, unseen_seconds: int = 1):
         self.total = max(1, total)
         self.per_client = max(1, per_client)
+        self.unseen_seconds = unseen_seconds  # ``unseen_end_seconds``: what the 429 says a client may wait for
         self._open: Counter[Hashable] = Counter()
         self._lock = threading.Lock()
 
@@ -32,10 +46,13 @@ class StreamSlots:
         """Take a slot for ``client``, or raise the 429/503 that says why there is none."""
         with self._lock:
             if self._open[client] >= self.per_client:
+                # Counted until the server sees a stream's end: a client killed mid-stream still counts a while.
+                wait = self.unseen_seconds
                 raise ApiError(
                     429, "too_many_streams",
-                    f"this client already has {self.per_client} streams open; close one first",
-                    headers={"Retry-After": "10"},
+                    f"this client already has {self.per_client} streams open or closed in the last {wait} s without "
+                    f"their end being seen; retry after {wait} s, or close one first",
+                    headers={"Retry-After": str(wait)},
                 )  # fmt: skip
             if sum(self._open.values()) >= self.total:
                 raise ApiError(

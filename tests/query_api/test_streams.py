@@ -37,8 +37,8 @@ def served(tmp_path_factory):
 
 
 def fresh_token(served, role: Role = Role.COMPLIANCE, rooms=()) -> str:
-    """A token of the test's own: a follow stream whose client went away holds its slot until
-    the next heartbeat shows the server that (30 s here), so tests do not share stream slots."""
+    """A token of the test's own, so tests do not share stream slots (a stream whose client went away holds
+    its slot until the server sees that, and streams of a client that stops reading until it is cut off)."""
     tokens = open_tokens(served.config)
     try:
         return tokens.create(role, rooms)[0]
@@ -107,6 +107,25 @@ def test_one_client_has_a_few_streams_at_most(served):
         status, _, body = served.request("GET", path, token=analyst)
         assert status == 429, body
         assert served.request("GET", "/api/v1/rooms", token=analyst)[0] == 200
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_follow_stream_whose_client_went_away_frees_its_slot_at_once_and_the_429_says_what_it_counts(served):
+    """New-user walk, MEDIUM 9: follow streams whose clients were killed kept their token out of replays for
+    two or three heartbeats (30 s here), answered "already has 2 streams open" though none was."""
+    path = "/api/v1/events?follow=true&after=999999999"
+    token = fresh_token(served)
+    first, second = connect(served, path, token), connect(served, path, token)
+    try:
+        assert first.getresponse().status == 200 and second.getresponse().status == 200
+        status, headers, body = served.request("GET", "/api/v1/events?limit=1", token=token)
+        # Heartbeat 30 s: a closed client's end is seen at the latest at its stream's second heartbeat.
+        assert status == 429 and headers["Retry-After"] == "61", body
+        assert b"2 streams open or closed in the last 61 s without their end being seen; retry after 61 s" in body
+        first.close()  # the client goes away mid-stream, between heartbeats
+        assert wait_for(lambda: served.request("GET", "/api/v1/events?limit=1", token=token)[0] == 200, 5)
     finally:
         first.close()
         second.close()

@@ -192,16 +192,22 @@ def later_change(change, zone: ZoneInfo = UTC) -> str:
     return f"{change.what} later, at {zoned_time(change.at, zone)}{captured(change.capture, ', {}')}"
 
 
+# How an occupant stopped being in the room (``archive.events.LeaveReason``), after the nick.
+_LEFT = {"left": "left", "kicked": "was kicked", "banned": "was banned", "removed": "was removed",
+         "room_destroyed": "left as the room was destroyed", "shutdown": "left as the service shut down",
+         "lost_sight": "was lost sight of"}
+
+
 def describe(line) -> str:
     """The sentence for a line that is not a message."""
     kind, nick = line.kind, line.nick or "someone"
     if kind == "joined":
         return f"{nick} joined"
     if kind == "left":
-        reason = line.leave_reason or "left"
+        how = _LEFT.get(line.leave_reason or "left", f"left ({(line.leave_reason or '').replace('_', ' ')})")
         why = f": {line.reason}" if line.reason else ""
         by = f" by {line.actor}" if line.actor else ""
-        return f"{nick} left" if reason == "left" else f"{nick} was {reason.replace('_', ' ')}{by}{why}"
+        return f"{nick} {how}{by}{why}"
     if kind == "nick_changed":
         return f"{line.old_nick} is now known as {line.new_nick}"
     if kind == "subject_changed":
@@ -223,8 +229,10 @@ def _gap(line) -> str:
     every message it holds archived, how many messages were recovered, and why."""
     end = format_time(line.gap_end) if line.gap_end else "?"
     checked = "verified against the room's archive" if line.gap_verified else "not verified against the room's archive"
-    recovered = f"; {counted(line.gap_recovered, 'message')} recovered" if line.gap_recovered is not None else ""
+    recovered = f"{counted(line.gap_recovered, 'message')} recovered" if line.gap_recovered is not None else ""
     why = f": {line.reason}" if line.reason else ""
+    # The listener's explanation says what it recovered, in these words (``ingest.catchup.gap_event``): said once.
+    recovered = f"; {recovered}" if recovered and recovered not in why else ""
     return f"the archive may be missing {line.gap_kind or 'events'} until {end} ({checked}{recovered}){why}"
 
 

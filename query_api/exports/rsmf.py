@@ -129,7 +129,8 @@ def rsmf_file(room: str, held: Sequence[Held], collection_id: str) -> bytes:
     message = EmailMessage()
     # Headers are one line each (the manifest inside keeps every name exactly): a line break in a nick, or in a
     # room stored before rooms were checked, would fail the whole export, or forge a header.
-    names = [one_line(p["display"]) for p in data["participants"]]
+    # Each name once: one nick is two participants where the room gave its real JID on some lines only.
+    names = list(dict.fromkeys(one_line(p["display"]) for p in data["participants"]))
     room, collection_id = one_line(room), one_line(collection_id)
     message["From"] = f"chat-archive <chat-archive@{room.split('@')[-1]}>"
     message["To"] = room

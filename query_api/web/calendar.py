@@ -64,15 +64,16 @@ def neighbour_days(first_line: FirstLine, last_line: LastLine, day: date) -> tup
     )
 
 
-def month_of(text: str | None, day: date) -> tuple[int, int]:
-    """``YYYY-MM`` from the page's ``month`` parameter, or the day's month; bad input falls back to the day's."""
-    try:
-        year, month = (int(part) for part in (text or "").split("-"))
-        if 1 <= month <= 12 and 1 <= year <= 9999:
-            return year, month
-    except ValueError:
-        pass
-    return day.year, day.month
+def month_of(text: str | None, day: date) -> tuple[int, int] | None:
+    """(year, month) of the page's ``month`` parameter (``YYYY-MM``), the day's month if none is given; None if
+    it is no month (the page's 400, as for a day that is no day: showing another month hid the mistake)."""
+    if not text:
+        return day.year, day.month
+    parts = text.split("-")
+    if len(parts) != 2 or not all(part.isascii() and part.isdecimal() for part in parts):
+        return None
+    year, month = int(parts[0]), int(parts[1])
+    return (year, month) if 1 <= month <= 12 and 1 <= year <= 9999 else None
 
 
 def shift_month(year: int, month: int, by: int) -> tuple[int, int]:

@@ -179,7 +179,10 @@ def room(room: str):
         target = None
     audit.results(len(lines))
     prev_day, next_day = neighbour_days(*_probes(room), day)
-    year, month = month_of(request.args.get("month"), day)
+    shown_month = month_of(request.args.get("month"), day)
+    if shown_month is None:
+        raise bad_parameter("month", "is not a month: YYYY-MM, month 01 to 12, year 0001 to 9999")
+    year, month = shown_month
     chart, at_occupants, chart_partial, at_unknown = (None, [], None, None)
     if who.can(Capability.PRESENCE):
         chart, at_occupants, chart_partial, at_unknown = day_presence(room, day, at, who)

@@ -12,13 +12,14 @@ from urllib.parse import urlencode
 from flask import redirect, render_template, request, url_for
 from markupsafe import Markup
 
-from archive.errors import InvalidQueryError
+from archive.errors import InvalidQueryError, NotFoundError
+from archive.room_names import RoomNames
 from archive.times import format_time
 from projections.search.query import quoted
 
 from .. import audit
 from ..context import api
-from ..errors import bad_parameter
+from ..errors import bad_parameter, room_not_found
 from ..roles import Capability
 from ..search import run_search as run_api_search
 from .pages import bp, require
@@ -43,6 +44,8 @@ def search():
         "sort": request.args.get("sort", "relevance"),
     }
     room_choices = sorted(who.visible(api().known_rooms()))
+    for name in form["rooms"]:
+        given_room(name, room_choices)
     text = query_text(form)
     results = error = None
     page_text = request.args.get("page", "1")
@@ -99,6 +102,16 @@ def query_text(form: dict) -> str:
     if form["before"]:
         parts.append(f"before:{quoted(form['before'])}")
     return " ".join(parts)
+
+
+def given_room(name: str, visible: list[str]) -> None:
+    """A room the form's filter names, read as search's ``room:`` reads it (a JID in any case, or a bare name for
+    every room of that name), among the rooms the caller may see; none is the API's 404 (a room that does not exist
+    and one the caller may not see alike), not a page saying that no message matches."""
+    try:
+        RoomNames(visible).given(name)
+    except NotFoundError:
+        raise room_not_found(name) from None
 
 
 def run_search(who, text: str, sort: str, cursor: str | None):

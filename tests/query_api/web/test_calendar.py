@@ -57,7 +57,9 @@ def test_month_grid_weeks_start_on_monday_and_mark_active_and_current_days():
 
 def test_month_parameter_and_shifting():
     assert month_of("2023-12", date(2024, 5, 1)) == (2023, 12)
-    for bad in ("2023-13", "x", "", None, "2023-1-1"):
-        assert month_of(bad, date(2024, 5, 1)) == (2024, 5)
+    for none in ("", None):
+        assert month_of(none, date(2024, 5, 1)) == (2024, 5)
+    for bad in ("2023-13", "2023-00", "x", "2023-1-1", "0000-01", "10000-01", "-1-01", "2023-\u0661\u0662"):
+        assert month_of(bad, date(2024, 5, 1)) is None, bad  # the page's 400
     assert shift_month(2024, 1, -1) == (2023, 12) and shift_month(2024, 12, 1) == (2025, 1)
     assert shift_month(2024, 5, 0) == (2024, 5)

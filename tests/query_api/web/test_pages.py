@@ -150,7 +150,7 @@ def test_a_room_day_navigates_between_active_days_and_stops_at_the_ends(client, 
     assert re.search(r'id="prev-day" href="[^"]*day=2024-05-01"', later) and "latest day archived" in later
     april = client.get(f"/rooms/{LOBBY}?day=2024-05-01&month=2024-04").text
     assert "April 2024" in april and "(0 active days)" in april and 'href="/rooms/' in april
-    assert client.get(f"/rooms/{LOBBY}?day=2024-05-01&month=nonsense").status_code == 200
+    assert client.get(f"/rooms/{LOBBY}?day=2024-05-01&month=nonsense").status_code == 400  # as a day that is none
     assert client.get(f"/rooms/{LOBBY}?day=May").status_code == 400
     assert client.get(f"/rooms/{LOBBY}?at=soon").status_code == 400
     # Out of range, a page's 400 as any other (it was the API's JSON, naming no parameter), and '+' hinted at.

@@ -7,10 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import contextlib
+
 from eventsourcing.persistence import IntegrityError
 
 from .errors import Fenced
 from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg.errors import DuplicateObject
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
@@ -24,9 +27,8 @@ from .lease_tables import Fence, postgres_fence, refusal
 from .lease_tables import postgres_tables as lease_tables
 from .postgres_copy import copy_rows
 from .postgres_room_reads import PostgresRoomReads
-from .recorders import (
-    BEFORE_ANY_SECOND, HeadRow, StreamHead, check_copy_positions, checked_highs, lock_schema_ddl, bucket_spans,
-)
+from .recorders import BEFORE_ANY_SECOND, HeadRow, StreamHead, check_copy_positions, checked_highs, bucket_spans
+from .schema_ddl import digest, missing_columns, needed, set_up
 
 # The side index's columns, kept in the log's own rows: an event and its side data are one row, written by one
 # COPY, which the server inserts while the next rows are made. A side table of its own cost a second COPY the
@@ -45,6 +47,8 @@ LOG_ROW_TYPES = ["int8", "text", "int8", "text", "bytea", "int8", "int8", "float
 # also in ``LATE_INDEX`` at its own (second, version), so a time-ranged read merges two walks from where the
 # last page stopped, and a slot's bucket is a range of each (as on SQLite: ``archive.sqlite_recorder``).
 ORDER_INDEX = "archive_event_order"
+# The upgrades ``_set_up`` runs beside the statements (part of the set-up's digest): a changed upgrade, a new name.
+_MIGRATIONS = "merge_postgres_index drop_postgres_version_key collate-C"
 LATE_INDEX = "archive_event_late"
 # The digests stored in the slots' buckets: the buckets as three column arrays (room, first second,
 # second after the last), one range of each walk per bucket. A batch's buckets hold few rows beside its own
@@ -108,9 +112,18 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresCopiedTrails, Postgres
             "ON CONFLICT (stream) DO UPDATE SET "
             "version=EXCLUDED.version, link=EXCLUDED.link, genesis_version=EXCLUDED.genesis_version"
         ).format(self._heads)
+        self._add_side_columns = SQL(
+            "ALTER TABLE {} " + ", ".join(f"ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in SIDE_COLUMNS)
+        ).format(self._events)
+        # Made after an upgrade has filled the columns: one sort, not an entry maintained per row moved.
+        self._made_last = [
+            SQL("CREATE INDEX IF NOT EXISTS {} ON {} (originator_id, high, originator_version)")
+            .format(Identifier(ORDER_INDEX), self._events),
+            SQL("CREATE INDEX IF NOT EXISTS {} ON {} (originator_id, second, originator_version) WHERE second<high")
+            .format(Identifier(LATE_INDEX), self._events),
+        ]
         self.sql_create_statements += [
-            SQL("ALTER TABLE {} " + ", ".join(f"ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in SIDE_COLUMNS))
-            .format(self._events),
+            self._add_side_columns,
             SQL("CREATE TABLE IF NOT EXISTS {} (room text PRIMARY KEY)").format(self._rooms),
             SQL(
                 "CREATE TABLE IF NOT EXISTS {} (stream text PRIMARY KEY, version bigint NOT NULL, "
@@ -129,20 +142,36 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresCopiedTrails, Postgres
         ]
 
     def create_table(self) -> None:
-        # Processes opening one store at once would race in the library's DDL (CREATE OR
-        # REPLACE FUNCTION fails with "tuple concurrently updated"): one at a time, under
-        # an advisory lock held by a transaction kept open for the duration.
-        with self.datastore.transaction(commit=True) as curs:
-            lock_schema_ddl(curs, self.datastore.schema)
-            super().create_table()
-            merge_postgres_index(curs, self.datastore.schema, self.events_table_name)
-            drop_postgres_version_key(curs, self.datastore.schema, self.events_table_name)
-            self._collate_rooms_bytewise(curs)
-            # Made after an upgrade has filled the columns: one sort, not an entry maintained per row moved.
-            curs.execute(SQL("CREATE INDEX IF NOT EXISTS {} ON {} (originator_id, high, originator_version)")
-                         .format(Identifier(ORDER_INDEX), self._events))
-            curs.execute(SQL("CREATE INDEX IF NOT EXISTS {} ON {} (originator_id, second, originator_version) "
-                             "WHERE second<high").format(Identifier(LATE_INDEX), self._events))
+        # Opening a store whose schema is current reads one row and locks no table (``archive.schema_ddl``);
+        # processes setting one up at once take turns (CREATE OR REPLACE FUNCTION fails with "tuple concurrently
+        # updated" otherwise).
+        statements = [*self.sql_create_statements, *self._made_last]
+        mark = digest([*(s.as_string() for s in statements), _MIGRATIONS])
+        set_up(self.datastore, self.datastore.schema, f"store {self.events_table_name}", mark, self._set_up)
+        self.datastore.register_type_adapters()
+
+    def _set_up(self, curs: Any) -> None:
+        """The library's statements and ours, then the upgrades, in one transaction; a statement that would lock
+        a table to find it has nothing to do is left out (the store may be in use: ``archive.schema_ddl``)."""
+        schema = self.datastore.schema
+        for statement in self.sql_create_statements:
+            if statement is self._add_side_columns:
+                if missing := missing_columns(curs, schema, self.events_table_name, (n for n, _ in SIDE_COLUMNS)):
+                    kinds = dict(SIDE_COLUMNS)
+                    curs.execute(SQL("ALTER TABLE {} " + ", ".join(f"ADD COLUMN {n} {kinds[n]}" for n in missing))
+                                 .format(self._events))
+            elif "CREATE TYPE" in statement.as_string():
+                # No IF NOT EXISTS for types: tried in a savepoint (the library's own transaction for each).
+                with contextlib.suppress(DuplicateObject), curs.connection.transaction():
+                    curs.execute(statement, prepare=False)
+            elif needed(curs, schema, statement):
+                curs.execute(statement, prepare=False)
+        merge_postgres_index(curs, schema, self.events_table_name)
+        drop_postgres_version_key(curs, schema, self.events_table_name)
+        self._collate_rooms_bytewise(curs)
+        for statement in self._made_last:
+            if needed(curs, schema, statement):
+                curs.execute(statement)
 
     def _collate_rooms_bytewise(self, curs: Any) -> None:
         """The log's rooms compared as bytes (collation "C") in its two b-trees over (room, ...): under the
@@ -168,7 +197,7 @@ class PostgresArchiveRecorder(PostgresAuditTable, PostgresCopiedTrails, Postgres
             return []
         with self.datastore.transaction(commit=True) as curs:
             # Writers are ordered by the library's lock of the events table (readers of the log never
-            # pass over positions that commit later), taken first, as table set-up takes it, so that a
+            # pass over positions that commit later), taken first, as an upgrade at open takes it, so that a
             # store being opened cannot deadlock. Ordered writers also make the look-up of the batch's
             # slots below see every key committed before it, and none committed until this one ends
             # (``archive.idempotency``).

@@ -120,6 +120,18 @@ def _insert_columns(c: Any, into: str, columns: Sequence[Sequence]) -> None:
                   [flat[i : i + width] for i in range(rest, len(flat), width)])
 
 
+def _current(c: Any, log: str) -> bool:
+    """Whether the store is today's (nothing for ``create_table`` to upgrade), read without the write lock."""
+    c.execute("PRAGMA table_info(archive_event_index)")
+    if "high" not in {row[1] for row in c.fetchall()}:
+        return False
+    c.execute(f"PRAGMA table_info({log})")
+    if not any(row[1] == "rowid" and row[5] == 1 for row in c.fetchall()):
+        return False
+    c.execute("SELECT 1 FROM sqlite_master WHERE type='index' AND name='archive_event_late'")
+    return c.fetchone() is not None
+
+
 def _index_columns(rows: BatchRows, positions: Sequence[int], highs: dict[str, int]) -> list[Sequence]:
     """The side index's columns: each event's with the room's highest second so far and its log position."""
     rooms, seconds, versions, digests, times, links = rows.index_columns()
@@ -152,7 +164,12 @@ class SQLiteArchiveRecorder(SQLiteAuditTable, SQLiteCopiedTrails, SQLiteRoomRead
         ]
 
     def create_table(self) -> None:
-        super().create_table()
+        super().create_table()  # CREATE .. IF NOT EXISTS of what exists takes no lock
+        with self.datastore.transaction(commit=False) as c:
+            # Read first: the write lock taken at every open waited behind the listener's appends (a listener
+            # paused mid-append held up every command and worker opening the store).
+            if _current(c, self.events_table_name):
+                return
         with self.datastore.transaction(commit=True) as c:
             # The write lock before anything is read: processes opening an earlier store together (`up` starts
             # several) would otherwise all read it as earlier, and all but one fail to upgrade from a stale read.

@@ -31,7 +31,7 @@ from eventsourcing.utils import Environment
 from archive.application import StoreLocation, ensure_postgres_schema
 from archive.errors import StoreError
 from archive.postgres_copy import copy_rows
-from archive.recorders import lock_schema_ddl
+from archive.schema_ddl import digest, set_up
 from archive.sqlite_files import erase_wal_copies, new_database_pages
 from archive.store_errors import store_error
 
@@ -117,11 +117,12 @@ class PostgresViewRecorder(ViewRecorderMixin, PostgresTrackingRecorder):
         )
 
     def create_table(self) -> None:
-        # A views runner and API workers opening the views at once would race in CREATE TABLE
-        # IF NOT EXISTS (duplicate key in pg_type): one at a time, as the store's own set-up.
-        with self.datastore.transaction(commit=False) as curs:
-            lock_schema_ddl(curs, self.datastore.schema)
-            super().create_table()
+        # Views whose tables are set up already are opened reading one row, taking the schema's advisory lock
+        # only when they are not: a views runner and API workers opening them at once would race in CREATE TABLE
+        # IF NOT EXISTS (duplicate key in pg_type), one at a time, as the store's own set-up (``archive.schema_ddl``).
+        mark = digest([statement.as_string() for statement in self.sql_create_statements])
+        set_up(self.datastore, self.datastore.schema, f"views {self.tracking_table}", mark,
+               lambda _: PostgresTrackingRecorder.create_table(self))
 
     def _qualify(self, table: str) -> str:
         return f'"{self.datastore.schema}"."{table}"'

@@ -102,13 +102,19 @@ SLOTS_FILLED = (
 )
 
 
+# A store made by an earlier chat-archive has no record of its set-up (``archive.schema_ddl``): opened, it is set up.
+FORGET_SET_UP = "DROP TABLE IF EXISTS archive_schema"
+
+
 def split_postgres(conn) -> int:
     """Put a PostgreSQL store's side columns back into a side table beside its log; returns the rows written."""
+    conn.execute(FORGET_SET_UP)
     return [conn.execute(statement).rowcount for statement in SPLIT_POSTGRES][len(VERSION_KEYED_POSTGRES) + 1]
 
 
 def key_postgres_log_by_version(conn) -> None:
     """Put a PostgreSQL store's log back into its shape before layout J (keyed by (room, version))."""
+    conn.execute(FORGET_SET_UP)
     for statement in VERSION_KEYED_POSTGRES:
         conn.execute(statement)
 

@@ -100,6 +100,7 @@ def test_a_postgresql_store_of_an_earlier_version_gets_the_server_side_append_wh
     schema = StoreLocation.parse(postgres_url).schema
     with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:  # as a store of an earlier version
         conn.execute(f'DROP FUNCTION "{schema}".archive_audit_chain')
+        conn.execute(f'DROP TABLE "{schema}".archive_schema')  # an earlier version's store has no record of set-up
         conn.execute(f'CREATE FUNCTION "{schema}".archive_audit_append(bytea[], double precision[], bytea) '
                      "RETURNS void LANGUAGE sql AS 'SELECT 1'")
     with open_event_store(postgres_url) as store:

@@ -17,6 +17,7 @@ from archive.retention import purge
 from archive.settings import RetentionSettings
 from projections.message_groups import message_groups
 from tests.archive.old_schema import (
+    FORGET_SET_UP,
     downgrade, downgrade_log_to_undeclared_rowid, downgrade_to_ordered, downgrade_to_slots, key_postgres_log_by_version,
     split_postgres,
 )
@@ -224,6 +225,7 @@ def test_a_postgres_log_with_rooms_in_the_database_collation_has_them_compared_a
     with psycopg.connect(host=location.host, user=location.user, dbname=location.dbname,
                          options=f"-c search_path={location.schema}") as conn:
         conn.execute('ALTER TABLE archive_store_events ALTER COLUMN originator_id TYPE text COLLATE "default"')
+        conn.execute(FORGET_SET_UP)
     assert rooms_collation(postgres_url) == "default"
     with open_event_store(postgres_url):
         assert rooms_collation(postgres_url) == "C"

@@ -105,6 +105,7 @@ def drop_notes(store_url: str) -> None:
         return
     with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
         conn.execute(f'DROP TABLE "{location.schema}".archive_lease_notes')
+        conn.execute(f'DROP TABLE "{location.schema}".archive_schema')  # nor a record of its set-up
 
 
 def test_a_store_made_before_the_notes_gets_them_when_opened(store_url):

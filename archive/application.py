@@ -143,6 +143,12 @@ def ensure_postgres_schema(location: StoreLocation) -> None:
             autocommit=True,
             connect_timeout=5,
         ) as conn:
-            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{location.schema}"')
+            # Looked up first (no DDL, nor the right to create one, once it exists); processes making it at once
+            # race in IF NOT EXISTS (a duplicate key in pg_namespace): the loser finds it made.
+            if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname=%s", (location.schema,)).fetchone() is None:
+                try:
+                    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{location.schema}"')
+                except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateSchema):
+                    pass
     except psycopg.Error as e:
         raise StoreError(f"cannot reach PostgreSQL at {location.host}:{location.port}: {e}") from e

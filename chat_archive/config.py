@@ -58,7 +58,8 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     try:
         config = msgspec.convert(data, Config, strict=False)
     except msgspec.ValidationError as e:
-        raise ConfigError(f"invalid configuration: {e} ({_source(str(e), file, environ)})") from e
+        section, key, message = _refused_setting(str(e))
+        raise ConfigError(f"invalid configuration: {message} ({_source(section, key, file, environ)})") from e
     return with_absolute_paths(config, Path.cwd())
 
 
@@ -81,13 +82,32 @@ def with_absolute_paths(config: Config, base: Path) -> Config:
     return msgspec.structs.replace(config, **changed) if changed else config
 
 
-def _source(error: str, file: Path, environ: Mapping[str, str]) -> str:
+def _refused_setting(error: str) -> tuple[str | None, str | None, str]:
+    """The section and key a validation error is about, where it says, and the error said as a reader knows the
+    file: msgspec gives a field's path (`` at `$.api.port` ``), or only its section's (a section's own check, whose
+    message names its setting as ``[api] time_zone``; an unknown key), or none (an unknown section)."""
+    unknown = re.fullmatch(r"Object contains unknown field `(\w+)`(?: - at `\$\.(\w+)`)?", error)
+    if unknown and unknown.group(2):
+        section, key = unknown.group(2), unknown.group(1)
+        return section, key, f"[{section}] {key} is no setting (see the README's settings table)"
+    if unknown:
+        return unknown.group(1), None, f"[{unknown.group(1)}] is no section (see the README's settings table)"
+    path = re.search(r"at `\$\.(\w+)(?:\.(\w+))?", error)
+    named = re.match(r"\[(\w+)\] (\w+)", error)
+    if path and path.group(2):
+        return path.group(1), path.group(2), error
+    if named:
+        return named.group(1), named.group(2), error
+    return (path.group(1) if path else None), None, error
+
+
+def _source(section: str | None, key: str | None, file: Path, environ: Mapping[str, str]) -> str:
     """Where the value an error is about came from: the variable that overrides the file, else the file (it said
     "file chat-archive.toml, or a CHAT_ARCHIVE_* variable" where there was no such file)."""
-    path = re.search(r"at `\$\.(\w+)\.(\w+)", error)
-    variable = f"{ENV_PREFIX}{path.group(1)}_{path.group(2)}".upper() if path else None
-    if variable in environ:
-        return f"from the environment variable {variable}"
+    if section is not None and key is not None:
+        variable = f"{ENV_PREFIX}{section}_{key}".upper()
+        if variable in environ:
+            return f"from the environment variable {variable}"
     return f"in {file}" if file.is_file() else f"from a {ENV_PREFIX}* variable"
 
 

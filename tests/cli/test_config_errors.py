@@ -60,3 +60,29 @@ def test_a_store_that_cannot_be_reached_is_one_line_and_exit_1(tmp_path):
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert "cannot reach PostgreSQL at 127.0.0.1:1" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize(("settings", "environ", "complaint"), [
+    ("[api]\nbogus = 1\n", {}, "[api] bogus"),
+    ("[xmpp]\nbogus = 1\n", {}, "[xmpp] bogus"),
+    ("[retention]\nbogus = 1\n", {}, "[retention] bogus"),
+    ("[bogus]\nx = 1\n", {}, "[bogus]"),
+    ('[api]\ntime_zone = "Mars/Base"\n', {}, "Mars/Base"),
+    ('[api]\npublic_rooms = ["lobby"]\n', {}, "'lobby'"),
+    ("", {"CHAT_ARCHIVE_API_TIME_ZONE": "Mars/Base"}, "environment variable CHAT_ARCHIVE_API_TIME_ZONE"),
+])  # fmt: skip
+def test_a_setting_refused_with_no_field_path_is_one_line_naming_where_it_came_from(tmp_path, settings, environ, complaint):
+    """An error msgspec gives without a field's path (an unknown key or section, a section's own check) went through
+    ``None in os.environ``: a traceback ending "TypeError: str expected, not NoneType", exit 1. The real process's
+    environment, as a newcomer's shell has it: a mapping given to ``load_config`` hid it."""
+    config = tmp_path / "chat-archive.toml"
+    config.write_text(settings)
+    result = subprocess.run(
+        [sys.executable, "-m", "chat_archive.cli", "--config", str(config), "status"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, env={**os.environ, **environ},
+    )  # fmt: skip
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert complaint in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    where = "environment variable" if environ else str(config)
+    assert where in result.stderr, result.stderr

@@ -20,6 +20,7 @@ from query_api.exports.manifest import verify_bundle
 from . import counted
 from ..bootstrap import open_store, open_search_index, open_views
 from ..cli_audit import audited_cli_read
+from ..output_file import replaced_whole
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +52,6 @@ def _zip_file(text: str) -> str:
 
 def run_export(args: argparse.Namespace, config) -> int:
     output = Path(args.output)
-    partial = output.with_name(output.name + ".partial")
     with open_store(config) as store, open_views(config, store) as views:
         names = RoomNames(store.rooms())
         request = ExportRequest(
@@ -69,15 +69,9 @@ def run_export(args: argparse.Namespace, config) -> int:
                 tally.results = events  # an export stopped part way read this much
                 _progress(done, total, events)
 
-            try:
-                with open(partial, "wb") as out:
-                    search = open_search_index(config) if request.query is not None else None
-                    manifest, digest = write_bundle(out, request, store, views, search, progress)
-                os.replace(partial, output)
-            except OSError as e:  # a missing directory, a directory, a full disk
-                raise ChatArchiveError(f"cannot write {output}: {e.strerror}") from e
-            finally:
-                partial.unlink(missing_ok=True)
+            with replaced_whole(output) as out:  # the previous file kept if the export fails
+                search = open_search_index(config) if request.query is not None else None
+                manifest, digest = write_bundle(out, request, store, views, search, progress)
             tally.results = manifest.counts["events"]
     counts = manifest.counts
     print(f"wrote {output}: {counted(counts['events'], 'event')} ({counted(counts['messages'], 'message')}) from "

@@ -22,6 +22,7 @@ from ..bootstrap import open_store, rebuild_projections
 from ..cli_audit import audited_cli_read
 from ..log_file import audit_line, backup_line, trailer
 from ..migration import check, copy_log, progress_file
+from ..output_file import output_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,35 +85,36 @@ def run_migrate(args: argparse.Namespace, config) -> int:
 def run_export_log(args: argparse.Namespace, config) -> int:
     """A backup (``chat_archive.log_file``): every event at its position and version, every audit trail's records
     at their numbers, then a trailer with the lines' count and SHA-256 and the chain heads."""
-    try:  # opening and closing the file too (a missing directory, a full disk at the last flush)
-        output = sys.stdout.buffer if args.file == "-" else open(args.file, "wb")
-        try:
-            digest = hashlib.sha256()
-            # Recorded around the whole file's writing, its header's and last flush's too.
-            with (open_store(config) as store, audited_cli_read(store, "export-log") as events,
-                  gzip.GzipFile(fileobj=output, mode="wb", compresslevel=6) as out):
-                for version, record in store.read_log_versions(0, page_size=5000):
-                    line = backup_line(version, record)
-                    digest.update(line)
-                    events.results += 1
-                    out.write(line)
-                heads = [head for head in store.chain_heads() if not is_audit_trail(head.stream)]
-                records = 0
-                for trail in store.audit_trails():
-                    for record in store.read_audit(trail=trail):
-                        line = audit_line(trail, record)
-                        digest.update(line)
-                        out.write(line)
-                        records += 1
-                    # The trail's head at the last record written: records appended since are not in the file.
-                    heads.append(ChainHead(trail, record.position, store.audit_link(trail, record.position).hex(), 1))
-                out.write(trailer(digest.hexdigest(), events.results + records, sorted(heads, key=lambda h: h.stream),
-                                  store.copied_checkpoints()))
-        finally:
-            if output is not sys.stdout.buffer:
-                output.close()
-    except OSError as e:
-        raise StoreError(f"cannot write {args.file}: {e.strerror}") from e
+    # The store opened first, the file then written beside its name and renamed over it once complete
+    # (``output_file``): a backup that fails leaves the previous one as it was.
+    with open_store(config) as store, audited_cli_read(store, "export-log") as events:
+        with output_file(args.file) as output:
+            records = _write_backup(store, output, events)
     print(f"exported {counted(events.results, 'event', grouped=True)} and {counted(records, 'audit record', grouped=True)} to "
           f"{args.file}", file=sys.stderr)
     return 0
+
+
+def _write_backup(store, output, events) -> int:
+    """The backup's lines into ``output``, gzip-compressed; ``events.results`` counts the events written; returns
+    how many audit records were. Recorded (``events``) around the whole file's writing, its last flush's too."""
+    digest = hashlib.sha256()
+    with gzip.GzipFile(fileobj=output, mode="wb", compresslevel=6) as out:
+        for version, record in store.read_log_versions(0, page_size=5000):
+            line = backup_line(version, record)
+            digest.update(line)
+            events.results += 1
+            out.write(line)
+        heads = [head for head in store.chain_heads() if not is_audit_trail(head.stream)]
+        records = 0
+        for trail in store.audit_trails():
+            for record in store.read_audit(trail=trail):
+                line = audit_line(trail, record)
+                digest.update(line)
+                out.write(line)
+                records += 1
+            # The trail's head at the last record written: records appended since are not in the file.
+            heads.append(ChainHead(trail, record.position, store.audit_link(trail, record.position).hex(), 1))
+        out.write(trailer(digest.hexdigest(), events.results + records, sorted(heads, key=lambda h: h.stream),
+                          store.copied_checkpoints()))
+    return records

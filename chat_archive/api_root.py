@@ -17,18 +17,21 @@ from query_api.sessions import EndedSessions
 from query_api.tokens import TokenStore, open_database, open_token_store
 from query_api.workers import serve_workers
 
-from .bootstrap import open_search_index, open_store, open_views
+from .bootstrap import archive_must_exist, open_search_index, open_store, open_views
 from .config import Config
 from .process import Periodic
 
 
 def open_tokens(config: Config) -> TokenStore:
-    """The API token store, inside the event store's database."""
+    """The API token store, inside the event store's database, which must be there (``archive_must_exist``): a
+    token made in an archive made for it, from another directory, opens nothing of the real one."""
+    archive_must_exist(config)
     return open_token_store(config.store.url, cache_seconds=config.api.token_cache_seconds)
 
 
 def open_key_store(config: Config) -> KeyStore:
-    """The server's signing keys, inside the event store's database (`chat-archive keys`)."""
+    """The server's signing keys, inside the event store's database (`chat-archive keys`), which must be there."""
+    archive_must_exist(config)
     return KeyStore(open_database(config.store.url))
 
 

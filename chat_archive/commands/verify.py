@@ -97,17 +97,11 @@ def not_checkpointed_yet(report: IntegrityReport) -> str:
 
 
 def run_completeness(args: argparse.Namespace, config) -> int:
-    xmpp = config.xmpp if config.xmpp.jid else running_server(config)
-    if xmpp is None:
-        raise ConfigError(
-            "[xmpp] jid is empty: verify checks against the XMPP server the listener archives "
-            "(configure [xmpp], or run it beside a running `up --demo` of this store)"
-        )
-    if not config.xmpp.jid:
-        print(f"chat-archive verify: checking against the running demo's server, {xmpp.host}:{xmpp.port}", file=sys.stderr)
+    # What was asked is checked first (the time, the store, the room), the server then found and named.
     since = parse_time(args.since) if args.since else None
     with open_store(config) as store:
         rooms = store.rooms() if args.room is None else [RoomNames(store.rooms()).one(args.room)]
+        xmpp = _server(config)
         reports = verify(xmpp, store, rooms, since=since, repair=args.repair)
         audit_cli_read(store, "verify" + (" --repair" if args.repair else ""), rooms=tuple(rooms), range_from=since,
                        results=sum(r.archived for r in reports))
@@ -119,6 +113,19 @@ def run_completeness(args: argparse.Namespace, config) -> int:
             print(*describe_room(report), sep="\n")
         print(f"{counted(len(reports), 'room')} checked; {counted(missing, 'message')} missing" + ("" if missing else ": complete"))
     return 0 if missing == 0 else 1
+
+
+def _server(config):
+    """The ``[xmpp]`` server to check against: the configured one, else the running demo's of this store."""
+    xmpp = config.xmpp if config.xmpp.jid else running_server(config)
+    if xmpp is None:
+        raise ConfigError(
+            "[xmpp] jid is empty: verify checks against the XMPP server the listener archives "
+            "(configure [xmpp], or run it beside a running `up --demo` of this store)"
+        )
+    if not config.xmpp.jid:
+        print(f"chat-archive verify: checking against the running demo's server, {xmpp.host}:{xmpp.port}", file=sys.stderr)
+    return xmpp
 
 
 def describe_room(report: RoomReport) -> list[str]:

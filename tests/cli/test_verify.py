@@ -10,9 +10,14 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from archive import events as ev
 from archive.application import open_event_store
 from archive.times import utcnow
+from chat_archive.config import load_config
+from chat_archive.demo_guide import publish_server
+from ingest.settings import XmppSettings
 from ingest.verify import SETTLE
 from tests.ingest.helpers import archived_stanza_ids, delete_behind_its_back, running_listener, wait_for_event, wait_joined, write_config
 from tests.factories import message
@@ -74,9 +79,30 @@ def test_verify_passes_on_a_complete_archive_fails_on_a_deleted_message_and_repa
 
 
 def test_verify_without_a_configured_server_says_so(tmp_path):
+    with open_event_store(f"sqlite:///{tmp_path}/e.sqlite") as store:
+        store.append([message(0, "hello")])
     result = subprocess.run([CLI, "verify"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                             env={"PATH": "/usr/bin:/bin", "CHAT_ARCHIVE_STORE_URL": f"sqlite:///{tmp_path}/e.sqlite"})
     assert result.returncode == 2 and "[xmpp] jid is empty" in result.stderr
+
+
+@pytest.mark.parametrize(("asked", "status", "complaint"), [
+    (["--room", "nosuch"], 1, "no archived room 'nosuch'"),
+    (["--since", "garbage"], 2, "garbage"),
+])  # fmt: skip
+def test_verify_refuses_what_it_was_asked_before_naming_the_server(tmp_path, asked, status, complaint):
+    """Beside a running demo, `verify --room nosuch` first said "checking against the running demo's server ..."."""
+    store_url = f"sqlite:///{tmp_path}/data/events.sqlite"
+    with open_event_store(store_url) as store:
+        store.append([message(0, "hello")])
+    config = tmp_path / "c.toml"
+    config.write_text(f'[store]\nurl = "{store_url}"\n')
+    demo = XmppSettings(jid="archiver@localhost", password="pw", host="127.0.0.1", port=1, tls=False)
+    publish_server(load_config(config, environ={}), demo)  # by this process, which runs: a demo running
+    result = subprocess.run([CLI, "--config", str(config), "verify", *asked], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert result.returncode == status and complaint in result.stderr, result.stderr
+    assert "checking against" not in result.stderr and len(result.stderr.splitlines()) == 1
 
 
 def test_verify_names_a_room_as_it_is_archived(prosody, people, tmp_path):

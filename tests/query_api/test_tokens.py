@@ -11,7 +11,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from archive.application import StoreLocation
+from archive.application import StoreLocation, open_event_store
 from archive.errors import ConfigError, NotFoundError
 from archive.times import utcnow
 from chat_archive.cli import main
@@ -66,9 +66,16 @@ def test_lookup_cache_delays_revocation_only_as_configured(seeded_url):
     assert other_process.lookup(token) is None
 
 
-def test_token_commands(tmp_path, capsys):
+def archive_config(tmp_path):
+    """A config file naming an archive, which is there: `token` commands make none (tests/cli/test_no_archive_made)."""
     config = tmp_path / "chat-archive.toml"
     config.write_text(f'[store]\nurl = "sqlite:///{tmp_path}/events.sqlite"\n')
+    open_event_store(f"sqlite:///{tmp_path}/events.sqlite").close()
+    return config
+
+
+def test_token_commands(tmp_path, capsys):
+    config = archive_config(tmp_path)
     assert main(["--config", str(config), "token", "create", "--role", "site", "--rooms", "a@x", "b@x", "--label", "intranet"]) == 0
     token = capsys.readouterr().out.strip()
     assert token.startswith("cat_")
@@ -124,8 +131,7 @@ def test_a_token_table_from_before_expiry_gains_the_columns(tmp_path):
 
 
 def test_token_commands_with_expiry_and_last_use(tmp_path, capsys):
-    config = tmp_path / "chat-archive.toml"
-    config.write_text(f'[store]\nurl = "sqlite:///{tmp_path}/events.sqlite"\n')
+    config = archive_config(tmp_path)
     assert main(["--config", str(config), "token", "create", "--role", "compliance", "--expires", "30d"]) == 0
     token = capsys.readouterr().out.strip()
     assert main(["--config", str(config), "token", "list"]) == 0
@@ -155,8 +161,7 @@ def test_a_session_naming_an_expired_token_by_id_is_refused(sqlite_url):
 def test_token_list_shows_hostile_labels_and_rooms_escaped_on_one_line(tmp_path, capsys):
     """A label or room grant went to the operator's terminal as given: a line break forged a token line of its
     own in the listing, a terminal escape reached the terminal."""
-    config = tmp_path / "chat-archive.toml"
-    config.write_text(f'[store]\nurl = "sqlite:///{tmp_path}/events.sqlite"\n')
+    config = archive_config(tmp_path)
     assert main(["--config", str(config), "token", "create", "--role", "site", "--rooms", "a@x",
                  "--label", "ops\x1b[2J\u202e"]) == 0
     capsys.readouterr()
@@ -171,8 +176,7 @@ def test_token_list_shows_hostile_labels_and_rooms_escaped_on_one_line(tmp_path,
 def test_token_create_refuses_a_grant_that_can_name_no_room(tmp_path, capsys):
     """Grants are matched as room JIDs (in any case), or as globs written '*@service' or 'glob:PATTERN': a grant
     of another form ('lobby', a JID with a resource, 'glob:' and nothing) was stored and matched no room, silently."""
-    config = tmp_path / "chat-archive.toml"
-    config.write_text(f'[store]\nurl = "sqlite:///{tmp_path}/events.sqlite"\n')
+    config = archive_config(tmp_path)
     create = ["--config", str(config), "token", "create", "--role", "site", "--rooms", "a@x"]
     for grant in ("lobby", "lobby@x/phone", "https://x/lobby@x", "glob:", "glob:lobby*", "a@x\nb@x", " a@x"):
         assert main([*create, grant]) == 2, grant

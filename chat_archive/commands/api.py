@@ -85,8 +85,10 @@ def expiry(text: str) -> datetime:
     """An argparse type: ``30d`` (from now) or an ISO 8601 time; a duration needs no sign."""
     try:
         return parse_time(f"+{text}" if text[:1].isdigit() and not text[-1:].isdigit() else text)
-    except (InvalidQueryError, OverflowError) as e:  # OverflowError: past datetime's years (99999999999d)
-        raise argparse.ArgumentTypeError(f"{e}; or a duration such as 30d, 12h, 2w") from None
+    except (InvalidQueryError, OverflowError):  # OverflowError: past datetime's years (99999999999d)
+        # Said of what was typed (not of the "+5x" made of "5x"), and of what an expiry may be (not "-7d").
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time: a duration such as 30d, 12h, 2w (from now), or a "
+                                         "UTC time such as 2025-01-31") from None
 
 
 def list_tokens(args: argparse.Namespace, config) -> int:

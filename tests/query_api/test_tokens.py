@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import sqlite3
 import time
 
 from datetime import timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -17,6 +20,8 @@ from archive.times import utcnow
 from chat_archive.cli import main
 from query_api.roles import Role
 from query_api.tokens import hash_token, open_token_store
+
+CLI = str(Path(sys.executable).with_name("chat-archive"))
 
 
 @pytest.fixture
@@ -183,3 +188,13 @@ def test_token_create_refuses_a_grant_that_can_name_no_room(tmp_path, capsys):
         captured = capsys.readouterr()
         assert not captured.out and "--rooms" in captured.err and "not a room's JID" in captured.err
     assert main([*create, "Lobby@X", "*@conference.x", "glob:team-?@conference.x"]) == 0
+
+
+@pytest.mark.parametrize("given", ["5x", "soon", "2025-13-01"])
+def test_a_bad_expiry_is_quoted_as_typed(tmp_path, given):
+    """`--expires 5x` said "'+5x' is not a time": the sign the command adds to a duration, not what was typed."""
+    result = subprocess.run([CLI, "token", "create", "--role", "compliance", "--expires", given], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert f"'{given}' is not a time" in result.stderr and "'+" not in result.stderr, result.stderr
+    assert "duration such as 30d" in result.stderr

@@ -19,7 +19,7 @@ from archive import chain
 from archive.codec import to_msgpack
 from archive.errors import ChatArchiveError, EventDecodeError, StoreError
 from archive.events import (
-    ChainHead, ContentRead, Event, EventsPurged, Recorded, copied_trail, is_audit_trail, misplaced,
+    ChainCheckpoint, ChainHead, ContentRead, Event, EventsPurged, Recorded, copied_trail, is_audit_trail, misplaced,
 )
 from archive.records import COPIED
 from archive.room_names import RoomNames
@@ -125,15 +125,66 @@ def import_events(args: argparse.Namespace, config) -> int:
     with open_store(config, create=True) as store:
         if backup:
             return _restore(store, opener, survey, log)
-        names = RoomNames(store.rooms())
         with opener() as raw:
-            entries = LogFile(raw, source).entries()
-            new = seen = 0
-            while batch := [_as_archived(e.event, names) for e in itertools.islice(entries, MAX_BATCH)]:
-                stored = len(store.append(batch))
-                new, seen = new + stored, seen + len(batch) - stored
-    print(f"imported {counted(new, 'new event')} from {source} ({seen} already archived)")
+            imported = _NewEvents(store)
+            for entry in LogFile(raw, source).entries():
+                imported.add(entry.event)
+            imported.flush()
+    print(f"imported {counted(imported.new, 'new event')} from {source} ({imported.seen} already archived)"
+          f"{imported.checkpoints_said()}")
     return 0
+
+
+class _NewEvents:
+    """Lines of new events (not a backup) into the store, in batches, each event in its room as archived. A
+    checkpoint of the store the lines came from vouches for that store's chains: its audit trail's, which the lines
+    do not hold, and its rooms' versions and links, which the events take afresh here. Imported whole, `verify
+    --integrity` took it for this store's own and reported those chains broken. Its heads that hold here are kept
+    (``heads_holding``: a whole log moved into an empty store, or a backup written before backups held versions,
+    keeps its checkpoints); one with none left is left out, as is every one after an event archived before (an
+    import repeated: none is written twice)."""
+
+    def __init__(self, store: EventStore):
+        self.store, self.names = store, RoomNames(store.rooms())
+        self.new = self.seen = self.trimmed = self.left_out = 0
+        self.batch: list[Event] = []
+
+    def add(self, event: Event) -> None:
+        if type(event) is ChainCheckpoint:
+            return self._checkpoint(event)
+        self.batch.append(_as_archived(event, self.names))
+        if len(self.batch) >= MAX_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        stored = len(self.store.append(self.batch)) if self.batch else 0
+        self.new, self.seen, self.batch = self.new + stored, self.seen + len(self.batch) - stored, []
+
+    def _checkpoint(self, checkpoint: ChainCheckpoint) -> None:
+        self.flush()  # the events before it in the log are what it covers
+        kept = heads_holding(checkpoint.heads, self.store.chain_heads()) if not self.seen else ()
+        if not kept:
+            self.left_out += 1
+            return
+        self.trimmed += len(kept) < len(checkpoint.heads)
+        self.batch.append(msgspec.structs.replace(checkpoint, heads=kept))
+        self.flush()
+
+    def checkpoints_said(self) -> str:
+        said = []
+        if self.trimmed:
+            said.append(f"{counted(self.trimmed, 'checkpoint')} kept for the chains that hold here only")
+        if self.left_out:
+            said.append(f"{counted(self.left_out, 'checkpoint')} left out")
+        return (f"; of the checkpoints of the store the lines came from, {' and '.join(said)}: they vouch for that "
+                "store's chains (its audit trail, its rooms' versions), not this one's") if said else ""
+
+
+def heads_holding(named: tuple[ChainHead, ...], here: list[ChainHead]) -> tuple[ChainHead, ...]:
+    """The heads a checkpoint of another store names that this store's chains have as they are now: the same stream
+    at the same version with the same link. An audit trail's never (a log holds none of its records)."""
+    current = set(here)
+    return tuple(head for head in named if not is_audit_trail(head.stream) and head in current)
 
 
 def _as_archived(event: Event, names: RoomNames) -> Event:

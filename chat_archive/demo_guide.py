@@ -24,10 +24,10 @@ TOKEN_LIFETIME = timedelta(days=30)
 
 def token_file(config) -> Path:
     """Where the demo keeps its sign-in token: beside a SQLite store, else in ./data."""
-    return _data_directory(config) / TOKEN_FILE
+    return data_directory(config) / TOKEN_FILE
 
 
-def _data_directory(config) -> Path:
+def data_directory(config) -> Path:
     location = StoreLocation.parse(config.store.url)
     return location.path.parent if location.kind == "sqlite" else Path("data")
 
@@ -41,7 +41,7 @@ def publish_server(config, xmpp: XmppSettings) -> Path:
     """Record the running demo's server settings beside its token: its port and the listener's
     password are new on every run, so another shell could not reach it otherwise. Owner-only,
     like the token; ``running_server`` ignores it once this process has ended."""
-    path = _data_directory(config) / SERVER_FILE
+    path = data_directory(config) / SERVER_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)
@@ -51,13 +51,20 @@ def publish_server(config, xmpp: XmppSettings) -> Path:
 
 
 def withdraw_server(config) -> None:
-    (_data_directory(config) / SERVER_FILE).unlink(missing_ok=True)
+    """Remove the server file this process published, never another's (another `up` of this store running)."""
+    path = data_directory(config) / SERVER_FILE
+    try:
+        published = msgspec.json.decode(path.read_bytes(), type=_RunningServer)
+    except (OSError, msgspec.DecodeError):
+        return
+    if published.pid == os.getpid():
+        path.unlink(missing_ok=True)
 
 
 def running_server(config) -> XmppSettings | None:
     """The ``[xmpp]`` settings of the demo `up --demo` runs for this store now, if one does."""
     try:
-        running = msgspec.json.decode((_data_directory(config) / SERVER_FILE).read_bytes(), type=_RunningServer)
+        running = msgspec.json.decode((data_directory(config) / SERVER_FILE).read_bytes(), type=_RunningServer)
     except (OSError, msgspec.DecodeError):
         return None
     return running.xmpp if process_alive(running.pid) else None  # else left by a demo killed outright

@@ -23,6 +23,7 @@ from ..bootstrap import (
 )
 from ..demo_guide import demo_hints, print_guide, publish_server, withdraw_server
 from ..purges import start_purges
+from ..running_here import only_up_here
 from ..process import configure_logging, port_number, stopped_by_signals
 
 log = logging.getLogger("chat_archive.up")
@@ -44,6 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_everything(args: argparse.Namespace, config) -> int:
     configure_logging()
+    # Refused before anything starts (a demo's Prosody) or any file is written (the demo's server file).
+    with only_up_here(config) as record_url:
+        return _run_everything(args, config, record_url)
+
+
+def _run_everything(args: argparse.Namespace, config, record_url) -> int:
     demo = None
     xmpp = config.xmpp
     if args.demo:
@@ -59,7 +66,7 @@ def run_everything(args: argparse.Namespace, config) -> int:
         publish_server(config, xmpp)
     try:
         with stopped_by_signals(threading.Event()) as shutdown, open_store(config, create=True) as store:
-            running = RunningParts(config, store, xmpp, args, demo)
+            running = RunningParts(config, store, xmpp, args, demo, on_serving=record_url)
             failures = running.wait(shutdown)
     finally:
         if demo is not None:
@@ -76,7 +83,7 @@ class RunningParts:
     stop, so their final commits include the listener's last events.
     """
 
-    def __init__(self, config, store, xmpp, args, demo=None):
+    def __init__(self, config, store, xmpp, args, demo=None, on_serving=lambda url: None):
         self.listener_stop = threading.Event()
         self.stop = threading.Event()  # projections, indexer, API; a failing part sets it too
         self.listener = None
@@ -100,6 +107,7 @@ class RunningParts:
         except BaseException:
             self._stop_all()
             raise
+        on_serving(server.url)
         print(f"chat-archive up: API and web pages on {server.url}/", flush=True)
         if demo is not None:
             tokens = open_tokens(config)

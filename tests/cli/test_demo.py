@@ -109,3 +109,29 @@ def test_the_demo_token_replaces_the_never_expiring_ones_earlier_demos_left(tmp_
     assert tokens.lookup(mine) is not None and tokens.lookup(token).expires_at
     assert sign_in_token(tokens, tmp_path / "data" / "demo-token") == (token, True)
     assert (tmp_path / "data" / "demo-token").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_second_up_here_is_refused_first_and_leaves_the_running_demo_alone(tmp_path):
+    """A second `./dev up` started a Prosody, then was refused by the views' lease ("another projection runner
+    ..."), and on its way out deleted the running demo's data/demo-xmpp.json: `verify` beside the demo then said
+    "[xmpp] jid is empty". It is refused before it starts anything or touches a file of the running one."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    first = start_demo(tmp_path, tmp)
+    try:
+        url = wait_for_line(first, r"on (http://\S+)/", time.monotonic() + 90).group(1)
+        published = (tmp_path / "data" / "demo-xmpp.json").read_bytes()
+        demos = sorted(tmp.glob(DIRECTORY_PREFIX + "*"))
+        second = subprocess.run([CLI, "up", "--demo", "--port", "0"], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=60, env={**os.environ, "TMPDIR": str(tmp)})  # fmt: skip
+        assert second.returncode == 1, second.stderr
+        assert f"chat-archive up is already running here (pid {first.pid}, {url})" in second.stderr, second.stderr
+        assert "Traceback" not in second.stderr and "Prosody" not in second.stderr
+        assert sorted(tmp.glob(DIRECTORY_PREFIX + "*")) == demos  # no server of its own started
+        assert (tmp_path / "data" / "demo-xmpp.json").read_bytes() == published
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(30) == 0
+        remove_left_behind(tmp)
+    assert not (tmp_path / "data" / "demo-xmpp.json").exists()  # its own, withdrawn by the run that wrote it

@@ -183,21 +183,28 @@ def read_status(path: Path) -> ListenerStatus | None:
         raise ChatArchiveError(f"listener status {path} is not valid: {e}") from e
 
 
-def describe(status: ListenerStatus | None) -> list[str]:
-    """Human-readable lines for ``chat-archive status``."""
+def describe(status: ListenerStatus | None, liveness: Liveness | None = None) -> list[str]:
+    """Human-readable lines for ``chat-archive status``. A listener gone (stopped, or dead by ``liveness``) is said
+    so, and what its last status held (its rooms, its queue) is said as of when it was written: a stopped or killed
+    listener is connected to nothing and watches no room now."""
     if status is None:
         return ["listener: no status written yet (not started with this config?)"]
 
     def when(moment: datetime | None) -> str:
         return format_time(moment) if moment else "never"
 
-    state = "stopped" if status.stopped else ("connected" if status.connected else "disconnected")
+    gone = status.stopped or (liveness is not None and liveness.state == "dead")
+    state = ("stopped" if status.stopped else "dead" if gone else "connected" if status.connected else "disconnected")
+    as_of = f" as of {when(status.updated_at)}" if gone else ""
+    was_connected = f" (connected since {when(status.connected_since)}{as_of})" if gone and status.connected else ""
     lines = [
         f"listener: {status.jid} (pid {status.pid}) {state}, status updated {when(status.updated_at)}",
-        f"write queue: {status.write_queue} events" + (" (reading from the server paused)" if status.input_paused else ""),
-        f"connected since: {when(status.connected_since) if status.connected else '-'}",
+        f"write queue{as_of}: {status.write_queue} events"
+        + (" (reading from the server paused)" if status.input_paused else ""),
+        f"connected since: {when(status.connected_since) if status.connected and not gone else '-'}{was_connected}",
         f"last event: {when(status.last_event_at)}; events written: {status.events_written}",
-        f"rooms joined ({len(status.rooms_joined)}): {', '.join(status.rooms_joined) or '-'}",
+        f"rooms joined{as_of} ({len(status.rooms_joined)}): {', '.join(status.rooms_joined) or '-'}"
+        + ("; none watched since" if gone and status.rooms_joined else ""),
     ]
     for room, since in sorted(status.rooms_away.items()):
         lines.append(f"room not watched since {when(since)}: {room} (the gap is recorded when it is joined again)")

@@ -45,7 +45,7 @@ def print_status(args: argparse.Namespace, config) -> int:
         print(f"projection {p.name:<12} position {p.position:>10}  lag {p.lag:>8}" + (f"  ({p.problem})" if p.problem else ""))
         if p.rebuilding:
             print(f"  {p.rebuilding}")
-    for line in describe(listener):
+    for line in describe(listener, liveness):
         print(line)
     if liveness is not None:
         print(f"listener state: {liveness.state}")

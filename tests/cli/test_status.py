@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from archive.application import open_event_store
+from archive.times import format_time
 from tests.factories import message
 
 CLI = str(Path(sys.executable).with_name("chat-archive"))
@@ -105,3 +106,35 @@ def test_a_listener_note_this_version_cannot_read_is_no_status_not_a_crash(tmp_p
     assert text.returncode == 1, text.stderr
     assert "listener state: not-started" in text.stdout
     assert "the listener status in the store is not valid" in text.stdout, text.stdout
+
+
+def test_status_of_a_listener_gone_says_its_rooms_and_connection_as_of_when(tmp_path):
+    """A listener stopped still showed "rooms joined (3)", and one killed outright "listener: ... connected" above
+    "listener state: dead": what its last status said, as if it held now."""
+    from datetime import timedelta
+
+    from archive.times import utcnow
+    from ingest.status import ListenerStatus, write_status
+
+    url = f"sqlite:///{tmp_path}/events.sqlite"
+    with open_event_store(url) as store:
+        store.append([message(0)])
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    then = utcnow() - timedelta(minutes=5)
+    rooms = [f"{name}@conference.localhost" for name in ("lobby", "dev", "random")]
+    env = {**os.environ, "CHAT_ARCHIVE_STORE_URL": url, "CHAT_ARCHIVE_INDEX_PATH": str(tmp_path / "index"),
+           "CHAT_ARCHIVE_XMPP_JID": "archiver@localhost", "CHAT_ARCHIVE_XMPP_STATUS_FILE": str(tmp_path / "status.json")}
+    for stopped in (False, True):
+        write_status(tmp_path / "status.json", ListenerStatus(
+            jid="archiver@localhost", pid=dead.pid, host=os.uname().nodename, started_at=then, updated_at=then,
+            connected=True, connected_since=then, rooms_joined=rooms, stopped=stopped))  # fmt: skip
+        text = subprocess.run([CLI, "status"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert text.returncode == 1, text.stderr
+        state = "stopped" if stopped else "dead"
+        assert f"listener state: {state}" in text.stdout
+        [first] = [line for line in text.stdout.splitlines() if line.startswith("listener: ")]
+        assert f") {state}" in first and "connected" not in first, first
+        assert "rooms joined (3)" not in text.stdout
+        assert f"rooms joined as of {format_time(then)} (3)" in text.stdout, text.stdout
+        assert "connected since: -" in text.stdout

@@ -17,8 +17,8 @@ from archive.errors import ChatArchiveError
 
 @contextlib.contextmanager
 def output_file(path: str) -> Iterator[BinaryIO]:
-    """``path`` written whole (``replaced_whole``), or standard output for ``-`` (whose own errors, a full disk it
-    is redirected to, are also one line; a closed pipe is not an error: ``cli.main``)."""
+    """``path`` written whole (``replaced_whole``), or standard output for ``-``, whose errors are one line too: a
+    full disk it is redirected to, a reader gone (a backup cut short is a failed backup, not `| head`'s quiet end)."""
     if path != "-":
         with replaced_whole(path) as out:
             yield out
@@ -26,10 +26,8 @@ def output_file(path: str) -> Iterator[BinaryIO]:
     try:
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
-    except BrokenPipeError:
-        raise
     except OSError as e:
-        raise ChatArchiveError(f"cannot write to standard output: {e.strerror}") from e
+        raise ChatArchiveError(f"cannot write {path}: {e.strerror}") from e
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 from eventsourcing.persistence import PersistenceError, Tracking
 
-from archive.errors import ChatArchiveError
+from archive.errors import ChatArchiveError, StoreUnavailable
 from archive.store_errors import store_error
 
 from .columns import Statements
@@ -303,6 +303,8 @@ class ViewRecorderMixin:
                 c.execute(text, params)
                 return c.fetchall()
         except (PersistenceError, sqlite3.Error, psycopg.Error) as e:
+            if _is_missing_table(e):  # a rebuild swapped these tables out: read the live ones (SQLite says so too)
+                raise StoreUnavailable(f"cannot read views: {e}") from e
             raise store_error("cannot read views", e) from e
 
     @contextmanager

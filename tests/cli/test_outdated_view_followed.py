@@ -14,6 +14,7 @@ from chat_archive import bootstrap
 from chat_archive.bootstrap import projection_status, start_projections
 from chat_archive.config import load_config
 from chat_archive.views_lease import purge_lease
+from projections.follower import LogFollower
 from projections.viewdb_backends import default_views_url
 from projections.views import Views
 from query_api.web import widget_feed
@@ -115,3 +116,29 @@ def test_a_follower_goes_on_from_the_view_swapped_in_under_it_though_the_log_is_
         finally:
             stop.set()
             threads.join()
+
+
+def test_a_follower_reading_the_view_swapped_out_under_it_resumes_on_the_live_one(event_store, store_url):
+    """A rebuild swaps in between the follower's pages, before the follower is told (``replaced``): its next page
+    looks up the message a correction names in the tables the swap dropped. On PostgreSQL that was a plain
+    StoreError, which ended the follower's thread and with it `up` (listener, API and all); it is a transient
+    like SQLite's "no such table": the follower resumes from the live view's commit (reviewer)."""
+    event_store.append([make(ev.OccupantJoined, 0, nick="alice", occupant_id="a"), message(1, "one", occupant_id="a")])
+    with Views(default_views_url(store_url), event_store) as views:
+        catch_up(event_store, views, ["transcripts"])
+        follower = LogFollower(event_store, views.projections(["transcripts"])[0], commit_interval=0.1)
+        target = views.projections(["transcripts"], load=False)[0]
+        fresh = target.begin_rebuild()
+        LogFollower(event_store, fresh, commit_interval=60).catch_up()
+        target.finish_rebuild(fresh)
+        event_store.append([make(ev.MessageCorrected, 2, nick="alice", occupant_id="a", replaces_id="sid-1-alice",
+                                 body="fixed", stanza_id="c2")])
+        stop = threading.Event()
+        thread = threading.Thread(target=follower.run, args=(stop,))
+        thread.start()
+        try:
+            wait_for(lambda: bodies(views) == ["fixed"] or not thread.is_alive(), FOLLOWED_WITHIN, message="the fix")
+            assert thread.is_alive() and bodies(views) == ["fixed"]
+        finally:
+            stop.set()
+            thread.join()

@@ -40,7 +40,6 @@ from ..signing import SignatureError
 from ..transcript import transcripts
 from . import widget_feed
 from .auth import page_caller
-from .pages import error_page
 
 bp = Blueprint("widget", __name__)
 
@@ -128,10 +127,7 @@ def issue_ticket():
 @bp.get("/widget/<room>")
 def page(room: str):
     # Who views is not known here (a ticket rides in the fragment, never sent): the page serves any room address,
-    # its feed tells whether the viewer may see it, so that no one learns from the page which rooms exist. An
-    # address that names no room at all says nothing of the archive: the feed's 404.
-    if "@" not in room:
-        return error_page(room_not_found(room))
+    # its feed tells whether the viewer may see it, so that no one learns from the page which rooms exist.
     return render_template(
         "web/widget.html",
         room=room,

@@ -35,9 +35,3 @@ def test_a_search_in_a_room_nobody_archived_or_one_not_visible_says_no_such_room
     said = [re.search(r'<p class="error">(.*?)</p>', page.text).group(1) for page in (hidden, nowhere)]
     assert said[0].replace(SECRET, MISSING) == said[1], said
     assert site.get("/?q=deploy&room=secret").status_code == 404
-
-
-def test_a_widget_page_for_no_room_address_at_all_is_a_404_as_its_feed(client):
-    page, feed = client.get("/widget/nosuch"), client.get("/widget/nosuch/activity")
-    assert (page.status_code, feed.status_code) == (404, 404)
-    assert "no room &#39;nosuch&#39;" in page.text and feed.json["error"]["message"].startswith("no room 'nosuch'")

@@ -22,10 +22,12 @@ from .config import Config
 from .process import Periodic
 
 
-def open_tokens(config: Config) -> TokenStore:
+def open_tokens(config: Config, *, create: bool = False) -> TokenStore:
     """The API token store, inside the event store's database, which must be there (``archive_must_exist``): a
-    token made in an archive made for it, from another directory, opens nothing of the real one."""
-    archive_must_exist(config)
+    token made in an archive made for it, from another directory, opens nothing of the real one. ``create``: the
+    first token of a new deployment is made before its first `up` (docs/DEPLOY.md), so `token create` makes it."""
+    if not create:
+        archive_must_exist(config)
     return open_token_store(config.store.url, cache_seconds=config.api.token_cache_seconds)
 
 

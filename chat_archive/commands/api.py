@@ -10,6 +10,7 @@ import sys
 import threading
 from datetime import datetime
 
+from archive.application import StoreLocation
 from archive.errors import InvalidQueryError
 from archive.times import parse_time, utcnow
 from query_api.escaping import one_line
@@ -70,7 +71,12 @@ def serve_api(args: argparse.Namespace, config) -> int:
 
 
 def create_token(args: argparse.Namespace, config) -> int:
-    tokens = open_tokens(config)
+    location = StoreLocation.parse(config.store.url)
+    made = location.kind == "sqlite" and not location.path.exists()
+    tokens = open_tokens(config, create=True)
+    if made:  # said, so that a token made from the wrong directory is noticed (it opens nothing of the real one)
+        print(f"chat-archive token create: made a new archive at {location.path} (a new deployment's first token; "
+              "elsewhere, run where its data/ is or give --config FILE)", file=sys.stderr)
     try:
         token, info = tokens.create(Role(args.role), tuple(args.rooms), args.label, expires_at=args.expires)
     finally:

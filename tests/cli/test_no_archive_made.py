@@ -11,14 +11,15 @@ import pytest
 from chat_archive.cli import build_parser
 from tests.cli.test_events_commands import run_cli
 
-# The processes that run a deployment, and `import` (README: "Every command but ...").
-MAY_CREATE = {"up", "listen", "project", "serve", "import"}
+# The processes that run a deployment, `import`, and `token create` (a deployment's first sign-in token is made
+# before its first `up`: docs/DEPLOY.md), which says it made one.
+MAY_CREATE = {"up", "listen", "project", "serve", "import", "token create"}
 # Every other command, with the arguments it needs to get as far as the store.
 MUST_FIND = {
     "audit": [], "events": ["lobby@conference.localhost"], "log": [], "export": ["-o", "x.zip"],
     "export-log": ["backup.gz"], "migrate": ["--to", "sqlite:///elsewhere/events.sqlite"], "rebuild": ["all"],
     "purge": ["--dry-run"], "search": ["hello"], "status": [], "transcript": ["lobby@conference.localhost"],
-    "verify": [], "token create": ["--role", "compliance"], "token list": [], "token revoke": ["abc"],
+    "verify": [], "token list": [], "token revoke": ["abc"],
     "keys list": [], "keys rotate": [], "keys retire": ["abc"], "hold place": ["--case", "c1"],
     "hold release": ["abc"], "hold list": [],
 }
@@ -45,3 +46,12 @@ def test_a_command_run_where_no_archive_is_makes_none(tmp_path, command):
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert "no archive at data/events.sqlite" in result.stderr and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == [], "it made files where it ran"
+
+
+def test_the_first_token_of_a_new_deployment_makes_its_archive_and_says_so(tmp_path):
+    """docs/DEPLOY.md's first step, before the first `up`; said, so that one made from the wrong directory is seen."""
+    result = run_cli("token", "create", "--role", "compliance", store_url="sqlite:///data/events.sqlite", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.strip().startswith("cat_"), (result.stdout, result.stderr)
+    assert "made a new archive at data/events.sqlite" in result.stderr
+    again = run_cli("token", "create", "--role", "compliance", store_url="sqlite:///data/events.sqlite", cwd=tmp_path)
+    assert again.returncode == 0 and "made a new archive" not in again.stderr

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import socket
 import threading
-import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import TypeVar
@@ -15,20 +13,20 @@ from archive.application import StoreLocation, open_event_store
 from archive.errors import ChatArchiveError, ConfigError, StoreError, StoreUnavailable
 from archive.health import Backoff, Health
 from archive.integrity import Checkpoints
-from archive.lease import LeaseHeld, LeaseLost, StoreLease, holding, process_alive
+from archive.lease import LeaseHeld, LeaseLost, StoreLease, holding
 from archive.store import EventStore
-from archive.times import utcnow
 from ingest import listener_thread
-from ingest.status import ListenerStatus, Liveness, assess, last_status, read_status, status_path
+from ingest.status import status_path
 from projections.presence.logic import Gap
 from projections.rebuild import Rebuildable, RebuildReport, RebuildStopped, rebuild
 from projections.runner import ProjectionStatus, ProjectionThreads, status
 from projections.search import IndexerThread, IndexLocation, SearchIndex, SearchIndexer, SearchIndexProjection
 from projections.tables import TableProjection
 from projections.viewdb_backends import default_views_url
-from projections.views import PROJECTION_CLASSES, Heartbeat, Views
+from projections.views import PROJECTION_CLASSES, Views
 
 from .config import Config
+from .listener_status import HEARTBEAT_READ, listener_heartbeat, read_at_most_every
 from .views_lease import PURGE_LEASE_TTL, purge_lease, views_lease
 from .process import Periodic
 
@@ -168,60 +166,8 @@ def open_views(config: Config, store: EventStore | None = None) -> Views:
     """The transcript and presence views (``projections.views.Views``): queries for the API. The listener's
     heartbeat is read at most once a second (``HEARTBEAT_READ``): a store round trip, which every page of the API
     reading presence would otherwise make."""
-    heartbeat = _read_at_most_every(HEARTBEAT_READ, lambda: listener_heartbeat(config, store))
+    heartbeat = read_at_most_every(HEARTBEAT_READ, lambda: listener_heartbeat(config, store))
     return Views(views_url(config), store, heartbeat=heartbeat)
-
-
-HEARTBEAT_READ = 1.0  # seconds: the listener keeps its status in the store every few seconds anyway
-
-
-def _read_at_most_every(seconds: float, read: Callable[[], T]) -> Callable[[], T]:
-    """``read``, its value kept ``seconds`` for every thread of the process (an error is not kept)."""
-    lock, kept = threading.Lock(), []  # [when read, value]
-
-    def cached() -> T:
-        with lock:  # one read at a time: the others want the value it brings
-            if not kept or time.monotonic() - kept[0] >= seconds:
-                kept[:] = [time.monotonic(), read()]
-            return kept[1]
-
-    return cached
-
-
-def listener_heartbeat(config: Config, store: EventStore | None) -> Heartbeat | None:
-    """Until when the listener has watched the rooms and stored all it saw (None: not running), and since when
-    it has not watched each room it is away from, from its last status (``last_listener_status``; None: none).
-    A room stays away across stops until a start records its gap, so that holds while it is not running too."""
-    status = last_listener_status(config, store)
-    if status is None:
-        return None
-    running = not status.stopped and status.connected
-    return Heartbeat(status.stored_until if running else None, status.rooms_away)
-
-
-def last_listener_status(config: Config, store: EventStore | None) -> ListenerStatus | None:
-    """The listener's last status, wherever it runs: the one it keeps in the store, or its status file on this host
-    where that is the same listener's and newer (``ingest.status.latest_status``)."""
-    return _listener_status_read(config, store)[0]
-
-
-def _listener_status_read(config: Config, store: EventStore | None) -> tuple[ListenerStatus | None, str | None]:
-    """``last_listener_status``, and why the store's could not be read (one of another version: no status; logged
-    once each)."""
-    try:
-        in_file = read_status(status_path(config.xmpp))
-    except ChatArchiveError:
-        in_file = None
-    if store is None:
-        return in_file, None
-    status, unread = last_status(in_file, store)
-    if unread and unread not in _UNREAD:
-        _UNREAD.add(unread)
-        log.warning("%s: taken as no status", unread)
-    return status, unread
-
-
-_UNREAD: set[str] = set()  # the store's listener statuses this process could not read, said once each
 
 
 def start_projections(config: Config, store: EventStore, stop: threading.Event, health: Health | None = None) -> ProjectionThreads:
@@ -393,18 +339,6 @@ def start_listener(config: Config, store: EventStore, stop: threading.Event, *, 
     if not settings.jid:
         raise ConfigError("[xmpp] jid is empty: configure a server (README: Pointing at a real server) or use --demo")
     return listener_thread.start_listener(settings, store, stop, status_file=status_path(settings), health=health)
-
-
-def listener_status(config: Config, store: EventStore) -> tuple[ListenerStatus | None, Liveness | None]:
-    """The listener's last status (rooms joined and refused, connection, write queue, parts' health), wherever it
-    runs (``last_listener_status``), and whether it runs and keeps up (``ingest.status.assess``); liveness None
-    where no listener is configured."""
-    status, unread = _listener_status_read(config, store)
-    if status is None and not config.xmpp.jid:
-        return None, None
-    liveness = assess(status, utcnow(), host=socket.gethostname(), alive=process_alive)
-    liveness.problems += [unread] if unread else []
-    return status, liveness
 
 
 def incomplete_spans(config: Config, store: EventStore) -> list[Gap]:

@@ -14,7 +14,8 @@ import msgspec
 from archive.times import format_time
 from ingest.status import describe
 
-from ..bootstrap import incomplete_spans, listener_status, open_store, projection_status, search_status
+from ..bootstrap import incomplete_spans, open_store, projection_status, search_status
+from ..listener_status import listener_status
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -49,10 +49,10 @@ def stanza(xml: str) -> SimpleNamespace:
     return SimpleNamespace(xml=ET.fromstring(xml))
 
 
-def live_message(sid: str, nick: str = "bob", body: str = "live") -> SimpleNamespace:
+def live_message(sid: str, nick: str = "bob", body: str = "live", delay: str = "") -> SimpleNamespace:
     return stanza(
         f'<message xmlns="jabber:client" type="groupchat" from="{ROOM}/{nick}" id="c-{sid}">'
-        f"<body>{body}</body><stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='{sid}'/></message>"
+        f"<body>{body}</body><stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='{sid}'/>{delay}</message>"
     )
 
 
@@ -76,10 +76,7 @@ def rejoining_room(stored: list[ev.Event]):
 
 def replayed(sid: str, stamp: str, body: str = "old") -> SimpleNamespace:
     """A message of the discussion history the room replays on join (Prosody's shape)."""
-    return stanza(
-        f'<message xmlns="jabber:client" type="groupchat" from="{ROOM}/bob" id="c-{sid}"><body>{body}</body>'
-        f"<stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='{sid}'/><delay xmlns='urn:xmpp:delay' from='{ROOM}' stamp='{stamp}'/></message>"
-    )
+    return live_message(sid, body=body, delay=f"<delay xmlns='urn:xmpp:delay' from='{ROOM}' stamp='{stamp}'/>")
 
 
 def join_subject(subject: str, stamp: str) -> SimpleNamespace:

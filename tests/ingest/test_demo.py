@@ -13,7 +13,8 @@ import pytest
 from archive import events as ev
 from archive.application import open_event_store
 from archive.errors import ConfigError
-from chat_archive.bootstrap import listener_status, start_listener
+from chat_archive.bootstrap import start_listener
+from chat_archive.listener_status import listener_status
 from chat_archive.config import Config
 from chat_archive.demo import ROOMS, start_demo
 from ingest.status import describe, read_status

@@ -14,7 +14,7 @@ import msgspec
 
 from archive import events as ev
 from archive.times import utcnow
-from chat_archive.bootstrap import listener_heartbeat
+from chat_archive.listener_status import listener_heartbeat
 from chat_archive.config import Config
 from chat_archive.xmpp_users import XmppUsers
 from tests.ingest.helpers import Traffic, archived_stanza_ids, room_events, running_listener, wait_joined
